@@ -1,0 +1,151 @@
+//! Creating the CA hierarchy at `init`: a root CA, the issuing CA below it,
+//! the delegated OCSP signer and the TLS certificate of the mTLS listener.
+
+use std::net::IpAddr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyUsagePurpose, SanType,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::CaError;
+use crate::issue::{IssuingCa, Profile, ee_params, random_serial};
+use crate::keys::{KeyKind, PrivateKey};
+
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): relying parties do not check
+/// the responder certificate's own revocation.
+const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
+
+/// Lifetimes of the certificates `init` creates (DESIGN §4).
+#[derive(Debug, Clone)]
+pub struct HierarchyNames {
+    pub root_cn: String,
+    pub issuing_cn: String,
+    pub root_validity: Duration,
+    pub issuing_validity: Duration,
+    /// The OCSP signer and TLS certificates, re-issued by the service before they run out.
+    pub service_validity: Duration,
+}
+
+impl Default for HierarchyNames {
+    fn default() -> Self {
+        Self {
+            root_cn: "CONNECT Root CA".into(),
+            issuing_cn: "CONNECT Issuing CA 1".into(),
+            root_validity: Duration::days(20 * 365 + 5),
+            issuing_validity: Duration::days(10 * 365 + 2),
+            service_validity: Duration::days(397),
+        }
+    }
+}
+
+/// Every certificate and key `init` writes.
+#[derive(Debug)]
+pub struct Hierarchy {
+    pub root_der: Vec<u8>,
+    pub root_key: PrivateKey,
+    pub issuing_der: Vec<u8>,
+    pub issuing_key: PrivateKey,
+    pub ocsp_der: Vec<u8>,
+    pub ocsp_key: PrivateKey,
+    pub tls_der: Vec<u8>,
+    pub tls_key: PrivateKey,
+}
+
+impl Hierarchy {
+    /// Creates a new root (P-384), issuing CA (P-256, pathLen 0), OCSP signer
+    /// and TLS server certificate valid for `tls_names` (DNS names or IPs).
+    pub fn create(
+        profile: &Profile,
+        names: &HierarchyNames,
+        tls_names: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Self, CaError> {
+        let root_key = PrivateKey::generate(KeyKind::P384)?;
+        let root_params = ca_params(profile, &names.root_cn, BasicConstraints::Unconstrained, now, names.root_validity)?;
+        let root_der = root_params.self_signed(&root_key.0)?.der().to_vec();
+        let root_issuer = Issuer::from_params(&root_params, &root_key.0);
+
+        let issuing_key = PrivateKey::generate(KeyKind::P256)?;
+        let mut issuing_params =
+            ca_params(profile, &names.issuing_cn, BasicConstraints::Constrained(0), now, names.issuing_validity)?;
+        issuing_params.use_authority_key_identifier_extension = true;
+        let issuing_der = issuing_params.signed_by(&issuing_key.0, &root_issuer)?.der().to_vec();
+        drop(root_issuer);
+
+        let (ocsp_der, ocsp_key, tls_der, tls_key) = {
+            let ca = IssuingCa::new(issuing_der.clone(), issuing_key.clone_key()?, root_der.clone(), profile.clone())?;
+            let (ocsp_der, ocsp_key) = ocsp_signer(&ca, now, names.service_validity)?;
+            let (tls_der, tls_key) = tls_server(&ca, tls_names, now, names.service_validity)?;
+            (ocsp_der, ocsp_key, tls_der, tls_key)
+        };
+        Ok(Self { root_der, root_key, issuing_der, issuing_key, ocsp_der, ocsp_key, tls_der, tls_key })
+    }
+}
+
+/// A delegated OCSP signing certificate: EKU id-kp-OCSPSigning, ocsp-nocheck.
+pub fn ocsp_signer(ca: &IssuingCa, now: OffsetDateTime, validity: Duration) -> Result<(Vec<u8>, PrivateKey), CaError> {
+    let key = PrivateKey::generate(KeyKind::P256)?;
+    let mut params = ee_params(now, validity)?;
+    params.distinguished_name = dn(ca.profile(), "CONNECT OCSP Responder");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+    // The extension value is an ASN.1 NULL.
+    params.custom_extensions.push(CustomExtension::from_oid_content(OID_OCSP_NOCHECK, vec![0x05, 0x00]));
+    let der = ca.sign(&params, &key)?;
+    Ok((der, key))
+}
+
+/// The TLS server certificate of the mTLS listener: EKU serverAuth, SANs for
+/// each of `names` (IP addresses become iPAddress SANs).
+pub fn tls_server(
+    ca: &IssuingCa,
+    names: &[String],
+    now: OffsetDateTime,
+    validity: Duration,
+) -> Result<(Vec<u8>, PrivateKey), CaError> {
+    let key = PrivateKey::generate(KeyKind::P256)?;
+    let mut params = ee_params(now, validity)?;
+    let cn = names.first().cloned().unwrap_or_else(|| "localhost".into());
+    params.distinguished_name = dn(ca.profile(), &cn);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => n
+                .clone()
+                .try_into()
+                .map(SanType::DnsName)
+                .map_err(|e| CaError::Invalid { field: "TLS server name", why: format!("{n:?}: {e}") }),
+        })
+        .collect::<Result<_, _>>()?;
+    let der = ca.sign(&params, &key)?;
+    Ok((der, key))
+}
+
+fn dn(profile: &Profile, cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, profile.organization.clone());
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+fn ca_params(
+    profile: &Profile,
+    cn: &str,
+    constraints: BasicConstraints,
+    now: OffsetDateTime,
+    validity: Duration,
+) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(profile, cn);
+    params.serial_number = Some(random_serial()?);
+    params.not_before = now - crate::issue::BACKDATE;
+    params.not_after = now + validity;
+    params.is_ca = IsCa::Ca(constraints);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(params)
+}

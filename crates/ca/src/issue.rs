@@ -1,0 +1,244 @@
+//! Device certificate issuance under the DESIGN §4 profile.
+
+use der::Encode;
+use rcgen::{
+    CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+
+use connect_pki_domain::{DeviceId, FacilityId, Serial, UserId};
+
+use crate::error::CaError;
+use crate::keys::{KeyKind, PrivateKey};
+
+/// id-pe-authorityInfoAccess (RFC 5280 §4.2.2.1).
+const OID_AIA: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
+const OID_AD_OCSP: &str = "1.3.6.1.5.5.7.48.1";
+const OID_AD_CA_ISSUERS: &str = "1.3.6.1.5.5.7.48.2";
+
+/// How far `notBefore` is set back, so that a device whose clock runs a few
+/// minutes slow still accepts a certificate issued just now.
+pub const BACKDATE: Duration = Duration::minutes(5);
+
+/// Where relying parties find the CA, the CRL and the OCSP responder, and how
+/// long device certificates live.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    public_url: url::Url,
+    /// Lifetime of a device certificate (DESIGN §4: one year).
+    pub device_validity: Duration,
+    /// The `O=` of every subject.
+    pub organization: String,
+}
+
+impl Profile {
+    /// A profile whose URLs hang under `public_url` (`http://` or `https://`,
+    /// no query or fragment).
+    pub fn new(public_url: &str) -> Result<Self, CaError> {
+        let invalid = |why: String| CaError::Invalid { field: "public URL", why };
+        let mut url = url::Url::parse(public_url).map_err(|e| invalid(format!("{public_url:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(invalid(format!("{public_url:?} must be an http:// or https:// URL with a host")));
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(invalid(format!("{public_url:?} must not carry credentials, a query or a fragment")));
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        Ok(Self { public_url: url, device_validity: Duration::days(365), organization: "Chitose City CONNECT".into() })
+    }
+
+    /// The base URL, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        self.public_url.as_str().trim_end_matches('/')
+    }
+
+    /// The host of the public URL, for the TLS server certificate.
+    pub fn public_host(&self) -> Option<&str> {
+        self.public_url.host_str()
+    }
+
+    /// The CRL distribution point written into certificates.
+    pub fn crl_url(&self) -> String {
+        format!("{}/crl/issuing.crl", self.public_url())
+    }
+
+    /// The OCSP responder written into the AIA extension.
+    pub fn ocsp_url(&self) -> String {
+        format!("{}/ocsp", self.public_url())
+    }
+
+    /// The caIssuers URL (DER certificate of the issuing CA).
+    pub fn ca_issuers_url(&self) -> String {
+        format!("{}/ca/issuing.crt", self.public_url())
+    }
+
+    fn aia_extension(&self) -> Result<CustomExtension, CaError> {
+        let uri = |u: String| -> Result<GeneralName, CaError> {
+            let ia5 = der::asn1::Ia5String::new(&u).map_err(|e| CaError::malformed("AIA URL", e))?;
+            Ok(GeneralName::UniformResourceIdentifier(ia5))
+        };
+        let oid = |s: &str| der::asn1::ObjectIdentifier::new(s).map_err(|e| CaError::malformed("AIA OID", e));
+        let aia = AuthorityInfoAccessSyntax(vec![
+            AccessDescription { access_method: oid(OID_AD_OCSP)?, access_location: uri(self.ocsp_url())? },
+            AccessDescription { access_method: oid(OID_AD_CA_ISSUERS)?, access_location: uri(self.ca_issuers_url())? },
+        ]);
+        let der = aia.to_der().map_err(|e| CaError::malformed("AIA extension", e))?;
+        Ok(CustomExtension::from_oid_content(OID_AIA, der))
+    }
+}
+
+/// Who a device certificate is for. The SAN URI built from it is what the
+/// service reads back to identify the caller.
+#[derive(Debug, Clone)]
+pub struct DeviceSubject {
+    pub facility: FacilityId,
+    pub user: UserId,
+    pub device: DeviceId,
+    /// Shown as the subject CN, so that a person reading the certificate sees whose it is.
+    pub login_id: String,
+}
+
+impl DeviceSubject {
+    /// `urn:connect-pki:facility:{f}:user:{u}:device:{d}` (DESIGN §4).
+    pub fn san_uri(&self) -> String {
+        format!("urn:connect-pki:facility:{}:user:{}:device:{}", self.facility, self.user, self.device)
+    }
+}
+
+/// A certificate just signed.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    pub serial: Serial,
+    pub der: Vec<u8>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl IssuedCert {
+    /// The certificate as PEM.
+    pub fn pem(&self) -> String {
+        to_pem("CERTIFICATE", &self.der)
+    }
+}
+
+/// PEM text of one DER object.
+pub fn to_pem(label: &'static str, der: &[u8]) -> String {
+    // Encoding fails only for a label with invalid characters or a length
+    // beyond memory; neither can come from the fixed labels used here.
+    der::pem::encode_string(label, der::pem::LineEnding::LF, der).unwrap_or_default()
+}
+
+/// The issuing CA, loaded and ready to sign.
+pub struct IssuingCa {
+    issuer: Issuer<'static, KeyPair>,
+    cert_der: Vec<u8>,
+    root_der: Vec<u8>,
+    profile: Profile,
+}
+
+impl std::fmt::Debug for IssuingCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuingCa").field("profile", &self.profile).finish_non_exhaustive()
+    }
+}
+
+impl IssuingCa {
+    /// The issuing CA from its certificate, its key and the root above it.
+    pub fn new(cert_der: Vec<u8>, key: PrivateKey, root_der: Vec<u8>, profile: Profile) -> Result<Self, CaError> {
+        let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key.0)?;
+        Ok(Self { issuer, cert_der, root_der, profile })
+    }
+
+    /// The issuing CA certificate (DER).
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The root CA certificate (DER).
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// The profile the CA issues under.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Certifies the public key `spki_der` (from a checked CSR) for `subject`.
+    pub fn issue_device(
+        &self,
+        spki_der: &[u8],
+        subject: &DeviceSubject,
+        now: OffsetDateTime,
+    ) -> Result<IssuedCert, CaError> {
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        let params = self.device_params(subject, now)?;
+        let serial = Serial::from_bytes(params.serial_number.as_ref().map(|s| s.as_ref()).unwrap_or_default())
+            .map_err(|e| CaError::malformed("serial", e))?;
+        let cert = params.signed_by(&public_key, &self.issuer)?;
+        Ok(IssuedCert { serial, der: cert.der().to_vec(), not_before: params.not_before, not_after: params.not_after })
+    }
+
+    /// Generates a key of `kind` on the server and certifies it for `subject`.
+    pub fn issue_device_with_new_key(
+        &self,
+        kind: KeyKind,
+        subject: &DeviceSubject,
+        now: OffsetDateTime,
+    ) -> Result<(IssuedCert, PrivateKey), CaError> {
+        let key = PrivateKey::generate(kind)?;
+        let issued = self.issue_device(&key.public_key_der(), subject, now)?;
+        Ok((issued, key))
+    }
+
+    /// Signs an end-entity certificate with arbitrary parameters (used for the
+    /// service's own TLS and OCSP certificates).
+    pub(crate) fn sign(&self, params: &CertificateParams, key: &PrivateKey) -> Result<Vec<u8>, CaError> {
+        Ok(params.signed_by(&key.0, &self.issuer)?.der().to_vec())
+    }
+
+    fn device_params(&self, subject: &DeviceSubject, now: OffsetDateTime) -> Result<CertificateParams, CaError> {
+        let mut params = ee_params(now, self.profile.device_validity)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, self.profile.organization.clone());
+        dn.push(DnType::OrganizationalUnitName, format!("facility {}", subject.facility));
+        dn.push(DnType::CommonName, subject.login_id.clone());
+        params.distinguished_name = dn;
+        let uri = subject.san_uri().try_into().map_err(|e| CaError::malformed("SAN URI", e))?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![self.profile.crl_url()] }];
+        params.custom_extensions.push(self.profile.aia_extension()?);
+        Ok(params)
+    }
+}
+
+/// Parameters every end-entity certificate starts from: a fresh random serial,
+/// validity from `now - BACKDATE`, AKI present, no subject.
+pub(crate) fn ee_params(now: OffsetDateTime, validity: Duration) -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.serial_number = Some(random_serial()?);
+    params.not_before = now - BACKDATE;
+    params.not_after = now + validity;
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+/// 16 random bytes as a positive INTEGER that keeps all 16 bytes in DER:
+/// the top bit is cleared (positive) and the next one set (no leading zero
+/// byte dropped), leaving 126 bits of entropy — well above the 64 that
+/// CA/Browser Forum practice asks for.
+pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| CaError::malformed("random serial", e))?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    Ok(SerialNumber::from_slice(&bytes))
+}

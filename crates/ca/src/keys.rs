@@ -1,0 +1,122 @@
+//! Private keys: generation, and the encrypted PKCS#8 form they take on disk.
+//!
+//! On disk a key is an `ENCRYPTED PRIVATE KEY` PEM (PBES2: scrypt + AES-256-CBC),
+//! which `openssl pkey -passin` can also open. In memory it lives only inside
+//! rcgen's `KeyPair`; `Debug` never prints key material.
+
+use std::fmt;
+
+use pkcs8::der::Decode;
+use pkcs8::der::pem::LineEnding;
+use rcgen::{KeyPair, RsaKeySize};
+
+use crate::error::CaError;
+
+/// The key algorithms the profile allows (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// ECDSA on P-256 with SHA-256: the default for devices and the issuing CA.
+    P256,
+    /// ECDSA on P-384 with SHA-384: the root CA.
+    P384,
+    /// RSA 2048 with SHA-256: for old devices that cannot use ECDSA.
+    Rsa2048,
+}
+
+impl KeyKind {
+    /// Parses the name used in requests and configuration.
+    pub fn parse(s: &str) -> Result<Self, CaError> {
+        match s {
+            "p256" | "P-256" => Ok(KeyKind::P256),
+            "p384" | "P-384" => Ok(KeyKind::P384),
+            "rsa2048" | "RSA-2048" => Ok(KeyKind::Rsa2048),
+            other => Err(CaError::KeyNotAllowed(format!("{other:?}: use p256, p384 or rsa2048"))),
+        }
+    }
+}
+
+/// A private key able to sign certificates.
+pub struct PrivateKey(pub(crate) KeyPair);
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({:?}, <redacted>)", self.0.algorithm())
+    }
+}
+
+impl PrivateKey {
+    /// A fresh key of the given kind from the operating system's RNG.
+    pub fn generate(kind: KeyKind) -> Result<Self, CaError> {
+        let pair = match kind {
+            KeyKind::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?,
+            KeyKind::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?,
+            KeyKind::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)?,
+        };
+        Ok(Self(pair))
+    }
+
+    /// A second handle on the same key (rcgen's `KeyPair` is not `Clone`).
+    pub fn clone_key(&self) -> Result<Self, CaError> {
+        Ok(Self(KeyPair::try_from(self.0.serialized_der()).map_err(|e| CaError::malformed("private key", e))?))
+    }
+
+    /// The unencrypted PKCS#8 DER, for packaging into a PKCS#12 only.
+    pub fn pkcs8_der(&self) -> &[u8] {
+        self.0.serialized_der()
+    }
+
+    /// The SubjectPublicKeyInfo DER.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        rcgen::PublicKeyData::subject_public_key_info(&self.0)
+    }
+
+    /// The key as an encrypted PKCS#8 PEM under `passphrase`.
+    pub fn to_encrypted_pem(&self, passphrase: &str) -> Result<String, CaError> {
+        let info = pkcs8::PrivateKeyInfoRef::from_der(self.0.serialized_der())
+            .map_err(|e| CaError::malformed("private key", e))?;
+        let doc = info.encrypt(passphrase.as_bytes()).map_err(|e| CaError::malformed("private key", e))?;
+        let pem = doc
+            .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+            .map_err(|e| CaError::malformed("private key", e))?;
+        Ok(pem.to_string())
+    }
+
+    /// Opens an encrypted PKCS#8 PEM written by [`Self::to_encrypted_pem`] (or by
+    /// `openssl pkcs8 -topk8 -v2 aes-256-cbc`). `what` names the key in errors.
+    pub fn from_encrypted_pem(pem: &str, passphrase: &str, what: &str) -> Result<Self, CaError> {
+        let (label, doc) =
+            pkcs8::der::Document::from_pem(pem).map_err(|e| CaError::malformed(what.to_string(), e))?;
+        if label != "ENCRYPTED PRIVATE KEY" {
+            return Err(CaError::malformed(what.to_string(), format!("expected an encrypted key, found {label:?}")));
+        }
+        let enc = pkcs8::EncryptedPrivateKeyInfoRef::from_der(doc.as_bytes())
+            .map_err(|e| CaError::malformed(what.to_string(), e))?;
+        let plain = enc.decrypt(passphrase.as_bytes()).map_err(|_| CaError::Decrypt { what: what.to_string() })?;
+        let pair = KeyPair::try_from(plain.as_bytes()).map_err(|e| CaError::malformed(what.to_string(), e))?;
+        Ok(Self(pair))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypted_pem_round_trips_and_refuses_the_wrong_passphrase() {
+        let key = PrivateKey::generate(KeyKind::P256).expect("keygen");
+        let pem = key.to_encrypted_pem("correct horse").expect("encrypt");
+        assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let back = PrivateKey::from_encrypted_pem(&pem, "correct horse", "test key").expect("decrypt");
+        assert_eq!(back.public_key_der(), key.public_key_der());
+        let err = PrivateKey::from_encrypted_pem(&pem, "wrong", "test key").expect_err("wrong passphrase");
+        assert!(matches!(err, CaError::Decrypt { .. }), "{err}");
+    }
+
+    #[test]
+    fn debug_never_shows_key_material() {
+        let key = PrivateKey::generate(KeyKind::P256).expect("keygen");
+        let shown = format!("{key:?}");
+        assert!(shown.contains("redacted"), "{shown}");
+        assert!(!shown.contains(&format!("{:?}", key.pkcs8_der())));
+    }
+}

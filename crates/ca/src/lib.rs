@@ -1,0 +1,20 @@
+//! Certificate authority operations: key generation, the CA hierarchy,
+//! device certificate issuance, CSR checks, PKCS#12 packaging and CA keys
+//! encrypted at rest.
+//!
+//! No database and no HTTP: callers pass in what is to be signed and get DER
+//! back. Every signature goes through aws-lc-rs (via rcgen), the same backend
+//! rustls uses.
+
+pub mod csr;
+pub mod error;
+pub mod hierarchy;
+pub mod issue;
+pub mod keys;
+pub mod pkcs12;
+
+pub use csr::{CheckedCsr, parse_csr};
+pub use error::CaError;
+pub use hierarchy::{Hierarchy, HierarchyNames};
+pub use issue::{DeviceSubject, IssuedCert, IssuingCa, Profile};
+pub use keys::{KeyKind, PrivateKey};

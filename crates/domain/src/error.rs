@@ -1,0 +1,19 @@
+use crate::ids::Serial;
+
+/// What the rules refuse, in domain words. The HTTP layer maps these to
+/// status codes in one place; nothing here knows about HTTP.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DomainError {
+    /// The actor's role or facility does not allow the action.
+    #[error("{actor} may not {action}")]
+    NotPermitted { actor: String, action: &'static str },
+    /// A value failed validation.
+    #[error("invalid {field}: {why}")]
+    Invalid { field: &'static str, why: String },
+    /// The certificate is no longer usable for identification.
+    #[error("certificate {serial} is {status}")]
+    CertificateNotUsable { serial: Serial, status: &'static str },
+    /// A lifecycle step that does not exist from the current state.
+    #[error("cannot go from {from} to {to}")]
+    InvalidTransition { from: &'static str, to: &'static str },
+}

@@ -1,0 +1,16 @@
+//! Rules of connect-pki: identifiers, roles, lifecycles and who may do what.
+//!
+//! No I/O lives here: no tokio, no sqlx, no HTTP, no cryptography. Every other
+//! crate depends on this one, never the other way round.
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod policy;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use error::DomainError;
+pub use ids::{DeviceId, FacilityId, Serial, UserId};
+pub use model::{CertStatus, FacilityKind, FacilityStatus, Reason, Role, UserStatus};
+pub use policy::{Action, Actor, authorize};

@@ -1,0 +1,175 @@
+//! The closed sets of states and kinds that the lifecycles move through
+//! (DESIGN §2–§3). Each has one textual form, used in the database and at the
+//! API alike.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DomainError;
+
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident, $field:literal { $($(#[$vm:meta])* $var:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $text)] $var),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+
+            /// The textual form stored in the database and shown at the API.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$var => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = DomainError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$var),)+
+                    _ => Err(DomainError::Invalid {
+                        field: $field,
+                        why: format!("{s:?} is not one of: {}", [$($text),+].join(", ")),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// What a user may do (DESIGN §2).
+    Role, "role" {
+        /// 行政管理課 情報システム係: everything; works the after-hours queue.
+        AdminDivision = "admin_division",
+        /// 福祉課 総合支援係: approves facility applications.
+        WelfareDivision = "welfare_division",
+        /// 施設管理者 of one facility.
+        FacilityManager = "facility_manager",
+        /// A registered member of staff.
+        Staff = "staff",
+    }
+);
+
+text_enum!(
+    /// A city department (庁内) or an outside organisation (庁外).
+    FacilityKind, "kind" {
+        Internal = "internal",
+        External = "external",
+    }
+);
+
+text_enum!(
+    /// Facility lifecycle after approval (DESIGN §3).
+    FacilityStatus, "facility status" {
+        Approved = "approved",
+        Suspended = "suspended",
+        Closed = "closed",
+    }
+);
+
+text_enum!(
+    /// User lifecycle (DESIGN §3).
+    UserStatus, "user status" {
+        Invited = "invited",
+        Active = "active",
+        Retired = "retired",
+        Deleted = "deleted",
+    }
+);
+
+text_enum!(
+    /// Certificate lifecycle (DESIGN §3). `Superseded` marks a certificate
+    /// replaced by renewal.
+    CertStatus, "certificate status" {
+        Valid = "valid",
+        OnHold = "on_hold",
+        Revoked = "revoked",
+        Superseded = "superseded",
+    }
+);
+
+text_enum!(
+    /// RFC 5280 §5.3.1 CRLReason, by its RFC name.
+    Reason, "reason" {
+        Unspecified = "unspecified",
+        KeyCompromise = "keyCompromise",
+        CaCompromise = "cACompromise",
+        AffiliationChanged = "affiliationChanged",
+        Superseded = "superseded",
+        CessationOfOperation = "cessationOfOperation",
+        CertificateHold = "certificateHold",
+        RemoveFromCrl = "removeFromCRL",
+        PrivilegeWithdrawn = "privilegeWithdrawn",
+        AaCompromise = "aACompromise",
+    }
+);
+
+impl Reason {
+    /// The CRLReason enumeration value (RFC 5280 §5.3.1; 7 is unused).
+    pub const fn code(self) -> u8 {
+        match self {
+            Reason::Unspecified => 0,
+            Reason::KeyCompromise => 1,
+            Reason::CaCompromise => 2,
+            Reason::AffiliationChanged => 3,
+            Reason::Superseded => 4,
+            Reason::CessationOfOperation => 5,
+            Reason::CertificateHold => 6,
+            Reason::RemoveFromCrl => 8,
+            Reason::PrivilegeWithdrawn => 9,
+            Reason::AaCompromise => 10,
+        }
+    }
+}
+
+impl CertStatus {
+    /// Whether a certificate in this state identifies its holder.
+    pub const fn is_usable(self) -> bool {
+        matches!(self, CertStatus::Valid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_value_round_trips_through_its_text() {
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(*r));
+        }
+        for r in Reason::ALL {
+            assert_eq!(r.as_str().parse::<Reason>(), Ok(*r));
+            assert_eq!(serde_json::to_string(r).ok(), Some(format!("\"{}\"", r.as_str())));
+        }
+        for s in CertStatus::ALL {
+            assert_eq!(s.as_str().parse::<CertStatus>(), Ok(*s));
+        }
+    }
+
+    #[test]
+    fn unknown_text_names_the_allowed_values() {
+        let err = "boss".parse::<Role>().expect_err("rejected");
+        assert!(err.to_string().contains("admin_division"), "{err}");
+    }
+
+    #[test]
+    fn reason_codes_follow_rfc_5280() {
+        assert_eq!(Reason::KeyCompromise.code(), 1);
+        assert_eq!(Reason::CertificateHold.code(), 6);
+        assert_eq!(Reason::RemoveFromCrl.code(), 8);
+        assert_eq!(Reason::AaCompromise.code(), 10);
+    }
+}

@@ -1,0 +1,124 @@
+//! The one authorization policy: who may do what to which facility
+//! (DESIGN §2). Handlers never decide this themselves; they describe the
+//! action and ask [`authorize`].
+
+use crate::error::DomainError;
+use crate::ids::{FacilityId, UserId};
+use crate::model::Role;
+
+/// The authenticated caller, as derived from its client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user: UserId,
+    pub role: Role,
+    pub facility: FacilityId,
+}
+
+/// An operation, with the facility it touches where there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read one's own identity.
+    WhoAmI,
+    /// List or decide facility applications.
+    DecideApplications,
+    /// Read one facility.
+    ReadFacility(FacilityId),
+    /// List every facility.
+    ListAllFacilities,
+    /// Suspend, resume or close a facility.
+    ChangeFacilityStatus(FacilityId),
+    /// Register, list, retire or delete users; issue enrollment codes.
+    ManageUsers(FacilityId),
+    /// Read, revoke, hold or release certificates and devices.
+    ManageCertificates(FacilityId),
+    /// Work the emergency escalation queue of a facility.
+    WorkEscalations(FacilityId),
+    /// Read the audit log.
+    ReadAudit,
+}
+
+impl Action {
+    /// A short English name for error messages and the audit log.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::WhoAmI => "read own identity",
+            Action::DecideApplications => "decide facility applications",
+            Action::ReadFacility(_) => "read this facility",
+            Action::ListAllFacilities => "list all facilities",
+            Action::ChangeFacilityStatus(_) => "change a facility's status",
+            Action::ManageUsers(_) => "manage users of this facility",
+            Action::ManageCertificates(_) => "manage certificates of this facility",
+            Action::WorkEscalations(_) => "work escalations of this facility",
+            Action::ReadAudit => "read the audit log",
+        }
+    }
+}
+
+/// Whether `actor` may perform `action`.
+pub fn authorize(actor: &Actor, action: Action) -> Result<(), DomainError> {
+    let own = |f: FacilityId| actor.facility == f;
+    let allowed = match (actor.role, action) {
+        (_, Action::WhoAmI) => true,
+        (Role::AdminDivision, _) => true,
+        (Role::WelfareDivision, Action::DecideApplications)
+        | (Role::WelfareDivision, Action::ReadFacility(_))
+        | (Role::WelfareDivision, Action::ListAllFacilities) => true,
+        (Role::FacilityManager, Action::ReadFacility(f))
+        | (Role::FacilityManager, Action::ManageUsers(f))
+        | (Role::FacilityManager, Action::ManageCertificates(f))
+        | (Role::FacilityManager, Action::WorkEscalations(f)) => own(f),
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(DomainError::NotPermitted { actor: format!("{} {}", actor.role, actor.user), action: action.name() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: FacilityId = FacilityId(1);
+    const OTHER: FacilityId = FacilityId(2);
+
+    fn actor(role: Role) -> Actor {
+        Actor { user: UserId(7), role, facility: OWN }
+    }
+
+    /// Every action × every role × own/other facility, against the table of
+    /// DESIGN §2 written out by hand.
+    #[test]
+    fn the_whole_matrix_matches_design() {
+        use Role::*;
+        let cases: &[(Action, &[Role])] = &[
+            (Action::WhoAmI, &[AdminDivision, WelfareDivision, FacilityManager, Staff]),
+            (Action::DecideApplications, &[AdminDivision, WelfareDivision]),
+            (Action::ListAllFacilities, &[AdminDivision, WelfareDivision]),
+            (Action::ReadAudit, &[AdminDivision]),
+            (Action::ReadFacility(OWN), &[AdminDivision, WelfareDivision, FacilityManager]),
+            (Action::ReadFacility(OTHER), &[AdminDivision, WelfareDivision]),
+            (Action::ChangeFacilityStatus(OWN), &[AdminDivision]),
+            (Action::ChangeFacilityStatus(OTHER), &[AdminDivision]),
+            (Action::ManageUsers(OWN), &[AdminDivision, FacilityManager]),
+            (Action::ManageUsers(OTHER), &[AdminDivision]),
+            (Action::ManageCertificates(OWN), &[AdminDivision, FacilityManager]),
+            (Action::ManageCertificates(OTHER), &[AdminDivision]),
+            (Action::WorkEscalations(OWN), &[AdminDivision, FacilityManager]),
+            (Action::WorkEscalations(OTHER), &[AdminDivision]),
+        ];
+        for (action, allowed) in cases {
+            for role in Role::ALL {
+                let got = authorize(&actor(*role), *action).is_ok();
+                assert_eq!(got, allowed.contains(role), "{role} / {action:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn refusal_names_actor_and_action() {
+        let err = authorize(&actor(Role::Staff), Action::ReadAudit).expect_err("refused");
+        assert_eq!(err.to_string(), "staff 7 may not read the audit log");
+    }
+}
