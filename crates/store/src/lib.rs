@@ -1,1 +1,145 @@
+//! The only crate that speaks SQL.
+//!
+//! One `Store` over sqlx's `Any` driver serves both backends: embedded SQLite
+//! (the default) and PostgreSQL (several instances). Every query is written
+//! once in the SQL both dialects accept (`$n` placeholders, `returning`,
+//! integer Unix times, text enums); the migrations under `migrations/sqlite`
+//! and `migrations/postgres` move in step. Each public operation is one
+//! transaction that includes its audit record, so nothing is ever half-done.
 
+pub mod audit;
+pub mod error;
+mod records;
+mod ops;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+pub use audit::{AuditEntry, AuditVerification};
+pub use error::StoreError;
+pub use ops::BootstrapInput;
+pub use records::{CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord};
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL selects: `postgres://` or `postgresql://`
+    /// for PostgreSQL, `sqlite:` for SQLite.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err(StoreError::Config(format!(
+                "database URL must start with sqlite: or postgres://, got {:?}",
+                redact(url)
+            )))
+        }
+    }
+}
+
+/// A database URL with any password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` and brings the schema up to date.
+    ///
+    /// SQLite runs in WAL mode with `synchronous=FULL`, so that a commit is on
+    /// disk before the call that made it returns (a revocation must survive a
+    /// power cut), and with foreign keys enforced.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let options = AnyConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "pragma journal_mode = wal; pragma synchronous = full; \
+                                 pragma foreign_keys = on; pragma busy_timeout = 10000;",
+                            )
+                            .await
+                            .map(|_| ())
+                        })
+                    })
+                    .connect_with(options)
+                    .await
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect_with(options).await
+            }
+        }
+        .map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
+        };
+        migrator.run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`begin immediate`) so that two writers queue instead of one failing
+    /// with "database is locked" when it upgrades from reading to writing.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("begin immediate").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+}
+
+/// Unix seconds of an instant, as stored.
+pub(crate) fn secs(t: time::OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+/// The instant of stored Unix seconds.
+pub(crate) fn instant(s: i64) -> Result<time::OffsetDateTime, StoreError> {
+    time::OffsetDateTime::from_unix_timestamp(s).map_err(|e| StoreError::Corrupt(format!("time {s}: {e}")))
+}

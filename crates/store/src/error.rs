@@ -1,0 +1,49 @@
+/// What went wrong in the database layer. sqlx errors never leave this crate
+/// except wrapped here, and unique-key violations become [`StoreError::Conflict`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Nothing matches the key.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique value is taken (a login ID, a serial).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// `init` on a database that already holds a CA installation.
+    #[error("the database already holds a connect-pki installation; refusing to initialise it again")]
+    AlreadyInitialised,
+    /// The URL or settings are unusable.
+    #[error("database configuration: {0}")]
+    Config(String),
+    /// The database could not be reached.
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    /// The schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migrate(sqlx::migrate::MigrateError),
+    /// A stored value does not parse (a bug or a hand edit).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Backend(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
+                return StoreError::Conflict(db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string()));
+            }
+        }
+        if let sqlx::Error::RowNotFound = e {
+            return StoreError::NotFound("row");
+        }
+        StoreError::Backend(e)
+    }
+}
+
+impl From<connect_pki_domain::DomainError> for StoreError {
+    fn from(e: connect_pki_domain::DomainError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
