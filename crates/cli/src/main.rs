@@ -1,1 +1,190 @@
-fn main() {}
+//! The `connect-pki` binary: a thin front door over `connect-pki-server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use connect_pki_domain::SystemClock;
+use connect_pki_server::config::{
+    DEFAULT_API_ADDR, DEFAULT_PUBLIC_ADDR, DEFAULT_PUBLIC_URL, FileConfig, default_database_url,
+};
+use connect_pki_server::{InitOptions, InitReport, ServeConfig};
+use connect_pki_store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "connect-pki", version, about = "Certificate lifecycle service for the CONNECT case-record system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory: CA hierarchy, database and the first admin.
+    Init(InitArgs),
+    /// Run the public and mTLS listeners (initialises first if the data directory is missing).
+    Serve(ServeArgs),
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit 1 on any edited or missing record.
+    Verify(DbArgs),
+}
+
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// Data directory.
+    #[arg(long, env = "CONNECT_PKI_DATA_DIR", default_value = "./connect-pki-data")]
+    data_dir: PathBuf,
+    /// Database URL (default: SQLite inside the data directory; postgres://… for PostgreSQL).
+    #[arg(long, env = "CONNECT_PKI_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Base URL written into certificates (CRL distribution point, OCSP, caIssuers).
+    #[arg(long, env = "CONNECT_PKI_PUBLIC_URL", default_value = DEFAULT_PUBLIC_URL)]
+    public_url: String,
+    /// Extra DNS name or IP address for the mTLS listener's certificate (repeatable).
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Public HTTP listener [default: 127.0.0.1:8080].
+    #[arg(long, env = "CONNECT_PKI_PUBLIC_ADDR")]
+    public_addr: Option<SocketAddr>,
+    /// mTLS HTTPS listener [default: 127.0.0.1:8443].
+    #[arg(long, env = "CONNECT_PKI_API_ADDR")]
+    api_addr: Option<SocketAddr>,
+    /// Base URL for certificates issued from now on [default: the one given at init].
+    #[arg(long, env = "CONNECT_PKI_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONNECT_PKI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Init(args) => {
+            let opts = InitOptions {
+                data_dir: args.db.data_dir,
+                database_url: args.db.database_url,
+                public_url: args.public_url,
+                tls_names: args.tls_names,
+            };
+            let report = connect_pki_server::init(&opts, &SystemClock).await?;
+            print_report(&report, args.json)?;
+        }
+        Command::Serve(args) => serve(args).await?,
+        Command::Audit { command: AuditCommand::Verify(db) } => {
+            let url = database_url(&db)?;
+            let store = Store::connect(&url).await?;
+            let v = store.verify_audit().await?;
+            store.close().await;
+            match v.first_break {
+                None => println!("audit log intact: {} records verified", v.records),
+                Some((id, why)) => {
+                    println!("audit log BROKEN at record {id}: {why} ({} records before it verified)", v.records);
+                    return Ok(std::process::ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn database_url(db: &DbArgs) -> anyhow::Result<String> {
+    let file = FileConfig::load(&db.data_dir)?;
+    Ok(db.database_url.clone().or(file.database_url).unwrap_or_else(|| default_database_url(&db.data_dir)))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.db.data_dir.exists() {
+        tracing::info!(data_dir = %args.db.data_dir.display(), "no data directory yet: initialising");
+        let opts = InitOptions {
+            data_dir: args.db.data_dir.clone(),
+            database_url: args.db.database_url.clone(),
+            public_url: args.public_url.clone().unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string()),
+            tls_names: Vec::new(),
+        };
+        let report = connect_pki_server::init(&opts, &SystemClock).await?;
+        print_report(&report, false)?;
+    }
+    let file = FileConfig::load(&args.db.data_dir)?;
+    let parse = |s: &str| s.parse::<SocketAddr>().context("built-in default address");
+    let config = ServeConfig {
+        database_url: database_url(&args.db)?,
+        public_url: args.public_url.or(file.public_url).unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string()),
+        public_addr: args.public_addr.or(file.public_addr).map_or_else(|| parse(DEFAULT_PUBLIC_ADDR), Ok)?,
+        api_addr: args.api_addr.or(file.api_addr).map_or_else(|| parse(DEFAULT_API_ADDR), Ok)?,
+        data_dir: args.db.data_dir,
+        ready_file: args.ready_file,
+    };
+    connect_pki_server::serve(config, Arc::new(SystemClock)).await
+}
+
+fn print_report(r: &InitReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+        return Ok(());
+    }
+    println!("connect-pki initialised in {}", r.data_dir.display());
+    println!("  database            {}", r.database);
+    println!("  public URL          {}", r.public_url);
+    println!("  root CA SHA-256     {}", r.root_ca_sha256);
+    println!("  issuing CA SHA-256  {}", r.issuing_ca_sha256);
+    match &r.passphrase_file {
+        Some(p) => println!("  CA key passphrase   generated in {} (keep it apart from backups of ca/)", p.display()),
+        None => println!("  CA key passphrase   from CONNECT_PKI_PASSPHRASE (not stored)"),
+    }
+    println!();
+    println!("First administrator ({}), certificate serial {}:", r.bootstrap.login_id, r.bootstrap.serial);
+    println!("  PKCS#12 file        {}", r.bootstrap.pkcs12_path.display());
+    println!("  PKCS#12 password    {}", r.bootstrap.pkcs12_password);
+    println!("  The password is shown only this once; it is not stored.");
+    Ok(())
+}

@@ -1,1 +1,17 @@
+//! Wiring and transport: the data directory, `init`, the two listeners
+//! (public HTTP and mTLS HTTPS), client-certificate identity and the JSON API.
+//!
+//! Handlers stay thin: identity → policy (domain) → one store operation →
+//! response. Only `http::error` knows HTTP status codes.
 
+pub mod bootstrap;
+pub mod config;
+pub mod datadir;
+pub mod http;
+pub mod run;
+pub mod state;
+pub mod tls;
+
+pub use bootstrap::{InitOptions, InitReport, init};
+pub use config::ServeConfig;
+pub use run::serve;

@@ -319,3 +319,11 @@ async fn insert_certificate(
     };
     audit::append(tx, store.backend, now, &entry).await
 }
+
+impl Store {
+    /// A round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

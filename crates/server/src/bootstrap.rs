@@ -1,0 +1,233 @@
+//! `connect-pki init`: a new data directory with the CA hierarchy, the
+//! migrated database and the first `admin_division` user.
+//!
+//! Everything is built in a hidden sibling directory and renamed into place
+//! only when every step succeeded, so a failed init leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use base64::Engine;
+use connect_pki_ca::hierarchy::HierarchyNames;
+use connect_pki_ca::{DeviceSubject, Hierarchy, IssuingCa, KeyKind, PrivateKey, Profile, pkcs12};
+use connect_pki_domain::{Clock, FacilityKind, Role};
+use connect_pki_store::{BootstrapInput, NewCertificate, NewFacility, NewUser, Store, StoreError};
+use serde::Serialize;
+
+use crate::config::{FileConfig, default_database_url};
+use crate::datadir::{
+    CONFIG_FILE, DataDir, PASSPHRASE_ENV, PASSPHRASE_FILE, create_private_dir, write_cert_and_key, write_new,
+};
+
+/// Login ID of the first administrator.
+pub const BOOTSTRAP_LOGIN: &str = "admin";
+
+/// What `init` is asked to do.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub data_dir: PathBuf,
+    /// `None`: SQLite inside the data directory.
+    pub database_url: Option<String>,
+    pub public_url: String,
+    /// Extra DNS names or IP addresses for the mTLS listener's certificate.
+    pub tls_names: Vec<String>,
+}
+
+/// What `init` did; printed once (the PKCS#12 password is not stored anywhere).
+#[derive(Debug, Clone, Serialize)]
+pub struct InitReport {
+    pub data_dir: PathBuf,
+    pub database: String,
+    pub public_url: String,
+    pub root_ca_sha256: String,
+    pub issuing_ca_sha256: String,
+    pub passphrase_file: Option<PathBuf>,
+    pub bootstrap: BootstrapReport,
+}
+
+/// The first admin's credentials.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootstrapReport {
+    pub login_id: String,
+    pub serial: String,
+    pub pkcs12_path: PathBuf,
+    pub pkcs12_password: String,
+}
+
+/// SHA-256 fingerprint as `AB:CD:…`, the form `openssl x509 -fingerprint -sha256` prints.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(der);
+    digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+/// `n` random bytes as URL-safe base64 (a password or passphrase).
+pub fn random_secret(n: usize) -> anyhow::Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness from the OS: {e}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Runs `init`. Refuses a data directory that exists and is not empty.
+pub async fn init(opts: &InitOptions, clock: &dyn Clock) -> anyhow::Result<InitReport> {
+    let target = DataDir::new(&opts.data_dir);
+    if target.is_in_use() {
+        bail!(
+            "data directory {} already exists and is not empty; refusing to touch it \
+             (choose another --data-dir, or remove it if it is really unused)",
+            opts.data_dir.display()
+        );
+    }
+    let profile = Profile::new(&opts.public_url)?;
+    let staging = staging_path(&opts.data_dir)?;
+    create_private_dir(&staging)?;
+    let result = build(opts, &profile, &DataDir::new(&staging), clock).await;
+    let built = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    // An existing empty directory (say, made by systemd) is replaced.
+    if opts.data_dir.exists() {
+        std::fs::remove_dir(&opts.data_dir).with_context(|| format!("cannot replace {}", opts.data_dir.display()))?;
+    }
+    std::fs::rename(&staging, &opts.data_dir)
+        .with_context(|| format!("cannot move {} to {}", staging.display(), opts.data_dir.display()))?;
+    Ok(built.relocate(&staging, &opts.data_dir))
+}
+
+fn staging_path(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let name = data_dir
+        .file_name()
+        .ok_or_else(|| anyhow!("--data-dir {} has no directory name", data_dir.display()))?
+        .to_string_lossy();
+    let parent = match data_dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        bail!("the parent of --data-dir, {}, does not exist", parent.display());
+    }
+    Ok(parent.join(format!(".{name}.init-{}", random_secret(6)?)))
+}
+
+async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn Clock) -> anyhow::Result<InitReport> {
+    let now = clock.now();
+    create_private_dir(&dir.path().join("ca"))?;
+    create_private_dir(&dir.path().join("bootstrap"))?;
+
+    let (passphrase, passphrase_file) = match std::env::var(PASSPHRASE_ENV) {
+        Ok(p) if !p.is_empty() => (p, None),
+        _ => {
+            let p = random_secret(32)?;
+            write_new(&dir.path().join(PASSPHRASE_FILE), format!("{p}\n").as_bytes(), 0o600)?;
+            (p, Some(opts.data_dir.join(PASSPHRASE_FILE)))
+        }
+    };
+
+    let mut tls_names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let host = profile.public_host().map(|h| h.trim_matches(|c| c == '[' || c == ']').to_string());
+    for name in host.into_iter().chain(opts.tls_names.iter().cloned()) {
+        if !tls_names.contains(&name) {
+            tls_names.push(name);
+        }
+    }
+    let h = Hierarchy::create(profile, &HierarchyNames::default(), &tls_names, now)?;
+    write_cert_and_key(dir, "root", &h.root_der, Some(&h.root_key), &passphrase)?;
+    write_cert_and_key(dir, "issuing", &h.issuing_der, Some(&h.issuing_key), &passphrase)?;
+    write_cert_and_key(dir, "ocsp", &h.ocsp_der, Some(&h.ocsp_key), &passphrase)?;
+    write_cert_and_key(dir, "tls", &h.tls_der, Some(&h.tls_key), &passphrase)?;
+    let chain = format!(
+        "{}{}",
+        connect_pki_ca::issue::to_pem("CERTIFICATE", &h.issuing_der),
+        connect_pki_ca::issue::to_pem("CERTIFICATE", &h.root_der)
+    );
+    write_new(&dir.ca("chain.pem"), chain.as_bytes(), 0o644)?;
+
+    let file_config = FileConfig {
+        database_url: opts.database_url.clone(),
+        public_url: Some(profile.public_url().to_string()),
+        ..FileConfig::default()
+    };
+    write_new(&dir.path().join(CONFIG_FILE), toml::to_string(&file_config)?.as_bytes(), 0o600)?;
+
+    let database_url = match &opts.database_url {
+        Some(url) => url.clone(),
+        None => {
+            // Created empty with owner-only access before SQLite opens it;
+            // SQLite gives its -wal and -shm files the same mode.
+            write_new(&dir.path().join(crate::datadir::SQLITE_FILE), b"", 0o600)?;
+            default_database_url(dir.path())
+        }
+    };
+    let store = Store::connect(&database_url).await?;
+    let ca = IssuingCa::new(h.issuing_der.clone(), h.issuing_key, h.root_der.clone(), profile.clone())?;
+    let input = BootstrapInput {
+        facility: NewFacility {
+            name: "千歳市 総務部 行政管理課".into(),
+            kind: FacilityKind::Internal,
+            address: String::new(),
+            department: None,
+        },
+        admin: NewUser {
+            login_id: BOOTSTRAP_LOGIN.into(),
+            display_name: "行政管理課 初期管理者".into(),
+            email: String::new(),
+            role: Role::AdminDivision,
+        },
+        device_label: "初期管理者 (init)".into(),
+    };
+    let mut key: Option<PrivateKey> = None;
+    let outcome = store
+        .bootstrap::<anyhow::Error, _>(&input, now, |d| {
+            let subject =
+                DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
+            let (cert, k) = ca.issue_device_with_new_key(KeyKind::P256, &subject, now)?;
+            key = Some(k);
+            Ok(NewCertificate { serial: cert.serial, der: cert.der, not_before: cert.not_before, not_after: cert.not_after })
+        })
+        .await;
+    store.close().await;
+    let (_, user, _, cert) = outcome.map_err(|e| match e.downcast::<StoreError>() {
+        Ok(StoreError::AlreadyInitialised) => anyhow!(
+            "the database {} already holds a connect-pki installation; init creates a new one only",
+            connect_pki_store::redact(&database_url)
+        ),
+        Ok(other) => anyhow::Error::new(other),
+        Err(e) => e,
+    })?;
+    let key = key.ok_or_else(|| anyhow!("bootstrap certificate was not issued"))?;
+
+    let password = random_secret(12)?;
+    let p12 = pkcs12::build(&key, &cert.der, &[&h.issuing_der], &password, BOOTSTRAP_LOGIN)?;
+    write_new(&dir.bootstrap_p12(), &p12, 0o600)?;
+
+    Ok(InitReport {
+        data_dir: dir.path().to_path_buf(),
+        database: match &opts.database_url {
+            Some(url) => connect_pki_store::redact(url),
+            None => format!("sqlite ({})", crate::datadir::SQLITE_FILE),
+        },
+        public_url: profile.public_url().to_string(),
+        root_ca_sha256: fingerprint(&h.root_der),
+        issuing_ca_sha256: fingerprint(&h.issuing_der),
+        passphrase_file,
+        bootstrap: BootstrapReport {
+            login_id: user.login_id.unwrap_or_default(),
+            serial: cert.serial.to_hex(),
+            pkcs12_path: dir.bootstrap_p12(),
+            pkcs12_password: password,
+        },
+    })
+}
+
+impl InitReport {
+    /// Rewrites paths from the staging directory to the final one.
+    fn relocate(mut self, from: &Path, to: &Path) -> Self {
+        let fix = |p: &Path| to.join(p.strip_prefix(from).unwrap_or(p));
+        self.data_dir = to.to_path_buf();
+        self.bootstrap.pkcs12_path = fix(&self.bootstrap.pkcs12_path);
+        self
+    }
+}

@@ -1,0 +1,60 @@
+//! Settings of `serve`, merged once at start: built-in defaults, then
+//! `<data-dir>/config.toml`, then environment variables and flags (the CLI
+//! merges those two through clap). The rest of the code sees typed values only.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default public HTTP listener (DESIGN §5).
+pub const DEFAULT_PUBLIC_ADDR: &str = "127.0.0.1:8080";
+/// Default mTLS listener (DESIGN §5).
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8443";
+/// Default base URL written into certificates.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+
+/// The keys `<data-dir>/config.toml` may hold. Unknown keys are refused so a
+/// misspelt setting is noticed instead of silently ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_addr: Option<SocketAddr>,
+}
+
+impl FileConfig {
+    /// Reads `<data_dir>/config.toml`; a missing file is an empty config.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join(crate::datadir::CONFIG_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+/// Everything `serve` needs, fully resolved.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub public_url: String,
+    pub public_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    /// Where to write `{"public_addr", "api_addr"}` once both listeners are
+    /// bound (useful with port 0).
+    pub ready_file: Option<PathBuf>,
+}
+
+/// The SQLite database inside a data directory, used when no URL is given.
+pub fn default_database_url(data_dir: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join(crate::datadir::SQLITE_FILE).display())
+}

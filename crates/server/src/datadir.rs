@@ -1,0 +1,147 @@
+//! The data directory: what lives where, with which permissions, and how the
+//! CA material is written and read back.
+//!
+//! ```text
+//! <data-dir>/config.toml          settings written by init
+//! <data-dir>/passphrase           0600, only when CONNECT_PKI_PASSPHRASE was not set at init
+//! <data-dir>/connect-pki.db       SQLite database (default backend)
+//! <data-dir>/ca/*.pem             certificates
+//! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600
+//! <data-dir>/bootstrap/admin.p12  the first admin's PKCS#12, 0600
+//! ```
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use connect_pki_ca::issue::to_pem;
+use connect_pki_ca::{IssuingCa, PrivateKey, Profile};
+
+/// Settings file name.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Generated passphrase file name.
+pub const PASSPHRASE_FILE: &str = "passphrase";
+/// SQLite database file name.
+pub const SQLITE_FILE: &str = "connect-pki.db";
+/// Environment variable holding the CA key passphrase.
+pub const PASSPHRASE_ENV: &str = "CONNECT_PKI_PASSPHRASE";
+
+/// Paths inside one data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir(PathBuf);
+
+impl DataDir {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self(path.into())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn ca(&self, file: &str) -> PathBuf {
+        self.0.join("ca").join(file)
+    }
+
+    pub fn bootstrap_p12(&self) -> PathBuf {
+        self.0.join("bootstrap").join("admin.p12")
+    }
+
+    /// Whether the directory exists and holds anything.
+    pub fn is_in_use(&self) -> bool {
+        match std::fs::read_dir(&self.0) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(_) => self.0.exists(),
+        }
+    }
+
+    /// The CA key passphrase: `CONNECT_PKI_PASSPHRASE` if set, else the
+    /// generated passphrase file.
+    pub fn passphrase(&self) -> anyhow::Result<String> {
+        if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+            if !p.is_empty() {
+                return Ok(p);
+            }
+        }
+        let path = self.0.join(PASSPHRASE_FILE);
+        let p = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow!("no CA key passphrase: set {PASSPHRASE_ENV} or provide {} ({e})", path.display())
+        })?;
+        Ok(p.trim_end().to_string())
+    }
+
+    /// Loads the issuing CA and the service's TLS identity.
+    pub fn load(&self, public_url: &str) -> anyhow::Result<LoadedCa> {
+        let pass = self.passphrase()?;
+        let read = |file: &str| -> anyhow::Result<Vec<u8>> {
+            let path = self.ca(file);
+            let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let (_, doc) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                .map_err(|e| anyhow!("{} is not a PEM certificate: {e}", path.display()))?;
+            Ok(doc.contents)
+        };
+        let key = |file: &str| -> anyhow::Result<PrivateKey> {
+            let path = self.ca(file);
+            let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok(PrivateKey::from_encrypted_pem(&pem, &pass, &path.display().to_string())?)
+        };
+        let root_der = read("root.pem")?;
+        let issuing_der = read("issuing.pem")?;
+        let profile = Profile::new(public_url)?;
+        let issuing = IssuingCa::new(issuing_der.clone(), key("issuing.key.pem")?, root_der.clone(), profile)?;
+        Ok(LoadedCa {
+            issuing,
+            root_der,
+            issuing_der,
+            tls_der: read("tls.pem")?,
+            tls_key: key("tls.key.pem")?,
+        })
+    }
+}
+
+/// The CA material `serve` runs with. The root key is never loaded.
+#[derive(Debug)]
+pub struct LoadedCa {
+    pub issuing: IssuingCa,
+    pub root_der: Vec<u8>,
+    pub issuing_der: Vec<u8>,
+    pub tls_der: Vec<u8>,
+    pub tls_key: PrivateKey,
+}
+
+/// Creates a directory readable by its owner only.
+pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Writes a new file with the given mode; never overwrites.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a certificate as PEM (0644) and, when given, its key encrypted (0600).
+pub fn write_cert_and_key(
+    dir: &DataDir,
+    name: &str,
+    der: &[u8],
+    key: Option<&PrivateKey>,
+    passphrase: &str,
+) -> anyhow::Result<()> {
+    write_new(&dir.ca(&format!("{name}.pem")), to_pem("CERTIFICATE", der).as_bytes(), 0o644)?;
+    if let Some(key) = key {
+        write_new(&dir.ca(&format!("{name}.key.pem")), key.to_encrypted_pem(passphrase)?.as_bytes(), 0o600)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! HTTP surface of both listeners.
+
+pub mod api;
+pub mod error;
+pub mod identity;
+pub mod public;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Largest request body either listener reads. Bodies are JSON documents or a
+/// CSR; anything bigger is refused with 413 before it is buffered.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The body limit layer shared by both routers.
+pub fn body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_BODY)
+}
+
+/// One structured log line per request.
+pub async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    if status >= 500 {
+        tracing::error!(%method, %path, status, micros, "request");
+    } else {
+        tracing::info!(%method, %path, status, micros, "request");
+    }
+    response
+}

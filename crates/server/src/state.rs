@@ -1,0 +1,37 @@
+//! What every handler can reach. Cheap to clone.
+
+use std::sync::Arc;
+
+use connect_pki_ca::IssuingCa;
+use connect_pki_ca::issue::to_pem;
+use connect_pki_domain::Clock;
+use connect_pki_store::Store;
+
+/// Shared state of both listeners.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub ca: Arc<IssuingCa>,
+    pub clock: Arc<dyn Clock>,
+    pub certs: Arc<PublicCerts>,
+}
+
+/// The CA certificates as served on `/ca/*`, encoded once at start.
+#[derive(Debug)]
+pub struct PublicCerts {
+    pub root_der: Vec<u8>,
+    pub issuing_der: Vec<u8>,
+    pub root_pem: String,
+    pub issuing_pem: String,
+    /// Issuing CA then root, the order a TLS chain file expects.
+    pub chain_pem: String,
+}
+
+impl PublicCerts {
+    pub fn new(root_der: Vec<u8>, issuing_der: Vec<u8>) -> Self {
+        let root_pem = to_pem("CERTIFICATE", &root_der);
+        let issuing_pem = to_pem("CERTIFICATE", &issuing_der);
+        let chain_pem = format!("{issuing_pem}{root_pem}");
+        Self { root_der, issuing_der, root_pem, issuing_pem, chain_pem }
+    }
+}
