@@ -1,1 +1,248 @@
+//! Test harness: builds the real `connect-pki` binary, starts it on random
+//! ports in a temporary directory, and runs the outside tools (openssl, curl,
+//! python3) the tests check it with.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use connect_pki_store::Backend;
+use connect_pki_store::testing::TestDb;
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Path of the freshly built binary. Built once per test run with the same
+/// cargo that runs the tests, so the tests never exercise a stale build.
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "connect-pki", "--bin", "connect-pki"])
+            .current_dir(workspace())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building connect-pki failed");
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
+        target.join("debug").join("connect-pki")
+    })
+}
+
+/// Runs a command to completion and returns its output.
+pub fn run(program: &str, args: &[&str], dir: &Path) -> Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (the README's test command installs it)"))
+}
+
+/// stdout and stderr of an output, for assertions and messages.
+pub fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// A running `connect-pki serve` with its data directory and database.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
+    pub init: Value,
+    pub public: String,
+    pub api: String,
+    pub db: TestDb,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Server {
+    /// `init` then `serve` on `backend`, with extra environment variables.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
+        let db = TestDb::new(backend).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let mut args = vec!["init".to_string(), "--json".into(), "--data-dir".into(), data_dir.display().to_string()];
+        if backend == Backend::Postgres {
+            args.extend(["--database-url".into(), db.url.clone()]);
+        }
+        let out = Command::new(binary()).args(&args).envs(env.iter().copied()).output().expect("init runs");
+        assert!(out.status.success(), "init failed: {}", text(&out));
+        let init: Value = serde_json::from_slice(&out.stdout).expect("init --json prints JSON");
+        let mut server = Self {
+            dir,
+            data_dir,
+            init,
+            public: String::new(),
+            api: String::new(),
+            db,
+            child: None,
+            log: PathBuf::new(),
+        };
+        server.spawn(env);
+        server
+    }
+
+    /// Starts `serve` on the existing data directory and waits until it answers.
+    pub fn spawn(&mut self, env: &[(&str, &str)]) {
+        let ready = self.dir.path().join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        self.log = self.dir.path().join("serve.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(binary())
+            .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&self.data_dir)
+            .arg("--ready-file")
+            .arg(&ready)
+            .envs(env.iter().copied())
+            .env("CONNECT_PKI_LOG", "info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("serve starts");
+        self.child = Some(child);
+        let addrs = self.wait_ready(&ready);
+        self.public = addrs["public_addr"].as_str().expect("public_addr").to_string();
+        self.api = addrs["api_addr"].as_str().expect("api_addr").to_string();
+    }
+
+    fn wait_ready(&mut self, ready: &Path) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(bytes) = std::fs::read(ready) {
+                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                    return v;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("serve exited with {status} before listening:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "serve did not become ready in 60 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and returns the exit status (None if it had to be killed).
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// A file in the data directory.
+    pub fn data(&self, rel: &str) -> PathBuf {
+        self.data_dir.join(rel)
+    }
+
+    /// A path in the scratch directory.
+    pub fn scratch(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The bootstrap PKCS#12 password from `init --json`.
+    pub fn p12_password(&self) -> &str {
+        self.init["bootstrap"]["pkcs12_password"].as_str().expect("password")
+    }
+
+    /// Extracts the bootstrap admin's certificate and key into one PEM file
+    /// with `openssl pkcs12` (no `-legacy`) and returns its path.
+    pub fn admin_pem(&self) -> PathBuf {
+        let out = self.scratch("admin.pem");
+        if !out.exists() {
+            let p12 = self.init["bootstrap"]["pkcs12_path"].as_str().expect("path").to_string();
+            let pass = format!("pass:{}", self.p12_password());
+            let o = run(
+                "openssl",
+                &["pkcs12", "-in", &p12, "-passin", &pass, "-nodes", "-out", &out.display().to_string()],
+                self.dir.path(),
+            );
+            assert!(o.status.success(), "openssl pkcs12 could not open the bootstrap PKCS#12: {}", text(&o));
+        }
+        out
+    }
+
+    /// `curl` against the mTLS listener, trusting our root. Returns (exit
+    /// code, HTTP status, body).
+    pub fn curl_api(&self, path: &str, extra: &[&str]) -> (i32, u16, String) {
+        let url = format!("https://{}{}", self.api, path);
+        let root = self.data("ca/root.pem").display().to_string();
+        let mut args = vec!["-sS", "--max-time", "20", "--cacert", &root, "-w", "\n%{http_code}"];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args, self.dir.path())
+    }
+
+    /// `curl` against the public listener.
+    pub fn curl_public(&self, path: &str, extra: &[&str]) -> (i32, u16, String) {
+        let url = format!("http://{}{}", self.public, path);
+        let mut args = vec!["-sS", "--max-time", "20", "-w", "\n%{http_code}"];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args, self.dir.path())
+    }
+}
+
+fn curl(args: &[&str], dir: &Path) -> (i32, u16, String) {
+    let out = run("curl", args, dir);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", stdout.as_str()));
+    let code = out.status.code().unwrap_or(-1);
+    let body = if code == 0 { body.to_string() } else { format!("{body}{}", String::from_utf8_lossy(&out.stderr)) };
+    (code, status.trim().parse().unwrap_or(0), body)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `tests/py/<script>` with python3 and parses its JSON output.
+pub fn python_json(script: &str, args: &[&str], dir: &Path) -> Value {
+    let path = workspace().join("tests/py").join(script).display().to_string();
+    let mut all = vec![path.as_str()];
+    all.extend_from_slice(args);
+    let out = run("python3", &all, dir);
+    assert!(out.status.success(), "{script} failed: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", text(&out)))
+}
+
+/// Runs the async test body once per backend, as tests `sqlite` and `postgres`
+/// in a module named after the body.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    };
+}
