@@ -49,10 +49,37 @@ create table certificates (
     revoked_at        integer,
     created_at        integer not null,
     updated_at        integer not null,
-    check ((status in ('revoked', 'on_hold')) = (revoked_at is not null))
+    -- superseded (replaced by renewal) is published as revoked with reason superseded
+    check ((status in ('revoked', 'on_hold', 'superseded')) = (revoked_at is not null)),
+    check ((status in ('revoked', 'on_hold', 'superseded')) = (revocation_reason is not null))
 );
 create index certificates_device on certificates (device_id);
 create index certificates_status on certificates (status);
+
+-- Facility applications from the public form (DESIGN §3: applied → approved | rejected).
+create table applications (
+    id               integer primary key autoincrement,
+    status_token     text    not null unique,  -- random; the public status URL carries it
+    name             text    not null,
+    kind             text    not null check (kind in ('internal', 'external')),
+    address          text    not null,
+    department       text,
+    manager_name     text    not null,
+    manager_login_id text    not null,
+    manager_email    text    not null,
+    manager_phone    text    not null,
+    purpose_attested integer not null check (purpose_attested = 1),
+    terms_version    text    not null,
+    client_addr      text    not null,
+    status           text    not null check (status in ('pending', 'approved', 'rejected')),
+    decided_by       integer references users (id),
+    decided_at       integer,
+    decision_reason  text,
+    facility_id      integer references facilities (id),
+    created_at       integer not null,
+    updated_at       integer not null
+);
+create index applications_status on applications (status);
 
 create table enrollment_codes (
     id              integer primary key autoincrement,

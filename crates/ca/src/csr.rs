@@ -3,7 +3,7 @@
 //! code's user) decides what the certificate says.
 
 use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION};
-use x509_parser::prelude::{FromDer, X509CertificationRequest};
+use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509CertificationRequest};
 use x509_parser::public_key::PublicKey;
 
 use crate::error::CaError;
@@ -22,6 +22,30 @@ pub struct CheckedCsr {
     pub key_kind: KeyKind,
     /// The key size in bits.
     pub key_bits: usize,
+    /// The subject's common names, as requested (only checked, never copied).
+    pub subject_cns: Vec<String>,
+    /// URIs the request asks for in a subjectAltName extension (only checked, never copied).
+    pub requested_uris: Vec<String>,
+}
+
+impl CheckedCsr {
+    /// Refuses a request that names someone other than `login_id`: a subject
+    /// CN that differs from it, or a connect-pki identity URI of its own.
+    /// The certificate's identity is always set by the service; this only
+    /// turns an attempt to claim another user into a clear error.
+    pub fn check_claims(&self, login_id: &str) -> Result<(), CaError> {
+        if let Some(cn) = self.subject_cns.iter().find(|cn| cn.as_str() != login_id) {
+            return Err(CaError::SubjectMismatch(format!(
+                "the request's subject CN {cn:?} names someone else; use CN={login_id} or an empty subject"
+            )));
+        }
+        if let Some(uri) = self.requested_uris.iter().find(|u| u.starts_with("urn:connect-pki:")) {
+            return Err(CaError::SubjectMismatch(format!(
+                "the request asks for the identity {uri:?}; identities are assigned by the service, leave it out"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Parses a CSR given as PEM (`CERTIFICATE REQUEST`) or DER, verifies its
@@ -63,7 +87,26 @@ pub fn parse_csr(input: &[u8]) -> Result<CheckedCsr, CaError> {
     // such (aws-lc refuses to verify RSA-1024 signatures at all).
     csr.verify_signature()
         .map_err(|_| CaError::BadCsr("signature does not verify: the request was altered or not signed by its key".into()))?;
-    Ok(CheckedCsr { spki_der: spki.raw.to_vec(), key_kind, key_bits })
+    let subject_cns = csr
+        .certification_request_info
+        .subject
+        .iter_common_name()
+        .map(|cn| cn.as_str().map(str::to_string).unwrap_or_else(|_| format!("{:?}", cn.as_slice())))
+        .collect();
+    let requested_uris = csr
+        .requested_extensions()
+        .into_iter()
+        .flatten()
+        .filter_map(|ext| match ext {
+            ParsedExtension::SubjectAlternativeName(san) => Some(san.general_names.iter().filter_map(|n| match n {
+                GeneralName::URI(u) => Some(u.to_string()),
+                _ => None,
+            })),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    Ok(CheckedCsr { spki_der: spki.raw.to_vec(), key_kind, key_bits, subject_cns, requested_uris })
 }
 
 fn to_der(input: &[u8]) -> Result<Vec<u8>, CaError> {

@@ -5,6 +5,9 @@ pub enum CaError {
     /// The CSR could not be used; the message says why.
     #[error("CSR rejected: {0}")]
     BadCsr(String),
+    /// The CSR names another identity than the one being enrolled.
+    #[error("CSR rejected: {0}")]
+    SubjectMismatch(String),
     /// The key type or size is outside the profile.
     #[error("key not allowed: {0}")]
     KeyNotAllowed(String),

@@ -77,6 +77,9 @@ struct ServeArgs {
     /// Base URL for certificates issued from now on [default: the one given at init].
     #[arg(long, env = "CONNECT_PKI_PUBLIC_URL")]
     public_url: Option<String>,
+    /// How long enrollment codes stay valid, in hours [default: 72].
+    #[arg(long, env = "CONNECT_PKI_ENROLLMENT_CODE_HOURS", value_parser = clap::value_parser!(u32).range(1..=8760))]
+    enrollment_code_hours: Option<u32>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -163,6 +166,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: args.public_url.or(file.public_url).unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string()),
         public_addr: args.public_addr.or(file.public_addr).map_or_else(|| parse(DEFAULT_PUBLIC_ADDR), Ok)?,
         api_addr: args.api_addr.or(file.api_addr).map_or_else(|| parse(DEFAULT_API_ADDR), Ok)?,
+        enrollment_code_ttl: time::Duration::hours(i64::from(
+            args.enrollment_code_hours.or(file.enrollment_code_hours).unwrap_or(72),
+        )),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

@@ -3,11 +3,14 @@
 //! No I/O lives here: no tokio, no sqlx, no HTTP, no cryptography. Every other
 //! crate depends on this one, never the other way round.
 
+pub mod application;
 pub mod clock;
+pub mod enrollment;
 pub mod error;
 pub mod ids;
 pub mod model;
 pub mod policy;
+pub mod validate;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::DomainError;

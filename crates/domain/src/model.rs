@@ -134,6 +134,18 @@ impl Reason {
     }
 }
 
+impl FacilityStatus {
+    /// Checks a facility lifecycle step (DESIGN §3): approved ⇄ suspended,
+    /// approved or suspended → closed. Closed is final.
+    pub fn transition(self, to: FacilityStatus) -> Result<(), DomainError> {
+        use FacilityStatus::*;
+        match (self, to) {
+            (Approved, Suspended) | (Suspended, Approved) | (Approved, Closed) | (Suspended, Closed) => Ok(()),
+            _ => Err(DomainError::InvalidTransition { from: self.as_str(), to: to.as_str() }),
+        }
+    }
+}
+
 impl CertStatus {
     /// Whether a certificate in this state identifies its holder.
     pub const fn is_usable(self) -> bool {
@@ -163,6 +175,22 @@ mod tests {
     fn unknown_text_names_the_allowed_values() {
         let err = "boss".parse::<Role>().expect_err("rejected");
         assert!(err.to_string().contains("admin_division"), "{err}");
+    }
+
+    #[test]
+    fn facility_lifecycle() {
+        use FacilityStatus::*;
+        for (from, to, ok) in [
+            (Approved, Suspended, true),
+            (Suspended, Approved, true),
+            (Approved, Closed, true),
+            (Suspended, Closed, true),
+            (Closed, Approved, false),
+            (Closed, Suspended, false),
+            (Approved, Approved, false),
+        ] {
+            assert_eq!(from.transition(to).is_ok(), ok, "{from} → {to}");
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct FileConfig {
     pub public_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_addr: Option<SocketAddr>,
+    /// Lifetime of enrollment codes, in hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enrollment_code_hours: Option<u32>,
 }
 
 impl FileConfig {
@@ -52,6 +55,8 @@ pub struct ServeConfig {
     /// Where to write `{"public_addr", "api_addr"}` once both listeners are
     /// bound (useful with port 0).
     pub ready_file: Option<PathBuf>,
+    /// Lifetime of enrollment codes.
+    pub enrollment_code_ttl: time::Duration,
 }
 
 /// The SQLite database inside a data directory, used when no URL is given.

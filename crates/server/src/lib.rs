@@ -9,6 +9,7 @@ pub mod config;
 pub mod datadir;
 pub mod http;
 pub mod run;
+pub mod service;
 pub mod state;
 pub mod tls;
 

@@ -25,6 +25,10 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         certs: Arc::new(PublicCerts::new(ca.root_der.clone(), ca.issuing_der.clone())),
         ca: Arc::new(ca.issuing),
         clock,
+        settings: Arc::new(crate::state::Settings {
+            enrollment_code_ttl: config.enrollment_code_ttl,
+            ..crate::state::Settings::default()
+        }),
     };
 
     let public_listener = TcpListener::bind(config.public_addr)

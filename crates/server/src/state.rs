@@ -7,6 +7,8 @@ use connect_pki_ca::issue::to_pem;
 use connect_pki_domain::Clock;
 use connect_pki_store::Store;
 
+use crate::http::ratelimit::Limit;
+
 /// Shared state of both listeners.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -14,6 +16,28 @@ pub struct AppState {
     pub ca: Arc<IssuingCa>,
     pub clock: Arc<dyn Clock>,
     pub certs: Arc<PublicCerts>,
+    pub settings: Arc<Settings>,
+}
+
+/// Operating settings of the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long an enrollment code stays valid (DESIGN §3: 72 h by default).
+    pub enrollment_code_ttl: time::Duration,
+    /// Public form submissions per client address.
+    pub apply_limit: Limit,
+    /// Enrollment attempts per client address.
+    pub enroll_limit: Limit,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            enrollment_code_ttl: connect_pki_domain::enrollment::DEFAULT_LIFETIME,
+            apply_limit: Limit::per_minute(10),
+            enroll_limit: Limit::per_minute(30),
+        }
+    }
 }
 
 /// The CA certificates as served on `/ca/*`, encoded once at start.

@@ -157,20 +157,30 @@ impl Store {
         Ok(AuditVerification { records, first_break: None })
     }
 
-    /// The most recent records, newest first (for tests and the API).
-    pub async fn recent_audit(&self, limit: i64) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+    /// Records matching `filter`, oldest first, after `filter.after_id`
+    /// (for paging), at most `filter.limit`.
+    pub async fn audit_page(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         let rows = sqlx::query(
-            "select id, actor, action, target, outcome, detail, facility_id, user_id from audit_log order by id desc limit $1",
+            "select id, at, actor, action, target, outcome, detail, facility_id, user_id, hash from audit_log \
+             where ($1 = 0 or facility_id = $1) and ($2 = 0 or user_id = $2) and at >= $3 and at < $4 and id > $5 \
+             order by id limit $6",
         )
-        .bind(limit)
+        .bind(filter.facility.map_or(0, |f| f.0))
+        .bind(filter.user.map_or(0, |u| u.0))
+        .bind(filter.since.map_or(i64::MIN, secs))
+        .bind(filter.until.map_or(i64::MAX, secs))
+        .bind(filter.after_id)
+        .bind(filter.limit.clamp(1, 10_000))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| {
                 let detail: String = row.try_get("detail")?;
-                Ok((
-                    row.try_get("id")?,
-                    AuditEntry {
+                Ok(AuditRecord {
+                    id: row.try_get("id")?,
+                    at: crate::instant(row.try_get("at")?)?,
+                    hash: row.try_get("hash")?,
+                    entry: AuditEntry {
                         actor: row.try_get("actor")?,
                         action: row.try_get("action")?,
                         target: row.try_get("target")?,
@@ -179,8 +189,28 @@ impl Store {
                         facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
                         user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
                     },
-                ))
+                })
             })
             .collect()
     }
+}
+
+/// Which audit records to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub facility: Option<FacilityId>,
+    pub user: Option<UserId>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+    pub after_id: i64,
+    pub limit: i64,
+}
+
+/// One stored audit record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: OffsetDateTime,
+    pub hash: String,
+    pub entry: AuditEntry,
 }

@@ -23,6 +23,12 @@ pub enum StoreError {
     /// A stored value does not parse (a bug or a hand edit).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A domain rule refused the change (a lifecycle step that does not exist).
+    #[error("{0}")]
+    Rule(connect_pki_domain::DomainError),
+    /// An enrollment code could not be redeemed.
+    #[error("{0}")]
+    Enrollment(connect_pki_domain::enrollment::Refusal),
     /// Any other database failure.
     #[error("database error: {0}")]
     Backend(sqlx::Error),
@@ -44,6 +50,6 @@ impl From<sqlx::Error> for StoreError {
 
 impl From<connect_pki_domain::DomainError> for StoreError {
     fn from(e: connect_pki_domain::DomainError) -> Self {
-        StoreError::Corrupt(e.to_string())
+        StoreError::Rule(e)
     }
 }

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod error;
 mod records;
+mod directory;
 mod ops;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -20,8 +21,9 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use audit::{AuditEntry, AuditVerification};
+pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
 pub use error::StoreError;
+pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices};
 pub use ops::BootstrapInput;
 pub use records::{CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord};
 

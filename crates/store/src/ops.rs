@@ -154,7 +154,7 @@ impl Store {
     }
 }
 
-async fn user_by_id(conn: &mut AnyConnection, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+pub(crate) async fn user_by_id(conn: &mut AnyConnection, id: UserId) -> Result<Option<UserRecord>, StoreError> {
     let row = sqlx::query(&format!("select {} from users u where u.id = $1", UserRecord::COLUMNS))
         .bind(id.0)
         .fetch_optional(&mut *conn)
@@ -162,7 +162,7 @@ async fn user_by_id(conn: &mut AnyConnection, id: UserId) -> Result<Option<UserR
     row.as_ref().map(UserRecord::from_row).transpose()
 }
 
-async fn insert_facility(
+pub(crate) async fn insert_facility(
     tx: &mut AnyConnection,
     store: &Store,
     new: &NewFacility,
@@ -204,7 +204,7 @@ async fn insert_facility(
     Ok(record)
 }
 
-async fn insert_user(
+pub(crate) async fn insert_user(
     tx: &mut AnyConnection,
     store: &Store,
     facility: FacilityId,
@@ -253,7 +253,7 @@ async fn insert_user(
     Ok(record)
 }
 
-async fn insert_device(
+pub(crate) async fn insert_device(
     tx: &mut AnyConnection,
     store: &Store,
     user: &UserRecord,
@@ -288,7 +288,7 @@ async fn insert_device(
     })
 }
 
-async fn insert_certificate(
+pub(crate) async fn insert_certificate(
     tx: &mut AnyConnection,
     store: &Store,
     device: &DeviceRef,

@@ -98,7 +98,7 @@ pub(crate) fn text<T: std::str::FromStr<Err = connect_pki_domain::DomainError>>(
     col: &str,
 ) -> Result<T, StoreError> {
     let s: String = row.try_get(col)?;
-    Ok(s.parse()?)
+    s.parse().map_err(|e: connect_pki_domain::DomainError| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
 pub(crate) fn opt_text<T: std::str::FromStr<Err = connect_pki_domain::DomainError>>(
@@ -106,7 +106,7 @@ pub(crate) fn opt_text<T: std::str::FromStr<Err = connect_pki_domain::DomainErro
     col: &str,
 ) -> Result<Option<T>, StoreError> {
     let s: Option<String> = row.try_get(col)?;
-    Ok(s.map(|s| s.parse()).transpose()?)
+    s.map(|s| s.parse()).transpose().map_err(|e: connect_pki_domain::DomainError| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
 impl FacilityRecord {

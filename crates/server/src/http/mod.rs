@@ -3,7 +3,9 @@
 pub mod api;
 pub mod error;
 pub mod identity;
+pub mod json;
 pub mod public;
+pub mod ratelimit;
 
 use std::time::Instant;
 

@@ -1,0 +1,52 @@
+//! Facility applications: submitted on the public form, decided by the city.
+
+use connect_pki_domain::application::ApplicationForm;
+use connect_pki_domain::{Action, authorize};
+use connect_pki_store::{ApplicationRecord, Approval};
+
+use crate::bootstrap::random_secret;
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::secrets::new_code;
+use crate::state::AppState;
+
+/// Validates and records an application from `client`.
+pub async fn submit(state: &AppState, form: ApplicationForm, client: &str) -> Result<ApplicationRecord, ApiError> {
+    let form = form.validate()?;
+    let token = random_secret(18)?;
+    Ok(state.store.submit_application(&form, &token, client, state.clock.now()).await?)
+}
+
+/// Applications, for the city.
+pub async fn list(state: &AppState, caller: &Caller, status: Option<&str>) -> Result<Vec<ApplicationRecord>, ApiError> {
+    authorize(&caller.actor, Action::DecideApplications)?;
+    if let Some(s) = status {
+        if !matches!(s, "pending" | "approved" | "rejected") {
+            return Err(connect_pki_domain::DomainError::Invalid {
+                field: "status",
+                why: format!("{s:?} is not one of pending, approved, rejected"),
+            }
+            .into());
+        }
+    }
+    Ok(state.store.applications(status).await?)
+}
+
+/// Approves an application; returns what was created and the manager's
+/// enrollment code (shown once).
+pub async fn approve(state: &AppState, caller: &Caller, id: i64) -> Result<(Approval, String, time::OffsetDateTime), ApiError> {
+    authorize(&caller.actor, Action::DecideApplications)?;
+    let now = state.clock.now();
+    // Generated before the transaction; bound to the manager created in it.
+    let code = new_code(caller.actor.user, state.settings.enrollment_code_ttl, now)?;
+    let approval = state.store.approve_application(id, caller.actor.user, |manager| code.for_user(manager), now).await?;
+    let shown = code.display(approval.code_id);
+    Ok((approval, shown, code.stored.expires_at))
+}
+
+/// Rejects an application with a reason the applicant will see.
+pub async fn reject(state: &AppState, caller: &Caller, id: i64, reason: &str) -> Result<ApplicationRecord, ApiError> {
+    authorize(&caller.actor, Action::DecideApplications)?;
+    let reason = connect_pki_domain::validate::text("reason", reason, 500)?;
+    Ok(state.store.reject_application(id, caller.actor.user, &reason, state.clock.now()).await?)
+}

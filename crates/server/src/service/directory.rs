@@ -1,0 +1,99 @@
+//! Facilities, users and enrollment codes.
+
+use connect_pki_domain::{Action, FacilityId, FacilityStatus, Role, UserId, UserStatus, authorize, validate};
+use connect_pki_store::{FacilityChange, FacilityRecord, NewUser, UserRecord, UserWithDevices};
+
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::secrets::new_code;
+use crate::state::AppState;
+
+/// Facilities the caller may see: all for the city, their own for a manager.
+pub async fn facilities(state: &AppState, caller: &Caller) -> Result<Vec<FacilityRecord>, ApiError> {
+    if authorize(&caller.actor, Action::ListAllFacilities).is_ok() {
+        return Ok(state.store.facilities().await?);
+    }
+    authorize(&caller.actor, Action::ReadFacility(caller.actor.facility))?;
+    Ok(state.store.facility(caller.actor.facility).await?.into_iter().collect())
+}
+
+/// One facility.
+pub async fn facility(state: &AppState, caller: &Caller, id: FacilityId) -> Result<FacilityRecord, ApiError> {
+    authorize(&caller.actor, Action::ReadFacility(id))?;
+    state.store.facility(id).await?.ok_or(ApiError::NotFound("facility"))
+}
+
+/// Suspends, resumes or closes a facility (`admin_division`).
+pub async fn change_status(
+    state: &AppState,
+    caller: &Caller,
+    id: FacilityId,
+    to: FacilityStatus,
+) -> Result<FacilityChange, ApiError> {
+    authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
+    Ok(state.store.change_facility_status(id, to, &caller.audit_name(), state.clock.now()).await?)
+}
+
+/// What a new user is registered with.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub display_name: String,
+    pub login_id: String,
+    pub email: String,
+    pub role: Role,
+}
+
+/// Registers a user in `facility`. Managers register staff and managers of
+/// their own facility; only `admin_division` grants the city's roles.
+pub async fn register(
+    state: &AppState,
+    caller: &Caller,
+    facility: FacilityId,
+    r: Registration,
+) -> Result<UserRecord, ApiError> {
+    authorize(&caller.actor, Action::ManageUsers(facility))?;
+    if matches!(r.role, Role::AdminDivision | Role::WelfareDivision) && caller.actor.role != Role::AdminDivision {
+        return Err(connect_pki_domain::DomainError::NotPermitted {
+            actor: format!("{} {}", caller.actor.role, caller.actor.user),
+            action: "grant a city role",
+        }
+        .into());
+    }
+    let target = state.store.facility(facility).await?.ok_or(ApiError::NotFound("facility"))?;
+    if target.status != FacilityStatus::Approved {
+        return Err(ApiError::FacilityNotActive(target.status.as_str()));
+    }
+    let new = NewUser {
+        display_name: validate::text("display_name", &r.display_name, 100)?,
+        login_id: validate::login_id(&r.login_id)?,
+        email: validate::email(&r.email)?,
+        role: r.role,
+    };
+    Ok(state.store.create_user(facility, &new, UserStatus::Invited, &caller.audit_name(), state.clock.now()).await?)
+}
+
+/// Users of a facility with their devices and certificates.
+pub async fn users(state: &AppState, caller: &Caller, facility: FacilityId) -> Result<Vec<UserWithDevices>, ApiError> {
+    authorize(&caller.actor, Action::ManageUsers(facility))?;
+    if state.store.facility(facility).await?.is_none() {
+        return Err(ApiError::NotFound("facility"));
+    }
+    Ok(state.store.users_with_devices(facility).await?)
+}
+
+/// A user the caller may manage.
+pub async fn managed_user(state: &AppState, caller: &Caller, id: UserId) -> Result<UserRecord, ApiError> {
+    let user = state.store.user(id).await?.ok_or(ApiError::NotFound("user"))?;
+    authorize(&caller.actor, Action::ManageUsers(user.facility))?;
+    Ok(user)
+}
+
+/// Issues an enrollment code for a new device of `user`; the code is returned
+/// once and only its hash is kept.
+pub async fn issue_code(state: &AppState, caller: &Caller, user: UserId) -> Result<(String, time::OffsetDateTime), ApiError> {
+    let user = managed_user(state, caller, user).await?;
+    let now = state.clock.now();
+    let code = new_code(user.id, state.settings.enrollment_code_ttl, now)?;
+    let id = state.store.create_enrollment_code(&code.stored, &caller.audit_name(), now).await?;
+    Ok((code.display(id), code.stored.expires_at))
+}

@@ -1,0 +1,114 @@
+//! Redeeming an enrollment code: with a CSR (the device keeps its key) or for
+//! a key generated here and delivered as a PKCS#12.
+
+use base64::Engine;
+use connect_pki_ca::{KeyKind, PrivateKey, parse_csr, pkcs12};
+use connect_pki_domain::enrollment::CodeInput;
+use connect_pki_domain::{DeviceId, Serial, validate};
+use connect_pki_store::Redemption;
+
+use crate::bootstrap::random_secret;
+use crate::http::error::ApiError;
+use crate::service::secrets::{code_hash, hash_password};
+use crate::service::{sign_from_csr, stored, subject_of};
+use crate::state::AppState;
+
+/// An enrollment request.
+#[derive(Debug, Clone, Default)]
+pub struct EnrollRequest {
+    pub code: String,
+    pub csr: Option<String>,
+    pub generate_key: bool,
+    /// `p256` (default) or `rsa2048`, for a generated key.
+    pub key_type: Option<String>,
+    /// Sets the account password on first enrollment.
+    pub password: Option<String>,
+    pub device_label: Option<String>,
+}
+
+/// What the device receives.
+#[derive(Debug)]
+pub enum Enrolled {
+    Certificate { device: DeviceId, serial: Serial, certificate_pem: String, chain_pem: String },
+    Pkcs12 { device: DeviceId, serial: Serial, pkcs12: Vec<u8>, password: String },
+}
+
+/// Redeems a code. Everything that can be checked without the database
+/// (code format, CSR, password) is checked first, so a bad request neither
+/// uses the code nor counts as a wrong try.
+pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Result<Enrolled, ApiError> {
+    let code = CodeInput::parse(&req.code)?;
+    let csr = match (&req.csr, req.generate_key) {
+        (Some(csr), false) => Some(parse_csr(csr.as_bytes())?),
+        (None, true) => None,
+        _ => {
+            return Err(connect_pki_domain::DomainError::Invalid {
+                field: "csr",
+                why: "send either \"csr\" (PEM) or \"generate_key\": true, not both and not neither".into(),
+            }
+            .into());
+        }
+    };
+    let key_kind = match req.key_type.as_deref() {
+        None | Some("p256") => KeyKind::P256,
+        Some("rsa2048") => KeyKind::Rsa2048,
+        Some(other) => {
+            return Err(connect_pki_domain::DomainError::Invalid {
+                field: "key_type",
+                why: format!("{other:?} is not one of p256, rsa2048"),
+            }
+            .into());
+        }
+    };
+    let password_hash = match req.password {
+        Some(p) if !p.is_empty() => {
+            validate::password(&p)?;
+            Some(hash_password(p).await?)
+        }
+        _ => None,
+    };
+    let label = validate::optional_text("device_label", req.device_label.as_deref(), 100)?.unwrap_or_default();
+    let redemption = Redemption {
+        code_id: code.id,
+        secret_hash: code_hash(&code.secret),
+        password_hash,
+        device_label: label,
+        actor: format!("public:{client}"),
+    };
+    let now = state.clock.now();
+    match csr {
+        Some(csr) => {
+            let (device, cert) = state
+                .store
+                .redeem_enrollment_code::<ApiError, _>(&redemption, now, |d| sign_from_csr(state, &csr, d))
+                .await?;
+            Ok(Enrolled::Certificate {
+                device: device.device,
+                serial: cert.serial.clone(),
+                certificate_pem: connect_pki_ca::issue::to_pem("CERTIFICATE", &cert.der),
+                chain_pem: state.certs.chain_pem.clone(),
+            })
+        }
+        None => {
+            let mut key: Option<PrivateKey> = None;
+            let (device, cert) = state
+                .store
+                .redeem_enrollment_code::<ApiError, _>(&redemption, now, |d| {
+                    let (cert, k) = state.ca.issue_device_with_new_key(key_kind, &subject_of(d), now)?;
+                    key = Some(k);
+                    Ok(stored(cert))
+                })
+                .await?;
+            let key = key.ok_or_else(|| anyhow::anyhow!("generated key missing"))?;
+            let password = random_secret(12)?;
+            let alias = format!("connect-pki device {}", device.device);
+            let p12 = pkcs12::build(&key, &cert.der, &[state.ca.cert_der()], &password, &alias)?;
+            Ok(Enrolled::Pkcs12 { device: device.device, serial: cert.serial, pkcs12: p12, password })
+        }
+    }
+}
+
+/// PKCS#12 bytes as base64 for JSON.
+pub fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

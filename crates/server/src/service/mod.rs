@@ -1,0 +1,38 @@
+//! The registration authority: what each operation does, independent of how
+//! it was asked for (JSON API, page, CLI). Each function reads top to bottom:
+//! policy check → one store operation → result.
+
+pub mod applications;
+pub mod audit;
+pub mod certificates;
+pub mod directory;
+pub mod enrollment;
+pub mod secrets;
+
+use connect_pki_ca::{CheckedCsr, IssuedCert};
+use connect_pki_store::{DeviceRef, NewCertificate};
+
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// Signs a device certificate for `device` from a checked CSR, refusing a CSR
+/// that claims another user. Used inside store transactions.
+pub(crate) fn sign_from_csr(state: &AppState, csr: &CheckedCsr, device: &DeviceRef) -> Result<NewCertificate, ApiError> {
+    csr.check_claims(&device.login_id)?;
+    let subject = subject_of(device);
+    let cert = state.ca.issue_device(&csr.spki_der, &subject, state.clock.now())?;
+    Ok(stored(cert))
+}
+
+pub(crate) fn subject_of(device: &DeviceRef) -> connect_pki_ca::DeviceSubject {
+    connect_pki_ca::DeviceSubject {
+        facility: device.facility,
+        user: device.user,
+        device: device.device,
+        login_id: device.login_id.clone(),
+    }
+}
+
+pub(crate) fn stored(cert: IssuedCert) -> NewCertificate {
+    NewCertificate { serial: cert.serial, der: cert.der, not_before: cert.not_before, not_after: cert.not_after }
+}
