@@ -114,7 +114,7 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
     }
     let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "fdev.pem", "--key", "fdev.key"]);
     assert!(code != 0 && status == 0, "foreign CA accepted: {code} {status} {body}");
-    assert!(s.log().contains("TLS handshake refused"), "{}", s.log());
+    assert!(s.log_contains("TLS handshake refused"), "{}", s.log());
 }
 
 /// Certificates from our own CA that must still not get in: one that has
@@ -135,7 +135,7 @@ async fn expired_and_unregistered_certificates_of_our_ca_are_refused() {
     }
     let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "expired.pem"]);
     assert!(code != 0 && status == 0, "expired certificate accepted: {code} {status} {body}");
-    assert!(s.log().contains("certificate expired"), "{}", s.log());
+    assert!(s.log_contains("certificate expired"), "{}", s.log());
 
     let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "unknown.pem"]);
     assert_eq!((code, status), (0, 401), "{body}");

@@ -47,8 +47,15 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     }
 
     let shutdown = CancellationToken::new();
-    let public_app = public::router(state.clone()).layer(body_limit()).layer(middleware::from_fn(log_request));
-    let api_app = api::router(state.clone()).layer(body_limit()).layer(middleware::from_fn(log_request));
+    let (public_api, mtls_api, _) = api::routers(state.clone());
+    let public_app = public::router(state.clone())
+        .merge(public_api)
+        .layer(body_limit())
+        .layer(middleware::from_fn(log_request));
+    let api_app = mtls_api
+        .fallback(crate::http::error::no_route)
+        .layer(body_limit())
+        .layer(middleware::from_fn(log_request));
 
     let public_task = {
         let shutdown = shutdown.clone();

@@ -1,0 +1,457 @@
+//! The JSON API. Routes on the public listener need no certificate
+//! (applying, enrolling); everything else is on the mTLS listener and starts
+//! from a [`Caller`]. The OpenAPI document is generated from these handlers.
+
+pub mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use connect_pki_domain::{Action, DeviceId, FacilityId, FacilityStatus, Role, Serial, UserId, authorize};
+use connect_pki_store::AuditFilter;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::http::json::{ApiJson, ApiQuery};
+use crate::service::enrollment::{EnrollRequest, Enrolled};
+use crate::service::{applications, audit, certificates, directory, enrollment};
+use crate::state::AppState;
+use views::*;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "connect-pki",
+        description = "Certificate lifecycle of the CONNECT case-record system. Routes tagged `public` are served \
+                       on the public HTTP listener without a certificate; all others on the mTLS listener, where the \
+                       caller is identified by its client certificate.",
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "public", description = "Public listener: no client certificate"),
+        (name = "identity"), (name = "applications"), (name = "facilities"), (name = "users"),
+        (name = "certificates"), (name = "audit"),
+    ),
+)]
+struct ApiDoc;
+
+/// The API routers: (public listener, mTLS listener), and the OpenAPI document.
+pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
+    let (public, public_doc) = OpenApiRouter::new()
+        .routes(routes!(submit_application))
+        .routes(routes!(application_status))
+        .routes(routes!(enroll))
+        .with_state(state.clone())
+        .split_for_parts();
+    let (mtls, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(whoami))
+        .routes(routes!(openapi_json))
+        .routes(routes!(list_applications))
+        .routes(routes!(approve_application))
+        .routes(routes!(reject_application))
+        .routes(routes!(list_facilities))
+        .routes(routes!(show_facility))
+        .routes(routes!(suspend_facility))
+        .routes(routes!(resume_facility))
+        .routes(routes!(close_facility))
+        .routes(routes!(register_user, list_users))
+        .routes(routes!(issue_enrollment_code))
+        .routes(routes!(show_device))
+        .routes(routes!(show_certificate))
+        .routes(routes!(renew_certificate))
+        .routes(routes!(read_audit))
+        .with_state(state.clone())
+        .split_for_parts();
+    doc.merge(public_doc);
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "client_certificate",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(
+            "mutual TLS: a client certificate issued by connect-pki (OpenAPI 3.0 cannot express mTLS; this entry documents it)",
+        )).build()),
+    );
+    let json = Arc::new(doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+    let mtls = mtls.layer(axum::Extension(ApiDocJson(json.clone())));
+    (public, mtls, json)
+}
+
+#[derive(Clone)]
+struct ApiDocJson(Arc<String>);
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn client(addr: &SocketAddr) -> String {
+    addr.ip().to_string()
+}
+
+/// The caller's identity as the service sees it.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "identity",
+    responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn whoami(caller: Caller) -> ApiResult<Json<WhoAmI>> {
+    authorize(&caller.actor, Action::WhoAmI)?;
+    let id = caller.identity;
+    Ok(Json(WhoAmI {
+        user_id: id.user.id.0,
+        login_id: id.user.login_id,
+        display_name: id.user.display_name,
+        role: id.user.role,
+        facility_id: id.facility.id.0,
+        facility_name: id.facility.name,
+        device_id: id.device.0,
+        serial: id.certificate.serial.to_hex(),
+        not_after: rfc3339(id.certificate.not_after),
+    }))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "identity",
+    responses((status = 200, description = "OpenAPI 3.1 document"), (status = 401, body = ErrorBody)))]
+async fn openapi_json(_caller: Caller, axum::Extension(doc): axum::Extension<ApiDocJson>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], doc.0.as_str().to_owned()).into_response()
+}
+
+/// Apply for a facility to use CONNECT.
+#[utoipa::path(post, path = "/api/v1/applications", tag = "public", request_body = ApplicationBody,
+    responses(
+        (status = 201, body = ApplicationCreated),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "The manager's login ID is taken", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+async fn submit_application(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<ApplicationBody>,
+) -> ApiResult<(StatusCode, Json<ApplicationCreated>)> {
+    state.settings.apply_limit.check(addr.ip())?;
+    let app = applications::submit(&state, body.into(), &client(&addr)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApplicationCreated {
+            id: app.id,
+            status: app.status,
+            status_url: format!("/api/v1/application-status/{}", app.status_token),
+            status_page: format!("/apply/status/{}", app.status_token),
+        }),
+    ))
+}
+
+/// The decision on an application, by the token from its status URL.
+#[utoipa::path(get, path = "/api/v1/application-status/{token}", tag = "public",
+    params(("token" = String, Path)),
+    responses((status = 200, body = ApplicationStatus), (status = 404, body = ErrorBody)))]
+async fn application_status(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Json<ApplicationStatus>> {
+    let app = state.store.application_by_token(&token).await?.ok_or(ApiError::NotFound("application"))?;
+    Ok(Json(ApplicationStatus {
+        id: app.id,
+        name: app.form.name,
+        status: app.status,
+        created_at: rfc3339(app.created_at),
+        decided_at: app.decided_at.map(rfc3339),
+        decision_reason: app.decision_reason,
+    }))
+}
+
+/// Redeem an enrollment code with a CSR or for a generated key.
+#[utoipa::path(post, path = "/api/v1/enroll", tag = "public", request_body = EnrollBody,
+    responses(
+        (status = 201, body = EnrollResponse),
+        (status = 400, description = "Malformed JSON or an unreadable/forged CSR", body = ErrorBody),
+        (status = 401, description = "Wrong code", body = ErrorBody),
+        (status = 403, description = "Code locked; account or facility not active", body = ErrorBody),
+        (status = 409, description = "Code already used or expired", body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 422, description = "Key not allowed, CSR names someone else, password missing or too short", body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+async fn enroll(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<EnrollBody>,
+) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
+    state.settings.enroll_limit.check(addr.ip())?;
+    let req = EnrollRequest {
+        code: body.code,
+        csr: body.csr,
+        generate_key: body.generate_key,
+        key_type: body.key_type,
+        password: body.password,
+        device_label: body.device_label,
+    };
+    let out = match enrollment::enroll(&state, req, &client(&addr)).await? {
+        Enrolled::Certificate { device, serial, certificate_pem, chain_pem } => EnrollResponse {
+            device_id: device.0,
+            serial: serial.to_hex(),
+            certificate: Some(certificate_pem),
+            chain: Some(chain_pem),
+            pkcs12: None,
+            pkcs12_password: None,
+        },
+        Enrolled::Pkcs12 { device, serial, pkcs12, password } => EnrollResponse {
+            device_id: device.0,
+            serial: serial.to_hex(),
+            certificate: None,
+            chain: None,
+            pkcs12: Some(enrollment::base64(&pkcs12)),
+            pkcs12_password: Some(password),
+        },
+    };
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct ApplicationsQuery {
+    /// `pending`, `approved` or `rejected`; all when absent.
+    status: Option<String>,
+}
+
+/// Facility applications (福祉課, 行政管理課).
+#[utoipa::path(get, path = "/api/v1/applications", tag = "applications", params(ApplicationsQuery),
+    responses((status = 200, body = Vec<ApplicationView>), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_applications(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ApplicationsQuery>,
+) -> ApiResult<Json<Vec<ApplicationView>>> {
+    let apps = applications::list(&state, &caller, q.status.as_deref()).await?;
+    Ok(Json(apps.into_iter().map(Into::into).collect()))
+}
+
+/// Approve: creates the facility, its manager and the manager's enrollment code.
+#[utoipa::path(post, path = "/api/v1/applications/{id}/approve", tag = "applications",
+    params(("id" = i64, Path, description = "application number")),
+    responses((status = 200, body = ApprovalView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "Already decided, or the login ID was taken meanwhile", body = ErrorBody)))]
+async fn approve_application(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<ApprovalView>> {
+    let (approval, code, expires_at) = applications::approve(&state, &caller, id).await?;
+    Ok(Json(ApprovalView {
+        facility_id: approval.facility.id.0,
+        manager_user_id: approval.manager.id.0,
+        enrollment_code: CodeView { code, expires_at: rfc3339(expires_at), user_id: approval.manager.id.0 },
+    }))
+}
+
+/// Reject with a reason the applicant sees.
+#[utoipa::path(post, path = "/api/v1/applications/{id}/reject", tag = "applications", request_body = RejectBody,
+    params(("id" = i64, Path, description = "application number")),
+    responses((status = 200, body = ApplicationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn reject_application(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<RejectBody>,
+) -> ApiResult<Json<ApplicationView>> {
+    Ok(Json(applications::reject(&state, &caller, id, &body.reason).await?.into()))
+}
+
+/// Facilities: all for the city, one's own for a manager.
+#[utoipa::path(get, path = "/api/v1/facilities", tag = "facilities",
+    responses((status = 200, body = Vec<FacilityView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_facilities(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<FacilityView>>> {
+    Ok(Json(directory::facilities(&state, &caller).await?.into_iter().map(Into::into).collect()))
+}
+
+/// One facility.
+#[utoipa::path(get, path = "/api/v1/facilities/{id}", tag = "facilities", params(("id" = i64, Path)),
+    responses((status = 200, body = FacilityView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn show_facility(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<FacilityView>> {
+    Ok(Json(directory::facility(&state, &caller, FacilityId(id)).await?.into()))
+}
+
+async fn change_facility(state: AppState, caller: Caller, id: i64, to: FacilityStatus) -> ApiResult<Json<FacilityChangeView>> {
+    let change = directory::change_status(&state, &caller, FacilityId(id), to).await?;
+    Ok(Json(FacilityChangeView {
+        facility: change.facility.into(),
+        revoked_serials: change.revoked.iter().map(Serial::to_hex).collect(),
+    }))
+}
+
+/// Suspend a facility: its certificates stop working at the API until resumed (行政管理課).
+#[utoipa::path(post, path = "/api/v1/facilities/{id}/suspend", tag = "facilities", params(("id" = i64, Path)),
+    responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn suspend_facility(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<FacilityChangeView>> {
+    change_facility(state, caller, id, FacilityStatus::Suspended).await
+}
+
+/// Resume a suspended facility (行政管理課).
+#[utoipa::path(post, path = "/api/v1/facilities/{id}/resume", tag = "facilities", params(("id" = i64, Path)),
+    responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn resume_facility(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<FacilityChangeView>> {
+    change_facility(state, caller, id, FacilityStatus::Approved).await
+}
+
+/// Close a facility for good: every certificate revoked (cessationOfOperation) (行政管理課).
+#[utoipa::path(post, path = "/api/v1/facilities/{id}/close", tag = "facilities", params(("id" = i64, Path)),
+    responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn close_facility(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<FacilityChangeView>> {
+    change_facility(state, caller, id, FacilityStatus::Closed).await
+}
+
+/// Register a user in a facility (its manager, or 行政管理課).
+#[utoipa::path(post, path = "/api/v1/facilities/{id}/users", tag = "users", request_body = UserBody, params(("id" = i64, Path)),
+    responses((status = 201, body = UserView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "Login ID taken", body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn register_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<UserBody>,
+) -> ApiResult<(StatusCode, Json<UserView>)> {
+    let r = directory::Registration {
+        display_name: body.display_name,
+        login_id: body.login_id,
+        email: body.email,
+        role: body.role.unwrap_or(Role::Staff),
+    };
+    let user = directory::register(&state, &caller, FacilityId(id), r).await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Users of a facility with their devices and certificates.
+#[utoipa::path(get, path = "/api/v1/facilities/{id}/users", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<UserWithDevicesView>), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_users(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<UserWithDevicesView>>> {
+    Ok(Json(directory::users(&state, &caller, FacilityId(id)).await?.into_iter().map(Into::into).collect()))
+}
+
+/// Issue an enrollment code for a new device of a user (shown once).
+#[utoipa::path(post, path = "/api/v1/users/{id}/enrollment-codes", tag = "users", params(("id" = i64, Path)),
+    responses((status = 201, body = CodeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "User retired or deleted", body = ErrorBody)))]
+async fn issue_enrollment_code(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<(StatusCode, Json<CodeView>)> {
+    let (code, expires_at) = directory::issue_code(&state, &caller, UserId(id)).await?;
+    Ok((StatusCode::CREATED, Json(CodeView { code, expires_at: rfc3339(expires_at), user_id: id })))
+}
+
+/// A device and its certificates.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "certificates", params(("id" = i64, Path)),
+    responses((status = 200, body = DeviceView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn show_device(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<DeviceView>> {
+    Ok(Json(certificates::device(&state, &caller, DeviceId(id)).await?.into()))
+}
+
+/// One certificate by serial (lowercase hex).
+#[utoipa::path(get, path = "/api/v1/certificates/{serial}", tag = "certificates", params(("serial" = String, Path)),
+    responses((status = 200, body = CertificateView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn show_certificate(State(state): State<AppState>, caller: Caller, Path(serial): Path<String>) -> ApiResult<Json<CertificateView>> {
+    let serial: Serial = serial.parse()?;
+    Ok(Json(certificates::certificate(&state, &caller, &serial).await?.into()))
+}
+
+/// Renew the presented certificate from a new CSR; the presented one is superseded.
+#[utoipa::path(post, path = "/api/v1/certificates/renew", tag = "certificates", request_body = RenewBody,
+    responses((status = 201, body = RenewResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn renew_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<RenewBody>,
+) -> ApiResult<(StatusCode, Json<RenewResponse>)> {
+    let old = caller.identity.certificate.serial.to_hex();
+    let (device, cert) = certificates::renew(&state, &caller, &body.csr).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RenewResponse {
+            device_id: device.0,
+            serial: cert.serial.to_hex(),
+            certificate: connect_pki_ca::issue::to_pem("CERTIFICATE", &cert.der),
+            chain: state.certs.chain_pem.clone(),
+            superseded_serial: old,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct AuditQuery {
+    facility_id: Option<i64>,
+    user_id: Option<i64>,
+    /// RFC 3339; records at or after.
+    since: Option<String>,
+    /// RFC 3339; records before.
+    until: Option<String>,
+    /// Paging: records with a greater id.
+    after_id: Option<i64>,
+    /// At most this many (default 500, at most 10 000).
+    limit: Option<i64>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+fn parse_time(field: &'static str, v: Option<&str>) -> ApiResult<Option<OffsetDateTime>> {
+    v.map(|s| {
+        OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
+            ApiError::Domain(connect_pki_domain::DomainError::Invalid { field, why: format!("{s:?} is not RFC 3339: {e}") })
+        })
+    })
+    .transpose()
+}
+
+/// The audit log (行政管理課), as JSON or CSV.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditView>, description = "JSON, or text/csv with format=csv"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn read_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Response> {
+    let filter = AuditFilter {
+        facility: q.facility_id.map(FacilityId),
+        user: q.user_id.map(UserId),
+        since: parse_time("since", q.since.as_deref())?,
+        until: parse_time("until", q.until.as_deref())?,
+        after_id: q.after_id.unwrap_or(0),
+        limit: q.limit.unwrap_or(500),
+    };
+    let rows: Vec<AuditView> = audit::list(&state, &caller, &filter).await?.into_iter().map(Into::into).collect();
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(rows).into_response()),
+        Some("csv") => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(["id", "at", "actor", "action", "target", "outcome", "detail", "facility_id", "user_id", "hash"])
+                .map_err(|e| anyhow::anyhow!(e))?;
+            for r in &rows {
+                w.write_record([
+                    r.id.to_string(),
+                    r.at.clone(),
+                    r.actor.clone(),
+                    r.action.clone(),
+                    r.target.clone(),
+                    r.outcome.clone(),
+                    r.detail.to_string(),
+                    r.facility_id.map(|f| f.to_string()).unwrap_or_default(),
+                    r.user_id.map(|u| u.to_string()).unwrap_or_default(),
+                    r.hash.clone(),
+                ])
+                .map_err(|e| anyhow::anyhow!(e))?;
+            }
+            let body = w.into_inner().map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            Ok((
+                [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\"")],
+                body,
+            )
+                .into_response())
+        }
+        Some(other) => Err(ApiError::Domain(connect_pki_domain::DomainError::Invalid {
+            field: "format",
+            why: format!("{other:?} is not one of json, csv"),
+        })),
+    }
+}

@@ -1,0 +1,389 @@
+//! JSON shapes of the API: request bodies and responses, with their OpenAPI
+//! schemas. Times are RFC 3339 UTC strings; serials lowercase hex.
+
+use connect_pki_domain::application::ApplicationForm;
+use connect_pki_domain::{FacilityKind, Role};
+use connect_pki_store::{
+    ApplicationRecord, AuditRecord, CertificateRecord, DeviceRecord, FacilityRecord, UserRecord, UserWithDevices,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+/// An instant as RFC 3339 UTC, the form every time takes at the API.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// `{"error": {"code", "message"}}`
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `forbidden`, `invalid`, `conflict`.
+    pub code: String,
+    /// What went wrong and what to do about it.
+    pub message: String,
+}
+
+/// The caller as the service sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub user_id: i64,
+    pub login_id: Option<String>,
+    pub display_name: Option<String>,
+    #[schema(value_type = String, example = "facility_manager")]
+    pub role: Role,
+    pub facility_id: i64,
+    pub facility_name: String,
+    pub device_id: i64,
+    pub serial: String,
+    pub not_after: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerBody {
+    pub name: String,
+    pub login_id: String,
+    pub email: String,
+    pub phone: String,
+}
+
+/// A facility's application (public, no certificate).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationBody {
+    pub name: String,
+    /// `internal` (庁内, a city department) or `external` (庁外, an outside organisation).
+    #[schema(value_type = String, example = "external")]
+    pub kind: FacilityKind,
+    pub address: String,
+    /// The sponsoring city department (担当課); required for `external`.
+    pub department: Option<String>,
+    pub manager: ManagerBody,
+    /// Must be `true`: use is limited to 重層的支援体制整備事業 duties.
+    pub purpose_attested: bool,
+    /// The version of the terms of use accepted, e.g. `2026-04-01`.
+    pub terms_version: String,
+}
+
+impl From<ApplicationBody> for ApplicationForm {
+    fn from(b: ApplicationBody) -> Self {
+        ApplicationForm {
+            name: b.name,
+            kind: b.kind,
+            address: b.address,
+            department: b.department,
+            manager_name: b.manager.name,
+            manager_login_id: b.manager.login_id,
+            manager_email: b.manager.email,
+            manager_phone: b.manager.phone,
+            purpose_attested: b.purpose_attested,
+            terms_version: b.terms_version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationCreated {
+    /// The application number.
+    pub id: i64,
+    pub status: String,
+    /// Where the applicant can follow the decision (JSON); `status_page` for people.
+    pub status_url: String,
+    pub status_page: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationView {
+    pub id: i64,
+    pub status: String,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub kind: FacilityKind,
+    pub address: String,
+    pub department: Option<String>,
+    pub manager_name: String,
+    pub manager_login_id: String,
+    pub manager_email: String,
+    pub manager_phone: String,
+    pub terms_version: String,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+    pub decision_reason: Option<String>,
+    pub facility_id: Option<i64>,
+}
+
+impl From<ApplicationRecord> for ApplicationView {
+    fn from(a: ApplicationRecord) -> Self {
+        Self {
+            id: a.id,
+            status: a.status,
+            name: a.form.name,
+            kind: a.form.kind,
+            address: a.form.address,
+            department: a.form.department,
+            manager_name: a.form.manager_name,
+            manager_login_id: a.form.manager_login_id,
+            manager_email: a.form.manager_email,
+            manager_phone: a.form.manager_phone,
+            terms_version: a.form.terms_version,
+            created_at: rfc3339(a.created_at),
+            decided_at: a.decided_at.map(rfc3339),
+            decision_reason: a.decision_reason,
+            facility_id: a.facility.map(|f| f.0),
+        }
+    }
+}
+
+/// What the public status URL shows: the decision, not the form.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationStatus {
+    pub id: i64,
+    pub name: String,
+    pub status: String,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+    pub decision_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CodeView {
+    /// The enrollment code, shown only in this response.
+    pub code: String,
+    pub expires_at: String,
+    pub user_id: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalView {
+    pub facility_id: i64,
+    pub manager_user_id: i64,
+    pub enrollment_code: CodeView,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    /// Shown to the applicant.
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacilityView {
+    pub id: i64,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub kind: FacilityKind,
+    pub address: String,
+    pub department: Option<String>,
+    /// `approved`, `suspended` or `closed`.
+    pub status: String,
+}
+
+impl From<FacilityRecord> for FacilityView {
+    fn from(f: FacilityRecord) -> Self {
+        Self { id: f.id.0, name: f.name, kind: f.kind, address: f.address, department: f.department, status: f.status.to_string() }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FacilityChangeView {
+    pub facility: FacilityView,
+    /// Certificates revoked by the change (closing only).
+    pub revoked_serials: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserBody {
+    pub display_name: String,
+    pub login_id: String,
+    pub email: String,
+    /// `staff` (default) or `facility_manager`; `admin_division` may also grant city roles.
+    #[schema(value_type = Option<String>)]
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub id: i64,
+    pub facility_id: i64,
+    pub login_id: Option<String>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    #[schema(value_type = String)]
+    pub role: Role,
+    /// `invited`, `active`, `retired` or `deleted`.
+    pub status: String,
+}
+
+impl From<UserRecord> for UserView {
+    fn from(u: UserRecord) -> Self {
+        Self {
+            id: u.id.0,
+            facility_id: u.facility.0,
+            login_id: u.login_id,
+            display_name: u.display_name,
+            email: u.email,
+            role: u.role,
+            status: u.status.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CertificateView {
+    pub serial: String,
+    pub device_id: i64,
+    /// `valid`, `on_hold`, `revoked` or `superseded`.
+    pub status: String,
+    /// RFC 5280 reason name when not valid.
+    pub reason: Option<String>,
+    pub revoked_at: Option<String>,
+    pub not_before: String,
+    pub not_after: String,
+}
+
+impl From<CertificateRecord> for CertificateView {
+    fn from(c: CertificateRecord) -> Self {
+        Self {
+            serial: c.serial.to_hex(),
+            device_id: c.device.0,
+            status: c.status.to_string(),
+            reason: c.reason.map(|r| r.to_string()),
+            revoked_at: c.revoked_at.map(rfc3339),
+            not_before: rfc3339(c.not_before),
+            not_after: rfc3339(c.not_after),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceView {
+    pub id: i64,
+    pub user_id: i64,
+    pub facility_id: i64,
+    pub label: String,
+    pub status: String,
+    pub created_at: String,
+    pub certificates: Vec<CertificateView>,
+}
+
+impl From<DeviceRecord> for DeviceView {
+    fn from(d: DeviceRecord) -> Self {
+        Self {
+            id: d.id.0,
+            user_id: d.user.0,
+            facility_id: d.facility.0,
+            label: d.label,
+            status: d.status,
+            created_at: rfc3339(d.created_at),
+            certificates: d.certificates.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserWithDevicesView {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub devices: Vec<DeviceView>,
+}
+
+impl From<UserWithDevices> for UserWithDevicesView {
+    fn from(u: UserWithDevices) -> Self {
+        Self { user: u.user.into(), devices: u.devices.into_iter().map(Into::into).collect() }
+    }
+}
+
+/// Redeem an enrollment code (public, authenticated by the code alone).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBody {
+    /// As handed out, e.g. `12-ABCD-EFGH-JKMN-PQRS`.
+    pub code: String,
+    /// PKCS#10 request (PEM). Its key is certified; its subject must be empty or `CN=<login ID>`.
+    pub csr: Option<String>,
+    /// `true` to have the key generated here and delivered as PKCS#12.
+    #[serde(default)]
+    pub generate_key: bool,
+    /// `p256` (default) or `rsa2048`, with `generate_key`.
+    pub key_type: Option<String>,
+    /// Account password (10+ characters); required on the user's first enrollment.
+    pub password: Option<String>,
+    /// A name for the device, e.g. `相談室PC-2`.
+    pub device_label: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnrollResponse {
+    pub device_id: i64,
+    pub serial: String,
+    /// With a CSR: the certificate (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// With a CSR: the issuing CA and root (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    /// With `generate_key`: the PKCS#12 file, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs12: Option<String>,
+    /// With `generate_key`: its password, shown only in this response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs12_password: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    /// A new PKCS#10 request (PEM) from the device.
+    pub csr: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RenewResponse {
+    pub device_id: i64,
+    pub serial: String,
+    pub certificate: String,
+    pub chain: String,
+    /// The certificate presented for this call, now superseded.
+    pub superseded_serial: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditView {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub facility_id: Option<i64>,
+    pub user_id: Option<i64>,
+    /// This record's link in the hash chain.
+    pub hash: String,
+}
+
+impl From<AuditRecord> for AuditView {
+    fn from(r: AuditRecord) -> Self {
+        Self {
+            id: r.id,
+            at: rfc3339(r.at),
+            actor: r.entry.actor,
+            action: r.entry.action,
+            target: r.entry.target,
+            outcome: r.entry.outcome,
+            detail: r.entry.detail,
+            facility_id: r.entry.facility.map(|f| f.0),
+            user_id: r.entry.user.map(|u| u.0),
+            hash: r.hash,
+        }
+    }
+}
