@@ -1,6 +1,8 @@
 //! End-to-end: the real binary, on random ports, checked with openssl, curl
 //! and Python `cryptography`.
 
+mod lifecycle;
+
 use std::path::Path;
 
 use connect_pki_ca::issue::to_pem;

@@ -219,6 +219,103 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Writes a request body to a fresh file and returns curl's `@path` for it
+    /// (bodies can exceed the command-line limit).
+    fn body_file(&self, body: &Value) -> String {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.scratch(&format!("body-{n}.json"));
+        std::fs::write(&path, body.to_string()).expect("write body");
+        format!("@{}", path.display())
+    }
+
+    /// A JSON call on the mTLS API as the holder of `pem` (certificate and
+    /// key in one file; `None` for no certificate). Returns status and body.
+    pub fn api(&self, method: &str, path: &str, pem: Option<&Path>, body: Option<&Value>) -> (u16, Value) {
+        let pem_s = pem.map(|p| p.display().to_string());
+        let body_s = body.map(|b| self.body_file(b));
+        let mut args: Vec<&str> = vec!["-X", method];
+        if let Some(p) = &pem_s {
+            args.extend(["--cert", p.as_str()]);
+        }
+        if let Some(b) = &body_s {
+            args.extend(["-H", "content-type: application/json", "--data-binary", b.as_str()]);
+        }
+        let (code, status, text) = self.curl_api(path, &args);
+        assert_eq!(code, 0, "curl {method} {path} failed: {text}");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A JSON call on the public listener.
+    pub fn public_api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let body_s = body.map(|b| self.body_file(b));
+        let mut args: Vec<&str> = vec!["-X", method];
+        if let Some(b) = &body_s {
+            args.extend(["-H", "content-type: application/json", "--data-binary", b.as_str()]);
+        }
+        let (code, status, text) = self.curl_public(path, &args);
+        assert_eq!(code, 0, "curl {method} {path} failed: {text}");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Redeems `code` for a server-generated key; opens the PKCS#12 with
+    /// `openssl pkcs12` (no `-legacy`) and returns a PEM with certificate and key.
+    pub fn enroll_generated(&self, code: &str, password: Option<&str>, name: &str) -> PathBuf {
+        let mut body = serde_json::json!({"code": code, "generate_key": true, "device_label": name});
+        if let Some(p) = password {
+            body["password"] = p.into();
+        }
+        let (status, out) = self.public_api("POST", "/api/v1/enroll", Some(&body));
+        assert_eq!(status, 201, "enroll {name}: {out}");
+        let p12 = self.scratch(&format!("{name}.p12"));
+        let b64 = out["pkcs12"].as_str().expect("pkcs12");
+        std::fs::write(self.scratch(&format!("{name}.p12.b64")), b64).expect("write");
+        let o = run("openssl", &["base64", "-d", "-A", "-in", &format!("{name}.p12.b64"), "-out", &p12.display().to_string()], self.dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+        let pem = self.scratch(&format!("{name}.pem"));
+        let pass = format!("pass:{}", out["pkcs12_password"].as_str().expect("password"));
+        let o = run(
+            "openssl",
+            &["pkcs12", "-in", &p12.display().to_string(), "-passin", &pass, "-nodes", "-out", &pem.display().to_string()],
+            self.dir.path(),
+        );
+        assert!(o.status.success(), "openssl pkcs12 could not open the enrolled PKCS#12: {}", text(&o));
+        pem
+    }
+
+    /// Makes a key and CSR with `openssl req` (subject `subj`), returning the
+    /// key path and the CSR PEM.
+    pub fn openssl_csr(&self, name: &str, subj: &str, newkey: &[&str]) -> (PathBuf, String) {
+        let key = self.scratch(&format!("{name}.key"));
+        let csr = self.scratch(&format!("{name}.csr"));
+        let mut args = vec!["req", "-new", "-newkey"];
+        args.extend_from_slice(newkey);
+        let (k, c) = (key.display().to_string(), csr.display().to_string());
+        args.extend_from_slice(&["-nodes", "-keyout", &k, "-subj", subj, "-out", &c]);
+        let o = run("openssl", &args, self.dir.path());
+        assert!(o.status.success(), "{}", text(&o));
+        (key, std::fs::read_to_string(&csr).expect("csr"))
+    }
+
+    /// Redeems `code` with an `openssl req` CSR and returns a PEM with the
+    /// issued certificate and the key.
+    pub fn enroll_csr(&self, code: &str, password: Option<&str>, name: &str, subj: &str) -> PathBuf {
+        let (key, csr) = self.openssl_csr(name, subj, &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+        let mut body = serde_json::json!({"code": code, "csr": csr, "device_label": name});
+        if let Some(p) = password {
+            body["password"] = p.into();
+        }
+        let (status, out) = self.public_api("POST", "/api/v1/enroll", Some(&body));
+        assert_eq!(status, 201, "enroll {name}: {out}");
+        let pem = self.scratch(&format!("{name}.pem"));
+        let cert = out["certificate"].as_str().expect("certificate");
+        let key = std::fs::read_to_string(key).expect("key");
+        std::fs::write(&pem, format!("{cert}{key}")).expect("write");
+        pem
+    }
+}
+
 fn curl(args: &[&str], dir: &Path) -> (i32, u16, String) {
     let out = run("curl", args, dir);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();

@@ -50,6 +50,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let (public_api, mtls_api, _) = api::routers(state.clone());
     let public_app = public::router(state.clone())
         .merge(public_api)
+        .merge(crate::http::pages::router(state.clone()))
         .layer(body_limit())
         .layer(middleware::from_fn(log_request));
     let api_app = mtls_api

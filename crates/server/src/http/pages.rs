@@ -1,0 +1,273 @@
+//! Japanese pages on the public listener: the facility application form, its
+//! status page, and device enrollment with a key generated on the server.
+//! Errors are shown on the page, in Japanese, with what the person typed kept.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use connect_pki_domain::FacilityKind;
+use connect_pki_domain::application::{ApplicationForm, TERMS_VERSION};
+use serde::Deserialize;
+
+use crate::http::api::views::rfc3339;
+use crate::http::error::ApiError;
+use crate::service::enrollment::{EnrollRequest, Enrolled, base64};
+use crate::service::{applications, enrollment};
+use crate::state::AppState;
+
+/// Routes of the pages.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/apply", get(apply_form).post(apply_submit))
+        .route("/apply/status/{token}", get(apply_status))
+        .route("/enroll", get(enroll_form).post(enroll_submit))
+        .with_state(state)
+}
+
+/// A rendered page with headers that keep it from being framed, cached or
+/// running anything it did not ship.
+fn page(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut r = (status, Html(html)).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+                ),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// What the application form holds, as typed.
+#[derive(Debug, Default, Deserialize)]
+pub struct ApplyFields {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    department: String,
+    #[serde(default)]
+    manager_name: String,
+    #[serde(default)]
+    manager_login_id: String,
+    #[serde(default)]
+    manager_email: String,
+    #[serde(default)]
+    manager_phone: String,
+    #[serde(default)]
+    purpose_attested: Option<String>,
+    #[serde(default)]
+    terms_version: Option<String>,
+}
+
+struct ApplyView {
+    name: String,
+    kind: String,
+    address: String,
+    department: String,
+    manager_name: String,
+    manager_login_id: String,
+    manager_email: String,
+    manager_phone: String,
+    purpose_attested: bool,
+    terms_accepted: bool,
+}
+
+#[derive(Template)]
+#[template(path = "apply.html")]
+struct ApplyPage {
+    form: ApplyView,
+    error: Option<String>,
+    terms_version: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "applied.html")]
+struct AppliedPage {
+    id: i64,
+    status_page: String,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage {
+    id: i64,
+    name: String,
+    created_at: String,
+    status_ja: &'static str,
+    reason: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    title: &'static str,
+    message: String,
+}
+
+impl From<&ApplyFields> for ApplyView {
+    fn from(f: &ApplyFields) -> Self {
+        Self {
+            name: f.name.clone(),
+            kind: f.kind.clone(),
+            address: f.address.clone(),
+            department: f.department.clone(),
+            manager_name: f.manager_name.clone(),
+            manager_login_id: f.manager_login_id.clone(),
+            manager_email: f.manager_email.clone(),
+            manager_phone: f.manager_phone.clone(),
+            purpose_attested: f.purpose_attested.is_some(),
+            terms_accepted: f.terms_version.is_some(),
+        }
+    }
+}
+
+async fn apply_form() -> Response {
+    page(StatusCode::OK, &ApplyPage { form: (&ApplyFields::default()).into(), error: None, terms_version: TERMS_VERSION })
+}
+
+async fn apply_submit(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Form(f): Form<ApplyFields>,
+) -> Response {
+    let result = async {
+        state.settings.apply_limit.check(addr.ip())?;
+        let kind: FacilityKind = f.kind.parse()?;
+        let form = ApplicationForm {
+            name: f.name.clone(),
+            kind,
+            address: f.address.clone(),
+            department: Some(f.department.clone()),
+            manager_name: f.manager_name.clone(),
+            manager_login_id: f.manager_login_id.clone(),
+            manager_email: f.manager_email.clone(),
+            manager_phone: f.manager_phone.clone(),
+            purpose_attested: f.purpose_attested.is_some(),
+            terms_version: f.terms_version.clone().unwrap_or_default(),
+        };
+        applications::submit(&state, form, &addr.ip().to_string()).await
+    }
+    .await;
+    match result {
+        Ok(app) => page(
+            StatusCode::CREATED,
+            &AppliedPage { id: app.id, status_page: format!("/apply/status/{}", app.status_token) },
+        ),
+        Err(e) => page(
+            e.status(),
+            &ApplyPage { form: (&f).into(), error: Some(e.message_ja()), terms_version: TERMS_VERSION },
+        ),
+    }
+}
+
+async fn apply_status(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.store.application_by_token(&token).await {
+        Ok(Some(app)) => page(
+            StatusCode::OK,
+            &StatusPage {
+                id: app.id,
+                name: app.form.name,
+                created_at: rfc3339(app.created_at),
+                status_ja: match app.status.as_str() {
+                    "pending" => "審査中",
+                    "approved" => "承認済み（施設管理者あてに登録コードが発行されます）",
+                    "rejected" => "却下",
+                    _ => "不明",
+                },
+                reason: app.decision_reason,
+            },
+        ),
+        Ok(None) => {
+            page(StatusCode::NOT_FOUND, &MessagePage { title: "申請状況", message: "申請が見つかりませんでした。アドレスを確認してください。".into() })
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            page(e.status(), &MessagePage { title: "申請状況", message: e.message_ja() })
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EnrollFields {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    device_label: String,
+}
+
+#[derive(Template)]
+#[template(path = "enroll.html")]
+struct EnrollPage {
+    code: String,
+    device_label: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "enrolled.html")]
+struct EnrolledPage {
+    device_id: i64,
+    serial: String,
+    pkcs12_base64: String,
+    password: String,
+}
+
+async fn enroll_form() -> Response {
+    page(StatusCode::OK, &EnrollPage { code: String::new(), device_label: String::new(), error: None })
+}
+
+async fn enroll_submit(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Form(f): Form<EnrollFields>,
+) -> Response {
+    let result = async {
+        state.settings.enroll_limit.check(addr.ip())?;
+        let req = EnrollRequest {
+            code: f.code.clone(),
+            csr: None,
+            generate_key: true,
+            key_type: None,
+            password: Some(f.password.clone()),
+            device_label: Some(f.device_label.clone()),
+        };
+        enrollment::enroll(&state, req, &addr.ip().to_string()).await
+    }
+    .await;
+    match result {
+        Ok(Enrolled::Pkcs12 { device, serial, pkcs12, password }) => page(
+            StatusCode::CREATED,
+            &EnrolledPage { device_id: device.0, serial: serial.to_hex(), pkcs12_base64: base64(&pkcs12), password },
+        ),
+        Ok(Enrolled::Certificate { .. }) => page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &MessagePage { title: "端末の登録", message: ApiError::Internal(anyhow::anyhow!("unexpected")).message_ja() },
+        ),
+        Err(e) => page(
+            e.status(),
+            &EnrollPage { code: f.code.clone(), device_label: f.device_label.clone(), error: Some(e.message_ja()) },
+        ),
+    }
+}
