@@ -1,7 +1,7 @@
 //! Facilities, staff and enrollment (issue 3), driven through the real
 //! binary with curl and openssl on both backends.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use connect_pki_e2e::{Backend, Server, both_backends, run, text};
 use serde_json::{Value, json};
@@ -34,20 +34,20 @@ struct World {
     manager_b_serial: String,
 }
 
-fn register(s: &Server, as_: &PathBuf, facility: i64, login: &str, role: &str) -> i64 {
+fn register(s: &Server, as_: &Path, facility: i64, login: &str, role: &str) -> i64 {
     let body = json!({"display_name": format!("{login} さん"), "login_id": login, "email": format!("{login}@example.test"), "role": role});
     let (status, out) = s.api("POST", &format!("/api/v1/facilities/{facility}/users"), Some(as_), Some(&body));
     assert_eq!(status, 201, "register {login}: {out}");
     out["id"].as_i64().expect("id")
 }
 
-fn code_for(s: &Server, as_: &PathBuf, user: i64) -> String {
+fn code_for(s: &Server, as_: &Path, user: i64) -> String {
     let (status, out) = s.api("POST", &format!("/api/v1/users/{user}/enrollment-codes"), Some(as_), None);
     assert_eq!(status, 201, "code: {out}");
     out["code"].as_str().expect("code").to_string()
 }
 
-fn approve(s: &Server, as_: &PathBuf, app: &Value) -> (i64, String) {
+fn approve(s: &Server, as_: &Path, app: &Value) -> (i64, String) {
     let (status, created) = s.public_api("POST", "/api/v1/applications", Some(app));
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_i64().expect("id");
@@ -56,7 +56,7 @@ fn approve(s: &Server, as_: &PathBuf, app: &Value) -> (i64, String) {
     (approval["facility_id"].as_i64().expect("facility"), approval["enrollment_code"]["code"].as_str().expect("code").to_string())
 }
 
-fn whoami(s: &Server, pem: &PathBuf) -> Value {
+fn whoami(s: &Server, pem: &Path) -> Value {
     let (status, me) = s.api("GET", "/api/v1/whoami", Some(pem), None);
     assert_eq!(status, 200, "{me}");
     me
@@ -187,6 +187,9 @@ async fn edit_one_audit_row(s: &Server, backend: Backend) {
     sqlx::query("update audit_log set outcome = 'refused' where id = 5").execute(&mut conn).await.expect("edit");
 }
 
+/// (operation, method, path, body, callers allowed)
+type Op<'a> = (&'a str, &'a str, String, Option<Value>, &'a [&'a str]);
+
 /// Every API operation × every role × own and other facility, against a
 /// table written out here (not derived from the policy code).
 async fn authorization_matrix_over_the_api(backend: Backend) {
@@ -217,7 +220,7 @@ async fn authorization_matrix_over_the_api(backend: Backend) {
     for (who, pem, own, other) in &callers {
         for (scope, f) in [("own", *own), ("other", *other)] {
             // (operation, method, path, body, roles allowed in this scope)
-            let ops: Vec<(&str, &str, String, Option<Value>, &[&str])> = vec![
+            let ops: Vec<Op> = vec![
                 ("whoami", "GET", "/api/v1/whoami".into(), None, &["admin", "welfare", "manager", "staff"]),
                 ("openapi", "GET", "/api/v1/openapi.json".into(), None, &["admin", "welfare", "manager", "staff"]),
                 ("list applications", "GET", "/api/v1/applications".into(), None, &["admin", "welfare"]),

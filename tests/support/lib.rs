@@ -117,11 +117,10 @@ impl Server {
     fn wait_ready(&mut self, ready: &Path) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(bytes) = std::fs::read(ready) {
-                if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+            if let Ok(bytes) = std::fs::read(ready)
+                && let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
                     return v;
                 }
-            }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("serve exited with {status} before listening:\n{}", self.log());
             }

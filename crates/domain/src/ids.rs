@@ -75,7 +75,7 @@ impl FromStr for Serial {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let clean: String = s.chars().filter(|c| *c != ':').collect();
         let invalid = |why: &str| DomainError::Invalid { field: "serial", why: format!("{s:?} {why}") };
-        if clean.is_empty() || clean.len() % 2 != 0 || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+        if clean.is_empty() || !clean.len().is_multiple_of(2) || !clean.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(invalid("is not an even-length hex string"));
         }
         let bytes: Vec<u8> = (0..clean.len())

@@ -60,11 +60,10 @@ impl DataDir {
     /// The CA key passphrase: `CONNECT_PKI_PASSPHRASE` if set, else the
     /// generated passphrase file.
     pub fn passphrase(&self) -> anyhow::Result<String> {
-        if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
-            if !p.is_empty() {
+        if let Ok(p) = std::env::var(PASSPHRASE_ENV)
+            && !p.is_empty() {
                 return Ok(p);
             }
-        }
         let path = self.0.join(PASSPHRASE_FILE);
         let p = std::fs::read_to_string(&path).map_err(|e| {
             anyhow!("no CA key passphrase: set {PASSPHRASE_ENV} or provide {} ({e})", path.display())

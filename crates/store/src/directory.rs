@@ -403,11 +403,10 @@ impl Store {
                 });
             }
             let serial: Option<String> = row.try_get("c_serial")?;
-            if serial.is_some() {
-                if let Some(d) = out.last_mut() {
+            if serial.is_some()
+                && let Some(d) = out.last_mut() {
                     d.certificates.push(CertificateRecord::from_row(row)?);
                 }
-            }
         }
         Ok(out)
     }

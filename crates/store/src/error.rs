@@ -36,11 +36,10 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        if let sqlx::Error::Database(db) = &e {
-            if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
+        if let sqlx::Error::Database(db) = &e
+            && db.kind() == sqlx::error::ErrorKind::UniqueViolation {
                 return StoreError::Conflict(db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string()));
             }
-        }
         if let sqlx::Error::RowNotFound = e {
             return StoreError::NotFound("row");
         }

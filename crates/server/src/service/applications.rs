@@ -20,15 +20,14 @@ pub async fn submit(state: &AppState, form: ApplicationForm, client: &str) -> Re
 /// Applications, for the city.
 pub async fn list(state: &AppState, caller: &Caller, status: Option<&str>) -> Result<Vec<ApplicationRecord>, ApiError> {
     authorize(&caller.actor, Action::DecideApplications)?;
-    if let Some(s) = status {
-        if !matches!(s, "pending" | "approved" | "rejected") {
+    if let Some(s) = status
+        && !matches!(s, "pending" | "approved" | "rejected") {
             return Err(connect_pki_domain::DomainError::Invalid {
                 field: "status",
                 why: format!("{s:?} is not one of pending, approved, rejected"),
             }
             .into());
         }
-    }
     Ok(state.store.applications(status).await?)
 }
 
