@@ -4,6 +4,7 @@
 //! crate depends on this one, never the other way round.
 
 pub mod application;
+pub mod certificate;
 pub mod clock;
 pub mod enrollment;
 pub mod error;

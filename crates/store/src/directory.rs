@@ -628,6 +628,9 @@ impl Store {
         if superseded == 0 {
             return Err(E::from(StoreError::Conflict(format!("certificate {old} changed during renewal"))));
         }
+        crate::revocation::record_event(&mut tx, self.backend, old, CertStatus::Superseded, Some(Reason::Superseded), now)
+            .await
+            .map_err(E::from)?;
         audit::append(
             &mut tx,
             self.backend,
@@ -751,6 +754,7 @@ pub(crate) async fn revoke_where(
         .bind(serial.to_hex())
         .execute(&mut *tx)
         .await?;
+        crate::revocation::record_event(tx, store.backend, &serial, CertStatus::Revoked, Some(reason), now).await?;
         audit::append(
             tx,
             store.backend,

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod error;
 mod records;
+mod revocation;
 mod directory;
 mod ops;
 #[cfg(feature = "testing")]
@@ -25,6 +26,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
 pub use error::StoreError;
 pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices};
 pub use ops::BootstrapInput;
+pub use revocation::{CertEvent, Offender, StatusChange};
 pub use records::{CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord};
 
 /// Which database a store talks to.

@@ -308,6 +308,7 @@ pub(crate) async fn insert_certificate(
     .bind(secs(now))
     .execute(&mut *tx)
     .await?;
+    crate::revocation::record_event(tx, store.backend, &cert.serial, connect_pki_domain::CertStatus::Valid, None, now).await?;
     let entry = AuditEntry {
         actor: actor.into(),
         action: "certificate.issue".into(),
