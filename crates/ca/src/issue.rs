@@ -165,6 +165,10 @@ impl IssuingCa {
         &self.root_der
     }
 
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// The profile the CA issues under.
     pub fn profile(&self) -> &Profile {
         &self.profile

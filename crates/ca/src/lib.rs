@@ -6,11 +6,13 @@
 //! back. Every signature goes through aws-lc-rs (via rcgen), the same backend
 //! rustls uses.
 
+pub mod crl;
 pub mod csr;
 pub mod error;
 pub mod hierarchy;
 pub mod issue;
 pub mod keys;
+pub mod ocsp;
 pub mod pkcs12;
 
 pub use csr::{CheckedCsr, parse_csr};

@@ -1,0 +1,242 @@
+//! OCSP (RFC 6960, RFC 5019 profile): parsing requests and signing responses
+//! with the delegated OCSP signer. The ASN.1 structures are x509-ocsp's; the
+//! signature and the CertID hashes are made with aws-lc-rs, the backend every
+//! other signature here uses.
+
+use aws_lc_rs::digest;
+use der::asn1::{BitString, GeneralizedTime, ObjectIdentifier, OctetString};
+use der::{Decode, Encode};
+use rcgen::{KeyPair, SigningKey};
+use time::OffsetDateTime;
+use x509_cert::Certificate;
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::CrlReason;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+use x509_ocsp::{
+    BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse, ResponderId, ResponseData,
+    RevokedInfo, SingleResponse, Version,
+};
+
+use connect_pki_domain::Reason;
+
+use crate::error::CaError;
+use crate::keys::PrivateKey;
+
+const OID_SHA1: &str = "1.3.14.3.2.26";
+const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
+const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
+const OID_NONCE: &str = "1.3.6.1.5.5.7.48.1.2";
+
+/// Most CertIDs answered in one request.
+pub const MAX_CERT_IDS: usize = 64;
+/// Largest nonce extension value accepted (RFC 8954: nonces of 1 to 32 octets,
+/// plus the OCTET STRING header).
+const MAX_NONCE_EXT: usize = 34;
+
+/// Why a request gets no per-certificate answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a well-formed OCSP request (or beyond our limits).
+    Malformed,
+    /// Asks about a certificate of another issuer.
+    Unauthorized,
+}
+
+/// The answer for one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Good,
+    Revoked { at: OffsetDateTime, reason: Reason },
+    Unknown,
+}
+
+/// A parsed request: the CertIDs asked about and the nonce extension, if any.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub items: Vec<(CertId, Vec<u8>)>,
+    pub nonce: Option<Extension>,
+}
+
+impl Request {
+    /// The serial of each CertID, as DER INTEGER content without leading zeros.
+    pub fn serials(&self) -> impl Iterator<Item = &[u8]> {
+        self.items.iter().map(|(_, s)| s.as_slice())
+    }
+}
+
+/// The CertID hashes of our issuing CA, for both hash algorithms clients use.
+#[derive(Debug, Clone)]
+struct IssuerHashes {
+    sha1: (Vec<u8>, Vec<u8>),
+    sha256: (Vec<u8>, Vec<u8>),
+}
+
+/// Signs OCSP responses for the issuing CA with the delegated signer.
+pub struct OcspSigner {
+    key: KeyPair,
+    cert: Certificate,
+    responder_key_hash: Vec<u8>,
+    issuer: IssuerHashes,
+    sha1: ObjectIdentifier,
+    sha256: ObjectIdentifier,
+}
+
+impl std::fmt::Debug for OcspSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcspSigner").finish_non_exhaustive()
+    }
+}
+
+fn oid(s: &str) -> Result<ObjectIdentifier, CaError> {
+    ObjectIdentifier::new(s).map_err(|e| CaError::malformed("OID", e))
+}
+
+fn spki_key_and_name(der: &[u8], what: &str) -> Result<(Vec<u8>, Vec<u8>), CaError> {
+    let (_, c) = x509_parser::parse_x509_certificate(der).map_err(|e| CaError::malformed(what, e))?;
+    Ok((c.public_key().subject_public_key.data.to_vec(), c.subject().as_raw().to_vec()))
+}
+
+impl OcspSigner {
+    /// The signer from its certificate and key, answering for the CA whose
+    /// certificate is `issuer_der`.
+    pub fn new(signer_der: &[u8], key: PrivateKey, issuer_der: &[u8]) -> Result<Self, CaError> {
+        let cert = Certificate::from_der(signer_der).map_err(|e| CaError::malformed("OCSP signer certificate", e))?;
+        let (signer_key, _) = spki_key_and_name(signer_der, "OCSP signer certificate")?;
+        let (issuer_key, issuer_name) = spki_key_and_name(issuer_der, "issuing CA certificate")?;
+        let h = |alg: &'static digest::Algorithm, data: &[u8]| digest::digest(alg, data).as_ref().to_vec();
+        let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
+        Ok(Self {
+            key: key.0,
+            cert,
+            responder_key_hash: h(sha1, &signer_key),
+            issuer: IssuerHashes {
+                sha1: (h(sha1, &issuer_name), h(sha1, &issuer_key)),
+                sha256: (h(&digest::SHA256, &issuer_name), h(&digest::SHA256, &issuer_key)),
+            },
+            sha1: oid(OID_SHA1)?,
+            sha256: oid(OID_SHA256)?,
+        })
+    }
+
+    /// Parses a DER request and checks that every CertID names our issuing CA.
+    pub fn parse(&self, der: &[u8]) -> Result<Request, Refusal> {
+        let req = OcspRequest::from_der(der).map_err(|_| Refusal::Malformed)?;
+        let list = &req.tbs_request.request_list;
+        if list.is_empty() || list.len() > MAX_CERT_IDS {
+            return Err(Refusal::Malformed);
+        }
+        let nonce_oid = oid(OID_NONCE).map_err(|_| Refusal::Malformed)?;
+        let nonce = req
+            .tbs_request
+            .request_extensions
+            .as_ref()
+            .and_then(|exts| exts.iter().find(|e| e.extn_id == nonce_oid))
+            .cloned();
+        if nonce.as_ref().is_some_and(|n| n.extn_value.as_bytes().is_empty() || n.extn_value.as_bytes().len() > MAX_NONCE_EXT) {
+            return Err(Refusal::Malformed);
+        }
+        let mut items = Vec::with_capacity(list.len());
+        for r in list {
+            let id = &r.req_cert;
+            let (name, key) = if id.hash_algorithm.oid == self.sha1 {
+                &self.issuer.sha1
+            } else if id.hash_algorithm.oid == self.sha256 {
+                &self.issuer.sha256
+            } else {
+                return Err(Refusal::Unauthorized);
+            };
+            if id.issuer_name_hash.as_bytes() != name.as_slice() || id.issuer_key_hash.as_bytes() != key.as_slice() {
+                return Err(Refusal::Unauthorized);
+            }
+            let serial = id.serial_number.as_bytes();
+            let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
+            items.push((id.clone(), serial[start..].to_vec()));
+        }
+        Ok(Request { items, nonce })
+    }
+
+    /// A signed successful response with one SingleResponse per item, valid
+    /// from `this_update` to `next_update`, echoing `nonce` when given.
+    pub fn respond(
+        &self,
+        items: &[(CertId, Status)],
+        nonce: Option<&Extension>,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>, CaError> {
+        let t = |at: OffsetDateTime| -> Result<OcspGeneralizedTime, CaError> {
+            let since = std::time::Duration::from_secs(at.unix_timestamp().max(0) as u64);
+            Ok(OcspGeneralizedTime(GeneralizedTime::from_unix_duration(since).map_err(|e| CaError::malformed("time", e))?))
+        };
+        let responses = items
+            .iter()
+            .map(|(id, status)| {
+                Ok(SingleResponse {
+                    cert_id: id.clone(),
+                    cert_status: match status {
+                        Status::Good => CertStatus::good(),
+                        Status::Unknown => CertStatus::unknown(),
+                        Status::Revoked { at, reason } => CertStatus::revoked(RevokedInfo {
+                            revocation_time: t(*at)?,
+                            revocation_reason: crl_reason(*reason),
+                        }),
+                    },
+                    this_update: t(this_update)?,
+                    next_update: Some(t(next_update)?),
+                    single_extensions: None,
+                })
+            })
+            .collect::<Result<Vec<_>, CaError>>()?;
+        let tbs = ResponseData {
+            version: Version::V1,
+            responder_id: ResponderId::ByKey(
+                OctetString::new(self.responder_key_hash.clone()).map_err(|e| CaError::malformed("key hash", e))?,
+            ),
+            produced_at: t(this_update)?,
+            responses,
+            response_extensions: nonce.map(|n| vec![n.clone()]),
+        };
+        let tbs_der = tbs.to_der().map_err(|e| CaError::malformed("OCSP response", e))?;
+        let signature = self.key.sign(&tbs_der)?;
+        let basic = BasicOcspResponse {
+            tbs_response_data: tbs,
+            signature_algorithm: AlgorithmIdentifierOwned { oid: oid(OID_ECDSA_SHA256)?, parameters: None },
+            signature: BitString::from_bytes(&signature).map_err(|e| CaError::malformed("signature", e))?,
+            certs: Some(vec![self.cert.clone()]),
+        };
+        OcspResponse::successful(basic)
+            .and_then(|r| r.to_der())
+            .map_err(|e| CaError::malformed("OCSP response", e))
+    }
+}
+
+fn crl_reason(r: Reason) -> Option<CrlReason> {
+    Some(match r {
+        Reason::Unspecified => return None,
+        Reason::KeyCompromise => CrlReason::KeyCompromise,
+        Reason::CaCompromise => CrlReason::CaCompromise,
+        Reason::AffiliationChanged => CrlReason::AffiliationChanged,
+        Reason::Superseded => CrlReason::Superseded,
+        Reason::CessationOfOperation => CrlReason::CessationOfOperation,
+        Reason::CertificateHold => CrlReason::CertificateHold,
+        Reason::RemoveFromCrl => CrlReason::RemoveFromCRL,
+        Reason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
+        Reason::AaCompromise => CrlReason::AaCompromise,
+    })
+}
+
+/// The unsigned error response for a refusal (RFC 6960 §2.3).
+pub fn refusal_response(r: Refusal) -> Vec<u8> {
+    let resp = match r {
+        Refusal::Malformed => OcspResponse::malformed_request(),
+        Refusal::Unauthorized => OcspResponse::unauthorized(),
+    };
+    // Encoding a status-only response cannot fail; an empty body would still
+    // be answered with the right HTTP status by the caller.
+    resp.to_der().unwrap_or_default()
+}
+
+/// The unsigned `internalError` response.
+pub fn internal_error_response() -> Vec<u8> {
+    OcspResponse::internal_error().to_der().unwrap_or_default()
+}
