@@ -50,18 +50,21 @@ pub enum Status {
     Unknown,
 }
 
+/// One certificate asked about.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub id: CertId,
+    /// The serial as DER INTEGER content without leading zeros.
+    pub serial: Vec<u8>,
+    /// Whether the CertID hashes are SHA-256 (else SHA-1).
+    pub sha256: bool,
+}
+
 /// A parsed request: the CertIDs asked about and the nonce extension, if any.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub items: Vec<(CertId, Vec<u8>)>,
+    pub items: Vec<Item>,
     pub nonce: Option<Extension>,
-}
-
-impl Request {
-    /// The serial of each CertID, as DER INTEGER content without leading zeros.
-    pub fn serials(&self) -> impl Iterator<Item = &[u8]> {
-        self.items.iter().map(|(_, s)| s.as_slice())
-    }
 }
 
 /// The CertID hashes of our issuing CA, for both hash algorithms clients use.
@@ -138,10 +141,11 @@ impl OcspSigner {
         let mut items = Vec::with_capacity(list.len());
         for r in list {
             let id = &r.req_cert;
-            let (name, key) = if id.hash_algorithm.oid == self.sha1 {
-                &self.issuer.sha1
-            } else if id.hash_algorithm.oid == self.sha256 {
+            let sha256 = id.hash_algorithm.oid == self.sha256;
+            let (name, key) = if sha256 {
                 &self.issuer.sha256
+            } else if id.hash_algorithm.oid == self.sha1 {
+                &self.issuer.sha1
             } else {
                 return Err(Refusal::Unauthorized);
             };
@@ -150,7 +154,7 @@ impl OcspSigner {
             }
             let serial = id.serial_number.as_bytes();
             let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
-            items.push((id.clone(), serial[start..].to_vec()));
+            items.push(Item { id: id.clone(), serial: serial[start..].to_vec(), sha256 });
         }
         Ok(Request { items, nonce })
     }

@@ -26,6 +26,9 @@ enum Command {
     Init(InitArgs),
     /// Run the public and mTLS listeners (initialises first if the data directory is missing).
     Serve(ServeArgs),
+    /// List valid certificates that should not be (retired or deleted user,
+    /// closed facility, lost device); exit 1 if there are any.
+    Check(DbArgs),
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -80,6 +83,13 @@ struct ServeArgs {
     /// How long enrollment codes stay valid, in hours [default: 72].
     #[arg(long, env = "CONNECT_PKI_ENROLLMENT_CODE_HOURS", value_parser = clap::value_parser!(u32).range(1..=8760))]
     enrollment_code_hours: Option<u32>,
+    /// CRL nextUpdate, hours after thisUpdate [default: 24]; rebuilt at half of it.
+    #[arg(long, env = "CONNECT_PKI_CRL_NEXT_UPDATE_HOURS", value_parser = clap::value_parser!(u32).range(1..=720))]
+    crl_next_update_hours: Option<u32>,
+    /// Validity of OCSP responses and their HTTP cache lifetime, in seconds [default: 60]:
+    /// the longest a relying party can go on seeing `good` after a revocation.
+    #[arg(long, env = "CONNECT_PKI_OCSP_MAX_AGE", value_parser = clap::value_parser!(u32).range(10..=3600))]
+    ocsp_max_age_seconds: Option<u32>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -125,6 +135,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             print_report(&report, args.json)?;
         }
         Command::Serve(args) => serve(args).await?,
+        Command::Check(db) => {
+            let store = Store::connect(&database_url(&db)?).await?;
+            let offenders = store.consistency_offenders().await?;
+            store.close().await;
+            if offenders.is_empty() {
+                println!("consistent: no valid certificate belongs to a retired or deleted user, a closed facility or a lost device");
+            } else {
+                for o in &offenders {
+                    println!("{}\t{}", o.serial, o.why);
+                }
+                eprintln!("{} certificate(s) should have been revoked", offenders.len());
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
         Command::Audit { command: AuditCommand::Verify(db) } => {
             let url = database_url(&db)?;
             let store = Store::connect(&url).await?;
@@ -168,6 +192,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         api_addr: args.api_addr.or(file.api_addr).map_or_else(|| parse(DEFAULT_API_ADDR), Ok)?,
         enrollment_code_ttl: time::Duration::hours(i64::from(
             args.enrollment_code_hours.or(file.enrollment_code_hours).unwrap_or(72),
+        )),
+        crl_validity: time::Duration::hours(i64::from(
+            args.crl_next_update_hours.or(file.crl_next_update_hours).unwrap_or(24),
+        )),
+        ocsp_validity: time::Duration::seconds(i64::from(
+            args.ocsp_max_age_seconds.or(file.ocsp_max_age_seconds).unwrap_or(60),
         )),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,

@@ -30,6 +30,12 @@ pub struct FileConfig {
     /// Lifetime of enrollment codes, in hours.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub enrollment_code_hours: Option<u32>,
+    /// CRL nextUpdate, in hours after thisUpdate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crl_next_update_hours: Option<u32>,
+    /// OCSP response validity, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocsp_max_age_seconds: Option<u32>,
 }
 
 impl FileConfig {
@@ -57,6 +63,11 @@ pub struct ServeConfig {
     pub ready_file: Option<PathBuf>,
     /// Lifetime of enrollment codes.
     pub enrollment_code_ttl: time::Duration,
+    /// nextUpdate − thisUpdate of the CRL.
+    pub crl_validity: time::Duration,
+    /// Validity of OCSP responses: the longest a relying party may keep
+    /// seeing `good` after a revocation.
+    pub ocsp_validity: time::Duration,
 }
 
 /// The SQLite database inside a data directory, used when no URL is given.

@@ -96,6 +96,8 @@ impl DataDir {
             issuing_der,
             tls_der: read("tls.pem")?,
             tls_key: key("tls.key.pem")?,
+            ocsp_der: read("ocsp.pem")?,
+            ocsp_key: key("ocsp.key.pem")?,
         })
     }
 }
@@ -108,6 +110,8 @@ pub struct LoadedCa {
     pub issuing_der: Vec<u8>,
     pub tls_der: Vec<u8>,
     pub tls_key: PrivateKey,
+    pub ocsp_der: Vec<u8>,
+    pub ocsp_key: PrivateKey,
 }
 
 /// Creates a directory readable by its owner only.

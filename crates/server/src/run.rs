@@ -1,9 +1,12 @@
-//! `connect-pki serve`: both listeners, until SIGINT or SIGTERM.
+//! `connect-pki serve`: both listeners and the background workers, until
+//! SIGINT or SIGTERM.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::middleware;
+use connect_pki_ca::ocsp::OcspSigner;
 use connect_pki_domain::Clock;
 use connect_pki_store::Store;
 use tokio::net::TcpListener;
@@ -11,24 +14,39 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeConfig;
 use crate::datadir::DataDir;
+use crate::http::ocsp::Responder;
 use crate::http::{api, body_limit, log_request, public};
+use crate::revocation::Revocations;
 use crate::state::{AppState, PublicCerts};
+use crate::tls::Connections;
 
 /// Runs the service until a shutdown signal arrives.
 pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let dir = DataDir::new(&config.data_dir);
     let ca = dir.load(&config.public_url).context("loading the CA from the data directory")?;
     let store = Store::connect(&config.database_url).await?;
-    let tls_config = crate::tls::server_config(&ca)?;
+    let shutdown = CancellationToken::new();
+    let connections = Arc::new(Connections::default());
+    let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key } = ca;
+    let issuing = Arc::new(issuing);
+    let revocations =
+        Revocations::start(store.clone(), issuing.clone(), connections.clone(), config.crl_validity, shutdown.clone())
+            .await
+            .context("loading the revocation state")?;
+    let identity = crate::tls::TlsIdentity { issuing_der: &issuing_der, tls_der: &tls_der, tls_key: &tls_key };
+    let tls_config = crate::tls::server_config(&identity, Some(crate::tls::index_lookup(revocations.clone())))?;
+    let signer = OcspSigner::new(&ocsp_der, ocsp_key, &issuing_der)?;
     let state = AppState {
         store: store.clone(),
-        certs: Arc::new(PublicCerts::new(ca.root_der.clone(), ca.issuing_der.clone())),
-        ca: Arc::new(ca.issuing),
+        certs: Arc::new(PublicCerts::new(root_der, issuing_der)),
+        ca: issuing,
         clock,
         settings: Arc::new(crate::state::Settings {
             enrollment_code_ttl: config.enrollment_code_ttl,
             ..crate::state::Settings::default()
         }),
+        revocations,
+        ocsp: Arc::new(Responder::new(signer, config.ocsp_validity)),
     };
 
     let public_listener = TcpListener::bind(config.public_addr)
@@ -39,6 +57,12 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         .with_context(|| format!("cannot listen on {} (--api-addr)", config.api_addr))?;
     let public_addr = public_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
+
+    // Retirements that fell due while the service was down run before it
+    // answers anyone.
+    crate::service::revocation::run_due_retirements(&state).await?;
+    tokio::spawn(retirement_worker(state.clone(), shutdown.clone()));
+
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");
     if let Some(path) = &config.ready_file {
         let tmp = path.with_extension("tmp");
@@ -46,11 +70,11 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)).context("writing --ready-file")?;
     }
 
-    let shutdown = CancellationToken::new();
     let (public_api, mtls_api, _) = api::routers(state.clone());
     let public_app = public::router(state.clone())
         .merge(public_api)
         .merge(crate::http::pages::router(state.clone()))
+        .merge(crate::http::ocsp::router(state.clone()))
         .layer(body_limit())
         .layer(middleware::from_fn(log_request));
     let api_app = mtls_api
@@ -66,7 +90,8 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
                 .await
         })
     };
-    let api_task = tokio::spawn(crate::tls::serve(api_listener, tls_config, api_app, shutdown.clone()));
+    let api_task =
+        tokio::spawn(crate::tls::serve(api_listener, tls_config, api_app, connections, shutdown.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -76,6 +101,19 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Carries out scheduled retirements when they fall due.
+async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {},
+        }
+        if let Err(e) = crate::service::revocation::run_due_retirements(&state).await {
+            tracing::error!(error = %e.to_string(), "scheduled retirement failed; retrying");
+        }
+    }
 }
 
 async fn wait_for_signal() {

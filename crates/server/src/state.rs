@@ -7,7 +7,9 @@ use connect_pki_ca::issue::to_pem;
 use connect_pki_domain::Clock;
 use connect_pki_store::Store;
 
+use crate::http::ocsp::Responder;
 use crate::http::ratelimit::Limit;
+use crate::revocation::Revocations;
 
 /// Shared state of both listeners.
 #[derive(Debug, Clone)]
@@ -17,6 +19,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub certs: Arc<PublicCerts>,
     pub settings: Arc<Settings>,
+    pub revocations: Arc<Revocations>,
+    pub ocsp: Arc<Responder>,
 }
 
 /// Operating settings of the service.

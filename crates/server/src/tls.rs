@@ -10,6 +10,7 @@ use connect_pki_domain::Serial;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::RootCertStore;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
@@ -17,7 +18,18 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::datadir::LoadedCa;
+/// What the listener presents and trusts.
+#[derive(Debug)]
+pub struct TlsIdentity<'a> {
+    /// The CA whose device certificates are accepted.
+    pub issuing_der: &'a [u8],
+    pub tls_der: &'a [u8],
+    pub tls_key: &'a connect_pki_ca::PrivateKey,
+}
+use crate::revocation::index::key;
+
+/// Delay between a certificate becoming invalid and its connections being closed.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,21 +50,166 @@ impl PeerCert {
     }
 }
 
+/// Open connections by the serial of their client certificate, so that a
+/// revocation can close them at once (keep-alive and HTTP/2 connections are
+/// never re-verified otherwise).
+#[derive(Debug, Default)]
+pub struct Connections {
+    by_serial: parking_lot::Mutex<std::collections::HashMap<u128, Vec<(u64, CancellationToken)>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// Removes a connection from [`Connections`] when it ends.
+struct Registration<'a> {
+    connections: &'a Connections,
+    serial: u128,
+    id: u64,
+}
+
+impl Connections {
+    fn register(&self, serial: u128) -> (Registration<'_>, CancellationToken) {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = CancellationToken::new();
+        self.by_serial.lock().entry(serial).or_default().push((id, token.clone()));
+        (Registration { connections: self, serial, id }, token)
+    }
+
+    /// Closes every open connection authenticated with `serial`, after
+    /// [`CLOSE_GRACE`]: long enough for the response to the request that made
+    /// the change (a device renewing or revoking its own certificate) to be
+    /// written, far inside the 1 s promised. Requests arriving meanwhile are
+    /// refused by the API's per-request status check.
+    pub fn close(&self, serial: u128) {
+        if let Some(conns) = self.by_serial.lock().remove(&serial) {
+            tracing::info!(serial = format!("{serial:x}"), connections = conns.len(), "closing connections of a revoked certificate");
+            tokio::spawn(async move {
+                tokio::time::sleep(CLOSE_GRACE).await;
+                for (_, token) in conns {
+                    token.cancel();
+                }
+            });
+        }
+    }
+
+    /// Number of open connections with a client certificate.
+    pub fn open(&self) -> usize {
+        self.by_serial.lock().values().map(Vec::len).sum()
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        let mut map = self.connections.by_serial.lock();
+        if let Some(list) = map.get_mut(&self.serial) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                map.remove(&self.serial);
+            }
+        }
+    }
+}
+
+/// webpki's client verifier plus the live index: a certificate that is not
+/// valid in the index (revoked, held, superseded) fails the handshake from
+/// the moment the index says so. rustls's own verifier only knows CRLs given
+/// at build time.
+pub struct LiveVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    index: Option<Arc<CertIndexRef>>,
+}
+
+impl std::fmt::Debug for LiveVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveVerifier").field("live", &self.index.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// What the verifier reads: the index of the running service.
+pub type CertIndexRef = dyn Fn(&[u8]) -> Option<connect_pki_domain::CertStatus> + Send + Sync;
+
+impl LiveVerifier {
+    /// Checks against `status_of(serial)`; `None` only checks the chain.
+    pub fn new(inner: Arc<dyn ClientCertVerifier>, status_of: Option<Arc<CertIndexRef>>) -> Self {
+        Self { inner, index: status_of }
+    }
+}
+
+impl ClientCertVerifier for LiveVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        if let Some(status_of) = &self.index {
+            let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
+                .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+            match status_of(cert.raw_serial()) {
+                Some(connect_pki_domain::CertStatus::Valid) | None => {}
+                Some(_) => return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)),
+            }
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A status lookup over the service's index, for [`LiveVerifier`].
+pub fn index_lookup(index: Arc<crate::revocation::Revocations>) -> Arc<CertIndexRef> {
+    Arc::new(move |serial: &[u8]| index.index.get(serial).map(|e| e.status))
+}
+
 /// The rustls configuration of the mTLS listener.
 ///
-/// Client certificates are verified by webpki against the issuing CA. A
-/// connection without one is still accepted, so that the API can answer
-/// with a JSON error saying a certificate is needed instead of a bare TLS
-/// alert; every API route then requires one.
-pub fn server_config(ca: &LoadedCa) -> anyhow::Result<Arc<ServerConfig>> {
+/// Client certificates are verified by webpki against the issuing CA, then
+/// against the live index (`status_of`). A connection without one is still
+/// accepted, so that the API can answer with a JSON error saying a
+/// certificate is needed instead of a bare TLS alert; every API route then
+/// requires one.
+pub fn server_config(ca: &TlsIdentity<'_>, status_of: Option<Arc<CertIndexRef>>) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(ca.issuing_der.clone())).context("issuing CA certificate")?;
+    roots.add(CertificateDer::from(ca.issuing_der.to_vec())).context("issuing CA certificate")?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
         .context("client certificate verifier")?;
-    let chain = vec![CertificateDer::from(ca.tls_der.clone()), CertificateDer::from(ca.issuing_der.clone())];
+    let verifier = Arc::new(LiveVerifier::new(verifier, status_of));
+    let chain = vec![CertificateDer::from(ca.tls_der.to_vec()), CertificateDer::from(ca.issuing_der.to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.tls_key.pkcs8_der().to_vec()));
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -69,8 +226,15 @@ pub fn server_config(ca: &LoadedCa) -> anyhow::Result<Arc<ServerConfig>> {
 }
 
 /// Accepts TLS connections until `shutdown` fires, then lets open requests
-/// finish.
-pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router, shutdown: CancellationToken) {
+/// finish. Connections are registered under their certificate's serial in
+/// `connections` so that a revocation can close them.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    app: Router,
+    connections: Arc<Connections>,
+    shutdown: CancellationToken,
+) {
     let acceptor = TlsAcceptor::from(config);
     let graceful = GracefulShutdown::new();
     loop {
@@ -89,6 +253,7 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
+        let connections = connections.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -102,6 +267,8 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router
                 }
             };
             let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| PeerCert::parse(c));
+            let registered = peer.as_ref().and_then(|p| key(p.serial.as_bytes())).map(|k| connections.register(k));
+            let revoked = registered.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 if let Some(p) = &peer {
                     req.extensions_mut().insert(p.clone());
@@ -111,9 +278,17 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            tokio::select! {
+                result = watcher.watch(conn.into_owned()) => {
+                    if let Err(e) = result {
+                        tracing::debug!(%remote, error = %e, "connection ended with an error");
+                    }
+                }
+                // Dropping the connection closes the socket at once: a lost
+                // laptop does not keep the session it already had.
+                () = revoked.cancelled() => tracing::info!(%remote, "connection closed: certificate no longer valid"),
             }
+            drop(registered);
         });
     }
     drop(listener);

@@ -4,6 +4,7 @@ pub mod api;
 pub mod error;
 pub mod identity;
 pub mod json;
+pub mod ocsp;
 pub mod pages;
 pub mod public;
 pub mod ratelimit;

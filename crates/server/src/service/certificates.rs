@@ -32,5 +32,6 @@ pub async fn renew(state: &AppState, caller: &Caller, csr_pem: &str) -> Result<(
         .store
         .renew_certificate::<ApiError, _>(&old, &caller.audit_name(), state.clock.now(), |d| sign_from_csr(state, &csr, d))
         .await?;
+    crate::service::revocation::publish(state).await?;
     Ok((device.device, cert))
 }

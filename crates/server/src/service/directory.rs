@@ -31,7 +31,9 @@ pub async fn change_status(
     to: FacilityStatus,
 ) -> Result<FacilityChange, ApiError> {
     authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
-    Ok(state.store.change_facility_status(id, to, &caller.audit_name(), state.clock.now()).await?)
+    let change = state.store.change_facility_status(id, to, &caller.audit_name(), state.clock.now()).await?;
+    crate::service::revocation::publish(state).await?;
+    Ok(change)
 }
 
 /// What a new user is registered with.

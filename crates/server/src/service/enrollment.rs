@@ -76,11 +76,24 @@ pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Resul
         actor: format!("public:{client}"),
     };
     let now = state.clock.now();
+    let enrolled = issue(state, &redemption, csr, key_kind, now).await?;
+    // The new certificate is known to OCSP ("good") before the device has it.
+    crate::service::revocation::publish(state).await?;
+    Ok(enrolled)
+}
+
+async fn issue(
+    state: &AppState,
+    redemption: &Redemption,
+    csr: Option<connect_pki_ca::CheckedCsr>,
+    key_kind: KeyKind,
+    now: time::OffsetDateTime,
+) -> Result<Enrolled, ApiError> {
     match csr {
         Some(csr) => {
             let (device, cert) = state
                 .store
-                .redeem_enrollment_code::<ApiError, _>(&redemption, now, |d| sign_from_csr(state, &csr, d))
+                .redeem_enrollment_code::<ApiError, _>(redemption, now, |d| sign_from_csr(state, &csr, d))
                 .await?;
             Ok(Enrolled::Certificate {
                 device: device.device,
@@ -93,7 +106,7 @@ pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Resul
             let mut key: Option<PrivateKey> = None;
             let (device, cert) = state
                 .store
-                .redeem_enrollment_code::<ApiError, _>(&redemption, now, |d| {
+                .redeem_enrollment_code::<ApiError, _>(redemption, now, |d| {
                     let (cert, k) = state.ca.issue_device_with_new_key(key_kind, &subject_of(d), now)?;
                     key = Some(k);
                     Ok(stored(cert))

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod certificates;
 pub mod directory;
 pub mod enrollment;
+pub mod revocation;
 pub mod secrets;
 
 use connect_pki_ca::{CheckedCsr, IssuedCert};

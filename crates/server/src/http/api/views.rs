@@ -387,3 +387,61 @@ impl From<AuditRecord> for AuditView {
         }
     }
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    /// RFC 5280 reason name: `keyCompromise`, `affiliationChanged`, `superseded`,
+    /// `cessationOfOperation`, `privilegeWithdrawn` or `unspecified`.
+    #[schema(value_type = String, example = "keyCompromise")]
+    pub reason: connect_pki_domain::Reason,
+}
+
+/// A certificate's status after a revoke, hold or release call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevocationView {
+    pub serial: String,
+    /// `valid`, `on_hold`, `revoked` or `superseded`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub revoked_at: Option<String>,
+    /// False when the certificate already was in that state (the call changed nothing).
+    pub changed: bool,
+}
+
+impl From<connect_pki_store::StatusChange> for RevocationView {
+    fn from(c: connect_pki_store::StatusChange) -> Self {
+        Self {
+            serial: c.certificate.serial.to_hex(),
+            status: c.certificate.status.to_string(),
+            reason: c.certificate.reason.map(|r| r.to_string()),
+            revoked_at: c.certificate.revoked_at.map(rfc3339),
+            changed: c.changed,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LostView {
+    pub device_id: i64,
+    pub status: String,
+    /// Certificates revoked by this call (keyCompromise).
+    pub revoked_serials: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetireBody {
+    /// RFC 3339; absent or past: retire now.
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetireView {
+    pub user_id: i64,
+    /// `retired` (done) or `scheduled`.
+    pub status: String,
+    pub retire_at: Option<String>,
+    /// Certificates revoked by this call (affiliationChanged).
+    pub revoked_serials: Vec<String>,
+}

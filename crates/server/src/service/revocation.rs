@@ -1,0 +1,84 @@
+//! Revoke, hold, release, lost device, retirement and deletion. Each one is
+//! authorized, committed in one transaction, then published with
+//! `Revocations::sync` before the caller hears back — so the handshake, OCSP
+//! and the CRL already reflect it when the response leaves.
+
+use connect_pki_domain::certificate::Change;
+use connect_pki_domain::{Action, DeviceId, Serial, UserId, authorize};
+use connect_pki_store::StatusChange;
+use time::OffsetDateTime;
+
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::directory::managed_user;
+use crate::state::AppState;
+
+/// Makes the change visible everywhere in this instance.
+pub async fn publish(state: &AppState) -> Result<(), ApiError> {
+    state.revocations.sync().await.map_err(ApiError::Internal)
+}
+
+/// Revokes, holds or releases one certificate. Repeating a call reports the
+/// state the certificate is in.
+pub async fn change(state: &AppState, caller: &Caller, serial: &Serial, change: Change) -> Result<StatusChange, ApiError> {
+    let holder = state.store.identity_by_serial(serial).await?.ok_or(ApiError::NotFound("certificate"))?;
+    authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
+    let outcome = state.store.change_certificate(serial, change, &caller.audit_name(), state.clock.now()).await?;
+    publish(state).await?;
+    Ok(outcome)
+}
+
+/// Reports a device lost: all its certificates revoked (keyCompromise).
+pub async fn lost(state: &AppState, caller: &Caller, device: DeviceId) -> Result<Vec<Serial>, ApiError> {
+    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+    authorize(&caller.actor, Action::ManageCertificates(d.facility))?;
+    let revoked = state.store.device_lost(device, &caller.audit_name(), state.clock.now()).await?;
+    publish(state).await?;
+    Ok(revoked)
+}
+
+/// What a retire call did.
+#[derive(Debug)]
+pub enum Retirement {
+    Done { revoked: Vec<Serial> },
+    Scheduled { at: OffsetDateTime },
+}
+
+/// Retires a user now, or schedules it (`at` in the future).
+pub async fn retire(state: &AppState, caller: &Caller, user: UserId, at: Option<OffsetDateTime>) -> Result<Retirement, ApiError> {
+    let u = managed_user(state, caller, user).await?;
+    let now = state.clock.now();
+    match at {
+        Some(at) if at > now => {
+            state.store.schedule_retirement(u.id, at, &caller.audit_name(), now).await?;
+            Ok(Retirement::Scheduled { at })
+        }
+        _ => {
+            let revoked = state.store.retire_user(u.id, &caller.audit_name(), now).await?;
+            publish(state).await?;
+            Ok(Retirement::Done { revoked })
+        }
+    }
+}
+
+/// Deletes a retired user's personal data.
+pub async fn delete(state: &AppState, caller: &Caller, user: UserId) -> Result<(), ApiError> {
+    let u = managed_user(state, caller, user).await?;
+    state.store.delete_user(u.id, &caller.audit_name(), state.clock.now()).await?;
+    Ok(())
+}
+
+/// Carries out every scheduled retirement that is due (also those that fell
+/// due while the service was down).
+pub async fn run_due_retirements(state: &AppState) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    let due = state.store.due_retirements(now).await?;
+    for user in &due {
+        let revoked = state.store.retire_user(*user, "system:scheduled-retirement", now).await?;
+        tracing::info!(user = user.0, revoked = revoked.len(), "scheduled retirement carried out");
+    }
+    if !due.is_empty() {
+        publish(state).await?;
+    }
+    Ok(())
+}
