@@ -474,7 +474,7 @@ async fn pages_speak_japanese_and_keep_what_was_typed() {
 /// says how long to wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_submissions_are_rate_limited() {
-    let s = Server::start(Backend::Sqlite).await;
+    let s = Server::start_with(Backend::Sqlite, &[("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "10")]).await;
     let mut statuses = Vec::new();
     for i in 0..12 {
         let (status, out) = s.public_api("POST", "/api/v1/applications", Some(&application(&format!("施設{i}"), &format!("rl{i:02}"))));

@@ -2,6 +2,7 @@
 //! and Python `cryptography`.
 
 mod lifecycle;
+mod revocation;
 
 use std::path::Path;
 

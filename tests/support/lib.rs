@@ -102,6 +102,9 @@ impl Server {
             .arg(&self.data_dir)
             .arg("--ready-file")
             .arg(&ready)
+            // The suite enrolls many devices from one address; the rate-limit
+            // test sets its own limit.
+            .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000")
             .envs(env.iter().copied())
             .env("CONNECT_PKI_LOG", "info")
             .stdout(log.try_clone().expect("log"))
@@ -126,6 +129,18 @@ impl Server {
             }
             assert!(Instant::now() < deadline, "serve did not become ready in 60 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Collects a server that was killed from outside.
+    pub fn reap(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
         }
     }
 

@@ -90,6 +90,9 @@ struct ServeArgs {
     /// the longest a relying party can go on seeing `good` after a revocation.
     #[arg(long, env = "CONNECT_PKI_OCSP_MAX_AGE", value_parser = clap::value_parser!(u32).range(10..=3600))]
     ocsp_max_age_seconds: Option<u32>,
+    /// Public submissions (applications, enrollments) accepted per client address and minute [default: 30].
+    #[arg(long, env = "CONNECT_PKI_RATE_LIMIT_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
+    rate_limit_per_minute: Option<u32>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -199,6 +202,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ocsp_validity: time::Duration::seconds(i64::from(
             args.ocsp_max_age_seconds.or(file.ocsp_max_age_seconds).unwrap_or(60),
         )),
+        rate_limit_per_minute: args.rate_limit_per_minute.or(file.rate_limit_per_minute).unwrap_or(30),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

@@ -49,11 +49,12 @@ pub fn check_revocation_reason(reason: Reason) -> Result<(), DomainError> {
 pub fn decide(current: CertStatus, change: Change) -> Result<Decision, DomainError> {
     use CertStatus::*;
     let refuse = |to: &'static str| Err(DomainError::InvalidTransition { from: current.as_str(), to });
+    // A reason that is never allowed is refused whatever the state.
+    if let Change::Revoke(reason) = change {
+        check_revocation_reason(reason)?;
+    }
     match (current, change) {
-        (Valid | OnHold, Change::Revoke(reason)) => {
-            check_revocation_reason(reason)?;
-            Ok(Decision::Apply { status: Revoked, reason: Some(reason) })
-        }
+        (Valid | OnHold, Change::Revoke(reason)) => Ok(Decision::Apply { status: Revoked, reason: Some(reason) }),
         (Revoked | Superseded, Change::Revoke(_)) => Ok(Decision::AlreadyDone),
         (Valid, Change::Hold) => Ok(Decision::Apply { status: OnHold, reason: Some(Reason::CertificateHold) }),
         (OnHold, Change::Hold) => Ok(Decision::AlreadyDone),

@@ -36,6 +36,9 @@ pub struct FileConfig {
     /// OCSP response validity, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ocsp_max_age_seconds: Option<u32>,
+    /// Public submissions per client address and minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl FileConfig {
@@ -68,6 +71,8 @@ pub struct ServeConfig {
     /// Validity of OCSP responses: the longest a relying party may keep
     /// seeing `good` after a revocation.
     pub ocsp_validity: time::Duration,
+    /// Public submissions per client address and minute.
+    pub rate_limit_per_minute: u32,
 }
 
 /// The SQLite database inside a data directory, used when no URL is given.

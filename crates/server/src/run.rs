@@ -43,7 +43,8 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         clock,
         settings: Arc::new(crate::state::Settings {
             enrollment_code_ttl: config.enrollment_code_ttl,
-            ..crate::state::Settings::default()
+            apply_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
+            enroll_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
         }),
         revocations,
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity)),

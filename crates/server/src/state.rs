@@ -38,7 +38,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             enrollment_code_ttl: connect_pki_domain::enrollment::DEFAULT_LIFETIME,
-            apply_limit: Limit::per_minute(10),
+            apply_limit: Limit::per_minute(30),
             enroll_limit: Limit::per_minute(30),
         }
     }
