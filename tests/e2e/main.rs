@@ -2,6 +2,7 @@
 //! and Python `cryptography`.
 
 mod lifecycle;
+mod nginx;
 mod revocation;
 
 use std::path::Path;

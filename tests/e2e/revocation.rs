@@ -435,3 +435,28 @@ async fn check_reports_certificates_that_should_be_revoked() {
     assert!(!o.status.success(), "check passed: {}", text(&o));
     assert!(text(&o).contains(&d.serial) && text(&o).contains("is retired"), "{}", text(&o));
 }
+
+/// Two instances sharing PostgreSQL: a revocation made through one is
+/// refused by the other's handshake and OCSP shortly after (each instance
+/// follows the change feed; see the benchmark for the latency).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_instance_reaches_the_other() {
+    let s = Server::start(Backend::Postgres).await;
+    let admin = s.admin_pem();
+    let d = device(&s, &admin, "two.instances");
+    let peer = s.peer();
+    let root = path(&s.data("ca/root.pem"));
+    let via_peer = || {
+        let o = run("curl", &["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &root, "--cert", &path(&d.pem), &format!("https://{}/api/v1/whoami", peer.api)], s.dir.path());
+        String::from_utf8_lossy(&o.stdout).trim() == "200"
+    };
+    assert!(via_peer(), "the second instance refused a good device");
+    assert_eq!(revoke(&s, &admin, &d.serial, "keyCompromise").0, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while via_peer() {
+        assert!(Instant::now() < deadline, "the second instance never saw the revocation");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = run("openssl", &["ocsp", "-issuer", &path(&s.data("ca/issuing.pem")), "-cert", &path(&d.pem), "-url", &format!("http://{}/ocsp", peer.public), "-VAfile", &path(&s.data("ca/ocsp.pem"))], s.dir.path());
+    assert!(text(&o).contains(": revoked"), "{}", text(&o));
+}

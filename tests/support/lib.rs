@@ -339,6 +339,50 @@ fn curl(args: &[&str], dir: &Path) -> (i32, u16, String) {
     (code, status.trim().parse().unwrap_or(0), body)
 }
 
+/// A second instance serving the same data directory and database.
+pub struct Peer {
+    child: Child,
+    pub public: String,
+    pub api: String,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts another `serve` on the same data directory and database (for
+    /// PostgreSQL, where several instances share one database).
+    pub fn peer(&self) -> Peer {
+        let ready = self.dir.path().join("peer-ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&self.data_dir)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("second serve starts");
+        let mut peer = Peer { child, public: String::new(), api: String::new() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addrs: Value = loop {
+            if let Some(v) = std::fs::read(&ready).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                break v;
+            }
+            assert!(peer.child.try_wait().ok().flatten().is_none(), "second instance exited");
+            assert!(Instant::now() < deadline, "second instance did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        peer.public = addrs["public_addr"].as_str().unwrap_or_default().to_string();
+        peer.api = addrs["api_addr"].as_str().unwrap_or_default().to_string();
+        peer
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();

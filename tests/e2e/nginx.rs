@@ -1,0 +1,99 @@
+//! nginx (Debian's package) as a relying party, configured from
+//! `deploy/nginx/connect-mtls.conf`: a device gets through, and is refused at
+//! its next connection right after the revoke call.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use connect_pki_e2e::{Backend, Server, workspace};
+use serde_json::json;
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn start_nginx(s: &Server, port: u16) -> Nginx {
+    let prefix = s.scratch("nginx");
+    for sub in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        std::fs::create_dir_all(prefix.join(sub)).expect("nginx dirs");
+    }
+    let chain = s.scratch("nginx-server-chain.pem");
+    let tls = std::fs::read_to_string(s.data("ca/tls.pem")).expect("tls cert");
+    let issuing = std::fs::read_to_string(s.data("ca/issuing.pem")).expect("issuing");
+    std::fs::write(&chain, format!("{tls}{issuing}")).expect("write chain");
+    let template = std::fs::read_to_string(workspace().join("deploy/nginx/connect-mtls.conf")).expect("template");
+    let p = |x: &Path| x.display().to_string();
+    let conf = template
+        .replace("${LISTEN}", &format!("127.0.0.1:{port}"))
+        .replace("${SERVER_CERT}", &p(&chain))
+        .replace("${SERVER_KEY}", &p(&s.data("ca/tls.key.pem")))
+        .replace("${SERVER_KEY_PASS}", &p(&s.data("passphrase")))
+        .replace("${CLIENT_CA}", &p(&s.data("ca/chain.pem")))
+        .replace("${OCSP_URL}", &format!("http://{}/ocsp", s.public))
+        .replace("${BACKEND_HOSTPORT}", &s.public)
+        .replace("${PREFIX}", &p(&prefix));
+    assert!(!conf.contains("${"), "a placeholder was left: {conf}");
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write conf");
+    let child = Command::new("nginx")
+        .args(["-p", &p(&prefix), "-c", &p(&conf_path), "-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nginx runs (the README's test command installs Debian's nginx)");
+    let mut nginx = Nginx(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = nginx.0.try_wait() {
+            let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
+            panic!("nginx exited with {status}: {log}");
+        }
+        assert!(Instant::now() < deadline, "nginx did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nginx
+}
+
+fn through_nginx(s: &Server, port: u16, pem: &Path) -> (u16, String) {
+    let url = format!("https://127.0.0.1:{port}/healthz");
+    let root = s.data("ca/root.pem").display().to_string();
+    let pem = pem.display().to_string();
+    let o = connect_pki_e2e::run("curl", &["-sS", "--max-time", "20", "--cacert", &root, "--cert", &pem, "-w", "\n%{http_code}", &url], s.dir.path());
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, status) = out.rsplit_once('\n').unwrap_or(("", ""));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_refuses_a_device_right_after_its_revocation() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let body = json!({"display_name": "nginx user", "login_id": "via.nginx", "email": "n@example.test"});
+    let (_, user) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
+    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(&admin), None);
+    let pem = s.enroll_csr(code["code"].as_str().expect("code"), Some("correct horse battery"), "nginx-dev", "/CN=via.nginx");
+    let (_, me) = s.api("GET", "/api/v1/whoami", Some(&pem), None);
+    let serial = me["serial"].as_str().expect("serial").to_string();
+
+    let port = free_port();
+    let _nginx = start_nginx(&s, port);
+    let (status, body) = through_nginx(&s, port, &pem);
+    assert_eq!(status, 200, "nginx refused a good device: {body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+
+    let (status, out) = s.api("POST", &format!("/api/v1/certificates/{serial}/revoke"), Some(&admin), Some(&json!({"reason": "keyCompromise"})));
+    assert_eq!(status, 200, "{out}");
+    let (status, body) = through_nginx(&s, port, &pem);
+    assert_eq!(status, 400, "nginx still let the revoked device through: {body}");
+    assert!(body.contains("The SSL certificate error"), "{body}");
+}
