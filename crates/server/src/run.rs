@@ -72,12 +72,14 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     }
 
     let (public_api, mtls_api, _) = api::routers(state.clone());
+    // The responder stays outside the per-request log line: at tens of
+    // thousands of requests a second that line would be its main cost.
     let public_app = public::router(state.clone())
         .merge(public_api)
         .merge(crate::http::pages::router(state.clone()))
-        .merge(crate::http::ocsp::router(state.clone()))
         .layer(body_limit())
-        .layer(middleware::from_fn(log_request));
+        .layer(middleware::from_fn(log_request))
+        .merge(crate::http::ocsp::router(state.clone()));
     let api_app = mtls_api
         .fallback(crate::http::error::no_route)
         .layer(body_limit())

@@ -60,18 +60,43 @@ pub(crate) async fn append(
     at: OffsetDateTime,
     entry: &AuditEntry,
 ) -> Result<(), StoreError> {
+    append_all(tx, backend, at, std::slice::from_ref(entry)).await
+}
+
+/// Appends several entries in order, reading the chain's end once.
+pub(crate) async fn append_all(
+    tx: &mut sqlx::AnyConnection,
+    backend: Backend,
+    at: OffsetDateTime,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
     if backend == Backend::Postgres {
         sqlx::query("select pg_advisory_xact_lock(7305001)").execute(&mut *tx).await?;
     }
     let last = sqlx::query("select id, hash from audit_log order by id desc limit 1").fetch_optional(&mut *tx).await?;
-    let (prev_id, prev_hash) = match last {
+    let (mut prev_id, mut prev_hash) = match last {
         Some(row) => (row.try_get::<i64, _>("id")?, row.try_get::<String, _>("hash")?),
         None => (0, GENESIS.to_string()),
     };
-    let id = prev_id + 1;
-    let at = secs(at);
+    for entry in entries {
+        prev_hash = insert_one(tx, prev_id + 1, &prev_hash, secs(at), entry).await?;
+        prev_id += 1;
+    }
+    Ok(())
+}
+
+async fn insert_one(
+    tx: &mut sqlx::AnyConnection,
+    id: i64,
+    prev_hash: &str,
+    at: i64,
+    entry: &AuditEntry,
+) -> Result<String, StoreError> {
     let detail = entry.detail.to_string();
-    let hash = chain_hash(&prev_hash, id, at, entry, &detail);
+    let hash = chain_hash(prev_hash, id, at, entry, &detail);
     sqlx::query(
         "insert into audit_log (id, at, actor, action, target, outcome, detail, facility_id, user_id, prev_hash, hash) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -85,11 +110,11 @@ pub(crate) async fn append(
     .bind(&detail)
     .bind(entry.facility.map(|f| f.0))
     .bind(entry.user.map(|u| u.0))
-    .bind(&prev_hash)
+    .bind(prev_hash)
     .bind(&hash)
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(hash)
 }
 
 impl Store {

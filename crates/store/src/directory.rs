@@ -447,9 +447,14 @@ impl Store {
         F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
     {
         let mut tx = self.begin_write().await.map_err(E::from)?;
-        let row = sqlx::query(
-            "select user_id, code_hash, expires_at, failed_attempts, redeemed_at from enrollment_codes where id = $1",
-        )
+        // Everything the decision needs, in one round trip.
+        let row = sqlx::query(&format!(
+            "select e.code_hash, e.expires_at, e.failed_attempts, e.redeemed_at, f.status as facility_status, \
+             cast(case when u.password_hash is null then 0 else 1 end as bigint) as has_password, {} \
+             from enrollment_codes e join users u on u.id = e.user_id join facilities f on f.id = u.facility_id \
+             where e.id = $1",
+            UserRecord::COLUMNS
+        ))
         .bind(r.code_id)
         .fetch_optional(&mut *tx)
         .await
@@ -459,12 +464,13 @@ impl Store {
             return Err(refuse(Refusal::WrongCode { attempts_left: MAX_FAILED_ATTEMPTS }));
         };
         let get = |col: &str| row.try_get::<i64, _>(col).map_err(|e| E::from(e.into()));
-        let user_id = UserId(get("user_id")?);
         let failed = get("failed_attempts")?;
         let expires_at = instant(get("expires_at")?).map_err(E::from)?;
         let redeemed = row.try_get::<Option<i64>, _>("redeemed_at").map_err(|e| E::from(e.into()))?.is_some();
         let stored_hash: String = row.try_get("code_hash").map_err(|e| E::from(e.into()))?;
-        let user = user_by_id(&mut tx, user_id).await.map_err(E::from)?.ok_or(StoreError::NotFound("user")).map_err(E::from)?;
+        let user = UserRecord::from_row(&row).map_err(E::from)?;
+        let facility_status: FacilityStatus = text(&row, "facility_status").map_err(E::from)?;
+        let has_password = get("has_password")? != 0;
         let audit_refusal = |outcome: String| AuditEntry {
             actor: r.actor.clone(),
             action: "enrollment.redeem".into(),
@@ -498,20 +504,7 @@ impl Store {
             UserStatus::Retired | UserStatus::Deleted => Some(Refusal::AccountClosed(user.status.as_str())),
             _ => None,
         });
-        let facility = sqlx::query("select status from facilities where id = $1")
-            .bind(user.facility.0)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| E::from(e.into()))?;
-        let facility_status: FacilityStatus = text(&facility, "status").map_err(E::from)?;
         let refusal = refusal.or((facility_status != FacilityStatus::Approved).then_some(Refusal::FacilityNotActive(facility_status.as_str())));
-        let has_password = sqlx::query("select password_hash from users where id = $1")
-            .bind(user.id.0)
-            .fetch_one(&mut *tx)
-            .await
-            .and_then(|row| row.try_get::<Option<String>, _>("password_hash"))
-            .map_err(|e| E::from(e.into()))?
-            .is_some();
         let refusal = refusal.or((!has_password && r.password_hash.is_none()).then_some(Refusal::PasswordRequired));
         if let Some(refusal) = refusal {
             // Nothing changes; the refusal itself is still on record.
@@ -546,20 +539,14 @@ impl Store {
                 .await
                 .map_err(|e| E::from(e.into()))?;
         }
-        audit::append(
-            &mut tx,
-            self.backend,
-            now,
-            &AuditEntry {
-                detail: json!({"password_set": !has_password, "activated": user.status == UserStatus::Invited}),
-                ..audit_refusal("ok".into())
-            },
-        )
-        .await
-        .map_err(E::from)?;
-        let device = insert_device(&mut tx, self, &user, &r.device_label, &r.actor, now).await.map_err(E::from)?;
+        let mut entries = vec![AuditEntry {
+            detail: json!({"password_set": !has_password, "activated": user.status == UserStatus::Invited}),
+            ..audit_refusal("ok".into())
+        }];
+        let device = insert_device(&mut tx, &user, &r.device_label, &r.actor, now, &mut entries).await.map_err(E::from)?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, &r.actor, now).await.map_err(E::from)?;
+        insert_certificate(&mut tx, self, &device, &cert, &r.actor, now, &mut entries).await.map_err(E::from)?;
+        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
     }
@@ -613,7 +600,8 @@ impl Store {
             login_id: row.try_get::<Option<String>, _>("login_id").map_err(|e| E::from(e.into()))?.unwrap_or_default(),
         };
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, actor, now).await.map_err(E::from)?;
+        let mut entries = Vec::new();
+        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
         // Guarded: a revocation that got in first wins, and the renewal fails.
         let superseded = sqlx::query(
             "update certificates set status = 'superseded', revocation_reason = 'superseded', revoked_at = $1, \
@@ -631,11 +619,7 @@ impl Store {
         crate::revocation::record_event(&mut tx, self.backend, old, CertStatus::Superseded, Some(Reason::Superseded), now)
             .await
             .map_err(E::from)?;
-        audit::append(
-            &mut tx,
-            self.backend,
-            now,
-            &AuditEntry {
+        entries.push(AuditEntry {
                 actor: actor.into(),
                 action: "certificate.renew".into(),
                 target: format!("certificate:{old}"),
@@ -643,10 +627,8 @@ impl Store {
                 detail: json!({"new_serial": cert.serial, "device_id": device.device}),
                 facility: Some(device.facility),
                 user: Some(device.user),
-            },
-        )
-        .await
-        .map_err(E::from)?;
+        });
+        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
     }

@@ -49,9 +49,11 @@ impl Store {
         let actor = "system:init";
         let facility = insert_facility(&mut tx, self, &input.facility, FacilityStatus::Approved, actor, now).await?;
         let user = insert_user(&mut tx, self, facility.id, &input.admin, UserStatus::Active, actor, now).await?;
-        let device = insert_device(&mut tx, self, &user, &input.device_label, actor, now).await?;
+        let mut entries = Vec::new();
+        let device = insert_device(&mut tx, &user, &input.device_label, actor, now, &mut entries).await?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, actor, now).await?;
+        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await?;
+        audit::append_all(&mut tx, self.backend, now, &entries).await?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((facility, user, device, cert))
     }
@@ -100,9 +102,11 @@ impl Store {
     {
         let mut tx = self.begin_write().await.map_err(E::from)?;
         let user = user_by_id(&mut tx, user).await?.ok_or(StoreError::NotFound("user")).map_err(E::from)?;
-        let device = insert_device(&mut tx, self, &user, label, actor, now).await?;
+        let mut entries = Vec::new();
+        let device = insert_device(&mut tx, &user, label, actor, now, &mut entries).await.map_err(E::from)?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, actor, now).await?;
+        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
+        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
     }
@@ -253,13 +257,15 @@ pub(crate) async fn insert_user(
     Ok(record)
 }
 
+/// Inserts a device; its audit entry is pushed onto `audit` for the caller to
+/// append with the rest of the transaction's entries.
 pub(crate) async fn insert_device(
     tx: &mut AnyConnection,
-    store: &Store,
     user: &UserRecord,
     label: &str,
     actor: &str,
     now: OffsetDateTime,
+    audit: &mut Vec<AuditEntry>,
 ) -> Result<DeviceRef, StoreError> {
     let id: i64 = sqlx::query(
         "insert into devices (user_id, label, status, created_at, updated_at) values ($1, $2, 'active', $3, $3) returning id",
@@ -270,7 +276,7 @@ pub(crate) async fn insert_device(
     .fetch_one(&mut *tx)
     .await?
     .try_get("id")?;
-    let entry = AuditEntry {
+    audit.push(AuditEntry {
         actor: actor.into(),
         action: "device.create".into(),
         target: format!("device:{id}"),
@@ -278,8 +284,7 @@ pub(crate) async fn insert_device(
         detail: json!({"label": label}),
         facility: Some(user.facility),
         user: Some(user.id),
-    };
-    audit::append(tx, store.backend, now, &entry).await?;
+    });
     Ok(DeviceRef {
         facility: user.facility,
         user: user.id,
@@ -288,6 +293,7 @@ pub(crate) async fn insert_device(
     })
 }
 
+/// Inserts a certificate with its feed row; its audit entry is pushed onto `audit`.
 pub(crate) async fn insert_certificate(
     tx: &mut AnyConnection,
     store: &Store,
@@ -295,6 +301,7 @@ pub(crate) async fn insert_certificate(
     cert: &NewCertificate,
     actor: &str,
     now: OffsetDateTime,
+    audit: &mut Vec<AuditEntry>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "insert into certificates (serial, device_id, der, not_before, not_after, status, created_at, updated_at) \
@@ -309,7 +316,7 @@ pub(crate) async fn insert_certificate(
     .execute(&mut *tx)
     .await?;
     crate::revocation::record_event(tx, store.backend, &cert.serial, connect_pki_domain::CertStatus::Valid, None, now).await?;
-    let entry = AuditEntry {
+    audit.push(AuditEntry {
         actor: actor.into(),
         action: "certificate.issue".into(),
         target: format!("certificate:{}", cert.serial),
@@ -317,8 +324,8 @@ pub(crate) async fn insert_certificate(
         detail: json!({"device_id": device.device, "not_after": secs(cert.not_after)}),
         facility: Some(device.facility),
         user: Some(device.user),
-    };
-    audit::append(tx, store.backend, now, &entry).await
+    });
+    Ok(())
 }
 
 impl Store {
