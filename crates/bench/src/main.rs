@@ -118,7 +118,7 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(p) = &self.1 {
-            let _ = Command::new("pkill").args(["-KILL", "-f", p]).status();
+            let _ = Command::new("pkill").args(["-KILL", "-f", "--", p]).status();
         }
         let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);

@@ -69,6 +69,35 @@ pub fn redact(url: &str) -> String {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite admits one writer at a time. Writers of this process queue here
+    /// and are woken the moment the previous one commits, instead of polling
+    /// SQLite's busy handler, which sleeps in steps of milliseconds.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction (and, on SQLite, this process's writer slot).
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _slot: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Store {
@@ -103,7 +132,7 @@ impl Store {
             }
         }
         .map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
-        let store = Self { pool, backend };
+        let store = Self { pool, backend, writer: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -129,12 +158,14 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock at once
     /// (`begin immediate`) so that two writers queue instead of one failing
     /// with "database is locked" when it upgrades from reading to writing.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("begin immediate").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(tx)
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                let slot = self.writer.clone().lock_owned().await;
+                WriteTx { tx: self.pool.begin_with("begin immediate").await?, _slot: Some(slot) }
+            }
+            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _slot: None },
+        })
     }
 }
 

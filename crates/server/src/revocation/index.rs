@@ -3,9 +3,10 @@
 //! the OCSP responder and the CRL builder read it; nothing on those paths
 //! touches SQL.
 //!
-//! Our serials are 16 bytes (126 random bits), so the key is a `u128`: an
-//! entry is 40 bytes plus the table's overhead — about 46 MiB for a million
-//! certificates.
+//! Our serials are 16 bytes (126 random bits), so the key is a `u128`, and
+//! an entry is packed into 16 bytes (times as u32 Unix seconds, good until
+//! 2106; feed positions as u32): 32 bytes a slot, about 66 MiB for a million
+//! certificates once the table has grown to its power-of-two size.
 
 use std::collections::HashMap;
 
@@ -54,16 +55,46 @@ pub struct Applied {
     pub crl_changed: bool,
 }
 
+/// An entry as stored.
+#[derive(Debug, Clone, Copy)]
+struct Packed {
+    at: u32,
+    not_after: u32,
+    event: u32,
+    status: CertStatus,
+    reason: Option<Reason>,
+}
+
+fn clamp(v: i64) -> u32 {
+    v.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+impl Packed {
+    fn of(e: &Entry) -> Self {
+        Self { at: clamp(e.at), not_after: clamp(e.not_after), event: clamp(e.event), status: e.status, reason: e.reason }
+    }
+
+    fn entry(self) -> Entry {
+        Entry {
+            status: self.status,
+            reason: self.reason,
+            at: i64::from(self.at),
+            not_after: i64::from(self.not_after),
+            event: i64::from(self.event),
+        }
+    }
+}
+
 /// The index itself.
 #[derive(Debug, Default)]
 pub struct CertIndex {
-    map: RwLock<HashMap<u128, Entry>>,
+    map: RwLock<HashMap<u128, Packed>>,
 }
 
 impl CertIndex {
     /// The entry of a serial, if the certificate is known.
     pub fn get(&self, serial: &[u8]) -> Option<Entry> {
-        key(serial).and_then(|k| self.map.read().get(&k).copied())
+        key(serial).and_then(|k| self.map.read().get(&k).map(|p| p.entry()))
     }
 
     /// Number of certificates known.
@@ -90,7 +121,7 @@ impl CertIndex {
                 not_after: e.not_after.unix_timestamp(),
                 event: e.id,
             };
-            let previous = map.get(&k).copied();
+            let previous = map.get(&k).map(|p| p.entry());
             if previous.is_some_and(|p| p.event > e.id) {
                 continue;
             }
@@ -101,7 +132,7 @@ impl CertIndex {
             if e.status != CertStatus::Valid || !was_valid {
                 out.crl_changed = true;
             }
-            map.insert(k, entry);
+            map.insert(k, Packed::of(&entry));
         }
         out
     }
@@ -111,7 +142,7 @@ impl CertIndex {
     pub fn crl_entries(&self, now: i64) -> Vec<(u128, Entry)> {
         let map = self.map.read();
         let mut out: Vec<(u128, Entry)> =
-            map.iter().filter(|(_, e)| e.status != CertStatus::Valid && e.not_after >= now).map(|(k, e)| (*k, *e)).collect();
+            map.iter().filter(|(_, e)| e.status != CertStatus::Valid && i64::from(e.not_after) >= now).map(|(k, e)| (*k, e.entry())).collect();
         out.sort_unstable_by_key(|(k, _)| *k);
         out
     }
