@@ -5,6 +5,7 @@
 
 pub mod application;
 pub mod certificate;
+pub mod calendar;
 pub mod clock;
 pub mod enrollment;
 pub mod error;
