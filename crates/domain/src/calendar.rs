@@ -126,11 +126,10 @@ pub fn national_holidays(year: i32) -> BTreeMap<Date, String> {
     // 国民の休日 (since 1988): a weekday between two holidays is a holiday too.
     let base: Vec<Date> = days.keys().copied().collect();
     for pair in base.windows(2) {
-        if let Some(between) = pair[0].next_day() {
-            if between.next_day() == Some(pair[1]) && !days.contains_key(&between) && between.weekday() != Weekday::Sunday {
+        if let Some(between) = pair[0].next_day()
+            && between.next_day() == Some(pair[1]) && !days.contains_key(&between) && between.weekday() != Weekday::Sunday {
                 days.insert(between, "国民の休日".into());
             }
-        }
     }
     // 振替休日 (rule of 2007): a holiday on Sunday moves the rest day to the
     // next day that is not already a holiday.
@@ -139,8 +138,8 @@ pub fn national_holidays(year: i32) -> BTreeMap<Date, String> {
     for (sunday, name) in sundays {
         let mut d = sunday.next_day();
         while let Some(day) = d {
-            if !days.contains_key(&day) {
-                days.insert(day, format!("{name} 振替休日"));
+            if let std::collections::btree_map::Entry::Vacant(e) = days.entry(day) {
+                e.insert(format!("{name} 振替休日"));
                 break;
             }
             d = day.next_day();
