@@ -29,6 +29,16 @@ enum Command {
     /// List valid certificates that should not be (retired or deleted user,
     /// closed facility, lost device); exit 1 if there are any.
     Check(DbArgs),
+    /// Print every closed day of a year (national holidays, 年末年始, configured
+    /// closures from config.toml's [calendar]), one `YYYY-MM-DD name` per line.
+    Calendar {
+        /// The year, e.g. 2027.
+        #[arg(value_parser = clap::value_parser!(i32).range(1949..=2150))]
+        year: i32,
+        /// Data directory (for its config.toml).
+        #[arg(long, env = "CONNECT_PKI_DATA_DIR", default_value = "./connect-pki-data")]
+        data_dir: PathBuf,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -138,6 +148,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             print_report(&report, args.json)?;
         }
         Command::Serve(args) => serve(args).await?,
+        Command::Calendar { year, data_dir } => {
+            let hours = FileConfig::load(&data_dir)?.calendar.unwrap_or_default().business_hours()?;
+            for day in hours.closed_days(year) {
+                println!("{} {}", day.date, day.name);
+            }
+        }
         Command::Check(db) => {
             let store = Store::connect(&database_url(&db)?).await?;
             let offenders = store.consistency_offenders().await?;

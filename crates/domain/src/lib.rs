@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod clock;
 pub mod enrollment;
 pub mod error;
+pub mod escalation;
 pub mod ids;
 pub mod model;
 pub mod policy;

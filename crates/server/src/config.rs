@@ -39,6 +39,54 @@ pub struct FileConfig {
     /// Public submissions per client address and minute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<u32>,
+    /// The city's business calendar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<CalendarConfig>,
+}
+
+/// `[calendar]` in config.toml: opening hours and extra closure days.
+///
+/// ```toml
+/// [calendar]
+/// opens = "08:45"
+/// closes = "17:15"
+/// year_end_closure = true
+/// closures = { "2026-06-15" = "システム保守日" }
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    pub opens: Option<String>,
+    pub closes: Option<String>,
+    pub year_end_closure: Option<bool>,
+    #[serde(default)]
+    pub closures: std::collections::BTreeMap<String, String>,
+}
+
+impl CalendarConfig {
+    /// The business hours this configures, or what is wrong with it.
+    pub fn business_hours(&self) -> anyhow::Result<connect_pki_domain::calendar::BusinessHours> {
+        let mut b = connect_pki_domain::calendar::BusinessHours::default();
+        let hm = time::macros::format_description!("[hour]:[minute]");
+        if let Some(o) = &self.opens {
+            b.opens = time::Time::parse(o, &hm).map_err(|e| anyhow::anyhow!("calendar.opens {o:?}: {e} (use HH:MM)"))?;
+        }
+        if let Some(c) = &self.closes {
+            b.closes = time::Time::parse(c, &hm).map_err(|e| anyhow::anyhow!("calendar.closes {c:?}: {e} (use HH:MM)"))?;
+        }
+        if b.closes <= b.opens {
+            anyhow::bail!("calendar: closes must be after opens");
+        }
+        if let Some(y) = self.year_end_closure {
+            b.year_end_closure = y;
+        }
+        let ymd = time::macros::format_description!("[year]-[month]-[day]");
+        for (day, name) in &self.closures {
+            let date = time::Date::parse(day, &ymd).map_err(|e| anyhow::anyhow!("calendar.closures {day:?}: {e} (use YYYY-MM-DD)"))?;
+            b.closures.insert(date, name.clone());
+        }
+        Ok(b)
+    }
 }
 
 impl FileConfig {

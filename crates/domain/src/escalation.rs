@@ -1,0 +1,162 @@
+//! After-hours emergencies (運用ルール 5): where a lost-device report goes,
+//! and who may do what with it.
+//!
+//! Routing: during business hours the facility's manager gets it, and if they
+//! have not claimed it within the SLA it moves to 行政管理課; outside business
+//! hours it goes straight to 行政管理課 and the manager is informed.
+//! Lifecycle: `open → claimed → resolved(revoked | released | rejected)`.
+
+use time::{Date, Duration, OffsetDateTime, Time};
+
+use crate::calendar::BusinessHours;
+use crate::error::DomainError;
+use crate::model::Role;
+
+/// Default time the manager has to claim a report in business hours.
+pub const DEFAULT_SLA: Duration = Duration::minutes(30);
+/// Default time after which an unresolved hold becomes a revocation.
+pub const DEFAULT_HOLD_LIMIT: Duration = Duration::hours(72);
+
+/// Which queue an escalation is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// The facility's manager.
+    Manager,
+    /// 行政管理課 (admin_division).
+    AdminDivision,
+}
+
+impl Queue {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Queue::Manager => "manager",
+            Queue::AdminDivision => "admin_division",
+        }
+    }
+}
+
+/// Where a new report goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routing {
+    pub queue: Queue,
+    /// When it moves to 行政管理課 if still unclaimed (business hours only).
+    pub escalate_at: Option<OffsetDateTime>,
+    /// Whether the manager is told even though 行政管理課 handles it.
+    pub inform_manager: bool,
+}
+
+/// Routes a report opened at `now` (UTC) whose local Asia/Tokyo date and
+/// time are `local`.
+pub fn route(now: OffsetDateTime, local: (Date, Time), hours: &BusinessHours, sla: Duration) -> Routing {
+    if hours.is_open(local.0, local.1) {
+        Routing { queue: Queue::Manager, escalate_at: Some(now + sla), inform_manager: false }
+    } else {
+        Routing { queue: Queue::AdminDivision, escalate_at: None, inform_manager: true }
+    }
+}
+
+/// How an escalation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The device is lost: its certificates are revoked (keyCompromise).
+    Revoked,
+    /// The device was found: the hold is lifted.
+    Released,
+    /// Not a real emergency (a mistake, a duplicate): the escalation closes and
+    /// the certificates stay as they are; a hold still runs out into a
+    /// revocation at the hold limit unless released.
+    Rejected,
+}
+
+impl Outcome {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        match s {
+            "revoked" => Ok(Outcome::Revoked),
+            "released" => Ok(Outcome::Released),
+            "rejected" => Ok(Outcome::Rejected),
+            other => Err(DomainError::Invalid { field: "outcome", why: format!("{other:?} is not one of revoked, released, rejected") }),
+        }
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Revoked => "revoked",
+            Outcome::Released => "released",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// Who is resolving, as far as the rules care.
+#[derive(Debug, Clone, Copy)]
+pub struct Resolver {
+    pub role: Role,
+    /// The resolver is the person who reported the loss.
+    pub is_reporter: bool,
+    /// The resolver claimed this escalation.
+    pub is_claimer: bool,
+}
+
+/// Checks a resolution. Lifting a hold is the risky direction: only a
+/// facility manager or 行政管理課, never the reporter alone, and outside
+/// business hours only 行政管理課. Resolving needs the claim, unless
+/// 行政管理課 takes over.
+pub fn check_resolution(r: Resolver, outcome: Outcome, business_hours: bool) -> Result<(), DomainError> {
+    let refuse = |action: &'static str| {
+        Err(DomainError::NotPermitted { actor: r.role.as_str().to_string(), action })
+    };
+    if !r.is_claimer && r.role != Role::AdminDivision {
+        return refuse("resolve an escalation someone else claimed");
+    }
+    if outcome == Outcome::Released {
+        if r.is_reporter {
+            return refuse("lift the hold on a device they reported lost themselves");
+        }
+        match r.role {
+            Role::AdminDivision => {}
+            Role::FacilityManager if business_hours => {}
+            Role::FacilityManager => return refuse("lift a hold outside business hours (行政管理課 only)"),
+            _ => return refuse("lift a hold"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime, time};
+
+    fn at(d: Date, t: Time) -> Routing {
+        let utc = datetime!(2026-01-01 0:00 UTC);
+        route(utc, (d, t), &BusinessHours::default(), DEFAULT_SLA)
+    }
+
+    #[test]
+    fn routing_table() {
+        // Saturday 22:00 → 行政管理課, manager informed.
+        let r = at(date!(2026 - 11 - 28), time!(22:00));
+        assert_eq!((r.queue, r.inform_manager, r.escalate_at), (Queue::AdminDivision, true, None));
+        // Tuesday 10:00 → manager, to 行政管理課 after the SLA.
+        let r = at(date!(2026 - 11 - 24), time!(10:00));
+        assert_eq!(r.queue, Queue::Manager);
+        assert_eq!(r.escalate_at, Some(datetime!(2026-01-01 0:30 UTC)));
+        // A national holiday Monday (スポーツの日 2026-10-12) → 行政管理課.
+        assert_eq!(at(date!(2026 - 10 - 12), time!(10:00)).queue, Queue::AdminDivision);
+        // A weekday evening → 行政管理課.
+        assert_eq!(at(date!(2026 - 11 - 24), time!(17:16)).queue, Queue::AdminDivision);
+    }
+
+    #[test]
+    fn who_may_lift_a_hold() {
+        let r = |role, is_reporter, is_claimer| Resolver { role, is_reporter, is_claimer };
+        use Role::*;
+        assert!(check_resolution(r(FacilityManager, false, true), Outcome::Released, true).is_ok());
+        assert!(check_resolution(r(FacilityManager, false, true), Outcome::Released, false).is_err(), "after hours");
+        assert!(check_resolution(r(AdminDivision, false, false), Outcome::Released, false).is_ok());
+        assert!(check_resolution(r(FacilityManager, true, true), Outcome::Released, true).is_err(), "reporter alone");
+        assert!(check_resolution(r(Staff, false, true), Outcome::Released, true).is_err());
+        assert!(check_resolution(r(FacilityManager, false, true), Outcome::Revoked, false).is_ok());
+        assert!(check_resolution(r(FacilityManager, false, false), Outcome::Revoked, true).is_err(), "not the claimer");
+    }
+}
