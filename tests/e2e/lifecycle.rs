@@ -512,6 +512,8 @@ async fn openapi_document_covers_every_route() {
         ("post", "/api/v1/certificates/{serial}/revoke"), ("post", "/api/v1/certificates/{serial}/hold"),
         ("post", "/api/v1/certificates/{serial}/release"), ("post", "/api/v1/devices/{id}/lost"),
         ("post", "/api/v1/users/{id}/retire"), ("delete", "/api/v1/users/{id}"),
+        ("post", "/api/v1/emergency"), ("get", "/api/v1/escalations"), ("post", "/api/v1/escalations"),
+        ("post", "/api/v1/escalations/{id}/claim"), ("post", "/api/v1/escalations/{id}/resolve"),
     ];
     for (method, path) in routes {
         let op = &doc["paths"][path][method];

@@ -10,15 +10,15 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
 
-struct Device {
-    pem: PathBuf,
-    serial: String,
-    device_id: i64,
-    user_id: i64,
+pub(crate) struct Device {
+    pub(crate) pem: PathBuf,
+    pub(crate) serial: String,
+    pub(crate) device_id: i64,
+    pub(crate) user_id: i64,
 }
 
 /// A staff member of the city facility with one enrolled device (openssl CSR).
-fn device(s: &Server, admin: &Path, login: &str) -> Device {
+pub(crate) fn device(s: &Server, admin: &Path, login: &str) -> Device {
     let body = json!({"display_name": login, "login_id": login, "email": format!("{login}@example.test")});
     let (status, user) = s.api("POST", "/api/v1/facilities/1/users", Some(admin), Some(&body));
     assert_eq!(status, 201, "{user}");
@@ -26,7 +26,7 @@ fn device(s: &Server, admin: &Path, login: &str) -> Device {
     another_device(s, admin, user_id, login, &format!("{login}-1"))
 }
 
-fn another_device(s: &Server, admin: &Path, user_id: i64, login: &str, name: &str) -> Device {
+pub(crate) fn another_device(s: &Server, admin: &Path, user_id: i64, login: &str, name: &str) -> Device {
     let (status, code) = s.api("POST", &format!("/api/v1/users/{user_id}/enrollment-codes"), Some(admin), None);
     assert_eq!(status, 201, "{code}");
     let pem = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), name, &format!("/CN={login}"));
@@ -45,7 +45,7 @@ fn path(p: &Path) -> String {
 }
 
 /// Whether a TLS handshake with this certificate gets a 200 from whoami.
-fn handshake_ok(s: &Server, pem: &Path) -> bool {
+pub(crate) fn handshake_ok(s: &Server, pem: &Path) -> bool {
     let (code, status, _) = s.curl_api("/api/v1/whoami", &["--cert", &path(pem)]);
     code == 0 && status == 200
 }
@@ -64,8 +64,13 @@ fn openssl_ocsp(s: &Server, pem: &Path, extra: &[&str]) -> String {
     out
 }
 
-fn ocsp_status(s: &Server, pem: &Path) -> String {
-    let out = openssl_ocsp(s, pem, &[]);
+pub(crate) fn ocsp_status(s: &Server, pem: &Path) -> String {
+    ocsp_status_with(s, pem, &[])
+}
+
+/// Like [`ocsp_status`], with extra `openssl ocsp` options.
+pub(crate) fn ocsp_status_with(s: &Server, pem: &Path, extra: &[&str]) -> String {
+    let out = openssl_ocsp(s, pem, extra);
     let line = out.lines().find(|l| l.starts_with(&path(pem))).unwrap_or_default();
     let status = line.rsplit(':').next().unwrap_or_default().trim().to_string();
     match out.lines().find(|l| l.trim_start().starts_with("Reason:")) {

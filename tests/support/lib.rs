@@ -93,15 +93,36 @@ impl Server {
 
     /// Starts `serve` on the existing data directory and waits until it answers.
     pub fn spawn(&mut self, env: &[(&str, &str)]) {
+        self.spawn_as(None, env, &[]);
+    }
+
+    /// Starts `serve` with its clock set by libfaketime (Debian `faketime`):
+    /// `spec` is a faketime spec such as `@2026-11-28 13:00:00` (UTC, running
+    /// from there), `@… x60` (60 times as fast) or `+73h`.
+    pub fn spawn_at(&mut self, spec: &str, extra_args: &[&str]) {
+        self.spawn_as(Some(spec), &[], extra_args);
+    }
+
+    fn spawn_as(&mut self, faketime: Option<&str>, env: &[(&str, &str)], extra_args: &[&str]) {
         let ready = self.dir.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);
         self.log = self.dir.path().join("serve.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let child = Command::new(binary())
+        let mut cmd = match faketime {
+            None => Command::new(binary()),
+            Some(spec) => {
+                let mut c = Command::new("faketime");
+                // Only the wall clock moves: timers keep real time.
+                c.args(["-f", spec]).arg(binary()).env("TZ", "UTC").env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                c
+            }
+        };
+        let child = cmd
             .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
             .arg(&self.data_dir)
             .arg("--ready-file")
             .arg(&ready)
+            .args(extra_args)
             // The suite enrolls many devices from one address; the rate-limit
             // test sets its own limit.
             .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000")

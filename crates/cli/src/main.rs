@@ -103,6 +103,13 @@ struct ServeArgs {
     /// Public submissions (applications, enrollments) accepted per client address and minute [default: 30].
     #[arg(long, env = "CONNECT_PKI_RATE_LIMIT_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
     rate_limit_per_minute: Option<u32>,
+    /// Minutes a facility manager has to claim an emergency in business hours
+    /// before it moves to 行政管理課 [default: 30].
+    #[arg(long, env = "CONNECT_PKI_ESCALATION_SLA_MINUTES", value_parser = clap::value_parser!(u32).range(1..=1440))]
+    escalation_sla_minutes: Option<u32>,
+    /// Hours after which a hold nobody resolved becomes a revocation [default: 72].
+    #[arg(long, env = "CONNECT_PKI_HOLD_LIMIT_HOURS", value_parser = clap::value_parser!(u32).range(1..=720))]
+    hold_limit_hours: Option<u32>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -219,6 +226,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.ocsp_max_age_seconds.or(file.ocsp_max_age_seconds).unwrap_or(60),
         )),
         rate_limit_per_minute: args.rate_limit_per_minute.or(file.rate_limit_per_minute).unwrap_or(30),
+        calendar: file.calendar.clone().unwrap_or_default().business_hours()?,
+        escalation_sla: time::Duration::minutes(i64::from(
+            args.escalation_sla_minutes.or(file.escalation_sla_minutes).unwrap_or(30),
+        )),
+        hold_limit: time::Duration::hours(i64::from(args.hold_limit_hours.or(file.hold_limit_hours).unwrap_or(72))),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

@@ -42,6 +42,12 @@ pub struct FileConfig {
     /// The city's business calendar.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calendar: Option<CalendarConfig>,
+    /// Minutes a manager has to claim an emergency in business hours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation_sla_minutes: Option<u32>,
+    /// Hours after which an unresolved hold becomes a revocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_limit_hours: Option<u32>,
 }
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
@@ -121,6 +127,12 @@ pub struct ServeConfig {
     pub ocsp_validity: time::Duration,
     /// Public submissions per client address and minute.
     pub rate_limit_per_minute: u32,
+    /// Business hours and closures (Asia/Tokyo).
+    pub calendar: connect_pki_domain::calendar::BusinessHours,
+    /// Time a manager has to claim an emergency in business hours.
+    pub escalation_sla: time::Duration,
+    /// Time after which an unresolved hold becomes a revocation.
+    pub hold_limit: time::Duration,
 }
 
 /// The SQLite database inside a data directory, used when no URL is given.

@@ -45,6 +45,10 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
             enrollment_code_ttl: config.enrollment_code_ttl,
             apply_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
             enroll_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
+            emergency_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
+            calendar: config.calendar.clone(),
+            escalation_sla: config.escalation_sla,
+            hold_limit: config.hold_limit,
         }),
         revocations,
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity)),
@@ -62,6 +66,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     // Retirements that fell due while the service was down run before it
     // answers anyone.
     crate::service::revocation::run_due_retirements(&state).await?;
+    crate::service::emergency::run_due(&state).await?;
     tokio::spawn(retirement_worker(state.clone(), shutdown.clone()));
 
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");
@@ -106,7 +111,8 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     Ok(())
 }
 
-/// Carries out scheduled retirements when they fall due.
+/// Carries out scheduled retirements, escalations past their SLA and holds
+/// past their limit when they fall due.
 async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
     loop {
         tokio::select! {
@@ -115,6 +121,9 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
         }
         if let Err(e) = crate::service::revocation::run_due_retirements(&state).await {
             tracing::error!(error = %e.to_string(), "scheduled retirement failed; retrying");
+        }
+        if let Err(e) = crate::service::emergency::run_due(&state).await {
+            tracing::error!(error = %e.to_string(), "escalation or hold-limit worker failed; retrying");
         }
     }
 }

@@ -32,6 +32,14 @@ pub struct Settings {
     pub apply_limit: Limit,
     /// Enrollment attempts per client address.
     pub enroll_limit: Limit,
+    /// Emergency reports per client address.
+    pub emergency_limit: Limit,
+    /// The city's business calendar (Asia/Tokyo).
+    pub calendar: connect_pki_domain::calendar::BusinessHours,
+    /// Time a manager has to claim a report in business hours.
+    pub escalation_sla: time::Duration,
+    /// Time after which an unresolved hold becomes a revocation.
+    pub hold_limit: time::Duration,
 }
 
 impl Default for Settings {
@@ -40,6 +48,10 @@ impl Default for Settings {
             enrollment_code_ttl: connect_pki_domain::enrollment::DEFAULT_LIFETIME,
             apply_limit: Limit::per_minute(30),
             enroll_limit: Limit::per_minute(30),
+            emergency_limit: Limit::per_minute(30),
+            calendar: Default::default(),
+            escalation_sla: connect_pki_domain::escalation::DEFAULT_SLA,
+            hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
         }
     }
 }

@@ -37,6 +37,12 @@ pub enum ApiError {
     RateLimited(u64),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("the login ID or the password is wrong")]
+    SignInFailed,
+    #[error("too many wrong passwords: sign-in is locked for 15 minutes; call 行政管理課 if the device is lost")]
+    AccountLocked,
+    #[error("this device is not one of yours")]
+    NotYourDevice,
     #[error("{0}")]
     Domain(#[from] DomainError),
     #[error("{0}")]
@@ -58,6 +64,9 @@ impl ApiError {
             ApiError::FacilityNotActive(_) => (StatusCode::FORBIDDEN, "facility_not_active"),
             ApiError::NoRoute(_) | ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::SignInFailed => (StatusCode::UNAUTHORIZED, "sign_in_failed"),
+            ApiError::AccountLocked => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
+            ApiError::NotYourDevice => (StatusCode::FORBIDDEN, "not_your_device"),
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json"),
@@ -125,6 +134,9 @@ impl ApiError {
             ApiError::Ca(CaError::BadCsr(_) | CaError::SubjectMismatch(_) | CaError::KeyNotAllowed(_)) => {
                 "証明書署名要求（CSR）を受け付けられませんでした。端末で作り直してください。".into()
             }
+            ApiError::SignInFailed => "ログインIDまたはパスワードが正しくありません。".into(),
+            ApiError::AccountLocked => "パスワードの誤りが続いたため、15分間ロックしました。至急の場合は行政管理課へ電話してください。".into(),
+            ApiError::NotYourDevice => "選択された端末はあなたの端末ではありません。".into(),
             ApiError::RateLimited(s) => format!("短時間に多くの送信がありました。{s}秒ほど待ってから、もう一度お試しください。"),
             ApiError::TooLarge(_) => "送信された内容が大きすぎます。".into(),
             ApiError::NotFound(_) | ApiError::NoRoute(_) => "お探しのページや情報は見つかりませんでした。".into(),

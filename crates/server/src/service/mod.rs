@@ -6,6 +6,7 @@ pub mod applications;
 pub mod audit;
 pub mod certificates;
 pub mod directory;
+pub mod emergency;
 pub mod enrollment;
 pub mod revocation;
 pub mod secrets;

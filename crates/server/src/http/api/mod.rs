@@ -26,7 +26,7 @@ use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::service::enrollment::{EnrollRequest, Enrolled};
 use crate::service::revocation::Retirement;
-use crate::service::{applications, audit, certificates, directory, enrollment, revocation};
+use crate::service::{applications, audit, certificates, directory, emergency, enrollment, revocation};
 use crate::state::AppState;
 use views::*;
 
@@ -42,7 +42,7 @@ use views::*;
     tags(
         (name = "public", description = "Public listener: no client certificate"),
         (name = "identity"), (name = "applications"), (name = "facilities"), (name = "users"),
-        (name = "certificates"), (name = "audit"),
+        (name = "certificates"), (name = "escalations"), (name = "audit"),
     ),
 )]
 struct ApiDoc;
@@ -53,6 +53,7 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(submit_application))
         .routes(routes!(application_status))
         .routes(routes!(enroll))
+        .routes(routes!(report_emergency))
         .with_state(state.clone())
         .split_for_parts();
     let (mtls, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -78,6 +79,9 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(report_lost))
         .routes(routes!(retire_user))
         .routes(routes!(delete_user))
+        .routes(routes!(list_escalations, open_escalation))
+        .routes(routes!(claim_escalation))
+        .routes(routes!(resolve_escalation))
         .with_state(state.clone())
         .split_for_parts();
     doc.merge(public_doc);
@@ -558,4 +562,77 @@ async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Pa
     revocation::delete(&state, &caller, UserId(id)).await?;
     let user = state.store.user(UserId(id)).await?.ok_or(ApiError::NotFound("user"))?;
     Ok(Json(user.into()))
+}
+
+/// Report one's own device lost (public: sign in with login ID and password).
+/// The device's certificates are on hold before the response; an escalation
+/// opens for the manager (business hours) or 行政管理課 (otherwise).
+#[utoipa::path(post, path = "/api/v1/emergency", tag = "public", request_body = EmergencyBody,
+    responses((status = 201, body = EmergencyCreated), (status = 400, body = ErrorBody),
+              (status = 401, description = "Wrong login ID or password", body = ErrorBody),
+              (status = 403, description = "Not your device, or account disabled", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Device already revoked or on hold", body = ErrorBody),
+              (status = 429, description = "Rate limit, or sign-in locked after wrong passwords", body = ErrorBody)))]
+async fn report_emergency(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<EmergencyBody>,
+) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
+    state.settings.emergency_limit.check(addr.ip())?;
+    let (e, held) = emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), &client(&addr)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EmergencyCreated { escalation_id: e.id, held_serials: held.iter().map(Serial::to_hex).collect(), queue: e.queue }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct EscalationsQuery {
+    /// `open` (default: open and claimed) or `all`.
+    status: Option<String>,
+}
+
+/// The escalation queue: most urgent first.
+#[utoipa::path(get, path = "/api/v1/escalations", tag = "escalations", params(EscalationsQuery),
+    responses((status = 200, body = Vec<EscalationView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_escalations(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<EscalationsQuery>) -> ApiResult<Json<Vec<EscalationView>>> {
+    let open_only = q.status.as_deref() != Some("all");
+    Ok(Json(emergency::list(&state, &caller, open_only).await?.into_iter().map(Into::into).collect()))
+}
+
+/// Report a device lost for someone (manager: own facility; 行政管理課: a call taken).
+#[utoipa::path(post, path = "/api/v1/escalations", tag = "escalations", request_body = EscalationBody,
+    responses((status = 201, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn open_escalation(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<EscalationBody>) -> ApiResult<(StatusCode, Json<EscalationView>)> {
+    let (e, held) = emergency::report_for(&state, &caller, DeviceId(body.device_id), body.note).await?;
+    let mut view = EscalationView::from(e);
+    view.serials = Some(held.iter().map(Serial::to_hex).collect());
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Claim an escalation. Of two operators claiming at once, one wins; the other gets 409.
+#[utoipa::path(post, path = "/api/v1/escalations/{id}/claim", tag = "escalations", request_body = ClaimBody, params(("id" = i64, Path)),
+    responses((status = 200, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Already claimed or resolved", body = ErrorBody)))]
+async fn claim_escalation(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>, body: axum::body::Bytes) -> ApiResult<Json<EscalationView>> {
+    let note = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        serde_json::from_slice::<ClaimBody>(&body).map_err(|e| ApiError::BadJson(format!("malformed JSON: {e}")))?.note
+    };
+    Ok(Json(emergency::claim(&state, &caller, id, &note).await?.into()))
+}
+
+/// Resolve a claimed escalation: `revoked` (keyCompromise), `released` (hold
+/// lifted: manager in business hours or 行政管理課, never the reporter alone) or `rejected`.
+#[utoipa::path(post, path = "/api/v1/escalations/{id}/resolve", tag = "escalations", request_body = ResolveBody, params(("id" = i64, Path)),
+    responses((status = 200, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn resolve_escalation(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>, ApiJson(body): ApiJson<ResolveBody>) -> ApiResult<Json<EscalationView>> {
+    let outcome = connect_pki_domain::escalation::Outcome::parse(&body.outcome)?;
+    let (e, serials) = emergency::resolve(&state, &caller, id, outcome, &body.note).await?;
+    let mut view = EscalationView::from(e);
+    view.serials = Some(serials.iter().map(Serial::to_hex).collect());
+    Ok(Json(view))
 }

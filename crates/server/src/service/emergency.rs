@@ -1,0 +1,184 @@
+//! Emergency reports and the escalation queue (運用ルール 5: 時間外等で施設管理者が
+//! 対応出来ない場合は行政管理課へ). A report puts the device on hold at once —
+//! effective before the response, like a revocation — and opens an
+//! escalation routed by the business calendar.
+
+use connect_pki_domain::escalation::{Outcome, Queue, Resolver, Routing, check_resolution, route};
+use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
+use connect_pki_store::{EscalationRecord, NewEscalation};
+use time::{Duration, OffsetDateTime};
+
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::revocation::publish;
+use crate::service::secrets::verify_password;
+use crate::state::AppState;
+
+/// Wrong passwords after which the emergency sign-in locks.
+pub const MAX_FAILED_SIGN_INS: i64 = 5;
+/// How long it stays locked.
+pub const LOCKOUT: Duration = Duration::minutes(15);
+
+/// The local (Asia/Tokyo) date and time of an instant.
+pub fn tokyo(t: OffsetDateTime) -> Result<(time::Date, time::Time), ApiError> {
+    let z = jiff::Timestamp::from_second(t.unix_timestamp())
+        .and_then(|ts| ts.in_tz("Asia/Tokyo"))
+        .map_err(|e| anyhow::anyhow!("Asia/Tokyo: {e}"))?;
+    let month = time::Month::try_from(z.month() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let date = time::Date::from_calendar_date(i32::from(z.year()), month, z.day() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let at = time::Time::from_hms(z.hour() as u8, z.minute() as u8, z.second() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((date, at))
+}
+
+/// Whether the office is open now.
+pub fn business_hours_now(state: &AppState) -> Result<bool, ApiError> {
+    let (d, t) = tokyo(state.clock.now())?;
+    Ok(state.settings.calendar.is_open(d, t))
+}
+
+fn routing(state: &AppState) -> Result<Routing, ApiError> {
+    let now = state.clock.now();
+    Ok(route(now, tokyo(now)?, &state.settings.calendar, state.settings.escalation_sla))
+}
+
+/// A wrong login ID or password: the same answer either way.
+fn bad_credentials() -> ApiError {
+    ApiError::SignInFailed
+}
+
+/// A staff member reports their own device lost, signing in with login ID and
+/// password (the device, and its certificate, are gone).
+pub async fn report_own(
+    state: &AppState,
+    login_id: &str,
+    password: &str,
+    device: DeviceId,
+    client: &str,
+) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
+    let now = state.clock.now();
+    let actor = format!("public:{client}");
+    let Some(creds) = state.store.credentials(login_id.trim()).await? else {
+        // Spend the time a real check would, so timing does not reveal which login IDs exist.
+        let _ = verify_password(password.to_string(), String::new()).await;
+        state.store.record_unknown_sign_in(login_id, &actor, now).await?;
+        return Err(bad_credentials());
+    };
+    let user = creds.user.id;
+    if creds.locked_until.is_some_and(|t| t > now) {
+        state.store.record_sign_in(user, false, None, &actor, now).await?;
+        return Err(ApiError::AccountLocked);
+    }
+    let ok = match creds.password_hash {
+        Some(hash) => verify_password(password.to_string(), hash).await,
+        None => false,
+    };
+    if !ok {
+        let lock = (creds.failed_logins + 1 >= MAX_FAILED_SIGN_INS).then_some(now + LOCKOUT);
+        state.store.record_sign_in(user, false, lock, &actor, now).await?;
+        return Err(if lock.is_some() { ApiError::AccountLocked } else { bad_credentials() });
+    }
+    if creds.user.status != UserStatus::Active {
+        return Err(ApiError::AccountDisabled(creds.user.status.as_str()));
+    }
+    state.store.record_sign_in(user, true, None, &actor, now).await?;
+    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+    if d.user != user {
+        return Err(ApiError::NotYourDevice);
+    }
+    open(state, device, "self", Some(user), String::new(), actor).await
+}
+
+/// A manager (own facility) or 行政管理課 (e.g. taking a call) reports a device lost.
+pub async fn report_for(
+    state: &AppState,
+    caller: &Caller,
+    device: DeviceId,
+    note: String,
+) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
+    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+    authorize(&caller.actor, Action::WorkEscalations(d.facility))?;
+    let channel = if caller.actor.role == Role::AdminDivision { "phone" } else { "manager" };
+    let note = connect_pki_domain::validate::optional_text("note", Some(&note), 1000)?.unwrap_or_default();
+    open(state, device, channel, Some(caller.actor.user), note, caller.audit_name()).await
+}
+
+async fn open(
+    state: &AppState,
+    device: DeviceId,
+    channel: &'static str,
+    reported_by: Option<UserId>,
+    note: String,
+    actor: String,
+) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
+    let r = routing(state)?;
+    let new = NewEscalation { device, channel, reported_by, queue: r.queue, escalate_at: r.escalate_at, note, actor };
+    let (record, held) = state.store.open_escalation(&new, state.clock.now()).await?;
+    publish(state).await?;
+    tracing::warn!(escalation = record.id, device = device.0, queue = r.queue.as_str(), held = held.len(), "emergency report: device on hold");
+    Ok((record, held))
+}
+
+/// Escalations the caller may work: all for 行政管理課, their facility's for a manager.
+pub async fn list(state: &AppState, caller: &Caller, open_only: bool) -> Result<Vec<EscalationRecord>, ApiError> {
+    let facility = match caller.actor.role {
+        Role::AdminDivision => None,
+        _ => {
+            authorize(&caller.actor, Action::WorkEscalations(caller.actor.facility))?;
+            Some(caller.actor.facility)
+        }
+    };
+    Ok(state.store.escalations(facility, open_only).await?)
+}
+
+async fn workable(state: &AppState, caller: &Caller, id: i64) -> Result<EscalationRecord, ApiError> {
+    let e = state.store.escalation(id).await?.ok_or(ApiError::NotFound("escalation"))?;
+    authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
+    Ok(e)
+}
+
+/// Claims an escalation.
+pub async fn claim(state: &AppState, caller: &Caller, id: i64, note: &str) -> Result<EscalationRecord, ApiError> {
+    workable(state, caller, id).await?;
+    Ok(state.store.claim_escalation(id, caller.actor.user, note, state.clock.now()).await?)
+}
+
+/// Resolves a claimed escalation (see the rules in the domain).
+pub async fn resolve(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    outcome: Outcome,
+    note: &str,
+) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
+    let e = workable(state, caller, id).await?;
+    let resolver = Resolver {
+        role: caller.actor.role,
+        is_reporter: e.reported_by == Some(caller.actor.user),
+        is_claimer: e.claimed_by == Some(caller.actor.user),
+    };
+    check_resolution(resolver, outcome, business_hours_now(state)?)?;
+    let note = connect_pki_domain::validate::optional_text("note", Some(note), 1000)?.unwrap_or_default();
+    let out = state.store.resolve_escalation(id, outcome, caller.actor.user, &note, state.clock.now()).await?;
+    publish(state).await?;
+    Ok(out)
+}
+
+/// Moves overdue reports to 行政管理課 and turns holds past their limit into
+/// revocations. Run by a worker, and at start.
+pub async fn run_due(state: &AppState) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    for e in state.store.escalate_overdue(now).await? {
+        tracing::warn!(escalation = e.id, "not claimed within the SLA: moved to 行政管理課");
+    }
+    let revoked = state.store.revoke_expired_holds(now - state.settings.hold_limit, now).await?;
+    if !revoked.is_empty() {
+        tracing::warn!(count = revoked.len(), "holds past their limit revoked (keyCompromise)");
+        publish(state).await?;
+    }
+    Ok(())
+}
+
+/// The queue an escalation is in, for display.
+pub fn queue_of(e: &EscalationRecord) -> Queue {
+    if e.queue == "admin_division" { Queue::AdminDivision } else { Queue::Manager }
+}

@@ -1,0 +1,442 @@
+//! Emergency reports and their escalations: the hold that a report puts on a
+//! device, the queue, claims and resolutions — each one transaction with its
+//! audit rows and feed rows.
+
+use serde_json::json;
+use sqlx::{AnyConnection, Row};
+use time::OffsetDateTime;
+
+use connect_pki_domain::escalation::{Outcome, Queue};
+use connect_pki_domain::{CertStatus, DeviceId, DomainError, FacilityId, Reason, Serial, UserId};
+
+use crate::audit::{self, AuditEntry};
+use crate::directory::revoke_where;
+use crate::records::{UserRecord, text};
+use crate::revocation::record_event;
+use crate::{Store, StoreError, instant, secs};
+
+/// A stored escalation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationRecord {
+    pub id: i64,
+    pub device: DeviceId,
+    pub facility: FacilityId,
+    pub channel: String,
+    pub reported_by: Option<UserId>,
+    pub queue: String,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub note: String,
+    pub escalate_at: Option<OffsetDateTime>,
+    pub claimed_by: Option<UserId>,
+    pub claimed_at: Option<OffsetDateTime>,
+    pub resolved_by: Option<UserId>,
+    pub resolved_at: Option<OffsetDateTime>,
+    pub resolution_note: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A new report.
+#[derive(Debug, Clone)]
+pub struct NewEscalation {
+    pub device: DeviceId,
+    pub channel: &'static str,
+    pub reported_by: Option<UserId>,
+    pub queue: Queue,
+    pub escalate_at: Option<OffsetDateTime>,
+    pub note: String,
+    pub actor: String,
+}
+
+/// What a sign-in attempt needs to know about a login ID.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: UserRecord,
+    pub password_hash: Option<String>,
+    pub failed_logins: i64,
+    pub locked_until: Option<OffsetDateTime>,
+}
+
+const COLUMNS: &str = "id, device_id, facility_id, channel, reported_by, queue, status, outcome, note, escalate_at, \
+     claimed_by, claimed_at, resolved_by, resolved_at, resolution_note, created_at";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<EscalationRecord, StoreError> {
+    let t = |c: &str| -> Result<Option<OffsetDateTime>, StoreError> { r.try_get::<Option<i64>, _>(c)?.map(instant).transpose() };
+    let u = |c: &str| -> Result<Option<UserId>, StoreError> { Ok(r.try_get::<Option<i64>, _>(c)?.map(UserId)) };
+    Ok(EscalationRecord {
+        id: r.try_get("id")?,
+        device: DeviceId(r.try_get("device_id")?),
+        facility: FacilityId(r.try_get("facility_id")?),
+        channel: r.try_get("channel")?,
+        reported_by: u("reported_by")?,
+        queue: r.try_get("queue")?,
+        status: r.try_get("status")?,
+        outcome: r.try_get("outcome")?,
+        note: r.try_get("note")?,
+        escalate_at: t("escalate_at")?,
+        claimed_by: u("claimed_by")?,
+        claimed_at: t("claimed_at")?,
+        resolved_by: u("resolved_by")?,
+        resolved_at: t("resolved_at")?,
+        resolution_note: r.try_get("resolution_note")?,
+        created_at: instant(r.try_get("created_at")?)?,
+    })
+}
+
+async fn escalation_in(tx: &mut AnyConnection, id: i64) -> Result<EscalationRecord, StoreError> {
+    let row = sqlx::query(&format!("select {COLUMNS} from escalations where id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("escalation"))?;
+    from_row(&row)
+}
+
+/// Puts every valid certificate of a device on hold; returns the serials.
+async fn hold_device(
+    tx: &mut AnyConnection,
+    store: &Store,
+    device: DeviceId,
+    actor: &str,
+    now: OffsetDateTime,
+    audit: &mut Vec<AuditEntry>,
+) -> Result<Vec<Serial>, StoreError> {
+    let rows = sqlx::query(
+        "select c.serial, u.id as u_id, u.facility_id from certificates c join devices d on d.id = c.device_id \
+         join users u on u.id = d.user_id where c.device_id = $1 and c.status = 'valid'",
+    )
+    .bind(device.0)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut held = Vec::new();
+    for row in &rows {
+        let serial: Serial = text(row, "serial")?;
+        sqlx::query(
+            "update certificates set status = 'on_hold', revocation_reason = 'certificateHold', revoked_at = $1, \
+             updated_at = $1 where serial = $2 and status = 'valid'",
+        )
+        .bind(secs(now))
+        .bind(serial.to_hex())
+        .execute(&mut *tx)
+        .await?;
+        record_event(tx, store.backend, &serial, CertStatus::OnHold, Some(Reason::CertificateHold), now).await?;
+        audit.push(AuditEntry {
+            actor: actor.into(),
+            action: "certificate.hold".into(),
+            target: format!("certificate:{serial}"),
+            outcome: "ok".into(),
+            detail: json!({"because": "emergency report"}),
+            facility: Some(FacilityId(row.try_get("facility_id")?)),
+            user: Some(UserId(row.try_get("u_id")?)),
+        });
+        held.push(serial);
+    }
+    Ok(held)
+}
+
+impl Store {
+    /// The credentials of a login ID, for the emergency sign-in.
+    pub async fn credentials(&self, login_id: &str) -> Result<Option<Credentials>, StoreError> {
+        let row = sqlx::query(&format!(
+            "select {}, u.password_hash, u.failed_logins, u.locked_until from users u where u.login_id = $1",
+            UserRecord::COLUMNS
+        ))
+        .bind(login_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Credentials {
+            user: UserRecord::from_row(&row)?,
+            password_hash: row.try_get("password_hash")?,
+            failed_logins: row.try_get("failed_logins")?,
+            locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(instant).transpose()?,
+        }))
+    }
+
+    /// Counts a failed sign-in (locking the account until `lock_until` when
+    /// given) and records it; or, with `success`, clears the count.
+    pub async fn record_sign_in(
+        &self,
+        user: UserId,
+        success: bool,
+        lock_until: Option<OffsetDateTime>,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        if success {
+            sqlx::query("update users set failed_logins = 0, locked_until = null where id = $1").bind(user.0).execute(&mut *tx).await?;
+        } else {
+            sqlx::query("update users set failed_logins = failed_logins + 1, locked_until = coalesce($1, locked_until) where id = $2")
+                .bind(lock_until.map(secs))
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let facility: i64 = sqlx::query("select facility_id from users where id = $1").bind(user.0).fetch_one(&mut *tx).await?.try_get("facility_id")?;
+        audit::append(
+            &mut tx,
+            self.backend,
+            now,
+            &AuditEntry {
+                actor: actor.into(),
+                action: "emergency.sign_in".into(),
+                target: format!("user:{user}"),
+                outcome: if success { "ok".into() } else if lock_until.is_some() { "wrong password; locked".into() } else { "wrong password".into() },
+                detail: json!({}),
+                facility: Some(FacilityId(facility)),
+                user: Some(user),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a refused emergency attempt that names no account (unknown
+    /// login ID): the audit log still shows it.
+    pub async fn record_unknown_sign_in(&self, login_id: &str, actor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.audit(
+            now,
+            &AuditEntry {
+                actor: actor.into(),
+                action: "emergency.sign_in".into(),
+                target: "user:unknown".into(),
+                outcome: "unknown login ID".into(),
+                detail: json!({"login_id": login_id.chars().take(64).collect::<String>()}),
+                facility: None,
+                user: None,
+            },
+        )
+        .await
+    }
+
+    /// Opens an escalation for a lost device and puts its valid certificates
+    /// on hold, in one transaction. Refuses a device with nothing left to hold.
+    pub async fn open_escalation(&self, new: &NewEscalation, now: OffsetDateTime) -> Result<(EscalationRecord, Vec<Serial>), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("select u.facility_id, d.status from devices d join users u on u.id = d.user_id where d.id = $1")
+            .bind(new.device.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("device"))?;
+        let facility = FacilityId(row.try_get("facility_id")?);
+        let mut entries = Vec::new();
+        let held = hold_device(&mut tx, self, new.device, &new.actor, now, &mut entries).await?;
+        if held.is_empty() {
+            let on_hold: i64 = sqlx::query("select count(*) as n from certificates where device_id = $1 and status = 'on_hold'")
+                .bind(new.device.0)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+            let status = if on_hold > 0 { "already on hold" } else { "revoked or has no valid certificate" };
+            return Err(DomainError::InvalidTransition { from: status, to: "on_hold" }.into());
+        }
+        let id: i64 = sqlx::query(
+            "insert into escalations (device_id, facility_id, channel, reported_by, queue, status, note, escalate_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $8) returning id",
+        )
+        .bind(new.device.0)
+        .bind(facility.0)
+        .bind(new.channel)
+        .bind(new.reported_by.map(|u| u.0))
+        .bind(new.queue.as_str())
+        .bind(&new.note)
+        .bind(new.escalate_at.map(secs))
+        .bind(secs(now))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        entries.push(AuditEntry {
+            actor: new.actor.clone(),
+            action: "escalation.open".into(),
+            target: format!("escalation:{id}"),
+            outcome: "ok".into(),
+            detail: json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(), "held": held}),
+            facility: Some(facility),
+            user: new.reported_by,
+        });
+        audit::append_all(&mut tx, self.backend, now, &entries).await?;
+        let record = escalation_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok((record, held))
+    }
+
+    /// Escalations, most urgent first (行政管理課's queue, then oldest).
+    pub async fn escalations(&self, facility: Option<FacilityId>, open_only: bool) -> Result<Vec<EscalationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {COLUMNS} from escalations where ($1 = 0 or facility_id = $1) and ($2 = 0 or status <> 'resolved') \
+             order by case status when 'open' then 0 when 'claimed' then 1 else 2 end, \
+             case queue when 'admin_division' then 0 else 1 end, created_at limit 500"
+        ))
+        .bind(facility.map_or(0, |f| f.0))
+        .bind(i64::from(open_only))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// One escalation.
+    pub async fn escalation(&self, id: i64) -> Result<Option<EscalationRecord>, StoreError> {
+        let row = sqlx::query(&format!("select {COLUMNS} from escalations where id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Claims an open escalation. Of two racing claims exactly one wins; the
+    /// other gets a conflict naming who holds it.
+    pub async fn claim_escalation(&self, id: i64, by: UserId, note: &str, now: OffsetDateTime) -> Result<EscalationRecord, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current = escalation_in(&mut tx, id).await?;
+        let changed = sqlx::query("update escalations set status = 'claimed', claimed_by = $1, claimed_at = $2, updated_at = $2 where id = $3 and status = 'open'")
+            .bind(by.0)
+            .bind(secs(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::Conflict(match current.claimed_by {
+                Some(u) => format!("escalation {id} was already claimed by user {u}"),
+                None => format!("escalation {id} is {}", current.status),
+            }));
+        }
+        audit::append(
+            &mut tx,
+            self.backend,
+            now,
+            &AuditEntry {
+                actor: format!("user:{by}"),
+                action: "escalation.claim".into(),
+                target: format!("escalation:{id}"),
+                outcome: "ok".into(),
+                detail: json!({"note": note}),
+                facility: Some(current.facility),
+                user: Some(by),
+            },
+        )
+        .await?;
+        let record = escalation_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Resolves a claimed escalation: revoked (the device's held and valid
+    /// certificates revoked, keyCompromise), released (held ones valid again)
+    /// or rejected (certificates left as they are).
+    pub async fn resolve_escalation(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        by: UserId,
+        note: &str,
+        now: OffsetDateTime,
+    ) -> Result<(EscalationRecord, Vec<Serial>), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let current = escalation_in(&mut tx, id).await?;
+        let changed = sqlx::query(
+            "update escalations set status = 'resolved', outcome = $1, resolved_by = $2, resolved_at = $3, resolution_note = $4, \
+             updated_at = $3 where id = $5 and status = 'claimed'",
+        )
+        .bind(outcome.as_str())
+        .bind(by.0)
+        .bind(secs(now))
+        .bind(note)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(DomainError::InvalidTransition { from: if current.status == "open" { "open (claim it first)" } else { "resolved" }, to: "resolved" }.into());
+        }
+        let actor = format!("user:{by}");
+        let mut changed_serials = Vec::new();
+        match outcome {
+            Outcome::Revoked => {
+                changed_serials = revoke_where(&mut tx, self, "device_id = $1", current.device.0, Reason::KeyCompromise, &actor, now).await?;
+                sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2").bind(secs(now)).bind(current.device.0).execute(&mut *tx).await?;
+            }
+            Outcome::Released => {
+                let rows = sqlx::query("select serial from certificates where device_id = $1 and status = 'on_hold'").bind(current.device.0).fetch_all(&mut *tx).await?;
+                for row in &rows {
+                    let serial: Serial = text(row, "serial")?;
+                    sqlx::query("update certificates set status = 'valid', revocation_reason = null, revoked_at = null, updated_at = $1 where serial = $2 and status = 'on_hold'")
+                        .bind(secs(now))
+                        .bind(serial.to_hex())
+                        .execute(&mut *tx)
+                        .await?;
+                    record_event(&mut tx, self.backend, &serial, CertStatus::Valid, None, now).await?;
+                    changed_serials.push(serial);
+                }
+            }
+            Outcome::Rejected => {}
+        }
+        audit::append(
+            &mut tx,
+            self.backend,
+            now,
+            &AuditEntry {
+                actor,
+                action: "escalation.resolve".into(),
+                target: format!("escalation:{id}"),
+                outcome: "ok".into(),
+                detail: json!({"outcome": outcome.as_str(), "note": note, "certificates": changed_serials}),
+                facility: Some(current.facility),
+                user: Some(by),
+            },
+        )
+        .await?;
+        let record = escalation_in(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok((record, changed_serials))
+    }
+
+    /// Moves open escalations whose SLA has passed to 行政管理課; returns them.
+    pub async fn escalate_overdue(&self, now: OffsetDateTime) -> Result<Vec<EscalationRecord>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(&format!(
+            "select {COLUMNS} from escalations where status = 'open' and queue = 'manager' and escalate_at is not null and escalate_at <= $1"
+        ))
+        .bind(secs(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        let due: Vec<EscalationRecord> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+        let mut entries = Vec::new();
+        for e in &due {
+            sqlx::query("update escalations set queue = 'admin_division', updated_at = $1 where id = $2 and status = 'open'")
+                .bind(secs(now))
+                .bind(e.id)
+                .execute(&mut *tx)
+                .await?;
+            entries.push(AuditEntry {
+                actor: "system:sla".into(),
+                action: "escalation.escalate".into(),
+                target: format!("escalation:{}", e.id),
+                outcome: "ok".into(),
+                detail: json!({"reason": "not claimed by the facility manager within the SLA"}),
+                facility: Some(e.facility),
+                user: None,
+            });
+        }
+        audit::append_all(&mut tx, self.backend, now, &entries).await?;
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    /// Revokes (keyCompromise) every hold older than `held_before`: a hold is
+    /// never left forgotten. Returns the serials.
+    pub async fn revoke_expired_holds(&self, held_before: OffsetDateTime, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let revoked = revoke_where(
+            &mut tx,
+            self,
+            "serial in (select serial from certificates where status = 'on_hold' and revoked_at <= $1)",
+            secs(held_before),
+            Reason::KeyCompromise,
+            "system:hold-limit",
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+}
