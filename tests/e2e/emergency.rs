@@ -138,3 +138,46 @@ async fn wrong_passwords_lock_the_emergency_sign_in() {
     assert_eq!((status, out["error"]["code"].as_str()), (429, Some("account_locked")), "{out}");
     assert_eq!(ocsp_status(&s, &d.pem), "good");
 }
+
+/// The Japanese page: a wrong password is said in Japanese and what was typed
+/// stays; the right one holds the device and says who handles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emergency_page_works_in_japanese() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let d = device(&s, &admin, "page.user");
+    let (_, status, html) = s.curl_public("/emergency", &[]);
+    assert_eq!(status, 200);
+    assert!(html.contains("端末紛失の緊急届出"), "{html}");
+    let form = |pw: &str| {
+        vec!["--data-urlencode".to_string(), "login_id=page.user".into(), "--data-urlencode".into(), format!("password={pw}"),
+             "--data-urlencode".into(), format!("device_id={}", d.device_id)]
+    };
+    let args = form("wrong one!");
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, status, html) = s.curl_public("/emergency", &refs);
+    assert_eq!(status, 401, "{html}");
+    assert!(html.contains("ログインIDまたはパスワードが正しくありません") && html.contains("value=\"page.user\""), "{html}");
+    let args = form(PASSWORD);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_, status, html) = s.curl_public("/emergency", &refs);
+    assert_eq!(status, 201, "{html}");
+    assert!(html.contains("一時停止しました"), "{html}");
+    assert_eq!(ocsp_status(&s, &d.pem), "revoked certificateHold");
+}
+
+/// `connect-pki calendar YEAR` prints holidays, 年末年始 and configured closures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calendar_command_lists_every_closed_day() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("config.toml"), "[calendar]\nclosures = { \"2027-06-14\" = \"システム保守日\" }\n").expect("config");
+    let bin = connect_pki_e2e::binary().display().to_string();
+    let o = connect_pki_e2e::run(&bin, &["calendar", "2027", "--data-dir", &dir.path().display().to_string()], dir.path());
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{}", connect_pki_e2e::text(&o));
+    for line in ["2027-03-22 春分の日 振替休日", "2027-06-14 システム保守日", "2027-12-29 年末年始", "2027-01-01 元日"] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    }
+    let bad = connect_pki_e2e::run(&bin, &["calendar", "20x7"], dir.path());
+    assert!(!bad.status.success());
+}

@@ -163,6 +163,7 @@ fn field_ja(field: &str) -> &'static str {
         "terms_version" => "利用規約への同意",
         "password" => "パスワード（10文字以上）",
         "code" => "登録コード",
+        "device id" => "端末番号（数字）",
         _ => "入力内容",
     }
 }

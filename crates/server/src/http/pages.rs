@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apply", get(apply_form).post(apply_submit))
         .route("/apply/status/{token}", get(apply_status))
         .route("/enroll", get(enroll_form).post(enroll_submit))
+        .route("/emergency", get(emergency_form).post(emergency_submit))
         .with_state(state)
 }
 
@@ -269,5 +270,63 @@ async fn enroll_submit(
             e.status(),
             &EnrollPage { code: f.code.clone(), device_label: f.device_label.clone(), error: Some(e.message_ja()) },
         ),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct EmergencyFields {
+    #[serde(default)]
+    login_id: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    device_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "emergency.html")]
+struct EmergencyPage {
+    login_id: String,
+    device_id: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "emergency_done.html")]
+struct EmergencyDonePage {
+    escalation_id: i64,
+    held: usize,
+    next_step: &'static str,
+}
+
+async fn emergency_form() -> Response {
+    page(StatusCode::OK, &EmergencyPage { login_id: String::new(), device_id: String::new(), error: None })
+}
+
+async fn emergency_submit(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Form(f): Form<EmergencyFields>,
+) -> Response {
+    let result = async {
+        state.settings.emergency_limit.check(addr.ip())?;
+        let device: connect_pki_domain::DeviceId = f.device_id.trim().parse()?;
+        crate::service::emergency::report_own(&state, &f.login_id, &f.password, device, &addr.ip().to_string()).await
+    }
+    .await;
+    match result {
+        Ok((e, held)) => page(
+            StatusCode::CREATED,
+            &EmergencyDonePage {
+                escalation_id: e.id,
+                held: held.len(),
+                next_step: if e.queue == "admin_division" {
+                    "時間外のため、行政管理課が対応します。端末が見つかった場合も、行政管理課または施設管理者に連絡してください。"
+                } else {
+                    "施設管理者が対応します。端末が見つかった場合は施設管理者に連絡してください。"
+                },
+            },
+        ),
+        Err(e) => page(e.status(), &EmergencyPage { login_id: f.login_id.clone(), device_id: f.device_id.clone(), error: Some(e.message_ja()) }),
     }
 }
