@@ -181,3 +181,29 @@ async fn calendar_command_lists_every_closed_day() {
     let bad = connect_pki_e2e::run(&bin, &["calendar", "20x7"], dir.path());
     assert!(!bad.status.success());
 }
+
+/// `/metrics` shows the queue, holds, revocations by reason, OCSP traffic and
+/// request latencies, in Prometheus text format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_queue_and_revocations() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let held = device(&s, &admin, "metric.held");
+    let gone = device(&s, &admin, "metric.gone");
+    let (status, _) = s.api("POST", "/api/v1/escalations", Some(&admin), Some(&json!({"device_id": held.device_id})));
+    assert_eq!(status, 201);
+    let (status, _) = s.api("POST", &format!("/api/v1/certificates/{}/revoke", gone.serial), Some(&admin), Some(&json!({"reason": "affiliationChanged"})));
+    assert_eq!(status, 200);
+    assert_eq!(ocsp_status(&s, &gone.pem), "revoked affiliationChanged");
+    let (_, status, text) = s.curl_public("/metrics", &[]);
+    assert_eq!(status, 200);
+    let value = |name: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(name) && !l.starts_with('#')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    };
+    assert_eq!(value("connect_pki_escalations_open"), Some(1.0), "{text}");
+    assert_eq!(value("connect_pki_certificates_on_hold"), Some(1.0), "{text}");
+    assert_eq!(value("connect_pki_certificates_revoked{reason=\"affiliationChanged\"}"), Some(1.0), "{text}");
+    assert!(value("connect_pki_escalation_oldest_open_age_seconds").is_some(), "{text}");
+    assert!(value("connect_pki_ocsp_requests_total").is_some_and(|n| n >= 1.0), "{text}");
+    assert!(text.contains("connect_pki_http_request_duration_seconds_bucket"), "{text}");
+}

@@ -52,6 +52,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         }),
         revocations,
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity)),
+        metrics: crate::http::metrics::install(),
     };
 
     let public_listener = TcpListener::bind(config.public_addr)
@@ -82,6 +83,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let public_app = public::router(state.clone())
         .merge(public_api)
         .merge(crate::http::pages::router(state.clone()))
+        .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
         .layer(body_limit())
         .layer(middleware::from_fn(log_request))
         .merge(crate::http::ocsp::router(state.clone()));

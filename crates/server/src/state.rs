@@ -21,6 +21,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub revocations: Arc<Revocations>,
     pub ocsp: Arc<Responder>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Operating settings of the service.

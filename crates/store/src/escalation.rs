@@ -440,3 +440,37 @@ impl Store {
         Ok(revoked)
     }
 }
+
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub open_escalations: i64,
+    pub oldest_open_created_at: Option<OffsetDateTime>,
+    pub holds: i64,
+    /// (reason, certificates) for every certificate no longer valid.
+    pub revoked_by_reason: Vec<(String, i64)>,
+}
+
+impl Store {
+    /// Counts for the operations view.
+    pub async fn figures(&self) -> Result<Figures, StoreError> {
+        let row = sqlx::query("select count(*) as n, min(created_at) as oldest from escalations where status <> 'resolved'")
+            .fetch_one(&self.pool)
+            .await?;
+        let holds: i64 = sqlx::query("select count(*) as n from certificates where status = 'on_hold'").fetch_one(&self.pool).await?.try_get("n")?;
+        let reasons = sqlx::query(
+            "select revocation_reason as reason, count(*) as n from certificates where status in ('revoked', 'superseded') group by revocation_reason",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Figures {
+            open_escalations: row.try_get("n")?,
+            oldest_open_created_at: row.try_get::<Option<i64>, _>("oldest")?.map(instant).transpose()?,
+            holds,
+            revoked_by_reason: reasons
+                .iter()
+                .map(|r| Ok((r.try_get::<Option<String>, _>("reason")?.unwrap_or_default(), r.try_get("n")?)))
+                .collect::<Result<_, StoreError>>()?,
+        })
+    }
+}

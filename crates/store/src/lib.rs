@@ -26,7 +26,7 @@ use sqlx::{AnyPool, Executor};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
 pub use error::StoreError;
 pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices};
-pub use escalation::{Credentials, EscalationRecord, NewEscalation};
+pub use escalation::{Credentials, EscalationRecord, Figures, NewEscalation};
 pub use ops::BootstrapInput;
 pub use revocation::{CertEvent, Offender, StatusChange};
 pub use records::{CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord};

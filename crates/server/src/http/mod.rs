@@ -4,6 +4,7 @@ pub mod api;
 pub mod error;
 pub mod identity;
 pub mod json;
+pub mod metrics;
 pub mod ocsp;
 pub mod pages;
 pub mod public;
@@ -24,14 +25,19 @@ pub fn body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_BODY)
 }
 
-/// One structured log line per request.
+/// One structured log line per request, and its latency in `/metrics`
+/// (by route template, so paths with ids do not explode the label set).
 pub async fn log_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
     let response = next.run(req).await;
     let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    ::metrics::histogram!("connect_pki_http_request_duration_seconds", "route" => route, "method" => method.to_string())
+        .record(elapsed.as_secs_f64());
+    let micros = elapsed.as_micros() as u64;
     if status >= 500 {
         tracing::error!(%method, %path, status, micros, "request");
     } else {

@@ -60,6 +60,7 @@ impl Responder {
 
     /// The DER response to a DER request, and the seconds it may be cached.
     pub fn answer(&self, revocations: &Revocations, request: &[u8]) -> (Bytes, i64) {
+        metrics::counter!("connect_pki_ocsp_requests_total").increment(1);
         let req = match self.signer.parse(request) {
             Ok(r) => r,
             Err(refusal) => {
@@ -111,6 +112,11 @@ fn internal_error(e: connect_pki_ca::CaError) -> (Bytes, i64) {
 }
 
 fn metrics_refusal(r: Refusal) {
+    let kind = match r {
+        Refusal::Malformed => "malformed_request",
+        Refusal::Unauthorized => "unauthorized",
+    };
+    metrics::counter!("connect_pki_ocsp_refused_total", "status" => kind).increment(1);
     tracing::debug!(?r, "OCSP request refused");
 }
 
