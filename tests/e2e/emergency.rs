@@ -207,3 +207,41 @@ async fn metrics_show_the_queue_and_revocations() {
     assert!(value("connect_pki_ocsp_requests_total").is_some_and(|n| n >= 1.0), "{text}");
     assert!(text.contains("connect_pki_http_request_duration_seconds_bucket"), "{text}");
 }
+
+/// An operator of 行政管理課 in a real headless Chromium, signed in with the
+/// bootstrap PKCS#12 as client certificate, claims a Saturday-night report
+/// with the keyboard and revokes it; OCSP then says keyCompromise. The
+/// screenshots are kept in tests/artifacts/.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_works_the_console_in_chromium() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let d = device(&s, &admin, "chromium.user");
+    s.stop();
+    s.spawn_at(SATURDAY_NIGHT, &[]);
+    let (status, out) = report(&s, "chromium.user", PASSWORD, d.device_id);
+    assert_eq!((status, out["queue"].as_str()), (201, Some("admin_division")), "{out}");
+    let id = out["escalation_id"].as_i64().expect("id");
+
+    // Without the CSRF token, the console refuses the action.
+    let (_, status, html) = s.curl_api(&format!("/console/escalations/{id}/claim"), &["--cert", &admin.display().to_string(), "--data-urlencode", "note=x"]);
+    assert_eq!(status, 403, "{html}");
+    assert!(html.contains("不正なリクエストです"), "{html}");
+
+    let artifacts = connect_pki_e2e::workspace().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let shots = artifacts.join("console").display().to_string();
+    let p12 = s.init["bootstrap"]["pkcs12_path"].as_str().expect("p12").to_string();
+    let script = connect_pki_e2e::workspace().join("tests/py/console.py").display().to_string();
+    let base = format!("https://{}", s.api);
+    let o = connect_pki_e2e::run("python3", &[&script, &base, &p12, s.p12_password(), &id.to_string(), &shots], s.dir.path());
+    assert!(o.status.success(), "Chromium run failed: {}", connect_pki_e2e::text(&o));
+    let page: Value = serde_json::from_slice(&o.stdout).expect("JSON from console.py");
+    assert!(page["title"].as_str().is_some_and(|t| t.contains("緊急届出コンソール")), "{page}");
+    assert_eq!(page["queue_has_escalation"], true, "{page}");
+    assert!(page["after_claim"].as_str().is_some_and(|t| t.contains("担当しました")), "{page}");
+    assert!(page["after_revoke"].as_str().is_some_and(|t| t.contains("失効しました")), "{page}");
+    assert!(page["history"].as_str().is_some_and(|t| t.contains("失効")), "{page}");
+    assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
+    assert!(artifacts.join("console-resolved.png").exists());
+}

@@ -53,6 +53,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         revocations,
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity)),
         metrics: crate::http::metrics::install(),
+        csrf_key: Arc::new(crate::http::console::new_csrf_key()),
     };
 
     let public_listener = TcpListener::bind(config.public_addr)
@@ -88,6 +89,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         .layer(middleware::from_fn(log_request))
         .merge(crate::http::ocsp::router(state.clone()));
     let api_app = mtls_api
+        .merge(crate::http::console::router(state.clone()))
         .fallback(crate::http::error::no_route)
         .layer(body_limit())
         .layer(middleware::from_fn(log_request));

@@ -22,6 +22,8 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     pub ocsp: Arc<Responder>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Key of the console's CSRF tokens.
+    pub csrf_key: Arc<aws_lc_rs::hmac::Key>,
 }
 
 /// Operating settings of the service.

@@ -1,6 +1,7 @@
 //! HTTP surface of both listeners.
 
 pub mod api;
+pub mod console;
 pub mod error;
 pub mod identity;
 pub mod json;

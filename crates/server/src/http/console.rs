@@ -1,0 +1,388 @@
+//! The console on the mTLS listener (`/console/`, Japanese): the escalation
+//! queue for 行政管理課 (all facilities) and facility managers (their own),
+//! with claim and resolve buttons, the person/device/certificates at a
+//! glance, and the history. Plain HTML forms plus a small script served from
+//! here: no front-end build.
+//!
+//! CSRF: a browser sends the client certificate with any request to this
+//! origin, even one started by another site, so every form carries a token
+//! bound to the caller's certificate (HMAC with a per-process key) and a POST
+//! from another origin is refused.
+
+use askama::Template;
+use aws_lc_rs::hmac;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use connect_pki_domain::escalation::Outcome;
+use connect_pki_domain::{CertStatus, Role};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::emergency;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/console/", get(show))
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route("/console/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../templates/console.css")) }))
+        .route("/console/console.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../templates/console.js")) }))
+        .route("/console/escalations/{id}/claim", post(claim))
+        .route("/console/escalations/{id}/resolve", post(resolve))
+        .with_state(state)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// A key for CSRF tokens, made at start.
+pub fn new_csrf_key() -> hmac::Key {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"unreachable: the OS RNG failed"))
+}
+
+fn csrf_token(state: &AppState, caller: &Caller) -> String {
+    hex::encode(hmac::sign(&state.csrf_key, caller.identity.certificate.serial.as_bytes()).as_ref())
+}
+
+fn csrf_ok(state: &AppState, caller: &Caller, token: &str, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string).or_else(|| uri.authority().map(|a| a.to_string()));
+    let same_origin = match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        None => headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_none_or(|v| v == "same-origin" || v == "none"),
+        Some(origin) => host.is_some_and(|host| origin == format!("https://{host}")),
+    };
+    let token_ok = hex::decode(token).is_ok_and(|t| hmac::verify(&state.csrf_key, caller.identity.certificate.serial.as_bytes(), &t).is_ok());
+    same_origin && token_ok
+}
+
+struct CertRow {
+    serial: String,
+    status_ja: &'static str,
+    not_after: String,
+}
+
+struct Row {
+    id: i64,
+    status: String,
+    status_ja: &'static str,
+    queue_ja: &'static str,
+    channel_ja: &'static str,
+    urgency: &'static str,
+    facility: String,
+    person: String,
+    login: String,
+    device_id: i64,
+    device_label: String,
+    claimed_by: Option<String>,
+    created_local: String,
+    created_unix: i64,
+    age: String,
+    sla_deadline_unix: Option<i64>,
+    sla_left: String,
+    hold_deadline_unix: Option<i64>,
+    hold_left: String,
+    hold_near: bool,
+    note: String,
+    certificates: Vec<CertRow>,
+}
+
+struct Done {
+    id: i64,
+    facility: String,
+    person: String,
+    outcome_ja: &'static str,
+    resolved_local: String,
+    note: String,
+}
+
+struct StaffRow {
+    name: String,
+    login: String,
+    role: &'static str,
+    status: String,
+    devices: usize,
+}
+
+#[derive(Template)]
+#[template(path = "console.html")]
+struct ConsolePage {
+    who: String,
+    role_ja: &'static str,
+    flash: Option<String>,
+    error: Option<String>,
+    csrf: String,
+    open: Vec<Row>,
+    resolved: Vec<Done>,
+    staff: Vec<StaffRow>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    title: &'static str,
+    message: String,
+}
+
+fn page(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut r = (status, Html(html)).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'self'; script-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn refuse(e: ApiError) -> Response {
+    let message = match &e {
+        ApiError::NoClientCertificate | ApiError::UnknownCertificate(_) | ApiError::CertificateNotUsable { .. } => {
+            "このページは、登録済みの端末の証明書でのみ開けます。".to_string()
+        }
+        _ => e.message_ja(),
+    };
+    page(e.status(), &MessagePage { title: "緊急届出コンソール", message })
+}
+
+fn local(t: OffsetDateTime) -> String {
+    emergency::tokyo(t).map(|(d, tm)| format!("{d} {:02}:{:02}", tm.hour(), tm.minute())).unwrap_or_else(|_| t.to_string())
+}
+
+fn span(seconds: i64) -> String {
+    let (neg, s) = (seconds < 0, seconds.unsigned_abs());
+    let text = if s >= 3600 { format!("{}時間{}分", s / 3600, (s % 3600) / 60) } else { format!("{}分{}秒", s / 60, s % 60) };
+    if neg { format!("超過 {text}") } else { text }
+}
+
+fn cert_ja(s: CertStatus) -> &'static str {
+    match s {
+        CertStatus::Valid => "有効",
+        CertStatus::OnHold => "一時停止中",
+        CertStatus::Revoked => "失効",
+        CertStatus::Superseded => "更新済み（失効）",
+    }
+}
+
+fn role_ja(r: Role) -> &'static str {
+    match r {
+        Role::AdminDivision => "行政管理課",
+        Role::WelfareDivision => "福祉課",
+        Role::FacilityManager => "施設管理者",
+        Role::Staff => "職員",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ShowQuery {
+    done: Option<String>,
+}
+
+async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(q): Query<ShowQuery>) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return refuse(e),
+    };
+    let flash = q.done.as_deref().and_then(|d| d.split_once(':')).map(|(what, id)| match what {
+        "claimed" => format!("受付 {id} を担当しました。"),
+        "revoked" => format!("受付 {id}：端末の証明書を失効しました。"),
+        "released" => format!("受付 {id}：一時停止を解除しました。"),
+        "rejected" => format!("受付 {id} を却下しました。"),
+        _ => format!("受付 {id} を更新しました。"),
+    });
+    render(&state, &caller, flash, None, StatusCode::OK).await
+}
+
+async fn render(state: &AppState, caller: &Caller, flash: Option<String>, error: Option<String>, status: StatusCode) -> Response {
+    match build(state, caller, flash, error).await {
+        Ok(p) => page(status, &p),
+        Err(e) => refuse(e),
+    }
+}
+
+async fn build(state: &AppState, caller: &Caller, flash: Option<String>, error: Option<String>) -> Result<ConsolePage, ApiError> {
+    let all = emergency::list(state, caller, false).await?;
+    let now = state.clock.now();
+    let mut open = Vec::new();
+    let mut resolved = Vec::new();
+    for e in all {
+        let device = state.store.device(e.device).await?.ok_or(ApiError::NotFound("device"))?;
+        let user = state.store.user(device.user).await?.ok_or(ApiError::NotFound("user"))?;
+        let facility = state.store.facility(e.facility).await?.map(|f| f.name).unwrap_or_default();
+        let person = user.display_name.clone().unwrap_or_else(|| format!("利用者 {}（削除済み）", user.id));
+        if e.status == "resolved" {
+            if resolved.len() < 20 {
+                resolved.push(Done {
+                    id: e.id,
+                    facility,
+                    person,
+                    outcome_ja: match e.outcome.as_deref() {
+                        Some("revoked") => "失効",
+                        Some("released") => "停止解除",
+                        _ => "却下",
+                    },
+                    resolved_local: e.resolved_at.map(local).unwrap_or_default(),
+                    note: e.resolution_note.clone().unwrap_or_default(),
+                });
+            }
+            continue;
+        }
+        let claimed_by = match e.claimed_by {
+            Some(u) => Some(state.store.user(u).await?.and_then(|u| u.display_name).unwrap_or_else(|| format!("利用者 {u}"))),
+            None => None,
+        };
+        let held_since = device.certificates.iter().filter(|c| c.status == CertStatus::OnHold).filter_map(|c| c.revoked_at).min();
+        let hold_deadline = held_since.map(|t| t + state.settings.hold_limit);
+        let hold_left = hold_deadline.map_or(0, |d| (d - now).whole_seconds());
+        let sla_left = e.escalate_at.filter(|_| e.queue == "manager").map_or(0, |d| (d - now).whole_seconds());
+        open.push(Row {
+            id: e.id,
+            status_ja: if e.status == "open" { "未対応" } else { "対応中" },
+            status: e.status.clone(),
+            queue_ja: if e.queue == "admin_division" { "行政管理課" } else { "施設管理者" },
+            channel_ja: match e.channel.as_str() {
+                "self" => "本人による届出",
+                "manager" => "施設管理者による届出",
+                _ => "行政管理課が電話で受付",
+            },
+            urgency: if e.status == "open" && e.queue == "admin_division" { "urgent" } else if e.status == "open" { "soon" } else { "" },
+            facility,
+            login: user.login_id.clone().unwrap_or_default(),
+            person,
+            device_id: device.id.0,
+            device_label: device.label.clone(),
+            claimed_by,
+            created_local: local(e.created_at),
+            created_unix: e.created_at.unix_timestamp(),
+            age: span((now - e.created_at).whole_seconds()),
+            sla_deadline_unix: e.escalate_at.filter(|_| e.queue == "manager").map(|t| t.unix_timestamp()),
+            sla_left: span(sla_left),
+            hold_deadline_unix: hold_deadline.map(|t| t.unix_timestamp()),
+            hold_left: span(hold_left),
+            hold_near: hold_deadline.is_some() && hold_left < 12 * 3600,
+            note: e.note.clone(),
+            certificates: device
+                .certificates
+                .iter()
+                .map(|c| CertRow { serial: c.serial.to_hex(), status_ja: cert_ja(c.status), not_after: local(c.not_after) })
+                .collect(),
+        });
+    }
+    let staff = if caller.actor.role == Role::FacilityManager {
+        state
+            .store
+            .users_with_devices(caller.actor.facility)
+            .await?
+            .into_iter()
+            .map(|u| StaffRow {
+                name: u.user.display_name.clone().unwrap_or_default(),
+                login: u.user.login_id.clone().unwrap_or_default(),
+                role: role_ja(u.user.role),
+                status: u.user.status.to_string(),
+                devices: u.devices.len(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(ConsolePage {
+        who: caller.identity.user.display_name.clone().unwrap_or_default(),
+        role_ja: role_ja(caller.actor.role),
+        flash,
+        error,
+        csrf: csrf_token(state, caller),
+        open,
+        resolved,
+        staff,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    outcome: String,
+}
+
+fn conflict_ja(e: &ApiError) -> String {
+    match e {
+        ApiError::Store(connect_pki_store::StoreError::Conflict(m)) if m.contains("already claimed") => {
+            "この届出はすでに別の担当者が対応しています。画面を更新してください。".into()
+        }
+        ApiError::Domain(connect_pki_domain::DomainError::NotPermitted { .. }) => {
+            "この操作は許可されていません（停止の解除は施設管理者（開庁時間内）または行政管理課のみ、届出者本人は不可）。".into()
+        }
+        other => other.message_ja(),
+    }
+}
+
+async fn claim(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<i64>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return refuse(e),
+    };
+    if !csrf_ok(&state, &caller, &f.csrf, &headers, &uri) {
+        return page(StatusCode::FORBIDDEN, &MessagePage { title: "緊急届出コンソール", message: "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into() });
+    }
+    match emergency::claim(&state, &caller, id, &f.note).await {
+        Ok(_) => Redirect::to(&format!("/console/?done=claimed:{id}")).into_response(),
+        Err(e) => {
+            let status = e.status();
+            render(&state, &caller, None, Some(conflict_ja(&e)), status).await
+        }
+    }
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Path(id): Path<i64>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let caller = match caller {
+        Ok(c) => c,
+        Err(e) => return refuse(e),
+    };
+    if !csrf_ok(&state, &caller, &f.csrf, &headers, &uri) {
+        return page(StatusCode::FORBIDDEN, &MessagePage { title: "緊急届出コンソール", message: "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into() });
+    }
+    let result = async {
+        let outcome = Outcome::parse(&f.outcome)?;
+        emergency::resolve(&state, &caller, id, outcome, &f.note).await.map(|_| outcome)
+    }
+    .await;
+    match result {
+        Ok(outcome) => Redirect::to(&format!("/console/?done={}:{id}", outcome.as_str())).into_response(),
+        Err(e) => {
+            let status = e.status();
+            render(&state, &caller, None, Some(conflict_ja(&e)), status).await
+        }
+    }
+}
