@@ -132,7 +132,7 @@ impl Store {
     ) -> Result<ApplicationRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         if login_taken(&mut tx, &form.manager_login_id).await? {
-            return Err(StoreError::Conflict(format!("login ID {:?}", form.manager_login_id)));
+            return Err(StoreError::Conflict(format!("login ID {:?} is already taken", form.manager_login_id)));
         }
         let id: i64 = sqlx::query(
             "insert into applications (status_token, name, kind, address, department, manager_name, manager_login_id, \

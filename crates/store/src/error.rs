@@ -5,8 +5,8 @@ pub enum StoreError {
     /// Nothing matches the key.
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// A unique value is taken (a login ID, a serial).
-    #[error("{0} already exists")]
+    /// A unique value is taken (a login ID, a serial), or a racing change won.
+    #[error("{0}")]
     Conflict(String),
     /// `init` on a database that already holds a CA installation.
     #[error("the database already holds a connect-pki installation; refusing to initialise it again")]
@@ -38,7 +38,8 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e
             && db.kind() == sqlx::error::ErrorKind::UniqueViolation {
-                return StoreError::Conflict(db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string()));
+                let what = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
+                return StoreError::Conflict(format!("{what} already exists"));
             }
         if let sqlx::Error::RowNotFound = e {
             return StoreError::NotFound("row");

@@ -295,9 +295,12 @@ impl Store {
             .await?
             .rows_affected();
         if changed == 0 {
-            return Err(StoreError::Conflict(match current.claimed_by {
+            // Read again: on PostgreSQL the claim that won may have committed
+            // after `current` was read.
+            let now_is = escalation_in(&mut tx, id).await?;
+            return Err(StoreError::Conflict(match now_is.claimed_by {
                 Some(u) => format!("escalation {id} was already claimed by user {u}"),
-                None => format!("escalation {id} is {}", current.status),
+                None => format!("escalation {id} is {}", now_is.status),
             }));
         }
         audit::append(

@@ -231,7 +231,7 @@ pub(crate) async fn insert_user(
     .fetch_one(&mut *tx)
     .await
     .map_err(|e| match StoreError::from(e) {
-        StoreError::Conflict(_) => StoreError::Conflict(format!("login ID {:?}", new.login_id)),
+        StoreError::Conflict(_) => StoreError::Conflict(format!("login ID {:?} is already taken", new.login_id)),
         other => other,
     })?
     .try_get("id")?;
