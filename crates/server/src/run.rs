@@ -22,6 +22,9 @@ use crate::tls::Connections;
 
 /// Runs the service until a shutdown signal arrives.
 pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM that arrives while starting up must
+    // still stop the service cleanly, not kill it.
+    let signals = Signals::install()?;
     let dir = DataDir::new(&config.data_dir);
     let ca = dir.load(&config.public_url).context("loading the CA from the data directory")?;
     let store = Store::connect(&config.database_url).await?;
@@ -105,7 +108,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let api_task =
         tokio::spawn(crate::tls::serve(api_listener, tls_config, api_app, connections, shutdown.clone()));
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = api_task.await;
@@ -132,17 +135,25 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
+/// SIGINT and SIGTERM, registered before anything else happens.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
     }
 }
