@@ -245,3 +245,90 @@ async fn operator_works_the_console_in_chromium() {
     assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
     assert!(artifacts.join("console-resolved.png").exists());
 }
+
+/// A report notifies the webhook (HMAC-signed, retried after a failure) and
+/// e-mails the on-call address and the facility's manager; the SLA move to
+/// 行政管理課 notifies again. Delivery problems never delay the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_notified_by_webhook_and_email_with_retries() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let log = s.scratch("sinks.jsonl");
+    let mut sinks = std::process::Command::new("python3")
+        .arg(connect_pki_e2e::workspace().join("tests/py/sinks.py"))
+        .arg(&log)
+        .arg("hook secret")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(sinks.stdout.take().expect("stdout")), &mut line).expect("ready");
+    let ports: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(ports.first(), Some(&"ready"), "{line}");
+    let (http_port, smtp_port) = (ports[1], ports[2]);
+
+    // A facility with a manager who has an e-mail address.
+    let (_, created) = s.public_api("POST", "/api/v1/applications", Some(&json!({
+        "name": "通知テスト施設", "kind": "internal", "address": "千歳市", "department": null,
+        "manager": {"name": "通知 管理者", "login_id": "notify.mgr", "email": "manager@facility.example", "phone": "0123-00-0000"},
+        "purpose_attested": true, "terms_version": "2026-04-01"})));
+    let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(&admin), None);
+    let manager = s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "notify-mgr");
+    let facility = approval["facility_id"].as_i64().expect("facility");
+    let body = json!({"display_name": "通知 職員", "login_id": "notify.staff", "email": "staff@facility.example"});
+    let (_, staff) = s.api("POST", &format!("/api/v1/facilities/{facility}/users"), Some(&manager), Some(&body));
+    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", staff["id"]), Some(&manager), None);
+    let staff_pem = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "notify-staff", "/CN=notify.staff");
+    let (_, me) = s.api("GET", "/api/v1/whoami", Some(&staff_pem), None);
+
+    let config = std::fs::read_to_string(s.data("config.toml")).expect("config");
+    let config = format!(
+        "{config}\n[notifications]\nwebhook_url = \"http://127.0.0.1:{http_port}/hook\"\nsmtp_url = \"smtp://127.0.0.1:{smtp_port}\"\n\
+         mail_from = \"connect-pki@city.example\"\non_call = [\"it-oncall@city.example\"]\nconsole_url = \"https://pki.city.example:8443\"\n"
+    );
+    std::fs::write(s.data("config.toml"), config).expect("config");
+    s.stop();
+    // Tuesday 10:00 in Tokyo, 60 times as fast, SLA 1 minute: the report goes
+    // to the manager, then to 行政管理課.
+    s.spawn_at_env(
+        TUESDAY_MORNING_FAST,
+        &[],
+        &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret"), ("CONNECT_PKI_ESCALATION_SLA_MINUTES", "1")],
+    );
+    let (status, out) = report(&s, "notify.staff", PASSWORD, me["device_id"].as_i64().expect("device"));
+    assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
+    let id = out["escalation_id"].as_i64().expect("id");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let entries = loop {
+        let entries: Vec<Value> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let hooks_ok = entries.iter().filter(|e| e["kind"] == "webhook" && e["answered"] == 200).count();
+        let escalated_mail = entries.iter().any(|e| e["kind"] == "email" && e["subject"].as_str().is_some_and(|s| s.contains("行政管理課に回されました")));
+        if hooks_ok >= 2 && escalated_mail {
+            break entries;
+        }
+        assert!(std::time::Instant::now() < deadline, "notifications incomplete: {entries:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = sinks.kill();
+    let hooks: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "webhook").collect();
+    assert!(hooks.iter().all(|h| h["signature_valid"] == true), "{hooks:?}");
+    assert_eq!(hooks[0]["answered"], 500, "the first call failed on purpose");
+    assert!(hooks.iter().any(|h| h["event"] == "opened" && h["answered"] == 200 && h["body"]["escalation_id"] == id), "retried: {hooks:?}");
+    assert!(hooks.iter().any(|h| h["event"] == "escalated"), "{hooks:?}");
+    let mails: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "email").collect();
+    for to in ["it-oncall@city.example", "manager@facility.example"] {
+        assert!(mails.iter().any(|m| m["to"][0] == to && m["subject"].as_str().is_some_and(|s| s.contains("端末紛失"))), "no mail to {to}: {mails:?}");
+    }
+    assert!(mails.iter().any(|m| m["body"].as_str().is_some_and(|b| b.contains("通知テスト施設") && b.contains("https://pki.city.example:8443/console/"))), "{mails:?}");
+
+    let (status, delivery) = s.api("GET", &format!("/api/v1/escalations/{id}/notifications"), Some(&admin), None);
+    assert_eq!(status, 200, "{delivery}");
+    let webhook_opened = delivery.as_array().expect("log").iter().find(|n| n["channel"] == "webhook" && n["event"] == "opened").expect("webhook entry").clone();
+    assert_eq!((webhook_opened["status"].as_str(), webhook_opened["attempts"].as_i64()), (Some("delivered"), Some(2)), "{delivery}");
+    assert_eq!(webhook_opened["last_error"], "HTTP 500 Internal Server Error");
+}

@@ -514,6 +514,7 @@ async fn openapi_document_covers_every_route() {
         ("post", "/api/v1/users/{id}/retire"), ("delete", "/api/v1/users/{id}"),
         ("post", "/api/v1/emergency"), ("get", "/api/v1/escalations"), ("post", "/api/v1/escalations"),
         ("post", "/api/v1/escalations/{id}/claim"), ("post", "/api/v1/escalations/{id}/resolve"),
+        ("get", "/api/v1/escalations/{id}/notifications"),
     ];
     for (method, path) in routes {
         let op = &doc["paths"][path][method];

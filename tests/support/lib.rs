@@ -103,6 +103,11 @@ impl Server {
         self.spawn_as(Some(spec), &[], extra_args);
     }
 
+    /// [`Self::spawn_at`] with extra environment variables.
+    pub fn spawn_at_env(&mut self, spec: &str, extra_args: &[&str], env: &[(&str, &str)]) {
+        self.spawn_as(Some(spec), env, extra_args);
+    }
+
     fn spawn_as(&mut self, faketime: Option<&str>, env: &[(&str, &str)], extra_args: &[&str]) {
         let ready = self.dir.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);

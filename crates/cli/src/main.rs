@@ -231,6 +231,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.escalation_sla_minutes.or(file.escalation_sla_minutes).unwrap_or(30),
         )),
         hold_limit: time::Duration::hours(i64::from(args.hold_limit_hours.or(file.hold_limit_hours).unwrap_or(72))),
+        notify: file.notifications.clone().unwrap_or_default().resolve(),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

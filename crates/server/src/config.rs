@@ -48,6 +48,9 @@ pub struct FileConfig {
     /// Hours after which an unresolved hold becomes a revocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_limit_hours: Option<u32>,
+    /// Where emergency notifications go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<NotificationsConfig>,
 }
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
@@ -133,6 +136,46 @@ pub struct ServeConfig {
     pub escalation_sla: time::Duration,
     /// Time after which an unresolved hold becomes a revocation.
     pub hold_limit: time::Duration,
+    /// Where emergency notifications go.
+    pub notify: crate::service::notify::NotifyConfig,
+}
+
+/// `[notifications]` in config.toml.
+///
+/// ```toml
+/// [notifications]
+/// webhook_url = "https://chat.example/hooks/connect"
+/// smtp_url = "smtp://127.0.0.1:25"
+/// mail_from = "connect-pki@city.example"
+/// on_call = ["it-oncall@city.example"]
+/// console_url = "https://pki.city.example:8443"
+/// ```
+/// The webhook's HMAC key comes from `CONNECT_PKI_WEBHOOK_SECRET` (or
+/// `webhook_secret` here, if the file is kept private).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    #[serde(default)]
+    pub on_call: Vec<String>,
+    pub console_url: Option<String>,
+}
+
+impl NotificationsConfig {
+    /// The notification settings, with the webhook key from the environment when set.
+    pub fn resolve(&self) -> crate::service::notify::NotifyConfig {
+        crate::service::notify::NotifyConfig {
+            webhook_url: self.webhook_url.clone(),
+            webhook_secret: std::env::var("CONNECT_PKI_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()).or_else(|| self.webhook_secret.clone()),
+            smtp_url: self.smtp_url.clone(),
+            mail_from: self.mail_from.clone().unwrap_or_else(|| "connect-pki@localhost".into()),
+            on_call: self.on_call.clone(),
+            console_url: self.console_url.clone(),
+        }
+    }
 }
 
 /// The SQLite database inside a data directory, used when no URL is given.

@@ -52,6 +52,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
             calendar: config.calendar.clone(),
             escalation_sla: config.escalation_sla,
             hold_limit: config.hold_limit,
+            notify: config.notify.clone(),
         }),
         revocations,
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity)),
@@ -121,6 +122,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
 /// Carries out scheduled retirements, escalations past their SLA and holds
 /// past their limit when they fall due.
 async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
+    let delivering = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -131,6 +133,17 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
         }
         if let Err(e) = crate::service::emergency::run_due(&state).await {
             tracing::error!(error = %e.to_string(), "escalation or hold-limit worker failed; retrying");
+        }
+        // Deliveries run on their own so that a slow mail server never delays the other workers.
+        let s = state.clone();
+        if !delivering.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let flag = delivering.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::service::notify::deliver_due(&s).await {
+                    tracing::error!(error = %e.to_string(), "notification delivery failed; retrying");
+                }
+                flag.store(false, std::sync::atomic::Ordering::Release);
+            });
         }
     }
 }

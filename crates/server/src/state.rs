@@ -43,6 +43,8 @@ pub struct Settings {
     pub escalation_sla: time::Duration,
     /// Time after which an unresolved hold becomes a revocation.
     pub hold_limit: time::Duration,
+    /// Where emergency notifications go.
+    pub notify: crate::service::notify::NotifyConfig,
 }
 
 impl Default for Settings {
@@ -55,6 +57,7 @@ impl Default for Settings {
             calendar: Default::default(),
             escalation_sla: connect_pki_domain::escalation::DEFAULT_SLA,
             hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
+            notify: Default::default(),
         }
     }
 }

@@ -46,6 +46,10 @@ pub struct NewEscalation {
     pub escalate_at: Option<OffsetDateTime>,
     pub note: String,
     pub actor: String,
+    /// Who is told, queued in the same transaction.
+    pub notify: Vec<crate::notification::Target>,
+    /// What they are told (a JSON object; the delivery adds the escalation id).
+    pub payload: String,
 }
 
 /// What a sign-in attempt needs to know about a login ID.
@@ -257,6 +261,7 @@ impl Store {
             user: new.reported_by,
         });
         audit::append_all(&mut tx, self.backend, now, &entries).await?;
+        crate::notification::enqueue(&mut tx, id, "opened", &new.notify, &new.payload, now).await?;
         let record = escalation_in(&mut tx, id).await?;
         tx.commit().await?;
         Ok((record, held))

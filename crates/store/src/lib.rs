@@ -13,6 +13,7 @@ mod records;
 mod revocation;
 mod directory;
 mod escalation;
+mod notification;
 mod ops;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -27,6 +28,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
 pub use error::StoreError;
 pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices};
 pub use escalation::{Credentials, EscalationRecord, Figures, NewEscalation};
+pub use notification::{NotificationRecord, Target};
 pub use ops::BootstrapInput;
 pub use revocation::{CertEvent, Offender, StatusChange};
 pub use records::{CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord};

@@ -111,7 +111,18 @@ async fn open(
     actor: String,
 ) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
     let r = routing(state)?;
-    let new = NewEscalation { device, channel, reported_by, queue: r.queue, escalate_at: r.escalate_at, note, actor };
+    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+    let new = NewEscalation {
+        device,
+        channel,
+        reported_by,
+        queue: r.queue,
+        escalate_at: r.escalate_at,
+        note,
+        actor,
+        notify: crate::service::notify::targets(state, d.facility).await?,
+        payload: crate::service::notify::payload(state, device, r.queue.as_str()).await?,
+    };
     let (record, held) = state.store.open_escalation(&new, state.clock.now()).await?;
     publish(state).await?;
     tracing::warn!(escalation = record.id, device = device.0, queue = r.queue.as_str(), held = held.len(), "emergency report: device on hold");
@@ -169,6 +180,7 @@ pub async fn run_due(state: &AppState) -> Result<(), ApiError> {
     let now = state.clock.now();
     for e in state.store.escalate_overdue(now).await? {
         tracing::warn!(escalation = e.id, "not claimed within the SLA: moved to 行政管理課");
+        crate::service::notify::escalated(state, &e).await?;
     }
     let revoked = state.store.revoke_expired_holds(now - state.settings.hold_limit, now).await?;
     if !revoked.is_empty() {

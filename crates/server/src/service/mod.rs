@@ -8,6 +8,7 @@ pub mod certificates;
 pub mod directory;
 pub mod emergency;
 pub mod enrollment;
+pub mod notify;
 pub mod revocation;
 pub mod secrets;
 

@@ -82,6 +82,7 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(list_escalations, open_escalation))
         .routes(routes!(claim_escalation))
         .routes(routes!(resolve_escalation))
+        .routes(routes!(escalation_notifications))
         .with_state(state.clone())
         .split_for_parts();
     doc.merge(public_doc);
@@ -635,4 +636,48 @@ async fn resolve_escalation(State(state): State<AppState>, caller: Caller, Path(
     let mut view = EscalationView::from(e);
     view.serials = Some(serials.iter().map(Serial::to_hex).collect());
     Ok(Json(view))
+}
+
+/// One notification attempt series, as the delivery log keeps it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct NotificationView {
+    id: i64,
+    event: String,
+    /// `webhook` or `email`.
+    channel: String,
+    target: String,
+    /// `pending`, `delivered` or `failed`.
+    status: String,
+    attempts: i64,
+    last_error: Option<String>,
+    created_at: String,
+    delivered_at: Option<String>,
+}
+
+/// The delivery log of an escalation's notifications.
+#[utoipa::path(get, path = "/api/v1/escalations/{id}/notifications", tag = "escalations", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<NotificationView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn escalation_notifications(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<NotificationView>>> {
+    let e = state.store.escalation(id).await?.ok_or(ApiError::NotFound("escalation"))?;
+    authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
+    Ok(Json(
+        state
+            .store
+            .notifications(id)
+            .await?
+            .into_iter()
+            .map(|n| NotificationView {
+                id: n.id,
+                event: n.event,
+                channel: n.channel,
+                target: n.target,
+                status: n.status,
+                attempts: n.attempts,
+                last_error: n.last_error,
+                created_at: rfc3339(n.created_at),
+                delivered_at: n.delivered_at.map(rfc3339),
+            })
+            .collect(),
+    ))
 }

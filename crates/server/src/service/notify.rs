@@ -1,0 +1,187 @@
+//! Telling people about emergencies: a JSON webhook signed with HMAC-SHA256
+//! and e-mail over SMTP, to the on-call addresses and the facility's
+//! managers. Notifications are queued in the escalation's own transaction and
+//! delivered by a worker with retries and backoff, so a mail server or
+//! webhook that is down never delays the hold or the queue; every attempt is
+//! in the delivery log.
+
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use connect_pki_domain::FacilityId;
+use connect_pki_store::{EscalationRecord, NotificationRecord, Target};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use lettre::AsyncTransport;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// Attempts before a notification is given up.
+pub const MAX_ATTEMPTS: i64 = 8;
+
+/// Where notifications go (`[notifications]` in config.toml).
+#[derive(Debug, Clone, Default)]
+pub struct NotifyConfig {
+    pub webhook_url: Option<String>,
+    /// Key of the `X-Connect-PKI-Signature` HMAC.
+    pub webhook_secret: Option<String>,
+    /// `smtp://host:port` (plain, e.g. a local relay) or `smtps://…` / `smtp://…?tls=required`.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    /// 行政管理課's on-call addresses.
+    pub on_call: Vec<String>,
+    /// Base URL of the console, for the link in messages.
+    pub console_url: Option<String>,
+}
+
+/// The targets of a new report for a facility.
+pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Target>, ApiError> {
+    let cfg = &state.settings.notify;
+    let mut out = Vec::new();
+    if let Some(url) = &cfg.webhook_url {
+        out.push(Target { channel: "webhook", target: url.clone() });
+    }
+    if cfg.smtp_url.is_some() {
+        let mut emails = cfg.on_call.clone();
+        for m in state.store.manager_emails(facility).await? {
+            if !emails.contains(&m) {
+                emails.push(m);
+            }
+        }
+        out.extend(emails.into_iter().map(|e| Target { channel: "email", target: e }));
+    }
+    Ok(out)
+}
+
+/// What the notification says (without the escalation id, added at delivery).
+pub async fn payload(state: &AppState, device: connect_pki_domain::DeviceId, queue: &str) -> Result<String, ApiError> {
+    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+    let user = state.store.user(d.user).await?.ok_or(ApiError::NotFound("user"))?;
+    let facility = state.store.facility(d.facility).await?.map(|f| f.name).unwrap_or_default();
+    Ok(json!({
+        "facility_id": d.facility, "facility_name": facility,
+        "user_id": user.id, "login_id": user.login_id, "display_name": user.display_name,
+        "device_id": d.id, "device_label": d.label, "queue": queue,
+        "console_url": state.settings.notify.console_url.as_ref().map(|u| format!("{}/console/", u.trim_end_matches('/'))),
+    })
+    .to_string())
+}
+
+/// Queues the "escalated" notifications of an escalation that moved to 行政管理課.
+pub async fn escalated(state: &AppState, e: &EscalationRecord) -> Result<(), ApiError> {
+    let mut body: Value = serde_json::from_str(&payload(state, e.device, "admin_division").await?).unwrap_or_default();
+    body["reason"] = "not claimed by the facility manager within the SLA".into();
+    let targets = targets(state, e.facility).await?;
+    state.store.enqueue_notifications(e.id, "escalated", &targets, &body.to_string(), state.clock.now()).await?;
+    Ok(())
+}
+
+/// Delivers what is due; failures are rescheduled with exponential backoff.
+pub async fn deliver_due(state: &AppState) -> Result<(), ApiError> {
+    let now = state.clock.now();
+    for n in state.store.due_notifications(now, 20).await? {
+        let result = match n.channel.as_str() {
+            "webhook" => send_webhook(state, &n).await,
+            _ => send_email(state, &n).await,
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(notification = n.id, channel = %n.channel, target = %n.target, "notification delivered");
+                state.store.record_delivery(n.id, None, None, state.clock.now()).await?;
+            }
+            Err(e) => {
+                let attempt = n.attempts + 1;
+                let retry = (attempt < MAX_ATTEMPTS).then(|| state.clock.now() + backoff(attempt));
+                tracing::warn!(notification = n.id, attempt, error = %e, "notification failed");
+                state.store.record_delivery(n.id, Some(&e), retry, state.clock.now()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// 1 s, 2 s, 4 s … at most 10 minutes.
+fn backoff(attempt: i64) -> time::Duration {
+    time::Duration::seconds((1i64 << attempt.clamp(0, 20).saturating_sub(1)).min(600))
+}
+
+/// The JSON body of a delivery: the stored payload plus the event and ids.
+fn body(n: &NotificationRecord) -> String {
+    let mut v: Value = serde_json::from_str(&n.payload).unwrap_or_else(|_| json!({}));
+    v["event"] = n.event.clone().into();
+    v["escalation_id"] = n.escalation.into();
+    v["delivery_id"] = n.id.into();
+    v.to_string()
+}
+
+/// `X-Connect-PKI-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    format!("sha256={}", hex::encode(hmac::sign(&key, format!("{timestamp}.{body}").as_bytes()).as_ref()))
+}
+
+async fn send_webhook(state: &AppState, n: &NotificationRecord) -> Result<(), String> {
+    let body = body(n);
+    let ts = OffsetDateTime::now_utc().unix_timestamp();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| format!("TLS roots: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let mut req = hyper::Request::post(&n.target)
+        .header("content-type", "application/json")
+        .header("user-agent", "connect-pki")
+        .header("x-connect-pki-event", &n.event)
+        .header("x-connect-pki-delivery", n.id.to_string())
+        .header("x-connect-pki-timestamp", ts.to_string());
+    if let Some(secret) = &state.settings.notify.webhook_secret {
+        req = req.header("x-connect-pki-signature", signature(secret, ts, &body));
+    }
+    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "timed out after 10 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let _ = resp.into_body().collect().await;
+    if status.is_success() { Ok(()) } else { Err(format!("HTTP {status}")) }
+}
+
+async fn send_email(state: &AppState, n: &NotificationRecord) -> Result<(), String> {
+    let cfg = &state.settings.notify;
+    let url = cfg.smtp_url.as_deref().ok_or("no SMTP server configured")?;
+    let v: Value = serde_json::from_str(&body(n)).unwrap_or_default();
+    let subject = match n.event.as_str() {
+        "escalated" => format!("【至急】端末紛失の届出が行政管理課に回されました（受付 {}）", n.escalation),
+        _ => format!("【緊急】端末紛失の届出（受付 {}）", n.escalation),
+    };
+    let text = format!(
+        "端末紛失の届出がありました。端末の証明書は一時停止済みです。\n\n受付番号: {}\n施設: {}\n利用者: {}（{}）\n端末: {} {}\n担当: {}\n\n対応: {}\n",
+        n.escalation,
+        v["facility_name"].as_str().unwrap_or(""),
+        v["display_name"].as_str().unwrap_or(""),
+        v["login_id"].as_str().unwrap_or(""),
+        v["device_id"],
+        v["device_label"].as_str().unwrap_or(""),
+        if v["queue"] == "admin_division" { "行政管理課" } else { "施設管理者" },
+        v["console_url"].as_str().unwrap_or("緊急届出コンソール"),
+    );
+    let message = lettre::Message::builder()
+        .from(cfg.mail_from.parse().map_err(|e| format!("mail_from: {e}"))?)
+        .to(n.target.parse().map_err(|e| format!("recipient {}: {e}", n.target))?)
+        .subject(subject)
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(text)
+        .map_err(|e| e.to_string())?;
+    let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+        .map_err(|e| format!("SMTP URL: {e}"))?
+        .timeout(Some(Duration::from_secs(10)))
+        .build();
+    transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+}
