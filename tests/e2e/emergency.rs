@@ -217,11 +217,28 @@ async fn operator_works_the_console_in_chromium() {
     let mut s = Server::start(Backend::Sqlite).await;
     let admin = s.admin_pem();
     let d = device(&s, &admin, "chromium.user");
+    let sinks = Sinks::start(&s);
+    sinks.configure(&s);
     s.stop();
-    s.spawn_at(SATURDAY_NIGHT, &[]);
+    s.spawn_at_env(SATURDAY_NIGHT, &[], &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret")]);
     let (status, out) = report(&s, "chromium.user", PASSWORD, d.device_id);
     assert_eq!((status, out["queue"].as_str()), (201, Some("admin_division")), "{out}");
     let id = out["escalation_id"].as_i64().expect("id");
+    // On hold at once, in OCSP and at our handshake.
+    assert_eq!(ocsp_status(&s, &d.pem), "revoked certificateHold");
+    assert!(!handshake_ok(&s, &d.pem));
+    // The webhook (after its first, failed, call) and the on-call mailbox hear of it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let e = sinks.entries();
+        let hook = e.iter().any(|x| x["kind"] == "webhook" && x["answered"] == 200 && x["body"]["escalation_id"] == id && x["body"]["queue"] == "admin_division" && x["signature_valid"] == true);
+        let mail = e.iter().any(|x| x["kind"] == "email" && x["to"][0] == "it-oncall@city.example");
+        if hook && mail {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "notifications not received: {e:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // Without the CSRF token, the console refuses the action.
     let (_, status, html) = s.curl_api(&format!("/console/escalations/{id}/claim"), &["--cert", &admin.display().to_string(), "--data-urlencode", "note=x"]);
@@ -244,6 +261,10 @@ async fn operator_works_the_console_in_chromium() {
     assert!(page["history"].as_str().is_some_and(|t| t.contains("失効")), "{page}");
     assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
     assert!(artifacts.join("console-resolved.png").exists());
+    // Reporting a device that is already revoked is refused, and says so.
+    let (status, out) = report(&s, "chromium.user", PASSWORD, d.device_id);
+    assert_eq!(status, 409, "{out}");
+    assert!(out["error"]["message"].as_str().is_some_and(|m| m.contains("revoked")), "{out}");
 }
 
 /// A report notifies the webhook (HMAC-signed, retried after a failure) and
@@ -253,19 +274,7 @@ async fn operator_works_the_console_in_chromium() {
 async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let mut s = Server::start(Backend::Sqlite).await;
     let admin = s.admin_pem();
-    let log = s.scratch("sinks.jsonl");
-    let mut sinks = std::process::Command::new("python3")
-        .arg(connect_pki_e2e::workspace().join("tests/py/sinks.py"))
-        .arg(&log)
-        .arg("hook secret")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(sinks.stdout.take().expect("stdout")), &mut line).expect("ready");
-    let ports: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(ports.first(), Some(&"ready"), "{line}");
-    let (http_port, smtp_port) = (ports[1], ports[2]);
+    let sinks = Sinks::start(&s);
 
     // A facility with a manager who has an e-mail address.
     let (_, created) = s.public_api("POST", "/api/v1/applications", Some(&json!({
@@ -281,12 +290,7 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let staff_pem = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "notify-staff", "/CN=notify.staff");
     let (_, me) = s.api("GET", "/api/v1/whoami", Some(&staff_pem), None);
 
-    let config = std::fs::read_to_string(s.data("config.toml")).expect("config");
-    let config = format!(
-        "{config}\n[notifications]\nwebhook_url = \"http://127.0.0.1:{http_port}/hook\"\nsmtp_url = \"smtp://127.0.0.1:{smtp_port}\"\n\
-         mail_from = \"connect-pki@city.example\"\non_call = [\"it-oncall@city.example\"]\nconsole_url = \"https://pki.city.example:8443\"\n"
-    );
-    std::fs::write(s.data("config.toml"), config).expect("config");
+    sinks.configure(&s);
     s.stop();
     // Tuesday 10:00 in Tokyo, 60 times as fast, SLA 1 minute: the report goes
     // to the manager, then to 行政管理課.
@@ -301,11 +305,7 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let entries = loop {
-        let entries: Vec<Value> = std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+        let entries = sinks.entries();
         let hooks_ok = entries.iter().filter(|e| e["kind"] == "webhook" && e["answered"] == 200).count();
         let escalated_mail = entries.iter().any(|e| e["kind"] == "email" && e["subject"].as_str().is_some_and(|s| s.contains("行政管理課に回されました")));
         if hooks_ok >= 2 && escalated_mail {
@@ -314,7 +314,6 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
         assert!(std::time::Instant::now() < deadline, "notifications incomplete: {entries:?}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let _ = sinks.kill();
     let hooks: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "webhook").collect();
     assert!(hooks.iter().all(|h| h["signature_valid"] == true), "{hooks:?}");
     assert_eq!(hooks[0]["answered"], 500, "the first call failed on purpose");
@@ -331,4 +330,53 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let webhook_opened = delivery.as_array().expect("log").iter().find(|n| n["channel"] == "webhook" && n["event"] == "opened").expect("webhook entry").clone();
     assert_eq!((webhook_opened["status"].as_str(), webhook_opened["attempts"].as_i64()), (Some("delivered"), Some(2)), "{delivery}");
     assert_eq!(webhook_opened["last_error"], "HTTP 500 Internal Server Error");
+}
+
+/// The webhook receiver and SMTP sink of tests/py/sinks.py, stopped on drop.
+struct Sinks {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    http_port: String,
+    smtp_port: String,
+}
+
+impl Sinks {
+    fn start(s: &Server) -> Self {
+        let log = s.scratch("sinks.jsonl");
+        let mut child = std::process::Command::new("python3")
+            .arg(connect_pki_e2e::workspace().join("tests/py/sinks.py"))
+            .arg(&log)
+            .arg("hook secret")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line).expect("ready");
+        let ports: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        assert_eq!(ports.first().map(String::as_str), Some("ready"), "{line}");
+        Self { child, log, http_port: ports[1].clone(), smtp_port: ports[2].clone() }
+    }
+
+    /// Points the server's `[notifications]` at the sinks (takes effect at its next start).
+    fn configure(&self, s: &Server) {
+        let config = std::fs::read_to_string(s.data("config.toml")).expect("config");
+        let config = format!(
+            "{config}\n[notifications]\nwebhook_url = \"http://127.0.0.1:{}/hook\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
+             mail_from = \"connect-pki@city.example\"\non_call = [\"it-oncall@city.example\"]\nconsole_url = \"https://pki.city.example:8443\"\n",
+            self.http_port, self.smtp_port
+        );
+        std::fs::write(s.data("config.toml"), config).expect("config");
+    }
+
+    fn entries(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+}
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
