@@ -334,6 +334,31 @@ fn conflict_ja(e: &ApiError) -> String {
     }
 }
 
+/// The caller of a console action, if its certificate, CSRF token and origin
+/// all check out; otherwise the page to show instead.
+fn acting(state: &AppState, caller: Result<Caller, ApiError>, headers: &HeaderMap, uri: &axum::http::Uri, csrf: &str) -> Result<Caller, Response> {
+    let caller = caller.map_err(refuse)?;
+    if csrf_ok(state, &caller, csrf, headers, uri) {
+        Ok(caller)
+    } else {
+        Err(page(
+            StatusCode::FORBIDDEN,
+            &MessagePage {
+                title: "緊急届出コンソール",
+                message: "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into(),
+            },
+        ))
+    }
+}
+
+/// After an action: back to the queue with a confirmation, or the queue with the error.
+async fn after<T>(state: &AppState, caller: &Caller, result: Result<T, ApiError>, done: impl FnOnce(T) -> String) -> Response {
+    match result {
+        Ok(v) => Redirect::to(&format!("/console/?done={}", done(v))).into_response(),
+        Err(e) => render(state, caller, None, Some(conflict_ja(&e)), e.status()).await,
+    }
+}
+
 async fn claim(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
@@ -342,20 +367,12 @@ async fn claim(
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let caller = match caller {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
         Ok(c) => c,
-        Err(e) => return refuse(e),
+        Err(page) => return page,
     };
-    if !csrf_ok(&state, &caller, &f.csrf, &headers, &uri) {
-        return page(StatusCode::FORBIDDEN, &MessagePage { title: "緊急届出コンソール", message: "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into() });
-    }
-    match emergency::claim(&state, &caller, id, &f.note).await {
-        Ok(_) => Redirect::to(&format!("/console/?done=claimed:{id}")).into_response(),
-        Err(e) => {
-            let status = e.status();
-            render(&state, &caller, None, Some(conflict_ja(&e)), status).await
-        }
-    }
+    let result = emergency::claim(&state, &caller, id, &f.note).await;
+    after(&state, &caller, result, |_| format!("claimed:{id}")).await
 }
 
 async fn resolve(
@@ -366,23 +383,14 @@ async fn resolve(
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let caller = match caller {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
         Ok(c) => c,
-        Err(e) => return refuse(e),
+        Err(page) => return page,
     };
-    if !csrf_ok(&state, &caller, &f.csrf, &headers, &uri) {
-        return page(StatusCode::FORBIDDEN, &MessagePage { title: "緊急届出コンソール", message: "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into() });
-    }
     let result = async {
         let outcome = Outcome::parse(&f.outcome)?;
         emergency::resolve(&state, &caller, id, outcome, &f.note).await.map(|_| outcome)
     }
     .await;
-    match result {
-        Ok(outcome) => Redirect::to(&format!("/console/?done={}:{id}", outcome.as_str())).into_response(),
-        Err(e) => {
-            let status = e.status();
-            render(&state, &caller, None, Some(conflict_ja(&e)), status).await
-        }
-    }
+    after(&state, &caller, result, |outcome| format!("{}:{id}", outcome.as_str())).await
 }
