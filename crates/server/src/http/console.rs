@@ -336,18 +336,24 @@ fn conflict_ja(e: &ApiError) -> String {
 
 /// The caller of a console action, if its certificate, CSRF token and origin
 /// all check out; otherwise the page to show instead.
-fn acting(state: &AppState, caller: Result<Caller, ApiError>, headers: &HeaderMap, uri: &axum::http::Uri, csrf: &str) -> Result<Caller, Response> {
-    let caller = caller.map_err(refuse)?;
+fn acting(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    csrf: &str,
+) -> Result<Caller, Box<Response>> {
+    let caller = caller.map_err(|e| Box::new(refuse(e)))?;
     if csrf_ok(state, &caller, csrf, headers, uri) {
         Ok(caller)
     } else {
-        Err(page(
+        Err(Box::new(page(
             StatusCode::FORBIDDEN,
             &MessagePage {
                 title: "緊急届出コンソール",
                 message: "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into(),
             },
-        ))
+        )))
     }
 }
 
@@ -369,7 +375,7 @@ async fn claim(
 ) -> Response {
     let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
         Ok(c) => c,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let result = emergency::claim(&state, &caller, id, &f.note).await;
     after(&state, &caller, result, |_| format!("claimed:{id}")).await
@@ -385,7 +391,7 @@ async fn resolve(
 ) -> Response {
     let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
         Ok(c) => c,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let result = async {
         let outcome = Outcome::parse(&f.outcome)?;
