@@ -48,6 +48,15 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// libfaketime from Debian's `faketime` package (installed by tests/run).
+pub fn faketime_library() -> PathBuf {
+    ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/faketime/libfaketimeMT.so.1"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("libfaketime is needed for this test (apt-get install faketime; the README's test command does)")
+}
+
 /// A running `connect-pki serve` with its data directory and database.
 pub struct Server {
     pub dir: tempfile::TempDir,
@@ -97,7 +106,7 @@ impl Server {
     }
 
     /// Starts `serve` with its clock set by libfaketime (Debian `faketime`):
-    /// `spec` is a faketime spec such as `@2026-11-28 13:00:00` (UTC, running
+    /// `spec` is a FAKETIME value such as `@2026-11-28 13:00:00` (UTC, running
     /// from there), `@… x60` (60 times as fast) or `+73h`.
     pub fn spawn_at(&mut self, spec: &str, extra_args: &[&str]) {
         self.spawn_as(Some(spec), &[], extra_args);
@@ -113,15 +122,17 @@ impl Server {
         let _ = std::fs::remove_file(&ready);
         self.log = self.dir.path().join("serve.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        let mut cmd = match faketime {
-            None => Command::new(binary()),
-            Some(spec) => {
-                let mut c = Command::new("faketime");
-                // Only the wall clock moves: timers keep real time.
-                c.args(["-f", spec]).arg(binary()).env("TZ", "UTC").env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-                c
-            }
-        };
+        let mut cmd = Command::new(binary());
+        if let Some(spec) = faketime {
+            // libfaketime preloaded into the server itself (not the `faketime`
+            // wrapper, which would sit between us and the server's pid).
+            // Only the wall clock moves: timers keep real time.
+            cmd.env("LD_PRELOAD", faketime_library())
+                .env("FAKETIME", spec)
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("FAKETIME_NO_CACHE", "1")
+                .env("TZ", "UTC");
+        }
         let child = cmd
             .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
             .arg(&self.data_dir)
