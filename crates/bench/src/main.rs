@@ -88,6 +88,8 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     if std::env::var("BENCH_KEEP").is_ok() {
         eprintln!("(kept {})", env.keep().display());
     }
+    eprintln!("== revocation on one instance → refusal on another (PostgreSQL)");
+    results.insert("cross_instance".into(), cross_instance(if quick { 50 } else { 300 }).await?);
 
     let out = Value::Object(results);
     let file = setup::workspace().join("target/bench-results.json");
@@ -348,6 +350,29 @@ async fn ocsp_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow:
     )
 }
 
+/// Two instances on one PostgreSQL database: revoke through A, measure until
+/// B refuses the handshake.
+async fn cross_instance(n: usize) -> anyhow::Result<Value> {
+    use sqlx::Connection;
+    let admin_url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("cpki_bench_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(&admin_url).await.context("PostgreSQL for the cross-instance benchmark")?;
+    sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await?;
+    sqlx::query(&format!("create database {name}")).execute(&mut conn).await?;
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base));
+    let result = async {
+        let env = Env::create_on(0, n, Some(url)).await?;
+        let a = env.serve_named("ready-a.json")?;
+        let b = env.serve_named("ready-b.json")?;
+        let r = setup::refusal_across(&env, &a, &b).await?;
+        drop((a, b));
+        anyhow::Ok(r)
+    }
+    .await;
+    let _ = sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
+    result
+}
+
 async fn enroll_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow::Result<Value> {
     let bodies = env.enroll_bodies(6_000).await?;
     let file = env.path("enroll.jsonl");
@@ -451,6 +476,11 @@ fn markdown(r: &Value) -> String {
         f["revocations"], f["from_call_p50_ms"].as_f64().unwrap_or(0.0), f["from_call_p99_ms"].as_f64().unwrap_or(0.0),
         f["after_response_p50_ms"].as_f64().unwrap_or(0.0), f["after_response_p99_ms"].as_f64().unwrap_or(0.0),
         f["first_attempt_refused"], f["revocations"]
+    ));
+    let x = &r["cross_instance"];
+    s.push_str(&format!(
+        "| revoke on instance A → refused at instance B (PostgreSQL, {} revocations) | after A's response: p50 {:.1} ms, p99 {:.1} ms | — | p99 < 500 ms |\n",
+        x["revocations"], x["after_response_p50_ms"].as_f64().unwrap_or(0.0), x["after_response_p99_ms"].as_f64().unwrap_or(0.0)
     ));
     let h = &r["handshake"];
     s.push_str(&format!(
