@@ -9,7 +9,9 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     /// `init` on a database that already holds a CA installation.
-    #[error("the database already holds a connect-pki installation; refusing to initialise it again")]
+    #[error(
+        "the database already holds a connect-pki installation; refusing to initialise it again"
+    )]
     AlreadyInitialised,
     /// The URL or settings are unusable.
     #[error("database configuration: {0}")]
@@ -37,10 +39,14 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e
-            && db.kind() == sqlx::error::ErrorKind::UniqueViolation {
-                let what = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
-                return StoreError::Conflict(format!("{what} already exists"));
-            }
+            && db.kind() == sqlx::error::ErrorKind::UniqueViolation
+        {
+            let what = db
+                .constraint()
+                .map(str::to_string)
+                .unwrap_or_else(|| db.message().to_string());
+            return StoreError::Conflict(format!("{what} already exists"));
+        }
         if let sqlx::Error::RowNotFound = e {
             return StoreError::NotFound("row");
         }

@@ -65,8 +65,12 @@ const COLUMNS: &str = "id, device_id, facility_id, channel, reported_by, queue, 
      claimed_by, claimed_at, resolved_by, resolved_at, resolution_note, created_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<EscalationRecord, StoreError> {
-    let t = |c: &str| -> Result<Option<OffsetDateTime>, StoreError> { r.try_get::<Option<i64>, _>(c)?.map(instant).transpose() };
-    let u = |c: &str| -> Result<Option<UserId>, StoreError> { Ok(r.try_get::<Option<i64>, _>(c)?.map(UserId)) };
+    let t = |c: &str| -> Result<Option<OffsetDateTime>, StoreError> {
+        r.try_get::<Option<i64>, _>(c)?.map(instant).transpose()
+    };
+    let u = |c: &str| -> Result<Option<UserId>, StoreError> {
+        Ok(r.try_get::<Option<i64>, _>(c)?.map(UserId))
+    };
     Ok(EscalationRecord {
         id: r.try_get("id")?,
         device: DeviceId(r.try_get("device_id")?),
@@ -123,16 +127,23 @@ async fn hold_device(
         .bind(serial.to_hex())
         .execute(&mut *tx)
         .await?;
-        record_event(tx, store.backend, &serial, CertStatus::OnHold, Some(Reason::CertificateHold), now).await?;
-        audit.push(AuditEntry {
-            actor: actor.into(),
-            action: "certificate.hold".into(),
-            target: format!("certificate:{serial}"),
-            outcome: "ok".into(),
-            detail: json!({"because": "emergency report"}),
-            facility: Some(FacilityId(row.try_get("facility_id")?)),
-            user: Some(UserId(row.try_get("u_id")?)),
-        });
+        record_event(
+            tx,
+            store.backend,
+            &serial,
+            CertStatus::OnHold,
+            Some(Reason::CertificateHold),
+            now,
+        )
+        .await?;
+        audit.push(AuditEntry::ok(
+            actor,
+            "certificate.hold",
+            format!("certificate:{serial}"),
+            json!({"because": "emergency report"}),
+            Some(FacilityId(row.try_get("facility_id")?)),
+            Some(UserId(row.try_get("u_id")?)),
+        ));
         held.push(serial);
     }
     Ok(held)
@@ -153,7 +164,10 @@ impl Store {
             user: UserRecord::from_row(&row)?,
             password_hash: row.try_get("password_hash")?,
             failed_logins: row.try_get("failed_logins")?,
-            locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(instant).transpose()?,
+            locked_until: row
+                .try_get::<Option<i64>, _>("locked_until")?
+                .map(instant)
+                .transpose()?,
         }))
     }
 
@@ -169,7 +183,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         if success {
-            sqlx::query("update users set failed_logins = 0, locked_until = null where id = $1").bind(user.0).execute(&mut *tx).await?;
+            sqlx::query("update users set failed_logins = 0, locked_until = null where id = $1")
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
         } else {
             sqlx::query("update users set failed_logins = failed_logins + 1, locked_until = coalesce($1, locked_until) where id = $2")
                 .bind(lock_until.map(secs))
@@ -177,7 +194,11 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let facility: i64 = sqlx::query("select facility_id from users where id = $1").bind(user.0).fetch_one(&mut *tx).await?.try_get("facility_id")?;
+        let facility: i64 = sqlx::query("select facility_id from users where id = $1")
+            .bind(user.0)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("facility_id")?;
         audit::append(
             &mut tx,
             self.backend,
@@ -186,7 +207,13 @@ impl Store {
                 actor: actor.into(),
                 action: "emergency.sign_in".into(),
                 target: format!("user:{user}"),
-                outcome: if success { "ok".into() } else if lock_until.is_some() { "wrong password; locked".into() } else { "wrong password".into() },
+                outcome: if success {
+                    "ok".into()
+                } else if lock_until.is_some() {
+                    "wrong password; locked".into()
+                } else {
+                    "wrong password".into()
+                },
                 detail: json!({}),
                 facility: Some(FacilityId(facility)),
                 user: Some(user),
@@ -199,7 +226,12 @@ impl Store {
 
     /// Records a refused emergency attempt that names no account (unknown
     /// login ID): the audit log still shows it.
-    pub async fn record_unknown_sign_in(&self, login_id: &str, actor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn record_unknown_sign_in(
+        &self,
+        login_id: &str,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         self.audit(
             now,
             &AuditEntry {
@@ -217,7 +249,11 @@ impl Store {
 
     /// Opens an escalation for a lost device and puts its valid certificates
     /// on hold, in one transaction. Refuses a device with nothing left to hold.
-    pub async fn open_escalation(&self, new: &NewEscalation, now: OffsetDateTime) -> Result<(EscalationRecord, Vec<Serial>), StoreError> {
+    pub async fn open_escalation(
+        &self,
+        new: &NewEscalation,
+        now: OffsetDateTime,
+    ) -> Result<(EscalationRecord, Vec<Serial>), StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("select u.facility_id, d.status from devices d join users u on u.id = d.user_id where d.id = $1")
             .bind(new.device.0)
@@ -233,8 +269,16 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get("n")?;
-            let status = if on_hold > 0 { "already on hold" } else { "revoked or has no valid certificate" };
-            return Err(DomainError::InvalidTransition { from: status, to: "on_hold" }.into());
+            let status = if on_hold > 0 {
+                "already on hold"
+            } else {
+                "revoked or has no valid certificate"
+            };
+            return Err(DomainError::InvalidTransition {
+                from: status,
+                to: "on_hold",
+            }
+            .into());
         }
         let id: i64 = sqlx::query(
             "insert into escalations (device_id, facility_id, channel, reported_by, queue, status, note, escalate_at, created_at, updated_at) \
@@ -251,15 +295,7 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        entries.push(AuditEntry {
-            actor: new.actor.clone(),
-            action: "escalation.open".into(),
-            target: format!("escalation:{id}"),
-            outcome: "ok".into(),
-            detail: json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(), "held": held}),
-            facility: Some(facility),
-            user: new.reported_by,
-        });
+        entries.push(AuditEntry::ok(new.actor.clone(), "escalation.open", format!("escalation:{id}"), json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(), "held": held}), Some(facility), new.reported_by));
         audit::append_all(&mut tx, self.backend, now, &entries).await?;
         crate::notification::enqueue(&mut tx, id, "opened", &new.notify, &new.payload, now).await?;
         let record = escalation_in(&mut tx, id).await?;
@@ -268,7 +304,11 @@ impl Store {
     }
 
     /// Escalations, most urgent first (行政管理課's queue, then oldest).
-    pub async fn escalations(&self, facility: Option<FacilityId>, open_only: bool) -> Result<Vec<EscalationRecord>, StoreError> {
+    pub async fn escalations(
+        &self,
+        facility: Option<FacilityId>,
+        open_only: bool,
+    ) -> Result<Vec<EscalationRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "select {COLUMNS} from escalations where ($1 = 0 or facility_id = $1) and ($2 = 0 or status <> 'resolved') \
              order by case status when 'open' then 0 when 'claimed' then 1 else 2 end, \
@@ -283,13 +323,22 @@ impl Store {
 
     /// One escalation.
     pub async fn escalation(&self, id: i64) -> Result<Option<EscalationRecord>, StoreError> {
-        let row = sqlx::query(&format!("select {COLUMNS} from escalations where id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&format!("select {COLUMNS} from escalations where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(from_row).transpose()
     }
 
     /// Claims an open escalation. Of two racing claims exactly one wins; the
     /// other gets a conflict naming who holds it.
-    pub async fn claim_escalation(&self, id: i64, by: UserId, note: &str, now: OffsetDateTime) -> Result<EscalationRecord, StoreError> {
+    pub async fn claim_escalation(
+        &self,
+        id: i64,
+        by: UserId,
+        note: &str,
+        now: OffsetDateTime,
+    ) -> Result<EscalationRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         let current = escalation_in(&mut tx, id).await?;
         let changed = sqlx::query("update escalations set status = 'claimed', claimed_by = $1, claimed_at = $2, updated_at = $2 where id = $3 and status = 'open'")
@@ -312,15 +361,14 @@ impl Store {
             &mut tx,
             self.backend,
             now,
-            &AuditEntry {
-                actor: format!("user:{by}"),
-                action: "escalation.claim".into(),
-                target: format!("escalation:{id}"),
-                outcome: "ok".into(),
-                detail: json!({"note": note}),
-                facility: Some(current.facility),
-                user: Some(by),
-            },
+            &AuditEntry::ok(
+                format!("user:{by}"),
+                "escalation.claim",
+                format!("escalation:{id}"),
+                json!({"note": note}),
+                Some(current.facility),
+                Some(by),
+            ),
         )
         .await?;
         let record = escalation_in(&mut tx, id).await?;
@@ -354,17 +402,43 @@ impl Store {
         .await?
         .rows_affected();
         if changed == 0 {
-            return Err(DomainError::InvalidTransition { from: if current.status == "open" { "open (claim it first)" } else { "resolved" }, to: "resolved" }.into());
+            return Err(DomainError::InvalidTransition {
+                from: if current.status == "open" {
+                    "open (claim it first)"
+                } else {
+                    "resolved"
+                },
+                to: "resolved",
+            }
+            .into());
         }
         let actor = format!("user:{by}");
         let mut changed_serials = Vec::new();
         match outcome {
             Outcome::Revoked => {
-                changed_serials = revoke_where(&mut tx, self, "device_id = $1", current.device.0, Reason::KeyCompromise, &actor, now).await?;
-                sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2").bind(secs(now)).bind(current.device.0).execute(&mut *tx).await?;
+                changed_serials = revoke_where(
+                    &mut tx,
+                    self,
+                    "device_id = $1",
+                    current.device.0,
+                    Reason::KeyCompromise,
+                    &actor,
+                    now,
+                )
+                .await?;
+                sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2")
+                    .bind(secs(now))
+                    .bind(current.device.0)
+                    .execute(&mut *tx)
+                    .await?;
             }
             Outcome::Released => {
-                let rows = sqlx::query("select serial from certificates where device_id = $1 and status = 'on_hold'").bind(current.device.0).fetch_all(&mut *tx).await?;
+                let rows = sqlx::query(
+                    "select serial from certificates where device_id = $1 and status = 'on_hold'",
+                )
+                .bind(current.device.0)
+                .fetch_all(&mut *tx)
+                .await?;
                 for row in &rows {
                     let serial: Serial = text(row, "serial")?;
                     sqlx::query("update certificates set status = 'valid', revocation_reason = null, revoked_at = null, updated_at = $1 where serial = $2 and status = 'on_hold'")
@@ -372,7 +446,8 @@ impl Store {
                         .bind(serial.to_hex())
                         .execute(&mut *tx)
                         .await?;
-                    record_event(&mut tx, self.backend, &serial, CertStatus::Valid, None, now).await?;
+                    record_event(&mut tx, self.backend, &serial, CertStatus::Valid, None, now)
+                        .await?;
                     changed_serials.push(serial);
                 }
             }
@@ -399,7 +474,10 @@ impl Store {
     }
 
     /// Moves open escalations whose SLA has passed to 行政管理課; returns them.
-    pub async fn escalate_overdue(&self, now: OffsetDateTime) -> Result<Vec<EscalationRecord>, StoreError> {
+    pub async fn escalate_overdue(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<EscalationRecord>, StoreError> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(&format!(
             "select {COLUMNS} from escalations where status = 'open' and queue = 'manager' and escalate_at is not null and escalate_at <= $1"
@@ -415,15 +493,14 @@ impl Store {
                 .bind(e.id)
                 .execute(&mut *tx)
                 .await?;
-            entries.push(AuditEntry {
-                actor: "system:sla".into(),
-                action: "escalation.escalate".into(),
-                target: format!("escalation:{}", e.id),
-                outcome: "ok".into(),
-                detail: json!({"reason": "not claimed by the facility manager within the SLA"}),
-                facility: Some(e.facility),
-                user: None,
-            });
+            entries.push(AuditEntry::ok(
+                "system:sla",
+                "escalation.escalate",
+                format!("escalation:{}", e.id),
+                json!({"reason": "not claimed by the facility manager within the SLA"}),
+                Some(e.facility),
+                None,
+            ));
         }
         audit::append_all(&mut tx, self.backend, now, &entries).await?;
         tx.commit().await?;
@@ -432,7 +509,11 @@ impl Store {
 
     /// Revokes (keyCompromise) every hold older than `held_before`: a hold is
     /// never left forgotten. Returns the serials.
-    pub async fn revoke_expired_holds(&self, held_before: OffsetDateTime, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
+    pub async fn revoke_expired_holds(
+        &self,
+        held_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Serial>, StoreError> {
         let mut tx = self.begin_write().await?;
         let revoked = revoke_where(
             &mut tx,
@@ -465,7 +546,11 @@ impl Store {
         let row = sqlx::query("select count(*) as n, min(created_at) as oldest from escalations where status <> 'resolved'")
             .fetch_one(&self.pool)
             .await?;
-        let holds: i64 = sqlx::query("select count(*) as n from certificates where status = 'on_hold'").fetch_one(&self.pool).await?.try_get("n")?;
+        let holds: i64 =
+            sqlx::query("select count(*) as n from certificates where status = 'on_hold'")
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
         let reasons = sqlx::query(
             "select revocation_reason as reason, count(*) as n from certificates where status in ('revoked', 'superseded') group by revocation_reason",
         )
@@ -473,11 +558,20 @@ impl Store {
         .await?;
         Ok(Figures {
             open_escalations: row.try_get("n")?,
-            oldest_open_created_at: row.try_get::<Option<i64>, _>("oldest")?.map(instant).transpose()?,
+            oldest_open_created_at: row
+                .try_get::<Option<i64>, _>("oldest")?
+                .map(instant)
+                .transpose()?,
             holds,
             revoked_by_reason: reasons
                 .iter()
-                .map(|r| Ok((r.try_get::<Option<String>, _>("reason")?.unwrap_or_default(), r.try_get("n")?)))
+                .map(|r| {
+                    Ok((
+                        r.try_get::<Option<String>, _>("reason")?
+                            .unwrap_or_default(),
+                        r.try_get("n")?,
+                    ))
+                })
                 .collect::<Result<_, StoreError>>()?,
         })
     }

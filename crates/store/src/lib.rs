@@ -8,13 +8,13 @@
 //! transaction that includes its audit record, so nothing is ever half-done.
 
 pub mod audit;
-pub mod error;
-mod records;
-mod revocation;
 mod directory;
+pub mod error;
 mod escalation;
 mod notification;
 mod ops;
+mod records;
+mod revocation;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -25,13 +25,18 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
+pub use directory::{
+    ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices,
+};
 pub use error::StoreError;
-pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices};
 pub use escalation::{Credentials, EscalationRecord, Figures, NewEscalation};
 pub use notification::{NotificationRecord, Target};
 pub use ops::BootstrapInput;
+pub use records::{
+    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser,
+    UserRecord,
+};
 pub use revocation::{CertEvent, Offender, StatusChange};
-pub use records::{CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord};
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +118,8 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
-        let options = AnyConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
+        let options = AnyConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
         let pool = match backend {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
@@ -132,11 +138,22 @@ impl Store {
                     .await
             }
             Backend::Postgres => {
-                AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect_with(options).await
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
             }
         }
-        .map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
-        let store = Self { pool, backend, writer: Default::default() };
+        .map_err(|e| StoreError::Connect {
+            url: redact(url),
+            source: e,
+        })?;
+        let store = Self {
+            pool,
+            backend,
+            writer: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -166,9 +183,15 @@ impl Store {
         Ok(match self.backend {
             Backend::Sqlite => {
                 let slot = self.writer.clone().lock_owned().await;
-                WriteTx { tx: self.pool.begin_with("begin immediate").await?, _slot: Some(slot) }
+                WriteTx {
+                    tx: self.pool.begin_with("begin immediate").await?,
+                    _slot: Some(slot),
+                }
             }
-            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _slot: None },
+            Backend::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _slot: None,
+            },
         })
     }
 }
@@ -180,5 +203,6 @@ pub(crate) fn secs(t: time::OffsetDateTime) -> i64 {
 
 /// The instant of stored Unix seconds.
 pub(crate) fn instant(s: i64) -> Result<time::OffsetDateTime, StoreError> {
-    time::OffsetDateTime::from_unix_timestamp(s).map_err(|e| StoreError::Corrupt(format!("time {s}: {e}")))
+    time::OffsetDateTime::from_unix_timestamp(s)
+        .map_err(|e| StoreError::Corrupt(format!("time {s}: {e}")))
 }

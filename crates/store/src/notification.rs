@@ -46,7 +46,10 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<NotificationRecord, StoreError> {
         attempts: r.try_get::<i64, _>("attempts")?,
         last_error: r.try_get("last_error")?,
         created_at: instant(r.try_get("created_at")?)?,
-        delivered_at: r.try_get::<Option<i64>, _>("delivered_at")?.map(instant).transpose()?,
+        delivered_at: r
+            .try_get::<Option<i64>, _>("delivered_at")?
+            .map(instant)
+            .transpose()?,
     })
 }
 
@@ -93,7 +96,11 @@ impl Store {
     }
 
     /// Pending notifications due at `now`, oldest first.
-    pub async fn due_notifications(&self, now: OffsetDateTime, limit: i64) -> Result<Vec<NotificationRecord>, StoreError> {
+    pub async fn due_notifications(
+        &self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "select {COLUMNS} from notifications where status = 'pending' and next_attempt_at <= $1 order by id limit $2"
         ))
@@ -135,11 +142,16 @@ impl Store {
     }
 
     /// The delivery log of an escalation.
-    pub async fn notifications(&self, escalation: i64) -> Result<Vec<NotificationRecord>, StoreError> {
-        let rows = sqlx::query(&format!("select {COLUMNS} from notifications where escalation_id = $1 order by id"))
-            .bind(escalation)
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn notifications(
+        &self,
+        escalation: i64,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {COLUMNS} from notifications where escalation_id = $1 order by id"
+        ))
+        .bind(escalation)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(from_row).collect()
     }
 

@@ -9,7 +9,8 @@ use connect_pki_domain::{DeviceId, FacilityId, FacilityStatus, Serial, UserId, U
 
 use crate::audit::{self, AuditEntry};
 use crate::records::{
-    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord,
+    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser,
+    UserRecord,
 };
 use crate::{Store, StoreError, secs};
 
@@ -47,10 +48,35 @@ impl Store {
             return Err(E::from(StoreError::AlreadyInitialised));
         }
         let actor = "system:init";
-        let facility = insert_facility(&mut tx, self, &input.facility, FacilityStatus::Approved, actor, now).await?;
-        let user = insert_user(&mut tx, self, facility.id, &input.admin, UserStatus::Active, actor, now).await?;
+        let facility = insert_facility(
+            &mut tx,
+            self,
+            &input.facility,
+            FacilityStatus::Approved,
+            actor,
+            now,
+        )
+        .await?;
+        let user = insert_user(
+            &mut tx,
+            self,
+            facility.id,
+            &input.admin,
+            UserStatus::Active,
+            actor,
+            now,
+        )
+        .await?;
         let mut entries = Vec::new();
-        let device = insert_device(&mut tx, &user, &input.device_label, actor, now, &mut entries).await?;
+        let device = insert_device(
+            &mut tx,
+            &user,
+            &input.device_label,
+            actor,
+            now,
+            &mut entries,
+        )
+        .await?;
         let cert = sign(&device)?;
         insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await?;
         audit::append_all(&mut tx, self.backend, now, &entries).await?;
@@ -101,22 +127,34 @@ impl Store {
         F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
     {
         let mut tx = self.begin_write().await.map_err(E::from)?;
-        let user = user_by_id(&mut tx, user).await?.ok_or(StoreError::NotFound("user")).map_err(E::from)?;
+        let user = user_by_id(&mut tx, user)
+            .await?
+            .ok_or(StoreError::NotFound("user"))
+            .map_err(E::from)?;
         let mut entries = Vec::new();
-        let device = insert_device(&mut tx, &user, label, actor, now, &mut entries).await.map_err(E::from)?;
+        let device = insert_device(&mut tx, &user, label, actor, now, &mut entries)
+            .await
+            .map_err(E::from)?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
-        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
+        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries)
+            .await
+            .map_err(E::from)?;
+        audit::append_all(&mut tx, self.backend, now, &entries)
+            .await
+            .map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
     }
 
     /// One facility.
     pub async fn facility(&self, id: FacilityId) -> Result<Option<FacilityRecord>, StoreError> {
-        let row = sqlx::query(&format!("select {} from facilities f where f.id = $1", FacilityRecord::COLUMNS))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "select {} from facilities f where f.id = $1",
+            FacilityRecord::COLUMNS
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(FacilityRecord::from_row).transpose()
     }
 
@@ -127,16 +165,25 @@ impl Store {
     }
 
     /// One certificate by serial.
-    pub async fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRecord>, StoreError> {
-        let row = sqlx::query(&format!("select {} from certificates c where c.serial = $1", CertificateRecord::COLUMNS))
-            .bind(serial.to_hex())
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn certificate(
+        &self,
+        serial: &Serial,
+    ) -> Result<Option<CertificateRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "select {} from certificates c where c.serial = $1",
+            CertificateRecord::COLUMNS
+        ))
+        .bind(serial.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(CertificateRecord::from_row).transpose()
     }
 
     /// The holder of a certificate: device, user and facility.
-    pub async fn identity_by_serial(&self, serial: &Serial) -> Result<Option<Identity>, StoreError> {
+    pub async fn identity_by_serial(
+        &self,
+        serial: &Serial,
+    ) -> Result<Option<Identity>, StoreError> {
         let sql = format!(
             "select {}, {}, {}, d.id as d_id, d.status as d_status \
              from certificates c join devices d on d.id = c.device_id \
@@ -146,7 +193,10 @@ impl Store {
             UserRecord::COLUMNS,
             FacilityRecord::COLUMNS
         );
-        let row = sqlx::query(&sql).bind(serial.to_hex()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(serial.to_hex())
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Identity {
             certificate: CertificateRecord::from_row(&row)?,
@@ -158,11 +208,17 @@ impl Store {
     }
 }
 
-pub(crate) async fn user_by_id(conn: &mut AnyConnection, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-    let row = sqlx::query(&format!("select {} from users u where u.id = $1", UserRecord::COLUMNS))
-        .bind(id.0)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub(crate) async fn user_by_id(
+    conn: &mut AnyConnection,
+    id: UserId,
+) -> Result<Option<UserRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "select {} from users u where u.id = $1",
+        UserRecord::COLUMNS
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
     row.as_ref().map(UserRecord::from_row).transpose()
 }
 
@@ -195,15 +251,14 @@ pub(crate) async fn insert_facility(
         department: new.department.clone(),
         status,
     };
-    let entry = AuditEntry {
-        actor: actor.into(),
-        action: "facility.create".into(),
-        target: format!("facility:{id}"),
-        outcome: "ok".into(),
-        detail: json!({"name": new.name, "kind": new.kind, "status": status}),
-        facility: Some(record.id),
-        user: None,
-    };
+    let entry = AuditEntry::ok(
+        actor,
+        "facility.create",
+        format!("facility:{id}"),
+        json!({"name": new.name, "kind": new.kind, "status": status}),
+        Some(record.id),
+        None,
+    );
     audit::append(tx, store.backend, now, &entry).await?;
     Ok(record)
 }
@@ -244,15 +299,14 @@ pub(crate) async fn insert_user(
         role: new.role,
         status,
     };
-    let entry = AuditEntry {
-        actor: actor.into(),
-        action: "user.create".into(),
-        target: format!("user:{id}"),
-        outcome: "ok".into(),
-        detail: json!({"login_id": new.login_id, "role": new.role, "status": status}),
-        facility: Some(facility),
-        user: Some(record.id),
-    };
+    let entry = AuditEntry::ok(
+        actor,
+        "user.create",
+        format!("user:{id}"),
+        json!({"login_id": new.login_id, "role": new.role, "status": status}),
+        Some(facility),
+        Some(record.id),
+    );
     audit::append(tx, store.backend, now, &entry).await?;
     Ok(record)
 }
@@ -276,15 +330,14 @@ pub(crate) async fn insert_device(
     .fetch_one(&mut *tx)
     .await?
     .try_get("id")?;
-    audit.push(AuditEntry {
-        actor: actor.into(),
-        action: "device.create".into(),
-        target: format!("device:{id}"),
-        outcome: "ok".into(),
-        detail: json!({"label": label}),
-        facility: Some(user.facility),
-        user: Some(user.id),
-    });
+    audit.push(AuditEntry::ok(
+        actor,
+        "device.create",
+        format!("device:{id}"),
+        json!({"label": label}),
+        Some(user.facility),
+        Some(user.id),
+    ));
     Ok(DeviceRef {
         facility: user.facility,
         user: user.id,
@@ -315,16 +368,23 @@ pub(crate) async fn insert_certificate(
     .bind(secs(now))
     .execute(&mut *tx)
     .await?;
-    crate::revocation::record_event(tx, store.backend, &cert.serial, connect_pki_domain::CertStatus::Valid, None, now).await?;
-    audit.push(AuditEntry {
-        actor: actor.into(),
-        action: "certificate.issue".into(),
-        target: format!("certificate:{}", cert.serial),
-        outcome: "ok".into(),
-        detail: json!({"device_id": device.device, "not_after": secs(cert.not_after)}),
-        facility: Some(device.facility),
-        user: Some(device.user),
-    });
+    crate::revocation::record_event(
+        tx,
+        store.backend,
+        &cert.serial,
+        connect_pki_domain::CertStatus::Valid,
+        None,
+        now,
+    )
+    .await?;
+    audit.push(AuditEntry::ok(
+        actor,
+        "certificate.issue",
+        format!("certificate:{}", cert.serial),
+        json!({"device_id": device.device, "not_after": secs(cert.not_after)}),
+        Some(device.facility),
+        Some(device.user),
+    ));
     Ok(())
 }
 

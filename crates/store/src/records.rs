@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use connect_pki_domain::{
-    CertStatus, DeviceId, FacilityId, FacilityKind, FacilityStatus, Reason, Role, Serial, UserId, UserStatus,
+    CertStatus, DeviceId, FacilityId, FacilityKind, FacilityStatus, Reason, Role, Serial, UserId,
+    UserStatus,
 };
 
 use crate::{StoreError, instant};
@@ -98,7 +99,8 @@ pub(crate) fn text<T: std::str::FromStr<Err = connect_pki_domain::DomainError>>(
     col: &str,
 ) -> Result<T, StoreError> {
     let s: String = row.try_get(col)?;
-    s.parse().map_err(|e: connect_pki_domain::DomainError| StoreError::Corrupt(format!("{col}: {e}")))
+    s.parse()
+        .map_err(|e: connect_pki_domain::DomainError| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
 pub(crate) fn opt_text<T: std::str::FromStr<Err = connect_pki_domain::DomainError>>(
@@ -106,12 +108,13 @@ pub(crate) fn opt_text<T: std::str::FromStr<Err = connect_pki_domain::DomainErro
     col: &str,
 ) -> Result<Option<T>, StoreError> {
     let s: Option<String> = row.try_get(col)?;
-    s.map(|s| s.parse()).transpose().map_err(|e: connect_pki_domain::DomainError| StoreError::Corrupt(format!("{col}: {e}")))
+    s.map(|s| s.parse())
+        .transpose()
+        .map_err(|e: connect_pki_domain::DomainError| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
 impl FacilityRecord {
-    pub(crate) const COLUMNS: &'static str =
-        "f.id as f_id, f.name as f_name, f.kind as f_kind, f.address as f_address, f.department as f_department, f.status as f_status";
+    pub(crate) const COLUMNS: &'static str = "f.id as f_id, f.name as f_name, f.kind as f_kind, f.address as f_address, f.department as f_department, f.status as f_status";
 
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
         Ok(Self {
