@@ -20,7 +20,11 @@ const SATURDAY_NIGHT: &str = "@2026-11-28 13:00:00";
 const TUESDAY_MORNING_FAST: &str = "@2026-12-01 01:00:00 x60";
 
 fn report(s: &Server, login: &str, password: &str, device: i64) -> (u16, Value) {
-    s.public_api("POST", "/api/v1/emergency", Some(&json!({"login_id": login, "password": password, "device_id": device})))
+    s.public_api(
+        "POST",
+        "/api/v1/emergency",
+        Some(&json!({"login_id": login, "password": password, "device_id": device})),
+    )
 }
 
 async fn saturday_night_report_goes_to_admin_division_and_ends_revoked(backend: Backend) {
@@ -29,7 +33,8 @@ async fn saturday_night_report_goes_to_admin_division_and_ends_revoked(backend: 
     let d = device(&s, &admin, "yoru.staff");
     let other = device(&s, &admin, "other.staff");
     // A second 行政管理課 operator, for the double claim.
-    let body = json!({"display_name": "当番2", "login_id": "tooban2", "email": "t2@example.test", "role": "admin_division"});
+    let body =
+        json!({"display_name": "当番2", "login_id": "tooban2", "email": "t2@example.test", "role": "admin_division"});
     let (_, op2) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
     let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", op2["id"]), Some(&admin), None);
     let operator2 = s.enroll_generated(code["code"].as_str().expect("code"), Some(PASSWORD), "operator2");
@@ -65,13 +70,34 @@ async fn saturday_night_report_goes_to_admin_division_and_ends_revoked(backend: 
     assert!(statuses.contains(&200) && statuses.contains(&409), "{a:?} {b:?}");
     let (winner, loser) = if a.0 == 200 { (&admin, &b) } else { (&operator2, &a) };
     assert!(loser.1["error"]["message"].as_str().is_some_and(|m| m.contains("already claimed by user")), "{loser:?}");
-    let (status, out) = s.api("POST", &format!("/api/v1/escalations/{id}/resolve"), Some(winner), Some(&json!({"outcome": "revoked", "note": "本人に確認、端末は見つからず"})));
-    assert_eq!((status, out["status"].as_str(), out["outcome"].as_str()), (200, Some("resolved"), Some("revoked")), "{out}");
+    let (status, out) = s.api(
+        "POST",
+        &format!("/api/v1/escalations/{id}/resolve"),
+        Some(winner),
+        Some(&json!({"outcome": "revoked", "note": "本人に確認、端末は見つからず"})),
+    );
+    assert_eq!(
+        (status, out["status"].as_str(), out["outcome"].as_str()),
+        (200, Some("resolved"), Some("revoked")),
+        "{out}"
+    );
     assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
 
     let (_, log) = s.api("GET", "/api/v1/audit?limit=10000", Some(&admin), None);
-    let actions: Vec<String> = log.as_array().expect("audit").iter().map(|r| format!("{} {}", r["action"].as_str().unwrap_or(""), r["outcome"].as_str().unwrap_or(""))).collect();
-    for want in ["emergency.sign_in wrong password", "emergency.sign_in unknown login ID", "emergency.sign_in ok", "escalation.open ok", "escalation.claim ok", "escalation.resolve ok"] {
+    let actions: Vec<String> = log
+        .as_array()
+        .expect("audit")
+        .iter()
+        .map(|r| format!("{} {}", r["action"].as_str().unwrap_or(""), r["outcome"].as_str().unwrap_or("")))
+        .collect();
+    for want in [
+        "emergency.sign_in wrong password",
+        "emergency.sign_in unknown login ID",
+        "emergency.sign_in ok",
+        "escalation.open ok",
+        "escalation.claim ok",
+        "escalation.resolve ok",
+    ] {
         assert!(actions.iter().any(|a| a == want), "no {want:?} in the audit log");
     }
 }
@@ -114,7 +140,12 @@ async fn a_hold_left_alone_becomes_a_revocation() {
     let mut s = Server::start(Backend::Sqlite).await;
     let admin = s.admin_pem();
     let d = device(&s, &admin, "forgotten");
-    let (status, out) = s.api("POST", "/api/v1/escalations", Some(&admin), Some(&json!({"device_id": d.device_id, "note": "電話で受付"})));
+    let (status, out) = s.api(
+        "POST",
+        "/api/v1/escalations",
+        Some(&admin),
+        Some(&json!({"device_id": d.device_id, "note": "電話で受付"})),
+    );
     assert_eq!((status, out["channel"].as_str()), (201, Some("phone")), "{out}");
     assert_eq!(ocsp_status(&s, &d.pem), "revoked certificateHold");
     s.stop();
@@ -150,14 +181,23 @@ async fn the_emergency_page_works_in_japanese() {
     assert_eq!(status, 200);
     assert!(html.contains("端末紛失の緊急届出"), "{html}");
     let form = |pw: &str| {
-        vec!["--data-urlencode".to_string(), "login_id=page.user".into(), "--data-urlencode".into(), format!("password={pw}"),
-             "--data-urlencode".into(), format!("device_id={}", d.device_id)]
+        vec![
+            "--data-urlencode".to_string(),
+            "login_id=page.user".into(),
+            "--data-urlencode".into(),
+            format!("password={pw}"),
+            "--data-urlencode".into(),
+            format!("device_id={}", d.device_id),
+        ]
     };
     let args = form("wrong one!");
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (_, status, html) = s.curl_public("/emergency", &refs);
     assert_eq!(status, 401, "{html}");
-    assert!(html.contains("ログインIDまたはパスワードが正しくありません") && html.contains("value=\"page.user\""), "{html}");
+    assert!(
+        html.contains("ログインIDまたはパスワードが正しくありません") && html.contains("value=\"page.user\""),
+        "{html}"
+    );
     let args = form(PASSWORD);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (_, status, html) = s.curl_public("/emergency", &refs);
@@ -170,12 +210,15 @@ async fn the_emergency_page_works_in_japanese() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calendar_command_lists_every_closed_day() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("config.toml"), "[calendar]\nclosures = { \"2027-06-14\" = \"システム保守日\" }\n").expect("config");
+    std::fs::write(dir.path().join("config.toml"), "[calendar]\nclosures = { \"2027-06-14\" = \"システム保守日\" }\n")
+        .expect("config");
     let bin = connect_pki_e2e::binary().display().to_string();
-    let o = connect_pki_e2e::run(&bin, &["calendar", "2027", "--data-dir", &dir.path().display().to_string()], dir.path());
+    let o =
+        connect_pki_e2e::run(&bin, &["calendar", "2027", "--data-dir", &dir.path().display().to_string()], dir.path());
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{}", connect_pki_e2e::text(&o));
-    for line in ["2027-03-22 春分の日 振替休日", "2027-06-14 システム保守日", "2027-12-29 年末年始", "2027-01-01 元日"] {
+    for line in ["2027-03-22 春分の日 振替休日", "2027-06-14 システム保守日", "2027-12-29 年末年始", "2027-01-01 元日"]
+    {
         assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
     }
     let bad = connect_pki_e2e::run(&bin, &["calendar", "20x7"], dir.path());
@@ -192,13 +235,21 @@ async fn metrics_show_the_queue_and_revocations() {
     let gone = device(&s, &admin, "metric.gone");
     let (status, _) = s.api("POST", "/api/v1/escalations", Some(&admin), Some(&json!({"device_id": held.device_id})));
     assert_eq!(status, 201);
-    let (status, _) = s.api("POST", &format!("/api/v1/certificates/{}/revoke", gone.serial), Some(&admin), Some(&json!({"reason": "affiliationChanged"})));
+    let (status, _) = s.api(
+        "POST",
+        &format!("/api/v1/certificates/{}/revoke", gone.serial),
+        Some(&admin),
+        Some(&json!({"reason": "affiliationChanged"})),
+    );
     assert_eq!(status, 200);
     assert_eq!(ocsp_status(&s, &gone.pem), "revoked affiliationChanged");
     let (_, status, text) = s.curl_public("/metrics", &[]);
     assert_eq!(status, 200);
     let value = |name: &str| -> Option<f64> {
-        text.lines().find(|l| l.starts_with(name) && !l.starts_with('#')).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     };
     assert_eq!(value("connect_pki_escalations_open"), Some(1.0), "{text}");
     assert_eq!(value("connect_pki_certificates_on_hold"), Some(1.0), "{text}");
@@ -231,7 +282,13 @@ async fn operator_works_the_console_in_chromium() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let e = sinks.entries();
-        let hook = e.iter().any(|x| x["kind"] == "webhook" && x["answered"] == 200 && x["body"]["escalation_id"] == id && x["body"]["queue"] == "admin_division" && x["signature_valid"] == true);
+        let hook = e.iter().any(|x| {
+            x["kind"] == "webhook"
+                && x["answered"] == 200
+                && x["body"]["escalation_id"] == id
+                && x["body"]["queue"] == "admin_division"
+                && x["signature_valid"] == true
+        });
         let mail = e.iter().any(|x| x["kind"] == "email" && x["to"][0] == "it-oncall@city.example");
         if hook && mail {
             break;
@@ -241,7 +298,10 @@ async fn operator_works_the_console_in_chromium() {
     }
 
     // Without the CSRF token, the console refuses the action.
-    let (_, status, html) = s.curl_api(&format!("/console/escalations/{id}/claim"), &["--cert", &admin.display().to_string(), "--data-urlencode", "note=x"]);
+    let (_, status, html) = s.curl_api(
+        &format!("/console/escalations/{id}/claim"),
+        &["--cert", &admin.display().to_string(), "--data-urlencode", "note=x"],
+    );
     assert_eq!(status, 403, "{html}");
     assert!(html.contains("不正なリクエストです"), "{html}");
 
@@ -251,7 +311,11 @@ async fn operator_works_the_console_in_chromium() {
     let p12 = s.init["bootstrap"]["pkcs12_path"].as_str().expect("p12").to_string();
     let script = connect_pki_e2e::workspace().join("tests/py/console.py").display().to_string();
     let base = format!("https://{}", s.api);
-    let o = connect_pki_e2e::run("python3", &[&script, &base, &p12, s.p12_password(), &id.to_string(), &shots], s.dir.path());
+    let o = connect_pki_e2e::run(
+        "python3",
+        &[&script, &base, &p12, s.p12_password(), &id.to_string(), &shots],
+        s.dir.path(),
+    );
     assert!(o.status.success(), "Chromium run failed: {}", connect_pki_e2e::text(&o));
     let page: Value = serde_json::from_slice(&o.stdout).expect("JSON from console.py");
     assert!(page["title"].as_str().is_some_and(|t| t.contains("緊急届出コンソール")), "{page}");
@@ -282,12 +346,14 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
         "manager": {"name": "通知 管理者", "login_id": "notify.mgr", "email": "manager@facility.example", "phone": "0123-00-0000"},
         "purpose_attested": true, "terms_version": "2026-04-01"})));
     let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(&admin), None);
-    let manager = s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "notify-mgr");
+    let manager =
+        s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "notify-mgr");
     let facility = approval["facility_id"].as_i64().expect("facility");
     let body = json!({"display_name": "通知 職員", "login_id": "notify.staff", "email": "staff@facility.example"});
     let (_, staff) = s.api("POST", &format!("/api/v1/facilities/{facility}/users"), Some(&manager), Some(&body));
     let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", staff["id"]), Some(&manager), None);
-    let staff_pem = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "notify-staff", "/CN=notify.staff");
+    let staff_pem =
+        s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "notify-staff", "/CN=notify.staff");
     let (_, me) = s.api("GET", "/api/v1/whoami", Some(&staff_pem), None);
 
     sinks.configure(&s);
@@ -307,7 +373,9 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let entries = loop {
         let entries = sinks.entries();
         let hooks_ok = entries.iter().filter(|e| e["kind"] == "webhook" && e["answered"] == 200).count();
-        let escalated_mail = entries.iter().any(|e| e["kind"] == "email" && e["subject"].as_str().is_some_and(|s| s.contains("行政管理課に回されました")));
+        let escalated_mail = entries.iter().any(|e| {
+            e["kind"] == "email" && e["subject"].as_str().is_some_and(|s| s.contains("行政管理課に回されました"))
+        });
         if hooks_ok >= 2 && escalated_mail {
             break entries;
         }
@@ -317,18 +385,39 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let hooks: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "webhook").collect();
     assert!(hooks.iter().all(|h| h["signature_valid"] == true), "{hooks:?}");
     assert_eq!(hooks[0]["answered"], 500, "the first call failed on purpose");
-    assert!(hooks.iter().any(|h| h["event"] == "opened" && h["answered"] == 200 && h["body"]["escalation_id"] == id), "retried: {hooks:?}");
+    assert!(
+        hooks.iter().any(|h| h["event"] == "opened" && h["answered"] == 200 && h["body"]["escalation_id"] == id),
+        "retried: {hooks:?}"
+    );
     assert!(hooks.iter().any(|h| h["event"] == "escalated"), "{hooks:?}");
     let mails: Vec<&Value> = entries.iter().filter(|e| e["kind"] == "email").collect();
     for to in ["it-oncall@city.example", "manager@facility.example"] {
-        assert!(mails.iter().any(|m| m["to"][0] == to && m["subject"].as_str().is_some_and(|s| s.contains("端末紛失"))), "no mail to {to}: {mails:?}");
+        assert!(
+            mails.iter().any(|m| m["to"][0] == to && m["subject"].as_str().is_some_and(|s| s.contains("端末紛失"))),
+            "no mail to {to}: {mails:?}"
+        );
     }
-    assert!(mails.iter().any(|m| m["body"].as_str().is_some_and(|b| b.contains("通知テスト施設") && b.contains("https://pki.city.example:8443/console/"))), "{mails:?}");
+    assert!(
+        mails.iter().any(|m| m["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("通知テスト施設") && b.contains("https://pki.city.example:8443/console/"))),
+        "{mails:?}"
+    );
 
     let (status, delivery) = s.api("GET", &format!("/api/v1/escalations/{id}/notifications"), Some(&admin), None);
     assert_eq!(status, 200, "{delivery}");
-    let webhook_opened = delivery.as_array().expect("log").iter().find(|n| n["channel"] == "webhook" && n["event"] == "opened").expect("webhook entry").clone();
-    assert_eq!((webhook_opened["status"].as_str(), webhook_opened["attempts"].as_i64()), (Some("delivered"), Some(2)), "{delivery}");
+    let webhook_opened = delivery
+        .as_array()
+        .expect("log")
+        .iter()
+        .find(|n| n["channel"] == "webhook" && n["event"] == "opened")
+        .expect("webhook entry")
+        .clone();
+    assert_eq!(
+        (webhook_opened["status"].as_str(), webhook_opened["attempts"].as_i64()),
+        (Some("delivered"), Some(2)),
+        "{delivery}"
+    );
     assert_eq!(webhook_opened["last_error"], "HTTP 500 Internal Server Error");
 }
 
@@ -352,7 +441,8 @@ impl Sinks {
             .spawn()
             .expect("python3 runs");
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line).expect("ready");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
+            .expect("ready");
         let ports: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         assert_eq!(ports.first().map(String::as_str), Some("ready"), "{line}");
         Self { child, log, http_port: ports[1].clone(), smtp_port: ports[2].clone() }
@@ -370,7 +460,11 @@ impl Sinks {
     }
 
     fn entries(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }
 

@@ -53,7 +53,10 @@ fn approve(s: &Server, as_: &Path, app: &Value) -> (i64, String) {
     let id = created["id"].as_i64().expect("id");
     let (status, approval) = s.api("POST", &format!("/api/v1/applications/{id}/approve"), Some(as_), None);
     assert_eq!(status, 200, "{approval}");
-    (approval["facility_id"].as_i64().expect("facility"), approval["enrollment_code"]["code"].as_str().expect("code").to_string())
+    (
+        approval["facility_id"].as_i64().expect("facility"),
+        approval["enrollment_code"]["code"].as_str().expect("code").to_string(),
+    )
 }
 
 fn whoami(s: &Server, pem: &Path) -> Value {
@@ -75,7 +78,8 @@ async fn world(backend: Backend) -> World {
     assert_eq!(whoami(&s, &welfare)["role"], "welfare_division");
 
     // A facility applies on the public API; 福祉課 sees it pending and approves.
-    let (status, created) = s.public_api("POST", "/api/v1/applications", Some(&application("デイケア南", "minami.kanri")));
+    let (status, created) =
+        s.public_api("POST", "/api/v1/applications", Some(&application("デイケア南", "minami.kanri")));
     assert_eq!(status, 201, "{created}");
     let app_id = created["id"].as_i64().expect("id");
     let status_url = created["status_url"].as_str().expect("status url").to_string();
@@ -104,7 +108,11 @@ async fn world(backend: Backend) -> World {
     let staff_a_serial = me["serial"].as_str().expect("serial").to_string();
     let root = s.data("ca/root.pem").display().to_string();
     let issuing = s.data("ca/issuing.pem").display().to_string();
-    let o = run("openssl", &["verify", "-CAfile", &root, "-untrusted", &issuing, &staff_a.display().to_string()], s.dir.path());
+    let o = run(
+        "openssl",
+        &["verify", "-CAfile", &root, "-untrusted", &issuing, &staff_a.display().to_string()],
+        s.dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
 
     // A second facility, approved by 行政管理課.
@@ -138,7 +146,8 @@ async fn whole_path_from_application_to_staff_device(backend: Backend) {
     let ids: Vec<i64> = list.as_array().expect("list").iter().filter_map(|f| f["id"].as_i64()).collect();
     assert_eq!(ids, vec![w.facility_a]);
     let (_, users) = w.s.api("GET", &format!("/api/v1/facilities/{}/users", w.facility_a), Some(&w.manager_a), None);
-    let hanako = users.as_array().expect("users").iter().find(|u| u["login_id"] == "hanako").expect("staff listed").clone();
+    let hanako =
+        users.as_array().expect("users").iter().find(|u| u["login_id"] == "hanako").expect("staff listed").clone();
     assert_eq!(hanako["status"], "active");
     assert_eq!(hanako["devices"][0]["certificates"][0]["serial"], w.staff_a_serial.as_str());
     assert_eq!(hanako["devices"][0]["certificates"][0]["status"], "valid");
@@ -155,10 +164,19 @@ async fn whole_path_from_application_to_staff_device(backend: Backend) {
     assert!(o.status.success() && text(&o).contains("intact"), "{}", text(&o));
     let (_, log) = w.s.api("GET", "/api/v1/audit?limit=10000", Some(&w.admin), None);
     let actions: Vec<&str> = log.as_array().expect("audit").iter().filter_map(|r| r["action"].as_str()).collect();
-    for a in ["application.submit", "application.approve", "user.create", "enrollment_code.create", "enrollment.redeem", "device.create", "certificate.issue"] {
+    for a in [
+        "application.submit",
+        "application.approve",
+        "user.create",
+        "enrollment_code.create",
+        "enrollment.redeem",
+        "device.create",
+        "certificate.issue",
+    ] {
         assert!(actions.contains(&a), "no {a} in the audit log: {actions:?}");
     }
-    let (status, csv) = w.s.api("GET", &format!("/api/v1/audit?format=csv&facility_id={}", w.facility_a), Some(&w.admin), None);
+    let (status, csv) =
+        w.s.api("GET", &format!("/api/v1/audit?format=csv&facility_id={}", w.facility_a), Some(&w.admin), None);
     let csv = csv.as_str().expect("csv text").to_string();
     assert_eq!(status, 200);
     assert!(csv.starts_with("id,at,actor,action,target,outcome,detail,facility_id,user_id,hash"), "{csv}");
@@ -203,8 +221,24 @@ async fn authorization_matrix_over_the_api(backend: Backend) {
         ("staff", &w.staff_a, w.facility_a, w.facility_b),
     ];
     // Targets in the caller's own facility and in the other one.
-    let user_in = |f: i64| if f == w.facility_b { w.manager_b_id } else if f == w.facility_a { w.staff_a_id } else { 1 };
-    let device_in = |f: i64| if f == w.facility_b { w.manager_b_device } else if f == w.facility_a { w.staff_a_device } else { 1 };
+    let user_in = |f: i64| {
+        if f == w.facility_b {
+            w.manager_b_id
+        } else if f == w.facility_a {
+            w.staff_a_id
+        } else {
+            1
+        }
+    };
+    let device_in = |f: i64| {
+        if f == w.facility_b {
+            w.manager_b_device
+        } else if f == w.facility_a {
+            w.staff_a_device
+        } else {
+            1
+        }
+    };
     let admin_serial = s.init["bootstrap"]["serial"].as_str().expect("serial").to_string();
     let serial_in = |f: i64| {
         if f == w.facility_b {
@@ -225,25 +259,66 @@ async fn authorization_matrix_over_the_api(backend: Backend) {
                 ("openapi", "GET", "/api/v1/openapi.json".into(), None, &["admin", "welfare", "manager", "staff"]),
                 ("list applications", "GET", "/api/v1/applications".into(), None, &["admin", "welfare"]),
                 ("approve", "POST", "/api/v1/applications/999999/approve".into(), None, &["admin", "welfare"]),
-                ("reject", "POST", "/api/v1/applications/999999/reject".into(), Some(json!({"reason": "x"})), &["admin", "welfare"]),
+                (
+                    "reject",
+                    "POST",
+                    "/api/v1/applications/999999/reject".into(),
+                    Some(json!({"reason": "x"})),
+                    &["admin", "welfare"],
+                ),
                 ("list facilities", "GET", "/api/v1/facilities".into(), None, &["admin", "welfare", "manager"]),
-                ("read facility", "GET", format!("/api/v1/facilities/{f}"),  None,
-                    if scope == "own" { &["admin", "welfare", "manager"] } else { &["admin", "welfare"] }),
+                (
+                    "read facility",
+                    "GET",
+                    format!("/api/v1/facilities/{f}"),
+                    None,
+                    if scope == "own" { &["admin", "welfare", "manager"] } else { &["admin", "welfare"] },
+                ),
                 ("resume facility", "POST", format!("/api/v1/facilities/{f}/resume"), None, &["admin"]),
                 ("suspend facility", "POST", "/api/v1/facilities/999999/suspend".into(), None, &["admin"]),
                 ("close facility", "POST", "/api/v1/facilities/999999/close".into(), None, &["admin"]),
-                ("register user", "POST", format!("/api/v1/facilities/{f}/users"), Some(bad_user.clone()),
-                    if scope == "own" { &["admin", "manager"] } else { &["admin"] }),
-                ("list users", "GET", format!("/api/v1/facilities/{f}/users"), None,
-                    if scope == "own" { &["admin", "manager"] } else { &["admin"] }),
-                ("enrollment code", "POST", format!("/api/v1/users/{}/enrollment-codes", user_in(f)), None,
-                    if scope == "own" { &["admin", "manager"] } else { &["admin"] }),
-                ("read device", "GET", format!("/api/v1/devices/{}", device_in(f)), None,
-                    if scope == "own" { &["admin", "manager"] } else { &["admin"] }),
-                ("read certificate", "GET", format!("/api/v1/certificates/{}", serial_in(f)), None,
-                    if scope == "own" { &["admin", "manager"] } else { &["admin"] }),
-                ("renew", "POST", "/api/v1/certificates/renew".into(), Some(json!({"csr": "not a csr"})),
-                    &["admin", "welfare", "manager", "staff"]),
+                (
+                    "register user",
+                    "POST",
+                    format!("/api/v1/facilities/{f}/users"),
+                    Some(bad_user.clone()),
+                    if scope == "own" { &["admin", "manager"] } else { &["admin"] },
+                ),
+                (
+                    "list users",
+                    "GET",
+                    format!("/api/v1/facilities/{f}/users"),
+                    None,
+                    if scope == "own" { &["admin", "manager"] } else { &["admin"] },
+                ),
+                (
+                    "enrollment code",
+                    "POST",
+                    format!("/api/v1/users/{}/enrollment-codes", user_in(f)),
+                    None,
+                    if scope == "own" { &["admin", "manager"] } else { &["admin"] },
+                ),
+                (
+                    "read device",
+                    "GET",
+                    format!("/api/v1/devices/{}", device_in(f)),
+                    None,
+                    if scope == "own" { &["admin", "manager"] } else { &["admin"] },
+                ),
+                (
+                    "read certificate",
+                    "GET",
+                    format!("/api/v1/certificates/{}", serial_in(f)),
+                    None,
+                    if scope == "own" { &["admin", "manager"] } else { &["admin"] },
+                ),
+                (
+                    "renew",
+                    "POST",
+                    "/api/v1/certificates/renew".into(),
+                    Some(json!({"csr": "not a csr"})),
+                    &["admin", "welfare", "manager", "staff"],
+                ),
                 ("audit", "GET", "/api/v1/audit?limit=1".into(), None, &["admin"]),
             ];
             for (op, method, path, body, allowed) in ops {
@@ -263,8 +338,10 @@ async fn authorization_matrix_over_the_api(backend: Backend) {
     assert_eq!(status, 403);
     let (status, _) = s.api("GET", &format!("/api/v1/devices/{}", w.staff_a_device), Some(&w.manager_b), None);
     assert_eq!(status, 403);
-    let body = json!({"display_name": "x", "login_id": "newadmin", "email": "x@example.test", "role": "admin_division"});
-    let (status, out) = s.api("POST", &format!("/api/v1/facilities/{}/users", w.facility_a), Some(&w.manager_a), Some(&body));
+    let body =
+        json!({"display_name": "x", "login_id": "newadmin", "email": "x@example.test", "role": "admin_division"});
+    let (status, out) =
+        s.api("POST", &format!("/api/v1/facilities/{}/users", w.facility_a), Some(&w.manager_a), Some(&body));
     assert_eq!(status, 403, "{out}");
 }
 both_backends!(authorization_matrix_over_the_api);
@@ -277,7 +354,8 @@ async fn bad_inputs_get_clear_errors_and_change_nothing(backend: Backend) {
     let audit_before = before.as_array().expect("audit").len();
 
     // Malformed JSON, unknown facility kind, oversize body, not JSON.
-    let (code, status, body) = s.curl_public("/api/v1/applications", &["-H", "content-type: application/json", "--data-binary", "{\"name\": "]);
+    let (code, status, body) = s
+        .curl_public("/api/v1/applications", &["-H", "content-type: application/json", "--data-binary", "{\"name\": "]);
     assert_eq!((code, status), (0, 400), "{body}");
     assert!(body.contains("malformed_json"), "{body}");
     let mut app = application("x", "someone");
@@ -300,7 +378,8 @@ async fn bad_inputs_get_clear_errors_and_change_nothing(backend: Backend) {
     let (status, out) = s.public_api("POST", "/api/v1/applications", Some(&application("x", "hanako")));
     assert_eq!((status, out["error"]["code"].as_str()), (409, Some("conflict")), "{out}");
     let body = json!({"display_name": "別の花子", "login_id": "hanako", "email": "h2@example.test"});
-    let (status, out) = s.api("POST", &format!("/api/v1/facilities/{}/users", w.facility_a), Some(&w.manager_a), Some(&body));
+    let (status, out) =
+        s.api("POST", &format!("/api/v1/facilities/{}/users", w.facility_a), Some(&w.manager_a), Some(&body));
     assert_eq!((status, out["error"]["code"].as_str()), (409, Some("conflict")), "{out}");
 
     // Codes: reused, expired, locked.
@@ -309,13 +388,37 @@ async fn bad_inputs_get_clear_errors_and_change_nothing(backend: Backend) {
     // Bad CSRs first: none of them uses the code or counts as a wrong try.
     let (_, good_csr) = s.openssl_csr("jiro-ok", "/CN=jiro", &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
     let der = s.scratch("jiro-ok.der");
-    let o = run("openssl", &["req", "-in", &s.scratch("jiro-ok.csr").display().to_string(), "-outform", "DER", "-out", &der.display().to_string()], s.dir.path());
+    let o = run(
+        "openssl",
+        &[
+            "req",
+            "-in",
+            &s.scratch("jiro-ok.csr").display().to_string(),
+            "-outform",
+            "DER",
+            "-out",
+            &der.display().to_string(),
+        ],
+        s.dir.path(),
+    );
     assert!(o.status.success());
     let mut bytes = std::fs::read(&der).expect("der");
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&der, &bytes).expect("write");
-    let o = run("openssl", &["req", "-inform", "DER", "-in", &der.display().to_string(), "-out", &s.scratch("broken.csr").display().to_string()], s.dir.path());
+    let o = run(
+        "openssl",
+        &[
+            "req",
+            "-inform",
+            "DER",
+            "-in",
+            &der.display().to_string(),
+            "-out",
+            &s.scratch("broken.csr").display().to_string(),
+        ],
+        s.dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let broken = std::fs::read_to_string(s.scratch("broken.csr")).expect("csr");
     let (_, rsa1024) = s.openssl_csr("weak", "/CN=jiro", &["rsa:1024"]);
@@ -326,7 +429,8 @@ async fn bad_inputs_get_clear_errors_and_change_nothing(backend: Backend) {
         (claims_admin, 422, "csr_subject_mismatch"),
         ("garbage".to_string(), 400, "bad_csr"),
     ] {
-        let (status, out) = s.public_api("POST", "/api/v1/enroll", Some(&json!({"code": code, "csr": csr, "password": PASSWORD})));
+        let (status, out) =
+            s.public_api("POST", "/api/v1/enroll", Some(&json!({"code": code, "csr": csr, "password": PASSWORD})));
         assert_eq!((status, out["error"]["code"].as_str()), (status_want, Some(code_want)), "{out}");
     }
     // Missing password on first enrollment.
@@ -338,7 +442,8 @@ async fn bad_inputs_get_clear_errors_and_change_nothing(backend: Backend) {
     assert_eq!(jiro["status"], "invited");
 
     // The code still works after all that; then it is used up.
-    let (status, out) = s.public_api("POST", "/api/v1/enroll", Some(&json!({"code": code, "csr": good_csr, "password": PASSWORD})));
+    let (status, out) =
+        s.public_api("POST", "/api/v1/enroll", Some(&json!({"code": code, "csr": good_csr, "password": PASSWORD})));
     assert_eq!(status, 201, "{out}");
     let (status, out) = s.public_api("POST", "/api/v1/enroll", Some(&json!({"code": code, "csr": good_csr})));
     assert_eq!((status, out["error"]["code"].as_str()), (409, Some("code_used")), "{out}");
@@ -386,7 +491,10 @@ async fn expire_codes(s: &Server, backend: Backend) {
         Backend::Postgres => s.db.url.clone(),
     };
     let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect");
-    sqlx::query("update enrollment_codes set expires_at = 1000 where redeemed_at is null").execute(&mut conn).await.expect("expire");
+    sqlx::query("update enrollment_codes set expires_at = 1000 where redeemed_at is null")
+        .execute(&mut conn)
+        .await
+        .expect("expire");
 }
 
 /// Renewal over mTLS: a new certificate for the same device; the old one no
@@ -400,8 +508,11 @@ async fn renewal_supersedes_the_presented_certificate(backend: Backend) {
     assert_eq!(out["device_id"], w.staff_a_device);
     assert_eq!(out["superseded_serial"], w.staff_a_serial.as_str());
     let renewed = s.scratch("staff-a-2.pem");
-    std::fs::write(&renewed, format!("{}{}", out["certificate"].as_str().expect("cert"), std::fs::read_to_string(key).expect("key")))
-        .expect("write");
+    std::fs::write(
+        &renewed,
+        format!("{}{}", out["certificate"].as_str().expect("cert"), std::fs::read_to_string(key).expect("key")),
+    )
+    .expect("write");
     let me = whoami(s, &renewed);
     assert_eq!((me["device_id"].as_i64(), me["login_id"].as_str()), (Some(w.staff_a_device), Some("hanako")));
     // The superseded certificate no longer gets through the handshake.
@@ -425,9 +536,16 @@ async fn pages_speak_japanese_and_keep_what_was_typed() {
     let form = |extra: &[(&str, &str)]| {
         let mut args: Vec<String> = Vec::new();
         for (k, v) in [
-            ("name", "こども食堂ひがし"), ("kind", "external"), ("address", "千歳市東町"), ("department", ""),
-            ("manager_name", "東 花子"), ("manager_login_id", "higashi"), ("manager_email", "h@example.test"),
-            ("manager_phone", "0123-11-2222"), ("purpose_attested", "true"), ("terms_version", "2026-04-01"),
+            ("name", "こども食堂ひがし"),
+            ("kind", "external"),
+            ("address", "千歳市東町"),
+            ("department", ""),
+            ("manager_name", "東 花子"),
+            ("manager_login_id", "higashi"),
+            ("manager_email", "h@example.test"),
+            ("manager_phone", "0123-11-2222"),
+            ("purpose_attested", "true"),
+            ("terms_version", "2026-04-01"),
         ]
         .iter()
         .map(|(k, v)| (*k, extra.iter().find(|(ek, _)| ek == k).map_or(*v, |(_, ev)| *ev)))
@@ -453,10 +571,8 @@ async fn pages_speak_japanese_and_keep_what_was_typed() {
     // Enroll from the page with a code issued by the manager.
     let user = register(s, &w.manager_a, w.facility_a, "saburo", "staff");
     let code = code_for(s, &w.manager_a, user);
-    let (_, status, html) = s.curl_public(
-        "/enroll",
-        &["--data-urlencode", &format!("code={code}"), "--data-urlencode", "password=short"],
-    );
+    let (_, status, html) =
+        s.curl_public("/enroll", &["--data-urlencode", &format!("code={code}"), "--data-urlencode", "password=short"]);
     assert_eq!(status, 422, "{html}");
     assert!(html.contains("パスワード（10文字以上）を確認してください"), "{html}");
     let (_, status, html) = s.curl_public(
@@ -477,7 +593,8 @@ async fn public_submissions_are_rate_limited() {
     let s = Server::start_with(Backend::Sqlite, &[("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "10")]).await;
     let mut statuses = Vec::new();
     for i in 0..12 {
-        let (status, out) = s.public_api("POST", "/api/v1/applications", Some(&application(&format!("施設{i}"), &format!("rl{i:02}"))));
+        let (status, out) =
+            s.public_api("POST", "/api/v1/applications", Some(&application(&format!("施設{i}"), &format!("rl{i:02}"))));
         statuses.push(status);
         if status == 429 {
             assert_eq!(out["error"]["code"], "rate_limited", "{out}");
@@ -486,7 +603,19 @@ async fn public_submissions_are_rate_limited() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 10, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
-    let (_, _, headers) = s.curl_public("/api/v1/applications", &["-D", "-", "-o", "/dev/null", "-H", "content-type: application/json", "--data-binary", &application("x", "rl99").to_string()]);
+    let (_, _, headers) = s.curl_public(
+        "/api/v1/applications",
+        &[
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &application("x", "rl99").to_string(),
+        ],
+    );
     assert!(headers.to_lowercase().contains("retry-after:"), "{headers}");
 }
 
@@ -500,20 +629,37 @@ async fn openapi_document_covers_every_route() {
     assert_eq!(status, 200, "{doc}");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
     let routes = [
-        ("get", "/api/v1/whoami"), ("get", "/api/v1/openapi.json"),
-        ("post", "/api/v1/applications"), ("get", "/api/v1/applications"), ("get", "/api/v1/application-status/{token}"),
-        ("post", "/api/v1/applications/{id}/approve"), ("post", "/api/v1/applications/{id}/reject"),
-        ("get", "/api/v1/facilities"), ("get", "/api/v1/facilities/{id}"), ("post", "/api/v1/facilities/{id}/suspend"),
-        ("post", "/api/v1/facilities/{id}/resume"), ("post", "/api/v1/facilities/{id}/close"),
-        ("post", "/api/v1/facilities/{id}/users"), ("get", "/api/v1/facilities/{id}/users"),
-        ("post", "/api/v1/users/{id}/enrollment-codes"), ("post", "/api/v1/enroll"),
-        ("get", "/api/v1/devices/{id}"), ("get", "/api/v1/certificates/{serial}"), ("post", "/api/v1/certificates/renew"),
+        ("get", "/api/v1/whoami"),
+        ("get", "/api/v1/openapi.json"),
+        ("post", "/api/v1/applications"),
+        ("get", "/api/v1/applications"),
+        ("get", "/api/v1/application-status/{token}"),
+        ("post", "/api/v1/applications/{id}/approve"),
+        ("post", "/api/v1/applications/{id}/reject"),
+        ("get", "/api/v1/facilities"),
+        ("get", "/api/v1/facilities/{id}"),
+        ("post", "/api/v1/facilities/{id}/suspend"),
+        ("post", "/api/v1/facilities/{id}/resume"),
+        ("post", "/api/v1/facilities/{id}/close"),
+        ("post", "/api/v1/facilities/{id}/users"),
+        ("get", "/api/v1/facilities/{id}/users"),
+        ("post", "/api/v1/users/{id}/enrollment-codes"),
+        ("post", "/api/v1/enroll"),
+        ("get", "/api/v1/devices/{id}"),
+        ("get", "/api/v1/certificates/{serial}"),
+        ("post", "/api/v1/certificates/renew"),
         ("get", "/api/v1/audit"),
-        ("post", "/api/v1/certificates/{serial}/revoke"), ("post", "/api/v1/certificates/{serial}/hold"),
-        ("post", "/api/v1/certificates/{serial}/release"), ("post", "/api/v1/devices/{id}/lost"),
-        ("post", "/api/v1/users/{id}/retire"), ("delete", "/api/v1/users/{id}"),
-        ("post", "/api/v1/emergency"), ("get", "/api/v1/escalations"), ("post", "/api/v1/escalations"),
-        ("post", "/api/v1/escalations/{id}/claim"), ("post", "/api/v1/escalations/{id}/resolve"),
+        ("post", "/api/v1/certificates/{serial}/revoke"),
+        ("post", "/api/v1/certificates/{serial}/hold"),
+        ("post", "/api/v1/certificates/{serial}/release"),
+        ("post", "/api/v1/devices/{id}/lost"),
+        ("post", "/api/v1/users/{id}/retire"),
+        ("delete", "/api/v1/users/{id}"),
+        ("post", "/api/v1/emergency"),
+        ("get", "/api/v1/escalations"),
+        ("post", "/api/v1/escalations"),
+        ("post", "/api/v1/escalations/{id}/claim"),
+        ("post", "/api/v1/escalations/{id}/resolve"),
         ("get", "/api/v1/escalations/{id}/notifications"),
     ];
     for (method, path) in routes {
@@ -522,6 +668,7 @@ async fn openapi_document_covers_every_route() {
         let responses = op["responses"].as_object().expect("responses");
         assert!(responses.keys().any(|k| k.starts_with('4')), "{method} {path} documents no error response");
     }
-    let documented: usize = doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
+    let documented: usize =
+        doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
     assert_eq!(documented, routes.len(), "routes in the document but not in this test's list");
 }

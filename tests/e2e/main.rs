@@ -34,7 +34,8 @@ async fn bootstrap_admin_is_usable_end_to_end(backend: Backend) {
     let root = s.data("ca/root.pem").display().to_string();
     let issuing = s.data("ca/issuing.pem").display().to_string();
 
-    let (ok, out) = openssl(dir, &["verify", "-CAfile", &root, "-untrusted", &issuing, "-purpose", "sslclient", &pem_s]);
+    let (ok, out) =
+        openssl(dir, &["verify", "-CAfile", &root, "-untrusted", &issuing, "-purpose", "sslclient", &pem_s]);
     assert!(ok && out.contains(": OK"), "openssl verify: {out}");
 
     let leaf = s.scratch("admin-cert.pem").display().to_string();
@@ -87,8 +88,21 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
     let (ok, out) = openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "self.key",
-            "-out", "self.pem", "-subj", "/CN=admin", "-days", "1",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-subj",
+            "/CN=admin",
+            "-days",
+            "1",
         ],
     );
     assert!(ok, "{out}");
@@ -101,17 +115,58 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
         .expect("write");
     for args in [
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "fca.key",
-            "-out", "fca.pem", "-subj", "/CN=CONNECT Issuing CA 1", "-days", "30", "-addext",
-            "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "fca.key",
+            "-out",
+            "fca.pem",
+            "-subj",
+            "/CN=CONNECT Issuing CA 1",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ][..],
         &[
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "fdev.key",
-            "-out", "fdev.csr", "-subj", "/CN=admin",
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "fdev.key",
+            "-out",
+            "fdev.csr",
+            "-subj",
+            "/CN=admin",
         ],
         &[
-            "x509", "-req", "-in", "fdev.csr", "-CA", "fca.pem", "-CAkey", "fca.key", "-set_serial", &serial, "-days",
-            "30", "-extfile", "ext.cnf", "-out", "fdev.pem",
+            "x509",
+            "-req",
+            "-in",
+            "fdev.csr",
+            "-CA",
+            "fca.pem",
+            "-CAkey",
+            "fca.key",
+            "-set_serial",
+            &serial,
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "fdev.pem",
         ],
     ] {
         let (ok, out) = openssl(dir, args);
@@ -130,7 +185,8 @@ async fn expired_and_unregistered_certificates_of_our_ca_are_refused() {
     let s = Server::start(Backend::Sqlite).await;
     let dir = s.dir.path();
     let ca = connect_pki_server::datadir::DataDir::new(&s.data_dir).load("http://127.0.0.1:8080").expect("CA loads");
-    let admin = DeviceSubject { facility: FacilityId(1), user: UserId(1), device: DeviceId(1), login_id: "admin".into() };
+    let admin =
+        DeviceSubject { facility: FacilityId(1), user: UserId(1), device: DeviceId(1), login_id: "admin".into() };
     let now = time::OffsetDateTime::now_utc();
     for (name, at) in [("expired", now - time::Duration::days(400)), ("unknown", now)] {
         let key = PrivateKey::generate(KeyKind::P256).expect("key");
@@ -242,7 +298,8 @@ async fn passphrase_from_the_environment_is_never_written_down() {
 async fn init_refuses_an_existing_data_directory_and_leaves_nothing_on_failure() {
     let s = Server::start(Backend::Sqlite).await;
     let before = std::fs::read(s.data("ca/root.pem")).expect("root");
-    let out = run(&binary().display().to_string(), &["init", "--data-dir", &s.data_dir.display().to_string()], s.dir.path());
+    let out =
+        run(&binary().display().to_string(), &["init", "--data-dir", &s.data_dir.display().to_string()], s.dir.path());
     assert!(!out.status.success());
     assert!(text(&out).contains("refusing to touch it"), "{}", text(&out));
     assert_eq!(std::fs::read(s.data("ca/root.pem")).expect("root"), before, "existing CA was modified");

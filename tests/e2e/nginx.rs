@@ -68,7 +68,11 @@ fn through_nginx(s: &Server, port: u16, pem: &Path) -> (u16, String) {
     let url = format!("https://127.0.0.1:{port}/healthz");
     let root = s.data("ca/root.pem").display().to_string();
     let pem = pem.display().to_string();
-    let o = connect_pki_e2e::run("curl", &["-sS", "--max-time", "20", "--cacert", &root, "--cert", &pem, "-w", "\n%{http_code}", &url], s.dir.path());
+    let o = connect_pki_e2e::run(
+        "curl",
+        &["-sS", "--max-time", "20", "--cacert", &root, "--cert", &pem, "-w", "\n%{http_code}", &url],
+        s.dir.path(),
+    );
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let (body, status) = out.rsplit_once('\n').unwrap_or(("", ""));
     (status.trim().parse().unwrap_or(0), body.to_string())
@@ -81,7 +85,8 @@ async fn nginx_refuses_a_device_right_after_its_revocation() {
     let body = json!({"display_name": "nginx user", "login_id": "via.nginx", "email": "n@example.test"});
     let (_, user) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
     let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(&admin), None);
-    let pem = s.enroll_csr(code["code"].as_str().expect("code"), Some("correct horse battery"), "nginx-dev", "/CN=via.nginx");
+    let pem =
+        s.enroll_csr(code["code"].as_str().expect("code"), Some("correct horse battery"), "nginx-dev", "/CN=via.nginx");
     let (_, me) = s.api("GET", "/api/v1/whoami", Some(&pem), None);
     let serial = me["serial"].as_str().expect("serial").to_string();
 
@@ -91,7 +96,12 @@ async fn nginx_refuses_a_device_right_after_its_revocation() {
     assert_eq!(status, 200, "nginx refused a good device: {body}");
     assert!(body.contains("\"status\":\"ok\""), "{body}");
 
-    let (status, out) = s.api("POST", &format!("/api/v1/certificates/{serial}/revoke"), Some(&admin), Some(&json!({"reason": "keyCompromise"})));
+    let (status, out) = s.api(
+        "POST",
+        &format!("/api/v1/certificates/{serial}/revoke"),
+        Some(&admin),
+        Some(&json!({"reason": "keyCompromise"})),
+    );
     assert_eq!(status, 200, "{out}");
     let (status, body) = through_nginx(&s, port, &pem);
     assert_eq!(status, 400, "nginx still let the revoked device through: {body}");

@@ -84,7 +84,8 @@ fn crl(s: &Server) -> Value {
     let file = s.scratch("crl.der");
     let (_, status, _) = s.curl_public("/crl/issuing.crl", &["-o", &path(&file)]);
     assert_eq!(status, 200);
-    let facts = python_json("ocsp_crl_facts.py", &["crl", &path(&file), &path(&s.data("ca/issuing.pem"))], s.dir.path());
+    let facts =
+        python_json("ocsp_crl_facts.py", &["crl", &path(&file), &path(&s.data("ca/issuing.pem"))], s.dir.path());
     assert_eq!(facts["signature_valid"], true, "{facts}");
     facts
 }
@@ -117,14 +118,21 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     let (status, out) = revoke(&s, &admin, &d.serial, "keyCompromise");
     let returned = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock").as_secs_f64();
     assert_eq!(status, 200, "{out}");
-    assert_eq!((out["status"].as_str(), out["reason"].as_str(), out["changed"].as_bool()), (Some("revoked"), Some("keyCompromise"), Some(true)));
+    assert_eq!(
+        (out["status"].as_str(), out["reason"].as_str(), out["changed"].as_bool()),
+        (Some("revoked"), Some("keyCompromise"), Some(true))
+    );
 
     // Right after the call: the handshake, OCSP (POST with nonce, and GET) and the CRL.
     assert!(!handshake_ok(&s, &d.pem), "revoked certificate still accepted");
     assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
     let req = s.scratch("req.der");
     let (issuing, ocsp) = (path(&s.data("ca/issuing.pem")), path(&s.data("ca/ocsp.pem")));
-    let o = run("openssl", &["ocsp", "-issuer", &issuing, "-cert", &path(&d.pem), "-no_nonce", "-reqout", &path(&req)], s.dir.path());
+    let o = run(
+        "openssl",
+        &["ocsp", "-issuer", &issuing, "-cert", &path(&d.pem), "-no_nonce", "-reqout", &path(&req)],
+        s.dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let o = run("openssl", &["base64", "-A", "-in", &path(&req)], s.dir.path());
     let b64 = String::from_utf8_lossy(&o.stdout).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
@@ -133,11 +141,23 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     assert_eq!(status, 200);
     let headers = headers.to_lowercase();
     assert!(headers.contains("content-type: application/ocsp-response"), "{headers}");
-    let max_age: i64 = headers.split("max-age=").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.trim().parse().ok()).expect("max-age");
+    let max_age: i64 = headers
+        .split("max-age=")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("max-age");
     assert!((1..=60).contains(&max_age), "{headers}");
-    let o = run("openssl", &["ocsp", "-respin", &path(&resp), "-issuer", &issuing, "-cert", &path(&d.pem), "-VAfile", &ocsp, "-no_nonce"], s.dir.path());
+    let o = run(
+        "openssl",
+        &["ocsp", "-respin", &path(&resp), "-issuer", &issuing, "-cert", &path(&d.pem), "-VAfile", &ocsp, "-no_nonce"],
+        s.dir.path(),
+    );
     let out = text(&o);
-    assert!(out.contains("Response verify OK") && out.contains(": revoked") && out.contains("keyCompromise"), "GET: {out}");
+    assert!(
+        out.contains("Response verify OK") && out.contains(": revoked") && out.contains("keyCompromise"),
+        "GET: {out}"
+    );
     let facts = python_json("ocsp_crl_facts.py", &["ocsp", &path(&resp), &issuing], s.dir.path());
     assert_eq!(facts["signature_verified"], true, "{facts}");
     assert_eq!(facts["responder_has_ocsp_signing"], true);
@@ -151,13 +171,21 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     assert!(after["crl_number"].as_u64() > before["crl_number"].as_u64(), "CRL number did not increase");
     assert_eq!(after["next_update_after_last"], 86400.0);
     let crl_pem = s.scratch("crl.pem");
-    let o = run("openssl", &["crl", "-inform", "DER", "-in", &path(&s.scratch("crl.der")), "-out", &path(&crl_pem), "-text"], s.dir.path());
+    let o = run(
+        "openssl",
+        &["crl", "-inform", "DER", "-in", &path(&s.scratch("crl.der")), "-out", &path(&crl_pem), "-text"],
+        s.dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let o = run("openssl", &["crl", "-in", &path(&crl_pem), "-noout", "-text"], s.dir.path());
     let out = text(&o).to_lowercase();
     assert!(out.contains("version 2") && out.contains(&d.serial) && out.contains("key compromise"), "{out}");
     let root = path(&s.data("ca/root.pem"));
-    let o = run("openssl", &["verify", "-crl_check", "-CAfile", &root, "-untrusted", &issuing, "-CRLfile", &path(&crl_pem), &path(&d.pem)], s.dir.path());
+    let o = run(
+        "openssl",
+        &["verify", "-crl_check", "-CAfile", &root, "-untrusted", &issuing, "-CRLfile", &path(&crl_pem), &path(&d.pem)],
+        s.dir.path(),
+    );
     assert!(!o.status.success() && text(&o).contains("certificate revoked"), "{}", text(&o));
 
     // The connection opened before: closed within 1 s of the call returning.
@@ -179,7 +207,12 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     let (status, out) = revoke(&s, &admin, &d.serial, "certificateHold");
     assert_eq!(status, 422, "{out}");
     let (_, log) = s.api("GET", "/api/v1/audit?limit=10000", Some(&admin), None);
-    let revocations = log.as_array().expect("audit").iter().filter(|r| r["action"] == "certificate.revoke" && r["target"] == format!("certificate:{}", d.serial)).count();
+    let revocations = log
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|r| r["action"] == "certificate.revoke" && r["target"] == format!("certificate:{}", d.serial))
+        .count();
     assert_eq!(revocations, 1, "the audit log records the revocation once");
 }
 both_backends!(revocation_takes_effect_before_the_call_returns);
@@ -243,7 +276,8 @@ async fn every_operation_shows_everywhere(backend: Backend) {
     // Scheduled retirement: nothing until the time, then everything.
     let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let at = at.format(&time::format_description::well_known::Rfc3339).expect("format");
-    let (status, out) = s.api("POST", &format!("/api/v1/users/{}/retire", d.user_id), Some(&admin), Some(&json!({"at": at})));
+    let (status, out) =
+        s.api("POST", &format!("/api/v1/users/{}/retire", d.user_id), Some(&admin), Some(&json!({"at": at})));
     assert_eq!((status, out["status"].as_str()), (200, Some("scheduled")), "{out}");
     assert_eq!(ocsp_status(&s, &d.pem), "good");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -255,15 +289,21 @@ async fn every_operation_shows_everywhere(backend: Backend) {
     assert!(!handshake_ok(&s, &d.pem));
 
     // Facility closure: cessationOfOperation for everyone in it.
-    let (status, created) = s.public_api("POST", "/api/v1/applications", Some(&json!({
+    let (status, created) = s.public_api(
+        "POST",
+        "/api/v1/applications",
+        Some(&json!({
         "name": "閉所する施設", "kind": "internal", "address": "千歳市", "department": null,
         "manager": {"name": "閉所 太郎", "login_id": "closing", "email": "c@example.test", "phone": "0123-00-0000"},
-        "purpose_attested": true, "terms_version": "2026-04-01"})));
+        "purpose_attested": true, "terms_version": "2026-04-01"})),
+    );
     assert_eq!(status, 201, "{created}");
     let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(&admin), None);
-    let manager = s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "closing");
+    let manager =
+        s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "closing");
     assert!(handshake_ok(&s, &manager));
-    let (status, out) = s.api("POST", &format!("/api/v1/facilities/{}/close", approval["facility_id"]), Some(&admin), None);
+    let (status, out) =
+        s.api("POST", &format!("/api/v1/facilities/{}/close", approval["facility_id"]), Some(&admin), None);
     assert_eq!((status, out["facility"]["status"].as_str()), (200, Some("closed")), "{out}");
     assert!(!handshake_ok(&s, &manager));
     assert_eq!(ocsp_status(&s, &manager), "revoked cessationOfOperation");
@@ -290,7 +330,8 @@ async fn scheduled_retirement_is_caught_up_after_downtime() {
     let at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
         .format(&time::format_description::well_known::Rfc3339)
         .expect("format");
-    let (status, out) = s.api("POST", &format!("/api/v1/users/{}/retire", d.user_id), Some(&admin), Some(&json!({"at": at})));
+    let (status, out) =
+        s.api("POST", &format!("/api/v1/users/{}/retire", d.user_id), Some(&admin), Some(&json!({"at": at})));
     assert_eq!((status, out["status"].as_str()), (200, Some("scheduled")), "{out}");
     assert!(s.stop().is_some_and(|st| st.success()));
     std::thread::sleep(Duration::from_secs(3));
@@ -322,7 +363,14 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
     let post = |body_file: &Path, out: &str| -> u16 {
         let (_, status, _) = s.curl_public(
             "/ocsp",
-            &["-H", "content-type: application/ocsp-request", "--data-binary", &format!("@{}", path(body_file)), "-o", out],
+            &[
+                "-H",
+                "content-type: application/ocsp-request",
+                "--data-binary",
+                &format!("@{}", path(body_file)),
+                "-o",
+                out,
+            ],
         );
         status
     };
@@ -332,7 +380,11 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
     assert_eq!(post(&garbage, "g.der"), 200);
     assert_eq!(status_of("g.der"), "MALFORMED_REQUEST");
     let req = s.scratch("two.der");
-    let o = run("openssl", &["ocsp", "-issuer", &issuing, "-cert", &path(&good.pem), "-cert", &path(&bad.pem), "-reqout", &path(&req)], s.dir.path());
+    let o = run(
+        "openssl",
+        &["ocsp", "-issuer", &issuing, "-cert", &path(&good.pem), "-cert", &path(&bad.pem), "-reqout", &path(&req)],
+        s.dir.path(),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let full = std::fs::read(&req).expect("req");
     let truncated = s.scratch("truncated.der");
@@ -349,7 +401,23 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
 
     // A certificate of another issuer: unauthorized.
     let dir = s.dir.path();
-    let other = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "other.key", "-out", "other.pem", "-subj", "/CN=Other CA", "-days", "2"];
+    let other = [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "other.key",
+        "-out",
+        "other.pem",
+        "-subj",
+        "/CN=Other CA",
+        "-days",
+        "2",
+    ];
     assert!(run("openssl", &other, dir).status.success());
     let o = run("openssl", &["ocsp", "-issuer", "other.pem", "-serial", "0x1234", "-reqout", "foreign.der"], dir);
     assert!(o.status.success(), "{}", text(&o));
@@ -366,10 +434,36 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
     let out = openssl_ocsp(&s, &good.pem, &["-sha256", "-cert", &path(&bad.pem)]);
     assert!(out.contains(": good") && out.contains(": revoked"), "{out}");
     // A serial of ours that was never issued: unknown.
-    let o = run("openssl", &["ocsp", "-issuer", &issuing, "-serial", "0x4242424242", "-url", &format!("http://{}/ocsp", s.public), "-VAfile", &path(&s.data("ca/ocsp.pem"))], dir);
+    let o = run(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            &issuing,
+            "-serial",
+            "0x4242424242",
+            "-url",
+            &format!("http://{}/ocsp", s.public),
+            "-VAfile",
+            &path(&s.data("ca/ocsp.pem")),
+        ],
+        dir,
+    );
     assert!(text(&o).contains(": unknown"), "{}", text(&o));
     // Nonce responses are not cacheable; plain ones are, briefly.
-    let (_, _, h) = s.curl_public("/ocsp", &["-H", "content-type: application/ocsp-request", "--data-binary", &format!("@{}", path(&req)), "-D", "-", "-o", "/dev/null"]);
+    let (_, _, h) = s.curl_public(
+        "/ocsp",
+        &[
+            "-H",
+            "content-type: application/ocsp-request",
+            "--data-binary",
+            &format!("@{}", path(&req)),
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+        ],
+    );
     assert!(h.to_lowercase().contains("cache-control: no-store"), "{h}");
 }
 
@@ -389,7 +483,17 @@ async fn sigkill_in_a_burst_loses_no_answered_revocation(backend: Backend) {
             scope.spawn(move || {
                 for d in chunk {
                     let url = format!("/api/v1/certificates/{}/revoke", d.serial);
-                    let (code, status, _) = s.curl_api(&url, &["--cert", &path(admin), "-H", "content-type: application/json", "--data-binary", "{\"reason\":\"keyCompromise\"}"]);
+                    let (code, status, _) = s.curl_api(
+                        &url,
+                        &[
+                            "--cert",
+                            &path(admin),
+                            "-H",
+                            "content-type: application/json",
+                            "--data-binary",
+                            "{\"reason\":\"keyCompromise\"}",
+                        ],
+                    );
                     if code == 0 && status == 200 {
                         answered.lock().expect("lock").push(d.serial.clone());
                     }
@@ -409,8 +513,17 @@ async fn sigkill_in_a_burst_loses_no_answered_revocation(backend: Backend) {
     s.spawn(&[]);
     let list = crl(&s);
     for d in devices.iter().filter(|d| answered.contains(&d.serial)) {
-        assert_eq!(list["revoked"][&d.serial], "key_compromise", "answered revocation of {} lost from the CRL", d.serial);
-        assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise", "answered revocation of {} lost from OCSP", d.serial);
+        assert_eq!(
+            list["revoked"][&d.serial], "key_compromise",
+            "answered revocation of {} lost from the CRL",
+            d.serial
+        );
+        assert_eq!(
+            ocsp_status(&s, &d.pem),
+            "revoked keyCompromise",
+            "answered revocation of {} lost from OCSP",
+            d.serial
+        );
         assert!(!handshake_ok(&s, &d.pem), "answered revocation of {} lost from the handshake", d.serial);
     }
     eprintln!("{} of {} revocations were answered before SIGKILL; all survived", answered.len(), devices.len());
@@ -427,12 +540,15 @@ async fn check_reports_certificates_that_should_be_revoked() {
     let d = device(&s, &admin, "leaver");
     assert_eq!(s.api("POST", &format!("/api/v1/users/{}/retire", d.user_id), Some(&admin), None).0, 200);
     sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(&format!("sqlite://{}", s.data("connect-pki.db").display())).await.expect("db");
-    sqlx::query("update certificates set status = 'valid', revocation_reason = null, revoked_at = null where serial = $1")
-        .bind(&d.serial)
-        .execute(&mut conn)
-        .await
-        .expect("edit");
+    let mut conn =
+        sqlx::AnyConnection::connect(&format!("sqlite://{}", s.data("connect-pki.db").display())).await.expect("db");
+    sqlx::query(
+        "update certificates set status = 'valid', revocation_reason = null, revoked_at = null where serial = $1",
+    )
+    .bind(&d.serial)
+    .execute(&mut conn)
+    .await
+    .expect("edit");
     let o = run(&path(connect_pki_e2e::binary()), &["check", "--data-dir", &path(&s.data_dir)], s.dir.path());
     assert!(!o.status.success(), "check passed: {}", text(&o));
     assert!(text(&o).contains(&d.serial) && text(&o).contains("is retired"), "{}", text(&o));
@@ -449,7 +565,22 @@ async fn a_revocation_on_one_instance_reaches_the_other() {
     let peer = s.peer();
     let root = path(&s.data("ca/root.pem"));
     let via_peer = || {
-        let o = run("curl", &["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &root, "--cert", &path(&d.pem), &format!("https://{}/api/v1/whoami", peer.api)], s.dir.path());
+        let o = run(
+            "curl",
+            &[
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                &root,
+                "--cert",
+                &path(&d.pem),
+                &format!("https://{}/api/v1/whoami", peer.api),
+            ],
+            s.dir.path(),
+        );
         String::from_utf8_lossy(&o.stdout).trim() == "200"
     };
     assert!(via_peer(), "the second instance refused a good device");
@@ -459,6 +590,20 @@ async fn a_revocation_on_one_instance_reaches_the_other() {
         assert!(Instant::now() < deadline, "the second instance never saw the revocation");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let o = run("openssl", &["ocsp", "-issuer", &path(&s.data("ca/issuing.pem")), "-cert", &path(&d.pem), "-url", &format!("http://{}/ocsp", peer.public), "-VAfile", &path(&s.data("ca/ocsp.pem"))], s.dir.path());
+    let o = run(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            &path(&s.data("ca/issuing.pem")),
+            "-cert",
+            &path(&d.pem),
+            "-url",
+            &format!("http://{}/ocsp", peer.public),
+            "-VAfile",
+            &path(&s.data("ca/ocsp.pem")),
+        ],
+        s.dir.path(),
+    );
     assert!(text(&o).contains(": revoked"), "{}", text(&o));
 }

@@ -28,7 +28,8 @@ pub fn binary() -> &'static Path {
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building connect-pki failed");
-        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
+        let target =
+            std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| workspace().join("target"));
         target.join("debug").join("connect-pki")
     })
 }
@@ -50,11 +51,15 @@ pub fn text(out: &Output) -> String {
 
 /// libfaketime from Debian's `faketime` package (installed by tests/run).
 pub fn faketime_library() -> PathBuf {
-    ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/faketime/libfaketimeMT.so.1"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("libfaketime is needed for this test (apt-get install faketime; the README's test command does)")
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("libfaketime is needed for this test (apt-get install faketime; the README's test command does)")
 }
 
 /// A running `connect-pki serve` with its data directory and database.
@@ -158,9 +163,10 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(bytes) = std::fs::read(ready)
-                && let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
-                    return v;
-                }
+                && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+            {
+                return v;
+            }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("serve exited with {status} before listening:\n{}", self.log());
             }
@@ -322,13 +328,26 @@ impl Server {
         let p12 = self.scratch(&format!("{name}.p12"));
         let b64 = out["pkcs12"].as_str().expect("pkcs12");
         std::fs::write(self.scratch(&format!("{name}.p12.b64")), b64).expect("write");
-        let o = run("openssl", &["base64", "-d", "-A", "-in", &format!("{name}.p12.b64"), "-out", &p12.display().to_string()], self.dir.path());
+        let o = run(
+            "openssl",
+            &["base64", "-d", "-A", "-in", &format!("{name}.p12.b64"), "-out", &p12.display().to_string()],
+            self.dir.path(),
+        );
         assert!(o.status.success(), "{}", text(&o));
         let pem = self.scratch(&format!("{name}.pem"));
         let pass = format!("pass:{}", out["pkcs12_password"].as_str().expect("password"));
         let o = run(
             "openssl",
-            &["pkcs12", "-in", &p12.display().to_string(), "-passin", &pass, "-nodes", "-out", &pem.display().to_string()],
+            &[
+                "pkcs12",
+                "-in",
+                &p12.display().to_string(),
+                "-passin",
+                &pass,
+                "-nodes",
+                "-out",
+                &pem.display().to_string(),
+            ],
             self.dir.path(),
         );
         assert!(o.status.success(), "openssl pkcs12 could not open the enrolled PKCS#12: {}", text(&o));

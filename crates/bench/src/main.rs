@@ -22,68 +22,42 @@ fn main() -> anyhow::Result<()> {
     // The memory figure is taken in a process of its own, so that nothing the
     // other benchmarks allocated and freed hides or inflates it.
     if args.get(1).map(String::as_str) == Some("__memory") {
-        let n: usize = args
-            .get(2)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000);
+        let n: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
         println!("{}", memory_bench(n));
         return Ok(());
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(quick))
 }
 
 async fn run(quick: bool) -> anyhow::Result<()> {
     for tool in ["wrk", "openssl", "cfssl"] {
-        if Command::new("which")
-            .arg(tool)
-            .output()
-            .map(|o| !o.status.success())
-            .unwrap_or(true)
-        {
+        if Command::new("which").arg(tool).output().map(|o| !o.status.success()).unwrap_or(true) {
             bail!("{tool} is needed (apt-get install wrk openssl golang-cfssl)");
         }
     }
     let mut results = serde_json::Map::new();
     let (n_certs, n_refusal) = if quick { (2_000, 100) } else { (10_000, 1_000) };
-    eprintln!(
-        "== setting up {n_certs} certificates (10 % revoked) and {n_refusal} devices to revoke"
-    );
+    eprintln!("== setting up {n_certs} certificates (10 % revoked) and {n_refusal} devices to revoke");
     let env = Env::create(n_certs, n_refusal).await?;
 
     eprintln!("== CRL rebuild");
     results.insert("crl".into(), crl_bench(&env, quick)?);
     eprintln!("== memory of the revocation index");
     let n = if quick { 200_000 } else { 1_000_000 };
-    let out = Command::new(std::env::current_exe()?)
-        .args(["__memory", &n.to_string()])
-        .output()?;
-    results.insert(
-        "memory".into(),
-        serde_json::from_slice(&out.stdout).context("memory benchmark output")?,
-    );
+    let out = Command::new(std::env::current_exe()?).args(["__memory", &n.to_string()]).output()?;
+    results.insert("memory".into(), serde_json::from_slice(&out.stdout).context("memory benchmark output")?);
     eprintln!("== TLS handshakes with and without the live check");
-    results.insert(
-        "handshake".into(),
-        setup::handshake_bench(&env, if quick { 500 } else { 3_000 })?,
-    );
+    results.insert("handshake".into(), setup::handshake_bench(&env, if quick { 500 } else { 3_000 })?);
 
     let server = env.serve()?;
     eprintln!("== OCSP throughput: connect-pki, openssl ocsp, cfssl ocspserve");
-    results.insert(
-        "ocsp".into(),
-        ocsp_bench(&env, &server, if quick { 3 } else { 10 }).await?,
-    );
+    results.insert("ocsp".into(), ocsp_bench(&env, &server, if quick { 3 } else { 10 }).await?);
     eprintln!("== revocation to refusal");
     results.insert("refusal".into(), setup::refusal_bench(&env, &server).await?);
     eprintln!("== enrollment with a CSR");
-    results.insert(
-        "enroll".into(),
-        enroll_bench(&env, &server, if quick { 2 } else { 5 }).await?,
-    );
+    results.insert("enroll".into(), enroll_bench(&env, &server, if quick { 2 } else { 5 }).await?);
     drop(server);
     if std::env::var("BENCH_KEEP").is_ok() {
         eprintln!("(kept {})", env.keep().display());
@@ -136,10 +110,7 @@ impl Drop for Proc {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -156,10 +127,8 @@ fn crl_bench(env: &Env, quick: bool) -> anyhow::Result<Value> {
         eprintln!(
             "   {n} entries: connect-pki {ours_ms:.1} ms ({ours_bytes} B), openssl ca -gencrl {openssl_ms:.1} ms ({openssl_bytes} B)"
         );
-        rows.push(
-            json!({"entries": n, "connect_pki_ms": ours_ms, "connect_pki_bytes": ours_bytes,
-                          "openssl_ms": openssl_ms, "openssl_bytes": openssl_bytes}),
-        );
+        rows.push(json!({"entries": n, "connect_pki_ms": ours_ms, "connect_pki_bytes": ours_bytes,
+                          "openssl_ms": openssl_ms, "openssl_bytes": openssl_bytes}));
     }
     Ok(Value::Array(rows))
 }
@@ -169,10 +138,7 @@ fn memory_bench(n: usize) -> Value {
     let index = setup::big_index(n);
     let after = setup::rss_bytes();
     let mib = (after.saturating_sub(before)) as f64 / (1024.0 * 1024.0);
-    eprintln!(
-        "   {n} serials: {mib:.1} MiB resident ({} entries)",
-        index.len()
-    );
+    eprintln!("   {n} serials: {mib:.1} MiB resident ({} entries)", index.len());
     drop(index);
     json!({"serials": n, "resident_mib": mib})
 }
@@ -180,15 +146,9 @@ fn memory_bench(n: usize) -> Value {
 /// Parsed `wrk --latency` output.
 fn parse_wrk(out: &str) -> Value {
     let num = |prefix: &str| -> Option<f64> {
-        out.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| {
-                let (n, unit) = v
-                    .trim_end_matches(|c: char| c.is_alphabetic())
-                    .parse::<f64>()
-                    .ok()
-                    .map(|n| (n, v))?;
+        out.lines().find(|l| l.trim_start().starts_with(prefix)).and_then(|l| l.split_whitespace().nth(1)).and_then(
+            |v| {
+                let (n, unit) = v.trim_end_matches(|c: char| c.is_alphabetic()).parse::<f64>().ok().map(|n| (n, v))?;
                 Some(if unit.ends_with("us") {
                     n / 1000.0
                 } else if unit.ends_with("ms") {
@@ -198,7 +158,8 @@ fn parse_wrk(out: &str) -> Value {
                 } else {
                     n
                 })
-            })
+            },
+        )
     };
     let rps = out
         .lines()
@@ -216,34 +177,17 @@ fn parse_wrk(out: &str) -> Value {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
-    let errors = out
-        .lines()
-        .find(|l| l.contains("Socket errors"))
-        .map(str::trim)
-        .unwrap_or("")
-        .to_string();
+    let errors = out.lines().find(|l| l.contains("Socket errors")).map(str::trim).unwrap_or("").to_string();
     json!({"rps": rps, "p50_ms": num("50%"), "p99_ms": num("99%"), "requests": requests, "non_2xx": non2xx, "socket_errors": errors})
 }
 
-fn wrk(
-    url: &str,
-    script: &Path,
-    args: &[&str],
-    connections: u32,
-    seconds: u32,
-) -> anyhow::Result<Value> {
+fn wrk(url: &str, script: &Path, args: &[&str], connections: u32, seconds: u32) -> anyhow::Result<Value> {
     let mut cmd = Command::new("wrk");
-    cmd.args([
-        "-t2",
-        &format!("-c{connections}"),
-        &format!("-d{seconds}s"),
-        "--latency",
-        "-s",
-    ])
-    .arg(script)
-    .arg(url)
-    .arg("--")
-    .args(args);
+    cmd.args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .arg("--")
+        .args(args);
     let out = cmd.output().context("wrk")?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     Ok(parse_wrk(&text))
@@ -252,14 +196,7 @@ fn wrk(
 async fn ocsp_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow::Result<Value> {
     let requests = env.ocsp_requests()?;
     let req_file = env.path("ocsp-requests.hex");
-    std::fs::write(
-        &req_file,
-        requests
-            .iter()
-            .map(hex::encode)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )?;
+    std::fs::write(&req_file, requests.iter().map(hex::encode).collect::<Vec<_>>().join("\n"))?;
     let script = env.path("post.lua");
     std::fs::write(&script, LUA_POST)?;
 
@@ -300,14 +237,7 @@ async fn ocsp_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow:
         let cfssl_port = free_port();
         let cfssl = Proc::spawn(
             Command::new("cfssl")
-                .args([
-                    "ocspserve",
-                    "-address",
-                    "127.0.0.1",
-                    "-port",
-                    &cfssl_port.to_string(),
-                    "-responses",
-                ])
+                .args(["ocspserve", "-address", "127.0.0.1", "-port", &cfssl_port.to_string(), "-responses"])
                 .arg(&resp_file)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -324,20 +254,11 @@ async fn ocsp_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow:
         setup::wait_ocsp(&format!("127.0.0.1:{cfssl_port}"), &requests[0]).await?;
         let targets = [
             ("connect-pki", format!("http://{}/ocsp", server.public)),
-            (
-                "openssl ocsp -multi 2",
-                format!("http://127.0.0.1:{openssl_port}/"),
-            ),
+            ("openssl ocsp -multi 2", format!("http://127.0.0.1:{openssl_port}/")),
             ("cfssl ocspserve", format!("http://127.0.0.1:{cfssl_port}/")),
         ];
         for (name, url) in &targets {
-            let r = wrk(
-                url,
-                &script,
-                &[&req_file.display().to_string()],
-                connections,
-                seconds,
-            )?;
+            let r = wrk(url, &script, &[&req_file.display().to_string()], connections, seconds)?;
             eprintln!(
                 "   {name:24} c={connections:2}: {} req/s, p50 {} ms, p99 {} ms {}",
                 r["rps"], r["p50_ms"], r["p99_ms"], r["socket_errors"]
@@ -345,18 +266,18 @@ async fn ocsp_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow:
             rows.push(json!({"target": name, "connections": connections, "result": r}));
         }
     }
-    Ok(
-        json!({"certificates": requests.len(), "revoked_share": 0.1, "seconds": seconds, "runs": rows}),
-    )
+    Ok(json!({"certificates": requests.len(), "revoked_share": 0.1, "seconds": seconds, "runs": rows}))
 }
 
 /// Two instances on one PostgreSQL database: revoke through A, measure until
 /// B refuses the handshake.
 async fn cross_instance(n: usize) -> anyhow::Result<Value> {
     use sqlx::Connection;
-    let admin_url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin_url =
+        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let name = format!("cpki_bench_{}", std::process::id());
-    let mut conn = sqlx::PgConnection::connect(&admin_url).await.context("PostgreSQL for the cross-instance benchmark")?;
+    let mut conn =
+        sqlx::PgConnection::connect(&admin_url).await.context("PostgreSQL for the cross-instance benchmark")?;
     sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await?;
     sqlx::query(&format!("create database {name}")).execute(&mut conn).await?;
     let url = format!("{}/{name}", admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base));
@@ -379,19 +300,11 @@ async fn enroll_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyho
     std::fs::write(&file, bodies.join("\n"))?;
     let script = env.path("enroll.lua");
     std::fs::write(&script, LUA_JSON)?;
-    let r = wrk(
-        &format!("http://{}/api/v1/enroll", server.public),
-        &script,
-        &[&file.display().to_string()],
-        16,
-        seconds,
-    )?;
+    let r =
+        wrk(&format!("http://{}/api/v1/enroll", server.public), &script, &[&file.display().to_string()], 16, seconds)?;
     let ok = r["requests"].as_f64().unwrap_or(0.0) - r["non_2xx"].as_f64().unwrap_or(0.0);
     let per_s = ok / f64::from(seconds);
-    eprintln!(
-        "   {per_s:.0} enrollments/s (p50 {} ms, p99 {} ms, {} refused)",
-        r["p50_ms"], r["p99_ms"], r["non_2xx"]
-    );
+    eprintln!("   {per_s:.0} enrollments/s (p50 {} ms, p99 {} ms, {} refused)", r["p50_ms"], r["p99_ms"], r["non_2xx"]);
     Ok(json!({"enrollments_per_s": per_s, "wrk": r}))
 }
 
@@ -447,13 +360,8 @@ fn markdown(r: &Value) -> String {
             let ours = get("connect-pki");
             let ossl = get("openssl ocsp -multi 2");
             let cfssl = get("cfssl ocspserve");
-            let ratio = |a: &Value, b: &Value| {
-                a["rps"]
-                    .as_f64()
-                    .zip(b["rps"].as_f64())
-                    .map(|(a, b)| a / b)
-                    .unwrap_or(0.0)
-            };
+            let ratio =
+                |a: &Value, b: &Value| a["rps"].as_f64().zip(b["rps"].as_f64()).map(|(a, b)| a / b).unwrap_or(0.0);
             s.push_str(&format!(
                 "| OCSP POST, {c} connections ({} certs) | {:.0} req/s, p50 {} ms, p99 {} ms | openssl {:.0} req/s (×{:.1}), cfssl {:.0} req/s (×{:.1}) | ≥5× openssl, ≥3× cfssl, p99 < 10 ms |\n",
                 r["ocsp"]["certificates"], ours["rps"].as_f64().unwrap_or(0.0), ours["p50_ms"], ours["p99_ms"],
@@ -494,7 +402,8 @@ fn markdown(r: &Value) -> String {
     ));
     s.push_str(&format!(
         "| enrollment with a CSR (SQLite, 16 connections) | {:.0} certificates/s, p99 {} ms | — | ≥ 500/s |\n",
-        r["enroll"]["enrollments_per_s"].as_f64().unwrap_or(0.0), r["enroll"]["wrk"]["p99_ms"]
+        r["enroll"]["enrollments_per_s"].as_f64().unwrap_or(0.0),
+        r["enroll"]["wrk"]["p99_ms"]
     ));
     s
 }

@@ -10,9 +10,7 @@ use anyhow::{Context, anyhow, bail};
 use connect_pki_ca::crl::CrlEntry;
 use connect_pki_ca::{DeviceSubject, IssuingCa, KeyKind, PrivateKey};
 use connect_pki_domain::certificate::Change;
-use connect_pki_domain::{
-    CertStatus, FacilityId, Reason, Role, Serial, SystemClock, UserId, UserStatus,
-};
+use connect_pki_domain::{CertStatus, FacilityId, Reason, Role, Serial, SystemClock, UserId, UserStatus};
 use connect_pki_server::InitOptions;
 use connect_pki_server::datadir::DataDir;
 use connect_pki_server::revocation::index::CertIndex;
@@ -70,7 +68,8 @@ impl Env {
         connect_pki_server::init(&opts, &SystemClock).await?;
         let loaded = DataDir::new(&data).load("http://127.0.0.1:8080")?;
         let store =
-            Store::connect(&database_url.unwrap_or_else(|| connect_pki_server::config::default_database_url(&data))).await?;
+            Store::connect(&database_url.unwrap_or_else(|| connect_pki_server::config::default_database_url(&data)))
+                .await?;
         let (issuing_der, root_der) = (loaded.issuing_der.clone(), loaded.root_der.clone());
         let ca = loaded.issuing;
         let key = PrivateKey::generate(KeyKind::P256)?;
@@ -96,14 +95,7 @@ impl Env {
             let c = add(&store, &ca, &key, staff.id).await?;
             let revoked = i % 10 == 0;
             if revoked {
-                store
-                    .change_certificate(
-                        &c.serial,
-                        Change::Revoke(Reason::KeyCompromise),
-                        "bench",
-                        now,
-                    )
-                    .await?;
+                store.change_certificate(&c.serial, Change::Revoke(Reason::KeyCompromise), "bench", now).await?;
             }
             set.push((c, revoked));
         }
@@ -111,23 +103,8 @@ impl Env {
         for _ in 0..n_refusal {
             to_revoke.push(add(&store, &ca, &key, staff.id).await?);
         }
-        eprintln!(
-            "   issued {} certificates in {:.1} s",
-            n + n_refusal + 1,
-            started.elapsed().as_secs_f64()
-        );
-        Ok(Self {
-            dir,
-            data,
-            store,
-            ca,
-            issuing_der,
-            root_der,
-            key,
-            admin,
-            set,
-            to_revoke,
-        })
+        eprintln!("   issued {} certificates in {:.1} s", n + n_refusal + 1, started.elapsed().as_secs_f64());
+        Ok(Self { dir, data, store, ca, issuing_der, root_der, key, admin, set, to_revoke })
     }
 
     /// Keeps the working directory after the run, for inspection.
@@ -136,11 +113,7 @@ impl Env {
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        if rel.starts_with("ca/") {
-            self.data.join(rel)
-        } else {
-            self.dir.path().join(rel)
-        }
+        if rel.starts_with("ca/") { self.data.join(rel) } else { self.dir.path().join(rel) }
     }
 
     /// Starts the release binary on the data directory.
@@ -151,44 +124,28 @@ impl Env {
     /// Starts one more instance on the same data directory and database.
     pub fn serve_named(&self, ready_name: &str) -> anyhow::Result<Running> {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--quiet",
-                "-p",
-                "connect-pki",
-                "--bin",
-                "connect-pki",
-            ])
+            .args(["build", "--release", "--quiet", "-p", "connect-pki", "--bin", "connect-pki"])
             .current_dir(workspace())
             .status()?;
         if !status.success() {
             bail!("building connect-pki failed");
         }
         let ready = self.path(ready_name);
-        let proc = Proc::spawn(Command::new(workspace().join("target/release/connect-pki"))
-            .stdin(Stdio::null())
-            .args([
-                "serve",
-                "--public-addr",
-                "127.0.0.1:0",
-                "--api-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(&self.data)
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000000")
-            .env("CONNECT_PKI_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit()))?;
+        let proc = Proc::spawn(
+            Command::new(workspace().join("target/release/connect-pki"))
+                .stdin(Stdio::null())
+                .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
+                .arg(&self.data)
+                .arg("--ready-file")
+                .arg(&ready)
+                .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000000")
+                .env("CONNECT_PKI_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        )?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let addrs: Value = loop {
-            if let Some(v) = std::fs::read(&ready)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-            {
+            if let Some(v) = std::fs::read(&ready).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
                 break v;
             }
             if Instant::now() > deadline {
@@ -196,10 +153,7 @@ impl Env {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let public = addrs["public_addr"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let public = addrs["public_addr"].as_str().unwrap_or_default().to_string();
         let api = addrs["api_addr"].as_str().unwrap_or_default().to_string();
         let roots = {
             let mut r = rustls::RootCertStore::empty();
@@ -225,17 +179,12 @@ impl Env {
         for _ in 0..3 {
             let t = Instant::now();
             let now = OffsetDateTime::now_utc();
-            let entries = index
-                .crl_entries(now.unix_timestamp())
-                .into_iter()
-                .map(|(k, e)| CrlEntry {
-                    serial: connect_pki_server::revocation::index::serial_bytes(k),
-                    revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(now),
-                    reason: e.reason.unwrap_or(Reason::Unspecified),
-                });
-            let der = self
-                .ca
-                .sign_crl(entries, 7, now, now + time::Duration::hours(24))?;
+            let entries = index.crl_entries(now.unix_timestamp()).into_iter().map(|(k, e)| CrlEntry {
+                serial: connect_pki_server::revocation::index::serial_bytes(k),
+                revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(now),
+                reason: e.reason.unwrap_or(Reason::Unspecified),
+            });
+            let der = self.ca.sign_crl(entries, 7, now, now + time::Duration::hours(24))?;
             times.push(t.elapsed().as_secs_f64() * 1000.0);
             size = der.len();
         }
@@ -287,11 +236,8 @@ impl Env {
             }
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        let o = Command::new("openssl")
-            .args(["crl", "-in"])
-            .arg(dir.join("crl.pem"))
-            .args(["-outform", "DER"])
-            .output()?;
+        let o =
+            Command::new("openssl").args(["crl", "-in"]).arg(dir.join("crl.pem")).args(["-outform", "DER"]).output()?;
         Ok((crate::median(times), o.stdout.len()))
     }
 
@@ -302,10 +248,7 @@ impl Env {
         let pem = std::fs::read_to_string(self.path(&format!("ca/{name}.key.pem")))?;
         let key = PrivateKey::from_encrypted_pem(&pem, &pass, name)?;
         let out = self.path(&format!("{name}.plain.key"));
-        std::fs::write(
-            &out,
-            connect_pki_ca::issue::to_pem("PRIVATE KEY", key.pkcs8_der()),
-        )?;
+        std::fs::write(&out, connect_pki_ca::issue::to_pem("PRIVATE KEY", key.pkcs8_der()))?;
         Ok(out)
     }
 
@@ -319,9 +262,7 @@ impl Env {
                     "R\t271231000000Z\t261125000000Z,keyCompromise\t{serial}\tunknown\t/CN=bench\n"
                 ));
             } else {
-                index.push_str(&format!(
-                    "V\t271231000000Z\t\t{serial}\tunknown\t/CN=bench\n"
-                ));
+                index.push_str(&format!("V\t271231000000Z\t\t{serial}\tunknown\t/CN=bench\n"));
             }
         }
         let path = self.path("openssl-index.txt");
@@ -333,13 +274,9 @@ impl Env {
     /// One DER OCSP request (SHA-1 CertID, no nonce — what RFC 5019 clients
     /// send) per certificate of the set.
     pub fn ocsp_requests(&self) -> anyhow::Result<Vec<Vec<u8>>> {
-        let (_, issuer) =
-            x509_parser::parse_x509_certificate(&self.issuing_der).map_err(|e| anyhow!("{e}"))?;
-        let sha1 = |d: &[u8]| {
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d)
-                .as_ref()
-                .to_vec()
-        };
+        let (_, issuer) = x509_parser::parse_x509_certificate(&self.issuing_der).map_err(|e| anyhow!("{e}"))?;
+        let sha1 =
+            |d: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d).as_ref().to_vec();
         let name_hash = sha1(issuer.subject().as_raw());
         let key_hash = sha1(&issuer.public_key().subject_public_key.data);
         let alg = x509_cert::spki::AlgorithmIdentifierOwned {
@@ -353,18 +290,13 @@ impl Env {
                     hash_algorithm: alg.clone(),
                     issuer_name_hash: der::asn1::OctetString::new(name_hash.clone())?,
                     issuer_key_hash: der::asn1::OctetString::new(key_hash.clone())?,
-                    serial_number: x509_cert::serial_number::SerialNumber::new(
-                        c.serial.as_bytes(),
-                    )?,
+                    serial_number: x509_cert::serial_number::SerialNumber::new(c.serial.as_bytes())?,
                 };
                 let req = x509_ocsp::OcspRequest {
                     tbs_request: x509_ocsp::TbsRequest {
                         version: x509_ocsp::Version::V1,
                         requestor_name: None,
-                        request_list: vec![x509_ocsp::Request {
-                            req_cert: id,
-                            single_request_extensions: None,
-                        }],
+                        request_list: vec![x509_ocsp::Request { req_cert: id, single_request_extensions: None }],
                         request_extensions: None,
                     },
                     optional_signature: None,
@@ -404,10 +336,8 @@ impl Env {
         {
             use sqlx::Connection;
             sqlx::any::install_default_drivers();
-            let mut conn = sqlx::AnyConnection::connect(
-                &connect_pki_server::config::default_database_url(&self.data),
-            )
-            .await?;
+            let mut conn =
+                sqlx::AnyConnection::connect(&connect_pki_server::config::default_database_url(&self.data)).await?;
             // Any argon2 PHC string: the benchmark users never sign in.
             sqlx::query("update users set password_hash = '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA' where login_id = 'bench'")
                 .execute(&mut conn)
@@ -416,39 +346,20 @@ impl Env {
         let mut bodies = Vec::with_capacity(n);
         let now = OffsetDateTime::now_utc();
         for _ in 0..n {
-            let code = connect_pki_server::service::secrets::new_code(
-                UserId(2),
-                time::Duration::hours(1),
-                now,
-            )
-            .map_err(|e| anyhow!("{e}"))?;
-            let id = self
-                .store
-                .create_enrollment_code(&code.stored, "bench", now)
-                .await?;
-            bodies.push(
-                json!({"code": code.display(id), "csr": csr, "device_label": "bench"}).to_string(),
-            );
+            let code = connect_pki_server::service::secrets::new_code(UserId(2), time::Duration::hours(1), now)
+                .map_err(|e| anyhow!("{e}"))?;
+            let id = self.store.create_enrollment_code(&code.stored, "bench", now).await?;
+            bodies.push(json!({"code": code.display(id), "csr": csr, "device_label": "bench"}).to_string());
         }
         Ok(bodies)
     }
 
     fn client_config(&self, cert: &Cert) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-        client_config(
-            &self.root_der,
-            &self.issuing_der,
-            &cert.der,
-            self.key.pkcs8_der(),
-        )
+        client_config(&self.root_der, &self.issuing_der, &cert.der, self.key.pkcs8_der())
     }
 }
 
-fn client_config(
-    root: &[u8],
-    issuing: &[u8],
-    leaf: &[u8],
-    key: &[u8],
-) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+fn client_config(root: &[u8], issuing: &[u8], leaf: &[u8], key: &[u8]) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(root.to_vec()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -456,45 +367,25 @@ fn client_config(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(
-            vec![
-                CertificateDer::from(leaf.to_vec()),
-                CertificateDer::from(issuing.to_vec()),
-            ],
+            vec![CertificateDer::from(leaf.to_vec()), CertificateDer::from(issuing.to_vec())],
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
         )?;
     Ok(Arc::new(cfg))
 }
 
-async fn add(
-    store: &Store,
-    ca: &IssuingCa,
-    key: &PrivateKey,
-    user: UserId,
-) -> anyhow::Result<Cert> {
+async fn add(store: &Store, ca: &IssuingCa, key: &PrivateKey, user: UserId) -> anyhow::Result<Cert> {
     let spki = key.public_key_der();
     let (_, cert) = store
         .add_device::<StoreError, _>(user, "bench", "bench", OffsetDateTime::now_utc(), |d| {
-            let subject = DeviceSubject {
-                facility: d.facility,
-                user: d.user,
-                device: d.device,
-                login_id: d.login_id.clone(),
-            };
+            let subject =
+                DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
             let c = ca
                 .issue_device(&spki, &subject, OffsetDateTime::now_utc())
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok(NewCertificate {
-                serial: c.serial,
-                der: c.der,
-                not_before: c.not_before,
-                not_after: c.not_after,
-            })
+            Ok(NewCertificate { serial: c.serial, der: c.der, not_before: c.not_before, not_after: c.not_after })
         })
         .await?;
-    Ok(Cert {
-        serial: cert.serial,
-        der: cert.der,
-    })
+    Ok(Cert { serial: cert.serial, der: cert.der })
 }
 
 /// An index of `n` revoked certificates with random serials.
@@ -533,11 +424,7 @@ pub fn big_index(n: usize) -> CertIndex {
 pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .map_or(0, |pages| pages * 4096)
 }
 
@@ -557,8 +444,7 @@ async fn http1<S>(io: S) -> anyhow::Result<Sender>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -591,14 +477,7 @@ pub async fn wait_ocsp(addr: &str, request: &[u8]) -> anyhow::Result<()> {
     loop {
         let attempt = async {
             let mut s = http1(tokio::net::TcpStream::connect(addr).await?).await?;
-            send(
-                &mut s,
-                "POST",
-                "/",
-                "application/ocsp-request",
-                request.to_vec(),
-            )
-            .await
+            send(&mut s, "POST", "/", "application/ocsp-request", request.to_vec()).await
         };
         if let Ok(Ok((200, _))) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
             return Ok(());
@@ -616,14 +495,7 @@ impl Running {
         let mut sender = http1(tokio::net::TcpStream::connect(&self.public).await?).await?;
         let mut out = Vec::with_capacity(requests.len());
         for r in requests {
-            let (status, body) = send(
-                &mut sender,
-                "POST",
-                "/ocsp",
-                "application/ocsp-request",
-                r.clone(),
-            )
-            .await?;
+            let (status, body) = send(&mut sender, "POST", "/ocsp", "application/ocsp-request", r.clone()).await?;
             if status != 200 {
                 bail!("OCSP answered {status}");
             }
@@ -638,9 +510,7 @@ impl Running {
     ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let tcp = tokio::net::TcpStream::connect(&self.api).await?;
         let name = ServerName::try_from("127.0.0.1")?.to_owned();
-        Ok(tokio_rustls::TlsConnector::from(cfg)
-            .connect(name, tcp)
-            .await?)
+        Ok(tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await?)
     }
 }
 
@@ -680,10 +550,7 @@ pub async fn refusal_across(env: &Env, caller: &Running, server: &Running) -> an
         )
         .await?;
         if status != 200 {
-            bail!(
-                "revoke answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
+            bail!("revoke answered {status}: {}", String::from_utf8_lossy(&body));
         }
         let t1 = Instant::now();
         let mut attempts = 0;
@@ -693,10 +560,9 @@ pub async fn refusal_across(env: &Env, caller: &Running, server: &Running) -> an
                 Err(_) => true,
                 Ok(tls) => match http1(tls).await {
                     Err(_) => true,
-                    Ok(mut s) => !matches!(
-                        send(&mut s, "GET", "/api/v1/whoami", "text/plain", Vec::new()).await,
-                        Ok((200, _))
-                    ),
+                    Ok(mut s) => {
+                        !matches!(send(&mut s, "GET", "/api/v1/whoami", "text/plain", Vec::new()).await, Ok((200, _)))
+                    }
                 },
             };
             if refused {
@@ -740,11 +606,7 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
         .map(|(i, (c, revoked))| CertEvent {
             id: i as i64 + 1,
             serial: c.serial.clone(),
-            status: if *revoked {
-                CertStatus::Revoked
-            } else {
-                CertStatus::Valid
-            },
+            status: if *revoked { CertStatus::Revoked } else { CertStatus::Valid },
             reason: revoked.then_some(Reason::KeyCompromise),
             at: OffsetDateTime::now_utc(),
             not_after: OffsetDateTime::now_utc() + time::Duration::days(365),
@@ -763,12 +625,7 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
     };
     let with = connect_pki_server::tls::server_config(&identity, Some(lookup))?;
     let without = connect_pki_server::tls::server_config(&identity, None)?;
-    let valid = env
-        .set
-        .iter()
-        .find(|(_, r)| !r)
-        .map(|(c, _)| c)
-        .context("a valid certificate")?;
+    let valid = env.set.iter().find(|(_, r)| !r).map(|(c, _)| c).context("a valid certificate")?;
     let client = env.client_config(valid)?;
     let mut t_with = Duration::ZERO;
     let mut t_without = Duration::ZERO;
@@ -784,16 +641,10 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
     Ok(r)
 }
 
-fn handshake(
-    server: &Arc<rustls::ServerConfig>,
-    client: &Arc<rustls::ClientConfig>,
-) -> anyhow::Result<Duration> {
+fn handshake(server: &Arc<rustls::ServerConfig>, client: &Arc<rustls::ClientConfig>) -> anyhow::Result<Duration> {
     let t = Instant::now();
     let mut s = rustls::ServerConnection::new(server.clone())?;
-    let mut c = rustls::ClientConnection::new(
-        client.clone(),
-        ServerName::try_from("127.0.0.1")?.to_owned(),
-    )?;
+    let mut c = rustls::ClientConnection::new(client.clone(), ServerName::try_from("127.0.0.1")?.to_owned())?;
     let mut buf = Vec::new();
     for _ in 0..10 {
         buf.clear();

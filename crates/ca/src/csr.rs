@@ -52,8 +52,8 @@ impl CheckedCsr {
 /// self-signature (proof of possession) and checks the key type and size.
 pub fn parse_csr(input: &[u8]) -> Result<CheckedCsr, CaError> {
     let der = to_der(input)?;
-    let (rest, csr) =
-        X509CertificationRequest::from_der(&der).map_err(|e| CaError::BadCsr(format!("not a PKCS#10 request ({e})")))?;
+    let (rest, csr) = X509CertificationRequest::from_der(&der)
+        .map_err(|e| CaError::BadCsr(format!("not a PKCS#10 request ({e})")))?;
     if !rest.is_empty() {
         return Err(CaError::BadCsr("trailing data after the request".into()));
     }
@@ -85,8 +85,9 @@ pub fn parse_csr(input: &[u8]) -> Result<CheckedCsr, CaError> {
     };
     // Checked after the key policy so that a too-small key is reported as
     // such (aws-lc refuses to verify RSA-1024 signatures at all).
-    csr.verify_signature()
-        .map_err(|_| CaError::BadCsr("signature does not verify: the request was altered or not signed by its key".into()))?;
+    csr.verify_signature().map_err(|_| {
+        CaError::BadCsr("signature does not verify: the request was altered or not signed by its key".into())
+    })?;
     let subject_cns = csr
         .certification_request_info
         .subject
@@ -112,8 +113,8 @@ pub fn parse_csr(input: &[u8]) -> Result<CheckedCsr, CaError> {
 fn to_der(input: &[u8]) -> Result<Vec<u8>, CaError> {
     let trimmed = input.trim_ascii_start();
     if trimmed.starts_with(b"-----BEGIN") {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(trimmed)
-            .map_err(|e| CaError::BadCsr(format!("unreadable PEM ({e})")))?;
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(trimmed).map_err(|e| CaError::BadCsr(format!("unreadable PEM ({e})")))?;
         if pem.label != "CERTIFICATE REQUEST" && pem.label != "NEW CERTIFICATE REQUEST" {
             return Err(CaError::BadCsr(format!("expected a CERTIFICATE REQUEST, found {:?}", pem.label)));
         }

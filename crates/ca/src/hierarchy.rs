@@ -63,7 +63,8 @@ impl Hierarchy {
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
         let root_key = PrivateKey::generate(KeyKind::P384)?;
-        let root_params = ca_params(profile, &names.root_cn, BasicConstraints::Unconstrained, now, names.root_validity)?;
+        let root_params =
+            ca_params(profile, &names.root_cn, BasicConstraints::Unconstrained, now, names.root_validity)?;
         let root_der = root_params.self_signed(&root_key.0)?.der().to_vec();
         let root_issuer = Issuer::from_params(&root_params, &root_key.0);
 

@@ -75,17 +75,15 @@ impl PrivateKey {
         let info = pkcs8::PrivateKeyInfoRef::from_der(self.0.serialized_der())
             .map_err(|e| CaError::malformed("private key", e))?;
         let doc = info.encrypt(passphrase.as_bytes()).map_err(|e| CaError::malformed("private key", e))?;
-        let pem = doc
-            .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
-            .map_err(|e| CaError::malformed("private key", e))?;
+        let pem =
+            doc.to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF).map_err(|e| CaError::malformed("private key", e))?;
         Ok(pem.to_string())
     }
 
     /// Opens an encrypted PKCS#8 PEM written by [`Self::to_encrypted_pem`] (or by
     /// `openssl pkcs8 -topk8 -v2 aes-256-cbc`). `what` names the key in errors.
     pub fn from_encrypted_pem(pem: &str, passphrase: &str, what: &str) -> Result<Self, CaError> {
-        let (label, doc) =
-            pkcs8::der::Document::from_pem(pem).map_err(|e| CaError::malformed(what.to_string(), e))?;
+        let (label, doc) = pkcs8::der::Document::from_pem(pem).map_err(|e| CaError::malformed(what.to_string(), e))?;
         if label != "ENCRYPTED PRIVATE KEY" {
             return Err(CaError::malformed(what.to_string(), format!("expected an encrypted key, found {label:?}")));
         }

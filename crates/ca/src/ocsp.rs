@@ -135,7 +135,10 @@ impl OcspSigner {
             .as_ref()
             .and_then(|exts| exts.iter().find(|e| e.extn_id == nonce_oid))
             .cloned();
-        if nonce.as_ref().is_some_and(|n| n.extn_value.as_bytes().is_empty() || n.extn_value.as_bytes().len() > MAX_NONCE_EXT) {
+        if nonce
+            .as_ref()
+            .is_some_and(|n| n.extn_value.as_bytes().is_empty() || n.extn_value.as_bytes().len() > MAX_NONCE_EXT)
+        {
             return Err(Refusal::Malformed);
         }
         let mut items = Vec::with_capacity(list.len());
@@ -170,7 +173,9 @@ impl OcspSigner {
     ) -> Result<Vec<u8>, CaError> {
         let t = |at: OffsetDateTime| -> Result<OcspGeneralizedTime, CaError> {
             let since = std::time::Duration::from_secs(at.unix_timestamp().max(0) as u64);
-            Ok(OcspGeneralizedTime(GeneralizedTime::from_unix_duration(since).map_err(|e| CaError::malformed("time", e))?))
+            Ok(OcspGeneralizedTime(
+                GeneralizedTime::from_unix_duration(since).map_err(|e| CaError::malformed("time", e))?,
+            ))
         };
         let responses = items
             .iter()
@@ -208,9 +213,7 @@ impl OcspSigner {
             signature: BitString::from_bytes(&signature).map_err(|e| CaError::malformed("signature", e))?,
             certs: Some(vec![self.cert.clone()]),
         };
-        OcspResponse::successful(basic)
-            .and_then(|r| r.to_der())
-            .map_err(|e| CaError::malformed("OCSP response", e))
+        OcspResponse::successful(basic).and_then(|r| r.to_der()).map_err(|e| CaError::malformed("OCSP response", e))
     }
 }
 

@@ -128,7 +128,8 @@ fn rsa_1024_and_other_curves_are_rejected_with_the_reason() {
 
 #[test]
 fn garbage_and_empty_csrs_get_a_clear_error() {
-    for input in [&b""[..], b"hello", b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"] {
+    for input in [&b""[..], b"hello", b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"]
+    {
         let err = parse_csr(input).expect_err("rejected");
         assert!(matches!(err, CaError::BadCsr(_)), "{err}");
     }
@@ -163,7 +164,8 @@ fn server_generated_key_comes_as_a_pkcs12_openssl_opens_without_legacy() {
         &["pkcs12", "-in", "dev.p12", "-passin", "pass:s3cret-pass", "-nodes", "-out", "out.pem"],
     );
     assert!(ok, "{text}");
-    let (ok, text) = openssl(f.dir.path(), &["pkcs12", "-in", "dev.p12", "-passin", "pass:s3cret-pass", "-info", "-noout"]);
+    let (ok, text) =
+        openssl(f.dir.path(), &["pkcs12", "-in", "dev.p12", "-passin", "pass:s3cret-pass", "-info", "-noout"]);
     assert!(ok && text.contains("AES-256-CBC") && text.contains("sha256"), "{text}");
     let (ok, _) = openssl(f.dir.path(), &["pkcs12", "-in", "dev.p12", "-passin", "pass:wrong", "-nodes", "-noout"]);
     assert!(!ok, "wrong password accepted");

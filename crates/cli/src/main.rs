@@ -166,7 +166,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let offenders = store.consistency_offenders().await?;
             store.close().await;
             if offenders.is_empty() {
-                println!("consistent: no valid certificate belongs to a retired or deleted user, a closed facility or a lost device");
+                println!(
+                    "consistent: no valid certificate belongs to a retired or deleted user, a closed facility or a lost device"
+                );
             } else {
                 for o in &offenders {
                     println!("{}\t{}", o.serial, o.why);

@@ -72,7 +72,10 @@ fn equinox_day(year: i32, spring: bool) -> Option<u8> {
 fn statutory(year: i32) -> Vec<(Date, &'static str)> {
     use Month::*;
     let mut out: Vec<(Option<Date>, &'static str)> = vec![(date(year, January, 1), "元日")];
-    out.push((if year >= 2000 { nth_weekday(year, January, Weekday::Monday, 2) } else { date(year, January, 15) }, "成人の日"));
+    out.push((
+        if year >= 2000 { nth_weekday(year, January, Weekday::Monday, 2) } else { date(year, January, 15) },
+        "成人の日",
+    ));
     if year >= 1967 {
         out.push((date(year, February, 11), "建国記念の日"));
     }
@@ -80,7 +83,16 @@ fn statutory(year: i32) -> Vec<(Date, &'static str)> {
         out.push((date(year, February, 23), "天皇誕生日"));
     }
     out.push((equinox_day(year, true).and_then(|d| date(year, March, d)), "春分の日"));
-    out.push((date(year, April, 29), if year >= 2007 { "昭和の日" } else if year >= 1989 { "みどりの日" } else { "天皇誕生日" }));
+    out.push((
+        date(year, April, 29),
+        if year >= 2007 {
+            "昭和の日"
+        } else if year >= 1989 {
+            "みどりの日"
+        } else {
+            "天皇誕生日"
+        },
+    ));
     out.push((date(year, May, 3), "憲法記念日"));
     if year >= 2007 {
         out.push((date(year, May, 4), "みどりの日"));
@@ -101,7 +113,10 @@ fn statutory(year: i32) -> Vec<(Date, &'static str)> {
         _ => None,
     };
     out.push((mountain, "山の日"));
-    out.push((if year >= 2003 { nth_weekday(year, September, Weekday::Monday, 3) } else { date(year, September, 15) }, "敬老の日"));
+    out.push((
+        if year >= 2003 { nth_weekday(year, September, Weekday::Monday, 3) } else { date(year, September, 15) },
+        "敬老の日",
+    ));
     out.push((equinox_day(year, false).and_then(|d| date(year, September, d)), "秋分の日"));
     let sports = match year {
         2020 => date(year, July, 24),
@@ -127,9 +142,12 @@ pub fn national_holidays(year: i32) -> BTreeMap<Date, String> {
     let base: Vec<Date> = days.keys().copied().collect();
     for pair in base.windows(2) {
         if let Some(between) = pair[0].next_day()
-            && between.next_day() == Some(pair[1]) && !days.contains_key(&between) && between.weekday() != Weekday::Sunday {
-                days.insert(between, "国民の休日".into());
-            }
+            && between.next_day() == Some(pair[1])
+            && !days.contains_key(&between)
+            && between.weekday() != Weekday::Sunday
+        {
+            days.insert(between, "国民の休日".into());
+        }
     }
     // 振替休日 (rule of 2007): a holiday on Sunday moves the rest day to the
     // next day that is not already a holiday.

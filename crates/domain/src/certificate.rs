@@ -39,8 +39,10 @@ pub fn check_revocation_reason(reason: Reason) -> Result<(), DomainError> {
         }),
         other => Err(DomainError::Invalid {
             field: "reason",
-            why: format!("{other} cannot be used for a device certificate; use keyCompromise, affiliationChanged, \
-                          superseded, cessationOfOperation, privilegeWithdrawn or unspecified"),
+            why: format!(
+                "{other} cannot be used for a device certificate; use keyCompromise, affiliationChanged, \
+                          superseded, cessationOfOperation, privilegeWithdrawn or unspecified"
+            ),
         }),
     }
 }
@@ -88,7 +90,8 @@ mod tests {
 
     #[test]
     fn only_end_entity_reasons_are_accepted() {
-        for ok in [Reason::KeyCompromise, Reason::AffiliationChanged, Reason::CessationOfOperation, Reason::Unspecified] {
+        for ok in [Reason::KeyCompromise, Reason::AffiliationChanged, Reason::CessationOfOperation, Reason::Unspecified]
+        {
             assert!(check_revocation_reason(ok).is_ok());
         }
         for bad in [Reason::CertificateHold, Reason::RemoveFromCrl, Reason::CaCompromise, Reason::AaCompromise] {

@@ -73,12 +73,7 @@ pub enum CodeState {
 }
 
 /// The state of a code from its stored facts.
-pub fn code_state(
-    expires_at: OffsetDateTime,
-    redeemed: bool,
-    failed_attempts: i64,
-    now: OffsetDateTime,
-) -> CodeState {
+pub fn code_state(expires_at: OffsetDateTime, redeemed: bool, failed_attempts: i64, now: OffsetDateTime) -> CodeState {
     if redeemed {
         CodeState::Redeemed
     } else if failed_attempts >= MAX_FAILED_ATTEMPTS {
@@ -108,7 +103,9 @@ mod tests {
 
     #[test]
     fn malformed_codes_are_refused() {
-        for bad in ["", "42", "x-ABCD-EFGH-JKMN-PQRS", "0-ABCD-EFGH-JKMN-PQRS", "42-ABCD-EFGH-JKMN", "42-ABCD-EFGH-JKMN-PQRU"] {
+        for bad in
+            ["", "42", "x-ABCD-EFGH-JKMN-PQRS", "0-ABCD-EFGH-JKMN-PQRS", "42-ABCD-EFGH-JKMN", "42-ABCD-EFGH-JKMN-PQRU"]
+        {
             assert!(CodeInput::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -129,7 +126,9 @@ mod tests {
 /// is returned, so the count survives the refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("this enrollment code is not valid; check it and try again ({attempts_left} tries left before it is locked)")]
+    #[error(
+        "this enrollment code is not valid; check it and try again ({attempts_left} tries left before it is locked)"
+    )]
     WrongCode { attempts_left: i64 },
     #[error("this enrollment code has already been used; ask your facility manager for a new one")]
     Redeemed,

@@ -74,7 +74,10 @@ impl Outcome {
             "revoked" => Ok(Outcome::Revoked),
             "released" => Ok(Outcome::Released),
             "rejected" => Ok(Outcome::Rejected),
-            other => Err(DomainError::Invalid { field: "outcome", why: format!("{other:?} is not one of revoked, released, rejected") }),
+            other => Err(DomainError::Invalid {
+                field: "outcome",
+                why: format!("{other:?} is not one of revoked, released, rejected"),
+            }),
         }
     }
 
@@ -102,9 +105,7 @@ pub struct Resolver {
 /// business hours only 行政管理課. Resolving needs the claim, unless
 /// 行政管理課 takes over.
 pub fn check_resolution(r: Resolver, outcome: Outcome, business_hours: bool) -> Result<(), DomainError> {
-    let refuse = |action: &'static str| {
-        Err(DomainError::NotPermitted { actor: r.role.as_str().to_string(), action })
-    };
+    let refuse = |action: &'static str| Err(DomainError::NotPermitted { actor: r.role.as_str().to_string(), action });
     if !r.is_claimer && r.role != Role::AdminDivision {
         return refuse("resolve an escalation someone else claimed");
     }

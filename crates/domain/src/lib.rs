@@ -4,8 +4,8 @@
 //! crate depends on this one, never the other way round.
 
 pub mod application;
-pub mod certificate;
 pub mod calendar;
+pub mod certificate;
 pub mod clock;
 pub mod enrollment;
 pub mod error;

@@ -41,7 +41,10 @@ pub fn login_id(value: &str) -> Result<String, DomainError> {
     if ok_len && ok_first && ok_chars {
         Ok(v.to_string())
     } else {
-        Err(invalid("login_id", "must be 3 to 32 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"))
+        Err(invalid(
+            "login_id",
+            "must be 3 to 32 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+        ))
     }
 }
 
@@ -53,7 +56,11 @@ pub fn email(value: &str) -> Result<String, DomainError> {
         && !v.chars().any(|c| c.is_whitespace() || c.is_control())
         && match v.split_once('@') {
             Some((local, domain)) => {
-                !local.is_empty() && !domain.contains('@') && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
             }
             None => false,
         };

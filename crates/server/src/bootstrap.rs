@@ -185,7 +185,12 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
                 DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
             let (cert, k) = ca.issue_device_with_new_key(KeyKind::P256, &subject, now)?;
             key = Some(k);
-            Ok(NewCertificate { serial: cert.serial, der: cert.der, not_before: cert.not_before, not_after: cert.not_after })
+            Ok(NewCertificate {
+                serial: cert.serial,
+                der: cert.der,
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+            })
         })
         .await;
     store.close().await;

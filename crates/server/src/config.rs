@@ -78,10 +78,12 @@ impl CalendarConfig {
         let mut b = connect_pki_domain::calendar::BusinessHours::default();
         let hm = time::macros::format_description!("[hour]:[minute]");
         if let Some(o) = &self.opens {
-            b.opens = time::Time::parse(o, &hm).map_err(|e| anyhow::anyhow!("calendar.opens {o:?}: {e} (use HH:MM)"))?;
+            b.opens =
+                time::Time::parse(o, &hm).map_err(|e| anyhow::anyhow!("calendar.opens {o:?}: {e} (use HH:MM)"))?;
         }
         if let Some(c) = &self.closes {
-            b.closes = time::Time::parse(c, &hm).map_err(|e| anyhow::anyhow!("calendar.closes {c:?}: {e} (use HH:MM)"))?;
+            b.closes =
+                time::Time::parse(c, &hm).map_err(|e| anyhow::anyhow!("calendar.closes {c:?}: {e} (use HH:MM)"))?;
         }
         if b.closes <= b.opens {
             anyhow::bail!("calendar: closes must be after opens");
@@ -91,7 +93,8 @@ impl CalendarConfig {
         }
         let ymd = time::macros::format_description!("[year]-[month]-[day]");
         for (day, name) in &self.closures {
-            let date = time::Date::parse(day, &ymd).map_err(|e| anyhow::anyhow!("calendar.closures {day:?}: {e} (use YYYY-MM-DD)"))?;
+            let date = time::Date::parse(day, &ymd)
+                .map_err(|e| anyhow::anyhow!("calendar.closures {day:?}: {e} (use YYYY-MM-DD)"))?;
             b.closures.insert(date, name.clone());
         }
         Ok(b)
@@ -169,7 +172,10 @@ impl NotificationsConfig {
     pub fn resolve(&self) -> crate::service::notify::NotifyConfig {
         crate::service::notify::NotifyConfig {
             webhook_url: self.webhook_url.clone(),
-            webhook_secret: std::env::var("CONNECT_PKI_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty()).or_else(|| self.webhook_secret.clone()),
+            webhook_secret: std::env::var("CONNECT_PKI_WEBHOOK_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .or_else(|| self.webhook_secret.clone()),
             smtp_url: self.smtp_url.clone(),
             mail_from: self.mail_from.clone().unwrap_or_else(|| "connect-pki@localhost".into()),
             on_call: self.on_call.clone(),

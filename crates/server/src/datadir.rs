@@ -61,13 +61,13 @@ impl DataDir {
     /// generated passphrase file.
     pub fn passphrase(&self) -> anyhow::Result<String> {
         if let Ok(p) = std::env::var(PASSPHRASE_ENV)
-            && !p.is_empty() {
-                return Ok(p);
-            }
+            && !p.is_empty()
+        {
+            return Ok(p);
+        }
         let path = self.0.join(PASSPHRASE_FILE);
-        let p = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow!("no CA key passphrase: set {PASSPHRASE_ENV} or provide {} ({e})", path.display())
-        })?;
+        let p = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow!("no CA key passphrase: set {PASSPHRASE_ENV} or provide {} ({e})", path.display()))?;
         Ok(p.trim_end().to_string())
     }
 

@@ -106,8 +106,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
                 .await
         })
     };
-    let api_task =
-        tokio::spawn(crate::tls::serve(api_listener, tls_config, api_app, connections, shutdown.clone()));
+    let api_task = tokio::spawn(crate::tls::serve(api_listener, tls_config, api_app, connections, shutdown.clone()));
 
     signals.wait().await;
     tracing::info!("shutting down");

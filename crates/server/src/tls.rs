@@ -81,7 +81,11 @@ impl Connections {
     /// refused by the API's per-request status check.
     pub fn close(&self, serial: u128) {
         if let Some(conns) = self.by_serial.lock().remove(&serial) {
-            tracing::info!(serial = format!("{serial:x}"), connections = conns.len(), "closing connections of a revoked certificate");
+            tracing::info!(
+                serial = format!("{serial:x}"),
+                connections = conns.len(),
+                "closing connections of a revoked certificate"
+            );
             tokio::spawn(async move {
                 tokio::time::sleep(CLOSE_GRACE).await;
                 for (_, token) in conns {

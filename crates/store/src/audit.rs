@@ -66,18 +66,9 @@ fn chain_hash(prev: &str, id: i64, at: i64, e: &AuditEntry, detail: &str) -> Str
     let mut h = Sha256::new();
     let facility = e.facility.map(|f| f.0.to_string()).unwrap_or_default();
     let user = e.user.map(|u| u.0.to_string()).unwrap_or_default();
-    for field in [
-        prev,
-        &id.to_string(),
-        &at.to_string(),
-        &e.actor,
-        &e.action,
-        &e.target,
-        &e.outcome,
-        detail,
-        &facility,
-        &user,
-    ] {
+    for field in
+        [prev, &id.to_string(), &at.to_string(), &e.actor, &e.action, &e.target, &e.outcome, detail, &facility, &user]
+    {
         h.update((field.len() as u64).to_be_bytes());
         h.update(field.as_bytes());
     }
@@ -107,18 +98,11 @@ pub(crate) async fn append_all(
         return Ok(());
     }
     if backend == Backend::Postgres {
-        sqlx::query("select pg_advisory_xact_lock(7305001)")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("select pg_advisory_xact_lock(7305001)").execute(&mut *tx).await?;
     }
-    let last = sqlx::query("select id, hash from audit_log order by id desc limit 1")
-        .fetch_optional(&mut *tx)
-        .await?;
+    let last = sqlx::query("select id, hash from audit_log order by id desc limit 1").fetch_optional(&mut *tx).await?;
     let (mut prev_id, mut prev_hash) = match last {
-        Some(row) => (
-            row.try_get::<i64, _>("id")?,
-            row.try_get::<String, _>("hash")?,
-        ),
+        Some(row) => (row.try_get::<i64, _>("id")?, row.try_get::<String, _>("hash")?),
         None => (0, GENESIS.to_string()),
     };
     for entry in entries {
@@ -195,9 +179,7 @@ impl Store {
                     target: row.try_get("target")?,
                     outcome: row.try_get("outcome")?,
                     detail: serde_json::Value::Null,
-                    facility: row
-                        .try_get::<Option<i64>, _>("facility_id")?
-                        .map(FacilityId),
+                    facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
                     user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
                 };
                 let detail: String = row.try_get("detail")?;
@@ -214,20 +196,14 @@ impl Store {
                     None
                 };
                 if let Some(why) = broken {
-                    return Ok(AuditVerification {
-                        records,
-                        first_break: Some((id, why)),
-                    });
+                    return Ok(AuditVerification { records, first_break: Some((id, why)) });
                 }
                 records += 1;
                 prev = hash;
                 expected_id = id + 1;
             }
         }
-        Ok(AuditVerification {
-            records,
-            first_break: None,
-        })
+        Ok(AuditVerification { records, first_break: None })
     }
 
     /// Records matching `filter`, oldest first, after `filter.after_id`
@@ -258,11 +234,8 @@ impl Store {
                         action: row.try_get("action")?,
                         target: row.try_get("target")?,
                         outcome: row.try_get("outcome")?,
-                        detail: serde_json::from_str(&detail)
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        facility: row
-                            .try_get::<Option<i64>, _>("facility_id")?
-                            .map(FacilityId),
+                        detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
                         user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
                     },
                 })

@@ -9,15 +9,13 @@ use time::OffsetDateTime;
 use connect_pki_domain::application::ApplicationForm;
 use connect_pki_domain::enrollment::{CodeState, MAX_FAILED_ATTEMPTS, Refusal, code_state};
 use connect_pki_domain::{
-    CertStatus, DeviceId, FacilityId, FacilityKind, FacilityStatus, Reason, Role, Serial, UserId,
-    UserStatus,
+    CertStatus, DeviceId, FacilityId, FacilityKind, FacilityStatus, Reason, Role, Serial, UserId, UserStatus,
 };
 
 use crate::audit::{self, AuditEntry};
 use crate::ops::{insert_certificate, insert_device, insert_facility, insert_user, user_by_id};
 use crate::records::{
-    CertificateRecord, DeviceRef, FacilityRecord, NewCertificate, NewFacility, NewUser, UserRecord,
-    text,
+    CertificateRecord, DeviceRef, FacilityRecord, NewCertificate, NewFacility, NewUser, UserRecord, text,
 };
 use crate::{Store, StoreError, instant, secs};
 
@@ -112,19 +110,14 @@ fn application_from_row(row: &sqlx::any::AnyRow) -> Result<ApplicationRecord, St
         },
         status: row.try_get("status")?,
         decision_reason: row.try_get("decision_reason")?,
-        facility: row
-            .try_get::<Option<i64>, _>("facility_id")?
-            .map(FacilityId),
+        facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
         created_at: instant(row.try_get("created_at")?)?,
         decided_at: decided_at.map(instant).transpose()?,
     })
 }
 
 async fn login_taken(conn: &mut AnyConnection, login_id: &str) -> Result<bool, StoreError> {
-    let row = sqlx::query("select 1 as one from users where login_id = $1")
-        .bind(login_id)
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query("select 1 as one from users where login_id = $1").bind(login_id).fetch_optional(conn).await?;
     Ok(row.is_some())
 }
 
@@ -139,10 +132,7 @@ impl Store {
     ) -> Result<ApplicationRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         if login_taken(&mut tx, &form.manager_login_id).await? {
-            return Err(StoreError::Conflict(format!(
-                "login ID {:?} is already taken",
-                form.manager_login_id
-            )));
+            return Err(StoreError::Conflict(format!("login ID {:?} is already taken", form.manager_login_id)));
         }
         let id: i64 = sqlx::query(
             "insert into applications (status_token, name, kind, address, department, manager_name, manager_login_id, \
@@ -176,41 +166,29 @@ impl Store {
         };
         audit::append(&mut tx, self.backend, now, &entry).await?;
         tx.commit().await?;
-        self.application(id)
-            .await?
-            .ok_or(StoreError::NotFound("application"))
+        self.application(id).await?.ok_or(StoreError::NotFound("application"))
     }
 
     /// One application by number.
     pub async fn application(&self, id: i64) -> Result<Option<ApplicationRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "select {APPLICATION_COLUMNS} from applications where id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("select {APPLICATION_COLUMNS} from applications where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(application_from_row).transpose()
     }
 
     /// One application by its status token (the public status page).
-    pub async fn application_by_token(
-        &self,
-        token: &str,
-    ) -> Result<Option<ApplicationRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "select {APPLICATION_COLUMNS} from applications where status_token = $1"
-        ))
-        .bind(token)
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn application_by_token(&self, token: &str) -> Result<Option<ApplicationRecord>, StoreError> {
+        let row = sqlx::query(&format!("select {APPLICATION_COLUMNS} from applications where status_token = $1"))
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(application_from_row).transpose()
     }
 
     /// Applications, oldest first, optionally of one status.
-    pub async fn applications(
-        &self,
-        status: Option<&str>,
-    ) -> Result<Vec<ApplicationRecord>, StoreError> {
+    pub async fn applications(&self, status: Option<&str>) -> Result<Vec<ApplicationRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "select {APPLICATION_COLUMNS} from applications where ($1 = '' or status = $1) order by id limit 1000"
         ))
@@ -238,24 +216,14 @@ impl Store {
             address: app.form.address.clone(),
             department: app.form.department.clone(),
         };
-        let facility =
-            insert_facility(&mut tx, self, &new, FacilityStatus::Approved, &actor, now).await?;
+        let facility = insert_facility(&mut tx, self, &new, FacilityStatus::Approved, &actor, now).await?;
         let manager = NewUser {
             login_id: app.form.manager_login_id.clone(),
             display_name: app.form.manager_name.clone(),
             email: app.form.manager_email.clone(),
             role: Role::FacilityManager,
         };
-        let manager = insert_user(
-            &mut tx,
-            self,
-            facility.id,
-            &manager,
-            UserStatus::Invited,
-            &actor,
-            now,
-        )
-        .await?;
+        let manager = insert_user(&mut tx, self, facility.id, &manager, UserStatus::Invited, &actor, now).await?;
         sqlx::query("update applications set facility_id = $1 where id = $2")
             .bind(facility.id.0)
             .bind(id)
@@ -278,11 +246,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(Approval {
-            facility,
-            manager,
-            code_id,
-        })
+        Ok(Approval { facility, manager, code_id })
     }
 
     /// Rejects a pending application with a reason.
@@ -310,19 +274,14 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.application(id)
-            .await?
-            .ok_or(StoreError::NotFound("application"))
+        self.application(id).await?.ok_or(StoreError::NotFound("application"))
     }
 
     /// Every facility, by id.
     pub async fn facilities(&self) -> Result<Vec<FacilityRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "select {} from facilities f order by f.id",
-            FacilityRecord::COLUMNS
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("select {} from facilities f order by f.id", FacilityRecord::COLUMNS))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(FacilityRecord::from_row).collect()
     }
 
@@ -336,32 +295,25 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<FacilityChange, StoreError> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(&format!(
-            "select {} from facilities f where f.id = $1",
-            FacilityRecord::COLUMNS
-        ))
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound("facility"))?;
+        let row = sqlx::query(&format!("select {} from facilities f where f.id = $1", FacilityRecord::COLUMNS))
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("facility"))?;
         let mut facility = FacilityRecord::from_row(&row)?;
         facility.status.transition(to)?;
         // The status guard makes a concurrent change of the same facility
         // update nothing instead of overwriting.
-        let changed = sqlx::query(
-            "update facilities set status = $1, updated_at = $2 where id = $3 and status = $4",
-        )
-        .bind(to.as_str())
-        .bind(secs(now))
-        .bind(id.0)
-        .bind(facility.status.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let changed = sqlx::query("update facilities set status = $1, updated_at = $2 where id = $3 and status = $4")
+            .bind(to.as_str())
+            .bind(secs(now))
+            .bind(id.0)
+            .bind(facility.status.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if changed == 0 {
-            return Err(StoreError::Conflict(format!(
-                "facility {id} changed concurrently; reload and retry"
-            )));
+            return Err(StoreError::Conflict(format!("facility {id} changed concurrently; reload and retry")));
         }
         let from = facility.status;
         facility.status = to;
@@ -406,25 +358,15 @@ impl Store {
     }
 
     /// Users of a facility with their devices and certificates.
-    pub async fn users_with_devices(
-        &self,
-        facility: FacilityId,
-    ) -> Result<Vec<UserWithDevices>, StoreError> {
-        let users = sqlx::query(&format!(
-            "select {} from users u where u.facility_id = $1 order by u.id",
-            UserRecord::COLUMNS
-        ))
-        .bind(facility.0)
-        .fetch_all(&self.pool)
-        .await?;
+    pub async fn users_with_devices(&self, facility: FacilityId) -> Result<Vec<UserWithDevices>, StoreError> {
+        let users =
+            sqlx::query(&format!("select {} from users u where u.facility_id = $1 order by u.id", UserRecord::COLUMNS))
+                .bind(facility.0)
+                .fetch_all(&self.pool)
+                .await?;
         let mut out: Vec<UserWithDevices> = users
             .iter()
-            .map(|r| {
-                UserRecord::from_row(r).map(|user| UserWithDevices {
-                    user,
-                    devices: Vec::new(),
-                })
-            })
+            .map(|r| UserRecord::from_row(r).map(|user| UserWithDevices { user, devices: Vec::new() }))
             .collect::<Result<_, _>>()?;
         let devices = self.devices_where("u.facility_id = $1", facility.0).await?;
         for d in devices {
@@ -437,18 +379,10 @@ impl Store {
 
     /// One device with its certificates.
     pub async fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
-        Ok(self
-            .devices_where("d.id = $1", id.0)
-            .await?
-            .into_iter()
-            .next())
+        Ok(self.devices_where("d.id = $1", id.0).await?.into_iter().next())
     }
 
-    async fn devices_where(
-        &self,
-        condition: &str,
-        arg: i64,
-    ) -> Result<Vec<DeviceRecord>, StoreError> {
+    async fn devices_where(&self, condition: &str, arg: i64) -> Result<Vec<DeviceRecord>, StoreError> {
         let sql = format!(
             "select d.id as d_id, d.user_id as d_user, u.facility_id as d_facility, d.label as d_label, \
              d.status as d_status, d.created_at as d_created, {} \
@@ -489,9 +423,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let user = user_by_id(&mut tx, code.user)
-            .await?
-            .ok_or(StoreError::NotFound("user"))?;
+        let user = user_by_id(&mut tx, code.user).await?.ok_or(StoreError::NotFound("user"))?;
         if matches!(user.status, UserStatus::Retired | UserStatus::Deleted) {
             return Err(connect_pki_domain::DomainError::InvalidTransition {
                 from: user.status.as_str(),
@@ -533,17 +465,12 @@ impl Store {
         .map_err(|e| E::from(e.into()))?;
         let refuse = |refusal: Refusal| E::from(StoreError::Enrollment(refusal));
         let Some(row) = row else {
-            return Err(refuse(Refusal::WrongCode {
-                attempts_left: MAX_FAILED_ATTEMPTS,
-            }));
+            return Err(refuse(Refusal::WrongCode { attempts_left: MAX_FAILED_ATTEMPTS }));
         };
         let get = |col: &str| row.try_get::<i64, _>(col).map_err(|e| E::from(e.into()));
         let failed = get("failed_attempts")?;
         let expires_at = instant(get("expires_at")?).map_err(E::from)?;
-        let redeemed = row
-            .try_get::<Option<i64>, _>("redeemed_at")
-            .map_err(|e| E::from(e.into()))?
-            .is_some();
+        let redeemed = row.try_get::<Option<i64>, _>("redeemed_at").map_err(|e| E::from(e.into()))?.is_some();
         let stored_hash: String = row.try_get("code_hash").map_err(|e| E::from(e.into()))?;
         let user = UserRecord::from_row(&row).map_err(E::from)?;
         let facility_status: FacilityStatus = text(&row, "facility_status").map_err(E::from)?;
@@ -559,30 +486,17 @@ impl Store {
         };
         let state = code_state(expires_at, redeemed, failed, now);
         if state == CodeState::Usable && stored_hash != r.secret_hash {
-            sqlx::query(
-                "update enrollment_codes set failed_attempts = failed_attempts + 1 where id = $1",
-            )
-            .bind(r.code_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| E::from(e.into()))?;
+            sqlx::query("update enrollment_codes set failed_attempts = failed_attempts + 1 where id = $1")
+                .bind(r.code_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| E::from(e.into()))?;
             let left = MAX_FAILED_ATTEMPTS - failed - 1;
-            audit::append(
-                &mut tx,
-                self.backend,
-                now,
-                &audit_refusal(format!("wrong code ({left} tries left)")),
-            )
-            .await
-            .map_err(E::from)?;
+            audit::append(&mut tx, self.backend, now, &audit_refusal(format!("wrong code ({left} tries left)")))
+                .await
+                .map_err(E::from)?;
             tx.commit().await.map_err(|e| E::from(e.into()))?;
-            return Err(refuse(if left <= 0 {
-                Refusal::Locked
-            } else {
-                Refusal::WrongCode {
-                    attempts_left: left,
-                }
-            }));
+            return Err(refuse(if left <= 0 { Refusal::Locked } else { Refusal::WrongCode { attempts_left: left } }));
         }
         let refusal = match state {
             CodeState::Usable => None,
@@ -591,37 +505,25 @@ impl Store {
             CodeState::Locked => Some(Refusal::Locked),
         };
         let refusal = refusal.or(match user.status {
-            UserStatus::Retired | UserStatus::Deleted => {
-                Some(Refusal::AccountClosed(user.status.as_str()))
-            }
+            UserStatus::Retired | UserStatus::Deleted => Some(Refusal::AccountClosed(user.status.as_str())),
             _ => None,
         });
         let refusal = refusal.or((facility_status != FacilityStatus::Approved)
             .then_some(Refusal::FacilityNotActive(facility_status.as_str())));
-        let refusal = refusal
-            .or((!has_password && r.password_hash.is_none()).then_some(Refusal::PasswordRequired));
+        let refusal = refusal.or((!has_password && r.password_hash.is_none()).then_some(Refusal::PasswordRequired));
         if let Some(refusal) = refusal {
             // Nothing changes; the refusal itself is still on record.
-            audit::append(
-                &mut tx,
-                self.backend,
-                now,
-                &audit_refusal(refusal.to_string()),
-            )
-            .await
-            .map_err(E::from)?;
+            audit::append(&mut tx, self.backend, now, &audit_refusal(refusal.to_string())).await.map_err(E::from)?;
             tx.commit().await.map_err(|e| E::from(e.into()))?;
             return Err(refuse(refusal));
         }
-        let used = sqlx::query(
-            "update enrollment_codes set redeemed_at = $1 where id = $2 and redeemed_at is null",
-        )
-        .bind(secs(now))
-        .bind(r.code_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| E::from(e.into()))?
-        .rows_affected();
+        let used = sqlx::query("update enrollment_codes set redeemed_at = $1 where id = $2 and redeemed_at is null")
+            .bind(secs(now))
+            .bind(r.code_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| E::from(e.into()))?
+            .rows_affected();
         if used == 0 {
             return Err(refuse(Refusal::Redeemed));
         }
@@ -646,16 +548,11 @@ impl Store {
             detail: json!({"password_set": !has_password, "activated": user.status == UserStatus::Invited}),
             ..audit_refusal("ok".into())
         }];
-        let device = insert_device(&mut tx, &user, &r.device_label, &r.actor, now, &mut entries)
-            .await
-            .map_err(E::from)?;
+        let device =
+            insert_device(&mut tx, &user, &r.device_label, &r.actor, now, &mut entries).await.map_err(E::from)?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, &r.actor, now, &mut entries)
-            .await
-            .map_err(E::from)?;
-        audit::append_all(&mut tx, self.backend, now, &entries)
-            .await
-            .map_err(E::from)?;
+        insert_certificate(&mut tx, self, &device, &cert, &r.actor, now, &mut entries).await.map_err(E::from)?;
+        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
     }
@@ -697,27 +594,20 @@ impl Store {
         let status: CertStatus = text(&row, "status").map_err(E::from)?;
         let device_status: String = row.try_get("d_status").map_err(|e| E::from(e.into()))?;
         if status != CertStatus::Valid || device_status != "active" {
-            return Err(E::from(StoreError::from(
-                connect_pki_domain::DomainError::CertificateNotUsable {
-                    serial: old.clone(),
-                    status: status.as_str(),
-                },
-            )));
+            return Err(E::from(StoreError::from(connect_pki_domain::DomainError::CertificateNotUsable {
+                serial: old.clone(),
+                status: status.as_str(),
+            })));
         }
         let device = DeviceRef {
             facility: FacilityId(row.try_get("facility_id").map_err(|e| E::from(e.into()))?),
             user: UserId(row.try_get("u_id").map_err(|e| E::from(e.into()))?),
             device: DeviceId(row.try_get("d_id").map_err(|e| E::from(e.into()))?),
-            login_id: row
-                .try_get::<Option<String>, _>("login_id")
-                .map_err(|e| E::from(e.into()))?
-                .unwrap_or_default(),
+            login_id: row.try_get::<Option<String>, _>("login_id").map_err(|e| E::from(e.into()))?.unwrap_or_default(),
         };
         let cert = sign(&device)?;
         let mut entries = Vec::new();
-        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries)
-            .await
-            .map_err(E::from)?;
+        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
         // Guarded: a revocation that got in first wins, and the renewal fails.
         let superseded = sqlx::query(
             "update certificates set status = 'superseded', revocation_reason = 'superseded', revoked_at = $1, \
@@ -730,9 +620,7 @@ impl Store {
         .map_err(|e| E::from(e.into()))?
         .rows_affected();
         if superseded == 0 {
-            return Err(E::from(StoreError::Conflict(format!(
-                "certificate {old} changed during renewal"
-            ))));
+            return Err(E::from(StoreError::Conflict(format!("certificate {old} changed during renewal"))));
         }
         crate::revocation::record_event(
             &mut tx,
@@ -752,9 +640,7 @@ impl Store {
             Some(device.facility),
             Some(device.user),
         ));
-        audit::append_all(&mut tx, self.backend, now, &entries)
-            .await
-            .map_err(E::from)?;
+        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
     }
@@ -768,13 +654,11 @@ async fn decide(
     reason: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<ApplicationRecord, StoreError> {
-    let row = sqlx::query(&format!(
-        "select {APPLICATION_COLUMNS} from applications where id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(StoreError::NotFound("application"))?;
+    let row = sqlx::query(&format!("select {APPLICATION_COLUMNS} from applications where id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("application"))?;
     let app = application_from_row(&row)?;
     let changed = sqlx::query(
         "update applications set status = $1, decided_by = $2, decided_at = $3, decision_reason = $4, updated_at = $3 \
@@ -790,11 +674,7 @@ async fn decide(
     .rows_affected();
     if changed == 0 {
         return Err(connect_pki_domain::DomainError::InvalidTransition {
-            from: if app.status == "approved" {
-                "approved"
-            } else {
-                "rejected"
-            },
+            from: if app.status == "approved" { "approved" } else { "rejected" },
             to,
         }
         .into());
@@ -867,15 +747,7 @@ pub(crate) async fn revoke_where(
         .bind(serial.to_hex())
         .execute(&mut *tx)
         .await?;
-        crate::revocation::record_event(
-            tx,
-            store.backend,
-            &serial,
-            CertStatus::Revoked,
-            Some(reason),
-            now,
-        )
-        .await?;
+        crate::revocation::record_event(tx, store.backend, &serial, CertStatus::Revoked, Some(reason), now).await?;
         audit::append(
             tx,
             store.backend,

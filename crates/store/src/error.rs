@@ -9,9 +9,7 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     /// `init` on a database that already holds a CA installation.
-    #[error(
-        "the database already holds a connect-pki installation; refusing to initialise it again"
-    )]
+    #[error("the database already holds a connect-pki installation; refusing to initialise it again")]
     AlreadyInitialised,
     /// The URL or settings are unusable.
     #[error("database configuration: {0}")]
@@ -41,10 +39,7 @@ impl From<sqlx::Error> for StoreError {
         if let sqlx::Error::Database(db) = &e
             && db.kind() == sqlx::error::ErrorKind::UniqueViolation
         {
-            let what = db
-                .constraint()
-                .map(str::to_string)
-                .unwrap_or_else(|| db.message().to_string());
+            let what = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
             return StoreError::Conflict(format!("{what} already exists"));
         }
         if let sqlx::Error::RowNotFound = e {

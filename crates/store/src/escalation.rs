@@ -68,9 +68,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<EscalationRecord, StoreError> {
     let t = |c: &str| -> Result<Option<OffsetDateTime>, StoreError> {
         r.try_get::<Option<i64>, _>(c)?.map(instant).transpose()
     };
-    let u = |c: &str| -> Result<Option<UserId>, StoreError> {
-        Ok(r.try_get::<Option<i64>, _>(c)?.map(UserId))
-    };
+    let u = |c: &str| -> Result<Option<UserId>, StoreError> { Ok(r.try_get::<Option<i64>, _>(c)?.map(UserId)) };
     Ok(EscalationRecord {
         id: r.try_get("id")?,
         device: DeviceId(r.try_get("device_id")?),
@@ -127,15 +125,7 @@ async fn hold_device(
         .bind(serial.to_hex())
         .execute(&mut *tx)
         .await?;
-        record_event(
-            tx,
-            store.backend,
-            &serial,
-            CertStatus::OnHold,
-            Some(Reason::CertificateHold),
-            now,
-        )
-        .await?;
+        record_event(tx, store.backend, &serial, CertStatus::OnHold, Some(Reason::CertificateHold), now).await?;
         audit.push(AuditEntry::ok(
             actor,
             "certificate.hold",
@@ -164,10 +154,7 @@ impl Store {
             user: UserRecord::from_row(&row)?,
             password_hash: row.try_get("password_hash")?,
             failed_logins: row.try_get("failed_logins")?,
-            locked_until: row
-                .try_get::<Option<i64>, _>("locked_until")?
-                .map(instant)
-                .transpose()?,
+            locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(instant).transpose()?,
         }))
     }
 
@@ -255,30 +242,25 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(EscalationRecord, Vec<Serial>), StoreError> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query("select u.facility_id, d.status from devices d join users u on u.id = d.user_id where d.id = $1")
-            .bind(new.device.0)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("device"))?;
+        let row = sqlx::query(
+            "select u.facility_id, d.status from devices d join users u on u.id = d.user_id where d.id = $1",
+        )
+        .bind(new.device.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("device"))?;
         let facility = FacilityId(row.try_get("facility_id")?);
         let mut entries = Vec::new();
         let held = hold_device(&mut tx, self, new.device, &new.actor, now, &mut entries).await?;
         if held.is_empty() {
-            let on_hold: i64 = sqlx::query("select count(*) as n from certificates where device_id = $1 and status = 'on_hold'")
-                .bind(new.device.0)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
-            let status = if on_hold > 0 {
-                "already on hold"
-            } else {
-                "revoked or has no valid certificate"
-            };
-            return Err(DomainError::InvalidTransition {
-                from: status,
-                to: "on_hold",
-            }
-            .into());
+            let on_hold: i64 =
+                sqlx::query("select count(*) as n from certificates where device_id = $1 and status = 'on_hold'")
+                    .bind(new.device.0)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+            let status = if on_hold > 0 { "already on hold" } else { "revoked or has no valid certificate" };
+            return Err(DomainError::InvalidTransition { from: status, to: "on_hold" }.into());
         }
         let id: i64 = sqlx::query(
             "insert into escalations (device_id, facility_id, channel, reported_by, queue, status, note, escalate_at, created_at, updated_at) \
@@ -295,7 +277,14 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
-        entries.push(AuditEntry::ok(new.actor.clone(), "escalation.open", format!("escalation:{id}"), json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(), "held": held}), Some(facility), new.reported_by));
+        entries.push(AuditEntry::ok(
+            new.actor.clone(),
+            "escalation.open",
+            format!("escalation:{id}"),
+            json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(), "held": held}),
+            Some(facility),
+            new.reported_by,
+        ));
         audit::append_all(&mut tx, self.backend, now, &entries).await?;
         crate::notification::enqueue(&mut tx, id, "opened", &new.notify, &new.payload, now).await?;
         let record = escalation_in(&mut tx, id).await?;
@@ -403,11 +392,7 @@ impl Store {
         .rows_affected();
         if changed == 0 {
             return Err(DomainError::InvalidTransition {
-                from: if current.status == "open" {
-                    "open (claim it first)"
-                } else {
-                    "resolved"
-                },
+                from: if current.status == "open" { "open (claim it first)" } else { "resolved" },
                 to: "resolved",
             }
             .into());
@@ -416,16 +401,9 @@ impl Store {
         let mut changed_serials = Vec::new();
         match outcome {
             Outcome::Revoked => {
-                changed_serials = revoke_where(
-                    &mut tx,
-                    self,
-                    "device_id = $1",
-                    current.device.0,
-                    Reason::KeyCompromise,
-                    &actor,
-                    now,
-                )
-                .await?;
+                changed_serials =
+                    revoke_where(&mut tx, self, "device_id = $1", current.device.0, Reason::KeyCompromise, &actor, now)
+                        .await?;
                 sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2")
                     .bind(secs(now))
                     .bind(current.device.0)
@@ -433,12 +411,10 @@ impl Store {
                     .await?;
             }
             Outcome::Released => {
-                let rows = sqlx::query(
-                    "select serial from certificates where device_id = $1 and status = 'on_hold'",
-                )
-                .bind(current.device.0)
-                .fetch_all(&mut *tx)
-                .await?;
+                let rows = sqlx::query("select serial from certificates where device_id = $1 and status = 'on_hold'")
+                    .bind(current.device.0)
+                    .fetch_all(&mut *tx)
+                    .await?;
                 for row in &rows {
                     let serial: Serial = text(row, "serial")?;
                     sqlx::query("update certificates set status = 'valid', revocation_reason = null, revoked_at = null, updated_at = $1 where serial = $2 and status = 'on_hold'")
@@ -446,8 +422,7 @@ impl Store {
                         .bind(serial.to_hex())
                         .execute(&mut *tx)
                         .await?;
-                    record_event(&mut tx, self.backend, &serial, CertStatus::Valid, None, now)
-                        .await?;
+                    record_event(&mut tx, self.backend, &serial, CertStatus::Valid, None, now).await?;
                     changed_serials.push(serial);
                 }
             }
@@ -474,10 +449,7 @@ impl Store {
     }
 
     /// Moves open escalations whose SLA has passed to 行政管理課; returns them.
-    pub async fn escalate_overdue(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<Vec<EscalationRecord>, StoreError> {
+    pub async fn escalate_overdue(&self, now: OffsetDateTime) -> Result<Vec<EscalationRecord>, StoreError> {
         let mut tx = self.begin_write().await?;
         let rows = sqlx::query(&format!(
             "select {COLUMNS} from escalations where status = 'open' and queue = 'manager' and escalate_at is not null and escalate_at <= $1"
@@ -488,11 +460,13 @@ impl Store {
         let due: Vec<EscalationRecord> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
         let mut entries = Vec::new();
         for e in &due {
-            sqlx::query("update escalations set queue = 'admin_division', updated_at = $1 where id = $2 and status = 'open'")
-                .bind(secs(now))
-                .bind(e.id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "update escalations set queue = 'admin_division', updated_at = $1 where id = $2 and status = 'open'",
+            )
+            .bind(secs(now))
+            .bind(e.id)
+            .execute(&mut *tx)
+            .await?;
             entries.push(AuditEntry::ok(
                 "system:sla",
                 "escalation.escalate",
@@ -543,14 +517,14 @@ pub struct Figures {
 impl Store {
     /// Counts for the operations view.
     pub async fn figures(&self) -> Result<Figures, StoreError> {
-        let row = sqlx::query("select count(*) as n, min(created_at) as oldest from escalations where status <> 'resolved'")
-            .fetch_one(&self.pool)
-            .await?;
-        let holds: i64 =
-            sqlx::query("select count(*) as n from certificates where status = 'on_hold'")
+        let row =
+            sqlx::query("select count(*) as n, min(created_at) as oldest from escalations where status <> 'resolved'")
                 .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?;
+                .await?;
+        let holds: i64 = sqlx::query("select count(*) as n from certificates where status = 'on_hold'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
         let reasons = sqlx::query(
             "select revocation_reason as reason, count(*) as n from certificates where status in ('revoked', 'superseded') group by revocation_reason",
         )
@@ -558,20 +532,11 @@ impl Store {
         .await?;
         Ok(Figures {
             open_escalations: row.try_get("n")?,
-            oldest_open_created_at: row
-                .try_get::<Option<i64>, _>("oldest")?
-                .map(instant)
-                .transpose()?,
+            oldest_open_created_at: row.try_get::<Option<i64>, _>("oldest")?.map(instant).transpose()?,
             holds,
             revoked_by_reason: reasons
                 .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get::<Option<String>, _>("reason")?
-                            .unwrap_or_default(),
-                        r.try_get("n")?,
-                    ))
-                })
+                .map(|r| Ok((r.try_get::<Option<String>, _>("reason")?.unwrap_or_default(), r.try_get("n")?)))
                 .collect::<Result<_, StoreError>>()?,
         })
     }

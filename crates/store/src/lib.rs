@@ -25,16 +25,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
-pub use directory::{
-    ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices,
-};
+pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices};
 pub use error::StoreError;
 pub use escalation::{Credentials, EscalationRecord, Figures, NewEscalation};
 pub use notification::{NotificationRecord, Target};
 pub use ops::BootstrapInput;
 pub use records::{
-    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser,
-    UserRecord,
+    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord,
 };
 pub use revocation::{CertEvent, Offender, StatusChange};
 
@@ -118,8 +115,8 @@ impl Store {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
-        let options = AnyConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
+        let options =
+            AnyConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
         let pool = match backend {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
@@ -145,15 +142,8 @@ impl Store {
                     .await
             }
         }
-        .map_err(|e| StoreError::Connect {
-            url: redact(url),
-            source: e,
-        })?;
-        let store = Self {
-            pool,
-            backend,
-            writer: Default::default(),
-        };
+        .map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
+        let store = Self { pool, backend, writer: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -183,15 +173,9 @@ impl Store {
         Ok(match self.backend {
             Backend::Sqlite => {
                 let slot = self.writer.clone().lock_owned().await;
-                WriteTx {
-                    tx: self.pool.begin_with("begin immediate").await?,
-                    _slot: Some(slot),
-                }
+                WriteTx { tx: self.pool.begin_with("begin immediate").await?, _slot: Some(slot) }
             }
-            Backend::Postgres => WriteTx {
-                tx: self.pool.begin().await?,
-                _slot: None,
-            },
+            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _slot: None },
         })
     }
 }
@@ -203,6 +187,5 @@ pub(crate) fn secs(t: time::OffsetDateTime) -> i64 {
 
 /// The instant of stored Unix seconds.
 pub(crate) fn instant(s: i64) -> Result<time::OffsetDateTime, StoreError> {
-    time::OffsetDateTime::from_unix_timestamp(s)
-        .map_err(|e| StoreError::Corrupt(format!("time {s}: {e}")))
+    time::OffsetDateTime::from_unix_timestamp(s).map_err(|e| StoreError::Corrupt(format!("time {s}: {e}")))
 }

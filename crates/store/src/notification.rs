@@ -32,7 +32,8 @@ pub struct NotificationRecord {
     pub delivered_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str = "id, escalation_id, event, channel, target, payload, status, attempts, last_error, created_at, delivered_at";
+const COLUMNS: &str =
+    "id, escalation_id, event, channel, target, payload, status, attempts, last_error, created_at, delivered_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<NotificationRecord, StoreError> {
     Ok(NotificationRecord {
@@ -46,10 +47,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<NotificationRecord, StoreError> {
         attempts: r.try_get::<i64, _>("attempts")?,
         last_error: r.try_get("last_error")?,
         created_at: instant(r.try_get("created_at")?)?,
-        delivered_at: r
-            .try_get::<Option<i64>, _>("delivered_at")?
-            .map(instant)
-            .transpose()?,
+        delivered_at: r.try_get::<Option<i64>, _>("delivered_at")?.map(instant).transpose()?,
     })
 }
 
@@ -142,16 +140,11 @@ impl Store {
     }
 
     /// The delivery log of an escalation.
-    pub async fn notifications(
-        &self,
-        escalation: i64,
-    ) -> Result<Vec<NotificationRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "select {COLUMNS} from notifications where escalation_id = $1 order by id"
-        ))
-        .bind(escalation)
-        .fetch_all(&self.pool)
-        .await?;
+    pub async fn notifications(&self, escalation: i64) -> Result<Vec<NotificationRecord>, StoreError> {
+        let rows = sqlx::query(&format!("select {COLUMNS} from notifications where escalation_id = $1 order by id"))
+            .bind(escalation)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(from_row).collect()
     }
 

@@ -9,8 +9,7 @@ use connect_pki_domain::{DeviceId, FacilityId, FacilityStatus, Serial, UserId, U
 
 use crate::audit::{self, AuditEntry};
 use crate::records::{
-    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser,
-    UserRecord,
+    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord,
 };
 use crate::{Store, StoreError, secs};
 
@@ -48,35 +47,10 @@ impl Store {
             return Err(E::from(StoreError::AlreadyInitialised));
         }
         let actor = "system:init";
-        let facility = insert_facility(
-            &mut tx,
-            self,
-            &input.facility,
-            FacilityStatus::Approved,
-            actor,
-            now,
-        )
-        .await?;
-        let user = insert_user(
-            &mut tx,
-            self,
-            facility.id,
-            &input.admin,
-            UserStatus::Active,
-            actor,
-            now,
-        )
-        .await?;
+        let facility = insert_facility(&mut tx, self, &input.facility, FacilityStatus::Approved, actor, now).await?;
+        let user = insert_user(&mut tx, self, facility.id, &input.admin, UserStatus::Active, actor, now).await?;
         let mut entries = Vec::new();
-        let device = insert_device(
-            &mut tx,
-            &user,
-            &input.device_label,
-            actor,
-            now,
-            &mut entries,
-        )
-        .await?;
+        let device = insert_device(&mut tx, &user, &input.device_label, actor, now, &mut entries).await?;
         let cert = sign(&device)?;
         insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await?;
         audit::append_all(&mut tx, self.backend, now, &entries).await?;
@@ -127,34 +101,22 @@ impl Store {
         F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
     {
         let mut tx = self.begin_write().await.map_err(E::from)?;
-        let user = user_by_id(&mut tx, user)
-            .await?
-            .ok_or(StoreError::NotFound("user"))
-            .map_err(E::from)?;
+        let user = user_by_id(&mut tx, user).await?.ok_or(StoreError::NotFound("user")).map_err(E::from)?;
         let mut entries = Vec::new();
-        let device = insert_device(&mut tx, &user, label, actor, now, &mut entries)
-            .await
-            .map_err(E::from)?;
+        let device = insert_device(&mut tx, &user, label, actor, now, &mut entries).await.map_err(E::from)?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries)
-            .await
-            .map_err(E::from)?;
-        audit::append_all(&mut tx, self.backend, now, &entries)
-            .await
-            .map_err(E::from)?;
+        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
+        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
     }
 
     /// One facility.
     pub async fn facility(&self, id: FacilityId) -> Result<Option<FacilityRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "select {} from facilities f where f.id = $1",
-            FacilityRecord::COLUMNS
-        ))
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("select {} from facilities f where f.id = $1", FacilityRecord::COLUMNS))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(FacilityRecord::from_row).transpose()
     }
 
@@ -165,25 +127,17 @@ impl Store {
     }
 
     /// One certificate by serial.
-    pub async fn certificate(
-        &self,
-        serial: &Serial,
-    ) -> Result<Option<CertificateRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "select {} from certificates c where c.serial = $1",
-            CertificateRecord::COLUMNS
-        ))
-        .bind(serial.to_hex())
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRecord>, StoreError> {
+        let row =
+            sqlx::query(&format!("select {} from certificates c where c.serial = $1", CertificateRecord::COLUMNS))
+                .bind(serial.to_hex())
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(CertificateRecord::from_row).transpose()
     }
 
     /// The holder of a certificate: device, user and facility.
-    pub async fn identity_by_serial(
-        &self,
-        serial: &Serial,
-    ) -> Result<Option<Identity>, StoreError> {
+    pub async fn identity_by_serial(&self, serial: &Serial) -> Result<Option<Identity>, StoreError> {
         let sql = format!(
             "select {}, {}, {}, d.id as d_id, d.status as d_status \
              from certificates c join devices d on d.id = c.device_id \
@@ -193,10 +147,7 @@ impl Store {
             UserRecord::COLUMNS,
             FacilityRecord::COLUMNS
         );
-        let row = sqlx::query(&sql)
-            .bind(serial.to_hex())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&sql).bind(serial.to_hex()).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Identity {
             certificate: CertificateRecord::from_row(&row)?,
@@ -208,17 +159,11 @@ impl Store {
     }
 }
 
-pub(crate) async fn user_by_id(
-    conn: &mut AnyConnection,
-    id: UserId,
-) -> Result<Option<UserRecord>, StoreError> {
-    let row = sqlx::query(&format!(
-        "select {} from users u where u.id = $1",
-        UserRecord::COLUMNS
-    ))
-    .bind(id.0)
-    .fetch_optional(&mut *conn)
-    .await?;
+pub(crate) async fn user_by_id(conn: &mut AnyConnection, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+    let row = sqlx::query(&format!("select {} from users u where u.id = $1", UserRecord::COLUMNS))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(UserRecord::from_row).transpose()
 }
 
@@ -368,15 +313,8 @@ pub(crate) async fn insert_certificate(
     .bind(secs(now))
     .execute(&mut *tx)
     .await?;
-    crate::revocation::record_event(
-        tx,
-        store.backend,
-        &cert.serial,
-        connect_pki_domain::CertStatus::Valid,
-        None,
-        now,
-    )
-    .await?;
+    crate::revocation::record_event(tx, store.backend, &cert.serial, connect_pki_domain::CertStatus::Valid, None, now)
+        .await?;
     audit.push(AuditEntry::ok(
         actor,
         "certificate.issue",

@@ -5,8 +5,7 @@ use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
 use connect_pki_domain::{
-    CertStatus, DeviceId, FacilityId, FacilityKind, FacilityStatus, Reason, Role, Serial, UserId,
-    UserStatus,
+    CertStatus, DeviceId, FacilityId, FacilityKind, FacilityStatus, Reason, Role, Serial, UserId, UserStatus,
 };
 
 use crate::{StoreError, instant};
@@ -99,8 +98,7 @@ pub(crate) fn text<T: std::str::FromStr<Err = connect_pki_domain::DomainError>>(
     col: &str,
 ) -> Result<T, StoreError> {
     let s: String = row.try_get(col)?;
-    s.parse()
-        .map_err(|e: connect_pki_domain::DomainError| StoreError::Corrupt(format!("{col}: {e}")))
+    s.parse().map_err(|e: connect_pki_domain::DomainError| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
 pub(crate) fn opt_text<T: std::str::FromStr<Err = connect_pki_domain::DomainError>>(

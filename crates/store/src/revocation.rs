@@ -58,9 +58,7 @@ pub(crate) async fn record_event(
 ) -> Result<(), StoreError> {
     if backend == Backend::Postgres {
         // The audit chain's lock: re-entrant within the transaction, held to commit.
-        sqlx::query("select pg_advisory_xact_lock(7305001)")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("select pg_advisory_xact_lock(7305001)").execute(&mut *tx).await?;
     }
     sqlx::query("insert into cert_events (serial, status, reason, at) values ($1, $2, $3, $4)")
         .bind(serial.to_hex())
@@ -72,18 +70,12 @@ pub(crate) async fn record_event(
     Ok(())
 }
 
-async fn certificate_in(
-    tx: &mut AnyConnection,
-    serial: &Serial,
-) -> Result<CertificateRecord, StoreError> {
-    let row = sqlx::query(&format!(
-        "select {} from certificates c where c.serial = $1",
-        CertificateRecord::COLUMNS
-    ))
-    .bind(serial.to_hex())
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(StoreError::NotFound("certificate"))?;
+async fn certificate_in(tx: &mut AnyConnection, serial: &Serial) -> Result<CertificateRecord, StoreError> {
+    let row = sqlx::query(&format!("select {} from certificates c where c.serial = $1", CertificateRecord::COLUMNS))
+        .bind(serial.to_hex())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("certificate"))?;
     CertificateRecord::from_row(&row)
 }
 
@@ -111,10 +103,7 @@ impl Store {
         let current = certificate_in(&mut tx, serial).await?;
         let (status, reason) = match decide(current.status, change)? {
             Decision::AlreadyDone => {
-                return Ok(StatusChange {
-                    certificate: current,
-                    changed: false,
-                });
+                return Ok(StatusChange { certificate: current, changed: false });
             }
             Decision::Apply { status, reason } => (status, reason),
         };
@@ -136,14 +125,8 @@ impl Store {
             // Unreachable on SQLite (the write lock is held); on PostgreSQL a
             // racing transaction changed it first: report what it left.
             drop(tx);
-            let now_is = self
-                .certificate(serial)
-                .await?
-                .ok_or(StoreError::NotFound("certificate"))?;
-            return Ok(StatusChange {
-                certificate: now_is,
-                changed: false,
-            });
+            let now_is = self.certificate(serial).await?.ok_or(StoreError::NotFound("certificate"))?;
+            return Ok(StatusChange { certificate: now_is, changed: false });
         }
         let (user, facility) = holder(&mut tx, serial).await?;
         let action = match change {
@@ -168,10 +151,7 @@ impl Store {
         record_event(&mut tx, self.backend, serial, status, reason, now).await?;
         let certificate = certificate_in(&mut tx, serial).await?;
         tx.commit().await?;
-        Ok(StatusChange {
-            certificate,
-            changed: true,
-        })
+        Ok(StatusChange { certificate, changed: true })
     }
 
     /// Reports a device lost: every valid or held certificate of it revoked
@@ -194,16 +174,8 @@ impl Store {
             .bind(device.0)
             .execute(&mut *tx)
             .await?;
-        let revoked = revoke_where(
-            &mut tx,
-            self,
-            "device_id = $1",
-            device.0,
-            Reason::KeyCompromise,
-            actor,
-            now,
-        )
-        .await?;
+        let revoked =
+            revoke_where(&mut tx, self, "device_id = $1", device.0, Reason::KeyCompromise, actor, now).await?;
         audit::append(
             &mut tx,
             self.backend,
@@ -225,27 +197,18 @@ impl Store {
     /// Retires a user now: account disabled, devices retired, every valid or
     /// held certificate revoked with affiliationChanged — one transaction.
     /// Retiring a retired user changes nothing.
-    pub async fn retire_user(
-        &self,
-        user: UserId,
-        actor: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<Serial>, StoreError> {
+    pub async fn retire_user(&self, user: UserId, actor: &str, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let u = user_by_id(&mut tx, user)
-            .await?
-            .ok_or(StoreError::NotFound("user"))?;
+        let u = user_by_id(&mut tx, user).await?.ok_or(StoreError::NotFound("user"))?;
         match u.status {
             UserStatus::Retired | UserStatus::Deleted => return Ok(Vec::new()),
             UserStatus::Invited | UserStatus::Active => {}
         }
-        sqlx::query(
-            "update users set status = 'retired', retire_at = null, updated_at = $1 where id = $2",
-        )
-        .bind(secs(now))
-        .bind(user.0)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query("update users set status = 'retired', retire_at = null, updated_at = $1 where id = $2")
+            .bind(secs(now))
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'")
             .bind(secs(now))
             .bind(user.0)
@@ -288,15 +251,9 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let u = user_by_id(&mut tx, user)
-            .await?
-            .ok_or(StoreError::NotFound("user"))?;
+        let u = user_by_id(&mut tx, user).await?.ok_or(StoreError::NotFound("user"))?;
         if !matches!(u.status, UserStatus::Invited | UserStatus::Active) {
-            return Err(DomainError::InvalidTransition {
-                from: u.status.as_str(),
-                to: "retired",
-            }
-            .into());
+            return Err(DomainError::InvalidTransition { from: u.status.as_str(), to: "retired" }.into());
         }
         sqlx::query("update users set retire_at = $1, updated_at = $2 where id = $3")
             .bind(secs(at))
@@ -340,33 +297,22 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound("user"))?;
-        row.try_get::<Option<i64>, _>("retire_at")?
-            .map(instant)
-            .transpose()
+        row.try_get::<Option<i64>, _>("retire_at")?.map(instant).transpose()
     }
 
     /// Deletes a retired user's personal data (login ID, name, e-mail,
     /// password, device labels) and marks them deleted. The rows and the audit
     /// trail stay. Only a retired user can be deleted; deleting twice is safe.
-    pub async fn delete_user(
-        &self,
-        user: UserId,
-        actor: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    pub async fn delete_user(&self, user: UserId, actor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let u = user_by_id(&mut tx, user)
-            .await?
-            .ok_or(StoreError::NotFound("user"))?;
+        let u = user_by_id(&mut tx, user).await?.ok_or(StoreError::NotFound("user"))?;
         match u.status {
             UserStatus::Deleted => return Ok(()),
             UserStatus::Retired => {}
             other => {
-                return Err(DomainError::InvalidTransition {
-                    from: other.as_str(),
-                    to: "deleted (retire first)",
-                }
-                .into());
+                return Err(
+                    DomainError::InvalidTransition { from: other.as_str(), to: "deleted (retire first)" }.into()
+                );
             }
         }
         sqlx::query(
@@ -410,19 +356,17 @@ impl Store {
     pub async fn certificate_index(&self) -> Result<(i64, Vec<CertEvent>), StoreError> {
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin().await?,
-            Backend::Postgres => {
-                self.pool
-                    .begin_with("begin isolation level repeatable read")
-                    .await?
-            }
+            Backend::Postgres => self.pool.begin_with("begin isolation level repeatable read").await?,
         };
         let last: i64 = sqlx::query("select coalesce(max(id), 0) as last from cert_events")
             .fetch_one(&mut *tx)
             .await?
             .try_get("last")?;
-        let rows = sqlx::query("select serial, status, revocation_reason, coalesce(revoked_at, 0) as at, not_after from certificates")
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = sqlx::query(
+            "select serial, status, revocation_reason, coalesce(revoked_at, 0) as at, not_after from certificates",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         let entries = rows
             .iter()
@@ -468,12 +412,10 @@ impl Store {
     /// increase, across restarts and across instances.
     pub async fn next_crl_number(&self) -> Result<i64, StoreError> {
         let mut tx = self.begin_write().await?;
-        let n: i64 = sqlx::query(
-            "update crl_state set crl_number = crl_number + 1 where id = 1 returning crl_number",
-        )
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("crl_number")?;
+        let n: i64 = sqlx::query("update crl_state set crl_number = crl_number + 1 where id = 1 returning crl_number")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("crl_number")?;
         tx.commit().await?;
         Ok(n)
     }
@@ -492,11 +434,8 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let (us, fs, ds): (String, String, String) = (
-                    r.try_get("u_status")?,
-                    r.try_get("f_status")?,
-                    r.try_get("d_status")?,
-                );
+                let (us, fs, ds): (String, String, String) =
+                    (r.try_get("u_status")?, r.try_get("f_status")?, r.try_get("d_status")?);
                 let why = if fs == "closed" {
                     format!("facility {} is closed", r.try_get::<i64, _>("f_id")?)
                 } else if ds == "lost" {
@@ -504,10 +443,7 @@ impl Store {
                 } else {
                     format!("user {} is {us}", r.try_get::<i64, _>("u_id")?)
                 };
-                Ok(Offender {
-                    serial: text(r, "serial")?,
-                    why,
-                })
+                Ok(Offender { serial: text(r, "serial")?, why })
             })
             .collect()
     }

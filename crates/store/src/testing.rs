@@ -9,8 +9,7 @@ use crate::{Backend, Store, StoreError};
 
 /// The server the PostgreSQL tests use.
 pub fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A database that exists while this value lives.
@@ -31,12 +30,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temporary directory");
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-                Self {
-                    url,
-                    backend,
-                    _dir: Some(dir),
-                    pg_name: None,
-                }
+                Self { url, backend, _dir: Some(dir), pg_name: None }
             }
             Backend::Postgres => {
                 let admin = postgres_admin_url();
@@ -50,12 +44,7 @@ impl TestDb {
                     .unwrap_or_else(|e| panic!("cannot create test database on {admin}: {e}"));
                 let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
                 url.set_path(&format!("/{name}"));
-                Self {
-                    url: url.to_string(),
-                    backend,
-                    _dir: None,
-                    pg_name: Some(name),
-                }
+                Self { url: url.to_string(), backend, _dir: None, pg_name: Some(name) }
             }
         }
     }
@@ -90,15 +79,12 @@ impl Drop for TestDb {
         // gets a small runtime of its own on a plain thread.
         let admin = postgres_admin_url();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
             if let Ok(rt) = rt {
                 rt.block_on(async {
                     let mut conn = pg_connect(&admin).await;
-                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
-                        .execute(&mut conn)
-                        .await;
+                    let _ =
+                        sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
                 });
             }
         })

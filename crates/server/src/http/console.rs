@@ -30,8 +30,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/console/", get(show))
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("../../templates/console.css")) }))
-        .route("/console/console.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../templates/console.js")) }))
+        .route(
+            "/console/console.css",
+            get(|| async { asset("text/css; charset=utf-8", include_str!("../../templates/console.css")) }),
+        )
+        .route(
+            "/console/console.js",
+            get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../templates/console.js")) }),
+        )
         .route("/console/escalations/{id}/claim", post(claim))
         .route("/console/escalations/{id}/resolve", post(resolve))
         .with_state(state)
@@ -44,7 +50,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 /// A key for CSRF tokens, made at start.
 pub fn new_csrf_key() -> hmac::Key {
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"unreachable: the OS RNG failed"))
+    hmac::Key::generate(hmac::HMAC_SHA256, &rng)
+        .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"unreachable: the OS RNG failed"))
 }
 
 fn csrf_token(state: &AppState, caller: &Caller) -> String {
@@ -53,12 +60,20 @@ fn csrf_token(state: &AppState, caller: &Caller) -> String {
 
 fn csrf_ok(state: &AppState, caller: &Caller, token: &str, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
     // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string).or_else(|| uri.authority().map(|a| a.to_string()));
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()));
     let same_origin = match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        None => headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_none_or(|v| v == "same-origin" || v == "none"),
+        None => headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v == "same-origin" || v == "none"),
         Some(origin) => host.is_some_and(|host| origin == format!("https://{host}")),
     };
-    let token_ok = hex::decode(token).is_ok_and(|t| hmac::verify(&state.csrf_key, caller.identity.certificate.serial.as_bytes(), &t).is_ok());
+    let token_ok = hex::decode(token)
+        .is_ok_and(|t| hmac::verify(&state.csrf_key, caller.identity.certificate.serial.as_bytes(), &t).is_ok());
     same_origin && token_ok
 }
 
@@ -161,12 +176,18 @@ fn refuse(e: ApiError) -> Response {
 }
 
 fn local(t: OffsetDateTime) -> String {
-    emergency::tokyo(t).map(|(d, tm)| format!("{d} {:02}:{:02}", tm.hour(), tm.minute())).unwrap_or_else(|_| t.to_string())
+    emergency::tokyo(t)
+        .map(|(d, tm)| format!("{d} {:02}:{:02}", tm.hour(), tm.minute()))
+        .unwrap_or_else(|_| t.to_string())
 }
 
 fn span(seconds: i64) -> String {
     let (neg, s) = (seconds < 0, seconds.unsigned_abs());
-    let text = if s >= 3600 { format!("{}時間{}分", s / 3600, (s % 3600) / 60) } else { format!("{}分{}秒", s / 60, s % 60) };
+    let text = if s >= 3600 {
+        format!("{}時間{}分", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}分{}秒", s / 60, s % 60)
+    };
     if neg { format!("超過 {text}") } else { text }
 }
 
@@ -208,14 +229,25 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
     render(&state, &caller, flash, None, StatusCode::OK).await
 }
 
-async fn render(state: &AppState, caller: &Caller, flash: Option<String>, error: Option<String>, status: StatusCode) -> Response {
+async fn render(
+    state: &AppState,
+    caller: &Caller,
+    flash: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     match build(state, caller, flash, error).await {
         Ok(p) => page(status, &p),
         Err(e) => refuse(e),
     }
 }
 
-async fn build(state: &AppState, caller: &Caller, flash: Option<String>, error: Option<String>) -> Result<ConsolePage, ApiError> {
+async fn build(
+    state: &AppState,
+    caller: &Caller,
+    flash: Option<String>,
+    error: Option<String>,
+) -> Result<ConsolePage, ApiError> {
     let all = emergency::list(state, caller, false).await?;
     let now = state.clock.now();
     let mut open = Vec::new();
@@ -243,10 +275,13 @@ async fn build(state: &AppState, caller: &Caller, flash: Option<String>, error: 
             continue;
         }
         let claimed_by = match e.claimed_by {
-            Some(u) => Some(state.store.user(u).await?.and_then(|u| u.display_name).unwrap_or_else(|| format!("利用者 {u}"))),
+            Some(u) => {
+                Some(state.store.user(u).await?.and_then(|u| u.display_name).unwrap_or_else(|| format!("利用者 {u}")))
+            }
             None => None,
         };
-        let held_since = device.certificates.iter().filter(|c| c.status == CertStatus::OnHold).filter_map(|c| c.revoked_at).min();
+        let held_since =
+            device.certificates.iter().filter(|c| c.status == CertStatus::OnHold).filter_map(|c| c.revoked_at).min();
         let hold_deadline = held_since.map(|t| t + state.settings.hold_limit);
         let hold_left = hold_deadline.map_or(0, |d| (d - now).whole_seconds());
         let sla_left = e.escalate_at.filter(|_| e.queue == "manager").map_or(0, |d| (d - now).whole_seconds());
@@ -260,7 +295,13 @@ async fn build(state: &AppState, caller: &Caller, flash: Option<String>, error: 
                 "manager" => "施設管理者による届出",
                 _ => "行政管理課が電話で受付",
             },
-            urgency: if e.status == "open" && e.queue == "admin_division" { "urgent" } else if e.status == "open" { "soon" } else { "" },
+            urgency: if e.status == "open" && e.queue == "admin_division" {
+                "urgent"
+            } else if e.status == "open" {
+                "soon"
+            } else {
+                ""
+            },
             facility,
             login: user.login_id.clone().unwrap_or_default(),
             person,
@@ -279,7 +320,11 @@ async fn build(state: &AppState, caller: &Caller, flash: Option<String>, error: 
             certificates: device
                 .certificates
                 .iter()
-                .map(|c| CertRow { serial: c.serial.to_hex(), status_ja: cert_ja(c.status), not_after: local(c.not_after) })
+                .map(|c| CertRow {
+                    serial: c.serial.to_hex(),
+                    status_ja: cert_ja(c.status),
+                    not_after: local(c.not_after),
+                })
                 .collect(),
         });
     }
@@ -358,7 +403,12 @@ fn acting(
 }
 
 /// After an action: back to the queue with a confirmation, or the queue with the error.
-async fn after<T>(state: &AppState, caller: &Caller, result: Result<T, ApiError>, done: impl FnOnce(T) -> String) -> Response {
+async fn after<T>(
+    state: &AppState,
+    caller: &Caller,
+    result: Result<T, ApiError>,
+    done: impl FnOnce(T) -> String,
+) -> Response {
     match result {
         Ok(v) => Redirect::to(&format!("/console/?done={}", done(v))).into_response(),
         Err(e) => render(state, caller, None, Some(conflict_ja(&e)), e.status()).await,

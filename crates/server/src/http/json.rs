@@ -22,9 +22,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Domain(connect_pki_domain::DomainError::Invalid {
                 field: "body",
-                why: e.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ").to_string(),
+                why: e
+                    .body_text()
+                    .trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+                    .to_string(),
             })),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::BadJson(format!("malformed JSON: {}", e.body_text()))),
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::BadJson(format!("malformed JSON: {}", e.body_text())))
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::NotJson),
             Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::TooLarge(MAX_BODY)),
             Err(e) => Err(ApiError::BadRequest(e.body_text())),

@@ -9,7 +9,6 @@
 //! certificates, are signed live. Every failure is an OCSP error response,
 //! never an HTTP error.
 
-use std::collections::HashMap;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -20,6 +19,7 @@ use base64::Engine;
 use connect_pki_ca::ocsp::{OcspSigner, Refusal, Status, internal_error_response, refusal_response};
 use connect_pki_domain::{CertStatus, Reason};
 use parking_lot::RwLock;
+use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use crate::revocation::Revocations;
@@ -78,7 +78,12 @@ impl Responder {
                 return hit;
             }
             let this_update = now;
-            match self.signer.respond(&[(req.items[0].id.clone(), status(Some(*entry)))], None, this_update, this_update + self.validity) {
+            match self.signer.respond(
+                &[(req.items[0].id.clone(), status(Some(*entry)))],
+                None,
+                this_update,
+                this_update + self.validity,
+            ) {
                 Ok(der) => {
                     let der = Bytes::from(der);
                     let mut cache = self.cache.write();

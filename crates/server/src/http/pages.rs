@@ -143,7 +143,10 @@ impl From<&ApplyFields> for ApplyView {
 }
 
 async fn apply_form() -> Response {
-    page(StatusCode::OK, &ApplyPage { form: (&ApplyFields::default()).into(), error: None, terms_version: TERMS_VERSION })
+    page(
+        StatusCode::OK,
+        &ApplyPage { form: (&ApplyFields::default()).into(), error: None, terms_version: TERMS_VERSION },
+    )
 }
 
 async fn apply_submit(
@@ -198,9 +201,13 @@ async fn apply_status(State(state): State<AppState>, Path(token): Path<String>) 
                 reason: app.decision_reason,
             },
         ),
-        Ok(None) => {
-            page(StatusCode::NOT_FOUND, &MessagePage { title: "申請状況", message: "申請が見つかりませんでした。アドレスを確認してください。".into() })
-        }
+        Ok(None) => page(
+            StatusCode::NOT_FOUND,
+            &MessagePage {
+                title: "申請状況",
+                message: "申請が見つかりませんでした。アドレスを確認してください。".into(),
+            },
+        ),
         Err(e) => {
             let e = ApiError::from(e);
             page(e.status(), &MessagePage { title: "申請状況", message: e.message_ja() })
@@ -264,7 +271,10 @@ async fn enroll_submit(
         ),
         Ok(Enrolled::Certificate { .. }) => page(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &MessagePage { title: "端末の登録", message: ApiError::Internal(anyhow::anyhow!("unexpected")).message_ja() },
+            &MessagePage {
+                title: "端末の登録",
+                message: ApiError::Internal(anyhow::anyhow!("unexpected")).message_ja(),
+            },
         ),
         Err(e) => page(
             e.status(),
@@ -327,6 +337,13 @@ async fn emergency_submit(
                 },
             },
         ),
-        Err(e) => page(e.status(), &EmergencyPage { login_id: f.login_id.clone(), device_id: f.device_id.clone(), error: Some(e.message_ja()) }),
+        Err(e) => page(
+            e.status(),
+            &EmergencyPage {
+                login_id: f.login_id.clone(),
+                device_id: f.device_id.clone(),
+                error: Some(e.message_ja()),
+            },
+        ),
     }
 }

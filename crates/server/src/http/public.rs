@@ -16,7 +16,10 @@ const DER_CERT: &str = "application/pkix-cert";
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ca/root.pem", get(|State(s): State<AppState>| async move { body(PEM, s.certs.root_pem.clone()) }))
-        .route("/ca/issuing.pem", get(|State(s): State<AppState>| async move { body(PEM, s.certs.issuing_pem.clone()) }))
+        .route(
+            "/ca/issuing.pem",
+            get(|State(s): State<AppState>| async move { body(PEM, s.certs.issuing_pem.clone()) }),
+        )
         .route("/ca/chain.pem", get(|State(s): State<AppState>| async move { body(PEM, s.certs.chain_pem.clone()) }))
         .route("/ca/root.crt", get(|State(s): State<AppState>| async move { body(DER_CERT, s.certs.root_der.clone()) }))
         .route(

@@ -71,7 +71,13 @@ fn clamp(v: i64) -> u32 {
 
 impl Packed {
     fn of(e: &Entry) -> Self {
-        Self { at: clamp(e.at), not_after: clamp(e.not_after), event: clamp(e.event), status: e.status, reason: e.reason }
+        Self {
+            at: clamp(e.at),
+            not_after: clamp(e.not_after),
+            event: clamp(e.event),
+            status: e.status,
+            reason: e.reason,
+        }
     }
 
     fn entry(self) -> Entry {
@@ -141,8 +147,11 @@ impl CertIndex {
     /// yet expired.
     pub fn crl_entries(&self, now: i64) -> Vec<(u128, Entry)> {
         let map = self.map.read();
-        let mut out: Vec<(u128, Entry)> =
-            map.iter().filter(|(_, e)| e.status != CertStatus::Valid && i64::from(e.not_after) >= now).map(|(k, e)| (*k, e.entry())).collect();
+        let mut out: Vec<(u128, Entry)> = map
+            .iter()
+            .filter(|(_, e)| e.status != CertStatus::Valid && i64::from(e.not_after) >= now)
+            .map(|(k, e)| (*k, e.entry()))
+            .collect();
         out.sort_unstable_by_key(|(k, _)| *k);
         out
     }

@@ -21,24 +21,30 @@ pub async fn submit(state: &AppState, form: ApplicationForm, client: &str) -> Re
 pub async fn list(state: &AppState, caller: &Caller, status: Option<&str>) -> Result<Vec<ApplicationRecord>, ApiError> {
     authorize(&caller.actor, Action::DecideApplications)?;
     if let Some(s) = status
-        && !matches!(s, "pending" | "approved" | "rejected") {
-            return Err(connect_pki_domain::DomainError::Invalid {
-                field: "status",
-                why: format!("{s:?} is not one of pending, approved, rejected"),
-            }
-            .into());
+        && !matches!(s, "pending" | "approved" | "rejected")
+    {
+        return Err(connect_pki_domain::DomainError::Invalid {
+            field: "status",
+            why: format!("{s:?} is not one of pending, approved, rejected"),
         }
+        .into());
+    }
     Ok(state.store.applications(status).await?)
 }
 
 /// Approves an application; returns what was created and the manager's
 /// enrollment code (shown once).
-pub async fn approve(state: &AppState, caller: &Caller, id: i64) -> Result<(Approval, String, time::OffsetDateTime), ApiError> {
+pub async fn approve(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<(Approval, String, time::OffsetDateTime), ApiError> {
     authorize(&caller.actor, Action::DecideApplications)?;
     let now = state.clock.now();
     // Generated before the transaction; bound to the manager created in it.
     let code = new_code(caller.actor.user, state.settings.enrollment_code_ttl, now)?;
-    let approval = state.store.approve_application(id, caller.actor.user, |manager| code.for_user(manager), now).await?;
+    let approval =
+        state.store.approve_application(id, caller.actor.user, |manager| code.for_user(manager), now).await?;
     let shown = code.display(approval.code_id);
     Ok((approval, shown, code.stored.expires_at))
 }

@@ -30,7 +30,9 @@ pub async fn renew(state: &AppState, caller: &Caller, csr_pem: &str) -> Result<(
     let old = caller.identity.certificate.serial.clone();
     let (device, cert) = state
         .store
-        .renew_certificate::<ApiError, _>(&old, &caller.audit_name(), state.clock.now(), |d| sign_from_csr(state, &csr, d))
+        .renew_certificate::<ApiError, _>(&old, &caller.audit_name(), state.clock.now(), |d| {
+            sign_from_csr(state, &csr, d)
+        })
         .await?;
     crate::service::revocation::publish(state).await?;
     Ok((device.device, cert))

@@ -92,7 +92,11 @@ pub async fn managed_user(state: &AppState, caller: &Caller, id: UserId) -> Resu
 
 /// Issues an enrollment code for a new device of `user`; the code is returned
 /// once and only its hash is kept.
-pub async fn issue_code(state: &AppState, caller: &Caller, user: UserId) -> Result<(String, time::OffsetDateTime), ApiError> {
+pub async fn issue_code(
+    state: &AppState,
+    caller: &Caller,
+    user: UserId,
+) -> Result<(String, time::OffsetDateTime), ApiError> {
     let user = managed_user(state, caller, user).await?;
     let now = state.clock.now();
     let code = new_code(user.id, state.settings.enrollment_code_ttl, now)?;

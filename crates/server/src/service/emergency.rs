@@ -25,8 +25,10 @@ pub fn tokyo(t: OffsetDateTime) -> Result<(time::Date, time::Time), ApiError> {
         .and_then(|ts| ts.in_tz("Asia/Tokyo"))
         .map_err(|e| anyhow::anyhow!("Asia/Tokyo: {e}"))?;
     let month = time::Month::try_from(z.month() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let date = time::Date::from_calendar_date(i32::from(z.year()), month, z.day() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let at = time::Time::from_hms(z.hour() as u8, z.minute() as u8, z.second() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let date = time::Date::from_calendar_date(i32::from(z.year()), month, z.day() as u8)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let at =
+        time::Time::from_hms(z.hour() as u8, z.minute() as u8, z.second() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((date, at))
 }
 
@@ -45,9 +47,11 @@ fn routing(state: &AppState) -> Result<Routing, ApiError> {
 /// login IDs against at the same cost as real ones.
 async fn dummy_hash() -> Result<String, ApiError> {
     static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    HASH.get_or_try_init(|| async { crate::service::secrets::hash_password(crate::bootstrap::random_secret(24)?).await })
-        .await
-        .cloned()
+    HASH.get_or_try_init(|| async {
+        crate::service::secrets::hash_password(crate::bootstrap::random_secret(24)?).await
+    })
+    .await
+    .cloned()
 }
 
 /// A wrong login ID or password: the same answer either way.
@@ -134,7 +138,13 @@ async fn open(
     };
     let (record, held) = state.store.open_escalation(&new, state.clock.now()).await?;
     publish(state).await?;
-    tracing::warn!(escalation = record.id, device = device.0, queue = r.queue.as_str(), held = held.len(), "emergency report: device on hold");
+    tracing::warn!(
+        escalation = record.id,
+        device = device.0,
+        queue = r.queue.as_str(),
+        held = held.len(),
+        "emergency report: device on hold"
+    );
     Ok((record, held))
 }
 

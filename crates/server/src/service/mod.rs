@@ -20,7 +20,11 @@ use crate::state::AppState;
 
 /// Signs a device certificate for `device` from a checked CSR, refusing a CSR
 /// that claims another user. Used inside store transactions.
-pub(crate) fn sign_from_csr(state: &AppState, csr: &CheckedCsr, device: &DeviceRef) -> Result<NewCertificate, ApiError> {
+pub(crate) fn sign_from_csr(
+    state: &AppState,
+    csr: &CheckedCsr,
+    device: &DeviceRef,
+) -> Result<NewCertificate, ApiError> {
     csr.check_claims(&device.login_id)?;
     let subject = subject_of(device);
     let cert = state.ca.issue_device(&csr.spki_der, &subject, state.clock.now())?;

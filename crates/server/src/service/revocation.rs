@@ -20,7 +20,12 @@ pub async fn publish(state: &AppState) -> Result<(), ApiError> {
 
 /// Revokes, holds or releases one certificate. Repeating a call reports the
 /// state the certificate is in.
-pub async fn change(state: &AppState, caller: &Caller, serial: &Serial, change: Change) -> Result<StatusChange, ApiError> {
+pub async fn change(
+    state: &AppState,
+    caller: &Caller,
+    serial: &Serial,
+    change: Change,
+) -> Result<StatusChange, ApiError> {
     let holder = state.store.identity_by_serial(serial).await?.ok_or(ApiError::NotFound("certificate"))?;
     authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
     let outcome = state.store.change_certificate(serial, change, &caller.audit_name(), state.clock.now()).await?;
@@ -45,7 +50,12 @@ pub enum Retirement {
 }
 
 /// Retires a user now, or schedules it (`at` in the future).
-pub async fn retire(state: &AppState, caller: &Caller, user: UserId, at: Option<OffsetDateTime>) -> Result<Retirement, ApiError> {
+pub async fn retire(
+    state: &AppState,
+    caller: &Caller,
+    user: UserId,
+    at: Option<OffsetDateTime>,
+) -> Result<Retirement, ApiError> {
     let u = managed_user(state, caller, user).await?;
     let now = state.clock.now();
     match at {

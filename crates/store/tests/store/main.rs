@@ -54,9 +54,7 @@ fn staff(login: &str) -> NewUser {
 async fn count(store_url: &str, table: &str) -> i64 {
     use sqlx::{Connection, Row};
     sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(store_url)
-        .await
-        .expect("connect");
+    let mut conn = sqlx::AnyConnection::connect(store_url).await.expect("connect");
     sqlx::query(&format!("select count(*) as n from {table}"))
         .fetch_one(&mut conn)
         .await
@@ -67,28 +65,19 @@ async fn count(store_url: &str, table: &str) -> i64 {
 
 async fn bootstrapped(db: &TestDb) -> Store {
     let store = db.store().await.expect("connect");
-    store
-        .bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(1)))
-        .await
-        .expect("bootstrap");
+    store.bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(1))).await.expect("bootstrap");
     store
 }
 
 async fn bootstrap_creates_the_admin_identity_once(db: TestDb) {
     let store = db.store().await.expect("connect");
-    let (facility, user, device, cert) = store
-        .bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(1)))
-        .await
-        .expect("bootstrap");
+    let (facility, user, device, cert) =
+        store.bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(1))).await.expect("bootstrap");
     assert_eq!(user.role, Role::AdminDivision);
     assert_eq!(device.user, user.id);
     assert_eq!(device.facility, facility.id);
 
-    let id = store
-        .identity_by_serial(&cert.serial)
-        .await
-        .expect("query")
-        .expect("found");
+    let id = store.identity_by_serial(&cert.serial).await.expect("query").expect("found");
     assert_eq!(id.user.login_id.as_deref(), Some("admin"));
     assert_eq!(id.user.role, Role::AdminDivision);
     assert_eq!(id.facility.name, "千歳市 総務部行政管理課");
@@ -96,63 +85,25 @@ async fn bootstrap_creates_the_admin_identity_once(db: TestDb) {
     assert_eq!(id.certificate.der, vec![0x30, 1]);
     assert_eq!(id.certificate.not_after, now() + time::Duration::days(365));
 
-    let again = store
-        .bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(2)))
-        .await;
-    assert!(
-        matches!(again, Err(StoreError::AlreadyInitialised)),
-        "{again:?}"
-    );
+    let again = store.bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(2))).await;
+    assert!(matches!(again, Err(StoreError::AlreadyInitialised)), "{again:?}");
     assert_eq!(count(&db.url, "users").await, 1);
 }
-both_backends!(
-    bootstrap_creates_the_admin_identity_once,
-    crate::bootstrap_creates_the_admin_identity_once
-);
+both_backends!(bootstrap_creates_the_admin_identity_once, crate::bootstrap_creates_the_admin_identity_once);
 
 async fn unknown_serial_has_no_identity(db: TestDb) {
     let store = bootstrapped(&db).await;
-    assert_eq!(
-        store.identity_by_serial(&serial(99)).await.expect("query"),
-        None
-    );
+    assert_eq!(store.identity_by_serial(&serial(99)).await.expect("query"), None);
     assert_eq!(store.certificate(&serial(99)).await.expect("query"), None);
 }
-both_backends!(
-    unknown_serial_has_no_identity,
-    crate::unknown_serial_has_no_identity
-);
+both_backends!(unknown_serial_has_no_identity, crate::unknown_serial_has_no_identity);
 
 async fn duplicate_login_id_is_a_conflict_and_creates_nothing(db: TestDb) {
     let store = bootstrapped(&db).await;
-    let facility = store
-        .facility(connect_pki_domain::FacilityId(1))
-        .await
-        .expect("q")
-        .expect("city facility");
-    store
-        .create_user(
-            facility.id,
-            &staff("hanako"),
-            UserStatus::Invited,
-            "user:1",
-            now(),
-        )
-        .await
-        .expect("first");
-    let (users, audit) = (
-        count(&db.url, "users").await,
-        count(&db.url, "audit_log").await,
-    );
-    let err = store
-        .create_user(
-            facility.id,
-            &staff("hanako"),
-            UserStatus::Invited,
-            "user:1",
-            now(),
-        )
-        .await;
+    let facility = store.facility(connect_pki_domain::FacilityId(1)).await.expect("q").expect("city facility");
+    store.create_user(facility.id, &staff("hanako"), UserStatus::Invited, "user:1", now()).await.expect("first");
+    let (users, audit) = (count(&db.url, "users").await, count(&db.url, "audit_log").await);
+    let err = store.create_user(facility.id, &staff("hanako"), UserStatus::Invited, "user:1", now()).await;
     match err {
         Err(StoreError::Conflict(what)) => assert!(what.contains("hanako"), "{what}"),
         other => panic!("expected a conflict, got {other:?}"),
@@ -182,30 +133,18 @@ async fn failed_signing_leaves_no_device_behind(db: TestDb) {
         .add_device::<StoreError, _>(UserId(1), "tablet", "user:1", now(), |_| Ok(fake_cert(3)))
         .await
         .expect("ok");
-    let id = store
-        .identity_by_serial(&cert.serial)
-        .await
-        .expect("q")
-        .expect("found");
+    let id = store.identity_by_serial(&cert.serial).await.expect("q").expect("found");
     assert_eq!(id.device, device.device);
     assert_eq!(count(&db.url, "devices").await, devices + 1);
 }
-both_backends!(
-    failed_signing_leaves_no_device_behind,
-    crate::failed_signing_leaves_no_device_behind
-);
+both_backends!(failed_signing_leaves_no_device_behind, crate::failed_signing_leaves_no_device_behind);
 
 async fn duplicate_serial_is_refused(db: TestDb) {
     let store = bootstrapped(&db).await;
-    let res = store
-        .add_device::<StoreError, _>(UserId(1), "pc", "user:1", now(), |_| Ok(fake_cert(1)))
-        .await;
+    let res = store.add_device::<StoreError, _>(UserId(1), "pc", "user:1", now(), |_| Ok(fake_cert(1))).await;
     assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
 }
-both_backends!(
-    duplicate_serial_is_refused,
-    crate::duplicate_serial_is_refused
-);
+both_backends!(duplicate_serial_is_refused, crate::duplicate_serial_is_refused);
 
 async fn audit_chain_verifies_and_detects_an_edit_and_a_gap(db: TestDb) {
     use sqlx::Connection;
@@ -224,62 +163,29 @@ async fn audit_chain_verifies_and_detects_an_edit_and_a_gap(db: TestDb) {
     }
     let ok = store.verify_audit().await.expect("verify");
     assert_eq!(ok.first_break, None);
-    assert_eq!(
-        ok.records,
-        4 + 5,
-        "facility, user, device, certificate, then five users"
-    );
+    assert_eq!(ok.records, 4 + 5, "facility, user, device, certificate, then five users");
 
-    let mut conn = sqlx::AnyConnection::connect(&db.url)
-        .await
-        .expect("connect");
+    let mut conn = sqlx::AnyConnection::connect(&db.url).await.expect("connect");
     // The table refuses edits outright…
-    let refused = sqlx::query("update audit_log set actor = 'mallory' where id = 3")
-        .execute(&mut conn)
-        .await;
-    assert!(
-        refused.is_err(),
-        "append-only trigger let an update through"
-    );
+    let refused = sqlx::query("update audit_log set actor = 'mallory' where id = 3").execute(&mut conn).await;
+    assert!(refused.is_err(), "append-only trigger let an update through");
     // …so someone with full rights must first remove the guard.
     let drop_guard = match db.backend() {
         Backend::Sqlite => "drop trigger audit_log_no_update",
         Backend::Postgres => "drop trigger audit_log_no_change on audit_log",
     };
-    sqlx::query(drop_guard)
-        .execute(&mut conn)
-        .await
-        .expect("drop trigger");
-    sqlx::query("update audit_log set actor = 'mallory' where id = 3")
-        .execute(&mut conn)
-        .await
-        .expect("edit");
+    sqlx::query(drop_guard).execute(&mut conn).await.expect("drop trigger");
+    sqlx::query("update audit_log set actor = 'mallory' where id = 3").execute(&mut conn).await.expect("edit");
     let broken = store.verify_audit().await.expect("verify");
-    assert_eq!(
-        broken.first_break.as_ref().map(|b| b.0),
-        Some(3),
-        "{broken:?}"
-    );
+    assert_eq!(broken.first_break.as_ref().map(|b| b.0), Some(3), "{broken:?}");
     assert_eq!(broken.records, 2);
 
-    sqlx::query("update audit_log set actor = 'system:init' where id = 3")
-        .execute(&mut conn)
-        .await
-        .expect("restore");
-    assert_eq!(
-        store.verify_audit().await.expect("verify").first_break,
-        None
-    );
+    sqlx::query("update audit_log set actor = 'system:init' where id = 3").execute(&mut conn).await.expect("restore");
+    assert_eq!(store.verify_audit().await.expect("verify").first_break, None);
     if db.backend() == Backend::Sqlite {
-        sqlx::query("drop trigger audit_log_no_delete")
-            .execute(&mut conn)
-            .await
-            .expect("drop trigger");
+        sqlx::query("drop trigger audit_log_no_delete").execute(&mut conn).await.expect("drop trigger");
     }
-    sqlx::query("delete from audit_log where id = 6")
-        .execute(&mut conn)
-        .await
-        .expect("delete");
+    sqlx::query("delete from audit_log where id = 6").execute(&mut conn).await.expect("delete");
     let gap = store.verify_audit().await.expect("verify");
     assert_eq!(gap.first_break, Some((7, "record 6 is missing".into())));
 }
@@ -312,20 +218,13 @@ async fn concurrent_writers_keep_one_unbroken_chain(db: TestDb) {
     assert_eq!(v.first_break, None);
     assert_eq!(v.records, 4 + 24);
 }
-both_backends!(
-    concurrent_writers_keep_one_unbroken_chain,
-    crate::concurrent_writers_keep_one_unbroken_chain
-);
+both_backends!(concurrent_writers_keep_one_unbroken_chain, crate::concurrent_writers_keep_one_unbroken_chain);
 
 async fn reconnecting_keeps_data_and_migrations_are_idempotent(db: TestDb) {
     let store = bootstrapped(&db).await;
     store.close().await;
     let again = db.store().await.expect("reconnect");
-    let id = again
-        .identity_by_serial(&serial(1))
-        .await
-        .expect("q")
-        .expect("still there");
+    let id = again.identity_by_serial(&serial(1)).await.expect("q").expect("still there");
     assert_eq!(id.user.status, UserStatus::Active);
 }
 both_backends!(
@@ -335,23 +234,9 @@ both_backends!(
 
 #[test]
 fn backend_is_chosen_by_url_and_passwords_are_redacted() {
-    assert_eq!(
-        Backend::of_url("postgres://u:p@h/db").ok(),
-        Some(Backend::Postgres)
-    );
-    assert_eq!(
-        Backend::of_url("sqlite:///tmp/x.db").ok(),
-        Some(Backend::Sqlite)
-    );
-    let err = Backend::of_url("mysql://root:hunter2@h/db")
-        .expect_err("refused")
-        .to_string();
-    assert!(
-        err.contains("sqlite: or postgres://") && !err.contains("hunter2"),
-        "{err}"
-    );
-    assert_eq!(
-        connect_pki_store::redact("postgres://u:hunter2@h/db"),
-        "postgres://u:***@h/db"
-    );
+    assert_eq!(Backend::of_url("postgres://u:p@h/db").ok(), Some(Backend::Postgres));
+    assert_eq!(Backend::of_url("sqlite:///tmp/x.db").ok(), Some(Backend::Sqlite));
+    let err = Backend::of_url("mysql://root:hunter2@h/db").expect_err("refused").to_string();
+    assert!(err.contains("sqlite: or postgres://") && !err.contains("hunter2"), "{err}");
+    assert_eq!(connect_pki_store::redact("postgres://u:hunter2@h/db"), "postgres://u:***@h/db");
 }

@@ -164,7 +164,10 @@ async fn submit_application(
 #[utoipa::path(get, path = "/api/v1/application-status/{token}", tag = "public",
     params(("token" = String, Path)),
     responses((status = 200, body = ApplicationStatus), (status = 404, body = ErrorBody)))]
-async fn application_status(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Json<ApplicationStatus>> {
+async fn application_status(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Json<ApplicationStatus>> {
     let app = state.store.application_by_token(&token).await?.ok_or(ApiError::NotFound("application"))?;
     Ok(Json(ApplicationStatus {
         id: app.id,
@@ -247,7 +250,11 @@ async fn list_applications(
     responses((status = 200, body = ApprovalView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody),
               (status = 409, description = "Already decided, or the login ID was taken meanwhile", body = ErrorBody)))]
-async fn approve_application(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<ApprovalView>> {
+async fn approve_application(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<ApprovalView>> {
     let (approval, code, expires_at) = applications::approve(&state, &caller, id).await?;
     Ok(Json(ApprovalView {
         facility_id: approval.facility.id.0,
@@ -281,11 +288,20 @@ async fn list_facilities(State(state): State<AppState>, caller: Caller) -> ApiRe
 #[utoipa::path(get, path = "/api/v1/facilities/{id}", tag = "facilities", params(("id" = i64, Path)),
     responses((status = 200, body = FacilityView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-async fn show_facility(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<FacilityView>> {
+async fn show_facility(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<FacilityView>> {
     Ok(Json(directory::facility(&state, &caller, FacilityId(id)).await?.into()))
 }
 
-async fn change_facility(state: AppState, caller: Caller, id: i64, to: FacilityStatus) -> ApiResult<Json<FacilityChangeView>> {
+async fn change_facility(
+    state: AppState,
+    caller: Caller,
+    id: i64,
+    to: FacilityStatus,
+) -> ApiResult<Json<FacilityChangeView>> {
     let change = directory::change_status(&state, &caller, FacilityId(id), to).await?;
     Ok(Json(FacilityChangeView {
         facility: change.facility.into(),
@@ -297,7 +313,11 @@ async fn change_facility(state: AppState, caller: Caller, id: i64, to: FacilityS
 #[utoipa::path(post, path = "/api/v1/facilities/{id}/suspend", tag = "facilities", params(("id" = i64, Path)),
     responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn suspend_facility(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<FacilityChangeView>> {
+async fn suspend_facility(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<FacilityChangeView>> {
     change_facility(state, caller, id, FacilityStatus::Suspended).await
 }
 
@@ -305,7 +325,11 @@ async fn suspend_facility(State(state): State<AppState>, caller: Caller, Path(id
 #[utoipa::path(post, path = "/api/v1/facilities/{id}/resume", tag = "facilities", params(("id" = i64, Path)),
     responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn resume_facility(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<FacilityChangeView>> {
+async fn resume_facility(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<FacilityChangeView>> {
     change_facility(state, caller, id, FacilityStatus::Approved).await
 }
 
@@ -313,7 +337,11 @@ async fn resume_facility(State(state): State<AppState>, caller: Caller, Path(id)
 #[utoipa::path(post, path = "/api/v1/facilities/{id}/close", tag = "facilities", params(("id" = i64, Path)),
     responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn close_facility(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<FacilityChangeView>> {
+async fn close_facility(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<FacilityChangeView>> {
     change_facility(state, caller, id, FacilityStatus::Closed).await
 }
 
@@ -342,7 +370,11 @@ async fn register_user(
 #[utoipa::path(get, path = "/api/v1/facilities/{id}/users", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<UserWithDevicesView>), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn list_users(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<UserWithDevicesView>>> {
+async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<UserWithDevicesView>>> {
     Ok(Json(directory::users(&state, &caller, FacilityId(id)).await?.into_iter().map(Into::into).collect()))
 }
 
@@ -350,7 +382,11 @@ async fn list_users(State(state): State<AppState>, caller: Caller, Path(id): Pat
 #[utoipa::path(post, path = "/api/v1/users/{id}/enrollment-codes", tag = "users", params(("id" = i64, Path)),
     responses((status = 201, body = CodeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, description = "User retired or deleted", body = ErrorBody)))]
-async fn issue_enrollment_code(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<(StatusCode, Json<CodeView>)> {
+async fn issue_enrollment_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<CodeView>)> {
     let (code, expires_at) = directory::issue_code(&state, &caller, UserId(id)).await?;
     Ok((StatusCode::CREATED, Json(CodeView { code, expires_at: rfc3339(expires_at), user_id: id })))
 }
@@ -359,7 +395,11 @@ async fn issue_enrollment_code(State(state): State<AppState>, caller: Caller, Pa
 #[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "certificates", params(("id" = i64, Path)),
     responses((status = 200, body = DeviceView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-async fn show_device(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<DeviceView>> {
+async fn show_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<DeviceView>> {
     Ok(Json(certificates::device(&state, &caller, DeviceId(id)).await?.into()))
 }
 
@@ -367,7 +407,11 @@ async fn show_device(State(state): State<AppState>, caller: Caller, Path(id): Pa
 #[utoipa::path(get, path = "/api/v1/certificates/{serial}", tag = "certificates", params(("serial" = String, Path)),
     responses((status = 200, body = CertificateView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn show_certificate(State(state): State<AppState>, caller: Caller, Path(serial): Path<String>) -> ApiResult<Json<CertificateView>> {
+async fn show_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> ApiResult<Json<CertificateView>> {
     let serial: Serial = serial.parse()?;
     Ok(Json(certificates::certificate(&state, &caller, &serial).await?.into()))
 }
@@ -414,7 +458,10 @@ struct AuditQuery {
 fn parse_time(field: &'static str, v: Option<&str>) -> ApiResult<Option<OffsetDateTime>> {
     v.map(|s| {
         OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
-            ApiError::Domain(connect_pki_domain::DomainError::Invalid { field, why: format!("{s:?} is not RFC 3339: {e}") })
+            ApiError::Domain(connect_pki_domain::DomainError::Invalid {
+                field,
+                why: format!("{s:?} is not RFC 3339: {e}"),
+            })
         })
     })
     .transpose()
@@ -424,7 +471,11 @@ fn parse_time(field: &'static str, v: Option<&str>) -> ApiResult<Option<OffsetDa
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
     responses((status = 200, body = Vec<AuditView>, description = "JSON, or text/csv with format=csv"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn read_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Response> {
+async fn read_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Response> {
     let filter = AuditFilter {
         facility: q.facility_id.map(FacilityId),
         user: q.user_id.map(UserId),
@@ -438,8 +489,19 @@ async fn read_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q): 
         None | Some("json") => Ok(Json(rows).into_response()),
         Some("csv") => {
             let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(["id", "at", "actor", "action", "target", "outcome", "detail", "facility_id", "user_id", "hash"])
-                .map_err(|e| anyhow::anyhow!(e))?;
+            w.write_record([
+                "id",
+                "at",
+                "actor",
+                "action",
+                "target",
+                "outcome",
+                "detail",
+                "facility_id",
+                "user_id",
+                "hash",
+            ])
+            .map_err(|e| anyhow::anyhow!(e))?;
             for r in &rows {
                 w.write_record([
                     r.id.to_string(),
@@ -457,7 +519,10 @@ async fn read_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q): 
             }
             let body = w.into_inner().map_err(|e| anyhow::anyhow!(e.to_string()))?;
             Ok((
-                [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\"")],
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\""),
+                ],
                 body,
             )
                 .into_response())
@@ -469,7 +534,12 @@ async fn read_audit(State(state): State<AppState>, caller: Caller, ApiQuery(q): 
     }
 }
 
-async fn change_certificate(state: AppState, caller: Caller, serial: String, change: Change) -> ApiResult<Json<RevocationView>> {
+async fn change_certificate(
+    state: AppState,
+    caller: Caller,
+    serial: String,
+    change: Change,
+) -> ApiResult<Json<RevocationView>> {
     let serial: Serial = serial.parse()?;
     Ok(Json(revocation::change(&state, &caller, &serial, change).await?.into()))
 }
@@ -495,7 +565,11 @@ async fn revoke_certificate(
 #[utoipa::path(post, path = "/api/v1/certificates/{serial}/hold", tag = "certificates", params(("serial" = String, Path)),
     responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, description = "Already revoked", body = ErrorBody)))]
-async fn hold_certificate(State(state): State<AppState>, caller: Caller, Path(serial): Path<String>) -> ApiResult<Json<RevocationView>> {
+async fn hold_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> ApiResult<Json<RevocationView>> {
     change_certificate(state, caller, serial, Change::Hold).await
 }
 
@@ -504,7 +578,11 @@ async fn hold_certificate(State(state): State<AppState>, caller: Caller, Path(se
 #[utoipa::path(post, path = "/api/v1/certificates/{serial}/release", tag = "certificates", params(("serial" = String, Path)),
     responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good", body = ErrorBody)))]
-async fn release_certificate(State(state): State<AppState>, caller: Caller, Path(serial): Path<String>) -> ApiResult<Json<RevocationView>> {
+async fn release_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> ApiResult<Json<RevocationView>> {
     change_certificate(state, caller, serial, Change::Release).await
 }
 
@@ -514,7 +592,11 @@ async fn release_certificate(State(state): State<AppState>, caller: Caller, Path
               (status = 404, body = ErrorBody)))]
 async fn report_lost(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<LostView>> {
     let revoked = revocation::lost(&state, &caller, DeviceId(id)).await?;
-    Ok(Json(LostView { device_id: id, status: "lost".into(), revoked_serials: revoked.iter().map(Serial::to_hex).collect() }))
+    Ok(Json(LostView {
+        device_id: id,
+        status: "lost".into(),
+        revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
+    }))
 }
 
 /// Retire a user now (account disabled, every certificate revoked with
@@ -548,9 +630,12 @@ async fn retire_user(
             retire_at: None,
             revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
         },
-        Retirement::Scheduled { at } => {
-            RetireView { user_id: id, status: "scheduled".into(), retire_at: Some(rfc3339(at)), revoked_serials: Vec::new() }
-        }
+        Retirement::Scheduled { at } => RetireView {
+            user_id: id,
+            status: "scheduled".into(),
+            retire_at: Some(rfc3339(at)),
+            revoked_serials: Vec::new(),
+        },
     };
     Ok(Json(view))
 }
@@ -580,10 +665,15 @@ async fn report_emergency(
     ApiJson(body): ApiJson<EmergencyBody>,
 ) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
     state.settings.emergency_limit.check(addr.ip())?;
-    let (e, held) = emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), &client(&addr)).await?;
+    let (e, held) =
+        emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), &client(&addr)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(EmergencyCreated { escalation_id: e.id, held_serials: held.iter().map(Serial::to_hex).collect(), queue: e.queue }),
+        Json(EmergencyCreated {
+            escalation_id: e.id,
+            held_serials: held.iter().map(Serial::to_hex).collect(),
+            queue: e.queue,
+        }),
     ))
 }
 
@@ -596,7 +686,11 @@ struct EscalationsQuery {
 /// The escalation queue: most urgent first.
 #[utoipa::path(get, path = "/api/v1/escalations", tag = "escalations", params(EscalationsQuery),
     responses((status = 200, body = Vec<EscalationView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_escalations(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<EscalationsQuery>) -> ApiResult<Json<Vec<EscalationView>>> {
+async fn list_escalations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<EscalationsQuery>,
+) -> ApiResult<Json<Vec<EscalationView>>> {
     let open_only = q.status.as_deref() != Some("all");
     Ok(Json(emergency::list(&state, &caller, open_only).await?.into_iter().map(Into::into).collect()))
 }
@@ -605,7 +699,11 @@ async fn list_escalations(State(state): State<AppState>, caller: Caller, ApiQuer
 #[utoipa::path(post, path = "/api/v1/escalations", tag = "escalations", request_body = EscalationBody,
     responses((status = 201, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn open_escalation(State(state): State<AppState>, caller: Caller, ApiJson(body): ApiJson<EscalationBody>) -> ApiResult<(StatusCode, Json<EscalationView>)> {
+async fn open_escalation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<EscalationBody>,
+) -> ApiResult<(StatusCode, Json<EscalationView>)> {
     let (e, held) = emergency::report_for(&state, &caller, DeviceId(body.device_id), body.note).await?;
     let mut view = EscalationView::from(e);
     view.serials = Some(held.iter().map(Serial::to_hex).collect());
@@ -616,7 +714,12 @@ async fn open_escalation(State(state): State<AppState>, caller: Caller, ApiJson(
 #[utoipa::path(post, path = "/api/v1/escalations/{id}/claim", tag = "escalations", request_body = ClaimBody, params(("id" = i64, Path)),
     responses((status = 200, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, description = "Already claimed or resolved", body = ErrorBody)))]
-async fn claim_escalation(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>, body: axum::body::Bytes) -> ApiResult<Json<EscalationView>> {
+async fn claim_escalation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<EscalationView>> {
     let note = if body.iter().all(u8::is_ascii_whitespace) {
         String::new()
     } else {
@@ -630,7 +733,12 @@ async fn claim_escalation(State(state): State<AppState>, caller: Caller, Path(id
 #[utoipa::path(post, path = "/api/v1/escalations/{id}/resolve", tag = "escalations", request_body = ResolveBody, params(("id" = i64, Path)),
     responses((status = 200, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn resolve_escalation(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>, ApiJson(body): ApiJson<ResolveBody>) -> ApiResult<Json<EscalationView>> {
+async fn resolve_escalation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<ResolveBody>,
+) -> ApiResult<Json<EscalationView>> {
     let outcome = connect_pki_domain::escalation::Outcome::parse(&body.outcome)?;
     let (e, serials) = emergency::resolve(&state, &caller, id, outcome, &body.note).await?;
     let mut view = EscalationView::from(e);
@@ -658,7 +766,11 @@ struct NotificationView {
 #[utoipa::path(get, path = "/api/v1/escalations/{id}/notifications", tag = "escalations", params(("id" = i64, Path)),
     responses((status = 200, body = Vec<NotificationView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-async fn escalation_notifications(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<NotificationView>>> {
+async fn escalation_notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<NotificationView>>> {
     let e = state.store.escalation(id).await?.ok_or(ApiError::NotFound("escalation"))?;
     authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
     Ok(Json(

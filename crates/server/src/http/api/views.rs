@@ -187,7 +187,14 @@ pub struct FacilityView {
 
 impl From<FacilityRecord> for FacilityView {
     fn from(f: FacilityRecord) -> Self {
-        Self { id: f.id.0, name: f.name, kind: f.kind, address: f.address, department: f.department, status: f.status.to_string() }
+        Self {
+            id: f.id.0,
+            name: f.name,
+            kind: f.kind,
+            address: f.address,
+            department: f.department,
+            status: f.status.to_string(),
+        }
     }
 }
 
