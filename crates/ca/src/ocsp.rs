@@ -243,6 +243,12 @@ pub fn refusal_response(r: Refusal) -> Vec<u8> {
     resp.to_der().unwrap_or_default()
 }
 
+/// The unsigned `tryLater` response: the responder cannot vouch for its
+/// answers right now (RFC 6960 §2.3).
+pub fn try_later_response() -> Vec<u8> {
+    OcspResponse::try_later().to_der().unwrap_or_default()
+}
+
 /// The unsigned `internalError` response.
 pub fn internal_error_response() -> Vec<u8> {
     OcspResponse::internal_error().to_der().unwrap_or_default()

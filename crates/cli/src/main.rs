@@ -110,6 +110,18 @@ struct ServeArgs {
     /// Hours after which a hold nobody resolved becomes a revocation [default: 72].
     #[arg(long, env = "CONNECT_PKI_HOLD_LIMIT_HOURS", value_parser = clap::value_parser!(u32).range(1..=720))]
     hold_limit_hours: Option<u32>,
+    /// PostgreSQL only: LISTEN for revocations made by other instances, so
+    /// they are enforced here at once; `false` polls only [default: true].
+    #[arg(long, env = "CONNECT_PKI_FEED_LISTEN")]
+    feed_listen: Option<bool>,
+    /// Seconds without a successful read of the revocation feed after which
+    /// this instance fails closed: OCSP answers tryLater, new handshakes are
+    /// refused [default: 30].
+    #[arg(long, env = "CONNECT_PKI_FEED_MAX_LAG_SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    feed_max_lag_seconds: Option<u32>,
+    /// Seconds between comparisons of the revocation index with the database [default: 300].
+    #[arg(long, env = "CONNECT_PKI_RECONCILE_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    reconcile_seconds: Option<u32>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -234,6 +246,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )),
         hold_limit: time::Duration::hours(i64::from(args.hold_limit_hours.or(file.hold_limit_hours).unwrap_or(72))),
         notify: file.notifications.clone().unwrap_or_default().resolve(),
+        feed: connect_pki_server::revocation::FeedSettings {
+            listen_url: None,
+            max_lag: std::time::Duration::from_secs(u64::from(
+                args.feed_max_lag_seconds.or(file.feed_max_lag_seconds).unwrap_or(30),
+            )),
+            reconcile_every: std::time::Duration::from_secs(u64::from(
+                args.reconcile_seconds.or(file.reconcile_seconds).unwrap_or(300),
+            )),
+        },
+        feed_listen: args.feed_listen.or(file.feed_listen).unwrap_or(true),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

@@ -11,6 +11,8 @@ pub enum Change {
     Revoke(Reason),
     Hold,
     Release,
+    /// Renewal replaces a valid certificate with a new one.
+    Supersede,
 }
 
 /// What to do about a request, given the certificate's current status.
@@ -64,6 +66,10 @@ pub fn decide(current: CertStatus, change: Change) -> Result<Decision, DomainErr
         (OnHold, Change::Release) => Ok(Decision::Apply { status: Valid, reason: None }),
         (Valid, Change::Release) => Ok(Decision::AlreadyDone),
         (Revoked | Superseded, Change::Release) => refuse("valid"),
+        (Valid, Change::Supersede) => Ok(Decision::Apply { status: Superseded, reason: Some(Reason::Superseded) }),
+        // Renewing twice, or renewing a held or revoked certificate, is refused:
+        // only a valid certificate can be replaced.
+        (OnHold | Revoked | Superseded, Change::Supersede) => refuse("superseded"),
     }
 }
 
@@ -86,6 +92,10 @@ mod tests {
         assert_eq!(decide(OnHold, Change::Release), apply(Valid, None));
         assert_eq!(decide(Valid, Change::Release), Ok(Decision::AlreadyDone));
         assert!(matches!(decide(Revoked, Change::Release), Err(DomainError::InvalidTransition { .. })));
+        assert_eq!(decide(Valid, Change::Supersede), apply(Superseded, Some(Reason::Superseded)));
+        for s in [OnHold, Revoked, Superseded] {
+            assert!(decide(s, Change::Supersede).is_err(), "{s:?}");
+        }
     }
 
     #[test]

@@ -51,6 +51,16 @@ pub struct FileConfig {
     /// Where emergency notifications go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notifications: Option<NotificationsConfig>,
+    /// PostgreSQL: LISTEN for other instances' revocations (polling stays as
+    /// the fallback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_listen: Option<bool>,
+    /// Seconds without reading the revocation feed before failing closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feed_max_lag_seconds: Option<u32>,
+    /// Seconds between comparisons of the revocation index with the database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconcile_seconds: Option<u32>,
 }
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
@@ -141,6 +151,10 @@ pub struct ServeConfig {
     pub hold_limit: time::Duration,
     /// Where emergency notifications go.
     pub notify: crate::service::notify::NotifyConfig,
+    /// How the revocation feed is followed (the listen URL is filled in
+    /// from `database_url` when `feed_listen` is on and it is PostgreSQL).
+    pub feed: crate::revocation::FeedSettings,
+    pub feed_listen: bool,
 }
 
 /// `[notifications]` in config.toml.

@@ -32,10 +32,20 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let connections = Arc::new(Connections::default());
     let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key } = ca;
     let issuing = Arc::new(issuing);
-    let revocations =
-        Revocations::start(store.clone(), issuing.clone(), connections.clone(), config.crl_validity, shutdown.clone())
-            .await
-            .context("loading the revocation state")?;
+    let mut feed = config.feed.clone();
+    if config.feed_listen && store.backend() == connect_pki_store::Backend::Postgres {
+        feed.listen_url = Some(config.database_url.clone());
+    }
+    let revocations = Revocations::start(
+        store.clone(),
+        issuing.clone(),
+        connections.clone(),
+        config.crl_validity,
+        feed,
+        shutdown.clone(),
+    )
+    .await
+    .context("loading the revocation state")?;
     let identity = crate::tls::TlsIdentity { issuing_der: &issuing_der, tls_der: &tls_der, tls_key: &tls_key };
     let tls_config = crate::tls::server_config(&identity, Some(crate::tls::index_lookup(revocations.clone())))?;
     let signer = OcspSigner::new(&ocsp_der, ocsp_key, &issuing_der)?;
@@ -58,6 +68,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity)),
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()),
+        instance_id: Arc::from(crate::bootstrap::random_secret(8)?.as_str()),
     };
 
     let public_listener = TcpListener::bind(config.public_addr)
@@ -106,7 +117,14 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
                 .await
         })
     };
-    let api_task = tokio::spawn(crate::tls::serve(api_listener, tls_config, api_app, connections, shutdown.clone()));
+    let api_task = tokio::spawn(crate::tls::serve(
+        api_listener,
+        tls_config,
+        api_app,
+        connections,
+        Some(crate::tls::index_lookup(state.revocations.clone())),
+        shutdown.clone(),
+    ));
 
     signals.wait().await;
     tracing::info!("shutting down");

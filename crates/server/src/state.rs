@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Key of the console's CSRF tokens.
     pub csrf_key: Arc<aws_lc_rs::hmac::Key>,
+    /// Names this process as the holder of notification leases.
+    pub instance_id: Arc<str>,
 }
 
 /// Operating settings of the service.

@@ -192,9 +192,16 @@ impl ClientCertVerifier for LiveVerifier {
     }
 }
 
-/// A status lookup over the service's index, for [`LiveVerifier`].
-pub fn index_lookup(index: Arc<crate::revocation::Revocations>) -> Arc<CertIndexRef> {
-    Arc::new(move |serial: &[u8]| index.index.get(serial).map(|e| e.status))
+/// A status lookup over the service's index, for [`LiveVerifier`]. While the
+/// index is stale (the feed unreadable past its bound) every certificate
+/// reads as held: new handshakes fail closed until it catches up.
+pub fn index_lookup(revocations: Arc<crate::revocation::Revocations>) -> Arc<CertIndexRef> {
+    Arc::new(move |serial: &[u8]| {
+        if revocations.is_stale() {
+            return Some(connect_pki_domain::CertStatus::OnHold);
+        }
+        revocations.index.get(serial).map(|e| e.status)
+    })
 }
 
 /// The rustls configuration of the mTLS listener.
@@ -237,6 +244,7 @@ pub async fn serve(
     config: Arc<ServerConfig>,
     app: Router,
     connections: Arc<Connections>,
+    status_of: Option<Arc<CertIndexRef>>,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(config);
@@ -258,6 +266,7 @@ pub async fn serve(
         let app = app.clone();
         let watcher = graceful.watcher();
         let connections = connections.clone();
+        let status_of = status_of.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -273,6 +282,15 @@ pub async fn serve(
             let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| PeerCert::parse(c));
             let registered = peer.as_ref().and_then(|p| key(p.serial.as_bytes())).map(|k| connections.register(k));
             let revoked = registered.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
+            // A revocation applied between the handshake's check and the
+            // registration above closed nothing: look again now that any
+            // later one will find this connection.
+            if let (Some(p), Some(status_of)) = (&peer, &status_of)
+                && status_of(p.serial.as_bytes()).is_some_and(|s| s != connect_pki_domain::CertStatus::Valid)
+            {
+                tracing::info!(%remote, "connection closed: certificate revoked during the handshake");
+                return;
+            }
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 if let Some(p) = &peer {
                     req.extensions_mut().insert(p.clone());

@@ -98,7 +98,9 @@ pub(crate) async fn append_all(
         return Ok(());
     }
     if backend == Backend::Postgres {
-        sqlx::query("select pg_advisory_xact_lock(7305001)").execute(&mut *tx).await?;
+        // Already held by every write transaction (`Store::begin_write`);
+        // re-entrant, and it keeps an append outside one from forking the chain.
+        sqlx::query("select pg_advisory_xact_lock($1)").bind(crate::WRITER_LOCK).execute(&mut *tx).await?;
     }
     let last = sqlx::query("select id, hash from audit_log order by id desc limit 1").fetch_optional(&mut *tx).await?;
     let (mut prev_id, mut prev_hash) = match last {

@@ -12,7 +12,12 @@ use connect_pki_domain::{
     CertStatus, DeviceId, FacilityId, FacilityKind, FacilityStatus, Reason, Role, Serial, UserId, UserStatus,
 };
 
+use connect_pki_domain::certificate::Change;
+use connect_pki_domain::user as domain_user;
+
 use crate::audit::{self, AuditEntry};
+use crate::revocation::revoke_where;
+use crate::status::{self, Request};
 use crate::ops::{insert_certificate, insert_device, insert_facility, insert_user, user_by_id};
 use crate::records::{
     CertificateRecord, DeviceRef, FacilityRecord, NewCertificate, NewFacility, NewUser, UserRecord, text,
@@ -320,8 +325,7 @@ impl Store {
         let revoked = if to == FacilityStatus::Closed {
             revoke_where(
                 &mut tx,
-                self,
-                "device_id in (select d.id from devices d join users u on u.id = d.user_id where u.facility_id = $1)",
+                "c.device_id in (select d.id from devices d join users u on u.id = d.user_id where u.facility_id = $1)",
                 id.0,
                 Reason::CessationOfOperation,
                 actor,
@@ -504,10 +508,8 @@ impl Store {
             CodeState::Expired => Some(Refusal::Expired),
             CodeState::Locked => Some(Refusal::Locked),
         };
-        let refusal = refusal.or(match user.status {
-            UserStatus::Retired | UserStatus::Deleted => Some(Refusal::AccountClosed(user.status.as_str())),
-            _ => None,
-        });
+        let refusal = refusal.or((!domain_user::may_receive_certificates(user.status))
+            .then_some(Refusal::AccountClosed(user.status.as_str())));
         let refusal = refusal.or((facility_status != FacilityStatus::Approved)
             .then_some(Refusal::FacilityNotActive(facility_status.as_str())));
         let refusal = refusal.or((!has_password && r.password_hash.is_none()).then_some(Refusal::PasswordRequired));
@@ -536,10 +538,15 @@ impl Store {
                 .await
                 .map_err(|e| E::from(e.into()))?;
         }
-        if user.status == UserStatus::Invited {
-            sqlx::query("update users set status = 'active', updated_at = $1 where id = $2")
+        let activated = domain_user::after_enrollment(user.status);
+        if activated != user.status {
+            // Guarded on the status read: under the writer lock it cannot have
+            // moved, and if it ever did, a retired user must stay retired.
+            sqlx::query("update users set status = $1, updated_at = $2 where id = $3 and status = $4")
+                .bind(activated.as_str())
                 .bind(secs(now))
                 .bind(user.id.0)
+                .bind(user.status.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| E::from(e.into()))?;
@@ -551,7 +558,7 @@ impl Store {
         let device =
             insert_device(&mut tx, &user, &r.device_label, &r.actor, now, &mut entries).await.map_err(E::from)?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, &r.actor, now, &mut entries).await.map_err(E::from)?;
+        insert_certificate(&mut tx, &device, &cert, &r.actor, now, &mut entries).await.map_err(E::from)?;
         audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
@@ -582,8 +589,10 @@ impl Store {
     {
         let mut tx = self.begin_write().await.map_err(E::from)?;
         let row = sqlx::query(
-            "select c.status, d.id as d_id, d.status as d_status, u.id as u_id, u.facility_id, u.login_id \
-             from certificates c join devices d on d.id = c.device_id join users u on u.id = d.user_id where c.serial = $1",
+            "select c.status, d.id as d_id, d.status as d_status, u.id as u_id, u.facility_id, u.login_id, \
+             u.status as u_status, f.status as f_status \
+             from certificates c join devices d on d.id = c.device_id join users u on u.id = d.user_id \
+             join facilities f on f.id = u.facility_id where c.serial = $1",
         )
         .bind(old.to_hex())
         .fetch_optional(&mut *tx)
@@ -593,10 +602,27 @@ impl Store {
         .map_err(E::from)?;
         let status: CertStatus = text(&row, "status").map_err(E::from)?;
         let device_status: String = row.try_get("d_status").map_err(|e| E::from(e.into()))?;
-        if status != CertStatus::Valid || device_status != "active" {
+        let user_status: UserStatus = text(&row, "u_status").map_err(E::from)?;
+        let facility_status: FacilityStatus = text(&row, "f_status").map_err(E::from)?;
+        // Read under the writer lock: a loss report, retirement or closure
+        // either committed before (and is seen here) or waits until after
+        // this commit (and then revokes the new certificate too).
+        if status != CertStatus::Valid
+            || device_status != "active"
+            || !domain_user::may_receive_certificates(user_status)
+            || facility_status != FacilityStatus::Approved
+        {
             return Err(E::from(StoreError::from(connect_pki_domain::DomainError::CertificateNotUsable {
                 serial: old.clone(),
-                status: status.as_str(),
+                status: if status != CertStatus::Valid {
+                    status.as_str()
+                } else if device_status != "active" {
+                    "of a device that is no longer active"
+                } else if facility_status != FacilityStatus::Approved {
+                    "of a facility that is not active"
+                } else {
+                    "of a retired user"
+                },
             })));
         }
         let device = DeviceRef {
@@ -607,40 +633,18 @@ impl Store {
         };
         let cert = sign(&device)?;
         let mut entries = Vec::new();
-        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
-        // Guarded: a revocation that got in first wins, and the renewal fails.
-        let superseded = sqlx::query(
-            "update certificates set status = 'superseded', revocation_reason = 'superseded', revoked_at = $1, \
-             updated_at = $1 where serial = $2 and status = 'valid'",
-        )
-        .bind(secs(now))
-        .bind(old.to_hex())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| E::from(e.into()))?
-        .rows_affected();
-        if superseded == 0 {
+        insert_certificate(&mut tx, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
+        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
+        let req = Request {
+            change: Change::Supersede,
+            only_from: None,
+            actor,
+            detail: json!({"new_serial": cert.serial, "device_id": device.device}),
+        };
+        let superseded = status::apply(&mut tx, std::slice::from_ref(old), &req, now).await.map_err(E::from)?;
+        if superseded.is_empty() {
             return Err(E::from(StoreError::Conflict(format!("certificate {old} changed during renewal"))));
         }
-        crate::revocation::record_event(
-            &mut tx,
-            self.backend,
-            old,
-            CertStatus::Superseded,
-            Some(Reason::Superseded),
-            now,
-        )
-        .await
-        .map_err(E::from)?;
-        entries.push(AuditEntry::ok(
-            actor,
-            "certificate.renew",
-            format!("certificate:{old}"),
-            json!({"new_serial": cert.serial, "device_id": device.device}),
-            Some(device.facility),
-            Some(device.user),
-        ));
-        audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
     }
@@ -715,54 +719,4 @@ async fn insert_code(
     )
     .await?;
     Ok(id)
-}
-
-/// Revokes every valid or held certificate matching `condition` (with `$1`
-/// bound to `arg`), one audit row each. Returns the serials revoked.
-pub(crate) async fn revoke_where(
-    tx: &mut AnyConnection,
-    store: &Store,
-    condition: &str,
-    arg: i64,
-    reason: Reason,
-    actor: &str,
-    now: OffsetDateTime,
-) -> Result<Vec<Serial>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "select c.serial, u.id as u_id, u.facility_id from certificates c join devices d on d.id = c.device_id \
-         join users u on u.id = d.user_id where c.status in ('valid', 'on_hold') and c.{condition}"
-    ))
-    .bind(arg)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut revoked = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let serial: Serial = text(row, "serial")?;
-        sqlx::query(
-            "update certificates set status = 'revoked', revocation_reason = $1, revoked_at = $2, updated_at = $2 \
-             where serial = $3 and status in ('valid', 'on_hold')",
-        )
-        .bind(reason.as_str())
-        .bind(secs(now))
-        .bind(serial.to_hex())
-        .execute(&mut *tx)
-        .await?;
-        crate::revocation::record_event(tx, store.backend, &serial, CertStatus::Revoked, Some(reason), now).await?;
-        audit::append(
-            tx,
-            store.backend,
-            now,
-            &AuditEntry::ok(
-                actor,
-                "certificate.revoke",
-                format!("certificate:{serial}"),
-                json!({"reason": reason}),
-                Some(FacilityId(row.try_get("facility_id")?)),
-                Some(UserId(row.try_get("u_id")?)),
-            ),
-        )
-        .await?;
-        revoked.push(serial);
-    }
-    Ok(revoked)
 }

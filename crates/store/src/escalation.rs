@@ -9,11 +9,13 @@ use time::OffsetDateTime;
 use connect_pki_domain::escalation::{Outcome, Queue};
 use connect_pki_domain::{CertStatus, DeviceId, DomainError, FacilityId, Reason, Serial, UserId};
 
+use connect_pki_domain::certificate::Change;
+
 use crate::audit::{self, AuditEntry};
-use crate::directory::revoke_where;
-use crate::records::{UserRecord, text};
-use crate::revocation::record_event;
-use crate::{Store, StoreError, instant, secs};
+use crate::records::UserRecord;
+use crate::revocation::{revoke_where, serials_where};
+use crate::status::{self, Request};
+use crate::{Store, StoreError, WriteTx, instant, secs};
 
 /// A stored escalation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,45 +100,22 @@ async fn escalation_in(tx: &mut AnyConnection, id: i64) -> Result<EscalationReco
     from_row(&row)
 }
 
-/// Puts every valid certificate of a device on hold; returns the serials.
+/// Puts every valid certificate of a device on hold; returns the serials
+/// that changed.
 async fn hold_device(
-    tx: &mut AnyConnection,
-    store: &Store,
+    tx: &mut WriteTx,
     device: DeviceId,
     actor: &str,
     now: OffsetDateTime,
-    audit: &mut Vec<AuditEntry>,
 ) -> Result<Vec<Serial>, StoreError> {
-    let rows = sqlx::query(
-        "select c.serial, u.id as u_id, u.facility_id from certificates c join devices d on d.id = c.device_id \
-         join users u on u.id = d.user_id where c.device_id = $1 and c.status = 'valid'",
-    )
-    .bind(device.0)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut held = Vec::new();
-    for row in &rows {
-        let serial: Serial = text(row, "serial")?;
-        sqlx::query(
-            "update certificates set status = 'on_hold', revocation_reason = 'certificateHold', revoked_at = $1, \
-             updated_at = $1 where serial = $2 and status = 'valid'",
-        )
-        .bind(secs(now))
-        .bind(serial.to_hex())
-        .execute(&mut *tx)
-        .await?;
-        record_event(tx, store.backend, &serial, CertStatus::OnHold, Some(Reason::CertificateHold), now).await?;
-        audit.push(AuditEntry::ok(
-            actor,
-            "certificate.hold",
-            format!("certificate:{serial}"),
-            json!({"because": "emergency report"}),
-            Some(FacilityId(row.try_get("facility_id")?)),
-            Some(UserId(row.try_get("u_id")?)),
-        ));
-        held.push(serial);
-    }
-    Ok(held)
+    let serials = serials_where(tx, "c.device_id = $1", device.0).await?;
+    let req = Request {
+        change: Change::Hold,
+        only_from: Some(&[CertStatus::Valid]),
+        actor,
+        detail: json!({"because": "emergency report"}),
+    };
+    Ok(status::apply(tx, &serials, &req, now).await?.into_iter().map(|t| t.serial).collect())
 }
 
 impl Store {
@@ -251,7 +230,7 @@ impl Store {
         .ok_or(StoreError::NotFound("device"))?;
         let facility = FacilityId(row.try_get("facility_id")?);
         let mut entries = Vec::new();
-        let held = hold_device(&mut tx, self, new.device, &new.actor, now, &mut entries).await?;
+        let held = hold_device(&mut tx, new.device, &new.actor, now).await?;
         if held.is_empty() {
             let on_hold: i64 =
                 sqlx::query("select count(*) as n from certificates where device_id = $1 and status = 'on_hold'")
@@ -402,7 +381,7 @@ impl Store {
         match outcome {
             Outcome::Revoked => {
                 changed_serials =
-                    revoke_where(&mut tx, self, "device_id = $1", current.device.0, Reason::KeyCompromise, &actor, now)
+                    revoke_where(&mut tx, "c.device_id = $1", current.device.0, Reason::KeyCompromise, &actor, now)
                         .await?;
                 sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2")
                     .bind(secs(now))
@@ -411,20 +390,15 @@ impl Store {
                     .await?;
             }
             Outcome::Released => {
-                let rows = sqlx::query("select serial from certificates where device_id = $1 and status = 'on_hold'")
-                    .bind(current.device.0)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for row in &rows {
-                    let serial: Serial = text(row, "serial")?;
-                    sqlx::query("update certificates set status = 'valid', revocation_reason = null, revoked_at = null, updated_at = $1 where serial = $2 and status = 'on_hold'")
-                        .bind(secs(now))
-                        .bind(serial.to_hex())
-                        .execute(&mut *tx)
-                        .await?;
-                    record_event(&mut tx, self.backend, &serial, CertStatus::Valid, None, now).await?;
-                    changed_serials.push(serial);
-                }
+                let serials = serials_where(&mut tx, "c.device_id = $1", current.device.0).await?;
+                let req = Request {
+                    change: Change::Release,
+                    only_from: Some(&[CertStatus::OnHold]),
+                    actor: &actor,
+                    detail: json!({"escalation_id": id}),
+                };
+                changed_serials =
+                    status::apply(&mut tx, &serials, &req, now).await?.into_iter().map(|t| t.serial).collect();
             }
             Outcome::Rejected => {}
         }
@@ -448,37 +422,59 @@ impl Store {
         Ok((record, changed_serials))
     }
 
-    /// Moves open escalations whose SLA has passed to 行政管理課; returns them.
-    pub async fn escalate_overdue(&self, now: OffsetDateTime) -> Result<Vec<EscalationRecord>, StoreError> {
-        let mut tx = self.begin_write().await?;
+    /// Open escalations in a facility manager's queue whose SLA has passed at `now`.
+    pub async fn overdue_escalations(&self, now: OffsetDateTime) -> Result<Vec<EscalationRecord>, StoreError> {
         let rows = sqlx::query(&format!(
-            "select {COLUMNS} from escalations where status = 'open' and queue = 'manager' and escalate_at is not null and escalate_at <= $1"
+            "select {COLUMNS} from escalations where status = 'open' and queue = 'manager' and escalate_at is not null \
+             and escalate_at <= $1 order by id"
         ))
         .bind(secs(now))
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        let due: Vec<EscalationRecord> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-        let mut entries = Vec::new();
-        for e in &due {
-            sqlx::query(
-                "update escalations set queue = 'admin_division', updated_at = $1 where id = $2 and status = 'open'",
-            )
-            .bind(secs(now))
-            .bind(e.id)
-            .execute(&mut *tx)
-            .await?;
-            entries.push(AuditEntry::ok(
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Moves one escalation past its SLA to 行政管理課 and queues its
+    /// notifications, in one transaction — if it is still open, still in the
+    /// manager's queue and due. Of several instances doing this at once,
+    /// exactly one moves it; the others get `None`.
+    pub async fn escalate(
+        &self,
+        id: i64,
+        notify: &[crate::notification::Target],
+        payload: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<EscalationRecord>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(
+            "update escalations set queue = 'admin_division', updated_at = $1 where id = $2 and status = 'open' \
+             and queue = 'manager' and escalate_at is not null and escalate_at <= $1 returning id",
+        )
+        .bind(secs(now))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if moved.is_none() {
+            return Ok(None);
+        }
+        let e = escalation_in(&mut tx, id).await?;
+        audit::append(
+            &mut tx,
+            self.backend,
+            now,
+            &AuditEntry::ok(
                 "system:sla",
                 "escalation.escalate",
-                format!("escalation:{}", e.id),
+                format!("escalation:{id}"),
                 json!({"reason": "not claimed by the facility manager within the SLA"}),
                 Some(e.facility),
                 None,
-            ));
-        }
-        audit::append_all(&mut tx, self.backend, now, &entries).await?;
+            ),
+        )
+        .await?;
+        crate::notification::enqueue(&mut tx, id, "escalated", notify, payload, now).await?;
         tx.commit().await?;
-        Ok(due)
+        Ok(Some(e))
     }
 
     /// Revokes (keyCompromise) every hold older than `held_before`: a hold is
@@ -489,16 +485,15 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Vec<Serial>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let revoked = revoke_where(
-            &mut tx,
-            self,
-            "serial in (select serial from certificates where status = 'on_hold' and revoked_at <= $1)",
-            secs(held_before),
-            Reason::KeyCompromise,
-            "system:hold-limit",
-            now,
-        )
-        .await?;
+        let serials = serials_where(&mut tx, "c.status = 'on_hold' and c.revoked_at <= $1", secs(held_before)).await?;
+        // Only holds: a certificate released since it was listed stays valid.
+        let req = Request {
+            change: Change::Revoke(Reason::KeyCompromise),
+            only_from: Some(&[CertStatus::OnHold]),
+            actor: "system:hold-limit",
+            detail: json!({"because": "hold limit"}),
+        };
+        let revoked = status::apply(&mut tx, &serials, &req, now).await?.into_iter().map(|t| t.serial).collect();
         tx.commit().await?;
         Ok(revoked)
     }

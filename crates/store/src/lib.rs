@@ -15,6 +15,7 @@ mod notification;
 mod ops;
 mod records;
 mod revocation;
+mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -34,6 +35,10 @@ pub use records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord,
 };
 pub use revocation::{CertEvent, Offender, StatusChange};
+pub use status::FEED_CHANNEL;
+
+/// The PostgreSQL advisory lock every write transaction takes first.
+pub(crate) const WRITER_LOCK: i64 = 7_305_001;
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +90,7 @@ pub struct Store {
 pub(crate) struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     _slot: Option<tokio::sync::OwnedMutexGuard<()>>,
+    pub(crate) backend: Backend,
 }
 
 impl WriteTx {
@@ -166,16 +172,30 @@ impl Store {
         migrator.run(&self.pool).await.map_err(StoreError::Migrate)
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock at once
-    /// (`begin immediate`) so that two writers queue instead of one failing
-    /// with "database is locked" when it upgrades from reading to writing.
+    /// Starts a write transaction. Every write transaction, on either
+    /// backend, begins by taking the one writer lock, and takes no other lock
+    /// before it: that is the whole lock order, so no two writers can
+    /// deadlock, and each reads the state every earlier writer committed.
+    ///
+    /// * SQLite: `begin immediate` takes the database's write lock at once, so
+    ///   two writers queue instead of one failing with "database is locked"
+    ///   when it upgrades from reading to writing.
+    /// * PostgreSQL: `pg_advisory_xact_lock(WRITER_LOCK)` as the first
+    ///   statement, held to commit. At read committed every later statement
+    ///   sees all that earlier writers committed, so a guarded UPDATE never
+    ///   loses to a transaction it could not see, feed ids become visible in
+    ///   increasing order, and the audit chain never forks.
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => {
                 let slot = self.writer.clone().lock_owned().await;
-                WriteTx { tx: self.pool.begin_with("begin immediate").await?, _slot: Some(slot) }
+                WriteTx { tx: self.pool.begin_with("begin immediate").await?, _slot: Some(slot), backend: self.backend }
             }
-            Backend::Postgres => WriteTx { tx: self.pool.begin().await?, _slot: None },
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("select pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+                WriteTx { tx, _slot: None, backend: self.backend }
+            }
         })
     }
 }

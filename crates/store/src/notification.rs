@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::FacilityId;
 
-use crate::{Store, StoreError, instant, secs};
+use crate::{Backend, Store, StoreError, instant, secs};
 
 /// Where a notification goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,50 +93,89 @@ impl Store {
         Ok(())
     }
 
-    /// Pending notifications due at `now`, oldest first.
-    pub async fn due_notifications(
+    /// Leases up to `limit` pending notifications due at `now` to `owner`
+    /// until `now + lease`, oldest first. A notification leased to one
+    /// instance is skipped by the others until its lease runs out (which only
+    /// happens when the instance died while delivering), so each is sent by
+    /// one instance at a time.
+    pub async fn lease_notifications(
         &self,
+        owner: &str,
         now: OffsetDateTime,
+        lease: time::Duration,
         limit: i64,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "select {COLUMNS} from notifications where status = 'pending' and next_attempt_at <= $1 order by id limit $2"
-        ))
-        .bind(secs(now))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(from_row).collect()
+        let pick = "select id from notifications where status = 'pending' and next_attempt_at <= $3 \
+                    and (lease_until is null or lease_until < $3) order by id limit $4";
+        let sql = |lock: &str| {
+            format!(
+                "update notifications set lease_owner = $1, lease_until = $2 where id in ({pick}{lock}) returning {COLUMNS}"
+            )
+        };
+        let rows = match self.backend {
+            // Rows another instance is leasing right now are skipped, not waited for.
+            Backend::Postgres => {
+                sqlx::query(&sql(" for update skip locked"))
+                    .bind(owner)
+                    .bind(secs(now + lease))
+                    .bind(secs(now))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Backend::Sqlite => {
+                let mut tx = self.begin_write().await?;
+                let rows = sqlx::query(&sql(""))
+                    .bind(owner)
+                    .bind(secs(now + lease))
+                    .bind(secs(now))
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                rows
+            }
+        };
+        let mut out: Vec<NotificationRecord> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+        out.sort_by_key(|n| n.id);
+        Ok(out)
     }
 
-    /// Records a delivery attempt: delivered, to be retried at `retry_at`, or
-    /// given up (`retry_at` None after a failure).
+    /// Records a delivery attempt by the lease holder `owner`: delivered, to
+    /// be retried at `retry_at`, or given up (`retry_at` None after a
+    /// failure). Returns false, changing nothing, when `owner` no longer holds
+    /// the lease — so one instance's failure never overwrites another's
+    /// `delivered`.
     pub async fn record_delivery(
         &self,
         id: i64,
+        owner: &str,
         error: Option<&str>,
         retry_at: Option<OffsetDateTime>,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (status, next) = match (error, retry_at) {
             (None, _) => ("delivered", now),
             (Some(_), Some(at)) => ("pending", at),
             (Some(_), None) => ("failed", now),
         };
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let changed = sqlx::query(
             "update notifications set status = $1, attempts = attempts + 1, last_error = coalesce($2, last_error), next_attempt_at = $3, \
-             delivered_at = case when $1 = 'delivered' then $4 else delivered_at end where id = $5",
+             delivered_at = case when $1 = 'delivered' then $4 else delivered_at end, lease_owner = null, lease_until = null \
+             where id = $5 and lease_owner = $6 and status = 'pending'",
         )
         .bind(status)
         .bind(error)
         .bind(secs(next))
         .bind(secs(now))
         .bind(id)
+        .bind(owner)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(changed > 0)
     }
 
     /// The delivery log of an escalation.

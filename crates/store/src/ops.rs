@@ -11,7 +11,7 @@ use crate::audit::{self, AuditEntry};
 use crate::records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord,
 };
-use crate::{Store, StoreError, secs};
+use crate::{Store, StoreError, WriteTx, secs};
 
 /// What `init` creates besides the CA: the city's own facility and its first
 /// `admin_division` user.
@@ -52,7 +52,7 @@ impl Store {
         let mut entries = Vec::new();
         let device = insert_device(&mut tx, &user, &input.device_label, actor, now, &mut entries).await?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await?;
+        insert_certificate(&mut tx, &device, &cert, actor, now, &mut entries).await?;
         audit::append_all(&mut tx, self.backend, now, &entries).await?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((facility, user, device, cert))
@@ -105,7 +105,7 @@ impl Store {
         let mut entries = Vec::new();
         let device = insert_device(&mut tx, &user, label, actor, now, &mut entries).await.map_err(E::from)?;
         let cert = sign(&device)?;
-        insert_certificate(&mut tx, self, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
+        insert_certificate(&mut tx, &device, &cert, actor, now, &mut entries).await.map_err(E::from)?;
         audit::append_all(&mut tx, self.backend, now, &entries).await.map_err(E::from)?;
         tx.commit().await.map_err(|e| E::from(e.into()))?;
         Ok((device, cert))
@@ -293,8 +293,7 @@ pub(crate) async fn insert_device(
 
 /// Inserts a certificate with its feed row; its audit entry is pushed onto `audit`.
 pub(crate) async fn insert_certificate(
-    tx: &mut AnyConnection,
-    store: &Store,
+    tx: &mut WriteTx,
     device: &DeviceRef,
     cert: &NewCertificate,
     actor: &str,
@@ -311,10 +310,9 @@ pub(crate) async fn insert_certificate(
     .bind(secs(cert.not_before))
     .bind(secs(cert.not_after))
     .bind(secs(now))
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    crate::revocation::record_event(tx, store.backend, &cert.serial, connect_pki_domain::CertStatus::Valid, None, now)
-        .await?;
+    crate::status::insert_events(tx, &[(cert.serial.clone(), connect_pki_domain::CertStatus::Valid, None)], now).await?;
     audit.push(AuditEntry::ok(
         actor,
         "certificate.issue",

@@ -12,14 +12,15 @@ use serde_json::json;
 use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
-use connect_pki_domain::certificate::{Change, Decision, decide};
+use connect_pki_domain::certificate::Change;
+use connect_pki_domain::user as domain_user;
 use connect_pki_domain::{CertStatus, DeviceId, DomainError, Reason, Serial, UserId, UserStatus};
 
 use crate::audit::{self, AuditEntry};
-use crate::directory::revoke_where;
 use crate::ops::user_by_id;
 use crate::records::{CertificateRecord, opt_text, text};
-use crate::{Backend, Store, StoreError, instant, secs};
+use crate::status::{self, Request};
+use crate::{Backend, Store, StoreError, WriteTx, instant, secs};
 
 /// One change of a certificate's status, as the feed carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,29 +48,6 @@ pub struct Offender {
     pub why: String,
 }
 
-/// Appends a feed row for `serial`. Call after the certificate row changed.
-pub(crate) async fn record_event(
-    tx: &mut AnyConnection,
-    backend: Backend,
-    serial: &Serial,
-    status: CertStatus,
-    reason: Option<Reason>,
-    at: OffsetDateTime,
-) -> Result<(), StoreError> {
-    if backend == Backend::Postgres {
-        // The audit chain's lock: re-entrant within the transaction, held to commit.
-        sqlx::query("select pg_advisory_xact_lock(7305001)").execute(&mut *tx).await?;
-    }
-    sqlx::query("insert into cert_events (serial, status, reason, at) values ($1, $2, $3, $4)")
-        .bind(serial.to_hex())
-        .bind(status.as_str())
-        .bind(reason.map(Reason::as_str))
-        .bind(secs(at))
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
 async fn certificate_in(tx: &mut AnyConnection, serial: &Serial) -> Result<CertificateRecord, StoreError> {
     let row = sqlx::query(&format!("select {} from certificates c where c.serial = $1", CertificateRecord::COLUMNS))
         .bind(serial.to_hex())
@@ -79,15 +57,68 @@ async fn certificate_in(tx: &mut AnyConnection, serial: &Serial) -> Result<Certi
     CertificateRecord::from_row(&row)
 }
 
-async fn holder(tx: &mut AnyConnection, serial: &Serial) -> Result<(i64, i64), StoreError> {
-    let row = sqlx::query(
-        "select u.id, u.facility_id from certificates c join devices d on d.id = c.device_id \
-         join users u on u.id = d.user_id where c.serial = $1",
+/// Serials of the certificates matching `condition` (a condition on `c`,
+/// with `$1` bound to `arg`).
+pub(crate) async fn serials_where(tx: &mut WriteTx, condition: &str, arg: i64) -> Result<Vec<Serial>, StoreError> {
+    let rows = sqlx::query(&format!("select c.serial from certificates c where {condition} order by c.serial"))
+        .bind(arg)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(|r| text(r, "serial")).collect()
+}
+
+/// Revokes every certificate matching `condition` that the lifecycle lets
+/// be revoked; returns the serials that changed.
+pub(crate) async fn revoke_where(
+    tx: &mut WriteTx,
+    condition: &str,
+    arg: i64,
+    reason: Reason,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    let serials = serials_where(tx, condition, arg).await?;
+    let req = Request { change: Change::Revoke(reason), only_from: None, actor, detail: json!({}) };
+    Ok(status::apply(tx, &serials, &req, now).await?.into_iter().map(|t| t.serial).collect())
+}
+
+/// Retires `user` inside `tx` (see [`Store::retire_user`]).
+async fn retire_in(tx: &mut WriteTx, user: UserId, actor: &str, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
+    let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+    let next = match domain_user::retire(u.status) {
+        None => return Ok(Vec::new()),
+        Some(next) => next,
+    };
+    sqlx::query("update users set status = $1, retire_at = null, updated_at = $2 where id = $3 and status = $4")
+        .bind(next.as_str())
+        .bind(secs(now))
+        .bind(user.0)
+        .bind(u.status.as_str())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'")
+        .bind(secs(now))
+        .bind(user.0)
+        .execute(&mut **tx)
+        .await?;
+    let revoked = revoke_where(
+        tx,
+        "c.device_id in (select id from devices where user_id = $1)",
+        user.0,
+        Reason::AffiliationChanged,
+        actor,
+        now,
     )
-    .bind(serial.to_hex())
-    .fetch_one(&mut *tx)
     .await?;
-    Ok((row.try_get("id")?, row.try_get("facility_id")?))
+    let backend = tx.backend;
+    audit::append(
+        tx,
+        backend,
+        now,
+        &AuditEntry::ok(actor, "user.retire", format!("user:{user}"), json!({"revoked": revoked}), Some(u.facility), Some(user)),
+    )
+    .await?;
+    Ok(revoked)
 }
 
 impl Store {
@@ -100,58 +131,11 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<StatusChange, StoreError> {
         let mut tx = self.begin_write().await?;
-        let current = certificate_in(&mut tx, serial).await?;
-        let (status, reason) = match decide(current.status, change)? {
-            Decision::AlreadyDone => {
-                return Ok(StatusChange { certificate: current, changed: false });
-            }
-            Decision::Apply { status, reason } => (status, reason),
-        };
-        let revoked_at = (status != CertStatus::Valid).then_some(secs(now));
-        let updated = sqlx::query(
-            "update certificates set status = $1, revocation_reason = $2, revoked_at = $3, updated_at = $4 \
-             where serial = $5 and status = $6",
-        )
-        .bind(status.as_str())
-        .bind(reason.map(Reason::as_str))
-        .bind(revoked_at)
-        .bind(secs(now))
-        .bind(serial.to_hex())
-        .bind(current.status.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            // Unreachable on SQLite (the write lock is held); on PostgreSQL a
-            // racing transaction changed it first: report what it left.
-            drop(tx);
-            let now_is = self.certificate(serial).await?.ok_or(StoreError::NotFound("certificate"))?;
-            return Ok(StatusChange { certificate: now_is, changed: false });
-        }
-        let (user, facility) = holder(&mut tx, serial).await?;
-        let action = match change {
-            Change::Revoke(_) => "certificate.revoke",
-            Change::Hold => "certificate.hold",
-            Change::Release => "certificate.release",
-        };
-        audit::append(
-            &mut tx,
-            self.backend,
-            now,
-            &AuditEntry::ok(
-                actor,
-                action,
-                format!("certificate:{serial}"),
-                json!({"from": current.status, "to": status, "reason": reason}),
-                Some(connect_pki_domain::FacilityId(facility)),
-                Some(UserId(user)),
-            ),
-        )
-        .await?;
-        record_event(&mut tx, self.backend, serial, status, reason, now).await?;
+        let req = Request { change, only_from: None, actor, detail: json!({}) };
+        let changed = status::apply(&mut tx, std::slice::from_ref(serial), &req, now).await?;
         let certificate = certificate_in(&mut tx, serial).await?;
         tx.commit().await?;
-        Ok(StatusChange { certificate, changed: true })
+        Ok(StatusChange { certificate, changed: !changed.is_empty() })
     }
 
     /// Reports a device lost: every valid or held certificate of it revoked
@@ -169,27 +153,29 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("device"))?;
         let (user, facility): (i64, i64) = (row.try_get("u_id")?, row.try_get("facility_id")?);
-        sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2")
+        let marked = sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2 and status <> 'lost'")
             .bind(secs(now))
             .bind(device.0)
             .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let revoked = revoke_where(&mut tx, "c.device_id = $1", device.0, Reason::KeyCompromise, actor, now).await?;
+        if marked > 0 || !revoked.is_empty() {
+            audit::append(
+                &mut tx,
+                self.backend,
+                now,
+                &AuditEntry::ok(
+                    actor,
+                    "device.lost",
+                    format!("device:{device}"),
+                    json!({"revoked": revoked}),
+                    Some(connect_pki_domain::FacilityId(facility)),
+                    Some(UserId(user)),
+                ),
+            )
             .await?;
-        let revoked =
-            revoke_where(&mut tx, self, "device_id = $1", device.0, Reason::KeyCompromise, actor, now).await?;
-        audit::append(
-            &mut tx,
-            self.backend,
-            now,
-            &AuditEntry::ok(
-                actor,
-                "device.lost",
-                format!("device:{device}"),
-                json!({"revoked": revoked}),
-                Some(connect_pki_domain::FacilityId(facility)),
-                Some(UserId(user)),
-            ),
-        )
-        .await?;
+        }
         tx.commit().await?;
         Ok(revoked)
     }
@@ -199,47 +185,30 @@ impl Store {
     /// Retiring a retired user changes nothing.
     pub async fn retire_user(&self, user: UserId, actor: &str, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let u = user_by_id(&mut tx, user).await?.ok_or(StoreError::NotFound("user"))?;
-        match u.status {
-            UserStatus::Retired | UserStatus::Deleted => return Ok(Vec::new()),
-            UserStatus::Invited | UserStatus::Active => {}
-        }
-        sqlx::query("update users set status = 'retired', retire_at = null, updated_at = $1 where id = $2")
-            .bind(secs(now))
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'")
-            .bind(secs(now))
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?;
-        let revoked = revoke_where(
-            &mut tx,
-            self,
-            "device_id in (select id from devices where user_id = $1)",
-            user.0,
-            Reason::AffiliationChanged,
-            actor,
-            now,
-        )
-        .await?;
-        audit::append(
-            &mut tx,
-            self.backend,
-            now,
-            &AuditEntry::ok(
-                actor,
-                "user.retire",
-                format!("user:{user}"),
-                json!({"revoked": revoked}),
-                Some(u.facility),
-                Some(user),
-            ),
-        )
-        .await?;
+        let revoked = retire_in(&mut tx, user, actor, now).await?;
         tx.commit().await?;
         Ok(revoked)
+    }
+
+    /// Carries out a scheduled retirement if it is still scheduled and due at
+    /// `now`; of several instances running it, one does it and the others
+    /// find nothing to do. Returns `None` when nothing was due.
+    pub async fn retire_if_due(&self, user: UserId, now: OffsetDateTime) -> Result<Option<Vec<Serial>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let due = sqlx::query(
+            "select 1 as one from users where id = $1 and retire_at is not null and retire_at <= $2 \
+             and status in ('invited', 'active')",
+        )
+        .bind(user.0)
+        .bind(secs(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if due.is_none() {
+            return Ok(None);
+        }
+        let revoked = retire_in(&mut tx, user, "system:scheduled-retirement", now).await?;
+        tx.commit().await?;
+        Ok(Some(revoked))
     }
 
     /// Schedules a retirement at `at` (a worker carries it out, also after downtime).
@@ -408,16 +377,57 @@ impl Store {
             .collect()
     }
 
-    /// The next CRL number, persisted before it is used so numbers only ever
-    /// increase, across restarts and across instances.
-    pub async fn next_crl_number(&self) -> Result<i64, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let n: i64 = sqlx::query("update crl_state set crl_number = crl_number + 1 where id = 1 returning crl_number")
-            .fetch_one(&mut *tx)
+    /// The time by which due work (scheduled retirements, SLAs, hold limits)
+    /// is decided: the database's clock on PostgreSQL, so that instances whose
+    /// clocks disagree still agree on what is due; `local` on SQLite, which
+    /// only one instance uses.
+    pub async fn due_clock(&self, local: OffsetDateTime) -> Result<OffsetDateTime, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(local),
+            Backend::Postgres => instant(
+                sqlx::query("select cast(floor(extract(epoch from clock_timestamp())) as bigint) as now")
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get("now")?,
+            ),
+        }
+    }
+
+    /// The newest feed position committed. A caller that reads it after its
+    /// own commit gets a position at or past that commit: every writer holds
+    /// the writer lock to commit, so feed ids become visible in order.
+    pub async fn feed_head(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("select coalesce(max(id), 0) as last from cert_events")
+            .fetch_one(&self.pool)
             .await?
-            .try_get("crl_number")?;
+            .try_get("last")?)
+    }
+
+    /// The next CRL number, for a CRL built from an index that reflects the
+    /// feed up to `position`. Numbers are persisted before use, so they only
+    /// ever increase, across restarts and instances; and a number is given
+    /// only to an index at least as new as the one that got the previous
+    /// number, so that a CRL with a higher number never lacks a revocation a
+    /// lower-numbered one listed. An instance that is behind is told the
+    /// position to catch up to first (`Err(position)`).
+    pub async fn next_crl_number(&self, position: i64) -> Result<Result<i64, i64>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "update crl_state set crl_number = crl_number + 1, position = $1 where id = 1 and position <= $1 \
+             returning crl_number",
+        )
+        .bind(position)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let out = match row {
+            Some(row) => Ok(row.try_get("crl_number")?),
+            None => Err(sqlx::query("select position from crl_state where id = 1")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("position")?),
+        };
         tx.commit().await?;
-        Ok(n)
+        Ok(out)
     }
 
     /// Valid certificates that should not be: of a retired or deleted user,

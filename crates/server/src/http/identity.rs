@@ -42,6 +42,14 @@ impl FromRequestParts<AppState> for Caller {
                 status: identity.certificate.status.as_str(),
             });
         }
+        // A lost device's certificates are revoked in the same transaction
+        // that marks it lost; this holds even if one were not.
+        if identity.device_status != "active" {
+            return Err(ApiError::CertificateNotUsable {
+                serial: peer.serial.clone(),
+                status: if identity.device_status == "lost" { "of a device reported lost" } else { "of a retired device" },
+            });
+        }
         if identity.user.status != UserStatus::Active {
             return Err(ApiError::AccountDisabled(identity.user.status.as_str()));
         }

@@ -196,10 +196,11 @@ pub async fn resolve(
 /// Moves overdue reports to 行政管理課 and turns holds past their limit into
 /// revocations. Run by a worker, and at start.
 pub async fn run_due(state: &AppState) -> Result<(), ApiError> {
-    let now = state.clock.now();
-    for e in state.store.escalate_overdue(now).await? {
-        tracing::warn!(escalation = e.id, "not claimed within the SLA: moved to 行政管理課");
-        crate::service::notify::escalated(state, &e).await?;
+    let now = state.store.due_clock(state.clock.now()).await?;
+    for e in state.store.overdue_escalations(now).await? {
+        if crate::service::notify::escalate(state, &e, now).await?.is_some() {
+            tracing::warn!(escalation = e.id, "not claimed within the SLA: moved to 行政管理課");
+        }
     }
     let revoked = state.store.revoke_expired_holds(now - state.settings.hold_limit, now).await?;
     if !revoked.is_empty() {

@@ -103,16 +103,18 @@ async fn issue(
             })
         }
         None => {
-            let mut key: Option<PrivateKey> = None;
+            // Key generation (an RSA key takes a while) happens before the
+            // write transaction, so no revocation ever waits behind it.
+            let key = tokio::task::spawn_blocking(move || PrivateKey::generate(key_kind))
+                .await
+                .map_err(|e| anyhow::anyhow!("key generation: {e}"))??;
+            let spki = key.public_key_der();
             let (device, cert) = state
                 .store
                 .redeem_enrollment_code::<ApiError, _>(redemption, now, |d| {
-                    let (cert, k) = state.ca.issue_device_with_new_key(key_kind, &subject_of(d), now)?;
-                    key = Some(k);
-                    Ok(stored(cert))
+                    Ok(stored(state.ca.issue_device(&spki, &subject_of(d), now)?))
                 })
                 .await?;
-            let key = key.ok_or_else(|| anyhow::anyhow!("generated key missing"))?;
             let password = random_secret(12)?;
             let alias = format!("connect-pki device {}", device.device);
             let p12 = pkcs12::build(&key, &cert.der, &[state.ca.cert_der()], &password, &alias)?;

@@ -70,19 +70,29 @@ pub async fn payload(state: &AppState, device: connect_pki_domain::DeviceId, que
     .to_string())
 }
 
-/// Queues the "escalated" notifications of an escalation that moved to 行政管理課.
-pub async fn escalated(state: &AppState, e: &EscalationRecord) -> Result<(), ApiError> {
+/// Moves an escalation past its SLA to 行政管理課 with its "escalated"
+/// notifications, in one transaction; `None` when another instance (or an
+/// operator's claim) got there first.
+pub async fn escalate(
+    state: &AppState,
+    e: &EscalationRecord,
+    now: OffsetDateTime,
+) -> Result<Option<EscalationRecord>, ApiError> {
     let mut body: Value = serde_json::from_str(&payload(state, e.device, "admin_division").await?).unwrap_or_default();
     body["reason"] = "not claimed by the facility manager within the SLA".into();
     let targets = targets(state, e.facility).await?;
-    state.store.enqueue_notifications(e.id, "escalated", &targets, &body.to_string(), state.clock.now()).await?;
-    Ok(())
+    Ok(state.store.escalate(e.id, &targets, &body.to_string(), now).await?)
 }
+
+/// How long an instance holds a notification it is delivering. Longer than
+/// the two 10 s delivery timeouts, so a lease only runs out when its holder died.
+const LEASE: time::Duration = time::Duration::seconds(60);
 
 /// Delivers what is due; failures are rescheduled with exponential backoff.
 pub async fn deliver_due(state: &AppState) -> Result<(), ApiError> {
-    let now = state.clock.now();
-    for n in state.store.due_notifications(now, 20).await? {
+    let now = state.store.due_clock(state.clock.now()).await?;
+    let owner = &*state.instance_id;
+    for n in state.store.lease_notifications(owner, now, LEASE, 20).await? {
         let result = match n.channel.as_str() {
             "webhook" => send_webhook(state, &n).await,
             _ => send_email(state, &n).await,
@@ -90,13 +100,15 @@ pub async fn deliver_due(state: &AppState) -> Result<(), ApiError> {
         match result {
             Ok(()) => {
                 tracing::info!(notification = n.id, channel = %n.channel, target = %n.target, "notification delivered");
-                state.store.record_delivery(n.id, None, None, state.clock.now()).await?;
+                if !state.store.record_delivery(n.id, owner, None, None, state.clock.now()).await? {
+                    tracing::warn!(notification = n.id, "lease lost while delivering; the other holder records it");
+                }
             }
             Err(e) => {
                 let attempt = n.attempts + 1;
                 let retry = (attempt < MAX_ATTEMPTS).then(|| state.clock.now() + backoff(attempt));
                 tracing::warn!(notification = n.id, attempt, error = %e, "notification failed");
-                state.store.record_delivery(n.id, Some(&e), retry, state.clock.now()).await?;
+                state.store.record_delivery(n.id, owner, Some(&e), retry, state.clock.now()).await?;
             }
         }
     }

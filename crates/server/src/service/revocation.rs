@@ -81,13 +81,16 @@ pub async fn delete(state: &AppState, caller: &Caller, user: UserId) -> Result<(
 /// Carries out every scheduled retirement that is due (also those that fell
 /// due while the service was down).
 pub async fn run_due_retirements(state: &AppState) -> Result<(), ApiError> {
-    let now = state.clock.now();
-    let due = state.store.due_retirements(now).await?;
-    for user in &due {
-        let revoked = state.store.retire_user(*user, "system:scheduled-retirement", now).await?;
-        tracing::info!(user = user.0, revoked = revoked.len(), "scheduled retirement carried out");
+    let now = state.store.due_clock(state.clock.now()).await?;
+    let mut any = false;
+    for user in state.store.due_retirements(now).await? {
+        // Another instance may have carried it out, or it was cancelled, since the list was read.
+        if let Some(revoked) = state.store.retire_if_due(user, now).await? {
+            tracing::info!(user = user.0, revoked = revoked.len(), "scheduled retirement carried out");
+            any = true;
+        }
     }
-    if !due.is_empty() {
+    if any {
         publish(state).await?;
     }
     Ok(())

@@ -1,0 +1,247 @@
+//! The one way a certificate's status changes.
+//!
+//! Revoke, hold, release, lost device, retirement, facility close, renewal's
+//! supersede, escalation resolutions and the hold limit all come here. The
+//! domain (`certificate::decide`) says which step the change means from the
+//! state the certificate is in; the store carries it out with a guarded
+//! `UPDATE … WHERE serial IN (…) AND status = <the state read> RETURNING
+//! serial`, and writes a feed row and an audit row only for the rows that
+//! UPDATE really changed. A row the guard did not match is read again and
+//! decided again, so a revoke that meets a certificate released a moment ago
+//! still revokes it instead of reporting what it first saw.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use connect_pki_domain::certificate::{Change, Decision, decide};
+use connect_pki_domain::{CertStatus, FacilityId, Reason, Serial, UserId};
+
+use crate::audit::{self, AuditEntry};
+use crate::records::{opt_text, text};
+use crate::{Backend, StoreError, WriteTx, secs};
+
+/// Statements bind at most this many serials at once (well inside both
+/// backends' limits on bound parameters).
+const CHUNK: usize = 400;
+
+/// How often a guard that found another state is decided again. Every write
+/// transaction holds the writer lock, so a second round is already
+/// unreachable; the bound only keeps a broken invariant from looping.
+const MAX_ROUNDS: usize = 4;
+
+/// PostgreSQL channel on which a commit that wrote feed rows wakes followers.
+pub const FEED_CHANNEL: &str = "connect_pki_feed";
+
+/// What to change, and on whose behalf.
+#[derive(Debug, Clone)]
+pub(crate) struct Request<'a> {
+    pub change: Change,
+    /// Change only certificates in one of these states (the hold limit
+    /// revokes holds, never a certificate released since); `None`: any state
+    /// the domain allows.
+    pub only_from: Option<&'a [CertStatus]>,
+    pub actor: &'a str,
+    /// Added to every audit row's detail.
+    pub detail: Value,
+}
+
+/// One certificate that really changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Transition {
+    pub serial: Serial,
+    pub from: CertStatus,
+    pub to: CertStatus,
+}
+
+struct Current {
+    status: CertStatus,
+    reason: Option<Reason>,
+    user: i64,
+    facility: i64,
+}
+
+/// Applies `req` to each of `serials` (unknown serials are an error), and
+/// returns the certificates that changed, in the order given.
+pub(crate) async fn apply(
+    tx: &mut WriteTx,
+    serials: &[Serial],
+    req: &Request<'_>,
+    now: OffsetDateTime,
+) -> Result<Vec<Transition>, StoreError> {
+    let mut pending: Vec<Serial> = serials.to_vec();
+    let mut done: Vec<(Transition, Current)> = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        let current = read(tx, &pending).await?;
+        // (from, to, reason) → serials: one guarded UPDATE per group.
+        let mut groups: BTreeMap<(CertStatus, CertStatus, Option<Reason>), Vec<Serial>> = BTreeMap::new();
+        for serial in &pending {
+            let c = current.get(serial).ok_or(StoreError::NotFound("certificate"))?;
+            if req.only_from.is_some_and(|from| !from.contains(&c.status)) {
+                continue;
+            }
+            if let Decision::Apply { status, reason } = decide(c.status, req.change)? {
+                groups
+                    .entry((c.status, status, reason))
+                    .or_default()
+                    .push(serial.clone());
+            }
+        }
+        let mut retry = Vec::new();
+        let mut current = current;
+        for ((from, to, reason), group) in groups {
+            let changed = guarded_update(tx, &group, from, to, reason, now).await?;
+            for serial in group {
+                if changed.contains(&serial) {
+                    let c = current.remove(&serial).ok_or(StoreError::NotFound("certificate"))?;
+                    done.push((Transition { serial, from, to }, Current { reason, ..c }));
+                } else {
+                    retry.push(serial);
+                }
+            }
+        }
+        pending = retry;
+    }
+    if !pending.is_empty() {
+        return Err(StoreError::Corrupt(format!("certificate {} kept changing under the writer lock", pending[0])));
+    }
+    record(tx, req, &done, now).await?;
+    let order: BTreeMap<&Serial, usize> = serials.iter().enumerate().map(|(i, s)| (s, i)).collect();
+    let mut out: Vec<Transition> = done.into_iter().map(|(t, _)| t).collect();
+    out.sort_by_key(|t| order.get(&t.serial).copied().unwrap_or(usize::MAX));
+    Ok(out)
+}
+
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+async fn read(tx: &mut WriteTx, serials: &[Serial]) -> Result<BTreeMap<Serial, Current>, StoreError> {
+    let mut out = BTreeMap::new();
+    for chunk in serials.chunks(CHUNK) {
+        let sql = format!(
+            "select c.serial, c.status, c.revocation_reason, u.id as u_id, u.facility_id from certificates c \
+             join devices d on d.id = c.device_id join users u on u.id = d.user_id where c.serial in ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            q = q.bind(s.to_hex());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(
+                text(&row, "serial")?,
+                Current {
+                    status: text(&row, "status")?,
+                    reason: opt_text(&row, "revocation_reason")?,
+                    user: row.try_get("u_id")?,
+                    facility: row.try_get("facility_id")?,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+async fn guarded_update(
+    tx: &mut WriteTx,
+    serials: &[Serial],
+    from: CertStatus,
+    to: CertStatus,
+    reason: Option<Reason>,
+    now: OffsetDateTime,
+) -> Result<std::collections::BTreeSet<Serial>, StoreError> {
+    let mut changed = std::collections::BTreeSet::new();
+    // A certificate made valid again carries no revocation time or reason.
+    let revoked_at = (to != CertStatus::Valid).then_some(secs(now));
+    for chunk in serials.chunks(CHUNK) {
+        let sql = format!(
+            "update certificates set status = $1, revocation_reason = $2, revoked_at = $3, updated_at = $4 \
+             where status = $5 and serial in ({}) returning serial",
+            placeholders(6, chunk.len())
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(to.as_str())
+            .bind(reason.map(Reason::as_str))
+            .bind(revoked_at)
+            .bind(secs(now))
+            .bind(from.as_str());
+        for s in chunk {
+            q = q.bind(s.to_hex());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            changed.insert(text::<Serial>(&row, "serial")?);
+        }
+    }
+    Ok(changed)
+}
+
+/// Feed rows and audit rows for the certificates that changed.
+async fn record(
+    tx: &mut WriteTx,
+    req: &Request<'_>,
+    done: &[(Transition, Current)],
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let events: Vec<(Serial, CertStatus, Option<Reason>)> =
+        done.iter().map(|(t, c)| (t.serial.clone(), t.to, c.reason)).collect();
+    insert_events(tx, &events, now).await?;
+    let action = match req.change {
+        Change::Revoke(_) => "certificate.revoke",
+        Change::Hold => "certificate.hold",
+        Change::Release => "certificate.release",
+        Change::Supersede => "certificate.renew",
+    };
+    let entries: Vec<AuditEntry> = done
+        .iter()
+        .map(|(t, c)| {
+            let mut detail = json!({"from": t.from, "to": t.to, "reason": c.reason});
+            if let (Some(d), Value::Object(extra)) = (detail.as_object_mut(), &req.detail) {
+                d.extend(extra.clone());
+            }
+            AuditEntry::ok(
+                req.actor,
+                action,
+                format!("certificate:{}", t.serial),
+                detail,
+                Some(FacilityId(c.facility)),
+                Some(UserId(c.user)),
+            )
+        })
+        .collect();
+    let backend = tx.backend;
+    audit::append_all(tx, backend, now, &entries).await
+}
+
+/// Appends feed rows, in order, and on PostgreSQL wakes the followers of
+/// every instance when the transaction commits.
+pub(crate) async fn insert_events(
+    tx: &mut WriteTx,
+    events: &[(Serial, CertStatus, Option<Reason>)],
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    for chunk in events.chunks(CHUNK / 4) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+            .collect();
+        let sql = format!("insert into cert_events (serial, status, reason, at) values {}", values.join(", "));
+        let mut q = sqlx::query(&sql);
+        for (serial, status, reason) in chunk {
+            q = q.bind(serial.to_hex()).bind(status.as_str()).bind(reason.map(Reason::as_str)).bind(secs(at));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    if tx.backend == Backend::Postgres {
+        // Delivered at commit, once per transaction however many rows it wrote.
+        sqlx::query("select pg_notify($1, '')").bind(FEED_CHANNEL).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
