@@ -107,40 +107,71 @@ pub(crate) async fn append_all(
         Some(row) => (row.try_get::<i64, _>("id")?, row.try_get::<String, _>("hash")?),
         None => (0, GENESIS.to_string()),
     };
-    for entry in entries {
-        prev_hash = insert_one(tx, prev_id + 1, &prev_hash, secs(at), entry).await?;
-        prev_id += 1;
+    let at = secs(at);
+    let rows: Vec<Linked<'_>> = entries
+        .iter()
+        .map(|entry| {
+            prev_id += 1;
+            let detail = entry.detail.to_string();
+            let hash = chain_hash(&prev_hash, prev_id, at, entry, &detail);
+            let row =
+                Linked { id: prev_id, entry, detail, prev_hash: std::mem::replace(&mut prev_hash, hash.clone()), hash };
+            row
+        })
+        .collect();
+    // Many rows a statement: closing a facility appends one per certificate.
+    for chunk in rows.chunks(50) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 11;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 9,
+                    b + 10,
+                    b + 11
+                )
+            })
+            .collect();
+        let sql = format!(
+            "insert into audit_log (id, at, actor, action, target, outcome, detail, facility_id, user_id, prev_hash, hash) \
+             values {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for r in chunk {
+            q = q
+                .bind(r.id)
+                .bind(at)
+                .bind(&r.entry.actor)
+                .bind(&r.entry.action)
+                .bind(&r.entry.target)
+                .bind(&r.entry.outcome)
+                .bind(&r.detail)
+                .bind(r.entry.facility.map(|f| f.0))
+                .bind(r.entry.user.map(|u| u.0))
+                .bind(&r.prev_hash)
+                .bind(&r.hash);
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }
 
-async fn insert_one(
-    tx: &mut sqlx::AnyConnection,
+/// A record with its place in the chain, ready to insert.
+struct Linked<'a> {
     id: i64,
-    prev_hash: &str,
-    at: i64,
-    entry: &AuditEntry,
-) -> Result<String, StoreError> {
-    let detail = entry.detail.to_string();
-    let hash = chain_hash(prev_hash, id, at, entry, &detail);
-    sqlx::query(
-        "insert into audit_log (id, at, actor, action, target, outcome, detail, facility_id, user_id, prev_hash, hash) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(id)
-    .bind(at)
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(&entry.target)
-    .bind(&entry.outcome)
-    .bind(&detail)
-    .bind(entry.facility.map(|f| f.0))
-    .bind(entry.user.map(|u| u.0))
-    .bind(prev_hash)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await?;
-    Ok(hash)
+    entry: &'a AuditEntry,
+    detail: String,
+    prev_hash: String,
+    hash: String,
 }
 
 impl Store {

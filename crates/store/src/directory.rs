@@ -16,12 +16,12 @@ use connect_pki_domain::certificate::Change;
 use connect_pki_domain::user as domain_user;
 
 use crate::audit::{self, AuditEntry};
-use crate::revocation::revoke_where;
-use crate::status::{self, Request};
 use crate::ops::{insert_certificate, insert_device, insert_facility, insert_user, user_by_id};
 use crate::records::{
     CertificateRecord, DeviceRef, FacilityRecord, NewCertificate, NewFacility, NewUser, UserRecord, text,
 };
+use crate::revocation::revoke_where;
+use crate::status::{self, Request};
 use crate::{Store, StoreError, instant, secs};
 
 /// A stored application.

@@ -312,7 +312,8 @@ pub(crate) async fn insert_certificate(
     .bind(secs(now))
     .execute(&mut **tx)
     .await?;
-    crate::status::insert_events(tx, &[(cert.serial.clone(), connect_pki_domain::CertStatus::Valid, None)], now).await?;
+    crate::status::insert_events(tx, &[(cert.serial.clone(), connect_pki_domain::CertStatus::Valid, None)], now)
+        .await?;
     audit.push(AuditEntry::ok(
         actor,
         "certificate.issue",

@@ -83,7 +83,12 @@ pub(crate) async fn revoke_where(
 }
 
 /// Retires `user` inside `tx` (see [`Store::retire_user`]).
-async fn retire_in(tx: &mut WriteTx, user: UserId, actor: &str, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
+async fn retire_in(
+    tx: &mut WriteTx,
+    user: UserId,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
     let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
     let next = match domain_user::retire(u.status) {
         None => return Ok(Vec::new()),
@@ -115,7 +120,14 @@ async fn retire_in(tx: &mut WriteTx, user: UserId, actor: &str, now: OffsetDateT
         tx,
         backend,
         now,
-        &AuditEntry::ok(actor, "user.retire", format!("user:{user}"), json!({"revoked": revoked}), Some(u.facility), Some(user)),
+        &AuditEntry::ok(
+            actor,
+            "user.retire",
+            format!("user:{user}"),
+            json!({"revoked": revoked}),
+            Some(u.facility),
+            Some(user),
+        ),
     )
     .await?;
     Ok(revoked)
@@ -153,12 +165,13 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("device"))?;
         let (user, facility): (i64, i64) = (row.try_get("u_id")?, row.try_get("facility_id")?);
-        let marked = sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2 and status <> 'lost'")
-            .bind(secs(now))
-            .bind(device.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let marked =
+            sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2 and status <> 'lost'")
+                .bind(secs(now))
+                .bind(device.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         let revoked = revoke_where(&mut tx, "c.device_id = $1", device.0, Reason::KeyCompromise, actor, now).await?;
         if marked > 0 || !revoked.is_empty() {
             audit::append(

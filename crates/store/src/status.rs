@@ -86,10 +86,7 @@ pub(crate) async fn apply(
                 continue;
             }
             if let Decision::Apply { status, reason } = decide(c.status, req.change)? {
-                groups
-                    .entry((c.status, status, reason))
-                    .or_default()
-                    .push(serial.clone());
+                groups.entry((c.status, status, reason)).or_default().push(serial.clone());
             }
         }
         let mut retry = Vec::new();

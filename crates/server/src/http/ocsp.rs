@@ -16,7 +16,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
-use connect_pki_ca::ocsp::{OcspSigner, Refusal, Status, internal_error_response, refusal_response};
+use connect_pki_ca::ocsp::{
+    OcspSigner, Refusal, Status, internal_error_response, refusal_response, try_later_response,
+};
 use connect_pki_domain::{CertStatus, Reason};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -68,6 +70,12 @@ impl Responder {
                 return (Bytes::from(refusal_response(refusal)), 0);
             }
         };
+        if revocations.is_stale() {
+            // The index may be missing revocations made elsewhere: no answer
+            // from it can be vouched for until the feed is read again.
+            metrics::counter!("connect_pki_ocsp_refused_total", "status" => "try_later").increment(1);
+            return (Bytes::from(try_later_response()), 0);
+        }
         let now = OffsetDateTime::now_utc();
         let lookups: Vec<(Option<u128>, Option<Entry>)> =
             req.items.iter().map(|i| (key(&i.serial), revocations.index.get(&i.serial))).collect();

@@ -1,0 +1,111 @@
+//! The instance's copy of the revocation state: repaired when it differs from
+//! the database, and failing closed when the database cannot be read.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use connect_pki_e2e::{Backend, Server, both_backends, run, text};
+
+use crate::revocation::{device, handshake_ok, ocsp_status};
+
+fn db_url(s: &Server, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", s.data("connect-pki.db").display()),
+        Backend::Postgres => s.db.url.clone(),
+    }
+}
+
+async fn execute(url: &str, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Polls `check` every 100 ms for up to `limit`; returns whether it held.
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A change written to the database behind the feed's back (a restored
+/// backup, a hand edit, a bug) is found by the reconciliation, repaired in
+/// the index, enforced, and counted.
+async fn reconciliation_repairs_an_index_that_differs(backend: Backend) {
+    let s = Server::start_with(backend, &[("CONNECT_PKI_RECONCILE_SECONDS", "1")]).await;
+    let admin = s.admin_pem();
+    let d = device(&s, &admin, "reconcile.staff");
+    assert_eq!(ocsp_status(&s, &d.pem), "good");
+    execute(
+        &db_url(&s, backend),
+        &format!(
+            "update certificates set status = 'revoked', revocation_reason = 'keyCompromise', revoked_at = 1795000000 \
+             where serial = '{}'",
+            d.serial
+        ),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(10), || ocsp_status(&s, &d.pem) == "revoked keyCompromise"),
+        "the reconciliation did not bring the index to the database's state:\n{}",
+        s.log()
+    );
+    assert!(!handshake_ok(&s, &d.pem), "a repaired revocation is enforced at the handshake too");
+    assert!(s.log_contains("index entry differed from the database"), "{}", s.log());
+    let (_, _, metrics) = s.curl_public("/metrics", &[]);
+    let divergences: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("connect_pki_index_divergences_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(divergences >= 1.0, "divergence not counted:\n{metrics}");
+}
+both_backends!(reconciliation_repairs_an_index_that_differs);
+
+/// `openssl ocsp` without verification of the answer: its whole output.
+fn ocsp_raw(s: &Server, pem: &Path) -> String {
+    let url = format!("http://{}/ocsp", s.public);
+    let issuing = s.data("ca/issuing.pem").display().to_string();
+    let cert = pem.display().to_string();
+    let ocsp = s.data("ca/ocsp.pem").display().to_string();
+    text(&run("openssl", &["ocsp", "-issuer", &issuing, "-cert", &cert, "-url", &url, "-VAfile", &ocsp], s.dir.path()))
+}
+
+/// An instance that cannot read the revocation feed cannot know of
+/// revocations made on other instances: past the configured bound it stops
+/// saying `good` and refuses new handshakes, and recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_cannot_read_the_feed_fails_closed() {
+    let s = Server::start_with(Backend::Postgres, &[("CONNECT_PKI_FEED_MAX_LAG_SECONDS", "2")]).await;
+    let admin = s.admin_pem();
+    let d = device(&s, &admin, "closed.staff");
+    assert_eq!(ocsp_status(&s, &d.pem), "good");
+    let name = s.db.url.rsplit('/').next().expect("database name").to_string();
+    let admin_url = connect_pki_store::testing::postgres_admin_url();
+    execute(&admin_url, &format!("alter database {name} allow_connections false")).await;
+    execute(&admin_url, &format!("select pg_terminate_backend(pid) from pg_stat_activity where datname = '{name}'"))
+        .await;
+
+    let cut_off = eventually(Duration::from_secs(15), || ocsp_raw(&s, &d.pem).contains("trylater"));
+    let handshake_refused = !handshake_ok(&s, &d.pem);
+    execute(&admin_url, &format!("alter database {name} allow_connections true")).await;
+    assert!(cut_off, "OCSP kept answering while the feed was unreadable:\n{}", ocsp_raw(&s, &d.pem));
+    assert!(handshake_refused, "a new handshake was accepted while the feed was unreadable");
+    assert!(s.log_contains("revocation feed read failed"), "{}", s.log());
+
+    assert!(
+        eventually(Duration::from_secs(20), || ocsp_raw(&s, &d.pem).contains(": good")),
+        "OCSP did not recover once the database was back:\n{}",
+        s.log()
+    );
+    assert!(eventually(Duration::from_secs(10), || handshake_ok(&s, &d.pem)), "handshakes did not recover");
+}
