@@ -2,7 +2,6 @@
 //! and Python `cryptography`.
 
 mod emergency;
-mod feed;
 mod lifecycle;
 mod nginx;
 mod revocation;
