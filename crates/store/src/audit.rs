@@ -114,9 +114,7 @@ pub(crate) async fn append_all(
             prev_id += 1;
             let detail = entry.detail.to_string();
             let hash = chain_hash(&prev_hash, prev_id, at, entry, &detail);
-            let row =
-                Linked { id: prev_id, entry, detail, prev_hash: std::mem::replace(&mut prev_hash, hash.clone()), hash };
-            row
+            Linked { id: prev_id, entry, detail, prev_hash: std::mem::replace(&mut prev_hash, hash.clone()), hash }
         })
         .collect();
     // Many rows a statement: closing a facility appends one per certificate.

@@ -47,7 +47,11 @@ impl FromRequestParts<AppState> for Caller {
         if identity.device_status != "active" {
             return Err(ApiError::CertificateNotUsable {
                 serial: peer.serial.clone(),
-                status: if identity.device_status == "lost" { "of a device reported lost" } else { "of a retired device" },
+                status: if identity.device_status == "lost" {
+                    "of a device reported lost"
+                } else {
+                    "of a retired device"
+                },
             });
         }
         if identity.user.status != UserStatus::Active {
