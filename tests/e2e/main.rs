@@ -4,6 +4,7 @@
 mod emergency;
 mod lifecycle;
 mod nginx;
+mod races;
 mod revocation;
 
 use std::path::Path;
