@@ -2,6 +2,7 @@
 //! and Python `cryptography`.
 
 mod emergency;
+mod feed;
 mod lifecycle;
 mod nginx;
 mod races;

@@ -84,15 +84,24 @@ pub async fn escalate(
     Ok(state.store.escalate(e.id, &targets, &body.to_string(), now).await?)
 }
 
-/// How long an instance holds a notification it is delivering. Longer than
-/// the two 10 s delivery timeouts, so a lease only runs out when its holder died.
-const LEASE: time::Duration = time::Duration::seconds(60);
+/// How long an instance holds the one notification it is delivering: past
+/// the 10 s delivery timeout with room to record the outcome, so a lease only
+/// runs out when its holder died.
+const LEASE: time::Duration = time::Duration::seconds(30);
+
+/// Notifications delivered in one pass of the worker.
+const PER_PASS: usize = 20;
 
 /// Delivers what is due; failures are rescheduled with exponential backoff.
 pub async fn deliver_due(state: &AppState) -> Result<(), ApiError> {
-    let now = state.store.due_clock(state.clock.now()).await?;
     let owner = &*state.instance_id;
-    for n in state.store.lease_notifications(owner, now, LEASE, 20).await? {
+    // One at a time: a lease covers exactly the send in progress, so a slow
+    // mail server can never outlast the lease of notifications still waiting
+    // in a batch (another instance would then send them a second time), and
+    // a SIGKILL interrupts at most one send not yet recorded.
+    for _ in 0..PER_PASS {
+        let now = state.store.due_clock(state.clock.now()).await?;
+        let Some(n) = state.store.lease_notifications(owner, now, LEASE, 1).await?.pop() else { break };
         let result = match n.channel.as_str() {
             "webhook" => send_webhook(state, &n).await,
             _ => send_email(state, &n).await,
