@@ -6,7 +6,7 @@ webhook call or e-mail to LOG.jsonl until killed. The first webhook call is
 answered 500 (to exercise retries), later ones 200. Webhook signatures are
 checked against WEBHOOK_SECRET and the result recorded.
 """
-import asyncore
+import asyncio
 import email
 import email.header
 import hashlib
@@ -14,11 +14,7 @@ import hmac
 import json
 import sys
 import threading
-import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-import smtpd  # noqa: E402  (stdlib up to Python 3.11)
 
 LOG, SECRET = sys.argv[1], sys.argv[2]
 lock = threading.Lock()
@@ -51,21 +47,84 @@ class Hook(BaseHTTPRequestHandler):
         pass
 
 
-class Sink(smtpd.SMTPServer):
-    def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
-        msg = email.message_from_bytes(data if isinstance(data, bytes) else data.encode())
-        subject = str(email.header.make_header(email.header.decode_header(msg["subject"])))
-        payload = msg.get_payload(decode=True)
-        record({"kind": "email", "from": mailfrom, "to": rcpttos, "subject": subject,
-                "body": payload.decode(msg.get_content_charset() or "utf-8") if payload else ""})
+def record_mail(mailfrom, rcpttos, data):
+    msg = email.message_from_bytes(data)
+    subject = str(email.header.make_header(email.header.decode_header(msg["subject"])))
+    payload = msg.get_payload(decode=True)
+    record({"kind": "email", "from": mailfrom, "to": rcpttos, "subject": subject,
+            "body": payload.decode(msg.get_content_charset() or "utf-8") if payload else ""})
+
+
+def address(arg):
+    """The address in `FROM:<a@b> PARAMS` or `TO:<a@b>`."""
+    arg = arg.split(":", 1)[1].strip() if ":" in arg else arg
+    return arg.split(">", 1)[0].lstrip("<").strip()
+
+
+async def smtp_session(reader, writer):
+    """Just enough SMTP (RFC 5321) for a client that delivers plain mail:
+    EHLO/HELO, MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT. Written
+    on asyncio because the stdlib's smtpd is gone since Python 3.12."""
+    def reply(line):
+        writer.write(line.encode() + b"\r\n")
+
+    reply("220 sink ESMTP")
+    mailfrom, rcpttos = None, []
+    while True:
+        line = await reader.readline()
+        if not line:
+            break
+        verb, _, arg = line.decode("utf-8", "replace").rstrip("\r\n").partition(" ")
+        verb = verb.upper()
+        if verb == "EHLO":
+            reply("250-sink")
+            reply("250 8BITMIME")
+        elif verb == "HELO":
+            reply("250 sink")
+        elif verb == "MAIL":
+            mailfrom, rcpttos = address(arg), []
+            reply("250 OK")
+        elif verb == "RCPT":
+            rcpttos.append(address(arg))
+            reply("250 OK")
+        elif verb == "DATA":
+            reply("354 End data with <CR><LF>.<CR><LF>")
+            await writer.drain()
+            lines = []
+            while True:
+                l = await reader.readline()
+                if not l or l in (b".\r\n", b".\n"):
+                    break
+                lines.append(l[1:] if l.startswith(b"..") else l)
+            record_mail(mailfrom, rcpttos, b"".join(lines))
+            mailfrom, rcpttos = None, []
+            reply("250 OK: queued")
+        elif verb == "RSET":
+            mailfrom, rcpttos = None, []
+            reply("250 OK")
+        elif verb == "NOOP":
+            reply("250 OK")
+        elif verb == "QUIT":
+            reply("221 Bye")
+            await writer.drain()
+            break
+        else:
+            reply("502 Command not implemented")
+        await writer.drain()
+    writer.close()
+
+
+async def serve_smtp(ready):
+    server = await asyncio.start_server(smtp_session, "127.0.0.1", 0)
+    ready(server.sockets[0].getsockname()[1])
+    async with server:
+        await server.serve_forever()
 
 
 def main():
     http = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    sink = Sink(("127.0.0.1", 0), None, decode_data=False)
-    print(f"ready {http.server_address[1]} {sink.socket.getsockname()[1]}", flush=True)
-    asyncore.loop(timeout=0.2)
+    asyncio.run(serve_smtp(lambda port: print(f"ready {http.server_address[1]} {port}", flush=True)))
 
 
 if __name__ == "__main__":
