@@ -29,6 +29,8 @@ def main() -> None:
         "signature_verified_by_issuer": True,
         "serial": leaf.serial_number,
         "serial_bits": leaf.serial_number.bit_length(),
+        # JSON numbers this large lose precision in most readers: say it outright.
+        "serial_positive": leaf.serial_number > 0,
         "eku": [o.dotted_string for o in eku],
         "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH in eku,
         "server_auth": ExtendedKeyUsageOID.SERVER_AUTH in eku,
