@@ -1,5 +1,7 @@
 //! Repository tests. Every test runs on SQLite and on PostgreSQL.
 
+mod races;
+
 use connect_pki_domain::{FacilityKind, Role, Serial, UserId, UserStatus};
 use connect_pki_store::testing::TestDb;
 use connect_pki_store::{
