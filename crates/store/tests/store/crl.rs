@@ -4,7 +4,7 @@
 use connect_pki_store::both_backends;
 use connect_pki_store::testing::TestDb;
 
-async fn crl_numbers_follow_feed_positions(db: TestDb) {
+pub(crate) async fn crl_numbers_follow_feed_positions(db: TestDb) {
     let store = db.store().await.expect("connect");
     assert_eq!(store.next_crl_number(0).await.expect("number"), Ok(1));
     assert_eq!(store.next_crl_number(7).await.expect("number"), Ok(2));
@@ -16,4 +16,4 @@ async fn crl_numbers_follow_feed_positions(db: TestDb) {
     assert_eq!(store.next_crl_number(8).await.expect("refusal"), Err(9));
     assert_eq!(store.next_crl_number(9).await.expect("number"), Ok(5));
 }
-both_backends!(crl_numbers_follow_feed_positions);
+both_backends!(crl_numbers_follow_feed_positions, crate::crl::crl_numbers_follow_feed_positions);

@@ -1,5 +1,6 @@
 //! Repository tests. Every test runs on SQLite and on PostgreSQL.
 
+mod crl;
 mod races;
 
 use connect_pki_domain::{FacilityKind, Role, Serial, UserId, UserStatus};
