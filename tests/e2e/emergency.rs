@@ -2,7 +2,7 @@
 //! once, the routing follows the business calendar, the queue is worked
 //! through the API. The server runs at chosen times under libfaketime.
 
-use connect_pki_e2e::{Backend, Server, both_backends};
+use connect_pki_e2e::{Backend, Server, Sinks, both_backends};
 use serde_json::{Value, json};
 
 use crate::revocation::{device, handshake_ok, ocsp_status_with};
@@ -268,7 +268,7 @@ async fn operator_works_the_console_in_chromium() {
     let mut s = Server::start(Backend::Sqlite).await;
     let admin = s.admin_pem();
     let d = device(&s, &admin, "chromium.user");
-    let sinks = Sinks::start(&s);
+    let sinks = Sinks::start(&s, "hook secret");
     sinks.configure(&s);
     s.stop();
     s.spawn_at_env(SATURDAY_NIGHT, &[], &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret")]);
@@ -338,7 +338,7 @@ async fn operator_works_the_console_in_chromium() {
 async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let mut s = Server::start(Backend::Sqlite).await;
     let admin = s.admin_pem();
-    let sinks = Sinks::start(&s);
+    let sinks = Sinks::start(&s, "hook secret");
 
     // A facility with a manager who has an e-mail address.
     let (_, created) = s.public_api("POST", "/api/v1/applications", Some(&json!({
@@ -419,58 +419,4 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
         "{delivery}"
     );
     assert_eq!(webhook_opened["last_error"], "HTTP 500 Internal Server Error");
-}
-
-/// The webhook receiver and SMTP sink of tests/py/sinks.py, stopped on drop.
-struct Sinks {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-    http_port: String,
-    smtp_port: String,
-}
-
-impl Sinks {
-    fn start(s: &Server) -> Self {
-        let log = s.scratch("sinks.jsonl");
-        let mut child = std::process::Command::new("python3")
-            .arg(connect_pki_e2e::workspace().join("tests/py/sinks.py"))
-            .arg(&log)
-            .arg("hook secret")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
-            .expect("ready");
-        let ports: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-        assert_eq!(ports.first().map(String::as_str), Some("ready"), "{line}");
-        Self { child, log, http_port: ports[1].clone(), smtp_port: ports[2].clone() }
-    }
-
-    /// Points the server's `[notifications]` at the sinks (takes effect at its next start).
-    fn configure(&self, s: &Server) {
-        let config = std::fs::read_to_string(s.data("config.toml")).expect("config");
-        let config = format!(
-            "{config}\n[notifications]\nwebhook_url = \"http://127.0.0.1:{}/hook\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
-             mail_from = \"connect-pki@city.example\"\non_call = [\"it-oncall@city.example\"]\nconsole_url = \"https://pki.city.example:8443\"\n",
-            self.http_port, self.smtp_port
-        );
-        std::fs::write(s.data("config.toml"), config).expect("config");
-    }
-
-    fn entries(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Sinks {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use connect_pki_e2e::{Backend, Instance, Server, both_backends, python_json, run, text};
+use connect_pki_e2e::{Backend, Instance, Server, Sinks, both_backends, python_json, run, text};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
@@ -661,60 +661,6 @@ both_backends!(every_answered_revocation_is_on_the_crl_at_once);
 // 3. Three instances, random traffic, SIGKILLs
 // ---------------------------------------------------------------------------
 
-/// The webhook receiver and SMTP sink of tests/py/sinks.py, stopped on drop.
-struct Sinks {
-    child: std::process::Child,
-    log: PathBuf,
-    http_port: String,
-    smtp_port: String,
-}
-
-impl Sinks {
-    fn start(s: &Server) -> Self {
-        let log = s.scratch("sinks.jsonl");
-        let mut child = std::process::Command::new("python3")
-            .arg(connect_pki_e2e::workspace().join("tests/py/sinks.py"))
-            .arg(&log)
-            .arg(HOOK_SECRET)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
-            .expect("ready");
-        let ports: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-        assert_eq!(ports.first().map(String::as_str), Some("ready"), "sinks.py: {line}");
-        Self { child, log, http_port: ports[1].clone(), smtp_port: ports[2].clone() }
-    }
-
-    /// Points `[notifications]` in config.toml at the sinks (read at each start).
-    fn configure(&self, s: &Server) {
-        let config = std::fs::read_to_string(s.data("config.toml")).expect("config");
-        let config = format!(
-            "{config}\n[notifications]\nwebhook_url = \"http://127.0.0.1:{}/hook\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
-             mail_from = \"connect-pki@city.example\"\non_call = [\"it-oncall@city.example\"]\n",
-            self.http_port, self.smtp_port
-        );
-        std::fs::write(s.data("config.toml"), config).expect("config");
-    }
-
-    fn entries(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Sinks {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// xorshift64*: enough randomness for choosing operations, and a seed that
 /// can be given back (`RACES_SEED`) to replay the same choices.
 struct Rng(u64);
@@ -1178,7 +1124,7 @@ async fn three_instances_with_sigkills_agree_with_the_database() {
     let mut s = Server::start_with(Backend::Postgres, &env).await;
     let admin = s.admin_pem();
     let t = Tools::of(&s);
-    let sinks = Sinks::start(&s);
+    let sinks = Sinks::start(&s, HOOK_SECRET);
     let (facility, manager) =
         facility_with_manager(&s, &admin, "chaos.mgr", "多重化テスト施設", "manager@facility.example");
     let mut model = Model::default();
