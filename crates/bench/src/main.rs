@@ -2,11 +2,18 @@
 //! run (DESIGN §7). Not tests: figures, printed as a Markdown table and saved
 //! as JSON.
 //!
-//! usage: cargo run --release -p connect-pki-bench [-- --quick]
+//! usage: cargo run --release -p connect-pki-bench [-- --quick] [-- --only SECTION,…]
 //!
-//! Needs: wrk, openssl, cfssl (Debian golang-cfssl). Every server is started
-//! on 127.0.0.1 and stopped at the end.
+//! `--quick` is a smaller, shorter run for development. `--only` runs some
+//! sections: crl, memory, handshake, ocsp, refusal, enroll, cross (PostgreSQL),
+//! bulk-sqlite, bulk-postgres (facility close and concurrent revokers).
+//!
+//! Needs: wrk, openssl, cfssl (Debian golang-cfssl), PostgreSQL
+//! (`TEST_DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/test).
+//! Every server is started on 127.0.0.1 and stopped at the end.
 
+mod ocsp;
+mod revoke;
 mod setup;
 
 use std::path::Path;
@@ -16,6 +23,9 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use setup::Env;
+
+const SECTIONS: &[&str] =
+    &["crl", "memory", "handshake", "ocsp", "refusal", "enroll", "cross", "bulk-sqlite", "bulk-postgres"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -27,43 +37,78 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<String> = match args.iter().position(|a| a == "--only") {
+        Some(i) => args.get(i + 1).context("--only needs a list of sections")?.split(',').map(String::from).collect(),
+        None => SECTIONS.iter().map(|s| s.to_string()).collect(),
+    };
+    if let Some(bad) = only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+        bail!("unknown section {bad:?} (sections: {})", SECTIONS.join(", "));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(run(quick))
+    rt.block_on(run(quick, &only))
 }
 
-async fn run(quick: bool) -> anyhow::Result<()> {
+async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
     for tool in ["wrk", "openssl", "cfssl"] {
         if Command::new("which").arg(tool).output().map(|o| !o.status.success()).unwrap_or(true) {
             bail!("{tool} is needed (apt-get install wrk openssl golang-cfssl)");
         }
     }
+    let want = |s: &str| only.iter().any(|o| o == s);
     let mut results = serde_json::Map::new();
-    let (n_certs, n_refusal) = if quick { (2_000, 100) } else { (10_000, 1_000) };
-    eprintln!("== setting up {n_certs} certificates (10 % revoked) and {n_refusal} devices to revoke");
-    let env = Env::create(n_certs, n_refusal).await?;
-
-    eprintln!("== CRL rebuild");
-    results.insert("crl".into(), crl_bench(&env, quick)?);
-    eprintln!("== memory of the revocation index");
-    let n = if quick { 200_000 } else { 1_000_000 };
-    let out = Command::new(std::env::current_exe()?).args(["__memory", &n.to_string()]).output()?;
-    results.insert("memory".into(), serde_json::from_slice(&out.stdout).context("memory benchmark output")?);
-    eprintln!("== TLS handshakes with and without the live check");
-    results.insert("handshake".into(), setup::handshake_bench(&env, if quick { 500 } else { 3_000 })?);
-
-    let server = env.serve()?;
-    eprintln!("== OCSP throughput: connect-pki, openssl ocsp, cfssl ocspserve");
-    results.insert("ocsp".into(), ocsp_bench(&env, &server, if quick { 3 } else { 10 }).await?);
-    eprintln!("== revocation to refusal");
-    results.insert("refusal".into(), setup::refusal_bench(&env, &server).await?);
-    eprintln!("== enrollment with a CSR");
-    results.insert("enroll".into(), enroll_bench(&env, &server, if quick { 2 } else { 5 }).await?);
-    drop(server);
-    if std::env::var("BENCH_KEEP").is_ok() {
-        eprintln!("(kept {})", env.keep().display());
+    results.insert(
+        "machine".into(),
+        json!({"cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "load_average_at_start": load_average()}),
+    );
+    if ["crl", "handshake", "ocsp", "refusal", "enroll"].iter().any(|s| want(s)) {
+        let (n_certs, n_refusal) = if quick { (2_000, 100) } else { (10_000, 1_000) };
+        eprintln!("== setting up {n_certs} certificates (10 % revoked) and {n_refusal} devices to revoke");
+        let env = Env::create(n_certs, n_refusal).await?;
+        if want("crl") {
+            eprintln!("== CRL rebuild");
+            results.insert("crl".into(), crl_bench(&env, quick)?);
+        }
+        if want("handshake") {
+            eprintln!("== TLS handshakes with and without the live check");
+            results.insert("handshake".into(), setup::handshake_bench(&env, if quick { 500 } else { 3_000 })?);
+        }
+        let server = env.serve()?;
+        if want("ocsp") {
+            eprintln!("== OCSP throughput: connect-pki, openssl ocsp, cfssl ocspserve");
+            let (seconds, threads): (u32, &[u32]) = if quick { (3, &[2]) } else { (10, &[2, 1]) };
+            results.insert("ocsp".into(), ocsp::ocsp_bench(&env, &server, seconds, threads).await?);
+        }
+        if want("refusal") {
+            eprintln!("== revocation to refusal");
+            results.insert("refusal".into(), setup::refusal_bench(&env, &server).await?);
+        }
+        if want("enroll") {
+            eprintln!("== enrollment with a CSR");
+            results.insert("enroll".into(), enroll_bench(&env, &server, if quick { 2 } else { 5 }).await?);
+        }
+        drop(server);
+        if std::env::var("BENCH_KEEP").is_ok() {
+            eprintln!("(kept {})", env.keep().display());
+        }
     }
-    eprintln!("== revocation on one instance → refusal on another (PostgreSQL)");
-    results.insert("cross_instance".into(), cross_instance(if quick { 50 } else { 300 }).await?);
+    if want("memory") {
+        eprintln!("== memory of the revocation index");
+        let n = if quick { 200_000 } else { 1_000_000 };
+        let out = Command::new(std::env::current_exe()?).args(["__memory", &n.to_string()]).output()?;
+        results.insert("memory".into(), serde_json::from_slice(&out.stdout).context("memory benchmark output")?);
+    }
+    if want("cross") {
+        eprintln!("== revocation on one instance → refusal on another (PostgreSQL)");
+        results.insert("cross_instance".into(), revoke::cross_instance(if quick { 50 } else { 300 }).await?);
+    }
+    // Facility close: 100 users × 100 certificates; then 64 revokers.
+    let (users, per_revoker) = if quick { (10, 5) } else { (100, 40) };
+    for (section, postgres) in [("bulk-sqlite", false), ("bulk-postgres", true)] {
+        if want(section) {
+            eprintln!("== facility close and 64 concurrent revokers ({section})");
+            results.insert(section.replace('-', "_"), revoke::bulk(postgres, users, 100, 64, per_revoker).await?);
+        }
+    }
 
     let out = Value::Object(results);
     let file = setup::workspace().join("target/bench-results.json");
@@ -73,39 +118,69 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A child process stopped when dropped: SIGTERM first, which openssl's
-/// `-multi` parent passes on to its workers (SIGKILL would orphan them), then
-/// SIGKILL for whatever is left.
-pub struct Proc(pub Child, Option<String>);
+/// The 1-minute load average (other work on the machine skews every figure).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(-1.0)
+}
+
+/// The `p` quantile (0..=1) of `v`, nearest rank.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A child process stopped when dropped: SIGTERM, then SIGKILL for whatever
+/// is left. A process started with [`Proc::spawn_group`] leads a process group
+/// of its own and the whole group is stopped (openssl's `-multi` workers
+/// survive their parent and spin on connections a load tool abandoned).
+pub struct Proc {
+    child: Child,
+    group: bool,
+}
 
 impl Proc {
     pub fn spawn(cmd: &mut Command) -> anyhow::Result<Self> {
-        Ok(Self(cmd.spawn()?, None))
+        Ok(Self { child: cmd.spawn()?, group: false })
     }
 
-    /// Also kills, when dropped, every process whose command line contains
-    /// `pattern` (openssl's `-multi` workers survive their parent).
-    fn with_stragglers(mut self, pattern: String) -> Self {
-        self.1 = Some(pattern);
-        self
+    pub fn spawn_group(cmd: &mut Command) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        Ok(Self { child: cmd.process_group(0).spawn()?, group: true })
+    }
+
+    fn signal(&self, sig: &str) {
+        let id = self.child.id();
+        let target = if self.group { format!("-{id}") } else { id.to_string() };
+        let _ = Command::new("kill").args([sig, "--", &target]).stderr(Stdio::null()).status();
+    }
+
+    /// Whether any process of the group is still there.
+    fn group_alive(&self) -> bool {
+        let id = self.child.id().to_string();
+        Command::new("pgrep").args(["-g", &id]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if let Some(p) = &self.1 {
-            let _ = Command::new("pkill").args(["-KILL", "-f", "--", p]).status();
-        }
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        self.signal("-TERM");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if exited && !(self.group && self.group_alive()) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.signal("-KILL");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -181,9 +256,17 @@ fn parse_wrk(out: &str) -> Value {
     json!({"rps": rps, "p50_ms": num("50%"), "p99_ms": num("99%"), "requests": requests, "non_2xx": non2xx, "socket_errors": errors})
 }
 
-fn wrk(url: &str, script: &Path, args: &[&str], connections: u32, seconds: u32) -> anyhow::Result<Value> {
+/// One `wrk` run: `threads` load threads over `connections` connections.
+pub fn wrk(
+    url: &str,
+    script: &Path,
+    args: &[&str],
+    threads: u32,
+    connections: u32,
+    seconds: u32,
+) -> anyhow::Result<Value> {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+    cmd.args([&format!("-t{threads}"), &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
         .arg(script)
         .arg(url)
         .arg("--")
@@ -193,136 +276,19 @@ fn wrk(url: &str, script: &Path, args: &[&str], connections: u32, seconds: u32) 
     Ok(parse_wrk(&text))
 }
 
-async fn ocsp_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow::Result<Value> {
-    let requests = env.ocsp_requests()?;
-    let req_file = env.path("ocsp-requests.hex");
-    std::fs::write(&req_file, requests.iter().map(hex::encode).collect::<Vec<_>>().join("\n"))?;
-    let script = env.path("post.lua");
-    std::fs::write(&script, LUA_POST)?;
-
-    // Pre-signed responses for cfssl: fetched from our responder, which also
-    // warms our cache the way a day of traffic would.
-    let responses = server.fetch_ocsp(&requests).await?;
-    let resp_file = env.path("cfssl-responses.txt");
-    std::fs::write(
-        &resp_file,
-        responses
-            .iter()
-            .map(|r| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, r))
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n",
-    )?;
-
-    // openssl's responder wedges on connections wrk abandons at the end of a
-    // run, so each run gets fresh responders.
-    let start_refs = || -> anyhow::Result<(Proc, u16, Proc, u16)> {
-        let openssl_port = free_port();
-        let openssl = Proc::spawn(
-            Command::new("openssl")
-                .args(["ocsp", "-index"])
-                .arg(env.openssl_index())
-                .args(["-port", &openssl_port.to_string(), "-rsigner"])
-                .arg(env.path("ca/ocsp.pem"))
-                .arg("-rkey")
-                .arg(env.plain_key("ocsp")?)
-                .arg("-CA")
-                .arg(env.path("ca/issuing.pem"))
-                .args(["-nmin", "1", "-multi", "2", "-ignore_err"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )?
-        .with_stragglers(format!("-port {openssl_port} "));
-        let cfssl_port = free_port();
-        let cfssl = Proc::spawn(
-            Command::new("cfssl")
-                .args(["ocspserve", "-address", "127.0.0.1", "-port", &cfssl_port.to_string(), "-responses"])
-                .arg(&resp_file)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )?;
-        Ok((openssl, openssl_port, cfssl, cfssl_port))
-    };
-    let mut rows = Vec::new();
-    for connections in [16, 64] {
-        let (_openssl, openssl_port, _cfssl, cfssl_port) = start_refs()?;
-        // A bare connect-and-close probe wedges openssl's responder, so
-        // readiness is checked with a real request.
-        setup::wait_ocsp(&format!("127.0.0.1:{openssl_port}"), &requests[0]).await?;
-        setup::wait_ocsp(&format!("127.0.0.1:{cfssl_port}"), &requests[0]).await?;
-        let targets = [
-            ("connect-pki", format!("http://{}/ocsp", server.public)),
-            ("openssl ocsp -multi 2", format!("http://127.0.0.1:{openssl_port}/")),
-            ("cfssl ocspserve", format!("http://127.0.0.1:{cfssl_port}/")),
-        ];
-        for (name, url) in &targets {
-            let r = wrk(url, &script, &[&req_file.display().to_string()], connections, seconds)?;
-            eprintln!(
-                "   {name:24} c={connections:2}: {} req/s, p50 {} ms, p99 {} ms {}",
-                r["rps"], r["p50_ms"], r["p99_ms"], r["socket_errors"]
-            );
-            rows.push(json!({"target": name, "connections": connections, "result": r}));
-        }
-    }
-    Ok(json!({"certificates": requests.len(), "revoked_share": 0.1, "seconds": seconds, "runs": rows}))
-}
-
-/// Two instances on one PostgreSQL database: revoke through A, measure until
-/// B refuses the handshake.
-async fn cross_instance(n: usize) -> anyhow::Result<Value> {
-    use sqlx::Connection;
-    let admin_url =
-        std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let name = format!("cpki_bench_{}", std::process::id());
-    let mut conn =
-        sqlx::PgConnection::connect(&admin_url).await.context("PostgreSQL for the cross-instance benchmark")?;
-    sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await?;
-    sqlx::query(&format!("create database {name}")).execute(&mut conn).await?;
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base));
-    let result = async {
-        let env = Env::create_on(0, n, Some(url)).await?;
-        let a = env.serve_named("ready-a.json")?;
-        let b = env.serve_named("ready-b.json")?;
-        let r = setup::refusal_across(&env, &a, &b).await?;
-        drop((a, b));
-        anyhow::Ok(r)
-    }
-    .await;
-    let _ = sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
-    result
-}
-
 async fn enroll_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow::Result<Value> {
     let bodies = env.enroll_bodies(6_000).await?;
     let file = env.path("enroll.jsonl");
     std::fs::write(&file, bodies.join("\n"))?;
     let script = env.path("enroll.lua");
     std::fs::write(&script, LUA_JSON)?;
-    let r =
-        wrk(&format!("http://{}/api/v1/enroll", server.public), &script, &[&file.display().to_string()], 16, seconds)?;
+    let url = format!("http://{}/api/v1/enroll", server.public);
+    let r = wrk(&url, &script, &[&file.display().to_string()], 2, 16, seconds)?;
     let ok = r["requests"].as_f64().unwrap_or(0.0) - r["non_2xx"].as_f64().unwrap_or(0.0);
     let per_s = ok / f64::from(seconds);
     eprintln!("   {per_s:.0} enrollments/s (p50 {} ms, p99 {} ms, {} refused)", r["p50_ms"], r["p99_ms"], r["non_2xx"]);
     Ok(json!({"enrollments_per_s": per_s, "wrk": r}))
 }
-
-const LUA_POST: &str = r#"
-local bodies = {}
-local i = 0
-init = function(args)
-  for line in io.lines(args[1]) do
-    local der = line:gsub("..", function(h) return string.char(tonumber(h, 16)) end)
-    bodies[#bodies + 1] = wrk.format("POST", nil, {["Content-Type"] = "application/ocsp-request"}, der)
-  end
-  i = math.random(#bodies)
-end
-request = function()
-  i = i % #bodies + 1
-  return bodies[i]
-end
-"#;
 
 const LUA_JSON: &str = r#"
 local bodies = {}
@@ -347,63 +313,103 @@ end
 "#;
 
 fn markdown(r: &Value) -> String {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let mut s = String::new();
     s.push_str("| benchmark | connect-pki | reference | target |\n|---|---|---|---|\n");
     if let Some(runs) = r["ocsp"]["runs"].as_array() {
-        for c in [16, 64] {
-            let get = |name: &str| {
-                runs.iter()
-                    .find(|x| x["target"] == name && x["connections"] == c)
-                    .map(|x| x["result"].clone())
-                    .unwrap_or_default()
-            };
-            let ours = get("connect-pki");
-            let ossl = get("openssl ocsp -multi 2");
-            let cfssl = get("cfssl ocspserve");
-            let ratio =
-                |a: &Value, b: &Value| a["rps"].as_f64().zip(b["rps"].as_f64()).map(|(a, b)| a / b).unwrap_or(0.0);
+        let get = |name: &str, t: &Value, c: &Value| {
+            runs.iter()
+                .find(|x| x["target"] == name && &x["threads"] == t && &x["connections"] == c)
+                .map(|x| x["result"].clone())
+                .unwrap_or_default()
+        };
+        for cell in r["ocsp"]["summary"]["cells"].as_array().into_iter().flatten() {
+            let (t, c) = (&cell["threads"], &cell["connections"]);
+            let ours = get(ocsp::OURS, t, c);
             s.push_str(&format!(
-                "| OCSP POST, {c} connections ({} certs) | {:.0} req/s, p50 {} ms, p99 {} ms | openssl {:.0} req/s (×{:.1}), cfssl {:.0} req/s (×{:.1}) | ≥5× openssl, ≥3× cfssl, p99 < 10 ms |\n",
-                r["ocsp"]["certificates"], ours["rps"].as_f64().unwrap_or(0.0), ours["p50_ms"], ours["p99_ms"],
-                ossl["rps"].as_f64().unwrap_or(0.0), ratio(&ours, &ossl), cfssl["rps"].as_f64().unwrap_or(0.0), ratio(&ours, &cfssl)
+                "| OCSP POST, {c} connections, wrk {t} threads ({} certs) | {:.0} req/s, p50 {} ms, p99 {} ms | openssl {:.0} req/s (×{:.1}); cfssl with our responses {:.0} req/s (×{:.1}); cfssl with CA-signed responses {:.0} req/s (×{:.1}) | ≥5× openssl, ≥3× cfssl, p99 < 10 ms |\n",
+                r["ocsp"]["certificates"], f(&ours["rps"]), ours["p50_ms"], ours["p99_ms"],
+                f(&get(ocsp::OPENSSL, t, c)["rps"]), f(&cell["vs_openssl"]),
+                f(&get(ocsp::CFSSL, t, c)["rps"]), f(&cell["vs_cfssl_our_responses"]),
+                f(&get(ocsp::CFSSL_CA, t, c)["rps"]), f(&cell["vs_cfssl_ca_signed"]),
             ));
         }
+        let lo = &r["ocsp"]["summary"]["least_favourable_vs_openssl"];
+        let lc = &r["ocsp"]["summary"]["least_favourable_vs_cfssl"];
+        s.push_str(&format!(
+            "| OCSP POST, least favourable ratio | ×{:.1} openssl ({} connections, wrk {} threads); ×{:.1} cfssl's best ({} connections, wrk {} threads) | — | ≥5× openssl, ≥3× cfssl |\n",
+            f(&lo["ratio"]), lo["connections"], lo["threads"], f(&lc["ratio"]), lc["connections"], lc["threads"]
+        ));
     }
     if let Some(rows) = r["crl"].as_array() {
         for row in rows {
             s.push_str(&format!(
                 "| CRL rebuild, {} revoked | {:.1} ms, {} bytes | openssl ca -gencrl {:.1} ms, {} bytes | < 150 ms at 100 000 |\n",
-                row["entries"], row["connect_pki_ms"].as_f64().unwrap_or(0.0), row["connect_pki_bytes"],
-                row["openssl_ms"].as_f64().unwrap_or(0.0), row["openssl_bytes"]
+                row["entries"], f(&row["connect_pki_ms"]), row["connect_pki_bytes"],
+                f(&row["openssl_ms"]), row["openssl_bytes"]
             ));
         }
     }
-    let f = &r["refusal"];
-    s.push_str(&format!(
-        "| revoke call → refused handshake ({} revocations) | from sending the call: p50 {:.1} ms, p99 {:.1} ms; after the response: p50 {:.1} ms, p99 {:.1} ms; refused at the first attempt {}/{} | — | 0 ms after the response |\n",
-        f["revocations"], f["from_call_p50_ms"].as_f64().unwrap_or(0.0), f["from_call_p99_ms"].as_f64().unwrap_or(0.0),
-        f["after_response_p50_ms"].as_f64().unwrap_or(0.0), f["after_response_p99_ms"].as_f64().unwrap_or(0.0),
-        f["first_attempt_refused"], f["revocations"]
-    ));
-    let x = &r["cross_instance"];
-    s.push_str(&format!(
-        "| revoke on instance A → refused at instance B (PostgreSQL, {} revocations) | after A's response: p50 {:.1} ms, p99 {:.1} ms | — | p99 < 500 ms |\n",
-        x["revocations"], x["after_response_p50_ms"].as_f64().unwrap_or(0.0), x["after_response_p99_ms"].as_f64().unwrap_or(0.0)
-    ));
+    let x = &r["refusal"];
+    if x.is_object() {
+        s.push_str(&format!(
+            "| revoke call → refused handshake ({} revocations) | from sending the call: p50 {:.1} ms, p99 {:.1} ms; after the response: p50 {:.1} ms, p99 {:.1} ms; refused at the first attempt {}/{} | — | 0 ms after the response |\n",
+            x["revocations"], f(&x["from_call_p50_ms"]), f(&x["from_call_p99_ms"]),
+            f(&x["after_response_p50_ms"]), f(&x["after_response_p99_ms"]), x["first_attempt_refused"], x["revocations"]
+        ));
+    }
+    for (mode, label, target) in [
+        ("listen_notify", "LISTEN/NOTIFY", "p99 < 10 ms"),
+        ("polling_only", "polling only, `--feed-listen false`", "p99 < 500 ms"),
+    ] {
+        let x = &r["cross_instance"][mode];
+        if x.is_object() {
+            s.push_str(&format!(
+                "| revoke on instance A → refused at instance B (PostgreSQL, {label}, {} revocations) | B's handshake refused (B's index): p50 {:.1} ms, p99 {:.1} ms after A's response; first refusal of either kind (handshake, or the API's per-request database check): p50 {:.1} ms, p99 {:.1} ms | — | {target} |\n",
+                x["revocations"], f(&x["handshake_refused_after_response_p50_ms"]), f(&x["handshake_refused_after_response_p99_ms"]),
+                f(&x["after_response_p50_ms"]), f(&x["after_response_p99_ms"])
+            ));
+        }
+    }
+    for (key, db) in [("bulk_sqlite", "SQLite"), ("bulk_postgres", "PostgreSQL")] {
+        let x = &r[key]["concurrent_revokes"];
+        if x.is_object() {
+            s.push_str(&format!(
+                "| {} concurrent revokers, one instance ({db}, {} revocations) | {:.0} revocations/s; revoke call p50 {:.1} ms, p99 {:.1} ms; {} CRL builds, CRL {} → {} entries | — | — |\n",
+                x["revokers"], x["revocations"], f(&x["revocations_per_s"]), f(&x["p50_ms"]), f(&x["p99_ms"]),
+                x["crl_builds"], x["crl_entries_before"], x["crl_entries_after"]
+            ));
+        }
+    }
+    for (key, db) in [("bulk_sqlite", "SQLite"), ("bulk_postgres", "PostgreSQL")] {
+        let x = &r[key]["facility_close"];
+        if x.is_object() {
+            s.push_str(&format!(
+                "| facility close, {} valid certificates ({db}) | call returned after {:.0} ms, CRL then served with {} entries | — | < 1 s |\n",
+                x["certificates"], f(&x["close_call_ms"]), x["crl_entries_after"]
+            ));
+        }
+    }
     let h = &r["handshake"];
-    s.push_str(&format!(
-        "| mTLS handshakes (in memory, 1 core) | with live check {:.0}/s | without {:.0}/s ({:+.1} %) | within 10 % |\n",
-        h["with_live_check_per_s"].as_f64().unwrap_or(0.0), h["without_per_s"].as_f64().unwrap_or(0.0), h["overhead_percent"].as_f64().unwrap_or(0.0)
-    ));
-    s.push_str(&format!(
-        "| revocation index, {} serials | {:.1} MiB resident | — | < 100 MiB |\n",
-        r["memory"]["serials"],
-        r["memory"]["resident_mib"].as_f64().unwrap_or(0.0)
-    ));
-    s.push_str(&format!(
-        "| enrollment with a CSR (SQLite, 16 connections) | {:.0} certificates/s, p99 {} ms | — | ≥ 500/s |\n",
-        r["enroll"]["enrollments_per_s"].as_f64().unwrap_or(0.0),
-        r["enroll"]["wrk"]["p99_ms"]
-    ));
+    if h.is_object() {
+        s.push_str(&format!(
+            "| mTLS handshakes (in memory, 1 core) | with live check {:.0}/s | without {:.0}/s ({:+.1} %) | within 10 % |\n",
+            f(&h["with_live_check_per_s"]), f(&h["without_per_s"]), f(&h["overhead_percent"])
+        ));
+    }
+    if r["memory"].is_object() {
+        s.push_str(&format!(
+            "| revocation index, {} serials | {:.1} MiB resident | — | < 100 MiB |\n",
+            r["memory"]["serials"],
+            f(&r["memory"]["resident_mib"])
+        ));
+    }
+    if r["enroll"].is_object() {
+        s.push_str(&format!(
+            "| enrollment with a CSR (SQLite, 16 connections) | {:.0} certificates/s, p99 {} ms | — | ≥ 500/s |\n",
+            f(&r["enroll"]["enrollments_per_s"]),
+            r["enroll"]["wrk"]["p99_ms"]
+        ));
+    }
     s
 }

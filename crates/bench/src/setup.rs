@@ -10,11 +10,11 @@ use anyhow::{Context, anyhow, bail};
 use connect_pki_ca::crl::CrlEntry;
 use connect_pki_ca::{DeviceSubject, IssuingCa, KeyKind, PrivateKey};
 use connect_pki_domain::certificate::Change;
-use connect_pki_domain::{CertStatus, FacilityId, Reason, Role, Serial, SystemClock, UserId, UserStatus};
+use connect_pki_domain::{CertStatus, FacilityId, FacilityKind, Reason, Role, Serial, SystemClock, UserId, UserStatus};
 use connect_pki_server::InitOptions;
 use connect_pki_server::datadir::DataDir;
 use connect_pki_server::revocation::index::CertIndex;
-use connect_pki_store::{CertEvent, NewCertificate, NewUser, Store, StoreError};
+use connect_pki_store::{CertEvent, NewCertificate, NewFacility, NewUser, Store, StoreError};
 use der::Encode;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -123,6 +123,11 @@ impl Env {
 
     /// Starts one more instance on the same data directory and database.
     pub fn serve_named(&self, ready_name: &str) -> anyhow::Result<Running> {
+        self.serve_with(ready_name, &[])
+    }
+
+    /// The same with extra `serve` flags (e.g. `--feed-listen false`).
+    pub fn serve_with(&self, ready_name: &str, extra: &[&str]) -> anyhow::Result<Running> {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "--quiet", "-p", "connect-pki", "--bin", "connect-pki"])
             .current_dir(workspace())
@@ -138,6 +143,7 @@ impl Env {
                 .arg(&self.data)
                 .arg("--ready-file")
                 .arg(&ready)
+                .args(extra)
                 .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000000")
                 .env("CONNECT_PKI_LOG", "warn")
                 .stdout(Stdio::null())
@@ -167,6 +173,7 @@ impl Env {
             roots,
             key: self.key.pkcs8_der().to_vec(),
             issuing: self.issuing_der.clone(),
+            admin: client_config(&self.root_der, &self.issuing_der, &self.admin.der, self.key.pkcs8_der())?,
         })
     }
 
@@ -250,6 +257,66 @@ impl Env {
         let out = self.path(&format!("{name}.plain.key"));
         std::fs::write(&out, connect_pki_ca::issue::to_pem("PRIVATE KEY", key.pkcs8_der()))?;
         Ok(out)
+    }
+
+    /// The issuing CA's key (the benchmark signs cfssl's CA-signed responses with it).
+    pub fn issuing_key(&self) -> anyhow::Result<PrivateKey> {
+        let pass = DataDir::new(&self.data).passphrase()?;
+        let pem = std::fs::read_to_string(self.path("ca/issuing.key.pem"))?;
+        Ok(PrivateKey::from_encrypted_pem(&pem, &pass, "issuing")?)
+    }
+
+    pub fn issuing_der(&self) -> &[u8] {
+        &self.issuing_der
+    }
+
+    /// A new approved facility with `users` staff users of `per_user` valid
+    /// certificates each, written through the Store API as for the other
+    /// benchmark certificates. Returns the facility and its serials.
+    pub async fn add_facility(&self, users: usize, per_user: usize) -> anyhow::Result<(FacilityId, Vec<Serial>)> {
+        let started = Instant::now();
+        let now = OffsetDateTime::now_utc();
+        let f = self
+            .store
+            .create_facility(
+                &NewFacility {
+                    name: "bench facility".into(),
+                    kind: FacilityKind::Internal,
+                    address: "bench".into(),
+                    department: None,
+                },
+                "bench",
+                now,
+            )
+            .await?;
+        let mut serials = Vec::with_capacity(users * per_user);
+        for u in 0..users {
+            let user = self
+                .store
+                .create_user(
+                    f.id,
+                    &NewUser {
+                        login_id: format!("bench-f{}-{u}", f.id.0),
+                        display_name: "bench".into(),
+                        email: "b@example.test".into(),
+                        role: Role::Staff,
+                    },
+                    UserStatus::Active,
+                    "bench",
+                    now,
+                )
+                .await?;
+            for _ in 0..per_user {
+                serials.push(add(&self.store, &self.ca, &self.key, user.id).await?.serial);
+            }
+        }
+        eprintln!(
+            "   facility {} with {} valid certificates set up in {:.1} s",
+            f.id.0,
+            serials.len(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok((f.id, serials))
     }
 
     /// OpenSSL's CA database of the OCSP set, for `openssl ocsp -index`.
@@ -436,11 +503,23 @@ pub struct Running {
     roots: Arc<rustls::RootCertStore>,
     key: Vec<u8>,
     issuing: Vec<u8>,
+    /// Client configuration with the `admin_division` user's certificate.
+    admin: Arc<rustls::ClientConfig>,
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn http1<S>(io: S) -> anyhow::Result<Sender>
+/// A TCP connection with Nagle's algorithm off, as curl and browsers open
+/// them. With it on, a request written right after the TLS handshake waits
+/// for the server's delayed ACK of the client's Finished: about 40 ms on the
+/// first request of every connection.
+pub async fn tcp(addr: &str) -> anyhow::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+pub async fn http1<S>(io: S) -> anyhow::Result<Sender>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -451,7 +530,7 @@ where
     Ok(sender)
 }
 
-async fn send(
+pub async fn send(
     sender: &mut Sender,
     method: &str,
     path: &str,
@@ -476,7 +555,7 @@ pub async fn wait_ocsp(addr: &str, request: &[u8]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let attempt = async {
-            let mut s = http1(tokio::net::TcpStream::connect(addr).await?).await?;
+            let mut s = http1(tcp(addr).await?).await?;
             send(&mut s, "POST", "/", "application/ocsp-request", request.to_vec()).await
         };
         if let Ok(Ok((200, _))) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
@@ -492,7 +571,7 @@ pub async fn wait_ocsp(addr: &str, request: &[u8]) -> anyhow::Result<()> {
 impl Running {
     /// POSTs each request once to our responder and returns the responses.
     pub async fn fetch_ocsp(&self, requests: &[Vec<u8>]) -> anyhow::Result<Vec<Vec<u8>>> {
-        let mut sender = http1(tokio::net::TcpStream::connect(&self.public).await?).await?;
+        let mut sender = http1(tcp(&self.public).await?).await?;
         let mut out = Vec::with_capacity(requests.len());
         for r in requests {
             let (status, body) = send(&mut sender, "POST", "/ocsp", "application/ocsp-request", r.clone()).await?;
@@ -504,35 +583,80 @@ impl Running {
         Ok(out)
     }
 
+    /// A connection to the API listener as the `admin_division` user.
+    pub async fn admin(&self) -> anyhow::Result<Sender> {
+        http1(self.tls(self.admin.clone()).await?).await
+    }
+
+    /// The CRL being served: its number and its entries' serials.
+    pub async fn crl(&self) -> anyhow::Result<ServedCrl> {
+        let mut s = http1(tcp(&self.public).await?).await?;
+        let (status, body) = send(&mut s, "GET", "/crl/issuing.crl", "text/plain", Vec::new()).await?;
+        if status != 200 {
+            bail!("the CRL answered {status}");
+        }
+        let (_, crl) = x509_parser::parse_x509_crl(&body).map_err(|e| anyhow!("CRL: {e}"))?;
+        let number = crl.crl_number().map(|n| n.to_string()).unwrap_or_default().parse::<u64>().unwrap_or(0);
+        let serials = crl
+            .iter_revoked_certificates()
+            .map(|r| {
+                let raw = r.raw_serial();
+                let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+                raw[start..].to_vec()
+            })
+            .collect();
+        Ok(ServedCrl { number, serials })
+    }
+
     async fn tls(
         &self,
         cfg: Arc<rustls::ClientConfig>,
     ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-        let tcp = tokio::net::TcpStream::connect(&self.api).await?;
+        let stream = tcp(&self.api).await?;
         let name = ServerName::try_from("127.0.0.1")?.to_owned();
-        Ok(tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await?)
+        Ok(tokio_rustls::TlsConnector::from(cfg).connect(name, stream).await?)
+    }
+}
+
+/// The CRL a running instance serves.
+pub struct ServedCrl {
+    pub number: u64,
+    /// Serials as unsigned big-endian bytes without leading zeros.
+    pub serials: std::collections::HashSet<Vec<u8>>,
+}
+
+impl ServedCrl {
+    pub fn lists(&self, serial: &Serial) -> bool {
+        let raw = serial.as_bytes();
+        let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+        self.serials.contains(&raw[start..])
     }
 }
 
 /// Revokes devices one by one and, right after each revoke call returns,
 /// tries a handshake with the revoked certificate.
 pub async fn refusal_bench(env: &Env, server: &Running) -> anyhow::Result<Value> {
-    refusal_across(env, server, server).await
+    refusal_across(env, &env.to_revoke, server, server).await
 }
 
-/// Revokes through `caller`'s instance and measures until `observer`'s
-/// instance refuses the handshake (the same instance, or another one sharing
-/// the database).
-pub async fn refusal_across(env: &Env, caller: &Running, server: &Running) -> anyhow::Result<Value> {
-    let admin_cfg = client_config(&env.root_der, &env.issuing_der, &env.admin.der, &caller.key)?;
-    let _ = (&server.roots, &server.issuing);
-    let mut admin = http1(caller.tls(admin_cfg).await?).await?;
-    let mut from_call = Vec::new();
-    let mut after_response = Vec::new();
+/// Revokes `devices` through `caller`'s instance and measures until
+/// `server`'s instance refuses the revoked certificate (the same instance, or
+/// another one sharing the database). Each attempt is a new mTLS connection
+/// and a `GET /api/v1/whoami`. Two moments are recorded: the first refusal of
+/// either kind (the handshake fails, or the API answers 401 from its
+/// per-request check of the certificate in the database), and the first
+/// refused handshake, which is the instance's own revocation index saying
+/// "revoked" (the index is also what its OCSP responder and CRL read).
+pub async fn refusal_across(env: &Env, devices: &[Cert], caller: &Running, server: &Running) -> anyhow::Result<Value> {
+    let _ = (&server.roots, &server.issuing, &caller.key);
+    let mut admin = caller.admin().await?;
+    let (mut from_call, mut after_response) = (Vec::new(), Vec::new());
+    let (mut index_from_call, mut index_after_response) = (Vec::new(), Vec::new());
     let mut first_attempt = 0usize;
+    let mut first_by_request = 0usize;
     let across = !std::ptr::eq(caller, server);
     let mut jitter = 0x9e37_79b9_u32;
-    for dev in &env.to_revoke {
+    for dev in devices {
         let cfg = env.client_config(dev)?;
         if across {
             // Revocations at random moments relative to the other instance's
@@ -554,42 +678,67 @@ pub async fn refusal_across(env: &Env, caller: &Running, server: &Running) -> an
         }
         let t1 = Instant::now();
         let mut attempts = 0;
+        let mut first: Option<Instant> = None;
         loop {
             attempts += 1;
-            let refused = match server.tls(cfg.clone()).await {
-                Err(_) => true,
+            // Any failure of the connection itself is the handshake refused
+            // (with TLS 1.3 the server's alert arrives after the client has
+            // finished, so it surfaces on the first read or write).
+            let answer = match server.tls(cfg.clone()).await {
+                Err(_) => None,
                 Ok(tls) => match http1(tls).await {
-                    Err(_) => true,
-                    Ok(mut s) => {
-                        !matches!(send(&mut s, "GET", "/api/v1/whoami", "text/plain", Vec::new()).await, Ok((200, _)))
-                    }
+                    Err(_) => None,
+                    Ok(mut s) => send(&mut s, "GET", "/api/v1/whoami", "text/plain", Vec::new()).await.ok(),
                 },
             };
-            if refused {
-                break;
+            let now = Instant::now();
+            match answer {
+                None => {
+                    if first.is_none() {
+                        first = Some(now);
+                        if attempts == 1 {
+                            first_attempt += 1;
+                        }
+                    }
+                    index_from_call.push((now - t0).as_secs_f64() * 1000.0);
+                    index_after_response.push((now - t1).as_secs_f64() * 1000.0);
+                    break;
+                }
+                Some((200, _)) => {}
+                Some(_) => {
+                    if first.is_none() {
+                        first = Some(now);
+                        first_by_request += 1;
+                        if attempts == 1 {
+                            first_attempt += 1;
+                        }
+                    }
+                }
             }
-            if attempts > 100_000 {
-                bail!("a revoked certificate was still accepted after 100 000 attempts");
+            if attempts > 100_000 || now - t1 > Duration::from_secs(30) {
+                bail!(
+                    "the other instance still completed handshakes with a revoked certificate after {attempts} attempts"
+                );
             }
         }
-        let t2 = Instant::now();
-        if attempts == 1 {
-            first_attempt += 1;
-        }
+        let t2 = first.unwrap_or(t1);
         from_call.push((t2 - t0).as_secs_f64() * 1000.0);
         after_response.push((t2 - t1).as_secs_f64() * 1000.0);
     }
-    let pct = |v: &mut Vec<f64>, p: f64| {
-        v.sort_by(f64::total_cmp);
-        v[((v.len() as f64 - 1.0) * p).round() as usize]
-    };
+    let pct = crate::percentile;
     let r = json!({
-        "revocations": env.to_revoke.len(),
+        "revocations": devices.len(),
         "first_attempt_refused": first_attempt,
+        "first_refusal_by_api_check": first_by_request,
         "from_call_p50_ms": pct(&mut from_call, 0.5),
         "from_call_p99_ms": pct(&mut from_call, 0.99),
         "after_response_p50_ms": pct(&mut after_response, 0.5),
         "after_response_p99_ms": pct(&mut after_response, 0.99),
+        "handshake_refused_from_call_p50_ms": pct(&mut index_from_call, 0.5),
+        "handshake_refused_from_call_p99_ms": pct(&mut index_from_call, 0.99),
+        "handshake_refused_after_response_p50_ms": pct(&mut index_after_response, 0.5),
+        "handshake_refused_after_response_p99_ms": pct(&mut index_after_response, 0.99),
+        "handshake_refused_after_response_max_ms": pct(&mut index_after_response, 1.0),
     });
     eprintln!("   {r}");
     Ok(r)
