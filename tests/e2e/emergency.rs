@@ -14,8 +14,17 @@ fn ocsp_status(s: &Server, pem: &std::path::Path) -> String {
 }
 
 const PASSWORD: &str = "correct horse battery";
-/// Saturday 2026-11-28 22:00 in Asia/Tokyo.
-const SATURDAY_NIGHT: &str = "@2026-11-28 13:00:00";
+/// The next Saturday, 22:00 in Asia/Tokyo, as a FAKETIME value. Always ahead
+/// of the real clock: on PostgreSQL the hold limit is decided by the
+/// database's (real) clock, and a fixed date would one day lie 72 h behind it.
+fn saturday_night() -> String {
+    let today = time::OffsetDateTime::now_utc().date();
+    let ahead = match (5 + 7 - i64::from(today.weekday().number_days_from_monday())) % 7 {
+        0 => 7,
+        n => n,
+    };
+    format!("@{} 13:00:00", today + time::Duration::days(ahead))
+}
 /// Tuesday 2026-12-01 10:00 in Asia/Tokyo, at 60 times the speed.
 const TUESDAY_MORNING_FAST: &str = "@2026-12-01 01:00:00 x60";
 
@@ -40,7 +49,7 @@ async fn saturday_night_report_goes_to_admin_division_and_ends_revoked(backend: 
     let operator2 = s.enroll_generated(code["code"].as_str().expect("code"), Some(PASSWORD), "operator2");
 
     s.stop();
-    s.spawn_at(SATURDAY_NIGHT, &[]);
+    s.spawn_at(&saturday_night(), &[]);
 
     // Bad inputs first: nothing is held by any of them.
     assert_eq!(report(&s, "yoru.staff", "wrong password!", d.device_id).0, 401);
@@ -271,7 +280,7 @@ async fn operator_works_the_console_in_chromium() {
     let sinks = Sinks::start(&s, "hook secret");
     sinks.configure(&s);
     s.stop();
-    s.spawn_at_env(SATURDAY_NIGHT, &[], &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret")]);
+    s.spawn_at_env(&saturday_night(), &[], &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret")]);
     let (status, out) = report(&s, "chromium.user", PASSWORD, d.device_id);
     assert_eq!((status, out["queue"].as_str()), (201, Some("admin_division")), "{out}");
     let id = out["escalation_id"].as_i64().expect("id");

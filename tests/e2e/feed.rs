@@ -109,3 +109,46 @@ async fn an_instance_that_cannot_read_the_feed_fails_closed() {
     );
     assert!(eventually(Duration::from_secs(10), || handshake_ok(&s, &d.pem)), "handshakes did not recover");
 }
+
+/// Due work is decided by the database's clock on PostgreSQL: an instance
+/// whose own clock runs two hours ahead does not carry out a retirement
+/// scheduled one hour from now, and the one on time does it when it falls due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_a_skewed_clock_runs_nothing_early() {
+    let s = Server::start(Backend::Postgres).await;
+    let admin = s.admin_pem();
+    let later = device(&s, &admin, "skew.later");
+    let soon = device(&s, &admin, "skew.soon");
+    let library = connect_pki_e2e::faketime_library().display().to_string();
+    let mut ahead = s.instance(
+        "ahead",
+        &[
+            ("LD_PRELOAD", library.as_str()),
+            ("FAKETIME", "+2h"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ("FAKETIME_NO_CACHE", "1"),
+        ],
+    );
+    ahead.start(Duration::from_secs(60)).expect("the instance whose clock is ahead starts");
+    let retire_at = |user: i64, secs: i64| {
+        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+        let at = at.format(&time::format_description::well_known::Rfc3339).expect("format");
+        let (status, out) =
+            s.api("POST", &format!("/api/v1/users/{user}/retire"), Some(&admin), Some(&serde_json::json!({"at": at})));
+        assert_eq!((status, out["status"].as_str()), (200, Some("scheduled")), "{out}");
+    };
+    retire_at(later.user_id, 3600);
+    retire_at(soon.user_id, 3);
+    // The workers of both instances run every second: give the one ahead
+    // several chances to act on its own clock.
+    assert!(
+        eventually(Duration::from_secs(15), || ocsp_status(&s, &soon.pem) == "revoked affiliationChanged"),
+        "the retirement due in 3 s never happened"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(ocsp_status(&s, &later.pem), "good", "a retirement due in an hour ran early:\n{}", ahead.log());
+    let (_, user) = s.api("GET", "/api/v1/facilities/1/users", Some(&admin), None);
+    let status = user.as_array().and_then(|a| a.iter().find(|u| u["id"] == later.user_id)).map(|u| u["status"].clone());
+    assert_eq!(status, Some(serde_json::json!("active")), "{user}");
+    ahead.kill();
+}
