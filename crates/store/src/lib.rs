@@ -11,6 +11,7 @@ pub mod audit;
 mod directory;
 pub mod error;
 mod escalation;
+mod issuance;
 mod notification;
 mod ops;
 mod records;
@@ -26,9 +27,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
-pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, NewCode, Redemption, UserWithDevices};
+pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, UserWithDevices};
 pub use error::StoreError;
 pub use escalation::{Credentials, EscalationRecord, Figures, NewEscalation};
+pub use issuance::{NewCode, Redemption};
 pub use notification::{NotificationRecord, Target};
 pub use ops::BootstrapInput;
 pub use records::{
