@@ -2,6 +2,8 @@
 //! (applying, enrolling); everything else is on the mTLS listener and starts
 //! from a [`Caller`]. The OpenAPI document is generated from these handlers.
 
+mod escalations;
+mod status;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -11,7 +13,6 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{Action, DeviceId, FacilityId, FacilityStatus, Role, Serial, UserId, authorize};
 use connect_pki_store::AuditFilter;
 use serde::Deserialize;
@@ -25,9 +26,10 @@ use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::service::enrollment::{EnrollRequest, Enrolled};
-use crate::service::revocation::Retirement;
-use crate::service::{applications, audit, certificates, directory, emergency, enrollment, revocation};
+use crate::service::{applications, audit, certificates, directory, enrollment};
 use crate::state::AppState;
+use escalations::*;
+use status::*;
 use views::*;
 
 #[derive(OpenApi)]
@@ -532,264 +534,4 @@ async fn read_audit(
             why: format!("{other:?} is not one of json, csv"),
         })),
     }
-}
-
-async fn change_certificate(
-    state: AppState,
-    caller: Caller,
-    serial: String,
-    change: Change,
-) -> ApiResult<Json<RevocationView>> {
-    let serial: Serial = serial.parse()?;
-    Ok(Json(revocation::change(&state, &caller, &serial, change).await?.into()))
-}
-
-/// Revoke a certificate. Effective before the response: the mTLS listener,
-/// OCSP and the CRL already refuse it. Revoking a revoked certificate reports
-/// its existing state.
-#[utoipa::path(post, path = "/api/v1/certificates/{serial}/revoke", tag = "certificates", request_body = RevokeBody,
-    params(("serial" = String, Path)),
-    responses((status = 200, body = RevocationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 422, description = "Unknown or disallowed reason", body = ErrorBody)))]
-async fn revoke_certificate(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(serial): Path<String>,
-    ApiJson(body): ApiJson<RevokeBody>,
-) -> ApiResult<Json<RevocationView>> {
-    change_certificate(state, caller, serial, Change::Revoke(body.reason)).await
-}
-
-/// Put a certificate on hold (certificateHold) for a loss not yet confirmed.
-#[utoipa::path(post, path = "/api/v1/certificates/{serial}/hold", tag = "certificates", params(("serial" = String, Path)),
-    responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Already revoked", body = ErrorBody)))]
-async fn hold_certificate(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(serial): Path<String>,
-) -> ApiResult<Json<RevocationView>> {
-    change_certificate(state, caller, serial, Change::Hold).await
-}
-
-/// Release a hold (removeFromCRL): the certificate works again. A revoked
-/// certificate cannot be released.
-#[utoipa::path(post, path = "/api/v1/certificates/{serial}/release", tag = "certificates", params(("serial" = String, Path)),
-    responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good", body = ErrorBody)))]
-async fn release_certificate(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(serial): Path<String>,
-) -> ApiResult<Json<RevocationView>> {
-    change_certificate(state, caller, serial, Change::Release).await
-}
-
-/// Report a device lost: every valid or held certificate of it is revoked (keyCompromise) at once.
-#[utoipa::path(post, path = "/api/v1/devices/{id}/lost", tag = "certificates", params(("id" = i64, Path)),
-    responses((status = 200, body = LostView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
-async fn report_lost(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<LostView>> {
-    let revoked = revocation::lost(&state, &caller, DeviceId(id)).await?;
-    Ok(Json(LostView {
-        device_id: id,
-        status: "lost".into(),
-        revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
-    }))
-}
-
-/// Retire a user now (account disabled, every certificate revoked with
-/// affiliationChanged, in one transaction) or at a given time.
-#[utoipa::path(post, path = "/api/v1/users/{id}/retire", tag = "users", request_body = RetireBody, params(("id" = i64, Path)),
-    responses((status = 200, body = RetireView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn retire_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<RetireView>> {
-    // The body is optional: no body (or `{}`) retires now.
-    let body: RetireBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RetireBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::Domain(connect_pki_domain::DomainError::Invalid { field: "body", why: e.to_string() })
-            } else {
-                ApiError::BadJson(format!("malformed JSON: {e}"))
-            }
-        })?
-    };
-    let at = parse_time("at", body.at.as_deref())?;
-    let view = match revocation::retire(&state, &caller, UserId(id), at).await? {
-        Retirement::Done { revoked } => RetireView {
-            user_id: id,
-            status: "retired".into(),
-            retire_at: None,
-            revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
-        },
-        Retirement::Scheduled { at } => RetireView {
-            user_id: id,
-            status: "scheduled".into(),
-            retire_at: Some(rfc3339(at)),
-            revoked_serials: Vec::new(),
-        },
-    };
-    Ok(Json(view))
-}
-
-/// Delete a retired user: personal data removed, the audit trail kept.
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
-    responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Not retired yet", body = ErrorBody)))]
-async fn delete_user(State(state): State<AppState>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<UserView>> {
-    revocation::delete(&state, &caller, UserId(id)).await?;
-    let user = state.store.user(UserId(id)).await?.ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(user.into()))
-}
-
-/// Report one's own device lost (public: sign in with login ID and password).
-/// The device's certificates are on hold before the response; an escalation
-/// opens for the manager (business hours) or 行政管理課 (otherwise).
-#[utoipa::path(post, path = "/api/v1/emergency", tag = "public", request_body = EmergencyBody,
-    responses((status = 201, body = EmergencyCreated), (status = 400, body = ErrorBody),
-              (status = 401, description = "Wrong login ID or password", body = ErrorBody),
-              (status = 403, description = "Not your device, or account disabled", body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Device already revoked or on hold", body = ErrorBody),
-              (status = 429, description = "Rate limit, or sign-in locked after wrong passwords", body = ErrorBody)))]
-async fn report_emergency(
-    State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    ApiJson(body): ApiJson<EmergencyBody>,
-) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
-    state.settings.emergency_limit.check(addr.ip())?;
-    let (e, held) =
-        emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), &client(&addr)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(EmergencyCreated {
-            escalation_id: e.id,
-            held_serials: held.iter().map(Serial::to_hex).collect(),
-            queue: e.queue,
-        }),
-    ))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-struct EscalationsQuery {
-    /// `open` (default: open and claimed) or `all`.
-    status: Option<String>,
-}
-
-/// The escalation queue: most urgent first.
-#[utoipa::path(get, path = "/api/v1/escalations", tag = "escalations", params(EscalationsQuery),
-    responses((status = 200, body = Vec<EscalationView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_escalations(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiQuery(q): ApiQuery<EscalationsQuery>,
-) -> ApiResult<Json<Vec<EscalationView>>> {
-    let open_only = q.status.as_deref() != Some("all");
-    Ok(Json(emergency::list(&state, &caller, open_only).await?.into_iter().map(Into::into).collect()))
-}
-
-/// Report a device lost for someone (manager: own facility; 行政管理課: a call taken).
-#[utoipa::path(post, path = "/api/v1/escalations", tag = "escalations", request_body = EscalationBody,
-    responses((status = 201, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn open_escalation(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<EscalationBody>,
-) -> ApiResult<(StatusCode, Json<EscalationView>)> {
-    let (e, held) = emergency::report_for(&state, &caller, DeviceId(body.device_id), body.note).await?;
-    let mut view = EscalationView::from(e);
-    view.serials = Some(held.iter().map(Serial::to_hex).collect());
-    Ok((StatusCode::CREATED, Json(view)))
-}
-
-/// Claim an escalation. Of two operators claiming at once, one wins; the other gets 409.
-#[utoipa::path(post, path = "/api/v1/escalations/{id}/claim", tag = "escalations", request_body = ClaimBody, params(("id" = i64, Path)),
-    responses((status = 200, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Already claimed or resolved", body = ErrorBody)))]
-async fn claim_escalation(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<EscalationView>> {
-    let note = if body.iter().all(u8::is_ascii_whitespace) {
-        String::new()
-    } else {
-        serde_json::from_slice::<ClaimBody>(&body).map_err(|e| ApiError::BadJson(format!("malformed JSON: {e}")))?.note
-    };
-    Ok(Json(emergency::claim(&state, &caller, id, &note).await?.into()))
-}
-
-/// Resolve a claimed escalation: `revoked` (keyCompromise), `released` (hold
-/// lifted: manager in business hours or 行政管理課, never the reporter alone) or `rejected`.
-#[utoipa::path(post, path = "/api/v1/escalations/{id}/resolve", tag = "escalations", request_body = ResolveBody, params(("id" = i64, Path)),
-    responses((status = 200, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn resolve_escalation(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<i64>,
-    ApiJson(body): ApiJson<ResolveBody>,
-) -> ApiResult<Json<EscalationView>> {
-    let outcome = connect_pki_domain::escalation::Outcome::parse(&body.outcome)?;
-    let (e, serials) = emergency::resolve(&state, &caller, id, outcome, &body.note).await?;
-    let mut view = EscalationView::from(e);
-    view.serials = Some(serials.iter().map(Serial::to_hex).collect());
-    Ok(Json(view))
-}
-
-/// One notification attempt series, as the delivery log keeps it.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-struct NotificationView {
-    id: i64,
-    event: String,
-    /// `webhook` or `email`.
-    channel: String,
-    target: String,
-    /// `pending`, `delivered` or `failed`.
-    status: String,
-    attempts: i64,
-    last_error: Option<String>,
-    created_at: String,
-    delivered_at: Option<String>,
-}
-
-/// The delivery log of an escalation's notifications.
-#[utoipa::path(get, path = "/api/v1/escalations/{id}/notifications", tag = "escalations", params(("id" = i64, Path)),
-    responses((status = 200, body = Vec<NotificationView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
-async fn escalation_notifications(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<i64>,
-) -> ApiResult<Json<Vec<NotificationView>>> {
-    let e = state.store.escalation(id).await?.ok_or(ApiError::NotFound("escalation"))?;
-    authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
-    Ok(Json(
-        state
-            .store
-            .notifications(id)
-            .await?
-            .into_iter()
-            .map(|n| NotificationView {
-                id: n.id,
-                event: n.event,
-                channel: n.channel,
-                target: n.target,
-                status: n.status,
-                attempts: n.attempts,
-                last_error: n.last_error,
-                created_at: rfc3339(n.created_at),
-                delivered_at: n.delivered_at.map(rfc3339),
-            })
-            .collect(),
-    ))
 }

@@ -1,0 +1,161 @@
+//! Emergency reports, the escalation queue and its delivery log.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use connect_pki_domain::{Action, DeviceId, Serial, authorize};
+use serde::Deserialize;
+
+use super::views::*;
+use super::{ApiResult, client};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::http::json::{ApiJson, ApiQuery};
+use crate::service::emergency;
+use crate::state::AppState;
+
+/// Report one's own device lost (public: sign in with login ID and password).
+/// The device's certificates are on hold before the response; an escalation
+/// opens for the manager (business hours) or 行政管理課 (otherwise).
+#[utoipa::path(post, path = "/api/v1/emergency", tag = "public", request_body = EmergencyBody,
+    responses((status = 201, body = EmergencyCreated), (status = 400, body = ErrorBody),
+              (status = 401, description = "Wrong login ID or password", body = ErrorBody),
+              (status = 403, description = "Not your device, or account disabled", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Device already revoked or on hold", body = ErrorBody),
+              (status = 429, description = "Rate limit, or sign-in locked after wrong passwords", body = ErrorBody)))]
+pub(super) async fn report_emergency(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<EmergencyBody>,
+) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
+    state.settings.emergency_limit.check(addr.ip())?;
+    let (e, held) =
+        emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), &client(&addr)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EmergencyCreated {
+            escalation_id: e.id,
+            held_serials: held.iter().map(Serial::to_hex).collect(),
+            queue: e.queue,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(super) struct EscalationsQuery {
+    /// `open` (default: open and claimed) or `all`.
+    status: Option<String>,
+}
+
+/// The escalation queue: most urgent first.
+#[utoipa::path(get, path = "/api/v1/escalations", tag = "escalations", params(EscalationsQuery),
+    responses((status = 200, body = Vec<EscalationView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn list_escalations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<EscalationsQuery>,
+) -> ApiResult<Json<Vec<EscalationView>>> {
+    let open_only = q.status.as_deref() != Some("all");
+    Ok(Json(emergency::list(&state, &caller, open_only).await?.into_iter().map(Into::into).collect()))
+}
+
+/// Report a device lost for someone (manager: own facility; 行政管理課: a call taken).
+#[utoipa::path(post, path = "/api/v1/escalations", tag = "escalations", request_body = EscalationBody,
+    responses((status = 201, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn open_escalation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<EscalationBody>,
+) -> ApiResult<(StatusCode, Json<EscalationView>)> {
+    let (e, held) = emergency::report_for(&state, &caller, DeviceId(body.device_id), body.note).await?;
+    let mut view = EscalationView::from(e);
+    view.serials = Some(held.iter().map(Serial::to_hex).collect());
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Claim an escalation. Of two operators claiming at once, one wins; the other gets 409.
+#[utoipa::path(post, path = "/api/v1/escalations/{id}/claim", tag = "escalations", request_body = ClaimBody, params(("id" = i64, Path)),
+    responses((status = 200, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Already claimed or resolved", body = ErrorBody)))]
+pub(super) async fn claim_escalation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<EscalationView>> {
+    let note = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        serde_json::from_slice::<ClaimBody>(&body).map_err(|e| ApiError::BadJson(format!("malformed JSON: {e}")))?.note
+    };
+    Ok(Json(emergency::claim(&state, &caller, id, &note).await?.into()))
+}
+
+/// Resolve a claimed escalation: `revoked` (keyCompromise), `released` (hold
+/// lifted: manager in business hours or 行政管理課, never the reporter alone) or `rejected`.
+#[utoipa::path(post, path = "/api/v1/escalations/{id}/resolve", tag = "escalations", request_body = ResolveBody, params(("id" = i64, Path)),
+    responses((status = 200, body = EscalationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn resolve_escalation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    ApiJson(body): ApiJson<ResolveBody>,
+) -> ApiResult<Json<EscalationView>> {
+    let outcome = connect_pki_domain::escalation::Outcome::parse(&body.outcome)?;
+    let (e, serials) = emergency::resolve(&state, &caller, id, outcome, &body.note).await?;
+    let mut view = EscalationView::from(e);
+    view.serials = Some(serials.iter().map(Serial::to_hex).collect());
+    Ok(Json(view))
+}
+
+/// One notification attempt series, as the delivery log keeps it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct NotificationView {
+    id: i64,
+    event: String,
+    /// `webhook` or `email`.
+    channel: String,
+    target: String,
+    /// `pending`, `delivered` or `failed`.
+    status: String,
+    attempts: i64,
+    last_error: Option<String>,
+    created_at: String,
+    delivered_at: Option<String>,
+}
+
+/// The delivery log of an escalation's notifications.
+#[utoipa::path(get, path = "/api/v1/escalations/{id}/notifications", tag = "escalations", params(("id" = i64, Path)),
+    responses((status = 200, body = Vec<NotificationView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub(super) async fn escalation_notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<NotificationView>>> {
+    let e = state.store.escalation(id).await?.ok_or(ApiError::NotFound("escalation"))?;
+    authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
+    Ok(Json(
+        state
+            .store
+            .notifications(id)
+            .await?
+            .into_iter()
+            .map(|n| NotificationView {
+                id: n.id,
+                event: n.event,
+                channel: n.channel,
+                target: n.target,
+                status: n.status,
+                attempts: n.attempts,
+                last_error: n.last_error,
+                created_at: rfc3339(n.created_at),
+                delivered_at: n.delivered_at.map(rfc3339),
+            })
+            .collect(),
+    ))
+}

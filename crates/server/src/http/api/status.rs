@@ -1,0 +1,139 @@
+//! Revoke, hold, release, lost device, retirement and deletion.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use connect_pki_domain::certificate::Change;
+use connect_pki_domain::{DeviceId, Serial, UserId};
+
+use super::views::*;
+use super::{ApiResult, parse_time};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::http::json::ApiJson;
+use crate::service::revocation;
+use crate::service::revocation::Retirement;
+use crate::state::AppState;
+
+pub(super) async fn change_certificate(
+    state: AppState,
+    caller: Caller,
+    serial: String,
+    change: Change,
+) -> ApiResult<Json<RevocationView>> {
+    let serial: Serial = serial.parse()?;
+    Ok(Json(revocation::change(&state, &caller, &serial, change).await?.into()))
+}
+
+/// Revoke a certificate. Effective before the response: the mTLS listener,
+/// OCSP and the CRL already refuse it. Revoking a revoked certificate reports
+/// its existing state.
+#[utoipa::path(post, path = "/api/v1/certificates/{serial}/revoke", tag = "certificates", request_body = RevokeBody,
+    params(("serial" = String, Path)),
+    responses((status = 200, body = RevocationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, description = "Unknown or disallowed reason", body = ErrorBody)))]
+pub(super) async fn revoke_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+    ApiJson(body): ApiJson<RevokeBody>,
+) -> ApiResult<Json<RevocationView>> {
+    change_certificate(state, caller, serial, Change::Revoke(body.reason)).await
+}
+
+/// Put a certificate on hold (certificateHold) for a loss not yet confirmed.
+#[utoipa::path(post, path = "/api/v1/certificates/{serial}/hold", tag = "certificates", params(("serial" = String, Path)),
+    responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Already revoked", body = ErrorBody)))]
+pub(super) async fn hold_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> ApiResult<Json<RevocationView>> {
+    change_certificate(state, caller, serial, Change::Hold).await
+}
+
+/// Release a hold (removeFromCRL): the certificate works again. A revoked
+/// certificate cannot be released.
+#[utoipa::path(post, path = "/api/v1/certificates/{serial}/release", tag = "certificates", params(("serial" = String, Path)),
+    responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good", body = ErrorBody)))]
+pub(super) async fn release_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(serial): Path<String>,
+) -> ApiResult<Json<RevocationView>> {
+    change_certificate(state, caller, serial, Change::Release).await
+}
+
+/// Report a device lost: every valid or held certificate of it is revoked (keyCompromise) at once.
+#[utoipa::path(post, path = "/api/v1/devices/{id}/lost", tag = "certificates", params(("id" = i64, Path)),
+    responses((status = 200, body = LostView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub(super) async fn report_lost(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<LostView>> {
+    let revoked = revocation::lost(&state, &caller, DeviceId(id)).await?;
+    Ok(Json(LostView {
+        device_id: id,
+        status: "lost".into(),
+        revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
+    }))
+}
+
+/// Retire a user now (account disabled, every certificate revoked with
+/// affiliationChanged, in one transaction) or at a given time.
+#[utoipa::path(post, path = "/api/v1/users/{id}/retire", tag = "users", request_body = RetireBody, params(("id" = i64, Path)),
+    responses((status = 200, body = RetireView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn retire_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<RetireView>> {
+    // The body is optional: no body (or `{}`) retires now.
+    let body: RetireBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RetireBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            if e.is_data() {
+                ApiError::Domain(connect_pki_domain::DomainError::Invalid { field: "body", why: e.to_string() })
+            } else {
+                ApiError::BadJson(format!("malformed JSON: {e}"))
+            }
+        })?
+    };
+    let at = parse_time("at", body.at.as_deref())?;
+    let view = match revocation::retire(&state, &caller, UserId(id), at).await? {
+        Retirement::Done { revoked } => RetireView {
+            user_id: id,
+            status: "retired".into(),
+            retire_at: None,
+            revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
+        },
+        Retirement::Scheduled { at } => RetireView {
+            user_id: id,
+            status: "scheduled".into(),
+            retire_at: Some(rfc3339(at)),
+            revoked_serials: Vec::new(),
+        },
+    };
+    Ok(Json(view))
+}
+
+/// Delete a retired user: personal data removed, the audit trail kept.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Not retired yet", body = ErrorBody)))]
+pub(super) async fn delete_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<UserView>> {
+    revocation::delete(&state, &caller, UserId(id)).await?;
+    let user = state.store.user(UserId(id)).await?.ok_or(ApiError::NotFound("user"))?;
+    Ok(Json(user.into()))
+}
