@@ -1,0 +1,64 @@
+//! The notification sinks the emergency and race tests deliver to.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::{Server, workspace};
+
+/// The webhook receiver and SMTP sink of tests/py/sinks.py, stopped on drop.
+pub struct Sinks {
+    child: Child,
+    log: PathBuf,
+    http_port: String,
+    smtp_port: String,
+}
+
+impl Sinks {
+    /// Starts the sinks; webhook signatures are checked with `secret`.
+    pub fn start(s: &Server, secret: &str) -> Self {
+        let log = s.scratch("sinks.jsonl");
+        let mut child = Command::new("python3")
+            .arg(workspace().join("tests/py/sinks.py"))
+            .arg(&log)
+            .arg(secret)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
+            .expect("ready");
+        let ports: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        assert_eq!(ports.first().map(String::as_str), Some("ready"), "sinks.py: {line}");
+        Self { child, log, http_port: ports[1].clone(), smtp_port: ports[2].clone() }
+    }
+
+    /// Points the server's `[notifications]` at the sinks (config.toml is read at each start).
+    pub fn configure(&self, s: &Server) {
+        let config = std::fs::read_to_string(s.data("config.toml")).expect("config");
+        let config = format!(
+            "{config}\n[notifications]\nwebhook_url = \"http://127.0.0.1:{}/hook\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
+             mail_from = \"connect-pki@city.example\"\non_call = [\"it-oncall@city.example\"]\nconsole_url = \"https://pki.city.example:8443\"\n",
+            self.http_port, self.smtp_port
+        );
+        std::fs::write(s.data("config.toml"), config).expect("config");
+    }
+
+    /// Everything received so far, one JSON object per call or e-mail.
+    pub fn entries(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Sinks {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
