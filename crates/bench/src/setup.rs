@@ -13,7 +13,7 @@ use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{CertStatus, FacilityId, FacilityKind, Reason, Role, Serial, SystemClock, UserId, UserStatus};
 use connect_pki_server::InitOptions;
 use connect_pki_server::datadir::DataDir;
-use connect_pki_server::revocation::index::CertIndex;
+use connect_pki_responder::index::CertIndex;
 use connect_pki_store::{CertEvent, NewCertificate, NewFacility, NewUser, Store, StoreError};
 use der::Encode;
 use http_body_util::{BodyExt, Full};
@@ -132,7 +132,7 @@ impl Env {
             let t = Instant::now();
             let now = OffsetDateTime::now_utc();
             let entries = index.crl_entries(now.unix_timestamp()).into_iter().map(|(k, e)| CrlEntry {
-                serial: connect_pki_server::revocation::index::serial_bytes(k),
+                serial: connect_pki_responder::index::serial_bytes(k),
                 revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(now),
                 reason: e.reason.unwrap_or(Reason::Unspecified),
             });

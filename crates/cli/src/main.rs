@@ -246,7 +246,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )),
         hold_limit: time::Duration::hours(i64::from(args.hold_limit_hours.or(file.hold_limit_hours).unwrap_or(72))),
         notify: file.notifications.clone().unwrap_or_default().resolve(),
-        feed: connect_pki_server::revocation::FeedSettings {
+        feed: connect_pki_server::config::FeedSettings {
             listen_url: None,
             max_lag: std::time::Duration::from_secs(u64::from(
                 args.feed_max_lag_seconds.or(file.feed_max_lag_seconds).unwrap_or(30),

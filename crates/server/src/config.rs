@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use connect_pki_responder::FeedSettings;
+
 /// Default public HTTP listener (DESIGN §5).
 pub const DEFAULT_PUBLIC_ADDR: &str = "127.0.0.1:8080";
 /// Default mTLS listener (DESIGN §5).
@@ -153,7 +155,7 @@ pub struct ServeConfig {
     pub notify: crate::service::notify::NotifyConfig,
     /// How the revocation feed is followed (the listen URL is filled in
     /// from `database_url` when `feed_listen` is on and it is PostgreSQL).
-    pub feed: crate::revocation::FeedSettings,
+    pub feed: FeedSettings,
     pub feed_listen: bool,
 }
 

@@ -8,7 +8,6 @@ pub mod bootstrap;
 pub mod config;
 pub mod datadir;
 pub mod http;
-pub mod revocation;
 pub mod run;
 pub mod service;
 pub mod state;

@@ -8,15 +8,14 @@ use anyhow::Context;
 use axum::middleware;
 use connect_pki_ca::ocsp::OcspSigner;
 use connect_pki_domain::Clock;
+use connect_pki_responder::{Responder, Revocations};
 use connect_pki_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeConfig;
 use crate::datadir::DataDir;
-use crate::http::ocsp::Responder;
 use crate::http::{api, body_limit, log_request, public};
-use crate::revocation::Revocations;
 use crate::state::{AppState, PublicCerts};
 use crate::tls::Connections;
 
@@ -39,6 +38,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let revocations = Revocations::start(
         store.clone(),
         issuing.clone(),
+        clock.clone(),
         connections.clone(),
         config.crl_validity,
         feed,
@@ -53,7 +53,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         store: store.clone(),
         certs: Arc::new(PublicCerts::new(root_der, issuing_der)),
         ca: issuing,
-        clock,
+        clock: clock.clone(),
         settings: Arc::new(crate::state::Settings {
             enrollment_code_ttl: config.enrollment_code_ttl,
             apply_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
@@ -65,7 +65,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
             notify: config.notify.clone(),
         }),
         revocations,
-        ocsp: Arc::new(Responder::new(signer, config.ocsp_validity)),
+        ocsp: Arc::new(Responder::new(signer, config.ocsp_validity, clock.clone())),
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()),
         instance_id: Arc::from(crate::bootstrap::random_secret(8)?.as_str()),

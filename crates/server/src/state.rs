@@ -7,9 +7,9 @@ use connect_pki_ca::issue::to_pem;
 use connect_pki_domain::Clock;
 use connect_pki_store::Store;
 
-use crate::http::ocsp::Responder;
+use connect_pki_responder::{Responder, Revocations};
+
 use crate::http::ratelimit::Limit;
-use crate::revocation::Revocations;
 
 /// Shared state of both listeners.
 #[derive(Debug, Clone)]

@@ -26,7 +26,7 @@ pub struct TlsIdentity<'a> {
     pub tls_der: &'a [u8],
     pub tls_key: &'a connect_pki_ca::PrivateKey,
 }
-use crate::revocation::index::key;
+use connect_pki_responder::index::key;
 
 /// Delay between a certificate becoming invalid and its connections being closed.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(250);
@@ -98,6 +98,12 @@ impl Connections {
     /// Number of open connections with a client certificate.
     pub fn open(&self) -> usize {
         self.by_serial.lock().values().map(Vec::len).sum()
+    }
+}
+
+impl connect_pki_responder::Sessions for Connections {
+    fn close(&self, serial: u128) {
+        Connections::close(self, serial);
     }
 }
 
@@ -195,7 +201,7 @@ impl ClientCertVerifier for LiveVerifier {
 /// A status lookup over the service's index, for [`LiveVerifier`]. While the
 /// index is stale (the feed unreadable past its bound) every certificate
 /// reads as held: new handshakes fail closed until it catches up.
-pub fn index_lookup(revocations: Arc<crate::revocation::Revocations>) -> Arc<CertIndexRef> {
+pub fn index_lookup(revocations: Arc<connect_pki_responder::Revocations>) -> Arc<CertIndexRef> {
     Arc::new(move |serial: &[u8]| {
         if revocations.is_stale() {
             return Some(connect_pki_domain::CertStatus::OnHold);

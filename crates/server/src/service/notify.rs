@@ -146,7 +146,7 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
 
 async fn send_webhook(state: &AppState, n: &NotificationRecord) -> Result<(), String> {
     let body = body(n);
-    let ts = OffsetDateTime::now_utc().unix_timestamp();
+    let ts = state.clock.now().unix_timestamp();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .map_err(|e| format!("TLS roots: {e}"))?

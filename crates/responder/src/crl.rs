@@ -1,0 +1,92 @@
+//! The served CRL: built from the index, numbered in the database so that
+//! several instances never give two different CRLs one number, and rebuilt
+//! whenever what it lists changes and at half its validity.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connect_pki_ca::crl::CrlEntry;
+use connect_pki_domain::{CertStatus, Reason};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use crate::index;
+use crate::revocations::Revocations;
+
+/// The CRL being served.
+#[derive(Debug)]
+pub struct Crl {
+    pub der: Vec<u8>,
+    pub pem: String,
+    pub number: i64,
+    pub this_update: OffsetDateTime,
+    pub next_update: OffsetDateTime,
+    pub entries: usize,
+    /// Feed position the CRL was built from: it lists every revocation up to it.
+    pub position: i64,
+}
+
+impl Revocations {
+    /// Builds a CRL from the index and serves it. The CRL number is taken
+    /// for the index's position; if another instance already numbered a CRL
+    /// built from a newer position, this one first catches up to it.
+    pub(crate) async fn build_and_serve(&self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let (position, number, entries) = loop {
+            // Position first: the entries read after it reflect at least it.
+            let position = self.applied();
+            let entries = self.index.crl_entries(now.unix_timestamp());
+            match self.store.next_crl_number(position).await? {
+                Ok(number) => break (position, number, entries),
+                Err(newer) => self.catch_up(newer).await?,
+            }
+        };
+        let ca = self.ca.clone();
+        let next_update = now + self.crl_validity;
+        // Signing a CRL of 100 000 entries is CPU work: off the async threads.
+        let (der, count) = tokio::task::spawn_blocking(move || {
+            let count = entries.len();
+            let crl_entries = entries.into_iter().map(|(k, e)| CrlEntry {
+                serial: index::serial_bytes(k),
+                revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                reason: match e.status {
+                    CertStatus::OnHold => Reason::CertificateHold,
+                    _ => e.reason.unwrap_or(Reason::Unspecified),
+                },
+            });
+            ca.sign_crl(crl_entries, number.max(0) as u64, now, next_update).map(|der| (der, count))
+        })
+        .await??;
+        let pem = connect_pki_ca::issue::to_pem("X509 CRL", &der);
+        tracing::debug!(number, position, entries = count, "CRL rebuilt");
+        self.crl.store(Arc::new(Crl { der, pem, number, this_update: now, next_update, entries: count, position }));
+        self.crl_served.send_replace(position);
+        Ok(())
+    }
+
+    /// Rebuilds the CRL when the index has moved past what it lists, and on
+    /// its own at half its validity so that it is never served past
+    /// nextUpdate. A failed build is retried.
+    pub(crate) async fn crl_builder(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let current = self.crl.load_full();
+            let half: time::Duration = (current.next_update - current.this_update) / 2;
+            let refresh_in: time::Duration =
+                (current.this_update + half - self.clock.now()).max(time::Duration::ZERO);
+            let refresh_in = Duration::try_from(refresh_in).unwrap_or(Duration::ZERO);
+            let timer = tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.crl_kick.notified() => false,
+                () = tokio::time::sleep(refresh_in) => true,
+            };
+            if !timer && self.covers(current.position, self.applied()) {
+                continue;
+            }
+            if let Err(e) = self.build_and_serve().await {
+                tracing::error!(error = %e, "CRL rebuild failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.crl_kick.notify_one();
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! OCSP answers.
+//!
+//! Answers come from the in-memory index. A single-certificate request
+//! without a nonce — what browsers, nginx and OpenSSL's stapling send — is
+//! answered from a cache of signed responses; an entry is re-signed when the
+//! certificate's status changes (its feed position differs) or when it is
+//! half-way through its validity. Requests with a nonce, or about several
+//! certificates, are signed live. Every failure is an OCSP error response,
+//! never an HTTP error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use connect_pki_ca::ocsp::{
+    OcspSigner, Refusal, Status, internal_error_response, refusal_response, try_later_response,
+};
+use connect_pki_domain::{CertStatus, Clock, Reason};
+use parking_lot::RwLock;
+use time::OffsetDateTime;
+
+use crate::Revocations;
+use crate::index::{Entry, key};
+
+/// Largest OCSP request read (a request for 64 certificates with a nonce is
+/// under 6 KiB).
+pub const MAX_REQUEST: usize = 16 * 1024;
+
+struct Cached {
+    der: Bytes,
+    event: i64,
+    this_update: OffsetDateTime,
+}
+
+/// Signer, cache and validity of OCSP answers.
+pub struct Responder {
+    signer: OcspSigner,
+    clock: Arc<dyn Clock>,
+    /// (serial key, CertID uses SHA-256) → signed response.
+    cache: RwLock<HashMap<(u128, bool), Cached>>,
+    /// How long a response is valid (nextUpdate − thisUpdate) and may be
+    /// cached by HTTP caches and clients: the longest a relying party can go
+    /// on seeing `good` after a revocation.
+    pub validity: time::Duration,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder").field("validity", &self.validity).finish_non_exhaustive()
+    }
+}
+
+impl Responder {
+    pub fn new(signer: OcspSigner, validity: time::Duration, clock: Arc<dyn Clock>) -> Self {
+        Self { signer, clock, cache: RwLock::new(HashMap::new()), validity }
+    }
+
+    /// The DER response to a DER request, and the seconds it may be cached.
+    pub fn answer(&self, revocations: &Revocations, request: &[u8]) -> (Bytes, i64) {
+        metrics::counter!("connect_pki_ocsp_requests_total").increment(1);
+        let req = match self.signer.parse(request) {
+            Ok(r) => r,
+            Err(refusal) => {
+                metrics_refusal(refusal);
+                return (Bytes::from(refusal_response(refusal)), 0);
+            }
+        };
+        if revocations.is_stale() {
+            // The index may be missing revocations made elsewhere: no answer
+            // from it can be vouched for until the feed is read again.
+            metrics::counter!("connect_pki_ocsp_refused_total", "status" => "try_later").increment(1);
+            return (Bytes::from(try_later_response()), 0);
+        }
+        let now = self.clock.now();
+        let lookups: Vec<(Option<u128>, Option<Entry>)> =
+            req.items.iter().map(|i| (key(&i.serial), revocations.index.get(&i.serial))).collect();
+        // The cacheable case: one certificate we know, no nonce.
+        if let ([(Some(k), Some(entry))], None) = (lookups.as_slice(), &req.nonce) {
+            let sha256 = req.items[0].sha256;
+            if let Some(hit) = self.cached(*k, sha256, entry.event, now) {
+                return hit;
+            }
+            let this_update = now;
+            match self.signer.respond(
+                &[(req.items[0].id.clone(), status(Some(*entry)))],
+                None,
+                this_update,
+                this_update + self.validity,
+            ) {
+                Ok(der) => {
+                    let der = Bytes::from(der);
+                    let mut cache = self.cache.write();
+                    cache.insert((*k, sha256), Cached { der: der.clone(), event: entry.event, this_update });
+                    return (der, self.validity.whole_seconds());
+                }
+                Err(e) => return internal_error(e),
+            }
+        }
+        let items: Vec<_> = req.items.iter().zip(&lookups).map(|(i, (_, e))| (i.id.clone(), status(*e))).collect();
+        match self.signer.respond(&items, req.nonce.as_ref(), now, now + self.validity) {
+            // A response to a nonce is for that requester alone.
+            Ok(der) => (Bytes::from(der), if req.nonce.is_some() { 0 } else { self.validity.whole_seconds() }),
+            Err(e) => internal_error(e),
+        }
+    }
+
+    fn cached(&self, k: u128, sha256: bool, event: i64, now: OffsetDateTime) -> Option<(Bytes, i64)> {
+        let cache = self.cache.read();
+        let c = cache.get(&(k, sha256))?;
+        let age = now - c.this_update;
+        // Re-signed half-way, so a cache downstream never holds one past nextUpdate.
+        (c.event == event && age < self.validity / 2)
+            .then(|| (c.der.clone(), (self.validity - age).whole_seconds().max(0)))
+    }
+}
+
+fn internal_error(e: connect_pki_ca::CaError) -> (Bytes, i64) {
+    tracing::error!(error = %e, "OCSP signing failed");
+    (Bytes::from(internal_error_response()), 0)
+}
+
+fn metrics_refusal(r: Refusal) {
+    let kind = match r {
+        Refusal::Malformed => "malformed_request",
+        Refusal::Unauthorized => "unauthorized",
+    };
+    metrics::counter!("connect_pki_ocsp_refused_total", "status" => kind).increment(1);
+    tracing::debug!(?r, "OCSP request refused");
+}
+
+fn status(e: Option<Entry>) -> Status {
+    match e {
+        None => Status::Unknown,
+        Some(e) => match e.status {
+            CertStatus::Valid => Status::Good,
+            CertStatus::OnHold => Status::Revoked {
+                at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                reason: Reason::CertificateHold,
+            },
+            CertStatus::Revoked | CertStatus::Superseded => Status::Revoked {
+                at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                reason: e.reason.unwrap_or(Reason::Unspecified),
+            },
+        },
+    }
+}
+

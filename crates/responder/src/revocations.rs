@@ -1,0 +1,240 @@
+//! Revocation that takes effect before the call returns.
+//!
+//! The database is the truth; [`Revocations`] keeps three things in step with
+//! it: the [`CertIndex`] (read by the TLS verifier and OCSP), the CRL, and the
+//! open TLS connections ([`Sessions`]). After every change a service calls
+//! [`Revocations::sync`]: it reads the feed head (at or past its own commit),
+//! applies the feed up to there, closes connections of certificates that
+//! stopped being valid, and waits until the served CRL covers that position.
+//! A follower task does the same for changes made elsewhere (`feed.rs`). An
+//! instance that cannot read the feed for longer than its bound fails closed
+//! (see [`Revocations::is_stale`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use connect_pki_ca::IssuingCa;
+use connect_pki_domain::Clock;
+use connect_pki_store::Store;
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::index::CertIndex;
+use crate::{Crl, FeedSettings, Sessions};
+
+/// Feed rows read per round trip.
+const BATCH: i64 = 10_000;
+
+/// The revocation machinery of one instance.
+#[derive(Debug)]
+pub struct Revocations {
+    pub index: CertIndex,
+    sessions: Arc<dyn Sessions>,
+    pub(crate) store: Store,
+    pub(crate) ca: Arc<IssuingCa>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) crl: ArcSwap<Crl>,
+    pub(crate) crl_validity: time::Duration,
+    pub(crate) settings: FeedSettings,
+    /// Every feed event up to this position is in the index.
+    pub(crate) applied: AtomicI64,
+    /// Position of the newest applied event that changed what a CRL lists.
+    pub(crate) crl_content: AtomicI64,
+    pub(crate) sync_lock: Mutex<()>,
+    pub(crate) crl_kick: Notify,
+    /// Position covered by the served CRL.
+    pub(crate) crl_served: watch::Sender<i64>,
+    /// Wakes the follower (a `NOTIFY` arrived).
+    pub(crate) feed_kick: Notify,
+    started: Instant,
+    /// Milliseconds after `started` of the last successful feed read.
+    last_read: AtomicU64,
+}
+
+impl Revocations {
+    /// Loads the index from the database, builds the first CRL, and starts
+    /// the CRL builder, the follower, the listener and the reconciliation
+    /// (all stop with `shutdown`).
+    pub async fn start(
+        store: Store,
+        ca: Arc<IssuingCa>,
+        clock: Arc<dyn Clock>,
+        sessions: Arc<dyn Sessions>,
+        crl_validity: time::Duration,
+        settings: FeedSettings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Self>> {
+        let (last, entries) = store.certificate_index().await?;
+        let index = CertIndex::default();
+        index.apply(&entries);
+        let placeholder = Crl {
+            der: Vec::new(),
+            pem: String::new(),
+            number: 0,
+            this_update: OffsetDateTime::UNIX_EPOCH,
+            next_update: OffsetDateTime::UNIX_EPOCH,
+            entries: 0,
+            position: -1,
+        };
+        let r = Arc::new(Self {
+            index,
+            sessions,
+            store,
+            ca,
+            clock,
+            crl: ArcSwap::from_pointee(placeholder),
+            crl_validity,
+            settings,
+            applied: AtomicI64::new(last),
+            crl_content: AtomicI64::new(last),
+            sync_lock: Mutex::new(()),
+            crl_kick: Notify::new(),
+            crl_served: watch::channel(-1).0,
+            feed_kick: Notify::new(),
+            started: Instant::now(),
+            last_read: AtomicU64::new(0),
+        });
+        r.mark_read();
+        r.build_and_serve().await?;
+        tracing::info!(certificates = r.index.len(), crl_entries = r.crl.load().entries, "revocation index loaded");
+        tokio::spawn(r.clone().crl_builder(shutdown.clone()));
+        tokio::spawn(r.clone().follower(shutdown.clone()));
+        tokio::spawn(r.clone().reconciler(shutdown.clone()));
+        if let Some(url) = r.settings.listen_url.clone() {
+            tokio::spawn(r.clone().listener(url, shutdown));
+        }
+        Ok(r)
+    }
+
+    /// The CRL being served.
+    pub fn crl(&self) -> Arc<Crl> {
+        self.crl.load_full()
+    }
+
+    /// The feed position the index reflects.
+    pub fn applied(&self) -> i64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Whether the feed has not been read for longer than the bound. While
+    /// it is, this instance cannot know of revocations made elsewhere, so it
+    /// fails closed: OCSP answers `tryLater` instead of `good`, and new
+    /// handshakes are refused, until a read succeeds again.
+    pub fn is_stale(&self) -> bool {
+        self.feed_age() > self.settings.max_lag
+    }
+
+    pub(crate) fn feed_age(&self) -> Duration {
+        let last = Duration::from_millis(self.last_read.load(Ordering::Acquire));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    pub(crate) fn mark_read(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_read.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    /// Applies every change committed so far; returns once the index, the
+    /// open connections and the served CRL all reflect them. Called after a
+    /// commit, it covers that commit.
+    pub async fn sync(&self) -> anyhow::Result<()> {
+        let head = self.store.feed_head().await?;
+        self.catch_up(head).await?;
+        self.wait_for_crl(head).await
+    }
+
+    /// Applies the feed until the index reflects position `target`.
+    pub(crate) async fn catch_up(&self, target: i64) -> anyhow::Result<()> {
+        if self.applied() >= target {
+            return Ok(());
+        }
+        let _guard = self.sync_lock.lock().await;
+        while self.applied() < target {
+            if self.apply_batch().await? == 0 {
+                anyhow::bail!("feed position {target} is not readable (applied up to {})", self.applied());
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies everything committed so far.
+    pub(crate) async fn follow(&self) -> anyhow::Result<()> {
+        let _guard = self.sync_lock.lock().await;
+        while self.apply_batch().await? == BATCH as usize {}
+        Ok(())
+    }
+
+    /// Reads and applies one batch; the caller holds `sync_lock`. A batch
+    /// that fails to read changes nothing; one applied moves `applied` and,
+    /// when the CRL's content changed, `crl_content` — so the CRL builder
+    /// sees it is behind even if the caller gives up.
+    async fn apply_batch(&self) -> anyhow::Result<usize> {
+        let events = self.store.events_after(self.applied(), BATCH).await?;
+        self.mark_read();
+        let Some(last) = events.last().map(|e| e.id) else { return Ok(0) };
+        let applied = self.index.apply(&events);
+        for k in &applied.invalidated {
+            self.sessions.close(*k);
+        }
+        if applied.crl_changed {
+            self.crl_content.fetch_max(last, Ordering::AcqRel);
+            self.crl_kick.notify_one();
+        }
+        self.applied.store(last, Ordering::Release);
+        Ok(events.len())
+    }
+
+    /// Whether a CRL built at `served` lists everything up to `target`:
+    /// built at or past it, or nothing a CRL lists changed since it was built.
+    pub(crate) fn covers(&self, served: i64, target: i64) -> bool {
+        served >= target || (self.applied() >= target && self.crl_content.load(Ordering::Acquire) <= served)
+    }
+
+    /// Waits until the served CRL covers `target` (the index must be there).
+    async fn wait_for_crl(&self, target: i64) -> anyhow::Result<()> {
+        let mut served = self.crl_served.subscribe();
+        loop {
+            if self.covers(*served.borrow_and_update(), target) {
+                return Ok(());
+            }
+            self.crl_kick.notify_one();
+            served.changed().await.map_err(|_| anyhow::anyhow!("CRL builder stopped"))?;
+        }
+    }
+
+    /// Reads every certificate's status in one snapshot, brings the index to
+    /// that snapshot's position, and repairs each entry that differs and was
+    /// not changed after the snapshot. Returns the number repaired (each one
+    /// counted in `connect_pki_index_divergences_total`).
+    pub async fn reconcile(&self) -> anyhow::Result<usize> {
+        let (position, rows) = self.store.certificate_index().await?;
+        self.catch_up(position).await?;
+        let guard = self.sync_lock.lock().await;
+        let repairs: Vec<_> = rows
+            .into_iter()
+            .filter(|row| match self.index.get(row.serial.as_bytes()) {
+                Some(e) if e.event > position => false,
+                Some(e) => e.status != row.status || e.reason != row.reason,
+                None => true,
+            })
+            .collect();
+        if repairs.is_empty() {
+            return Ok(0);
+        }
+        for r in &repairs {
+            tracing::error!(serial = %r.serial, status = %r.status, "index entry differed from the database");
+        }
+        let applied = self.index.apply(&repairs);
+        for k in &applied.invalidated {
+            self.sessions.close(*k);
+        }
+        drop(guard);
+        metrics::counter!("connect_pki_index_divergences_total").increment(repairs.len() as u64);
+        // The served CRL may say "covers this position" and still be wrong.
+        self.build_and_serve().await?;
+        Ok(repairs.len())
+    }
+}
