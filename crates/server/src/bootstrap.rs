@@ -116,7 +116,6 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
     let now = clock.now();
     create_private_dir(&dir.path().join("ca"))?;
     create_private_dir(&dir.path().join("bootstrap"))?;
-
     let (passphrase, passphrase_file) = match std::env::var(PASSPHRASE_ENV) {
         Ok(p) if !p.is_empty() => (p, None),
         _ => {
@@ -125,7 +124,46 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
             (p, Some(opts.data_dir.join(PASSPHRASE_FILE)))
         }
     };
+    let h = write_hierarchy(opts, profile, dir, &passphrase, now)?;
+    let file_config = FileConfig {
+        database_url: opts.database_url.clone(),
+        public_url: Some(profile.public_url().to_string()),
+        ..FileConfig::default()
+    };
+    write_new(&dir.path().join(CONFIG_FILE), toml::to_string(&file_config)?.as_bytes(), 0o600)?;
+    let ca = IssuingCa::new(h.issuing_der.clone(), h.issuing_key, h.root_der.clone(), profile.clone())?;
+    let (user, cert, key) = bootstrap_admin(opts, dir, &ca, now).await?;
+    let password = random_secret(12)?;
+    let p12 = pkcs12::build(&key, &cert.der, &[&h.issuing_der], &password, BOOTSTRAP_LOGIN)?;
+    write_new(&dir.bootstrap_p12(), &p12, 0o600)?;
 
+    Ok(InitReport {
+        data_dir: dir.path().to_path_buf(),
+        database: match &opts.database_url {
+            Some(url) => connect_pki_store::redact(url),
+            None => format!("sqlite ({})", crate::datadir::SQLITE_FILE),
+        },
+        public_url: profile.public_url().to_string(),
+        root_ca_sha256: fingerprint(&h.root_der),
+        issuing_ca_sha256: fingerprint(&h.issuing_der),
+        passphrase_file,
+        bootstrap: BootstrapReport {
+            login_id: user.login_id.unwrap_or_default(),
+            serial: cert.serial.to_hex(),
+            pkcs12_path: dir.bootstrap_p12(),
+            pkcs12_password: password,
+        },
+    })
+}
+
+/// Creates the CA hierarchy and writes every certificate and encrypted key.
+fn write_hierarchy(
+    opts: &InitOptions,
+    profile: &Profile,
+    dir: &DataDir,
+    passphrase: &str,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Hierarchy> {
     let mut tls_names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     let host = profile.public_host().map(|h| h.trim_matches(|c| c == '[' || c == ']').to_string());
     for name in host.into_iter().chain(opts.tls_names.iter().cloned()) {
@@ -134,24 +172,27 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
         }
     }
     let h = Hierarchy::create(profile, &HierarchyNames::default(), &tls_names, now)?;
-    write_cert_and_key(dir, "root", &h.root_der, Some(&h.root_key), &passphrase)?;
-    write_cert_and_key(dir, "issuing", &h.issuing_der, Some(&h.issuing_key), &passphrase)?;
-    write_cert_and_key(dir, "ocsp", &h.ocsp_der, Some(&h.ocsp_key), &passphrase)?;
-    write_cert_and_key(dir, "tls", &h.tls_der, Some(&h.tls_key), &passphrase)?;
+    write_cert_and_key(dir, "root", &h.root_der, Some(&h.root_key), passphrase)?;
+    write_cert_and_key(dir, "issuing", &h.issuing_der, Some(&h.issuing_key), passphrase)?;
+    write_cert_and_key(dir, "ocsp", &h.ocsp_der, Some(&h.ocsp_key), passphrase)?;
+    write_cert_and_key(dir, "tls", &h.tls_der, Some(&h.tls_key), passphrase)?;
     let chain = format!(
         "{}{}",
         connect_pki_ca::issue::to_pem("CERTIFICATE", &h.issuing_der),
         connect_pki_ca::issue::to_pem("CERTIFICATE", &h.root_der)
     );
     write_new(&dir.ca("chain.pem"), chain.as_bytes(), 0o644)?;
+    Ok(h)
+}
 
-    let file_config = FileConfig {
-        database_url: opts.database_url.clone(),
-        public_url: Some(profile.public_url().to_string()),
-        ..FileConfig::default()
-    };
-    write_new(&dir.path().join(CONFIG_FILE), toml::to_string(&file_config)?.as_bytes(), 0o600)?;
-
+/// Creates the database, the city's own facility and the first
+/// 行政管理課 account with its certificate and key.
+async fn bootstrap_admin(
+    opts: &InitOptions,
+    dir: &DataDir,
+    ca: &IssuingCa,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<(connect_pki_store::UserRecord, NewCertificate, PrivateKey)> {
     let database_url = match &opts.database_url {
         Some(url) => url.clone(),
         None => {
@@ -162,7 +203,6 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
         }
     };
     let store = Store::connect(&database_url).await?;
-    let ca = IssuingCa::new(h.issuing_der.clone(), h.issuing_key, h.root_der.clone(), profile.clone())?;
     let input = BootstrapInput {
         facility: NewFacility {
             name: "千歳市 総務部 行政管理課".into(),
@@ -203,28 +243,7 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
         Err(e) => e,
     })?;
     let key = key.ok_or_else(|| anyhow!("bootstrap certificate was not issued"))?;
-
-    let password = random_secret(12)?;
-    let p12 = pkcs12::build(&key, &cert.der, &[&h.issuing_der], &password, BOOTSTRAP_LOGIN)?;
-    write_new(&dir.bootstrap_p12(), &p12, 0o600)?;
-
-    Ok(InitReport {
-        data_dir: dir.path().to_path_buf(),
-        database: match &opts.database_url {
-            Some(url) => connect_pki_store::redact(url),
-            None => format!("sqlite ({})", crate::datadir::SQLITE_FILE),
-        },
-        public_url: profile.public_url().to_string(),
-        root_ca_sha256: fingerprint(&h.root_der),
-        issuing_ca_sha256: fingerprint(&h.issuing_der),
-        passphrase_file,
-        bootstrap: BootstrapReport {
-            login_id: user.login_id.unwrap_or_default(),
-            serial: cert.serial.to_hex(),
-            pkcs12_path: dir.bootstrap_p12(),
-            pkcs12_password: password,
-        },
-    })
+    Ok((user, cert, key))
 }
 
 impl InitReport {

@@ -21,9 +21,9 @@ use connect_pki_domain::{CertStatus, Role};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, is_already_claimed};
 use crate::http::identity::Caller;
-use crate::service::emergency;
+use crate::service::{Conflict, ServiceError, emergency};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -167,7 +167,7 @@ fn page(status: StatusCode, t: &impl Template) -> Response {
 
 fn refuse(e: ApiError) -> Response {
     let message = match &e {
-        ApiError::NoClientCertificate | ApiError::UnknownCertificate(_) | ApiError::CertificateNotUsable { .. } => {
+        ApiError::NoClientCertificate | ApiError::Service(ServiceError::NotAuthenticated(_)) => {
             "このページは、登録済みの端末の証明書でのみ開けます。".to_string()
         }
         _ => e.message_ja(),
@@ -248,90 +248,18 @@ async fn build(
     flash: Option<String>,
     error: Option<String>,
 ) -> Result<ConsolePage, ApiError> {
-    let all = emergency::list(state, caller, false).await?;
     let now = state.clock.now();
     let mut open = Vec::new();
     let mut resolved = Vec::new();
-    for e in all {
-        let device = state.store.device(e.device).await?.ok_or(ApiError::NotFound("device"))?;
-        let user = state.store.user(device.user).await?.ok_or(ApiError::NotFound("user"))?;
-        let facility = state.store.facility(e.facility).await?.map(|f| f.name).unwrap_or_default();
-        let person = user.display_name.clone().unwrap_or_else(|| format!("利用者 {}（削除済み）", user.id));
-        if e.status == "resolved" {
-            if resolved.len() < 20 {
-                resolved.push(Done {
-                    id: e.id,
-                    facility,
-                    person,
-                    outcome_ja: match e.outcome.as_deref() {
-                        Some("revoked") => "失効",
-                        Some("released") => "停止解除",
-                        _ => "却下",
-                    },
-                    resolved_local: e.resolved_at.map(local).unwrap_or_default(),
-                    note: e.resolution_note.clone().unwrap_or_default(),
-                });
-            }
-            continue;
+    for entry in emergency::queue(state, &caller.requester).await? {
+        if entry.escalation.status != "resolved" {
+            open.push(open_row(entry, now, state.settings.hold_limit));
+        } else if resolved.len() < 20 {
+            resolved.push(done_row(entry));
         }
-        let claimed_by = match e.claimed_by {
-            Some(u) => {
-                Some(state.store.user(u).await?.and_then(|u| u.display_name).unwrap_or_else(|| format!("利用者 {u}")))
-            }
-            None => None,
-        };
-        let held_since =
-            device.certificates.iter().filter(|c| c.status == CertStatus::OnHold).filter_map(|c| c.revoked_at).min();
-        let hold_deadline = held_since.map(|t| t + state.settings.hold_limit);
-        let hold_left = hold_deadline.map_or(0, |d| (d - now).whole_seconds());
-        let sla_left = e.escalate_at.filter(|_| e.queue == "manager").map_or(0, |d| (d - now).whole_seconds());
-        open.push(Row {
-            id: e.id,
-            status_ja: if e.status == "open" { "未対応" } else { "対応中" },
-            status: e.status.clone(),
-            queue_ja: if e.queue == "admin_division" { "行政管理課" } else { "施設管理者" },
-            channel_ja: match e.channel.as_str() {
-                "self" => "本人による届出",
-                "manager" => "施設管理者による届出",
-                _ => "行政管理課が電話で受付",
-            },
-            urgency: if e.status == "open" && e.queue == "admin_division" {
-                "urgent"
-            } else if e.status == "open" {
-                "soon"
-            } else {
-                ""
-            },
-            facility,
-            login: user.login_id.clone().unwrap_or_default(),
-            person,
-            device_id: device.id.0,
-            device_label: device.label.clone(),
-            claimed_by,
-            created_local: local(e.created_at),
-            created_unix: e.created_at.unix_timestamp(),
-            age: span((now - e.created_at).whole_seconds()),
-            sla_deadline_unix: e.escalate_at.filter(|_| e.queue == "manager").map(|t| t.unix_timestamp()),
-            sla_left: span(sla_left),
-            hold_deadline_unix: hold_deadline.map(|t| t.unix_timestamp()),
-            hold_left: span(hold_left),
-            hold_near: hold_deadline.is_some() && hold_left < 12 * 3600,
-            note: e.note.clone(),
-            certificates: device
-                .certificates
-                .iter()
-                .map(|c| CertRow {
-                    serial: c.serial.to_hex(),
-                    status_ja: cert_ja(c.status),
-                    not_after: local(c.not_after),
-                })
-                .collect(),
-        });
     }
-    let staff = if caller.actor.role == Role::FacilityManager {
-        state
-            .store
-            .users_with_devices(caller.actor.facility)
+    let staff = if caller.requester.actor.role == Role::FacilityManager {
+        crate::service::directory::users(state, &caller.requester, caller.requester.actor.facility)
             .await?
             .into_iter()
             .map(|u| StaffRow {
@@ -347,7 +275,7 @@ async fn build(
     };
     Ok(ConsolePage {
         who: caller.identity.user.display_name.clone().unwrap_or_default(),
-        role_ja: role_ja(caller.actor.role),
+        role_ja: role_ja(caller.requester.actor.role),
         flash,
         error,
         csrf: csrf_token(state, caller),
@@ -355,6 +283,73 @@ async fn build(
         resolved,
         staff,
     })
+}
+
+fn person(user: &connect_pki_store::UserRecord) -> String {
+    user.display_name.clone().unwrap_or_else(|| format!("利用者 {}（削除済み）", user.id))
+}
+
+fn done_row(entry: emergency::QueueEntry) -> Done {
+    let e = entry.escalation;
+    Done {
+        id: e.id,
+        facility: entry.facility_name,
+        person: person(&entry.user),
+        outcome_ja: match e.outcome.as_deref() {
+            Some("revoked") => "失効",
+            Some("released") => "停止解除",
+            _ => "却下",
+        },
+        resolved_local: e.resolved_at.map(local).unwrap_or_default(),
+        note: e.resolution_note.clone().unwrap_or_default(),
+    }
+}
+
+fn open_row(entry: emergency::QueueEntry, now: OffsetDateTime, hold_limit: time::Duration) -> Row {
+    let emergency::QueueEntry { escalation: e, device, user, facility_name: facility, claimed_by } = entry;
+    let held_since =
+        device.certificates.iter().filter(|c| c.status == CertStatus::OnHold).filter_map(|c| c.revoked_at).min();
+    let hold_deadline = held_since.map(|t| t + hold_limit);
+    let hold_left = hold_deadline.map_or(0, |d| (d - now).whole_seconds());
+    let sla_left = e.escalate_at.filter(|_| e.queue == "manager").map_or(0, |d| (d - now).whole_seconds());
+    Row {
+        id: e.id,
+        status_ja: if e.status == "open" { "未対応" } else { "対応中" },
+        status: e.status.clone(),
+        queue_ja: if e.queue == "admin_division" { "行政管理課" } else { "施設管理者" },
+        channel_ja: match e.channel.as_str() {
+            "self" => "本人による届出",
+            "manager" => "施設管理者による届出",
+            _ => "行政管理課が電話で受付",
+        },
+        urgency: if e.status == "open" && e.queue == "admin_division" {
+            "urgent"
+        } else if e.status == "open" {
+            "soon"
+        } else {
+            ""
+        },
+        facility,
+        login: user.login_id.clone().unwrap_or_default(),
+        person: person(&user),
+        device_id: device.id.0,
+        device_label: device.label.clone(),
+        claimed_by,
+        created_local: local(e.created_at),
+        created_unix: e.created_at.unix_timestamp(),
+        age: span((now - e.created_at).whole_seconds()),
+        sla_deadline_unix: e.escalate_at.filter(|_| e.queue == "manager").map(|t| t.unix_timestamp()),
+        sla_left: span(sla_left),
+        hold_deadline_unix: hold_deadline.map(|t| t.unix_timestamp()),
+        hold_left: span(hold_left),
+        hold_near: hold_deadline.is_some() && hold_left < 12 * 3600,
+        note: e.note.clone(),
+        certificates: device
+            .certificates
+            .iter()
+            .map(|c| CertRow { serial: c.serial.to_hex(), status_ja: cert_ja(c.status), not_after: local(c.not_after) })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,10 +364,10 @@ struct ActionForm {
 
 fn conflict_ja(e: &ApiError) -> String {
     match e {
-        ApiError::Store(connect_pki_store::StoreError::Conflict(m)) if m.contains("already claimed") => {
+        ApiError::Service(ServiceError::Conflict(Conflict::Record(cause))) if is_already_claimed(cause) => {
             "この届出はすでに別の担当者が対応しています。画面を更新してください。".into()
         }
-        ApiError::Domain(connect_pki_domain::DomainError::NotPermitted { .. }) => {
+        ApiError::Service(ServiceError::NotAllowed { .. }) => {
             "この操作は許可されていません（停止の解除は施設管理者（開庁時間内）または行政管理課のみ、届出者本人は不可）。".into()
         }
         other => other.message_ja(),
@@ -392,13 +387,7 @@ fn acting(
     if csrf_ok(state, &caller, csrf, headers, uri) {
         Ok(caller)
     } else {
-        Err(Box::new(page(
-            StatusCode::FORBIDDEN,
-            &MessagePage {
-                title: "緊急届出コンソール",
-                message: "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into(),
-            },
-        )))
+        Err(Box::new(refuse(ApiError::CsrfRejected)))
     }
 }
 
@@ -427,7 +416,7 @@ async fn claim(
         Ok(c) => c,
         Err(page) => return *page,
     };
-    let result = emergency::claim(&state, &caller, id, &f.note).await;
+    let result = emergency::claim(&state, &caller.requester, id, &f.note).await.map_err(ApiError::from);
     after(&state, &caller, result, |_| format!("claimed:{id}")).await
 }
 
@@ -443,9 +432,10 @@ async fn resolve(
         Ok(c) => c,
         Err(page) => return *page,
     };
-    let result = async {
+    let result: Result<_, ApiError> = async {
         let outcome = Outcome::parse(&f.outcome)?;
-        emergency::resolve(&state, &caller, id, outcome, &f.note).await.map(|_| outcome)
+        emergency::resolve(&state, &caller.requester, id, outcome, &f.note).await?;
+        Ok(outcome)
     }
     .await;
     after(&state, &caller, result, |outcome| format!("{}:{id}", outcome.as_str())).await

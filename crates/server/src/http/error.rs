@@ -6,23 +6,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use connect_pki_ca::CaError;
 use connect_pki_domain::enrollment::Refusal;
-use connect_pki_domain::{DomainError, Serial};
-use connect_pki_store::StoreError;
+use connect_pki_domain::DomainError;
 use serde_json::json;
 
-/// Every way an API call can fail.
+use crate::service::error::NotAuthenticated;
+use crate::service::{Conflict, ServiceError};
+
+/// Every way an API call can fail: the transport's own refusals, and what
+/// the registration authority said.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("this API needs a client certificate issued by connect-pki (curl: --cert and --key)")]
     NoClientCertificate,
-    #[error("the client certificate {0} is not registered with this service")]
-    UnknownCertificate(Serial),
-    #[error("the client certificate {serial} is {status} and can no longer be used")]
-    CertificateNotUsable { serial: Serial, status: &'static str },
-    #[error("the account of this certificate is {0}; ask the facility manager")]
-    AccountDisabled(&'static str),
-    #[error("the facility of this certificate is {0}; ask 行政管理課")]
-    FacilityNotActive(&'static str),
     #[error("no such route: {0}")]
     NoRoute(String),
     #[error("{0}")]
@@ -35,71 +30,76 @@ pub enum ApiError {
     NotJson,
     #[error("too many requests from this address; wait {0} seconds and try again")]
     RateLimited(u64),
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("the login ID or the password is wrong")]
-    SignInFailed,
-    #[error("too many wrong passwords: sign-in is locked for 15 minutes; call 行政管理課 if the device is lost")]
-    AccountLocked,
-    #[error("this device is not one of yours")]
-    NotYourDevice,
+    /// A console form without a valid token of its own, or from another origin.
+    #[error("the form's CSRF token is missing or wrong; reload the page")]
+    CsrfRejected,
     #[error("{0}")]
-    Domain(#[from] DomainError),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Ca(#[from] CaError),
-    #[error("internal error")]
-    Internal(#[from] anyhow::Error),
+    Service(#[from] ServiceError),
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::Service(e.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Service(ServiceError::Internal(e))
+    }
 }
 
 impl ApiError {
-    /// Status and stable error code.
+    /// Status and stable error code: the one place both are chosen.
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::NoClientCertificate => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
-            ApiError::UnknownCertificate(_) => (StatusCode::UNAUTHORIZED, "certificate_unknown"),
-            ApiError::CertificateNotUsable { .. } => (StatusCode::UNAUTHORIZED, "certificate_not_usable"),
-            ApiError::AccountDisabled(_) => (StatusCode::FORBIDDEN, "account_disabled"),
-            ApiError::FacilityNotActive(_) => (StatusCode::FORBIDDEN, "facility_not_active"),
-            ApiError::NoRoute(_) | ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::SignInFailed => (StatusCode::UNAUTHORIZED, "sign_in_failed"),
-            ApiError::AccountLocked => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
-            ApiError::NotYourDevice => (StatusCode::FORBIDDEN, "not_your_device"),
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            ApiError::Store(StoreError::Rule(rule)) => domain_parts(rule),
-            ApiError::Store(StoreError::Enrollment(refusal)) => match refusal {
-                Refusal::WrongCode { .. } => (StatusCode::UNAUTHORIZED, "invalid_code"),
-                Refusal::Redeemed => (StatusCode::CONFLICT, "code_used"),
-                Refusal::Expired => (StatusCode::CONFLICT, "code_expired"),
-                Refusal::Locked => (StatusCode::FORBIDDEN, "code_locked"),
-                Refusal::AccountClosed(_) => (StatusCode::FORBIDDEN, "account_disabled"),
-                Refusal::FacilityNotActive(_) => (StatusCode::FORBIDDEN, "facility_not_active"),
-                Refusal::PasswordRequired => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
-            },
-            ApiError::Ca(CaError::SubjectMismatch(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "csr_subject_mismatch"),
-            ApiError::Domain(rule) => domain_parts(rule),
-            ApiError::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::Ca(CaError::BadCsr(_)) => (StatusCode::BAD_REQUEST, "bad_csr"),
-            ApiError::Ca(CaError::KeyNotAllowed(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "key_not_allowed"),
-            ApiError::Store(_) | ApiError::Ca(_) | ApiError::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            ApiError::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
+            ApiError::Service(e) => service_parts(e),
         }
     }
 }
 
-fn domain_parts(e: &DomainError) -> (StatusCode, &'static str) {
+fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
     match e {
-        DomainError::NotPermitted { .. } => (StatusCode::FORBIDDEN, "forbidden"),
-        DomainError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-        DomainError::InvalidTransition { .. } => (StatusCode::CONFLICT, "invalid_transition"),
-        DomainError::CertificateNotUsable { .. } => (StatusCode::CONFLICT, "certificate_not_usable"),
+        ServiceError::NotAuthenticated(NotAuthenticated::UnknownCertificate(_)) => {
+            (StatusCode::UNAUTHORIZED, "certificate_unknown")
+        }
+        ServiceError::NotAuthenticated(NotAuthenticated::CertificateNotUsable { .. }) => {
+            (StatusCode::UNAUTHORIZED, "certificate_not_usable")
+        }
+        ServiceError::AccountDisabled(_) => (StatusCode::FORBIDDEN, "account_disabled"),
+        ServiceError::FacilityNotActive(_) => (StatusCode::FORBIDDEN, "facility_not_active"),
+        ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        ServiceError::NotAllowed { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        ServiceError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        ServiceError::Conflict(Conflict::Transition { .. }) => (StatusCode::CONFLICT, "invalid_transition"),
+        ServiceError::Conflict(Conflict::CertificateNotUsable { .. }) => {
+            (StatusCode::CONFLICT, "certificate_not_usable")
+        }
+        ServiceError::Conflict(Conflict::Record(_)) => (StatusCode::CONFLICT, "conflict"),
+        ServiceError::SignInFailed => (StatusCode::UNAUTHORIZED, "sign_in_failed"),
+        ServiceError::AccountLocked => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
+        ServiceError::NotYourDevice => (StatusCode::FORBIDDEN, "not_your_device"),
+        ServiceError::Enrollment(refusal) => match refusal {
+            Refusal::WrongCode { .. } => (StatusCode::UNAUTHORIZED, "invalid_code"),
+            Refusal::Redeemed => (StatusCode::CONFLICT, "code_used"),
+            Refusal::Expired => (StatusCode::CONFLICT, "code_expired"),
+            Refusal::Locked => (StatusCode::FORBIDDEN, "code_locked"),
+            Refusal::AccountClosed(_) => (StatusCode::FORBIDDEN, "account_disabled"),
+            Refusal::FacilityNotActive(_) => (StatusCode::FORBIDDEN, "facility_not_active"),
+            Refusal::PasswordRequired => (StatusCode::UNPROCESSABLE_ENTITY, "password_required"),
+        },
+        ServiceError::Csr(CaError::SubjectMismatch(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "csr_subject_mismatch"),
+        ServiceError::Csr(CaError::KeyNotAllowed(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "key_not_allowed"),
+        ServiceError::Csr(_) => (StatusCode::BAD_REQUEST, "bad_csr"),
+        ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
@@ -113,39 +113,57 @@ impl ApiError {
     /// the words of the person reading it.
     pub fn message_ja(&self) -> String {
         match self {
-            ApiError::Domain(DomainError::Invalid { field, .. })
-            | ApiError::Store(StoreError::Rule(DomainError::Invalid { field, .. })) => {
-                format!("{}を確認してください。", field_ja(field))
-            }
-            ApiError::Store(StoreError::Conflict(what)) if what.starts_with("login ID") => {
-                "そのログインIDはすでに使われています。別のログインIDを指定してください。".into()
-            }
-            ApiError::Store(StoreError::Enrollment(r)) => match r {
-                Refusal::WrongCode { attempts_left } => {
-                    format!("登録コードが正しくありません。あと{attempts_left}回間違えるとこのコードは使えなくなります。")
-                }
-                Refusal::Redeemed => "この登録コードは使用済みです。施設管理者に新しいコードを発行してもらってください。".into(),
-                Refusal::Expired => "この登録コードは有効期限切れです。施設管理者に新しいコードを発行してもらってください。".into(),
-                Refusal::Locked => "誤入力が多いため、この登録コードはロックされました。施設管理者に新しいコードを発行してもらってください。".into(),
-                Refusal::AccountClosed(_) => "このアカウントは利用できません。施設管理者にお問い合わせください。".into(),
-                Refusal::FacilityNotActive(_) => "施設が利用停止中のため登録できません。行政管理課にお問い合わせください。".into(),
-                Refusal::PasswordRequired => "初回登録です。10文字以上のパスワードを設定してください。".into(),
-            },
-            ApiError::Ca(CaError::BadCsr(_) | CaError::SubjectMismatch(_) | CaError::KeyNotAllowed(_)) => {
-                "証明書署名要求（CSR）を受け付けられませんでした。端末で作り直してください。".into()
-            }
-            ApiError::SignInFailed => "ログインIDまたはパスワードが正しくありません。".into(),
-            ApiError::AccountLocked => "パスワードの誤りが続いたため、15分間ロックしました。至急の場合は行政管理課へ電話してください。".into(),
-            ApiError::NotYourDevice => "選択された端末はあなたの端末ではありません。".into(),
+            ApiError::Service(e) => service_message_ja(e),
             ApiError::RateLimited(s) => format!("短時間に多くの送信がありました。{s}秒ほど待ってから、もう一度お試しください。"),
             ApiError::TooLarge(_) => "送信された内容が大きすぎます。".into(),
-            ApiError::NotFound(_) | ApiError::NoRoute(_) => "お探しのページや情報は見つかりませんでした。".into(),
-            _ if self.status().is_server_error() => {
-                "システムエラーが発生しました。時間をおいて再度お試しいただき、解決しない場合は行政管理課にご連絡ください。".into()
+            ApiError::NoRoute(_) => NOT_FOUND_JA.into(),
+            ApiError::CsrfRejected => {
+                "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into()
             }
-            _ => "入力内容を確認してください。".into(),
+            _ => CHECK_INPUT_JA.into(),
         }
     }
+}
+
+const NOT_FOUND_JA: &str = "お探しのページや情報は見つかりませんでした。";
+const CHECK_INPUT_JA: &str = "入力内容を確認してください。";
+
+fn service_message_ja(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Invalid { field, .. } => format!("{}を確認してください。", field_ja(field)),
+        ServiceError::Conflict(Conflict::Record(cause)) if is_login_id_taken(cause) => {
+            "そのログインIDはすでに使われています。別のログインIDを指定してください。".into()
+        }
+        ServiceError::Enrollment(r) => match r {
+            Refusal::WrongCode { attempts_left } => {
+                format!("登録コードが正しくありません。あと{attempts_left}回間違えるとこのコードは使えなくなります。")
+            }
+            Refusal::Redeemed => "この登録コードは使用済みです。施設管理者に新しいコードを発行してもらってください。".into(),
+            Refusal::Expired => "この登録コードは有効期限切れです。施設管理者に新しいコードを発行してもらってください。".into(),
+            Refusal::Locked => "誤入力が多いため、この登録コードはロックされました。施設管理者に新しいコードを発行してもらってください。".into(),
+            Refusal::AccountClosed(_) => "このアカウントは利用できません。施設管理者にお問い合わせください。".into(),
+            Refusal::FacilityNotActive(_) => "施設が利用停止中のため登録できません。行政管理課にお問い合わせください。".into(),
+            Refusal::PasswordRequired => "初回登録です。10文字以上のパスワードを設定してください。".into(),
+        },
+        ServiceError::Csr(_) => "証明書署名要求（CSR）を受け付けられませんでした。端末で作り直してください。".into(),
+        ServiceError::SignInFailed => "ログインIDまたはパスワードが正しくありません。".into(),
+        ServiceError::AccountLocked => "パスワードの誤りが続いたため、15分間ロックしました。至急の場合は行政管理課へ電話してください。".into(),
+        ServiceError::NotYourDevice => "選択された端末はあなたの端末ではありません。".into(),
+        ServiceError::NotFound(_) => NOT_FOUND_JA.into(),
+        ServiceError::Internal(_) => {
+            "システムエラーが発生しました。時間をおいて再度お試しいただき、解決しない場合は行政管理課にご連絡ください。".into()
+        }
+        _ => CHECK_INPUT_JA.into(),
+    }
+}
+
+fn is_login_id_taken(cause: &str) -> bool {
+    cause.starts_with("login ID")
+}
+
+/// A claim on an escalation that another operator made first.
+pub(crate) fn is_already_claimed(cause: &str) -> bool {
+    cause.contains("already claimed")
 }
 
 /// Japanese names of the fields people fill in.

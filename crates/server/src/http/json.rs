@@ -20,7 +20,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Domain(connect_pki_domain::DomainError::Invalid {
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::from(connect_pki_domain::DomainError::Invalid {
                 field: "body",
                 why: e
                     .body_text()

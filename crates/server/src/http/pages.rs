@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::http::api::views::rfc3339;
 use crate::http::error::ApiError;
 use crate::service::enrollment::{EnrollRequest, Enrolled, base64};
-use crate::service::{applications, enrollment};
+use crate::service::{ServiceError, applications, enrollment};
 use crate::state::AppState;
 
 /// Routes of the pages.
@@ -154,7 +154,7 @@ async fn apply_submit(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Form(f): Form<ApplyFields>,
 ) -> Response {
-    let result = async {
+    let result: Result<_, ApiError> = async {
         state.settings.apply_limit.check(addr.ip())?;
         let kind: FacilityKind = f.kind.parse()?;
         let form = ApplicationForm {
@@ -169,7 +169,7 @@ async fn apply_submit(
             purpose_attested: f.purpose_attested.is_some(),
             terms_version: f.terms_version.clone().unwrap_or_default(),
         };
-        applications::submit(&state, form, &addr.ip().to_string()).await
+        Ok(applications::submit(&state, form, &addr.ip().to_string()).await?)
     }
     .await;
     match result {
@@ -185,8 +185,8 @@ async fn apply_submit(
 }
 
 async fn apply_status(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match state.store.application_by_token(&token).await {
-        Ok(Some(app)) => page(
+    match applications::by_token(&state, &token).await.map_err(ApiError::from) {
+        Ok(app) => page(
             StatusCode::OK,
             &StatusPage {
                 id: app.id,
@@ -201,16 +201,14 @@ async fn apply_status(State(state): State<AppState>, Path(token): Path<String>) 
                 reason: app.decision_reason,
             },
         ),
-        Ok(None) => page(
-            StatusCode::NOT_FOUND,
-            &MessagePage {
-                title: "申請状況",
-                message: "申請が見つかりませんでした。アドレスを確認してください。".into(),
-            },
-        ),
         Err(e) => {
-            let e = ApiError::from(e);
-            page(e.status(), &MessagePage { title: "申請状況", message: e.message_ja() })
+            let message = match &e {
+                ApiError::Service(ServiceError::NotFound(_)) => {
+                    "申請が見つかりませんでした。アドレスを確認してください。".into()
+                }
+                _ => e.message_ja(),
+            };
+            page(e.status(), &MessagePage { title: "申請状況", message })
         }
     }
 }
@@ -251,7 +249,7 @@ async fn enroll_submit(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Form(f): Form<EnrollFields>,
 ) -> Response {
-    let result = async {
+    let result: Result<_, ApiError> = async {
         state.settings.enroll_limit.check(addr.ip())?;
         let req = EnrollRequest {
             code: f.code.clone(),
@@ -261,7 +259,7 @@ async fn enroll_submit(
             password: Some(f.password.clone()),
             device_label: Some(f.device_label.clone()),
         };
-        enrollment::enroll(&state, req, &addr.ip().to_string()).await
+        Ok(enrollment::enroll(&state, req, &addr.ip().to_string()).await?)
     }
     .await;
     match result {
@@ -269,13 +267,10 @@ async fn enroll_submit(
             StatusCode::CREATED,
             &EnrolledPage { device_id: device.0, serial: serial.to_hex(), pkcs12_base64: base64(&pkcs12), password },
         ),
-        Ok(Enrolled::Certificate { .. }) => page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &MessagePage {
-                title: "端末の登録",
-                message: ApiError::Internal(anyhow::anyhow!("unexpected")).message_ja(),
-            },
-        ),
+        Ok(Enrolled::Certificate { .. }) => {
+            let e = ApiError::from(anyhow::anyhow!("a page enrollment returned no PKCS#12"));
+            page(e.status(), &MessagePage { title: "端末の登録", message: e.message_ja() })
+        }
         Err(e) => page(
             e.status(),
             &EnrollPage { code: f.code.clone(), device_label: f.device_label.clone(), error: Some(e.message_ja()) },
@@ -318,10 +313,11 @@ async fn emergency_submit(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Form(f): Form<EmergencyFields>,
 ) -> Response {
-    let result = async {
+    let result: Result<_, ApiError> = async {
         state.settings.emergency_limit.check(addr.ip())?;
         let device: connect_pki_domain::DeviceId = f.device_id.trim().parse()?;
-        crate::service::emergency::report_own(&state, &f.login_id, &f.password, device, &addr.ip().to_string()).await
+        Ok(crate::service::emergency::report_own(&state, &f.login_id, &f.password, device, &addr.ip().to_string())
+            .await?)
     }
     .await;
     match result {

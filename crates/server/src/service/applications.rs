@@ -5,20 +5,25 @@ use connect_pki_domain::{Action, authorize};
 use connect_pki_store::{ApplicationRecord, Approval};
 
 use crate::bootstrap::random_secret;
-use crate::http::error::ApiError;
-use crate::http::identity::Caller;
+use crate::service::error::ServiceError;
+use crate::service::requester::Requester;
 use crate::service::secrets::new_code;
 use crate::state::AppState;
 
 /// Validates and records an application from `client`.
-pub async fn submit(state: &AppState, form: ApplicationForm, client: &str) -> Result<ApplicationRecord, ApiError> {
+pub async fn submit(state: &AppState, form: ApplicationForm, client: &str) -> Result<ApplicationRecord, ServiceError> {
     let form = form.validate()?;
     let token = random_secret(18)?;
     Ok(state.store.submit_application(&form, &token, client, state.clock.now()).await?)
 }
 
+/// An application, by the token of its status URL (the applicant's view).
+pub async fn by_token(state: &AppState, token: &str) -> Result<ApplicationRecord, ServiceError> {
+    state.store.application_by_token(token).await?.ok_or(ServiceError::NotFound("application"))
+}
+
 /// Applications, for the city.
-pub async fn list(state: &AppState, caller: &Caller, status: Option<&str>) -> Result<Vec<ApplicationRecord>, ApiError> {
+pub async fn list(state: &AppState, caller: &Requester, status: Option<&str>) -> Result<Vec<ApplicationRecord>, ServiceError> {
     authorize(&caller.actor, Action::DecideApplications)?;
     if let Some(s) = status
         && !matches!(s, "pending" | "approved" | "rejected")
@@ -36,9 +41,9 @@ pub async fn list(state: &AppState, caller: &Caller, status: Option<&str>) -> Re
 /// enrollment code (shown once).
 pub async fn approve(
     state: &AppState,
-    caller: &Caller,
+    caller: &Requester,
     id: i64,
-) -> Result<(Approval, String, time::OffsetDateTime), ApiError> {
+) -> Result<(Approval, String, time::OffsetDateTime), ServiceError> {
     authorize(&caller.actor, Action::DecideApplications)?;
     let now = state.clock.now();
     // Generated before the transaction; bound to the manager created in it.
@@ -50,7 +55,7 @@ pub async fn approve(
 }
 
 /// Rejects an application with a reason the applicant will see.
-pub async fn reject(state: &AppState, caller: &Caller, id: i64, reason: &str) -> Result<ApplicationRecord, ApiError> {
+pub async fn reject(state: &AppState, caller: &Requester, id: i64, reason: &str) -> Result<ApplicationRecord, ServiceError> {
     authorize(&caller.actor, Action::DecideApplications)?;
     let reason = connect_pki_domain::validate::text("reason", reason, 500)?;
     Ok(state.store.reject_application(id, caller.actor.user, &reason, state.clock.now()).await?)

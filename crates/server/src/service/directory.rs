@@ -3,13 +3,13 @@
 use connect_pki_domain::{Action, FacilityId, FacilityStatus, Role, UserId, UserStatus, authorize, validate};
 use connect_pki_store::{FacilityChange, FacilityRecord, NewUser, UserRecord, UserWithDevices};
 
-use crate::http::error::ApiError;
-use crate::http::identity::Caller;
+use crate::service::error::ServiceError;
+use crate::service::requester::Requester;
 use crate::service::secrets::new_code;
 use crate::state::AppState;
 
 /// Facilities the caller may see: all for the city, their own for a manager.
-pub async fn facilities(state: &AppState, caller: &Caller) -> Result<Vec<FacilityRecord>, ApiError> {
+pub async fn facilities(state: &AppState, caller: &Requester) -> Result<Vec<FacilityRecord>, ServiceError> {
     if authorize(&caller.actor, Action::ListAllFacilities).is_ok() {
         return Ok(state.store.facilities().await?);
     }
@@ -18,20 +18,20 @@ pub async fn facilities(state: &AppState, caller: &Caller) -> Result<Vec<Facilit
 }
 
 /// One facility.
-pub async fn facility(state: &AppState, caller: &Caller, id: FacilityId) -> Result<FacilityRecord, ApiError> {
+pub async fn facility(state: &AppState, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
     authorize(&caller.actor, Action::ReadFacility(id))?;
-    state.store.facility(id).await?.ok_or(ApiError::NotFound("facility"))
+    state.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
 }
 
 /// Suspends, resumes or closes a facility (`admin_division`).
 pub async fn change_status(
     state: &AppState,
-    caller: &Caller,
+    caller: &Requester,
     id: FacilityId,
     to: FacilityStatus,
-) -> Result<FacilityChange, ApiError> {
+) -> Result<FacilityChange, ServiceError> {
     authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
-    let change = state.store.change_facility_status(id, to, &caller.audit_name(), state.clock.now()).await?;
+    let change = state.store.change_facility_status(id, to, &caller.audit_name, state.clock.now()).await?;
     crate::service::revocation::publish(state).await?;
     Ok(change)
 }
@@ -49,10 +49,10 @@ pub struct Registration {
 /// their own facility; only `admin_division` grants the city's roles.
 pub async fn register(
     state: &AppState,
-    caller: &Caller,
+    caller: &Requester,
     facility: FacilityId,
     r: Registration,
-) -> Result<UserRecord, ApiError> {
+) -> Result<UserRecord, ServiceError> {
     authorize(&caller.actor, Action::ManageUsers(facility))?;
     if matches!(r.role, Role::AdminDivision | Role::WelfareDivision) && caller.actor.role != Role::AdminDivision {
         return Err(connect_pki_domain::DomainError::NotPermitted {
@@ -61,9 +61,9 @@ pub async fn register(
         }
         .into());
     }
-    let target = state.store.facility(facility).await?.ok_or(ApiError::NotFound("facility"))?;
+    let target = state.store.facility(facility).await?.ok_or(ServiceError::NotFound("facility"))?;
     if target.status != FacilityStatus::Approved {
-        return Err(ApiError::FacilityNotActive(target.status.as_str()));
+        return Err(ServiceError::FacilityNotActive(target.status.as_str()));
     }
     let new = NewUser {
         display_name: validate::text("display_name", &r.display_name, 100)?,
@@ -71,21 +71,21 @@ pub async fn register(
         email: validate::email(&r.email)?,
         role: r.role,
     };
-    Ok(state.store.create_user(facility, &new, UserStatus::Invited, &caller.audit_name(), state.clock.now()).await?)
+    Ok(state.store.create_user(facility, &new, UserStatus::Invited, &caller.audit_name, state.clock.now()).await?)
 }
 
 /// Users of a facility with their devices and certificates.
-pub async fn users(state: &AppState, caller: &Caller, facility: FacilityId) -> Result<Vec<UserWithDevices>, ApiError> {
+pub async fn users(state: &AppState, caller: &Requester, facility: FacilityId) -> Result<Vec<UserWithDevices>, ServiceError> {
     authorize(&caller.actor, Action::ManageUsers(facility))?;
     if state.store.facility(facility).await?.is_none() {
-        return Err(ApiError::NotFound("facility"));
+        return Err(ServiceError::NotFound("facility"));
     }
     Ok(state.store.users_with_devices(facility).await?)
 }
 
 /// A user the caller may manage.
-pub async fn managed_user(state: &AppState, caller: &Caller, id: UserId) -> Result<UserRecord, ApiError> {
-    let user = state.store.user(id).await?.ok_or(ApiError::NotFound("user"))?;
+pub async fn managed_user(state: &AppState, caller: &Requester, id: UserId) -> Result<UserRecord, ServiceError> {
+    let user = state.store.user(id).await?.ok_or(ServiceError::NotFound("user"))?;
     authorize(&caller.actor, Action::ManageUsers(user.facility))?;
     Ok(user)
 }
@@ -94,12 +94,12 @@ pub async fn managed_user(state: &AppState, caller: &Caller, id: UserId) -> Resu
 /// once and only its hash is kept.
 pub async fn issue_code(
     state: &AppState,
-    caller: &Caller,
+    caller: &Requester,
     user: UserId,
-) -> Result<(String, time::OffsetDateTime), ApiError> {
+) -> Result<(String, time::OffsetDateTime), ServiceError> {
     let user = managed_user(state, caller, user).await?;
     let now = state.clock.now();
     let code = new_code(user.id, state.settings.enrollment_code_ttl, now)?;
-    let id = state.store.create_enrollment_code(&code.stored, &caller.audit_name(), now).await?;
+    let id = state.store.create_enrollment_code(&code.stored, &caller.audit_name, now).await?;
     Ok((code.display(id), code.stored.expires_at))
 }

@@ -5,11 +5,11 @@
 
 use connect_pki_domain::escalation::{Outcome, Queue, Resolver, Routing, check_resolution, route};
 use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
-use connect_pki_store::{EscalationRecord, NewEscalation};
+use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, UserRecord};
 use time::{Duration, OffsetDateTime};
 
-use crate::http::error::ApiError;
-use crate::http::identity::Caller;
+use crate::service::error::ServiceError;
+use crate::service::requester::Requester;
 use crate::service::revocation::publish;
 use crate::service::secrets::verify_password;
 use crate::state::AppState;
@@ -20,7 +20,7 @@ pub const MAX_FAILED_SIGN_INS: i64 = 5;
 pub const LOCKOUT: Duration = Duration::minutes(15);
 
 /// The local (Asia/Tokyo) date and time of an instant.
-pub fn tokyo(t: OffsetDateTime) -> Result<(time::Date, time::Time), ApiError> {
+pub fn tokyo(t: OffsetDateTime) -> Result<(time::Date, time::Time), ServiceError> {
     let z = jiff::Timestamp::from_second(t.unix_timestamp())
         .and_then(|ts| ts.in_tz("Asia/Tokyo"))
         .map_err(|e| anyhow::anyhow!("Asia/Tokyo: {e}"))?;
@@ -33,19 +33,19 @@ pub fn tokyo(t: OffsetDateTime) -> Result<(time::Date, time::Time), ApiError> {
 }
 
 /// Whether the office is open now.
-pub fn business_hours_now(state: &AppState) -> Result<bool, ApiError> {
+pub fn business_hours_now(state: &AppState) -> Result<bool, ServiceError> {
     let (d, t) = tokyo(state.clock.now())?;
     Ok(state.settings.calendar.is_open(d, t))
 }
 
-fn routing(state: &AppState) -> Result<Routing, ApiError> {
+fn routing(state: &AppState) -> Result<Routing, ServiceError> {
     let now = state.clock.now();
     Ok(route(now, tokyo(now)?, &state.settings.calendar, state.settings.escalation_sla))
 }
 
 /// An argon2id hash of nothing anyone knows, made once, to check unknown
 /// login IDs against at the same cost as real ones.
-async fn dummy_hash() -> Result<String, ApiError> {
+async fn dummy_hash() -> Result<String, ServiceError> {
     static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     HASH.get_or_try_init(|| async {
         crate::service::secrets::hash_password(crate::bootstrap::random_secret(24)?).await
@@ -55,8 +55,8 @@ async fn dummy_hash() -> Result<String, ApiError> {
 }
 
 /// A wrong login ID or password: the same answer either way.
-fn bad_credentials() -> ApiError {
-    ApiError::SignInFailed
+fn bad_credentials() -> ServiceError {
+    ServiceError::SignInFailed
 }
 
 /// A staff member reports their own device lost, signing in with login ID and
@@ -67,7 +67,7 @@ pub async fn report_own(
     password: &str,
     device: DeviceId,
     client: &str,
-) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
+) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
     let now = state.clock.now();
     let actor = format!("public:{client}");
     let Some(creds) = state.store.credentials(login_id.trim()).await? else {
@@ -79,7 +79,7 @@ pub async fn report_own(
     let user = creds.user.id;
     if creds.locked_until.is_some_and(|t| t > now) {
         state.store.record_sign_in(user, false, None, &actor, now).await?;
-        return Err(ApiError::AccountLocked);
+        return Err(ServiceError::AccountLocked);
     }
     let ok = match creds.password_hash {
         Some(hash) => verify_password(password.to_string(), hash).await,
@@ -88,15 +88,15 @@ pub async fn report_own(
     if !ok {
         let lock = (creds.failed_logins + 1 >= MAX_FAILED_SIGN_INS).then_some(now + LOCKOUT);
         state.store.record_sign_in(user, false, lock, &actor, now).await?;
-        return Err(if lock.is_some() { ApiError::AccountLocked } else { bad_credentials() });
+        return Err(if lock.is_some() { ServiceError::AccountLocked } else { bad_credentials() });
     }
     if creds.user.status != UserStatus::Active {
-        return Err(ApiError::AccountDisabled(creds.user.status.as_str()));
+        return Err(ServiceError::AccountDisabled(creds.user.status.as_str()));
     }
     state.store.record_sign_in(user, true, None, &actor, now).await?;
-    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
     if d.user != user {
-        return Err(ApiError::NotYourDevice);
+        return Err(ServiceError::NotYourDevice);
     }
     open(state, device, "self", Some(user), String::new(), actor).await
 }
@@ -104,15 +104,15 @@ pub async fn report_own(
 /// A manager (own facility) or 行政管理課 (e.g. taking a call) reports a device lost.
 pub async fn report_for(
     state: &AppState,
-    caller: &Caller,
+    caller: &Requester,
     device: DeviceId,
     note: String,
-) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
-    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
+    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
     authorize(&caller.actor, Action::WorkEscalations(d.facility))?;
     let channel = if caller.actor.role == Role::AdminDivision { "phone" } else { "manager" };
     let note = connect_pki_domain::validate::optional_text("note", Some(&note), 1000)?.unwrap_or_default();
-    open(state, device, channel, Some(caller.actor.user), note, caller.audit_name()).await
+    open(state, device, channel, Some(caller.actor.user), note, caller.audit_name.clone()).await
 }
 
 async fn open(
@@ -122,9 +122,9 @@ async fn open(
     reported_by: Option<UserId>,
     note: String,
     actor: String,
-) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
+) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
     let r = routing(state)?;
-    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
     let new = NewEscalation {
         device,
         channel,
@@ -149,7 +149,7 @@ async fn open(
 }
 
 /// Escalations the caller may work: all for 行政管理課, their facility's for a manager.
-pub async fn list(state: &AppState, caller: &Caller, open_only: bool) -> Result<Vec<EscalationRecord>, ApiError> {
+pub async fn list(state: &AppState, caller: &Requester, open_only: bool) -> Result<Vec<EscalationRecord>, ServiceError> {
     let facility = match caller.actor.role {
         Role::AdminDivision => None,
         _ => {
@@ -160,14 +160,53 @@ pub async fn list(state: &AppState, caller: &Caller, open_only: bool) -> Result<
     Ok(state.store.escalations(facility, open_only).await?)
 }
 
-async fn workable(state: &AppState, caller: &Caller, id: i64) -> Result<EscalationRecord, ApiError> {
-    let e = state.store.escalation(id).await?.ok_or(ApiError::NotFound("escalation"))?;
+async fn workable(state: &AppState, caller: &Requester, id: i64) -> Result<EscalationRecord, ServiceError> {
+    let e = state.store.escalation(id).await?.ok_or(ServiceError::NotFound("escalation"))?;
     authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
     Ok(e)
 }
 
+/// An escalation with what a person needs to act on it.
+#[derive(Debug)]
+pub struct QueueEntry {
+    pub escalation: EscalationRecord,
+    pub device: DeviceRecord,
+    pub user: UserRecord,
+    pub facility_name: String,
+    /// Display name of whoever claimed it.
+    pub claimed_by: Option<String>,
+}
+
+/// The escalations the caller may work (see [`list`]), with names.
+pub async fn queue(state: &AppState, caller: &Requester) -> Result<Vec<QueueEntry>, ServiceError> {
+    let mut out = Vec::new();
+    for e in list(state, caller, false).await? {
+        let device = state.store.device(e.device).await?.ok_or(ServiceError::NotFound("device"))?;
+        let user = state.store.user(device.user).await?.ok_or(ServiceError::NotFound("user"))?;
+        let facility_name = state.store.facility(e.facility).await?.map(|f| f.name).unwrap_or_default();
+        let claimed_by = match e.claimed_by {
+            Some(u) => {
+                Some(state.store.user(u).await?.and_then(|u| u.display_name).unwrap_or_else(|| format!("利用者 {u}")))
+            }
+            None => None,
+        };
+        out.push(QueueEntry { escalation: e, device, user, facility_name, claimed_by });
+    }
+    Ok(out)
+}
+
+/// The delivery log of an escalation's notifications.
+pub async fn notifications(
+    state: &AppState,
+    caller: &Requester,
+    id: i64,
+) -> Result<Vec<NotificationRecord>, ServiceError> {
+    workable(state, caller, id).await?;
+    Ok(state.store.notifications(id).await?)
+}
+
 /// Claims an escalation.
-pub async fn claim(state: &AppState, caller: &Caller, id: i64, note: &str) -> Result<EscalationRecord, ApiError> {
+pub async fn claim(state: &AppState, caller: &Requester, id: i64, note: &str) -> Result<EscalationRecord, ServiceError> {
     workable(state, caller, id).await?;
     Ok(state.store.claim_escalation(id, caller.actor.user, note, state.clock.now()).await?)
 }
@@ -175,11 +214,11 @@ pub async fn claim(state: &AppState, caller: &Caller, id: i64, note: &str) -> Re
 /// Resolves a claimed escalation (see the rules in the domain).
 pub async fn resolve(
     state: &AppState,
-    caller: &Caller,
+    caller: &Requester,
     id: i64,
     outcome: Outcome,
     note: &str,
-) -> Result<(EscalationRecord, Vec<Serial>), ApiError> {
+) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
     let e = workable(state, caller, id).await?;
     let resolver = Resolver {
         role: caller.actor.role,
@@ -195,7 +234,7 @@ pub async fn resolve(
 
 /// Moves overdue reports to 行政管理課 and turns holds past their limit into
 /// revocations. Run by a worker, and at start.
-pub async fn run_due(state: &AppState) -> Result<(), ApiError> {
+pub async fn run_due(state: &AppState) -> Result<(), ServiceError> {
     let now = state.store.due_clock(state.clock.now()).await?;
     for e in state.store.overdue_escalations(now).await? {
         if crate::service::notify::escalate(state, &e, now).await?.is_some() {

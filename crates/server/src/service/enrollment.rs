@@ -8,7 +8,7 @@ use connect_pki_domain::{DeviceId, Serial, validate};
 use connect_pki_store::Redemption;
 
 use crate::bootstrap::random_secret;
-use crate::http::error::ApiError;
+use crate::service::error::ServiceError;
 use crate::service::secrets::{code_hash, hash_password};
 use crate::service::{sign_from_csr, stored, subject_of};
 use crate::state::AppState;
@@ -36,7 +36,7 @@ pub enum Enrolled {
 /// Redeems a code. Everything that can be checked without the database
 /// (code format, CSR, password) is checked first, so a bad request neither
 /// uses the code nor counts as a wrong try.
-pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Result<Enrolled, ApiError> {
+pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Result<Enrolled, ServiceError> {
     let code = CodeInput::parse(&req.code)?;
     let csr = match (&req.csr, req.generate_key) {
         (Some(csr), false) => Some(parse_csr(csr.as_bytes())?),
@@ -88,12 +88,12 @@ async fn issue(
     csr: Option<connect_pki_ca::CheckedCsr>,
     key_kind: KeyKind,
     now: time::OffsetDateTime,
-) -> Result<Enrolled, ApiError> {
+) -> Result<Enrolled, ServiceError> {
     match csr {
         Some(csr) => {
             let (device, cert) = state
                 .store
-                .redeem_enrollment_code::<ApiError, _>(redemption, now, |d| sign_from_csr(state, &csr, d))
+                .redeem_enrollment_code::<ServiceError, _>(redemption, now, |d| sign_from_csr(state, &csr, d))
                 .await?;
             Ok(Enrolled::Certificate {
                 device: device.device,
@@ -111,7 +111,7 @@ async fn issue(
             let spki = key.public_key_der();
             let (device, cert) = state
                 .store
-                .redeem_enrollment_code::<ApiError, _>(redemption, now, |d| {
+                .redeem_enrollment_code::<ServiceError, _>(redemption, now, |d| {
                     Ok(stored(state.ca.issue_device(&spki, &subject_of(d), now)?))
                 })
                 .await?;

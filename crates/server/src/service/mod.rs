@@ -8,14 +8,18 @@ pub mod certificates;
 pub mod directory;
 pub mod emergency;
 pub mod enrollment;
+pub mod error;
 pub mod notify;
+pub mod requester;
 pub mod revocation;
 pub mod secrets;
 
 use connect_pki_ca::{CheckedCsr, IssuedCert};
 use connect_pki_store::{DeviceRef, NewCertificate};
 
-use crate::http::error::ApiError;
+pub use error::{Conflict, ServiceError, ServiceResult};
+pub use requester::Requester;
+
 use crate::state::AppState;
 
 /// Signs a device certificate for `device` from a checked CSR, refusing a CSR
@@ -24,7 +28,7 @@ pub(crate) fn sign_from_csr(
     state: &AppState,
     csr: &CheckedCsr,
     device: &DeviceRef,
-) -> Result<NewCertificate, ApiError> {
+) -> Result<NewCertificate, ServiceError> {
     csr.check_claims(&device.login_id)?;
     let subject = subject_of(device);
     let cert = state.ca.issue_device(&csr.spki_der, &subject, state.clock.now())?;

@@ -16,7 +16,7 @@ use lettre::AsyncTransport;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::http::error::ApiError;
+use crate::service::error::ServiceError;
 use crate::state::AppState;
 
 /// Attempts before a notification is given up.
@@ -38,7 +38,7 @@ pub struct NotifyConfig {
 }
 
 /// The targets of a new report for a facility.
-pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Target>, ApiError> {
+pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Target>, ServiceError> {
     let cfg = &state.settings.notify;
     let mut out = Vec::new();
     if let Some(url) = &cfg.webhook_url {
@@ -57,9 +57,9 @@ pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Targe
 }
 
 /// What the notification says (without the escalation id, added at delivery).
-pub async fn payload(state: &AppState, device: connect_pki_domain::DeviceId, queue: &str) -> Result<String, ApiError> {
-    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
-    let user = state.store.user(d.user).await?.ok_or(ApiError::NotFound("user"))?;
+pub async fn payload(state: &AppState, device: connect_pki_domain::DeviceId, queue: &str) -> Result<String, ServiceError> {
+    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
+    let user = state.store.user(d.user).await?.ok_or(ServiceError::NotFound("user"))?;
     let facility = state.store.facility(d.facility).await?.map(|f| f.name).unwrap_or_default();
     Ok(json!({
         "facility_id": d.facility, "facility_name": facility,
@@ -77,7 +77,7 @@ pub async fn escalate(
     state: &AppState,
     e: &EscalationRecord,
     now: OffsetDateTime,
-) -> Result<Option<EscalationRecord>, ApiError> {
+) -> Result<Option<EscalationRecord>, ServiceError> {
     let mut body: Value = serde_json::from_str(&payload(state, e.device, "admin_division").await?).unwrap_or_default();
     body["reason"] = "not claimed by the facility manager within the SLA".into();
     let targets = targets(state, e.facility).await?;
@@ -93,7 +93,7 @@ const LEASE: time::Duration = time::Duration::seconds(30);
 const PER_PASS: usize = 20;
 
 /// Delivers what is due; failures are rescheduled with exponential backoff.
-pub async fn deliver_due(state: &AppState) -> Result<(), ApiError> {
+pub async fn deliver_due(state: &AppState) -> Result<(), ServiceError> {
     let owner = &*state.instance_id;
     // One at a time: a lease covers exactly the send in progress, so a slow
     // mail server can never outlast the lease of notifications still waiting

@@ -5,39 +5,39 @@
 
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{Action, DeviceId, Serial, UserId, authorize};
-use connect_pki_store::StatusChange;
+use connect_pki_store::{StatusChange, UserRecord};
 use time::OffsetDateTime;
 
-use crate::http::error::ApiError;
-use crate::http::identity::Caller;
+use crate::service::error::ServiceError;
+use crate::service::requester::Requester;
 use crate::service::directory::managed_user;
 use crate::state::AppState;
 
 /// Makes the change visible everywhere in this instance.
-pub async fn publish(state: &AppState) -> Result<(), ApiError> {
-    state.revocations.sync().await.map_err(ApiError::Internal)
+pub async fn publish(state: &AppState) -> Result<(), ServiceError> {
+    state.revocations.sync().await.map_err(ServiceError::Internal)
 }
 
 /// Revokes, holds or releases one certificate. Repeating a call reports the
 /// state the certificate is in.
 pub async fn change(
     state: &AppState,
-    caller: &Caller,
+    caller: &Requester,
     serial: &Serial,
     change: Change,
-) -> Result<StatusChange, ApiError> {
-    let holder = state.store.identity_by_serial(serial).await?.ok_or(ApiError::NotFound("certificate"))?;
+) -> Result<StatusChange, ServiceError> {
+    let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
     authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
-    let outcome = state.store.change_certificate(serial, change, &caller.audit_name(), state.clock.now()).await?;
+    let outcome = state.store.change_certificate(serial, change, &caller.audit_name, state.clock.now()).await?;
     publish(state).await?;
     Ok(outcome)
 }
 
 /// Reports a device lost: all its certificates revoked (keyCompromise).
-pub async fn lost(state: &AppState, caller: &Caller, device: DeviceId) -> Result<Vec<Serial>, ApiError> {
-    let d = state.store.device(device).await?.ok_or(ApiError::NotFound("device"))?;
+pub async fn lost(state: &AppState, caller: &Requester, device: DeviceId) -> Result<Vec<Serial>, ServiceError> {
+    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
     authorize(&caller.actor, Action::ManageCertificates(d.facility))?;
-    let revoked = state.store.device_lost(device, &caller.audit_name(), state.clock.now()).await?;
+    let revoked = state.store.device_lost(device, &caller.audit_name, state.clock.now()).await?;
     publish(state).await?;
     Ok(revoked)
 }
@@ -52,35 +52,35 @@ pub enum Retirement {
 /// Retires a user now, or schedules it (`at` in the future).
 pub async fn retire(
     state: &AppState,
-    caller: &Caller,
+    caller: &Requester,
     user: UserId,
     at: Option<OffsetDateTime>,
-) -> Result<Retirement, ApiError> {
+) -> Result<Retirement, ServiceError> {
     let u = managed_user(state, caller, user).await?;
     let now = state.clock.now();
     match at {
         Some(at) if at > now => {
-            state.store.schedule_retirement(u.id, at, &caller.audit_name(), now).await?;
+            state.store.schedule_retirement(u.id, at, &caller.audit_name, now).await?;
             Ok(Retirement::Scheduled { at })
         }
         _ => {
-            let revoked = state.store.retire_user(u.id, &caller.audit_name(), now).await?;
+            let revoked = state.store.retire_user(u.id, &caller.audit_name, now).await?;
             publish(state).await?;
             Ok(Retirement::Done { revoked })
         }
     }
 }
 
-/// Deletes a retired user's personal data.
-pub async fn delete(state: &AppState, caller: &Caller, user: UserId) -> Result<(), ApiError> {
+/// Deletes a retired user's personal data; returns what is left of the record.
+pub async fn delete(state: &AppState, caller: &Requester, user: UserId) -> Result<UserRecord, ServiceError> {
     let u = managed_user(state, caller, user).await?;
-    state.store.delete_user(u.id, &caller.audit_name(), state.clock.now()).await?;
-    Ok(())
+    state.store.delete_user(u.id, &caller.audit_name, state.clock.now()).await?;
+    state.store.user(u.id).await?.ok_or(ServiceError::NotFound("user"))
 }
 
 /// Carries out every scheduled retirement that is due (also those that fell
 /// due while the service was down).
-pub async fn run_due_retirements(state: &AppState) -> Result<(), ApiError> {
+pub async fn run_due_retirements(state: &AppState) -> Result<(), ServiceError> {
     let now = state.store.due_clock(state.clock.now()).await?;
     let mut any = false;
     for user in state.store.due_retirements(now).await? {

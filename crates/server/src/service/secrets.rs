@@ -9,7 +9,7 @@ use connect_pki_domain::enrollment::format_secret;
 use connect_pki_store::NewCode;
 use time::{Duration, OffsetDateTime};
 
-use crate::http::error::ApiError;
+use crate::service::error::ServiceError;
 
 /// A freshly generated enrollment code: the half shown to a person and the
 /// half stored.
@@ -26,7 +26,7 @@ pub fn code_hash(normalised_secret: &str) -> String {
 }
 
 /// A new code for `user`, valid for `ttl` from `now`.
-pub fn new_code(user: UserId, ttl: Duration, now: OffsetDateTime) -> Result<FreshCode, ApiError> {
+pub fn new_code(user: UserId, ttl: Duration, now: OffsetDateTime) -> Result<FreshCode, ServiceError> {
     let mut random = [0u8; 10];
     getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let secret = format_secret(&random);
@@ -49,15 +49,15 @@ impl FreshCode {
 
 /// Hashes an account password with argon2id (the crate's defaults: 19 MiB,
 /// 2 passes), off the async threads.
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
+pub async fn hash_password(password: String) -> Result<String, ServiceError> {
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("password hashing failed: {e}")))
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("password hashing failed: {e}")))
     })
     .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("password hashing task: {e}")))?
+    .map_err(|e| ServiceError::Internal(anyhow::anyhow!("password hashing task: {e}")))?
 }
 
 /// Whether `password` matches the stored argon2 PHC string.

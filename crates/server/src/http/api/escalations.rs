@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
-use connect_pki_domain::{Action, DeviceId, Serial, authorize};
+use connect_pki_domain::{DeviceId, Serial};
 use serde::Deserialize;
 
 use super::views::*;
@@ -58,7 +58,7 @@ pub(super) async fn list_escalations(
     ApiQuery(q): ApiQuery<EscalationsQuery>,
 ) -> ApiResult<Json<Vec<EscalationView>>> {
     let open_only = q.status.as_deref() != Some("all");
-    Ok(Json(emergency::list(&state, &caller, open_only).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(emergency::list(&state, &caller.requester, open_only).await?.into_iter().map(Into::into).collect()))
 }
 
 /// Report a device lost for someone (manager: own facility; 行政管理課: a call taken).
@@ -70,7 +70,7 @@ pub(super) async fn open_escalation(
     caller: Caller,
     ApiJson(body): ApiJson<EscalationBody>,
 ) -> ApiResult<(StatusCode, Json<EscalationView>)> {
-    let (e, held) = emergency::report_for(&state, &caller, DeviceId(body.device_id), body.note).await?;
+    let (e, held) = emergency::report_for(&state, &caller.requester, DeviceId(body.device_id), body.note).await?;
     let mut view = EscalationView::from(e);
     view.serials = Some(held.iter().map(Serial::to_hex).collect());
     Ok((StatusCode::CREATED, Json(view)))
@@ -91,7 +91,7 @@ pub(super) async fn claim_escalation(
     } else {
         serde_json::from_slice::<ClaimBody>(&body).map_err(|e| ApiError::BadJson(format!("malformed JSON: {e}")))?.note
     };
-    Ok(Json(emergency::claim(&state, &caller, id, &note).await?.into()))
+    Ok(Json(emergency::claim(&state, &caller.requester, id, &note).await?.into()))
 }
 
 /// Resolve a claimed escalation: `revoked` (keyCompromise), `released` (hold
@@ -106,7 +106,7 @@ pub(super) async fn resolve_escalation(
     ApiJson(body): ApiJson<ResolveBody>,
 ) -> ApiResult<Json<EscalationView>> {
     let outcome = connect_pki_domain::escalation::Outcome::parse(&body.outcome)?;
-    let (e, serials) = emergency::resolve(&state, &caller, id, outcome, &body.note).await?;
+    let (e, serials) = emergency::resolve(&state, &caller.requester, id, outcome, &body.note).await?;
     let mut view = EscalationView::from(e);
     view.serials = Some(serials.iter().map(Serial::to_hex).collect());
     Ok(Json(view))
@@ -137,12 +137,8 @@ pub(super) async fn escalation_notifications(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<NotificationView>>> {
-    let e = state.store.escalation(id).await?.ok_or(ApiError::NotFound("escalation"))?;
-    authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
     Ok(Json(
-        state
-            .store
-            .notifications(id)
+        emergency::notifications(&state, &caller.requester, id)
             .await?
             .into_iter()
             .map(|n| NotificationView {

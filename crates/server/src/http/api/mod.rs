@@ -24,6 +24,7 @@ use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
+use crate::service::Requester;
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::service::enrollment::{EnrollRequest, Enrolled};
 use crate::service::{applications, audit, certificates, directory, enrollment};
@@ -113,7 +114,7 @@ fn client(addr: &SocketAddr) -> String {
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "identity",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn whoami(caller: Caller) -> ApiResult<Json<WhoAmI>> {
-    authorize(&caller.actor, Action::WhoAmI)?;
+    authorize(&caller.requester.actor, Action::WhoAmI)?;
     let id = caller.identity;
     Ok(Json(WhoAmI {
         user_id: id.user.id.0,
@@ -170,7 +171,7 @@ async fn application_status(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> ApiResult<Json<ApplicationStatus>> {
-    let app = state.store.application_by_token(&token).await?.ok_or(ApiError::NotFound("application"))?;
+    let app = applications::by_token(&state, &token).await?;
     Ok(Json(ApplicationStatus {
         id: app.id,
         name: app.form.name,
@@ -242,7 +243,7 @@ async fn list_applications(
     caller: Caller,
     ApiQuery(q): ApiQuery<ApplicationsQuery>,
 ) -> ApiResult<Json<Vec<ApplicationView>>> {
-    let apps = applications::list(&state, &caller, q.status.as_deref()).await?;
+    let apps = applications::list(&state, &caller.requester, q.status.as_deref()).await?;
     Ok(Json(apps.into_iter().map(Into::into).collect()))
 }
 
@@ -257,7 +258,7 @@ async fn approve_application(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<ApprovalView>> {
-    let (approval, code, expires_at) = applications::approve(&state, &caller, id).await?;
+    let (approval, code, expires_at) = applications::approve(&state, &caller.requester, id).await?;
     Ok(Json(ApprovalView {
         facility_id: approval.facility.id.0,
         manager_user_id: approval.manager.id.0,
@@ -276,14 +277,14 @@ async fn reject_application(
     Path(id): Path<i64>,
     ApiJson(body): ApiJson<RejectBody>,
 ) -> ApiResult<Json<ApplicationView>> {
-    Ok(Json(applications::reject(&state, &caller, id, &body.reason).await?.into()))
+    Ok(Json(applications::reject(&state, &caller.requester, id, &body.reason).await?.into()))
 }
 
 /// Facilities: all for the city, one's own for a manager.
 #[utoipa::path(get, path = "/api/v1/facilities", tag = "facilities",
     responses((status = 200, body = Vec<FacilityView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_facilities(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<FacilityView>>> {
-    Ok(Json(directory::facilities(&state, &caller).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(directory::facilities(&state, &caller.requester).await?.into_iter().map(Into::into).collect()))
 }
 
 /// One facility.
@@ -295,16 +296,16 @@ async fn show_facility(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<FacilityView>> {
-    Ok(Json(directory::facility(&state, &caller, FacilityId(id)).await?.into()))
+    Ok(Json(directory::facility(&state, &caller.requester, FacilityId(id)).await?.into()))
 }
 
 async fn change_facility(
     state: AppState,
-    caller: Caller,
+    caller: &Requester,
     id: i64,
     to: FacilityStatus,
 ) -> ApiResult<Json<FacilityChangeView>> {
-    let change = directory::change_status(&state, &caller, FacilityId(id), to).await?;
+    let change = directory::change_status(&state, caller, FacilityId(id), to).await?;
     Ok(Json(FacilityChangeView {
         facility: change.facility.into(),
         revoked_serials: change.revoked.iter().map(Serial::to_hex).collect(),
@@ -320,7 +321,7 @@ async fn suspend_facility(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<FacilityChangeView>> {
-    change_facility(state, caller, id, FacilityStatus::Suspended).await
+    change_facility(state, &caller.requester, id, FacilityStatus::Suspended).await
 }
 
 /// Resume a suspended facility (行政管理課).
@@ -332,7 +333,7 @@ async fn resume_facility(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<FacilityChangeView>> {
-    change_facility(state, caller, id, FacilityStatus::Approved).await
+    change_facility(state, &caller.requester, id, FacilityStatus::Approved).await
 }
 
 /// Close a facility for good: every certificate revoked (cessationOfOperation) (行政管理課).
@@ -344,7 +345,7 @@ async fn close_facility(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<FacilityChangeView>> {
-    change_facility(state, caller, id, FacilityStatus::Closed).await
+    change_facility(state, &caller.requester, id, FacilityStatus::Closed).await
 }
 
 /// Register a user in a facility (its manager, or 行政管理課).
@@ -364,7 +365,7 @@ async fn register_user(
         email: body.email,
         role: body.role.unwrap_or(Role::Staff),
     };
-    let user = directory::register(&state, &caller, FacilityId(id), r).await?;
+    let user = directory::register(&state, &caller.requester, FacilityId(id), r).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -377,7 +378,7 @@ async fn list_users(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<UserWithDevicesView>>> {
-    Ok(Json(directory::users(&state, &caller, FacilityId(id)).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(directory::users(&state, &caller.requester, FacilityId(id)).await?.into_iter().map(Into::into).collect()))
 }
 
 /// Issue an enrollment code for a new device of a user (shown once).
@@ -389,7 +390,7 @@ async fn issue_enrollment_code(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<(StatusCode, Json<CodeView>)> {
-    let (code, expires_at) = directory::issue_code(&state, &caller, UserId(id)).await?;
+    let (code, expires_at) = directory::issue_code(&state, &caller.requester, UserId(id)).await?;
     Ok((StatusCode::CREATED, Json(CodeView { code, expires_at: rfc3339(expires_at), user_id: id })))
 }
 
@@ -402,7 +403,7 @@ async fn show_device(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(certificates::device(&state, &caller, DeviceId(id)).await?.into()))
+    Ok(Json(certificates::device(&state, &caller.requester, DeviceId(id)).await?.into()))
 }
 
 /// One certificate by serial (lowercase hex).
@@ -415,7 +416,7 @@ async fn show_certificate(
     Path(serial): Path<String>,
 ) -> ApiResult<Json<CertificateView>> {
     let serial: Serial = serial.parse()?;
-    Ok(Json(certificates::certificate(&state, &caller, &serial).await?.into()))
+    Ok(Json(certificates::certificate(&state, &caller.requester, &serial).await?.into()))
 }
 
 /// Renew the presented certificate from a new CSR; the presented one is superseded.
@@ -428,7 +429,7 @@ async fn renew_certificate(
     ApiJson(body): ApiJson<RenewBody>,
 ) -> ApiResult<(StatusCode, Json<RenewResponse>)> {
     let old = caller.identity.certificate.serial.to_hex();
-    let (device, cert) = certificates::renew(&state, &caller, &body.csr).await?;
+    let (device, cert) = certificates::renew(&state, &caller.requester, &body.csr).await?;
     Ok((
         StatusCode::CREATED,
         Json(RenewResponse {
@@ -460,7 +461,7 @@ struct AuditQuery {
 fn parse_time(field: &'static str, v: Option<&str>) -> ApiResult<Option<OffsetDateTime>> {
     v.map(|s| {
         OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
-            ApiError::Domain(connect_pki_domain::DomainError::Invalid {
+            ApiError::from(connect_pki_domain::DomainError::Invalid {
                 field,
                 why: format!("{s:?} is not RFC 3339: {e}"),
             })
@@ -486,7 +487,7 @@ async fn read_audit(
         after_id: q.after_id.unwrap_or(0),
         limit: q.limit.unwrap_or(500),
     };
-    let rows: Vec<AuditView> = audit::list(&state, &caller, &filter).await?.into_iter().map(Into::into).collect();
+    let rows: Vec<AuditView> = audit::list(&state, &caller.requester, &filter).await?.into_iter().map(Into::into).collect();
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(rows).into_response()),
         Some("csv") => {
@@ -529,7 +530,7 @@ async fn read_audit(
             )
                 .into_response())
         }
-        Some(other) => Err(ApiError::Domain(connect_pki_domain::DomainError::Invalid {
+        Some(other) => Err(ApiError::from(connect_pki_domain::DomainError::Invalid {
             field: "format",
             why: format!("{other:?} is not one of json, csv"),
         })),

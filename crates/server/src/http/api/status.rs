@@ -9,6 +9,7 @@ use super::views::*;
 use super::{ApiResult, parse_time};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
+use crate::service::Requester;
 use crate::http::json::ApiJson;
 use crate::service::revocation;
 use crate::service::revocation::Retirement;
@@ -16,12 +17,12 @@ use crate::state::AppState;
 
 pub(super) async fn change_certificate(
     state: AppState,
-    caller: Caller,
+    caller: &Requester,
     serial: String,
     change: Change,
 ) -> ApiResult<Json<RevocationView>> {
     let serial: Serial = serial.parse()?;
-    Ok(Json(revocation::change(&state, &caller, &serial, change).await?.into()))
+    Ok(Json(revocation::change(&state, caller, &serial, change).await?.into()))
 }
 
 /// Revoke a certificate. Effective before the response: the mTLS listener,
@@ -38,7 +39,7 @@ pub(super) async fn revoke_certificate(
     Path(serial): Path<String>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> ApiResult<Json<RevocationView>> {
-    change_certificate(state, caller, serial, Change::Revoke(body.reason)).await
+    change_certificate(state, &caller.requester, serial, Change::Revoke(body.reason)).await
 }
 
 /// Put a certificate on hold (certificateHold) for a loss not yet confirmed.
@@ -50,7 +51,7 @@ pub(super) async fn hold_certificate(
     caller: Caller,
     Path(serial): Path<String>,
 ) -> ApiResult<Json<RevocationView>> {
-    change_certificate(state, caller, serial, Change::Hold).await
+    change_certificate(state, &caller.requester, serial, Change::Hold).await
 }
 
 /// Release a hold (removeFromCRL): the certificate works again. A revoked
@@ -63,7 +64,7 @@ pub(super) async fn release_certificate(
     caller: Caller,
     Path(serial): Path<String>,
 ) -> ApiResult<Json<RevocationView>> {
-    change_certificate(state, caller, serial, Change::Release).await
+    change_certificate(state, &caller.requester, serial, Change::Release).await
 }
 
 /// Report a device lost: every valid or held certificate of it is revoked (keyCompromise) at once.
@@ -75,7 +76,7 @@ pub(super) async fn report_lost(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<LostView>> {
-    let revoked = revocation::lost(&state, &caller, DeviceId(id)).await?;
+    let revoked = revocation::lost(&state, &caller.requester, DeviceId(id)).await?;
     Ok(Json(LostView {
         device_id: id,
         status: "lost".into(),
@@ -100,14 +101,14 @@ pub(super) async fn retire_user(
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             if e.is_data() {
-                ApiError::Domain(connect_pki_domain::DomainError::Invalid { field: "body", why: e.to_string() })
+                ApiError::from(connect_pki_domain::DomainError::Invalid { field: "body", why: e.to_string() })
             } else {
                 ApiError::BadJson(format!("malformed JSON: {e}"))
             }
         })?
     };
     let at = parse_time("at", body.at.as_deref())?;
-    let view = match revocation::retire(&state, &caller, UserId(id), at).await? {
+    let view = match revocation::retire(&state, &caller.requester, UserId(id), at).await? {
         Retirement::Done { revoked } => RetireView {
             user_id: id,
             status: "retired".into(),
@@ -133,7 +134,5 @@ pub(super) async fn delete_user(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<UserView>> {
-    revocation::delete(&state, &caller, UserId(id)).await?;
-    let user = state.store.user(UserId(id)).await?.ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(user.into()))
+    Ok(Json(revocation::delete(&state, &caller.requester, UserId(id)).await?.into()))
 }
