@@ -369,7 +369,9 @@ struct ActionForm {
 
 fn conflict_ja(e: &ApiError) -> String {
     match e {
-        ApiError::Store(connect_pki_store::StoreError::Conflict(m)) if m.contains("already claimed") => {
+        ApiError::Store(connect_pki_store::StoreError::Conflict(connect_pki_store::Conflict::AlreadyClaimed {
+            ..
+        })) => {
             "この届出はすでに別の担当者が対応しています。画面を更新してください。".into()
         }
         ApiError::Domain(connect_pki_domain::DomainError::NotPermitted { .. }) => {

@@ -117,7 +117,7 @@ impl ApiError {
             | ApiError::Store(StoreError::Rule(DomainError::Invalid { field, .. })) => {
                 format!("{}を確認してください。", field_ja(field))
             }
-            ApiError::Store(StoreError::Conflict(what)) if what.starts_with("login ID") => {
+            ApiError::Store(StoreError::Conflict(connect_pki_store::Conflict::LoginIdTaken { .. })) => {
                 "そのログインIDはすでに使われています。別のログインIDを指定してください。".into()
             }
             ApiError::Store(StoreError::Enrollment(r)) => match r {
