@@ -209,25 +209,26 @@ async fn insert_application(
     client: &str,
     now: OffsetDateTime,
 ) -> Result<i64, StoreError> {
-    Ok(sqlx::query("insert into applications (status_token, name, kind, address, department, manager_name, manager_login_id, \
-             manager_email, manager_phone, purpose_attested, terms_version, client_addr, status, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, 'pending', $12, $12) returning id",
-        )
-        .bind(status_token)
-        .bind(&form.name)
-        .bind(form.kind.as_str())
-        .bind(&form.address)
-        .bind(form.department.as_deref())
-        .bind(&form.manager_name)
-        .bind(&form.manager_login_id)
-        .bind(&form.manager_email)
-        .bind(&form.manager_phone)
-        .bind(&form.terms_version)
-        .bind(client)
-        .bind(secs(now))
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("id")?)
+    Ok(sqlx::query(
+        "insert into applications (status_token, name, kind, address, department, manager_name, manager_login_id, \
+         manager_email, manager_phone, purpose_attested, terms_version, client_addr, status, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, 'pending', $12, $12) returning id",
+    )
+    .bind(status_token)
+    .bind(&form.name)
+    .bind(form.kind.as_str())
+    .bind(&form.address)
+    .bind(form.department.as_deref())
+    .bind(&form.manager_name)
+    .bind(&form.manager_login_id)
+    .bind(&form.manager_email)
+    .bind(&form.manager_phone)
+    .bind(&form.terms_version)
+    .bind(client)
+    .bind(secs(now))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?)
 }
 
 async fn decide(

@@ -77,13 +77,13 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("device"))?;
             let (user, facility): (i64, i64) = (row.try_get("u_id")?, row.try_get("facility_id")?);
-            let marked =
-                sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2 and status <> 'lost'")
-                    .bind(secs(now))
-                    .bind(device.0)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
+            let marked = tx
+                .update_at(
+                    "update devices set status = 'lost', updated_at = $1 where id = $2 and status <> 'lost'",
+                    now,
+                    device.0,
+                )
+                .await?;
             let revoked = revoke_where(tx, "c.device_id = $1", device.0, Reason::KeyCompromise, actor, now).await?;
             if marked > 0 || !revoked.is_empty() {
                 let entry = AuditEntry::ok(

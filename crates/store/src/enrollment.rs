@@ -215,22 +215,15 @@ impl Store {
                 if let Some(refusal) = record_refusal(tx, r, &user, judge_redemption(&facts, now), now).await? {
                     return Ok(Err(refusal));
                 }
-                let used =
-                    sqlx::query("update enrollment_codes set redeemed_at = $1 where id = $2 and redeemed_at is null")
-                        .bind(secs(now))
-                        .bind(r.code_id)
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(StoreError::from)?
-                        .rows_affected();
+                let redeem = "update enrollment_codes set redeemed_at = $1 where id = $2 and redeemed_at is null";
+                let used = tx.update_at(redeem, now, r.code_id).await?;
                 if used == 0 {
                     return Ok(Err(Refusal::Redeemed));
                 }
                 enroll_user(tx, r, &user, facts.has_password, now).await?;
-                let mut entries = vec![AuditEntry {
-                    detail: json!({"password_set": !facts.has_password, "activated": user.status == UserStatus::Invited}),
-                    ..redemption_entry(r, &user, "ok".into())
-                }];
+                let activated = user.status == UserStatus::Invited;
+                let detail = json!({"password_set": !facts.has_password, "activated": activated});
+                let mut entries = vec![AuditEntry { detail, ..redemption_entry(r, &user, "ok".into()) }];
                 let device = insert_device(tx, &user, &r.device_label, &r.actor, now, &mut entries).await?;
                 let cert = sign(&device)?;
                 insert_certificate(tx, &device, &cert, &r.actor, now, &mut entries).await?;

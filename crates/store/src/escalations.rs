@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{EMERGENCY_HOLD, HOLD_LIMIT};
 use connect_pki_domain::escalation::{Outcome, Queue};
-use connect_pki_domain::{DeviceId, DomainError, FacilityId, Serial, UserId};
+use connect_pki_domain::{CertStatus, DeviceId, DomainError, FacilityId, Serial, UserId};
 
 use crate::audit::AuditEntry;
 use crate::certificates::change_where;
@@ -116,12 +116,12 @@ async fn hold_device(
 /// Why a device's certificates could not be held: some already are, or
 /// none is left to hold.
 async fn nothing_to_hold(tx: &mut WriteTx, device: DeviceId) -> Result<StoreError, StoreError> {
-    let on_hold: i64 =
-        sqlx::query("select count(*) as n from certificates where device_id = $1 and status = 'on_hold'")
-            .bind(device.0)
-            .fetch_one(&mut **tx)
-            .await?
-            .try_get("n")?;
+    let on_hold: i64 = sqlx::query("select count(*) as n from certificates where device_id = $1 and status = $2")
+        .bind(device.0)
+        .bind(CertStatus::OnHold.as_str())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
     let status = if on_hold > 0 { "already on hold" } else { "revoked or has no valid certificate" };
     Ok(DomainError::InvalidTransition { from: status, to: "on_hold" }.into())
 }
@@ -171,11 +171,7 @@ async fn apply_outcome(
         None => Vec::new(),
     };
     if outcome.device_lost() {
-        sqlx::query("update devices set status = 'lost', updated_at = $1 where id = $2")
-            .bind(secs(now))
-            .bind(e.device.0)
-            .execute(&mut **tx)
-            .await?;
+        tx.update_at("update devices set status = 'lost', updated_at = $1 where id = $2", now, e.device.0).await?;
     }
     Ok(changed)
 }

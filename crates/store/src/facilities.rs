@@ -76,8 +76,8 @@ impl Store {
             }
             facility.status = to;
             let revoked = if to == FacilityStatus::Closed {
-                let users_devices =
-                    "c.device_id in (select d.id from devices d join users u on u.id = d.user_id where u.facility_id = $1)";
+                let users_devices = "c.device_id in (select d.id from devices d join users u on u.id = d.user_id \
+                                     where u.facility_id = $1)";
                 revoke_where(tx, users_devices, id.0, Reason::CessationOfOperation, actor, now).await?
             } else {
                 Vec::new()

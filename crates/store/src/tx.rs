@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use crate::audit::{self, AuditEntry};
-use crate::{Backend, StoreError};
+use crate::{Backend, StoreError, secs};
 
 /// A write transaction (and, on SQLite, this process's writer slot).
 pub(crate) struct WriteTx {
@@ -21,6 +21,12 @@ impl WriteTx {
     /// The backend this transaction runs on.
     pub(crate) fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Runs an update whose `$1` is the time `now` and `$2` the key of the
+    /// rows it changes; returns how many it changed.
+    pub(crate) async fn update_at(&mut self, sql: &str, now: OffsetDateTime, key: i64) -> Result<u64, StoreError> {
+        Ok(sqlx::query(sql).bind(secs(now)).bind(key).execute(&mut **self).await?.rows_affected())
     }
 
     /// Appends one audit record to the chain, in this transaction.

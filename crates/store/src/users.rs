@@ -40,11 +40,12 @@ async fn retire_in(
         .bind(u.status.as_str())
         .execute(&mut **tx)
         .await?;
-    sqlx::query("update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'")
-        .bind(secs(now))
-        .bind(user.0)
-        .execute(&mut **tx)
-        .await?;
+    tx.update_at(
+        "update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'",
+        now,
+        user.0,
+    )
+    .await?;
     let devices = "c.device_id in (select id from devices where user_id = $1)";
     let revoked = revoke_where(tx, devices, user.0, Reason::AffiliationChanged, actor, now).await?;
     let entry = AuditEntry::ok(
@@ -85,15 +86,8 @@ async fn erase_personal_data(
     .bind(user.0)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("update devices set label = '', updated_at = $1 where user_id = $2")
-        .bind(secs(now))
-        .bind(user.0)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("update enrollment_codes set expires_at = $1 where user_id = $2 and redeemed_at is null")
-        .bind(secs(now))
-        .bind(user.0)
-        .execute(&mut **tx)
+    tx.update_at("update devices set label = '', updated_at = $1 where user_id = $2", now, user.0).await?;
+    tx.update_at("update enrollment_codes set expires_at = $1 where user_id = $2 and redeemed_at is null", now, user.0)
         .await?;
     Ok(())
 }
