@@ -3,7 +3,7 @@
 //! back; only a hold can be released.
 
 use crate::error::DomainError;
-use crate::model::{CertStatus, Reason};
+use crate::model::{CertStatus, FacilityStatus, Reason, UserStatus};
 
 /// What a status change request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,68 @@ pub fn decide(current: CertStatus, change: Change) -> Result<Decision, DomainErr
     }
 }
 
+/// A change applied to every certificate a statement selects, touching only
+/// the certificates in one of `only_from` (`None`: any state `decide` allows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkChange {
+    pub change: Change,
+    pub only_from: Option<&'static [CertStatus]>,
+}
+
+impl BulkChange {
+    /// `change` for every certificate selected, in whatever state.
+    pub const fn any(change: Change) -> Self {
+        Self { change, only_from: None }
+    }
+
+    /// Whether a certificate in `status` is touched at all (whether it
+    /// changes is then `decide`'s answer).
+    pub fn touches(&self, status: CertStatus) -> bool {
+        self.only_from.is_none_or(|from| from.contains(&status))
+    }
+}
+
+/// The hold limit: a hold left alone becomes a revocation (keyCompromise);
+/// a certificate released since it was listed stays valid.
+pub const HOLD_LIMIT: BulkChange =
+    BulkChange { change: Change::Revoke(Reason::KeyCompromise), only_from: Some(&[CertStatus::OnHold]) };
+
+/// An emergency report holds a device's valid certificates (a revoked one
+/// stays revoked, a held one stays held).
+pub const EMERGENCY_HOLD: BulkChange = BulkChange { change: Change::Hold, only_from: Some(&[CertStatus::Valid]) };
+
+/// Whether a certificate in `status` still counts for its holder: valid, or
+/// on hold and so able to come back.
+pub fn in_force(status: CertStatus) -> bool {
+    matches!(status, CertStatus::Valid | CertStatus::OnHold)
+}
+
+/// Why a certificate in force should not be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offence {
+    FacilityClosed,
+    DeviceLost,
+    /// The holder can no longer receive certificates (retired, deleted).
+    HolderGone(UserStatus),
+}
+
+/// Whether a certificate in `status` offends the lifecycle, given the facts
+/// about its holder; the first reason found, in this order: facility closed,
+/// device lost, holder gone. `None` for a certificate no longer in force.
+pub fn offence(status: CertStatus, facility: FacilityStatus, device_lost: bool, user: UserStatus) -> Option<Offence> {
+    if !in_force(status) {
+        None
+    } else if facility == FacilityStatus::Closed {
+        Some(Offence::FacilityClosed)
+    } else if device_lost {
+        Some(Offence::DeviceLost)
+    } else if !crate::user::may_receive_certificates(user) {
+        Some(Offence::HolderGone(user))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +168,38 @@ mod tests {
         }
         for bad in [Reason::CertificateHold, Reason::RemoveFromCrl, Reason::CaCompromise, Reason::AaCompromise] {
             assert!(check_revocation_reason(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bulk_changes_touch_only_their_states() {
+        assert!(HOLD_LIMIT.touches(OnHold));
+        for s in [Valid, Revoked, Superseded] {
+            assert!(!HOLD_LIMIT.touches(s), "{s:?}");
+        }
+        assert!(EMERGENCY_HOLD.touches(Valid));
+        for s in [OnHold, Revoked, Superseded] {
+            assert!(!EMERGENCY_HOLD.touches(s), "{s:?}");
+        }
+        let any = BulkChange::any(Change::Revoke(Reason::AffiliationChanged));
+        assert!(CertStatus::ALL.iter().all(|s| any.touches(*s)));
+        assert_eq!(HOLD_LIMIT.change, Change::Revoke(Reason::KeyCompromise));
+        assert_eq!(EMERGENCY_HOLD.change, Change::Hold);
+    }
+
+    #[test]
+    fn offences_are_named_in_order_and_only_for_certificates_in_force() {
+        use FacilityStatus::{Approved, Closed, Suspended};
+        use UserStatus::{Active, Deleted, Invited, Retired};
+        assert_eq!(offence(Valid, Closed, true, Retired), Some(Offence::FacilityClosed));
+        assert_eq!(offence(OnHold, Approved, true, Retired), Some(Offence::DeviceLost));
+        assert_eq!(offence(Valid, Suspended, false, Retired), Some(Offence::HolderGone(Retired)));
+        assert_eq!(offence(Valid, Approved, false, Deleted), Some(Offence::HolderGone(Deleted)));
+        assert_eq!(offence(Valid, Suspended, false, Active), None);
+        assert_eq!(offence(OnHold, Approved, false, Invited), None);
+        for s in [Revoked, Superseded] {
+            assert!(!in_force(s));
+            assert_eq!(offence(s, Closed, true, Deleted), None, "{s:?}");
         }
     }
 }

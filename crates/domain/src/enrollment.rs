@@ -8,6 +8,9 @@
 use time::{Duration, OffsetDateTime};
 
 use crate::error::DomainError;
+use crate::ids::Serial;
+use crate::model::{CertStatus, FacilityStatus, UserStatus};
+use crate::user;
 
 /// Wrong secrets after which a code is locked for good.
 pub const MAX_FAILED_ATTEMPTS: i64 = 5;
@@ -142,4 +145,177 @@ pub enum Refusal {
     FacilityNotActive(&'static str),
     #[error("first enrollment: choose an account password (\"password\", at least 10 characters)")]
     PasswordRequired,
+}
+
+/// What the store read about a code, its holder and the holder's facility,
+/// under the writer lock, for [`judge_redemption`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedemptionFacts {
+    pub expires_at: OffsetDateTime,
+    pub redeemed: bool,
+    pub failed_attempts: i64,
+    /// The secret presented hashes to the stored hash.
+    pub secret_matches: bool,
+    pub user: UserStatus,
+    pub facility: FacilityStatus,
+    /// The account already has a password.
+    pub has_password: bool,
+    /// The caller chose a password with this attempt.
+    pub password_given: bool,
+}
+
+/// What to do with a redemption attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A wrong secret for a usable code: count it (and keep the count though
+    /// the call fails), then refuse with `refusal`.
+    WrongSecret { attempts_left: i64, refusal: Refusal },
+    /// Refuse; nothing changes but the record of the refusal.
+    Refuse(Refusal),
+    /// Redeem: the device and its certificate may be issued.
+    Redeem,
+}
+
+/// Whether a facility in `status` may have certificates issued to its users.
+pub fn facility_may_enroll(status: FacilityStatus) -> bool {
+    status == FacilityStatus::Approved
+}
+
+/// The verdict on a redemption attempt. A wrong secret counts only against a
+/// usable code; then the code's own state refuses, then the account, then the
+/// facility, then a first enrollment without a password.
+pub fn judge_redemption(f: &RedemptionFacts, now: OffsetDateTime) -> Verdict {
+    let state = code_state(f.expires_at, f.redeemed, f.failed_attempts, now);
+    if state == CodeState::Usable && !f.secret_matches {
+        let attempts_left = MAX_FAILED_ATTEMPTS - f.failed_attempts - 1;
+        let refusal = if attempts_left <= 0 { Refusal::Locked } else { Refusal::WrongCode { attempts_left } };
+        return Verdict::WrongSecret { attempts_left, refusal };
+    }
+    let refusal = match state {
+        CodeState::Usable => None,
+        CodeState::Redeemed => Some(Refusal::Redeemed),
+        CodeState::Expired => Some(Refusal::Expired),
+        CodeState::Locked => Some(Refusal::Locked),
+    };
+    let refusal = refusal
+        .or((!user::may_receive_certificates(f.user)).then_some(Refusal::AccountClosed(f.user.as_str())))
+        .or((!facility_may_enroll(f.facility)).then_some(Refusal::FacilityNotActive(f.facility.as_str())))
+        .or((!f.has_password && !f.password_given).then_some(Refusal::PasswordRequired));
+    refusal.map_or(Verdict::Redeem, Verdict::Refuse)
+}
+
+/// What the store read about a certificate presented for renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenewalFacts {
+    pub certificate: CertStatus,
+    pub device_active: bool,
+    pub user: UserStatus,
+    pub facility: FacilityStatus,
+}
+
+/// Whether the certificate `serial` may be renewed: only a valid certificate
+/// of an active device, of a user who may receive certificates, in a
+/// facility that may enroll. The refusal names the first reason found.
+pub fn check_renewal(serial: &Serial, f: &RenewalFacts) -> Result<(), DomainError> {
+    let status = if f.certificate != CertStatus::Valid {
+        f.certificate.as_str()
+    } else if !f.device_active {
+        "of a device that is no longer active"
+    } else if !facility_may_enroll(f.facility) {
+        "of a facility that is not active"
+    } else if !user::may_receive_certificates(f.user) {
+        "of a retired user"
+    } else {
+        return Ok(());
+    };
+    Err(DomainError::CertificateNotUsable { serial: serial.clone(), status })
+}
+
+#[cfg(test)]
+mod verdicts {
+    use super::*;
+
+    fn usable(now: OffsetDateTime) -> RedemptionFacts {
+        RedemptionFacts {
+            expires_at: now + Duration::hours(1),
+            redeemed: false,
+            failed_attempts: 0,
+            secret_matches: true,
+            user: UserStatus::Invited,
+            facility: FacilityStatus::Approved,
+            has_password: false,
+            password_given: true,
+        }
+    }
+
+    #[test]
+    fn wrong_secrets_count_down_to_a_lock() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1000);
+        let wrong = RedemptionFacts { secret_matches: false, ..usable(now) };
+        assert_eq!(
+            judge_redemption(&wrong, now),
+            Verdict::WrongSecret { attempts_left: 4, refusal: Refusal::WrongCode { attempts_left: 4 } }
+        );
+        let last = RedemptionFacts { failed_attempts: 4, ..wrong };
+        assert_eq!(judge_redemption(&last, now), Verdict::WrongSecret { attempts_left: 0, refusal: Refusal::Locked });
+        // A code that is not usable is refused for what it is, and the wrong secret is not counted.
+        let used = RedemptionFacts { redeemed: true, ..wrong };
+        assert_eq!(judge_redemption(&used, now), Verdict::Refuse(Refusal::Redeemed));
+        let locked = RedemptionFacts { failed_attempts: MAX_FAILED_ATTEMPTS, ..wrong };
+        assert_eq!(judge_redemption(&locked, now), Verdict::Refuse(Refusal::Locked));
+    }
+
+    #[test]
+    fn refusals_come_in_order_code_account_facility_password() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1000);
+        assert_eq!(judge_redemption(&usable(now), now), Verdict::Redeem);
+        let all_wrong = RedemptionFacts {
+            expires_at: now,
+            user: UserStatus::Retired,
+            facility: FacilityStatus::Suspended,
+            password_given: false,
+            ..usable(now)
+        };
+        assert_eq!(judge_redemption(&all_wrong, now), Verdict::Refuse(Refusal::Expired));
+        let account = RedemptionFacts { expires_at: now + Duration::hours(1), ..all_wrong };
+        assert_eq!(judge_redemption(&account, now), Verdict::Refuse(Refusal::AccountClosed("retired")));
+        let facility = RedemptionFacts { user: UserStatus::Active, ..account };
+        assert_eq!(judge_redemption(&facility, now), Verdict::Refuse(Refusal::FacilityNotActive("suspended")));
+        let password = RedemptionFacts { facility: FacilityStatus::Approved, ..facility };
+        assert_eq!(judge_redemption(&password, now), Verdict::Refuse(Refusal::PasswordRequired));
+        let has_one = RedemptionFacts { has_password: true, ..password };
+        assert_eq!(judge_redemption(&has_one, now), Verdict::Redeem);
+    }
+
+    #[test]
+    fn renewal_names_the_first_reason_it_refuses() {
+        let serial = Serial::from_bytes(&[1, 2, 3]).expect("serial");
+        let ok = RenewalFacts {
+            certificate: CertStatus::Valid,
+            device_active: true,
+            user: UserStatus::Active,
+            facility: FacilityStatus::Approved,
+        };
+        assert_eq!(check_renewal(&serial, &ok), Ok(()));
+        let refused = |f: RenewalFacts, status| {
+            assert_eq!(
+                check_renewal(&serial, &f),
+                Err(DomainError::CertificateNotUsable { serial: serial.clone(), status })
+            )
+        };
+        let all_wrong = RenewalFacts {
+            certificate: CertStatus::OnHold,
+            device_active: false,
+            user: UserStatus::Retired,
+            facility: FacilityStatus::Closed,
+        };
+        refused(all_wrong, "on_hold");
+        refused(RenewalFacts { certificate: CertStatus::Valid, ..all_wrong }, "of a device that is no longer active");
+        refused(
+            RenewalFacts { certificate: CertStatus::Valid, device_active: true, ..all_wrong },
+            "of a facility that is not active",
+        );
+        refused(RenewalFacts { user: UserStatus::Retired, ..ok }, "of a retired user");
+        refused(RenewalFacts { user: UserStatus::Deleted, ..ok }, "of a retired user");
+    }
 }

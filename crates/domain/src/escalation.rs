@@ -9,8 +9,9 @@
 use time::{Date, Duration, OffsetDateTime, Time};
 
 use crate::calendar::BusinessHours;
+use crate::certificate::{BulkChange, Change};
 use crate::error::DomainError;
-use crate::model::Role;
+use crate::model::{CertStatus, Reason, Role};
 
 /// Default time the manager has to claim a report in business hours.
 pub const DEFAULT_SLA: Duration = Duration::minutes(30);
@@ -88,6 +89,23 @@ impl Outcome {
             Outcome::Rejected => "rejected",
         }
     }
+
+    /// What the outcome does to the device's certificates: a revocation
+    /// revokes held and valid ones alike (and the device counts as lost); a
+    /// release lifts holds only, so a certificate revoked meanwhile stays
+    /// revoked; a rejection leaves them as they are.
+    pub const fn certificates(self) -> Option<BulkChange> {
+        match self {
+            Outcome::Revoked => Some(BulkChange::any(Change::Revoke(Reason::KeyCompromise))),
+            Outcome::Released => Some(BulkChange { change: Change::Release, only_from: Some(&[CertStatus::OnHold]) }),
+            Outcome::Rejected => None,
+        }
+    }
+
+    /// Whether the outcome marks the device lost.
+    pub const fn device_lost(self) -> bool {
+        matches!(self, Outcome::Revoked)
+    }
 }
 
 /// Who is resolving, as far as the rules care.
@@ -159,5 +177,23 @@ mod tests {
         assert!(check_resolution(r(Staff, false, true), Outcome::Released, true).is_err());
         assert!(check_resolution(r(FacilityManager, false, true), Outcome::Revoked, false).is_ok());
         assert!(check_resolution(r(FacilityManager, false, false), Outcome::Revoked, true).is_err(), "not the claimer");
+    }
+
+    #[test]
+    fn outcomes_say_which_certificates_change() {
+        use CertStatus::*;
+        let revoke = Outcome::Revoked.certificates().expect("a revocation changes certificates");
+        assert_eq!(revoke.change, Change::Revoke(Reason::KeyCompromise));
+        assert!(revoke.touches(Valid) && revoke.touches(OnHold));
+        assert!(Outcome::Revoked.device_lost());
+        let release = Outcome::Released.certificates().expect("a release changes certificates");
+        assert_eq!(release.change, Change::Release);
+        assert!(release.touches(OnHold));
+        for s in [Valid, Revoked, Superseded] {
+            assert!(!release.touches(s), "{s:?}");
+        }
+        assert!(!Outcome::Released.device_lost());
+        assert_eq!(Outcome::Rejected.certificates(), None);
+        assert!(!Outcome::Rejected.device_lost());
     }
 }

@@ -1,6 +1,9 @@
 //! The user lifecycle (DESIGN §3): `invited → active → retired → deleted`.
 //! The store carries these decisions out; it does not make them.
 
+use time::OffsetDateTime;
+
+use crate::error::DomainError;
 use crate::model::UserStatus;
 
 /// The status a retirement moves a user to, or `None` when there is nothing
@@ -28,6 +31,41 @@ pub fn after_enrollment(current: UserStatus) -> UserStatus {
     }
 }
 
+/// Whether a retirement may be scheduled for a user in `status`: only for
+/// one that a retirement would still change.
+pub fn check_schedule_retirement(status: UserStatus) -> Result<(), DomainError> {
+    match retire(status) {
+        Some(_) => Ok(()),
+        None => Err(DomainError::InvalidTransition { from: status.as_str(), to: "retired" }),
+    }
+}
+
+/// Whether a scheduled retirement is to be carried out at `now`: still
+/// scheduled, its time reached, and the user not retired already.
+pub fn retirement_due(status: UserStatus, retire_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    retire_at.is_some_and(|at| at <= now) && retire(status).is_some()
+}
+
+/// Whether an enrollment code may be handed to a user in `status`.
+pub fn check_enrollment_code(status: UserStatus) -> Result<(), DomainError> {
+    if may_receive_certificates(status) {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidTransition { from: status.as_str(), to: "enrollment" })
+    }
+}
+
+/// The status deleting a user's personal data moves them to: `Some(Deleted)`
+/// from retired, `None` when already deleted (repeating is safe); anyone
+/// else must be retired first.
+pub fn delete(current: UserStatus) -> Result<Option<UserStatus>, DomainError> {
+    match current {
+        UserStatus::Retired => Ok(Some(UserStatus::Deleted)),
+        UserStatus::Deleted => Ok(None),
+        other => Err(DomainError::InvalidTransition { from: other.as_str(), to: "deleted (retire first)" }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +80,46 @@ mod tests {
         assert!(!may_receive_certificates(UserStatus::Deleted));
         assert_eq!(after_enrollment(UserStatus::Retired), UserStatus::Retired);
         assert_eq!(after_enrollment(UserStatus::Invited), UserStatus::Active);
+    }
+
+    #[test]
+    fn retirement_is_scheduled_and_due_only_for_users_it_would_change() {
+        use UserStatus::*;
+        assert!(check_schedule_retirement(Invited).is_ok());
+        assert!(check_schedule_retirement(Active).is_ok());
+        for s in [Retired, Deleted] {
+            assert_eq!(
+                check_schedule_retirement(s),
+                Err(DomainError::InvalidTransition { from: s.as_str(), to: "retired" })
+            );
+        }
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let past = Some(now - time::Duration::seconds(1));
+        assert!(retirement_due(Active, past, now));
+        assert!(retirement_due(Invited, Some(now), now));
+        assert!(!retirement_due(Active, Some(now + time::Duration::seconds(1)), now));
+        assert!(!retirement_due(Active, None, now));
+        assert!(!retirement_due(Retired, past, now));
+        assert!(!retirement_due(Deleted, past, now));
+    }
+
+    #[test]
+    fn codes_go_only_to_open_accounts_and_deletion_needs_retirement() {
+        use UserStatus::*;
+        assert!(check_enrollment_code(Invited).is_ok());
+        assert!(check_enrollment_code(Active).is_ok());
+        assert_eq!(
+            check_enrollment_code(Retired),
+            Err(DomainError::InvalidTransition { from: "retired", to: "enrollment" })
+        );
+        assert!(check_enrollment_code(Deleted).is_err());
+        assert_eq!(delete(Retired), Ok(Some(Deleted)));
+        assert_eq!(delete(Deleted), Ok(None));
+        for s in [Invited, Active] {
+            assert_eq!(
+                delete(s),
+                Err(DomainError::InvalidTransition { from: s.as_str(), to: "deleted (retire first)" })
+            );
+        }
     }
 }

@@ -71,8 +71,7 @@ impl Revocations {
         loop {
             let current = self.crl.load_full();
             let half: time::Duration = (current.next_update - current.this_update) / 2;
-            let refresh_in: time::Duration =
-                (current.this_update + half - self.clock.now()).max(time::Duration::ZERO);
+            let refresh_in: time::Duration = (current.this_update + half - self.clock.now()).max(time::Duration::ZERO);
             let refresh_in = Duration::try_from(refresh_in).unwrap_or(Duration::ZERO);
             let timer = tokio::select! {
                 () = shutdown.cancelled() => return,

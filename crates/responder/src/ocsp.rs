@@ -144,4 +144,3 @@ fn status(e: Option<Entry>) -> Status {
         },
     }
 }
-

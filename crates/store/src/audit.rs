@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::{FacilityId, UserId};
 
-use crate::{Backend, Store, StoreError, secs};
+use crate::{Backend, Store, StoreError, WriteTx, secs};
 
 /// The `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -75,34 +75,20 @@ fn chain_hash(prev: &str, id: i64, at: i64, e: &AuditEntry, detail: &str) -> Str
     hex::encode(h.finalize())
 }
 
-/// Appends `entry` inside `tx`. On PostgreSQL an advisory lock held to the end
-/// of the transaction serialises appenders so that the chain never forks; on
-/// SQLite the write transaction already holds the database lock.
-pub(crate) async fn append(
-    tx: &mut sqlx::AnyConnection,
-    backend: Backend,
-    at: OffsetDateTime,
-    entry: &AuditEntry,
-) -> Result<(), StoreError> {
-    append_all(tx, backend, at, std::slice::from_ref(entry)).await
-}
-
-/// Appends several entries in order, reading the chain's end once.
-pub(crate) async fn append_all(
-    tx: &mut sqlx::AnyConnection,
-    backend: Backend,
-    at: OffsetDateTime,
-    entries: &[AuditEntry],
-) -> Result<(), StoreError> {
+/// Appends entries in order inside `tx`, reading the chain's end once. On
+/// PostgreSQL an advisory lock held to the end of the transaction serialises
+/// appenders so that the chain never forks; on SQLite the write transaction
+/// already holds the database lock.
+pub(crate) async fn append_all(tx: &mut WriteTx, at: OffsetDateTime, entries: &[AuditEntry]) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
-    if backend == Backend::Postgres {
+    if tx.backend() == Backend::Postgres {
         // Already held by every write transaction (`Store::begin_write`);
         // re-entrant, and it keeps an append outside one from forking the chain.
-        sqlx::query("select pg_advisory_xact_lock($1)").bind(crate::WRITER_LOCK).execute(&mut *tx).await?;
+        sqlx::query("select pg_advisory_xact_lock($1)").bind(crate::WRITER_LOCK).execute(&mut **tx).await?;
     }
-    let last = sqlx::query("select id, hash from audit_log order by id desc limit 1").fetch_optional(&mut *tx).await?;
+    let last = sqlx::query("select id, hash from audit_log order by id desc limit 1").fetch_optional(&mut **tx).await?;
     let (mut prev_id, mut prev_hash) = match last {
         Some(row) => (row.try_get::<i64, _>("id")?, row.try_get::<String, _>("hash")?),
         None => (0, GENESIS.to_string()),
@@ -119,25 +105,7 @@ pub(crate) async fn append_all(
         .collect();
     // Many rows a statement: closing a facility appends one per certificate.
     for chunk in rows.chunks(50) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 11;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10,
-                    b + 11
-                )
-            })
-            .collect();
+        let values: Vec<String> = (0..chunk.len()).map(|i| row_placeholders(i * 11, 11)).collect();
         let sql = format!(
             "insert into audit_log (id, at, actor, action, target, outcome, detail, facility_id, user_id, prev_hash, hash) \
              values {}",
@@ -158,9 +126,15 @@ pub(crate) async fn append_all(
                 .bind(&r.prev_hash)
                 .bind(&r.hash);
         }
-        q.execute(&mut *tx).await?;
+        q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// `($b+1, …, $b+n)`: the placeholders of one row of a multi-row insert.
+fn row_placeholders(b: usize, n: usize) -> String {
+    let list: Vec<String> = (b + 1..=b + n).map(|i| format!("${i}")).collect();
+    format!("({})", list.join(", "))
 }
 
 /// A record with its place in the chain, ready to insert.
@@ -176,10 +150,7 @@ impl Store {
     /// Appends one record on its own (for events with no other change, such
     /// as a refused attempt).
     pub async fn audit(&self, at: OffsetDateTime, entry: &AuditEntry) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        append(&mut tx, self.backend, at, entry).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(async |tx| tx.audit(at, entry).await).await
     }
 
     /// Walks the whole chain in order. Ids must run 1, 2, 3… with no gap, each

@@ -1,3 +1,5 @@
+use connect_pki_domain::{FacilityId, Serial, UserId};
+
 /// What went wrong in the database layer. sqlx errors never leave this crate
 /// except wrapped here, and unique-key violations become [`StoreError::Conflict`].
 #[derive(Debug, thiserror::Error)]
@@ -7,7 +9,7 @@ pub enum StoreError {
     NotFound(&'static str),
     /// A unique value is taken (a login ID, a serial), or a racing change won.
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Conflict),
     /// `init` on a database that already holds a CA installation.
     #[error("the database already holds a connect-pki installation; refusing to initialise it again")]
     AlreadyInitialised,
@@ -34,13 +36,43 @@ pub enum StoreError {
     Backend(sqlx::Error),
 }
 
+/// Why a change conflicts with what is stored. The messages are part of the
+/// API's responses: keep them as they are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// Another user (or a pending application) has this login ID.
+    #[error("login ID {login_id:?} is already taken")]
+    LoginIdTaken { login_id: String },
+    /// A racing claim of the same escalation won.
+    #[error("escalation {escalation} was already claimed by user {by}")]
+    AlreadyClaimed { escalation: i64, by: UserId },
+    /// The escalation is no longer open (and nobody holds a claim on it).
+    #[error("escalation {escalation} is {status}")]
+    NotOpen { escalation: i64, status: String },
+    /// The facility's status changed between the read and the update.
+    #[error("facility {facility} changed concurrently; reload and retry")]
+    FacilityChanged { facility: FacilityId },
+    /// The certificate being renewed changed between the check and the supersede.
+    #[error("certificate {serial} changed during renewal")]
+    RenewalRaced { serial: Serial },
+    /// Any other unique value (named by its constraint) already exists.
+    #[error("{what} already exists")]
+    Exists { what: String },
+}
+
+impl From<Conflict> for StoreError {
+    fn from(c: Conflict) -> Self {
+        StoreError::Conflict(c)
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e
             && db.kind() == sqlx::error::ErrorKind::UniqueViolation
         {
             let what = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
-            return StoreError::Conflict(format!("{what} already exists"));
+            return Conflict::Exists { what }.into();
         }
         if let sqlx::Error::RowNotFound = e {
             return StoreError::NotFound("row");
@@ -52,5 +84,29 @@ impl From<sqlx::Error> for StoreError {
 impl From<connect_pki_domain::DomainError> for StoreError {
     fn from(e: connect_pki_domain::DomainError) -> Self {
         StoreError::Rule(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_read_as_the_api_has_always_shown_them() {
+        let serial: Serial = "0a0b".parse().expect("serial");
+        let cases = [
+            (Conflict::LoginIdTaken { login_id: "hanako".into() }, r#"login ID "hanako" is already taken"#),
+            (Conflict::AlreadyClaimed { escalation: 7, by: UserId(3) }, "escalation 7 was already claimed by user 3"),
+            (Conflict::NotOpen { escalation: 7, status: "resolved".into() }, "escalation 7 is resolved"),
+            (
+                Conflict::FacilityChanged { facility: FacilityId(2) },
+                "facility 2 changed concurrently; reload and retry",
+            ),
+            (Conflict::RenewalRaced { serial }, "certificate 0a0b changed during renewal"),
+            (Conflict::Exists { what: "certificates_pkey".into() }, "certificates_pkey already exists"),
+        ];
+        for (conflict, message) in cases {
+            assert_eq!(StoreError::from(conflict).to_string(), message);
+        }
     }
 }

@@ -7,37 +7,47 @@
 //! and `migrations/postgres` move in step. Each public operation is one
 //! transaction that includes its audit record, so nothing is ever half-done.
 
+mod applications;
 pub mod audit;
-mod directory;
+mod bootstrap;
+mod certificates;
+mod check;
+mod devices;
+mod enrollment;
 pub mod error;
-mod escalation;
-mod issuance;
-mod notification;
-mod ops;
+mod escalations;
+mod facilities;
+mod notifications;
 mod records;
-mod revocation;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tx;
+mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Executor, Row};
 
+pub use applications::{ApplicationRecord, Approval};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
-pub use directory::{ApplicationRecord, Approval, DeviceRecord, FacilityChange, UserWithDevices};
-pub use error::StoreError;
-pub use escalation::{Credentials, EscalationRecord, Figures, NewEscalation};
-pub use issuance::{NewCode, Redemption};
-pub use notification::{NotificationRecord, Target};
-pub use ops::BootstrapInput;
+pub use bootstrap::BootstrapInput;
+pub use certificates::{CertEvent, StatusChange};
+pub use check::Offender;
+pub use devices::{DeviceRecord, UserWithDevices};
+pub use enrollment::{NewCode, Redemption};
+pub use error::{Conflict, StoreError};
+pub use escalations::{EscalationRecord, Figures, NewEscalation};
+pub use facilities::FacilityChange;
+pub use notifications::{NotificationRecord, Target};
 pub use records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord,
 };
-pub use revocation::{CertEvent, Offender, StatusChange};
 pub use status::FEED_CHANNEL;
+pub(crate) use tx::WriteTx;
+pub use users::Credentials;
 
 /// The PostgreSQL advisory lock every write transaction takes first.
 pub(crate) const WRITER_LOCK: i64 = 7_305_001;
@@ -86,32 +96,6 @@ pub struct Store {
     /// and are woken the moment the previous one commits, instead of polling
     /// SQLite's busy handler, which sleeps in steps of milliseconds.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
-}
-
-/// A write transaction (and, on SQLite, this process's writer slot).
-pub(crate) struct WriteTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-    _slot: Option<tokio::sync::OwnedMutexGuard<()>>,
-    pub(crate) backend: Backend,
-}
-
-impl WriteTx {
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = sqlx::AnyConnection;
-    fn deref(&self) -> &Self::Target {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
-    }
 }
 
 impl Store {
@@ -199,6 +183,41 @@ impl Store {
                 WriteTx { tx, _slot: None, backend: self.backend }
             }
         })
+    }
+
+    /// Runs `work` in a write transaction and commits what it did; an error
+    /// from `work` rolls everything back. A refusal that must still leave a
+    /// trace (a counted wrong code) is returned as `Ok` of the refusal.
+    pub(crate) async fn write<T, E>(&self, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut tx = self.begin_write().await?;
+        let out = work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// A round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The time by which due work (scheduled retirements, SLAs, hold limits)
+    /// is decided: the database's clock on PostgreSQL, so that instances whose
+    /// clocks disagree still agree on what is due; `local` on SQLite, which
+    /// only one instance uses.
+    pub async fn due_clock(&self, local: time::OffsetDateTime) -> Result<time::OffsetDateTime, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(local),
+            Backend::Postgres => instant(
+                sqlx::query("select cast(floor(extract(epoch from clock_timestamp())) as bigint) as now")
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_get("now")?,
+            ),
+        }
     }
 }
 

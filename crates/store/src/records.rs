@@ -1,7 +1,7 @@
 //! What the store hands out and takes in: plain records in domain types.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use connect_pki_domain::{
@@ -161,4 +161,44 @@ impl CertificateRecord {
             revoked_at: revoked_at.map(instant).transpose()?,
         })
     }
+}
+
+/// One user, read on `conn` (a pool connection or a write transaction).
+pub(crate) async fn user_by_id(conn: &mut AnyConnection, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+    let row = sqlx::query(&format!("select {} from users u where u.id = $1", UserRecord::COLUMNS))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(UserRecord::from_row).transpose()
+}
+
+/// One facility, read on `conn`.
+pub(crate) async fn facility_by_id(
+    conn: &mut AnyConnection,
+    id: FacilityId,
+) -> Result<Option<FacilityRecord>, StoreError> {
+    let row = sqlx::query(&format!("select {} from facilities f where f.id = $1", FacilityRecord::COLUMNS))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(FacilityRecord::from_row).transpose()
+}
+
+/// One certificate, read on `conn`.
+pub(crate) async fn certificate_by_serial(
+    conn: &mut AnyConnection,
+    serial: &Serial,
+) -> Result<Option<CertificateRecord>, StoreError> {
+    let row = sqlx::query(&format!("select {} from certificates c where c.serial = $1", CertificateRecord::COLUMNS))
+        .bind(serial.to_hex())
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(CertificateRecord::from_row).transpose()
+}
+
+/// `'a', 'b'`: a list of the domain's own textual forms (never user input)
+/// for an SQL `in (…)`, so that which states a statement touches is said
+/// once, in the domain.
+pub(crate) fn quoted<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    values.into_iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(", ")
 }

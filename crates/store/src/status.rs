@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use connect_pki_domain::certificate::{Change, Decision, decide};
+use connect_pki_domain::certificate::{BulkChange, Change, Decision, decide};
 use connect_pki_domain::{CertStatus, FacilityId, Reason, Serial, UserId};
 
-use crate::audit::{self, AuditEntry};
-use crate::records::{opt_text, text};
+use crate::audit::AuditEntry;
+use crate::records::{opt_text, quoted, text};
 use crate::{Backend, StoreError, WriteTx, secs};
 
 /// Statements bind at most this many serials at once (well inside both
@@ -38,11 +38,9 @@ pub const FEED_CHANNEL: &str = "connect_pki_feed";
 /// What to change, and on whose behalf.
 #[derive(Debug, Clone)]
 pub(crate) struct Request<'a> {
-    pub change: Change,
-    /// Change only certificates in one of these states (the hold limit
-    /// revokes holds, never a certificate released since); `None`: any state
-    /// the domain allows.
-    pub only_from: Option<&'a [CertStatus]>,
+    /// The change, and which states it touches (the hold limit revokes
+    /// holds, never a certificate released since): the domain's to say.
+    pub change: BulkChange,
     pub actor: &'a str,
     /// Added to every audit row's detail.
     pub detail: Value,
@@ -82,10 +80,10 @@ pub(crate) async fn apply(
         let mut groups: BTreeMap<(CertStatus, CertStatus, Option<Reason>), Vec<Serial>> = BTreeMap::new();
         for serial in &pending {
             let c = current.get(serial).ok_or(StoreError::NotFound("certificate"))?;
-            if req.only_from.is_some_and(|from| !from.contains(&c.status)) {
+            if !req.change.touches(c.status) {
                 continue;
             }
-            if let Decision::Apply { status, reason } = decide(c.status, req.change)? {
+            if let Decision::Apply { status, reason } = decide(c.status, req.change.change)? {
                 groups.entry((c.status, status, reason)).or_default().push(serial.clone());
             }
         }
@@ -112,6 +110,15 @@ pub(crate) async fn apply(
     let mut out: Vec<Transition> = done.into_iter().map(|(t, _)| t).collect();
     out.sort_by_key(|t| order.get(&t.serial).copied().unwrap_or(usize::MAX));
     Ok(out)
+}
+
+/// The condition on `c.status` that selects the certificates `change`
+/// touches, in the domain's own words (for narrowing a bulk statement).
+pub(crate) fn touched_states(change: &BulkChange) -> String {
+    match change.only_from {
+        Some(from) => format!("c.status in ({})", quoted(from.iter().map(|s| s.as_str()))),
+        None => "1 = 1".to_string(),
+    }
 }
 
 fn placeholders(from: usize, n: usize) -> String {
@@ -188,7 +195,7 @@ async fn record(
     let events: Vec<(Serial, CertStatus, Option<Reason>)> =
         done.iter().map(|(t, c)| (t.serial.clone(), t.to, c.reason)).collect();
     insert_events(tx, &events, now).await?;
-    let action = match req.change {
+    let action = match req.change.change {
         Change::Revoke(_) => "certificate.revoke",
         Change::Hold => "certificate.hold",
         Change::Release => "certificate.release",
@@ -211,8 +218,7 @@ async fn record(
             )
         })
         .collect();
-    let backend = tx.backend;
-    audit::append_all(tx, backend, now, &entries).await
+    tx.audit_all(now, &entries).await
 }
 
 /// Appends feed rows, in order, and on PostgreSQL wakes the followers of
@@ -236,7 +242,7 @@ pub(crate) async fn insert_events(
         }
         q.execute(&mut **tx).await?;
     }
-    if tx.backend == Backend::Postgres {
+    if tx.backend() == Backend::Postgres {
         // Delivered at commit, once per transaction however many rows it wrote.
         sqlx::query("select pg_notify($1, '')").bind(FEED_CHANNEL).execute(&mut **tx).await?;
     }

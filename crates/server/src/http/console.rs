@@ -18,10 +18,11 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use connect_pki_domain::escalation::Outcome;
 use connect_pki_domain::{CertStatus, Role};
+use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::http::error::{ApiError, is_already_claimed};
+use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{Conflict, ServiceError, emergency};
 use crate::state::AppState;
@@ -364,7 +365,7 @@ struct ActionForm {
 
 fn conflict_ja(e: &ApiError) -> String {
     match e {
-        ApiError::Service(ServiceError::Conflict(Conflict::Record(cause))) if is_already_claimed(cause) => {
+        ApiError::Service(ServiceError::Conflict(Conflict::Record(StoreConflict::AlreadyClaimed { .. }))) => {
             "この届出はすでに別の担当者が対応しています。画面を更新してください。".into()
         }
         ApiError::Service(ServiceError::NotAllowed { .. }) => {
@@ -384,11 +385,7 @@ fn acting(
     csrf: &str,
 ) -> Result<Caller, Box<Response>> {
     let caller = caller.map_err(|e| Box::new(refuse(e)))?;
-    if csrf_ok(state, &caller, csrf, headers, uri) {
-        Ok(caller)
-    } else {
-        Err(Box::new(refuse(ApiError::CsrfRejected)))
-    }
+    if csrf_ok(state, &caller, csrf, headers, uri) { Ok(caller) } else { Err(Box::new(refuse(ApiError::CsrfRejected))) }
 }
 
 /// After an action: back to the queue with a confirmation, or the queue with the error.

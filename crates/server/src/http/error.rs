@@ -5,9 +5,11 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use connect_pki_ca::CaError;
-use connect_pki_domain::enrollment::Refusal;
 use connect_pki_domain::DomainError;
+use connect_pki_domain::enrollment::Refusal;
 use serde_json::json;
+
+use connect_pki_store::Conflict as StoreConflict;
 
 use crate::service::error::NotAuthenticated;
 use crate::service::{Conflict, ServiceError};
@@ -131,7 +133,7 @@ const CHECK_INPUT_JA: &str = "入力内容を確認してください。";
 fn service_message_ja(e: &ServiceError) -> String {
     match e {
         ServiceError::Invalid { field, .. } => format!("{}を確認してください。", field_ja(field)),
-        ServiceError::Conflict(Conflict::Record(cause)) if is_login_id_taken(cause) => {
+        ServiceError::Conflict(Conflict::Record(StoreConflict::LoginIdTaken { .. })) => {
             "そのログインIDはすでに使われています。別のログインIDを指定してください。".into()
         }
         ServiceError::Enrollment(r) => match r {
@@ -155,15 +157,6 @@ fn service_message_ja(e: &ServiceError) -> String {
         }
         _ => CHECK_INPUT_JA.into(),
     }
-}
-
-fn is_login_id_taken(cause: &str) -> bool {
-    cause.starts_with("login ID")
-}
-
-/// A claim on an escalation that another operator made first.
-pub(crate) fn is_already_claimed(cause: &str) -> bool {
-    cause.contains("already claimed")
 }
 
 /// Japanese names of the fields people fill in.

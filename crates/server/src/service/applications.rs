@@ -23,7 +23,11 @@ pub async fn by_token(state: &AppState, token: &str) -> Result<ApplicationRecord
 }
 
 /// Applications, for the city.
-pub async fn list(state: &AppState, caller: &Requester, status: Option<&str>) -> Result<Vec<ApplicationRecord>, ServiceError> {
+pub async fn list(
+    state: &AppState,
+    caller: &Requester,
+    status: Option<&str>,
+) -> Result<Vec<ApplicationRecord>, ServiceError> {
     authorize(&caller.actor, Action::DecideApplications)?;
     if let Some(s) = status
         && !matches!(s, "pending" | "approved" | "rejected")
@@ -55,7 +59,12 @@ pub async fn approve(
 }
 
 /// Rejects an application with a reason the applicant will see.
-pub async fn reject(state: &AppState, caller: &Requester, id: i64, reason: &str) -> Result<ApplicationRecord, ServiceError> {
+pub async fn reject(
+    state: &AppState,
+    caller: &Requester,
+    id: i64,
+    reason: &str,
+) -> Result<ApplicationRecord, ServiceError> {
     authorize(&caller.actor, Action::DecideApplications)?;
     let reason = connect_pki_domain::validate::text("reason", reason, 500)?;
     Ok(state.store.reject_application(id, caller.actor.user, &reason, state.clock.now()).await?)

@@ -8,7 +8,11 @@ use crate::service::requester::Requester;
 use crate::state::AppState;
 
 /// Audit records matching `filter`.
-pub async fn list(state: &AppState, caller: &Requester, filter: &AuditFilter) -> Result<Vec<AuditRecord>, ServiceError> {
+pub async fn list(
+    state: &AppState,
+    caller: &Requester,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditRecord>, ServiceError> {
     authorize(&caller.actor, Action::ReadAudit)?;
     Ok(state.store.audit_page(filter).await?)
 }

@@ -17,7 +17,11 @@ pub async fn device(state: &AppState, caller: &Requester, id: DeviceId) -> Resul
 }
 
 /// A certificate with the facility it belongs to.
-pub async fn certificate(state: &AppState, caller: &Requester, serial: &Serial) -> Result<CertificateRecord, ServiceError> {
+pub async fn certificate(
+    state: &AppState,
+    caller: &Requester,
+    serial: &Serial,
+) -> Result<CertificateRecord, ServiceError> {
     let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
     authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
     Ok(holder.certificate)
@@ -25,7 +29,11 @@ pub async fn certificate(state: &AppState, caller: &Requester, serial: &Serial) 
 
 /// Renews the caller's own certificate from a new CSR: a new certificate for
 /// the same device; the presented one is superseded.
-pub async fn renew(state: &AppState, caller: &Requester, csr_pem: &str) -> Result<(DeviceId, NewCertificate), ServiceError> {
+pub async fn renew(
+    state: &AppState,
+    caller: &Requester,
+    csr_pem: &str,
+) -> Result<(DeviceId, NewCertificate), ServiceError> {
     let csr = parse_csr(csr_pem.as_bytes())?;
     let old = caller.certificate.clone();
     let (device, cert) = state

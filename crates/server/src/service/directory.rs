@@ -75,7 +75,11 @@ pub async fn register(
 }
 
 /// Users of a facility with their devices and certificates.
-pub async fn users(state: &AppState, caller: &Requester, facility: FacilityId) -> Result<Vec<UserWithDevices>, ServiceError> {
+pub async fn users(
+    state: &AppState,
+    caller: &Requester,
+    facility: FacilityId,
+) -> Result<Vec<UserWithDevices>, ServiceError> {
     authorize(&caller.actor, Action::ManageUsers(facility))?;
     if state.store.facility(facility).await?.is_none() {
         return Err(ServiceError::NotFound("facility"));

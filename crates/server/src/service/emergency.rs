@@ -149,7 +149,11 @@ async fn open(
 }
 
 /// Escalations the caller may work: all for 行政管理課, their facility's for a manager.
-pub async fn list(state: &AppState, caller: &Requester, open_only: bool) -> Result<Vec<EscalationRecord>, ServiceError> {
+pub async fn list(
+    state: &AppState,
+    caller: &Requester,
+    open_only: bool,
+) -> Result<Vec<EscalationRecord>, ServiceError> {
     let facility = match caller.actor.role {
         Role::AdminDivision => None,
         _ => {
@@ -206,7 +210,12 @@ pub async fn notifications(
 }
 
 /// Claims an escalation.
-pub async fn claim(state: &AppState, caller: &Requester, id: i64, note: &str) -> Result<EscalationRecord, ServiceError> {
+pub async fn claim(
+    state: &AppState,
+    caller: &Requester,
+    id: i64,
+    note: &str,
+) -> Result<EscalationRecord, ServiceError> {
     workable(state, caller, id).await?;
     Ok(state.store.claim_escalation(id, caller.actor.user, note, state.clock.now()).await?)
 }

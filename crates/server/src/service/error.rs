@@ -18,7 +18,7 @@ pub enum Conflict {
     CertificateNotUsable { serial: Serial, status: &'static str },
     /// A unique value is taken, a claim was made first, or a racing change won.
     #[error("{0}")]
-    Record(String),
+    Record(connect_pki_store::Conflict),
 }
 
 /// How a request authenticated with a client certificate was refused.

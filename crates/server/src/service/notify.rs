@@ -57,7 +57,11 @@ pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Targe
 }
 
 /// What the notification says (without the escalation id, added at delivery).
-pub async fn payload(state: &AppState, device: connect_pki_domain::DeviceId, queue: &str) -> Result<String, ServiceError> {
+pub async fn payload(
+    state: &AppState,
+    device: connect_pki_domain::DeviceId,
+    queue: &str,
+) -> Result<String, ServiceError> {
     let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
     let user = state.store.user(d.user).await?.ok_or(ServiceError::NotFound("user"))?;
     let facility = state.store.facility(d.facility).await?.map(|f| f.name).unwrap_or_default();

@@ -22,7 +22,8 @@ pub struct Requester {
 /// in good standing.
 pub async fn authenticate(state: &AppState, serial: &Serial, der: &[u8]) -> ServiceResult<(Requester, Identity)> {
     let unknown = || ServiceError::NotAuthenticated(NotAuthenticated::UnknownCertificate(serial.clone()));
-    let identity = state.store.identity_by_serial(serial).await?.filter(|id| *id.certificate.der == *der).ok_or_else(unknown)?;
+    let identity =
+        state.store.identity_by_serial(serial).await?.filter(|id| *id.certificate.der == *der).ok_or_else(unknown)?;
     let not_usable = |status| {
         ServiceError::NotAuthenticated(NotAuthenticated::CertificateNotUsable { serial: serial.clone(), status })
     };

@@ -8,9 +8,9 @@ use connect_pki_domain::{Action, DeviceId, Serial, UserId, authorize};
 use connect_pki_store::{StatusChange, UserRecord};
 use time::OffsetDateTime;
 
+use crate::service::directory::managed_user;
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
-use crate::service::directory::managed_user;
 use crate::state::AppState;
 
 /// Makes the change visible everywhere in this instance.

@@ -108,7 +108,7 @@ async fn duplicate_login_id_is_a_conflict_and_creates_nothing(db: TestDb) {
     let (users, audit) = (count(&db.url, "users").await, count(&db.url, "audit_log").await);
     let err = store.create_user(facility.id, &staff("hanako"), UserStatus::Invited, "user:1", now()).await;
     match err {
-        Err(StoreError::Conflict(what)) => assert!(what.contains("hanako"), "{what}"),
+        Err(StoreError::Conflict(what)) => assert!(what.to_string().contains("hanako"), "{what}"),
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(count(&db.url, "users").await, users);

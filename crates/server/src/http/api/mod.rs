@@ -24,8 +24,8 @@ use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::Requester;
 use crate::http::json::{ApiJson, ApiQuery};
+use crate::service::Requester;
 use crate::service::enrollment::{EnrollRequest, Enrolled};
 use crate::service::{applications, audit, certificates, directory, enrollment};
 use crate::state::AppState;
@@ -487,7 +487,8 @@ async fn read_audit(
         after_id: q.after_id.unwrap_or(0),
         limit: q.limit.unwrap_or(500),
     };
-    let rows: Vec<AuditView> = audit::list(&state, &caller.requester, &filter).await?.into_iter().map(Into::into).collect();
+    let rows: Vec<AuditView> =
+        audit::list(&state, &caller.requester, &filter).await?.into_iter().map(Into::into).collect();
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(rows).into_response()),
         Some("csv") => {

@@ -33,6 +33,7 @@
 mod checks;
 mod ops;
 mod pairs;
+mod round;
 mod setup;
 mod snapshot;
 mod world;

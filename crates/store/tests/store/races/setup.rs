@@ -120,6 +120,30 @@ pub(super) async fn setup(store: &Store, sql: &AnyPool, plan: Plan) -> Vec<World
         insert_returning(&mut tx, "devices", "user_id, label, status, created_at, updated_at", &rows, "label").await;
     let device = |r: usize| devices[&format!("race device {r}")];
 
+    insert_certificates(&mut tx, plan, &device).await;
+
+    let escalations = insert_escalations(&mut tx, plan, admin.id.0, &facility, &device).await;
+    let codes = insert_codes(&mut tx, plan, &user).await;
+    tx.commit().await.expect("commit setup");
+
+    (0..ROUNDS)
+        .map(|r| World {
+            round: r,
+            facility: FacilityId(facility(r)),
+            user: UserId(user(r)),
+            device: DeviceId(device(r)),
+            serial: serial_of(KIND_WORLD, r, 0),
+            admin: admin.id,
+            escalation: escalations.get(&device(r).to_string()).copied(),
+            code: codes.get(&user(r).to_string()).map(|&id| (id, format!("race-code-{r}"))),
+            held_at: held_at(plan, r),
+        })
+        .collect()
+}
+
+/// Each round's certificate in the state the round starts from, with the
+/// feed rows that got it there.
+async fn insert_certificates(tx: &mut sqlx::AnyConnection, plan: Plan, device: &dyn Fn(usize) -> i64) {
     let not_after = SETUP + 365 * 86_400;
     let mut certificates = Vec::new();
     let mut feed = Vec::new();
@@ -154,9 +178,19 @@ pub(super) async fn setup(store: &Store, sql: &AnyPool, plan: Plan) -> Vec<World
         .execute(&mut *tx)
         .await
         .expect("insert feed rows");
+}
 
+/// Per round, the escalation a report and a claim leave behind (escalated
+/// plans only), by device id.
+async fn insert_escalations(
+    tx: &mut sqlx::AnyConnection,
+    plan: Plan,
+    admin: i64,
+    facility: &dyn Fn(usize) -> i64,
+    device: &dyn Fn(usize) -> i64,
+) -> HashMap<String, i64> {
     // What open_escalation followed by claim_escalation leave behind.
-    let escalations = if plan.start == Start::Escalated {
+    if plan.start == Start::Escalated {
         let rows: Vec<String> = (0..ROUNDS)
             .map(|r| {
                 let t = held_at(plan, r).expect("held").unix_timestamp();
@@ -165,39 +199,26 @@ pub(super) async fn setup(store: &Store, sql: &AnyPool, plan: Plan) -> Vec<World
                      {t})",
                     device(r),
                     facility(r),
-                    admin = admin.id.0
+                    admin = admin
                 )
             })
             .collect();
         let columns = "device_id, facility_id, channel, reported_by, queue, status, note, escalate_at, claimed_by, \
                        claimed_at, created_at, updated_at";
-        insert_returning(&mut tx, "escalations", columns, &rows, "device_id").await
+        insert_returning(tx, "escalations", columns, &rows, "device_id").await
     } else {
         HashMap::new()
-    };
+    }
+}
 
+/// Per round, an enrollment code (enrollment plans only), by user id.
+async fn insert_codes(tx: &mut sqlx::AnyConnection, plan: Plan, user: &dyn Fn(usize) -> i64) -> HashMap<String, i64> {
     // What create_enrollment_code leaves behind.
-    let codes = if plan.enrollment {
+    if plan.enrollment {
         let rows: Vec<String> =
             (0..ROUNDS).map(|r| format!("({}, 'race-code-{r}', {}, {SETUP})", user(r), RACE + 86_400 * 3650)).collect();
-        insert_returning(&mut tx, "enrollment_codes", "user_id, code_hash, expires_at, created_at", &rows, "user_id")
-            .await
+        insert_returning(tx, "enrollment_codes", "user_id, code_hash, expires_at, created_at", &rows, "user_id").await
     } else {
         HashMap::new()
-    };
-    tx.commit().await.expect("commit setup");
-
-    (0..ROUNDS)
-        .map(|r| World {
-            round: r,
-            facility: FacilityId(facility(r)),
-            user: UserId(user(r)),
-            device: DeviceId(device(r)),
-            serial: serial_of(KIND_WORLD, r, 0),
-            admin: admin.id,
-            escalation: escalations.get(&device(r).to_string()).copied(),
-            code: codes.get(&user(r).to_string()).map(|&id| (id, format!("race-code-{r}"))),
-            held_at: held_at(plan, r),
-        })
-        .collect()
+    }
 }

@@ -1,11 +1,11 @@
 //! The notification outbox and delivery log.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::FacilityId;
 
-use crate::{Backend, Store, StoreError, instant, secs};
+use crate::{Backend, Store, StoreError, WriteTx, instant, secs};
 
 /// Where a notification goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<NotificationRecord, StoreError> {
 
 /// Queues one notification per target inside `tx`.
 pub(crate) async fn enqueue(
-    tx: &mut AnyConnection,
+    tx: &mut WriteTx,
     escalation: i64,
     event: &str,
     targets: &[Target],
@@ -71,7 +71,7 @@ pub(crate) async fn enqueue(
         .bind(&t.target)
         .bind(payload)
         .bind(secs(now))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     }
     Ok(())
@@ -87,10 +87,7 @@ impl Store {
         payload: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        enqueue(&mut tx, escalation, event, targets, payload, now).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(async |tx| enqueue(tx, escalation, event, targets, payload, now).await).await
     }
 
     /// Leases up to `limit` pending notifications due at `now` to `owner`
@@ -112,28 +109,13 @@ impl Store {
                 "update notifications set lease_owner = $1, lease_until = $2 where id in ({pick}{lock}) returning {COLUMNS}"
             )
         };
+        let bind = |sql| sqlx::query(sql).bind(owner).bind(secs(now + lease)).bind(secs(now)).bind(limit);
         let rows = match self.backend {
             // Rows another instance is leasing right now are skipped, not waited for.
-            Backend::Postgres => {
-                sqlx::query(&sql(" for update skip locked"))
-                    .bind(owner)
-                    .bind(secs(now + lease))
-                    .bind(secs(now))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+            Backend::Postgres => bind(&sql(" for update skip locked")).fetch_all(&self.pool).await?,
             Backend::Sqlite => {
-                let mut tx = self.begin_write().await?;
-                let rows = sqlx::query(&sql(""))
-                    .bind(owner)
-                    .bind(secs(now + lease))
-                    .bind(secs(now))
-                    .bind(limit)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows
+                let sql = sql("");
+                self.write(async |tx| bind(&sql).fetch_all(&mut **tx).await.map_err(StoreError::from)).await?
             }
         };
         let mut out: Vec<NotificationRecord> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
@@ -159,8 +141,7 @@ impl Store {
             (Some(_), Some(at)) => ("pending", at),
             (Some(_), None) => ("failed", now),
         };
-        let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(
+        let update = sqlx::query(
             "update notifications set status = $1, attempts = attempts + 1, last_error = coalesce($2, last_error), next_attempt_at = $3, \
              delivered_at = case when $1 = 'delivered' then $4 else delivered_at end, lease_owner = null, lease_until = null \
              where id = $5 and lease_owner = $6 and status = 'pending'",
@@ -170,11 +151,9 @@ impl Store {
         .bind(secs(next))
         .bind(secs(now))
         .bind(id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
+        .bind(owner);
+        let changed =
+            self.write(async |tx| Ok::<_, StoreError>(update.execute(&mut **tx).await?.rows_affected())).await?;
         Ok(changed > 0)
     }
 

@@ -1,0 +1,268 @@
+//! Facility applications from the public form, and their approval (the
+//! facility, its manager and the manager's first enrollment code, in one
+//! transaction) or rejection.
+
+use serde_json::json;
+use sqlx::{AnyConnection, Row};
+use time::OffsetDateTime;
+
+use connect_pki_domain::application::ApplicationForm;
+use connect_pki_domain::{FacilityId, FacilityKind, FacilityStatus, Role, UserId, UserStatus};
+
+use crate::audit::AuditEntry;
+use crate::enrollment::{NewCode, insert_code};
+use crate::error::Conflict;
+use crate::facilities::insert_facility;
+use crate::records::{FacilityRecord, NewFacility, NewUser, UserRecord, text};
+use crate::users::insert_user;
+use crate::{Store, StoreError, WriteTx, instant, secs};
+
+/// A stored application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplicationRecord {
+    pub id: i64,
+    pub status_token: String,
+    pub form: ApplicationForm,
+    pub status: String,
+    pub decision_reason: Option<String>,
+    pub facility: Option<FacilityId>,
+    pub created_at: OffsetDateTime,
+    pub decided_at: Option<OffsetDateTime>,
+}
+
+/// What approving an application created.
+#[derive(Debug, Clone)]
+pub struct Approval {
+    pub facility: FacilityRecord,
+    pub manager: UserRecord,
+    pub code_id: i64,
+}
+
+const APPLICATION_COLUMNS: &str = "id, status_token, name, kind, address, department, manager_name, manager_login_id, \
+     manager_email, manager_phone, purpose_attested, terms_version, status, decision_reason, facility_id, created_at, decided_at";
+
+fn application_from_row(row: &sqlx::any::AnyRow) -> Result<ApplicationRecord, StoreError> {
+    let decided_at: Option<i64> = row.try_get("decided_at")?;
+    Ok(ApplicationRecord {
+        id: row.try_get("id")?,
+        status_token: row.try_get("status_token")?,
+        form: ApplicationForm {
+            name: row.try_get("name")?,
+            kind: text::<FacilityKind>(row, "kind")?,
+            address: row.try_get("address")?,
+            department: row.try_get("department")?,
+            manager_name: row.try_get("manager_name")?,
+            manager_login_id: row.try_get("manager_login_id")?,
+            manager_email: row.try_get("manager_email")?,
+            manager_phone: row.try_get("manager_phone")?,
+            purpose_attested: row.try_get::<i64, _>("purpose_attested")? == 1,
+            terms_version: row.try_get("terms_version")?,
+        },
+        status: row.try_get("status")?,
+        decision_reason: row.try_get("decision_reason")?,
+        facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
+        created_at: instant(row.try_get("created_at")?)?,
+        decided_at: decided_at.map(instant).transpose()?,
+    })
+}
+
+async fn login_taken(conn: &mut AnyConnection, login_id: &str) -> Result<bool, StoreError> {
+    let row = sqlx::query("select 1 as one from users where login_id = $1").bind(login_id).fetch_optional(conn).await?;
+    Ok(row.is_some())
+}
+
+impl Store {
+    /// Records a validated application from the public form.
+    pub async fn submit_application(
+        &self,
+        form: &ApplicationForm,
+        status_token: &str,
+        client: &str,
+        now: OffsetDateTime,
+    ) -> Result<ApplicationRecord, StoreError> {
+        let id = self
+            .write(async |tx| {
+                if login_taken(tx, &form.manager_login_id).await? {
+                    return Err(Conflict::LoginIdTaken { login_id: form.manager_login_id.clone() }.into());
+                }
+                let id = insert_application(tx, form, status_token, client, now).await?;
+                let entry = AuditEntry::ok(
+                    format!("public:{client}"),
+                    "application.submit",
+                    format!("application:{id}"),
+                    json!({"name": form.name, "kind": form.kind, "manager_login_id": form.manager_login_id,
+                           "terms_version": form.terms_version, "purpose_attested": true}),
+                    None,
+                    None,
+                );
+                tx.audit(now, &entry).await?;
+                Ok::<_, StoreError>(id)
+            })
+            .await?;
+        self.application(id).await?.ok_or(StoreError::NotFound("application"))
+    }
+
+    /// One application by number.
+    pub async fn application(&self, id: i64) -> Result<Option<ApplicationRecord>, StoreError> {
+        let row = sqlx::query(&format!("select {APPLICATION_COLUMNS} from applications where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(application_from_row).transpose()
+    }
+
+    /// One application by its status token (the public status page).
+    pub async fn application_by_token(&self, token: &str) -> Result<Option<ApplicationRecord>, StoreError> {
+        let row = sqlx::query(&format!("select {APPLICATION_COLUMNS} from applications where status_token = $1"))
+            .bind(token)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(application_from_row).transpose()
+    }
+
+    /// Applications, oldest first, optionally of one status.
+    pub async fn applications(&self, status: Option<&str>) -> Result<Vec<ApplicationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {APPLICATION_COLUMNS} from applications where ($1 = '' or status = $1) order by id limit 1000"
+        ))
+        .bind(status.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(application_from_row).collect()
+    }
+
+    /// Approves a pending application: the facility, its manager (invited)
+    /// and the manager's first enrollment code, in one transaction.
+    pub async fn approve_application(
+        &self,
+        id: i64,
+        decided_by: UserId,
+        code: impl FnOnce(UserId) -> NewCode,
+        now: OffsetDateTime,
+    ) -> Result<Approval, StoreError> {
+        self.write(async |tx| {
+            let app = decide(tx, id, "approved", decided_by, None, now).await?;
+            let actor = format!("user:{decided_by}");
+            let new = NewFacility {
+                name: app.form.name.clone(),
+                kind: app.form.kind,
+                address: app.form.address.clone(),
+                department: app.form.department.clone(),
+            };
+            let facility = insert_facility(tx, &new, FacilityStatus::Approved, &actor, now).await?;
+            let manager = NewUser {
+                login_id: app.form.manager_login_id.clone(),
+                display_name: app.form.manager_name.clone(),
+                email: app.form.manager_email.clone(),
+                role: Role::FacilityManager,
+            };
+            let manager = insert_user(tx, facility.id, &manager, UserStatus::Invited, &actor, now).await?;
+            sqlx::query("update applications set facility_id = $1 where id = $2")
+                .bind(facility.id.0)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            let code_id = insert_code(tx, &code(manager.id), &manager, &actor, now).await?;
+            let entry = AuditEntry::ok(
+                actor,
+                "application.approve",
+                format!("application:{id}"),
+                json!({"facility_id": facility.id, "manager_user_id": manager.id}),
+                Some(facility.id),
+                Some(manager.id),
+            );
+            tx.audit(now, &entry).await?;
+            Ok(Approval { facility, manager, code_id })
+        })
+        .await
+    }
+
+    /// Rejects a pending application with a reason.
+    pub async fn reject_application(
+        &self,
+        id: i64,
+        decided_by: UserId,
+        reason: &str,
+        now: OffsetDateTime,
+    ) -> Result<ApplicationRecord, StoreError> {
+        self.write(async |tx| {
+            decide(tx, id, "rejected", decided_by, Some(reason), now).await?;
+            let entry = AuditEntry::ok(
+                format!("user:{decided_by}"),
+                "application.reject",
+                format!("application:{id}"),
+                json!({"reason": reason}),
+                None,
+                None,
+            );
+            tx.audit(now, &entry).await
+        })
+        .await?;
+        self.application(id).await?.ok_or(StoreError::NotFound("application"))
+    }
+}
+
+async fn insert_application(
+    tx: &mut WriteTx,
+    form: &ApplicationForm,
+    status_token: &str,
+    client: &str,
+    now: OffsetDateTime,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query(
+        "insert into applications (status_token, name, kind, address, department, manager_name, manager_login_id, \
+         manager_email, manager_phone, purpose_attested, terms_version, client_addr, status, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, 'pending', $12, $12) returning id",
+    )
+    .bind(status_token)
+    .bind(&form.name)
+    .bind(form.kind.as_str())
+    .bind(&form.address)
+    .bind(form.department.as_deref())
+    .bind(&form.manager_name)
+    .bind(&form.manager_login_id)
+    .bind(&form.manager_email)
+    .bind(&form.manager_phone)
+    .bind(&form.terms_version)
+    .bind(client)
+    .bind(secs(now))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?)
+}
+
+async fn decide(
+    tx: &mut WriteTx,
+    id: i64,
+    to: &'static str,
+    by: UserId,
+    reason: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<ApplicationRecord, StoreError> {
+    let row = sqlx::query(&format!("select {APPLICATION_COLUMNS} from applications where id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("application"))?;
+    let app = application_from_row(&row)?;
+    let changed = sqlx::query(
+        "update applications set status = $1, decided_by = $2, decided_at = $3, decision_reason = $4, updated_at = $3 \
+         where id = $5 and status = 'pending'",
+    )
+    .bind(to)
+    .bind(by.0)
+    .bind(secs(now))
+    .bind(reason)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        return Err(connect_pki_domain::DomainError::InvalidTransition {
+            from: if app.status == "approved" { "approved" } else { "rejected" },
+            to,
+        }
+        .into());
+    }
+    Ok(app)
+}

@@ -1,0 +1,252 @@
+//! Certificates: issue (`insert_certificate`), status changes through the
+//! one primitive (`status::apply`), reads by serial and holder, the change
+//! feed every instance follows and CRL numbering.
+//!
+//! Feed ids are taken under the writer lock, held to commit, so ids become
+//! visible in increasing order and a follower that has seen id N has seen
+//! everything before it.
+
+use serde_json::json;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use connect_pki_domain::certificate::{BulkChange, Change};
+use connect_pki_domain::{CertStatus, DeviceId, Reason, Serial};
+
+use crate::audit::AuditEntry;
+use crate::records::{
+    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, UserRecord, certificate_by_serial,
+    opt_text, text,
+};
+use crate::status::{self, Request};
+use crate::{Backend, Store, StoreError, WriteTx, instant, secs};
+
+/// One change of a certificate's status, as the feed carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertEvent {
+    pub id: i64,
+    pub serial: Serial,
+    pub status: CertStatus,
+    pub reason: Option<Reason>,
+    pub at: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+/// The result of a status change on one certificate.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub certificate: CertificateRecord,
+    /// False when the certificate already was in the requested state.
+    pub changed: bool,
+}
+
+/// Serials of the certificates matching `condition` (a condition on `c`,
+/// with `$1` bound to `arg`).
+pub(crate) async fn serials_where(tx: &mut WriteTx, condition: &str, arg: i64) -> Result<Vec<Serial>, StoreError> {
+    let rows = sqlx::query(&format!("select c.serial from certificates c where {condition} order by c.serial"))
+        .bind(arg)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(|r| text(r, "serial")).collect()
+}
+
+/// Applies `req` to every certificate matching `condition` (as for
+/// [`serials_where`]); returns the serials that changed.
+pub(crate) async fn change_where(
+    tx: &mut WriteTx,
+    condition: &str,
+    arg: i64,
+    req: &Request<'_>,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    let serials = serials_where(tx, condition, arg).await?;
+    Ok(status::apply(tx, &serials, req, now).await?.into_iter().map(|t| t.serial).collect())
+}
+
+/// Revokes every certificate matching `condition` that the lifecycle lets
+/// be revoked; returns the serials that changed.
+pub(crate) async fn revoke_where(
+    tx: &mut WriteTx,
+    condition: &str,
+    arg: i64,
+    reason: Reason,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    let req = Request { change: BulkChange::any(Change::Revoke(reason)), actor, detail: json!({}) };
+    change_where(tx, condition, arg, &req, now).await
+}
+
+impl Store {
+    /// Revokes, holds or releases one certificate.
+    pub async fn change_certificate(
+        &self,
+        serial: &Serial,
+        change: Change,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<StatusChange, StoreError> {
+        self.write(async |tx| {
+            let req = Request { change: BulkChange::any(change), actor, detail: json!({}) };
+            let changed = status::apply(tx, std::slice::from_ref(serial), &req, now).await?;
+            let certificate = certificate_by_serial(tx, serial).await?.ok_or(StoreError::NotFound("certificate"))?;
+            Ok(StatusChange { certificate, changed: !changed.is_empty() })
+        })
+        .await
+    }
+
+    /// One certificate by serial.
+    pub async fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        certificate_by_serial(&mut conn, serial).await
+    }
+
+    /// The holder of a certificate: device, user and facility.
+    pub async fn identity_by_serial(&self, serial: &Serial) -> Result<Option<Identity>, StoreError> {
+        let sql = format!(
+            "select {}, {}, {}, d.id as d_id, d.status as d_status \
+             from certificates c join devices d on d.id = c.device_id \
+             join users u on u.id = d.user_id join facilities f on f.id = u.facility_id \
+             where c.serial = $1",
+            CertificateRecord::COLUMNS,
+            UserRecord::COLUMNS,
+            FacilityRecord::COLUMNS
+        );
+        let row = sqlx::query(&sql).bind(serial.to_hex()).fetch_optional(&self.pool).await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Identity {
+            certificate: CertificateRecord::from_row(&row)?,
+            device: DeviceId(row.try_get("d_id")?),
+            device_status: row.try_get("d_status")?,
+            user: UserRecord::from_row(&row)?,
+            facility: FacilityRecord::from_row(&row)?,
+        }))
+    }
+
+    /// Every certificate's status with the feed position it reflects, read
+    /// in one snapshot: the starting point of an in-memory index.
+    pub async fn certificate_index(&self) -> Result<(i64, Vec<CertEvent>), StoreError> {
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin().await?,
+            Backend::Postgres => self.pool.begin_with("begin isolation level repeatable read").await?,
+        };
+        let last: i64 = sqlx::query("select coalesce(max(id), 0) as last from cert_events")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("last")?;
+        let rows = sqlx::query(
+            "select serial, status, revocation_reason, coalesce(revoked_at, 0) as at, not_after from certificates",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let entries = rows
+            .iter()
+            .map(|r| {
+                Ok(CertEvent {
+                    id: last,
+                    serial: text(r, "serial")?,
+                    status: text(r, "status")?,
+                    reason: opt_text(r, "revocation_reason")?,
+                    at: instant(r.try_get("at")?)?,
+                    not_after: instant(r.try_get("not_after")?)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((last, entries))
+    }
+
+    /// Feed rows after `after`, oldest first, at most `limit`.
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<CertEvent>, StoreError> {
+        let rows = sqlx::query(
+            "select e.id, e.serial, e.status, e.reason, e.at, c.not_after from cert_events e \
+             join certificates c on c.serial = e.serial where e.id > $1 order by e.id limit $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CertEvent {
+                    id: r.try_get("id")?,
+                    serial: text(r, "serial")?,
+                    status: text(r, "status")?,
+                    reason: opt_text(r, "reason")?,
+                    at: instant(r.try_get("at")?)?,
+                    not_after: instant(r.try_get("not_after")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest feed position committed. A caller that reads it after its
+    /// own commit gets a position at or past that commit: every writer holds
+    /// the writer lock to commit, so feed ids become visible in order.
+    pub async fn feed_head(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("select coalesce(max(id), 0) as last from cert_events")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("last")?)
+    }
+
+    /// The next CRL number, for a CRL built from an index that reflects the
+    /// feed up to `position`. Numbers are persisted before use, so they only
+    /// ever increase, across restarts and instances; and a number is given
+    /// only to an index at least as new as the one that got the previous
+    /// number, so that a CRL with a higher number never lacks a revocation a
+    /// lower-numbered one listed. An instance that is behind is told the
+    /// position to catch up to first (`Err(position)`).
+    pub async fn next_crl_number(&self, position: i64) -> Result<Result<i64, i64>, StoreError> {
+        self.write(async |tx| {
+            let row = sqlx::query(
+                "update crl_state set crl_number = crl_number + 1, position = $1 where id = 1 and position <= $1 \
+                 returning crl_number",
+            )
+            .bind(position)
+            .fetch_optional(&mut **tx)
+            .await?;
+            Ok(match row {
+                Some(row) => Ok(row.try_get("crl_number")?),
+                None => Err(sqlx::query("select position from crl_state where id = 1")
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("position")?),
+            })
+        })
+        .await
+    }
+}
+
+/// Inserts a certificate with its feed row; its audit entry is pushed onto `audit`.
+pub(crate) async fn insert_certificate(
+    tx: &mut WriteTx,
+    device: &DeviceRef,
+    cert: &NewCertificate,
+    actor: &str,
+    now: OffsetDateTime,
+    audit: &mut Vec<AuditEntry>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into certificates (serial, device_id, der, not_before, not_after, status, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, 'valid', $6, $6)",
+    )
+    .bind(cert.serial.to_hex())
+    .bind(device.device.0)
+    .bind(&cert.der)
+    .bind(secs(cert.not_before))
+    .bind(secs(cert.not_after))
+    .bind(secs(now))
+    .execute(&mut **tx)
+    .await?;
+    status::insert_events(tx, &[(cert.serial.clone(), CertStatus::Valid, None)], now).await?;
+    audit.push(AuditEntry::ok(
+        actor,
+        "certificate.issue",
+        format!("certificate:{}", cert.serial),
+        json!({"device_id": device.device, "not_after": secs(cert.not_after)}),
+        Some(device.facility),
+        Some(device.user),
+    ));
+    Ok(())
+}

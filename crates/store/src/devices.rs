@@ -1,0 +1,196 @@
+//! Devices: added with their first certificate, listed with their
+//! certificates, and reported lost (every certificate revoked with
+//! keyCompromise).
+
+use serde_json::json;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use connect_pki_domain::{DeviceId, FacilityId, Reason, Serial, UserId};
+
+use crate::audit::AuditEntry;
+use crate::certificates::{insert_certificate, revoke_where};
+use crate::records::{CertificateRecord, DeviceRef, NewCertificate, UserRecord, user_by_id};
+use crate::{Store, StoreError, WriteTx, instant, secs};
+
+/// A device with its certificates, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub id: DeviceId,
+    pub user: UserId,
+    pub facility: FacilityId,
+    pub label: String,
+    pub status: String,
+    pub created_at: OffsetDateTime,
+    pub certificates: Vec<CertificateRecord>,
+}
+
+/// A user with their devices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserWithDevices {
+    pub user: UserRecord,
+    pub devices: Vec<DeviceRecord>,
+}
+
+impl Store {
+    /// Creates a device for `user` and stores the certificate `sign` returns
+    /// for it, in one transaction.
+    pub async fn add_device<E, F>(
+        &self,
+        user: UserId,
+        label: &str,
+        actor: &str,
+        now: OffsetDateTime,
+        sign: F,
+    ) -> Result<(DeviceRef, NewCertificate), E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
+    {
+        self.write(async |tx| {
+            let user = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+            let mut entries = Vec::new();
+            let device = insert_device(tx, &user, label, actor, now, &mut entries).await?;
+            let cert = sign(&device)?;
+            insert_certificate(tx, &device, &cert, actor, now, &mut entries).await?;
+            tx.audit_all(now, &entries).await?;
+            Ok((device, cert))
+        })
+        .await
+    }
+
+    /// Reports a device lost: every valid or held certificate of it revoked
+    /// with keyCompromise, the device marked lost. Repeating is safe.
+    pub async fn device_lost(
+        &self,
+        device: DeviceId,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Serial>, StoreError> {
+        self.write(async |tx| {
+            let row = sqlx::query(
+                "select d.status, u.id as u_id, u.facility_id from devices d join users u on u.id = d.user_id \
+                 where d.id = $1",
+            )
+            .bind(device.0)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound("device"))?;
+            let (user, facility): (i64, i64) = (row.try_get("u_id")?, row.try_get("facility_id")?);
+            let marked = tx
+                .update_at(
+                    "update devices set status = 'lost', updated_at = $1 where id = $2 and status <> 'lost'",
+                    now,
+                    device.0,
+                )
+                .await?;
+            let revoked = revoke_where(tx, "c.device_id = $1", device.0, Reason::KeyCompromise, actor, now).await?;
+            if marked > 0 || !revoked.is_empty() {
+                let entry = AuditEntry::ok(
+                    actor,
+                    "device.lost",
+                    format!("device:{device}"),
+                    json!({"revoked": revoked}),
+                    Some(FacilityId(facility)),
+                    Some(UserId(user)),
+                );
+                tx.audit(now, &entry).await?;
+            }
+            Ok(revoked)
+        })
+        .await
+    }
+
+    /// Users of a facility with their devices and certificates.
+    pub async fn users_with_devices(&self, facility: FacilityId) -> Result<Vec<UserWithDevices>, StoreError> {
+        let users =
+            sqlx::query(&format!("select {} from users u where u.facility_id = $1 order by u.id", UserRecord::COLUMNS))
+                .bind(facility.0)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out: Vec<UserWithDevices> = users
+            .iter()
+            .map(|r| UserRecord::from_row(r).map(|user| UserWithDevices { user, devices: Vec::new() }))
+            .collect::<Result<_, _>>()?;
+        let devices = self.devices_where("u.facility_id = $1", facility.0).await?;
+        for d in devices {
+            if let Some(u) = out.iter_mut().find(|u| u.user.id == d.user) {
+                u.devices.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One device with its certificates.
+    pub async fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        Ok(self.devices_where("d.id = $1", id.0).await?.into_iter().next())
+    }
+
+    async fn devices_where(&self, condition: &str, arg: i64) -> Result<Vec<DeviceRecord>, StoreError> {
+        let sql = format!(
+            "select d.id as d_id, d.user_id as d_user, u.facility_id as d_facility, d.label as d_label, \
+             d.status as d_status, d.created_at as d_created, {} \
+             from devices d join users u on u.id = d.user_id left join certificates c on c.device_id = d.id \
+             where {condition} order by d.id, c.created_at desc, c.serial",
+            CertificateRecord::COLUMNS
+        );
+        let rows = sqlx::query(&sql).bind(arg).fetch_all(&self.pool).await?;
+        let mut out: Vec<DeviceRecord> = Vec::new();
+        for row in &rows {
+            let id = DeviceId(row.try_get("d_id")?);
+            if out.last().is_none_or(|d| d.id != id) {
+                out.push(DeviceRecord {
+                    id,
+                    user: UserId(row.try_get("d_user")?),
+                    facility: FacilityId(row.try_get("d_facility")?),
+                    label: row.try_get("d_label")?,
+                    status: row.try_get("d_status")?,
+                    created_at: instant(row.try_get("d_created")?)?,
+                    certificates: Vec::new(),
+                });
+            }
+            let serial: Option<String> = row.try_get("c_serial")?;
+            if serial.is_some()
+                && let Some(d) = out.last_mut()
+            {
+                d.certificates.push(CertificateRecord::from_row(row)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Inserts a device; its audit entry is pushed onto `audit` for the caller to
+/// append with the rest of the transaction's entries.
+pub(crate) async fn insert_device(
+    tx: &mut WriteTx,
+    user: &UserRecord,
+    label: &str,
+    actor: &str,
+    now: OffsetDateTime,
+    audit: &mut Vec<AuditEntry>,
+) -> Result<DeviceRef, StoreError> {
+    let id: i64 = sqlx::query(
+        "insert into devices (user_id, label, status, created_at, updated_at) values ($1, $2, 'active', $3, $3) returning id",
+    )
+    .bind(user.id.0)
+    .bind(label)
+    .bind(secs(now))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    audit.push(AuditEntry::ok(
+        actor,
+        "device.create",
+        format!("device:{id}"),
+        json!({"label": label}),
+        Some(user.facility),
+        Some(user.id),
+    ));
+    Ok(DeviceRef {
+        facility: user.facility,
+        user: user.id,
+        device: DeviceId(id),
+        login_id: user.login_id.clone().unwrap_or_default(),
+    })
+}

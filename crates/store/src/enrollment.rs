@@ -1,0 +1,302 @@
+//! Issuing certificates to devices: enrollment codes, their redemption (a
+//! new device and its first certificate) and renewal. Each is one write
+//! transaction with its audit rows. The store reads the facts under the
+//! writer lock — so a retirement, loss report or closure that commits first
+//! is always seen — and the domain (`domain::enrollment`, `domain::user`)
+//! decides what may be issued to whom, and which refusal comes first.
+
+use serde_json::json;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use connect_pki_domain::certificate::{BulkChange, Change};
+use connect_pki_domain::enrollment::{
+    MAX_FAILED_ATTEMPTS, RedemptionFacts, Refusal, RenewalFacts, Verdict, check_renewal, judge_redemption,
+};
+use connect_pki_domain::user as domain_user;
+use connect_pki_domain::{DeviceId, FacilityId, Serial, UserId, UserStatus};
+
+use crate::audit::AuditEntry;
+use crate::certificates::insert_certificate;
+use crate::devices::insert_device;
+use crate::error::Conflict;
+use crate::records::{DeviceRef, NewCertificate, UserRecord, text, user_by_id};
+use crate::status::{self, Request};
+use crate::{Store, StoreError, WriteTx, instant, secs};
+
+/// A new enrollment code's stored half.
+#[derive(Debug, Clone)]
+pub struct NewCode {
+    pub user: UserId,
+    /// SHA-256 (hex) of the normalised secret.
+    pub secret_hash: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A redemption attempt.
+#[derive(Debug, Clone)]
+pub struct Redemption {
+    pub code_id: i64,
+    pub secret_hash: String,
+    /// Argon2id PHC string, when the caller chose a password.
+    pub password_hash: Option<String>,
+    pub device_label: String,
+    /// Who tried, for the audit log (`public:{address}`).
+    pub actor: String,
+}
+
+/// A redemption attempt's facts and the code's holder, read under the
+/// writer lock in one round trip; `None` for an unknown code.
+async fn read_redemption(
+    tx: &mut WriteTx,
+    r: &Redemption,
+) -> Result<Option<(RedemptionFacts, UserRecord)>, StoreError> {
+    let row = sqlx::query(&format!(
+        "select e.code_hash, e.expires_at, e.failed_attempts, e.redeemed_at, f.status as facility_status, \
+         cast(case when u.password_hash is null then 0 else 1 end as bigint) as has_password, {} \
+         from enrollment_codes e join users u on u.id = e.user_id join facilities f on f.id = u.facility_id \
+         where e.id = $1",
+        UserRecord::COLUMNS
+    ))
+    .bind(r.code_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let user = UserRecord::from_row(&row)?;
+    let facts = RedemptionFacts {
+        expires_at: instant(row.try_get("expires_at")?)?,
+        redeemed: row.try_get::<Option<i64>, _>("redeemed_at")?.is_some(),
+        failed_attempts: row.try_get("failed_attempts")?,
+        secret_matches: row.try_get::<String, _>("code_hash")? == r.secret_hash,
+        user: user.status,
+        facility: text(&row, "facility_status")?,
+        has_password: row.try_get::<i64, _>("has_password")? != 0,
+        password_given: r.password_hash.is_some(),
+    };
+    Ok(Some((facts, user)))
+}
+
+/// The audit record of a redemption attempt with `outcome`.
+fn redemption_entry(r: &Redemption, user: &UserRecord, outcome: String) -> AuditEntry {
+    AuditEntry {
+        outcome,
+        ..AuditEntry::ok(
+            r.actor.clone(),
+            "enrollment.redeem",
+            format!("enrollment_code:{}", r.code_id),
+            json!({}),
+            Some(user.facility),
+            Some(user.id),
+        )
+    }
+}
+
+/// Records a refused attempt (counting a wrong secret first); the caller
+/// commits it and then refuses. `None` when the attempt may go on.
+async fn record_refusal(
+    tx: &mut WriteTx,
+    r: &Redemption,
+    user: &UserRecord,
+    verdict: Verdict,
+    now: OffsetDateTime,
+) -> Result<Option<Refusal>, StoreError> {
+    let (refusal, outcome) = match verdict {
+        Verdict::Redeem => return Ok(None),
+        Verdict::WrongSecret { attempts_left, refusal } => {
+            sqlx::query("update enrollment_codes set failed_attempts = failed_attempts + 1 where id = $1")
+                .bind(r.code_id)
+                .execute(&mut **tx)
+                .await?;
+            (refusal, format!("wrong code ({attempts_left} tries left)"))
+        }
+        // Nothing changes; the refusal itself is still on record.
+        Verdict::Refuse(refusal) => (refusal, refusal.to_string()),
+    };
+    tx.audit(now, &redemption_entry(r, user, outcome)).await?;
+    Ok(Some(refusal))
+}
+
+/// Sets the first password and activates the user as enrollment does.
+async fn enroll_user(
+    tx: &mut WriteTx,
+    r: &Redemption,
+    user: &UserRecord,
+    has_password: bool,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if !has_password {
+        sqlx::query("update users set password_hash = $1, updated_at = $2 where id = $3")
+            .bind(r.password_hash.as_deref())
+            .bind(secs(now))
+            .bind(user.id.0)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let activated = domain_user::after_enrollment(user.status);
+    if activated != user.status {
+        // Guarded on the status read: under the writer lock it cannot have
+        // moved, and if it ever did, a retired user must stay retired.
+        sqlx::query("update users set status = $1, updated_at = $2 where id = $3 and status = $4")
+            .bind(activated.as_str())
+            .bind(secs(now))
+            .bind(user.id.0)
+            .bind(user.status.as_str())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The facts of a certificate presented for renewal and the ids a new one
+/// is issued for.
+async fn read_renewal(tx: &mut WriteTx, old: &Serial) -> Result<(RenewalFacts, DeviceRef), StoreError> {
+    let row = sqlx::query(
+        "select c.status, d.id as d_id, d.status as d_status, u.id as u_id, u.facility_id, u.login_id, \
+         u.status as u_status, f.status as f_status \
+         from certificates c join devices d on d.id = c.device_id join users u on u.id = d.user_id \
+         join facilities f on f.id = u.facility_id where c.serial = $1",
+    )
+    .bind(old.to_hex())
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound("certificate"))?;
+    let facts = RenewalFacts {
+        certificate: text(&row, "status")?,
+        device_active: row.try_get::<String, _>("d_status")? == "active",
+        user: text(&row, "u_status")?,
+        facility: text(&row, "f_status")?,
+    };
+    let device = DeviceRef {
+        facility: FacilityId(row.try_get("facility_id")?),
+        user: UserId(row.try_get("u_id")?),
+        device: DeviceId(row.try_get("d_id")?),
+        login_id: row.try_get::<Option<String>, _>("login_id")?.unwrap_or_default(),
+    };
+    Ok((facts, device))
+}
+
+impl Store {
+    /// Stores a new enrollment code for `user`.
+    pub async fn create_enrollment_code(
+        &self,
+        code: &NewCode,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        self.write(async |tx| {
+            let user = user_by_id(tx, code.user).await?.ok_or(StoreError::NotFound("user"))?;
+            domain_user::check_enrollment_code(user.status)?;
+            insert_code(tx, code, &user, actor, now).await
+        })
+        .await
+    }
+
+    /// Redeems an enrollment code: checks it, counts a wrong secret (and
+    /// commits that count even though the call fails), sets the first
+    /// password, activates the user, creates the device and stores the
+    /// certificate `sign` returns — all in one transaction.
+    pub async fn redeem_enrollment_code<E, F>(
+        &self,
+        r: &Redemption,
+        now: OffsetDateTime,
+        sign: F,
+    ) -> Result<(DeviceRef, NewCertificate), E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
+    {
+        // A refusal is committed (its audit row, a counted wrong secret) and
+        // then returned, so it travels as `Ok(Err(refusal))` through `write`.
+        let outcome = self
+            .write(async |tx| -> Result<Result<(DeviceRef, NewCertificate), Refusal>, E> {
+                let Some((facts, user)) = read_redemption(tx, r).await? else {
+                    return Ok(Err(Refusal::WrongCode { attempts_left: MAX_FAILED_ATTEMPTS }));
+                };
+                if let Some(refusal) = record_refusal(tx, r, &user, judge_redemption(&facts, now), now).await? {
+                    return Ok(Err(refusal));
+                }
+                let redeem = "update enrollment_codes set redeemed_at = $1 where id = $2 and redeemed_at is null";
+                let used = tx.update_at(redeem, now, r.code_id).await?;
+                if used == 0 {
+                    return Ok(Err(Refusal::Redeemed));
+                }
+                enroll_user(tx, r, &user, facts.has_password, now).await?;
+                let activated = user.status == UserStatus::Invited;
+                let detail = json!({"password_set": !facts.has_password, "activated": activated});
+                let mut entries = vec![AuditEntry { detail, ..redemption_entry(r, &user, "ok".into()) }];
+                let device = insert_device(tx, &user, &r.device_label, &r.actor, now, &mut entries).await?;
+                let cert = sign(&device)?;
+                insert_certificate(tx, &device, &cert, &r.actor, now, &mut entries).await?;
+                tx.audit_all(now, &entries).await?;
+                Ok(Ok((device, cert)))
+            })
+            .await?;
+        outcome.map_err(|refusal| E::from(StoreError::Enrollment(refusal)))
+    }
+
+    /// Renews the certificate `old` of a device: stores the certificate
+    /// `sign` returns for the same device and marks `old` superseded.
+    pub async fn renew_certificate<E, F>(
+        &self,
+        old: &Serial,
+        actor: &str,
+        now: OffsetDateTime,
+        sign: F,
+    ) -> Result<(DeviceRef, NewCertificate), E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
+    {
+        self.write(async |tx| {
+            // Read under the writer lock: a loss report, retirement or closure
+            // either committed before (and is seen here) or waits until after
+            // this commit (and then revokes the new certificate too).
+            let (facts, device) = read_renewal(tx, old).await?;
+            check_renewal(old, &facts).map_err(StoreError::from)?;
+            let cert = sign(&device)?;
+            let mut entries = Vec::new();
+            insert_certificate(tx, &device, &cert, actor, now, &mut entries).await?;
+            tx.audit_all(now, &entries).await?;
+            let req = Request {
+                change: BulkChange::any(Change::Supersede),
+                actor,
+                detail: json!({"new_serial": cert.serial, "device_id": device.device}),
+            };
+            let superseded = status::apply(tx, std::slice::from_ref(old), &req, now).await?;
+            if superseded.is_empty() {
+                return Err(E::from(Conflict::RenewalRaced { serial: old.clone() }.into()));
+            }
+            Ok((device, cert))
+        })
+        .await
+    }
+}
+
+pub(crate) async fn insert_code(
+    tx: &mut WriteTx,
+    code: &NewCode,
+    user: &UserRecord,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query(
+        "insert into enrollment_codes (user_id, code_hash, expires_at, created_at) values ($1, $2, $3, $4) returning id",
+    )
+    .bind(code.user.0)
+    .bind(&code.secret_hash)
+    .bind(secs(code.expires_at))
+    .bind(secs(now))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    let entry = AuditEntry::ok(
+        actor,
+        "enrollment_code.create",
+        format!("enrollment_code:{id}"),
+        json!({"expires_at": secs(code.expires_at)}),
+        Some(user.facility),
+        Some(user.id),
+    );
+    tx.audit(now, &entry).await?;
+    Ok(id)
+}

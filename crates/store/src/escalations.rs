@@ -1,0 +1,427 @@
+//! Emergency reports and their escalations: the hold that a report puts on a
+//! device, the queue, claims and resolutions — each one transaction with its
+//! audit rows and feed rows.
+
+use serde_json::json;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use connect_pki_domain::certificate::{EMERGENCY_HOLD, HOLD_LIMIT};
+use connect_pki_domain::escalation::{Outcome, Queue};
+use connect_pki_domain::{CertStatus, DeviceId, DomainError, FacilityId, Serial, UserId};
+
+use crate::audit::AuditEntry;
+use crate::certificates::change_where;
+use crate::error::Conflict;
+use crate::notifications::{Target, enqueue};
+use crate::status::{Request, touched_states};
+use crate::{Store, StoreError, WriteTx, instant, secs};
+
+/// A stored escalation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationRecord {
+    pub id: i64,
+    pub device: DeviceId,
+    pub facility: FacilityId,
+    pub channel: String,
+    pub reported_by: Option<UserId>,
+    pub queue: String,
+    pub status: String,
+    pub outcome: Option<String>,
+    pub note: String,
+    pub escalate_at: Option<OffsetDateTime>,
+    pub claimed_by: Option<UserId>,
+    pub claimed_at: Option<OffsetDateTime>,
+    pub resolved_by: Option<UserId>,
+    pub resolved_at: Option<OffsetDateTime>,
+    pub resolution_note: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A new report.
+#[derive(Debug, Clone)]
+pub struct NewEscalation {
+    pub device: DeviceId,
+    pub channel: &'static str,
+    pub reported_by: Option<UserId>,
+    pub queue: Queue,
+    pub escalate_at: Option<OffsetDateTime>,
+    pub note: String,
+    pub actor: String,
+    /// Who is told, queued in the same transaction.
+    pub notify: Vec<Target>,
+    /// What they are told (a JSON object; the delivery adds the escalation id).
+    pub payload: String,
+}
+
+const COLUMNS: &str = "id, device_id, facility_id, channel, reported_by, queue, status, outcome, note, escalate_at, \
+     claimed_by, claimed_at, resolved_by, resolved_at, resolution_note, created_at";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<EscalationRecord, StoreError> {
+    let t = |c: &str| -> Result<Option<OffsetDateTime>, StoreError> {
+        r.try_get::<Option<i64>, _>(c)?.map(instant).transpose()
+    };
+    let u = |c: &str| -> Result<Option<UserId>, StoreError> { Ok(r.try_get::<Option<i64>, _>(c)?.map(UserId)) };
+    Ok(EscalationRecord {
+        id: r.try_get("id")?,
+        device: DeviceId(r.try_get("device_id")?),
+        facility: FacilityId(r.try_get("facility_id")?),
+        channel: r.try_get("channel")?,
+        reported_by: u("reported_by")?,
+        queue: r.try_get("queue")?,
+        status: r.try_get("status")?,
+        outcome: r.try_get("outcome")?,
+        note: r.try_get("note")?,
+        escalate_at: t("escalate_at")?,
+        claimed_by: u("claimed_by")?,
+        claimed_at: t("claimed_at")?,
+        resolved_by: u("resolved_by")?,
+        resolved_at: t("resolved_at")?,
+        resolution_note: r.try_get("resolution_note")?,
+        created_at: instant(r.try_get("created_at")?)?,
+    })
+}
+
+async fn escalation_in(tx: &mut WriteTx, id: i64) -> Result<EscalationRecord, StoreError> {
+    let row = sqlx::query(&format!("select {COLUMNS} from escalations where id = $1"))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("escalation"))?;
+    from_row(&row)
+}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub open_escalations: i64,
+    pub oldest_open_created_at: Option<OffsetDateTime>,
+    pub holds: i64,
+    /// (reason, certificates) for every certificate no longer valid.
+    pub revoked_by_reason: Vec<(String, i64)>,
+}
+
+/// Puts every valid certificate of a device on hold; returns the serials
+/// that changed.
+async fn hold_device(
+    tx: &mut WriteTx,
+    device: DeviceId,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    let req = Request { change: EMERGENCY_HOLD, actor, detail: json!({"because": "emergency report"}) };
+    change_where(tx, "c.device_id = $1", device.0, &req, now).await
+}
+
+/// Why a device's certificates could not be held: some already are, or
+/// none is left to hold.
+async fn nothing_to_hold(tx: &mut WriteTx, device: DeviceId) -> Result<StoreError, StoreError> {
+    let on_hold: i64 = sqlx::query("select count(*) as n from certificates where device_id = $1 and status = $2")
+        .bind(device.0)
+        .bind(CertStatus::OnHold.as_str())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("n")?;
+    let status = if on_hold > 0 { "already on hold" } else { "revoked or has no valid certificate" };
+    Ok(DomainError::InvalidTransition { from: status, to: "on_hold" }.into())
+}
+
+async fn insert_escalation(
+    tx: &mut WriteTx,
+    new: &NewEscalation,
+    facility: FacilityId,
+    now: OffsetDateTime,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query(
+        "insert into escalations (device_id, facility_id, channel, reported_by, queue, status, note, escalate_at, \
+         created_at, updated_at) values ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $8) returning id",
+    )
+    .bind(new.device.0)
+    .bind(facility.0)
+    .bind(new.channel)
+    .bind(new.reported_by.map(|u| u.0))
+    .bind(new.queue.as_str())
+    .bind(&new.note)
+    .bind(new.escalate_at.map(secs))
+    .bind(secs(now))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?)
+}
+
+/// Carries out what `outcome` does to the escalated device and its
+/// certificates; returns the serials that changed.
+async fn apply_outcome(
+    tx: &mut WriteTx,
+    e: &EscalationRecord,
+    outcome: Outcome,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    let changed = match outcome.certificates() {
+        Some(change) => {
+            // A release names its escalation in each certificate's audit row.
+            let detail = match outcome {
+                Outcome::Released => json!({"escalation_id": e.id}),
+                Outcome::Revoked | Outcome::Rejected => json!({}),
+            };
+            let req = Request { change, actor, detail };
+            change_where(tx, "c.device_id = $1", e.device.0, &req, now).await?
+        }
+        None => Vec::new(),
+    };
+    if outcome.device_lost() {
+        tx.update_at("update devices set status = 'lost', updated_at = $1 where id = $2", now, e.device.0).await?;
+    }
+    Ok(changed)
+}
+
+impl Store {
+    /// Opens an escalation for a lost device and puts its valid certificates
+    /// on hold, in one transaction. Refuses a device with nothing left to hold.
+    pub async fn open_escalation(
+        &self,
+        new: &NewEscalation,
+        now: OffsetDateTime,
+    ) -> Result<(EscalationRecord, Vec<Serial>), StoreError> {
+        self.write(async |tx| {
+            let row = sqlx::query(
+                "select u.facility_id, d.status from devices d join users u on u.id = d.user_id where d.id = $1",
+            )
+            .bind(new.device.0)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound("device"))?;
+            let facility = FacilityId(row.try_get("facility_id")?);
+            let held = hold_device(tx, new.device, &new.actor, now).await?;
+            if held.is_empty() {
+                return Err(nothing_to_hold(tx, new.device).await?);
+            }
+            let id = insert_escalation(tx, new, facility, now).await?;
+            let entry = AuditEntry::ok(
+                new.actor.clone(),
+                "escalation.open",
+                format!("escalation:{id}"),
+                json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(), "held": held}),
+                Some(facility),
+                new.reported_by,
+            );
+            tx.audit(now, &entry).await?;
+            enqueue(tx, id, "opened", &new.notify, &new.payload, now).await?;
+            Ok((escalation_in(tx, id).await?, held))
+        })
+        .await
+    }
+
+    /// Escalations, most urgent first (行政管理課's queue, then oldest).
+    pub async fn escalations(
+        &self,
+        facility: Option<FacilityId>,
+        open_only: bool,
+    ) -> Result<Vec<EscalationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {COLUMNS} from escalations where ($1 = 0 or facility_id = $1) and ($2 = 0 or status <> 'resolved') \
+             order by case status when 'open' then 0 when 'claimed' then 1 else 2 end, \
+             case queue when 'admin_division' then 0 else 1 end, created_at limit 500"
+        ))
+        .bind(facility.map_or(0, |f| f.0))
+        .bind(i64::from(open_only))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// One escalation.
+    pub async fn escalation(&self, id: i64) -> Result<Option<EscalationRecord>, StoreError> {
+        let row = sqlx::query(&format!("select {COLUMNS} from escalations where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    }
+
+    /// Claims an open escalation. Of two racing claims exactly one wins; the
+    /// other gets a conflict naming who holds it.
+    pub async fn claim_escalation(
+        &self,
+        id: i64,
+        by: UserId,
+        note: &str,
+        now: OffsetDateTime,
+    ) -> Result<EscalationRecord, StoreError> {
+        self.write(async |tx| {
+            let current = escalation_in(tx, id).await?;
+            let changed = sqlx::query(
+                "update escalations set status = 'claimed', claimed_by = $1, claimed_at = $2, updated_at = $2 \
+                 where id = $3 and status = 'open'",
+            )
+            .bind(by.0)
+            .bind(secs(now))
+            .bind(id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                // Read again: on PostgreSQL the claim that won may have committed
+                // after `current` was read.
+                let now_is = escalation_in(tx, id).await?;
+                return Err(match now_is.claimed_by {
+                    Some(by) => Conflict::AlreadyClaimed { escalation: id, by },
+                    None => Conflict::NotOpen { escalation: id, status: now_is.status },
+                }
+                .into());
+            }
+            let entry = AuditEntry::ok(
+                format!("user:{by}"),
+                "escalation.claim",
+                format!("escalation:{id}"),
+                json!({"note": note}),
+                Some(current.facility),
+                Some(by),
+            );
+            tx.audit(now, &entry).await?;
+            escalation_in(tx, id).await
+        })
+        .await
+    }
+
+    /// Resolves a claimed escalation: revoked (the device's held and valid
+    /// certificates revoked, keyCompromise), released (held ones valid again)
+    /// or rejected (certificates left as they are).
+    pub async fn resolve_escalation(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        by: UserId,
+        note: &str,
+        now: OffsetDateTime,
+    ) -> Result<(EscalationRecord, Vec<Serial>), StoreError> {
+        self.write(async |tx| {
+            let current = escalation_in(tx, id).await?;
+            let changed = sqlx::query(
+                "update escalations set status = 'resolved', outcome = $1, resolved_by = $2, resolved_at = $3, \
+                 resolution_note = $4, updated_at = $3 where id = $5 and status = 'claimed'",
+            )
+            .bind(outcome.as_str())
+            .bind(by.0)
+            .bind(secs(now))
+            .bind(note)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                let from = if current.status == "open" { "open (claim it first)" } else { "resolved" };
+                return Err(DomainError::InvalidTransition { from, to: "resolved" }.into());
+            }
+            let actor = format!("user:{by}");
+            let changed_serials = apply_outcome(tx, &current, outcome, &actor, now).await?;
+            let entry = AuditEntry::ok(
+                actor,
+                "escalation.resolve",
+                format!("escalation:{id}"),
+                json!({"outcome": outcome.as_str(), "note": note, "certificates": changed_serials}),
+                Some(current.facility),
+                Some(by),
+            );
+            tx.audit(now, &entry).await?;
+            Ok((escalation_in(tx, id).await?, changed_serials))
+        })
+        .await
+    }
+
+    /// Open escalations in a facility manager's queue whose SLA has passed at `now`.
+    pub async fn overdue_escalations(&self, now: OffsetDateTime) -> Result<Vec<EscalationRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "select {COLUMNS} from escalations where status = 'open' and queue = 'manager' and escalate_at is not null \
+             and escalate_at <= $1 order by id"
+        ))
+        .bind(secs(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Moves one escalation past its SLA to 行政管理課 and queues its
+    /// notifications, in one transaction — if it is still open, still in the
+    /// manager's queue and due. Of several instances doing this at once,
+    /// exactly one moves it; the others get `None`.
+    pub async fn escalate(
+        &self,
+        id: i64,
+        notify: &[Target],
+        payload: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<EscalationRecord>, StoreError> {
+        self.write(async |tx| {
+            let moved = sqlx::query(
+                "update escalations set queue = 'admin_division', updated_at = $1 where id = $2 and status = 'open' \
+                 and queue = 'manager' and escalate_at is not null and escalate_at <= $1 returning id",
+            )
+            .bind(secs(now))
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if moved.is_none() {
+                return Ok(None);
+            }
+            let e = escalation_in(tx, id).await?;
+            let entry = AuditEntry::ok(
+                "system:sla",
+                "escalation.escalate",
+                format!("escalation:{id}"),
+                json!({"reason": "not claimed by the facility manager within the SLA"}),
+                Some(e.facility),
+                None,
+            );
+            tx.audit(now, &entry).await?;
+            enqueue(tx, id, "escalated", notify, payload, now).await?;
+            Ok(Some(e))
+        })
+        .await
+    }
+
+    /// Revokes (keyCompromise) every hold older than `held_before`: a hold is
+    /// never left forgotten. Returns the serials.
+    pub async fn revoke_expired_holds(
+        &self,
+        held_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Serial>, StoreError> {
+        // Which states the hold limit touches is the domain's to say; the
+        // statement only narrows the candidates to them.
+        let condition = format!("{} and c.revoked_at <= $1", touched_states(&HOLD_LIMIT));
+        self.write(async |tx| {
+            let req =
+                Request { change: HOLD_LIMIT, actor: "system:hold-limit", detail: json!({"because": "hold limit"}) };
+            change_where(tx, &condition, secs(held_before), &req, now).await
+        })
+        .await
+    }
+
+    /// Counts for the operations view.
+    pub async fn figures(&self) -> Result<Figures, StoreError> {
+        let row =
+            sqlx::query("select count(*) as n, min(created_at) as oldest from escalations where status <> 'resolved'")
+                .fetch_one(&self.pool)
+                .await?;
+        let holds: i64 = sqlx::query("select count(*) as n from certificates where status = 'on_hold'")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        let reasons = sqlx::query(
+            "select revocation_reason as reason, count(*) as n from certificates where status in ('revoked', 'superseded') group by revocation_reason",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Figures {
+            open_escalations: row.try_get("n")?,
+            oldest_open_created_at: row.try_get::<Option<i64>, _>("oldest")?.map(instant).transpose()?,
+            holds,
+            revoked_by_reason: reasons
+                .iter()
+                .map(|r| Ok((r.try_get::<Option<String>, _>("reason")?.unwrap_or_default(), r.try_get("n")?)))
+                .collect::<Result<_, StoreError>>()?,
+        })
+    }
+}

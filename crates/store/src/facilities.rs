@@ -1,0 +1,146 @@
+//! Facilities: creation and their lifecycle (approved, suspended, closed).
+//! Closing revokes every certificate of the facility's users in the same
+//! transaction.
+
+use serde_json::json;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use connect_pki_domain::{FacilityId, FacilityStatus, Reason, Serial};
+
+use crate::audit::AuditEntry;
+use crate::certificates::revoke_where;
+use crate::error::Conflict;
+use crate::records::{FacilityRecord, NewFacility, facility_by_id};
+use crate::{Store, StoreError, WriteTx, secs};
+
+/// The outcome of closing or changing a facility.
+#[derive(Debug, Clone)]
+pub struct FacilityChange {
+    pub facility: FacilityRecord,
+    /// Certificates revoked by the change (closing only).
+    pub revoked: Vec<Serial>,
+}
+
+impl Store {
+    /// Creates an approved facility.
+    pub async fn create_facility(
+        &self,
+        new: &NewFacility,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<FacilityRecord, StoreError> {
+        self.write(async |tx| insert_facility(tx, new, FacilityStatus::Approved, actor, now).await).await
+    }
+
+    /// Every facility, by id.
+    pub async fn facilities(&self) -> Result<Vec<FacilityRecord>, StoreError> {
+        let rows = sqlx::query(&format!("select {} from facilities f order by f.id", FacilityRecord::COLUMNS))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(FacilityRecord::from_row).collect()
+    }
+
+    /// One facility.
+    pub async fn facility(&self, id: FacilityId) -> Result<Option<FacilityRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        facility_by_id(&mut conn, id).await
+    }
+
+    /// Moves a facility through its lifecycle. Closing revokes every
+    /// certificate of its users (cessationOfOperation) in the same transaction.
+    pub async fn change_facility_status(
+        &self,
+        id: FacilityId,
+        to: FacilityStatus,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<FacilityChange, StoreError> {
+        self.write(async |tx| {
+            let mut facility = facility_by_id(tx, id).await?.ok_or(StoreError::NotFound("facility"))?;
+            let from = facility.status;
+            from.transition(to)?;
+            // The status guard makes a concurrent change of the same facility
+            // update nothing instead of overwriting.
+            let changed =
+                sqlx::query("update facilities set status = $1, updated_at = $2 where id = $3 and status = $4")
+                    .bind(to.as_str())
+                    .bind(secs(now))
+                    .bind(id.0)
+                    .bind(from.as_str())
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+            if changed == 0 {
+                return Err(Conflict::FacilityChanged { facility: id }.into());
+            }
+            facility.status = to;
+            let revoked = if to == FacilityStatus::Closed {
+                let users_devices = "c.device_id in (select d.id from devices d join users u on u.id = d.user_id \
+                                     where u.facility_id = $1)";
+                revoke_where(tx, users_devices, id.0, Reason::CessationOfOperation, actor, now).await?
+            } else {
+                Vec::new()
+            };
+            tx.audit(now, &status_entry(actor, id, from, to, revoked.len())).await?;
+            Ok(FacilityChange { facility, revoked })
+        })
+        .await
+    }
+}
+
+fn status_entry(actor: &str, id: FacilityId, from: FacilityStatus, to: FacilityStatus, revoked: usize) -> AuditEntry {
+    let verb = match to {
+        FacilityStatus::Approved => "resume",
+        FacilityStatus::Suspended => "suspend",
+        FacilityStatus::Closed => "close",
+    };
+    AuditEntry::ok(
+        actor,
+        format!("facility.{verb}"),
+        format!("facility:{id}"),
+        json!({"from": from, "to": to, "revoked": revoked}),
+        Some(id),
+        None,
+    )
+}
+
+pub(crate) async fn insert_facility(
+    tx: &mut WriteTx,
+    new: &NewFacility,
+    status: FacilityStatus,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<FacilityRecord, StoreError> {
+    let id: i64 = sqlx::query(
+        "insert into facilities (name, kind, address, department, status, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $6) returning id",
+    )
+    .bind(&new.name)
+    .bind(new.kind.as_str())
+    .bind(&new.address)
+    .bind(new.department.as_deref())
+    .bind(status.as_str())
+    .bind(secs(now))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    let record = FacilityRecord {
+        id: FacilityId(id),
+        name: new.name.clone(),
+        kind: new.kind,
+        address: new.address.clone(),
+        department: new.department.clone(),
+        status,
+    };
+    let entry = AuditEntry::ok(
+        actor,
+        "facility.create",
+        format!("facility:{id}"),
+        json!({"name": new.name, "kind": new.kind, "status": status}),
+        Some(record.id),
+        None,
+    );
+    tx.audit(now, &entry).await?;
+    Ok(record)
+}

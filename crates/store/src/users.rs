@@ -1,0 +1,364 @@
+//! Users: registration, the lifecycle the domain decides (`domain::user`:
+//! retirement now or scheduled, deletion of personal data) and the
+//! emergency sign-in's credentials and failure count.
+
+use serde_json::json;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use connect_pki_domain::user as domain_user;
+use connect_pki_domain::{FacilityId, Reason, Serial, UserId, UserStatus};
+
+use crate::audit::AuditEntry;
+use crate::certificates::revoke_where;
+use crate::error::Conflict;
+use crate::records::{NewUser, UserRecord, text, user_by_id};
+use crate::{Store, StoreError, WriteTx, instant, secs};
+
+/// What a sign-in attempt needs to know about a login ID.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: UserRecord,
+    pub password_hash: Option<String>,
+    pub failed_logins: i64,
+    pub locked_until: Option<OffsetDateTime>,
+}
+
+/// Retires `user` inside `tx` (see [`Store::retire_user`]).
+async fn retire_in(
+    tx: &mut WriteTx,
+    user: UserId,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+    let Some(next) = domain_user::retire(u.status) else { return Ok(Vec::new()) };
+    sqlx::query("update users set status = $1, retire_at = null, updated_at = $2 where id = $3 and status = $4")
+        .bind(next.as_str())
+        .bind(secs(now))
+        .bind(user.0)
+        .bind(u.status.as_str())
+        .execute(&mut **tx)
+        .await?;
+    tx.update_at(
+        "update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'",
+        now,
+        user.0,
+    )
+    .await?;
+    let devices = "c.device_id in (select id from devices where user_id = $1)";
+    let revoked = revoke_where(tx, devices, user.0, Reason::AffiliationChanged, actor, now).await?;
+    let entry = AuditEntry::ok(
+        actor,
+        "user.retire",
+        format!("user:{user}"),
+        json!({"revoked": revoked}),
+        Some(u.facility),
+        Some(user),
+    );
+    tx.audit(now, &entry).await?;
+    Ok(revoked)
+}
+
+/// The user and their scheduled retirement, read in `tx`.
+async fn retirement_of(tx: &mut WriteTx, user: UserId) -> Result<(UserStatus, Option<OffsetDateTime>), StoreError> {
+    let row = sqlx::query("select status, retire_at from users where id = $1")
+        .bind(user.0)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("user"))?;
+    Ok((text(&row, "status")?, row.try_get::<Option<i64>, _>("retire_at")?.map(instant).transpose()?))
+}
+
+/// Removes a user's personal data, keeping the rows and the audit trail.
+async fn erase_personal_data(
+    tx: &mut WriteTx,
+    user: UserId,
+    status: UserStatus,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "update users set login_id = null, display_name = null, email = null, password_hash = null, \
+         status = $1, updated_at = $2 where id = $3",
+    )
+    .bind(status.as_str())
+    .bind(secs(now))
+    .bind(user.0)
+    .execute(&mut **tx)
+    .await?;
+    tx.update_at("update devices set label = '', updated_at = $1 where user_id = $2", now, user.0).await?;
+    tx.update_at("update enrollment_codes set expires_at = $1 where user_id = $2 and redeemed_at is null", now, user.0)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Registers a user in `facility`.
+    pub async fn create_user(
+        &self,
+        facility: FacilityId,
+        new: &NewUser,
+        status: UserStatus,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<UserRecord, StoreError> {
+        self.write(async |tx| insert_user(tx, facility, new, status, actor, now).await).await
+    }
+
+    /// One user.
+    pub async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        user_by_id(&mut conn, id).await
+    }
+
+    /// Retires a user now: account disabled, devices retired, every valid or
+    /// held certificate revoked with affiliationChanged — one transaction.
+    /// Retiring a retired user changes nothing.
+    pub async fn retire_user(&self, user: UserId, actor: &str, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
+        self.write(async |tx| retire_in(tx, user, actor, now).await).await
+    }
+
+    /// Carries out a scheduled retirement if it is still scheduled and due at
+    /// `now`; of several instances running it, one does it and the others
+    /// find nothing to do. Returns `None` when nothing was due.
+    pub async fn retire_if_due(&self, user: UserId, now: OffsetDateTime) -> Result<Option<Vec<Serial>>, StoreError> {
+        self.write(async |tx| {
+            let (status, retire_at) = retirement_of(tx, user).await?;
+            if !domain_user::retirement_due(status, retire_at, now) {
+                return Ok(None);
+            }
+            Ok(Some(retire_in(tx, user, "system:scheduled-retirement", now).await?))
+        })
+        .await
+    }
+
+    /// Schedules a retirement at `at` (a worker carries it out, also after downtime).
+    pub async fn schedule_retirement(
+        &self,
+        user: UserId,
+        at: OffsetDateTime,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.write(async |tx| {
+            let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+            domain_user::check_schedule_retirement(u.status)?;
+            sqlx::query("update users set retire_at = $1, updated_at = $2 where id = $3")
+                .bind(secs(at))
+                .bind(secs(now))
+                .bind(user.0)
+                .execute(&mut **tx)
+                .await?;
+            let entry = AuditEntry::ok(
+                actor,
+                "user.retire_scheduled",
+                format!("user:{user}"),
+                json!({"at": secs(at)}),
+                Some(u.facility),
+                Some(user),
+            );
+            tx.audit(now, &entry).await
+        })
+        .await
+    }
+
+    /// Users whose scheduled retirement is due.
+    pub async fn due_retirements(&self, now: OffsetDateTime) -> Result<Vec<UserId>, StoreError> {
+        // Only scheduled retirements are read; which are due is the domain's rule.
+        let rows = sqlx::query(
+            "select id, status, retire_at from users where retire_at is not null and retire_at <= $1 order by retire_at",
+        )
+        .bind(secs(now))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut due = Vec::new();
+        for r in &rows {
+            let retire_at = Some(instant(r.try_get("retire_at")?)?);
+            if domain_user::retirement_due(text(r, "status")?, retire_at, now) {
+                due.push(UserId(r.try_get("id")?));
+            }
+        }
+        Ok(due)
+    }
+
+    /// The scheduled retirement of a user, if any.
+    pub async fn retire_at(&self, user: UserId) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row = sqlx::query("select retire_at from users where id = $1")
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        row.try_get::<Option<i64>, _>("retire_at")?.map(instant).transpose()
+    }
+
+    /// Deletes a retired user's personal data (login ID, name, e-mail,
+    /// password, device labels) and marks them deleted. The rows and the audit
+    /// trail stay. Only a retired user can be deleted; deleting twice is safe.
+    pub async fn delete_user(&self, user: UserId, actor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+        self.write(async |tx| {
+            let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+            let Some(next) = domain_user::delete(u.status)? else { return Ok(()) };
+            erase_personal_data(tx, user, next, now).await?;
+            let entry = AuditEntry::ok(
+                actor,
+                "user.delete",
+                format!("user:{user}"),
+                json!({"personal_data": "removed"}),
+                Some(u.facility),
+                Some(user),
+            );
+            tx.audit(now, &entry).await
+        })
+        .await
+    }
+
+    /// The password hash of a user, for checking a sign-in.
+    pub async fn password_hash(&self, user: UserId) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("select password_hash from users where id = $1")
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+        Ok(row.try_get("password_hash")?)
+    }
+
+    /// The credentials of a login ID, for the emergency sign-in.
+    pub async fn credentials(&self, login_id: &str) -> Result<Option<Credentials>, StoreError> {
+        let row = sqlx::query(&format!(
+            "select {}, u.password_hash, u.failed_logins, u.locked_until from users u where u.login_id = $1",
+            UserRecord::COLUMNS
+        ))
+        .bind(login_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Credentials {
+            user: UserRecord::from_row(&row)?,
+            password_hash: row.try_get("password_hash")?,
+            failed_logins: row.try_get("failed_logins")?,
+            locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(instant).transpose()?,
+        }))
+    }
+
+    /// Counts a failed sign-in (locking the account until `lock_until` when
+    /// given) and records it; or, with `success`, clears the count.
+    pub async fn record_sign_in(
+        &self,
+        user: UserId,
+        success: bool,
+        lock_until: Option<OffsetDateTime>,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.write(async |tx| {
+            if success {
+                sqlx::query("update users set failed_logins = 0, locked_until = null where id = $1")
+                    .bind(user.0)
+                    .execute(&mut **tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "update users set failed_logins = failed_logins + 1, locked_until = coalesce($1, locked_until) \
+                     where id = $2",
+                )
+                .bind(lock_until.map(secs))
+                .bind(user.0)
+                .execute(&mut **tx)
+                .await?;
+            }
+            let facility: i64 = sqlx::query("select facility_id from users where id = $1")
+                .bind(user.0)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("facility_id")?;
+            let outcome = match (success, lock_until) {
+                (true, _) => "ok",
+                (false, Some(_)) => "wrong password; locked",
+                (false, None) => "wrong password",
+            };
+            let entry = AuditEntry {
+                outcome: outcome.into(),
+                ..AuditEntry::ok(
+                    actor,
+                    "emergency.sign_in",
+                    format!("user:{user}"),
+                    json!({}),
+                    Some(FacilityId(facility)),
+                    Some(user),
+                )
+            };
+            tx.audit(now, &entry).await
+        })
+        .await
+    }
+
+    /// Records a refused emergency attempt that names no account (unknown
+    /// login ID): the audit log still shows it.
+    pub async fn record_unknown_sign_in(
+        &self,
+        login_id: &str,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.audit(
+            now,
+            &AuditEntry {
+                actor: actor.into(),
+                action: "emergency.sign_in".into(),
+                target: "user:unknown".into(),
+                outcome: "unknown login ID".into(),
+                detail: json!({"login_id": login_id.chars().take(64).collect::<String>()}),
+                facility: None,
+                user: None,
+            },
+        )
+        .await
+    }
+}
+
+pub(crate) async fn insert_user(
+    tx: &mut WriteTx,
+    facility: FacilityId,
+    new: &NewUser,
+    status: UserStatus,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<UserRecord, StoreError> {
+    let id: i64 = sqlx::query(
+        "insert into users (facility_id, login_id, display_name, email, role, status, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $7) returning id",
+    )
+    .bind(facility.0)
+    .bind(&new.login_id)
+    .bind(&new.display_name)
+    .bind(&new.email)
+    .bind(new.role.as_str())
+    .bind(status.as_str())
+    .bind(secs(now))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => Conflict::LoginIdTaken { login_id: new.login_id.clone() }.into(),
+        other => other,
+    })?
+    .try_get("id")?;
+    let record = UserRecord {
+        id: UserId(id),
+        facility,
+        login_id: Some(new.login_id.clone()),
+        display_name: Some(new.display_name.clone()),
+        email: Some(new.email.clone()),
+        role: new.role,
+        status,
+    };
+    let entry = AuditEntry::ok(
+        actor,
+        "user.create",
+        format!("user:{id}"),
+        json!({"login_id": new.login_id, "role": new.role, "status": status}),
+        Some(facility),
+        Some(record.id),
+    );
+    tx.audit(now, &entry).await?;
+    Ok(record)
+}
