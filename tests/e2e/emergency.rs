@@ -2,10 +2,11 @@
 //! once, the routing follows the business calendar, the queue is worked
 //! through the API. The server runs at chosen times under libfaketime.
 
+use connect_pki_e2e::fixtures::{PASSWORD, device};
 use connect_pki_e2e::{Backend, Server, Sinks, both_backends};
 use serde_json::{Value, json};
 
-use crate::revocation::{device, handshake_ok, ocsp_status_with};
+use crate::revocation::{handshake_ok, ocsp_status_with};
 
 /// OCSP status as `openssl ocsp` sees it from real time while the server runs
 /// days ahead: the responses' times are allowed that far off.
@@ -13,7 +14,6 @@ fn ocsp_status(s: &Server, pem: &std::path::Path) -> String {
     ocsp_status_with(s, pem, &["-validity_period", "400000"])
 }
 
-const PASSWORD: &str = "correct horse battery";
 /// The next Saturday, 22:00 in Asia/Tokyo, as a FAKETIME value. Always ahead
 /// of the real clock: on PostgreSQL the hold limit is decided by the
 /// database's (real) clock, and a fixed date would one day lie 72 h behind it.
@@ -118,65 +118,6 @@ fn out_id(s: &Server, admin: &std::path::Path) -> i64 {
     let e = &list.as_array().expect("list")[0];
     assert_eq!((e["queue"].as_str(), e["status"].as_str()), (Some("admin_division"), Some("open")), "{e}");
     e["id"].as_i64().expect("id")
-}
-
-/// Business hours: the manager's queue first, then 行政管理課 once the SLA
-/// (1 minute here, the clock running 60 times as fast) passes unclaimed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla() {
-    let mut s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "hiru.staff");
-    s.stop();
-    s.spawn_at(TUESDAY_MORNING_FAST, &["--escalation-sla-minutes", "1"]);
-    let (status, out) = report(&s, "hiru.staff", PASSWORD, d.device_id);
-    assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let (_, list) = s.api("GET", "/api/v1/escalations", Some(&admin), None);
-        if list[0]["queue"] == "admin_division" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never moved to 行政管理課: {list}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
-/// A hold nobody resolves turns into a revocation at its limit, even across
-/// a restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_left_alone_becomes_a_revocation() {
-    let mut s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "forgotten");
-    let (status, out) = s.api(
-        "POST",
-        "/api/v1/escalations",
-        Some(&admin),
-        Some(&json!({"device_id": d.device_id, "note": "電話で受付"})),
-    );
-    assert_eq!((status, out["channel"].as_str()), (201, Some("phone")), "{out}");
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked certificateHold");
-    s.stop();
-    s.spawn_at("+73h", &[]);
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
-    assert!(s.log_contains("holds past their limit revoked"));
-}
-
-/// Wrong passwords lock the sign-in: then even the right one is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_passwords_lock_the_emergency_sign_in() {
-    let s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "locked.out");
-    for i in 0..5 {
-        let (status, out) = report(&s, "locked.out", "not the password", d.device_id);
-        let want = if i < 4 { 401 } else { 429 };
-        assert_eq!(status, want, "try {i}: {out}");
-    }
-    let (status, out) = report(&s, "locked.out", PASSWORD, d.device_id);
-    assert_eq!((status, out["error"]["code"].as_str()), (429, Some("account_locked")), "{out}");
-    assert_eq!(ocsp_status(&s, &d.pem), "good");
 }
 
 /// The Japanese page: a wrong password is said in Japanese and what was typed

@@ -2,43 +2,12 @@
 //! clients no one here wrote — `openssl ocsp`, `openssl crl`/`verify
 //! -crl_check`, Python `cryptography`, curl's handshake — on both backends.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use connect_pki_e2e::fixtures::{Device, PASSWORD, another_device, device};
 use connect_pki_e2e::{Backend, Server, both_backends, python_json, run, text};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-
-pub(crate) struct Device {
-    pub(crate) pem: PathBuf,
-    pub(crate) serial: String,
-    pub(crate) device_id: i64,
-    pub(crate) user_id: i64,
-}
-
-/// A staff member of the city facility with one enrolled device (openssl CSR).
-pub(crate) fn device(s: &Server, admin: &Path, login: &str) -> Device {
-    let body = json!({"display_name": login, "login_id": login, "email": format!("{login}@example.test")});
-    let (status, user) = s.api("POST", "/api/v1/facilities/1/users", Some(admin), Some(&body));
-    assert_eq!(status, 201, "{user}");
-    let user_id = user["id"].as_i64().expect("id");
-    another_device(s, admin, user_id, login, &format!("{login}-1"))
-}
-
-pub(crate) fn another_device(s: &Server, admin: &Path, user_id: i64, login: &str, name: &str) -> Device {
-    let (status, code) = s.api("POST", &format!("/api/v1/users/{user_id}/enrollment-codes"), Some(admin), None);
-    assert_eq!(status, 201, "{code}");
-    let pem = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), name, &format!("/CN={login}"));
-    let (status, me) = s.api("GET", "/api/v1/whoami", Some(&pem), None);
-    assert_eq!(status, 200, "{me}");
-    Device {
-        pem,
-        serial: me["serial"].as_str().expect("serial").to_string(),
-        device_id: me["device_id"].as_i64().expect("device"),
-        user_id,
-    }
-}
 
 fn path(p: &Path) -> String {
     p.display().to_string()
@@ -319,28 +288,6 @@ async fn every_operation_shows_everywhere(backend: Backend) {
     assert!(o.status.success(), "{}", text(&o));
 }
 both_backends!(every_operation_shows_everywhere);
-
-/// A retirement that fell due while the service was down is carried out
-/// before it answers again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduled_retirement_is_caught_up_after_downtime() {
-    let mut s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "away");
-    let at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("format");
-    let (status, out) =
-        s.api("POST", &format!("/api/v1/users/{}/retire", d.user_id), Some(&admin), Some(&json!({"at": at})));
-    assert_eq!((status, out["status"].as_str()), (200, Some("scheduled")), "{out}");
-    assert!(s.stop().is_some_and(|st| st.success()));
-    std::thread::sleep(Duration::from_secs(3));
-    s.spawn(&[]);
-    // The first answers after the restart already reflect it.
-    assert!(!handshake_ok(&s, &d.pem));
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked affiliationChanged");
-    assert!(s.log_contains("scheduled retirement carried out"));
-}
 
 /// Garbage, truncated, oversized and foreign requests get OCSP error
 /// responses; several CertIDs, SHA-1 and SHA-256 CertIDs, unknown serials
