@@ -281,21 +281,14 @@ async fn operator_works_the_console_in_chromium() {
     assert!(out["error"]["message"].as_str().is_some_and(|m| m.contains("revoked")), "{out}");
 }
 
-/// A report notifies the webhook (HMAC-signed, retried after a failure) and
-/// e-mails the on-call address and the facility's manager; the SLA move to
-/// 行政管理課 notifies again. Delivery problems never delay the hold.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reports_are_notified_by_webhook_and_email_with_retries() {
-    let mut s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let sinks = Sinks::start(&s, "hook secret");
-
-    // A facility with a manager who has an e-mail address.
+/// A facility with a manager who has an e-mail address, and a staff member
+/// of it with one device; returns the device's id.
+fn staff_with_a_manager_to_mail(s: &Server, admin: &std::path::Path) -> i64 {
     let (_, created) = s.public_api("POST", "/api/v1/applications", Some(&json!({
         "name": "通知テスト施設", "kind": "internal", "address": "千歳市", "department": null,
         "manager": {"name": "通知 管理者", "login_id": "notify.mgr", "email": "manager@facility.example", "phone": "0123-00-0000"},
         "purpose_attested": true, "terms_version": "2026-04-01"})));
-    let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(&admin), None);
+    let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(admin), None);
     let manager =
         s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "notify-mgr");
     let facility = approval["facility_id"].as_i64().expect("facility");
@@ -305,7 +298,19 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let staff_pem =
         s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "notify-staff", "/CN=notify.staff");
     let (_, me) = s.api("GET", "/api/v1/whoami", Some(&staff_pem), None);
+    me["device_id"].as_i64().expect("device")
+}
 
+/// A report notifies the webhook (HMAC-signed, retried after a failure) and
+/// e-mails the on-call address and the facility's manager; the SLA move to
+/// 行政管理課 notifies again. Delivery problems never delay the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_notified_by_webhook_and_email_with_retries() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let sinks = Sinks::start(&s, "hook secret");
+
+    let device_id = staff_with_a_manager_to_mail(&s, &admin);
     sinks.configure(&s);
     s.stop();
     // Tuesday 10:00 in Tokyo, 60 times as fast, SLA 1 minute: the report goes
@@ -315,7 +320,7 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
         &[],
         &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret"), ("CONNECT_PKI_ESCALATION_SLA_MINUTES", "1")],
     );
-    let (status, out) = report(&s, "notify.staff", PASSWORD, me["device_id"].as_i64().expect("device"));
+    let (status, out) = report(&s, "notify.staff", PASSWORD, device_id);
     assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
     let id = out["escalation_id"].as_i64().expect("id");
 
