@@ -3,7 +3,7 @@
 //! through the API. The server runs at chosen times under libfaketime.
 
 use connect_pki_e2e::fixtures::{PASSWORD, device};
-use connect_pki_e2e::{Backend, Server, Sinks, both_backends};
+use connect_pki_e2e::{Backend, Server, Sinks};
 use serde_json::{Value, json};
 
 use crate::revocation::{handshake_ok, ocsp_status_with};
@@ -14,16 +14,10 @@ fn ocsp_status(s: &Server, pem: &std::path::Path) -> String {
     ocsp_status_with(s, pem, &["-validity_period", "400000"])
 }
 
-/// The next Saturday, 22:00 in Asia/Tokyo, as a FAKETIME value. Always ahead
-/// of the real clock: on PostgreSQL the hold limit is decided by the
-/// database's (real) clock, and a fixed date would one day lie 72 h behind it.
+/// The next Saturday, 22:00 in Asia/Tokyo, as a FAKETIME value.
 fn saturday_night() -> String {
-    let today = time::OffsetDateTime::now_utc().date();
-    let ahead = match (5 + 7 - i64::from(today.weekday().number_days_from_monday())) % 7 {
-        0 => 7,
-        n => n,
-    };
-    format!("@{} 13:00:00", today + time::Duration::days(ahead))
+    let at = connect_pki_e2e::fixtures::next_saturday_night();
+    format!("@{} {:02}:{:02}:00", at.date(), at.hour(), at.minute())
 }
 /// Tuesday 2026-12-01 10:00 in Asia/Tokyo, at 60 times the speed.
 const TUESDAY_MORNING_FAST: &str = "@2026-12-01 01:00:00 x60";
@@ -34,90 +28,6 @@ fn report(s: &Server, login: &str, password: &str, device: i64) -> (u16, Value) 
         "/api/v1/emergency",
         Some(&json!({"login_id": login, "password": password, "device_id": device})),
     )
-}
-
-async fn saturday_night_report_goes_to_admin_division_and_ends_revoked(backend: Backend) {
-    let mut s = Server::start(backend).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "yoru.staff");
-    let other = device(&s, &admin, "other.staff");
-    // A second 行政管理課 operator, for the double claim.
-    let body =
-        json!({"display_name": "当番2", "login_id": "tooban2", "email": "t2@example.test", "role": "admin_division"});
-    let (_, op2) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
-    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", op2["id"]), Some(&admin), None);
-    let operator2 = s.enroll_generated(code["code"].as_str().expect("code"), Some(PASSWORD), "operator2");
-
-    s.stop();
-    s.spawn_at(&saturday_night(), &[]);
-
-    // Bad inputs first: nothing is held by any of them.
-    assert_eq!(report(&s, "yoru.staff", "wrong password!", d.device_id).0, 401);
-    assert_eq!(report(&s, "nobody.here", PASSWORD, d.device_id).0, 401);
-    let (status, out) = report(&s, "yoru.staff", PASSWORD, other.device_id);
-    assert_eq!((status, out["error"]["code"].as_str()), (403, Some("not_your_device")), "{out}");
-    assert_eq!(ocsp_status(&s, &d.pem), "good");
-
-    let (status, out) = report(&s, "yoru.staff", PASSWORD, d.device_id);
-    assert_eq!(status, 201, "{out}");
-    assert_eq!(out["queue"], "admin_division", "Saturday night goes to 行政管理課: {out}");
-    assert_eq!(out["held_serials"], json!([d.serial]));
-    // On hold before the response: OCSP and our handshake refuse it.
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked certificateHold");
-    assert!(!handshake_ok(&s, &d.pem));
-    let (status, out) = report(&s, "yoru.staff", PASSWORD, d.device_id);
-    assert_eq!(status, 409, "a second report of a held device: {out}");
-
-    let id = out_id(&s, &admin);
-    // Two operators claim at once: one wins, the other is told who did.
-    let (a, b) = std::thread::scope(|scope| {
-        let one = scope.spawn(|| s.api("POST", &format!("/api/v1/escalations/{id}/claim"), Some(&admin), None));
-        let two = scope.spawn(|| s.api("POST", &format!("/api/v1/escalations/{id}/claim"), Some(&operator2), None));
-        (one.join().expect("claim"), two.join().expect("claim"))
-    });
-    let statuses = [a.0, b.0];
-    assert!(statuses.contains(&200) && statuses.contains(&409), "{a:?} {b:?}");
-    let (winner, loser) = if a.0 == 200 { (&admin, &b) } else { (&operator2, &a) };
-    assert!(loser.1["error"]["message"].as_str().is_some_and(|m| m.contains("already claimed by user")), "{loser:?}");
-    let (status, out) = s.api(
-        "POST",
-        &format!("/api/v1/escalations/{id}/resolve"),
-        Some(winner),
-        Some(&json!({"outcome": "revoked", "note": "本人に確認、端末は見つからず"})),
-    );
-    assert_eq!(
-        (status, out["status"].as_str(), out["outcome"].as_str()),
-        (200, Some("resolved"), Some("revoked")),
-        "{out}"
-    );
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
-
-    let (_, log) = s.api("GET", "/api/v1/audit?limit=10000", Some(&admin), None);
-    let actions: Vec<String> = log
-        .as_array()
-        .expect("audit")
-        .iter()
-        .map(|r| format!("{} {}", r["action"].as_str().unwrap_or(""), r["outcome"].as_str().unwrap_or("")))
-        .collect();
-    for want in [
-        "emergency.sign_in wrong password",
-        "emergency.sign_in unknown login ID",
-        "emergency.sign_in ok",
-        "escalation.open ok",
-        "escalation.claim ok",
-        "escalation.resolve ok",
-    ] {
-        assert!(actions.iter().any(|a| a == want), "no {want:?} in the audit log");
-    }
-}
-both_backends!(saturday_night_report_goes_to_admin_division_and_ends_revoked);
-
-fn out_id(s: &Server, admin: &std::path::Path) -> i64 {
-    let (status, list) = s.api("GET", "/api/v1/escalations", Some(admin), None);
-    assert_eq!(status, 200, "{list}");
-    let e = &list.as_array().expect("list")[0];
-    assert_eq!((e["queue"].as_str(), e["status"].as_str()), (Some("admin_division"), Some("open")), "{e}");
-    e["id"].as_i64().expect("id")
 }
 
 /// The Japanese page: a wrong password is said in Japanese and what was typed

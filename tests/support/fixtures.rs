@@ -20,6 +20,18 @@ pub fn application(name: &str, login: &str) -> Value {
     })
 }
 
+/// The next Saturday, 22:00 in Asia/Tokyo (13:00 UTC). Always ahead of the
+/// real clock: on PostgreSQL the hold limit is decided by the database's
+/// (real) clock, and a fixed date would one day lie 72 h behind it.
+pub fn next_saturday_night() -> time::OffsetDateTime {
+    let today = time::OffsetDateTime::now_utc().date();
+    let ahead = match (5 + 7 - i64::from(today.weekday().number_days_from_monday())) % 7 {
+        0 => 7,
+        n => n,
+    };
+    (today + time::Duration::days(ahead)).midnight().assume_utc() + time::Duration::hours(13)
+}
+
 /// A device enrolled on a [`Server`]: its certificate and key in one PEM file.
 pub struct Device {
     pub pem: PathBuf,
