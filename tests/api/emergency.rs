@@ -94,3 +94,35 @@ async fn audit_has_the_whole_story(app: &TestApp) {
         assert!(actions.iter().any(|a| a == want), "no {want:?} in the audit log");
     }
 }
+
+/// `/metrics` shows the queue, holds, revocations by reason, OCSP traffic and
+/// request latencies, in Prometheus text format. The recorder is shared by
+/// every app in this process; the database figures are set from this app's
+/// database when the page is rendered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_queue_and_revocations() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let held = app.device("metric.held").await;
+    let gone = app.device("metric.gone").await;
+    let body = json!({"device_id": held.device_id});
+    assert_eq!(app.api("POST", "/api/v1/escalations", Some(&app.admin), Some(&body)).await.0, 201);
+    let path = format!("/api/v1/certificates/{}/revoke", gone.serial);
+    let body = json!({"reason": "affiliationChanged"});
+    assert_eq!(app.api("POST", &path, Some(&app.admin), Some(&body)).await.0, 200);
+    assert_eq!(app.ocsp_status(&gone.id).await, "revoked affiliationChanged");
+    let page = app.public(connect_pki_e2e::client::Req::new("GET", "/metrics")).await;
+    assert_eq!(page.status, 200);
+    let text = page.text();
+    let value = |name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(value("connect_pki_escalations_open"), Some(1.0), "{text}");
+    assert_eq!(value("connect_pki_certificates_on_hold"), Some(1.0), "{text}");
+    assert_eq!(value("connect_pki_certificates_revoked{reason=\"affiliationChanged\"}"), Some(1.0), "{text}");
+    assert!(value("connect_pki_escalation_oldest_open_age_seconds").is_some(), "{text}");
+    assert!(value("connect_pki_ocsp_requests_total").is_some_and(|n| n >= 1.0), "{text}");
+    assert!(text.contains("connect_pki_http_request_duration_seconds_bucket"), "{text}");
+}

@@ -7,5 +7,6 @@ mod authorization;
 mod emergency;
 mod inputs;
 mod lifecycle;
+mod pages;
 mod time_rules;
 mod world;

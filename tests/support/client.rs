@@ -54,12 +54,29 @@ impl Req {
         self
     }
 
+    /// With an HTML form body, as a browser (or `curl --data-urlencode`) sends it.
+    pub fn form(self, fields: &[(&str, &str)]) -> Self {
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v))).collect();
+        self.body("application/x-www-form-urlencoded", body.join("&"))
+    }
+
     /// With a raw body and content type.
     pub fn body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         self.headers.push(("content-type".into(), content_type.into()));
         self.body = body.into();
         self
     }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => char::from(b).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// What came back.
