@@ -1,11 +1,13 @@
-//! After-hours emergencies (issue 5): the report puts the device on hold at
-//! once, the routing follows the business calendar, the queue is worked
-//! through the API. The server runs at chosen times under libfaketime.
+//! After-hours emergencies (issue 5) where outside programs are needed: the
+//! console in Chromium, notifications to a webhook and a mail sink while the
+//! binary runs at chosen times under libfaketime, and the calendar command.
+//! The API side of emergencies is in the `api` suite.
 
-use connect_pki_e2e::{Backend, Server, Sinks, both_backends};
+use connect_pki_e2e::fixtures::{PASSWORD, device};
+use connect_pki_e2e::{Backend, Server, Sinks};
 use serde_json::{Value, json};
 
-use crate::revocation::{device, handshake_ok, ocsp_status_with};
+use crate::revocation::{handshake_ok, ocsp_status_with};
 
 /// OCSP status as `openssl ocsp` sees it from real time while the server runs
 /// days ahead: the responses' times are allowed that far off.
@@ -13,17 +15,10 @@ fn ocsp_status(s: &Server, pem: &std::path::Path) -> String {
     ocsp_status_with(s, pem, &["-validity_period", "400000"])
 }
 
-const PASSWORD: &str = "correct horse battery";
-/// The next Saturday, 22:00 in Asia/Tokyo, as a FAKETIME value. Always ahead
-/// of the real clock: on PostgreSQL the hold limit is decided by the
-/// database's (real) clock, and a fixed date would one day lie 72 h behind it.
+/// The next Saturday, 22:00 in Asia/Tokyo, as a FAKETIME value.
 fn saturday_night() -> String {
-    let today = time::OffsetDateTime::now_utc().date();
-    let ahead = match (5 + 7 - i64::from(today.weekday().number_days_from_monday())) % 7 {
-        0 => 7,
-        n => n,
-    };
-    format!("@{} 13:00:00", today + time::Duration::days(ahead))
+    let at = connect_pki_e2e::fixtures::next_saturday_night();
+    format!("@{} {:02}:{:02}:00", at.date(), at.hour(), at.minute())
 }
 /// Tuesday 2026-12-01 10:00 in Asia/Tokyo, at 60 times the speed.
 const TUESDAY_MORNING_FAST: &str = "@2026-12-01 01:00:00 x60";
@@ -34,185 +29,6 @@ fn report(s: &Server, login: &str, password: &str, device: i64) -> (u16, Value) 
         "/api/v1/emergency",
         Some(&json!({"login_id": login, "password": password, "device_id": device})),
     )
-}
-
-async fn saturday_night_report_goes_to_admin_division_and_ends_revoked(backend: Backend) {
-    let mut s = Server::start(backend).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "yoru.staff");
-    let other = device(&s, &admin, "other.staff");
-    // A second 行政管理課 operator, for the double claim.
-    let body =
-        json!({"display_name": "当番2", "login_id": "tooban2", "email": "t2@example.test", "role": "admin_division"});
-    let (_, op2) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
-    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", op2["id"]), Some(&admin), None);
-    let operator2 = s.enroll_generated(code["code"].as_str().expect("code"), Some(PASSWORD), "operator2");
-
-    s.stop();
-    s.spawn_at(&saturday_night(), &[]);
-
-    // Bad inputs first: nothing is held by any of them.
-    assert_eq!(report(&s, "yoru.staff", "wrong password!", d.device_id).0, 401);
-    assert_eq!(report(&s, "nobody.here", PASSWORD, d.device_id).0, 401);
-    let (status, out) = report(&s, "yoru.staff", PASSWORD, other.device_id);
-    assert_eq!((status, out["error"]["code"].as_str()), (403, Some("not_your_device")), "{out}");
-    assert_eq!(ocsp_status(&s, &d.pem), "good");
-
-    let (status, out) = report(&s, "yoru.staff", PASSWORD, d.device_id);
-    assert_eq!(status, 201, "{out}");
-    assert_eq!(out["queue"], "admin_division", "Saturday night goes to 行政管理課: {out}");
-    assert_eq!(out["held_serials"], json!([d.serial]));
-    // On hold before the response: OCSP and our handshake refuse it.
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked certificateHold");
-    assert!(!handshake_ok(&s, &d.pem));
-    let (status, out) = report(&s, "yoru.staff", PASSWORD, d.device_id);
-    assert_eq!(status, 409, "a second report of a held device: {out}");
-
-    let id = out_id(&s, &admin);
-    // Two operators claim at once: one wins, the other is told who did.
-    let (a, b) = std::thread::scope(|scope| {
-        let one = scope.spawn(|| s.api("POST", &format!("/api/v1/escalations/{id}/claim"), Some(&admin), None));
-        let two = scope.spawn(|| s.api("POST", &format!("/api/v1/escalations/{id}/claim"), Some(&operator2), None));
-        (one.join().expect("claim"), two.join().expect("claim"))
-    });
-    let statuses = [a.0, b.0];
-    assert!(statuses.contains(&200) && statuses.contains(&409), "{a:?} {b:?}");
-    let (winner, loser) = if a.0 == 200 { (&admin, &b) } else { (&operator2, &a) };
-    assert!(loser.1["error"]["message"].as_str().is_some_and(|m| m.contains("already claimed by user")), "{loser:?}");
-    let (status, out) = s.api(
-        "POST",
-        &format!("/api/v1/escalations/{id}/resolve"),
-        Some(winner),
-        Some(&json!({"outcome": "revoked", "note": "本人に確認、端末は見つからず"})),
-    );
-    assert_eq!(
-        (status, out["status"].as_str(), out["outcome"].as_str()),
-        (200, Some("resolved"), Some("revoked")),
-        "{out}"
-    );
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
-
-    let (_, log) = s.api("GET", "/api/v1/audit?limit=10000", Some(&admin), None);
-    let actions: Vec<String> = log
-        .as_array()
-        .expect("audit")
-        .iter()
-        .map(|r| format!("{} {}", r["action"].as_str().unwrap_or(""), r["outcome"].as_str().unwrap_or("")))
-        .collect();
-    for want in [
-        "emergency.sign_in wrong password",
-        "emergency.sign_in unknown login ID",
-        "emergency.sign_in ok",
-        "escalation.open ok",
-        "escalation.claim ok",
-        "escalation.resolve ok",
-    ] {
-        assert!(actions.iter().any(|a| a == want), "no {want:?} in the audit log");
-    }
-}
-both_backends!(saturday_night_report_goes_to_admin_division_and_ends_revoked);
-
-fn out_id(s: &Server, admin: &std::path::Path) -> i64 {
-    let (status, list) = s.api("GET", "/api/v1/escalations", Some(admin), None);
-    assert_eq!(status, 200, "{list}");
-    let e = &list.as_array().expect("list")[0];
-    assert_eq!((e["queue"].as_str(), e["status"].as_str()), (Some("admin_division"), Some("open")), "{e}");
-    e["id"].as_i64().expect("id")
-}
-
-/// Business hours: the manager's queue first, then 行政管理課 once the SLA
-/// (1 minute here, the clock running 60 times as fast) passes unclaimed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla() {
-    let mut s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "hiru.staff");
-    s.stop();
-    s.spawn_at(TUESDAY_MORNING_FAST, &["--escalation-sla-minutes", "1"]);
-    let (status, out) = report(&s, "hiru.staff", PASSWORD, d.device_id);
-    assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let (_, list) = s.api("GET", "/api/v1/escalations", Some(&admin), None);
-        if list[0]["queue"] == "admin_division" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never moved to 行政管理課: {list}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
-/// A hold nobody resolves turns into a revocation at its limit, even across
-/// a restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_left_alone_becomes_a_revocation() {
-    let mut s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "forgotten");
-    let (status, out) = s.api(
-        "POST",
-        "/api/v1/escalations",
-        Some(&admin),
-        Some(&json!({"device_id": d.device_id, "note": "電話で受付"})),
-    );
-    assert_eq!((status, out["channel"].as_str()), (201, Some("phone")), "{out}");
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked certificateHold");
-    s.stop();
-    s.spawn_at("+73h", &[]);
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
-    assert!(s.log_contains("holds past their limit revoked"));
-}
-
-/// Wrong passwords lock the sign-in: then even the right one is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_passwords_lock_the_emergency_sign_in() {
-    let s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "locked.out");
-    for i in 0..5 {
-        let (status, out) = report(&s, "locked.out", "not the password", d.device_id);
-        let want = if i < 4 { 401 } else { 429 };
-        assert_eq!(status, want, "try {i}: {out}");
-    }
-    let (status, out) = report(&s, "locked.out", PASSWORD, d.device_id);
-    assert_eq!((status, out["error"]["code"].as_str()), (429, Some("account_locked")), "{out}");
-    assert_eq!(ocsp_status(&s, &d.pem), "good");
-}
-
-/// The Japanese page: a wrong password is said in Japanese and what was typed
-/// stays; the right one holds the device and says who handles it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_emergency_page_works_in_japanese() {
-    let s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "page.user");
-    let (_, status, html) = s.curl_public("/emergency", &[]);
-    assert_eq!(status, 200);
-    assert!(html.contains("端末紛失の緊急届出"), "{html}");
-    let form = |pw: &str| {
-        vec![
-            "--data-urlencode".to_string(),
-            "login_id=page.user".into(),
-            "--data-urlencode".into(),
-            format!("password={pw}"),
-            "--data-urlencode".into(),
-            format!("device_id={}", d.device_id),
-        ]
-    };
-    let args = form("wrong one!");
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (_, status, html) = s.curl_public("/emergency", &refs);
-    assert_eq!(status, 401, "{html}");
-    assert!(
-        html.contains("ログインIDまたはパスワードが正しくありません") && html.contains("value=\"page.user\""),
-        "{html}"
-    );
-    let args = form(PASSWORD);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (_, status, html) = s.curl_public("/emergency", &refs);
-    assert_eq!(status, 201, "{html}");
-    assert!(html.contains("一時停止しました"), "{html}");
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked certificateHold");
 }
 
 /// `connect-pki calendar YEAR` prints holidays, 年末年始 and configured closures.
@@ -232,40 +48,6 @@ async fn calendar_command_lists_every_closed_day() {
     }
     let bad = connect_pki_e2e::run(&bin, &["calendar", "20x7"], dir.path());
     assert!(!bad.status.success());
-}
-
-/// `/metrics` shows the queue, holds, revocations by reason, OCSP traffic and
-/// request latencies, in Prometheus text format.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_show_the_queue_and_revocations() {
-    let s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let held = device(&s, &admin, "metric.held");
-    let gone = device(&s, &admin, "metric.gone");
-    let (status, _) = s.api("POST", "/api/v1/escalations", Some(&admin), Some(&json!({"device_id": held.device_id})));
-    assert_eq!(status, 201);
-    let (status, _) = s.api(
-        "POST",
-        &format!("/api/v1/certificates/{}/revoke", gone.serial),
-        Some(&admin),
-        Some(&json!({"reason": "affiliationChanged"})),
-    );
-    assert_eq!(status, 200);
-    assert_eq!(ocsp_status(&s, &gone.pem), "revoked affiliationChanged");
-    let (_, status, text) = s.curl_public("/metrics", &[]);
-    assert_eq!(status, 200);
-    let value = |name: &str| -> Option<f64> {
-        text.lines()
-            .find(|l| l.starts_with(name) && !l.starts_with('#'))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    };
-    assert_eq!(value("connect_pki_escalations_open"), Some(1.0), "{text}");
-    assert_eq!(value("connect_pki_certificates_on_hold"), Some(1.0), "{text}");
-    assert_eq!(value("connect_pki_certificates_revoked{reason=\"affiliationChanged\"}"), Some(1.0), "{text}");
-    assert!(value("connect_pki_escalation_oldest_open_age_seconds").is_some(), "{text}");
-    assert!(value("connect_pki_ocsp_requests_total").is_some_and(|n| n >= 1.0), "{text}");
-    assert!(text.contains("connect_pki_http_request_duration_seconds_bucket"), "{text}");
 }
 
 /// An operator of 行政管理課 in a real headless Chromium, signed in with the
@@ -340,21 +122,14 @@ async fn operator_works_the_console_in_chromium() {
     assert!(out["error"]["message"].as_str().is_some_and(|m| m.contains("revoked")), "{out}");
 }
 
-/// A report notifies the webhook (HMAC-signed, retried after a failure) and
-/// e-mails the on-call address and the facility's manager; the SLA move to
-/// 行政管理課 notifies again. Delivery problems never delay the hold.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reports_are_notified_by_webhook_and_email_with_retries() {
-    let mut s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let sinks = Sinks::start(&s, "hook secret");
-
-    // A facility with a manager who has an e-mail address.
+/// A facility with a manager who has an e-mail address, and a staff member
+/// of it with one device; returns the device's id.
+fn staff_with_a_manager_to_mail(s: &Server, admin: &std::path::Path) -> i64 {
     let (_, created) = s.public_api("POST", "/api/v1/applications", Some(&json!({
         "name": "通知テスト施設", "kind": "internal", "address": "千歳市", "department": null,
         "manager": {"name": "通知 管理者", "login_id": "notify.mgr", "email": "manager@facility.example", "phone": "0123-00-0000"},
         "purpose_attested": true, "terms_version": "2026-04-01"})));
-    let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(&admin), None);
+    let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(admin), None);
     let manager =
         s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "notify-mgr");
     let facility = approval["facility_id"].as_i64().expect("facility");
@@ -364,7 +139,19 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let staff_pem =
         s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "notify-staff", "/CN=notify.staff");
     let (_, me) = s.api("GET", "/api/v1/whoami", Some(&staff_pem), None);
+    me["device_id"].as_i64().expect("device")
+}
 
+/// A report notifies the webhook (HMAC-signed, retried after a failure) and
+/// e-mails the on-call address and the facility's manager; the SLA move to
+/// 行政管理課 notifies again. Delivery problems never delay the hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_notified_by_webhook_and_email_with_retries() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let sinks = Sinks::start(&s, "hook secret");
+
+    let device_id = staff_with_a_manager_to_mail(&s, &admin);
     sinks.configure(&s);
     s.stop();
     // Tuesday 10:00 in Tokyo, 60 times as fast, SLA 1 minute: the report goes
@@ -374,7 +161,7 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
         &[],
         &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret"), ("CONNECT_PKI_ESCALATION_SLA_MINUTES", "1")],
     );
-    let (status, out) = report(&s, "notify.staff", PASSWORD, me["device_id"].as_i64().expect("device"));
+    let (status, out) = report(&s, "notify.staff", PASSWORD, device_id);
     assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
     let id = out["escalation_id"].as_i64().expect("id");
 

@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use connect_pki_e2e::fixtures::device;
 use connect_pki_e2e::{Backend, Server, both_backends, run, text};
 
-use crate::revocation::{device, handshake_ok, ocsp_status};
+use crate::revocation::{handshake_ok, ocsp_status};
 
 fn db_url(s: &Server, backend: Backend) -> String {
     match backend {

@@ -113,6 +113,15 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
 
     // A foreign CA, even with clientAuth and the admin's own serial number.
     let serial = format!("0x{}", s.init["bootstrap"]["serial"].as_str().expect("serial"));
+    foreign_ca_device(dir, &serial);
+    let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "fdev.pem", "--key", "fdev.key"]);
+    assert!(code != 0 && status == 0, "foreign CA accepted: {code} {status} {body}");
+    assert!(s.log_contains("TLS handshake refused"), "{}", s.log());
+}
+
+/// A CA of someone else's with our issuing CA's name, and a device
+/// certificate from it with clientAuth and `serial`: fdev.pem and fdev.key in `dir`.
+fn foreign_ca_device(dir: &Path, serial: &str) {
     std::fs::write(dir.join("ext.cnf"), "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n")
         .expect("write");
     for args in [
@@ -162,7 +171,7 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
             "-CAkey",
             "fca.key",
             "-set_serial",
-            &serial,
+            serial,
             "-days",
             "30",
             "-extfile",
@@ -174,9 +183,6 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
         let (ok, out) = openssl(dir, args);
         assert!(ok, "{out}");
     }
-    let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "fdev.pem", "--key", "fdev.key"]);
-    assert!(code != 0 && status == 0, "foreign CA accepted: {code} {status} {body}");
-    assert!(s.log_contains("TLS handshake refused"), "{}", s.log());
 }
 
 /// Certificates from our own CA that must still not get in: one that has

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use connect_pki_e2e::fixtures::PASSWORD;
 use connect_pki_e2e::{Backend, Server, workspace};
 use serde_json::json;
 
@@ -85,8 +86,7 @@ async fn nginx_refuses_a_device_right_after_its_revocation() {
     let body = json!({"display_name": "nginx user", "login_id": "via.nginx", "email": "n@example.test"});
     let (_, user) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
     let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(&admin), None);
-    let pem =
-        s.enroll_csr(code["code"].as_str().expect("code"), Some("correct horse battery"), "nginx-dev", "/CN=via.nginx");
+    let pem = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "nginx-dev", "/CN=via.nginx");
     let (_, me) = s.api("GET", "/api/v1/whoami", Some(&pem), None);
     let serial = me["serial"].as_str().expect("serial").to_string();
 

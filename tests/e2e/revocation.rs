@@ -2,43 +2,12 @@
 //! clients no one here wrote — `openssl ocsp`, `openssl crl`/`verify
 //! -crl_check`, Python `cryptography`, curl's handshake — on both backends.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use connect_pki_e2e::fixtures::{Device, PASSWORD, another_device, device};
 use connect_pki_e2e::{Backend, Server, both_backends, python_json, run, text};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-
-pub(crate) struct Device {
-    pub(crate) pem: PathBuf,
-    pub(crate) serial: String,
-    pub(crate) device_id: i64,
-    pub(crate) user_id: i64,
-}
-
-/// A staff member of the city facility with one enrolled device (openssl CSR).
-pub(crate) fn device(s: &Server, admin: &Path, login: &str) -> Device {
-    let body = json!({"display_name": login, "login_id": login, "email": format!("{login}@example.test")});
-    let (status, user) = s.api("POST", "/api/v1/facilities/1/users", Some(admin), Some(&body));
-    assert_eq!(status, 201, "{user}");
-    let user_id = user["id"].as_i64().expect("id");
-    another_device(s, admin, user_id, login, &format!("{login}-1"))
-}
-
-pub(crate) fn another_device(s: &Server, admin: &Path, user_id: i64, login: &str, name: &str) -> Device {
-    let (status, code) = s.api("POST", &format!("/api/v1/users/{user_id}/enrollment-codes"), Some(admin), None);
-    assert_eq!(status, 201, "{code}");
-    let pem = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), name, &format!("/CN={login}"));
-    let (status, me) = s.api("GET", "/api/v1/whoami", Some(&pem), None);
-    assert_eq!(status, 200, "{me}");
-    Device {
-        pem,
-        serial: me["serial"].as_str().expect("serial").to_string(),
-        device_id: me["device_id"].as_i64().expect("device"),
-        user_id,
-    }
-}
 
 fn path(p: &Path) -> String {
     p.display().to_string()
@@ -126,6 +95,27 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     // Right after the call: the handshake, OCSP (POST with nonce, and GET) and the CRL.
     assert!(!handshake_ok(&s, &d.pem), "revoked certificate still accepted");
     assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
+    ocsp_get_says_revoked(&s, &d);
+
+    crl_lists_it(&s, &d, &before);
+
+    // The connection opened before: closed within 1 s of the call returning.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).expect("keepalive output");
+    let _ = keeper.wait();
+    let k: Value = serde_json::from_str(rest.trim()).expect("keepalive JSON");
+    assert_eq!(k["closed"], true, "connection still open: {k}");
+    let delay = k["closed_at"].as_f64().expect("time") - returned;
+    assert!(delay < 1.0, "connection closed {delay:.3} s after the revoke call returned");
+
+    repeating_is_safe(&s, &admin, &d);
+}
+both_backends!(revocation_takes_effect_before_the_call_returns);
+
+/// An OCSP GET (no nonce) for the revoked certificate: cacheable briefly,
+/// signed by our responder, and saying keyCompromise to openssl and to
+/// Python cryptography.
+fn ocsp_get_says_revoked(s: &Server, d: &Device) {
     let req = s.scratch("req.der");
     let (issuing, ocsp) = (path(&s.data("ca/issuing.pem")), path(&s.data("ca/ocsp.pem")));
     let o = run(
@@ -165,8 +155,12 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     assert_eq!(facts["responses"][0]["status"], "REVOKED");
     assert_eq!(facts["responses"][0]["reason"], "key_compromise");
     assert_eq!(facts["responses"][0]["validity_seconds"], 60.0);
+}
 
-    let after = crl(&s);
+/// The served CRL lists the revocation with a higher number, and openssl
+/// refuses the certificate with it.
+fn crl_lists_it(s: &Server, d: &Device, before: &Value) {
+    let after = crl(s);
     assert_eq!(after["revoked"][&d.serial], "key_compromise", "{after}");
     assert!(after["crl_number"].as_u64() > before["crl_number"].as_u64(), "CRL number did not increase");
     assert_eq!(after["next_update_after_last"], 86400.0);
@@ -181,32 +175,26 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     let out = text(&o).to_lowercase();
     assert!(out.contains("version 2") && out.contains(&d.serial) && out.contains("key compromise"), "{out}");
     let root = path(&s.data("ca/root.pem"));
+    let issuing = path(&s.data("ca/issuing.pem"));
     let o = run(
         "openssl",
         &["verify", "-crl_check", "-CAfile", &root, "-untrusted", &issuing, "-CRLfile", &path(&crl_pem), &path(&d.pem)],
         s.dir.path(),
     );
     assert!(!o.status.success() && text(&o).contains("certificate revoked"), "{}", text(&o));
+}
 
-    // The connection opened before: closed within 1 s of the call returning.
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest).expect("keepalive output");
-    let _ = keeper.wait();
-    let k: Value = serde_json::from_str(rest.trim()).expect("keepalive JSON");
-    assert_eq!(k["closed"], true, "connection still open: {k}");
-    let delay = k["closed_at"].as_f64().expect("time") - returned;
-    assert!(delay < 1.0, "connection closed {delay:.3} s after the revoke call returned");
-
-    // Repeating is safe; a revoked certificate cannot come back.
-    let (status, again) = revoke(&s, &admin, &d.serial, "affiliationChanged");
+/// Repeating is safe; a revoked certificate cannot come back.
+fn repeating_is_safe(s: &Server, admin: &Path, d: &Device) {
+    let (status, again) = revoke(s, admin, &d.serial, "affiliationChanged");
     assert_eq!(status, 200);
     assert_eq!((again["reason"].as_str(), again["changed"].as_bool()), (Some("keyCompromise"), Some(false)));
-    assert_eq!(again["revoked_at"], out_revoked_at(&out_of(&s, &admin, &d.serial)));
-    let (status, out) = s.api("POST", &format!("/api/v1/certificates/{}/release", d.serial), Some(&admin), None);
+    assert_eq!(again["revoked_at"], out_revoked_at(&out_of(s, admin, &d.serial)));
+    let (status, out) = s.api("POST", &format!("/api/v1/certificates/{}/release", d.serial), Some(admin), None);
     assert_eq!((status, out["error"]["code"].as_str()), (409, Some("invalid_transition")), "{out}");
-    let (status, out) = revoke(&s, &admin, &d.serial, "certificateHold");
+    let (status, out) = revoke(s, admin, &d.serial, "certificateHold");
     assert_eq!(status, 422, "{out}");
-    let (_, log) = s.api("GET", "/api/v1/audit?limit=10000", Some(&admin), None);
+    let (_, log) = s.api("GET", "/api/v1/audit?limit=10000", Some(admin), None);
     let revocations = log
         .as_array()
         .expect("audit")
@@ -215,7 +203,6 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
         .count();
     assert_eq!(revocations, 1, "the audit log records the revocation once");
 }
-both_backends!(revocation_takes_effect_before_the_call_returns);
 
 fn out_of(s: &Server, admin: &Path, serial: &str) -> Value {
     s.api("GET", &format!("/api/v1/certificates/{serial}"), Some(admin), None).1
@@ -288,25 +275,7 @@ async fn every_operation_shows_everywhere(backend: Backend) {
     assert_eq!(ocsp_status(&s, &d.pem), "revoked affiliationChanged");
     assert!(!handshake_ok(&s, &d.pem));
 
-    // Facility closure: cessationOfOperation for everyone in it.
-    let (status, created) = s.public_api(
-        "POST",
-        "/api/v1/applications",
-        Some(&json!({
-        "name": "閉所する施設", "kind": "internal", "address": "千歳市", "department": null,
-        "manager": {"name": "閉所 太郎", "login_id": "closing", "email": "c@example.test", "phone": "0123-00-0000"},
-        "purpose_attested": true, "terms_version": "2026-04-01"})),
-    );
-    assert_eq!(status, 201, "{created}");
-    let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(&admin), None);
-    let manager =
-        s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "closing");
-    assert!(handshake_ok(&s, &manager));
-    let (status, out) =
-        s.api("POST", &format!("/api/v1/facilities/{}/close", approval["facility_id"]), Some(&admin), None);
-    assert_eq!((status, out["facility"]["status"].as_str()), (200, Some("closed")), "{out}");
-    assert!(!handshake_ok(&s, &manager));
-    assert_eq!(ocsp_status(&s, &manager), "revoked cessationOfOperation");
+    facility_closure_revokes_everyone_in_it(&s, &admin);
 
     // And nothing valid is left that should not be.
     let bin = path(connect_pki_e2e::binary());
@@ -320,26 +289,26 @@ async fn every_operation_shows_everywhere(backend: Backend) {
 }
 both_backends!(every_operation_shows_everywhere);
 
-/// A retirement that fell due while the service was down is carried out
-/// before it answers again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduled_retirement_is_caught_up_after_downtime() {
-    let mut s = Server::start(Backend::Sqlite).await;
-    let admin = s.admin_pem();
-    let d = device(&s, &admin, "away");
-    let at = (time::OffsetDateTime::now_utc() + time::Duration::seconds(2))
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("format");
+/// Facility closure: cessationOfOperation for everyone in it.
+fn facility_closure_revokes_everyone_in_it(s: &Server, admin: &Path) {
+    let (status, created) = s.public_api(
+        "POST",
+        "/api/v1/applications",
+        Some(&json!({
+        "name": "閉所する施設", "kind": "internal", "address": "千歳市", "department": null,
+        "manager": {"name": "閉所 太郎", "login_id": "closing", "email": "c@example.test", "phone": "0123-00-0000"},
+        "purpose_attested": true, "terms_version": "2026-04-01"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (_, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", created["id"]), Some(admin), None);
+    let manager =
+        s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "closing");
+    assert!(handshake_ok(s, &manager));
     let (status, out) =
-        s.api("POST", &format!("/api/v1/users/{}/retire", d.user_id), Some(&admin), Some(&json!({"at": at})));
-    assert_eq!((status, out["status"].as_str()), (200, Some("scheduled")), "{out}");
-    assert!(s.stop().is_some_and(|st| st.success()));
-    std::thread::sleep(Duration::from_secs(3));
-    s.spawn(&[]);
-    // The first answers after the restart already reflect it.
-    assert!(!handshake_ok(&s, &d.pem));
-    assert_eq!(ocsp_status(&s, &d.pem), "revoked affiliationChanged");
-    assert!(s.log_contains("scheduled retirement carried out"));
+        s.api("POST", &format!("/api/v1/facilities/{}/close", approval["facility_id"]), Some(admin), None);
+    assert_eq!((status, out["facility"]["status"].as_str()), (200, Some("closed")), "{out}");
+    assert!(!handshake_ok(s, &manager));
+    assert_eq!(ocsp_status(s, &manager), "revoked cessationOfOperation");
 }
 
 /// Garbage, truncated, oversized and foreign requests get OCSP error
@@ -354,26 +323,8 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
     assert_eq!(revoke(&s, &admin, &bad.serial, "keyCompromise").0, 200);
     let issuing = path(&s.data("ca/issuing.pem"));
 
-    let status_of = |file: &str| -> String {
-        python_json("ocsp_crl_facts.py", &["ocsp", file, &issuing], s.dir.path())["response_status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
-    let post = |body_file: &Path, out: &str| -> u16 {
-        let (_, status, _) = s.curl_public(
-            "/ocsp",
-            &[
-                "-H",
-                "content-type: application/ocsp-request",
-                "--data-binary",
-                &format!("@{}", path(body_file)),
-                "-o",
-                out,
-            ],
-        );
-        status
-    };
+    let status_of = |file: &str| ocsp_response_status(&s, file);
+    let post = |body_file: &Path, out: &str| post_ocsp(&s, body_file, out);
     // Garbage, truncated, oversized.
     let garbage = s.scratch("garbage.der");
     std::fs::write(&garbage, b"this is not DER at all").expect("write");
@@ -399,7 +350,55 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
     assert_eq!(status, 200);
     assert_eq!(status_of("b.der"), "MALFORMED_REQUEST");
 
-    // A certificate of another issuer: unauthorized.
+    foreign_issuer_is_unauthorized(&s);
+
+    // Two certificates in one request, with a nonce: each answered; nonce echoed
+    // (openssl reports "Nonce Verify error" otherwise) and no caching allowed.
+    let out = openssl_ocsp(&s, &good.pem, &["-cert", &path(&bad.pem), "-resp_text"]);
+    assert!(out.contains(&format!("{}: good", path(&good.pem))), "{out}");
+    assert!(out.contains(&format!("{}: revoked", path(&bad.pem))), "{out}");
+    assert!(!out.contains("Nonce Verify error") && out.contains("OCSP Nonce"), "{out}");
+    // SHA-256 CertIDs.
+    let out = openssl_ocsp(&s, &good.pem, &["-sha256", "-cert", &path(&bad.pem)]);
+    assert!(out.contains(": good") && out.contains(": revoked"), "{out}");
+    never_issued_serial_is_unknown(&s);
+    // Nonce responses are not cacheable; plain ones are, briefly.
+    let (_, _, h) = s.curl_public(
+        "/ocsp",
+        &[
+            "-H",
+            "content-type: application/ocsp-request",
+            "--data-binary",
+            &format!("@{}", path(&req)),
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+        ],
+    );
+    assert!(h.to_lowercase().contains("cache-control: no-store"), "{h}");
+}
+
+/// The `responseStatus` of a saved OCSP response, read by Python cryptography.
+fn ocsp_response_status(s: &Server, file: &str) -> String {
+    let issuing = path(&s.data("ca/issuing.pem"));
+    python_json("ocsp_crl_facts.py", &["ocsp", file, &issuing], s.dir.path())["response_status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// POSTs the request in `body_file` to the responder, saving the answer in
+/// `out`; returns the HTTP status.
+fn post_ocsp(s: &Server, body_file: &Path, out: &str) -> u16 {
+    let body = format!("@{}", path(body_file));
+    let (_, status, _) =
+        s.curl_public("/ocsp", &["-H", "content-type: application/ocsp-request", "--data-binary", &body, "-o", out]);
+    status
+}
+
+/// A certificate of another issuer: unauthorized.
+fn foreign_issuer_is_unauthorized(s: &Server) {
     let dir = s.dir.path();
     let other = [
         "req",
@@ -421,19 +420,14 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
     assert!(run("openssl", &other, dir).status.success());
     let o = run("openssl", &["ocsp", "-issuer", "other.pem", "-serial", "0x1234", "-reqout", "foreign.der"], dir);
     assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(post(&s.scratch("foreign.der"), "f.der"), 200);
-    assert_eq!(status_of("f.der"), "UNAUTHORIZED");
+    assert_eq!(post_ocsp(s, &s.scratch("foreign.der"), "f.der"), 200);
+    assert_eq!(ocsp_response_status(s, "f.der"), "UNAUTHORIZED");
+}
 
-    // Two certificates in one request, with a nonce: each answered; nonce echoed
-    // (openssl reports "Nonce Verify error" otherwise) and no caching allowed.
-    let out = openssl_ocsp(&s, &good.pem, &["-cert", &path(&bad.pem), "-resp_text"]);
-    assert!(out.contains(&format!("{}: good", path(&good.pem))), "{out}");
-    assert!(out.contains(&format!("{}: revoked", path(&bad.pem))), "{out}");
-    assert!(!out.contains("Nonce Verify error") && out.contains("OCSP Nonce"), "{out}");
-    // SHA-256 CertIDs.
-    let out = openssl_ocsp(&s, &good.pem, &["-sha256", "-cert", &path(&bad.pem)]);
-    assert!(out.contains(": good") && out.contains(": revoked"), "{out}");
-    // A serial of ours that was never issued: unknown.
+/// A serial of ours that was never issued: unknown.
+fn never_issued_serial_is_unknown(s: &Server) {
+    let issuing = path(&s.data("ca/issuing.pem"));
+    let dir = s.dir.path();
     let o = run(
         "openssl",
         &[
@@ -450,21 +444,6 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
         dir,
     );
     assert!(text(&o).contains(": unknown"), "{}", text(&o));
-    // Nonce responses are not cacheable; plain ones are, briefly.
-    let (_, _, h) = s.curl_public(
-        "/ocsp",
-        &[
-            "-H",
-            "content-type: application/ocsp-request",
-            "--data-binary",
-            &format!("@{}", path(&req)),
-            "-D",
-            "-",
-            "-o",
-            "/dev/null",
-        ],
-    );
-    assert!(h.to_lowercase().contains("cache-control: no-store"), "{h}");
 }
 
 /// The server killed with SIGKILL in the middle of a burst of revocations,

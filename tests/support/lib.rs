@@ -1,6 +1,8 @@
-//! Test harness: builds the real `connect-pki` binary, starts it on random
-//! ports in a temporary directory, and runs the outside tools (openssl, curl,
-//! python3) the tests check it with.
+//! Test support for both suites. The in-process harness (`api` tests):
+//! [`spawn_app`] with a test database and a steppable clock, an mTLS client
+//! and builders. The end-to-end harness (`e2e` tests): builds the real
+//! `connect-pki` binary, starts it on random ports in a temporary directory,
+//! and runs the outside tools (openssl, curl, python3) the tests check it with.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -11,7 +13,14 @@ pub use connect_pki_store::Backend;
 use connect_pki_store::testing::TestDb;
 use serde_json::Value;
 
+pub mod app;
+pub mod builders;
+mod calls;
+pub mod client;
+pub mod fixtures;
+pub mod ocsp;
 mod sinks;
+pub use app::{AppOptions, TestApp, spawn_app, spawn_app_with};
 pub use sinks::Sinks;
 
 /// The workspace root.

@@ -35,10 +35,32 @@ impl FixedClock {
     pub fn set(&self, at: OffsetDateTime) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
     }
+
+    /// Moves the clock forward by `by` (backward when negative).
+    pub fn advance(&self, by: time::Duration) {
+        let mut at = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *at = at.saturating_add(by);
+    }
 }
 
 impl Clock for FixedClock {
     fn now(&self) -> OffsetDateTime {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_clock_moves_only_when_told() {
+        let start = time::macros::datetime!(2026-12-01 01:00 UTC);
+        let clock = FixedClock::new(start);
+        assert_eq!(clock.now(), start);
+        clock.advance(time::Duration::minutes(31));
+        assert_eq!(clock.now(), start + time::Duration::minutes(31));
+        clock.set(start);
+        assert_eq!(clock.now(), start);
     }
 }

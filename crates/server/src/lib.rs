@@ -15,4 +15,4 @@ pub mod tls;
 
 pub use bootstrap::{InitOptions, InitReport, init};
 pub use config::ServeConfig;
-pub use run::serve;
+pub use run::{Running, serve, start};

@@ -1,6 +1,8 @@
 //! `connect-pki serve`: both listeners and the background workers, until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. [`start`] is the same service without the signals, for
+//! callers that stop it themselves (the in-process test harness).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use connect_pki_domain::Clock;
 use connect_pki_responder::{Responder, Revocations};
 use connect_pki_store::Store;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeConfig;
@@ -24,10 +27,59 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     // Signal handlers first: a SIGTERM that arrives while starting up must
     // still stop the service cleanly, not kill it.
     let signals = Signals::install()?;
+    let running = start(config, clock).await?;
+    signals.wait().await;
+    tracing::info!("shutting down");
+    running.stop().await
+}
+
+/// A started service: both listeners bound, due work caught up, the workers
+/// running. Dropping it leaves the service running until its shutdown token
+/// is cancelled.
+pub struct Running {
+    pub public_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    public_task: JoinHandle<std::io::Result<()>>,
+    api_task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Cancelling this token stops the listeners and the workers.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops the service and waits until it has.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the service ends (after its shutdown token is cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        let _ = self.api_task.await;
+        self.public_task.await.context("public listener")?.context("public listener")?;
+        self.state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// What [`build`] puts together before anything listens.
+struct Built {
+    state: AppState,
+    tls_config: Arc<rustls::ServerConfig>,
+    connections: Arc<Connections>,
+}
+
+/// The CA, the store, the revocation state and the shared state.
+async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &CancellationToken) -> anyhow::Result<Built> {
     let dir = DataDir::new(&config.data_dir);
     let ca = dir.load(&config.public_url).context("loading the CA from the data directory")?;
     let store = Store::connect(&config.database_url).await?;
-    let shutdown = CancellationToken::new();
     let connections = Arc::new(Connections::default());
     let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key } = ca;
     let issuing = Arc::new(issuing);
@@ -70,7 +122,15 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         csrf_key: Arc::new(crate::http::console::new_csrf_key()),
         instance_id: Arc::from(crate::bootstrap::random_secret(8)?.as_str()),
     };
+    Ok(Built { state, tls_config, connections })
+}
 
+/// Binds both listeners, builds the state, carries out due work and spawns
+/// the listeners and workers; returns once the service answers.
+pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let Built { state, tls_config, connections } = build(&config, clock, &shutdown).await?;
+    let store = state.store.clone();
     let public_listener = TcpListener::bind(config.public_addr)
         .await
         .with_context(|| format!("cannot listen on {} (--public-addr)", config.public_addr))?;
@@ -93,22 +153,7 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)).context("writing --ready-file")?;
     }
 
-    let (public_api, mtls_api, _) = api::routers(state.clone());
-    // The responder stays outside the per-request log line: at tens of
-    // thousands of requests a second that line would be its main cost.
-    let public_app = public::router(state.clone())
-        .merge(public_api)
-        .merge(crate::http::pages::router(state.clone()))
-        .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
-        .layer(body_limit())
-        .layer(middleware::from_fn(log_request))
-        .merge(crate::http::ocsp::router(state.clone()));
-    let api_app = mtls_api
-        .merge(crate::http::console::router(state.clone()))
-        .fallback(crate::http::error::no_route)
-        .layer(body_limit())
-        .layer(middleware::from_fn(log_request));
-
+    let (public_app, api_app) = apps(&state);
     let public_task = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -126,14 +171,28 @@ pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
     ));
 
-    signals.wait().await;
-    tracing::info!("shutting down");
-    shutdown.cancel();
-    let _ = api_task.await;
-    public_task.await.context("public listener")?.context("public listener")?;
-    store.close().await;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(Running { public_addr, api_addr, state, shutdown, public_task, api_task })
+}
+
+/// The routers of the public listener and of the mTLS listener.
+fn apps(state: &AppState) -> (axum::Router, axum::Router) {
+    let (public_api, mtls_api, _) = api::routers(state.clone());
+    // The responder stays outside the per-request log line: at tens of
+    // thousands of requests a second that line would be its main cost.
+    let public_app = public::router(state.clone())
+        .merge(public_api)
+        .merge(crate::http::pages::router(state.clone()))
+        .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
+        .layer(body_limit())
+        .layer(middleware::from_fn(log_request))
+        .merge(crate::http::ocsp::router(state.clone()));
+    let api_app = mtls_api
+        .merge(crate::http::console::router(state.clone()))
+        .fallback(crate::http::error::no_route)
+        .layer(body_limit())
+        .layer(middleware::from_fn(log_request));
+
+    (public_app, api_app)
 }
 
 /// Carries out scheduled retirements, escalations past their SLA and holds

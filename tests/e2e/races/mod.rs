@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use connect_pki_e2e::{Backend, Instance, Server, Sinks, both_backends, python_json, run, text};
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "correct horse battery";
+use connect_pki_e2e::fixtures::PASSWORD;
 const HOOK_SECRET: &str = "hook secret";
 
 mod crl_burst;

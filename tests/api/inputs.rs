@@ -1,0 +1,147 @@
+//! Bad inputs: each gets its status and a JSON error, and nothing is created.
+
+use connect_pki_e2e::client::Req;
+use connect_pki_e2e::fixtures::{PASSWORD, application};
+use connect_pki_e2e::{Backend, TestApp, both_backends};
+use serde_json::{Value, json};
+
+use crate::world::{World, world};
+
+/// An RSA key of 1024 bits, subject CN=jiro (made once with `openssl req`:
+/// the Rust crates here do not make RSA keys that small).
+const RSA_1024_CSR: &str = include_str!("../support/data/rsa1024-jiro.csr");
+
+async fn bad_inputs_get_clear_errors_and_change_nothing(backend: Backend) {
+    let w = world(backend).await;
+    let app = &w.app;
+    let (_, before) = app.api("GET", "/api/v1/audit?limit=10000", Some(&app.admin), None).await;
+    let audit_before = before.as_array().expect("audit").len();
+    malformed_applications(app).await;
+    duplicate_login_ids(&w).await;
+    let user = app.register(&w.manager_a.id, w.facility_a, "jiro", "staff").await;
+    refused_enrollments_use_no_code(&w, user).await;
+    expired_and_locked_codes(&w, user).await;
+    nothing_else_was_created(app, audit_before).await;
+}
+both_backends!(bad_inputs_get_clear_errors_and_change_nothing);
+
+fn code_of(out: &Value) -> Option<&str> {
+    out["error"]["code"].as_str()
+}
+
+/// Malformed JSON, unknown facility kind, oversize body, not JSON, no attestation.
+async fn malformed_applications(app: &TestApp) {
+    let reply = app.public(Req::new("POST", "/api/v1/applications").body("application/json", "{\"name\": ")).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(reply.text().contains("malformed_json"), "{}", reply.text());
+    let mut kind = application("x", "someone");
+    kind["kind"] = "spaceship".into();
+    let (status, out) = app.public_api("POST", "/api/v1/applications", Some(&kind)).await;
+    assert_eq!(status, 422, "{out}");
+    assert!(out["error"]["message"].as_str().is_some_and(|m| m.contains("spaceship")), "{out}");
+    let mut big = application("x", "someone");
+    big["address"] = "あ".repeat(100_000).into();
+    let (status, out) = app.public_api("POST", "/api/v1/applications", Some(&big)).await;
+    assert_eq!(status, 413, "{out}");
+    // What curl sends for `--data-binary name=x`.
+    let form = Req::new("POST", "/api/v1/applications").body("application/x-www-form-urlencoded", "name=x");
+    let reply = app.public(form).await;
+    assert_eq!(reply.status, 415, "{}", reply.text());
+    let mut no_purpose = application("x", "someone");
+    no_purpose["purpose_attested"] = false.into();
+    let (status, out) = app.public_api("POST", "/api/v1/applications", Some(&no_purpose)).await;
+    assert_eq!((status, code_of(&out)), (422, Some("invalid")), "{out}");
+}
+
+/// A login ID taken already: at application time and at registration.
+async fn duplicate_login_ids(w: &World) {
+    let app = &w.app;
+    let (status, out) = app.public_api("POST", "/api/v1/applications", Some(&application("x", "hanako"))).await;
+    assert_eq!((status, code_of(&out)), (409, Some("conflict")), "{out}");
+    let body = json!({"display_name": "別の花子", "login_id": "hanako", "email": "h2@example.test"});
+    let path = format!("/api/v1/facilities/{}/users", w.facility_a);
+    let (status, out) = app.api("POST", &path, Some(&w.manager_a.id), Some(&body)).await;
+    assert_eq!((status, code_of(&out)), (409, Some("conflict")), "{out}");
+}
+
+/// jiro as the manager of facility A lists them.
+async fn jiro(w: &World) -> Value {
+    let path = format!("/api/v1/facilities/{}/users", w.facility_a);
+    let (_, users) = w.app.api("GET", &path, Some(&w.manager_a.id), None).await;
+    users.as_array().expect("users").iter().find(|u| u["login_id"] == "jiro").expect("jiro").clone()
+}
+
+/// Bad CSRs and a missing password: none of them uses the code or counts as
+/// a wrong try; the code still works after all that, then it is used up.
+async fn refused_enrollments_use_no_code(w: &World, user: i64) {
+    let app = &w.app;
+    let code = app.code_for(&w.manager_a.id, user).await;
+    let (_, good_csr, der) = connect_pki_e2e::builders::csr("jiro");
+    let mut broken = der;
+    let last = broken.len() - 1;
+    broken[last] ^= 1;
+    let broken = connect_pki_ca::issue::to_pem("CERTIFICATE REQUEST", &broken);
+    let (_, claims_admin, _) = connect_pki_e2e::builders::csr("admin");
+    for (csr, status_want, code_want) in [
+        (broken, 400, "bad_csr"),
+        (RSA_1024_CSR.to_string(), 422, "key_not_allowed"),
+        (claims_admin, 422, "csr_subject_mismatch"),
+        ("garbage".to_string(), 400, "bad_csr"),
+    ] {
+        let body = json!({"code": code, "csr": csr, "password": PASSWORD});
+        let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
+        assert_eq!((status, code_of(&out)), (status_want, Some(code_want)), "{out}");
+    }
+    // Missing password on first enrollment.
+    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&json!({"code": code, "csr": good_csr}))).await;
+    assert_eq!((status, code_of(&out)), (422, Some("password_required")), "{out}");
+    let j = jiro(w).await;
+    assert_eq!(j["devices"].as_array().map(Vec::len), Some(0), "a refused enrollment created a device: {j}");
+    assert_eq!(j["status"], "invited");
+
+    let body = json!({"code": code, "csr": good_csr, "password": PASSWORD});
+    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
+    assert_eq!(status, 201, "{out}");
+    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&json!({"code": code, "csr": good_csr}))).await;
+    assert_eq!((status, code_of(&out)), (409, Some("code_used")), "{out}");
+}
+
+/// Expired: the clock moves past the code's lifetime. Locked: five wrong
+/// secrets, then even the right one is refused.
+async fn expired_and_locked_codes(w: &World, user: i64) {
+    let app = &w.app;
+    let code = app.code_for(&w.manager_a.id, user).await;
+    app.clock.advance(connect_pki_domain::enrollment::DEFAULT_LIFETIME + time::Duration::minutes(1));
+    let body = json!({"code": code, "generate_key": true});
+    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
+    assert_eq!((status, code_of(&out)), (409, Some("code_expired")), "{out}");
+
+    let code = app.code_for(&w.manager_a.id, user).await;
+    let (id, _) = code.split_once('-').expect("id");
+    for i in 0..5 {
+        let wrong = format!("{id}-0000-0000-0000-000{i}");
+        let body = json!({"code": wrong, "generate_key": true});
+        let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
+        let want = if i < 4 { "invalid_code" } else { "code_locked" };
+        assert_eq!(code_of(&out), Some(want), "try {i}: {status} {out}");
+    }
+    let body = json!({"code": code, "generate_key": true});
+    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
+    assert_eq!((status, code_of(&out)), (403, Some("code_locked")), "{out}");
+    let j = jiro(w).await;
+    assert_eq!(j["devices"].as_array().map(Vec::len), Some(1), "{j}");
+}
+
+/// Nothing above created a facility, an application or a user beyond jiro.
+async fn nothing_else_was_created(app: &TestApp, audit_before: usize) {
+    let (_, facilities) = app.api("GET", "/api/v1/facilities", Some(&app.admin), None).await;
+    assert_eq!(facilities.as_array().map(Vec::len), Some(3));
+    let (_, apps) = app.api("GET", "/api/v1/applications", Some(&app.admin), None).await;
+    assert_eq!(apps.as_array().map(Vec::len), Some(2));
+    let (_, after) = app.api("GET", "/api/v1/audit?limit=10000", Some(&app.admin), None).await;
+    let new: Vec<String> = after.as_array().expect("audit")[audit_before..]
+        .iter()
+        .map(|r| format!("{} {}", r["action"].as_str().unwrap_or(""), r["outcome"].as_str().unwrap_or("")))
+        .collect();
+    assert!(!new.iter().any(|a| a.starts_with("application.submit") || a.starts_with("facility.")), "{new:?}");
+}

@@ -1,0 +1,108 @@
+//! Renewal, the public endpoints' rate limit and the OpenAPI document.
+
+use connect_pki_e2e::client::{Identity, Req};
+use connect_pki_e2e::fixtures::application;
+use connect_pki_e2e::{AppOptions, Backend, both_backends, spawn_app, spawn_app_with};
+use serde_json::json;
+
+use crate::world::world;
+
+/// Renewal over mTLS: a new certificate for the same device; the old one no
+/// longer identifies anyone.
+async fn renewal_supersedes_the_presented_certificate(backend: Backend) {
+    let w = world(backend).await;
+    let app = &w.app;
+    let (key_der, csr, _) = connect_pki_e2e::builders::csr("hanako");
+    let (status, out) =
+        app.api("POST", "/api/v1/certificates/renew", Some(&w.staff_a.id), Some(&json!({"csr": csr}))).await;
+    assert_eq!(status, 201, "{out}");
+    assert_eq!(out["device_id"], w.staff_a.device_id);
+    assert_eq!(out["superseded_serial"], w.staff_a.serial.as_str());
+    let cert_der = connect_pki_e2e::builders::pem_der(out["certificate"].as_str().expect("cert"));
+    let renewed = Identity { cert_der, key_der };
+    let me = app.whoami(&renewed).await;
+    assert_eq!((me["device_id"].as_i64(), me["login_id"].as_str()), (Some(w.staff_a.device_id), Some("hanako")));
+    // The superseded certificate no longer gets through the handshake.
+    let old = app.try_mtls(Some(&w.staff_a.id), Req::new("GET", "/api/v1/whoami")).await;
+    assert!(old.is_err(), "superseded certificate accepted: {old:?}");
+    let path = format!("/api/v1/certificates/{}", w.staff_a.serial);
+    let (_, cert) = app.api("GET", &path, Some(&w.manager_a.id), None).await;
+    assert_eq!((cert["status"].as_str(), cert["reason"].as_str()), (Some("superseded"), Some("superseded")), "{cert}");
+}
+both_backends!(renewal_supersedes_the_presented_certificate);
+
+/// The public endpoints are rate-limited per address, with a JSON 429 that
+/// says how long to wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_submissions_are_rate_limited() {
+    let app = spawn_app_with(Backend::Sqlite, AppOptions { rate_limit_per_minute: 10, ..AppOptions::default() }).await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let body = application(&format!("施設{i}"), &format!("rl{i:02}"));
+        let (status, out) = app.public_api("POST", "/api/v1/applications", Some(&body)).await;
+        statuses.push(status);
+        if status == 429 {
+            assert_eq!(out["error"]["code"], "rate_limited", "{out}");
+            assert!(out["error"]["message"].as_str().is_some_and(|m| m.contains("seconds")), "{out}");
+        }
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 10, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
+    let reply = app.public(Req::new("POST", "/api/v1/applications").json(&application("x", "rl99"))).await;
+    assert!(reply.header("retry-after").is_some(), "{:?}", reply.headers);
+}
+
+/// Every route the API serves, with its method.
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/whoami"),
+    ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/applications"),
+    ("get", "/api/v1/applications"),
+    ("get", "/api/v1/application-status/{token}"),
+    ("post", "/api/v1/applications/{id}/approve"),
+    ("post", "/api/v1/applications/{id}/reject"),
+    ("get", "/api/v1/facilities"),
+    ("get", "/api/v1/facilities/{id}"),
+    ("post", "/api/v1/facilities/{id}/suspend"),
+    ("post", "/api/v1/facilities/{id}/resume"),
+    ("post", "/api/v1/facilities/{id}/close"),
+    ("post", "/api/v1/facilities/{id}/users"),
+    ("get", "/api/v1/facilities/{id}/users"),
+    ("post", "/api/v1/users/{id}/enrollment-codes"),
+    ("post", "/api/v1/enroll"),
+    ("get", "/api/v1/devices/{id}"),
+    ("get", "/api/v1/certificates/{serial}"),
+    ("post", "/api/v1/certificates/renew"),
+    ("get", "/api/v1/audit"),
+    ("post", "/api/v1/certificates/{serial}/revoke"),
+    ("post", "/api/v1/certificates/{serial}/hold"),
+    ("post", "/api/v1/certificates/{serial}/release"),
+    ("post", "/api/v1/devices/{id}/lost"),
+    ("post", "/api/v1/users/{id}/retire"),
+    ("delete", "/api/v1/users/{id}"),
+    ("post", "/api/v1/emergency"),
+    ("get", "/api/v1/escalations"),
+    ("post", "/api/v1/escalations"),
+    ("post", "/api/v1/escalations/{id}/claim"),
+    ("post", "/api/v1/escalations/{id}/resolve"),
+    ("get", "/api/v1/escalations/{id}/notifications"),
+];
+
+/// The OpenAPI document is generated from the handlers and covers every API
+/// route with its error responses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_covers_every_route() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (status, doc) = app.api("GET", "/api/v1/openapi.json", Some(&app.admin), None).await;
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    for (method, path) in ROUTES {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} missing from the OpenAPI document");
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(responses.keys().any(|k| k.starts_with('4')), "{method} {path} documents no error response");
+    }
+    let documented: usize =
+        doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
+    assert_eq!(documented, ROUTES.len(), "routes in the document but not in this test's list");
+}

@@ -1,0 +1,12 @@
+//! API, authorization and time-dependent tests against the service started
+//! in-process (`spawn_app`): a test database per test on either backend, the
+//! CA made once per process, a clock the tests step instead of waiting, and a
+//! Rust mTLS client. What needs outside programs stays in the `e2e` suite.
+
+mod authorization;
+mod emergency;
+mod inputs;
+mod lifecycle;
+mod pages;
+mod time_rules;
+mod world;

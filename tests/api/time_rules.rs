@@ -1,0 +1,103 @@
+//! Rules that depend on time, on a clock the test steps instead of running
+//! the binary under libfaketime: the SLA move of an emergency report, the
+//! hold limit, the sign-in lockout and a scheduled retirement caught up after
+//! downtime.
+//!
+//! These run on SQLite, as before: on PostgreSQL the store takes due times
+//! from the database's clock (`Store::due_clock`), which a stepped clock does
+//! not move.
+
+use connect_pki_e2e::fixtures::PASSWORD;
+use connect_pki_e2e::{AppOptions, Backend, TestApp, spawn_app, spawn_app_with};
+use serde_json::{Value, json};
+use time::macros::datetime;
+
+async fn report(app: &TestApp, login: &str, password: &str, device: i64) -> (u16, Value) {
+    let body = json!({"login_id": login, "password": password, "device_id": device});
+    app.public_api("POST", "/api/v1/emergency", Some(&body)).await
+}
+
+/// Audit records written by `actor` (the workers write as `system:…`).
+async fn audit_by(app: &TestApp, actor: &str) -> Vec<Value> {
+    let (status, log) = app.api("GET", "/api/v1/audit?limit=10000", Some(&app.admin), None).await;
+    assert_eq!(status, 200, "{log}");
+    log.as_array().expect("audit").iter().filter(|r| r["actor"] == actor).cloned().collect()
+}
+
+/// Business hours: the manager's queue first, then 行政管理課 once the SLA
+/// (1 minute here) passes unclaimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla() {
+    let opts = AppOptions { escalation_sla: time::Duration::minutes(1), ..AppOptions::default() };
+    let app = spawn_app_with(Backend::Sqlite, opts).await;
+    let d = app.device("hiru.staff").await;
+    // Tuesday 2026-12-01, 10:00 in Asia/Tokyo.
+    app.clock.set(datetime!(2026-12-01 01:00 UTC));
+    let (status, out) = report(&app, "hiru.staff", PASSWORD, d.device_id).await;
+    assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
+    app.clock.advance(time::Duration::seconds(61));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, list) = app.api("GET", "/api/v1/escalations", Some(&app.admin), None).await;
+        if list[0]["queue"] == "admin_division" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never moved to 行政管理課: {list}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// A hold nobody resolves turns into a revocation at its limit, even across
+/// a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_left_alone_becomes_a_revocation() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let d = app.device("forgotten").await;
+    let body = json!({"device_id": d.device_id, "note": "電話で受付"});
+    let (status, out) = app.api("POST", "/api/v1/escalations", Some(&app.admin), Some(&body)).await;
+    assert_eq!((status, out["channel"].as_str()), (201, Some("phone")), "{out}");
+    assert_eq!(app.ocsp_status(&d.id).await, "revoked certificateHold");
+    app.stop().await;
+    app.clock.advance(time::Duration::hours(73));
+    app.start().await;
+    assert_eq!(app.ocsp_status(&d.id).await, "revoked keyCompromise");
+    // Done by the hold-limit worker at start, not by anyone's call.
+    assert!(!audit_by(&app, "system:hold-limit").await.is_empty(), "no revocation by the hold limit in the audit log");
+}
+
+/// Wrong passwords lock the sign-in: then even the right one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_lock_the_emergency_sign_in() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let d = app.device("locked.out").await;
+    for i in 0..5 {
+        let (status, out) = report(&app, "locked.out", "not the password", d.device_id).await;
+        let want = if i < 4 { 401 } else { 429 };
+        assert_eq!(status, want, "try {i}: {out}");
+    }
+    let (status, out) = report(&app, "locked.out", PASSWORD, d.device_id).await;
+    assert_eq!((status, out["error"]["code"].as_str()), (429, Some("account_locked")), "{out}");
+    assert_eq!(app.ocsp_status(&d.id).await, "good");
+}
+
+/// A retirement that fell due while the service was down is carried out
+/// before it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_retirement_is_caught_up_after_downtime() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    let d = app.device("away").await;
+    let at = (connect_pki_domain::Clock::now(&*app.clock) + time::Duration::seconds(2))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let path = format!("/api/v1/users/{}/retire", d.user_id);
+    let (status, out) = app.api("POST", &path, Some(&app.admin), Some(&json!({"at": at}))).await;
+    assert_eq!((status, out["status"].as_str()), (200, Some("scheduled")), "{out}");
+    app.stop().await;
+    app.clock.advance(time::Duration::seconds(3));
+    app.start().await;
+    // The first answers after the restart already reflect it.
+    assert!(!app.handshake_ok(&d.id).await);
+    assert_eq!(app.ocsp_status(&d.id).await, "revoked affiliationChanged");
+    let done = audit_by(&app, "system:scheduled-retirement").await;
+    assert!(done.iter().any(|r| r["action"] == "user.retire"), "not carried out by the scheduler: {done:?}");
+}

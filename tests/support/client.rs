@@ -1,0 +1,166 @@
+//! The in-process tests' HTTP client: plain HTTP to the public listener and
+//! HTTPS with an optional client certificate to the mTLS listener, on hyper's
+//! client and rustls (the stack the service itself is built on).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::Value;
+
+/// A certificate of ours and its key: who a test acts as on the mTLS API.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub cert_der: Vec<u8>,
+    /// PKCS#8.
+    pub key_der: Vec<u8>,
+}
+
+impl Identity {
+    /// The certificate's serial as the API writes it (lowercase hex).
+    pub fn serial(&self) -> String {
+        let (_, cert) = x509_parser::parse_x509_certificate(&self.cert_der).expect("a certificate");
+        hex_serial(cert.raw_serial())
+    }
+}
+
+fn hex_serial(raw: &[u8]) -> String {
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    raw[start..].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One HTTP request: method, path, extra headers and body.
+#[derive(Debug, Clone, Default)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn new(method: &str, path: &str) -> Self {
+        Self { method: method.into(), path: path.into(), ..Self::default() }
+    }
+
+    /// With a JSON body (and its content type).
+    pub fn json(mut self, body: &Value) -> Self {
+        self.headers.push(("content-type".into(), "application/json".into()));
+        self.body = body.to_string().into_bytes();
+        self
+    }
+
+    /// With an HTML form body, as a browser (or `curl --data-urlencode`) sends it.
+    pub fn form(self, fields: &[(&str, &str)]) -> Self {
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v))).collect();
+        self.body("application/x-www-form-urlencoded", body.join("&"))
+    }
+
+    /// With a raw body and content type.
+    pub fn body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        self.headers.push(("content-type".into(), content_type.into()));
+        self.body = body.into();
+        self
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one name or value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => char::from(b).to_string(),
+            b' ' => "+".into(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON, or as a JSON string when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| Value::String(self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The client side of our TLS: trusts our root only, presents `who` if given.
+pub fn tls_config(root_der: &[u8], who: Option<&Identity>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(root_der.to_vec())).expect("our root is a certificate");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots);
+    let config = match who {
+        Some(id) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from(id.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(id.key_der.clone())),
+            )
+            .expect("a usable client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+/// Sends `req` over HTTPS to `addr` with `tls`. A new connection each time
+/// (no pool): every call is a fresh handshake, as a separate curl was.
+pub async fn https(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, req: Req) -> Result<Reply, String> {
+    let connector =
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config((*tls).clone()).https_only().enable_http1().build();
+    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
+    send(&client, &format!("https://{addr}"), req).await
+}
+
+/// Sends `req` over plain HTTP to `addr`.
+pub async fn http(addr: SocketAddr, req: Req) -> Result<Reply, String> {
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    send(&client, &format!("http://{addr}"), req).await
+}
+
+async fn send<C>(client: &Client<C, Full<Bytes>>, base: &str, req: Req) -> Result<Reply, String>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    let mut builder = hyper::Request::builder().method(req.method.as_str()).uri(format!("{base}{}", req.path));
+    for (k, v) in &req.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let request = builder.body(Full::new(Bytes::from(req.body))).map_err(|e| e.to_string())?;
+    let call = client.request(request);
+    let response = tokio::time::timeout(std::time::Duration::from_secs(20), call)
+        .await
+        .map_err(|_| "no answer in 20 s".to_string())?
+        .map_err(|e| format!("{e:?}"))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let body = response.into_body().collect().await.map_err(|e| format!("{e:?}"))?.to_bytes().to_vec();
+    Ok(Reply { status, headers, body })
+}
