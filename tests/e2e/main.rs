@@ -87,6 +87,20 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
     assert_eq!(json(&body)["error"]["code"], "client_certificate_required");
 
     // Self-signed: refused in the handshake.
+    self_signed_admin(dir);
+    let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "self.pem", "--key", "self.key"]);
+    assert!(code != 0 && status == 0, "self-signed accepted: {code} {status} {body}");
+
+    // A foreign CA, even with clientAuth and the admin's own serial number.
+    let serial = format!("0x{}", s.init["bootstrap"]["serial"].as_str().expect("serial"));
+    foreign_ca_admin(dir, &serial);
+    let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "fdev.pem", "--key", "fdev.key"]);
+    assert!(code != 0 && status == 0, "foreign CA accepted: {code} {status} {body}");
+    assert!(s.log_contains("TLS handshake refused"), "{}", s.log());
+}
+
+/// `self.pem` and `self.key` in `dir`: a self-signed certificate for CN=admin.
+fn self_signed_admin(dir: &Path) {
     let (ok, out) = openssl(
         dir,
         &[
@@ -108,11 +122,11 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
         ],
     );
     assert!(ok, "{out}");
-    let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "self.pem", "--key", "self.key"]);
-    assert!(code != 0 && status == 0, "self-signed accepted: {code} {status} {body}");
+}
 
-    // A foreign CA, even with clientAuth and the admin's own serial number.
-    let serial = format!("0x{}", s.init["bootstrap"]["serial"].as_str().expect("serial"));
+/// `fdev.pem` and `fdev.key` in `dir`: a clientAuth certificate for CN=admin
+/// with `serial`, from a CA that only shares our issuing CA's name.
+fn foreign_ca_admin(dir: &Path, serial: &str) {
     std::fs::write(dir.join("ext.cnf"), "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n")
         .expect("write");
     for args in [
@@ -162,7 +176,7 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
             "-CAkey",
             "fca.key",
             "-set_serial",
-            &serial,
+            serial,
             "-days",
             "30",
             "-extfile",
@@ -174,9 +188,6 @@ async fn callers_without_a_certificate_of_ours_are_refused() {
         let (ok, out) = openssl(dir, args);
         assert!(ok, "{out}");
     }
-    let (code, status, body) = s.curl_api("/api/v1/whoami", &["--cert", "fdev.pem", "--key", "fdev.key"]);
-    assert!(code != 0 && status == 0, "foreign CA accepted: {code} {status} {body}");
-    assert!(s.log_contains("TLS handshake refused"), "{}", s.log());
 }
 
 /// Certificates from our own CA that must still not get in: one that has
