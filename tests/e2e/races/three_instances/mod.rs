@@ -321,6 +321,7 @@ fn check_logs(instances: &[Instance], problems: &mut Vec<String>) {
     }
 }
 
+/// How long each phase took, for the report.
 struct Timings {
     started: Instant,
     setup: Duration,
