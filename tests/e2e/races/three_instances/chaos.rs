@@ -183,15 +183,19 @@ impl Op<'_> {
         format!("emergency report {}", r.key())
     }
 
+    /// One escalation of `list` at random, taken out of it.
+    fn take_one(&self, rng: &mut Rng, list: impl FnOnce(&mut Model) -> &mut Vec<Escalation>) -> Option<Escalation> {
+        let mut m = self.model.lock().expect("model");
+        let l = list(&mut m);
+        if l.is_empty() {
+            return None;
+        }
+        let i = rng.below(l.len());
+        Some(l.swap_remove(i))
+    }
+
     fn claim(&self, rng: &mut Rng) -> String {
-        let e = {
-            let mut m = self.model.lock().expect("model");
-            if m.open.is_empty() {
-                return "claim: none open".into();
-            }
-            let i = rng.below(m.open.len());
-            m.open.swap_remove(i)
-        };
+        let Some(e) = self.take_one(rng, |m| &mut m.open) else { return "claim: none open".into() };
         let r = self.t.api(&self.ep.api, "POST", &format!("/api/v1/escalations/{}/claim", e.id), &self.who.admin, None);
         let claimed = r.status == 200
             || r.body["error"]["message"].as_str().is_some_and(|m| m.contains("already claimed by user 1"));
@@ -205,14 +209,7 @@ impl Op<'_> {
     }
 
     fn resolve(&self, rng: &mut Rng) -> String {
-        let e = {
-            let mut m = self.model.lock().expect("model");
-            if m.claimed.is_empty() {
-                return "resolve: none claimed".into();
-            }
-            let i = rng.below(m.claimed.len());
-            m.claimed.swap_remove(i)
-        };
+        let Some(e) = self.take_one(rng, |m| &mut m.claimed) else { return "resolve: none claimed".into() };
         let outcome = ["released", "released", "revoked", "rejected"][rng.below(4)];
         let route = format!("/api/v1/escalations/{}/resolve", e.id);
         let body = json!({"outcome": outcome, "note": "確認済み"});
