@@ -312,10 +312,24 @@ request = function()
 end
 "#;
 
+/// The benchmark results as a markdown table: ours, the reference, the target.
 fn markdown(r: &Value) -> String {
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let mut s = String::new();
     s.push_str("| benchmark | connect-pki | reference | target |\n|---|---|---|---|\n");
+    ocsp_rows(r, &mut s);
+    crl_rows(r, &mut s);
+    refusal_rows(r, &mut s);
+    bulk_rows(r, &mut s);
+    single_rows(r, &mut s);
+    s
+}
+
+/// A number of the results; 0 where a measurement is missing.
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn ocsp_rows(r: &Value, s: &mut String) {
     if let Some(runs) = r["ocsp"]["runs"].as_array() {
         let get = |name: &str, t: &Value, c: &Value| {
             runs.iter()
@@ -328,34 +342,41 @@ fn markdown(r: &Value) -> String {
             let ours = get(ocsp::OURS, t, c);
             s.push_str(&format!(
                 "| OCSP POST, {c} connections, wrk {t} threads ({} certs) | {:.0} req/s, p50 {} ms, p99 {} ms | openssl {:.0} req/s (×{:.1}); cfssl with our responses {:.0} req/s (×{:.1}); cfssl with CA-signed responses {:.0} req/s (×{:.1}) | ≥5× openssl, ≥3× cfssl, p99 < 10 ms |\n",
-                r["ocsp"]["certificates"], f(&ours["rps"]), ours["p50_ms"], ours["p99_ms"],
-                f(&get(ocsp::OPENSSL, t, c)["rps"]), f(&cell["vs_openssl"]),
-                f(&get(ocsp::CFSSL, t, c)["rps"]), f(&cell["vs_cfssl_our_responses"]),
-                f(&get(ocsp::CFSSL_CA, t, c)["rps"]), f(&cell["vs_cfssl_ca_signed"]),
+                r["ocsp"]["certificates"], number(&ours["rps"]), ours["p50_ms"], ours["p99_ms"],
+                number(&get(ocsp::OPENSSL, t, c)["rps"]), number(&cell["vs_openssl"]),
+                number(&get(ocsp::CFSSL, t, c)["rps"]), number(&cell["vs_cfssl_our_responses"]),
+                number(&get(ocsp::CFSSL_CA, t, c)["rps"]), number(&cell["vs_cfssl_ca_signed"]),
             ));
         }
         let lo = &r["ocsp"]["summary"]["least_favourable_vs_openssl"];
         let lc = &r["ocsp"]["summary"]["least_favourable_vs_cfssl"];
         s.push_str(&format!(
             "| OCSP POST, least favourable ratio | ×{:.1} openssl ({} connections, wrk {} threads); ×{:.1} cfssl's best ({} connections, wrk {} threads) | — | ≥5× openssl, ≥3× cfssl |\n",
-            f(&lo["ratio"]), lo["connections"], lo["threads"], f(&lc["ratio"]), lc["connections"], lc["threads"]
+            number(&lo["ratio"]), lo["connections"], lo["threads"], number(&lc["ratio"]), lc["connections"], lc["threads"]
         ));
     }
+}
+
+fn crl_rows(r: &Value, s: &mut String) {
     if let Some(rows) = r["crl"].as_array() {
         for row in rows {
             s.push_str(&format!(
                 "| CRL rebuild, {} revoked | {:.1} ms, {} bytes | openssl ca -gencrl {:.1} ms, {} bytes | < 150 ms at 100 000 |\n",
-                row["entries"], f(&row["connect_pki_ms"]), row["connect_pki_bytes"],
-                f(&row["openssl_ms"]), row["openssl_bytes"]
+                row["entries"], number(&row["connect_pki_ms"]), row["connect_pki_bytes"],
+                number(&row["openssl_ms"]), row["openssl_bytes"]
             ));
         }
     }
+}
+
+/// How soon a revocation refuses the handshake, on one instance and across two.
+fn refusal_rows(r: &Value, s: &mut String) {
     let x = &r["refusal"];
     if x.is_object() {
         s.push_str(&format!(
             "| revoke call → refused handshake ({} revocations) | from sending the call: p50 {:.1} ms, p99 {:.1} ms; after the response: p50 {:.1} ms, p99 {:.1} ms; refused at the first attempt {}/{} | — | 0 ms after the response |\n",
-            x["revocations"], f(&x["from_call_p50_ms"]), f(&x["from_call_p99_ms"]),
-            f(&x["after_response_p50_ms"]), f(&x["after_response_p99_ms"]), x["first_attempt_refused"], x["revocations"]
+            x["revocations"], number(&x["from_call_p50_ms"]), number(&x["from_call_p99_ms"]),
+            number(&x["after_response_p50_ms"]), number(&x["after_response_p99_ms"]), x["first_attempt_refused"], x["revocations"]
         ));
     }
     for (mode, label, target) in [
@@ -366,17 +387,20 @@ fn markdown(r: &Value) -> String {
         if x.is_object() {
             s.push_str(&format!(
                 "| revoke on instance A → refused at instance B (PostgreSQL, {label}, {} revocations) | B's handshake refused (B's index): p50 {:.1} ms, p99 {:.1} ms after A's response; first refusal of either kind (handshake, or the API's per-request database check): p50 {:.1} ms, p99 {:.1} ms | — | {target} |\n",
-                x["revocations"], f(&x["handshake_refused_after_response_p50_ms"]), f(&x["handshake_refused_after_response_p99_ms"]),
-                f(&x["after_response_p50_ms"]), f(&x["after_response_p99_ms"])
+                x["revocations"], number(&x["handshake_refused_after_response_p50_ms"]), number(&x["handshake_refused_after_response_p99_ms"]),
+                number(&x["after_response_p50_ms"]), number(&x["after_response_p99_ms"])
             ));
         }
     }
+}
+
+fn bulk_rows(r: &Value, s: &mut String) {
     for (key, db) in [("bulk_sqlite", "SQLite"), ("bulk_postgres", "PostgreSQL")] {
         let x = &r[key]["concurrent_revokes"];
         if x.is_object() {
             s.push_str(&format!(
                 "| {} concurrent revokers, one instance ({db}, {} revocations) | {:.0} revocations/s; revoke call p50 {:.1} ms, p99 {:.1} ms; {} CRL builds, CRL {} → {} entries | — | — |\n",
-                x["revokers"], x["revocations"], f(&x["revocations_per_s"]), f(&x["p50_ms"]), f(&x["p99_ms"]),
+                x["revokers"], x["revocations"], number(&x["revocations_per_s"]), number(&x["p50_ms"]), number(&x["p99_ms"]),
                 x["crl_builds"], x["crl_entries_before"], x["crl_entries_after"]
             ));
         }
@@ -386,30 +410,33 @@ fn markdown(r: &Value) -> String {
         if x.is_object() {
             s.push_str(&format!(
                 "| facility close, {} valid certificates ({db}) | call returned after {:.0} ms, CRL then served with {} entries | — | < 1 s |\n",
-                x["certificates"], f(&x["close_call_ms"]), x["crl_entries_after"]
+                x["certificates"], number(&x["close_call_ms"]), x["crl_entries_after"]
             ));
         }
     }
+}
+
+/// Handshake overhead, index memory and enrollment rate.
+fn single_rows(r: &Value, s: &mut String) {
     let h = &r["handshake"];
     if h.is_object() {
         s.push_str(&format!(
             "| mTLS handshakes (in memory, 1 core) | with live check {:.0}/s | without {:.0}/s ({:+.1} %) | within 10 % |\n",
-            f(&h["with_live_check_per_s"]), f(&h["without_per_s"]), f(&h["overhead_percent"])
+            number(&h["with_live_check_per_s"]), number(&h["without_per_s"]), number(&h["overhead_percent"])
         ));
     }
     if r["memory"].is_object() {
         s.push_str(&format!(
             "| revocation index, {} serials | {:.1} MiB resident | — | < 100 MiB |\n",
             r["memory"]["serials"],
-            f(&r["memory"]["resident_mib"])
+            number(&r["memory"]["resident_mib"])
         ));
     }
     if r["enroll"].is_object() {
         s.push_str(&format!(
             "| enrollment with a CSR (SQLite, 16 connections) | {:.0} certificates/s, p99 {} ms | — | ≥ 500/s |\n",
-            f(&r["enroll"]["enrollments_per_s"]),
+            number(&r["enroll"]["enrollments_per_s"]),
             r["enroll"]["wrk"]["p99_ms"]
         ));
     }
-    s
 }

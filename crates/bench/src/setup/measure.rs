@@ -20,10 +20,7 @@ pub async fn refusal_bench(env: &Env, server: &Running) -> anyhow::Result<Value>
 pub async fn refusal_across(env: &Env, devices: &[Cert], caller: &Running, server: &Running) -> anyhow::Result<Value> {
     let _ = (&server.roots, &server.issuing, &caller.key);
     let mut admin = caller.admin().await?;
-    let (mut from_call, mut after_response) = (Vec::new(), Vec::new());
-    let (mut index_from_call, mut index_after_response) = (Vec::new(), Vec::new());
-    let mut first_attempt = 0usize;
-    let mut first_by_request = 0usize;
+    let mut refusals = Refusals::default();
     let across = !std::ptr::eq(caller, server);
     let mut jitter = 0x9e37_79b9_u32;
     for dev in devices {
@@ -35,83 +32,121 @@ pub async fn refusal_across(env: &Env, devices: &[Cert], caller: &Running, serve
             tokio::time::sleep(Duration::from_millis(u64::from(jitter >> 25))).await;
         }
         let t0 = Instant::now();
-        let (status, body) = send(
-            &mut admin,
-            "POST",
-            &format!("/api/v1/certificates/{}/revoke", dev.serial),
-            "application/json",
-            br#"{"reason":"keyCompromise"}"#.to_vec(),
-        )
-        .await?;
-        if status != 200 {
-            bail!("revoke answered {status}: {}", String::from_utf8_lossy(&body));
-        }
+        revoke(&mut admin, dev).await?;
         let t1 = Instant::now();
-        let mut attempts = 0;
-        let mut first: Option<Instant> = None;
-        loop {
-            attempts += 1;
-            // Any failure of the connection itself is the handshake refused
-            // (with TLS 1.3 the server's alert arrives after the client has
-            // finished, so it surfaces on the first read or write).
-            let answer = match server.tls(cfg.clone()).await {
-                Err(_) => None,
-                Ok(tls) => match http1(tls).await {
-                    Err(_) => None,
-                    Ok(mut s) => send(&mut s, "GET", "/api/v1/whoami", "text/plain", Vec::new()).await.ok(),
-                },
-            };
-            let now = Instant::now();
-            match answer {
-                None => {
-                    if first.is_none() {
-                        first = Some(now);
-                        if attempts == 1 {
-                            first_attempt += 1;
-                        }
-                    }
-                    index_from_call.push((now - t0).as_secs_f64() * 1000.0);
-                    index_after_response.push((now - t1).as_secs_f64() * 1000.0);
-                    break;
-                }
-                Some((200, _)) => {}
-                Some(_) => {
-                    if first.is_none() {
-                        first = Some(now);
-                        first_by_request += 1;
-                        if attempts == 1 {
-                            first_attempt += 1;
-                        }
-                    }
-                }
-            }
-            if attempts > 100_000 || now - t1 > Duration::from_secs(30) {
-                bail!(
-                    "the other instance still completed handshakes with a revoked certificate after {attempts} attempts"
-                );
-            }
-        }
-        let t2 = first.unwrap_or(t1);
-        from_call.push((t2 - t0).as_secs_f64() * 1000.0);
-        after_response.push((t2 - t1).as_secs_f64() * 1000.0);
+        let t2 = until_refused(server, &cfg, t0, t1, &mut refusals).await?;
+        refusals.from_call.push((t2 - t0).as_secs_f64() * 1000.0);
+        refusals.after_response.push((t2 - t1).as_secs_f64() * 1000.0);
     }
-    let pct = crate::percentile;
-    let r = json!({
-        "revocations": devices.len(),
-        "first_attempt_refused": first_attempt,
-        "first_refusal_by_api_check": first_by_request,
-        "from_call_p50_ms": pct(&mut from_call, 0.5),
-        "from_call_p99_ms": pct(&mut from_call, 0.99),
-        "after_response_p50_ms": pct(&mut after_response, 0.5),
-        "after_response_p99_ms": pct(&mut after_response, 0.99),
-        "handshake_refused_from_call_p50_ms": pct(&mut index_from_call, 0.5),
-        "handshake_refused_from_call_p99_ms": pct(&mut index_from_call, 0.99),
-        "handshake_refused_after_response_p50_ms": pct(&mut index_after_response, 0.5),
-        "handshake_refused_after_response_p99_ms": pct(&mut index_after_response, 0.99),
-        "handshake_refused_after_response_max_ms": pct(&mut index_after_response, 1.0),
-    });
+    let r = refusals.summary(devices.len());
     eprintln!("   {r}");
     Ok(r)
+}
+
+/// Delays in milliseconds, and how the first refusals came.
+#[derive(Default)]
+struct Refusals {
+    from_call: Vec<f64>,
+    after_response: Vec<f64>,
+    index_from_call: Vec<f64>,
+    index_after_response: Vec<f64>,
+    first_attempt: usize,
+    first_by_request: usize,
+}
+
+impl Refusals {
+    fn summary(mut self, revocations: usize) -> Value {
+        let pct = crate::percentile;
+        json!({
+            "revocations": revocations,
+            "first_attempt_refused": self.first_attempt,
+            "first_refusal_by_api_check": self.first_by_request,
+            "from_call_p50_ms": pct(&mut self.from_call, 0.5),
+            "from_call_p99_ms": pct(&mut self.from_call, 0.99),
+            "after_response_p50_ms": pct(&mut self.after_response, 0.5),
+            "after_response_p99_ms": pct(&mut self.after_response, 0.99),
+            "handshake_refused_from_call_p50_ms": pct(&mut self.index_from_call, 0.5),
+            "handshake_refused_from_call_p99_ms": pct(&mut self.index_from_call, 0.99),
+            "handshake_refused_after_response_p50_ms": pct(&mut self.index_after_response, 0.5),
+            "handshake_refused_after_response_p99_ms": pct(&mut self.index_after_response, 0.99),
+            "handshake_refused_after_response_max_ms": pct(&mut self.index_after_response, 1.0),
+        })
+    }
+}
+
+async fn revoke(admin: &mut serve::Sender, dev: &Cert) -> anyhow::Result<()> {
+    let (status, body) = send(
+        admin,
+        "POST",
+        &format!("/api/v1/certificates/{}/revoke", dev.serial),
+        "application/json",
+        br#"{"reason":"keyCompromise"}"#.to_vec(),
+    )
+    .await?;
+    if status != 200 {
+        bail!("revoke answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(())
+}
+
+/// Tries `server` with the revoked certificate until a handshake is refused
+/// (recorded in `refusals`, as is how the first refusal of either kind
+/// came); returns the moment of that first refusal (`t1` if none came).
+async fn until_refused(
+    server: &Running,
+    cfg: &Arc<rustls::ClientConfig>,
+    t0: Instant,
+    t1: Instant,
+    refusals: &mut Refusals,
+) -> anyhow::Result<Instant> {
+    let mut attempts = 0;
+    let mut first: Option<Instant> = None;
+    loop {
+        attempts += 1;
+        let answer = whoami(server, cfg).await;
+        let now = Instant::now();
+        match answer {
+            None => {
+                if first.is_none() {
+                    first = Some(now);
+                    if attempts == 1 {
+                        refusals.first_attempt += 1;
+                    }
+                }
+                refusals.index_from_call.push((now - t0).as_secs_f64() * 1000.0);
+                refusals.index_after_response.push((now - t1).as_secs_f64() * 1000.0);
+                break;
+            }
+            Some((200, _)) => {}
+            Some(_) => {
+                if first.is_none() {
+                    first = Some(now);
+                    refusals.first_by_request += 1;
+                    if attempts == 1 {
+                        refusals.first_attempt += 1;
+                    }
+                }
+            }
+        }
+        if attempts > 100_000 || now - t1 > Duration::from_secs(30) {
+            bail!("the other instance still completed handshakes with a revoked certificate after {attempts} attempts");
+        }
+    }
+    Ok(first.unwrap_or(t1))
+}
+
+/// One attempt on a new mTLS connection; `None` when the handshake is
+/// refused. Any failure of the connection itself counts as that (with TLS
+/// 1.3 the server's alert arrives after the client has finished, so it
+/// surfaces on the first read or write).
+async fn whoami(server: &Running, cfg: &Arc<rustls::ClientConfig>) -> Option<(u16, Bytes)> {
+    match server.tls(cfg.clone()).await {
+        Err(_) => None,
+        Ok(tls) => match http1(tls).await {
+            Err(_) => None,
+            Ok(mut s) => send(&mut s, "GET", "/api/v1/whoami", "text/plain", Vec::new()).await.ok(),
+        },
+    }
 }
 
 /// Handshakes in memory (no sockets): the listener's rustls configuration
