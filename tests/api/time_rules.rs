@@ -3,12 +3,12 @@
 //! hold limit, the sign-in lockout and a scheduled retirement caught up after
 //! downtime.
 //!
-//! These run on SQLite, as before: on PostgreSQL the store takes due times
-//! from the database's clock (`Store::due_clock`), which a stepped clock does
-//! not move.
+//! Both backends: due work is measured against the injected clock whenever
+//! it is not the system clock (on PostgreSQL in production, the database's
+//! clock is the reference; see `service::due_now`).
 
 use connect_pki_e2e::fixtures::PASSWORD;
-use connect_pki_e2e::{AppOptions, Backend, TestApp, spawn_app, spawn_app_with};
+use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use time::macros::datetime;
 
@@ -26,10 +26,9 @@ async fn audit_by(app: &TestApp, actor: &str) -> Vec<Value> {
 
 /// Business hours: the manager's queue first, then 行政管理課 once the SLA
 /// (1 minute here) passes unclaimed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla() {
+async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla(backend: Backend) {
     let opts = AppOptions { escalation_sla: time::Duration::minutes(1), ..AppOptions::default() };
-    let app = spawn_app_with(Backend::Sqlite, opts).await;
+    let app = spawn_app_with(backend, opts).await;
     let d = app.device("hiru.staff").await;
     // Tuesday 2026-12-01, 10:00 in Asia/Tokyo.
     app.clock.set(datetime!(2026-12-01 01:00 UTC));
@@ -46,12 +45,12 @@ async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+both_backends!(weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla);
 
 /// A hold nobody resolves turns into a revocation at its limit, even across
 /// a restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hold_left_alone_becomes_a_revocation() {
-    let mut app = spawn_app(Backend::Sqlite).await;
+async fn a_hold_left_alone_becomes_a_revocation(backend: Backend) {
+    let mut app = spawn_app(backend).await;
     let d = app.device("forgotten").await;
     let body = json!({"device_id": d.device_id, "note": "電話で受付"});
     let (status, out) = app.api("POST", "/api/v1/escalations", Some(&app.admin), Some(&body)).await;
@@ -64,11 +63,11 @@ async fn a_hold_left_alone_becomes_a_revocation() {
     // Done by the hold-limit worker at start, not by anyone's call.
     assert!(!audit_by(&app, "system:hold-limit").await.is_empty(), "no revocation by the hold limit in the audit log");
 }
+both_backends!(a_hold_left_alone_becomes_a_revocation);
 
 /// Wrong passwords lock the sign-in: then even the right one is refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_passwords_lock_the_emergency_sign_in() {
-    let app = spawn_app(Backend::Sqlite).await;
+async fn wrong_passwords_lock_the_emergency_sign_in(backend: Backend) {
+    let app = spawn_app(backend).await;
     let d = app.device("locked.out").await;
     for i in 0..5 {
         let (status, out) = report(&app, "locked.out", "not the password", d.device_id).await;
@@ -79,12 +78,12 @@ async fn wrong_passwords_lock_the_emergency_sign_in() {
     assert_eq!((status, out["error"]["code"].as_str()), (429, Some("account_locked")), "{out}");
     assert_eq!(app.ocsp_status(&d.id).await, "good");
 }
+both_backends!(wrong_passwords_lock_the_emergency_sign_in);
 
 /// A retirement that fell due while the service was down is carried out
 /// before it answers again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scheduled_retirement_is_caught_up_after_downtime() {
-    let mut app = spawn_app(Backend::Sqlite).await;
+async fn scheduled_retirement_is_caught_up_after_downtime(backend: Backend) {
+    let mut app = spawn_app(backend).await;
     let d = app.device("away").await;
     let at = (connect_pki_domain::Clock::now(&*app.clock) + time::Duration::seconds(2))
         .format(&time::format_description::well_known::Rfc3339)
@@ -101,3 +100,4 @@ async fn scheduled_retirement_is_caught_up_after_downtime() {
     let done = audit_by(&app, "system:scheduled-retirement").await;
     assert!(done.iter().any(|r| r["action"] == "user.retire"), "not carried out by the scheduler: {done:?}");
 }
+both_backends!(scheduled_retirement_is_caught_up_after_downtime);

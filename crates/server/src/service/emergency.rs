@@ -244,7 +244,7 @@ pub async fn resolve(
 /// Moves overdue reports to 行政管理課 and turns holds past their limit into
 /// revocations. Run by a worker, and at start.
 pub async fn run_due(state: &AppState) -> Result<(), ServiceError> {
-    let now = state.store.due_clock(state.clock.now()).await?;
+    let now = crate::service::due_now(state).await?;
     for e in state.store.overdue_escalations(now).await? {
         if crate::service::notify::escalate(state, &e, now).await?.is_some() {
             tracing::warn!(escalation = e.id, "not claimed within the SLA: moved to 行政管理課");

@@ -35,6 +35,15 @@ pub(crate) fn sign_from_csr(
     Ok(stored(cert))
 }
 
+/// The instant due work (escalations past their SLA, holds past their
+/// limit, scheduled retirements, notification retries) is measured against:
+/// on PostgreSQL the database's clock, so that instances with skewed clocks
+/// agree on what is due; an injected clock (tests) is its own reference.
+pub(crate) async fn due_now(state: &AppState) -> ServiceResult<time::OffsetDateTime> {
+    let now = state.clock.now();
+    if state.clock.is_system() { Ok(state.store.due_clock(now).await?) } else { Ok(now) }
+}
+
 pub(crate) fn subject_of(device: &DeviceRef) -> connect_pki_ca::DeviceSubject {
     connect_pki_ca::DeviceSubject {
         facility: device.facility,

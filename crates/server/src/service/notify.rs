@@ -104,7 +104,7 @@ pub async fn deliver_due(state: &AppState) -> Result<(), ServiceError> {
     // in a batch (another instance would then send them a second time), and
     // a SIGKILL interrupts at most one send not yet recorded.
     for _ in 0..PER_PASS {
-        let now = state.store.due_clock(state.clock.now()).await?;
+        let now = crate::service::due_now(state).await?;
         let Some(n) = state.store.lease_notifications(owner, now, LEASE, 1).await?.pop() else { break };
         let result = match n.channel.as_str() {
             "webhook" => send_webhook(state, &n).await,

@@ -81,7 +81,7 @@ pub async fn delete(state: &AppState, caller: &Requester, user: UserId) -> Resul
 /// Carries out every scheduled retirement that is due (also those that fell
 /// due while the service was down).
 pub async fn run_due_retirements(state: &AppState) -> Result<(), ServiceError> {
-    let now = state.store.due_clock(state.clock.now()).await?;
+    let now = crate::service::due_now(state).await?;
     let mut any = false;
     for user in state.store.due_retirements(now).await? {
         // Another instance may have carried it out, or it was cancelled, since the list was read.
