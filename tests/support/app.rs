@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use connect_pki_ca::{DeviceSubject, IssuingCa, KeyKind};
+use connect_pki_ca::IssuingCa;
 use connect_pki_domain::clock::FixedClock;
-use connect_pki_domain::{Clock, FacilityKind, Role};
+use connect_pki_domain::Clock;
 use connect_pki_server::state::AppState;
 use connect_pki_server::{InitOptions, Running, ServeConfig};
 use connect_pki_store::testing::TestDb;
-use connect_pki_store::{Backend, BootstrapInput, NewCertificate, NewFacility, NewUser, Store};
+use connect_pki_store::{Backend, Store};
 use time::OffsetDateTime;
 
 use crate::client::Identity;
@@ -141,39 +141,8 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
 /// administrator with one certificate, issued here by the shared CA.
 async fn bootstrap(db: &TestDb, ca: &IssuingCa, now: OffsetDateTime) -> Identity {
     let store = Store::connect(&db.url).await.expect("test database");
-    let input = BootstrapInput {
-        facility: NewFacility {
-            name: "千歳市 総務部 行政管理課".into(),
-            kind: FacilityKind::Internal,
-            address: String::new(),
-            department: None,
-        },
-        admin: NewUser {
-            login_id: connect_pki_server::bootstrap::BOOTSTRAP_LOGIN.into(),
-            display_name: "行政管理課 初期管理者".into(),
-            email: String::new(),
-            role: Role::AdminDivision,
-        },
-        device_label: "初期管理者 (init)".into(),
-    };
-    let mut key = None;
-    let (_, _, _, cert) = store
-        .bootstrap::<connect_pki_store::StoreError, _>(&input, now, |d| {
-            let subject =
-                DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
-            let (cert, k) = ca.issue_device_with_new_key(KeyKind::P256, &subject, now).expect("issue");
-            key = Some(k);
-            Ok(NewCertificate {
-                serial: cert.serial,
-                der: cert.der,
-                not_before: cert.not_before,
-                not_after: cert.not_after,
-            })
-        })
-        .await
-        .expect("bootstrap");
+    let (_, cert, key) = connect_pki_server::bootstrap::bootstrap_database(&store, ca, now).await.expect("bootstrap");
     store.close().await;
-    let key = key.expect("the bootstrap certificate was issued");
     Identity { cert_der: cert.der, key_der: key.pkcs8_der().to_vec() }
 }
 

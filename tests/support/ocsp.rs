@@ -3,36 +3,12 @@
 
 use der::{Decode, Encode};
 use x509_cert::ext::pkix::CrlReason;
-use x509_ocsp::{BasicOcspResponse, CertStatus, OcspRequest, OcspResponse, OcspResponseStatus};
-
-fn sha1(d: &[u8]) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d).as_ref().to_vec()
-}
+use x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse, OcspResponseStatus};
 
 /// A DER request about `cert_der`, issued by `issuer_der`.
 pub fn request(issuer_der: &[u8], cert_der: &[u8]) -> Vec<u8> {
-    let (_, issuer) = x509_parser::parse_x509_certificate(issuer_der).expect("issuer certificate");
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).expect("certificate");
-    let alg = x509_cert::spki::AlgorithmIdentifierOwned {
-        oid: der::asn1::ObjectIdentifier::new("1.3.14.3.2.26").expect("SHA-1 OID"),
-        parameters: Some(der::asn1::Null.into()),
-    };
-    let id = x509_ocsp::CertId {
-        hash_algorithm: alg,
-        issuer_name_hash: der::asn1::OctetString::new(sha1(issuer.subject().as_raw())).expect("hash"),
-        issuer_key_hash: der::asn1::OctetString::new(sha1(&issuer.public_key().subject_public_key.data)).expect("hash"),
-        serial_number: x509_cert::serial_number::SerialNumber::new(cert.raw_serial()).expect("serial"),
-    };
-    let req = OcspRequest {
-        tbs_request: x509_ocsp::TbsRequest {
-            version: x509_ocsp::Version::V1,
-            requestor_name: None,
-            request_list: vec![x509_ocsp::Request { req_cert: id, single_request_extensions: None }],
-            request_extensions: None,
-        },
-        optional_signature: None,
-    };
-    req.to_der().expect("DER request")
+    connect_pki_ca::ocsp::request(issuer_der, cert.raw_serial()).expect("DER request")
 }
 
 /// The status in a response to a one-certificate request, as `openssl ocsp`

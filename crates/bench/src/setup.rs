@@ -15,7 +15,6 @@ use connect_pki_responder::index::CertIndex;
 use connect_pki_server::InitOptions;
 use connect_pki_server::datadir::DataDir;
 use connect_pki_store::{CertEvent, NewCertificate, NewFacility, NewUser, Store, StoreError};
-use der::Encode;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -286,37 +285,12 @@ impl Env {
     /// One DER OCSP request (SHA-1 CertID, no nonce — what RFC 5019 clients
     /// send) per certificate of the set.
     pub fn ocsp_requests(&self) -> anyhow::Result<Vec<Vec<u8>>> {
-        let (_, issuer) = x509_parser::parse_x509_certificate(&self.issuing_der).map_err(|e| anyhow!("{e}"))?;
-        let sha1 =
-            |d: &[u8]| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, d).as_ref().to_vec();
-        let name_hash = sha1(issuer.subject().as_raw());
-        let key_hash = sha1(&issuer.public_key().subject_public_key.data);
-        let alg = x509_cert::spki::AlgorithmIdentifierOwned {
-            oid: der::asn1::ObjectIdentifier::new("1.3.14.3.2.26").map_err(|e| anyhow!("{e}"))?,
-            parameters: Some(der::asn1::Null.into()),
-        };
         self.set
             .iter()
             .map(|(c, _)| {
-                let id = x509_ocsp::CertId {
-                    hash_algorithm: alg.clone(),
-                    issuer_name_hash: der::asn1::OctetString::new(name_hash.clone())?,
-                    issuer_key_hash: der::asn1::OctetString::new(key_hash.clone())?,
-                    serial_number: x509_cert::serial_number::SerialNumber::new(c.serial.as_bytes())?,
-                };
-                let req = x509_ocsp::OcspRequest {
-                    tbs_request: x509_ocsp::TbsRequest {
-                        version: x509_ocsp::Version::V1,
-                        requestor_name: None,
-                        request_list: vec![x509_ocsp::Request { req_cert: id, single_request_extensions: None }],
-                        request_extensions: None,
-                    },
-                    optional_signature: None,
-                };
-                req.to_der()
+                connect_pki_ca::ocsp::request(&self.issuing_der, c.serial.as_bytes()).map_err(|e| anyhow!("{e}"))
             })
-            .collect::<Result<_, der::Error>>()
-            .map_err(|e| anyhow!("{e}"))
+            .collect()
     }
 
     /// `n` enrollment requests, each with its own code, for users who already

@@ -94,6 +94,10 @@ fn oid(s: &str) -> Result<ObjectIdentifier, CaError> {
     ObjectIdentifier::new(s).map_err(|e| CaError::malformed("OID", e))
 }
 
+fn hash(alg: &'static digest::Algorithm, data: &[u8]) -> Vec<u8> {
+    digest::digest(alg, data).as_ref().to_vec()
+}
+
 fn spki_key_and_name(der: &[u8], what: &str) -> Result<(Vec<u8>, Vec<u8>), CaError> {
     let (_, c) = x509_parser::parse_x509_certificate(der).map_err(|e| CaError::malformed(what, e))?;
     Ok((c.public_key().subject_public_key.data.to_vec(), c.subject().as_raw().to_vec()))
@@ -106,15 +110,14 @@ impl OcspSigner {
         let cert = Certificate::from_der(signer_der).map_err(|e| CaError::malformed("OCSP signer certificate", e))?;
         let (signer_key, _) = spki_key_and_name(signer_der, "OCSP signer certificate")?;
         let (issuer_key, issuer_name) = spki_key_and_name(issuer_der, "issuing CA certificate")?;
-        let h = |alg: &'static digest::Algorithm, data: &[u8]| digest::digest(alg, data).as_ref().to_vec();
         let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
         Ok(Self {
             key: key.0,
             cert,
-            responder_key_hash: h(sha1, &signer_key),
+            responder_key_hash: hash(sha1, &signer_key),
             issuer: IssuerHashes {
-                sha1: (h(sha1, &issuer_name), h(sha1, &issuer_key)),
-                sha256: (h(&digest::SHA256, &issuer_name), h(&digest::SHA256, &issuer_key)),
+                sha1: (hash(sha1, &issuer_name), hash(sha1, &issuer_key)),
+                sha256: (hash(&digest::SHA256, &issuer_name), hash(&digest::SHA256, &issuer_key)),
             },
             sha1: oid(OID_SHA1)?,
             sha256: oid(OID_SHA256)?,
@@ -252,4 +255,30 @@ pub fn try_later_response() -> Vec<u8> {
 /// The unsigned `internalError` response.
 pub fn internal_error_response() -> Vec<u8> {
     OcspResponse::internal_error().to_der().unwrap_or_default()
+}
+
+/// The request an RFC 5019 client sends about the certificate with `serial`
+/// (its DER INTEGER content bytes) from the CA `issuer_der`: one SHA-1
+/// CertID, no nonce, unsigned. For clients of our own: the benchmark and the
+/// tests.
+pub fn request(issuer_der: &[u8], serial: &[u8]) -> Result<Vec<u8>, CaError> {
+    let (issuer_key, issuer_name) = spki_key_and_name(issuer_der, "issuer certificate")?;
+    let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
+    let encoding = |e: der::Error| CaError::malformed("OCSP request", e);
+    let id = x509_ocsp::CertId {
+        hash_algorithm: AlgorithmIdentifierOwned { oid: oid(OID_SHA1)?, parameters: Some(der::asn1::Null.into()) },
+        issuer_name_hash: OctetString::new(hash(sha1, &issuer_name)).map_err(encoding)?,
+        issuer_key_hash: OctetString::new(hash(sha1, &issuer_key)).map_err(encoding)?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(serial).map_err(encoding)?,
+    };
+    let request = x509_ocsp::OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: x509_ocsp::Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request { req_cert: id, single_request_extensions: None }],
+            request_extensions: None,
+        },
+        optional_signature: None,
+    };
+    request.to_der().map_err(encoding)
 }

@@ -172,3 +172,19 @@ fn server_generated_key_comes_as_a_pkcs12_openssl_opens_without_legacy() {
     let (ok, text) = verify(f.dir.path(), "out.pem", "sslclient");
     assert!(ok, "{text}");
 }
+
+#[test]
+fn ocsp_request_is_the_one_openssl_sends_without_a_nonce() {
+    let f = fixture();
+    let (cert, _) =
+        f.ca.issue_device_with_new_key(KeyKind::P256, &subject(), OffsetDateTime::now_utc()).expect("issued");
+    std::fs::write(f.dir.path().join("dev.pem"), to_pem("CERTIFICATE", &cert.der)).expect("write");
+    let ours = connect_pki_ca::ocsp::request(f.ca.cert_der(), cert.serial.as_bytes()).expect("request");
+    let (ok, text) = openssl(
+        f.dir.path(),
+        &["ocsp", "-issuer", "issuing.pem", "-cert", "dev.pem", "-no_nonce", "-reqout", "openssl.der"],
+    );
+    assert!(ok, "{text}");
+    let theirs = std::fs::read(f.dir.path().join("openssl.der")).expect("openssl wrote a request");
+    assert_eq!(ours, theirs, "our request differs from openssl's");
+}

@@ -203,6 +203,25 @@ async fn bootstrap_admin(
         }
     };
     let store = Store::connect(&database_url).await?;
+    let outcome = bootstrap_database(&store, ca, now).await;
+    store.close().await;
+    outcome.map_err(|e| match e.downcast::<StoreError>() {
+        Ok(StoreError::AlreadyInitialised) => anyhow!(
+            "the database {} already holds a connect-pki installation; init creates a new one only",
+            connect_pki_store::redact(&database_url)
+        ),
+        Ok(other) => anyhow::Error::new(other),
+        Err(e) => e,
+    })
+}
+
+/// Writes what `init` puts into a new database: the city's own facility and
+/// its first 行政管理課 account with one certificate (and its key) from `ca`.
+pub async fn bootstrap_database(
+    store: &Store,
+    ca: &IssuingCa,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<(connect_pki_store::UserRecord, NewCertificate, PrivateKey)> {
     let input = BootstrapInput {
         facility: NewFacility {
             name: "千歳市 総務部 行政管理課".into(),
@@ -219,7 +238,7 @@ async fn bootstrap_admin(
         device_label: "初期管理者 (init)".into(),
     };
     let mut key: Option<PrivateKey> = None;
-    let outcome = store
+    let (_, user, _, cert) = store
         .bootstrap::<anyhow::Error, _>(&input, now, |d| {
             let subject =
                 DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
@@ -232,16 +251,7 @@ async fn bootstrap_admin(
                 not_after: cert.not_after,
             })
         })
-        .await;
-    store.close().await;
-    let (_, user, _, cert) = outcome.map_err(|e| match e.downcast::<StoreError>() {
-        Ok(StoreError::AlreadyInitialised) => anyhow!(
-            "the database {} already holds a connect-pki installation; init creates a new one only",
-            connect_pki_store::redact(&database_url)
-        ),
-        Ok(other) => anyhow::Error::new(other),
-        Err(e) => e,
-    })?;
+        .await?;
     let key = key.ok_or_else(|| anyhow!("bootstrap certificate was not issued"))?;
     Ok((user, cert, key))
 }
