@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use connect_pki_ca::IssuingCa;
-use connect_pki_domain::clock::FixedClock;
 use connect_pki_domain::Clock;
+use connect_pki_domain::clock::FixedClock;
 use connect_pki_server::state::AppState;
 use connect_pki_server::{InitOptions, Running, ServeConfig};
 use connect_pki_store::testing::TestDb;

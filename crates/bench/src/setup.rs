@@ -362,7 +362,7 @@ fn client_config(root: &[u8], issuing: &[u8], leaf: &[u8], key: &[u8]) -> anyhow
 async fn add(store: &Store, ca: &IssuingCa, key: &PrivateKey, user: UserId) -> anyhow::Result<Cert> {
     let spki = key.public_key_der();
     let (_, cert) = store
-        .add_device::<StoreError, _>(user, "bench", "bench", OffsetDateTime::now_utc(), |d| {
+        .add_device::<StoreError>(user, "bench", "bench", OffsetDateTime::now_utc(), |d| {
             let subject =
                 DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
             let c = ca

@@ -239,7 +239,7 @@ pub async fn bootstrap_database(
     };
     let mut key: Option<PrivateKey> = None;
     let (_, user, _, cert) = store
-        .bootstrap::<anyhow::Error, _>(&input, now, |d| {
+        .bootstrap::<anyhow::Error>(&input, now, |d| {
             let subject =
                 DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
             let (cert, k) = ca.issue_device_with_new_key(KeyKind::P256, &subject, now)?;

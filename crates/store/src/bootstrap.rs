@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::{FacilityStatus, UserStatus};
 
+use crate::SignDevice;
 use crate::certificates::insert_certificate;
 use crate::devices::insert_device;
 use crate::facilities::insert_facility;
@@ -27,15 +28,14 @@ impl Store {
     /// certificate, in one transaction. `sign` is called with the new ids and
     /// returns the certificate to store. Refuses a database that already has
     /// users.
-    pub async fn bootstrap<E, F>(
+    pub async fn bootstrap<E>(
         &self,
         input: &BootstrapInput,
         now: OffsetDateTime,
-        sign: F,
+        sign: impl SignDevice<E>,
     ) -> Result<(FacilityRecord, UserRecord, DeviceRef, NewCertificate), E>
     where
         E: From<StoreError>,
-        F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
     {
         self.write(async |tx| {
             let users: i64 = sqlx::query("select count(*) as n from users")

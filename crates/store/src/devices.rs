@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::{DeviceId, FacilityId, Reason, Serial, UserId};
 
+use crate::SignDevice;
 use crate::audit::AuditEntry;
 use crate::certificates::{insert_certificate, revoke_where};
 use crate::records::{CertificateRecord, DeviceRef, NewCertificate, UserRecord, user_by_id};
@@ -35,17 +36,16 @@ pub struct UserWithDevices {
 impl Store {
     /// Creates a device for `user` and stores the certificate `sign` returns
     /// for it, in one transaction.
-    pub async fn add_device<E, F>(
+    pub async fn add_device<E>(
         &self,
         user: UserId,
         label: &str,
         actor: &str,
         now: OffsetDateTime,
-        sign: F,
+        sign: impl SignDevice<E>,
     ) -> Result<(DeviceRef, NewCertificate), E>
     where
         E: From<StoreError>,
-        F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
     {
         self.write(async |tx| {
             let user = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;

@@ -16,6 +16,7 @@ use connect_pki_domain::enrollment::{
 use connect_pki_domain::user as domain_user;
 use connect_pki_domain::{DeviceId, FacilityId, Serial, UserId, UserStatus};
 
+use crate::SignDevice;
 use crate::audit::AuditEntry;
 use crate::certificates::insert_certificate;
 use crate::devices::insert_device;
@@ -195,15 +196,14 @@ impl Store {
     /// commits that count even though the call fails), sets the first
     /// password, activates the user, creates the device and stores the
     /// certificate `sign` returns — all in one transaction.
-    pub async fn redeem_enrollment_code<E, F>(
+    pub async fn redeem_enrollment_code<E>(
         &self,
         r: &Redemption,
         now: OffsetDateTime,
-        sign: F,
+        sign: impl SignDevice<E>,
     ) -> Result<(DeviceRef, NewCertificate), E>
     where
         E: From<StoreError>,
-        F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
     {
         // A refusal is committed (its audit row, a counted wrong secret) and
         // then returned, so it travels as `Ok(Err(refusal))` through `write`.
@@ -236,16 +236,15 @@ impl Store {
 
     /// Renews the certificate `old` of a device: stores the certificate
     /// `sign` returns for the same device and marks `old` superseded.
-    pub async fn renew_certificate<E, F>(
+    pub async fn renew_certificate<E>(
         &self,
         old: &Serial,
         actor: &str,
         now: OffsetDateTime,
-        sign: F,
+        sign: impl SignDevice<E>,
     ) -> Result<(DeviceRef, NewCertificate), E>
     where
         E: From<StoreError>,
-        F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>,
     {
         self.write(async |tx| {
             // Read under the writer lock: a loss report, retirement or closure

@@ -43,7 +43,8 @@ pub use escalations::{EscalationRecord, Figures, NewEscalation};
 pub use facilities::FacilityChange;
 pub use notifications::{NotificationRecord, Target};
 pub use records::{
-    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, UserRecord,
+    CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, SignDevice,
+    UserRecord,
 };
 pub use status::FEED_CHANNEL;
 pub(crate) use tx::WriteTx;

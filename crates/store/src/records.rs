@@ -47,6 +47,14 @@ pub struct DeviceRef {
     pub login_id: String,
 }
 
+/// Signs the certificate of a device whose row a write transaction has just
+/// created (or whose certificate it renews): the device id goes into the
+/// certificate, so signing happens inside the transaction, and an error
+/// rolls it back.
+pub trait SignDevice<E>: FnOnce(&DeviceRef) -> Result<NewCertificate, E> {}
+
+impl<E, F: FnOnce(&DeviceRef) -> Result<NewCertificate, E>> SignDevice<E> for F {}
+
 /// A stored facility.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FacilityRecord {

@@ -109,3 +109,24 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// What a store test bootstraps a database with: the city's facility and its
+/// first administrator, signed in as `login_id`.
+pub fn bootstrap_input(login_id: &str) -> crate::BootstrapInput {
+    use connect_pki_domain::{FacilityKind, Role};
+    crate::BootstrapInput {
+        facility: crate::NewFacility {
+            name: "千歳市 総務部行政管理課".into(),
+            kind: FacilityKind::Internal,
+            address: "千歳市東雲町2丁目34番地".into(),
+            department: None,
+        },
+        admin: crate::NewUser {
+            login_id: login_id.into(),
+            display_name: "情報システム係".into(),
+            email: "it@example.test".into(),
+            role: Role::AdminDivision,
+        },
+        device_label: "bootstrap".into(),
+    }
+}

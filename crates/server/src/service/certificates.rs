@@ -38,7 +38,7 @@ pub async fn renew(
     let old = caller.certificate.clone();
     let (device, cert) = state
         .store
-        .renew_certificate::<ServiceError, _>(&old, &caller.audit_name, state.clock.now(), |d| {
+        .renew_certificate::<ServiceError>(&old, &caller.audit_name, state.clock.now(), |d| {
             sign_from_csr(state, &csr, d)
         })
         .await?;

@@ -93,7 +93,7 @@ async fn issue(
         Some(csr) => {
             let (device, cert) = state
                 .store
-                .redeem_enrollment_code::<ServiceError, _>(redemption, now, |d| sign_from_csr(state, &csr, d))
+                .redeem_enrollment_code::<ServiceError>(redemption, now, |d| sign_from_csr(state, &csr, d))
                 .await?;
             Ok(Enrolled::Certificate {
                 device: device.device,
@@ -111,7 +111,7 @@ async fn issue(
             let spki = key.public_key_der();
             let (device, cert) = state
                 .store
-                .redeem_enrollment_code::<ServiceError, _>(redemption, now, |d| {
+                .redeem_enrollment_code::<ServiceError>(redemption, now, |d| {
                     Ok(stored(state.ca.issue_device(&spki, &subject_of(d), now)?))
                 })
                 .await?;

@@ -3,11 +3,9 @@
 mod crl;
 mod races;
 
-use connect_pki_domain::{FacilityKind, Role, Serial, UserId, UserStatus};
+use connect_pki_domain::{Role, Serial, UserId, UserStatus};
 use connect_pki_store::testing::TestDb;
-use connect_pki_store::{
-    Backend, BootstrapInput, NewCertificate, NewFacility, NewUser, Store, StoreError, both_backends,
-};
+use connect_pki_store::{Backend, BootstrapInput, NewCertificate, NewUser, Store, StoreError, both_backends};
 use time::OffsetDateTime;
 
 fn now() -> OffsetDateTime {
@@ -28,21 +26,7 @@ fn fake_cert(n: u8) -> NewCertificate {
 }
 
 fn input() -> BootstrapInput {
-    BootstrapInput {
-        facility: NewFacility {
-            name: "千歳市 総務部行政管理課".into(),
-            kind: FacilityKind::Internal,
-            address: "千歳市東雲町2丁目34番地".into(),
-            department: None,
-        },
-        admin: NewUser {
-            login_id: "admin".into(),
-            display_name: "情報システム係".into(),
-            email: "it@example.test".into(),
-            role: Role::AdminDivision,
-        },
-        device_label: "bootstrap".into(),
-    }
+    connect_pki_store::testing::bootstrap_input("admin")
 }
 
 fn staff(login: &str) -> NewUser {
@@ -68,14 +52,14 @@ async fn count(store_url: &str, table: &str) -> i64 {
 
 async fn bootstrapped(db: &TestDb) -> Store {
     let store = db.store().await.expect("connect");
-    store.bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(1))).await.expect("bootstrap");
+    store.bootstrap::<StoreError>(&input(), now(), |_| Ok(fake_cert(1))).await.expect("bootstrap");
     store
 }
 
 async fn bootstrap_creates_the_admin_identity_once(db: TestDb) {
     let store = db.store().await.expect("connect");
     let (facility, user, device, cert) =
-        store.bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(1))).await.expect("bootstrap");
+        store.bootstrap::<StoreError>(&input(), now(), |_| Ok(fake_cert(1))).await.expect("bootstrap");
     assert_eq!(user.role, Role::AdminDivision);
     assert_eq!(device.user, user.id);
     assert_eq!(device.facility, facility.id);
@@ -88,7 +72,7 @@ async fn bootstrap_creates_the_admin_identity_once(db: TestDb) {
     assert_eq!(id.certificate.der, vec![0x30, 1]);
     assert_eq!(id.certificate.not_after, now() + time::Duration::days(365));
 
-    let again = store.bootstrap::<StoreError, _>(&input(), now(), |_| Ok(fake_cert(2))).await;
+    let again = store.bootstrap::<StoreError>(&input(), now(), |_| Ok(fake_cert(2))).await;
     assert!(matches!(again, Err(StoreError::AlreadyInitialised)), "{again:?}");
     assert_eq!(count(&db.url, "users").await, 1);
 }
@@ -124,7 +108,7 @@ async fn failed_signing_leaves_no_device_behind(db: TestDb) {
     let devices = count(&db.url, "devices").await;
     let audit = count(&db.url, "audit_log").await;
     let res = store
-        .add_device::<StoreError, _>(UserId(1), "tablet", "user:1", now(), |_| {
+        .add_device::<StoreError>(UserId(1), "tablet", "user:1", now(), |_| {
             Err(StoreError::Corrupt("signer down".into()))
         })
         .await;
@@ -132,10 +116,8 @@ async fn failed_signing_leaves_no_device_behind(db: TestDb) {
     assert_eq!(count(&db.url, "devices").await, devices);
     assert_eq!(count(&db.url, "audit_log").await, audit);
 
-    let (device, cert) = store
-        .add_device::<StoreError, _>(UserId(1), "tablet", "user:1", now(), |_| Ok(fake_cert(3)))
-        .await
-        .expect("ok");
+    let (device, cert) =
+        store.add_device::<StoreError>(UserId(1), "tablet", "user:1", now(), |_| Ok(fake_cert(3))).await.expect("ok");
     let id = store.identity_by_serial(&cert.serial).await.expect("q").expect("found");
     assert_eq!(id.device, device.device);
     assert_eq!(count(&db.url, "devices").await, devices + 1);
@@ -144,7 +126,7 @@ both_backends!(failed_signing_leaves_no_device_behind, crate::failed_signing_lea
 
 async fn duplicate_serial_is_refused(db: TestDb) {
     let store = bootstrapped(&db).await;
-    let res = store.add_device::<StoreError, _>(UserId(1), "pc", "user:1", now(), |_| Ok(fake_cert(1))).await;
+    let res = store.add_device::<StoreError>(UserId(1), "pc", "user:1", now(), |_| Ok(fake_cert(1))).await;
     assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
 }
 both_backends!(duplicate_serial_is_refused, crate::duplicate_serial_is_refused);

@@ -50,7 +50,7 @@ pub(super) async fn run_call(store: Store, world: World, op: Op, side: Side, sta
         Op::Renew => {
             let new = fake_cert(serial_of(KIND_RENEWAL, world.round, side.byte()), now);
             store
-                .renew_certificate::<StoreError, _>(&world.serial, &actor, now, |_| Ok(new))
+                .renew_certificate::<StoreError>(&world.serial, &actor, now, |_| Ok(new))
                 .await
                 .map(|(_, c)| Effect::Issued(c.serial))
         }
@@ -74,7 +74,7 @@ pub(super) async fn run_call(store: Store, world: World, op: Op, side: Side, sta
             };
             let new = fake_cert(serial_of(KIND_ENROLLMENT, world.round, side.byte()), now);
             store
-                .redeem_enrollment_code::<StoreError, _>(&redemption, now, |_| Ok(new))
+                .redeem_enrollment_code::<StoreError>(&redemption, now, |_| Ok(new))
                 .await
                 .map(|(_, c)| Effect::Issued(c.serial))
         }

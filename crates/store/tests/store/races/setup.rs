@@ -4,28 +4,14 @@
 use std::collections::HashMap;
 
 use super::world::*;
-use connect_pki_domain::{DeviceId, FacilityId, FacilityKind, Role, UserId};
+use connect_pki_domain::{DeviceId, FacilityId, UserId};
 use connect_pki_store::testing::TestDb;
-use connect_pki_store::{BootstrapInput, NewFacility, NewUser, Store, StoreError};
+use connect_pki_store::{BootstrapInput, Store, StoreError};
 use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 
 pub(super) fn bootstrap_input() -> BootstrapInput {
-    BootstrapInput {
-        facility: NewFacility {
-            name: "千歳市 総務部行政管理課".into(),
-            kind: FacilityKind::Internal,
-            address: "千歳市東雲町2丁目34番地".into(),
-            department: None,
-        },
-        admin: NewUser {
-            login_id: "race-admin".into(),
-            display_name: "情報システム係".into(),
-            email: "it@example.test".into(),
-            role: Role::AdminDivision,
-        },
-        device_label: "bootstrap".into(),
-    }
+    connect_pki_store::testing::bootstrap_input("race-admin")
 }
 
 pub(super) async fn direct_pool(db: &TestDb) -> AnyPool {
@@ -85,7 +71,7 @@ pub(super) async fn insert_returning(
 /// races themselves; the raced calls all go through it.)
 pub(super) async fn setup(store: &Store, sql: &AnyPool, plan: Plan) -> Vec<World> {
     let (_, admin, _, _) = store
-        .bootstrap::<StoreError, _>(&bootstrap_input(), at(SETUP), |_| {
+        .bootstrap::<StoreError>(&bootstrap_input(), at(SETUP), |_| {
             Ok(fake_cert(serial_of(KIND_ADMIN, 0, 0), at(SETUP)))
         })
         .await
