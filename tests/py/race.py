@@ -76,7 +76,8 @@ def main():
                 raise ConnectionError(failed[i])
             if r.get("delay_ms"):
                 time.sleep(r["delay_ms"] / 1000.0)
-            headers = {"content-type": "application/json"} if r.get("body") is not None else {}
+            # Every state change on the mTLS API is JSON, even without a body.
+            headers = {"content-type": "application/json"}
             out["sent"] = time.time()
             body = r["body"].encode("utf-8") if r.get("body") is not None else None
             conns[i].request(r["method"], r["path"], body=body, headers=headers)

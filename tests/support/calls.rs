@@ -24,6 +24,9 @@ impl TestApp {
         let mut req = Req::new(method, path);
         if let Some(b) = body {
             req = req.json(b);
+        } else if method != "GET" {
+            // Every state change on the mTLS API is JSON, even without a body.
+            req = req.body("application/json", Vec::new());
         }
         let reply = self.try_mtls(who, req).await.unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
         (reply.status, reply.json())

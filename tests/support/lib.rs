@@ -309,7 +309,11 @@ impl Server {
             args.extend(["--cert", p.as_str()]);
         }
         if let Some(b) = &body_s {
-            args.extend(["-H", "content-type: application/json", "--data-binary", b.as_str()]);
+            args.extend(["--data-binary", b.as_str()]);
+        }
+        // Every state change on the mTLS API is JSON, even without a body.
+        if body_s.is_some() || method != "GET" {
+            args.extend(["-H", "content-type: application/json"]);
         }
         let (code, status, text) = self.curl_api(path, &args);
         assert_eq!(code, 0, "curl {method} {path} failed: {text}");

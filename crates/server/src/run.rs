@@ -190,6 +190,7 @@ fn apps(state: &AppState) -> (axum::Router, axum::Router) {
         .merge(crate::http::console::router(state.clone()))
         .fallback(crate::http::error::no_route)
         .layer(body_limit())
+        .layer(middleware::from_fn(crate::http::origin::same_origin))
         .layer(middleware::from_fn(log_request));
 
     (public_app, api_app)

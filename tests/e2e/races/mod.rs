@@ -128,9 +128,10 @@ impl Tools {
         let url = format!("https://{api}{route}");
         let pem = path(pem);
         let body = body.map(Value::to_string);
-        let mut args = vec!["--cacert", &self.root, "--cert", &pem, "-X", method];
+        let mut args =
+            vec!["--cacert", &self.root, "--cert", &pem, "-X", method, "-H", "content-type: application/json"];
         if let Some(b) = &body {
-            args.extend(["-H", "content-type: application/json", "--data-binary", b.as_str()]);
+            args.extend(["--data-binary", b.as_str()]);
         }
         args.push(&url);
         self.curl(&args)

@@ -28,10 +28,13 @@ pub enum ApiError {
     BadJson(String),
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
-    #[error("send the body as JSON with Content-Type: application/json")]
+    #[error("send state changes as JSON with Content-Type: application/json (an empty body where the call takes none)")]
     NotJson,
     #[error("too many requests from this address; wait {0} seconds and try again")]
     RateLimited(u64),
+    /// A state change sent from another origin (a page the operator has open).
+    #[error("state changes are accepted only from this service's own pages and API clients, not from another site")]
+    CrossSite,
     /// A console form without a valid token of its own, or from another origin.
     #[error("the form's CSRF token is missing or wrong; reload the page")]
     CsrfRejected,
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
+            ApiError::CrossSite => (StatusCode::FORBIDDEN, "cross_site_request"),
             ApiError::Service(e) => service_parts(e),
         }
     }
@@ -119,6 +123,7 @@ impl ApiError {
             ApiError::RateLimited(s) => format!("短時間に多くの送信がありました。{s}秒ほど待ってから、もう一度お試しください。"),
             ApiError::TooLarge(_) => "送信された内容が大きすぎます。".into(),
             ApiError::NoRoute(_) => NOT_FOUND_JA.into(),
+            ApiError::CrossSite => "ほかのサイトからの操作は受け付けません。この画面から操作してください。".into(),
             ApiError::CsrfRejected => {
                 "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into()
             }

@@ -7,6 +7,7 @@ pub mod identity;
 pub mod json;
 pub mod metrics;
 pub mod ocsp;
+pub mod origin;
 pub mod pages;
 pub mod public;
 pub mod ratelimit;

@@ -1,0 +1,103 @@
+//! No cross-site writes on the mTLS listener.
+//!
+//! A browser presents the operator's client certificate to any page's
+//! requests, the way it sends a cookie, and a form POST or a `text/plain`
+//! `fetch` needs no CORS preflight. So every state-changing request must
+//! come from our own origin (`Sec-Fetch-Site`, else `Origin`), and the JSON
+//! API takes state changes only as `application/json`, a type no page can
+//! send to another origin without a preflight this service never grants.
+//! The console's forms keep their own CSRF tokens on top.
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::http::error::ApiError;
+
+/// Refuses cross-site and non-JSON state changes before any handler runs.
+pub async fn same_origin(req: Request, next: Next) -> Response {
+    if is_safe(req.method()) {
+        return next.run(req).await;
+    }
+    if let Err(e) = check(req.headers(), req.uri()) {
+        tracing::warn!(method = %req.method(), path = %req.uri().path(), "cross-site or non-JSON write refused");
+        return e.into_response();
+    }
+    next.run(req).await
+}
+
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn check(headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), ApiError> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    // Browsers since 2020 say where a request comes from; "none" is a
+    // request the user made themselves (typed URL, bookmark).
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !matches!(site.to_str(), Ok("same-origin" | "none")) {
+            return Err(ApiError::CrossSite);
+        }
+    } else if let Some(origin) = text(header::ORIGIN) {
+        let host = text(header::HOST).or_else(|| uri.authority().map(|a| a.as_str()));
+        if host.is_none_or(|h| origin != format!("https://{h}")) {
+            return Err(ApiError::CrossSite);
+        }
+    }
+    if uri.path().starts_with("/api/") && !is_json(text(header::CONTENT_TYPE)) {
+        return Err(ApiError::NotJson);
+    }
+    Ok(())
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|c| c.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderValue, Uri};
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn same_origin_json_passes_and_foreign_or_untyped_writes_do_not() {
+        let api: Uri = "/api/v1/certificates/01/hold".parse().expect("uri");
+        let json = ("content-type", "application/json; charset=utf-8");
+        let host = ("host", "pki.example:8443");
+        assert!(check(&headers(&[json, host]), &api).is_ok());
+        assert!(check(&headers(&[json, host, ("origin", "https://pki.example:8443")]), &api).is_ok());
+        assert!(check(&headers(&[json, ("sec-fetch-site", "same-origin")]), &api).is_ok());
+        let foreign = [
+            headers(&[json, host, ("origin", "https://evil.example")]),
+            headers(&[json, host, ("origin", "http://pki.example:8443")]),
+            headers(&[json, host, ("origin", "null")]),
+            headers(&[json, ("sec-fetch-site", "cross-site")]),
+            headers(&[json, ("sec-fetch-site", "same-site"), ("origin", "https://pki.example:8443")]),
+        ];
+        for h in &foreign {
+            assert!(matches!(check(h, &api), Err(ApiError::CrossSite)), "{h:?}");
+        }
+        for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+            let h = headers(&[("content-type", ct), host]);
+            assert!(matches!(check(&h, &api), Err(ApiError::NotJson)), "{ct}");
+        }
+        assert!(matches!(check(&headers(&[host]), &api), Err(ApiError::NotJson)));
+        // The console's forms are not JSON; their origin still must match.
+        let console: Uri = "/console/escalations/1/claim".parse().expect("uri");
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        assert!(check(&headers(&[form, ("sec-fetch-site", "same-origin")]), &console).is_ok());
+        assert!(check(&headers(&[form, ("sec-fetch-site", "cross-site")]), &console).is_err());
+    }
+}
