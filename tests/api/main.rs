@@ -5,6 +5,7 @@
 
 mod authorization;
 mod cross_site;
+mod delivery_log;
 mod emergency;
 mod inputs;
 mod lifecycle;

@@ -7,6 +7,7 @@ mod lifecycle;
 mod nginx;
 mod races;
 mod revocation;
+mod secrets;
 
 use std::path::Path;
 

@@ -74,6 +74,8 @@ pub struct AppOptions {
     pub hold_limit: time::Duration,
     /// Where the clock stands at start (the current time by default).
     pub start_at: Option<OffsetDateTime>,
+    /// Where emergency notifications go (nowhere by default).
+    pub notify: connect_pki_server::service::notify::NotifyConfig,
 }
 
 impl Default for AppOptions {
@@ -83,6 +85,7 @@ impl Default for AppOptions {
             escalation_sla: connect_pki_domain::escalation::DEFAULT_SLA,
             hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
             start_at: None,
+            notify: Default::default(),
         }
     }
 }
@@ -127,7 +130,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         calendar: Default::default(),
         escalation_sla: opts.escalation_sla,
         hold_limit: opts.hold_limit,
-        notify: Default::default(),
+        notify: opts.notify,
         feed: Default::default(),
         feed_listen: true,
     };

@@ -37,9 +37,15 @@ impl Sinks {
 
     /// Points the server's `[notifications]` at the sinks (config.toml is read at each start).
     pub fn configure(&self, s: &Server) {
+        self.configure_at(s, "/hook");
+    }
+
+    /// [`Self::configure`] with the webhook at `path` (chat services put
+    /// their bearer secret there).
+    pub fn configure_at(&self, s: &Server, path: &str) {
         let config = std::fs::read_to_string(s.data("config.toml")).expect("config");
         let config = format!(
-            "{config}\n[notifications]\nwebhook_url = \"http://127.0.0.1:{}/hook\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
+            "{config}\n[notifications]\nwebhook_url = \"http://127.0.0.1:{}{path}\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
              mail_from = \"connect-pki@city.example\"\non_call = [\"it-oncall@city.example\"]\nconsole_url = \"https://pki.city.example:8443\"\n",
             self.http_port, self.smtp_port
         );

@@ -13,6 +13,7 @@ pub mod escalation;
 pub mod ids;
 pub mod model;
 pub mod policy;
+pub mod redact;
 pub mod user;
 pub mod validate;
 

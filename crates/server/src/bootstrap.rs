@@ -23,7 +23,7 @@ use crate::datadir::{
 pub const BOOTSTRAP_LOGIN: &str = "admin";
 
 /// What `init` is asked to do.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InitOptions {
     pub data_dir: PathBuf,
     /// `None`: SQLite inside the data directory.
@@ -32,6 +32,8 @@ pub struct InitOptions {
     /// Extra DNS names or IP addresses for the mTLS listener's certificate.
     pub tls_names: Vec<String>,
 }
+
+connect_pki_domain::redacted_debug!(InitOptions { data_dir, public_url, tls_names; database_url });
 
 /// What `init` did; printed once (the PKCS#12 password is not stored anywhere).
 #[derive(Debug, Clone, Serialize)]
@@ -46,13 +48,15 @@ pub struct InitReport {
 }
 
 /// The first admin's credentials.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct BootstrapReport {
     pub login_id: String,
     pub serial: String,
     pub pkcs12_path: PathBuf,
     pub pkcs12_password: String,
 }
+
+connect_pki_domain::redacted_debug!(BootstrapReport { login_id, serial, pkcs12_path; pkcs12_password });
 
 /// SHA-256 fingerprint as `AB:CD:…`, the form `openssl x509 -fingerprint -sha256` prints.
 pub fn fingerprint(der: &[u8]) -> String {

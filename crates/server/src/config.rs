@@ -18,7 +18,7 @@ pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 /// The keys `<data-dir>/config.toml` may hold. Unknown keys are refused so a
 /// misspelt setting is noticed instead of silently ignored.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +64,8 @@ pub struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconcile_seconds: Option<u32>,
 }
+
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -126,7 +128,7 @@ impl FileConfig {
 }
 
 /// Everything `serve` needs, fully resolved.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub database_url: String,
@@ -159,6 +161,8 @@ pub struct ServeConfig {
     pub feed_listen: bool,
 }
 
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen; database_url });
+
 /// `[notifications]` in config.toml.
 ///
 /// ```toml
@@ -171,7 +175,7 @@ pub struct ServeConfig {
 /// ```
 /// The webhook's HMAC key comes from `CONNECT_PKI_WEBHOOK_SECRET` (or
 /// `webhook_secret` here, if the file is kept private).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationsConfig {
     pub webhook_url: Option<String>,
@@ -182,6 +186,8 @@ pub struct NotificationsConfig {
     pub on_call: Vec<String>,
     pub console_url: Option<String>,
 }
+
+connect_pki_domain::redacted_debug!(NotificationsConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });
 
 impl NotificationsConfig {
     /// The notification settings, with the webhook key from the environment when set.

@@ -18,7 +18,7 @@ use crate::users::insert_user;
 use crate::{Store, StoreError, WriteTx, instant, secs};
 
 /// A stored application.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ApplicationRecord {
     pub id: i64,
     pub status_token: String,
@@ -29,6 +29,8 @@ pub struct ApplicationRecord {
     pub created_at: OffsetDateTime,
     pub decided_at: Option<OffsetDateTime>,
 }
+
+connect_pki_domain::redacted_debug!(ApplicationRecord { id, form, status, decision_reason, facility, created_at, decided_at; status_token });
 
 /// What approving an application created.
 #[derive(Debug, Clone)]

@@ -26,7 +26,7 @@ use crate::status::{self, Request};
 use crate::{Store, StoreError, WriteTx, instant, secs};
 
 /// A new enrollment code's stored half.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NewCode {
     pub user: UserId,
     /// SHA-256 (hex) of the normalised secret.
@@ -34,8 +34,10 @@ pub struct NewCode {
     pub expires_at: OffsetDateTime,
 }
 
+connect_pki_domain::redacted_debug!(NewCode { user, expires_at; secret_hash });
+
 /// A redemption attempt.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Redemption {
     pub code_id: i64,
     pub secret_hash: String,
@@ -45,6 +47,8 @@ pub struct Redemption {
     /// Who tried, for the audit log (`public:{address}`).
     pub actor: String,
 }
+
+connect_pki_domain::redacted_debug!(Redemption { code_id, password_hash, device_label, actor; secret_hash });
 
 /// A redemption attempt's facts and the code's holder, read under the
 /// writer lock in one round trip; `None` for an unknown code.

@@ -8,7 +8,7 @@ use connect_pki_domain::FacilityId;
 use crate::{Backend, Store, StoreError, WriteTx, instant, secs};
 
 /// Where a notification goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Target {
     /// `webhook` or `email`.
     pub channel: &'static str,
@@ -16,8 +16,10 @@ pub struct Target {
     pub target: String,
 }
 
+connect_pki_domain::redacted_debug!(Target { channel; target });
+
 /// A notification, pending or delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NotificationRecord {
     pub id: i64,
     pub escalation: i64,
@@ -31,6 +33,8 @@ pub struct NotificationRecord {
     pub created_at: OffsetDateTime,
     pub delivered_at: Option<OffsetDateTime>,
 }
+
+connect_pki_domain::redacted_debug!(NotificationRecord { id, escalation, event, channel, payload, status, attempts, last_error, created_at, delivered_at; target });
 
 const COLUMNS: &str =
     "id, escalation_id, event, channel, target, payload, status, attempts, last_error, created_at, delivered_at";

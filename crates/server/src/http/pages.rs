@@ -213,7 +213,7 @@ async fn apply_status(State(state): State<AppState>, Path(token): Path<String>) 
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct EnrollFields {
     #[serde(default)]
     code: String,
@@ -222,6 +222,8 @@ pub struct EnrollFields {
     #[serde(default)]
     device_label: String,
 }
+
+connect_pki_domain::redacted_debug!(EnrollFields { device_label; code, password });
 
 #[derive(Template)]
 #[template(path = "enroll.html")]
@@ -278,7 +280,7 @@ async fn enroll_submit(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct EmergencyFields {
     #[serde(default)]
     login_id: String,
@@ -287,6 +289,8 @@ pub struct EmergencyFields {
     #[serde(default)]
     device_id: String,
 }
+
+connect_pki_domain::redacted_debug!(EmergencyFields { login_id, device_id; password });
 
 #[derive(Template)]
 #[template(path = "emergency.html")]

@@ -206,7 +206,12 @@ pub async fn notifications(
     id: i64,
 ) -> Result<Vec<NotificationRecord>, ServiceError> {
     workable(state, caller, id).await?;
-    Ok(state.store.notifications(id).await?)
+    let admin = caller.actor.role == Role::AdminDivision;
+    let mut all = state.store.notifications(id).await?;
+    for n in &mut all {
+        n.target = crate::service::notify::shown_target(&n.channel, &n.target, admin);
+    }
+    Ok(all)
 }
 
 /// Claims an escalation.

@@ -14,7 +14,7 @@ use crate::service::{sign_from_csr, stored, subject_of};
 use crate::state::AppState;
 
 /// An enrollment request.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct EnrollRequest {
     pub code: String,
     pub csr: Option<String>,
@@ -26,11 +26,30 @@ pub struct EnrollRequest {
     pub device_label: Option<String>,
 }
 
+connect_pki_domain::redacted_debug!(EnrollRequest { csr, generate_key, key_type, device_label; code, password });
+
 /// What the device receives.
-#[derive(Debug)]
 pub enum Enrolled {
     Certificate { device: DeviceId, serial: Serial, certificate_pem: String, chain_pem: String },
     Pkcs12 { device: DeviceId, serial: Serial, pkcs12: Vec<u8>, password: String },
+}
+
+/// The key and its password never reach a log line.
+impl std::fmt::Debug for Enrolled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Enrolled::Certificate { device, serial, .. } => {
+                f.debug_struct("Certificate").field("device", device).field("serial", serial).finish_non_exhaustive()
+            }
+            Enrolled::Pkcs12 { device, serial, .. } => f
+                .debug_struct("Pkcs12")
+                .field("device", device)
+                .field("serial", serial)
+                .field("pkcs12", &connect_pki_domain::redact::REDACTED)
+                .field("password", &connect_pki_domain::redact::REDACTED)
+                .finish(),
+        }
+    }
 }
 
 /// Redeems a code. Everything that can be checked without the database

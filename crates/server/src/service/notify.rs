@@ -23,7 +23,7 @@ use crate::state::AppState;
 pub const MAX_ATTEMPTS: i64 = 8;
 
 /// Where notifications go (`[notifications]` in config.toml).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NotifyConfig {
     pub webhook_url: Option<String>,
     /// Key of the `X-Connect-PKI-Signature` HMAC.
@@ -36,6 +36,8 @@ pub struct NotifyConfig {
     /// Base URL of the console, for the link in messages.
     pub console_url: Option<String>,
 }
+
+connect_pki_domain::redacted_debug!(NotifyConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });
 
 /// The targets of a new report for a facility.
 pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Target>, ServiceError> {
@@ -112,7 +114,7 @@ pub async fn deliver_due(state: &AppState) -> Result<(), ServiceError> {
         };
         match result {
             Ok(()) => {
-                tracing::info!(notification = n.id, channel = %n.channel, target = %n.target, "notification delivered");
+                tracing::info!(notification = n.id, channel = %n.channel, target = %shown_target(&n.channel, &n.target, false), "notification delivered");
                 if !state.store.record_delivery(n.id, owner, None, None, state.clock.now()).await? {
                     tracing::warn!(notification = n.id, "lease lost while delivering; the other holder records it");
                 }
@@ -126,6 +128,17 @@ pub async fn deliver_due(state: &AppState) -> Result<(), ServiceError> {
         }
     }
     Ok(())
+}
+
+/// A notification's target as a person may see it: a webhook URL is a bearer
+/// secret on chat services, so only 行政管理課 (who configured it) sees it,
+/// and logs never do; e-mail addresses are shown.
+pub fn shown_target(channel: &str, target: &str, to_admin_division: bool) -> String {
+    if channel == "webhook" && !to_admin_division {
+        connect_pki_domain::redact::REDACTED.to_string()
+    } else {
+        target.to_string()
+    }
 }
 
 /// 1 s, 2 s, 4 s … at most 10 minutes.

@@ -13,12 +13,13 @@ use crate::service::error::ServiceError;
 
 /// A freshly generated enrollment code: the half shown to a person and the
 /// half stored.
-#[derive(Debug)]
 pub struct FreshCode {
     /// `XXXX-XXXX-XXXX-XXXX`; the full code is `{id}-{secret}`.
     pub secret: String,
     pub stored: NewCode,
 }
+
+connect_pki_domain::redacted_debug!(FreshCode { stored; secret });
 
 /// SHA-256 (hex) of a normalised code secret.
 pub fn code_hash(normalised_secret: &str) -> String {

@@ -88,7 +88,7 @@ impl From<ApplicationBody> for ApplicationForm {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ApplicationCreated {
     /// The application number.
     pub id: i64,
@@ -97,6 +97,8 @@ pub struct ApplicationCreated {
     pub status_url: String,
     pub status_page: String,
 }
+
+connect_pki_domain::redacted_debug!(ApplicationCreated { id, status; status_url, status_page });
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationView {
@@ -151,13 +153,15 @@ pub struct ApplicationStatus {
     pub decision_reason: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct CodeView {
     /// The enrollment code, shown only in this response.
     pub code: String,
     pub expires_at: String,
     pub user_id: i64,
 }
+
+connect_pki_domain::redacted_debug!(CodeView { expires_at, user_id; code });
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApprovalView {
@@ -309,7 +313,7 @@ impl From<UserWithDevices> for UserWithDevicesView {
 }
 
 /// Redeem an enrollment code (public, authenticated by the code alone).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollBody {
     /// As handed out, e.g. `12-ABCD-EFGH-JKMN-PQRS`.
@@ -327,7 +331,9 @@ pub struct EnrollBody {
     pub device_label: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+connect_pki_domain::redacted_debug!(EnrollBody { csr, generate_key, key_type, device_label; code, password });
+
+#[derive(Serialize, ToSchema)]
 pub struct EnrollResponse {
     pub device_id: i64,
     pub serial: String,
@@ -344,6 +350,8 @@ pub struct EnrollResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs12_password: Option<String>,
 }
+
+connect_pki_domain::redacted_debug!(EnrollResponse { device_id, serial, certificate, chain; pkcs12, pkcs12_password });
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -454,13 +462,15 @@ pub struct RetireView {
 }
 
 /// A lost-device report by its user (public: the device is gone).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmergencyBody {
     pub login_id: String,
     pub password: String,
     pub device_id: i64,
 }
+
+connect_pki_domain::redacted_debug!(EmergencyBody { login_id, device_id; password });
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EmergencyCreated {
