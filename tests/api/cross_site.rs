@@ -78,10 +78,11 @@ fn attacks(method: &str, path: &str) -> Vec<(&'static str, Req, u16, &'static st
     ]
 }
 
-async fn audit_len(app: &TestApp) -> usize {
+/// The audit log: everything but the refusals, and the refusals.
+async fn audit(app: &TestApp) -> (Vec<Value>, Vec<Value>) {
     let (status, log) = app.api("GET", "/api/v1/audit?limit=10000", Some(&app.admin), None).await;
     assert_eq!(status, 200, "{log}");
-    log.as_array().expect("audit").len()
+    log.as_array().expect("audit").iter().cloned().partition(|r| r["action"] != "request.refused")
 }
 
 async fn state_changing_routes(app: &TestApp) -> Vec<(String, String)> {
@@ -100,7 +101,7 @@ async fn state_changing_routes(app: &TestApp) -> Vec<(String, String)> {
 async fn cross_site_writes_are_refused_and_change_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     let t = targets(&app).await;
-    let before = audit_len(&app).await;
+    let (before, _) = audit(&app).await;
     let mut tried = 0;
     for (method, template) in state_changing_routes(&app).await {
         let path = fill(&template, &t);
@@ -112,10 +113,14 @@ async fn cross_site_writes_are_refused_and_change_nothing(backend: Backend) {
                 (want, Some(code)),
                 "{what}: {method} {path}: {body}"
             );
-            tried += 1;
+            tried += usize::from(want == 403);
         }
     }
-    assert_eq!(audit_len(&app).await, before, "a refused request changed something ({tried} tried)");
+    let (after, refusals) = audit(&app).await;
+    assert_eq!(after, before, "a refused request changed something");
+    // Every 403 is on record, as the admin's.
+    assert_eq!(refusals.len(), tried, "{refusals:?}");
+    assert!(refusals.iter().all(|r| r["actor"] == "user:1" && r["outcome"] == "forbidden"), "{refusals:?}");
     let victim = app.api("GET", &format!("/api/v1/certificates/{}", t.serial), Some(&app.admin), None).await;
     assert_eq!(victim.1["status"], "valid", "{}", victim.1);
     let (_, facility) = app.api("GET", "/api/v1/facilities/1", Some(&app.admin), None).await;

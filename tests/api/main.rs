@@ -10,5 +10,6 @@ mod emergency;
 mod inputs;
 mod lifecycle;
 mod pages;
+mod slow_clients;
 mod time_rules;
 mod world;

@@ -3,6 +3,7 @@
 
 mod emergency;
 mod feed;
+mod hardening;
 mod lifecycle;
 mod nginx;
 mod races;

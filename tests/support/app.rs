@@ -76,6 +76,8 @@ pub struct AppOptions {
     pub start_at: Option<OffsetDateTime>,
     /// Where emergency notifications go (nowhere by default).
     pub notify: connect_pki_server::service::notify::NotifyConfig,
+    /// Connection cap and timeouts of both listeners.
+    pub limits: connect_pki_server::listen::Limits,
 }
 
 impl Default for AppOptions {
@@ -86,6 +88,7 @@ impl Default for AppOptions {
             hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
             start_at: None,
             notify: Default::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -133,6 +136,8 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         notify: opts.notify,
         feed: Default::default(),
         feed_listen: true,
+        limits: opts.limits,
+        allow_tls12: false,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app = TestApp { db, clock, admin, public: unbound, api: unbound, ca, config, running: None };

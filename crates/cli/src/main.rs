@@ -122,6 +122,19 @@ struct ServeArgs {
     /// Seconds between comparisons of the revocation index with the database [default: 300].
     #[arg(long, env = "CONNECT_PKI_RECONCILE_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     reconcile_seconds: Option<u32>,
+    /// Connections each listener serves at once; more wait [default: 1024].
+    #[arg(long, env = "CONNECT_PKI_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: Option<u32>,
+    /// Seconds a client has to send a request's headers [default: 10].
+    #[arg(long, env = "CONNECT_PKI_HEADER_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=600))]
+    header_timeout_seconds: Option<u32>,
+    /// Seconds a connection may stay silent before it is closed [default: 60].
+    #[arg(long, env = "CONNECT_PKI_IDLE_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    idle_timeout_seconds: Option<u32>,
+    /// Also accept TLS 1.2 on the mTLS listener (TLS 1.2 sends the client
+    /// certificate in clear) [default: false].
+    #[arg(long, env = "CONNECT_PKI_ALLOW_TLS12")]
+    allow_tls12: Option<bool>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -256,6 +269,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )),
         },
         feed_listen: args.feed_listen.or(file.feed_listen).unwrap_or(true),
+        limits: connect_pki_server::listen::Limits {
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(1024) as usize,
+            header_read_timeout: std::time::Duration::from_secs(u64::from(
+                args.header_timeout_seconds.or(file.header_timeout_seconds).unwrap_or(10),
+            )),
+            idle_timeout: std::time::Duration::from_secs(u64::from(
+                args.idle_timeout_seconds.or(file.idle_timeout_seconds).unwrap_or(60),
+            )),
+        },
+        allow_tls12: args.allow_tls12.or(file.allow_tls12).unwrap_or(false),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

@@ -63,9 +63,21 @@ pub struct FileConfig {
     /// Seconds between comparisons of the revocation index with the database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconcile_seconds: Option<u32>,
+    /// Connections each listener serves at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// Seconds a client has to send a request's headers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_timeout_seconds: Option<u32>,
+    /// Seconds a silent connection stays open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_seconds: Option<u32>,
+    /// Also accept TLS 1.2 on the mTLS listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_tls12: Option<bool>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -159,9 +171,14 @@ pub struct ServeConfig {
     /// from `database_url` when `feed_listen` is on and it is PostgreSQL).
     pub feed: FeedSettings,
     pub feed_listen: bool,
+    /// Connection cap and timeouts of both listeners.
+    pub limits: crate::listen::Limits,
+    /// Accept TLS 1.2 on the mTLS listener too. Off by default: TLS 1.2 sends
+    /// the client certificate, and with it the user's identity, in clear.
+    pub allow_tls12: bool,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12; database_url });
 
 /// `[notifications]` in config.toml.
 ///

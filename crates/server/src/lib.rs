@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod datadir;
 pub mod http;
+pub mod listen;
 pub mod run;
 pub mod service;
 pub mod state;

@@ -41,7 +41,7 @@ pub struct Running {
     pub api_addr: SocketAddr,
     pub state: AppState,
     shutdown: CancellationToken,
-    public_task: JoinHandle<std::io::Result<()>>,
+    public_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
 }
 
@@ -61,7 +61,7 @@ impl Running {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.shutdown.cancelled().await;
         let _ = self.api_task.await;
-        self.public_task.await.context("public listener")?.context("public listener")?;
+        self.public_task.await.context("public listener")?;
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -99,7 +99,8 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     .await
     .context("loading the revocation state")?;
     let identity = crate::tls::TlsIdentity { issuing_der: &issuing_der, tls_der: &tls_der, tls_key: &tls_key };
-    let tls_config = crate::tls::server_config(&identity, Some(crate::tls::index_lookup(revocations.clone())))?;
+    let lookup = Some(crate::tls::index_lookup(revocations.clone()));
+    let tls_config = crate::tls::server_config(&identity, lookup, config.allow_tls12)?;
     let signer = OcspSigner::new(&ocsp_der, ocsp_key, &issuing_der)?;
     let state = AppState {
         store: store.clone(),
@@ -154,13 +155,10 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     }
 
     let (public_app, api_app) = apps(&state);
+    let limits = config.limits;
     let public_task = {
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(public_listener, public_app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        })
+        tokio::spawn(async move { crate::listen::serve_plain(public_listener, public_app, limits, shutdown).await })
     };
     let api_task = tokio::spawn(crate::tls::serve(
         api_listener,
@@ -168,6 +166,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         api_app,
         connections,
         Some(crate::tls::index_lookup(state.revocations.clone())),
+        limits,
         shutdown.clone(),
     ));
 
@@ -191,6 +190,7 @@ fn apps(state: &AppState) -> (axum::Router, axum::Router) {
         .fallback(crate::http::error::no_route)
         .layer(body_limit())
         .layer(middleware::from_fn(crate::http::origin::same_origin))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::http::origin::audit_refusals))
         .layer(middleware::from_fn(log_request));
 
     (public_app, api_app)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use connect_pki_domain::Serial;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::RootCertStore;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -16,6 +16,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+use crate::listen::{Gate, Idle, Limits};
 use tower::ServiceExt;
 
 /// What the listener presents and trusts.
@@ -217,7 +219,11 @@ pub fn index_lookup(revocations: Arc<connect_pki_responder::Revocations>) -> Arc
 /// accepted, so that the API can answer with a JSON error saying a
 /// certificate is needed instead of a bare TLS alert; every API route then
 /// requires one.
-pub fn server_config(ca: &TlsIdentity<'_>, status_of: Option<Arc<CertIndexRef>>) -> anyhow::Result<Arc<ServerConfig>> {
+pub fn server_config(
+    ca: &TlsIdentity<'_>,
+    status_of: Option<Arc<CertIndexRef>>,
+    allow_tls12: bool,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     roots.add(CertificateDer::from(ca.issuing_der.to_vec())).context("issuing CA certificate")?;
@@ -228,8 +234,11 @@ pub fn server_config(ca: &TlsIdentity<'_>, status_of: Option<Arc<CertIndexRef>>)
     let verifier = Arc::new(LiveVerifier::new(verifier, status_of));
     let chain = vec![CertificateDer::from(ca.tls_der.to_vec()), CertificateDer::from(ca.issuing_der.to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.tls_key.pkcs8_der().to_vec()));
+    // TLS 1.2 sends the client certificate, and with it who is calling, in clear.
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if allow_tls12 { &[&rustls::version::TLS13, &rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
     let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .context("TLS protocol versions")?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
@@ -251,23 +260,16 @@ pub async fn serve(
     app: Router,
     connections: Arc<Connections>,
     status_of: Option<Arc<CertIndexRef>>,
+    limits: Limits,
     shutdown: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(config);
     let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
+    let gate = Gate::new(&limits);
+    let builder = crate::listen::builder(&limits);
+    while let Some((tcp, remote, permit)) = crate::listen::accept(&listener, &gate, &shutdown).await {
+        let tcp = Idle::new(tcp, limits.idle_timeout);
+        let builder = builder.clone();
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
@@ -304,7 +306,6 @@ pub async fn serve(
                 req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
                 app.clone().oneshot(req)
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             tokio::select! {
                 result = watcher.watch(conn.into_owned()) => {
@@ -317,6 +318,7 @@ pub async fn serve(
                 () = revoked.cancelled() => tracing::info!(%remote, "connection closed: certificate no longer valid"),
             }
             drop(registered);
+            drop(permit);
         });
     }
     drop(listener);

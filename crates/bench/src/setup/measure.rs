@@ -177,8 +177,8 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
         let index = index.clone();
         Arc::new(move |s: &[u8]| index.get(s).map(|e| e.status))
     };
-    let with = connect_pki_server::tls::server_config(&identity, Some(lookup))?;
-    let without = connect_pki_server::tls::server_config(&identity, None)?;
+    let with = connect_pki_server::tls::server_config(&identity, Some(lookup), false)?;
+    let without = connect_pki_server::tls::server_config(&identity, None, false)?;
     let valid = env.set.iter().find(|(_, r)| !r).map(|(c, _)| c).context("a valid certificate")?;
     let client = env.client_config(valid)?;
     let mut t_with = Duration::ZERO;

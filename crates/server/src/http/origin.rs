@@ -27,6 +27,26 @@ pub async fn same_origin(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Writes every 403 answered to a holder of one of our certificates into the
+/// audit log (refusals without a certificate only reach the log: anyone can
+/// make those, and they must not fill the audit table).
+pub async fn audit_refusals(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = req.extensions().get::<crate::tls::PeerCert>().map(|p| p.serial.clone());
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let response = next.run(req).await;
+    if response.status() == axum::http::StatusCode::FORBIDDEN
+        && let Some(serial) = peer
+        && let Err(e) = crate::service::audit::record_refusal(&state, &serial, &method, &path).await
+    {
+        tracing::error!(error = %e, %method, %path, "could not audit a refused request");
+    }
+    response
+}
+
 fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
