@@ -5,6 +5,7 @@
 
 mod authorization;
 mod emergency;
+mod holds;
 mod inputs;
 mod lifecycle;
 mod pages;
