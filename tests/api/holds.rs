@@ -182,3 +182,16 @@ async fn second_certificate(app: &TestApp, d: &Enrolled) -> (Identity, String) {
     app.state().revocations.sync().await.expect("the index follows the feed");
     (Identity { cert_der: cert.der, key_der: key.pkcs8_der().to_vec() }, cert.serial.to_hex())
 }
+
+/// The pages say it in Japanese, naming the report's reception number.
+#[test]
+fn the_refusal_reads_in_japanese() {
+    use connect_pki_server::http::error::ApiError;
+    use connect_pki_server::service::{Conflict, ServiceError};
+    let serial = "0a0b".parse().expect("serial");
+    let held = connect_pki_store::Conflict::HeldByEscalation { escalation: 42, serial };
+    let e = ApiError::Service(ServiceError::Conflict(Conflict::Record(held)));
+    assert_eq!(e.status(), 409);
+    let message = e.message_ja();
+    assert!(message.contains("受付 42") && message.contains("解除"), "{message}");
+}
