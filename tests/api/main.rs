@@ -7,6 +7,7 @@ mod authorization;
 mod cross_site;
 mod delivery_log;
 mod emergency;
+mod holds;
 mod inputs;
 mod lifecycle;
 mod pages;

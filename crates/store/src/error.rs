@@ -55,6 +55,10 @@ pub enum Conflict {
     /// The certificate being renewed changed between the check and the supersede.
     #[error("certificate {serial} changed during renewal")]
     RenewalRaced { serial: Serial },
+    /// The certificate is on hold for an escalation that is still open or
+    /// claimed: only that escalation's resolution lifts the hold.
+    #[error("certificate {serial} is held by escalation {escalation}; only its resolution lifts the hold")]
+    HeldByEscalation { escalation: i64, serial: Serial },
     /// Any other unique value (named by its constraint) already exists.
     #[error("{what} already exists")]
     Exists { what: String },
@@ -102,7 +106,11 @@ mod tests {
                 Conflict::FacilityChanged { facility: FacilityId(2) },
                 "facility 2 changed concurrently; reload and retry",
             ),
-            (Conflict::RenewalRaced { serial }, "certificate 0a0b changed during renewal"),
+            (Conflict::RenewalRaced { serial: serial.clone() }, "certificate 0a0b changed during renewal"),
+            (
+                Conflict::HeldByEscalation { escalation: 7, serial },
+                "certificate 0a0b is held by escalation 7; only its resolution lifts the hold",
+            ),
             (Conflict::Exists { what: "certificates_pkey".into() }, "certificates_pkey already exists"),
         ];
         for (conflict, message) in cases {

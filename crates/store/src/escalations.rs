@@ -149,6 +149,19 @@ async fn insert_escalation(
     .try_get("id")?)
 }
 
+/// Remembers which certificates escalation `id` put on hold: only its
+/// resolution lifts them, and its release lifts no others.
+async fn record_holds(tx: &mut WriteTx, id: i64, held: &[Serial]) -> Result<(), StoreError> {
+    for serial in held {
+        sqlx::query("insert into escalation_holds (escalation_id, serial) values ($1, $2)")
+            .bind(id)
+            .bind(serial.to_hex())
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Carries out what `outcome` does to the escalated device and its
 /// certificates; returns the serials that changed.
 async fn apply_outcome(
@@ -166,7 +179,18 @@ async fn apply_outcome(
                 Outcome::Revoked | Outcome::Rejected => json!({}),
             };
             let req = Request { change, actor, detail };
-            change_where(tx, "c.device_id = $1", e.device.0, &req, now).await?
+            // A release lifts the holds this report placed, not every hold
+            // of the device: one placed directly, before or beside the
+            // report, stays for whoever placed it to lift. The escalation is
+            // already resolved here, so the release is not refused as one of
+            // its holds.
+            let (scope, arg) = match outcome {
+                Outcome::Released => {
+                    ("c.serial in (select serial from escalation_holds where escalation_id = $1)", e.id)
+                }
+                Outcome::Revoked | Outcome::Rejected => ("c.device_id = $1", e.device.0),
+            };
+            change_where(tx, scope, arg, &req, now).await?
         }
         None => Vec::new(),
     };
@@ -198,6 +222,7 @@ impl Store {
                 return Err(nothing_to_hold(tx, new.device).await?);
             }
             let id = insert_escalation(tx, new, facility, now).await?;
+            record_holds(tx, id, &held).await?;
             let entry = AuditEntry::ok(
                 new.actor.clone(),
                 "escalation.open",

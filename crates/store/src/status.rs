@@ -20,6 +20,7 @@ use connect_pki_domain::certificate::{BulkChange, Change, Decision, decide};
 use connect_pki_domain::{CertStatus, FacilityId, Reason, Serial, UserId};
 
 use crate::audit::AuditEntry;
+use crate::error::Conflict;
 use crate::records::{opt_text, quoted, text};
 use crate::{Backend, StoreError, WriteTx, secs};
 
@@ -87,6 +88,10 @@ pub(crate) async fn apply(
                 groups.entry((c.status, status, reason)).or_default().push(serial.clone());
             }
         }
+        if matches!(req.change.change, Change::Release) {
+            let releasing: Vec<Serial> = groups.values().flatten().cloned().collect();
+            refuse_escalation_holds(tx, &releasing).await?;
+        }
         let mut retry = Vec::new();
         let mut current = current;
         for ((from, to, reason), group) in groups {
@@ -150,6 +155,31 @@ async fn read(tx: &mut WriteTx, serials: &[Serial]) -> Result<BTreeMap<Serial, C
         }
     }
     Ok(out)
+}
+
+/// A hold that an open or claimed escalation placed is lifted only by that
+/// escalation's resolution, which marks the escalation resolved before it
+/// releases: any other release of such a certificate is refused, whoever
+/// asks. Read under the writer lock, so a report committed before this
+/// transaction is seen, and one committed after finds the certificate
+/// released and holds it again.
+async fn refuse_escalation_holds(tx: &mut WriteTx, serials: &[Serial]) -> Result<(), StoreError> {
+    for chunk in serials.chunks(CHUNK) {
+        let sql = format!(
+            "select h.escalation_id, h.serial from escalation_holds h join escalations e on e.id = h.escalation_id \
+             where e.status in ('open', 'claimed') and h.serial in ({}) order by h.escalation_id, h.serial limit 1",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            q = q.bind(s.to_hex());
+        }
+        if let Some(row) = q.fetch_optional(&mut **tx).await? {
+            let escalation = row.try_get("escalation_id")?;
+            return Err(Conflict::HeldByEscalation { escalation, serial: text(&row, "serial")? }.into());
+        }
+    }
+    Ok(())
 }
 
 async fn guarded_update(

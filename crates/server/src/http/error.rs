@@ -89,6 +89,9 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Conflict(Conflict::CertificateNotUsable { .. }) => {
             (StatusCode::CONFLICT, "certificate_not_usable")
         }
+        ServiceError::Conflict(Conflict::Record(StoreConflict::HeldByEscalation { .. })) => {
+            (StatusCode::CONFLICT, "held_by_escalation")
+        }
         ServiceError::Conflict(Conflict::Record(_)) => (StatusCode::CONFLICT, "conflict"),
         ServiceError::SignInFailed => (StatusCode::UNAUTHORIZED, "sign_in_failed"),
         ServiceError::AccountLocked => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
@@ -141,6 +144,9 @@ fn service_message_ja(e: &ServiceError) -> String {
         ServiceError::Conflict(Conflict::Record(StoreConflict::LoginIdTaken { .. })) => {
             "そのログインIDはすでに使われています。別のログインIDを指定してください。".into()
         }
+        ServiceError::Conflict(Conflict::Record(StoreConflict::HeldByEscalation { escalation, .. })) => format!(
+            "この証明書は端末紛失の届出（受付 {escalation}）により一時停止中です。停止の解除は、その届出の対応で「解除」とすることでのみ行えます。"
+        ),
         ServiceError::Enrollment(r) => match r {
             Refusal::WrongCode { attempts_left } => {
                 format!("登録コードが正しくありません。あと{attempts_left}回間違えるとこのコードは使えなくなります。")

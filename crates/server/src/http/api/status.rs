@@ -55,10 +55,11 @@ pub(super) async fn hold_certificate(
 }
 
 /// Release a hold (removeFromCRL): the certificate works again. A revoked
-/// certificate cannot be released.
+/// certificate cannot be released, nor one held by an emergency report whose
+/// escalation is open or claimed: resolving the escalation lifts that hold.
 #[utoipa::path(post, path = "/api/v1/certificates/{serial}/release", tag = "certificates", params(("serial" = String, Path)),
     responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good", body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good, or held by an open escalation (held_by_escalation)", body = ErrorBody)))]
 pub(super) async fn release_certificate(
     State(state): State<AppState>,
     caller: Caller,

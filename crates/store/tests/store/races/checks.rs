@@ -50,6 +50,7 @@ pub(super) const B: &str = "(b) lifecycle holds and Ok means done";
 pub(super) const C: &str = "(c) nothing live for the lost, retired, closed or suspended";
 pub(super) const D: &str = "(d) audit rows and reported lists match real changes";
 pub(super) const E: &str = "(e) no database error reaches the caller";
+pub(super) const F: &str = "(f) no certificate is valid while an open escalation holds it";
 
 impl Checker {
     pub(super) fn new(plan: &Plan, backend: &'static str, feed_mark: i64, audit_mark: i64) -> Self {

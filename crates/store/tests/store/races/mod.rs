@@ -21,7 +21,11 @@
 //!   committed is valid;
 //! - (d) audit rows and returned lists match the real changes one for one;
 //! - (e) no raced call fails with a database error: the store settles a race
-//!   itself instead of handing it to the caller as a server error.
+//!   itself instead of handing it to the caller as a server error;
+//! - (f) no certificate is valid while an open or claimed escalation holds
+//!   it: only the escalation's resolution lifts its hold. A release racing a
+//!   report of a valid certificate (`from Valid`) either comes first and
+//!   changes nothing, or is refused.
 //!
 //! Rounds stay cheap because each has a world of its own — facility, user,
 //! device, certificate, and the hold, claimed escalation or enrollment code it
@@ -42,7 +46,7 @@ use connect_pki_store::both_backends;
 use connect_pki_store::testing::TestDb;
 
 use pairs::{race_pair, race_pairs};
-use world::Op;
+use world::{Op, Plan, Start};
 
 race_pairs! {
     revoke_vs_revoke: Revoke vs Revoke;
@@ -78,6 +82,7 @@ race_pairs! {
     release_vs_hold_limit: Release vs HoldLimit;
     release_vs_enroll: Release vs Enroll;
     release_vs_report: Release vs Report;
+    release_vs_report_of_valid: Release vs Report from Valid;
     lost_vs_lost: Lost vs Lost;
     lost_vs_retire: Lost vs Retire;
     lost_vs_close: Lost vs Close;

@@ -9,9 +9,8 @@ use super::setup::*;
 use super::world::*;
 use connect_pki_store::testing::TestDb;
 
-pub(super) async fn race_pair(db: TestDb, a: Op, b: Op) {
+pub(super) async fn race_pair(db: TestDb, plan: Plan) {
     let began = Instant::now();
-    let plan = Plan::new(a, b);
     let backend = match db.backend() {
         connect_pki_store::Backend::Sqlite => "sqlite",
         connect_pki_store::Backend::Postgres => "postgres",
@@ -57,12 +56,13 @@ pub(super) async fn race_pair(db: TestDb, a: Op, b: Op) {
     checker.verdict(began.elapsed(), &tally);
 }
 
-/// One test per pair and backend, named after the pair.
+/// One test per pair and backend, named after the pair; `from` starts it
+/// from another state than the pair's own.
 macro_rules! race_pairs {
-    ($($name:ident: $a:ident vs $b:ident;)+) => {
+    ($($name:ident: $a:ident vs $b:ident $(from $start:ident)?;)+) => {
         $(
             async fn $name(db: TestDb) {
-                race_pair(db, Op::$a, Op::$b).await
+                race_pair(db, Plan::new(Op::$a, Op::$b)$(.from(Start::$start))?).await
             }
             both_backends!($name, crate::races::$name);
         )+

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::checks::{A, B, C, Checker, D, E};
+use super::checks::{A, B, C, Checker, D, E, F};
 use super::snapshot::*;
 use super::world::*;
 use connect_pki_domain::{CertStatus, Serial};
@@ -35,6 +35,7 @@ impl<'a> RoundView<'a> {
             self.three_views(serial, row, &mut failed);
             self.feed_is_a_lifecycle(serial, &mut failed);
             self.one_claim_per_change(serial, &mut failed);
+            self.hold_kept_for_its_escalation(serial, row, &mut failed);
         }
         for call in &self.round.calls {
             self.check_call(call, &mut failed);
@@ -98,6 +99,16 @@ impl<'a> RoundView<'a> {
                 ),
             )),
             None => failed.push((A, format!("{serial}: no feed row at all"))),
+        }
+    }
+
+    /// (f) a hold an open or claimed escalation placed is lifted only by its
+    /// resolution, which closes the escalation first.
+    fn hold_kept_for_its_escalation(&self, serial: &Serial, row: &CertRow, failed: &mut Failures) {
+        if let Some(escalation) = self.snap.covered.get(serial)
+            && row.status == CertStatus::Valid
+        {
+            failed.push((F, format!("{serial} is valid although escalation {escalation} is still open and holds it")));
         }
     }
 
@@ -207,6 +218,15 @@ impl<'a> RoundView<'a> {
                 B,
                 format!("revoke returned Ok (changed: {changed}) but the certificate ends {final_status:?}"),
             ));
+        }
+        // The round's claimed escalation holds the certificate from the start;
+        // once it is resolved the certificate is valid or revoked, so no
+        // release of it can change anything.
+        if call.op == Op::Release
+            && changed
+            && let Some(id) = self.round.world.escalation
+        {
+            failed.push((F, format!("release lifted the hold although escalation {id} held the certificate")));
         }
         let expected_rows = usize::from(changed);
         if written.len() != expected_rows || written.iter().any(|(_, s)| !wanted(*s)) {

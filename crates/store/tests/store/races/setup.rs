@@ -191,7 +191,16 @@ async fn insert_escalations(
             .collect();
         let columns = "device_id, facility_id, channel, reported_by, queue, status, note, escalate_at, claimed_by, \
                        claimed_at, created_at, updated_at";
-        insert_returning(tx, "escalations", columns, &rows, "device_id").await
+        let escalations = insert_returning(tx, "escalations", columns, &rows, "device_id").await;
+        // The report held the round's certificate, and recorded that it did.
+        let holds: Vec<String> = (0..ROUNDS)
+            .map(|r| format!("({}, '{}')", escalations[&device(r).to_string()], serial_of(KIND_WORLD, r, 0)))
+            .collect();
+        sqlx::query(&format!("insert into escalation_holds (escalation_id, serial) values {}", holds.join(", ")))
+            .execute(&mut *tx)
+            .await
+            .expect("insert escalation holds");
+        escalations
     } else {
         HashMap::new()
     }

@@ -27,6 +27,8 @@ pub(super) struct Snapshot {
     pub(super) devices: HashMap<i64, String>,
     pub(super) users: HashMap<i64, String>,
     pub(super) facilities: HashMap<i64, String>,
+    /// The certificates an open or claimed escalation holds, with its id.
+    pub(super) covered: HashMap<Serial, i64>,
 }
 
 impl Snapshot {
@@ -72,7 +74,22 @@ impl Snapshot {
             users.insert(id("u_id"), status("u_status"));
             facilities.insert(id("f_id"), status("f_status"));
         }
-        Snapshot { certs, index, devices, users, facilities }
+        let covered = sqlx::query(&format!(
+            "select h.serial, h.escalation_id from escalation_holds h join escalations e on e.id = h.escalation_id \
+             join certificates c on c.serial = h.serial join devices d on d.id = c.device_id \
+             where e.status in ('open', 'claimed') and d.user_id in ({})",
+            id_list(worlds.iter().map(|w| w.user.0))
+        ))
+        .fetch_all(sql)
+        .await
+        .expect("escalation holds")
+        .iter()
+        .map(|row| {
+            let serial = row.try_get::<String, _>("serial").expect("serial").parse().expect("serial");
+            (serial, row.try_get::<i64, _>("escalation_id").expect("escalation_id"))
+        })
+        .collect();
+        Snapshot { certs, index, devices, users, facilities, covered }
     }
 }
 

@@ -170,8 +170,15 @@ impl Plan {
         Plan { a, b, start, enrollment: any(Op::Enroll), hold_limit: any(Op::HoldLimit) }
     }
 
+    /// The same pair from another starting state.
+    pub(super) fn from(self, start: Start) -> Self {
+        Plan { start, ..self }
+    }
+
     pub(super) fn name(&self) -> String {
-        format!("{} vs {}", self.a.name(), self.b.name())
+        let derived = Plan::new(self.a, self.b).start;
+        let from = if self.start == derived { String::new() } else { format!(" from {:?}", self.start) };
+        format!("{} vs {}{from}", self.a.name(), self.b.name())
     }
 }
 
