@@ -4,6 +4,7 @@
 //! Rust mTLS client. What needs outside programs stays in the `e2e` suite.
 
 mod authorization;
+mod city_roles;
 mod emergency;
 mod inputs;
 mod lifecycle;
