@@ -9,5 +9,6 @@ mod emergency;
 mod inputs;
 mod lifecycle;
 mod pages;
+mod renewal;
 mod time_rules;
 mod world;

@@ -50,6 +50,9 @@ pub struct FileConfig {
     /// Hours after which an unresolved hold becomes a revocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_limit_hours: Option<u32>,
+    /// Renewals a device may make per hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewals_per_hour: Option<u32>,
     /// Where emergency notifications go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notifications: Option<NotificationsConfig>,
@@ -151,6 +154,8 @@ pub struct ServeConfig {
     pub escalation_sla: time::Duration,
     /// Time after which an unresolved hold becomes a revocation.
     pub hold_limit: time::Duration,
+    /// Renewals a device may make per hour.
+    pub renewals_per_hour: u32,
     /// Where emergency notifications go.
     pub notify: crate::service::notify::NotifyConfig,
     /// How the revocation feed is followed (the listen URL is filled in

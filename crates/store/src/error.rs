@@ -31,6 +31,9 @@ pub enum StoreError {
     /// An enrollment code could not be redeemed.
     #[error("{0}")]
     Enrollment(connect_pki_domain::enrollment::Refusal),
+    /// A renewal over the device's hourly limit.
+    #[error("{0}")]
+    TooManyRenewals(connect_pki_domain::enrollment::TooManyRenewals),
     /// Any other database failure.
     #[error("database error: {0}")]
     Backend(sqlx::Error),
@@ -55,6 +58,12 @@ pub enum Conflict {
     /// The certificate being renewed changed between the check and the supersede.
     #[error("certificate {serial} changed during renewal")]
     RenewalRaced { serial: Serial },
+    /// A revoke named a superseded certificate while its device has a newer
+    /// one in force (`domain::certificate::revoke_instead`).
+    #[error(
+        "certificate {serial} was superseded by {current}, which is still in force; revoke {current} (or report the device lost) to cut the device off"
+    )]
+    SupersededBy { serial: Serial, current: Serial },
     /// Any other unique value (named by its constraint) already exists.
     #[error("{what} already exists")]
     Exists { what: String },
@@ -102,7 +111,12 @@ mod tests {
                 Conflict::FacilityChanged { facility: FacilityId(2) },
                 "facility 2 changed concurrently; reload and retry",
             ),
-            (Conflict::RenewalRaced { serial }, "certificate 0a0b changed during renewal"),
+            (Conflict::RenewalRaced { serial: serial.clone() }, "certificate 0a0b changed during renewal"),
+            (
+                Conflict::SupersededBy { serial, current: "0c".parse().expect("serial") },
+                "certificate 0a0b was superseded by 0c, which is still in force; revoke 0c (or report the device \
+                 lost) to cut the device off",
+            ),
             (Conflict::Exists { what: "certificates_pkey".into() }, "certificates_pkey already exists"),
         ];
         for (conflict, message) in cases {
