@@ -4,6 +4,7 @@
 //! Rust mTLS client. What needs outside programs stays in the `e2e` suite.
 
 mod authorization;
+mod city_roles;
 mod cross_site;
 mod delivery_log;
 mod emergency;
@@ -11,6 +12,7 @@ mod holds;
 mod inputs;
 mod lifecycle;
 mod pages;
+mod renewal;
 mod slow_clients;
 mod time_rules;
 mod world;

@@ -72,6 +72,8 @@ pub struct AppOptions {
     pub rate_limit_per_minute: u32,
     pub escalation_sla: time::Duration,
     pub hold_limit: time::Duration,
+    /// Renewals a device may make per hour.
+    pub renewals_per_hour: u32,
     /// Where the clock stands at start (the current time by default).
     pub start_at: Option<OffsetDateTime>,
     /// Where emergency notifications go (nowhere by default).
@@ -86,6 +88,7 @@ impl Default for AppOptions {
             rate_limit_per_minute: 100_000,
             escalation_sla: connect_pki_domain::escalation::DEFAULT_SLA,
             hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
+            renewals_per_hour: connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR,
             start_at: None,
             notify: Default::default(),
             limits: Default::default(),
@@ -134,6 +137,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         escalation_sla: opts.escalation_sla,
         hold_limit: opts.hold_limit,
         notify: opts.notify,
+        renewals_per_hour: opts.renewals_per_hour,
         feed: Default::default(),
         feed_listen: true,
         limits: opts.limits,

@@ -110,6 +110,9 @@ struct ServeArgs {
     /// Hours after which a hold nobody resolved becomes a revocation [default: 72].
     #[arg(long, env = "CONNECT_PKI_HOLD_LIMIT_HOURS", value_parser = clap::value_parser!(u32).range(1..=720))]
     hold_limit_hours: Option<u32>,
+    /// Certificate renewals a device may make per hour; more get 429 [default: 10].
+    #[arg(long, env = "CONNECT_PKI_RENEWALS_PER_HOUR", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    renewals_per_hour: Option<u32>,
     /// PostgreSQL only: LISTEN for revocations made by other instances, so
     /// they are enforced here at once; `false` polls only [default: true].
     #[arg(long, env = "CONNECT_PKI_FEED_LISTEN")]
@@ -258,6 +261,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.escalation_sla_minutes.or(file.escalation_sla_minutes).unwrap_or(30),
         )),
         hold_limit: time::Duration::hours(i64::from(args.hold_limit_hours.or(file.hold_limit_hours).unwrap_or(72))),
+        renewals_per_hour: args
+            .renewals_per_hour
+            .or(file.renewals_per_hour)
+            .unwrap_or(connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR),
         notify: file.notifications.clone().unwrap_or_default().resolve(),
         feed: connect_pki_server::config::FeedSettings {
             listen_url: None,

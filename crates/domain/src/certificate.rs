@@ -73,6 +73,28 @@ pub fn decide(current: CertStatus, change: Change) -> Result<Decision, DomainErr
     }
 }
 
+/// The certificate to revoke instead, when a revoke names one certificate
+/// that `decide` would call done already: a superseded certificate whose
+/// device still has one in force (`device_in_force`, newest first). A 200
+/// there would read as "this device is cut off" while its newer certificate
+/// keeps working, so the store refuses with 409 naming that one.
+///
+/// We refuse rather than revoke the newer certificate too: the caller may
+/// have picked an old serial from a log, and cutting off a device that is
+/// working is a decision to take on purpose, on its current serial (or with
+/// a loss report, which revokes all of them). Bulk changes (loss,
+/// retirement, closure) select every certificate and never ask this.
+pub fn revoke_instead(
+    status: CertStatus,
+    change: Change,
+    device_in_force: &[crate::ids::Serial],
+) -> Option<&crate::ids::Serial> {
+    match (status, change) {
+        (CertStatus::Superseded, Change::Revoke(_)) => device_in_force.first(),
+        _ => None,
+    }
+}
+
 /// A change applied to every certificate a statement selects, touching only
 /// the certificates in one of `only_from` (`None`: any state `decide` allows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +180,22 @@ mod tests {
         for s in [OnHold, Revoked, Superseded] {
             assert!(decide(s, Change::Supersede).is_err(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn revoking_a_superseded_certificate_names_the_one_in_force() {
+        let newer: crate::ids::Serial = "0b".parse().expect("serial");
+        let newest: crate::ids::Serial = "0c".parse().expect("serial");
+        let in_force = [newest.clone(), newer];
+        let kc = Change::Revoke(Reason::KeyCompromise);
+        assert_eq!(revoke_instead(Superseded, kc, &in_force), Some(&newest));
+        // Nothing of the device works any more: repeating is safe, as before.
+        assert_eq!(revoke_instead(Superseded, kc, &[]), None);
+        for s in [Valid, OnHold, Revoked] {
+            assert_eq!(revoke_instead(s, kc, &in_force), None, "{s:?}");
+        }
+        // Hold and release of a superseded certificate are refused by `decide`.
+        assert_eq!(revoke_instead(Superseded, Change::Hold, &in_force), None);
     }
 
     #[test]

@@ -213,6 +213,44 @@ pub struct RenewalFacts {
     pub facility: FacilityStatus,
 }
 
+/// Renewals a device may make within [`RENEWAL_WINDOW`] unless configured
+/// otherwise: far above what a device that renews near expiry needs, far
+/// below what a stolen key renewing in a loop would want.
+pub const DEFAULT_RENEWALS_PER_HOUR: u32 = 10;
+
+/// The sliding window over which renewals are counted.
+pub const RENEWAL_WINDOW: Duration = Duration::hours(1);
+
+/// A renewal refused because the device renewed too often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this device has renewed its certificate {limit} times within the last hour; try again in {retry_after} seconds"
+)]
+pub struct TooManyRenewals {
+    pub limit: u32,
+    /// Seconds until the oldest counted renewal leaves the window.
+    pub retry_after: u64,
+}
+
+/// Whether a device may renew once more at `now`, given its renewals inside
+/// the window before `now` (`recent`, the oldest at `oldest`) and the limit
+/// `per_hour`.
+pub fn check_renewal_rate(
+    recent: i64,
+    oldest: Option<OffsetDateTime>,
+    per_hour: u32,
+    now: OffsetDateTime,
+) -> Result<(), TooManyRenewals> {
+    if recent < i64::from(per_hour) {
+        return Ok(());
+    }
+    let frees_at = oldest.map_or(now + RENEWAL_WINDOW, |t| t + RENEWAL_WINDOW);
+    // Rounded up: a client that waits exactly this long is let through.
+    let left = frees_at - now;
+    let wait = (left.whole_seconds() + i64::from(left.subsec_nanoseconds() > 0)).max(1);
+    Err(TooManyRenewals { limit: per_hour, retry_after: u64::try_from(wait).unwrap_or(1) })
+}
+
 /// Whether the certificate `serial` may be renewed: only a valid certificate
 /// of an active device, of a user who may receive certificates, in a
 /// facility that may enroll. The refusal names the first reason found.
@@ -285,6 +323,28 @@ mod verdicts {
         assert_eq!(judge_redemption(&password, now), Verdict::Refuse(Refusal::PasswordRequired));
         let has_one = RedemptionFacts { has_password: true, ..password };
         assert_eq!(judge_redemption(&has_one, now), Verdict::Redeem);
+    }
+
+    #[test]
+    fn renewals_are_limited_per_window() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        assert_eq!(check_renewal_rate(0, None, 3, now), Ok(()));
+        assert_eq!(check_renewal_rate(2, Some(now - Duration::minutes(59)), 3, now), Ok(()));
+        assert_eq!(
+            check_renewal_rate(3, Some(now - Duration::minutes(50)), 3, now),
+            Err(TooManyRenewals { limit: 3, retry_after: 600 })
+        );
+        // A limit of zero refuses every renewal, with the whole window to wait.
+        assert_eq!(check_renewal_rate(0, None, 0, now), Err(TooManyRenewals { limit: 0, retry_after: 3600 }));
+        let later = now + Duration::milliseconds(300);
+        assert_eq!(
+            check_renewal_rate(3, Some(now), 3, later).map_err(|e| e.retry_after),
+            Err(3600),
+            "rounded up, not down"
+        );
+        // Never a wait of zero seconds.
+        let edge = check_renewal_rate(3, Some(now - RENEWAL_WINDOW), 3, now);
+        assert_eq!(edge.map_err(|e| e.retry_after), Err(1));
     }
 
     #[test]

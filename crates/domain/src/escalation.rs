@@ -56,6 +56,23 @@ pub fn route(now: OffsetDateTime, local: (Date, Time), hours: &BusinessHours, sl
     }
 }
 
+/// Routes a report about a device of a user whose role is `holder`: one of
+/// a city role goes to 行政管理課 at any hour, since no facility manager may
+/// act on that user (`policy::Action::ActOnUser`); others as [`route`].
+pub fn route_for(
+    holder: Role,
+    now: OffsetDateTime,
+    local: (Date, Time),
+    hours: &BusinessHours,
+    sla: Duration,
+) -> Routing {
+    if holder.is_city() {
+        Routing { queue: Queue::AdminDivision, escalate_at: None, inform_manager: false }
+    } else {
+        route(now, local, hours, sla)
+    }
+}
+
 /// How an escalation ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -164,6 +181,20 @@ mod tests {
         assert_eq!(at(date!(2026 - 10 - 12), time!(10:00)).queue, Queue::AdminDivision);
         // A weekday evening → 行政管理課.
         assert_eq!(at(date!(2026 - 11 - 24), time!(17:16)).queue, Queue::AdminDivision);
+    }
+
+    #[test]
+    fn reports_about_city_role_devices_skip_the_manager() {
+        let utc = datetime!(2026-01-01 0:00 UTC);
+        let tuesday_ten = (date!(2026 - 11 - 24), time!(10:00));
+        let hours = BusinessHours::default();
+        for holder in [Role::AdminDivision, Role::WelfareDivision] {
+            let r = route_for(holder, utc, tuesday_ten, &hours, DEFAULT_SLA);
+            assert_eq!((r.queue, r.escalate_at), (Queue::AdminDivision, None), "{holder}");
+        }
+        for holder in [Role::FacilityManager, Role::Staff] {
+            assert_eq!(route_for(holder, utc, tuesday_ten, &hours, DEFAULT_SLA), at(tuesday_ten.0, tuesday_ten.1));
+        }
     }
 
     #[test]

@@ -21,4 +21,4 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::DomainError;
 pub use ids::{DeviceId, FacilityId, Serial, UserId};
 pub use model::{CertStatus, FacilityKind, FacilityStatus, Reason, Role, UserStatus};
-pub use policy::{Action, Actor, authorize};
+pub use policy::{Action, Actor, Target, authorize};

@@ -62,6 +62,14 @@ text_enum!(
     }
 );
 
+impl Role {
+    /// A role of the city's own divisions, which only 行政管理課 grants and
+    /// acts on, whatever facility the user is placed in.
+    pub const fn is_city(self) -> bool {
+        matches!(self, Role::AdminDivision | Role::WelfareDivision)
+    }
+}
+
 text_enum!(
     /// A city department (庁内) or an outside organisation (庁外).
     FacilityKind, "kind" {

@@ -50,6 +50,9 @@ pub struct FileConfig {
     /// Hours after which an unresolved hold becomes a revocation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_limit_hours: Option<u32>,
+    /// Renewals a device may make per hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewals_per_hour: Option<u32>,
     /// Where emergency notifications go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notifications: Option<NotificationsConfig>,
@@ -77,7 +80,7 @@ pub struct FileConfig {
     pub allow_tls12: Option<bool>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -165,6 +168,8 @@ pub struct ServeConfig {
     pub escalation_sla: time::Duration,
     /// Time after which an unresolved hold becomes a revocation.
     pub hold_limit: time::Duration,
+    /// Renewals a device may make per hour.
+    pub renewals_per_hour: u32,
     /// Where emergency notifications go.
     pub notify: crate::service::notify::NotifyConfig,
     /// How the revocation feed is followed (the listen URL is filled in
@@ -178,7 +183,7 @@ pub struct ServeConfig {
     pub allow_tls12: bool,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour; database_url });
 
 /// `[notifications]` in config.toml.
 ///

@@ -115,6 +115,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
             calendar: config.calendar.clone(),
             escalation_sla: config.escalation_sla,
             hold_limit: config.hold_limit,
+            renewals_per_hour: config.renewals_per_hour,
             notify: config.notify.clone(),
         }),
         revocations,

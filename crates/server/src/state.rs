@@ -45,6 +45,8 @@ pub struct Settings {
     pub escalation_sla: time::Duration,
     /// Time after which an unresolved hold becomes a revocation.
     pub hold_limit: time::Duration,
+    /// Renewals a device may make per hour.
+    pub renewals_per_hour: u32,
     /// Where emergency notifications go.
     pub notify: crate::service::notify::NotifyConfig,
 }
@@ -59,6 +61,7 @@ impl Default for Settings {
             calendar: Default::default(),
             escalation_sla: connect_pki_domain::escalation::DEFAULT_SLA,
             hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
+            renewals_per_hour: connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR,
             notify: Default::default(),
         }
     }

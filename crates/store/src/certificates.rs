@@ -10,13 +10,14 @@ use serde_json::json;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use connect_pki_domain::certificate::{BulkChange, Change};
+use connect_pki_domain::certificate::{BulkChange, Change, in_force, revoke_instead};
 use connect_pki_domain::{CertStatus, DeviceId, Reason, Serial};
 
 use crate::audit::AuditEntry;
+use crate::error::Conflict;
 use crate::records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, UserRecord, certificate_by_serial,
-    opt_text, text,
+    opt_text, quoted, text,
 };
 use crate::status::{self, Request};
 use crate::{Backend, Store, StoreError, WriteTx, instant, secs};
@@ -77,8 +78,22 @@ pub(crate) async fn revoke_where(
     change_where(tx, condition, arg, &req, now).await
 }
 
+/// The certificates of `device` other than `except` that are in force, newest first.
+async fn in_force_on_device(tx: &mut WriteTx, device: DeviceId, except: &Serial) -> Result<Vec<Serial>, StoreError> {
+    let states = CertStatus::ALL.iter().filter(|s| in_force(**s)).map(|s| s.as_str());
+    let sql = format!(
+        "select c.serial from certificates c where c.device_id = $1 and c.serial <> $2 and c.status in ({}) \
+         order by c.created_at desc, c.serial desc",
+        quoted(states)
+    );
+    let rows = sqlx::query(&sql).bind(device.0).bind(except.to_hex()).fetch_all(&mut **tx).await?;
+    rows.iter().map(|r| text(r, "serial")).collect()
+}
+
 impl Store {
-    /// Revokes, holds or releases one certificate.
+    /// Revokes, holds or releases one certificate. A revoke of a superseded
+    /// certificate whose device has a newer one in force is refused, naming
+    /// it (`domain::certificate::revoke_instead`).
     pub async fn change_certificate(
         &self,
         serial: &Serial,
@@ -87,6 +102,11 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<StatusChange, StoreError> {
         self.write(async |tx| {
+            let current = certificate_by_serial(tx, serial).await?.ok_or(StoreError::NotFound("certificate"))?;
+            let in_force = in_force_on_device(tx, current.device, serial).await?;
+            if let Some(newer) = revoke_instead(current.status, change, &in_force) {
+                return Err(Conflict::SupersededBy { serial: serial.clone(), current: newer.clone() }.into());
+            }
             let req = Request { change: BulkChange::any(change), actor, detail: json!({}) };
             let changed = status::apply(tx, std::slice::from_ref(serial), &req, now).await?;
             let certificate = certificate_by_serial(tx, serial).await?.ok_or(StoreError::NotFound("certificate"))?;

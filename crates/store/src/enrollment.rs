@@ -11,10 +11,11 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{BulkChange, Change};
 use connect_pki_domain::enrollment::{
-    MAX_FAILED_ATTEMPTS, RedemptionFacts, Refusal, RenewalFacts, Verdict, check_renewal, judge_redemption,
+    MAX_FAILED_ATTEMPTS, RENEWAL_WINDOW, RedemptionFacts, Refusal, RenewalFacts, Verdict, check_renewal,
+    check_renewal_rate, judge_redemption,
 };
 use connect_pki_domain::user as domain_user;
-use connect_pki_domain::{DeviceId, FacilityId, Serial, UserId, UserStatus};
+use connect_pki_domain::{CertStatus, DeviceId, FacilityId, Serial, UserId, UserStatus};
 
 use crate::SignDevice;
 use crate::audit::AuditEntry;
@@ -180,6 +181,28 @@ async fn read_renewal(tx: &mut WriteTx, old: &Serial) -> Result<(RenewalFacts, D
     Ok((facts, device))
 }
 
+/// How many times `device` renewed within the window before `now`, and
+/// when the oldest of those was. Each renewal supersedes exactly one
+/// certificate at the time it happens, and a superseded certificate never
+/// changes again, so its `revoked_at` is the renewal's time.
+async fn recent_renewals(
+    tx: &mut WriteTx,
+    device: DeviceId,
+    now: OffsetDateTime,
+) -> Result<(i64, Option<OffsetDateTime>), StoreError> {
+    let row = sqlx::query(
+        "select count(*) as n, min(revoked_at) as oldest from certificates \
+         where device_id = $1 and status = $2 and revoked_at > $3",
+    )
+    .bind(device.0)
+    .bind(CertStatus::Superseded.as_str())
+    .bind(secs(now - RENEWAL_WINDOW))
+    .fetch_one(&mut **tx)
+    .await?;
+    let oldest: Option<i64> = row.try_get("oldest")?;
+    Ok((row.try_get("n")?, oldest.map(instant).transpose()?))
+}
+
 impl Store {
     /// Stores a new enrollment code for `user`.
     pub async fn create_enrollment_code(
@@ -239,10 +262,12 @@ impl Store {
     }
 
     /// Renews the certificate `old` of a device: stores the certificate
-    /// `sign` returns for the same device and marks `old` superseded.
+    /// `sign` returns for the same device and marks `old` superseded —
+    /// unless the device renewed `per_hour` times within the last hour.
     pub async fn renew_certificate<E>(
         &self,
         old: &Serial,
+        per_hour: u32,
         actor: &str,
         now: OffsetDateTime,
         sign: impl SignDevice<E>,
@@ -256,6 +281,12 @@ impl Store {
             // this commit (and then revokes the new certificate too).
             let (facts, device) = read_renewal(tx, old).await?;
             check_renewal(old, &facts).map_err(StoreError::from)?;
+            // Counted here, under the writer lock, rather than by a keyed
+            // limiter in memory: the count holds across instances and
+            // restarts, follows the injected clock, costs no table that
+            // grows with the devices, and is the database's own record.
+            let (recent, oldest) = recent_renewals(tx, device.device, now).await?;
+            check_renewal_rate(recent, oldest, per_hour, now).map_err(StoreError::TooManyRenewals)?;
             let cert = sign(&device)?;
             let mut entries = Vec::new();
             insert_certificate(tx, &device, &cert, actor, now, &mut entries).await?;

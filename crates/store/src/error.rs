@@ -31,6 +31,9 @@ pub enum StoreError {
     /// An enrollment code could not be redeemed.
     #[error("{0}")]
     Enrollment(connect_pki_domain::enrollment::Refusal),
+    /// A renewal over the device's hourly limit.
+    #[error("{0}")]
+    TooManyRenewals(connect_pki_domain::enrollment::TooManyRenewals),
     /// Any other database failure.
     #[error("database error: {0}")]
     Backend(sqlx::Error),
@@ -59,6 +62,12 @@ pub enum Conflict {
     /// claimed: only that escalation's resolution lifts the hold.
     #[error("certificate {serial} is held by escalation {escalation}; only its resolution lifts the hold")]
     HeldByEscalation { escalation: i64, serial: Serial },
+    /// A revoke named a superseded certificate while its device has a newer
+    /// one in force (`domain::certificate::revoke_instead`).
+    #[error(
+        "certificate {serial} was superseded by {current}, which is still in force; revoke {current} (or report the device lost) to cut the device off"
+    )]
+    SupersededBy { serial: Serial, current: Serial },
     /// Any other unique value (named by its constraint) already exists.
     #[error("{what} already exists")]
     Exists { what: String },
@@ -108,8 +117,13 @@ mod tests {
             ),
             (Conflict::RenewalRaced { serial: serial.clone() }, "certificate 0a0b changed during renewal"),
             (
-                Conflict::HeldByEscalation { escalation: 7, serial },
+                Conflict::HeldByEscalation { escalation: 7, serial: serial.clone() },
                 "certificate 0a0b is held by escalation 7; only its resolution lifts the hold",
+            ),
+            (
+                Conflict::SupersededBy { serial, current: "0c".parse().expect("serial") },
+                "certificate 0a0b was superseded by 0c, which is still in force; revoke 0c (or report the device \
+                 lost) to cut the device off",
             ),
             (Conflict::Exists { what: "certificates_pkey".into() }, "certificates_pkey already exists"),
         ];

@@ -108,6 +108,7 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Csr(CaError::SubjectMismatch(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "csr_subject_mismatch"),
         ServiceError::Csr(CaError::KeyNotAllowed(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "key_not_allowed"),
         ServiceError::Csr(_) => (StatusCode::BAD_REQUEST, "bad_csr"),
+        ServiceError::TooManyRenewals(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -201,7 +202,12 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let mut response = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
-        if let ApiError::RateLimited(secs) = self {
+        if let ApiError::RateLimited(secs)
+        | ApiError::Service(ServiceError::TooManyRenewals(connect_pki_domain::enrollment::TooManyRenewals {
+            retry_after: secs,
+            ..
+        })) = self
+        {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response

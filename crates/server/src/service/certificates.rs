@@ -38,9 +38,13 @@ pub async fn renew(
     let old = caller.certificate.clone();
     let (device, cert) = state
         .store
-        .renew_certificate::<ServiceError>(&old, &caller.audit_name, state.clock.now(), |d| {
-            sign_from_csr(state, &csr, d)
-        })
+        .renew_certificate::<ServiceError>(
+            &old,
+            state.settings.renewals_per_hour,
+            &caller.audit_name,
+            state.clock.now(),
+            |d| sign_from_csr(state, &csr, d),
+        )
         .await?;
     crate::service::revocation::publish(state).await?;
     Ok((device.device, cert))

@@ -1,7 +1,9 @@
 //! Facilities, users and enrollment codes.
 
-use connect_pki_domain::{Action, FacilityId, FacilityStatus, Role, UserId, UserStatus, authorize, validate};
-use connect_pki_store::{FacilityChange, FacilityRecord, NewUser, UserRecord, UserWithDevices};
+use connect_pki_domain::{
+    Action, DeviceId, FacilityId, FacilityStatus, Role, Target, UserId, UserStatus, authorize, validate,
+};
+use connect_pki_store::{DeviceRecord, FacilityChange, FacilityRecord, NewUser, UserRecord, UserWithDevices};
 
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
@@ -46,7 +48,8 @@ pub struct Registration {
 }
 
 /// Registers a user in `facility`. Managers register staff and managers of
-/// their own facility; only `admin_division` grants the city's roles.
+/// their own facility; only `admin_division` grants the city's roles
+/// (the policy's `ActOnUser`).
 pub async fn register(
     state: &AppState,
     caller: &Requester,
@@ -54,13 +57,7 @@ pub async fn register(
     r: Registration,
 ) -> Result<UserRecord, ServiceError> {
     authorize(&caller.actor, Action::ManageUsers(facility))?;
-    if matches!(r.role, Role::AdminDivision | Role::WelfareDivision) && caller.actor.role != Role::AdminDivision {
-        return Err(connect_pki_domain::DomainError::NotPermitted {
-            actor: format!("{} {}", caller.actor.role, caller.actor.user),
-            action: "grant a city role",
-        }
-        .into());
-    }
+    authorize(&caller.actor, Action::ActOnUser(Target { facility, role: r.role }))?;
     let target = state.store.facility(facility).await?.ok_or(ServiceError::NotFound("facility"))?;
     if target.status != FacilityStatus::Approved {
         return Err(ServiceError::FacilityNotActive(target.status.as_str()));
@@ -87,11 +84,27 @@ pub async fn users(
     Ok(state.store.users_with_devices(facility).await?)
 }
 
-/// A user the caller may manage.
+/// Whom an action on `user` (or on their devices and certificates) touches.
+pub fn target(user: &UserRecord) -> Target {
+    Target { facility: user.facility, role: user.role }
+}
+
+/// A user the caller may act on (see `Action::ActOnUser`).
 pub async fn managed_user(state: &AppState, caller: &Requester, id: UserId) -> Result<UserRecord, ServiceError> {
     let user = state.store.user(id).await?.ok_or(ServiceError::NotFound("user"))?;
-    authorize(&caller.actor, Action::ManageUsers(user.facility))?;
+    authorize(&caller.actor, Action::ActOnUser(target(&user)))?;
     Ok(user)
+}
+
+/// A device whose holder the caller may act on, with that holder.
+pub async fn managed_device(
+    state: &AppState,
+    caller: &Requester,
+    id: DeviceId,
+) -> Result<(DeviceRecord, UserRecord), ServiceError> {
+    let device = state.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
+    let holder = managed_user(state, caller, device.user).await?;
+    Ok((device, holder))
 }
 
 /// Issues an enrollment code for a new device of `user`; the code is returned

@@ -3,11 +3,12 @@
 //! effective before the response, like a revocation — and opens an
 //! escalation routed by the business calendar.
 
-use connect_pki_domain::escalation::{Outcome, Queue, Resolver, Routing, check_resolution, route};
+use connect_pki_domain::escalation::{Outcome, Queue, Resolver, Routing, check_resolution, route_for};
 use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
 use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, UserRecord};
 use time::{Duration, OffsetDateTime};
 
+use crate::service::directory::managed_device;
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
 use crate::service::revocation::publish;
@@ -38,9 +39,9 @@ pub fn business_hours_now(state: &AppState) -> Result<bool, ServiceError> {
     Ok(state.settings.calendar.is_open(d, t))
 }
 
-fn routing(state: &AppState) -> Result<Routing, ServiceError> {
+fn routing(state: &AppState, holder: Role) -> Result<Routing, ServiceError> {
     let now = state.clock.now();
-    Ok(route(now, tokyo(now)?, &state.settings.calendar, state.settings.escalation_sla))
+    Ok(route_for(holder, now, tokyo(now)?, &state.settings.calendar, state.settings.escalation_sla))
 }
 
 /// An argon2id hash of nothing anyone knows, made once, to check unknown
@@ -108,7 +109,7 @@ pub async fn report_for(
     device: DeviceId,
     note: String,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
+    let (d, _) = managed_device(state, caller, device).await?;
     authorize(&caller.actor, Action::WorkEscalations(d.facility))?;
     let channel = if caller.actor.role == Role::AdminDivision { "phone" } else { "manager" };
     let note = connect_pki_domain::validate::optional_text("note", Some(&note), 1000)?.unwrap_or_default();
@@ -123,8 +124,9 @@ async fn open(
     note: String,
     actor: String,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let r = routing(state)?;
     let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
+    let holder = state.store.user(d.user).await?.ok_or(ServiceError::NotFound("user"))?;
+    let r = routing(state, holder.role)?;
     let new = NewEscalation {
         device,
         channel,
@@ -167,6 +169,14 @@ pub async fn list(
 async fn workable(state: &AppState, caller: &Requester, id: i64) -> Result<EscalationRecord, ServiceError> {
     let e = state.store.escalation(id).await?.ok_or(ServiceError::NotFound("escalation"))?;
     authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
+    Ok(e)
+}
+
+/// An escalation the caller may claim and resolve: resolving releases or
+/// revokes the holder's certificates, so it is an act on the holder.
+async fn actionable(state: &AppState, caller: &Requester, id: i64) -> Result<EscalationRecord, ServiceError> {
+    let e = workable(state, caller, id).await?;
+    managed_device(state, caller, e.device).await?;
     Ok(e)
 }
 
@@ -221,7 +231,7 @@ pub async fn claim(
     id: i64,
     note: &str,
 ) -> Result<EscalationRecord, ServiceError> {
-    workable(state, caller, id).await?;
+    actionable(state, caller, id).await?;
     Ok(state.store.claim_escalation(id, caller.actor.user, note, state.clock.now()).await?)
 }
 
@@ -233,7 +243,7 @@ pub async fn resolve(
     outcome: Outcome,
     note: &str,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let e = workable(state, caller, id).await?;
+    let e = actionable(state, caller, id).await?;
     let resolver = Resolver {
         role: caller.actor.role,
         is_reporter: e.reported_by == Some(caller.actor.user),

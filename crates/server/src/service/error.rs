@@ -3,7 +3,7 @@
 //! people read; nothing here knows about HTTP.
 
 use connect_pki_ca::CaError;
-use connect_pki_domain::enrollment::Refusal;
+use connect_pki_domain::enrollment::{Refusal, TooManyRenewals};
 use connect_pki_domain::{DomainError, Serial};
 use connect_pki_store::StoreError;
 
@@ -61,6 +61,9 @@ pub enum ServiceError {
     /// The CSR cannot be used (unreadable, another identity, a key outside the profile).
     #[error("{0}")]
     Csr(CaError),
+    /// The device renewed its certificate too often within the last hour.
+    #[error("{0}")]
+    TooManyRenewals(TooManyRenewals),
     /// A failure the requester cannot fix (database, signing, a bug).
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -85,6 +88,7 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound(what) => ServiceError::NotFound(what),
             StoreError::Rule(rule) => rule.into(),
             StoreError::Enrollment(refusal) => ServiceError::Enrollment(refusal),
+            StoreError::TooManyRenewals(limited) => ServiceError::TooManyRenewals(limited),
             StoreError::Conflict(cause) => ServiceError::Conflict(Conflict::Record(cause)),
             other => ServiceError::Internal(other.into()),
         }

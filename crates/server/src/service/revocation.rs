@@ -8,7 +8,7 @@ use connect_pki_domain::{Action, DeviceId, Serial, UserId, authorize};
 use connect_pki_store::{StatusChange, UserRecord};
 use time::OffsetDateTime;
 
-use crate::service::directory::managed_user;
+use crate::service::directory::{managed_device, managed_user, target};
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
 use crate::state::AppState;
@@ -27,7 +27,7 @@ pub async fn change(
     change: Change,
 ) -> Result<StatusChange, ServiceError> {
     let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
-    authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
+    authorize(&caller.actor, Action::ActOnUser(target(&holder.user)))?;
     let outcome = state.store.change_certificate(serial, change, &caller.audit_name, state.clock.now()).await?;
     publish(state).await?;
     Ok(outcome)
@@ -35,8 +35,7 @@ pub async fn change(
 
 /// Reports a device lost: all its certificates revoked (keyCompromise).
 pub async fn lost(state: &AppState, caller: &Requester, device: DeviceId) -> Result<Vec<Serial>, ServiceError> {
-    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
-    authorize(&caller.actor, Action::ManageCertificates(d.facility))?;
+    managed_device(state, caller, device).await?;
     let revoked = state.store.device_lost(device, &caller.audit_name, state.clock.now()).await?;
     publish(state).await?;
     Ok(revoked)

@@ -422,7 +422,8 @@ async fn show_certificate(
 /// Renew the presented certificate from a new CSR; the presented one is superseded.
 #[utoipa::path(post, path = "/api/v1/certificates/renew", tag = "certificates", request_body = RenewBody,
     responses((status = 201, body = RenewResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, description = "The device renewed too often within the last hour", body = ErrorBody)))]
 async fn renew_certificate(
     State(state): State<AppState>,
     caller: Caller,

@@ -32,6 +32,7 @@ pub(super) async fn change_certificate(
     params(("serial" = String, Path)),
     responses((status = 200, body = RevocationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "Superseded by a certificate still in force, named in the message", body = ErrorBody),
               (status = 422, description = "Unknown or disallowed reason", body = ErrorBody)))]
 pub(super) async fn revoke_certificate(
     State(state): State<AppState>,

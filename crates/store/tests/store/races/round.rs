@@ -228,6 +228,15 @@ impl<'a> RoundView<'a> {
         {
             failed.push((F, format!("release lifted the hold although escalation {id} held the certificate")));
         }
+        // A revoke that met a renewal answers Ok only when nothing of the
+        // device still works; otherwise it is refused naming the newer one.
+        if call.op == Op::Revoke && status == CertStatus::Superseded {
+            let w = &self.round.world;
+            let left = self.live_of(&|c| c.device == w.device.0);
+            if !left.is_empty() {
+                failed.push((B, format!("revoke of superseded {} returned Ok while {left:?} live", w.serial)));
+            }
+        }
         let expected_rows = usize::from(changed);
         if written.len() != expected_rows || written.iter().any(|(_, s)| !wanted(*s)) {
             failed.push((D, format!("{op} returned changed: {changed} and wrote these feed rows: {written:?}")));
