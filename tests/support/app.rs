@@ -76,6 +76,9 @@ pub struct AppOptions {
     pub start_at: Option<OffsetDateTime>,
     /// Where emergency notifications go (nowhere by default).
     pub notify: connect_pki_server::service::notify::NotifyConfig,
+    /// Checkpoints of the audit log (none by default: the apps of a test
+    /// process share one data directory).
+    pub audit_checkpoints: Option<connect_pki_server::checkpoint::CheckpointSettings>,
 }
 
 impl Default for AppOptions {
@@ -86,6 +89,7 @@ impl Default for AppOptions {
             hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
             start_at: None,
             notify: Default::default(),
+            audit_checkpoints: None,
         }
     }
 }
@@ -133,6 +137,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         notify: opts.notify,
         feed: Default::default(),
         feed_listen: true,
+        audit_checkpoints: opts.audit_checkpoints,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app = TestApp { db, clock, admin, public: unbound, api: unbound, ca, config, running: None };

@@ -63,9 +63,12 @@ pub struct FileConfig {
     /// Seconds between comparisons of the revocation index with the database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconcile_seconds: Option<u32>,
+    /// Seconds between checkpoints of the audit log's head (written only when it moved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_checkpoint_seconds: Option<u32>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, audit_checkpoint_seconds; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -159,9 +162,11 @@ pub struct ServeConfig {
     /// from `database_url` when `feed_listen` is on and it is PostgreSQL).
     pub feed: FeedSettings,
     pub feed_listen: bool,
+    /// Checkpoints of the audit log's head outside the database (`None`: none).
+    pub audit_checkpoints: Option<crate::checkpoint::CheckpointSettings>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, audit_checkpoints; database_url });
 
 /// `[notifications]` in config.toml.
 ///

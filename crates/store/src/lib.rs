@@ -32,7 +32,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
 pub use applications::{ApplicationRecord, Approval};
-pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
+pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord, AuditVerification};
 pub use bootstrap::BootstrapInput;
 pub use certificates::{CertEvent, StatusChange};
 pub use check::Offender;
