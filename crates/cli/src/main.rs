@@ -293,7 +293,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             every: args
                 .audit_checkpoint_seconds
                 .or(file.audit_checkpoint_seconds)
-                .map_or(connect_pki_server::checkpoint::DEFAULT_EVERY, |s| std::time::Duration::from_secs(u64::from(s))),
+                .map_or(connect_pki_server::checkpoint::DEFAULT_EVERY, |s| {
+                    std::time::Duration::from_secs(u64::from(s))
+                }),
         }),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,

@@ -140,7 +140,9 @@ pub fn append(dir: &Path, c: &Checkpoint) -> anyhow::Result<()> {
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     // One write of one line: instances sharing the file never interleave inside a line.
-    f.write_all(line.as_bytes()).and_then(|()| f.sync_data()).with_context(|| format!("cannot write {}", path.display()))
+    f.write_all(line.as_bytes())
+        .and_then(|()| f.sync_data())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Every checkpoint in `dir`'s file, with its line number, oldest first;
@@ -224,11 +226,9 @@ fn mismatch(hashes: &HashMap<i64, String>, count: i64, line: usize, c: &Checkpoi
             c.id,
             c.hash
         )),
-        Some(_) if count < c.count => Some(format!(
-            "{} counted {} records, the log holds {count}: records were deleted",
-            name(line, c),
-            c.count
-        )),
+        Some(_) if count < c.count => {
+            Some(format!("{} counted {} records, the log holds {count}: records were deleted", name(line, c), c.count))
+        }
         Some(_) => None,
     }
 }
