@@ -3,6 +3,7 @@
 //! CA made once per process, a clock the tests step instead of waiting, and a
 //! Rust mTLS client. What needs outside programs stays in the `e2e` suite.
 
+mod audit_checkpoints;
 mod authorization;
 mod city_roles;
 mod cross_site;

@@ -1,6 +1,7 @@
 //! End-to-end: the real binary, on random ports, checked with openssl, curl
 //! and Python `cryptography`.
 
+mod audit;
 mod emergency;
 mod feed;
 mod hardening;

@@ -80,6 +80,9 @@ pub struct AppOptions {
     pub notify: connect_pki_server::service::notify::NotifyConfig,
     /// Connection cap and timeouts of both listeners.
     pub limits: connect_pki_server::listen::Limits,
+    /// Checkpoints of the audit log (none by default: the apps of a test
+    /// process share one data directory).
+    pub audit_checkpoints: Option<connect_pki_server::checkpoint::CheckpointSettings>,
 }
 
 impl Default for AppOptions {
@@ -92,6 +95,7 @@ impl Default for AppOptions {
             start_at: None,
             notify: Default::default(),
             limits: Default::default(),
+            audit_checkpoints: None,
         }
     }
 }
@@ -142,6 +146,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         feed_listen: true,
         limits: opts.limits,
         allow_tls12: false,
+        audit_checkpoints: opts.audit_checkpoints,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app = TestApp { db, clock, admin, public: unbound, api: unbound, ca, config, running: None };

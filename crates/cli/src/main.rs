@@ -48,7 +48,9 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain; exit 1 on any edited or missing record.
+    /// Walk the hash chain and compare it with the checkpoints in the data
+    /// directory; exit 1 on any edited or missing record, a log cut short or
+    /// a checkpoint whose MAC does not verify.
     Verify(DbArgs),
 }
 
@@ -138,6 +140,10 @@ struct ServeArgs {
     /// certificate in clear) [default: false].
     #[arg(long, env = "CONNECT_PKI_ALLOW_TLS12")]
     allow_tls12: Option<bool>,
+    /// Seconds between checkpoints of the audit log's head, written (when it
+    /// moved) to <data-dir>/audit-checkpoints.jsonl and the log [default: 300].
+    #[arg(long, env = "CONNECT_PKI_AUDIT_CHECKPOINT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    audit_checkpoint_seconds: Option<u32>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -205,21 +211,47 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::FAILURE);
             }
         }
-        Command::Audit { command: AuditCommand::Verify(db) } => {
-            let url = database_url(&db)?;
-            let store = Store::connect(&url).await?;
-            let v = store.verify_audit().await?;
-            store.close().await;
-            match v.first_break {
-                None => println!("audit log intact: {} records verified", v.records),
-                Some((id, why)) => {
-                    println!("audit log BROKEN at record {id}: {why} ({} records before it verified)", v.records);
-                    return Ok(std::process::ExitCode::FAILURE);
-                }
-            }
-        }
+        Command::Audit { command: AuditCommand::Verify(db) } => return audit_verify(&db).await,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The chain first, then the checkpoints; both are reported, and either
+/// failing fails the command.
+async fn audit_verify(db: &DbArgs) -> anyhow::Result<std::process::ExitCode> {
+    use connect_pki_server::checkpoint::{self, CheckpointCheck};
+    let store = Store::connect(&database_url(db)?).await?;
+    let chain = store.verify_audit().await;
+    let checkpoints = checkpoint::verify(&store, &db.data_dir).await;
+    store.close().await;
+    let chain = chain?;
+    let mut ok = match chain.first_break {
+        None => {
+            println!("audit log hash chain intact: {} records verified", chain.records);
+            true
+        }
+        Some((id, why)) => {
+            println!("audit log BROKEN at record {id}: {why} ({} records before it verified)", chain.records);
+            false
+        }
+    };
+    match checkpoints? {
+        CheckpointCheck::NoFile(path) => {
+            println!("no audit checkpoints in {} yet: a log cut short cannot be detected", path.display())
+        }
+        CheckpointCheck::Intact { checkpoints, newest } => match newest {
+            Some(c) => println!(
+                "audit checkpoints intact: {checkpoints} verified, the newest of {} at record {} ({} records)",
+                c.at, c.id, c.count
+            ),
+            None => println!("audit checkpoint file is empty"),
+        },
+        CheckpointCheck::Broken(why) => {
+            println!("audit log BROKEN: {why}");
+            ok = false;
+        }
+    }
+    Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
 }
 
 fn database_url(db: &DbArgs) -> anyhow::Result<String> {
@@ -286,6 +318,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )),
         },
         allow_tls12: args.allow_tls12.or(file.allow_tls12).unwrap_or(false),
+        audit_checkpoints: Some(connect_pki_server::checkpoint::CheckpointSettings {
+            dir: args.db.data_dir.clone(),
+            every: args
+                .audit_checkpoint_seconds
+                .or(file.audit_checkpoint_seconds)
+                .map_or(connect_pki_server::checkpoint::DEFAULT_EVERY, |s| {
+                    std::time::Duration::from_secs(u64::from(s))
+                }),
+        }),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

@@ -78,9 +78,12 @@ pub struct FileConfig {
     /// Also accept TLS 1.2 on the mTLS listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_tls12: Option<bool>,
+    /// Seconds between checkpoints of the audit log's head (written only when it moved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_checkpoint_seconds: Option<u32>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -181,9 +184,11 @@ pub struct ServeConfig {
     /// Accept TLS 1.2 on the mTLS listener too. Off by default: TLS 1.2 sends
     /// the client certificate, and with it the user's identity, in clear.
     pub allow_tls12: bool,
+    /// Checkpoints of the audit log's head outside the database (`None`: none).
+    pub audit_checkpoints: Option<crate::checkpoint::CheckpointSettings>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints; database_url });
 
 /// `[notifications]` in config.toml.
 ///

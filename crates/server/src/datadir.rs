@@ -5,6 +5,8 @@
 //! <data-dir>/config.toml          settings written by init
 //! <data-dir>/passphrase           0600, only when CONNECT_PKI_PASSPHRASE was not set at init
 //! <data-dir>/connect-pki.db       SQLite database (default backend)
+//! <data-dir>/audit-checkpoint.key  0600, the MAC key of the audit checkpoints (crate::checkpoint)
+//! <data-dir>/audit-checkpoints.jsonl  0600, checkpoints of the audit log's head, appended by serve
 //! <data-dir>/ca/*.pem             certificates
 //! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600
 //! <data-dir>/bootstrap/admin.p12  the first admin's PKCS#12, 0600

@@ -5,6 +5,7 @@
 //! response. Only `http::error` knows HTTP status codes.
 
 pub mod bootstrap;
+pub mod checkpoint;
 pub mod config;
 pub mod datadir;
 pub mod http;

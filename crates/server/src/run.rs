@@ -43,6 +43,7 @@ pub struct Running {
     shutdown: CancellationToken,
     public_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
+    checkpoints: JoinHandle<Option<crate::checkpoint::Checkpointer>>,
 }
 
 impl Running {
@@ -62,6 +63,7 @@ impl Running {
         self.shutdown.cancelled().await;
         let _ = self.api_task.await;
         self.public_task.await.context("public listener")?;
+        crate::checkpoint::at_shutdown(self.checkpoints, &self.state).await;
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -147,6 +149,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     crate::service::revocation::run_due_retirements(&state).await?;
     crate::service::emergency::run_due(&state).await?;
     tokio::spawn(retirement_worker(state.clone(), shutdown.clone()));
+    let checkpoints = crate::checkpoint::spawn(state.clone(), config.audit_checkpoints.clone(), shutdown.clone());
 
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");
     if let Some(path) = &config.ready_file {
@@ -171,7 +174,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
     ));
 
-    Ok(Running { public_addr, api_addr, state, shutdown, public_task, api_task })
+    Ok(Running { public_addr, api_addr, state, shutdown, public_task, api_task, checkpoints })
 }
 
 /// The routers of the public listener and of the mTLS listener.

@@ -208,6 +208,38 @@ impl Store {
         Ok(AuditVerification { records, first_break: None })
     }
 
+    /// The end of the chain and how many records it holds, read in one
+    /// statement (one snapshot), for a checkpoint kept outside the database.
+    /// `None` while the log is empty.
+    pub async fn audit_head(&self) -> Result<Option<AuditHead>, StoreError> {
+        let row = sqlx::query(
+            "select id, hash, (select count(*) from audit_log) as n from audit_log order by id desc limit 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(AuditHead { id: row.try_get("id")?, hash: row.try_get("hash")?, count: row.try_get::<i64, _>("n")? })
+        })
+        .transpose()
+    }
+
+    /// The recorded hashes of the records `ids` that exist (absent ids are
+    /// absent from the answer), to compare checkpoints with the chain.
+    pub async fn audit_hashes(&self, ids: &[i64]) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let sql = format!("select id, hash from audit_log where id in {}", row_placeholders(0, chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                found.insert(row.try_get("id")?, row.try_get("hash")?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Records matching `filter`, oldest first, after `filter.after_id`
     /// (for paging), at most `filter.limit`.
     pub async fn audit_page(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -244,6 +276,14 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The newest record of the chain and the number of records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub id: i64,
+    pub hash: String,
+    pub count: i64,
 }
 
 /// Which audit records to read.
