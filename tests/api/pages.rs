@@ -83,7 +83,7 @@ async fn the_emergency_page_works_in_japanese() {
     let (status, html) = post_form(&app, "/emergency", &form("wrong one!")).await;
     assert_eq!(status, 401, "{html}");
     assert!(
-        html.contains("ログインIDまたはパスワードが正しくありません") && html.contains("value=\"page.user\""),
+        html.contains("ログインIDまたはパスワードが正しくない") && html.contains("value=\"page.user\""),
         "{html}"
     );
     let (status, html) = post_form(&app, "/emergency", &form(PASSWORD)).await;
