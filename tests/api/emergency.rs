@@ -84,7 +84,7 @@ async fn audit_has_the_whole_story(app: &TestApp) {
         .map(|r| format!("{} {}", r["action"].as_str().unwrap_or(""), r["outcome"].as_str().unwrap_or("")))
         .collect();
     for want in [
-        "emergency.sign_in wrong password",
+        "emergency.sign_in password checked",
         "emergency.sign_in unknown login ID",
         "emergency.sign_in ok",
         "escalation.open ok",

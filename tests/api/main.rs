@@ -14,6 +14,7 @@ mod inputs;
 mod lifecycle;
 mod pages;
 mod renewal;
+mod sign_in;
 mod slow_clients;
 mod time_rules;
 mod world;

@@ -82,10 +82,7 @@ async fn the_emergency_page_works_in_japanese() {
     let form = |pw| [("login_id", "page.user"), ("password", pw), ("device_id", device.as_str())];
     let (status, html) = post_form(&app, "/emergency", &form("wrong one!")).await;
     assert_eq!(status, 401, "{html}");
-    assert!(
-        html.contains("ログインIDまたはパスワードが正しくありません") && html.contains("value=\"page.user\""),
-        "{html}"
-    );
+    assert!(html.contains("ログインIDまたはパスワードが正しくない") && html.contains("value=\"page.user\""), "{html}");
     let (status, html) = post_form(&app, "/emergency", &form(PASSWORD)).await;
     assert_eq!(status, 201, "{html}");
     assert!(html.contains("一時停止しました"), "{html}");

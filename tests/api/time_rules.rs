@@ -65,18 +65,22 @@ async fn a_hold_left_alone_becomes_a_revocation(backend: Backend) {
 }
 both_backends!(a_hold_left_alone_becomes_a_revocation);
 
-/// Wrong passwords lock the sign-in: then even the right one is refused.
+/// Wrong passwords make the source wait: then even the right one is refused
+/// from there, with the same answer as a wrong one, until the backoff ends.
 async fn wrong_passwords_lock_the_emergency_sign_in(backend: Backend) {
     let app = spawn_app(backend).await;
     let d = app.device("locked.out").await;
-    for i in 0..5 {
+    for i in 0..connect_pki_domain::sign_in::TRIES_PER_SOURCE {
         let (status, out) = report(&app, "locked.out", "not the password", d.device_id).await;
-        let want = if i < 4 { 401 } else { 429 };
-        assert_eq!(status, want, "try {i}: {out}");
+        assert_eq!((status, out["error"]["code"].as_str()), (401, Some("sign_in_failed")), "try {i}: {out}");
     }
     let (status, out) = report(&app, "locked.out", PASSWORD, d.device_id).await;
-    assert_eq!((status, out["error"]["code"].as_str()), (429, Some("account_locked")), "{out}");
+    assert_eq!((status, out["error"]["code"].as_str()), (401, Some("sign_in_failed")), "{out}");
     assert_eq!(app.ocsp_status(&d.id).await, "good");
+    app.clock.advance(connect_pki_domain::sign_in::FIRST_BACKOFF);
+    let (status, out) = report(&app, "locked.out", PASSWORD, d.device_id).await;
+    assert_eq!(status, 201, "after the backoff: {out}");
+    assert_eq!(app.ocsp_status(&d.id).await, "revoked certificateHold");
 }
 both_backends!(wrong_passwords_lock_the_emergency_sign_in);
 

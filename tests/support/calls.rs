@@ -42,6 +42,22 @@ impl TestApp {
         (reply.status, reply.json())
     }
 
+    /// A JSON call on the public listener from the local address `from`.
+    pub async fn public_api_from(
+        &self,
+        from: std::net::IpAddr,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = Req::new(method, path);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let reply = client::http_from(self.public, from, req).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        (reply.status, reply.json())
+    }
+
     /// Whether a handshake with this certificate gets a 200 from whoami.
     pub async fn handshake_ok(&self, who: &Identity) -> bool {
         self.try_mtls(Some(who), Req::new("GET", "/api/v1/whoami")).await.is_ok_and(|r| r.status == 200)

@@ -141,6 +141,16 @@ pub async fn http(addr: SocketAddr, req: Req) -> Result<Reply, String> {
     send(&client, &format!("http://{addr}"), req).await
 }
 
+/// Sends `req` over plain HTTP to `addr` from the local address `from`
+/// (any 127.0.0.0/8 address reaches a loopback listener on Linux), so one
+/// test can play callers on several networks.
+pub async fn http_from(addr: SocketAddr, from: std::net::IpAddr, req: Req) -> Result<Reply, String> {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(Some(from));
+    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
+    send(&client, &format!("http://{addr}"), req).await
+}
+
 async fn send<C>(client: &Client<C, Full<Bytes>>, base: &str, req: Req) -> Result<Reply, String>
 where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,

@@ -129,10 +129,10 @@ mod tests {
 /// is returned, so the count survives the refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error(
-        "this enrollment code is not valid; check it and try again ({attempts_left} tries left before it is locked)"
-    )]
-    WrongCode { attempts_left: i64 },
+    /// A wrong secret, or an id no code has: the same answer either way, and
+    /// whatever state the code is in, so a guesser learns nothing about it.
+    #[error("this enrollment code is not valid; check it and try again (a code locks after a few wrong tries)")]
+    WrongCode,
     #[error("this enrollment code has already been used; ask your facility manager for a new one")]
     Redeemed,
     #[error("this enrollment code has expired; ask your facility manager for a new one")]
@@ -168,8 +168,8 @@ pub struct RedemptionFacts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// A wrong secret for a usable code: count it (and keep the count though
-    /// the call fails), then refuse with `refusal`.
-    WrongSecret { attempts_left: i64, refusal: Refusal },
+    /// the call fails), then refuse with [`Refusal::WrongCode`].
+    WrongSecret { attempts_left: i64 },
     /// Refuse; nothing changes but the record of the refusal.
     Refuse(Refusal),
     /// Redeem: the device and its certificate may be issued.
@@ -181,15 +181,18 @@ pub fn facility_may_enroll(status: FacilityStatus) -> bool {
     status == FacilityStatus::Approved
 }
 
-/// The verdict on a redemption attempt. A wrong secret counts only against a
-/// usable code; then the code's own state refuses, then the account, then the
-/// facility, then a first enrollment without a password.
+/// The verdict on a redemption attempt. A wrong secret is refused as
+/// [`Refusal::WrongCode`] whatever the code's state (only the holder of the
+/// secret learns that it is used, expired or locked) and counts only against
+/// a usable code; then the code's own state refuses, then the account, then
+/// the facility, then a first enrollment without a password.
 pub fn judge_redemption(f: &RedemptionFacts, now: OffsetDateTime) -> Verdict {
     let state = code_state(f.expires_at, f.redeemed, f.failed_attempts, now);
-    if state == CodeState::Usable && !f.secret_matches {
-        let attempts_left = MAX_FAILED_ATTEMPTS - f.failed_attempts - 1;
-        let refusal = if attempts_left <= 0 { Refusal::Locked } else { Refusal::WrongCode { attempts_left } };
-        return Verdict::WrongSecret { attempts_left, refusal };
+    if !f.secret_matches {
+        return match state {
+            CodeState::Usable => Verdict::WrongSecret { attempts_left: MAX_FAILED_ATTEMPTS - f.failed_attempts - 1 },
+            _ => Verdict::Refuse(Refusal::WrongCode),
+        };
     }
     let refusal = match state {
         CodeState::Usable => None,
@@ -290,17 +293,21 @@ mod verdicts {
     fn wrong_secrets_count_down_to_a_lock() {
         let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1000);
         let wrong = RedemptionFacts { secret_matches: false, ..usable(now) };
-        assert_eq!(
-            judge_redemption(&wrong, now),
-            Verdict::WrongSecret { attempts_left: 4, refusal: Refusal::WrongCode { attempts_left: 4 } }
-        );
+        assert_eq!(judge_redemption(&wrong, now), Verdict::WrongSecret { attempts_left: 4 });
         let last = RedemptionFacts { failed_attempts: 4, ..wrong };
-        assert_eq!(judge_redemption(&last, now), Verdict::WrongSecret { attempts_left: 0, refusal: Refusal::Locked });
-        // A code that is not usable is refused for what it is, and the wrong secret is not counted.
+        assert_eq!(judge_redemption(&last, now), Verdict::WrongSecret { attempts_left: 0 });
+        // A wrong secret for a code that is not usable is neither counted nor
+        // told what the code is; the right secret is.
         let used = RedemptionFacts { redeemed: true, ..wrong };
-        assert_eq!(judge_redemption(&used, now), Verdict::Refuse(Refusal::Redeemed));
+        assert_eq!(judge_redemption(&used, now), Verdict::Refuse(Refusal::WrongCode));
+        assert_eq!(
+            judge_redemption(&RedemptionFacts { secret_matches: true, ..used }, now),
+            Verdict::Refuse(Refusal::Redeemed)
+        );
         let locked = RedemptionFacts { failed_attempts: MAX_FAILED_ATTEMPTS, ..wrong };
-        assert_eq!(judge_redemption(&locked, now), Verdict::Refuse(Refusal::Locked));
+        assert_eq!(judge_redemption(&locked, now), Verdict::Refuse(Refusal::WrongCode));
+        let right = RedemptionFacts { secret_matches: true, ..locked };
+        assert_eq!(judge_redemption(&right, now), Verdict::Refuse(Refusal::Locked));
     }
 
     #[test]

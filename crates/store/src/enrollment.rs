@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{BulkChange, Change};
 use connect_pki_domain::enrollment::{
-    MAX_FAILED_ATTEMPTS, RENEWAL_WINDOW, RedemptionFacts, Refusal, RenewalFacts, Verdict, check_renewal,
-    check_renewal_rate, judge_redemption,
+    RENEWAL_WINDOW, RedemptionFacts, Refusal, RenewalFacts, Verdict, check_renewal, check_renewal_rate,
+    judge_redemption,
 };
 use connect_pki_domain::user as domain_user;
 use connect_pki_domain::{CertStatus, DeviceId, FacilityId, Serial, UserId, UserStatus};
@@ -97,6 +97,21 @@ fn redemption_entry(r: &Redemption, user: &UserRecord, outcome: String) -> Audit
     }
 }
 
+/// The audit record of an attempt at a code id that does not exist.
+fn unknown_code_entry(r: &Redemption) -> AuditEntry {
+    AuditEntry {
+        outcome: "unknown code".into(),
+        ..AuditEntry::ok(
+            r.actor.clone(),
+            "enrollment.redeem",
+            format!("enrollment_code:{}", r.code_id),
+            json!({}),
+            None,
+            None,
+        )
+    }
+}
+
 /// Records a refused attempt (counting a wrong secret first); the caller
 /// commits it and then refuses. `None` when the attempt may go on.
 async fn record_refusal(
@@ -108,13 +123,14 @@ async fn record_refusal(
 ) -> Result<Option<Refusal>, StoreError> {
     let (refusal, outcome) = match verdict {
         Verdict::Redeem => return Ok(None),
-        Verdict::WrongSecret { attempts_left, refusal } => {
+        Verdict::WrongSecret { attempts_left } => {
             sqlx::query("update enrollment_codes set failed_attempts = failed_attempts + 1 where id = $1")
                 .bind(r.code_id)
                 .execute(&mut **tx)
                 .await?;
-            (refusal, format!("wrong code ({attempts_left} tries left)"))
+            (Refusal::WrongCode, format!("wrong code ({} tries left)", attempts_left.max(0)))
         }
+        Verdict::Refuse(Refusal::WrongCode) => (Refusal::WrongCode, "wrong code for an unusable code".to_string()),
         // Nothing changes; the refusal itself is still on record.
         Verdict::Refuse(refusal) => (refusal, refusal.to_string()),
     };
@@ -219,6 +235,20 @@ impl Store {
         .await
     }
 
+    /// Whether code `id` exists and its secret hashes to `secret_hash`: a read
+    /// without the writer lock, only to decide whether the caller's password
+    /// is worth hashing. The redemption decides again under the lock.
+    pub async fn code_secret_matches(&self, id: i64, secret_hash: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("select code_hash from enrollment_codes where id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<String, _>("code_hash")? == secret_hash,
+            None => false,
+        })
+    }
+
     /// Redeems an enrollment code: checks it, counts a wrong secret (and
     /// commits that count even though the call fails), sets the first
     /// password, activates the user, creates the device and stores the
@@ -237,7 +267,10 @@ impl Store {
         let outcome = self
             .write(async |tx| -> Result<Result<(DeviceRef, NewCertificate), Refusal>, E> {
                 let Some((facts, user)) = read_redemption(tx, r).await? else {
-                    return Ok(Err(Refusal::WrongCode { attempts_left: MAX_FAILED_ATTEMPTS }));
+                    // On record like a wrong secret, and as costly, so the
+                    // answer's timing does not tell which ids exist.
+                    tx.audit(now, &unknown_code_entry(r)).await?;
+                    return Ok(Err(Refusal::WrongCode));
                 };
                 if let Some(refusal) = record_refusal(tx, r, &user, judge_redemption(&facts, now), now).await? {
                     return Ok(Err(refusal));

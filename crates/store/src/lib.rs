@@ -19,6 +19,7 @@ mod escalations;
 mod facilities;
 mod notifications;
 mod records;
+mod sign_in;
 mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -46,9 +47,9 @@ pub use records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, SignDevice,
     UserRecord,
 };
+pub use sign_in::SignInGate;
 pub use status::FEED_CHANNEL;
 pub(crate) use tx::WriteTx;
-pub use users::Credentials;
 
 /// The PostgreSQL advisory lock every write transaction takes first.
 pub(crate) const WRITER_LOCK: i64 = 7_305_001;

@@ -1,6 +1,6 @@
 //! Users: registration, the lifecycle the domain decides (`domain::user`:
-//! retirement now or scheduled, deletion of personal data) and the
-//! emergency sign-in's credentials and failure count.
+//! retirement now or scheduled, deletion of personal data). The emergency
+//! sign-in's throttle is in `sign_in.rs`.
 
 use serde_json::json;
 use sqlx::Row;
@@ -14,15 +14,6 @@ use crate::certificates::revoke_where;
 use crate::error::Conflict;
 use crate::records::{NewUser, UserRecord, text, user_by_id};
 use crate::{Store, StoreError, WriteTx, instant, secs};
-
-/// What a sign-in attempt needs to know about a login ID.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub user: UserRecord,
-    pub password_hash: Option<String>,
-    pub failed_logins: i64,
-    pub locked_until: Option<OffsetDateTime>,
-}
 
 /// Retires `user` inside `tx` (see [`Store::retire_user`]).
 async fn retire_in(
@@ -87,6 +78,8 @@ async fn erase_personal_data(
     .execute(&mut **tx)
     .await?;
     tx.update_at("update devices set label = '', updated_at = $1 where user_id = $2", now, user.0).await?;
+    // The addresses the emergency sign-in was tried from.
+    sqlx::query("delete from sign_in_sources where user_id = $1").bind(user.0).execute(&mut **tx).await?;
     tx.update_at("update enrollment_codes set expires_at = $1 where user_id = $2 and redeemed_at is null", now, user.0)
         .await?;
     Ok(())
@@ -209,109 +202,6 @@ impl Store {
             );
             tx.audit(now, &entry).await
         })
-        .await
-    }
-
-    /// The password hash of a user, for checking a sign-in.
-    pub async fn password_hash(&self, user: UserId) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("select password_hash from users where id = $1")
-            .bind(user.0)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound("user"))?;
-        Ok(row.try_get("password_hash")?)
-    }
-
-    /// The credentials of a login ID, for the emergency sign-in.
-    pub async fn credentials(&self, login_id: &str) -> Result<Option<Credentials>, StoreError> {
-        let row = sqlx::query(&format!(
-            "select {}, u.password_hash, u.failed_logins, u.locked_until from users u where u.login_id = $1",
-            UserRecord::COLUMNS
-        ))
-        .bind(login_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Credentials {
-            user: UserRecord::from_row(&row)?,
-            password_hash: row.try_get("password_hash")?,
-            failed_logins: row.try_get("failed_logins")?,
-            locked_until: row.try_get::<Option<i64>, _>("locked_until")?.map(instant).transpose()?,
-        }))
-    }
-
-    /// Counts a failed sign-in (locking the account until `lock_until` when
-    /// given) and records it; or, with `success`, clears the count.
-    pub async fn record_sign_in(
-        &self,
-        user: UserId,
-        success: bool,
-        lock_until: Option<OffsetDateTime>,
-        actor: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.write(async |tx| {
-            if success {
-                sqlx::query("update users set failed_logins = 0, locked_until = null where id = $1")
-                    .bind(user.0)
-                    .execute(&mut **tx)
-                    .await?;
-            } else {
-                sqlx::query(
-                    "update users set failed_logins = failed_logins + 1, locked_until = coalesce($1, locked_until) \
-                     where id = $2",
-                )
-                .bind(lock_until.map(secs))
-                .bind(user.0)
-                .execute(&mut **tx)
-                .await?;
-            }
-            let facility: i64 = sqlx::query("select facility_id from users where id = $1")
-                .bind(user.0)
-                .fetch_one(&mut **tx)
-                .await?
-                .try_get("facility_id")?;
-            let outcome = match (success, lock_until) {
-                (true, _) => "ok",
-                (false, Some(_)) => "wrong password; locked",
-                (false, None) => "wrong password",
-            };
-            let entry = AuditEntry {
-                outcome: outcome.into(),
-                ..AuditEntry::ok(
-                    actor,
-                    "emergency.sign_in",
-                    format!("user:{user}"),
-                    json!({}),
-                    Some(FacilityId(facility)),
-                    Some(user),
-                )
-            };
-            tx.audit(now, &entry).await
-        })
-        .await
-    }
-
-    /// Records a refused emergency attempt that names no account (unknown
-    /// login ID): the audit log still shows it.
-    pub async fn record_unknown_sign_in(
-        &self,
-        login_id: &str,
-        actor: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.audit(
-            now,
-            &AuditEntry {
-                actor: actor.into(),
-                action: "emergency.sign_in".into(),
-                target: "user:unknown".into(),
-                outcome: "unknown login ID".into(),
-                detail: json!({"login_id": login_id.chars().take(64).collect::<String>()}),
-                facility: None,
-                user: None,
-            },
-        )
         .await
     }
 }

@@ -94,10 +94,9 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         }
         ServiceError::Conflict(Conflict::Record(_)) => (StatusCode::CONFLICT, "conflict"),
         ServiceError::SignInFailed => (StatusCode::UNAUTHORIZED, "sign_in_failed"),
-        ServiceError::AccountLocked => (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
         ServiceError::NotYourDevice => (StatusCode::FORBIDDEN, "not_your_device"),
         ServiceError::Enrollment(refusal) => match refusal {
-            Refusal::WrongCode { .. } => (StatusCode::UNAUTHORIZED, "invalid_code"),
+            Refusal::WrongCode => (StatusCode::UNAUTHORIZED, "invalid_code"),
             Refusal::Redeemed => (StatusCode::CONFLICT, "code_used"),
             Refusal::Expired => (StatusCode::CONFLICT, "code_expired"),
             Refusal::Locked => (StatusCode::FORBIDDEN, "code_locked"),
@@ -149,9 +148,7 @@ fn service_message_ja(e: &ServiceError) -> String {
             "この証明書は端末紛失の届出（受付 {escalation}）により一時停止中です。停止の解除は、その届出の対応で「解除」とすることでのみ行えます。"
         ),
         ServiceError::Enrollment(r) => match r {
-            Refusal::WrongCode { attempts_left } => {
-                format!("登録コードが正しくありません。あと{attempts_left}回間違えるとこのコードは使えなくなります。")
-            }
+            Refusal::WrongCode => "登録コードが正しくありません。確認して入力し直してください（誤りが続くとコードは使えなくなります）。".into(),
             Refusal::Redeemed => "この登録コードは使用済みです。施設管理者に新しいコードを発行してもらってください。".into(),
             Refusal::Expired => "この登録コードは有効期限切れです。施設管理者に新しいコードを発行してもらってください。".into(),
             Refusal::Locked => "誤入力が多いため、この登録コードはロックされました。施設管理者に新しいコードを発行してもらってください。".into(),
@@ -160,8 +157,7 @@ fn service_message_ja(e: &ServiceError) -> String {
             Refusal::PasswordRequired => "初回登録です。10文字以上のパスワードを設定してください。".into(),
         },
         ServiceError::Csr(_) => "証明書署名要求（CSR）を受け付けられませんでした。端末で作り直してください。".into(),
-        ServiceError::SignInFailed => "ログインIDまたはパスワードが正しくありません。".into(),
-        ServiceError::AccountLocked => "パスワードの誤りが続いたため、15分間ロックしました。至急の場合は行政管理課へ電話してください。".into(),
+        ServiceError::SignInFailed => "ログインIDまたはパスワードが正しくないか、誤りが続いたため一時的に受け付けていません。至急の場合は行政管理課へ電話してください。".into(),
         ServiceError::NotYourDevice => "選択された端末はあなたの端末ではありません。".into(),
         ServiceError::NotFound(_) => NOT_FOUND_JA.into(),
         ServiceError::Internal(_) => {

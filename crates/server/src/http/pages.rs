@@ -320,8 +320,7 @@ async fn emergency_submit(
     let result: Result<_, ApiError> = async {
         state.settings.emergency_limit.check(addr.ip())?;
         let device: connect_pki_domain::DeviceId = f.device_id.trim().parse()?;
-        Ok(crate::service::emergency::report_own(&state, &f.login_id, &f.password, device, &addr.ip().to_string())
-            .await?)
+        Ok(crate::service::emergency::report_own(&state, &f.login_id, &f.password, device, addr.ip()).await?)
     }
     .await;
     match result {

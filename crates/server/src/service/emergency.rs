@@ -3,10 +3,13 @@
 //! effective before the response, like a revocation — and opens an
 //! escalation routed by the business calendar.
 
+use std::net::IpAddr;
+
 use connect_pki_domain::escalation::{Outcome, Queue, Resolver, Routing, check_resolution, route_for};
+use connect_pki_domain::sign_in::source_of;
 use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
-use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, UserRecord};
-use time::{Duration, OffsetDateTime};
+use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, SignInGate, UserRecord};
+use time::OffsetDateTime;
 
 use crate::service::directory::managed_device;
 use crate::service::error::ServiceError;
@@ -14,11 +17,6 @@ use crate::service::requester::Requester;
 use crate::service::revocation::publish;
 use crate::service::secrets::verify_password;
 use crate::state::AppState;
-
-/// Wrong passwords after which the emergency sign-in locks.
-pub const MAX_FAILED_SIGN_INS: i64 = 5;
-/// How long it stays locked.
-pub const LOCKOUT: Duration = Duration::minutes(15);
 
 /// The local (Asia/Tokyo) date and time of an instant.
 pub fn tokyo(t: OffsetDateTime) -> Result<(time::Date, time::Time), ServiceError> {
@@ -55,51 +53,40 @@ async fn dummy_hash() -> Result<String, ServiceError> {
     .cloned()
 }
 
-/// A wrong login ID or password: the same answer either way.
-fn bad_credentials() -> ServiceError {
-    ServiceError::SignInFailed
-}
-
 /// A staff member reports their own device lost, signing in with login ID and
-/// password (the device, and its certificate, are gone).
+/// password (the device, and its certificate, are gone). The attempt is
+/// counted before the password is checked (`Store::begin_sign_in`); an
+/// unknown login ID, a wrong password and an attempt the throttle refuses
+/// all answer [`ServiceError::SignInFailed`] after one argon2 run.
 pub async fn report_own(
     state: &AppState,
     login_id: &str,
     password: &str,
     device: DeviceId,
-    client: &str,
+    client: IpAddr,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
     let now = state.clock.now();
     let actor = format!("public:{client}");
-    let Some(creds) = state.store.credentials(login_id.trim()).await? else {
-        // Spend the time a real check would, so timing does not reveal which login IDs exist.
-        let _ = verify_password(password.to_string(), dummy_hash().await?).await;
-        state.store.record_unknown_sign_in(login_id, &actor, now).await?;
-        return Err(bad_credentials());
+    let source = source_of(client);
+    let gate = state.store.begin_sign_in(login_id.trim(), &source, &actor, now).await?;
+    let (user, hash) = match gate {
+        SignInGate::Check { user, password_hash: Some(hash) } => (Some(user), hash),
+        // Spend the time a real check would, so timing tells none of these apart.
+        SignInGate::Check { .. } | SignInGate::Unknown | SignInGate::Refused => (None, dummy_hash().await?),
     };
-    let user = creds.user.id;
-    if creds.locked_until.is_some_and(|t| t > now) {
-        state.store.record_sign_in(user, false, None, &actor, now).await?;
-        return Err(ServiceError::AccountLocked);
-    }
-    let ok = match creds.password_hash {
-        Some(hash) => verify_password(password.to_string(), hash).await,
-        None => false,
+    let right = verify_password(password.to_string(), hash).await;
+    let Some(user) = user.filter(|_| right) else {
+        return Err(ServiceError::SignInFailed);
     };
-    if !ok {
-        let lock = (creds.failed_logins + 1 >= MAX_FAILED_SIGN_INS).then_some(now + LOCKOUT);
-        state.store.record_sign_in(user, false, lock, &actor, now).await?;
-        return Err(if lock.is_some() { ServiceError::AccountLocked } else { bad_credentials() });
+    if user.status != UserStatus::Active {
+        return Err(ServiceError::AccountDisabled(user.status.as_str()));
     }
-    if creds.user.status != UserStatus::Active {
-        return Err(ServiceError::AccountDisabled(creds.user.status.as_str()));
-    }
-    state.store.record_sign_in(user, true, None, &actor, now).await?;
+    state.store.sign_in_succeeded(&user, &source, &actor, now).await?;
     let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
-    if d.user != user {
+    if d.user != user.id {
         return Err(ServiceError::NotYourDevice);
     }
-    open(state, device, "self", Some(user), String::new(), actor).await
+    open(state, device, "self", Some(user.id), String::new(), actor).await
 }
 
 /// A manager (own facility) or 行政管理課 (e.g. taking a call) reports a device lost.

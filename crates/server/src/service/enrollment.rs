@@ -79,17 +79,20 @@ pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Resul
             .into());
         }
     };
-    let password_hash = match req.password {
-        Some(p) if !p.is_empty() => {
-            validate::password(&p)?;
-            Some(hash_password(p).await?)
-        }
+    if let Some(p) = req.password.as_deref().filter(|p| !p.is_empty()) {
+        validate::password(p)?;
+    }
+    let label = validate::optional_text("device_label", req.device_label.as_deref(), 100)?.unwrap_or_default();
+    let secret_hash = code_hash(&code.secret);
+    // argon2 only for the holder of a real code: a guess (unknown id or wrong
+    // secret) goes straight to the redemption, which refuses and counts it.
+    let password_hash = match req.password.filter(|p| !p.is_empty()) {
+        Some(p) if state.store.code_secret_matches(code.id, &secret_hash).await? => Some(hash_password(p).await?),
         _ => None,
     };
-    let label = validate::optional_text("device_label", req.device_label.as_deref(), 100)?.unwrap_or_default();
     let redemption = Redemption {
         code_id: code.id,
-        secret_hash: code_hash(&code.secret),
+        secret_hash,
         password_hash,
         device_label: label,
         actor: format!("public:{client}"),

@@ -45,10 +45,13 @@ pub enum ServiceError {
     Invalid { field: &'static str, why: String },
     #[error("{0}")]
     Conflict(Conflict),
-    #[error("the login ID or the password is wrong")]
+    /// An unknown login ID, a wrong password, or an attempt the sign-in
+    /// throttle refused: one answer for all, so none can be told apart.
+    #[error(
+        "the login ID or the password is wrong, or sign-in from here is paused after repeated failures; \
+         call 行政管理課 if the device is lost"
+    )]
     SignInFailed,
-    #[error("too many wrong passwords: sign-in is locked for 15 minutes; call 行政管理課 if the device is lost")]
-    AccountLocked,
     #[error("this device is not one of yours")]
     NotYourDevice,
     #[error("the account of this certificate is {0}; ask the facility manager")]

@@ -48,24 +48,96 @@ impl FreshCode {
     }
 }
 
-/// Hashes an account password with argon2id (the crate's defaults: 19 MiB,
-/// 2 passes), off the async threads.
-pub async fn hash_password(password: String) -> Result<String, ServiceError> {
+/// argon2 runs at most this many at once (one per CPU): each run takes
+/// ~19 MiB and a CPU for tens of milliseconds on the blocking pool that CRL
+/// signing and key generation also use, so a flood of sign-ins or
+/// enrollments waits here, on the async side, instead of filling that pool.
+fn argon2_permits() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static PERMITS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::LazyLock::new(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        std::sync::Arc::new(tokio::sync::Semaphore::new(cpus))
+    });
+    &PERMITS
+}
+
+/// argon2 work under [`argon2_permits`], off the async threads. The permit
+/// moves into the blocking task: a caller that goes away (a dropped
+/// connection) does not free it while the work still runs.
+async fn argon2_run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
+    let permit = argon2_permits()
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("argon2 permits: {e}")))?;
     tokio::task::spawn_blocking(move || {
+        let out = {
+            #[cfg(test)]
+            let _running = tests::Running::start();
+            work()
+        };
+        drop(permit);
+        out
+    })
+    .await
+    .map_err(|e| ServiceError::Internal(anyhow::anyhow!("argon2 task: {e}")))
+}
+
+/// Hashes an account password with argon2id (the crate's defaults: 19 MiB,
+/// 2 passes).
+pub async fn hash_password(password: String) -> Result<String, ServiceError> {
+    argon2_run(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
             .map_err(|e| ServiceError::Internal(anyhow::anyhow!("password hashing failed: {e}")))
     })
-    .await
-    .map_err(|e| ServiceError::Internal(anyhow::anyhow!("password hashing task: {e}")))?
+    .await?
 }
 
 /// Whether `password` matches the stored argon2 PHC string.
 pub async fn verify_password(password: String, stored: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+    argon2_run(move || {
         PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
     })
     .await
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static RUNNING: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    /// Counts an argon2 run from start to drop, keeping the peak.
+    pub(super) struct Running;
+
+    impl Running {
+        pub(super) fn start() -> Self {
+            let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+            PEAK.fetch_max(now, Ordering::SeqCst);
+            Running
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn argon2_never_runs_more_than_its_bound_at_once() {
+        let bound = super::argon2_permits().available_permits();
+        let hash = super::hash_password("a password of some length".into()).await.expect("hash");
+        let guesses: Vec<_> = (0..bound * 4 + 4)
+            .map(|i| tokio::spawn(super::verify_password(format!("guess {i}"), hash.clone())))
+            .collect();
+        for g in guesses {
+            assert!(!g.await.expect("task"));
+        }
+        let peak = PEAK.load(Ordering::SeqCst);
+        assert!(peak >= 1 && peak <= bound, "{peak} argon2 runs at once, bound {bound}");
+    }
 }

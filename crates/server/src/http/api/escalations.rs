@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use connect_pki_domain::{DeviceId, Serial};
 use serde::Deserialize;
 
+use super::ApiResult;
 use super::views::*;
-use super::{ApiResult, client};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiQuery};
@@ -21,10 +21,10 @@ use crate::state::AppState;
 /// opens for the manager (business hours) or 行政管理課 (otherwise).
 #[utoipa::path(post, path = "/api/v1/emergency", tag = "public", request_body = EmergencyBody,
     responses((status = 201, body = EmergencyCreated), (status = 400, body = ErrorBody),
-              (status = 401, description = "Wrong login ID or password", body = ErrorBody),
+              (status = 401, description = "Wrong login ID or password, or sign-in paused for this source or account (one answer for all)", body = ErrorBody),
               (status = 403, description = "Not your device, or account disabled", body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, description = "Device already revoked or on hold", body = ErrorBody),
-              (status = 429, description = "Rate limit, or sign-in locked after wrong passwords", body = ErrorBody)))]
+              (status = 429, description = "Rate limit per address", body = ErrorBody)))]
 pub(super) async fn report_emergency(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -32,7 +32,7 @@ pub(super) async fn report_emergency(
 ) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
     state.settings.emergency_limit.check(addr.ip())?;
     let (e, held) =
-        emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), &client(&addr)).await?;
+        emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), addr.ip()).await?;
     Ok((
         StatusCode::CREATED,
         Json(EmergencyCreated {

@@ -187,9 +187,9 @@ async fn application_status(
     responses(
         (status = 201, body = EnrollResponse),
         (status = 400, description = "Malformed JSON or an unreadable/forged CSR", body = ErrorBody),
-        (status = 401, description = "Wrong code", body = ErrorBody),
-        (status = 403, description = "Code locked; account or facility not active", body = ErrorBody),
-        (status = 409, description = "Code already used or expired", body = ErrorBody),
+        (status = 401, description = "Wrong code: a wrong secret or an unknown id, whatever state the code is in (one answer for all)", body = ErrorBody),
+        (status = 403, description = "Code locked (right secret); account or facility not active", body = ErrorBody),
+        (status = 409, description = "Code already used or expired (right secret)", body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 422, description = "Key not allowed, CSR names someone else, password missing or too short", body = ErrorBody),
         (status = 429, body = ErrorBody)))]
