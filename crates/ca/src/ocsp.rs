@@ -282,3 +282,23 @@ pub fn request(issuer_der: &[u8], serial: &[u8]) -> Result<Vec<u8>, CaError> {
     };
     request.to_der().map_err(encoding)
 }
+
+/// Largest OCSP request read (a request for 64 certificates with a nonce is
+/// under 6 KiB).
+pub const MAX_REQUEST: usize = 16 * 1024;
+
+/// The DER request in a `GET /ocsp/{request}` path: RFC 6960 appendix A says
+/// base64 of the DER, URL-encoded (the router already decoded the `%xx`);
+/// some clients send base64url instead. `None` for anything else, or for a
+/// path longer than the largest request read.
+pub fn decode_get_path(encoded: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    if encoded.len() > MAX_REQUEST * 4 / 3 + 4 {
+        return None;
+    }
+    let trimmed = encoded.trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
+        .ok()
+}

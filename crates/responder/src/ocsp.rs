@@ -22,9 +22,7 @@ use time::OffsetDateTime;
 use crate::Revocations;
 use crate::index::{Entry, key};
 
-/// Largest OCSP request read (a request for 64 certificates with a nonce is
-/// under 6 KiB).
-pub const MAX_REQUEST: usize = 16 * 1024;
+pub use connect_pki_ca::ocsp::MAX_REQUEST;
 
 struct Cached {
     der: Bytes,

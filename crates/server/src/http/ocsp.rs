@@ -9,7 +9,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use connect_pki_ca::ocsp::{Refusal, refusal_response};
 use connect_pki_responder::MAX_REQUEST;
 
@@ -53,18 +52,7 @@ async fn ocsp_post(State(state): State<AppState>, body: Body) -> Response {
 }
 
 async fn ocsp_get(State(state): State<AppState>, Path(encoded): Path<String>) -> Response {
-    // RFC 6960 appendix A: base64 of the DER, URL-encoded (axum already
-    // decoded the %xx); some clients send base64url instead.
-    let trimmed = encoded.trim_end_matches('=');
-    let decoded = if encoded.len() > MAX_REQUEST * 4 / 3 + 4 {
-        None
-    } else {
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(trimmed)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(trimmed))
-            .ok()
-    };
-    let Some(request) = decoded else {
+    let Some(request) = connect_pki_ca::ocsp::decode_get_path(&encoded) else {
         return ocsp_response(Bytes::from(refusal_response(Refusal::Malformed)), 0);
     };
     let (der, max_age) = state.ocsp.answer(&state.revocations, &request);
