@@ -68,6 +68,16 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
         ("read device", "GET", format!("/api/v1/devices/{}", t.device), None, in_own(ADMIN_AND_MANAGER)),
         ("read certificate", "GET", format!("/api/v1/certificates/{}", t.serial), None, in_own(ADMIN_AND_MANAGER)),
         ("renew", "POST", "/api/v1/certificates/renew".into(), Some(json!({"csr": "not a csr"})), EVERYONE),
+        // Allowed, these change nothing: the certificate is valid (nothing to
+        // release) and the user active (not deletable yet) — 409 either way.
+        (
+            "release certificate",
+            "POST",
+            format!("/api/v1/certificates/{}/release", t.serial),
+            None,
+            in_own(ADMIN_AND_MANAGER),
+        ),
+        ("delete user", "DELETE", format!("/api/v1/users/{}", t.user), None, in_own(ADMIN_AND_MANAGER)),
         ("audit", "GET", "/api/v1/audit?limit=1".into(), None, ADMIN),
     ]
 }
