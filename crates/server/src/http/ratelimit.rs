@@ -1,8 +1,10 @@
 //! Per-address rate limits on the unauthenticated endpoints (applications,
 //! enrollment), where anyone on the network can call.
 //!
-//! Keyed by the peer address of the TCP connection. Behind a reverse proxy
-//! every request shares the proxy's address: put the limit in the proxy then.
+//! Keyed by the peer's network: an IPv4 address, or an IPv6 /64 (what one
+//! customer line gets; keying by /128 would let anyone with a /64 rotate
+//! through 2^64 keys). Behind a reverse proxy every request shares the
+//! proxy's address: put the limit in the proxy then.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -31,7 +33,7 @@ impl Limit {
 
     /// Counts one request from `ip`; refuses it with the wait when over the limit.
     pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
-        self.0.check_key(&ip).map_err(|not_until| {
+        self.0.check_key(&network_of(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::RateLimited(wait.as_secs().max(1))
         })?;
@@ -40,5 +42,43 @@ impl Limit {
             self.0.retain_recent();
         }
         Ok(())
+    }
+}
+
+/// The key a peer is limited under: IPv4 as is (also when mapped into IPv6),
+/// IPv6 cut to its /64.
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn one_ipv6_64_shares_one_limit() {
+        let limit = Limit::per_minute(2);
+        assert!(limit.check(ip("2001:db8:1:2::1")).is_ok());
+        assert!(limit.check(ip("2001:db8:1:2:ffff::9")).is_ok());
+        // A third address of the same /64 is the same client.
+        assert!(matches!(limit.check(ip("2001:db8:1:2:dead:beef::1")), Err(ApiError::RateLimited(_))));
+        // Another /64, and IPv4, have limits of their own.
+        assert!(limit.check(ip("2001:db8:1:3::1")).is_ok());
+        assert!(limit.check(ip("192.0.2.7")).is_ok());
+        assert!(limit.check(ip("::ffff:192.0.2.7")).is_ok());
+        assert!(matches!(limit.check(ip("192.0.2.7")), Err(ApiError::RateLimited(_))));
     }
 }
