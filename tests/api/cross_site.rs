@@ -138,6 +138,8 @@ async fn same_origin_requests_still_work(app: &TestApp, serial: &str) {
     req.headers.extend([("origin".to_string(), origin), ("sec-fetch-site".to_string(), "same-origin".to_string())]);
     let reply = app.try_mtls(Some(&app.admin), req).await.expect("an answer");
     assert_eq!(reply.status, 200, "{}", reply.text());
+    // Browsers that reached the service over TLS stay on TLS.
+    assert_eq!(reply.header("strict-transport-security"), Some("max-age=31536000"), "{:?}", reply.headers);
     let path = format!("/api/v1/certificates/{serial}/release");
     let (status, out) = app.api("POST", &path, Some(&app.admin), None).await;
     assert_eq!(status, 200, "{out}");

@@ -195,6 +195,7 @@ fn apps(state: &AppState) -> (axum::Router, axum::Router) {
         .layer(body_limit())
         .layer(middleware::from_fn(crate::http::origin::same_origin))
         .layer(middleware::from_fn_with_state(state.clone(), crate::http::origin::audit_refusals))
+        .layer(middleware::from_fn(crate::http::origin::strict_transport))
         .layer(middleware::from_fn(log_request));
 
     (public_app, api_app)
