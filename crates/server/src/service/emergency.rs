@@ -86,7 +86,8 @@ pub async fn report_own(
     if d.user != user.id {
         return Err(ServiceError::NotYourDevice);
     }
-    open(state, device, "self", Some(user.id), String::new(), actor).await
+    let reporter = Some(user.id);
+    open(state, &d, &user, "self", reporter, String::new(), actor).await
 }
 
 /// A manager (own facility) or 行政管理課 (e.g. taking a call) reports a device lost.
@@ -96,23 +97,24 @@ pub async fn report_for(
     device: DeviceId,
     note: String,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let (d, _) = managed_device(state, caller, device).await?;
+    let (d, holder) = managed_device(state, caller, device).await?;
     authorize(&caller.actor, Action::WorkEscalations(d.facility))?;
     let channel = if caller.actor.role == Role::AdminDivision { "phone" } else { "manager" };
     let note = connect_pki_domain::validate::optional_text("note", Some(&note), 1000)?.unwrap_or_default();
-    open(state, device, channel, Some(caller.actor.user), note, caller.audit_name.clone()).await
+    open(state, &d, &holder, channel, Some(caller.actor.user), note, caller.audit_name.clone()).await
 }
 
+/// Opens the escalation for device `d` of `holder`, both already read.
 async fn open(
     state: &AppState,
-    device: DeviceId,
+    d: &DeviceRecord,
+    holder: &UserRecord,
     channel: &'static str,
     reported_by: Option<UserId>,
     note: String,
     actor: String,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
-    let holder = state.store.user(d.user).await?.ok_or(ServiceError::NotFound("user"))?;
+    let device = d.id;
     let r = routing(state, holder.role)?;
     let new = NewEscalation {
         device,
@@ -123,7 +125,7 @@ async fn open(
         note,
         actor,
         notify: crate::service::notify::targets(state, d.facility).await?,
-        payload: crate::service::notify::payload(state, device, r.queue.as_str()).await?,
+        payload: crate::service::notify::payload(state, d, holder, r.queue.as_str()).await?,
     };
     let (record, held) = state.store.open_escalation(&new, state.clock.now()).await?;
     publish(state).await?;
@@ -180,15 +182,29 @@ pub struct QueueEntry {
 
 /// The escalations the caller may work (see [`list`]), with names.
 pub async fn queue(state: &AppState, caller: &Requester) -> Result<Vec<QueueEntry>, ServiceError> {
+    // Facilities and claimers repeat across a queue: each is read once.
+    let mut facilities = std::collections::HashMap::new();
+    let mut claimers = std::collections::HashMap::new();
     let mut out = Vec::new();
     for e in list(state, caller, false).await? {
         let device = state.store.device(e.device).await?.ok_or(ServiceError::NotFound("device"))?;
         let user = state.store.user(device.user).await?.ok_or(ServiceError::NotFound("user"))?;
-        let facility_name = state.store.facility(e.facility).await?.map(|f| f.name).unwrap_or_default();
-        let claimed_by = match e.claimed_by {
-            Some(u) => {
-                Some(state.store.user(u).await?.and_then(|u| u.display_name).unwrap_or_else(|| format!("利用者 {u}")))
+        let facility_name = match facilities.get(&e.facility) {
+            Some(name) => String::clone(name),
+            None => {
+                let name = state.store.facility(e.facility).await?.map(|f| f.name).unwrap_or_default();
+                facilities.insert(e.facility, name.clone());
+                name
             }
+        };
+        let claimed_by = match e.claimed_by {
+            Some(u) if !claimers.contains_key(&u) => {
+                let name = state.store.user(u).await?.and_then(|u| u.display_name);
+                let name = name.unwrap_or_else(|| format!("利用者 {u}"));
+                claimers.insert(u, name.clone());
+                Some(name)
+            }
+            Some(u) => claimers.get(&u).cloned(),
             None => None,
         };
         out.push(QueueEntry { escalation: e, device, user, facility_name, claimed_by });

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use connect_pki_domain::FacilityId;
-use connect_pki_store::{EscalationRecord, NotificationRecord, Target};
+use connect_pki_store::{DeviceRecord, EscalationRecord, NotificationRecord, Target, UserRecord};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use lettre::AsyncTransport;
@@ -58,14 +58,14 @@ pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Targe
     Ok(out)
 }
 
-/// What the notification says (without the escalation id, added at delivery).
+/// What the notification about device `d` of `user` says (without the
+/// escalation id, added at delivery).
 pub async fn payload(
     state: &AppState,
-    device: connect_pki_domain::DeviceId,
+    d: &DeviceRecord,
+    user: &UserRecord,
     queue: &str,
 ) -> Result<String, ServiceError> {
-    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
-    let user = state.store.user(d.user).await?.ok_or(ServiceError::NotFound("user"))?;
     let facility = state.store.facility(d.facility).await?.map(|f| f.name).unwrap_or_default();
     Ok(json!({
         "facility_id": d.facility, "facility_name": facility,
@@ -84,7 +84,10 @@ pub async fn escalate(
     e: &EscalationRecord,
     now: OffsetDateTime,
 ) -> Result<Option<EscalationRecord>, ServiceError> {
-    let mut body: Value = serde_json::from_str(&payload(state, e.device, "admin_division").await?).unwrap_or_default();
+    let d = state.store.device(e.device).await?.ok_or(ServiceError::NotFound("device"))?;
+    let holder = state.store.user(d.user).await?.ok_or(ServiceError::NotFound("user"))?;
+    let mut body: Value =
+        serde_json::from_str(&payload(state, &d, &holder, "admin_division").await?).unwrap_or_default();
     body["reason"] = "not claimed by the facility manager within the SLA".into();
     let targets = targets(state, e.facility).await?;
     Ok(state.store.escalate(e.id, &targets, &body.to_string(), now).await?)
