@@ -79,20 +79,8 @@ impl Env {
         let ca = loaded.issuing;
         let key = PrivateKey::generate(KeyKind::P256)?;
         let now = OffsetDateTime::now_utc();
-        let staff = store
-            .create_user(
-                FacilityId(1),
-                &NewUser {
-                    login_id: "bench".into(),
-                    display_name: "bench".into(),
-                    email: "b@example.test".into(),
-                    role: Role::Staff,
-                },
-                UserStatus::Active,
-                "bench",
-                now,
-            )
-            .await?;
+        let staff =
+            store.create_user(FacilityId(1), &staff_user("bench".into()), UserStatus::Active, "bench", now).await?;
         let started = Instant::now();
         let admin = add(&store, &ca, &key, UserId(1)).await?;
         let mut set = Vec::with_capacity(n);
@@ -237,18 +225,7 @@ impl Env {
         for u in 0..users {
             let user = self
                 .store
-                .create_user(
-                    f.id,
-                    &NewUser {
-                        login_id: format!("bench-f{}-{u}", f.id.0),
-                        display_name: "bench".into(),
-                        email: "b@example.test".into(),
-                        role: Role::Staff,
-                    },
-                    UserStatus::Active,
-                    "bench",
-                    now,
-                )
+                .create_user(f.id, &staff_user(format!("bench-f{}-{u}", f.id.0)), UserStatus::Active, "bench", now)
                 .await?;
             for _ in 0..per_user {
                 serials.push(add(&self.store, &self.ca, &self.key, user.id).await?.serial);
@@ -412,4 +389,9 @@ pub fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .map_or(0, |pages| pages * 4096)
+}
+
+/// An active staff member the benchmark issues certificates to.
+fn staff_user(login_id: String) -> NewUser {
+    NewUser { login_id, display_name: "bench".into(), email: "b@example.test".into(), role: Role::Staff }
 }
