@@ -31,7 +31,7 @@ fn code_of(out: &Value) -> Option<&str> {
 
 /// Malformed JSON, unknown facility kind, oversize body, not JSON, no attestation.
 async fn malformed_applications(app: &TestApp) {
-    let reply = app.public(Req::new("POST", "/api/v1/applications").body("application/json", "{\"name\": ")).await;
+    let reply = app.open(Req::new("POST", "/api/v1/applications").body("application/json", "{\"name\": ")).await;
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert!(reply.text().contains("malformed_json"), "{}", reply.text());
     let mut kind = application("x", "someone");
@@ -45,7 +45,7 @@ async fn malformed_applications(app: &TestApp) {
     assert_eq!(status, 413, "{out}");
     // What curl sends for `--data-binary name=x`.
     let form = Req::new("POST", "/api/v1/applications").body("application/x-www-form-urlencoded", "name=x");
-    let reply = app.public(form).await;
+    let reply = app.open(form).await;
     assert_eq!(reply.status, 415, "{}", reply.text());
     let mut no_purpose = application("x", "someone");
     no_purpose["purpose_attested"] = false.into();

@@ -48,7 +48,7 @@ async fn public_submissions_are_rate_limited() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 10, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2, "{statuses:?}");
-    let reply = app.public(Req::new("POST", "/api/v1/applications").json(&application("x", "rl99"))).await;
+    let reply = app.open(Req::new("POST", "/api/v1/applications").json(&application("x", "rl99"))).await;
     assert!(reply.header("retry-after").is_some(), "{:?}", reply.headers);
 }
 

@@ -10,6 +10,7 @@ mod cross_site;
 mod delivery_log;
 mod emergency;
 mod holds;
+mod https_only;
 mod inputs;
 mod lifecycle;
 mod pages;

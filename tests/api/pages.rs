@@ -9,11 +9,11 @@ use connect_pki_e2e::{Backend, spawn_app};
 use crate::world::world;
 
 async fn get(app: &TestApp, path: &str) -> Reply {
-    app.public(Req::new("GET", path)).await
+    app.open(Req::new("GET", path)).await
 }
 
 async fn post_form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
-    let reply = app.public(Req::new("POST", path).form(fields)).await;
+    let reply = app.open(Req::new("POST", path).form(fields)).await;
     (reply.status, reply.text())
 }
 

@@ -44,7 +44,8 @@ async fn parallel_guesses_get_no_more_checks_than_the_limit(backend: Backend) {
         for i in 0..20 {
             let body = json!({"login_id": login, "password": format!("guess number {i}"), "device_id": d.device_id});
             let req = Req::new("POST", "/api/v1/emergency").json(&body);
-            guesses.spawn(client::http_from(app.public, IpAddr::from(ATTACKER), req));
+            let tls = client::tls_config(&app.ca.root_der, None);
+            guesses.spawn(client::https_from(app.api, IpAddr::from(ATTACKER), tls, req));
         }
         while let Some(reply) = guesses.join_next().await {
             let reply = reply.expect("task").expect("answer");

@@ -61,7 +61,7 @@ async fn reconciliation_repairs_an_index_that_differs(backend: Backend) {
     );
     assert!(!handshake_ok(&s, &d.pem), "a repaired revocation is enforced at the handshake too");
     assert!(s.log_contains("index entry differed from the database"), "{}", s.log());
-    let (_, _, metrics) = s.curl_public("/metrics", &[]);
+    let (_, _, metrics) = s.curl_api("/metrics", &[]);
     let divergences: f64 = metrics
         .lines()
         .find(|l| l.starts_with("connect_pki_index_divergences_total"))

@@ -10,7 +10,7 @@ use connect_pki_e2e::fixtures::PASSWORD;
 use connect_pki_e2e::{Backend, Server, workspace};
 use serde_json::json;
 
-struct Nginx(Child);
+pub struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
@@ -19,11 +19,20 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 fn start_nginx(s: &Server, port: u16) -> Nginx {
+    let ocsp = format!("http://{}/ocsp", s.public);
+    let ca = s.data("ca/chain.pem").display().to_string();
+    let vars = [("${CLIENT_CA}", ca.as_str()), ("${OCSP_URL}", &ocsp), ("${BACKEND_HOSTPORT}", &s.public)];
+    start_nginx_from(s, "deploy/nginx/connect-mtls.conf", port, &vars)
+}
+
+/// nginx from a template of `deploy/nginx/`, on `port`, with our server
+/// certificate, and `vars` filled in besides.
+pub fn start_nginx_from(s: &Server, template: &str, port: u16, vars: &[(&str, &str)]) -> Nginx {
     let prefix = s.scratch("nginx");
     for sub in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         std::fs::create_dir_all(prefix.join(sub)).expect("nginx dirs");
@@ -32,17 +41,20 @@ fn start_nginx(s: &Server, port: u16) -> Nginx {
     let tls = std::fs::read_to_string(s.data("ca/tls.pem")).expect("tls cert");
     let issuing = std::fs::read_to_string(s.data("ca/issuing.pem")).expect("issuing");
     std::fs::write(&chain, format!("{tls}{issuing}")).expect("write chain");
-    let template = std::fs::read_to_string(workspace().join("deploy/nginx/connect-mtls.conf")).expect("template");
+    let mut conf = std::fs::read_to_string(workspace().join(template)).expect("template");
     let p = |x: &Path| x.display().to_string();
-    let conf = template
-        .replace("${LISTEN}", &format!("127.0.0.1:{port}"))
-        .replace("${SERVER_CERT}", &p(&chain))
-        .replace("${SERVER_KEY}", &p(&s.data("ca/tls.key.pem")))
-        .replace("${SERVER_KEY_PASS}", &p(&s.data("passphrase")))
-        .replace("${CLIENT_CA}", &p(&s.data("ca/chain.pem")))
-        .replace("${OCSP_URL}", &format!("http://{}/ocsp", s.public))
-        .replace("${BACKEND_HOSTPORT}", &s.public)
-        .replace("${PREFIX}", &p(&prefix));
+    for (k, v) in [
+        ("${LISTEN}", format!("127.0.0.1:{port}")),
+        ("${SERVER_CERT}", p(&chain)),
+        ("${SERVER_KEY}", p(&s.data("ca/tls.key.pem"))),
+        ("${SERVER_KEY_PASS}", p(&s.data("passphrase"))),
+        ("${PREFIX}", p(&prefix)),
+    ] {
+        conf = conf.replace(k, &v);
+    }
+    for (k, v) in vars {
+        conf = conf.replace(k, v);
+    }
     assert!(!conf.contains("${"), "a placeholder was left: {conf}");
     let conf_path = prefix.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("write conf");

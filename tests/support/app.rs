@@ -83,6 +83,8 @@ pub struct AppOptions {
     /// Checkpoints of the audit log (none by default: the apps of a test
     /// process share one data directory).
     pub audit_checkpoints: Option<connect_pki_server::checkpoint::CheckpointSettings>,
+    /// HTTPS certificate, redirect target and trusted proxies (none by default).
+    pub https: connect_pki_server::config::HttpsSettings,
 }
 
 impl Default for AppOptions {
@@ -96,6 +98,7 @@ impl Default for AppOptions {
             notify: Default::default(),
             limits: Default::default(),
             audit_checkpoints: None,
+            https: Default::default(),
         }
     }
 }
@@ -147,6 +150,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         limits: opts.limits,
         allow_tls12: false,
         audit_checkpoints: opts.audit_checkpoints,
+        https: opts.https,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app = TestApp { db, clock, admin, public: unbound, api: unbound, ca, config, running: None };

@@ -13,10 +13,17 @@ impl TestApp {
         client::https(self.api, client::tls_config(&self.ca.root_der, who), req).await
     }
 
-    /// A request on the public listener.
+    /// A request on the plain listener (CA certificates, CRL, OCSP).
     pub async fn public(&self, req: Req) -> Reply {
         let what = format!("{} {}", req.method, req.path);
         client::http(self.public, req).await.unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// A request on the HTTPS listener without a client certificate: the
+    /// pages and public API calls that carry secrets.
+    pub async fn open(&self, req: Req) -> Reply {
+        let what = format!("{} {}", req.method, req.path);
+        self.try_mtls(None, req).await.unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// A JSON call on the mTLS API as `who`. Returns status and body.
@@ -32,17 +39,17 @@ impl TestApp {
         (reply.status, reply.json())
     }
 
-    /// A JSON call on the public listener.
+    /// A JSON call to a public route (HTTPS, no client certificate).
     pub async fn public_api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let mut req = Req::new(method, path);
         if let Some(b) = body {
             req = req.json(b);
         }
-        let reply = self.public(req).await;
+        let reply = self.open(req).await;
         (reply.status, reply.json())
     }
 
-    /// A JSON call on the public listener from the local address `from`.
+    /// A JSON call to a public route from the local address `from`.
     pub async fn public_api_from(
         &self,
         from: std::net::IpAddr,
@@ -54,7 +61,9 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let reply = client::http_from(self.public, from, req).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let tls = client::tls_config(&self.ca.root_der, None);
+        let reply =
+            client::https_from(self.api, from, tls, req).await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         (reply.status, reply.json())
     }
 

@@ -1,6 +1,6 @@
 //! The in-process tests' HTTP client: plain HTTP to the public listener and
-//! HTTPS with an optional client certificate to the mTLS listener, on hyper's
-//! client and rustls (the stack the service itself is built on).
+//! HTTPS with an optional client certificate to the HTTPS (mTLS) listener, on
+//! hyper's client and rustls (the stack the service itself is built on).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -141,14 +141,33 @@ pub async fn http(addr: SocketAddr, req: Req) -> Result<Reply, String> {
     send(&client, &format!("http://{addr}"), req).await
 }
 
-/// Sends `req` over plain HTTP to `addr` from the local address `from`
-/// (any 127.0.0.0/8 address reaches a loopback listener on Linux), so one
-/// test can play callers on several networks.
+/// Sends `req` over plain HTTP to `addr` from the local address `from`.
 pub async fn http_from(addr: SocketAddr, from: std::net::IpAddr, req: Req) -> Result<Reply, String> {
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_local_address(Some(from));
     let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
     send(&client, &format!("http://{addr}"), req).await
+}
+
+/// Sends `req` over HTTPS to `addr` from the local address `from` (any
+/// 127.0.0.0/8 address reaches a loopback listener on Linux), so one test
+/// can play callers on several networks.
+pub async fn https_from(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    tls: Arc<rustls::ClientConfig>,
+    req: Req,
+) -> Result<Reply, String> {
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.set_local_address(Some(from));
+    tcp.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls).clone())
+        .https_only()
+        .enable_http1()
+        .wrap_connector(tcp);
+    let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build(connector);
+    send(&client, &format!("https://{addr}"), req).await
 }
 
 async fn send<C>(client: &Client<C, Full<Bytes>>, base: &str, req: Req) -> Result<Reply, String>

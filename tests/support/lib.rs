@@ -278,7 +278,7 @@ impl Server {
         curl(&args, self.dir.path())
     }
 
-    /// `curl` against the public listener.
+    /// `curl` against the plain listener.
     pub fn curl_public(&self, path: &str, extra: &[&str]) -> (i32, u16, String) {
         let url = format!("http://{}{}", self.public, path);
         let mut args = vec!["-sS", "--max-time", "20", "-w", "\n%{http_code}"];
@@ -320,14 +320,14 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    /// A JSON call on the public listener.
+    /// A JSON call to a public route: HTTPS, no client certificate.
     pub fn public_api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let body_s = body.map(|b| self.body_file(b));
         let mut args: Vec<&str> = vec!["-X", method];
         if let Some(b) = &body_s {
             args.extend(["-H", "content-type: application/json", "--data-binary", b.as_str()]);
         }
-        let (code, status, text) = self.curl_public(path, &args);
+        let (code, status, text) = self.curl_api(path, &args);
         assert_eq!(code, 0, "curl {method} {path} failed: {text}");
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }

@@ -282,7 +282,7 @@ async fn enroll_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyho
     std::fs::write(&file, bodies.join("\n"))?;
     let script = env.path("enroll.lua");
     std::fs::write(&script, LUA_JSON)?;
-    let url = format!("http://{}/api/v1/enroll", server.public);
+    let url = format!("https://{}/api/v1/enroll", server.api);
     let r = wrk(&url, &script, &[&file.display().to_string()], 2, 16, seconds)?;
     let ok = r["requests"].as_f64().unwrap_or(0.0) - r["non_2xx"].as_f64().unwrap_or(0.0);
     let per_s = ok / f64::from(seconds);

@@ -24,8 +24,8 @@ struct Cli {
 enum Command {
     /// Create a data directory: CA hierarchy, database and the first admin.
     Init(InitArgs),
-    /// Run the public and mTLS listeners (initialises first if the data directory is missing).
-    Serve(ServeArgs),
+    /// Run the plain and HTTPS listeners (initialises first if the data directory is missing).
+    Serve(Box<ServeArgs>),
     /// List valid certificates that should not be (retired or deleted user,
     /// closed facility, lost device); exit 1 if there are any.
     Check(DbArgs),
@@ -144,6 +144,21 @@ struct ServeArgs {
     /// moved) to <data-dir>/audit-checkpoints.jsonl and the log [default: 300].
     #[arg(long, env = "CONNECT_PKI_AUDIT_CHECKPOINT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     audit_checkpoint_seconds: Option<u32>,
+    /// PEM certificate chain for the HTTPS listener (e.g. from the city's
+    /// public CA) [default: the server certificate from our CA].
+    #[arg(long, env = "CONNECT_PKI_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (unencrypted) for --tls-cert.
+    #[arg(long, env = "CONNECT_PKI_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// HTTPS address the plain listener redirects pages to, e.g.
+    /// https://pki.city.example [default: the requested host on the HTTPS port].
+    #[arg(long, env = "CONNECT_PKI_HTTPS_URL")]
+    https_url: Option<String>,
+    /// A reverse proxy (address or network, repeatable) whose X-Forwarded-For
+    /// and X-Forwarded-Proto are believed [default: none].
+    #[arg(long = "trusted-proxy", env = "CONNECT_PKI_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -188,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let report = connect_pki_server::init(&opts, &SystemClock).await?;
             print_report(&report, args.json)?;
         }
-        Command::Serve(args) => serve(args).await?,
+        Command::Serve(args) => serve(*args).await?,
         Command::Calendar { year, data_dir } => {
             let hours = FileConfig::load(&data_dir)?.calendar.unwrap_or_default().business_hours()?;
             for day in hours.closed_days(year) {
@@ -327,6 +342,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     std::time::Duration::from_secs(u64::from(s))
                 }),
         }),
+        https: connect_pki_server::config::HttpsSettings {
+            cert_files: match (args.tls_cert.or(file.tls_cert_file), args.tls_key.or(file.tls_key_file)) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => anyhow::bail!("tls_cert_file and tls_key_file go together: set both or neither"),
+            },
+            url: args.https_url.or(file.https_url).map(|u| u.trim_end_matches('/').to_string()),
+            trusted_proxies: if args.trusted_proxies.is_empty() { file.trusted_proxies } else { args.trusted_proxies },
+        },
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

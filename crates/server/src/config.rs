@@ -81,9 +81,22 @@ pub struct FileConfig {
     /// Seconds between checkpoints of the audit log's head (written only when it moved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_checkpoint_seconds: Option<u32>,
+    /// PEM certificate chain of the HTTPS listener, instead of the one from our CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key that goes with `tls_cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The HTTPS address the plain listener sends people to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_url: Option<String>,
+    /// Reverse proxies (addresses or networks) whose X-Forwarded-For and
+    /// X-Forwarded-Proto are believed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, tls_cert_file, tls_key_file, https_url, trusted_proxies; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -186,9 +199,25 @@ pub struct ServeConfig {
     pub allow_tls12: bool,
     /// Checkpoints of the audit log's head outside the database (`None`: none).
     pub audit_checkpoints: Option<crate::checkpoint::CheckpointSettings>,
+    /// The HTTPS listener's certificate, the way to it from the plain
+    /// listener, and the proxies in front of either.
+    pub https: HttpsSettings,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints; database_url });
+/// Where secrets travel: HTTPS, with which certificate, behind which proxies.
+#[derive(Debug, Clone, Default)]
+pub struct HttpsSettings {
+    /// (certificate chain, key) PEM files an operator supplies, e.g. from
+    /// the city's public CA; `None`: the server certificate from our CA.
+    pub cert_files: Option<(PathBuf, PathBuf)>,
+    /// The address the plain listener redirects pages to; `None`: the host
+    /// the browser asked for, on the HTTPS listener's port.
+    pub url: Option<String>,
+    /// Addresses or networks of trusted reverse proxies.
+    pub trusted_proxies: Vec<String>,
+}
+
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https; database_url });
 
 /// `[notifications]` in config.toml.
 ///

@@ -100,7 +100,10 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     )
     .await
     .context("loading the revocation state")?;
-    let identity = crate::tls::TlsIdentity { issuing_der: &issuing_der, tls_der: &tls_der, tls_key: &tls_key };
+    let identity = match &config.https.cert_files {
+        Some((cert, key)) => crate::tls::TlsIdentity::from_files(&issuing_der, cert, key)?,
+        None => crate::tls::TlsIdentity::ours(&issuing_der, &tls_der, &tls_key),
+    };
     let lookup = Some(crate::tls::index_lookup(revocations.clone()));
     let tls_config = crate::tls::server_config(&identity, lookup, config.allow_tls12)?;
     let signer = OcspSigner::new(&ocsp_der, ocsp_key, &issuing_der)?;
@@ -158,7 +161,8 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)).context("writing --ready-file")?;
     }
 
-    let (public_app, api_app) = apps(&state);
+    let web = Web::new(&config.https, api_addr.port())?;
+    let (public_app, api_app) = apps(&state, &web);
     let limits = config.limits;
     let public_task = {
         let shutdown = shutdown.clone();
@@ -177,28 +181,68 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     Ok(Running { public_addr, api_addr, state, shutdown, public_task, api_task, checkpoints })
 }
 
-/// The routers of the public listener and of the mTLS listener.
-fn apps(state: &AppState) -> (axum::Router, axum::Router) {
+/// The routers of the plain listener and of the HTTPS (mTLS) listener.
+///
+/// Plain HTTP serves what relying parties fetch by RFC 5280/6960 convention
+/// (`/ca/*`, `/crl/*`, `/ocsp`) and `/healthz`. The routes that carry codes,
+/// passwords, keys or personal data (applying, enrolling, the emergency
+/// report, an application's status) are served on HTTPS, where they need no
+/// client certificate; on plain HTTP they redirect or refuse
+/// ([`https_only`](crate::http::https_only)).
+fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
+    use crate::http::forwarded::{Listener, identify};
     let (public_api, mtls_api, _) = api::routers(state.clone());
-    // The responder stays outside the per-request log line: at tens of
-    // thousands of requests a second that line would be its main cost.
+    let secret = public_api.merge(crate::http::pages::router(state.clone()));
+    let guarded =
+        secret.clone().route_layer(middleware::from_fn_with_state(web.upgrade.clone(), crate::http::https_only::guard));
+    // The responder stays outside the per-request log line and the client
+    // layer: at tens of thousands of requests a second they would be its main cost.
+    let plain = Listener { proxies: web.proxies.clone(), tls: false };
     let public_app = public::router(state.clone())
-        .merge(public_api)
-        .merge(crate::http::pages::router(state.clone()))
-        .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
+        .merge(guarded)
         .layer(body_limit())
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(plain, identify))
         .merge(crate::http::ocsp::router(state.clone()));
+    let tls = Listener { proxies: web.proxies.clone(), tls: true };
     let api_app = mtls_api
+        .merge(secret)
         .merge(crate::http::console::router(state.clone()))
+        .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
         .fallback(crate::http::error::no_route)
         .layer(body_limit())
         .layer(middleware::from_fn(crate::http::origin::same_origin))
         .layer(middleware::from_fn_with_state(state.clone(), crate::http::origin::audit_refusals))
         .layer(middleware::from_fn(crate::http::origin::strict_transport))
-        .layer(middleware::from_fn(log_request));
+        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(tls, identify));
 
     (public_app, api_app)
+}
+
+/// How the listeners tell clients apart and send them to HTTPS.
+struct Web {
+    proxies: Arc<crate::http::forwarded::TrustedProxies>,
+    upgrade: Arc<crate::http::https_only::Upgrade>,
+}
+
+impl Web {
+    fn new(https: &crate::config::HttpsSettings, https_port: u16) -> anyhow::Result<Self> {
+        if let Some(url) = &https.url {
+            let uri: axum::http::Uri = url.parse().with_context(|| format!("--https-url {url:?} is not a URL"))?;
+            anyhow::ensure!(
+                uri.scheme_str() == Some("https") && uri.host().is_some() && uri.path().trim_matches('/').is_empty(),
+                "--https-url must be https://host[:port] without a path, not {url:?}"
+            );
+        }
+        Ok(Self {
+            proxies: Arc::new(crate::http::forwarded::TrustedProxies::parse(&https.trusted_proxies)?),
+            upgrade: Arc::new(crate::http::https_only::Upgrade {
+                https_url: https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
+                https_port,
+            }),
+        })
+    }
 }
 
 /// Carries out scheduled retirements, escalations past their SLA and holds

@@ -21,12 +21,39 @@ use crate::listen::{Gate, Idle, Limits};
 use tower::ServiceExt;
 
 /// What the listener presents and trusts.
-#[derive(Debug)]
-pub struct TlsIdentity<'a> {
+pub struct TlsIdentity {
     /// The CA whose device certificates are accepted.
-    pub issuing_der: &'a [u8],
-    pub tls_der: &'a [u8],
-    pub tls_key: &'a connect_pki_ca::PrivateKey,
+    pub issuing_der: Vec<u8>,
+    /// The server certificate and the chain above it.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+connect_pki_domain::redacted_debug!(TlsIdentity { issuing_der, chain; key });
+
+impl TlsIdentity {
+    /// The server certificate our CA issued at `init`.
+    pub fn ours(issuing_der: &[u8], tls_der: &[u8], tls_key: &connect_pki_ca::PrivateKey) -> Self {
+        Self {
+            issuing_der: issuing_der.to_vec(),
+            chain: vec![CertificateDer::from(tls_der.to_vec()), CertificateDer::from(issuing_der.to_vec())],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls_key.pkcs8_der().to_vec())),
+        }
+    }
+
+    /// A certificate chain and key the operator supplies as PEM files (for
+    /// browsers that know only public CAs); client certificates are still
+    /// those of our issuing CA.
+    pub fn from_files(issuing_der: &[u8], cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Self> {
+        use rustls_pki_types::pem::PemObject;
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading the certificate chain {}", cert.display()))?;
+        anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", cert.display());
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("reading the private key {} (PEM, unencrypted)", key.display()))?;
+        Ok(Self { issuing_der: issuing_der.to_vec(), chain, key })
+    }
 }
 use connect_pki_responder::index::key;
 
@@ -220,7 +247,7 @@ pub fn index_lookup(revocations: Arc<connect_pki_responder::Revocations>) -> Arc
 /// certificate is needed instead of a bare TLS alert; every API route then
 /// requires one.
 pub fn server_config(
-    ca: &TlsIdentity<'_>,
+    ca: &TlsIdentity,
     status_of: Option<Arc<CertIndexRef>>,
     allow_tls12: bool,
 ) -> anyhow::Result<Arc<ServerConfig>> {
@@ -232,8 +259,6 @@ pub fn server_config(
         .build()
         .context("client certificate verifier")?;
     let verifier = Arc::new(LiveVerifier::new(verifier, status_of));
-    let chain = vec![CertificateDer::from(ca.tls_der.to_vec()), CertificateDer::from(ca.issuing_der.to_vec())];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.tls_key.pkcs8_der().to_vec()));
     // TLS 1.2 sends the client certificate, and with it who is calling, in clear.
     let versions: &[&rustls::SupportedProtocolVersion] =
         if allow_tls12 { &[&rustls::version::TLS13, &rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
@@ -241,8 +266,8 @@ pub fn server_config(
         .with_protocol_versions(versions)
         .context("TLS protocol versions")?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .context("TLS server certificate")?;
+        .with_single_cert(ca.chain.clone(), ca.key.clone_key())
+        .context("the TLS server certificate and key do not go together or are not usable")?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Session resumption skips client-certificate verification; without it,
     // every connection presents and proves its certificate afresh.

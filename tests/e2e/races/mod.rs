@@ -137,11 +137,11 @@ impl Tools {
         self.curl(&args)
     }
 
-    /// A JSON call on the public listener at `public`.
-    fn public(&self, public: &str, method: &str, route: &str, body: Option<&Value>) -> Reply {
-        let url = format!("http://{public}{route}");
+    /// A JSON call to a public route (HTTPS without a client certificate) at `api`.
+    fn open(&self, api: &str, method: &str, route: &str, body: Option<&Value>) -> Reply {
+        let url = format!("https://{api}{route}");
         let body = body.map(Value::to_string);
-        let mut args = vec!["-X", method];
+        let mut args = vec!["--cacert", &self.root, "-X", method];
         if let Some(b) = &body {
             args.extend(["-H", "content-type: application/json", "--data-binary", b.as_str()]);
         }

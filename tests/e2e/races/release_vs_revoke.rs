@@ -64,7 +64,7 @@ async fn release_racing_revoke_never_undoes_the_revocation(backend: Backend) {
 /// returns the escalation.
 fn report_and_claim(s: &Server, t: &Tools, admin: &Path, round: usize, d: &Cert) -> i64 {
     let report = json!({"login_id": "race.staff", "password": PASSWORD, "device_id": d.device});
-    let r = t.public(&s.public, "POST", "/api/v1/emergency", Some(&report));
+    let r = t.open(&s.api, "POST", "/api/v1/emergency", Some(&report));
     assert_eq!(r.status, 201, "round {round}: emergency report: {}", r.describe());
     assert_eq!(r.body["held_serials"], json!([d.serial]), "round {round}: {}", r.describe());
     let id = r.body["escalation_id"].as_i64().expect("escalation id");

@@ -38,6 +38,10 @@ pub enum ApiError {
     /// A console form without a valid token of its own, or from another origin.
     #[error("the form's CSRF token is missing or wrong; reload the page")]
     CsrfRejected,
+    /// A call that carries a code, password, key or personal data, sent
+    /// over plain HTTP. The body was not read.
+    #[error("this call carries secrets and is served over HTTPS only: {0}")]
+    HttpsRequired(String),
     #[error("{0}")]
     Service(#[from] ServiceError),
 }
@@ -67,6 +71,7 @@ impl ApiError {
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
             ApiError::CrossSite => (StatusCode::FORBIDDEN, "cross_site_request"),
+            ApiError::HttpsRequired(_) => (StatusCode::FORBIDDEN, "https_required"),
             ApiError::Service(e) => service_parts(e),
         }
     }
@@ -127,6 +132,9 @@ impl ApiError {
             ApiError::TooLarge(_) => "送信された内容が大きすぎます。".into(),
             ApiError::NoRoute(_) => NOT_FOUND_JA.into(),
             ApiError::CrossSite => "ほかのサイトからの操作は受け付けません。この画面から操作してください。".into(),
+            ApiError::HttpsRequired(url) => {
+                format!("この画面は暗号化された通信（HTTPS）でのみ使えます。{url} を開いてください。")
+            }
             ApiError::CsrfRejected => {
                 "不正なリクエストです（確認用トークンがないか、正しくありません）。画面を開き直してから操作してください。".into()
             }
@@ -205,6 +213,12 @@ impl IntoResponse for ApiError {
         })) = self
         {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if let ApiError::HttpsRequired(_) = self {
+            // The body that followed in clear is never read: end the connection instead.
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
         }
         response
     }

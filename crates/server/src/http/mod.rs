@@ -3,6 +3,8 @@
 pub mod api;
 pub mod console;
 pub mod error;
+pub mod forwarded;
+pub mod https_only;
 pub mod identity;
 pub mod json;
 pub mod metrics;
@@ -36,6 +38,7 @@ pub async fn log_request(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |m| m.as_str()).to_string();
     // A status token in the path is the applicant's only credential.
     let path = if route.contains("{token}") { route.clone() } else { path };
+    let client = req.extensions().get::<forwarded::Client>().map_or_else(String::new, |c| c.addr.to_string());
     let response = next.run(req).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
@@ -43,9 +46,9 @@ pub async fn log_request(req: Request, next: Next) -> Response {
         .record(elapsed.as_secs_f64());
     let micros = elapsed.as_micros() as u64;
     if status >= 500 {
-        tracing::error!(%method, %path, status, micros, "request");
+        tracing::error!(%method, %path, status, micros, %client, "request");
     } else {
-        tracing::info!(%method, %path, status, micros, "request");
+        tracing::info!(%method, %path, status, micros, %client, "request");
     }
     response
 }

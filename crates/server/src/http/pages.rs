@@ -1,11 +1,10 @@
-//! Japanese pages on the public listener: the facility application form, its
-//! status page, and device enrollment with a key generated on the server.
+//! Japanese pages that need no certificate, served on HTTPS only: the
+//! facility application form, its status page, device enrollment with a key
+//! generated on the server, and the emergency report.
 //! Errors are shown on the page, in Japanese, with what the person typed kept.
 
-use std::net::SocketAddr;
-
 use askama::Template;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -16,6 +15,7 @@ use serde::Deserialize;
 
 use crate::http::api::views::rfc3339;
 use crate::http::error::ApiError;
+use crate::http::forwarded::Client;
 use crate::service::enrollment::{EnrollRequest, Enrolled, base64};
 use crate::service::{ServiceError, applications, enrollment};
 use crate::state::AppState;
@@ -149,13 +149,9 @@ async fn apply_form() -> Response {
     )
 }
 
-async fn apply_submit(
-    State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Form(f): Form<ApplyFields>,
-) -> Response {
+async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Form<ApplyFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.settings.apply_limit.check(addr.ip())?;
+        state.settings.apply_limit.check(client.addr)?;
         let kind: FacilityKind = f.kind.parse()?;
         let form = ApplicationForm {
             name: f.name.clone(),
@@ -169,7 +165,7 @@ async fn apply_submit(
             purpose_attested: f.purpose_attested.is_some(),
             terms_version: f.terms_version.clone().unwrap_or_default(),
         };
-        Ok(applications::submit(&state, form, &addr.ip().to_string()).await?)
+        Ok(applications::submit(&state, form, &client.addr.to_string()).await?)
     }
     .await;
     match result {
@@ -246,13 +242,9 @@ async fn enroll_form() -> Response {
     page(StatusCode::OK, &EnrollPage { code: String::new(), device_label: String::new(), error: None })
 }
 
-async fn enroll_submit(
-    State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Form(f): Form<EnrollFields>,
-) -> Response {
+async fn enroll_submit(State(state): State<AppState>, client: Client, Form(f): Form<EnrollFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.settings.enroll_limit.check(addr.ip())?;
+        state.settings.enroll_limit.check(client.addr)?;
         let req = EnrollRequest {
             code: f.code.clone(),
             csr: None,
@@ -261,7 +253,7 @@ async fn enroll_submit(
             password: Some(f.password.clone()),
             device_label: Some(f.device_label.clone()),
         };
-        Ok(enrollment::enroll(&state, req, &addr.ip().to_string()).await?)
+        Ok(enrollment::enroll(&state, req, &client.addr.to_string()).await?)
     }
     .await;
     match result {
@@ -312,15 +304,11 @@ async fn emergency_form() -> Response {
     page(StatusCode::OK, &EmergencyPage { login_id: String::new(), device_id: String::new(), error: None })
 }
 
-async fn emergency_submit(
-    State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Form(f): Form<EmergencyFields>,
-) -> Response {
+async fn emergency_submit(State(state): State<AppState>, client: Client, Form(f): Form<EmergencyFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.settings.emergency_limit.check(addr.ip())?;
+        state.settings.emergency_limit.check(client.addr)?;
         let device: connect_pki_domain::DeviceId = f.device_id.trim().parse()?;
-        Ok(crate::service::emergency::report_own(&state, &f.login_id, &f.password, device, addr.ip()).await?)
+        Ok(crate::service::emergency::report_own(&state, &f.login_id, &f.password, device, client.addr).await?)
     }
     .await;
     match result {

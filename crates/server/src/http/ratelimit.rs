@@ -3,8 +3,8 @@
 //!
 //! Keyed by the peer's network: an IPv4 address, or an IPv6 /64 (what one
 //! customer line gets; keying by /128 would let anyone with a /64 rotate
-//! through 2^64 keys). Behind a reverse proxy every request shares the
-//! proxy's address: put the limit in the proxy then.
+//! through 2^64 keys). Behind a trusted reverse proxy the address is the
+//! client's as the proxy reported it (`http/forwarded.rs`).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

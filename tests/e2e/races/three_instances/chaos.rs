@@ -164,7 +164,7 @@ impl Op<'_> {
         // Redeemed at another (random) instance than the one that issued the code.
         let Some(ep2) = self.eps.pick(rng) else { return "enroll: no instance up".into() };
         let body = json!({"code": r.body["code"], "csr": csr});
-        let e = self.t.public(&ep2.public, "POST", "/api/v1/enroll", Some(&body));
+        let e = self.t.open(&ep2.api, "POST", "/api/v1/enroll", Some(&body));
         if e.code == 0 && e.status == 201 {
             let c = self.cert_of(&e.body, &key, 0);
             self.model.lock().expect("model").add_cert(self.target.user_idx, c);
@@ -174,7 +174,7 @@ impl Op<'_> {
 
     fn report(&self) -> String {
         let body = json!({"login_id": self.target.login, "password": PASSWORD, "device_id": self.target.device});
-        let r = self.t.public(&self.ep.public, "POST", "/api/v1/emergency", Some(&body));
+        let r = self.t.open(&self.ep.api, "POST", "/api/v1/emergency", Some(&body));
         if let Some(id) = r.body["escalation_id"].as_i64().filter(|_| r.status == 201) {
             let held = r.body["held_serials"].as_array().into_iter().flatten();
             let held = held.filter_map(Value::as_str).map(str::to_string).collect();

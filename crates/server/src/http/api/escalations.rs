@@ -1,9 +1,7 @@
 //! Emergency reports, the escalation queue and its delivery log.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use connect_pki_domain::{DeviceId, Serial};
 use serde::Deserialize;
@@ -11,6 +9,7 @@ use serde::Deserialize;
 use super::ApiResult;
 use super::views::*;
 use crate::http::error::ApiError;
+use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::service::emergency;
@@ -27,12 +26,12 @@ use crate::state::AppState;
               (status = 429, description = "Rate limit per address", body = ErrorBody)))]
 pub(super) async fn report_emergency(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    client: Client,
     ApiJson(body): ApiJson<EmergencyBody>,
 ) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
-    state.settings.emergency_limit.check(addr.ip())?;
+    state.settings.emergency_limit.check(client.addr)?;
     let (e, held) =
-        emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), addr.ip()).await?;
+        emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), client.addr).await?;
     Ok((
         StatusCode::CREATED,
         Json(EmergencyCreated {

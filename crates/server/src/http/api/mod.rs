@@ -1,15 +1,15 @@
-//! The JSON API. Routes on the public listener need no certificate
-//! (applying, enrolling); everything else is on the mTLS listener and starts
-//! from a [`Caller`]. The OpenAPI document is generated from these handlers.
+//! The JSON API, all of it on the HTTPS listener. The public routes need no
+//! certificate (applying, enrolling, the emergency report) and are refused
+//! on the plain listener; everything else starts from a [`Caller`]. The
+//! OpenAPI document is generated from these handlers.
 
 mod escalations;
 mod status;
 pub mod views;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -23,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::error::ApiError;
+use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiQuery};
 use crate::service::Requester;
@@ -37,13 +38,14 @@ use views::*;
 #[openapi(
     info(
         title = "connect-pki",
-        description = "Certificate lifecycle of the CONNECT case-record system. Routes tagged `public` are served \
-                       on the public HTTP listener without a certificate; all others on the mTLS listener, where the \
-                       caller is identified by its client certificate.",
+        description = "Certificate lifecycle of the CONNECT case-record system. All routes are served on the HTTPS \
+                       listener. Routes tagged `public` need no client certificate (on the plain HTTP listener they \
+                       answer 403 https_required without reading the body); for all others the caller is identified \
+                       by its client certificate.",
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
-        (name = "public", description = "Public listener: no client certificate"),
+        (name = "public", description = "No client certificate; HTTPS only"),
         (name = "identity"), (name = "applications"), (name = "facilities"), (name = "users"),
         (name = "certificates"), (name = "escalations"), (name = "audit"),
     ),
@@ -106,10 +108,6 @@ struct ApiDocJson(Arc<String>);
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn client(addr: &SocketAddr) -> String {
-    addr.ip().to_string()
-}
-
 /// The caller's identity as the service sees it.
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "identity",
     responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -147,11 +145,11 @@ async fn openapi_json(_caller: Caller, axum::Extension(doc): axum::Extension<Api
         (status = 429, body = ErrorBody)))]
 async fn submit_application(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    client: Client,
     ApiJson(body): ApiJson<ApplicationBody>,
 ) -> ApiResult<(StatusCode, Json<ApplicationCreated>)> {
-    state.settings.apply_limit.check(addr.ip())?;
-    let app = applications::submit(&state, body.into(), &client(&addr)).await?;
+    state.settings.apply_limit.check(client.addr)?;
+    let app = applications::submit(&state, body.into(), &client.addr.to_string()).await?;
     Ok((
         StatusCode::CREATED,
         Json(ApplicationCreated {
@@ -195,10 +193,10 @@ async fn application_status(
         (status = 429, body = ErrorBody)))]
 async fn enroll(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    client: Client,
     ApiJson(body): ApiJson<EnrollBody>,
 ) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
-    state.settings.enroll_limit.check(addr.ip())?;
+    state.settings.enroll_limit.check(client.addr)?;
     let req = EnrollRequest {
         code: body.code,
         csr: body.csr,
@@ -207,7 +205,7 @@ async fn enroll(
         password: body.password,
         device_label: body.device_label,
     };
-    let out = match enrollment::enroll(&state, req, &client(&addr)).await? {
+    let out = match enrollment::enroll(&state, req, &client.addr.to_string()).await? {
         Enrolled::Certificate { device, serial, certificate_pem, chain_pem } => EnrollResponse {
             device_id: device.0,
             serial: serial.to_hex(),
