@@ -17,5 +17,6 @@ mod pages;
 mod renewal;
 mod sign_in;
 mod slow_clients;
+mod terms;
 mod time_rules;
 mod world;

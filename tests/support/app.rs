@@ -85,6 +85,9 @@ pub struct AppOptions {
     pub audit_checkpoints: Option<connect_pki_server::checkpoint::CheckpointSettings>,
     /// HTTPS certificate, redirect target and trusted proxies (none by default).
     pub https: connect_pki_server::config::HttpsSettings,
+    /// A data directory of its own (a copy of the shared one) that the test
+    /// may change, e.g. its terms of use; the shared one by default.
+    pub own_data_dir: bool,
 }
 
 impl Default for AppOptions {
@@ -99,6 +102,7 @@ impl Default for AppOptions {
             limits: Default::default(),
             audit_checkpoints: None,
             https: Default::default(),
+            own_data_dir: false,
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct TestApp {
     pub public: SocketAddr,
     pub api: SocketAddr,
     pub ca: &'static SharedCa,
+    /// The app's own data directory (see [`AppOptions::own_data_dir`]).
+    _own_dir: Option<tempfile::TempDir>,
     config: ServeConfig,
     running: Option<Running>,
 }
@@ -129,8 +135,13 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
     let db = TestDb::new(backend).await;
     let clock = Arc::new(FixedClock::new(opts.start_at.unwrap_or_else(OffsetDateTime::now_utc)));
     let admin = bootstrap(&db, &ca.issuing, clock.now()).await;
+    let own_dir = opts.own_data_dir.then(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(&ca.data_dir, &dir.path().join("data"));
+        dir
+    });
     let config = ServeConfig {
-        data_dir: ca.data_dir.clone(),
+        data_dir: own_dir.as_ref().map_or_else(|| ca.data_dir.clone(), |d| d.path().join("data")),
         database_url: db.url.clone(),
         public_url: PUBLIC_URL.into(),
         public_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -153,9 +164,22 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         https: opts.https,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut app = TestApp { db, clock, admin, public: unbound, api: unbound, ca, config, running: None };
+    let mut app =
+        TestApp { db, clock, admin, public: unbound, api: unbound, ca, _own_dir: own_dir, config, running: None };
     app.start().await;
     app
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
 }
 
 /// What `init` writes into a new database: the city's facility and its first
@@ -178,6 +202,11 @@ impl TestApp {
         self.public = running.public_addr;
         self.api = running.api_addr;
         self.running = Some(running);
+    }
+
+    /// The data directory this app serves from.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.config.data_dir
     }
 
     /// Stops the service and waits until it has.

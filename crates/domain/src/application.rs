@@ -5,9 +5,6 @@ use crate::error::DomainError;
 use crate::model::FacilityKind;
 use crate::validate;
 
-/// The version of the terms of use (利用規約) the form currently shows.
-pub const TERMS_VERSION: &str = "2026-04-01";
-
 /// An application as submitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplicationForm {
@@ -26,9 +23,11 @@ pub struct ApplicationForm {
 }
 
 impl ApplicationForm {
-    /// Checks every field and returns the cleaned form. The first problem
-    /// found is reported, by field name.
-    pub fn validate(self) -> Result<Self, DomainError> {
+    /// Checks every field and returns the cleaned form; `terms_version` is
+    /// the version of the terms of use (利用規約) in force, which the
+    /// applicant must have accepted. The first problem found is reported,
+    /// by field name.
+    pub fn validate(self, terms_version: &str) -> Result<Self, DomainError> {
         let department = validate::optional_text("department", self.department.as_deref(), 100)?;
         if self.kind == FacilityKind::External && department.is_none() {
             return Err(DomainError::Invalid {
@@ -42,10 +41,10 @@ impl ApplicationForm {
                 why: "must be true: use is limited to 重層的支援体制整備事業 duties".into(),
             });
         }
-        if self.terms_version.trim() != TERMS_VERSION {
+        if self.terms_version.trim() != terms_version {
             return Err(DomainError::Invalid {
                 field: "terms_version",
-                why: format!("must be the current terms of use, {TERMS_VERSION}, read and accepted"),
+                why: format!("must be the current terms of use, {terms_version}, read and accepted"),
             });
         }
         Ok(Self {
@@ -58,7 +57,7 @@ impl ApplicationForm {
             manager_email: validate::email(&self.manager_email)?,
             manager_phone: validate::phone(&self.manager_phone)?,
             purpose_attested: true,
-            terms_version: TERMS_VERSION.to_string(),
+            terms_version: terms_version.to_string(),
         })
     }
 }
@@ -66,6 +65,8 @@ impl ApplicationForm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TERMS_VERSION: &str = "2026-04-01";
 
     fn form() -> ApplicationForm {
         ApplicationForm {
@@ -84,7 +85,7 @@ mod tests {
 
     #[test]
     fn a_complete_form_is_accepted_and_trimmed() {
-        assert_eq!(form().validate().expect("valid").name, "地域包括支援センター北");
+        assert_eq!(form().validate(TERMS_VERSION).expect("valid").name, "地域包括支援センター北");
     }
 
     #[test]
@@ -98,12 +99,12 @@ mod tests {
             (ApplicationForm { manager_email: "nope".into(), ..form() }, "email"),
         ];
         for (f, field) in cases {
-            match f.validate() {
+            match f.validate(TERMS_VERSION) {
                 Err(DomainError::Invalid { field: got, .. }) => assert_eq!(got, field),
                 other => panic!("{field}: {other:?}"),
             }
         }
         let internal = ApplicationForm { kind: FacilityKind::Internal, department: None, ..form() };
-        assert!(internal.validate().is_ok(), "city departments need no sponsor");
+        assert!(internal.validate(TERMS_VERSION).is_ok(), "city departments need no sponsor");
     }
 }

@@ -81,7 +81,7 @@ pub fn serial(data: &[u8]) {
 /// Every JSON request body, decoded and, where the API validates it, validated.
 pub fn json_bodies(data: &[u8]) {
     if let Ok(body) = serde_json::from_slice::<views::ApplicationBody>(data) {
-        let _ = connect_pki_domain::application::ApplicationForm::from(body).validate();
+        let _ = connect_pki_domain::application::ApplicationForm::from(body).validate("2026-04-01");
     }
     let _ = serde_json::from_slice::<views::UserBody>(data);
     let _ = serde_json::from_slice::<views::EnrollBody>(data);

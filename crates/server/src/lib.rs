@@ -13,6 +13,7 @@ pub mod listen;
 pub mod run;
 pub mod service;
 pub mod state;
+pub mod terms;
 pub mod tls;
 
 pub use bootstrap::{InitOptions, InitReport, init};

@@ -122,6 +122,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
             hold_limit: config.hold_limit,
             renewals_per_hour: config.renewals_per_hour,
             notify: config.notify.clone(),
+            terms: crate::terms::Terms::load(&config.data_dir)?,
         }),
         revocations,
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity, clock.clone())),

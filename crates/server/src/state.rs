@@ -49,6 +49,8 @@ pub struct Settings {
     pub renewals_per_hour: u32,
     /// Where emergency notifications go.
     pub notify: crate::service::notify::NotifyConfig,
+    /// The terms of use (利用規約) in force.
+    pub terms: crate::terms::Terms,
 }
 
 impl Default for Settings {
@@ -63,6 +65,7 @@ impl Default for Settings {
             hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
             renewals_per_hour: connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR,
             notify: Default::default(),
+            terms: crate::terms::Terms::builtin(),
         }
     }
 }

@@ -165,11 +165,14 @@ impl Store {
                 .execute(&mut **tx)
                 .await?;
             let code_id = insert_code(tx, &code(manager.id), &manager, &actor, now).await?;
+            // The applicant accepted these terms when applying, for the manager named.
+            crate::terms::record_acceptance(tx, manager.id, &app.form.terms_version, now).await?;
             let entry = AuditEntry::ok(
                 actor,
                 "application.approve",
                 format!("application:{id}"),
-                json!({"facility_id": facility.id, "manager_user_id": manager.id}),
+                json!({"facility_id": facility.id, "manager_user_id": manager.id,
+                       "terms_version": app.form.terms_version}),
                 Some(facility.id),
                 Some(manager.id),
             );

@@ -21,6 +21,7 @@ mod notifications;
 mod records;
 mod sign_in;
 mod status;
+mod terms;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tx;

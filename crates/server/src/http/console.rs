@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
             "/console/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../templates/console.js")) }),
         )
+        .route("/console/terms", post(accept_terms))
         .route("/console/escalations/{id}/claim", post(claim))
         .route("/console/escalations/{id}/resolve", post(resolve))
         .with_state(state)
@@ -140,6 +141,17 @@ struct ConsolePage {
 }
 
 #[derive(Template)]
+#[template(path = "terms_accept.html")]
+struct TermsPage<'a> {
+    who: String,
+    role_ja: &'static str,
+    error: Option<String>,
+    csrf: String,
+    version: &'a str,
+    text: &'a str,
+}
+
+#[derive(Template)]
 #[template(path = "message.html")]
 struct MessagePage {
     title: &'static str,
@@ -220,7 +232,11 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
         Ok(c) => c,
         Err(e) => return refuse(e),
     };
+    if let Some(page) = terms_gate(&state, &caller, None).await {
+        return page;
+    }
     let flash = q.done.as_deref().and_then(|d| d.split_once(':')).map(|(what, id)| match what {
+        "terms" => format!("利用規約（{} 版）への同意を記録しました。", state.settings.terms.version),
         "claimed" => format!("受付 {id} を担当しました。"),
         "revoked" => format!("受付 {id}：端末の証明書を失効しました。"),
         "released" => format!("受付 {id}：一時停止を解除しました。"),
@@ -350,6 +366,53 @@ fn open_row(entry: emergency::QueueEntry, now: OffsetDateTime, hold_limit: time:
             .iter()
             .map(|c| CertRow { serial: c.serial.to_hex(), status_ja: cert_ja(c.status), not_after: local(c.not_after) })
             .collect(),
+    }
+}
+
+/// The terms of use to accept instead of the page asked for, when the
+/// caller is a facility manager who has not accepted the version in force.
+async fn terms_gate(state: &AppState, caller: &Caller, error: Option<String>) -> Option<Response> {
+    let terms = match crate::service::terms::pending(state, &caller.requester).await {
+        Ok(t) => t?,
+        Err(e) => return Some(refuse(e.into())),
+    };
+    let p = TermsPage {
+        who: caller.identity.user.display_name.clone().unwrap_or_default(),
+        role_ja: role_ja(caller.requester.actor.role),
+        error,
+        csrf: csrf_token(state, caller),
+        version: &terms.version,
+        text: &terms.text,
+    };
+    Some(page(StatusCode::OK, &p))
+}
+
+#[derive(Debug, Deserialize)]
+struct TermsForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    version: String,
+}
+
+async fn accept_terms(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Form(f): Form<TermsForm>,
+) -> Response {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
+        Ok(c) => c,
+        Err(page) => return *page,
+    };
+    match crate::service::terms::accept(&state, &caller.requester, &f.version).await {
+        Ok(()) => Redirect::to("/console/?done=terms:accepted").into_response(),
+        Err(e) => {
+            let message = "利用規約が更新されています。表示中の版を確認のうえ、もう一度同意してください。".to_string();
+            let e = ApiError::from(e);
+            terms_gate(&state, &caller, Some(message)).await.unwrap_or_else(|| refuse(e))
+        }
     }
 }
 

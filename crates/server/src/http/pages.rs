@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use connect_pki_domain::FacilityKind;
-use connect_pki_domain::application::{ApplicationForm, TERMS_VERSION};
+use connect_pki_domain::application::ApplicationForm;
 use serde::Deserialize;
 
 use crate::http::api::views::rfc3339;
@@ -95,10 +95,10 @@ struct ApplyView {
 
 #[derive(Template)]
 #[template(path = "apply.html")]
-struct ApplyPage {
+struct ApplyPage<'a> {
     form: ApplyView,
     error: Option<String>,
-    terms_version: &'static str,
+    terms: &'a crate::terms::Terms,
 }
 
 #[derive(Template)]
@@ -142,11 +142,9 @@ impl From<&ApplyFields> for ApplyView {
     }
 }
 
-async fn apply_form() -> Response {
-    page(
-        StatusCode::OK,
-        &ApplyPage { form: (&ApplyFields::default()).into(), error: None, terms_version: TERMS_VERSION },
-    )
+async fn apply_form(State(state): State<AppState>) -> Response {
+    let terms = &state.settings.terms;
+    page(StatusCode::OK, &ApplyPage { form: (&ApplyFields::default()).into(), error: None, terms })
 }
 
 async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Form<ApplyFields>) -> Response {
@@ -175,7 +173,7 @@ async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Fo
         ),
         Err(e) => page(
             e.status(),
-            &ApplyPage { form: (&f).into(), error: Some(e.message_ja()), terms_version: TERMS_VERSION },
+            &ApplyPage { form: (&f).into(), error: Some(e.message_ja()), terms: &state.settings.terms },
         ),
     }
 }

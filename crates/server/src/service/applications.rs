@@ -12,7 +12,7 @@ use crate::state::AppState;
 
 /// Validates and records an application from `client`.
 pub async fn submit(state: &AppState, form: ApplicationForm, client: &str) -> Result<ApplicationRecord, ServiceError> {
-    let form = form.validate()?;
+    let form = form.validate(&state.settings.terms.version)?;
     let token = random_secret(18)?;
     Ok(state.store.submit_application(&form, &token, client, state.clock.now()).await?)
 }

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod requester;
 pub mod revocation;
 pub mod secrets;
+pub mod terms;
 
 use connect_pki_ca::{CheckedCsr, IssuedCert};
 use connect_pki_store::{DeviceRef, NewCertificate};

@@ -57,6 +57,7 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
     let (public, public_doc) = OpenApiRouter::new()
         .routes(routes!(submit_application))
         .routes(routes!(application_status))
+        .routes(routes!(terms_of_use))
         .routes(routes!(enroll))
         .routes(routes!(report_emergency))
         .with_state(state.clone())
@@ -159,6 +160,14 @@ async fn submit_application(
             status_page: format!("/apply/status/{}", app.status_token),
         }),
     ))
+}
+
+/// The terms of use (利用規約) in force: an application must name this
+/// version in `terms_version`.
+#[utoipa::path(get, path = "/api/v1/terms", tag = "public", responses((status = 200, body = TermsOfUse)))]
+async fn terms_of_use(State(state): State<AppState>) -> Json<TermsOfUse> {
+    let t = &state.settings.terms;
+    Json(TermsOfUse { version: t.version.clone(), text: t.text.clone() })
 }
 
 /// The decision on an application, by the token from its status URL.

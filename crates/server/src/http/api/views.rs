@@ -554,3 +554,10 @@ impl From<connect_pki_store::EscalationRecord> for EscalationView {
         }
     }
 }
+
+/// The terms of use in force, verbatim.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TermsOfUse {
+    pub version: String,
+    pub text: String,
+}
