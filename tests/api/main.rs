@@ -5,6 +5,7 @@
 
 mod audit_checkpoints;
 mod authorization;
+mod authorization_destructive;
 mod city_roles;
 mod cross_site;
 mod delivery_log;

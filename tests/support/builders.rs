@@ -1,8 +1,13 @@
 //! Builders for the in-process tests: a facility (application submitted and
 //! approved), its manager, staff and devices, each enrolled through the real
-//! API and returned with the certificate and key the mTLS client presents.
+//! API and returned with the certificate and key the mTLS client presents;
+//! and users with devices made straight through the store, for tests that
+//! need hundreds of them.
 
 use base64::Engine;
+use connect_pki_ca::{DeviceSubject, KeyKind};
+use connect_pki_domain::{Clock, FacilityId, Role, UserId, UserStatus};
+use connect_pki_store::{NewCertificate, NewUser, StoreError};
 use serde_json::{Value, json};
 
 use crate::app::TestApp;
@@ -137,6 +142,88 @@ impl TestApp {
         let code = self.code_for(&self.admin, user_id).await;
         let id = self.enroll_csr(&code, Some(PASSWORD), &format!("{login}-1"), login).await;
         self.enrolled(id, user_id).await
+    }
+}
+
+/// Made the cheap way: for tests that need a fresh target per call, by the
+/// hundred. The store operations an enrollment ends in — the user, the
+/// device, its certificate signed by the service's CA, their audit rows, the
+/// index following — without enrollment codes, HTTP round trips or a
+/// password hash (see [`TestApp::give_passwords`]).
+impl TestApp {
+    /// An active user of `role` in `facility` with `devices` devices, each
+    /// with one valid certificate.
+    pub async fn quick_user(&self, facility: i64, login: &str, role: Role, devices: usize) -> Vec<Enrolled> {
+        let store = &self.state().store;
+        let new = NewUser {
+            login_id: login.into(),
+            display_name: format!("{login} さん"),
+            email: format!("{login}@example.test"),
+            role,
+        };
+        let now = self.clock.now();
+        let user = store.create_user(FacilityId(facility), &new, UserStatus::Active, "test:builder", now).await;
+        let user = user.expect("create user").id;
+        let mut out = Vec::with_capacity(devices);
+        for n in 1..=devices {
+            out.push(self.quick_device(user, &format!("{login}-{n}")).await);
+        }
+        self.state().revocations.sync().await.expect("the index follows the feed");
+        out
+    }
+
+    async fn quick_device(&self, user: UserId, label: &str) -> Enrolled {
+        let now = self.clock.now();
+        let mut key = None;
+        let (device, cert) = self
+            .state()
+            .store
+            .add_device::<StoreError>(user, label, "test:builder", now, |d| {
+                let subject = DeviceSubject {
+                    facility: d.facility,
+                    user: d.user,
+                    device: d.device,
+                    login_id: d.login_id.clone(),
+                };
+                let (c, k) = self
+                    .ca
+                    .issuing
+                    .issue_device_with_new_key(KeyKind::P256, &subject, now)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                key = Some(k);
+                Ok(NewCertificate { serial: c.serial, der: c.der, not_before: c.not_before, not_after: c.not_after })
+            })
+            .await
+            .expect("add device");
+        let key = key.expect("the certificate was signed");
+        Enrolled {
+            id: Identity { cert_der: cert.der, key_der: key.pkcs8_der().to_vec() },
+            serial: cert.serial.to_hex(),
+            user_id: user.0,
+            device_id: device.device.0,
+        }
+    }
+
+    /// Gives every user who has no password yet [`PASSWORD`], in one
+    /// statement (the store sets passwords only when a code is redeemed).
+    /// Hashed with argon2's smallest parameters: the service verifies with
+    /// the parameters the stored hash names, and the tests that make users
+    /// by the hundred check who may do what, not what a guess costs.
+    pub async fn give_passwords(&self) {
+        use argon2::password_hash::PasswordHasher;
+        let cheap = argon2::Params::new(argon2::Params::MIN_M_COST, 1, 1, None).expect("argon2 parameters");
+        let hash = argon2::Argon2::from(cheap)
+            .hash_password_with_salt(PASSWORD.as_bytes(), b"connect-pki-tests")
+            .expect("argon2")
+            .to_string();
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.db.url).await.expect("direct connection");
+        sqlx::query("update users set password_hash = $1 where password_hash is null")
+            .bind(hash)
+            .execute(&pool)
+            .await
+            .expect("set passwords");
+        pool.close().await;
     }
 }
 
