@@ -15,12 +15,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use connect_pki_domain::calendar::BusinessHours;
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{Clock, DeviceId, FacilityId, Role, Serial, UserId};
 use connect_pki_e2e::builders::Enrolled;
 use connect_pki_e2e::client::Identity;
-use connect_pki_e2e::fixtures::PASSWORD;
+use connect_pki_e2e::fixtures::{PASSWORD, next_business_morning};
 use connect_pki_e2e::{Backend, TestApp, both_backends};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
@@ -406,19 +405,6 @@ where
     let mut out = set.join_all().await;
     out.sort_by_key(|(n, _)| *n);
     out.into_iter().map(|(_, t)| t).collect()
-}
-
-/// 10:00 in Asia/Tokyo (01:00 UTC) on the next business day after today:
-/// ahead of the real clock, so the certificates made before the clock is
-/// set are already valid then.
-fn next_business_morning() -> OffsetDateTime {
-    let hours = BusinessHours::default();
-    let ten = time::macros::time!(10:00);
-    let mut day = OffsetDateTime::now_utc().date() + Duration::days(1);
-    while !hours.is_open(day, ten) {
-        day += Duration::days(1);
-    }
-    day.midnight().assume_utc() + Duration::hours(1)
 }
 
 async fn destructive_routes_by_role_and_scope(backend: Backend) {

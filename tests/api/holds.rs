@@ -195,3 +195,33 @@ fn the_refusal_reads_in_japanese() {
     let message = e.message_ja();
     assert!(message.contains("受付 42") && message.contains("解除"), "{message}");
 }
+
+/// A manager whose own device 行政管理課 reported lost may work the report
+/// but not lift its hold: only someone other than the holder can say the
+/// device was found.
+async fn the_holder_cannot_lift_the_hold_on_their_own_device(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (manager, _) = facility(&app).await;
+    let (id, held) = report(&app, &app.admin, &manager).await;
+    assert_eq!(held, json!([manager.serial]));
+    // The report holds that device's certificate: the manager acts from a second device.
+    let code = app.code_for(&app.admin, manager.user_id).await;
+    let second = app.enroll_csr(&code, None, "manager-2", "higashi.kanri").await;
+    // Business hours, when a manager may otherwise lift a hold.
+    app.clock.set(connect_pki_e2e::fixtures::next_business_morning());
+    let (status, out) = post(&app, &second, &format!("/api/v1/escalations/{id}/claim"), None).await;
+    assert_eq!(status, 200, "{out}");
+    let body = json!({"outcome": "released", "note": "自分の端末は見つかった"});
+    let (status, out) = post(&app, &second, &format!("/api/v1/escalations/{id}/resolve"), Some(&body)).await;
+    assert_eq!((status, out["error"]["code"].as_str()), (403, Some("forbidden")), "{out}");
+    assert_eq!(app.ocsp_status(&manager.id).await, "revoked certificateHold");
+    // Another member of 行政管理課 (not the reporter) may.
+    app.clock.set(time::OffsetDateTime::now_utc());
+    let colleague = app.register(&app.admin, 1, "gyosei.2", "admin_division").await;
+    let code = app.code_for(&app.admin, colleague).await;
+    let colleague = app.enroll_csr(&code, Some(connect_pki_e2e::fixtures::PASSWORD), "gyosei-2", "gyosei.2").await;
+    let (status, out) = post(&app, &colleague, &format!("/api/v1/escalations/{id}/resolve"), Some(&body)).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(app.ocsp_status(&manager.id).await, "good");
+}
+both_backends!(the_holder_cannot_lift_the_hold_on_their_own_device);

@@ -32,6 +32,20 @@ pub fn next_saturday_night() -> time::OffsetDateTime {
     (today + time::Duration::days(ahead)).midnight().assume_utc() + time::Duration::hours(13)
 }
 
+/// 10:00 in Asia/Tokyo (01:00 UTC) on the next business day after today:
+/// ahead of the real clock, so the certificates made before a test sets its
+/// clock there are already valid then (the handshake checks validity against
+/// the real clock).
+pub fn next_business_morning() -> time::OffsetDateTime {
+    let hours = connect_pki_domain::calendar::BusinessHours::default();
+    let ten = time::macros::time!(10:00);
+    let mut day = time::OffsetDateTime::now_utc().date() + time::Duration::days(1);
+    while !hours.is_open(day, ten) {
+        day += time::Duration::days(1);
+    }
+    day.midnight().assume_utc() + time::Duration::hours(1)
+}
+
 /// A device enrolled on a [`Server`]: its certificate and key in one PEM file.
 pub struct Device {
     pub pem: PathBuf,

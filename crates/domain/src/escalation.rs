@@ -129,7 +129,7 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 pub struct Resolver {
     pub role: Role,
-    /// The resolver is the person who reported the loss.
+    /// The resolver reported the loss, or holds the device.
     pub is_reporter: bool,
     /// The resolver claimed this escalation.
     pub is_claimer: bool,
@@ -146,7 +146,7 @@ pub fn check_resolution(r: Resolver, outcome: Outcome, business_hours: bool) -> 
     }
     if outcome == Outcome::Released {
         if r.is_reporter {
-            return refuse("lift the hold on a device they reported lost themselves");
+            return refuse("lift the hold on a device they hold or reported lost themselves");
         }
         match r.role {
             Role::AdminDivision => {}

@@ -163,10 +163,15 @@ async fn workable(state: &AppState, caller: &Requester, id: i64) -> Result<Escal
 
 /// An escalation the caller may claim and resolve: resolving releases or
 /// revokes the holder's certificates, so it is an act on the holder.
-async fn actionable(state: &AppState, caller: &Requester, id: i64) -> Result<EscalationRecord, ServiceError> {
+/// An escalation the caller may act on, with the device's holder.
+async fn actionable(
+    state: &AppState,
+    caller: &Requester,
+    id: i64,
+) -> Result<(EscalationRecord, UserRecord), ServiceError> {
     let e = workable(state, caller, id).await?;
-    managed_device(state, caller, e.device).await?;
-    Ok(e)
+    let (_, holder) = managed_device(state, caller, e.device).await?;
+    Ok((e, holder))
 }
 
 /// An escalation with what a person needs to act on it.
@@ -246,10 +251,12 @@ pub async fn resolve(
     outcome: Outcome,
     note: &str,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let e = actionable(state, caller, id).await?;
+    let (e, holder) = actionable(state, caller, id).await?;
     let resolver = Resolver {
         role: caller.actor.role,
-        is_reporter: e.reported_by == Some(caller.actor.user),
+        // Whoever reported it, or holds the device (a manager whose device
+        // 行政管理課 reported): neither may lift the hold on their own.
+        is_reporter: e.reported_by == Some(caller.actor.user) || holder.id == caller.actor.user,
         is_claimer: e.claimed_by == Some(caller.actor.user),
     };
     check_resolution(resolver, outcome, business_hours_now(state)?)?;
