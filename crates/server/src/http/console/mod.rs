@@ -2,18 +2,14 @@
 //! queue for 行政管理課 (all facilities) and facility managers (their own),
 //! with claim and resolve buttons, the person/device/certificates at a
 //! glance, and the history. Plain HTML forms plus a small script served from
-//! here: no front-end build.
-//!
-//! CSRF: a browser sends the client certificate with any request to this
-//! origin, even one started by another site, so every form carries a token
-//! bound to the caller's certificate (HMAC with a per-process key) and a POST
-//! from another origin is refused.
+//! here: no front-end build. What every page shares is in [`kit`].
+
+pub mod kit;
 
 use askama::Template;
-use aws_lc_rs::hmac;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use connect_pki_domain::escalation::Outcome;
@@ -26,6 +22,8 @@ use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{Conflict, ServiceError, emergency};
 use crate::state::AppState;
+pub use kit::new_csrf_key;
+use kit::{Ctx, acting, cert_ja, local, page, refuse, role_ja};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -33,11 +31,11 @@ pub fn router(state: AppState) -> Router {
         .route("/console", get(|| async { Redirect::to("/console/") }))
         .route(
             "/console/console.css",
-            get(|| async { asset("text/css; charset=utf-8", include_str!("../../templates/console.css")) }),
+            get(|| async { asset("text/css; charset=utf-8", include_str!("../../../templates/console.css")) }),
         )
         .route(
             "/console/console.js",
-            get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../templates/console.js")) }),
+            get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../../templates/console.js")) }),
         )
         .route("/console/terms", post(accept_terms))
         .route("/console/escalations/{id}/claim", post(claim))
@@ -47,36 +45,6 @@ pub fn router(state: AppState) -> Router {
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
-}
-
-/// A key for CSRF tokens, made at start.
-pub fn new_csrf_key() -> hmac::Key {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    hmac::Key::generate(hmac::HMAC_SHA256, &rng)
-        .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"unreachable: the OS RNG failed"))
-}
-
-fn csrf_token(state: &AppState, caller: &Caller) -> String {
-    hex::encode(hmac::sign(&state.csrf_key, caller.identity.certificate.serial.as_bytes()).as_ref())
-}
-
-fn csrf_ok(state: &AppState, caller: &Caller, token: &str, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
-    // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| uri.authority().map(|a| a.to_string()));
-    let same_origin = match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        None => headers
-            .get("sec-fetch-site")
-            .and_then(|v| v.to_str().ok())
-            .is_none_or(|v| v == "same-origin" || v == "none"),
-        Some(origin) => host.is_some_and(|host| origin == format!("https://{host}")),
-    };
-    let token_ok = hex::decode(token)
-        .is_ok_and(|t| hmac::verify(&state.csrf_key, caller.identity.certificate.serial.as_bytes(), &t).is_ok());
-    same_origin && token_ok
 }
 
 struct CertRow {
@@ -129,12 +97,10 @@ struct StaffRow {
 
 #[derive(Template)]
 #[template(path = "console.html")]
-struct ConsolePage {
-    who: String,
-    role_ja: &'static str,
+struct ConsolePage<'a> {
+    ctx: &'a Ctx,
     flash: Option<String>,
     error: Option<String>,
-    csrf: String,
     open: Vec<Row>,
     resolved: Vec<Done>,
     staff: Vec<StaffRow>,
@@ -143,55 +109,10 @@ struct ConsolePage {
 #[derive(Template)]
 #[template(path = "terms_accept.html")]
 struct TermsPage<'a> {
-    who: String,
-    role_ja: &'static str,
+    ctx: &'a Ctx,
     error: Option<String>,
-    csrf: String,
     version: &'a str,
     text: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage {
-    title: &'static str,
-    message: String,
-}
-
-fn page(status: StatusCode, t: &impl Template) -> Response {
-    match t.render() {
-        Ok(html) => {
-            let mut r = (status, Html(html)).into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'none'; style-src 'self'; script-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            r
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "console template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
-}
-
-fn refuse(e: ApiError) -> Response {
-    let message = match &e {
-        ApiError::NoClientCertificate | ApiError::Service(ServiceError::NotAuthenticated(_)) => {
-            "このページは、登録済みの端末の証明書でのみ開けます。".to_string()
-        }
-        _ => e.message_ja(),
-    };
-    page(e.status(), &MessagePage { title: "緊急届出コンソール", message })
-}
-
-fn local(t: OffsetDateTime) -> String {
-    emergency::tokyo(t)
-        .map(|(d, tm)| format!("{d} {:02}:{:02}", tm.hour(), tm.minute()))
-        .unwrap_or_else(|_| t.to_string())
 }
 
 fn span(seconds: i64) -> String {
@@ -204,37 +125,16 @@ fn span(seconds: i64) -> String {
     if neg { format!("超過 {text}") } else { text }
 }
 
-fn cert_ja(s: CertStatus) -> &'static str {
-    match s {
-        CertStatus::Valid => "有効",
-        CertStatus::OnHold => "一時停止中",
-        CertStatus::Revoked => "失効",
-        CertStatus::Superseded => "更新済み（失効）",
-    }
-}
-
-fn role_ja(r: Role) -> &'static str {
-    match r {
-        Role::AdminDivision => "行政管理課",
-        Role::WelfareDivision => "福祉課",
-        Role::FacilityManager => "施設管理者",
-        Role::Staff => "職員",
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct ShowQuery {
     done: Option<String>,
 }
 
 async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(q): Query<ShowQuery>) -> Response {
-    let caller = match caller {
+    let ctx = match Ctx::of(&state, caller, "/console/").await {
         Ok(c) => c,
-        Err(e) => return refuse(e),
+        Err(page) => return *page,
     };
-    if let Some(page) = terms_gate(&state, &caller, None).await {
-        return page;
-    }
     let flash = q.done.as_deref().and_then(|d| d.split_once(':')).map(|(what, id)| match what {
         "terms" => format!("利用規約（{} 版）への同意を記録しました。", state.settings.terms.version),
         "claimed" => format!("受付 {id} を担当しました。"),
@@ -243,28 +143,29 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
         "rejected" => format!("受付 {id} を却下しました。"),
         _ => format!("受付 {id} を更新しました。"),
     });
-    render(&state, &caller, flash, None, StatusCode::OK).await
+    render(&state, &ctx, flash, None, StatusCode::OK).await
 }
 
 async fn render(
     state: &AppState,
-    caller: &Caller,
+    ctx: &Ctx,
     flash: Option<String>,
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    match build(state, caller, flash, error).await {
+    match build(state, ctx, flash, error).await {
         Ok(p) => page(status, &p),
         Err(e) => refuse(e),
     }
 }
 
-async fn build(
+async fn build<'a>(
     state: &AppState,
-    caller: &Caller,
+    ctx: &'a Ctx,
     flash: Option<String>,
     error: Option<String>,
-) -> Result<ConsolePage, ApiError> {
+) -> Result<ConsolePage<'a>, ApiError> {
+    let caller = &ctx.caller;
     let now = state.clock.now();
     let mut open = Vec::new();
     let mut resolved = Vec::new();
@@ -290,16 +191,7 @@ async fn build(
     } else {
         Vec::new()
     };
-    Ok(ConsolePage {
-        who: caller.identity.user.display_name.clone().unwrap_or_default(),
-        role_ja: role_ja(caller.requester.actor.role),
-        flash,
-        error,
-        csrf: csrf_token(state, caller),
-        open,
-        resolved,
-        staff,
-    })
+    Ok(ConsolePage { ctx, flash, error, open, resolved, staff })
 }
 
 fn person(user: &connect_pki_store::UserRecord) -> String {
@@ -371,19 +263,13 @@ fn open_row(entry: emergency::QueueEntry, now: OffsetDateTime, hold_limit: time:
 
 /// The terms of use to accept instead of the page asked for, when the
 /// caller is a facility manager who has not accepted the version in force.
-async fn terms_gate(state: &AppState, caller: &Caller, error: Option<String>) -> Option<Response> {
+pub(crate) async fn terms_gate(state: &AppState, caller: &Caller, error: Option<String>) -> Option<Response> {
     let terms = match crate::service::terms::pending(state, &caller.requester).await {
         Ok(t) => t?,
         Err(e) => return Some(refuse(e.into())),
     };
-    let p = TermsPage {
-        who: caller.identity.user.display_name.clone().unwrap_or_default(),
-        role_ja: role_ja(caller.requester.actor.role),
-        error,
-        csrf: csrf_token(state, caller),
-        version: &terms.version,
-        text: &terms.text,
-    };
+    let ctx = Ctx { nav: Vec::new(), ..Ctx::new(state, caller.clone(), "") };
+    let p = TermsPage { ctx: &ctx, error, version: &terms.version, text: &terms.text };
     Some(page(StatusCode::OK, &p))
 }
 
@@ -438,19 +324,6 @@ fn conflict_ja(e: &ApiError) -> String {
     }
 }
 
-/// The caller of a console action, if its certificate, CSRF token and origin
-/// all check out; otherwise the page to show instead.
-fn acting(
-    state: &AppState,
-    caller: Result<Caller, ApiError>,
-    headers: &HeaderMap,
-    uri: &axum::http::Uri,
-    csrf: &str,
-) -> Result<Caller, Box<Response>> {
-    let caller = caller.map_err(|e| Box::new(refuse(e)))?;
-    if csrf_ok(state, &caller, csrf, headers, uri) { Ok(caller) } else { Err(Box::new(refuse(ApiError::CsrfRejected))) }
-}
-
 /// After an action: back to the queue with a confirmation, or the queue with the error.
 async fn after<T>(
     state: &AppState,
@@ -460,7 +333,10 @@ async fn after<T>(
 ) -> Response {
     match result {
         Ok(v) => Redirect::to(&format!("/console/?done={}", done(v))).into_response(),
-        Err(e) => render(state, caller, None, Some(conflict_ja(&e)), e.status()).await,
+        Err(e) => {
+            let ctx = Ctx::new(state, caller.clone(), "/console/");
+            render(state, &ctx, None, Some(conflict_ja(&e)), e.status()).await
+        }
     }
 }
 

@@ -1,0 +1,236 @@
+//! What every console page shares: the caller and their menu, the CSRF
+//! token, the security headers, the terms-of-use gate, confirmation and
+//! result pages, and Japanese names of states and roles.
+//!
+//! CSRF: a browser sends the client certificate with any request to this
+//! origin, even one started by another site, so every form carries a token
+//! bound to the caller's certificate (HMAC with a per-process key) and a POST
+//! from another origin is refused.
+
+use askama::Template;
+use aws_lc_rs::hmac;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use connect_pki_domain::{CertStatus, Role};
+use time::OffsetDateTime;
+
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::{ServiceError, emergency};
+use crate::state::AppState;
+
+/// One entry of the menu.
+pub struct NavItem {
+    pub href: &'static str,
+    pub label: &'static str,
+}
+
+/// The menu of a role: every task the API offers it, as pages.
+pub fn nav_for(role: Role) -> Vec<NavItem> {
+    let item = |href, label| NavItem { href, label };
+    match role {
+        Role::AdminDivision => vec![
+            item("/console/", "緊急届出"),
+            item("/console/applications", "施設の申請"),
+            item("/console/facilities", "施設一覧"),
+            item("/console/audit", "監査ログ"),
+        ],
+        Role::WelfareDivision => {
+            vec![item("/console/applications", "施設の申請"), item("/console/facilities", "施設一覧")]
+        }
+        Role::FacilityManager => vec![
+            item("/console/", "緊急届出"),
+            item("/console/staff", "職員と端末"),
+            item("/console/expiring", "期限の近い証明書"),
+            item("/console/audit", "操作の記録"),
+        ],
+        Role::Staff => vec![item("/console/me", "わたしの端末")],
+    }
+}
+
+/// The caller of a page, with what the layout shows.
+pub struct Ctx {
+    pub caller: Caller,
+    pub who: String,
+    pub role_ja: &'static str,
+    pub csrf: String,
+    pub nav: Vec<NavItem>,
+    /// The menu entry of this page (`href`), marked `aria-current`.
+    pub current: &'static str,
+}
+
+impl Ctx {
+    /// The context of a page at `current`, or the page to show instead: a
+    /// refusal without a usable certificate, the terms of use to accept for
+    /// a manager who has not accepted the version in force.
+    pub async fn of(
+        state: &AppState,
+        caller: Result<Caller, ApiError>,
+        current: &'static str,
+    ) -> Result<Ctx, Box<Response>> {
+        let caller = caller.map_err(|e| Box::new(refuse(e)))?;
+        if let Some(page) = super::terms_gate(state, &caller, None).await {
+            return Err(Box::new(page));
+        }
+        Ok(Self::new(state, caller, current))
+    }
+
+    pub fn new(state: &AppState, caller: Caller, current: &'static str) -> Ctx {
+        Ctx {
+            who: caller.identity.user.display_name.clone().unwrap_or_default(),
+            role_ja: role_ja(caller.requester.actor.role),
+            csrf: csrf_token(state, &caller),
+            nav: nav_for(caller.requester.actor.role),
+            current,
+            caller,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.caller.requester.actor.role
+    }
+}
+
+/// A key for CSRF tokens, made at start.
+pub fn new_csrf_key() -> hmac::Key {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    hmac::Key::generate(hmac::HMAC_SHA256, &rng)
+        .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"unreachable: the OS RNG failed"))
+}
+
+pub fn csrf_token(state: &AppState, caller: &Caller) -> String {
+    hex::encode(hmac::sign(&state.csrf_key, caller.identity.certificate.serial.as_bytes()).as_ref())
+}
+
+fn csrf_ok(state: &AppState, caller: &Caller, token: &str, headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()));
+    let same_origin = match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        None => headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v == "same-origin" || v == "none"),
+        Some(origin) => host.is_some_and(|host| origin == format!("https://{host}")),
+    };
+    let token_ok = hex::decode(token)
+        .is_ok_and(|t| hmac::verify(&state.csrf_key, caller.identity.certificate.serial.as_bytes(), &t).is_ok());
+    same_origin && token_ok
+}
+
+/// The caller of a console action, if its certificate, CSRF token and origin
+/// all check out; otherwise the page to show instead.
+pub fn acting(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    csrf: &str,
+) -> Result<Caller, Box<Response>> {
+    let caller = caller.map_err(|e| Box::new(refuse(e)))?;
+    if csrf_ok(state, &caller, csrf, headers, uri) { Ok(caller) } else { Err(Box::new(refuse(ApiError::CsrfRejected))) }
+}
+
+/// A rendered console page with headers that keep it from being framed,
+/// cached or running anything it did not ship.
+pub fn page(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut r = (status, Html(html)).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            // Not no-referrer: under it a browser sends `Origin: null` with the
+            // forms, and the same-origin check refuses them.
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    title: &'static str,
+    message: String,
+}
+
+/// A page saying why the request was refused, in Japanese, with its status.
+pub fn refuse(e: ApiError) -> Response {
+    let message = match &e {
+        ApiError::NoClientCertificate | ApiError::Service(ServiceError::NotAuthenticated(_)) => {
+            "このページは、登録済みの端末の証明書でのみ開けます。".to_string()
+        }
+        _ => e.message_ja(),
+    };
+    page(e.status(), &MessagePage { title: "CONNECT 証明書サービス", message })
+}
+
+/// One line of what a confirmation or a result page names: (label, value).
+pub type Fact = (&'static str, String);
+
+/// The page every destructive step shows first: who and what it touches,
+/// the effect in words, and the one button that does it.
+#[derive(Template)]
+#[template(path = "console/confirm.html")]
+pub struct ConfirmPage<'a> {
+    pub ctx: &'a Ctx,
+    pub title: &'static str,
+    pub facts: Vec<Fact>,
+    /// What will happen, in the words of the person affected
+    /// (「この端末は直ちにすべての施設で使えなくなります」).
+    pub effect: String,
+    pub action: String,
+    /// Extra fields the form posts besides the CSRF token: (name, label, kind) — kind is
+    /// `text`, `date` or `reason` (a choice of RFC 5280 reasons).
+    pub fields: Vec<(&'static str, &'static str, &'static str)>,
+    pub button: &'static str,
+    pub back: String,
+}
+
+/// The page after a destructive step: what happened and when.
+#[derive(Template)]
+#[template(path = "console/result.html")]
+pub struct ResultPage<'a> {
+    pub ctx: &'a Ctx,
+    pub title: &'static str,
+    pub message: String,
+    pub facts: Vec<Fact>,
+    pub back: String,
+}
+
+/// A time as people in Chitose read it: Asia/Tokyo, to the minute.
+pub fn local(t: OffsetDateTime) -> String {
+    emergency::tokyo(t)
+        .map(|(d, tm)| format!("{d} {:02}:{:02}", tm.hour(), tm.minute()))
+        .unwrap_or_else(|_| t.to_string())
+}
+
+pub fn cert_ja(s: CertStatus) -> &'static str {
+    match s {
+        CertStatus::Valid => "有効",
+        CertStatus::OnHold => "一時停止中",
+        CertStatus::Revoked => "失効",
+        CertStatus::Superseded => "更新済み（失効）",
+    }
+}
+
+pub fn role_ja(r: Role) -> &'static str {
+    match r {
+        Role::AdminDivision => "行政管理課",
+        Role::WelfareDivision => "福祉課",
+        Role::FacilityManager => "施設管理者",
+        Role::Staff => "職員",
+    }
+}
