@@ -316,10 +316,13 @@ async fn change_facility(
     Ok(Json(FacilityChangeView {
         facility: change.facility.into(),
         revoked_serials: change.revoked.iter().map(Serial::to_hex).collect(),
+        held_serials: change.held.iter().map(Serial::to_hex).collect(),
+        released_serials: change.released.iter().map(Serial::to_hex).collect(),
     }))
 }
 
-/// Suspend a facility: its certificates stop working at the API until resumed (行政管理課).
+/// Suspend a facility (行政管理課): every valid certificate of its users goes on hold (certificateHold) —
+/// refused at our handshake, `revoked` in OCSP and listed in the CRL — before the response.
 #[utoipa::path(post, path = "/api/v1/facilities/{id}/suspend", tag = "facilities", params(("id" = i64, Path)),
     responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -331,7 +334,8 @@ async fn suspend_facility(
     change_facility(state, &caller.requester, id, FacilityStatus::Suspended).await
 }
 
-/// Resume a suspended facility (行政管理課).
+/// Resume a suspended facility (行政管理課): the holds the suspension placed are released, except those an
+/// open emergency report keeps; certificates revoked meanwhile stay revoked.
 #[utoipa::path(post, path = "/api/v1/facilities/{id}/resume", tag = "facilities", params(("id" = i64, Path)),
     responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
