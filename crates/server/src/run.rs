@@ -212,6 +212,7 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
         .fallback(crate::http::error::no_route)
         .layer(body_limit())
         .layer(middleware::from_fn(crate::http::origin::same_origin))
+        .layer(middleware::from_fn(crate::http::read_body_first))
         .layer(middleware::from_fn_with_state(state.clone(), crate::http::origin::audit_refusals))
         .layer(middleware::from_fn(crate::http::origin::strict_transport))
         .layer(middleware::from_fn(log_request))
