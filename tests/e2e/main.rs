@@ -10,6 +10,7 @@ mod nginx;
 mod proxy;
 mod races;
 mod revocation;
+mod schema;
 mod secrets;
 
 use std::path::Path;
