@@ -96,6 +96,27 @@ pub async fn managed_user(state: &AppState, caller: &Requester, id: UserId) -> R
     Ok(user)
 }
 
+/// A user the caller may act on, with their devices and certificates.
+pub async fn managed_user_devices(
+    state: &AppState,
+    caller: &Requester,
+    id: UserId,
+) -> Result<UserWithDevices, ServiceError> {
+    let user = managed_user(state, caller, id).await?;
+    let devices = state.store.devices_of(user.id).await?;
+    Ok(UserWithDevices { user, devices })
+}
+
+/// The scheduled retirements of a facility's users: (user, when).
+pub async fn scheduled_retirements(
+    state: &AppState,
+    caller: &Requester,
+    facility: FacilityId,
+) -> Result<Vec<(UserId, time::OffsetDateTime)>, ServiceError> {
+    authorize(&caller.actor, Action::ManageUsers(facility))?;
+    Ok(state.store.scheduled_retirements(facility).await?)
+}
+
 /// A device whose holder the caller may act on, with that holder.
 pub async fn managed_device(
     state: &AppState,
