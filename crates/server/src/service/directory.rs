@@ -71,6 +71,16 @@ pub async fn register(
     Ok(state.store.create_user(facility, &new, UserStatus::Invited, &caller.audit_name, state.clock.now()).await?)
 }
 
+/// A facility whose users the caller manages (registers, lists).
+pub async fn managed_facility(
+    state: &AppState,
+    caller: &Requester,
+    id: FacilityId,
+) -> Result<FacilityRecord, ServiceError> {
+    authorize(&caller.actor, Action::ManageUsers(id))?;
+    state.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+}
+
 /// Users of a facility with their devices and certificates.
 pub async fn users(
     state: &AppState,

@@ -12,7 +12,7 @@ use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 
 use super::REGISTRABLE;
-use crate::http::console::kit::{Ctx, acting, page, role_ja};
+use crate::http::console::kit::{Ctx, acting, page, refuse, role_ja};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{Conflict, ServiceError, directory};
@@ -36,6 +36,7 @@ pub struct Fields {
 #[template(path = "console/register.html")]
 struct RegisterPage<'a> {
     ctx: &'a Ctx,
+    facility: String,
     f: Fields,
     roles: Vec<(&'static str, &'static str)>,
     /// (field, message): the refused field and why; field "" is the form.
@@ -58,8 +59,13 @@ pub async fn form(State(state): State<AppState>, caller: Result<Caller, ApiError
         Ok(c) => c,
         Err(p) => return *p,
     };
+    let requester = &ctx.caller.requester;
+    let facility = match directory::managed_facility(&state, requester, requester.actor.facility).await {
+        Ok(f) => f.name,
+        Err(e) => return refuse(e.into()),
+    };
     let f = Fields { role: Role::Staff.as_str().into(), ..Fields::default() };
-    page(StatusCode::OK, &RegisterPage { ctx: &ctx, f, roles: roles(), error: None })
+    page(StatusCode::OK, &RegisterPage { ctx: &ctx, facility, f, roles: roles(), error: None })
 }
 
 /// Which field a refusal is about, and what to tell the manager.
@@ -103,9 +109,14 @@ pub async fn submit(
     match result {
         Ok(user) => Redirect::to(&format!("/console/staff/{}?done=registered", user.id)).into_response(),
         Err(e) => {
+            let facility =
+                match directory::managed_facility(&state, &caller.requester, caller.requester.actor.facility).await {
+                    Ok(f) => f.name,
+                    Err(_) => return refuse(e),
+                };
             let ctx = Ctx::new(&state, caller, "/console/staff");
-            let status = e.status();
-            page(status, &RegisterPage { ctx: &ctx, f, roles: roles(), error: Some(field_error(&e)) })
+            let p = RegisterPage { ctx: &ctx, facility, f, roles: roles(), error: Some(field_error(&e)) };
+            page(e.status(), &p)
         }
     }
 }
