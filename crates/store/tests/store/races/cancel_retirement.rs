@@ -33,7 +33,7 @@ async fn round(store: &Store, world: World) -> Outcome {
     let worker = store.retire_if_due(world.user, due);
     // Which call is polled first alternates: SQLite's in-process writer
     // queue would otherwise hand the lock to the same side every round.
-    let (cancel, worker) = if world.round % 2 == 0 {
+    let (cancel, worker) = if world.round.is_multiple_of(2) {
         tokio::join!(cancel, worker)
     } else {
         let (worker, cancel) = tokio::join!(worker, cancel);

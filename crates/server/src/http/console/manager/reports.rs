@@ -127,6 +127,7 @@ fn action_ja(action: &str) -> &str {
         "escalation.resolve" => "緊急届出の対応完了",
         "emergency.sign_in" => "緊急届出のサインイン",
         "facility.create" => "施設の登録",
+        "application.approve" => "施設の申請の承認",
         "terms.accept" => "利用規約への同意",
         "request.refused" => "拒否された操作",
         other => other,
@@ -156,6 +157,8 @@ fn row(r: &AuditRecord, names: &HashMap<String, String>) -> TrailRow {
     let e = &r.entry;
     let actor = if e.actor.starts_with("system:") {
         "システム（自動）".to_string()
+    } else if let Some(addr) = e.actor.strip_prefix("public:") {
+        format!("登録ページ・届出ページ（{addr}）")
     } else {
         names.get(&e.actor).cloned().unwrap_or_else(|| e.actor.replace("user:", "利用者 "))
     };
