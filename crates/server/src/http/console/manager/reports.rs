@@ -134,6 +134,22 @@ fn action_ja(action: &str) -> &str {
     }
 }
 
+/// What a record is about, in words: "device:3" → "端末 3".
+fn target_ja(target: &str) -> String {
+    let Some((kind, id)) = target.split_once(':') else { return target.to_string() };
+    let kind = match kind {
+        "user" => "利用者",
+        "device" => "端末",
+        "certificate" => "証明書",
+        "enrollment_code" => "登録コード",
+        "facility" => "施設",
+        "application" => "申請",
+        "escalation" => "緊急届出",
+        _ => return target.to_string(),
+    };
+    format!("{kind} {id}")
+}
+
 /// A day typed in a filter, as the instant it starts in Japan (UTC+9, no
 /// daylight saving time).
 fn day(field: &'static str, raw: &str, plus_days: i64) -> Result<Option<OffsetDateTime>, (&'static str, String)> {
@@ -162,7 +178,7 @@ fn row(r: &AuditRecord, names: &HashMap<String, String>) -> TrailRow {
     } else {
         names.get(&e.actor).cloned().unwrap_or_else(|| e.actor.replace("user:", "利用者 "))
     };
-    let target = names.get(&e.target).cloned().unwrap_or_else(|| e.target.clone());
+    let target = names.get(&e.target).cloned().unwrap_or_else(|| target_ja(&e.target));
     TrailRow {
         id: r.id,
         at: local(r.at),
