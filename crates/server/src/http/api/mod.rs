@@ -165,7 +165,9 @@ async fn submit_application(
 
 /// The terms of use (利用規約) in force: an application must name this
 /// version in `terms_version`.
-#[utoipa::path(get, path = "/api/v1/terms", tag = "public", responses((status = 200, body = TermsOfUse)))]
+#[utoipa::path(get, path = "/api/v1/terms", tag = "public",
+    responses((status = 200, body = TermsOfUse),
+              (status = 403, description = "Asked on the plain HTTP listener (https_required)", body = ErrorBody)))]
 async fn terms_of_use(State(state): State<AppState>) -> Json<TermsOfUse> {
     let t = &state.settings.terms;
     Json(TermsOfUse { version: t.version.clone(), text: t.text.clone() })
