@@ -119,6 +119,15 @@ async fn every_page_renders_for_its_manager_and_for_no_one_else(backend: Backend
     // A path that is not a number is a Japanese 404 page.
     let r = get(app, a, "/console/staff/abc").await;
     assert!(r.status == 404 && r.text().contains("見つかりませんでした"), "{}", r.text());
+
+    // 340 days on, the certificates issued today run out within 30 days:
+    // A's manager sees A's, B's manager B's own and nothing of A's.
+    app.clock.advance(time::Duration::days(340));
+    let soon = page_with(app, a, "/console/expiring", &w.staff_a.serial).await;
+    assert!(soon.contains("hanako さん") && soon.contains(&w.manager_a.serial), "{soon}");
+    assert!(soon.contains("24 日") || soon.contains("25 日"), "days left: {soon}");
+    let theirs = page_with(app, b, "/console/expiring", &w.manager_b.serial).await;
+    assert_shows_nothing_of(&theirs, &secrets, "B's expiring certificates");
 }
 both_backends!(every_page_renders_for_its_manager_and_for_no_one_else);
 
