@@ -1,5 +1,5 @@
 //! The destructive routes (issue 10) — revoke, hold, release, lost device,
-//! retirement now and scheduled, deletion, and the escalations: report,
+//! retirement now and scheduled, cancelling a scheduled one, deletion, and the escalations: report,
 //! claim, resolve — × every role × a user of the caller's facility, a user
 //! of another facility and the caller's own second device, against a table
 //! written out here (not derived from the policy code).
@@ -38,6 +38,8 @@ enum Op {
     Lost,
     RetireNow,
     RetireLater,
+    /// Cancel a retirement scheduled for the holder.
+    CancelRetirement,
     /// Delete a retired user.
     Delete,
     /// Report the device lost for its holder (`POST /api/v1/escalations`).
@@ -96,6 +98,7 @@ const TABLE: &[Row] = &[
     (Lost, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (RetireNow, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (RetireLater, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
+    (CancelRetirement, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (Delete, Day, ADMIN_AND_MANAGER, ADMIN, None),
     (Report, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (Claim, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
@@ -238,6 +241,10 @@ async fn prepare(app: &TestApp, case: Case, t: &mut Target) {
     match case.op {
         Release => drop(store.change_certificate(&serial, Change::Hold, "test:setup", now).await.expect("hold")),
         Delete => drop(store.retire_user(UserId(t.device.user_id), "test:setup", now).await.expect("retire")),
+        CancelRetirement => {
+            let at = now + Duration::days(3);
+            store.schedule_retirement(UserId(t.device.user_id), at, "test:setup", now).await.expect("schedule");
+        }
         ReleaseEscalationHold | Claim | ResolveRevoked | ResolveReleased | ResolveRejected => {
             let body = json!({"login_id": t.login, "password": PASSWORD, "device_id": t.device.device_id});
             let (status, out) = app.public_api("POST", "/api/v1/emergency", Some(&body)).await;
@@ -272,6 +279,7 @@ fn request(op: Op, t: &Target, retire_at: OffsetDateTime) -> (&'static str, Stri
         Lost => ("POST", format!("/api/v1/devices/{}/lost", t.device.device_id), None),
         RetireNow => ("POST", format!("{user}/retire"), Some(json!({}))),
         RetireLater => ("POST", format!("{user}/retire"), Some(json!({"at": rfc3339(retire_at)}))),
+        CancelRetirement => ("DELETE", format!("{user}/retirement"), None),
         Delete => ("DELETE", user, None),
         Report => {
             let body = json!({"device_id": t.device.device_id, "note": "電話で受付"});
@@ -331,7 +339,7 @@ fn effect(op: Op, before: &Snapshot, caller_user: i64, retire_at: OffsetDateTime
         Hold | Report => Some("revoked certificateHold"),
         Release | ResolveReleased | ResolveRejected => Some("good"),
         RetireNow => Some("revoked affiliationChanged"),
-        ReleaseEscalationHold | RetireLater | Delete | Claim => None,
+        ReleaseEscalationHold | RetireLater | CancelRetirement | Delete | Claim => None,
     };
     if let Some(ocsp) = ocsp {
         s.ocsp = ocsp.into();
@@ -341,6 +349,7 @@ fn effect(op: Op, before: &Snapshot, caller_user: i64, retire_at: OffsetDateTime
         RetireNow => (s.user, s.device) = ("retired".into(), "retired".into()),
         Delete => s.user = "deleted".into(),
         RetireLater => s.retire_at = Some(retire_at),
+        CancelRetirement => s.retire_at = None,
         Report => s.escalations.push(("open".into(), None, None)),
         _ => {}
     }

@@ -7,6 +7,8 @@ mod audit_checkpoints;
 mod authorization;
 mod authorization_destructive;
 mod city_roles;
+mod console_manager;
+mod console_manager_steps;
 mod cross_site;
 mod delivery_log;
 mod emergency;

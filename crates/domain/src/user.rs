@@ -46,6 +46,23 @@ pub fn retirement_due(status: UserStatus, retire_at: Option<OffsetDateTime>, now
     retire_at.is_some_and(|at| at <= now) && retire(status).is_some()
 }
 
+/// Whether a scheduled retirement may be cancelled: only while it is still
+/// scheduled and has not run (the worker clears the schedule as it retires,
+/// so a retired user has nothing left to cancel). Returns the time it was
+/// scheduled for.
+pub fn check_cancel_retirement(
+    status: UserStatus,
+    retire_at: Option<OffsetDateTime>,
+) -> Result<OffsetDateTime, DomainError> {
+    match (retire(status), retire_at) {
+        (Some(_), Some(at)) => Ok(at),
+        (None, _) => Err(DomainError::InvalidTransition { from: status.as_str(), to: "retirement cancelled" }),
+        (Some(_), None) => {
+            Err(DomainError::InvalidTransition { from: "no retirement scheduled", to: "retirement cancelled" })
+        }
+    }
+}
+
 /// Whether an enrollment code may be handed to a user in `status`.
 pub fn check_enrollment_code(status: UserStatus) -> Result<(), DomainError> {
     if may_receive_certificates(status) {
@@ -101,6 +118,21 @@ mod tests {
         assert!(!retirement_due(Active, None, now));
         assert!(!retirement_due(Retired, past, now));
         assert!(!retirement_due(Deleted, past, now));
+    }
+
+    #[test]
+    fn only_a_retirement_still_to_run_is_cancelled() {
+        use UserStatus::*;
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        assert_eq!(check_cancel_retirement(Active, Some(at)), Ok(at));
+        assert_eq!(check_cancel_retirement(Invited, Some(at)), Ok(at));
+        assert!(check_cancel_retirement(Active, None).is_err());
+        for s in [Retired, Deleted] {
+            assert_eq!(
+                check_cancel_retirement(s, Some(at)),
+                Err(DomainError::InvalidTransition { from: s.as_str(), to: "retirement cancelled" })
+            );
+        }
     }
 
     #[test]

@@ -123,6 +123,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
             renewals_per_hour: config.renewals_per_hour,
             notify: config.notify.clone(),
             terms: crate::terms::Terms::load(&config.data_dir)?,
+            https_url: config.https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
         }),
         revocations,
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity, clock.clone())),

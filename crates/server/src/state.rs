@@ -51,6 +51,9 @@ pub struct Settings {
     pub notify: crate::service::notify::NotifyConfig,
     /// The terms of use (利用規約) in force.
     pub terms: crate::terms::Terms,
+    /// `--https-url` without a trailing slash: the address printed on code
+    /// slips; `None`: the host the manager's browser used.
+    pub https_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -66,6 +69,7 @@ impl Default for Settings {
             renewals_per_hour: connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR,
             notify: Default::default(),
             terms: crate::terms::Terms::builtin(),
+            https_url: None,
         }
     }
 }

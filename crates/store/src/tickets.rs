@@ -51,8 +51,4 @@ impl Store {
         .await
     }
 
-    /// The devices of one user, with their certificates.
-    pub async fn devices_of(&self, user: UserId) -> Result<Vec<crate::DeviceRecord>, StoreError> {
-        self.devices_where("d.user_id = $1", user.0).await
-    }
 }

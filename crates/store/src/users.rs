@@ -155,6 +155,54 @@ impl Store {
         .await
     }
 
+    /// Cancels a scheduled retirement that has not run yet; returns the time
+    /// it was scheduled for. Under the writer lock, like the worker's
+    /// `retire_if_due`: of a cancel and the retirement at its due time,
+    /// whichever commits first wins and the other finds nothing to do (the
+    /// cancel is then refused: the user is retired).
+    pub async fn cancel_retirement(
+        &self,
+        user: UserId,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<OffsetDateTime, StoreError> {
+        self.write(async |tx| {
+            let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+            let (status, retire_at) = retirement_of(tx, user).await?;
+            let at = domain_user::check_cancel_retirement(status, retire_at)?;
+            sqlx::query("update users set retire_at = null, updated_at = $1 where id = $2 and retire_at is not null")
+                .bind(secs(now))
+                .bind(user.0)
+                .execute(&mut **tx)
+                .await?;
+            let entry = AuditEntry::ok(
+                actor,
+                "user.retire_cancelled",
+                format!("user:{user}"),
+                json!({"at": secs(at)}),
+                Some(u.facility),
+                Some(user),
+            );
+            tx.audit(now, &entry).await?;
+            Ok(at)
+        })
+        .await
+    }
+
+    /// The scheduled retirements of a facility's users: (user, when).
+    pub async fn scheduled_retirements(
+        &self,
+        facility: FacilityId,
+    ) -> Result<Vec<(UserId, OffsetDateTime)>, StoreError> {
+        let rows = sqlx::query(
+            "select id, retire_at from users where facility_id = $1 and retire_at is not null order by retire_at",
+        )
+        .bind(facility.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((UserId(r.try_get("id")?), instant(r.try_get("retire_at")?)?))).collect()
+    }
+
     /// Users whose scheduled retirement is due.
     pub async fn due_retirements(&self, now: OffsetDateTime) -> Result<Vec<UserId>, StoreError> {
         // Only scheduled retirements are read; which are due is the domain's rule.

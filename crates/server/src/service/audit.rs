@@ -1,6 +1,7 @@
-//! Reading the audit log (`admin_division`), and recording refusals.
+//! Reading the audit log (`admin_division`; a manager their facility's
+//! trail), and recording refusals.
 
-use connect_pki_domain::{Action, Serial, authorize};
+use connect_pki_domain::{Action, FacilityId, Serial, authorize};
 use connect_pki_store::{AuditEntry, AuditFilter, AuditRecord};
 
 use crate::service::error::ServiceError;
@@ -15,6 +16,19 @@ pub async fn list(
 ) -> Result<Vec<AuditRecord>, ServiceError> {
     authorize(&caller.actor, Action::ReadAudit)?;
     Ok(state.store.audit_page(filter).await?)
+}
+
+/// The audit trail of one facility (its manager reads their own): the
+/// records that name it, read only.
+pub async fn facility_trail(
+    state: &AppState,
+    caller: &Requester,
+    facility: FacilityId,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditRecord>, ServiceError> {
+    authorize(&caller.actor, Action::ReadFacilityAudit(facility))?;
+    let filter = AuditFilter { facility: Some(facility), ..filter.clone() };
+    Ok(state.store.audit_page(&filter).await?)
 }
 
 /// Records a refused (403) request made with one of our certificates: who

@@ -1,8 +1,9 @@
-//! Reading devices and certificates; renewal by the device itself.
+//! Reading devices and certificates (and which run out soon); renewal by
+//! the device itself.
 
 use connect_pki_ca::parse_csr;
-use connect_pki_domain::{Action, DeviceId, Serial, authorize};
-use connect_pki_store::{CertificateRecord, DeviceRecord, NewCertificate};
+use connect_pki_domain::{Action, CertStatus, DeviceId, FacilityId, Serial, authorize};
+use connect_pki_store::{CertificateRecord, DeviceRecord, NewCertificate, UserRecord};
 
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
@@ -25,6 +26,41 @@ pub async fn certificate(
     let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
     authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
     Ok(holder.certificate)
+}
+
+/// A certificate in force that runs out soon, with its device and holder.
+#[derive(Debug, Clone)]
+pub struct Expiring {
+    pub user: UserRecord,
+    pub device: DeviceRecord,
+    pub certificate: CertificateRecord,
+}
+
+/// The certificates of a facility that are valid or on hold and run out
+/// within `within` from now, soonest first.
+pub async fn expiring(
+    state: &AppState,
+    caller: &Requester,
+    facility: FacilityId,
+    within: time::Duration,
+) -> Result<Vec<Expiring>, ServiceError> {
+    authorize(&caller.actor, Action::ManageCertificates(facility))?;
+    let now = state.clock.now();
+    let mut out = Vec::new();
+    for u in state.store.users_with_devices(facility).await? {
+        for d in &u.devices {
+            let soon = d.certificates.iter().filter(|c| {
+                matches!(c.status, CertStatus::Valid | CertStatus::OnHold)
+                    && c.not_after > now
+                    && c.not_after <= now + within
+            });
+            for c in soon {
+                out.push(Expiring { user: u.user.clone(), device: d.clone(), certificate: c.clone() });
+            }
+        }
+    }
+    out.sort_by_key(|e| e.certificate.not_after);
+    Ok(out)
 }
 
 /// Renews the caller's own certificate from a new CSR: a new certificate for

@@ -83,6 +83,16 @@ pub async fn register(
     Ok(state.store.create_user(facility, &new, UserStatus::Invited, &caller.audit_name, state.clock.now()).await?)
 }
 
+/// A facility whose users the caller manages (registers, lists).
+pub async fn managed_facility(
+    state: &AppState,
+    caller: &Requester,
+    id: FacilityId,
+) -> Result<FacilityRecord, ServiceError> {
+    authorize(&caller.actor, Action::ManageUsers(id))?;
+    state.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+}
+
 /// Users of a facility with their devices and certificates.
 pub async fn users(
     state: &AppState,
@@ -106,6 +116,27 @@ pub async fn managed_user(state: &AppState, caller: &Requester, id: UserId) -> R
     let user = state.store.user(id).await?.ok_or(ServiceError::NotFound("user"))?;
     authorize(&caller.actor, Action::ActOnUser(target(&user)))?;
     Ok(user)
+}
+
+/// A user the caller may act on, with their devices and certificates.
+pub async fn managed_user_devices(
+    state: &AppState,
+    caller: &Requester,
+    id: UserId,
+) -> Result<UserWithDevices, ServiceError> {
+    let user = managed_user(state, caller, id).await?;
+    let devices = state.store.devices_of(user.id).await?;
+    Ok(UserWithDevices { user, devices })
+}
+
+/// The scheduled retirements of a facility's users: (user, when).
+pub async fn scheduled_retirements(
+    state: &AppState,
+    caller: &Requester,
+    facility: FacilityId,
+) -> Result<Vec<(UserId, time::OffsetDateTime)>, ServiceError> {
+    authorize(&caller.actor, Action::ManageUsers(facility))?;
+    Ok(state.store.scheduled_retirements(facility).await?)
 }
 
 /// A device whose holder the caller may act on, with that holder.

@@ -1,7 +1,7 @@
-//! Revoke, hold, release, lost device, retirement and deletion. Each one is
-//! authorized, committed in one transaction, then published with
-//! `Revocations::sync` before the caller hears back — so the handshake, OCSP
-//! and the CRL already reflect it when the response leaves.
+//! Revoke, hold, release, lost device, retirement (and its cancellation)
+//! and deletion. Each one is authorized, committed in one transaction, then
+//! published with `Revocations::sync` before the caller hears back — so the
+//! handshake, OCSP and the CRL already reflect it when the response leaves.
 
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{Action, DeviceId, Serial, UserId, authorize};
@@ -68,6 +68,17 @@ pub async fn retire(
             Ok(Retirement::Done { revoked })
         }
     }
+}
+
+/// Cancels a scheduled retirement that has not run yet (allowed to whoever
+/// may retire the user); returns the time it was scheduled for.
+pub async fn cancel_retirement(
+    state: &AppState,
+    caller: &Requester,
+    user: UserId,
+) -> Result<OffsetDateTime, ServiceError> {
+    let u = managed_user(state, caller, user).await?;
+    Ok(state.store.cancel_retirement(u.id, &caller.audit_name, state.clock.now()).await?)
 }
 
 /// Deletes a retired user's personal data; returns what is left of the record.

@@ -85,6 +85,7 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(release_certificate))
         .routes(routes!(report_lost))
         .routes(routes!(retire_user))
+        .routes(routes!(cancel_retirement))
         .routes(routes!(delete_user))
         .routes(routes!(list_escalations, open_escalation))
         .routes(routes!(claim_escalation))

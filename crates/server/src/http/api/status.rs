@@ -1,4 +1,4 @@
-//! Revoke, hold, release, lost device, retirement and deletion.
+//! Revoke, hold, release, lost device, retirement (and its cancellation) and deletion.
 
 use axum::Json;
 use axum::extract::State;
@@ -115,6 +115,21 @@ pub(super) async fn retire_user(
         },
     };
     Ok(Json(view))
+}
+
+/// Cancel a scheduled retirement before it runs (whoever may retire the
+/// user). Once it has run the user is retired and the call answers 409.
+#[utoipa::path(delete, path = "/api/v1/users/{id}/retirement", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = RetirementCancelledView), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "No retirement scheduled, or it has already run", body = ErrorBody)))]
+pub(super) async fn cancel_retirement(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<Json<RetirementCancelledView>> {
+    let at = revocation::cancel_retirement(&state, &caller.requester, UserId(id)).await?;
+    Ok(Json(RetirementCancelledView { user_id: id, cancelled_retire_at: rfc3339(at) }))
 }
 
 /// Delete a retired user: personal data removed, the audit trail kept.

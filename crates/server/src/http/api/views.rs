@@ -465,6 +465,14 @@ pub struct RetireView {
     pub revoked_serials: Vec<String>,
 }
 
+/// A scheduled retirement, cancelled before it ran.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetirementCancelledView {
+    pub user_id: i64,
+    /// When the retirement would have run (RFC 3339).
+    pub cancelled_retire_at: String,
+}
+
 /// A lost-device report by its user (public: the device is gone).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -42,7 +42,7 @@ pub fn nav_for(role: Role) -> Vec<NavItem> {
             item("/console/", "緊急届出"),
             item("/console/staff", "職員と端末"),
             item("/console/expiring", "期限の近い証明書"),
-            item("/console/audit", "操作の記録"),
+            item("/console/trail", "操作の記録"),
         ],
         Role::Staff => vec![item("/console/me", "わたしの端末")],
     }

@@ -5,6 +5,7 @@
 //! here: no front-end build. What every page shares is in [`kit`].
 
 pub mod kit;
+pub mod manager;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -12,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use connect_pki_domain::CertStatus;
 use connect_pki_domain::escalation::Outcome;
-use connect_pki_domain::{CertStatus, Role};
 use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -23,7 +24,7 @@ use crate::http::identity::Caller;
 use crate::service::{Conflict, ServiceError, emergency};
 use crate::state::AppState;
 pub use kit::new_csrf_key;
-use kit::{Ctx, acting, cert_ja, local, page, refuse, role_ja};
+use kit::{Ctx, acting, cert_ja, local, page, refuse};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -40,7 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/console/terms", post(accept_terms))
         .route("/console/escalations/{id}/claim", post(claim))
         .route("/console/escalations/{id}/resolve", post(resolve))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(manager::router(state.clone()))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -87,14 +89,6 @@ struct Done {
     note: String,
 }
 
-struct StaffRow {
-    name: String,
-    login: String,
-    role: &'static str,
-    status: String,
-    devices: usize,
-}
-
 #[derive(Template)]
 #[template(path = "console.html")]
 struct ConsolePage<'a> {
@@ -103,7 +97,6 @@ struct ConsolePage<'a> {
     error: Option<String>,
     open: Vec<Row>,
     resolved: Vec<Done>,
-    staff: Vec<StaffRow>,
 }
 
 #[derive(Template)]
@@ -176,22 +169,7 @@ async fn build<'a>(
             resolved.push(done_row(entry));
         }
     }
-    let staff = if caller.requester.actor.role == Role::FacilityManager {
-        crate::service::directory::users(state, &caller.requester, caller.requester.actor.facility)
-            .await?
-            .into_iter()
-            .map(|u| StaffRow {
-                name: u.user.display_name.clone().unwrap_or_default(),
-                login: u.user.login_id.clone().unwrap_or_default(),
-                role: role_ja(u.user.role),
-                status: u.user.status.to_string(),
-                devices: u.devices.len(),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(ConsolePage { ctx, flash, error, open, resolved, staff })
+    Ok(ConsolePage { ctx, flash, error, open, resolved })
 }
 
 fn person(user: &connect_pki_store::UserRecord) -> String {

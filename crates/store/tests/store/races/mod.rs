@@ -37,6 +37,10 @@
 //! `ROUNDS_AT_ONCE` rounds side by side. Each raced call gets a timestamp of
 //! its own, so every feed and audit row can be traced to the call that wrote
 //! it, and audit ids, taken in commit order, tell which call committed first.
+//!
+//! `cancel_retirement.rs` races a manager cancelling a scheduled retirement
+//! against the worker carrying it out at its due time, on the same worlds.
+mod cancel_retirement;
 mod checks;
 mod ops;
 mod pairs;

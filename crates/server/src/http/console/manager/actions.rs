@@ -1,0 +1,237 @@
+//! A device reported lost, and a certificate revoked, held or released:
+//! each a confirmation page naming the person, the device and the effect,
+//! then the POST, then a page saying what happened and when.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use connect_pki_domain::certificate::Change;
+use connect_pki_domain::{CertStatus, DeviceId, Reason, Serial};
+use connect_pki_store::{DeviceRecord, UserRecord};
+use serde::Deserialize;
+
+use super::{device_name, id_of, person};
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, cert_ja, local, page, refuse};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::{certificates, directory, revocation};
+use crate::state::AppState;
+
+fn back(user: &UserRecord) -> String {
+    format!("/console/staff/{}", user.id)
+}
+
+fn who_and_what(user: &UserRecord, device: &DeviceRecord) -> Vec<Fact> {
+    vec![("職員", person(user)), ("端末", device_name(device))]
+}
+
+pub async fn confirm_lost(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(raw): Path<String>,
+) -> Response {
+    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let id = match id_of(&raw) {
+        Ok(id) => DeviceId(id),
+        Err(p) => return *p,
+    };
+    let (device, user) = match directory::managed_device(&state, &ctx.caller.requester, id).await {
+        Ok(v) => v,
+        Err(e) => return refuse(e.into()),
+    };
+    let in_force = device.certificates.iter().filter(|c| matches!(c.status, CertStatus::Valid | CertStatus::OnHold));
+    let mut facts = who_and_what(&user, &device);
+    facts.push(("失効する証明書", format!("{} 件", in_force.count())));
+    let p = ConfirmPage {
+        ctx: &ctx,
+        title: "端末の紛失の届出",
+        facts,
+        effect: "この端末は直ちにすべての施設で使えなくなります。端末の証明書はすべて失効し、元に戻せません（見つかった場合は、新しい登録コードで登録し直します）。".into(),
+        action: format!("/console/devices/{}/lost", id.0),
+        fields: Vec::new(),
+        button: "紛失を届け出て、直ちに停止する",
+        back: back(&user),
+    };
+    page(StatusCode::OK, &p)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn lost(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let id = match id_of(&raw) {
+        Ok(id) => DeviceId(id),
+        Err(p) => return *p,
+    };
+    let requester = &caller.requester;
+    let result: Result<_, ApiError> = async {
+        let (device, user) = directory::managed_device(&state, requester, id).await?;
+        let revoked = revocation::lost(&state, requester, id).await?;
+        Ok((device, user, revoked))
+    }
+    .await;
+    let (device, user, revoked) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let ctx = Ctx::new(&state, caller, "/console/staff");
+    let mut facts = who_and_what(&user, &device);
+    facts.push(("日時", local(state.clock.now())));
+    facts
+        .push(("失効した証明書", if revoked.is_empty() { "なし（すでに停止済み）".into() } else { serials(&revoked) }));
+    let p = ResultPage {
+        ctx: &ctx,
+        title: "端末の紛失を受け付けました",
+        message: format!(
+            "{} は紛失として停止しました。証明書 {} 件を失効し、この端末はすべての施設で使えなくなりました。",
+            device_name(&device),
+            revoked.len()
+        ),
+        facts,
+        back: back(&user),
+    };
+    page(StatusCode::OK, &p)
+}
+
+fn serials(list: &[Serial]) -> String {
+    list.iter().map(Serial::to_hex).collect::<Vec<_>>().join("、")
+}
+
+/// The words of one certificate change.
+struct Wording {
+    title: &'static str,
+    effect: &'static str,
+    button: &'static str,
+    done: &'static str,
+}
+
+fn wording(change: &str) -> Option<Wording> {
+    Some(match change {
+        "revoke" => Wording {
+            title: "証明書の失効",
+            effect: "この証明書は直ちに失効し、この証明書ではすべての施設で使えなくなります。元に戻せません。",
+            button: "失効する",
+            done: "証明書を失効しました。",
+        },
+        "hold" => Wording {
+            title: "証明書の一時停止",
+            effect: "この証明書は直ちに一時停止され、解除するまでこの証明書ではすべての施設で使えなくなります。",
+            button: "一時停止する",
+            done: "証明書を一時停止しました。",
+        },
+        "release" => Wording {
+            title: "一時停止の解除",
+            effect: "この証明書の一時停止を解除し、この端末は再びすべての施設で使えるようになります。",
+            button: "停止を解除する",
+            done: "一時停止を解除しました。",
+        },
+        _ => return None,
+    })
+}
+
+/// The certificate, its device and holder, as the caller may see them.
+async fn certificate_of(
+    state: &AppState,
+    caller: &Caller,
+    serial: &str,
+) -> Result<(connect_pki_store::CertificateRecord, DeviceRecord, UserRecord), ApiError> {
+    let serial: Serial = serial.parse()?;
+    let cert = certificates::certificate(state, &caller.requester, &serial).await?;
+    let (device, user) = directory::managed_device(state, &caller.requester, cert.device).await?;
+    Ok((cert, device, user))
+}
+
+pub async fn confirm_change(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path((serial, change)): Path<(String, String)>,
+) -> Response {
+    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let Some(w) = wording(&change) else { return refuse(ApiError::NoRoute(change)) };
+    let (cert, device, user) = match certificate_of(&state, &ctx.caller, &serial).await {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let mut facts = who_and_what(&user, &device);
+    facts.push((
+        "証明書",
+        format!("{}（{}、有効期限 {}）", cert.serial.to_hex(), cert_ja(cert.status), local(cert.not_after)),
+    ));
+    let fields = if change == "revoke" { vec![("reason", "失効の理由", "reason")] } else { Vec::new() };
+    let p = ConfirmPage {
+        ctx: &ctx,
+        title: w.title,
+        facts,
+        effect: w.effect.into(),
+        action: format!("/console/certificates/{}/{change}", cert.serial.to_hex()),
+        fields,
+        button: w.button,
+        back: back(&user),
+    };
+    page(StatusCode::OK, &p)
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((serial, change)): Path<(String, String)>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let Some(w) = wording(&change) else { return refuse(ApiError::NoRoute(change)) };
+    let result: Result<_, ApiError> = async {
+        let what = match change.as_str() {
+            "revoke" => Change::Revoke(f.reason.parse::<Reason>()?),
+            "hold" => Change::Hold,
+            _ => Change::Release,
+        };
+        let (_, device, user) = certificate_of(&state, &caller, &serial).await?;
+        let outcome = revocation::change(&state, &caller.requester, &serial.parse()?, what).await?;
+        Ok((device, user, outcome))
+    }
+    .await;
+    let (device, user, outcome) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let ctx = Ctx::new(&state, caller, "/console/staff");
+    let c = &outcome.certificate;
+    let mut facts = who_and_what(&user, &device);
+    facts.push(("証明書", c.serial.to_hex()));
+    facts.push(("現在の状態", cert_ja(c.status).to_string()));
+    facts.push(("日時", local(state.clock.now())));
+    let message = if outcome.changed {
+        w.done.to_string()
+    } else {
+        format!("変更はありません（すでに「{}」です）。", cert_ja(c.status))
+    };
+    page(StatusCode::OK, &ResultPage { ctx: &ctx, title: w.title, message, facts, back: back(&user) })
+}

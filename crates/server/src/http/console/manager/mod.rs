@@ -1,0 +1,176 @@
+//! The facility manager's pages: staff, devices and certificates of their
+//! own facility, registration, enrollment-code slips, the destructive steps
+//! (each a confirmation page, then the POST, then a result page), the
+//! certificates that run out soon and the facility's audit trail.
+//!
+//! Every page asks the service with the caller's requester; the service
+//! decides who may see or do what, and a refusal becomes a Japanese page
+//! with its status, showing nothing of what was asked for.
+
+mod actions;
+mod register;
+mod reports;
+mod retire;
+mod slip;
+mod staff;
+
+use axum::Router;
+use axum::http::{HeaderMap, Uri, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use connect_pki_domain::{CertStatus, Role, UserStatus};
+use connect_pki_store::{CertificateRecord, DeviceRecord, UserRecord};
+
+use super::kit::{cert_ja, local, refuse, role_ja};
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+pub use slip::qr_data_uri;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/console/staff", get(staff::list))
+        .route("/console/staff/new", get(register::form).post(register::submit))
+        .route("/console/staff/{id}", get(staff::detail))
+        .route("/console/staff/{id}/code", post(slip::issue))
+        .route("/console/staff/{id}/retire", get(retire::confirm_retire).post(retire::retire))
+        .route("/console/staff/{id}/retirement/cancel", get(retire::confirm_cancel).post(retire::cancel))
+        .route("/console/staff/{id}/delete", get(retire::confirm_delete).post(retire::delete))
+        .route("/console/devices/{id}/lost", get(actions::confirm_lost).post(actions::lost))
+        .route("/console/certificates/{serial}/{change}", get(actions::confirm_change).post(actions::change))
+        .route("/console/expiring", get(reports::expiring))
+        .route("/console/trail", get(reports::trail))
+        .with_state(state)
+}
+
+/// A number in a page's path, or the Japanese "not found" page.
+fn id_of(raw: &str) -> Result<i64, Box<Response>> {
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Box::new(refuse(ApiError::NoRoute(raw.to_string()))))
+}
+
+pub fn user_status_ja(s: UserStatus) -> &'static str {
+    match s {
+        UserStatus::Invited => "端末未登録",
+        UserStatus::Active => "利用中",
+        UserStatus::Retired => "退職",
+        UserStatus::Deleted => "個人情報削除済み",
+    }
+}
+
+pub fn device_status_ja(s: &str) -> &'static str {
+    match s {
+        "active" => "使用中",
+        "lost" => "紛失（停止）",
+        "retired" => "停止（退職）",
+        _ => "停止",
+    }
+}
+
+/// How people are named on the pages; a deleted user has no name left.
+pub fn person(u: &UserRecord) -> String {
+    match (&u.display_name, &u.login_id) {
+        (Some(name), Some(login)) => format!("{name}（{login}）"),
+        (Some(name), None) => name.clone(),
+        _ => format!("利用者 {}（個人情報削除済み）", u.id),
+    }
+}
+
+pub fn device_name(d: &DeviceRecord) -> String {
+    if d.label.is_empty() { format!("端末 {}", d.id) } else { format!("端末 {}「{}」", d.id, d.label) }
+}
+
+/// One certificate as the pages list it, with the steps it can take.
+pub struct CertRow {
+    pub serial: String,
+    pub status_ja: &'static str,
+    pub not_after: String,
+    pub valid: bool,
+    pub on_hold: bool,
+}
+
+impl CertRow {
+    pub fn of(c: &CertificateRecord) -> Self {
+        CertRow {
+            serial: c.serial.to_hex(),
+            status_ja: cert_ja(c.status),
+            not_after: local(c.not_after),
+            valid: c.status == CertStatus::Valid,
+            on_hold: c.status == CertStatus::OnHold,
+        }
+    }
+}
+
+/// One device with its certificates, newest first.
+pub struct DeviceRow {
+    pub id: i64,
+    pub name: String,
+    pub status_ja: &'static str,
+    pub active: bool,
+    pub certificates: Vec<CertRow>,
+}
+
+impl DeviceRow {
+    pub fn of(d: &DeviceRecord) -> Self {
+        DeviceRow {
+            id: d.id.0,
+            name: device_name(d),
+            status_ja: device_status_ja(&d.status),
+            active: d.status == "active",
+            certificates: d.certificates.iter().map(CertRow::of).collect(),
+        }
+    }
+}
+
+/// A user as the pages show them.
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub login: String,
+    pub role_ja: &'static str,
+    pub status_ja: &'static str,
+    /// Retirement scheduled and not run yet (local time).
+    pub retire_at: Option<String>,
+    pub open: bool,
+    pub retired: bool,
+    pub devices: Vec<DeviceRow>,
+}
+
+impl UserRow {
+    pub fn of(u: &UserRecord, devices: &[DeviceRecord], retire_at: Option<time::OffsetDateTime>) -> Self {
+        UserRow {
+            id: u.id.0,
+            name: u.display_name.clone().unwrap_or_else(|| format!("利用者 {}（個人情報削除済み）", u.id)),
+            login: u.login_id.clone().unwrap_or_default(),
+            role_ja: role_ja(u.role),
+            status_ja: user_status_ja(u.status),
+            retire_at: retire_at.filter(|_| matches!(u.status, UserStatus::Invited | UserStatus::Active)).map(local),
+            open: matches!(u.status, UserStatus::Invited | UserStatus::Active),
+            retired: u.status == UserStatus::Retired,
+            devices: devices.iter().map(DeviceRow::of).collect(),
+        }
+    }
+}
+
+/// The roles a manager may register.
+pub const REGISTRABLE: [Role; 2] = [Role::Staff, Role::FacilityManager];
+
+/// The enroll page's address as the slip prints it: `--https-url` when the
+/// operator set one (behind a proxy the browser's host may not be the
+/// public one), else the host the manager's browser used — the console and
+/// `/enroll` share the HTTPS listener.
+pub fn enroll_url(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
+    if let Some(base) = &state.settings.https_url {
+        return format!("{base}/enroll");
+    }
+    // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .or_else(|| uri.authority().cloned())
+        .filter(|a| !a.as_str().contains('@'));
+    match host {
+        Some(a) => format!("https://{a}/enroll"),
+        None => "/enroll".into(),
+    }
+}

@@ -1,0 +1,122 @@
+//! Registering a member of staff (or another manager) of the caller's
+//! facility. A refused field is named next to it, in Japanese, with what
+//! was typed kept.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use connect_pki_domain::Role;
+use connect_pki_store::Conflict as StoreConflict;
+use serde::Deserialize;
+
+use super::REGISTRABLE;
+use crate::http::console::kit::{Ctx, acting, page, refuse, role_ja};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::{Conflict, ServiceError, directory};
+use crate::state::AppState;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Fields {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    login_id: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    role: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/register.html")]
+struct RegisterPage<'a> {
+    ctx: &'a Ctx,
+    facility: String,
+    f: Fields,
+    roles: Vec<(&'static str, &'static str)>,
+    /// (field, message): the refused field and why; field "" is the form.
+    error: Option<(&'static str, String)>,
+}
+
+impl RegisterPage<'_> {
+    /// The message for `field`, if it is the one refused.
+    fn err(&self, field: &str) -> Option<&str> {
+        self.error.as_ref().filter(|(f, _)| *f == field).map(|(_, m)| m.as_str())
+    }
+}
+
+fn roles() -> Vec<(&'static str, &'static str)> {
+    REGISTRABLE.iter().map(|r| (r.as_str(), role_ja(*r))).collect()
+}
+
+pub async fn form(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
+    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let requester = &ctx.caller.requester;
+    let facility = match directory::managed_facility(&state, requester, requester.actor.facility).await {
+        Ok(f) => f.name,
+        Err(e) => return refuse(e.into()),
+    };
+    let f = Fields { role: Role::Staff.as_str().into(), ..Fields::default() };
+    page(StatusCode::OK, &RegisterPage { ctx: &ctx, facility, f, roles: roles(), error: None })
+}
+
+/// Which field a refusal is about, and what to tell the manager.
+fn field_error(e: &ApiError) -> (&'static str, String) {
+    let field = match e {
+        ApiError::Service(ServiceError::Invalid { field, .. }) => match *field {
+            "display_name" => "display_name",
+            "login_id" => "login_id",
+            "email" => "email",
+            "role" => "role",
+            _ => "",
+        },
+        ApiError::Service(ServiceError::Conflict(Conflict::Record(StoreConflict::LoginIdTaken { .. }))) => "login_id",
+        _ => "",
+    };
+    (field, e.message_ja())
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(f): Form<Fields>,
+) -> Response {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let result: Result<_, ApiError> = async {
+        let role: Role = f.role.parse()?;
+        let r = directory::Registration {
+            display_name: f.display_name.clone(),
+            login_id: f.login_id.clone(),
+            email: f.email.clone(),
+            role,
+        };
+        Ok(directory::register(&state, &caller.requester, caller.requester.actor.facility, r).await?)
+    }
+    .await;
+    match result {
+        Ok(user) => Redirect::to(&format!("/console/staff/{}?done=registered", user.id)).into_response(),
+        Err(e) => {
+            let facility =
+                match directory::managed_facility(&state, &caller.requester, caller.requester.actor.facility).await {
+                    Ok(f) => f.name,
+                    Err(_) => return refuse(e),
+                };
+            let ctx = Ctx::new(&state, caller, "/console/staff");
+            let p = RegisterPage { ctx: &ctx, facility, f, roles: roles(), error: Some(field_error(&e)) };
+            page(e.status(), &p)
+        }
+    }
+}

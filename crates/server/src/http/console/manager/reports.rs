@@ -1,0 +1,229 @@
+//! Read-only pages: the certificates that run out within 30 days, and the
+//! facility's own audit trail.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use connect_pki_store::{AuditFilter, AuditRecord};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::{device_name, person};
+use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::{audit, certificates, directory};
+use crate::state::AppState;
+
+/// How far ahead the expiring list looks.
+const EXPIRING_WITHIN_DAYS: i64 = 30;
+/// Audit records on one page of the trail.
+const TRAIL_PAGE: i64 = 200;
+
+struct ExpiringRow {
+    user_id: i64,
+    person: String,
+    device: String,
+    serial: String,
+    status_ja: &'static str,
+    not_after: String,
+    days_left: i64,
+}
+
+#[derive(Template)]
+#[template(path = "console/expiring.html")]
+struct ExpiringPage<'a> {
+    ctx: &'a Ctx,
+    days: i64,
+    rows: Vec<ExpiringRow>,
+}
+
+pub async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
+    let ctx = match Ctx::of(&state, caller, "/console/expiring").await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let requester = &ctx.caller.requester;
+    let within = time::Duration::days(EXPIRING_WITHIN_DAYS);
+    let list = match certificates::expiring(&state, requester, requester.actor.facility, within).await {
+        Ok(l) => l,
+        Err(e) => return refuse(e.into()),
+    };
+    let now = state.clock.now();
+    let rows = list
+        .iter()
+        .map(|e| ExpiringRow {
+            user_id: e.user.id.0,
+            person: person(&e.user),
+            device: device_name(&e.device),
+            serial: e.certificate.serial.to_hex(),
+            status_ja: cert_ja(e.certificate.status),
+            not_after: local(e.certificate.not_after),
+            days_left: (e.certificate.not_after - now).whole_days(),
+        })
+        .collect();
+    page(StatusCode::OK, &ExpiringPage { ctx: &ctx, days: EXPIRING_WITHIN_DAYS, rows })
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TrailQuery {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    after: String,
+}
+
+struct TrailRow {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/trail.html")]
+struct TrailPage<'a> {
+    ctx: &'a Ctx,
+    q: TrailQuery,
+    /// (field, message) of a filter that does not parse.
+    error: Option<(&'static str, String)>,
+    rows: Vec<TrailRow>,
+    next: Option<String>,
+}
+
+impl TrailPage<'_> {
+    fn err(&self, field: &str) -> Option<&str> {
+        self.error.as_ref().filter(|(f, _)| *f == field).map(|(_, m)| m.as_str())
+    }
+}
+
+fn action_ja(action: &str) -> &str {
+    match action {
+        "user.create" => "職員の登録",
+        "user.retire" => "退職",
+        "user.retire_scheduled" => "退職の予定",
+        "user.retire_cancelled" => "退職の予定の取り消し",
+        "user.delete" => "個人情報の削除",
+        "enrollment_code.create" => "登録コードの発行",
+        "enrollment.redeem" => "登録コードの使用",
+        "device.create" => "端末の登録",
+        "device.lost" => "端末の紛失",
+        "certificate.issue" => "証明書の発行",
+        "certificate.renew" => "証明書の更新",
+        "certificate.revoke" => "証明書の失効",
+        "certificate.hold" => "証明書の一時停止",
+        "certificate.release" => "一時停止の解除",
+        "escalation.open" => "緊急届出の受付",
+        "escalation.claim" => "緊急届出の担当",
+        "escalation.escalate" => "緊急届出の行政管理課への移管",
+        "escalation.resolve" => "緊急届出の対応完了",
+        "emergency.sign_in" => "緊急届出のサインイン",
+        "facility.create" => "施設の登録",
+        "application.approve" => "施設の申請の承認",
+        "terms.accept" => "利用規約への同意",
+        "request.refused" => "拒否された操作",
+        other => other,
+    }
+}
+
+/// What a record is about, in words: "device:3" → "端末 3".
+fn target_ja(target: &str) -> String {
+    let Some((kind, id)) = target.split_once(':') else { return target.to_string() };
+    let kind = match kind {
+        "user" => "利用者",
+        "device" => "端末",
+        "certificate" => "証明書",
+        "enrollment_code" => "登録コード",
+        "facility" => "施設",
+        "application" => "申請",
+        "escalation" => "緊急届出",
+        _ => return target.to_string(),
+    };
+    format!("{kind} {id}")
+}
+
+/// A day typed in a filter, as the instant it starts in Japan (UTC+9, no
+/// daylight saving time).
+fn day(field: &'static str, raw: &str, plus_days: i64) -> Result<Option<OffsetDateTime>, (&'static str, String)> {
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let d = time::Date::parse(raw.trim(), &format)
+        .map_err(|_| (field, "日付を「2026-04-01」の形で指定してください。".to_string()))?;
+    Ok(Some(d.midnight().assume_offset(time::macros::offset!(+9)) + time::Duration::days(plus_days)))
+}
+
+fn filter_of(q: &TrailQuery, now: OffsetDateTime) -> Result<AuditFilter, (&'static str, String)> {
+    let since = day("from", &q.from, 0)?.or(Some(now - time::Duration::days(30)));
+    let until = day("to", &q.to, 1)?;
+    let after_id = q.after.trim().parse::<i64>().unwrap_or(0).max(0);
+    Ok(AuditFilter { facility: None, user: None, since, until, after_id, limit: TRAIL_PAGE })
+}
+
+fn row(r: &AuditRecord, names: &HashMap<String, String>) -> TrailRow {
+    let e = &r.entry;
+    let actor = if e.actor.starts_with("system:") {
+        "システム（自動）".to_string()
+    } else if let Some(addr) = e.actor.strip_prefix("public:") {
+        format!("登録ページ・届出ページ（{addr}）")
+    } else {
+        names.get(&e.actor).cloned().unwrap_or_else(|| e.actor.replace("user:", "利用者 "))
+    };
+    let target = names.get(&e.target).cloned().unwrap_or_else(|| target_ja(&e.target));
+    TrailRow {
+        id: r.id,
+        at: local(r.at),
+        actor,
+        action: action_ja(&e.action).to_string(),
+        target,
+        outcome: if e.outcome == "ok" { "成功".into() } else { e.outcome.clone() },
+        detail: if e.detail.is_null() { String::new() } else { e.detail.to_string() },
+    }
+}
+
+pub async fn trail(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Query(q): Query<TrailQuery>,
+) -> Response {
+    let ctx = match Ctx::of(&state, caller, "/console/trail").await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let requester = &ctx.caller.requester;
+    let facility = requester.actor.facility;
+    let filter = match filter_of(&q, state.clock.now()) {
+        Ok(f) => f,
+        Err(error) => {
+            let p = TrailPage { ctx: &ctx, q, error: Some(error), rows: Vec::new(), next: None };
+            return page(StatusCode::UNPROCESSABLE_ENTITY, &p);
+        }
+    };
+    let result: Result<_, ApiError> = async {
+        let records = audit::facility_trail(&state, requester, facility, &filter).await?;
+        let users = directory::users(&state, requester, facility).await?;
+        Ok((records, users))
+    }
+    .await;
+    let (records, users) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let names: HashMap<String, String> =
+        users.iter().map(|u| (format!("user:{}", u.user.id), person(&u.user))).collect();
+    let rows: Vec<TrailRow> = records.iter().map(|r| row(r, &names)).collect();
+    let next = (rows.len() as i64 == TRAIL_PAGE).then(|| {
+        let last = rows.last().map_or(0, |r| r.id);
+        format!("/console/trail?from={}&to={}&after={last}", q.from.trim(), q.to.trim())
+    });
+    page(StatusCode::OK, &TrailPage { ctx: &ctx, q, error: None, rows, next })
+}

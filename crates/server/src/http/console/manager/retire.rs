@@ -1,0 +1,300 @@
+//! Retirement now or on a date, cancelling a scheduled one before it runs,
+//! and deleting a retired person's personal data.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use connect_pki_domain::{CertStatus, UserId};
+use connect_pki_store::UserWithDevices;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::{id_of, person};
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, local, page, refuse};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::directory;
+use crate::service::revocation::{self, Retirement};
+use crate::state::AppState;
+
+fn back(id: UserId) -> String {
+    format!("/console/staff/{id}")
+}
+
+/// The person and what they hold, as a confirmation names them.
+fn facts_of(u: &UserWithDevices) -> Vec<Fact> {
+    let active: Vec<String> = u.devices.iter().filter(|d| d.status == "active").map(super::device_name).collect();
+    let devices = if active.is_empty() { "なし".to_string() } else { active.join("、") };
+    vec![("職員", person(&u.user)), ("使用中の端末", devices)]
+}
+
+#[derive(Template)]
+#[template(path = "console/retire.html")]
+struct RetirePage<'a> {
+    ctx: &'a Ctx,
+    user_id: i64,
+    facts: Vec<Fact>,
+    on: String,
+    error: Option<String>,
+}
+
+async fn retire_page(
+    state: &AppState,
+    ctx: &Ctx,
+    id: UserId,
+    on: String,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    match directory::managed_user_devices(state, &ctx.caller.requester, id).await {
+        Ok(u) => page(status, &RetirePage { ctx, user_id: id.0, facts: facts_of(&u), on, error }),
+        Err(e) => refuse(e.into()),
+    }
+}
+
+async fn page_ctx(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    raw: &str,
+) -> Result<(Ctx, UserId), Box<Response>> {
+    let ctx = Ctx::of(state, caller, "/console/staff").await?;
+    Ok((ctx, UserId(id_of(raw)?)))
+}
+
+pub async fn confirm_retire(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(raw): Path<String>,
+) -> Response {
+    match page_ctx(&state, caller, &raw).await {
+        Ok((ctx, id)) => retire_page(&state, &ctx, id, String::new(), None, StatusCode::OK).await,
+        Err(p) => *p,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RetireForm {
+    #[serde(default)]
+    csrf: String,
+    /// The day the person stops (YYYY-MM-DD, from a date field); empty: now.
+    #[serde(default)]
+    on: String,
+}
+
+/// The instant a retirement "on" a day runs: that day's 0:00 in Japan
+/// (UTC+9 all year: Japan has no daylight saving time). Only a day after
+/// today is a schedule; today or earlier would retire at once by mistake.
+fn start_of_day(on: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let day = time::Date::parse(on.trim(), &format)
+        .map_err(|_| "日付を「2026-04-01」の形で指定してください。".to_string())?;
+    let at = day.midnight().assume_offset(time::macros::offset!(+9));
+    if at <= now {
+        return Err("明日以降の日付を指定してください（今日退職する場合は、日付を空欄にします）。".into());
+    }
+    Ok(at)
+}
+
+pub async fn retire(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+    Form(f): Form<RetireForm>,
+) -> Response {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let id = match id_of(&raw) {
+        Ok(id) => UserId(id),
+        Err(p) => return *p,
+    };
+    let now = state.clock.now();
+    let ctx = Ctx::new(&state, caller, "/console/staff");
+    let at = if f.on.trim().is_empty() {
+        None
+    } else {
+        match start_of_day(&f.on, now) {
+            Ok(at) => Some(at),
+            Err(msg) => {
+                return retire_page(&state, &ctx, id, f.on.clone(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await;
+            }
+        }
+    };
+    let requester = &ctx.caller.requester;
+    let result: Result<_, ApiError> = async {
+        let before = directory::managed_user_devices(&state, requester, id).await?;
+        Ok((before, revocation::retire(&state, requester, id, at).await?))
+    }
+    .await;
+    let (before, done) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let mut facts = facts_of(&before);
+    facts.push(("日時", local(now)));
+    let (title, message) = match done {
+        Retirement::Done { revoked } => {
+            facts.push(("失効した証明書", format!("{} 件", revoked.len())));
+            (
+                "退職の手続きをしました",
+                format!("{} さんは退職となり、すべての端末が直ちに使えなくなりました。", person(&before.user)),
+            )
+        }
+        Retirement::Scheduled { at } => {
+            facts.push(("退職予定", local(at)));
+            (
+                "退職を予定しました",
+                format!(
+                    "{} に退職となり、すべての端末が使えなくなります。それまでは職員のページから取り消せます。",
+                    local(at)
+                ),
+            )
+        }
+    };
+    page(StatusCode::OK, &ResultPage { ctx: &ctx, title, message, facts, back: back(id) })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PlainForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn confirm_cancel(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(raw): Path<String>,
+) -> Response {
+    let (ctx, id) = match page_ctx(&state, caller, &raw).await {
+        Ok(v) => v,
+        Err(p) => return *p,
+    };
+    let requester = &ctx.caller.requester;
+    let result: Result<_, ApiError> = async {
+        let u = directory::managed_user_devices(&state, requester, id).await?;
+        let at = directory::scheduled_retirements(&state, requester, u.user.facility).await?;
+        Ok((u, at.into_iter().find(|(user, _)| *user == id).map(|(_, at)| at)))
+    }
+    .await;
+    let (u, at) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let mut facts = facts_of(&u);
+    facts.push(("退職予定", at.map_or_else(|| "なし".into(), local)));
+    let p = ConfirmPage {
+        ctx: &ctx,
+        title: "退職の予定の取り消し",
+        facts,
+        effect: "予定していた退職を取り消します。この方は引き続き端末を使えます。".into(),
+        action: format!("/console/staff/{id}/retirement/cancel"),
+        fields: Vec::new(),
+        button: "退職の予定を取り消す",
+        back: back(id),
+    };
+    page(StatusCode::OK, &p)
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+    Form(f): Form<PlainForm>,
+) -> Response {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let id = match id_of(&raw) {
+        Ok(id) => UserId(id),
+        Err(p) => return *p,
+    };
+    let result: Result<_, ApiError> = async {
+        let u = directory::managed_user_devices(&state, &caller.requester, id).await?;
+        Ok((u, revocation::cancel_retirement(&state, &caller.requester, id).await?))
+    }
+    .await;
+    let (u, at) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let ctx = Ctx::new(&state, caller, "/console/staff");
+    let mut facts = facts_of(&u);
+    facts.push(("取り消した退職予定", local(at)));
+    facts.push(("日時", local(state.clock.now())));
+    let message = format!("{} さんの退職の予定を取り消しました。引き続き端末を使えます。", person(&u.user));
+    page(StatusCode::OK, &ResultPage { ctx: &ctx, title: "退職の予定を取り消しました", message, facts, back: back(id) })
+}
+
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(raw): Path<String>,
+) -> Response {
+    let (ctx, id) = match page_ctx(&state, caller, &raw).await {
+        Ok(v) => v,
+        Err(p) => return *p,
+    };
+    let u = match directory::managed_user_devices(&state, &ctx.caller.requester, id).await {
+        Ok(u) => u,
+        Err(e) => return refuse(e.into()),
+    };
+    let certs = u.devices.iter().flat_map(|d| &d.certificates).filter(|c| c.status == CertStatus::Valid).count();
+    let mut facts = facts_of(&u);
+    facts.push(("有効な証明書", format!("{certs} 件")));
+    let p = ConfirmPage {
+        ctx: &ctx,
+        title: "個人情報の削除",
+        facts,
+        effect: "この方の氏名・ログインID・メールアドレス・端末名を直ちに削除します。元に戻せません。操作の記録（監査ログ）は残ります。".into(),
+        action: format!("/console/staff/{id}/delete"),
+        fields: Vec::new(),
+        button: "個人情報を削除する",
+        back: back(id),
+    };
+    page(StatusCode::OK, &p)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+    Form(f): Form<PlainForm>,
+) -> Response {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let id = match id_of(&raw) {
+        Ok(id) => UserId(id),
+        Err(p) => return *p,
+    };
+    let result: Result<_, ApiError> = async {
+        let before = directory::managed_user(&state, &caller.requester, id).await?;
+        Ok((before, revocation::delete(&state, &caller.requester, id).await?))
+    }
+    .await;
+    let (before, after) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let ctx = Ctx::new(&state, caller, "/console/staff");
+    let facts =
+        vec![("削除した方", person(&before)), ("現在の表示", person(&after)), ("日時", local(state.clock.now()))];
+    let message = "個人情報を削除しました。操作の記録は残っています。".to_string();
+    page(
+        StatusCode::OK,
+        &ResultPage {
+            ctx: &ctx, title: "個人情報を削除しました", message, facts, back: "/console/staff".into()
+        },
+    )
+}

@@ -1,0 +1,96 @@
+//! Issuing an enrollment code and the slip to print for the person: the
+//! code, its expiry, the enroll page's address as text and as a QR code,
+//! and what to do. The code appears once, on this page, as text only: never
+//! in the QR code or in any address (they end up in logs and histories).
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::Response;
+use base64::Engine;
+use connect_pki_domain::UserId;
+use serde::Deserialize;
+
+use super::{enroll_url, id_of, person};
+use crate::http::console::kit::{Ctx, acting, local, page, refuse};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::directory;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "console/slip.html")]
+struct SlipPage<'a> {
+    ctx: &'a Ctx,
+    user_id: i64,
+    person: String,
+    facility: String,
+    code: String,
+    expires: String,
+    issued: String,
+    enroll_url: String,
+    qr: String,
+}
+
+/// `text` as a QR code, an SVG image in a `data:` address (the console's
+/// CSP allows `img-src data:`). Medium error correction: the slip may be
+/// creased or smudged.
+pub fn qr_data_uri(text: &str) -> Option<String> {
+    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let svg = code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(200, 200).quiet_zone(true).build();
+    Some(format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn issue(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(raw): Path<String>,
+    Form(f): Form<CodeForm>,
+) -> Response {
+    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let id = match id_of(&raw) {
+        Ok(id) => UserId(id),
+        Err(p) => return *p,
+    };
+    let requester = &caller.requester;
+    let result: Result<_, ApiError> = async {
+        let user = directory::managed_user(&state, requester, id).await?;
+        let facility = directory::facility(&state, requester, user.facility).await?;
+        let (code, expires_at) = directory::issue_code(&state, requester, id).await?;
+        Ok((code, expires_at, user, facility))
+    }
+    .await;
+    let (code, expires_at, user, facility) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let url = enroll_url(&state, &headers, &uri);
+    let Some(qr) = qr_data_uri(&url) else {
+        return refuse(anyhow::anyhow!("the enroll address does not fit a QR code").into());
+    };
+    let ctx = Ctx::new(&state, caller, "/console/staff");
+    let p = SlipPage {
+        ctx: &ctx,
+        user_id: user.id.0,
+        person: person(&user),
+        facility: facility.name,
+        code,
+        expires: local(expires_at),
+        issued: local(state.clock.now()),
+        enroll_url: url,
+        qr,
+    };
+    page(StatusCode::OK, &p)
+}

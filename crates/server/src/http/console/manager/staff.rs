@@ -1,0 +1,115 @@
+//! The staff list with search, and one person's page: devices,
+//! certificates, the scheduled retirement, and the steps each can take.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use connect_pki_domain::UserId;
+use serde::Deserialize;
+
+use super::{UserRow, id_of};
+use crate::http::console::kit::{Ctx, page, refuse};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::directory;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "console/staff.html")]
+struct StaffPage<'a> {
+    ctx: &'a Ctx,
+    q: String,
+    users: Vec<UserRow>,
+    total: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// Whether `u` matches a search by name or login ID (case-insensitive,
+/// ignoring spaces people type between family and given names).
+fn matches(u: &UserRow, q: &str) -> bool {
+    let norm = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    let q = norm(q);
+    q.is_empty() || norm(&u.name).contains(&q) || norm(&u.login).contains(&q)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let requester = &ctx.caller.requester;
+    let facility = requester.actor.facility;
+    let result: Result<_, ApiError> = async {
+        let users = directory::users(&state, requester, facility).await?;
+        let scheduled: HashMap<UserId, _> =
+            directory::scheduled_retirements(&state, requester, facility).await?.into_iter().collect();
+        Ok(users.iter().map(|u| UserRow::of(&u.user, &u.devices, scheduled.get(&u.user.id).copied())).collect())
+    }
+    .await;
+    let all: Vec<UserRow> = match result {
+        Ok(rows) => rows,
+        Err(e) => return refuse(e),
+    };
+    let total = all.len();
+    let users = all.into_iter().filter(|u| matches(u, &q.q)).collect();
+    page(StatusCode::OK, &StaffPage { ctx: &ctx, q: q.q.trim().to_string(), users, total })
+}
+
+#[derive(Template)]
+#[template(path = "console/user.html")]
+struct UserPage<'a> {
+    ctx: &'a Ctx,
+    flash: Option<String>,
+    user: UserRow,
+    email: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DetailQuery {
+    done: Option<String>,
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(raw): Path<String>,
+    Query(q): Query<DetailQuery>,
+) -> Response {
+    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let id = match id_of(&raw) {
+        Ok(id) => UserId(id),
+        Err(p) => return *p,
+    };
+    let requester = &ctx.caller.requester;
+    let result: Result<_, ApiError> = async {
+        let u = directory::managed_user_devices(&state, requester, id).await?;
+        let scheduled = directory::scheduled_retirements(&state, requester, u.user.facility).await?;
+        let at = scheduled.into_iter().find(|(user, _)| *user == id).map(|(_, at)| at);
+        Ok((UserRow::of(&u.user, &u.devices, at), u.user.email.clone().unwrap_or_default()))
+    }
+    .await;
+    let (user, email) = match result {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let flash = q.done.as_deref().map(|d| match d {
+        "registered" => "職員を登録しました。端末を登録するには、登録コードを発行して本人に渡してください。",
+        _ => "更新しました。",
+    });
+    page(StatusCode::OK, &UserPage { ctx: &ctx, flash: flash.map(str::to_string), user, email })
+}
