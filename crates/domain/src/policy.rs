@@ -48,6 +48,9 @@ pub enum Action {
     WorkEscalations(FacilityId),
     /// Read the audit log.
     ReadAudit,
+    /// Read the audit trail of one facility (what happened to its users,
+    /// devices and certificates).
+    ReadFacilityAudit(FacilityId),
 }
 
 impl Action {
@@ -65,6 +68,7 @@ impl Action {
             Action::ManageCertificates(_) => "manage certificates of this facility",
             Action::WorkEscalations(_) => "work escalations of this facility",
             Action::ReadAudit => "read the audit log",
+            Action::ReadFacilityAudit(_) => "read this facility's audit trail",
         }
     }
 }
@@ -81,7 +85,8 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), DomainError> {
         (Role::FacilityManager, Action::ReadFacility(f))
         | (Role::FacilityManager, Action::ManageUsers(f))
         | (Role::FacilityManager, Action::ManageCertificates(f))
-        | (Role::FacilityManager, Action::WorkEscalations(f)) => own(f),
+        | (Role::FacilityManager, Action::WorkEscalations(f))
+        | (Role::FacilityManager, Action::ReadFacilityAudit(f)) => own(f),
         // A city-role user placed in a facility still answers to 行政管理課
         // alone: their manager would otherwise hand out codes in their name
         // and enroll as them.
@@ -132,6 +137,8 @@ mod tests {
             (Action::ManageCertificates(OTHER), &[AdminDivision]),
             (Action::WorkEscalations(OWN), &[AdminDivision, FacilityManager]),
             (Action::WorkEscalations(OTHER), &[AdminDivision]),
+            (Action::ReadFacilityAudit(OWN), &[AdminDivision, FacilityManager]),
+            (Action::ReadFacilityAudit(OTHER), &[AdminDivision]),
         ];
         for (action, allowed) in cases {
             for role in Role::ALL {

@@ -13,6 +13,12 @@
     document.querySelectorAll(".countdown").forEach(function (e) { e.textContent = fmt(Number(e.dataset.until) - now); });
   }
   setInterval(tick, 1000);
+  document.querySelectorAll("[data-print]").forEach(function (b) {
+    b.addEventListener("click", function () { window.print(); });
+  });
+  // Only the queue reloads itself: other pages hold forms, or a result
+  // (an enrollment code) shown once that a reload would resend or lose.
+  if (!document.getElementById("open-count")) { return; }
   setInterval(function () {
     var a = document.activeElement;
     if (!a || (a.tagName !== "INPUT" && a.tagName !== "BUTTON")) { location.reload(); }

@@ -121,6 +121,11 @@ impl Store {
         Ok(out)
     }
 
+    /// The devices of one user with their certificates.
+    pub async fn devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.devices_where("d.user_id = $1", user.0).await
+    }
+
     /// One device with its certificates.
     pub async fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
         Ok(self.devices_where("d.id = $1", id.0).await?.into_iter().next())

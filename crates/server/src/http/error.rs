@@ -168,6 +168,15 @@ fn service_message_ja(e: &ServiceError) -> String {
         ServiceError::SignInFailed => "ログインIDまたはパスワードが正しくないか、誤りが続いたため一時的に受け付けていません。至急の場合は行政管理課へ電話してください。".into(),
         ServiceError::NotYourDevice => "選択された端末はあなたの端末ではありません。".into(),
         ServiceError::NotFound(_) => NOT_FOUND_JA.into(),
+        ServiceError::NotAllowed { .. } => "この操作を行う権限がありません。".into(),
+        ServiceError::AccountDisabled(_) => "このアカウントは利用できません。施設管理者にお問い合わせください。".into(),
+        ServiceError::FacilityNotActive(_) => {
+            "施設が利用停止中または廃止済みのため、この操作はできません。行政管理課にお問い合わせください。".into()
+        }
+        ServiceError::Conflict(Conflict::Transition { .. } | Conflict::Record(_)) => {
+            "現在の状態ではこの操作は行えません（ほかの操作ですでに変わった可能性があります）。画面を開き直して確認してください。"
+                .into()
+        }
         ServiceError::Internal(_) => {
             "システムエラーが発生しました。時間をおいて再度お試しいただき、解決しない場合は行政管理課にご連絡ください。".into()
         }
@@ -191,6 +200,7 @@ fn field_ja(field: &str) -> &'static str {
         "password" => "パスワード（10文字以上）",
         "code" => "登録コード",
         "device id" => "端末番号（数字）",
+        "reason" => "理由（500文字以内）",
         _ => "入力内容",
     }
 }
