@@ -7,6 +7,7 @@ mod audit_checkpoints;
 mod authorization;
 mod authorization_destructive;
 mod city_roles;
+mod console_city;
 mod cross_site;
 mod delivery_log;
 mod emergency;
