@@ -217,6 +217,8 @@ async fn facilities_are_suspended_resumed_and_closed_through_the_pages(backend: 
     assert!(done.text().contains("一時停止しました"));
     assert_eq!(facility_status(app, b).await, "suspended");
     assert!(!app.handshake_ok(&w.manager_b.id).await, "the suspended facility's manager is refused");
+    assert_eq!(app.ocsp_status(&w.manager_b.id).await, "revoked certificateHold", "relying parties see it too");
+    assert!(done.text().contains("一時停止にした証明書</dt><dd>1 件"), "{}", done.text());
     let list = page(app, &app.admin, "/console/facilities").await;
     assert!(list.contains(&format!("href=\"/console/facilities/{b}/resume\"")), "{list}");
 
@@ -224,6 +226,7 @@ async fn facilities_are_suspended_resumed_and_closed_through_the_pages(backend: 
     assert_eq!(done.status, 200, "{}", done.text());
     assert_eq!(facility_status(app, b).await, "approved");
     assert!(app.handshake_ok(&w.manager_b.id).await, "resumed: accepted again");
+    assert_eq!(app.ocsp_status(&w.manager_b.id).await, "good");
 
     let close = format!("/console/facilities/{b}/close");
     assert!(page(app, &app.admin, &close).await.contains("失効と廃止は取り消せません"));

@@ -81,6 +81,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/users/{id}/retire"),
     ("delete", "/api/v1/users/{id}"),
     ("post", "/api/v1/emergency"),
+    ("get", "/api/v1/terms"),
     ("get", "/api/v1/escalations"),
     ("post", "/api/v1/escalations"),
     ("post", "/api/v1/escalations/{id}/claim"),

@@ -1,12 +1,13 @@
 //! nginx (Debian's package) as a relying party, configured from
 //! `deploy/nginx/connect-mtls.conf`: a device gets through, and is refused at
-//! its next connection right after the revoke call.
+//! its next connection right after the revoke call — or right after its
+//! facility is suspended, and let through again once it resumes.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use connect_pki_e2e::fixtures::PASSWORD;
+use connect_pki_e2e::fixtures::{PASSWORD, application};
 use connect_pki_e2e::{Backend, Server, workspace};
 use serde_json::json;
 
@@ -118,4 +119,31 @@ async fn nginx_refuses_a_device_right_after_its_revocation() {
     let (status, body) = through_nginx(&s, port, &pem);
     assert_eq!(status, 400, "nginx still let the revoked device through: {body}");
     assert!(body.contains("The SSL certificate error"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_refuses_a_suspended_facilitys_manager_until_it_resumes() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let (status, applied) =
+        s.public_api("POST", "/api/v1/applications", Some(&application("nginx施設", "nginx.kanri")));
+    assert_eq!(status, 201, "{applied}");
+    let (status, approval) =
+        s.api("POST", &format!("/api/v1/applications/{}/approve", applied["id"]), Some(&admin), None);
+    assert_eq!(status, 200, "{approval}");
+    let code = approval["enrollment_code"]["code"].as_str().expect("code");
+    let manager = s.enroll_generated(code, Some(PASSWORD), "nginx-manager");
+    let facility = approval["facility_id"].as_i64().expect("facility");
+
+    let port = free_port();
+    let _nginx = start_nginx(&s, port);
+    assert_eq!(through_nginx(&s, port, &manager).0, 200, "nginx refused a good manager");
+    let (status, out) = s.api("POST", &format!("/api/v1/facilities/{facility}/suspend"), Some(&admin), None);
+    assert_eq!(status, 200, "{out}");
+    let (status, body) = through_nginx(&s, port, &manager);
+    assert_eq!(status, 400, "nginx let the suspended facility's manager through: {body}");
+    assert!(body.contains("The SSL certificate error"), "{body}");
+    let (status, out) = s.api("POST", &format!("/api/v1/facilities/{facility}/resume"), Some(&admin), None);
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(through_nginx(&s, port, &manager).0, 200, "nginx still refuses after the resume");
 }

@@ -138,11 +138,15 @@ pub enum Offence {
     DeviceLost,
     /// The holder can no longer receive certificates (retired, deleted).
     HolderGone(UserStatus),
+    /// Valid while the facility is suspended (a suspension holds them all).
+    FacilitySuspended,
 }
 
 /// Whether a certificate in `status` offends the lifecycle, given the facts
 /// about its holder; the first reason found, in this order: facility closed,
-/// device lost, holder gone. `None` for a certificate no longer in force.
+/// device lost, holder gone, facility suspended (only a valid certificate
+/// offends there: a hold is what a suspension leaves). `None` for a
+/// certificate no longer in force.
 pub fn offence(status: CertStatus, facility: FacilityStatus, device_lost: bool, user: UserStatus) -> Option<Offence> {
     if !in_force(status) {
         None
@@ -152,6 +156,8 @@ pub fn offence(status: CertStatus, facility: FacilityStatus, device_lost: bool, 
         Some(Offence::DeviceLost)
     } else if !crate::user::may_receive_certificates(user) {
         Some(Offence::HolderGone(user))
+    } else if facility == FacilityStatus::Suspended && status == CertStatus::Valid {
+        Some(Offence::FacilitySuspended)
     } else {
         None
     }
@@ -233,7 +239,9 @@ mod tests {
         assert_eq!(offence(OnHold, Approved, true, Retired), Some(Offence::DeviceLost));
         assert_eq!(offence(Valid, Suspended, false, Retired), Some(Offence::HolderGone(Retired)));
         assert_eq!(offence(Valid, Approved, false, Deleted), Some(Offence::HolderGone(Deleted)));
-        assert_eq!(offence(Valid, Suspended, false, Active), None);
+        assert_eq!(offence(Valid, Suspended, false, Active), Some(Offence::FacilitySuspended));
+        assert_eq!(offence(OnHold, Suspended, false, Active), None);
+        assert_eq!(offence(Valid, Approved, false, Active), None);
         assert_eq!(offence(OnHold, Approved, false, Invited), None);
         for s in [Revoked, Superseded] {
             assert!(!in_force(s));

@@ -151,6 +151,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     // Retirements that fell due while the service was down run before it
     // answers anyone.
     crate::service::revocation::run_due_retirements(&state).await?;
+    crate::service::directory::hold_suspended_facilities(&state).await?;
     crate::service::emergency::run_due(&state).await?;
     tokio::spawn(retirement_worker(state.clone(), shutdown.clone()));
     let checkpoints = crate::checkpoint::spawn(state.clone(), config.audit_checkpoints.clone(), shutdown.clone());

@@ -74,7 +74,7 @@ pub(crate) async fn revoke_where(
     actor: &str,
     now: OffsetDateTime,
 ) -> Result<Vec<Serial>, StoreError> {
-    let req = Request { change: BulkChange::any(Change::Revoke(reason)), actor, detail: json!({}) };
+    let req = Request::new(BulkChange::any(Change::Revoke(reason)), actor, json!({}));
     change_where(tx, condition, arg, &req, now).await
 }
 
@@ -107,7 +107,7 @@ impl Store {
             if let Some(newer) = revoke_instead(current.status, change, &in_force) {
                 return Err(Conflict::SupersededBy { serial: serial.clone(), current: newer.clone() }.into());
             }
-            let req = Request { change: BulkChange::any(change), actor, detail: json!({}) };
+            let req = Request::new(BulkChange::any(change), actor, json!({}));
             let changed = status::apply(tx, std::slice::from_ref(serial), &req, now).await?;
             let certificate = certificate_by_serial(tx, serial).await?.ok_or(StoreError::NotFound("certificate"))?;
             Ok(StatusChange { certificate, changed: !changed.is_empty() })

@@ -18,8 +18,9 @@ pub struct Offender {
 }
 
 impl Store {
-    /// Valid certificates that should not be: of a retired or deleted user,
-    /// a closed facility, or a device reported lost.
+    /// Certificates in force that should not be: of a retired or deleted
+    /// user, a closed facility, or a device reported lost; valid ones of a
+    /// suspended facility.
     pub async fn consistency_offenders(&self) -> Result<Vec<Offender>, StoreError> {
         let in_force = CertStatus::ALL.iter().filter(|s| certificate::in_force(**s)).map(|s| s.as_str());
         let rows = sqlx::query(&format!(
@@ -41,6 +42,9 @@ impl Store {
                 Some(Offence::FacilityClosed) => format!("facility {} is closed", r.try_get::<i64, _>("f_id")?),
                 Some(Offence::DeviceLost) => format!("device {} was reported lost", r.try_get::<i64, _>("d_id")?),
                 Some(Offence::HolderGone(status)) => format!("user {} is {status}", r.try_get::<i64, _>("u_id")?),
+                Some(Offence::FacilitySuspended) => {
+                    format!("facility {} is suspended", r.try_get::<i64, _>("f_id")?)
+                }
             };
             out.push(Offender { serial: text(r, "serial")?, why });
         }

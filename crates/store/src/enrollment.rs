@@ -324,11 +324,8 @@ impl Store {
             let mut entries = Vec::new();
             insert_certificate(tx, &device, &cert, actor, now, &mut entries).await?;
             tx.audit_all(now, &entries).await?;
-            let req = Request {
-                change: BulkChange::any(Change::Supersede),
-                actor,
-                detail: json!({"new_serial": cert.serial, "device_id": device.device}),
-            };
+            let detail = json!({"new_serial": cert.serial, "device_id": device.device});
+            let req = Request::new(BulkChange::any(Change::Supersede), actor, detail);
             let superseded = status::apply(tx, std::slice::from_ref(old), &req, now).await?;
             if superseded.is_empty() {
                 return Err(E::from(Conflict::RenewalRaced { serial: old.clone() }.into()));

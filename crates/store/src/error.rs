@@ -62,6 +62,12 @@ pub enum Conflict {
     /// claimed: only that escalation's resolution lifts the hold.
     #[error("certificate {serial} is held by escalation {escalation}; only its resolution lifts the hold")]
     HeldByEscalation { escalation: i64, serial: Serial },
+    /// The certificate is kept on hold by its facility's suspension: only
+    /// the facility's resume lifts the hold.
+    #[error(
+        "certificate {serial} is on hold while facility {facility} is suspended; resuming the facility lifts the hold"
+    )]
+    HeldBySuspension { facility: FacilityId, serial: Serial },
     /// A revoke named a superseded certificate while its device has a newer
     /// one in force (`domain::certificate::revoke_instead`).
     #[error(
@@ -119,6 +125,10 @@ mod tests {
             (
                 Conflict::HeldByEscalation { escalation: 7, serial: serial.clone() },
                 "certificate 0a0b is held by escalation 7; only its resolution lifts the hold",
+            ),
+            (
+                Conflict::HeldBySuspension { facility: FacilityId(4), serial: serial.clone() },
+                "certificate 0a0b is on hold while facility 4 is suspended; resuming the facility lifts the hold",
             ),
             (
                 Conflict::SupersededBy { serial, current: "0c".parse().expect("serial") },

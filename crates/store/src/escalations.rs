@@ -8,13 +8,16 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{EMERGENCY_HOLD, HOLD_LIMIT};
 use connect_pki_domain::escalation::{Outcome, Queue};
+use connect_pki_domain::hold::{Lifter, hold_limit_reaches, report_takes_over};
 use connect_pki_domain::{CertStatus, DeviceId, DomainError, FacilityId, Serial, UserId};
 
 use crate::audit::AuditEntry;
-use crate::certificates::change_where;
+use crate::certificates::{change_where, serials_where};
 use crate::error::Conflict;
+use crate::holds;
 use crate::notifications::{Target, enqueue};
-use crate::status::{Request, touched_states};
+use crate::records::text;
+use crate::status::{self, Request, touched_states};
 use crate::{Store, StoreError, WriteTx, instant, secs};
 
 /// A stored escalation.
@@ -36,6 +39,17 @@ pub struct EscalationRecord {
     pub resolved_at: Option<OffsetDateTime>,
     pub resolution_note: Option<String>,
     pub created_at: OffsetDateTime,
+}
+
+/// What opening an escalation did.
+#[derive(Debug, Clone)]
+pub struct OpenedEscalation {
+    pub escalation: EscalationRecord,
+    /// The device's certificates the report put on hold.
+    pub held: Vec<Serial>,
+    /// Holds of the device that only its facility's suspension kept, now
+    /// kept by the report too (no feed row: their status did not change).
+    pub taken_over: Vec<Serial>,
 }
 
 /// A new report.
@@ -109,8 +123,22 @@ async fn hold_device(
     actor: &str,
     now: OffsetDateTime,
 ) -> Result<Vec<Serial>, StoreError> {
-    let req = Request { change: EMERGENCY_HOLD, actor, detail: json!({"because": "emergency report"}) };
+    let req = Request::new(EMERGENCY_HOLD, actor, json!({"because": "emergency report"}));
     change_where(tx, "c.device_id = $1", device.0, &req, now).await
+}
+
+/// The device's holds that the report takes over (`domain::hold::report_takes_over`):
+/// those only its facility's suspension keeps, which the resume would
+/// otherwise release although the device is lost.
+async fn take_over(tx: &mut WriteTx, device: DeviceId) -> Result<Vec<Serial>, StoreError> {
+    let on_hold = CertStatus::OnHold;
+    let serials =
+        serials_where(tx, &format!("c.device_id = $1 and c.status = '{}'", on_hold.as_str()), device.0).await?;
+    let keepers = holds::keepers(tx, &serials).await?;
+    Ok(serials
+        .into_iter()
+        .filter(|s| report_takes_over(on_hold, keepers.get(s).map(Vec::as_slice).unwrap_or_default()))
+        .collect())
 }
 
 /// Why a device's certificates could not be held: some already are, or
@@ -178,7 +206,8 @@ async fn apply_outcome(
                 Outcome::Released => json!({"escalation_id": e.id}),
                 Outcome::Revoked | Outcome::Rejected => json!({}),
             };
-            let req = Request { change, actor, detail };
+            // Holds a suspension also keeps stay until the facility resumes.
+            let req = Request::new(change, actor, detail).lifted_by(Lifter::Escalation(e.id));
             // A release lifts the holds this report placed, not every hold
             // of the device: one placed directly, before or beside the
             // report, stays for whoever placed it to lift. The escalation is
@@ -202,12 +231,14 @@ async fn apply_outcome(
 
 impl Store {
     /// Opens an escalation for a lost device and puts its valid certificates
-    /// on hold, in one transaction. Refuses a device with nothing left to hold.
+    /// on hold, in one transaction; holds of the device that only its
+    /// facility's suspension keeps are taken over. Refuses a device with
+    /// nothing left to hold.
     pub async fn open_escalation(
         &self,
         new: &NewEscalation,
         now: OffsetDateTime,
-    ) -> Result<(EscalationRecord, Vec<Serial>), StoreError> {
+    ) -> Result<OpenedEscalation, StoreError> {
         self.write(async |tx| {
             let row = sqlx::query(
                 "select u.facility_id, d.status from devices d join users u on u.id = d.user_id where d.id = $1",
@@ -218,22 +249,26 @@ impl Store {
             .ok_or(StoreError::NotFound("device"))?;
             let facility = FacilityId(row.try_get("facility_id")?);
             let held = hold_device(tx, new.device, &new.actor, now).await?;
-            if held.is_empty() {
+            let taken_over = take_over(tx, new.device).await?;
+            if held.is_empty() && taken_over.is_empty() {
                 return Err(nothing_to_hold(tx, new.device).await?);
             }
             let id = insert_escalation(tx, new, facility, now).await?;
             record_holds(tx, id, &held).await?;
+            record_holds(tx, id, &taken_over).await?;
+            let detail = json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(),
+                                "held": held, "taken_over": taken_over});
             let entry = AuditEntry::ok(
                 new.actor.clone(),
                 "escalation.open",
                 format!("escalation:{id}"),
-                json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(), "held": held}),
+                detail,
                 Some(facility),
                 new.reported_by,
             );
             tx.audit(now, &entry).await?;
             enqueue(tx, id, "opened", &new.notify, &new.payload, now).await?;
-            Ok((escalation_in(tx, id).await?, held))
+            Ok(OpenedEscalation { escalation: escalation_in(tx, id).await?, held, taken_over })
         })
         .await
     }
@@ -311,8 +346,9 @@ impl Store {
     }
 
     /// Resolves a claimed escalation: revoked (the device's held and valid
-    /// certificates revoked, keyCompromise), released (held ones valid again)
-    /// or rejected (certificates left as they are).
+    /// certificates revoked, keyCompromise), released (its holds valid
+    /// again — those its facility's suspension keeps when the facility
+    /// resumes) or rejected (certificates left as they are).
     pub async fn resolve_escalation(
         &self,
         id: i64,
@@ -407,7 +443,9 @@ impl Store {
     }
 
     /// Revokes (keyCompromise) every hold older than `held_before`: a hold is
-    /// never left forgotten. Returns the serials.
+    /// never left forgotten. A suspended facility's holds wait for its
+    /// resume, and a report's hold counts from the report
+    /// (`domain::hold::hold_limit_reaches`). Returns the serials.
     pub async fn revoke_expired_holds(
         &self,
         held_before: OffsetDateTime,
@@ -415,11 +453,27 @@ impl Store {
     ) -> Result<Vec<Serial>, StoreError> {
         // Which states the hold limit touches is the domain's to say; the
         // statement only narrows the candidates to them.
-        let condition = format!("{} and c.revoked_at <= $1", touched_states(&HOLD_LIMIT));
+        let sql = format!(
+            "select c.serial, c.revoked_at from certificates c where {} and c.revoked_at <= $1 order by c.serial",
+            touched_states(&HOLD_LIMIT)
+        );
         self.write(async |tx| {
-            let req =
-                Request { change: HOLD_LIMIT, actor: "system:hold-limit", detail: json!({"because": "hold limit"}) };
-            change_where(tx, &condition, secs(held_before), &req, now).await
+            let rows = sqlx::query(&sql).bind(secs(held_before)).fetch_all(&mut **tx).await?;
+            let held: Vec<(Serial, OffsetDateTime)> = rows
+                .iter()
+                .map(|r| Ok((text(r, "serial")?, instant(r.try_get("revoked_at")?)?)))
+                .collect::<Result<_, StoreError>>()?;
+            let serials: Vec<Serial> = held.iter().map(|(s, _)| s.clone()).collect();
+            let keepers = holds::keepers(tx, &serials).await?;
+            let due: Vec<Serial> = held
+                .into_iter()
+                .filter(|(s, since)| {
+                    hold_limit_reaches(*since, keepers.get(s).map(Vec::as_slice).unwrap_or_default(), held_before)
+                })
+                .map(|(s, _)| s)
+                .collect();
+            let req = Request::new(HOLD_LIMIT, "system:hold-limit", json!({"because": "hold limit"}));
+            Ok(status::apply(tx, &due, &req, now).await?.into_iter().map(|t| t.serial).collect())
         })
         .await
     }

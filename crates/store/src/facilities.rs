@@ -1,17 +1,24 @@
 //! Facilities: creation and their lifecycle (approved, suspended, closed).
-//! Closing revokes every certificate of the facility's users in the same
-//! transaction.
+//! Each status change carries out what it means for the facility's
+//! certificates in the same transaction: suspending holds the valid ones and
+//! keeps the held ones (`domain::hold`), resuming releases the holds the
+//! suspension placed that nobody else keeps, closing revokes them all.
+
+use std::collections::BTreeSet;
 
 use serde_json::json;
 use sqlx::Row;
 use time::OffsetDateTime;
 
+use connect_pki_domain::hold::{Lifter, SUSPENSION_HOLD, SUSPENSION_RELEASE, suspension_keeps};
 use connect_pki_domain::{CertStatus, FacilityId, FacilityStatus, Reason, Serial, UserStatus};
 
 use crate::audit::AuditEntry;
-use crate::certificates::revoke_where;
+use crate::certificates::{change_where, revoke_where};
 use crate::error::Conflict;
-use crate::records::{FacilityRecord, NewFacility, facility_by_id};
+use crate::holds;
+use crate::records::{FacilityRecord, NewFacility, facility_by_id, text};
+use crate::status::{self, Request};
 use crate::{Store, StoreError, WriteTx, secs};
 
 /// The outcome of closing or changing a facility.
@@ -20,7 +27,15 @@ pub struct FacilityChange {
     pub facility: FacilityRecord,
     /// Certificates revoked by the change (closing only).
     pub revoked: Vec<Serial>,
+    /// Certificates put on hold (suspending only).
+    pub held: Vec<Serial>,
+    /// Certificates released (resuming only).
+    pub released: Vec<Serial>,
 }
+
+/// The certificates of the facility's users (`$1`: the facility).
+const FACILITY_CERTIFICATES: &str =
+    "c.device_id in (select d.id from devices d join users u on u.id = d.user_id where u.facility_id = $1)";
 
 /// How much of a facility is in use, for the city's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +115,8 @@ impl Store {
         facility_by_id(&mut conn, id).await
     }
 
-    /// Moves a facility through its lifecycle. Closing revokes every
-    /// certificate of its users (cessationOfOperation) in the same transaction.
+    /// Moves a facility through its lifecycle, with what the step means for
+    /// its certificates (see the module).
     pub async fn change_facility_status(
         &self,
         id: FacilityId,
@@ -128,31 +143,102 @@ impl Store {
                 return Err(Conflict::FacilityChanged { facility: id }.into());
             }
             facility.status = to;
-            let revoked = if to == FacilityStatus::Closed {
-                let users_devices = "c.device_id in (select d.id from devices d join users u on u.id = d.user_id \
-                                     where u.facility_id = $1)";
-                revoke_where(tx, users_devices, id.0, Reason::CessationOfOperation, actor, now).await?
-            } else {
-                Vec::new()
-            };
-            tx.audit(now, &status_entry(actor, id, from, to, revoked.len())).await?;
-            Ok(FacilityChange { facility, revoked })
+            let mut change = FacilityChange { facility, revoked: Vec::new(), held: Vec::new(), released: Vec::new() };
+            match to {
+                FacilityStatus::Closed => {
+                    let reason = Reason::CessationOfOperation;
+                    change.revoked = revoke_where(tx, FACILITY_CERTIFICATES, id.0, reason, actor, now).await?;
+                    holds::end_suspension(tx, id).await?;
+                }
+                FacilityStatus::Suspended => change.held = hold_for_suspension(tx, id, actor, now).await?,
+                FacilityStatus::Approved => change.released = release_on_resume(tx, id, actor, now).await?,
+            }
+            tx.audit(now, &status_entry(actor, id, from, &change)).await?;
+            Ok(change)
+        })
+        .await
+    }
+
+    /// Holds the valid certificates of every suspended facility, as its
+    /// suspension would have: facilities suspended before suspensions held
+    /// anything (migration 0009) kept theirs valid. Run at start; returns
+    /// the serials it held.
+    pub async fn hold_suspended_facilities(&self, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
+        self.write(async |tx| {
+            let rows = sqlx::query(
+                "select distinct u.facility_id from certificates c join devices d on d.id = c.device_id \
+                 join users u on u.id = d.user_id join facilities f on f.id = u.facility_id \
+                 where f.status = $1 and c.status = $2 order by u.facility_id",
+            )
+            .bind(FacilityStatus::Suspended.as_str())
+            .bind(CertStatus::Valid.as_str())
+            .fetch_all(&mut **tx)
+            .await?;
+            let mut held = Vec::new();
+            for row in &rows {
+                let facility = FacilityId(row.try_get("facility_id")?);
+                held.extend(hold_for_suspension(tx, facility, "system:suspension", now).await?);
+            }
+            Ok(held)
         })
         .await
     }
 }
 
-fn status_entry(actor: &str, id: FacilityId, from: FacilityStatus, to: FacilityStatus, revoked: usize) -> AuditEntry {
+/// Puts the facility's valid certificates on hold and records what its
+/// suspension keeps (`domain::hold::suspension_keeps`); returns the serials
+/// put on hold.
+async fn hold_for_suspension(
+    tx: &mut WriteTx,
+    id: FacilityId,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    let req = Request::new(SUSPENSION_HOLD, actor, json!({"because": "facility suspended"}));
+    let held = change_where(tx, FACILITY_CERTIFICATES, id.0, &req, now).await?;
+    let placed: BTreeSet<&Serial> = held.iter().collect();
+    let rows = sqlx::query(&format!("select c.serial, c.status from certificates c where {FACILITY_CERTIFICATES}"))
+        .bind(id.0)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut kept = Vec::new();
+    for row in &rows {
+        let serial: Serial = text(row, "serial")?;
+        if let Some(release) = suspension_keeps(text(row, "status")?, placed.contains(&serial)) {
+            kept.push((serial, release));
+        }
+    }
+    holds::keep_for_suspension(tx, id, &kept).await?;
+    Ok(held)
+}
+
+/// Ends the facility's suspension and releases the holds it is to release
+/// that no escalation keeps; returns the serials released.
+async fn release_on_resume(
+    tx: &mut WriteTx,
+    id: FacilityId,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    let serials = holds::end_suspension(tx, id).await?;
+    let req =
+        Request::new(SUSPENSION_RELEASE, actor, json!({"because": "facility resumed"})).lifted_by(Lifter::Resume(id));
+    Ok(status::apply(tx, &serials, &req, now).await?.into_iter().map(|t| t.serial).collect())
+}
+
+fn status_entry(actor: &str, id: FacilityId, from: FacilityStatus, change: &FacilityChange) -> AuditEntry {
+    let to = change.facility.status;
     let verb = match to {
         FacilityStatus::Approved => "resume",
         FacilityStatus::Suspended => "suspend",
         FacilityStatus::Closed => "close",
     };
+    let counts = (change.revoked.len(), change.held.len(), change.released.len());
     AuditEntry::ok(
         actor,
         format!("facility.{verb}"),
         format!("facility:{id}"),
-        json!({"from": from, "to": to, "revoked": revoked}),
+        json!({"from": from, "to": to, "revoked": counts.0, "held": counts.1, "released": counts.2}),
         Some(id),
         None,
     )

@@ -17,6 +17,7 @@ mod enrollment;
 pub mod error;
 mod escalations;
 mod facilities;
+mod holds;
 mod notifications;
 mod records;
 mod sign_in;
@@ -41,7 +42,7 @@ pub use check::Offender;
 pub use devices::{DeviceRecord, UserWithDevices};
 pub use enrollment::{NewCode, Redemption};
 pub use error::{Conflict, StoreError};
-pub use escalations::{EscalationRecord, Figures, NewEscalation};
+pub use escalations::{EscalationRecord, Figures, NewEscalation, OpenedEscalation};
 pub use facilities::{FacilityChange, FacilityCounts};
 pub use notifications::{NotificationRecord, Target};
 pub use records::{

@@ -1,26 +1,30 @@
 //! The one way a certificate's status changes.
 //!
-//! Revoke, hold, release, lost device, retirement, facility close, renewal's
-//! supersede, escalation resolutions and the hold limit all come here. The
+//! Revoke, hold, release, lost device, retirement, facility suspend, resume
+//! and close, renewal's supersede, escalation resolutions and the hold limit
+//! all come here. The
 //! domain (`certificate::decide`) says which step the change means from the
 //! state the certificate is in; the store carries it out with a guarded
 //! `UPDATE … WHERE serial IN (…) AND status = <the state read> RETURNING
 //! serial`, and writes a feed row and an audit row only for the rows that
 //! UPDATE really changed. A row the guard did not match is read again and
 //! decided again, so a revoke that meets a certificate released a moment ago
-//! still revokes it instead of reporting what it first saw.
+//! still revokes it instead of reporting what it first saw. A release lifts
+//! only holds nobody else keeps (`holds.rs`, `domain::hold`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{BulkChange, Change, Decision, decide};
+use connect_pki_domain::hold::{Keeper, Lift, Lifter, lift};
 use connect_pki_domain::{CertStatus, FacilityId, Reason, Serial, UserId};
 
 use crate::audit::AuditEntry;
 use crate::error::Conflict;
+use crate::holds;
 use crate::records::{opt_text, quoted, text};
 use crate::{Backend, StoreError, WriteTx, secs};
 
@@ -45,6 +49,20 @@ pub(crate) struct Request<'a> {
     pub actor: &'a str,
     /// Added to every audit row's detail.
     pub detail: Value,
+    /// On whose behalf a release lifts holds that others may keep
+    /// (`domain::hold::lift`); a direct call unless set.
+    pub lifter: Lifter,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(change: BulkChange, actor: &'a str, detail: Value) -> Self {
+        Self { change, actor, detail, lifter: Lifter::Direct }
+    }
+
+    /// The same request, releasing on behalf of `lifter`.
+    pub(crate) fn lifted_by(self, lifter: Lifter) -> Self {
+        Self { lifter, ..self }
+    }
 }
 
 /// One certificate that really changed.
@@ -90,7 +108,10 @@ pub(crate) async fn apply(
         }
         if matches!(req.change.change, Change::Release) {
             let releasing: Vec<Serial> = groups.values().flatten().cloned().collect();
-            refuse_escalation_holds(tx, &releasing).await?;
+            let kept = settle_keepers(tx, req.lifter, &releasing).await?;
+            for group in groups.values_mut() {
+                group.retain(|s| !kept.contains(s));
+            }
         }
         let mut retry = Vec::new();
         let mut current = current;
@@ -157,29 +178,35 @@ async fn read(tx: &mut WriteTx, serials: &[Serial]) -> Result<BTreeMap<Serial, C
     Ok(out)
 }
 
-/// A hold that an open or claimed escalation placed is lifted only by that
-/// escalation's resolution, which marks the escalation resolved before it
-/// releases: any other release of such a certificate is refused, whoever
-/// asks. Read under the writer lock, so a report committed before this
-/// transaction is seen, and one committed after finds the certificate
-/// released and holds it again.
-async fn refuse_escalation_holds(tx: &mut WriteTx, serials: &[Serial]) -> Result<(), StoreError> {
-    for chunk in serials.chunks(CHUNK) {
-        let sql = format!(
-            "select h.escalation_id, h.serial from escalation_holds h join escalations e on e.id = h.escalation_id \
-             where e.status in ('open', 'claimed') and h.serial in ({}) order by h.escalation_id, h.serial limit 1",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for s in chunk {
-            q = q.bind(s.to_hex());
-        }
-        if let Some(row) = q.fetch_optional(&mut **tx).await? {
-            let escalation = row.try_get("escalation_id")?;
-            return Err(Conflict::HeldByEscalation { escalation, serial: text(&row, "serial")? }.into());
+/// Asks `domain::hold::lift` about each hold a release would lift, given
+/// what keeps it. A hold a report or a suspension keeps is lifted only when
+/// the last of them lets go: a direct release of one is refused whoever asks
+/// (the escalation's resolution, or the facility's resume, lifts it); an
+/// escalation or a resume leaves it to the other keepers, and returns it
+/// here. Read under the writer lock, so a report or a suspension committed
+/// before this transaction is seen, and one committed after finds the
+/// certificate released and holds it again.
+async fn settle_keepers(tx: &mut WriteTx, lifter: Lifter, serials: &[Serial]) -> Result<BTreeSet<Serial>, StoreError> {
+    let keepers = holds::keepers(tx, serials).await?;
+    let mut kept = BTreeSet::new();
+    for serial in serials {
+        match lift(lifter, keepers.get(serial).map(Vec::as_slice).unwrap_or_default()) {
+            Lift::Now => {}
+            Lift::Refused(Keeper::Escalation { id, .. }) => {
+                return Err(Conflict::HeldByEscalation { escalation: id, serial: serial.clone() }.into());
+            }
+            Lift::Refused(Keeper::Suspension(facility)) => {
+                return Err(Conflict::HeldBySuspension { facility, serial: serial.clone() }.into());
+            }
+            Lift::Deferred { on_resume } => {
+                if let Some(facility) = on_resume {
+                    holds::release_on_resume(tx, facility, serial).await?;
+                }
+                kept.insert(serial.clone());
+            }
         }
     }
-    Ok(())
+    Ok(kept)
 }
 
 async fn guarded_update(
@@ -189,8 +216,8 @@ async fn guarded_update(
     to: CertStatus,
     reason: Option<Reason>,
     now: OffsetDateTime,
-) -> Result<std::collections::BTreeSet<Serial>, StoreError> {
-    let mut changed = std::collections::BTreeSet::new();
+) -> Result<BTreeSet<Serial>, StoreError> {
+    let mut changed = BTreeSet::new();
     // A certificate made valid again carries no revocation time or reason.
     let revoked_at = (to != CertStatus::Valid).then_some(secs(now));
     for chunk in serials.chunks(CHUNK) {

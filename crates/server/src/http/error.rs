@@ -97,6 +97,9 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Conflict(Conflict::Record(StoreConflict::HeldByEscalation { .. })) => {
             (StatusCode::CONFLICT, "held_by_escalation")
         }
+        ServiceError::Conflict(Conflict::Record(StoreConflict::HeldBySuspension { .. })) => {
+            (StatusCode::CONFLICT, "held_by_suspension")
+        }
         ServiceError::Conflict(Conflict::Record(_)) => (StatusCode::CONFLICT, "conflict"),
         ServiceError::SignInFailed => (StatusCode::UNAUTHORIZED, "sign_in_failed"),
         ServiceError::NotYourDevice => (StatusCode::FORBIDDEN, "not_your_device"),
@@ -155,6 +158,9 @@ fn service_message_ja(e: &ServiceError) -> String {
         ServiceError::Conflict(Conflict::Record(StoreConflict::HeldByEscalation { escalation, .. })) => format!(
             "この証明書は端末紛失の届出（受付 {escalation}）により一時停止中です。停止の解除は、その届出の対応で「解除」とすることでのみ行えます。"
         ),
+        ServiceError::Conflict(Conflict::Record(StoreConflict::HeldBySuspension { .. })) => {
+            "この証明書は施設の利用停止により一時停止中です。停止は、行政管理課が施設の利用を再開したときに解除されます。".into()
+        }
         ServiceError::Enrollment(r) => match r {
             Refusal::WrongCode => "登録コードが正しくありません。確認して入力し直してください（誤りが続くとコードは使えなくなります）。".into(),
             Refusal::Redeemed => "この登録コードは使用済みです。施設管理者に新しいコードを発行してもらってください。".into(),

@@ -56,7 +56,8 @@ pub async fn facility(state: &AppState, caller: &Requester, id: FacilityId) -> R
     state.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
 }
 
-/// Suspends, resumes or closes a facility (`admin_division`).
+/// Suspends, resumes or closes a facility (`admin_division`), with what
+/// that does to its certificates in force before the call returns.
 pub async fn change_status(
     state: &AppState,
     caller: &Requester,
@@ -67,6 +68,17 @@ pub async fn change_status(
     let change = state.store.change_facility_status(id, to, &caller.audit_name, state.clock.now()).await?;
     crate::service::revocation::publish(state).await?;
     Ok(change)
+}
+
+/// Holds the valid certificates of facilities suspended before suspensions
+/// held anything (see `Store::hold_suspended_facilities`). Run at start.
+pub async fn hold_suspended_facilities(state: &AppState) -> Result<(), ServiceError> {
+    let held = state.store.hold_suspended_facilities(state.clock.now()).await?;
+    if !held.is_empty() {
+        tracing::warn!(count = held.len(), "valid certificates of suspended facilities put on hold");
+        crate::service::revocation::publish(state).await?;
+    }
+    Ok(())
 }
 
 /// What a new user is registered with.

@@ -127,16 +127,21 @@ async fn open(
         notify: crate::service::notify::targets(state, d.facility).await?,
         payload: crate::service::notify::payload(state, d, holder, r.queue.as_str()).await?,
     };
-    let (record, held) = state.store.open_escalation(&new, state.clock.now()).await?;
+    let opened = state.store.open_escalation(&new, state.clock.now()).await?;
     publish(state).await?;
     tracing::warn!(
-        escalation = record.id,
+        escalation = opened.escalation.id,
         device = device.0,
         queue = r.queue.as_str(),
-        held = held.len(),
+        held = opened.held.len(),
+        taken_over = opened.taken_over.len(),
         "emergency report: device on hold"
     );
-    Ok((record, held))
+    // The reporter is told every certificate now on hold for the report,
+    // also those its facility's suspension had already put on hold.
+    let mut held = opened.held;
+    held.extend(opened.taken_over);
+    Ok((opened.escalation, held))
 }
 
 /// Escalations the caller may work: all for 行政管理課, their facility's for a manager.

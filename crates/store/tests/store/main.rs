@@ -2,6 +2,7 @@
 
 mod crl;
 mod races;
+mod suspension;
 
 use connect_pki_domain::{Role, Serial, UserId, UserStatus};
 use connect_pki_store::testing::TestDb;

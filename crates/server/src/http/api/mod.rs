@@ -165,7 +165,9 @@ async fn submit_application(
 
 /// The terms of use (利用規約) in force: an application must name this
 /// version in `terms_version`.
-#[utoipa::path(get, path = "/api/v1/terms", tag = "public", responses((status = 200, body = TermsOfUse)))]
+#[utoipa::path(get, path = "/api/v1/terms", tag = "public",
+    responses((status = 200, body = TermsOfUse),
+        (status = 403, body = ErrorBody, description = "https_required: asked over plain HTTP")))]
 async fn terms_of_use(State(state): State<AppState>) -> Json<TermsOfUse> {
     let t = &state.settings.terms;
     Json(TermsOfUse { version: t.version.clone(), text: t.text.clone() })
@@ -317,10 +319,13 @@ async fn change_facility(
     Ok(Json(FacilityChangeView {
         facility: change.facility.into(),
         revoked_serials: change.revoked.iter().map(Serial::to_hex).collect(),
+        held_serials: change.held.iter().map(Serial::to_hex).collect(),
+        released_serials: change.released.iter().map(Serial::to_hex).collect(),
     }))
 }
 
-/// Suspend a facility: its certificates stop working at the API until resumed (行政管理課).
+/// Suspend a facility (行政管理課): every valid certificate of its users goes on hold (certificateHold) —
+/// refused at our handshake, `revoked` in OCSP and listed in the CRL — before the response.
 #[utoipa::path(post, path = "/api/v1/facilities/{id}/suspend", tag = "facilities", params(("id" = i64, Path)),
     responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -332,7 +337,8 @@ async fn suspend_facility(
     change_facility(state, &caller.requester, id, FacilityStatus::Suspended).await
 }
 
-/// Resume a suspended facility (行政管理課).
+/// Resume a suspended facility (行政管理課): the holds the suspension placed are released, except those an
+/// open emergency report keeps; certificates revoked meanwhile stay revoked.
 #[utoipa::path(post, path = "/api/v1/facilities/{id}/resume", tag = "facilities", params(("id" = i64, Path)),
     responses((status = 200, body = FacilityChangeView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]

@@ -207,6 +207,10 @@ pub struct FacilityChangeView {
     pub facility: FacilityView,
     /// Certificates revoked by the change (closing only).
     pub revoked_serials: Vec<String>,
+    /// Certificates put on hold by the change (suspending only).
+    pub held_serials: Vec<String>,
+    /// Certificates released by the change (resuming only).
+    pub released_serials: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -224,8 +224,15 @@ fn done_row(entry: emergency::QueueEntry) -> Done {
 
 fn open_row(entry: emergency::QueueEntry, now: OffsetDateTime, hold_limit: time::Duration) -> Row {
     let emergency::QueueEntry { escalation: e, device, user, facility_name: facility, claimed_by } = entry;
-    let held_since =
-        device.certificates.iter().filter(|c| c.status == CertStatus::OnHold).filter_map(|c| c.revoked_at).min();
+    // A report that took over an older hold (its facility's suspension's)
+    // counts from the report, as the hold limit does (`domain::hold`).
+    let held_since = device
+        .certificates
+        .iter()
+        .filter(|c| c.status == CertStatus::OnHold)
+        .filter_map(|c| c.revoked_at)
+        .min()
+        .map(|t| t.max(e.created_at));
     let hold_deadline = held_since.map(|t| t + hold_limit);
     let hold_left = hold_deadline.map_or(0, |d| (d - now).whole_seconds());
     let sla_left = e.escalate_at.filter(|_| e.queue == "manager").map_or(0, |d| (d - now).whole_seconds());

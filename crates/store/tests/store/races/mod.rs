@@ -4,7 +4,9 @@
 //! Every unordered pair of revoke, hold, release, lost device, retirement,
 //! facility close, renewal, escalation resolved (released and revoked), hold
 //! limit, enrollment and emergency report — plus facility suspension against
-//! enrollment and renewal — runs concurrently `ROUNDS` times on each backend,
+//! enrollment, renewal, release, an escalation released, the hold limit and a
+//! report, and the resume of a suspended facility against a report, revoke,
+//! renewal and enrollment — runs concurrently `ROUNDS` times on each backend,
 //! in a database of its own. Either call may win a round; what must hold
 //! whichever commits first:
 //!
@@ -16,16 +18,17 @@
 //!   superseded and never repeats a status (a row for a change that did not
 //!   happen);
 //! - (c) nothing valid or on hold belongs to a lost device, a retired user or
-//!   a closed facility, those stay lost, retired and closed, and no
-//!   certificate issued after a suspension, closure, loss or retirement
-//!   committed is valid;
+//!   a closed facility, nothing valid to a suspended one, those stay lost,
+//!   retired, closed and suspended, and no certificate issued after a
+//!   suspension, closure, loss or retirement committed is valid;
 //! - (d) audit rows and returned lists match the real changes one for one;
 //! - (e) no raced call fails with a database error: the store settles a race
 //!   itself instead of handing it to the caller as a server error;
 //! - (f) no certificate is valid while an open or claimed escalation holds
 //!   it: only the escalation's resolution lifts its hold. A release racing a
 //!   report of a valid certificate (`from Valid`) either comes first and
-//!   changes nothing, or is refused.
+//!   changes nothing, or is refused. A report that meets a suspension, and a
+//!   resume that meets a report, leave the hold with the report either way.
 //!
 //! Rounds stay cheap because each has a world of its own — facility, user,
 //! device, certificate, and the hold, claimed escalation or enrollment code it
@@ -109,6 +112,14 @@ race_pairs! {
     close_vs_report: Close vs Report;
     suspend_vs_renew: Suspend vs Renew;
     suspend_vs_enroll: Suspend vs Enroll;
+    suspend_vs_release: Suspend vs Release;
+    suspend_vs_escalation_released: Suspend vs ResolveReleased;
+    suspend_vs_hold_limit: Suspend vs HoldLimit;
+    suspend_vs_report: Suspend vs Report;
+    resume_vs_report: Resume vs Report;
+    resume_vs_revoke: Resume vs Revoke;
+    resume_vs_renew: Resume vs Renew;
+    resume_vs_enroll: Resume vs Enroll;
     renew_vs_renew: Renew vs Renew;
     renew_vs_escalation_released: Renew vs ResolveReleased;
     renew_vs_escalation_revoked: Renew vs ResolveRevoked;

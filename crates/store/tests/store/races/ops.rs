@@ -44,10 +44,18 @@ pub(super) async fn run_call(store: Store, world: World, op: Op, side: Side, sta
         Op::Release => change(Change::Release).await,
         Op::Lost => store.device_lost(world.device, &actor, now).await.map(Effect::Changed),
         Op::Retire => store.retire_user(world.user, &actor, now).await.map(Effect::Changed),
-        Op::Close | Op::Suspend => {
-            let to = if op == Op::Close { FacilityStatus::Closed } else { FacilityStatus::Suspended };
-            store.change_facility_status(world.facility, to, &actor, now).await.map(|c| Effect::Changed(c.revoked))
-        }
+        Op::Close => store
+            .change_facility_status(world.facility, FacilityStatus::Closed, &actor, now)
+            .await
+            .map(|c| Effect::Changed(c.revoked)),
+        Op::Suspend => store
+            .change_facility_status(world.facility, FacilityStatus::Suspended, &actor, now)
+            .await
+            .map(|c| Effect::Changed(c.held)),
+        Op::Resume => store
+            .change_facility_status(world.facility, FacilityStatus::Approved, &actor, now)
+            .await
+            .map(|c| Effect::Changed(c.released)),
         Op::Renew => {
             let new = fake_cert(serial_of(KIND_RENEWAL, world.round, side.byte()), now);
             store
@@ -80,7 +88,9 @@ pub(super) async fn run_call(store: Store, world: World, op: Op, side: Side, sta
                 .await
                 .map(|(_, c)| Effect::Issued(c.serial))
         }
-        Op::Report => store.open_escalation(&report(&world, &actor), now).await.map(|(_, held)| Effect::Changed(held)),
+        // A hold taken over from the facility's suspension changes nothing:
+        // only what the report put on hold is a change (d).
+        Op::Report => store.open_escalation(&report(&world, &actor), now).await.map(|o| Effect::Changed(o.held)),
     };
     Call { op, side, at: now, result }
 }

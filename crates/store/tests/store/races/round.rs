@@ -253,6 +253,7 @@ impl<'a> RoundView<'a> {
         match call.op {
             Op::Lost | Op::ResolveRevoked | Op::Retire | Op::Close | Op::Suspend => self.nothing_live(call, failed),
             Op::HoldLimit => self.hold_limit(call, &listed, failed),
+            Op::Resume => self.resumed(failed),
             Op::ResolveReleased | Op::Report => {}
             other => unreachable!("{other:?} does not return a list"),
         }
@@ -306,7 +307,27 @@ impl<'a> RoundView<'a> {
                 if !matches!(facility, Some("suspended" | "closed")) {
                     failed.push((C, format!("suspend returned Ok but facility {} ends {facility:?}", w.facility)));
                 }
+                // Whatever the other call did, before or after: a suspension
+                // leaves nothing of the facility valid.
+                let valid: Vec<String> = self
+                    .mine
+                    .iter()
+                    .filter(|(_, c)| c.status == CertStatus::Valid)
+                    .map(|(s, _)| s.to_string())
+                    .collect();
+                if !valid.is_empty() {
+                    failed.push((C, format!("suspend returned Ok but {valid:?} of the facility end valid")));
+                }
             }
+        }
+    }
+
+    /// (c) a resume that returned Ok leaves the facility approved.
+    fn resumed(&self, failed: &mut Failures) {
+        let w = &self.round.world;
+        let facility = self.snap.facilities.get(&w.facility.0).map(String::as_str);
+        if facility != Some("approved") {
+            failed.push((C, format!("resume returned Ok but facility {} ends {facility:?}", w.facility)));
         }
     }
 
@@ -329,9 +350,12 @@ impl<'a> RoundView<'a> {
             }
         }
         let held_before = w.held_at.expect("held").unix_timestamp();
+        // A suspended facility's holds wait for its resume.
+        let suspended = self.snap.facilities.get(&w.facility.0).map(String::as_str) == Some("suspended");
         if let Some(row) = self.snap.certs.get(&w.serial)
             && row.status == CertStatus::OnHold
             && row.revoked_at <= held_before
+            && !suspended
         {
             failed.push((B, format!("hold limit returned Ok but {} is still held since {}", w.serial, row.revoked_at)));
         }

@@ -33,10 +33,10 @@ pub(super) fn id_list(ids: impl Iterator<Item = i64>) -> String {
 pub(super) fn held_at(plan: Plan, round: usize) -> Option<OffsetDateTime> {
     match plan.start {
         Start::Valid => None,
-        Start::OnHold | Start::Escalated if plan.hold_limit => {
+        Start::OnHold | Start::Escalated | Start::Suspended if plan.hold_limit => {
             Some(at(HOLD_LIMIT_HOLDS + i64::try_from(round).expect("round")))
         }
-        Start::OnHold | Start::Escalated => Some(at(SETUP_HOLDS)),
+        Start::OnHold | Start::Escalated | Start::Suspended => Some(at(SETUP_HOLDS)),
     }
 }
 
@@ -78,8 +78,9 @@ pub(super) async fn setup(store: &Store, sql: &AnyPool, plan: Plan) -> Vec<World
         .expect("bootstrap");
     let mut tx = sql.begin().await.expect("begin setup");
 
+    let facility_status = if plan.start == Start::Suspended { "suspended" } else { "approved" };
     let rows: Vec<String> = (0..ROUNDS)
-        .map(|r| format!("('race facility {r}', 'external', '', null, 'approved', {SETUP}, {SETUP})"))
+        .map(|r| format!("('race facility {r}', 'external', '', null, '{facility_status}', {SETUP}, {SETUP})"))
         .collect();
     let columns = "name, kind, address, department, status, created_at, updated_at";
     let facilities = insert_returning(&mut tx, "facilities", columns, &rows, "name").await;
@@ -107,6 +108,7 @@ pub(super) async fn setup(store: &Store, sql: &AnyPool, plan: Plan) -> Vec<World
     let device = |r: usize| devices[&format!("race device {r}")];
 
     insert_certificates(&mut tx, plan, &device).await;
+    insert_suspension_holds(&mut tx, plan, &facility).await;
 
     let escalations = insert_escalations(&mut tx, plan, admin.id.0, &facility, &device).await;
     let codes = insert_codes(&mut tx, plan, &user).await;
@@ -204,6 +206,23 @@ async fn insert_escalations(
     } else {
         HashMap::new()
     }
+}
+
+/// Per round, the hold its facility's suspension placed and keeps
+/// (suspended plans only), as change_facility_status leaves it.
+async fn insert_suspension_holds(tx: &mut sqlx::AnyConnection, plan: Plan, facility: &dyn Fn(usize) -> i64) {
+    if plan.start != Start::Suspended {
+        return;
+    }
+    let rows: Vec<String> =
+        (0..ROUNDS).map(|r| format!("({}, '{}', 1)", facility(r), serial_of(KIND_WORLD, r, 0))).collect();
+    sqlx::query(&format!(
+        "insert into suspension_holds (facility_id, serial, release_on_resume) values {}",
+        rows.join(", ")
+    ))
+    .execute(&mut *tx)
+    .await
+    .expect("insert suspension holds");
 }
 
 /// Per round, an enrollment code (enrollment plans only), by user id.

@@ -84,6 +84,7 @@ pub(super) enum Op {
     Retire,
     Close,
     Suspend,
+    Resume,
     Renew,
     ResolveReleased,
     ResolveRevoked,
@@ -102,6 +103,7 @@ impl Op {
             Op::Retire => "retirement",
             Op::Close => "facility close",
             Op::Suspend => "facility suspend",
+            Op::Resume => "facility resume",
             Op::Renew => "renewal",
             Op::ResolveReleased => "escalation released",
             Op::ResolveRevoked => "escalation revoked",
@@ -137,12 +139,14 @@ impl Side {
 
 /// What the certificate looks like when the race starts: release and the
 /// hold limit need a hold, resolving needs a claimed escalation (whose report
-/// put the device's certificate on hold).
+/// put the device's certificate on hold), resuming a suspended facility
+/// (whose suspension put it on hold).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Start {
     Valid,
     OnHold,
     Escalated,
+    Suspended,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +164,9 @@ pub(super) struct Plan {
 impl Plan {
     pub(super) fn new(a: Op, b: Op) -> Self {
         let any = |op| a == op || b == op;
-        let start = if any(Op::ResolveReleased) || any(Op::ResolveRevoked) {
+        let start = if any(Op::Resume) {
+            Start::Suspended
+        } else if any(Op::ResolveReleased) || any(Op::ResolveRevoked) {
             Start::Escalated
         } else if any(Op::Release) || any(Op::HoldLimit) {
             Start::OnHold

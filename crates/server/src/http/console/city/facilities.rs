@@ -205,12 +205,13 @@ async fn change(
             format!("施設「{}」を廃止しました（{when}）。施設の証明書はすべて失効しました。", f.name)
         }
     };
-    let facts = vec![
-        ("施設", f.name.clone()),
-        ("新しい状態", facility_status_ja(f.status).to_string()),
-        ("失効した証明書", format!("{} 件", change.revoked.len())),
-        ("日時", when.clone()),
-    ];
+    let mut facts = vec![("施設", f.name.clone()), ("新しい状態", facility_status_ja(f.status).to_string())];
+    facts.push(match step.to {
+        FacilityStatus::Suspended => ("一時停止にした証明書", format!("{} 件", change.held.len())),
+        FacilityStatus::Approved => ("使えるように戻した証明書", format!("{} 件", change.released.len())),
+        FacilityStatus::Closed => ("失効した証明書", format!("{} 件", change.revoked.len())),
+    });
+    facts.push(("日時", when.clone()));
     let done =
         ResultPage { ctx: &ctx, title: "施設の状態を変更しました", message, facts, back: HERE.into() };
     page(StatusCode::OK, &done)
