@@ -210,6 +210,12 @@ async fn facilities_are_suspended_resumed_and_closed_through_the_pages(backend: 
         csrf_of(&page(app, &w.welfare, &format!("/console/applications/{}/reject", pending["id"])).await);
     let refused = post(app, &w.welfare, &suspend, &[("csrf", &welfare_csrf)]).await;
     assert_eq!(refused.status, 403, "{}", refused.text());
+    // A valid token sent from another site's page: refused too.
+    let admin_csrf = csrf_of(&confirm);
+    let mut cross = Req::new("POST", &suspend).form(&[("csrf", &admin_csrf)]);
+    cross.headers.push(("origin".into(), "https://evil.example".into()));
+    let cross = app.try_mtls(Some(&app.admin), cross).await.expect("answer");
+    assert_eq!(cross.status, 403, "{}", cross.text());
     assert_eq!(facility_status(app, b).await, "approved");
 
     let done = confirm_and_post(app, &app.admin, &suspend, &[]).await;
