@@ -16,11 +16,14 @@ pub fn response(records: Vec<AuditRecord>, filename: &str) -> Result<Response, A
     let rows: Vec<AuditView> = records.into_iter().map(Into::into).collect();
     let body = write(&rows)?;
     let disposition = format!("attachment; filename=\"{filename}\"");
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
-        body,
-    )
-        .into_response())
+    // Personal data: kept out of caches, never sniffed into something else.
+    let headers = [
+        (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::CACHE_CONTROL, "no-store".to_string()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+    ];
+    Ok((headers, body).into_response())
 }
 
 fn write(rows: &[AuditView]) -> Result<Vec<u8>, ApiError> {
