@@ -86,7 +86,8 @@ type Row = (Op, When, &'static [&'static str], &'static [&'static str], Option<&
 /// here (staff report their own loss on the public emergency route);
 /// 行政管理課 acts everywhere. The reporter of a loss never lifts its hold
 /// (the own-device escalations are the holder's own reports), and outside
-/// business hours only 行政管理課 does.
+/// business hours only 行政管理課 does; rejecting a report lifts its holds
+/// too, under the same rules.
 const TABLE: &[Row] = &[
     (Revoke, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (Hold, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
@@ -100,10 +101,12 @@ const TABLE: &[Row] = &[
     (Claim, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (ResolveRevoked, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (ResolveReleased, Day, ADMIN_AND_MANAGER, ADMIN, Some(NONE)),
-    (ResolveRejected, Day, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
+    // A rejection lifts the report's holds: the rules of a release.
+    (ResolveRejected, Day, ADMIN_AND_MANAGER, ADMIN, Some(NONE)),
     (Claim, Night, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (ResolveRevoked, Night, ADMIN_AND_MANAGER, ADMIN, Some(ADMIN_AND_MANAGER)),
     (ResolveReleased, Night, ADMIN, ADMIN, Some(NONE)),
+    (ResolveRejected, Night, ADMIN, ADMIN, Some(NONE)),
 ];
 
 /// Whether the table lets `who` do `op` at `when` in `scope` (`None`: not a
@@ -326,9 +329,9 @@ fn effect(op: Op, before: &Snapshot, caller_user: i64, retire_at: OffsetDateTime
     let ocsp = match op {
         Revoke | Lost | ResolveRevoked => Some("revoked keyCompromise"),
         Hold | Report => Some("revoked certificateHold"),
-        Release | ResolveReleased => Some("good"),
+        Release | ResolveReleased | ResolveRejected => Some("good"),
         RetireNow => Some("revoked affiliationChanged"),
-        ReleaseEscalationHold | RetireLater | Delete | Claim | ResolveRejected => None,
+        ReleaseEscalationHold | RetireLater | Delete | Claim => None,
     };
     if let Some(ocsp) = ocsp {
         s.ocsp = ocsp.into();

@@ -225,3 +225,40 @@ async fn the_holder_cannot_lift_the_hold_on_their_own_device(backend: Backend) {
     assert_eq!(app.ocsp_status(&manager.id).await, "good");
 }
 both_backends!(the_holder_cannot_lift_the_hold_on_their_own_device);
+
+/// A rejected report (a mistake, someone else's prank) lifts the holds it
+/// placed, under the rules of a release: not by a manager at night.
+async fn a_rejected_report_lifts_its_holds(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (manager, staff) = facility(&app).await;
+    let (id, _) = report(&app, &manager.id, &staff).await;
+    app.clock.set(connect_pki_e2e::fixtures::next_saturday_night());
+    let (status, out) = post(&app, &manager.id, &format!("/api/v1/escalations/{id}/claim"), None).await;
+    assert_eq!(status, 200, "{out}");
+    let body = json!({"outcome": "rejected", "note": "誤報"});
+    let (status, out) = post(&app, &manager.id, &format!("/api/v1/escalations/{id}/resolve"), Some(&body)).await;
+    assert_eq!((status, out["error"]["code"].as_str()), (403, Some("forbidden")), "{out}");
+    assert_eq!(app.ocsp_status(&staff.id).await, "revoked certificateHold");
+    let (status, out) = post(&app, &app.admin, &format!("/api/v1/escalations/{id}/resolve"), Some(&body)).await;
+    assert_eq!((status, &out["serials"]), (200, &json!([staff.serial])), "{out}");
+    assert_eq!(app.ocsp_status(&staff.id).await, "good");
+    assert!(app.handshake_ok(&staff.id).await);
+}
+both_backends!(a_rejected_report_lifts_its_holds);
+
+/// A manager's own lost device goes to 行政管理課 even in business hours:
+/// the manager may not lift its hold, so their own queue is the wrong place.
+async fn a_managers_own_device_is_reported_to_the_city(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (manager, staff) = facility(&app).await;
+    app.clock.set(connect_pki_e2e::fixtures::next_business_morning());
+    let (own, _) = report(&app, &manager.id, &manager).await;
+    let (theirs, _) = report(&app, &app.admin, &staff).await;
+    let (_, list) = app.api("GET", "/api/v1/escalations?status=all", Some(&app.admin), None).await;
+    let queue = |id: i64| {
+        list.as_array().and_then(|l| l.iter().find(|e| e["id"] == id)).map(|e| e["queue"].clone()).unwrap_or_default()
+    };
+    assert_eq!(queue(own), "admin_division", "{list}");
+    assert_eq!(queue(theirs), "manager", "a staff device in business hours stays with the manager: {list}");
+}
+both_backends!(a_managers_own_device_is_reported_to_the_city);

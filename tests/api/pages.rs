@@ -70,21 +70,54 @@ async fn pages_speak_japanese_and_keep_what_was_typed() {
 }
 
 /// The emergency page: a wrong password is said in Japanese and what was
-/// typed stays; the right one holds the device and says who handles it.
+/// typed stays; the right one lists the person's devices by label, and the
+/// one chosen is held, once per sign-in; another person's device cannot be
+/// slipped in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emergency_page_works_in_japanese() {
     let app = spawn_app(Backend::Sqlite).await;
     let d = app.device("page.user").await;
+    let other = app.device("someone.else").await;
     let page = get(&app, "/emergency").await;
     assert_eq!(page.status, 200);
     assert!(page.text().contains("端末紛失の緊急届出"), "{}", page.text());
-    let device = d.device_id.to_string();
-    let form = |pw| [("login_id", "page.user"), ("password", pw), ("device_id", device.as_str())];
+    let form = |pw| [("login_id", "page.user"), ("password", pw)];
     let (status, html) = post_form(&app, "/emergency", &form("wrong one!")).await;
     assert_eq!(status, 401, "{html}");
     assert!(html.contains("ログインIDまたはパスワードが正しくない") && html.contains("value=\"page.user\""), "{html}");
+
     let (status, html) = post_form(&app, "/emergency", &form(PASSWORD)).await;
+    assert_eq!(status, 200, "{html}");
+    // Chosen by label ("page.user-1" from the builder), not by a number.
+    assert!(html.contains("page.user-1") && !html.contains("someone.else"), "{html}");
+    let ticket = field_value(&html, "ticket");
+    assert_eq!(app.ocsp_status(&d.id).await, "good", "signing in holds nothing");
+    // Someone else's device with this person's ticket: refused, nothing held.
+    let theirs = other.device_id.to_string();
+    let (status, html) = post_form(&app, "/emergency/report", &[("ticket", &ticket), ("device_id", &theirs)]).await;
+    assert_eq!(status, 403, "{html}");
+    assert_eq!(app.ocsp_status(&other.id).await, "good");
+    // The ticket was used up by that attempt: sign in again.
+    let mine = d.device_id.to_string();
+    let (status, html) = post_form(&app, "/emergency/report", &[("ticket", &ticket), ("device_id", &mine)]).await;
+    assert_eq!(status, 401, "{html}");
+    let (_, html) = post_form(&app, "/emergency", &form(PASSWORD)).await;
+    let ticket = field_value(&html, "ticket");
+    let (status, html) = post_form(&app, "/emergency/report", &[("ticket", &ticket), ("device_id", &mine)]).await;
     assert_eq!(status, 201, "{html}");
-    assert!(html.contains("一時停止しました"), "{html}");
+    assert!(html.contains("一時停止しました") && html.contains("却下された場合も"), "{html}");
     assert_eq!(app.ocsp_status(&d.id).await, "revoked certificateHold");
+    // Expired tickets do not work either.
+    let (_, html) = post_form(&app, "/emergency", &form(PASSWORD)).await;
+    let ticket = field_value(&html, "ticket");
+    app.clock.advance(time::Duration::minutes(11));
+    let (status, _) = post_form(&app, "/emergency/report", &[("ticket", &ticket), ("device_id", &mine)]).await;
+    assert_eq!(status, 401);
+}
+
+/// The value of the hidden field `name` in a page.
+fn field_value(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} field: {html}")) + marker.len();
+    html[start..].split('"').next().expect("value").to_string()
 }

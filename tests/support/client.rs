@@ -193,3 +193,43 @@ where
     let body = response.into_body().collect().await.map_err(|e| format!("{e:?}"))?.to_bytes().to_vec();
     Ok(Reply { status, headers, body })
 }
+
+/// Sends only `head` (request line and headers, announcing a body it never
+/// sends) over HTTPS to `addr` and returns the response (head and body)
+/// that comes back: for checking refusals made on the headers alone, which
+/// a client still writing its body can miss (the server closes mid-write).
+pub async fn https_head_only(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, head: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+    let mut stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| e.to_string())?;
+    stream.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+    let read = async {
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(done) = complete(&answer) {
+                return done;
+            }
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return String::from_utf8_lossy(&answer).into_owned(),
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), read)
+        .await
+        .map_err(|_| "no answer in 20 s: the server is waiting for the body".to_string())
+}
+
+/// The response in `bytes` once its head and `content-length` bytes of body are in.
+fn complete(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))?
+        .parse()
+        .ok()?;
+    (body.len() >= length).then(|| text.into_owned())
+}

@@ -58,7 +58,9 @@ pub fn route(now: OffsetDateTime, local: (Date, Time), hours: &BusinessHours, sl
 
 /// Routes a report about a device of a user whose role is `holder`: one of
 /// a city role goes to 行政管理課 at any hour, since no facility manager may
-/// act on that user (`policy::Action::ActOnUser`); others as [`route`].
+/// act on that user (`policy::Action::ActOnUser`); so does a facility
+/// manager's own device, whose hold they may not lift themselves (the
+/// facility's other managers are informed); others as [`route`].
 pub fn route_for(
     holder: Role,
     now: OffsetDateTime,
@@ -68,6 +70,8 @@ pub fn route_for(
 ) -> Routing {
     if holder.is_city() {
         Routing { queue: Queue::AdminDivision, escalate_at: None, inform_manager: false }
+    } else if holder == Role::FacilityManager {
+        Routing { queue: Queue::AdminDivision, escalate_at: None, inform_manager: true }
     } else {
         route(now, local, hours, sla)
     }
@@ -80,9 +84,10 @@ pub enum Outcome {
     Revoked,
     /// The device was found: the hold is lifted.
     Released,
-    /// Not a real emergency (a mistake, a duplicate): the escalation closes and
-    /// the certificates stay as they are; a hold still runs out into a
-    /// revocation at the hold limit unless released.
+    /// Not a real emergency (a mistake, a report someone else made with the
+    /// holder's password): the escalation closes and the holds it placed are
+    /// lifted, as for [`Outcome::Released`] and under the same rules — the
+    /// device was never lost, so nothing may run out into a revocation.
     Rejected,
 }
 
@@ -109,14 +114,20 @@ impl Outcome {
 
     /// What the outcome does to the device's certificates: a revocation
     /// revokes held and valid ones alike (and the device counts as lost); a
-    /// release lifts holds only, so a certificate revoked meanwhile stays
-    /// revoked; a rejection leaves them as they are.
+    /// release or a rejection lifts holds only, so a certificate revoked
+    /// meanwhile stays revoked.
     pub const fn certificates(self) -> Option<BulkChange> {
         match self {
             Outcome::Revoked => Some(BulkChange::any(Change::Revoke(Reason::KeyCompromise))),
-            Outcome::Released => Some(BulkChange { change: Change::Release, only_from: Some(&[CertStatus::OnHold]) }),
-            Outcome::Rejected => None,
+            Outcome::Released | Outcome::Rejected => {
+                Some(BulkChange { change: Change::Release, only_from: Some(&[CertStatus::OnHold]) })
+            }
         }
+    }
+
+    /// Whether the outcome lifts the report's holds (the risky direction).
+    pub const fn lifts_holds(self) -> bool {
+        matches!(self, Outcome::Released | Outcome::Rejected)
     }
 
     /// Whether the outcome marks the device lost.
@@ -144,7 +155,7 @@ pub fn check_resolution(r: Resolver, outcome: Outcome, business_hours: bool) -> 
     if !r.is_claimer && r.role != Role::AdminDivision {
         return refuse("resolve an escalation someone else claimed");
     }
-    if outcome == Outcome::Released {
+    if outcome.lifts_holds() {
         if r.is_reporter {
             return refuse("lift the hold on a device they hold or reported lost themselves");
         }
@@ -184,17 +195,15 @@ mod tests {
     }
 
     #[test]
-    fn reports_about_city_role_devices_skip_the_manager() {
+    fn reports_about_city_role_and_manager_devices_skip_the_manager_queue() {
         let utc = datetime!(2026-01-01 0:00 UTC);
         let tuesday_ten = (date!(2026 - 11 - 24), time!(10:00));
         let hours = BusinessHours::default();
-        for holder in [Role::AdminDivision, Role::WelfareDivision] {
+        for holder in [Role::AdminDivision, Role::WelfareDivision, Role::FacilityManager] {
             let r = route_for(holder, utc, tuesday_ten, &hours, DEFAULT_SLA);
             assert_eq!((r.queue, r.escalate_at), (Queue::AdminDivision, None), "{holder}");
         }
-        for holder in [Role::FacilityManager, Role::Staff] {
-            assert_eq!(route_for(holder, utc, tuesday_ten, &hours, DEFAULT_SLA), at(tuesday_ten.0, tuesday_ten.1));
-        }
+        assert_eq!(route_for(Role::Staff, utc, tuesday_ten, &hours, DEFAULT_SLA), at(tuesday_ten.0, tuesday_ten.1));
     }
 
     #[test]
@@ -208,6 +217,10 @@ mod tests {
         assert!(check_resolution(r(Staff, false, true), Outcome::Released, true).is_err());
         assert!(check_resolution(r(FacilityManager, false, true), Outcome::Revoked, false).is_ok());
         assert!(check_resolution(r(FacilityManager, false, false), Outcome::Revoked, true).is_err(), "not the claimer");
+        // Rejecting lifts the holds too: the same rules.
+        assert!(check_resolution(r(FacilityManager, false, true), Outcome::Rejected, false).is_err(), "after hours");
+        assert!(check_resolution(r(FacilityManager, true, true), Outcome::Rejected, true).is_err(), "reporter alone");
+        assert!(check_resolution(r(FacilityManager, false, true), Outcome::Rejected, true).is_ok());
     }
 
     #[test]
@@ -224,7 +237,8 @@ mod tests {
             assert!(!release.touches(s), "{s:?}");
         }
         assert!(!Outcome::Released.device_lost());
-        assert_eq!(Outcome::Rejected.certificates(), None);
+        assert_eq!(Outcome::Rejected.certificates(), Outcome::Released.certificates(), "a rejection lifts the holds");
         assert!(!Outcome::Rejected.device_lost());
+        assert!(Outcome::Rejected.lifts_holds() && Outcome::Released.lifts_holds() && !Outcome::Revoked.lifts_holds());
     }
 }

@@ -131,7 +131,7 @@ impl Store {
         Ok(self.devices_where("d.id = $1", id.0).await?.into_iter().next())
     }
 
-    async fn devices_where(&self, condition: &str, arg: i64) -> Result<Vec<DeviceRecord>, StoreError> {
+    pub(crate) async fn devices_where(&self, condition: &str, arg: i64) -> Result<Vec<DeviceRecord>, StoreError> {
         let sql = format!(
             "select d.id as d_id, d.user_id as d_user, u.facility_id as d_facility, d.label as d_label, \
              d.status as d_status, d.created_at as d_created, {} \

@@ -203,8 +203,8 @@ async fn apply_outcome(
         Some(change) => {
             // A release names its escalation in each certificate's audit row.
             let detail = match outcome {
-                Outcome::Released => json!({"escalation_id": e.id}),
-                Outcome::Revoked | Outcome::Rejected => json!({}),
+                Outcome::Released | Outcome::Rejected => json!({"escalation_id": e.id, "outcome": outcome.as_str()}),
+                Outcome::Revoked => json!({}),
             };
             // Holds a suspension also keeps stay until the facility resumes.
             let req = Request::new(change, actor, detail).lifted_by(Lifter::Escalation(e.id));
@@ -214,10 +214,10 @@ async fn apply_outcome(
             // already resolved here, so the release is not refused as one of
             // its holds.
             let (scope, arg) = match outcome {
-                Outcome::Released => {
+                Outcome::Released | Outcome::Rejected => {
                     ("c.serial in (select serial from escalation_holds where escalation_id = $1)", e.id)
                 }
-                Outcome::Revoked | Outcome::Rejected => ("c.device_id = $1", e.device.0),
+                Outcome::Revoked => ("c.device_id = $1", e.device.0),
             };
             change_where(tx, scope, arg, &req, now).await?
         }

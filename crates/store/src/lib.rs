@@ -25,6 +25,7 @@ mod status;
 mod terms;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tickets;
 mod tx;
 mod users;
 

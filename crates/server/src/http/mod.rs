@@ -24,9 +24,27 @@ use axum::response::Response;
 /// CSR; anything bigger is refused with 413 before it is buffered.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The body limit layer shared by both routers.
+/// The body limit layer shared by both routers (it counts what is read, so
+/// it also bounds bodies sent without a length).
 pub fn body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_BODY)
+}
+
+/// Refuses a body announced as larger than [`MAX_BODY`] on its
+/// `Content-Length` alone, before reading any of it: the client learns at
+/// once, and nobody ties up a connection uploading what will be refused.
+pub async fn refuse_announced_large_bodies(req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        let mut response = axum::response::IntoResponse::into_response(error::ApiError::TooLarge(MAX_BODY));
+        response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        return response;
+    }
+    next.run(req).await
 }
 
 /// One structured log line per request, and its latency in `/metrics`

@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/apply/status/{token}", get(apply_status))
         .route("/enroll", get(enroll_form).post(enroll_submit))
         .route("/emergency", get(emergency_form).post(emergency_submit))
+        .route("/emergency/report", axum::routing::post(emergency_report))
         .with_state(state)
 }
 
@@ -276,17 +277,42 @@ pub struct EmergencyFields {
     login_id: String,
     #[serde(default)]
     password: String,
+}
+
+connect_pki_domain::redacted_debug!(EmergencyFields { login_id; password });
+
+/// The second step: the ticket from signing in and the device chosen.
+#[derive(Default, Deserialize)]
+pub struct ReportFields {
+    #[serde(default)]
+    ticket: String,
     #[serde(default)]
     device_id: String,
 }
 
-connect_pki_domain::redacted_debug!(EmergencyFields { login_id, device_id; password });
+connect_pki_domain::redacted_debug!(ReportFields { device_id; ticket });
 
 #[derive(Template)]
 #[template(path = "emergency.html")]
 struct EmergencyPage {
     login_id: String,
-    device_id: String,
+    error: Option<String>,
+}
+
+/// A device as the person picks it: by its label, with what is on it.
+struct DeviceChoice {
+    id: i64,
+    label: String,
+    since: String,
+    certificates: String,
+}
+
+#[derive(Template)]
+#[template(path = "emergency_choose.html")]
+struct ChoosePage {
+    ticket: String,
+    devices: Vec<DeviceChoice>,
+    minutes: i64,
     error: Option<String>,
 }
 
@@ -295,18 +321,56 @@ struct EmergencyPage {
 struct EmergencyDonePage {
     escalation_id: i64,
     held: usize,
+    hold_hours: i64,
     next_step: &'static str,
 }
 
 async fn emergency_form() -> Response {
-    page(StatusCode::OK, &EmergencyPage { login_id: String::new(), device_id: String::new(), error: None })
+    page(StatusCode::OK, &EmergencyPage { login_id: String::new(), error: None })
 }
 
+fn choices(devices: Vec<connect_pki_store::DeviceRecord>) -> Vec<DeviceChoice> {
+    devices
+        .into_iter()
+        .map(|d| {
+            let live = d.certificates.iter().filter(|c| c.status == connect_pki_domain::CertStatus::Valid).count();
+            let held = d.certificates.iter().filter(|c| c.status == connect_pki_domain::CertStatus::OnHold).count();
+            DeviceChoice {
+                id: d.id.0,
+                label: d.label,
+                since: d.created_at.date().to_string(),
+                certificates: match (live, held) {
+                    (0, 0) => "有効な証明書はありません".into(),
+                    (l, 0) => format!("有効な証明書 {l} 件"),
+                    (l, h) => format!("有効な証明書 {l} 件、一時停止中 {h} 件"),
+                },
+            }
+        })
+        .collect()
+}
+
+/// First step: sign in; then the person's devices to choose from.
 async fn emergency_submit(State(state): State<AppState>, client: Client, Form(f): Form<EmergencyFields>) -> Response {
     let result: Result<_, ApiError> = async {
         state.settings.emergency_limit.check(client.addr)?;
+        Ok(crate::service::emergency::ticket(&state, &f.login_id, &f.password, client.addr).await?)
+    }
+    .await;
+    match result {
+        Ok((ticket, devices)) => {
+            let minutes = crate::service::emergency::TICKET_TTL.whole_minutes();
+            page(StatusCode::OK, &ChoosePage { ticket, devices: choices(devices), minutes, error: None })
+        }
+        Err(e) => page(e.status(), &EmergencyPage { login_id: f.login_id.clone(), error: Some(e.message_ja()) }),
+    }
+}
+
+/// Second step: the chosen device is reported and its certificates held.
+async fn emergency_report(State(state): State<AppState>, client: Client, Form(f): Form<ReportFields>) -> Response {
+    let result: Result<_, ApiError> = async {
+        state.settings.emergency_limit.check(client.addr)?;
         let device: connect_pki_domain::DeviceId = f.device_id.trim().parse()?;
-        Ok(crate::service::emergency::report_own(&state, &f.login_id, &f.password, device, client.addr).await?)
+        Ok(crate::service::emergency::report_with_ticket(&state, &f.ticket, device, client.addr).await?)
     }
     .await;
     match result {
@@ -315,20 +379,15 @@ async fn emergency_submit(State(state): State<AppState>, client: Client, Form(f)
             &EmergencyDonePage {
                 escalation_id: e.id,
                 held: held.len(),
+                hold_hours: state.settings.hold_limit.whole_hours(),
                 next_step: if e.queue == "admin_division" {
-                    "時間外のため、行政管理課が対応します。端末が見つかった場合も、行政管理課または施設管理者に連絡してください。"
+                    "行政管理課が対応します。端末が見つかった場合も、行政管理課または施設管理者に連絡してください。"
                 } else {
                     "施設管理者が対応します。端末が見つかった場合は施設管理者に連絡してください。"
                 },
             },
         ),
-        Err(e) => page(
-            e.status(),
-            &EmergencyPage {
-                login_id: f.login_id.clone(),
-                device_id: f.device_id.clone(),
-                error: Some(e.message_ja()),
-            },
-        ),
+        // The ticket is used up or ran out: sign in again.
+        Err(e) => page(e.status(), &EmergencyPage { login_id: String::new(), error: Some(e.message_ja()) }),
     }
 }

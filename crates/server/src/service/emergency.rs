@@ -53,18 +53,21 @@ async fn dummy_hash() -> Result<String, ServiceError> {
     .cloned()
 }
 
-/// A staff member reports their own device lost, signing in with login ID and
-/// password (the device, and its certificate, are gone). The attempt is
-/// counted before the password is checked (`Store::begin_sign_in`); an
-/// unknown login ID, a wrong password and an attempt the throttle refuses
-/// all answer [`ServiceError::SignInFailed`] after one argon2 run.
-pub async fn report_own(
+/// How long the emergency page's ticket lets a signed-in person pick a device.
+pub const TICKET_TTL: time::Duration = time::Duration::minutes(10);
+
+/// Signs a person in on the emergency page or API with login ID and password
+/// (their device, and its certificate, are gone). The attempt is counted
+/// before the password is checked (`Store::begin_sign_in`); an unknown login
+/// ID, a wrong password and an attempt the throttle refuses all answer
+/// [`ServiceError::SignInFailed`] after one argon2 run. Returns the account
+/// and the audit name of the caller.
+async fn sign_in(
     state: &AppState,
     login_id: &str,
     password: &str,
-    device: DeviceId,
     client: IpAddr,
-) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
+) -> Result<(UserRecord, String), ServiceError> {
     let now = state.clock.now();
     let actor = format!("public:{client}");
     let source = source_of(client);
@@ -82,12 +85,70 @@ pub async fn report_own(
         return Err(ServiceError::AccountDisabled(user.status.as_str()));
     }
     state.store.sign_in_succeeded(&user, &source, &actor, now).await?;
+    Ok((user, actor))
+}
+
+/// A staff member reports their own device lost, signing in as [`sign_in`]
+/// does, naming the device by its id (the JSON API).
+pub async fn report_own(
+    state: &AppState,
+    login_id: &str,
+    password: &str,
+    device: DeviceId,
+    client: IpAddr,
+) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
+    let (user, actor) = sign_in(state, login_id, password, client).await?;
+    report_device(state, &user, device, actor).await
+}
+
+async fn report_device(
+    state: &AppState,
+    user: &UserRecord,
+    device: DeviceId,
+    actor: String,
+) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
     let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
     if d.user != user.id {
         return Err(ServiceError::NotYourDevice);
     }
-    let reporter = Some(user.id);
-    open(state, &d, &user, "self", reporter, String::new(), actor).await
+    open(state, &d, user, "self", Some(user.id), String::new(), actor).await
+}
+
+/// The emergency page's first step: signs in and returns a ticket good for
+/// one report within [`TICKET_TTL`], with the person's devices in use (so
+/// that they choose one by its label, not by a number they never saw).
+pub async fn ticket(
+    state: &AppState,
+    login_id: &str,
+    password: &str,
+    client: IpAddr,
+) -> Result<(String, Vec<DeviceRecord>), ServiceError> {
+    let (user, _) = sign_in(state, login_id, password, client).await?;
+    let ticket = crate::bootstrap::random_secret(24)?;
+    let now = state.clock.now();
+    state
+        .store
+        .issue_report_ticket(&crate::service::secrets::code_hash(&ticket), user.id, now + TICKET_TTL, now)
+        .await?;
+    let devices = state.store.devices_of(user.id).await?.into_iter().filter(|d| d.status == "active").collect();
+    Ok((ticket, devices))
+}
+
+/// The second step: reports `device` with a ticket from [`ticket`], which
+/// it uses up. An unknown, used or expired ticket means signing in again.
+pub async fn report_with_ticket(
+    state: &AppState,
+    ticket: &str,
+    device: DeviceId,
+    client: IpAddr,
+) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
+    let hash = crate::service::secrets::code_hash(ticket.trim());
+    let user = state.store.take_report_ticket(&hash, state.clock.now()).await?.ok_or(ServiceError::SignInFailed)?;
+    let user = state.store.user(user).await?.ok_or(ServiceError::SignInFailed)?;
+    if user.status != UserStatus::Active {
+        return Err(ServiceError::AccountDisabled(user.status.as_str()));
+    }
+    report_device(state, &user, device, format!("public:{client}")).await
 }
 
 /// A manager (own facility) or 行政管理課 (e.g. taking a call) reports a device lost.

@@ -148,7 +148,7 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
         "claimed" => format!("受付 {id} を担当しました。"),
         "revoked" => format!("受付 {id}：端末の証明書を失効しました。"),
         "released" => format!("受付 {id}：一時停止を解除しました。"),
-        "rejected" => format!("受付 {id} を却下しました。"),
+        "rejected" => format!("受付 {id} を却下し、届出による一時停止を解除しました。"),
         _ => format!("受付 {id} を更新しました。"),
     });
     render(&state, &ctx, flash, None, StatusCode::OK).await
@@ -333,7 +333,7 @@ fn conflict_ja(e: &ApiError) -> String {
             "この届出はすでに別の担当者が対応しています。画面を更新してください。".into()
         }
         ApiError::Service(ServiceError::NotAllowed { .. }) => {
-            "この操作は許可されていません（停止の解除は施設管理者（開庁時間内）または行政管理課のみ、届出者本人は不可）。".into()
+            "この操作は許可されていません（停止の解除と却下は施設管理者（開庁時間内）または行政管理課のみ、届出者や端末の持ち主本人は不可）。".into()
         }
         other => other.message_ja(),
     }
