@@ -3,7 +3,8 @@
 //! everyone's own devices, driven as a browser does — GET the page, read its
 //! CSRF token, POST the form — as each role, checking who may see what,
 //! that the steps change the state and leave audit records, and that
-//! refusals show nothing of another facility.
+//! refusals show nothing of another facility. (A manager's own trail is
+//! on the manager's pages.)
 
 use connect_pki_e2e::client::{Identity, Reply, Req};
 use connect_pki_e2e::fixtures::{PASSWORD, application};
@@ -94,8 +95,9 @@ async fn each_page_answers_its_roles_and_refuses_the_others(backend: Backend) {
         format!("/console/applications/{}/reject", a_app["id"]),
         "/console/facilities".to_string(),
         format!("/console/facilities/{b}/suspend"),
+        "/console/audit".to_string(),
         format!("/console/audit?facility={b}"),
-        format!("/console/audit.csv?facility={b}"),
+        "/console/audit.csv".to_string(),
     ];
     for path in &refused {
         for who in [manager, staff] {
@@ -108,11 +110,6 @@ async fn each_page_answers_its_roles_and_refuses_the_others(backend: Backend) {
             );
         }
     }
-    let trail = page(app, manager, "/console/audit").await;
-    assert!(trail.contains("操作の記録（この施設）") && trail.contains("user.create"), "{trail}");
-    assert!(!trail.contains(FACILITY_B) && !trail.contains(&format!("facility:{b}")), "{trail}");
-    assert!(!trail.contains("id=\"f-facility\""), "a manager does not choose the facility");
-    assert_eq!(get(app, staff, "/console/audit").await.status, 403);
 
     // Everyone has their own page; staff start there.
     for who in [admin, welfare, manager, staff] {
@@ -277,13 +274,6 @@ async fn the_audit_log_filters_and_downloads_csv(backend: Backend) {
     let mut lines = csv.text().lines().map(str::to_string).collect::<Vec<_>>().into_iter();
     assert_eq!(lines.next().as_deref(), Some("id,at,actor,action,target,outcome,detail,facility_id,user_id,hash"));
     assert!(lines.len() > 3);
-
-    // A manager's CSV holds their facility's records only.
-    let own = get(app, &w.manager_a.id, "/console/audit.csv").await;
-    assert_eq!(own.status, 200);
-    let column = |line: &str| line.rsplit(',').nth(2).map(str::to_string);
-    let facilities: Vec<_> = own.text().lines().skip(1).filter_map(column).collect();
-    assert!(!facilities.is_empty() && facilities.iter().all(|f| *f == a.to_string()), "{facilities:?}");
 }
 both_backends!(the_audit_log_filters_and_downloads_csv);
 

@@ -137,11 +137,10 @@ def staff(r, c):
 
 
 def manager(r, c):
-    r.goto("/console/audit")
-    r.out["trail"] = r.text("main")
-    r.check("audit-manager")
-    r.out["facilities_status"] = r.goto("/console/facilities").status
-    r.out["refusal"] = r.text("main")
+    """A facility manager: none of the city's pages, and nothing of them shown."""
+    for path in ("/console/facilities", "/console/applications", "/console/audit"):
+        r.out[path] = {"status": r.goto(path).status, "text": r.text("main")}
+    r.check("refused-manager", shot=False)
 
 
 def main():

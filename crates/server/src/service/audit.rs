@@ -17,23 +17,6 @@ pub async fn list(
     Ok(state.store.audit_page(filter).await?)
 }
 
-/// The audit trail the caller may read: the whole log for 行政管理課, their
-/// own facility's records for a facility manager (a filter naming another
-/// facility is refused, not silently narrowed).
-pub async fn trail(
-    state: &AppState,
-    caller: &Requester,
-    filter: &AuditFilter,
-) -> Result<Vec<AuditRecord>, ServiceError> {
-    if authorize(&caller.actor, Action::ReadAudit).is_ok() {
-        return Ok(state.store.audit_page(filter).await?);
-    }
-    let facility = filter.facility.unwrap_or(caller.actor.facility);
-    authorize(&caller.actor, Action::ReadFacilityAudit(facility))?;
-    let own = AuditFilter { facility: Some(facility), ..filter.clone() };
-    Ok(state.store.audit_page(&own).await?)
-}
-
 /// Records a refused (403) request made with one of our certificates: who
 /// tried what is part of the record of an incident, like what was done.
 pub async fn record_refusal(state: &AppState, serial: &Serial, method: &str, path: &str) -> Result<(), ServiceError> {

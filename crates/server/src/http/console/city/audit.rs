@@ -1,7 +1,7 @@
-//! The audit log as a page: 行政管理課 reads all of it, a facility manager
-//! the records of their own facility (the service decides which), newest
-//! first, filtered by facility, user, days and kind of action, with the same
-//! records as CSV from the API's writer.
+//! The audit log as a page for 行政管理課 (the reader of `GET /api/v1/audit`):
+//! newest first, filtered by facility, user, days and kind of action, with
+//! the same records as CSV from the API's writer. A facility manager's own
+//! trail is on the manager's pages.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -148,8 +148,6 @@ struct AuditPage<'a> {
     ctx: &'a Ctx,
     f: Fields,
     error: Option<FieldError>,
-    /// Whether the reader chooses the facility (行政管理課) or reads their own.
-    all_facilities: bool,
     facilities: Vec<(i64, String)>,
     families: &'static [(&'static str, &'static str)],
     rows: Vec<Row>,
@@ -184,16 +182,16 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
     let requester = &ctx.caller.requester;
     let checked = filter(&f, PAGE);
     let records = match &checked {
-        Ok(filter) => match audit::trail(&state, requester, filter).await {
-            Ok(r) => r,
-            Err(e) => return refuse(e.into()),
-        },
-        // Still asked with no filter, so a reader without the right is
-        // refused here too rather than shown the form.
-        Err(_) => match audit::trail(&state, requester, &AuditFilter { limit: 1, ..AuditFilter::default() }).await {
-            Ok(_) => Vec::new(),
-            Err(e) => return refuse(e.into()),
-        },
+        Ok(filter) => audit::list(&state, requester, filter).await,
+        // Still asked, so a reader without the right is refused here too
+        // rather than shown the form.
+        Err(_) => audit::list(&state, requester, &AuditFilter { limit: 1, ..AuditFilter::default() })
+            .await
+            .map(|_| Vec::new()),
+    };
+    let records = match records {
+        Ok(r) => r,
+        Err(e) => return refuse(e.into()),
     };
     let facilities: Vec<(i64, String)> = match directory::facilities(&state, requester).await {
         Ok(list) => list.into_iter().map(|f| (f.id.0, f.name)).collect(),
@@ -204,8 +202,7 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
     let error = checked.err();
     let query = if error.is_some() { String::new() } else { query_of(&f) };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
-    let all_facilities = ctx.role() == connect_pki_domain::Role::AdminDivision;
-    let p = AuditPage { ctx: &ctx, query, f, error, all_facilities, facilities, families: &FAMILIES, rows, older };
+    let p = AuditPage { ctx: &ctx, query, f, error, facilities, families: &FAMILIES, rows, older };
     page(status, &p)
 }
 
@@ -224,7 +221,7 @@ async fn csv(State(state): State<AppState>, caller: Result<Caller, ApiError>, Qu
             }));
         }
     };
-    let records = match audit::trail(&state, &ctx.caller.requester, &filter).await {
+    let records = match audit::list(&state, &ctx.caller.requester, &filter).await {
         Ok(r) => r,
         Err(e) => return refuse(e.into()),
     };
