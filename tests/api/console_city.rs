@@ -243,7 +243,7 @@ async fn facilities_are_suspended_resumed_and_closed_through_the_pages(backend: 
     // Closed is final: no step is offered, and one forced is refused in Japanese.
     let again = confirm_and_post(app, &app.admin, &format!("/console/facilities/{b}/resume"), &[]).await;
     assert_eq!(again.status, 409);
-    assert!(again.text().contains("現在の状態ではこの操作は行えません"));
+    assert!(again.text().contains("現在の状態では、この操作はできません"));
 }
 both_backends!(facilities_are_suspended_resumed_and_closed_through_the_pages);
 

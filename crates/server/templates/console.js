@@ -1,6 +1,11 @@
-// Keeps the console current without a build step: ages and countdowns tick
-// every second, and the page reloads every 20 s unless someone is typing.
+// Keeps the escalation queue current without a build step: ages and
+// countdowns tick every second, and a page marked data-live reloads every
+// 20 s unless someone is typing (never a form or a page answering a POST).
+// A button marked data-print prints the page (CSP allows no inline script).
 (function () {
+  document.querySelectorAll("[data-print]").forEach(function (b) {
+    b.addEventListener("click", function () { window.print(); });
+  });
   function fmt(s) {
     var neg = s < 0; s = Math.abs(Math.floor(s));
     var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
@@ -13,12 +18,7 @@
     document.querySelectorAll(".countdown").forEach(function (e) { e.textContent = fmt(Number(e.dataset.until) - now); });
   }
   setInterval(tick, 1000);
-  document.querySelectorAll("[data-print]").forEach(function (b) {
-    b.addEventListener("click", function () { window.print(); });
-  });
-  // Only the queue reloads itself: other pages hold forms, or a result
-  // (an enrollment code) shown once that a reload would resend or lose.
-  if (!document.getElementById("open-count")) { return; }
+  if (!document.querySelector("[data-live]")) { return; }
   setInterval(function () {
     var a = document.activeElement;
     if (!a || (a.tagName !== "INPUT" && a.tagName !== "BUTTON")) { location.reload(); }

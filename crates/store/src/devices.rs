@@ -121,8 +121,8 @@ impl Store {
         Ok(out)
     }
 
-    /// The devices of one user with their certificates.
-    pub async fn devices_of_user(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
+    /// One user's devices with their certificates.
+    pub async fn devices_of(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
         self.devices_where("d.user_id = $1", user.0).await
     }
 

@@ -175,18 +175,34 @@ fn service_message_ja(e: &ServiceError) -> String {
         ServiceError::NotYourDevice => "選択された端末はあなたの端末ではありません。".into(),
         ServiceError::NotFound(_) => NOT_FOUND_JA.into(),
         ServiceError::NotAllowed { .. } => "この操作を行う権限がありません。".into(),
-        ServiceError::AccountDisabled(_) => "このアカウントは利用できません。施設管理者にお問い合わせください。".into(),
-        ServiceError::FacilityNotActive(_) => {
-            "施設が利用停止中または廃止済みのため、この操作はできません。行政管理課にお問い合わせください。".into()
+        ServiceError::AccountDisabled(_) => "この証明書のアカウントは利用できません。施設管理者にお問い合わせください。".into(),
+        ServiceError::FacilityNotActive(_) => "施設が利用停止中のため、この操作はできません。行政管理課にお問い合わせください。".into(),
+        ServiceError::Conflict(Conflict::Transition { from, to }) => transition_ja(from, to),
+        ServiceError::Conflict(Conflict::CertificateNotUsable { .. }) => {
+            "この証明書はすでに失効しているため、この操作はできません。".into()
         }
-        ServiceError::Conflict(Conflict::Transition { .. } | Conflict::Record(_)) => {
-            "現在の状態ではこの操作は行えません（ほかの操作ですでに変わった可能性があります）。画面を開き直して確認してください。"
-                .into()
-        }
+        ServiceError::Conflict(Conflict::Record(StoreConflict::SupersededBy { current, .. })) => format!(
+            "この証明書は更新済みです。端末を止めるには、現在の証明書（{current}）を失効するか、端末の紛失を届け出てください。"
+        ),
         ServiceError::Internal(_) => {
             "システムエラーが発生しました。時間をおいて再度お試しいただき、解決しない場合は行政管理課にご連絡ください。".into()
         }
         _ => CHECK_INPUT_JA.into(),
+    }
+}
+
+/// Why a lifecycle step cannot be taken, from the state it would start in
+/// and the one it was to reach.
+fn transition_ja(from: &str, to: &str) -> String {
+    match (from, to) {
+        ("no retirement scheduled", _) => "この利用者に予定された退職はありません。".into(),
+        ("retired", _) => "この利用者はすでに退職済みのため、この操作はできません。".into(),
+        ("deleted", _) => "この利用者の個人情報はすでに削除されています。".into(),
+        (_, "deleted (retire first)") => {
+            "退職の手続きが済んでいないため、個人情報は削除できません（先に退職にしてください）。".into()
+        }
+        ("revoked" | "superseded", _) => "この証明書はすでに失効しているため、この操作はできません。".into(),
+        _ => "現在の状態では、この操作はできません。画面を更新して状態を確認してください。".into(),
     }
 }
 

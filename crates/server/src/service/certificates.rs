@@ -12,7 +12,7 @@ use crate::state::AppState;
 /// The caller's own devices with their certificates.
 pub async fn own_devices(state: &AppState, caller: &Requester) -> Result<Vec<DeviceRecord>, ServiceError> {
     authorize(&caller.actor, Action::WhoAmI)?;
-    Ok(state.store.devices_of_user(caller.actor.user).await?)
+    Ok(state.store.devices_of(caller.actor.user).await?)
 }
 
 /// A device and its certificates.

@@ -72,7 +72,7 @@ async fn facilities_are_counted_and_devices_listed_per_user(db: TestDb) {
     let city = store.facility_counts(later).await.expect("counts").into_iter().find(|c| c.facility == FacilityId(1));
     assert_eq!(city.map(|c| c.valid), Some(0));
 
-    let devices = store.devices_of_user(active.id).await.expect("devices");
+    let devices = store.devices_of(active.id).await.expect("devices");
     assert_eq!(devices.len(), 3);
     assert!(devices.iter().all(|d| d.user == active.id && d.certificates.len() == 1));
 }
