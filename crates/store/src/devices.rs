@@ -121,11 +121,6 @@ impl Store {
         Ok(out)
     }
 
-    /// One user's devices with their certificates.
-    pub async fn devices_of(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
-        self.devices_where("d.user_id = $1", user.0).await
-    }
-
     /// One device with its certificates.
     pub async fn device(&self, id: DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
         Ok(self.devices_where("d.id = $1", id.0).await?.into_iter().next())
