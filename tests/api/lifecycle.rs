@@ -102,6 +102,27 @@ async fn openapi_document_covers_every_route() {
         assert!(op.is_object(), "{method} {path} missing from the OpenAPI document");
         let responses = op["responses"].as_object().expect("responses");
         assert!(responses.keys().any(|k| k.starts_with('4')), "{method} {path} documents no error response");
+        // What the layers before the handler answer is documented too (issue 10).
+        let mut expected = vec![if op["tags"][0] == "public" { "403" } else { "401" }];
+        if path.contains('{') {
+            expected.push("400");
+        }
+        if *method != "get" {
+            expected.extend(["415", "403"]);
+        }
+        if op["requestBody"].is_object() {
+            expected.extend(["400", "413", "422"]);
+        }
+        for status in expected {
+            assert!(responses.contains_key(status), "{method} {path} does not document {status}");
+        }
+        for (status, r) in responses {
+            assert!(r["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status}: {r}");
+        }
+        if op["tags"][0] == "public" {
+            let refused = responses["403"]["description"].as_str().unwrap_or_default();
+            assert!(refused.contains("https_required"), "{method} {path}: {refused}");
+        }
     }
     let documented: usize =
         doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();

@@ -11,6 +11,7 @@ mod pages_city;
 mod proxy;
 mod races;
 mod revocation;
+mod schema;
 mod secrets;
 
 use std::path::Path;

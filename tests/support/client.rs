@@ -184,6 +184,10 @@ where
         .await
         .map_err(|_| "no answer in 20 s".to_string())?
         .map_err(|e| format!("{e:?}"))?;
+    into_reply(response).await
+}
+
+async fn into_reply(response: hyper::Response<hyper::body::Incoming>) -> Result<Reply, String> {
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -232,4 +236,91 @@ fn complete(bytes: &[u8]) -> Option<String> {
         .parse()
         .ok()?;
     (body.len() >= length).then(|| text.into_owned())
+}
+
+/// Sends `reqs` one after the other over one HTTP/1.1 connection kept alive,
+/// as browsers and HTTP libraries do, each body as a client on a slow link
+/// sends it ([`Trickle`]); the answers in order, up to the first request the
+/// connection could not carry.
+pub async fn https_one_connection(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    reqs: Vec<Req>,
+) -> Vec<Result<Reply, String>> {
+    let mut replies = Vec::new();
+    let connected = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())
+    };
+    let mut sender: hyper::client::conn::http1::SendRequest<Trickle> = match connected.await {
+        Ok((sender, connection)) => {
+            tokio::spawn(connection);
+            sender
+        }
+        Err(e) => return vec![Err(e)],
+    };
+    for req in reqs {
+        let mut builder = hyper::Request::builder().method(req.method.as_str()).uri(req.path.as_str());
+        builder = builder.header("host", addr.to_string());
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let reply = match builder.body(Trickle::new(req.body)) {
+            Ok(request) => match sender.ready().await.map(|()| sender.send_request(request)) {
+                Ok(sent) => match sent.await {
+                    Ok(response) => into_reply(response).await,
+                    Err(e) => Err(format!("{e:?}")),
+                },
+                Err(e) => Err(format!("{e:?}")),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let failed = reply.is_err();
+        replies.push(reply);
+        if failed {
+            break;
+        }
+    }
+    replies
+}
+
+/// A request body whose first half goes out with the head and the rest
+/// 200 ms later, so the server has the head well before the whole body.
+pub struct Trickle {
+    parts: std::collections::VecDeque<Bytes>,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Trickle {
+    fn new(body: Vec<u8>) -> Self {
+        let mut body = Bytes::from(body);
+        let rest = body.split_off(body.len() / 2);
+        let parts = [body, rest].into_iter().filter(|b| !b.is_empty()).collect();
+        Self { parts, pause: Box::pin(tokio::time::sleep(std::time::Duration::from_millis(200))) }
+    }
+}
+
+impl hyper::body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if self.parts.len() == 1 && self.pause.as_mut().poll(cx).is_pending() {
+            return std::task::Poll::Pending;
+        }
+        std::task::Poll::Ready(self.parts.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.parts.iter().map(|b| b.len() as u64).sum())
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
 }

@@ -203,7 +203,6 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
     let public_app = public::router(state.clone())
         .merge(guarded)
         .layer(body_limit())
-        .layer(middleware::from_fn(crate::http::refuse_announced_large_bodies))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn_with_state(plain, identify))
         .merge(crate::http::ocsp::router(state.clone()));
@@ -214,8 +213,8 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
         .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
         .fallback(crate::http::error::no_route)
         .layer(body_limit())
-        .layer(middleware::from_fn(crate::http::refuse_announced_large_bodies))
         .layer(middleware::from_fn(crate::http::origin::same_origin))
+        .layer(middleware::from_fn(crate::http::read_body_first))
         .layer(middleware::from_fn_with_state(state.clone(), crate::http::origin::audit_refusals))
         .layer(middleware::from_fn(crate::http::origin::strict_transport))
         .layer(middleware::from_fn(log_request))

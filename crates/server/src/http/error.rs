@@ -246,8 +246,9 @@ impl IntoResponse for ApiError {
         {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
-        if let ApiError::HttpsRequired(_) = self {
-            // The body that followed in clear is never read: end the connection instead.
+        if let ApiError::HttpsRequired(_) | ApiError::TooLarge(_) = self {
+            // The body that followed (in clear, or past the limit) is never
+            // read: end the connection instead, and say so.
             response
                 .headers_mut()
                 .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));

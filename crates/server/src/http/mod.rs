@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 /// Largest request body either listener reads. Bodies are JSON documents or a
 /// CSR; anything bigger is refused with 413 before it is buffered.
@@ -30,21 +30,52 @@ pub fn body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_BODY)
 }
 
-/// Refuses a body announced as larger than [`MAX_BODY`] on its
-/// `Content-Length` alone, before reading any of it: the client learns at
-/// once, and nobody ties up a connection uploading what will be refused.
-pub async fn refuse_announced_large_bodies(req: Request, next: Next) -> Response {
-    let announced = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY as u64) {
-        let mut response = axum::response::IntoResponse::into_response(error::ApiError::TooLarge(MAX_BODY));
-        response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-        return response;
+/// Reads an API request's whole body (up to [`MAX_BODY`]) before any layer
+/// or extractor may refuse the request.
+///
+/// hyper closes an HTTP/1.1 connection whose request body was left unread,
+/// without a `Connection: close` to say so. A refusal answered before the
+/// body was read (415, the cross-site 403, a 401, a bad path) then often
+/// reached the client as a reset connection instead of the JSON error — on
+/// that request, or on the next one sent over the same connection.
+/// Schemathesis found it (issue 10); `tests/api/inputs.rs` keeps it fixed.
+pub async fn read_body_first(req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let (parts, body) = req.into_parts();
+    match read_body(body).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Most of an oversize body read (and dropped) before the 413 goes out, so
+/// that a client still sending has finished and reads the answer: closing a
+/// connection on unread data resets it, the answer with it. Past this, or
+/// when the declared length is past it, the 413 comes at once.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+async fn read_body(mut body: axum::body::Body) -> Result<axum::body::Bytes, error::ApiError> {
+    use http_body_util::BodyExt;
+    if usize::try_from(axum::body::HttpBody::size_hint(&body).lower()).map_or(true, |n| n > DRAIN_LIMIT) {
+        return Err(error::ApiError::TooLarge(MAX_BODY));
+    }
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        // The client stopped sending, or stalled past the idle timeout.
+        let frame = frame.map_err(|_| error::ApiError::BadRequest("the request body could not be read".into()))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY {
+                kept.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY { Err(error::ApiError::TooLarge(MAX_BODY)) } else { Ok(kept.into()) }
 }
 
 /// One structured log line per request, and its latency in `/metrics`

@@ -1,17 +1,16 @@
 //! Emergency reports, the escalation queue and its delivery log.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use connect_pki_domain::{DeviceId, Serial};
 use serde::Deserialize;
 
 use super::ApiResult;
 use super::views::*;
-use crate::http::error::ApiError;
 use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
-use crate::http::json::{ApiJson, ApiQuery};
+use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::service::emergency;
 use crate::state::AppState;
 
@@ -82,15 +81,10 @@ pub(super) async fn open_escalation(
 pub(super) async fn claim_escalation(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
+    ApiPath(id): ApiPath<i64>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ClaimBody>,
 ) -> ApiResult<Json<EscalationView>> {
-    let note = if body.iter().all(u8::is_ascii_whitespace) {
-        String::new()
-    } else {
-        serde_json::from_slice::<ClaimBody>(&body).map_err(|e| ApiError::BadJson(format!("malformed JSON: {e}")))?.note
-    };
-    Ok(Json(emergency::claim(&state, &caller.requester, id, &note).await?.into()))
+    Ok(Json(emergency::claim(&state, &caller.requester, id, &body.note).await?.into()))
 }
 
 /// Resolve a claimed escalation: `revoked` (keyCompromise), `released` (hold
@@ -101,7 +95,7 @@ pub(super) async fn claim_escalation(
 pub(super) async fn resolve_escalation(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ResolveBody>,
 ) -> ApiResult<Json<EscalationView>> {
     let outcome = connect_pki_domain::escalation::Outcome::parse(&body.outcome)?;
@@ -134,7 +128,7 @@ pub(super) struct NotificationView {
 pub(super) async fn escalation_notifications(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Vec<NotificationView>>> {
     Ok(Json(
         emergency::notifications(&state, &caller.requester, id)

@@ -4,13 +4,14 @@
 //! OpenAPI document is generated from these handlers.
 
 pub mod audit_csv;
+mod doc;
 mod escalations;
 mod status;
 pub mod views;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -26,7 +27,7 @@ use utoipa_axum::routes;
 use crate::http::error::ApiError;
 use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
-use crate::http::json::{ApiJson, ApiQuery};
+use crate::http::json::{ApiJson, ApiPath, ApiQuery};
 use crate::service::Requester;
 use crate::service::enrollment::{EnrollRequest, Enrolled};
 use crate::service::{applications, audit, certificates, directory, enrollment};
@@ -93,6 +94,7 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .with_state(state.clone())
         .split_for_parts();
     doc.merge(public_doc);
+    doc::add_transport_responses(&mut doc);
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "client_certificate",
@@ -179,7 +181,7 @@ async fn terms_of_use(State(state): State<AppState>) -> Json<TermsOfUse> {
     responses((status = 200, body = ApplicationStatus), (status = 404, body = ErrorBody)))]
 async fn application_status(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> ApiResult<Json<ApplicationStatus>> {
     let app = applications::by_token(&state, &token).await?;
     Ok(Json(ApplicationStatus {
@@ -266,7 +268,7 @@ async fn list_applications(
 async fn approve_application(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<ApprovalView>> {
     let (approval, code, expires_at) = applications::approve(&state, &caller.requester, id).await?;
     Ok(Json(ApprovalView {
@@ -284,7 +286,7 @@ async fn approve_application(
 async fn reject_application(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<RejectBody>,
 ) -> ApiResult<Json<ApplicationView>> {
     Ok(Json(applications::reject(&state, &caller.requester, id, &body.reason).await?.into()))
@@ -304,7 +306,7 @@ async fn list_facilities(State(state): State<AppState>, caller: Caller) -> ApiRe
 async fn show_facility(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<FacilityView>> {
     Ok(Json(directory::facility(&state, &caller.requester, FacilityId(id)).await?.into()))
 }
@@ -332,7 +334,7 @@ async fn change_facility(
 async fn suspend_facility(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<FacilityChangeView>> {
     change_facility(state, &caller.requester, id, FacilityStatus::Suspended).await
 }
@@ -345,7 +347,7 @@ async fn suspend_facility(
 async fn resume_facility(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<FacilityChangeView>> {
     change_facility(state, &caller.requester, id, FacilityStatus::Approved).await
 }
@@ -357,7 +359,7 @@ async fn resume_facility(
 async fn close_facility(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<FacilityChangeView>> {
     change_facility(state, &caller.requester, id, FacilityStatus::Closed).await
 }
@@ -370,7 +372,7 @@ async fn close_facility(
 async fn register_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UserBody>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
     let r = directory::Registration {
@@ -390,7 +392,7 @@ async fn register_user(
 async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Vec<UserWithDevicesView>>> {
     Ok(Json(directory::users(&state, &caller.requester, FacilityId(id)).await?.into_iter().map(Into::into).collect()))
 }
@@ -402,7 +404,7 @@ async fn list_users(
 async fn issue_enrollment_code(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<(StatusCode, Json<CodeView>)> {
     let (code, expires_at) = directory::issue_code(&state, &caller.requester, UserId(id)).await?;
     Ok((StatusCode::CREATED, Json(CodeView { code, expires_at: rfc3339(expires_at), user_id: id })))
@@ -415,19 +417,19 @@ async fn issue_enrollment_code(
 async fn show_device(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<DeviceView>> {
     Ok(Json(certificates::device(&state, &caller.requester, DeviceId(id)).await?.into()))
 }
 
 /// One certificate by serial (lowercase hex).
-#[utoipa::path(get, path = "/api/v1/certificates/{serial}", tag = "certificates", params(("serial" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/certificates/{serial}", tag = "certificates", params(("serial" = String, Path, pattern = "^:*([0-9A-Fa-f]:*[0-9A-Fa-f]:*){1,20}$", description = "1 to 20 bytes in hex, as the API shows it (lowercase); uppercase and openssl's `:` separators are accepted")),
     responses((status = 200, body = CertificateView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn show_certificate(
     State(state): State<AppState>,
     caller: Caller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> ApiResult<Json<CertificateView>> {
     let serial: Serial = serial.parse()?;
     Ok(Json(certificates::certificate(&state, &caller.requester, &serial).await?.into()))
@@ -489,7 +491,8 @@ fn parse_time(field: &'static str, v: Option<&str>) -> ApiResult<Option<OffsetDa
 
 /// The audit log (行政管理課), as JSON or CSV.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = Vec<AuditView>, description = "JSON, or text/csv with format=csv"),
+    responses((status = 200, description = "JSON, or CSV with format=csv",
+               content((Vec<AuditView> = "application/json"), (String = "text/csv"))),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn read_audit(
     State(state): State<AppState>,

@@ -1,15 +1,14 @@
 //! Revoke, hold, release, lost device, retirement and deletion.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{DeviceId, Serial, UserId};
 
 use super::views::*;
 use super::{ApiResult, parse_time};
-use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::http::json::ApiJson;
+use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiPath};
 use crate::service::Requester;
 use crate::service::revocation;
 use crate::service::revocation::Retirement;
@@ -29,7 +28,7 @@ pub(super) async fn change_certificate(
 /// OCSP and the CRL already refuse it. Revoking a revoked certificate reports
 /// its existing state.
 #[utoipa::path(post, path = "/api/v1/certificates/{serial}/revoke", tag = "certificates", request_body = RevokeBody,
-    params(("serial" = String, Path)),
+    params(("serial" = String, Path, pattern = "^:*([0-9A-Fa-f]:*[0-9A-Fa-f]:*){1,20}$", description = "1 to 20 bytes in hex, as the API shows it (lowercase); uppercase and openssl's `:` separators are accepted")),
     responses((status = 200, body = RevocationView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, description = "Superseded by a certificate still in force, named in the message", body = ErrorBody),
@@ -37,20 +36,21 @@ pub(super) async fn change_certificate(
 pub(super) async fn revoke_certificate(
     State(state): State<AppState>,
     caller: Caller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
     ApiJson(body): ApiJson<RevokeBody>,
 ) -> ApiResult<Json<RevocationView>> {
     change_certificate(state, &caller.requester, serial, Change::Revoke(body.reason)).await
 }
 
 /// Put a certificate on hold (certificateHold) for a loss not yet confirmed.
-#[utoipa::path(post, path = "/api/v1/certificates/{serial}/hold", tag = "certificates", params(("serial" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/certificates/{serial}/hold", tag = "certificates", params(("serial" = String, Path, pattern = "^:*([0-9A-Fa-f]:*[0-9A-Fa-f]:*){1,20}$", description = "1 to 20 bytes in hex, as the API shows it (lowercase); uppercase and openssl's `:` separators are accepted")),
     responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Already revoked", body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, description = "Already revoked", body = ErrorBody),
+              (status = 422, description = "Not a serial", body = ErrorBody)))]
 pub(super) async fn hold_certificate(
     State(state): State<AppState>,
     caller: Caller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> ApiResult<Json<RevocationView>> {
     change_certificate(state, &caller.requester, serial, Change::Hold).await
 }
@@ -58,13 +58,14 @@ pub(super) async fn hold_certificate(
 /// Release a hold (removeFromCRL): the certificate works again. A revoked
 /// certificate cannot be released, nor one held by an emergency report whose
 /// escalation is open or claimed: resolving the escalation lifts that hold.
-#[utoipa::path(post, path = "/api/v1/certificates/{serial}/release", tag = "certificates", params(("serial" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/certificates/{serial}/release", tag = "certificates", params(("serial" = String, Path, pattern = "^:*([0-9A-Fa-f]:*[0-9A-Fa-f]:*){1,20}$", description = "1 to 20 bytes in hex, as the API shows it (lowercase); uppercase and openssl's `:` separators are accepted")),
     responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good, or held by an open escalation (held_by_escalation)", body = ErrorBody)))]
+              (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good, or held by an open escalation (held_by_escalation)", body = ErrorBody),
+              (status = 422, description = "Not a serial", body = ErrorBody)))]
 pub(super) async fn release_certificate(
     State(state): State<AppState>,
     caller: Caller,
-    Path(serial): Path<String>,
+    ApiPath(serial): ApiPath<String>,
 ) -> ApiResult<Json<RevocationView>> {
     change_certificate(state, &caller.requester, serial, Change::Release).await
 }
@@ -76,7 +77,7 @@ pub(super) async fn release_certificate(
 pub(super) async fn report_lost(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<LostView>> {
     let revoked = revocation::lost(&state, &caller.requester, DeviceId(id)).await?;
     Ok(Json(LostView {
@@ -94,21 +95,10 @@ pub(super) async fn report_lost(
 pub(super) async fn retire_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
-    body: axum::body::Bytes,
+    ApiPath(id): ApiPath<i64>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<RetireBody>,
 ) -> ApiResult<Json<RetireView>> {
-    // The body is optional: no body (or `{}`) retires now.
-    let body: RetireBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RetireBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::from(connect_pki_domain::DomainError::Invalid { field: "body", why: e.to_string() })
-            } else {
-                ApiError::BadJson(format!("malformed JSON: {e}"))
-            }
-        })?
-    };
+    // No body (or `{}`) retires now.
     let at = parse_time("at", body.at.as_deref())?;
     let view = match revocation::retire(&state, &caller.requester, UserId(id), at).await? {
         Retirement::Done { revoked } => RetireView {
@@ -134,7 +124,7 @@ pub(super) async fn retire_user(
 pub(super) async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<UserView>> {
     Ok(Json(revocation::delete(&state, &caller.requester, UserId(id)).await?.into()))
 }
