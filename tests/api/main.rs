@@ -7,6 +7,7 @@ mod audit_checkpoints;
 mod authorization;
 mod authorization_destructive;
 mod city_roles;
+mod console_city;
 mod console_manager;
 mod console_manager_steps;
 mod cross_site;

@@ -7,6 +7,7 @@ mod feed;
 mod hardening;
 mod lifecycle;
 mod nginx;
+mod pages_city;
 mod pages_manager;
 mod proxy;
 mod races;

@@ -24,7 +24,7 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-fn start_nginx(s: &Server, port: u16) -> Nginx {
+pub(crate) fn start_nginx(s: &Server, port: u16) -> Nginx {
     let ocsp = format!("http://{}/ocsp", s.public);
     let ca = s.data("ca/chain.pem").display().to_string();
     let vars = [("${CLIENT_CA}", ca.as_str()), ("${OCSP_URL}", &ocsp), ("${BACKEND_HOSTPORT}", &s.public)];
@@ -78,7 +78,7 @@ pub fn start_nginx_from(s: &Server, template: &str, port: u16, vars: &[(&str, &s
     nginx
 }
 
-fn through_nginx(s: &Server, port: u16, pem: &Path) -> (u16, String) {
+pub(crate) fn through_nginx(s: &Server, port: u16, pem: &Path) -> (u16, String) {
     let url = format!("https://127.0.0.1:{port}/healthz");
     let root = s.data("ca/root.pem").display().to_string();
     let pem = pem.display().to_string();

@@ -240,20 +240,30 @@ impl Store {
         Ok(found)
     }
 
-    /// Records matching `filter`, oldest first, after `filter.after_id`
-    /// (for paging), at most `filter.limit`.
+    /// Records matching `filter`, oldest first (or newest first), between
+    /// `filter.after_id` and `filter.before_id` (for paging), at most
+    /// `filter.limit`.
     pub async fn audit_page(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let rows = sqlx::query(
+        let order = if filter.newest_first { "desc" } else { "asc" };
+        let action = filter.action.as_deref().unwrap_or("");
+        // `certificate` matches `certificate.revoke`, `certificate.hold`…;
+        // `!` escapes LIKE's wildcards the same way on both backends.
+        let family = format!("{}.%", action.replace('!', "!!").replace('%', "!%").replace('_', "!_"));
+        let rows = sqlx::query(&format!(
             "select id, at, actor, action, target, outcome, detail, facility_id, user_id, hash from audit_log \
              where ($1 = 0 or facility_id = $1) and ($2 = 0 or user_id = $2) and at >= $3 and at < $4 and id > $5 \
-             order by id limit $6",
-        )
+             and ($7 = 0 or id < $7) and ($8 = '' or action = $8 or action like $9 escape '!') \
+             order by id {order} limit $6",
+        ))
         .bind(filter.facility.map_or(0, |f| f.0))
         .bind(filter.user.map_or(0, |u| u.0))
         .bind(filter.since.map_or(i64::MIN, secs))
         .bind(filter.until.map_or(i64::MAX, secs))
         .bind(filter.after_id)
         .bind(filter.limit.clamp(1, 10_000))
+        .bind(filter.before_id)
+        .bind(action)
+        .bind(family)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -294,7 +304,12 @@ pub struct AuditFilter {
     pub since: Option<OffsetDateTime>,
     pub until: Option<OffsetDateTime>,
     pub after_id: i64,
+    /// Records with a smaller id only (0: no bound).
+    pub before_id: i64,
     pub limit: i64,
+    /// An action (`certificate.revoke`) or a family of them (`certificate`).
+    pub action: Option<String>,
+    pub newest_first: bool,
 }
 
 /// One stored audit record.

@@ -11,7 +11,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::hold::{Lifter, SUSPENSION_HOLD, SUSPENSION_RELEASE, suspension_keeps};
-use connect_pki_domain::{CertStatus, FacilityId, FacilityStatus, Reason, Serial};
+use connect_pki_domain::{CertStatus, FacilityId, FacilityStatus, Reason, Serial, UserStatus};
 
 use crate::audit::AuditEntry;
 use crate::certificates::{change_where, revoke_where};
@@ -37,7 +37,60 @@ pub struct FacilityChange {
 const FACILITY_CERTIFICATES: &str =
     "c.device_id in (select d.id from devices d join users u on u.id = d.user_id where u.facility_id = $1)";
 
+/// How much of a facility is in use, for the city's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FacilityCounts {
+    pub facility: FacilityId,
+    /// Users invited or active.
+    pub users: i64,
+    /// Devices in use (not lost or retired).
+    pub devices: i64,
+    /// Certificates valid and not expired.
+    pub valid: i64,
+    /// Certificates on hold.
+    pub on_hold: i64,
+}
+
+impl FacilityCounts {
+    /// The counts of a facility with nothing in it.
+    pub fn empty(facility: FacilityId) -> Self {
+        Self { facility, users: 0, devices: 0, valid: 0, on_hold: 0 }
+    }
+}
+
 impl Store {
+    /// The counts of every facility, by id.
+    pub async fn facility_counts(&self, now: OffsetDateTime) -> Result<Vec<FacilityCounts>, StoreError> {
+        let certs = "select count(*) from certificates c join devices d on d.id = c.device_id \
+                     join users u on u.id = d.user_id where u.facility_id = f.id and c.status =";
+        let rows = sqlx::query(&format!(
+            "select f.id, \
+             (select count(*) from users u where u.facility_id = f.id and u.status in ($1, $2)) as users, \
+             (select count(*) from devices d join users u on u.id = d.user_id \
+              where u.facility_id = f.id and d.status = 'active') as devices, \
+             ({certs} $3 and c.not_after > $5) as valid, ({certs} $4) as on_hold \
+             from facilities f order by f.id"
+        ))
+        .bind(UserStatus::Invited.as_str())
+        .bind(UserStatus::Active.as_str())
+        .bind(CertStatus::Valid.as_str())
+        .bind(CertStatus::OnHold.as_str())
+        .bind(secs(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FacilityCounts {
+                    facility: FacilityId(r.try_get("id")?),
+                    users: r.try_get("users")?,
+                    devices: r.try_get("devices")?,
+                    valid: r.try_get("valid")?,
+                    on_hold: r.try_get("on_hold")?,
+                })
+            })
+            .collect()
+    }
+
     /// Creates an approved facility.
     pub async fn create_facility(
         &self,

@@ -44,7 +44,7 @@ pub use devices::{DeviceRecord, UserWithDevices};
 pub use enrollment::{NewCode, Redemption};
 pub use error::{Conflict, StoreError};
 pub use escalations::{EscalationRecord, Figures, NewEscalation, OpenedEscalation};
-pub use facilities::FacilityChange;
+pub use facilities::{FacilityChange, FacilityCounts};
 pub use notifications::{NotificationRecord, Target};
 pub use records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, SignDevice,

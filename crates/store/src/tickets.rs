@@ -50,5 +50,4 @@ impl Store {
         })
         .await
     }
-
 }

@@ -222,6 +222,7 @@ fn field_ja(field: &str) -> &'static str {
         "password" => "パスワード（10文字以上）",
         "code" => "登録コード",
         "device id" => "端末番号（数字）",
+        "reason" => "理由（500文字以内）",
         _ => "入力内容",
     }
 }

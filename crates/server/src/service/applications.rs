@@ -41,6 +41,12 @@ pub async fn list(
     Ok(state.store.applications(status).await?)
 }
 
+/// One application, for the city.
+pub async fn one(state: &AppState, caller: &Requester, id: i64) -> Result<ApplicationRecord, ServiceError> {
+    authorize(&caller.actor, Action::DecideApplications)?;
+    state.store.application(id).await?.ok_or(ServiceError::NotFound("application"))
+}
+
 /// Approves an application; returns what was created and the manager's
 /// enrollment code (shown once).
 pub async fn approve(

@@ -10,6 +10,12 @@ use crate::service::requester::Requester;
 use crate::service::sign_from_csr;
 use crate::state::AppState;
 
+/// The caller's own devices with their certificates.
+pub async fn own_devices(state: &AppState, caller: &Requester) -> Result<Vec<DeviceRecord>, ServiceError> {
+    authorize(&caller.actor, Action::WhoAmI)?;
+    Ok(state.store.devices_of(caller.actor.user).await?)
+}
+
 /// A device and its certificates.
 pub async fn device(state: &AppState, caller: &Requester, id: DeviceId) -> Result<DeviceRecord, ServiceError> {
     let device = state.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;

@@ -3,7 +3,9 @@
 use connect_pki_domain::{
     Action, DeviceId, FacilityId, FacilityStatus, Role, Target, UserId, UserStatus, authorize, validate,
 };
-use connect_pki_store::{DeviceRecord, FacilityChange, FacilityRecord, NewUser, UserRecord, UserWithDevices};
+use connect_pki_store::{
+    DeviceRecord, FacilityChange, FacilityCounts, FacilityRecord, NewUser, UserRecord, UserWithDevices,
+};
 
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
@@ -17,6 +19,35 @@ pub async fn facilities(state: &AppState, caller: &Requester) -> Result<Vec<Faci
     }
     authorize(&caller.actor, Action::ReadFacility(caller.actor.facility))?;
     Ok(state.store.facility(caller.actor.facility).await?.into_iter().collect())
+}
+
+/// Every facility with its counts of users, devices and certificates, for
+/// the city.
+pub async fn facilities_with_counts(
+    state: &AppState,
+    caller: &Requester,
+) -> Result<Vec<(FacilityRecord, FacilityCounts)>, ServiceError> {
+    authorize(&caller.actor, Action::ListAllFacilities)?;
+    let facilities = state.store.facilities().await?;
+    let counts = state.store.facility_counts(state.clock.now()).await?;
+    Ok(facilities
+        .into_iter()
+        .map(|f| {
+            let c = counts.iter().find(|c| c.facility == f.id).copied().unwrap_or(FacilityCounts::empty(f.id));
+            (f, c)
+        })
+        .collect())
+}
+
+/// A facility whose status the caller may change (what a confirmation
+/// page names before the change).
+pub async fn changeable_facility(
+    state: &AppState,
+    caller: &Requester,
+    id: FacilityId,
+) -> Result<FacilityRecord, ServiceError> {
+    authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
+    state.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
 }
 
 /// One facility.

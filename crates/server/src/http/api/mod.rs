@@ -3,6 +3,7 @@
 //! on the plain listener; everything else starts from a [`Caller`]. The
 //! OpenAPI document is generated from these handlers.
 
+pub mod audit_csv;
 mod doc;
 mod escalations;
 mod status;
@@ -471,6 +472,8 @@ struct AuditQuery {
     after_id: Option<i64>,
     /// At most this many (default 500, at most 10 000).
     limit: Option<i64>,
+    /// An action (`certificate.revoke`) or a family of them (`certificate`).
+    action: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
 }
@@ -504,51 +507,13 @@ async fn read_audit(
         until: parse_time("until", q.until.as_deref())?,
         after_id: q.after_id.unwrap_or(0),
         limit: q.limit.unwrap_or(500),
+        action: q.action.filter(|a| !a.is_empty()),
+        ..AuditFilter::default()
     };
-    let rows: Vec<AuditView> =
-        audit::list(&state, &caller.requester, &filter).await?.into_iter().map(Into::into).collect();
+    let records = audit::list(&state, &caller.requester, &filter).await?;
     match q.format.as_deref() {
-        None | Some("json") => Ok(Json(rows).into_response()),
-        Some("csv") => {
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record([
-                "id",
-                "at",
-                "actor",
-                "action",
-                "target",
-                "outcome",
-                "detail",
-                "facility_id",
-                "user_id",
-                "hash",
-            ])
-            .map_err(|e| anyhow::anyhow!(e))?;
-            for r in &rows {
-                w.write_record([
-                    r.id.to_string(),
-                    r.at.clone(),
-                    r.actor.clone(),
-                    r.action.clone(),
-                    r.target.clone(),
-                    r.outcome.clone(),
-                    r.detail.to_string(),
-                    r.facility_id.map(|f| f.to_string()).unwrap_or_default(),
-                    r.user_id.map(|u| u.to_string()).unwrap_or_default(),
-                    r.hash.clone(),
-                ])
-                .map_err(|e| anyhow::anyhow!(e))?;
-            }
-            let body = w.into_inner().map_err(|e| anyhow::anyhow!(e.to_string()))?;
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\""),
-                ],
-                body,
-            )
-                .into_response())
-        }
+        None | Some("json") => Ok(Json(records.into_iter().map(AuditView::from).collect::<Vec<_>>()).into_response()),
+        Some("csv") => audit_csv::response(records, "audit.csv"),
         Some(other) => Err(ApiError::from(connect_pki_domain::DomainError::Invalid {
             field: "format",
             why: format!("{other:?} is not one of json, csv"),

@@ -34,15 +34,19 @@ pub fn nav_for(role: Role) -> Vec<NavItem> {
             item("/console/applications", "施設の申請"),
             item("/console/facilities", "施設一覧"),
             item("/console/audit", "監査ログ"),
+            item("/console/me", "わたしの端末"),
         ],
-        Role::WelfareDivision => {
-            vec![item("/console/applications", "施設の申請"), item("/console/facilities", "施設一覧")]
-        }
+        Role::WelfareDivision => vec![
+            item("/console/applications", "施設の申請"),
+            item("/console/facilities", "施設一覧"),
+            item("/console/me", "わたしの端末"),
+        ],
         Role::FacilityManager => vec![
             item("/console/", "緊急届出"),
             item("/console/staff", "職員と端末"),
             item("/console/expiring", "期限の近い証明書"),
             item("/console/trail", "操作の記録"),
+            item("/console/me", "わたしの端末"),
         ],
         Role::Staff => vec![item("/console/me", "わたしの端末")],
     }

@@ -4,6 +4,7 @@
 //! glance, and the history. Plain HTML forms plus a small script served from
 //! here: no front-end build. What every page shares is in [`kit`].
 
+mod city;
 pub mod kit;
 pub mod manager;
 
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/escalations/{id}/resolve", post(resolve))
         .with_state(state.clone())
         .merge(manager::router(state.clone()))
+        .merge(city::router(state.clone()))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -128,6 +130,12 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
         Ok(c) => c,
         Err(page) => return *page,
     };
+    // Staff and 福祉課 work no queue: their menu starts on another page.
+    if !ctx.nav.iter().any(|item| item.href == "/console/")
+        && let Some(first) = ctx.nav.first()
+    {
+        return Redirect::to(first.href).into_response();
+    }
     let flash = q.done.as_deref().and_then(|d| d.split_once(':')).map(|(what, id)| match what {
         "terms" => format!("利用規約（{} 版）への同意を記録しました。", state.settings.terms.version),
         "claimed" => format!("受付 {id} を担当しました。"),

@@ -166,7 +166,7 @@ fn filter_of(q: &TrailQuery, now: OffsetDateTime) -> Result<AuditFilter, (&'stat
     let since = day("from", &q.from, 0)?.or(Some(now - time::Duration::days(30)));
     let until = day("to", &q.to, 1)?;
     let after_id = q.after.trim().parse::<i64>().unwrap_or(0).max(0);
-    Ok(AuditFilter { facility: None, user: None, since, until, after_id, limit: TRAIL_PAGE })
+    Ok(AuditFilter { facility: None, user: None, since, until, after_id, limit: TRAIL_PAGE, ..AuditFilter::default() })
 }
 
 fn row(r: &AuditRecord, names: &HashMap<String, String>) -> TrailRow {

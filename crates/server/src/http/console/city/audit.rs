@@ -1,0 +1,229 @@
+//! The audit log as a page for 行政管理課 (the reader of `GET /api/v1/audit`):
+//! newest first, filtered by facility, user, days and kind of action, with
+//! the same records as CSV from the API's writer. A facility manager's own
+//! trail is on the manager's pages.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use connect_pki_domain::{FacilityId, UserId};
+use connect_pki_store::{AuditFilter, AuditRecord};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::http::api::audit_csv;
+use crate::http::console::kit::{Ctx, local, page, refuse};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::{audit, directory};
+use crate::state::AppState;
+
+const HERE: &str = "/console/audit";
+const PAGE: i64 = 200;
+
+pub(super) fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route(HERE, get(show)).route("/console/audit.csv", get(csv))
+}
+
+/// The kinds of action a reader picks from: (family, Japanese name).
+const FAMILIES: [(&str, &str); 11] = [
+    ("application", "施設の申請"),
+    ("facility", "施設（作成・停止・再開・廃止）"),
+    ("user", "利用者（登録・退職・削除）"),
+    ("enrollment_code", "登録コードの発行"),
+    ("enrollment", "端末の登録"),
+    ("device", "端末（追加・紛失）"),
+    ("certificate", "証明書（発行・更新・失効・一時停止）"),
+    ("escalation", "緊急届出"),
+    ("emergency", "緊急時サインイン"),
+    ("terms", "利用規約への同意"),
+    ("request", "拒否されたアクセス"),
+];
+
+/// The filter as typed: every field text, so a wrong one can be shown back.
+#[derive(Debug, Default, Deserialize)]
+struct Fields {
+    #[serde(default)]
+    facility: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    before: String,
+}
+
+/// A field the reader must correct: (field, message).
+type FieldError = (&'static str, &'static str);
+
+fn number(field: &'static str, v: &str) -> Result<Option<i64>, FieldError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse::<i64>().ok().filter(|n| *n > 0).map(Some).ok_or((field, "半角数字の番号を入力してください。"))
+}
+
+/// The first instant of `day` (YYYY-MM-DD) in Asia/Tokyo, `days` later.
+fn day_start(field: &'static str, v: &str, days: i64) -> Result<Option<OffsetDateTime>, FieldError> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let wrong = (field, "日付は 2026-04-01 の形で入力してください。");
+    let date: jiff::civil::Date = v.parse().map_err(|_| wrong)?;
+    let ts = date
+        .checked_add(jiff::Span::new().days(days))
+        .and_then(|d| d.in_tz("Asia/Tokyo"))
+        .map_err(|_| wrong)?
+        .timestamp()
+        .as_second();
+    OffsetDateTime::from_unix_timestamp(ts).map(Some).map_err(|_| wrong)
+}
+
+fn action(v: &str) -> Result<Option<String>, FieldError> {
+    let v = v.trim();
+    let ok = v.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+    match v {
+        "" => Ok(None),
+        _ if ok && v.split('.').count() <= 2 => Ok(Some(v.to_string())),
+        _ => Err(("action", "操作の種類は一覧から選んでください。")),
+    }
+}
+
+fn filter(f: &Fields, limit: i64) -> Result<AuditFilter, FieldError> {
+    Ok(AuditFilter {
+        facility: number("facility", &f.facility)?.map(FacilityId),
+        user: number("user", &f.user)?.map(UserId),
+        since: day_start("since", &f.since, 0)?,
+        // The last day named is included whole.
+        until: day_start("until", &f.until, 1)?,
+        action: action(&f.action)?,
+        before_id: number("before", &f.before)?.unwrap_or(0),
+        limit,
+        newest_first: true,
+        after_id: 0,
+    })
+}
+
+struct Row {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+    facility: String,
+    user: String,
+    detail: String,
+}
+
+fn row(r: AuditRecord, names: &[(i64, String)]) -> Row {
+    let e = r.entry;
+    let facility = e.facility.map_or(String::new(), |f| {
+        names.iter().find(|(id, _)| *id == f.0).map_or_else(|| f.0.to_string(), |(id, n)| format!("{id} {n}"))
+    });
+    Row {
+        id: r.id,
+        at: local(r.at),
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        outcome: e.outcome,
+        facility,
+        user: e.user.map(|u| u.0.to_string()).unwrap_or_default(),
+        detail: e.detail.to_string(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+struct AuditPage<'a> {
+    ctx: &'a Ctx,
+    f: Fields,
+    error: Option<FieldError>,
+    facilities: Vec<(i64, String)>,
+    families: &'static [(&'static str, &'static str)],
+    rows: Vec<Row>,
+    /// The query of the same filter, for the CSV link and the next page.
+    query: String,
+    older: Option<i64>,
+}
+
+impl AuditPage<'_> {
+    fn error_for(&self, field: &str) -> Option<&'static str> {
+        self.error.filter(|(f, _)| *f == field).map(|(_, m)| m)
+    }
+}
+
+/// The query string of a checked filter (only digits, dates and `[a-z_.]`).
+fn query_of(f: &Fields) -> String {
+    let parts =
+        [("facility", &f.facility), ("user", &f.user), ("since", &f.since), ("until", &f.until), ("action", &f.action)];
+    parts
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("{k}={}", v.trim()))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(f): Query<Fields>) -> Response {
+    let ctx = match Ctx::of(&state, caller, HERE).await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let requester = &ctx.caller.requester;
+    let checked = filter(&f, PAGE);
+    let records = match &checked {
+        Ok(filter) => audit::list(&state, requester, filter).await,
+        // Still asked, so a reader without the right is refused here too
+        // rather than shown the form.
+        Err(_) => audit::list(&state, requester, &AuditFilter { limit: 1, ..AuditFilter::default() })
+            .await
+            .map(|_| Vec::new()),
+    };
+    let records = match records {
+        Ok(r) => r,
+        Err(e) => return refuse(e.into()),
+    };
+    let facilities: Vec<(i64, String)> = match directory::facilities(&state, requester).await {
+        Ok(list) => list.into_iter().map(|f| (f.id.0, f.name)).collect(),
+        Err(e) => return refuse(e.into()),
+    };
+    let older = (records.len() as i64 == PAGE).then(|| records.last().map(|r| r.id)).flatten();
+    let rows = records.into_iter().map(|r| row(r, &facilities)).collect();
+    let error = checked.err();
+    let query = if error.is_some() { String::new() } else { query_of(&f) };
+    let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    let p = AuditPage { ctx: &ctx, query, f, error, facilities, families: &FAMILIES, rows, older };
+    page(status, &p)
+}
+
+/// The same records as CSV, oldest first like the API's.
+async fn csv(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(f): Query<Fields>) -> Response {
+    let ctx = match Ctx::of(&state, caller, HERE).await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let filter = match filter(&f, 10_000) {
+        Ok(filter) => AuditFilter { newest_first: false, ..filter },
+        Err((field, _)) => {
+            return refuse(ApiError::from(connect_pki_domain::DomainError::Invalid {
+                field,
+                why: "see the audit page".into(),
+            }));
+        }
+    };
+    let records = match audit::list(&state, &ctx.caller.requester, &filter).await {
+        Ok(r) => r,
+        Err(e) => return refuse(e.into()),
+    };
+    audit_csv::response(records, "audit.csv").unwrap_or_else(refuse)
+}

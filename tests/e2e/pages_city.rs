@@ -1,0 +1,154 @@
+//! The city's console pages in Debian's Chromium (issue 11, items 2 and 3),
+//! each person signed in with their own client certificate: 福祉課 approves
+//! an application (the slip's code enrolls the manager) and rejects one;
+//! 行政管理課 suspends a facility — its manager is then refused by `openssl
+//! ocsp` and by nginx — and resumes it — accepted again —, and reads the
+//! audit log and its CSV; staff read their own page, and a manager is shown
+//! none of the city's pages. axe-core
+//! finds no serious or critical violation on any page; screenshots go to
+//! tests/artifacts/city-*.png.
+
+use std::path::{Path, PathBuf};
+
+use connect_pki_e2e::fixtures::{PASSWORD, application};
+use connect_pki_e2e::{Backend, Server, run, text, workspace};
+use serde_json::{Value, json};
+
+use crate::nginx::{free_port, start_nginx, through_nginx};
+use crate::revocation::ocsp_status;
+
+/// The certificate and the key of a PEM file, apart (Playwright takes both).
+fn split(s: &Server, pem: &Path) -> (PathBuf, PathBuf) {
+    let name = pem.file_stem().expect("name").to_string_lossy().to_string();
+    let (cert, key) = (s.scratch(&format!("{name}.crt.pem")), s.scratch(&format!("{name}.key.pem")));
+    for (args, out) in [(["x509", "-in"], &cert), (["pkey", "-in"], &key)] {
+        let o = run(
+            "openssl",
+            &[args[0], args[1], &pem.display().to_string(), "-out", &out.display().to_string()],
+            s.dir.path(),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    (cert, key)
+}
+
+/// A user of `role` registered in `facility` by `by`, enrolled: their PEM.
+fn person(s: &Server, by: &Path, facility: i64, login: &str, role: &str) -> PathBuf {
+    let body = json!({"display_name": format!("{login} さん"), "login_id": login, "email": format!("{login}@example.test"), "role": role});
+    let (status, user) = s.api("POST", &format!("/api/v1/facilities/{facility}/users"), Some(by), Some(&body));
+    assert_eq!(status, 201, "{user}");
+    let (status, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(by), None);
+    assert_eq!(status, 201, "{code}");
+    s.enroll_generated(code["code"].as_str().expect("code"), Some(PASSWORD), login)
+}
+
+/// Runs one phase of tests/py/city_pages.py as the holder of `pem`; checks
+/// that axe found nothing serious or critical, and returns what the pages said.
+fn chromium(s: &Server, pem: &Path, phase: &str, extra: Value) -> Value {
+    let artifacts = workspace().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let (cert, key) = split(s, pem);
+    let mut config = json!({
+        "base": format!("https://{}", s.api), "shots": artifacts.join("city").display().to_string(),
+        "phase": phase, "cert": cert.display().to_string(), "key": key.display().to_string(),
+    });
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let file = s.scratch(&format!("city-{phase}.json"));
+    std::fs::write(&file, config.to_string()).expect("config");
+    let script = workspace().join("tests/py/city_pages.py").display().to_string();
+    let o = run("python3", &[&script, &file.display().to_string()], s.dir.path());
+    assert!(o.status.success(), "Chromium ({phase}) failed: {}", text(&o));
+    let result: Value = serde_json::from_slice(&o.stdout).expect("JSON from city_pages.py");
+    let pages = result["violations"].as_object().expect("axe results");
+    assert!(!pages.is_empty());
+    for (page, found) in pages {
+        assert_eq!(found.as_array().map(Vec::len), Some(0), "axe on {page} ({phase}): {found}");
+    }
+    result["out"].clone()
+}
+
+fn says(out: &Value, key: &str, words: &str) {
+    assert!(out[key].as_str().is_some_and(|t| t.contains(words)), "{key} should say {words:?}: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_city_and_staff_work_their_pages_in_chromium() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let welfare = person(&s, &admin, 1, "fukushi.tanto", "welfare_division");
+
+    // A facility in use, to suspend: its manager and a member of staff.
+    let (_, made) =
+        s.public_api("POST", "/api/v1/applications", Some(&application("みどり相談支援センター", "midori.kanri")));
+    let (status, approval) = s.api("POST", &format!("/api/v1/applications/{}/approve", made["id"]), Some(&admin), None);
+    assert_eq!(status, 200, "{approval}");
+    let facility = approval["facility_id"].as_i64().expect("facility");
+    let manager =
+        s.enroll_generated(approval["enrollment_code"]["code"].as_str().expect("code"), Some(PASSWORD), "midori-pc");
+    let staff = person(&s, &manager, facility, "midori.staff", "staff");
+
+    // Two applications for 福祉課.
+    let (_, one) = s.public_api("POST", "/api/v1/applications", Some(&application("ひまわり相談室", "himawari.kanri")));
+    let (_, two) = s.public_api("POST", "/api/v1/applications", Some(&application("市外の事業所", "shigai.kanri")));
+
+    let out = chromium(&s, &welfare, "welfare", json!({"application": one["id"], "reject": two["id"]}));
+    says(&out, "applications", "himawari.kanri@example.test");
+    says(&out, "approve_effect", "ひまわり相談室");
+    says(&out, "approved", "承認しました");
+    says(&out, "enroll_url", "/enroll");
+    says(&out, "reject_error", "却下の理由を入力してください");
+    assert_eq!(out["reason_described_by"], "reason-error");
+    says(&out, "rejected", "却下しました");
+    assert_eq!(out["slip_only_when_printed"], true, "{out}");
+    assert_eq!((out["welfare_offered_steps"].as_i64(), out["welfare_audit_status"].as_i64()), (Some(0), Some(403)));
+    // The code on the slip enrolls the new facility's manager.
+    let code = out["code"].as_str().expect("the code on the slip");
+    let himawari = s.enroll_generated(code, Some(PASSWORD), "himawari-pc");
+    assert_eq!(s.api("GET", "/api/v1/whoami", Some(&himawari), None).1["role"], "facility_manager");
+    let (_, apps) = s.api("GET", "/api/v1/applications?status=rejected", Some(&admin), None);
+    assert!(apps.as_array().is_some_and(|a| a.iter().any(|x| x["id"] == two["id"])), "{apps}");
+
+    // Before: the manager is good in OCSP and let through by nginx.
+    let port = free_port();
+    let _nginx = start_nginx(&s, port);
+    assert_eq!(ocsp_status(&s, &manager), "good");
+    assert_eq!(through_nginx(&s, port, &manager).0, 200);
+
+    let facility_ids = json!({"facility": facility});
+    let out = chromium(&s, &admin, "suspend", facility_ids.clone());
+    says(&out, "effect", "この施設のすべての端末が、再開するまで直ちに使えなくなります");
+    says(&out, "result", "一時停止しました");
+    says(&out, "state", "利用停止中");
+    says(&out, "audit_rows", "facility.suspend");
+    let csv = out["csv"].as_str().expect("CSV");
+    assert!(csv.starts_with("id,at,actor,action,target,outcome,detail,facility_id,user_id,hash"), "{csv}");
+    assert!(csv.contains("facility.suspend"), "{csv}");
+    assert_eq!(ocsp_status(&s, &manager), "revoked certificateHold");
+    let (status, body) = through_nginx(&s, port, &manager);
+    assert_eq!(status, 400, "nginx let the suspended facility's manager through: {body}");
+
+    let out = chromium(&s, &admin, "resume", facility_ids);
+    says(&out, "result", "再開しました");
+    says(&out, "state", "利用中");
+    assert_eq!(ocsp_status(&s, &manager), "good");
+    assert_eq!(through_nginx(&s, port, &manager).0, 200, "resumed: accepted again");
+
+    let out = chromium(&s, &staff, "staff", json!({}));
+    assert!(out["start"].as_str().is_some_and(|u| u.ends_with("/console/me")), "{out}");
+    says(&out, "emergency_url", &format!("https://{}/emergency", s.api));
+    says(&out, "devices", "残り");
+    assert_eq!(out["applications_status"], 403);
+    says(&out, "refusal", "権限がありません");
+
+    let out = chromium(&s, &manager, "manager", json!({}));
+    for path in ["/console/facilities", "/console/applications", "/console/audit"] {
+        assert_eq!(out[path]["status"], 403, "{out}");
+        let text = out[path]["text"].as_str().unwrap_or_default();
+        assert!(text.contains("権限がありません") && !text.contains("ひまわり相談室"), "{path}: {text}");
+    }
+    for shot in ["applications", "approved", "slip-print", "facilities", "suspend-confirm", "audit", "me"] {
+        assert!(workspace().join(format!("tests/artifacts/city-{shot}.png")).exists(), "no screenshot {shot}");
+    }
+}

@@ -1,0 +1,176 @@
+"""Works the city's console pages in a real headless Chromium (Debian's,
+driven by Playwright), signed in with a client certificate, by keyboard
+where a person would: 福祉課 decides applications, 行政管理課 suspends and
+resumes a facility and reads the audit log, staff read their own page.
+Every page is checked with axe-core; screenshots go to the given prefix.
+
+usage: city_pages.py CONFIG.json
+CONFIG: {"base", "shots", "phase", "cert", "key", and per phase "application",
+"reject", "facility"}. Prints one JSON object with what the pages said and
+the serious or critical axe violations per page.
+"""
+import json
+import sys
+
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import sync_playwright
+
+AXE = Axe()
+
+
+class Run:
+    def __init__(self, page, shots):
+        self.page, self.shots, self.out, self.violations = page, shots, {}, {}
+
+    def check(self, name, shot=True):
+        """axe-core on the page as it is; keeps serious and critical findings."""
+        found = AXE.run(self.page).response.get("violations", [])
+        bad = [
+            {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
+            for v in found
+            if v.get("impact") in ("serious", "critical")
+        ]
+        self.violations[name] = bad
+        if shot:
+            self.page.screenshot(path=f"{self.shots}-{name}.png", full_page=True)
+
+    def press(self, selector):
+        """Focus a control and press Enter, as a keyboard user does."""
+        self.page.locator(selector).focus()
+        with self.page.expect_navigation():
+            self.page.keyboard.press("Enter")
+
+    def text(self, selector):
+        loc = self.page.locator(selector)
+        return loc.inner_text() if loc.count() else None
+
+    def goto(self, path):
+        return self.page.goto(self.base + path)
+
+
+def welfare(r, c):
+    """福祉課: approve one application, reject another (first without a reason)."""
+    app, rejected = c["application"], c["reject"]
+    r.goto("/console/applications")
+    r.out["applications"] = r.text(f"#application-{app}")
+    r.check("applications")
+    r.press(f"#approve-{app}")
+    r.out["approve_effect"] = r.text("#effect")
+    r.check("approve-confirm")
+    r.press("#confirm")
+    r.out["approved"] = r.text("#result")
+    r.out["code"] = r.text("#code")
+    r.out["enroll_url"] = r.text("#enroll-url")
+    r.check("approved")
+    r.page.emulate_media(media="print")
+    r.page.screenshot(path=f"{r.shots}-slip-print.png", full_page=True)
+    r.out["slip_only_when_printed"] = r.page.locator("nav").is_hidden() and r.page.locator("#slip").is_visible()
+    r.page.emulate_media(media="screen")
+
+    r.goto(f"/console/applications/{rejected}/reject")
+    r.check("reject", shot=False)
+    r.press("#confirm")
+    r.out["reject_error"] = r.text("#reason-error")
+    r.out["reason_described_by"] = r.page.locator("#f-reason").get_attribute("aria-describedby")
+    r.check("reject-error")
+    r.page.locator("#f-reason").focus()
+    r.page.keyboard.type("市外の施設のため、対象外です。")
+    r.press("#confirm")
+    r.out["rejected"] = r.text("#result")
+    r.check("reject-result", shot=False)
+
+    r.goto("/console/facilities")
+    r.out["welfare_offered_steps"] = r.page.locator("a[href$='/suspend']").count()
+    r.check("facilities-welfare", shot=False)
+    r.out["welfare_audit_status"] = r.goto("/console/audit").status
+    r.goto("/console/me")
+    r.check("me-welfare", shot=False)
+
+
+def step(r, c, which):
+    """行政管理課: one facility step from the list, confirmed, with its result."""
+    f = c["facility"]
+    r.goto("/console/facilities")
+    r.check(f"facilities-before-{which}", shot=False)
+    r.press(f"#{which}-{f}")
+    r.out["effect"] = r.text("#effect")
+    r.check(f"{which}-confirm")
+    r.press("#confirm")
+    r.out["result"] = r.text("#result")
+    r.out["result_facts"] = r.text(".facts")
+    r.check(f"{which}-result")
+    r.goto("/console/facilities")
+    r.out["state"] = r.text(f"#facility-{f} .state")
+    r.check("facilities", shot=which == "suspend")
+
+
+def suspend(r, c):
+    step(r, c, "suspend")
+    f = c["facility"]
+    r.goto("/console/audit")
+    r.check("audit", shot=False)
+    r.page.select_option("#f-facility", str(f))
+    r.page.select_option("#f-action", "facility")
+    r.press("#apply-filter")
+    r.out["audit_rows"] = r.text("#audit tbody")
+    r.check("audit")
+    with r.page.expect_download() as d:
+        r.page.locator("#csv").click()
+    with open(d.value.path(), encoding="utf-8") as fh:
+        r.out["csv"] = fh.read()
+    r.goto("/console/me")
+    r.check("me-admin", shot=False)
+
+
+def resume(r, c):
+    step(r, c, "resume")
+
+
+def staff(r, c):
+    r.goto("/console/")
+    r.out["start"] = r.page.url
+    r.out["emergency_url"] = r.text("#emergency-url")
+    r.out["devices"] = r.text("main")
+    r.check("me")
+    r.out["applications_status"] = r.goto("/console/applications").status
+    r.out["refusal"] = r.text("main")
+
+
+def manager(r, c):
+    """A facility manager: none of the city's pages, and nothing of them shown."""
+    for path in ("/console/facilities", "/console/applications", "/console/audit"):
+        r.out[path] = {"status": r.goto(path).status, "text": r.text("main")}
+    r.check("refused-manager", shot=False)
+
+
+def main():
+    c = json.load(open(sys.argv[1], encoding="utf-8"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        context = browser.new_context(
+            ignore_https_errors=True,
+            accept_downloads=True,
+            locale="ja-JP",
+            viewport={"width": 1200, "height": 900},
+            client_certificates=[{"origin": c["base"], "certPath": c["cert"], "keyPath": c["key"]}],
+        )
+        page = context.new_page()
+        r = Run(page, c["shots"])
+        r.base = c["base"]
+        try:
+            {"welfare": welfare, "suspend": suspend, "resume": resume, "staff": staff, "manager": manager}[c["phase"]](r, c)
+        except Exception:
+            page.screenshot(path=f"{c['shots']}-failed.png", full_page=True)
+            sys.stderr.write("failed on " + page.url + ":\n" + page.inner_text("body")[:3000] + "\n")
+            raise
+        finally:
+            browser.close()
+    print(json.dumps({"out": r.out, "violations": r.violations}, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
