@@ -78,7 +78,7 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
             in_own(ADMIN_AND_MANAGER),
         ),
         ("delete user", "DELETE", format!("/api/v1/users/{}", t.user), None, in_own(ADMIN_AND_MANAGER)),
-        ("audit", "GET", "/api/v1/audit?limit=1".into(), None, ADMIN),
+        ("audit", "GET", "/api/v1/audit?limit=1".into(), None, CITY),
     ]
 }
 

@@ -79,6 +79,7 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), DomainError> {
         (_, Action::WhoAmI) => true,
         (Role::AdminDivision, _) => true,
         (Role::WelfareDivision, Action::DecideApplications)
+        | (Role::WelfareDivision, Action::ReadAudit)
         | (Role::WelfareDivision, Action::ReadFacility(_))
         | (Role::WelfareDivision, Action::ListAllFacilities) => true,
         (Role::FacilityManager, Action::ReadFacility(f))
@@ -119,7 +120,7 @@ mod tests {
             (Action::WhoAmI, &[AdminDivision, WelfareDivision, FacilityManager, Staff]),
             (Action::DecideApplications, &[AdminDivision, WelfareDivision]),
             (Action::ListAllFacilities, &[AdminDivision, WelfareDivision]),
-            (Action::ReadAudit, &[AdminDivision]),
+            (Action::ReadAudit, &[AdminDivision, WelfareDivision]),
             (Action::ReadFacility(OWN), &[AdminDivision, WelfareDivision, FacilityManager]),
             (Action::ReadFacility(OTHER), &[AdminDivision, WelfareDivision]),
             (Action::ChangeFacilityStatus(OWN), &[AdminDivision]),

@@ -39,6 +39,7 @@ pub fn nav_for(role: Role) -> Vec<NavItem> {
         Role::WelfareDivision => vec![
             item("/console/applications", "施設の申請"),
             item("/console/facilities", "施設一覧"),
+            item("/console/audit", "監査ログ"),
             item("/console/me", "わたしの端末"),
         ],
         Role::FacilityManager => vec![
