@@ -4,7 +4,9 @@
 //! 行政管理課 suspends a facility — its manager is then refused by `openssl
 //! ocsp` and by nginx — and resumes it — accepted again —, and reads the
 //! audit log and its CSV; staff read their own page, and a manager is shown
-//! none of the city's pages. axe-core
+//! none of the city's pages; then the public pages without a certificate
+//! (applying, the status page, the emergency report's two steps), the
+//! escalation queue it reaches, and the terms page. axe-core
 //! finds no serious or critical violation on any page; screenshots go to
 //! tests/artifacts/city-*.png.
 
@@ -45,13 +47,21 @@ fn person(s: &Server, by: &Path, facility: i64, login: &str, role: &str) -> Path
 /// Runs one phase of tests/py/city_pages.py as the holder of `pem`; checks
 /// that axe found nothing serious or critical, and returns what the pages said.
 fn chromium(s: &Server, pem: &Path, phase: &str, extra: Value) -> Value {
+    chromium_as(s, Some(pem), phase, extra)
+}
+
+/// [`chromium`], also without a certificate (`None`: the public pages).
+fn chromium_as(s: &Server, pem: Option<&Path>, phase: &str, extra: Value) -> Value {
     let artifacts = workspace().join("tests/artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-    let (cert, key) = split(s, pem);
     let mut config = json!({
-        "base": format!("https://{}", s.api), "shots": artifacts.join("city").display().to_string(),
-        "phase": phase, "cert": cert.display().to_string(), "key": key.display().to_string(),
+        "base": format!("https://{}", s.api), "shots": artifacts.join("city").display().to_string(), "phase": phase,
     });
+    if let Some(pem) = pem {
+        let (cert, key) = split(s, pem);
+        config["cert"] = cert.display().to_string().into();
+        config["key"] = key.display().to_string().into();
+    }
     if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
     }
@@ -148,7 +158,33 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
         let text = out[path]["text"].as_str().unwrap_or_default();
         assert!(text.contains("権限がありません") && !text.contains("ひまわり相談室"), "{path}: {text}");
     }
-    for shot in ["applications", "approved", "slip-print", "facilities", "suspend-confirm", "audit", "me"] {
+    // The pages without a certificate, the report's two steps, the queue it
+    // lands in, and the terms a manager registered by the city meets first.
+    let out = chromium_as(&s, None, "public", json!({"login": "midori.staff", "password": PASSWORD}));
+    says(&out, "applied", "受け付けました");
+    says(&out, "status", "あおぞら相談室");
+    says(&out, "choose", "midori.staff");
+    says(&out, "reported", "一時停止しました");
+    assert_eq!(ocsp_status(&s, &staff), "revoked certificateHold");
+    let out = chromium(&s, &admin, "queue", json!({}));
+    says(&out, "queue", "みどり相談支援センター");
+    let second = person(&s, &admin, facility, "midori.kanri2", "facility_manager");
+    let out = chromium(&s, &second, "terms", json!({}));
+    says(&out, "terms", "利用規約");
+    for shot in [
+        "applications",
+        "approved",
+        "slip-print",
+        "facilities",
+        "suspend-confirm",
+        "audit",
+        "me",
+        "public-apply",
+        "public-emergency-choose",
+        "public-emergency-done",
+        "queue",
+        "terms",
+    ] {
         assert!(workspace().join(format!("tests/artifacts/city-{shot}.png")).exists(), "no screenshot {shot}");
     }
 }

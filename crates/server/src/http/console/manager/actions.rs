@@ -11,7 +11,7 @@ use connect_pki_domain::{CertStatus, DeviceId, Reason, Serial};
 use connect_pki_store::{DeviceRecord, UserRecord};
 use serde::Deserialize;
 
-use super::{device_name, id_of, person};
+use super::{acting_on, device_name, id_of, person};
 use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, cert_ja, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
@@ -75,12 +75,8 @@ pub async fn lost(
     Path(raw): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let id = match id_of(&raw) {
-        Ok(id) => DeviceId(id),
+    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
+        Ok((c, id)) => (c, DeviceId(id)),
         Err(p) => return *p,
     };
     let requester = &caller.requester;

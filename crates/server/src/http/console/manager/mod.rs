@@ -23,6 +23,7 @@ use connect_pki_store::{CertificateRecord, DeviceRecord, UserRecord};
 
 use super::kit::{cert_ja, local, refuse, role_ja};
 use crate::http::error::ApiError;
+use crate::http::identity::Caller;
 use crate::state::AppState;
 
 pub use slip::qr_data_uri;
@@ -46,6 +47,20 @@ pub fn router(state: AppState) -> Router {
 /// A number in a page's path, or the Japanese "not found" page.
 fn id_of(raw: &str) -> Result<i64, Box<Response>> {
     raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Box::new(refuse(ApiError::NoRoute(raw.to_string()))))
+}
+
+/// The caller of a POST about the thing numbered `raw` (a user, a device):
+/// certificate, CSRF token and origin checked, and the number read.
+fn acting_on(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    headers: &HeaderMap,
+    uri: &Uri,
+    csrf: &str,
+    raw: &str,
+) -> Result<(Caller, i64), Box<Response>> {
+    let caller = super::kit::acting(state, caller, headers, uri, csrf)?;
+    Ok((caller, id_of(raw)?))
 }
 
 pub fn user_status_ja(s: UserStatus) -> &'static str {

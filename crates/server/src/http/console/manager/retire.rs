@@ -11,8 +11,8 @@ use connect_pki_store::UserWithDevices;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{id_of, person};
-use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, local, page, refuse};
+use super::{acting_on, id_of, person};
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::directory;
@@ -105,12 +105,8 @@ pub async fn retire(
     Path(raw): Path<String>,
     Form(f): Form<RetireForm>,
 ) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let id = match id_of(&raw) {
-        Ok(id) => UserId(id),
+    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
+        Ok((c, id)) => (c, UserId(id)),
         Err(p) => return *p,
     };
     let now = state.clock.now();
@@ -208,12 +204,8 @@ pub async fn cancel(
     Path(raw): Path<String>,
     Form(f): Form<PlainForm>,
 ) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let id = match id_of(&raw) {
-        Ok(id) => UserId(id),
+    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
+        Ok((c, id)) => (c, UserId(id)),
         Err(p) => return *p,
     };
     let result: Result<_, ApiError> = async {
@@ -270,12 +262,8 @@ pub async fn delete(
     Path(raw): Path<String>,
     Form(f): Form<PlainForm>,
 ) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let id = match id_of(&raw) {
-        Ok(id) => UserId(id),
+    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
+        Ok((c, id)) => (c, UserId(id)),
         Err(p) => return *p,
     };
     let result: Result<_, ApiError> = async {

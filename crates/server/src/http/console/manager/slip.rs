@@ -12,8 +12,8 @@ use base64::Engine;
 use connect_pki_domain::UserId;
 use serde::Deserialize;
 
-use super::{enroll_url, id_of, person};
-use crate::http::console::kit::{Ctx, acting, local, page, refuse};
+use super::{acting_on, enroll_url, person};
+use crate::http::console::kit::{Ctx, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::directory;
@@ -56,12 +56,8 @@ pub async fn issue(
     Path(raw): Path<String>,
     Form(f): Form<CodeForm>,
 ) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let id = match id_of(&raw) {
-        Ok(id) => UserId(id),
+    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
+        Ok((c, id)) => (c, UserId(id)),
         Err(p) => return *p,
     };
     let requester = &caller.requester;
