@@ -162,6 +162,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         allow_tls12: false,
         audit_checkpoints: opts.audit_checkpoints,
         https: opts.https,
+        consistency_check: None,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app =

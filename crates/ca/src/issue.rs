@@ -140,6 +140,8 @@ pub struct IssuingCa {
     cert_der: Vec<u8>,
     root_der: Vec<u8>,
     profile: Profile,
+    /// The end of the CA's own validity: nothing it signs outlives it.
+    not_after: OffsetDateTime,
 }
 
 impl std::fmt::Debug for IssuingCa {
@@ -152,7 +154,10 @@ impl IssuingCa {
     /// The issuing CA from its certificate, its key and the root above it.
     pub fn new(cert_der: Vec<u8>, key: PrivateKey, root_der: Vec<u8>, profile: Profile) -> Result<Self, CaError> {
         let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key.0)?;
-        Ok(Self { issuer, cert_der, root_der, profile })
+        let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
+            .map_err(|e| CaError::malformed("issuing CA certificate", e))?;
+        let not_after = cert.validity().not_after.to_datetime();
+        Ok(Self { issuer, cert_der, root_der, profile, not_after })
     }
 
     /// The issuing CA certificate (DER).
@@ -172,6 +177,11 @@ impl IssuingCa {
     /// The profile the CA issues under.
     pub fn profile(&self) -> &Profile {
         &self.profile
+    }
+
+    /// When the issuing CA's own certificate expires.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
     }
 
     /// Certifies the public key `spki_der` (from a checked CSR) for `subject`.
@@ -204,11 +214,16 @@ impl IssuingCa {
     /// Signs an end-entity certificate with arbitrary parameters (used for the
     /// service's own TLS and OCSP certificates).
     pub(crate) fn sign(&self, params: &CertificateParams, key: &PrivateKey) -> Result<Vec<u8>, CaError> {
+        let mut params = params.clone();
+        params.not_after = params.not_after.min(self.not_after);
         Ok(params.signed_by(&key.0, &self.issuer)?.der().to_vec())
     }
 
     fn device_params(&self, subject: &DeviceSubject, now: OffsetDateTime) -> Result<CertificateParams, CaError> {
         let mut params = ee_params(now, self.profile.device_validity)?;
+        // A certificate that outlives its issuer is invalid for its last days
+        // anyway; say so in the certificate instead.
+        params.not_after = params.not_after.min(self.not_after);
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, self.profile.organization.clone());
         dn.push(DnType::OrganizationalUnitName, format!("facility {}", subject.facility));
@@ -225,7 +240,10 @@ impl IssuingCa {
 }
 
 /// Parameters every end-entity certificate starts from: a fresh random serial,
-/// validity from `now - BACKDATE`, AKI present, no subject.
+/// validity from `now - BACKDATE`, AKI present, no subject, and
+/// basicConstraints CA:FALSE with a Subject Key Identifier (RFC 5280
+/// §4.2.1.2: end-entity certificates SHOULD carry one; rcgen writes it with
+/// the basic constraints).
 pub(crate) fn ee_params(now: OffsetDateTime, validity: Duration) -> Result<CertificateParams, CaError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -233,6 +251,7 @@ pub(crate) fn ee_params(now: OffsetDateTime, validity: Duration) -> Result<Certi
     params.not_before = now - BACKDATE;
     params.not_after = now + validity;
     params.use_authority_key_identifier_extension = true;
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
     Ok(params)
 }
 

@@ -188,3 +188,37 @@ fn ocsp_request_is_the_one_openssl_sends_without_a_nonce() {
     let theirs = std::fs::read(f.dir.path().join("openssl.der")).expect("openssl wrote a request");
     assert_eq!(ours, theirs, "our request differs from openssl's");
 }
+
+/// RFC 5280 §4.2.1.2: end-entity certificates carry a Subject Key
+/// Identifier (the SHA-1 of the key, as openssl computes it too); and no
+/// device certificate outlives the CA that issued it.
+#[test]
+fn device_certificates_carry_a_key_identifier_and_end_with_their_ca_at_the_latest() {
+    let f = fixture();
+    let csr = parse_csr(&make_csr(f.dir.path(), &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"])).expect("CSR");
+    let cert = f.ca.issue_device(&csr.spki_der, &subject(), OffsetDateTime::now_utc()).expect("issued");
+    let (_, x) = x509_parser::parse_x509_certificate(&cert.der).expect("parses");
+    let ski = x
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
+        .expect("a Subject Key Identifier");
+    let basic = x.basic_constraints().expect("ok").expect("basicConstraints present");
+    assert!(!basic.value.ca);
+    std::fs::write(f.dir.path().join("ski.pem"), cert.pem()).expect("write");
+    let (_, text) = openssl(f.dir.path(), &["x509", "-in", "ski.pem", "-noout", "-ext", "subjectKeyIdentifier"]);
+    let hex: String = ski.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+    assert!(text.contains(&hex), "openssl reads {text}, we wrote {hex}");
+    let (ok, text) = verify(f.dir.path(), "ski.pem", "sslclient");
+    assert!(ok, "{text}");
+
+    // Issued a month before the CA ends: it ends with the CA, not a year later.
+    let late = f.ca.not_after() - time::Duration::days(30);
+    let cert = f.ca.issue_device(&csr.spki_der, &subject(), late).expect("issued");
+    assert_eq!(cert.not_after, f.ca.not_after());
+    let (_, x) = x509_parser::parse_x509_certificate(&cert.der).expect("parses");
+    assert_eq!(x.validity().not_after.to_datetime(), f.ca.not_after());
+}

@@ -144,6 +144,10 @@ struct ServeArgs {
     /// moved) to <data-dir>/audit-checkpoints.jsonl and the log [default: 300].
     #[arg(long, env = "CONNECT_PKI_AUDIT_CHECKPOINT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     audit_checkpoint_seconds: Option<u32>,
+    /// Seconds between runs of the consistency check (`connect-pki check`)
+    /// inside the service; its result is in /metrics and the log [default: 600].
+    #[arg(long, env = "CONNECT_PKI_CONSISTENCY_CHECK_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    consistency_check_seconds: Option<u32>,
     /// PEM certificate chain for the HTTPS listener (e.g. from the city's
     /// public CA) [default: the server certificate from our CA].
     #[arg(long, env = "CONNECT_PKI_TLS_CERT", requires = "tls_key")]
@@ -351,6 +355,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             url: args.https_url.or(file.https_url).map(|u| u.trim_end_matches('/').to_string()),
             trusted_proxies: if args.trusted_proxies.is_empty() { file.trusted_proxies } else { args.trusted_proxies },
         },
+        consistency_check: Some(std::time::Duration::from_secs(u64::from(
+            args.consistency_check_seconds.or(file.consistency_check_seconds).unwrap_or(600),
+        ))),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

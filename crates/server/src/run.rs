@@ -155,6 +155,9 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     crate::service::directory::hold_suspended_facilities(&state).await?;
     crate::service::emergency::run_due(&state).await?;
     tokio::spawn(retirement_worker(state.clone(), shutdown.clone()));
+    if let Some(every) = config.consistency_check {
+        tokio::spawn(consistency_worker(state.clone(), every, shutdown.clone()));
+    }
     let checkpoints = crate::checkpoint::spawn(state.clone(), config.audit_checkpoints.clone(), shutdown.clone());
 
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");
@@ -274,6 +277,37 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
                 }
                 flag.store(false, std::sync::atomic::Ordering::Release);
             });
+        }
+    }
+}
+
+/// Runs `connect-pki check` on the service's own database every `every`:
+/// a certificate in force that should not be (a retired user's, a closed
+/// facility's, a lost device's) is what a restored backup or a hand-edited
+/// database leaves behind. The count goes to /metrics; any at all is an
+/// error line naming them, for the log's alerting.
+async fn consistency_worker(state: AppState, every: Duration, shutdown: CancellationToken) {
+    loop {
+        match state.store.consistency_offenders().await {
+            Ok(offenders) => {
+                ::metrics::gauge!("connect_pki_consistency_offenders").set(offenders.len() as f64);
+                ::metrics::gauge!("connect_pki_consistency_checked_timestamp_seconds")
+                    .set(state.clock.now().unix_timestamp() as f64);
+                if !offenders.is_empty() {
+                    let list: Vec<String> =
+                        offenders.iter().map(|o| format!("{} ({})", o.serial.to_hex(), o.why)).collect();
+                    tracing::error!(
+                        offenders = offenders.len(),
+                        certificates = %list.join(", "),
+                        "consistency check: certificates in force that should have been revoked; run `connect-pki check`"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(error = %e.to_string(), "consistency check could not run"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {},
         }
     }
 }
