@@ -78,6 +78,30 @@ async fn read_body(mut body: axum::body::Body) -> Result<axum::body::Bytes, erro
     if seen > MAX_BODY { Err(error::ApiError::TooLarge(MAX_BODY)) } else { Ok(kept.into()) }
 }
 
+/// A rendered HTML page with the headers every page carries: `csp`, no
+/// caching, no sniffing, and referrers only to this origin (not
+/// `no-referrer`: under it a browser sends `Origin: null` with forms, and
+/// the same-origin check refuses them).
+pub fn html_page(status: axum::http::StatusCode, t: &impl askama::Template, csp: &'static str) -> Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    match t.render() {
+        Ok(html) => {
+            let mut r = (status, axum::response::Html(html)).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
 /// One structured log line per request, and its latency in `/metrics`
 /// (by route template, so paths with ids do not explode the label set).
 pub async fn log_request(req: Request, next: Next) -> Response {

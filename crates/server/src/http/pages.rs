@@ -5,8 +5,8 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
 use connect_pki_domain::FacilityKind;
@@ -34,26 +34,9 @@ pub fn router(state: AppState) -> Router {
 /// A rendered page with headers that keep it from being framed, cached or
 /// running anything it did not ship.
 fn page(status: StatusCode, t: &impl Template) -> Response {
-    match t.render() {
-        Ok(html) => {
-            let mut r = (status, Html(html)).into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-                ),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-            r
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
+    let csp =
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+    crate::http::html_page(status, t, csp)
 }
 
 /// What the application form holds, as typed.

@@ -9,8 +9,8 @@
 
 use askama::Template;
 use aws_lc_rs::hmac;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use connect_pki_domain::{CertStatus, Role};
 use time::OffsetDateTime;
 
@@ -142,26 +142,11 @@ pub fn acting(
 /// A rendered console page with headers that keep it from being framed,
 /// cached or running anything it did not ship.
 pub fn page(status: StatusCode, t: &impl Template) -> Response {
-    match t.render() {
-        Ok(html) => {
-            let mut r = (status, Html(html)).into_response();
-            let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            // Not no-referrer: under it a browser sends `Origin: null` with the
-            // forms, and the same-origin check refuses them.
-            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-            r
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "console template failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-        }
-    }
+    crate::http::html_page(
+        status,
+        t,
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    )
 }
 
 #[derive(Template)]
@@ -214,6 +199,45 @@ pub struct ResultPage<'a> {
     pub facts: Vec<Fact>,
     pub back: String,
 }
+
+/// Where this service's pages are, for links people open on another device
+/// (the enroll page on a slip, the emergency page): `--https-url`, else the
+/// host the browser asked for; a relative link when neither is usable.
+pub fn https_base(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+    if let Some(base) = &state.settings.https_url {
+        return base.clone();
+    }
+    // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .or_else(|| uri.authority().cloned())
+        .filter(|a| !a.as_str().contains('@'));
+    host.map_or_else(String::new, |a| format!("https://{a}"))
+}
+
+/// The start of the day `raw` (`2026-04-01`) in Asia/Tokyo, `plus_days`
+/// later (1: the end of that day, for "until"); `Ok(None)` when blank,
+/// `Err(NotADate)` when it is not such a date.
+pub fn tokyo_day_start(raw: &str, plus_days: i64) -> Result<Option<OffsetDateTime>, NotADate> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let date: jiff::civil::Date = raw.parse().map_err(|_| NotADate)?;
+    let ts = date
+        .checked_add(jiff::Span::new().days(plus_days))
+        .and_then(|d| d.in_tz("Asia/Tokyo"))
+        .map_err(|_| NotADate)?
+        .timestamp()
+        .as_second();
+    OffsetDateTime::from_unix_timestamp(ts).map(Some).map_err(|_| NotADate)
+}
+
+/// A filter's day that is not `YYYY-MM-DD` (or out of range).
+#[derive(Debug, Clone, Copy)]
+pub struct NotADate;
 
 /// A time as people in Chitose read it: Asia/Tokyo, to the minute.
 pub fn local(t: OffsetDateTime) -> String {

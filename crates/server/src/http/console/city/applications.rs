@@ -12,8 +12,8 @@ use axum::{Form, Router};
 use connect_pki_store::ApplicationRecord;
 use serde::Deserialize;
 
-use super::{kind_ja, origin};
-use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, local, page, refuse};
+use super::kind_ja;
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, https_base, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{ServiceError, applications};
@@ -182,7 +182,7 @@ async fn approve(
     let ctx = Ctx::new(&state, caller, HERE);
     match applications::approve(&state, &ctx.caller.requester, id).await {
         Ok((approval, code, expires_at)) => {
-            let base = origin(&headers, &uri);
+            let base = https_base(&state, &headers, &uri);
             let slip = ApprovedPage {
                 ctx: &ctx,
                 facility: approval.facility.name.clone(),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::http::api::audit_csv;
-use crate::http::console::kit::{Ctx, local, page, refuse};
+use crate::http::console::kit::{Ctx, local, page, refuse, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{audit, directory};
@@ -72,19 +72,7 @@ fn number(field: &'static str, v: &str) -> Result<Option<i64>, FieldError> {
 
 /// The first instant of `day` (YYYY-MM-DD) in Asia/Tokyo, `days` later.
 fn day_start(field: &'static str, v: &str, days: i64) -> Result<Option<OffsetDateTime>, FieldError> {
-    let v = v.trim();
-    if v.is_empty() {
-        return Ok(None);
-    }
-    let wrong = (field, "日付は 2026-04-01 の形で入力してください。");
-    let date: jiff::civil::Date = v.parse().map_err(|_| wrong)?;
-    let ts = date
-        .checked_add(jiff::Span::new().days(days))
-        .and_then(|d| d.in_tz("Asia/Tokyo"))
-        .map_err(|_| wrong)?
-        .timestamp()
-        .as_second();
-    OffsetDateTime::from_unix_timestamp(ts).map(Some).map_err(|_| wrong)
+    tokyo_day_start(v, days).map_err(|_| (field, "日付は 2026-04-01 の形で入力してください。"))
 }
 
 fn action(v: &str) -> Result<Option<String>, FieldError> {

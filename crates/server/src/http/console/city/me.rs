@@ -11,8 +11,7 @@ use connect_pki_domain::CertStatus;
 use connect_pki_store::DeviceRecord;
 use time::OffsetDateTime;
 
-use super::origin;
-use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse};
+use crate::http::console::kit::{Ctx, cert_ja, https_base, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::certificates;
@@ -119,7 +118,7 @@ async fn show(
         facility: ctx.caller.identity.facility.name.clone(),
         login_id: ctx.caller.identity.user.login_id.clone().unwrap_or_default(),
         devices: devices.into_iter().map(|d| device_row(d, now, current)).collect(),
-        emergency_url: format!("{}/emergency", origin(&headers, &uri)),
+        emergency_url: format!("{}/emergency", https_base(&state, &headers, &uri)),
     };
     page(StatusCode::OK, &p)
 }

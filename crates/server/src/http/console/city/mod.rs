@@ -11,7 +11,6 @@ mod facilities;
 mod me;
 
 use axum::Router;
-use axum::http::{HeaderMap, Uri, header};
 use connect_pki_domain::{FacilityKind, FacilityStatus};
 
 use crate::state::AppState;
@@ -23,19 +22,6 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(me::routes())
         .with_state(state)
-}
-
-/// The address this console was reached at (`https://host:port`): the
-/// public pages (enroll, emergency) are served on the same listener.
-fn origin(headers: &HeaderMap, uri: &Uri) -> String {
-    // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| uri.authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| "localhost".into());
-    format!("https://{host}")
 }
 
 fn kind_ja(k: FacilityKind) -> &'static str {

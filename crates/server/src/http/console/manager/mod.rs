@@ -15,7 +15,7 @@ mod slip;
 mod staff;
 
 use axum::Router;
-use axum::http::{HeaderMap, Uri, header};
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use connect_pki_domain::{CertStatus, Role, UserStatus};
@@ -174,18 +174,5 @@ pub const REGISTRABLE: [Role; 2] = [Role::Staff, Role::FacilityManager];
 /// public one), else the host the manager's browser used — the console and
 /// `/enroll` share the HTTPS listener.
 pub fn enroll_url(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
-    if let Some(base) = &state.settings.https_url {
-        return format!("{base}/enroll");
-    }
-    // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
-        .or_else(|| uri.authority().cloned())
-        .filter(|a| !a.as_str().contains('@'));
-    match host {
-        Some(a) => format!("https://{a}/enroll"),
-        None => "/enroll".into(),
-    }
+    format!("{}/enroll", super::kit::https_base(state, headers, uri))
 }

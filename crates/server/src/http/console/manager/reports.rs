@@ -12,7 +12,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{device_name, person};
-use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse};
+use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{audit, certificates, directory};
@@ -153,13 +153,7 @@ fn target_ja(target: &str) -> String {
 /// A day typed in a filter, as the instant it starts in Japan (UTC+9, no
 /// daylight saving time).
 fn day(field: &'static str, raw: &str, plus_days: i64) -> Result<Option<OffsetDateTime>, (&'static str, String)> {
-    if raw.trim().is_empty() {
-        return Ok(None);
-    }
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    let d = time::Date::parse(raw.trim(), &format)
-        .map_err(|_| (field, "日付を「2026-04-01」の形で指定してください。".to_string()))?;
-    Ok(Some(d.midnight().assume_offset(time::macros::offset!(+9)) + time::Duration::days(plus_days)))
+    tokyo_day_start(raw, plus_days).map_err(|_| (field, "日付を「2026-04-01」の形で指定してください。".to_string()))
 }
 
 fn filter_of(q: &TrailQuery, now: OffsetDateTime) -> Result<AuditFilter, (&'static str, String)> {
