@@ -20,6 +20,7 @@ mod inputs;
 mod lifecycle;
 mod pages;
 mod renewal;
+mod service_certs;
 mod sign_in;
 mod slow_clients;
 mod suspension_races;

@@ -15,6 +15,7 @@ mod races;
 mod revocation;
 mod schema;
 mod secrets;
+mod service_certs;
 
 use std::path::Path;
 

@@ -88,6 +88,10 @@ pub struct AppOptions {
     /// A data directory of its own (a copy of the shared one) that the test
     /// may change, e.g. its terms of use; the shared one by default.
     pub own_data_dir: bool,
+    /// How often the service looks whether its own certificates are due
+    /// (every hour by default: the tests that renew call the renewal); only
+    /// with [`Self::own_data_dir`].
+    pub renewal_check: std::time::Duration,
 }
 
 impl Default for AppOptions {
@@ -103,6 +107,7 @@ impl Default for AppOptions {
             audit_checkpoints: None,
             https: Default::default(),
             own_data_dir: false,
+            renewal_check: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -163,6 +168,8 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         audit_checkpoints: opts.audit_checkpoints,
         https: opts.https,
         consistency_check: None,
+        // Renewing writes to the data directory: never the shared one.
+        renewal_check: opts.own_data_dir.then_some(opts.renewal_check),
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app =

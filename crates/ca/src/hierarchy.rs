@@ -127,6 +127,42 @@ pub fn tls_server(
     Ok((der, key))
 }
 
+/// Whether the service certificate `der` (the OCSP signer or the TLS server
+/// certificate) should be re-issued at `now`: two thirds of its life have
+/// passed, or it is not valid at `now` at all (expired, or issued "later"
+/// than a clock that was set back). The third left over is the margin for a
+/// service that was down, or could not write its data directory, when the
+/// first attempt fell due.
+pub fn renewal_due(der: &[u8], now: OffsetDateTime) -> Result<bool, CaError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| CaError::malformed("service certificate", e))?;
+    let (from, to) = (cert.validity().not_before.to_datetime(), cert.validity().not_after.to_datetime());
+    Ok(now < from || now >= from + (to - from) * 2 / 3)
+}
+
+/// The DNS names and IP addresses a TLS server certificate names, in its
+/// order, so that its successor is issued for the same names.
+pub fn tls_names(der: &[u8]) -> Result<Vec<String>, CaError> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| CaError::malformed("TLS server certificate", e))?;
+    let san = cert.subject_alternative_name().map_err(|e| CaError::malformed("TLS server certificate SAN", e))?;
+    let names = san.map(|s| s.value.general_names.iter().filter_map(general_name_text).collect()).unwrap_or_default();
+    return Ok(names);
+
+    fn general_name_text(n: &GeneralName<'_>) -> Option<String> {
+        match n {
+            GeneralName::DNSName(d) => Some((*d).to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => <[u8; 4]>::try_from(*b).ok().map(|a| IpAddr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(*b).ok().map(|a| IpAddr::from(a).to_string()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 fn dn(profile: &Profile, cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, profile.organization.clone());

@@ -78,6 +78,7 @@ struct IssuerHashes {
 pub struct OcspSigner {
     key: KeyPair,
     cert: Certificate,
+    cert_der: Vec<u8>,
     responder_key_hash: Vec<u8>,
     issuer: IssuerHashes,
     sha1: ObjectIdentifier,
@@ -109,11 +110,19 @@ impl OcspSigner {
     pub fn new(signer_der: &[u8], key: PrivateKey, issuer_der: &[u8]) -> Result<Self, CaError> {
         let cert = Certificate::from_der(signer_der).map_err(|e| CaError::malformed("OCSP signer certificate", e))?;
         let (signer_key, _) = spki_key_and_name(signer_der, "OCSP signer certificate")?;
+        // A key left over from an interrupted renewal would sign answers no
+        // relying party can verify.
+        let (_, cert_x509) = x509_parser::parse_x509_certificate(signer_der)
+            .map_err(|e| CaError::malformed("OCSP signer certificate", e))?;
+        if cert_x509.public_key().raw != key.public_key_der().as_slice() {
+            return Err(CaError::malformed("OCSP signer key", "it does not belong to the OCSP signer certificate"));
+        }
         let (issuer_key, issuer_name) = spki_key_and_name(issuer_der, "issuing CA certificate")?;
         let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
         Ok(Self {
             key: key.0,
             cert,
+            cert_der: signer_der.to_vec(),
             responder_key_hash: hash(sha1, &signer_key),
             issuer: IssuerHashes {
                 sha1: (hash(sha1, &issuer_name), hash(sha1, &issuer_key)),
@@ -122,6 +131,11 @@ impl OcspSigner {
             sha1: oid(OID_SHA1)?,
             sha256: oid(OID_SHA256)?,
         })
+    }
+
+    /// The signer's own certificate (DER), as sent in every response.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
     }
 
     /// Parses a DER request and checks that every CertID names our issuing CA.

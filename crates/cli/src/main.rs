@@ -148,6 +148,10 @@ struct ServeArgs {
     /// inside the service; its result is in /metrics and the log [default: 600].
     #[arg(long, env = "CONNECT_PKI_CONSISTENCY_CHECK_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     consistency_check_seconds: Option<u32>,
+    /// Seconds between checks whether the OCSP signer or the TLS certificate
+    /// is due for renewal (also checked at start) [default: 3600].
+    #[arg(long, env = "CONNECT_PKI_RENEWAL_CHECK_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    renewal_check_seconds: Option<u32>,
     /// PEM certificate chain for the HTTPS listener (e.g. from the city's
     /// public CA) [default: the server certificate from our CA].
     #[arg(long, env = "CONNECT_PKI_TLS_CERT", requires = "tls_key")]
@@ -357,6 +361,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         consistency_check: Some(std::time::Duration::from_secs(u64::from(
             args.consistency_check_seconds.or(file.consistency_check_seconds).unwrap_or(600),
+        ))),
+        renewal_check: Some(std::time::Duration::from_secs(u64::from(
+            args.renewal_check_seconds.or(file.renewal_check_seconds).unwrap_or(3600),
         ))),
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use connect_pki_ca::ocsp::{
     OcspSigner, Refusal, Status, internal_error_response, refusal_response, try_later_response,
@@ -32,7 +33,9 @@ struct Cached {
 
 /// Signer, cache and validity of OCSP answers.
 pub struct Responder {
-    signer: OcspSigner,
+    /// Replaced whole when the service renews its signer; a request keeps
+    /// the one it loaded, so no answer is ever signed by half of each.
+    signer: ArcSwap<OcspSigner>,
     clock: Arc<dyn Clock>,
     /// (serial key, CertID uses SHA-256) → signed response.
     cache: RwLock<HashMap<(u128, bool), Cached>>,
@@ -50,13 +53,27 @@ impl std::fmt::Debug for Responder {
 
 impl Responder {
     pub fn new(signer: OcspSigner, validity: time::Duration, clock: Arc<dyn Clock>) -> Self {
-        Self { signer, clock, cache: RwLock::new(HashMap::new()), validity }
+        Self { signer: ArcSwap::from_pointee(signer), clock, cache: RwLock::new(HashMap::new()), validity }
+    }
+
+    /// The certificate answers are signed under now (DER).
+    pub fn signer_cert_der(&self) -> Vec<u8> {
+        self.signer.load().cert_der().to_vec()
+    }
+
+    /// Signs every answer from now on with `signer`. Cached answers go with
+    /// the old one: they are still valid, but would keep its certificate in
+    /// circulation until they age out.
+    pub fn replace_signer(&self, signer: OcspSigner) {
+        self.signer.store(Arc::new(signer));
+        self.cache.write().clear();
     }
 
     /// The DER response to a DER request, and the seconds it may be cached.
     pub fn answer(&self, revocations: &Revocations, request: &[u8]) -> (Bytes, i64) {
         metrics::counter!("connect_pki_ocsp_requests_total").increment(1);
-        let req = match self.signer.parse(request) {
+        let signer = self.signer.load();
+        let req = match signer.parse(request) {
             Ok(r) => r,
             Err(refusal) => {
                 metrics_refusal(refusal);
@@ -79,7 +96,7 @@ impl Responder {
                 return hit;
             }
             let this_update = now;
-            match self.signer.respond(
+            match signer.respond(
                 &[(req.items[0].id.clone(), status(Some(*entry)))],
                 None,
                 this_update,
@@ -95,7 +112,7 @@ impl Responder {
             }
         }
         let items: Vec<_> = req.items.iter().zip(&lookups).map(|(i, (_, e))| (i.id.clone(), status(*e))).collect();
-        match self.signer.respond(&items, req.nonce.as_ref(), now, now + self.validity) {
+        match signer.respond(&items, req.nonce.as_ref(), now, now + self.validity) {
             // A response to a nonce is for that requester alone.
             Ok(der) => (Bytes::from(der), if req.nonce.is_some() { 0 } else { self.validity.whole_seconds() }),
             Err(e) => internal_error(e),

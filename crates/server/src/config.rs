@@ -84,6 +84,9 @@ pub struct FileConfig {
     /// Seconds between runs of the consistency check inside the service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistency_check_seconds: Option<u32>,
+    /// Seconds between checks whether the OCSP signer or TLS certificate is due for renewal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renewal_check_seconds: Option<u32>,
     /// PEM certificate chain of the HTTPS listener, instead of the one from our CA.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert_file: Option<PathBuf>,
@@ -99,7 +102,7 @@ pub struct FileConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, tls_cert_file, tls_key_file, https_url, trusted_proxies; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, tls_cert_file, tls_key_file, https_url, trusted_proxies; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -207,6 +210,10 @@ pub struct ServeConfig {
     pub https: HttpsSettings,
     /// How often the service runs `connect-pki check` on itself (`None`: never).
     pub consistency_check: Option<std::time::Duration>,
+    /// How often the service looks whether its OCSP signer or TLS
+    /// certificate is due for renewal (it also looks at start); `None`:
+    /// never (the in-process tests that share one data directory).
+    pub renewal_check: Option<std::time::Duration>,
 }
 
 /// Where secrets travel: HTTPS, with which certificate, behind which proxies.
@@ -222,7 +229,7 @@ pub struct HttpsSettings {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check; database_url });
 
 /// `[notifications]` in config.toml.
 ///

@@ -9,6 +9,7 @@
 //! <data-dir>/audit-checkpoints.jsonl  0600, checkpoints of the audit log's head, appended by serve
 //! <data-dir>/ca/*.pem             certificates
 //! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600
+//! <data-dir>/ca/*.new             a renewed certificate and key while they replace the old pair
 //! <data-dir>/bootstrap/admin.p12  the first admin's PKCS#12, 0600
 //! ```
 
@@ -76,6 +77,9 @@ impl DataDir {
     /// Loads the issuing CA and the service's TLS identity.
     pub fn load(&self, public_url: &str) -> anyhow::Result<LoadedCa> {
         let pass = self.passphrase()?;
+        for name in RENEWED {
+            self.finish_replacement(name)?;
+        }
         let read = |file: &str| -> anyhow::Result<Vec<u8>> {
             let path = self.ca(file);
             let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -102,6 +106,68 @@ impl DataDir {
             ocsp_key: key("ocsp.key.pem")?,
         })
     }
+}
+
+/// The certificates the service renews itself (see `crate::renewal`).
+const RENEWED: [&str; 2] = ["ocsp", "tls"];
+
+impl DataDir {
+    /// Replaces `<name>.pem` and `<name>.key.pem` so that a crash at any
+    /// point leaves the old pair or the new pair, never one of each: both go
+    /// to `.new` files first (the certificate last), and [`Self::load`] rolls
+    /// a half-done replacement forward.
+    pub fn replace_cert_and_key(
+        &self,
+        name: &str,
+        der: &[u8],
+        key: &PrivateKey,
+        passphrase: &str,
+    ) -> anyhow::Result<()> {
+        let (cert_path, key_path) = (self.ca(&format!("{name}.pem")), self.ca(&format!("{name}.key.pem")));
+        write_replacing(&new_path(&key_path), key.to_encrypted_pem(passphrase)?.as_bytes(), 0o600)?;
+        write_replacing(&new_path(&cert_path), to_pem("CERTIFICATE", der).as_bytes(), 0o644)?;
+        self.finish_replacement(name)
+    }
+
+    /// Completes a replacement begun by [`Self::replace_cert_and_key`]. The
+    /// certificate's `.new` file is written after the key's, so it existing
+    /// means the key's is complete (or already in place); a lone key's `.new`
+    /// is an unfinished start and goes.
+    fn finish_replacement(&self, name: &str) -> anyhow::Result<()> {
+        let (cert_path, key_path) = (self.ca(&format!("{name}.pem")), self.ca(&format!("{name}.key.pem")));
+        let (cert_new, key_new) = (new_path(&cert_path), new_path(&key_path));
+        let rename = |from: &Path, to: &Path| {
+            std::fs::rename(from, to).with_context(|| format!("cannot move {} to {}", from.display(), to.display()))
+        };
+        if cert_new.exists() {
+            if key_new.exists() {
+                rename(&key_new, &key_path)?;
+            }
+            rename(&cert_new, &cert_path)?;
+        } else if key_new.exists() {
+            std::fs::remove_file(&key_new).with_context(|| format!("cannot remove {}", key_new.display()))?;
+        }
+        let dir = self.0.join("ca");
+        std::fs::File::open(&dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
+    }
+}
+
+fn new_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".new");
+    PathBuf::from(p)
+}
+
+/// Writes a file whole and durably, replacing any earlier one of that name.
+fn write_replacing(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The CA material `serve` runs with. The root key is never loaded.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod datadir;
 pub mod http;
 pub mod listen;
+pub mod renewal;
 pub mod run;
 pub mod service;
 pub mod state;

@@ -20,7 +20,7 @@ use crate::config::ServeConfig;
 use crate::datadir::DataDir;
 use crate::http::{api, body_limit, log_request, public};
 use crate::state::{AppState, PublicCerts};
-use crate::tls::Connections;
+use crate::tls::{Connections, ServerCert, TlsIdentity};
 
 /// Runs the service until a shutdown signal arrives.
 pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
@@ -100,12 +100,12 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     )
     .await
     .context("loading the revocation state")?;
-    let identity = match &config.https.cert_files {
-        Some((cert, key)) => crate::tls::TlsIdentity::from_files(&issuing_der, cert, key)?,
-        None => crate::tls::TlsIdentity::ours(&issuing_der, &tls_der, &tls_key),
-    };
+    let server_cert = Arc::new(match &config.https.cert_files {
+        Some((cert, key)) => ServerCert::new(&TlsIdentity::from_files(&issuing_der, cert, key)?, false)?,
+        None => ServerCert::new(&TlsIdentity::ours(&issuing_der, &tls_der, &tls_key), true)?,
+    });
     let lookup = Some(crate::tls::index_lookup(revocations.clone()));
-    let tls_config = crate::tls::server_config(&identity, lookup, config.allow_tls12)?;
+    let tls_config = crate::tls::server_config(&issuing_der, server_cert.clone(), lookup, config.allow_tls12)?;
     let signer = OcspSigner::new(&ocsp_der, ocsp_key, &issuing_der)?;
     let state = AppState {
         store: store.clone(),
@@ -129,6 +129,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         ocsp: Arc::new(Responder::new(signer, config.ocsp_validity, clock.clone())),
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()),
+        own: Arc::new(crate::renewal::OwnCerts { tls: server_cert, dir }),
         instance_id: Arc::from(crate::bootstrap::random_secret(8)?.as_str()),
     };
     Ok(Built { state, tls_config, connections })
@@ -149,6 +150,14 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let public_addr = public_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
 
+    // A service started after a long stop (or under a clock set forward)
+    // renews its expired certificates before anyone sees them.
+    if let Some(every) = config.renewal_check {
+        if let Err(e) = crate::renewal::renew_due(&state).await {
+            tracing::error!(error = format!("{e:#}"), "renewing the service's own certificates failed; retrying");
+        }
+        tokio::spawn(crate::renewal::worker(state.clone(), every, shutdown.clone()));
+    }
     // Retirements that fell due while the service was down run before it
     // answers anyone.
     crate::service::revocation::run_due_retirements(&state).await?;

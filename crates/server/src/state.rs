@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Key of the console's CSRF tokens.
     pub csrf_key: Arc<aws_lc_rs::hmac::Key>,
+    /// The service's own TLS certificate and where its renewals are written.
+    pub own: Arc<crate::renewal::OwnCerts>,
     /// Names this process as the holder of notification leases.
     pub instance_id: Arc<str>,
 }

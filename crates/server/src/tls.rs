@@ -57,6 +57,56 @@ impl TlsIdentity {
 }
 use connect_pki_responder::index::key;
 
+/// The server certificate every new handshake presents. The service replaces
+/// it when it renews its own certificate; connections already open keep the
+/// one they were made with, so there is no moment without a valid one.
+pub struct ServerCert {
+    current: arc_swap::ArcSwap<rustls::sign::CertifiedKey>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// Issued by our CA at `init` and renewed by us; `false` for the
+    /// operator's own files, which the service never replaces.
+    pub ours: bool,
+}
+
+impl std::fmt::Debug for ServerCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCert").field("ours", &self.ours).finish_non_exhaustive()
+    }
+}
+
+impl ServerCert {
+    pub fn new(identity: &TlsIdentity, ours: bool) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let key = Self::certified(identity, &provider)?;
+        Ok(Self { current: arc_swap::ArcSwap::from_pointee(key), provider, ours })
+    }
+
+    fn certified(
+        identity: &TlsIdentity,
+        provider: &rustls::crypto::CryptoProvider,
+    ) -> anyhow::Result<rustls::sign::CertifiedKey> {
+        rustls::sign::CertifiedKey::from_der(identity.chain.clone(), identity.key.clone_key(), provider)
+            .context("the TLS server certificate and key do not go together or are not usable")
+    }
+
+    /// Presents `identity` from the next handshake on.
+    pub fn replace(&self, identity: &TlsIdentity) -> anyhow::Result<()> {
+        self.current.store(Arc::new(Self::certified(identity, &self.provider)?));
+        Ok(())
+    }
+
+    /// The certificate presented now (DER).
+    pub fn leaf_der(&self) -> Vec<u8> {
+        self.current.load().cert.first().map(|c| c.to_vec()).unwrap_or_default()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
 /// Delay between a certificate becoming invalid and its connections being closed.
 pub const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
@@ -239,7 +289,7 @@ pub fn index_lookup(revocations: Arc<connect_pki_responder::Revocations>) -> Arc
     })
 }
 
-/// The rustls configuration of the mTLS listener.
+/// The rustls configuration of the mTLS listener, presenting `cert`.
 ///
 /// Client certificates are verified by webpki against the issuing CA, then
 /// against the live index (`status_of`). A connection without one is still
@@ -247,13 +297,14 @@ pub fn index_lookup(revocations: Arc<connect_pki_responder::Revocations>) -> Arc
 /// certificate is needed instead of a bare TLS alert; every API route then
 /// requires one.
 pub fn server_config(
-    ca: &TlsIdentity,
+    issuing_der: &[u8],
+    cert: Arc<ServerCert>,
     status_of: Option<Arc<CertIndexRef>>,
     allow_tls12: bool,
 ) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(ca.issuing_der.to_vec())).context("issuing CA certificate")?;
+    roots.add(CertificateDer::from(issuing_der.to_vec())).context("issuing CA certificate")?;
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
@@ -266,8 +317,7 @@ pub fn server_config(
         .with_protocol_versions(versions)
         .context("TLS protocol versions")?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(ca.chain.clone(), ca.key.clone_key())
-        .context("the TLS server certificate and key do not go together or are not usable")?;
+        .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Session resumption skips client-certificate verification; without it,
     // every connection presents and proves its certificate afresh.

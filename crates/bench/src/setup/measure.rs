@@ -173,8 +173,9 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
         let index = index.clone();
         Arc::new(move |s: &[u8]| index.get(s).map(|e| e.status))
     };
-    let with = connect_pki_server::tls::server_config(&identity, Some(lookup), false)?;
-    let without = connect_pki_server::tls::server_config(&identity, None, false)?;
+    let cert = Arc::new(connect_pki_server::tls::ServerCert::new(&identity, true)?);
+    let with = connect_pki_server::tls::server_config(&loaded.issuing_der, cert.clone(), Some(lookup), false)?;
+    let without = connect_pki_server::tls::server_config(&loaded.issuing_der, cert, None, false)?;
     let valid = env.set.iter().find(|(_, r)| !r).map(|(c, _)| c).context("a valid certificate")?;
     let client = env.client_config(valid)?;
     let mut t_with = Duration::ZERO;

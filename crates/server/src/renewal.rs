@@ -1,0 +1,164 @@
+//! The service's own certificates — the delegated OCSP signer and the TLS
+//! server certificate of the HTTPS listener — renewed by the running service.
+//!
+//! Both live 397 days. At two thirds of their life (or at once, if they are
+//! not valid now) the service issues a successor under the issuing CA, writes
+//! it to the data directory (old pair or new pair, never one of each: see
+//! [`DataDir::replace_cert_and_key`]) and then swaps it in: OCSP answers and
+//! new handshakes use the new one, requests and connections in flight finish
+//! with the old one, which is still valid for a third of its life. No
+//! restart, no moment without a valid certificate.
+//!
+//! Several instances each renew their own pair (each has its own data
+//! directory); every pair is a valid delegated signer, so relying parties
+//! accept answers from any of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use connect_pki_ca::hierarchy::{HierarchyNames, ocsp_signer, renewal_due, tls_names, tls_server};
+use connect_pki_ca::ocsp::OcspSigner;
+use connect_pki_store::AuditEntry;
+use tokio_util::sync::CancellationToken;
+
+use crate::datadir::DataDir;
+use crate::state::AppState;
+use crate::tls::{ServerCert, TlsIdentity};
+
+/// What the renewal needs besides the shared state.
+#[derive(Debug)]
+pub struct OwnCerts {
+    /// The HTTPS listener's certificate (renewed only when ours).
+    pub tls: Arc<ServerCert>,
+    pub dir: DataDir,
+}
+
+/// Which of the service's certificates a renewal replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewed {
+    OcspSigner,
+    TlsServer,
+}
+
+impl Renewed {
+    fn file(self) -> &'static str {
+        match self {
+            Renewed::OcspSigner => "ocsp",
+            Renewed::TlsServer => "tls",
+        }
+    }
+}
+
+/// Renews whichever of the two certificates is due; returns what it renewed.
+/// Each is renewed on its own: a failure with one leaves the other renewed.
+pub async fn renew_due(state: &AppState) -> anyhow::Result<Vec<Renewed>> {
+    let state = state.clone();
+    let worker_state = state.clone();
+    // Key generation, scrypt key encryption and fsync are blocking work.
+    let (done, failure) = tokio::task::spawn_blocking(move || {
+        let mut done = Vec::new();
+        let mut failure = None;
+        for which in [Renewed::OcspSigner, Renewed::TlsServer] {
+            match renew_one(&worker_state, which) {
+                Ok(Some(audit)) => done.push((which, audit)),
+                Ok(None) => {}
+                Err(e) => failure = Some(e.context(format!("renewing the {} certificate", which.file()))),
+            }
+        }
+        record_metrics(&worker_state);
+        (done, failure)
+    })
+    .await
+    .context("the renewal task")?;
+    for (which, entry) in &done {
+        tracing::info!(certificate = which.file(), detail = %entry.detail, "service certificate renewed");
+        // The renewal is done whether or not its record can be written now;
+        // a failure is reported, and the certificate is not renewed twice.
+        if let Err(e) = state.store.audit(state.clock.now(), entry).await {
+            tracing::error!(error = %e, action = %entry.action, "the audit record of a renewal could not be written");
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(done.into_iter().map(|(w, _)| w).collect())
+}
+
+/// Issues, stores and swaps in one certificate if it is due. Returns the
+/// audit record written.
+fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEntry>> {
+    let now = state.clock.now();
+    let own = &state.own;
+    let current = match which {
+        Renewed::OcspSigner => state.ocsp.signer_cert_der(),
+        Renewed::TlsServer if own.tls.ours => own.tls.leaf_der(),
+        Renewed::TlsServer => return Ok(None),
+    };
+    if !renewal_due(&current, now)? {
+        return Ok(None);
+    }
+    let validity = HierarchyNames::default().service_validity;
+    let (der, key) = match which {
+        Renewed::OcspSigner => ocsp_signer(&state.ca, now, validity)?,
+        Renewed::TlsServer => tls_server(&state.ca, &tls_names(&current)?, now, validity)?,
+    };
+    // On disk first: if the swap below never happens (a crash), the next
+    // start loads the new pair; if writing fails, the old one stays in use.
+    own.dir.replace_cert_and_key(which.file(), &der, &key, &own.dir.passphrase()?)?;
+    match which {
+        Renewed::OcspSigner => state.ocsp.replace_signer(OcspSigner::new(&der, key, state.ca.cert_der())?),
+        Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(state.ca.cert_der(), &der, &key))?,
+    }
+    let entry = AuditEntry {
+        actor: "system:renewal".into(),
+        action: match which {
+            Renewed::OcspSigner => "ca.ocsp_signer.renew",
+            Renewed::TlsServer => "ca.tls_server.renew",
+        }
+        .into(),
+        target: format!("certificate:{}", serial_hex(&der)),
+        outcome: "ok".into(),
+        detail: serde_json::json!({
+            "replaces": serial_hex(&current),
+            "not_after": not_after(&der).map(|t| t.unix_timestamp()),
+        }),
+        facility: None,
+        user: None,
+    };
+    Ok(Some(entry))
+}
+
+/// Renews at start and then every `every` until shutdown. A failed renewal
+/// is retried at the next tick; the old certificate has a third of its life
+/// left when the first attempt falls due.
+pub async fn worker(state: AppState, every: Duration, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {},
+        }
+        if let Err(e) = renew_due(&state).await {
+            tracing::error!(error = format!("{e:#}"), "renewing the service's own certificates failed; retrying");
+        }
+    }
+}
+
+/// The end of each service certificate's validity, for alerting.
+fn record_metrics(state: &AppState) {
+    for (name, der) in [("ocsp", state.ocsp.signer_cert_der()), ("tls", state.own.tls.leaf_der())] {
+        if let Some(t) = not_after(&der) {
+            ::metrics::gauge!("connect_pki_ca_certificate_not_after_seconds", "certificate" => name)
+                .set(t.unix_timestamp() as f64);
+        }
+    }
+}
+
+fn not_after(der: &[u8]) -> Option<time::OffsetDateTime> {
+    let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(c.validity().not_after.to_datetime())
+}
+
+fn serial_hex(der: &[u8]) -> String {
+    x509_parser::parse_x509_certificate(der).map(|(_, c)| hex::encode(c.raw_serial())).unwrap_or_default()
+}
