@@ -2,6 +2,7 @@
 //! and Python `cryptography`.
 
 mod audit;
+mod backup;
 mod consistency;
 mod emergency;
 mod feed;

@@ -49,7 +49,7 @@ pub(crate) fn ocsp_status_with(s: &Server, pem: &Path, extra: &[&str]) -> String
 }
 
 /// The served CRL, checked with Python cryptography: serial → reason.
-fn crl(s: &Server) -> Value {
+pub(crate) fn crl(s: &Server) -> Value {
     let file = s.scratch("crl.der");
     let (_, status, _) = s.curl_public("/crl/issuing.crl", &["-o", &path(&file)]);
     assert_eq!(status, 200);
@@ -59,7 +59,7 @@ fn crl(s: &Server) -> Value {
     facts
 }
 
-fn revoke(s: &Server, admin: &Path, serial: &str, reason: &str) -> (u16, Value) {
+pub(crate) fn revoke(s: &Server, admin: &Path, serial: &str, reason: &str) -> (u16, Value) {
     s.api("POST", &format!("/api/v1/certificates/{serial}/revoke"), Some(admin), Some(&json!({"reason": reason})))
 }
 
@@ -159,7 +159,7 @@ fn ocsp_get_says_revoked(s: &Server, d: &Device) {
 
 /// The served CRL lists the revocation with a higher number, and openssl
 /// refuses the certificate with it.
-fn crl_lists_it(s: &Server, d: &Device, before: &Value) {
+pub(crate) fn crl_lists_it(s: &Server, d: &Device, before: &Value) {
     let after = crl(s);
     assert_eq!(after["revoked"][&d.serial], "key_compromise", "{after}");
     assert!(after["crl_number"].as_u64() > before["crl_number"].as_u64(), "CRL number did not increase");

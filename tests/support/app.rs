@@ -170,6 +170,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         consistency_check: None,
         // Renewing writes to the data directory: never the shared one.
         renewal_check: opts.own_data_dir.then_some(opts.renewal_check),
+        keep_crl: opts.own_data_dir,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app =

@@ -61,3 +61,45 @@ impl IssuingCa {
         Ok(params.signed_by(self.issuer())?.der().to_vec())
     }
 }
+
+/// A CRL we published, read back and checked.
+#[derive(Debug, Clone)]
+pub struct PublishedCrl {
+    pub number: u64,
+    pub this_update: OffsetDateTime,
+    pub entries: Vec<CrlEntry>,
+}
+
+/// Reads a DER CRL and checks that the issuing CA `issuer_der` signed it
+/// (signature and issuer name). A CRL that fails either is not ours, and
+/// says nothing about what we revoked.
+pub fn read_published(der: &[u8], issuer_der: &[u8]) -> Result<PublishedCrl, CaError> {
+    let (_, issuer) =
+        x509_parser::parse_x509_certificate(issuer_der).map_err(|e| CaError::malformed("issuing CA certificate", e))?;
+    let (rest, crl) = x509_parser::parse_x509_crl(der).map_err(|e| CaError::malformed("CRL", e))?;
+    if !rest.is_empty() {
+        return Err(CaError::malformed("CRL", "trailing bytes after the CRL"));
+    }
+    if crl.issuer() != issuer.subject() {
+        return Err(CaError::malformed("CRL", format!("issued by {}, not by {}", crl.issuer(), issuer.subject())));
+    }
+    crl.verify_signature(issuer.public_key()).map_err(|e| {
+        CaError::malformed("CRL", format!("its signature does not verify with the issuing CA's key: {e}"))
+    })?;
+    let number = crl
+        .crl_number()
+        .and_then(|n| u64::try_from(n.clone()).ok())
+        .ok_or_else(|| CaError::malformed("CRL", "no CRL number"))?;
+    let entries = crl
+        .iter_revoked_certificates()
+        .map(|r| CrlEntry {
+            serial: r.raw_serial().to_vec(),
+            revoked_at: r.revocation_date.to_datetime(),
+            reason: r
+                .reason_code()
+                .and_then(|(_, code)| Reason::from_code(code.0))
+                .unwrap_or(Reason::Unspecified),
+        })
+        .collect();
+    Ok(PublishedCrl { number, this_update: crl.last_update().to_datetime(), entries })
+}

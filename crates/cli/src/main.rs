@@ -39,6 +39,28 @@ enum Command {
         #[arg(long, env = "CONNECT_PKI_DATA_DIR", default_value = "./connect-pki-data")]
         data_dir: PathBuf,
     },
+    /// Copy the data directory and (SQLite) a consistent snapshot of the
+    /// database into DEST, a new directory, while the service runs. For
+    /// PostgreSQL, dump the database with pg_dump beside it (README).
+    Backup {
+        /// A directory that does not exist yet (or is empty).
+        dest: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Put a backup made by `backup` back in place; the service must be
+    /// stopped. Its next start re-applies every revocation of the newest CRL
+    /// it published, so nothing revoked since the backup comes back.
+    Restore {
+        /// The backup directory.
+        src: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Restore over a SQLite database that still has a write-ahead log
+        /// (a service that crashed rather than stopped).
+        #[arg(long)]
+        force: bool,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -235,6 +257,46 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Audit { command: AuditCommand::Verify(db) } => return audit_verify(&db).await,
+        Command::Backup { dest, db } => {
+            let store = Store::connect(&database_url(&db)?).await?;
+            let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
+            let made = connect_pki_server::backup::backup(&dir, &store, &dest, time::OffsetDateTime::now_utc()).await;
+            store.close().await;
+            let made = made?;
+            println!("backup written to {} ({} files from the data directory)", dest.display(), made.files.len());
+            match &made.database {
+                Some(db) => println!("database: {db} (a consistent snapshot)"),
+                None => println!(
+                    "database: PostgreSQL is not in this backup; dump it now with\n  pg_dump --format=custom --file {}/database.pgdump <database URL>",
+                    dest.display()
+                ),
+            }
+            if let Some(n) = made.crl_number {
+                println!("newest CRL kept: number {n}");
+            }
+        }
+        Command::Restore { src, db, force } => {
+            // The data directory may be gone (a lost machine): then the
+            // backup's own settings say where the database is.
+            let settings_from = if db.data_dir.join("config.toml").exists() { &db.data_dir } else { &src };
+            let file = FileConfig::load(settings_from)?;
+            let url =
+                db.database_url.clone().or(file.database_url).unwrap_or_else(|| default_database_url(&db.data_dir));
+            let sqlite = connect_pki_server::config::sqlite_path(&url);
+            let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
+            let done = connect_pki_server::backup::restore(&src, &dir, sqlite.as_deref(), force)?;
+            println!("restored the backup taken at {} into {}", done.manifest.taken_at, db.data_dir.display());
+            match &done.database {
+                Some(path) => println!("database: {}", path.display()),
+                None => println!("database: restore the PostgreSQL dump with pg_restore before starting the service"),
+            }
+            if done.kept_newer_crl {
+                println!(
+                    "kept the data directory's newer CRL (number {}): the next start re-applies its revocations",
+                    done.crl_number.unwrap_or_default()
+                );
+            }
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -365,6 +427,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         renewal_check: Some(std::time::Duration::from_secs(u64::from(
             args.renewal_check_seconds.or(file.renewal_check_seconds).unwrap_or(3600),
         ))),
+        keep_crl: true,
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

@@ -125,6 +125,24 @@ pub const HOLD_LIMIT: BulkChange =
 /// stays revoked, a held one stays held).
 pub const EMERGENCY_HOLD: BulkChange = BulkChange { change: Change::Hold, only_from: Some(&[CertStatus::Valid]) };
 
+/// Re-applying a revocation that a CRL we published lists, to a database
+/// restored from before it: the same step, taken only from a state the CRL
+/// overrides — a revoked certificate stays as it is, a held one becomes
+/// revoked if the CRL says so. A hold on the CRL holds (the CRL was newer
+/// than the database, so the hold was still there when it was published).
+pub fn reapply_listed(listed: Reason) -> BulkChange {
+    const FROM_VALID: &[CertStatus] = &[CertStatus::Valid];
+    const IN_FORCE: &[CertStatus] = &[CertStatus::Valid, CertStatus::OnHold];
+    match listed {
+        Reason::CertificateHold => BulkChange { change: Change::Hold, only_from: Some(FROM_VALID) },
+        Reason::Superseded => BulkChange { change: Change::Supersede, only_from: Some(FROM_VALID) },
+        // Reasons a revoke call cannot give (CA compromise, removeFromCRL)
+        // never appear on our CRLs; if one does, it still revokes.
+        r if check_revocation_reason(r).is_ok() => BulkChange { change: Change::Revoke(r), only_from: Some(IN_FORCE) },
+        _ => BulkChange { change: Change::Revoke(Reason::Unspecified), only_from: Some(IN_FORCE) },
+    }
+}
+
 /// Whether a certificate in `status` still counts for its holder: valid, or
 /// on hold and so able to come back.
 pub fn in_force(status: CertStatus) -> bool {
@@ -167,6 +185,36 @@ pub fn offence(status: CertStatus, facility: FacilityStatus, device_lost: bool, 
 mod tests {
     use super::*;
     use CertStatus::*;
+
+    /// What a restored database makes of each entry of a newer CRL: never a
+    /// step back (no release, nothing un-revoked), and never a refusal that
+    /// would stop the service from starting.
+    #[test]
+    fn a_listed_revocation_is_reapplied_only_forward() {
+        for code in 0..=10u8 {
+            let Some(listed) = Reason::from_code(code) else { continue };
+            let step = reapply_listed(listed);
+            for status in [Valid, OnHold, Revoked, Superseded] {
+                if !step.touches(status) {
+                    continue;
+                }
+                let decided = decide(status, step.change).expect("a touched state is never refused");
+                if let Decision::Apply { status: to, .. } = decided {
+                    assert_ne!(to, Valid, "{listed:?} from {status:?} releases");
+                    assert!(!matches!(status, Revoked | Superseded), "{listed:?} changes a revoked certificate");
+                }
+            }
+        }
+        assert_eq!(Reason::from_code(7), None);
+        let held = reapply_listed(Reason::CertificateHold);
+        assert_eq!(
+            decide(Valid, held.change),
+            Ok(Decision::Apply { status: OnHold, reason: Some(Reason::CertificateHold) })
+        );
+        let kc = reapply_listed(Reason::KeyCompromise);
+        assert!(kc.touches(OnHold) && kc.touches(Valid) && !kc.touches(Revoked));
+        assert_eq!(reapply_listed(Reason::CaCompromise).change, Change::Revoke(Reason::Unspecified));
+    }
 
     #[test]
     fn lifecycle_table() {

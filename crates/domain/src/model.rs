@@ -140,6 +140,11 @@ impl Reason {
             Reason::AaCompromise => 10,
         }
     }
+
+    /// The reason with CRLReason enumeration value `code`, if there is one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.iter().copied().find(|r| r.code() == code)
+    }
 }
 
 impl FacilityStatus {

@@ -42,6 +42,7 @@ impl Revocations {
             }
         };
         let ca = self.ca.clone();
+        let keep_at = self.keep_at.clone();
         let next_update = now + self.crl_validity;
         // Signing a CRL of 100 000 entries is CPU work: off the async threads.
         let (der, count) = tokio::task::spawn_blocking(move || {
@@ -54,7 +55,18 @@ impl Revocations {
                     _ => e.reason.unwrap_or(Reason::Unspecified),
                 },
             });
-            ca.sign_crl(crl_entries, number.max(0) as u64, now, next_update).map(|der| (der, count))
+            let der = ca.sign_crl(crl_entries, number.max(0) as u64, now, next_update)?;
+            // Kept before it is served, so a revocation the CRL shows is on
+            // disk by the time the call that made it returns. A failure to
+            // keep it must not stop the CRL from being served: it is an
+            // alert, not an outage.
+            if let Some(path) = keep_at
+                && let Err(e) = keep(&path, &der)
+            {
+                metrics::counter!("connect_pki_crl_keep_failures_total").increment(1);
+                tracing::error!(error = %e, path = %path.display(), "the CRL could not be kept in the data directory");
+            }
+            Ok::<_, anyhow::Error>((der, count))
         })
         .await??;
         let pem = connect_pki_ca::issue::to_pem("X509 CRL", &der);
@@ -88,4 +100,17 @@ impl Revocations {
             }
         }
     }
+}
+
+/// Replaces the file at `path` with `der`, durably: a new file beside it,
+/// synced, renamed over it, and the directory synced.
+fn keep(path: &std::path::Path, der: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    let tmp = path.with_extension("crl.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(der)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -39,6 +39,9 @@ pub struct Revocations {
     pub(crate) crl: ArcSwap<Crl>,
     pub(crate) crl_validity: time::Duration,
     pub(crate) settings: FeedSettings,
+    /// Where each CRL is kept once signed, for a restored database to be
+    /// compared with (`None`: nowhere).
+    pub(crate) keep_at: Option<std::path::PathBuf>,
     /// Every feed event up to this position is in the index.
     pub(crate) applied: AtomicI64,
     /// Position of the newest applied event that changed what a CRL lists.
@@ -57,7 +60,9 @@ pub struct Revocations {
 impl Revocations {
     /// Loads the index from the database, builds the first CRL, and starts
     /// the CRL builder, the follower, the listener and the reconciliation
-    /// (all stop with `shutdown`).
+    /// (all stop with `shutdown`). Each CRL is written to `keep_at` before it
+    /// is served.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         store: Store,
         ca: Arc<IssuingCa>,
@@ -65,6 +70,7 @@ impl Revocations {
         sessions: Arc<dyn Sessions>,
         crl_validity: time::Duration,
         settings: FeedSettings,
+        keep_at: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
         let (last, entries) = store.certificate_index().await?;
@@ -88,6 +94,7 @@ impl Revocations {
             crl: ArcSwap::from_pointee(placeholder),
             crl_validity,
             settings,
+            keep_at,
             applied: AtomicI64::new(last),
             crl_content: AtomicI64::new(last),
             sync_lock: Mutex::new(()),

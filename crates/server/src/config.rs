@@ -214,6 +214,10 @@ pub struct ServeConfig {
     /// certificate is due for renewal (it also looks at start); `None`:
     /// never (the in-process tests that share one data directory).
     pub renewal_check: Option<std::time::Duration>,
+    /// Keep each CRL in `<data-dir>/crl/` and compare the database with it
+    /// at start (`crate::backup`); off only where several services share one
+    /// data directory (the in-process tests).
+    pub keep_crl: bool,
 }
 
 /// Where secrets travel: HTTPS, with which certificate, behind which proxies.
@@ -229,7 +233,7 @@ pub struct HttpsSettings {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check, keep_crl; database_url });
 
 /// `[notifications]` in config.toml.
 ///
@@ -272,6 +276,13 @@ impl NotificationsConfig {
             console_url: self.console_url.clone(),
         }
     }
+}
+
+/// The file of a `sqlite:` database URL; `None` for any other database.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 /// The SQLite database inside a data directory, used when no URL is given.

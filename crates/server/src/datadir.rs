@@ -10,6 +10,8 @@
 //! <data-dir>/ca/*.pem             certificates
 //! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600
 //! <data-dir>/ca/*.new             a renewed certificate and key while they replace the old pair
+//! <data-dir>/crl/issuing.crl      the newest CRL this instance signed, kept for a restore (crate::backup)
+//! <data-dir>/terms.toml           the terms of use in force (crate::terms)
 //! <data-dir>/bootstrap/admin.p12  the first admin's PKCS#12, 0600
 //! ```
 
@@ -156,6 +158,17 @@ fn new_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".new");
     PathBuf::from(p)
+}
+
+/// Replaces the file at `path` with `bytes` so that a crash leaves the old
+/// file or the new one: written beside it, synced, renamed over it, and the
+/// directory synced.
+pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    write_replacing(&tmp, bytes, mode)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 /// Writes a file whole and durably, replacing any earlier one of that name.

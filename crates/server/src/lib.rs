@@ -4,6 +4,7 @@
 //! Handlers stay thin: identity → policy (domain) → one store operation →
 //! response. Only `http::error` knows HTTP status codes.
 
+pub mod backup;
 pub mod bootstrap;
 pub mod checkpoint;
 pub mod config;

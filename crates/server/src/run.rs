@@ -89,6 +89,18 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     if config.feed_listen && store.backend() == connect_pki_store::Backend::Postgres {
         feed.listen_url = Some(config.database_url.clone());
     }
+    let kept_crl = if config.keep_crl {
+        crate::backup::reapply_published_crl(&dir, &issuing, &store, clock.now())
+            .await
+            .context("comparing the database with the newest CRL this service published")?;
+        let kept = dir.kept_crl();
+        if let Some(parent) = kept.parent() {
+            crate::datadir::create_private_dir(parent)?;
+        }
+        Some(kept)
+    } else {
+        None
+    };
     let revocations = Revocations::start(
         store.clone(),
         issuing.clone(),
@@ -96,6 +108,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         connections.clone(),
         config.crl_validity,
         feed,
+        kept_crl,
         shutdown.clone(),
     )
     .await

@@ -238,6 +238,109 @@ impl Store {
     }
 }
 
+/// What [`Store::reapply_published`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reapplied {
+    /// Certificates whose status moved back to what the CRL said.
+    pub changed: Vec<Serial>,
+    /// Serials the CRL lists that this database has never seen (issued
+    /// after the backup it was restored from).
+    pub unknown: Vec<Serial>,
+    /// The CRL number before it was raised to the published one, if it was lower.
+    pub raised_from: Option<i64>,
+}
+
+impl Store {
+    /// Brings a database restored from a backup up to the newest CRL this
+    /// instance published (`number`, listing `listed`): every revocation and
+    /// hold on it is applied again where the database has the certificate in
+    /// a state the CRL overrides (`domain::certificate::reapply_listed`), and
+    /// the CRL number is raised to `number` so the next CRL is numbered above
+    /// it. One transaction, with a summary audit record besides the changes' own.
+    ///
+    /// Only a database whose CRL number is below `number` is behind the CRL:
+    /// numbers are taken from the database before a CRL is signed, so a
+    /// database that has given out `number` has seen everything that CRL
+    /// lists, and may since have lifted a hold on it (a crash before the
+    /// next CRL was kept, or an instance whose kept CRL is old); that is
+    /// left alone.
+    pub async fn reapply_published(
+        &self,
+        number: i64,
+        listed: &[(Serial, Reason)],
+        now: OffsetDateTime,
+    ) -> Result<Reapplied, StoreError> {
+        self.write(async |tx| {
+            let before: i64 = sqlx::query("select crl_number from crl_state where id = 1")
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("crl_number")?;
+            if before >= number {
+                return Ok(Reapplied::default());
+            }
+            let serials: Vec<Serial> = listed.iter().map(|(s, _)| s.clone()).collect();
+            let known = known_serials(tx, &serials).await?;
+            let mut groups: Vec<(BulkChange, Vec<Serial>)> = Vec::new();
+            let mut unknown = Vec::new();
+            for (serial, reason) in listed {
+                if !known.contains(serial) {
+                    unknown.push(serial.clone());
+                    continue;
+                }
+                let step = connect_pki_domain::certificate::reapply_listed(*reason);
+                match groups.iter_mut().find(|(s, _)| *s == step) {
+                    Some((_, group)) => group.push(serial.clone()),
+                    None => groups.push((step, vec![serial.clone()])),
+                }
+            }
+            let mut changed = Vec::new();
+            for (step, group) in groups {
+                let req =
+                    Request::new(step, "system:restore", json!({"because": "published CRL", "crl_number": number}));
+                changed.extend(status::apply(tx, &group, &req, now).await?.into_iter().map(|t| t.serial));
+            }
+            sqlx::query("update crl_state set crl_number = $1 where id = 1").bind(number).execute(&mut **tx).await?;
+            {
+                let hex = |v: &[Serial]| v.iter().map(Serial::to_hex).collect::<Vec<_>>();
+                let entry = AuditEntry {
+                    actor: "system:restore".into(),
+                    action: "crl.reapply".into(),
+                    target: format!("crl:{number}"),
+                    outcome: "ok".into(),
+                    detail: json!({
+                        "crl_number": number,
+                        "crl_number_before": before,
+                        "reapplied": hex(&changed),
+                        "unknown": hex(&unknown),
+                    }),
+                    facility: None,
+                    user: None,
+                };
+                tx.audit(now, &entry).await?;
+            }
+            Ok(Reapplied { changed, unknown, raised_from: Some(before) })
+        })
+        .await
+    }
+}
+
+/// Which of `serials` the database holds.
+async fn known_serials(tx: &mut WriteTx, serials: &[Serial]) -> Result<std::collections::BTreeSet<Serial>, StoreError> {
+    let mut out = std::collections::BTreeSet::new();
+    for chunk in serials.chunks(400) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("select serial from certificates where serial in ({})", marks.join(", "));
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            q = q.bind(s.to_hex());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.insert(text(&row, "serial")?);
+        }
+    }
+    Ok(out)
+}
+
 /// Inserts a certificate with its feed row; its audit entry is pushed onto `audit`.
 pub(crate) async fn insert_certificate(
     tx: &mut WriteTx,

@@ -25,6 +25,9 @@ pub enum StoreError {
     /// A stored value does not parse (a bug or a hand edit).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The operation does not exist on this backend.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// A domain rule refused the change (a lifecycle step that does not exist).
     #[error("{0}")]
     Rule(connect_pki_domain::DomainError),

@@ -38,7 +38,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use applications::{ApplicationRecord, Approval};
 pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord, AuditVerification};
 pub use bootstrap::BootstrapInput;
-pub use certificates::{CertEvent, StatusChange};
+pub use certificates::{CertEvent, Reapplied, StatusChange};
 pub use check::Offender;
 pub use devices::{DeviceRecord, UserWithDevices};
 pub use enrollment::{NewCode, Redemption};
@@ -228,6 +228,19 @@ impl Store {
         let out = work(&mut tx).await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// A consistent copy of a SQLite database at `path` (a new file), taken
+    /// while the service runs: `VACUUM INTO` reads in one transaction, so the
+    /// copy is the database as of one commit. PostgreSQL databases are copied
+    /// with `pg_dump` instead.
+    pub async fn snapshot_into(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::Unsupported("a PostgreSQL database is backed up with pg_dump"));
+        }
+        let path = path.to_str().ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", path.display())))?;
+        sqlx::query("vacuum into $1").bind(path).execute(&self.pool).await?;
+        Ok(())
     }
 
     /// A round trip to the database, for health checks.

@@ -1,0 +1,259 @@
+//! Backups that never un-revoke.
+//!
+//! `connect-pki backup DEST` copies the data directory and, on SQLite, a
+//! consistent snapshot of the database (`VACUUM INTO`) while the service
+//! runs. A PostgreSQL database is dumped with `pg_dump` beside it (README).
+//! `connect-pki restore SRC` puts a backup back in place.
+//!
+//! A backup is older than the moment it is restored, and anything revoked in
+//! between must stay revoked. The service therefore keeps every CRL it signs
+//! in `<data-dir>/crl/issuing.crl` before serving it, `restore` never puts an
+//! older one over a newer one, and at every start
+//! [`reapply_published_crl`] compares the database with it: a database whose
+//! CRL number is below the kept CRL's is behind it, so every revocation and
+//! hold the CRL lists is applied again and the CRL number raised above it
+//! (`Store::reapply_published`), in the log and the audit log.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use connect_pki_ca::IssuingCa;
+use connect_pki_ca::crl::read_published;
+use connect_pki_domain::Serial;
+use connect_pki_store::{Backend, Store};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::datadir::{DataDir, SQLITE_FILE, create_private_dir, replace_file};
+
+/// The file in a backup that says what it is.
+pub const MANIFEST: &str = "backup.json";
+
+impl DataDir {
+    /// The newest CRL this instance signed.
+    pub fn kept_crl(&self) -> PathBuf {
+        self.path().join("crl").join("issuing.crl")
+    }
+}
+
+/// What a backup holds, written as its `backup.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// When the backup was taken (RFC 3339, UTC).
+    pub taken_at: String,
+    pub backend: String,
+    /// The database snapshot in the backup (`connect-pki.db`), or `None`
+    /// when the database is PostgreSQL and was dumped with `pg_dump`.
+    pub database: Option<String>,
+    /// The number of the kept CRL the backup holds, if any.
+    pub crl_number: Option<u64>,
+    /// The data directory's files, relative to it.
+    pub files: Vec<String>,
+}
+
+/// Copies the data directory into `dest` (a new directory, 0700) and, on
+/// SQLite, snapshots the database into it.
+pub async fn backup(dir: &DataDir, store: &Store, dest: &Path, now: OffsetDateTime) -> anyhow::Result<Manifest> {
+    if dest.exists() && std::fs::read_dir(dest).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        bail!("{} exists and is not empty: a backup goes into a new directory", dest.display());
+    }
+    create_private_dir(dest)?;
+    // The files first, then the database: the audit checkpoints copied then
+    // must not name records the snapshot lacks (`audit verify` would call the
+    // restored log cut short), and a kept CRL older than the snapshot is
+    // what every start expects (a newer one is re-applied).
+    let mut files = Vec::new();
+    copy_tree(dir.path(), dest, Path::new(""), &mut files, &|rel| !is_database_file(rel))?;
+    let database = match store.backend() {
+        Backend::Sqlite => {
+            store.snapshot_into(&dest.join(SQLITE_FILE)).await.context("snapshotting the SQLite database")?;
+            Some(SQLITE_FILE.to_string())
+        }
+        Backend::Postgres => None,
+    };
+    let crl_number = read_crl_number(&dest.join("crl").join("issuing.crl"), dir);
+    let manifest = Manifest {
+        taken_at: now.format(&time::format_description::well_known::Rfc3339)?,
+        backend: match store.backend() {
+            Backend::Sqlite => "sqlite".into(),
+            Backend::Postgres => "postgres".into(),
+        },
+        database,
+        crl_number,
+        files,
+    };
+    crate::datadir::write_new(&dest.join(MANIFEST), serde_json::to_string_pretty(&manifest)?.as_bytes(), 0o600)?;
+    Ok(manifest)
+}
+
+/// What [`restore`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub manifest: Manifest,
+    /// The database file written, when the backup holds one.
+    pub database: Option<PathBuf>,
+    /// The number of the kept CRL now in the data directory; when the data
+    /// directory's own was newer than the backup's it stayed.
+    pub crl_number: Option<u64>,
+    pub kept_newer_crl: bool,
+}
+
+/// Puts the backup `src` in place in `dir` (which may not exist yet, after a
+/// lost machine). The service must be stopped: a SQLite database with a
+/// write-ahead log beside it is refused unless `force`. The data
+/// directory's kept CRL is never replaced by an older one.
+pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>, force: bool) -> anyhow::Result<Restored> {
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(src.join(MANIFEST)).with_context(|| {
+            format!("{} is not a backup made by `connect-pki backup` (no {MANIFEST})", src.display())
+        })?)
+        .with_context(|| format!("{} is damaged", src.join(MANIFEST).display()))?;
+    let target_db = match (&manifest.database, sqlite) {
+        (Some(_), None) => bail!("the backup holds a SQLite database, but the service is configured for PostgreSQL"),
+        (Some(name), Some(path)) => Some((src.join(name), path.to_path_buf())),
+        (None, _) => None,
+    };
+    if let Some((_, db)) = &target_db
+        && wal_of(db).exists()
+        && !force
+    {
+        bail!(
+            "{} has a write-ahead log beside it: stop the service first (or, if it crashed, pass --force)",
+            db.display()
+        );
+    }
+    create_private_dir(dir.path())?;
+    // The kept CRL from before, to put back if it is newer than the backup's.
+    let ours = std::fs::read(dir.kept_crl()).ok().and_then(|der| Some((read_crl_number_der(&der, dir)?, der)));
+    let mut files = Vec::new();
+    copy_tree(src, dir.path(), Path::new(""), &mut files, &|rel| rel != Path::new(MANIFEST) && !is_database_file(rel))?;
+    let backup_number = read_crl_number(&dir.kept_crl(), dir);
+    let mut kept_newer_crl = false;
+    if let Some((number, der)) = ours
+        && backup_number.is_none_or(|b| b < number)
+    {
+        replace_file(&dir.kept_crl(), &der, 0o644)?;
+        kept_newer_crl = true;
+    }
+    let database = match target_db {
+        Some((from, to)) => {
+            // A log or shared-memory file of the database being replaced
+            // would be read as part of the restored one.
+            for stale in [wal_of(&to), shm_of(&to)] {
+                if stale.exists() {
+                    std::fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+                }
+            }
+            let bytes = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+            replace_file(&to, &bytes, 0o600)?;
+            Some(to)
+        }
+        None => None,
+    };
+    let crl_number = read_crl_number(&dir.kept_crl(), dir);
+    Ok(Restored { manifest, database, crl_number, kept_newer_crl })
+}
+
+/// At start, before the index is loaded: re-applies the kept CRL to a
+/// database that is behind it (see the module documentation). A kept CRL
+/// our issuing CA did not sign stops the start: it cannot be trusted to say
+/// what was revoked, and ignoring it could bring a revoked certificate back.
+pub async fn reapply_published_crl(
+    dir: &DataDir,
+    ca: &IssuingCa,
+    store: &Store,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let path = dir.kept_crl();
+    let der = match std::fs::read(&path) {
+        Ok(der) => der,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let crl = read_published(&der, ca.cert_der()).map_err(|e| {
+        anyhow!(
+            "{} is not a CRL of our issuing CA ({e}); move it aside only if you know where it came from",
+            path.display()
+        )
+    })?;
+    let listed: Vec<(Serial, connect_pki_domain::Reason)> =
+        crl.entries.iter().filter_map(|e| Serial::from_bytes(&e.serial).ok().map(|s| (s, e.reason))).collect();
+    let number = i64::try_from(crl.number).context("CRL number")?;
+    let done = store.reapply_published(number, &listed, now).await?;
+    if let Some(before) = done.raised_from {
+        tracing::warn!(
+            crl_number = number,
+            database_crl_number = before,
+            reapplied = done.changed.len(),
+            unknown = done.unknown.len(),
+            serials = %done.changed.iter().map(Serial::to_hex).collect::<Vec<_>>().join(","),
+            "the database is older than the newest CRL this service published (restored from a backup?): \
+             its revocations were applied again and the CRL number raised above it"
+        );
+        if !done.unknown.is_empty() {
+            tracing::error!(
+                serials = %done.unknown.iter().map(Serial::to_hex).collect::<Vec<_>>().join(","),
+                "the published CRL lists certificates this database never issued: they were issued after the backup"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_database_file(rel: &Path) -> bool {
+    rel.to_str().is_some_and(|r| r.starts_with(SQLITE_FILE))
+}
+
+fn wal_of(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-wal", db.display()))
+}
+
+fn shm_of(db: &Path) -> PathBuf {
+    PathBuf::from(format!("{}-shm", db.display()))
+}
+
+fn read_crl_number(path: &Path, dir: &DataDir) -> Option<u64> {
+    read_crl_number_der(&std::fs::read(path).ok()?, dir)
+}
+
+/// The number of a CRL our issuing CA signed (the issuing CA as the data
+/// directory holds it); `None` for anything else.
+fn read_crl_number_der(der: &[u8], dir: &DataDir) -> Option<u64> {
+    let issuing = std::fs::read_to_string(dir.ca("issuing.pem")).ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(issuing.as_bytes()).ok()?;
+    read_published(der, &pem.contents).ok().map(|c| c.number)
+}
+
+/// Copies every regular file under `from` that `wanted` accepts into `to`,
+/// keeping relative paths and permissions; each file lands whole (written
+/// beside and renamed).
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    rel: &Path,
+    copied: &mut Vec<String>,
+    wanted: &dyn Fn(&Path) -> bool,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let here = from.join(rel);
+    let mut entries: Vec<_> = std::fs::read_dir(&here)
+        .with_context(|| format!("reading {}", here.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading {}", here.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let rel = rel.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            create_private_dir(&to.join(&rel))?;
+            copy_tree(from, to, &rel, copied, wanted)?;
+        } else if kind.is_file() && wanted(&rel) {
+            let src = from.join(&rel);
+            let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+            let mode = entry.metadata()?.permissions().mode() & 0o777;
+            replace_file(&to.join(&rel), &bytes, mode)?;
+            copied.push(rel.display().to_string());
+        }
+    }
+    Ok(())
+}

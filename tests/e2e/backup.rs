@@ -1,0 +1,128 @@
+//! Backups that never un-revoke (issue 12): back up the running service,
+//! revoke X, restore the backup, start — X stays refused by the handshake,
+//! by `openssl ocsp` and on the CRL, whose number went up. On PostgreSQL the
+//! database goes through `pg_dump` and `pg_restore`, as the README says.
+
+use std::path::Path;
+
+use connect_pki_e2e::fixtures::device;
+use connect_pki_e2e::{Backend, Server, binary, both_backends, run, text};
+use serde_json::Value;
+
+use crate::revocation::{crl, crl_lists_it, handshake_ok, ocsp_status, revoke};
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// `connect-pki <args> --data-dir … [--database-url …]`, which must succeed.
+fn cli(s: &Server, args: &[&str]) -> String {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--data-dir".into(), path(&s.data_dir)]);
+    if s.db.backend() == Backend::Postgres {
+        all.extend(["--database-url".into(), s.db.url.clone()]);
+    }
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = run(&path(binary()), &all, s.dir.path());
+    assert!(out.status.success(), "connect-pki {args:?}: {}", text(&out));
+    text(&out)
+}
+
+async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Backend) {
+    let mut s = Server::start(backend).await;
+    let admin = s.admin_pem();
+    let x = device(&s, &admin, "backup-x");
+    let y = device(&s, &admin, "backup-y");
+    assert!(handshake_ok(&s, &x.pem));
+
+    // Online: the service keeps running through the backup.
+    let dest = s.scratch("backup");
+    let said = cli(&s, &["backup", &path(&dest)]);
+    if backend == Backend::Postgres {
+        assert!(said.contains("pg_dump"), "{said}");
+        let dump = path(&dest.join("database.pgdump"));
+        let o = run("pg_dump", &["--format=custom", "--file", &dump, &s.db.url], s.dir.path());
+        assert!(o.status.success(), "pg_dump: {}", text(&o));
+    } else {
+        assert!(dest.join("connect-pki.db").exists(), "{said}");
+    }
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dest.join("backup.json")).expect("manifest")).expect("JSON");
+    assert!(manifest["files"].as_array().is_some_and(|f| f.iter().any(|f| f == "ca/issuing.key.pem")), "{manifest}");
+    assert!(handshake_ok(&s, &x.pem), "the backup disturbed the running service");
+
+    // After the backup: X is revoked.
+    let before = crl(&s);
+    let (status, body) = revoke(&s, &admin, &x.serial, "keyCompromise");
+    assert_eq!(status, 200, "{body}");
+    crl_lists_it(&s, &x, &before);
+    let revoked_number = crl(&s)["crl_number"].as_u64().expect("number");
+    s.stop();
+
+    // The backup goes back in place: its database still has X valid.
+    if backend == Backend::Postgres {
+        let dump = path(&dest.join("database.pgdump"));
+        let o =
+            run("pg_restore", &["--clean", "--if-exists", "--no-owner", "--dbname", &s.db.url, &dump], s.dir.path());
+        assert!(o.status.success(), "pg_restore: {}", text(&o));
+    }
+    let said = cli(&s, &["restore", &path(&dest)]);
+    assert!(said.contains("kept the data directory's newer CRL"), "{said}");
+
+    s.spawn(&[]);
+    assert!(s.log_contains("older than the newest CRL"), "{}", s.log());
+    assert!(!handshake_ok(&s, &x.pem), "X came back with the backup");
+    assert_eq!(ocsp_status(&s, &x.pem), "revoked keyCompromise");
+    let after = crl(&s);
+    assert_eq!(after["revoked"][&x.serial], "key_compromise", "{after}");
+    assert!(after["crl_number"].as_u64().expect("number") > revoked_number, "CRL number did not go up: {after}");
+    crl_lists_it(&s, &x, &before);
+    // Y, untouched since the backup, works as before.
+    assert!(handshake_ok(&s, &y.pem));
+    assert_eq!(ocsp_status(&s, &y.pem), "good");
+    // The audit log says what happened.
+    let (status, audit) = s.api("GET", "/api/v1/audit?action=crl.reapply", Some(&admin), None);
+    assert_eq!(status, 200, "{audit}");
+    let record = audit.as_array().and_then(|r| r.first()).cloned().unwrap_or_default();
+    assert!(record.to_string().contains(&x.serial), "{audit}");
+
+    // Started again, nothing more is re-applied.
+    s.stop();
+    s.spawn(&[]);
+    assert_eq!(s.log().matches("older than the newest CRL").count(), 1, "{}", s.log());
+    // The restored audit log is whole, and agrees with the restored checkpoints.
+    s.stop();
+    let said = cli(&s, &["audit", "verify"]);
+    assert!(said.contains("intact"), "{said}");
+}
+both_backends!(a_restored_backup_never_brings_a_revoked_certificate_back);
+
+/// `restore` refuses what is not a backup, and a SQLite database a service
+/// still has open (its write-ahead log is there); `backup` refuses to write
+/// into a directory that holds anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_refuse_what_would_lose_data() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let dest = s.scratch("backup");
+    cli(&s, &["backup", &path(&dest)]);
+    let bin = path(binary());
+    let data = path(&s.data_dir);
+    let o = run(&bin, &["backup", &path(&dest), "--data-dir", &data], s.dir.path());
+    assert!(!o.status.success() && text(&o).contains("not empty"), "{}", text(&o));
+    let o = run(&bin, &["restore", &path(&s.dir.path().join("nothing")), "--data-dir", &data], s.dir.path());
+    assert!(!o.status.success() && text(&o).contains("not a backup"), "{}", text(&o));
+    // The service is running: its database has a write-ahead log.
+    let o = run(&bin, &["restore", &path(&dest), "--data-dir", &data], s.dir.path());
+    assert!(!o.status.success() && text(&o).contains("stop the service first"), "{}", text(&o));
+    s.stop();
+    let o = run(&bin, &["restore", &path(&dest), "--data-dir", &data], s.dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+
+    // A kept CRL that our CA did not sign stops the start, saying why.
+    std::fs::write(s.data("crl/issuing.crl"), b"not a CRL").expect("write");
+    let o = std::process::Command::new(binary())
+        .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir", &data])
+        .output()
+        .expect("runs");
+    assert!(!o.status.success() && text(&o).contains("is not a CRL of our issuing CA"), "{}", text(&o));
+}
