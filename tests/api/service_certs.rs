@@ -44,7 +44,7 @@ fn s_client(addr: std::net::SocketAddr, root_pem: &str, at: i64) -> (bool, Strin
 async fn the_running_service_renews_its_ocsp_signer_and_tls_certificate(backend: Backend) {
     let mut app = spawn_app_with(backend, AppOptions { own_data_dir: true, ..AppOptions::default() }).await;
     let root_pem = to_pem("CERTIFICATE", &app.ca.root_der);
-    let (old_ocsp, old_tls) = (app.state().ocsp.signer_cert_der(), app.state().own.tls.leaf_der());
+    let (old_ocsp, old_tls) = (app.state().ocsp.signer_cert_der(1).expect("signer"), app.state().own.tls.leaf_der());
     assert_eq!(old_ocsp, app.ca.ocsp_der);
     let now = app.clock.now();
     let (ok, leaf, said) = s_client(app.api, &root_pem, now.unix_timestamp());
@@ -58,8 +58,8 @@ async fn the_running_service_renews_its_ocsp_signer_and_tls_certificate(backend:
     assert!(!ok && said.contains("certificate has expired"), "{said}");
 
     let renewed = renew_due(app.state()).await.expect("renewal runs");
-    assert_eq!(renewed, [Renewed::OcspSigner, Renewed::TlsServer]);
-    let (new_ocsp, new_tls) = (app.state().ocsp.signer_cert_der(), app.state().own.tls.leaf_der());
+    assert_eq!(renewed, [Renewed::OcspSigner(1), Renewed::TlsServer]);
+    let (new_ocsp, new_tls) = (app.state().ocsp.signer_cert_der(1).expect("signer"), app.state().own.tls.leaf_der());
     assert_ne!(new_ocsp, old_ocsp);
     assert_ne!(new_tls, old_tls);
 
@@ -92,7 +92,7 @@ async fn the_running_service_renews_its_ocsp_signer_and_tls_certificate(backend:
     // Written down: a restart serves the renewed pair and renews nothing.
     app.stop().await;
     app.start().await;
-    assert_eq!(app.state().ocsp.signer_cert_der(), new_ocsp);
+    assert_eq!(app.state().ocsp.signer_cert_der(1).expect("signer"), new_ocsp);
     assert_eq!(app.state().own.tls.leaf_der(), new_tls);
     assert!(renew_due(app.state()).await.expect("renewal runs").is_empty());
 }

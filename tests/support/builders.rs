@@ -7,7 +7,7 @@
 use base64::Engine;
 use connect_pki_ca::{DeviceSubject, KeyKind};
 use connect_pki_domain::{Clock, FacilityId, Role, UserId, UserStatus};
-use connect_pki_store::{NewCertificate, NewUser, StoreError};
+use connect_pki_store::{NewUser, StoreError};
 use serde_json::{Value, json};
 
 use crate::app::TestApp;
@@ -191,7 +191,7 @@ impl TestApp {
                     .issue_device_with_new_key(KeyKind::P256, &subject, now)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 key = Some(k);
-                Ok(NewCertificate { serial: c.serial, der: c.der, not_before: c.not_before, not_after: c.not_after })
+                Ok(connect_pki_server::service::stored(c))
             })
             .await
             .expect("add device");

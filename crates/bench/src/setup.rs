@@ -14,7 +14,7 @@ use connect_pki_domain::{CertStatus, FacilityId, FacilityKind, Reason, Role, Ser
 use connect_pki_responder::index::CertIndex;
 use connect_pki_server::InitOptions;
 use connect_pki_server::datadir::DataDir;
-use connect_pki_store::{CertEvent, NewCertificate, NewFacility, NewUser, Store, StoreError};
+use connect_pki_store::{CertEvent, NewFacility, NewUser, Store, StoreError};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -118,7 +118,7 @@ impl Env {
         for _ in 0..3 {
             let t = Instant::now();
             let now = OffsetDateTime::now_utc();
-            let entries = index.crl_entries(now.unix_timestamp()).into_iter().map(|(k, e)| CrlEntry {
+            let entries = index.crl_entries(1, now.unix_timestamp()).into_iter().map(|(k, e)| CrlEntry {
                 serial: connect_pki_responder::index::serial_bytes(k),
                 revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(now),
                 reason: e.reason.unwrap_or(Reason::Unspecified),
@@ -345,7 +345,7 @@ async fn add(store: &Store, ca: &IssuingCa, key: &PrivateKey, user: UserId) -> a
             let c = ca
                 .issue_device(&spki, &subject, OffsetDateTime::now_utc())
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok(NewCertificate { serial: c.serial, der: c.der, not_before: c.not_before, not_after: c.not_after })
+            Ok(connect_pki_server::service::stored(c))
         })
         .await?;
     Ok(Cert { serial: cert.serial, der: cert.der })
@@ -373,6 +373,7 @@ pub fn big_index(n: usize) -> CertIndex {
             reason: Some(Reason::KeyCompromise),
             at: OffsetDateTime::now_utc(),
             not_after,
+            ca_generation: 1,
         });
         if batch.len() == batch.capacity() {
             index.apply(&batch);

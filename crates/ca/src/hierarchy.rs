@@ -85,6 +85,36 @@ impl Hierarchy {
     }
 }
 
+/// A new issuing CA of generation `generation` under the root (`root_der`,
+/// `root_key`): the rollover's successor, with the profile of the first
+/// (P-256, pathLen 0, the same lifetime) and the generation in its name.
+pub fn successor_issuing_ca(
+    root_der: &[u8],
+    root_key: PrivateKey,
+    profile: &Profile,
+    generation: u32,
+    now: OffsetDateTime,
+) -> Result<(Vec<u8>, PrivateKey), CaError> {
+    let names = HierarchyNames::default();
+    let root = Issuer::from_ca_cert_der(&root_der.into(), root_key.0)?;
+    let key = PrivateKey::generate(KeyKind::P256)?;
+    let cn = format!("CONNECT Issuing CA {generation}");
+    let mut params = ca_params(profile, &cn, BasicConstraints::Constrained(0), now, names.issuing_validity)?;
+    params.use_authority_key_identifier_extension = true;
+    let der = params.signed_by(&key.0, &root)?.der().to_vec();
+    Ok((der, key))
+}
+
+/// A CSR for the successor issuing CA, for a root kept offline: the key
+/// stays here, the signed certificate comes back through `import`.
+pub fn successor_csr(profile: &Profile, generation: u32) -> Result<(String, PrivateKey), CaError> {
+    let key = PrivateKey::generate(KeyKind::P256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(profile, &format!("CONNECT Issuing CA {generation}"));
+    let csr = params.serialize_request(&key.0)?;
+    Ok((csr.pem()?, key))
+}
+
 /// A delegated OCSP signing certificate: EKU id-kp-OCSPSigning, ocsp-nocheck.
 pub fn ocsp_signer(ca: &IssuingCa, now: OffsetDateTime, validity: Duration) -> Result<(Vec<u8>, PrivateKey), CaError> {
     let key = PrivateKey::generate(KeyKind::P256)?;

@@ -63,9 +63,10 @@ impl Profile {
         self.public_url.host_str()
     }
 
-    /// The CRL distribution point written into certificates.
-    pub fn crl_url(&self) -> String {
-        format!("{}/crl/issuing.crl", self.public_url())
+    /// The CRL distribution point of the issuing CA named `ca` (see
+    /// [`IssuingCa::name`]), written into the certificates it issues.
+    pub fn crl_url(&self, ca: &str) -> String {
+        format!("{}/crl/{ca}.crl", self.public_url())
     }
 
     /// The OCSP responder written into the AIA extension.
@@ -73,12 +74,12 @@ impl Profile {
         format!("{}/ocsp", self.public_url())
     }
 
-    /// The caIssuers URL (DER certificate of the issuing CA).
-    pub fn ca_issuers_url(&self) -> String {
-        format!("{}/ca/issuing.crt", self.public_url())
+    /// The caIssuers URL (DER certificate) of the issuing CA named `ca`.
+    pub fn ca_issuers_url(&self, ca: &str) -> String {
+        format!("{}/ca/{ca}.crt", self.public_url())
     }
 
-    fn aia_extension(&self) -> Result<CustomExtension, CaError> {
+    fn aia_extension(&self, ca: &str) -> Result<CustomExtension, CaError> {
         let uri = |u: String| -> Result<GeneralName, CaError> {
             let ia5 = der::asn1::Ia5String::new(&u).map_err(|e| CaError::malformed("AIA URL", e))?;
             Ok(GeneralName::UniformResourceIdentifier(ia5))
@@ -86,7 +87,7 @@ impl Profile {
         let oid = |s: &str| der::asn1::ObjectIdentifier::new(s).map_err(|e| CaError::malformed("AIA OID", e));
         let aia = AuthorityInfoAccessSyntax(vec![
             AccessDescription { access_method: oid(OID_AD_OCSP)?, access_location: uri(self.ocsp_url())? },
-            AccessDescription { access_method: oid(OID_AD_CA_ISSUERS)?, access_location: uri(self.ca_issuers_url())? },
+            AccessDescription { access_method: oid(OID_AD_CA_ISSUERS)?, access_location: uri(self.ca_issuers_url(ca))? },
         ]);
         let der = aia.to_der().map_err(|e| CaError::malformed("AIA extension", e))?;
         Ok(CustomExtension::from_oid_content(OID_AIA, der))
@@ -118,6 +119,8 @@ pub struct IssuedCert {
     pub der: Vec<u8>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// The generation of the issuing CA that signed it.
+    pub ca_generation: u32,
 }
 
 impl IssuedCert {
@@ -125,6 +128,11 @@ impl IssuedCert {
     pub fn pem(&self) -> String {
         to_pem("CERTIFICATE", &self.der)
     }
+}
+
+/// The name of issuing CA generation `generation` (see [`IssuingCa::name`]).
+pub fn name_of_generation(generation: u32) -> String {
+    if generation <= 1 { "issuing".into() } else { format!("issuing-{generation}") }
 }
 
 /// PEM text of one DER object.
@@ -137,6 +145,8 @@ pub fn to_pem(label: &'static str, der: &[u8]) -> String {
 /// The issuing CA, loaded and ready to sign.
 pub struct IssuingCa {
     issuer: Issuer<'static, KeyPair>,
+    /// 1 for the issuing CA `init` made, one more at each rollover.
+    generation: u32,
     cert_der: Vec<u8>,
     root_der: Vec<u8>,
     profile: Profile,
@@ -157,7 +167,23 @@ impl IssuingCa {
         let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
             .map_err(|e| CaError::malformed("issuing CA certificate", e))?;
         let not_after = cert.validity().not_after.to_datetime();
-        Ok(Self { issuer, cert_der, root_der, profile, not_after })
+        Ok(Self { issuer, generation: 1, cert_der, root_der, profile, not_after })
+    }
+
+    /// The same CA as generation `generation` (a rollover's successor).
+    pub fn with_generation(self, generation: u32) -> Self {
+        Self { generation, ..self }
+    }
+
+    /// 1 for the issuing CA `init` made, one more at each rollover.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The CA's name in file names and URLs: `issuing` for the first
+    /// generation (the URLs its certificates already carry), `issuing-N` after.
+    pub fn name(&self) -> String {
+        name_of_generation(self.generation)
     }
 
     /// The issuing CA certificate (DER).
@@ -196,7 +222,13 @@ impl IssuingCa {
         let serial = Serial::from_bytes(params.serial_number.as_ref().map(|s| s.as_ref()).unwrap_or_default())
             .map_err(|e| CaError::malformed("serial", e))?;
         let cert = params.signed_by(&public_key, &self.issuer)?;
-        Ok(IssuedCert { serial, der: cert.der().to_vec(), not_before: params.not_before, not_after: params.not_after })
+        Ok(IssuedCert {
+            serial,
+            der: cert.der().to_vec(),
+            not_before: params.not_before,
+            not_after: params.not_after,
+            ca_generation: self.generation,
+        })
     }
 
     /// Generates a key of `kind` on the server and certifies it for `subject`.
@@ -233,8 +265,8 @@ impl IssuingCa {
         params.subject_alt_names = vec![SanType::URI(uri)];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![self.profile.crl_url()] }];
-        params.custom_extensions.push(self.profile.aia_extension()?);
+        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![self.profile.crl_url(&self.name())] }];
+        params.custom_extensions.push(self.profile.aia_extension(&self.name())?);
         Ok(params)
     }
 }

@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 use crate::index;
 use crate::revocations::Revocations;
 
-/// The CRL being served.
+/// The CRL being served for one issuing CA.
 #[derive(Debug)]
 pub struct Crl {
+    /// The issuing CA's name (`issuing`, `issuing-2`): the CRL's URL.
+    pub ca: String,
     pub der: Vec<u8>,
     pub pem: String,
     pub number: i64,
@@ -27,51 +29,77 @@ pub struct Crl {
 }
 
 impl Revocations {
-    /// Builds a CRL from the index and serves it. The CRL number is taken
-    /// for the index's position; if another instance already numbered a CRL
-    /// built from a newer position, this one first catches up to it.
+    /// Builds the CRL of every issuing CA from the index and serves them.
+    /// Each CRL number is taken for the index's position; if another
+    /// instance already numbered a CRL built from a newer position, this one
+    /// first catches up to it.
     pub(crate) async fn build_and_serve(&self) -> anyhow::Result<()> {
         let now = self.clock.now();
-        let (position, number, entries) = loop {
+        let (position, numbered) = 'numbering: loop {
             // Position first: the entries read after it reflect at least it.
             let position = self.applied();
-            let entries = self.index.crl_entries(now.unix_timestamp());
-            match self.store.next_crl_number(position).await? {
-                Ok(number) => break (position, number, entries),
-                Err(newer) => self.catch_up(newer).await?,
+            let mut numbered = Vec::with_capacity(self.cas.len());
+            for ca in &self.cas {
+                let generation = u8::try_from(ca.generation()).unwrap_or(u8::MAX);
+                let entries = self.index.crl_entries(generation, now.unix_timestamp());
+                match self.store.next_crl_number(position).await? {
+                    Ok(number) => numbered.push((ca.clone(), number, entries)),
+                    Err(newer) => {
+                        self.catch_up(newer).await?;
+                        continue 'numbering;
+                    }
+                }
             }
+            break (position, numbered);
         };
-        let ca = self.ca.clone();
-        let keep_at = self.keep_at.clone();
+        let keep_in = self.keep_in.clone();
         let next_update = now + self.crl_validity;
         // Signing a CRL of 100 000 entries is CPU work: off the async threads.
-        let (der, count) = tokio::task::spawn_blocking(move || {
-            let count = entries.len();
-            let crl_entries = entries.into_iter().map(|(k, e)| CrlEntry {
-                serial: index::serial_bytes(k),
-                revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                reason: match e.status {
-                    CertStatus::OnHold => Reason::CertificateHold,
-                    _ => e.reason.unwrap_or(Reason::Unspecified),
-                },
-            });
-            let der = ca.sign_crl(crl_entries, number.max(0) as u64, now, next_update)?;
-            // Kept before it is served, so a revocation the CRL shows is on
-            // disk by the time the call that made it returns. A failure to
-            // keep it must not stop the CRL from being served: it is an
-            // alert, not an outage.
-            if let Some(path) = keep_at
-                && let Err(e) = keep(&path, &der)
-            {
-                metrics::counter!("connect_pki_crl_keep_failures_total").increment(1);
-                tracing::error!(error = %e, path = %path.display(), "the CRL could not be kept in the data directory");
-            }
-            Ok::<_, anyhow::Error>((der, count))
+        let crls = tokio::task::spawn_blocking(move || {
+            numbered
+                .into_iter()
+                .map(|(ca, number, entries)| {
+                    let count = entries.len();
+                    let crl_entries = entries.into_iter().map(|(k, e)| CrlEntry {
+                        serial: index::serial_bytes(k),
+                        revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                        reason: match e.status {
+                            CertStatus::OnHold => Reason::CertificateHold,
+                            _ => e.reason.unwrap_or(Reason::Unspecified),
+                        },
+                    });
+                    let der = ca.sign_crl(crl_entries, number.max(0) as u64, now, next_update)?;
+                    // Kept before it is served, so a revocation the CRL shows is on
+                    // disk by the time the call that made it returns. A failure to
+                    // keep it must not stop the CRL from being served: it is an
+                    // alert, not an outage.
+                    if let Some(dir) = &keep_in {
+                        let path = dir.join(format!("{}.crl", ca.name()));
+                        if let Err(e) = keep(&path, &der) {
+                            metrics::counter!("connect_pki_crl_keep_failures_total").increment(1);
+                            tracing::error!(error = %e, path = %path.display(), "the CRL could not be kept in the data directory");
+                        }
+                    }
+                    let pem = connect_pki_ca::issue::to_pem("X509 CRL", &der);
+                    Ok(Arc::new(Crl {
+                        ca: ca.name(),
+                        der,
+                        pem,
+                        number,
+                        this_update: now,
+                        next_update,
+                        entries: count,
+                        position,
+                    }))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
         })
         .await??;
-        let pem = connect_pki_ca::issue::to_pem("X509 CRL", &der);
-        tracing::debug!(number, position, entries = count, "CRL rebuilt");
-        self.crl.store(Arc::new(Crl { der, pem, number, this_update: now, next_update, entries: count, position }));
+        tracing::debug!(position, crls = crls.len(), "CRLs rebuilt");
+        if let Some(active) = crls.last() {
+            self.crl.store(active.clone());
+        }
+        self.crls.store(Arc::new(crls));
         self.crl_served.send_replace(position);
         Ok(())
     }

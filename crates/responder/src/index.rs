@@ -44,6 +44,9 @@ pub struct Entry {
     pub not_after: i64,
     /// Feed position of the change this entry reflects.
     pub event: i64,
+    /// The generation of the issuing CA that signed the certificate (each
+    /// CA's CRL and OCSP answers cover its own).
+    pub ca: u8,
 }
 
 /// What applying a batch of events changed.
@@ -63,6 +66,8 @@ struct Packed {
     event: u32,
     status: CertStatus,
     reason: Option<Reason>,
+    /// Fits in what was padding: an entry stays 16 bytes.
+    ca: u8,
 }
 
 fn clamp(v: i64) -> u32 {
@@ -77,6 +82,7 @@ impl Packed {
             event: clamp(e.event),
             status: e.status,
             reason: e.reason,
+            ca: e.ca,
         }
     }
 
@@ -87,6 +93,7 @@ impl Packed {
             at: i64::from(self.at),
             not_after: i64::from(self.not_after),
             event: i64::from(self.event),
+            ca: self.ca,
         }
     }
 }
@@ -126,6 +133,7 @@ impl CertIndex {
                 at: e.at.unix_timestamp(),
                 not_after: e.not_after.unix_timestamp(),
                 event: e.id,
+                ca: u8::try_from(e.ca_generation).unwrap_or(u8::MAX),
             };
             let previous = map.get(&k).map(|p| p.entry());
             if previous.is_some_and(|p| p.event > e.id) {
@@ -143,13 +151,13 @@ impl CertIndex {
         out
     }
 
-    /// Certificates to list on a CRL at `now`: every one not valid and not
-    /// yet expired.
-    pub fn crl_entries(&self, now: i64) -> Vec<(u128, Entry)> {
+    /// Certificates to list on the CRL of issuing CA generation `ca` at
+    /// `now`: every one it signed that is not valid and not yet expired.
+    pub fn crl_entries(&self, ca: u8, now: i64) -> Vec<(u128, Entry)> {
         let map = self.map.read();
         let mut out: Vec<(u128, Entry)> = map
             .iter()
-            .filter(|(_, e)| e.status != CertStatus::Valid && i64::from(e.not_after) >= now)
+            .filter(|(_, e)| e.ca == ca && e.status != CertStatus::Valid && i64::from(e.not_after) >= now)
             .map(|(k, e)| (*k, e.entry()))
             .collect();
         out.sort_unstable_by_key(|(k, _)| *k);
@@ -171,7 +179,13 @@ mod tests {
             reason: (status != CertStatus::Valid).then_some(Reason::KeyCompromise),
             at: OffsetDateTime::UNIX_EPOCH,
             not_after: OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+            ca_generation: 1,
         }
+    }
+
+    #[test]
+    fn an_entry_stays_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Packed>(), 16);
     }
 
     #[test]
@@ -195,8 +209,9 @@ mod tests {
         assert_eq!(idx.get(&s).map(|e| e.status), Some(CertStatus::OnHold));
         let a = idx.apply(&[event(4, &s, CertStatus::Valid)]);
         assert!(a.crl_changed && a.invalidated.is_empty());
-        assert_eq!(idx.crl_entries(0).len(), 0);
+        assert_eq!(idx.crl_entries(1, 0).len(), 0);
         idx.apply(&[event(5, &s, CertStatus::Revoked)]);
-        assert_eq!(idx.crl_entries(0).len(), 1);
+        assert_eq!(idx.crl_entries(1, 0).len(), 1);
+        assert_eq!(idx.crl_entries(2, 0).len(), 0, "listed on another CA's CRL");
     }
 }

@@ -33,9 +33,10 @@ struct Cached {
 
 /// Signer, cache and validity of OCSP answers.
 pub struct Responder {
-    /// Replaced whole when the service renews its signer; a request keeps
-    /// the one it loaded, so no answer is ever signed by half of each.
-    signer: ArcSwap<OcspSigner>,
+    /// One delegated signer per issuing CA generation, each answering for
+    /// its own CA's certificates. Replaced whole when the service renews a
+    /// signer; a request keeps the set it loaded.
+    signers: ArcSwap<Vec<(u8, Arc<OcspSigner>)>>,
     clock: Arc<dyn Clock>,
     /// (serial key, CertID uses SHA-256) → signed response.
     cache: RwLock<HashMap<(u128, bool), Cached>>,
@@ -52,29 +53,53 @@ impl std::fmt::Debug for Responder {
 }
 
 impl Responder {
-    pub fn new(signer: OcspSigner, validity: time::Duration, clock: Arc<dyn Clock>) -> Self {
-        Self { signer: ArcSwap::from_pointee(signer), clock, cache: RwLock::new(HashMap::new()), validity }
+    /// `signers`: (issuing CA generation, its delegated signer).
+    pub fn new(signers: Vec<(u32, OcspSigner)>, validity: time::Duration, clock: Arc<dyn Clock>) -> Self {
+        let signers = signers.into_iter().map(|(g, s)| (generation(g), Arc::new(s))).collect();
+        Self { signers: ArcSwap::from_pointee(signers), clock, cache: RwLock::new(HashMap::new()), validity }
     }
 
-    /// The certificate answers are signed under now (DER).
-    pub fn signer_cert_der(&self) -> Vec<u8> {
-        self.signer.load().cert_der().to_vec()
+    /// The certificate the answers about issuing CA generation `ca` are
+    /// signed under now (DER).
+    pub fn signer_cert_der(&self, ca: u32) -> Option<Vec<u8>> {
+        let g = generation(ca);
+        self.signers.load().iter().find(|(sg, _)| *sg == g).map(|(_, s)| s.cert_der().to_vec())
     }
 
-    /// Signs every answer from now on with `signer`. Cached answers go with
-    /// the old one: they are still valid, but would keep its certificate in
-    /// circulation until they age out.
-    pub fn replace_signer(&self, signer: OcspSigner) {
-        self.signer.store(Arc::new(signer));
+    /// Signs every answer about issuing CA generation `ca` from now on with
+    /// `signer`. Cached answers go with the old one: they are still valid,
+    /// but would keep its certificate in circulation until they age out.
+    pub fn replace_signer(&self, ca: u32, signer: OcspSigner) {
+        let g = generation(ca);
+        let mut next: Vec<(u8, Arc<OcspSigner>)> =
+            self.signers.load().iter().filter(|(sg, _)| *sg != g).cloned().collect();
+        next.push((g, Arc::new(signer)));
+        next.sort_by_key(|(sg, _)| *sg);
+        self.signers.store(Arc::new(next));
         self.cache.write().clear();
     }
 
     /// The DER response to a DER request, and the seconds it may be cached.
     pub fn answer(&self, revocations: &Revocations, request: &[u8]) -> (Bytes, i64) {
         metrics::counter!("connect_pki_ocsp_requests_total").increment(1);
-        let signer = self.signer.load();
-        let req = match signer.parse(request) {
-            Ok(r) => r,
+        let signers = self.signers.load();
+        // Each signer takes only requests about its own CA.
+        let mut found = Err(Refusal::Unauthorized);
+        for (g, s) in signers.iter() {
+            match s.parse(request) {
+                Ok(r) => {
+                    found = Ok((*g, s.clone(), r));
+                    break;
+                }
+                Err(Refusal::Unauthorized) => {}
+                Err(malformed) => {
+                    found = Err(malformed);
+                    break;
+                }
+            }
+        }
+        let (ca, signer, req) = match found {
+            Ok(found) => found,
             Err(refusal) => {
                 metrics_refusal(refusal);
                 return (Bytes::from(refusal_response(refusal)), 0);
@@ -87,8 +112,12 @@ impl Responder {
             return (Bytes::from(try_later_response()), 0);
         }
         let now = self.clock.now();
-        let lookups: Vec<(Option<u128>, Option<Entry>)> =
-            req.items.iter().map(|i| (key(&i.serial), revocations.index.get(&i.serial))).collect();
+        // A serial another CA signed is not one this CA knows.
+        let lookups: Vec<(Option<u128>, Option<Entry>)> = req
+            .items
+            .iter()
+            .map(|i| (key(&i.serial), revocations.index.get(&i.serial).filter(|e| e.ca == ca)))
+            .collect();
         // The cacheable case: one certificate we know, no nonce.
         if let ([(Some(k), Some(entry))], None) = (lookups.as_slice(), &req.nonce) {
             let sha256 = req.items[0].sha256;
@@ -158,4 +187,8 @@ fn status(e: Option<Entry>) -> Status {
             },
         },
     }
+}
+
+fn generation(g: u32) -> u8 {
+    u8::try_from(g).unwrap_or(u8::MAX)
 }

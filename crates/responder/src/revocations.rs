@@ -34,14 +34,19 @@ pub struct Revocations {
     pub index: CertIndex,
     sessions: Arc<dyn Sessions>,
     pub(crate) store: Store,
-    pub(crate) ca: Arc<IssuingCa>,
+    /// Every issuing CA whose certificates may still be in use, oldest
+    /// first; the last issues new ones.
+    pub(crate) cas: Vec<Arc<IssuingCa>>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The newest issuing CA's CRL.
     pub(crate) crl: ArcSwap<Crl>,
+    /// Every issuing CA's CRL, in the order of `cas`.
+    pub(crate) crls: ArcSwap<Vec<Arc<Crl>>>,
     pub(crate) crl_validity: time::Duration,
     pub(crate) settings: FeedSettings,
-    /// Where each CRL is kept once signed, for a restored database to be
-    /// compared with (`None`: nowhere).
-    pub(crate) keep_at: Option<std::path::PathBuf>,
+    /// The directory where each CRL is kept once signed (`<ca name>.crl`),
+    /// for a restored database to be compared with (`None`: nowhere).
+    pub(crate) keep_in: Option<std::path::PathBuf>,
     /// Every feed event up to this position is in the index.
     pub(crate) applied: AtomicI64,
     /// Position of the newest applied event that changed what a CRL lists.
@@ -60,23 +65,25 @@ pub struct Revocations {
 impl Revocations {
     /// Loads the index from the database, builds the first CRL, and starts
     /// the CRL builder, the follower, the listener and the reconciliation
-    /// (all stop with `shutdown`). Each CRL is written to `keep_at` before it
-    /// is served.
+    /// (all stop with `shutdown`). `cas` are the issuing CAs, oldest first.
+    /// Each CRL is written into `keep_in` before it is served.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         store: Store,
-        ca: Arc<IssuingCa>,
+        cas: Vec<Arc<IssuingCa>>,
         clock: Arc<dyn Clock>,
         sessions: Arc<dyn Sessions>,
         crl_validity: time::Duration,
         settings: FeedSettings,
-        keep_at: Option<std::path::PathBuf>,
+        keep_in: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Self>> {
+        anyhow::ensure!(!cas.is_empty(), "no issuing CA");
         let (last, entries) = store.certificate_index().await?;
         let index = CertIndex::default();
         index.apply(&entries);
         let placeholder = Crl {
+            ca: String::new(),
             der: Vec::new(),
             pem: String::new(),
             number: 0,
@@ -89,12 +96,13 @@ impl Revocations {
             index,
             sessions,
             store,
-            ca,
+            cas,
             clock,
             crl: ArcSwap::from_pointee(placeholder),
+            crls: ArcSwap::from_pointee(Vec::new()),
             crl_validity,
             settings,
-            keep_at,
+            keep_in,
             applied: AtomicI64::new(last),
             crl_content: AtomicI64::new(last),
             sync_lock: Mutex::new(()),
@@ -116,9 +124,19 @@ impl Revocations {
         Ok(r)
     }
 
-    /// The CRL being served.
+    /// The CRL being served for the newest issuing CA.
     pub fn crl(&self) -> Arc<Crl> {
         self.crl.load_full()
+    }
+
+    /// The CRL being served for the issuing CA named `ca`.
+    pub fn crl_of(&self, ca: &str) -> Option<Arc<Crl>> {
+        self.crls.load().iter().find(|c| c.ca == ca).cloned()
+    }
+
+    /// The issuing CAs whose CRLs are served, oldest first.
+    pub fn cas(&self) -> &[Arc<IssuingCa>] {
+        &self.cas
     }
 
     /// The feed position the index reflects.

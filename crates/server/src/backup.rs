@@ -30,9 +30,14 @@ use crate::datadir::{DataDir, SQLITE_FILE, create_private_dir, replace_file};
 pub const MANIFEST: &str = "backup.json";
 
 impl DataDir {
-    /// The newest CRL this instance signed.
-    pub fn kept_crl(&self) -> PathBuf {
-        self.path().join("crl").join("issuing.crl")
+    /// Where the newest CRL of each issuing CA is kept (`<ca name>.crl`).
+    pub fn kept_crls(&self) -> PathBuf {
+        self.path().join("crl")
+    }
+
+    /// The newest CRL this instance signed for the issuing CA named `ca`.
+    pub fn kept_crl(&self, ca: &str) -> PathBuf {
+        self.kept_crls().join(format!("{ca}.crl"))
     }
 }
 
@@ -45,7 +50,7 @@ pub struct Manifest {
     /// The database snapshot in the backup (`connect-pki.db`), or `None`
     /// when the database is PostgreSQL and was dumped with `pg_dump`.
     pub database: Option<String>,
-    /// The number of the kept CRL the backup holds, if any.
+    /// The highest number among the kept CRLs the backup holds, if any.
     pub crl_number: Option<u64>,
     /// The data directory's files, relative to it.
     pub files: Vec<String>,
@@ -71,7 +76,7 @@ pub async fn backup(dir: &DataDir, store: &Store, dest: &Path, now: OffsetDateTi
         }
         Backend::Postgres => None,
     };
-    let crl_number = read_crl_number(&dest.join("crl").join("issuing.crl"), dir);
+    let crl_number = newest_kept(&DataDir::new(dest)).into_values().map(|(n, _)| n).max();
     let manifest = Manifest {
         taken_at: now.format(&time::format_description::well_known::Rfc3339)?,
         backend: match store.backend() {
@@ -92,9 +97,10 @@ pub struct Restored {
     pub manifest: Manifest,
     /// The database file written, when the backup holds one.
     pub database: Option<PathBuf>,
-    /// The number of the kept CRL now in the data directory; when the data
-    /// directory's own was newer than the backup's it stayed.
+    /// The highest number among the kept CRLs now in the data directory.
     pub crl_number: Option<u64>,
+    /// Whether a kept CRL of the data directory was newer than the backup's,
+    /// and stayed.
     pub kept_newer_crl: bool,
 }
 
@@ -123,17 +129,17 @@ pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>, force: bool) ->
         );
     }
     create_private_dir(dir.path())?;
-    // The kept CRL from before, to put back if it is newer than the backup's.
-    let ours = std::fs::read(dir.kept_crl()).ok().and_then(|der| Some((read_crl_number_der(&der, dir)?, der)));
+    // The kept CRLs from before, to put back where newer than the backup's.
+    let ours = newest_kept(dir);
     let mut files = Vec::new();
     copy_tree(src, dir.path(), Path::new(""), &mut files, &|rel| rel != Path::new(MANIFEST) && !is_database_file(rel))?;
-    let backup_number = read_crl_number(&dir.kept_crl(), dir);
+    let theirs = newest_kept(dir);
     let mut kept_newer_crl = false;
-    if let Some((number, der)) = ours
-        && backup_number.is_none_or(|b| b < number)
-    {
-        replace_file(&dir.kept_crl(), &der, 0o644)?;
-        kept_newer_crl = true;
+    for (ca, (number, der)) in ours {
+        if theirs.get(&ca).is_none_or(|(b, _)| *b < number) {
+            replace_file(&dir.kept_crl(&ca), &der, 0o644)?;
+            kept_newer_crl = true;
+        }
     }
     let database = match target_db {
         Some((from, to)) => {
@@ -150,35 +156,40 @@ pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>, force: bool) ->
         }
         None => None,
     };
-    let crl_number = read_crl_number(&dir.kept_crl(), dir);
+    let crl_number = newest_kept(dir).into_values().map(|(n, _)| n).max();
     Ok(Restored { manifest, database, crl_number, kept_newer_crl })
 }
 
-/// At start, before the index is loaded: re-applies the kept CRL to a
-/// database that is behind it (see the module documentation). A kept CRL
-/// our issuing CA did not sign stops the start: it cannot be trusted to say
+/// At start, before the index is loaded: re-applies the kept CRLs to a
+/// database that is behind them (see the module documentation). A kept CRL
+/// its issuing CA did not sign stops the start: it cannot be trusted to say
 /// what was revoked, and ignoring it could bring a revoked certificate back.
 pub async fn reapply_published_crl(
     dir: &DataDir,
-    ca: &IssuingCa,
+    cas: &[std::sync::Arc<IssuingCa>],
     store: &Store,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let path = dir.kept_crl();
-    let der = match std::fs::read(&path) {
-        Ok(der) => der,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let crl = read_published(&der, ca.cert_der()).map_err(|e| {
-        anyhow!(
-            "{} is not a CRL of our issuing CA ({e}); move it aside only if you know where it came from",
-            path.display()
-        )
-    })?;
-    let listed: Vec<(Serial, connect_pki_domain::Reason)> =
-        crl.entries.iter().filter_map(|e| Serial::from_bytes(&e.serial).ok().map(|s| (s, e.reason))).collect();
-    let number = i64::try_from(crl.number).context("CRL number")?;
+    let mut listed: Vec<(Serial, connect_pki_domain::Reason)> = Vec::new();
+    let mut number = None;
+    for ca in cas {
+        let path = dir.kept_crl(&ca.name());
+        let der = match std::fs::read(&path) {
+            Ok(der) => der,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let crl = read_published(&der, ca.cert_der()).map_err(|e| {
+            anyhow!(
+                "{} is not a CRL of our issuing CA ({e}); move it aside only if you know where it came from",
+                path.display()
+            )
+        })?;
+        listed.extend(crl.entries.iter().filter_map(|e| Serial::from_bytes(&e.serial).ok().map(|s| (s, e.reason))));
+        number = number.max(Some(crl.number));
+    }
+    let Some(number) = number else { return Ok(()) };
+    let number = i64::try_from(number).context("CRL number")?;
     let done = store.reapply_published(number, &listed, now).await?;
     if let Some(before) = done.raised_from {
         tracing::warn!(
@@ -200,6 +211,22 @@ pub async fn reapply_published_crl(
     Ok(())
 }
 
+/// The kept CRLs in a data directory that their issuing CA (as the data
+/// directory holds it) signed: CA name → (number, DER).
+fn newest_kept(dir: &DataDir) -> std::collections::BTreeMap<String, (u64, Vec<u8>)> {
+    let mut out = std::collections::BTreeMap::new();
+    for g in dir.generations() {
+        let name = connect_pki_ca::issue::name_of_generation(g);
+        let Ok(der) = std::fs::read(dir.kept_crl(&name)) else { continue };
+        let Ok(issuing) = std::fs::read_to_string(dir.ca(&format!("{name}.pem"))) else { continue };
+        let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(issuing.as_bytes()) else { continue };
+        if let Ok(crl) = read_published(&der, &pem.contents) {
+            out.insert(name, (crl.number, der));
+        }
+    }
+    out
+}
+
 fn is_database_file(rel: &Path) -> bool {
     rel.to_str().is_some_and(|r| r.starts_with(SQLITE_FILE))
 }
@@ -210,18 +237,6 @@ fn wal_of(db: &Path) -> PathBuf {
 
 fn shm_of(db: &Path) -> PathBuf {
     PathBuf::from(format!("{}-shm", db.display()))
-}
-
-fn read_crl_number(path: &Path, dir: &DataDir) -> Option<u64> {
-    read_crl_number_der(&std::fs::read(path).ok()?, dir)
-}
-
-/// The number of a CRL our issuing CA signed (the issuing CA as the data
-/// directory holds it); `None` for anything else.
-fn read_crl_number_der(der: &[u8], dir: &DataDir) -> Option<u64> {
-    let issuing = std::fs::read_to_string(dir.ca("issuing.pem")).ok()?;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(issuing.as_bytes()).ok()?;
-    read_published(der, &pem.contents).ok().map(|c| c.number)
 }
 
 /// Copies every regular file under `from` that `wanted` accepts into `to`,

@@ -250,12 +250,7 @@ pub async fn bootstrap_database(
                 DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
             let (cert, k) = ca.issue_device_with_new_key(KeyKind::P256, &subject, now)?;
             key = Some(k);
-            Ok(NewCertificate {
-                serial: cert.serial,
-                der: cert.der,
-                not_before: cert.not_before,
-                not_after: cert.not_after,
-            })
+            Ok(crate::service::stored(cert))
         })
         .await?;
     let key = key.ok_or_else(|| anyhow!("bootstrap certificate was not issued"))?;

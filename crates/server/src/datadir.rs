@@ -9,6 +9,7 @@
 //! <data-dir>/audit-checkpoints.jsonl  0600, checkpoints of the audit log's head, appended by serve
 //! <data-dir>/ca/*.pem             certificates
 //! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600
+//! <data-dir>/ca/issuing-N.pem, ocsp-N.pem  issuing CA generation N and its OCSP signer (after a rollover)
 //! <data-dir>/ca/*.new             a renewed certificate and key while they replace the old pair
 //! <data-dir>/crl/issuing.crl      the newest CRL this instance signed, kept for a restore (crate::backup)
 //! <data-dir>/terms.toml           the terms of use in force (crate::terms)
@@ -76,12 +77,24 @@ impl DataDir {
         Ok(p.trim_end().to_string())
     }
 
-    /// Loads the issuing CA and the service's TLS identity.
+    /// The generations of the issuing CA in the data directory, oldest
+    /// first: 1 (`issuing.pem`) and every `issuing-N.pem` a rollover added.
+    pub fn generations(&self) -> Vec<u32> {
+        let mut out = vec![1];
+        while self.ca(&format!("{}.pem", issuing_file(out.len() as u32 + 1))).exists() {
+            out.push(out.len() as u32 + 1);
+        }
+        out
+    }
+
+    /// Loads the issuing CAs and the service's TLS identity.
     pub fn load(&self, public_url: &str) -> anyhow::Result<LoadedCa> {
         let pass = self.passphrase()?;
-        for name in RENEWED {
-            self.finish_replacement(name)?;
+        let generations = self.generations();
+        for g in &generations {
+            self.finish_replacement(&ocsp_file(*g))?;
         }
+        self.finish_replacement("tls")?;
         let read = |file: &str| -> anyhow::Result<Vec<u8>> {
             let path = self.ca(file);
             let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -95,23 +108,43 @@ impl DataDir {
             Ok(PrivateKey::from_encrypted_pem(&pem, &pass, &path.display().to_string())?)
         };
         let root_der = read("root.pem")?;
-        let issuing_der = read("issuing.pem")?;
         let profile = Profile::new(public_url)?;
-        let issuing = IssuingCa::new(issuing_der.clone(), key("issuing.key.pem")?, root_der.clone(), profile)?;
+        let mut loaded = Vec::new();
+        for g in generations {
+            let (issuing, ocsp) = (issuing_file(g), ocsp_file(g));
+            let der = read(&format!("{issuing}.pem"))?;
+            let ca = IssuingCa::new(der.clone(), key(&format!("{issuing}.key.pem"))?, root_der.clone(), profile.clone())?
+                .with_generation(g);
+            loaded.push(CaGeneration {
+                issuing: ca,
+                issuing_der: der,
+                ocsp_der: read(&format!("{ocsp}.pem"))?,
+                ocsp_key: key(&format!("{ocsp}.key.pem"))?,
+            });
+        }
+        let active = loaded.pop().ok_or_else(|| anyhow!("no issuing CA in {}", self.ca("").display()))?;
         Ok(LoadedCa {
-            issuing,
+            issuing: active.issuing,
             root_der,
-            issuing_der,
+            issuing_der: active.issuing_der,
             tls_der: read("tls.pem")?,
             tls_key: key("tls.key.pem")?,
-            ocsp_der: read("ocsp.pem")?,
-            ocsp_key: key("ocsp.key.pem")?,
+            ocsp_der: active.ocsp_der,
+            ocsp_key: active.ocsp_key,
+            older: loaded,
         })
     }
 }
 
-/// The certificates the service renews itself (see `crate::renewal`).
-const RENEWED: [&str; 2] = ["ocsp", "tls"];
+/// The file stem of issuing CA generation `g` in `ca/`.
+pub fn issuing_file(g: u32) -> String {
+    connect_pki_ca::issue::name_of_generation(g)
+}
+
+/// The file stem of the OCSP signer of issuing CA generation `g` in `ca/`.
+pub fn ocsp_file(g: u32) -> String {
+    if g <= 1 { "ocsp".into() } else { format!("ocsp-{g}") }
+}
 
 impl DataDir {
     /// Replaces `<name>.pem` and `<name>.key.pem` so that a crash at any
@@ -186,11 +219,24 @@ fn write_replacing(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 /// The CA material `serve` runs with. The root key is never loaded.
 #[derive(Debug)]
 pub struct LoadedCa {
+    /// The newest issuing CA: it issues every new certificate.
     pub issuing: IssuingCa,
     pub root_der: Vec<u8>,
     pub issuing_der: Vec<u8>,
     pub tls_der: Vec<u8>,
     pub tls_key: PrivateKey,
+    pub ocsp_der: Vec<u8>,
+    pub ocsp_key: PrivateKey,
+    /// Issuing CAs a rollover replaced, oldest first: they issue nothing
+    /// more, and keep their CRL and OCSP answers for what they issued.
+    pub older: Vec<CaGeneration>,
+}
+
+/// One issuing CA with its delegated OCSP signer.
+#[derive(Debug)]
+pub struct CaGeneration {
+    pub issuing: IssuingCa,
+    pub issuing_der: Vec<u8>,
     pub ocsp_der: Vec<u8>,
     pub ocsp_key: PrivateKey,
 }

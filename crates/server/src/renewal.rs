@@ -37,15 +37,16 @@ pub struct OwnCerts {
 /// Which of the service's certificates a renewal replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewed {
-    OcspSigner,
+    /// The OCSP signer of issuing CA generation N.
+    OcspSigner(u32),
     TlsServer,
 }
 
 impl Renewed {
-    fn file(self) -> &'static str {
+    fn file(self) -> String {
         match self {
-            Renewed::OcspSigner => "ocsp",
-            Renewed::TlsServer => "tls",
+            Renewed::OcspSigner(g) => crate::datadir::ocsp_file(g),
+            Renewed::TlsServer => "tls".into(),
         }
     }
 }
@@ -59,7 +60,8 @@ pub async fn renew_due(state: &AppState) -> anyhow::Result<Vec<Renewed>> {
     let (done, failure) = tokio::task::spawn_blocking(move || {
         let mut done = Vec::new();
         let mut failure = None;
-        for which in [Renewed::OcspSigner, Renewed::TlsServer] {
+        let signers = worker_state.revocations.cas().iter().map(|ca| Renewed::OcspSigner(ca.generation()));
+        for which in signers.chain([Renewed::TlsServer]) {
             match renew_one(&worker_state, which) {
                 Ok(Some(audit)) => done.push((which, audit)),
                 Ok(None) => {}
@@ -72,7 +74,7 @@ pub async fn renew_due(state: &AppState) -> anyhow::Result<Vec<Renewed>> {
     .await
     .context("the renewal task")?;
     for (which, entry) in &done {
-        tracing::info!(certificate = which.file(), detail = %entry.detail, "service certificate renewed");
+        tracing::info!(certificate = %which.file(), detail = %entry.detail, "service certificate renewed");
         // The renewal is done whether or not its record can be written now;
         // a failure is reported, and the certificate is not renewed twice.
         if let Err(e) = state.store.audit(state.clock.now(), entry).await {
@@ -90,8 +92,15 @@ pub async fn renew_due(state: &AppState) -> anyhow::Result<Vec<Renewed>> {
 fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEntry>> {
     let now = state.clock.now();
     let own = &state.own;
+    // An older CA's signer is renewed by that CA: it answers for what it issued.
+    let ca = match which {
+        Renewed::OcspSigner(g) => {
+            state.revocations.cas().iter().find(|ca| ca.generation() == g).cloned().context("no such issuing CA")?
+        }
+        Renewed::TlsServer => state.ca.clone(),
+    };
     let current = match which {
-        Renewed::OcspSigner => state.ocsp.signer_cert_der(),
+        Renewed::OcspSigner(g) => state.ocsp.signer_cert_der(g).context("no OCSP signer for the CA")?,
         Renewed::TlsServer if own.tls.ours => own.tls.leaf_der(),
         Renewed::TlsServer => return Ok(None),
     };
@@ -100,20 +109,20 @@ fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEnt
     }
     let validity = HierarchyNames::default().service_validity;
     let (der, key) = match which {
-        Renewed::OcspSigner => ocsp_signer(&state.ca, now, validity)?,
-        Renewed::TlsServer => tls_server(&state.ca, &tls_names(&current)?, now, validity)?,
+        Renewed::OcspSigner(_) => ocsp_signer(&ca, now, validity)?,
+        Renewed::TlsServer => tls_server(&ca, &tls_names(&current)?, now, validity)?,
     };
     // On disk first: if the swap below never happens (a crash), the next
     // start loads the new pair; if writing fails, the old one stays in use.
-    own.dir.replace_cert_and_key(which.file(), &der, &key, &own.dir.passphrase()?)?;
+    own.dir.replace_cert_and_key(&which.file(), &der, &key, &own.dir.passphrase()?)?;
     match which {
-        Renewed::OcspSigner => state.ocsp.replace_signer(OcspSigner::new(&der, key, state.ca.cert_der())?),
-        Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(state.ca.cert_der(), &der, &key))?,
+        Renewed::OcspSigner(g) => state.ocsp.replace_signer(g, OcspSigner::new(&der, key, ca.cert_der())?),
+        Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(ca.cert_der(), &der, &key))?,
     }
     let entry = AuditEntry {
         actor: "system:renewal".into(),
         action: match which {
-            Renewed::OcspSigner => "ca.ocsp_signer.renew",
+            Renewed::OcspSigner(_) => "ca.ocsp_signer.renew",
             Renewed::TlsServer => "ca.tls_server.renew",
         }
         .into(),
@@ -121,6 +130,7 @@ fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEnt
         outcome: "ok".into(),
         detail: serde_json::json!({
             "replaces": serial_hex(&current),
+            "issuing_ca": ca.name(),
             "not_after": not_after(&der).map(|t| t.unix_timestamp()),
         }),
         facility: None,
@@ -146,7 +156,10 @@ pub async fn worker(state: AppState, every: Duration, shutdown: CancellationToke
 
 /// The end of each service certificate's validity, for alerting.
 fn record_metrics(state: &AppState) {
-    for (name, der) in [("ocsp", state.ocsp.signer_cert_der()), ("tls", state.own.tls.leaf_der())] {
+    let signers = state.revocations.cas().iter().filter_map(|ca| {
+        Some((crate::datadir::ocsp_file(ca.generation()), state.ocsp.signer_cert_der(ca.generation())?))
+    });
+    for (name, der) in signers.chain([("tls".to_string(), state.own.tls.leaf_der())]) {
         if let Some(t) = not_after(&der) {
             ::metrics::gauge!("connect_pki_ca_certificate_not_after_seconds", "certificate" => name)
                 .set(t.unix_timestamp() as f64);

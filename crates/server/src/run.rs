@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::middleware;
+use connect_pki_ca::IssuingCa;
 use connect_pki_ca::ocsp::OcspSigner;
 use connect_pki_domain::Clock;
 use connect_pki_responder::{Responder, Revocations};
@@ -83,27 +84,34 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let ca = dir.load(&config.public_url).context("loading the CA from the data directory")?;
     let store = Store::connect(&config.database_url).await?;
     let connections = Arc::new(Connections::default());
-    let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key } = ca;
+    let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key, older } = ca;
     let issuing = Arc::new(issuing);
+    // Every generation, oldest first, each with its OCSP signer.
+    let mut generations: Vec<(Arc<IssuingCa>, Vec<u8>, OcspSigner)> = Vec::new();
+    for g in older {
+        let signer = OcspSigner::new(&g.ocsp_der, g.ocsp_key, &g.issuing_der)?;
+        generations.push((Arc::new(g.issuing), g.issuing_der, signer));
+    }
+    generations.push((issuing.clone(), issuing_der.clone(), OcspSigner::new(&ocsp_der, ocsp_key, &issuing_der)?));
+    let cas: Vec<Arc<IssuingCa>> = generations.iter().map(|(ca, _, _)| ca.clone()).collect();
+    let issuing_ders: Vec<Vec<u8>> = generations.iter().map(|(_, der, _)| der.clone()).collect();
     let mut feed = config.feed.clone();
     if config.feed_listen && store.backend() == connect_pki_store::Backend::Postgres {
         feed.listen_url = Some(config.database_url.clone());
     }
     let kept_crl = if config.keep_crl {
-        crate::backup::reapply_published_crl(&dir, &issuing, &store, clock.now())
+        crate::backup::reapply_published_crl(&dir, &cas, &store, clock.now())
             .await
             .context("comparing the database with the newest CRL this service published")?;
-        let kept = dir.kept_crl();
-        if let Some(parent) = kept.parent() {
-            crate::datadir::create_private_dir(parent)?;
-        }
+        let kept = dir.kept_crls();
+        crate::datadir::create_private_dir(&kept)?;
         Some(kept)
     } else {
         None
     };
     let revocations = Revocations::start(
         store.clone(),
-        issuing.clone(),
+        cas,
         clock.clone(),
         connections.clone(),
         config.crl_validity,
@@ -115,14 +123,19 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     .context("loading the revocation state")?;
     let server_cert = Arc::new(match &config.https.cert_files {
         Some((cert, key)) => ServerCert::new(&TlsIdentity::from_files(&issuing_der, cert, key)?, false)?,
-        None => ServerCert::new(&TlsIdentity::ours(&issuing_der, &tls_der, &tls_key), true)?,
+        None => {
+            // Issued by whichever generation was newest at its last renewal.
+            let issuer = crate::tls::issuer_among(&tls_der, &issuing_ders).unwrap_or(&issuing_der);
+            ServerCert::new(&TlsIdentity::ours(issuer, &tls_der, &tls_key), true)?
+        }
     });
     let lookup = Some(crate::tls::index_lookup(revocations.clone()));
-    let tls_config = crate::tls::server_config(&issuing_der, server_cert.clone(), lookup, config.allow_tls12)?;
-    let signer = OcspSigner::new(&ocsp_der, ocsp_key, &issuing_der)?;
+    let tls_config = crate::tls::server_config(&issuing_ders, server_cert.clone(), lookup, config.allow_tls12)?;
+    let signers: Vec<(u32, OcspSigner)> =
+        generations.into_iter().map(|(ca, _, signer)| (ca.generation(), signer)).collect();
     let state = AppState {
         store: store.clone(),
-        certs: Arc::new(PublicCerts::new(root_der, issuing_der)),
+        certs: Arc::new(PublicCerts::new(root_der, &issuing_ders)),
         ca: issuing,
         clock: clock.clone(),
         settings: Arc::new(crate::state::Settings {
@@ -139,7 +152,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
             https_url: config.https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
         }),
         revocations,
-        ocsp: Arc::new(Responder::new(signer, config.ocsp_validity, clock.clone())),
+        ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone())),
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()),
         own: Arc::new(crate::renewal::OwnCerts { tls: server_cert, dir }),

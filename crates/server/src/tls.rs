@@ -277,6 +277,16 @@ impl ClientCertVerifier for LiveVerifier {
     }
 }
 
+/// Which of the CA certificates `cas` issued `cert` (its issuer is that CA's subject).
+pub fn issuer_among<'a>(cert: &[u8], cas: &'a [Vec<u8>]) -> Option<&'a [u8]> {
+    let (_, leaf) = x509_parser::parse_x509_certificate(cert).ok()?;
+    cas.iter()
+        .find(|ca| {
+            x509_parser::parse_x509_certificate(ca).is_ok_and(|(_, c)| c.subject().as_raw() == leaf.issuer().as_raw())
+        })
+        .map(Vec::as_slice)
+}
+
 /// A status lookup over the service's index, for [`LiveVerifier`]. While the
 /// index is stale (the feed unreadable past its bound) every certificate
 /// reads as held: new handshakes fail closed until it catches up.
@@ -297,14 +307,18 @@ pub fn index_lookup(revocations: Arc<connect_pki_responder::Revocations>) -> Arc
 /// certificate is needed instead of a bare TLS alert; every API route then
 /// requires one.
 pub fn server_config(
-    issuing_der: &[u8],
+    issuing_ders: &[Vec<u8>],
     cert: Arc<ServerCert>,
     status_of: Option<Arc<CertIndexRef>>,
     allow_tls12: bool,
 ) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(issuing_der.to_vec())).context("issuing CA certificate")?;
+    // Every issuing CA generation: devices of an older one keep working
+    // after a rollover until their certificates run out.
+    for der in issuing_ders {
+        roots.add(CertificateDer::from(der.clone())).context("issuing CA certificate")?;
+    }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()

@@ -31,6 +31,8 @@ pub struct CertEvent {
     pub reason: Option<Reason>,
     pub at: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// The generation of the issuing CA that signed the certificate.
+    pub ca_generation: i64,
 }
 
 /// The result of a status change on one certificate.
@@ -155,7 +157,8 @@ impl Store {
             .await?
             .try_get("last")?;
         let rows = sqlx::query(
-            "select serial, status, revocation_reason, coalesce(revoked_at, 0) as at, not_after from certificates",
+            "select serial, status, revocation_reason, coalesce(revoked_at, 0) as at, not_after, ca_generation \
+             from certificates",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -170,6 +173,7 @@ impl Store {
                     reason: opt_text(r, "revocation_reason")?,
                     at: instant(r.try_get("at")?)?,
                     not_after: instant(r.try_get("not_after")?)?,
+                    ca_generation: r.try_get("ca_generation")?,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -179,7 +183,7 @@ impl Store {
     /// Feed rows after `after`, oldest first, at most `limit`.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<CertEvent>, StoreError> {
         let rows = sqlx::query(
-            "select e.id, e.serial, e.status, e.reason, e.at, c.not_after from cert_events e \
+            "select e.id, e.serial, e.status, e.reason, e.at, c.not_after, c.ca_generation from cert_events e \
              join certificates c on c.serial = e.serial where e.id > $1 order by e.id limit $2",
         )
         .bind(after)
@@ -195,6 +199,7 @@ impl Store {
                     reason: opt_text(r, "reason")?,
                     at: instant(r.try_get("at")?)?,
                     not_after: instant(r.try_get("not_after")?)?,
+                    ca_generation: r.try_get("ca_generation")?,
                 })
             })
             .collect()
@@ -351,8 +356,8 @@ pub(crate) async fn insert_certificate(
     audit: &mut Vec<AuditEntry>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "insert into certificates (serial, device_id, der, not_before, not_after, status, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, 'valid', $6, $6)",
+        "insert into certificates (serial, device_id, der, not_before, not_after, status, created_at, updated_at, \
+         ca_generation) values ($1, $2, $3, $4, $5, 'valid', $6, $6, $7)",
     )
     .bind(cert.serial.to_hex())
     .bind(device.device.0)
@@ -360,6 +365,7 @@ pub(crate) async fn insert_certificate(
     .bind(secs(cert.not_before))
     .bind(secs(cert.not_after))
     .bind(secs(now))
+    .bind(cert.ca_generation)
     .execute(&mut **tx)
     .await?;
     status::insert_events(tx, &[(cert.serial.clone(), CertStatus::Valid, None)], now).await?;

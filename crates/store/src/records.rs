@@ -35,6 +35,8 @@ pub struct NewCertificate {
     pub der: Vec<u8>,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
+    /// The generation of the issuing CA that signed it (1: the CA `init` made).
+    pub ca_generation: i64,
 }
 
 /// The ids a device certificate is issued for, known only inside the

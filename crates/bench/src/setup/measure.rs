@@ -164,6 +164,7 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
             reason: revoked.then_some(Reason::KeyCompromise),
             at: OffsetDateTime::now_utc(),
             not_after: OffsetDateTime::now_utc() + time::Duration::days(365),
+            ca_generation: 1,
         })
         .collect();
     index.apply(&events);
@@ -174,8 +175,8 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
         Arc::new(move |s: &[u8]| index.get(s).map(|e| e.status))
     };
     let cert = Arc::new(connect_pki_server::tls::ServerCert::new(&identity, true)?);
-    let with = connect_pki_server::tls::server_config(&loaded.issuing_der, cert.clone(), Some(lookup), false)?;
-    let without = connect_pki_server::tls::server_config(&loaded.issuing_der, cert, None, false)?;
+    let with = connect_pki_server::tls::server_config(std::slice::from_ref(&loaded.issuing_der), cert.clone(), Some(lookup), false)?;
+    let without = connect_pki_server::tls::server_config(std::slice::from_ref(&loaded.issuing_der), cert, None, false)?;
     let valid = env.set.iter().find(|(_, r)| !r).map(|(c, _)| c).context("a valid certificate")?;
     let client = env.client_config(valid)?;
     let mut t_with = Duration::ZERO;

@@ -1,5 +1,5 @@
 //! The OCSP responder (`POST /ocsp`, `GET /ocsp/{base64}`) and the CRL
-//! (`/crl/issuing.crl`, `/crl/issuing.pem`) on the public listener: HTTP
+//! (`/crl/{ca}.crl`, `/crl/{ca}.pem`, one for each issuing CA) on the public listener: HTTP
 //! around `connect_pki_responder`. Every failure is an OCSP error response,
 //! never an HTTP error.
 
@@ -20,8 +20,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/", post(ocsp_post))
         .route("/ocsp/{*request}", get(ocsp_get))
-        .route("/crl/issuing.crl", get(crl_der))
-        .route("/crl/issuing.pem", get(crl_pem))
+        .route("/crl/{file}", get(crl_file))
         .with_state(state)
 }
 
@@ -67,12 +66,13 @@ fn crl_headers(content_type: &'static str) -> [(header::HeaderName, HeaderValue)
     ]
 }
 
-async fn crl_der(State(state): State<AppState>) -> Response {
-    let crl = state.revocations.crl();
-    (crl_headers("application/pkix-crl"), crl.der.clone()).into_response()
-}
-
-async fn crl_pem(State(state): State<AppState>) -> Response {
-    let crl = state.revocations.crl();
-    (crl_headers("application/x-pem-file"), crl.pem.clone()).into_response()
+/// The CRL of the issuing CA named in the file (`issuing.crl`,
+/// `issuing-2.pem`: the URL in the certificates it issued), DER or PEM.
+async fn crl_file(State(state): State<AppState>, Path(file): Path<String>, uri: axum::http::Uri) -> Response {
+    let crl = file.rsplit_once('.').and_then(|(name, ext)| Some((state.revocations.crl_of(name)?, ext)));
+    match crl {
+        Some((crl, "crl")) => (crl_headers("application/pkix-crl"), crl.der.clone()).into_response(),
+        Some((crl, "pem")) => (crl_headers("application/x-pem-file"), crl.pem.clone()).into_response(),
+        _ => crate::http::error::no_route(uri).await.into_response(),
+    }
 }

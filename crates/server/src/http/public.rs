@@ -1,7 +1,7 @@
 //! The public listener: CA certificates and health. No authentication.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,20 +15,28 @@ const DER_CERT: &str = "application/pkix-cert";
 /// Routes of the public listener.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/ca/root.pem", get(|State(s): State<AppState>| async move { body(PEM, s.certs.root_pem.clone()) }))
-        .route(
-            "/ca/issuing.pem",
-            get(|State(s): State<AppState>| async move { body(PEM, s.certs.issuing_pem.clone()) }),
-        )
-        .route("/ca/chain.pem", get(|State(s): State<AppState>| async move { body(PEM, s.certs.chain_pem.clone()) }))
-        .route("/ca/root.crt", get(|State(s): State<AppState>| async move { body(DER_CERT, s.certs.root_der.clone()) }))
-        .route(
-            "/ca/issuing.crt",
-            get(|State(s): State<AppState>| async move { body(DER_CERT, s.certs.issuing_der.clone()) }),
-        )
+        .route("/ca/{file}", get(ca_file))
         .route("/healthz", get(healthz))
         .fallback(super::error::no_route)
         .with_state(state)
+}
+
+/// `root`, `chain` (every issuing CA and the root: the relying parties'
+/// trust bundle) or an issuing CA by name (`issuing`, `issuing-2`), as
+/// `.pem` or DER `.crt`.
+async fn ca_file(State(s): State<AppState>, Path(file): Path<String>, uri: axum::http::Uri) -> Response {
+    let certs = &s.certs;
+    match file.rsplit_once('.') {
+        Some(("root", "pem")) => body(PEM, certs.root_pem.clone()),
+        Some(("root", "crt")) => body(DER_CERT, certs.root_der.clone()),
+        Some(("chain", "pem")) => body(PEM, certs.bundle_pem.clone()),
+        Some((name, ext)) => match (certs.issuing_ca(name), ext) {
+            (Some((_, pem)), "pem") => body(PEM, pem.to_string()),
+            (Some((der, _)), "crt") => body(DER_CERT, der.to_vec()),
+            _ => super::error::no_route(uri).await.into_response(),
+        },
+        None => super::error::no_route(uri).await.into_response(),
+    }
 }
 
 fn body(content_type: &'static str, bytes: impl Into<axum::body::Body>) -> Response {

@@ -54,6 +54,13 @@ pub(crate) fn subject_of(device: &DeviceRef) -> connect_pki_ca::DeviceSubject {
     }
 }
 
-pub(crate) fn stored(cert: IssuedCert) -> NewCertificate {
-    NewCertificate { serial: cert.serial, der: cert.der, not_before: cert.not_before, not_after: cert.not_after }
+/// What the store keeps of a certificate just signed.
+pub fn stored(cert: IssuedCert) -> NewCertificate {
+    NewCertificate {
+        serial: cert.serial,
+        der: cert.der,
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        ca_generation: i64::from(cert.ca_generation),
+    }
 }

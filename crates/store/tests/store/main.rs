@@ -20,6 +20,7 @@ fn serial(n: u8) -> Serial {
 
 fn fake_cert(n: u8) -> NewCertificate {
     NewCertificate {
+        ca_generation: 1,
         serial: serial(n),
         der: vec![0x30, n],
         not_before: now(),

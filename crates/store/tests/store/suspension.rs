@@ -15,6 +15,7 @@ const DEVICES: u16 = 450;
 fn cert(n: u16) -> NewCertificate {
     let [a, b] = n.to_be_bytes();
     NewCertificate {
+        ca_generation: 1,
         serial: Serial::from_bytes(&[0x41, a, b, 1]).expect("serial"),
         der: vec![0x30, a, b],
         not_before: now(),

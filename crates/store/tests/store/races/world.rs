@@ -49,6 +49,7 @@ pub(super) fn fake_cert(serial: Serial, issued: OffsetDateTime) -> NewCertificat
         serial,
         not_before: issued,
         not_after: issued + time::Duration::days(365),
+        ca_generation: 1,
     }
 }
 
