@@ -14,6 +14,7 @@ mod pages_manager;
 mod proxy;
 mod races;
 mod revocation;
+mod rollover;
 mod schema;
 mod secrets;
 mod service_certs;

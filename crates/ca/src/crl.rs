@@ -95,10 +95,7 @@ pub fn read_published(der: &[u8], issuer_der: &[u8]) -> Result<PublishedCrl, CaE
         .map(|r| CrlEntry {
             serial: r.raw_serial().to_vec(),
             revoked_at: r.revocation_date.to_datetime(),
-            reason: r
-                .reason_code()
-                .and_then(|(_, code)| Reason::from_code(code.0))
-                .unwrap_or(Reason::Unspecified),
+            reason: r.reason_code().and_then(|(_, code)| Reason::from_code(code.0)).unwrap_or(Reason::Unspecified),
         })
         .collect();
     Ok(PublishedCrl { number, this_update: crl.last_update().to_datetime(), entries })

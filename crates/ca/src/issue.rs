@@ -87,7 +87,10 @@ impl Profile {
         let oid = |s: &str| der::asn1::ObjectIdentifier::new(s).map_err(|e| CaError::malformed("AIA OID", e));
         let aia = AuthorityInfoAccessSyntax(vec![
             AccessDescription { access_method: oid(OID_AD_OCSP)?, access_location: uri(self.ocsp_url())? },
-            AccessDescription { access_method: oid(OID_AD_CA_ISSUERS)?, access_location: uri(self.ca_issuers_url(ca))? },
+            AccessDescription {
+                access_method: oid(OID_AD_CA_ISSUERS)?,
+                access_location: uri(self.ca_issuers_url(ca))?,
+            },
         ]);
         let der = aia.to_der().map_err(|e| CaError::malformed("AIA extension", e))?;
         Ok(CustomExtension::from_oid_content(OID_AIA, der))

@@ -61,10 +61,34 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Issuing CA tools.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create the next generation of the issuing CA under the root. It
+    /// issues every new certificate after the service restarts; the older
+    /// ones keep their CRL and OCSP answers for what they issued.
+    Rollover {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Root kept offline: keep the new key here (pending) and write a
+        /// CSR for the root's operator to FILE.
+        #[arg(long, value_name = "FILE", conflicts_with = "import")]
+        csr_out: Option<PathBuf>,
+        /// Root kept offline: install the certificate the root signed for
+        /// the pending key (PEM).
+        #[arg(long, value_name = "FILE")]
+        import: Option<PathBuf>,
     },
 }
 
@@ -257,6 +281,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Audit { command: AuditCommand::Verify(db) } => return audit_verify(&db).await,
+        Command::Ca { command: CaCommand::Rollover { db, csr_out, import } } => {
+            ca_rollover(&db, csr_out, import).await?;
+        }
         Command::Backup { dest, db } => {
             let store = Store::connect(&database_url(&db)?).await?;
             let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
@@ -337,6 +364,53 @@ async fn audit_verify(db: &DbArgs) -> anyhow::Result<std::process::ExitCode> {
         }
     }
     Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+}
+
+async fn ca_rollover(db: &DbArgs, csr_out: Option<PathBuf>, import: Option<PathBuf>) -> anyhow::Result<()> {
+    use connect_pki_server::rollover;
+    let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
+    let public_url = FileConfig::load(&db.data_dir)?.public_url.unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string());
+    let now = time::OffsetDateTime::now_utc();
+    let made = match (csr_out, import) {
+        (Some(out), _) => {
+            rollover::ensure_nothing_pending(&dir)?;
+            let (generation, csr) = rollover::request(&dir, &public_url)?;
+            std::fs::write(&out, csr).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "CSR for issuing CA generation {generation} written to {}; have the root sign it as a CA \
+                 (pathLen 0), then run `connect-pki ca rollover --import <certificate>`",
+                out.display()
+            );
+            return Ok(());
+        }
+        (None, Some(cert)) => {
+            let pem = std::fs::read_to_string(&cert).with_context(|| format!("reading {}", cert.display()))?;
+            rollover::import(&dir, &public_url, &pem, now)?
+        }
+        (None, None) => {
+            rollover::ensure_nothing_pending(&dir)?;
+            rollover::rollover(&dir, &public_url, now)?
+        }
+    };
+    let store = Store::connect(&database_url(db)?).await?;
+    let entry = connect_pki_store::AuditEntry {
+        actor: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+        action: "ca.rollover".into(),
+        target: format!("ca:{}", made.name),
+        outcome: "ok".into(),
+        detail: serde_json::to_value(&made)?,
+        facility: None,
+        user: None,
+    };
+    let audited = store.audit(now, &entry).await;
+    store.close().await;
+    audited?;
+    println!(
+        "issuing CA generation {} ({}) created: {}, valid until {}, SHA-256 {}",
+        made.generation, made.name, made.subject, made.not_after, made.sha256
+    );
+    println!("restart the service: new certificates then come from it; the older CAs keep their CRL and OCSP");
+    Ok(())
 }
 
 fn database_url(db: &DbArgs) -> anyhow::Result<String> {

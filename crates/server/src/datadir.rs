@@ -113,8 +113,9 @@ impl DataDir {
         for g in generations {
             let (issuing, ocsp) = (issuing_file(g), ocsp_file(g));
             let der = read(&format!("{issuing}.pem"))?;
-            let ca = IssuingCa::new(der.clone(), key(&format!("{issuing}.key.pem"))?, root_der.clone(), profile.clone())?
-                .with_generation(g);
+            let ca =
+                IssuingCa::new(der.clone(), key(&format!("{issuing}.key.pem"))?, root_der.clone(), profile.clone())?
+                    .with_generation(g);
             loaded.push(CaGeneration {
                 issuing: ca,
                 issuing_der: der,

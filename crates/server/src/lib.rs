@@ -12,6 +12,7 @@ pub mod datadir;
 pub mod http;
 pub mod listen;
 pub mod renewal;
+pub mod rollover;
 pub mod run;
 pub mod service;
 pub mod state;

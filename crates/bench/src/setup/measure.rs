@@ -175,7 +175,12 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
         Arc::new(move |s: &[u8]| index.get(s).map(|e| e.status))
     };
     let cert = Arc::new(connect_pki_server::tls::ServerCert::new(&identity, true)?);
-    let with = connect_pki_server::tls::server_config(std::slice::from_ref(&loaded.issuing_der), cert.clone(), Some(lookup), false)?;
+    let with = connect_pki_server::tls::server_config(
+        std::slice::from_ref(&loaded.issuing_der),
+        cert.clone(),
+        Some(lookup),
+        false,
+    )?;
     let without = connect_pki_server::tls::server_config(std::slice::from_ref(&loaded.issuing_der), cert, None, false)?;
     let valid = env.set.iter().find(|(_, r)| !r).map(|(c, _)| c).context("a valid certificate")?;
     let client = env.client_config(valid)?;

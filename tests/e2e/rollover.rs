@@ -1,0 +1,229 @@
+//! Issuing CA rollover (issue 12): `connect-pki ca rollover` makes the next
+//! generation under the same root. After a restart new devices get it; a
+//! device of the old CA still gets in; each CA has its own CRL, OCSP signer
+//! and caIssuers URL; the trust bundle carries both; and a device of either
+//! can be revoked. Checked with openssl, curl and Python `cryptography`.
+
+use std::path::{Path, PathBuf};
+
+use connect_pki_e2e::fixtures::{Device, device};
+use connect_pki_e2e::{Backend, Server, binary, both_backends, python_json, run, text};
+use serde_json::Value;
+
+use crate::revocation::{handshake_ok, revoke};
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn connect_pki(s: &Server, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--data-dir".into(), path(&s.data_dir)]);
+    if s.db.backend() == Backend::Postgres {
+        all.extend(["--database-url".into(), s.db.url.clone()]);
+    }
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    run(&path(binary()), &all, s.dir.path())
+}
+
+/// The device's certificate alone, as a file of its own.
+fn leaf(s: &Server, d: &Device, name: &str) -> PathBuf {
+    let out = s.scratch(&format!("{name}-leaf.pem"));
+    let o = run("openssl", &["x509", "-in", &path(&d.pem), "-out", &path(&out)], s.dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    out
+}
+
+/// `openssl ocsp` about `d`, whose issuer is `issuing`, trusting only the
+/// root (the responder certificate must chain through that issuer).
+fn ocsp(s: &Server, d: &Device, issuing: &str) -> String {
+    let url = format!("http://{}/ocsp", s.public);
+    let (root, issuer) = (path(&s.data("ca/root.pem")), path(&s.data(&format!("ca/{issuing}.pem"))));
+    let args =
+        ["ocsp", "-issuer", &issuer, "-cert", &path(&d.pem), "-url", &url, "-CAfile", &root, "-verify_other", &issuer];
+    let o = run("openssl", &args, s.dir.path());
+    let said = text(&o);
+    assert!(o.status.success() && said.contains("Response verify OK"), "openssl ocsp ({issuing}): {said}");
+    said
+}
+
+/// The CRL at `/crl/{ca}.crl`, checked with Python `cryptography` against its CA.
+fn crl(s: &Server, ca: &str) -> Value {
+    let file = s.scratch(&format!("{ca}.crl"));
+    let (_, status, _) = s.curl_public(&format!("/crl/{ca}.crl"), &["-o", &path(&file)]);
+    assert_eq!(status, 200, "/crl/{ca}.crl");
+    let issuer = path(&s.data(&format!("ca/{ca}.pem")));
+    let facts = python_json("ocsp_crl_facts.py", &["crl", &path(&file), &issuer], s.dir.path());
+    assert_eq!(facts["signature_valid"], true, "{facts}");
+    facts
+}
+
+/// `openssl verify -crl_check` of `d` with the bundle and its CA's CRL.
+fn verify_with_crl(s: &Server, d: &Device, ca: &str) -> (bool, String) {
+    let der = s.scratch(&format!("{ca}.crl"));
+    let pem = s.scratch(&format!("{ca}.crl.pem"));
+    let o = run("openssl", &["crl", "-inform", "DER", "-in", &path(&der), "-out", &path(&pem)], s.dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    let (root, bundle) = (path(&s.data("ca/root.pem")), path(&s.scratch("bundle.pem")));
+    let args =
+        ["verify", "-crl_check", "-CAfile", &root, "-untrusted", &bundle, "-CRLfile", &path(&pem), &path(&d.pem)];
+    let o = run("openssl", &args, s.dir.path());
+    (o.status.success(), text(&o))
+}
+
+async fn a_rollover_keeps_the_old_ca_answering_for_its_devices(backend: Backend) {
+    let mut s = Server::start(backend).await;
+    let admin = s.admin_pem();
+    let old = device(&s, &admin, "rollover-old");
+
+    let o = connect_pki(&s, &["ca", "rollover"]);
+    assert!(o.status.success() && text(&o).contains("generation 2 (issuing-2)"), "{}", text(&o));
+    s.stop();
+    s.spawn(&[]);
+    let new = device(&s, &admin, "rollover-new");
+
+    // The new device's certificate is the new CA's, and says where its CRL
+    // and its CA certificate are; the old one's still names the old CA's.
+    for (d, ca, cn) in [(&old, "issuing", "CONNECT Issuing CA 1"), (&new, "issuing-2", "CONNECT Issuing CA 2")] {
+        let facts = python_json(
+            "x509_facts.py",
+            &[&path(&leaf(&s, d, ca)), &path(&s.data(&format!("ca/{ca}.pem")))],
+            s.dir.path(),
+        );
+        assert_eq!(facts["signature_verified_by_issuer"], true, "{facts}");
+        assert_eq!(facts["cdp_uris"][0], format!("http://127.0.0.1:8080/crl/{ca}.crl"), "{facts}");
+        assert_eq!(facts["ca_issuers_uris"][0], format!("http://127.0.0.1:8080/ca/{ca}.crt"), "{facts}");
+        let o = run("openssl", &["x509", "-in", &path(&d.pem), "-noout", "-issuer"], s.dir.path());
+        assert!(text(&o).contains(cn), "{}", text(&o));
+        // The caIssuers URL serves that CA.
+        let (_, status, _) = s.curl_public(&format!("/ca/{ca}.crt"), &["-o", &path(&s.scratch(&format!("{ca}.der")))]);
+        assert_eq!(status, 200);
+    }
+
+    // The trust bundle carries both CAs and the root; openssl builds both
+    // chains from it.
+    let (_, status, bundle) = s.curl_public("/ca/chain.pem", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 3, "{bundle}");
+    std::fs::write(s.scratch("bundle.pem"), &bundle).expect("write");
+    for d in [&old, &new] {
+        let root = path(&s.data("ca/root.pem"));
+        let o = run(
+            "openssl",
+            &["verify", "-CAfile", &root, "-untrusted", &path(&s.scratch("bundle.pem")), &path(&d.pem)],
+            s.dir.path(),
+        );
+        assert!(o.status.success(), "{}", text(&o));
+    }
+
+    // Both get in, and each CA's OCSP signer answers for its own devices.
+    assert!(handshake_ok(&s, &old.pem), "the old CA's device was refused");
+    assert!(handshake_ok(&s, &new.pem), "the new CA's device was refused");
+    assert!(ocsp(&s, &old, "issuing").contains(": good"));
+    assert!(ocsp(&s, &new, "issuing-2").contains(": good"));
+    // Asked with the wrong issuer, the responder does not vouch for it.
+    let url = format!("http://{}/ocsp", s.public);
+    let args = [
+        "ocsp",
+        "-issuer",
+        &path(&s.data("ca/issuing-2.pem")),
+        "-cert",
+        &path(&old.pem),
+        "-url",
+        &url,
+        "-VAfile",
+        &path(&s.data("ca/ocsp-2.pem")),
+    ];
+    let said = text(&run("openssl", &args, s.dir.path()));
+    assert!(!said.contains(": good"), "{said}");
+
+    // Both can be revoked; each lands on its own CA's CRL only.
+    let (before_old, before_new) = (crl(&s, "issuing"), crl(&s, "issuing-2"));
+    for d in [&old, &new] {
+        let (status, body) = revoke(&s, &admin, &d.serial, "keyCompromise");
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(!handshake_ok(&s, &old.pem) && !handshake_ok(&s, &new.pem), "a revoked device got in");
+    assert!(ocsp(&s, &old, "issuing").contains(": revoked"));
+    assert!(ocsp(&s, &new, "issuing-2").contains(": revoked"));
+    let (after_old, after_new) = (crl(&s, "issuing"), crl(&s, "issuing-2"));
+    assert_eq!(after_old["revoked"][&old.serial], "key_compromise", "{after_old}");
+    assert_eq!(after_new["revoked"][&new.serial], "key_compromise", "{after_new}");
+    assert!(after_old["revoked"].get(&new.serial).is_none(), "the new CA's device on the old CA's CRL");
+    assert!(after_new["revoked"].get(&old.serial).is_none(), "the old CA's device on the new CA's CRL");
+    assert!(after_old["crl_number"].as_u64() > before_old["crl_number"].as_u64());
+    assert!(after_new["crl_number"].as_u64() > before_new["crl_number"].as_u64());
+    for (d, ca) in [(&old, "issuing"), (&new, "issuing-2")] {
+        let (ok, said) = verify_with_crl(&s, d, ca);
+        assert!(!ok && said.contains("certificate revoked"), "{ca}: {said}");
+    }
+    let (ok, said) = verify_with_crl(&s, &admin_device(&s), "issuing");
+    assert!(ok, "the old CA's unrevoked admin: {said}");
+}
+both_backends!(a_rollover_keeps_the_old_ca_answering_for_its_devices);
+
+fn admin_device(s: &Server) -> Device {
+    Device { pem: s.admin_pem(), serial: String::new(), device_id: 1, user_id: 1 }
+}
+
+/// With the root kept offline: the root key is not in the data directory,
+/// so the one-step rollover says what to do; `--csr-out` and `--import`
+/// with openssl as the offline root do it in two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollover_with_an_offline_root() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let offline = s.scratch("root.key.pem");
+    std::fs::rename(s.data("ca/root.key.pem"), &offline).expect("take the root key offline");
+
+    let o = connect_pki(&s, &["ca", "rollover"]);
+    assert!(!o.status.success() && text(&o).contains("--csr-out"), "{}", text(&o));
+    let csr = s.scratch("issuing-2.csr");
+    let o = connect_pki(&s, &["ca", "rollover", "--csr-out", &path(&csr)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run("openssl", &["req", "-in", &path(&csr), "-noout", "-verify", "-subject"], s.dir.path());
+    assert!(o.status.success() && text(&o).contains("CONNECT Issuing CA 2"), "{}", text(&o));
+
+    // The root's operator signs it as a CA.
+    std::fs::write(
+        s.scratch("ca.ext"),
+        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n\
+         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .expect("write");
+    let pass = format!("pass:{}", std::fs::read_to_string(s.data("passphrase")).expect("passphrase").trim());
+    let signed = s.scratch("issuing-2.pem");
+    let args = [
+        "x509",
+        "-req",
+        "-in",
+        &path(&csr),
+        "-CA",
+        &path(&s.data("ca/root.pem")),
+        "-CAkey",
+        &path(&offline),
+        "-passin",
+        &pass,
+        "-days",
+        "3650",
+        "-extfile",
+        &path(&s.scratch("ca.ext")),
+        "-out",
+        &path(&signed),
+    ];
+    let o = run("openssl", &args, s.dir.path());
+    assert!(o.status.success(), "{}", text(&o));
+    // A certificate for another key is refused.
+    let o = connect_pki(&s, &["ca", "rollover", "--import", &path(&s.data("ca/issuing.pem"))]);
+    assert!(!o.status.success() && text(&o).contains("not for the pending key"), "{}", text(&o));
+    let o = connect_pki(&s, &["ca", "rollover", "--import", &path(&signed)]);
+    assert!(o.status.success() && text(&o).contains("issuing-2"), "{}", text(&o));
+
+    s.stop();
+    s.spawn(&[]);
+    let admin = s.admin_pem();
+    let new = device(&s, &admin, "offline-root");
+    let o = run("openssl", &["x509", "-in", &path(&new.pem), "-noout", "-issuer"], s.dir.path());
+    assert!(text(&o).contains("CONNECT Issuing CA 2"), "{}", text(&o));
+    assert!(handshake_ok(&s, &new.pem) && handshake_ok(&s, &admin));
+    assert!(ocsp(&s, &new, "issuing-2").contains(": good"));
+}
