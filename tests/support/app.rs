@@ -88,6 +88,9 @@ pub struct AppOptions {
     /// A data directory of its own (a copy of the shared one) that the test
     /// may change, e.g. its terms of use; the shared one by default.
     pub own_data_dir: bool,
+    /// `--expiry-notice-days`. No expiry worker runs in these apps: tests
+    /// call `service::expiry::tick` when they want one.
+    pub expiry_notice_days: u32,
 }
 
 impl Default for AppOptions {
@@ -103,6 +106,7 @@ impl Default for AppOptions {
             audit_checkpoints: None,
             https: Default::default(),
             own_data_dir: false,
+            expiry_notice_days: connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS,
         }
     }
 }
@@ -163,6 +167,8 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         audit_checkpoints: opts.audit_checkpoints,
         https: opts.https,
         consistency_check: None,
+        expiry_check: None,
+        expiry_notice_days: opts.expiry_notice_days,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app =
