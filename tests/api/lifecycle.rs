@@ -73,6 +73,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/enroll"),
     ("get", "/api/v1/devices/{id}"),
     ("get", "/api/v1/certificates/{serial}"),
+    ("get", "/api/v1/certificates/expiring"),
     ("post", "/api/v1/certificates/renew"),
     ("get", "/api/v1/audit"),
     ("post", "/api/v1/certificates/{serial}/revoke"),
