@@ -3,7 +3,8 @@
 //! managers. Notifications are queued in the escalation's own transaction and
 //! delivered by a worker with retries and backoff, so a mail server or
 //! webhook that is down never delays the hold or the queue; every attempt is
-//! in the delivery log.
+//! in the delivery log. The same outbox carries the expiry notices
+//! (`service::expiry`), e-mail only, which belong to no escalation.
 
 use std::time::Duration;
 
