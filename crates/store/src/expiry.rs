@@ -113,6 +113,22 @@ impl Store {
         Ok(out)
     }
 
+    /// How many device certificates in force run out after `now` and no
+    /// later than each of `untils` (for /metrics, without reading them).
+    pub async fn count_expiring(&self, now: OffsetDateTime, untils: &[OffsetDateTime]) -> Result<Vec<i64>, StoreError> {
+        let in_force = CertStatus::ALL.iter().filter(|s| certificate::in_force(**s)).map(|s| s.as_str());
+        let sql = format!(
+            "select count(*) as n from certificates c where c.status in ({}) and c.not_after > $1 and c.not_after <= $2",
+            quoted(in_force)
+        );
+        let mut out = Vec::with_capacity(untils.len());
+        for until in untils {
+            let row = sqlx::query(&sql).bind(secs(now)).bind(secs(*until)).fetch_one(&self.pool).await?;
+            out.push(row.try_get("n")?);
+        }
+        Ok(out)
+    }
+
     /// The thresholds already announced for the certificate `serial`.
     pub async fn expiry_notices(&self, serial: &Serial) -> Result<Vec<u32>, StoreError> {
         sent(&mut *self.pool.acquire().await?, serial).await

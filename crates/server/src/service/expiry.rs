@@ -90,20 +90,16 @@ pub async fn ca_status(state: &AppState, caller: &Requester) -> Result<Vec<CaCer
 /// each notice threshold, and each CA certificate's end.
 pub struct Figures {
     /// (threshold in days, certificates in force running out within it)
-    pub expiring: Vec<(u32, usize)>,
+    pub expiring: Vec<(u32, i64)>,
     pub ca: Vec<CaCertificate>,
 }
 
 pub async fn figures(state: &AppState) -> Result<Figures, ServiceError> {
     let now = state.clock.now();
     let thresholds = expiry::thresholds(state.settings.expiry_notice_days);
-    let widest = thresholds.first().copied().unwrap_or(expiry::DEFAULT_WINDOW_DAYS);
-    let all = state.store.expiring_certificates(None, now, now + days(widest)).await?;
-    let expiring = thresholds
-        .iter()
-        .map(|t| (*t, all.iter().filter(|e| e.certificate.not_after <= now + days(*t)).count()))
-        .collect();
-    Ok(Figures { expiring, ca: ca_certificates(state)? })
+    let untils: Vec<OffsetDateTime> = thresholds.iter().map(|t| now + days(*t)).collect();
+    let counts = state.store.count_expiring(now, &untils).await?;
+    Ok(Figures { expiring: thresholds.into_iter().zip(counts).collect(), ca: ca_certificates(state)? })
 }
 
 fn days(n: u32) -> time::Duration {
