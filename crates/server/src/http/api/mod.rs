@@ -438,6 +438,7 @@ async fn show_certificate(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExpiringQuery {
     /// How many days ahead to look, 1 to 400 [default: the service's
     /// `--expiry-notice-days`, 30].
