@@ -121,6 +121,13 @@ async fn openapi_document_covers_every_route() {
         for (status, r) in responses {
             assert!(r["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status}: {r}");
         }
+        // A parameter not in the path template is a query parameter (a
+        // struct of them documents as `in: path` unless told otherwise).
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap_or_default();
+            let place = if path.contains(&format!("{{{name}}}")) { "path" } else { "query" };
+            assert_eq!(p["in"], place, "{method} {path}: {p}");
+        }
         if op["tags"][0] == "public" {
             let refused = responses["403"]["description"].as_str().unwrap_or_default();
             assert!(refused.contains("https_required"), "{method} {path}: {refused}");

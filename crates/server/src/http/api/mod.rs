@@ -243,6 +243,7 @@ async fn enroll(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ApplicationsQuery {
     /// `pending`, `approved` or `rejected`; all when absent.
     status: Option<String>,
@@ -495,6 +496,7 @@ async fn renew_certificate(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     facility_id: Option<i64>,
     user_id: Option<i64>,
