@@ -84,6 +84,10 @@ async fn each_page_answers_its_roles_and_refuses_the_others(backend: Backend) {
     assert!(!list.contains("/suspend\""), "福祉課 reads the list only");
     assert_eq!(get(app, welfare, &format!("/console/facilities/{b}/suspend")).await.status, 403);
     assert!(page(app, admin, "/console/audit").await.contains("監査ログ"));
+    let lifetimes = page(app, admin, "/console/certificates/expiring").await;
+    assert!(lifetimes.contains("証明書の有効期限（全施設）") && lifetimes.contains("ルートCA"), "{lifetimes}");
+    // The expiry list across facilities is 行政管理課's alone.
+    assert_eq!(get(app, welfare, "/console/certificates/expiring").await.status, 403);
     // 福祉課 reads the whole log too (it decides applications city-wide).
     assert!(page(app, welfare, "/console/audit").await.contains("監査ログ"));
 
@@ -99,6 +103,7 @@ async fn each_page_answers_its_roles_and_refuses_the_others(backend: Backend) {
         "/console/audit".to_string(),
         format!("/console/audit?facility={b}"),
         "/console/audit.csv".to_string(),
+        "/console/certificates/expiring".to_string(),
     ];
     for path in &refused {
         for who in [manager, staff] {

@@ -73,6 +73,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/enroll"),
     ("get", "/api/v1/devices/{id}"),
     ("get", "/api/v1/certificates/{serial}"),
+    ("get", "/api/v1/certificates/expiring"),
     ("post", "/api/v1/certificates/renew"),
     ("get", "/api/v1/audit"),
     ("post", "/api/v1/certificates/{serial}/revoke"),
@@ -119,6 +120,13 @@ async fn openapi_document_covers_every_route() {
         }
         for (status, r) in responses {
             assert!(r["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status}: {r}");
+        }
+        // A parameter not in the path template is a query parameter (a
+        // struct of them documents as `in: path` unless told otherwise).
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap_or_default();
+            let place = if path.contains(&format!("{{{name}}}")) { "path" } else { "query" };
+            assert_eq!(p["in"], place, "{method} {path}: {p}");
         }
         if op["tags"][0] == "public" {
             let refused = responses["403"]["description"].as_str().unwrap_or_default();

@@ -135,6 +135,7 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     let csv = out["csv"].as_str().expect("CSV");
     assert!(csv.starts_with("id,at,actor,action,target,outcome,detail,facility_id,user_id,hash"), "{csv}");
     assert!(csv.contains("facility.suspend"), "{csv}");
+    says(&out, "lifetimes", "ルートCA");
     assert_eq!(ocsp_status(&s, &manager), "revoked certificateHold");
     let (status, body) = through_nginx(&s, port, &manager);
     assert_eq!(status, 400, "nginx let the suspended facility's manager through: {body}");
@@ -153,7 +154,7 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     says(&out, "refusal", "権限がありません");
 
     let out = chromium(&s, &manager, "manager", json!({}));
-    for path in ["/console/facilities", "/console/applications", "/console/audit"] {
+    for path in ["/console/facilities", "/console/applications", "/console/audit", "/console/certificates/expiring"] {
         assert_eq!(out[path]["status"], 403, "{out}");
         let text = out[path]["text"].as_str().unwrap_or_default();
         assert!(text.contains("権限がありません") && !text.contains("ひまわり相談室"), "{path}: {text}");
@@ -178,6 +179,7 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
         "facilities",
         "suspend-confirm",
         "audit",
+        "lifetimes",
         "me",
         "public-apply",
         "public-emergency-choose",

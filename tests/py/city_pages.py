@@ -120,6 +120,9 @@ def suspend(r, c):
         r.out["csv"] = fh.read()
     r.goto("/console/me")
     r.check("me-admin", shot=False)
+    r.goto("/console/certificates/expiring")
+    r.out["lifetimes"] = r.text("#ca")
+    r.check("lifetimes")
 
 
 def resume(r, c):
@@ -138,7 +141,7 @@ def staff(r, c):
 
 def manager(r, c):
     """A facility manager: none of the city's pages, and nothing of them shown."""
-    for path in ("/console/facilities", "/console/applications", "/console/audit"):
+    for path in ("/console/facilities", "/console/applications", "/console/audit", "/console/certificates/expiring"):
         r.out[path] = {"status": r.goto(path).status, "text": r.text("main")}
     r.check("refused-manager", shot=False)
 

@@ -92,6 +92,9 @@ pub struct AppOptions {
     /// (every hour by default: the tests that renew call the renewal); only
     /// with [`Self::own_data_dir`].
     pub renewal_check: std::time::Duration,
+    /// `--expiry-notice-days`. No expiry worker runs in these apps: tests
+    /// call `service::expiry::tick` when they want one.
+    pub expiry_notice_days: u32,
 }
 
 impl Default for AppOptions {
@@ -108,6 +111,7 @@ impl Default for AppOptions {
             https: Default::default(),
             own_data_dir: false,
             renewal_check: std::time::Duration::from_secs(3600),
+            expiry_notice_days: connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS,
         }
     }
 }
@@ -171,6 +175,8 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         // Renewing writes to the data directory: never the shared one.
         renewal_check: opts.own_data_dir.then_some(opts.renewal_check),
         keep_crl: opts.own_data_dir,
+        expiry_check: None,
+        expiry_notice_days: opts.expiry_notice_days,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app =

@@ -18,7 +18,12 @@ pub struct Sinks {
 impl Sinks {
     /// Starts the sinks; webhook signatures are checked with `secret`.
     pub fn start(s: &Server, secret: &str) -> Self {
-        let log = s.scratch("sinks.jsonl");
+        Self::start_logging_to(s.scratch("sinks.jsonl"), secret)
+    }
+
+    /// Starts the sinks, recording to `log` (for the in-process tests,
+    /// which have no [`Server`]).
+    pub fn start_logging_to(log: PathBuf, secret: &str) -> Self {
         let mut child = Command::new("python3")
             .arg(workspace().join("tests/py/sinks.py"))
             .arg(&log)
@@ -50,6 +55,11 @@ impl Sinks {
             self.http_port, self.smtp_port
         );
         std::fs::write(s.data("config.toml"), config).expect("config");
+    }
+
+    /// The SMTP sink as `[notifications] smtp_url` names it.
+    pub fn smtp_url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.smtp_port)
     }
 
     /// Everything received so far, one JSON object per call or e-mail.

@@ -198,6 +198,15 @@ struct ServeArgs {
     /// is due for renewal (also checked at start) [default: 3600].
     #[arg(long, env = "CONNECT_PKI_RENEWAL_CHECK_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     renewal_check_seconds: Option<u32>,
+    /// Seconds between looks for certificates running out, whose managers
+    /// (and, for the CA's own, 行政管理課) are e-mailed once at
+    /// --expiry-notice-days and once at 7 days [default: 3600].
+    #[arg(long, env = "CONNECT_PKI_EXPIRY_CHECK_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    expiry_check_seconds: Option<u32>,
+    /// Days before it runs out that a certificate is listed as expiring and
+    /// first announced [default: 30].
+    #[arg(long, env = "CONNECT_PKI_EXPIRY_NOTICE_DAYS", value_parser = clap::value_parser!(u32).range(1..=400))]
+    expiry_notice_days: Option<u32>,
     /// PEM certificate chain for the HTTPS listener (e.g. from the city's
     /// public CA) [default: the server certificate from our CA].
     #[arg(long, env = "CONNECT_PKI_TLS_CERT", requires = "tls_key")]
@@ -502,6 +511,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.renewal_check_seconds.or(file.renewal_check_seconds).unwrap_or(3600),
         ))),
         keep_crl: true,
+        expiry_check: Some(std::time::Duration::from_secs(u64::from(
+            args.expiry_check_seconds.or(file.expiry_check_seconds).unwrap_or(3600),
+        ))),
+        expiry_notice_days: {
+            let days = args
+                .expiry_notice_days
+                .or(file.expiry_notice_days)
+                .unwrap_or(connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS);
+            connect_pki_domain::expiry::window(days).context("expiry_notice_days in config.toml")?;
+            days
+        },
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
     };

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod enrollment;
 pub mod error;
 pub mod escalation;
+pub mod expiry;
 pub mod hold;
 pub mod ids;
 pub mod model;

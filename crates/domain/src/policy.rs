@@ -44,6 +44,8 @@ pub enum Action {
     ActOnUser(Target),
     /// Read the devices and certificates of a facility.
     ManageCertificates(FacilityId),
+    /// Read the certificates of every facility (the city's expiry list).
+    ListAllCertificates,
     /// Work the emergency escalation queue of a facility.
     WorkEscalations(FacilityId),
     /// Read the audit log.
@@ -65,6 +67,7 @@ impl Action {
             Action::ActOnUser(t) if t.role.is_city() => "act on a city-role user",
             Action::ActOnUser(_) => "act on this user",
             Action::ManageCertificates(_) => "manage certificates of this facility",
+            Action::ListAllCertificates => "list the certificates of every facility",
             Action::WorkEscalations(_) => "work escalations of this facility",
             Action::ReadAudit => "read the audit log",
             Action::ReadFacilityAudit(_) => "read the audit trail of this facility",
@@ -98,6 +101,24 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), DomainError> {
     } else {
         Err(DomainError::NotPermitted { actor: format!("{} {}", actor.role, actor.user), action: action.name() })
     }
+}
+
+/// Which facilities' certificates a list shows the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every facility (行政管理課).
+    All,
+    /// One facility (its manager).
+    Facility(FacilityId),
+}
+
+/// The widest certificate list `actor` may read: every facility's, else
+/// their own facility's, else none.
+pub fn certificate_scope(actor: &Actor) -> Result<Scope, DomainError> {
+    if authorize(actor, Action::ListAllCertificates).is_ok() {
+        return Ok(Scope::All);
+    }
+    authorize(actor, Action::ManageCertificates(actor.facility)).map(|()| Scope::Facility(actor.facility))
 }
 
 #[cfg(test)]
@@ -135,6 +156,7 @@ mod tests {
             (Action::ActOnUser(Target { facility: OTHER, role: AdminDivision }), &[AdminDivision]),
             (Action::ManageCertificates(OWN), &[AdminDivision, FacilityManager]),
             (Action::ManageCertificates(OTHER), &[AdminDivision]),
+            (Action::ListAllCertificates, &[AdminDivision]),
             (Action::WorkEscalations(OWN), &[AdminDivision, FacilityManager]),
             (Action::WorkEscalations(OTHER), &[AdminDivision]),
             (Action::ReadFacilityAudit(OWN), &[AdminDivision, FacilityManager]),
@@ -146,6 +168,14 @@ mod tests {
                 assert_eq!(got, allowed.contains(role), "{role} / {action:?}");
             }
         }
+    }
+
+    #[test]
+    fn certificate_lists_are_the_city_s_or_the_manager_s_own() {
+        assert_eq!(certificate_scope(&actor(Role::AdminDivision)), Ok(Scope::All));
+        assert_eq!(certificate_scope(&actor(Role::FacilityManager)), Ok(Scope::Facility(OWN)));
+        assert!(certificate_scope(&actor(Role::WelfareDivision)).is_err());
+        assert!(certificate_scope(&actor(Role::Staff)).is_err());
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub struct FileConfig {
     /// Seconds between checks whether the OCSP signer or TLS certificate is due for renewal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renewal_check_seconds: Option<u32>,
+    /// Seconds between looks for certificates running out (expiry notices).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry_check_seconds: Option<u32>,
+    /// Days before a certificate runs out that it is listed and first announced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry_notice_days: Option<u32>,
     /// PEM certificate chain of the HTTPS listener, instead of the one from our CA.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert_file: Option<PathBuf>,
@@ -102,7 +108,7 @@ pub struct FileConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, tls_cert_file, tls_key_file, https_url, trusted_proxies; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -218,6 +224,12 @@ pub struct ServeConfig {
     /// at start (`crate::backup`); off only where several services share one
     /// data directory (the in-process tests).
     pub keep_crl: bool,
+    /// How often the service looks for certificates to announce as running
+    /// out (`None`: never; the lists and /metrics work either way).
+    pub expiry_check: Option<std::time::Duration>,
+    /// Days ahead the expiry lists look and the first notice goes
+    /// (`domain::expiry::DEFAULT_WINDOW_DAYS`); the last goes at 7.
+    pub expiry_notice_days: u32,
 }
 
 /// Where secrets travel: HTTPS, with which certificate, behind which proxies.
@@ -233,7 +245,7 @@ pub struct HttpsSettings {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check, keep_crl; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, expiry_check, expiry_notice_days; database_url });
 
 /// `[notifications]` in config.toml.
 ///

@@ -150,6 +150,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
             notify: config.notify.clone(),
             terms: crate::terms::Terms::load(&config.data_dir)?,
             https_url: config.https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
+            expiry_notice_days: config.expiry_notice_days,
         }),
         revocations,
         ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone())),
@@ -193,6 +194,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     if let Some(every) = config.consistency_check {
         tokio::spawn(consistency_worker(state.clone(), every, shutdown.clone()));
     }
+    tokio::spawn(crate::service::expiry::worker(state.clone(), config.expiry_check, shutdown.clone()));
     let checkpoints = crate::checkpoint::spawn(state.clone(), config.audit_checkpoints.clone(), shutdown.clone());
 
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");

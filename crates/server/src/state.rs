@@ -56,6 +56,9 @@ pub struct Settings {
     /// `--https-url` without a trailing slash: the address printed on code
     /// slips; `None`: the host the manager's browser used.
     pub https_url: Option<String>,
+    /// Days ahead the expiry lists look by default and the first expiry
+    /// notice goes (`--expiry-notice-days`).
+    pub expiry_notice_days: u32,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             notify: Default::default(),
             terms: crate::terms::Terms::builtin(),
             https_url: None,
+            expiry_notice_days: connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS,
         }
     }
 }

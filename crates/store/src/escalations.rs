@@ -267,7 +267,7 @@ impl Store {
                 new.reported_by,
             );
             tx.audit(now, &entry).await?;
-            enqueue(tx, id, "opened", &new.notify, &new.payload, now).await?;
+            enqueue(tx, Some(id), "opened", &new.notify, &new.payload, now).await?;
             Ok(OpenedEscalation { escalation: escalation_in(tx, id).await?, held, taken_over })
         })
         .await
@@ -436,7 +436,7 @@ impl Store {
                 None,
             );
             tx.audit(now, &entry).await?;
-            enqueue(tx, id, "escalated", notify, payload, now).await?;
+            enqueue(tx, Some(id), "escalated", notify, payload, now).await?;
             Ok(Some(e))
         })
         .await

@@ -16,6 +16,7 @@ mod devices;
 mod enrollment;
 pub mod error;
 mod escalations;
+mod expiry;
 mod facilities;
 mod holds;
 mod notifications;
@@ -44,6 +45,7 @@ pub use devices::{DeviceRecord, UserWithDevices};
 pub use enrollment::{NewCode, Redemption};
 pub use error::{Conflict, StoreError};
 pub use escalations::{EscalationRecord, Figures, NewEscalation, OpenedEscalation};
+pub use expiry::{ExpiringCertificate, ExpiryNotice, NoticeSubject};
 pub use facilities::{FacilityChange, FacilityCounts};
 pub use notifications::{NotificationRecord, Target};
 pub use records::{

@@ -22,7 +22,8 @@ connect_pki_domain::redacted_debug!(Target { channel; target });
 #[derive(Clone, PartialEq, Eq)]
 pub struct NotificationRecord {
     pub id: i64,
-    pub escalation: i64,
+    /// The escalation it tells of; `None` for an expiry notice.
+    pub escalation: Option<i64>,
     pub event: String,
     pub channel: String,
     pub target: String,
@@ -58,7 +59,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<NotificationRecord, StoreError> {
 /// Queues one notification per target inside `tx`.
 pub(crate) async fn enqueue(
     tx: &mut WriteTx,
-    escalation: i64,
+    escalation: Option<i64>,
     event: &str,
     targets: &[Target],
     payload: &str,
@@ -91,7 +92,7 @@ impl Store {
         payload: &str,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.write(async |tx| enqueue(tx, escalation, event, targets, payload, now).await).await
+        self.write(async |tx| enqueue(tx, Some(escalation), event, targets, payload, now).await).await
     }
 
     /// Leases up to `limit` pending notifications due at `now` to `owner`

@@ -1,6 +1,7 @@
 //! `/metrics` (Prometheus text format): open escalations and the age of the
-//! oldest, holds, revocations by reason (read from the database at scrape
-//! time), and counters and latencies recorded as requests happen.
+//! oldest, holds, revocations by reason, device certificates running out
+//! and the CA certificates' ends (read from the database and the CA at
+//! scrape time), and counters and latencies recorded as requests happen.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -37,6 +38,18 @@ pub async fn render(State(state): State<AppState>) -> Response {
             metrics::gauge!("connect_pki_crl_number").set(state.revocations.crl().number as f64);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: database figures unavailable"),
+    }
+    match crate::service::expiry::figures(&state).await {
+        Ok(f) => {
+            for (days, n) in f.expiring {
+                metrics::gauge!("connect_pki_certificates_expiring", "within_days" => days.to_string()).set(n as f64);
+            }
+            for ca in f.ca {
+                metrics::gauge!("connect_pki_ca_certificate_not_after_seconds", "certificate" => ca.label())
+                    .set(ca.not_after.unix_timestamp() as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e.to_string(), "metrics: expiry figures unavailable"),
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

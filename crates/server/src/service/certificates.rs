@@ -2,8 +2,8 @@
 //! the device itself.
 
 use connect_pki_ca::parse_csr;
-use connect_pki_domain::{Action, CertStatus, DeviceId, FacilityId, Serial, authorize};
-use connect_pki_store::{CertificateRecord, DeviceRecord, NewCertificate, UserRecord};
+use connect_pki_domain::{Action, DeviceId, FacilityId, Serial, authorize};
+use connect_pki_store::{CertificateRecord, DeviceRecord, ExpiringCertificate, NewCertificate};
 
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
@@ -34,14 +34,6 @@ pub async fn certificate(
     Ok(holder.certificate)
 }
 
-/// A certificate in force that runs out soon, with its device and holder.
-#[derive(Debug, Clone)]
-pub struct Expiring {
-    pub user: UserRecord,
-    pub device: DeviceRecord,
-    pub certificate: CertificateRecord,
-}
-
 /// The certificates of a facility that are valid or on hold and run out
 /// within `within` from now, soonest first.
 pub async fn expiring(
@@ -49,24 +41,10 @@ pub async fn expiring(
     caller: &Requester,
     facility: FacilityId,
     within: time::Duration,
-) -> Result<Vec<Expiring>, ServiceError> {
+) -> Result<Vec<ExpiringCertificate>, ServiceError> {
     authorize(&caller.actor, Action::ManageCertificates(facility))?;
     let now = state.clock.now();
-    let mut out = Vec::new();
-    for u in state.store.users_with_devices(facility).await? {
-        for d in &u.devices {
-            let soon = d.certificates.iter().filter(|c| {
-                matches!(c.status, CertStatus::Valid | CertStatus::OnHold)
-                    && c.not_after > now
-                    && c.not_after <= now + within
-            });
-            for c in soon {
-                out.push(Expiring { user: u.user.clone(), device: d.clone(), certificate: c.clone() });
-            }
-        }
-    }
-    out.sort_by_key(|e| e.certificate.not_after);
-    Ok(out)
+    Ok(state.store.expiring_certificates(Some(facility), now, now + within).await?)
 }
 
 /// Renews the caller's own certificate from a new CSR: a new certificate for

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod emergency;
 pub mod enrollment;
 pub mod error;
+pub mod expiry;
 pub mod notify;
 pub mod requester;
 pub mod revocation;

@@ -3,7 +3,8 @@
 //! managers. Notifications are queued in the escalation's own transaction and
 //! delivered by a worker with retries and backoff, so a mail server or
 //! webhook that is down never delays the hold or the queue; every attempt is
-//! in the delivery log.
+//! in the delivery log. The same outbox carries the expiry notices
+//! (`service::expiry`), e-mail only, which belong to no escalation.
 
 use std::time::Duration;
 
@@ -153,7 +154,9 @@ fn backoff(attempt: i64) -> time::Duration {
 fn body(n: &NotificationRecord) -> String {
     let mut v: Value = serde_json::from_str(&n.payload).unwrap_or_else(|_| json!({}));
     v["event"] = n.event.clone().into();
-    v["escalation_id"] = n.escalation.into();
+    if let Some(e) = n.escalation {
+        v["escalation_id"] = e.into();
+    }
     v["delivery_id"] = n.id.into();
     v.to_string()
 }
@@ -198,21 +201,10 @@ async fn send_email(state: &AppState, n: &NotificationRecord) -> Result<(), Stri
     let cfg = &state.settings.notify;
     let url = cfg.smtp_url.as_deref().ok_or("no SMTP server configured")?;
     let v: Value = serde_json::from_str(&body(n)).unwrap_or_default();
-    let subject = match n.event.as_str() {
-        "escalated" => format!("【至急】端末紛失の届出が行政管理課に回されました（受付 {}）", n.escalation),
-        _ => format!("【緊急】端末紛失の届出（受付 {}）", n.escalation),
+    let (subject, text) = match n.event.as_str() {
+        "expiring" => crate::service::expiry::mail(&v),
+        event => emergency_mail(event, n.escalation.unwrap_or_default(), &v),
     };
-    let text = format!(
-        "端末紛失の届出がありました。端末の証明書は一時停止済みです。\n\n受付番号: {}\n施設: {}\n利用者: {}（{}）\n端末: {} {}\n担当: {}\n\n対応: {}\n",
-        n.escalation,
-        v["facility_name"].as_str().unwrap_or(""),
-        v["display_name"].as_str().unwrap_or(""),
-        v["login_id"].as_str().unwrap_or(""),
-        v["device_id"],
-        v["device_label"].as_str().unwrap_or(""),
-        if v["queue"] == "admin_division" { "行政管理課" } else { "施設管理者" },
-        v["console_url"].as_str().unwrap_or("緊急届出コンソール"),
-    );
     let message = lettre::Message::builder()
         .from(cfg.mail_from.parse().map_err(|e| format!("mail_from: {e}"))?)
         .to(n.target.parse().map_err(|e| format!("recipient {}: {e}", n.target))?)
@@ -225,4 +217,24 @@ async fn send_email(state: &AppState, n: &NotificationRecord) -> Result<(), Stri
         .timeout(Some(Duration::from_secs(10)))
         .build();
     transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// The subject and text of a notice about an emergency report.
+fn emergency_mail(event: &str, escalation: i64, v: &Value) -> (String, String) {
+    let subject = match event {
+        "escalated" => format!("【至急】端末紛失の届出が行政管理課に回されました（受付 {escalation}）"),
+        _ => format!("【緊急】端末紛失の届出（受付 {escalation}）"),
+    };
+    let text = format!(
+        "端末紛失の届出がありました。端末の証明書は一時停止済みです。\n\n受付番号: {}\n施設: {}\n利用者: {}（{}）\n端末: {} {}\n担当: {}\n\n対応: {}\n",
+        escalation,
+        v["facility_name"].as_str().unwrap_or(""),
+        v["display_name"].as_str().unwrap_or(""),
+        v["login_id"].as_str().unwrap_or(""),
+        v["device_id"],
+        v["device_label"].as_str().unwrap_or(""),
+        if v["queue"] == "admin_division" { "行政管理課" } else { "施設管理者" },
+        v["console_url"].as_str().unwrap_or("緊急届出コンソール"),
+    );
+    (subject, text)
 }

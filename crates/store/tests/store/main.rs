@@ -1,6 +1,7 @@
 //! Repository tests. Every test runs on SQLite and on PostgreSQL.
 
 mod crl;
+mod expiry;
 mod listings;
 mod races;
 mod suspension;

@@ -42,6 +42,7 @@ pub(super) async fn report_emergency(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct EscalationsQuery {
     /// `open` (default: open and claimed) or `all`.
     status: Option<String>,

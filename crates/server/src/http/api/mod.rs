@@ -30,7 +30,7 @@ use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiPath, ApiQuery};
 use crate::service::Requester;
 use crate::service::enrollment::{EnrollRequest, Enrolled};
-use crate::service::{applications, audit, certificates, directory, enrollment};
+use crate::service::{applications, audit, certificates, directory, enrollment, expiry};
 use crate::state::AppState;
 use escalations::*;
 use status::*;
@@ -79,6 +79,7 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(issue_enrollment_code))
         .routes(routes!(show_device))
         .routes(routes!(show_certificate))
+        .routes(routes!(list_expiring))
         .routes(routes!(renew_certificate))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))
@@ -242,6 +243,7 @@ async fn enroll(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ApplicationsQuery {
     /// `pending`, `approved` or `rejected`; all when absent.
     status: Option<String>,
@@ -436,6 +438,39 @@ async fn show_certificate(
     Ok(Json(certificates::certificate(&state, &caller.requester, &serial).await?.into()))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ExpiringQuery {
+    /// How many days ahead to look, 1 to 400 [default: the service's
+    /// `--expiry-notice-days`, 30].
+    #[param(minimum = 1, maximum = 400)]
+    days: Option<u32>,
+}
+
+/// Device certificates in force (valid or on hold) that run out within the
+/// window, soonest first: a facility manager's own facility, every facility
+/// for 行政管理課.
+#[utoipa::path(get, path = "/api/v1/certificates/expiring", tag = "certificates", params(ExpiringQuery),
+    responses((status = 200, body = ExpiringList),
+              (status = 400, description = "days is not a whole number from 1 to 400", body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_expiring(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ExpiringQuery>,
+) -> ApiResult<Json<ExpiringList>> {
+    let within = match q.days {
+        None => expiry::default_window(&state),
+        Some(d) => connect_pki_domain::expiry::window(d).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    };
+    let now = state.clock.now();
+    let list = expiry::list(&state, &caller.requester, within).await?;
+    Ok(Json(ExpiringList {
+        within_days: within.whole_days(),
+        certificates: list.into_iter().map(|e| ExpiringView::of(e, now)).collect(),
+    }))
+}
+
 /// Renew the presented certificate from a new CSR; the presented one is superseded.
 #[utoipa::path(post, path = "/api/v1/certificates/renew", tag = "certificates", request_body = RenewBody,
     responses((status = 201, body = RenewResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -461,6 +496,7 @@ async fn renew_certificate(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     facility_id: Option<i64>,
     user_id: Option<i64>,

@@ -573,3 +573,52 @@ pub struct TermsOfUse {
     pub version: String,
     pub text: String,
 }
+
+/// Certificates running out within `within_days`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExpiringList {
+    pub within_days: i64,
+    /// Soonest first.
+    pub certificates: Vec<ExpiringView>,
+}
+
+/// A device certificate in force that runs out soon, with whose it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExpiringView {
+    pub facility_id: i64,
+    pub facility_name: String,
+    pub user_id: i64,
+    /// `null` once the holder's personal data is deleted.
+    pub login_id: Option<String>,
+    pub display_name: Option<String>,
+    pub device_id: i64,
+    pub device_label: String,
+    pub serial: String,
+    /// `valid` or `on_hold`.
+    pub status: String,
+    pub not_after: String,
+    /// Whole days left (0 on the last day).
+    pub days_left: i64,
+    /// The notices (days before the end) already e-mailed to the facility's managers.
+    pub notices_sent: Vec<u32>,
+}
+
+impl ExpiringView {
+    pub fn of(e: connect_pki_store::ExpiringCertificate, now: OffsetDateTime) -> Self {
+        let c = e.certificate;
+        Self {
+            facility_id: e.facility.id.0,
+            facility_name: e.facility.name,
+            user_id: e.user.id.0,
+            login_id: e.user.login_id,
+            display_name: e.user.display_name,
+            device_id: e.device.0,
+            device_label: e.device_label,
+            serial: c.serial.to_hex(),
+            status: c.status.to_string(),
+            not_after: rfc3339(c.not_after),
+            days_left: connect_pki_domain::expiry::days_left(c.not_after, now),
+            notices_sent: e.notices,
+        }
+    }
+}

@@ -33,6 +33,7 @@ pub fn nav_for(role: Role) -> Vec<NavItem> {
             item("/console/", "緊急届出"),
             item("/console/applications", "施設の申請"),
             item("/console/facilities", "施設一覧"),
+            item("/console/certificates/expiring", "証明書の期限"),
             item("/console/audit", "監査ログ"),
             item("/console/me", "わたしの端末"),
         ],

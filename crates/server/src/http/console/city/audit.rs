@@ -35,7 +35,7 @@ const FAMILIES: [(&str, &str); 11] = [
     ("enrollment_code", "登録コードの発行"),
     ("enrollment", "端末の登録"),
     ("device", "端末（追加・紛失）"),
-    ("certificate", "証明書（発行・更新・失効・一時停止）"),
+    ("certificate", "証明書（発行・更新・失効・一時停止・期限のお知らせ）"),
     ("escalation", "緊急届出"),
     ("emergency", "緊急時サインイン"),
     ("terms", "利用規約への同意"),

@@ -1,12 +1,14 @@
 //! The pages of the city's divisions — facility applications (福祉課,
 //! 行政管理課), the facilities and their suspension (行政管理課 acts, 福祉課
 //! reads), the audit log (行政管理課 all of it, a facility manager their
-//! facility's) — and every role's own devices (`/console/me`). Each page asks
+//! facility's), certificate lifetimes across facilities and the CA's own
+//! (行政管理課) — and every role's own devices (`/console/me`). Each page asks
 //! the service with the caller's requester; a refusal becomes the Japanese
 //! refusal page and shows nothing else.
 
 mod applications;
 mod audit;
+mod expiring;
 mod facilities;
 mod me;
 
@@ -20,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(applications::routes())
         .merge(facilities::routes())
         .merge(audit::routes())
+        .merge(expiring::routes())
         .merge(me::routes())
         .with_state(state)
 }

@@ -91,7 +91,12 @@ pub fn person(u: &UserRecord) -> String {
 }
 
 pub fn device_name(d: &DeviceRecord) -> String {
-    if d.label.is_empty() { format!("端末 {}", d.id) } else { format!("端末 {}「{}」", d.id, d.label) }
+    labelled_device(d.id, &d.label)
+}
+
+/// A device by number and label: 端末 3「受付PC」.
+pub fn labelled_device(id: connect_pki_domain::DeviceId, label: &str) -> String {
+    if label.is_empty() { format!("端末 {id}") } else { format!("端末 {id}「{label}」") }
 }
 
 /// One certificate as the pages list it, with the steps it can take.

@@ -1,5 +1,6 @@
-//! Read-only pages: the certificates that run out within 30 days, and the
-//! facility's own audit trail.
+//! Read-only pages: the certificates that run out within the configured
+//! window (`--expiry-notice-days`, 30 days by default), and the facility's
+//! own audit trail.
 
 use std::collections::HashMap;
 
@@ -7,19 +8,18 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use connect_pki_domain::expiry::days_left;
 use connect_pki_store::{AuditFilter, AuditRecord};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{device_name, person};
+use super::{labelled_device, person};
 use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::{audit, certificates, directory};
+use crate::service::{audit, certificates, directory, expiry};
 use crate::state::AppState;
 
-/// How far ahead the expiring list looks.
-const EXPIRING_WITHIN_DAYS: i64 = 30;
 /// Audit records on one page of the trail.
 const TRAIL_PAGE: i64 = 200;
 
@@ -47,7 +47,7 @@ pub async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiE
         Err(p) => return *p,
     };
     let requester = &ctx.caller.requester;
-    let within = time::Duration::days(EXPIRING_WITHIN_DAYS);
+    let within = expiry::default_window(&state);
     let list = match certificates::expiring(&state, requester, requester.actor.facility, within).await {
         Ok(l) => l,
         Err(e) => return refuse(e.into()),
@@ -58,14 +58,14 @@ pub async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiE
         .map(|e| ExpiringRow {
             user_id: e.user.id.0,
             person: person(&e.user),
-            device: device_name(&e.device),
+            device: labelled_device(e.device, &e.device_label),
             serial: e.certificate.serial.to_hex(),
             status_ja: cert_ja(e.certificate.status),
             not_after: local(e.certificate.not_after),
-            days_left: (e.certificate.not_after - now).whole_days(),
+            days_left: days_left(e.certificate.not_after, now),
         })
         .collect();
-    page(StatusCode::OK, &ExpiringPage { ctx: &ctx, days: EXPIRING_WITHIN_DAYS, rows })
+    page(StatusCode::OK, &ExpiringPage { ctx: &ctx, days: within.whole_days(), rows })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +121,7 @@ fn action_ja(action: &str) -> &str {
         "certificate.revoke" => "証明書の失効",
         "certificate.hold" => "証明書の一時停止",
         "certificate.release" => "一時停止の解除",
+        "certificate.expiry_notice" => "証明書の期限のお知らせ（メール）",
         "escalation.open" => "緊急届出の受付",
         "escalation.claim" => "緊急届出の担当",
         "escalation.escalate" => "緊急届出の行政管理課への移管",
