@@ -128,3 +128,37 @@ async fn an_interrupted_renewal_leaves_a_matching_pair() {
     connect_pki_ca::ocsp::OcspSigner::new(&loaded.ocsp_der, loaded.ocsp_key, &loaded.issuing_der)
         .expect("key and certificate match");
 }
+
+/// Two instances sharing one data directory renew at the same moment: one
+/// issues, the other takes over what it wrote, so both serve the signer and
+/// certificate on disk and the files always hold a matching pair.
+async fn instances_sharing_a_data_directory_renew_once(backend: Backend) {
+    let a = spawn_app_with(backend, AppOptions { own_data_dir: true, ..AppOptions::default() }).await;
+    let dir = a.data_dir().to_path_buf();
+    let b = spawn_app_with(backend, AppOptions { data_dir_of: Some(dir.clone()), ..AppOptions::default() }).await;
+    let data = connect_pki_server::datadir::DataDir::new(&dir);
+    let mut at = a.clock.now();
+    for round in 0..5 {
+        at += time::Duration::days(400);
+        a.clock.set(at);
+        b.clock.set(at);
+        let (ra, rb) = tokio::join!(renew_due(a.state()), renew_due(b.state()));
+        let (ra, rb) = (ra.expect("renewal runs"), rb.expect("renewal runs"));
+        let issued = |r: &[Renewed], which: Renewed| r.iter().filter(|w| **w == which).count();
+        for which in [Renewed::OcspSigner(1), Renewed::TlsServer] {
+            assert_eq!(
+                issued(&ra, which) + issued(&rb, which),
+                1,
+                "round {round}: {which:?} issued by {ra:?} and {rb:?}"
+            );
+        }
+        let loaded = data.load("http://127.0.0.1:8080").expect("the files load");
+        connect_pki_ca::ocsp::OcspSigner::new(&loaded.ocsp_der, loaded.ocsp_key, &loaded.issuing_der)
+            .expect("the signer's key and certificate match");
+        for app in [&a, &b] {
+            assert_eq!(app.state().ocsp.signer_cert_der(1).expect("signer"), loaded.ocsp_der, "round {round}");
+            assert_eq!(app.state().own.tls.leaf_der(), loaded.tls_der, "round {round}");
+        }
+    }
+}
+both_backends!(instances_sharing_a_data_directory_renew_once);

@@ -92,6 +92,9 @@ pub struct AppOptions {
     /// (every hour by default: the tests that renew call the renewal); only
     /// with [`Self::own_data_dir`].
     pub renewal_check: std::time::Duration,
+    /// Serve from another app's own data directory (two instances sharing
+    /// one, as on a shared volume); its renewals are on, its kept CRL off.
+    pub data_dir_of: Option<PathBuf>,
     /// `--expiry-notice-days`. No expiry worker runs in these apps: tests
     /// call `service::expiry::tick` when they want one.
     pub expiry_notice_days: u32,
@@ -111,6 +114,7 @@ impl Default for AppOptions {
             https: Default::default(),
             own_data_dir: false,
             renewal_check: std::time::Duration::from_secs(3600),
+            data_dir_of: None,
             expiry_notice_days: connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS,
         }
     }
@@ -150,7 +154,11 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         dir
     });
     let config = ServeConfig {
-        data_dir: own_dir.as_ref().map_or_else(|| ca.data_dir.clone(), |d| d.path().join("data")),
+        data_dir: match (&opts.data_dir_of, &own_dir) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(d)) => d.path().join("data"),
+            (None, None) => ca.data_dir.clone(),
+        },
         database_url: db.url.clone(),
         public_url: PUBLIC_URL.into(),
         public_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -173,7 +181,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         https: opts.https,
         consistency_check: None,
         // Renewing writes to the data directory: never the shared one.
-        renewal_check: opts.own_data_dir.then_some(opts.renewal_check),
+        renewal_check: (opts.own_data_dir || opts.data_dir_of.is_some()).then_some(opts.renewal_check),
         keep_crl: opts.own_data_dir,
         expiry_check: None,
         expiry_notice_days: opts.expiry_notice_days,

@@ -135,7 +135,8 @@ impl Revocations {
 fn keep(path: &std::path::Path, der: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let tmp = path.with_extension("crl.tmp");
+    // Instances sharing a data directory each write their own file first.
+    let tmp = path.with_extension(format!("crl.{}.tmp", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(der)?;
     f.sync_all()?;

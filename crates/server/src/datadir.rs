@@ -87,6 +87,37 @@ impl DataDir {
         out
     }
 
+    /// The certificate in `ca/<file>` (PEM on disk), as DER.
+    pub fn cert_der(&self, file: &str) -> anyhow::Result<Vec<u8>> {
+        let path = self.ca(file);
+        let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (_, doc) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| anyhow!("{} is not a PEM certificate: {e}", path.display()))?;
+        Ok(doc.contents)
+    }
+
+    /// The encrypted key in `ca/<file>`, opened with `passphrase`.
+    pub fn key(&self, file: &str, passphrase: &str) -> anyhow::Result<PrivateKey> {
+        let path = self.ca(file);
+        let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(PrivateKey::from_encrypted_pem(&pem, passphrase, &path.display().to_string())?)
+    }
+
+    /// An exclusive lock on the CA files, held while the value lives:
+    /// instances that share a data directory renew one at a time.
+    pub fn lock_ca(&self) -> anyhow::Result<std::fs::File> {
+        let path = self.ca(".lock");
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        f.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(f)
+    }
+
     /// Loads the issuing CAs and the service's TLS identity.
     pub fn load(&self, public_url: &str) -> anyhow::Result<LoadedCa> {
         let pass = self.passphrase()?;
@@ -95,18 +126,8 @@ impl DataDir {
             self.finish_replacement(&ocsp_file(*g))?;
         }
         self.finish_replacement("tls")?;
-        let read = |file: &str| -> anyhow::Result<Vec<u8>> {
-            let path = self.ca(file);
-            let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            let (_, doc) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-                .map_err(|e| anyhow!("{} is not a PEM certificate: {e}", path.display()))?;
-            Ok(doc.contents)
-        };
-        let key = |file: &str| -> anyhow::Result<PrivateKey> {
-            let path = self.ca(file);
-            let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            Ok(PrivateKey::from_encrypted_pem(&pem, &pass, &path.display().to_string())?)
-        };
+        let read = |file: &str| self.cert_der(file);
+        let key = |file: &str| self.key(file, &pass);
         let root_der = read("root.pem")?;
         let profile = Profile::new(public_url)?;
         let mut loaded = Vec::new();

@@ -107,6 +107,20 @@ fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEnt
     if !renewal_due(&current, now)? {
         return Ok(None);
     }
+    let _lock = own.dir.lock_ca()?;
+    // Another instance sharing this data directory may have renewed it
+    // while this one waited: take theirs instead of issuing a second one.
+    let file = which.file();
+    let on_disk = own.dir.cert_der(&format!("{file}.pem"))?;
+    if on_disk != current && !renewal_due(&on_disk, now)? {
+        let key = own.dir.key(&format!("{file}.key.pem"), &own.dir.passphrase()?)?;
+        match which {
+            Renewed::OcspSigner(g) => state.ocsp.replace_signer(g, OcspSigner::new(&on_disk, key, ca.cert_der())?),
+            Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(ca.cert_der(), &on_disk, &key))?,
+        }
+        tracing::info!(certificate = %file, "service certificate renewed by another instance: taken over");
+        return Ok(None);
+    }
     let validity = HierarchyNames::default().service_validity;
     let (der, key) = match which {
         Renewed::OcspSigner(_) => ocsp_signer(&ca, now, validity)?,
@@ -114,7 +128,7 @@ fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEnt
     };
     // On disk first: if the swap below never happens (a crash), the next
     // start loads the new pair; if writing fails, the old one stays in use.
-    own.dir.replace_cert_and_key(&which.file(), &der, &key, &own.dir.passphrase()?)?;
+    own.dir.replace_cert_and_key(&file, &der, &key, &own.dir.passphrase()?)?;
     match which {
         Renewed::OcspSigner(g) => state.ocsp.replace_signer(g, OcspSigner::new(&der, key, ca.cert_der())?),
         Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(ca.cert_der(), &der, &key))?,
