@@ -6,6 +6,7 @@ mod backup;
 mod consistency;
 mod emergency;
 mod feed;
+mod haproxy;
 mod hardening;
 mod lifecycle;
 mod nginx;
