@@ -21,6 +21,7 @@ mod inputs;
 mod lifecycle;
 mod pages;
 mod renewal;
+mod retention;
 mod service_certs;
 mod sign_in;
 mod slow_clients;

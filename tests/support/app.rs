@@ -183,6 +183,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         // Renewing writes to the data directory: never the shared one.
         renewal_check: (opts.own_data_dir || opts.data_dir_of.is_some()).then_some(opts.renewal_check),
         keep_crl: opts.own_data_dir,
+        rejected_application_retention: time::Duration::days(90),
         expiry_check: None,
         expiry_notice_days: opts.expiry_notice_days,
     };

@@ -198,6 +198,10 @@ struct ServeArgs {
     /// is due for renewal (also checked at start) [default: 3600].
     #[arg(long, env = "CONNECT_PKI_RENEWAL_CHECK_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     renewal_check_seconds: Option<u32>,
+    /// Days a rejected application (the applicant's personal data with it)
+    /// is kept after the decision before it is purged [default: 90].
+    #[arg(long, env = "CONNECT_PKI_REJECTED_APPLICATION_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    rejected_application_days: Option<u32>,
     /// Seconds between looks for certificates running out, whose managers
     /// (and, for the CA's own, 行政管理課) are e-mailed once at
     /// --expiry-notice-days and once at 7 days [default: 3600].
@@ -511,6 +515,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.renewal_check_seconds.or(file.renewal_check_seconds).unwrap_or(3600),
         ))),
         keep_crl: true,
+        rejected_application_retention: time::Duration::days(i64::from(
+            args.rejected_application_days
+                .or(file.rejected_application_days)
+                .unwrap_or(connect_pki_domain::application::DEFAULT_REJECTED_RETENTION_DAYS),
+        )),
         expiry_check: Some(std::time::Duration::from_secs(u64::from(
             args.expiry_check_seconds.or(file.expiry_check_seconds).unwrap_or(3600),
         ))),

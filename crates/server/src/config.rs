@@ -84,6 +84,9 @@ pub struct FileConfig {
     /// Seconds between runs of the consistency check inside the service.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistency_check_seconds: Option<u32>,
+    /// Days a rejected application is kept before it is purged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_application_days: Option<u32>,
     /// Seconds between checks whether the OCSP signer or TLS certificate is due for renewal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub renewal_check_seconds: Option<u32>,
@@ -108,7 +111,7 @@ pub struct FileConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -224,6 +227,8 @@ pub struct ServeConfig {
     /// at start (`crate::backup`); off only where several services share one
     /// data directory (the in-process tests).
     pub keep_crl: bool,
+    /// How long a rejected application is kept before it is purged.
+    pub rejected_application_retention: time::Duration,
     /// How often the service looks for certificates to announce as running
     /// out (`None`: never; the lists and /metrics work either way).
     pub expiry_check: Option<std::time::Duration>,
@@ -245,7 +250,7 @@ pub struct HttpsSettings {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, expiry_check, expiry_notice_days; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, rejected_application_retention, expiry_check, expiry_notice_days; database_url });
 
 /// `[notifications]` in config.toml.
 ///

@@ -150,6 +150,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
             notify: config.notify.clone(),
             terms: crate::terms::Terms::load(&config.data_dir)?,
             https_url: config.https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
+            rejected_application_retention: config.rejected_application_retention,
             expiry_notice_days: config.expiry_notice_days,
         }),
         revocations,
@@ -293,6 +294,7 @@ impl Web {
 /// past their limit when they fall due.
 async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
     let delivering = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tick: u64 = 0;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -304,6 +306,16 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
         if let Err(e) = crate::service::emergency::run_due(&state).await {
             tracing::error!(error = %e.to_string(), "escalation or hold-limit worker failed; retrying");
         }
+        // Rejected applications leave once their retention ends: looked at
+        // every minute, a cheap indexed delete that usually finds nothing.
+        if tick % 60 == 0 {
+            match crate::service::applications::purge_rejected(&state).await {
+                Ok(ids) if !ids.is_empty() => tracing::info!(purged = ids.len(), "rejected applications purged"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e.to_string(), "purging rejected applications failed; retrying"),
+            }
+        }
+        tick += 1;
         // Deliveries run on their own so that a slow mail server never delays the other workers.
         let s = state.clone();
         if !delivering.swap(true, std::sync::atomic::Ordering::AcqRel) {

@@ -56,6 +56,8 @@ pub struct Settings {
     /// `--https-url` without a trailing slash: the address printed on code
     /// slips; `None`: the host the manager's browser used.
     pub https_url: Option<String>,
+    /// How long a rejected application is kept before it is purged.
+    pub rejected_application_retention: time::Duration,
     /// Days ahead the expiry lists look by default and the first expiry
     /// notice goes (`--expiry-notice-days`).
     pub expiry_notice_days: u32,
@@ -75,6 +77,9 @@ impl Default for Settings {
             notify: Default::default(),
             terms: crate::terms::Terms::builtin(),
             https_url: None,
+            rejected_application_retention: time::Duration::days(i64::from(
+                connect_pki_domain::application::DEFAULT_REJECTED_RETENTION_DAYS,
+            )),
             expiry_notice_days: connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS,
         }
     }

@@ -92,7 +92,9 @@ impl Store {
                     format!("public:{client}"),
                     "application.submit",
                     format!("application:{id}"),
-                    json!({"name": form.name, "kind": form.kind, "manager_login_id": form.manager_login_id,
+                    // The facility, not the person: the chain cannot forget a
+                    // name once written, and a rejected application is purged.
+                    json!({"name": form.name, "kind": form.kind,
                            "terms_version": form.terms_version, "purpose_attested": true}),
                     None,
                     None,
@@ -204,6 +206,42 @@ impl Store {
         })
         .await?;
         self.application(id).await?.ok_or(StoreError::NotFound("application"))
+    }
+}
+
+impl Store {
+    /// Deletes the rejected applications decided before `decided_before`
+    /// (the applicant's name, login ID, e-mail, phone and address with
+    /// them); returns their ids. Each deletion is audited by id only.
+    pub async fn purge_rejected_applications(
+        &self,
+        decided_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.write(async |tx| {
+            let rows =
+                sqlx::query("delete from applications where status = 'rejected' and decided_at < $1 returning id")
+                    .bind(secs(decided_before))
+                    .fetch_all(&mut **tx)
+                    .await?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+            let entries: Vec<AuditEntry> = ids
+                .iter()
+                .map(|id| {
+                    AuditEntry::ok(
+                        "system:retention",
+                        "application.purge",
+                        format!("application:{id}"),
+                        json!({"decided_before": secs(decided_before)}),
+                        None,
+                        None,
+                    )
+                })
+                .collect();
+            tx.audit_all(now, &entries).await?;
+            Ok(ids)
+        })
+        .await
     }
 }
 

@@ -110,7 +110,9 @@ impl Store {
     ///
     /// SQLite runs in WAL mode with `synchronous=FULL`, so that a commit is on
     /// disk before the call that made it returns (a revocation must survive a
-    /// power cut), and with foreign keys enforced.
+    /// power cut), with foreign keys enforced, and with `secure_delete`, so
+    /// that personal data deleted (a purged application) is overwritten in
+    /// the file rather than left in a free page.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
@@ -124,7 +126,8 @@ impl Store {
                         Box::pin(async move {
                             conn.execute(
                                 "pragma journal_mode = wal; pragma synchronous = full; \
-                                 pragma foreign_keys = on; pragma busy_timeout = 10000;",
+                                 pragma foreign_keys = on; pragma busy_timeout = 10000; \
+                                 pragma secure_delete = on;",
                             )
                             .await
                             .map(|_| ())

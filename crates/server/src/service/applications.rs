@@ -64,6 +64,14 @@ pub async fn approve(
     Ok((approval, shown, code.stored.expires_at))
 }
 
+/// Purges the rejected applications decided more than the retention period
+/// ago (`--rejected-application-days`); returns their ids.
+pub async fn purge_rejected(state: &AppState) -> Result<Vec<i64>, ServiceError> {
+    let now = state.clock.now();
+    let before = now - state.settings.rejected_application_retention;
+    Ok(state.store.purge_rejected_applications(before, now).await?)
+}
+
 /// Rejects an application with a reason the applicant will see.
 pub async fn reject(
     state: &AppState,
