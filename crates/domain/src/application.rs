@@ -62,6 +62,11 @@ impl ApplicationForm {
     }
 }
 
+/// How long a rejected application (the applicant's personal data with it)
+/// is kept after the decision before it is purged: time for the applicant
+/// to read the reason and ask about it.
+pub const DEFAULT_REJECTED_RETENTION_DAYS: u32 = 90;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,8 +113,3 @@ mod tests {
         assert!(internal.validate(TERMS_VERSION).is_ok(), "city departments need no sponsor");
     }
 }
-
-/// How long a rejected application (the applicant's personal data with it)
-/// is kept after the decision before it is purged: time for the applicant
-/// to read the reason and ask about it.
-pub const DEFAULT_REJECTED_RETENTION_DAYS: u32 = 90;

@@ -308,7 +308,7 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
         }
         // Rejected applications leave once their retention ends: looked at
         // every minute, a cheap indexed delete that usually finds nothing.
-        if tick % 60 == 0 {
+        if tick.is_multiple_of(60) {
             match crate::service::applications::purge_rejected(&state).await {
                 Ok(ids) if !ids.is_empty() => tracing::info!(purged = ids.len(), "rejected applications purged"),
                 Ok(_) => {}
