@@ -3,7 +3,6 @@
 //! whole database — Python's `sqlite3` `iterdump` or `pg_dump` — holds
 //! nothing of the applicant, while the audit log's chain still verifies.
 
-use connect_pki_domain::Clock;
 use connect_pki_e2e::fixtures::application;
 use connect_pki_e2e::{Backend, TestApp, both_backends, spawn_app};
 use serde_json::json;
