@@ -8,7 +8,7 @@ use connect_pki_e2e::{Backend, TestApp, both_backends, spawn_app};
 use serde_json::json;
 
 /// The whole database as SQL text, written by a tool no one here wrote.
-fn dump(app: &TestApp) -> String {
+pub(crate) fn dump(app: &TestApp) -> String {
     let out = match app.db.backend() {
         Backend::Sqlite => {
             let path = connect_pki_server::config::sqlite_path(&app.db.url).expect("a SQLite file");

@@ -262,7 +262,10 @@ impl IssuingCa {
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, self.profile.organization.clone());
         dn.push(DnType::OrganizationalUnitName, format!("facility {}", subject.facility));
-        dn.push(DnType::CommonName, subject.login_id.clone());
+        // A pseudonym: the user's id, never their login ID or name. Once a
+        // certificate is issued its subject cannot be erased, and it is seen
+        // by every relying party and kept in their logs.
+        dn.push(DnType::CommonName, subject.user.to_string());
         params.distinguished_name = dn;
         let uri = subject.san_uri().try_into().map_err(|e| CaError::malformed("SAN URI", e))?;
         params.subject_alt_names = vec![SanType::URI(uri)];

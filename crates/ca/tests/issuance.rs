@@ -79,7 +79,8 @@ fn certificate_follows_the_profile_and_ignores_the_csr_subject() {
     assert_eq!(x.raw_serial().len(), 16);
     assert_eq!(x.raw_serial()[0] & 0x80, 0, "serial is positive");
     let subject = x.subject().to_string();
-    assert!(subject.contains("CN=tanaka") && !subject.contains("Evil"), "{subject}");
+    // The subject carries the user's id, not their login ID (erasable data).
+    assert!(subject.contains("CN=14") && !subject.contains("tanaka") && !subject.contains("Evil"), "{subject}");
     let eku = x.extended_key_usage().expect("ok").expect("present").value;
     assert!(eku.client_auth && !eku.server_auth);
     let san = x.subject_alternative_name().expect("ok").expect("present").value;

@@ -137,6 +137,7 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
     write_new(&dir.path().join(CONFIG_FILE), toml::to_string(&file_config)?.as_bytes(), 0o600)?;
     write_new(&dir.path().join(crate::terms::TERMS_FILE), crate::terms::DEFAULT.as_bytes(), 0o644)?;
     crate::checkpoint::CheckpointKey::create(dir.path())?;
+    crate::pseudonym::PseudonymKey::create(dir.path())?;
     let ca = IssuingCa::new(h.issuing_der.clone(), h.issuing_key, h.root_der.clone(), profile.clone())?;
     let (user, cert, key) = bootstrap_admin(opts, dir, &ca, now).await?;
     let password = random_secret(12)?;

@@ -58,6 +58,23 @@ pub struct Checkpoint {
     pub mac: String,
 }
 
+/// Writes a new random 32-byte HMAC key, hex, 0600 (refuses to replace one).
+pub(crate) fn create_key_file(path: &Path) -> anyhow::Result<()> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness from the OS: {e}"))?;
+    crate::datadir::write_new(path, format!("{}\n", hex::encode(bytes)).as_bytes(), 0o600)
+}
+
+/// The HMAC-SHA256 key in `path` (`what` names it in errors).
+pub(crate) fn load_key_file(path: &Path, what: &str) -> anyhow::Result<hmac::Key> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let bytes = hex::decode(text.trim()).map_err(|e| anyhow!("{} is not a hex key: {e}", path.display()))?;
+    if bytes.len() < 32 {
+        anyhow::bail!("{} holds {} bytes, fewer than 32", path.display(), bytes.len());
+    }
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+}
+
 /// The checkpoint MAC key.
 ///
 /// A random key of its own rather than one derived from the CA passphrase:
@@ -76,21 +93,12 @@ impl std::fmt::Debug for CheckpointKey {
 impl CheckpointKey {
     /// Writes a new random key into `dir` (refuses to replace one).
     pub fn create(dir: &Path) -> anyhow::Result<()> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness from the OS: {e}"))?;
-        crate::datadir::write_new(&dir.join(KEY_FILE), format!("{}\n", hex::encode(bytes)).as_bytes(), 0o600)
+        create_key_file(&dir.join(KEY_FILE))
     }
 
     /// The key in `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join(KEY_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read the audit checkpoint key {}", path.display()))?;
-        let bytes = hex::decode(text.trim()).map_err(|e| anyhow!("{} is not a hex key: {e}", path.display()))?;
-        if bytes.len() < 32 {
-            anyhow::bail!("{} holds {} bytes, fewer than 32", path.display(), bytes.len());
-        }
-        Ok(Self(hmac::Key::new(hmac::HMAC_SHA256, &bytes)))
+        Ok(Self(load_key_file(&dir.join(KEY_FILE), "the audit checkpoint key")?))
     }
 
     /// The key in `dir`, made first if the directory has none (data

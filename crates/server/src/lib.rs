@@ -11,6 +11,7 @@ pub mod config;
 pub mod datadir;
 pub mod http;
 pub mod listen;
+pub mod pseudonym;
 pub mod renewal;
 pub mod rollover;
 pub mod run;

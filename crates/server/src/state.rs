@@ -26,6 +26,8 @@ pub struct AppState {
     pub csrf_key: Arc<aws_lc_rs::hmac::Key>,
     /// The service's own TLS certificate and where its renewals are written.
     pub own: Arc<crate::renewal::OwnCerts>,
+    /// Keyed hashes of typed login IDs (failed sign-ins) for the audit log.
+    pub pseudonyms: Arc<crate::pseudonym::PseudonymKey>,
     /// Names this process as the holder of notification leases.
     pub instance_id: Arc<str>,
 }

@@ -188,7 +188,9 @@ pub(crate) async fn insert_device(
         actor,
         "device.create",
         format!("device:{id}"),
-        json!({"label": label}),
+        // The label ("花子のiPhone") is personal data, erased with the user;
+        // the chain keeps only ids.
+        json!({}),
         Some(user.facility),
         Some(user.id),
     ));

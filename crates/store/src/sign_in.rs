@@ -96,9 +96,12 @@ impl Store {
     /// Counts an emergency sign-in attempt from `source` on `login_id` and
     /// decides whether its password may be checked; every outcome is in the
     /// audit log (`emergency.sign_in`).
+    /// `typed` is what the audit log keeps of `login_id` when no account has
+    /// it: a keyed hash, not what was typed.
     pub async fn begin_sign_in(
         &self,
         login_id: &str,
+        typed: &str,
         source: &str,
         actor: &str,
         now: OffsetDateTime,
@@ -112,7 +115,7 @@ impl Store {
             .fetch_optional(&mut **tx)
             .await?;
             let Some(row) = row else {
-                let detail = json!({"login_id": login_id.chars().take(64).collect::<String>()});
+                let detail = json!({"login_id_hmac": typed});
                 let entry = AuditEntry {
                     outcome: "unknown login ID".into(),
                     ..AuditEntry::ok(actor, "emergency.sign_in", "user:unknown", detail, None::<FacilityId>, None)

@@ -68,6 +68,62 @@ async fn erase_personal_data(
     status: UserStatus,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
+    // What identifies them elsewhere, read before it goes from `users`.
+    let who = sqlx::query("select login_id, email from users where id = $1").bind(user.0).fetch_one(&mut **tx).await?;
+    let (login_id, email): (Option<String>, Option<String>) = (who.try_get("login_id")?, who.try_get("email")?);
+    // A manager's own facility application carried their name, e-mail and phone.
+    if let Some(login_id) = &login_id {
+        sqlx::query(
+            "update applications set manager_name = '', manager_login_id = '', manager_email = '', \
+             manager_phone = '', updated_at = $1 where manager_login_id = $2",
+        )
+        .bind(secs(now))
+        .bind(login_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    // E-mails sent (or due) to them: the address goes; one still due is not sent.
+    if let Some(email) = &email {
+        sqlx::query(
+            "update notifications set target = '', last_error = case when status = 'pending' \
+             then 'recipient erased' else last_error end, status = case when status = 'pending' \
+             then 'failed' else status end where channel = 'email' and target = $1",
+        )
+        .bind(email)
+        .execute(&mut **tx)
+        .await?;
+    }
+    // Notifications about them (a report on their device, an expiry notice)
+    // keep what happened, by id, without their name, login ID or device label.
+    let about = sqlx::query("select id, payload from notifications where payload like $1")
+        .bind(format!("%\"user_id\":{}%", user.0))
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in about {
+        let id: i64 = row.try_get("id")?;
+        let payload: String = row.try_get("payload")?;
+        let Ok(serde_json::Value::Object(mut body)) = serde_json::from_str(&payload) else { continue };
+        if body.get("user_id").and_then(serde_json::Value::as_i64) != Some(user.0) {
+            continue;
+        }
+        for field in ["login_id", "display_name", "device_label"] {
+            body.remove(field);
+        }
+        body.insert("personal_data".into(), "erased".into());
+        sqlx::query("update notifications set payload = $1 where id = $2")
+            .bind(serde_json::Value::Object(body).to_string())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    // Certificates issued before their subjects were pseudonyms named the
+    // login ID; all of theirs are revoked by now, and only serials and
+    // statuses are needed for the CRL and OCSP.
+    sqlx::query("update certificates set der = $1 where device_id in (select id from devices where user_id = $2)")
+        .bind(Vec::<u8>::new())
+        .bind(user.0)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "update users set login_id = null, display_name = null, email = null, password_hash = null, \
          status = $1, updated_at = $2 where id = $3",
@@ -293,7 +349,8 @@ pub(crate) async fn insert_user(
         actor,
         "user.create",
         format!("user:{id}"),
-        json!({"login_id": new.login_id, "role": new.role, "status": status}),
+        // By id only: the chain cannot forget a login ID once written.
+        json!({"role": new.role, "status": status}),
         Some(facility),
         Some(record.id),
     );

@@ -71,7 +71,9 @@ async fn sign_in(
     let now = state.clock.now();
     let actor = format!("public:{client}");
     let source = source_of(client);
-    let gate = state.store.begin_sign_in(login_id.trim(), &source, &actor, now).await?;
+    let login_id = login_id.trim();
+    let typed = state.pseudonyms.of(login_id);
+    let gate = state.store.begin_sign_in(login_id, &typed, &source, &actor, now).await?;
     let (user, hash) = match gate {
         SignInGate::Check { user, password_hash: Some(hash) } => (Some(user), hash),
         // Spend the time a real check would, so timing tells none of these apart.
