@@ -7,6 +7,7 @@
 //! <data-dir>/connect-pki.db       SQLite database (default backend)
 //! <data-dir>/audit-checkpoint.key  0600, the MAC key of the audit checkpoints (crate::checkpoint)
 //! <data-dir>/audit-checkpoints.jsonl  0600, checkpoints of the audit log's head, appended by serve
+//! <data-dir>/pseudonym.key        0600, the key of the keyed hashes in the audit log (crate::pseudonym)
 //! <data-dir>/ca/*.pem             certificates
 //! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600
 //! <data-dir>/ca/issuing-N.pem, ocsp-N.pem  issuing CA generation N and its OCSP signer (after a rollover)
