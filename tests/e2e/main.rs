@@ -4,6 +4,7 @@
 mod audit;
 mod backup;
 mod consistency;
+mod deb;
 mod emergency;
 mod feed;
 mod haproxy;

@@ -7,7 +7,7 @@
 //!
 //! A backup is older than the moment it is restored, and anything revoked in
 //! between must stay revoked. The service therefore keeps every CRL it signs
-//! in `<data-dir>/crl/issuing.crl` before serving it, `restore` never puts an
+//! in `<data-dir>/crl/<ca>.crl` before serving it, `restore` never puts an
 //! older one over a newer one, and at every start
 //! [`reapply_published_crl`] compares the database with it: a database whose
 //! CRL number is below the kept CRL's is behind it, so every revocation and
