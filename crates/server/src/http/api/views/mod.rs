@@ -1,11 +1,16 @@
 //! JSON shapes of the API: request bodies and responses, with their OpenAPI
 //! schemas. Times are RFC 3339 UTC strings; serials lowercase hex.
+//! Applications and the escalation queue have files of their own; the rest
+//! (callers, facilities, users, devices, certificates, audit) is here.
 
-use connect_pki_domain::application::ApplicationForm;
+mod applications;
+mod escalations;
+
+pub use applications::*;
+pub use escalations::*;
+
 use connect_pki_domain::{FacilityKind, Role};
-use connect_pki_store::{
-    ApplicationRecord, AuditRecord, CertificateRecord, DeviceRecord, FacilityRecord, UserRecord, UserWithDevices,
-};
+use connect_pki_store::{AuditRecord, CertificateRecord, DeviceRecord, FacilityRecord, UserRecord, UserWithDevices};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -42,139 +47,6 @@ pub struct WhoAmI {
     pub device_id: i64,
     pub serial: String,
     pub not_after: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ManagerBody {
-    pub name: String,
-    pub login_id: String,
-    pub email: String,
-    pub phone: String,
-}
-
-/// A facility's application (public, no certificate).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplicationBody {
-    pub name: String,
-    /// `internal` (庁内, a city department) or `external` (庁外, an outside organisation).
-    #[schema(value_type = String, example = "external")]
-    pub kind: FacilityKind,
-    pub address: String,
-    /// The sponsoring city department (担当課); required for `external`.
-    pub department: Option<String>,
-    pub manager: ManagerBody,
-    /// Must be `true`: use is limited to 重層的支援体制整備事業 duties.
-    pub purpose_attested: bool,
-    /// The version of the terms of use accepted, e.g. `2026-04-01`.
-    pub terms_version: String,
-}
-
-impl From<ApplicationBody> for ApplicationForm {
-    fn from(b: ApplicationBody) -> Self {
-        ApplicationForm {
-            name: b.name,
-            kind: b.kind,
-            address: b.address,
-            department: b.department,
-            manager_name: b.manager.name,
-            manager_login_id: b.manager.login_id,
-            manager_email: b.manager.email,
-            manager_phone: b.manager.phone,
-            purpose_attested: b.purpose_attested,
-            terms_version: b.terms_version,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ApplicationCreated {
-    /// The application number.
-    pub id: i64,
-    pub status: String,
-    /// Where the applicant can follow the decision (JSON); `status_page` for people.
-    pub status_url: String,
-    pub status_page: String,
-}
-
-connect_pki_domain::redacted_debug!(ApplicationCreated { id, status; status_url, status_page });
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApplicationView {
-    pub id: i64,
-    pub status: String,
-    pub name: String,
-    #[schema(value_type = String)]
-    pub kind: FacilityKind,
-    pub address: String,
-    pub department: Option<String>,
-    pub manager_name: String,
-    pub manager_login_id: String,
-    pub manager_email: String,
-    pub manager_phone: String,
-    pub terms_version: String,
-    pub created_at: String,
-    pub decided_at: Option<String>,
-    pub decision_reason: Option<String>,
-    pub facility_id: Option<i64>,
-}
-
-impl From<ApplicationRecord> for ApplicationView {
-    fn from(a: ApplicationRecord) -> Self {
-        Self {
-            id: a.id,
-            status: a.status,
-            name: a.form.name,
-            kind: a.form.kind,
-            address: a.form.address,
-            department: a.form.department,
-            manager_name: a.form.manager_name,
-            manager_login_id: a.form.manager_login_id,
-            manager_email: a.form.manager_email,
-            manager_phone: a.form.manager_phone,
-            terms_version: a.form.terms_version,
-            created_at: rfc3339(a.created_at),
-            decided_at: a.decided_at.map(rfc3339),
-            decision_reason: a.decision_reason,
-            facility_id: a.facility.map(|f| f.0),
-        }
-    }
-}
-
-/// What the public status URL shows: the decision, not the form.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApplicationStatus {
-    pub id: i64,
-    pub name: String,
-    pub status: String,
-    pub created_at: String,
-    pub decided_at: Option<String>,
-    pub decision_reason: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CodeView {
-    /// The enrollment code, shown only in this response.
-    pub code: String,
-    pub expires_at: String,
-    pub user_id: i64,
-}
-
-connect_pki_domain::redacted_debug!(CodeView { expires_at, user_id; code });
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ApprovalView {
-    pub facility_id: i64,
-    pub manager_user_id: i64,
-    pub enrollment_code: CodeView,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RejectBody {
-    /// Shown to the applicant.
-    pub reason: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -471,100 +343,6 @@ pub struct RetirementCancelledView {
     pub user_id: i64,
     /// When the retirement would have run (RFC 3339).
     pub cancelled_retire_at: String,
-}
-
-/// A lost-device report by its user (public: the device is gone).
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmergencyBody {
-    pub login_id: String,
-    pub password: String,
-    pub device_id: i64,
-}
-
-connect_pki_domain::redacted_debug!(EmergencyBody { login_id, device_id; password });
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EmergencyCreated {
-    pub escalation_id: i64,
-    /// Certificates put on hold by this report (already refused everywhere).
-    pub held_serials: Vec<String>,
-    /// `manager` (business hours) or `admin_division` (行政管理課).
-    pub queue: String,
-}
-
-/// A report made for someone (manager: own facility; 行政管理課: e.g. by phone).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EscalationBody {
-    pub device_id: i64,
-    #[serde(default)]
-    pub note: String,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimBody {
-    #[serde(default)]
-    pub note: String,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveBody {
-    /// `revoked`, `released` or `rejected`.
-    pub outcome: String,
-    #[serde(default)]
-    pub note: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EscalationView {
-    pub id: i64,
-    pub device_id: i64,
-    pub facility_id: i64,
-    /// `self`, `manager` or `phone`.
-    pub channel: String,
-    pub reported_by: Option<i64>,
-    pub queue: String,
-    /// `open`, `claimed` or `resolved`.
-    pub status: String,
-    pub outcome: Option<String>,
-    pub note: String,
-    pub escalate_at: Option<String>,
-    pub claimed_by: Option<i64>,
-    pub claimed_at: Option<String>,
-    pub resolved_by: Option<i64>,
-    pub resolved_at: Option<String>,
-    pub resolution_note: Option<String>,
-    pub created_at: String,
-    /// Certificates changed by this call (open: held; resolve: revoked or released).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub serials: Option<Vec<String>>,
-}
-
-impl From<connect_pki_store::EscalationRecord> for EscalationView {
-    fn from(e: connect_pki_store::EscalationRecord) -> Self {
-        Self {
-            id: e.id,
-            device_id: e.device.0,
-            facility_id: e.facility.0,
-            channel: e.channel,
-            reported_by: e.reported_by.map(|u| u.0),
-            queue: e.queue,
-            status: e.status,
-            outcome: e.outcome,
-            note: e.note,
-            escalate_at: e.escalate_at.map(rfc3339),
-            claimed_by: e.claimed_by.map(|u| u.0),
-            claimed_at: e.claimed_at.map(rfc3339),
-            resolved_by: e.resolved_by.map(|u| u.0),
-            resolved_at: e.resolved_at.map(rfc3339),
-            resolution_note: e.resolution_note,
-            created_at: rfc3339(e.created_at),
-            serials: None,
-        }
-    }
 }
 
 /// The terms of use in force, verbatim.

@@ -1,0 +1,142 @@
+//! Facility applications: the public form, what it answers, and the city's view and decisions.
+
+use connect_pki_domain::FacilityKind;
+use connect_pki_domain::application::ApplicationForm;
+use connect_pki_store::ApplicationRecord;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::rfc3339;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerBody {
+    pub name: String,
+    pub login_id: String,
+    pub email: String,
+    pub phone: String,
+}
+
+/// A facility's application (public, no certificate).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationBody {
+    pub name: String,
+    /// `internal` (庁内, a city department) or `external` (庁外, an outside organisation).
+    #[schema(value_type = String, example = "external")]
+    pub kind: FacilityKind,
+    pub address: String,
+    /// The sponsoring city department (担当課); required for `external`.
+    pub department: Option<String>,
+    pub manager: ManagerBody,
+    /// Must be `true`: use is limited to 重層的支援体制整備事業 duties.
+    pub purpose_attested: bool,
+    /// The version of the terms of use accepted, e.g. `2026-04-01`.
+    pub terms_version: String,
+}
+
+impl From<ApplicationBody> for ApplicationForm {
+    fn from(b: ApplicationBody) -> Self {
+        ApplicationForm {
+            name: b.name,
+            kind: b.kind,
+            address: b.address,
+            department: b.department,
+            manager_name: b.manager.name,
+            manager_login_id: b.manager.login_id,
+            manager_email: b.manager.email,
+            manager_phone: b.manager.phone,
+            purpose_attested: b.purpose_attested,
+            terms_version: b.terms_version,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApplicationCreated {
+    /// The application number.
+    pub id: i64,
+    pub status: String,
+    /// Where the applicant can follow the decision (JSON); `status_page` for people.
+    pub status_url: String,
+    pub status_page: String,
+}
+
+connect_pki_domain::redacted_debug!(ApplicationCreated { id, status; status_url, status_page });
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationView {
+    pub id: i64,
+    pub status: String,
+    pub name: String,
+    #[schema(value_type = String)]
+    pub kind: FacilityKind,
+    pub address: String,
+    pub department: Option<String>,
+    pub manager_name: String,
+    pub manager_login_id: String,
+    pub manager_email: String,
+    pub manager_phone: String,
+    pub terms_version: String,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+    pub decision_reason: Option<String>,
+    pub facility_id: Option<i64>,
+}
+
+impl From<ApplicationRecord> for ApplicationView {
+    fn from(a: ApplicationRecord) -> Self {
+        Self {
+            id: a.id,
+            status: a.status,
+            name: a.form.name,
+            kind: a.form.kind,
+            address: a.form.address,
+            department: a.form.department,
+            manager_name: a.form.manager_name,
+            manager_login_id: a.form.manager_login_id,
+            manager_email: a.form.manager_email,
+            manager_phone: a.form.manager_phone,
+            terms_version: a.form.terms_version,
+            created_at: rfc3339(a.created_at),
+            decided_at: a.decided_at.map(rfc3339),
+            decision_reason: a.decision_reason,
+            facility_id: a.facility.map(|f| f.0),
+        }
+    }
+}
+
+/// What the public status URL shows: the decision, not the form.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplicationStatus {
+    pub id: i64,
+    pub name: String,
+    pub status: String,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+    pub decision_reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CodeView {
+    /// The enrollment code, shown only in this response.
+    pub code: String,
+    pub expires_at: String,
+    pub user_id: i64,
+}
+
+connect_pki_domain::redacted_debug!(CodeView { expires_at, user_id; code });
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalView {
+    pub facility_id: i64,
+    pub manager_user_id: i64,
+    pub enrollment_code: CodeView,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    /// Shown to the applicant.
+    pub reason: String,
+}

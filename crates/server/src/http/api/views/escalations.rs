@@ -1,0 +1,100 @@
+//! Emergency reports and the escalation queue.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::rfc3339;
+
+/// A lost-device report by its user (public: the device is gone).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyBody {
+    pub login_id: String,
+    pub password: String,
+    pub device_id: i64,
+}
+
+connect_pki_domain::redacted_debug!(EmergencyBody { login_id, device_id; password });
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmergencyCreated {
+    pub escalation_id: i64,
+    /// Certificates put on hold by this report (already refused everywhere).
+    pub held_serials: Vec<String>,
+    /// `manager` (business hours) or `admin_division` (行政管理課).
+    pub queue: String,
+}
+
+/// A report made for someone (manager: own facility; 行政管理課: e.g. by phone).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationBody {
+    pub device_id: i64,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBody {
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// `revoked`, `released` or `rejected`.
+    pub outcome: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EscalationView {
+    pub id: i64,
+    pub device_id: i64,
+    pub facility_id: i64,
+    /// `self`, `manager` or `phone`.
+    pub channel: String,
+    pub reported_by: Option<i64>,
+    pub queue: String,
+    /// `open`, `claimed` or `resolved`.
+    pub status: String,
+    pub outcome: Option<String>,
+    pub note: String,
+    pub escalate_at: Option<String>,
+    pub claimed_by: Option<i64>,
+    pub claimed_at: Option<String>,
+    pub resolved_by: Option<i64>,
+    pub resolved_at: Option<String>,
+    pub resolution_note: Option<String>,
+    pub created_at: String,
+    /// Certificates changed by this call (open: held; resolve: revoked or released).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serials: Option<Vec<String>>,
+}
+
+impl From<connect_pki_store::EscalationRecord> for EscalationView {
+    fn from(e: connect_pki_store::EscalationRecord) -> Self {
+        Self {
+            id: e.id,
+            device_id: e.device.0,
+            facility_id: e.facility.0,
+            channel: e.channel,
+            reported_by: e.reported_by.map(|u| u.0),
+            queue: e.queue,
+            status: e.status,
+            outcome: e.outcome,
+            note: e.note,
+            escalate_at: e.escalate_at.map(rfc3339),
+            claimed_by: e.claimed_by.map(|u| u.0),
+            claimed_at: e.claimed_at.map(rfc3339),
+            resolved_by: e.resolved_by.map(|u| u.0),
+            resolved_at: e.resolved_at.map(rfc3339),
+            resolution_note: e.resolution_note,
+            created_at: rfc3339(e.created_at),
+            serials: None,
+        }
+    }
+}
