@@ -83,9 +83,10 @@ impl Responder {
     pub fn answer(&self, revocations: &Revocations, request: &[u8]) -> (Bytes, i64) {
         metrics::counter!("connect_pki_ocsp_requests_total").increment(1);
         let signers = self.signers.load();
-        // Each signer takes only requests about its own CA.
+        // Each signer takes only requests about its own CA; the newest CA's
+        // come first, as most requests are about what it issued.
         let mut found = Err(Refusal::Unauthorized);
-        for (g, s) in signers.iter() {
+        for (g, s) in signers.iter().rev() {
             match s.parse(request) {
                 Ok(r) => {
                     found = Ok((*g, s.clone(), r));

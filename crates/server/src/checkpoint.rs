@@ -75,6 +75,16 @@ pub(crate) fn load_key_file(path: &Path, what: &str) -> anyhow::Result<hmac::Key
     Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
 }
 
+/// The key in `path`, made first if there is none (data directories
+/// initialised before the key existed).
+pub(crate) fn load_or_create_key_file(path: &Path, what: &str) -> anyhow::Result<hmac::Key> {
+    if !path.exists() {
+        create_key_file(path)?;
+        tracing::info!(key = %path.display(), "{what} created");
+    }
+    load_key_file(path, what)
+}
+
 /// The checkpoint MAC key.
 ///
 /// A random key of its own rather than one derived from the CA passphrase:
@@ -104,11 +114,7 @@ impl CheckpointKey {
     /// The key in `dir`, made first if the directory has none (data
     /// directories initialised before checkpoints existed).
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
-        if !dir.join(KEY_FILE).exists() {
-            Self::create(dir)?;
-            tracing::info!(key = %dir.join(KEY_FILE).display(), "audit checkpoint key created");
-        }
-        Self::load(dir)
+        Ok(Self(load_or_create_key_file(&dir.join(KEY_FILE), "the audit checkpoint key")?))
     }
 
     fn message(id: i64, hash: &str, count: i64, at: &str) -> Vec<u8> {

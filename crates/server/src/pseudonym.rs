@@ -8,7 +8,7 @@ use std::path::Path;
 
 use aws_lc_rs::hmac;
 
-use crate::checkpoint::{create_key_file, load_key_file};
+use crate::checkpoint::{create_key_file, load_or_create_key_file};
 
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "pseudonym.key";
@@ -31,12 +31,7 @@ impl PseudonymKey {
     /// The key in `dir`, made first if the directory has none (data
     /// directories initialised before it existed).
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join(KEY_FILE);
-        if !path.exists() {
-            Self::create(dir)?;
-            tracing::info!(key = %path.display(), "pseudonym key created");
-        }
-        Ok(Self(load_key_file(&path, "the pseudonym key")?))
+        Ok(Self(load_or_create_key_file(&dir.join(KEY_FILE), "the pseudonym key")?))
     }
 
     /// The keyed hash of `text` (hex, the first 16 bytes: enough to tell
