@@ -68,6 +68,20 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     }
     let said = cli(&s, &["restore", &path(&dest)]);
     assert!(said.contains("kept the data directory's newer CRL"), "{said}");
+    // The replaced data directory is kept aside, whole.
+    let aside = std::fs::read_dir(s.dir.path())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("data.before-restore-"))
+        .map(|e| e.path())
+        .expect("the replaced data directory is kept");
+    assert!(aside.join("ca/root.pem").exists() && said.contains(&aside.display().to_string()), "{said}");
+    assert!(
+        !std::fs::read_dir(s.dir.path())
+            .expect("ls")
+            .filter_map(Result::ok)
+            .any(|e| { e.file_name().to_string_lossy().contains(".restoring-") })
+    );
 
     s.spawn(&[]);
     assert!(s.log_contains("older than the newest CRL"), "{}", s.log());

@@ -56,10 +56,6 @@ enum Command {
         src: PathBuf,
         #[command(flatten)]
         db: DbArgs,
-        /// Restore over a SQLite database that still has a write-ahead log
-        /// (a service that crashed rather than stopped).
-        #[arg(long)]
-        force: bool,
     },
     /// Issuing CA tools.
     Ca {
@@ -315,7 +311,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 println!("newest CRL kept: number {n}");
             }
         }
-        Command::Restore { src, db, force } => {
+        Command::Restore { src, db } => {
             // The data directory may be gone (a lost machine): then the
             // backup's own settings say where the database is.
             let settings_from = if db.data_dir.join("config.toml").exists() { &db.data_dir } else { &src };
@@ -324,11 +320,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 db.database_url.clone().or(file.database_url).unwrap_or_else(|| default_database_url(&db.data_dir));
             let sqlite = connect_pki_server::config::sqlite_path(&url);
             let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
-            let done = connect_pki_server::backup::restore(&src, &dir, sqlite.as_deref(), force)?;
+            let done = connect_pki_server::backup::restore(&src, &dir, sqlite.as_deref())?;
             println!("restored the backup taken at {} into {}", done.manifest.taken_at, db.data_dir.display());
             match &done.database {
                 Some(path) => println!("database: {}", path.display()),
                 None => println!("database: restore the PostgreSQL dump with pg_restore before starting the service"),
+            }
+            if let Some(previous) = &done.previous {
+                println!("the data directory it replaced is kept as {}", previous.display());
             }
             if done.kept_newer_crl {
                 println!(

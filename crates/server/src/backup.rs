@@ -102,13 +102,16 @@ pub struct Restored {
     /// Whether a kept CRL of the data directory was newer than the backup's,
     /// and stayed.
     pub kept_newer_crl: bool,
+    /// Where the data directory that was replaced now is (kept, not deleted).
+    pub previous: Option<PathBuf>,
 }
 
-/// Puts the backup `src` in place in `dir` (which may not exist yet, after a
-/// lost machine). The service must be stopped: a SQLite database with a
-/// write-ahead log beside it is refused unless `force`. The data
-/// directory's kept CRL is never replaced by an older one.
-pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>, force: bool) -> anyhow::Result<Restored> {
+/// Puts the backup `src` in place as `dir` (which may not exist yet, after a
+/// lost machine); the directory it replaces is kept beside it. The service
+/// must be stopped: a `serve` holding the data directory's `serve.lock`
+/// makes it refuse. The data directory's kept CRLs are never replaced
+/// by older ones.
+pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>) -> anyhow::Result<Restored> {
     let manifest: Manifest =
         serde_json::from_slice(&std::fs::read(src.join(MANIFEST)).with_context(|| {
             format!("{} is not a backup made by `connect-pki backup` (no {MANIFEST})", src.display())
@@ -119,32 +122,39 @@ pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>, force: bool) ->
         (Some(name), Some(path)) => Some((src.join(name), path.to_path_buf())),
         (None, _) => None,
     };
-    if let Some((_, db)) = &target_db
-        && wal_of(db).exists()
-        && !force
-    {
-        bail!(
-            "{} has a write-ahead log beside it: stop the service first (or, if it crashed, pass --force)",
-            db.display()
-        );
+    if dir.is_served()? {
+        bail!("connect-pki serve is running on {}: stop the service first (every instance)", dir.path().display());
     }
-    create_private_dir(dir.path())?;
-    // The kept CRLs from before, to put back where newer than the backup's.
-    let ours = newest_kept(dir);
-    let mut files = Vec::new();
-    copy_tree(src, dir.path(), Path::new(""), &mut files, &|rel| rel != Path::new(MANIFEST) && !is_database_file(rel))?;
-    let theirs = newest_kept(dir);
-    let mut kept_newer_crl = false;
-    for (ca, (number, der)) in ours {
-        if theirs.get(&ca).is_none_or(|(b, _)| *b < number) {
-            replace_file(&dir.kept_crl(&ca), &der, 0o644)?;
-            kept_newer_crl = true;
+    // The restored directory is put together beside the data directory and
+    // swapped in whole: a failure on the way leaves the data directory as it
+    // was, and the one it replaces stays aside, not deleted.
+    let parent = dir.path().parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
+    let stamp = OffsetDateTime::now_utc().unix_timestamp();
+    let staging = DataDir::new(parent.join(format!(".{name}.restoring-{stamp}")));
+    let aside = parent.join(format!("{name}.before-restore-{stamp}"));
+    let staged = stage(src, dir, &staging, target_db.as_ref());
+    let kept_newer_crl = match staged {
+        Ok(kept) => kept,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(staging.path());
+            return Err(e);
         }
+    };
+    let replaced = dir.path().exists();
+    if replaced {
+        std::fs::rename(dir.path(), &aside)
+            .with_context(|| format!("moving {} aside to {}", dir.path().display(), aside.display()))?;
     }
+    std::fs::rename(staging.path(), dir.path()).with_context(|| {
+        format!("moving the restored {} into place (the old one is {})", staging.path().display(), aside.display())
+    })?;
     let database = match target_db {
+        Some((_, to)) if to.starts_with(dir.path()) => Some(to),
         Some((from, to)) => {
-            // A log or shared-memory file of the database being replaced
-            // would be read as part of the restored one.
+            // A database outside the data directory is replaced in place; a
+            // log or shared-memory file of the one replaced would be read as
+            // part of the restored one.
             for stale in [wal_of(&to), shm_of(&to)] {
                 if stale.exists() {
                     std::fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
@@ -157,7 +167,34 @@ pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>, force: bool) ->
         None => None,
     };
     let crl_number = newest_kept(dir).into_values().map(|(n, _)| n).max();
-    Ok(Restored { manifest, database, crl_number, kept_newer_crl })
+    Ok(Restored { manifest, database, crl_number, kept_newer_crl, previous: replaced.then_some(aside) })
+}
+
+/// The backup's files in `staging`, the data directory's kept CRLs where
+/// newer, and a SQLite database kept inside the data directory; returns
+/// whether a newer kept CRL was carried over.
+fn stage(src: &Path, dir: &DataDir, staging: &DataDir, db: Option<&(PathBuf, PathBuf)>) -> anyhow::Result<bool> {
+    create_private_dir(staging.path())?;
+    let mut files = Vec::new();
+    copy_tree(src, staging.path(), Path::new(""), &mut files, &|rel| {
+        rel != Path::new(MANIFEST) && !is_database_file(rel)
+    })?;
+    let theirs = newest_kept(staging);
+    let mut kept_newer_crl = false;
+    for (ca, (number, der)) in newest_kept(dir) {
+        if theirs.get(&ca).is_none_or(|(b, _)| *b < number) {
+            create_private_dir(&staging.kept_crls())?;
+            replace_file(&staging.kept_crl(&ca), &der, 0o644)?;
+            kept_newer_crl = true;
+        }
+    }
+    if let Some((from, to)) = db
+        && let Ok(rel) = to.strip_prefix(dir.path())
+    {
+        let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+        replace_file(&staging.path().join(rel), &bytes, 0o600)?;
+    }
+    Ok(kept_newer_crl)
 }
 
 /// At start, before the index is loaded: re-applies the kept CRLs to a
@@ -227,8 +264,9 @@ fn newest_kept(dir: &DataDir) -> std::collections::BTreeMap<String, (u64, Vec<u8
     out
 }
 
+/// The database and the locks of a running service: never copied as files.
 fn is_database_file(rel: &Path) -> bool {
-    rel.to_str().is_some_and(|r| r.starts_with(SQLITE_FILE))
+    rel.to_str().is_some_and(|r| r.starts_with(SQLITE_FILE) || r.ends_with(".lock"))
 }
 
 fn wal_of(db: &Path) -> PathBuf {

@@ -7,6 +7,7 @@
 //! <data-dir>/connect-pki.db       SQLite database (default backend)
 //! <data-dir>/audit-checkpoint.key  0600, the MAC key of the audit checkpoints (crate::checkpoint)
 //! <data-dir>/audit-checkpoints.jsonl  0600, checkpoints of the audit log's head, appended by serve
+//! <data-dir>/serve.lock         held (shared) by every running serve; restore refuses while it is
 //! <data-dir>/pseudonym.key        0600, the key of the keyed hashes in the audit log (crate::pseudonym)
 //! <data-dir>/ca/*.pem             certificates
 //! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600
@@ -26,6 +27,8 @@ use anyhow::{Context, anyhow};
 use connect_pki_ca::issue::to_pem;
 use connect_pki_ca::{IssuingCa, PrivateKey, Profile};
 
+/// Held (shared) by every running `serve` (see [`DataDir::hold_serving`]).
+pub const SERVE_LOCK: &str = "serve.lock";
 /// Settings file name.
 pub const CONFIG_FILE: &str = "config.toml";
 /// Generated passphrase file name.
@@ -102,6 +105,41 @@ impl DataDir {
         let path = self.ca(file);
         let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         Ok(PrivateKey::from_encrypted_pem(&pem, passphrase, &path.display().to_string())?)
+    }
+
+    /// A shared lock on `serve.lock` held by every running `serve` on this
+    /// data directory for its whole life (the kernel drops it when the
+    /// process ends, however it ends): `restore` refuses while any is held.
+    pub fn hold_serving(&self) -> anyhow::Result<std::fs::File> {
+        let f = self.serve_lock()?;
+        f.lock_shared().with_context(|| format!("cannot lock {}", self.0.join(SERVE_LOCK).display()))?;
+        Ok(f)
+    }
+
+    /// Whether a `serve` runs on this data directory now.
+    pub fn is_served(&self) -> anyhow::Result<bool> {
+        if !self.0.join(SERVE_LOCK).exists() {
+            return Ok(false);
+        }
+        let f = self.serve_lock()?;
+        match f.try_lock() {
+            Ok(()) => Ok(false),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", self.0.join(SERVE_LOCK).display()))
+            }
+        }
+    }
+
+    fn serve_lock(&self) -> anyhow::Result<std::fs::File> {
+        let path = self.0.join(SERVE_LOCK);
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))
     }
 
     /// An exclusive lock on the CA files, held while the value lives:

@@ -45,6 +45,8 @@ pub struct Running {
     public_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
     checkpoints: JoinHandle<Option<crate::checkpoint::Checkpointer>>,
+    /// The shared lock on `serve.lock`, released when the process ends.
+    _serving: std::fs::File,
 }
 
 impl Running {
@@ -168,6 +170,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
 /// the listeners and workers; returns once the service answers.
 pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
+    let serving = DataDir::new(&config.data_dir).hold_serving()?;
     let Built { state, tls_config, connections } = build(&config, clock, &shutdown).await?;
     let store = state.store.clone();
     let public_listener = TcpListener::bind(config.public_addr)
@@ -223,7 +226,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
     ));
 
-    Ok(Running { public_addr, api_addr, state, shutdown, public_task, api_task, checkpoints })
+    Ok(Running { public_addr, api_addr, state, shutdown, public_task, api_task, checkpoints, _serving: serving })
 }
 
 /// The routers of the plain listener and of the HTTPS (mTLS) listener.
