@@ -116,11 +116,13 @@ async fn an_interrupted_renewal_leaves_a_matching_pair() {
 
     let (der, new_key) = connect_pki_ca::hierarchy::ocsp_signer(
         &loaded.issuing,
+        &connect_pki_ca::InMemory,
         time::OffsetDateTime::now_utc(),
         time::Duration::days(397),
     )
     .expect("signer");
-    std::fs::write(dir.ca("ocsp.key.pem.new"), new_key.to_encrypted_pem(&pass).expect("pem")).expect("write");
+    let new_pem = loaded.keys.key_file(&new_key).expect("pem").expect("keys in files");
+    std::fs::write(dir.ca("ocsp.key.pem.new"), new_pem).expect("write");
     std::fs::write(dir.ca("ocsp.pem.new"), to_pem("CERTIFICATE", &der)).expect("write");
     let loaded = dir.load("http://127.0.0.1:8080").expect("the new pair loads");
     assert_eq!(loaded.ocsp_der, der);

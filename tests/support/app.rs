@@ -50,6 +50,7 @@ fn make_ca() -> SharedCa {
         database_url: None,
         public_url: PUBLIC_URL.into(),
         tls_names: vec![],
+        pkcs11: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(connect_pki_server::init(&opts, &connect_pki_domain::clock::SystemClock)).expect("init");

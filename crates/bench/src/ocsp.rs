@@ -196,7 +196,7 @@ fn single(response: &[u8]) -> anyhow::Result<SingleResponse> {
 /// (a relying party checks them with the issuer's key): what an operator
 /// would hand cfssl after signing its responses offline with the CA.
 fn sign_by_ca(env: &Env, requests: &[Vec<u8>], ours: &[Vec<u8>]) -> anyhow::Result<Vec<Vec<u8>>> {
-    let signer = OcspSigner::new(env.issuing_der(), env.issuing_key()?, env.issuing_der())?;
+    let signer = OcspSigner::new(env.issuing_der(), env.issuing_key()?.into(), env.issuing_der())?;
     requests
         .iter()
         .zip(ours)

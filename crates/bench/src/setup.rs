@@ -69,6 +69,7 @@ impl Env {
             database_url: database_url.clone(),
             public_url: "http://127.0.0.1:8080".into(),
             tls_names: Vec::new(),
+            pkcs11: None,
         };
         connect_pki_server::init(&opts, &SystemClock).await?;
         let loaded = DataDir::new(&data).load("http://127.0.0.1:8080")?;

@@ -20,6 +20,10 @@ pub enum CaError {
     /// A value given to the profile is unusable (URL, name).
     #[error("invalid {field}: {why}")]
     Invalid { field: &'static str, why: String },
+    /// The PKCS#11 token holding the CA keys could not be used; the message
+    /// says which step failed.
+    #[error("PKCS#11 token: {0}")]
+    Token(String),
     /// The signing library refused; this is a bug or a broken key.
     #[error("signing failed: {0}")]
     Signing(#[from] rcgen::Error),

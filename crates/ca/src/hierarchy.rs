@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::CaError;
 use crate::issue::{IssuingCa, Profile, ee_params, random_serial};
-use crate::keys::{KeyKind, PrivateKey};
+use crate::keys::{CaKey, KeyGenerator, KeyKind};
 
 /// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): relying parties do not check
 /// the responder certificate's own revocation.
@@ -44,41 +44,43 @@ impl Default for HierarchyNames {
 #[derive(Debug)]
 pub struct Hierarchy {
     pub root_der: Vec<u8>,
-    pub root_key: PrivateKey,
+    pub root_key: CaKey,
     pub issuing_der: Vec<u8>,
-    pub issuing_key: PrivateKey,
+    pub issuing_key: CaKey,
     pub ocsp_der: Vec<u8>,
-    pub ocsp_key: PrivateKey,
+    pub ocsp_key: CaKey,
     pub tls_der: Vec<u8>,
-    pub tls_key: PrivateKey,
+    pub tls_key: CaKey,
 }
 
 impl Hierarchy {
     /// Creates a new root (P-384), issuing CA (P-256, pathLen 0), OCSP signer
-    /// and TLS server certificate valid for `tls_names` (DNS names or IPs).
+    /// and TLS server certificate valid for `tls_names` (DNS names or IPs),
+    /// with keys from `keys`.
     pub fn create(
         profile: &Profile,
         names: &HierarchyNames,
         tls_names: &[String],
+        keys: &dyn KeyGenerator,
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
-        let root_key = PrivateKey::generate(KeyKind::P384)?;
+        let root_key = keys.generate(KeyKind::P384, "connect-pki root")?;
         let root_params =
             ca_params(profile, &names.root_cn, BasicConstraints::Unconstrained, now, names.root_validity)?;
-        let root_der = root_params.self_signed(&root_key.0)?.der().to_vec();
-        let root_issuer = Issuer::from_params(&root_params, &root_key.0);
+        let root_der = root_params.self_signed(&root_key)?.der().to_vec();
+        let root_issuer = Issuer::from_params(&root_params, &root_key);
 
-        let issuing_key = PrivateKey::generate(KeyKind::P256)?;
+        let issuing_key = keys.generate(KeyKind::P256, &key_label(1, "issuing"))?;
         let mut issuing_params =
             ca_params(profile, &names.issuing_cn, BasicConstraints::Constrained(0), now, names.issuing_validity)?;
         issuing_params.use_authority_key_identifier_extension = true;
-        let issuing_der = issuing_params.signed_by(&issuing_key.0, &root_issuer)?.der().to_vec();
+        let issuing_der = issuing_params.signed_by(&issuing_key, &root_issuer)?.der().to_vec();
         drop(root_issuer);
 
         let (ocsp_der, ocsp_key, tls_der, tls_key) = {
             let ca = IssuingCa::new(issuing_der.clone(), issuing_key.clone_key()?, root_der.clone(), profile.clone())?;
-            let (ocsp_der, ocsp_key) = ocsp_signer(&ca, now, names.service_validity)?;
-            let (tls_der, tls_key) = tls_server(&ca, tls_names, now, names.service_validity)?;
+            let (ocsp_der, ocsp_key) = ocsp_signer(&ca, keys, now, names.service_validity)?;
+            let (tls_der, tls_key) = tls_server(&ca, tls_names, keys, now, names.service_validity)?;
             (ocsp_der, ocsp_key, tls_der, tls_key)
         };
         Ok(Self { root_der, root_key, issuing_der, issuing_key, ocsp_der, ocsp_key, tls_der, tls_key })
@@ -90,34 +92,49 @@ impl Hierarchy {
 /// (P-256, pathLen 0, the same lifetime) and the generation in its name.
 pub fn successor_issuing_ca(
     root_der: &[u8],
-    root_key: PrivateKey,
+    root_key: CaKey,
     profile: &Profile,
     generation: u32,
+    keys: &dyn KeyGenerator,
     now: OffsetDateTime,
-) -> Result<(Vec<u8>, PrivateKey), CaError> {
+) -> Result<(Vec<u8>, CaKey), CaError> {
     let names = HierarchyNames::default();
-    let root = Issuer::from_ca_cert_der(&root_der.into(), root_key.0)?;
-    let key = PrivateKey::generate(KeyKind::P256)?;
+    let root = Issuer::from_ca_cert_der(&root_der.into(), root_key)?;
+    let key = keys.generate(KeyKind::P256, &key_label(generation, "issuing"))?;
     let cn = format!("CONNECT Issuing CA {generation}");
     let mut params = ca_params(profile, &cn, BasicConstraints::Constrained(0), now, names.issuing_validity)?;
     params.use_authority_key_identifier_extension = true;
-    let der = params.signed_by(&key.0, &root)?.der().to_vec();
+    let der = params.signed_by(&key, &root)?.der().to_vec();
     Ok((der, key))
 }
 
 /// A CSR for the successor issuing CA, for a root kept offline: the key
 /// stays here, the signed certificate comes back through `import`.
-pub fn successor_csr(profile: &Profile, generation: u32) -> Result<(String, PrivateKey), CaError> {
-    let key = PrivateKey::generate(KeyKind::P256)?;
+pub fn successor_csr(
+    profile: &Profile,
+    generation: u32,
+    keys: &dyn KeyGenerator,
+) -> Result<(String, CaKey), CaError> {
+    let key = keys.generate(KeyKind::P256, &key_label(generation, "issuing"))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(profile, &format!("CONNECT Issuing CA {generation}"));
-    let csr = params.serialize_request(&key.0)?;
+    let csr = params.serialize_request(&key)?;
     Ok((csr.pem()?, key))
 }
 
+/// The name of a key in a token: `connect-pki issuing`, `connect-pki ocsp-2`.
+fn key_label(generation: u32, what: &str) -> String {
+    if generation <= 1 { format!("connect-pki {what}") } else { format!("connect-pki {what}-{generation}") }
+}
+
 /// A delegated OCSP signing certificate: EKU id-kp-OCSPSigning, ocsp-nocheck.
-pub fn ocsp_signer(ca: &IssuingCa, now: OffsetDateTime, validity: Duration) -> Result<(Vec<u8>, PrivateKey), CaError> {
-    let key = PrivateKey::generate(KeyKind::P256)?;
+pub fn ocsp_signer(
+    ca: &IssuingCa,
+    keys: &dyn KeyGenerator,
+    now: OffsetDateTime,
+    validity: Duration,
+) -> Result<(Vec<u8>, CaKey), CaError> {
+    let key = keys.generate(KeyKind::P256, &key_label(ca.generation(), "ocsp"))?;
     let mut params = ee_params(now, validity)?;
     params.distinguished_name = dn(ca.profile(), "CONNECT OCSP Responder");
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -133,10 +150,11 @@ pub fn ocsp_signer(ca: &IssuingCa, now: OffsetDateTime, validity: Duration) -> R
 pub fn tls_server(
     ca: &IssuingCa,
     names: &[String],
+    keys: &dyn KeyGenerator,
     now: OffsetDateTime,
     validity: Duration,
-) -> Result<(Vec<u8>, PrivateKey), CaError> {
-    let key = PrivateKey::generate(KeyKind::P256)?;
+) -> Result<(Vec<u8>, CaKey), CaError> {
+    let key = keys.generate(KeyKind::P256, "connect-pki tls")?;
     let mut params = ee_params(now, validity)?;
     let cn = names.first().cloned().unwrap_or_else(|| "localhost".into());
     params.distinguished_name = dn(ca.profile(), &cn);

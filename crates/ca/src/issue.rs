@@ -3,7 +3,7 @@
 use der::Encode;
 use rcgen::{
     CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    Issuer, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 use x509_cert::ext::pkix::name::GeneralName;
@@ -12,7 +12,7 @@ use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
 use connect_pki_domain::{DeviceId, FacilityId, Serial, UserId};
 
 use crate::error::CaError;
-use crate::keys::{KeyKind, PrivateKey};
+use crate::keys::{CaKey, KeyKind, PrivateKey};
 
 /// id-pe-authorityInfoAccess (RFC 5280 §4.2.2.1).
 const OID_AIA: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
@@ -147,7 +147,7 @@ pub fn to_pem(label: &'static str, der: &[u8]) -> String {
 
 /// The issuing CA, loaded and ready to sign.
 pub struct IssuingCa {
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaKey>,
     /// 1 for the issuing CA `init` made, one more at each rollover.
     generation: u32,
     cert_der: Vec<u8>,
@@ -165,8 +165,8 @@ impl std::fmt::Debug for IssuingCa {
 
 impl IssuingCa {
     /// The issuing CA from its certificate, its key and the root above it.
-    pub fn new(cert_der: Vec<u8>, key: PrivateKey, root_der: Vec<u8>, profile: Profile) -> Result<Self, CaError> {
-        let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key.0)?;
+    pub fn new(cert_der: Vec<u8>, key: CaKey, root_der: Vec<u8>, profile: Profile) -> Result<Self, CaError> {
+        let issuer = Issuer::from_ca_cert_der(&cert_der.as_slice().into(), key)?;
         let (_, cert) = x509_parser::parse_x509_certificate(&cert_der)
             .map_err(|e| CaError::malformed("issuing CA certificate", e))?;
         let not_after = cert.validity().not_after.to_datetime();
@@ -199,7 +199,7 @@ impl IssuingCa {
         &self.root_der
     }
 
-    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+    pub(crate) fn issuer(&self) -> &Issuer<'static, CaKey> {
         &self.issuer
     }
 
@@ -248,10 +248,10 @@ impl IssuingCa {
 
     /// Signs an end-entity certificate with arbitrary parameters (used for the
     /// service's own TLS and OCSP certificates).
-    pub(crate) fn sign(&self, params: &CertificateParams, key: &PrivateKey) -> Result<Vec<u8>, CaError> {
+    pub(crate) fn sign(&self, params: &CertificateParams, key: &CaKey) -> Result<Vec<u8>, CaError> {
         let mut params = params.clone();
         params.not_after = params.not_after.min(self.not_after);
-        Ok(params.signed_by(&key.0, &self.issuer)?.der().to_vec())
+        Ok(params.signed_by(key, &self.issuer)?.der().to_vec())
     }
 
     fn device_params(&self, subject: &DeviceSubject, now: OffsetDateTime) -> Result<CertificateParams, CaError> {

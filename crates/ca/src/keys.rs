@@ -3,6 +3,12 @@
 //! On disk a key is an `ENCRYPTED PRIVATE KEY` PEM (PBES2: scrypt + AES-256-CBC),
 //! which `openssl pkey -passin` can also open. In memory it lives only inside
 //! rcgen's `KeyPair`; `Debug` never prints key material.
+//!
+//! The CA's own keys (root, issuing CAs, OCSP signers, the TLS server key)
+//! are [`CaKey`]s: either such a key in memory, or — with the `hsm` feature —
+//! a handle on a key inside a PKCS#11 token that never leaves it
+//! (`crate::token`). Everything that signs takes a `CaKey` and does not know
+//! which. New CA keys come from a [`KeyGenerator`]: [`InMemory`], or a token.
 
 use std::fmt;
 
@@ -92,6 +98,108 @@ impl PrivateKey {
         let plain = enc.decrypt(passphrase.as_bytes()).map_err(|_| CaError::Decrypt { what: what.to_string() })?;
         let pair = KeyPair::try_from(plain.as_bytes()).map_err(|e| CaError::malformed(what.to_string(), e))?;
         Ok(Self(pair))
+    }
+}
+
+/// A key the CA or the service signs with.
+pub struct CaKey(Repr);
+
+enum Repr {
+    Memory(PrivateKey),
+    #[cfg(feature = "hsm")]
+    Token(crate::token::TokenKey),
+}
+
+impl fmt::Debug for CaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Memory(k) => k.fmt(f),
+            #[cfg(feature = "hsm")]
+            Repr::Token(k) => k.fmt(f),
+        }
+    }
+}
+
+impl From<PrivateKey> for CaKey {
+    fn from(key: PrivateKey) -> Self {
+        Self(Repr::Memory(key))
+    }
+}
+
+#[cfg(feature = "hsm")]
+impl From<crate::token::TokenKey> for CaKey {
+    fn from(key: crate::token::TokenKey) -> Self {
+        Self(Repr::Token(key))
+    }
+}
+
+impl CaKey {
+    /// The key itself when it is held in memory; `None` for a key in a token.
+    pub fn in_memory(&self) -> Option<&PrivateKey> {
+        match &self.0 {
+            Repr::Memory(k) => Some(k),
+            #[cfg(feature = "hsm")]
+            Repr::Token(_) => None,
+        }
+    }
+
+    /// A second handle on the same key.
+    pub fn clone_key(&self) -> Result<Self, CaError> {
+        Ok(match &self.0 {
+            Repr::Memory(k) => Self(Repr::Memory(k.clone_key()?)),
+            #[cfg(feature = "hsm")]
+            Repr::Token(k) => Self(Repr::Token(k.clone())),
+        })
+    }
+
+    /// The SubjectPublicKeyInfo DER.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        rcgen::PublicKeyData::subject_public_key_info(self)
+    }
+}
+
+impl rcgen::PublicKeyData for CaKey {
+    fn der_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Memory(k) => k.0.der_bytes(),
+            #[cfg(feature = "hsm")]
+            Repr::Token(k) => k.der_bytes(),
+        }
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match &self.0 {
+            Repr::Memory(k) => k.0.algorithm(),
+            #[cfg(feature = "hsm")]
+            Repr::Token(k) => k.algorithm(),
+        }
+    }
+}
+
+impl rcgen::SigningKey for CaKey {
+    /// The signature as X.509 carries it (for ECDSA, a DER ECDSA-Sig-Value).
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        match &self.0 {
+            Repr::Memory(k) => k.0.sign(msg),
+            #[cfg(feature = "hsm")]
+            Repr::Token(k) => k.sign(msg),
+        }
+    }
+}
+
+/// Where new CA keys are made. `label` names the key for a person looking
+/// into a token (`connect-pki ocsp-2`); keys in memory have no name.
+pub trait KeyGenerator {
+    fn generate(&self, kind: KeyKind, label: &str) -> Result<CaKey, CaError>;
+}
+
+/// Keys made in memory, to be stored encrypted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InMemory;
+
+impl KeyGenerator for InMemory {
+    fn generate(&self, kind: KeyKind, _label: &str) -> Result<CaKey, CaError> {
+        Ok(PrivateKey::generate(kind)?.into())
     }
 }
 

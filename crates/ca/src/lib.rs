@@ -14,9 +14,11 @@ pub mod issue;
 pub mod keys;
 pub mod ocsp;
 pub mod pkcs12;
+#[cfg(feature = "hsm")]
+pub mod token;
 
 pub use csr::{CheckedCsr, parse_csr};
 pub use error::CaError;
 pub use hierarchy::{Hierarchy, HierarchyNames};
 pub use issue::{DeviceSubject, IssuedCert, IssuingCa, Profile};
-pub use keys::{KeyKind, PrivateKey};
+pub use keys::{CaKey, InMemory, KeyGenerator, KeyKind, PrivateKey};

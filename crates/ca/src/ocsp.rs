@@ -6,7 +6,7 @@
 use aws_lc_rs::digest;
 use der::asn1::{BitString, GeneralizedTime, ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
-use rcgen::{KeyPair, SigningKey};
+use rcgen::SigningKey;
 use time::OffsetDateTime;
 use x509_cert::Certificate;
 use x509_cert::ext::Extension;
@@ -20,7 +20,7 @@ use x509_ocsp::{
 use connect_pki_domain::Reason;
 
 use crate::error::CaError;
-use crate::keys::PrivateKey;
+use crate::keys::CaKey;
 
 const OID_SHA1: &str = "1.3.14.3.2.26";
 const OID_SHA256: &str = "2.16.840.1.101.3.4.2.1";
@@ -76,7 +76,7 @@ struct IssuerHashes {
 
 /// Signs OCSP responses for the issuing CA with the delegated signer.
 pub struct OcspSigner {
-    key: KeyPair,
+    key: CaKey,
     cert: Certificate,
     cert_der: Vec<u8>,
     responder_key_hash: Vec<u8>,
@@ -107,7 +107,7 @@ fn spki_key_and_name(der: &[u8], what: &str) -> Result<(Vec<u8>, Vec<u8>), CaErr
 impl OcspSigner {
     /// The signer from its certificate and key, answering for the CA whose
     /// certificate is `issuer_der`.
-    pub fn new(signer_der: &[u8], key: PrivateKey, issuer_der: &[u8]) -> Result<Self, CaError> {
+    pub fn new(signer_der: &[u8], key: CaKey, issuer_der: &[u8]) -> Result<Self, CaError> {
         let cert = Certificate::from_der(signer_der).map_err(|e| CaError::malformed("OCSP signer certificate", e))?;
         let (signer_key, _) = spki_key_and_name(signer_der, "OCSP signer certificate")?;
         // A key left over from an interrupted renewal would sign answers no
@@ -120,7 +120,7 @@ impl OcspSigner {
         let (issuer_key, issuer_name) = spki_key_and_name(issuer_der, "issuing CA certificate")?;
         let sha1 = &digest::SHA1_FOR_LEGACY_USE_ONLY;
         Ok(Self {
-            key: key.0,
+            key,
             cert,
             cert_der: signer_der.to_vec(),
             responder_key_hash: hash(sha1, &signer_key),

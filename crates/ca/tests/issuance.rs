@@ -18,7 +18,8 @@ struct Fixture {
 fn fixture() -> Fixture {
     let profile = Profile::new("http://pki.example.test:8080").expect("profile");
     let now = OffsetDateTime::now_utc();
-    let h = Hierarchy::create(&profile, &HierarchyNames::default(), &["localhost".into(), "127.0.0.1".into()], now)
+    let names = ["localhost".into(), "127.0.0.1".into()];
+    let h = Hierarchy::create(&profile, &HierarchyNames::default(), &names, &connect_pki_ca::InMemory, now)
         .expect("hierarchy");
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("root.pem"), to_pem("CERTIFICATE", &h.root_der)).expect("write");

@@ -10,6 +10,7 @@ use connect_pki_domain::SystemClock;
 use connect_pki_server::config::{
     DEFAULT_API_ADDR, DEFAULT_PUBLIC_ADDR, DEFAULT_PUBLIC_URL, FileConfig, default_database_url,
 };
+use connect_pki_server::keys::Pkcs11Config;
 use connect_pki_server::{InitOptions, InitReport, ServeConfig};
 use connect_pki_store::Store;
 
@@ -116,6 +117,17 @@ struct InitArgs {
     /// Extra DNS name or IP address for the mTLS listener's certificate (repeatable).
     #[arg(long = "tls-name")]
     tls_names: Vec<String>,
+    /// Make and keep every CA key (root, issuing CA, OCSP signer, TLS) in a
+    /// PKCS#11 token: the vendor's module, e.g. /usr/lib/softhsm/libsofthsm2.so.
+    /// The PIN comes from CONNECT_PKI_PKCS11_PIN or --pkcs11-pin-file.
+    #[arg(long, requires = "pkcs11_token")]
+    pkcs11_module: Option<PathBuf>,
+    /// The label of the token (with --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    pkcs11_token: Option<String>,
+    /// A file holding the token's user PIN, read at every start (with --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    pkcs11_pin_file: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -262,6 +274,12 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 database_url: args.db.database_url,
                 public_url: args.public_url,
                 tls_names: args.tls_names,
+                pkcs11: match (args.pkcs11_module, args.pkcs11_token) {
+                    (Some(module), Some(token)) => {
+                        Some(Pkcs11Config { module, token, pin_file: args.pkcs11_pin_file })
+                    }
+                    _ => None,
+                },
             };
             let report = connect_pki_server::init(&opts, &SystemClock).await?;
             print_report(&report, args.json)?;
@@ -438,6 +456,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             database_url: args.db.database_url.clone(),
             public_url: args.public_url.clone().unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string()),
             tls_names: Vec::new(),
+            pkcs11: None,
         };
         let report = connect_pki_server::init(&opts, &SystemClock).await?;
         print_report(&report, false)?;
@@ -546,9 +565,12 @@ fn print_report(r: &InitReport, json: bool) -> anyhow::Result<()> {
     println!("  public URL          {}", r.public_url);
     println!("  root CA SHA-256     {}", r.root_ca_sha256);
     println!("  issuing CA SHA-256  {}", r.issuing_ca_sha256);
-    match &r.passphrase_file {
-        Some(p) => println!("  CA key passphrase   generated in {} (keep it apart from backups of ca/)", p.display()),
-        None => println!("  CA key passphrase   from CONNECT_PKI_PASSPHRASE (not stored)"),
+    match (&r.pkcs11_token, &r.passphrase_file) {
+        (Some(t), _) => println!("  CA keys             in PKCS#11 token {t:?} (no key files)"),
+        (None, Some(p)) => {
+            println!("  CA key passphrase   generated in {} (keep it apart from backups of ca/)", p.display())
+        }
+        (None, None) => println!("  CA key passphrase   from CONNECT_PKI_PASSPHRASE (not stored)"),
     }
     println!();
     println!("First administrator ({}), certificate serial {}:", r.bootstrap.login_id, r.bootstrap.serial);

@@ -29,7 +29,13 @@ fn signer() -> &'static OcspSigner {
     SIGNER.get_or_init(|| {
         let profile = Profile::new("http://fuzz.example").expect("profile");
         let h =
-            Hierarchy::create(&profile, &Default::default(), &["localhost".into()], time::OffsetDateTime::now_utc())
+            Hierarchy::create(
+                &profile,
+                &Default::default(),
+                &["localhost".into()],
+                &connect_pki_ca::InMemory,
+                time::OffsetDateTime::now_utc(),
+            )
                 .expect("hierarchy");
         OcspSigner::new(&h.ocsp_der, h.ocsp_key, &h.issuing_der).expect("signer")
     })

@@ -18,6 +18,7 @@ use crate::config::{FileConfig, default_database_url};
 use crate::datadir::{
     CONFIG_FILE, DataDir, PASSPHRASE_ENV, PASSPHRASE_FILE, create_private_dir, write_cert_and_key, write_new,
 };
+use crate::keys::Keys;
 
 /// Login ID of the first administrator.
 pub const BOOTSTRAP_LOGIN: &str = "admin";
@@ -31,9 +32,11 @@ pub struct InitOptions {
     pub public_url: String,
     /// Extra DNS names or IP addresses for the mTLS listener's certificate.
     pub tls_names: Vec<String>,
+    /// Make and keep the CA keys in this PKCS#11 token instead of files.
+    pub pkcs11: Option<crate::keys::Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(InitOptions { data_dir, public_url, tls_names; database_url });
+connect_pki_domain::redacted_debug!(InitOptions { data_dir, public_url, tls_names, pkcs11; database_url });
 
 /// What `init` did; printed once (the PKCS#12 password is not stored anywhere).
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +47,8 @@ pub struct InitReport {
     pub root_ca_sha256: String,
     pub issuing_ca_sha256: String,
     pub passphrase_file: Option<PathBuf>,
+    /// The label of the PKCS#11 token holding the CA keys, if they are in one.
+    pub pkcs11_token: Option<String>,
     pub bootstrap: BootstrapReport,
 }
 
@@ -120,18 +125,20 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
     let now = clock.now();
     create_private_dir(&dir.path().join("ca"))?;
     create_private_dir(&dir.path().join("bootstrap"))?;
-    let (passphrase, passphrase_file) = match std::env::var(PASSPHRASE_ENV) {
-        Ok(p) if !p.is_empty() => (p, None),
-        _ => {
+    let (keys, passphrase_file) = match (&opts.pkcs11, std::env::var(PASSPHRASE_ENV)) {
+        (Some(token), _) => (Keys::token(token)?, None),
+        (None, Ok(p)) if !p.is_empty() => (Keys::files(&p), None),
+        (None, _) => {
             let p = random_secret(32)?;
             write_new(&dir.path().join(PASSPHRASE_FILE), format!("{p}\n").as_bytes(), 0o600)?;
-            (p, Some(opts.data_dir.join(PASSPHRASE_FILE)))
+            (Keys::files(&p), Some(opts.data_dir.join(PASSPHRASE_FILE)))
         }
     };
-    let h = write_hierarchy(opts, profile, dir, &passphrase, now)?;
+    let h = write_hierarchy(opts, profile, dir, &keys, now)?;
     let file_config = FileConfig {
         database_url: opts.database_url.clone(),
         public_url: Some(profile.public_url().to_string()),
+        pkcs11: opts.pkcs11.clone(),
         ..FileConfig::default()
     };
     write_new(&dir.path().join(CONFIG_FILE), toml::to_string(&file_config)?.as_bytes(), 0o600)?;
@@ -154,6 +161,7 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
         root_ca_sha256: fingerprint(&h.root_der),
         issuing_ca_sha256: fingerprint(&h.issuing_der),
         passphrase_file,
+        pkcs11_token: opts.pkcs11.as_ref().map(|p| p.token.clone()),
         bootstrap: BootstrapReport {
             login_id: user.login_id.unwrap_or_default(),
             serial: cert.serial.to_hex(),
@@ -168,7 +176,7 @@ fn write_hierarchy(
     opts: &InitOptions,
     profile: &Profile,
     dir: &DataDir,
-    passphrase: &str,
+    keys: &Keys,
     now: time::OffsetDateTime,
 ) -> anyhow::Result<Hierarchy> {
     let mut tls_names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
@@ -178,11 +186,11 @@ fn write_hierarchy(
             tls_names.push(name);
         }
     }
-    let h = Hierarchy::create(profile, &HierarchyNames::default(), &tls_names, now)?;
-    write_cert_and_key(dir, "root", &h.root_der, Some(&h.root_key), passphrase)?;
-    write_cert_and_key(dir, "issuing", &h.issuing_der, Some(&h.issuing_key), passphrase)?;
-    write_cert_and_key(dir, "ocsp", &h.ocsp_der, Some(&h.ocsp_key), passphrase)?;
-    write_cert_and_key(dir, "tls", &h.tls_der, Some(&h.tls_key), passphrase)?;
+    let h = Hierarchy::create(profile, &HierarchyNames::default(), &tls_names, keys.generator(), now)?;
+    write_cert_and_key(dir, "root", &h.root_der, &h.root_key, keys)?;
+    write_cert_and_key(dir, "issuing", &h.issuing_der, &h.issuing_key, keys)?;
+    write_cert_and_key(dir, "ocsp", &h.ocsp_der, &h.ocsp_key, keys)?;
+    write_cert_and_key(dir, "tls", &h.tls_der, &h.tls_key, keys)?;
     let chain = format!(
         "{}{}",
         connect_pki_ca::issue::to_pem("CERTIFICATE", &h.issuing_der),

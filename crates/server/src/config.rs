@@ -109,9 +109,12 @@ pub struct FileConfig {
     /// X-Forwarded-Proto are believed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// The PKCS#11 token holding the CA keys (set by `init --pkcs11-module`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<crate::keys::Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, pkcs11; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///

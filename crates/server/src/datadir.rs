@@ -10,7 +10,8 @@
 //! <data-dir>/serve.lock         held (shared) by every running serve; restore refuses while it is
 //! <data-dir>/pseudonym.key        0600, the key of the keyed hashes in the audit log (crate::pseudonym)
 //! <data-dir>/ca/*.pem             certificates
-//! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600
+//! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600;
+//!                                 none when config.toml names a PKCS#11 token (crate::keys)
 //! <data-dir>/ca/issuing-N.pem, ocsp-N.pem  issuing CA generation N and its OCSP signer (after a rollover)
 //! <data-dir>/ca/*.new             a renewed certificate and key while they replace the old pair
 //! <data-dir>/crl/issuing.crl      the newest CRL this instance signed, kept for a restore (crate::backup)
@@ -25,7 +26,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use connect_pki_ca::issue::to_pem;
-use connect_pki_ca::{IssuingCa, PrivateKey, Profile};
+use connect_pki_ca::{CaKey, IssuingCa, Profile};
+
+use crate::keys::Keys;
 
 /// Held (shared) by every running `serve` (see [`DataDir::hold_serving`]).
 pub const SERVE_LOCK: &str = "serve.lock";
@@ -100,13 +103,6 @@ impl DataDir {
         Ok(doc.contents)
     }
 
-    /// The encrypted key in `ca/<file>`, opened with `passphrase`.
-    pub fn key(&self, file: &str, passphrase: &str) -> anyhow::Result<PrivateKey> {
-        let path = self.ca(file);
-        let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(PrivateKey::from_encrypted_pem(&pem, passphrase, &path.display().to_string())?)
-    }
-
     /// A shared lock on `serve.lock` held by every running `serve` on this
     /// data directory for its whole life (the kernel drops it when the
     /// process ends, however it ends): `restore` refuses while any is held.
@@ -157,16 +153,17 @@ impl DataDir {
         Ok(f)
     }
 
-    /// Loads the issuing CAs and the service's TLS identity.
+    /// Loads the issuing CAs and the service's TLS identity, with their
+    /// keys from the store the directory was initialised with.
     pub fn load(&self, public_url: &str) -> anyhow::Result<LoadedCa> {
-        let pass = self.passphrase()?;
+        let keys = Keys::of(self)?;
         let generations = self.generations();
         for g in &generations {
             self.finish_replacement(&ocsp_file(*g))?;
         }
         self.finish_replacement("tls")?;
         let read = |file: &str| self.cert_der(file);
-        let key = |file: &str| self.key(file, &pass);
+        let key = |name: &str| keys.load(self, name);
         let root_der = read("root.pem")?;
         let profile = Profile::new(public_url)?;
         let mut loaded = Vec::new();
@@ -174,13 +171,12 @@ impl DataDir {
             let (issuing, ocsp) = (issuing_file(g), ocsp_file(g));
             let der = read(&format!("{issuing}.pem"))?;
             let ca =
-                IssuingCa::new(der.clone(), key(&format!("{issuing}.key.pem"))?, root_der.clone(), profile.clone())?
-                    .with_generation(g);
+                IssuingCa::new(der.clone(), key(&issuing)?, root_der.clone(), profile.clone())?.with_generation(g);
             loaded.push(CaGeneration {
                 issuing: ca,
                 issuing_der: der,
                 ocsp_der: read(&format!("{ocsp}.pem"))?,
-                ocsp_key: key(&format!("{ocsp}.key.pem"))?,
+                ocsp_key: key(&ocsp)?,
             });
         }
         let active = loaded.pop().ok_or_else(|| anyhow!("no issuing CA in {}", self.ca("").display()))?;
@@ -189,10 +185,11 @@ impl DataDir {
             root_der,
             issuing_der: active.issuing_der,
             tls_der: read("tls.pem")?,
-            tls_key: key("tls.key.pem")?,
+            tls_key: key("tls")?,
             ocsp_der: active.ocsp_der,
             ocsp_key: active.ocsp_key,
             older: loaded,
+            keys,
         })
     }
 }
@@ -211,16 +208,13 @@ impl DataDir {
     /// Replaces `<name>.pem` and `<name>.key.pem` so that a crash at any
     /// point leaves the old pair or the new pair, never one of each: both go
     /// to `.new` files first (the certificate last), and [`Self::load`] rolls
-    /// a half-done replacement forward.
-    pub fn replace_cert_and_key(
-        &self,
-        name: &str,
-        der: &[u8],
-        key: &PrivateKey,
-        passphrase: &str,
-    ) -> anyhow::Result<()> {
+    /// a half-done replacement forward. With the keys in a token only the
+    /// certificate is written; the token already holds its key.
+    pub fn replace_cert_and_key(&self, name: &str, der: &[u8], key: &CaKey, keys: &Keys) -> anyhow::Result<()> {
         let (cert_path, key_path) = (self.ca(&format!("{name}.pem")), self.ca(&format!("{name}.key.pem")));
-        write_replacing(&new_path(&key_path), key.to_encrypted_pem(passphrase)?.as_bytes(), 0o600)?;
+        if let Some(pem) = keys.key_file(key)? {
+            write_replacing(&new_path(&key_path), pem.as_bytes(), 0o600)?;
+        }
         write_replacing(&new_path(&cert_path), to_pem("CERTIFICATE", der).as_bytes(), 0o644)?;
         self.finish_replacement(name)
     }
@@ -285,12 +279,14 @@ pub struct LoadedCa {
     pub root_der: Vec<u8>,
     pub issuing_der: Vec<u8>,
     pub tls_der: Vec<u8>,
-    pub tls_key: PrivateKey,
+    pub tls_key: CaKey,
     pub ocsp_der: Vec<u8>,
-    pub ocsp_key: PrivateKey,
+    pub ocsp_key: CaKey,
     /// Issuing CAs a rollover replaced, oldest first: they issue nothing
     /// more, and keep their CRL and OCSP answers for what they issued.
     pub older: Vec<CaGeneration>,
+    /// Where the keys came from; renewals put their new keys there.
+    pub keys: Keys,
 }
 
 /// One issuing CA with its delegated OCSP signer.
@@ -299,7 +295,7 @@ pub struct CaGeneration {
     pub issuing: IssuingCa,
     pub issuing_der: Vec<u8>,
     pub ocsp_der: Vec<u8>,
-    pub ocsp_key: PrivateKey,
+    pub ocsp_key: CaKey,
 }
 
 /// Creates a directory readable by its owner only.
@@ -322,17 +318,12 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     f.write_all(bytes).and_then(|_| f.sync_all()).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Writes a certificate as PEM (0644) and, when given, its key encrypted (0600).
-pub fn write_cert_and_key(
-    dir: &DataDir,
-    name: &str,
-    der: &[u8],
-    key: Option<&PrivateKey>,
-    passphrase: &str,
-) -> anyhow::Result<()> {
+/// Writes a certificate as PEM (0644) and its key file (0600), if its keys
+/// are kept in files.
+pub fn write_cert_and_key(dir: &DataDir, name: &str, der: &[u8], key: &CaKey, keys: &Keys) -> anyhow::Result<()> {
     write_new(&dir.ca(&format!("{name}.pem")), to_pem("CERTIFICATE", der).as_bytes(), 0o644)?;
-    if let Some(key) = key {
-        write_new(&dir.ca(&format!("{name}.key.pem")), key.to_encrypted_pem(passphrase)?.as_bytes(), 0o600)?;
+    if let Some(pem) = keys.key_file(key)? {
+        write_new(&dir.ca(&format!("{name}.key.pem")), pem.as_bytes(), 0o600)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod datadir;
 pub mod http;
+pub mod keys;
 pub mod listen;
 pub mod pseudonym;
 pub mod renewal;

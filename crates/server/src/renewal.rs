@@ -32,6 +32,8 @@ pub struct OwnCerts {
     /// The HTTPS listener's certificate (renewed only when ours).
     pub tls: Arc<ServerCert>,
     pub dir: DataDir,
+    /// Where the CA keys are, and new ones go.
+    pub keys: crate::keys::Keys,
 }
 
 /// Which of the service's certificates a renewal replaced.
@@ -113,25 +115,25 @@ fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEnt
     let file = which.file();
     let on_disk = own.dir.cert_der(&format!("{file}.pem"))?;
     if on_disk != current && !renewal_due(&on_disk, now)? {
-        let key = own.dir.key(&format!("{file}.key.pem"), &own.dir.passphrase()?)?;
+        let key = own.keys.load(&own.dir, &file)?;
         match which {
             Renewed::OcspSigner(g) => state.ocsp.replace_signer(g, OcspSigner::new(&on_disk, key, ca.cert_der())?),
-            Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(ca.cert_der(), &on_disk, &key))?,
+            Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(ca.cert_der(), &on_disk, key))?,
         }
         tracing::info!(certificate = %file, "service certificate renewed by another instance: taken over");
         return Ok(None);
     }
     let validity = HierarchyNames::default().service_validity;
     let (der, key) = match which {
-        Renewed::OcspSigner(_) => ocsp_signer(&ca, now, validity)?,
-        Renewed::TlsServer => tls_server(&ca, &tls_names(&current)?, now, validity)?,
+        Renewed::OcspSigner(_) => ocsp_signer(&ca, own.keys.generator(), now, validity)?,
+        Renewed::TlsServer => tls_server(&ca, &tls_names(&current)?, own.keys.generator(), now, validity)?,
     };
     // On disk first: if the swap below never happens (a crash), the next
     // start loads the new pair; if writing fails, the old one stays in use.
-    own.dir.replace_cert_and_key(&file, &der, &key, &own.dir.passphrase()?)?;
+    own.dir.replace_cert_and_key(&file, &der, &key, &own.keys)?;
     match which {
         Renewed::OcspSigner(g) => state.ocsp.replace_signer(g, OcspSigner::new(&der, key, ca.cert_der())?),
-        Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(ca.cert_der(), &der, &key))?,
+        Renewed::TlsServer => own.tls.replace(&TlsIdentity::ours(ca.cert_der(), &der, key))?,
     }
     let entry = AuditEntry {
         actor: "system:renewal".into(),

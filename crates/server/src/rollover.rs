@@ -21,10 +21,11 @@
 use anyhow::{Context, anyhow, bail, ensure};
 use connect_pki_ca::hierarchy::{HierarchyNames, ocsp_signer, successor_csr, successor_issuing_ca};
 use connect_pki_ca::issue::to_pem;
-use connect_pki_ca::{IssuingCa, PrivateKey, Profile};
+use connect_pki_ca::{CaKey, IssuingCa, Profile};
 use time::OffsetDateTime;
 
 use crate::datadir::{DataDir, issuing_file, ocsp_file, replace_file};
+use crate::keys::Keys;
 
 /// The generation a rollover created.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,29 +40,25 @@ pub struct RolledOver {
 
 /// The next generation, signed by the root key in the data directory.
 pub fn rollover(dir: &DataDir, public_url: &str, now: OffsetDateTime) -> anyhow::Result<RolledOver> {
-    let pass = dir.passphrase()?;
     let loaded = dir.load(public_url)?;
-    let root_path = dir.ca("root.key.pem");
-    let root_pem = std::fs::read_to_string(&root_path).map_err(|e| {
-        anyhow!(
-            "the root key is not in {} ({e}): with the root offline, use --csr-out and --import",
-            root_path.display()
-        )
+    let keys = &loaded.keys;
+    let root_key = keys.load(dir, "root").map_err(|e| {
+        anyhow!("the root key is not at hand ({e:#}): with the root offline, use --csr-out and --import")
     })?;
-    let root_key = PrivateKey::from_encrypted_pem(&root_pem, &pass, &root_path.display().to_string())?;
     let generation = next_generation(dir);
     let profile = Profile::new(public_url)?;
-    let (der, key) = successor_issuing_ca(&loaded.root_der, root_key, &profile, generation, now)?;
-    install(dir, &loaded.root_der, profile, generation, der, key, &pass, now)
+    let (der, key) = successor_issuing_ca(&loaded.root_der, root_key, &profile, generation, keys.generator(), now)?;
+    install(dir, &loaded.root_der, profile, generation, der, key, keys, now)
 }
 
 /// The first half of an offline rollover: the new key, kept here encrypted
-/// and pending, and a CSR (PEM) for the root's operator to sign.
+/// (or in the token, with its public key here) and pending, and a CSR (PEM)
+/// for the root's operator to sign.
 pub fn request(dir: &DataDir, public_url: &str) -> anyhow::Result<(u32, String)> {
-    let pass = dir.passphrase()?;
+    let keys = Keys::of(dir)?;
     let generation = next_generation(dir);
-    let (csr, key) = successor_csr(&Profile::new(public_url)?, generation)?;
-    replace_file(&pending_key(dir, generation), key.to_encrypted_pem(&pass)?.as_bytes(), 0o600)?;
+    let (csr, key) = successor_csr(&Profile::new(public_url)?, generation, keys.generator())?;
+    replace_file(&pending_key(dir, generation), keys.reference(&key)?.as_bytes(), 0o600)?;
     Ok((generation, csr))
 }
 
@@ -69,13 +66,12 @@ pub fn request(dir: &DataDir, public_url: &str) -> anyhow::Result<(u32, String)>
 /// the pending key, once it is shown to be a CA certificate for that key
 /// signed by our root.
 pub fn import(dir: &DataDir, public_url: &str, cert_pem: &str, now: OffsetDateTime) -> anyhow::Result<RolledOver> {
-    let pass = dir.passphrase()?;
     let loaded = dir.load(public_url)?;
     let generation = next_generation(dir);
     let pending = pending_key(dir, generation);
     let key_pem = std::fs::read_to_string(&pending)
         .map_err(|e| anyhow!("no pending key {} ({e}): run `ca rollover --csr-out` first", pending.display()))?;
-    let key = PrivateKey::from_encrypted_pem(&key_pem, &pass, &pending.display().to_string())?;
+    let key = loaded.keys.open_reference(&key_pem, &pending)?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
         .map_err(|e| anyhow!("the signed certificate is not PEM: {e}"))?;
     let der = pem.contents;
@@ -89,7 +85,7 @@ pub fn import(dir: &DataDir, public_url: &str, cert_pem: &str, now: OffsetDateTi
         ensure!(cert.is_ca(), "the certificate is not a CA certificate (basicConstraints CA:TRUE)");
         ensure!(cert.validity().is_valid_at(now.into()), "the certificate is not valid now");
     }
-    let done = install(dir, &loaded.root_der, Profile::new(public_url)?, generation, der, key, &pass, now)?;
+    let done = install(dir, &loaded.root_der, Profile::new(public_url)?, generation, der, key, &loaded.keys, now)?;
     std::fs::remove_file(&pending).with_context(|| format!("removing {}", pending.display()))?;
     Ok(done)
 }
@@ -102,16 +98,19 @@ fn install(
     profile: Profile,
     generation: u32,
     der: Vec<u8>,
-    key: PrivateKey,
-    pass: &str,
+    key: CaKey,
+    keys: &Keys,
     now: OffsetDateTime,
 ) -> anyhow::Result<RolledOver> {
     let name = issuing_file(generation);
     let ca = IssuingCa::new(der.clone(), key.clone_key()?, root_der.to_vec(), profile)?.with_generation(generation);
-    let (ocsp_der, ocsp_key) = ocsp_signer(&ca, now, HierarchyNames::default().service_validity)?;
+    let (ocsp_der, ocsp_key) = ocsp_signer(&ca, keys.generator(), now, HierarchyNames::default().service_validity)?;
     let ocsp = ocsp_file(generation);
-    replace_file(&dir.ca(&format!("{name}.key.pem")), key.to_encrypted_pem(pass)?.as_bytes(), 0o600)?;
-    replace_file(&dir.ca(&format!("{ocsp}.key.pem")), ocsp_key.to_encrypted_pem(pass)?.as_bytes(), 0o600)?;
+    for (file, key) in [(&name, &key), (&ocsp, &ocsp_key)] {
+        if let Some(pem) = keys.key_file(key)? {
+            replace_file(&dir.ca(&format!("{file}.key.pem")), pem.as_bytes(), 0o600)?;
+        }
+    }
     replace_file(&dir.ca(&format!("{ocsp}.pem")), to_pem("CERTIFICATE", &ocsp_der).as_bytes(), 0o644)?;
     replace_file(&dir.ca(&format!("{name}.pem")), to_pem("CERTIFICATE", &der).as_bytes(), 0o644)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).context("the new CA certificate")?;

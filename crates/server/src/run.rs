@@ -86,7 +86,8 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let ca = dir.load(&config.public_url).context("loading the CA from the data directory")?;
     let store = Store::connect(&config.database_url).await?;
     let connections = Arc::new(Connections::default());
-    let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key, older } = ca;
+    let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key, older, keys } =
+        ca;
     let issuing = Arc::new(issuing);
     // Every generation, oldest first, each with its OCSP signer.
     let mut generations: Vec<(Arc<IssuingCa>, Vec<u8>, OcspSigner)> = Vec::new();
@@ -128,7 +129,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         None => {
             // Issued by whichever generation was newest at its last renewal.
             let issuer = crate::tls::issuer_among(&tls_der, &issuing_ders).unwrap_or(&issuing_der);
-            ServerCert::new(&TlsIdentity::ours(issuer, &tls_der, &tls_key), true)?
+            ServerCert::new(&TlsIdentity::ours(issuer, &tls_der, tls_key), true)?
         }
     });
     let lookup = Some(crate::tls::index_lookup(revocations.clone()));
@@ -160,7 +161,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()),
         pseudonyms: Arc::new(crate::pseudonym::PseudonymKey::load_or_create(dir.path())?),
-        own: Arc::new(crate::renewal::OwnCerts { tls: server_cert, dir }),
+        own: Arc::new(crate::renewal::OwnCerts { tls: server_cert, dir, keys }),
         instance_id: Arc::from(crate::bootstrap::random_secret(8)?.as_str()),
     };
     Ok(Built { state, tls_config, connections })

@@ -26,18 +26,30 @@ pub struct TlsIdentity {
     pub issuing_der: Vec<u8>,
     /// The server certificate and the chain above it.
     pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
+    pub key: TlsKey,
+}
+
+/// The key of the server certificate.
+pub enum TlsKey {
+    /// Held by rustls (read from a file, or opened from ours).
+    Der(PrivateKeyDer<'static>),
+    /// In a PKCS#11 token: every handshake asks the token to sign.
+    Token(Arc<connect_pki_ca::CaKey>),
 }
 
 connect_pki_domain::redacted_debug!(TlsIdentity { issuing_der, chain; key });
 
 impl TlsIdentity {
     /// The server certificate our CA issued at `init`.
-    pub fn ours(issuing_der: &[u8], tls_der: &[u8], tls_key: &connect_pki_ca::PrivateKey) -> Self {
+    pub fn ours(issuing_der: &[u8], tls_der: &[u8], tls_key: connect_pki_ca::CaKey) -> Self {
+        let key = match tls_key.in_memory() {
+            Some(k) => TlsKey::Der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.pkcs8_der().to_vec()))),
+            None => TlsKey::Token(Arc::new(tls_key)),
+        };
         Self {
             issuing_der: issuing_der.to_vec(),
             chain: vec![CertificateDer::from(tls_der.to_vec()), CertificateDer::from(issuing_der.to_vec())],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls_key.pkcs8_der().to_vec())),
+            key,
         }
     }
 
@@ -52,7 +64,7 @@ impl TlsIdentity {
         anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", cert.display());
         let key = PrivateKeyDer::from_pem_file(key)
             .with_context(|| format!("reading the private key {} (PEM, unencrypted)", key.display()))?;
-        Ok(Self { issuing_der: issuing_der.to_vec(), chain, key })
+        Ok(Self { issuing_der: issuing_der.to_vec(), chain, key: TlsKey::Der(key) })
     }
 }
 use connect_pki_responder::index::key;
@@ -85,8 +97,18 @@ impl ServerCert {
         identity: &TlsIdentity,
         provider: &rustls::crypto::CryptoProvider,
     ) -> anyhow::Result<rustls::sign::CertifiedKey> {
-        rustls::sign::CertifiedKey::from_der(identity.chain.clone(), identity.key.clone_key(), provider)
-            .context("the TLS server certificate and key do not go together or are not usable")
+        let context = "the TLS server certificate and key do not go together or are not usable";
+        match &identity.key {
+            TlsKey::Der(der) => {
+                rustls::sign::CertifiedKey::from_der(identity.chain.clone(), der.clone_key(), provider).context(context)
+            }
+            TlsKey::Token(key) => {
+                let signer = Arc::new(crate::keys::TlsTokenKey(key.clone()));
+                let certified = rustls::sign::CertifiedKey::new(identity.chain.clone(), signer);
+                certified.keys_match().context(context)?;
+                Ok(certified)
+            }
+        }
     }
 
     /// Presents `identity` from the next handshake on.

@@ -169,7 +169,7 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
         .collect();
     index.apply(&events);
     let loaded = DataDir::new(&env.data).load("http://127.0.0.1:8080")?;
-    let identity = connect_pki_server::tls::TlsIdentity::ours(&loaded.issuing_der, &loaded.tls_der, &loaded.tls_key);
+    let identity = connect_pki_server::tls::TlsIdentity::ours(&loaded.issuing_der, &loaded.tls_der, loaded.tls_key);
     let lookup: Arc<connect_pki_server::tls::CertIndexRef> = {
         let index = index.clone();
         Arc::new(move |s: &[u8]| index.get(s).map(|e| e.status))

@@ -1,0 +1,215 @@
+//! Where a data directory's CA keys are kept, chosen at `init` and written
+//! into `config.toml`:
+//!
+//! * by default, encrypted PKCS#8 files beside their certificates
+//!   (`ca/<name>.key.pem`), opened with the CA key passphrase;
+//! * with `[pkcs11]` (the `hsm` feature), inside a PKCS#11 token: the root,
+//!   every issuing CA, every OCSP signer and the TLS server key. The data
+//!   directory then holds certificates only; each key is found in the token
+//!   by the public key of its certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use connect_pki_ca::{CaKey, InMemory, KeyGenerator, PrivateKey};
+use serde::{Deserialize, Serialize};
+
+use crate::datadir::DataDir;
+
+/// Environment variable holding the token's user PIN.
+pub const PIN_ENV: &str = "CONNECT_PKI_PKCS11_PIN";
+
+/// `[pkcs11]` in config.toml: the token holding the CA keys.
+///
+/// ```toml
+/// [pkcs11]
+/// module = "/usr/lib/softhsm/libsofthsm2.so"
+/// token = "connect-pki"
+/// pin_file = "/etc/connect-pki/pkcs11-pin"   # else CONNECT_PKI_PKCS11_PIN
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// The vendor's PKCS#11 module (a shared library).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// A file holding the user PIN; without it, `CONNECT_PKI_PKCS11_PIN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+}
+
+impl Pkcs11Config {
+    #[cfg_attr(not(feature = "hsm"), allow(dead_code))]
+    fn pin(&self) -> anyhow::Result<String> {
+        if let Ok(p) = std::env::var(PIN_ENV)
+            && !p.is_empty()
+        {
+            return Ok(p);
+        }
+        let path = self.pin_file.as_ref().ok_or_else(|| {
+            anyhow!("no PIN for PKCS#11 token {:?}: set {PIN_ENV} or pin_file under [pkcs11]", self.token)
+        })?;
+        let pin = std::fs::read_to_string(path).with_context(|| format!("cannot read the PIN file {}", path.display()))?;
+        Ok(pin.trim_end().to_string())
+    }
+}
+
+/// The CA key store of one data directory.
+#[derive(Clone)]
+pub enum Keys {
+    Files { passphrase: Arc<str> },
+    #[cfg(feature = "hsm")]
+    Token(connect_pki_ca::token::Token),
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keys::Files { .. } => f.write_str("Keys::Files(<passphrase redacted>)"),
+            #[cfg(feature = "hsm")]
+            Keys::Token(t) => write!(f, "Keys::Token({:?})", t.label()),
+        }
+    }
+}
+
+impl Keys {
+    /// The store `dir` was initialised with.
+    pub fn of(dir: &DataDir) -> anyhow::Result<Self> {
+        match crate::config::FileConfig::load(dir.path())?.pkcs11 {
+            Some(p) => Self::token(&p),
+            None => Ok(Keys::Files { passphrase: dir.passphrase()?.into() }),
+        }
+    }
+
+    /// Encrypted files under `passphrase`.
+    pub fn files(passphrase: &str) -> Self {
+        Keys::Files { passphrase: passphrase.into() }
+    }
+
+    /// The token `config` names, logged in.
+    pub fn token(config: &Pkcs11Config) -> anyhow::Result<Self> {
+        #[cfg(feature = "hsm")]
+        {
+            let token = connect_pki_ca::token::Token::open(&config.module, &config.token, &config.pin()?)?;
+            Ok(Keys::Token(token))
+        }
+        #[cfg(not(feature = "hsm"))]
+        {
+            anyhow::bail!(
+                "the CA keys are in PKCS#11 token {:?}, but this build has no PKCS#11 support \
+                 (build connect-pki with its default features)",
+                config.token
+            )
+        }
+    }
+
+    /// Whether the keys are in a token (and no key file is written).
+    pub fn in_token(&self) -> bool {
+        !matches!(self, Keys::Files { .. })
+    }
+
+    /// Where new keys are made.
+    pub fn generator(&self) -> &dyn KeyGenerator {
+        match self {
+            Keys::Files { .. } => &InMemory,
+            #[cfg(feature = "hsm")]
+            Keys::Token(t) => t,
+        }
+    }
+
+    /// The key of the certificate `ca/<name>.pem`.
+    pub fn load(&self, dir: &DataDir, name: &str) -> anyhow::Result<CaKey> {
+        match self {
+            Keys::Files { passphrase } => {
+                let path = dir.ca(&format!("{name}.key.pem"));
+                let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                Ok(PrivateKey::from_encrypted_pem(&pem, passphrase, &path.display().to_string())?.into())
+            }
+            #[cfg(feature = "hsm")]
+            Keys::Token(t) => {
+                let der = dir.cert_der(&format!("{name}.pem"))?;
+                let (_, cert) = x509_parser::parse_x509_certificate(&der)
+                    .map_err(|e| anyhow!("{}: {e}", dir.ca(&format!("{name}.pem")).display()))?;
+                Ok(t.find(cert.public_key().raw, name)?.into())
+            }
+        }
+    }
+
+    /// What goes into the key file `ca/<name>.key.pem`: the key encrypted,
+    /// or nothing when the token holds it.
+    pub fn key_file(&self, key: &CaKey) -> anyhow::Result<Option<String>> {
+        match self {
+            Keys::Files { passphrase } => {
+                let key = key.in_memory().ok_or_else(|| anyhow!("a key from a token cannot be written to a file"))?;
+                Ok(Some(key.to_encrypted_pem(passphrase)?))
+            }
+            #[cfg(feature = "hsm")]
+            Keys::Token(_) => Ok(None),
+        }
+    }
+
+    /// A reference to a key that has no certificate yet (a rollover's
+    /// pending key): the key encrypted, or its public key when the token
+    /// holds it. [`Self::open_reference`] reads it back.
+    pub fn reference(&self, key: &CaKey) -> anyhow::Result<String> {
+        match self.key_file(key)? {
+            Some(pem) => Ok(pem),
+            None => Ok(connect_pki_ca::issue::to_pem("PUBLIC KEY", &key.public_key_der())),
+        }
+    }
+
+    /// The key a [`Self::reference`] written to `path` refers to.
+    pub fn open_reference(&self, pem: &str, path: &Path) -> anyhow::Result<CaKey> {
+        let what = path.display().to_string();
+        match self {
+            Keys::Files { passphrase } => Ok(PrivateKey::from_encrypted_pem(pem, passphrase, &what)?.into()),
+            #[cfg(feature = "hsm")]
+            Keys::Token(t) => {
+                let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                    .map_err(|e| anyhow!("{what} is not a PEM public key: {e}"))?;
+                anyhow::ensure!(pem.label == "PUBLIC KEY", "{what} holds a {}, not a token key's public key", pem.label);
+                Ok(t.find(&pem.contents, &what)?.into())
+            }
+        }
+    }
+}
+
+/// The TLS server key as rustls signs with it when the key is in a token:
+/// each handshake's signature is made by the token.
+#[derive(Debug)]
+pub(crate) struct TlsTokenKey(pub(crate) Arc<CaKey>);
+
+#[derive(Debug)]
+struct TlsTokenSigner(Arc<CaKey>, rustls::SignatureScheme);
+
+impl rustls::sign::SigningKey for TlsTokenKey {
+    fn choose_scheme(&self, offered: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        let alg = rcgen::PublicKeyData::algorithm(&*self.0);
+        let scheme = if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            rustls::SignatureScheme::ECDSA_NISTP384_SHA384
+        } else {
+            rustls::SignatureScheme::ECDSA_NISTP256_SHA256
+        };
+        offered.contains(&scheme).then(|| Box::new(TlsTokenSigner(self.0.clone(), scheme)) as Box<_>)
+    }
+
+    fn public_key(&self) -> Option<rustls_pki_types::SubjectPublicKeyInfoDer<'_>> {
+        Some(self.0.public_key_der().into())
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        rustls::SignatureAlgorithm::ECDSA
+    }
+}
+
+impl rustls::sign::Signer for TlsTokenSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        rcgen::SigningKey::sign(&*self.0, message).map_err(|e| rustls::Error::General(e.to_string()))
+    }
+
+    fn scheme(&self) -> rustls::SignatureScheme {
+        self.1
+    }
+}
