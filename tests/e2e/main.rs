@@ -9,6 +9,7 @@ mod emergency;
 mod feed;
 mod haproxy;
 mod hardening;
+mod hsm;
 mod lifecycle;
 mod nginx;
 mod pages_city;

@@ -93,6 +93,11 @@ impl Server {
     }
 
     pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
+        Self::start_init(backend, &[], env).await
+    }
+
+    /// [`Self::start_with`], with extra arguments for `init`.
+    pub async fn start_init(backend: Backend, init_args: &[&str], env: &[(&str, &str)]) -> Self {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
@@ -100,6 +105,7 @@ impl Server {
         if backend == Backend::Postgres {
             args.extend(["--database-url".into(), db.url.clone()]);
         }
+        args.extend(init_args.iter().map(|a| a.to_string()));
         let out = Command::new(binary()).args(&args).envs(env.iter().copied()).output().expect("init runs");
         assert!(out.status.success(), "init failed: {}", text(&out));
         let init: Value = serde_json::from_slice(&out.stdout).expect("init --json prints JSON");

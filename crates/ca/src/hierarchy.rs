@@ -110,11 +110,7 @@ pub fn successor_issuing_ca(
 
 /// A CSR for the successor issuing CA, for a root kept offline: the key
 /// stays here, the signed certificate comes back through `import`.
-pub fn successor_csr(
-    profile: &Profile,
-    generation: u32,
-    keys: &dyn KeyGenerator,
-) -> Result<(String, CaKey), CaError> {
+pub fn successor_csr(profile: &Profile, generation: u32, keys: &dyn KeyGenerator) -> Result<(String, CaKey), CaError> {
     let key = keys.generate(KeyKind::P256, &key_label(generation, "issuing"))?;
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(profile, &format!("CONNECT Issuing CA {generation}"));

@@ -111,7 +111,9 @@ impl Token {
         let kind = match curve.as_str() {
             OID_P256 => KeyKind::P256,
             OID_P384 => KeyKind::P384,
-            other => return Err(CaError::KeyNotAllowed(format!("{what}: curve {other} (a token holds P-256 or P-384)"))),
+            other => {
+                return Err(CaError::KeyNotAllowed(format!("{what}: curve {other} (a token holds P-256 or P-384)")));
+            }
         };
         let wrapped = OctetString::new(point.clone()).and_then(|o| o.to_der()).map_err(|e| token_err("EC point", e))?;
         let handle = self.with_session(|s| {
@@ -177,6 +179,9 @@ impl KeyGenerator for Token {
                     Attribute::Token(true),
                     Attribute::Private(false),
                     Attribute::Verify(true),
+                    Attribute::Encrypt(false),
+                    Attribute::Wrap(false),
+                    Attribute::Derive(false),
                     Attribute::EcParams(params.clone()),
                     Attribute::Id(id.clone()),
                     Attribute::Label(name.clone()),
@@ -187,6 +192,9 @@ impl KeyGenerator for Token {
                     Attribute::Sensitive(true),
                     Attribute::Extractable(false),
                     Attribute::Sign(true),
+                    Attribute::Decrypt(false),
+                    Attribute::Unwrap(false),
+                    Attribute::Derive(false),
                     Attribute::Id(id.clone()),
                     Attribute::Label(name.clone()),
                 ],

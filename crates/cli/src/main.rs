@@ -275,9 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 public_url: args.public_url,
                 tls_names: args.tls_names,
                 pkcs11: match (args.pkcs11_module, args.pkcs11_token) {
-                    (Some(module), Some(token)) => {
-                        Some(Pkcs11Config { module, token, pin_file: args.pkcs11_pin_file })
-                    }
+                    (Some(module), Some(token)) => Some(Pkcs11Config { module, token, pin_file: args.pkcs11_pin_file }),
                     _ => None,
                 },
             };

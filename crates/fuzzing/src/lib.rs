@@ -28,15 +28,14 @@ fn signer() -> &'static OcspSigner {
     static SIGNER: OnceLock<OcspSigner> = OnceLock::new();
     SIGNER.get_or_init(|| {
         let profile = Profile::new("http://fuzz.example").expect("profile");
-        let h =
-            Hierarchy::create(
-                &profile,
-                &Default::default(),
-                &["localhost".into()],
-                &connect_pki_ca::InMemory,
-                time::OffsetDateTime::now_utc(),
-            )
-                .expect("hierarchy");
+        let h = Hierarchy::create(
+            &profile,
+            &Default::default(),
+            &["localhost".into()],
+            &connect_pki_ca::InMemory,
+            time::OffsetDateTime::now_utc(),
+        )
+        .expect("hierarchy");
         OcspSigner::new(&h.ocsp_der, h.ocsp_key, &h.issuing_der).expect("signer")
     })
 }

@@ -170,8 +170,7 @@ impl DataDir {
         for g in generations {
             let (issuing, ocsp) = (issuing_file(g), ocsp_file(g));
             let der = read(&format!("{issuing}.pem"))?;
-            let ca =
-                IssuingCa::new(der.clone(), key(&issuing)?, root_der.clone(), profile.clone())?.with_generation(g);
+            let ca = IssuingCa::new(der.clone(), key(&issuing)?, root_der.clone(), profile.clone())?.with_generation(g);
             loaded.push(CaGeneration {
                 issuing: ca,
                 issuing_der: der,

@@ -51,7 +51,8 @@ impl Pkcs11Config {
         let path = self.pin_file.as_ref().ok_or_else(|| {
             anyhow!("no PIN for PKCS#11 token {:?}: set {PIN_ENV} or pin_file under [pkcs11]", self.token)
         })?;
-        let pin = std::fs::read_to_string(path).with_context(|| format!("cannot read the PIN file {}", path.display()))?;
+        let pin =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the PIN file {}", path.display()))?;
         Ok(pin.trim_end().to_string())
     }
 }
@@ -59,7 +60,9 @@ impl Pkcs11Config {
 /// The CA key store of one data directory.
 #[derive(Clone)]
 pub enum Keys {
-    Files { passphrase: Arc<str> },
+    Files {
+        passphrase: Arc<str>,
+    },
     #[cfg(feature = "hsm")]
     Token(connect_pki_ca::token::Token),
 }
@@ -169,7 +172,11 @@ impl Keys {
             Keys::Token(t) => {
                 let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
                     .map_err(|e| anyhow!("{what} is not a PEM public key: {e}"))?;
-                anyhow::ensure!(pem.label == "PUBLIC KEY", "{what} holds a {}, not a token key's public key", pem.label);
+                anyhow::ensure!(
+                    pem.label == "PUBLIC KEY",
+                    "{what} holds a {}, not a token key's public key",
+                    pem.label
+                );
                 Ok(t.find(&pem.contents, &what)?.into())
             }
         }
