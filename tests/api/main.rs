@@ -21,6 +21,7 @@ mod https_only;
 mod inputs;
 mod lifecycle;
 mod pages;
+mod relying_parties;
 mod renewal;
 mod retention;
 mod service_certs;

@@ -99,6 +99,8 @@ pub struct AppOptions {
     /// `--expiry-notice-days`. No expiry worker runs in these apps: tests
     /// call `service::expiry::tick` when they want one.
     pub expiry_notice_days: u32,
+    /// What is recorded about relying parties (names of networks, flush interval).
+    pub relying_parties: connect_pki_server::relying::RecordSettings,
 }
 
 impl Default for AppOptions {
@@ -117,6 +119,7 @@ impl Default for AppOptions {
             renewal_check: std::time::Duration::from_secs(3600),
             data_dir_of: None,
             expiry_notice_days: connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS,
+            relying_parties: Default::default(),
         }
     }
 }
@@ -187,6 +190,7 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
         rejected_application_retention: time::Duration::days(90),
         expiry_check: None,
         expiry_notice_days: opts.expiry_notice_days,
+        relying_parties: opts.relying_parties,
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app =

@@ -219,6 +219,16 @@ struct ServeArgs {
     /// first announced [default: 30].
     #[arg(long, env = "CONNECT_PKI_EXPIRY_NOTICE_DAYS", value_parser = clap::value_parser!(u32).range(1..=400))]
     expiry_notice_days: Option<u32>,
+    /// Record what each relying party asks the OCSP responder and which
+    /// CRLs it downloads, and each certificate's handshakes [default: true].
+    #[arg(long, env = "CONNECT_PKI_RELYING_PARTY_RECORDING")]
+    relying_party_recording: Option<bool>,
+    /// Seconds between writes of that record to the database [default: 5].
+    #[arg(long, env = "CONNECT_PKI_RELYING_PARTY_FLUSH_SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    relying_party_flush_seconds: Option<u32>,
+    /// Days that record is kept after a relying party's last question [default: 400].
+    #[arg(long, env = "CONNECT_PKI_RELYING_PARTY_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    relying_party_retention_days: Option<u32>,
     /// PEM certificate chain for the HTTPS listener (e.g. from the city's
     /// public CA) [default: the server certificate from our CA].
     #[arg(long, env = "CONNECT_PKI_TLS_CERT", requires = "tls_key")]
@@ -546,6 +556,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS);
             connect_pki_domain::expiry::window(days).context("expiry_notice_days in config.toml")?;
             days
+        },
+        relying_parties: connect_pki_server::relying::RecordSettings {
+            enabled: args.relying_party_recording.or(file.relying_party_recording).unwrap_or(true),
+            flush_every: std::time::Duration::from_secs(u64::from(
+                args.relying_party_flush_seconds.or(file.relying_party_flush_seconds).unwrap_or(5),
+            )),
+            retention: time::Duration::days(i64::from(
+                args.relying_party_retention_days.or(file.relying_party_retention_days).unwrap_or(400),
+            )),
+            names: connect_pki_server::relying::Names::parse(&file.relying_parties)
+                .context("relying_parties in config.toml")?,
         },
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,

@@ -20,11 +20,13 @@ mod feed;
 pub mod index;
 mod ocsp;
 mod revocations;
+pub mod sightings;
 
 pub use crl::Crl;
 pub use feed::{FeedSettings, POLL_INTERVAL};
 pub use ocsp::{MAX_REQUEST, Responder};
 pub use revocations::Revocations;
+pub use sightings::Sightings;
 
 /// Open connections authenticated with a client certificate: closed when
 /// the certificate stops being valid, because keep-alive and HTTP/2

@@ -20,8 +20,9 @@ use connect_pki_domain::{CertStatus, Clock, Reason};
 use parking_lot::RwLock;
 use time::OffsetDateTime;
 
-use crate::Revocations;
 use crate::index::{Entry, key};
+use crate::{Revocations, Sightings};
+use connect_pki_store::OcspAnswer;
 
 pub use connect_pki_ca::ocsp::MAX_REQUEST;
 
@@ -44,6 +45,8 @@ pub struct Responder {
     /// cached by HTTP caches and clients: the longest a relying party can go
     /// on seeing `good` after a revocation.
     pub validity: time::Duration,
+    /// What each relying party was told (see [`crate::sightings`]).
+    pub sightings: Arc<Sightings>,
 }
 
 impl std::fmt::Debug for Responder {
@@ -53,10 +56,16 @@ impl std::fmt::Debug for Responder {
 }
 
 impl Responder {
-    /// `signers`: (issuing CA generation, its delegated signer).
-    pub fn new(signers: Vec<(u32, OcspSigner)>, validity: time::Duration, clock: Arc<dyn Clock>) -> Self {
+    /// `signers`: (issuing CA generation, its delegated signer); what
+    /// relying parties are told is counted in `sightings`.
+    pub fn new(
+        signers: Vec<(u32, OcspSigner)>,
+        validity: time::Duration,
+        clock: Arc<dyn Clock>,
+        sightings: Arc<Sightings>,
+    ) -> Self {
         let signers = signers.into_iter().map(|(g, s)| (generation(g), Arc::new(s))).collect();
-        Self { signers: ArcSwap::from_pointee(signers), clock, cache: RwLock::new(HashMap::new()), validity }
+        Self { signers: ArcSwap::from_pointee(signers), clock, cache: RwLock::new(HashMap::new()), validity, sightings }
     }
 
     /// The certificate the answers about issuing CA generation `ca` are
@@ -80,7 +89,9 @@ impl Responder {
     }
 
     /// The DER response to a DER request, and the seconds it may be cached.
-    pub fn answer(&self, revocations: &Revocations, request: &[u8]) -> (Bytes, i64) {
+    /// What it says about each of our certificates is counted for `party`,
+    /// the relying party that asked, when given.
+    pub fn answer(&self, revocations: &Revocations, request: &[u8], party: Option<&Arc<str>>) -> (Bytes, i64) {
         metrics::counter!("connect_pki_ocsp_requests_total").increment(1);
         let signers = self.signers.load();
         // Each signer takes only requests about its own CA; the newest CA's
@@ -119,6 +130,13 @@ impl Responder {
             .iter()
             .map(|i| (key(&i.serial), revocations.index.get(&i.serial).filter(|e| e.ca == ca)))
             .collect();
+        if let Some(party) = party {
+            for (k, e) in &lookups {
+                if let (Some(k), Some(e)) = (k, e) {
+                    self.sightings.ocsp(party, ca, *k, answer_of(status(Some(*e))), now);
+                }
+            }
+        }
         // The cacheable case: one certificate we know, no nonce.
         if let ([(Some(k), Some(entry))], None) = (lookups.as_slice(), &req.nonce) {
             let sha256 = req.items[0].sha256;
@@ -187,6 +205,14 @@ fn status(e: Option<Entry>) -> Status {
                 reason: e.reason.unwrap_or(Reason::Unspecified),
             },
         },
+    }
+}
+
+fn answer_of(s: Status) -> OcspAnswer {
+    match s {
+        Status::Good => OcspAnswer::Good,
+        Status::Revoked { .. } => OcspAnswer::Revoked,
+        Status::Unknown => OcspAnswer::Unknown,
     }
 }
 

@@ -109,12 +109,24 @@ pub struct FileConfig {
     /// X-Forwarded-Proto are believed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    /// Names of relying parties by network: `name = ["10.1.0.0/16"]`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub relying_parties: std::collections::BTreeMap<String, Vec<String>>,
+    /// Record what each relying party asks (OCSP, CRLs) and each certificate's handshakes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relying_party_recording: Option<bool>,
+    /// Seconds between writes of that record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relying_party_flush_seconds: Option<u32>,
+    /// Days that record is kept after a relying party's last question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relying_party_retention_days: Option<u32>,
     /// The PKCS#11 token holding the CA keys (set by `init --pkcs11-module`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<crate::keys::Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, pkcs11; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -238,6 +250,8 @@ pub struct ServeConfig {
     /// Days ahead the expiry lists look and the first notice goes
     /// (`domain::expiry::DEFAULT_WINDOW_DAYS`); the last goes at 7.
     pub expiry_notice_days: u32,
+    /// What is recorded about relying parties and handshakes (`crate::relying`).
+    pub relying_parties: crate::relying::RecordSettings,
 }
 
 /// Where secrets travel: HTTPS, with which certificate, behind which proxies.
@@ -253,7 +267,7 @@ pub struct HttpsSettings {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, rejected_application_retention, expiry_check, expiry_notice_days; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, rejected_application_retention, expiry_check, expiry_notice_days, relying_parties; database_url });
 
 /// `[notifications]` in config.toml.
 ///

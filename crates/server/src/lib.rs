@@ -13,6 +13,7 @@ pub mod http;
 pub mod keys;
 pub mod listen;
 pub mod pseudonym;
+pub mod relying;
 pub mod renewal;
 pub mod rollover;
 pub mod run;

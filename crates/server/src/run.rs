@@ -85,7 +85,16 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let dir = DataDir::new(&config.data_dir);
     let ca = dir.load(&config.public_url).context("loading the CA from the data directory")?;
     let store = Store::connect(&config.database_url).await?;
-    let connections = Arc::new(Connections::default());
+    // What relying parties ask and which certificates shake hands, counted
+    // for `crate::relying` (when recording is on).
+    let sightings = Arc::new(connect_pki_responder::Sightings::default());
+    let observer: Option<crate::tls::HandshakeObserver> = config.relying_parties.enabled.then(|| {
+        let (sightings, clock) = (sightings.clone(), clock.clone());
+        Arc::new(move |serial: u128, ok: bool, from: Option<std::net::IpAddr>| {
+            sightings.handshake(serial, ok, from, clock.now());
+        }) as crate::tls::HandshakeObserver
+    });
+    let connections = Arc::new(Connections::observed(observer.clone()));
     let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key, older, keys } =
         ca;
     let issuing = Arc::new(issuing);
@@ -132,7 +141,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
             ServerCert::new(&TlsIdentity::ours(issuer, &tls_der, tls_key), true)?
         }
     });
-    let lookup = Some(crate::tls::index_lookup(revocations.clone()));
+    let lookup = Some(crate::tls::index_lookup(revocations.clone(), observer));
     let tls_config = crate::tls::server_config(&issuing_ders, server_cert.clone(), lookup, config.allow_tls12)?;
     let signers: Vec<(u32, OcspSigner)> =
         generations.into_iter().map(|(ca, _, signer)| (ca.generation(), signer)).collect();
@@ -155,9 +164,10 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
             https_url: config.https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
             rejected_application_retention: config.rejected_application_retention,
             expiry_notice_days: config.expiry_notice_days,
+            relying: config.relying_parties.clone(),
         }),
         revocations,
-        ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone())),
+        ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone(), sightings)),
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()),
         pseudonyms: Arc::new(crate::pseudonym::PseudonymKey::load_or_create(dir.path())?),
@@ -201,6 +211,9 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         tokio::spawn(consistency_worker(state.clone(), every, shutdown.clone()));
     }
     tokio::spawn(crate::service::expiry::worker(state.clone(), config.expiry_check, shutdown.clone()));
+    if config.relying_parties.enabled {
+        tokio::spawn(crate::relying::worker(state.clone(), config.relying_parties.clone(), shutdown.clone()));
+    }
     let checkpoints = crate::checkpoint::spawn(state.clone(), config.audit_checkpoints.clone(), shutdown.clone());
 
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");
@@ -222,7 +235,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         tls_config,
         api_app,
         connections,
-        Some(crate::tls::index_lookup(state.revocations.clone())),
+        Some(crate::tls::index_lookup(state.revocations.clone(), None)),
         limits,
         shutdown.clone(),
     ));
@@ -252,7 +265,7 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
         .layer(body_limit())
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn_with_state(plain, identify))
-        .merge(crate::http::ocsp::router(state.clone()));
+        .merge(crate::http::ocsp::router(state.clone(), web.proxies.clone()));
     let tls = Listener { proxies: web.proxies.clone(), tls: true };
     let api_app = mtls_api
         .merge(secret)

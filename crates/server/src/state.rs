@@ -63,6 +63,8 @@ pub struct Settings {
     /// Days ahead the expiry lists look by default and the first expiry
     /// notice goes (`--expiry-notice-days`).
     pub expiry_notice_days: u32,
+    /// What is recorded about relying parties and handshakes.
+    pub relying: crate::relying::RecordSettings,
 }
 
 impl Default for Settings {
@@ -72,6 +74,7 @@ impl Default for Settings {
             apply_limit: Limit::per_minute(30),
             enroll_limit: Limit::per_minute(30),
             emergency_limit: Limit::per_minute(30),
+            relying: Default::default(),
             calendar: Default::default(),
             escalation_sla: connect_pki_domain::escalation::DEFAULT_SLA,
             hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,

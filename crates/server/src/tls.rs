@@ -154,11 +154,23 @@ impl PeerCert {
 /// Open connections by the serial of their client certificate, so that a
 /// revocation can close them at once (keep-alive and HTTP/2 connections are
 /// never re-verified otherwise).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Connections {
     by_serial: parking_lot::Mutex<std::collections::HashMap<u128, Vec<(u64, CancellationToken)>>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Told of every handshake that let a certificate in.
+    observer: Option<HandshakeObserver>,
 }
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections").finish_non_exhaustive()
+    }
+}
+
+/// Told of a client-certificate handshake: the serial's index key, whether
+/// the certificate got in, and from where (unknown to the verifier).
+pub type HandshakeObserver = Arc<dyn Fn(u128, bool, Option<std::net::IpAddr>) + Send + Sync>;
 
 /// Removes a connection from [`Connections`] when it ends.
 struct Registration<'a> {
@@ -168,6 +180,11 @@ struct Registration<'a> {
 }
 
 impl Connections {
+    /// Connections whose successful handshakes `observer` hears of.
+    pub fn observed(observer: Option<HandshakeObserver>) -> Self {
+        Self { observer, ..Self::default() }
+    }
+
     fn register(&self, serial: u128) -> (Registration<'_>, CancellationToken) {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = CancellationToken::new();
@@ -311,13 +328,24 @@ pub fn issuer_among<'a>(cert: &[u8], cas: &'a [Vec<u8>]) -> Option<&'a [u8]> {
 
 /// A status lookup over the service's index, for [`LiveVerifier`]. While the
 /// index is stale (the feed unreadable past its bound) every certificate
-/// reads as held: new handshakes fail closed until it catches up.
-pub fn index_lookup(revocations: Arc<connect_pki_responder::Revocations>) -> Arc<CertIndexRef> {
+/// reads as held: new handshakes fail closed until it catches up. A
+/// certificate refused for its status is reported to `observer`.
+pub fn index_lookup(
+    revocations: Arc<connect_pki_responder::Revocations>,
+    observer: Option<HandshakeObserver>,
+) -> Arc<CertIndexRef> {
     Arc::new(move |serial: &[u8]| {
-        if revocations.is_stale() {
-            return Some(connect_pki_domain::CertStatus::OnHold);
+        let status = if revocations.is_stale() {
+            Some(connect_pki_domain::CertStatus::OnHold)
+        } else {
+            revocations.index.get(serial).map(|e| e.status)
+        };
+        if let (Some(observe), Some(s), Some(k)) = (&observer, status, key(serial))
+            && s != connect_pki_domain::CertStatus::Valid
+        {
+            observe(k, false, None);
         }
-        revocations.index.get(serial).map(|e| e.status)
+        status
     })
 }
 
@@ -409,6 +437,9 @@ pub async fn serve(
             {
                 tracing::info!(%remote, "connection closed: certificate revoked during the handshake");
                 return;
+            }
+            if let (Some((r, _)), Some(observe)) = (&registered, &connections.observer) {
+                observe(r.serial, true, Some(remote.ip().to_canonical()));
             }
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 if let Some(p) = &peer {

@@ -21,6 +21,7 @@ mod facilities;
 mod holds;
 mod notifications;
 mod records;
+mod sightings;
 mod sign_in;
 mod status;
 mod terms;
@@ -51,6 +52,9 @@ pub use notifications::{NotificationRecord, Target};
 pub use records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, SignDevice,
     UserRecord,
+};
+pub use sightings::{
+    CertificateSightings, CrlSighting, HandshakeSighting, HeldCrl, OcspAnswer, OcspSighting, RelyingParty, Sightings,
 };
 pub use sign_in::SignInGate;
 pub use status::FEED_CHANNEL;

@@ -4,7 +4,7 @@
 //! never an HTTP error.
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,16 +12,32 @@ use axum::routing::{get, post};
 use connect_pki_ca::ocsp::{Refusal, refusal_response};
 use connect_pki_responder::MAX_REQUEST;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request};
+
+use crate::http::forwarded::TrustedProxies;
 use crate::state::AppState;
 
+/// What the responder's routes read: the state, and the proxies whose
+/// `X-Forwarded-For` names the relying party. These routes stay outside the
+/// client layer (`forwarded::identify`): at tens of thousands of requests a
+/// second its middleware would be their main cost.
+#[derive(Clone)]
+pub struct ResponderState {
+    pub state: AppState,
+    pub proxies: Arc<TrustedProxies>,
+}
+
 /// Routes of the responder and the CRL.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, proxies: Arc<TrustedProxies>) -> Router {
     Router::new()
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/", post(ocsp_post))
         .route("/ocsp/{*request}", get(ocsp_get))
         .route("/crl/{file}", get(crl_file))
-        .with_state(state)
+        .with_state(ResponderState { state, proxies })
 }
 
 fn ocsp_response(der: Bytes, max_age: i64) -> Response {
@@ -41,20 +57,32 @@ fn ocsp_response(der: Bytes, max_age: i64) -> Response {
         .into_response()
 }
 
-async fn ocsp_post(State(state): State<AppState>, body: Body) -> Response {
-    let bytes = match axum::body::to_bytes(body, MAX_REQUEST).await {
+/// The relying party `req` comes from, when they are recorded. Read from
+/// the request in place: the extractors would copy its headers.
+fn party(r: &ResponderState, req: &Request) -> Option<Arc<str>> {
+    let relying = &r.state.settings.relying;
+    if !relying.enabled {
+        return None;
+    }
+    let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    Some(relying.names.of(r.proxies.client_of(peer.ip().to_canonical(), req.headers())))
+}
+
+async fn ocsp_post(State(r): State<ResponderState>, req: Request) -> Response {
+    let party = party(&r, &req);
+    let bytes = match axum::body::to_bytes(req.into_body(), MAX_REQUEST).await {
         Ok(b) => b,
         Err(_) => return ocsp_response(Bytes::from(refusal_response(Refusal::Malformed)), 0),
     };
-    let (der, max_age) = state.ocsp.answer(&state.revocations, &bytes);
+    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &bytes, party.as_ref());
     ocsp_response(der, max_age)
 }
 
-async fn ocsp_get(State(state): State<AppState>, Path(encoded): Path<String>) -> Response {
+async fn ocsp_get(State(r): State<ResponderState>, Path(encoded): Path<String>, req: Request) -> Response {
     let Some(request) = connect_pki_ca::ocsp::decode_get_path(&encoded) else {
         return ocsp_response(Bytes::from(refusal_response(Refusal::Malformed)), 0);
     };
-    let (der, max_age) = state.ocsp.answer(&state.revocations, &request);
+    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &request, party(&r, &req).as_ref());
     ocsp_response(der, max_age)
 }
 
@@ -68,11 +96,19 @@ fn crl_headers(content_type: &'static str) -> [(header::HeaderName, HeaderValue)
 
 /// The CRL of the issuing CA named in the file (`issuing.crl`,
 /// `issuing-2.pem`: the URL in the certificates it issued), DER or PEM.
-async fn crl_file(State(state): State<AppState>, Path(file): Path<String>, uri: axum::http::Uri) -> Response {
+async fn crl_file(State(r): State<ResponderState>, Path(file): Path<String>, req: Request) -> Response {
+    let state = &r.state;
     let crl = file.rsplit_once('.').and_then(|(name, ext)| Some((state.revocations.crl_of(name)?, ext)));
+    if let (Some((crl, "crl" | "pem")), Some(party)) = (&crl, party(&r, &req)) {
+        let ca = state.revocations.cas().iter().find(|c| c.name() == crl.ca).map(|c| c.generation());
+        if let Some(ca) = ca {
+            let ca = u8::try_from(ca).unwrap_or(u8::MAX);
+            state.ocsp.sightings.crl(&party, ca, crl.number, crl.this_update, state.clock.now());
+        }
+    }
     match crl {
         Some((crl, "crl")) => (crl_headers("application/pkix-crl"), crl.der.clone()).into_response(),
         Some((crl, "pem")) => (crl_headers("application/x-pem-file"), crl.pem.clone()).into_response(),
-        _ => crate::http::error::no_route(uri).await.into_response(),
+        _ => crate::http::error::no_route(req.uri().clone()).await.into_response(),
     }
 }

@@ -14,6 +14,7 @@ pub mod notify;
 pub mod requester;
 pub mod revocation;
 pub mod secrets;
+pub mod sightings;
 pub mod terms;
 
 use connect_pki_ca::{CheckedCsr, IssuedCert};

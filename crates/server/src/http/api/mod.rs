@@ -6,6 +6,7 @@
 pub mod audit_csv;
 mod doc;
 mod escalations;
+mod relying;
 mod status;
 pub mod views;
 
@@ -33,6 +34,7 @@ use crate::service::enrollment::{EnrollRequest, Enrolled};
 use crate::service::{applications, audit, certificates, directory, enrollment, expiry};
 use crate::state::AppState;
 use escalations::*;
+use relying::*;
 use status::*;
 use views::*;
 
@@ -80,6 +82,8 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(show_device))
         .routes(routes!(show_certificate))
         .routes(routes!(list_expiring))
+        .routes(routes!(certificate_use))
+        .routes(routes!(list_relying_parties))
         .routes(routes!(renew_certificate))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))

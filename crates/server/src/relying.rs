@@ -1,0 +1,119 @@
+//! Relying parties: the names they go by, and the worker that writes what
+//! the responder counted (`connect_pki_responder::sightings`) to the
+//! database and prunes it after the retention period.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// How relying parties are recorded.
+#[derive(Debug, Clone)]
+pub struct RecordSettings {
+    /// Count OCSP answers, CRL downloads and handshakes at all.
+    pub enabled: bool,
+    /// How often the counts are written.
+    pub flush_every: Duration,
+    /// How long a relying party's record is kept after its last question.
+    pub retention: time::Duration,
+    /// Names of networks (`[relying_parties]` in config.toml), the most
+    /// specific first; any other client goes by its address.
+    pub names: Names,
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            flush_every: Duration::from_secs(5),
+            retention: time::Duration::days(400),
+            names: Names::default(),
+        }
+    }
+}
+
+/// Network → relying-party name.
+#[derive(Debug, Clone, Default)]
+pub struct Names(Vec<(IpNet, Arc<str>)>);
+
+impl Names {
+    /// From `name = ["10.1.0.0/16", "192.0.2.7"]` pairs.
+    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a Vec<String>)>) -> anyhow::Result<Self> {
+        let mut named = Vec::new();
+        for (name, networks) in pairs {
+            anyhow::ensure!(!name.trim().is_empty(), "relying_parties: a name is empty");
+            let name: Arc<str> = Arc::from(name.trim());
+            for n in networks {
+                let net = n
+                    .parse::<IpNet>()
+                    .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                    .with_context(|| format!("relying_parties.{name}: {n:?} is not an address or network"))?;
+                named.push((net.trunc(), name.clone()));
+            }
+        }
+        // The narrowest network that holds an address names it.
+        named.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        Ok(Self(named))
+    }
+
+    /// The relying party at `addr`.
+    pub fn of(&self, addr: IpAddr) -> Arc<str> {
+        let addr = addr.to_canonical();
+        self.0
+            .iter()
+            .find(|(net, _)| net.contains(&addr))
+            .map_or_else(|| Arc::from(addr.to_string()), |(_, n)| n.clone())
+    }
+}
+
+/// Writes the counts every `flush_every`, prunes hourly, and writes what is
+/// left when the service stops.
+pub async fn worker(state: AppState, settings: RecordSettings, shutdown: CancellationToken) {
+    let mut last_prune: Option<tokio::time::Instant> = None;
+    loop {
+        let stopping = tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = tokio::time::sleep(settings.flush_every) => false,
+        };
+        if let Err(e) = state.ocsp.sightings.flush(&state.store).await {
+            tracing::error!(error = %e, "writing the relying parties' record failed; kept for the next attempt");
+        }
+        if stopping {
+            return;
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            last_prune = Some(tokio::time::Instant::now());
+            match state.store.prune_sightings(state.clock.now() - settings.retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "relying parties' record pruned"),
+                Err(e) => tracing::error!(error = %e, "pruning the relying parties' record failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_narrowest_named_network_wins_and_others_go_by_address() {
+        let pairs = [
+            ("ケース記録".to_string(), vec!["10.0.0.0/8".to_string()]),
+            ("nginx".to_string(), vec!["10.1.2.3".to_string(), "2001:db8::/32".to_string()]),
+        ];
+        let names = Names::parse(pairs.iter().map(|(n, v)| (n, v))).expect("valid");
+        assert_eq!(&*names.of("10.1.2.3".parse().expect("ip")), "nginx");
+        assert_eq!(&*names.of("10.9.9.9".parse().expect("ip")), "ケース記録");
+        assert_eq!(&*names.of("::ffff:10.1.2.3".parse().expect("ip")), "nginx");
+        assert_eq!(&*names.of("2001:db8::1".parse().expect("ip")), "nginx");
+        assert_eq!(&*names.of("192.0.2.1".parse().expect("ip")), "192.0.2.1");
+        let bad = [("x".to_string(), vec!["not-a-net".to_string()])];
+        assert!(Names::parse(bad.iter().map(|(n, v)| (n, v))).is_err());
+    }
+}

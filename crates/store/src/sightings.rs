@@ -1,0 +1,383 @@
+//! Who relies on us (`rp_ocsp`, `rp_crl`) and when a certificate was last
+//! used on our listener (`cert_handshakes`): counts the responder gathered in
+//! memory, added in one transaction per batch, and read back for the
+//! relying-party list, a certificate's use and the incident record.
+//!
+//! Every merge is commutative (sums, earliest, latest), so instances that
+//! flush their own batches into one database in any order end at the same
+//! rows.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+
+use crate::{Store, StoreError, instant, secs};
+
+/// What the responder answered about one certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcspAnswer {
+    Good,
+    Revoked,
+    Unknown,
+}
+
+impl OcspAnswer {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OcspAnswer::Good => "good",
+            OcspAnswer::Revoked => "revoked",
+            OcspAnswer::Unknown => "unknown",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "good" => OcspAnswer::Good,
+            "revoked" => OcspAnswer::Revoked,
+            "unknown" => OcspAnswer::Unknown,
+            other => return Err(StoreError::Corrupt(format!("OCSP answer {other:?}"))),
+        })
+    }
+}
+
+/// One relying party's OCSP questions about one certificate (times in Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspSighting {
+    pub party: String,
+    pub serial: String,
+    pub ca_generation: i64,
+    pub queries: i64,
+    pub last_at: i64,
+    pub last_answer: OcspAnswer,
+    pub last_good_at: Option<i64>,
+    pub first_revoked_at: Option<i64>,
+    pub last_revoked_at: Option<i64>,
+}
+
+/// One relying party's downloads of one CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlSighting {
+    pub party: String,
+    pub ca_generation: i64,
+    pub crl_number: i64,
+    pub this_update: i64,
+    pub downloads: i64,
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
+/// One certificate's handshakes on our listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeSighting {
+    pub serial: String,
+    pub ok: i64,
+    pub last_ok_at: Option<i64>,
+    pub last_ok_from: Option<String>,
+    pub refused: i64,
+    pub first_refused_at: Option<i64>,
+    pub last_refused_at: Option<i64>,
+}
+
+/// A batch of counts, as the responder drains them.
+#[derive(Debug, Clone, Default)]
+pub struct Sightings {
+    pub ocsp: Vec<OcspSighting>,
+    pub crl: Vec<CrlSighting>,
+    pub handshakes: Vec<HandshakeSighting>,
+}
+
+impl Sightings {
+    pub fn len(&self) -> usize {
+        self.ocsp.len() + self.crl.len() + self.handshakes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A relying party: what it last asked, and whether it could still accept
+/// a revoked certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelyingParty {
+    pub party: String,
+    pub ocsp_queries: i64,
+    pub last_ocsp_at: Option<OffsetDateTime>,
+    /// Per issuing CA generation it downloaded CRLs of: the newest CRL it holds.
+    pub crls: Vec<HeldCrl>,
+}
+
+/// The newest CRL of one CA a relying party downloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldCrl {
+    pub ca_generation: i64,
+    pub crl_number: i64,
+    pub this_update: OffsetDateTime,
+    pub last_download_at: OffsetDateTime,
+    /// The newest revocation of that CA's certificates, when it came after
+    /// this CRL: the party would still accept that certificate.
+    pub missing_revocation_at: Option<OffsetDateTime>,
+}
+
+/// Everything recorded about one certificate's use and checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateSightings {
+    pub handshakes: Option<HandshakeSighting>,
+    /// Per relying party, newest first.
+    pub ocsp: Vec<OcspSighting>,
+    /// CRL downloads of the certificate's CA, oldest first.
+    pub crl: Vec<CrlSighting>,
+}
+
+/// `max` of two nullable times that keeps a value when the other is null
+/// (the same SQL on both backends: neither `max` nor `greatest` agrees).
+fn later(col: &str, table: &str) -> String {
+    format!(
+        "coalesce(case when excluded.{col} > {table}.{col} then excluded.{col} else {table}.{col} end, \
+         excluded.{col}, {table}.{col})"
+    )
+}
+
+fn earlier(col: &str, table: &str) -> String {
+    format!(
+        "coalesce(case when excluded.{col} < {table}.{col} then excluded.{col} else {table}.{col} end, \
+         excluded.{col}, {table}.{col})"
+    )
+}
+
+impl Store {
+    /// Adds a batch of counts, in one transaction.
+    pub async fn record_sightings(&self, batch: &Sightings) -> Result<(), StoreError> {
+        let ocsp_sql = format!(
+            "insert into rp_ocsp (party, serial, ca_generation, queries, last_at, last_answer, last_good_at, \
+             first_revoked_at, last_revoked_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             on conflict (party, serial) do update set queries = rp_ocsp.queries + excluded.queries, \
+             last_answer = case when excluded.last_at >= rp_ocsp.last_at then excluded.last_answer \
+             else rp_ocsp.last_answer end, last_at = {}, last_good_at = {}, first_revoked_at = {}, \
+             last_revoked_at = {}",
+            later("last_at", "rp_ocsp"),
+            later("last_good_at", "rp_ocsp"),
+            earlier("first_revoked_at", "rp_ocsp"),
+            later("last_revoked_at", "rp_ocsp"),
+        );
+        let crl_sql = format!(
+            "insert into rp_crl (party, ca_generation, crl_number, this_update, downloads, first_at, last_at) \
+             values ($1, $2, $3, $4, $5, $6, $7) on conflict (party, ca_generation, crl_number) do update set \
+             downloads = rp_crl.downloads + excluded.downloads, first_at = {}, last_at = {}",
+            earlier("first_at", "rp_crl"),
+            later("last_at", "rp_crl"),
+        );
+        let handshake_sql = format!(
+            "insert into cert_handshakes (serial, ok_count, last_ok_at, last_ok_from, refused_count, \
+             first_refused_at, last_refused_at) values ($1, $2, $3, $4, $5, $6, $7) \
+             on conflict (serial) do update set ok_count = cert_handshakes.ok_count + excluded.ok_count, \
+             last_ok_from = case when excluded.last_ok_at is not null and (cert_handshakes.last_ok_at is null \
+             or excluded.last_ok_at >= cert_handshakes.last_ok_at) then excluded.last_ok_from \
+             else cert_handshakes.last_ok_from end, last_ok_at = {}, \
+             refused_count = cert_handshakes.refused_count + excluded.refused_count, \
+             first_refused_at = {}, last_refused_at = {}",
+            later("last_ok_at", "cert_handshakes"),
+            earlier("first_refused_at", "cert_handshakes"),
+            later("last_refused_at", "cert_handshakes"),
+        );
+        self.write(async |tx| {
+            for s in &batch.ocsp {
+                sqlx::query(&ocsp_sql)
+                    .bind(&s.party)
+                    .bind(&s.serial)
+                    .bind(s.ca_generation)
+                    .bind(s.queries)
+                    .bind(s.last_at)
+                    .bind(s.last_answer.as_str())
+                    .bind(s.last_good_at)
+                    .bind(s.first_revoked_at)
+                    .bind(s.last_revoked_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for s in &batch.crl {
+                sqlx::query(&crl_sql)
+                    .bind(&s.party)
+                    .bind(s.ca_generation)
+                    .bind(s.crl_number)
+                    .bind(s.this_update)
+                    .bind(s.downloads)
+                    .bind(s.first_at)
+                    .bind(s.last_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for s in &batch.handshakes {
+                sqlx::query(&handshake_sql)
+                    .bind(&s.serial)
+                    .bind(s.ok)
+                    .bind(s.last_ok_at)
+                    .bind(&s.last_ok_from)
+                    .bind(s.refused)
+                    .bind(s.first_refused_at)
+                    .bind(s.last_refused_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    /// Every relying party seen, by name, with its newest CRL per CA and
+    /// whether that CRL predates the newest revocation of the CA's
+    /// certificates.
+    pub async fn relying_parties(&self) -> Result<Vec<RelyingParty>, StoreError> {
+        let ocsp = sqlx::query(
+            "select party, cast(sum(queries) as bigint) as queries, max(last_at) as last_at from rp_ocsp group by party",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        // The newest CRL number each party holds, per CA.
+        let crl = sqlx::query(
+            "select c.party, c.ca_generation, c.crl_number, c.this_update, c.last_at from rp_crl c \
+             where c.crl_number = (select max(n.crl_number) from rp_crl n \
+             where n.party = c.party and n.ca_generation = c.ca_generation)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let newest = sqlx::query(
+            "select cast(ca_generation as bigint) as ca_generation, max(revoked_at) as at from certificates \
+             where revoked_at is not null group by ca_generation",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let newest: Vec<(i64, i64)> = newest
+            .iter()
+            .map(|r| Ok((r.try_get::<i64, _>("ca_generation")?, r.try_get::<i64, _>("at")?)))
+            .collect::<Result<_, StoreError>>()?;
+        let mut parties: std::collections::BTreeMap<String, RelyingParty> = Default::default();
+        for r in &ocsp {
+            let party: String = r.try_get("party")?;
+            parties.insert(
+                party.clone(),
+                RelyingParty {
+                    party,
+                    ocsp_queries: r.try_get("queries")?,
+                    last_ocsp_at: Some(instant(r.try_get("last_at")?)?),
+                    crls: Vec::new(),
+                },
+            );
+        }
+        for r in &crl {
+            let party: String = r.try_get("party")?;
+            let ca: i64 = r.try_get("ca_generation")?;
+            let this_update: i64 = r.try_get("this_update")?;
+            let missing = newest.iter().find(|(g, at)| *g == ca && *at > this_update).map(|(_, at)| *at);
+            let entry = parties.entry(party.clone()).or_insert_with(|| RelyingParty {
+                party,
+                ocsp_queries: 0,
+                last_ocsp_at: None,
+                crls: Vec::new(),
+            });
+            entry.crls.push(HeldCrl {
+                ca_generation: ca,
+                crl_number: r.try_get("crl_number")?,
+                this_update: instant(this_update)?,
+                last_download_at: instant(r.try_get("last_at")?)?,
+                missing_revocation_at: missing.map(instant).transpose()?,
+            });
+        }
+        Ok(parties.into_values().collect())
+    }
+
+    /// What was recorded about the certificate `serial` (lowercase hex):
+    /// its handshakes, every relying party's OCSP questions about it, and
+    /// the downloads of its CA's CRLs issued from `crl_since` on (the CRLs
+    /// that list it, given its revocation time; `None`: none).
+    pub async fn certificate_sightings(
+        &self,
+        serial: &str,
+        crl_since: Option<OffsetDateTime>,
+    ) -> Result<CertificateSightings, StoreError> {
+        let handshakes = sqlx::query("select * from cert_handshakes where serial = $1")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| handshake(&r))
+            .transpose()?;
+        let ocsp = sqlx::query("select * from rp_ocsp where serial = $1 order by last_at desc, party")
+            .bind(serial)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(ocsp_row)
+            .collect::<Result<_, _>>()?;
+        let crl = match crl_since {
+            None => Vec::new(),
+            Some(since) => sqlx::query(
+                "select * from rp_crl where ca_generation = \
+                 (select ca_generation from certificates where serial = $1) and this_update >= $2 \
+                 order by first_at, party",
+            )
+            .bind(serial)
+            .bind(secs(since))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(crl_row)
+            .collect::<Result<_, _>>()?,
+        };
+        Ok(CertificateSightings { handshakes, ocsp, crl })
+    }
+
+    /// Deletes what was last seen before `before`; returns how many rows went.
+    pub async fn prune_sightings(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let at = secs(before);
+        self.write(async |tx| {
+            let mut n = 0;
+            for sql in [
+                "delete from rp_ocsp where last_at < $1",
+                "delete from rp_crl where last_at < $1",
+                "delete from cert_handshakes where coalesce(last_ok_at, 0) < $1 and coalesce(last_refused_at, 0) < $1",
+            ] {
+                n += sqlx::query(sql).bind(at).execute(&mut **tx).await?.rows_affected();
+            }
+            Ok::<_, StoreError>(n)
+        })
+        .await
+    }
+}
+
+fn ocsp_row(r: &AnyRow) -> Result<OcspSighting, StoreError> {
+    Ok(OcspSighting {
+        party: r.try_get("party")?,
+        serial: r.try_get("serial")?,
+        ca_generation: r.try_get("ca_generation")?,
+        queries: r.try_get("queries")?,
+        last_at: r.try_get("last_at")?,
+        last_answer: OcspAnswer::parse(&r.try_get::<String, _>("last_answer")?)?,
+        last_good_at: r.try_get("last_good_at")?,
+        first_revoked_at: r.try_get("first_revoked_at")?,
+        last_revoked_at: r.try_get("last_revoked_at")?,
+    })
+}
+
+fn crl_row(r: &AnyRow) -> Result<CrlSighting, StoreError> {
+    Ok(CrlSighting {
+        party: r.try_get("party")?,
+        ca_generation: r.try_get("ca_generation")?,
+        crl_number: r.try_get("crl_number")?,
+        this_update: r.try_get("this_update")?,
+        downloads: r.try_get("downloads")?,
+        first_at: r.try_get("first_at")?,
+        last_at: r.try_get("last_at")?,
+    })
+}
+
+fn handshake(r: &AnyRow) -> Result<HandshakeSighting, StoreError> {
+    Ok(HandshakeSighting {
+        serial: r.try_get("serial")?,
+        ok: r.try_get("ok_count")?,
+        last_ok_at: r.try_get("last_ok_at")?,
+        last_ok_from: r.try_get("last_ok_from")?,
+        refused: r.try_get("refused_count")?,
+        first_refused_at: r.try_get("first_refused_at")?,
+        last_refused_at: r.try_get("last_refused_at")?,
+    })
+}

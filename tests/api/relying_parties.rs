@@ -1,0 +1,174 @@
+//! Who relies on us (issue 14, items 1, 2 and 5): every OCSP answer and CRL
+//! download is recorded under the relying party that asked (its address, or
+//! the name config gives its network), every handshake under its
+//! certificate; `GET /api/v1/relying-parties` warns about a party whose CRL
+//! predates a revocation, `GET /api/v1/certificates/{serial}/use` says when
+//! a certificate was last used and what each party was told; the record
+//! is pruned after the retention period; and who may read which is checked.
+
+use std::net::IpAddr;
+
+use connect_pki_e2e::client::{Identity, Req, http_from, https_from, tls_config};
+use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app_with};
+use connect_pki_server::relying::{Names, RecordSettings};
+use serde_json::{Value, json};
+
+use crate::world::world;
+
+const HOSPITAL: &str = "病院システム";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address")
+}
+
+fn named() -> AppOptions {
+    let pairs = [(HOSPITAL.to_string(), vec!["127.0.0.2".to_string()])];
+    AppOptions {
+        relying_parties: RecordSettings {
+            names: Names::parse(pairs.iter().map(|(n, v)| (n, v))).expect("names"),
+            // The test flushes by reading; the worker stays out of its way.
+            flush_every: std::time::Duration::from_secs(3600),
+            ..RecordSettings::default()
+        },
+        ..AppOptions::default()
+    }
+}
+
+/// An OCSP question about `who` from `from`; the answer's status.
+async fn ocsp_from(app: &TestApp, from: &str, who: &Identity) -> String {
+    let request = connect_pki_e2e::ocsp::request(&app.ca.issuing_der, &who.cert_der);
+    let req = Req::new("POST", "/ocsp").body("application/ocsp-request", request);
+    let reply = http_from(app.public, ip(from), req).await.expect("OCSP");
+    connect_pki_e2e::ocsp::status(&reply.body, &app.ca.ocsp_der)
+}
+
+/// Downloads the CRL from `from`; its number.
+async fn crl_from(app: &TestApp, from: &str) -> u64 {
+    let reply = http_from(app.public, ip(from), Req::new("GET", "/crl/issuing.crl")).await.expect("CRL");
+    assert_eq!(reply.status, 200);
+    let (_, crl) = x509_parser::parse_x509_crl(&reply.body).expect("a CRL");
+    crl.crl_number().and_then(|n| u64::try_from(n.clone()).ok()).expect("CRL number")
+}
+
+/// `whoami` with `who`'s certificate from `from`: whether it got in.
+async fn handshake_from(app: &TestApp, from: &str, who: &Identity) -> bool {
+    let tls = tls_config(&app.ca.root_der, Some(who));
+    https_from(app.api, ip(from), tls, Req::new("GET", "/api/v1/whoami")).await.is_ok_and(|r| r.status == 200)
+}
+
+fn party<'a>(list: &'a Value, name: &str) -> &'a Value {
+    let all = list["relying_parties"].as_array().expect("relying_parties");
+    all.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} not listed: {list}"))
+}
+
+fn ocsp_of<'a>(used: &'a Value, name: &str) -> &'a Value {
+    let all = used["ocsp"].as_array().expect("ocsp");
+    all.iter().find(|p| p["relying_party"] == name).unwrap_or_else(|| panic!("{name} not in: {used}"))
+}
+
+async fn relying_parties_are_recorded_and_warned_about(backend: Backend) {
+    let app = spawn_app_with(backend, named()).await;
+    let admin = app.admin.clone();
+    let d = app.device("rp-device").await;
+    let serial = d.id.serial();
+    let used_path = format!("/api/v1/certificates/{serial}/use");
+
+    // Before any relying party asked: no OCSP question recorded (enrolling
+    // made the device's first handshakes).
+    let (status, used) = app.api("GET", &used_path, Some(&admin), None).await;
+    assert_eq!(status, 200, "{used}");
+    assert_eq!(used["ocsp"], json!([]), "{used}");
+    let before = used["handshakes"].as_i64().expect("handshakes");
+
+    // Two relying parties ask and one holds the CRL; the device gets in.
+    assert_eq!(ocsp_from(&app, "127.0.0.1", &d.id).await, "good");
+    assert_eq!(ocsp_from(&app, "127.0.0.2", &d.id).await, "good");
+    assert_eq!(ocsp_from(&app, "127.0.0.2", &d.id).await, "good");
+    let held = crl_from(&app, "127.0.0.2").await;
+    assert!(handshake_from(&app, "127.0.0.3", &d.id).await);
+
+    let (status, used) = app.api("GET", &used_path, Some(&admin), None).await;
+    assert_eq!(status, 200, "{used}");
+    assert_eq!(used["handshakes"], before + 1, "{used}");
+    assert_eq!(used["last_handshake_from"], "127.0.0.3", "{used}");
+    assert!(used["last_handshake_at"].is_string(), "{used}");
+    assert_eq!(ocsp_of(&used, HOSPITAL)["queries"], 2, "{used}");
+    assert_eq!(ocsp_of(&used, HOSPITAL)["last_answer"], "good", "{used}");
+    assert_eq!(ocsp_of(&used, "127.0.0.1")["last_answer"], "good", "{used}");
+    assert!(ocsp_of(&used, "127.0.0.1")["first_revoked_at"].is_null(), "{used}");
+
+    let (status, list) = app.api("GET", "/api/v1/relying-parties", Some(&admin), None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(party(&list, HOSPITAL)["crls"][0]["crl_number"], held, "{list}");
+    assert!(party(&list, HOSPITAL)["warning"].is_null(), "{list}");
+
+    // Revoked: 127.0.0.1 is told so; the hospital still holds the old CRL.
+    app.clock.advance(time::Duration::seconds(5));
+    let (status, body) = app
+        .api(
+            "POST",
+            &format!("/api/v1/certificates/{serial}/revoke"),
+            Some(&admin),
+            Some(&json!({"reason": "keyCompromise"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(ocsp_from(&app, "127.0.0.1", &d.id).await.starts_with("revoked"));
+    assert!(!handshake_from(&app, "127.0.0.3", &d.id).await, "a revoked device got in");
+
+    let (_, list) = app.api("GET", "/api/v1/relying-parties", Some(&admin), None).await;
+    let warning = party(&list, HOSPITAL)["warning"].as_str().unwrap_or_else(|| panic!("no warning: {list}"));
+    assert!(warning.contains("would still accept"), "{warning}");
+    assert!(party(&list, "127.0.0.1")["warning"].is_null(), "{list}");
+    assert!(party(&list, "127.0.0.1")["last_ocsp_at"].is_string(), "{list}");
+
+    let (_, used) = app.api("GET", &used_path, Some(&admin), None).await;
+    let told = ocsp_of(&used, "127.0.0.1");
+    assert_eq!(told["last_answer"], "revoked", "{used}");
+    assert!(told["last_good_at"].as_str() < told["first_revoked_at"].as_str(), "{used}");
+    assert_eq!(ocsp_of(&used, HOSPITAL)["last_answer"], "good", "{used}");
+    assert_eq!(used["refused_handshakes"], 1, "{used}");
+    assert!(used["crl_downloads"].as_array().is_some_and(Vec::is_empty), "{used}");
+
+    // The hospital fetches the new CRL: it lists the device, the warning goes.
+    let newer = crl_from(&app, "127.0.0.2").await;
+    assert!(newer > held);
+    let (_, used) = app.api("GET", &used_path, Some(&admin), None).await;
+    assert_eq!(used["crl_downloads"][0]["relying_party"], HOSPITAL, "{used}");
+    assert_eq!(used["crl_downloads"][0]["crl_number"], newer, "{used}");
+    let (_, list) = app.api("GET", "/api/v1/relying-parties", Some(&admin), None).await;
+    assert!(party(&list, HOSPITAL)["warning"].is_null(), "{list}");
+
+    // Once the retention period has passed since the last question, the
+    // record goes (the worker prunes what was last seen before now − 400 days).
+    let cutoff = connect_pki_domain::Clock::now(&*app.clock) + time::Duration::days(1);
+    let pruned = app.state().store.prune_sightings(cutoff).await.expect("prune");
+    assert!(pruned >= 4, "{pruned} rows pruned");
+    let (_, list) = app.api("GET", "/api/v1/relying-parties", Some(&admin), None).await;
+    assert_eq!(list["relying_parties"], json!([]), "{list}");
+}
+both_backends!(relying_parties_are_recorded_and_warned_about);
+
+/// A manager reads their own facility's certificates' use and nothing
+/// else; the list of relying parties is 行政管理課's alone.
+async fn only_those_who_may_read_it_do(backend: Backend) {
+    let w = world(backend).await;
+    let own = format!("/api/v1/certificates/{}/use", w.staff_a.id.serial());
+    let (status, _) = w.app.api("GET", &own, Some(&w.manager_a.id), None).await;
+    assert_eq!(status, 200);
+    for who in [&w.manager_b.id, &w.staff_a.id] {
+        let (status, body) = w.app.api("GET", &own, Some(who), None).await;
+        assert_eq!(status, 403, "{body}");
+    }
+    for who in [&w.manager_a.id, &w.welfare, &w.staff_a.id] {
+        let (status, body) = w.app.api("GET", "/api/v1/relying-parties", Some(who), None).await;
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, _) = w.app.api("GET", "/api/v1/relying-parties", Some(&w.app.admin), None).await;
+    assert_eq!(status, 200);
+    let (status, body) = w.app.api("GET", "/api/v1/certificates/zz/use", Some(&w.app.admin), None).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = w.app.api("GET", "/api/v1/certificates/0a0b/use", Some(&w.app.admin), None).await;
+    assert_eq!(status, 404, "{body}");
+}
+both_backends!(only_those_who_may_read_it_do);
