@@ -5,7 +5,8 @@
 //! usage: cargo run --release -p connect-pki-bench [-- --quick] [-- --only SECTION,…]
 //!
 //! `--quick` is a smaller, shorter run for development. `--only` runs some
-//! sections: crl, memory, handshake, ocsp, refusal, enroll, cross (PostgreSQL),
+//! sections: crl, memory, handshake, ocsp, recording (OCSP with the
+//! relying-party record on and off), refusal, enroll, cross (PostgreSQL),
 //! bulk-sqlite, bulk-postgres (facility close and concurrent revokers).
 //!
 //! Needs: wrk, openssl, cfssl (Debian golang-cfssl), PostgreSQL
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 use setup::Env;
 
 const SECTIONS: &[&str] =
-    &["crl", "memory", "handshake", "ocsp", "refusal", "enroll", "cross", "bulk-sqlite", "bulk-postgres"];
+    &["crl", "memory", "handshake", "ocsp", "recording", "refusal", "enroll", "cross", "bulk-sqlite", "bulk-postgres"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -60,7 +61,7 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         "machine".into(),
         json!({"cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "load_average_at_start": load_average()}),
     );
-    if ["crl", "handshake", "ocsp", "refusal", "enroll"].iter().any(|s| want(s)) {
+    if ["crl", "handshake", "ocsp", "recording", "refusal", "enroll"].iter().any(|s| want(s)) {
         let (n_certs, n_refusal) = if quick { (2_000, 100) } else { (10_000, 1_000) };
         eprintln!("== setting up {n_certs} certificates (10 % revoked) and {n_refusal} devices to revoke");
         let env = Env::create(n_certs, n_refusal).await?;
@@ -77,6 +78,11 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
             eprintln!("== OCSP throughput: connect-pki, openssl ocsp, cfssl ocspserve");
             let (seconds, threads): (u32, &[u32]) = if quick { (3, &[2]) } else { (10, &[2, 1]) };
             results.insert("ocsp".into(), ocsp::ocsp_bench(&env, &server, seconds, threads).await?);
+        }
+        if want("recording") {
+            eprintln!("== OCSP throughput with the relying-party record on and off");
+            let (seconds, rounds) = if quick { (3, 1) } else { (10, 3) };
+            results.insert("recording".into(), ocsp::recording_bench(&env, seconds, rounds).await?);
         }
         if want("refusal") {
             eprintln!("== revocation to refusal");

@@ -107,6 +107,50 @@ pub async fn ocsp_bench(env: &Env, server: &Running, seconds: u32, thread_counts
     }))
 }
 
+/// OCSP throughput with the relying-party record on (the default) and off
+/// (`--relying-party-recording false`), in one run: the same wrk settings,
+/// the same requests, the two alternating so that neither gets the
+/// machine's better minutes; each instance runs alone.
+pub async fn recording_bench(env: &Env, seconds: u32, rounds: u32) -> anyhow::Result<Value> {
+    let requests = env.ocsp_requests()?;
+    let req_file = env.path("ocsp-requests.hex");
+    std::fs::write(&req_file, requests.iter().map(hex::encode).collect::<Vec<_>>().join("\n"))?;
+    let script = env.path("post.lua");
+    std::fs::write(&script, LUA_POST)?;
+    let req_arg = req_file.display().to_string();
+    let (threads, connections) = (2, 64);
+    let mut runs: Vec<Value> = Vec::new();
+    for round in 0..rounds {
+        for (label, extra) in [("on", &[][..]), ("off", &["--relying-party-recording", "false"][..])] {
+            let server = env.serve_with(&format!("ready-{label}-{round}.json"), extra)?;
+            server.fetch_ocsp(&requests).await?;
+            let r = wrk(&format!("http://{}/ocsp", server.public), &script, &[&req_arg], threads, connections, seconds)?;
+            eprintln!("   recording {label:3} round {round}: {} req/s, p99 {} ms", r["rps"], r["p99_ms"]);
+            runs.push(json!({"recording": label, "round": round, "result": r}));
+            drop(server);
+        }
+    }
+    let median = |label: &str| {
+        let mut v: Vec<f64> =
+            runs.iter().filter(|r| r["recording"] == label).filter_map(|r| r["result"]["rps"].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let (on, off) = (median("on"), median("off"));
+    let ratio = if off > 0.0 { on / off } else { 0.0 };
+    eprintln!("   recording on/off: {on:.0} / {off:.0} req/s = {ratio:.3}");
+    Ok(json!({
+        "certificates": requests.len(),
+        "threads": threads,
+        "connections": connections,
+        "seconds": seconds,
+        "runs": runs,
+        "median_rps_on": on,
+        "median_rps_off": off,
+        "on_over_off": ratio,
+    }))
+}
+
 /// Per (threads, connections): our rate over each reference's; and the
 /// least favourable of those ratios, per reference, over all driver settings.
 fn summarise(rows: &[Value]) -> Value {
