@@ -56,6 +56,13 @@ async fn handshake_from(app: &TestApp, from: &str, who: &Identity) -> bool {
     https_from(app.api, ip(from), tls, Req::new("GET", "/api/v1/whoami")).await.is_ok_and(|r| r.status == 200)
 }
 
+/// The console page of relying parties, as `who` sees it (200 only).
+async fn console_page(app: &TestApp, who: &Identity) -> String {
+    let reply = app.try_mtls(Some(who), Req::new("GET", "/console/relying-parties")).await.expect("page");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.text()
+}
+
 fn party<'a>(list: &'a Value, name: &str) -> &'a Value {
     let all = list["relying_parties"].as_array().expect("relying_parties");
     all.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} not listed: {list}"))
@@ -119,6 +126,13 @@ async fn relying_parties_are_recorded_and_warned_about(backend: Backend) {
     let (_, list) = app.api("GET", "/api/v1/relying-parties", Some(&admin), None).await;
     let warning = party(&list, HOSPITAL)["warning"].as_str().unwrap_or_else(|| panic!("no warning: {list}"));
     assert!(warning.contains("would still accept"), "{warning}");
+    // The console page says so in Japanese, on the hospital's row only.
+    let html = console_page(&app, &admin).await;
+    assert!(html.contains("1 件のシステムが、最新の失効より古い CRL を使っています"), "{html}");
+    let row = html.split("<tr").find(|r| r.contains(HOSPITAL)).expect("the hospital's row");
+    assert!(row.contains("class=\"stale\"") && row.contains("の失効より古い"), "{row}");
+    let row = html.split("<tr").find(|r| r.contains(">127.0.0.1<")).expect("127.0.0.1's row");
+    assert!(row.contains("問題なし"), "{row}");
     assert!(party(&list, "127.0.0.1")["warning"].is_null(), "{list}");
     assert!(party(&list, "127.0.0.1")["last_ocsp_at"].is_string(), "{list}");
 
@@ -138,6 +152,7 @@ async fn relying_parties_are_recorded_and_warned_about(backend: Backend) {
     assert_eq!(used["crl_downloads"][0]["crl_number"], newer, "{used}");
     let (_, list) = app.api("GET", "/api/v1/relying-parties", Some(&admin), None).await;
     assert!(party(&list, HOSPITAL)["warning"].is_null(), "{list}");
+    assert!(!console_page(&app, &admin).await.contains("role=\"alert\""));
 
     // Once the retention period has passed since the last question, the
     // record goes (the worker prunes what was last seen before now − 400 days).
@@ -166,6 +181,10 @@ async fn only_those_who_may_read_it_do(backend: Backend) {
     }
     let (status, _) = w.app.api("GET", "/api/v1/relying-parties", Some(&w.app.admin), None).await;
     assert_eq!(status, 200);
+    for who in [&w.manager_a.id, &w.welfare] {
+        let reply = w.app.try_mtls(Some(who), Req::new("GET", "/console/relying-parties")).await.expect("page");
+        assert_eq!(reply.status, 403, "{}", reply.text());
+    }
     let (status, body) = w.app.api("GET", "/api/v1/certificates/zz/use", Some(&w.app.admin), None).await;
     assert_eq!(status, 422, "{body}");
     let (status, body) = w.app.api("GET", "/api/v1/certificates/0a0b/use", Some(&w.app.admin), None).await;

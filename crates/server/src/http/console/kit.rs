@@ -34,6 +34,7 @@ pub fn nav_for(role: Role) -> Vec<NavItem> {
             item("/console/applications", "施設の申請"),
             item("/console/facilities", "施設一覧"),
             item("/console/certificates/expiring", "証明書の期限"),
+            item("/console/relying-parties", "確認しているシステム"),
             item("/console/audit", "監査ログ"),
             item("/console/me", "わたしの端末"),
         ],

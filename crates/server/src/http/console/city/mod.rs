@@ -2,7 +2,7 @@
 //! 行政管理課), the facilities and their suspension (行政管理課 acts, 福祉課
 //! reads), the audit log (行政管理課 all of it, a facility manager their
 //! facility's), certificate lifetimes across facilities and the CA's own
-//! (行政管理課) — and every role's own devices (`/console/me`). Each page asks
+//! and the relying parties that check them (行政管理課) — and every role's own devices (`/console/me`). Each page asks
 //! the service with the caller's requester; a refusal becomes the Japanese
 //! refusal page and shows nothing else.
 
@@ -11,6 +11,7 @@ mod audit;
 mod expiring;
 mod facilities;
 mod me;
+mod relying;
 
 use axum::Router;
 use connect_pki_domain::{FacilityKind, FacilityStatus};
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(expiring::routes())
         .merge(me::routes())
+        .merge(relying::routes())
         .with_state(state)
 }
 
