@@ -14,6 +14,7 @@ pub mod issue;
 pub mod keys;
 pub mod ocsp;
 pub mod pkcs12;
+pub mod receipt;
 #[cfg(feature = "hsm")]
 pub mod token;
 

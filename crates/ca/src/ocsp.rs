@@ -138,6 +138,12 @@ impl OcspSigner {
         &self.cert_der
     }
 
+    /// `payload` signed as a receipt (`crate::receipt`) by this signer,
+    /// whose issuing CA is `issuer_der`.
+    pub fn receipt(&self, issuer_der: &[u8], payload: &[u8]) -> Result<String, CaError> {
+        crate::receipt::sign(&self.key, &[&self.cert_der, issuer_der], payload)
+    }
+
     /// Parses a DER request and checks that every CertID names our issuing CA.
     pub fn parse(&self, der: &[u8]) -> Result<Request, Refusal> {
         let req = OcspRequest::from_der(der).map_err(|_| Refusal::Malformed)?;

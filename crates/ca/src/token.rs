@@ -22,7 +22,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use der::asn1::{ObjectIdentifier, OctetString, UintRef};
+use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 
 use crate::error::CaError;
@@ -254,12 +254,6 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-#[derive(der::Sequence)]
-struct EcdsaSigValue<'a> {
-    r: UintRef<'a>,
-    s: UintRef<'a>,
-}
-
 impl TokenKey {
     fn new(token: Token, handle: ObjectHandle, point: Vec<u8>, kind: KeyKind, name: &str) -> Self {
         let (algorithm, digest, half) = match kind {
@@ -292,7 +286,6 @@ impl TokenKey {
             return Err(CaError::Token(format!("a signature of {} bytes, not {}", raw.len(), 2 * self.half)));
         }
         let (r, s) = raw.split_at(self.half);
-        let uint = |b| UintRef::new(b).map_err(|e| token_err("signature", e));
-        EcdsaSigValue { r: uint(r)?, s: uint(s)? }.to_der().map_err(|e| token_err("signature", e))
+        crate::receipt::ecdsa_der(r, s)
     }
 }

@@ -266,26 +266,45 @@ impl Store {
         .bind(family)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let detail: String = row.try_get("detail")?;
-                Ok(AuditRecord {
-                    id: row.try_get("id")?,
-                    at: crate::instant(row.try_get("at")?)?,
-                    hash: row.try_get("hash")?,
-                    entry: AuditEntry {
-                        actor: row.try_get("actor")?,
-                        action: row.try_get("action")?,
-                        target: row.try_get("target")?,
-                        outcome: row.try_get("outcome")?,
-                        detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                        facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
-                        user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
-                    },
-                })
-            })
-            .collect()
+        rows.iter().map(audit_row).collect()
     }
+
+    /// Every record about one of `targets` (`certificate:<serial>`,
+    /// `device:<id>`, `escalation:<id>`), oldest first.
+    pub async fn audit_of(&self, targets: &[String]) -> Result<Vec<AuditRecord>, StoreError> {
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=targets.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "select id, at, actor, action, target, outcome, detail, facility_id, user_id, hash from audit_log \
+             where target in ({}) order by id limit 10000",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for t in targets {
+            q = q.bind(t);
+        }
+        q.fetch_all(&self.pool).await?.iter().map(audit_row).collect()
+    }
+}
+
+fn audit_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord, StoreError> {
+    let detail: String = row.try_get("detail")?;
+    Ok(AuditRecord {
+        id: row.try_get("id")?,
+        at: crate::instant(row.try_get("at")?)?,
+        hash: row.try_get("hash")?,
+        entry: AuditEntry {
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            target: row.try_get("target")?,
+            outcome: row.try_get("outcome")?,
+            detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
+            user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
+        },
+    })
 }
 
 /// The newest record of the chain and the number of records.

@@ -291,6 +291,15 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
+    /// The escalations about one device, oldest first.
+    pub async fn escalations_of_device(&self, device: DeviceId) -> Result<Vec<EscalationRecord>, StoreError> {
+        let rows = sqlx::query(&format!("select {COLUMNS} from escalations where device_id = $1 order by created_at, id"))
+            .bind(device.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    }
+
     /// One escalation.
     pub async fn escalation(&self, id: i64) -> Result<Option<EscalationRecord>, StoreError> {
         let row = sqlx::query(&format!("select {COLUMNS} from escalations where id = $1"))
