@@ -303,6 +303,53 @@ pub fn request(issuer_der: &[u8], serial: &[u8]) -> Result<Vec<u8>, CaError> {
     request.to_der().map_err(encoding)
 }
 
+/// What a response read back by [`read_response`] says about its first
+/// certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadResponse {
+    /// DER INTEGER content bytes of the serial asked about.
+    pub serial: Vec<u8>,
+    /// `good`, `revoked` or `unknown`.
+    pub status: &'static str,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub produced_at: OffsetDateTime,
+}
+
+/// Reads a successful response and checks it: signed by the responder
+/// certificate it carries, which the CA `issuer_der` issued.
+pub fn read_response(der: &[u8], issuer_der: &[u8]) -> Result<ReadResponse, CaError> {
+    let bad = |why: &dyn std::fmt::Display| CaError::malformed("OCSP response", why);
+    let r = OcspResponse::from_der(der).map_err(|e| bad(&e))?;
+    let bytes = r.response_bytes.ok_or_else(|| bad(&"not a successful response"))?;
+    let basic = BasicOcspResponse::from_der(bytes.response.as_bytes()).map_err(|e| bad(&e))?;
+    let signer = basic.certs.as_deref().unwrap_or_default().first().ok_or_else(|| bad(&"no responder certificate"))?;
+    let signer_der = signer.to_der().map_err(|e| bad(&e))?;
+    let (_, signer) = x509_parser::parse_x509_certificate(&signer_der).map_err(|e| bad(&e))?;
+    let (_, issuer) = x509_parser::parse_x509_certificate(issuer_der).map_err(|e| bad(&e))?;
+    signer.verify_signature(Some(issuer.public_key())).map_err(|_| bad(&"the responder was not certified by the CA"))?;
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        signer.public_key().subject_public_key.data.to_vec(),
+    );
+    let tbs = basic.tbs_response_data.to_der().map_err(|e| bad(&e))?;
+    key.verify(&tbs, basic.signature.raw_bytes()).map_err(|_| bad(&"its signature does not verify"))?;
+    let single = basic.tbs_response_data.responses.first().ok_or_else(|| bad(&"no answer"))?;
+    let time = |t: &OcspGeneralizedTime| {
+        OffsetDateTime::from_unix_timestamp(t.0.to_unix_duration().as_secs() as i64).map_err(|e| bad(&e))
+    };
+    let (status, revoked_at) = match &single.cert_status {
+        CertStatus::Good(_) => ("good", None),
+        CertStatus::Unknown(_) => ("unknown", None),
+        CertStatus::Revoked(info) => ("revoked", Some(time(&info.revocation_time)?)),
+    };
+    Ok(ReadResponse {
+        serial: single.cert_id.serial_number.as_bytes().to_vec(),
+        status,
+        revoked_at,
+        produced_at: time(&basic.tbs_response_data.produced_at)?,
+    })
+}
+
 /// Largest OCSP request read (a request for 64 certificates with a nonce is
 /// under 6 KiB).
 pub const MAX_REQUEST: usize = 16 * 1024;

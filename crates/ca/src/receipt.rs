@@ -13,7 +13,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use der::asn1::UintRef;
-use der::{Decode, Encode};
+use der::Decode;
 use serde_json::{Value, json};
 
 use crate::error::CaError;
@@ -117,9 +117,10 @@ fn parse<'a>(der: &'a [u8], what: &str) -> Result<x509_parser::certificate::X509
 }
 
 /// The DER of a signature, for callers that re-encode raw `r || s`.
+#[cfg(feature = "hsm")]
 pub(crate) fn ecdsa_der(r: &[u8], s: &[u8]) -> Result<Vec<u8>, CaError> {
     let uint = |b| UintRef::new(b).map_err(bad);
-    EcdsaSigValue { r: uint(r)?, s: uint(s)? }.to_der().map_err(bad)
+    der::Encode::to_der(&EcdsaSigValue { r: uint(r)?, s: uint(s)? }).map_err(bad)
 }
 
 #[cfg(test)]

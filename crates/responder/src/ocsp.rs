@@ -75,6 +75,12 @@ impl Responder {
         self.signers.load().iter().find(|(sg, _)| *sg == g).map(|(_, s)| s.cert_der().to_vec())
     }
 
+    /// The signer of the answers about issuing CA generation `ca`.
+    pub fn signer(&self, ca: u32) -> Option<Arc<OcspSigner>> {
+        let g = generation(ca);
+        self.signers.load().iter().find(|(sg, _)| *sg == g).map(|(_, s)| s.clone())
+    }
+
     /// Signs every answer about issuing CA generation `ca` from now on with
     /// `signer`. Cached answers go with the old one: they are still valid,
     /// but would keep its certificate in circulation until they age out.

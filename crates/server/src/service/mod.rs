@@ -10,6 +10,7 @@ pub mod emergency;
 pub mod enrollment;
 pub mod error;
 pub mod expiry;
+pub mod incident;
 pub mod notify;
 pub mod requester;
 pub mod revocation;

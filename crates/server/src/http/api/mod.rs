@@ -83,6 +83,7 @@ pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(show_certificate))
         .routes(routes!(list_expiring))
         .routes(routes!(certificate_use))
+        .routes(routes!(certificate_incident))
         .routes(routes!(list_relying_parties))
         .routes(routes!(renew_certificate))
         .routes(routes!(read_audit))

@@ -203,3 +203,32 @@ pub(super) async fn certificate_use(
     let (certificate, seen) = sightings::certificate_use(&state, &caller.requester, &serial).await?;
     Ok(Json(CertificateUse::of(certificate, seen)))
 }
+
+/// A signed incident record: the record, and the JWS whose payload it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentRecord {
+    /// The timeline and the proof of revocation (see the README's "incident record").
+    #[schema(value_type = Object)]
+    pub record: serde_json::Value,
+    /// Compact JWS (ES256) over `record`, signed by the delegated OCSP
+    /// signer, whose certificate and the issuing CA's are in `x5c`.
+    pub signed: String,
+}
+
+/// The incident record of a certificate — reported, held, revoked,
+/// notifications, what each relying party was told and when, the CRL
+/// downloads listing it, handshakes refused after — with a fresh OCSP
+/// response and the CRL that list it, signed (whoever manages the
+/// facility's certificates). `connect-pki receipt verify` checks the file.
+#[utoipa::path(get, path = "/api/v1/certificates/{serial}/incident", tag = "certificates", params(("serial" = String, Path, description = "The serial in hex, as the API shows it")),
+    responses((status = 200, body = IncidentRecord), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn certificate_incident(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(serial): ApiPath<String>,
+) -> ApiResult<Json<IncidentRecord>> {
+    let serial: Serial = serial.parse()?;
+    let i = crate::service::incident::record(&state, &caller.requester, &serial).await?;
+    Ok(Json(IncidentRecord { record: i.record, signed: i.signed }))
+}

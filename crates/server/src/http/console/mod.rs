@@ -5,6 +5,7 @@
 //! here: no front-end build. What every page shares is in [`kit`].
 
 mod city;
+mod incident;
 pub mod kit;
 pub mod manager;
 
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone())
         .merge(manager::router(state.clone()))
         .merge(city::router(state.clone()))
+        .merge(incident::routes().with_state(state.clone()))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

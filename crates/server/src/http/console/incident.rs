@@ -1,0 +1,198 @@
+//! The incident record of a certificate, as a printable Japanese page and
+//! as the signed JSON to attach to the incident report
+//! (`service::incident`).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use connect_pki_domain::Serial;
+use serde_json::Value;
+
+use crate::http::console::kit::{Ctx, local, page, refuse};
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
+use crate::service::incident::{Event, record};
+use crate::state::AppState;
+
+pub(super) fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/console/certificates/{serial}/incident", get(show)).route(
+        "/console/certificates/{serial}/incident.json",
+        get(download),
+    )
+}
+
+struct Row {
+    code: String,
+    at: String,
+    what: String,
+    who: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/incident.html")]
+struct IncidentPage<'a> {
+    ctx: &'a Ctx,
+    serial: String,
+    json_href: String,
+    facts: Vec<(&'static str, String)>,
+    rows: Vec<Row>,
+    ocsp: String,
+    crl: String,
+    generated: String,
+}
+
+/// The event in words, for a clerk.
+fn what_ja(code: &str) -> &'static str {
+    match code {
+        "certificate.issue" => "証明書を発行",
+        "certificate.renew" => "証明書を更新",
+        "certificate.hold" => "証明書を一時停止",
+        "certificate.release" => "一時停止を解除",
+        "certificate.revoke" => "証明書を失効",
+        "device.create" => "端末を登録",
+        "device.lost" => "端末の紛失の届出",
+        "reported" | "escalation.open" => "緊急の届出を受付",
+        "escalation.claim" => "担当者が対応を開始",
+        "escalation.escalate" => "行政管理課へ引き継ぎ",
+        "escalation.resolve" => "対応を完了",
+        "notification.queued" => "通知を送信",
+        "notification.delivered" => "通知が届いた",
+        "ocsp.last_good" => "OCSP で「有効」と回答（最後）",
+        "ocsp.first_revoked" => "OCSP で「失効」と回答（最初）",
+        "crl.listed" => "失効を載せた CRL を取得",
+        "handshake.last_ok" => "この認証局の接続口で最後に使用",
+        "handshake.first_refused" => "接続を拒否（最初）",
+        "handshake.last_refused" => "接続を拒否（最後）",
+        _ => "その他の記録",
+    }
+}
+
+fn who_ja(who: &Option<String>) -> String {
+    match who.as_deref() {
+        None => "—".into(),
+        Some(w) => match w.split_once(':') {
+            Some(("user", id)) => format!("利用者 {id}"),
+            Some(("system", what)) => format!("システム（{what}）"),
+            _ => w.to_string(),
+        },
+    }
+}
+
+fn detail_ja(e: &Event) -> String {
+    let d = &e.detail;
+    let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    match e.event.as_str() {
+        "reported" => format!("経路: {}、窓口: {}", s(&d["channel"]), s(&d["queue"])),
+        "notification.queued" | "notification.delivered" => format!("{}（{}）", s(&d["channel"]), s(&d["event"])),
+        "crl.listed" => format!("CRL 番号 {}（{} 発行）", d["crl_number"], s(&d["this_update"])),
+        "handshake.last_ok" => format!("接続元 {}、通算 {} 回", s(&d["from"]), d["handshakes"]),
+        "handshake.first_refused" | "handshake.last_refused" => format!("拒否 通算 {} 回", d["refused"]),
+        _ => match &d["detail"] {
+            Value::Object(m) if !m.is_empty() => {
+                m.iter().map(|(k, v)| format!("{k}: {}", s(v))).collect::<Vec<_>>().join("、")
+            }
+            _ => String::new(),
+        },
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(raw): Path<String>,
+) -> Response {
+    let ctx = match Ctx::of(&state, caller, "/console/").await {
+        Ok(c) => c,
+        Err(p) => return *p,
+    };
+    let result: Result<_, ApiError> = async {
+        let serial: Serial = raw.parse()?;
+        Ok(record(&state, &ctx.caller.requester, &serial).await?)
+    }
+    .await;
+    let incident = match result {
+        Ok(i) => i,
+        Err(e) => return refuse(e),
+    };
+    let r = &incident.record;
+    let c = &r["certificate"];
+    let text = |v: &Value| v.as_str().unwrap_or("—").to_string();
+    let serial = text(&c["serial"]);
+    let facts = vec![
+        ("施設", text(&c["facility_name"])),
+        ("利用者（番号）", c["user_id"].to_string()),
+        ("端末（番号）", c["device_id"].to_string()),
+        ("証明書の状態", text(&c["status"])),
+        ("失効の理由", text(&c["reason"])),
+        ("失効日時", text(&c["revoked_at"])),
+    ];
+    let rows = incident
+        .events
+        .iter()
+        .map(|e| Row {
+            code: e.event.replace('.', "-"),
+            at: local(e.at),
+            what: what_ja(&e.event).into(),
+            who: who_ja(&e.who),
+            detail: detail_ja(e),
+        })
+        .collect();
+    let ocsp = match connect_pki_ca::ocsp::read_response(
+        &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text(&r["proof"]["ocsp_response"]))
+            .unwrap_or_default(),
+        state.revocations.cas().iter().find(|ca| ca.name() == text(&c["issuing_ca"])).map_or(&[][..], |ca| ca.cert_der()),
+    ) {
+        Ok(said) => format!("「{}」（{} 作成、署名を確認済み）", said.status, local(said.produced_at)),
+        Err(e) => format!("読めません: {e}"),
+    };
+    let crl = match r["proof"]["crl"].as_object() {
+        Some(crl) if crl["lists_certificate"] == true => format!("番号 {} がこの証明書を失効として載せています", crl["crl_number"]),
+        Some(crl) => format!("番号 {} にはこの証明書は載っていません（失効していません）", crl["crl_number"]),
+        None => "ありません".into(),
+    };
+    let p = IncidentPage {
+        ctx: &ctx,
+        json_href: format!("/console/certificates/{serial}/incident.json"),
+        serial,
+        facts,
+        rows,
+        ocsp,
+        crl,
+        generated: text(&r["generated_at"]),
+    };
+    page(StatusCode::OK, &p)
+}
+
+async fn download(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(raw): Path<String>,
+) -> Response {
+    let result: Result<_, ApiError> = async {
+        let caller = caller?;
+        let serial: Serial = raw.parse()?;
+        Ok((serial.to_hex(), record(&state, &caller.requester, &serial).await?))
+    }
+    .await;
+    match result {
+        Ok((serial, i)) => {
+            let body = serde_json::json!({"record": i.record, "signed": i.signed});
+            let disposition = format!("attachment; filename=\"incident-{serial}.json\"");
+            (
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+                    ),
+                ],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => refuse(e),
+    }
+}

@@ -1,0 +1,191 @@
+//! The incident record of a certificate (a lost device, a revocation): the
+//! timeline a clerk attaches to the city's personal-information incident
+//! report — reported (by whom, how), held, revoked, notifications sent and
+//! delivered; for each relying party the last time it was told `good`, the
+//! first time it was told `revoked`, the first download of a CRL listing
+//! it; the last use of the certificate on our listener and every handshake
+//! refused after — with the proof of the revocation (a fresh OCSP response,
+//! the CRL that lists it), signed by the OCSP signer (`ca::receipt`).
+
+use base64::Engine;
+use connect_pki_domain::Serial;
+use connect_pki_store::{AuditRecord, CertificateSightings, EscalationRecord, NotificationRecord};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::http::api::views::rfc3339;
+use crate::service::error::ServiceError;
+use crate::service::requester::Requester;
+use crate::state::AppState;
+
+/// What the record says, in order. `event` is a stable code; the console
+/// renders it in Japanese.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub at: OffsetDateTime,
+    pub event: String,
+    /// Who did it or who was told (an actor, a relying party).
+    pub who: Option<String>,
+    pub detail: Value,
+}
+
+/// A record, as JSON and as the JWS over that JSON.
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub record: Value,
+    pub events: Vec<Event>,
+    /// The compact JWS whose payload is `record` (`ca::receipt`).
+    pub signed: String,
+}
+
+fn at(t: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn audit_events(records: &[AuditRecord]) -> impl Iterator<Item = Event> + '_ {
+    records.iter().map(|r| Event {
+        at: r.at,
+        event: r.entry.action.clone(),
+        who: Some(r.entry.actor.clone()),
+        detail: json!({"target": r.entry.target, "outcome": r.entry.outcome, "detail": r.entry.detail}),
+    })
+}
+
+fn escalation_events(e: &EscalationRecord, notes: &[NotificationRecord]) -> Vec<Event> {
+    let mut out = vec![Event {
+        at: e.created_at,
+        event: "reported".into(),
+        who: e.reported_by.map(|u| format!("user:{u}")),
+        detail: json!({"escalation": e.id, "channel": e.channel, "queue": e.queue}),
+    }];
+    for n in notes {
+        out.push(Event {
+            at: n.created_at,
+            event: "notification.queued".into(),
+            who: None,
+            detail: json!({"escalation": e.id, "event": n.event, "channel": n.channel}),
+        });
+        if let Some(t) = n.delivered_at {
+            out.push(Event {
+                at: t,
+                event: "notification.delivered".into(),
+                who: None,
+                detail: json!({"escalation": e.id, "event": n.event, "channel": n.channel, "attempts": n.attempts}),
+            });
+        }
+    }
+    out
+}
+
+fn sighting_events(s: &CertificateSightings, revoked_at: Option<OffsetDateTime>) -> Vec<Event> {
+    let mut out = Vec::new();
+    for o in &s.ocsp {
+        let who = Some(o.party.clone());
+        if let Some(t) = o.last_good_at {
+            out.push(Event { at: at(t), event: "ocsp.last_good".into(), who: who.clone(), detail: json!({}) });
+        }
+        if let Some(t) = o.first_revoked_at {
+            out.push(Event { at: at(t), event: "ocsp.first_revoked".into(), who, detail: json!({}) });
+        }
+    }
+    // The first download of a CRL listing it, per relying party.
+    let mut seen = std::collections::BTreeSet::new();
+    for c in s.crl.iter().filter(|_| revoked_at.is_some()) {
+        if seen.insert(c.party.clone()) {
+            out.push(Event {
+                at: at(c.first_at),
+                event: "crl.listed".into(),
+                who: Some(c.party.clone()),
+                detail: json!({"crl_number": c.crl_number, "this_update": rfc3339(at(c.this_update))}),
+            });
+        }
+    }
+    if let Some(h) = &s.handshakes {
+        if let Some(t) = h.last_ok_at {
+            let detail = json!({"from": h.last_ok_from, "handshakes": h.ok});
+            out.push(Event { at: at(t), event: "handshake.last_ok".into(), who: None, detail });
+        }
+        if let Some(t) = h.first_refused_at {
+            let detail = json!({"refused": h.refused});
+            out.push(Event { at: at(t), event: "handshake.first_refused".into(), who: None, detail });
+        }
+        if let (Some(t), true) = (h.last_refused_at, h.refused > 1) {
+            let detail = json!({"refused": h.refused});
+            out.push(Event { at: at(t), event: "handshake.last_refused".into(), who: None, detail });
+        }
+    }
+    out
+}
+
+/// The record of the certificate `serial`, signed; for whoever manages its
+/// facility's certificates.
+pub async fn record(state: &AppState, caller: &Requester, serial: &Serial) -> Result<Incident, ServiceError> {
+    let certificate = crate::service::certificates::certificate(state, caller, serial).await?;
+    let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
+    let hex = serial.to_hex();
+    let (_, sightings) = crate::service::sightings::certificate_use(state, caller, serial).await?;
+    let escalations = state.store.escalations_of_device(certificate.device).await?;
+    let mut targets = vec![format!("certificate:{hex}"), format!("device:{}", certificate.device)];
+    targets.extend(escalations.iter().map(|e| format!("escalation:{}", e.id)));
+    let audit = state.store.audit_of(&targets).await?;
+    let mut events: Vec<Event> = audit_events(&audit).collect();
+    for e in &escalations {
+        events.extend(escalation_events(e, &state.store.notifications(e.id).await?));
+    }
+    events.extend(sighting_events(&sightings, certificate.revoked_at));
+    events.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event.cmp(&b.event)));
+
+    // The proof: what the responder says now, and the CRL being served.
+    let entry = state.revocations.index.get(serial.as_bytes());
+    let generation = u32::from(entry.map_or(1, |e| e.ca));
+    let ca = state
+        .revocations
+        .cas()
+        .iter()
+        .find(|c| c.generation() == generation)
+        .cloned()
+        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no issuing CA of generation {generation}")))?;
+    let request = connect_pki_ca::ocsp::request(ca.cert_der(), serial.as_bytes()).map_err(anyhow::Error::from)?;
+    let (ocsp, _) = state.ocsp.answer(&state.revocations, &request, None);
+    let crl = state.revocations.crl_of(&ca.name());
+    let listed = crl.as_ref().is_some_and(|c| {
+        connect_pki_ca::crl::read_published(&c.der, ca.cert_der())
+            .is_ok_and(|p| p.entries.iter().any(|e| e.serial == serial.as_bytes()))
+    });
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let now = state.clock.now();
+    let record = json!({
+        "type": "connect-pki incident record",
+        "version": 1,
+        "generated_at": rfc3339(now),
+        "certificate": {
+            "serial": hex,
+            "issuing_ca": ca.name(),
+            "status": certificate.status.as_str(),
+            "reason": certificate.reason.map(|r| r.as_str()),
+            "revoked_at": certificate.revoked_at.map(rfc3339),
+            "not_before": rfc3339(certificate.not_before),
+            "not_after": rfc3339(certificate.not_after),
+            "device_id": certificate.device.0,
+            "user_id": holder.user.id.0,
+            "facility_id": holder.facility.id.0,
+            "facility_name": holder.facility.name,
+        },
+        "timeline": events.iter().map(|e| json!({
+            "at": rfc3339(e.at), "event": e.event, "who": e.who, "detail": e.detail,
+        })).collect::<Vec<_>>(),
+        "proof": {
+            "ocsp_response": b64.encode(&ocsp),
+            "crl": crl.as_ref().map(|c| json!({
+                "issuing_ca": c.ca, "crl_number": c.number, "this_update": rfc3339(c.this_update), "lists_certificate": listed,
+            })),
+        },
+    });
+    let payload = serde_json::to_vec(&record).map_err(anyhow::Error::from)?;
+    let signer = state
+        .ocsp
+        .signer(generation)
+        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no OCSP signer for {}", ca.name())))?;
+    let signed = signer.receipt(ca.cert_der(), &payload).map_err(anyhow::Error::from)?;
+    Ok(Incident { record, events, signed })
+}
