@@ -10,6 +10,7 @@ mod feed;
 mod haproxy;
 mod hardening;
 mod hsm;
+mod incident;
 mod lifecycle;
 mod nginx;
 mod pages_city;

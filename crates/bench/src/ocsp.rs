@@ -124,7 +124,8 @@ pub async fn recording_bench(env: &Env, seconds: u32, rounds: u32) -> anyhow::Re
         for (label, extra) in [("on", &[][..]), ("off", &["--relying-party-recording", "false"][..])] {
             let server = env.serve_with(&format!("ready-{label}-{round}.json"), extra)?;
             server.fetch_ocsp(&requests).await?;
-            let r = wrk(&format!("http://{}/ocsp", server.public), &script, &[&req_arg], threads, connections, seconds)?;
+            let r =
+                wrk(&format!("http://{}/ocsp", server.public), &script, &[&req_arg], threads, connections, seconds)?;
             eprintln!("   recording {label:3} round {round}: {} req/s, p99 {} ms", r["rps"], r["p99_ms"]);
             runs.push(json!({"recording": label, "round": round, "result": r}));
             drop(server);

@@ -326,7 +326,9 @@ pub fn read_response(der: &[u8], issuer_der: &[u8]) -> Result<ReadResponse, CaEr
     let signer_der = signer.to_der().map_err(|e| bad(&e))?;
     let (_, signer) = x509_parser::parse_x509_certificate(&signer_der).map_err(|e| bad(&e))?;
     let (_, issuer) = x509_parser::parse_x509_certificate(issuer_der).map_err(|e| bad(&e))?;
-    signer.verify_signature(Some(issuer.public_key())).map_err(|_| bad(&"the responder was not certified by the CA"))?;
+    signer
+        .verify_signature(Some(issuer.public_key()))
+        .map_err(|_| bad(&"the responder was not certified by the CA"))?;
     let key = aws_lc_rs::signature::UnparsedPublicKey::new(
         &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
         signer.public_key().subject_public_key.data.to_vec(),

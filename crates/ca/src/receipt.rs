@@ -12,8 +12,8 @@
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use der::asn1::UintRef;
 use der::Decode;
+use der::asn1::UintRef;
 use serde_json::{Value, json};
 
 use crate::error::CaError;
@@ -96,11 +96,10 @@ pub fn verify(jws: &str, root_der: &[u8]) -> Result<Verified, CaError> {
     issuer
         .verify_signature(Some(root.public_key()))
         .map_err(|_| bad("the issuing CA in x5c was not signed by the trusted root"))?;
-    let ocsp_signing = signer
-        .extended_key_usage()
-        .ok()
-        .flatten()
-        .is_some_and(|e| e.value.ocsp_signing || e.value.other.iter().any(|o| o.to_id_string() == OID_OCSP_SIGNING));
+    let ocsp_signing =
+        signer.extended_key_usage().ok().flatten().is_some_and(|e| {
+            e.value.ocsp_signing || e.value.other.iter().any(|o| o.to_id_string() == OID_OCSP_SIGNING)
+        });
     if !ocsp_signing {
         return Err(bad("the signer is not the CA's delegated OCSP signer"));
     }

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use connect_pki_domain::SystemClock;
+use connect_pki_server::InitOptions;
 use connect_pki_server::config::{DEFAULT_PUBLIC_URL, FileConfig, default_database_url};
 use connect_pki_server::keys::Pkcs11Config;
-use connect_pki_server::InitOptions;
-use serve::{print_report, serve};
 use connect_pki_store::Store;
+use serve::{print_report, serve};
 
 #[derive(Debug, Parser)]
 #[command(name = "connect-pki", version, about = "Certificate lifecycle service for the CONNECT case-record system")]

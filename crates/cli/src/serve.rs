@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use connect_pki_domain::SystemClock;
-use connect_pki_server::config::{
-    DEFAULT_API_ADDR, DEFAULT_PUBLIC_ADDR, DEFAULT_PUBLIC_URL, FileConfig,
-};
+use connect_pki_server::config::{DEFAULT_API_ADDR, DEFAULT_PUBLIC_ADDR, DEFAULT_PUBLIC_URL, FileConfig};
 use connect_pki_server::{InitOptions, InitReport, ServeConfig};
 
 use crate::{ServeArgs, database_url};

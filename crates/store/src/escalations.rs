@@ -293,10 +293,11 @@ impl Store {
 
     /// The escalations about one device, oldest first.
     pub async fn escalations_of_device(&self, device: DeviceId) -> Result<Vec<EscalationRecord>, StoreError> {
-        let rows = sqlx::query(&format!("select {COLUMNS} from escalations where device_id = $1 order by created_at, id"))
-            .bind(device.0)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(&format!("select {COLUMNS} from escalations where device_id = $1 order by created_at, id"))
+                .bind(device.0)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(from_row).collect()
     }
 

@@ -17,10 +17,9 @@ use crate::service::incident::{Event, record};
 use crate::state::AppState;
 
 pub(super) fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/console/certificates/{serial}/incident", get(show)).route(
-        "/console/certificates/{serial}/incident.json",
-        get(download),
-    )
+    axum::Router::new()
+        .route("/console/certificates/{serial}/incident", get(show))
+        .route("/console/certificates/{serial}/incident.json", get(download))
 }
 
 struct Row {
@@ -99,11 +98,7 @@ fn detail_ja(e: &Event) -> String {
     }
 }
 
-async fn show(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    Path(raw): Path<String>,
-) -> Response {
+async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Path(raw): Path<String>) -> Response {
     let ctx = match Ctx::of(&state, caller, "/console/").await {
         Ok(c) => c,
         Err(p) => return *p,
@@ -143,13 +138,20 @@ async fn show(
     let ocsp = match connect_pki_ca::ocsp::read_response(
         &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text(&r["proof"]["ocsp_response"]))
             .unwrap_or_default(),
-        state.revocations.cas().iter().find(|ca| ca.name() == text(&c["issuing_ca"])).map_or(&[][..], |ca| ca.cert_der()),
+        state
+            .revocations
+            .cas()
+            .iter()
+            .find(|ca| ca.name() == text(&c["issuing_ca"]))
+            .map_or(&[][..], |ca| ca.cert_der()),
     ) {
         Ok(said) => format!("「{}」（{} 作成、署名を確認済み）", said.status, local(said.produced_at)),
         Err(e) => format!("読めません: {e}"),
     };
     let crl = match r["proof"]["crl"].as_object() {
-        Some(crl) if crl["lists_certificate"] == true => format!("番号 {} がこの証明書を失効として載せています", crl["crl_number"]),
+        Some(crl) if crl["lists_certificate"] == true => {
+            format!("番号 {} がこの証明書を失効として載せています", crl["crl_number"])
+        }
         Some(crl) => format!("番号 {} にはこの証明書は載っていません（失効していません）", crl["crl_number"]),
         None => "ありません".into(),
     };
