@@ -191,3 +191,69 @@ async fn only_those_who_may_read_it_do(backend: Backend) {
     assert_eq!(status, 404, "{body}");
 }
 both_backends!(only_those_who_may_read_it_do);
+
+/// Several instances flushing their own counts into one database at the
+/// same moment, round after round, end with exactly the sums, earliest and
+/// latest times of everything any of them counted.
+async fn instances_flushing_at_once_add_up(backend: Backend) {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use connect_pki_responder::Sightings;
+    use connect_pki_store::OcspAnswer;
+
+    let db = connect_pki_store::testing::TestDb::new(backend).await;
+    let store = db.store().await.expect("store");
+    let parties: Vec<Arc<str>> = ["nginx", "ケース記録", "10.0.0.9"].into_iter().map(Arc::from).collect();
+    // (party, serial) → (queries, first revoked, last good); serial → (handshakes, last ok).
+    let mut want: BTreeMap<(String, u128), (i64, Option<i64>, Option<i64>)> = BTreeMap::new();
+    let mut shakes: BTreeMap<u128, (i64, Option<i64>)> = BTreeMap::new();
+    let mut seed: u64 = 0x5eed;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for round in 0..20 {
+        let instances: Vec<Sightings> = (0..4).map(|_| Sightings::default()).collect();
+        for s in &instances {
+            for _ in 0..40 {
+                let party = &parties[next(3) as usize];
+                let serial = 0x4000_0000_0000_0000_0000_0000_0000_0000u128 + u128::from(next(6));
+                let at = 1_800_000_000 + round * 100 + next(100) as i64;
+                let t = time::OffsetDateTime::from_unix_timestamp(at).expect("time");
+                let revoked = next(3) == 0;
+                let answer = if revoked { OcspAnswer::Revoked } else { OcspAnswer::Good };
+                s.ocsp(party, 1, serial, answer, t);
+                let w = want.entry((party.to_string(), serial)).or_default();
+                w.0 += 1;
+                if revoked {
+                    w.1 = Some(w.1.map_or(at, |x: i64| x.min(at)));
+                } else {
+                    w.2 = w.2.max(Some(at));
+                }
+                s.handshake(serial, true, Some(ip("127.0.0.1")), t);
+                let h = shakes.entry(serial).or_default();
+                h.0 += 1;
+                h.1 = h.1.max(Some(at));
+            }
+        }
+        // Polled together: each flush waits on the database while the others run.
+        let i = &instances;
+        let flushed = tokio::join!(i[0].flush(&store), i[1].flush(&store), i[2].flush(&store), i[3].flush(&store));
+        for f in [flushed.0, flushed.1, flushed.2, flushed.3] {
+            f.expect("a flush failed (a deadlock between instances?)");
+        }
+    }
+    for (serial, (count, last_ok)) in &shakes {
+        let hex = format!("{serial:032x}");
+        let got = store.certificate_sightings(&hex, None).await.expect("read");
+        let h = got.handshakes.expect("handshakes");
+        assert_eq!((h.ok, h.last_ok_at), (*count, *last_ok), "{hex}");
+        for o in &got.ocsp {
+            let w = want[&(o.party.clone(), *serial)];
+            assert_eq!((o.queries, o.first_revoked_at, o.last_good_at), w, "{} {hex}", o.party);
+        }
+        assert_eq!(got.ocsp.len(), want.keys().filter(|(_, s)| s == serial).count(), "{hex}");
+    }
+}
+both_backends!(instances_flushing_at_once_add_up);

@@ -151,7 +151,9 @@ impl Sightings {
         }
     }
 
-    /// Takes everything counted since the last call.
+    /// Takes everything counted since the last call, sorted by key: instances
+    /// writing batches at the same time then lock rows in one order, and
+    /// PostgreSQL never finds two of them waiting on each other.
     pub fn drain(&self) -> Batch {
         let mut batch = Batch::default();
         for shard in &self.shards {
@@ -186,6 +188,11 @@ impl Sightings {
                 last_refused_at: s.last_refused_at,
             }));
         }
+        batch.ocsp.sort_by(|a, b| (&a.party, &a.serial).cmp(&(&b.party, &b.serial)));
+        batch
+            .crl
+            .sort_by(|a, b| (&a.party, a.ca_generation, a.crl_number).cmp(&(&b.party, b.ca_generation, b.crl_number)));
+        batch.handshakes.sort_by(|a, b| a.serial.cmp(&b.serial));
         batch
     }
 
