@@ -67,6 +67,15 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
         ),
         ("read device", "GET", format!("/api/v1/devices/{}", t.device), None, in_own(ADMIN_AND_MANAGER)),
         ("read certificate", "GET", format!("/api/v1/certificates/{}", t.serial), None, in_own(ADMIN_AND_MANAGER)),
+        ("certificate use", "GET", format!("/api/v1/certificates/{}/use", t.serial), None, in_own(ADMIN_AND_MANAGER)),
+        (
+            "incident record",
+            "GET",
+            format!("/api/v1/certificates/{}/incident", t.serial),
+            None,
+            in_own(ADMIN_AND_MANAGER),
+        ),
+        ("relying parties", "GET", "/api/v1/relying-parties".into(), None, ADMIN),
         // The list has no facility in its path: each caller gets their scope.
         ("expiring certificates", "GET", "/api/v1/certificates/expiring".into(), None, ADMIN_AND_MANAGER),
         ("renew", "POST", "/api/v1/certificates/renew".into(), Some(json!({"csr": "not a csr"})), EVERYONE),

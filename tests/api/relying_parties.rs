@@ -197,14 +197,15 @@ both_backends!(only_those_who_may_read_it_do);
 /// latest times of everything any of them counted.
 async fn instances_flushing_at_once_add_up(backend: Backend) {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use connect_pki_responder::Sightings;
     use connect_pki_store::OcspAnswer;
 
     let db = connect_pki_store::testing::TestDb::new(backend).await;
     let store = db.store().await.expect("store");
-    let parties: Vec<Arc<str>> = ["nginx", "ケース記録", "10.0.0.9"].into_iter().map(Arc::from).collect();
+    // Three addresses, two of them one relying party by name.
+    let parties: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.9"].into_iter().map(ip).collect();
+    let name = |a: IpAddr| if a == ip("10.0.0.9") { a.to_string() } else { "ケース記録".to_string() };
     // (party, serial) → (queries, first revoked, last good); serial → (handshakes, last ok).
     let mut want: BTreeMap<(String, u128), (i64, Option<i64>, Option<i64>)> = BTreeMap::new();
     let mut shakes: BTreeMap<u128, (i64, Option<i64>)> = BTreeMap::new();
@@ -216,15 +217,16 @@ async fn instances_flushing_at_once_add_up(backend: Backend) {
     for round in 0..20 {
         let instances: Vec<Sightings> = (0..4).map(|_| Sightings::default()).collect();
         for s in &instances {
-            for _ in 0..40 {
-                let party = &parties[next(3) as usize];
-                let serial = 0x4000_0000_0000_0000_0000_0000_0000_0000u128 + u128::from(next(6));
+            // Enough rows that a batch takes several statements.
+            for _ in 0..400 {
+                let party = parties[next(3) as usize];
+                let serial = 0x4000_0000_0000_0000_0000_0000_0000_0000u128 + u128::from(next(250));
                 let at = 1_800_000_000 + round * 100 + next(100) as i64;
                 let t = time::OffsetDateTime::from_unix_timestamp(at).expect("time");
                 let revoked = next(3) == 0;
                 let answer = if revoked { OcspAnswer::Revoked } else { OcspAnswer::Good };
                 s.ocsp(party, 1, serial, answer, t);
-                let w = want.entry((party.to_string(), serial)).or_default();
+                let w = want.entry((name(party), serial)).or_default();
                 w.0 += 1;
                 if revoked {
                     w.1 = Some(w.1.map_or(at, |x: i64| x.min(at)));
@@ -239,7 +241,12 @@ async fn instances_flushing_at_once_add_up(backend: Backend) {
         }
         // Polled together: each flush waits on the database while the others run.
         let i = &instances;
-        let flushed = tokio::join!(i[0].flush(&store), i[1].flush(&store), i[2].flush(&store), i[3].flush(&store));
+        let flushed = tokio::join!(
+            i[0].flush(&store, &name),
+            i[1].flush(&store, &name),
+            i[2].flush(&store, &name),
+            i[3].flush(&store, &name)
+        );
         for f in [flushed.0, flushed.1, flushed.2, flushed.3] {
             f.expect("a flush failed (a deadlock between instances?)");
         }

@@ -126,7 +126,8 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     assert_eq!(ocsp_status(&s, &manager), "good");
     assert_eq!(through_nginx(&s, port, &manager).0, 200);
 
-    let facility_ids = json!({"facility": facility});
+    let (_, me) = s.api("GET", "/api/v1/whoami", Some(&manager), None);
+    let facility_ids = json!({"facility": facility, "serial": me["serial"]});
     let out = chromium(&s, &admin, "suspend", facility_ids.clone());
     says(&out, "effect", "この施設のすべての端末が、再開するまで直ちに使えなくなります");
     says(&out, "result", "一時停止しました");
@@ -136,6 +137,9 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     assert!(csv.starts_with("id,at,actor,action,target,outcome,detail,facility_id,user_id,hash"), "{csv}");
     assert!(csv.contains("facility.suspend"), "{csv}");
     says(&out, "lifetimes", "ルートCA");
+    says(&out, "relying_parties", "127.0.0.1");
+    says(&out, "incident", "証明書を一時停止");
+    says(&out, "incident", "OCSP で「失効」と回答（最初）");
     assert_eq!(ocsp_status(&s, &manager), "revoked certificateHold");
     let (status, body) = through_nginx(&s, port, &manager);
     assert_eq!(status, 400, "nginx let the suspended facility's manager through: {body}");
@@ -180,6 +184,8 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
         "suspend-confirm",
         "audit",
         "lifetimes",
+        "relying-parties",
+        "incident",
         "me",
         "public-apply",
         "public-emergency-choose",

@@ -123,6 +123,14 @@ def suspend(r, c):
     r.goto("/console/certificates/expiring")
     r.out["lifetimes"] = r.text("#ca")
     r.check("lifetimes")
+    # nginx asked our responder about the manager: a relying party now, and
+    # the suspension's hold is in the manager's certificate's incident record.
+    r.goto("/console/relying-parties")
+    r.out["relying_parties"] = r.text("#parties")
+    r.check("relying-parties")
+    r.goto(f"/console/certificates/{c['serial']}/incident")
+    r.out["incident"] = r.text("#timeline")
+    r.check("incident")
 
 
 def resume(r, c):

@@ -18,9 +18,11 @@ pub mod builders;
 mod calls;
 pub mod client;
 pub mod fixtures;
+mod instance;
 pub mod ocsp;
 mod sinks;
 pub use app::{AppOptions, TestApp, spawn_app, spawn_app_with};
+pub use instance::Instance;
 pub use sinks::Sinks;
 
 /// The workspace root.
@@ -493,113 +495,4 @@ macro_rules! both_backends {
             }
         }
     };
-}
-
-/// One more `serve` process on a [`Server`]'s data directory and database
-/// (PostgreSQL), with a log file of its own, that a test can SIGKILL and
-/// start again (on new random ports) as often as it likes.
-pub struct Instance {
-    pub name: String,
-    pub public: String,
-    pub api: String,
-    /// How many times it was started.
-    pub starts: u32,
-    child: Option<Child>,
-    data_dir: PathBuf,
-    scratch: PathBuf,
-    log: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl Server {
-    /// A further instance named `name` on this server's data directory (not
-    /// started yet: call [`Instance::start`]). Its log is `<scratch>/<name>.log`.
-    pub fn instance(&self, name: &str, env: &[(&str, &str)]) -> Instance {
-        Instance {
-            name: name.to_string(),
-            public: String::new(),
-            api: String::new(),
-            starts: 0,
-            child: None,
-            data_dir: self.data_dir.clone(),
-            scratch: self.dir.path().to_path_buf(),
-            log: self.dir.path().join(format!("{name}.log")),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
-    }
-}
-
-impl Instance {
-    /// Starts `serve` and waits (up to `timeout`) until it is listening.
-    /// Returns what went wrong otherwise (the process is then killed).
-    pub fn start(&mut self, timeout: Duration) -> Result<(), String> {
-        self.kill();
-        let ready = self.scratch.join(format!("{}-ready.json", self.name));
-        let _ = std::fs::remove_file(&ready);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .map_err(|e| format!("log file: {e}"))?;
-        let child = Command::new(binary())
-            .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(&self.data_dir)
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("CONNECT_PKI_LOG", "info")
-            .stdout(log.try_clone().map_err(|e| format!("log file: {e}"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("{} does not start: {e}", self.name))?;
-        self.child = Some(child);
-        self.starts += 1;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = std::fs::read(&ready).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
-                self.public = v["public_addr"].as_str().unwrap_or_default().to_string();
-                self.api = v["api_addr"].as_str().unwrap_or_default().to_string();
-                return Ok(());
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                self.child = None;
-                return Err(format!("{} exited with {status} before listening", self.name));
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                return Err(format!("{} did not become ready in {timeout:?}", self.name));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL (no chance to clean up) and reap.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Whether the process is running.
-    pub fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
-    }
-
-    /// The process id while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Everything it logged, over all its starts.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

@@ -95,9 +95,9 @@ impl Responder {
     }
 
     /// The DER response to a DER request, and the seconds it may be cached.
-    /// What it says about each of our certificates is counted for `party`,
-    /// the relying party that asked, when given.
-    pub fn answer(&self, revocations: &Revocations, request: &[u8], party: Option<&Arc<str>>) -> (Bytes, i64) {
+    /// What it says about each of our certificates is counted for the
+    /// relying party at `from`, when given.
+    pub fn answer(&self, revocations: &Revocations, request: &[u8], from: Option<std::net::IpAddr>) -> (Bytes, i64) {
         metrics::counter!("connect_pki_ocsp_requests_total").increment(1);
         let signers = self.signers.load();
         // Each signer takes only requests about its own CA; the newest CA's
@@ -136,10 +136,10 @@ impl Responder {
             .iter()
             .map(|i| (key(&i.serial), revocations.index.get(&i.serial).filter(|e| e.ca == ca)))
             .collect();
-        if let Some(party) = party {
+        if let Some(from) = from {
             for (k, e) in &lookups {
                 if let (Some(k), Some(e)) = (k, e) {
-                    self.sightings.ocsp(party, ca, *k, answer_of(status(Some(*e))), now);
+                    self.sightings.ocsp(from, ca, *k, answer_of(status(Some(*e))), now);
                 }
             }
         }

@@ -1,17 +1,18 @@
 //! Who relies on us, and when a certificate was last used or checked.
 //!
 //! Every OCSP answer, CRL download and client-certificate handshake is
-//! counted here, in memory, under the name of the relying party that asked
-//! (its address, or the name the configuration gives its network). A worker
+//! counted here, in memory, under the address of the relying party that
+//! asked; at writing the address becomes its name (the address itself, or
+//! the name the configuration gives its network). A worker
 //! drains the counts into the database every few seconds
 //! ([`Sightings::flush`]); between two flushes a certificate asked about a
 //! thousand times by one relying party is one row. The hot path takes one
 //! of several small locks and touches one map entry: no I/O, no allocation
 //! for a relying party and certificate seen before.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hash};
-use std::sync::Arc;
+use std::net::IpAddr;
 
 use connect_pki_store::{CrlSighting, HandshakeSighting, OcspAnswer, OcspSighting, Sightings as Batch, Store};
 use parking_lot::Mutex;
@@ -21,10 +22,12 @@ use crate::index::serial_bytes;
 
 const SHARDS: usize = 16;
 
+/// Counts are kept by client address; addresses become relying-party names
+/// (one name may cover a network) only when they are written.
 #[derive(Default)]
 struct Shard {
-    ocsp: HashMap<(Arc<str>, u128), OcspSeen>,
-    crl: HashMap<(Arc<str>, u8, i64), CrlSeen>,
+    ocsp: HashMap<(IpAddr, u128), OcspSeen>,
+    crl: HashMap<(IpAddr, u8, i64), CrlSeen>,
     handshakes: HashMap<u128, HandshakeSeen>,
 }
 
@@ -39,6 +42,26 @@ struct OcspSeen {
     last_revoked_at: Option<i64>,
 }
 
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl OcspSeen {
+    fn merge(&mut self, o: &OcspSeen) {
+        self.queries += o.queries;
+        if o.last_at >= self.last_at {
+            self.last_at = o.last_at;
+            self.last = o.last;
+        }
+        self.last_good_at = self.last_good_at.max(o.last_good_at);
+        self.first_revoked_at = earliest(self.first_revoked_at, o.first_revoked_at);
+        self.last_revoked_at = self.last_revoked_at.max(o.last_revoked_at);
+    }
+}
+
 #[derive(Clone, Copy)]
 struct CrlSeen {
     this_update: i64,
@@ -47,11 +70,19 @@ struct CrlSeen {
     last_at: i64,
 }
 
+impl CrlSeen {
+    fn merge(&mut self, o: &CrlSeen) {
+        self.downloads += o.downloads;
+        self.first_at = self.first_at.min(o.first_at);
+        self.last_at = self.last_at.max(o.last_at);
+    }
+}
+
 #[derive(Clone, Default)]
 struct HandshakeSeen {
     ok: u64,
     last_ok_at: Option<i64>,
-    last_ok_from: Option<String>,
+    last_ok_from: Option<IpAddr>,
     refused: u64,
     first_refused_at: Option<i64>,
     last_refused_at: Option<i64>,
@@ -86,55 +117,41 @@ impl Sightings {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
-    /// `party` was told `answer` about the certificate of issuing CA
-    /// generation `ca` whose serial key is `serial`.
-    pub fn ocsp(&self, party: &Arc<str>, ca: u8, serial: u128, answer: OcspAnswer, at: OffsetDateTime) {
+    /// The relying party at `from` was told `answer` about the certificate
+    /// of issuing CA generation `ca` whose serial key is `serial`.
+    pub fn ocsp(&self, from: IpAddr, ca: u8, serial: u128, answer: OcspAnswer, at: OffsetDateTime) {
         let at = at.unix_timestamp();
-        let mut shard = self.shard((party, serial)).lock();
-        let seen = shard.ocsp.entry((party.clone(), serial)).or_insert(OcspSeen {
+        let (good, revoked) = match answer {
+            OcspAnswer::Good => (Some(at), None),
+            OcspAnswer::Revoked => (None, Some(at)),
+            OcspAnswer::Unknown => (None, None),
+        };
+        let seen = OcspSeen {
             ca,
-            queries: 0,
+            queries: 1,
             last_at: at,
             last: answer,
-            last_good_at: None,
-            first_revoked_at: None,
-            last_revoked_at: None,
-        });
-        seen.queries += 1;
-        if at >= seen.last_at {
-            seen.last_at = at;
-            seen.last = answer;
-        }
-        match answer {
-            OcspAnswer::Good => seen.last_good_at = seen.last_good_at.max(Some(at)),
-            OcspAnswer::Revoked => {
-                seen.first_revoked_at = Some(seen.first_revoked_at.map_or(at, |t| t.min(at)));
-                seen.last_revoked_at = seen.last_revoked_at.max(Some(at));
-            }
-            OcspAnswer::Unknown => {}
-        }
+            last_good_at: good,
+            first_revoked_at: revoked,
+            last_revoked_at: revoked,
+        };
+        let mut shard = self.shard((from, serial)).lock();
+        shard.ocsp.entry((from, serial)).and_modify(|s| s.merge(&seen)).or_insert(seen);
     }
 
-    /// `party` downloaded CRL number `number` (thisUpdate `this_update`) of
-    /// issuing CA generation `ca`.
-    pub fn crl(&self, party: &Arc<str>, ca: u8, number: i64, this_update: OffsetDateTime, at: OffsetDateTime) {
+    /// The relying party at `from` downloaded CRL number `number`
+    /// (thisUpdate `this_update`) of issuing CA generation `ca`.
+    pub fn crl(&self, from: IpAddr, ca: u8, number: i64, this_update: OffsetDateTime, at: OffsetDateTime) {
         let at = at.unix_timestamp();
-        let mut shard = self.shard((party, ca, number)).lock();
-        let seen = shard.crl.entry((party.clone(), ca, number)).or_insert(CrlSeen {
-            this_update: this_update.unix_timestamp(),
-            downloads: 0,
-            first_at: at,
-            last_at: at,
-        });
-        seen.downloads += 1;
-        seen.first_at = seen.first_at.min(at);
-        seen.last_at = seen.last_at.max(at);
+        let seen = CrlSeen { this_update: this_update.unix_timestamp(), downloads: 1, first_at: at, last_at: at };
+        let mut shard = self.shard((from, ca, number)).lock();
+        shard.crl.entry((from, ca, number)).and_modify(|s| s.merge(&seen)).or_insert(seen);
     }
 
     /// A client-certificate handshake on our listener with the certificate
     /// `serial` succeeded (from `from`) or was refused (`from` unknown to
     /// the verifier, hence `None`).
-    pub fn handshake(&self, serial: u128, ok: bool, from: Option<std::net::IpAddr>, at: OffsetDateTime) {
+    pub fn handshake(&self, serial: u128, ok: bool, from: Option<IpAddr>, at: OffsetDateTime) {
         let at = at.unix_timestamp();
         let mut shard = self.shard(serial).lock();
         let seen = shard.handshakes.entry(serial).or_default();
@@ -142,73 +159,92 @@ impl Sightings {
             seen.ok += 1;
             if seen.last_ok_at.is_none_or(|t| at >= t) {
                 seen.last_ok_at = Some(at);
-                seen.last_ok_from = from.map(|a| a.to_string());
+                seen.last_ok_from = from;
             }
         } else {
             seen.refused += 1;
-            seen.first_refused_at = Some(seen.first_refused_at.map_or(at, |t| t.min(at)));
+            seen.first_refused_at = earliest(seen.first_refused_at, Some(at));
             seen.last_refused_at = seen.last_refused_at.max(Some(at));
         }
     }
 
-    /// Takes everything counted since the last call, sorted by key: instances
-    /// writing batches at the same time then lock rows in one order, and
-    /// PostgreSQL never finds two of them waiting on each other.
-    pub fn drain(&self) -> Batch {
-        let mut batch = Batch::default();
+    /// Takes everything counted since the last call, under the names
+    /// `name` gives the addresses, sorted by key: instances writing batches
+    /// at the same time then lock rows in one order, and PostgreSQL never
+    /// finds two of them waiting on each other.
+    pub fn drain(&self, name: &dyn Fn(IpAddr) -> String) -> Batch {
+        let mut ocsp: BTreeMap<(String, u128), OcspSeen> = BTreeMap::new();
+        let mut crl: BTreeMap<(String, u8, i64), CrlSeen> = BTreeMap::new();
+        let mut handshakes: BTreeMap<u128, HandshakeSeen> = BTreeMap::new();
         for shard in &self.shards {
             let taken = std::mem::take(&mut *shard.lock());
-            batch.ocsp.extend(taken.ocsp.into_iter().map(|((party, serial), s)| OcspSighting {
-                party: party.to_string(),
-                serial: hex(serial),
-                ca_generation: i64::from(s.ca),
-                queries: s.queries as i64,
-                last_at: s.last_at,
-                last_answer: s.last,
-                last_good_at: s.last_good_at,
-                first_revoked_at: s.first_revoked_at,
-                last_revoked_at: s.last_revoked_at,
-            }));
-            batch.crl.extend(taken.crl.into_iter().map(|((party, ca, number), s)| CrlSighting {
-                party: party.to_string(),
-                ca_generation: i64::from(ca),
-                crl_number: number,
-                this_update: s.this_update,
-                downloads: s.downloads as i64,
-                first_at: s.first_at,
-                last_at: s.last_at,
-            }));
-            batch.handshakes.extend(taken.handshakes.into_iter().map(|(serial, s)| HandshakeSighting {
-                serial: hex(serial),
-                ok: s.ok as i64,
-                last_ok_at: s.last_ok_at,
-                last_ok_from: s.last_ok_from,
-                refused: s.refused as i64,
-                first_refused_at: s.first_refused_at,
-                last_refused_at: s.last_refused_at,
-            }));
+            for ((from, serial), s) in taken.ocsp {
+                ocsp.entry((name(from), serial)).and_modify(|m| m.merge(&s)).or_insert(s);
+            }
+            for ((from, ca, number), s) in taken.crl {
+                crl.entry((name(from), ca, number)).and_modify(|m| m.merge(&s)).or_insert(s);
+            }
+            handshakes.extend(taken.handshakes);
         }
-        batch.ocsp.sort_by(|a, b| (&a.party, &a.serial).cmp(&(&b.party, &b.serial)));
-        batch
-            .crl
-            .sort_by(|a, b| (&a.party, a.ca_generation, a.crl_number).cmp(&(&b.party, b.ca_generation, b.crl_number)));
-        batch.handshakes.sort_by(|a, b| a.serial.cmp(&b.serial));
-        batch
+        Batch {
+            ocsp: ocsp
+                .into_iter()
+                .map(|((party, serial), s)| OcspSighting {
+                    party,
+                    serial: hex(serial),
+                    ca_generation: i64::from(s.ca),
+                    queries: s.queries as i64,
+                    last_at: s.last_at,
+                    last_answer: s.last,
+                    last_good_at: s.last_good_at,
+                    first_revoked_at: s.first_revoked_at,
+                    last_revoked_at: s.last_revoked_at,
+                })
+                .collect(),
+            crl: crl
+                .into_iter()
+                .map(|((party, ca, number), s)| CrlSighting {
+                    party,
+                    ca_generation: i64::from(ca),
+                    crl_number: number,
+                    this_update: s.this_update,
+                    downloads: s.downloads as i64,
+                    first_at: s.first_at,
+                    last_at: s.last_at,
+                })
+                .collect(),
+            handshakes: handshakes
+                .into_iter()
+                .map(|(serial, s)| HandshakeSighting {
+                    serial: hex(serial),
+                    ok: s.ok as i64,
+                    last_ok_at: s.last_ok_at,
+                    last_ok_from: s.last_ok_from.map(|a| a.to_string()),
+                    refused: s.refused as i64,
+                    first_refused_at: s.first_refused_at,
+                    last_refused_at: s.last_refused_at,
+                })
+                .collect(),
+        }
     }
 
     /// Writes everything counted since the last flush to the database, in
-    /// one transaction. A batch whose transaction failed wrote nothing, so
-    /// it is kept and written first next time: nothing is lost or counted
-    /// twice.
-    pub async fn flush(&self, store: &Store) -> Result<usize, connect_pki_store::StoreError> {
+    /// one transaction, under the names `name` gives the addresses. A batch
+    /// whose transaction failed wrote nothing, so it is kept and written
+    /// first next time: nothing is lost or counted twice.
+    pub async fn flush(
+        &self,
+        store: &Store,
+        name: &(dyn Fn(IpAddr) -> String + Sync),
+    ) -> Result<usize, connect_pki_store::StoreError> {
         let mut unwritten = self.unwritten.lock().await;
-        if let Some(old) = unwritten.take() {
-            if let Err(e) = store.record_sightings(&old).await {
-                *unwritten = Some(old);
-                return Err(e);
-            }
+        if let Some(old) = unwritten.take()
+            && let Err(e) = store.record_sightings(&old).await
+        {
+            *unwritten = Some(old);
+            return Err(e);
         }
-        let batch = self.drain();
+        let batch = self.drain(name);
         let n = batch.len();
         if n > 0
             && let Err(e) = store.record_sightings(&batch).await

@@ -71,20 +71,24 @@ impl Names {
     }
 }
 
-/// Writes the counts every `flush_every`, prunes hourly, and writes what is
-/// left when the service stops.
+/// Writes this instance's counts under the relying parties' names.
+pub async fn flush(state: &AppState) -> Result<usize, connect_pki_store::StoreError> {
+    let names = &state.settings.relying.names;
+    state.ocsp.sightings.flush(&state.store, &|addr| names.of(addr).to_string()).await
+}
+
+/// Writes the counts every `flush_every` and prunes hourly. What is left
+/// when the service stops is written by `run::Running::wait`, before the
+/// database pool closes.
 pub async fn worker(state: AppState, settings: RecordSettings, shutdown: CancellationToken) {
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
-        let stopping = tokio::select! {
-            () = shutdown.cancelled() => true,
-            () = tokio::time::sleep(settings.flush_every) => false,
-        };
-        if let Err(e) = state.ocsp.sightings.flush(&state.store).await {
-            tracing::error!(error = %e, "writing the relying parties' record failed; kept for the next attempt");
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(settings.flush_every) => {},
         }
-        if stopping {
-            return;
+        if let Err(e) = flush(&state).await {
+            tracing::error!(error = %e, "writing the relying parties' record failed; kept for the next attempt");
         }
         if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             last_prune = Some(tokio::time::Instant::now());

@@ -67,6 +67,10 @@ impl Running {
         let _ = self.api_task.await;
         self.public_task.await.context("public listener")?;
         crate::checkpoint::at_shutdown(self.checkpoints, &self.state).await;
+        // What relying parties asked since the last write, before the pool closes.
+        if let Err(e) = crate::relying::flush(&self.state).await {
+            tracing::error!(error = %e, "the relying parties' last counts could not be written at shutdown");
+        }
         self.state.store.close().await;
         tracing::info!("stopped");
         Ok(())

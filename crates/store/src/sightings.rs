@@ -145,13 +145,27 @@ fn earlier(col: &str, table: &str) -> String {
     )
 }
 
+/// Rows per statement: one round trip for many, far below either backend's
+/// limit on parameters (9 × 200 = 1 800).
+const ROWS: usize = 200;
+
+/// `insert into <table_cols> values (…), (…) <conflict>` for `rows` rows of
+/// `cols` parameters. A batch holds each key once, as one statement must.
+fn upsert(table_cols: &str, cols: usize, rows: usize, conflict: &str) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect();
+    format!("insert into {table_cols} values {} {conflict}", values.join(", "))
+}
+
 impl Store {
-    /// Adds a batch of counts, in one transaction.
+    /// Adds a batch of counts, in one transaction, [`ROWS`] rows a statement.
     pub async fn record_sightings(&self, batch: &Sightings) -> Result<(), StoreError> {
-        let ocsp_sql = format!(
-            "insert into rp_ocsp (party, serial, ca_generation, queries, last_at, last_answer, last_good_at, \
-             first_revoked_at, last_revoked_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             on conflict (party, serial) do update set queries = rp_ocsp.queries + excluded.queries, \
+        let ocsp_conflict = format!(
+            "on conflict (party, serial) do update set queries = rp_ocsp.queries + excluded.queries, \
              last_answer = case when excluded.last_at >= rp_ocsp.last_at then excluded.last_answer \
              else rp_ocsp.last_answer end, last_at = {}, last_good_at = {}, first_revoked_at = {}, \
              last_revoked_at = {}",
@@ -160,17 +174,14 @@ impl Store {
             earlier("first_revoked_at", "rp_ocsp"),
             later("last_revoked_at", "rp_ocsp"),
         );
-        let crl_sql = format!(
-            "insert into rp_crl (party, ca_generation, crl_number, this_update, downloads, first_at, last_at) \
-             values ($1, $2, $3, $4, $5, $6, $7) on conflict (party, ca_generation, crl_number) do update set \
+        let crl_conflict = format!(
+            "on conflict (party, ca_generation, crl_number) do update set \
              downloads = rp_crl.downloads + excluded.downloads, first_at = {}, last_at = {}",
             earlier("first_at", "rp_crl"),
             later("last_at", "rp_crl"),
         );
-        let handshake_sql = format!(
-            "insert into cert_handshakes (serial, ok_count, last_ok_at, last_ok_from, refused_count, \
-             first_refused_at, last_refused_at) values ($1, $2, $3, $4, $5, $6, $7) \
-             on conflict (serial) do update set ok_count = cert_handshakes.ok_count + excluded.ok_count, \
+        let handshake_conflict = format!(
+            "on conflict (serial) do update set ok_count = cert_handshakes.ok_count + excluded.ok_count, \
              last_ok_from = case when excluded.last_ok_at is not null and (cert_handshakes.last_ok_at is null \
              or excluded.last_ok_at >= cert_handshakes.last_ok_at) then excluded.last_ok_from \
              else cert_handshakes.last_ok_from end, last_ok_at = {}, \
@@ -181,43 +192,69 @@ impl Store {
             later("last_refused_at", "cert_handshakes"),
         );
         self.write(async |tx| {
-            for s in &batch.ocsp {
-                sqlx::query(&ocsp_sql)
-                    .bind(&s.party)
-                    .bind(&s.serial)
-                    .bind(s.ca_generation)
-                    .bind(s.queries)
-                    .bind(s.last_at)
-                    .bind(s.last_answer.as_str())
-                    .bind(s.last_good_at)
-                    .bind(s.first_revoked_at)
-                    .bind(s.last_revoked_at)
-                    .execute(&mut **tx)
-                    .await?;
+            for rows in batch.ocsp.chunks(ROWS) {
+                let sql = upsert(
+                    "rp_ocsp (party, serial, ca_generation, queries, last_at, last_answer, last_good_at, \
+                     first_revoked_at, last_revoked_at)",
+                    9,
+                    rows.len(),
+                    &ocsp_conflict,
+                );
+                let mut q = sqlx::query(&sql);
+                for s in rows {
+                    q = q
+                        .bind(&s.party)
+                        .bind(&s.serial)
+                        .bind(s.ca_generation)
+                        .bind(s.queries)
+                        .bind(s.last_at)
+                        .bind(s.last_answer.as_str())
+                        .bind(s.last_good_at)
+                        .bind(s.first_revoked_at)
+                        .bind(s.last_revoked_at);
+                }
+                q.execute(&mut **tx).await?;
             }
-            for s in &batch.crl {
-                sqlx::query(&crl_sql)
-                    .bind(&s.party)
-                    .bind(s.ca_generation)
-                    .bind(s.crl_number)
-                    .bind(s.this_update)
-                    .bind(s.downloads)
-                    .bind(s.first_at)
-                    .bind(s.last_at)
-                    .execute(&mut **tx)
-                    .await?;
+            for rows in batch.crl.chunks(ROWS) {
+                let sql = upsert(
+                    "rp_crl (party, ca_generation, crl_number, this_update, downloads, first_at, last_at)",
+                    7,
+                    rows.len(),
+                    &crl_conflict,
+                );
+                let mut q = sqlx::query(&sql);
+                for s in rows {
+                    q = q
+                        .bind(&s.party)
+                        .bind(s.ca_generation)
+                        .bind(s.crl_number)
+                        .bind(s.this_update)
+                        .bind(s.downloads)
+                        .bind(s.first_at)
+                        .bind(s.last_at);
+                }
+                q.execute(&mut **tx).await?;
             }
-            for s in &batch.handshakes {
-                sqlx::query(&handshake_sql)
-                    .bind(&s.serial)
-                    .bind(s.ok)
-                    .bind(s.last_ok_at)
-                    .bind(&s.last_ok_from)
-                    .bind(s.refused)
-                    .bind(s.first_refused_at)
-                    .bind(s.last_refused_at)
-                    .execute(&mut **tx)
-                    .await?;
+            for rows in batch.handshakes.chunks(ROWS) {
+                let sql = upsert(
+                    "cert_handshakes (serial, ok_count, last_ok_at, last_ok_from, refused_count, first_refused_at, \
+                     last_refused_at)",
+                    7,
+                    rows.len(),
+                    &handshake_conflict,
+                );
+                let mut q = sqlx::query(&sql);
+                for s in rows {
+                    q = q
+                        .bind(&s.serial)
+                        .bind(s.ok)
+                        .bind(s.last_ok_at)
+                        .bind(&s.last_ok_from)
+                        .bind(s.refused)
+                        .bind(s.first_refused_at)
+                        .bind(s.last_refused_at);
+                }
+                q.execute(&mut **tx).await?;
             }
             Ok::<_, StoreError>(())
         })

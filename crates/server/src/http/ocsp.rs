@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use connect_pki_ca::ocsp::{Refusal, refusal_response};
 use connect_pki_responder::MAX_REQUEST;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request};
@@ -57,15 +57,15 @@ fn ocsp_response(der: Bytes, max_age: i64) -> Response {
         .into_response()
 }
 
-/// The relying party `req` comes from, when they are recorded. Read from
-/// the request in place: the extractors would copy its headers.
-fn party(r: &ResponderState, req: &Request) -> Option<Arc<str>> {
-    let relying = &r.state.settings.relying;
-    if !relying.enabled {
+/// The address of the relying party `req` comes from, when they are
+/// recorded. Read from the request in place: the extractors would copy its
+/// headers.
+fn party(r: &ResponderState, req: &Request) -> Option<IpAddr> {
+    if !r.state.settings.relying.enabled {
         return None;
     }
     let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
-    Some(relying.names.of(r.proxies.client_of(peer.ip().to_canonical(), req.headers())))
+    Some(r.proxies.client_of(peer.ip().to_canonical(), req.headers()))
 }
 
 async fn ocsp_post(State(r): State<ResponderState>, req: Request) -> Response {
@@ -74,7 +74,7 @@ async fn ocsp_post(State(r): State<ResponderState>, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return ocsp_response(Bytes::from(refusal_response(Refusal::Malformed)), 0),
     };
-    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &bytes, party.as_ref());
+    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &bytes, party);
     ocsp_response(der, max_age)
 }
 
@@ -82,7 +82,7 @@ async fn ocsp_get(State(r): State<ResponderState>, Path(encoded): Path<String>, 
     let Some(request) = connect_pki_ca::ocsp::decode_get_path(&encoded) else {
         return ocsp_response(Bytes::from(refusal_response(Refusal::Malformed)), 0);
     };
-    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &request, party(&r, &req).as_ref());
+    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &request, party(&r, &req));
     ocsp_response(der, max_age)
 }
 
@@ -103,7 +103,7 @@ async fn crl_file(State(r): State<ResponderState>, Path(file): Path<String>, req
         let ca = state.revocations.cas().iter().find(|c| c.name() == crl.ca).map(|c| c.generation());
         if let Some(ca) = ca {
             let ca = u8::try_from(ca).unwrap_or(u8::MAX);
-            state.ocsp.sightings.crl(&party, ca, crl.number, crl.this_update, state.clock.now());
+            state.ocsp.sightings.crl(party, ca, crl.number, crl.this_update, state.clock.now());
         }
     }
     match crl {

@@ -11,7 +11,7 @@ use crate::state::AppState;
 /// Writes this instance's counts first, so that what is read includes the
 /// questions answered a moment ago.
 async fn flushed(state: &AppState) {
-    if let Err(e) = state.ocsp.sightings.flush(&state.store).await {
+    if let Err(e) = crate::relying::flush(state).await {
         tracing::warn!(error = %e, "the relying parties' record could not be written before reading it");
     }
 }
