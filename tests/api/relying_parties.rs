@@ -207,7 +207,8 @@ async fn instances_flushing_at_once_add_up(backend: Backend) {
     let parties: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.9"].into_iter().map(ip).collect();
     let name = |a: IpAddr| if a == ip("10.0.0.9") { a.to_string() } else { "ケース記録".to_string() };
     // (party, serial) → (queries, first revoked, last good); serial → (handshakes, last ok).
-    let mut want: BTreeMap<(String, u128), (i64, Option<i64>, Option<i64>)> = BTreeMap::new();
+    type Told = (i64, Option<i64>, Option<i64>);
+    let mut want: BTreeMap<(String, u128), Told> = BTreeMap::new();
     let mut shakes: BTreeMap<u128, (i64, Option<i64>)> = BTreeMap::new();
     let mut seed: u64 = 0x5eed;
     let mut next = |n: u64| {
