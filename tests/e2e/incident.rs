@@ -11,9 +11,9 @@
 
 use std::path::Path;
 
-use connect_pki_e2e::fixtures::PASSWORD;
+use connect_pki_e2e::fixtures::device;
 use connect_pki_e2e::{Backend, Server, binary, both_backends, python_json, run, text};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::nginx::{free_port, start_nginx, through_nginx};
 
@@ -61,13 +61,8 @@ async fn a_lost_device_leaves_a_signed_record(backend: Backend) {
     s.spawn(&[("CONNECT_PKI_RELYING_PARTY_FLUSH_SECONDS", "1")]);
     let admin = s.admin_pem();
 
-    let body = json!({"display_name": "紛失する端末", "login_id": "lost.device", "email": "l@example.test"});
-    let (_, user) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
-    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(&admin), None);
-    let pem = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "lost-dev", "/CN=lost.device");
-    let (_, me) = s.api("GET", "/api/v1/whoami", Some(&pem), None);
-    let serial = me["serial"].as_str().expect("serial").to_string();
-    let device = me["device_id"].as_i64().expect("device");
+    let d = device(&s, &admin, "lost.device");
+    let (pem, serial, device) = (d.pem, d.serial, d.device_id);
 
     // In use: through nginx (which asks our OCSP responder), and the CRL
     // fetcher holds the current CRL.
