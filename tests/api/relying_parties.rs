@@ -265,3 +265,22 @@ async fn instances_flushing_at_once_add_up(backend: Backend) {
     }
 }
 both_backends!(instances_flushing_at_once_add_up);
+
+/// `--relying-party-recording false`: answers as ever, records nothing.
+async fn recording_can_be_turned_off(backend: Backend) {
+    let off = AppOptions {
+        relying_parties: RecordSettings { enabled: false, ..RecordSettings::default() },
+        ..AppOptions::default()
+    };
+    let app = spawn_app_with(backend, off).await;
+    let d = app.device("unrecorded").await;
+    assert_eq!(ocsp_from(&app, "127.0.0.2", &d.id).await, "good");
+    crl_from(&app, "127.0.0.2").await;
+    assert!(handshake_from(&app, "127.0.0.3", &d.id).await);
+    let (_, used) =
+        app.api("GET", &format!("/api/v1/certificates/{}/use", d.id.serial()), Some(&app.admin), None).await;
+    assert_eq!((used["ocsp"].clone(), used["handshakes"].clone()), (json!([]), json!(0)), "{used}");
+    let (_, list) = app.api("GET", "/api/v1/relying-parties", Some(&app.admin), None).await;
+    assert_eq!(list["relying_parties"], json!([]), "{list}");
+}
+both_backends!(recording_can_be_turned_off);
