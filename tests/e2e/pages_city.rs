@@ -138,8 +138,9 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     assert!(csv.contains("facility.suspend"), "{csv}");
     says(&out, "lifetimes", "ルートCA");
     says(&out, "relying_parties", "127.0.0.1");
+    // The page was read right after the suspension, before nginx asked again.
     says(&out, "incident", "証明書を一時停止");
-    says(&out, "incident", "OCSP で「失効」と回答（最初）");
+    says(&out, "incident", "OCSP で「有効」と回答（最後）");
     assert_eq!(ocsp_status(&s, &manager), "revoked certificateHold");
     let (status, body) = through_nginx(&s, port, &manager);
     assert_eq!(status, 400, "nginx let the suspended facility's manager through: {body}");

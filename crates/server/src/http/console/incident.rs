@@ -74,6 +74,7 @@ fn who_ja(who: &Option<String>) -> String {
         None => "—".into(),
         Some(w) => match w.split_once(':') {
             Some(("user", id)) => format!("利用者 {id}"),
+            Some(("public", addr)) => format!("登録コードで（{addr} から）"),
             Some(("system", what)) => format!("システム（{what}）"),
             _ => w.to_string(),
         },
@@ -90,9 +91,17 @@ fn detail_ja(e: &Event) -> String {
         "handshake.last_ok" => format!("接続元 {}、通算 {} 回", s(&d["from"]), d["handshakes"]),
         "handshake.first_refused" | "handshake.last_refused" => format!("拒否 通算 {} 回", d["refused"]),
         _ => match &d["detail"] {
-            Value::Object(m) if !m.is_empty() => {
-                m.iter().map(|(k, v)| format!("{k}: {}", s(v))).collect::<Vec<_>>().join("、")
-            }
+            Value::Object(m) if !m.is_empty() => m
+                .iter()
+                .map(|(k, v)| {
+                    // Times in the audit detail are Unix seconds: shown as dates.
+                    let time = (k.ends_with("_at") || k.starts_with("not_"))
+                        .then(|| v.as_i64().and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()))
+                        .flatten();
+                    format!("{k}: {}", time.map(local).unwrap_or_else(|| s(v)))
+                })
+                .collect::<Vec<_>>()
+                .join("、"),
             _ => String::new(),
         },
     }
