@@ -7,10 +7,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use connect_pki_domain::Serial;
+use connect_pki_domain::{Reason, Serial};
 use serde_json::Value;
 
-use crate::http::console::kit::{Ctx, local, page, refuse};
+use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::incident::{Event, record};
@@ -67,6 +67,28 @@ fn what_ja(code: &str) -> &'static str {
         "handshake.last_refused" => "接続を拒否（最後）",
         _ => "その他の記録",
     }
+}
+
+/// A CRLReason, as the revoke form names it.
+fn reason_ja(reason: &str) -> &'static str {
+    match reason.parse::<Reason>() {
+        Ok(Reason::KeyCompromise) => "鍵の危殆化（端末の紛失・盗難など）",
+        Ok(Reason::AffiliationChanged) => "所属の変更",
+        Ok(Reason::Superseded) => "別の証明書への切り替え",
+        Ok(Reason::CessationOfOperation) => "利用の終了",
+        Ok(Reason::CertificateHold) => "一時停止",
+        Ok(Reason::PrivilegeWithdrawn) => "権限の取り消し",
+        Ok(Reason::Unspecified) => "理由を特定しない",
+        _ => "その他",
+    }
+}
+
+/// An RFC 3339 time of the record, in Japan's time.
+fn local_of(v: &Value) -> String {
+    v.as_str()
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map(local)
+        .unwrap_or_else(|| "—".into())
 }
 
 fn who_ja(who: &Option<String>) -> String {
@@ -129,9 +151,9 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, P
         ("施設", text(&c["facility_name"])),
         ("利用者（番号）", c["user_id"].to_string()),
         ("端末（番号）", c["device_id"].to_string()),
-        ("証明書の状態", text(&c["status"])),
-        ("失効の理由", text(&c["reason"])),
-        ("失効日時", text(&c["revoked_at"])),
+        ("証明書の状態", c["status"].as_str().and_then(|t| t.parse().ok()).map_or("—", cert_ja).to_string()),
+        ("失効・停止の理由", c["reason"].as_str().map_or("—", reason_ja).to_string()),
+        ("失効・停止の日時", local_of(&c["revoked_at"])),
     ];
     let rows = incident
         .events
@@ -154,7 +176,14 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, P
             .find(|ca| ca.name() == text(&c["issuing_ca"]))
             .map_or(&[][..], |ca| ca.cert_der()),
     ) {
-        Ok(said) => format!("「{}」（{} 作成、署名を確認済み）", said.status, local(said.produced_at)),
+        Ok(said) => {
+            let word = match said.status {
+                "good" => "有効",
+                "revoked" => "失効",
+                _ => "不明",
+            };
+            format!("「{word}」（{} 作成、署名を確認済み）", local(said.produced_at))
+        }
         Err(e) => format!("読めません: {e}"),
     };
     let crl = match r["proof"]["crl"].as_object() {
@@ -172,7 +201,7 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, P
         rows,
         ocsp,
         crl,
-        generated: text(&r["generated_at"]),
+        generated: local_of(&r["generated_at"]),
     };
     page(StatusCode::OK, &p)
 }
