@@ -202,7 +202,13 @@ async fn instances_flushing_at_once_add_up(backend: Backend) {
     use connect_pki_store::OcspAnswer;
 
     let db = connect_pki_store::testing::TestDb::new(backend).await;
-    let store = db.store().await.expect("store");
+    // Each instance has a store (a connection pool) of its own, as separate
+    // processes do: their transactions really run at the same time.
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(db.store().await.expect("store"));
+    }
+    let store = &stores[0];
     // Three addresses, two of them one relying party by name.
     let parties: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2", "10.0.0.9"].into_iter().map(ip).collect();
     let name = |a: IpAddr| if a == ip("10.0.0.9") { a.to_string() } else { "ケース記録".to_string() };
@@ -243,13 +249,13 @@ async fn instances_flushing_at_once_add_up(backend: Backend) {
         // Polled together: each flush waits on the database while the others run.
         let i = &instances;
         let flushed = tokio::join!(
-            i[0].flush(&store, &name),
-            i[1].flush(&store, &name),
-            i[2].flush(&store, &name),
-            i[3].flush(&store, &name)
+            i[0].flush(&stores[0], &name),
+            i[1].flush(&stores[1], &name),
+            i[2].flush(&stores[2], &name),
+            i[3].flush(&stores[3], &name)
         );
         for f in [flushed.0, flushed.1, flushed.2, flushed.3] {
-            f.expect("a flush failed (a deadlock between instances?)");
+            f.expect("a flush failed");
         }
     }
     for (serial, (count, last_ok)) in &shakes {
@@ -284,3 +290,32 @@ async fn recording_can_be_turned_off(backend: Backend) {
     assert_eq!(list["relying_parties"], json!([]), "{list}");
 }
 both_backends!(recording_can_be_turned_off);
+
+/// A flush that cannot reach the database loses nothing and, once it can,
+/// writes each count once: the failed rows first, the newer counts after.
+async fn a_failed_flush_is_written_once_later(backend: Backend) {
+    use connect_pki_responder::Sightings;
+    use connect_pki_store::OcspAnswer;
+
+    let db = connect_pki_store::testing::TestDb::new(backend).await;
+    let (down, up) = (db.store().await.expect("store"), db.store().await.expect("store"));
+    let name = |a: IpAddr| a.to_string();
+    let s = Sightings::default();
+    let at = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+    // More rows than one transaction takes.
+    for serial in 0..450u128 {
+        s.ocsp(ip("10.0.0.1"), 1, (1 << 126) + serial, OcspAnswer::Good, at);
+    }
+    down.close().await;
+    assert!(s.flush(&down, &name).await.is_err(), "a closed pool accepted the write");
+    // Counted while the database was away.
+    s.ocsp(ip("10.0.0.1"), 1, 1 << 126, OcspAnswer::Revoked, at + time::Duration::seconds(9));
+    assert_eq!(s.flush(&up, &name).await.expect("written"), 450, "the queued rows go first, alone");
+    assert_eq!(s.flush(&up, &name).await.expect("written"), 1, "then what came after");
+    let first = up.certificate_sightings(&format!("{:032x}", 1u128 << 126), None).await.expect("read");
+    let told = &first.ocsp[0];
+    assert_eq!((told.queries, told.last_answer), (2, OcspAnswer::Revoked), "{told:?}");
+    let other = up.certificate_sightings(&format!("{:032x}", (1u128 << 126) + 449), None).await.expect("read");
+    assert_eq!(other.ocsp[0].queries, 1, "{:?}", other.ocsp);
+}
+both_backends!(a_failed_flush_is_written_once_later);

@@ -10,7 +10,7 @@
 //! of several small locks and touches one map entry: no I/O, no allocation
 //! for a relying party and certificate seen before.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 
@@ -92,8 +92,8 @@ struct HandshakeSeen {
 pub struct Sightings {
     shards: Vec<Mutex<Shard>>,
     hasher: std::collections::hash_map::RandomState,
-    /// A batch whose write failed, written before the next one.
-    unwritten: tokio::sync::Mutex<Option<Batch>>,
+    /// Drained counts not written yet, in transactions of [`CHUNK`] rows.
+    unwritten: tokio::sync::Mutex<VecDeque<Batch>>,
 }
 
 impl std::fmt::Debug for Sightings {
@@ -107,7 +107,7 @@ impl Default for Sightings {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: Default::default(),
-            unwritten: tokio::sync::Mutex::new(None),
+            unwritten: tokio::sync::Mutex::new(VecDeque::new()),
         }
     }
 }
@@ -169,9 +169,8 @@ impl Sightings {
     }
 
     /// Takes everything counted since the last call, under the names
-    /// `name` gives the addresses, sorted by key: instances writing batches
-    /// at the same time then lock rows in one order, and PostgreSQL never
-    /// finds two of them waiting on each other.
+    /// `name` gives the addresses (entries that come to one name merged),
+    /// in key order.
     pub fn drain(&self, name: &dyn Fn(IpAddr) -> String) -> Batch {
         let mut ocsp: BTreeMap<(String, u128), OcspSeen> = BTreeMap::new();
         let mut crl: BTreeMap<(String, u8, i64), CrlSeen> = BTreeMap::new();
@@ -228,32 +227,43 @@ impl Sightings {
         }
     }
 
-    /// Writes everything counted since the last flush to the database, in
-    /// one transaction, under the names `name` gives the addresses. A batch
-    /// whose transaction failed wrote nothing, so it is kept and written
-    /// first next time: nothing is lost or counted twice.
+    /// Writes everything counted since the last flush to the database,
+    /// under the names `name` gives the addresses, in transactions of at most
+    /// [`CHUNK`] rows: every write of the service takes the store's one
+    /// writer lock, and a revocation waits behind one small transaction, not
+    /// behind the whole batch. A transaction that failed wrote nothing: its
+    /// rows and the ones after stay queued and go first next time, and
+    /// nothing new is drained until they are written, so nothing is lost or
+    /// counted twice, and a database that is down costs no more memory than
+    /// the counts themselves.
     pub async fn flush(
         &self,
         store: &Store,
         name: &(dyn Fn(IpAddr) -> String + Sync),
     ) -> Result<usize, connect_pki_store::StoreError> {
-        let mut unwritten = self.unwritten.lock().await;
-        if let Some(old) = unwritten.take()
-            && let Err(e) = store.record_sightings(&old).await
-        {
-            *unwritten = Some(old);
-            return Err(e);
+        let mut queue = self.unwritten.lock().await;
+        if queue.is_empty() {
+            queue.extend(chunks(self.drain(name)));
         }
-        let batch = self.drain(name);
-        let n = batch.len();
-        if n > 0
-            && let Err(e) = store.record_sightings(&batch).await
-        {
-            *unwritten = Some(batch);
-            return Err(e);
+        let mut written = 0;
+        while let Some(chunk) = queue.front() {
+            store.record_sightings(chunk).await?;
+            written += queue.pop_front().map_or(0, |c| c.len());
         }
-        Ok(n)
+        Ok(written)
     }
+}
+
+/// Rows written in one transaction.
+const CHUNK: usize = 200;
+
+/// `batch` cut into batches of at most [`CHUNK`] rows.
+fn chunks(batch: Batch) -> Vec<Batch> {
+    let mut out: Vec<Batch> = Vec::new();
+    out.extend(batch.ocsp.chunks(CHUNK).map(|c| Batch { ocsp: c.to_vec(), ..Batch::default() }));
+    out.extend(batch.crl.chunks(CHUNK).map(|c| Batch { crl: c.to_vec(), ..Batch::default() }));
+    out.extend(batch.handshakes.chunks(CHUNK).map(|c| Batch { handshakes: c.to_vec(), ..Batch::default() }));
+    out
 }
 
 fn hex(serial: u128) -> String {
