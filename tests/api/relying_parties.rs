@@ -303,19 +303,19 @@ async fn a_failed_flush_is_written_once_later(backend: Backend) {
     let s = Sightings::default();
     let at = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
     // More rows than one transaction takes.
-    for serial in 0..450u128 {
+    for serial in 0..1500u128 {
         s.ocsp(ip("10.0.0.1"), 1, (1 << 126) + serial, OcspAnswer::Good, at);
     }
     down.close().await;
     assert!(s.flush(&down, &name).await.is_err(), "a closed pool accepted the write");
     // Counted while the database was away.
     s.ocsp(ip("10.0.0.1"), 1, 1 << 126, OcspAnswer::Revoked, at + time::Duration::seconds(9));
-    assert_eq!(s.flush(&up, &name).await.expect("written"), 450, "the queued rows go first, alone");
+    assert_eq!(s.flush(&up, &name).await.expect("written"), 1500, "the queued rows go first, alone");
     assert_eq!(s.flush(&up, &name).await.expect("written"), 1, "then what came after");
     let first = up.certificate_sightings(&format!("{:032x}", 1u128 << 126), None).await.expect("read");
     let told = &first.ocsp[0];
     assert_eq!((told.queries, told.last_answer), (2, OcspAnswer::Revoked), "{told:?}");
-    let other = up.certificate_sightings(&format!("{:032x}", (1u128 << 126) + 449), None).await.expect("read");
+    let other = up.certificate_sightings(&format!("{:032x}", (1u128 << 126) + 1499), None).await.expect("read");
     assert_eq!(other.ocsp[0].queries, 1, "{:?}", other.ocsp);
 }
 both_backends!(a_failed_flush_is_written_once_later);

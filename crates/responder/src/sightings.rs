@@ -254,8 +254,10 @@ impl Sightings {
     }
 }
 
-/// Rows written in one transaction.
-const CHUNK: usize = 200;
+/// Rows written in one transaction (five statements). 200-row transactions
+/// cost the OCSP responder about 10 % of its throughput while a flush of
+/// 10 000 rows ran (each commit is synced); a thousand did not measurably.
+const CHUNK: usize = 1000;
 
 /// `batch` cut into batches of at most [`CHUNK`] rows.
 fn chunks(batch: Batch) -> Vec<Batch> {
