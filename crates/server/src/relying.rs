@@ -3,7 +3,6 @@
 //! database and prunes it after the retention period.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,7 +38,7 @@ impl Default for RecordSettings {
 
 /// Network → relying-party name.
 #[derive(Debug, Clone, Default)]
-pub struct Names(Vec<(IpNet, Arc<str>)>);
+pub struct Names(Vec<(IpNet, String)>);
 
 impl Names {
     /// From `name = ["10.1.0.0/16", "192.0.2.7"]` pairs.
@@ -47,7 +46,7 @@ impl Names {
         let mut named = Vec::new();
         for (name, networks) in pairs {
             anyhow::ensure!(!name.trim().is_empty(), "relying_parties: a name is empty");
-            let name: Arc<str> = Arc::from(name.trim());
+            let name = name.trim().to_string();
             for n in networks {
                 let net = n
                     .parse::<IpNet>()
@@ -62,19 +61,16 @@ impl Names {
     }
 
     /// The relying party at `addr`.
-    pub fn of(&self, addr: IpAddr) -> Arc<str> {
+    pub fn of(&self, addr: IpAddr) -> String {
         let addr = addr.to_canonical();
-        self.0
-            .iter()
-            .find(|(net, _)| net.contains(&addr))
-            .map_or_else(|| Arc::from(addr.to_string()), |(_, n)| n.clone())
+        self.0.iter().find(|(net, _)| net.contains(&addr)).map_or_else(|| addr.to_string(), |(_, n)| n.clone())
     }
 }
 
 /// Writes this instance's counts under the relying parties' names.
 pub async fn flush(state: &AppState) -> Result<usize, connect_pki_store::StoreError> {
     let names = &state.settings.relying.names;
-    state.ocsp.sightings.flush(&state.store, &|addr| names.of(addr).to_string()).await
+    state.ocsp.sightings.flush(&state.store, &|addr| names.of(addr)).await
 }
 
 /// Writes the counts every `flush_every` and prunes hourly. What is left

@@ -67,7 +67,7 @@ pub struct CrlSighting {
 }
 
 /// One certificate's handshakes on our listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HandshakeSighting {
     pub serial: String,
     pub ok: i64,

@@ -3,7 +3,7 @@
 
 use connect_pki_ca::parse_csr;
 use connect_pki_domain::{Action, DeviceId, FacilityId, Serial, authorize};
-use connect_pki_store::{CertificateRecord, DeviceRecord, ExpiringCertificate, NewCertificate};
+use connect_pki_store::{CertificateRecord, DeviceRecord, ExpiringCertificate, Identity, NewCertificate};
 
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
@@ -23,15 +23,21 @@ pub async fn device(state: &AppState, caller: &Requester, id: DeviceId) -> Resul
     Ok(device)
 }
 
-/// A certificate with the facility it belongs to.
+/// A certificate.
 pub async fn certificate(
     state: &AppState,
     caller: &Requester,
     serial: &Serial,
 ) -> Result<CertificateRecord, ServiceError> {
+    Ok(holder(state, caller, serial).await?.certificate)
+}
+
+/// A certificate with its device, user and facility, for whoever manages
+/// that facility's certificates.
+pub async fn holder(state: &AppState, caller: &Requester, serial: &Serial) -> Result<Identity, ServiceError> {
     let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
     authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
-    Ok(holder.certificate)
+    Ok(holder)
 }
 
 /// The certificates of a facility that are valid or on hold and run out

@@ -120,10 +120,9 @@ fn sighting_events(s: &CertificateSightings, revoked_at: Option<OffsetDateTime>)
 /// The record of the certificate `serial`, signed; for whoever manages its
 /// facility's certificates.
 pub async fn record(state: &AppState, caller: &Requester, serial: &Serial) -> Result<Incident, ServiceError> {
-    let certificate = crate::service::certificates::certificate(state, caller, serial).await?;
-    let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
+    let (holder, sightings) = crate::service::sightings::certificate_use(state, caller, serial).await?;
+    let certificate = &holder.certificate;
     let hex = serial.to_hex();
-    let (_, sightings) = crate::service::sightings::certificate_use(state, caller, serial).await?;
     let escalations = state.store.escalations_of_device(certificate.device).await?;
     let mut targets = vec![format!("certificate:{hex}"), format!("device:{}", certificate.device)];
     targets.extend(escalations.iter().map(|e| format!("escalation:{}", e.id)));

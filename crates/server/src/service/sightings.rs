@@ -2,7 +2,7 @@
 //! (`connect_pki_responder::sightings`, `crate::relying`).
 
 use connect_pki_domain::{Action, Serial, authorize};
-use connect_pki_store::{CertificateRecord, CertificateSightings, RelyingParty};
+use connect_pki_store::{CertificateSightings, Identity, RelyingParty};
 
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
@@ -23,16 +23,16 @@ pub async fn relying_parties(state: &AppState, caller: &Requester) -> Result<Vec
     Ok(state.store.relying_parties().await?)
 }
 
-/// A certificate with its use on our listener, every relying party's OCSP
-/// questions about it and, once it is revoked, the CRL downloads that list
-/// it: for whoever manages its facility's certificates.
+/// A certificate and its holder, with its use on our listener, every
+/// relying party's OCSP questions about it and, once it is revoked, the CRL
+/// downloads that list it: for whoever manages its facility's certificates.
 pub async fn certificate_use(
     state: &AppState,
     caller: &Requester,
     serial: &Serial,
-) -> Result<(CertificateRecord, CertificateSightings), ServiceError> {
-    let certificate = crate::service::certificates::certificate(state, caller, serial).await?;
+) -> Result<(Identity, CertificateSightings), ServiceError> {
+    let holder = crate::service::certificates::holder(state, caller, serial).await?;
     flushed(state).await;
-    let sightings = state.store.certificate_sightings(&serial.to_hex(), certificate.revoked_at).await?;
-    Ok((certificate, sightings))
+    let sightings = state.store.certificate_sightings(&serial.to_hex(), holder.certificate.revoked_at).await?;
+    Ok((holder, sightings))
 }

@@ -142,15 +142,7 @@ pub struct CertificateUse {
 
 impl CertificateUse {
     fn of(certificate: connect_pki_store::CertificateRecord, s: CertificateSightings) -> Self {
-        let h = s.handshakes.unwrap_or_else(|| connect_pki_store::HandshakeSighting {
-            serial: String::new(),
-            ok: 0,
-            last_ok_at: None,
-            last_ok_from: None,
-            refused: 0,
-            first_refused_at: None,
-            last_refused_at: None,
-        });
+        let h = s.handshakes.unwrap_or_default();
         Self {
             certificate: certificate.into(),
             last_handshake_at: h.last_ok_at.map(unix),
@@ -200,8 +192,8 @@ pub(super) async fn certificate_use(
     ApiPath(serial): ApiPath<String>,
 ) -> ApiResult<Json<CertificateUse>> {
     let serial: Serial = serial.parse()?;
-    let (certificate, seen) = sightings::certificate_use(&state, &caller.requester, &serial).await?;
-    Ok(Json(CertificateUse::of(certificate, seen)))
+    let (holder, seen) = sightings::certificate_use(&state, &caller.requester, &serial).await?;
+    Ok(Json(CertificateUse::of(holder.certificate, seen)))
 }
 
 /// A signed incident record: the record, and the JWS whose payload it is.
