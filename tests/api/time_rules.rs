@@ -10,7 +10,6 @@
 use connect_pki_e2e::fixtures::PASSWORD;
 use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
-use time::macros::datetime;
 
 async fn report(app: &TestApp, login: &str, password: &str, device: i64) -> (u16, Value) {
     let body = json!({"login_id": login, "password": password, "device_id": device});
@@ -30,8 +29,7 @@ async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla
     let opts = AppOptions { escalation_sla: time::Duration::minutes(1), ..AppOptions::default() };
     let app = spawn_app_with(backend, opts).await;
     let d = app.device("hiru.staff").await;
-    // Tuesday 2026-12-01, 10:00 in Asia/Tokyo.
-    app.clock.set(datetime!(2026-12-01 01:00 UTC));
+    app.clock.set(connect_pki_e2e::fixtures::next_business_morning());
     let (status, out) = report(&app, "hiru.staff", PASSWORD, d.device_id).await;
     assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
     app.clock.advance(time::Duration::seconds(61));

@@ -2,7 +2,7 @@
 //! a log cut short fails naming the checkpoint, as does a forged checkpoint;
 //! PostgreSQL refuses TRUNCATE of the log.
 
-use connect_pki_e2e::{Backend, Server, both_backends, run, text};
+use connect_pki_e2e::{Backend, Server, both_backends, text};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -13,7 +13,7 @@ fn verify(s: &Server, backend: Backend) -> (bool, String) {
     if backend == Backend::Postgres {
         args.extend(["--database-url", s.db.url.as_str()]);
     }
-    let o = run(&bin, &args, s.dir.path());
+    let o = s.run(&bin, &args);
     (o.status.success(), text(&o))
 }
 

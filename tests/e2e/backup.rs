@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use connect_pki_e2e::fixtures::device;
-use connect_pki_e2e::{Backend, Server, binary, both_backends, run, text};
+use connect_pki_e2e::{Backend, Server, binary, both_backends, text};
 use serde_json::Value;
 
 use crate::revocation::{crl, crl_lists_it, handshake_ok, ocsp_status, revoke};
@@ -23,7 +23,7 @@ fn cli(s: &Server, args: &[&str]) -> String {
         all.extend(["--database-url".into(), s.db.url.clone()]);
     }
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    let out = run(&path(binary()), &all, s.dir.path());
+    let out = s.run(&path(binary()), &all);
     assert!(out.status.success(), "connect-pki {args:?}: {}", text(&out));
     text(&out)
 }
@@ -41,7 +41,7 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     if backend == Backend::Postgres {
         assert!(said.contains("pg_dump"), "{said}");
         let dump = path(&dest.join("database.pgdump"));
-        let o = run("pg_dump", &["--format=custom", "--file", &dump, &s.db.url], s.dir.path());
+        let o = s.run("pg_dump", &["--format=custom", "--file", &dump, &s.db.url]);
         assert!(o.status.success(), "pg_dump: {}", text(&o));
     } else {
         assert!(dest.join("connect-pki.db").exists(), "{said}");
@@ -62,8 +62,7 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     // The backup goes back in place: its database still has X valid.
     if backend == Backend::Postgres {
         let dump = path(&dest.join("database.pgdump"));
-        let o =
-            run("pg_restore", &["--clean", "--if-exists", "--no-owner", "--dbname", &s.db.url, &dump], s.dir.path());
+        let o = s.run("pg_restore", &["--clean", "--if-exists", "--no-owner", "--dbname", &s.db.url, &dump]);
         assert!(o.status.success(), "pg_restore: {}", text(&o));
     }
     let said = cli(&s, &["restore", &path(&dest)]);
@@ -121,15 +120,15 @@ async fn backup_and_restore_refuse_what_would_lose_data() {
     cli(&s, &["backup", &path(&dest)]);
     let bin = path(binary());
     let data = path(&s.data_dir);
-    let o = run(&bin, &["backup", &path(&dest), "--data-dir", &data], s.dir.path());
+    let o = s.run(&bin, &["backup", &path(&dest), "--data-dir", &data]);
     assert!(!o.status.success() && text(&o).contains("not empty"), "{}", text(&o));
-    let o = run(&bin, &["restore", &path(&s.dir.path().join("nothing")), "--data-dir", &data], s.dir.path());
+    let o = s.run(&bin, &["restore", &path(&s.dir.path().join("nothing")), "--data-dir", &data]);
     assert!(!o.status.success() && text(&o).contains("not a backup"), "{}", text(&o));
     // The service is running: its database has a write-ahead log.
-    let o = run(&bin, &["restore", &path(&dest), "--data-dir", &data], s.dir.path());
+    let o = s.run(&bin, &["restore", &path(&dest), "--data-dir", &data]);
     assert!(!o.status.success() && text(&o).contains("stop the service first"), "{}", text(&o));
     s.stop();
-    let o = run(&bin, &["restore", &path(&dest), "--data-dir", &data], s.dir.path());
+    let o = s.run(&bin, &["restore", &path(&dest), "--data-dir", &data]);
     assert!(o.status.success(), "{}", text(&o));
 
     // A kept CRL that our CA did not sign stops the start, saying why.

@@ -8,10 +8,10 @@
 //! the README's test command has on a machine of this kind.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use connect_pki_e2e::{run, text, workspace};
+use connect_pki_e2e::{Spawned, run, text, workspace};
 
 const UNIT: &str = "/lib/systemd/system/connect-pki.service";
 const ENV_FILE: &str = "/etc/connect-pki/connect-pki.env";
@@ -55,31 +55,23 @@ fn unit_command() -> (String, Vec<String>, Vec<(String, String)>) {
     (user, exec, env)
 }
 
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the unit's command as its user (runuser, as systemd's User=) and
 /// waits for /healthz on `port`.
-fn start(port: u16, log: &Path) -> Service {
+/// runuser and the service under it are one process group, stopped together.
+fn start(port: u16, log: &Path) -> Spawned {
     let (user, exec, env) = unit_command();
     let log = std::fs::File::create(log).expect("log");
-    let child = Command::new("runuser")
-        .args(["-u", &user, "--"])
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", &user, "--"])
         .args(&exec)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .envs(env)
         .stdout(Stdio::from(log.try_clone().expect("log")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("runuser runs");
-    let service = Service(child);
+        .stderr(Stdio::from(log));
+    // The unit's environment only, but for the mark tests/run looks for.
+    connect_pki_e2e::process::keep_run_mark(&mut cmd);
+    let service = Spawned::start(&mut cmd).expect("runuser runs");
     let deadline = Instant::now() + Duration::from_secs(90);
     let url = format!("http://127.0.0.1:{port}/healthz");
     loop {

@@ -4,24 +4,20 @@
 //! The API side of emergencies is in the `api` suite.
 
 use connect_pki_e2e::fixtures::{PASSWORD, device};
-use connect_pki_e2e::{Backend, Server, Sinks};
+use connect_pki_e2e::{Backend, FakeTime, Server, Sinks};
 use serde_json::{Value, json};
 
-use crate::revocation::{handshake_ok, ocsp_status_with};
+use crate::revocation::{handshake_ok, ocsp_status};
 
-/// OCSP status as `openssl ocsp` sees it from real time while the server runs
-/// days ahead: the responses' times are allowed that far off.
-fn ocsp_status(s: &Server, pem: &std::path::Path) -> String {
-    ocsp_status_with(s, pem, &["-validity_period", "400000"])
+/// The next Saturday, 22:00 in Asia/Tokyo.
+fn saturday_night() -> FakeTime {
+    FakeTime::at(connect_pki_e2e::fixtures::next_saturday_night())
 }
 
-/// The next Saturday, 22:00 in Asia/Tokyo, as a FAKETIME value.
-fn saturday_night() -> String {
-    let at = connect_pki_e2e::fixtures::next_saturday_night();
-    format!("@{} {:02}:{:02}:00", at.date(), at.hour(), at.minute())
+/// 10:00 in Asia/Tokyo on the next business day, at 60 times the speed.
+fn business_morning_fast() -> FakeTime {
+    FakeTime::at(connect_pki_e2e::fixtures::next_business_morning()).fast(60)
 }
-/// Tuesday 2026-12-01 10:00 in Asia/Tokyo, at 60 times the speed.
-const TUESDAY_MORNING_FAST: &str = "@2026-12-01 01:00:00 x60";
 
 fn report(s: &Server, login: &str, password: &str, device: i64) -> (u16, Value) {
     s.public_api(
@@ -62,7 +58,7 @@ async fn operator_works_the_console_in_chromium() {
     let sinks = Sinks::start(&s, "hook secret");
     sinks.configure(&s);
     s.stop();
-    s.spawn_at_env(&saturday_night(), &[], &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret")]);
+    s.spawn_at_env(saturday_night(), &[], &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret")]);
     let (status, out) = report(&s, "chromium.user", PASSWORD, d.device_id);
     assert_eq!((status, out["queue"].as_str()), (201, Some("admin_division")), "{out}");
     let id = out["escalation_id"].as_i64().expect("id");
@@ -102,11 +98,7 @@ async fn operator_works_the_console_in_chromium() {
     let p12 = s.init["bootstrap"]["pkcs12_path"].as_str().expect("p12").to_string();
     let script = connect_pki_e2e::workspace().join("tests/py/console.py").display().to_string();
     let base = format!("https://{}", s.api);
-    let o = connect_pki_e2e::run(
-        "python3",
-        &[&script, &base, &p12, s.p12_password(), &id.to_string(), &shots],
-        s.dir.path(),
-    );
+    let o = s.run("python3", &[&script, &base, &p12, s.p12_password(), &id.to_string(), &shots]);
     assert!(o.status.success(), "Chromium run failed: {}", connect_pki_e2e::text(&o));
     let page: Value = serde_json::from_slice(&o.stdout).expect("JSON from console.py");
     assert!(page["title"].as_str().is_some_and(|t| t.contains("緊急届出コンソール")), "{page}");
@@ -154,10 +146,11 @@ async fn reports_are_notified_by_webhook_and_email_with_retries() {
     let device_id = staff_with_a_manager_to_mail(&s, &admin);
     sinks.configure(&s);
     s.stop();
-    // Tuesday 10:00 in Tokyo, 60 times as fast, SLA 1 minute: the report goes
-    // to the manager, then to 行政管理課.
+    // A business morning in Tokyo, 60 times as fast, SLA 1 minute: the report
+    // goes to the manager, then to 行政管理課 (30 s here are half an hour
+    // there, well within business hours).
     s.spawn_at_env(
-        TUESDAY_MORNING_FAST,
+        business_morning_fast(),
         &[],
         &[("CONNECT_PKI_WEBHOOK_SECRET", "hook secret"), ("CONNECT_PKI_ESCALATION_SLA_MINUTES", "1")],
     );

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use connect_pki_e2e::fixtures::device;
-use connect_pki_e2e::{Backend, Server, both_backends, run, text};
+use connect_pki_e2e::{Backend, Server, both_backends, text};
 
 use crate::revocation::{handshake_ok, ocsp_status};
 
@@ -21,6 +21,18 @@ async fn execute(url: &str, sql: &str) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
     sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The database server's clock.
+async fn database_now(url: &str) -> time::OffsetDateTime {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let micros: i64 = sqlx::query_scalar("select cast(extract(epoch from clock_timestamp()) * 1000000 as bigint)")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the database's clock");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).expect("a time")
 }
 
 /// Polls `check` every 100 ms for up to `limit`; returns whether it held.
@@ -78,7 +90,7 @@ fn ocsp_raw(s: &Server, pem: &Path) -> String {
     let issuing = s.data("ca/issuing.pem").display().to_string();
     let cert = pem.display().to_string();
     let ocsp = s.data("ca/ocsp.pem").display().to_string();
-    text(&run("openssl", &["ocsp", "-issuer", &issuing, "-cert", &cert, "-url", &url, "-VAfile", &ocsp], s.dir.path()))
+    text(&s.run("openssl", &["ocsp", "-issuer", &issuing, "-cert", &cert, "-url", &url, "-VAfile", &ocsp]))
 }
 
 /// An instance that cannot read the revocation feed cannot know of
@@ -120,19 +132,15 @@ async fn an_instance_with_a_skewed_clock_runs_nothing_early() {
     let admin = s.admin_pem();
     let later = device(&s, &admin, "skew.later");
     let soon = device(&s, &admin, "skew.soon");
-    let library = connect_pki_e2e::faketime_library().display().to_string();
-    let mut ahead = s.instance(
-        "ahead",
-        &[
-            ("LD_PRELOAD", library.as_str()),
-            ("FAKETIME", "+2h"),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-            ("FAKETIME_NO_CACHE", "1"),
-        ],
-    );
+    let vars = connect_pki_e2e::FakeTime::ahead(time::Duration::hours(2)).server_vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut ahead = s.instance("ahead", &vars);
     ahead.start(Duration::from_secs(60)).expect("the instance whose clock is ahead starts");
+    // Due times are the database's: the test's own clock may be off it (the
+    // suite under libfaketime, tests/at-every-hour).
+    let db_ahead = database_now(&s.db.url).await - time::OffsetDateTime::now_utc();
     let retire_at = |user: i64, secs: i64| {
-        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+        let at = time::OffsetDateTime::now_utc() + db_ahead + time::Duration::seconds(secs);
         let at = at.format(&time::format_description::well_known::Rfc3339).expect("format");
         let (status, out) =
             s.api("POST", &format!("/api/v1/users/{user}/retire"), Some(&admin), Some(&serde_json::json!({"at": at})));

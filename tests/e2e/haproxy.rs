@@ -6,29 +6,20 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connect_pki_e2e::client::{self, Identity, Req};
 use connect_pki_e2e::fixtures::{Device, device};
-use connect_pki_e2e::{Backend, Server, run, text, workspace};
+use connect_pki_e2e::{Backend, Server, Spawned, text, workspace};
 
 use crate::nginx::free_port;
 use crate::revocation::revoke;
 
-struct Haproxy(Child);
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// HAProxy from the deploy recipe, in front of instances `a` and `b`:
 /// (mTLS frontend, HTTP frontend).
-fn start_haproxy(s: &Server, a: (&str, &str), b: (&str, &str)) -> (Haproxy, SocketAddr, SocketAddr) {
+fn start_haproxy(s: &Server, a: (&str, &str), b: (&str, &str)) -> (Spawned, SocketAddr, SocketAddr) {
     assert!(
         Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success()),
         "HAProxy is needed for this test (apt-get install haproxy; the README's test command does)"
@@ -48,17 +39,18 @@ fn start_haproxy(s: &Server, a: (&str, &str), b: (&str, &str)) -> (Haproxy, Sock
     assert!(!conf.contains("${"), "a placeholder was left: {conf}");
     let path = s.scratch("haproxy.cfg");
     std::fs::write(&path, conf).expect("write");
-    let check = run("haproxy", &["-c", "-f", &path.display().to_string()], s.dir.path());
+    let check = s.run("haproxy", &["-c", "-f", &path.display().to_string()]);
     assert!(check.status.success(), "haproxy -c: {}", text(&check));
     let log = std::fs::File::create(s.scratch("haproxy.log")).expect("log");
-    let child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&path)
-        .stdout(Stdio::from(log.try_clone().expect("log")))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("haproxy starts");
-    let proxy = Haproxy(child);
+    let child = Spawned::start(
+        Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&path)
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log)),
+    )
+    .expect("haproxy starts");
+    let proxy = child;
     let (api, public): (SocketAddr, SocketAddr) =
         (format!("127.0.0.1:{api}").parse().expect("addr"), format!("127.0.0.1:{public}").parse().expect("addr"));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -188,7 +180,7 @@ async fn instances_behind_haproxy_share_revocations_and_survive_a_kill() {
         tokio::time::sleep(kill_at).await;
         let pid = s.pid().expect("instance a runs");
         let signalled = start.elapsed();
-        let o = run("kill", &["-KILL", &pid.to_string()], s.dir.path());
+        let o = s.run("kill", &["-KILL", &pid.to_string()]);
         assert!(o.status.success(), "{}", text(&o));
         while std::net::TcpStream::connect(addr(&s.api)).is_ok() {
             tokio::time::sleep(Duration::from_millis(1)).await;

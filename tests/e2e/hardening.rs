@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use connect_pki_e2e::{Backend, Server, run, text};
+use connect_pki_e2e::{Backend, Server, text};
 
 /// Whether a handshake at `version` (`-tls1_2`, `-tls1_3`) with the admin's
 /// certificate completes, and what openssl said.
@@ -13,7 +13,7 @@ fn handshake(s: &Server, version: &str, pem: &Path) -> (bool, String) {
     let pem = pem.display().to_string();
     let args =
         ["s_client", "-connect", &s.api, version, "-CAfile", &root, "-cert", &pem, "-verify_return_error", "-brief"];
-    let out = run("openssl", &args, s.dir.path());
+    let out = s.run("openssl", &args);
     let said = text(&out);
     (out.status.success() && said.contains("CONNECTION ESTABLISHED"), said)
 }

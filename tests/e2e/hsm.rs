@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use connect_pki_e2e::fixtures::device;
-use connect_pki_e2e::{Backend, Server, binary, both_backends, faketime_library, python_json, run, text};
+use connect_pki_e2e::{Backend, FakeTime, Server, binary, both_backends, run, text};
 
 use crate::revocation::{handshake_ok, revoke};
 
@@ -146,20 +146,15 @@ fn key_in_token(conf: &Path, dir: &Path, pem: &Path) -> String {
     private.label.clone()
 }
 
-/// `openssl ocsp` about `pem` from CA `issuing`, trusting the root only.
-fn ocsp(s: &Server, pem: &Path, issuing: &str, clock: Option<&str>) -> String {
+/// `openssl ocsp` about `pem` from CA `issuing`, trusting the root only, on
+/// the server's clock.
+fn ocsp(s: &Server, pem: &Path, issuing: &str) -> String {
     let url = format!("http://{}/ocsp", s.public);
     let (root, issuer) = (path(&s.data("ca/root.pem")), path(&s.data(&format!("ca/{issuing}.pem"))));
-    let mut cmd = Command::new("openssl");
-    if let Some(spec) = clock {
-        cmd.env("LD_PRELOAD", faketime_library()).env("FAKETIME", spec).env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-    }
-    let o = cmd
-        .args(["ocsp", "-issuer", &issuer, "-cert", &path(pem), "-url", &url, "-CAfile", &root])
-        .args(["-verify_other", &issuer])
-        .current_dir(s.dir.path())
-        .output()
-        .expect("openssl runs");
+    let o = s.run(
+        "openssl",
+        &["ocsp", "-issuer", &issuer, "-cert", &path(pem), "-url", &url, "-CAfile", &root, "-verify_other", &issuer],
+    );
     let said = text(&o);
     assert!(o.status.success() && said.contains("Response verify OK"), "openssl ocsp ({issuing}): {said}");
     said
@@ -197,24 +192,21 @@ async fn the_ca_keys_live_in_a_pkcs11_token(backend: Backend) {
     let admin = s.admin_pem();
     let d = device(&s, &admin, "hsm-device");
     let root = path(&s.data("ca/root.pem"));
-    let o = run(
-        "openssl",
-        &["verify", "-CAfile", &root, "-untrusted", &path(&s.data("ca/issuing.pem")), &path(&d.pem)],
-        s.dir.path(),
-    );
+    let o =
+        s.run("openssl", &["verify", "-CAfile", &root, "-untrusted", &path(&s.data("ca/issuing.pem")), &path(&d.pem)]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(handshake_ok(&s, &d.pem), "the device was refused");
-    assert!(ocsp(&s, &d.pem, "issuing", None).contains(": good"));
+    assert!(ocsp(&s, &d.pem, "issuing").contains(": good"));
 
     // Revoke: the OCSP answer and the CRL, both signed in the token, say so.
     let (status, body) = revoke(&s, &admin, &d.serial, "keyCompromise");
     assert_eq!(status, 200, "{body}");
     assert!(!handshake_ok(&s, &d.pem), "a revoked device got in");
-    assert!(ocsp(&s, &d.pem, "issuing", None).contains(": revoked"));
+    assert!(ocsp(&s, &d.pem, "issuing").contains(": revoked"));
     let crl = s.scratch("issuing.crl");
     let (_, status, _) = s.curl_public("/crl/issuing.crl", &["-o", &path(&crl)]);
     assert_eq!(status, 200);
-    let facts = python_json("ocsp_crl_facts.py", &["crl", &path(&crl), &path(&s.data("ca/issuing.pem"))], s.dir.path());
+    let facts = s.python_json("ocsp_crl_facts.py", &["crl", &path(&crl), &path(&s.data("ca/issuing.pem"))]);
     assert_eq!(facts["signature_valid"], true, "{facts}");
     assert_eq!(facts["revoked"][&d.serial], "key_compromise", "{facts}");
 
@@ -229,9 +221,9 @@ async fn the_ca_keys_live_in_a_pkcs11_token(backend: Backend) {
     s.stop();
     s.spawn(&env);
     let d2 = device(&s, &admin, "hsm-device-2");
-    let o = run("openssl", &["x509", "-in", &path(&d2.pem), "-noout", "-issuer"], s.dir.path());
+    let o = s.run("openssl", &["x509", "-in", &path(&d2.pem), "-noout", "-issuer"]);
     assert!(text(&o).contains("CONNECT Issuing CA 2"), "{}", text(&o));
-    assert!(ocsp(&s, &d2.pem, "issuing-2", None).contains(": good"));
+    assert!(ocsp(&s, &d2.pem, "issuing-2").contains(": good"));
     for name in ["issuing-2", "ocsp-2"] {
         let label = key_in_token(&conf, scratch.path(), &s.data(&format!("ca/{name}.pem")));
         assert_eq!(label, format!("connect-pki {name}"));
@@ -241,12 +233,12 @@ async fn the_ca_keys_live_in_a_pkcs11_token(backend: Backend) {
     // new keys in the token; the answers verify with the root alone.
     let (ocsp_before, tls_before) = (serial_of(&s.data("ca/ocsp-2.pem")), serial_of(&s.data("ca/tls.pem")));
     s.stop();
-    s.spawn_at_env("+400d", &[], &env);
+    s.spawn_at_env(FakeTime::ahead(time::Duration::days(400)), &[], &env);
     assert!(s.log_contains("service certificate renewed"), "{}", s.log());
     assert_ne!(serial_of(&s.data("ca/ocsp-2.pem")), ocsp_before, "the OCSP signer was not renewed");
     assert_ne!(serial_of(&s.data("ca/tls.pem")), tls_before, "the TLS certificate was not renewed");
-    assert!(ocsp(&s, &d2.pem, "issuing-2", Some("+400d")).contains(": good"));
-    assert!(ocsp(&s, &d.pem, "issuing", Some("+400d")).contains(": revoked"));
+    assert!(ocsp(&s, &d2.pem, "issuing-2").contains(": good"));
+    assert!(ocsp(&s, &d.pem, "issuing").contains(": revoked"));
     for name in ["ocsp", "ocsp-2", "tls"] {
         key_in_token(&conf, scratch.path(), &s.data(&format!("ca/{name}.pem")));
     }

@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use connect_pki_e2e::fixtures::device;
-use connect_pki_e2e::{Backend, Server, binary, both_backends, python_json, run, text};
+use connect_pki_e2e::{Backend, Server, binary, both_backends, text};
 use serde_json::Value;
 
 use crate::nginx::{free_port, start_nginx, through_nginx};
@@ -28,7 +28,7 @@ fn fetch_crl(s: &Server, name: &str) -> u64 {
     let file = s.scratch(name);
     let (code, status, _) = s.curl_public("/crl/issuing.crl", &["--interface", "127.0.0.2", "-o", &path(&file)]);
     assert_eq!((code, status), (0, 200));
-    let o = run("openssl", &["crl", "-inform", "DER", "-in", &path(&file), "-noout", "-crlnumber"], s.dir.path());
+    let o = s.run("openssl", &["crl", "-inform", "DER", "-in", &path(&file), "-noout", "-crlnumber"]);
     let said = text(&o);
     let hex = said.trim().trim_start_matches("crlNumber=0x").trim_start_matches("crlNumber=");
     u64::from_str_radix(hex.trim(), 16).unwrap_or_else(|e| panic!("{said}: {e}"))
@@ -48,7 +48,7 @@ fn one<'a>(record: &'a Value, event: &str, who: &str) -> &'a Value {
 
 fn receipt_verify(s: &Server, file: &Path) -> std::process::Output {
     let args = ["receipt", "verify", &path(file), "--data-dir", &path(&s.data_dir)];
-    run(&path(binary()), &args, s.dir.path())
+    s.run(&path(binary()), &args)
 }
 
 async fn a_lost_device_leaves_a_signed_record(backend: Backend) {
@@ -109,10 +109,9 @@ async fn a_lost_device_leaves_a_signed_record(backend: Backend) {
     let der = base64_decode(record["proof"]["ocsp_response"].as_str().expect("response"));
     std::fs::write(s.scratch("proof.der"), der).expect("write");
     let (root, issuing) = (path(&s.data("ca/root.pem")), path(&s.data("ca/issuing.pem")));
-    let o = run(
+    let o = s.run(
         "openssl",
         &["ocsp", "-respin", "proof.der", "-issuer", &issuing, "-CAfile", &root, "-serial", &format!("0x{serial}")],
-        s.dir.path(),
     );
     let said = text(&o);
     assert!(said.contains("Response verify OK") && said.contains(": revoked"), "{said}");
@@ -122,7 +121,7 @@ async fn a_lost_device_leaves_a_signed_record(backend: Backend) {
     std::fs::write(&file, got.to_string()).expect("write");
     let o = receipt_verify(&s, &file);
     assert!(o.status.success() && text(&o).contains("signature OK"), "{}", text(&o));
-    let outside = python_json("jws_verify.py", &[&path(&file), &root], s.dir.path());
+    let outside = s.python_json("jws_verify.py", &[&path(&file), &root]);
     assert_eq!(outside["valid"], true, "{outside}");
     assert_eq!(outside["payload"], *record, "the signed payload is not the record shown");
 
@@ -137,7 +136,7 @@ async fn a_lost_device_leaves_a_signed_record(backend: Backend) {
     std::fs::write(&forged, parts.join(".")).expect("write");
     let o = receipt_verify(&s, &forged);
     assert!(!o.status.success() && text(&o).contains("does not verify"), "{}", text(&o));
-    let outside = python_json("jws_verify.py", &[&path(&forged), &root], s.dir.path());
+    let outside = s.python_json("jws_verify.py", &[&path(&forged), &root]);
     assert_eq!(outside["signature_valid"], false, "{outside}");
 
     // The page a clerk prints.

@@ -77,11 +77,7 @@ async fn world(backend: Backend) -> World {
     let staff_a_serial = me["serial"].as_str().expect("serial").to_string();
     let root = s.data("ca/root.pem").display().to_string();
     let issuing = s.data("ca/issuing.pem").display().to_string();
-    let o = run(
-        "openssl",
-        &["verify", "-CAfile", &root, "-untrusted", &issuing, &staff_a.display().to_string()],
-        s.dir.path(),
-    );
+    let o = s.run("openssl", &["verify", "-CAfile", &root, "-untrusted", &issuing, &staff_a.display().to_string()]);
     assert!(o.status.success(), "{}", text(&o));
 
     World { s, admin, manager_a, facility_a, staff_a_serial }

@@ -323,18 +323,16 @@ async fn passphrase_from_the_environment_is_never_written_down() {
 async fn init_refuses_an_existing_data_directory_and_leaves_nothing_on_failure() {
     let s = Server::start(Backend::Sqlite).await;
     let before = std::fs::read(s.data("ca/root.pem")).expect("root");
-    let out =
-        run(&binary().display().to_string(), &["init", "--data-dir", &s.data_dir.display().to_string()], s.dir.path());
+    let out = s.run(&binary().display().to_string(), &["init", "--data-dir", &s.data_dir.display().to_string()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("refusing to touch it"), "{}", text(&out));
     assert_eq!(std::fs::read(s.data("ca/root.pem")).expect("root"), before, "existing CA was modified");
 
     // A database that cannot be reached: init fails and leaves no directory.
     let target = s.scratch("never");
-    let out = run(
+    let out = s.run(
         &binary().display().to_string(),
         &["init", "--data-dir", &target.display().to_string(), "--database-url", "postgres://nobody@127.0.0.1:1/x"],
-        s.dir.path(),
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("cannot connect"), "{}", text(&out));
@@ -347,10 +345,9 @@ async fn init_refuses_an_existing_data_directory_and_leaves_nothing_on_failure()
     assert!(leftovers.is_empty(), "staging directories left: {leftovers:?}");
 
     // A bad public URL is refused before anything is created.
-    let out = run(
+    let out = s.run(
         &binary().display().to_string(),
         &["init", "--data-dir", &target.display().to_string(), "--public-url", "ftp://x"],
-        s.dir.path(),
     );
     assert!(!out.status.success() && text(&out).contains("http:// or https://"), "{}", text(&out));
     assert!(!target.exists());
@@ -363,23 +360,24 @@ async fn init_refuses_an_existing_data_directory_and_leaves_nothing_on_failure()
 async fn serve_initialises_on_first_run_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ready = dir.path().join("ready.json");
-    let child = std::process::Command::new(binary())
-        .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--ready-file"])
-        .arg(&ready)
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("serve starts");
+    let printed = dir.path().join("stdout.txt");
+    let mut child = connect_pki_e2e::Spawned::start(
+        std::process::Command::new(binary())
+            .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
+            .current_dir(dir.path())
+            .stdout(std::fs::File::create(&printed).expect("stdout file"))
+            .stderr(std::process::Stdio::null()),
+    )
+    .expect("serve starts");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !ready.exists() {
         assert!(std::time::Instant::now() < deadline, "serve never became ready");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(dir.path().join("connect-pki-data/ca/issuing.pem").exists(), "default data directory not created");
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let out = child.wait_with_output().expect("exits");
-    assert!(out.status.success(), "exit status after SIGTERM: {:?}", out.status);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let status = child.stop(std::time::Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "exit status after SIGTERM: {status:?}");
+    let stdout = std::fs::read_to_string(&printed).expect("stdout");
     assert!(stdout.contains("PKCS#12 password") && stdout.contains("admin.p12"), "{stdout}");
 }

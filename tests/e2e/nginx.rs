@@ -4,21 +4,16 @@
 //! facility is suspended, and let through again once it resumes.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use connect_pki_e2e::fixtures::{PASSWORD, application};
-use connect_pki_e2e::{Backend, Server, workspace};
+use connect_pki_e2e::{Backend, Server, Spawned, workspace};
 use serde_json::json;
 
-pub struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+/// nginx's master and workers, stopped together (SIGTERM to the group,
+/// SIGKILL to what is left after a grace period) when dropped.
+pub struct Nginx(Spawned);
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
@@ -59,18 +54,20 @@ pub fn start_nginx_from(s: &Server, template: &str, port: u16, vars: &[(&str, &s
     assert!(!conf.contains("${"), "a placeholder was left: {conf}");
     let conf_path = prefix.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("write conf");
-    let child = Command::new("nginx")
-        .args(["-p", &p(&prefix), "-c", &p(&conf_path), "-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nginx runs (the README's test command installs Debian's nginx)");
+    let child = Spawned::start(
+        Command::new("nginx")
+            .args(["-p", &p(&prefix), "-c", &p(&conf_path), "-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("nginx runs (the README's test command installs Debian's nginx)");
     let mut nginx = Nginx(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = nginx.0.try_wait() {
+        if !nginx.0.running() {
+            let status = nginx.0.reap();
             let log = std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
-            panic!("nginx exited with {status}: {log}");
+            panic!("nginx exited with {status:?}: {log}");
         }
         assert!(Instant::now() < deadline, "nginx did not start listening");
         std::thread::sleep(Duration::from_millis(20));
@@ -82,11 +79,8 @@ pub(crate) fn through_nginx(s: &Server, port: u16, pem: &Path) -> (u16, String) 
     let url = format!("https://127.0.0.1:{port}/healthz");
     let root = s.data("ca/root.pem").display().to_string();
     let pem = pem.display().to_string();
-    let o = connect_pki_e2e::run(
-        "curl",
-        &["-sS", "--max-time", "20", "--cacert", &root, "--cert", &pem, "-w", "\n%{http_code}", &url],
-        s.dir.path(),
-    );
+    let o =
+        s.run("curl", &["-sS", "--max-time", "20", "--cacert", &root, "--cert", &pem, "-w", "\n%{http_code}", &url]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let (body, status) = out.rsplit_once('\n').unwrap_or(("", ""));
     (status.trim().parse().unwrap_or(0), body.to_string())

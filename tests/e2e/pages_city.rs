@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use connect_pki_e2e::fixtures::{PASSWORD, application};
-use connect_pki_e2e::{Backend, Server, run, text, workspace};
+use connect_pki_e2e::{Backend, Server, text, workspace};
 use serde_json::{Value, json};
 
 use crate::nginx::{free_port, start_nginx, through_nginx};
@@ -24,11 +24,7 @@ fn split(s: &Server, pem: &Path) -> (PathBuf, PathBuf) {
     let name = pem.file_stem().expect("name").to_string_lossy().to_string();
     let (cert, key) = (s.scratch(&format!("{name}.crt.pem")), s.scratch(&format!("{name}.key.pem")));
     for (args, out) in [(["x509", "-in"], &cert), (["pkey", "-in"], &key)] {
-        let o = run(
-            "openssl",
-            &[args[0], args[1], &pem.display().to_string(), "-out", &out.display().to_string()],
-            s.dir.path(),
-        );
+        let o = s.run("openssl", &[args[0], args[1], &pem.display().to_string(), "-out", &out.display().to_string()]);
         assert!(o.status.success(), "{}", text(&o));
     }
     (cert, key)
@@ -68,7 +64,7 @@ fn chromium_as(s: &Server, pem: Option<&Path>, phase: &str, extra: Value) -> Val
     let file = s.scratch(&format!("city-{phase}.json"));
     std::fs::write(&file, config.to_string()).expect("config");
     let script = workspace().join("tests/py/city_pages.py").display().to_string();
-    let o = run("python3", &[&script, &file.display().to_string()], s.dir.path());
+    let o = s.run("python3", &[&script, &file.display().to_string()]);
     assert!(o.status.success(), "Chromium ({phase}) failed: {}", text(&o));
     let result: Value = serde_json::from_slice(&o.stdout).expect("JSON from city_pages.py");
     let pages = result["violations"].as_object().expect("axe results");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use connect_pki_e2e::fixtures::{PASSWORD, application};
-use connect_pki_e2e::{Backend, Server, both_backends, run, text};
+use connect_pki_e2e::{Backend, Server, both_backends, text};
 use serde_json::Value;
 
 use crate::revocation::{handshake_ok, ocsp_status};
@@ -34,7 +34,7 @@ fn enroll_p12(s: &Server, code: &str, name: &str) -> (PathBuf, String, PathBuf) 
 fn p12_to_pem(s: &Server, p12: &Path, password: &str) -> PathBuf {
     let pem = p12.with_extension("pem");
     let (p12_s, pem_s, pass) = (p12.display().to_string(), pem.display().to_string(), format!("pass:{password}"));
-    let o = run("openssl", &["pkcs12", "-in", &p12_s, "-passin", &pass, "-nodes", "-out", &pem_s], s.dir.path());
+    let o = s.run("openssl", &["pkcs12", "-in", &p12_s, "-passin", &pass, "-nodes", "-out", &pem_s]);
     assert!(o.status.success(), "openssl pkcs12: {}", text(&o));
     pem
 }
@@ -68,7 +68,7 @@ async fn manager_works_the_pages_in_chromium(backend: Backend) {
         &serial,
         &device_p12.display().to_string(),
     ];
-    let o = run("python3", &args, s.dir.path());
+    let o = s.run("python3", &args);
     assert!(o.status.success(), "Chromium run failed: {}", text(&o));
     let page: Value = serde_json::from_slice(&o.stdout).expect("JSON from manager_pages.py");
 

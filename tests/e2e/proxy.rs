@@ -16,7 +16,7 @@ fn curl_from(s: &Server, from: &str, url: &str, extra: &[&str]) -> (u16, String)
     let mut args = vec!["-sS", "--max-time", "20", "--interface", from, "--cacert", &root, "-w", "\n%{http_code}"];
     args.extend_from_slice(extra);
     args.push(url);
-    let o = connect_pki_e2e::run("curl", &args, s.dir.path());
+    let o = s.run("curl", &args);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let (body, status) = out.rsplit_once('\n').unwrap_or(("", ""));
     (status.trim().parse().unwrap_or(0), body.to_string())
@@ -90,7 +90,7 @@ async fn bad_https_settings_stop_the_service_at_start() {
     for (extra, expected) in cases {
         let mut args = vec!["serve", "--data-dir", &data, "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let out = connect_pki_e2e::run(&connect_pki_e2e::binary().display().to_string(), &args, s.dir.path());
+        let out = s.run(&connect_pki_e2e::binary().display().to_string(), &args);
         let said = connect_pki_e2e::text(&out);
         assert!(!out.status.success() && said.contains(expected), "{extra:?}: {said}");
     }

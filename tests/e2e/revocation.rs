@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use connect_pki_e2e::fixtures::{Device, PASSWORD, another_device, device};
-use connect_pki_e2e::{Backend, Server, both_backends, python_json, run, text};
+use connect_pki_e2e::{Backend, Server, both_backends, run, text};
 use serde_json::{Value, json};
 
 fn path(p: &Path) -> String {
@@ -27,7 +27,7 @@ fn openssl_ocsp(s: &Server, pem: &Path, extra: &[&str]) -> String {
     let pem_s = path(pem);
     let mut args = vec!["ocsp", "-issuer", &issuing, "-cert", &pem_s, "-url", &url, "-VAfile", &ocsp];
     args.extend_from_slice(extra);
-    let o = run("openssl", &args, s.dir.path());
+    let o = s.run("openssl", &args);
     let out = text(&o);
     assert!(o.status.success() && out.contains("Response verify OK"), "openssl ocsp: {out}");
     out
@@ -53,8 +53,7 @@ pub(crate) fn crl(s: &Server) -> Value {
     let file = s.scratch("crl.der");
     let (_, status, _) = s.curl_public("/crl/issuing.crl", &["-o", &path(&file)]);
     assert_eq!(status, 200);
-    let facts =
-        python_json("ocsp_crl_facts.py", &["crl", &path(&file), &path(&s.data("ca/issuing.pem"))], s.dir.path());
+    let facts = s.python_json("ocsp_crl_facts.py", &["crl", &path(&file), &path(&s.data("ca/issuing.pem"))]);
     assert_eq!(facts["signature_valid"], true, "{facts}");
     facts
 }
@@ -73,13 +72,14 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     assert!(before["revoked"].get(&d.serial).is_none());
 
     // A keep-alive connection opened before the revocation.
-    let mut keeper = std::process::Command::new("python3")
-        .arg(connect_pki_e2e::workspace().join("tests/py/keepalive.py"))
-        .args(["127.0.0.1", s.api.rsplit(':').next().expect("port"), &path(&d.pem), &path(&s.data("ca/root.pem"))])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut reader = std::io::BufReader::new(keeper.stdout.take().expect("stdout"));
+    let mut keeper = connect_pki_e2e::Spawned::start(
+        s.command("python3")
+            .arg(connect_pki_e2e::workspace().join("tests/py/keepalive.py"))
+            .args(["127.0.0.1", s.api.rsplit(':').next().expect("port"), &path(&d.pem), &path(&s.data("ca/root.pem"))])
+            .stdout(std::process::Stdio::piped()),
+    )
+    .expect("python3 runs");
+    let mut reader = std::io::BufReader::new(keeper.child().stdout.take().expect("stdout"));
     let mut line = String::new();
     std::io::BufRead::read_line(&mut reader, &mut line).expect("ready line");
     assert_eq!(line.trim(), "ready 200");
@@ -102,7 +102,7 @@ async fn revocation_takes_effect_before_the_call_returns(backend: Backend) {
     // The connection opened before: closed within 1 s of the call returning.
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut reader, &mut rest).expect("keepalive output");
-    let _ = keeper.wait();
+    keeper.reap();
     let k: Value = serde_json::from_str(rest.trim()).expect("keepalive JSON");
     assert_eq!(k["closed"], true, "connection still open: {k}");
     let delay = k["closed_at"].as_f64().expect("time") - returned;
@@ -118,13 +118,10 @@ both_backends!(revocation_takes_effect_before_the_call_returns);
 fn ocsp_get_says_revoked(s: &Server, d: &Device) {
     let req = s.scratch("req.der");
     let (issuing, ocsp) = (path(&s.data("ca/issuing.pem")), path(&s.data("ca/ocsp.pem")));
-    let o = run(
-        "openssl",
-        &["ocsp", "-issuer", &issuing, "-cert", &path(&d.pem), "-no_nonce", "-reqout", &path(&req)],
-        s.dir.path(),
-    );
+    let o =
+        s.run("openssl", &["ocsp", "-issuer", &issuing, "-cert", &path(&d.pem), "-no_nonce", "-reqout", &path(&req)]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = run("openssl", &["base64", "-A", "-in", &path(&req)], s.dir.path());
+    let o = s.run("openssl", &["base64", "-A", "-in", &path(&req)]);
     let b64 = String::from_utf8_lossy(&o.stdout).replace('+', "%2B").replace('/', "%2F").replace('=', "%3D");
     let resp = s.scratch("resp.der");
     let (_, status, headers) = s.curl_public(&format!("/ocsp/{b64}"), &["-o", &path(&resp), "-D", "-"]);
@@ -138,17 +135,16 @@ fn ocsp_get_says_revoked(s: &Server, d: &Device) {
         .and_then(|n| n.trim().parse().ok())
         .expect("max-age");
     assert!((1..=60).contains(&max_age), "{headers}");
-    let o = run(
+    let o = s.run(
         "openssl",
         &["ocsp", "-respin", &path(&resp), "-issuer", &issuing, "-cert", &path(&d.pem), "-VAfile", &ocsp, "-no_nonce"],
-        s.dir.path(),
     );
     let out = text(&o);
     assert!(
         out.contains("Response verify OK") && out.contains(": revoked") && out.contains("keyCompromise"),
         "GET: {out}"
     );
-    let facts = python_json("ocsp_crl_facts.py", &["ocsp", &path(&resp), &issuing], s.dir.path());
+    let facts = s.python_json("ocsp_crl_facts.py", &["ocsp", &path(&resp), &issuing]);
     assert_eq!(facts["signature_verified"], true, "{facts}");
     assert_eq!(facts["responder_has_ocsp_signing"], true);
     assert_eq!(facts["responder_nocheck"], true);
@@ -165,21 +161,19 @@ pub(crate) fn crl_lists_it(s: &Server, d: &Device, before: &Value) {
     assert!(after["crl_number"].as_u64() > before["crl_number"].as_u64(), "CRL number did not increase");
     assert_eq!(after["next_update_after_last"], 86400.0);
     let crl_pem = s.scratch("crl.pem");
-    let o = run(
+    let o = s.run(
         "openssl",
         &["crl", "-inform", "DER", "-in", &path(&s.scratch("crl.der")), "-out", &path(&crl_pem), "-text"],
-        s.dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o));
-    let o = run("openssl", &["crl", "-in", &path(&crl_pem), "-noout", "-text"], s.dir.path());
+    let o = s.run("openssl", &["crl", "-in", &path(&crl_pem), "-noout", "-text"]);
     let out = text(&o).to_lowercase();
     assert!(out.contains("version 2") && out.contains(&d.serial) && out.contains("key compromise"), "{out}");
     let root = path(&s.data("ca/root.pem"));
     let issuing = path(&s.data("ca/issuing.pem"));
-    let o = run(
+    let o = s.run(
         "openssl",
         &["verify", "-crl_check", "-CAfile", &root, "-untrusted", &issuing, "-CRLfile", &path(&crl_pem), &path(&d.pem)],
-        s.dir.path(),
     );
     assert!(!o.status.success() && text(&o).contains("certificate revoked"), "{}", text(&o));
 }
@@ -284,7 +278,7 @@ async fn every_operation_shows_everywhere(backend: Backend) {
         args.extend(["--database-url".into(), s.db.url.clone()]);
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let o = run(&bin, &refs, s.dir.path());
+    let o = s.run(&bin, &refs);
     assert!(o.status.success(), "{}", text(&o));
 }
 both_backends!(every_operation_shows_everywhere);
@@ -331,10 +325,9 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
     assert_eq!(post(&garbage, "g.der"), 200);
     assert_eq!(status_of("g.der"), "MALFORMED_REQUEST");
     let req = s.scratch("two.der");
-    let o = run(
+    let o = s.run(
         "openssl",
         &["ocsp", "-issuer", &issuing, "-cert", &path(&good.pem), "-cert", &path(&bad.pem), "-reqout", &path(&req)],
-        s.dir.path(),
     );
     assert!(o.status.success(), "{}", text(&o));
     let full = std::fs::read(&req).expect("req");
@@ -382,7 +375,7 @@ async fn ocsp_answers_every_request_with_an_ocsp_response() {
 /// The `responseStatus` of a saved OCSP response, read by Python cryptography.
 fn ocsp_response_status(s: &Server, file: &str) -> String {
     let issuing = path(&s.data("ca/issuing.pem"));
-    python_json("ocsp_crl_facts.py", &["ocsp", file, &issuing], s.dir.path())["response_status"]
+    s.python_json("ocsp_crl_facts.py", &["ocsp", file, &issuing])["response_status"]
         .as_str()
         .unwrap_or_default()
         .to_string()
@@ -528,7 +521,7 @@ async fn check_reports_certificates_that_should_be_revoked() {
     .execute(&mut conn)
     .await
     .expect("edit");
-    let o = run(&path(connect_pki_e2e::binary()), &["check", "--data-dir", &path(&s.data_dir)], s.dir.path());
+    let o = s.run(&path(connect_pki_e2e::binary()), &["check", "--data-dir", &path(&s.data_dir)]);
     assert!(!o.status.success(), "check passed: {}", text(&o));
     assert!(text(&o).contains(&d.serial) && text(&o).contains("is retired"), "{}", text(&o));
 }
@@ -544,7 +537,7 @@ async fn a_revocation_on_one_instance_reaches_the_other() {
     let peer = s.peer();
     let root = path(&s.data("ca/root.pem"));
     let via_peer = || {
-        let o = run(
+        let o = s.run(
             "curl",
             &[
                 "-sS",
@@ -558,7 +551,6 @@ async fn a_revocation_on_one_instance_reaches_the_other() {
                 &path(&d.pem),
                 &format!("https://{}/api/v1/whoami", peer.api),
             ],
-            s.dir.path(),
         );
         String::from_utf8_lossy(&o.stdout).trim() == "200"
     };
@@ -569,7 +561,7 @@ async fn a_revocation_on_one_instance_reaches_the_other() {
         assert!(Instant::now() < deadline, "the second instance never saw the revocation");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let o = run(
+    let o = s.run(
         "openssl",
         &[
             "ocsp",
@@ -582,7 +574,6 @@ async fn a_revocation_on_one_instance_reaches_the_other() {
             "-VAfile",
             &path(&s.data("ca/ocsp.pem")),
         ],
-        s.dir.path(),
     );
     assert!(text(&o).contains(": revoked"), "{}", text(&o));
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use connect_pki_e2e::fixtures::{Device, device};
-use connect_pki_e2e::{Backend, Server, binary, both_backends, python_json, run, text};
+use connect_pki_e2e::{Backend, Server, binary, both_backends, text};
 use serde_json::Value;
 
 use crate::revocation::{handshake_ok, revoke};
@@ -23,13 +23,13 @@ fn connect_pki(s: &Server, args: &[&str]) -> std::process::Output {
         all.extend(["--database-url".into(), s.db.url.clone()]);
     }
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
-    run(&path(binary()), &all, s.dir.path())
+    s.run(&path(binary()), &all)
 }
 
 /// The device's certificate alone, as a file of its own.
 fn leaf(s: &Server, d: &Device, name: &str) -> PathBuf {
     let out = s.scratch(&format!("{name}-leaf.pem"));
-    let o = run("openssl", &["x509", "-in", &path(&d.pem), "-out", &path(&out)], s.dir.path());
+    let o = s.run("openssl", &["x509", "-in", &path(&d.pem), "-out", &path(&out)]);
     assert!(o.status.success(), "{}", text(&o));
     out
 }
@@ -41,7 +41,7 @@ fn ocsp(s: &Server, d: &Device, issuing: &str) -> String {
     let (root, issuer) = (path(&s.data("ca/root.pem")), path(&s.data(&format!("ca/{issuing}.pem"))));
     let args =
         ["ocsp", "-issuer", &issuer, "-cert", &path(&d.pem), "-url", &url, "-CAfile", &root, "-verify_other", &issuer];
-    let o = run("openssl", &args, s.dir.path());
+    let o = s.run("openssl", &args);
     let said = text(&o);
     assert!(o.status.success() && said.contains("Response verify OK"), "openssl ocsp ({issuing}): {said}");
     said
@@ -53,7 +53,7 @@ fn crl(s: &Server, ca: &str) -> Value {
     let (_, status, _) = s.curl_public(&format!("/crl/{ca}.crl"), &["-o", &path(&file)]);
     assert_eq!(status, 200, "/crl/{ca}.crl");
     let issuer = path(&s.data(&format!("ca/{ca}.pem")));
-    let facts = python_json("ocsp_crl_facts.py", &["crl", &path(&file), &issuer], s.dir.path());
+    let facts = s.python_json("ocsp_crl_facts.py", &["crl", &path(&file), &issuer]);
     assert_eq!(facts["signature_valid"], true, "{facts}");
     facts
 }
@@ -62,12 +62,12 @@ fn crl(s: &Server, ca: &str) -> Value {
 fn verify_with_crl(s: &Server, d: &Device, ca: &str) -> (bool, String) {
     let der = s.scratch(&format!("{ca}.crl"));
     let pem = s.scratch(&format!("{ca}.crl.pem"));
-    let o = run("openssl", &["crl", "-inform", "DER", "-in", &path(&der), "-out", &path(&pem)], s.dir.path());
+    let o = s.run("openssl", &["crl", "-inform", "DER", "-in", &path(&der), "-out", &path(&pem)]);
     assert!(o.status.success(), "{}", text(&o));
     let (root, bundle) = (path(&s.data("ca/root.pem")), path(&s.scratch("bundle.pem")));
     let args =
         ["verify", "-crl_check", "-CAfile", &root, "-untrusted", &bundle, "-CRLfile", &path(&pem), &path(&d.pem)];
-    let o = run("openssl", &args, s.dir.path());
+    let o = s.run("openssl", &args);
     (o.status.success(), text(&o))
 }
 
@@ -85,15 +85,11 @@ async fn a_rollover_keeps_the_old_ca_answering_for_its_devices(backend: Backend)
     // The new device's certificate is the new CA's, and says where its CRL
     // and its CA certificate are; the old one's still names the old CA's.
     for (d, ca, cn) in [(&old, "issuing", "CONNECT Issuing CA 1"), (&new, "issuing-2", "CONNECT Issuing CA 2")] {
-        let facts = python_json(
-            "x509_facts.py",
-            &[&path(&leaf(&s, d, ca)), &path(&s.data(&format!("ca/{ca}.pem")))],
-            s.dir.path(),
-        );
+        let facts = s.python_json("x509_facts.py", &[&path(&leaf(&s, d, ca)), &path(&s.data(&format!("ca/{ca}.pem")))]);
         assert_eq!(facts["signature_verified_by_issuer"], true, "{facts}");
         assert_eq!(facts["cdp_uris"][0], format!("http://127.0.0.1:8080/crl/{ca}.crl"), "{facts}");
         assert_eq!(facts["ca_issuers_uris"][0], format!("http://127.0.0.1:8080/ca/{ca}.crt"), "{facts}");
-        let o = run("openssl", &["x509", "-in", &path(&d.pem), "-noout", "-issuer"], s.dir.path());
+        let o = s.run("openssl", &["x509", "-in", &path(&d.pem), "-noout", "-issuer"]);
         assert!(text(&o).contains(cn), "{}", text(&o));
         // The caIssuers URL serves that CA.
         let (_, status, _) = s.curl_public(&format!("/ca/{ca}.crt"), &["-o", &path(&s.scratch(&format!("{ca}.der")))]);
@@ -108,10 +104,9 @@ async fn a_rollover_keeps_the_old_ca_answering_for_its_devices(backend: Backend)
     std::fs::write(s.scratch("bundle.pem"), &bundle).expect("write");
     for d in [&old, &new] {
         let root = path(&s.data("ca/root.pem"));
-        let o = run(
+        let o = s.run(
             "openssl",
             &["verify", "-CAfile", &root, "-untrusted", &path(&s.scratch("bundle.pem")), &path(&d.pem)],
-            s.dir.path(),
         );
         assert!(o.status.success(), "{}", text(&o));
     }
@@ -134,7 +129,7 @@ async fn a_rollover_keeps_the_old_ca_answering_for_its_devices(backend: Backend)
         "-VAfile",
         &path(&s.data("ca/ocsp-2.pem")),
     ];
-    let said = text(&run("openssl", &args, s.dir.path()));
+    let said = text(&s.run("openssl", &args));
     assert!(!said.contains(": good"), "{said}");
 
     // Both can be revoked; each lands on its own CA's CRL only.
@@ -180,7 +175,7 @@ async fn a_rollover_with_an_offline_root() {
     let csr = s.scratch("issuing-2.csr");
     let o = connect_pki(&s, &["ca", "rollover", "--csr-out", &path(&csr)]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = run("openssl", &["req", "-in", &path(&csr), "-noout", "-verify", "-subject"], s.dir.path());
+    let o = s.run("openssl", &["req", "-in", &path(&csr), "-noout", "-verify", "-subject"]);
     assert!(o.status.success() && text(&o).contains("CONNECT Issuing CA 2"), "{}", text(&o));
 
     // The root's operator signs it as a CA.
@@ -210,7 +205,7 @@ async fn a_rollover_with_an_offline_root() {
         "-out",
         &path(&signed),
     ];
-    let o = run("openssl", &args, s.dir.path());
+    let o = s.run("openssl", &args);
     assert!(o.status.success(), "{}", text(&o));
     // A certificate for another key is refused.
     let o = connect_pki(&s, &["ca", "rollover", "--import", &path(&s.data("ca/issuing.pem"))]);
@@ -222,7 +217,7 @@ async fn a_rollover_with_an_offline_root() {
     s.spawn(&[]);
     let admin = s.admin_pem();
     let new = device(&s, &admin, "offline-root");
-    let o = run("openssl", &["x509", "-in", &path(&new.pem), "-noout", "-issuer"], s.dir.path());
+    let o = s.run("openssl", &["x509", "-in", &path(&new.pem), "-noout", "-issuer"]);
     assert!(text(&o).contains("CONNECT Issuing CA 2"), "{}", text(&o));
     assert!(handshake_ok(&s, &new.pem) && handshake_ok(&s, &admin));
     assert!(ocsp(&s, &new, "issuing-2").contains(": good"));

@@ -5,11 +5,13 @@
 //! it serves.
 
 use std::path::Path;
-use std::process::Command;
 
-use connect_pki_e2e::{Backend, Server, both_backends, faketime_library, run, text};
+use connect_pki_e2e::{Backend, FakeTime, Server, both_backends, run, text};
 
-const AHEAD: &str = "+400d";
+/// Past the 397 days the service's own certificates are issued for.
+fn ahead() -> FakeTime {
+    FakeTime::ahead(time::Duration::days(400))
+}
 
 fn path(p: &Path) -> String {
     p.display().to_string()
@@ -21,13 +23,6 @@ fn serial_of(pem_file: &Path) -> String {
     text(&o).trim().to_lowercase()
 }
 
-/// A client no one here wrote, with its clock 400 days ahead as well.
-fn ahead(program: &str) -> Command {
-    let mut c = Command::new(program);
-    c.env("LD_PRELOAD", faketime_library()).env("FAKETIME", AHEAD).env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-    c
-}
-
 async fn the_service_renews_its_own_certificates_before_they_run_out(backend: Backend) {
     let mut s = Server::start(backend).await;
     let (ocsp_before, tls_before) = (serial_of(&s.data("ca/ocsp.pem")), serial_of(&s.data("ca/tls.pem")));
@@ -37,7 +32,7 @@ async fn the_service_renews_its_own_certificates_before_they_run_out(backend: Ba
 
     // The certificates init made are 400 days old for everyone now: the
     // check below fails the way the issue describes unless they were renewed.
-    s.spawn_at(AHEAD, &[]);
+    s.spawn_at(ahead(), &[]);
     assert!(s.log_contains("service certificate renewed"), "{}", s.log());
     let (ocsp_after, tls_after) = (serial_of(&s.data("ca/ocsp.pem")), serial_of(&s.data("ca/tls.pem")));
     assert_ne!(ocsp_after, ocsp_before, "the OCSP signer was not renewed");
@@ -46,12 +41,24 @@ async fn the_service_renews_its_own_certificates_before_they_run_out(backend: Ba
     // OCSP: the responder's certificate chains to the root (no -VAfile
     // shortcut) and is valid 400 days on.
     let url = format!("http://{}/ocsp", s.public);
-    let out = ahead("openssl")
-        .args(["ocsp", "-issuer", &issuing, "-cert", &path(&admin), "-url", &url])
-        .args(["-CAfile", &root, "-verify_other", &issuing, "-resp_text"])
-        .current_dir(s.dir.path())
-        .output()
-        .expect("openssl runs");
+    // openssl runs on the server's clock, 400 days ahead as well.
+    let out = s.run(
+        "openssl",
+        &[
+            "ocsp",
+            "-issuer",
+            &issuing,
+            "-cert",
+            &path(&admin),
+            "-url",
+            &url,
+            "-CAfile",
+            &root,
+            "-verify_other",
+            &issuing,
+            "-resp_text",
+        ],
+    );
     let said = text(&out);
     assert!(out.status.success() && said.contains("Response verify OK"), "openssl ocsp: {said}");
     assert!(said.contains(": good"), "{said}");
@@ -61,21 +68,15 @@ async fn the_service_renews_its_own_certificates_before_they_run_out(backend: Ba
     // HTTPS: curl trusts our root only and checks the server certificate at
     // its own (shifted) time.
     let https = format!("https://{}/api/v1/terms", s.api);
-    let out = ahead("curl")
-        .args(["-sS", "--max-time", "20", "--cacert", &root, "-o", "/dev/null", "-w", "%{http_code}", &https])
-        .output()
-        .expect("curl runs");
+    let out =
+        s.run("curl", &["-sS", "--max-time", "20", "--cacert", &root, "-o", "/dev/null", "-w", "%{http_code}", &https]);
     assert!(out.status.success(), "curl: {}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
 
     // Started again, the service serves what it wrote and does not renew twice.
     s.stop();
-    s.spawn_at(AHEAD, &[]);
-    let out = ahead("openssl")
-        .args(["s_client", "-connect", &s.api, "-CAfile", &root, "-verify_return_error", "-brief"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("openssl runs");
+    s.spawn_at(ahead(), &[]);
+    let out = s.run("openssl", &["s_client", "-connect", &s.api, "-CAfile", &root, "-verify_return_error", "-brief"]);
     let said = text(&out);
     assert!(said.contains("Verification: OK"), "openssl s_client: {said}");
     assert_eq!(serial_of(&s.data("ca/tls.pem")), tls_after, "renewed again at the second start");

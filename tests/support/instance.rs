@@ -2,12 +2,12 @@
 //! database, for the tests that kill and restart instances.
 
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Server, binary};
+use crate::{Server, Spawned, binary};
 
 /// One more `serve` process on a [`Server`]'s data directory and database
 /// (PostgreSQL), with a log file of its own, that a test can SIGKILL and
@@ -18,7 +18,7 @@ pub struct Instance {
     pub api: String,
     /// How many times it was started.
     pub starts: u32,
-    child: Option<Child>,
+    child: Option<Spawned>,
     data_dir: PathBuf,
     scratch: PathBuf,
     log: PathBuf,
@@ -55,18 +55,19 @@ impl Instance {
             .append(true)
             .open(&self.log)
             .map_err(|e| format!("log file: {e}"))?;
-        let child = Command::new(binary())
-            .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(&self.data_dir)
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("CONNECT_PKI_LOG", "info")
-            .stdout(log.try_clone().map_err(|e| format!("log file: {e}"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("{} does not start: {e}", self.name))?;
+        let child = Spawned::start(
+            Command::new(binary())
+                .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
+                .arg(&self.data_dir)
+                .arg("--ready-file")
+                .arg(&ready)
+                .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000")
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("CONNECT_PKI_LOG", "info")
+                .stdout(log.try_clone().map_err(|e| format!("log file: {e}"))?)
+                .stderr(log),
+        )
+        .map_err(|e| format!("{} does not start: {e}", self.name))?;
         self.child = Some(child);
         self.starts += 1;
         let deadline = Instant::now() + timeout;
@@ -76,9 +77,9 @@ impl Instance {
                 self.api = v["api_addr"].as_str().unwrap_or_default().to_string();
                 return Ok(());
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                self.child = None;
-                return Err(format!("{} exited with {status} before listening", self.name));
+            if !self.running() {
+                let status = self.child.take().and_then(|mut c| c.reap());
+                return Err(format!("{} exited with {status:?} before listening", self.name));
             }
             if Instant::now() >= deadline {
                 self.kill();
@@ -91,19 +92,18 @@ impl Instance {
     /// SIGKILL (no chance to clean up) and reap.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill();
         }
     }
 
     /// Whether the process is running.
     pub fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child.as_ref().is_some_and(Spawned::running)
     }
 
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().and_then(Spawned::id)
     }
 
     /// Everything it logged, over all its starts.

@@ -5,7 +5,7 @@
 //! and runs the outside tools (openssl, curl, python3) the tests check it with.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,12 +17,16 @@ pub mod app;
 pub mod builders;
 mod calls;
 pub mod client;
+pub mod clock;
 pub mod fixtures;
 mod instance;
 pub mod ocsp;
+pub mod process;
 mod sinks;
 pub use app::{AppOptions, TestApp, spawn_app, spawn_app_with};
+pub use clock::{FakeTime, faketime_library};
 pub use instance::Instance;
+pub use process::Spawned;
 pub use sinks::Sinks;
 
 /// The workspace root.
@@ -63,19 +67,6 @@ pub fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// libfaketime from Debian's `faketime` package (installed by tests/run).
-pub fn faketime_library() -> PathBuf {
-    [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "/usr/lib/faketime/libfaketimeMT.so.1",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .expect("libfaketime is needed for this test (apt-get install faketime; the README's test command does)")
-}
-
 /// A running `connect-pki serve` with its data directory and database.
 pub struct Server {
     pub dir: tempfile::TempDir,
@@ -84,7 +75,9 @@ pub struct Server {
     pub public: String,
     pub api: String,
     pub db: TestDb,
-    child: Option<Child>,
+    child: Option<Spawned>,
+    /// The clock `serve` runs on, when not the test's own.
+    clock: Option<FakeTime>,
     log: PathBuf,
 }
 
@@ -119,6 +112,7 @@ impl Server {
             api: String::new(),
             db,
             child: None,
+            clock: None,
             log: PathBuf::new(),
         };
         server.spawn(env);
@@ -130,36 +124,31 @@ impl Server {
         self.spawn_as(None, env, &[]);
     }
 
-    /// Starts `serve` with its clock set by libfaketime (Debian `faketime`):
-    /// `spec` is a FAKETIME value such as `@2026-11-28 13:00:00` (UTC, running
-    /// from there), `@… x60` (60 times as fast) or `+73h`.
-    pub fn spawn_at(&mut self, spec: &str, extra_args: &[&str]) {
-        self.spawn_as(Some(spec), &[], extra_args);
+    /// Starts `serve` on `clock` (libfaketime, Debian `faketime`). The
+    /// clients the test runs through this server ([`Self::command`] and
+    /// everything built on it) are put on the same clock.
+    pub fn spawn_at(&mut self, clock: FakeTime, extra_args: &[&str]) {
+        self.spawn_as(Some(clock), &[], extra_args);
     }
 
     /// [`Self::spawn_at`] with extra environment variables.
-    pub fn spawn_at_env(&mut self, spec: &str, extra_args: &[&str], env: &[(&str, &str)]) {
-        self.spawn_as(Some(spec), env, extra_args);
+    pub fn spawn_at_env(&mut self, clock: FakeTime, extra_args: &[&str], env: &[(&str, &str)]) {
+        self.spawn_as(Some(clock), env, extra_args);
     }
 
-    fn spawn_as(&mut self, faketime: Option<&str>, env: &[(&str, &str)], extra_args: &[&str]) {
+    fn spawn_as(&mut self, clock: Option<FakeTime>, env: &[(&str, &str)], extra_args: &[&str]) {
         let ready = self.dir.path().join("ready.json");
         let _ = std::fs::remove_file(&ready);
         self.log = self.dir.path().join("serve.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let mut cmd = Command::new(binary());
-        if let Some(spec) = faketime {
+        if let Some(clock) = &clock {
             // libfaketime preloaded into the server itself (not the `faketime`
             // wrapper, which would sit between us and the server's pid).
-            // Only the wall clock moves: timers keep real time.
-            cmd.env("LD_PRELOAD", faketime_library())
-                .env("FAKETIME", spec)
-                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-                .env("FAKETIME_NO_CACHE", "1")
-                .env("TZ", "UTC");
+            clock.server(&mut cmd);
         }
-        let child = cmd
-            .args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
+        self.clock = clock;
+        cmd.args(["serve", "--public-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--data-dir"])
             .arg(&self.data_dir)
             .arg("--ready-file")
             .arg(&ready)
@@ -170,13 +159,37 @@ impl Server {
             .envs(env.iter().copied())
             .env("CONNECT_PKI_LOG", "info")
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("serve starts");
-        self.child = Some(child);
+            .stderr(log);
+        self.child = Some(Spawned::start(&mut cmd).expect("serve starts"));
         let addrs = self.wait_ready(&ready);
         self.public = addrs["public_addr"].as_str().expect("public_addr").to_string();
         self.api = addrs["api_addr"].as_str().expect("api_addr").to_string();
+    }
+
+    /// `program`, to run in the scratch directory on the server's clock.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        if let Some(clock) = &self.clock {
+            clock.client(&mut cmd);
+        }
+        cmd.current_dir(self.dir.path()).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs a client of this server to completion ([`Self::command`]).
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e} (the README's test command installs it)"))
+    }
+
+    /// [`python_json`], as a client of this server.
+    pub fn python_json(&self, script: &str, args: &[&str]) -> Value {
+        let path = workspace().join("tests/py").join(script).display().to_string();
+        let mut all = vec![path.as_str()];
+        all.extend_from_slice(args);
+        parse_script_output(script, self.run("python3", &all))
     }
 
     fn wait_ready(&mut self, ready: &Path) -> Value {
@@ -187,8 +200,9 @@ impl Server {
             {
                 return v;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("serve exited with {status} before listening:\n{}", self.log());
+            if self.child.as_ref().is_some_and(|c| !c.running()) {
+                let status = self.child.as_mut().and_then(Spawned::reap);
+                panic!("serve exited with {status:?} before listening:\n{}", self.log());
             }
             assert!(Instant::now() < deadline, "serve did not become ready in 60 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
@@ -197,13 +211,13 @@ impl Server {
 
     /// The process id of the running server.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().and_then(Spawned::id)
     }
 
     /// Collects a server that was killed from outside.
     pub fn reap(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.wait();
+            c.reap();
         }
     }
 
@@ -229,18 +243,7 @@ impl Server {
 
     /// Sends SIGTERM and returns the exit status (None if it had to be killed).
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+        self.child.take()?.stop(Duration::from_secs(15))
     }
 
     /// A file in the data directory.
@@ -283,7 +286,7 @@ impl Server {
         let mut args = vec!["-sS", "--max-time", "20", "--cacert", &root, "-w", "\n%{http_code}"];
         args.extend_from_slice(extra);
         args.push(&url);
-        curl(&args, self.dir.path())
+        curl(self.run("curl", &args))
     }
 
     /// `curl` against the plain listener.
@@ -292,7 +295,7 @@ impl Server {
         let mut args = vec!["-sS", "--max-time", "20", "-w", "\n%{http_code}"];
         args.extend_from_slice(extra);
         args.push(&url);
-        curl(&args, self.dir.path())
+        curl(self.run("curl", &args))
     }
 }
 
@@ -410,8 +413,7 @@ impl Server {
     }
 }
 
-fn curl(args: &[&str], dir: &Path) -> (i32, u16, String) {
-    let out = run("curl", args, dir);
+fn curl(out: Output) -> (i32, u16, String) {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", stdout.as_str()));
     let code = out.status.code().unwrap_or(-1);
@@ -421,16 +423,9 @@ fn curl(args: &[&str], dir: &Path) -> (i32, u16, String) {
 
 /// A second instance serving the same data directory and database.
 pub struct Peer {
-    child: Child,
+    _child: Spawned,
     pub public: String,
     pub api: String,
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
@@ -446,14 +441,14 @@ impl Server {
             .arg(&ready)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = cmd.spawn().expect("second serve starts");
-        let mut peer = Peer { child, public: String::new(), api: String::new() };
+        let child = Spawned::start(&mut cmd).expect("second serve starts");
+        let mut peer = Peer { _child: child, public: String::new(), api: String::new() };
         let deadline = Instant::now() + Duration::from_secs(60);
         let addrs: Value = loop {
             if let Some(v) = std::fs::read(&ready).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
                 break v;
             }
-            assert!(peer.child.try_wait().ok().flatten().is_none(), "second instance exited");
+            assert!(peer._child.running(), "second instance exited");
             assert!(Instant::now() < deadline, "second instance did not start");
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -474,7 +469,10 @@ pub fn python_json(script: &str, args: &[&str], dir: &Path) -> Value {
     let path = workspace().join("tests/py").join(script).display().to_string();
     let mut all = vec![path.as_str()];
     all.extend_from_slice(args);
-    let out = run("python3", &all, dir);
+    parse_script_output(script, run("python3", &all, dir))
+}
+
+fn parse_script_output(script: &str, out: Output) -> Value {
     assert!(out.status.success(), "{script} failed: {}", text(&out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", text(&out)))
 }

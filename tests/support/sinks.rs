@@ -1,15 +1,15 @@
 //! The notification sinks the emergency and race tests deliver to.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::{Server, workspace};
+use crate::{Server, Spawned, workspace};
 
 /// The webhook receiver and SMTP sink of tests/py/sinks.py, stopped on drop.
 pub struct Sinks {
-    child: Child,
+    _process: Spawned,
     log: PathBuf,
     http_port: String,
     smtp_port: String,
@@ -24,20 +24,21 @@ impl Sinks {
     /// Starts the sinks, recording to `log` (for the in-process tests,
     /// which have no [`Server`]).
     pub fn start_logging_to(log: PathBuf, secret: &str) -> Self {
-        let mut child = Command::new("python3")
-            .arg(workspace().join("tests/py/sinks.py"))
-            .arg(&log)
-            .arg(secret)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs");
+        let mut child = Spawned::start(
+            Command::new("python3")
+                .arg(workspace().join("tests/py/sinks.py"))
+                .arg(&log)
+                .arg(secret)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .expect("python3 runs");
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().expect("stdout")), &mut line)
-            .expect("ready");
+        let stdout = child.child().stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("ready");
         let ports: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         assert_eq!(ports.first().map(String::as_str), Some("ready"), "sinks.py: {line}");
-        Self { child, log, http_port: ports[1].clone(), smtp_port: ports[2].clone() }
+        Self { _process: child, log, http_port: ports[1].clone(), smtp_port: ports[2].clone() }
     }
 
     /// Points the server's `[notifications]` at the sinks (config.toml is read at each start).
@@ -69,12 +70,5 @@ impl Sinks {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
-    }
-}
-
-impl Drop for Sinks {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
