@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use connect_pki_e2e::fixtures::device;
-use connect_pki_e2e::{Backend, Server, both_backends, text};
+use connect_pki_e2e::{Backend, FakeTime, Server, both_backends, text};
 
 use crate::revocation::{handshake_ok, ocsp_status};
 
@@ -128,17 +128,18 @@ async fn an_instance_that_cannot_read_the_feed_fails_closed() {
 /// scheduled one hour from now, and the one on time does it when it falls due.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_with_a_skewed_clock_runs_nothing_early() {
-    let s = Server::start(Backend::Postgres).await;
+    // Both instances are set by the database's clock, which the test's own
+    // may be off (the suite under libfaketime, tests/at-every-hour).
+    let admin_url = connect_pki_store::testing::postgres_admin_url();
+    let db_ahead = database_now(&admin_url).await - time::OffsetDateTime::now_utc();
+    let s = Server::start_at(Backend::Postgres, FakeTime::ahead(db_ahead)).await;
     let admin = s.admin_pem();
     let later = device(&s, &admin, "skew.later");
     let soon = device(&s, &admin, "skew.soon");
-    let vars = connect_pki_e2e::FakeTime::ahead(time::Duration::hours(2)).server_vars();
+    let vars = FakeTime::ahead(db_ahead + time::Duration::hours(2)).server_vars();
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut ahead = s.instance("ahead", &vars);
     ahead.start(Duration::from_secs(60)).expect("the instance whose clock is ahead starts");
-    // Due times are the database's: the test's own clock may be off it (the
-    // suite under libfaketime, tests/at-every-hour).
-    let db_ahead = database_now(&s.db.url).await - time::OffsetDateTime::now_utc();
     let retire_at = |user: i64, secs: i64| {
         let at = time::OffsetDateTime::now_utc() + db_ahead + time::Duration::seconds(secs);
         let at = at.format(&time::format_description::well_known::Rfc3339).expect("format");

@@ -93,6 +93,16 @@ impl Server {
 
     /// [`Self::start_with`], with extra arguments for `init`.
     pub async fn start_init(backend: Backend, init_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(backend, init_args, env, None).await
+    }
+
+    /// `init` and `serve` on `clock` from the start, so that everything the
+    /// service issues is valid on that clock.
+    pub async fn start_at(backend: Backend, clock: FakeTime) -> Self {
+        Self::start_on(backend, &[], &[], Some(clock)).await
+    }
+
+    async fn start_on(backend: Backend, init_args: &[&str], env: &[(&str, &str)], clock: Option<FakeTime>) -> Self {
         let db = TestDb::new(backend).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
@@ -101,7 +111,11 @@ impl Server {
             args.extend(["--database-url".into(), db.url.clone()]);
         }
         args.extend(init_args.iter().map(|a| a.to_string()));
-        let out = Command::new(binary()).args(&args).envs(env.iter().copied()).output().expect("init runs");
+        let mut init = Command::new(binary());
+        if let Some(clock) = &clock {
+            clock.server(&mut init);
+        }
+        let out = init.args(&args).envs(env.iter().copied()).output().expect("init runs");
         assert!(out.status.success(), "init failed: {}", text(&out));
         let init: Value = serde_json::from_slice(&out.stdout).expect("init --json prints JSON");
         let mut server = Self {
@@ -115,7 +129,7 @@ impl Server {
             clock: None,
             log: PathBuf::new(),
         };
-        server.spawn(env);
+        server.spawn_as(clock, env, &[]);
         server
     }
 
