@@ -1,7 +1,7 @@
 //! Backups that never un-revoke (issue 12): back up the running service,
 //! revoke X, restore the backup, start — X stays refused by the handshake,
 //! by `openssl ocsp` and on the CRL, whose number went up. On PostgreSQL the
-//! database goes through `pg_dump` and `pg_restore`, as the README says.
+//! database goes through `pg_dump` and `pg_restore`, as docs/operations/backup-restore.md says.
 
 use std::path::Path;
 

@@ -43,7 +43,7 @@ enum Command {
     },
     /// Copy the data directory and (SQLite) a consistent snapshot of the
     /// database into DEST, a new directory, while the service runs. For
-    /// PostgreSQL, dump the database with pg_dump beside it (README).
+    /// PostgreSQL, dump the database with pg_dump beside it (docs/operations/backup-restore.md).
     Backup {
         /// A directory that does not exist yet (or is empty).
         dest: PathBuf,

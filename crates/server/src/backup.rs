@@ -2,7 +2,7 @@
 //!
 //! `connect-pki backup DEST` copies the data directory and, on SQLite, a
 //! consistent snapshot of the database (`VACUUM INTO`) while the service
-//! runs. A PostgreSQL database is dumped with `pg_dump` beside it (README).
+//! runs. A PostgreSQL database is dumped with `pg_dump` beside it (docs/operations/backup-restore.md).
 //! `connect-pki restore SRC` puts a backup back in place.
 //!
 //! A backup is older than the moment it is restored, and anything revoked in

@@ -170,7 +170,7 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
         };
         // `run` starts with `create table if not exists _sqlx_migrations`,
-        // which a service role that owns nothing (README: the audit log's
+        // which a service role that owns nothing (docs/operations/audit-log.md: the audit log's
         // owner is another role) may not even attempt; when every migration
         // is applied with its checksum, there is nothing to run.
         if self.all_applied(&migrator).await {

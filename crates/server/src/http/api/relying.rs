@@ -199,7 +199,7 @@ pub(super) async fn certificate_use(
 /// A signed incident record: the record, and the JWS whose payload it is.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IncidentRecord {
-    /// The timeline and the proof of revocation (see the README's "incident record").
+    /// The timeline and the proof of revocation (see docs/operations/incident-record.md).
     #[schema(value_type = Object)]
     pub record: serde_json::Value,
     /// Compact JWS (ES256) over `record`, signed by the delegated OCSP
