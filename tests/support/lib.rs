@@ -35,10 +35,15 @@ pub fn workspace() -> PathBuf {
 }
 
 /// Path of the freshly built binary. Built once per test run with the same
-/// cargo that runs the tests, so the tests never exercise a stale build.
+/// cargo that runs the tests, so the tests never exercise a stale build;
+/// `CONNECT_PKI_BIN` names one built beforehand instead (`tests/at-every-hour`
+/// runs the tests under libfaketime, where rustc must not run).
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("CONNECT_PKI_BIN") {
+            return PathBuf::from(bin);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--quiet", "-p", "connect-pki", "--bin", "connect-pki"])

@@ -1,3 +1,5 @@
+//! The CA crate's one error type.
+
 /// Why a CA operation failed. Messages are meant for the person who sent the
 /// input (a CSR, a passphrase), so they say what to change.
 #[derive(Debug, thiserror::Error)]

@@ -106,16 +106,21 @@ pub struct CaKey(Repr);
 
 enum Repr {
     Memory(PrivateKey),
-    #[cfg(feature = "hsm")]
-    Token(crate::token::TokenKey),
+    External(Box<dyn ExternalKey>),
+}
+
+/// A key this process cannot read, only ask to sign: a key in a PKCS#11
+/// token. Its module depends on this one, not the other way round.
+pub trait ExternalKey: rcgen::SigningKey + fmt::Debug + Send + Sync {
+    /// A second handle on the same key.
+    fn clone_key(&self) -> Box<dyn ExternalKey>;
 }
 
 impl fmt::Debug for CaKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             Repr::Memory(k) => k.fmt(f),
-            #[cfg(feature = "hsm")]
-            Repr::Token(k) => k.fmt(f),
+            Repr::External(k) => k.fmt(f),
         }
     }
 }
@@ -126,20 +131,17 @@ impl From<PrivateKey> for CaKey {
     }
 }
 
-#[cfg(feature = "hsm")]
-impl From<crate::token::TokenKey> for CaKey {
-    fn from(key: crate::token::TokenKey) -> Self {
-        Self(Repr::Token(key))
-    }
-}
-
 impl CaKey {
+    /// A key held outside this process.
+    pub fn external(key: Box<dyn ExternalKey>) -> Self {
+        Self(Repr::External(key))
+    }
+
     /// The key itself when it is held in memory; `None` for a key in a token.
     pub fn in_memory(&self) -> Option<&PrivateKey> {
         match &self.0 {
             Repr::Memory(k) => Some(k),
-            #[cfg(feature = "hsm")]
-            Repr::Token(_) => None,
+            Repr::External(_) => None,
         }
     }
 
@@ -147,8 +149,7 @@ impl CaKey {
     pub fn clone_key(&self) -> Result<Self, CaError> {
         Ok(match &self.0 {
             Repr::Memory(k) => Self(Repr::Memory(k.clone_key()?)),
-            #[cfg(feature = "hsm")]
-            Repr::Token(k) => Self(Repr::Token(k.clone())),
+            Repr::External(k) => Self(Repr::External(k.clone_key())),
         })
     }
 
@@ -162,16 +163,14 @@ impl rcgen::PublicKeyData for CaKey {
     fn der_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Memory(k) => k.0.der_bytes(),
-            #[cfg(feature = "hsm")]
-            Repr::Token(k) => k.der_bytes(),
+            Repr::External(k) => k.der_bytes(),
         }
     }
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
         match &self.0 {
             Repr::Memory(k) => k.0.algorithm(),
-            #[cfg(feature = "hsm")]
-            Repr::Token(k) => k.algorithm(),
+            Repr::External(k) => k.algorithm(),
         }
     }
 }
@@ -181,8 +180,7 @@ impl rcgen::SigningKey for CaKey {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         match &self.0 {
             Repr::Memory(k) => k.0.sign(msg),
-            #[cfg(feature = "hsm")]
-            Repr::Token(k) => k.sign(msg),
+            Repr::External(k) => k.sign(msg),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod crl;
 pub mod csr;
+mod ecdsa;
 pub mod error;
 pub mod hierarchy;
 pub mod issue;
@@ -22,4 +23,4 @@ pub use csr::{CheckedCsr, parse_csr};
 pub use error::CaError;
 pub use hierarchy::{Hierarchy, HierarchyNames};
 pub use issue::{DeviceSubject, IssuedCert, IssuingCa, Profile};
-pub use keys::{CaKey, InMemory, KeyGenerator, KeyKind, PrivateKey};
+pub use keys::{CaKey, ExternalKey, InMemory, KeyGenerator, KeyKind, PrivateKey};

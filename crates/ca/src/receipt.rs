@@ -12,20 +12,10 @@
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use der::Decode;
-use der::asn1::UintRef;
 use serde_json::{Value, json};
 
 use crate::error::CaError;
 use crate::keys::CaKey;
-
-/// `ECDSA-Sig-Value` (RFC 3279): the DER form X.509 and TLS carry; JWS
-/// carries `r || s` instead (RFC 7518 §3.4).
-#[derive(der::Sequence)]
-pub(crate) struct EcdsaSigValue<'a> {
-    pub(crate) r: UintRef<'a>,
-    pub(crate) s: UintRef<'a>,
-}
 
 const OID_OCSP_SIGNING: &str = "1.3.6.1.5.5.7.3.9";
 
@@ -44,15 +34,11 @@ pub fn sign(key: &CaKey, chain: &[&[u8]], payload: &[u8]) -> Result<String, CaEr
     });
     let header = serde_json::to_vec(&header).map_err(bad)?;
     let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
-    let der = rcgen::SigningKey::sign(key, input.as_bytes())?;
-    let sig = EcdsaSigValue::from_der(&der).map_err(bad)?;
-    let mut raw = [0u8; 64];
-    for (half, n) in [(0, sig.r.as_bytes()), (32, sig.s.as_bytes())] {
-        if n.len() > 32 {
-            return Err(bad("the key is not a P-256 key"));
-        }
-        raw[half + 32 - n.len()..half + 32].copy_from_slice(n);
+    if rcgen::PublicKeyData::algorithm(key) != &rcgen::PKCS_ECDSA_P256_SHA256 {
+        return Err(bad("the key is not a P-256 key"));
     }
+    let der = rcgen::SigningKey::sign(key, input.as_bytes())?;
+    let raw = crate::ecdsa::raw_from_der(&der, 32)?;
     Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(raw)))
 }
 
@@ -113,13 +99,6 @@ pub fn verify(jws: &str, root_der: &[u8]) -> Result<Verified, CaError> {
 fn parse<'a>(der: &'a [u8], what: &str) -> Result<x509_parser::certificate::X509Certificate<'a>, CaError> {
     let (_, c) = x509_parser::parse_x509_certificate(der).map_err(|e| bad(format!("{what}: {e}")))?;
     Ok(c)
-}
-
-/// The DER of a signature, for callers that re-encode raw `r || s`.
-#[cfg(feature = "hsm")]
-pub(crate) fn ecdsa_der(r: &[u8], s: &[u8]) -> Result<Vec<u8>, CaError> {
-    let uint = |b| UintRef::new(b).map_err(bad);
-    der::Encode::to_der(&EcdsaSigValue { r: uint(r)?, s: uint(s)? }).map_err(bad)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 
 use crate::error::CaError;
-use crate::keys::{CaKey, KeyGenerator, KeyKind};
+use crate::keys::{CaKey, ExternalKey, KeyGenerator, KeyKind};
 
 const OID_P256: &str = "1.2.840.10045.3.1.7";
 const OID_P384: &str = "1.3.132.0.34";
@@ -254,6 +254,38 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
+impl rcgen::PublicKeyData for TokenKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.point
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.algorithm
+    }
+}
+
+impl rcgen::SigningKey for TokenKey {
+    /// ECDSA over `msg` with the curve's hash, as a DER ECDSA-Sig-Value.
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        self.sign_der(msg).map_err(|e| {
+            tracing::error!(key = %self.name, error = %e, "the PKCS#11 token did not sign");
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}
+
+impl ExternalKey for TokenKey {
+    fn clone_key(&self) -> Box<dyn ExternalKey> {
+        Box::new(self.clone())
+    }
+}
+
+impl From<TokenKey> for CaKey {
+    fn from(key: TokenKey) -> Self {
+        CaKey::external(Box::new(key))
+    }
+}
+
 impl TokenKey {
     fn new(token: Token, handle: ObjectHandle, point: Vec<u8>, kind: KeyKind, name: &str) -> Self {
         let (algorithm, digest, half) = match kind {
@@ -263,22 +295,6 @@ impl TokenKey {
         Self { token, handle, point, algorithm, digest, half, name: name.into() }
     }
 
-    pub(crate) fn der_bytes(&self) -> &[u8] {
-        &self.point
-    }
-
-    pub(crate) fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        self.algorithm
-    }
-
-    /// ECDSA over `msg` with the curve's hash, as a DER ECDSA-Sig-Value.
-    pub(crate) fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        self.sign_der(msg).map_err(|e| {
-            tracing::error!(key = %self.name, error = %e, "the PKCS#11 token did not sign");
-            rcgen::Error::RemoteKeyError
-        })
-    }
-
     fn sign_der(&self, msg: &[u8]) -> Result<Vec<u8>, CaError> {
         let hash = digest::digest(self.digest, msg);
         let raw = self.token.with_session(|s| s.sign(&Mechanism::Ecdsa, self.handle, hash.as_ref()))?;
@@ -286,6 +302,6 @@ impl TokenKey {
             return Err(CaError::Token(format!("a signature of {} bytes, not {}", raw.len(), 2 * self.half)));
         }
         let (r, s) = raw.split_at(self.half);
-        crate::receipt::ecdsa_der(r, s)
+        crate::ecdsa::der_from_raw(r, s)
     }
 }

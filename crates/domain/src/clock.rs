@@ -5,6 +5,12 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
+/// An instant as RFC 3339 UTC, the form every time takes at the API and in
+/// signed records.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
 /// Source of the current time for every rule that depends on it.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current instant, UTC.

@@ -1,3 +1,5 @@
+//! The domain's one error type: what the rules refuse, in domain words.
+
 use crate::ids::Serial;
 
 /// What the rules refuse, in domain words. The HTTP layer maps these to

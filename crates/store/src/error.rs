@@ -1,3 +1,5 @@
+//! The store's one error type; sqlx errors are wrapped here and nowhere else.
+
 use connect_pki_domain::{FacilityId, Serial, UserId};
 
 /// What went wrong in the database layer. sqlx errors never leave this crate

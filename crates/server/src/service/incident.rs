@@ -9,11 +9,11 @@
 
 use base64::Engine;
 use connect_pki_domain::Serial;
+use connect_pki_domain::clock::rfc3339;
 use connect_pki_store::{AuditRecord, CertificateSightings, EscalationRecord, NotificationRecord};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::http::api::views::rfc3339;
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
 use crate::state::AppState;

@@ -15,10 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-/// An instant as RFC 3339 UTC, the form every time takes at the API.
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
+pub use connect_pki_domain::clock::rfc3339;
 
 /// `{"error": {"code", "message"}}`
 #[derive(Debug, Serialize, ToSchema)]
