@@ -108,11 +108,6 @@ impl Keys {
         }
     }
 
-    /// Whether the keys are in a token (and no key file is written).
-    pub fn in_token(&self) -> bool {
-        !matches!(self, Keys::Files { .. })
-    }
-
     /// Where new keys are made.
     pub fn generator(&self) -> &dyn KeyGenerator {
         match self {

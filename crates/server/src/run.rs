@@ -173,7 +173,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         revocations,
         ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone(), sightings)),
         metrics: crate::http::metrics::install(),
-        csrf_key: Arc::new(crate::http::console::new_csrf_key()),
+        csrf_key: Arc::new(crate::http::console::new_csrf_key()?),
         pseudonyms: Arc::new(crate::pseudonym::PseudonymKey::load_or_create(dir.path())?),
         own: Arc::new(crate::renewal::OwnCerts { tls: server_cert, dir, keys }),
         instance_id: Arc::from(crate::bootstrap::random_secret(8)?.as_str()),

@@ -67,29 +67,6 @@ pub struct Settings {
     pub relying: crate::relying::RecordSettings,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            enrollment_code_ttl: connect_pki_domain::enrollment::DEFAULT_LIFETIME,
-            apply_limit: Limit::per_minute(30),
-            enroll_limit: Limit::per_minute(30),
-            emergency_limit: Limit::per_minute(30),
-            relying: Default::default(),
-            calendar: Default::default(),
-            escalation_sla: connect_pki_domain::escalation::DEFAULT_SLA,
-            hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
-            renewals_per_hour: connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR,
-            notify: Default::default(),
-            terms: crate::terms::Terms::builtin(),
-            https_url: None,
-            rejected_application_retention: time::Duration::days(i64::from(
-                connect_pki_domain::application::DEFAULT_REJECTED_RETENTION_DAYS,
-            )),
-            expiry_notice_days: connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS,
-        }
-    }
-}
-
 /// The CA certificates as served on `/ca/*`, encoded once at start.
 #[derive(Debug)]
 pub struct PublicCerts {

@@ -83,18 +83,6 @@ pub(crate) async fn enqueue(
 }
 
 impl Store {
-    /// Queues notifications on their own (for an escalation that moved queue).
-    pub async fn enqueue_notifications(
-        &self,
-        escalation: i64,
-        event: &str,
-        targets: &[Target],
-        payload: &str,
-        now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.write(async |tx| enqueue(tx, Some(escalation), event, targets, payload, now).await).await
-    }
-
     /// Leases up to `limit` pending notifications due at `now` to `owner`
     /// until `now + lease`, oldest first. A notification leased to one
     /// instance is skipped by the others until its lease runs out (which only

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use connect_pki_domain::escalation::{Outcome, Queue, Resolver, Routing, check_resolution, route_for};
+use connect_pki_domain::escalation::{Outcome, Resolver, Routing, check_resolution, route_for};
 use connect_pki_domain::sign_in::source_of;
 use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
 use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, SignInGate, UserRecord};
@@ -349,9 +349,4 @@ pub async fn run_due(state: &AppState) -> Result<(), ServiceError> {
         publish(state).await?;
     }
     Ok(())
-}
-
-/// The queue an escalation is in, for display.
-pub fn queue_of(e: &EscalationRecord) -> Queue {
-    if e.queue == "admin_division" { Queue::AdminDivision } else { Queue::Manager }
 }

@@ -98,11 +98,13 @@ impl Ctx {
     }
 }
 
-/// A key for CSRF tokens, made at start.
-pub fn new_csrf_key() -> hmac::Key {
+/// A key for CSRF tokens, made at start. Without the system's random
+/// generator there is no key: the service does not start rather than sign
+/// tokens with a key anyone could know.
+pub fn new_csrf_key() -> anyhow::Result<hmac::Key> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     hmac::Key::generate(hmac::HMAC_SHA256, &rng)
-        .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"unreachable: the OS RNG failed"))
+        .map_err(|_| anyhow::anyhow!("the system's random generator failed: no key for the console's CSRF tokens"))
 }
 
 pub fn csrf_token(state: &AppState, caller: &Caller) -> String {
