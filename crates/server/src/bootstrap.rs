@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use base64::Engine;
 use connect_pki_ca::hierarchy::HierarchyNames;
 use connect_pki_ca::{DeviceSubject, Hierarchy, IssuingCa, KeyKind, PrivateKey, Profile, pkcs12};
 use connect_pki_domain::{Clock, FacilityKind, Role};
@@ -19,6 +18,7 @@ use crate::datadir::{
     CONFIG_FILE, DataDir, PASSPHRASE_ENV, PASSPHRASE_FILE, create_private_dir, write_cert_and_key, write_new,
 };
 use crate::keys::Keys;
+use crate::service::secrets::random_secret;
 
 /// Login ID of the first administrator.
 pub const BOOTSTRAP_LOGIN: &str = "admin";
@@ -67,13 +67,6 @@ connect_pki_domain::redacted_debug!(BootstrapReport { login_id, serial, pkcs12_p
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = <sha2::Sha256 as sha2::Digest>::digest(der);
     digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
-}
-
-/// `n` random bytes as URL-safe base64 (a password or passphrase).
-pub fn random_secret(n: usize) -> anyhow::Result<String> {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness from the OS: {e}"))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Runs `init`. Refuses a data directory that exists and is not empty.

@@ -176,7 +176,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         csrf_key: Arc::new(crate::http::console::new_csrf_key()?),
         pseudonyms: Arc::new(crate::pseudonym::PseudonymKey::load_or_create(dir.path())?),
         own: Arc::new(crate::renewal::OwnCerts { tls: server_cert, dir, keys }),
-        instance_id: Arc::from(crate::bootstrap::random_secret(8)?.as_str()),
+        instance_id: Arc::from(crate::service::secrets::random_secret(8)?.as_str()),
     };
     Ok(Built { state, tls_config, connections })
 }

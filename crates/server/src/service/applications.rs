@@ -4,10 +4,10 @@ use connect_pki_domain::application::ApplicationForm;
 use connect_pki_domain::{Action, authorize};
 use connect_pki_store::{ApplicationRecord, Approval};
 
-use crate::bootstrap::random_secret;
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
 use crate::service::secrets::new_code;
+use crate::service::secrets::random_secret;
 use crate::state::AppState;
 
 /// Validates and records an application from `client`.

@@ -47,7 +47,7 @@ fn routing(state: &AppState, holder: Role) -> Result<Routing, ServiceError> {
 async fn dummy_hash() -> Result<String, ServiceError> {
     static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
     HASH.get_or_try_init(|| async {
-        crate::service::secrets::hash_password(crate::bootstrap::random_secret(24)?).await
+        crate::service::secrets::hash_password(crate::service::secrets::random_secret(24)?).await
     })
     .await
     .cloned()
@@ -126,7 +126,7 @@ pub async fn ticket(
     client: IpAddr,
 ) -> Result<(String, Vec<DeviceRecord>), ServiceError> {
     let (user, _) = sign_in(state, login_id, password, client).await?;
-    let ticket = crate::bootstrap::random_secret(24)?;
+    let ticket = crate::service::secrets::random_secret(24)?;
     let now = state.clock.now();
     state
         .store

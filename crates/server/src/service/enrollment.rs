@@ -7,8 +7,8 @@ use connect_pki_domain::enrollment::CodeInput;
 use connect_pki_domain::{DeviceId, Serial, validate};
 use connect_pki_store::Redemption;
 
-use crate::bootstrap::random_secret;
 use crate::service::error::ServiceError;
+use crate::service::secrets::random_secret;
 use crate::service::secrets::{code_hash, hash_password};
 use crate::service::{sign_from_csr, stored, subject_of};
 use crate::state::AppState;

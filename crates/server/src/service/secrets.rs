@@ -4,12 +4,20 @@
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use base64::Engine;
 use connect_pki_domain::UserId;
 use connect_pki_domain::enrollment::format_secret;
 use connect_pki_store::NewCode;
 use time::{Duration, OffsetDateTime};
 
 use crate::service::error::ServiceError;
+
+/// `n` random bytes as URL-safe base64 (a password or passphrase).
+pub fn random_secret(n: usize) -> anyhow::Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
 
 /// A freshly generated enrollment code: the half shown to a person and the
 /// half stored.
