@@ -7,11 +7,13 @@
 //! list covers: fixed days, Happy Monday days, the equinoxes by the standard
 //! astronomical approximation (1900–2150), 振替休日 and 国民の休日. The one-off
 //! moves of the Tokyo Olympics special law (2020, 2021) are the only dated
-//! exceptions.
+//! exceptions. [`tokyo`] gives an instant's local date and time.
 
 use std::collections::BTreeMap;
 
-use time::{Date, Month, Time, Weekday};
+use time::{Date, Month, OffsetDateTime, Time, Weekday};
+
+use crate::error::DomainError;
 
 /// A closed day and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +137,20 @@ fn statutory(year: i32) -> Vec<(Date, &'static str)> {
     days
 }
 
+/// The local (Asia/Tokyo) date and time of an instant, from the tz database
+/// `jiff` carries.
+pub fn tokyo(t: OffsetDateTime) -> Result<(Date, Time), DomainError> {
+    let bad = |e: &dyn std::fmt::Display| DomainError::Invalid { field: "time", why: format!("Asia/Tokyo: {e}") };
+    let z =
+        jiff::Timestamp::from_second(t.unix_timestamp()).and_then(|ts| ts.in_tz("Asia/Tokyo")).map_err(|e| bad(&e))?;
+    let (month, day, hour, minute, second) = (z.month(), z.day(), z.hour(), z.minute(), z.second());
+    let u8_of = |n: i8| u8::try_from(n).map_err(|e| bad(&e));
+    let month = Month::try_from(u8_of(month)?).map_err(|e| bad(&e))?;
+    let date = Date::from_calendar_date(i32::from(z.year()), month, u8_of(day)?).map_err(|e| bad(&e))?;
+    let at = Time::from_hms(u8_of(hour)?, u8_of(minute)?, u8_of(second)?).map_err(|e| bad(&e))?;
+    Ok((date, at))
+}
+
 /// Every national holiday of a year (祝日, 振替休日, 国民の休日), by date.
 pub fn national_holidays(year: i32) -> BTreeMap<Date, String> {
     let mut days: BTreeMap<Date, String> = statutory(year).into_iter().map(|(d, n)| (d, n.to_string())).collect();
@@ -243,6 +259,14 @@ mod tests {
                 day = day.next_day().expect("next");
             }
         }
+    }
+
+    #[test]
+    fn tokyo_is_nine_hours_ahead_across_the_date_line() {
+        let at = time::macros::datetime!(2026-12-31 15:30:05 UTC);
+        assert_eq!(tokyo(at), Ok((d("2027-01-01"), time::macros::time!(00:30:05))));
+        let at = time::macros::datetime!(2027-06-14 00:00 UTC);
+        assert_eq!(tokyo(at), Ok((d("2027-06-14"), time::macros::time!(09:00))));
     }
 
     #[test]

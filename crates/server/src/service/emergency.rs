@@ -9,27 +9,15 @@ use connect_pki_domain::escalation::{Outcome, Resolver, Routing, check_resolutio
 use connect_pki_domain::sign_in::source_of;
 use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
 use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, SignInGate, UserRecord};
-use time::OffsetDateTime;
 
 use crate::service::directory::managed_device;
+use connect_pki_domain::calendar::tokyo;
+
 use crate::service::error::ServiceError;
 use crate::service::requester::Requester;
 use crate::service::revocation::publish;
 use crate::service::secrets::verify_password;
 use crate::state::AppState;
-
-/// The local (Asia/Tokyo) date and time of an instant.
-pub fn tokyo(t: OffsetDateTime) -> Result<(time::Date, time::Time), ServiceError> {
-    let z = jiff::Timestamp::from_second(t.unix_timestamp())
-        .and_then(|ts| ts.in_tz("Asia/Tokyo"))
-        .map_err(|e| anyhow::anyhow!("Asia/Tokyo: {e}"))?;
-    let month = time::Month::try_from(z.month() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let date = time::Date::from_calendar_date(i32::from(z.year()), month, z.day() as u8)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let at =
-        time::Time::from_hms(z.hour() as u8, z.minute() as u8, z.second() as u8).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((date, at))
-}
 
 /// Whether the office is open now.
 pub fn business_hours_now(state: &AppState) -> Result<bool, ServiceError> {

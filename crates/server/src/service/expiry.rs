@@ -212,7 +212,7 @@ async fn city_targets(state: &AppState) -> Result<Vec<Target>, ServiceError> {
 
 /// An instant as the notices print it: Asia/Tokyo, to the minute.
 fn tokyo_text(t: OffsetDateTime) -> Result<String, ServiceError> {
-    let (d, tm) = crate::service::emergency::tokyo(t)?;
+    let (d, tm) = connect_pki_domain::calendar::tokyo(t)?;
     Ok(format!("{d} {:02}:{:02}", tm.hour(), tm.minute()))
 }
 

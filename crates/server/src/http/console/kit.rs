@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::{ServiceError, emergency};
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// One entry of the menu.
@@ -245,7 +245,7 @@ pub struct NotADate;
 
 /// A time as people in Chitose read it: Asia/Tokyo, to the minute.
 pub fn local(t: OffsetDateTime) -> String {
-    emergency::tokyo(t)
+    connect_pki_domain::calendar::tokyo(t)
         .map(|(d, tm)| format!("{d} {:02}:{:02}", tm.hour(), tm.minute()))
         .unwrap_or_else(|_| t.to_string())
 }
