@@ -80,6 +80,14 @@ pub struct UserRecord {
     pub status: UserStatus,
 }
 
+impl UserRecord {
+    /// Whom an action on this user (or on their devices and certificates)
+    /// touches, as the policy sees it.
+    pub fn target(&self) -> connect_pki_domain::Target {
+        connect_pki_domain::Target { facility: self.facility, role: self.role }
+    }
+}
+
 /// A stored certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRecord {

@@ -72,6 +72,6 @@ pub async fn renew(
             |d| sign_from_csr(state, &csr, d),
         )
         .await?;
-    crate::service::revocation::publish(state).await?;
+    crate::service::publish(state).await?;
     Ok((device.device, cert))
 }

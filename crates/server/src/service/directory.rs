@@ -66,7 +66,7 @@ pub async fn change_status(
 ) -> Result<FacilityChange, ServiceError> {
     authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
     let change = state.store.change_facility_status(id, to, &caller.audit_name, state.clock.now()).await?;
-    crate::service::revocation::publish(state).await?;
+    crate::service::publish(state).await?;
     Ok(change)
 }
 
@@ -76,7 +76,7 @@ pub async fn hold_suspended_facilities(state: &AppState) -> Result<(), ServiceEr
     let held = state.store.hold_suspended_facilities(state.clock.now()).await?;
     if !held.is_empty() {
         tracing::warn!(count = held.len(), "valid certificates of suspended facilities put on hold");
-        crate::service::revocation::publish(state).await?;
+        crate::service::publish(state).await?;
     }
     Ok(())
 }
@@ -137,15 +137,10 @@ pub async fn users(
     Ok(state.store.users_with_devices(facility).await?)
 }
 
-/// Whom an action on `user` (or on their devices and certificates) touches.
-pub fn target(user: &UserRecord) -> Target {
-    Target { facility: user.facility, role: user.role }
-}
-
 /// A user the caller may act on (see `Action::ActOnUser`).
 pub async fn managed_user(state: &AppState, caller: &Requester, id: UserId) -> Result<UserRecord, ServiceError> {
     let user = state.store.user(id).await?.ok_or(ServiceError::NotFound("user"))?;
-    authorize(&caller.actor, Action::ActOnUser(target(&user)))?;
+    authorize(&caller.actor, Action::ActOnUser(user.target()))?;
     Ok(user)
 }
 

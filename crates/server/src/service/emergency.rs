@@ -14,8 +14,8 @@ use crate::service::directory::managed_device;
 use connect_pki_domain::calendar::tokyo;
 
 use crate::service::error::ServiceError;
+use crate::service::publish;
 use crate::service::requester::Requester;
-use crate::service::revocation::publish;
 use crate::service::secrets::verify_password;
 use crate::state::AppState;
 

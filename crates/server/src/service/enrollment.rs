@@ -100,7 +100,7 @@ pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Resul
     let now = state.clock.now();
     let enrolled = issue(state, &redemption, csr, key_kind, now).await?;
     // The new certificate is known to OCSP ("good") before the device has it.
-    crate::service::revocation::publish(state).await?;
+    crate::service::publish(state).await?;
     Ok(enrolled)
 }
 

@@ -26,6 +26,13 @@ pub use requester::Requester;
 
 use crate::state::AppState;
 
+/// Makes a change of certificate status visible everywhere in this
+/// instance (the index, OCSP, the handshake, the CRL) before the caller
+/// answers.
+pub async fn publish(state: &AppState) -> Result<(), ServiceError> {
+    state.revocations.sync().await.map_err(ServiceError::Internal)
+}
+
 /// Signs a device certificate for `device` from a checked CSR, refusing a CSR
 /// that claims another user. Used inside store transactions.
 pub(crate) fn sign_from_csr(

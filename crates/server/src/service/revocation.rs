@@ -8,15 +8,11 @@ use connect_pki_domain::{Action, DeviceId, Serial, UserId, authorize};
 use connect_pki_store::{StatusChange, UserRecord};
 use time::OffsetDateTime;
 
-use crate::service::directory::{managed_device, managed_user, target};
+use crate::service::directory::{managed_device, managed_user};
 use crate::service::error::ServiceError;
+use crate::service::publish;
 use crate::service::requester::Requester;
 use crate::state::AppState;
-
-/// Makes the change visible everywhere in this instance.
-pub async fn publish(state: &AppState) -> Result<(), ServiceError> {
-    state.revocations.sync().await.map_err(ServiceError::Internal)
-}
 
 /// Revokes, holds or releases one certificate. Repeating a call reports the
 /// state the certificate is in.
@@ -27,7 +23,7 @@ pub async fn change(
     change: Change,
 ) -> Result<StatusChange, ServiceError> {
     let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
-    authorize(&caller.actor, Action::ActOnUser(target(&holder.user)))?;
+    authorize(&caller.actor, Action::ActOnUser(holder.user.target()))?;
     let outcome = state.store.change_certificate(serial, change, &caller.audit_name, state.clock.now()).await?;
     publish(state).await?;
     Ok(outcome)
