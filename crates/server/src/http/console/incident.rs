@@ -10,7 +10,7 @@ use axum::routing::get;
 use connect_pki_domain::{Reason, Serial};
 use serde_json::Value;
 
-use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse};
+use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::incident::{Event, record};
@@ -129,20 +129,14 @@ fn detail_ja(e: &Event) -> String {
     }
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Path(raw): Path<String>) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/").await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Path(raw): Path<String>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/").await?;
     let result: Result<_, ApiError> = async {
         let serial: Serial = raw.parse()?;
         Ok(record(&state, &ctx.caller.requester, &serial).await?)
     }
     .await;
-    let incident = match result {
-        Ok(i) => i,
-        Err(e) => return refuse(e),
-    };
+    let incident = result?;
     let r = &incident.record;
     let c = &r["certificate"];
     let text = |v: &Value| v.as_str().unwrap_or("—").to_string();
@@ -203,7 +197,7 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, P
         crl,
         generated: local_of(&r["generated_at"]),
     };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }
 
 async fn download(

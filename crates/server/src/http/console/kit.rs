@@ -10,7 +10,7 @@
 use askama::Template;
 use aws_lc_rs::hmac;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use connect_pki_domain::{CertStatus, Role};
 use time::OffsetDateTime;
 
@@ -70,14 +70,10 @@ impl Ctx {
     /// The context of a page at `current`, or the page to show instead: a
     /// refusal without a usable certificate, the terms of use to accept for
     /// a manager who has not accepted the version in force.
-    pub async fn of(
-        state: &AppState,
-        caller: Result<Caller, ApiError>,
-        current: &'static str,
-    ) -> Result<Ctx, Box<Response>> {
-        let caller = caller.map_err(|e| Box::new(refuse(e)))?;
+    pub async fn of(state: &AppState, caller: Result<Caller, ApiError>, current: &'static str) -> Result<Ctx, Refusal> {
+        let caller = caller?;
         if let Some(page) = super::terms_gate(state, &caller, None).await {
-            return Err(Box::new(page));
+            return Err(Refusal::from(page));
         }
         Ok(Self::new(state, caller, current))
     }
@@ -138,9 +134,13 @@ pub fn acting(
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     csrf: &str,
-) -> Result<Caller, Box<Response>> {
-    let caller = caller.map_err(|e| Box::new(refuse(e)))?;
-    if csrf_ok(state, &caller, csrf, headers, uri) { Ok(caller) } else { Err(Box::new(refuse(ApiError::CsrfRejected))) }
+) -> Result<Caller, Refusal> {
+    let caller = caller?;
+    if csrf_ok(state, &caller, csrf, headers, uri) {
+        Ok(caller)
+    } else {
+        Err(Refusal::from(refuse(ApiError::CsrfRejected)))
+    }
 }
 
 /// A rendered console page with headers that keep it from being framed,
@@ -158,6 +158,38 @@ pub fn page(status: StatusCode, t: &impl Template) -> Response {
 struct MessagePage {
     title: &'static str,
     message: String,
+}
+
+/// The page a console handler shows instead of the one asked for (a refusal
+/// in Japanese, the terms of use to accept): what it returns early with `?`.
+#[derive(Debug)]
+pub struct Refusal(Box<Response>);
+
+/// What a console handler returns: its page, or the page shown instead.
+pub type PageResult = Result<Response, Refusal>;
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+impl From<Response> for Refusal {
+    fn from(page: Response) -> Self {
+        Self(Box::new(page))
+    }
+}
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        refuse(e).into()
+    }
+}
+
+impl From<ServiceError> for Refusal {
+    fn from(e: ServiceError) -> Self {
+        refuse(e.into()).into()
+    }
 }
 
 /// A page saying why the request was refused, in Japanese, with its status.

@@ -21,6 +21,7 @@ use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::http::console::kit::PageResult;
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{Conflict, ServiceError, emergency};
@@ -127,16 +128,17 @@ struct ShowQuery {
     done: Option<String>,
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(q): Query<ShowQuery>) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/").await {
-        Ok(c) => c,
-        Err(page) => return *page,
-    };
+async fn show(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Query(q): Query<ShowQuery>,
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/").await?;
     // Staff and 福祉課 work no queue: their menu starts on another page.
     if !ctx.nav.iter().any(|item| item.href == "/console/")
         && let Some(first) = ctx.nav.first()
     {
-        return Redirect::to(first.href).into_response();
+        return Ok(Redirect::to(first.href).into_response());
     }
     let flash = q.done.as_deref().and_then(|d| d.split_once(':')).map(|(what, id)| match what {
         "terms" => format!("利用規約（{} 版）への同意を記録しました。", state.settings.terms.version),
@@ -146,7 +148,7 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
         "rejected" => format!("受付 {id} を却下し、届出による一時停止を解除しました。"),
         _ => format!("受付 {id} を更新しました。"),
     });
-    render(&state, &ctx, flash, None, StatusCode::OK).await
+    Ok(render(&state, &ctx, flash, None, StatusCode::OK).await)
 }
 
 async fn render(
@@ -282,17 +284,14 @@ async fn accept_terms(
     headers: HeaderMap,
     uri: axum::http::Uri,
     Form(f): Form<TermsForm>,
-) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(page) => return *page,
-    };
+) -> PageResult {
+    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     match crate::service::terms::accept(&state, &caller.requester, &f.version).await {
-        Ok(()) => Redirect::to("/console/?done=terms:accepted").into_response(),
+        Ok(()) => Ok(Redirect::to("/console/?done=terms:accepted").into_response()),
         Err(e) => {
             let message = "利用規約が更新されています。表示中の版を確認のうえ、もう一度同意してください。".to_string();
             let e = ApiError::from(e);
-            terms_gate(&state, &caller, Some(message)).await.unwrap_or_else(|| refuse(e))
+            Ok(terms_gate(&state, &caller, Some(message)).await.unwrap_or_else(|| refuse(e)))
         }
     }
 }
@@ -342,13 +341,10 @@ async fn claim(
     uri: axum::http::Uri,
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
-) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(page) => return *page,
-    };
+) -> PageResult {
+    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let result = emergency::claim(&state, &caller.requester, id, &f.note).await.map_err(ApiError::from);
-    after(&state, &caller, result, |_| format!("claimed:{id}")).await
+    Ok(after(&state, &caller, result, |_| format!("claimed:{id}")).await)
 }
 
 async fn resolve(
@@ -358,16 +354,13 @@ async fn resolve(
     uri: axum::http::Uri,
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
-) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(page) => return *page,
-    };
+) -> PageResult {
+    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let result: Result<_, ApiError> = async {
         let outcome = Outcome::parse(&f.outcome)?;
         emergency::resolve(&state, &caller.requester, id, outcome, &f.note).await?;
         Ok(outcome)
     }
     .await;
-    after(&state, &caller, result, |outcome| format!("{}:{id}", outcome.as_str())).await
+    Ok(after(&state, &caller, result, |outcome| format!("{}:{id}", outcome.as_str())).await)
 }

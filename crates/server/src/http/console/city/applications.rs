@@ -6,14 +6,15 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
 use connect_pki_store::ApplicationRecord;
 use serde::Deserialize;
 
 use super::kind_ja;
-use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, https_base, local, page, refuse};
+use crate::http::console::kit::{
+    ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, acting, https_base, local, page,
+};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{ServiceError, applications};
@@ -73,25 +74,19 @@ struct ListPage<'a> {
     decided: Vec<Row>,
 }
 
-async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let all = match applications::list(&state, &ctx.caller.requester, None).await {
-        Ok(a) => a,
-        Err(e) => return refuse(e.into()),
-    };
+async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
+    let all = applications::list(&state, &ctx.caller.requester, None).await?;
     let (pending, mut decided): (Vec<_>, Vec<_>) = all.iter().partition(|a| a.status == "pending");
     decided.sort_by_key(|a| std::cmp::Reverse(a.decided_at));
     let pending = pending.into_iter().map(row).collect();
     let decided = decided.into_iter().take(20).map(row).collect();
-    page(StatusCode::OK, &ListPage { ctx: &ctx, pending, decided })
+    Ok(page(StatusCode::OK, &ListPage { ctx: &ctx, pending, decided }))
 }
 
 /// A pending application the caller may decide, or the page to show instead.
-async fn pending(state: &AppState, ctx: &Ctx, id: i64) -> Result<ApplicationRecord, Box<Response>> {
-    let a = applications::one(state, &ctx.caller.requester, id).await.map_err(|e| Box::new(refuse(e.into())))?;
+async fn pending(state: &AppState, ctx: &Ctx, id: i64) -> Result<ApplicationRecord, Refusal> {
+    let a = applications::one(state, &ctx.caller.requester, id).await.map_err(Refusal::from)?;
     if a.status != "pending" {
         let done = ResultPage {
             ctx,
@@ -100,7 +95,7 @@ async fn pending(state: &AppState, ctx: &Ctx, id: i64) -> Result<ApplicationReco
             facts: vec![("処理日時", a.decided_at.map(local).unwrap_or_default())],
             back: HERE.into(),
         };
-        return Err(Box::new(page(StatusCode::CONFLICT, &done)));
+        return Err(Refusal::from(page(StatusCode::CONFLICT, &done)));
     }
     Ok(a)
 }
@@ -118,15 +113,9 @@ async fn approve_confirm(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(id): Path<i64>,
-) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let a = match pending(&state, &ctx, id).await {
-        Ok(a) => a,
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
+    let a = pending(&state, &ctx, id).await?;
     let effect = format!(
         "施設「{}」の利用を承認します。施設管理者 {} さんのアカウントを作り、登録コードを発行します。登録コードは次の画面に一度だけ表示されます。",
         a.form.name, a.form.manager_name
@@ -141,7 +130,7 @@ async fn approve_confirm(
         button: "承認する",
         back: HERE.into(),
     };
-    page(StatusCode::OK, &confirm)
+    Ok(page(StatusCode::OK, &confirm))
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,30 +163,23 @@ async fn approve(
     uri: Uri,
     Path(id): Path<i64>,
     Form(f): Form<DecisionForm>,
-) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let ctx = Ctx::new(&state, caller, HERE);
-    match applications::approve(&state, &ctx.caller.requester, id).await {
-        Ok((approval, code, expires_at)) => {
-            let base = https_base(&state, &headers, &uri);
-            let slip = ApprovedPage {
-                ctx: &ctx,
-                facility: approval.facility.name.clone(),
-                manager: approval.manager.display_name.clone().unwrap_or_default(),
-                login_id: approval.manager.login_id.clone().unwrap_or_default(),
-                code,
-                expires: local(expires_at),
-                at: local(state.clock.now()),
-                enroll_url: format!("{base}/enroll"),
-                emergency_url: format!("{base}/emergency"),
-            };
-            page(StatusCode::OK, &slip)
-        }
-        Err(e) => refuse(e.into()),
-    }
+    let (approval, code, expires_at) = applications::approve(&state, &ctx.caller.requester, id).await?;
+    let base = https_base(&state, &headers, &uri);
+    let slip = ApprovedPage {
+        ctx: &ctx,
+        facility: approval.facility.name.clone(),
+        manager: approval.manager.display_name.clone().unwrap_or_default(),
+        login_id: approval.manager.login_id.clone().unwrap_or_default(),
+        code,
+        expires: local(expires_at),
+        at: local(state.clock.now()),
+        enroll_url: format!("{base}/enroll"),
+        emergency_url: format!("{base}/emergency"),
+    };
+    Ok(page(StatusCode::OK, &slip))
 }
 
 #[derive(Template)]
@@ -210,17 +192,14 @@ struct RejectPage<'a> {
     error: Option<String>,
 }
 
-async fn reject_form(State(state): State<AppState>, caller: Result<Caller, ApiError>, Path(id): Path<i64>) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    match pending(&state, &ctx, id).await {
-        Ok(a) => {
-            page(StatusCode::OK, &RejectPage { ctx: &ctx, id, facts: who(&a), reason: String::new(), error: None })
-        }
-        Err(p) => *p,
-    }
+async fn reject_form(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<i64>,
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
+    let a = pending(&state, &ctx, id).await?;
+    Ok(page(StatusCode::OK, &RejectPage { ctx: &ctx, id, facts: who(&a), reason: String::new(), error: None }))
 }
 
 async fn reject(
@@ -230,11 +209,8 @@ async fn reject(
     uri: Uri,
     Path(id): Path<i64>,
     Form(f): Form<DecisionForm>,
-) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let ctx = Ctx::new(&state, caller, HERE);
     match applications::reject(&state, &ctx.caller.requester, id, &f.reason).await {
         Ok(a) => {
@@ -251,23 +227,20 @@ async fn reject(
                 facts,
                 back: HERE.into(),
             };
-            page(StatusCode::OK, &done)
+            Ok(page(StatusCode::OK, &done))
         }
         // The reason is the one field of the form: its error goes next to it.
         Err(e @ ServiceError::Invalid { field: "reason", .. }) => {
             let e = ApiError::from(e);
-            let a = match pending(&state, &ctx, id).await {
-                Ok(a) => a,
-                Err(p) => return *p,
-            };
+            let a = pending(&state, &ctx, id).await?;
             let message = if f.reason.trim().is_empty() {
                 "却下の理由を入力してください（申請者に表示されます）。".to_string()
             } else {
                 e.message_ja()
             };
             let form = RejectPage { ctx: &ctx, id, facts: who(&a), reason: f.reason, error: Some(message) };
-            page(e.status(), &form)
+            Ok(page(e.status(), &form))
         }
-        Err(e) => refuse(e.into()),
+        Err(e) => Err(e.into()),
     }
 }

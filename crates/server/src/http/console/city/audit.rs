@@ -6,7 +6,6 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::get;
 use connect_pki_domain::{FacilityId, UserId};
 use connect_pki_store::{AuditFilter, AuditRecord};
@@ -14,7 +13,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::http::api::audit_csv;
-use crate::http::console::kit::{Ctx, local, page, refuse, tokyo_day_start};
+use crate::http::console::kit::{Ctx, PageResult, Refusal, local, page, refuse, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{audit, directory};
@@ -162,11 +161,8 @@ fn query_of(f: &Fields) -> String {
         .join("&")
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(f): Query<Fields>) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(f): Query<Fields>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
     let requester = &ctx.caller.requester;
     let checked = filter(&f, PAGE);
     let records = match &checked {
@@ -177,41 +173,31 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
             .await
             .map(|_| Vec::new()),
     };
-    let records = match records {
-        Ok(r) => r,
-        Err(e) => return refuse(e.into()),
-    };
-    let facilities: Vec<(i64, String)> = match directory::facilities(&state, requester).await {
-        Ok(list) => list.into_iter().map(|f| (f.id.0, f.name)).collect(),
-        Err(e) => return refuse(e.into()),
-    };
+    let records = records?;
+    let facilities: Vec<(i64, String)> = directory::facilities(&state, requester)
+        .await
+        .map(|list| list.into_iter().map(|f| (f.id.0, f.name)).collect())?;
     let older = (records.len() as i64 == PAGE).then(|| records.last().map(|r| r.id)).flatten();
     let rows = records.into_iter().map(|r| row(r, &facilities)).collect();
     let error = checked.err();
     let query = if error.is_some() { String::new() } else { query_of(&f) };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     let p = AuditPage { ctx: &ctx, query, f, error, facilities, families: &FAMILIES, rows, older };
-    page(status, &p)
+    Ok(page(status, &p))
 }
 
 /// The same records as CSV, oldest first like the API's.
-async fn csv(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(f): Query<Fields>) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+async fn csv(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(f): Query<Fields>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
     let filter = match filter(&f, 10_000) {
         Ok(filter) => AuditFilter { newest_first: false, ..filter },
         Err((field, _)) => {
-            return refuse(ApiError::from(connect_pki_domain::DomainError::Invalid {
+            return Err(Refusal::from(ApiError::from(connect_pki_domain::DomainError::Invalid {
                 field,
                 why: "see the audit page".into(),
-            }));
+            })));
         }
     };
-    let records = match audit::list(&state, &ctx.caller.requester, &filter).await {
-        Ok(r) => r,
-        Err(e) => return refuse(e.into()),
-    };
-    audit_csv::response(records, "audit.csv").unwrap_or_else(refuse)
+    let records = audit::list(&state, &ctx.caller.requester, &filter).await?;
+    Ok(audit_csv::response(records, "audit.csv").unwrap_or_else(refuse))
 }

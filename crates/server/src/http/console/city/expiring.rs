@@ -5,12 +5,11 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::get;
 use connect_pki_domain::expiry::{FINAL_NOTICE_DAYS, days_left};
 use connect_pki_store::NoticeSubject;
 
-use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse};
+use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page};
 use crate::http::console::manager::{labelled_device, person};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
@@ -69,11 +68,8 @@ fn notices_ja(sent: &[u32]) -> String {
     }
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
     let requester = &ctx.caller.requester;
     let within = expiry::default_window(&state);
     // The CA certificates first: they are read only by those who may read
@@ -84,10 +80,7 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -
         Ok((ca, list))
     }
     .await;
-    let (ca, list) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (ca, list) = result?;
     let now = state.clock.now();
     let ca = ca
         .into_iter()
@@ -125,5 +118,5 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -
         })
         .collect();
     let p = CityExpiringPage { ctx: &ctx, days: within.whole_days(), ca, rows, facilities: facilities.len() };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }

@@ -5,7 +5,6 @@
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
 use connect_pki_domain::{FacilityId, FacilityStatus, Role};
@@ -13,7 +12,7 @@ use connect_pki_store::{FacilityCounts, FacilityRecord};
 use serde::Deserialize;
 
 use super::{facility_status_ja, kind_ja};
-use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, local, page, refuse};
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, acting, local, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::directory;
@@ -62,15 +61,9 @@ struct ListPage<'a> {
     acts: bool,
 }
 
-async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let all = match directory::facilities_with_counts(&state, &ctx.caller.requester).await {
-        Ok(a) => a,
-        Err(e) => return refuse(e.into()),
-    };
+async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
+    let all = directory::facilities_with_counts(&state, &ctx.caller.requester).await?;
     // Only 行政管理課 is offered the buttons; the service decides either way.
     let acts = ctx.role() == Role::AdminDivision;
     let rows = all
@@ -85,7 +78,7 @@ async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -
             counts,
         })
         .collect();
-    page(StatusCode::OK, &ListPage { ctx: &ctx, rows, acts })
+    Ok(page(StatusCode::OK, &ListPage { ctx: &ctx, rows, acts }))
 }
 
 /// What a step will do, in the words of the people it affects.
@@ -136,19 +129,10 @@ async fn confirm(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path((id, path)): Path<(i64, String)>,
-) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let step = match step(&path) {
-        Ok(s) => s,
-        Err(e) => return refuse(e),
-    };
-    let (f, counts) = match changeable(&state, &ctx, id).await {
-        Ok(x) => x,
-        Err(e) => return refuse(e),
-    };
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
+    let step = step(&path)?;
+    let (f, counts) = changeable(&state, &ctx, id).await?;
     let own = f.id == ctx.caller.requester.actor.facility;
     let confirm = ConfirmPage {
         ctx: &ctx,
@@ -164,7 +148,7 @@ async fn confirm(
         button: step.label,
         back: HERE.into(),
     };
-    page(StatusCode::OK, &confirm)
+    Ok(page(StatusCode::OK, &confirm))
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,20 +164,11 @@ async fn change(
     uri: Uri,
     Path((id, path)): Path<(i64, String)>,
     Form(form): Form<ChangeForm>,
-) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &form.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let caller = acting(&state, caller, &headers, &uri, &form.csrf)?;
     let ctx = Ctx::new(&state, caller, HERE);
-    let step = match step(&path) {
-        Ok(s) => s,
-        Err(e) => return refuse(e),
-    };
-    let change = match directory::change_status(&state, &ctx.caller.requester, FacilityId(id), step.to).await {
-        Ok(c) => c,
-        Err(e) => return refuse(e.into()),
-    };
+    let step = step(&path)?;
+    let change = directory::change_status(&state, &ctx.caller.requester, FacilityId(id), step.to).await?;
     let f = &change.facility;
     let when = local(state.clock.now());
     let message = match step.to {
@@ -214,5 +189,5 @@ async fn change(
     facts.push(("日時", when.clone()));
     let done =
         ResultPage { ctx: &ctx, title: "施設の状態を変更しました", message, facts, back: HERE.into() };
-    page(StatusCode::OK, &done)
+    Ok(page(StatusCode::OK, &done))
 }

@@ -5,13 +5,12 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
 use axum::routing::get;
 use connect_pki_domain::CertStatus;
 use connect_pki_store::DeviceRecord;
 use time::OffsetDateTime;
 
-use crate::http::console::kit::{Ctx, cert_ja, https_base, local, page, refuse};
+use crate::http::console::kit::{Ctx, PageResult, cert_ja, https_base, local, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::certificates;
@@ -102,15 +101,9 @@ async fn show(
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
     uri: Uri,
-) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let devices = match certificates::own_devices(&state, &ctx.caller.requester).await {
-        Ok(d) => d,
-        Err(e) => return refuse(e.into()),
-    };
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
+    let devices = certificates::own_devices(&state, &ctx.caller.requester).await?;
     let now = state.clock.now();
     let current = &ctx.caller.requester.certificate;
     let p = MePage {
@@ -120,5 +113,5 @@ async fn show(
         devices: devices.into_iter().map(|d| device_row(d, now, current)).collect(),
         emergency_url: format!("{}/emergency", https_base(&state, &headers, &uri)),
     };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }

@@ -5,10 +5,9 @@
 use askama::Template;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::get;
 
-use crate::http::console::kit::{Ctx, local, page, refuse};
+use crate::http::console::kit::{Ctx, PageResult, local, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::sightings;
@@ -41,15 +40,9 @@ fn ca_ja(generation: i64) -> String {
     if generation <= 1 { "発行CA".into() } else { format!("発行CA {generation}") }
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
-    let ctx = match Ctx::of(&state, caller, HERE).await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let parties = match sightings::relying_parties(&state, &ctx.caller.requester).await {
-        Ok(p) => p,
-        Err(e) => return refuse(e.into()),
-    };
+async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, HERE).await?;
+    let parties = sightings::relying_parties(&state, &ctx.caller.requester).await?;
     let rows: Vec<Row> = parties
         .into_iter()
         .map(|p| {
@@ -89,5 +82,5 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -
         .collect();
     let stale = rows.iter().filter(|r| r.warning.is_some()).count();
     let retention_days = state.settings.relying.retention.whole_days();
-    page(StatusCode::OK, &RelyingPartiesPage { ctx: &ctx, rows, stale, retention_days })
+    Ok(page(StatusCode::OK, &RelyingPartiesPage { ctx: &ctx, rows, stale, retention_days }))
 }

@@ -5,14 +5,15 @@
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{CertStatus, DeviceId, Reason, Serial};
 use connect_pki_store::{DeviceRecord, UserRecord};
 use serde::Deserialize;
 
 use super::{acting_on, device_name, id_of, person};
-use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, acting, cert_ja, local, page, refuse};
+use crate::http::console::kit::{
+    ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, acting, cert_ja, local, page,
+};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{certificates, directory, revocation};
@@ -30,19 +31,10 @@ pub async fn confirm_lost(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
-) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let id = match id_of(&raw) {
-        Ok(id) => DeviceId(id),
-        Err(p) => return *p,
-    };
-    let (device, user) = match directory::managed_device(&state, &ctx.caller.requester, id).await {
-        Ok(v) => v,
-        Err(e) => return refuse(e.into()),
-    };
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
+    let id = id_of(&raw).map(DeviceId)?;
+    let (device, user) = directory::managed_device(&state, &ctx.caller.requester, id).await?;
     let in_force = device.certificates.iter().filter(|c| matches!(c.status, CertStatus::Valid | CertStatus::OnHold));
     let mut facts = who_and_what(&user, &device);
     facts.push(("失効する証明書", format!("{} 件", in_force.count())));
@@ -56,7 +48,7 @@ pub async fn confirm_lost(
         button: "紛失を届け出て、直ちに停止する",
         back: back(&user),
     };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,11 +66,9 @@ pub async fn lost(
     uri: Uri,
     Path(raw): Path<String>,
     Form(f): Form<ActionForm>,
-) -> Response {
-    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
-        Ok((c, id)) => (c, DeviceId(id)),
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
+    let id = DeviceId(id);
     let requester = &caller.requester;
     let result: Result<_, ApiError> = async {
         let (device, user) = directory::managed_device(&state, requester, id).await?;
@@ -86,10 +76,7 @@ pub async fn lost(
         Ok((device, user, revoked))
     }
     .await;
-    let (device, user, revoked) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (device, user, revoked) = result?;
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let mut facts = who_and_what(&user, &device);
     facts.push(("日時", local(state.clock.now())));
@@ -106,7 +93,7 @@ pub async fn lost(
         facts,
         back: back(&user),
     };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }
 
 fn serials(list: &[Serial]) -> String {
@@ -161,16 +148,10 @@ pub async fn confirm_change(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path((serial, change)): Path<(String, String)>,
-) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let Some(w) = wording(&change) else { return refuse(ApiError::NoRoute(change)) };
-    let (cert, device, user) = match certificate_of(&state, &ctx.caller, &serial).await {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
+    let Some(w) = wording(&change) else { return Err(Refusal::from(ApiError::NoRoute(change))) };
+    let (cert, device, user) = certificate_of(&state, &ctx.caller, &serial).await?;
     let mut facts = who_and_what(&user, &device);
     facts.push((
         "証明書",
@@ -187,7 +168,7 @@ pub async fn confirm_change(
         button: w.button,
         back: back(&user),
     };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }
 
 pub async fn change(
@@ -197,12 +178,9 @@ pub async fn change(
     uri: Uri,
     Path((serial, change)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
-) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let Some(w) = wording(&change) else { return refuse(ApiError::NoRoute(change)) };
+) -> PageResult {
+    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
+    let Some(w) = wording(&change) else { return Err(Refusal::from(ApiError::NoRoute(change))) };
     let result: Result<_, ApiError> = async {
         let what = match change.as_str() {
             "revoke" => Change::Revoke(f.reason.parse::<Reason>()?),
@@ -214,10 +192,7 @@ pub async fn change(
         Ok((device, user, outcome))
     }
     .await;
-    let (device, user, outcome) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (device, user, outcome) = result?;
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let c = &outcome.certificate;
     let mut facts = who_and_what(&user, &device);
@@ -229,5 +204,5 @@ pub async fn change(
     } else {
         format!("変更はありません（すでに「{}」です）。", cert_ja(c.status))
     };
-    page(StatusCode::OK, &ResultPage { ctx: &ctx, title: w.title, message, facts, back: back(&user) })
+    Ok(page(StatusCode::OK, &ResultPage { ctx: &ctx, title: w.title, message, facts, back: back(&user) }))
 }

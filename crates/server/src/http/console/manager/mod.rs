@@ -16,12 +16,12 @@ mod staff;
 
 use axum::Router;
 use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
 use axum::routing::{get, post};
 use connect_pki_domain::{CertStatus, Role, UserStatus};
 use connect_pki_store::{CertificateRecord, DeviceRecord, UserRecord};
 
 use super::kit::{cert_ja, local, refuse, role_ja};
+use crate::http::console::kit::Refusal;
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::state::AppState;
@@ -45,8 +45,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// A number in a page's path, or the Japanese "not found" page.
-fn id_of(raw: &str) -> Result<i64, Box<Response>> {
-    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Box::new(refuse(ApiError::NoRoute(raw.to_string()))))
+fn id_of(raw: &str) -> Result<i64, Refusal> {
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Refusal::from(refuse(ApiError::NoRoute(raw.to_string()))))
 }
 
 /// The caller of a POST about the thing numbered `raw` (a user, a device):
@@ -58,7 +58,7 @@ fn acting_on(
     uri: &Uri,
     csrf: &str,
     raw: &str,
-) -> Result<(Caller, i64), Box<Response>> {
+) -> Result<(Caller, i64), Refusal> {
     let caller = super::kit::acting(state, caller, headers, uri, csrf)?;
     Ok((caller, id_of(raw)?))
 }

@@ -6,13 +6,13 @@ use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use connect_pki_domain::Role;
 use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 
 use super::REGISTRABLE;
-use crate::http::console::kit::{Ctx, acting, page, refuse, role_ja};
+use crate::http::console::kit::{Ctx, PageResult, Refusal, acting, page, role_ja};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{Conflict, ServiceError, directory};
@@ -54,18 +54,12 @@ fn roles() -> Vec<(&'static str, &'static str)> {
     REGISTRABLE.iter().map(|r| (r.as_str(), role_ja(*r))).collect()
 }
 
-pub async fn form(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+pub async fn form(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
     let requester = &ctx.caller.requester;
-    let facility = match directory::managed_facility(&state, requester, requester.actor.facility).await {
-        Ok(f) => f.name,
-        Err(e) => return refuse(e.into()),
-    };
+    let facility = directory::managed_facility(&state, requester, requester.actor.facility).await.map(|f| f.name)?;
     let f = Fields { role: Role::Staff.as_str().into(), ..Fields::default() };
-    page(StatusCode::OK, &RegisterPage { ctx: &ctx, facility, f, roles: roles(), error: None })
+    Ok(page(StatusCode::OK, &RegisterPage { ctx: &ctx, facility, f, roles: roles(), error: None }))
 }
 
 /// Which field a refusal is about, and what to tell the manager.
@@ -90,11 +84,8 @@ pub async fn submit(
     headers: HeaderMap,
     uri: Uri,
     Form(f): Form<Fields>,
-) -> Response {
-    let caller = match acting(&state, caller, &headers, &uri, &f.csrf) {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let result: Result<_, ApiError> = async {
         let role: Role = f.role.parse()?;
         let r = directory::Registration {
@@ -107,16 +98,16 @@ pub async fn submit(
     }
     .await;
     match result {
-        Ok(user) => Redirect::to(&format!("/console/staff/{}?done=registered", user.id)).into_response(),
+        Ok(user) => Ok(Redirect::to(&format!("/console/staff/{}?done=registered", user.id)).into_response()),
         Err(e) => {
             let facility =
                 match directory::managed_facility(&state, &caller.requester, caller.requester.actor.facility).await {
                     Ok(f) => f.name,
-                    Err(_) => return refuse(e),
+                    Err(_) => return Err(Refusal::from(e)),
                 };
             let ctx = Ctx::new(&state, caller, "/console/staff");
             let p = RegisterPage { ctx: &ctx, facility, f, roles: roles(), error: Some(field_error(&e)) };
-            page(e.status(), &p)
+            Ok(page(e.status(), &p))
         }
     }
 }

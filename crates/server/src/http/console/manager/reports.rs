@@ -7,14 +7,13 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use connect_pki_domain::expiry::days_left;
 use connect_pki_store::{AuditFilter, AuditRecord};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{labelled_device, person};
-use crate::http::console::kit::{Ctx, cert_ja, local, page, refuse, tokyo_day_start};
+use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::{audit, certificates, directory, expiry};
@@ -41,17 +40,11 @@ struct ExpiringPage<'a> {
     rows: Vec<ExpiringRow>,
 }
 
-pub async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/expiring").await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+pub async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/expiring").await?;
     let requester = &ctx.caller.requester;
     let within = expiry::default_window(&state);
-    let list = match certificates::expiring(&state, requester, requester.actor.facility, within).await {
-        Ok(l) => l,
-        Err(e) => return refuse(e.into()),
-    };
+    let list = certificates::expiring(&state, requester, requester.actor.facility, within).await?;
     let now = state.clock.now();
     let rows = list
         .iter()
@@ -65,7 +58,7 @@ pub async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiE
             days_left: days_left(e.certificate.not_after, now),
         })
         .collect();
-    page(StatusCode::OK, &ExpiringPage { ctx: &ctx, days: within.whole_days(), rows })
+    Ok(page(StatusCode::OK, &ExpiringPage { ctx: &ctx, days: within.whole_days(), rows }))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,18 +182,15 @@ pub async fn trail(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Query(q): Query<TrailQuery>,
-) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/trail").await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/trail").await?;
     let requester = &ctx.caller.requester;
     let facility = requester.actor.facility;
     let filter = match filter_of(&q, state.clock.now()) {
         Ok(f) => f,
         Err(error) => {
             let p = TrailPage { ctx: &ctx, q, error: Some(error), rows: Vec::new(), next: None };
-            return page(StatusCode::UNPROCESSABLE_ENTITY, &p);
+            return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, &p));
         }
     };
     let result: Result<_, ApiError> = async {
@@ -209,10 +199,7 @@ pub async fn trail(
         Ok((records, users))
     }
     .await;
-    let (records, users) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (records, users) = result?;
     let names: HashMap<String, String> =
         users.iter().map(|u| (format!("user:{}", u.user.id), person(&u.user))).collect();
     let rows: Vec<TrailRow> = records.iter().map(|r| row(r, &names)).collect();
@@ -220,5 +207,5 @@ pub async fn trail(
         let last = rows.last().map_or(0, |r| r.id);
         format!("/console/trail?from={}&to={}&after={last}", q.from.trim(), q.to.trim())
     });
-    page(StatusCode::OK, &TrailPage { ctx: &ctx, q, error: None, rows, next })
+    Ok(page(StatusCode::OK, &TrailPage { ctx: &ctx, q, error: None, rows, next }))
 }

@@ -5,14 +5,14 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use connect_pki_domain::{CertStatus, UserId};
 use connect_pki_store::UserWithDevices;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{acting_on, id_of, person};
-use crate::http::console::kit::{ConfirmPage, Ctx, Fact, ResultPage, local, page, refuse};
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::directory;
@@ -54,11 +54,7 @@ async fn retire_page(
     }
 }
 
-async fn page_ctx(
-    state: &AppState,
-    caller: Result<Caller, ApiError>,
-    raw: &str,
-) -> Result<(Ctx, UserId), Box<Response>> {
+async fn page_ctx(state: &AppState, caller: Result<Caller, ApiError>, raw: &str) -> Result<(Ctx, UserId), Refusal> {
     let ctx = Ctx::of(state, caller, "/console/staff").await?;
     Ok((ctx, UserId(id_of(raw)?)))
 }
@@ -70,7 +66,7 @@ pub async fn confirm_retire(
 ) -> Response {
     match page_ctx(&state, caller, &raw).await {
         Ok((ctx, id)) => retire_page(&state, &ctx, id, String::new(), None, StatusCode::OK).await,
-        Err(p) => *p,
+        Err(p) => p.into_response(),
     }
 }
 
@@ -104,11 +100,9 @@ pub async fn retire(
     uri: Uri,
     Path(raw): Path<String>,
     Form(f): Form<RetireForm>,
-) -> Response {
-    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
-        Ok((c, id)) => (c, UserId(id)),
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
+    let id = UserId(id);
     let now = state.clock.now();
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let at = if f.on.trim().is_empty() {
@@ -117,7 +111,9 @@ pub async fn retire(
         match start_of_day(&f.on, now) {
             Ok(at) => Some(at),
             Err(msg) => {
-                return retire_page(&state, &ctx, id, f.on.clone(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await;
+                return Ok(
+                    retire_page(&state, &ctx, id, f.on.clone(), Some(msg), StatusCode::UNPROCESSABLE_ENTITY).await
+                );
             }
         }
     };
@@ -127,10 +123,7 @@ pub async fn retire(
         Ok((before, revocation::retire(&state, requester, id, at).await?))
     }
     .await;
-    let (before, done) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (before, done) = result?;
     let mut facts = facts_of(&before);
     facts.push(("日時", local(now)));
     let (title, message) = match done {
@@ -152,7 +145,7 @@ pub async fn retire(
             )
         }
     };
-    page(StatusCode::OK, &ResultPage { ctx: &ctx, title, message, facts, back: back(id) })
+    Ok(page(StatusCode::OK, &ResultPage { ctx: &ctx, title, message, facts, back: back(id) }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,11 +158,8 @@ pub async fn confirm_cancel(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
-) -> Response {
-    let (ctx, id) = match page_ctx(&state, caller, &raw).await {
-        Ok(v) => v,
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let (ctx, id) = page_ctx(&state, caller, &raw).await?;
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
         let u = directory::managed_user_devices(&state, requester, id).await?;
@@ -177,10 +167,7 @@ pub async fn confirm_cancel(
         Ok((u, at.into_iter().find(|(user, _)| *user == id).map(|(_, at)| at)))
     }
     .await;
-    let (u, at) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (u, at) = result?;
     let mut facts = facts_of(&u);
     facts.push(("退職予定", at.map_or_else(|| "なし".into(), local)));
     let p = ConfirmPage {
@@ -193,7 +180,7 @@ pub async fn confirm_cancel(
         button: "退職の予定を取り消す",
         back: back(id),
     };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }
 
 pub async fn cancel(
@@ -203,41 +190,33 @@ pub async fn cancel(
     uri: Uri,
     Path(raw): Path<String>,
     Form(f): Form<PlainForm>,
-) -> Response {
-    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
-        Ok((c, id)) => (c, UserId(id)),
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
+    let id = UserId(id);
     let result: Result<_, ApiError> = async {
         let u = directory::managed_user_devices(&state, &caller.requester, id).await?;
         Ok((u, revocation::cancel_retirement(&state, &caller.requester, id).await?))
     }
     .await;
-    let (u, at) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (u, at) = result?;
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let mut facts = facts_of(&u);
     facts.push(("取り消した退職予定", local(at)));
     facts.push(("日時", local(state.clock.now())));
     let message = format!("{} さんの退職の予定を取り消しました。引き続き端末を使えます。", person(&u.user));
-    page(StatusCode::OK, &ResultPage { ctx: &ctx, title: "退職の予定を取り消しました", message, facts, back: back(id) })
+    Ok(page(
+        StatusCode::OK,
+        &ResultPage { ctx: &ctx, title: "退職の予定を取り消しました", message, facts, back: back(id) },
+    ))
 }
 
 pub async fn confirm_delete(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
-) -> Response {
-    let (ctx, id) = match page_ctx(&state, caller, &raw).await {
-        Ok(v) => v,
-        Err(p) => return *p,
-    };
-    let u = match directory::managed_user_devices(&state, &ctx.caller.requester, id).await {
-        Ok(u) => u,
-        Err(e) => return refuse(e.into()),
-    };
+) -> PageResult {
+    let (ctx, id) = page_ctx(&state, caller, &raw).await?;
+    let u = directory::managed_user_devices(&state, &ctx.caller.requester, id).await?;
     let certs = u.devices.iter().flat_map(|d| &d.certificates).filter(|c| c.status == CertStatus::Valid).count();
     let mut facts = facts_of(&u);
     facts.push(("有効な証明書", format!("{certs} 件")));
@@ -251,7 +230,7 @@ pub async fn confirm_delete(
         button: "個人情報を削除する",
         back: back(id),
     };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }
 
 pub async fn delete(
@@ -261,28 +240,21 @@ pub async fn delete(
     uri: Uri,
     Path(raw): Path<String>,
     Form(f): Form<PlainForm>,
-) -> Response {
-    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
-        Ok((c, id)) => (c, UserId(id)),
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
+    let id = UserId(id);
     let result: Result<_, ApiError> = async {
         let before = directory::managed_user(&state, &caller.requester, id).await?;
         Ok((before, revocation::delete(&state, &caller.requester, id).await?))
     }
     .await;
-    let (before, after) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (before, after) = result?;
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let facts =
         vec![("削除した方", person(&before)), ("現在の表示", person(&after)), ("日時", local(state.clock.now()))];
     let message = "個人情報を削除しました。操作の記録は残っています。".to_string();
-    page(
-        StatusCode::OK,
-        &ResultPage {
-            ctx: &ctx, title: "個人情報を削除しました", message, facts, back: "/console/staff".into()
-        },
-    )
+    let done = ResultPage {
+        ctx: &ctx, title: "個人情報を削除しました", message, facts, back: "/console/staff".into()
+    };
+    Ok(page(StatusCode::OK, &done))
 }

@@ -7,13 +7,12 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::Response;
 use base64::Engine;
 use connect_pki_domain::UserId;
 use serde::Deserialize;
 
 use super::{acting_on, enroll_url, person};
-use crate::http::console::kit::{Ctx, local, page, refuse};
+use crate::http::console::kit::{Ctx, PageResult, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::directory;
@@ -55,11 +54,9 @@ pub async fn issue(
     uri: Uri,
     Path(raw): Path<String>,
     Form(f): Form<CodeForm>,
-) -> Response {
-    let (caller, id) = match acting_on(&state, caller, &headers, &uri, &f.csrf, &raw) {
-        Ok((c, id)) => (c, UserId(id)),
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
+    let id = UserId(id);
     let requester = &caller.requester;
     let result: Result<_, ApiError> = async {
         let user = directory::managed_user(&state, requester, id).await?;
@@ -68,13 +65,10 @@ pub async fn issue(
         Ok((code, expires_at, user, facility))
     }
     .await;
-    let (code, expires_at, user, facility) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (code, expires_at, user, facility) = result?;
     let url = enroll_url(&state, &headers, &uri);
     let Some(qr) = qr_data_uri(&url) else {
-        return refuse(anyhow::anyhow!("the enroll address does not fit a QR code").into());
+        return Ok(refuse(anyhow::anyhow!("the enroll address does not fit a QR code").into()));
     };
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let p = SlipPage {
@@ -88,5 +82,5 @@ pub async fn issue(
         enroll_url: url,
         qr,
     };
-    page(StatusCode::OK, &p)
+    Ok(page(StatusCode::OK, &p))
 }

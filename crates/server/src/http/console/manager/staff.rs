@@ -6,12 +6,11 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use connect_pki_domain::UserId;
 use serde::Deserialize;
 
 use super::{UserRow, id_of};
-use crate::http::console::kit::{Ctx, page, refuse};
+use crate::http::console::kit::{Ctx, PageResult, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::service::directory;
@@ -44,11 +43,8 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Query(q): Query<ListQuery>,
-) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
     let requester = &ctx.caller.requester;
     let facility = requester.actor.facility;
     let result: Result<_, ApiError> = async {
@@ -58,13 +54,10 @@ pub async fn list(
         Ok(users.iter().map(|u| UserRow::of(&u.user, &u.devices, scheduled.get(&u.user.id).copied())).collect())
     }
     .await;
-    let all: Vec<UserRow> = match result {
-        Ok(rows) => rows,
-        Err(e) => return refuse(e),
-    };
+    let all: Vec<UserRow> = result?;
     let total = all.len();
     let users = all.into_iter().filter(|u| matches(u, &q.q)).collect();
-    page(StatusCode::OK, &StaffPage { ctx: &ctx, q: q.q.trim().to_string(), users, total })
+    Ok(page(StatusCode::OK, &StaffPage { ctx: &ctx, q: q.q.trim().to_string(), users, total }))
 }
 
 #[derive(Template)]
@@ -86,15 +79,9 @@ pub async fn detail(
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
     Query(q): Query<DetailQuery>,
-) -> Response {
-    let ctx = match Ctx::of(&state, caller, "/console/staff").await {
-        Ok(c) => c,
-        Err(p) => return *p,
-    };
-    let id = match id_of(&raw) {
-        Ok(id) => UserId(id),
-        Err(p) => return *p,
-    };
+) -> PageResult {
+    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
+    let id = id_of(&raw).map(UserId)?;
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
         let u = directory::managed_user_devices(&state, requester, id).await?;
@@ -103,13 +90,10 @@ pub async fn detail(
         Ok((UserRow::of(&u.user, &u.devices, at), u.user.email.clone().unwrap_or_default()))
     }
     .await;
-    let (user, email) = match result {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    let (user, email) = result?;
     let flash = q.done.as_deref().map(|d| match d {
         "registered" => "職員を登録しました。端末を登録するには、登録コードを発行して本人に渡してください。",
         _ => "更新しました。",
     });
-    page(StatusCode::OK, &UserPage { ctx: &ctx, flash: flash.map(str::to_string), user, email })
+    Ok(page(StatusCode::OK, &UserPage { ctx: &ctx, flash: flash.map(str::to_string), user, email }))
 }
