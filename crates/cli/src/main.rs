@@ -321,22 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 println!("{} {}", day.date, day.name);
             }
         }
-        Command::Check(db) => {
-            let store = Store::connect(&database_url(&db)?).await?;
-            let offenders = store.consistency_offenders().await?;
-            store.close().await;
-            if offenders.is_empty() {
-                println!(
-                    "consistent: no valid certificate belongs to a retired or deleted user, a closed facility or a lost device"
-                );
-            } else {
-                for o in &offenders {
-                    println!("{}\t{}", o.serial, o.why);
-                }
-                eprintln!("{} certificate(s) should have been revoked", offenders.len());
-                return Ok(std::process::ExitCode::FAILURE);
-            }
-        }
+        Command::Check(db) => return check(&db).await,
         Command::Audit { command: AuditCommand::Verify(db) } => return audit_verify(&db).await,
         Command::Receipt { command: ReceiptCommand::Verify { file, root, data_dir } } => {
             receipt::verify(&file, root.as_ref(), &data_dir)?;
@@ -344,51 +329,77 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Ca { command: CaCommand::Rollover { db, csr_out, import } } => {
             ca_rollover(&db, csr_out, import).await?;
         }
-        Command::Backup { dest, db } => {
-            let store = Store::connect(&database_url(&db)?).await?;
-            let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
-            let made = connect_pki_server::backup::backup(&dir, &store, &dest, time::OffsetDateTime::now_utc()).await;
-            store.close().await;
-            let made = made?;
-            println!("backup written to {} ({} files from the data directory)", dest.display(), made.files.len());
-            match &made.database {
-                Some(db) => println!("database: {db} (a consistent snapshot)"),
-                None => println!(
-                    "database: PostgreSQL is not in this backup; dump it now with\n  pg_dump --format=custom --file {}/database.pgdump <database URL>",
-                    dest.display()
-                ),
-            }
-            if let Some(n) = made.crl_number {
-                println!("newest CRL kept: number {n}");
-            }
-        }
-        Command::Restore { src, db } => {
-            // The data directory may be gone (a lost machine): then the
-            // backup's own settings say where the database is.
-            let settings_from = if db.data_dir.join("config.toml").exists() { &db.data_dir } else { &src };
-            let file = FileConfig::load(settings_from)?;
-            let url =
-                db.database_url.clone().or(file.database_url).unwrap_or_else(|| default_database_url(&db.data_dir));
-            let sqlite = connect_pki_server::config::sqlite_path(&url);
-            let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
-            let done = connect_pki_server::backup::restore(&src, &dir, sqlite.as_deref())?;
-            println!("restored the backup taken at {} into {}", done.manifest.taken_at, db.data_dir.display());
-            match &done.database {
-                Some(path) => println!("database: {}", path.display()),
-                None => println!("database: restore the PostgreSQL dump with pg_restore before starting the service"),
-            }
-            if let Some(previous) = &done.previous {
-                println!("the data directory it replaced is kept as {}", previous.display());
-            }
-            if done.kept_newer_crl {
-                println!(
-                    "kept the data directory's newer CRL (number {}): the next start re-applies its revocations",
-                    done.crl_number.unwrap_or_default()
-                );
-            }
-        }
+        Command::Backup { dest, db } => backup(&dest, &db).await?,
+        Command::Restore { src, db } => restore(&src, &db)?,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `connect-pki check`: no valid certificate that should have been revoked.
+async fn check(db: &DbArgs) -> anyhow::Result<std::process::ExitCode> {
+    let store = Store::connect(&database_url(db)?).await?;
+    let offenders = store.consistency_offenders().await?;
+    store.close().await;
+    if offenders.is_empty() {
+        println!(
+            "consistent: no valid certificate belongs to a retired or deleted user, a closed facility or a lost device"
+        );
+    } else {
+        for o in &offenders {
+            println!("{}\t{}", o.serial, o.why);
+        }
+        eprintln!("{} certificate(s) should have been revoked", offenders.len());
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `connect-pki backup DEST`.
+async fn backup(dest: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
+    let store = Store::connect(&database_url(db)?).await?;
+    let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
+    let made = connect_pki_server::backup::backup(&dir, &store, dest, time::OffsetDateTime::now_utc()).await;
+    store.close().await;
+    let made = made?;
+    println!("backup written to {} ({} files from the data directory)", dest.display(), made.files.len());
+    match &made.database {
+        Some(db) => println!("database: {db} (a consistent snapshot)"),
+        None => println!(
+            "database: PostgreSQL is not in this backup; dump it now with\n  pg_dump --format=custom --file {}/database.pgdump <database URL>",
+            dest.display()
+        ),
+    }
+    if let Some(n) = made.crl_number {
+        println!("newest CRL kept: number {n}");
+    }
+    Ok(())
+}
+
+/// `connect-pki restore SRC`.
+fn restore(src: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
+    // The data directory may be gone (a lost machine): then the
+    // backup's own settings say where the database is.
+    let settings_from: &std::path::Path = if db.data_dir.join("config.toml").exists() { &db.data_dir } else { src };
+    let file = FileConfig::load(settings_from)?;
+    let url = db.database_url.clone().or(file.database_url).unwrap_or_else(|| default_database_url(&db.data_dir));
+    let sqlite = connect_pki_server::config::sqlite_path(&url);
+    let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
+    let done = connect_pki_server::backup::restore(src, &dir, sqlite.as_deref())?;
+    println!("restored the backup taken at {} into {}", done.manifest.taken_at, db.data_dir.display());
+    match &done.database {
+        Some(path) => println!("database: {}", path.display()),
+        None => println!("database: restore the PostgreSQL dump with pg_restore before starting the service"),
+    }
+    if let Some(previous) = &done.previous {
+        println!("the data directory it replaced is kept as {}", previous.display());
+    }
+    if done.kept_newer_crl {
+        println!(
+            "kept the data directory's newer CRL (number {}): the next start re-applies its revocations",
+            done.crl_number.unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// The chain first, then the checkpoints; both are reported, and either

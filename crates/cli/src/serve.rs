@@ -13,20 +13,32 @@ use crate::{ServeArgs, database_url};
 
 pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !args.db.data_dir.exists() {
-        tracing::info!(data_dir = %args.db.data_dir.display(), "no data directory yet: initialising");
-        let opts = InitOptions {
-            data_dir: args.db.data_dir.clone(),
-            database_url: args.db.database_url.clone(),
-            public_url: args.public_url.clone().unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string()),
-            tls_names: Vec::new(),
-            pkcs11: None,
-        };
-        let report = connect_pki_server::init(&opts, &SystemClock).await?;
-        print_report(&report, false)?;
+        init_first(&args).await?;
     }
     let file = FileConfig::load(&args.db.data_dir)?;
+    let config = config_of(args, file)?;
+    connect_pki_server::serve(config, Arc::new(SystemClock)).await
+}
+
+/// The README's first run: no data directory yet, so one is made.
+async fn init_first(args: &ServeArgs) -> anyhow::Result<()> {
+    tracing::info!(data_dir = %args.db.data_dir.display(), "no data directory yet: initialising");
+    let opts = InitOptions {
+        data_dir: args.db.data_dir.clone(),
+        database_url: args.db.database_url.clone(),
+        public_url: args.public_url.clone().unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string()),
+        tls_names: Vec::new(),
+        pkcs11: None,
+    };
+    let report = connect_pki_server::init(&opts, &SystemClock).await?;
+    print_report(&report, false)
+}
+
+/// Flags and environment first, then config.toml, then the defaults.
+fn config_of(args: ServeArgs, file: FileConfig) -> anyhow::Result<ServeConfig> {
     let parse = |s: &str| s.parse::<SocketAddr>().context("built-in default address");
-    let config = ServeConfig {
+    let (feed, limits, relying_parties) = (feed(&args, &file), limits(&args, &file), relying_parties(&args, &file)?);
+    Ok(ServeConfig {
         database_url: database_url(&args.db)?,
         public_url: args.public_url.or(file.public_url).unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string()),
         public_addr: args.public_addr.or(file.public_addr).map_or_else(|| parse(DEFAULT_PUBLIC_ADDR), Ok)?,
@@ -51,25 +63,9 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .or(file.renewals_per_hour)
             .unwrap_or(connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR),
         notify: file.notifications.clone().unwrap_or_default().resolve(),
-        feed: connect_pki_server::config::FeedSettings {
-            listen_url: None,
-            max_lag: std::time::Duration::from_secs(u64::from(
-                args.feed_max_lag_seconds.or(file.feed_max_lag_seconds).unwrap_or(30),
-            )),
-            reconcile_every: std::time::Duration::from_secs(u64::from(
-                args.reconcile_seconds.or(file.reconcile_seconds).unwrap_or(300),
-            )),
-        },
+        feed,
         feed_listen: args.feed_listen.or(file.feed_listen).unwrap_or(true),
-        limits: connect_pki_server::listen::Limits {
-            max_connections: args.max_connections.or(file.max_connections).unwrap_or(1024) as usize,
-            header_read_timeout: std::time::Duration::from_secs(u64::from(
-                args.header_timeout_seconds.or(file.header_timeout_seconds).unwrap_or(10),
-            )),
-            idle_timeout: std::time::Duration::from_secs(u64::from(
-                args.idle_timeout_seconds.or(file.idle_timeout_seconds).unwrap_or(60),
-            )),
-        },
+        limits,
         allow_tls12: args.allow_tls12.or(file.allow_tls12).unwrap_or(false),
         audit_checkpoints: Some(connect_pki_server::checkpoint::CheckpointSettings {
             dir: args.db.data_dir.clone(),
@@ -112,21 +108,48 @@ pub(crate) async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             connect_pki_domain::expiry::window(days).context("expiry_notice_days in config.toml")?;
             days
         },
-        relying_parties: connect_pki_server::relying::RecordSettings {
-            enabled: args.relying_party_recording.or(file.relying_party_recording).unwrap_or(true),
-            flush_every: std::time::Duration::from_secs(u64::from(
-                args.relying_party_flush_seconds.or(file.relying_party_flush_seconds).unwrap_or(5),
-            )),
-            retention: time::Duration::days(i64::from(
-                args.relying_party_retention_days.or(file.relying_party_retention_days).unwrap_or(400),
-            )),
-            names: connect_pki_server::relying::Names::parse(&file.relying_parties)
-                .context("relying_parties in config.toml")?,
-        },
+        relying_parties,
         data_dir: args.db.data_dir,
         ready_file: args.ready_file,
-    };
-    connect_pki_server::serve(config, Arc::new(SystemClock)).await
+    })
+}
+
+fn feed(args: &ServeArgs, file: &FileConfig) -> connect_pki_server::config::FeedSettings {
+    connect_pki_server::config::FeedSettings {
+        listen_url: None,
+        max_lag: std::time::Duration::from_secs(u64::from(
+            args.feed_max_lag_seconds.or(file.feed_max_lag_seconds).unwrap_or(30),
+        )),
+        reconcile_every: std::time::Duration::from_secs(u64::from(
+            args.reconcile_seconds.or(file.reconcile_seconds).unwrap_or(300),
+        )),
+    }
+}
+
+fn limits(args: &ServeArgs, file: &FileConfig) -> connect_pki_server::listen::Limits {
+    connect_pki_server::listen::Limits {
+        max_connections: args.max_connections.or(file.max_connections).unwrap_or(1024) as usize,
+        header_read_timeout: std::time::Duration::from_secs(u64::from(
+            args.header_timeout_seconds.or(file.header_timeout_seconds).unwrap_or(10),
+        )),
+        idle_timeout: std::time::Duration::from_secs(u64::from(
+            args.idle_timeout_seconds.or(file.idle_timeout_seconds).unwrap_or(60),
+        )),
+    }
+}
+
+fn relying_parties(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<connect_pki_server::relying::RecordSettings> {
+    Ok(connect_pki_server::relying::RecordSettings {
+        enabled: args.relying_party_recording.or(file.relying_party_recording).unwrap_or(true),
+        flush_every: std::time::Duration::from_secs(u64::from(
+            args.relying_party_flush_seconds.or(file.relying_party_flush_seconds).unwrap_or(5),
+        )),
+        retention: time::Duration::days(i64::from(
+            args.relying_party_retention_days.or(file.relying_party_retention_days).unwrap_or(400),
+        )),
+        names: connect_pki_server::relying::Names::parse(&file.relying_parties)
+            .context("relying_parties in config.toml")?,
+    })
 }
 
 pub(crate) fn print_report(r: &InitReport, json: bool) -> anyhow::Result<()> {

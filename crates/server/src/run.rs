@@ -102,13 +102,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key, older, keys } =
         ca;
     let issuing = Arc::new(issuing);
-    // Every generation, oldest first, each with its OCSP signer.
-    let mut generations: Vec<(Arc<IssuingCa>, Vec<u8>, OcspSigner)> = Vec::new();
-    for g in older {
-        let signer = OcspSigner::new(&g.ocsp_der, g.ocsp_key, &g.issuing_der)?;
-        generations.push((Arc::new(g.issuing), g.issuing_der, signer));
-    }
-    generations.push((issuing.clone(), issuing_der.clone(), OcspSigner::new(&ocsp_der, ocsp_key, &issuing_der)?));
+    let generations = generations(older, &issuing, &issuing_der, &ocsp_der, ocsp_key)?;
     let cas: Vec<Arc<IssuingCa>> = generations.iter().map(|(ca, _, _)| ca.clone()).collect();
     let issuing_ders: Vec<Vec<u8>> = generations.iter().map(|(_, der, _)| der.clone()).collect();
     let mut feed = config.feed.clone();
@@ -154,22 +148,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         certs: Arc::new(PublicCerts::new(root_der, &issuing_ders)),
         ca: issuing,
         clock: clock.clone(),
-        settings: Arc::new(crate::state::Settings {
-            enrollment_code_ttl: config.enrollment_code_ttl,
-            apply_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
-            enroll_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
-            emergency_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
-            calendar: config.calendar.clone(),
-            escalation_sla: config.escalation_sla,
-            hold_limit: config.hold_limit,
-            renewals_per_hour: config.renewals_per_hour,
-            notify: config.notify.clone(),
-            terms: crate::terms::Terms::load(&config.data_dir)?,
-            https_url: config.https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
-            rejected_application_retention: config.rejected_application_retention,
-            expiry_notice_days: config.expiry_notice_days,
-            relying: config.relying_parties.clone(),
-        }),
+        settings: Arc::new(settings_of(config)?),
         revocations,
         ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone(), sightings)),
         metrics: crate::http::metrics::install(),
@@ -179,6 +158,46 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         instance_id: Arc::from(crate::service::secrets::random_secret(8)?.as_str()),
     };
     Ok(Built { state, tls_config, connections })
+}
+
+/// The settings the running parts read, from the configuration.
+fn settings_of(config: &ServeConfig) -> anyhow::Result<crate::state::Settings> {
+    Ok(crate::state::Settings {
+        enrollment_code_ttl: config.enrollment_code_ttl,
+        apply_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
+        enroll_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
+        emergency_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
+        calendar: config.calendar.clone(),
+        escalation_sla: config.escalation_sla,
+        hold_limit: config.hold_limit,
+        renewals_per_hour: config.renewals_per_hour,
+        notify: config.notify.clone(),
+        terms: crate::terms::Terms::load(&config.data_dir)?,
+        https_url: config.https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
+        rejected_application_retention: config.rejected_application_retention,
+        expiry_notice_days: config.expiry_notice_days,
+        relying: config.relying_parties.clone(),
+    })
+}
+
+/// An issuing CA generation: the CA, its certificate's DER, its OCSP signer.
+type Generation = (Arc<IssuingCa>, Vec<u8>, OcspSigner);
+
+/// Every issuing CA generation, oldest first, each with its OCSP signer.
+fn generations(
+    older: Vec<crate::datadir::CaGeneration>,
+    newest: &Arc<IssuingCa>,
+    newest_der: &[u8],
+    ocsp_der: &[u8],
+    ocsp_key: connect_pki_ca::CaKey,
+) -> anyhow::Result<Vec<Generation>> {
+    let mut generations = Vec::new();
+    for g in older {
+        let signer = OcspSigner::new(&g.ocsp_der, g.ocsp_key, &g.issuing_der)?;
+        generations.push((Arc::new(g.issuing), g.issuing_der, signer));
+    }
+    generations.push((newest.clone(), newest_der.to_vec(), OcspSigner::new(ocsp_der, ocsp_key, newest_der)?));
+    Ok(generations)
 }
 
 /// Binds both listeners, builds the state, carries out due work and spawns

@@ -161,36 +161,48 @@ fn upsert(table_cols: &str, cols: usize, rows: usize, conflict: &str) -> String 
     format!("insert into {table_cols} values {} {conflict}", values.join(", "))
 }
 
+/// How a batch row merges into a stored one: sums, the earliest and the
+/// latest times, and the answer or address of the latest.
+fn ocsp_conflict() -> String {
+    format!(
+        "on conflict (party, serial) do update set queries = rp_ocsp.queries + excluded.queries, \
+         last_answer = case when excluded.last_at >= rp_ocsp.last_at then excluded.last_answer \
+         else rp_ocsp.last_answer end, last_at = {}, last_good_at = {}, first_revoked_at = {}, \
+         last_revoked_at = {}",
+        later("last_at", "rp_ocsp"),
+        later("last_good_at", "rp_ocsp"),
+        earlier("first_revoked_at", "rp_ocsp"),
+        later("last_revoked_at", "rp_ocsp"),
+    )
+}
+
+fn crl_conflict() -> String {
+    format!(
+        "on conflict (party, ca_generation, crl_number) do update set \
+         downloads = rp_crl.downloads + excluded.downloads, first_at = {}, last_at = {}",
+        earlier("first_at", "rp_crl"),
+        later("last_at", "rp_crl"),
+    )
+}
+
+fn handshake_conflict() -> String {
+    format!(
+        "on conflict (serial) do update set ok_count = cert_handshakes.ok_count + excluded.ok_count, \
+         last_ok_from = case when excluded.last_ok_at is not null and (cert_handshakes.last_ok_at is null \
+         or excluded.last_ok_at >= cert_handshakes.last_ok_at) then excluded.last_ok_from \
+         else cert_handshakes.last_ok_from end, last_ok_at = {}, \
+         refused_count = cert_handshakes.refused_count + excluded.refused_count, \
+         first_refused_at = {}, last_refused_at = {}",
+        later("last_ok_at", "cert_handshakes"),
+        earlier("first_refused_at", "cert_handshakes"),
+        later("last_refused_at", "cert_handshakes"),
+    )
+}
+
 impl Store {
     /// Adds a batch of counts, in one transaction, [`ROWS`] rows a statement.
     pub async fn record_sightings(&self, batch: &Sightings) -> Result<(), StoreError> {
-        let ocsp_conflict = format!(
-            "on conflict (party, serial) do update set queries = rp_ocsp.queries + excluded.queries, \
-             last_answer = case when excluded.last_at >= rp_ocsp.last_at then excluded.last_answer \
-             else rp_ocsp.last_answer end, last_at = {}, last_good_at = {}, first_revoked_at = {}, \
-             last_revoked_at = {}",
-            later("last_at", "rp_ocsp"),
-            later("last_good_at", "rp_ocsp"),
-            earlier("first_revoked_at", "rp_ocsp"),
-            later("last_revoked_at", "rp_ocsp"),
-        );
-        let crl_conflict = format!(
-            "on conflict (party, ca_generation, crl_number) do update set \
-             downloads = rp_crl.downloads + excluded.downloads, first_at = {}, last_at = {}",
-            earlier("first_at", "rp_crl"),
-            later("last_at", "rp_crl"),
-        );
-        let handshake_conflict = format!(
-            "on conflict (serial) do update set ok_count = cert_handshakes.ok_count + excluded.ok_count, \
-             last_ok_from = case when excluded.last_ok_at is not null and (cert_handshakes.last_ok_at is null \
-             or excluded.last_ok_at >= cert_handshakes.last_ok_at) then excluded.last_ok_from \
-             else cert_handshakes.last_ok_from end, last_ok_at = {}, \
-             refused_count = cert_handshakes.refused_count + excluded.refused_count, \
-             first_refused_at = {}, last_refused_at = {}",
-            later("last_ok_at", "cert_handshakes"),
-            earlier("first_refused_at", "cert_handshakes"),
-            later("last_refused_at", "cert_handshakes"),
-        );
+        let (ocsp_conflict, crl_conflict, handshake_conflict) = (ocsp_conflict(), crl_conflict(), handshake_conflict());
         self.write(async |tx| {
             for rows in batch.ocsp.chunks(ROWS) {
                 let sql = upsert(

@@ -12,6 +12,7 @@
 //!   workspace (`store`) or an outside crate (`axum`).
 //! * ``no import circle inside `A` ``: between A's top-level modules.
 //! * ``every top-level module opens with a `//!` paragraph``.
+//! * ``no function is longer than N lines`` (outside tests).
 //!
 //! Imports are read from the text: `crate::m`, `use crate::{m, …}` and
 //! `super::m` in top-level files, other crates by their path. Comments and a
@@ -26,6 +27,7 @@ pub enum Rule {
     NoImport { from: ModPath, to: String, line: usize },
     NoCircle { krate: String, line: usize },
     ModuleDocs { line: usize },
+    FunctionLength { max: usize, line: usize },
 }
 
 /// A crate, or one of its top-level modules.
@@ -61,6 +63,12 @@ pub fn rules(doc: &str) -> Result<Vec<Rule>, String> {
             out.push(Rule::NoCircle { krate: quoted[0].to_string(), line });
         } else if rule.starts_with("every top-level module opens with") {
             out.push(Rule::ModuleDocs { line });
+        } else if let Some(max) = rule
+            .strip_prefix("no function is longer than ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+        {
+            out.push(Rule::FunctionLength { max, line });
         } else {
             return Err(format!("ARCHITECTURE.md:{line}: an invariant the tidy test cannot check: {rule}"));
         }
@@ -116,19 +124,96 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The lines of a file as code: `//` comments removed, and nothing from the
-/// first `#[cfg(test)]` on.
+/// The lines of a file as code: comments and the insides of string and
+/// character literals left out (so that neither a brace nor a path in them
+/// counts), and nothing from the first `#[cfg(test)]` on.
 fn code_lines(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut in_tests = false;
-    for l in text.lines() {
-        if l.trim_start().starts_with("#[cfg(test)]") {
-            in_tests = true;
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = vec![String::new()];
+    let mut i = 0;
+    let at = |i: usize| chars.get(i).copied();
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\n' => {
+                out.push(String::new());
+                i += 1;
+            }
+            '/' if at(i + 1) == Some('/') => {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+            }
+            '/' if at(i + 1) == Some('*') => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '*' && at(i + 1) == Some('/')) {
+                    if chars[i] == '\n' {
+                        out.push(String::new());
+                    }
+                    i += 1;
+                }
+                i += 2;
+            }
+            // r"…", r#"…"#: no escapes, ends at the quote and as many #.
+            'r' if (at(i + 1) == Some('"') || at(i + 1) == Some('#'))
+                && !i.checked_sub(1).and_then(at).is_some_and(|p| p.is_alphanumeric() || p == '_') =>
+            {
+                let hashes = chars[i + 1..].iter().take_while(|&&x| x == '#').count();
+                if at(i + 1 + hashes) != Some('"') {
+                    push(&mut out, c);
+                    i += 1;
+                    continue;
+                }
+                i += 2 + hashes;
+                while i < chars.len() && !(chars[i] == '"' && chars[i + 1..].iter().take(hashes).all(|&x| x == '#')) {
+                    if chars[i] == '\n' {
+                        out.push(String::new());
+                    }
+                    i += 1;
+                }
+                i += 1 + hashes;
+                push_str(&mut out, "\"\"");
+            }
+            '"' => {
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\n' {
+                        out.push(String::new());
+                    }
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                i += 1;
+                push_str(&mut out, "\"\"");
+            }
+            // 'x' and '\n', '\'' or '\u{7b}'; a lifetime ('a) has no closing quote.
+            '\'' if at(i + 2) == Some('\'') && at(i + 1) != Some('\\') => i += 3,
+            '\'' if at(i + 1) == Some('\\') => {
+                i = chars[i + 3..].iter().position(|&x| x == '\'').map_or(chars.len(), |p| i + 4 + p);
+            }
+            _ => {
+                push(&mut out, c);
+                i += 1;
+            }
         }
-        let code = if in_tests { "" } else { l.split("//").next().unwrap_or("") };
-        out.push(code.to_string());
+    }
+    if let Some(tests) = text.lines().position(|l| l.trim_start().starts_with("#[cfg(test)]")) {
+        for l in out.iter_mut().skip(tests) {
+            l.clear();
+        }
     }
     out
+}
+
+fn push(out: &mut [String], c: char) {
+    if let Some(l) = out.last_mut() {
+        l.push(c);
+    }
+}
+
+fn push_str(out: &mut [String], s: &str) {
+    if let Some(l) = out.last_mut() {
+        l.push_str(s);
+    }
 }
 
 /// Top-level modules of its own crate a file refers to, with the line.
@@ -228,79 +313,164 @@ fn external_refs(s: &Source, name: &str) -> Vec<usize> {
 
 /// What a check found, one line each: `file:line: what`.
 pub fn check(root: &Path, rules: &[Rule]) -> Vec<String> {
-    let mut found = Vec::new();
-    let crates = root.join("crates");
-    let load = |k: &str| sources(&crates.join(k));
-    let shown = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
-    for rule in rules {
-        match rule {
-            Rule::NoImport { from, to, line } => {
-                let files = load(&from.krate);
-                if files.is_empty() {
-                    found.push(format!("docs/ARCHITECTURE.md:{line}: no crate `{}` under crates/", from.krate));
-                    continue;
-                }
-                let internal = to.strip_prefix(&format!("{}::", from.krate));
-                let other_crate = format!("connect_pki_{}", to.replace('-', "_"));
-                let in_workspace = crates.join(to).join("Cargo.toml").exists();
-                for s in files.iter().filter(|s| from.module.is_none() || s.module == from.module) {
-                    let lines: Vec<usize> = match internal {
-                        Some(m) => internal_refs(s).into_iter().filter(|(_, r)| r == m).map(|(l, _)| l).collect(),
-                        None if in_workspace => external_refs(s, &other_crate),
-                        None => external_refs(s, to),
-                    };
-                    for l in lines {
-                        found.push(format!(
-                            "{}:{l}: imports `{to}` (docs/ARCHITECTURE.md:{line}: `{}` does not import `{to}`)",
-                            shown(&s.path),
-                            from.module.as_ref().map_or(from.krate.clone(), |m| format!("{}::{m}", from.krate)),
-                        ));
-                    }
-                }
+    let tree = Tree { root, crates: root.join("crates") };
+    rules
+        .iter()
+        .flat_map(|rule| match rule {
+            Rule::NoImport { from, to, line } => tree.imports(from, to, *line),
+            Rule::NoCircle { krate, line } => tree.circles(krate, *line),
+            Rule::FunctionLength { max, line } => tree.lengths(*max, *line),
+            Rule::ModuleDocs { line } => tree.docs(*line),
+        })
+        .collect()
+}
+
+/// The workspace the rules are checked on.
+struct Tree<'a> {
+    root: &'a Path,
+    crates: PathBuf,
+}
+
+impl Tree<'_> {
+    fn load(&self, krate: &str) -> Vec<Source> {
+        sources(&self.crates.join(krate))
+    }
+
+    fn shown(&self, p: &Path) -> String {
+        p.strip_prefix(self.root).unwrap_or(p).display().to_string()
+    }
+
+    fn imports(&self, from: &ModPath, to: &str, line: usize) -> Vec<String> {
+        let files = self.load(&from.krate);
+        if files.is_empty() {
+            return vec![format!("docs/ARCHITECTURE.md:{line}: no crate `{}` under crates/", from.krate)];
+        }
+        let internal = to.strip_prefix(&format!("{}::", from.krate));
+        let other_crate = format!("connect_pki_{}", to.replace('-', "_"));
+        let in_workspace = self.crates.join(to).join("Cargo.toml").exists();
+        let named = from.module.as_ref().map_or(from.krate.clone(), |m| format!("{}::{m}", from.krate));
+        let mut found = Vec::new();
+        for s in files.iter().filter(|s| from.module.is_none() || s.module == from.module) {
+            let lines: Vec<usize> = match internal {
+                Some(m) => internal_refs(s).into_iter().filter(|(_, r)| r == m).map(|(l, _)| l).collect(),
+                None if in_workspace => external_refs(s, &other_crate),
+                None => external_refs(s, to),
+            };
+            for l in lines {
+                found.push(format!(
+                    "{}:{l}: imports `{to}` (docs/ARCHITECTURE.md:{line}: `{named}` does not import `{to}`)",
+                    self.shown(&s.path)
+                ));
             }
-            Rule::NoCircle { krate, line } => {
-                let files = load(krate);
-                let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-                let modules: BTreeSet<String> = files.iter().filter_map(|s| s.module.clone()).collect();
-                for s in &files {
-                    let Some(m) = &s.module else { continue };
-                    for (l, to) in internal_refs(s) {
-                        if modules.contains(&to) {
-                            edges.entry(m.clone()).or_default().entry(to).or_insert(format!("{}:{l}", shown(&s.path)));
-                        }
-                    }
-                }
-                for circle in circles(&modules, &edges) {
-                    let steps: Vec<String> = circle
-                        .iter()
-                        .zip(circle.iter().cycle().skip(1))
-                        .map(|(a, b)| format!("  {a} → {b} at {}", edges[a][b]))
-                        .collect();
-                    found.push(format!(
-                        "an import circle inside `{krate}` (docs/ARCHITECTURE.md:{line}):\n{}",
-                        steps.join("\n")
-                    ));
-                }
-            }
-            Rule::ModuleDocs { line } => {
-                let Ok(dirs) = std::fs::read_dir(&crates) else { continue };
-                let mut names: Vec<String> =
-                    dirs.flatten().map(|d| d.file_name().to_string_lossy().to_string()).collect();
-                names.sort();
-                for k in names {
-                    for s in load(&k).iter().filter(|s| s.top) {
-                        if !s.text.trim_start().starts_with("//!") {
-                            found.push(format!(
-                                "{}:1: no `//!` paragraph naming the module's job (docs/ARCHITECTURE.md:{line})",
-                                shown(&s.path)
-                            ));
-                        }
-                    }
+        }
+        found
+    }
+
+    fn circles(&self, krate: &str, line: usize) -> Vec<String> {
+        let files = self.load(krate);
+        let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let modules: BTreeSet<String> = files.iter().filter_map(|s| s.module.clone()).collect();
+        for s in &files {
+            let Some(m) = &s.module else { continue };
+            for (l, to) in internal_refs(s) {
+                if modules.contains(&to) {
+                    edges.entry(m.clone()).or_default().entry(to).or_insert(format!("{}:{l}", self.shown(&s.path)));
                 }
             }
         }
+        circles(&modules, &edges)
+            .into_iter()
+            .map(|circle| {
+                let steps: Vec<String> = circle
+                    .iter()
+                    .zip(circle.iter().cycle().skip(1))
+                    .map(|(a, b)| format!("  {a} → {b} at {}", edges[a][b]))
+                    .collect();
+                format!("an import circle inside `{krate}` (docs/ARCHITECTURE.md:{line}):\n{}", steps.join("\n"))
+            })
+            .collect()
     }
-    found
+
+    fn lengths(&self, max: usize, line: usize) -> Vec<String> {
+        let mut found = Vec::new();
+        for k in crate_names(&self.crates) {
+            for s in &self.load(&k) {
+                for (at, name, len) in functions(&s.code).into_iter().filter(|(_, _, len)| *len > max) {
+                    found.push(format!(
+                        "{}:{at}: fn {name} is {len} lines, more than {max} (docs/ARCHITECTURE.md:{line})",
+                        self.shown(&s.path)
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    fn docs(&self, line: usize) -> Vec<String> {
+        let mut found = Vec::new();
+        for k in crate_names(&self.crates) {
+            for s in self.load(&k).iter().filter(|s| s.top && !s.text.trim_start().starts_with("//!")) {
+                found.push(format!(
+                    "{}:1: no `//!` paragraph naming the module's job (docs/ARCHITECTURE.md:{line})",
+                    self.shown(&s.path)
+                ));
+            }
+        }
+        found
+    }
+}
+
+fn crate_names(crates: &Path) -> Vec<String> {
+    let Ok(dirs) = std::fs::read_dir(crates) else { return Vec::new() };
+    let mut names: Vec<String> = dirs.flatten().map(|d| d.file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    names
+}
+
+/// Each function with a body in `code` (see [`code_lines`]): its first
+/// line, name and length in lines, from `fn` to its closing brace.
+fn functions(code: &[String]) -> Vec<(usize, String, usize)> {
+    let mut out = Vec::new();
+    // (first line, name, brace depth of its body)
+    let mut open: Vec<(usize, String, usize)> = Vec::new();
+    let mut pending: Option<(usize, String)> = None;
+    let mut depth = 0usize;
+    for (i, line) in code.iter().enumerate() {
+        if let Some(name) = fn_name(line) {
+            pending = Some((i + 1, name));
+        }
+        for c in line.chars() {
+            match c {
+                '{' => {
+                    depth += 1;
+                    if let Some((at, name)) = pending.take() {
+                        open.push((at, name, depth));
+                    }
+                }
+                '}' => {
+                    if open.last().is_some_and(|(_, _, d)| *d == depth)
+                        && let Some((at, name, _)) = open.pop()
+                    {
+                        out.push((at, name, i + 2 - at));
+                    }
+                    depth = depth.saturating_sub(1);
+                }
+                // `fn f();` in a trait: no body follows.
+                ';' => pending = None,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn fn_name(line: &str) -> Option<String> {
+    let at = line.find("fn ")?;
+    if line[..at].chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    let name: String = line[at + 3..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// One shortest circle through each strongly connected group of modules.
@@ -424,6 +594,18 @@ mod tests {
         assert!(found[0].contains("a → b at crates/demo/src/a.rs:2"), "{}", found[0]);
         assert!(found[0].contains("c → a at crates/demo/src/c.rs:1"), "{}", found[0]);
         assert!(found[1].starts_with("crates/demo/src/c.rs:1: no `//!` paragraph"), "{found:?}");
+    }
+
+    #[test]
+    fn a_long_function_is_named_and_braces_in_literals_do_not_count() {
+        let root = demo(&[(
+            "lib.rs",
+            "//! Demo.\nfn short() {\n    let _ = \"}}}\";\n}\n\nfn long<'a>(x: &'a str) -> char {\n    let _ = '}';\n    \
+             let _ = '\\'';\n    if x.is_empty() {\n        return '{';\n    }\n    'x'\n}\ntrait T {\n    fn declared(&self);\n}\n",
+        )]);
+        let found = check(&root, &rules("Architecture invariant: no function is longer than 5 lines.").expect("rules"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("crates/demo/src/lib.rs:6: fn long is 8 lines, more than 5"), "{found:?}");
     }
 
     #[test]
