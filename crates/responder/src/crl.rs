@@ -10,6 +10,7 @@ use connect_pki_domain::{CertStatus, Reason};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ResponderError;
 use crate::index;
 use crate::revocations::Revocations;
 
@@ -33,7 +34,7 @@ impl Revocations {
     /// Each CRL number is taken for the index's position; if another
     /// instance already numbered a CRL built from a newer position, this one
     /// first catches up to it.
-    pub(crate) async fn build_and_serve(&self) -> anyhow::Result<()> {
+    pub(crate) async fn build_and_serve(&self) -> Result<(), ResponderError> {
         let now = self.clock.now();
         let (position, numbered) = 'numbering: loop {
             // Position first: the entries read after it reflect at least it.
@@ -92,7 +93,7 @@ impl Revocations {
                         position,
                     }))
                 })
-                .collect::<anyhow::Result<Vec<_>>>()
+                .collect::<Result<Vec<_>, ResponderError>>()
         })
         .await??;
         tracing::debug!(position, crls = crls.len(), "CRLs rebuilt");

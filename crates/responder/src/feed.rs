@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ResponderError;
 use crate::revocations::Revocations;
 
 /// How often the feed is polled for changes made elsewhere (the fallback
@@ -81,7 +82,7 @@ impl Revocations {
         }
     }
 
-    async fn listen_once(&self, url: &str) -> anyhow::Result<()> {
+    async fn listen_once(&self, url: &str) -> Result<(), ResponderError> {
         let mut listener = sqlx::postgres::PgListener::connect(url).await?;
         listener.ignore_pool_close_event(true);
         listener.listen(connect_pki_store::FEED_CHANNEL).await?;

@@ -16,6 +16,7 @@
 //! certificate that stopped being valid ([`Sessions`]).
 
 mod crl;
+mod error;
 mod feed;
 pub mod index;
 mod ocsp;
@@ -23,6 +24,7 @@ mod revocations;
 pub mod sightings;
 
 pub use crl::Crl;
+pub use error::ResponderError;
 pub use feed::{FeedSettings, POLL_INTERVAL};
 pub use ocsp::{MAX_REQUEST, Responder};
 pub use revocations::Revocations;

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ResponderError;
 use crate::index::CertIndex;
 use crate::{Crl, FeedSettings, Sessions};
 
@@ -77,8 +78,10 @@ impl Revocations {
         settings: FeedSettings,
         keep_in: Option<std::path::PathBuf>,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<Arc<Self>> {
-        anyhow::ensure!(!cas.is_empty(), "no issuing CA");
+    ) -> Result<Arc<Self>, ResponderError> {
+        if cas.is_empty() {
+            return Err(ResponderError::NoIssuingCa);
+        }
         let (last, entries) = store.certificate_index().await?;
         let index = CertIndex::default();
         index.apply(&entries);
@@ -165,28 +168,28 @@ impl Revocations {
     /// Applies every change committed so far; returns once the index, the
     /// open connections and the served CRL all reflect them. Called after a
     /// commit, it covers that commit.
-    pub async fn sync(&self) -> anyhow::Result<()> {
+    pub async fn sync(&self) -> Result<(), ResponderError> {
         let head = self.store.feed_head().await?;
         self.catch_up(head).await?;
         self.wait_for_crl(head).await
     }
 
     /// Applies the feed until the index reflects position `target`.
-    pub(crate) async fn catch_up(&self, target: i64) -> anyhow::Result<()> {
+    pub(crate) async fn catch_up(&self, target: i64) -> Result<(), ResponderError> {
         if self.applied() >= target {
             return Ok(());
         }
         let _guard = self.sync_lock.lock().await;
         while self.applied() < target {
             if self.apply_batch().await? == 0 {
-                anyhow::bail!("feed position {target} is not readable (applied up to {})", self.applied());
+                return Err(ResponderError::FeedGap { target, applied: self.applied() });
             }
         }
         Ok(())
     }
 
     /// Applies everything committed so far.
-    pub(crate) async fn follow(&self) -> anyhow::Result<()> {
+    pub(crate) async fn follow(&self) -> Result<(), ResponderError> {
         let _guard = self.sync_lock.lock().await;
         while self.apply_batch().await? == BATCH as usize {}
         Ok(())
@@ -196,7 +199,7 @@ impl Revocations {
     /// that fails to read changes nothing; one applied moves `applied` and,
     /// when the CRL's content changed, `crl_content` — so the CRL builder
     /// sees it is behind even if the caller gives up.
-    async fn apply_batch(&self) -> anyhow::Result<usize> {
+    async fn apply_batch(&self) -> Result<usize, ResponderError> {
         let events = self.store.events_after(self.applied(), BATCH).await?;
         self.mark_read();
         let Some(last) = events.last().map(|e| e.id) else { return Ok(0) };
@@ -219,14 +222,14 @@ impl Revocations {
     }
 
     /// Waits until the served CRL covers `target` (the index must be there).
-    async fn wait_for_crl(&self, target: i64) -> anyhow::Result<()> {
+    async fn wait_for_crl(&self, target: i64) -> Result<(), ResponderError> {
         let mut served = self.crl_served.subscribe();
         loop {
             if self.covers(*served.borrow_and_update(), target) {
                 return Ok(());
             }
             self.crl_kick.notify_one();
-            served.changed().await.map_err(|_| anyhow::anyhow!("CRL builder stopped"))?;
+            served.changed().await.map_err(|_| ResponderError::CrlBuilderStopped)?;
         }
     }
 
@@ -234,7 +237,7 @@ impl Revocations {
     /// that snapshot's position, and repairs each entry that differs and was
     /// not changed after the snapshot. Returns the number repaired (each one
     /// counted in `connect_pki_index_divergences_total`).
-    pub async fn reconcile(&self) -> anyhow::Result<usize> {
+    pub async fn reconcile(&self) -> Result<usize, ResponderError> {
         let (position, rows) = self.store.certificate_index().await?;
         self.catch_up(position).await?;
         let guard = self.sync_lock.lock().await;

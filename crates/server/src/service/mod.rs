@@ -30,7 +30,7 @@ use crate::state::AppState;
 /// instance (the index, OCSP, the handshake, the CRL) before the caller
 /// answers.
 pub async fn publish(state: &AppState) -> Result<(), ServiceError> {
-    state.revocations.sync().await.map_err(ServiceError::Internal)
+    state.revocations.sync().await.map_err(|e| ServiceError::Internal(e.into()))
 }
 
 /// Signs a device certificate for `device` from a checked CSR, refusing a CSR
