@@ -56,7 +56,9 @@ pub fn rules(doc: &str) -> Result<Vec<Rule>, String> {
         let line = i + 1;
         let Some(at) = text.find(MARK) else { continue };
         let rule = text[at + MARK.len()..].trim();
-        let quoted: Vec<&str> = rule.split('`').skip(1).step_by(2).collect();
+        // A parenthesis after the rule explains it and is not read.
+        let stated = rule.split(" (").next().unwrap_or(rule);
+        let quoted: Vec<&str> = stated.split('`').skip(1).step_by(2).collect();
         if rule.contains("does not import") && quoted.len() == 2 {
             out.push(Rule::NoImport { from: ModPath::parse(quoted[0]), to: quoted[1].to_string(), line });
         } else if rule.starts_with("no import circle inside") && quoted.len() == 1 {
@@ -559,6 +561,8 @@ mod tests {
             }
         );
         assert!(rules("Architecture invariant: things are nice.").is_err());
+        let explained = rules("Architecture invariant: `a` does not import `b` (see `c` and `d`).").expect("rules");
+        assert!(matches!(&explained[0], Rule::NoImport { to, .. } if to == "b"), "{explained:?}");
     }
 
     #[test]
