@@ -8,9 +8,10 @@
 //! the CRL that lists it), signed by the OCSP signer (`ca::receipt`).
 
 use base64::Engine;
-use connect_pki_domain::Serial;
 use connect_pki_domain::clock::rfc3339;
+use connect_pki_domain::{CertStatus, Reason, Serial};
 use connect_pki_store::{AuditRecord, CertificateSightings, EscalationRecord, NotificationRecord};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -29,13 +30,77 @@ pub struct Event {
     pub detail: Value,
 }
 
-/// A record, as JSON and as the JWS over that JSON.
+/// A record, and the JWS over its JSON.
 #[derive(Debug, Clone)]
 pub struct Incident {
-    pub record: Value,
+    pub record: IncidentRecord,
     pub events: Vec<Event>,
-    /// The compact JWS whose payload is `record` (`ca::receipt`).
+    /// The compact JWS whose payload is `record` as JSON (`ca::receipt`).
     pub signed: String,
+}
+
+/// What `type` says of every incident record.
+pub const RECORD_TYPE: &str = "connect-pki incident record";
+
+/// The signed incident record, version 1: the payload of the JWS, read by
+/// `connect-pki receipt verify` and attached to the city's report. Times are
+/// RFC 3339 UTC. Fields are in the order they are written (alphabetical),
+/// so that the signed bytes do not depend on how the record is built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRecord {
+    pub certificate: RecordedCertificate,
+    pub generated_at: String,
+    pub proof: Proof,
+    pub timeline: Vec<TimelineEntry>,
+    /// Always [`RECORD_TYPE`].
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// 1.
+    pub version: u32,
+}
+
+/// The certificate the record is about, as it stood when the record was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedCertificate {
+    pub device_id: i64,
+    pub facility_id: i64,
+    pub facility_name: String,
+    pub issuing_ca: String,
+    pub not_after: String,
+    pub not_before: String,
+    pub reason: Option<Reason>,
+    pub revoked_at: Option<String>,
+    /// Lowercase hex.
+    pub serial: String,
+    pub status: CertStatus,
+    pub user_id: i64,
+}
+
+/// One event of the timeline; `event` is a stable code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: String,
+    pub detail: Value,
+    pub event: String,
+    pub who: Option<String>,
+}
+
+/// What the responder said when the record was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proof {
+    /// The CRL being served, if there is one.
+    pub crl: Option<CrlProof>,
+    /// A fresh OCSP response about the certificate, DER in standard base64.
+    pub ocsp_response: String,
+}
+
+/// The CRL being served, and whether it lists the certificate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrlProof {
+    pub crl_number: i64,
+    pub issuing_ca: String,
+    pub lists_certificate: bool,
+    pub this_update: String,
 }
 
 fn at(t: i64) -> OffsetDateTime {
@@ -153,33 +218,42 @@ pub async fn record(state: &AppState, caller: &Requester, serial: &Serial) -> Re
     });
     let b64 = base64::engine::general_purpose::STANDARD;
     let now = state.clock.now();
-    let record = json!({
-        "type": "connect-pki incident record",
-        "version": 1,
-        "generated_at": rfc3339(now),
-        "certificate": {
-            "serial": hex,
-            "issuing_ca": ca.name(),
-            "status": certificate.status.as_str(),
-            "reason": certificate.reason.map(|r| r.as_str()),
-            "revoked_at": certificate.revoked_at.map(rfc3339),
-            "not_before": rfc3339(certificate.not_before),
-            "not_after": rfc3339(certificate.not_after),
-            "device_id": certificate.device.0,
-            "user_id": holder.user.id.0,
-            "facility_id": holder.facility.id.0,
-            "facility_name": holder.facility.name,
+    let record = IncidentRecord {
+        kind: RECORD_TYPE.to_string(),
+        version: 1,
+        generated_at: rfc3339(now),
+        certificate: RecordedCertificate {
+            serial: hex,
+            issuing_ca: ca.name(),
+            status: certificate.status,
+            reason: certificate.reason,
+            revoked_at: certificate.revoked_at.map(rfc3339),
+            not_before: rfc3339(certificate.not_before),
+            not_after: rfc3339(certificate.not_after),
+            device_id: certificate.device.0,
+            user_id: holder.user.id.0,
+            facility_id: holder.facility.id.0,
+            facility_name: holder.facility.name,
         },
-        "timeline": events.iter().map(|e| json!({
-            "at": rfc3339(e.at), "event": e.event, "who": e.who, "detail": e.detail,
-        })).collect::<Vec<_>>(),
-        "proof": {
-            "ocsp_response": b64.encode(&ocsp),
-            "crl": crl.as_ref().map(|c| json!({
-                "issuing_ca": c.ca, "crl_number": c.number, "this_update": rfc3339(c.this_update), "lists_certificate": listed,
-            })),
+        timeline: events
+            .iter()
+            .map(|e| TimelineEntry {
+                at: rfc3339(e.at),
+                event: e.event.clone(),
+                who: e.who.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+        proof: Proof {
+            ocsp_response: b64.encode(&ocsp),
+            crl: crl.as_ref().map(|c| CrlProof {
+                issuing_ca: c.ca.clone(),
+                crl_number: c.number,
+                this_update: rfc3339(c.this_update),
+                lists_certificate: listed,
+            }),
         },
-    });
+    };
     let payload = serde_json::to_vec(&record).map_err(anyhow::Error::from)?;
     let signer = state
         .ocsp

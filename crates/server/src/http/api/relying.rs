@@ -201,7 +201,7 @@ pub(super) async fn certificate_use(
 pub struct IncidentRecord {
     /// The timeline and the proof of revocation (see docs/operations/incident-record.md).
     #[schema(value_type = Object)]
-    pub record: serde_json::Value,
+    pub record: crate::service::incident::IncidentRecord,
     /// Compact JWS (ES256) over `record`, signed by the delegated OCSP
     /// signer, whose certificate and the issuing CA's are in `x5c`.
     pub signed: String,

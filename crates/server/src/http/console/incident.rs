@@ -70,23 +70,22 @@ fn what_ja(code: &str) -> &'static str {
 }
 
 /// A CRLReason, as the revoke form names it.
-fn reason_ja(reason: &str) -> &'static str {
-    match reason.parse::<Reason>() {
-        Ok(Reason::KeyCompromise) => "鍵の危殆化（端末の紛失・盗難など）",
-        Ok(Reason::AffiliationChanged) => "所属の変更",
-        Ok(Reason::Superseded) => "別の証明書への切り替え",
-        Ok(Reason::CessationOfOperation) => "利用の終了",
-        Ok(Reason::CertificateHold) => "一時停止",
-        Ok(Reason::PrivilegeWithdrawn) => "権限の取り消し",
-        Ok(Reason::Unspecified) => "理由を特定しない",
+fn reason_ja(reason: Reason) -> &'static str {
+    match reason {
+        Reason::KeyCompromise => "鍵の危殆化（端末の紛失・盗難など）",
+        Reason::AffiliationChanged => "所属の変更",
+        Reason::Superseded => "別の証明書への切り替え",
+        Reason::CessationOfOperation => "利用の終了",
+        Reason::CertificateHold => "一時停止",
+        Reason::PrivilegeWithdrawn => "権限の取り消し",
+        Reason::Unspecified => "理由を特定しない",
         _ => "その他",
     }
 }
 
 /// An RFC 3339 time of the record, in Japan's time.
-fn local_of(v: &Value) -> String {
-    v.as_str()
-        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+fn local_of(v: Option<&str>) -> String {
+    v.and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
         .map(local)
         .unwrap_or_else(|| "—".into())
 }
@@ -138,16 +137,15 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, P
     .await;
     let incident = result?;
     let r = &incident.record;
-    let c = &r["certificate"];
-    let text = |v: &Value| v.as_str().unwrap_or("—").to_string();
-    let serial = text(&c["serial"]);
+    let c = &r.certificate;
+    let serial = c.serial.clone();
     let facts = vec![
-        ("施設", text(&c["facility_name"])),
-        ("利用者（番号）", c["user_id"].to_string()),
-        ("端末（番号）", c["device_id"].to_string()),
-        ("証明書の状態", c["status"].as_str().and_then(|t| t.parse().ok()).map_or("—", cert_ja).to_string()),
-        ("失効・停止の理由", c["reason"].as_str().map_or("—", reason_ja).to_string()),
-        ("失効・停止の日時", local_of(&c["revoked_at"])),
+        ("施設", c.facility_name.clone()),
+        ("利用者（番号）", c.user_id.to_string()),
+        ("端末（番号）", c.device_id.to_string()),
+        ("証明書の状態", cert_ja(c.status).to_string()),
+        ("失効・停止の理由", c.reason.map_or("—", reason_ja).to_string()),
+        ("失効・停止の日時", local_of(c.revoked_at.as_deref())),
     ];
     let rows = incident
         .events
@@ -161,14 +159,8 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, P
         })
         .collect();
     let ocsp = match connect_pki_ca::ocsp::read_response(
-        &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text(&r["proof"]["ocsp_response"]))
-            .unwrap_or_default(),
-        state
-            .revocations
-            .cas()
-            .iter()
-            .find(|ca| ca.name() == text(&c["issuing_ca"]))
-            .map_or(&[][..], |ca| ca.cert_der()),
+        &base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &r.proof.ocsp_response).unwrap_or_default(),
+        state.revocations.cas().iter().find(|ca| ca.name() == c.issuing_ca).map_or(&[][..], |ca| ca.cert_der()),
     ) {
         Ok(said) => {
             let word = match said.status {
@@ -180,11 +172,9 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, P
         }
         Err(e) => format!("読めません: {e}"),
     };
-    let crl = match r["proof"]["crl"].as_object() {
-        Some(crl) if crl["lists_certificate"] == true => {
-            format!("番号 {} がこの証明書を失効として載せています", crl["crl_number"])
-        }
-        Some(crl) => format!("番号 {} にはこの証明書は載っていません（失効していません）", crl["crl_number"]),
+    let crl = match &r.proof.crl {
+        Some(crl) if crl.lists_certificate => format!("番号 {} がこの証明書を失効として載せています", crl.crl_number),
+        Some(crl) => format!("番号 {} にはこの証明書は載っていません（失効していません）", crl.crl_number),
         None => "ありません".into(),
     };
     let p = IncidentPage {
@@ -195,7 +185,7 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, P
         rows,
         ocsp,
         crl,
-        generated: local_of(&r["generated_at"]),
+        generated: local_of(Some(&r.generated_at)),
     };
     Ok(page(StatusCode::OK, &p))
 }
