@@ -327,7 +327,10 @@ async fn snapshot(app: &TestApp, t: &Target) -> Snapshot {
         user: store.user(user).await.expect("read").expect("the user").status.as_str().to_string(),
         device: store.device(device).await.expect("read").expect("the device").status,
         retire_at: store.retire_at(user).await.expect("read"),
-        escalations: escalations.into_iter().map(|e| (e.status, e.claimed_by.map(|u| u.0), e.outcome)).collect(),
+        escalations: escalations
+            .into_iter()
+            .map(|e| (e.status.to_string(), e.claimed_by.map(|u| u.0), e.outcome))
+            .collect(),
     }
 }
 

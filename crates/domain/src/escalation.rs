@@ -18,23 +18,7 @@ pub const DEFAULT_SLA: Duration = Duration::minutes(30);
 /// Default time after which an unresolved hold becomes a revocation.
 pub const DEFAULT_HOLD_LIMIT: Duration = Duration::hours(72);
 
-/// Which queue an escalation is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Queue {
-    /// The facility's manager.
-    Manager,
-    /// 行政管理課 (admin_division).
-    AdminDivision,
-}
-
-impl Queue {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Queue::Manager => "manager",
-            Queue::AdminDivision => "admin_division",
-        }
-    }
-}
+pub use crate::model::Queue;
 
 /// Where a new report goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

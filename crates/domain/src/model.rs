@@ -109,6 +109,25 @@ text_enum!(
 );
 
 text_enum!(
+    /// An escalation's lifecycle: open → claimed → resolved.
+    EscalationStatus, "escalation status" {
+        Open = "open",
+        Claimed = "claimed",
+        Resolved = "resolved",
+    }
+);
+
+text_enum!(
+    /// Which queue an escalation is in.
+    Queue, "queue" {
+        /// The facility's manager.
+        Manager = "manager",
+        /// 行政管理課 (admin_division).
+        AdminDivision = "admin_division",
+    }
+);
+
+text_enum!(
     /// RFC 5280 §5.3.1 CRLReason, by its RFC name.
     Reason, "reason" {
         Unspecified = "unspecified",

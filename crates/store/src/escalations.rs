@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use connect_pki_domain::certificate::{EMERGENCY_HOLD, HOLD_LIMIT};
 use connect_pki_domain::escalation::{Outcome, Queue};
 use connect_pki_domain::hold::{Lifter, hold_limit_reaches, report_takes_over};
-use connect_pki_domain::{CertStatus, DeviceId, DomainError, FacilityId, Serial, UserId};
+use connect_pki_domain::{CertStatus, DeviceId, DomainError, EscalationStatus, FacilityId, Serial, UserId};
 
 use crate::audit::AuditEntry;
 use crate::certificates::{change_where, serials_where};
@@ -28,8 +28,8 @@ pub struct EscalationRecord {
     pub facility: FacilityId,
     pub channel: String,
     pub reported_by: Option<UserId>,
-    pub queue: String,
-    pub status: String,
+    pub queue: Queue,
+    pub status: EscalationStatus,
     pub outcome: Option<String>,
     pub note: String,
     pub escalate_at: Option<OffsetDateTime>,
@@ -82,8 +82,8 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<EscalationRecord, StoreError> {
         facility: FacilityId(r.try_get("facility_id")?),
         channel: r.try_get("channel")?,
         reported_by: u("reported_by")?,
-        queue: r.try_get("queue")?,
-        status: r.try_get("status")?,
+        queue: crate::records::text(r, "queue")?,
+        status: crate::records::text(r, "status")?,
         outcome: r.try_get("outcome")?,
         note: r.try_get("note")?,
         escalate_at: t("escalate_at")?,
@@ -337,7 +337,7 @@ impl Store {
                 let now_is = escalation_in(tx, id).await?;
                 return Err(match now_is.claimed_by {
                     Some(by) => Conflict::AlreadyClaimed { escalation: id, by },
-                    None => Conflict::NotOpen { escalation: id, status: now_is.status },
+                    None => Conflict::NotOpen { escalation: id, status: now_is.status.to_string() },
                 }
                 .into());
             }
@@ -382,7 +382,7 @@ impl Store {
             .await?
             .rows_affected();
             if changed == 0 {
-                let from = if current.status == "open" { "open (claim it first)" } else { "resolved" };
+                let from = if current.status == EscalationStatus::Open { "open (claim it first)" } else { "resolved" };
                 return Err(DomainError::InvalidTransition { from, to: "resolved" }.into());
             }
             let actor = format!("user:{by}");

@@ -363,7 +363,7 @@ async fn emergency_report(State(state): State<AppState>, client: Client, Form(f)
                 escalation_id: e.id,
                 held: held.len(),
                 hold_hours: state.settings.hold_limit.whole_hours(),
-                next_step: if e.queue == "admin_division" {
+                next_step: if e.queue == connect_pki_domain::escalation::Queue::AdminDivision {
                     "行政管理課が対応します。端末が見つかった場合も、行政管理課または施設管理者に連絡してください。"
                 } else {
                     "施設管理者が対応します。端末が見つかった場合は施設管理者に連絡してください。"

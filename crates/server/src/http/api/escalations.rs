@@ -36,7 +36,7 @@ pub(super) async fn report_emergency(
         Json(EmergencyCreated {
             escalation_id: e.id,
             held_serials: held.iter().map(Serial::to_hex).collect(),
-            queue: e.queue,
+            queue: e.queue.to_string(),
         }),
     ))
 }

@@ -15,8 +15,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use connect_pki_domain::CertStatus;
 use connect_pki_domain::escalation::Outcome;
+use connect_pki_domain::escalation::Queue;
+use connect_pki_domain::{CertStatus, EscalationStatus};
 use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -175,7 +176,7 @@ async fn build<'a>(
     let mut open = Vec::new();
     let mut resolved = Vec::new();
     for entry in emergency::queue(state, &caller.requester).await? {
-        if entry.escalation.status != "resolved" {
+        if entry.escalation.status != EscalationStatus::Resolved {
             open.push(open_row(entry, now, state.settings.hold_limit));
         } else if resolved.len() < 20 {
             resolved.push(done_row(entry));
@@ -217,20 +218,20 @@ fn open_row(entry: emergency::QueueEntry, now: OffsetDateTime, hold_limit: time:
         .map(|t| t.max(e.created_at));
     let hold_deadline = held_since.map(|t| t + hold_limit);
     let hold_left = hold_deadline.map_or(0, |d| (d - now).whole_seconds());
-    let sla_left = e.escalate_at.filter(|_| e.queue == "manager").map_or(0, |d| (d - now).whole_seconds());
+    let sla_left = e.escalate_at.filter(|_| e.queue == Queue::Manager).map_or(0, |d| (d - now).whole_seconds());
     Row {
         id: e.id,
-        status_ja: if e.status == "open" { "未対応" } else { "対応中" },
-        status: e.status.clone(),
-        queue_ja: if e.queue == "admin_division" { "行政管理課" } else { "施設管理者" },
+        status_ja: if e.status == EscalationStatus::Open { "未対応" } else { "対応中" },
+        status: e.status.to_string(),
+        queue_ja: if e.queue == Queue::AdminDivision { "行政管理課" } else { "施設管理者" },
         channel_ja: match e.channel.as_str() {
             "self" => "本人による届出",
             "manager" => "施設管理者による届出",
             _ => "行政管理課が電話で受付",
         },
-        urgency: if e.status == "open" && e.queue == "admin_division" {
+        urgency: if e.status == EscalationStatus::Open && e.queue == Queue::AdminDivision {
             "urgent"
-        } else if e.status == "open" {
+        } else if e.status == EscalationStatus::Open {
             "soon"
         } else {
             ""
@@ -244,7 +245,7 @@ fn open_row(entry: emergency::QueueEntry, now: OffsetDateTime, hold_limit: time:
         created_local: local(e.created_at),
         created_unix: e.created_at.unix_timestamp(),
         age: span((now - e.created_at).whole_seconds()),
-        sla_deadline_unix: e.escalate_at.filter(|_| e.queue == "manager").map(|t| t.unix_timestamp()),
+        sla_deadline_unix: e.escalate_at.filter(|_| e.queue == Queue::Manager).map(|t| t.unix_timestamp()),
         sla_left: span(sla_left),
         hold_deadline_unix: hold_deadline.map(|t| t.unix_timestamp()),
         hold_left: span(hold_left),
