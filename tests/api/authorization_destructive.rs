@@ -325,7 +325,7 @@ async fn snapshot(app: &TestApp, t: &Target) -> Snapshot {
     Snapshot {
         ocsp: app.ocsp_status(&t.device.id).await,
         user: store.user(user).await.expect("read").expect("the user").status.as_str().to_string(),
-        device: store.device(device).await.expect("read").expect("the device").status,
+        device: store.device(device).await.expect("read").expect("the device").status.to_string(),
         retire_at: store.retire_at(user).await.expect("read"),
         escalations: escalations
             .into_iter()

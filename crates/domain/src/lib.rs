@@ -23,5 +23,5 @@ pub mod validate;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::DomainError;
 pub use ids::{DeviceId, FacilityId, Serial, UserId};
-pub use model::{CertStatus, EscalationStatus, FacilityKind, FacilityStatus, Reason, Role, UserStatus};
+pub use model::{CertStatus, DeviceStatus, EscalationStatus, FacilityKind, FacilityStatus, Reason, Role, UserStatus};
 pub use policy::{Action, Actor, Target, authorize};

@@ -109,6 +109,15 @@ text_enum!(
 );
 
 text_enum!(
+    /// A device: in use, reported lost, or retired with its user.
+    DeviceStatus, "device status" {
+        Active = "active",
+        Lost = "lost",
+        Retired = "retired",
+    }
+);
+
+text_enum!(
     /// An escalation's lifecycle: open → claimed → resolved.
     EscalationStatus, "escalation status" {
         Open = "open",

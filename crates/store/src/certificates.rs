@@ -139,7 +139,7 @@ impl Store {
         Ok(Some(Identity {
             certificate: CertificateRecord::from_row(&row)?,
             device: DeviceId(row.try_get("d_id")?),
-            device_status: row.try_get("d_status")?,
+            device_status: crate::records::text(&row, "d_status")?,
             user: UserRecord::from_row(&row)?,
             facility: FacilityRecord::from_row(&row)?,
         }))

@@ -21,7 +21,7 @@ pub struct DeviceRecord {
     pub user: UserId,
     pub facility: FacilityId,
     pub label: String,
-    pub status: String,
+    pub status: connect_pki_domain::DeviceStatus,
     pub created_at: OffsetDateTime,
     pub certificates: Vec<CertificateRecord>,
 }
@@ -149,7 +149,7 @@ impl Store {
                     user: UserId(row.try_get("d_user")?),
                     facility: FacilityId(row.try_get("d_facility")?),
                     label: row.try_get("d_label")?,
-                    status: row.try_get("d_status")?,
+                    status: crate::records::text(row, "d_status")?,
                     created_at: instant(row.try_get("d_created")?)?,
                     certificates: Vec::new(),
                 });

@@ -106,7 +106,7 @@ pub struct CertificateRecord {
 pub struct Identity {
     pub certificate: CertificateRecord,
     pub device: DeviceId,
-    pub device_status: String,
+    pub device_status: connect_pki_domain::DeviceStatus,
     pub user: UserRecord,
     pub facility: FacilityRecord,
 }

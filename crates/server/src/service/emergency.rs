@@ -120,7 +120,13 @@ pub async fn ticket(
         .store
         .issue_report_ticket(&crate::service::secrets::code_hash(&ticket), user.id, now + TICKET_TTL, now)
         .await?;
-    let devices = state.store.devices_of(user.id).await?.into_iter().filter(|d| d.status == "active").collect();
+    let devices = state
+        .store
+        .devices_of(user.id)
+        .await?
+        .into_iter()
+        .filter(|d| d.status == connect_pki_domain::DeviceStatus::Active)
+        .collect();
     Ok((ticket, devices))
 }
 

@@ -1,7 +1,7 @@
 //! Who asks: the requester every operation of the registration authority is
 //! authorized for and recorded under, however the request arrived.
 
-use connect_pki_domain::{Actor, FacilityStatus, Serial, UserStatus};
+use connect_pki_domain::{Actor, DeviceStatus, FacilityStatus, Serial, UserStatus};
 use connect_pki_store::Identity;
 
 use crate::service::error::{NotAuthenticated, ServiceError, ServiceResult};
@@ -32,8 +32,8 @@ pub async fn authenticate(state: &AppState, serial: &Serial, der: &[u8]) -> Serv
     }
     // A lost device's certificates are revoked in the same transaction
     // that marks it lost; this holds even if one were not.
-    if identity.device_status != "active" {
-        return Err(not_usable(if identity.device_status == "lost" {
+    if identity.device_status != DeviceStatus::Active {
+        return Err(not_usable(if identity.device_status == DeviceStatus::Lost {
             "of a device reported lost"
         } else {
             "of a retired device"

@@ -78,13 +78,13 @@ async fn check(store: &Store, sql: &AnyPool, mark: i64, o: &Outcome) -> Result<b
     let consistent = if cancel_won {
         user.status == UserStatus::Active
             && cert.status == CertStatus::Valid
-            && device.status == "active"
+            && device.status == connect_pki_domain::DeviceStatus::Active
             && audit == ["user.retire_cancelled"]
     } else {
         user.status == UserStatus::Retired
             && cert.status == CertStatus::Revoked
             && cert.reason == Some(Reason::AffiliationChanged)
-            && device.status == "retired"
+            && device.status == connect_pki_domain::DeviceStatus::Retired
             && audit == ["certificate.revoke", "user.retire"]
     };
     if !consistent || scheduled.is_some() {

@@ -165,7 +165,7 @@ impl From<DeviceRecord> for DeviceView {
             user_id: d.user.0,
             facility_id: d.facility.0,
             label: d.label,
-            status: d.status,
+            status: d.status.to_string(),
             created_at: rfc3339(d.created_at),
             certificates: d.certificates.into_iter().map(Into::into).collect(),
         }

@@ -17,7 +17,7 @@ mod staff;
 use axum::Router;
 use axum::http::{HeaderMap, Uri};
 use axum::routing::{get, post};
-use connect_pki_domain::{CertStatus, Role, UserStatus};
+use connect_pki_domain::{CertStatus, DeviceStatus, Role, UserStatus};
 use connect_pki_store::{CertificateRecord, DeviceRecord, UserRecord};
 
 use super::kit::{cert_ja, local, refuse, role_ja};
@@ -72,12 +72,11 @@ pub fn user_status_ja(s: UserStatus) -> &'static str {
     }
 }
 
-pub fn device_status_ja(s: &str) -> &'static str {
+pub fn device_status_ja(s: DeviceStatus) -> &'static str {
     match s {
-        "active" => "使用中",
-        "lost" => "紛失（停止）",
-        "retired" => "停止（退職）",
-        _ => "停止",
+        DeviceStatus::Active => "使用中",
+        DeviceStatus::Lost => "紛失（停止）",
+        DeviceStatus::Retired => "停止（退職）",
     }
 }
 
@@ -134,8 +133,8 @@ impl DeviceRow {
         DeviceRow {
             id: d.id.0,
             name: device_name(d),
-            status_ja: device_status_ja(&d.status),
-            active: d.status == "active",
+            status_ja: device_status_ja(d.status),
+            active: d.status == DeviceStatus::Active,
             certificates: d.certificates.iter().map(CertRow::of).collect(),
         }
     }

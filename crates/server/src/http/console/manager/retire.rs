@@ -25,7 +25,12 @@ fn back(id: UserId) -> String {
 
 /// The person and what they hold, as a confirmation names them.
 fn facts_of(u: &UserWithDevices) -> Vec<Fact> {
-    let active: Vec<String> = u.devices.iter().filter(|d| d.status == "active").map(super::device_name).collect();
+    let active: Vec<String> = u
+        .devices
+        .iter()
+        .filter(|d| d.status == connect_pki_domain::DeviceStatus::Active)
+        .map(super::device_name)
+        .collect();
     let devices = if active.is_empty() { "なし".to_string() } else { active.join("、") };
     vec![("職員", person(&u.user)), ("使用中の端末", devices)]
 }
