@@ -23,5 +23,8 @@ pub mod validate;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::DomainError;
 pub use ids::{DeviceId, FacilityId, Serial, UserId};
-pub use model::{CertStatus, DeviceStatus, EscalationStatus, FacilityKind, FacilityStatus, Reason, Role, UserStatus};
+pub use model::{
+    ApplicationStatus, CertStatus, DeviceStatus, EscalationStatus, FacilityKind, FacilityStatus, Reason, Role,
+    UserStatus,
+};
 pub use policy::{Action, Actor, Target, authorize};

@@ -109,6 +109,15 @@ text_enum!(
 );
 
 text_enum!(
+    /// A facility's application: waiting for 福祉課 or 行政管理課, then decided.
+    ApplicationStatus, "application status" {
+        Pending = "pending",
+        Approved = "approved",
+        Rejected = "rejected",
+    }
+);
+
+text_enum!(
     /// A device: in use, reported lost, or retired with its user.
     DeviceStatus, "device status" {
         Active = "active",

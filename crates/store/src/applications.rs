@@ -23,7 +23,7 @@ pub struct ApplicationRecord {
     pub id: i64,
     pub status_token: String,
     pub form: ApplicationForm,
-    pub status: String,
+    pub status: connect_pki_domain::ApplicationStatus,
     pub decision_reason: Option<String>,
     pub facility: Option<FacilityId>,
     pub created_at: OffsetDateTime,
@@ -60,7 +60,7 @@ fn application_from_row(row: &sqlx::any::AnyRow) -> Result<ApplicationRecord, St
             purpose_attested: row.try_get::<i64, _>("purpose_attested")? == 1,
             terms_version: row.try_get("terms_version")?,
         },
-        status: row.try_get("status")?,
+        status: crate::records::text(row, "status")?,
         decision_reason: row.try_get("decision_reason")?,
         facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
         created_at: instant(row.try_get("created_at")?)?,
@@ -302,7 +302,7 @@ async fn decide(
     .rows_affected();
     if changed == 0 {
         return Err(connect_pki_domain::DomainError::InvalidTransition {
-            from: if app.status == "approved" { "approved" } else { "rejected" },
+            from: if app.status == connect_pki_domain::ApplicationStatus::Approved { "approved" } else { "rejected" },
             to,
         }
         .into());

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
+use connect_pki_domain::ApplicationStatus;
 use connect_pki_domain::FacilityKind;
 use connect_pki_domain::application::ApplicationForm;
 use serde::Deserialize;
@@ -170,11 +171,10 @@ async fn apply_status(State(state): State<AppState>, Path(token): Path<String>) 
                 id: app.id,
                 name: app.form.name,
                 created_at: rfc3339(app.created_at),
-                status_ja: match app.status.as_str() {
-                    "pending" => "審査中",
-                    "approved" => "承認済み（施設管理者あてに登録コードが発行されます）",
-                    "rejected" => "却下",
-                    _ => "不明",
+                status_ja: match app.status {
+                    ApplicationStatus::Pending => "審査中",
+                    ApplicationStatus::Approved => "承認済み（施設管理者あてに登録コードが発行されます）",
+                    ApplicationStatus::Rejected => "却下",
                 },
                 reason: app.decision_reason,
             },

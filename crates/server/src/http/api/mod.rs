@@ -165,7 +165,7 @@ async fn submit_application(
         StatusCode::CREATED,
         Json(ApplicationCreated {
             id: app.id,
-            status: app.status,
+            status: app.status.to_string(),
             status_url: format!("/api/v1/application-status/{}", app.status_token),
             status_page: format!("/apply/status/{}", app.status_token),
         }),
@@ -194,7 +194,7 @@ async fn application_status(
     Ok(Json(ApplicationStatus {
         id: app.id,
         name: app.form.name,
-        status: app.status,
+        status: app.status.to_string(),
         created_at: rfc3339(app.created_at),
         decided_at: app.decided_at.map(rfc3339),
         decision_reason: app.decision_reason,

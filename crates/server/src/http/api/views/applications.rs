@@ -88,7 +88,7 @@ impl From<ApplicationRecord> for ApplicationView {
     fn from(a: ApplicationRecord) -> Self {
         Self {
             id: a.id,
-            status: a.status,
+            status: a.status.to_string(),
             name: a.form.name,
             kind: a.form.kind,
             address: a.form.address,

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
 use axum::{Form, Router};
+use connect_pki_domain::ApplicationStatus;
 use connect_pki_store::ApplicationRecord;
 use serde::Deserialize;
 
@@ -56,10 +57,10 @@ fn row(a: &ApplicationRecord) -> Row {
         id: a.id,
         name: f.name.clone(),
         facts,
-        status_ja: match a.status.as_str() {
-            "pending" => "審査待ち",
-            "approved" => "承認",
-            _ => "却下",
+        status_ja: match a.status {
+            ApplicationStatus::Pending => "審査待ち",
+            ApplicationStatus::Approved => "承認",
+            ApplicationStatus::Rejected => "却下",
         },
         decided: a.decided_at.map(local).unwrap_or_default(),
         reason: a.decision_reason.clone().unwrap_or_default(),
@@ -77,7 +78,7 @@ struct ListPage<'a> {
 async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
     let ctx = Ctx::of(&state, caller, HERE).await?;
     let all = applications::list(&state, &ctx.caller.requester, None).await?;
-    let (pending, mut decided): (Vec<_>, Vec<_>) = all.iter().partition(|a| a.status == "pending");
+    let (pending, mut decided): (Vec<_>, Vec<_>) = all.iter().partition(|a| a.status == ApplicationStatus::Pending);
     decided.sort_by_key(|a| std::cmp::Reverse(a.decided_at));
     let pending = pending.into_iter().map(row).collect();
     let decided = decided.into_iter().take(20).map(row).collect();
@@ -87,7 +88,7 @@ async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -
 /// A pending application the caller may decide, or the page to show instead.
 async fn pending(state: &AppState, ctx: &Ctx, id: i64) -> Result<ApplicationRecord, Refusal> {
     let a = applications::one(state, &ctx.caller.requester, id).await.map_err(Refusal::from)?;
-    if a.status != "pending" {
+    if a.status != ApplicationStatus::Pending {
         let done = ResultPage {
             ctx,
             title: "処理済みの申請",
