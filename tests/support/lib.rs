@@ -205,10 +205,7 @@ impl Server {
 
     /// [`python_json`], as a client of this server.
     pub fn python_json(&self, script: &str, args: &[&str]) -> Value {
-        let path = workspace().join("tests/py").join(script).display().to_string();
-        let mut all = vec![path.as_str()];
-        all.extend_from_slice(args);
-        parse_script_output(script, self.run("python3", &all))
+        script_json(script, args, self.command("python3"))
     }
 
     fn wait_ready(&mut self, ready: &Path) -> Value {
@@ -485,13 +482,19 @@ impl Drop for Server {
 
 /// Runs `tests/py/<script>` with python3 and parses its JSON output.
 pub fn python_json(script: &str, args: &[&str], dir: &Path) -> Value {
-    let path = workspace().join("tests/py").join(script).display().to_string();
-    let mut all = vec![path.as_str()];
-    all.extend_from_slice(args);
-    parse_script_output(script, run("python3", &all, dir))
+    let mut python = Command::new("python3");
+    python.current_dir(dir).stdin(Stdio::null());
+    script_json(script, args, python)
 }
 
-fn parse_script_output(script: &str, out: Output) -> Value {
+/// `tests/py/<script>` run by `python3` (a command set up to run it), its
+/// JSON output parsed.
+fn script_json(script: &str, args: &[&str], mut python: Command) -> Value {
+    let out = python
+        .arg(workspace().join("tests/py").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3: {e} (the README's test command installs it)"));
     assert!(out.status.success(), "{script} failed: {}", text(&out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {}", text(&out)))
 }
