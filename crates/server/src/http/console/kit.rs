@@ -136,11 +136,7 @@ pub fn acting(
     csrf: &str,
 ) -> Result<Caller, Refusal> {
     let caller = caller?;
-    if csrf_ok(state, &caller, csrf, headers, uri) {
-        Ok(caller)
-    } else {
-        Err(Refusal::from(refuse(ApiError::CsrfRejected)))
-    }
+    if csrf_ok(state, &caller, csrf, headers, uri) { Ok(caller) } else { Err(Refusal::from(ApiError::CsrfRejected)) }
 }
 
 /// A rendered console page with headers that keep it from being framed,

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use connect_pki_domain::{CertStatus, DeviceStatus, Role, UserStatus};
 use connect_pki_store::{CertificateRecord, DeviceRecord, UserRecord};
 
-use super::kit::{cert_ja, local, refuse, role_ja};
+use super::kit::{cert_ja, local, role_ja};
 use crate::http::console::kit::Refusal;
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
 
 /// A number in a page's path, or the Japanese "not found" page.
 fn id_of(raw: &str) -> Result<i64, Refusal> {
-    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Refusal::from(refuse(ApiError::NoRoute(raw.to_string()))))
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Refusal::from(ApiError::NoRoute(raw.to_string())))
 }
 
 /// The caller of a POST about the thing numbered `raw` (a user, a device):
