@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app_with};
-use connect_pki_server::checkpoint::{self, CHECKPOINT_FILE, CheckpointCheck, CheckpointSettings};
+use connect_pki_server::checkpoint::{self, CHECKPOINT_FILE, CheckpointCheck};
+use connect_pki_server::config::CheckpointSettings;
 use connect_pki_store::Store;
 use sqlx::Connection;
 
@@ -15,7 +16,7 @@ use sqlx::Connection;
 async fn app_with_checkpoints(backend: Backend, every: Duration) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = CheckpointSettings { dir: dir.path().to_path_buf(), every };
-    let app = spawn_app_with(backend, AppOptions { audit_checkpoints: Some(settings), ..AppOptions::default() }).await;
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.audit_checkpoints = Some(settings))).await;
     (app, dir)
 }
 

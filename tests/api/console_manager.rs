@@ -251,11 +251,7 @@ async fn code_slip_prints_the_address_and_the_code_only_as_text(backend: Backend
         ..Default::default()
     };
     for configured in [false, true] {
-        let opts = if configured {
-            AppOptions { https: https.clone(), ..AppOptions::default() }
-        } else {
-            AppOptions::default()
-        };
+        let opts = if configured { AppOptions::with(|c| c.https = https.clone()) } else { AppOptions::default() };
         let app = spawn_app_with(backend, opts).await;
         let f = app.facility(&app.admin, "伝票テスト施設", "slip.kanri").await;
         let manager = app.manager(&f, "slip-pc").await;

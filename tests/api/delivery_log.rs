@@ -4,7 +4,7 @@
 //! called, not where.
 
 use connect_pki_e2e::{AppOptions, Backend, both_backends, spawn_app_with};
-use connect_pki_server::service::notify::NotifyConfig;
+use connect_pki_ra::notify::NotifyConfig;
 use serde_json::json;
 
 /// Unreachable on purpose: the deliveries fail and stay in the log.
@@ -12,7 +12,7 @@ const WEBHOOK: &str = "http://127.0.0.1:9/services/T0KEN-of-the-chat-room";
 
 async fn only_admin_division_sees_the_webhook_url(backend: Backend) {
     let notify = NotifyConfig { webhook_url: Some(WEBHOOK.into()), ..NotifyConfig::default() };
-    let app = spawn_app_with(backend, AppOptions { notify, ..AppOptions::default() }).await;
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await;
     let f = app.facility(&app.admin, "通知先施設", "tsuchi.mgr").await;
     let manager = app.manager(&f, "tsuchi-mgr").await;
     let staff = app.staff(&manager.id, f.id, "tsuchi.staff").await;
@@ -30,3 +30,43 @@ async fn only_admin_division_sees_the_webhook_url(backend: Backend) {
     assert!(!text.contains("T0KEN") && text.contains("webhook"), "{as_manager}");
 }
 both_backends!(only_admin_division_sees_the_webhook_url);
+
+/// A notification that cannot be delivered is tried `notification_attempts`
+/// times, each retry after its backoff, and then given up: shown as failed
+/// with the error, and not tried again however long one waits.
+async fn a_notification_is_given_up_after_the_configured_attempts(backend: Backend) {
+    let notify = NotifyConfig { webhook_url: Some(WEBHOOK.into()), ..NotifyConfig::default() };
+    let app = spawn_app_with(
+        backend,
+        AppOptions::with(|c| {
+            c.ra.notify = notify;
+            c.ra.notification_attempts = 3;
+        }),
+    )
+    .await;
+    let f = app.facility(&app.admin, "再送施設", "saiso.mgr").await;
+    let manager = app.manager(&f, "saiso-mgr").await;
+    let staff = app.staff(&manager.id, f.id, "saiso.staff").await;
+    let body = json!({"device_id": staff.device_id, "note": "紛失"});
+    let (status, e) = app.api("POST", "/api/v1/escalations", Some(&manager.id), Some(&body)).await;
+    assert_eq!(status, 201, "{e}");
+    let path = format!("/api/v1/escalations/{}/notifications", e["id"]);
+    let webhook = |log: &serde_json::Value| {
+        log.as_array().expect("log").iter().find(|n| n["channel"] == "webhook").cloned().expect("a webhook")
+    };
+    let mut seen = Vec::new();
+    // Well past every backoff: a try each time, until there are none left.
+    for _ in 0..6 {
+        connect_pki_ra::notify::deliver_due(app.state()).await.expect("a delivery pass");
+        let (_, log) = app.api("GET", &path, Some(&app.admin), None).await;
+        let hook = webhook(&log);
+        seen.push((hook["attempts"].as_i64().expect("attempts"), hook["status"].as_str().expect("status").to_string()));
+        app.clock.advance(time::Duration::minutes(11));
+    }
+    let want: Vec<(i64, String)> =
+        [(1, "pending"), (2, "pending"), (3, "failed"), (3, "failed"), (3, "failed"), (3, "failed")]
+            .map(|(n, s)| (n, s.to_string()))
+            .into();
+    assert_eq!(seen, want);
+}
+both_backends!(a_notification_is_given_up_after_the_configured_attempts);

@@ -8,7 +8,7 @@
 
 use connect_pki_e2e::fixtures::PASSWORD;
 use connect_pki_e2e::{AppOptions, Backend, both_backends, spawn_app_with};
-use connect_pki_server::service::notify::NotifyConfig;
+use connect_pki_ra::notify::NotifyConfig;
 use serde_json::json;
 
 use crate::retention::dump;
@@ -23,7 +23,7 @@ fn holds(dump: &str, value: &str) -> bool {
 async fn a_deleted_user_leaves_no_personal_data(backend: Backend) {
     // A webhook that never answers: the notifications stay, with their payloads.
     let notify = NotifyConfig { webhook_url: Some("http://127.0.0.1:9/hook".into()), ..NotifyConfig::default() };
-    let app = spawn_app_with(backend, AppOptions { notify, ..AppOptions::default() }).await;
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await;
     let f = app.facility(&app.admin, "消去テスト施設", "kieru.kanri").await;
     let manager = app.manager(&f, "kieru-kanri-pc").await;
     let person = json!({"display_name": "消去 花子", "login_id": "kieru.hanako", "email": "kieru.hanako@example.test"});

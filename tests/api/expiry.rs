@@ -10,8 +10,8 @@ use std::time::Duration;
 use connect_pki_domain::Role;
 use connect_pki_e2e::client::{Identity, Req};
 use connect_pki_e2e::{AppOptions, Backend, Sinks, TestApp, both_backends, spawn_app_with};
-use connect_pki_server::service::expiry::tick;
-use connect_pki_server::service::notify::NotifyConfig;
+use connect_pki_ra::expiry::tick;
+use connect_pki_ra::notify::NotifyConfig;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -190,7 +190,7 @@ async fn app_mailing(backend: Backend, smtp_url: String) -> TestApp {
         console_url: Some("https://pki.city.example:8443".into()),
         ..NotifyConfig::default()
     };
-    spawn_app_with(backend, AppOptions { notify, ..AppOptions::default() }).await
+    spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await
 }
 
 fn sinks() -> (tempfile::TempDir, Sinks) {

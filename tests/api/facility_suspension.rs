@@ -317,8 +317,8 @@ both_backends!(holds_outlast_the_hold_limit_and_old_suspensions_are_held_at_star
 /// The pages say it in Japanese.
 #[test]
 fn the_refusal_reads_in_japanese() {
+    use connect_pki_ra::{Conflict, ServiceError};
     use connect_pki_server::http::error::ApiError;
-    use connect_pki_server::service::{Conflict, ServiceError};
     let held = connect_pki_store::Conflict::HeldBySuspension {
         facility: connect_pki_domain::FacilityId(3),
         serial: "0a0b".parse().expect("serial"),

@@ -186,8 +186,8 @@ async fn second_certificate(app: &TestApp, d: &Enrolled) -> (Identity, String) {
 /// The pages say it in Japanese, naming the report's reception number.
 #[test]
 fn the_refusal_reads_in_japanese() {
+    use connect_pki_ra::{Conflict, ServiceError};
     use connect_pki_server::http::error::ApiError;
-    use connect_pki_server::service::{Conflict, ServiceError};
     let serial = "0a0b".parse().expect("serial");
     let held = connect_pki_store::Conflict::HeldByEscalation { escalation: 42, serial };
     let e = ApiError::Service(ServiceError::Conflict(Conflict::Record(held)));
@@ -202,7 +202,7 @@ fn the_refusal_reads_in_japanese() {
 async fn the_holder_cannot_lift_the_hold_on_their_own_device(backend: Backend) {
     // The next business morning can be days away (after a weekend or
     // holidays): past the default hold limit, which is not what this is about.
-    let opts = AppOptions { hold_limit: time::Duration::days(14), ..AppOptions::default() };
+    let opts = AppOptions::with(|c| c.ra.hold_limit = time::Duration::days(14));
     let app = spawn_app_with(backend, opts).await;
     let (manager, _) = facility(&app).await;
     let (id, held) = report(&app, &app.admin, &manager).await;

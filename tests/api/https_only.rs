@@ -91,7 +91,7 @@ both_backends!(a_secret_sent_in_clear_is_not_read);
 /// `--https-url` names where pages go (a name browsers know, a standard port).
 async fn redirects_go_to_the_configured_https_url(backend: Backend) {
     let mut opts = AppOptions::default();
-    opts.https.url = Some("https://pki.city.example".into());
+    opts.config.https.url = Some("https://pki.city.example".into());
     let app = spawn_app_with(backend, opts).await;
     let reply = app.public(Req::new("GET", "/enroll?lang=ja")).await;
     assert_eq!(reply.status, 308);
@@ -119,8 +119,10 @@ async fn submit(app: &TestApp, from: [u8; 4], headers: &[(&str, &str)], n: u32, 
 /// Limits and audit names follow the client behind a trusted proxy; a
 /// client that writes the headers itself gains nothing.
 async fn trusted_proxies_name_the_client(backend: Backend) {
-    let mut opts = AppOptions { rate_limit_per_minute: 2, ..AppOptions::default() };
-    opts.https.trusted_proxies = vec!["127.0.0.5".into()];
+    let opts = AppOptions::with(|c| {
+        c.rate_limit_per_minute = 2;
+        c.https.trusted_proxies = vec!["127.0.0.5".into()];
+    });
     let app = spawn_app_with(backend, opts).await;
     let mut n = 0;
     let mut next = || {
@@ -175,7 +177,7 @@ async fn operator_supplied_server_certificate(backend: Backend) {
     std::fs::write(&cert, cert_pem).expect("write");
     std::fs::write(&key, key_pem).expect("write");
     let mut opts = AppOptions::default();
-    opts.https.cert_files = Some((cert, key));
+    opts.config.https.cert_files = Some((cert, key));
     let app = spawn_app_with(backend, opts).await;
 
     let theirs = client::tls_config(&root_der, Some(&app.admin));

@@ -35,7 +35,7 @@ both_backends!(renewal_supersedes_the_presented_certificate);
 /// says how long to wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_submissions_are_rate_limited() {
-    let app = spawn_app_with(Backend::Sqlite, AppOptions { rate_limit_per_minute: 10, ..AppOptions::default() }).await;
+    let app = spawn_app_with(Backend::Sqlite, AppOptions::with(|c| c.rate_limit_per_minute = 10)).await;
     let mut statuses = Vec::new();
     for i in 0..12 {
         let body = application(&format!("施設{i}"), &format!("rl{i:02}"));

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use connect_pki_e2e::client::{Identity, Req, http_from, https_from, tls_config};
 use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app_with};
-use connect_pki_server::relying::{Names, RecordSettings};
+use connect_pki_ra::sightings::{Names, RecordSettings};
 use serde_json::{Value, json};
 
 use crate::world::world;
@@ -23,15 +23,14 @@ fn ip(s: &str) -> IpAddr {
 
 fn named() -> AppOptions {
     let pairs = [(HOSPITAL.to_string(), vec!["127.0.0.2".to_string()])];
-    AppOptions {
-        relying_parties: RecordSettings {
+    AppOptions::with(|c| {
+        c.ra.relying = RecordSettings {
             names: Names::parse(pairs.iter().map(|(n, v)| (n, v))).expect("names"),
             // The test flushes by reading; the worker stays out of its way.
             flush_every: std::time::Duration::from_secs(3600),
             ..RecordSettings::default()
-        },
-        ..AppOptions::default()
-    }
+        }
+    })
 }
 
 /// An OCSP question about `who` from `from`; the answer's status.
@@ -274,10 +273,7 @@ both_backends!(instances_flushing_at_once_add_up);
 
 /// `--relying-party-recording false`: answers as ever, records nothing.
 async fn recording_can_be_turned_off(backend: Backend) {
-    let off = AppOptions {
-        relying_parties: RecordSettings { enabled: false, ..RecordSettings::default() },
-        ..AppOptions::default()
-    };
+    let off = AppOptions::with(|c| c.ra.relying.enabled = false);
     let app = spawn_app_with(backend, off).await;
     let d = app.device("unrecorded").await;
     assert_eq!(ocsp_from(&app, "127.0.0.2", &d.id).await, "good");

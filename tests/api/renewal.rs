@@ -54,7 +54,7 @@ both_backends!(revoking_a_superseded_certificate_names_the_current_one);
 /// gets 429 `rate_limited` with Retry-After, and renews again once the oldest
 /// renewal is an hour old.
 async fn renewal_is_rate_limited_per_device(backend: Backend) {
-    let app = spawn_app_with(backend, AppOptions { renewals_per_hour: 2, ..AppOptions::default() }).await;
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.renewals_per_hour = 2)).await;
     let d = app.device("hindo").await;
     let other = app.device("hoka").await;
     let mut current = d.id.clone();

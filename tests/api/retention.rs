@@ -43,7 +43,7 @@ async fn a_rejected_application_is_purged_with_its_personal_data(backend: Backen
     assert_eq!(status, 200, "{out}");
     // Kept while the applicant may still read the reason.
     app.clock.advance(time::Duration::days(89));
-    let purged = connect_pki_server::service::applications::purge_rejected(app.state()).await.expect("purge");
+    let purged = connect_pki_ra::applications::purge_rejected(app.state()).await.expect("purge");
     assert!(purged.is_empty(), "purged too early: {purged:?}");
     let (status, _) = app.public_api("GET", &status_url, None).await;
     assert_eq!(status, 200);
@@ -51,7 +51,7 @@ async fn a_rejected_application_is_purged_with_its_personal_data(backend: Backen
     assert!(personal.iter().all(|p| before.contains(p)), "the dump should hold the application before the purge");
 
     app.clock.advance(time::Duration::days(2));
-    let purged = connect_pki_server::service::applications::purge_rejected(app.state()).await.expect("purge");
+    let purged = connect_pki_ra::applications::purge_rejected(app.state()).await.expect("purge");
     assert_eq!(purged, vec![id]);
     let after = dump(&app);
     for p in personal {

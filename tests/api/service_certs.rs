@@ -44,12 +44,12 @@ fn s_client(addr: std::net::SocketAddr, root_pem: &str, at: i64) -> (bool, Strin
 async fn the_running_service_renews_its_ocsp_signer_and_tls_certificate(backend: Backend) {
     let mut app = spawn_app_with(backend, AppOptions { own_data_dir: true, ..AppOptions::default() }).await;
     let root_pem = to_pem("CERTIFICATE", &app.ca.root_der);
-    let (old_ocsp, old_tls) = (app.state().ocsp.signer_cert_der(1).expect("signer"), app.state().own.tls.leaf_der());
+    let (old_ocsp, old_tls) = (app.state().ocsp.signer_cert_der(1).expect("signer"), app.own().tls.leaf_der());
     assert_eq!(old_ocsp, app.ca.ocsp_der);
     let now = app.clock.now();
     let (ok, leaf, said) = s_client(app.api, &root_pem, now.unix_timestamp());
     assert!(ok && leaf == to_pem("CERTIFICATE", &old_tls), "{said}");
-    assert!(renew_due(app.state()).await.expect("renewal runs").is_empty(), "renewed a new certificate");
+    assert!(renew_due(app.state(), app.own()).await.expect("renewal runs").is_empty(), "renewed a new certificate");
 
     // 400 days on: the certificates init made have expired.
     let later = now + time::Duration::days(400);
@@ -57,9 +57,9 @@ async fn the_running_service_renews_its_ocsp_signer_and_tls_certificate(backend:
     let (ok, _, said) = s_client(app.api, &root_pem, later.unix_timestamp());
     assert!(!ok && said.contains("certificate has expired"), "{said}");
 
-    let renewed = renew_due(app.state()).await.expect("renewal runs");
+    let renewed = renew_due(app.state(), app.own()).await.expect("renewal runs");
     assert_eq!(renewed, [Renewed::OcspSigner(1), Renewed::TlsServer]);
-    let (new_ocsp, new_tls) = (app.state().ocsp.signer_cert_der(1).expect("signer"), app.state().own.tls.leaf_der());
+    let (new_ocsp, new_tls) = (app.state().ocsp.signer_cert_der(1).expect("signer"), app.own().tls.leaf_der());
     assert_ne!(new_ocsp, old_ocsp);
     assert_ne!(new_tls, old_tls);
 
@@ -93,8 +93,8 @@ async fn the_running_service_renews_its_ocsp_signer_and_tls_certificate(backend:
     app.stop().await;
     app.start().await;
     assert_eq!(app.state().ocsp.signer_cert_der(1).expect("signer"), new_ocsp);
-    assert_eq!(app.state().own.tls.leaf_der(), new_tls);
-    assert!(renew_due(app.state()).await.expect("renewal runs").is_empty());
+    assert_eq!(app.own().tls.leaf_der(), new_tls);
+    assert!(renew_due(app.state(), app.own()).await.expect("renewal runs").is_empty());
 }
 both_backends!(the_running_service_renews_its_ocsp_signer_and_tls_certificate);
 
@@ -144,7 +144,7 @@ async fn instances_sharing_a_data_directory_renew_once(backend: Backend) {
         at += time::Duration::days(400);
         a.clock.set(at);
         b.clock.set(at);
-        let (ra, rb) = tokio::join!(renew_due(a.state()), renew_due(b.state()));
+        let (ra, rb) = tokio::join!(renew_due(a.state(), a.own()), renew_due(b.state(), b.own()));
         let (ra, rb) = (ra.expect("renewal runs"), rb.expect("renewal runs"));
         let issued = |r: &[Renewed], which: Renewed| r.iter().filter(|w| **w == which).count();
         for which in [Renewed::OcspSigner(1), Renewed::TlsServer] {
@@ -159,7 +159,7 @@ async fn instances_sharing_a_data_directory_renew_once(backend: Backend) {
             .expect("the signer's key and certificate match");
         for app in [&a, &b] {
             assert_eq!(app.state().ocsp.signer_cert_der(1).expect("signer"), loaded.ocsp_der, "round {round}");
-            assert_eq!(app.state().own.tls.leaf_der(), loaded.tls_der, "round {round}");
+            assert_eq!(app.own().tls.leaf_der(), loaded.tls_der, "round {round}");
         }
     }
 }

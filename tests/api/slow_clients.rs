@@ -50,7 +50,7 @@ async fn stalled_clients_cannot_exhaust_either_listener() {
         header_read_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(2),
     };
-    let app = spawn_app_with(Backend::Sqlite, AppOptions { limits, ..AppOptions::default() }).await;
+    let app = spawn_app_with(Backend::Sqlite, AppOptions::with(|c| c.limits = limits)).await;
     let public = stall(app.public).await;
     let api = stall(app.api).await;
     // Every slot is taken now; the next clients are served once the stalled

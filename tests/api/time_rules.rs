@@ -26,7 +26,7 @@ async fn audit_by(app: &TestApp, actor: &str) -> Vec<Value> {
 /// Business hours: the manager's queue first, then 行政管理課 once the SLA
 /// (1 minute here) passes unclaimed.
 async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla(backend: Backend) {
-    let opts = AppOptions { escalation_sla: time::Duration::minutes(1), ..AppOptions::default() };
+    let opts = AppOptions::with(|c| c.ra.escalation_sla = time::Duration::minutes(1));
     let app = spawn_app_with(backend, opts).await;
     let d = app.device("hiru.staff").await;
     app.clock.set(connect_pki_e2e::fixtures::next_business_morning());

@@ -381,3 +381,35 @@ async fn serve_initialises_on_first_run_and_stops_cleanly_on_sigterm() {
     let stdout = std::fs::read_to_string(&printed).expect("stdout");
     assert!(stdout.contains("PKCS#12 password") && stdout.contains("admin.p12"), "{stdout}");
 }
+
+/// Each setting is taken from the defaults, then config.toml, then `--set`,
+/// then its own flag: the last one given wins. Seen from outside in the CRL
+/// the binary serves (nextUpdate − thisUpdate = `crl_next_update_hours`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_come_from_defaults_then_config_toml_then_set_then_flags() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let hours = |s: &Server| revocation::crl(s)["next_update_after_last"].as_f64().expect("a number") / 3600.0;
+    assert_eq!(hours(&s), 24.0, "the default");
+    let config = s.data("config.toml");
+    let mut written = std::fs::read_to_string(&config).expect("init wrote config.toml");
+    written.push_str("crl_next_update_hours = 48\n");
+    std::fs::write(&config, written).expect("write config.toml");
+    for (args, want) in [
+        (&[][..], 48.0),
+        (&["--set", "crl_next_update_hours=36"][..], 36.0),
+        (&["--set", "crl_next_update_hours=36", "--crl-next-update-hours", "12"][..], 12.0),
+    ] {
+        s.stop();
+        s.spawn_args(args);
+        assert_eq!(hours(&s), want, "serve {args:?}");
+    }
+    s.stop();
+    let out = std::process::Command::new(binary())
+        .args(["serve", "--data-dir"])
+        .arg(s.data(""))
+        .args(["--set", "crl_next_update_hourz=36"])
+        .output()
+        .expect("serve runs");
+    assert!(!out.status.success(), "a misspelt key was accepted");
+    assert!(text(&out).contains("crl_next_update_hourz"), "the error names the key: {}", text(&out));
+}

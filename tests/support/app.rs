@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use connect_pki_ca::IssuingCa;
 use connect_pki_domain::Clock;
 use connect_pki_domain::clock::FixedClock;
-use connect_pki_server::state::AppState;
+use connect_pki_server::http::state::AppState;
 use connect_pki_server::{InitOptions, Running, ServeConfig};
 use connect_pki_store::testing::TestDb;
 use connect_pki_store::{Backend, Store};
@@ -68,59 +68,44 @@ fn make_ca() -> SharedCa {
 /// What a test may change about the service it starts.
 #[derive(Debug, Clone)]
 pub struct AppOptions {
-    /// Public submissions per client address and minute (high by default:
-    /// the tests enroll many devices from one address).
-    pub rate_limit_per_minute: u32,
-    pub escalation_sla: time::Duration,
-    pub hold_limit: time::Duration,
-    /// Renewals a device may make per hour.
-    pub renewals_per_hour: u32,
     /// Where the clock stands at start (the current time by default).
     pub start_at: Option<OffsetDateTime>,
-    /// Where emergency notifications go (nowhere by default).
-    pub notify: connect_pki_server::service::notify::NotifyConfig,
-    /// Connection cap and timeouts of both listeners.
-    pub limits: connect_pki_server::listen::Limits,
-    /// Checkpoints of the audit log (none by default: the apps of a test
-    /// process share one data directory).
-    pub audit_checkpoints: Option<connect_pki_server::checkpoint::CheckpointSettings>,
-    /// HTTPS certificate, redirect target and trusted proxies (none by default).
-    pub https: connect_pki_server::config::HttpsSettings,
     /// A data directory of its own (a copy of the shared one) that the test
-    /// may change, e.g. its terms of use; the shared one by default.
+    /// may change, e.g. its terms of use; the shared one by default. Only
+    /// such an app renews its own certificates and keeps its CRLs.
     pub own_data_dir: bool,
-    /// How often the service looks whether its own certificates are due
-    /// (every hour by default: the tests that renew call the renewal); only
-    /// with [`Self::own_data_dir`].
-    pub renewal_check: std::time::Duration,
     /// Serve from another app's own data directory (two instances sharing
     /// one, as on a shared volume); its renewals are on, its kept CRL off.
     pub data_dir_of: Option<PathBuf>,
-    /// `--expiry-notice-days`. No expiry worker runs in these apps: tests
-    /// call `service::expiry::tick` when they want one.
-    pub expiry_notice_days: u32,
-    /// What is recorded about relying parties (names of networks, flush interval).
-    pub relying_parties: connect_pki_server::relying::RecordSettings,
+    /// The service's settings: the binary's defaults ([`ServeConfig::default_for`])
+    /// except what would get in a test's way — a rate limit high enough for
+    /// many enrollments from one address, no audit checkpoints (the apps of
+    /// a test process share one data directory), no consistency, renewal
+    /// or expiry worker (tests call `renew_due` or `ra::expiry::tick` when
+    /// they want one). The data directory and database are the harness's.
+    pub config: ServeConfig,
+}
+
+impl AppOptions {
+    /// The defaults with `change` made to the settings.
+    pub fn with(change: impl FnOnce(&mut ServeConfig)) -> Self {
+        let mut opts = Self::default();
+        change(&mut opts.config);
+        opts
+    }
 }
 
 impl Default for AppOptions {
     fn default() -> Self {
-        Self {
-            rate_limit_per_minute: 100_000,
-            escalation_sla: connect_pki_domain::escalation::DEFAULT_SLA,
-            hold_limit: connect_pki_domain::escalation::DEFAULT_HOLD_LIMIT,
-            renewals_per_hour: connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR,
-            start_at: None,
-            notify: Default::default(),
-            limits: Default::default(),
-            audit_checkpoints: None,
-            https: Default::default(),
-            own_data_dir: false,
-            renewal_check: std::time::Duration::from_secs(3600),
-            data_dir_of: None,
-            expiry_notice_days: connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS,
-            relying_parties: Default::default(),
-        }
+        let mut config = ServeConfig::default_for(&shared_ca().data_dir);
+        config.public_url = PUBLIC_URL.into();
+        config.public_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.api_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.rate_limit_per_minute = 100_000;
+        config.audit_checkpoints = None;
+        config.consistency_check = None;
+        config.expiry_check = None;
+        Self { start_at: None, own_data_dir: false, data_dir_of: None, config }
     }
 }
 
@@ -164,33 +149,10 @@ pub async fn spawn_app_with(backend: Backend, opts: AppOptions) -> TestApp {
             (None, None) => ca.data_dir.clone(),
         },
         database_url: db.url.clone(),
-        public_url: PUBLIC_URL.into(),
-        public_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        api_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ready_file: None,
-        enrollment_code_ttl: connect_pki_domain::enrollment::DEFAULT_LIFETIME,
-        crl_validity: time::Duration::hours(24),
-        ocsp_validity: time::Duration::seconds(60),
-        rate_limit_per_minute: opts.rate_limit_per_minute,
-        calendar: Default::default(),
-        escalation_sla: opts.escalation_sla,
-        hold_limit: opts.hold_limit,
-        notify: opts.notify,
-        renewals_per_hour: opts.renewals_per_hour,
-        feed: Default::default(),
-        feed_listen: true,
-        limits: opts.limits,
-        allow_tls12: false,
-        audit_checkpoints: opts.audit_checkpoints,
-        https: opts.https,
-        consistency_check: None,
         // Renewing writes to the data directory: never the shared one.
-        renewal_check: (opts.own_data_dir || opts.data_dir_of.is_some()).then_some(opts.renewal_check),
+        renewal_check: opts.config.renewal_check.filter(|_| opts.own_data_dir || opts.data_dir_of.is_some()),
         keep_crl: opts.own_data_dir,
-        rejected_application_retention: time::Duration::days(90),
-        expiry_check: None,
-        expiry_notice_days: opts.expiry_notice_days,
-        relying_parties: opts.relying_parties,
+        ..opts.config
     };
     let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut app =
@@ -248,6 +210,11 @@ impl TestApp {
     /// What the handlers see.
     pub fn state(&self) -> &AppState {
         &self.running.as_ref().expect("running").state
+    }
+
+    /// The service's own certificates and where their renewals go.
+    pub fn own(&self) -> &std::sync::Arc<connect_pki_server::renewal::OwnCerts> {
+        &self.running.as_ref().expect("running").own
     }
 
     /// The bootstrap administrator's certificate serial.

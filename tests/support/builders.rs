@@ -191,7 +191,7 @@ impl TestApp {
                     .issue_device_with_new_key(KeyKind::P256, &subject, now)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 key = Some(k);
-                Ok(connect_pki_server::service::stored(c))
+                Ok(connect_pki_ra::stored(c))
             })
             .await
             .expect("add device");

@@ -143,6 +143,11 @@ impl Server {
         self.spawn_as(None, env, &[]);
     }
 
+    /// Starts `serve` on the existing data directory with `extra_args`.
+    pub fn spawn_args(&mut self, extra_args: &[&str]) {
+        self.spawn_as(None, &[], extra_args);
+    }
+
     /// Starts `serve` on `clock` (libfaketime, Debian `faketime`). The
     /// clients the test runs through this server ([`Self::command`] and
     /// everything built on it) are put on the same clock.

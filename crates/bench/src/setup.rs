@@ -310,7 +310,7 @@ impl Env {
         let mut bodies = Vec::with_capacity(n);
         let now = OffsetDateTime::now_utc();
         for _ in 0..n {
-            let code = connect_pki_server::service::secrets::new_code(UserId(2), time::Duration::hours(1), now)
+            let code = connect_pki_ra::secrets::new_code(UserId(2), time::Duration::hours(1), now)
                 .map_err(|e| anyhow!("{e}"))?;
             let id = self.store.create_enrollment_code(&code.stored, "bench", now).await?;
             bodies.push(json!({"code": code.display(id), "csr": csr, "device_label": "bench"}).to_string());
@@ -346,7 +346,7 @@ async fn add(store: &Store, ca: &IssuingCa, key: &PrivateKey, user: UserId) -> a
             let c = ca
                 .issue_device(&spki, &subject, OffsetDateTime::now_utc())
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            Ok(connect_pki_server::service::stored(c))
+            Ok(connect_pki_ra::stored(c))
         })
         .await?;
     Ok(Cert { serial: cert.serial, der: cert.der })

@@ -6,6 +6,7 @@
 //! back. Every signature goes through aws-lc-rs (via rcgen), the same backend
 //! rustls uses.
 
+pub mod chain;
 pub mod crl;
 pub mod csr;
 mod ecdsa;
@@ -19,6 +20,7 @@ pub mod receipt;
 #[cfg(feature = "hsm")]
 pub mod token;
 
+pub use chain::PublicCerts;
 pub use csr::{CheckedCsr, parse_csr};
 pub use error::CaError;
 pub use hierarchy::{Hierarchy, HierarchyNames};

@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use connect_pki_domain::SystemClock;
 use connect_pki_server::InitOptions;
+use connect_pki_server::config::Pkcs11Config;
 use connect_pki_server::config::{DEFAULT_PUBLIC_URL, FileConfig, default_database_url};
-use connect_pki_server::keys::Pkcs11Config;
 use connect_pki_store::Store;
 use serve::{print_report, serve};
 
@@ -119,10 +119,11 @@ enum AuditCommand {
     Verify(DbArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, serde::Serialize)]
 struct DbArgs {
     /// Data directory.
     #[arg(long, env = "CONNECT_PKI_DATA_DIR", default_value = "./connect-pki-data")]
+    #[serde(skip)]
     data_dir: PathBuf,
     /// Database URL (default: SQLite inside the data directory; postgres://… for PostgreSQL).
     #[arg(long, env = "CONNECT_PKI_DATABASE_URL")]
@@ -155,9 +156,13 @@ struct InitArgs {
     json: bool,
 }
 
-#[derive(Debug, Args)]
+/// The flags of `serve`, each named as its key in config.toml (so that they
+/// lay over it as one more layer: `connect_pki_server::config`). A setting
+/// without a flag of its own is given with `--set key=value`.
+#[derive(Debug, Args, serde::Serialize)]
 struct ServeArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     db: DbArgs,
     /// Public HTTP listener [default: 127.0.0.1:8080].
     #[arg(long, env = "CONNECT_PKI_PUBLIC_ADDR")]
@@ -254,9 +259,11 @@ struct ServeArgs {
     /// PEM certificate chain for the HTTPS listener (e.g. from the city's
     /// public CA) [default: the server certificate from our CA].
     #[arg(long, env = "CONNECT_PKI_TLS_CERT", requires = "tls_key")]
+    #[serde(rename = "tls_cert_file")]
     tls_cert: Option<PathBuf>,
     /// PEM private key (unencrypted) for --tls-cert.
     #[arg(long, env = "CONNECT_PKI_TLS_KEY", requires = "tls_cert")]
+    #[serde(rename = "tls_key_file")]
     tls_key: Option<PathBuf>,
     /// HTTPS address the plain listener redirects pages to, e.g.
     /// https://pki.city.example [default: the requested host on the HTTPS port].
@@ -265,9 +272,16 @@ struct ServeArgs {
     /// A reverse proxy (address or network, repeatable) whose X-Forwarded-For
     /// and X-Forwarded-Proto are believed [default: none].
     #[arg(long = "trusted-proxy", env = "CONNECT_PKI_TRUSTED_PROXIES", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     trusted_proxies: Vec<String>,
+    /// Any key of config.toml, e.g. `--set expiry_notice_days=14` (repeatable;
+    /// a flag of its own wins over it).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[serde(skip)]
+    set: Vec<String>,
     /// Write {"public_addr", "api_addr"} here once listening (handy with port 0).
     #[arg(long)]
+    #[serde(skip)]
     ready_file: Option<PathBuf>,
 }
 

@@ -14,11 +14,11 @@ use connect_pki_store::{BootstrapInput, NewCertificate, NewFacility, NewUser, St
 use serde::Serialize;
 
 use crate::config::{FileConfig, default_database_url};
+use crate::datadir::keys::Keys;
 use crate::datadir::{
     CONFIG_FILE, DataDir, PASSPHRASE_ENV, PASSPHRASE_FILE, create_private_dir, write_cert_and_key, write_new,
 };
-use crate::keys::Keys;
-use crate::service::secrets::random_secret;
+use connect_pki_ra::secrets::random_secret;
 
 /// Login ID of the first administrator.
 pub const BOOTSTRAP_LOGIN: &str = "admin";
@@ -33,7 +33,7 @@ pub struct InitOptions {
     /// Extra DNS names or IP addresses for the mTLS listener's certificate.
     pub tls_names: Vec<String>,
     /// Make and keep the CA keys in this PKCS#11 token instead of files.
-    pub pkcs11: Option<crate::keys::Pkcs11Config>,
+    pub pkcs11: Option<crate::config::Pkcs11Config>,
 }
 
 connect_pki_domain::redacted_debug!(InitOptions { data_dir, public_url, tls_names, pkcs11; database_url });
@@ -135,9 +135,9 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
         ..FileConfig::default()
     };
     write_new(&dir.path().join(CONFIG_FILE), toml::to_string(&file_config)?.as_bytes(), 0o600)?;
-    write_new(&dir.path().join(crate::terms::TERMS_FILE), crate::terms::DEFAULT.as_bytes(), 0o644)?;
+    write_new(&dir.path().join(crate::terms::TERMS_FILE), connect_pki_ra::terms::DEFAULT.as_bytes(), 0o644)?;
     crate::checkpoint::CheckpointKey::create(dir.path())?;
-    crate::pseudonym::PseudonymKey::create(dir.path())?;
+    crate::pseudonym::create(dir.path())?;
     let ca = IssuingCa::new(h.issuing_der.clone(), h.issuing_key, h.root_der.clone(), profile.clone())?;
     let (user, cert, key) = bootstrap_admin(opts, dir, &ca, now).await?;
     let password = random_secret(12)?;
@@ -252,7 +252,7 @@ pub async fn bootstrap_database(
                 DeviceSubject { facility: d.facility, user: d.user, device: d.device, login_id: d.login_id.clone() };
             let (cert, k) = ca.issue_device_with_new_key(KeyKind::P256, &subject, now)?;
             key = Some(k);
-            Ok(crate::service::stored(cert))
+            Ok(connect_pki_ra::stored(cert))
         })
         .await?;
     let key = key.ok_or_else(|| anyhow!("bootstrap certificate was not issued"))?;

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use crate::config::CheckpointSettings;
+use crate::datadir::{create_key_file, load_key_file, load_or_create_key_file};
+use connect_pki_ra::Ra;
 
 /// The checkpoint file in the data directory, one JSON object a line.
 pub const CHECKPOINT_FILE: &str = "audit-checkpoints.jsonl";
@@ -33,14 +35,6 @@ pub const KEY_FILE: &str = "audit-checkpoint.key";
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(300);
 /// Separates these MACs from any other use of an HMAC key.
 const MAC_CONTEXT: &[u8] = b"connect-pki audit checkpoint v1";
-
-/// Where checkpoints go and how often.
-#[derive(Debug, Clone)]
-pub struct CheckpointSettings {
-    /// The directory holding the checkpoint file and the key (the data directory).
-    pub dir: PathBuf,
-    pub every: Duration,
-}
 
 /// One checkpoint, as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,33 +50,6 @@ pub struct Checkpoint {
     pub at: String,
     /// HMAC-SHA256 over the fields above, hex.
     pub mac: String,
-}
-
-/// Writes a new random 32-byte HMAC key, hex, 0600 (refuses to replace one).
-pub(crate) fn create_key_file(path: &Path) -> anyhow::Result<()> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow!("no randomness from the OS: {e}"))?;
-    crate::datadir::write_new(path, format!("{}\n", hex::encode(bytes)).as_bytes(), 0o600)
-}
-
-/// The HMAC-SHA256 key in `path` (`what` names it in errors).
-pub(crate) fn load_key_file(path: &Path, what: &str) -> anyhow::Result<hmac::Key> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
-    let bytes = hex::decode(text.trim()).map_err(|e| anyhow!("{} is not a hex key: {e}", path.display()))?;
-    if bytes.len() < 32 {
-        anyhow::bail!("{} holds {} bytes, fewer than 32", path.display(), bytes.len());
-    }
-    Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
-}
-
-/// The key in `path`, made first if there is none (data directories
-/// initialised before the key existed).
-pub(crate) fn load_or_create_key_file(path: &Path, what: &str) -> anyhow::Result<hmac::Key> {
-    if !path.exists() {
-        create_key_file(path)?;
-        tracing::info!(key = %path.display(), "{what} created");
-    }
-    load_key_file(path, what)
 }
 
 /// The checkpoint MAC key.
@@ -256,7 +223,7 @@ fn name(line: usize, c: &Checkpoint) -> String {
 /// until `shutdown`; the last checkpoint is [`at_shutdown`]'s, taken once the
 /// listeners have stopped.
 pub fn spawn(
-    state: AppState,
+    state: Ra,
     settings: Option<CheckpointSettings>,
     shutdown: CancellationToken,
 ) -> JoinHandle<Option<Checkpointer>> {
@@ -281,7 +248,7 @@ pub fn spawn(
 }
 
 /// The final checkpoint, after everything else stopped writing.
-pub async fn at_shutdown(worker: JoinHandle<Option<Checkpointer>>, state: &AppState) {
+pub async fn at_shutdown(worker: JoinHandle<Option<Checkpointer>>, state: &Ra) {
     if let Ok(Some(mut c)) = worker.await {
         c.tick(state).await;
     }
@@ -312,7 +279,7 @@ impl Checkpointer {
     }
 
     /// Writes a checkpoint if the head moved since the last one.
-    async fn tick(&mut self, state: &AppState) {
+    async fn tick(&mut self, state: &Ra) {
         let head = match state.store.audit_head().await {
             Ok(Some(head)) => head,
             Ok(None) => return,

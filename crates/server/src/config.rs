@@ -5,14 +5,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 pub use connect_pki_responder::FeedSettings;
 
-/// Default public HTTP listener (DESIGN §5).
-pub const DEFAULT_PUBLIC_ADDR: &str = "127.0.0.1:8080";
-/// Default mTLS listener (DESIGN §5).
-pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8443";
+/// The settings file in the data directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// The SQLite database in the data directory, used when no URL is given.
+pub const SQLITE_FILE: &str = "connect-pki.db";
+
 /// Default base URL written into certificates.
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
@@ -56,6 +58,9 @@ pub struct FileConfig {
     /// Where emergency notifications go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notifications: Option<NotificationsConfig>,
+    /// Times a notification is tried before it is given up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_attempts: Option<u32>,
     /// PostgreSQL: LISTEN for other instances' revocations (polling stays as
     /// the fallback).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,10 +128,10 @@ pub struct FileConfig {
     pub relying_party_retention_days: Option<u32>,
     /// The PKCS#11 token holding the CA keys (set by `init --pkcs11-module`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pkcs11: Option<crate::keys::Pkcs11Config>,
+    pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, pkcs11; database_url });
 
 /// `[calendar]` in config.toml: opening hours and extra closure days.
 ///
@@ -177,9 +182,30 @@ impl CalendarConfig {
 }
 
 impl FileConfig {
+    /// `self`'s keys laid over `under`'s: a key given here wins, tables and
+    /// lists included.
+    pub fn over(self, under: FileConfig) -> anyhow::Result<FileConfig> {
+        let mut merged = toml::Table::try_from(under)?;
+        merged.extend(toml::Table::try_from(self)?);
+        Ok(merged.try_into()?)
+    }
+
+    /// One `key=value` (`--set`) as a config.toml line would give it: the
+    /// value in TOML (`30`, `true`, `[\"10.0.0.0/8\"]`), or else as text.
+    pub fn setting(assignment: &str) -> anyhow::Result<FileConfig> {
+        let (key, value) =
+            assignment.split_once('=').ok_or_else(|| anyhow::anyhow!("--set {assignment:?}: write it as key=value"))?;
+        let key = key.trim();
+        let mut table: toml::Table = toml::from_str(&format!("{key} = {value}"))
+            .or_else(|_| toml::from_str(&format!("{key} = {}", toml::Value::String(value.to_string()))))
+            .map_err(|e| anyhow::anyhow!("--set {assignment:?}: {e}"))?;
+        let config = toml::Value::Table(std::mem::take(&mut table));
+        config.try_into().map_err(|e| anyhow::anyhow!("--set {assignment:?}: {e}"))
+    }
+
     /// Reads `<data_dir>/config.toml`; a missing file is an empty config.
     pub fn load(data_dir: &Path) -> anyhow::Result<Self> {
-        let path = data_dir.join(crate::datadir::CONFIG_FILE);
+        let path = data_dir.join(CONFIG_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
@@ -188,7 +214,9 @@ impl FileConfig {
     }
 }
 
-/// Everything `serve` needs, fully resolved.
+/// Everything `serve` needs, fully resolved. [`ServeConfig::default`] is the
+/// one place where defaults are written; [`ServeConfig::resolve`] lays
+/// config.toml and then the flags and environment over them.
 #[derive(Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
@@ -199,8 +227,6 @@ pub struct ServeConfig {
     /// Where to write `{"public_addr", "api_addr"}` once both listeners are
     /// bound (useful with port 0).
     pub ready_file: Option<PathBuf>,
-    /// Lifetime of enrollment codes.
-    pub enrollment_code_ttl: time::Duration,
     /// nextUpdate − thisUpdate of the CRL.
     pub crl_validity: time::Duration,
     /// Validity of OCSP responses: the longest a relying party may keep
@@ -208,16 +234,6 @@ pub struct ServeConfig {
     pub ocsp_validity: time::Duration,
     /// Public submissions per client address and minute.
     pub rate_limit_per_minute: u32,
-    /// Business hours and closures (Asia/Tokyo).
-    pub calendar: connect_pki_domain::calendar::BusinessHours,
-    /// Time a manager has to claim an emergency in business hours.
-    pub escalation_sla: time::Duration,
-    /// Time after which an unresolved hold becomes a revocation.
-    pub hold_limit: time::Duration,
-    /// Renewals a device may make per hour.
-    pub renewals_per_hour: u32,
-    /// Where emergency notifications go.
-    pub notify: crate::service::notify::NotifyConfig,
     /// How the revocation feed is followed (the listen URL is filled in
     /// from `database_url` when `feed_listen` is on and it is PostgreSQL).
     pub feed: FeedSettings,
@@ -228,7 +244,7 @@ pub struct ServeConfig {
     /// the client certificate, and with it the user's identity, in clear.
     pub allow_tls12: bool,
     /// Checkpoints of the audit log's head outside the database (`None`: none).
-    pub audit_checkpoints: Option<crate::checkpoint::CheckpointSettings>,
+    pub audit_checkpoints: Option<CheckpointSettings>,
     /// The HTTPS listener's certificate, the way to it from the plain
     /// listener, and the proxies in front of either.
     pub https: HttpsSettings,
@@ -242,16 +258,114 @@ pub struct ServeConfig {
     /// at start (`crate::backup`); off only where several services share one
     /// data directory (the in-process tests).
     pub keep_crl: bool,
-    /// How long a rejected application is kept before it is purged.
-    pub rejected_application_retention: time::Duration,
     /// How often the service looks for certificates to announce as running
     /// out (`None`: never; the lists and /metrics work either way).
     pub expiry_check: Option<std::time::Duration>,
-    /// Days ahead the expiry lists look and the first notice goes
-    /// (`domain::expiry::DEFAULT_WINDOW_DAYS`); the last goes at 7.
-    pub expiry_notice_days: u32,
-    /// What is recorded about relying parties and handshakes (`crate::relying`).
-    pub relying_parties: crate::relying::RecordSettings,
+    /// The registration authority's settings; its terms of use are read
+    /// from the data directory at start.
+    pub ra: connect_pki_ra::Settings,
+}
+
+impl ServeConfig {
+    /// The defaults for `data_dir`: its SQLite database, audit checkpoints
+    /// beside it.
+    pub fn default_for(data_dir: &Path) -> Self {
+        let secs = |s| Some(std::time::Duration::from_secs(s));
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            database_url: default_database_url(data_dir),
+            public_url: DEFAULT_PUBLIC_URL.to_string(),
+            // The public HTTP listener and the mTLS listener (DESIGN §5).
+            public_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            ready_file: None,
+            crl_validity: time::Duration::hours(24),
+            ocsp_validity: time::Duration::seconds(60),
+            rate_limit_per_minute: 30,
+            feed: FeedSettings::default(),
+            feed_listen: true,
+            limits: crate::listen::Limits::default(),
+            allow_tls12: false,
+            audit_checkpoints: Some(CheckpointSettings {
+                dir: data_dir.to_path_buf(),
+                every: std::time::Duration::from_secs(300),
+            }),
+            https: HttpsSettings::default(),
+            consistency_check: secs(600),
+            renewal_check: secs(3600),
+            keep_crl: true,
+            expiry_check: secs(3600),
+            ra: connect_pki_ra::Settings::default(),
+        }
+    }
+
+    /// The defaults, then `file` (config.toml), then `flags` (the command
+    /// line and environment, in the same keys): the last one given wins.
+    pub fn resolve(data_dir: &Path, file: FileConfig, flags: FileConfig) -> anyhow::Result<Self> {
+        let f = flags.over(file)?;
+        let mut c = Self::default_for(data_dir);
+        let (secs, std_secs) =
+            (|s: u32| time::Duration::seconds(i64::from(s)), |s: u32| std::time::Duration::from_secs(u64::from(s)));
+        let hours = |h: u32| time::Duration::hours(i64::from(h));
+        let days = |d: u32| time::Duration::days(i64::from(d));
+        set(&mut c.database_url, f.database_url);
+        set(&mut c.public_url, f.public_url);
+        set(&mut c.public_addr, f.public_addr);
+        set(&mut c.api_addr, f.api_addr);
+        set(&mut c.crl_validity, f.crl_next_update_hours.map(hours));
+        set(&mut c.ocsp_validity, f.ocsp_max_age_seconds.map(secs));
+        set(&mut c.rate_limit_per_minute, f.rate_limit_per_minute);
+        set(&mut c.feed_listen, f.feed_listen);
+        set(&mut c.feed.max_lag, f.feed_max_lag_seconds.map(std_secs));
+        set(&mut c.feed.reconcile_every, f.reconcile_seconds.map(std_secs));
+        set(&mut c.limits.max_connections, f.max_connections.map(|n| n as usize));
+        set(&mut c.limits.header_read_timeout, f.header_timeout_seconds.map(std_secs));
+        set(&mut c.limits.idle_timeout, f.idle_timeout_seconds.map(std_secs));
+        set(&mut c.allow_tls12, f.allow_tls12);
+        if let (Some(cp), Some(s)) = (&mut c.audit_checkpoints, f.audit_checkpoint_seconds) {
+            cp.every = std_secs(s);
+        }
+        c.https.cert_files = match (f.tls_cert_file, f.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => anyhow::bail!("tls_cert_file and tls_key_file go together: set both or neither"),
+        };
+        c.https.url = f.https_url.map(|u| u.trim_end_matches('/').to_string());
+        c.https.trusted_proxies = f.trusted_proxies;
+        set(&mut c.consistency_check, f.consistency_check_seconds.map(|s| Some(std_secs(s))));
+        set(&mut c.renewal_check, f.renewal_check_seconds.map(|s| Some(std_secs(s))));
+        set(&mut c.expiry_check, f.expiry_check_seconds.map(|s| Some(std_secs(s))));
+        let ra = &mut c.ra;
+        set(&mut ra.enrollment_code_ttl, f.enrollment_code_hours.map(hours));
+        set(&mut ra.calendar, f.calendar.map(|cal| cal.business_hours()).transpose()?);
+        set(&mut ra.escalation_sla, f.escalation_sla_minutes.map(|m| time::Duration::minutes(i64::from(m))));
+        set(&mut ra.hold_limit, f.hold_limit_hours.map(hours));
+        set(&mut ra.renewals_per_hour, f.renewals_per_hour);
+        ra.notify = f.notifications.unwrap_or_default().resolve(&ra.notify);
+        anyhow::ensure!(
+            f.notification_attempts.is_none_or(|n| (1..=100).contains(&n)),
+            "notification_attempts: 1 to 100"
+        );
+        set(&mut ra.notification_attempts, f.notification_attempts);
+        set(&mut ra.rejected_application_retention, f.rejected_application_days.map(days));
+        if let Some(d) = f.expiry_notice_days {
+            connect_pki_domain::expiry::window(d).context("expiry_notice_days in config.toml")?;
+            ra.expiry_notice_days = d;
+        }
+        set(&mut ra.relying.enabled, f.relying_party_recording);
+        set(&mut ra.relying.flush_every, f.relying_party_flush_seconds.map(std_secs));
+        set(&mut ra.relying.retention, f.relying_party_retention_days.map(days));
+        ra.relying.names =
+            connect_pki_ra::sightings::Names::parse(&f.relying_parties).context("relying_parties in config.toml")?;
+        Ok(c)
+    }
+}
+
+/// Replaces `slot` with a value that was given.
+fn set<T>(slot: &mut T, given: Option<T>) {
+    if let Some(v) = given {
+        *slot = v;
+    }
 }
 
 /// Where secrets travel: HTTPS, with which certificate, behind which proxies.
@@ -267,7 +381,7 @@ pub struct HttpsSettings {
     pub trusted_proxies: Vec<String>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, enrollment_code_ttl, crl_validity, ocsp_validity, rate_limit_per_minute, calendar, escalation_sla, hold_limit, notify, feed, feed_listen, limits, allow_tls12, renewals_per_hour, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, rejected_application_retention, expiry_check, expiry_notice_days, relying_parties; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, crl_validity, ocsp_validity, rate_limit_per_minute, feed, feed_listen, limits, allow_tls12, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, expiry_check, ra; database_url });
 
 /// `[notifications]` in config.toml.
 ///
@@ -296,16 +410,17 @@ pub struct NotificationsConfig {
 connect_pki_domain::redacted_debug!(NotificationsConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });
 
 impl NotificationsConfig {
-    /// The notification settings, with the webhook key from the environment when set.
-    pub fn resolve(&self) -> crate::service::notify::NotifyConfig {
-        crate::service::notify::NotifyConfig {
+    /// The notification settings over `defaults`, with the webhook key from
+    /// the environment when set.
+    pub fn resolve(&self, defaults: &connect_pki_ra::notify::NotifyConfig) -> connect_pki_ra::notify::NotifyConfig {
+        connect_pki_ra::notify::NotifyConfig {
             webhook_url: self.webhook_url.clone(),
             webhook_secret: std::env::var("CONNECT_PKI_WEBHOOK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty())
                 .or_else(|| self.webhook_secret.clone()),
             smtp_url: self.smtp_url.clone(),
-            mail_from: self.mail_from.clone().unwrap_or_else(|| "connect-pki@localhost".into()),
+            mail_from: self.mail_from.clone().unwrap_or_else(|| defaults.mail_from.clone()),
             on_call: self.on_call.clone(),
             console_url: self.console_url.clone(),
         }
@@ -321,5 +436,76 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 
 /// The SQLite database inside a data directory, used when no URL is given.
 pub fn default_database_url(data_dir: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", data_dir.join(crate::datadir::SQLITE_FILE).display())
+    format!("sqlite://{}?mode=rwc", data_dir.join(SQLITE_FILE).display())
+}
+
+/// Where checkpoints go and how often.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    /// The directory holding the checkpoint file and the key (the data directory).
+    pub dir: PathBuf,
+    pub every: std::time::Duration,
+}
+
+/// `[pkcs11]` in config.toml: the token holding the CA keys.
+///
+/// ```toml
+/// [pkcs11]
+/// module = "/usr/lib/softhsm/libsofthsm2.so"
+/// token = "connect-pki"
+/// pin_file = "/etc/connect-pki/pkcs11-pin"   # else CONNECT_PKI_PKCS11_PIN
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Config {
+    /// The vendor's PKCS#11 module (a shared library).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token: String,
+    /// A file holding the user PIN; without it, `CONNECT_PKI_PKCS11_PIN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_file: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toml(text: &str) -> FileConfig {
+        toml::from_str(text).expect("valid config.toml")
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_the_defaults() {
+        let dir = Path::new("/srv/pki");
+        let none = ServeConfig::resolve(dir, FileConfig::default(), FileConfig::default()).expect("defaults");
+        assert_eq!(none.rate_limit_per_minute, 30);
+        assert_eq!(none.ra.expiry_notice_days, connect_pki_domain::expiry::DEFAULT_WINDOW_DAYS);
+        assert_eq!(none.database_url, default_database_url(dir));
+        assert_eq!(none.audit_checkpoints.map(|c| c.dir), Some(dir.to_path_buf()));
+        let file = toml("rate_limit_per_minute = 5\nexpiry_notice_days = 20\ntrusted_proxies = ['10.0.0.1']");
+        let from_file = ServeConfig::resolve(dir, file.clone(), FileConfig::default()).expect("file");
+        assert_eq!((from_file.rate_limit_per_minute, from_file.ra.expiry_notice_days), (5, 20));
+        let flags = toml("rate_limit_per_minute = 7");
+        let both = ServeConfig::resolve(dir, file, flags).expect("both");
+        assert_eq!((both.rate_limit_per_minute, both.ra.expiry_notice_days), (7, 20));
+        assert_eq!(both.https.trusted_proxies, vec!["10.0.0.1".to_string()], "a list no flag gave stays the file's");
+        let bad = ServeConfig::resolve(dir, toml("expiry_notice_days = 0"), FileConfig::default());
+        assert!(bad.is_err(), "a window of 0 days is refused");
+        let half = ServeConfig::resolve(dir, toml("tls_cert_file = '/c.pem'"), FileConfig::default());
+        assert!(half.is_err(), "a certificate without its key is refused");
+    }
+
+    #[test]
+    fn set_takes_any_key_in_toml_or_as_text_and_refuses_unknown_ones() {
+        let n = FileConfig::setting("expiry_notice_days=14").expect("a number");
+        assert_eq!(n.expiry_notice_days, Some(14));
+        let url = FileConfig::setting("https_url=https://pki.city.example/").expect("text");
+        assert_eq!(url.https_url.as_deref(), Some("https://pki.city.example/"));
+        let list = FileConfig::setting("trusted_proxies=[\"10.0.0.0/8\"]").expect("a list");
+        assert_eq!(list.trusted_proxies, vec!["10.0.0.0/8".to_string()]);
+        assert!(FileConfig::setting("expiry_notice_dayz=14").is_err(), "a misspelt key");
+        assert!(FileConfig::setting("expiry_notice_days").is_err(), "no value");
+        assert!(FileConfig::setting("expiry_notice_days=fourteen").is_err(), "text where a number goes");
+    }
 }

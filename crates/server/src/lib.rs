@@ -10,15 +10,12 @@ pub mod checkpoint;
 pub mod config;
 pub mod datadir;
 pub mod http;
-pub mod keys;
 pub mod listen;
 pub mod pseudonym;
 pub mod relying;
 pub mod renewal;
 pub mod rollover;
 pub mod run;
-pub mod service;
-pub mod state;
 pub mod terms;
 pub mod tls;
 

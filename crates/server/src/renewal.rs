@@ -23,17 +23,18 @@ use connect_pki_store::AuditEntry;
 use tokio_util::sync::CancellationToken;
 
 use crate::datadir::DataDir;
-use crate::state::AppState;
 use crate::tls::{ServerCert, TlsIdentity};
+use connect_pki_ra::Ra;
 
-/// What the renewal needs besides the shared state.
+/// What the renewal needs besides the registration authority: held by the
+/// running service (`run::Running`) and this worker, not by every handler.
 #[derive(Debug)]
 pub struct OwnCerts {
     /// The HTTPS listener's certificate (renewed only when ours).
     pub tls: Arc<ServerCert>,
     pub dir: DataDir,
     /// Where the CA keys are, and new ones go.
-    pub keys: crate::keys::Keys,
+    pub keys: crate::datadir::keys::Keys,
 }
 
 /// Which of the service's certificates a renewal replaced.
@@ -55,22 +56,22 @@ impl Renewed {
 
 /// Renews whichever of the two certificates is due; returns what it renewed.
 /// Each is renewed on its own: a failure with one leaves the other renewed.
-pub async fn renew_due(state: &AppState) -> anyhow::Result<Vec<Renewed>> {
+pub async fn renew_due(state: &Ra, own: &Arc<OwnCerts>) -> anyhow::Result<Vec<Renewed>> {
     let state = state.clone();
-    let worker_state = state.clone();
+    let (worker_state, own) = (state.clone(), own.clone());
     // Key generation, scrypt key encryption and fsync are blocking work.
     let (done, failure) = tokio::task::spawn_blocking(move || {
         let mut done = Vec::new();
         let mut failure = None;
         let signers = worker_state.revocations.cas().iter().map(|ca| Renewed::OcspSigner(ca.generation()));
         for which in signers.chain([Renewed::TlsServer]) {
-            match renew_one(&worker_state, which) {
+            match renew_one(&worker_state, &own, which) {
                 Ok(Some(audit)) => done.push((which, audit)),
                 Ok(None) => {}
                 Err(e) => failure = Some(e.context(format!("renewing the {} certificate", which.file()))),
             }
         }
-        record_metrics(&worker_state);
+        record_metrics(&worker_state, &own);
         (done, failure)
     })
     .await
@@ -91,9 +92,8 @@ pub async fn renew_due(state: &AppState) -> anyhow::Result<Vec<Renewed>> {
 
 /// Issues, stores and swaps in one certificate if it is due. Returns the
 /// audit record written.
-fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEntry>> {
+fn renew_one(state: &Ra, own: &OwnCerts, which: Renewed) -> anyhow::Result<Option<AuditEntry>> {
     let now = state.clock.now();
-    let own = &state.own;
     // An older CA's signer is renewed by that CA: it answers for what it issued.
     let ca = match which {
         Renewed::OcspSigner(g) => {
@@ -158,24 +158,24 @@ fn renew_one(state: &AppState, which: Renewed) -> anyhow::Result<Option<AuditEnt
 /// Renews at start and then every `every` until shutdown. A failed renewal
 /// is retried at the next tick; the old certificate has a third of its life
 /// left when the first attempt falls due.
-pub async fn worker(state: AppState, every: Duration, shutdown: CancellationToken) {
+pub async fn worker(state: Ra, own: Arc<OwnCerts>, every: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {},
         }
-        if let Err(e) = renew_due(&state).await {
+        if let Err(e) = renew_due(&state, &own).await {
             tracing::error!(error = format!("{e:#}"), "renewing the service's own certificates failed; retrying");
         }
     }
 }
 
 /// The end of each service certificate's validity, for alerting.
-fn record_metrics(state: &AppState) {
+fn record_metrics(state: &Ra, own: &OwnCerts) {
     let signers = state.revocations.cas().iter().filter_map(|ca| {
         Some((crate::datadir::ocsp_file(ca.generation()), state.ocsp.signer_cert_der(ca.generation())?))
     });
-    for (name, der) in signers.chain([("tls".to_string(), state.own.tls.leaf_der())]) {
+    for (name, der) in signers.chain([("tls".to_string(), own.tls.leaf_der())]) {
         if let Some(t) = not_after(&der) {
             ::metrics::gauge!("connect_pki_ca_certificate_not_after_seconds", "certificate" => name)
                 .set(t.unix_timestamp() as f64);

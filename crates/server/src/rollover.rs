@@ -24,8 +24,8 @@ use connect_pki_ca::issue::to_pem;
 use connect_pki_ca::{CaKey, IssuingCa, Profile};
 use time::OffsetDateTime;
 
+use crate::datadir::keys::Keys;
 use crate::datadir::{DataDir, issuing_file, ocsp_file, replace_file};
-use crate::keys::Keys;
 
 /// The generation a rollover created.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -20,7 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServeConfig;
 use crate::datadir::DataDir;
 use crate::http::{api, body_limit, log_request, public};
-use crate::state::{AppState, PublicCerts};
+use connect_pki_ca::PublicCerts;
+use connect_pki_ra::Ra;
+
+use crate::http::state::{AppState, RateLimits};
+use crate::renewal::OwnCerts;
 use crate::tls::{Connections, ServerCert, TlsIdentity};
 
 /// Runs the service until a shutdown signal arrives.
@@ -41,6 +45,8 @@ pub struct Running {
     pub public_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub state: AppState,
+    /// The service's own TLS certificate and where its renewals are written.
+    pub own: Arc<OwnCerts>,
     shutdown: CancellationToken,
     public_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
@@ -68,7 +74,7 @@ impl Running {
         self.public_task.await.context("public listener")?;
         crate::checkpoint::at_shutdown(self.checkpoints, &self.state).await;
         // What relying parties asked since the last write, before the pool closes.
-        if let Err(e) = crate::relying::flush(&self.state).await {
+        if let Err(e) = connect_pki_ra::sightings::flush(&self.state).await {
             tracing::error!(error = %e, "the relying parties' last counts could not be written at shutdown");
         }
         self.state.store.close().await;
@@ -80,6 +86,7 @@ impl Running {
 /// What [`build`] puts together before anything listens.
 struct Built {
     state: AppState,
+    own: Arc<OwnCerts>,
     tls_config: Arc<rustls::ServerConfig>,
     connections: Arc<Connections>,
 }
@@ -92,7 +99,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     // What relying parties ask and which certificates shake hands, counted
     // for `crate::relying` (when recording is on).
     let sightings = Arc::new(connect_pki_responder::Sightings::default());
-    let observer: Option<crate::tls::HandshakeObserver> = config.relying_parties.enabled.then(|| {
+    let observer: Option<crate::tls::HandshakeObserver> = config.ra.relying.enabled.then(|| {
         let (sightings, clock) = (sightings.clone(), clock.clone());
         Arc::new(move |serial: u128, ok: bool, from: Option<std::net::IpAddr>| {
             sightings.handshake(serial, ok, from, clock.now());
@@ -143,7 +150,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let tls_config = crate::tls::server_config(&issuing_ders, server_cert.clone(), lookup, config.allow_tls12)?;
     let signers: Vec<(u32, OcspSigner)> =
         generations.into_iter().map(|(ca, _, signer)| (ca.generation(), signer)).collect();
-    let state = AppState {
+    let ra = Ra {
         store: store.clone(),
         certs: Arc::new(PublicCerts::new(root_der, &issuing_ders)),
         ca: issuing,
@@ -151,33 +158,25 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         settings: Arc::new(settings_of(config)?),
         revocations,
         ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone(), sightings)),
+        pseudonyms: Arc::new(crate::pseudonym::load_or_create(dir.path())?),
+        instance_id: Arc::from(connect_pki_ra::secrets::random_secret(8)?.as_str()),
+    };
+    let limit = || crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute);
+    let state = AppState {
+        ra,
+        limits: Arc::new(RateLimits { apply: limit(), enroll: limit(), emergency: limit() }),
+        https_url: config.https.url.as_ref().map(|u| Arc::from(u.trim_end_matches('/'))),
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()?),
-        pseudonyms: Arc::new(crate::pseudonym::PseudonymKey::load_or_create(dir.path())?),
-        own: Arc::new(crate::renewal::OwnCerts { tls: server_cert, dir, keys }),
-        instance_id: Arc::from(crate::service::secrets::random_secret(8)?.as_str()),
     };
-    Ok(Built { state, tls_config, connections })
+    let own = Arc::new(OwnCerts { tls: server_cert, dir, keys });
+    Ok(Built { state, own, tls_config, connections })
 }
 
-/// The settings the running parts read, from the configuration.
-fn settings_of(config: &ServeConfig) -> anyhow::Result<crate::state::Settings> {
-    Ok(crate::state::Settings {
-        enrollment_code_ttl: config.enrollment_code_ttl,
-        apply_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
-        enroll_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
-        emergency_limit: crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute),
-        calendar: config.calendar.clone(),
-        escalation_sla: config.escalation_sla,
-        hold_limit: config.hold_limit,
-        renewals_per_hour: config.renewals_per_hour,
-        notify: config.notify.clone(),
-        terms: crate::terms::Terms::load(&config.data_dir)?,
-        https_url: config.https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
-        rejected_application_retention: config.rejected_application_retention,
-        expiry_notice_days: config.expiry_notice_days,
-        relying: config.relying_parties.clone(),
-    })
+/// The registration authority's settings, with the terms of use in the
+/// data directory.
+fn settings_of(config: &ServeConfig) -> anyhow::Result<connect_pki_ra::Settings> {
+    Ok(connect_pki_ra::Settings { terms: crate::terms::load(&config.data_dir)?, ..config.ra.clone() })
 }
 
 /// An issuing CA generation: the CA, its certificate's DER, its OCSP signer.
@@ -205,7 +204,7 @@ fn generations(
 pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let serving = DataDir::new(&config.data_dir).hold_serving()?;
-    let Built { state, tls_config, connections } = build(&config, clock, &shutdown).await?;
+    let Built { state, own, tls_config, connections } = build(&config, clock, &shutdown).await?;
     let store = state.store.clone();
     let public_listener = TcpListener::bind(config.public_addr)
         .await
@@ -219,25 +218,25 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     // A service started after a long stop (or under a clock set forward)
     // renews its expired certificates before anyone sees them.
     if let Some(every) = config.renewal_check {
-        if let Err(e) = crate::renewal::renew_due(&state).await {
+        if let Err(e) = crate::renewal::renew_due(&state, &own).await {
             tracing::error!(error = format!("{e:#}"), "renewing the service's own certificates failed; retrying");
         }
-        tokio::spawn(crate::renewal::worker(state.clone(), every, shutdown.clone()));
+        tokio::spawn(crate::renewal::worker(state.ra.clone(), own.clone(), every, shutdown.clone()));
     }
     // Retirements that fell due while the service was down run before it
     // answers anyone.
-    crate::service::revocation::run_due_retirements(&state).await?;
-    crate::service::directory::hold_suspended_facilities(&state).await?;
-    crate::service::emergency::run_due(&state).await?;
+    connect_pki_ra::revocation::run_due_retirements(&state).await?;
+    connect_pki_ra::directory::hold_suspended_facilities(&state).await?;
+    connect_pki_ra::emergency::run_due(&state).await?;
     tokio::spawn(retirement_worker(state.clone(), shutdown.clone()));
     if let Some(every) = config.consistency_check {
         tokio::spawn(consistency_worker(state.clone(), every, shutdown.clone()));
     }
-    tokio::spawn(crate::service::expiry::worker(state.clone(), config.expiry_check, shutdown.clone()));
-    if config.relying_parties.enabled {
-        tokio::spawn(crate::relying::worker(state.clone(), config.relying_parties.clone(), shutdown.clone()));
+    tokio::spawn(connect_pki_ra::expiry::worker(state.ra.clone(), config.expiry_check, shutdown.clone()));
+    if config.ra.relying.enabled {
+        tokio::spawn(crate::relying::worker(state.ra.clone(), config.ra.relying.clone(), shutdown.clone()));
     }
-    let checkpoints = crate::checkpoint::spawn(state.clone(), config.audit_checkpoints.clone(), shutdown.clone());
+    let checkpoints = crate::checkpoint::spawn(state.ra.clone(), config.audit_checkpoints.clone(), shutdown.clone());
 
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");
     if let Some(path) = &config.ready_file {
@@ -263,7 +262,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
     ));
 
-    Ok(Running { public_addr, api_addr, state, shutdown, public_task, api_task, checkpoints, _serving: serving })
+    Ok(Running { public_addr, api_addr, state, own, shutdown, public_task, api_task, checkpoints, _serving: serving })
 }
 
 /// The routers of the plain listener and of the HTTPS (mTLS) listener.
@@ -341,16 +340,16 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {},
         }
-        if let Err(e) = crate::service::revocation::run_due_retirements(&state).await {
+        if let Err(e) = connect_pki_ra::revocation::run_due_retirements(&state).await {
             tracing::error!(error = %e.to_string(), "scheduled retirement failed; retrying");
         }
-        if let Err(e) = crate::service::emergency::run_due(&state).await {
+        if let Err(e) = connect_pki_ra::emergency::run_due(&state).await {
             tracing::error!(error = %e.to_string(), "escalation or hold-limit worker failed; retrying");
         }
         // Rejected applications leave once their retention ends: looked at
         // every minute, a cheap indexed delete that usually finds nothing.
         if tick.is_multiple_of(60) {
-            match crate::service::applications::purge_rejected(&state).await {
+            match connect_pki_ra::applications::purge_rejected(&state).await {
                 Ok(ids) if !ids.is_empty() => tracing::info!(purged = ids.len(), "rejected applications purged"),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e.to_string(), "purging rejected applications failed; retrying"),
@@ -362,7 +361,7 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
         if !delivering.swap(true, std::sync::atomic::Ordering::AcqRel) {
             let flag = delivering.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::service::notify::deliver_due(&s).await {
+                if let Err(e) = connect_pki_ra::notify::deliver_due(&s).await {
                     tracing::error!(error = %e.to_string(), "notification delivery failed; retrying");
                 }
                 flag.store(false, std::sync::atomic::Ordering::Release);

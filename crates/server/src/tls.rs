@@ -103,7 +103,7 @@ impl ServerCert {
                 rustls::sign::CertifiedKey::from_der(identity.chain.clone(), der.clone_key(), provider).context(context)
             }
             TlsKey::Token(key) => {
-                let signer = Arc::new(crate::keys::TlsTokenKey(key.clone()));
+                let signer = Arc::new(crate::datadir::keys::TlsTokenKey(key.clone()));
                 let certified = rustls::sign::CertifiedKey::new(identity.chain.clone(), signer);
                 certified.keys_match().context(context)?;
                 Ok(certified)

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use connect_pki_store::Conflict as StoreConflict;
 
-use crate::service::error::NotAuthenticated;
-use crate::service::{Conflict, ServiceError};
+use connect_pki_ra::error::NotAuthenticated;
+use connect_pki_ra::{Conflict, ServiceError};
 
 /// Every way an API call can fail: the transport's own refusals, and what
 /// the registration authority said.

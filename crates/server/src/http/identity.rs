@@ -6,9 +6,9 @@ use axum::http::request::Parts;
 use connect_pki_store::Identity;
 
 use crate::http::error::ApiError;
-use crate::service::Requester;
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::tls::PeerCert;
+use connect_pki_ra::Requester;
 
 /// An authenticated caller whose certificate, account and facility are all in
 /// good standing.
@@ -23,7 +23,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let peer = parts.extensions.get::<PeerCert>().ok_or(ApiError::NoClientCertificate)?;
-        let (requester, identity) = crate::service::requester::authenticate(state, &peer.serial, &peer.der).await?;
+        let (requester, identity) = connect_pki_ra::requester::authenticate(state, &peer.serial, &peer.der).await?;
         Ok(Caller { requester, identity })
     }
 }

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// Installs the process-wide recorder. Later calls (a second server in the
 /// same process, as in tests) reuse the first.
@@ -39,7 +39,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: database figures unavailable"),
     }
-    match crate::service::expiry::figures(&state).await {
+    match connect_pki_ra::expiry::figures(&state).await {
         Ok(f) => {
             for (days, n) in f.expiring {
                 metrics::gauge!("connect_pki_certificates_expiring", "within_days" => days.to_string()).set(n as f64);

@@ -13,6 +13,7 @@ pub mod origin;
 pub mod pages;
 pub mod public;
 pub mod ratelimit;
+pub mod state;
 
 use std::time::Instant;
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Request};
 
 use crate::http::forwarded::TrustedProxies;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// What the responder's routes read: the state, and the proxies whose
 /// `X-Forwarded-For` names the relying party. These routes stay outside the

@@ -31,7 +31,7 @@ pub async fn same_origin(req: Request, next: Next) -> Response {
 /// audit log (refusals without a certificate only reach the log: anyone can
 /// make those, and they must not fill the audit table).
 pub async fn audit_refusals(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    axum::extract::State(state): axum::extract::State<crate::http::state::AppState>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -40,7 +40,7 @@ pub async fn audit_refusals(
     let response = next.run(req).await;
     if response.status() == axum::http::StatusCode::FORBIDDEN
         && let Some(serial) = peer
-        && let Err(e) = crate::service::audit::record_refusal(&state, &serial, &method, &path).await
+        && let Err(e) = connect_pki_ra::audit::record_refusal(&state, &serial, &method, &path).await
     {
         tracing::error!(error = %e, %method, %path, "could not audit a refused request");
     }

@@ -17,9 +17,9 @@ use serde::Deserialize;
 use crate::http::api::views::rfc3339;
 use crate::http::error::ApiError;
 use crate::http::forwarded::Client;
-use crate::service::enrollment::{EnrollRequest, Enrolled, base64};
-use crate::service::{ServiceError, applications, enrollment};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::enrollment::{EnrollRequest, Enrolled, base64};
+use connect_pki_ra::{ServiceError, applications, enrollment};
 
 /// Routes of the pages.
 pub fn router(state: AppState) -> Router {
@@ -83,7 +83,7 @@ struct ApplyView {
 struct ApplyPage<'a> {
     form: ApplyView,
     error: Option<String>,
-    terms: &'a crate::terms::Terms,
+    terms: &'a connect_pki_ra::terms::Terms,
 }
 
 #[derive(Template)]
@@ -134,7 +134,7 @@ async fn apply_form(State(state): State<AppState>) -> Response {
 
 async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Form<ApplyFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.settings.apply_limit.check(client.addr)?;
+        state.limits.apply.check(client.addr)?;
         let kind: FacilityKind = f.kind.parse()?;
         let form = ApplicationForm {
             name: f.name.clone(),
@@ -226,7 +226,7 @@ async fn enroll_form() -> Response {
 
 async fn enroll_submit(State(state): State<AppState>, client: Client, Form(f): Form<EnrollFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.settings.enroll_limit.check(client.addr)?;
+        state.limits.enroll.check(client.addr)?;
         let req = EnrollRequest {
             code: f.code.clone(),
             csr: None,
@@ -335,13 +335,13 @@ fn choices(devices: Vec<connect_pki_store::DeviceRecord>) -> Vec<DeviceChoice> {
 /// First step: sign in; then the person's devices to choose from.
 async fn emergency_submit(State(state): State<AppState>, client: Client, Form(f): Form<EmergencyFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.settings.emergency_limit.check(client.addr)?;
-        Ok(crate::service::emergency::ticket(&state, &f.login_id, &f.password, client.addr).await?)
+        state.limits.emergency.check(client.addr)?;
+        Ok(connect_pki_ra::emergency::ticket(&state, &f.login_id, &f.password, client.addr).await?)
     }
     .await;
     match result {
         Ok((ticket, devices)) => {
-            let minutes = crate::service::emergency::TICKET_TTL.whole_minutes();
+            let minutes = connect_pki_ra::emergency::TICKET_TTL.whole_minutes();
             page(StatusCode::OK, &ChoosePage { ticket, devices: choices(devices), minutes, error: None })
         }
         Err(e) => page(e.status(), &EmergencyPage { login_id: f.login_id.clone(), error: Some(e.message_ja()) }),
@@ -351,9 +351,9 @@ async fn emergency_submit(State(state): State<AppState>, client: Client, Form(f)
 /// Second step: the chosen device is reported and its certificates held.
 async fn emergency_report(State(state): State<AppState>, client: Client, Form(f): Form<ReportFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.settings.emergency_limit.check(client.addr)?;
+        state.limits.emergency.check(client.addr)?;
         let device: connect_pki_domain::DeviceId = f.device_id.trim().parse()?;
-        Ok(crate::service::emergency::report_with_ticket(&state, &f.ticket, device, client.addr).await?)
+        Ok(connect_pki_ra::emergency::report_with_ticket(&state, &f.ticket, device, client.addr).await?)
     }
     .await;
     match result {

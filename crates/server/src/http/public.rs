@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 const PEM: &str = "application/x-pem-file";
 const DER_CERT: &str = "application/pkix-cert";

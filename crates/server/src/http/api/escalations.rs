@@ -11,8 +11,8 @@ use super::views::*;
 use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
-use crate::service::emergency;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::emergency;
 
 /// Report one's own device lost (public: sign in with login ID and password).
 /// The device's certificates are on hold before the response; an escalation
@@ -28,7 +28,7 @@ pub(super) async fn report_emergency(
     client: Client,
     ApiJson(body): ApiJson<EmergencyBody>,
 ) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
-    state.settings.emergency_limit.check(client.addr)?;
+    state.limits.emergency.check(client.addr)?;
     let (e, held) =
         emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), client.addr).await?;
     Ok((

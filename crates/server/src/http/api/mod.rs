@@ -29,10 +29,10 @@ use crate::http::error::ApiError;
 use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiPath, ApiQuery};
-use crate::service::Requester;
-use crate::service::enrollment::{EnrollRequest, Enrolled};
-use crate::service::{applications, audit, certificates, directory, enrollment, expiry};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::Requester;
+use connect_pki_ra::enrollment::{EnrollRequest, Enrolled};
+use connect_pki_ra::{applications, audit, certificates, directory, enrollment, expiry};
 use escalations::*;
 use relying::*;
 use status::*;
@@ -159,7 +159,7 @@ async fn submit_application(
     client: Client,
     ApiJson(body): ApiJson<ApplicationBody>,
 ) -> ApiResult<(StatusCode, Json<ApplicationCreated>)> {
-    state.settings.apply_limit.check(client.addr)?;
+    state.limits.apply.check(client.addr)?;
     let app = applications::submit(&state, body.into(), &client.addr.to_string()).await?;
     Ok((
         StatusCode::CREATED,
@@ -217,7 +217,7 @@ async fn enroll(
     client: Client,
     ApiJson(body): ApiJson<EnrollBody>,
 ) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
-    state.settings.enroll_limit.check(client.addr)?;
+    state.limits.enroll.check(client.addr)?;
     let req = EnrollRequest {
         code: body.code,
         csr: body.csr,

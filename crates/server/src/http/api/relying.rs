@@ -12,8 +12,8 @@ use super::ApiResult;
 use super::views::{CertificateView, ErrorBody, rfc3339};
 use crate::http::identity::Caller;
 use crate::http::json::ApiPath;
-use crate::service::sightings;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::sightings;
 
 fn unix(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t).map(rfc3339).unwrap_or_else(|_| t.to_string())
@@ -201,7 +201,7 @@ pub(super) async fn certificate_use(
 pub struct IncidentRecord {
     /// The timeline and the proof of revocation (see docs/operations/incident-record.md).
     #[schema(value_type = Object)]
-    pub record: crate::service::incident::IncidentRecord,
+    pub record: connect_pki_ra::incident::IncidentRecord,
     /// Compact JWS (ES256) over `record`, signed by the delegated OCSP
     /// signer, whose certificate and the issuing CA's are in `x5c`.
     pub signed: String,
@@ -221,6 +221,6 @@ pub(super) async fn certificate_incident(
     ApiPath(serial): ApiPath<String>,
 ) -> ApiResult<Json<IncidentRecord>> {
     let serial: Serial = serial.parse()?;
-    let i = crate::service::incident::record(&state, &caller.requester, &serial).await?;
+    let i = connect_pki_ra::incident::record(&state, &caller.requester, &serial).await?;
     Ok(Json(IncidentRecord { record: i.record, signed: i.signed }))
 }

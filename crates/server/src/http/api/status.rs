@@ -9,10 +9,10 @@ use super::views::*;
 use super::{ApiResult, parse_time};
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiPath};
-use crate::service::Requester;
-use crate::service::revocation;
-use crate::service::revocation::Retirement;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::Requester;
+use connect_pki_ra::revocation;
+use connect_pki_ra::revocation::Retirement;
 
 pub(super) async fn change_certificate(
     state: AppState,

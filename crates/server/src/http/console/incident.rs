@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::incident::{Event, record};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::incident::{Event, record};
 
 pub(super) fn routes() -> axum::Router<AppState> {
     axum::Router::new()

@@ -16,8 +16,8 @@ use time::OffsetDateTime;
 
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::ServiceError;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::ServiceError;
 
 /// One entry of the menu.
 pub struct NavItem {
@@ -236,8 +236,8 @@ pub struct ResultPage<'a> {
 /// (the enroll page on a slip, the emergency page): `--https-url`, else the
 /// host the browser asked for; a relative link when neither is usable.
 pub fn https_base(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
-    if let Some(base) = &state.settings.https_url {
-        return base.clone();
+    if let Some(base) = &state.https_url {
+        return base.to_string();
     }
     // HTTP/1.1 names the host in Host; HTTP/2 in the :authority of the URI.
     let host = headers

@@ -25,8 +25,8 @@ use time::OffsetDateTime;
 use crate::http::console::kit::PageResult;
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::{Conflict, ServiceError, emergency};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::{Conflict, ServiceError, emergency};
 pub use kit::new_csrf_key;
 use kit::{Ctx, acting, cert_ja, local, page, refuse};
 
@@ -262,7 +262,7 @@ fn open_row(entry: emergency::QueueEntry, now: OffsetDateTime, hold_limit: time:
 /// The terms of use to accept instead of the page asked for, when the
 /// caller is a facility manager who has not accepted the version in force.
 pub(crate) async fn terms_gate(state: &AppState, caller: &Caller, error: Option<String>) -> Option<Response> {
-    let terms = match crate::service::terms::pending(state, &caller.requester).await {
+    let terms = match connect_pki_ra::terms::pending(state, &caller.requester).await {
         Ok(t) => t?,
         Err(e) => return Some(refuse(e.into())),
     };
@@ -287,7 +287,7 @@ async fn accept_terms(
     Form(f): Form<TermsForm>,
 ) -> PageResult {
     let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
-    match crate::service::terms::accept(&state, &caller.requester, &f.version).await {
+    match connect_pki_ra::terms::accept(&state, &caller.requester, &f.version).await {
         Ok(()) => Ok(Redirect::to("/console/?done=terms:accepted").into_response()),
         Err(e) => {
             let message = "利用規約が更新されています。表示中の版を確認のうえ、もう一度同意してください。".to_string();

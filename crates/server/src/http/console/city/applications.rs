@@ -18,8 +18,8 @@ use crate::http::console::kit::{
 };
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::{ServiceError, applications};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::{ServiceError, applications};
 
 const HERE: &str = "/console/applications";
 

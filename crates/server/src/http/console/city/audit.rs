@@ -16,8 +16,8 @@ use crate::http::api::audit_csv;
 use crate::http::console::kit::{Ctx, PageResult, Refusal, local, page, refuse, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::{audit, directory};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::{audit, directory};
 
 const HERE: &str = "/console/audit";
 const PAGE: i64 = 200;

@@ -13,8 +13,8 @@ use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page};
 use crate::http::console::manager::{labelled_device, person};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::expiry;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::expiry;
 
 const HERE: &str = "/console/certificates/expiring";
 

@@ -15,8 +15,8 @@ use super::{facility_status_ja, kind_ja};
 use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, acting, local, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::directory;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::directory;
 
 const HERE: &str = "/console/facilities";
 

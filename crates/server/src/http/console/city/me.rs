@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, https_base, local, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::certificates;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::certificates;
 
 const HERE: &str = "/console/me";
 /// From this many days before expiry the page asks for a renewal.

@@ -16,7 +16,7 @@ mod relying;
 use axum::Router;
 use connect_pki_domain::{FacilityKind, FacilityStatus};
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -10,8 +10,8 @@ use axum::routing::get;
 use crate::http::console::kit::{Ctx, PageResult, local, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::sightings;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::sightings;
 
 const HERE: &str = "/console/relying-parties";
 

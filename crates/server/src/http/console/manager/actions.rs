@@ -16,8 +16,8 @@ use crate::http::console::kit::{
 };
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::{certificates, directory, revocation};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::{certificates, directory, revocation};
 
 fn back(user: &UserRecord) -> String {
     format!("/console/staff/{}", user.id)

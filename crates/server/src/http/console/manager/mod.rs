@@ -24,7 +24,7 @@ use super::kit::{cert_ja, local, role_ja};
 use crate::http::console::kit::Refusal;
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub use slip::qr_data_uri;
 

@@ -15,8 +15,8 @@ use super::REGISTRABLE;
 use crate::http::console::kit::{Ctx, PageResult, Refusal, acting, page, role_ja};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::{Conflict, ServiceError, directory};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::{Conflict, ServiceError, directory};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Fields {

@@ -16,8 +16,8 @@ use super::{labelled_device, person};
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::{audit, certificates, directory, expiry};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::{audit, certificates, directory, expiry};
 
 /// Audit records on one page of the trail.
 const TRAIL_PAGE: i64 = 200;

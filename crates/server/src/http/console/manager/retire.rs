@@ -15,9 +15,9 @@ use super::{acting_on, id_of, person};
 use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::directory;
-use crate::service::revocation::{self, Retirement};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::directory;
+use connect_pki_ra::revocation::{self, Retirement};
 
 fn back(id: UserId) -> String {
     format!("/console/staff/{id}")

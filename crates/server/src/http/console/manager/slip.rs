@@ -15,8 +15,8 @@ use super::{acting_on, enroll_url, person};
 use crate::http::console::kit::{Ctx, PageResult, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::directory;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::directory;
 
 #[derive(Template)]
 #[template(path = "console/slip.html")]

@@ -13,8 +13,8 @@ use super::{UserRow, id_of};
 use crate::http::console::kit::{Ctx, PageResult, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
-use crate::service::directory;
-use crate::state::AppState;
+use crate::http::state::AppState;
+use connect_pki_ra::directory;
 
 #[derive(Template)]
 #[template(path = "console/staff.html")]

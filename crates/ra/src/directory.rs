@@ -7,29 +7,29 @@ use connect_pki_store::{
     DeviceRecord, FacilityChange, FacilityCounts, FacilityRecord, NewUser, UserRecord, UserWithDevices,
 };
 
-use crate::service::error::ServiceError;
-use crate::service::requester::Requester;
-use crate::service::secrets::new_code;
-use crate::state::AppState;
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::requester::Requester;
+use crate::secrets::new_code;
 
 /// Facilities the caller may see: all for the city, their own for a manager.
-pub async fn facilities(state: &AppState, caller: &Requester) -> Result<Vec<FacilityRecord>, ServiceError> {
+pub async fn facilities(ra: &Ra, caller: &Requester) -> Result<Vec<FacilityRecord>, ServiceError> {
     if authorize(&caller.actor, Action::ListAllFacilities).is_ok() {
-        return Ok(state.store.facilities().await?);
+        return Ok(ra.store.facilities().await?);
     }
     authorize(&caller.actor, Action::ReadFacility(caller.actor.facility))?;
-    Ok(state.store.facility(caller.actor.facility).await?.into_iter().collect())
+    Ok(ra.store.facility(caller.actor.facility).await?.into_iter().collect())
 }
 
 /// Every facility with its counts of users, devices and certificates, for
 /// the city.
 pub async fn facilities_with_counts(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
 ) -> Result<Vec<(FacilityRecord, FacilityCounts)>, ServiceError> {
     authorize(&caller.actor, Action::ListAllFacilities)?;
-    let facilities = state.store.facilities().await?;
-    let counts = state.store.facility_counts(state.clock.now()).await?;
+    let facilities = ra.store.facilities().await?;
+    let counts = ra.store.facility_counts(ra.clock.now()).await?;
     Ok(facilities
         .into_iter()
         .map(|f| {
@@ -41,42 +41,38 @@ pub async fn facilities_with_counts(
 
 /// A facility whose status the caller may change (what a confirmation
 /// page names before the change).
-pub async fn changeable_facility(
-    state: &AppState,
-    caller: &Requester,
-    id: FacilityId,
-) -> Result<FacilityRecord, ServiceError> {
+pub async fn changeable_facility(ra: &Ra, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
     authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
-    state.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+    ra.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
 }
 
 /// One facility.
-pub async fn facility(state: &AppState, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
+pub async fn facility(ra: &Ra, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
     authorize(&caller.actor, Action::ReadFacility(id))?;
-    state.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+    ra.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
 }
 
 /// Suspends, resumes or closes a facility (`admin_division`), with what
 /// that does to its certificates in force before the call returns.
 pub async fn change_status(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     id: FacilityId,
     to: FacilityStatus,
 ) -> Result<FacilityChange, ServiceError> {
     authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
-    let change = state.store.change_facility_status(id, to, &caller.audit_name, state.clock.now()).await?;
-    crate::service::publish(state).await?;
+    let change = ra.store.change_facility_status(id, to, &caller.audit_name, ra.clock.now()).await?;
+    crate::publish(ra).await?;
     Ok(change)
 }
 
 /// Holds the valid certificates of facilities suspended before suspensions
 /// held anything (see `Store::hold_suspended_facilities`). Run at start.
-pub async fn hold_suspended_facilities(state: &AppState) -> Result<(), ServiceError> {
-    let held = state.store.hold_suspended_facilities(state.clock.now()).await?;
+pub async fn hold_suspended_facilities(ra: &Ra) -> Result<(), ServiceError> {
+    let held = ra.store.hold_suspended_facilities(ra.clock.now()).await?;
     if !held.is_empty() {
         tracing::warn!(count = held.len(), "valid certificates of suspended facilities put on hold");
-        crate::service::publish(state).await?;
+        crate::publish(ra).await?;
     }
     Ok(())
 }
@@ -94,14 +90,14 @@ pub struct Registration {
 /// their own facility; only `admin_division` grants the city's roles
 /// (the policy's `ActOnUser`).
 pub async fn register(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     facility: FacilityId,
     r: Registration,
 ) -> Result<UserRecord, ServiceError> {
     authorize(&caller.actor, Action::ManageUsers(facility))?;
     authorize(&caller.actor, Action::ActOnUser(Target { facility, role: r.role }))?;
-    let target = state.store.facility(facility).await?.ok_or(ServiceError::NotFound("facility"))?;
+    let target = ra.store.facility(facility).await?.ok_or(ServiceError::NotFound("facility"))?;
     if target.status != FacilityStatus::Approved {
         return Err(ServiceError::FacilityNotActive(target.status.as_str()));
     }
@@ -111,81 +107,69 @@ pub async fn register(
         email: validate::email(&r.email)?,
         role: r.role,
     };
-    Ok(state.store.create_user(facility, &new, UserStatus::Invited, &caller.audit_name, state.clock.now()).await?)
+    Ok(ra.store.create_user(facility, &new, UserStatus::Invited, &caller.audit_name, ra.clock.now()).await?)
 }
 
 /// A facility whose users the caller manages (registers, lists).
-pub async fn managed_facility(
-    state: &AppState,
-    caller: &Requester,
-    id: FacilityId,
-) -> Result<FacilityRecord, ServiceError> {
+pub async fn managed_facility(ra: &Ra, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
     authorize(&caller.actor, Action::ManageUsers(id))?;
-    state.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+    ra.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
 }
 
 /// Users of a facility with their devices and certificates.
-pub async fn users(
-    state: &AppState,
-    caller: &Requester,
-    facility: FacilityId,
-) -> Result<Vec<UserWithDevices>, ServiceError> {
+pub async fn users(ra: &Ra, caller: &Requester, facility: FacilityId) -> Result<Vec<UserWithDevices>, ServiceError> {
     authorize(&caller.actor, Action::ManageUsers(facility))?;
-    if state.store.facility(facility).await?.is_none() {
+    if ra.store.facility(facility).await?.is_none() {
         return Err(ServiceError::NotFound("facility"));
     }
-    Ok(state.store.users_with_devices(facility).await?)
+    Ok(ra.store.users_with_devices(facility).await?)
 }
 
 /// A user the caller may act on (see `Action::ActOnUser`).
-pub async fn managed_user(state: &AppState, caller: &Requester, id: UserId) -> Result<UserRecord, ServiceError> {
-    let user = state.store.user(id).await?.ok_or(ServiceError::NotFound("user"))?;
+pub async fn managed_user(ra: &Ra, caller: &Requester, id: UserId) -> Result<UserRecord, ServiceError> {
+    let user = ra.store.user(id).await?.ok_or(ServiceError::NotFound("user"))?;
     authorize(&caller.actor, Action::ActOnUser(user.target()))?;
     Ok(user)
 }
 
 /// A user the caller may act on, with their devices and certificates.
-pub async fn managed_user_devices(
-    state: &AppState,
-    caller: &Requester,
-    id: UserId,
-) -> Result<UserWithDevices, ServiceError> {
-    let user = managed_user(state, caller, id).await?;
-    let devices = state.store.devices_of(user.id).await?;
+pub async fn managed_user_devices(ra: &Ra, caller: &Requester, id: UserId) -> Result<UserWithDevices, ServiceError> {
+    let user = managed_user(ra, caller, id).await?;
+    let devices = ra.store.devices_of(user.id).await?;
     Ok(UserWithDevices { user, devices })
 }
 
 /// The scheduled retirements of a facility's users: (user, when).
 pub async fn scheduled_retirements(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     facility: FacilityId,
 ) -> Result<Vec<(UserId, time::OffsetDateTime)>, ServiceError> {
     authorize(&caller.actor, Action::ManageUsers(facility))?;
-    Ok(state.store.scheduled_retirements(facility).await?)
+    Ok(ra.store.scheduled_retirements(facility).await?)
 }
 
 /// A device whose holder the caller may act on, with that holder.
 pub async fn managed_device(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     id: DeviceId,
 ) -> Result<(DeviceRecord, UserRecord), ServiceError> {
-    let device = state.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
-    let holder = managed_user(state, caller, device.user).await?;
+    let device = ra.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
+    let holder = managed_user(ra, caller, device.user).await?;
     Ok((device, holder))
 }
 
 /// Issues an enrollment code for a new device of `user`; the code is returned
 /// once and only its hash is kept.
 pub async fn issue_code(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     user: UserId,
 ) -> Result<(String, time::OffsetDateTime), ServiceError> {
-    let user = managed_user(state, caller, user).await?;
-    let now = state.clock.now();
-    let code = new_code(user.id, state.settings.enrollment_code_ttl, now)?;
-    let id = state.store.create_enrollment_code(&code.stored, &caller.audit_name, now).await?;
+    let user = managed_user(ra, caller, user).await?;
+    let now = ra.clock.now();
+    let code = new_code(user.id, ra.settings.enrollment_code_ttl, now)?;
+    let id = ra.store.create_enrollment_code(&code.stored, &caller.audit_name, now).await?;
     Ok((code.display(id), code.stored.expires_at))
 }

@@ -4,37 +4,33 @@
 use connect_pki_domain::{Action, FacilityId, Serial, authorize};
 use connect_pki_store::{AuditEntry, AuditFilter, AuditRecord};
 
-use crate::service::error::ServiceError;
-use crate::service::requester::Requester;
-use crate::state::AppState;
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::requester::Requester;
 
 /// Audit records matching `filter`.
-pub async fn list(
-    state: &AppState,
-    caller: &Requester,
-    filter: &AuditFilter,
-) -> Result<Vec<AuditRecord>, ServiceError> {
+pub async fn list(ra: &Ra, caller: &Requester, filter: &AuditFilter) -> Result<Vec<AuditRecord>, ServiceError> {
     authorize(&caller.actor, Action::ReadAudit)?;
-    Ok(state.store.audit_page(filter).await?)
+    Ok(ra.store.audit_page(filter).await?)
 }
 
 /// The audit trail of one facility (its manager reads their own): the
 /// records that name it, read only.
 pub async fn facility_trail(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     facility: FacilityId,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditRecord>, ServiceError> {
     authorize(&caller.actor, Action::ReadFacilityAudit(facility))?;
     let filter = AuditFilter { facility: Some(facility), ..filter.clone() };
-    Ok(state.store.audit_page(&filter).await?)
+    Ok(ra.store.audit_page(&filter).await?)
 }
 
 /// Records a refused (403) request made with one of our certificates: who
 /// tried what is part of the record of an incident, like what was done.
-pub async fn record_refusal(state: &AppState, serial: &Serial, method: &str, path: &str) -> Result<(), ServiceError> {
-    let holder = state.store.identity_by_serial(serial).await?;
+pub async fn record_refusal(ra: &Ra, serial: &Serial, method: &str, path: &str) -> Result<(), ServiceError> {
+    let holder = ra.store.identity_by_serial(serial).await?;
     let entry = AuditEntry {
         actor: holder.as_ref().map_or_else(|| format!("certificate:{serial}"), |h| format!("user:{}", h.user.id)),
         action: "request.refused".into(),
@@ -44,5 +40,5 @@ pub async fn record_refusal(state: &AppState, serial: &Serial, method: &str, pat
         facility: holder.as_ref().map(|h| h.facility.id),
         user: holder.as_ref().map(|h| h.user.id),
     };
-    Ok(state.store.audit(state.clock.now(), &entry).await?)
+    Ok(ra.store.audit(ra.clock.now(), &entry).await?)
 }

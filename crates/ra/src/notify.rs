@@ -17,14 +17,11 @@ use lettre::AsyncTransport;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::service::error::ServiceError;
-use crate::state::AppState;
-
-/// Attempts before a notification is given up.
-pub const MAX_ATTEMPTS: i64 = 8;
+use crate::Ra;
+use crate::error::ServiceError;
 
 /// Where notifications go (`[notifications]` in config.toml).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct NotifyConfig {
     pub webhook_url: Option<String>,
     /// Key of the `X-Connect-PKI-Signature` HMAC.
@@ -38,18 +35,32 @@ pub struct NotifyConfig {
     pub console_url: Option<String>,
 }
 
+impl Default for NotifyConfig {
+    /// Nowhere: no webhook, no mail server.
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_secret: None,
+            smtp_url: None,
+            mail_from: "connect-pki@localhost".into(),
+            on_call: Vec::new(),
+            console_url: None,
+        }
+    }
+}
+
 connect_pki_domain::redacted_debug!(NotifyConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });
 
 /// The targets of a new report for a facility.
-pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Target>, ServiceError> {
-    let cfg = &state.settings.notify;
+pub async fn targets(ra: &Ra, facility: FacilityId) -> Result<Vec<Target>, ServiceError> {
+    let cfg = &ra.settings.notify;
     let mut out = Vec::new();
     if let Some(url) = &cfg.webhook_url {
         out.push(Target { channel: "webhook", target: url.clone() });
     }
     if cfg.smtp_url.is_some() {
         let mut emails = cfg.on_call.clone();
-        for m in state.store.manager_emails(facility).await? {
+        for m in ra.store.manager_emails(facility).await? {
             if !emails.contains(&m) {
                 emails.push(m);
             }
@@ -61,18 +72,13 @@ pub async fn targets(state: &AppState, facility: FacilityId) -> Result<Vec<Targe
 
 /// What the notification about device `d` of `user` says (without the
 /// escalation id, added at delivery).
-pub async fn payload(
-    state: &AppState,
-    d: &DeviceRecord,
-    user: &UserRecord,
-    queue: &str,
-) -> Result<String, ServiceError> {
-    let facility = state.store.facility(d.facility).await?.map(|f| f.name).unwrap_or_default();
+pub async fn payload(ra: &Ra, d: &DeviceRecord, user: &UserRecord, queue: &str) -> Result<String, ServiceError> {
+    let facility = ra.store.facility(d.facility).await?.map(|f| f.name).unwrap_or_default();
     Ok(json!({
         "facility_id": d.facility, "facility_name": facility,
         "user_id": user.id, "login_id": user.login_id, "display_name": user.display_name,
         "device_id": d.id, "device_label": d.label, "queue": queue,
-        "console_url": state.settings.notify.console_url.as_ref().map(|u| format!("{}/console/", u.trim_end_matches('/'))),
+        "console_url": ra.settings.notify.console_url.as_ref().map(|u| format!("{}/console/", u.trim_end_matches('/'))),
     })
     .to_string())
 }
@@ -81,17 +87,16 @@ pub async fn payload(
 /// notifications, in one transaction; `None` when another instance (or an
 /// operator's claim) got there first.
 pub async fn escalate(
-    state: &AppState,
+    ra: &Ra,
     e: &EscalationRecord,
     now: OffsetDateTime,
 ) -> Result<Option<EscalationRecord>, ServiceError> {
-    let d = state.store.device(e.device).await?.ok_or(ServiceError::NotFound("device"))?;
-    let holder = state.store.user(d.user).await?.ok_or(ServiceError::NotFound("user"))?;
-    let mut body: Value =
-        serde_json::from_str(&payload(state, &d, &holder, "admin_division").await?).unwrap_or_default();
+    let d = ra.store.device(e.device).await?.ok_or(ServiceError::NotFound("device"))?;
+    let holder = ra.store.user(d.user).await?.ok_or(ServiceError::NotFound("user"))?;
+    let mut body: Value = serde_json::from_str(&payload(ra, &d, &holder, "admin_division").await?).unwrap_or_default();
     body["reason"] = "not claimed by the facility manager within the SLA".into();
-    let targets = targets(state, e.facility).await?;
-    Ok(state.store.escalate(e.id, &targets, &body.to_string(), now).await?)
+    let targets = targets(ra, e.facility).await?;
+    Ok(ra.store.escalate(e.id, &targets, &body.to_string(), now).await?)
 }
 
 /// How long an instance holds the one notification it is delivering: past
@@ -103,31 +108,32 @@ const LEASE: time::Duration = time::Duration::seconds(30);
 const PER_PASS: usize = 20;
 
 /// Delivers what is due; failures are rescheduled with exponential backoff.
-pub async fn deliver_due(state: &AppState) -> Result<(), ServiceError> {
-    let owner = &*state.instance_id;
+pub async fn deliver_due(ra: &Ra) -> Result<(), ServiceError> {
+    let owner = &*ra.instance_id;
     // One at a time: a lease covers exactly the send in progress, so a slow
     // mail server can never outlast the lease of notifications still waiting
     // in a batch (another instance would then send them a second time), and
     // a SIGKILL interrupts at most one send not yet recorded.
     for _ in 0..PER_PASS {
-        let now = crate::service::due_now(state).await?;
-        let Some(n) = state.store.lease_notifications(owner, now, LEASE, 1).await?.pop() else { break };
+        let now = crate::due_now(ra).await?;
+        let Some(n) = ra.store.lease_notifications(owner, now, LEASE, 1).await?.pop() else { break };
         let result = match n.channel.as_str() {
-            "webhook" => send_webhook(state, &n).await,
-            _ => send_email(state, &n).await,
+            "webhook" => send_webhook(ra, &n).await,
+            _ => send_email(ra, &n).await,
         };
         match result {
             Ok(()) => {
                 tracing::info!(notification = n.id, channel = %n.channel, target = %shown_target(&n.channel, &n.target, false), "notification delivered");
-                if !state.store.record_delivery(n.id, owner, None, None, state.clock.now()).await? {
+                if !ra.store.record_delivery(n.id, owner, None, None, ra.clock.now()).await? {
                     tracing::warn!(notification = n.id, "lease lost while delivering; the other holder records it");
                 }
             }
             Err(e) => {
                 let attempt = n.attempts + 1;
-                let retry = (attempt < MAX_ATTEMPTS).then(|| state.clock.now() + backoff(attempt));
+                let retry =
+                    (attempt < i64::from(ra.settings.notification_attempts)).then(|| ra.clock.now() + backoff(attempt));
                 tracing::warn!(notification = n.id, attempt, error = %e, "notification failed");
-                state.store.record_delivery(n.id, owner, Some(&e), retry, state.clock.now()).await?;
+                ra.store.record_delivery(n.id, owner, Some(&e), retry, ra.clock.now()).await?;
             }
         }
     }
@@ -167,9 +173,9 @@ pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     format!("sha256={}", hex::encode(hmac::sign(&key, format!("{timestamp}.{body}").as_bytes()).as_ref()))
 }
 
-async fn send_webhook(state: &AppState, n: &NotificationRecord) -> Result<(), String> {
+async fn send_webhook(ra: &Ra, n: &NotificationRecord) -> Result<(), String> {
     let body = body(n);
-    let ts = state.clock.now().unix_timestamp();
+    let ts = ra.clock.now().unix_timestamp();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .map_err(|e| format!("TLS roots: {e}"))?
@@ -184,7 +190,7 @@ async fn send_webhook(state: &AppState, n: &NotificationRecord) -> Result<(), St
         .header("x-connect-pki-event", &n.event)
         .header("x-connect-pki-delivery", n.id.to_string())
         .header("x-connect-pki-timestamp", ts.to_string());
-    if let Some(secret) = &state.settings.notify.webhook_secret {
+    if let Some(secret) = &ra.settings.notify.webhook_secret {
         req = req.header("x-connect-pki-signature", signature(secret, ts, &body));
     }
     let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
@@ -197,12 +203,12 @@ async fn send_webhook(state: &AppState, n: &NotificationRecord) -> Result<(), St
     if status.is_success() { Ok(()) } else { Err(format!("HTTP {status}")) }
 }
 
-async fn send_email(state: &AppState, n: &NotificationRecord) -> Result<(), String> {
-    let cfg = &state.settings.notify;
+async fn send_email(ra: &Ra, n: &NotificationRecord) -> Result<(), String> {
+    let cfg = &ra.settings.notify;
     let url = cfg.smtp_url.as_deref().ok_or("no SMTP server configured")?;
     let v: Value = serde_json::from_str(&body(n)).unwrap_or_default();
     let (subject, text) = match n.event.as_str() {
-        "expiring" => crate::service::expiry::mail(&v),
+        "expiring" => crate::expiry::mail(&v),
         event => emergency_mail(event, n.escalation.unwrap_or_default(), &v),
     };
     let message = lettre::Message::builder()

@@ -4,8 +4,8 @@
 use connect_pki_domain::{Actor, DeviceStatus, FacilityStatus, Serial, UserStatus};
 use connect_pki_store::Identity;
 
-use crate::service::error::{NotAuthenticated, ServiceError, ServiceResult};
-use crate::state::AppState;
+use crate::Ra;
+use crate::error::{NotAuthenticated, ServiceError, ServiceResult};
 
 /// An authenticated person acting through one of their certificates.
 #[derive(Debug, Clone)]
@@ -20,10 +20,10 @@ pub struct Requester {
 /// The requester behind a client certificate, with its record; refused
 /// unless the certificate, its device, the account and the facility are all
 /// in good standing.
-pub async fn authenticate(state: &AppState, serial: &Serial, der: &[u8]) -> ServiceResult<(Requester, Identity)> {
+pub async fn authenticate(ra: &Ra, serial: &Serial, der: &[u8]) -> ServiceResult<(Requester, Identity)> {
     let unknown = || ServiceError::NotAuthenticated(NotAuthenticated::UnknownCertificate(serial.clone()));
     let identity =
-        state.store.identity_by_serial(serial).await?.filter(|id| *id.certificate.der == *der).ok_or_else(unknown)?;
+        ra.store.identity_by_serial(serial).await?.filter(|id| *id.certificate.der == *der).ok_or_else(unknown)?;
     let not_usable = |status| {
         ServiceError::NotAuthenticated(NotAuthenticated::CertificateNotUsable { serial: serial.clone(), status })
     };

@@ -10,7 +10,7 @@ use connect_pki_domain::enrollment::format_secret;
 use connect_pki_store::NewCode;
 use time::{Duration, OffsetDateTime};
 
-use crate::service::error::ServiceError;
+use crate::error::ServiceError;
 
 /// `n` random bytes as URL-safe base64 (a password or passphrase).
 pub fn random_secret(n: usize) -> anyhow::Result<String> {

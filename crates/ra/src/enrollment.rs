@@ -7,11 +7,11 @@ use connect_pki_domain::enrollment::CodeInput;
 use connect_pki_domain::{DeviceId, Serial, validate};
 use connect_pki_store::Redemption;
 
-use crate::service::error::ServiceError;
-use crate::service::secrets::random_secret;
-use crate::service::secrets::{code_hash, hash_password};
-use crate::service::{sign_from_csr, stored, subject_of};
-use crate::state::AppState;
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::secrets::random_secret;
+use crate::secrets::{code_hash, hash_password};
+use crate::{sign_from_csr, stored, subject_of};
 
 /// An enrollment request.
 #[derive(Clone, Default)]
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Enrolled {
 /// Redeems a code. Everything that can be checked without the database
 /// (code format, CSR, password) is checked first, so a bad request neither
 /// uses the code nor counts as a wrong try.
-pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Result<Enrolled, ServiceError> {
+pub async fn enroll(ra: &Ra, req: EnrollRequest, client: &str) -> Result<Enrolled, ServiceError> {
     let code = CodeInput::parse(&req.code)?;
     let csr = match (&req.csr, req.generate_key) {
         (Some(csr), false) => Some(parse_csr(csr.as_bytes())?),
@@ -87,7 +87,7 @@ pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Resul
     // argon2 only for the holder of a real code: a guess (unknown id or wrong
     // secret) goes straight to the redemption, which refuses and counts it.
     let password_hash = match req.password.filter(|p| !p.is_empty()) {
-        Some(p) if state.store.code_secret_matches(code.id, &secret_hash).await? => Some(hash_password(p).await?),
+        Some(p) if ra.store.code_secret_matches(code.id, &secret_hash).await? => Some(hash_password(p).await?),
         _ => None,
     };
     let redemption = Redemption {
@@ -97,15 +97,15 @@ pub async fn enroll(state: &AppState, req: EnrollRequest, client: &str) -> Resul
         device_label: label,
         actor: format!("public:{client}"),
     };
-    let now = state.clock.now();
-    let enrolled = issue(state, &redemption, csr, key_kind, now).await?;
+    let now = ra.clock.now();
+    let enrolled = issue(ra, &redemption, csr, key_kind, now).await?;
     // The new certificate is known to OCSP ("good") before the device has it.
-    crate::service::publish(state).await?;
+    crate::publish(ra).await?;
     Ok(enrolled)
 }
 
 async fn issue(
-    state: &AppState,
+    ra: &Ra,
     redemption: &Redemption,
     csr: Option<connect_pki_ca::CheckedCsr>,
     key_kind: KeyKind,
@@ -113,15 +113,15 @@ async fn issue(
 ) -> Result<Enrolled, ServiceError> {
     match csr {
         Some(csr) => {
-            let (device, cert) = state
+            let (device, cert) = ra
                 .store
-                .redeem_enrollment_code::<ServiceError>(redemption, now, |d| sign_from_csr(state, &csr, d))
+                .redeem_enrollment_code::<ServiceError>(redemption, now, |d| sign_from_csr(ra, &csr, d))
                 .await?;
             Ok(Enrolled::Certificate {
                 device: device.device,
                 serial: cert.serial.clone(),
                 certificate_pem: connect_pki_ca::issue::to_pem("CERTIFICATE", &cert.der),
-                chain_pem: state.certs.chain_pem.clone(),
+                chain_pem: ra.certs.chain_pem.clone(),
             })
         }
         None => {
@@ -131,15 +131,15 @@ async fn issue(
                 .await
                 .map_err(|e| anyhow::anyhow!("key generation: {e}"))??;
             let spki = key.public_key_der();
-            let (device, cert) = state
+            let (device, cert) = ra
                 .store
                 .redeem_enrollment_code::<ServiceError>(redemption, now, |d| {
-                    Ok(stored(state.ca.issue_device(&spki, &subject_of(d), now)?))
+                    Ok(stored(ra.ca.issue_device(&spki, &subject_of(d), now)?))
                 })
                 .await?;
             let password = random_secret(12)?;
             let alias = format!("connect-pki device {}", device.device);
-            let p12 = pkcs12::build(&key, &cert.der, &[state.ca.cert_der()], &password, &alias)?;
+            let p12 = pkcs12::build(&key, &cert.der, &[ra.ca.cert_der()], &password, &alias)?;
             Ok(Enrolled::Pkcs12 { device: device.device, serial: cert.serial, pkcs12: p12, password })
         }
     }

@@ -28,16 +28,15 @@ use anyhow::{Context, anyhow};
 use connect_pki_ca::issue::to_pem;
 use connect_pki_ca::{CaKey, IssuingCa, Profile};
 
-use crate::keys::Keys;
+pub mod keys;
+
+use keys::Keys;
 
 /// Held (shared) by every running `serve` (see [`DataDir::hold_serving`]).
 pub const SERVE_LOCK: &str = "serve.lock";
-/// Settings file name.
-pub const CONFIG_FILE: &str = "config.toml";
+pub use crate::config::{CONFIG_FILE, SQLITE_FILE};
 /// Generated passphrase file name.
 pub const PASSPHRASE_FILE: &str = "passphrase";
-/// SQLite database file name.
-pub const SQLITE_FILE: &str = "connect-pki.db";
 /// Environment variable holding the CA key passphrase.
 pub const PASSPHRASE_ENV: &str = "CONNECT_PKI_PASSPHRASE";
 
@@ -325,4 +324,31 @@ pub fn write_cert_and_key(dir: &DataDir, name: &str, der: &[u8], key: &CaKey, ke
         write_new(&dir.ca(&format!("{name}.key.pem")), pem.as_bytes(), 0o600)?;
     }
     Ok(())
+}
+
+/// Writes a new random 32-byte HMAC key, hex, 0600 (refuses to replace one).
+pub(crate) fn create_key_file(path: &Path) -> anyhow::Result<()> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    write_new(path, format!("{}\n", hex::encode(bytes)).as_bytes(), 0o600)
+}
+
+/// The HMAC-SHA256 key in `path` (`what` names it in errors).
+pub(crate) fn load_key_file(path: &Path, what: &str) -> anyhow::Result<aws_lc_rs::hmac::Key> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let bytes = hex::decode(text.trim()).map_err(|e| anyhow::anyhow!("{} is not a hex key: {e}", path.display()))?;
+    if bytes.len() < 32 {
+        anyhow::bail!("{} holds {} bytes, fewer than 32", path.display(), bytes.len());
+    }
+    Ok(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &bytes))
+}
+
+/// The key in `path`, made first if there is none (data directories
+/// initialised before the key existed).
+pub(crate) fn load_or_create_key_file(path: &Path, what: &str) -> anyhow::Result<aws_lc_rs::hmac::Key> {
+    if !path.exists() {
+        create_key_file(path)?;
+        tracing::info!(key = %path.display(), "{what} created");
+    }
+    load_key_file(path, what)
 }

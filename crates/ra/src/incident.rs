@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::service::error::ServiceError;
-use crate::service::requester::Requester;
-use crate::state::AppState;
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::requester::Requester;
 
 /// What the record says, in order. `event` is a stable code; the console
 /// renders it in Japanese.
@@ -184,25 +184,25 @@ fn sighting_events(s: &CertificateSightings, revoked_at: Option<OffsetDateTime>)
 
 /// The record of the certificate `serial`, signed; for whoever manages its
 /// facility's certificates.
-pub async fn record(state: &AppState, caller: &Requester, serial: &Serial) -> Result<Incident, ServiceError> {
-    let (holder, sightings) = crate::service::sightings::certificate_use(state, caller, serial).await?;
+pub async fn record(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Incident, ServiceError> {
+    let (holder, sightings) = crate::sightings::certificate_use(ra, caller, serial).await?;
     let certificate = &holder.certificate;
     let hex = serial.to_hex();
-    let escalations = state.store.escalations_of_device(certificate.device).await?;
+    let escalations = ra.store.escalations_of_device(certificate.device).await?;
     let mut targets = vec![format!("certificate:{hex}"), format!("device:{}", certificate.device)];
     targets.extend(escalations.iter().map(|e| format!("escalation:{}", e.id)));
-    let audit = state.store.audit_of(&targets).await?;
+    let audit = ra.store.audit_of(&targets).await?;
     let mut events: Vec<Event> = audit_events(&audit).collect();
     for e in &escalations {
-        events.extend(escalation_events(e, &state.store.notifications(e.id).await?));
+        events.extend(escalation_events(e, &ra.store.notifications(e.id).await?));
     }
     events.extend(sighting_events(&sightings, certificate.revoked_at));
     events.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event.cmp(&b.event)));
 
     // The proof: what the responder says now, and the CRL being served.
-    let entry = state.revocations.index.get(serial.as_bytes());
+    let entry = ra.revocations.index.get(serial.as_bytes());
     let generation = u32::from(entry.map_or(1, |e| e.ca));
-    let ca = state
+    let ca = ra
         .revocations
         .cas()
         .iter()
@@ -210,14 +210,14 @@ pub async fn record(state: &AppState, caller: &Requester, serial: &Serial) -> Re
         .cloned()
         .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no issuing CA of generation {generation}")))?;
     let request = connect_pki_ca::ocsp::request(ca.cert_der(), serial.as_bytes()).map_err(anyhow::Error::from)?;
-    let (ocsp, _) = state.ocsp.answer(&state.revocations, &request, None);
-    let crl = state.revocations.crl_of(&ca.name());
+    let (ocsp, _) = ra.ocsp.answer(&ra.revocations, &request, None);
+    let crl = ra.revocations.crl_of(&ca.name());
     let listed = crl.as_ref().is_some_and(|c| {
         connect_pki_ca::crl::read_published(&c.der, ca.cert_der())
             .is_ok_and(|p| p.entries.iter().any(|e| e.serial == serial.as_bytes()))
     });
     let b64 = base64::engine::general_purpose::STANDARD;
-    let now = state.clock.now();
+    let now = ra.clock.now();
     let record = IncidentRecord {
         kind: RECORD_TYPE.to_string(),
         version: 1,
@@ -255,7 +255,7 @@ pub async fn record(state: &AppState, caller: &Requester, serial: &Serial) -> Re
         },
     };
     let payload = serde_json::to_vec(&record).map_err(anyhow::Error::from)?;
-    let signer = state
+    let signer = ra
         .ocsp
         .signer(generation)
         .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no OCSP signer for {}", ca.name())))?;

@@ -20,14 +20,14 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::error::ServiceError;
-use crate::service::requester::Requester;
-use crate::state::AppState;
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::requester::Requester;
 
 /// The certificates the caller may see that run out within `within`:
 /// every facility's for 行政管理課, their own facility's for a manager.
 pub async fn list(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     within: time::Duration,
 ) -> Result<Vec<ExpiringCertificate>, ServiceError> {
@@ -35,13 +35,13 @@ pub async fn list(
         Scope::All => None,
         Scope::Facility(f) => Some(f),
     };
-    let now = state.clock.now();
-    Ok(state.store.expiring_certificates(facility, now, now + within).await?)
+    let now = ra.clock.now();
+    Ok(ra.store.expiring_certificates(facility, now, now + within).await?)
 }
 
 /// The configured window (`--expiry-notice-days`) as a duration.
-pub fn default_window(state: &AppState) -> time::Duration {
-    time::Duration::days(i64::from(state.settings.expiry_notice_days))
+pub fn default_window(ra: &Ra) -> time::Duration {
+    time::Duration::days(i64::from(ra.settings.expiry_notice_days))
 }
 
 /// One of the CA certificates this service chains to.
@@ -64,9 +64,9 @@ impl CaCertificate {
 }
 
 /// The root and every issuing CA certificate, as served on `/ca/*`.
-pub fn ca_certificates(state: &AppState) -> Result<Vec<CaCertificate>, ServiceError> {
-    let issuing = state.certs.issuing.iter().map(|(name, der, _)| (NoticeSubject::Issuing, name.clone(), der));
-    [(NoticeSubject::Root, "root".to_string(), &state.certs.root_der)]
+pub fn ca_certificates(ra: &Ra) -> Result<Vec<CaCertificate>, ServiceError> {
+    let issuing = ra.certs.issuing.iter().map(|(name, der, _)| (NoticeSubject::Issuing, name.clone(), der));
+    [(NoticeSubject::Root, "root".to_string(), &ra.certs.root_der)]
         .into_iter()
         .chain(issuing)
         .map(|(subject, ca, der)| {
@@ -86,9 +86,9 @@ pub fn ca_certificates(state: &AppState) -> Result<Vec<CaCertificate>, ServiceEr
 }
 
 /// The CA certificates for the city's page (行政管理課).
-pub async fn ca_status(state: &AppState, caller: &Requester) -> Result<Vec<CaCertificate>, ServiceError> {
+pub async fn ca_status(ra: &Ra, caller: &Requester) -> Result<Vec<CaCertificate>, ServiceError> {
     authorize(&caller.actor, Action::ListAllCertificates)?;
-    ca_certificates(state)
+    ca_certificates(ra)
 }
 
 /// What /metrics shows: device certificates in force running out within
@@ -99,12 +99,12 @@ pub struct Figures {
     pub ca: Vec<CaCertificate>,
 }
 
-pub async fn figures(state: &AppState) -> Result<Figures, ServiceError> {
-    let now = state.clock.now();
-    let thresholds = expiry::thresholds(state.settings.expiry_notice_days);
+pub async fn figures(ra: &Ra) -> Result<Figures, ServiceError> {
+    let now = ra.clock.now();
+    let thresholds = expiry::thresholds(ra.settings.expiry_notice_days);
     let untils: Vec<OffsetDateTime> = thresholds.iter().map(|t| now + days(*t)).collect();
-    let counts = state.store.count_expiring(now, &untils).await?;
-    Ok(Figures { expiring: thresholds.into_iter().zip(counts).collect(), ca: ca_certificates(state)? })
+    let counts = ra.store.count_expiring(now, &untils).await?;
+    Ok(Figures { expiring: thresholds.into_iter().zip(counts).collect(), ca: ca_certificates(ra)? })
 }
 
 fn days(n: u32) -> time::Duration {
@@ -112,10 +112,10 @@ fn days(n: u32) -> time::Duration {
 }
 
 /// Looks for due notices every `every` until shutdown (`None`: never).
-pub async fn worker(state: AppState, every: Option<std::time::Duration>, shutdown: CancellationToken) {
+pub async fn worker(ra: Ra, every: Option<std::time::Duration>, shutdown: CancellationToken) {
     let Some(every) = every else { return };
     loop {
-        match tick(&state).await {
+        match tick(&ra).await {
             Ok(0) => {}
             Ok(sent) => tracing::info!(notices = sent, "expiry notices queued"),
             Err(e) => tracing::error!(error = %e.to_string(), "expiry notices could not be queued; retrying"),
@@ -130,16 +130,16 @@ pub async fn worker(state: AppState, every: Option<std::time::Duration>, shutdow
 /// Queues every notice due now; returns how many this call queued. Without
 /// an SMTP server there is nobody to tell, and nothing is recorded: the
 /// notices due go out once one is configured.
-pub async fn tick(state: &AppState) -> Result<usize, ServiceError> {
-    if state.settings.notify.smtp_url.is_none() {
+pub async fn tick(ra: &Ra) -> Result<usize, ServiceError> {
+    if ra.settings.notify.smtp_url.is_none() {
         return Ok(0);
     }
-    let now = crate::service::due_now(state).await?;
-    let thresholds = expiry::thresholds(state.settings.expiry_notice_days);
+    let now = crate::due_now(ra).await?;
+    let thresholds = expiry::thresholds(ra.settings.expiry_notice_days);
     let widest = thresholds.first().copied().unwrap_or(expiry::DEFAULT_WINDOW_DAYS);
     let mut sent = 0;
     let mut managers: HashMap<FacilityId, Vec<Target>> = HashMap::new();
-    for e in state.store.expiring_certificates(None, now, now + days(widest)).await? {
+    for e in ra.store.expiring_certificates(None, now, now + days(widest)).await? {
         let c = &e.certificate;
         let Some(threshold) = expiry::due_notice(c.status, c.not_after, now, &thresholds, &e.notices) else {
             continue;
@@ -147,12 +147,12 @@ pub async fn tick(state: &AppState) -> Result<usize, ServiceError> {
         let targets = match managers.get(&e.facility.id) {
             Some(t) => t.clone(),
             None => {
-                let t = emails(state.store.manager_emails(e.facility.id).await?);
+                let t = emails(ra.store.manager_emails(e.facility.id).await?);
                 managers.insert(e.facility.id, t.clone());
                 t
             }
         };
-        let payload = device_payload(state, &e, threshold, now)?;
+        let payload = device_payload(ra, &e, threshold, now)?;
         let notice = ExpiryNotice {
             serial: &c.serial,
             subject: NoticeSubject::Device,
@@ -162,21 +162,21 @@ pub async fn tick(state: &AppState) -> Result<usize, ServiceError> {
             targets: &targets,
             payload: &payload,
         };
-        if state.store.record_expiry_notice(&notice, now).await? {
+        if ra.store.record_expiry_notice(&notice, now).await? {
             sent += 1;
         }
     }
     let mut city: Option<Vec<Target>> = None;
-    for ca in ca_certificates(state)? {
-        let already = state.store.expiry_notices(&ca.serial).await?;
+    for ca in ca_certificates(ra)? {
+        let already = ra.store.expiry_notices(&ca.serial).await?;
         let Some(threshold) = expiry::due_notice(CertStatus::Valid, ca.not_after, now, &thresholds, &already) else {
             continue;
         };
         if city.is_none() {
-            city = Some(city_targets(state).await?);
+            city = Some(city_targets(ra).await?);
         }
         let targets = city.clone().unwrap_or_default();
-        let payload = ca_payload(state, &ca, threshold, now)?;
+        let payload = ca_payload(ra, &ca, threshold, now)?;
         let notice = ExpiryNotice {
             serial: &ca.serial,
             subject: ca.subject,
@@ -186,7 +186,7 @@ pub async fn tick(state: &AppState) -> Result<usize, ServiceError> {
             targets: &targets,
             payload: &payload,
         };
-        if state.store.record_expiry_notice(&notice, now).await? {
+        if ra.store.record_expiry_notice(&notice, now).await? {
             sent += 1;
         }
     }
@@ -204,9 +204,9 @@ fn emails(addresses: Vec<String>) -> Vec<Target> {
 }
 
 /// 行政管理課: its active users and the on-call addresses.
-async fn city_targets(state: &AppState) -> Result<Vec<Target>, ServiceError> {
-    let mut all = state.store.admin_division_emails().await?;
-    all.extend(state.settings.notify.on_call.iter().cloned());
+async fn city_targets(ra: &Ra) -> Result<Vec<Target>, ServiceError> {
+    let mut all = ra.store.admin_division_emails().await?;
+    all.extend(ra.settings.notify.on_call.iter().cloned());
     Ok(emails(all))
 }
 
@@ -216,12 +216,12 @@ fn tokyo_text(t: OffsetDateTime) -> Result<String, ServiceError> {
     Ok(format!("{d} {:02}:{:02}", tm.hour(), tm.minute()))
 }
 
-fn console_link(state: &AppState, page: &str) -> Option<String> {
-    state.settings.notify.console_url.as_ref().map(|u| format!("{}{page}", u.trim_end_matches('/')))
+fn console_link(ra: &Ra, page: &str) -> Option<String> {
+    ra.settings.notify.console_url.as_ref().map(|u| format!("{}{page}", u.trim_end_matches('/')))
 }
 
 fn device_payload(
-    state: &AppState,
+    ra: &Ra,
     e: &ExpiringCertificate,
     threshold: u32,
     now: OffsetDateTime,
@@ -234,22 +234,17 @@ fn device_payload(
         "device_id": e.device, "device_label": e.device_label,
         "serial": c.serial.to_hex(), "not_after": c.not_after.unix_timestamp(),
         "not_after_tokyo": tokyo_text(c.not_after)?,
-        "console_url": console_link(state, "/console/expiring"),
+        "console_url": console_link(ra, "/console/expiring"),
     })
     .to_string())
 }
 
-fn ca_payload(
-    state: &AppState,
-    ca: &CaCertificate,
-    threshold: u32,
-    now: OffsetDateTime,
-) -> Result<String, ServiceError> {
+fn ca_payload(ra: &Ra, ca: &CaCertificate, threshold: u32, now: OffsetDateTime) -> Result<String, ServiceError> {
     Ok(json!({
         "certificate": ca.label(), "threshold_days": threshold, "days_left": days_left(ca.not_after, now),
         "subject": ca.name, "serial": ca.serial.to_hex(), "not_after": ca.not_after.unix_timestamp(),
         "not_after_tokyo": tokyo_text(ca.not_after)?,
-        "console_url": console_link(state, "/console/certificates/expiring"),
+        "console_url": console_link(ra, "/console/certificates/expiring"),
     })
     .to_string())
 }

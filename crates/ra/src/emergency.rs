@@ -10,35 +10,33 @@ use connect_pki_domain::sign_in::source_of;
 use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
 use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, SignInGate, UserRecord};
 
-use crate::service::directory::managed_device;
+use crate::directory::managed_device;
 use connect_pki_domain::calendar::tokyo;
 
-use crate::service::error::ServiceError;
-use crate::service::publish;
-use crate::service::requester::Requester;
-use crate::service::secrets::verify_password;
-use crate::state::AppState;
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::publish;
+use crate::requester::Requester;
+use crate::secrets::verify_password;
 
 /// Whether the office is open now.
-pub fn business_hours_now(state: &AppState) -> Result<bool, ServiceError> {
-    let (d, t) = tokyo(state.clock.now())?;
-    Ok(state.settings.calendar.is_open(d, t))
+pub fn business_hours_now(ra: &Ra) -> Result<bool, ServiceError> {
+    let (d, t) = tokyo(ra.clock.now())?;
+    Ok(ra.settings.calendar.is_open(d, t))
 }
 
-fn routing(state: &AppState, holder: Role) -> Result<Routing, ServiceError> {
-    let now = state.clock.now();
-    Ok(route_for(holder, now, tokyo(now)?, &state.settings.calendar, state.settings.escalation_sla))
+fn routing(ra: &Ra, holder: Role) -> Result<Routing, ServiceError> {
+    let now = ra.clock.now();
+    Ok(route_for(holder, now, tokyo(now)?, &ra.settings.calendar, ra.settings.escalation_sla))
 }
 
 /// An argon2id hash of nothing anyone knows, made once, to check unknown
 /// login IDs against at the same cost as real ones.
 async fn dummy_hash() -> Result<String, ServiceError> {
     static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    HASH.get_or_try_init(|| async {
-        crate::service::secrets::hash_password(crate::service::secrets::random_secret(24)?).await
-    })
-    .await
-    .cloned()
+    HASH.get_or_try_init(|| async { crate::secrets::hash_password(crate::secrets::random_secret(24)?).await })
+        .await
+        .cloned()
 }
 
 /// How long the emergency page's ticket lets a signed-in person pick a device.
@@ -51,17 +49,17 @@ pub const TICKET_TTL: time::Duration = time::Duration::minutes(10);
 /// [`ServiceError::SignInFailed`] after one argon2 run. Returns the account
 /// and the audit name of the caller.
 async fn sign_in(
-    state: &AppState,
+    ra: &Ra,
     login_id: &str,
     password: &str,
     client: IpAddr,
 ) -> Result<(UserRecord, String), ServiceError> {
-    let now = state.clock.now();
+    let now = ra.clock.now();
     let actor = format!("public:{client}");
     let source = source_of(client);
     let login_id = login_id.trim();
-    let typed = state.pseudonyms.of(login_id);
-    let gate = state.store.begin_sign_in(login_id, &typed, &source, &actor, now).await?;
+    let typed = ra.pseudonyms.of(login_id);
+    let gate = ra.store.begin_sign_in(login_id, &typed, &source, &actor, now).await?;
     let (user, hash) = match gate {
         SignInGate::Check { user, password_hash: Some(hash) } => (Some(user), hash),
         // Spend the time a real check would, so timing tells none of these apart.
@@ -74,53 +72,50 @@ async fn sign_in(
     if user.status != UserStatus::Active {
         return Err(ServiceError::AccountDisabled(user.status.as_str()));
     }
-    state.store.sign_in_succeeded(&user, &source, &actor, now).await?;
+    ra.store.sign_in_succeeded(&user, &source, &actor, now).await?;
     Ok((user, actor))
 }
 
 /// A staff member reports their own device lost, signing in as [`sign_in`]
 /// does, naming the device by its id (the JSON API).
 pub async fn report_own(
-    state: &AppState,
+    ra: &Ra,
     login_id: &str,
     password: &str,
     device: DeviceId,
     client: IpAddr,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let (user, actor) = sign_in(state, login_id, password, client).await?;
-    report_device(state, &user, device, actor).await
+    let (user, actor) = sign_in(ra, login_id, password, client).await?;
+    report_device(ra, &user, device, actor).await
 }
 
 async fn report_device(
-    state: &AppState,
+    ra: &Ra,
     user: &UserRecord,
     device: DeviceId,
     actor: String,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let d = state.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
+    let d = ra.store.device(device).await?.ok_or(ServiceError::NotFound("device"))?;
     if d.user != user.id {
         return Err(ServiceError::NotYourDevice);
     }
-    open(state, &d, user, "self", Some(user.id), String::new(), actor).await
+    open(ra, &d, user, "self", Some(user.id), String::new(), actor).await
 }
 
 /// The emergency page's first step: signs in and returns a ticket good for
 /// one report within [`TICKET_TTL`], with the person's devices in use (so
 /// that they choose one by its label, not by a number they never saw).
 pub async fn ticket(
-    state: &AppState,
+    ra: &Ra,
     login_id: &str,
     password: &str,
     client: IpAddr,
 ) -> Result<(String, Vec<DeviceRecord>), ServiceError> {
-    let (user, _) = sign_in(state, login_id, password, client).await?;
-    let ticket = crate::service::secrets::random_secret(24)?;
-    let now = state.clock.now();
-    state
-        .store
-        .issue_report_ticket(&crate::service::secrets::code_hash(&ticket), user.id, now + TICKET_TTL, now)
-        .await?;
-    let devices = state
+    let (user, _) = sign_in(ra, login_id, password, client).await?;
+    let ticket = crate::secrets::random_secret(24)?;
+    let now = ra.clock.now();
+    ra.store.issue_report_ticket(&crate::secrets::code_hash(&ticket), user.id, now + TICKET_TTL, now).await?;
+    let devices = ra
         .store
         .devices_of(user.id)
         .await?
@@ -133,37 +128,37 @@ pub async fn ticket(
 /// The second step: reports `device` with a ticket from [`ticket`], which
 /// it uses up. An unknown, used or expired ticket means signing in again.
 pub async fn report_with_ticket(
-    state: &AppState,
+    ra: &Ra,
     ticket: &str,
     device: DeviceId,
     client: IpAddr,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let hash = crate::service::secrets::code_hash(ticket.trim());
-    let user = state.store.take_report_ticket(&hash, state.clock.now()).await?.ok_or(ServiceError::SignInFailed)?;
-    let user = state.store.user(user).await?.ok_or(ServiceError::SignInFailed)?;
+    let hash = crate::secrets::code_hash(ticket.trim());
+    let user = ra.store.take_report_ticket(&hash, ra.clock.now()).await?.ok_or(ServiceError::SignInFailed)?;
+    let user = ra.store.user(user).await?.ok_or(ServiceError::SignInFailed)?;
     if user.status != UserStatus::Active {
         return Err(ServiceError::AccountDisabled(user.status.as_str()));
     }
-    report_device(state, &user, device, format!("public:{client}")).await
+    report_device(ra, &user, device, format!("public:{client}")).await
 }
 
 /// A manager (own facility) or 行政管理課 (e.g. taking a call) reports a device lost.
 pub async fn report_for(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     device: DeviceId,
     note: String,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let (d, holder) = managed_device(state, caller, device).await?;
+    let (d, holder) = managed_device(ra, caller, device).await?;
     authorize(&caller.actor, Action::WorkEscalations(d.facility))?;
     let channel = if caller.actor.role == Role::AdminDivision { "phone" } else { "manager" };
     let note = connect_pki_domain::validate::optional_text("note", Some(&note), 1000)?.unwrap_or_default();
-    open(state, &d, &holder, channel, Some(caller.actor.user), note, caller.audit_name.clone()).await
+    open(ra, &d, &holder, channel, Some(caller.actor.user), note, caller.audit_name.clone()).await
 }
 
 /// Opens the escalation for device `d` of `holder`, both already read.
 async fn open(
-    state: &AppState,
+    ra: &Ra,
     d: &DeviceRecord,
     holder: &UserRecord,
     channel: &'static str,
@@ -172,7 +167,7 @@ async fn open(
     actor: String,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
     let device = d.id;
-    let r = routing(state, holder.role)?;
+    let r = routing(ra, holder.role)?;
     let new = NewEscalation {
         device,
         channel,
@@ -181,11 +176,11 @@ async fn open(
         escalate_at: r.escalate_at,
         note,
         actor,
-        notify: crate::service::notify::targets(state, d.facility).await?,
-        payload: crate::service::notify::payload(state, d, holder, r.queue.as_str()).await?,
+        notify: crate::notify::targets(ra, d.facility).await?,
+        payload: crate::notify::payload(ra, d, holder, r.queue.as_str()).await?,
     };
-    let opened = state.store.open_escalation(&new, state.clock.now()).await?;
-    publish(state).await?;
+    let opened = ra.store.open_escalation(&new, ra.clock.now()).await?;
+    publish(ra).await?;
     tracing::warn!(
         escalation = opened.escalation.id,
         device = device.0,
@@ -202,11 +197,7 @@ async fn open(
 }
 
 /// Escalations the caller may work: all for 行政管理課, their facility's for a manager.
-pub async fn list(
-    state: &AppState,
-    caller: &Requester,
-    open_only: bool,
-) -> Result<Vec<EscalationRecord>, ServiceError> {
+pub async fn list(ra: &Ra, caller: &Requester, open_only: bool) -> Result<Vec<EscalationRecord>, ServiceError> {
     let facility = match caller.actor.role {
         Role::AdminDivision => None,
         _ => {
@@ -214,11 +205,11 @@ pub async fn list(
             Some(caller.actor.facility)
         }
     };
-    Ok(state.store.escalations(facility, open_only).await?)
+    Ok(ra.store.escalations(facility, open_only).await?)
 }
 
-async fn workable(state: &AppState, caller: &Requester, id: i64) -> Result<EscalationRecord, ServiceError> {
-    let e = state.store.escalation(id).await?.ok_or(ServiceError::NotFound("escalation"))?;
+async fn workable(ra: &Ra, caller: &Requester, id: i64) -> Result<EscalationRecord, ServiceError> {
+    let e = ra.store.escalation(id).await?.ok_or(ServiceError::NotFound("escalation"))?;
     authorize(&caller.actor, Action::WorkEscalations(e.facility))?;
     Ok(e)
 }
@@ -226,13 +217,9 @@ async fn workable(state: &AppState, caller: &Requester, id: i64) -> Result<Escal
 /// An escalation the caller may claim and resolve: resolving releases or
 /// revokes the holder's certificates, so it is an act on the holder.
 /// An escalation the caller may act on, with the device's holder.
-async fn actionable(
-    state: &AppState,
-    caller: &Requester,
-    id: i64,
-) -> Result<(EscalationRecord, UserRecord), ServiceError> {
-    let e = workable(state, caller, id).await?;
-    let (_, holder) = managed_device(state, caller, e.device).await?;
+async fn actionable(ra: &Ra, caller: &Requester, id: i64) -> Result<(EscalationRecord, UserRecord), ServiceError> {
+    let e = workable(ra, caller, id).await?;
+    let (_, holder) = managed_device(ra, caller, e.device).await?;
     Ok((e, holder))
 }
 
@@ -248,25 +235,25 @@ pub struct QueueEntry {
 }
 
 /// The escalations the caller may work (see [`list`]), with names.
-pub async fn queue(state: &AppState, caller: &Requester) -> Result<Vec<QueueEntry>, ServiceError> {
+pub async fn queue(ra: &Ra, caller: &Requester) -> Result<Vec<QueueEntry>, ServiceError> {
     // Facilities and claimers repeat across a queue: each is read once.
     let mut facilities = std::collections::HashMap::new();
     let mut claimers = std::collections::HashMap::new();
     let mut out = Vec::new();
-    for e in list(state, caller, false).await? {
-        let device = state.store.device(e.device).await?.ok_or(ServiceError::NotFound("device"))?;
-        let user = state.store.user(device.user).await?.ok_or(ServiceError::NotFound("user"))?;
+    for e in list(ra, caller, false).await? {
+        let device = ra.store.device(e.device).await?.ok_or(ServiceError::NotFound("device"))?;
+        let user = ra.store.user(device.user).await?.ok_or(ServiceError::NotFound("user"))?;
         let facility_name = match facilities.get(&e.facility) {
             Some(name) => String::clone(name),
             None => {
-                let name = state.store.facility(e.facility).await?.map(|f| f.name).unwrap_or_default();
+                let name = ra.store.facility(e.facility).await?.map(|f| f.name).unwrap_or_default();
                 facilities.insert(e.facility, name.clone());
                 name
             }
         };
         let claimed_by = match e.claimed_by {
             Some(u) if !claimers.contains_key(&u) => {
-                let name = state.store.user(u).await?.and_then(|u| u.display_name);
+                let name = ra.store.user(u).await?.and_then(|u| u.display_name);
                 let name = name.unwrap_or_else(|| format!("利用者 {u}"));
                 claimers.insert(u, name.clone());
                 Some(name)
@@ -280,40 +267,31 @@ pub async fn queue(state: &AppState, caller: &Requester) -> Result<Vec<QueueEntr
 }
 
 /// The delivery log of an escalation's notifications.
-pub async fn notifications(
-    state: &AppState,
-    caller: &Requester,
-    id: i64,
-) -> Result<Vec<NotificationRecord>, ServiceError> {
-    workable(state, caller, id).await?;
+pub async fn notifications(ra: &Ra, caller: &Requester, id: i64) -> Result<Vec<NotificationRecord>, ServiceError> {
+    workable(ra, caller, id).await?;
     let admin = caller.actor.role == Role::AdminDivision;
-    let mut all = state.store.notifications(id).await?;
+    let mut all = ra.store.notifications(id).await?;
     for n in &mut all {
-        n.target = crate::service::notify::shown_target(&n.channel, &n.target, admin);
+        n.target = crate::notify::shown_target(&n.channel, &n.target, admin);
     }
     Ok(all)
 }
 
 /// Claims an escalation.
-pub async fn claim(
-    state: &AppState,
-    caller: &Requester,
-    id: i64,
-    note: &str,
-) -> Result<EscalationRecord, ServiceError> {
-    actionable(state, caller, id).await?;
-    Ok(state.store.claim_escalation(id, caller.actor.user, note, state.clock.now()).await?)
+pub async fn claim(ra: &Ra, caller: &Requester, id: i64, note: &str) -> Result<EscalationRecord, ServiceError> {
+    actionable(ra, caller, id).await?;
+    Ok(ra.store.claim_escalation(id, caller.actor.user, note, ra.clock.now()).await?)
 }
 
 /// Resolves a claimed escalation (see the rules in the domain).
 pub async fn resolve(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     id: i64,
     outcome: Outcome,
     note: &str,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
-    let (e, holder) = actionable(state, caller, id).await?;
+    let (e, holder) = actionable(ra, caller, id).await?;
     let resolver = Resolver {
         role: caller.actor.role,
         // Whoever reported it, or holds the device (a manager whose device
@@ -321,26 +299,26 @@ pub async fn resolve(
         is_reporter: e.reported_by == Some(caller.actor.user) || holder.id == caller.actor.user,
         is_claimer: e.claimed_by == Some(caller.actor.user),
     };
-    check_resolution(resolver, outcome, business_hours_now(state)?)?;
+    check_resolution(resolver, outcome, business_hours_now(ra)?)?;
     let note = connect_pki_domain::validate::optional_text("note", Some(note), 1000)?.unwrap_or_default();
-    let out = state.store.resolve_escalation(id, outcome, caller.actor.user, &note, state.clock.now()).await?;
-    publish(state).await?;
+    let out = ra.store.resolve_escalation(id, outcome, caller.actor.user, &note, ra.clock.now()).await?;
+    publish(ra).await?;
     Ok(out)
 }
 
 /// Moves overdue reports to 行政管理課 and turns holds past their limit into
 /// revocations. Run by a worker, and at start.
-pub async fn run_due(state: &AppState) -> Result<(), ServiceError> {
-    let now = crate::service::due_now(state).await?;
-    for e in state.store.overdue_escalations(now).await? {
-        if crate::service::notify::escalate(state, &e, now).await?.is_some() {
+pub async fn run_due(ra: &Ra) -> Result<(), ServiceError> {
+    let now = crate::due_now(ra).await?;
+    for e in ra.store.overdue_escalations(now).await? {
+        if crate::notify::escalate(ra, &e, now).await?.is_some() {
             tracing::warn!(escalation = e.id, "not claimed within the SLA: moved to 行政管理課");
         }
     }
-    let revoked = state.store.revoke_expired_holds(now - state.settings.hold_limit, now).await?;
+    let revoked = ra.store.revoke_expired_holds(now - ra.settings.hold_limit, now).await?;
     if !revoked.is_empty() {
         tracing::warn!(count = revoked.len(), "holds past their limit revoked (keyCompromise)");
-        publish(state).await?;
+        publish(ra).await?;
     }
     Ok(())
 }

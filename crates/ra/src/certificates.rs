@@ -5,37 +5,33 @@ use connect_pki_ca::parse_csr;
 use connect_pki_domain::{Action, DeviceId, FacilityId, Serial, authorize};
 use connect_pki_store::{CertificateRecord, DeviceRecord, ExpiringCertificate, Identity, NewCertificate};
 
-use crate::service::error::ServiceError;
-use crate::service::requester::Requester;
-use crate::service::sign_from_csr;
-use crate::state::AppState;
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::requester::Requester;
+use crate::sign_from_csr;
 
 /// The caller's own devices with their certificates.
-pub async fn own_devices(state: &AppState, caller: &Requester) -> Result<Vec<DeviceRecord>, ServiceError> {
+pub async fn own_devices(ra: &Ra, caller: &Requester) -> Result<Vec<DeviceRecord>, ServiceError> {
     authorize(&caller.actor, Action::WhoAmI)?;
-    Ok(state.store.devices_of(caller.actor.user).await?)
+    Ok(ra.store.devices_of(caller.actor.user).await?)
 }
 
 /// A device and its certificates.
-pub async fn device(state: &AppState, caller: &Requester, id: DeviceId) -> Result<DeviceRecord, ServiceError> {
-    let device = state.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
+pub async fn device(ra: &Ra, caller: &Requester, id: DeviceId) -> Result<DeviceRecord, ServiceError> {
+    let device = ra.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
     authorize(&caller.actor, Action::ManageCertificates(device.facility))?;
     Ok(device)
 }
 
 /// A certificate.
-pub async fn certificate(
-    state: &AppState,
-    caller: &Requester,
-    serial: &Serial,
-) -> Result<CertificateRecord, ServiceError> {
-    Ok(holder(state, caller, serial).await?.certificate)
+pub async fn certificate(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<CertificateRecord, ServiceError> {
+    Ok(holder(ra, caller, serial).await?.certificate)
 }
 
 /// A certificate with its device, user and facility, for whoever manages
 /// that facility's certificates.
-pub async fn holder(state: &AppState, caller: &Requester, serial: &Serial) -> Result<Identity, ServiceError> {
-    let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
+pub async fn holder(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Identity, ServiceError> {
+    let holder = ra.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
     authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
     Ok(holder)
 }
@@ -43,35 +39,31 @@ pub async fn holder(state: &AppState, caller: &Requester, serial: &Serial) -> Re
 /// The certificates of a facility that are valid or on hold and run out
 /// within `within` from now, soonest first.
 pub async fn expiring(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     facility: FacilityId,
     within: time::Duration,
 ) -> Result<Vec<ExpiringCertificate>, ServiceError> {
     authorize(&caller.actor, Action::ManageCertificates(facility))?;
-    let now = state.clock.now();
-    Ok(state.store.expiring_certificates(Some(facility), now, now + within).await?)
+    let now = ra.clock.now();
+    Ok(ra.store.expiring_certificates(Some(facility), now, now + within).await?)
 }
 
 /// Renews the caller's own certificate from a new CSR: a new certificate for
 /// the same device; the presented one is superseded.
-pub async fn renew(
-    state: &AppState,
-    caller: &Requester,
-    csr_pem: &str,
-) -> Result<(DeviceId, NewCertificate), ServiceError> {
+pub async fn renew(ra: &Ra, caller: &Requester, csr_pem: &str) -> Result<(DeviceId, NewCertificate), ServiceError> {
     let csr = parse_csr(csr_pem.as_bytes())?;
     let old = caller.certificate.clone();
-    let (device, cert) = state
+    let (device, cert) = ra
         .store
         .renew_certificate::<ServiceError>(
             &old,
-            state.settings.renewals_per_hour,
+            ra.settings.renewals_per_hour,
             &caller.audit_name,
-            state.clock.now(),
-            |d| sign_from_csr(state, &csr, d),
+            ra.clock.now(),
+            |d| sign_from_csr(ra, &csr, d),
         )
         .await?;
-    crate::service::publish(state).await?;
+    crate::publish(ra).await?;
     Ok((device.device, cert))
 }

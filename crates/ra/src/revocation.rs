@@ -8,32 +8,32 @@ use connect_pki_domain::{Action, DeviceId, Serial, UserId, authorize};
 use connect_pki_store::{StatusChange, UserRecord};
 use time::OffsetDateTime;
 
-use crate::service::directory::{managed_device, managed_user};
-use crate::service::error::ServiceError;
-use crate::service::publish;
-use crate::service::requester::Requester;
-use crate::state::AppState;
+use crate::Ra;
+use crate::directory::{managed_device, managed_user};
+use crate::error::ServiceError;
+use crate::publish;
+use crate::requester::Requester;
 
 /// Revokes, holds or releases one certificate. Repeating a call reports the
 /// state the certificate is in.
 pub async fn change(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     serial: &Serial,
     change: Change,
 ) -> Result<StatusChange, ServiceError> {
-    let holder = state.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
+    let holder = ra.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
     authorize(&caller.actor, Action::ActOnUser(holder.user.target()))?;
-    let outcome = state.store.change_certificate(serial, change, &caller.audit_name, state.clock.now()).await?;
-    publish(state).await?;
+    let outcome = ra.store.change_certificate(serial, change, &caller.audit_name, ra.clock.now()).await?;
+    publish(ra).await?;
     Ok(outcome)
 }
 
 /// Reports a device lost: all its certificates revoked (keyCompromise).
-pub async fn lost(state: &AppState, caller: &Requester, device: DeviceId) -> Result<Vec<Serial>, ServiceError> {
-    managed_device(state, caller, device).await?;
-    let revoked = state.store.device_lost(device, &caller.audit_name, state.clock.now()).await?;
-    publish(state).await?;
+pub async fn lost(ra: &Ra, caller: &Requester, device: DeviceId) -> Result<Vec<Serial>, ServiceError> {
+    managed_device(ra, caller, device).await?;
+    let revoked = ra.store.device_lost(device, &caller.audit_name, ra.clock.now()).await?;
+    publish(ra).await?;
     Ok(revoked)
 }
 
@@ -46,21 +46,21 @@ pub enum Retirement {
 
 /// Retires a user now, or schedules it (`at` in the future).
 pub async fn retire(
-    state: &AppState,
+    ra: &Ra,
     caller: &Requester,
     user: UserId,
     at: Option<OffsetDateTime>,
 ) -> Result<Retirement, ServiceError> {
-    let u = managed_user(state, caller, user).await?;
-    let now = state.clock.now();
+    let u = managed_user(ra, caller, user).await?;
+    let now = ra.clock.now();
     match at {
         Some(at) if at > now => {
-            state.store.schedule_retirement(u.id, at, &caller.audit_name, now).await?;
+            ra.store.schedule_retirement(u.id, at, &caller.audit_name, now).await?;
             Ok(Retirement::Scheduled { at })
         }
         _ => {
-            let revoked = state.store.retire_user(u.id, &caller.audit_name, now).await?;
-            publish(state).await?;
+            let revoked = ra.store.retire_user(u.id, &caller.audit_name, now).await?;
+            publish(ra).await?;
             Ok(Retirement::Done { revoked })
         }
     }
@@ -68,36 +68,32 @@ pub async fn retire(
 
 /// Cancels a scheduled retirement that has not run yet (allowed to whoever
 /// may retire the user); returns the time it was scheduled for.
-pub async fn cancel_retirement(
-    state: &AppState,
-    caller: &Requester,
-    user: UserId,
-) -> Result<OffsetDateTime, ServiceError> {
-    let u = managed_user(state, caller, user).await?;
-    Ok(state.store.cancel_retirement(u.id, &caller.audit_name, state.clock.now()).await?)
+pub async fn cancel_retirement(ra: &Ra, caller: &Requester, user: UserId) -> Result<OffsetDateTime, ServiceError> {
+    let u = managed_user(ra, caller, user).await?;
+    Ok(ra.store.cancel_retirement(u.id, &caller.audit_name, ra.clock.now()).await?)
 }
 
 /// Deletes a retired user's personal data; returns what is left of the record.
-pub async fn delete(state: &AppState, caller: &Requester, user: UserId) -> Result<UserRecord, ServiceError> {
-    let u = managed_user(state, caller, user).await?;
-    state.store.delete_user(u.id, &caller.audit_name, state.clock.now()).await?;
-    state.store.user(u.id).await?.ok_or(ServiceError::NotFound("user"))
+pub async fn delete(ra: &Ra, caller: &Requester, user: UserId) -> Result<UserRecord, ServiceError> {
+    let u = managed_user(ra, caller, user).await?;
+    ra.store.delete_user(u.id, &caller.audit_name, ra.clock.now()).await?;
+    ra.store.user(u.id).await?.ok_or(ServiceError::NotFound("user"))
 }
 
 /// Carries out every scheduled retirement that is due (also those that fell
 /// due while the service was down).
-pub async fn run_due_retirements(state: &AppState) -> Result<(), ServiceError> {
-    let now = crate::service::due_now(state).await?;
+pub async fn run_due_retirements(ra: &Ra) -> Result<(), ServiceError> {
+    let now = crate::due_now(ra).await?;
     let mut any = false;
-    for user in state.store.due_retirements(now).await? {
+    for user in ra.store.due_retirements(now).await? {
         // Another instance may have carried it out, or it was cancelled, since the list was read.
-        if let Some(revoked) = state.store.retire_if_due(user, now).await? {
+        if let Some(revoked) = ra.store.retire_if_due(user, now).await? {
             tracing::info!(user = user.0, revoked = revoked.len(), "scheduled retirement carried out");
             any = true;
         }
     }
     if any {
-        publish(state).await?;
+        publish(ra).await?;
     }
     Ok(())
 }

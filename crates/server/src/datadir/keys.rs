@@ -8,53 +8,30 @@
 //!   directory then holds certificates only; each key is found in the token
 //!   by the public key of its certificate.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use super::DataDir;
+use crate::config::Pkcs11Config;
 use anyhow::{Context, anyhow};
 use connect_pki_ca::{CaKey, InMemory, KeyGenerator, PrivateKey};
-use serde::{Deserialize, Serialize};
-
-use crate::datadir::DataDir;
 
 /// Environment variable holding the token's user PIN.
 pub const PIN_ENV: &str = "CONNECT_PKI_PKCS11_PIN";
 
-/// `[pkcs11]` in config.toml: the token holding the CA keys.
-///
-/// ```toml
-/// [pkcs11]
-/// module = "/usr/lib/softhsm/libsofthsm2.so"
-/// token = "connect-pki"
-/// pin_file = "/etc/connect-pki/pkcs11-pin"   # else CONNECT_PKI_PKCS11_PIN
-/// ```
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Pkcs11Config {
-    /// The vendor's PKCS#11 module (a shared library).
-    pub module: PathBuf,
-    /// The token's label.
-    pub token: String,
-    /// A file holding the user PIN; without it, `CONNECT_PKI_PKCS11_PIN`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pin_file: Option<PathBuf>,
-}
-
-impl Pkcs11Config {
-    #[cfg_attr(not(feature = "hsm"), allow(dead_code))]
-    fn pin(&self) -> anyhow::Result<String> {
-        if let Ok(p) = std::env::var(PIN_ENV)
-            && !p.is_empty()
-        {
-            return Ok(p);
-        }
-        let path = self.pin_file.as_ref().ok_or_else(|| {
-            anyhow!("no PIN for PKCS#11 token {:?}: set {PIN_ENV} or pin_file under [pkcs11]", self.token)
-        })?;
-        let pin =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read the PIN file {}", path.display()))?;
-        Ok(pin.trim_end().to_string())
+/// The user PIN of the token `config` names.
+#[cfg_attr(not(feature = "hsm"), allow(dead_code))]
+fn pin_of(config: &Pkcs11Config) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(PIN_ENV)
+        && !p.is_empty()
+    {
+        return Ok(p);
     }
+    let path = config.pin_file.as_ref().ok_or_else(|| {
+        anyhow!("no PIN for PKCS#11 token {:?}: set {PIN_ENV} or pin_file under [pkcs11]", config.token)
+    })?;
+    let pin = std::fs::read_to_string(path).with_context(|| format!("cannot read the PIN file {}", path.display()))?;
+    Ok(pin.trim_end().to_string())
 }
 
 /// The CA key store of one data directory.
@@ -95,7 +72,7 @@ impl Keys {
     pub fn token(config: &Pkcs11Config) -> anyhow::Result<Self> {
         #[cfg(feature = "hsm")]
         {
-            let token = connect_pki_ca::token::Token::open(&config.module, &config.token, &config.pin()?)?;
+            let token = connect_pki_ca::token::Token::open(&config.module, &config.token, &pin_of(config)?)?;
             Ok(Keys::Token(token))
         }
         #[cfg(not(feature = "hsm"))]

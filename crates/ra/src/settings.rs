@@ -1,0 +1,57 @@
+//! How the registration authority runs: values resolved by the server's
+//! configuration at start, none read from files or the environment here.
+//! `Settings::default` is where their defaults are written.
+
+use crate::notify::NotifyConfig;
+use crate::sightings::RecordSettings;
+use crate::terms::Terms;
+
+/// Operating settings of the registration authority.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long an enrollment code stays valid (72 h by default).
+    pub enrollment_code_ttl: time::Duration,
+    /// The city's business calendar (Asia/Tokyo).
+    pub calendar: connect_pki_domain::calendar::BusinessHours,
+    /// Time a manager has to claim a report in business hours.
+    pub escalation_sla: time::Duration,
+    /// Time after which an unresolved hold becomes a revocation.
+    pub hold_limit: time::Duration,
+    /// Renewals a device may make per hour.
+    pub renewals_per_hour: u32,
+    /// Where emergency notifications go.
+    pub notify: NotifyConfig,
+    /// Times a notification is tried (backing off 1 s, 2 s, 4 s … at most
+    /// 10 min between tries) before it is given up and shown as failed.
+    pub notification_attempts: u32,
+    /// The terms of use (利用規約) in force.
+    pub terms: Terms,
+    /// How long a rejected application is kept before it is purged.
+    pub rejected_application_retention: time::Duration,
+    /// Days ahead the expiry lists look by default and the first expiry
+    /// notice goes (`--expiry-notice-days`).
+    pub expiry_notice_days: u32,
+    /// What is recorded about relying parties and handshakes.
+    pub relying: RecordSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        use connect_pki_domain::{application, enrollment, escalation, expiry};
+        Self {
+            enrollment_code_ttl: enrollment::DEFAULT_LIFETIME,
+            calendar: connect_pki_domain::calendar::BusinessHours::default(),
+            escalation_sla: escalation::DEFAULT_SLA,
+            hold_limit: escalation::DEFAULT_HOLD_LIMIT,
+            renewals_per_hour: enrollment::DEFAULT_RENEWALS_PER_HOUR,
+            notify: NotifyConfig::default(),
+            notification_attempts: 8,
+            terms: Terms::builtin(),
+            rejected_application_retention: time::Duration::days(i64::from(
+                application::DEFAULT_REJECTED_RETENTION_DAYS,
+            )),
+            expiry_notice_days: expiry::DEFAULT_WINDOW_DAYS,
+            relying: RecordSettings::default(),
+        }
+    }
+}

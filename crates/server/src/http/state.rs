@@ -1,0 +1,40 @@
+//! What every handler can reach: the registration authority and what only
+//! the web needs beside it. Cheap to clone.
+
+use std::sync::Arc;
+
+use connect_pki_ra::Ra;
+
+use super::ratelimit::Limit;
+
+/// Shared state of both listeners. It reads as the registration authority
+/// (`state.store`, `state.settings`, and `&state` where an operation takes
+/// `&Ra`), so that handlers call the RA without naming the field.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub ra: Ra,
+    /// Public submissions per client address, by form.
+    pub limits: Arc<RateLimits>,
+    /// `--https-url` without a trailing slash: the address printed on code
+    /// slips; `None`: the host the manager's browser used.
+    pub https_url: Option<Arc<str>>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Key of the console's CSRF tokens.
+    pub csrf_key: Arc<aws_lc_rs::hmac::Key>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Ra;
+
+    fn deref(&self) -> &Ra {
+        &self.ra
+    }
+}
+
+/// Rate limits of the public forms, per client address.
+#[derive(Debug)]
+pub struct RateLimits {
+    pub apply: Limit,
+    pub enroll: Limit,
+    pub emergency: Limit,
+}
