@@ -3,7 +3,7 @@
 use connect_pki_e2e::client::{Identity, Req};
 use connect_pki_e2e::fixtures::application;
 use connect_pki_e2e::{AppOptions, Backend, both_backends, spawn_app, spawn_app_with};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::world::world;
 
@@ -139,4 +139,52 @@ async fn openapi_document_covers_every_route() {
     let documented: usize =
         doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
     assert_eq!(documented, ROUTES.len(), "routes in the document but not in this test's list");
+}
+
+/// Statuses, reasons, roles and queues are closed sets in the OpenAPI
+/// document, each listed with every value the API can answer, so that a
+/// client generated from it can match on them.
+#[tokio::test]
+async fn openapi_document_lists_every_closed_set() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let (_, doc) = app.api("GET", "/api/v1/openapi.json", Some(&app.admin), None).await;
+    let schemas = &doc["components"]["schemas"];
+    // The values a field may take: the enum its schema refers to, through `oneOf` for optional ones.
+    fn values(field: &Value, schemas: &Value) -> Option<Vec<String>> {
+        if let Some(r) = field["$ref"].as_str() {
+            return values(&schemas[r.trim_start_matches("#/components/schemas/")], schemas);
+        }
+        if let Some(e) = field["enum"].as_array() {
+            return Some(e.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+        }
+        field["oneOf"].as_array()?.iter().find_map(|f| values(f, schemas))
+    }
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("CertificateView", "status", &["valid", "on_hold", "revoked", "superseded"]),
+        ("RevocationView", "status", &["valid", "on_hold", "revoked", "superseded"]),
+        ("DeviceView", "status", &["active", "lost", "retired"]),
+        ("LostView", "status", &["active", "lost", "retired"]),
+        ("UserView", "status", &["invited", "active", "retired", "deleted"]),
+        ("UserView", "role", &["admin_division", "welfare_division", "facility_manager", "staff"]),
+        ("FacilityView", "status", &["approved", "suspended", "closed"]),
+        ("ApplicationView", "status", &["pending", "approved", "rejected"]),
+        ("ApplicationDecision", "status", &["pending", "approved", "rejected"]),
+        ("EscalationView", "status", &["open", "claimed", "resolved"]),
+        ("EscalationView", "queue", &["manager", "admin_division"]),
+        ("NotificationView", "channel", &["webhook", "email"]),
+    ];
+    for (schema, field, want) in cases {
+        let got = values(&schemas[schema]["properties"][field], schemas);
+        assert_eq!(
+            got.as_deref(),
+            Some(&want.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]),
+            "{schema}.{field}"
+        );
+    }
+    let reasons = values(&schemas["CertificateView"]["properties"]["reason"], schemas).expect("reason is a closed set");
+    assert!(reasons.contains(&"keyCompromise".to_string()) && reasons.len() == 10, "{reasons:?}");
+    let actions =
+        values(&schemas["AuditView"]["properties"]["action"], schemas).expect("audit actions are a closed set");
+    let every: Vec<String> = connect_pki_domain::AuditAction::ALL.iter().map(|a| a.to_string()).collect();
+    assert!(actions == every && actions.contains(&"certificate.revoke".to_string()), "{actions:?}");
 }

@@ -9,6 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use connect_pki_ca::issue::to_pem;
+use connect_pki_domain::AuditAction;
 use connect_pki_domain::Clock;
 use connect_pki_e2e::app::{AppOptions, spawn_app_with};
 use connect_pki_e2e::{Backend, both_backends};
@@ -85,7 +86,7 @@ async fn the_running_service_renews_its_ocsp_signer_and_tls_certificate(backend:
     // Both renewals are in the audit log.
     let filter = AuditFilter { action: Some("ca".into()), limit: 100, ..AuditFilter::default() };
     let records = app.state().store.audit_page(&filter).await.expect("audit");
-    for action in ["ca.ocsp_signer.renew", "ca.tls_server.renew"] {
+    for action in [AuditAction::CaOcspSignerRenew, AuditAction::CaTlsServerRenew] {
         assert!(records.iter().any(|r| r.entry.action == action && r.entry.actor == "system:renewal"), "no {action}");
     }
 

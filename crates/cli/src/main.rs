@@ -483,7 +483,7 @@ async fn ca_rollover(db: &DbArgs, csr_out: Option<PathBuf>, import: Option<PathB
     let store = Store::connect(&database_url(db)?).await?;
     let entry = connect_pki_store::AuditEntry {
         actor: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
-        action: "ca.rollover".into(),
+        action: connect_pki_domain::AuditAction::CaRollover,
         target: format!("ca:{}", made.name),
         outcome: "ok".into(),
         detail: serde_json::to_value(&made)?,

@@ -24,7 +24,7 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::DomainError;
 pub use ids::{DeviceId, FacilityId, Serial, UserId};
 pub use model::{
-    ApplicationStatus, CertStatus, DeviceStatus, EscalationStatus, FacilityKind, FacilityStatus, Reason, Role,
-    UserStatus,
+    ApplicationStatus, AuditAction, CertStatus, DeviceStatus, EscalationStatus, FacilityKind, FacilityStatus,
+    NotifyChannel, Queue, Reason, Role, UserStatus,
 };
 pub use policy::{Action, Actor, Target, authorize};

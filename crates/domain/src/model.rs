@@ -27,6 +27,21 @@ macro_rules! text_enum {
             }
         }
 
+        // By hand: the derive does not see serde's renames through this
+        // macro and would list the variants' Rust names.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())
@@ -142,6 +157,59 @@ text_enum!(
         Manager = "manager",
         /// 行政管理課 (admin_division).
         AdminDivision = "admin_division",
+    }
+);
+
+text_enum!(
+    /// What an audit record says was done (or refused).
+    AuditAction, "audit action" {
+        ApplicationSubmit = "application.submit",
+        ApplicationApprove = "application.approve",
+        ApplicationReject = "application.reject",
+        /// A rejected application's personal data removed after its retention.
+        ApplicationPurge = "application.purge",
+        FacilityCreate = "facility.create",
+        FacilitySuspend = "facility.suspend",
+        FacilityResume = "facility.resume",
+        FacilityClose = "facility.close",
+        UserCreate = "user.create",
+        UserRetire = "user.retire",
+        UserRetireScheduled = "user.retire_scheduled",
+        UserRetireCancelled = "user.retire_cancelled",
+        /// A user's personal data deleted.
+        UserDelete = "user.delete",
+        DeviceCreate = "device.create",
+        DeviceLost = "device.lost",
+        EnrollmentCodeCreate = "enrollment_code.create",
+        EnrollmentRedeem = "enrollment.redeem",
+        CertificateIssue = "certificate.issue",
+        CertificateRenew = "certificate.renew",
+        CertificateRevoke = "certificate.revoke",
+        CertificateHold = "certificate.hold",
+        CertificateRelease = "certificate.release",
+        CertificateExpiryNotice = "certificate.expiry_notice",
+        EmergencySignIn = "emergency.sign_in",
+        EscalationOpen = "escalation.open",
+        EscalationClaim = "escalation.claim",
+        EscalationEscalate = "escalation.escalate",
+        EscalationResolve = "escalation.resolve",
+        TermsAccept = "terms.accept",
+        /// A holder of our certificate refused (403) by the API.
+        RequestRefused = "request.refused",
+        /// Revocations put back from a kept CRL after a restore.
+        CrlReapply = "crl.reapply",
+        CaRollover = "ca.rollover",
+        CaOcspSignerRenew = "ca.ocsp_signer.renew",
+        CaTlsServerRenew = "ca.tls_server.renew",
+    }
+);
+
+text_enum!(
+    /// How a notification travels.
+    NotifyChannel, "notification channel" {
+        /// A JSON POST, signed with HMAC-SHA256.
+        Webhook = "webhook",
+        Email = "email",
     }
 );
 

@@ -1,7 +1,7 @@
 //! Reading the audit log (`admin_division`; a manager their facility's
 //! trail), and recording refusals.
 
-use connect_pki_domain::{Action, FacilityId, Serial, authorize};
+use connect_pki_domain::{Action, AuditAction, FacilityId, Serial, authorize};
 use connect_pki_store::{AuditEntry, AuditFilter, AuditRecord};
 
 use crate::Ra;
@@ -33,7 +33,7 @@ pub async fn record_refusal(ra: &Ra, serial: &Serial, method: &str, path: &str) 
     let holder = ra.store.identity_by_serial(serial).await?;
     let entry = AuditEntry {
         actor: holder.as_ref().map_or_else(|| format!("certificate:{serial}"), |h| format!("user:{}", h.user.id)),
-        action: "request.refused".into(),
+        action: AuditAction::RequestRefused,
         target: format!("{method} {path}"),
         outcome: "forbidden".into(),
         detail: serde_json::json!({"certificate": serial.to_hex()}),

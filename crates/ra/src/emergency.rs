@@ -272,7 +272,7 @@ pub async fn notifications(ra: &Ra, caller: &Requester, id: i64) -> Result<Vec<N
     let admin = caller.actor.role == Role::AdminDivision;
     let mut all = ra.store.notifications(id).await?;
     for n in &mut all {
-        n.target = crate::notify::shown_target(&n.channel, &n.target, admin);
+        n.target = crate::notify::shown_target(n.channel, &n.target, admin);
     }
     Ok(all)
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use connect_pki_domain::expiry::{self, days_left};
 use connect_pki_domain::policy::{Scope, certificate_scope};
-use connect_pki_domain::{Action, CertStatus, FacilityId, Serial, authorize};
+use connect_pki_domain::{Action, CertStatus, FacilityId, NotifyChannel, Serial, authorize};
 use connect_pki_store::{ExpiringCertificate, ExpiryNotice, NoticeSubject, Target};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -197,7 +197,7 @@ fn emails(addresses: Vec<String>) -> Vec<Target> {
     let mut out: Vec<Target> = Vec::new();
     for a in addresses {
         if !out.iter().any(|t| t.target == a) {
-            out.push(Target { channel: "email", target: a });
+            out.push(Target { channel: NotifyChannel::Email, target: a });
         }
     }
     out

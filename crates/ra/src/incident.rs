@@ -110,7 +110,7 @@ fn at(t: i64) -> OffsetDateTime {
 fn audit_events(records: &[AuditRecord]) -> impl Iterator<Item = Event> + '_ {
     records.iter().map(|r| Event {
         at: r.at,
-        event: r.entry.action.clone(),
+        event: r.entry.action.to_string(),
         who: Some(r.entry.actor.clone()),
         detail: json!({"target": r.entry.target, "outcome": r.entry.outcome, "detail": r.entry.detail}),
     })

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use connect_pki_domain::FacilityId;
+use connect_pki_domain::{FacilityId, NotifyChannel};
 use connect_pki_store::{DeviceRecord, EscalationRecord, NotificationRecord, Target, UserRecord};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -56,7 +56,7 @@ pub async fn targets(ra: &Ra, facility: FacilityId) -> Result<Vec<Target>, Servi
     let cfg = &ra.settings.notify;
     let mut out = Vec::new();
     if let Some(url) = &cfg.webhook_url {
-        out.push(Target { channel: "webhook", target: url.clone() });
+        out.push(Target { channel: NotifyChannel::Webhook, target: url.clone() });
     }
     if cfg.smtp_url.is_some() {
         let mut emails = cfg.on_call.clone();
@@ -65,7 +65,7 @@ pub async fn targets(ra: &Ra, facility: FacilityId) -> Result<Vec<Target>, Servi
                 emails.push(m);
             }
         }
-        out.extend(emails.into_iter().map(|e| Target { channel: "email", target: e }));
+        out.extend(emails.into_iter().map(|e| Target { channel: NotifyChannel::Email, target: e }));
     }
     Ok(out)
 }
@@ -117,13 +117,13 @@ pub async fn deliver_due(ra: &Ra) -> Result<(), ServiceError> {
     for _ in 0..PER_PASS {
         let now = crate::due_now(ra).await?;
         let Some(n) = ra.store.lease_notifications(owner, now, LEASE, 1).await?.pop() else { break };
-        let result = match n.channel.as_str() {
-            "webhook" => send_webhook(ra, &n).await,
-            _ => send_email(ra, &n).await,
+        let result = match n.channel {
+            NotifyChannel::Webhook => send_webhook(ra, &n).await,
+            NotifyChannel::Email => send_email(ra, &n).await,
         };
         match result {
             Ok(()) => {
-                tracing::info!(notification = n.id, channel = %n.channel, target = %shown_target(&n.channel, &n.target, false), "notification delivered");
+                tracing::info!(notification = n.id, channel = %n.channel, target = %shown_target(n.channel, &n.target, false), "notification delivered");
                 if !ra.store.record_delivery(n.id, owner, None, None, ra.clock.now()).await? {
                     tracing::warn!(notification = n.id, "lease lost while delivering; the other holder records it");
                 }
@@ -143,8 +143,8 @@ pub async fn deliver_due(ra: &Ra) -> Result<(), ServiceError> {
 /// A notification's target as a person may see it: a webhook URL is a bearer
 /// secret on chat services, so only 行政管理課 (who configured it) sees it,
 /// and logs never do; e-mail addresses are shown.
-pub fn shown_target(channel: &str, target: &str, to_admin_division: bool) -> String {
-    if channel == "webhook" && !to_admin_division {
+pub fn shown_target(channel: NotifyChannel, target: &str, to_admin_division: bool) -> String {
+    if channel == NotifyChannel::Webhook && !to_admin_division {
         connect_pki_domain::redact::REDACTED.to_string()
     } else {
         target.to_string()

@@ -5,7 +5,7 @@
 
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{Action, DeviceId, Serial, UserId, authorize};
-use connect_pki_store::{StatusChange, UserRecord};
+use connect_pki_store::{Identity, StatusChange, UserRecord};
 use time::OffsetDateTime;
 
 use crate::Ra;
@@ -22,9 +22,10 @@ pub async fn change(
     serial: &Serial,
     change: Change,
 ) -> Result<StatusChange, ServiceError> {
-    let holder = ra.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
-    authorize(&caller.actor, Action::ActOnUser(holder.user.target()))?;
-    let outcome = ra.store.change_certificate(serial, change, &caller.audit_name, ra.clock.now()).await?;
+    let allowed = |holder: &Identity| -> Result<(), ServiceError> {
+        Ok(authorize(&caller.actor, Action::ActOnUser(holder.user.target()))?)
+    };
+    let outcome = ra.store.change_certificate_if(serial, change, &caller.audit_name, ra.clock.now(), allowed).await?;
     publish(ra).await?;
     Ok(outcome)
 }

@@ -13,6 +13,7 @@
 //! directory); every pair is a valid delegated signer, so relying parties
 //! accept answers from any of them.
 
+use connect_pki_domain::AuditAction;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,10 +139,9 @@ fn renew_one(state: &Ra, own: &OwnCerts, which: Renewed) -> anyhow::Result<Optio
     let entry = AuditEntry {
         actor: "system:renewal".into(),
         action: match which {
-            Renewed::OcspSigner(_) => "ca.ocsp_signer.renew",
-            Renewed::TlsServer => "ca.tls_server.renew",
-        }
-        .into(),
+            Renewed::OcspSigner(_) => AuditAction::CaOcspSignerRenew,
+            Renewed::TlsServer => AuditAction::CaTlsServerRenew,
+        },
         target: format!("certificate:{}", serial_hex(&der)),
         outcome: "ok".into(),
         detail: serde_json::json!({

@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use connect_pki_domain::application::ApplicationForm;
-use connect_pki_domain::{FacilityId, FacilityKind, FacilityStatus, Role, UserId, UserStatus};
+use connect_pki_domain::{AuditAction, FacilityId, FacilityKind, FacilityStatus, Role, UserId, UserStatus};
 
 use crate::audit::AuditEntry;
 use crate::enrollment::{NewCode, insert_code};
@@ -90,7 +90,7 @@ impl Store {
                 let id = insert_application(tx, form, status_token, client, now).await?;
                 let entry = AuditEntry::ok(
                     format!("public:{client}"),
-                    "application.submit",
+                    AuditAction::ApplicationSubmit,
                     format!("application:{id}"),
                     // The facility, not the person: the chain cannot forget a
                     // name once written, and a rejected application is purged.
@@ -171,7 +171,7 @@ impl Store {
             crate::terms::record_acceptance(tx, manager.id, &app.form.terms_version, now).await?;
             let entry = AuditEntry::ok(
                 actor,
-                "application.approve",
+                AuditAction::ApplicationApprove,
                 format!("application:{id}"),
                 json!({"facility_id": facility.id, "manager_user_id": manager.id,
                        "terms_version": app.form.terms_version}),
@@ -196,7 +196,7 @@ impl Store {
             decide(tx, id, "rejected", decided_by, Some(reason), now).await?;
             let entry = AuditEntry::ok(
                 format!("user:{decided_by}"),
-                "application.reject",
+                AuditAction::ApplicationReject,
                 format!("application:{id}"),
                 json!({"reason": reason}),
                 None,
@@ -230,7 +230,7 @@ impl Store {
                 .map(|id| {
                     AuditEntry::ok(
                         "system:retention",
-                        "application.purge",
+                        AuditAction::ApplicationPurge,
                         format!("application:{id}"),
                         json!({"decided_before": secs(decided_before)}),
                         None,

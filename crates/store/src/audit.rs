@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use connect_pki_domain::{FacilityId, UserId};
+use connect_pki_domain::{AuditAction, FacilityId, UserId};
 
 use crate::{Backend, Store, StoreError, WriteTx, secs};
 
@@ -18,7 +18,7 @@ pub struct AuditEntry {
     /// Who acted: `user:{id}`, `cli:{os user}`, `system`, or `public:{address}`.
     pub actor: String,
     /// What was done, e.g. `certificate.issue`.
-    pub action: String,
+    pub action: AuditAction,
     /// What it was done to, e.g. `certificate:{serial}`.
     pub target: String,
     /// `ok`, or why it was refused.
@@ -33,21 +33,13 @@ impl AuditEntry {
     /// A change that was made (outcome `ok`).
     pub fn ok(
         actor: impl Into<String>,
-        action: impl Into<String>,
+        action: AuditAction,
         target: impl Into<String>,
         detail: serde_json::Value,
         facility: Option<FacilityId>,
         user: Option<UserId>,
     ) -> Self {
-        Self {
-            actor: actor.into(),
-            action: action.into(),
-            target: target.into(),
-            outcome: "ok".into(),
-            detail,
-            facility,
-            user,
-        }
+        Self { actor: actor.into(), action, target: target.into(), outcome: "ok".into(), detail, facility, user }
     }
 }
 
@@ -60,14 +52,38 @@ pub struct AuditVerification {
     pub first_break: Option<(i64, String)>,
 }
 
+/// The hashed fields of a record as text: as written, or as read back
+/// (where an edited action need not be one the code knows).
+struct Hashed<'a> {
+    actor: &'a str,
+    action: &'a str,
+    target: &'a str,
+    outcome: &'a str,
+    facility: Option<i64>,
+    user: Option<i64>,
+}
+
+impl<'a> From<&'a AuditEntry> for Hashed<'a> {
+    fn from(e: &'a AuditEntry) -> Self {
+        Self {
+            actor: &e.actor,
+            action: e.action.as_str(),
+            target: &e.target,
+            outcome: &e.outcome,
+            facility: e.facility.map(|f| f.0),
+            user: e.user.map(|u| u.0),
+        }
+    }
+}
+
 /// The hash of one record: SHA-256 over the previous hash and the record's
 /// fields, each length-prefixed so that no two field lists collide.
-fn chain_hash(prev: &str, id: i64, at: i64, e: &AuditEntry, detail: &str) -> String {
+fn chain_hash(prev: &str, id: i64, at: i64, e: Hashed<'_>, detail: &str) -> String {
     let mut h = Sha256::new();
-    let facility = e.facility.map(|f| f.0.to_string()).unwrap_or_default();
-    let user = e.user.map(|u| u.0.to_string()).unwrap_or_default();
+    let facility = e.facility.map(|f| f.to_string()).unwrap_or_default();
+    let user = e.user.map(|u| u.to_string()).unwrap_or_default();
     for field in
-        [prev, &id.to_string(), &at.to_string(), &e.actor, &e.action, &e.target, &e.outcome, detail, &facility, &user]
+        [prev, &id.to_string(), &at.to_string(), e.actor, e.action, e.target, e.outcome, detail, &facility, &user]
     {
         h.update((field.len() as u64).to_be_bytes());
         h.update(field.as_bytes());
@@ -99,7 +115,7 @@ pub(crate) async fn append_all(tx: &mut WriteTx, at: OffsetDateTime, entries: &[
         .map(|entry| {
             prev_id += 1;
             let detail = entry.detail.to_string();
-            let hash = chain_hash(&prev_hash, prev_id, at, entry, &detail);
+            let hash = chain_hash(&prev_hash, prev_id, at, Hashed::from(entry), &detail);
             Linked { id: prev_id, entry, detail, prev_hash: std::mem::replace(&mut prev_hash, hash.clone()), hash }
         })
         .collect();
@@ -117,7 +133,7 @@ pub(crate) async fn append_all(tx: &mut WriteTx, at: OffsetDateTime, entries: &[
                 .bind(r.id)
                 .bind(at)
                 .bind(&r.entry.actor)
-                .bind(&r.entry.action)
+                .bind(r.entry.action.as_str())
                 .bind(&r.entry.target)
                 .bind(&r.entry.outcome)
                 .bind(&r.detail)
@@ -175,14 +191,15 @@ impl Store {
             }
             for row in &rows {
                 let id: i64 = row.try_get("id")?;
-                let entry = AuditEntry {
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    target: row.try_get("target")?,
-                    outcome: row.try_get("outcome")?,
-                    detail: serde_json::Value::Null,
-                    facility: row.try_get::<Option<i64>, _>("facility_id")?.map(FacilityId),
-                    user: row.try_get::<Option<i64>, _>("user_id")?.map(UserId),
+                let (actor, action, target, outcome): (String, String, String, String) =
+                    (row.try_get("actor")?, row.try_get("action")?, row.try_get("target")?, row.try_get("outcome")?);
+                let entry = Hashed {
+                    actor: &actor,
+                    action: &action,
+                    target: &target,
+                    outcome: &outcome,
+                    facility: row.try_get("facility_id")?,
+                    user: row.try_get("user_id")?,
                 };
                 let detail: String = row.try_get("detail")?;
                 let at: i64 = row.try_get("at")?;
@@ -192,7 +209,7 @@ impl Store {
                     Some(format!("record {expected_id} is missing"))
                 } else if prev_hash != prev {
                     Some("does not link to the previous record".to_string())
-                } else if chain_hash(&prev, id, at, &entry, &detail) != hash {
+                } else if chain_hash(&prev, id, at, entry, &detail) != hash {
                     Some("contents do not match the recorded hash".to_string())
                 } else {
                     None
@@ -297,7 +314,7 @@ fn audit_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord, StoreError> {
         hash: row.try_get("hash")?,
         entry: AuditEntry {
             actor: row.try_get("actor")?,
-            action: row.try_get("action")?,
+            action: crate::records::text(row, "action")?,
             target: row.try_get("target")?,
             outcome: row.try_get("outcome")?,
             detail: serde_json::from_str(&detail).map_err(|e| StoreError::Corrupt(e.to_string()))?,

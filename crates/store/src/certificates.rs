@@ -11,7 +11,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{BulkChange, Change, in_force, revoke_instead};
-use connect_pki_domain::{CertStatus, DeviceId, Reason, Serial};
+use connect_pki_domain::{AuditAction, CertStatus, DeviceId, Reason, Serial};
 
 use crate::audit::AuditEntry;
 use crate::error::Conflict;
@@ -92,10 +92,31 @@ async fn in_force_on_device(tx: &mut WriteTx, device: DeviceId, except: &Serial)
     rows.iter().map(|r| text(r, "serial")).collect()
 }
 
+/// The holder of a certificate, in one query.
+async fn identity_of(conn: &mut sqlx::AnyConnection, serial: &Serial) -> Result<Option<Identity>, StoreError> {
+    let sql = format!(
+        "select {}, {}, {}, d.id as d_id, d.status as d_status \
+         from certificates c join devices d on d.id = c.device_id \
+         join users u on u.id = d.user_id join facilities f on f.id = u.facility_id \
+         where c.serial = $1",
+        CertificateRecord::COLUMNS,
+        UserRecord::COLUMNS,
+        FacilityRecord::COLUMNS
+    );
+    let row = sqlx::query(&sql).bind(serial.to_hex()).fetch_optional(&mut *conn).await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(Identity {
+        certificate: CertificateRecord::from_row(&row)?,
+        device: DeviceId(row.try_get("d_id")?),
+        device_status: crate::records::text(&row, "d_status")?,
+        user: UserRecord::from_row(&row)?,
+        facility: FacilityRecord::from_row(&row)?,
+    }))
+}
+
 impl Store {
-    /// Revokes, holds or releases one certificate. A revoke of a superseded
-    /// certificate whose device has a newer one in force is refused, naming
-    /// it (`domain::certificate::revoke_instead`).
+    /// Revokes, holds or releases one certificate, whoever holds it (the
+    /// CLI, the workers, tests): [`Self::change_certificate_if`] unchecked.
     pub async fn change_certificate(
         &self,
         serial: &Serial,
@@ -103,15 +124,54 @@ impl Store {
         actor: &str,
         now: OffsetDateTime,
     ) -> Result<StatusChange, StoreError> {
+        self.change_certificate_if(serial, change, actor, now, |_| Ok(())).await
+    }
+
+    /// Revokes, holds or releases one certificate, if `allowed` lets the
+    /// caller act on its holder (checked in the transaction, on the holder
+    /// as it is then). The certificate is read once: that read seeds the
+    /// guarded update, and the answer is built from it and the change. A
+    /// revoke of a superseded certificate whose device has a newer one in
+    /// force is refused, naming it (`domain::certificate::revoke_instead`).
+    pub async fn change_certificate_if<E>(
+        &self,
+        serial: &Serial,
+        change: Change,
+        actor: &str,
+        now: OffsetDateTime,
+        allowed: impl FnOnce(&Identity) -> Result<(), E>,
+    ) -> Result<StatusChange, E>
+    where
+        E: From<StoreError>,
+    {
         self.write(async |tx| {
-            let current = certificate_by_serial(tx, serial).await?.ok_or(StoreError::NotFound("certificate"))?;
-            let in_force = in_force_on_device(tx, current.device, serial).await?;
-            if let Some(newer) = revoke_instead(current.status, change, &in_force) {
-                return Err(Conflict::SupersededBy { serial: serial.clone(), current: newer.clone() }.into());
+            let holder = identity_of(tx, serial).await?.ok_or(StoreError::NotFound("certificate"))?;
+            allowed(&holder)?;
+            let mut certificate = holder.certificate;
+            if certificate.status == CertStatus::Superseded {
+                let in_force = in_force_on_device(tx, certificate.device, serial).await?;
+                if let Some(newer) = revoke_instead(certificate.status, change, &in_force) {
+                    return Err(StoreError::from(Conflict::SupersededBy {
+                        serial: serial.clone(),
+                        current: newer.clone(),
+                    })
+                    .into());
+                }
             }
             let req = Request::new(BulkChange::any(change), actor, json!({}));
-            let changed = status::apply(tx, std::slice::from_ref(serial), &req, now).await?;
-            let certificate = certificate_by_serial(tx, serial).await?.ok_or(StoreError::NotFound("certificate"))?;
+            let known = status::Known {
+                status: certificate.status,
+                reason: certificate.reason,
+                user: holder.user.id.0,
+                facility: holder.facility.id.0,
+            };
+            let changed = status::apply_known(tx, serial, known, &req, now).await?;
+            if let Some(t) = changed.first() {
+                certificate.status = t.to;
+                certificate.reason = t.reason;
+                // As the guarded update writes it: whole seconds, none once valid again.
+                certificate.revoked_at = (t.to != CertStatus::Valid).then(|| crate::instant(secs(now))).transpose()?;
+            }
             Ok(StatusChange { certificate, changed: !changed.is_empty() })
         })
         .await
@@ -125,24 +185,8 @@ impl Store {
 
     /// The holder of a certificate: device, user and facility.
     pub async fn identity_by_serial(&self, serial: &Serial) -> Result<Option<Identity>, StoreError> {
-        let sql = format!(
-            "select {}, {}, {}, d.id as d_id, d.status as d_status \
-             from certificates c join devices d on d.id = c.device_id \
-             join users u on u.id = d.user_id join facilities f on f.id = u.facility_id \
-             where c.serial = $1",
-            CertificateRecord::COLUMNS,
-            UserRecord::COLUMNS,
-            FacilityRecord::COLUMNS
-        );
-        let row = sqlx::query(&sql).bind(serial.to_hex()).fetch_optional(&self.pool).await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Identity {
-            certificate: CertificateRecord::from_row(&row)?,
-            device: DeviceId(row.try_get("d_id")?),
-            device_status: crate::records::text(&row, "d_status")?,
-            user: UserRecord::from_row(&row)?,
-            facility: FacilityRecord::from_row(&row)?,
-        }))
+        let mut conn = self.pool.acquire().await?;
+        identity_of(&mut conn, serial).await
     }
 
     /// Every certificate's status with the feed position it reflects, read
@@ -309,7 +353,7 @@ impl Store {
                 let hex = |v: &[Serial]| v.iter().map(Serial::to_hex).collect::<Vec<_>>();
                 let entry = AuditEntry {
                     actor: "system:restore".into(),
-                    action: "crl.reapply".into(),
+                    action: AuditAction::CrlReapply,
                     target: format!("crl:{number}"),
                     outcome: "ok".into(),
                     detail: json!({
@@ -371,7 +415,7 @@ pub(crate) async fn insert_certificate(
     status::insert_events(tx, &[(cert.serial.clone(), CertStatus::Valid, None)], now).await?;
     audit.push(AuditEntry::ok(
         actor,
-        "certificate.issue",
+        AuditAction::CertificateIssue,
         format!("certificate:{}", cert.serial),
         json!({"device_id": device.device, "not_after": secs(cert.not_after)}),
         Some(device.facility),

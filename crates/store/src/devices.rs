@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use connect_pki_domain::{DeviceId, FacilityId, Reason, Serial, UserId};
+use connect_pki_domain::{AuditAction, DeviceId, FacilityId, Reason, Serial, UserId};
 
 use crate::SignDevice;
 use crate::audit::AuditEntry;
@@ -88,7 +88,7 @@ impl Store {
             if marked > 0 || !revoked.is_empty() {
                 let entry = AuditEntry::ok(
                     actor,
-                    "device.lost",
+                    AuditAction::DeviceLost,
                     format!("device:{device}"),
                     json!({"revoked": revoked}),
                     Some(FacilityId(facility)),
@@ -186,7 +186,7 @@ pub(crate) async fn insert_device(
     .try_get("id")?;
     audit.push(AuditEntry::ok(
         actor,
-        "device.create",
+        AuditAction::DeviceCreate,
         format!("device:{id}"),
         // The label ("花子のiPhone") is personal data, erased with the user;
         // the chain keeps only ids.

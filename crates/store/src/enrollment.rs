@@ -15,7 +15,7 @@ use connect_pki_domain::enrollment::{
     judge_redemption,
 };
 use connect_pki_domain::user as domain_user;
-use connect_pki_domain::{CertStatus, DeviceId, FacilityId, Serial, UserId, UserStatus};
+use connect_pki_domain::{AuditAction, CertStatus, DeviceId, FacilityId, Serial, UserId, UserStatus};
 
 use crate::SignDevice;
 use crate::audit::AuditEntry;
@@ -88,7 +88,7 @@ fn redemption_entry(r: &Redemption, user: &UserRecord, outcome: String) -> Audit
         outcome,
         ..AuditEntry::ok(
             r.actor.clone(),
-            "enrollment.redeem",
+            AuditAction::EnrollmentRedeem,
             format!("enrollment_code:{}", r.code_id),
             json!({}),
             Some(user.facility),
@@ -103,7 +103,7 @@ fn unknown_code_entry(r: &Redemption) -> AuditEntry {
         outcome: "unknown code".into(),
         ..AuditEntry::ok(
             r.actor.clone(),
-            "enrollment.redeem",
+            AuditAction::EnrollmentRedeem,
             format!("enrollment_code:{}", r.code_id),
             json!({}),
             None,
@@ -355,7 +355,7 @@ pub(crate) async fn insert_code(
     .try_get("id")?;
     let entry = AuditEntry::ok(
         actor,
-        "enrollment_code.create",
+        AuditAction::EnrollmentCodeCreate,
         format!("enrollment_code:{id}"),
         json!({"expires_at": secs(code.expires_at)}),
         Some(user.facility),

@@ -9,7 +9,9 @@ use time::OffsetDateTime;
 use connect_pki_domain::certificate::{EMERGENCY_HOLD, HOLD_LIMIT};
 use connect_pki_domain::escalation::{Outcome, Queue};
 use connect_pki_domain::hold::{Lifter, hold_limit_reaches, report_takes_over};
-use connect_pki_domain::{CertStatus, DeviceId, DomainError, EscalationStatus, FacilityId, Serial, UserId};
+use connect_pki_domain::{
+    AuditAction, CertStatus, DeviceId, DomainError, EscalationStatus, FacilityId, Serial, UserId,
+};
 
 use crate::audit::AuditEntry;
 use crate::certificates::{change_where, serials_where};
@@ -260,7 +262,7 @@ impl Store {
                                 "held": held, "taken_over": taken_over});
             let entry = AuditEntry::ok(
                 new.actor.clone(),
-                "escalation.open",
+                AuditAction::EscalationOpen,
                 format!("escalation:{id}"),
                 detail,
                 Some(facility),
@@ -343,7 +345,7 @@ impl Store {
             }
             let entry = AuditEntry::ok(
                 format!("user:{by}"),
-                "escalation.claim",
+                AuditAction::EscalationClaim,
                 format!("escalation:{id}"),
                 json!({"note": note}),
                 Some(current.facility),
@@ -389,7 +391,7 @@ impl Store {
             let changed_serials = apply_outcome(tx, &current, outcome, &actor, now).await?;
             let entry = AuditEntry::ok(
                 actor,
-                "escalation.resolve",
+                AuditAction::EscalationResolve,
                 format!("escalation:{id}"),
                 json!({"outcome": outcome.as_str(), "note": note, "certificates": changed_serials}),
                 Some(current.facility),
@@ -439,7 +441,7 @@ impl Store {
             let e = escalation_in(tx, id).await?;
             let entry = AuditEntry::ok(
                 "system:sla",
-                "escalation.escalate",
+                AuditAction::EscalationEscalate,
                 format!("escalation:{id}"),
                 json!({"reason": "not claimed by the facility manager within the SLA"}),
                 Some(e.facility),

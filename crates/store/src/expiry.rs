@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use connect_pki_domain::{CertStatus, DeviceId, FacilityId, Serial, UserId, certificate, expiry};
+use connect_pki_domain::{AuditAction, CertStatus, DeviceId, FacilityId, Serial, UserId, certificate, expiry};
 
 use crate::audit::AuditEntry;
 use crate::notifications::{Target, enqueue};
@@ -183,7 +183,7 @@ impl Store {
             enqueue(tx, None, "expiring", notice.targets, notice.payload, now).await?;
             let entry = AuditEntry::ok(
                 ACTOR,
-                "certificate.expiry_notice",
+                AuditAction::CertificateExpiryNotice,
                 format!("certificate:{}", notice.serial.to_hex()),
                 json!({
                     "certificate": notice.subject.as_str(),

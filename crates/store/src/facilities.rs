@@ -11,7 +11,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::hold::{Lifter, SUSPENSION_HOLD, SUSPENSION_RELEASE, suspension_keeps};
-use connect_pki_domain::{CertStatus, FacilityId, FacilityStatus, Reason, Serial, UserStatus};
+use connect_pki_domain::{AuditAction, CertStatus, FacilityId, FacilityStatus, Reason, Serial, UserStatus};
 
 use crate::audit::AuditEntry;
 use crate::certificates::{change_where, revoke_where};
@@ -228,15 +228,15 @@ async fn release_on_resume(
 
 fn status_entry(actor: &str, id: FacilityId, from: FacilityStatus, change: &FacilityChange) -> AuditEntry {
     let to = change.facility.status;
-    let verb = match to {
-        FacilityStatus::Approved => "resume",
-        FacilityStatus::Suspended => "suspend",
-        FacilityStatus::Closed => "close",
+    let action = match to {
+        FacilityStatus::Approved => AuditAction::FacilityResume,
+        FacilityStatus::Suspended => AuditAction::FacilitySuspend,
+        FacilityStatus::Closed => AuditAction::FacilityClose,
     };
     let counts = (change.revoked.len(), change.held.len(), change.released.len());
     AuditEntry::ok(
         actor,
-        format!("facility.{verb}"),
+        action,
         format!("facility:{id}"),
         json!({"from": from, "to": to, "revoked": counts.0, "held": counts.1, "released": counts.2}),
         Some(id),
@@ -274,7 +274,7 @@ pub(crate) async fn insert_facility(
     };
     let entry = AuditEntry::ok(
         actor,
-        "facility.create",
+        AuditAction::FacilityCreate,
         format!("facility:{id}"),
         json!({"name": new.name, "kind": new.kind, "status": status}),
         Some(record.id),

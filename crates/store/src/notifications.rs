@@ -3,7 +3,7 @@
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use connect_pki_domain::FacilityId;
+use connect_pki_domain::{FacilityId, NotifyChannel};
 
 use crate::{Backend, Store, StoreError, WriteTx, instant, secs};
 
@@ -11,7 +11,7 @@ use crate::{Backend, Store, StoreError, WriteTx, instant, secs};
 #[derive(Clone, PartialEq, Eq)]
 pub struct Target {
     /// `webhook` or `email`.
-    pub channel: &'static str,
+    pub channel: NotifyChannel,
     /// URL or e-mail address.
     pub target: String,
 }
@@ -25,7 +25,7 @@ pub struct NotificationRecord {
     /// The escalation it tells of; `None` for an expiry notice.
     pub escalation: Option<i64>,
     pub event: String,
-    pub channel: String,
+    pub channel: NotifyChannel,
     pub target: String,
     pub payload: String,
     pub status: String,
@@ -45,7 +45,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<NotificationRecord, StoreError> {
         id: r.try_get("id")?,
         escalation: r.try_get("escalation_id")?,
         event: r.try_get("event")?,
-        channel: r.try_get("channel")?,
+        channel: crate::records::text(r, "channel")?,
         target: r.try_get("target")?,
         payload: r.try_get("payload")?,
         status: r.try_get("status")?,
@@ -72,7 +72,7 @@ pub(crate) async fn enqueue(
         )
         .bind(escalation)
         .bind(event)
-        .bind(t.channel)
+        .bind(t.channel.as_str())
         .bind(&t.target)
         .bind(payload)
         .bind(secs(now))

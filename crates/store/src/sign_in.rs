@@ -9,7 +9,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::sign_in::{Decision, SOURCE_MEMORY, Throttle, decide};
-use connect_pki_domain::{FacilityId, UserId};
+use connect_pki_domain::{AuditAction, FacilityId, UserId};
 
 use crate::audit::AuditEntry;
 use crate::records::UserRecord;
@@ -33,7 +33,7 @@ fn sign_in_entry(actor: &str, user: &UserRecord, outcome: String, detail: serde_
         outcome,
         ..AuditEntry::ok(
             actor,
-            "emergency.sign_in",
+            AuditAction::EmergencySignIn,
             format!("user:{}", user.id),
             detail,
             Some(user.facility),
@@ -118,7 +118,14 @@ impl Store {
                 let detail = json!({"login_id_hmac": typed});
                 let entry = AuditEntry {
                     outcome: "unknown login ID".into(),
-                    ..AuditEntry::ok(actor, "emergency.sign_in", "user:unknown", detail, None::<FacilityId>, None)
+                    ..AuditEntry::ok(
+                        actor,
+                        AuditAction::EmergencySignIn,
+                        "user:unknown",
+                        detail,
+                        None::<FacilityId>,
+                        None,
+                    )
                 };
                 tx.audit(now, &entry).await?;
                 return Ok(SignInGate::Unknown);

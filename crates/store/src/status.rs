@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{BulkChange, Change, Decision, decide};
 use connect_pki_domain::hold::{Keeper, Lift, Lifter, lift};
-use connect_pki_domain::{CertStatus, FacilityId, Reason, Serial, UserId};
+use connect_pki_domain::{AuditAction, CertStatus, FacilityId, Reason, Serial, UserId};
 
 use crate::audit::AuditEntry;
 use crate::error::Conflict;
@@ -71,14 +71,20 @@ pub(crate) struct Transition {
     pub serial: Serial,
     pub from: CertStatus,
     pub to: CertStatus,
+    /// The reason it carries now.
+    pub reason: Option<Reason>,
 }
 
-struct Current {
-    status: CertStatus,
-    reason: Option<Reason>,
-    user: i64,
-    facility: i64,
+/// A certificate's state and holder, as a round reads them (or as the
+/// caller already read them in the same transaction: `apply_known`).
+pub(crate) struct Known {
+    pub status: CertStatus,
+    pub reason: Option<Reason>,
+    pub user: i64,
+    pub facility: i64,
 }
+
+type Current = Known;
 
 /// Applies `req` to each of `serials` (unknown serials are an error), and
 /// returns the certificates that changed, in the order given.
@@ -88,13 +94,40 @@ pub(crate) async fn apply(
     req: &Request<'_>,
     now: OffsetDateTime,
 ) -> Result<Vec<Transition>, StoreError> {
+    apply_from(tx, serials, None, req, now).await
+}
+
+/// [`apply`] to one certificate whose state and holder the caller read in
+/// this transaction: the first round takes them instead of reading again
+/// (the update is guarded by that state; if it moved, the next round reads).
+pub(crate) async fn apply_known(
+    tx: &mut WriteTx,
+    serial: &Serial,
+    known: Known,
+    req: &Request<'_>,
+    now: OffsetDateTime,
+) -> Result<Vec<Transition>, StoreError> {
+    let seed = BTreeMap::from([(serial.clone(), known)]);
+    apply_from(tx, std::slice::from_ref(serial), Some(seed), req, now).await
+}
+
+async fn apply_from(
+    tx: &mut WriteTx,
+    serials: &[Serial],
+    mut seed: Option<BTreeMap<Serial, Current>>,
+    req: &Request<'_>,
+    now: OffsetDateTime,
+) -> Result<Vec<Transition>, StoreError> {
     let mut pending: Vec<Serial> = serials.to_vec();
     let mut done: Vec<(Transition, Current)> = Vec::new();
     for _ in 0..MAX_ROUNDS {
         if pending.is_empty() {
             break;
         }
-        let current = read(tx, &pending).await?;
+        let current = match seed.take() {
+            Some(known) => known,
+            None => read(tx, &pending).await?,
+        };
         // (from, to, reason) → serials: one guarded UPDATE per group.
         let mut groups: BTreeMap<(CertStatus, CertStatus, Option<Reason>), Vec<Serial>> = BTreeMap::new();
         for serial in &pending {
@@ -120,7 +153,7 @@ pub(crate) async fn apply(
             for serial in group {
                 if changed.contains(&serial) {
                     let c = current.remove(&serial).ok_or(StoreError::NotFound("certificate"))?;
-                    done.push((Transition { serial, from, to }, Current { reason, ..c }));
+                    done.push((Transition { serial, from, to, reason }, Current { reason, ..c }));
                 } else {
                     retry.push(serial);
                 }
@@ -253,10 +286,10 @@ async fn record(
         done.iter().map(|(t, c)| (t.serial.clone(), t.to, c.reason)).collect();
     insert_events(tx, &events, now).await?;
     let action = match req.change.change {
-        Change::Revoke(_) => "certificate.revoke",
-        Change::Hold => "certificate.hold",
-        Change::Release => "certificate.release",
-        Change::Supersede => "certificate.renew",
+        Change::Revoke(_) => AuditAction::CertificateRevoke,
+        Change::Hold => AuditAction::CertificateHold,
+        Change::Release => AuditAction::CertificateRelease,
+        Change::Supersede => AuditAction::CertificateRenew,
     };
     let entries: Vec<AuditEntry> = done
         .iter()

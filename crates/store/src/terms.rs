@@ -6,7 +6,7 @@
 use serde_json::json;
 use time::OffsetDateTime;
 
-use connect_pki_domain::{FacilityId, UserId};
+use connect_pki_domain::{AuditAction, FacilityId, UserId};
 
 use crate::audit::AuditEntry;
 use crate::{Store, StoreError, WriteTx, secs};
@@ -38,7 +38,7 @@ impl Store {
             }
             let entry = AuditEntry::ok(
                 actor,
-                "terms.accept",
+                AuditAction::TermsAccept,
                 format!("user:{user}"),
                 json!({"version": version}),
                 Some(facility),

@@ -7,7 +7,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::user as domain_user;
-use connect_pki_domain::{FacilityId, Reason, Serial, UserId, UserStatus};
+use connect_pki_domain::{AuditAction, FacilityId, Reason, Serial, UserId, UserStatus};
 
 use crate::audit::AuditEntry;
 use crate::certificates::revoke_where;
@@ -41,7 +41,7 @@ async fn retire_in(
     let revoked = revoke_where(tx, devices, user.0, Reason::AffiliationChanged, actor, now).await?;
     let entry = AuditEntry::ok(
         actor,
-        "user.retire",
+        AuditAction::UserRetire,
         format!("user:{user}"),
         json!({"revoked": revoked}),
         Some(u.facility),
@@ -200,7 +200,7 @@ impl Store {
                 .await?;
             let entry = AuditEntry::ok(
                 actor,
-                "user.retire_scheduled",
+                AuditAction::UserRetireScheduled,
                 format!("user:{user}"),
                 json!({"at": secs(at)}),
                 Some(u.facility),
@@ -233,7 +233,7 @@ impl Store {
                 .await?;
             let entry = AuditEntry::ok(
                 actor,
-                "user.retire_cancelled",
+                AuditAction::UserRetireCancelled,
                 format!("user:{user}"),
                 json!({"at": secs(at)}),
                 Some(u.facility),
@@ -298,7 +298,7 @@ impl Store {
             erase_personal_data(tx, user, next, now).await?;
             let entry = AuditEntry::ok(
                 actor,
-                "user.delete",
+                AuditAction::UserDelete,
                 format!("user:{user}"),
                 json!({"personal_data": "removed"}),
                 Some(u.facility),
@@ -347,7 +347,7 @@ pub(crate) async fn insert_user(
     };
     let entry = AuditEntry::ok(
         actor,
-        "user.create",
+        AuditAction::UserCreate,
         format!("user:{id}"),
         // By id only: the chain cannot forget a login ID once written.
         json!({"role": new.role, "status": status}),

@@ -11,7 +11,7 @@ use time::Duration;
 use crate::{bootstrapped, count, now, serial};
 
 fn mail(to: &str) -> Target {
-    Target { channel: "email", target: to.into() }
+    Target { channel: connect_pki_domain::NotifyChannel::Email, target: to.into() }
 }
 
 fn notice<'a>(serial: &'a Serial, subject: NoticeSubject, threshold: u32, targets: &'a [Target]) -> ExpiryNotice<'a> {

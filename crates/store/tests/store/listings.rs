@@ -2,6 +2,7 @@
 //! newest first and paged backwards; the counts per facility; one user's
 //! devices.
 
+use connect_pki_domain::AuditAction;
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{FacilityId, FacilityKind, UserStatus};
 use connect_pki_store::testing::TestDb;
@@ -22,7 +23,7 @@ async fn the_audit_log_filters_by_action_and_pages_newest_first(db: TestDb) {
     };
     let users = page(AuditFilter { action: Some("user".into()), ..AuditFilter::default() }).await;
     assert_eq!(users.len(), 4, "the family: the bootstrap admin and three more");
-    assert!(users.iter().all(|r| r.entry.action == "user.create"));
+    assert!(users.iter().all(|r| r.entry.action == AuditAction::UserCreate));
     let exact = page(AuditFilter { action: Some("user.create".into()), ..AuditFilter::default() }).await;
     assert_eq!(exact, users);
     // LIKE's wildcards in the filter match only themselves.

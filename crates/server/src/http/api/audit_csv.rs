@@ -34,7 +34,7 @@ fn write(rows: &[AuditView]) -> Result<Vec<u8>, ApiError> {
             r.id.to_string(),
             r.at.clone(),
             r.actor.clone(),
-            r.action.clone(),
+            r.action.to_string(),
             r.target.clone(),
             r.outcome.clone(),
             r.detail.to_string(),

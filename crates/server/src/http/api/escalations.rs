@@ -36,7 +36,7 @@ pub(super) async fn report_emergency(
         Json(EmergencyCreated {
             escalation_id: e.id,
             held_serials: held.iter().map(Serial::to_hex).collect(),
-            queue: e.queue.to_string(),
+            queue: e.queue,
         }),
     ))
 }
@@ -111,8 +111,7 @@ pub(super) async fn resolve_escalation(
 pub(super) struct NotificationView {
     id: i64,
     event: String,
-    /// `webhook` or `email`.
-    channel: String,
+    channel: connect_pki_domain::NotifyChannel,
     target: String,
     /// `pending`, `delivered` or `failed`.
     status: String,

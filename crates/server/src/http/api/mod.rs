@@ -165,7 +165,7 @@ async fn submit_application(
         StatusCode::CREATED,
         Json(ApplicationCreated {
             id: app.id,
-            status: app.status.to_string(),
+            status: app.status,
             status_url: format!("/api/v1/application-status/{}", app.status_token),
             status_page: format!("/apply/status/{}", app.status_token),
         }),
@@ -185,16 +185,16 @@ async fn terms_of_use(State(state): State<AppState>) -> Json<TermsOfUse> {
 /// The decision on an application, by the token from its status URL.
 #[utoipa::path(get, path = "/api/v1/application-status/{token}", tag = "public",
     params(("token" = String, Path)),
-    responses((status = 200, body = ApplicationStatus), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationDecision), (status = 404, body = ErrorBody)))]
 async fn application_status(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
-) -> ApiResult<Json<ApplicationStatus>> {
+) -> ApiResult<Json<ApplicationDecision>> {
     let app = applications::by_token(&state, &token).await?;
-    Ok(Json(ApplicationStatus {
+    Ok(Json(ApplicationDecision {
         id: app.id,
         name: app.form.name,
-        status: app.status.to_string(),
+        status: app.status,
         created_at: rfc3339(app.created_at),
         decided_at: app.decided_at.map(rfc3339),
         decision_reason: app.decision_reason,

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use connect_pki_domain::certificate::Change;
-use connect_pki_domain::{DeviceId, Serial, UserId};
+use connect_pki_domain::{DeviceId, DeviceStatus, Serial, UserId};
 
 use super::views::*;
 use super::{ApiResult, parse_time};
@@ -82,7 +82,7 @@ pub(super) async fn report_lost(
     let revoked = revocation::lost(&state, &caller.requester, DeviceId(id)).await?;
     Ok(Json(LostView {
         device_id: id,
-        status: "lost".into(),
+        status: DeviceStatus::Lost,
         revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
     }))
 }

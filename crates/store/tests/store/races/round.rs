@@ -1,6 +1,7 @@
 //! The checks of one round: each certificate's views, feed and audit claims
 //! (a, b, d), then what each call returned against what it did (b–e).
 
+use connect_pki_domain::AuditAction;
 use std::collections::BTreeSet;
 
 use super::checks::{A, B, C, Checker, D, E, F};
@@ -389,7 +390,7 @@ impl<'a> RoundView<'a> {
             .checker
             .audit
             .get(&format!("certificate:{new}"))
-            .map(|rows| rows.iter().filter(|r| r.entry.action == "certificate.issue").collect::<Vec<_>>())
+            .map(|rows| rows.iter().filter(|r| r.entry.action == AuditAction::CertificateIssue).collect::<Vec<_>>())
             .unwrap_or_default();
         let [issue] = issued.as_slice() else {
             failed.push((D, format!("{new} has {} certificate.issue audit rows, not one", issued.len())));
@@ -416,14 +417,14 @@ impl<'a> RoundView<'a> {
             blockers.extend(self.checker.audit.get(&target).into_iter().flatten().filter(|r| wanted(r)));
         };
         add(format!("facility:{}", w.facility), &|r| {
-            matches!(r.entry.action.as_str(), "facility.close" | "facility.suspend")
+            matches!(r.entry.action, AuditAction::FacilityClose | AuditAction::FacilitySuspend)
         });
-        add(format!("user:{}", w.user), &|r| r.entry.action == "user.retire");
+        add(format!("user:{}", w.user), &|r| r.entry.action == AuditAction::UserRetire);
         if call.op == Op::Renew {
-            add(format!("device:{}", w.device), &|r| r.entry.action == "device.lost");
+            add(format!("device:{}", w.device), &|r| r.entry.action == AuditAction::DeviceLost);
             if let Some(id) = w.escalation {
                 add(format!("escalation:{id}"), &|r| {
-                    r.entry.action == "escalation.resolve" && r.entry.detail["outcome"] == "revoked"
+                    r.entry.action == AuditAction::EscalationResolve && r.entry.detail["outcome"] == "revoked"
                 });
             }
         }

@@ -1,6 +1,7 @@
 //! What the checks read: the database state after a batch, and the feed and
 //! audit log followed as they grow.
 
+use connect_pki_domain::AuditAction;
 use std::collections::{BTreeMap, HashMap};
 
 use super::checks::*;
@@ -118,11 +119,11 @@ impl Checker {
                     continue;
                 }
                 let (id, at) = (record.id, record.at.unix_timestamp());
-                let to = match record.entry.action.as_str() {
-                    "certificate.revoke" => Some(CertStatus::Revoked),
-                    "certificate.hold" => Some(CertStatus::OnHold),
-                    "certificate.release" => Some(CertStatus::Valid),
-                    "certificate.renew" => Some(CertStatus::Superseded),
+                let to = match record.entry.action {
+                    AuditAction::CertificateRevoke => Some(CertStatus::Revoked),
+                    AuditAction::CertificateHold => Some(CertStatus::OnHold),
+                    AuditAction::CertificateRelease => Some(CertStatus::Valid),
+                    AuditAction::CertificateRenew => Some(CertStatus::Superseded),
                     _ => None,
                 };
                 if let Some(to) = to
@@ -133,7 +134,8 @@ impl Checker {
                 }
                 // A resolution as released names the certificates it released;
                 // it is their record where no certificate.release row is written.
-                if record.entry.action == "escalation.resolve" && record.entry.detail["outcome"] == "released" {
+                if record.entry.action == AuditAction::EscalationResolve && record.entry.detail["outcome"] == "released"
+                {
                     for serial in record.entry.detail["certificates"].as_array().into_iter().flatten() {
                         let serial = serial.as_str().expect("serial in an escalation record").to_string();
                         let claim = Claim { id, at, to: CertStatus::Valid, via_escalation: true };

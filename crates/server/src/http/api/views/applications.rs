@@ -1,7 +1,7 @@
 //! Facility applications: the public form, what it answers, and the city's view and decisions.
 
-use connect_pki_domain::FacilityKind;
 use connect_pki_domain::application::ApplicationForm;
+use connect_pki_domain::{ApplicationStatus, FacilityKind};
 use connect_pki_store::ApplicationRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -23,7 +23,7 @@ pub struct ManagerBody {
 pub struct ApplicationBody {
     pub name: String,
     /// `internal` (庁内, a city department) or `external` (庁外, an outside organisation).
-    #[schema(value_type = String, example = "external")]
+    #[schema(example = "external")]
     pub kind: FacilityKind,
     pub address: String,
     /// The sponsoring city department (担当課); required for `external`.
@@ -56,7 +56,7 @@ impl From<ApplicationBody> for ApplicationForm {
 pub struct ApplicationCreated {
     /// The application number.
     pub id: i64,
-    pub status: String,
+    pub status: ApplicationStatus,
     /// Where the applicant can follow the decision (JSON); `status_page` for people.
     pub status_url: String,
     pub status_page: String,
@@ -67,9 +67,8 @@ connect_pki_domain::redacted_debug!(ApplicationCreated { id, status; status_url,
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApplicationView {
     pub id: i64,
-    pub status: String,
+    pub status: ApplicationStatus,
     pub name: String,
-    #[schema(value_type = String)]
     pub kind: FacilityKind,
     pub address: String,
     pub department: Option<String>,
@@ -88,7 +87,7 @@ impl From<ApplicationRecord> for ApplicationView {
     fn from(a: ApplicationRecord) -> Self {
         Self {
             id: a.id,
-            status: a.status.to_string(),
+            status: a.status,
             name: a.form.name,
             kind: a.form.kind,
             address: a.form.address,
@@ -108,10 +107,10 @@ impl From<ApplicationRecord> for ApplicationView {
 
 /// What the public status URL shows: the decision, not the form.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ApplicationStatus {
+pub struct ApplicationDecision {
     pub id: i64,
     pub name: String,
-    pub status: String,
+    pub status: ApplicationStatus,
     pub created_at: String,
     pub decided_at: Option<String>,
     pub decision_reason: Option<String>,

@@ -1,5 +1,6 @@
 //! Emergency reports and the escalation queue.
 
+use connect_pki_domain::{EscalationStatus, Queue};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -22,7 +23,7 @@ pub struct EmergencyCreated {
     /// Certificates put on hold by this report (already refused everywhere).
     pub held_serials: Vec<String>,
     /// `manager` (business hours) or `admin_division` (行政管理課).
-    pub queue: String,
+    pub queue: Queue,
 }
 
 /// A report made for someone (manager: own facility; 行政管理課: e.g. by phone).
@@ -58,9 +59,8 @@ pub struct EscalationView {
     /// `self`, `manager` or `phone`.
     pub channel: String,
     pub reported_by: Option<i64>,
-    pub queue: String,
-    /// `open`, `claimed` or `resolved`.
-    pub status: String,
+    pub queue: Queue,
+    pub status: EscalationStatus,
     pub outcome: Option<String>,
     pub note: String,
     pub escalate_at: Option<String>,
@@ -83,8 +83,8 @@ impl From<connect_pki_store::EscalationRecord> for EscalationView {
             facility_id: e.facility.0,
             channel: e.channel,
             reported_by: e.reported_by.map(|u| u.0),
-            queue: e.queue.to_string(),
-            status: e.status.to_string(),
+            queue: e.queue,
+            status: e.status,
             outcome: e.outcome,
             note: e.note,
             escalate_at: e.escalate_at.map(rfc3339),

@@ -9,7 +9,7 @@ mod escalations;
 pub use applications::*;
 pub use escalations::*;
 
-use connect_pki_domain::{FacilityKind, Role};
+use connect_pki_domain::{CertStatus, DeviceStatus, FacilityKind, FacilityStatus, Reason, Role, UserStatus};
 use connect_pki_store::{AuditRecord, CertificateRecord, DeviceRecord, FacilityRecord, UserRecord, UserWithDevices};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -54,20 +54,12 @@ pub struct FacilityView {
     pub kind: FacilityKind,
     pub address: String,
     pub department: Option<String>,
-    /// `approved`, `suspended` or `closed`.
-    pub status: String,
+    pub status: FacilityStatus,
 }
 
 impl From<FacilityRecord> for FacilityView {
     fn from(f: FacilityRecord) -> Self {
-        Self {
-            id: f.id.0,
-            name: f.name,
-            kind: f.kind,
-            address: f.address,
-            department: f.department,
-            status: f.status.to_string(),
-        }
+        Self { id: f.id.0, name: f.name, kind: f.kind, address: f.address, department: f.department, status: f.status }
     }
 }
 
@@ -100,10 +92,8 @@ pub struct UserView {
     pub login_id: Option<String>,
     pub display_name: Option<String>,
     pub email: Option<String>,
-    #[schema(value_type = String)]
     pub role: Role,
-    /// `invited`, `active`, `retired` or `deleted`.
-    pub status: String,
+    pub status: UserStatus,
 }
 
 impl From<UserRecord> for UserView {
@@ -115,7 +105,7 @@ impl From<UserRecord> for UserView {
             display_name: u.display_name,
             email: u.email,
             role: u.role,
-            status: u.status.to_string(),
+            status: u.status,
         }
     }
 }
@@ -124,10 +114,9 @@ impl From<UserRecord> for UserView {
 pub struct CertificateView {
     pub serial: String,
     pub device_id: i64,
-    /// `valid`, `on_hold`, `revoked` or `superseded`.
-    pub status: String,
+    pub status: CertStatus,
     /// RFC 5280 reason name when not valid.
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub revoked_at: Option<String>,
     pub not_before: String,
     pub not_after: String,
@@ -138,8 +127,8 @@ impl From<CertificateRecord> for CertificateView {
         Self {
             serial: c.serial.to_hex(),
             device_id: c.device.0,
-            status: c.status.to_string(),
-            reason: c.reason.map(|r| r.to_string()),
+            status: c.status,
+            reason: c.reason,
             revoked_at: c.revoked_at.map(rfc3339),
             not_before: rfc3339(c.not_before),
             not_after: rfc3339(c.not_after),
@@ -153,7 +142,7 @@ pub struct DeviceView {
     pub user_id: i64,
     pub facility_id: i64,
     pub label: String,
-    pub status: String,
+    pub status: DeviceStatus,
     pub created_at: String,
     pub certificates: Vec<CertificateView>,
 }
@@ -165,7 +154,7 @@ impl From<DeviceRecord> for DeviceView {
             user_id: d.user.0,
             facility_id: d.facility.0,
             label: d.label,
-            status: d.status.to_string(),
+            status: d.status,
             created_at: rfc3339(d.created_at),
             certificates: d.certificates.into_iter().map(Into::into).collect(),
         }
@@ -248,7 +237,7 @@ pub struct AuditView {
     pub id: i64,
     pub at: String,
     pub actor: String,
-    pub action: String,
+    pub action: connect_pki_domain::AuditAction,
     pub target: String,
     pub outcome: String,
     #[schema(value_type = Object)]
@@ -281,17 +270,16 @@ impl From<AuditRecord> for AuditView {
 pub struct RevokeBody {
     /// RFC 5280 reason name: `keyCompromise`, `affiliationChanged`, `superseded`,
     /// `cessationOfOperation`, `privilegeWithdrawn` or `unspecified`.
-    #[schema(value_type = String, example = "keyCompromise")]
-    pub reason: connect_pki_domain::Reason,
+    #[schema(example = "keyCompromise")]
+    pub reason: Reason,
 }
 
 /// A certificate's status after a revoke, hold or release call.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RevocationView {
     pub serial: String,
-    /// `valid`, `on_hold`, `revoked` or `superseded`.
-    pub status: String,
-    pub reason: Option<String>,
+    pub status: CertStatus,
+    pub reason: Option<Reason>,
     pub revoked_at: Option<String>,
     /// False when the certificate already was in that state (the call changed nothing).
     pub changed: bool,
@@ -301,8 +289,8 @@ impl From<connect_pki_store::StatusChange> for RevocationView {
     fn from(c: connect_pki_store::StatusChange) -> Self {
         Self {
             serial: c.certificate.serial.to_hex(),
-            status: c.certificate.status.to_string(),
-            reason: c.certificate.reason.map(|r| r.to_string()),
+            status: c.certificate.status,
+            reason: c.certificate.reason,
             revoked_at: c.certificate.revoked_at.map(rfc3339),
             changed: c.changed,
         }
@@ -312,7 +300,7 @@ impl From<connect_pki_store::StatusChange> for RevocationView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LostView {
     pub device_id: i64,
-    pub status: String,
+    pub status: DeviceStatus,
     /// Certificates revoked by this call (keyCompromise).
     pub revoked_serials: Vec<String>,
 }
@@ -370,7 +358,7 @@ pub struct ExpiringView {
     pub device_label: String,
     pub serial: String,
     /// `valid` or `on_hold`.
-    pub status: String,
+    pub status: CertStatus,
     pub not_after: String,
     /// Whole days left (0 on the last day).
     pub days_left: i64,
@@ -390,7 +378,7 @@ impl ExpiringView {
             device_id: e.device.0,
             device_label: e.device_label,
             serial: c.serial.to_hex(),
-            status: c.status.to_string(),
+            status: c.status,
             not_after: rfc3339(c.not_after),
             days_left: connect_pki_domain::expiry::days_left(c.not_after, now),
             notices_sent: e.notices,

@@ -120,7 +120,7 @@ fn row(r: AuditRecord, names: &[(i64, String)]) -> Row {
         id: r.id,
         at: local(r.at),
         actor: e.actor,
-        action: e.action,
+        action: e.action.to_string(),
         target: e.target,
         outcome: e.outcome,
         facility,
