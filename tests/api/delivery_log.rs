@@ -3,23 +3,33 @@
 //! sees it; a manager working the same escalation sees that a webhook was
 //! called, not where.
 
-use connect_pki_e2e::{AppOptions, Backend, both_backends, spawn_app_with};
+use connect_pki_e2e::builders::Enrolled;
+use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app_with};
 use connect_pki_ra::notify::NotifyConfig;
 use serde_json::json;
 
 /// Unreachable on purpose: the deliveries fail and stay in the log.
 const WEBHOOK: &str = "http://127.0.0.1:9/services/T0KEN-of-the-chat-room";
 
-async fn only_admin_division_sees_the_webhook_url(backend: Backend) {
-    let notify = NotifyConfig { webhook_url: Some(WEBHOOK.into()), ..NotifyConfig::default() };
-    let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await;
-    let f = app.facility(&app.admin, "通知先施設", "tsuchi.mgr").await;
-    let manager = app.manager(&f, "tsuchi-mgr").await;
-    let staff = app.staff(&manager.id, f.id, "tsuchi.staff").await;
+/// A manager's report of a member of staff's device: the manager and the
+/// path of the report's delivery log.
+async fn reported(app: &TestApp, name: &str) -> (Enrolled, String) {
+    let f = app.facility(&app.admin, &format!("{name}施設"), &format!("{name}.mgr")).await;
+    let manager = app.manager(&f, &format!("{name}-mgr")).await;
+    let staff = app.staff(&manager.id, f.id, &format!("{name}.staff")).await;
     let body = json!({"device_id": staff.device_id, "note": "紛失"});
     let (status, e) = app.api("POST", "/api/v1/escalations", Some(&manager.id), Some(&body)).await;
     assert_eq!(status, 201, "{e}");
-    let path = format!("/api/v1/escalations/{}/notifications", e["id"]);
+    (manager, format!("/api/v1/escalations/{}/notifications", e["id"]))
+}
+
+fn to_the_webhook() -> NotifyConfig {
+    NotifyConfig { webhook_url: Some(WEBHOOK.into()), ..NotifyConfig::default() }
+}
+
+async fn only_admin_division_sees_the_webhook_url(backend: Backend) {
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = to_the_webhook())).await;
+    let (manager, path) = reported(&app, "tsuchi").await;
     let (status, as_admin) = app.api("GET", &path, Some(&app.admin), None).await;
     assert_eq!(status, 200, "{as_admin}");
     let hooks: Vec<_> = as_admin.as_array().expect("log").iter().filter(|n| n["channel"] == "webhook").collect();
@@ -35,22 +45,15 @@ both_backends!(only_admin_division_sees_the_webhook_url);
 /// times, each retry after its backoff, and then given up: shown as failed
 /// with the error, and not tried again however long one waits.
 async fn a_notification_is_given_up_after_the_configured_attempts(backend: Backend) {
-    let notify = NotifyConfig { webhook_url: Some(WEBHOOK.into()), ..NotifyConfig::default() };
     let app = spawn_app_with(
         backend,
         AppOptions::with(|c| {
-            c.ra.notify = notify;
+            c.ra.notify = to_the_webhook();
             c.ra.notification_attempts = 3;
         }),
     )
     .await;
-    let f = app.facility(&app.admin, "再送施設", "saiso.mgr").await;
-    let manager = app.manager(&f, "saiso-mgr").await;
-    let staff = app.staff(&manager.id, f.id, "saiso.staff").await;
-    let body = json!({"device_id": staff.device_id, "note": "紛失"});
-    let (status, e) = app.api("POST", "/api/v1/escalations", Some(&manager.id), Some(&body)).await;
-    assert_eq!(status, 201, "{e}");
-    let path = format!("/api/v1/escalations/{}/notifications", e["id"]);
+    let (_, path) = reported(&app, "saiso").await;
     let webhook = |log: &serde_json::Value| {
         log.as_array().expect("log").iter().find(|n| n["channel"] == "webhook").cloned().expect("a webhook")
     };

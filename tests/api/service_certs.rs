@@ -13,7 +13,7 @@ use connect_pki_domain::AuditAction;
 use connect_pki_domain::Clock;
 use connect_pki_e2e::app::{AppOptions, spawn_app_with};
 use connect_pki_e2e::{Backend, both_backends};
-use connect_pki_server::renewal::{Renewed, renew_due};
+use connect_pki_server::app::renewal::{Renewed, renew_due};
 use connect_pki_store::AuditFilter;
 
 /// What `openssl s_client` says of the HTTPS listener at `at` (Unix

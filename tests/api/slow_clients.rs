@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use connect_pki_e2e::client::Req;
 use connect_pki_e2e::{AppOptions, Backend, spawn_app_with};
-use connect_pki_server::listen::Limits;
+use connect_pki_server::net::listen::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

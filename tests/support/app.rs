@@ -177,7 +177,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// administrator with one certificate, issued here by the shared CA.
 async fn bootstrap(db: &TestDb, ca: &IssuingCa, now: OffsetDateTime) -> Identity {
     let store = Store::connect(&db.url).await.expect("test database");
-    let (_, cert, key) = connect_pki_server::bootstrap::bootstrap_database(&store, ca, now).await.expect("bootstrap");
+    let (_, cert, key) = connect_pki_server::admin::init::bootstrap_database(&store, ca, now).await.expect("bootstrap");
     store.close().await;
     Identity { cert_der: cert.der, key_der: key.pkcs8_der().to_vec() }
 }
@@ -213,7 +213,7 @@ impl TestApp {
     }
 
     /// The service's own certificates and where their renewals go.
-    pub fn own(&self) -> &std::sync::Arc<connect_pki_server::renewal::OwnCerts> {
+    pub fn own(&self) -> &std::sync::Arc<connect_pki_server::app::renewal::OwnCerts> {
         &self.running.as_ref().expect("running").own
     }
 

@@ -372,7 +372,7 @@ async fn check(db: &DbArgs) -> anyhow::Result<std::process::ExitCode> {
 async fn backup(dest: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
     let store = Store::connect(&database_url(db)?).await?;
     let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
-    let made = connect_pki_server::backup::backup(&dir, &store, dest, time::OffsetDateTime::now_utc()).await;
+    let made = connect_pki_server::admin::backup::backup(&dir, &store, dest, time::OffsetDateTime::now_utc()).await;
     store.close().await;
     let made = made?;
     println!("backup written to {} ({} files from the data directory)", dest.display(), made.files.len());
@@ -398,7 +398,7 @@ fn restore(src: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
     let url = db.database_url.clone().or(file.database_url).unwrap_or_else(|| default_database_url(&db.data_dir));
     let sqlite = connect_pki_server::config::sqlite_path(&url);
     let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
-    let done = connect_pki_server::backup::restore(src, &dir, sqlite.as_deref())?;
+    let done = connect_pki_server::admin::backup::restore(src, &dir, sqlite.as_deref())?;
     println!("restored the backup taken at {} into {}", done.manifest.taken_at, db.data_dir.display());
     match &done.database {
         Some(path) => println!("database: {}", path.display()),
@@ -455,7 +455,7 @@ async fn audit_verify(db: &DbArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn ca_rollover(db: &DbArgs, csr_out: Option<PathBuf>, import: Option<PathBuf>) -> anyhow::Result<()> {
-    use connect_pki_server::rollover;
+    use connect_pki_server::admin::rollover;
     let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
     let public_url = FileConfig::load(&db.data_dir)?.public_url.unwrap_or_else(|| DEFAULT_PUBLIC_URL.to_string());
     let now = time::OffsetDateTime::now_utc();

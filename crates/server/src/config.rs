@@ -239,7 +239,7 @@ pub struct ServeConfig {
     pub feed: FeedSettings,
     pub feed_listen: bool,
     /// Connection cap and timeouts of both listeners.
-    pub limits: crate::listen::Limits,
+    pub limits: Limits,
     /// Accept TLS 1.2 on the mTLS listener too. Off by default: TLS 1.2 sends
     /// the client certificate, and with it the user's identity, in clear.
     pub allow_tls12: bool,
@@ -284,7 +284,7 @@ impl ServeConfig {
             rate_limit_per_minute: 30,
             feed: FeedSettings::default(),
             feed_listen: true,
-            limits: crate::listen::Limits::default(),
+            limits: Limits::default(),
             allow_tls12: false,
             audit_checkpoints: Some(CheckpointSettings {
                 dir: data_dir.to_path_buf(),
@@ -507,5 +507,27 @@ mod tests {
         assert!(FileConfig::setting("expiry_notice_dayz=14").is_err(), "a misspelt key");
         assert!(FileConfig::setting("expiry_notice_days").is_err(), "no value");
         assert!(FileConfig::setting("expiry_notice_days=fourteen").is_err(), "text where a number goes");
+    }
+}
+
+/// Connection cap and timeouts of one listener (`net::listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers once it starts one.
+    pub header_read_timeout: std::time::Duration,
+    /// Time a connection may stay silent in both directions before it is
+    /// closed (also covers a client that connects and sends nothing).
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+        }
     }
 }

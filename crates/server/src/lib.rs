@@ -4,21 +4,16 @@
 //! Handlers stay thin: identity → policy (domain) → one store operation →
 //! response. Only `http::error` knows HTTP status codes.
 
-pub mod backup;
-pub mod bootstrap;
+pub mod admin;
+pub mod app;
 pub mod checkpoint;
 pub mod config;
 pub mod datadir;
 pub mod http;
-pub mod listen;
+pub mod net;
 pub mod pseudonym;
-pub mod relying;
-pub mod renewal;
-pub mod rollover;
-pub mod run;
 pub mod terms;
-pub mod tls;
 
-pub use bootstrap::{InitOptions, InitReport, init};
+pub use admin::init::{InitOptions, InitReport, init};
+pub use app::{Running, serve, start};
 pub use config::ServeConfig;
-pub use run::{Running, serve, start};

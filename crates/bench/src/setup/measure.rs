@@ -169,19 +169,21 @@ pub fn handshake_bench(env: &Env, n: usize) -> anyhow::Result<Value> {
         .collect();
     index.apply(&events);
     let loaded = DataDir::new(&env.data).load("http://127.0.0.1:8080")?;
-    let identity = connect_pki_server::tls::TlsIdentity::ours(&loaded.issuing_der, &loaded.tls_der, loaded.tls_key);
-    let lookup: Arc<connect_pki_server::tls::CertIndexRef> = {
+    let identity =
+        connect_pki_server::net::tls::TlsIdentity::ours(&loaded.issuing_der, &loaded.tls_der, loaded.tls_key);
+    let lookup: Arc<connect_pki_server::net::tls::CertIndexRef> = {
         let index = index.clone();
         Arc::new(move |s: &[u8]| index.get(s).map(|e| e.status))
     };
-    let cert = Arc::new(connect_pki_server::tls::ServerCert::new(&identity, true)?);
-    let with = connect_pki_server::tls::server_config(
+    let cert = Arc::new(connect_pki_server::net::tls::ServerCert::new(&identity, true)?);
+    let with = connect_pki_server::net::tls::server_config(
         std::slice::from_ref(&loaded.issuing_der),
         cert.clone(),
         Some(lookup),
         false,
     )?;
-    let without = connect_pki_server::tls::server_config(std::slice::from_ref(&loaded.issuing_der), cert, None, false)?;
+    let without =
+        connect_pki_server::net::tls::server_config(std::slice::from_ref(&loaded.issuing_der), cert, None, false)?;
     let valid = env.set.iter().find(|(_, r)| !r).map(|(c, _)| c).context("a valid certificate")?;
     let client = env.client_config(valid)?;
     let mut t_with = Duration::ZERO;

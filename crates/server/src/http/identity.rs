@@ -7,7 +7,7 @@ use connect_pki_store::Identity;
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::tls::PeerCert;
+use crate::net::tls::PeerCert;
 use connect_pki_ra::Requester;
 
 /// An authenticated caller whose certificate, account and facility are all in

@@ -4,14 +4,14 @@ pub mod api;
 pub mod console;
 pub mod error;
 pub mod forwarded;
+pub mod health;
 pub mod https_only;
 pub mod identity;
 pub mod json;
 pub mod metrics;
-pub mod ocsp;
 pub mod origin;
 pub mod pages;
-pub mod public;
+pub mod pki;
 pub mod ratelimit;
 pub mod state;
 

@@ -35,7 +35,7 @@ pub async fn audit_refusals(
     req: Request,
     next: Next,
 ) -> Response {
-    let peer = req.extensions().get::<crate::tls::PeerCert>().map(|p| p.serial.clone());
+    let peer = req.extensions().get::<crate::net::tls::PeerCert>().map(|p| p.serial.clone());
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
     let response = next.run(req).await;
     if response.status() == axum::http::StatusCode::FORBIDDEN

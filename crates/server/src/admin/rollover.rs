@@ -119,7 +119,7 @@ fn install(
         name,
         subject: cert.subject().to_string(),
         not_after: cert.validity().not_after.to_datetime().format(&time::format_description::well_known::Rfc3339)?,
-        sha256: crate::bootstrap::fingerprint(&der),
+        sha256: crate::admin::init::fingerprint(&der),
     })
 }
 

@@ -2,6 +2,9 @@
 //! SIGINT or SIGTERM. [`start`] is the same service without the signals, for
 //! callers that stop it themselves (the in-process test harness).
 
+pub mod relying;
+pub mod renewal;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeConfig;
 use crate::datadir::DataDir;
-use crate::http::{api, body_limit, log_request, public};
+use crate::http::{api, body_limit, health, log_request, pki};
 use connect_pki_ca::PublicCerts;
 use connect_pki_ra::Ra;
 
 use crate::http::state::{AppState, RateLimits};
-use crate::renewal::OwnCerts;
-use crate::tls::{Connections, ServerCert, TlsIdentity};
+use crate::net::tls::{Connections, ServerCert, TlsIdentity};
+use renewal::OwnCerts;
 
 /// Runs the service until a shutdown signal arrives.
 pub async fn serve(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
@@ -99,11 +102,11 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     // What relying parties ask and which certificates shake hands, counted
     // for `crate::relying` (when recording is on).
     let sightings = Arc::new(connect_pki_responder::Sightings::default());
-    let observer: Option<crate::tls::HandshakeObserver> = config.ra.relying.enabled.then(|| {
+    let observer: Option<crate::net::tls::HandshakeObserver> = config.ra.relying.enabled.then(|| {
         let (sightings, clock) = (sightings.clone(), clock.clone());
         Arc::new(move |serial: u128, ok: bool, from: Option<std::net::IpAddr>| {
             sightings.handshake(serial, ok, from, clock.now());
-        }) as crate::tls::HandshakeObserver
+        }) as crate::net::tls::HandshakeObserver
     });
     let connections = Arc::new(Connections::observed(observer.clone()));
     let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key, older, keys } =
@@ -117,7 +120,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         feed.listen_url = Some(config.database_url.clone());
     }
     let kept_crl = if config.keep_crl {
-        crate::backup::reapply_published_crl(&dir, &cas, &store, clock.now())
+        crate::admin::backup::reapply_published_crl(&dir, &cas, &store, clock.now())
             .await
             .context("comparing the database with the newest CRL this service published")?;
         let kept = dir.kept_crls();
@@ -142,12 +145,12 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         Some((cert, key)) => ServerCert::new(&TlsIdentity::from_files(&issuing_der, cert, key)?, false)?,
         None => {
             // Issued by whichever generation was newest at its last renewal.
-            let issuer = crate::tls::issuer_among(&tls_der, &issuing_ders).unwrap_or(&issuing_der);
+            let issuer = crate::net::tls::issuer_among(&tls_der, &issuing_ders).unwrap_or(&issuing_der);
             ServerCert::new(&TlsIdentity::ours(issuer, &tls_der, tls_key), true)?
         }
     });
-    let lookup = Some(crate::tls::index_lookup(revocations.clone(), observer));
-    let tls_config = crate::tls::server_config(&issuing_ders, server_cert.clone(), lookup, config.allow_tls12)?;
+    let lookup = Some(crate::net::tls::index_lookup(revocations.clone(), observer));
+    let tls_config = crate::net::tls::server_config(&issuing_ders, server_cert.clone(), lookup, config.allow_tls12)?;
     let signers: Vec<(u32, OcspSigner)> =
         generations.into_iter().map(|(ca, _, signer)| (ca.generation(), signer)).collect();
     let ra = Ra {
@@ -218,10 +221,10 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     // A service started after a long stop (or under a clock set forward)
     // renews its expired certificates before anyone sees them.
     if let Some(every) = config.renewal_check {
-        if let Err(e) = crate::renewal::renew_due(&state, &own).await {
+        if let Err(e) = renewal::renew_due(&state, &own).await {
             tracing::error!(error = format!("{e:#}"), "renewing the service's own certificates failed; retrying");
         }
-        tokio::spawn(crate::renewal::worker(state.ra.clone(), own.clone(), every, shutdown.clone()));
+        tokio::spawn(renewal::worker(state.ra.clone(), own.clone(), every, shutdown.clone()));
     }
     // Retirements that fell due while the service was down run before it
     // answers anyone.
@@ -234,7 +237,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     }
     tokio::spawn(connect_pki_ra::expiry::worker(state.ra.clone(), config.expiry_check, shutdown.clone()));
     if config.ra.relying.enabled {
-        tokio::spawn(crate::relying::worker(state.ra.clone(), config.ra.relying.clone(), shutdown.clone()));
+        tokio::spawn(relying::worker(state.ra.clone(), config.ra.relying.clone(), shutdown.clone()));
     }
     let checkpoints = crate::checkpoint::spawn(state.ra.clone(), config.audit_checkpoints.clone(), shutdown.clone());
 
@@ -250,14 +253,16 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let limits = config.limits;
     let public_task = {
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { crate::listen::serve_plain(public_listener, public_app, limits, shutdown).await })
+        tokio::spawn(
+            async move { crate::net::listen::serve_plain(public_listener, public_app, limits, shutdown).await },
+        )
     };
-    let api_task = tokio::spawn(crate::tls::serve(
+    let api_task = tokio::spawn(crate::net::tls::serve(
         api_listener,
         tls_config,
         api_app,
         connections,
-        Some(crate::tls::index_lookup(state.revocations.clone(), None)),
+        Some(crate::net::tls::index_lookup(state.revocations.clone(), None)),
         limits,
         shutdown.clone(),
     ));
@@ -282,12 +287,14 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
     // The responder stays outside the per-request log line and the client
     // layer: at tens of thousands of requests a second they would be its main cost.
     let plain = Listener { proxies: web.proxies.clone(), tls: false };
-    let public_app = public::router(state.clone())
+    let public_app = pki::ca::router(state.clone())
+        .merge(health::router(state.clone()))
         .merge(guarded)
+        .fallback(crate::http::error::no_route)
         .layer(body_limit())
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn_with_state(plain, identify))
-        .merge(crate::http::ocsp::router(state.clone(), web.proxies.clone()));
+        .merge(pki::ocsp::router(state.clone(), web.proxies.clone()));
     let tls = Listener { proxies: web.proxies.clone(), tls: true };
     let api_app = mtls_api
         .merge(secret)

@@ -19,27 +19,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// Limits of one listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Connections served at once; further ones wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// Time a client has to send a request's headers once it starts one.
-    pub header_read_timeout: Duration,
-    /// Time a connection may stay silent in both directions before it is
-    /// closed (also covers a client that connects and sends nothing).
-    pub idle_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-        }
-    }
-}
+pub use crate::config::Limits;
 
 /// Admission of connections up to [`Limits::max_connections`].
 #[derive(Debug, Clone)]

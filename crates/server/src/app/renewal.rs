@@ -24,7 +24,7 @@ use connect_pki_store::AuditEntry;
 use tokio_util::sync::CancellationToken;
 
 use crate::datadir::DataDir;
-use crate::tls::{ServerCert, TlsIdentity};
+use crate::net::tls::{ServerCert, TlsIdentity};
 use connect_pki_ra::Ra;
 
 /// What the renewal needs besides the registration authority: held by the

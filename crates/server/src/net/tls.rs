@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::listen::{Gate, Idle, Limits};
+use crate::net::listen::{Gate, Idle, Limits};
 use tower::ServiceExt;
 
 /// What the listener presents and trusts.
@@ -103,7 +103,7 @@ impl ServerCert {
                 rustls::sign::CertifiedKey::from_der(identity.chain.clone(), der.clone_key(), provider).context(context)
             }
             TlsKey::Token(key) => {
-                let signer = Arc::new(crate::datadir::keys::TlsTokenKey(key.clone()));
+                let signer = Arc::new(TlsTokenKey(key.clone()));
                 let certified = rustls::sign::CertifiedKey::new(identity.chain.clone(), signer);
                 certified.keys_match().context(context)?;
                 Ok(certified)
@@ -405,8 +405,8 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(config);
     let graceful = GracefulShutdown::new();
     let gate = Gate::new(&limits);
-    let builder = crate::listen::builder(&limits);
-    while let Some((tcp, remote, permit)) = crate::listen::accept(&listener, &gate, &shutdown).await {
+    let builder = crate::net::listen::builder(&limits);
+    while let Some((tcp, remote, permit)) = crate::net::listen::accept(&listener, &gate, &shutdown).await {
         let tcp = Idle::new(tcp, limits.idle_timeout);
         let builder = builder.clone();
         let acceptor = acceptor.clone();
@@ -466,5 +466,43 @@ pub async fn serve(
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
         tracing::warn!("some mTLS connections did not finish within 10 s of shutdown");
+    }
+}
+
+/// The TLS server key as rustls signs with it when the key is in a token:
+/// each handshake's signature is made by the token.
+#[derive(Debug)]
+pub(crate) struct TlsTokenKey(pub(crate) Arc<connect_pki_ca::CaKey>);
+
+#[derive(Debug)]
+struct TlsTokenSigner(Arc<connect_pki_ca::CaKey>, rustls::SignatureScheme);
+
+impl rustls::sign::SigningKey for TlsTokenKey {
+    fn choose_scheme(&self, offered: &[rustls::SignatureScheme]) -> Option<Box<dyn rustls::sign::Signer>> {
+        let alg = rcgen::PublicKeyData::algorithm(&*self.0);
+        let scheme = if alg == &rcgen::PKCS_ECDSA_P384_SHA384 {
+            rustls::SignatureScheme::ECDSA_NISTP384_SHA384
+        } else {
+            rustls::SignatureScheme::ECDSA_NISTP256_SHA256
+        };
+        offered.contains(&scheme).then(|| Box::new(TlsTokenSigner(self.0.clone(), scheme)) as Box<_>)
+    }
+
+    fn public_key(&self) -> Option<rustls_pki_types::SubjectPublicKeyInfoDer<'_>> {
+        Some(self.0.public_key_der().into())
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        rustls::SignatureAlgorithm::ECDSA
+    }
+}
+
+impl rustls::sign::Signer for TlsTokenSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        rcgen::SigningKey::sign(&*self.0, message).map_err(|e| rustls::Error::General(e.to_string()))
+    }
+
+    fn scheme(&self) -> rustls::SignatureScheme {
+        self.1
     }
 }
