@@ -14,7 +14,6 @@ use std::fs::OpenOptions;
 use std::io::{BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use aws_lc_rs::hmac;
@@ -30,9 +29,7 @@ use connect_pki_ra::Ra;
 /// The checkpoint file in the data directory, one JSON object a line.
 pub const CHECKPOINT_FILE: &str = "audit-checkpoints.jsonl";
 /// The MAC key in the data directory (0600).
-pub const KEY_FILE: &str = "audit-checkpoint.key";
-/// How often the head is checkpointed when it moved, unless configured.
-pub const DEFAULT_EVERY: Duration = Duration::from_secs(300);
+pub(crate) const KEY_FILE: &str = "audit-checkpoint.key";
 /// Separates these MACs from any other use of an HMAC key.
 const MAC_CONTEXT: &[u8] = b"connect-pki audit checkpoint v1";
 
@@ -43,13 +40,13 @@ pub struct Checkpoint {
     /// The newest record's id.
     pub id: i64,
     /// Its chain hash.
-    pub hash: String,
+    pub(crate) hash: String,
     /// Records in the log.
     pub count: i64,
     /// When it was taken, RFC 3339.
     pub at: String,
     /// HMAC-SHA256 over the fields above, hex.
-    pub mac: String,
+    pub(crate) mac: String,
 }
 
 /// The checkpoint MAC key.
@@ -59,7 +56,7 @@ pub struct Checkpoint {
 /// anyone who reads them test guesses of the passphrase far faster than the
 /// scrypt that protects the CA keys allows. Someone with only database access
 /// has neither, and cannot forge a checkpoint.
-pub struct CheckpointKey(hmac::Key);
+pub(crate) struct CheckpointKey(hmac::Key);
 
 impl std::fmt::Debug for CheckpointKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +66,7 @@ impl std::fmt::Debug for CheckpointKey {
 
 impl CheckpointKey {
     /// Writes a new random key into `dir` (refuses to replace one).
-    pub fn create(dir: &Path) -> anyhow::Result<()> {
+    pub(crate) fn create(dir: &Path) -> anyhow::Result<()> {
         create_key_file(&dir.join(KEY_FILE))
     }
 
@@ -80,7 +77,7 @@ impl CheckpointKey {
 
     /// The key in `dir`, made first if the directory has none (data
     /// directories initialised before checkpoints existed).
-    pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
         Ok(Self(load_or_create_key_file(&dir.join(KEY_FILE), "the audit checkpoint key")?))
     }
 
@@ -95,14 +92,14 @@ impl CheckpointKey {
     }
 
     /// A checkpoint of `head` taken at `at`.
-    pub fn sign(&self, head: &AuditHead, at: time::OffsetDateTime) -> anyhow::Result<Checkpoint> {
+    pub(crate) fn sign(&self, head: &AuditHead, at: time::OffsetDateTime) -> anyhow::Result<Checkpoint> {
         let at = at.format(&time::format_description::well_known::Rfc3339)?;
         let tag = hmac::sign(&self.0, &Self::message(head.id, &head.hash, head.count, &at));
         Ok(Checkpoint { id: head.id, hash: head.hash.clone(), count: head.count, at, mac: hex::encode(tag.as_ref()) })
     }
 
     /// Whether `c`'s MAC is ours over its fields (compared in constant time).
-    pub fn verifies(&self, c: &Checkpoint) -> bool {
+    pub(crate) fn verifies(&self, c: &Checkpoint) -> bool {
         hex::decode(&c.mac)
             .is_ok_and(|tag| hmac::verify(&self.0, &Self::message(c.id, &c.hash, c.count, &c.at), &tag).is_ok())
     }
@@ -110,7 +107,7 @@ impl CheckpointKey {
 
 /// Appends `c` to the checkpoint file in `dir` (created 0600) and waits until
 /// it is on disk.
-pub fn append(dir: &Path, c: &Checkpoint) -> anyhow::Result<()> {
+pub(crate) fn append(dir: &Path, c: &Checkpoint) -> anyhow::Result<()> {
     let path = dir.join(CHECKPOINT_FILE);
     let mut line = serde_json::to_string(c)?;
     line.push('\n');
@@ -128,7 +125,7 @@ pub fn append(dir: &Path, c: &Checkpoint) -> anyhow::Result<()> {
 
 /// Every checkpoint in `dir`'s file, with its line number, oldest first;
 /// `None` if there is no file.
-pub fn read_all(dir: &Path) -> anyhow::Result<Option<Vec<(usize, Checkpoint)>>> {
+pub(crate) fn read_all(dir: &Path) -> anyhow::Result<Option<Vec<(usize, Checkpoint)>>> {
     let path = dir.join(CHECKPOINT_FILE);
     let file = match std::fs::File::open(&path) {
         Ok(f) => f,
@@ -222,7 +219,7 @@ fn name(line: usize, c: &Checkpoint) -> String {
 /// checkpoints the head at start and every `settings.every` when it moved,
 /// until `shutdown`; the last checkpoint is [`at_shutdown`]'s, taken once the
 /// listeners have stopped.
-pub fn spawn(
+pub(crate) fn spawn(
     state: Ra,
     settings: Option<CheckpointSettings>,
     shutdown: CancellationToken,
@@ -248,14 +245,14 @@ pub fn spawn(
 }
 
 /// The final checkpoint, after everything else stopped writing.
-pub async fn at_shutdown(worker: JoinHandle<Option<Checkpointer>>, state: &Ra) {
+pub(crate) async fn at_shutdown(worker: JoinHandle<Option<Checkpointer>>, state: &Ra) {
     if let Ok(Some(mut c)) = worker.await {
         c.tick(state).await;
     }
 }
 
 /// The worker's state: the key and the last head it wrote.
-pub struct Checkpointer {
+pub(crate) struct Checkpointer {
     dir: PathBuf,
     key: CheckpointKey,
     last: Option<(i64, String)>,

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-pub use connect_pki_responder::FeedSettings;
+pub(crate) use connect_pki_responder::FeedSettings;
 
 /// The settings file in the data directory.
-pub const CONFIG_FILE: &str = "config.toml";
+pub(crate) const CONFIG_FILE: &str = "config.toml";
 /// The SQLite database in the data directory, used when no URL is given.
-pub const SQLITE_FILE: &str = "connect-pki.db";
+pub(crate) const SQLITE_FILE: &str = "connect-pki.db";
 
 /// Default base URL written into certificates.
 pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
@@ -33,13 +33,13 @@ pub struct FileConfig {
     pub api_addr: Option<SocketAddr>,
     /// Lifetime of enrollment codes, in hours.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub enrollment_code_hours: Option<u32>,
+    pub(crate) enrollment_code_hours: Option<u32>,
     /// CRL nextUpdate, in hours after thisUpdate.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub crl_next_update_hours: Option<u32>,
+    pub(crate) crl_next_update_hours: Option<u32>,
     /// OCSP response validity, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ocsp_max_age_seconds: Option<u32>,
+    pub(crate) ocsp_max_age_seconds: Option<u32>,
     /// Public submissions per client address and minute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<u32>,
@@ -48,84 +48,84 @@ pub struct FileConfig {
     pub calendar: Option<CalendarConfig>,
     /// Minutes a manager has to claim an emergency in business hours.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub escalation_sla_minutes: Option<u32>,
+    pub(crate) escalation_sla_minutes: Option<u32>,
     /// Hours after which an unresolved hold becomes a revocation.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hold_limit_hours: Option<u32>,
+    pub(crate) hold_limit_hours: Option<u32>,
     /// Renewals a device may make per hour.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub renewals_per_hour: Option<u32>,
+    pub(crate) renewals_per_hour: Option<u32>,
     /// Where emergency notifications go.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub notifications: Option<NotificationsConfig>,
+    pub(crate) notifications: Option<NotificationsConfig>,
     /// Times a notification is tried before it is given up.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub notification_attempts: Option<u32>,
+    pub(crate) notification_attempts: Option<u32>,
     /// PostgreSQL: LISTEN for other instances' revocations (polling stays as
     /// the fallback).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feed_listen: Option<bool>,
     /// Seconds without reading the revocation feed before failing closed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub feed_max_lag_seconds: Option<u32>,
+    pub(crate) feed_max_lag_seconds: Option<u32>,
     /// Seconds between comparisons of the revocation index with the database.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reconcile_seconds: Option<u32>,
+    pub(crate) reconcile_seconds: Option<u32>,
     /// Connections each listener serves at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
     /// Seconds a client has to send a request's headers.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub header_timeout_seconds: Option<u32>,
+    pub(crate) header_timeout_seconds: Option<u32>,
     /// Seconds a silent connection stays open.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub idle_timeout_seconds: Option<u32>,
+    pub(crate) idle_timeout_seconds: Option<u32>,
     /// Also accept TLS 1.2 on the mTLS listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_tls12: Option<bool>,
     /// Seconds between checkpoints of the audit log's head (written only when it moved).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub audit_checkpoint_seconds: Option<u32>,
+    pub(crate) audit_checkpoint_seconds: Option<u32>,
     /// Seconds between runs of the consistency check inside the service.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consistency_check_seconds: Option<u32>,
+    pub(crate) consistency_check_seconds: Option<u32>,
     /// Days a rejected application is kept before it is purged.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rejected_application_days: Option<u32>,
+    pub(crate) rejected_application_days: Option<u32>,
     /// Seconds between checks whether the OCSP signer or TLS certificate is due for renewal.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub renewal_check_seconds: Option<u32>,
+    pub(crate) renewal_check_seconds: Option<u32>,
     /// Seconds between looks for certificates running out (expiry notices).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expiry_check_seconds: Option<u32>,
+    pub(crate) expiry_check_seconds: Option<u32>,
     /// Days before a certificate runs out that it is listed and first announced.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub expiry_notice_days: Option<u32>,
+    pub(crate) expiry_notice_days: Option<u32>,
     /// PEM certificate chain of the HTTPS listener, instead of the one from our CA.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_cert_file: Option<PathBuf>,
     /// PEM private key that goes with `tls_cert_file`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_key_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
     /// The HTTPS address the plain listener sends people to.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub https_url: Option<String>,
+    pub(crate) https_url: Option<String>,
     /// Reverse proxies (addresses or networks) whose X-Forwarded-For and
     /// X-Forwarded-Proto are believed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
     /// Names of relying parties by network: `name = ["10.1.0.0/16"]`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub relying_parties: std::collections::BTreeMap<String, Vec<String>>,
+    pub(crate) relying_parties: std::collections::BTreeMap<String, Vec<String>>,
     /// Record what each relying party asks (OCSP, CRLs) and each certificate's handshakes.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub relying_party_recording: Option<bool>,
+    pub(crate) relying_party_recording: Option<bool>,
     /// Seconds between writes of that record.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub relying_party_flush_seconds: Option<u32>,
+    pub(crate) relying_party_flush_seconds: Option<u32>,
     /// Days that record is kept after a relying party's last question.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub relying_party_retention_days: Option<u32>,
+    pub(crate) relying_party_retention_days: Option<u32>,
     /// The PKCS#11 token holding the CA keys (set by `init --pkcs11-module`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<Pkcs11Config>,
@@ -145,11 +145,11 @@ connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_ad
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarConfig {
-    pub opens: Option<String>,
-    pub closes: Option<String>,
-    pub year_end_closure: Option<bool>,
+    pub(crate) opens: Option<String>,
+    pub(crate) closes: Option<String>,
+    pub(crate) year_end_closure: Option<bool>,
     #[serde(default)]
-    pub closures: std::collections::BTreeMap<String, String>,
+    pub(crate) closures: std::collections::BTreeMap<String, String>,
 }
 
 impl CalendarConfig {
@@ -397,14 +397,14 @@ connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_a
 /// `webhook_secret` here, if the file is kept private).
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct NotificationsConfig {
-    pub webhook_url: Option<String>,
-    pub webhook_secret: Option<String>,
-    pub smtp_url: Option<String>,
-    pub mail_from: Option<String>,
+pub(crate) struct NotificationsConfig {
+    pub(crate) webhook_url: Option<String>,
+    pub(crate) webhook_secret: Option<String>,
+    pub(crate) smtp_url: Option<String>,
+    pub(crate) mail_from: Option<String>,
     #[serde(default)]
-    pub on_call: Vec<String>,
-    pub console_url: Option<String>,
+    pub(crate) on_call: Vec<String>,
+    pub(crate) console_url: Option<String>,
 }
 
 connect_pki_domain::redacted_debug!(NotificationsConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });

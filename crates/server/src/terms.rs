@@ -8,7 +8,7 @@ use anyhow::Context;
 use connect_pki_ra::terms::Terms;
 
 /// The file, under the data directory.
-pub const TERMS_FILE: &str = "terms.toml";
+pub(crate) const TERMS_FILE: &str = "terms.toml";
 
 /// The terms in `data_dir`, or the default when the file is missing.
 pub fn load(data_dir: &Path) -> anyhow::Result<Terms> {

@@ -27,16 +27,16 @@ use time::OffsetDateTime;
 use crate::datadir::{DataDir, SQLITE_FILE, create_private_dir, replace_file};
 
 /// The file in a backup that says what it is.
-pub const MANIFEST: &str = "backup.json";
+pub(crate) const MANIFEST: &str = "backup.json";
 
 impl DataDir {
     /// Where the newest CRL of each issuing CA is kept (`<ca name>.crl`).
-    pub fn kept_crls(&self) -> PathBuf {
+    pub(crate) fn kept_crls(&self) -> PathBuf {
         self.path().join("crl")
     }
 
     /// The newest CRL this instance signed for the issuing CA named `ca`.
-    pub fn kept_crl(&self, ca: &str) -> PathBuf {
+    pub(crate) fn kept_crl(&self, ca: &str) -> PathBuf {
         self.kept_crls().join(format!("{ca}.crl"))
     }
 }
@@ -46,7 +46,7 @@ impl DataDir {
 pub struct Manifest {
     /// When the backup was taken (RFC 3339, UTC).
     pub taken_at: String,
-    pub backend: String,
+    pub(crate) backend: String,
     /// The database snapshot in the backup (`connect-pki.db`), or `None`
     /// when the database is PostgreSQL and was dumped with `pg_dump`.
     pub database: Option<String>,
@@ -201,7 +201,7 @@ fn stage(src: &Path, dir: &DataDir, staging: &DataDir, db: Option<&(PathBuf, Pat
 /// database that is behind them (see the module documentation). A kept CRL
 /// its issuing CA did not sign stops the start: it cannot be trusted to say
 /// what was revoked, and ignoring it could bring a revoked certificate back.
-pub async fn reapply_published_crl(
+pub(crate) async fn reapply_published_crl(
     dir: &DataDir,
     cas: &[std::sync::Arc<IssuingCa>],
     store: &Store,

@@ -21,7 +21,7 @@ use crate::datadir::{
 use connect_pki_ra::secrets::random_secret;
 
 /// Login ID of the first administrator.
-pub const BOOTSTRAP_LOGIN: &str = "admin";
+pub(crate) const BOOTSTRAP_LOGIN: &str = "admin";
 
 /// What `init` is asked to do.
 #[derive(Clone)]
@@ -64,7 +64,7 @@ pub struct BootstrapReport {
 connect_pki_domain::redacted_debug!(BootstrapReport { login_id, serial, pkcs12_path; pkcs12_password });
 
 /// SHA-256 fingerprint as `AB:CD:…`, the form `openssl x509 -fingerprint -sha256` prints.
-pub fn fingerprint(der: &[u8]) -> String {
+pub(crate) fn fingerprint(der: &[u8]) -> String {
     let digest = <sha2::Sha256 as sha2::Digest>::digest(der);
     digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }

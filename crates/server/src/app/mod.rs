@@ -2,7 +2,7 @@
 //! SIGINT or SIGTERM. [`start`] is the same service without the signals, for
 //! callers that stop it themselves (the in-process test harness).
 
-pub mod relying;
+pub(crate) mod relying;
 pub mod renewal;
 
 use std::net::SocketAddr;
@@ -71,7 +71,7 @@ impl Running {
     }
 
     /// Waits until the service ends (after its shutdown token is cancelled).
-    pub async fn wait(self) -> anyhow::Result<()> {
+    pub(crate) async fn wait(self) -> anyhow::Result<()> {
         self.shutdown.cancelled().await;
         let _ = self.api_task.await;
         self.public_task.await.context("public listener")?;

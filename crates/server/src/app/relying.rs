@@ -13,7 +13,7 @@ use connect_pki_ra::Ra;
 /// Writes the counts every `flush_every` and prunes hourly. What is left
 /// when the service stops is written by `run::Running::wait`, before the
 /// database pool closes.
-pub async fn worker(state: Ra, settings: RecordSettings, shutdown: CancellationToken) {
+pub(crate) async fn worker(state: Ra, settings: RecordSettings, shutdown: CancellationToken) {
     let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {

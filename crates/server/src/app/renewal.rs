@@ -158,7 +158,7 @@ fn renew_one(state: &Ra, own: &OwnCerts, which: Renewed) -> anyhow::Result<Optio
 /// Renews at start and then every `every` until shutdown. A failed renewal
 /// is retried at the next tick; the old certificate has a third of its life
 /// left when the first attempt falls due.
-pub async fn worker(state: Ra, own: Arc<OwnCerts>, every: Duration, shutdown: CancellationToken) {
+pub(crate) async fn worker(state: Ra, own: Arc<OwnCerts>, every: Duration, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,

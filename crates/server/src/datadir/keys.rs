@@ -17,7 +17,7 @@ use anyhow::{Context, anyhow};
 use connect_pki_ca::{CaKey, InMemory, KeyGenerator, PrivateKey};
 
 /// Environment variable holding the token's user PIN.
-pub const PIN_ENV: &str = "CONNECT_PKI_PKCS11_PIN";
+pub(crate) const PIN_ENV: &str = "CONNECT_PKI_PKCS11_PIN";
 
 /// The user PIN of the token `config` names.
 #[cfg_attr(not(feature = "hsm"), allow(dead_code))]
@@ -56,7 +56,7 @@ impl std::fmt::Debug for Keys {
 
 impl Keys {
     /// The store `dir` was initialised with.
-    pub fn of(dir: &DataDir) -> anyhow::Result<Self> {
+    pub(crate) fn of(dir: &DataDir) -> anyhow::Result<Self> {
         match crate::config::FileConfig::load(dir.path())?.pkcs11 {
             Some(p) => Self::token(&p),
             None => Ok(Keys::Files { passphrase: dir.passphrase()?.into() }),
@@ -86,7 +86,7 @@ impl Keys {
     }
 
     /// Where new keys are made.
-    pub fn generator(&self) -> &dyn KeyGenerator {
+    pub(crate) fn generator(&self) -> &dyn KeyGenerator {
         match self {
             Keys::Files { .. } => &InMemory,
             #[cfg(feature = "hsm")]
@@ -128,7 +128,7 @@ impl Keys {
     /// A reference to a key that has no certificate yet (a rollover's
     /// pending key): the key encrypted, or its public key when the token
     /// holds it. [`Self::open_reference`] reads it back.
-    pub fn reference(&self, key: &CaKey) -> anyhow::Result<String> {
+    pub(crate) fn reference(&self, key: &CaKey) -> anyhow::Result<String> {
         match self.key_file(key)? {
             Some(pem) => Ok(pem),
             None => Ok(connect_pki_ca::issue::to_pem("PUBLIC KEY", &key.public_key_der())),
@@ -136,7 +136,7 @@ impl Keys {
     }
 
     /// The key a [`Self::reference`] written to `path` refers to.
-    pub fn open_reference(&self, pem: &str, path: &Path) -> anyhow::Result<CaKey> {
+    pub(crate) fn open_reference(&self, pem: &str, path: &Path) -> anyhow::Result<CaKey> {
         let what = path.display().to_string();
         match self {
             Keys::Files { passphrase } => Ok(PrivateKey::from_encrypted_pem(pem, passphrase, &what)?.into()),

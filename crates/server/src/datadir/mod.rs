@@ -33,12 +33,12 @@ pub mod keys;
 use keys::Keys;
 
 /// Held (shared) by every running `serve` (see [`DataDir::hold_serving`]).
-pub const SERVE_LOCK: &str = "serve.lock";
-pub use crate::config::{CONFIG_FILE, SQLITE_FILE};
+pub(crate) const SERVE_LOCK: &str = "serve.lock";
+pub(crate) use crate::config::{CONFIG_FILE, SQLITE_FILE};
 /// Generated passphrase file name.
-pub const PASSPHRASE_FILE: &str = "passphrase";
+pub(crate) const PASSPHRASE_FILE: &str = "passphrase";
 /// Environment variable holding the CA key passphrase.
-pub const PASSPHRASE_ENV: &str = "CONNECT_PKI_PASSPHRASE";
+pub(crate) const PASSPHRASE_ENV: &str = "CONNECT_PKI_PASSPHRASE";
 
 /// Paths inside one data directory.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl DataDir {
         Self(path.into())
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
@@ -57,12 +57,12 @@ impl DataDir {
         self.0.join("ca").join(file)
     }
 
-    pub fn bootstrap_p12(&self) -> PathBuf {
+    pub(crate) fn bootstrap_p12(&self) -> PathBuf {
         self.0.join("bootstrap").join("admin.p12")
     }
 
     /// Whether the directory exists and holds anything.
-    pub fn is_in_use(&self) -> bool {
+    pub(crate) fn is_in_use(&self) -> bool {
         match std::fs::read_dir(&self.0) {
             Ok(mut entries) => entries.next().is_some(),
             Err(_) => self.0.exists(),
@@ -85,7 +85,7 @@ impl DataDir {
 
     /// The generations of the issuing CA in the data directory, oldest
     /// first: 1 (`issuing.pem`) and every `issuing-N.pem` a rollover added.
-    pub fn generations(&self) -> Vec<u32> {
+    pub(crate) fn generations(&self) -> Vec<u32> {
         let mut out = vec![1];
         while self.ca(&format!("{}.pem", issuing_file(out.len() as u32 + 1))).exists() {
             out.push(out.len() as u32 + 1);
@@ -94,7 +94,7 @@ impl DataDir {
     }
 
     /// The certificate in `ca/<file>` (PEM on disk), as DER.
-    pub fn cert_der(&self, file: &str) -> anyhow::Result<Vec<u8>> {
+    pub(crate) fn cert_der(&self, file: &str) -> anyhow::Result<Vec<u8>> {
         let path = self.ca(file);
         let pem = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let (_, doc) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
@@ -105,14 +105,14 @@ impl DataDir {
     /// A shared lock on `serve.lock` held by every running `serve` on this
     /// data directory for its whole life (the kernel drops it when the
     /// process ends, however it ends): `restore` refuses while any is held.
-    pub fn hold_serving(&self) -> anyhow::Result<std::fs::File> {
+    pub(crate) fn hold_serving(&self) -> anyhow::Result<std::fs::File> {
         let f = self.serve_lock()?;
         f.lock_shared().with_context(|| format!("cannot lock {}", self.0.join(SERVE_LOCK).display()))?;
         Ok(f)
     }
 
     /// Whether a `serve` runs on this data directory now.
-    pub fn is_served(&self) -> anyhow::Result<bool> {
+    pub(crate) fn is_served(&self) -> anyhow::Result<bool> {
         if !self.0.join(SERVE_LOCK).exists() {
             return Ok(false);
         }
@@ -139,7 +139,7 @@ impl DataDir {
 
     /// An exclusive lock on the CA files, held while the value lives:
     /// instances that share a data directory renew one at a time.
-    pub fn lock_ca(&self) -> anyhow::Result<std::fs::File> {
+    pub(crate) fn lock_ca(&self) -> anyhow::Result<std::fs::File> {
         let path = self.ca(".lock");
         let f = OpenOptions::new()
             .write(true)
@@ -193,12 +193,12 @@ impl DataDir {
 }
 
 /// The file stem of issuing CA generation `g` in `ca/`.
-pub fn issuing_file(g: u32) -> String {
+pub(crate) fn issuing_file(g: u32) -> String {
     connect_pki_ca::issue::name_of_generation(g)
 }
 
 /// The file stem of the OCSP signer of issuing CA generation `g` in `ca/`.
-pub fn ocsp_file(g: u32) -> String {
+pub(crate) fn ocsp_file(g: u32) -> String {
     if g <= 1 { "ocsp".into() } else { format!("ocsp-{g}") }
 }
 
@@ -208,7 +208,7 @@ impl DataDir {
     /// to `.new` files first (the certificate last), and [`Self::load`] rolls
     /// a half-done replacement forward. With the keys in a token only the
     /// certificate is written; the token already holds its key.
-    pub fn replace_cert_and_key(&self, name: &str, der: &[u8], key: &CaKey, keys: &Keys) -> anyhow::Result<()> {
+    pub(crate) fn replace_cert_and_key(&self, name: &str, der: &[u8], key: &CaKey, keys: &Keys) -> anyhow::Result<()> {
         let (cert_path, key_path) = (self.ca(&format!("{name}.pem")), self.ca(&format!("{name}.key.pem")));
         if let Some(pem) = keys.key_file(key)? {
             write_replacing(&new_path(&key_path), pem.as_bytes(), 0o600)?;
@@ -249,7 +249,7 @@ fn new_path(path: &Path) -> PathBuf {
 /// Replaces the file at `path` with `bytes` so that a crash leaves the old
 /// file or the new one: written beside it, synced, renamed over it, and the
 /// directory synced.
-pub fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     write_replacing(&tmp, bytes, mode)?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
@@ -282,14 +282,14 @@ pub struct LoadedCa {
     pub ocsp_key: CaKey,
     /// Issuing CAs a rollover replaced, oldest first: they issue nothing
     /// more, and keep their CRL and OCSP answers for what they issued.
-    pub older: Vec<CaGeneration>,
+    pub(crate) older: Vec<CaGeneration>,
     /// Where the keys came from; renewals put their new keys there.
     pub keys: Keys,
 }
 
 /// One issuing CA with its delegated OCSP signer.
 #[derive(Debug)]
-pub struct CaGeneration {
+pub(crate) struct CaGeneration {
     pub issuing: IssuingCa,
     pub issuing_der: Vec<u8>,
     pub ocsp_der: Vec<u8>,
@@ -297,7 +297,7 @@ pub struct CaGeneration {
 }
 
 /// Creates a directory readable by its owner only.
-pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -306,7 +306,7 @@ pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
 }
 
 /// Writes a new file with the given mode; never overwrites.
-pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -318,7 +318,13 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 
 /// Writes a certificate as PEM (0644) and its key file (0600), if its keys
 /// are kept in files.
-pub fn write_cert_and_key(dir: &DataDir, name: &str, der: &[u8], key: &CaKey, keys: &Keys) -> anyhow::Result<()> {
+pub(crate) fn write_cert_and_key(
+    dir: &DataDir,
+    name: &str,
+    der: &[u8],
+    key: &CaKey,
+    keys: &Keys,
+) -> anyhow::Result<()> {
     write_new(&dir.ca(&format!("{name}.pem")), to_pem("CERTIFICATE", der).as_bytes(), 0o644)?;
     if let Some(pem) = keys.key_file(key)? {
         write_new(&dir.ca(&format!("{name}.key.pem")), pem.as_bytes(), 0o600)?;

@@ -258,6 +258,6 @@ impl IntoResponse for ApiError {
 }
 
 /// The JSON 404 of both routers.
-pub async fn no_route(uri: axum::http::Uri) -> ApiError {
+pub(crate) async fn no_route(uri: axum::http::Uri) -> ApiError {
     ApiError::NoRoute(uri.path().to_string())
 }

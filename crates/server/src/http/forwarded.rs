@@ -21,11 +21,11 @@ use crate::http::error::ApiError;
 
 /// The networks whose `X-Forwarded-*` headers are believed.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub(crate) struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Parses addresses (`192.0.2.10`, `2001:db8::1`) and networks (`10.0.0.0/8`).
-    pub fn parse(entries: &[String]) -> anyhow::Result<Self> {
+    pub(crate) fn parse(entries: &[String]) -> anyhow::Result<Self> {
         let nets = entries
             .iter()
             .map(|e| {
@@ -47,7 +47,7 @@ impl TrustedProxies {
     /// nearest hop of `X-Forwarded-For`, walking from the right, that is not
     /// itself a trusted proxy. Hops further left were written by whoever
     /// sent them and prove nothing.
-    pub fn client_of(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn client_of(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         if !self.trusts(peer) {
             return peer;
         }
@@ -92,20 +92,20 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 /// The caller as far as it can be told: its address, and whether its
 /// request travelled over TLS all the way to us or to our proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Client {
-    pub addr: IpAddr,
+pub(crate) struct Client {
+    pub(crate) addr: IpAddr,
     pub tls: bool,
 }
 
 /// What the [`identify`] layer of one listener needs.
 #[derive(Clone)]
-pub struct Listener {
-    pub proxies: Arc<TrustedProxies>,
+pub(crate) struct Listener {
+    pub(crate) proxies: Arc<TrustedProxies>,
     pub tls: bool,
 }
 
 /// Puts the [`Client`] into the request, for handlers, limits and the log.
-pub async fn identify(State(listener): State<Listener>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn identify(State(listener): State<Listener>, mut req: Request, next: Next) -> Response {
     if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
         let peer = peer.ip().to_canonical();
         let client = Client {

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::http::state::AppState;
 
 /// The health route.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new().route("/healthz", get(healthz)).with_state(state)
 }
 

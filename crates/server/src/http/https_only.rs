@@ -19,10 +19,10 @@ use crate::http::forwarded::Client;
 
 /// Where HTTPS is: the configured URL, or this host on the HTTPS listener's port.
 #[derive(Debug, Clone)]
-pub struct Upgrade {
+pub(crate) struct Upgrade {
     /// `--https-url` without a trailing slash.
-    pub https_url: Option<String>,
-    pub https_port: u16,
+    pub(crate) https_url: Option<String>,
+    pub(crate) https_port: u16,
 }
 
 impl Upgrade {
@@ -46,7 +46,7 @@ impl Upgrade {
 }
 
 /// The guard, as a layer over the secret-carrying routes of the plain listener.
-pub async fn guard(State(upgrade): State<Arc<Upgrade>>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(State(upgrade): State<Arc<Upgrade>>, req: Request, next: Next) -> Response {
     if req.extensions().get::<Client>().is_some_and(|c| c.tls) {
         return next.run(req).await;
     }

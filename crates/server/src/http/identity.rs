@@ -13,9 +13,9 @@ use connect_pki_ra::Requester;
 /// An authenticated caller whose certificate, account and facility are all in
 /// good standing.
 #[derive(Debug, Clone)]
-pub struct Caller {
-    pub requester: Requester,
-    pub identity: Identity,
+pub(crate) struct Caller {
+    pub(crate) requester: Requester,
+    pub(crate) identity: Identity,
 }
 
 impl FromRequestParts<AppState> for Caller {

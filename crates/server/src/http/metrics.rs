@@ -12,7 +12,7 @@ use crate::http::state::AppState;
 
 /// Installs the process-wide recorder. Later calls (a second server in the
 /// same process, as in tests) reuse the first.
-pub fn install() -> PrometheusHandle {
+pub(crate) fn install() -> PrometheusHandle {
     static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
@@ -24,7 +24,7 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-pub async fn render(State(state): State<AppState>) -> Response {
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
     match state.store.figures().await {
         Ok(f) => {
             metrics::gauge!("connect_pki_escalations_open").set(f.open_escalations as f64);

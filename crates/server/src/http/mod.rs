@@ -3,16 +3,16 @@
 pub mod api;
 pub mod console;
 pub mod error;
-pub mod forwarded;
-pub mod health;
-pub mod https_only;
-pub mod identity;
-pub mod json;
-pub mod metrics;
-pub mod origin;
-pub mod pages;
-pub mod pki;
-pub mod ratelimit;
+pub(crate) mod forwarded;
+pub(crate) mod health;
+pub(crate) mod https_only;
+pub(crate) mod identity;
+pub(crate) mod json;
+pub(crate) mod metrics;
+pub(crate) mod origin;
+pub(crate) mod pages;
+pub(crate) mod pki;
+pub(crate) mod ratelimit;
 pub mod state;
 
 use std::time::Instant;
@@ -23,11 +23,11 @@ use axum::response::{IntoResponse, Response};
 
 /// Largest request body either listener reads. Bodies are JSON documents or a
 /// CSR; anything bigger is refused with 413 before it is buffered.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// The body limit layer shared by both routers (it counts what is read, so
 /// it also bounds bodies sent without a length).
-pub fn body_limit() -> DefaultBodyLimit {
+pub(crate) fn body_limit() -> DefaultBodyLimit {
     DefaultBodyLimit::max(MAX_BODY)
 }
 
@@ -40,7 +40,7 @@ pub fn body_limit() -> DefaultBodyLimit {
 /// reached the client as a reset connection instead of the JSON error — on
 /// that request, or on the next one sent over the same connection.
 /// Schemathesis found it (issue 10); `tests/api/inputs.rs` keeps it fixed.
-pub async fn read_body_first(req: Request, next: Next) -> Response {
+pub(crate) async fn read_body_first(req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
@@ -83,7 +83,7 @@ async fn read_body(mut body: axum::body::Body) -> Result<axum::body::Bytes, erro
 /// caching, no sniffing, and referrers only to this origin (not
 /// `no-referrer`: under it a browser sends `Origin: null` with forms, and
 /// the same-origin check refuses them).
-pub fn html_page(status: axum::http::StatusCode, t: &impl askama::Template, csp: &'static str) -> Response {
+pub(crate) fn html_page(status: axum::http::StatusCode, t: &impl askama::Template, csp: &'static str) -> Response {
     use axum::http::{HeaderValue, header};
     use axum::response::IntoResponse;
     match t.render() {
@@ -105,7 +105,7 @@ pub fn html_page(status: axum::http::StatusCode, t: &impl askama::Template, csp:
 
 /// One structured log line per request, and its latency in `/metrics`
 /// (by route template, so paths with ids do not explode the label set).
-pub async fn log_request(req: Request, next: Next) -> Response {
+pub(crate) async fn log_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();

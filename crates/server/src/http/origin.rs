@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use crate::http::error::ApiError;
 
 /// Refuses cross-site and non-JSON state changes before any handler runs.
-pub async fn same_origin(req: Request, next: Next) -> Response {
+pub(crate) async fn same_origin(req: Request, next: Next) -> Response {
     if is_safe(req.method()) {
         return next.run(req).await;
     }
@@ -30,7 +30,7 @@ pub async fn same_origin(req: Request, next: Next) -> Response {
 /// Writes every 403 answered to a holder of one of our certificates into the
 /// audit log (refusals without a certificate only reach the log: anyone can
 /// make those, and they must not fill the audit table).
-pub async fn audit_refusals(
+pub(crate) async fn audit_refusals(
     axum::extract::State(state): axum::extract::State<crate::http::state::AppState>,
     req: Request,
     next: Next,
@@ -50,7 +50,7 @@ pub async fn audit_refusals(
 /// HSTS on every HTTPS answer: a browser that has once reached the service
 /// over TLS never again sends a request to it in clear (a year, the value
 /// browsers' preload lists expect).
-pub async fn strict_transport(req: Request, next: Next) -> Response {
+pub(crate) async fn strict_transport(req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     response
         .headers_mut()

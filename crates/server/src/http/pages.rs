@@ -22,7 +22,7 @@ use connect_pki_ra::enrollment::{EnrollRequest, Enrolled, base64};
 use connect_pki_ra::{ServiceError, applications, enrollment};
 
 /// Routes of the pages.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/apply", get(apply_form).post(apply_submit))
         .route("/apply/status/{token}", get(apply_status))
@@ -42,7 +42,7 @@ fn page(status: StatusCode, t: &impl Template) -> Response {
 
 /// What the application form holds, as typed.
 #[derive(Debug, Default, Deserialize)]
-pub struct ApplyFields {
+pub(crate) struct ApplyFields {
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -192,7 +192,7 @@ async fn apply_status(State(state): State<AppState>, Path(token): Path<String>) 
 }
 
 #[derive(Default, Deserialize)]
-pub struct EnrollFields {
+pub(crate) struct EnrollFields {
     #[serde(default)]
     code: String,
     #[serde(default)]
@@ -255,7 +255,7 @@ async fn enroll_submit(State(state): State<AppState>, client: Client, Form(f): F
 }
 
 #[derive(Default, Deserialize)]
-pub struct EmergencyFields {
+pub(crate) struct EmergencyFields {
     #[serde(default)]
     login_id: String,
     #[serde(default)]
@@ -266,7 +266,7 @@ connect_pki_domain::redacted_debug!(EmergencyFields { login_id; password });
 
 /// The second step: the ticket from signing in and the device chosen.
 #[derive(Default, Deserialize)]
-pub struct ReportFields {
+pub(crate) struct ReportFields {
     #[serde(default)]
     ticket: String,
     #[serde(default)]

@@ -17,7 +17,7 @@ use crate::http::error::ApiError;
 
 /// A limit of `per_minute` requests per address, allowing bursts of that size.
 #[derive(Clone)]
-pub struct Limit(Arc<DefaultKeyedRateLimiter<IpAddr>>);
+pub(crate) struct Limit(Arc<DefaultKeyedRateLimiter<IpAddr>>);
 
 impl std::fmt::Debug for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -26,13 +26,13 @@ impl std::fmt::Debug for Limit {
 }
 
 impl Limit {
-    pub fn per_minute(n: u32) -> Self {
+    pub(crate) fn per_minute(n: u32) -> Self {
         let n = NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
         Self(Arc::new(RateLimiter::keyed(Quota::per_minute(n))))
     }
 
     /// Counts one request from `ip`; refuses it with the wait when over the limit.
-    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
         self.0.check_key(&network_of(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::RateLimited(wait.as_secs().max(1))

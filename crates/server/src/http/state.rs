@@ -17,10 +17,10 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// `--https-url` without a trailing slash: the address printed on code
     /// slips; `None`: the host the manager's browser used.
-    pub https_url: Option<Arc<str>>,
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub(crate) https_url: Option<Arc<str>>,
+    pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Key of the console's CSRF tokens.
-    pub csrf_key: Arc<aws_lc_rs::hmac::Key>,
+    pub(crate) csrf_key: Arc<aws_lc_rs::hmac::Key>,
 }
 
 impl std::ops::Deref for AppState {
@@ -34,7 +34,7 @@ impl std::ops::Deref for AppState {
 /// Rate limits of the public forms, per client address.
 #[derive(Debug)]
 pub struct RateLimits {
-    pub apply: Limit,
-    pub enroll: Limit,
-    pub emergency: Limit,
+    pub(crate) apply: Limit,
+    pub(crate) enroll: Limit,
+    pub(crate) emergency: Limit,
 }

@@ -23,7 +23,7 @@ pub use crate::config::Limits;
 
 /// Admission of connections up to [`Limits::max_connections`].
 #[derive(Debug, Clone)]
-pub struct Gate(Arc<Semaphore>);
+pub(crate) struct Gate(Arc<Semaphore>);
 
 impl Gate {
     pub fn new(limits: &Limits) -> Self {
@@ -31,14 +31,14 @@ impl Gate {
     }
 
     /// Waits for a free slot; the slot is held as long as the permit lives.
-    pub async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) async fn admit(&self) -> Option<OwnedSemaphorePermit> {
         self.0.clone().acquire_owned().await.ok()
     }
 }
 
 /// hyper's connection builder with the header deadline armed (hyper only
 /// enforces it with a timer installed).
-pub fn builder(limits: &Limits) -> Builder<TokioExecutor> {
+pub(crate) fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     let mut b = Builder::new(TokioExecutor::new());
     b.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     b.http2().timer(TokioTimer::new());
@@ -47,7 +47,7 @@ pub fn builder(limits: &Limits) -> Builder<TokioExecutor> {
 
 /// A stream that fails with `TimedOut` once nothing has been read or
 /// written for the idle timeout.
-pub struct Idle<T> {
+pub(crate) struct Idle<T> {
     inner: T,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
@@ -56,11 +56,6 @@ pub struct Idle<T> {
 impl<T> Idle<T> {
     pub fn new(inner: T, timeout: Duration) -> Self {
         Self { inner, timeout, deadline: Box::pin(tokio::time::sleep(timeout)) }
-    }
-
-    /// The underlying stream (a TLS session, to read the peer certificate).
-    pub fn get_ref(&self) -> &T {
-        &self.inner
     }
 
     fn touch(&mut self) {
@@ -111,7 +106,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
 }
 
 /// Accepts the next connection once there is room for it; `None` at shutdown.
-pub async fn accept(
+pub(crate) async fn accept(
     listener: &TcpListener,
     gate: &Gate,
     shutdown: &CancellationToken,
@@ -137,7 +132,7 @@ pub async fn accept(
 
 /// Serves plain HTTP (the public listener) until `shutdown`, then lets open
 /// requests finish.
-pub async fn serve_plain(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) {
+pub(crate) async fn serve_plain(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) {
     let gate = Gate::new(&limits);
     let graceful = GracefulShutdown::new();
     let builder = builder(&limits);

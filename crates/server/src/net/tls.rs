@@ -25,12 +25,12 @@ pub struct TlsIdentity {
     /// The CA whose device certificates are accepted.
     pub issuing_der: Vec<u8>,
     /// The server certificate and the chain above it.
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: TlsKey,
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: TlsKey,
 }
 
 /// The key of the server certificate.
-pub enum TlsKey {
+pub(crate) enum TlsKey {
     /// Held by rustls (read from a file, or opened from ours).
     Der(PrivateKeyDer<'static>),
     /// In a PKCS#11 token: every handshake asks the token to sign.
@@ -56,7 +56,11 @@ impl TlsIdentity {
     /// A certificate chain and key the operator supplies as PEM files (for
     /// browsers that know only public CAs); client certificates are still
     /// those of our issuing CA.
-    pub fn from_files(issuing_der: &[u8], cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Self> {
+    pub(crate) fn from_files(
+        issuing_der: &[u8],
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         use rustls_pki_types::pem::PemObject;
         let chain = CertificateDer::pem_file_iter(cert)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -112,7 +116,7 @@ impl ServerCert {
     }
 
     /// Presents `identity` from the next handshake on.
-    pub fn replace(&self, identity: &TlsIdentity) -> anyhow::Result<()> {
+    pub(crate) fn replace(&self, identity: &TlsIdentity) -> anyhow::Result<()> {
         self.current.store(Arc::new(Self::certified(identity, &self.provider)?));
         Ok(())
     }
@@ -130,7 +134,7 @@ impl rustls::server::ResolvesServerCert for ServerCert {
 }
 
 /// Delay between a certificate becoming invalid and its connections being closed.
-pub const CLOSE_GRACE: Duration = Duration::from_millis(250);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,9 +142,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The client certificate of the connection a request came in on, verified
 /// against the issuing CA during the handshake.
 #[derive(Debug, Clone)]
-pub struct PeerCert {
+pub(crate) struct PeerCert {
     pub serial: Serial,
-    pub der: Arc<[u8]>,
+    pub(crate) der: Arc<[u8]>,
 }
 
 impl PeerCert {
@@ -170,7 +174,7 @@ impl std::fmt::Debug for Connections {
 
 /// Told of a client-certificate handshake: the serial's index key, whether
 /// the certificate got in, and from where (unknown to the verifier).
-pub type HandshakeObserver = Arc<dyn Fn(u128, bool, Option<std::net::IpAddr>) + Send + Sync>;
+pub(crate) type HandshakeObserver = Arc<dyn Fn(u128, bool, Option<std::net::IpAddr>) + Send + Sync>;
 
 /// Removes a connection from [`Connections`] when it ends.
 struct Registration<'a> {
@@ -181,7 +185,7 @@ struct Registration<'a> {
 
 impl Connections {
     /// Connections whose successful handshakes `observer` hears of.
-    pub fn observed(observer: Option<HandshakeObserver>) -> Self {
+    pub(crate) fn observed(observer: Option<HandshakeObserver>) -> Self {
         Self { observer, ..Self::default() }
     }
 
@@ -197,7 +201,7 @@ impl Connections {
     /// the change (a device renewing or revoking its own certificate) to be
     /// written, far inside the 1 s promised. Requests arriving meanwhile are
     /// refused by the API's per-request status check.
-    pub fn close(&self, serial: u128) {
+    pub(crate) fn close(&self, serial: u128) {
         if let Some(conns) = self.by_serial.lock().remove(&serial) {
             tracing::info!(
                 serial = format!("{serial:x}"),
@@ -211,11 +215,6 @@ impl Connections {
                 }
             });
         }
-    }
-
-    /// Number of open connections with a client certificate.
-    pub fn open(&self) -> usize {
-        self.by_serial.lock().values().map(Vec::len).sum()
     }
 }
 
@@ -241,7 +240,7 @@ impl Drop for Registration<'_> {
 /// valid in the index (revoked, held, superseded) fails the handshake from
 /// the moment the index says so. rustls's own verifier only knows CRLs given
 /// at build time.
-pub struct LiveVerifier {
+pub(crate) struct LiveVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     index: Option<Arc<CertIndexRef>>,
 }
@@ -317,7 +316,7 @@ impl ClientCertVerifier for LiveVerifier {
 }
 
 /// Which of the CA certificates `cas` issued `cert` (its issuer is that CA's subject).
-pub fn issuer_among<'a>(cert: &[u8], cas: &'a [Vec<u8>]) -> Option<&'a [u8]> {
+pub(crate) fn issuer_among<'a>(cert: &[u8], cas: &'a [Vec<u8>]) -> Option<&'a [u8]> {
     let (_, leaf) = x509_parser::parse_x509_certificate(cert).ok()?;
     cas.iter()
         .find(|ca| {
@@ -330,7 +329,7 @@ pub fn issuer_among<'a>(cert: &[u8], cas: &'a [Vec<u8>]) -> Option<&'a [u8]> {
 /// index is stale (the feed unreadable past its bound) every certificate
 /// reads as held: new handshakes fail closed until it catches up. A
 /// certificate refused for its status is reported to `observer`.
-pub fn index_lookup(
+pub(crate) fn index_lookup(
     revocations: Arc<connect_pki_responder::Revocations>,
     observer: Option<HandshakeObserver>,
 ) -> Arc<CertIndexRef> {

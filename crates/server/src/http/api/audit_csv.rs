@@ -12,7 +12,7 @@ const COLUMNS: [&str; 10] =
     ["id", "at", "actor", "action", "target", "outcome", "detail", "facility_id", "user_id", "hash"];
 
 /// `records` as a CSV attachment named `filename`.
-pub fn response(records: Vec<AuditRecord>, filename: &str) -> Result<Response, ApiError> {
+pub(crate) fn response(records: Vec<AuditRecord>, filename: &str) -> Result<Response, ApiError> {
     let rows: Vec<AuditView> = records.into_iter().map(Into::into).collect();
     let body = write(&rows)?;
     let disposition = format!("attachment; filename=\"{filename}\"");

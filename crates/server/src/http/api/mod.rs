@@ -3,7 +3,7 @@
 //! on the plain listener; everything else starts from a [`Caller`]. The
 //! OpenAPI document is generated from these handlers.
 
-pub mod audit_csv;
+pub(crate) mod audit_csv;
 mod doc;
 mod escalations;
 mod relying;
@@ -57,7 +57,7 @@ use views::*;
 struct ApiDoc;
 
 /// The API routers: (public listener, mTLS listener), and the OpenAPI document.
-pub fn routers(state: AppState) -> (Router, Router, Arc<String>) {
+pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
     let (public, public_doc) = OpenApiRouter::new()
         .routes(routes!(submit_application))
         .routes(routes!(application_status))

@@ -21,27 +21,27 @@ fn unix(t: i64) -> String {
 
 /// A relying party (a client address, or the name config.toml gives its network).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RelyingPartyView {
+pub(crate) struct RelyingPartyView {
     pub name: String,
     /// OCSP questions answered, over the retention period.
-    pub ocsp_queries: i64,
-    pub last_ocsp_at: Option<String>,
+    pub(crate) ocsp_queries: i64,
+    pub(crate) last_ocsp_at: Option<String>,
     /// The newest CRL it downloaded, per issuing CA.
-    pub crls: Vec<HeldCrlView>,
+    pub(crate) crls: Vec<HeldCrlView>,
     /// Set when a CRL it holds predates a revocation: it would still accept
     /// that certificate.
-    pub warning: Option<String>,
+    pub(crate) warning: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct HeldCrlView {
+pub(crate) struct HeldCrlView {
     /// The issuing CA generation (1 for `issuing`, 2 for `issuing-2`…).
-    pub ca_generation: i64,
+    pub(crate) ca_generation: i64,
     pub crl_number: i64,
-    pub this_update: String,
-    pub last_download_at: String,
+    pub(crate) this_update: String,
+    pub(crate) last_download_at: String,
     /// The newest revocation of that CA's certificates, when the CRL predates it.
-    pub missing_revocation_at: Option<String>,
+    pub(crate) missing_revocation_at: Option<String>,
 }
 
 impl From<RelyingParty> for RelyingPartyView {
@@ -82,8 +82,8 @@ impl From<RelyingParty> for RelyingPartyView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RelyingPartyList {
-    pub relying_parties: Vec<RelyingPartyView>,
+pub(crate) struct RelyingPartyList {
+    pub(crate) relying_parties: Vec<RelyingPartyView>,
 }
 
 /// Every relying party that asked the OCSP responder or downloaded a CRL
@@ -101,43 +101,43 @@ pub(super) async fn list_relying_parties(
 
 /// One relying party's OCSP questions about a certificate.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OcspUseView {
-    pub relying_party: String,
-    pub queries: i64,
-    pub last_at: String,
+pub(crate) struct OcspUseView {
+    pub(crate) relying_party: String,
+    pub(crate) queries: i64,
+    pub(crate) last_at: String,
     /// `good`, `revoked` or `unknown`: the answer it was given last.
-    pub last_answer: String,
-    pub last_good_at: Option<String>,
-    pub first_revoked_at: Option<String>,
-    pub last_revoked_at: Option<String>,
+    pub(crate) last_answer: String,
+    pub(crate) last_good_at: Option<String>,
+    pub(crate) first_revoked_at: Option<String>,
+    pub(crate) last_revoked_at: Option<String>,
 }
 
 /// A download of a CRL that lists the certificate.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CrlUseView {
-    pub relying_party: String,
+pub(crate) struct CrlUseView {
+    pub(crate) relying_party: String,
     pub crl_number: i64,
-    pub this_update: String,
-    pub first_download_at: String,
-    pub last_download_at: String,
-    pub downloads: i64,
+    pub(crate) this_update: String,
+    pub(crate) first_download_at: String,
+    pub(crate) last_download_at: String,
+    pub(crate) downloads: i64,
 }
 
 /// A certificate's use on our listener and its checks by relying parties.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CertificateUse {
-    pub certificate: CertificateView,
+pub(crate) struct CertificateUse {
+    pub(crate) certificate: CertificateView,
     /// The last handshake that let it in on our listener, and from where.
-    pub last_handshake_at: Option<String>,
-    pub last_handshake_from: Option<String>,
-    pub handshakes: i64,
+    pub(crate) last_handshake_at: Option<String>,
+    pub(crate) last_handshake_from: Option<String>,
+    pub(crate) handshakes: i64,
     /// Handshakes refused because of its status (revoked or on hold).
-    pub refused_handshakes: i64,
-    pub first_refused_at: Option<String>,
-    pub last_refused_at: Option<String>,
-    pub ocsp: Vec<OcspUseView>,
+    pub(crate) refused_handshakes: i64,
+    pub(crate) first_refused_at: Option<String>,
+    pub(crate) last_refused_at: Option<String>,
+    pub(crate) ocsp: Vec<OcspUseView>,
     /// Downloads of CRLs issued since its revocation (each lists it).
-    pub crl_downloads: Vec<CrlUseView>,
+    pub(crate) crl_downloads: Vec<CrlUseView>,
 }
 
 impl CertificateUse {
@@ -198,13 +198,13 @@ pub(super) async fn certificate_use(
 
 /// A signed incident record: the record, and the JWS whose payload it is.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct IncidentRecord {
+pub(crate) struct IncidentRecord {
     /// The timeline and the proof of revocation (see docs/operations/incident-record.md).
     #[schema(value_type = Object)]
-    pub record: connect_pki_ra::incident::IncidentRecord,
+    pub(crate) record: connect_pki_ra::incident::IncidentRecord,
     /// Compact JWS (ES256) over `record`, signed by the delegated OCSP
     /// signer, whose certificate and the issuing CA's are in `x5c`.
-    pub signed: String,
+    pub(crate) signed: String,
 }
 
 /// The incident record of a certificate — reported, held, revoked,

@@ -20,13 +20,13 @@ use crate::http::state::AppState;
 use connect_pki_ra::ServiceError;
 
 /// One entry of the menu.
-pub struct NavItem {
-    pub href: &'static str,
-    pub label: &'static str,
+pub(crate) struct NavItem {
+    pub(crate) href: &'static str,
+    pub(crate) label: &'static str,
 }
 
 /// The menu of a role: every task the API offers it, as pages.
-pub fn nav_for(role: Role) -> Vec<NavItem> {
+pub(crate) fn nav_for(role: Role) -> Vec<NavItem> {
     let item = |href, label| NavItem { href, label };
     match role {
         Role::AdminDivision => vec![
@@ -56,21 +56,25 @@ pub fn nav_for(role: Role) -> Vec<NavItem> {
 }
 
 /// The caller of a page, with what the layout shows.
-pub struct Ctx {
-    pub caller: Caller,
-    pub who: String,
-    pub role_ja: &'static str,
-    pub csrf: String,
-    pub nav: Vec<NavItem>,
+pub(crate) struct Ctx {
+    pub(crate) caller: Caller,
+    pub(crate) who: String,
+    pub(crate) role_ja: &'static str,
+    pub(crate) csrf: String,
+    pub(crate) nav: Vec<NavItem>,
     /// The menu entry of this page (`href`), marked `aria-current`.
-    pub current: &'static str,
+    pub(crate) current: &'static str,
 }
 
 impl Ctx {
     /// The context of a page at `current`, or the page to show instead: a
     /// refusal without a usable certificate, the terms of use to accept for
     /// a manager who has not accepted the version in force.
-    pub async fn of(state: &AppState, caller: Result<Caller, ApiError>, current: &'static str) -> Result<Ctx, Refusal> {
+    pub(crate) async fn of(
+        state: &AppState,
+        caller: Result<Caller, ApiError>,
+        current: &'static str,
+    ) -> Result<Ctx, Refusal> {
         let caller = caller?;
         if let Some(page) = super::terms_gate(state, &caller, None).await {
             return Err(Refusal::from(page));
@@ -89,7 +93,7 @@ impl Ctx {
         }
     }
 
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         self.caller.requester.actor.role
     }
 }
@@ -97,13 +101,13 @@ impl Ctx {
 /// A key for CSRF tokens, made at start. Without the system's random
 /// generator there is no key: the service does not start rather than sign
 /// tokens with a key anyone could know.
-pub fn new_csrf_key() -> anyhow::Result<hmac::Key> {
+pub(crate) fn new_csrf_key() -> anyhow::Result<hmac::Key> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     hmac::Key::generate(hmac::HMAC_SHA256, &rng)
         .map_err(|_| anyhow::anyhow!("the system's random generator failed: no key for the console's CSRF tokens"))
 }
 
-pub fn csrf_token(state: &AppState, caller: &Caller) -> String {
+pub(crate) fn csrf_token(state: &AppState, caller: &Caller) -> String {
     hex::encode(hmac::sign(&state.csrf_key, caller.identity.certificate.serial.as_bytes()).as_ref())
 }
 
@@ -128,7 +132,7 @@ fn csrf_ok(state: &AppState, caller: &Caller, token: &str, headers: &HeaderMap, 
 
 /// The caller of a console action, if its certificate, CSRF token and origin
 /// all check out; otherwise the page to show instead.
-pub fn acting(
+pub(crate) fn acting(
     state: &AppState,
     caller: Result<Caller, ApiError>,
     headers: &HeaderMap,
@@ -141,7 +145,7 @@ pub fn acting(
 
 /// A rendered console page with headers that keep it from being framed,
 /// cached or running anything it did not ship.
-pub fn page(status: StatusCode, t: &impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, t: &impl Template) -> Response {
     crate::http::html_page(
         status,
         t,
@@ -159,10 +163,10 @@ struct MessagePage {
 /// The page a console handler shows instead of the one asked for (a refusal
 /// in Japanese, the terms of use to accept): what it returns early with `?`.
 #[derive(Debug)]
-pub struct Refusal(Box<Response>);
+pub(crate) struct Refusal(Box<Response>);
 
 /// What a console handler returns: its page, or the page shown instead.
-pub type PageResult = Result<Response, Refusal>;
+pub(crate) type PageResult = Result<Response, Refusal>;
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
@@ -189,7 +193,7 @@ impl From<ServiceError> for Refusal {
 }
 
 /// A page saying why the request was refused, in Japanese, with its status.
-pub fn refuse(e: ApiError) -> Response {
+pub(crate) fn refuse(e: ApiError) -> Response {
     let message = match &e {
         ApiError::NoClientCertificate | ApiError::Service(ServiceError::NotAuthenticated(_)) => {
             "このページは、登録済みの端末の証明書でのみ開けます。".to_string()
@@ -200,42 +204,42 @@ pub fn refuse(e: ApiError) -> Response {
 }
 
 /// One line of what a confirmation or a result page names: (label, value).
-pub type Fact = (&'static str, String);
+pub(crate) type Fact = (&'static str, String);
 
 /// The page every destructive step shows first: who and what it touches,
 /// the effect in words, and the one button that does it.
 #[derive(Template)]
 #[template(path = "console/confirm.html")]
-pub struct ConfirmPage<'a> {
-    pub ctx: &'a Ctx,
-    pub title: &'static str,
-    pub facts: Vec<Fact>,
+pub(crate) struct ConfirmPage<'a> {
+    pub(crate) ctx: &'a Ctx,
+    pub(crate) title: &'static str,
+    pub(crate) facts: Vec<Fact>,
     /// What will happen, in the words of the person affected
     /// (「この端末は直ちにすべての施設で使えなくなります」).
-    pub effect: String,
-    pub action: String,
+    pub(crate) effect: String,
+    pub(crate) action: String,
     /// Extra fields the form posts besides the CSRF token: (name, label, kind) — kind is
     /// `text`, `date` or `reason` (a choice of RFC 5280 reasons).
-    pub fields: Vec<(&'static str, &'static str, &'static str)>,
-    pub button: &'static str,
-    pub back: String,
+    pub(crate) fields: Vec<(&'static str, &'static str, &'static str)>,
+    pub(crate) button: &'static str,
+    pub(crate) back: String,
 }
 
 /// The page after a destructive step: what happened and when.
 #[derive(Template)]
 #[template(path = "console/result.html")]
-pub struct ResultPage<'a> {
-    pub ctx: &'a Ctx,
-    pub title: &'static str,
-    pub message: String,
-    pub facts: Vec<Fact>,
-    pub back: String,
+pub(crate) struct ResultPage<'a> {
+    pub(crate) ctx: &'a Ctx,
+    pub(crate) title: &'static str,
+    pub(crate) message: String,
+    pub(crate) facts: Vec<Fact>,
+    pub(crate) back: String,
 }
 
 /// Where this service's pages are, for links people open on another device
 /// (the enroll page on a slip, the emergency page): `--https-url`, else the
 /// host the browser asked for; a relative link when neither is usable.
-pub fn https_base(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+pub(crate) fn https_base(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
     if let Some(base) = &state.https_url {
         return base.to_string();
     }
@@ -252,7 +256,7 @@ pub fn https_base(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) 
 /// The start of the day `raw` (`2026-04-01`) in Asia/Tokyo, `plus_days`
 /// later (1: the end of that day, for "until"); `Ok(None)` when blank,
 /// `Err(NotADate)` when it is not such a date.
-pub fn tokyo_day_start(raw: &str, plus_days: i64) -> Result<Option<OffsetDateTime>, NotADate> {
+pub(crate) fn tokyo_day_start(raw: &str, plus_days: i64) -> Result<Option<OffsetDateTime>, NotADate> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);
@@ -269,16 +273,16 @@ pub fn tokyo_day_start(raw: &str, plus_days: i64) -> Result<Option<OffsetDateTim
 
 /// A filter's day that is not `YYYY-MM-DD` (or out of range).
 #[derive(Debug, Clone, Copy)]
-pub struct NotADate;
+pub(crate) struct NotADate;
 
 /// A time as people in Chitose read it: Asia/Tokyo, to the minute.
-pub fn local(t: OffsetDateTime) -> String {
+pub(crate) fn local(t: OffsetDateTime) -> String {
     connect_pki_domain::calendar::tokyo(t)
         .map(|(d, tm)| format!("{d} {:02}:{:02}", tm.hour(), tm.minute()))
         .unwrap_or_else(|_| t.to_string())
 }
 
-pub fn cert_ja(s: CertStatus) -> &'static str {
+pub(crate) fn cert_ja(s: CertStatus) -> &'static str {
     match s {
         CertStatus::Valid => "有効",
         CertStatus::OnHold => "一時停止中",
@@ -287,7 +291,7 @@ pub fn cert_ja(s: CertStatus) -> &'static str {
     }
 }
 
-pub fn role_ja(r: Role) -> &'static str {
+pub(crate) fn role_ja(r: Role) -> &'static str {
     match r {
         Role::AdminDivision => "行政管理課",
         Role::WelfareDivision => "福祉課",

@@ -6,7 +6,7 @@
 
 mod city;
 mod incident;
-pub mod kit;
+pub(crate) mod kit;
 pub mod manager;
 
 use askama::Template;
@@ -27,10 +27,10 @@ use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::{Conflict, ServiceError, emergency};
-pub use kit::new_csrf_key;
+pub(crate) use kit::new_csrf_key;
 use kit::{Ctx, acting, cert_ja, local, page, refuse};
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/console/", get(show))
         .route("/console", get(|| async { Redirect::to("/console/") }))

@@ -13,7 +13,7 @@ const PEM: &str = "application/x-pem-file";
 const DER_CERT: &str = "application/pkix-cert";
 
 /// The CA files' routes.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new().route("/ca/{file}", get(ca_file)).with_state(state)
 }
 

@@ -3,4 +3,4 @@
 //! enrollment protocols for managed devices (EST, SCEP) belong here too.
 
 pub mod ca;
-pub mod ocsp;
+pub(crate) mod ocsp;

@@ -25,13 +25,13 @@ use crate::http::state::AppState;
 /// client layer (`forwarded::identify`): at tens of thousands of requests a
 /// second its middleware would be their main cost.
 #[derive(Clone)]
-pub struct ResponderState {
+pub(crate) struct ResponderState {
     pub state: AppState,
-    pub proxies: Arc<TrustedProxies>,
+    pub(crate) proxies: Arc<TrustedProxies>,
 }
 
 /// Routes of the responder and the CRL.
-pub fn router(state: AppState, proxies: Arc<TrustedProxies>) -> Router {
+pub(crate) fn router(state: AppState, proxies: Arc<TrustedProxies>) -> Router {
     Router::new()
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/", post(ocsp_post))

@@ -13,8 +13,8 @@ use super::rfc3339;
 pub struct ManagerBody {
     pub name: String,
     pub login_id: String,
-    pub email: String,
-    pub phone: String,
+    pub(crate) email: String,
+    pub(crate) phone: String,
 }
 
 /// A facility's application (public, no certificate).
@@ -24,15 +24,15 @@ pub struct ApplicationBody {
     pub name: String,
     /// `internal` (庁内, a city department) or `external` (庁外, an outside organisation).
     #[schema(example = "external")]
-    pub kind: FacilityKind,
-    pub address: String,
+    pub(crate) kind: FacilityKind,
+    pub(crate) address: String,
     /// The sponsoring city department (担当課); required for `external`.
-    pub department: Option<String>,
+    pub(crate) department: Option<String>,
     pub manager: ManagerBody,
     /// Must be `true`: use is limited to 重層的支援体制整備事業 duties.
-    pub purpose_attested: bool,
+    pub(crate) purpose_attested: bool,
     /// The version of the terms of use accepted, e.g. `2026-04-01`.
-    pub terms_version: String,
+    pub(crate) terms_version: String,
 }
 
 impl From<ApplicationBody> for ApplicationForm {
@@ -53,34 +53,34 @@ impl From<ApplicationBody> for ApplicationForm {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ApplicationCreated {
+pub(crate) struct ApplicationCreated {
     /// The application number.
     pub id: i64,
     pub status: ApplicationStatus,
     /// Where the applicant can follow the decision (JSON); `status_page` for people.
-    pub status_url: String,
-    pub status_page: String,
+    pub(crate) status_url: String,
+    pub(crate) status_page: String,
 }
 
 connect_pki_domain::redacted_debug!(ApplicationCreated { id, status; status_url, status_page });
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ApplicationView {
+pub(crate) struct ApplicationView {
     pub id: i64,
     pub status: ApplicationStatus,
     pub name: String,
-    pub kind: FacilityKind,
-    pub address: String,
-    pub department: Option<String>,
-    pub manager_name: String,
-    pub manager_login_id: String,
-    pub manager_email: String,
-    pub manager_phone: String,
-    pub terms_version: String,
-    pub created_at: String,
-    pub decided_at: Option<String>,
-    pub decision_reason: Option<String>,
-    pub facility_id: Option<i64>,
+    pub(crate) kind: FacilityKind,
+    pub(crate) address: String,
+    pub(crate) department: Option<String>,
+    pub(crate) manager_name: String,
+    pub(crate) manager_login_id: String,
+    pub(crate) manager_email: String,
+    pub(crate) manager_phone: String,
+    pub(crate) terms_version: String,
+    pub(crate) created_at: String,
+    pub(crate) decided_at: Option<String>,
+    pub(crate) decision_reason: Option<String>,
+    pub(crate) facility_id: Option<i64>,
 }
 
 impl From<ApplicationRecord> for ApplicationView {
@@ -107,35 +107,35 @@ impl From<ApplicationRecord> for ApplicationView {
 
 /// What the public status URL shows: the decision, not the form.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ApplicationDecision {
+pub(crate) struct ApplicationDecision {
     pub id: i64,
     pub name: String,
     pub status: ApplicationStatus,
-    pub created_at: String,
-    pub decided_at: Option<String>,
-    pub decision_reason: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) decided_at: Option<String>,
+    pub(crate) decision_reason: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CodeView {
+pub(crate) struct CodeView {
     /// The enrollment code, shown only in this response.
-    pub code: String,
-    pub expires_at: String,
-    pub user_id: i64,
+    pub(crate) code: String,
+    pub(crate) expires_at: String,
+    pub(crate) user_id: i64,
 }
 
 connect_pki_domain::redacted_debug!(CodeView { expires_at, user_id; code });
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ApprovalView {
-    pub facility_id: i64,
-    pub manager_user_id: i64,
-    pub enrollment_code: CodeView,
+pub(crate) struct ApprovalView {
+    pub(crate) facility_id: i64,
+    pub(crate) manager_user_id: i64,
+    pub(crate) enrollment_code: CodeView,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectBody {
     /// Shown to the applicant.
-    pub reason: String,
+    pub(crate) reason: String,
 }

@@ -11,68 +11,68 @@ use super::rfc3339;
 #[serde(deny_unknown_fields)]
 pub struct EmergencyBody {
     pub login_id: String,
-    pub password: String,
-    pub device_id: i64,
+    pub(crate) password: String,
+    pub(crate) device_id: i64,
 }
 
 connect_pki_domain::redacted_debug!(EmergencyBody { login_id, device_id; password });
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EmergencyCreated {
-    pub escalation_id: i64,
+pub(crate) struct EmergencyCreated {
+    pub(crate) escalation_id: i64,
     /// Certificates put on hold by this report (already refused everywhere).
-    pub held_serials: Vec<String>,
+    pub(crate) held_serials: Vec<String>,
     /// `manager` (business hours) or `admin_division` (行政管理課).
-    pub queue: Queue,
+    pub(crate) queue: Queue,
 }
 
 /// A report made for someone (manager: own facility; 行政管理課: e.g. by phone).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationBody {
-    pub device_id: i64,
+    pub(crate) device_id: i64,
     #[serde(default)]
-    pub note: String,
+    pub(crate) note: String,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimBody {
     #[serde(default)]
-    pub note: String,
+    pub(crate) note: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     /// `revoked`, `released` or `rejected`.
-    pub outcome: String,
+    pub(crate) outcome: String,
     #[serde(default)]
-    pub note: String,
+    pub(crate) note: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EscalationView {
+pub(crate) struct EscalationView {
     pub id: i64,
-    pub device_id: i64,
-    pub facility_id: i64,
+    pub(crate) device_id: i64,
+    pub(crate) facility_id: i64,
     /// `self`, `manager` or `phone`.
-    pub channel: String,
-    pub reported_by: Option<i64>,
-    pub queue: Queue,
+    pub(crate) channel: String,
+    pub(crate) reported_by: Option<i64>,
+    pub(crate) queue: Queue,
     pub status: EscalationStatus,
-    pub outcome: Option<String>,
-    pub note: String,
-    pub escalate_at: Option<String>,
-    pub claimed_by: Option<i64>,
-    pub claimed_at: Option<String>,
-    pub resolved_by: Option<i64>,
-    pub resolved_at: Option<String>,
-    pub resolution_note: Option<String>,
-    pub created_at: String,
+    pub(crate) outcome: Option<String>,
+    pub(crate) note: String,
+    pub(crate) escalate_at: Option<String>,
+    pub(crate) claimed_by: Option<i64>,
+    pub(crate) claimed_at: Option<String>,
+    pub(crate) resolved_by: Option<i64>,
+    pub(crate) resolved_at: Option<String>,
+    pub(crate) resolution_note: Option<String>,
+    pub(crate) created_at: String,
     /// Certificates changed by this call (open: held; resolve: revoked or released).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub serials: Option<Vec<String>>,
+    pub(crate) serials: Option<Vec<String>>,
 }
 
 impl From<connect_pki_store::EscalationRecord> for EscalationView {

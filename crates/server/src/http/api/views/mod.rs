@@ -15,45 +15,45 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-pub use connect_pki_domain::clock::rfc3339;
+pub(crate) use connect_pki_domain::clock::rfc3339;
 
 /// `{"error": {"code", "message"}}`
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// Stable machine-readable code, e.g. `forbidden`, `invalid`, `conflict`.
-    pub code: String,
+    pub(crate) code: String,
     /// What went wrong and what to do about it.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// The caller as the service sees it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct WhoAmI {
-    pub user_id: i64,
+pub(crate) struct WhoAmI {
+    pub(crate) user_id: i64,
     pub login_id: Option<String>,
-    pub display_name: Option<String>,
+    pub(crate) display_name: Option<String>,
     #[schema(value_type = String, example = "facility_manager")]
-    pub role: Role,
-    pub facility_id: i64,
-    pub facility_name: String,
-    pub device_id: i64,
+    pub(crate) role: Role,
+    pub(crate) facility_id: i64,
+    pub(crate) facility_name: String,
+    pub(crate) device_id: i64,
     pub serial: String,
     pub not_after: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct FacilityView {
+pub(crate) struct FacilityView {
     pub id: i64,
     pub name: String,
     #[schema(value_type = String)]
-    pub kind: FacilityKind,
-    pub address: String,
-    pub department: Option<String>,
+    pub(crate) kind: FacilityKind,
+    pub(crate) address: String,
+    pub(crate) department: Option<String>,
     pub status: FacilityStatus,
 }
 
@@ -64,35 +64,35 @@ impl From<FacilityRecord> for FacilityView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct FacilityChangeView {
-    pub facility: FacilityView,
+pub(crate) struct FacilityChangeView {
+    pub(crate) facility: FacilityView,
     /// Certificates revoked by the change (closing only).
-    pub revoked_serials: Vec<String>,
+    pub(crate) revoked_serials: Vec<String>,
     /// Certificates put on hold by the change (suspending only).
-    pub held_serials: Vec<String>,
+    pub(crate) held_serials: Vec<String>,
     /// Certificates released by the change (resuming only).
-    pub released_serials: Vec<String>,
+    pub(crate) released_serials: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
-    pub display_name: String,
+    pub(crate) display_name: String,
     pub login_id: String,
-    pub email: String,
+    pub(crate) email: String,
     /// `staff` (default) or `facility_manager`; `admin_division` may also grant city roles.
     #[schema(value_type = Option<String>)]
-    pub role: Option<Role>,
+    pub(crate) role: Option<Role>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct UserView {
+pub(crate) struct UserView {
     pub id: i64,
-    pub facility_id: i64,
+    pub(crate) facility_id: i64,
     pub login_id: Option<String>,
-    pub display_name: Option<String>,
-    pub email: Option<String>,
-    pub role: Role,
+    pub(crate) display_name: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) role: Role,
     pub status: UserStatus,
 }
 
@@ -111,14 +111,14 @@ impl From<UserRecord> for UserView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct CertificateView {
+pub(crate) struct CertificateView {
     pub serial: String,
-    pub device_id: i64,
+    pub(crate) device_id: i64,
     pub status: CertStatus,
     /// RFC 5280 reason name when not valid.
-    pub reason: Option<Reason>,
-    pub revoked_at: Option<String>,
-    pub not_before: String,
+    pub(crate) reason: Option<Reason>,
+    pub(crate) revoked_at: Option<String>,
+    pub(crate) not_before: String,
     pub not_after: String,
 }
 
@@ -137,14 +137,14 @@ impl From<CertificateRecord> for CertificateView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceView {
+pub(crate) struct DeviceView {
     pub id: i64,
-    pub user_id: i64,
-    pub facility_id: i64,
-    pub label: String,
+    pub(crate) user_id: i64,
+    pub(crate) facility_id: i64,
+    pub(crate) label: String,
     pub status: DeviceStatus,
-    pub created_at: String,
-    pub certificates: Vec<CertificateView>,
+    pub(crate) created_at: String,
+    pub(crate) certificates: Vec<CertificateView>,
 }
 
 impl From<DeviceRecord> for DeviceView {
@@ -162,10 +162,10 @@ impl From<DeviceRecord> for DeviceView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct UserWithDevicesView {
+pub(crate) struct UserWithDevicesView {
     #[serde(flatten)]
-    pub user: UserView,
-    pub devices: Vec<DeviceView>,
+    pub(crate) user: UserView,
+    pub(crate) devices: Vec<DeviceView>,
 }
 
 impl From<UserWithDevices> for UserWithDevicesView {
@@ -179,35 +179,35 @@ impl From<UserWithDevices> for UserWithDevicesView {
 #[serde(deny_unknown_fields)]
 pub struct EnrollBody {
     /// As handed out, e.g. `12-ABCD-EFGH-JKMN-PQRS`.
-    pub code: String,
+    pub(crate) code: String,
     /// PKCS#10 request (PEM). Its key is certified; its subject must be empty or `CN=<login ID>`.
-    pub csr: Option<String>,
+    pub(crate) csr: Option<String>,
     /// `true` to have the key generated here and delivered as PKCS#12.
     #[serde(default)]
-    pub generate_key: bool,
+    pub(crate) generate_key: bool,
     /// `p256` (default) or `rsa2048`, with `generate_key`.
-    pub key_type: Option<String>,
+    pub(crate) key_type: Option<String>,
     /// Account password (10+ characters); required on the user's first enrollment.
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// A name for the device, e.g. `相談室PC-2`.
-    pub device_label: Option<String>,
+    pub(crate) device_label: Option<String>,
 }
 
 connect_pki_domain::redacted_debug!(EnrollBody { csr, generate_key, key_type, device_label; code, password });
 
 #[derive(Serialize, ToSchema)]
-pub struct EnrollResponse {
-    pub device_id: i64,
+pub(crate) struct EnrollResponse {
+    pub(crate) device_id: i64,
     pub serial: String,
     /// With a CSR: the certificate (PEM).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
+    pub(crate) certificate: Option<String>,
     /// With a CSR: the issuing CA and root (PEM).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub chain: Option<String>,
+    pub(crate) chain: Option<String>,
     /// With `generate_key`: the PKCS#12 file, base64.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pkcs12: Option<String>,
+    pub(crate) pkcs12: Option<String>,
     /// With `generate_key`: its password, shown only in this response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs12_password: Option<String>,
@@ -219,33 +219,33 @@ connect_pki_domain::redacted_debug!(EnrollResponse { device_id, serial, certific
 #[serde(deny_unknown_fields)]
 pub struct RenewBody {
     /// A new PKCS#10 request (PEM) from the device.
-    pub csr: String,
+    pub(crate) csr: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RenewResponse {
-    pub device_id: i64,
+pub(crate) struct RenewResponse {
+    pub(crate) device_id: i64,
     pub serial: String,
-    pub certificate: String,
-    pub chain: String,
+    pub(crate) certificate: String,
+    pub(crate) chain: String,
     /// The certificate presented for this call, now superseded.
-    pub superseded_serial: String,
+    pub(crate) superseded_serial: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AuditView {
+pub(crate) struct AuditView {
     pub id: i64,
     pub at: String,
-    pub actor: String,
-    pub action: connect_pki_domain::AuditAction,
-    pub target: String,
-    pub outcome: String,
+    pub(crate) actor: String,
+    pub(crate) action: connect_pki_domain::AuditAction,
+    pub(crate) target: String,
+    pub(crate) outcome: String,
     #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
-    pub facility_id: Option<i64>,
-    pub user_id: Option<i64>,
+    pub(crate) detail: serde_json::Value,
+    pub(crate) facility_id: Option<i64>,
+    pub(crate) user_id: Option<i64>,
     /// This record's link in the hash chain.
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 impl From<AuditRecord> for AuditView {
@@ -271,18 +271,18 @@ pub struct RevokeBody {
     /// RFC 5280 reason name: `keyCompromise`, `affiliationChanged`, `superseded`,
     /// `cessationOfOperation`, `privilegeWithdrawn` or `unspecified`.
     #[schema(example = "keyCompromise")]
-    pub reason: Reason,
+    pub(crate) reason: Reason,
 }
 
 /// A certificate's status after a revoke, hold or release call.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RevocationView {
+pub(crate) struct RevocationView {
     pub serial: String,
     pub status: CertStatus,
-    pub reason: Option<Reason>,
-    pub revoked_at: Option<String>,
+    pub(crate) reason: Option<Reason>,
+    pub(crate) revoked_at: Option<String>,
     /// False when the certificate already was in that state (the call changed nothing).
-    pub changed: bool,
+    pub(crate) changed: bool,
 }
 
 impl From<connect_pki_store::StatusChange> for RevocationView {
@@ -298,11 +298,11 @@ impl From<connect_pki_store::StatusChange> for RevocationView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LostView {
-    pub device_id: i64,
+pub(crate) struct LostView {
+    pub(crate) device_id: i64,
     pub status: DeviceStatus,
     /// Certificates revoked by this call (keyCompromise).
-    pub revoked_serials: Vec<String>,
+    pub(crate) revoked_serials: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -313,61 +313,61 @@ pub struct RetireBody {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RetireView {
-    pub user_id: i64,
+pub(crate) struct RetireView {
+    pub(crate) user_id: i64,
     /// `retired` (done) or `scheduled`.
     pub status: String,
-    pub retire_at: Option<String>,
+    pub(crate) retire_at: Option<String>,
     /// Certificates revoked by this call (affiliationChanged).
-    pub revoked_serials: Vec<String>,
+    pub(crate) revoked_serials: Vec<String>,
 }
 
 /// A scheduled retirement, cancelled before it ran.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RetirementCancelledView {
-    pub user_id: i64,
+pub(crate) struct RetirementCancelledView {
+    pub(crate) user_id: i64,
     /// When the retirement would have run (RFC 3339).
-    pub cancelled_retire_at: String,
+    pub(crate) cancelled_retire_at: String,
 }
 
 /// The terms of use in force, verbatim.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TermsOfUse {
-    pub version: String,
-    pub text: String,
+pub(crate) struct TermsOfUse {
+    pub(crate) version: String,
+    pub(crate) text: String,
 }
 
 /// Certificates running out within `within_days`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ExpiringList {
-    pub within_days: i64,
+pub(crate) struct ExpiringList {
+    pub(crate) within_days: i64,
     /// Soonest first.
-    pub certificates: Vec<ExpiringView>,
+    pub(crate) certificates: Vec<ExpiringView>,
 }
 
 /// A device certificate in force that runs out soon, with whose it is.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ExpiringView {
-    pub facility_id: i64,
-    pub facility_name: String,
-    pub user_id: i64,
+pub(crate) struct ExpiringView {
+    pub(crate) facility_id: i64,
+    pub(crate) facility_name: String,
+    pub(crate) user_id: i64,
     /// `null` once the holder's personal data is deleted.
     pub login_id: Option<String>,
-    pub display_name: Option<String>,
-    pub device_id: i64,
-    pub device_label: String,
+    pub(crate) display_name: Option<String>,
+    pub(crate) device_id: i64,
+    pub(crate) device_label: String,
     pub serial: String,
     /// `valid` or `on_hold`.
     pub status: CertStatus,
     pub not_after: String,
     /// Whole days left (0 on the last day).
-    pub days_left: i64,
+    pub(crate) days_left: i64,
     /// The notices (days before the end) already e-mailed to the facility's managers.
-    pub notices_sent: Vec<u32>,
+    pub(crate) notices_sent: Vec<u32>,
 }
 
 impl ExpiringView {
-    pub fn of(e: connect_pki_store::ExpiringCertificate, now: OffsetDateTime) -> Self {
+    pub(crate) fn of(e: connect_pki_store::ExpiringCertificate, now: OffsetDateTime) -> Self {
         let c = e.certificate;
         Self {
             facility_id: e.facility.id.0,

@@ -18,7 +18,7 @@ use connect_pki_domain::{FacilityKind, FacilityStatus};
 
 use crate::http::state::AppState;
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(applications::routes())
         .merge(facilities::routes())

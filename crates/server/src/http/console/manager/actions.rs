@@ -27,7 +27,7 @@ fn who_and_what(user: &UserRecord, device: &DeviceRecord) -> Vec<Fact> {
     vec![("職員", person(user)), ("端末", device_name(device))]
 }
 
-pub async fn confirm_lost(
+pub(crate) async fn confirm_lost(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
@@ -52,14 +52,14 @@ pub async fn confirm_lost(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ActionForm {
+pub(crate) struct ActionForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     reason: String,
 }
 
-pub async fn lost(
+pub(crate) async fn lost(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
@@ -144,7 +144,7 @@ async fn certificate_of(
     Ok((cert, device, user))
 }
 
-pub async fn confirm_change(
+pub(crate) async fn confirm_change(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path((serial, change)): Path<(String, String)>,
@@ -171,7 +171,7 @@ pub async fn confirm_change(
     Ok(page(StatusCode::OK, &p))
 }
 
-pub async fn change(
+pub(crate) async fn change(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,

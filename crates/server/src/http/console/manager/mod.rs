@@ -28,7 +28,7 @@ use crate::http::state::AppState;
 
 pub use slip::qr_data_uri;
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/console/staff", get(staff::list))
         .route("/console/staff/new", get(register::form).post(register::submit))
@@ -63,7 +63,7 @@ fn acting_on(
     Ok((caller, id_of(raw)?))
 }
 
-pub fn user_status_ja(s: UserStatus) -> &'static str {
+pub(crate) fn user_status_ja(s: UserStatus) -> &'static str {
     match s {
         UserStatus::Invited => "端末未登録",
         UserStatus::Active => "利用中",
@@ -72,7 +72,7 @@ pub fn user_status_ja(s: UserStatus) -> &'static str {
     }
 }
 
-pub fn device_status_ja(s: DeviceStatus) -> &'static str {
+pub(crate) fn device_status_ja(s: DeviceStatus) -> &'static str {
     match s {
         DeviceStatus::Active => "使用中",
         DeviceStatus::Lost => "紛失（停止）",
@@ -81,7 +81,7 @@ pub fn device_status_ja(s: DeviceStatus) -> &'static str {
 }
 
 /// How people are named on the pages; a deleted user has no name left.
-pub fn person(u: &UserRecord) -> String {
+pub(crate) fn person(u: &UserRecord) -> String {
     match (&u.display_name, &u.login_id) {
         (Some(name), Some(login)) => format!("{name}（{login}）"),
         (Some(name), None) => name.clone(),
@@ -89,26 +89,26 @@ pub fn person(u: &UserRecord) -> String {
     }
 }
 
-pub fn device_name(d: &DeviceRecord) -> String {
+pub(crate) fn device_name(d: &DeviceRecord) -> String {
     labelled_device(d.id, &d.label)
 }
 
 /// A device by number and label: 端末 3「受付PC」.
-pub fn labelled_device(id: connect_pki_domain::DeviceId, label: &str) -> String {
+pub(crate) fn labelled_device(id: connect_pki_domain::DeviceId, label: &str) -> String {
     if label.is_empty() { format!("端末 {id}") } else { format!("端末 {id}「{label}」") }
 }
 
 /// One certificate as the pages list it, with the steps it can take.
-pub struct CertRow {
+pub(crate) struct CertRow {
     pub serial: String,
-    pub status_ja: &'static str,
+    pub(crate) status_ja: &'static str,
     pub not_after: String,
-    pub valid: bool,
-    pub on_hold: bool,
+    pub(crate) valid: bool,
+    pub(crate) on_hold: bool,
 }
 
 impl CertRow {
-    pub fn of(c: &CertificateRecord) -> Self {
+    pub(crate) fn of(c: &CertificateRecord) -> Self {
         CertRow {
             serial: c.serial.to_hex(),
             status_ja: cert_ja(c.status),
@@ -120,16 +120,16 @@ impl CertRow {
 }
 
 /// One device with its certificates, newest first.
-pub struct DeviceRow {
+pub(crate) struct DeviceRow {
     pub id: i64,
     pub name: String,
-    pub status_ja: &'static str,
-    pub active: bool,
-    pub certificates: Vec<CertRow>,
+    pub(crate) status_ja: &'static str,
+    pub(crate) active: bool,
+    pub(crate) certificates: Vec<CertRow>,
 }
 
 impl DeviceRow {
-    pub fn of(d: &DeviceRecord) -> Self {
+    pub(crate) fn of(d: &DeviceRecord) -> Self {
         DeviceRow {
             id: d.id.0,
             name: device_name(d),
@@ -141,21 +141,21 @@ impl DeviceRow {
 }
 
 /// A user as the pages show them.
-pub struct UserRow {
+pub(crate) struct UserRow {
     pub id: i64,
     pub name: String,
-    pub login: String,
-    pub role_ja: &'static str,
-    pub status_ja: &'static str,
+    pub(crate) login: String,
+    pub(crate) role_ja: &'static str,
+    pub(crate) status_ja: &'static str,
     /// Retirement scheduled and not run yet (local time).
-    pub retire_at: Option<String>,
-    pub open: bool,
-    pub retired: bool,
-    pub devices: Vec<DeviceRow>,
+    pub(crate) retire_at: Option<String>,
+    pub(crate) open: bool,
+    pub(crate) retired: bool,
+    pub(crate) devices: Vec<DeviceRow>,
 }
 
 impl UserRow {
-    pub fn of(u: &UserRecord, devices: &[DeviceRecord], retire_at: Option<time::OffsetDateTime>) -> Self {
+    pub(crate) fn of(u: &UserRecord, devices: &[DeviceRecord], retire_at: Option<time::OffsetDateTime>) -> Self {
         UserRow {
             id: u.id.0,
             name: u.display_name.clone().unwrap_or_else(|| format!("利用者 {}（個人情報削除済み）", u.id)),
@@ -171,12 +171,12 @@ impl UserRow {
 }
 
 /// The roles a manager may register.
-pub const REGISTRABLE: [Role; 2] = [Role::Staff, Role::FacilityManager];
+pub(crate) const REGISTRABLE: [Role; 2] = [Role::Staff, Role::FacilityManager];
 
 /// The enroll page's address as the slip prints it: `--https-url` when the
 /// operator set one (behind a proxy the browser's host may not be the
 /// public one), else the host the manager's browser used — the console and
 /// `/enroll` share the HTTPS listener.
-pub fn enroll_url(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
+pub(crate) fn enroll_url(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
     format!("{}/enroll", super::kit::https_base(state, headers, uri))
 }

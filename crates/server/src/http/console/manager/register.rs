@@ -19,7 +19,7 @@ use crate::http::state::AppState;
 use connect_pki_ra::{Conflict, ServiceError, directory};
 
 #[derive(Debug, Default, Deserialize)]
-pub struct Fields {
+pub(crate) struct Fields {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
@@ -54,7 +54,7 @@ fn roles() -> Vec<(&'static str, &'static str)> {
     REGISTRABLE.iter().map(|r| (r.as_str(), role_ja(*r))).collect()
 }
 
-pub async fn form(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
+pub(crate) async fn form(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
     let ctx = Ctx::of(&state, caller, "/console/staff").await?;
     let requester = &ctx.caller.requester;
     let facility = directory::managed_facility(&state, requester, requester.actor.facility).await.map(|f| f.name)?;
@@ -78,7 +78,7 @@ fn field_error(e: &ApiError) -> (&'static str, String) {
     (field, e.message_ja())
 }
 
-pub async fn submit(
+pub(crate) async fn submit(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,

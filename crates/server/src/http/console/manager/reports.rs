@@ -41,7 +41,7 @@ struct ExpiringPage<'a> {
     rows: Vec<ExpiringRow>,
 }
 
-pub async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
+pub(crate) async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
     let ctx = Ctx::of(&state, caller, "/console/expiring").await?;
     let requester = &ctx.caller.requester;
     let within = expiry::default_window(&state);
@@ -63,7 +63,7 @@ pub async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiE
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct TrailQuery {
+pub(crate) struct TrailQuery {
     #[serde(default)]
     from: String,
     #[serde(default)]
@@ -190,7 +190,7 @@ fn row(r: &AuditRecord, names: &HashMap<String, String>) -> TrailRow {
     }
 }
 
-pub async fn trail(
+pub(crate) async fn trail(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Query(q): Query<TrailQuery>,

@@ -64,7 +64,7 @@ async fn page_ctx(state: &AppState, caller: Result<Caller, ApiError>, raw: &str)
     Ok((ctx, UserId(id_of(raw)?)))
 }
 
-pub async fn confirm_retire(
+pub(crate) async fn confirm_retire(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
@@ -76,7 +76,7 @@ pub async fn confirm_retire(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct RetireForm {
+pub(crate) struct RetireForm {
     #[serde(default)]
     csrf: String,
     /// The day the person stops (YYYY-MM-DD, from a date field); empty: now.
@@ -98,7 +98,7 @@ fn start_of_day(on: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String>
     Ok(at)
 }
 
-pub async fn retire(
+pub(crate) async fn retire(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
@@ -154,12 +154,12 @@ pub async fn retire(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct PlainForm {
+pub(crate) struct PlainForm {
     #[serde(default)]
     csrf: String,
 }
 
-pub async fn confirm_cancel(
+pub(crate) async fn confirm_cancel(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
@@ -188,7 +188,7 @@ pub async fn confirm_cancel(
     Ok(page(StatusCode::OK, &p))
 }
 
-pub async fn cancel(
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
@@ -215,7 +215,7 @@ pub async fn cancel(
     ))
 }
 
-pub async fn confirm_delete(
+pub(crate) async fn confirm_delete(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
@@ -238,7 +238,7 @@ pub async fn confirm_delete(
     Ok(page(StatusCode::OK, &p))
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,

@@ -42,12 +42,12 @@ pub fn qr_data_uri(text: &str) -> Option<String> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CodeForm {
+pub(crate) struct CodeForm {
     #[serde(default)]
     csrf: String,
 }
 
-pub async fn issue(
+pub(crate) async fn issue(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,

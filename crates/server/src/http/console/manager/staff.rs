@@ -26,7 +26,7 @@ struct StaffPage<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
     q: String,
 }
@@ -39,7 +39,7 @@ fn matches(u: &UserRow, q: &str) -> bool {
     q.is_empty() || norm(&u.name).contains(&q) || norm(&u.login).contains(&q)
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Query(q): Query<ListQuery>,
@@ -70,11 +70,11 @@ struct UserPage<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct DetailQuery {
+pub(crate) struct DetailQuery {
     done: Option<String>,
 }
 
-pub async fn detail(
+pub(crate) async fn detail(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
     Path(raw): Path<String>,
