@@ -10,6 +10,8 @@ use axum::routing::get;
 use connect_pki_domain::{Reason, Serial};
 use serde_json::Value;
 
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
@@ -128,8 +130,11 @@ fn detail_ja(e: &Event) -> String {
     }
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Path(raw): Path<String>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/").await?;
+async fn show(
+    State(state): State<AppState>,
+    Page { ctx, .. }: Page<section::Queue>,
+    Path(raw): Path<String>,
+) -> PageResult {
     let result: Result<_, ApiError> = async {
         let serial: Serial = raw.parse()?;
         Ok(record(&state, &ctx.caller.requester, &serial).await?)

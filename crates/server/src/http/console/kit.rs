@@ -9,6 +9,7 @@
 
 use askama::Template;
 use aws_lc_rs::hmac;
+use axum::extract::FromRequestParts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use connect_pki_domain::{CertStatus, Role};
@@ -52,6 +53,59 @@ pub(crate) fn nav_for(role: Role) -> Vec<NavItem> {
             item("/console/me", "わたしの端末"),
         ],
         Role::Staff => vec![item("/console/me", "わたしの端末")],
+    }
+}
+
+/// A console page's entry in the menu, named by a type so that a handler
+/// says in its signature where it belongs ([`Page`]).
+pub(crate) trait Section {
+    const HREF: &'static str;
+}
+
+macro_rules! sections {
+    ($($(#[$m:meta])* $name:ident = $href:literal,)+) => {
+        $($(#[$m])* pub(crate) struct $name;
+        impl Section for $name {
+            const HREF: &'static str = $href;
+        })+
+    };
+}
+
+/// The menu entries pages belong to.
+pub(crate) mod section {
+    use super::Section;
+
+    sections! {
+        /// The escalation queue (and the incident record reached from it).
+        Queue = "/console/",
+        /// A facility's staff, devices and the steps on them.
+        Staff = "/console/staff",
+        Expiring = "/console/expiring",
+        Trail = "/console/trail",
+        Me = "/console/me",
+        Applications = "/console/applications",
+        Facilities = "/console/facilities",
+        /// Every facility's certificates running out (the city's page).
+        CityExpiring = "/console/certificates/expiring",
+        RelyingParties = "/console/relying-parties",
+        Audit = "/console/audit",
+    }
+}
+
+/// The context of a console page in section `S`, as an extractor that owns
+/// its refusal: without a usable certificate, a page saying so in Japanese;
+/// a manager who has not accepted the terms in force, the terms to accept.
+pub(crate) struct Page<S> {
+    pub ctx: Ctx,
+    section: std::marker::PhantomData<S>,
+}
+
+impl<S: Section + Send> FromRequestParts<AppState> for Page<S> {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Refusal> {
+        let caller = Caller::from_request_parts(parts, state).await;
+        Ok(Self { ctx: Ctx::of(state, caller, S::HREF).await?, section: std::marker::PhantomData })
     }
 }
 

@@ -22,7 +22,9 @@ use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::http::console::kit::Page;
 use crate::http::console::kit::PageResult;
+use crate::http::console::kit::section;
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
@@ -131,10 +133,9 @@ struct ShowQuery {
 
 async fn show(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Queue>,
     Query(q): Query<ShowQuery>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/").await?;
     // Staff and 福祉課 work no queue: their menu starts on another page.
     if !ctx.nav.iter().any(|item| item.href == "/console/")
         && let Some(first) = ctx.nav.first()

@@ -13,6 +13,8 @@ use connect_pki_store::ApplicationRecord;
 use serde::Deserialize;
 
 use super::kind_ja;
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{
     ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, acting, https_base, local, page,
 };
@@ -75,8 +77,7 @@ struct ListPage<'a> {
     decided: Vec<Row>,
 }
 
-async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
+async fn list(State(state): State<AppState>, Page { ctx, .. }: Page<section::Applications>) -> PageResult {
     let all = applications::list(&state, &ctx.caller.requester, None).await?;
     let (pending, mut decided): (Vec<_>, Vec<_>) = all.iter().partition(|a| a.status == ApplicationStatus::Pending);
     decided.sort_by_key(|a| std::cmp::Reverse(a.decided_at));
@@ -112,10 +113,9 @@ fn who(a: &ApplicationRecord) -> Vec<Fact> {
 
 async fn approve_confirm(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Applications>,
     Path(id): Path<i64>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
     let a = pending(&state, &ctx, id).await?;
     let effect = format!(
         "施設「{}」の利用を承認します。施設管理者 {} さんのアカウントを作り、登録コードを発行します。登録コードは次の画面に一度だけ表示されます。",
@@ -195,10 +195,9 @@ struct RejectPage<'a> {
 
 async fn reject_form(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Applications>,
     Path(id): Path<i64>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
     let a = pending(&state, &ctx, id).await?;
     Ok(page(StatusCode::OK, &RejectPage { ctx: &ctx, id, facts: who(&a), reason: String::new(), error: None }))
 }

@@ -13,9 +13,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::http::api::audit_csv;
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, Refusal, local, page, refuse, tokyo_day_start};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::{audit, directory};
 
@@ -161,8 +162,11 @@ fn query_of(f: &Fields) -> String {
         .join("&")
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(f): Query<Fields>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
+async fn show(
+    State(state): State<AppState>,
+    Page { ctx, .. }: Page<section::Audit>,
+    Query(f): Query<Fields>,
+) -> PageResult {
     let requester = &ctx.caller.requester;
     let checked = filter(&f, PAGE);
     let records = match &checked {
@@ -187,8 +191,11 @@ async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>, Q
 }
 
 /// The same records as CSV, oldest first like the API's.
-async fn csv(State(state): State<AppState>, caller: Result<Caller, ApiError>, Query(f): Query<Fields>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
+async fn csv(
+    State(state): State<AppState>,
+    Page { ctx, .. }: Page<section::Audit>,
+    Query(f): Query<Fields>,
+) -> PageResult {
     let filter = match filter(&f, 10_000) {
         Ok(filter) => AuditFilter { newest_first: false, ..filter },
         Err((field, _)) => {

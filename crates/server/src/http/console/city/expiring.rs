@@ -9,10 +9,11 @@ use axum::routing::get;
 use connect_pki_domain::expiry::{FINAL_NOTICE_DAYS, days_left};
 use connect_pki_store::NoticeSubject;
 
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page};
 use crate::http::console::manager::{labelled_device, person};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::expiry;
 
@@ -68,8 +69,7 @@ fn notices_ja(sent: &[u32]) -> String {
     }
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
+async fn show(State(state): State<AppState>, Page { ctx, .. }: Page<section::CityExpiring>) -> PageResult {
     let requester = &ctx.caller.requester;
     let within = expiry::default_window(&state);
     // The CA certificates first: they are read only by those who may read

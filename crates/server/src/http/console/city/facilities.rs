@@ -12,6 +12,8 @@ use connect_pki_store::{FacilityCounts, FacilityRecord};
 use serde::Deserialize;
 
 use super::{facility_status_ja, kind_ja};
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, acting, local, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
@@ -61,8 +63,7 @@ struct ListPage<'a> {
     acts: bool,
 }
 
-async fn list(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
+async fn list(State(state): State<AppState>, Page { ctx, .. }: Page<section::Facilities>) -> PageResult {
     let all = directory::facilities_with_counts(&state, &ctx.caller.requester).await?;
     // Only 行政管理課 is offered the buttons; the service decides either way.
     let acts = ctx.role() == Role::AdminDivision;
@@ -127,10 +128,9 @@ async fn changeable(state: &AppState, ctx: &Ctx, id: i64) -> Result<(FacilityRec
 
 async fn confirm(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Facilities>,
     Path((id, path)): Path<(i64, String)>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
     let step = step(&path)?;
     let (f, counts) = changeable(&state, &ctx, id).await?;
     let own = f.id == ctx.caller.requester.actor.facility;

@@ -10,9 +10,9 @@ use connect_pki_domain::CertStatus;
 use connect_pki_store::DeviceRecord;
 use time::OffsetDateTime;
 
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, https_base, local, page};
-use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::certificates;
 
@@ -98,11 +98,10 @@ fn device_row(d: DeviceRecord, now: OffsetDateTime, current: &connect_pki_domain
 
 async fn show(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Me>,
     headers: HeaderMap,
     uri: Uri,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
     let devices = certificates::own_devices(&state, &ctx.caller.requester).await?;
     let now = state.clock.now();
     let current = &ctx.caller.requester.certificate;

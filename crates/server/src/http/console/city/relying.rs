@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, local, page};
-use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::sightings;
 
@@ -40,8 +40,7 @@ fn ca_ja(generation: i64) -> String {
     if generation <= 1 { "発行CA".into() } else { format!("発行CA {generation}") }
 }
 
-async fn show(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, HERE).await?;
+async fn show(State(state): State<AppState>, Page { ctx, .. }: Page<section::RelyingParties>) -> PageResult {
     let parties = sightings::relying_parties(&state, &ctx.caller.requester).await?;
     let rows: Vec<Row> = parties
         .into_iter()

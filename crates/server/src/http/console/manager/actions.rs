@@ -11,6 +11,8 @@ use connect_pki_store::{DeviceRecord, UserRecord};
 use serde::Deserialize;
 
 use super::{acting_on, device_name, id_of, person};
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{
     ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, acting, cert_ja, local, page,
 };
@@ -29,10 +31,9 @@ fn who_and_what(user: &UserRecord, device: &DeviceRecord) -> Vec<Fact> {
 
 pub(crate) async fn confirm_lost(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Staff>,
     Path(raw): Path<String>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
     let id = id_of(&raw).map(DeviceId)?;
     let (device, user) = directory::managed_device(&state, &ctx.caller.requester, id).await?;
     let in_force = device.certificates.iter().filter(|c| matches!(c.status, CertStatus::Valid | CertStatus::OnHold));
@@ -146,10 +147,9 @@ async fn certificate_of(
 
 pub(crate) async fn confirm_change(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Staff>,
     Path((serial, change)): Path<(String, String)>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
     let Some(w) = wording(&change) else { return Err(Refusal::from(ApiError::NoRoute(change))) };
     let (cert, device, user) = certificate_of(&state, &ctx.caller, &serial).await?;
     let mut facts = who_and_what(&user, &device);

@@ -12,6 +12,8 @@ use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 
 use super::REGISTRABLE;
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, Refusal, acting, page, role_ja};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
@@ -54,8 +56,7 @@ fn roles() -> Vec<(&'static str, &'static str)> {
     REGISTRABLE.iter().map(|r| (r.as_str(), role_ja(*r))).collect()
 }
 
-pub(crate) async fn form(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
+pub(crate) async fn form(State(state): State<AppState>, Page { ctx, .. }: Page<section::Staff>) -> PageResult {
     let requester = &ctx.caller.requester;
     let facility = directory::managed_facility(&state, requester, requester.actor.facility).await.map(|f| f.name)?;
     let f = Fields { role: Role::Staff.as_str().into(), ..Fields::default() };

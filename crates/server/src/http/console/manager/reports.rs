@@ -14,9 +14,10 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{labelled_device, person};
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, tokyo_day_start};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::{audit, certificates, directory, expiry};
 
@@ -41,8 +42,7 @@ struct ExpiringPage<'a> {
     rows: Vec<ExpiringRow>,
 }
 
-pub(crate) async fn expiring(State(state): State<AppState>, caller: Result<Caller, ApiError>) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/expiring").await?;
+pub(crate) async fn expiring(State(state): State<AppState>, Page { ctx, .. }: Page<section::Expiring>) -> PageResult {
     let requester = &ctx.caller.requester;
     let within = expiry::default_window(&state);
     let list = certificates::expiring(&state, requester, requester.actor.facility, within).await?;
@@ -192,10 +192,9 @@ fn row(r: &AuditRecord, names: &HashMap<String, String>) -> TrailRow {
 
 pub(crate) async fn trail(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Trail>,
     Query(q): Query<TrailQuery>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/trail").await?;
     let requester = &ctx.caller.requester;
     let facility = requester.actor.facility;
     let filter = match filter_of(&q, state.clock.now()) {

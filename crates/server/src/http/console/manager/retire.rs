@@ -5,14 +5,16 @@ use askama::Template;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use connect_pki_domain::{CertStatus, UserId};
 use connect_pki_store::UserWithDevices;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{acting_on, id_of, person};
-use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, local, page, refuse};
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
@@ -59,20 +61,13 @@ async fn retire_page(
     }
 }
 
-async fn page_ctx(state: &AppState, caller: Result<Caller, ApiError>, raw: &str) -> Result<(Ctx, UserId), Refusal> {
-    let ctx = Ctx::of(state, caller, "/console/staff").await?;
-    Ok((ctx, UserId(id_of(raw)?)))
-}
-
 pub(crate) async fn confirm_retire(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Staff>,
     Path(raw): Path<String>,
-) -> Response {
-    match page_ctx(&state, caller, &raw).await {
-        Ok((ctx, id)) => retire_page(&state, &ctx, id, String::new(), None, StatusCode::OK).await,
-        Err(p) => p.into_response(),
-    }
+) -> PageResult {
+    let id = UserId(id_of(&raw)?);
+    Ok(retire_page(&state, &ctx, id, String::new(), None, StatusCode::OK).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,10 +156,10 @@ pub(crate) struct PlainForm {
 
 pub(crate) async fn confirm_cancel(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Staff>,
     Path(raw): Path<String>,
 ) -> PageResult {
-    let (ctx, id) = page_ctx(&state, caller, &raw).await?;
+    let id = UserId(id_of(&raw)?);
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
         let u = directory::managed_user_devices(&state, requester, id).await?;
@@ -217,10 +212,10 @@ pub(crate) async fn cancel(
 
 pub(crate) async fn confirm_delete(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Staff>,
     Path(raw): Path<String>,
 ) -> PageResult {
-    let (ctx, id) = page_ctx(&state, caller, &raw).await?;
+    let id = UserId(id_of(&raw)?);
     let u = directory::managed_user_devices(&state, &ctx.caller.requester, id).await?;
     let certs = u.devices.iter().flat_map(|d| &d.certificates).filter(|c| c.status == CertStatus::Valid).count();
     let mut facts = facts_of(&u);

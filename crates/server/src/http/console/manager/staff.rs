@@ -10,9 +10,10 @@ use connect_pki_domain::UserId;
 use serde::Deserialize;
 
 use super::{UserRow, id_of};
+use crate::http::console::kit::Page;
+use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, page};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::directory;
 
@@ -41,10 +42,9 @@ fn matches(u: &UserRow, q: &str) -> bool {
 
 pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Staff>,
     Query(q): Query<ListQuery>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
     let requester = &ctx.caller.requester;
     let facility = requester.actor.facility;
     let result: Result<_, ApiError> = async {
@@ -76,11 +76,10 @@ pub(crate) struct DetailQuery {
 
 pub(crate) async fn detail(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Page { ctx, .. }: Page<section::Staff>,
     Path(raw): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> PageResult {
-    let ctx = Ctx::of(&state, caller, "/console/staff").await?;
     let id = id_of(&raw).map(UserId)?;
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
