@@ -145,7 +145,7 @@ async fn retirement_on_a_date_is_shown_and_cancellable_until_it_runs(backend: Ba
     assert!(r.status == 409 && r.text().contains("予定された退職はありません"), "{}", r.text());
     // Past the day nothing happens: it was cancelled.
     app.clock.advance(Duration::days(11));
-    connect_pki_ra::revocation::run_due_retirements(app.state()).await.expect("worker");
+    connect_pki_ra::users::run_due_retirements(app.state()).await.expect("worker");
     assert_eq!(app.ocsp_status(&d.id).await, "good");
     assert!(audit_actions(&app, d.user_id).await.iter().any(|a| a == "user.retire_cancelled"));
 
@@ -191,7 +191,7 @@ async fn the_api_cancels_a_retirement_until_it_has_run(backend: Backend) {
     // Scheduled again and run by the worker: too late to cancel.
     assert_eq!(app.api("POST", &retire, Some(&manager.id), Some(&body)).await.0, 200);
     app.clock.advance(Duration::hours(3));
-    connect_pki_ra::revocation::run_due_retirements(app.state()).await.expect("worker");
+    connect_pki_ra::users::run_due_retirements(app.state()).await.expect("worker");
     assert_eq!(app.ocsp_status(&d.id).await, "revoked affiliationChanged");
     let (status, out) = app.api("DELETE", &path, Some(&manager.id), None).await;
     assert_eq!((status, out["error"]["code"].as_str()), (409, Some("invalid_transition")), "{out}");

@@ -1,27 +1,18 @@
-//! Reading devices and certificates (and which run out soon); renewal by
-//! the device itself.
+//! Certificates: reading one and its holder, those running out soon,
+//! renewal by the device itself, and revoke, hold or release — published
+//! with `Revocations::sync` before the caller hears back, so the handshake,
+//! OCSP and the CRL already reflect it when the response leaves.
 
 use connect_pki_ca::parse_csr;
+use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{Action, DeviceId, FacilityId, Serial, authorize};
-use connect_pki_store::{CertificateRecord, DeviceRecord, ExpiringCertificate, Identity, NewCertificate};
+use connect_pki_store::{CertificateRecord, ExpiringCertificate, Identity, NewCertificate, StatusChange};
 
 use crate::Ra;
 use crate::error::ServiceError;
+use crate::publish;
 use crate::requester::Requester;
 use crate::sign_from_csr;
-
-/// The caller's own devices with their certificates.
-pub async fn own_devices(ra: &Ra, caller: &Requester) -> Result<Vec<DeviceRecord>, ServiceError> {
-    authorize(&caller.actor, Action::WhoAmI)?;
-    Ok(ra.store.devices_of(caller.actor.user).await?)
-}
-
-/// A device and its certificates.
-pub async fn device(ra: &Ra, caller: &Requester, id: DeviceId) -> Result<DeviceRecord, ServiceError> {
-    let device = ra.store.device(id).await?.ok_or(ServiceError::NotFound("device"))?;
-    authorize(&caller.actor, Action::ManageCertificates(device.facility))?;
-    Ok(device)
-}
 
 /// A certificate.
 pub async fn certificate(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<CertificateRecord, ServiceError> {
@@ -66,4 +57,20 @@ pub async fn renew(ra: &Ra, caller: &Requester, csr_pem: &str) -> Result<(Device
         .await?;
     crate::publish(ra).await?;
     Ok((device.device, cert))
+}
+
+/// Revokes, holds or releases one certificate. Repeating a call reports the
+/// state the certificate is in.
+pub async fn change(
+    ra: &Ra,
+    caller: &Requester,
+    serial: &Serial,
+    change: Change,
+) -> Result<StatusChange, ServiceError> {
+    let allowed = |holder: &Identity| -> Result<(), ServiceError> {
+        Ok(authorize(&caller.actor, Action::ActOnUser(holder.user.target()))?)
+    };
+    let outcome = ra.store.change_certificate_if(serial, change, &caller.audit_name, ra.clock.now(), allowed).await?;
+    publish(ra).await?;
+    Ok(outcome)
 }

@@ -8,20 +8,21 @@
 pub mod applications;
 pub mod audit;
 pub mod certificates;
-pub mod directory;
-pub mod emergency;
+pub mod devices;
 pub mod enrollment;
 pub mod error;
+pub mod escalations;
 pub mod expiry;
+pub mod facilities;
 pub mod incident;
 pub mod notify;
 pub mod pseudonym;
 pub mod requester;
-pub mod revocation;
 pub mod secrets;
 pub mod settings;
 pub mod sightings;
 pub mod terms;
+pub mod users;
 
 use std::sync::Arc;
 

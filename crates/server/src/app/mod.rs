@@ -228,9 +228,9 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     }
     // Retirements that fell due while the service was down run before it
     // answers anyone.
-    connect_pki_ra::revocation::run_due_retirements(&state).await?;
-    connect_pki_ra::directory::hold_suspended_facilities(&state).await?;
-    connect_pki_ra::emergency::run_due(&state).await?;
+    connect_pki_ra::users::run_due_retirements(&state).await?;
+    connect_pki_ra::facilities::hold_suspended_facilities(&state).await?;
+    connect_pki_ra::escalations::run_due(&state).await?;
     tokio::spawn(retirement_worker(state.clone(), shutdown.clone()));
     if let Some(every) = config.consistency_check {
         tokio::spawn(consistency_worker(state.clone(), every, shutdown.clone()));
@@ -347,10 +347,10 @@ async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {},
         }
-        if let Err(e) = connect_pki_ra::revocation::run_due_retirements(&state).await {
+        if let Err(e) = connect_pki_ra::users::run_due_retirements(&state).await {
             tracing::error!(error = %e.to_string(), "scheduled retirement failed; retrying");
         }
-        if let Err(e) = connect_pki_ra::emergency::run_due(&state).await {
+        if let Err(e) = connect_pki_ra::escalations::run_due(&state).await {
             tracing::error!(error = %e.to_string(), "escalation or hold-limit worker failed; retrying");
         }
         // Rejected applications leave once their retention ends: looked at

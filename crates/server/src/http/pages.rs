@@ -336,12 +336,12 @@ fn choices(devices: Vec<connect_pki_store::DeviceRecord>) -> Vec<DeviceChoice> {
 async fn emergency_submit(State(state): State<AppState>, client: Client, Form(f): Form<EmergencyFields>) -> Response {
     let result: Result<_, ApiError> = async {
         state.limits.emergency.check(client.addr)?;
-        Ok(connect_pki_ra::emergency::ticket(&state, &f.login_id, &f.password, client.addr).await?)
+        Ok(connect_pki_ra::escalations::ticket(&state, &f.login_id, &f.password, client.addr).await?)
     }
     .await;
     match result {
         Ok((ticket, devices)) => {
-            let minutes = connect_pki_ra::emergency::TICKET_TTL.whole_minutes();
+            let minutes = connect_pki_ra::escalations::TICKET_TTL.whole_minutes();
             page(StatusCode::OK, &ChoosePage { ticket, devices: choices(devices), minutes, error: None })
         }
         Err(e) => page(e.status(), &EmergencyPage { login_id: f.login_id.clone(), error: Some(e.message_ja()) }),
@@ -353,7 +353,7 @@ async fn emergency_report(State(state): State<AppState>, client: Client, Form(f)
     let result: Result<_, ApiError> = async {
         state.limits.emergency.check(client.addr)?;
         let device: connect_pki_domain::DeviceId = f.device_id.trim().parse()?;
-        Ok(connect_pki_ra::emergency::report_with_ticket(&state, &f.ticket, device, client.addr).await?)
+        Ok(connect_pki_ra::escalations::report_with_ticket(&state, &f.ticket, device, client.addr).await?)
     }
     .await;
     match result {

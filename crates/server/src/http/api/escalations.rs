@@ -12,7 +12,7 @@ use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::http::state::AppState;
-use connect_pki_ra::emergency;
+use connect_pki_ra::escalations;
 
 /// Report one's own device lost (public: sign in with login ID and password).
 /// The device's certificates are on hold before the response; an escalation
@@ -30,7 +30,7 @@ pub(super) async fn report_emergency(
 ) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
     state.limits.emergency.check(client.addr)?;
     let (e, held) =
-        emergency::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), client.addr).await?;
+        escalations::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), client.addr).await?;
     Ok((
         StatusCode::CREATED,
         Json(EmergencyCreated {
@@ -57,7 +57,7 @@ pub(super) async fn list_escalations(
     ApiQuery(q): ApiQuery<EscalationsQuery>,
 ) -> ApiResult<Json<Vec<EscalationView>>> {
     let open_only = q.status.as_deref() != Some("all");
-    Ok(Json(emergency::list(&state, &caller.requester, open_only).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(escalations::list(&state, &caller.requester, open_only).await?.into_iter().map(Into::into).collect()))
 }
 
 /// Report a device lost for someone (manager: own facility; 行政管理課: a call taken).
@@ -69,7 +69,7 @@ pub(super) async fn open_escalation(
     caller: Caller,
     ApiJson(body): ApiJson<EscalationBody>,
 ) -> ApiResult<(StatusCode, Json<EscalationView>)> {
-    let (e, held) = emergency::report_for(&state, &caller.requester, DeviceId(body.device_id), body.note).await?;
+    let (e, held) = escalations::report_for(&state, &caller.requester, DeviceId(body.device_id), body.note).await?;
     let mut view = EscalationView::from(e);
     view.serials = Some(held.iter().map(Serial::to_hex).collect());
     Ok((StatusCode::CREATED, Json(view)))
@@ -85,7 +85,7 @@ pub(super) async fn claim_escalation(
     ApiPath(id): ApiPath<i64>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ClaimBody>,
 ) -> ApiResult<Json<EscalationView>> {
-    Ok(Json(emergency::claim(&state, &caller.requester, id, &body.note).await?.into()))
+    Ok(Json(escalations::claim(&state, &caller.requester, id, &body.note).await?.into()))
 }
 
 /// Resolve a claimed escalation: `revoked` (keyCompromise), `released` (hold
@@ -100,7 +100,7 @@ pub(super) async fn resolve_escalation(
     ApiJson(body): ApiJson<ResolveBody>,
 ) -> ApiResult<Json<EscalationView>> {
     let outcome = connect_pki_domain::escalation::Outcome::parse(&body.outcome)?;
-    let (e, serials) = emergency::resolve(&state, &caller.requester, id, outcome, &body.note).await?;
+    let (e, serials) = escalations::resolve(&state, &caller.requester, id, outcome, &body.note).await?;
     let mut view = EscalationView::from(e);
     view.serials = Some(serials.iter().map(Serial::to_hex).collect());
     Ok(Json(view))
@@ -131,7 +131,7 @@ pub(super) async fn escalation_notifications(
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Vec<NotificationView>>> {
     Ok(Json(
-        emergency::notifications(&state, &caller.requester, id)
+        escalations::notifications(&state, &caller.requester, id)
             .await?
             .into_iter()
             .map(|n| NotificationView {

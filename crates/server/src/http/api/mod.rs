@@ -32,7 +32,7 @@ use crate::http::json::{ApiJson, ApiPath, ApiQuery};
 use crate::http::state::AppState;
 use connect_pki_ra::Requester;
 use connect_pki_ra::enrollment::{EnrollRequest, Enrolled};
-use connect_pki_ra::{applications, audit, certificates, directory, enrollment, expiry};
+use connect_pki_ra::{applications, audit, certificates, devices, enrollment, expiry, facilities, users};
 use escalations::*;
 use relying::*;
 use status::*;
@@ -304,7 +304,7 @@ async fn reject_application(
 #[utoipa::path(get, path = "/api/v1/facilities", tag = "facilities",
     responses((status = 200, body = Vec<FacilityView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_facilities(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<FacilityView>>> {
-    Ok(Json(directory::facilities(&state, &caller.requester).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(facilities::facilities(&state, &caller.requester).await?.into_iter().map(Into::into).collect()))
 }
 
 /// One facility.
@@ -316,7 +316,7 @@ async fn show_facility(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<FacilityView>> {
-    Ok(Json(directory::facility(&state, &caller.requester, FacilityId(id)).await?.into()))
+    Ok(Json(facilities::facility(&state, &caller.requester, FacilityId(id)).await?.into()))
 }
 
 async fn change_facility(
@@ -325,7 +325,7 @@ async fn change_facility(
     id: i64,
     to: FacilityStatus,
 ) -> ApiResult<Json<FacilityChangeView>> {
-    let change = directory::change_status(&state, caller, FacilityId(id), to).await?;
+    let change = facilities::change_status(&state, caller, FacilityId(id), to).await?;
     Ok(Json(FacilityChangeView {
         facility: change.facility.into(),
         revoked_serials: change.revoked.iter().map(Serial::to_hex).collect(),
@@ -383,13 +383,13 @@ async fn register_user(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UserBody>,
 ) -> ApiResult<(StatusCode, Json<UserView>)> {
-    let r = directory::Registration {
+    let r = users::Registration {
         display_name: body.display_name,
         login_id: body.login_id,
         email: body.email,
         role: body.role.unwrap_or(Role::Staff),
     };
-    let user = directory::register(&state, &caller.requester, FacilityId(id), r).await?;
+    let user = users::register(&state, &caller.requester, FacilityId(id), r).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -402,7 +402,7 @@ async fn list_users(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<Vec<UserWithDevicesView>>> {
-    Ok(Json(directory::users(&state, &caller.requester, FacilityId(id)).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(users::users(&state, &caller.requester, FacilityId(id)).await?.into_iter().map(Into::into).collect()))
 }
 
 /// Issue an enrollment code for a new device of a user (shown once).
@@ -414,7 +414,7 @@ async fn issue_enrollment_code(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<(StatusCode, Json<CodeView>)> {
-    let (code, expires_at) = directory::issue_code(&state, &caller.requester, UserId(id)).await?;
+    let (code, expires_at) = users::issue_code(&state, &caller.requester, UserId(id)).await?;
     Ok((StatusCode::CREATED, Json(CodeView { code, expires_at: rfc3339(expires_at), user_id: id })))
 }
 
@@ -427,7 +427,7 @@ async fn show_device(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(certificates::device(&state, &caller.requester, DeviceId(id)).await?.into()))
+    Ok(Json(devices::device(&state, &caller.requester, DeviceId(id)).await?.into()))
 }
 
 /// One certificate by serial (lowercase hex).

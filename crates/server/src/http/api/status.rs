@@ -11,8 +11,8 @@ use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiPath};
 use crate::http::state::AppState;
 use connect_pki_ra::Requester;
-use connect_pki_ra::revocation;
-use connect_pki_ra::revocation::Retirement;
+use connect_pki_ra::users::Retirement;
+use connect_pki_ra::{certificates, devices, users};
 
 pub(super) async fn change_certificate(
     state: AppState,
@@ -21,7 +21,7 @@ pub(super) async fn change_certificate(
     change: Change,
 ) -> ApiResult<Json<RevocationView>> {
     let serial: Serial = serial.parse()?;
-    Ok(Json(revocation::change(&state, caller, &serial, change).await?.into()))
+    Ok(Json(certificates::change(&state, caller, &serial, change).await?.into()))
 }
 
 /// Revoke a certificate. Effective before the response: the mTLS listener,
@@ -79,7 +79,7 @@ pub(super) async fn report_lost(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<LostView>> {
-    let revoked = revocation::lost(&state, &caller.requester, DeviceId(id)).await?;
+    let revoked = devices::lost(&state, &caller.requester, DeviceId(id)).await?;
     Ok(Json(LostView {
         device_id: id,
         status: DeviceStatus::Lost,
@@ -100,7 +100,7 @@ pub(super) async fn retire_user(
 ) -> ApiResult<Json<RetireView>> {
     // No body (or `{}`) retires now.
     let at = parse_time("at", body.at.as_deref())?;
-    let view = match revocation::retire(&state, &caller.requester, UserId(id), at).await? {
+    let view = match users::retire(&state, &caller.requester, UserId(id), at).await? {
         Retirement::Done { revoked } => RetireView {
             user_id: id,
             status: "retired".into(),
@@ -128,7 +128,7 @@ pub(super) async fn cancel_retirement(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<RetirementCancelledView>> {
-    let at = revocation::cancel_retirement(&state, &caller.requester, UserId(id)).await?;
+    let at = users::cancel_retirement(&state, &caller.requester, UserId(id)).await?;
     Ok(Json(RetirementCancelledView { user_id: id, cancelled_retire_at: rfc3339(at) }))
 }
 
@@ -141,5 +141,5 @@ pub(super) async fn delete_user(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(revocation::delete(&state, &caller.requester, UserId(id)).await?.into()))
+    Ok(Json(users::delete(&state, &caller.requester, UserId(id)).await?.into()))
 }

@@ -28,7 +28,7 @@ use crate::http::console::kit::section;
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
-use connect_pki_ra::{Conflict, ServiceError, emergency};
+use connect_pki_ra::{Conflict, ServiceError, escalations};
 pub(crate) use kit::new_csrf_key;
 use kit::{Ctx, acting, cert_ja, local, page, refuse};
 
@@ -176,7 +176,7 @@ async fn build<'a>(
     let now = state.clock.now();
     let mut open = Vec::new();
     let mut resolved = Vec::new();
-    for entry in emergency::queue(state, &caller.requester).await? {
+    for entry in escalations::queue(state, &caller.requester).await? {
         if entry.escalation.status != EscalationStatus::Resolved {
             open.push(open_row(entry, now, state.settings.hold_limit));
         } else if resolved.len() < 20 {
@@ -190,7 +190,7 @@ fn person(user: &connect_pki_store::UserRecord) -> String {
     user.display_name.clone().unwrap_or_else(|| format!("利用者 {}（削除済み）", user.id))
 }
 
-fn done_row(entry: emergency::QueueEntry) -> Done {
+fn done_row(entry: escalations::QueueEntry) -> Done {
     let e = entry.escalation;
     Done {
         id: e.id,
@@ -206,8 +206,8 @@ fn done_row(entry: emergency::QueueEntry) -> Done {
     }
 }
 
-fn open_row(entry: emergency::QueueEntry, now: OffsetDateTime, hold_limit: time::Duration) -> Row {
-    let emergency::QueueEntry { escalation: e, device, user, facility_name: facility, claimed_by } = entry;
+fn open_row(entry: escalations::QueueEntry, now: OffsetDateTime, hold_limit: time::Duration) -> Row {
+    let escalations::QueueEntry { escalation: e, device, user, facility_name: facility, claimed_by } = entry;
     // A report that took over an older hold (its facility's suspension's)
     // counts from the report, as the hold limit does (`domain::hold`).
     let held_since = device
@@ -345,7 +345,7 @@ async fn claim(
     Form(f): Form<ActionForm>,
 ) -> PageResult {
     let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
-    let result = emergency::claim(&state, &caller.requester, id, &f.note).await.map_err(ApiError::from);
+    let result = escalations::claim(&state, &caller.requester, id, &f.note).await.map_err(ApiError::from);
     Ok(after(&state, &caller, result, |_| format!("claimed:{id}")).await)
 }
 
@@ -360,7 +360,7 @@ async fn resolve(
     let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let result: Result<_, ApiError> = async {
         let outcome = Outcome::parse(&f.outcome)?;
-        emergency::resolve(&state, &caller.requester, id, outcome, &f.note).await?;
+        escalations::resolve(&state, &caller.requester, id, outcome, &f.note).await?;
         Ok(outcome)
     }
     .await;

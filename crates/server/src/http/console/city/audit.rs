@@ -18,7 +18,7 @@ use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, Refusal, local, page, refuse, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use connect_pki_ra::{audit, directory};
+use connect_pki_ra::{audit, facilities};
 
 const HERE: &str = "/console/audit";
 const PAGE: i64 = 200;
@@ -178,7 +178,7 @@ async fn show(
             .map(|_| Vec::new()),
     };
     let records = records?;
-    let facilities: Vec<(i64, String)> = directory::facilities(&state, requester)
+    let facilities: Vec<(i64, String)> = facilities::facilities(&state, requester)
         .await
         .map(|list| list.into_iter().map(|f| (f.id.0, f.name)).collect())?;
     let older = (records.len() as i64 == PAGE).then(|| records.last().map(|r| r.id)).flatten();

@@ -18,7 +18,7 @@ use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, 
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
-use connect_pki_ra::directory;
+use connect_pki_ra::facilities;
 
 const HERE: &str = "/console/facilities";
 
@@ -64,7 +64,7 @@ struct ListPage<'a> {
 }
 
 async fn list(State(state): State<AppState>, Page { ctx, .. }: Page<section::Facilities>) -> PageResult {
-    let all = directory::facilities_with_counts(&state, &ctx.caller.requester).await?;
+    let all = facilities::facilities_with_counts(&state, &ctx.caller.requester).await?;
     // Only 行政管理課 is offered the buttons; the service decides either way.
     let acts = ctx.role() == Role::AdminDivision;
     let rows = all
@@ -117,8 +117,8 @@ fn facts(f: &FacilityRecord, counts: &FacilityCounts) -> Vec<Fact> {
 
 /// The facility the caller may change, with its counts.
 async fn changeable(state: &AppState, ctx: &Ctx, id: i64) -> Result<(FacilityRecord, FacilityCounts), ApiError> {
-    let f = directory::changeable_facility(state, &ctx.caller.requester, FacilityId(id)).await?;
-    let counts = directory::facilities_with_counts(state, &ctx.caller.requester)
+    let f = facilities::changeable_facility(state, &ctx.caller.requester, FacilityId(id)).await?;
+    let counts = facilities::facilities_with_counts(state, &ctx.caller.requester)
         .await?
         .into_iter()
         .find(|(g, _)| g.id == f.id)
@@ -168,7 +168,7 @@ async fn change(
     let caller = acting(&state, caller, &headers, &uri, &form.csrf)?;
     let ctx = Ctx::new(&state, caller, HERE);
     let step = step(&path)?;
-    let change = directory::change_status(&state, &ctx.caller.requester, FacilityId(id), step.to).await?;
+    let change = facilities::change_status(&state, &ctx.caller.requester, FacilityId(id), step.to).await?;
     let f = &change.facility;
     let when = local(state.clock.now());
     let message = match step.to {

@@ -14,7 +14,7 @@ use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, https_base, local, page};
 use crate::http::state::AppState;
-use connect_pki_ra::certificates;
+use connect_pki_ra::devices;
 
 const HERE: &str = "/console/me";
 /// From this many days before expiry the page asks for a renewal.
@@ -102,14 +102,14 @@ async fn show(
     headers: HeaderMap,
     uri: Uri,
 ) -> PageResult {
-    let devices = certificates::own_devices(&state, &ctx.caller.requester).await?;
+    let own = devices::own_devices(&state, &ctx.caller.requester).await?;
     let now = state.clock.now();
     let current = &ctx.caller.requester.certificate;
     let p = MePage {
         ctx: &ctx,
         facility: ctx.caller.identity.facility.name.clone(),
         login_id: ctx.caller.identity.user.login_id.clone().unwrap_or_default(),
-        devices: devices.into_iter().map(|d| device_row(d, now, current)).collect(),
+        devices: own.into_iter().map(|d| device_row(d, now, current)).collect(),
         emergency_url: format!("{}/emergency", https_base(&state, &headers, &uri)),
     };
     Ok(page(StatusCode::OK, &p))

@@ -19,7 +19,7 @@ use crate::http::console::kit::{
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
-use connect_pki_ra::{certificates, directory, revocation};
+use connect_pki_ra::{certificates, devices};
 
 fn back(user: &UserRecord) -> String {
     format!("/console/staff/{}", user.id)
@@ -35,7 +35,7 @@ pub(crate) async fn confirm_lost(
     Path(raw): Path<String>,
 ) -> PageResult {
     let id = id_of(&raw).map(DeviceId)?;
-    let (device, user) = directory::managed_device(&state, &ctx.caller.requester, id).await?;
+    let (device, user) = devices::managed_device(&state, &ctx.caller.requester, id).await?;
     let in_force = device.certificates.iter().filter(|c| matches!(c.status, CertStatus::Valid | CertStatus::OnHold));
     let mut facts = who_and_what(&user, &device);
     facts.push(("失効する証明書", format!("{} 件", in_force.count())));
@@ -72,8 +72,8 @@ pub(crate) async fn lost(
     let id = DeviceId(id);
     let requester = &caller.requester;
     let result: Result<_, ApiError> = async {
-        let (device, user) = directory::managed_device(&state, requester, id).await?;
-        let revoked = revocation::lost(&state, requester, id).await?;
+        let (device, user) = devices::managed_device(&state, requester, id).await?;
+        let revoked = devices::lost(&state, requester, id).await?;
         Ok((device, user, revoked))
     }
     .await;
@@ -141,7 +141,7 @@ async fn certificate_of(
 ) -> Result<(connect_pki_store::CertificateRecord, DeviceRecord, UserRecord), ApiError> {
     let serial: Serial = serial.parse()?;
     let cert = certificates::certificate(state, &caller.requester, &serial).await?;
-    let (device, user) = directory::managed_device(state, &caller.requester, cert.device).await?;
+    let (device, user) = devices::managed_device(state, &caller.requester, cert.device).await?;
     Ok((cert, device, user))
 }
 
@@ -188,7 +188,7 @@ pub(crate) async fn change(
             _ => Change::Release,
         };
         let (_, device, user) = certificate_of(&state, &caller, &serial).await?;
-        let outcome = revocation::change(&state, &caller.requester, &serial.parse()?, what).await?;
+        let outcome = certificates::change(&state, &caller.requester, &serial.parse()?, what).await?;
         Ok((device, user, outcome))
     }
     .await;

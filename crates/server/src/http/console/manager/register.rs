@@ -18,7 +18,7 @@ use crate::http::console::kit::{Ctx, PageResult, Refusal, acting, page, role_ja}
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
-use connect_pki_ra::{Conflict, ServiceError, directory};
+use connect_pki_ra::{Conflict, ServiceError, facilities, users};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Fields {
@@ -58,7 +58,7 @@ fn roles() -> Vec<(&'static str, &'static str)> {
 
 pub(crate) async fn form(State(state): State<AppState>, Page { ctx, .. }: Page<section::Staff>) -> PageResult {
     let requester = &ctx.caller.requester;
-    let facility = directory::managed_facility(&state, requester, requester.actor.facility).await.map(|f| f.name)?;
+    let facility = facilities::managed_facility(&state, requester, requester.actor.facility).await.map(|f| f.name)?;
     let f = Fields { role: Role::Staff.as_str().into(), ..Fields::default() };
     Ok(page(StatusCode::OK, &RegisterPage { ctx: &ctx, facility, f, roles: roles(), error: None }))
 }
@@ -89,20 +89,20 @@ pub(crate) async fn submit(
     let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let result: Result<_, ApiError> = async {
         let role: Role = f.role.parse()?;
-        let r = directory::Registration {
+        let r = users::Registration {
             display_name: f.display_name.clone(),
             login_id: f.login_id.clone(),
             email: f.email.clone(),
             role,
         };
-        Ok(directory::register(&state, &caller.requester, caller.requester.actor.facility, r).await?)
+        Ok(users::register(&state, &caller.requester, caller.requester.actor.facility, r).await?)
     }
     .await;
     match result {
         Ok(user) => Ok(Redirect::to(&format!("/console/staff/{}?done=registered", user.id)).into_response()),
         Err(e) => {
             let facility =
-                match directory::managed_facility(&state, &caller.requester, caller.requester.actor.facility).await {
+                match facilities::managed_facility(&state, &caller.requester, caller.requester.actor.facility).await {
                     Ok(f) => f.name,
                     Err(_) => return Err(Refusal::from(e)),
                 };

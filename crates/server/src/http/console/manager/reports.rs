@@ -19,7 +19,7 @@ use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, tokyo_day_start};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use connect_pki_ra::{audit, certificates, directory, expiry};
+use connect_pki_ra::{audit, certificates, expiry, users};
 
 /// Audit records on one page of the trail.
 const TRAIL_PAGE: i64 = 200;
@@ -206,7 +206,7 @@ pub(crate) async fn trail(
     };
     let result: Result<_, ApiError> = async {
         let records = audit::facility_trail(&state, requester, facility, &filter).await?;
-        let users = directory::users(&state, requester, facility).await?;
+        let users = users::users(&state, requester, facility).await?;
         Ok((records, users))
     }
     .await;

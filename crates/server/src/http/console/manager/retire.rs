@@ -18,8 +18,8 @@ use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, 
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
-use connect_pki_ra::directory;
-use connect_pki_ra::revocation::{self, Retirement};
+use connect_pki_ra::users;
+use connect_pki_ra::users::Retirement;
 
 fn back(id: UserId) -> String {
     format!("/console/staff/{id}")
@@ -55,7 +55,7 @@ async fn retire_page(
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    match directory::managed_user_devices(state, &ctx.caller.requester, id).await {
+    match users::managed_user_devices(state, &ctx.caller.requester, id).await {
         Ok(u) => page(status, &RetirePage { ctx, user_id: id.0, facts: facts_of(&u), on, error }),
         Err(e) => refuse(e.into()),
     }
@@ -119,8 +119,8 @@ pub(crate) async fn retire(
     };
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
-        let before = directory::managed_user_devices(&state, requester, id).await?;
-        Ok((before, revocation::retire(&state, requester, id, at).await?))
+        let before = users::managed_user_devices(&state, requester, id).await?;
+        Ok((before, users::retire(&state, requester, id, at).await?))
     }
     .await;
     let (before, done) = result?;
@@ -162,8 +162,8 @@ pub(crate) async fn confirm_cancel(
     let id = UserId(id_of(&raw)?);
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
-        let u = directory::managed_user_devices(&state, requester, id).await?;
-        let at = directory::scheduled_retirements(&state, requester, u.user.facility).await?;
+        let u = users::managed_user_devices(&state, requester, id).await?;
+        let at = users::scheduled_retirements(&state, requester, u.user.facility).await?;
         Ok((u, at.into_iter().find(|(user, _)| *user == id).map(|(_, at)| at)))
     }
     .await;
@@ -194,8 +194,8 @@ pub(crate) async fn cancel(
     let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
     let id = UserId(id);
     let result: Result<_, ApiError> = async {
-        let u = directory::managed_user_devices(&state, &caller.requester, id).await?;
-        Ok((u, revocation::cancel_retirement(&state, &caller.requester, id).await?))
+        let u = users::managed_user_devices(&state, &caller.requester, id).await?;
+        Ok((u, users::cancel_retirement(&state, &caller.requester, id).await?))
     }
     .await;
     let (u, at) = result?;
@@ -216,7 +216,7 @@ pub(crate) async fn confirm_delete(
     Path(raw): Path<String>,
 ) -> PageResult {
     let id = UserId(id_of(&raw)?);
-    let u = directory::managed_user_devices(&state, &ctx.caller.requester, id).await?;
+    let u = users::managed_user_devices(&state, &ctx.caller.requester, id).await?;
     let certs = u.devices.iter().flat_map(|d| &d.certificates).filter(|c| c.status == CertStatus::Valid).count();
     let mut facts = facts_of(&u);
     facts.push(("有効な証明書", format!("{certs} 件")));
@@ -244,8 +244,8 @@ pub(crate) async fn delete(
     let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
     let id = UserId(id);
     let result: Result<_, ApiError> = async {
-        let before = directory::managed_user(&state, &caller.requester, id).await?;
-        Ok((before, revocation::delete(&state, &caller.requester, id).await?))
+        let before = users::managed_user(&state, &caller.requester, id).await?;
+        Ok((before, users::delete(&state, &caller.requester, id).await?))
     }
     .await;
     let (before, after) = result?;

@@ -16,7 +16,7 @@ use crate::http::console::kit::{Ctx, PageResult, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
-use connect_pki_ra::directory;
+use connect_pki_ra::{facilities, users};
 
 #[derive(Template)]
 #[template(path = "console/slip.html")]
@@ -59,9 +59,9 @@ pub(crate) async fn issue(
     let id = UserId(id);
     let requester = &caller.requester;
     let result: Result<_, ApiError> = async {
-        let user = directory::managed_user(&state, requester, id).await?;
-        let facility = directory::facility(&state, requester, user.facility).await?;
-        let (code, expires_at) = directory::issue_code(&state, requester, id).await?;
+        let user = users::managed_user(&state, requester, id).await?;
+        let facility = facilities::facility(&state, requester, user.facility).await?;
+        let (code, expires_at) = users::issue_code(&state, requester, id).await?;
         Ok((code, expires_at, user, facility))
     }
     .await;

@@ -15,7 +15,7 @@ use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, page};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use connect_pki_ra::directory;
+use connect_pki_ra::users;
 
 #[derive(Template)]
 #[template(path = "console/staff.html")]
@@ -48,9 +48,9 @@ pub(crate) async fn list(
     let requester = &ctx.caller.requester;
     let facility = requester.actor.facility;
     let result: Result<_, ApiError> = async {
-        let users = directory::users(&state, requester, facility).await?;
+        let users = users::users(&state, requester, facility).await?;
         let scheduled: HashMap<UserId, _> =
-            directory::scheduled_retirements(&state, requester, facility).await?.into_iter().collect();
+            users::scheduled_retirements(&state, requester, facility).await?.into_iter().collect();
         Ok(users.iter().map(|u| UserRow::of(&u.user, &u.devices, scheduled.get(&u.user.id).copied())).collect())
     }
     .await;
@@ -83,8 +83,8 @@ pub(crate) async fn detail(
     let id = id_of(&raw).map(UserId)?;
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
-        let u = directory::managed_user_devices(&state, requester, id).await?;
-        let scheduled = directory::scheduled_retirements(&state, requester, u.user.facility).await?;
+        let u = users::managed_user_devices(&state, requester, id).await?;
+        let scheduled = users::scheduled_retirements(&state, requester, u.user.facility).await?;
         let at = scheduled.into_iter().find(|(user, _)| *user == id).map(|(_, at)| at);
         Ok((UserRow::of(&u.user, &u.devices, at), u.user.email.clone().unwrap_or_default()))
     }

@@ -10,7 +10,7 @@ use connect_pki_domain::sign_in::source_of;
 use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
 use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, SignInGate, UserRecord};
 
-use crate::directory::managed_device;
+use crate::devices::managed_device;
 use connect_pki_domain::calendar::tokyo;
 
 use crate::Ra;

@@ -1,0 +1,80 @@
+//! Facilities: the list each role may see, one facility, its status
+//! (suspend, resume, close) and the holds a suspension keeps.
+
+use connect_pki_domain::{Action, FacilityId, FacilityStatus, authorize};
+use connect_pki_store::{FacilityChange, FacilityCounts, FacilityRecord};
+
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::requester::Requester;
+
+/// Facilities the caller may see: all for the city, their own for a manager.
+pub async fn facilities(ra: &Ra, caller: &Requester) -> Result<Vec<FacilityRecord>, ServiceError> {
+    if authorize(&caller.actor, Action::ListAllFacilities).is_ok() {
+        return Ok(ra.store.facilities().await?);
+    }
+    authorize(&caller.actor, Action::ReadFacility(caller.actor.facility))?;
+    Ok(ra.store.facility(caller.actor.facility).await?.into_iter().collect())
+}
+
+/// Every facility with its counts of users, devices and certificates, for
+/// the city.
+pub async fn facilities_with_counts(
+    ra: &Ra,
+    caller: &Requester,
+) -> Result<Vec<(FacilityRecord, FacilityCounts)>, ServiceError> {
+    authorize(&caller.actor, Action::ListAllFacilities)?;
+    let facilities = ra.store.facilities().await?;
+    let counts = ra.store.facility_counts(ra.clock.now()).await?;
+    Ok(facilities
+        .into_iter()
+        .map(|f| {
+            let c = counts.iter().find(|c| c.facility == f.id).copied().unwrap_or(FacilityCounts::empty(f.id));
+            (f, c)
+        })
+        .collect())
+}
+
+/// A facility whose status the caller may change (what a confirmation
+/// page names before the change).
+pub async fn changeable_facility(ra: &Ra, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
+    authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
+    ra.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+}
+
+/// One facility.
+pub async fn facility(ra: &Ra, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
+    authorize(&caller.actor, Action::ReadFacility(id))?;
+    ra.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+}
+
+/// Suspends, resumes or closes a facility (`admin_division`), with what
+/// that does to its certificates in force before the call returns.
+pub async fn change_status(
+    ra: &Ra,
+    caller: &Requester,
+    id: FacilityId,
+    to: FacilityStatus,
+) -> Result<FacilityChange, ServiceError> {
+    authorize(&caller.actor, Action::ChangeFacilityStatus(id))?;
+    let change = ra.store.change_facility_status(id, to, &caller.audit_name, ra.clock.now()).await?;
+    crate::publish(ra).await?;
+    Ok(change)
+}
+
+/// Holds the valid certificates of facilities suspended before suspensions
+/// held anything (see `Store::hold_suspended_facilities`). Run at start.
+pub async fn hold_suspended_facilities(ra: &Ra) -> Result<(), ServiceError> {
+    let held = ra.store.hold_suspended_facilities(ra.clock.now()).await?;
+    if !held.is_empty() {
+        tracing::warn!(count = held.len(), "valid certificates of suspended facilities put on hold");
+        crate::publish(ra).await?;
+    }
+    Ok(())
+}
+
+/// A facility whose users the caller manages (registers, lists).
+pub async fn managed_facility(ra: &Ra, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
+    authorize(&caller.actor, Action::ManageUsers(id))?;
+    ra.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+}

@@ -1,0 +1,157 @@
+//! Users of a facility: registration with its enrollment code, the list
+//! with devices, retirement now or at a time (and its cancellation) and the
+//! deletion of a person's data. Each change is authorized, committed in one
+//! transaction, then published before the caller hears back.
+
+use connect_pki_domain::{
+    Action, FacilityId, FacilityStatus, Role, Serial, Target, UserId, UserStatus, authorize, validate,
+};
+use connect_pki_store::{NewUser, UserRecord, UserWithDevices};
+use time::OffsetDateTime;
+
+use crate::Ra;
+use crate::error::ServiceError;
+use crate::publish;
+use crate::requester::Requester;
+use crate::secrets::new_code;
+
+/// What a new user is registered with.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub display_name: String,
+    pub login_id: String,
+    pub email: String,
+    pub role: Role,
+}
+
+/// Registers a user in `facility`. Managers register staff and managers of
+/// their own facility; only `admin_division` grants the city's roles
+/// (the policy's `ActOnUser`).
+pub async fn register(
+    ra: &Ra,
+    caller: &Requester,
+    facility: FacilityId,
+    r: Registration,
+) -> Result<UserRecord, ServiceError> {
+    authorize(&caller.actor, Action::ManageUsers(facility))?;
+    authorize(&caller.actor, Action::ActOnUser(Target { facility, role: r.role }))?;
+    let target = ra.store.facility(facility).await?.ok_or(ServiceError::NotFound("facility"))?;
+    if target.status != FacilityStatus::Approved {
+        return Err(ServiceError::FacilityNotActive(target.status.as_str()));
+    }
+    let new = NewUser {
+        display_name: validate::text("display_name", &r.display_name, 100)?,
+        login_id: validate::login_id(&r.login_id)?,
+        email: validate::email(&r.email)?,
+        role: r.role,
+    };
+    Ok(ra.store.create_user(facility, &new, UserStatus::Invited, &caller.audit_name, ra.clock.now()).await?)
+}
+
+/// Users of a facility with their devices and certificates.
+pub async fn users(ra: &Ra, caller: &Requester, facility: FacilityId) -> Result<Vec<UserWithDevices>, ServiceError> {
+    authorize(&caller.actor, Action::ManageUsers(facility))?;
+    if ra.store.facility(facility).await?.is_none() {
+        return Err(ServiceError::NotFound("facility"));
+    }
+    Ok(ra.store.users_with_devices(facility).await?)
+}
+
+/// A user the caller may act on (see `Action::ActOnUser`).
+pub async fn managed_user(ra: &Ra, caller: &Requester, id: UserId) -> Result<UserRecord, ServiceError> {
+    let user = ra.store.user(id).await?.ok_or(ServiceError::NotFound("user"))?;
+    authorize(&caller.actor, Action::ActOnUser(user.target()))?;
+    Ok(user)
+}
+
+/// A user the caller may act on, with their devices and certificates.
+pub async fn managed_user_devices(ra: &Ra, caller: &Requester, id: UserId) -> Result<UserWithDevices, ServiceError> {
+    let user = managed_user(ra, caller, id).await?;
+    let devices = ra.store.devices_of(user.id).await?;
+    Ok(UserWithDevices { user, devices })
+}
+
+/// The scheduled retirements of a facility's users: (user, when).
+pub async fn scheduled_retirements(
+    ra: &Ra,
+    caller: &Requester,
+    facility: FacilityId,
+) -> Result<Vec<(UserId, time::OffsetDateTime)>, ServiceError> {
+    authorize(&caller.actor, Action::ManageUsers(facility))?;
+    Ok(ra.store.scheduled_retirements(facility).await?)
+}
+
+/// Issues an enrollment code for a new device of `user`; the code is returned
+/// once and only its hash is kept.
+pub async fn issue_code(
+    ra: &Ra,
+    caller: &Requester,
+    user: UserId,
+) -> Result<(String, time::OffsetDateTime), ServiceError> {
+    let user = managed_user(ra, caller, user).await?;
+    let now = ra.clock.now();
+    let code = new_code(user.id, ra.settings.enrollment_code_ttl, now)?;
+    let id = ra.store.create_enrollment_code(&code.stored, &caller.audit_name, now).await?;
+    Ok((code.display(id), code.stored.expires_at))
+}
+
+/// What a retire call did.
+#[derive(Debug)]
+pub enum Retirement {
+    Done { revoked: Vec<Serial> },
+    Scheduled { at: OffsetDateTime },
+}
+
+/// Retires a user now, or schedules it (`at` in the future).
+pub async fn retire(
+    ra: &Ra,
+    caller: &Requester,
+    user: UserId,
+    at: Option<OffsetDateTime>,
+) -> Result<Retirement, ServiceError> {
+    let u = managed_user(ra, caller, user).await?;
+    let now = ra.clock.now();
+    match at {
+        Some(at) if at > now => {
+            ra.store.schedule_retirement(u.id, at, &caller.audit_name, now).await?;
+            Ok(Retirement::Scheduled { at })
+        }
+        _ => {
+            let revoked = ra.store.retire_user(u.id, &caller.audit_name, now).await?;
+            publish(ra).await?;
+            Ok(Retirement::Done { revoked })
+        }
+    }
+}
+
+/// Cancels a scheduled retirement that has not run yet (allowed to whoever
+/// may retire the user); returns the time it was scheduled for.
+pub async fn cancel_retirement(ra: &Ra, caller: &Requester, user: UserId) -> Result<OffsetDateTime, ServiceError> {
+    let u = managed_user(ra, caller, user).await?;
+    Ok(ra.store.cancel_retirement(u.id, &caller.audit_name, ra.clock.now()).await?)
+}
+
+/// Deletes a retired user's personal data; returns what is left of the record.
+pub async fn delete(ra: &Ra, caller: &Requester, user: UserId) -> Result<UserRecord, ServiceError> {
+    let u = managed_user(ra, caller, user).await?;
+    ra.store.delete_user(u.id, &caller.audit_name, ra.clock.now()).await?;
+    ra.store.user(u.id).await?.ok_or(ServiceError::NotFound("user"))
+}
+
+/// Carries out every scheduled retirement that is due (also those that fell
+/// due while the service was down).
+pub async fn run_due_retirements(ra: &Ra) -> Result<(), ServiceError> {
+    let now = crate::due_now(ra).await?;
+    let mut any = false;
+    for user in ra.store.due_retirements(now).await? {
+        // Another instance may have carried it out, or it was cancelled, since the list was read.
+        if let Some(revoked) = ra.store.retire_if_due(user, now).await? {
+            tracing::info!(user = user.0, revoked = revoked.len(), "scheduled retirement carried out");
+            any = true;
+        }
+    }
+    if any {
+        publish(ra).await?;
+    }
+    Ok(())
+}
