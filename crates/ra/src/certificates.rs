@@ -21,7 +21,7 @@ pub async fn certificate(ra: &Ra, caller: &Requester, serial: &Serial) -> Result
 
 /// A certificate with its device, user and facility, for whoever manages
 /// that facility's certificates.
-pub async fn holder(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Identity, ServiceError> {
+pub(crate) async fn holder(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Identity, ServiceError> {
     let holder = ra.store.identity_by_serial(serial).await?.ok_or(ServiceError::NotFound("certificate"))?;
     authorize(&caller.actor, Action::ManageCertificates(holder.facility.id))?;
     Ok(holder)

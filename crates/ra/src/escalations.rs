@@ -20,7 +20,7 @@ use crate::requester::Requester;
 use crate::secrets::verify_password;
 
 /// Whether the office is open now.
-pub fn business_hours_now(ra: &Ra) -> Result<bool, ServiceError> {
+pub(crate) fn business_hours_now(ra: &Ra) -> Result<bool, ServiceError> {
     let (d, t) = tokyo(ra.clock.now())?;
     Ok(ra.settings.calendar.is_open(d, t))
 }

@@ -64,7 +64,7 @@ impl CaCertificate {
 }
 
 /// The root and every issuing CA certificate, as served on `/ca/*`.
-pub fn ca_certificates(ra: &Ra) -> Result<Vec<CaCertificate>, ServiceError> {
+pub(crate) fn ca_certificates(ra: &Ra) -> Result<Vec<CaCertificate>, ServiceError> {
     let issuing = ra.certs.issuing.iter().map(|(name, der, _)| (NoticeSubject::Issuing, name.clone(), der));
     [(NoticeSubject::Root, "root".to_string(), &ra.certs.root_der)]
         .into_iter()
@@ -250,7 +250,7 @@ fn ca_payload(ra: &Ra, ca: &CaCertificate, threshold: u32, now: OffsetDateTime) 
 }
 
 /// The subject and text of an expiry notice, from its stored payload.
-pub fn mail(v: &Value) -> (String, String) {
+pub(crate) fn mail(v: &Value) -> (String, String) {
     let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
     let threshold = v["threshold_days"].as_u64().unwrap_or(0);
     let urgent = threshold <= u64::from(expiry::FINAL_NOTICE_DAYS);

@@ -40,7 +40,7 @@ pub struct Incident {
 }
 
 /// What `type` says of every incident record.
-pub const RECORD_TYPE: &str = "connect-pki incident record";
+pub(crate) const RECORD_TYPE: &str = "connect-pki incident record";
 
 /// The signed incident record, version 1: the payload of the JWS, read by
 /// `connect-pki receipt verify` and attached to the city's report. Times are
@@ -51,10 +51,10 @@ pub struct IncidentRecord {
     pub certificate: RecordedCertificate,
     pub generated_at: String,
     pub proof: Proof,
-    pub timeline: Vec<TimelineEntry>,
+    pub(crate) timeline: Vec<TimelineEntry>,
     /// Always [`RECORD_TYPE`].
     #[serde(rename = "type")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// 1.
     pub version: u32,
 }
@@ -63,11 +63,11 @@ pub struct IncidentRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedCertificate {
     pub device_id: i64,
-    pub facility_id: i64,
+    pub(crate) facility_id: i64,
     pub facility_name: String,
     pub issuing_ca: String,
     pub not_after: String,
-    pub not_before: String,
+    pub(crate) not_before: String,
     pub reason: Option<Reason>,
     pub revoked_at: Option<String>,
     /// Lowercase hex.
@@ -78,7 +78,7 @@ pub struct RecordedCertificate {
 
 /// One event of the timeline; `event` is a stable code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TimelineEntry {
+pub(crate) struct TimelineEntry {
     pub at: String,
     pub detail: Value,
     pub event: String,
@@ -100,7 +100,7 @@ pub struct CrlProof {
     pub crl_number: i64,
     pub issuing_ca: String,
     pub lists_certificate: bool,
-    pub this_update: String,
+    pub(crate) this_update: String,
 }
 
 fn at(t: i64) -> OffsetDateTime {

@@ -52,7 +52,7 @@ impl Default for NotifyConfig {
 connect_pki_domain::redacted_debug!(NotifyConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });
 
 /// The targets of a new report for a facility.
-pub async fn targets(ra: &Ra, facility: FacilityId) -> Result<Vec<Target>, ServiceError> {
+pub(crate) async fn targets(ra: &Ra, facility: FacilityId) -> Result<Vec<Target>, ServiceError> {
     let cfg = &ra.settings.notify;
     let mut out = Vec::new();
     if let Some(url) = &cfg.webhook_url {
@@ -72,7 +72,7 @@ pub async fn targets(ra: &Ra, facility: FacilityId) -> Result<Vec<Target>, Servi
 
 /// What the notification about device `d` of `user` says (without the
 /// escalation id, added at delivery).
-pub async fn payload(ra: &Ra, d: &DeviceRecord, user: &UserRecord, queue: &str) -> Result<String, ServiceError> {
+pub(crate) async fn payload(ra: &Ra, d: &DeviceRecord, user: &UserRecord, queue: &str) -> Result<String, ServiceError> {
     let facility = ra.store.facility(d.facility).await?.map(|f| f.name).unwrap_or_default();
     Ok(json!({
         "facility_id": d.facility, "facility_name": facility,
@@ -86,7 +86,7 @@ pub async fn payload(ra: &Ra, d: &DeviceRecord, user: &UserRecord, queue: &str) 
 /// Moves an escalation past its SLA to 行政管理課 with its "escalated"
 /// notifications, in one transaction; `None` when another instance (or an
 /// operator's claim) got there first.
-pub async fn escalate(
+pub(crate) async fn escalate(
     ra: &Ra,
     e: &EscalationRecord,
     now: OffsetDateTime,
@@ -143,7 +143,7 @@ pub async fn deliver_due(ra: &Ra) -> Result<(), ServiceError> {
 /// A notification's target as a person may see it: a webhook URL is a bearer
 /// secret on chat services, so only 行政管理課 (who configured it) sees it,
 /// and logs never do; e-mail addresses are shown.
-pub fn shown_target(channel: NotifyChannel, target: &str, to_admin_division: bool) -> String {
+pub(crate) fn shown_target(channel: NotifyChannel, target: &str, to_admin_division: bool) -> String {
     if channel == NotifyChannel::Webhook && !to_admin_division {
         connect_pki_domain::redact::REDACTED.to_string()
     } else {
@@ -168,7 +168,7 @@ fn body(n: &NotificationRecord) -> String {
 }
 
 /// `X-Connect-PKI-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-pub fn signature(secret: &str, timestamp: i64, body: &str) -> String {
+pub(crate) fn signature(secret: &str, timestamp: i64, body: &str) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
     format!("sha256={}", hex::encode(hmac::sign(&key, format!("{timestamp}.{body}").as_bytes()).as_ref()))
 }

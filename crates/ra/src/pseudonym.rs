@@ -23,7 +23,7 @@ impl PseudonymKey {
 
     /// The keyed hash of `text` (hex, the first 16 bytes: enough to tell
     /// IDs apart, too short to be mistaken for anything else).
-    pub fn of(&self, text: &str) -> String {
+    pub(crate) fn of(&self, text: &str) -> String {
         hex::encode(&hmac::sign(&self.0, text.as_bytes()).as_ref()[..16])
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{NotAuthenticated, ServiceError, ServiceResult};
 pub struct Requester {
     pub actor: Actor,
     /// The actor name recorded in the audit log.
-    pub audit_name: String,
+    pub(crate) audit_name: String,
     /// The certificate the request was made with (renewal supersedes it).
     pub certificate: Serial,
 }

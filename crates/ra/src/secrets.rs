@@ -23,14 +23,14 @@ pub fn random_secret(n: usize) -> anyhow::Result<String> {
 /// half stored.
 pub struct FreshCode {
     /// `XXXX-XXXX-XXXX-XXXX`; the full code is `{id}-{secret}`.
-    pub secret: String,
+    pub(crate) secret: String,
     pub stored: NewCode,
 }
 
 connect_pki_domain::redacted_debug!(FreshCode { stored; secret });
 
 /// SHA-256 (hex) of a normalised code secret.
-pub fn code_hash(normalised_secret: &str) -> String {
+pub(crate) fn code_hash(normalised_secret: &str) -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(normalised_secret.as_bytes()))
 }
 
@@ -46,7 +46,7 @@ pub fn new_code(user: UserId, ttl: Duration, now: OffsetDateTime) -> Result<Fres
 impl FreshCode {
     /// The same secret bound to another user (for a user created in the
     /// same transaction, whose id is known only there).
-    pub fn for_user(&self, user: UserId) -> NewCode {
+    pub(crate) fn for_user(&self, user: UserId) -> NewCode {
         NewCode { user, ..self.stored.clone() }
     }
 
@@ -92,7 +92,7 @@ async fn argon2_run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static
 
 /// Hashes an account password with argon2id (the crate's defaults: 19 MiB,
 /// 2 passes).
-pub async fn hash_password(password: String) -> Result<String, ServiceError> {
+pub(crate) async fn hash_password(password: String) -> Result<String, ServiceError> {
     argon2_run(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -103,7 +103,7 @@ pub async fn hash_password(password: String) -> Result<String, ServiceError> {
 }
 
 /// Whether `password` matches the stored argon2 PHC string.
-pub async fn verify_password(password: String, stored: String) -> bool {
+pub(crate) async fn verify_password(password: String, stored: String) -> bool {
     argon2_run(move || {
         PasswordHash::new(&stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
     })

@@ -93,7 +93,7 @@ impl Names {
     }
 
     /// The relying party at `addr`.
-    pub fn of(&self, addr: IpAddr) -> String {
+    pub(crate) fn of(&self, addr: IpAddr) -> String {
         let addr = addr.to_canonical();
         self.0.iter().find(|(net, _)| net.contains(&addr)).map_or_else(|| addr.to_string(), |(_, n)| n.clone())
     }
