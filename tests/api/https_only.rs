@@ -121,7 +121,7 @@ async fn submit(app: &TestApp, from: [u8; 4], headers: &[(&str, &str)], n: u32, 
 async fn trusted_proxies_name_the_client(backend: Backend) {
     let opts = AppOptions::with(|c| {
         c.rate_limit_per_minute = 2;
-        c.https.trusted_proxies = vec!["127.0.0.5".into()];
+        c.https.trusted_proxies = vec!["127.0.0.5/32".parse().expect("a network")];
     });
     let app = spawn_app_with(backend, opts).await;
     let mut n = 0;

@@ -331,7 +331,8 @@ impl ServeConfig {
             _ => anyhow::bail!("tls_cert_file and tls_key_file go together: set both or neither"),
         };
         c.https.url = f.https_url.map(|u| u.trim_end_matches('/').to_string());
-        c.https.trusted_proxies = f.trusted_proxies;
+        c.https.trusted_proxies =
+            f.trusted_proxies.iter().map(|p| address_or_network(p)).collect::<anyhow::Result<_>>()?;
         set(&mut c.consistency_check, f.consistency_check_seconds.map(|s| Some(std_secs(s))));
         set(&mut c.renewal_check, f.renewal_check_seconds.map(|s| Some(std_secs(s))));
         set(&mut c.expiry_check, f.expiry_check_seconds.map(|s| Some(std_secs(s))));
@@ -361,6 +362,14 @@ impl ServeConfig {
     }
 }
 
+/// `a.b.c.d`, `a.b.c.d/n` or their IPv6 forms, as a network.
+fn address_or_network(text: &str) -> anyhow::Result<ipnet::IpNet> {
+    let t = text.trim();
+    t.parse::<ipnet::IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| anyhow::anyhow!("trusted proxy {t:?} is neither an address nor a network (a.b.c.d/n)"))
+}
+
 /// Replaces `slot` with a value that was given.
 fn set<T>(slot: &mut T, given: Option<T>) {
     if let Some(v) = given {
@@ -377,8 +386,8 @@ pub struct HttpsSettings {
     /// The address the plain listener redirects pages to; `None`: the host
     /// the browser asked for, on the HTTPS listener's port.
     pub url: Option<String>,
-    /// Addresses or networks of trusted reverse proxies.
-    pub trusted_proxies: Vec<String>,
+    /// Addresses (as /32 or /128) and networks of trusted reverse proxies.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, crl_validity, ocsp_validity, rate_limit_per_minute, feed, feed_listen, limits, allow_tls12, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, expiry_check, ra; database_url });
@@ -489,7 +498,13 @@ mod tests {
         let flags = toml("rate_limit_per_minute = 7");
         let both = ServeConfig::resolve(dir, file, flags).expect("both");
         assert_eq!((both.rate_limit_per_minute, both.ra.expiry_notice_days), (7, 20));
-        assert_eq!(both.https.trusted_proxies, vec!["10.0.0.1".to_string()], "a list no flag gave stays the file's");
+        let proxy: ipnet::IpNet = "10.0.0.1/32".parse().expect("a network");
+        assert_eq!(both.https.trusted_proxies, vec![proxy], "a list no flag gave stays the file's");
+        for bad in ["proxy.example", "10.0.0.0/33"] {
+            let config = toml(&format!("trusted_proxies = ['{bad}']"));
+            let refused = ServeConfig::resolve(dir, config, FileConfig::default());
+            assert!(refused.is_err_and(|e| e.to_string().contains(bad)), "trusted proxy {bad} accepted at load");
+        }
         let bad = ServeConfig::resolve(dir, toml("expiry_notice_days = 0"), FileConfig::default());
         assert!(bad.is_err(), "a window of 0 days is refused");
         let half = ServeConfig::resolve(dir, toml("tls_cert_file = '/c.pem'"), FileConfig::default());

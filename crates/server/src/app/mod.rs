@@ -328,7 +328,7 @@ impl Web {
             );
         }
         Ok(Self {
-            proxies: Arc::new(crate::http::forwarded::TrustedProxies::parse(&https.trusted_proxies)?),
+            proxies: Arc::new(crate::http::forwarded::TrustedProxies::new(https.trusted_proxies.clone())),
             upgrade: Arc::new(crate::http::https_only::Upgrade {
                 https_url: https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
                 https_port,

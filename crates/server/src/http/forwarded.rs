@@ -25,17 +25,8 @@ pub(crate) struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
     /// Parses addresses (`192.0.2.10`, `2001:db8::1`) and networks (`10.0.0.0/8`).
-    pub(crate) fn parse(entries: &[String]) -> anyhow::Result<Self> {
-        let nets = entries
-            .iter()
-            .map(|e| {
-                let e = e.trim();
-                e.parse::<IpNet>()
-                    .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| anyhow::anyhow!("trusted proxy {e:?} is neither an address nor a network (a.b.c.d/n)"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Self(nets))
+    pub(crate) fn new(nets: Vec<IpNet>) -> Self {
+        Self(nets)
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
@@ -135,7 +126,8 @@ mod tests {
     use super::*;
 
     fn proxies(list: &[&str]) -> TrustedProxies {
-        TrustedProxies::parse(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("valid list")
+        let net = |s: &&str| s.parse::<IpNet>().or_else(|_| s.parse::<IpAddr>().map(IpNet::from)).expect("valid");
+        TrustedProxies::new(list.iter().map(net).collect())
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
@@ -184,11 +176,5 @@ mod tests {
         assert!(!p.over_tls(false, ip("127.0.0.1"), &headers(&[("x-forwarded-proto", "http")])));
         assert!(!p.over_tls(false, ip("127.0.0.1"), &HeaderMap::new()));
         assert!(p.over_tls(true, ip("192.0.2.1"), &HeaderMap::new()));
-    }
-
-    #[test]
-    fn bad_entries_are_refused_with_a_message() {
-        let e = TrustedProxies::parse(&["10.0.0.0/33".into()]).expect_err("not a network");
-        assert!(e.to_string().contains("10.0.0.0/33"));
     }
 }
