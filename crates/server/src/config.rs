@@ -193,14 +193,18 @@ impl FileConfig {
     /// One `key=value` (`--set`) as a config.toml line would give it: the
     /// value in TOML (`30`, `true`, `[\"10.0.0.0/8\"]`), or else as text.
     pub fn setting(assignment: &str) -> anyhow::Result<FileConfig> {
-        let (key, value) =
-            assignment.split_once('=').ok_or_else(|| anyhow::anyhow!("--set {assignment:?}: write it as key=value"))?;
+        let refused = |why: &dyn std::fmt::Display| anyhow::anyhow!("--set {assignment:?}: {why}");
+        let (key, text) = assignment.split_once('=').ok_or_else(|| refused(&"write it as key=value"))?;
         let key = key.trim();
-        let mut table: toml::Table = toml::from_str(&format!("{key} = {value}"))
-            .or_else(|_| toml::from_str(&format!("{key} = {}", toml::Value::String(value.to_string()))))
-            .map_err(|e| anyhow::anyhow!("--set {assignment:?}: {e}"))?;
-        let config = toml::Value::Table(std::mem::take(&mut table));
-        config.try_into().map_err(|e| anyhow::anyhow!("--set {assignment:?}: {e}"))
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+            return Err(refused(&"the key is one of config.toml's, e.g. expiry_notice_days"));
+        }
+        // One TOML value (not a line that could set other keys too), or else text.
+        let value = match toml::from_str::<toml::Table>(&format!("v = {text}")) {
+            Ok(mut t) if t.len() == 1 => t.remove("v").unwrap_or_else(|| toml::Value::String(text.into())),
+            _ => toml::Value::String(text.into()),
+        };
+        toml::Value::Table(toml::Table::from_iter([(key.to_string(), value)])).try_into().map_err(|e| refused(&e))
     }
 
     /// Reads `<data_dir>/config.toml`; a missing file is an empty config.
@@ -522,6 +526,8 @@ mod tests {
         assert!(FileConfig::setting("expiry_notice_dayz=14").is_err(), "a misspelt key");
         assert!(FileConfig::setting("expiry_notice_days").is_err(), "no value");
         assert!(FileConfig::setting("expiry_notice_days=fourteen").is_err(), "text where a number goes");
+        assert!(FileConfig::setting("rate_limit_per_minute=5\nallow_tls12=true").is_err(), "a second key smuggled in");
+        assert!(FileConfig::setting("calendar.opens=\"08:00\"").is_err(), "a dotted key");
     }
 }
 
