@@ -191,6 +191,54 @@ async fn forms_need_the_token_and_the_facility(backend: Backend) {
 }
 both_backends!(forms_need_the_token_and_the_facility);
 
+/// A form that is not a form: a body of another type, one past the size
+/// limit, or a path whose number is not one gets the Japanese page saying
+/// so (never a plain-text rejection), with the valid token — and nothing
+/// changes.
+async fn what_is_not_a_form_is_refused_in_japanese(backend: Backend) {
+    let w = world(backend).await;
+    let app = &w.app;
+    let s = &w.staff_a;
+    let (u, d) = (s.user_id, s.device_id);
+    let csrf = csrf_of(&page_with(app, &w.manager_a.id, "/console/staff/new", "職員の登録").await);
+    let paths = [
+        format!("/console/devices/{d}/lost"),
+        format!("/console/certificates/{}/hold", s.serial),
+        format!("/console/staff/{u}/retire"),
+        format!("/console/staff/{u}/code"),
+        "/console/staff/new".to_string(),
+    ];
+    let big = "x".repeat(70 * 1024);
+    for path in &paths {
+        let form = format!("csrf={csrf}&reason=keyCompromise");
+        let cases = [
+            ("JSON", Req::new("POST", path).body("application/json", format!(r#"{{"csrf":"{csrf}"}}"#)), 400, "入力内容"),
+            ("text", Req::new("POST", path).body("text/plain", form.clone()), 400, "入力内容"),
+            ("oversize", Req::new("POST", path).form(&[("csrf", &csrf), ("note", &big)]), 413, "大きすぎ"),
+        ];
+        for (what, req, status, words) in cases {
+            let r = app.try_mtls(Some(&w.manager_a.id), req).await.unwrap_or_else(|e| panic!("{path} {what}: {e}"));
+            let body = r.text();
+            assert_eq!(r.status, status, "{path} as {what}: {body}");
+            assert!(r.header("content-type").is_some_and(|c| c.starts_with("text/html")), "{path} as {what}");
+            assert!(body.contains(words), "{path} as {what}: {body}");
+        }
+    }
+    for path in ["/console/staff/abc/retire", "/console/devices/0/lost", "/console/staff/-1/code"] {
+        let r = post(app, &w.manager_a.id, path, &[("csrf", &csrf)]).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(r.text().contains("見つかりません"), "{path}: {}", r.text());
+    }
+    assert_eq!(app.ocsp_status(&s.id).await, "good");
+    assert!(app.handshake_ok(&s.id).await);
+    let (_, users) =
+        app.api("GET", &format!("/api/v1/facilities/{}/users", w.facility_a), Some(&app.admin), None).await;
+    let users = users.as_array().expect("users");
+    assert!(users.iter().any(|x| x["id"] == u && x["status"] == "active"), "{users:?}");
+    assert!(users.iter().all(|x| x["display_name"] != "侵入 太郎"), "{users:?}");
+}
+both_backends!(what_is_not_a_form_is_refused_in_japanese);
+
 /// Registration: a taken login ID and a bad e-mail address are named next
 /// to their field in Japanese, with what was typed kept; then it works.
 async fn registration_errors_stand_next_to_their_field(backend: Backend) {

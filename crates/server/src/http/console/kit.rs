@@ -9,10 +9,12 @@
 
 use askama::Template;
 use aws_lc_rs::hmac;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, RawForm};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use connect_pki_domain::{CertStatus, Role};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use crate::http::error::ApiError;
@@ -184,17 +186,63 @@ fn csrf_ok(state: &AppState, caller: &Caller, token: &str, headers: &HeaderMap, 
     same_origin && token_ok
 }
 
-/// The caller of a console action, if its certificate, CSRF token and origin
-/// all check out; otherwise the page to show instead.
-pub(crate) fn acting(
-    state: &AppState,
-    caller: Result<Caller, ApiError>,
-    headers: &HeaderMap,
-    uri: &axum::http::Uri,
-    csrf: &str,
-) -> Result<Caller, Refusal> {
-    let caller = caller?;
-    if csrf_ok(state, &caller, csrf, headers, uri) { Ok(caller) } else { Err(Refusal::from(ApiError::CsrfRejected)) }
+/// A console action (a POST from one of its forms), as an extractor that
+/// owns its refusal: the caller's certificate, the form read as `F`, and
+/// the form's CSRF token and the request's origin checked — or the Japanese
+/// page saying which of them failed.
+pub(crate) struct Acting<F> {
+    pub(crate) caller: Caller,
+    pub(crate) form: F,
+}
+
+/// The one field every console form carries besides its own.
+#[derive(Deserialize)]
+struct Token {
+    #[serde(default)]
+    csrf: String,
+}
+
+impl<F: DeserializeOwned + Send> FromRequest<AppState> for Acting<F> {
+    type Rejection = Refusal;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Refusal> {
+        let (mut parts, body) = req.into_parts();
+        let caller = Caller::from_request_parts(&mut parts, state).await?;
+        let (headers, uri) = (parts.headers.clone(), parts.uri.clone());
+        let RawForm(bytes) = RawForm::from_request(axum::extract::Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(crate::http::MAX_BODY),
+                _ => ApiError::BadRequest(e.body_text()),
+            })?;
+        let token: Token = serde_urlencoded::from_bytes(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if !csrf_ok(state, &caller, &token.csrf, &headers, &uri) {
+            return Err(ApiError::CsrfRejected.into());
+        }
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(Self { caller, form })
+    }
+}
+
+/// The form of an action that asks nothing but the click (and its token).
+#[derive(Deserialize)]
+pub(crate) struct NoFields {}
+
+/// The number in a console page's path (a user, a device), as an extractor
+/// that owns its refusal: anything but a positive number is the Japanese
+/// "not found" page.
+pub(crate) struct Numbered(pub(crate) i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for Numbered {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Refusal> {
+        let raw = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::NoRoute(e.body_text()))?
+            .0;
+        raw.parse::<i64>().ok().filter(|n| *n > 0).map(Numbered).ok_or_else(|| ApiError::NoRoute(raw).into())
+    }
 }
 
 /// A rendered console page with headers that keep it from being framed,

@@ -10,11 +10,11 @@ pub(crate) mod kit;
 pub mod manager;
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use connect_pki_domain::escalation::Outcome;
 use connect_pki_domain::escalation::Queue;
 use connect_pki_domain::{CertStatus, EscalationStatus};
@@ -22,6 +22,7 @@ use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::http::console::kit::Acting;
 use crate::http::console::kit::Page;
 use crate::http::console::kit::PageResult;
 use crate::http::console::kit::section;
@@ -30,7 +31,7 @@ use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::{Conflict, ServiceError, escalations};
 pub(crate) use kit::new_csrf_key;
-use kit::{Ctx, acting, cert_ja, local, page, refuse};
+use kit::{Ctx, cert_ja, local, page, refuse};
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
@@ -275,19 +276,10 @@ pub(crate) async fn terms_gate(state: &AppState, caller: &Caller, error: Option<
 #[derive(Debug, Deserialize)]
 struct TermsForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     version: String,
 }
 
-async fn accept_terms(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-    Form(f): Form<TermsForm>,
-) -> PageResult {
-    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
+async fn accept_terms(State(state): State<AppState>, Acting { caller, form: f }: Acting<TermsForm>) -> PageResult {
     match connect_pki_ra::terms::accept(&state, &caller.requester, &f.version).await {
         Ok(()) => Ok(Redirect::to("/console/?done=terms:accepted").into_response()),
         Err(e) => {
@@ -300,8 +292,6 @@ async fn accept_terms(
 
 #[derive(Debug, Deserialize)]
 struct ActionForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     note: String,
     #[serde(default)]
@@ -338,26 +328,18 @@ async fn after<T>(
 
 async fn claim(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
     Path(id): Path<i64>,
-    Form(f): Form<ActionForm>,
+    Acting { caller, form: f }: Acting<ActionForm>,
 ) -> PageResult {
-    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let result = escalations::claim(&state, &caller.requester, id, &f.note).await.map_err(ApiError::from);
     Ok(after(&state, &caller, result, |_| format!("claimed:{id}")).await)
 }
 
 async fn resolve(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
     Path(id): Path<i64>,
-    Form(f): Form<ActionForm>,
+    Acting { caller, form: f }: Acting<ActionForm>,
 ) -> PageResult {
-    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let result: Result<_, ApiError> = async {
         let outcome = Outcome::parse(&f.outcome)?;
         escalations::resolve(&state, &caller.requester, id, outcome, &f.note).await?;

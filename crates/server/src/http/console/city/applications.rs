@@ -4,22 +4,20 @@
 //! reason the applicant will read.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::get;
-use axum::{Form, Router};
 use connect_pki_domain::ApplicationStatus;
 use connect_pki_store::ApplicationRecord;
 use serde::Deserialize;
 
 use super::kind_ja;
+use crate::http::console::kit::Acting;
 use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
-use crate::http::console::kit::{
-    ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, acting, https_base, local, page,
-};
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, https_base, local, page};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::{ServiceError, applications};
 
@@ -137,8 +135,6 @@ async fn approve_confirm(
 #[derive(Debug, Deserialize)]
 struct DecisionForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     reason: String,
 }
 
@@ -159,13 +155,11 @@ struct ApprovedPage<'a> {
 
 async fn approve(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Path(id): Path<i64>,
     headers: HeaderMap,
     uri: Uri,
-    Path(id): Path<i64>,
-    Form(f): Form<DecisionForm>,
+    Acting { caller, .. }: Acting<DecisionForm>,
 ) -> PageResult {
-    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let ctx = Ctx::new(&state, caller, HERE);
     let (approval, code, expires_at) = applications::approve(&state, &ctx.caller.requester, id).await?;
     let base = https_base(&state, &headers, &uri);
@@ -204,13 +198,9 @@ async fn reject_form(
 
 async fn reject(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: Uri,
     Path(id): Path<i64>,
-    Form(f): Form<DecisionForm>,
+    Acting { caller, form: f }: Acting<DecisionForm>,
 ) -> PageResult {
-    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let ctx = Ctx::new(&state, caller, HERE);
     match applications::reject(&state, &ctx.caller.requester, id, &f.reason).await {
         Ok(a) => {

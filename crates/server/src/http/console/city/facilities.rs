@@ -3,20 +3,19 @@
 //! says what it does to the facility's devices, with a result page after.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Form, Router};
 use connect_pki_domain::{FacilityId, FacilityStatus, Role};
 use connect_pki_store::{FacilityCounts, FacilityRecord};
-use serde::Deserialize;
 
 use super::{facility_status_ja, kind_ja};
 use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
-use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, acting, local, page};
+use crate::http::console::kit::{Acting, NoFields};
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, local, page};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::facilities;
 
@@ -151,21 +150,11 @@ async fn confirm(
     Ok(page(StatusCode::OK, &confirm))
 }
 
-#[derive(Debug, Deserialize)]
-struct ChangeForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn change(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: Uri,
     Path((id, path)): Path<(i64, String)>,
-    Form(form): Form<ChangeForm>,
+    Acting { caller, .. }: Acting<NoFields>,
 ) -> PageResult {
-    let caller = acting(&state, caller, &headers, &uri, &form.csrf)?;
     let ctx = Ctx::new(&state, caller, HERE);
     let step = step(&path)?;
     let change = facilities::change_status(&state, &ctx.caller.requester, FacilityId(id), step.to).await?;

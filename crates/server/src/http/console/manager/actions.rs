@@ -2,20 +2,18 @@
 //! each a confirmation page naming the person, the device and the effect,
 //! then the POST, then a page saying what happened and when.
 
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::{CertStatus, DeviceId, Reason, Serial};
 use connect_pki_store::{DeviceRecord, UserRecord};
 use serde::Deserialize;
 
-use super::{acting_on, device_name, id_of, person};
+use super::{device_name, person};
 use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
-use crate::http::console::kit::{
-    ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, acting, cert_ja, local, page,
-};
+use crate::http::console::kit::{Acting, Numbered};
+use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, Refusal, ResultPage, cert_ja, local, page};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
@@ -32,9 +30,9 @@ fn who_and_what(user: &UserRecord, device: &DeviceRecord) -> Vec<Fact> {
 pub(crate) async fn confirm_lost(
     State(state): State<AppState>,
     Page { ctx, .. }: Page<section::Staff>,
-    Path(raw): Path<String>,
+    Numbered(id): Numbered,
 ) -> PageResult {
-    let id = id_of(&raw).map(DeviceId)?;
+    let id = DeviceId(id);
     let (device, user) = devices::managed_device(&state, &ctx.caller.requester, id).await?;
     let in_force = device.certificates.iter().filter(|c| matches!(c.status, CertStatus::Valid | CertStatus::OnHold));
     let mut facts = who_and_what(&user, &device);
@@ -55,20 +53,14 @@ pub(crate) async fn confirm_lost(
 #[derive(Debug, Deserialize)]
 pub(crate) struct ActionForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     reason: String,
 }
 
 pub(crate) async fn lost(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(raw): Path<String>,
-    Form(f): Form<ActionForm>,
+    Numbered(id): Numbered,
+    Acting { caller, .. }: Acting<ActionForm>,
 ) -> PageResult {
-    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
     let id = DeviceId(id);
     let requester = &caller.requester;
     let result: Result<_, ApiError> = async {
@@ -173,13 +165,9 @@ pub(crate) async fn confirm_change(
 
 pub(crate) async fn change(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: Uri,
     Path((serial, change)): Path<(String, String)>,
-    Form(f): Form<ActionForm>,
+    Acting { caller, form: f }: Acting<ActionForm>,
 ) -> PageResult {
-    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
     let Some(w) = wording(&change) else { return Err(Refusal::from(ApiError::NoRoute(change))) };
     let result: Result<_, ApiError> = async {
         let what = match change.as_str() {

@@ -21,9 +21,6 @@ use connect_pki_domain::{CertStatus, DeviceStatus, Role, UserStatus};
 use connect_pki_store::{CertificateRecord, DeviceRecord, UserRecord};
 
 use super::kit::{cert_ja, local, role_ja};
-use crate::http::console::kit::Refusal;
-use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 
 pub use slip::qr_data_uri;
@@ -42,25 +39,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/console/expiring", get(reports::expiring))
         .route("/console/trail", get(reports::trail))
         .with_state(state)
-}
-
-/// A number in a page's path, or the Japanese "not found" page.
-fn id_of(raw: &str) -> Result<i64, Refusal> {
-    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| Refusal::from(ApiError::NoRoute(raw.to_string())))
-}
-
-/// The caller of a POST about the thing numbered `raw` (a user, a device):
-/// certificate, CSRF token and origin checked, and the number read.
-fn acting_on(
-    state: &AppState,
-    caller: Result<Caller, ApiError>,
-    headers: &HeaderMap,
-    uri: &Uri,
-    csrf: &str,
-    raw: &str,
-) -> Result<(Caller, i64), Refusal> {
-    let caller = super::kit::acting(state, caller, headers, uri, csrf)?;
-    Ok((caller, id_of(raw)?))
 }
 
 pub(crate) fn user_status_ja(s: UserStatus) -> &'static str {

@@ -3,27 +3,24 @@
 //! was typed kept.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use connect_pki_domain::Role;
 use connect_pki_store::Conflict as StoreConflict;
 use serde::Deserialize;
 
 use super::REGISTRABLE;
+use crate::http::console::kit::Acting;
 use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
-use crate::http::console::kit::{Ctx, PageResult, Refusal, acting, page, role_ja};
+use crate::http::console::kit::{Ctx, PageResult, Refusal, page, role_ja};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::{Conflict, ServiceError, facilities, users};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Fields {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     display_name: String,
     #[serde(default)]
@@ -79,14 +76,7 @@ fn field_error(e: &ApiError) -> (&'static str, String) {
     (field, e.message_ja())
 }
 
-pub(crate) async fn submit(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: Uri,
-    Form(f): Form<Fields>,
-) -> PageResult {
-    let caller = acting(&state, caller, &headers, &uri, &f.csrf)?;
+pub(crate) async fn submit(State(state): State<AppState>, Acting { caller, form: f }: Acting<Fields>) -> PageResult {
     let result: Result<_, ApiError> = async {
         let role: Role = f.role.parse()?;
         let r = users::Registration {

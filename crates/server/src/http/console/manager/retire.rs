@@ -2,21 +2,20 @@
 //! and deleting a retired person's personal data.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
 use connect_pki_domain::{CertStatus, UserId};
 use connect_pki_store::UserWithDevices;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{acting_on, id_of, person};
+use super::person;
 use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
+use crate::http::console::kit::{Acting, NoFields, Numbered};
 use crate::http::console::kit::{ConfirmPage, Ctx, Fact, PageResult, ResultPage, local, page, refuse};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::users;
 use connect_pki_ra::users::Retirement;
@@ -64,16 +63,14 @@ async fn retire_page(
 pub(crate) async fn confirm_retire(
     State(state): State<AppState>,
     Page { ctx, .. }: Page<section::Staff>,
-    Path(raw): Path<String>,
+    Numbered(id): Numbered,
 ) -> PageResult {
-    let id = UserId(id_of(&raw)?);
+    let id = UserId(id);
     Ok(retire_page(&state, &ctx, id, String::new(), None, StatusCode::OK).await)
 }
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RetireForm {
-    #[serde(default)]
-    csrf: String,
     /// The day the person stops (YYYY-MM-DD, from a date field); empty: now.
     #[serde(default)]
     on: String,
@@ -95,13 +92,9 @@ fn start_of_day(on: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String>
 
 pub(crate) async fn retire(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(raw): Path<String>,
-    Form(f): Form<RetireForm>,
+    Numbered(id): Numbered,
+    Acting { caller, form: f }: Acting<RetireForm>,
 ) -> PageResult {
-    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
     let id = UserId(id);
     let now = state.clock.now();
     let ctx = Ctx::new(&state, caller, "/console/staff");
@@ -148,18 +141,12 @@ pub(crate) async fn retire(
     Ok(page(StatusCode::OK, &ResultPage { ctx: &ctx, title, message, facts, back: back(id) }))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct PlainForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub(crate) async fn confirm_cancel(
     State(state): State<AppState>,
     Page { ctx, .. }: Page<section::Staff>,
-    Path(raw): Path<String>,
+    Numbered(id): Numbered,
 ) -> PageResult {
-    let id = UserId(id_of(&raw)?);
+    let id = UserId(id);
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
         let u = users::managed_user_devices(&state, requester, id).await?;
@@ -185,13 +172,9 @@ pub(crate) async fn confirm_cancel(
 
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(raw): Path<String>,
-    Form(f): Form<PlainForm>,
+    Numbered(id): Numbered,
+    Acting { caller, .. }: Acting<NoFields>,
 ) -> PageResult {
-    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
     let id = UserId(id);
     let result: Result<_, ApiError> = async {
         let u = users::managed_user_devices(&state, &caller.requester, id).await?;
@@ -213,9 +196,9 @@ pub(crate) async fn cancel(
 pub(crate) async fn confirm_delete(
     State(state): State<AppState>,
     Page { ctx, .. }: Page<section::Staff>,
-    Path(raw): Path<String>,
+    Numbered(id): Numbered,
 ) -> PageResult {
-    let id = UserId(id_of(&raw)?);
+    let id = UserId(id);
     let u = users::managed_user_devices(&state, &ctx.caller.requester, id).await?;
     let certs = u.devices.iter().flat_map(|d| &d.certificates).filter(|c| c.status == CertStatus::Valid).count();
     let mut facts = facts_of(&u);
@@ -235,13 +218,9 @@ pub(crate) async fn confirm_delete(
 
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(raw): Path<String>,
-    Form(f): Form<PlainForm>,
+    Numbered(id): Numbered,
+    Acting { caller, .. }: Acting<NoFields>,
 ) -> PageResult {
-    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
     let id = UserId(id);
     let result: Result<_, ApiError> = async {
         let before = users::managed_user(&state, &caller.requester, id).await?;

@@ -4,17 +4,15 @@
 //! in the QR code or in any address (they end up in logs and histories).
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use base64::Engine;
 use connect_pki_domain::UserId;
-use serde::Deserialize;
 
-use super::{acting_on, enroll_url, person};
+use super::{enroll_url, person};
+use crate::http::console::kit::{Acting, NoFields, Numbered};
 use crate::http::console::kit::{Ctx, PageResult, local, page, refuse};
 use crate::http::error::ApiError;
-use crate::http::identity::Caller;
 use crate::http::state::AppState;
 use connect_pki_ra::{facilities, users};
 
@@ -41,21 +39,13 @@ pub fn qr_data_uri(text: &str) -> Option<String> {
     Some(format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg)))
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct CodeForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub(crate) async fn issue(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    Numbered(id): Numbered,
     headers: HeaderMap,
     uri: Uri,
-    Path(raw): Path<String>,
-    Form(f): Form<CodeForm>,
+    Acting { caller, .. }: Acting<NoFields>,
 ) -> PageResult {
-    let (caller, id) = acting_on(&state, caller, &headers, &uri, &f.csrf, &raw)?;
     let id = UserId(id);
     let requester = &caller.requester;
     let result: Result<_, ApiError> = async {

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use connect_pki_domain::UserId;
 use serde::Deserialize;
 
-use super::{UserRow, id_of};
+use super::UserRow;
+use crate::http::console::kit::Numbered;
 use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
 use crate::http::console::kit::{Ctx, PageResult, page};
@@ -77,10 +78,10 @@ pub(crate) struct DetailQuery {
 pub(crate) async fn detail(
     State(state): State<AppState>,
     Page { ctx, .. }: Page<section::Staff>,
-    Path(raw): Path<String>,
+    Numbered(id): Numbered,
     Query(q): Query<DetailQuery>,
 ) -> PageResult {
-    let id = id_of(&raw).map(UserId)?;
+    let id = UserId(id);
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
         let u = users::managed_user_devices(&state, requester, id).await?;
