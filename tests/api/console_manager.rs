@@ -212,7 +212,12 @@ async fn what_is_not_a_form_is_refused_in_japanese(backend: Backend) {
     for path in &paths {
         let form = format!("csrf={csrf}&reason=keyCompromise");
         let cases = [
-            ("JSON", Req::new("POST", path).body("application/json", format!(r#"{{"csrf":"{csrf}"}}"#)), 400, "入力内容"),
+            (
+                "JSON",
+                Req::new("POST", path).body("application/json", format!(r#"{{"csrf":"{csrf}"}}"#)),
+                400,
+                "入力内容",
+            ),
             ("text", Req::new("POST", path).body("text/plain", form.clone()), 400, "入力内容"),
             ("oversize", Req::new("POST", path).form(&[("csrf", &csrf), ("note", &big)]), 413, "大きすぎ"),
         ];
@@ -295,7 +300,7 @@ both_backends!(registration_errors_stand_next_to_their_field);
 /// text and as a QR code of exactly that address; the code works.
 async fn code_slip_prints_the_address_and_the_code_only_as_text(backend: Backend) {
     let https = connect_pki_server::config::HttpsSettings {
-        url: Some("https://connect.city.example/".into()),
+        url: Some("https://connect.city.example/".parse().expect("a URL")),
         ..Default::default()
     };
     for configured in [false, true] {

@@ -24,7 +24,7 @@ async fn reported(app: &TestApp, name: &str) -> (Enrolled, String) {
 }
 
 fn to_the_webhook() -> NotifyConfig {
-    NotifyConfig { webhook_url: Some(WEBHOOK.into()), ..NotifyConfig::default() }
+    NotifyConfig { webhook_url: Some(WEBHOOK.parse().expect("a URL")), ..NotifyConfig::default() }
 }
 
 async fn only_admin_division_sees_the_webhook_url(backend: Backend) {

@@ -22,7 +22,10 @@ fn holds(dump: &str, value: &str) -> bool {
 
 async fn a_deleted_user_leaves_no_personal_data(backend: Backend) {
     // A webhook that never answers: the notifications stay, with their payloads.
-    let notify = NotifyConfig { webhook_url: Some("http://127.0.0.1:9/hook".into()), ..NotifyConfig::default() };
+    let notify = NotifyConfig {
+        webhook_url: Some("http://127.0.0.1:9/hook".parse().expect("a URL")),
+        ..NotifyConfig::default()
+    };
     let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await;
     let f = app.facility(&app.admin, "消去テスト施設", "kieru.kanri").await;
     let manager = app.manager(&f, "kieru-kanri-pc").await;

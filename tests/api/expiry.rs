@@ -184,10 +184,10 @@ both_backends!(the_list_is_the_manager_s_own_and_the_city_s_all);
 /// An app whose e-mail goes to `sinks` (or nowhere reachable).
 async fn app_mailing(backend: Backend, smtp_url: String) -> TestApp {
     let notify = NotifyConfig {
-        smtp_url: Some(smtp_url),
-        mail_from: "connect-pki@city.example".into(),
-        on_call: vec!["it-oncall@city.example".into()],
-        console_url: Some("https://pki.city.example:8443".into()),
+        smtp_url: Some(smtp_url.parse().expect("an SMTP URL")),
+        mail_from: "connect-pki@city.example".parse().expect("an address"),
+        on_call: vec!["it-oncall@city.example".parse().expect("an address")],
+        console_url: Some("https://pki.city.example:8443".parse().expect("a URL")),
         ..NotifyConfig::default()
     };
     spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await

@@ -91,7 +91,7 @@ both_backends!(a_secret_sent_in_clear_is_not_read);
 /// `--https-url` names where pages go (a name browsers know, a standard port).
 async fn redirects_go_to_the_configured_https_url(backend: Backend) {
     let mut opts = AppOptions::default();
-    opts.config.https.url = Some("https://pki.city.example".into());
+    opts.config.https.url = Some("https://pki.city.example".parse().expect("a URL"));
     let app = spawn_app_with(backend, opts).await;
     let reply = app.public(Req::new("GET", "/enroll?lang=ja")).await;
     assert_eq!(reply.status, 308);

@@ -83,7 +83,7 @@ async fn bad_https_settings_stop_the_service_at_start() {
     let missing = s.scratch("missing.pem").display().to_string();
     let cases: [(&[&str], &str); 4] = [
         (&["--trusted-proxy", "10.0.0.0/33"], "10.0.0.0/33"),
-        (&["--https-url", "http://pki.example"], "--https-url must be https://"),
+        (&["--https-url", "http://pki.example"], "https_url must be https://"),
         (&["--tls-cert", &missing], "--tls-key"),
         (&["--tls-cert", &missing, "--tls-key", &missing], "missing.pem"),
     ];

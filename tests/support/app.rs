@@ -98,7 +98,7 @@ impl AppOptions {
 impl Default for AppOptions {
     fn default() -> Self {
         let mut config = ServeConfig::default_for(&shared_ca().data_dir);
-        config.public_url = PUBLIC_URL.into();
+        config.public_url = PUBLIC_URL.parse().expect("a URL");
         config.public_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.api_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.rate_limit_per_minute = 100_000;

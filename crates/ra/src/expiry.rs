@@ -206,7 +206,7 @@ fn emails(addresses: Vec<String>) -> Vec<Target> {
 /// 行政管理課: its active users and the on-call addresses.
 async fn city_targets(ra: &Ra) -> Result<Vec<Target>, ServiceError> {
     let mut all = ra.store.admin_division_emails().await?;
-    all.extend(ra.settings.notify.on_call.iter().cloned());
+    all.extend(ra.settings.notify.on_call.iter().map(ToString::to_string));
     Ok(emails(all))
 }
 
@@ -214,10 +214,6 @@ async fn city_targets(ra: &Ra) -> Result<Vec<Target>, ServiceError> {
 fn tokyo_text(t: OffsetDateTime) -> Result<String, ServiceError> {
     let (d, tm) = connect_pki_domain::calendar::tokyo(t)?;
     Ok(format!("{d} {:02}:{:02}", tm.hour(), tm.minute()))
-}
-
-fn console_link(ra: &Ra, page: &str) -> Option<String> {
-    ra.settings.notify.console_url.as_ref().map(|u| format!("{}{page}", u.trim_end_matches('/')))
 }
 
 fn device_payload(
@@ -234,7 +230,7 @@ fn device_payload(
         "device_id": e.device, "device_label": e.device_label,
         "serial": c.serial.to_hex(), "not_after": c.not_after.unix_timestamp(),
         "not_after_tokyo": tokyo_text(c.not_after)?,
-        "console_url": console_link(ra, "/console/expiring"),
+        "console_url": crate::notify::console_link(ra, "/console/expiring"),
     })
     .to_string())
 }
@@ -244,7 +240,7 @@ fn ca_payload(ra: &Ra, ca: &CaCertificate, threshold: u32, now: OffsetDateTime) 
         "certificate": ca.label(), "threshold_days": threshold, "days_left": days_left(ca.not_after, now),
         "subject": ca.name, "serial": ca.serial.to_hex(), "not_after": ca.not_after.unix_timestamp(),
         "not_after_tokyo": tokyo_text(ca.not_after)?,
-        "console_url": console_link(ra, "/console/certificates/expiring"),
+        "console_url": crate::notify::console_link(ra, "/console/certificates/expiring"),
     })
     .to_string())
 }

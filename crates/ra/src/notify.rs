@@ -13,26 +13,29 @@ use connect_pki_domain::{FacilityId, NotifyChannel};
 use connect_pki_store::{DeviceRecord, EscalationRecord, NotificationRecord, Target, UserRecord};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use lettre::Address;
 use lettre::AsyncTransport;
+use lettre::message::Mailbox;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::Ra;
 use crate::error::ServiceError;
 
-/// Where notifications go (`[notifications]` in config.toml).
+/// Where notifications go (`[notifications]` in config.toml), each value
+/// parsed when the settings are read: a wrong address stops the start, not
+/// the first emergency's notice.
 #[derive(Clone)]
 pub struct NotifyConfig {
-    pub webhook_url: Option<String>,
+    pub webhook_url: Option<url::Url>,
     /// Key of the `X-Connect-PKI-Signature` HMAC.
     pub webhook_secret: Option<String>,
-    /// `smtp://host:port` (plain, e.g. a local relay) or `smtps://…` / `smtp://…?tls=required`.
-    pub smtp_url: Option<String>,
-    pub mail_from: String,
+    pub smtp_url: Option<SmtpUrl>,
+    pub mail_from: Mailbox,
     /// 行政管理課's on-call addresses.
-    pub on_call: Vec<String>,
+    pub on_call: Vec<Address>,
     /// Base URL of the console, for the link in messages.
-    pub console_url: Option<String>,
+    pub console_url: Option<url::Url>,
 }
 
 impl Default for NotifyConfig {
@@ -42,7 +45,7 @@ impl Default for NotifyConfig {
             webhook_url: None,
             webhook_secret: None,
             smtp_url: None,
-            mail_from: "connect-pki@localhost".into(),
+            mail_from: Mailbox::new(None, Address::new("connect-pki", "localhost").expect("a valid address")),
             on_call: Vec::new(),
             console_url: None,
         }
@@ -51,15 +54,29 @@ impl Default for NotifyConfig {
 
 connect_pki_domain::redacted_debug!(NotifyConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });
 
+/// A mail server's address: `smtp://host:port` (plain, e.g. a local relay),
+/// `smtps://…` or `smtp://…?tls=required` — one that lettre can use.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl(String);
+
+impl std::str::FromStr for SmtpUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(s).map_err(|e| format!("{s:?}: {e}"))?;
+        Ok(Self(s.to_string()))
+    }
+}
+
 /// The targets of a new report for a facility.
 pub(crate) async fn targets(ra: &Ra, facility: FacilityId) -> Result<Vec<Target>, ServiceError> {
     let cfg = &ra.settings.notify;
     let mut out = Vec::new();
     if let Some(url) = &cfg.webhook_url {
-        out.push(Target { channel: NotifyChannel::Webhook, target: url.clone() });
+        out.push(Target { channel: NotifyChannel::Webhook, target: url.to_string() });
     }
     if cfg.smtp_url.is_some() {
-        let mut emails = cfg.on_call.clone();
+        let mut emails: Vec<String> = cfg.on_call.iter().map(Address::to_string).collect();
         for m in ra.store.manager_emails(facility).await? {
             if !emails.contains(&m) {
                 emails.push(m);
@@ -78,7 +95,7 @@ pub(crate) async fn payload(ra: &Ra, d: &DeviceRecord, user: &UserRecord, queue:
         "facility_id": d.facility, "facility_name": facility,
         "user_id": user.id, "login_id": user.login_id, "display_name": user.display_name,
         "device_id": d.id, "device_label": d.label, "queue": queue,
-        "console_url": ra.settings.notify.console_url.as_ref().map(|u| format!("{}/console/", u.trim_end_matches('/'))),
+        "console_url": console_link(ra, "/console/"),
     })
     .to_string())
 }
@@ -205,14 +222,14 @@ async fn send_webhook(ra: &Ra, n: &NotificationRecord) -> Result<(), String> {
 
 async fn send_email(ra: &Ra, n: &NotificationRecord) -> Result<(), String> {
     let cfg = &ra.settings.notify;
-    let url = cfg.smtp_url.as_deref().ok_or("no SMTP server configured")?;
+    let SmtpUrl(url) = cfg.smtp_url.as_ref().ok_or("no SMTP server configured")?;
     let v: Value = serde_json::from_str(&body(n)).unwrap_or_default();
     let (subject, text) = match n.event.as_str() {
         "expiring" => crate::expiry::mail(&v),
         event => emergency_mail(event, n.escalation.unwrap_or_default(), &v),
     };
     let message = lettre::Message::builder()
-        .from(cfg.mail_from.parse().map_err(|e| format!("mail_from: {e}"))?)
+        .from(cfg.mail_from.clone())
         .to(n.target.parse().map_err(|e| format!("recipient {}: {e}", n.target))?)
         .subject(subject)
         .header(lettre::message::header::ContentType::TEXT_PLAIN)
@@ -243,4 +260,9 @@ fn emergency_mail(event: &str, escalation: i64, v: &Value) -> (String, String) {
         v["console_url"].as_str().unwrap_or("緊急届出コンソール"),
     );
     (subject, text)
+}
+
+/// `page` of the console, as a link for a message (`None`: no console URL set).
+pub(crate) fn console_link(ra: &Ra, page: &str) -> Option<String> {
+    ra.settings.notify.console_url.as_ref().map(|u| format!("{}{page}", u.as_str().trim_end_matches('/')))
 }

@@ -225,7 +225,9 @@ impl FileConfig {
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub database_url: String,
-    pub public_url: String,
+    /// Where relying parties fetch the CRL, OCSP and CA certificates; the
+    /// certificates name it.
+    pub public_url: url::Url,
     pub public_addr: SocketAddr,
     pub api_addr: SocketAddr,
     /// Where to write `{"public_addr", "api_addr"}` once both listeners are
@@ -278,7 +280,7 @@ impl ServeConfig {
         Self {
             data_dir: data_dir.to_path_buf(),
             database_url: default_database_url(data_dir),
-            public_url: DEFAULT_PUBLIC_URL.to_string(),
+            public_url: url::Url::parse(DEFAULT_PUBLIC_URL).expect("the default public URL is a URL"),
             // The public HTTP listener and the mTLS listener (DESIGN §5).
             public_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8443)),
@@ -313,7 +315,7 @@ impl ServeConfig {
         let hours = |h: u32| time::Duration::hours(i64::from(h));
         let days = |d: u32| time::Duration::days(i64::from(d));
         set(&mut c.database_url, f.database_url);
-        set(&mut c.public_url, f.public_url);
+        set(&mut c.public_url, f.public_url.map(|u| web_url("public_url", &u, UrlKind::Base)).transpose()?);
         set(&mut c.public_addr, f.public_addr);
         set(&mut c.api_addr, f.api_addr);
         set(&mut c.crl_validity, f.crl_next_update_hours.map(hours));
@@ -334,7 +336,7 @@ impl ServeConfig {
             (None, None) => None,
             _ => anyhow::bail!("tls_cert_file and tls_key_file go together: set both or neither"),
         };
-        c.https.url = f.https_url.map(|u| u.trim_end_matches('/').to_string());
+        c.https.url = f.https_url.map(|u| web_url("https_url", &u, UrlKind::HttpsOrigin)).transpose()?;
         c.https.trusted_proxies =
             f.trusted_proxies.iter().map(|p| address_or_network(p)).collect::<anyhow::Result<_>>()?;
         set(&mut c.consistency_check, f.consistency_check_seconds.map(|s| Some(std_secs(s))));
@@ -346,7 +348,7 @@ impl ServeConfig {
         set(&mut ra.escalation_sla, f.escalation_sla_minutes.map(|m| time::Duration::minutes(i64::from(m))));
         set(&mut ra.hold_limit, f.hold_limit_hours.map(hours));
         set(&mut ra.renewals_per_hour, f.renewals_per_hour);
-        ra.notify = f.notifications.unwrap_or_default().resolve(&ra.notify);
+        ra.notify = f.notifications.unwrap_or_default().resolve(&ra.notify)?;
         anyhow::ensure!(
             f.notification_attempts.is_none_or(|n| (1..=100).contains(&n)),
             "notification_attempts: 1 to 100"
@@ -389,7 +391,7 @@ pub struct HttpsSettings {
     pub cert_files: Option<(PathBuf, PathBuf)>,
     /// The address the plain listener redirects pages to; `None`: the host
     /// the browser asked for, on the HTTPS listener's port.
-    pub url: Option<String>,
+    pub url: Option<url::Url>,
     /// Addresses (as /32 or /128) and networks of trusted reverse proxies.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -424,19 +426,79 @@ connect_pki_domain::redacted_debug!(NotificationsConfig { mail_from, on_call, co
 
 impl NotificationsConfig {
     /// The notification settings over `defaults`, with the webhook key from
-    /// the environment when set.
-    pub fn resolve(&self, defaults: &connect_pki_ra::notify::NotifyConfig) -> connect_pki_ra::notify::NotifyConfig {
-        connect_pki_ra::notify::NotifyConfig {
-            webhook_url: self.webhook_url.clone(),
+    /// the environment when set; every address parsed, or the one that is
+    /// wrong named.
+    pub fn resolve(
+        &self,
+        defaults: &connect_pki_ra::notify::NotifyConfig,
+    ) -> anyhow::Result<connect_pki_ra::notify::NotifyConfig> {
+        let key = |k: &str| format!("notifications.{k}");
+        let mail = |k: &str, text: &str| -> anyhow::Result<lettre::Address> {
+            text.trim().parse().map_err(|e| anyhow::anyhow!("{} = {text:?} is not an e-mail address: {e}", key(k)))
+        };
+        Ok(connect_pki_ra::notify::NotifyConfig {
+            webhook_url: self
+                .webhook_url
+                .as_deref()
+                .map(|u| web_url(&key("webhook_url"), u, UrlKind::Endpoint))
+                .transpose()?,
             webhook_secret: std::env::var("CONNECT_PKI_WEBHOOK_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty())
                 .or_else(|| self.webhook_secret.clone()),
-            smtp_url: self.smtp_url.clone(),
-            mail_from: self.mail_from.clone().unwrap_or_else(|| defaults.mail_from.clone()),
-            on_call: self.on_call.clone(),
-            console_url: self.console_url.clone(),
-        }
+            smtp_url: self
+                .smtp_url
+                .as_deref()
+                .map(|u| u.trim().parse().map_err(|e| anyhow::anyhow!("{} = {e}", key("smtp_url"))))
+                .transpose()?,
+            mail_from: match &self.mail_from {
+                Some(m) => m.trim().parse().map_err(|e| anyhow::anyhow!("{} = {m:?}: {e}", key("mail_from")))?,
+                None => defaults.mail_from.clone(),
+            },
+            on_call: self.on_call.iter().map(|a| mail("on_call", a)).collect::<anyhow::Result<_>>()?,
+            console_url: self
+                .console_url
+                .as_deref()
+                .map(|u| web_url(&key("console_url"), u, UrlKind::HttpsBase))
+                .transpose()?,
+        })
+    }
+}
+
+/// What a web address in the settings is for, and so what it may be.
+#[derive(Clone, Copy)]
+enum UrlKind {
+    /// A base under which this service's paths hang: `http(s)://host[:port][/path]`.
+    Base,
+    /// The same, HTTPS only: where people's browsers are sent.
+    HttpsBase,
+    /// `https://host[:port]`, no path: this service's own pages, as
+    /// browsers reach them.
+    HttpsOrigin,
+    /// An endpoint this service calls (a webhook): may carry a query.
+    Endpoint,
+}
+
+/// `text`, the value of setting `key`, as a web address fit for `kind`, or
+/// an error naming the setting and what is wrong.
+fn web_url(key: &str, text: &str, kind: UrlKind) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(text.trim()).map_err(|e| anyhow::anyhow!("{key} must be a URL, not {text:?}: {e}"))?;
+    let https_only = matches!(kind, UrlKind::HttpsBase | UrlKind::HttpsOrigin);
+    let schemes: &[&str] = if https_only { &["https"] } else { &["http", "https"] };
+    let problem = if !schemes.contains(&url.scheme()) || !url.has_host() {
+        Some(if https_only { "must be https://host[:port]" } else { "must be http:// or https://host[:port]" })
+    } else if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+        Some("must not carry a user name, password or #fragment")
+    } else if url.query().is_some() && !matches!(kind, UrlKind::Endpoint) {
+        Some("must not carry a ?query (paths are added to it)")
+    } else if matches!(kind, UrlKind::HttpsOrigin) && url.path() != "/" {
+        Some("must be https://host[:port] without a path")
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => anyhow::bail!("{key} {p}, not {text:?}"),
+        None => Ok(url),
     }
 }
 
@@ -513,6 +575,42 @@ mod tests {
         assert!(bad.is_err(), "a window of 0 days is refused");
         let half = ServeConfig::resolve(dir, toml("tls_cert_file = '/c.pem'"), FileConfig::default());
         assert!(half.is_err(), "a certificate without its key is refused");
+    }
+
+    #[test]
+    fn addresses_are_parsed_at_load_and_a_wrong_one_is_named() {
+        let dir = Path::new("/srv/pki");
+        let load = |text: &str| ServeConfig::resolve(dir, toml(text), FileConfig::default());
+        let good = load(
+            "public_url = 'http://pki.city.example/connect'\nhttps_url = 'https://pki.city.example:8443/'\n\
+             [notifications]\nwebhook_url = 'https://chat.example/hook?room=it'\nsmtp_url = 'smtps://mail.city.example'\n\
+             mail_from = 'CONNECT <pki@city.example>'\non_call = ['it@city.example']\nconsole_url = 'https://pki.city.example:8443'",
+        )
+        .expect("good addresses");
+        assert_eq!(good.public_url.as_str(), "http://pki.city.example/connect");
+        assert_eq!(good.https.url.map(String::from).as_deref(), Some("https://pki.city.example:8443/"));
+        let n = &good.ra.notify;
+        assert_eq!(n.webhook_url.as_ref().map(url::Url::as_str), Some("https://chat.example/hook?room=it"));
+        assert_eq!(n.mail_from.email.to_string(), "pki@city.example");
+        assert_eq!(n.on_call.iter().map(ToString::to_string).collect::<Vec<_>>(), ["it@city.example"]);
+        for (text, named) in [
+            ("public_url = 'pki.city.example'", "public_url"),
+            ("public_url = 'ftp://pki.city.example'", "public_url"),
+            ("public_url = 'http://pki.city.example/?a=b'", "public_url"),
+            ("public_url = 'http://user:pw@pki.city.example'", "public_url"),
+            ("https_url = 'http://pki.city.example'", "https_url"),
+            ("https_url = 'https://pki.city.example/console'", "https_url"),
+            ("https_url = 'https://'", "https_url"),
+            ("[notifications]\nwebhook_url = 'hooks.example/x'", "notifications.webhook_url"),
+            ("[notifications]\nwebhook_url = 'https://chat.example/x#y'", "notifications.webhook_url"),
+            ("[notifications]\nconsole_url = 'http://pki.city.example'", "notifications.console_url"),
+            ("[notifications]\nsmtp_url = 'mail.city.example:25'", "notifications.smtp_url"),
+            ("[notifications]\nmail_from = 'pki at city'", "notifications.mail_from"),
+            ("[notifications]\non_call = ['it@city.example', 'nobody']", "notifications.on_call"),
+        ] {
+            let refused = load(text).err().unwrap_or_else(|| panic!("{text:?} accepted at load"));
+            assert!(refused.to_string().contains(named), "{text:?}: {refused}");
+        }
     }
 
     #[test]

@@ -97,7 +97,7 @@ struct Built {
 /// The CA, the store, the revocation state and the shared state.
 async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &CancellationToken) -> anyhow::Result<Built> {
     let dir = DataDir::new(&config.data_dir);
-    let ca = dir.load(&config.public_url).context("loading the CA from the data directory")?;
+    let ca = dir.load(config.public_url.as_str()).context("loading the CA from the data directory")?;
     let store = Store::connect(&config.database_url).await?;
     // What relying parties ask and which certificates shake hands, counted
     // for `crate::relying` (when recording is on).
@@ -168,7 +168,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let state = AppState {
         ra,
         limits: Arc::new(RateLimits { apply: limit(), enroll: limit(), emergency: limit() }),
-        https_url: config.https.url.as_ref().map(|u| Arc::from(u.trim_end_matches('/'))),
+        https_url: config.https.url.as_ref().map(|u| Arc::from(u.as_str().trim_end_matches('/'))),
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()?),
     };
@@ -248,7 +248,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)).context("writing --ready-file")?;
     }
 
-    let web = Web::new(&config.https, api_addr.port())?;
+    let web = Web::new(&config.https, api_addr.port());
     let (public_app, api_app) = apps(&state, &web);
     let limits = config.limits;
     let public_task = {
@@ -319,21 +319,14 @@ struct Web {
 }
 
 impl Web {
-    fn new(https: &crate::config::HttpsSettings, https_port: u16) -> anyhow::Result<Self> {
-        if let Some(url) = &https.url {
-            let uri: axum::http::Uri = url.parse().with_context(|| format!("--https-url {url:?} is not a URL"))?;
-            anyhow::ensure!(
-                uri.scheme_str() == Some("https") && uri.host().is_some() && uri.path().trim_matches('/').is_empty(),
-                "--https-url must be https://host[:port] without a path, not {url:?}"
-            );
-        }
-        Ok(Self {
+    fn new(https: &crate::config::HttpsSettings, https_port: u16) -> Self {
+        Self {
             proxies: Arc::new(crate::http::forwarded::TrustedProxies::new(https.trusted_proxies.clone())),
             upgrade: Arc::new(crate::http::https_only::Upgrade {
-                https_url: https.url.as_ref().map(|u| u.trim_end_matches('/').to_string()),
+                https_url: https.url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()),
                 https_port,
             }),
-        })
+        }
     }
 }
 
