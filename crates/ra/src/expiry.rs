@@ -230,7 +230,7 @@ fn device_payload(
         "device_id": e.device, "device_label": e.device_label,
         "serial": c.serial.to_hex(), "not_after": c.not_after.unix_timestamp(),
         "not_after_tokyo": tokyo_text(c.not_after)?,
-        "console_url": crate::notify::console_link(ra, "/console/expiring"),
+        "console_url": ra.settings.notify.console_link("/console/expiring"),
     })
     .to_string())
 }
@@ -240,7 +240,7 @@ fn ca_payload(ra: &Ra, ca: &CaCertificate, threshold: u32, now: OffsetDateTime) 
         "certificate": ca.label(), "threshold_days": threshold, "days_left": days_left(ca.not_after, now),
         "subject": ca.name, "serial": ca.serial.to_hex(), "not_after": ca.not_after.unix_timestamp(),
         "not_after_tokyo": tokyo_text(ca.not_after)?,
-        "console_url": crate::notify::console_link(ra, "/console/certificates/expiring"),
+        "console_url": ra.settings.notify.console_link("/console/certificates/expiring"),
     })
     .to_string())
 }

@@ -52,6 +52,13 @@ impl Default for NotifyConfig {
     }
 }
 
+impl NotifyConfig {
+    /// `page` of the console, as a link for a message (`None`: no console URL set).
+    pub(crate) fn console_link(&self, page: &str) -> Option<String> {
+        self.console_url.as_ref().map(|u| format!("{}{page}", u.as_str().trim_end_matches('/')))
+    }
+}
+
 connect_pki_domain::redacted_debug!(NotifyConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });
 
 /// A mail server's address: `smtp://host:port` (plain, e.g. a local relay),
@@ -95,7 +102,7 @@ pub(crate) async fn payload(ra: &Ra, d: &DeviceRecord, user: &UserRecord, queue:
         "facility_id": d.facility, "facility_name": facility,
         "user_id": user.id, "login_id": user.login_id, "display_name": user.display_name,
         "device_id": d.id, "device_label": d.label, "queue": queue,
-        "console_url": console_link(ra, "/console/"),
+        "console_url": ra.settings.notify.console_link("/console/"),
     })
     .to_string())
 }
@@ -260,9 +267,4 @@ fn emergency_mail(event: &str, escalation: i64, v: &Value) -> (String, String) {
         v["console_url"].as_str().unwrap_or("緊急届出コンソール"),
     );
     (subject, text)
-}
-
-/// `page` of the console, as a link for a message (`None`: no console URL set).
-pub(crate) fn console_link(ra: &Ra, page: &str) -> Option<String> {
-    ra.settings.notify.console_url.as_ref().map(|u| format!("{}{page}", u.as_str().trim_end_matches('/')))
 }

@@ -27,7 +27,7 @@ mod source;
 
 use graph::circles;
 pub use rules::{ModPath, Rule, rules};
-use source::{Source, external_refs, functions, internal_refs, sources};
+use source::{Source, external_refs, functions, internal_refs, refs_under, sources};
 
 /// What a check found, one line each: `file:line: what`.
 pub fn check(root: &Path, rules: &[Rule]) -> Vec<String> {
@@ -72,7 +72,13 @@ impl Tree<'_> {
             let lines: Vec<usize> = match internal {
                 Some(m) => internal_refs(s).into_iter().filter(|(_, r)| r == m).map(|(l, _)| l).collect(),
                 None if in_workspace => external_refs(s, &other_crate),
-                None => external_refs(s, to),
+                // A module of an outside crate (`std::fs`): named under its parent.
+                None => match to.rsplit_once("::") {
+                    Some((parent, name)) => {
+                        refs_under(s, &format!("{parent}::")).into_iter().filter(|(_, r)| r == name).map(|(l, _)| l).collect()
+                    }
+                    None => external_refs(s, to),
+                },
             };
             for l in lines {
                 found.push(format!(
@@ -181,6 +187,25 @@ mod tests {
         assert!(rules("Architecture invariant: things are nice.").is_err());
         let explained = rules("Architecture invariant: `a` does not import `b` (see `c` and `d`).").expect("rules");
         assert!(matches!(&explained[0], Rule::NoImport { to, .. } if to == "b"), "{explained:?}");
+    }
+
+    #[test]
+    fn a_module_of_an_outside_crate_is_found_however_it_is_named() {
+        let root = demo(&[
+            ("lib.rs", "//! Demo.\npub mod a;\npub mod b;\npub mod c;\npub mod d;\n"),
+            ("a.rs", "//! A.\nfn f() { let _ = std::fs::read(\"x\"); }\n"),
+            ("b.rs", "//! B.\nuse std::{\n    collections::HashMap,\n    fs::File,\n};\n"),
+            ("c.rs", "//! C.\nuse std::io;\nuse tokio::fs;\n// std::fs in a comment is fine\n"),
+            ("d.rs", "//! D.\nuse std::{fmt, fsx};\n"),
+        ]);
+        let rules = rules(
+            "Architecture invariant: `demo` does not import `std::fs`.\nArchitecture invariant: `demo` does not import `tokio::fs`.",
+        )
+        .expect("rules");
+        let mut found = check(&root, &rules);
+        found.sort();
+        let places: Vec<&str> = found.iter().map(|f| f.split(": imports").next().unwrap_or_default()).collect();
+        assert_eq!(places, ["crates/demo/src/a.rs:2", "crates/demo/src/b.rs:2", "crates/demo/src/c.rs:3"], "{found:?}");
     }
 
     #[test]

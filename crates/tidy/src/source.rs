@@ -146,22 +146,33 @@ fn push_str(out: &mut [String], s: &str) {
 
 /// Top-level modules of its own crate a file refers to, with the line.
 pub(crate) fn internal_refs(s: &Source) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    let joined = s.code.join("\n");
-    for (i, l) in s.code.iter().enumerate() {
-        for m in idents_after(l, "crate::") {
-            out.push((i + 1, m));
-        }
-        if s.top {
+    let mut out = refs_under(s, "crate::");
+    if s.top {
+        for (i, l) in s.code.iter().enumerate() {
             for m in idents_after(l, "super::") {
                 out.push((i + 1, m));
             }
         }
     }
-    // `use crate::{a, b::c, …};` over one or several lines.
+    out.retain(|(_, m)| m != "self" && m != "super" && s.module.as_deref() != Some(m.as_str()));
+    out
+}
+
+/// The names right under `prefix` a file refers to, with the line:
+/// `std::` → `fs` in `std::fs::read(…)` and in `use std::{fs, io};` over one
+/// or several lines.
+pub(crate) fn refs_under(s: &Source, prefix: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, l) in s.code.iter().enumerate() {
+        for m in idents_after(l, prefix) {
+            out.push((i + 1, m));
+        }
+    }
+    let joined = s.code.join("\n");
+    let group = format!("{prefix}{{");
     let mut from = 0;
-    while let Some(at) = joined[from..].find("crate::{") {
-        let start = from + at + "crate::{".len();
+    while let Some(at) = joined[from..].find(&group) {
+        let start = from + at + group.len();
         let line = joined[..start].matches('\n').count() + 1;
         let mut depth = 1;
         let mut item = String::new();
@@ -197,7 +208,6 @@ pub(crate) fn internal_refs(s: &Source) -> Vec<(usize, String)> {
         }
         from = start;
     }
-    out.retain(|(_, m)| m != "self" && m != "super" && s.module.as_deref() != Some(m.as_str()));
     out
 }
 
