@@ -74,9 +74,11 @@ impl Tree<'_> {
                 None if in_workspace => external_refs(s, &other_crate),
                 // A module of an outside crate (`std::fs`): named under its parent.
                 None => match to.rsplit_once("::") {
-                    Some((parent, name)) => {
-                        refs_under(s, &format!("{parent}::")).into_iter().filter(|(_, r)| r == name).map(|(l, _)| l).collect()
-                    }
+                    Some((parent, name)) => refs_under(s, &format!("{parent}::"))
+                        .into_iter()
+                        .filter(|(_, r)| r == name)
+                        .map(|(l, _)| l)
+                        .collect(),
                     None => external_refs(s, to),
                 },
             };
