@@ -10,7 +10,7 @@ use connect_pki_domain::{AuditAction, FacilityId, UserId};
 use crate::{Backend, Store, StoreError, WriteTx, secs};
 
 /// The `prev_hash` of the first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One state change, as recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +31,7 @@ pub struct AuditEntry {
 
 impl AuditEntry {
     /// A change that was made (outcome `ok`).
-    pub fn ok(
+    pub(crate) fn ok(
         actor: impl Into<String>,
         action: AuditAction,
         target: impl Into<String>,

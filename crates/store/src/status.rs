@@ -45,13 +45,13 @@ pub const FEED_CHANNEL: &str = "connect_pki_feed";
 pub(crate) struct Request<'a> {
     /// The change, and which states it touches (the hold limit revokes
     /// holds, never a certificate released since): the domain's to say.
-    pub change: BulkChange,
-    pub actor: &'a str,
+    pub(crate) change: BulkChange,
+    pub(crate) actor: &'a str,
     /// Added to every audit row's detail.
-    pub detail: Value,
+    pub(crate) detail: Value,
     /// On whose behalf a release lifts holds that others may keep
     /// (`domain::hold::lift`); a direct call unless set.
-    pub lifter: Lifter,
+    pub(crate) lifter: Lifter,
 }
 
 impl<'a> Request<'a> {
@@ -68,20 +68,20 @@ impl<'a> Request<'a> {
 /// One certificate that really changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Transition {
-    pub serial: Serial,
-    pub from: CertStatus,
-    pub to: CertStatus,
+    pub(crate) serial: Serial,
+    pub(crate) from: CertStatus,
+    pub(crate) to: CertStatus,
     /// The reason it carries now.
-    pub reason: Option<Reason>,
+    pub(crate) reason: Option<Reason>,
 }
 
 /// A certificate's state and holder, as a round reads them (or as the
 /// caller already read them in the same transaction: `apply_known`).
 pub(crate) struct Known {
-    pub status: CertStatus,
-    pub reason: Option<Reason>,
-    pub user: i64,
-    pub facility: i64,
+    pub(crate) status: CertStatus,
+    pub(crate) reason: Option<Reason>,
+    pub(crate) user: i64,
+    pub(crate) facility: i64,
 }
 
 type Current = Known;
