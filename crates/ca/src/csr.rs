@@ -10,7 +10,7 @@ use crate::error::CaError;
 use crate::keys::KeyKind;
 
 /// The smallest RSA modulus accepted (DESIGN §4).
-pub const MIN_RSA_BITS: usize = 2048;
+pub(crate) const MIN_RSA_BITS: usize = 2048;
 
 /// A CSR whose signature verified and whose key fits the profile.
 #[derive(Debug, Clone)]
@@ -23,9 +23,9 @@ pub struct CheckedCsr {
     /// The key size in bits.
     pub key_bits: usize,
     /// The subject's common names, as requested (only checked, never copied).
-    pub subject_cns: Vec<String>,
+    pub(crate) subject_cns: Vec<String>,
     /// URIs the request asks for in a subjectAltName extension (only checked, never copied).
-    pub requested_uris: Vec<String>,
+    pub(crate) requested_uris: Vec<String>,
 }
 
 impl CheckedCsr {

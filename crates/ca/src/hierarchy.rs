@@ -20,10 +20,10 @@ const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 /// Lifetimes of the certificates `init` creates (DESIGN §4).
 #[derive(Debug, Clone)]
 pub struct HierarchyNames {
-    pub root_cn: String,
-    pub issuing_cn: String,
-    pub root_validity: Duration,
-    pub issuing_validity: Duration,
+    pub(crate) root_cn: String,
+    pub(crate) issuing_cn: String,
+    pub(crate) root_validity: Duration,
+    pub(crate) issuing_validity: Duration,
     /// The OCSP signer and TLS certificates, re-issued by the service before they run out.
     pub service_validity: Duration,
 }

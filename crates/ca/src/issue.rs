@@ -21,7 +21,7 @@ const OID_AD_CA_ISSUERS: &str = "1.3.6.1.5.5.7.48.2";
 
 /// How far `notBefore` is set back, so that a device whose clock runs a few
 /// minutes slow still accepts a certificate issued just now.
-pub const BACKDATE: Duration = Duration::minutes(5);
+pub(crate) const BACKDATE: Duration = Duration::minutes(5);
 
 /// Where relying parties find the CA, the CRL and the OCSP responder, and how
 /// long device certificates live.
@@ -29,9 +29,9 @@ pub const BACKDATE: Duration = Duration::minutes(5);
 pub struct Profile {
     public_url: url::Url,
     /// Lifetime of a device certificate (DESIGN §4: one year).
-    pub device_validity: Duration,
+    pub(crate) device_validity: Duration,
     /// The `O=` of every subject.
-    pub organization: String,
+    pub(crate) organization: String,
 }
 
 impl Profile {
@@ -65,17 +65,17 @@ impl Profile {
 
     /// The CRL distribution point of the issuing CA named `ca` (see
     /// [`IssuingCa::name`]), written into the certificates it issues.
-    pub fn crl_url(&self, ca: &str) -> String {
+    pub(crate) fn crl_url(&self, ca: &str) -> String {
         format!("{}/crl/{ca}.crl", self.public_url())
     }
 
     /// The OCSP responder written into the AIA extension.
-    pub fn ocsp_url(&self) -> String {
+    pub(crate) fn ocsp_url(&self) -> String {
         format!("{}/ocsp", self.public_url())
     }
 
     /// The caIssuers URL (DER certificate) of the issuing CA named `ca`.
-    pub fn ca_issuers_url(&self, ca: &str) -> String {
+    pub(crate) fn ca_issuers_url(&self, ca: &str) -> String {
         format!("{}/ca/{ca}.crt", self.public_url())
     }
 
@@ -110,7 +110,7 @@ pub struct DeviceSubject {
 
 impl DeviceSubject {
     /// `urn:connect-pki:facility:{f}:user:{u}:device:{d}` (DESIGN §4).
-    pub fn san_uri(&self) -> String {
+    pub(crate) fn san_uri(&self) -> String {
         format!("urn:connect-pki:facility:{}:user:{}:device:{}", self.facility, self.user, self.device)
     }
 }
@@ -204,7 +204,7 @@ impl IssuingCa {
     }
 
     /// The profile the CA issues under.
-    pub fn profile(&self) -> &Profile {
+    pub(crate) fn profile(&self) -> &Profile {
         &self.profile
     }
 

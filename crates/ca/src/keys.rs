@@ -29,18 +29,6 @@ pub enum KeyKind {
     Rsa2048,
 }
 
-impl KeyKind {
-    /// Parses the name used in requests and configuration.
-    pub fn parse(s: &str) -> Result<Self, CaError> {
-        match s {
-            "p256" | "P-256" => Ok(KeyKind::P256),
-            "p384" | "P-384" => Ok(KeyKind::P384),
-            "rsa2048" | "RSA-2048" => Ok(KeyKind::Rsa2048),
-            other => Err(CaError::KeyNotAllowed(format!("{other:?}: use p256, p384 or rsa2048"))),
-        }
-    }
-}
-
 /// A private key able to sign certificates.
 pub struct PrivateKey(pub(crate) KeyPair);
 
@@ -62,7 +50,7 @@ impl PrivateKey {
     }
 
     /// A second handle on the same key (rcgen's `KeyPair` is not `Clone`).
-    pub fn clone_key(&self) -> Result<Self, CaError> {
+    pub(crate) fn clone_key(&self) -> Result<Self, CaError> {
         Ok(Self(KeyPair::try_from(self.0.serialized_der()).map_err(|e| CaError::malformed("private key", e))?))
     }
 
@@ -133,7 +121,7 @@ impl From<PrivateKey> for CaKey {
 
 impl CaKey {
     /// A key held outside this process.
-    pub fn external(key: Box<dyn ExternalKey>) -> Self {
+    pub(crate) fn external(key: Box<dyn ExternalKey>) -> Self {
         Self(Repr::External(key))
     }
 

@@ -28,7 +28,7 @@ const OID_ECDSA_SHA256: &str = "1.2.840.10045.4.3.2";
 const OID_NONCE: &str = "1.3.6.1.5.5.7.48.1.2";
 
 /// Most CertIDs answered in one request.
-pub const MAX_CERT_IDS: usize = 64;
+pub(crate) const MAX_CERT_IDS: usize = 64;
 /// Largest nonce extension value accepted (RFC 8954: nonces of 1 to 32 octets,
 /// plus the OCTET STRING header).
 const MAX_NONCE_EXT: usize = 34;
@@ -311,7 +311,7 @@ pub struct ReadResponse {
     pub serial: Vec<u8>,
     /// `good`, `revoked` or `unknown`.
     pub status: &'static str,
-    pub revoked_at: Option<OffsetDateTime>,
+    pub(crate) revoked_at: Option<OffsetDateTime>,
     pub produced_at: OffsetDateTime,
 }
 

@@ -25,7 +25,7 @@ fn bad(why: impl std::fmt::Display) -> CaError {
 
 /// Signs `payload` with `key` (P-256), naming the signer by `chain`
 /// (its certificate first, then the CA above it), as a compact JWS.
-pub fn sign(key: &CaKey, chain: &[&[u8]], payload: &[u8]) -> Result<String, CaError> {
+pub(crate) fn sign(key: &CaKey, chain: &[&[u8]], payload: &[u8]) -> Result<String, CaError> {
     let header = json!({
         "alg": "ES256",
         "typ": "JOSE",

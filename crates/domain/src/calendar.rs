@@ -152,7 +152,7 @@ pub fn tokyo(t: OffsetDateTime) -> Result<(Date, Time), DomainError> {
 }
 
 /// Every national holiday of a year (祝日, 振替休日, 国民の休日), by date.
-pub fn national_holidays(year: i32) -> BTreeMap<Date, String> {
+pub(crate) fn national_holidays(year: i32) -> BTreeMap<Date, String> {
     let mut days: BTreeMap<Date, String> = statutory(year).into_iter().map(|(d, n)| (d, n.to_string())).collect();
     // 国民の休日 (since 1988): a weekday between two holidays is a holiday too.
     let base: Vec<Date> = days.keys().copied().collect();
@@ -207,7 +207,7 @@ impl BusinessHours {
     }
 
     /// Why a day is closed, if it is (weekends included).
-    pub fn closed_reason(&self, day: Date) -> Option<String> {
+    pub(crate) fn closed_reason(&self, day: Date) -> Option<String> {
         if let Some(name) = national_holidays(day.year()).remove(&day) {
             return Some(name);
         }

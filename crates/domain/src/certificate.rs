@@ -27,7 +27,7 @@ pub enum Decision {
 /// Reasons a revoke call may give. `certificateHold` goes through `hold`,
 /// `removeFromCRL` only appears in delta CRLs, and the CA/AA compromise
 /// reasons are for CA certificates.
-pub fn check_revocation_reason(reason: Reason) -> Result<(), DomainError> {
+pub(crate) fn check_revocation_reason(reason: Reason) -> Result<(), DomainError> {
     match reason {
         Reason::Unspecified
         | Reason::KeyCompromise

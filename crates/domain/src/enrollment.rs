@@ -68,7 +68,7 @@ pub fn format_secret(random: &[u8; 10]) -> String {
 
 /// Where a code stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodeState {
+pub(crate) enum CodeState {
     Usable,
     Redeemed,
     Expired,
@@ -76,7 +76,12 @@ pub enum CodeState {
 }
 
 /// The state of a code from its stored facts.
-pub fn code_state(expires_at: OffsetDateTime, redeemed: bool, failed_attempts: i64, now: OffsetDateTime) -> CodeState {
+pub(crate) fn code_state(
+    expires_at: OffsetDateTime,
+    redeemed: bool,
+    failed_attempts: i64,
+    now: OffsetDateTime,
+) -> CodeState {
     if redeemed {
         CodeState::Redeemed
     } else if failed_attempts >= MAX_FAILED_ATTEMPTS {
@@ -177,7 +182,7 @@ pub enum Verdict {
 }
 
 /// Whether a facility in `status` may have certificates issued to its users.
-pub fn facility_may_enroll(status: FacilityStatus) -> bool {
+pub(crate) fn facility_may_enroll(status: FacilityStatus) -> bool {
     status == FacilityStatus::Approved
 }
 
@@ -230,7 +235,7 @@ pub const RENEWAL_WINDOW: Duration = Duration::hours(1);
     "this device has renewed its certificate {limit} times within the last hour; try again in {retry_after} seconds"
 )]
 pub struct TooManyRenewals {
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// Seconds until the oldest counted renewal leaves the window.
     pub retry_after: u64,
 }

@@ -27,12 +27,12 @@ pub struct Routing {
     /// When it moves to 行政管理課 if still unclaimed (business hours only).
     pub escalate_at: Option<OffsetDateTime>,
     /// Whether the manager is told even though 行政管理課 handles it.
-    pub inform_manager: bool,
+    pub(crate) inform_manager: bool,
 }
 
 /// Routes a report opened at `now` (UTC) whose local Asia/Tokyo date and
 /// time are `local`.
-pub fn route(now: OffsetDateTime, local: (Date, Time), hours: &BusinessHours, sla: Duration) -> Routing {
+pub(crate) fn route(now: OffsetDateTime, local: (Date, Time), hours: &BusinessHours, sla: Duration) -> Routing {
     if hours.is_open(local.0, local.1) {
         Routing { queue: Queue::Manager, escalate_at: Some(now + sla), inform_manager: false }
     } else {
@@ -110,7 +110,7 @@ impl Outcome {
     }
 
     /// Whether the outcome lifts the report's holds (the risky direction).
-    pub const fn lifts_holds(self) -> bool {
+    pub(crate) const fn lifts_holds(self) -> bool {
         matches!(self, Outcome::Released | Outcome::Rejected)
     }
 

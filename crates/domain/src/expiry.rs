@@ -19,7 +19,7 @@ pub const FINAL_NOTICE_DAYS: u32 = 7;
 pub const DEFAULT_WINDOW_DAYS: u32 = 30;
 /// The widest window a list may ask for: past a year every device
 /// certificate (1 year) would be listed, which is no longer a warning.
-pub const MAX_WINDOW_DAYS: u32 = 400;
+pub(crate) const MAX_WINDOW_DAYS: u32 = 400;
 
 /// A window of days asked for (`?days=`, `--expiry-notice-days`), refused
 /// outside 1..=[`MAX_WINDOW_DAYS`].
@@ -37,12 +37,6 @@ pub fn thresholds(window_days: u32) -> Vec<u32> {
     t.sort_unstable_by(|a, b| b.cmp(a));
     t.dedup();
     t
-}
-
-/// Whether a certificate in `status` running out at `not_after` belongs on
-/// a list of those running out within `within` of `now`.
-pub fn runs_out_within(status: CertStatus, not_after: OffsetDateTime, now: OffsetDateTime, within: Duration) -> bool {
-    in_force(status) && not_after > now && not_after <= now + within
 }
 
 /// The notice due now for a certificate in `status` running out at
@@ -137,14 +131,8 @@ mod tests {
     }
 
     #[test]
-    fn lists_hold_what_is_in_force_and_not_yet_expired() {
+    fn days_left_count_whole_days_and_never_go_below_zero() {
         let (not_after, now) = at(10.0);
-        let within = Duration::days(30);
-        assert!(runs_out_within(Valid, not_after, now, within));
-        assert!(runs_out_within(OnHold, not_after, now, within));
-        assert!(!runs_out_within(Revoked, not_after, now, within));
-        assert!(!runs_out_within(Valid, not_after, now, Duration::days(9)));
-        assert!(!runs_out_within(Valid, not_after, not_after, within));
         assert_eq!(days_left(not_after, now), 10);
         assert_eq!(days_left(not_after, not_after + Duration::days(1)), 0);
     }

@@ -80,7 +80,7 @@ text_enum!(
 impl Role {
     /// A role of the city's own divisions, which only 行政管理課 grants and
     /// acts on, whatever facility the user is placed in.
-    pub const fn is_city(self) -> bool {
+    pub(crate) const fn is_city(self) -> bool {
         matches!(self, Role::AdminDivision | Role::WelfareDivision)
     }
 }
@@ -231,7 +231,7 @@ text_enum!(
 
 impl Reason {
     /// The CRLReason enumeration value (RFC 5280 §5.3.1; 7 is unused).
-    pub const fn code(self) -> u8 {
+    pub(crate) const fn code(self) -> u8 {
         match self {
             Reason::Unspecified => 0,
             Reason::KeyCompromise => 1,

@@ -56,7 +56,7 @@ pub enum Action {
 
 impl Action {
     /// A short English name for error messages and the audit log.
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Action::WhoAmI => "read own identity",
             Action::DecideApplications => "decide facility applications",

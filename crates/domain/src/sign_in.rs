@@ -20,14 +20,14 @@ pub const TRIES_PER_SOURCE: i64 = 5;
 /// further failure doubles it, up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::minutes(15);
 /// The longest a source waits between two checks.
-pub const MAX_BACKOFF: Duration = Duration::hours(24);
+pub(crate) const MAX_BACKOFF: Duration = Duration::hours(24);
 /// A source that failed nothing for this long starts afresh (a mistyped
 /// password months ago does not count against the owner today).
 pub const SOURCE_MEMORY: Duration = Duration::days(7);
 /// Password checks per account and [`ACCOUNT_WINDOW`], over all sources.
-pub const ACCOUNT_CEILING: i64 = 100;
+pub(crate) const ACCOUNT_CEILING: i64 = 100;
 /// The window of [`ACCOUNT_CEILING`], from the first check counted in it.
-pub const ACCOUNT_WINDOW: Duration = Duration::hours(24);
+pub(crate) const ACCOUNT_WINDOW: Duration = Duration::hours(24);
 
 /// The source network of an address: an IPv4 address itself, an IPv6
 /// address's /64 (one customer's network; an attacker gets a whole /64 as
@@ -78,7 +78,7 @@ pub enum Decision {
 
 /// The wait after the `failures`-th failure of a source (none before
 /// [`TRIES_PER_SOURCE`]).
-pub fn backoff(failures: i64) -> Option<Duration> {
+pub(crate) fn backoff(failures: i64) -> Option<Duration> {
     let over = failures.checked_sub(TRIES_PER_SOURCE)?;
     if over < 0 {
         return None;

@@ -18,7 +18,7 @@ pub fn retire(current: UserStatus) -> Option<UserStatus> {
 
 /// Whether a certificate may be issued to a user in `status` (enrollment,
 /// renewal): never for a retired or deleted account.
-pub fn may_receive_certificates(status: UserStatus) -> bool {
+pub(crate) fn may_receive_certificates(status: UserStatus) -> bool {
     matches!(status, UserStatus::Invited | UserStatus::Active)
 }
 

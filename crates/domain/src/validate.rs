@@ -68,7 +68,7 @@ pub fn email(value: &str) -> Result<String, DomainError> {
 }
 
 /// A phone number: digits with optional `+`, `-`, spaces or parentheses; 6 to 20 digits.
-pub fn phone(value: &str) -> Result<String, DomainError> {
+pub(crate) fn phone(value: &str) -> Result<String, DomainError> {
     let v = value.trim();
     let digits = v.chars().filter(char::is_ascii_digit).count();
     let chars_ok = v.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | ' ' | '(' | ')'));
@@ -80,7 +80,7 @@ pub fn phone(value: &str) -> Result<String, DomainError> {
 }
 
 /// Shortest password accepted.
-pub const MIN_PASSWORD_CHARS: usize = 10;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 10;
 
 /// An account password: 10 to 128 characters. Length is what makes a
 /// password strong; no composition rules.

@@ -23,10 +23,10 @@ pub struct Crl {
     pub pem: String,
     pub number: i64,
     pub this_update: OffsetDateTime,
-    pub next_update: OffsetDateTime,
-    pub entries: usize,
+    pub(crate) next_update: OffsetDateTime,
+    pub(crate) entries: usize,
     /// Feed position the CRL was built from: it lists every revocation up to it.
-    pub position: i64,
+    pub(crate) position: i64,
 }
 
 impl Revocations {

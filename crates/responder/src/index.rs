@@ -41,9 +41,9 @@ pub struct Entry {
     pub reason: Option<Reason>,
     /// Unix seconds of the last status change (the revocation time when revoked).
     pub at: i64,
-    pub not_after: i64,
+    pub(crate) not_after: i64,
     /// Feed position of the change this entry reflects.
-    pub event: i64,
+    pub(crate) event: i64,
     /// The generation of the issuing CA that signed the certificate (each
     /// CA's CRL and OCSP answers cover its own).
     pub ca: u8,
@@ -53,9 +53,9 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Applied {
     /// Certificates that stopped being valid.
-    pub invalidated: Vec<u128>,
+    pub(crate) invalidated: Vec<u128>,
     /// Whether anything that appears on the CRL changed.
-    pub crl_changed: bool,
+    pub(crate) crl_changed: bool,
 }
 
 /// An entry as stored.

@@ -44,7 +44,7 @@ pub struct Responder {
     /// How long a response is valid (nextUpdate − thisUpdate) and may be
     /// cached by HTTP caches and clients: the longest a relying party can go
     /// on seeing `good` after a revocation.
-    pub validity: time::Duration,
+    pub(crate) validity: time::Duration,
     /// What each relying party was told (see [`crate::sightings`]).
     pub sightings: Arc<Sightings>,
 }

@@ -143,7 +143,7 @@ impl Revocations {
     }
 
     /// The feed position the index reflects.
-    pub fn applied(&self) -> i64 {
+    pub(crate) fn applied(&self) -> i64 {
         self.applied.load(Ordering::Acquire)
     }
 
@@ -237,7 +237,7 @@ impl Revocations {
     /// that snapshot's position, and repairs each entry that differs and was
     /// not changed after the snapshot. Returns the number repaired (each one
     /// counted in `connect_pki_index_divergences_total`).
-    pub async fn reconcile(&self) -> Result<usize, ResponderError> {
+    pub(crate) async fn reconcile(&self) -> Result<usize, ResponderError> {
         let (position, rows) = self.store.certificate_index().await?;
         self.catch_up(position).await?;
         let guard = self.sync_lock.lock().await;

@@ -171,7 +171,7 @@ impl Sightings {
     /// Takes everything counted since the last call, under the names
     /// `name` gives the addresses (entries that come to one name merged),
     /// in key order.
-    pub fn drain(&self, name: &dyn Fn(IpAddr) -> String) -> Batch {
+    pub(crate) fn drain(&self, name: &dyn Fn(IpAddr) -> String) -> Batch {
         let mut ocsp: BTreeMap<(String, u128), OcspSeen> = BTreeMap::new();
         let mut crl: BTreeMap<(String, u8, i64), CrlSeen> = BTreeMap::new();
         let mut handshakes: BTreeMap<u128, HandshakeSeen> = BTreeMap::new();
