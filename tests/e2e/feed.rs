@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use connect_pki_e2e::fixtures::device;
 use connect_pki_e2e::{Backend, FakeTime, Server, both_backends, text};
 
-use crate::revocation::{handshake_ok, ocsp_status};
+use crate::revocation::{crl, handshake_ok, ocsp_status, ocsp_status_with, revoke};
 
 fn db_url(s: &Server, backend: Backend) -> String {
     match backend {
@@ -57,6 +57,8 @@ async fn reconciliation_repairs_an_index_that_differs(backend: Backend) {
     let admin = s.admin_pem();
     let d = device(&s, &admin, "reconcile.staff");
     assert_eq!(ocsp_status(&s, &d.pem), "good");
+    // A cached answer (no nonce) that a repair must not outlive.
+    assert_eq!(ocsp_status_with(&s, &d.pem, &["-no_nonce"]), "good");
     execute(
         &db_url(&s, backend),
         &format!(
@@ -72,6 +74,11 @@ async fn reconciliation_repairs_an_index_that_differs(backend: Backend) {
         s.log()
     );
     assert!(!handshake_ok(&s, &d.pem), "a repaired revocation is enforced at the handshake too");
+    assert_eq!(
+        ocsp_status_with(&s, &d.pem, &["-no_nonce"]),
+        "revoked keyCompromise",
+        "the cached answer outlived the repair"
+    );
     assert!(s.log_contains("index entry differed from the database"), "{}", s.log());
     let (_, _, metrics) = s.curl_api("/metrics", &[]);
     let divergences: f64 = metrics
@@ -83,6 +90,62 @@ async fn reconciliation_repairs_an_index_that_differs(backend: Backend) {
     assert!(divergences >= 1.0, "divergence not counted:\n{metrics}");
 }
 both_backends!(reconciliation_repairs_an_index_that_differs);
+
+/// A revoked certificate whose row goes back to `valid` behind the feed's
+/// back (a restored database, a failover to a replica that missed the last
+/// commits, a hand edit) is never un-revoked by the reconciliation: the
+/// revocation is written back to the database, and no answer in between —
+/// OCSP with and without a nonce, the handshake, the CRL — says otherwise.
+async fn reconciliation_writes_a_lost_revocation_back_and_never_undoes_it(backend: Backend) {
+    let s = Server::start_with(backend, &[("CONNECT_PKI_RECONCILE_SECONDS", "1")]).await;
+    let admin = s.admin_pem();
+    let d = device(&s, &admin, "lost.revocation");
+    // An OCSP answer without a nonce is cached: the one to watch after the edit.
+    assert_eq!(ocsp_status_with(&s, &d.pem, &["-no_nonce"]), "good");
+    let (status, body) = revoke(&s, &admin, &d.serial, "keyCompromise");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ocsp_status_with(&s, &d.pem, &["-no_nonce"]), "revoked keyCompromise");
+    let url = db_url(&s, backend);
+    execute(
+        &url,
+        &format!(
+            "update certificates set status = 'valid', revocation_reason = null, revoked_at = null where serial = '{}'",
+            d.serial
+        ),
+    )
+    .await;
+    // Several reconciliations run in this time; every answer stays revoked.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        assert_eq!(ocsp_status_with(&s, &d.pem, &["-no_nonce"]), "revoked keyCompromise", "{}", s.log());
+        assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
+        assert!(!handshake_ok(&s, &d.pem), "the handshake was accepted again:\n{}", s.log());
+        assert_eq!(crl(&s)["revoked"][&d.serial], "key_compromise", "the CRL dropped it:\n{}", s.log());
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || s.log_contains("the database lost revocations")),
+        "the write-back is not in the log:\n{}",
+        s.log()
+    );
+    let in_the_database = || {
+        let (_, cert) = s.api("GET", &format!("/api/v1/certificates/{}", d.serial), Some(&admin), None);
+        (cert["status"].as_str(), cert["reason"].as_str()) == (Some("revoked"), Some("keyCompromise"))
+    };
+    assert!(eventually(Duration::from_secs(10), in_the_database), "not written back:\n{}", s.log());
+    let (_, audit) = s.api("GET", "/api/v1/audit?limit=1000", Some(&admin), None);
+    let written_back = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .any(|r| r["actor"] == "system:reconcile" && r["target"].as_str().is_some_and(|t| t.contains(&d.serial)));
+    assert!(written_back, "no audit record of the write-back: {audit}");
+    let (_, _, metrics) = s.curl_api("/metrics", &[]);
+    assert!(
+        metrics.lines().any(|l| l.starts_with("connect_pki_revocations_written_back_total") && !l.ends_with(" 0")),
+        "write-back not counted:\n{metrics}"
+    );
+}
+both_backends!(reconciliation_writes_a_lost_revocation_back_and_never_undoes_it);
 
 /// `openssl ocsp` without verification of the answer: its whole output.
 fn ocsp_raw(s: &Server, pem: &Path) -> String {

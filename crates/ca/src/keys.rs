@@ -121,7 +121,7 @@ impl From<PrivateKey> for CaKey {
 
 impl CaKey {
     /// A key held outside this process.
-    pub(crate) fn external(key: Box<dyn ExternalKey>) -> Self {
+    pub fn external(key: Box<dyn ExternalKey>) -> Self {
         Self(Repr::External(key))
     }
 

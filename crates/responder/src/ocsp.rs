@@ -28,7 +28,10 @@ pub use connect_pki_ca::ocsp::MAX_REQUEST;
 
 struct Cached {
     der: Bytes,
-    event: i64,
+    /// The index entry answered: the answer holds while the entry is the
+    /// same — its status and reason too, not only its feed position, which a
+    /// repair by reconciliation does not move.
+    entry: Entry,
     this_update: OffsetDateTime,
 }
 
@@ -146,7 +149,7 @@ impl Responder {
         // The cacheable case: one certificate we know, no nonce.
         if let ([(Some(k), Some(entry))], None) = (lookups.as_slice(), &req.nonce) {
             let sha256 = req.items[0].sha256;
-            if let Some(hit) = self.cached(*k, sha256, entry.event, now) {
+            if let Some(hit) = self.cached(*k, sha256, entry, now) {
                 return hit;
             }
             let this_update = now;
@@ -159,7 +162,7 @@ impl Responder {
                 Ok(der) => {
                     let der = Bytes::from(der);
                     let mut cache = self.cache.write();
-                    cache.insert((*k, sha256), Cached { der: der.clone(), event: entry.event, this_update });
+                    cache.insert((*k, sha256), Cached { der: der.clone(), entry: *entry, this_update });
                     return (der, self.validity.whole_seconds());
                 }
                 Err(e) => return internal_error(e),
@@ -173,12 +176,12 @@ impl Responder {
         }
     }
 
-    fn cached(&self, k: u128, sha256: bool, event: i64, now: OffsetDateTime) -> Option<(Bytes, i64)> {
+    fn cached(&self, k: u128, sha256: bool, entry: &Entry, now: OffsetDateTime) -> Option<(Bytes, i64)> {
         let cache = self.cache.read();
         let c = cache.get(&(k, sha256))?;
         let age = now - c.this_update;
         // Re-signed half-way, so a cache downstream never holds one past nextUpdate.
-        (c.event == event && age < self.validity / 2)
+        (c.entry == *entry && age < self.validity / 2)
             .then(|| (c.der.clone(), (self.validity - age).whole_seconds().max(0)))
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use connect_pki_ca::IssuingCa;
-use connect_pki_domain::Clock;
+use connect_pki_domain::{CertStatus, Clock};
 use connect_pki_store::Store;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify, watch};
@@ -237,12 +237,40 @@ impl Revocations {
     /// that snapshot's position, and repairs each entry that differs and was
     /// not changed after the snapshot. Returns the number repaired (each one
     /// counted in `connect_pki_index_divergences_total`).
-    pub(crate) async fn reconcile(&self) -> Result<usize, ResponderError> {
+    ///
+    /// A repair never un-revokes: where the index holds a certificate revoked
+    /// (or superseded) that the database has in force, the database lost that
+    /// revocation (a restore, a failover, a hand edit), and the revocation is
+    /// written back to it instead (`connect_pki_revocations_written_back_total`).
+    pub async fn reconcile(&self) -> Result<usize, ResponderError> {
         let (position, rows) = self.store.certificate_index().await?;
         self.catch_up(position).await?;
+        let lost: Vec<(connect_pki_domain::Serial, connect_pki_domain::Reason)> = rows
+            .iter()
+            .filter_map(|row| {
+                let e = self.index.get(row.serial.as_bytes())?;
+                let revoked = matches!(e.status, CertStatus::Revoked | CertStatus::Superseded);
+                (e.event <= position && revoked && connect_pki_domain::certificate::in_force(row.status))
+                    .then(|| (row.serial.clone(), e.reason.unwrap_or(connect_pki_domain::Reason::Unspecified)))
+            })
+            .collect();
+        if !lost.is_empty() {
+            let serials: Vec<String> = lost.iter().map(|(s, _)| s.to_hex()).collect();
+            tracing::error!(
+                serials = %serials.join(","),
+                "the database lost revocations this instance enforces (restored, failed over or edited?): \
+                 they are written back, never undone"
+            );
+            let now = self.store.due_clock(self.clock.now()).await?;
+            self.store.write_back_revocations(&lost, "system:reconcile", now).await?;
+            metrics::counter!("connect_pki_revocations_written_back_total").increment(lost.len() as u64);
+            self.sync().await?;
+        }
+        let written_back: std::collections::HashSet<_> = lost.into_iter().map(|(s, _)| s).collect();
         let guard = self.sync_lock.lock().await;
         let repairs: Vec<_> = rows
             .into_iter()
+            .filter(|row| !written_back.contains(&row.serial))
             .filter(|row| match self.index.get(row.serial.as_bytes()) {
                 Some(e) if e.event > position => false,
                 Some(e) => e.status != row.status || e.reason != row.reason,

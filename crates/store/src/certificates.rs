@@ -327,27 +327,8 @@ impl Store {
             if before >= number {
                 return Ok(Reapplied::default());
             }
-            let serials: Vec<Serial> = listed.iter().map(|(s, _)| s.clone()).collect();
-            let known = known_serials(tx, &serials).await?;
-            let mut groups: Vec<(BulkChange, Vec<Serial>)> = Vec::new();
-            let mut unknown = Vec::new();
-            for (serial, reason) in listed {
-                if !known.contains(serial) {
-                    unknown.push(serial.clone());
-                    continue;
-                }
-                let step = connect_pki_domain::certificate::reapply_listed(*reason);
-                match groups.iter_mut().find(|(s, _)| *s == step) {
-                    Some((_, group)) => group.push(serial.clone()),
-                    None => groups.push((step, vec![serial.clone()])),
-                }
-            }
-            let mut changed = Vec::new();
-            for (step, group) in groups {
-                let req =
-                    Request::new(step, "system:restore", json!({"because": "published CRL", "crl_number": number}));
-                changed.extend(status::apply(tx, &group, &req, now).await?.into_iter().map(|t| t.serial));
-            }
+            let detail = json!({"because": "published CRL", "crl_number": number});
+            let (changed, unknown) = apply_listed(tx, listed, "system:restore", &detail, now).await?;
             sqlx::query("update crl_state set crl_number = $1 where id = 1").bind(number).execute(&mut **tx).await?;
             {
                 let hex = |v: &[Serial]| v.iter().map(Serial::to_hex).collect::<Vec<_>>();
@@ -371,6 +352,60 @@ impl Store {
         })
         .await
     }
+}
+
+impl Store {
+    /// Writes back revocations the database lost (a restore, a failover to a
+    /// replica that missed the last commits, a hand edit) while an instance
+    /// still enforces them: each of `lost` that the database holds in force
+    /// is revoked again with its reason (superseded again if it was
+    /// superseded), through the status primitive, so the feed, the audit log
+    /// and every instance see it. Returns the certificates changed.
+    pub async fn write_back_revocations(
+        &self,
+        lost: &[(Serial, Reason)],
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Serial>, StoreError> {
+        let lost: Vec<(Serial, Reason)> = lost.iter().filter(|(_, r)| *r != Reason::CertificateHold).cloned().collect();
+        if lost.is_empty() {
+            return Ok(Vec::new());
+        }
+        let detail = json!({"because": "the database had lost this revocation; written back"});
+        self.write(async |tx| Ok(apply_listed(tx, &lost, actor, &detail, now).await?.0)).await
+    }
+}
+
+/// Applies each listed status (`domain::certificate::reapply_listed`) to the
+/// certificates the database holds; returns (changed, unknown).
+async fn apply_listed(
+    tx: &mut WriteTx,
+    listed: &[(Serial, Reason)],
+    actor: &str,
+    detail: &serde_json::Value,
+    now: OffsetDateTime,
+) -> Result<(Vec<Serial>, Vec<Serial>), StoreError> {
+    let serials: Vec<Serial> = listed.iter().map(|(s, _)| s.clone()).collect();
+    let known = known_serials(tx, &serials).await?;
+    let mut groups: Vec<(BulkChange, Vec<Serial>)> = Vec::new();
+    let mut unknown = Vec::new();
+    for (serial, reason) in listed {
+        if !known.contains(serial) {
+            unknown.push(serial.clone());
+            continue;
+        }
+        let step = connect_pki_domain::certificate::reapply_listed(*reason);
+        match groups.iter_mut().find(|(s, _)| *s == step) {
+            Some((_, group)) => group.push(serial.clone()),
+            None => groups.push((step, vec![serial.clone()])),
+        }
+    }
+    let mut changed = Vec::new();
+    for (step, group) in groups {
+        let req = Request::new(step, actor, detail.clone());
+        changed.extend(status::apply(tx, &group, &req, now).await?.into_iter().map(|t| t.serial));
+    }
+    Ok((changed, unknown))
 }
 
 /// Which of `serials` the database holds.
