@@ -41,10 +41,11 @@ async fn only_admin_division_sees_the_webhook_url(backend: Backend) {
 }
 both_backends!(only_admin_division_sees_the_webhook_url);
 
-/// A notification that cannot be delivered is tried `notification_attempts`
-/// times, each retry after its backoff, and then given up: shown as failed
-/// with the error, and not tried again however long one waits.
-async fn a_notification_is_given_up_after_the_configured_attempts(backend: Backend) {
+/// An emergency notice that cannot be delivered is tried again for a day
+/// (`notify::EMERGENCY_RETRY`), however few attempts are configured — the
+/// relay or chat service may be back within it — and only then given up, with
+/// the attempts it took.
+async fn an_emergency_notice_is_retried_for_a_day_before_it_is_given_up(backend: Backend) {
     let app = spawn_app_with(
         backend,
         AppOptions::with(|c| {
@@ -58,18 +59,67 @@ async fn a_notification_is_given_up_after_the_configured_attempts(backend: Backe
         log.as_array().expect("log").iter().find(|n| n["channel"] == "webhook").cloned().expect("a webhook")
     };
     let mut seen = Vec::new();
-    // Well past every backoff: a try each time, until there are none left.
+    // Well past every backoff: a try each time, until the day is over.
     for _ in 0..6 {
         connect_pki_ra::notify::deliver_due(app.state()).await.expect("a delivery pass");
         let (_, log) = app.api("GET", &path, Some(&app.admin), None).await;
         let hook = webhook(&log);
         seen.push((hook["attempts"].as_i64().expect("attempts"), hook["status"].as_str().expect("status").to_string()));
-        app.clock.advance(time::Duration::minutes(11));
+        app.clock.advance(time::Duration::hours(6));
     }
     let want: Vec<(i64, String)> =
-        [(1, "pending"), (2, "pending"), (3, "failed"), (3, "failed"), (3, "failed"), (3, "failed")]
+        [(1, "pending"), (2, "pending"), (3, "pending"), (4, "pending"), (5, "failed"), (5, "failed")]
             .map(|(n, s)| (n, s.to_string()))
             .into();
     assert_eq!(seen, want);
 }
-both_backends!(a_notification_is_given_up_after_the_configured_attempts);
+both_backends!(an_emergency_notice_is_retried_for_a_day_before_it_is_given_up);
+
+/// A mail server that accepts and then never says a word holds up neither
+/// the webhook nor the worker: the report's webhook arrives while the e-mail
+/// waits, and the e-mail attempt ends at the send timeout (the whole
+/// exchange, not only the connect), recorded to be tried again.
+async fn a_stalled_mail_server_holds_up_neither_the_webhook_nor_the_worker(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sinks = connect_pki_e2e::Sinks::start_logging_to(dir.path().join("sinks.jsonl"), "unused");
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let port = stalled.local_addr().expect("address").port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = stalled.accept().await {
+            held.push(conn);
+        }
+    });
+    let notify = NotifyConfig {
+        webhook_url: Some(sinks.webhook_url("/hook").parse().expect("a URL")),
+        smtp_url: Some(format!("smtp://127.0.0.1:{port}").parse().expect("an SMTP URL")),
+        ..NotifyConfig::default()
+    };
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await;
+    let (_, path) = reported(&app, "teitai").await;
+    let state = app.state().clone();
+    let started = std::time::Instant::now();
+    let pass = tokio::spawn(async move { connect_pki_ra::notify::deliver_due(&state).await });
+    let webhook_arrived = loop {
+        if sinks.entries().iter().any(|e| e["kind"] == "webhook") {
+            break Some(started.elapsed());
+        }
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(webhook_arrived.is_some(), "no webhook within 5 s while the mail server stalled");
+    assert!(!pass.is_finished(), "the e-mail did not wait for the stalled server at all");
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(40), pass).await;
+    holder.abort();
+    finished.expect("the delivery pass never ended: a stalled mail server held it").expect("task").expect("a pass");
+    let (_, log) = app.api("GET", &path, Some(&app.admin), None).await;
+    let emails: Vec<_> = log.as_array().expect("log").iter().filter(|n| n["channel"] == "email").collect();
+    assert!(!emails.is_empty(), "{log}");
+    for e in emails {
+        assert_eq!((e["status"].as_str(), e["attempts"].as_i64()), (Some("pending"), Some(1)), "{e}");
+        assert!(e["last_error"].as_str().is_some_and(|m| m.contains("no answer within")), "{e}");
+    }
+}
+both_backends!(a_stalled_mail_server_holds_up_neither_the_webhook_nor_the_worker);

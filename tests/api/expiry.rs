@@ -183,6 +183,11 @@ both_backends!(the_list_is_the_manager_s_own_and_the_city_s_all);
 
 /// An app whose e-mail goes to `sinks` (or nowhere reachable).
 async fn app_mailing(backend: Backend, smtp_url: String) -> TestApp {
+    app_mailing_with(backend, smtp_url, connect_pki_ra::Settings::default().notification_attempts).await
+}
+
+/// [`app_mailing`], trying each notice `attempts` times.
+async fn app_mailing_with(backend: Backend, smtp_url: String, attempts: u32) -> TestApp {
     let notify = NotifyConfig {
         smtp_url: Some(smtp_url.parse().expect("an SMTP URL")),
         mail_from: "connect-pki@city.example".parse().expect("an address"),
@@ -190,7 +195,14 @@ async fn app_mailing(backend: Backend, smtp_url: String) -> TestApp {
         console_url: Some("https://pki.city.example:8443".parse().expect("a URL")),
         ..NotifyConfig::default()
     };
-    spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await
+    spawn_app_with(
+        backend,
+        AppOptions::with(|c| {
+            c.ra.notify = notify;
+            c.ra.notification_attempts = attempts;
+        }),
+    )
+    .await
 }
 
 fn sinks() -> (tempfile::TempDir, Sinks) {
@@ -351,6 +363,47 @@ async fn first_seen_in_the_last_week_gets_the_final_notice_alone(backend: Backen
     assert_eq!(row.expect("listed")["notices_sent"], serde_json::json!([]), "{list}");
 }
 both_backends!(first_seen_in_the_last_week_gets_the_final_notice_alone);
+
+/// A notice that is no emergency (an expiry notice) to a mail server that
+/// refuses connections is tried `notification_attempts` times, each after
+/// its backoff, then given up: failed, with the attempts and the error.
+async fn an_expiry_notice_is_given_up_after_the_configured_attempts(backend: Backend) {
+    let app = app_mailing_with(backend, "smtp://127.0.0.1:9".into(), 2).await;
+    let a = app.facility(&app.admin, "デイケア北", "kita.kanri").await;
+    let manager = app.manager(&a, "manager-k").await;
+    app.clock.set(not_after(&app, &manager.id).await - 5 * DAY);
+    assert!(tick(app.state()).await.expect("tick") > 0);
+    let states = async || {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&app.db.url).await.expect("direct connection");
+        let rows = sqlx::query("select status, attempts, last_error from notifications where event = 'expiring'")
+            .fetch_all(&pool)
+            .await
+            .expect("the outbox");
+        pool.close().await;
+        use sqlx::Row;
+        let mut out: Vec<(String, i64, bool)> = rows
+            .iter()
+            .map(|r| {
+                let error: Option<String> = r.try_get("last_error").expect("last_error");
+                (r.try_get("status").expect("status"), r.try_get("attempts").expect("attempts"), error.is_some())
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        connect_pki_ra::notify::deliver_due(app.state()).await.expect("a delivery pass");
+        seen.push(states().await);
+        app.clock.advance(time::Duration::minutes(11));
+    }
+    let pending = |n| vec![("pending".to_string(), n, true)];
+    let failed = vec![("failed".to_string(), 2, true)];
+    assert_eq!(seen, vec![pending(1), failed.clone(), failed.clone(), failed]);
+}
+both_backends!(an_expiry_notice_is_given_up_after_the_configured_attempts);
 
 /// Eight ticks at once, twenty times, each time with a new certificate
 /// falling due: every notice is queued once — one e-mail per manager — and

@@ -58,6 +58,11 @@ impl Sinks {
         std::fs::write(s.data("config.toml"), config).expect("config");
     }
 
+    /// The webhook receiver at `path`, as `[notifications] webhook_url` names it.
+    pub fn webhook_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
     /// The SMTP sink as `[notifications] smtp_url` names it.
     pub fn smtp_url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.smtp_port)

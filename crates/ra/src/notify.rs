@@ -123,16 +123,34 @@ pub(crate) async fn escalate(
     Ok(ra.store.escalate(e.id, &targets, &body.to_string(), now).await?)
 }
 
-/// How long an instance holds the one notification it is delivering: past
-/// the 10 s delivery timeout with room to record the outcome, so a lease only
-/// runs out when its holder died.
+/// The longest one delivery may take, the whole exchange: connecting,
+/// TLS, every SMTP line or the webhook's request and answer. A peer that
+/// accepts and then stalls costs this much, once per notice.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long an instance holds the one notification it is delivering: three
+/// times the send timeout, with room to record the outcome, so a lease only
+/// runs out when its holder died (and another instance then sends it).
 const LEASE: time::Duration = time::Duration::seconds(30);
 
-/// Notifications delivered in one pass of the worker.
+/// An emergency notice is retried at least this long, however many attempts
+/// that takes: the people it is for must hear of the report once the relay or
+/// the chat service is back.
+pub const EMERGENCY_RETRY: time::Duration = time::Duration::hours(24);
+
+/// Notifications delivered in one pass of the worker, per channel.
 const PER_PASS: usize = 20;
 
 /// Delivers what is due; failures are rescheduled with exponential backoff.
+/// Each channel is delivered on its own, so a mail server that stalls never
+/// holds up the webhook, nor the other way round.
 pub async fn deliver_due(ra: &Ra) -> Result<(), ServiceError> {
+    let (webhooks, emails) =
+        tokio::join!(deliver_channel(ra, NotifyChannel::Webhook), deliver_channel(ra, NotifyChannel::Email));
+    webhooks.and(emails)
+}
+
+async fn deliver_channel(ra: &Ra, channel: NotifyChannel) -> Result<(), ServiceError> {
     let owner = &*ra.instance_id;
     // One at a time: a lease covers exactly the send in progress, so a slow
     // mail server can never outlast the lease of notifications still waiting
@@ -140,24 +158,44 @@ pub async fn deliver_due(ra: &Ra) -> Result<(), ServiceError> {
     // a SIGKILL interrupts at most one send not yet recorded.
     for _ in 0..PER_PASS {
         let now = crate::due_now(ra).await?;
-        let Some(n) = ra.store.lease_notifications(owner, now, LEASE, 1).await?.pop() else { break };
-        let result = match n.channel {
-            NotifyChannel::Webhook => send_webhook(ra, &n).await,
-            NotifyChannel::Email => send_email(ra, &n).await,
+        let Some(n) = ra.store.lease_notifications(owner, now, LEASE, channel, 1).await?.pop() else { break };
+        let send = async {
+            match n.channel {
+                NotifyChannel::Webhook => send_webhook(ra, &n).await,
+                NotifyChannel::Email => send_email(ra, &n).await,
+            }
         };
+        let result = tokio::time::timeout(SEND_TIMEOUT, send)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} s (the whole exchange)", SEND_TIMEOUT.as_secs())));
+        // Times on the database's clock, as the lease's: instances whose
+        // clocks disagree still agree on when a retry is due.
+        let now = crate::due_now(ra).await?;
         match result {
             Ok(()) => {
                 tracing::info!(notification = n.id, channel = %n.channel, target = %shown_target(n.channel, &n.target, false), "notification delivered");
-                if !ra.store.record_delivery(n.id, owner, None, None, ra.clock.now()).await? {
+                if !ra.store.record_delivery(n.id, owner, None, None, now).await? {
                     tracing::warn!(notification = n.id, "lease lost while delivering; the other holder records it");
                 }
             }
             Err(e) => {
                 let attempt = n.attempts + 1;
-                let retry =
-                    (attempt < i64::from(ra.settings.notification_attempts)).then(|| ra.clock.now() + backoff(attempt));
-                tracing::warn!(notification = n.id, attempt, error = %e, "notification failed");
-                ra.store.record_delivery(n.id, owner, Some(&e), retry, ra.clock.now()).await?;
+                let emergency = n.escalation.is_some() && now - n.created_at < EMERGENCY_RETRY;
+                let retry = (attempt < i64::from(ra.settings.notification_attempts) || emergency)
+                    .then(|| now + backoff(attempt));
+                metrics::counter!("connect_pki_notification_failures_total", "channel" => n.channel.as_str())
+                    .increment(1);
+                match retry {
+                    Some(_) => {
+                        tracing::warn!(notification = n.id, channel = %n.channel, attempt, error = %e, "notification failed; it is retried")
+                    }
+                    None => {
+                        metrics::counter!("connect_pki_notifications_given_up_total", "channel" => n.channel.as_str())
+                            .increment(1);
+                        tracing::error!(notification = n.id, channel = %n.channel, attempt, error = %e, "notification given up: nobody was told by this channel")
+                    }
+                }
+                ra.store.record_delivery(n.id, owner, Some(&e), retry, now).await?;
             }
         }
     }

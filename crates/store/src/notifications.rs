@@ -83,8 +83,8 @@ pub(crate) async fn enqueue(
 }
 
 impl Store {
-    /// Leases up to `limit` pending notifications due at `now` to `owner`
-    /// until `now + lease`, oldest first. A notification leased to one
+    /// Leases up to `limit` pending notifications of `channel` due at `now`
+    /// to `owner` until `now + lease`, oldest first. A notification leased to one
     /// instance is skipped by the others until its lease runs out (which only
     /// happens when the instance died while delivering), so each is sent by
     /// one instance at a time.
@@ -93,16 +93,19 @@ impl Store {
         owner: &str,
         now: OffsetDateTime,
         lease: time::Duration,
+        channel: NotifyChannel,
         limit: i64,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
         let pick = "select id from notifications where status = 'pending' and next_attempt_at <= $3 \
-                    and (lease_until is null or lease_until < $3) order by id limit $4";
+                    and (lease_until is null or lease_until < $3) and channel = $5 order by id limit $4";
         let sql = |lock: &str| {
             format!(
                 "update notifications set lease_owner = $1, lease_until = $2 where id in ({pick}{lock}) returning {COLUMNS}"
             )
         };
-        let bind = |sql| sqlx::query(sql).bind(owner).bind(secs(now + lease)).bind(secs(now)).bind(limit);
+        let bind = |sql| {
+            sqlx::query(sql).bind(owner).bind(secs(now + lease)).bind(secs(now)).bind(limit).bind(channel.as_str())
+        };
         let rows = match self.backend {
             // Rows another instance is leasing right now are skipped, not waited for.
             Backend::Postgres => bind(&sql(" for update skip locked")).fetch_all(&self.pool).await?,
