@@ -27,6 +27,7 @@ mod retention;
 mod service_certs;
 mod sign_in;
 mod slow_clients;
+mod stalls;
 mod suspension_races;
 mod terms;
 mod time_rules;

@@ -68,6 +68,10 @@ pub enum ServiceError {
     #[error("{0}")]
     TooManyRenewals(TooManyRenewals),
     /// A failure the requester cannot fix (database, signing, a bug).
+    /// The database did not let the change in within its bound (another
+    /// transaction holds the writer lock); nothing was changed.
+    #[error("{0}")]
+    Busy(StoreError),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -93,6 +97,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Enrollment(refusal) => ServiceError::Enrollment(refusal),
             StoreError::TooManyRenewals(limited) => ServiceError::TooManyRenewals(limited),
             StoreError::Conflict(cause) => ServiceError::Conflict(Conflict::Record(cause)),
+            StoreError::Busy => ServiceError::Busy(StoreError::Busy),
             other => ServiceError::Internal(other.into()),
         }
     }

@@ -39,6 +39,11 @@ pub enum StoreError {
     /// A renewal over the device's hourly limit.
     #[error("{0}")]
     TooManyRenewals(connect_pki_domain::enrollment::TooManyRenewals),
+    /// The writer lock (or a connection) was not free within
+    /// [`crate::WRITE_WAIT`]: another transaction holds it, perhaps stalled.
+    /// Nothing was changed.
+    #[error("the database is busy with another change (the writer lock was not free within {} s); nothing was changed", crate::WRITE_WAIT.as_secs())]
+    Busy,
     /// Any other database failure.
     #[error("database error: {0}")]
     Backend(sqlx::Error),
@@ -100,6 +105,20 @@ impl From<sqlx::Error> for StoreError {
         }
         if let sqlx::Error::RowNotFound = e {
             return StoreError::NotFound("row");
+        }
+        // PostgreSQL's lock_timeout (lock_not_available), SQLite's busy
+        // timeout (SQLITE_BUSY) and a pool with no free connection: waits
+        // that ran out.
+        let ran_out = match &e {
+            sqlx::Error::PoolTimedOut => true,
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|c| c == "55P03" || c == "5" || c == "517")
+                    || db.message().contains("database is locked")
+            }
+            _ => false,
+        };
+        if ran_out {
+            return StoreError::Busy;
         }
         StoreError::Backend(e)
     }

@@ -63,6 +63,11 @@ pub(crate) use tx::WriteTx;
 /// The PostgreSQL advisory lock every write transaction takes first.
 pub(crate) const WRITER_LOCK: i64 = 7_305_001;
 
+/// The longest a write waits for the writer lock or a connection before it
+/// gives up with [`StoreError::Busy`], changing nothing: a stalled
+/// transaction elsewhere must not stop every write without an answer.
+pub const WRITE_WAIT: Duration = Duration::from_secs(5);
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -130,7 +135,7 @@ impl Store {
                         Box::pin(async move {
                             conn.execute(
                                 "pragma journal_mode = wal; pragma synchronous = full; \
-                                 pragma foreign_keys = on; pragma busy_timeout = 10000; \
+                                 pragma foreign_keys = on; pragma busy_timeout = 5000; \
                                  pragma secure_delete = on;",
                             )
                             .await
@@ -143,7 +148,22 @@ impl Store {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(WRITE_WAIT)
+                    // Bounds on every wait the server can see: a statement
+                    // that runs away, a transaction left open by a stalled
+                    // or dead client (its locks go with it), and a peer that
+                    // vanished without closing the connection.
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                "set statement_timeout = '60s'; set idle_in_transaction_session_timeout = '30s'; \
+                                 set tcp_keepalives_idle = 30; set tcp_keepalives_interval = 10; \
+                                 set tcp_keepalives_count = 3;",
+                            )
+                            .await
+                            .map(|_| ())
+                        })
+                    })
                     .connect_with(options)
                     .await
             }
@@ -215,12 +235,22 @@ impl Store {
     pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => {
-                let slot = self.writer.clone().lock_owned().await;
+                let slot = tokio::time::timeout(WRITE_WAIT, self.writer.clone().lock_owned())
+                    .await
+                    .map_err(|_| StoreError::Busy)?;
                 WriteTx { tx: self.pool.begin_with("begin immediate").await?, _slot: Some(slot), backend: self.backend }
             }
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await?;
-                sqlx::query("select pg_advisory_xact_lock($1)").bind(WRITER_LOCK).execute(&mut *tx).await?;
+                // One round trip: the bound is set (for this transaction)
+                // in the FROM clause, before the lock is waited for.
+                sqlx::query(
+                    "select pg_advisory_xact_lock($1) from (select set_config('lock_timeout', $2, true)) as bound",
+                )
+                .bind(WRITER_LOCK)
+                .bind(format!("{}ms", WRITE_WAIT.as_millis()))
+                .execute(&mut *tx)
+                .await?;
                 WriteTx { tx, _slot: None, backend: self.backend }
             }
         })

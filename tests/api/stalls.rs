@@ -1,0 +1,48 @@
+//! Every wait is bounded: a write that cannot get the writer lock within
+//! `store::WRITE_WAIT` (another transaction holds it — a stalled session, a
+//! `psql` left open) answers 503 with a message and changes nothing, while
+//! OCSP, handshakes and reads go on; once the lock is free, the same call works.
+
+use std::time::{Duration, Instant};
+
+use connect_pki_e2e::{Backend, both_backends, spawn_app};
+use serde_json::json;
+use sqlx::Connection;
+
+async fn a_write_behind_a_stalled_transaction_answers_busy_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let d = app.device("stalled.writer").await;
+    sqlx::any::install_default_drivers();
+    let mut holder = sqlx::AnyConnection::connect(&app.db.url).await.expect("a second connection");
+    let hold = match backend {
+        // The writer lock every write transaction takes first (store::WRITER_LOCK).
+        Backend::Postgres => vec!["begin", "select pg_advisory_xact_lock(7305001)"],
+        Backend::Sqlite => vec!["begin immediate"],
+    };
+    for sql in hold {
+        sqlx::query(sql).execute(&mut holder).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let path = format!("/api/v1/certificates/{}/revoke", d.serial);
+    let body = json!({"reason": "keyCompromise"});
+    let started = Instant::now();
+    let (status, answer) =
+        tokio::time::timeout(Duration::from_secs(30), app.api("POST", &path, Some(&app.admin), Some(&body)))
+            .await
+            .expect("no answer within 30 s while another transaction held the writer lock");
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "busy", "{answer}");
+    assert!(answer["error"]["message"].as_str().is_some_and(|m| m.contains("nothing was changed")), "{answer}");
+    assert!(waited >= connect_pki_store::WRITE_WAIT / 2, "it gave up long before its bound: {waited:?}");
+    // Reads and the revocation checks go on while the lock is held.
+    assert_eq!(app.ocsp_status(&d.id).await, "good");
+    assert!(app.handshake_ok(&d.id).await);
+    let (status, facilities) = app.api("GET", "/api/v1/facilities", Some(&app.admin), None).await;
+    assert_eq!(status, 200, "{facilities}");
+    sqlx::query("rollback").execute(&mut holder).await.expect("rollback");
+    holder.close().await.expect("close");
+    let (status, answer) = app.api("POST", &path, Some(&app.admin), Some(&body)).await;
+    assert_eq!(status, 200, "once the lock is free: {answer}");
+    assert_eq!(app.ocsp_status(&d.id).await, "revoked keyCompromise");
+}
+both_backends!(a_write_behind_a_stalled_transaction_answers_busy_and_changes_nothing);
