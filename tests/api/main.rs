@@ -31,4 +31,5 @@ mod stalls;
 mod suspension_races;
 mod terms;
 mod time_rules;
+mod unknown_certificates;
 mod world;

@@ -285,7 +285,13 @@ impl ClientCertVerifier for LiveVerifier {
             let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
                 .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
             match status_of(cert.raw_serial()) {
-                Some(connect_pki_domain::CertStatus::Valid) | None => {}
+                Some(connect_pki_domain::CertStatus::Valid) => {}
+                // Our CA signed it and the database does not know it (restored
+                // from before it was issued, a replica that missed it): it may
+                // have been revoked since, so it fails closed.
+                None => {
+                    return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus));
+                }
                 Some(_) => return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)),
             }
         }
