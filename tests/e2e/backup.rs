@@ -51,11 +51,16 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     assert!(manifest["files"].as_array().is_some_and(|f| f.iter().any(|f| f == "ca/issuing.key.pem")), "{manifest}");
     assert!(handshake_ok(&s, &x.pem), "the backup disturbed the running service");
 
-    // After the backup: X is revoked.
+    // After the backup: X is revoked; Z and W are enrolled (the backup
+    // never saw them), and Z is revoked too.
+    let z = device(&s, &admin, "backup-z");
+    let w = device(&s, &admin, "backup-w");
     let before = crl(&s);
     let (status, body) = revoke(&s, &admin, &x.serial, "keyCompromise");
     assert_eq!(status, 200, "{body}");
     crl_lists_it(&s, &x, &before);
+    let (status, body) = revoke(&s, &admin, &z.serial, "keyCompromise");
+    assert_eq!(status, 200, "{body}");
     let revoked_number = crl(&s)["crl_number"].as_u64().expect("number");
     s.stop();
 
@@ -90,6 +95,13 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     assert_eq!(after["revoked"][&x.serial], "key_compromise", "{after}");
     assert!(after["crl_number"].as_u64().expect("number") > revoked_number, "CRL number did not go up: {after}");
     crl_lists_it(&s, &x, &before);
+    // Z, whose row the restored database never had, stays revoked
+    // everywhere: its revocation is kept from the published CRL.
+    assert!(!handshake_ok(&s, &z.pem), "Z, revoked after the backup, came back");
+    assert_eq!(ocsp_status(&s, &z.pem), "revoked keyCompromise");
+    assert_eq!(after["revoked"][&z.serial], "key_compromise", "{after}");
+    // W, valid but unknown to the restored database, fails closed.
+    assert!(!handshake_ok(&s, &w.pem), "a certificate the database does not know was accepted");
     // Y, untouched since the backup, works as before.
     assert!(handshake_ok(&s, &y.pem));
     assert_eq!(ocsp_status(&s, &y.pem), "good");

@@ -200,9 +200,14 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?
             .try_get("last")?;
+        // With the revocations kept from published CRLs of certificates the
+        // database never saw: an index without them would un-revoke them.
         let rows = sqlx::query(
             "select serial, status, revocation_reason, coalesce(revoked_at, 0) as at, not_after, ca_generation \
-             from certificates",
+             from certificates \
+             union all \
+             select r.serial, r.status, r.reason, r.revoked_at, r.not_after, r.ca_generation \
+             from recovered_revocations r where not exists (select 1 from certificates c where c.serial = r.serial)",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -287,13 +292,27 @@ impl Store {
     }
 }
 
+/// A certificate a CRL we published lists, as that CRL says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub serial: Serial,
+    pub reason: Reason,
+    pub revoked_at: OffsetDateTime,
+    /// The generation of the issuing CA whose CRL listed it.
+    pub ca_generation: i64,
+    /// The latest it can expire (its issuing CA's end), for one the
+    /// database does not know and so cannot say.
+    pub expires_by: OffsetDateTime,
+}
+
 /// What [`Store::reapply_published`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reapplied {
     /// Certificates whose status moved back to what the CRL said.
     pub changed: Vec<Serial>,
     /// Serials the CRL lists that this database has never seen (issued
-    /// after the backup it was restored from).
+    /// after the backup it was restored from): each is now a row of
+    /// `recovered_revocations`, revoked (or held) for good.
     pub unknown: Vec<Serial>,
     /// The CRL number before it was raised to the published one, if it was lower.
     pub raised_from: Option<i64>,
@@ -316,7 +335,7 @@ impl Store {
     pub async fn reapply_published(
         &self,
         number: i64,
-        listed: &[(Serial, Reason)],
+        listed: &[Listed],
         now: OffsetDateTime,
     ) -> Result<Reapplied, StoreError> {
         self.write(async |tx| {
@@ -328,7 +347,11 @@ impl Store {
                 return Ok(Reapplied::default());
             }
             let detail = json!({"because": "published CRL", "crl_number": number});
-            let (changed, unknown) = apply_listed(tx, listed, "system:restore", &detail, now).await?;
+            let pairs: Vec<(Serial, Reason)> = listed.iter().map(|l| (l.serial.clone(), l.reason)).collect();
+            let (changed, unknown) = apply_listed(tx, &pairs, "system:restore", &detail, now).await?;
+            for l in listed.iter().filter(|l| unknown.contains(&l.serial)) {
+                record_recovered(tx, l, number, now).await?;
+            }
             sqlx::query("update crl_state set crl_number = $1 where id = 1").bind(number).execute(&mut **tx).await?;
             {
                 let hex = |v: &[Serial]| v.iter().map(Serial::to_hex).collect::<Vec<_>>();
@@ -406,6 +429,37 @@ async fn apply_listed(
         changed.extend(status::apply(tx, &group, &req, now).await?.into_iter().map(|t| t.serial));
     }
     Ok((changed, unknown))
+}
+
+/// Keeps the revocation of a certificate the database never saw, as the
+/// published CRL `crl_number` listed it.
+async fn record_recovered(
+    tx: &mut WriteTx,
+    l: &Listed,
+    crl_number: i64,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let status = match l.reason {
+        Reason::CertificateHold => CertStatus::OnHold,
+        Reason::Superseded => CertStatus::Superseded,
+        _ => CertStatus::Revoked,
+    };
+    sqlx::query(
+        "insert into recovered_revocations \
+         (serial, ca_generation, status, reason, revoked_at, not_after, crl_number, recorded_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (serial) do nothing",
+    )
+    .bind(l.serial.to_hex())
+    .bind(l.ca_generation)
+    .bind(status.as_str())
+    .bind(l.reason.as_str())
+    .bind(secs(l.revoked_at))
+    .bind(secs(l.expires_by.max(l.revoked_at)))
+    .bind(crl_number)
+    .bind(secs(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Which of `serials` the database holds.

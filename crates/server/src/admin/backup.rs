@@ -20,7 +20,7 @@ use anyhow::{Context, anyhow, bail};
 use connect_pki_ca::IssuingCa;
 use connect_pki_ca::crl::read_published;
 use connect_pki_domain::Serial;
-use connect_pki_store::{Backend, Store};
+use connect_pki_store::{Backend, Listed, Store};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -207,7 +207,7 @@ pub(crate) async fn reapply_published_crl(
     store: &Store,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let mut listed: Vec<(Serial, connect_pki_domain::Reason)> = Vec::new();
+    let mut listed: Vec<Listed> = Vec::new();
     let mut number = None;
     for ca in cas {
         let path = dir.kept_crl(&ca.name());
@@ -222,7 +222,15 @@ pub(crate) async fn reapply_published_crl(
                 path.display()
             )
         })?;
-        listed.extend(crl.entries.iter().filter_map(|e| Serial::from_bytes(&e.serial).ok().map(|s| (s, e.reason))));
+        listed.extend(crl.entries.iter().filter_map(|e| {
+            Serial::from_bytes(&e.serial).ok().map(|serial| Listed {
+                serial,
+                reason: e.reason,
+                revoked_at: e.revoked_at,
+                ca_generation: i64::from(ca.generation()),
+                expires_by: ca.not_after(),
+            })
+        }));
         number = number.max(Some(crl.number));
     }
     let Some(number) = number else { return Ok(()) };
@@ -241,7 +249,8 @@ pub(crate) async fn reapply_published_crl(
         if !done.unknown.is_empty() {
             tracing::error!(
                 serials = %done.unknown.iter().map(Serial::to_hex).collect::<Vec<_>>().join(","),
-                "the published CRL lists certificates this database never issued: they were issued after the backup"
+                "the published CRL lists certificates this database never issued (issued after the backup): \
+                 they are kept revoked as recovered revocations, and fail closed at the handshake"
             );
         }
     }

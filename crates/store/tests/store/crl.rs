@@ -43,14 +43,24 @@ pub(crate) async fn a_restored_database_takes_back_the_published_revocations(db:
     store.change_certificate(&crate::serial(4), Change::Hold, "t", crate::now()).await.expect("hold");
     assert_eq!(store.next_crl_number(0).await.expect("number"), Ok(1));
 
-    let listed = vec![
-        (crate::serial(2), Reason::KeyCompromise),
-        (crate::serial(3), Reason::CertificateHold),
-        (crate::serial(4), Reason::CessationOfOperation),
-        (crate::serial(5), Reason::KeyCompromise),
-        (crate::serial(9), Reason::KeyCompromise),
-    ];
     let later = crate::now() + time::Duration::hours(1);
+    let expires_by = later + time::Duration::days(3650);
+    let listed: Vec<connect_pki_store::Listed> = [
+        (2, Reason::KeyCompromise),
+        (3, Reason::CertificateHold),
+        (4, Reason::CessationOfOperation),
+        (5, Reason::KeyCompromise),
+        (9, Reason::KeyCompromise),
+    ]
+    .into_iter()
+    .map(|(n, reason)| connect_pki_store::Listed {
+        serial: crate::serial(n),
+        reason,
+        revoked_at: crate::now(),
+        ca_generation: 1,
+        expires_by,
+    })
+    .collect();
     let done = store.reapply_published(40, &listed, later).await.expect("reapply");
     assert_eq!(done.changed, vec![crate::serial(2), crate::serial(3), crate::serial(4)]);
     assert_eq!(done.unknown, vec![crate::serial(9)]);
@@ -67,6 +77,10 @@ pub(crate) async fn a_restored_database_takes_back_the_published_revocations(db:
     // The feed carries the changes, so every index learns them.
     let feed = store.certificate_index().await.expect("index").1;
     assert!(feed.iter().any(|e| e.serial == crate::serial(2) && e.status == CertStatus::Revoked), "{feed:?}");
+    // The one it never saw is revoked in every index from now on, until its CA's end.
+    let nine = feed.iter().find(|e| e.serial == crate::serial(9)).expect("the unknown serial is in the index");
+    assert_eq!((nine.status, nine.reason, nine.ca_generation), (CertStatus::Revoked, Some(Reason::KeyCompromise), 1));
+    assert_eq!(nine.not_after.unix_timestamp(), expires_by.unix_timestamp());
     assert_eq!(store.next_crl_number(i64::MAX / 2).await.expect("number"), Ok(41), "numbered above the published CRL");
 
     // Once the database has numbered that CRL it is no longer behind it: a
