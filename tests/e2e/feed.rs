@@ -165,6 +165,8 @@ async fn an_instance_that_cannot_read_the_feed_fails_closed() {
     let admin = s.admin_pem();
     let d = device(&s, &admin, "closed.staff");
     assert_eq!(ocsp_status(&s, &d.pem), "good");
+    let ready = || s.curl_public("/readyz", &[]).1;
+    assert_eq!(ready(), 200, "not ready before the cut");
     let name = s.db.url.rsplit('/').next().expect("database name").to_string();
     let admin_url = connect_pki_store::testing::postgres_admin_url();
     execute(&admin_url, &format!("alter database {name} allow_connections false")).await;
@@ -173,7 +175,11 @@ async fn an_instance_that_cannot_read_the_feed_fails_closed() {
 
     let cut_off = eventually(Duration::from_secs(15), || ocsp_raw(&s, &d.pem).contains("trylater"));
     let handshake_refused = !handshake_ok(&s, &d.pem);
+    // A load balancer asking /readyz sends the traffic elsewhere meanwhile.
+    let (_, readiness, said) = s.curl_public("/readyz", &[]);
     execute(&admin_url, &format!("alter database {name} allow_connections true")).await;
+    assert_eq!(readiness, 503, "ready while failing closed: {said}");
+    assert!(said.contains("\"revocation_feed\":\"stale\""), "{said}");
     assert!(cut_off, "OCSP kept answering while the feed was unreadable:\n{}", ocsp_raw(&s, &d.pem));
     assert!(handshake_refused, "a new handshake was accepted while the feed was unreadable");
     assert!(s.log_contains("revocation feed read failed"), "{}", s.log());
@@ -184,6 +190,7 @@ async fn an_instance_that_cannot_read_the_feed_fails_closed() {
         s.log()
     );
     assert!(eventually(Duration::from_secs(10), || handshake_ok(&s, &d.pem)), "handshakes did not recover");
+    assert!(eventually(Duration::from_secs(10), || ready() == 200), "not ready again once the feed was read");
 }
 
 /// Due work is decided by the database's clock on PostgreSQL: an instance

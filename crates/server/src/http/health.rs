@@ -1,5 +1,7 @@
-//! `/healthz` on the public listener: whether this instance can serve, for
-//! load balancers and monitoring. No authentication, nothing cached.
+//! `/healthz` and `/readyz` on the public listener, for load balancers and
+//! monitoring: whether the database answers, and whether this instance may
+//! take traffic — not while it fails closed because it cannot read the
+//! revocation feed. No authentication, nothing cached.
 
 use axum::Router;
 use axum::extract::State;
@@ -12,7 +14,7 @@ use crate::http::state::AppState;
 
 /// The health route.
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(state)
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(state)
 }
 
 /// 200 when the database answers, 503 otherwise.
@@ -25,6 +27,24 @@ async fn healthz(State(s): State<AppState>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// 200 when the database answers and the revocation index is current; 503
+/// while the instance fails closed (OCSP `tryLater`, handshakes refused) —
+/// a load balancer sends the traffic to another instance meanwhile.
+async fn readyz(State(s): State<AppState>) -> Response {
+    let stale = s.revocations.is_stale();
+    let database = s.store.ping().await;
+    if !stale && database.is_ok() {
+        return Json200(json!({"status": "ready", "database": "ok", "revocation_feed": "current"})).into_response();
+    }
+    tracing::warn!(stale, database = ?database.as_ref().err().map(ToString::to_string), "not ready: failing closed");
+    let body = json!({
+        "status": "failing_closed",
+        "database": if database.is_ok() { "ok" } else { "unreachable" },
+        "revocation_feed": if stale { "stale" } else { "current" },
+    });
+    ([(header::CACHE_CONTROL, "no-store")], (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body))).into_response()
 }
 
 struct Json200(serde_json::Value);
