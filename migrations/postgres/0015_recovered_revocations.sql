@@ -11,6 +11,6 @@ create table recovered_revocations (
     revoked_at    bigint  not null,
     -- No later than this: the issuing CA's own end (the certificate itself is lost).
     not_after     bigint  not null,
-    crl_number    bigint  not null,  -- the kept CRL that listed it
+    crl_number    bigint  not null,  -- the kept CRL that listed it (0: an instance's index)
     recorded_at   bigint  not null
 );

@@ -11,6 +11,6 @@ create table recovered_revocations (
     revoked_at    integer  not null,
     -- No later than this: the issuing CA's own end (the certificate itself is lost).
     not_after     integer  not null,
-    crl_number    integer  not null,  -- the kept CRL that listed it
+    crl_number    integer  not null,  -- the kept CRL that listed it (0: an instance's index)
     recorded_at   integer  not null
 );

@@ -147,6 +147,73 @@ async fn reconciliation_writes_a_lost_revocation_back_and_never_undoes_it(backen
 }
 both_backends!(reconciliation_writes_a_lost_revocation_back_and_never_undoes_it);
 
+/// The feed's last position, read directly.
+async fn feed_head(url: &str) -> i64 {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar("select coalesce(max(id), 0) from cert_events").fetch_one(&mut conn).await.expect("feed head")
+}
+
+/// A database that goes back behind a running instance (a backup restored
+/// under it, a failover to a replica that missed the last commits) is
+/// noticed at the next feed read: the instance fails closed, writes back the
+/// revocations the database lost — a row set back to valid is revoked again,
+/// a row gone entirely becomes a recovered revocation — reloads, and serves
+/// again. No answer in between says `good` for either.
+async fn a_database_that_goes_back_gets_its_lost_revocations_written_back(backend: Backend) {
+    let s = Server::start(backend).await;
+    let admin = s.admin_pem();
+    let kept = device(&s, &admin, "went.back.kept");
+    let gone = device(&s, &admin, "went.back.gone");
+    let url = db_url(&s, backend);
+    let before = feed_head(&url).await;
+    for d in [&kept, &gone] {
+        let (status, body) = revoke(&s, &admin, &d.serial, "keyCompromise");
+        assert_eq!(status, 200, "{body}");
+    }
+    let served = crl(&s)["crl_number"].as_u64().expect("a CRL number");
+    // The database loses the last commits: the revocations' feed rows, one
+    // row's revocation, the other certificate altogether, and the CRL
+    // numbers it gave out since.
+    for sql in [
+        "update crl_state set crl_number = 1, position = 0".to_string(),
+        format!("delete from cert_events where id > {before}"),
+        format!("delete from cert_events where serial = '{}'", gone.serial),
+        format!("delete from certificates where serial = '{}'", gone.serial),
+        format!(
+            "update certificates set status = 'valid', revocation_reason = null, revoked_at = null where serial = '{}'",
+            kept.serial
+        ),
+    ] {
+        execute(&url, &sql).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || s.log_contains("revocations the database lost were put back")),
+        "the database going back was not noticed:\n{}",
+        s.log()
+    );
+    for d in [&kept, &gone] {
+        assert!(!ocsp_raw(&s, &d.pem).contains(": good"), "{} answered good", d.serial);
+        assert!(!handshake_ok(&s, &d.pem), "{} was accepted again", d.serial);
+        assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
+        assert_eq!(crl(&s)["revoked"][&d.serial], "key_compromise");
+    }
+    let now_served = crl(&s)["crl_number"].as_u64().expect("a CRL number");
+    assert!(now_served > served, "the CRL number went back: {now_served} after {served}");
+    let (_, cert) = s.api("GET", &format!("/api/v1/certificates/{}", kept.serial), Some(&admin), None);
+    assert_eq!((cert["status"].as_str(), cert["reason"].as_str()), (Some("revoked"), Some("keyCompromise")), "{cert}");
+    let (_, audit) = s.api("GET", "/api/v1/audit?action=revocations.write_back", Some(&admin), None);
+    assert!(audit.to_string().contains(&gone.serial), "no audit record of the recovered revocation: {audit}");
+    // The instance serves again: a new device works, and it is ready.
+    let fresh = device(&s, &admin, "went.back.fresh");
+    assert!(handshake_ok(&s, &fresh.pem), "{}", s.log());
+    assert_eq!(s.curl_public("/readyz", &[]).1, 200);
+    let (_, _, metrics) = s.curl_api("/metrics", &[]);
+    assert!(metrics.contains("connect_pki_database_went_back_total"), "{metrics}");
+}
+both_backends!(a_database_that_goes_back_gets_its_lost_revocations_written_back);
+
 /// `openssl ocsp` without verification of the answer: its whole output.
 fn ocsp_raw(s: &Server, pem: &Path) -> String {
     let url = format!("http://{}/ocsp", s.public);

@@ -198,6 +198,9 @@ text_enum!(
         RequestRefused = "request.refused",
         /// Revocations put back from a kept CRL after a restore.
         CrlReapply = "crl.reapply",
+        /// Revocations an instance still enforced put back into a database
+        /// that went back (restored under running instances, a failover).
+        RevocationsWriteBack = "revocations.write_back",
         CaRollover = "ca.rollover",
         CaOcspSignerRenew = "ca.ocsp_signer.renew",
         CaTlsServerRenew = "ca.tls_server.renew",

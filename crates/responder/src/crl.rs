@@ -35,6 +35,7 @@ impl Revocations {
     /// instance already numbered a CRL built from a newer position, this one
     /// first catches up to it.
     pub(crate) async fn build_and_serve(&self) -> Result<(), ResponderError> {
+        let _one_at_a_time = self.crl_build.lock().await;
         let now = self.clock.now();
         let (position, numbered) = 'numbering: loop {
             // Position first: the entries read after it reflect at least it.
@@ -44,6 +45,13 @@ impl Revocations {
                 let generation = u8::try_from(ca.generation()).unwrap_or(u8::MAX);
                 let entries = self.index.crl_entries(generation, now.unix_timestamp());
                 match self.store.next_crl_number(position).await? {
+                    // Never a number below one served (a database that went
+                    // back): raised past it, and numbered again.
+                    Ok(number) if self.crl_of(&ca.name()).is_some_and(|served| served.number >= number) => {
+                        let served = self.crl_of(&ca.name()).map_or(0, |c| c.number);
+                        self.store.raise_crl_number(served).await?;
+                        continue 'numbering;
+                    }
                     Ok(number) => numbered.push((ca.clone(), number, entries)),
                     Err(newer) => {
                         self.catch_up(newer).await?;

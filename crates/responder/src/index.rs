@@ -151,6 +151,30 @@ impl CertIndex {
         out
     }
 
+    /// Every certificate that is not valid, with its entry.
+    pub(crate) fn not_valid(&self) -> Vec<(u128, Entry)> {
+        self.map.read().iter().filter(|(_, e)| e.status != CertStatus::Valid).map(|(k, e)| (*k, e.entry())).collect()
+    }
+
+    /// Replaces the whole index with `entries` (a reload from the database);
+    /// returns the certificates that were valid before and are not now, or
+    /// are gone.
+    pub(crate) fn replace(&self, entries: &[CertEvent]) -> Vec<u128> {
+        let fresh = CertIndex::default();
+        fresh.apply(entries);
+        let fresh = std::mem::take(&mut *fresh.map.write());
+        let mut map = self.map.write();
+        let gone = map
+            .iter()
+            .filter(|(k, e)| {
+                e.status == CertStatus::Valid && fresh.get(k).is_none_or(|f| f.status != CertStatus::Valid)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        *map = fresh;
+        gone
+    }
+
     /// Certificates to list on the CRL of issuing CA generation `ca` at
     /// `now`: every one it signed that is not valid and not yet expired.
     pub fn crl_entries(&self, ca: u8, now: i64) -> Vec<(u128, Entry)> {

@@ -11,7 +11,7 @@
 //! (see [`Revocations::is_stale`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -53,6 +53,9 @@ pub struct Revocations {
     /// Position of the newest applied event that changed what a CRL lists.
     pub(crate) crl_content: AtomicI64,
     pub(crate) sync_lock: Mutex<()>,
+    /// One CRL build at a time: two racing builds would number their CRLs in
+    /// one order and serve them in the other.
+    pub(crate) crl_build: Mutex<()>,
     pub(crate) crl_kick: Notify,
     /// Position covered by the served CRL.
     pub(crate) crl_served: watch::Sender<i64>,
@@ -61,6 +64,9 @@ pub struct Revocations {
     started: Instant,
     /// Milliseconds after `started` of the last successful feed read.
     last_read: AtomicU64,
+    /// The database went back behind this instance's index: it fails closed
+    /// until the revocations it holds are written back and it has reloaded.
+    went_back: AtomicBool,
 }
 
 impl Revocations {
@@ -109,11 +115,13 @@ impl Revocations {
             applied: AtomicI64::new(last),
             crl_content: AtomicI64::new(last),
             sync_lock: Mutex::new(()),
+            crl_build: Mutex::new(()),
             crl_kick: Notify::new(),
             crl_served: watch::channel(-1).0,
             feed_kick: Notify::new(),
             started: Instant::now(),
             last_read: AtomicU64::new(0),
+            went_back: AtomicBool::new(false),
         });
         r.mark_read();
         r.build_and_serve().await?;
@@ -152,7 +160,7 @@ impl Revocations {
     /// fails closed: OCSP answers `tryLater` instead of `good`, and new
     /// handshakes are refused, until a read succeeds again.
     pub fn is_stale(&self) -> bool {
-        self.feed_age() > self.settings.max_lag
+        self.went_back.load(Ordering::Acquire) || self.feed_age() > self.settings.max_lag
     }
 
     pub(crate) fn feed_age(&self) -> Duration {
@@ -170,6 +178,11 @@ impl Revocations {
     /// commit, it covers that commit.
     pub async fn sync(&self) -> Result<(), ResponderError> {
         let head = self.store.feed_head().await?;
+        if head < self.applied() {
+            // Perhaps only a follower that applied newer commits since the
+            // head was read; `database_went_back` looks again under the lock.
+            self.database_went_back().await?;
+        }
         self.catch_up(head).await?;
         self.wait_for_crl(head).await
     }
@@ -188,10 +201,93 @@ impl Revocations {
         Ok(())
     }
 
-    /// Applies everything committed so far.
+    /// Applies everything committed so far; notices a database that went
+    /// back behind what this instance applied.
     pub(crate) async fn follow(&self) -> Result<(), ResponderError> {
-        let _guard = self.sync_lock.lock().await;
-        while self.apply_batch().await? == BATCH as usize {}
+        let head = {
+            let _guard = self.sync_lock.lock().await;
+            while self.apply_batch().await? == BATCH as usize {}
+            self.store.feed_head().await?
+        };
+        if head < self.applied() {
+            self.database_went_back().await?;
+        }
+        Ok(())
+    }
+
+    /// The feed's head is below what this instance applied: the database went
+    /// back (a backup restored under running instances, a failover to a
+    /// replica that missed the last commits). The instance fails closed at
+    /// once; every revocation its index holds that the database lost is
+    /// written back — through the status primitive where the certificate's
+    /// row is still there, as a recovered revocation where it is gone — and
+    /// the index is reloaded from the database. Logged, audited, counted.
+    async fn database_went_back(&self) -> Result<(), ResponderError> {
+        let guard = self.sync_lock.lock().await;
+        // Under the lock `applied` stands still, and a head read after it was
+        // set is at or past it unless the database lost those commits.
+        let head = self.store.feed_head().await?;
+        let applied = self.applied();
+        if head >= applied {
+            return Ok(());
+        }
+        self.went_back.store(true, Ordering::Release);
+        metrics::counter!("connect_pki_database_went_back_total").increment(1);
+        tracing::error!(
+            applied,
+            head,
+            "the database went back behind this instance's revocation index (restored? failed over?): \
+             failing closed, writing back the revocations it lost, reloading"
+        );
+        let (_, rows) = self.store.certificate_index().await?;
+        let in_db: std::collections::HashMap<&connect_pki_domain::Serial, &connect_pki_store::CertEvent> =
+            rows.iter().map(|r| (&r.serial, r)).collect();
+        let mut lost_status = Vec::new();
+        let mut lost_rows = Vec::new();
+        for (k, e) in self.index.not_valid() {
+            let Ok(serial) = connect_pki_domain::Serial::from_bytes(&crate::index::serial_bytes(k)) else { continue };
+            let reason = e.reason.unwrap_or(connect_pki_domain::Reason::Unspecified);
+            match in_db.get(&serial) {
+                Some(row)
+                    if matches!(e.status, CertStatus::Revoked | CertStatus::Superseded)
+                        && connect_pki_domain::certificate::in_force(row.status) =>
+                {
+                    lost_status.push((serial, reason));
+                }
+                Some(_) => {}
+                None => lost_rows.push(connect_pki_store::Listed {
+                    serial,
+                    reason,
+                    revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    ca_generation: i64::from(e.ca),
+                    expires_by: OffsetDateTime::from_unix_timestamp(e.not_after).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                }),
+            }
+        }
+        let now = self.store.due_clock(self.clock.now()).await?;
+        let written = self.store.write_back_revocations(&lost_status, "system:rollback", now).await?;
+        self.store.recover_revocations(&lost_rows, "system:rollback", now).await?;
+        let (position, rows) = self.store.certificate_index().await?;
+        for k in self.index.replace(&rows) {
+            self.sessions.close(k);
+        }
+        self.applied.store(position, Ordering::Release);
+        self.crl_content.store(position, Ordering::Release);
+        // No CRL covers the reloaded index until the next is built; and that
+        // one is numbered above every CRL served before.
+        self.crl_served.send_replace(-1);
+        let served = self.crls.load().iter().map(|c| c.number).max().unwrap_or(0);
+        self.store.raise_crl_number(served).await?;
+        self.mark_read();
+        drop(guard);
+        tracing::error!(
+            written_back = written.len(),
+            recovered = lost_rows.len(),
+            position,
+            "revocations the database lost were put back; the index is reloaded"
+        );
+        self.build_and_serve().await?;
+        self.went_back.store(false, Ordering::Release);
         Ok(())
     }
 

@@ -264,6 +264,19 @@ impl Store {
             .try_get("last")?)
     }
 
+    /// Raises the CRL number to at least `number` (one a CRL already served
+    /// carries), so the next CRL is numbered above it.
+    pub async fn raise_crl_number(&self, number: i64) -> Result<(), StoreError> {
+        self.write(async |tx| {
+            sqlx::query("update crl_state set crl_number = $1 where id = 1 and crl_number < $1")
+                .bind(number)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
     /// The next CRL number, for a CRL built from an index that reflects the
     /// feed up to `position`. Numbers are persisted before use, so they only
     /// ever increase, across restarts and instances; and a number is given
@@ -396,6 +409,40 @@ impl Store {
         }
         let detail = json!({"because": "the database had lost this revocation; written back"});
         self.write(async |tx| Ok(apply_listed(tx, &lost, actor, &detail, now).await?.0)).await
+    }
+
+    /// Keeps revocations whose certificates the database no longer has at
+    /// all (it went back to before they were issued) as rows of
+    /// `recovered_revocations`, with an audit record naming them.
+    pub async fn recover_revocations(
+        &self,
+        lost: &[Listed],
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if lost.is_empty() {
+            return Ok(());
+        }
+        self.write(async |tx| {
+            for l in lost {
+                record_recovered(tx, l, 0, now).await?;
+            }
+            let entry = AuditEntry {
+                actor: actor.into(),
+                action: AuditAction::RevocationsWriteBack,
+                target: "recovered_revocations".into(),
+                outcome: "ok".into(),
+                detail: json!({
+                    "because": "the database went back to before these certificates were issued",
+                    "recovered": lost.iter().map(|l| l.serial.to_hex()).collect::<Vec<_>>(),
+                }),
+                facility: None,
+                user: None,
+            };
+            tx.audit(now, &entry).await?;
+            Ok(())
+        })
+        .await
     }
 }
 

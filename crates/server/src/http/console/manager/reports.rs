@@ -134,6 +134,7 @@ fn action_ja(action: AuditAction) -> &'static str {
         TermsAccept => "利用規約への同意",
         RequestRefused => "拒否された操作",
         CrlReapply => "失効の再適用（復元後）",
+        RevocationsWriteBack => "失われた失効の書き戻し",
         CaRollover => "発行 CA の世代交代",
         CaOcspSignerRenew => "OCSP 署名証明書の更新",
         CaTlsServerRenew => "TLS サーバー証明書の更新",
