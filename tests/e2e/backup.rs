@@ -151,3 +151,40 @@ async fn backup_and_restore_refuse_what_would_lose_data() {
         .expect("runs");
     assert!(!o.status.success() && text(&o).contains("is not a CRL of our issuing CA"), "{}", text(&o));
 }
+
+/// A lost machine: the data directory is gone, and its kept CRL with it.
+/// `restore` refuses to restore without being told what was revoked since
+/// the backup, and refuses a CRL our CA did not sign; given the CRL the
+/// service served (downloaded from it, or from the public URL), every
+/// revocation since the backup stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_onto_a_lost_machine_needs_the_current_crl() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let v = device(&s, &admin, "lost-machine-v");
+    let dest = s.scratch("backup");
+    cli(&s, &["backup", &path(&dest)]);
+    let (status, body) = revoke(&s, &admin, &v.serial, "keyCompromise");
+    assert_eq!(status, 200, "{body}");
+    let current = s.scratch("current.crl");
+    let (_, code, _) = s.curl_public("/crl/issuing.crl", &["-o", &path(&current)]);
+    assert_eq!(code, 200);
+    s.stop();
+    std::fs::rename(&s.data_dir, s.dir.path().join("data.lost-machine")).expect("the machine is lost");
+
+    let (bin, data) = (path(binary()), path(&s.data_dir));
+    let o = s.run(&bin, &["restore", &path(&dest), "--data-dir", &data]);
+    let said = text(&o);
+    assert!(!o.status.success() && said.contains("--crl FILE") && said.contains("--accept-lost-revocations"), "{said}");
+    assert!(!s.data_dir.exists(), "a refused restore left a data directory");
+    let junk = s.scratch("junk.crl");
+    std::fs::write(&junk, b"not a CRL").expect("write");
+    let o = s.run(&bin, &["restore", &path(&dest), "--crl", &path(&junk), "--data-dir", &data]);
+    assert!(!o.status.success() && text(&o).contains("is not a CRL signed"), "{}", text(&o));
+
+    cli(&s, &["restore", &path(&dest), "--crl", &path(&current)]);
+    s.spawn(&[]);
+    assert!(!handshake_ok(&s, &v.pem), "V, revoked after the backup, came back");
+    assert_eq!(ocsp_status(&s, &v.pem), "revoked keyCompromise");
+    assert_eq!(crl(&s)["revoked"][&v.serial], "key_compromise");
+}

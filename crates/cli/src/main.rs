@@ -56,6 +56,15 @@ enum Command {
     Restore {
         /// The backup directory.
         src: PathBuf,
+        /// The newest CRL of an issuing CA (DER or PEM), when the data
+        /// directory holds none (a lost machine): what was revoked since the
+        /// backup stays revoked. Repeat for each issuing CA.
+        #[arg(long = "crl", value_name = "FILE")]
+        crls: Vec<PathBuf>,
+        /// Restore without any CRL newer than the backup: every revocation
+        /// since the backup is lost.
+        #[arg(long)]
+        accept_lost_revocations: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -344,7 +353,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             ca_rollover(&db, csr_out, import).await?;
         }
         Command::Backup { dest, db } => backup(&dest, &db).await?,
-        Command::Restore { src, db } => restore(&src, &db)?,
+        Command::Restore { src, crls, accept_lost_revocations, db } => {
+            let published = connect_pki_server::admin::backup::Published { crls, accept_loss: accept_lost_revocations };
+            restore(&src, &db, &published)?
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -390,7 +402,11 @@ async fn backup(dest: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
 }
 
 /// `connect-pki restore SRC`.
-fn restore(src: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
+fn restore(
+    src: &std::path::Path,
+    db: &DbArgs,
+    published: &connect_pki_server::admin::backup::Published,
+) -> anyhow::Result<()> {
     // The data directory may be gone (a lost machine): then the
     // backup's own settings say where the database is.
     let settings_from: &std::path::Path = if db.data_dir.join("config.toml").exists() { &db.data_dir } else { src };
@@ -398,7 +414,10 @@ fn restore(src: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
     let url = db.database_url.clone().or(file.database_url).unwrap_or_else(|| default_database_url(&db.data_dir));
     let sqlite = connect_pki_server::config::sqlite_path(&url);
     let dir = connect_pki_server::datadir::DataDir::new(&db.data_dir);
-    let done = connect_pki_server::admin::backup::restore(src, &dir, sqlite.as_deref())?;
+    let done = connect_pki_server::admin::backup::restore(src, &dir, sqlite.as_deref(), published)?;
+    if published.accept_loss && !done.kept_newer_crl {
+        println!("WARNING: restored without a CRL newer than the backup: every revocation since it is lost");
+    }
     println!("restored the backup taken at {} into {}", done.manifest.taken_at, db.data_dir.display());
     match &done.database {
         Some(path) => println!("database: {}", path.display()),

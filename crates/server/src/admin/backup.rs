@@ -91,6 +91,18 @@ pub async fn backup(dir: &DataDir, store: &Store, dest: &Path, now: OffsetDateTi
     Ok(manifest)
 }
 
+/// What `restore` knows of the CRLs published since the backup, besides the
+/// data directory's kept ones.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// The newest CRL of each issuing CA (DER or PEM files), e.g. downloaded
+    /// from a running instance or the public URL.
+    pub crls: Vec<PathBuf>,
+    /// Restore even when nothing says what was revoked since the backup:
+    /// every such revocation is lost.
+    pub accept_loss: bool,
+}
+
 /// What [`restore`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Restored {
@@ -111,7 +123,7 @@ pub struct Restored {
 /// must be stopped: a `serve` holding the data directory's `serve.lock`
 /// makes it refuse. The data directory's kept CRLs are never replaced
 /// by older ones.
-pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>) -> anyhow::Result<Restored> {
+pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>, published: &Published) -> anyhow::Result<Restored> {
     let manifest: Manifest =
         serde_json::from_slice(&std::fs::read(src.join(MANIFEST)).with_context(|| {
             format!("{} is not a backup made by `connect-pki backup` (no {MANIFEST})", src.display())
@@ -133,7 +145,7 @@ pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>) -> anyhow::Resu
     let stamp = OffsetDateTime::now_utc().unix_timestamp();
     let staging = DataDir::new(parent.join(format!(".{name}.restoring-{stamp}")));
     let aside = parent.join(format!("{name}.before-restore-{stamp}"));
-    let staged = stage(src, dir, &staging, target_db.as_ref());
+    let staged = stage(src, dir, &staging, target_db.as_ref(), published, &manifest);
     let kept_newer_crl = match staged {
         Ok(kept) => kept,
         Err(e) => {
@@ -173,15 +185,41 @@ pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>) -> anyhow::Resu
 /// The backup's files in `staging`, the data directory's kept CRLs where
 /// newer, and a SQLite database kept inside the data directory; returns
 /// whether a newer kept CRL was carried over.
-fn stage(src: &Path, dir: &DataDir, staging: &DataDir, db: Option<&(PathBuf, PathBuf)>) -> anyhow::Result<bool> {
+fn stage(
+    src: &Path,
+    dir: &DataDir,
+    staging: &DataDir,
+    db: Option<&(PathBuf, PathBuf)>,
+    published: &Published,
+    manifest: &Manifest,
+) -> anyhow::Result<bool> {
     create_private_dir(staging.path())?;
     let mut files = Vec::new();
     copy_tree(src, staging.path(), Path::new(""), &mut files, &|rel| {
         rel != Path::new(MANIFEST) && !is_database_file(rel)
     })?;
+    let ours = newest_kept(dir);
+    if ours.is_empty() && published.crls.is_empty() && !published.accept_loss {
+        bail!(
+            "{} holds no kept CRL, so nothing here says what was revoked after the backup was taken ({}): \
+             restoring would bring back every certificate revoked since. Give the newest CRL of each issuing CA \
+             with --crl FILE (from a running instance or the public URL: \
+             curl -o issuing.crl http://<public address>/crl/issuing.crl), or, accepting that every \
+             revocation since the backup is lost, --accept-lost-revocations",
+            dir.path().display(),
+            manifest.taken_at
+        );
+    }
+    let mut newer = ours;
+    for file in &published.crls {
+        let (ca, number, der) = published_crl(staging, file)?;
+        if newer.get(&ca).is_none_or(|(n, _)| *n < number) {
+            newer.insert(ca, (number, der));
+        }
+    }
     let theirs = newest_kept(staging);
     let mut kept_newer_crl = false;
-    for (ca, (number, der)) in newest_kept(dir) {
+    for (ca, (number, der)) in newer {
         if theirs.get(&ca).is_none_or(|(b, _)| *b < number) {
             create_private_dir(&staging.kept_crls())?;
             replace_file(&staging.kept_crl(&ca), &der, 0o644)?;
@@ -255,6 +293,26 @@ pub(crate) async fn reapply_published_crl(
         }
     }
     Ok(())
+}
+
+/// A CRL given to `restore`: the issuing CA (of those in `staging`) that
+/// signed it, its number and DER; a file no issuing CA of ours signed is
+/// refused, naming it.
+fn published_crl(staging: &DataDir, file: &Path) -> anyhow::Result<(String, u64, Vec<u8>)> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let der = match x509_parser::pem::parse_x509_pem(&bytes) {
+        Ok((_, pem)) if pem.label == "X509 CRL" => pem.contents,
+        _ => bytes,
+    };
+    for g in staging.generations() {
+        let name = connect_pki_ca::issue::name_of_generation(g);
+        let Ok(issuing) = std::fs::read_to_string(staging.ca(&format!("{name}.pem"))) else { continue };
+        let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(issuing.as_bytes()) else { continue };
+        if let Ok(crl) = read_published(&der, &pem.contents) {
+            return Ok((name, crl.number, der));
+        }
+    }
+    bail!("{} is not a CRL signed by one of the backup's issuing CAs", file.display())
 }
 
 /// The kept CRLs in a data directory that their issuing CA (as the data
