@@ -70,3 +70,37 @@ async fn a_log_cut_short_or_a_forged_checkpoint_fails_audit_verify(backend: Back
     assert!(out.contains("truncated or its newest records deleted"), "{out}");
 }
 both_backends!(a_log_cut_short_or_a_forged_checkpoint_fails_audit_verify);
+
+/// The checkpoint file is what tells a log cut short from a whole one:
+/// `audit verify` fails without it, and, with no service running, when its
+/// newest checkpoint leaves records of the log uncovered (an older file put
+/// back).
+async fn audit_verify_fails_without_checkpoints_or_with_an_older_file(backend: Backend) {
+    let mut s = Server::start(backend).await;
+    let admin = s.admin_pem();
+    add_user(&s, &admin, "older1");
+    assert!(s.stop().is_some_and(|st| st.success()), "{}", s.log());
+    let file = s.data("audit-checkpoints.jsonl");
+    let older = std::fs::read_to_string(&file).expect("checkpoint file");
+    s.spawn(&[]);
+    add_user(&s, &admin, "older2");
+    assert!(s.stop().is_some_and(|st| st.success()), "{}", s.log());
+    let (ok, out) = verify(&s, backend);
+    assert!(ok && out.contains("audit checkpoints intact"), "{out}");
+
+    std::fs::write(&file, &older).expect("an older checkpoint file put back");
+    let (ok, out) = verify(&s, backend);
+    assert!(!ok && out.contains("written after it with no checkpoint"), "{out}");
+
+    std::fs::remove_file(&file).expect("remove");
+    let (ok, out) = verify(&s, backend);
+    assert!(!ok && out.contains("MISSING"), "{out}");
+}
+both_backends!(audit_verify_fails_without_checkpoints_or_with_an_older_file);
+
+fn add_user(s: &Server, admin: &std::path::Path, login: &str) {
+    let body =
+        json!({"display_name": "記録", "login_id": login, "email": format!("{login}@example.test"), "role": "staff"});
+    let (status, out) = s.api("POST", "/api/v1/facilities/1/users", Some(admin), Some(&body));
+    assert_eq!(status, 201, "{out}");
+}

@@ -115,10 +115,19 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     s.stop();
     s.spawn(&[]);
     assert_eq!(s.log().matches("older than the newest CRL").count(), 1, "{}", s.log());
-    // The restored audit log is whole, and agrees with the restored checkpoints.
+    // The restored audit log is a valid chain, but it lost the records
+    // written after the backup: the checkpoints taken since were merged,
+    // not replaced, so `audit verify` says the log was cut.
     s.stop();
-    let said = cli(&s, &["audit", "verify"]);
-    assert!(said.contains("intact"), "{said}");
+    let mut args = vec!["audit".to_string(), "verify".into(), "--data-dir".into(), path(&s.data_dir)];
+    if backend == Backend::Postgres {
+        args.extend(["--database-url".into(), s.db.url.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = s.run(&path(binary()), &args);
+    let said = text(&o);
+    assert!(!o.status.success(), "audit verify called a log cut by the restore whole: {said}");
+    assert!(said.contains("hash chain intact") && said.contains("truncated or its newest records deleted"), "{said}");
 }
 both_backends!(a_restored_backup_never_brings_a_revoked_certificate_back);
 

@@ -456,7 +456,12 @@ async fn audit_verify(db: &DbArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     match checkpoints? {
         CheckpointCheck::NoFile(path) => {
-            println!("no audit checkpoints in {} yet: a log cut short cannot be detected", path.display())
+            println!(
+                "audit checkpoints MISSING: {} does not exist, so a log cut short cannot be told from a whole one \
+                 (`serve` writes it at start, at intervals and at shutdown; put back the data directory's file)",
+                path.display()
+            );
+            ok = false;
         }
         CheckpointCheck::Intact { checkpoints, newest } => match newest {
             Some(c) => println!(

@@ -148,7 +148,9 @@ pub(crate) fn read_all(dir: &Path) -> anyhow::Result<Option<Vec<(usize, Checkpoi
 /// What `audit verify` found about the checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckpointCheck {
-    /// No checkpoint file: nothing to compare with (a service that never ran).
+    /// No checkpoint file: nothing to compare with, so a log cut short
+    /// cannot be told from a whole one (a failure, unless no `serve` ever
+    /// ran on the data directory).
     NoFile(PathBuf),
     /// Every checkpoint's MAC verifies and its record is in the chain.
     Intact { checkpoints: usize, newest: Option<Checkpoint> },
@@ -161,7 +163,13 @@ pub enum CheckpointCheck {
 /// same hash, and the log must hold at least as many records as any
 /// checkpoint counted. Checking them all, not only the newest, also catches a
 /// log cut short and grown again since.
+///
+/// With no `serve` running on `dir`, the newest checkpoint (the one taken at
+/// shutdown) must also cover the whole log: records past it were written
+/// with no checkpoint — a restore that put back an older checkpoint file, or
+/// records added behind the service's back.
 pub async fn verify(store: &Store, dir: &Path) -> anyhow::Result<CheckpointCheck> {
+    let served = crate::datadir::DataDir::new(dir).is_served()?;
     let Some(all) = read_all(dir)? else {
         return Ok(CheckpointCheck::NoFile(dir.join(CHECKPOINT_FILE)));
     };
@@ -179,7 +187,18 @@ pub async fn verify(store: &Store, dir: &Path) -> anyhow::Result<CheckpointCheck
     let hashes = store.audit_hashes(&ids).await?;
     let count = store.audit_head().await?.map_or(0, |h| h.count);
     // The newest problem first: it tells how far the log was cut.
-    let problem = all.iter().rev().find_map(|(line, c)| mismatch(&hashes, count, *line, c));
+    let mut problem = all.iter().rev().find_map(|(line, c)| mismatch(&hashes, count, *line, c));
+    if let (None, false, Some((line, newest))) = (&problem, served, all.iter().max_by_key(|(_, c)| c.count)) {
+        if newest.count < count {
+            problem = Some(format!(
+                "{} is the newest, and the log holds {count} records: {} were written after it with no \
+                 checkpoint, while no service ran (an older checkpoint file put back, or records added behind \
+                 the service's back)",
+                name(*line, newest),
+                count - newest.count
+            ));
+        }
+    }
     Ok(match problem {
         Some(why) => CheckpointCheck::Broken(why),
         None => CheckpointCheck::Intact {

@@ -217,6 +217,7 @@ fn stage(
             newer.insert(ca, (number, der));
         }
     }
+    merge_checkpoints(dir, staging)?;
     let theirs = newest_kept(staging);
     let mut kept_newer_crl = false;
     for (ca, (number, der)) in newer {
@@ -293,6 +294,28 @@ pub(crate) async fn reapply_published_crl(
         }
     }
     Ok(())
+}
+
+/// The audit checkpoints of the data directory, merged into the backup's in
+/// `staging` (never replaced by them): a checkpoint taken after the backup
+/// names records the restored log lacks, and `audit verify` must say the log
+/// was cut, not call it intact. Only when both carry the same MAC key (the
+/// same installation); otherwise the backup's stand alone.
+fn merge_checkpoints(dir: &DataDir, staging: &DataDir) -> anyhow::Result<()> {
+    use crate::checkpoint::{CHECKPOINT_FILE, KEY_FILE};
+    let key = |d: &DataDir| std::fs::read(d.path().join(KEY_FILE)).ok();
+    let Ok(ours) = std::fs::read_to_string(dir.path().join(CHECKPOINT_FILE)) else { return Ok(()) };
+    if key(dir).is_none() || key(dir) != key(staging) {
+        return Ok(());
+    }
+    let theirs = std::fs::read_to_string(staging.path().join(CHECKPOINT_FILE)).unwrap_or_default();
+    let id = |line: &str| serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["id"].as_i64());
+    let mut lines: Vec<&str> = theirs.lines().chain(ours.lines()).filter(|l| !l.trim().is_empty()).collect();
+    lines.sort_by_key(|l| id(l).unwrap_or(i64::MAX));
+    lines.dedup();
+    let mut merged = lines.join("\n");
+    merged.push('\n');
+    replace_file(&staging.path().join(CHECKPOINT_FILE), merged.as_bytes(), 0o600)
 }
 
 /// A CRL given to `restore`: the issuing CA (of those in `staging`) that
