@@ -188,16 +188,16 @@ pub async fn verify(store: &Store, dir: &Path) -> anyhow::Result<CheckpointCheck
     let count = store.audit_head().await?.map_or(0, |h| h.count);
     // The newest problem first: it tells how far the log was cut.
     let mut problem = all.iter().rev().find_map(|(line, c)| mismatch(&hashes, count, *line, c));
-    if let (None, false, Some((line, newest))) = (&problem, served, all.iter().max_by_key(|(_, c)| c.count)) {
-        if newest.count < count {
-            problem = Some(format!(
-                "{} is the newest, and the log holds {count} records: {} were written after it with no \
-                 checkpoint, while no service ran (an older checkpoint file put back, or records added behind \
-                 the service's back)",
-                name(*line, newest),
-                count - newest.count
-            ));
-        }
+    if let (None, false, Some((line, newest))) = (&problem, served, all.iter().max_by_key(|(_, c)| c.count))
+        && newest.count < count
+    {
+        problem = Some(format!(
+            "{} is the newest, and the log holds {count} records: {} were written after it with no \
+             checkpoint, while no service ran (an older checkpoint file put back, or records added behind \
+             the service's back)",
+            name(*line, newest),
+            count - newest.count
+        ));
     }
     Ok(match problem {
         Some(why) => CheckpointCheck::Broken(why),
