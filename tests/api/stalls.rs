@@ -46,3 +46,47 @@ async fn a_write_behind_a_stalled_transaction_answers_busy_and_changes_nothing(b
     assert_eq!(app.ocsp_status(&d.id).await, "revoked keyCompromise");
 }
 both_backends!(a_write_behind_a_stalled_transaction_answers_busy_and_changes_nothing);
+
+/// Writers queued behind a stalled transaction never take the connections
+/// readers need: with thirty revokes waiting for the writer lock, caller
+/// authentication and reads answer at once, and every waiting revoke gets
+/// its 503 and changes nothing.
+async fn writers_queued_behind_a_stall_leave_the_readers_their_connections(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_app(backend).await);
+    let mut devices = Vec::new();
+    for n in 0..30 {
+        devices.push(app.device(&format!("queued.{n}")).await);
+    }
+    sqlx::any::install_default_drivers();
+    let mut holder = sqlx::AnyConnection::connect(&app.db.url).await.expect("a second connection");
+    let hold = match backend {
+        Backend::Postgres => vec!["begin", "select pg_advisory_xact_lock(7305001)"],
+        Backend::Sqlite => vec!["begin immediate"],
+    };
+    for sql in hold {
+        sqlx::query(sql).execute(&mut holder).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let mut revokes = tokio::task::JoinSet::new();
+    for d in &devices {
+        let (app, path) = (app.clone(), format!("/api/v1/certificates/{}/revoke", d.serial));
+        revokes.spawn(async move {
+            app.api("POST", &path, Some(&app.admin), Some(&json!({"reason": "keyCompromise"}))).await
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let (status, answer) = app.api("GET", "/api/v1/facilities", Some(&app.admin), None).await;
+    let read_took = started.elapsed();
+    let answers =
+        tokio::time::timeout(Duration::from_secs(60), revokes.join_all()).await.expect("no answers within 60 s");
+    sqlx::query("rollback").execute(&mut holder).await.expect("rollback");
+    assert_eq!(status, 200, "a read behind thirty waiting writers: {answer}");
+    assert!(read_took < connect_pki_store::WRITE_WAIT / 3, "the read waited {read_took:?} for a connection");
+    for (status, answer) in &answers {
+        assert_eq!(*status, 503, "{answer}");
+    }
+    for d in &devices {
+        assert_eq!(app.ocsp_status(&d.id).await, "good", "a refused revoke changed something");
+    }
+}
+both_backends!(writers_queued_behind_a_stall_leave_the_readers_their_connections);

@@ -112,7 +112,17 @@ pub struct Store {
     /// and are woken the moment the previous one commits, instead of polling
     /// SQLite's busy handler, which sleeps in steps of milliseconds.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// PostgreSQL: writers of this process that may hold a pool connection
+    /// at once. Writers queue on the one writer lock anyway; without this
+    /// bound, a queue behind a stalled transaction would hold every
+    /// connection and starve the readers (caller authentication, the feed).
+    writer_permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Pool connections of one instance (PostgreSQL), and how many of them
+/// writers may hold.
+const PG_CONNECTIONS: u32 = 16;
+const PG_WRITER_CONNECTIONS: usize = 4;
 
 impl Store {
     /// Connects to `url` and brings the schema up to date.
@@ -147,7 +157,7 @@ impl Store {
             }
             Backend::Postgres => {
                 AnyPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(PG_CONNECTIONS)
                     .acquire_timeout(WRITE_WAIT)
                     // Bounds on every wait the server can see: a statement
                     // that runs away, a transaction left open by a stalled
@@ -169,7 +179,8 @@ impl Store {
             }
         }
         .map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
-        let store = Self { pool, backend, writer: Default::default() };
+        let writer_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PG_WRITER_CONNECTIONS));
+        let store = Self { pool, backend, writer: Default::default(), writer_permits };
         store.migrate().await?;
         Ok(store)
     }
@@ -238,9 +249,15 @@ impl Store {
                 let slot = tokio::time::timeout(WRITE_WAIT, self.writer.clone().lock_owned())
                     .await
                     .map_err(|_| StoreError::Busy)?;
-                WriteTx { tx: self.pool.begin_with("begin immediate").await?, _slot: Some(slot), backend: self.backend }
+                let tx = self.pool.begin_with("begin immediate").await?;
+                WriteTx { tx, _slot: Some(slot), _permit: None, backend: self.backend }
             }
             Backend::Postgres => {
+                let deadline = tokio::time::Instant::now() + WRITE_WAIT;
+                let permit = tokio::time::timeout_at(deadline, self.writer_permits.clone().acquire_owned())
+                    .await
+                    .map_err(|_| StoreError::Busy)?
+                    .map_err(|_| StoreError::Busy)?;
                 let mut tx = self.pool.begin().await?;
                 // One round trip: the bound is set (for this transaction)
                 // in the FROM clause, before the lock is waited for.
@@ -248,10 +265,13 @@ impl Store {
                     "select pg_advisory_xact_lock($1) from (select set_config('lock_timeout', $2, true)) as bound",
                 )
                 .bind(WRITER_LOCK)
-                .bind(format!("{}ms", WRITE_WAIT.as_millis()))
+                .bind(format!(
+                    "{}ms",
+                    deadline.saturating_duration_since(tokio::time::Instant::now()).as_millis().max(1)
+                ))
                 .execute(&mut *tx)
                 .await?;
-                WriteTx { tx, _slot: None, backend: self.backend }
+                WriteTx { tx, _slot: None, _permit: Some(permit), backend: self.backend }
             }
         })
     }

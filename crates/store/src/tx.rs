@@ -6,10 +6,12 @@ use time::OffsetDateTime;
 use crate::audit::{self, AuditEntry};
 use crate::{Backend, StoreError, secs};
 
-/// A write transaction (and, on SQLite, this process's writer slot).
+/// A write transaction (and, on SQLite, this process's writer slot; on
+/// PostgreSQL, one of its writer permits).
 pub(crate) struct WriteTx {
     pub(crate) tx: sqlx::Transaction<'static, sqlx::Any>,
     pub(crate) _slot: Option<tokio::sync::OwnedMutexGuard<()>>,
+    pub(crate) _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     pub(crate) backend: Backend,
 }
 
