@@ -197,3 +197,20 @@ async fn a_restore_onto_a_lost_machine_needs_the_current_crl() {
     assert_eq!(ocsp_status(&s, &v.pem), "revoked keyCompromise");
     assert_eq!(crl(&s)["revoked"][&v.serial], "key_compromise");
 }
+
+/// A backup taken before `ca rollover` lacks the new issuing CA: restored,
+/// nothing would publish that CA's CRL or answer OCSP for what it issued.
+/// `restore` refuses it, naming the generation, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_from_before_a_rollover_is_refused() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let dest = s.scratch("backup");
+    cli(&s, &["backup", &path(&dest)]);
+    s.stop();
+    cli(&s, &["ca", "rollover"]);
+    let (bin, data) = (path(binary()), path(&s.data_dir));
+    let o = s.run(&bin, &["restore", &path(&dest), "--data-dir", &data]);
+    let said = text(&o);
+    assert!(!o.status.success() && said.contains("issuing-2") && said.contains("ca rollover"), "{said}");
+    assert!(s.data("ca/issuing-2.pem").exists(), "the refused restore changed the data directory");
+}

@@ -137,6 +137,22 @@ pub fn restore(src: &Path, dir: &DataDir, sqlite: Option<&Path>, published: &Pub
     if dir.is_served()? {
         bail!("connect-pki serve is running on {}: stop the service first (every instance)", dir.path().display());
     }
+    let theirs = DataDir::new(src).generations();
+    let newer: Vec<String> = dir
+        .generations()
+        .into_iter()
+        .filter(|g| !theirs.contains(g))
+        .map(connect_pki_ca::issue::name_of_generation)
+        .collect();
+    if !newer.is_empty() {
+        bail!(
+            "the data directory has issuing CA {} that the backup (taken at {}) lacks: it was taken before \
+             `ca rollover`. Restored, the service would no longer publish their CRLs or answer OCSP for what \
+             they issued, so their revocations could not be checked. Restore a backup taken after the rollover",
+            newer.join(", "),
+            manifest.taken_at
+        );
+    }
     // The restored directory is put together beside the data directory and
     // swapped in whole: a failure on the way leaves the data directory as it
     // was, and the one it replaces stays aside, not deleted.
