@@ -222,3 +222,43 @@ async fn a_rollover_with_an_offline_root() {
     assert!(handshake_ok(&s, &new.pem) && handshake_ok(&s, &admin));
     assert!(ocsp(&s, &new, "issuing-2").contains(": good"));
 }
+
+/// Two hosts that each ran `ca rollover` on one shared database would each
+/// have their own "issuing-2", and each would publish a CRL the other's
+/// certificates are not on. The first to serve records its generation-2 CA
+/// in the database; the other refuses to start, naming both fingerprints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_host_with_its_own_rollover_refuses_to_start() {
+    let mut s = Server::start(Backend::Postgres).await;
+    s.stop();
+    let other = s.dir.path().join("other-host");
+    let o = s.run("cp", &["-a", &path(&s.data_dir), &path(&other)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = connect_pki(&s, &["ca", "rollover"]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.spawn(&[]);
+    s.stop();
+
+    let bin = path(binary());
+    let other_dir = path(&other);
+    let o = s.run(&bin, &["ca", "rollover", "--data-dir", &other_dir, "--database-url", &s.db.url]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Bounded: a service that did start would otherwise run on.
+    let serve = [
+        "30",
+        &bin,
+        "serve",
+        "--data-dir",
+        &other_dir,
+        "--database-url",
+        &s.db.url,
+        "--public-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        "127.0.0.1:0",
+    ];
+    let o = s.run("timeout", &serve);
+    let said = text(&o);
+    assert!(!o.status.success(), "the second host's issuing-2 was served: {said}");
+    assert!(said.contains("generation 2") && said.contains("another host made its own"), "{said}");
+}

@@ -264,6 +264,41 @@ impl Store {
             .try_get("last")?)
     }
 
+    /// Records each issuing CA generation with its certificate's SHA-256 the
+    /// first time it is served; returns the generations for which another
+    /// CA is recorded already (generation, the one recorded) — two hosts that
+    /// each made their own.
+    pub async fn record_issuing_cas(
+        &self,
+        cas: &[(i64, String)],
+        now: OffsetDateTime,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.write(async |tx| {
+            let mut differ = Vec::new();
+            for (generation, sha256) in cas {
+                sqlx::query(
+                    "insert into issuing_cas (generation, sha256, recorded_at) values ($1, $2, $3) \
+                     on conflict (generation) do nothing",
+                )
+                .bind(generation)
+                .bind(sha256)
+                .bind(secs(now))
+                .execute(&mut **tx)
+                .await?;
+                let recorded: String = sqlx::query("select sha256 from issuing_cas where generation = $1")
+                    .bind(generation)
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("sha256")?;
+                if recorded != *sha256 {
+                    differ.push((*generation, recorded));
+                }
+            }
+            Ok(differ)
+        })
+        .await
+    }
+
     /// Raises the CRL number to at least `number` (one a CRL already served
     /// carries), so the next CRL is numbered above it.
     pub async fn raise_crl_number(&self, number: i64) -> Result<(), StoreError> {

@@ -115,6 +115,18 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let generations = generations(older, &issuing, &issuing_der, &ocsp_der, ocsp_key)?;
     let cas: Vec<Arc<IssuingCa>> = generations.iter().map(|(ca, _, _)| ca.clone()).collect();
     let issuing_ders: Vec<Vec<u8>> = generations.iter().map(|(_, der, _)| der.clone()).collect();
+    let fingerprints: Vec<(i64, String)> =
+        cas.iter().map(|ca| (i64::from(ca.generation()), crate::admin::init::fingerprint(ca.cert_der()))).collect();
+    let differ = store.record_issuing_cas(&fingerprints, clock.now()).await?;
+    if let Some((generation, recorded)) = differ.first() {
+        anyhow::bail!(
+            "the issuing CA of generation {generation} in {} (SHA-256 {}) is not the one this database has \
+             recorded for that generation (SHA-256 {recorded}): another host made its own with `ca rollover`. \
+             Copy the ca/ directory of the instance that made it first, and never run `ca rollover` on two hosts",
+            config.data_dir.display(),
+            fingerprints.iter().find(|(g, _)| g == generation).map_or("?", |(_, f)| f.as_str()),
+        );
+    }
     let mut feed = config.feed.clone();
     if config.feed_listen && store.backend() == connect_pki_store::Backend::Postgres {
         feed.listen_url = Some(config.database_url.clone());
