@@ -289,6 +289,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs `work` in a transaction of its own that does not take the writer
+    /// lock on PostgreSQL: for background bookkeeping that touches no
+    /// certificate, feed row or audit record (relying-party counts, delivery
+    /// records, pruning), so that it never queues a revocation behind it. On
+    /// SQLite, which has one writer, it is a write like any other.
+    pub(crate) async fn write_aside<T, E>(&self, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        if self.backend == Backend::Sqlite {
+            return self.write(work).await;
+        }
+        let tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let mut tx = WriteTx { tx, _slot: None, _permit: None, backend: self.backend };
+        let out = work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
     /// A consistent copy of a SQLite database at `path` (a new file), taken
     /// while the service runs: `VACUUM INTO` reads in one transaction, so the
     /// copy is the database as of one commit. PostgreSQL databases are copied

@@ -149,7 +149,7 @@ impl Store {
         .bind(id)
         .bind(owner);
         let changed =
-            self.write(async |tx| Ok::<_, StoreError>(update.execute(&mut **tx).await?.rows_affected())).await?;
+            self.write_aside(async |tx| Ok::<_, StoreError>(update.execute(&mut **tx).await?.rows_affected())).await?;
         Ok(changed > 0)
     }
 

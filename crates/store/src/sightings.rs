@@ -199,11 +199,14 @@ fn handshake_conflict() -> String {
     )
 }
 
+/// Rows deleted per transaction when pruning.
+const PRUNE_BATCH: i64 = 1_000;
+
 impl Store {
     /// Adds a batch of counts, in one transaction, [`ROWS`] rows a statement.
     pub async fn record_sightings(&self, batch: &Sightings) -> Result<(), StoreError> {
         let (ocsp_conflict, crl_conflict, handshake_conflict) = (ocsp_conflict(), crl_conflict(), handshake_conflict());
-        self.write(async |tx| {
+        self.write_aside(async |tx| {
             for rows in batch.ocsp.chunks(ROWS) {
                 let sql = upsert(
                     "rp_ocsp (party, serial, ca_generation, queries, last_at, last_answer, last_good_at, \
@@ -375,21 +378,33 @@ impl Store {
         Ok(CertificateSightings { handshakes, ocsp, crl })
     }
 
-    /// Deletes what was last seen before `before`; returns how many rows went.
+    /// Deletes what was last seen before `before`, [`PRUNE_BATCH`] rows a
+    /// transaction, so that a large backlog never holds a write open for
+    /// long; returns how many rows went.
     pub async fn prune_sightings(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         let at = secs(before);
-        self.write(async |tx| {
-            let mut n = 0;
-            for sql in [
-                "delete from rp_ocsp where last_at < $1",
-                "delete from rp_crl where last_at < $1",
-                "delete from cert_handshakes where coalesce(last_ok_at, 0) < $1 and coalesce(last_refused_at, 0) < $1",
-            ] {
-                n += sqlx::query(sql).bind(at).execute(&mut **tx).await?.rows_affected();
+        let mut n = 0;
+        for (table, key, old) in [
+            ("rp_ocsp", "party, serial", "last_at < $1"),
+            ("rp_crl", "party, ca_generation, crl_number", "last_at < $1"),
+            ("cert_handshakes", "serial", "coalesce(last_ok_at, 0) < $1 and coalesce(last_refused_at, 0) < $1"),
+        ] {
+            let sql = format!("delete from {table} where ({key}) in (select {key} from {table} where {old} limit $2)");
+            loop {
+                let gone = self
+                    .write_aside(async |tx| {
+                        Ok::<_, StoreError>(
+                            sqlx::query(&sql).bind(at).bind(PRUNE_BATCH).execute(&mut **tx).await?.rows_affected(),
+                        )
+                    })
+                    .await?;
+                n += gone;
+                if gone < PRUNE_BATCH as u64 {
+                    break;
+                }
             }
-            Ok::<_, StoreError>(n)
-        })
-        .await
+        }
+        Ok(n)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Repository tests. Every test runs on SQLite and on PostgreSQL.
 
+mod background;
 mod crl;
 mod expiry;
 mod listings;
