@@ -9,19 +9,26 @@ use connect_pki_e2e::{Backend, both_backends, spawn_app};
 use serde_json::json;
 use sqlx::Connection;
 
-async fn a_write_behind_a_stalled_transaction_answers_busy_and_changes_nothing(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let d = app.device("stalled.writer").await;
+/// A session of its own holding the writer lock every write transaction
+/// takes first (`store::WRITER_LOCK` on PostgreSQL, SQLite's write lock),
+/// until it rolls back.
+async fn holding_the_writer_lock(url: &str, backend: Backend) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
-    let mut holder = sqlx::AnyConnection::connect(&app.db.url).await.expect("a second connection");
+    let mut holder = sqlx::AnyConnection::connect(url).await.expect("a second connection");
     let hold = match backend {
-        // The writer lock every write transaction takes first (store::WRITER_LOCK).
         Backend::Postgres => vec!["begin", "select pg_advisory_xact_lock(7305001)"],
         Backend::Sqlite => vec!["begin immediate"],
     };
     for sql in hold {
         sqlx::query(sql).execute(&mut holder).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+    holder
+}
+
+async fn a_write_behind_a_stalled_transaction_answers_busy_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let d = app.device("stalled.writer").await;
+    let mut holder = holding_the_writer_lock(&app.db.url, backend).await;
     let path = format!("/api/v1/certificates/{}/revoke", d.serial);
     let body = json!({"reason": "keyCompromise"});
     let started = Instant::now();
@@ -57,15 +64,7 @@ async fn writers_queued_behind_a_stall_leave_the_readers_their_connections(backe
     for n in 0..30 {
         devices.push(app.device(&format!("queued.{n}")).await);
     }
-    sqlx::any::install_default_drivers();
-    let mut holder = sqlx::AnyConnection::connect(&app.db.url).await.expect("a second connection");
-    let hold = match backend {
-        Backend::Postgres => vec!["begin", "select pg_advisory_xact_lock(7305001)"],
-        Backend::Sqlite => vec!["begin immediate"],
-    };
-    for sql in hold {
-        sqlx::query(sql).execute(&mut holder).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
+    let mut holder = holding_the_writer_lock(&app.db.url, backend).await;
     let mut revokes = tokio::task::JoinSet::new();
     for d in &devices {
         let (app, path) = (app.clone(), format!("/api/v1/certificates/{}/revoke", d.serial));
