@@ -94,6 +94,46 @@ struct Built {
     connections: Arc<Connections>,
 }
 
+/// Where CRLs are kept, once the database has been compared with the newest
+/// one kept there (and brought up to it, if it is behind: a restore).
+async fn kept_crls(
+    dir: &DataDir,
+    cas: &[Arc<IssuingCa>],
+    store: &Store,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<std::path::PathBuf> {
+    crate::admin::backup::reapply_published_crl(dir, cas, store, now)
+        .await
+        .context("comparing the database with the newest CRL this service published")?;
+    let kept = dir.kept_crls();
+    crate::datadir::create_private_dir(&kept)?;
+    Ok(kept)
+}
+
+/// Records each issuing CA generation's fingerprint the first time it is
+/// served, and refuses to start with another CA under a recorded generation
+/// (two hosts that each ran `ca rollover` on one database).
+async fn same_cas_as_recorded(
+    store: &Store,
+    cas: &[Arc<IssuingCa>],
+    data_dir: &std::path::Path,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<()> {
+    let fingerprints: Vec<(i64, String)> =
+        cas.iter().map(|ca| (i64::from(ca.generation()), crate::admin::init::fingerprint(ca.cert_der()))).collect();
+    let differ = store.record_issuing_cas(&fingerprints, now).await?;
+    if let Some((generation, recorded)) = differ.first() {
+        anyhow::bail!(
+            "the issuing CA of generation {generation} in {} (SHA-256 {}) is not the one this database has \
+             recorded for that generation (SHA-256 {recorded}): another host made its own with `ca rollover`. \
+             Copy the ca/ directory of the instance that made it first, and never run `ca rollover` on two hosts",
+            data_dir.display(),
+            fingerprints.iter().find(|(g, _)| g == generation).map_or("?", |(_, f)| f.as_str()),
+        );
+    }
+    Ok(())
+}
+
 /// The CA, the store, the revocation state and the shared state.
 async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &CancellationToken) -> anyhow::Result<Built> {
     let dir = DataDir::new(&config.data_dir);
@@ -115,32 +155,12 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let generations = generations(older, &issuing, &issuing_der, &ocsp_der, ocsp_key)?;
     let cas: Vec<Arc<IssuingCa>> = generations.iter().map(|(ca, _, _)| ca.clone()).collect();
     let issuing_ders: Vec<Vec<u8>> = generations.iter().map(|(_, der, _)| der.clone()).collect();
-    let fingerprints: Vec<(i64, String)> =
-        cas.iter().map(|ca| (i64::from(ca.generation()), crate::admin::init::fingerprint(ca.cert_der()))).collect();
-    let differ = store.record_issuing_cas(&fingerprints, clock.now()).await?;
-    if let Some((generation, recorded)) = differ.first() {
-        anyhow::bail!(
-            "the issuing CA of generation {generation} in {} (SHA-256 {}) is not the one this database has \
-             recorded for that generation (SHA-256 {recorded}): another host made its own with `ca rollover`. \
-             Copy the ca/ directory of the instance that made it first, and never run `ca rollover` on two hosts",
-            config.data_dir.display(),
-            fingerprints.iter().find(|(g, _)| g == generation).map_or("?", |(_, f)| f.as_str()),
-        );
-    }
+    same_cas_as_recorded(&store, &cas, &config.data_dir, clock.now()).await?;
     let mut feed = config.feed.clone();
     if config.feed_listen && store.backend() == connect_pki_store::Backend::Postgres {
         feed.listen_url = Some(config.database_url.clone());
     }
-    let kept_crl = if config.keep_crl {
-        crate::admin::backup::reapply_published_crl(&dir, &cas, &store, clock.now())
-            .await
-            .context("comparing the database with the newest CRL this service published")?;
-        let kept = dir.kept_crls();
-        crate::datadir::create_private_dir(&kept)?;
-        Some(kept)
-    } else {
-        None
-    };
+    let kept_crl = if config.keep_crl { Some(kept_crls(&dir, &cas, &store, clock.now()).await?) } else { None };
     let revocations = Revocations::start(
         store.clone(),
         cas,
