@@ -1,6 +1,15 @@
 //! Settings of `serve`, merged once at start: built-in defaults, then
 //! `<data-dir>/config.toml`, then environment variables and flags (the CLI
 //! merges those two through clap). The rest of the code sees typed values only.
+//!
+//! This module holds what config.toml and the flags may say ([`FileConfig`]),
+//! the resolved settings ([`ServeConfig`]) and the one place their defaults
+//! are written, side by side, so that a new setting is a key here and a
+//! line in `resolve`. `tables.rs` holds config.toml's tables; `values.rs`
+//! turns text into typed values.
+
+mod tables;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,14 +18,14 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use connect_pki_responder::FeedSettings;
+use tables::NotificationsConfig;
+pub use tables::{CalendarConfig, Pkcs11Config};
+pub(crate) use values::SQLITE_FILE;
+pub use values::{DEFAULT_PUBLIC_URL, default_database_url, sqlite_path};
+use values::{UrlKind, address_or_network, web_url};
 
 /// The settings file in the data directory.
 pub(crate) const CONFIG_FILE: &str = "config.toml";
-/// The SQLite database in the data directory, used when no URL is given.
-pub(crate) const SQLITE_FILE: &str = "connect-pki.db";
-
-/// Default base URL written into certificates.
-pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 
 /// The keys `<data-dir>/config.toml` may hold. Unknown keys are refused so a
 /// misspelt setting is noticed instead of silently ignored.
@@ -132,54 +141,6 @@ pub struct FileConfig {
 }
 
 connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, pkcs11; database_url });
-
-/// `[calendar]` in config.toml: opening hours and extra closure days.
-///
-/// ```toml
-/// [calendar]
-/// opens = "08:45"
-/// closes = "17:15"
-/// year_end_closure = true
-/// closures = { "2026-06-15" = "システム保守日" }
-/// ```
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct CalendarConfig {
-    pub(crate) opens: Option<String>,
-    pub(crate) closes: Option<String>,
-    pub(crate) year_end_closure: Option<bool>,
-    #[serde(default)]
-    pub(crate) closures: std::collections::BTreeMap<String, String>,
-}
-
-impl CalendarConfig {
-    /// The business hours this configures, or what is wrong with it.
-    pub fn business_hours(&self) -> anyhow::Result<connect_pki_domain::calendar::BusinessHours> {
-        let mut b = connect_pki_domain::calendar::BusinessHours::default();
-        let hm = time::macros::format_description!("[hour]:[minute]");
-        if let Some(o) = &self.opens {
-            b.opens =
-                time::Time::parse(o, &hm).map_err(|e| anyhow::anyhow!("calendar.opens {o:?}: {e} (use HH:MM)"))?;
-        }
-        if let Some(c) = &self.closes {
-            b.closes =
-                time::Time::parse(c, &hm).map_err(|e| anyhow::anyhow!("calendar.closes {c:?}: {e} (use HH:MM)"))?;
-        }
-        if b.closes <= b.opens {
-            anyhow::bail!("calendar: closes must be after opens");
-        }
-        if let Some(y) = self.year_end_closure {
-            b.year_end_closure = y;
-        }
-        let ymd = time::macros::format_description!("[year]-[month]-[day]");
-        for (day, name) in &self.closures {
-            let date = time::Date::parse(day, &ymd)
-                .map_err(|e| anyhow::anyhow!("calendar.closures {day:?}: {e} (use YYYY-MM-DD)"))?;
-            b.closures.insert(date, name.clone());
-        }
-        Ok(b)
-    }
-}
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -368,14 +329,6 @@ impl ServeConfig {
     }
 }
 
-/// `a.b.c.d`, `a.b.c.d/n` or their IPv6 forms, as a network.
-fn address_or_network(text: &str) -> anyhow::Result<ipnet::IpNet> {
-    let t = text.trim();
-    t.parse::<ipnet::IpNet>()
-        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| anyhow::anyhow!("trusted proxy {t:?} is neither an address nor a network (a.b.c.d/n)"))
-}
-
 /// Replaces `slot` with a value that was given.
 fn set<T>(slot: &mut T, given: Option<T>) {
     if let Some(v) = given {
@@ -398,122 +351,6 @@ pub struct HttpsSettings {
 
 connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, crl_validity, ocsp_validity, rate_limit_per_minute, feed, feed_listen, limits, allow_tls12, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, expiry_check, ra; database_url });
 
-/// `[notifications]` in config.toml.
-///
-/// ```toml
-/// [notifications]
-/// webhook_url = "https://chat.example/hooks/connect"
-/// smtp_url = "smtp://127.0.0.1:25"
-/// mail_from = "connect-pki@city.example"
-/// on_call = ["it-oncall@city.example"]
-/// console_url = "https://pki.city.example:8443"
-/// ```
-/// The webhook's HMAC key comes from `CONNECT_PKI_WEBHOOK_SECRET` (or
-/// `webhook_secret` here, if the file is kept private).
-#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NotificationsConfig {
-    pub(crate) webhook_url: Option<String>,
-    pub(crate) webhook_secret: Option<String>,
-    pub(crate) smtp_url: Option<String>,
-    pub(crate) mail_from: Option<String>,
-    #[serde(default)]
-    pub(crate) on_call: Vec<String>,
-    pub(crate) console_url: Option<String>,
-}
-
-connect_pki_domain::redacted_debug!(NotificationsConfig { mail_from, on_call, console_url; webhook_url, webhook_secret, smtp_url });
-
-impl NotificationsConfig {
-    /// The notification settings over `defaults`, with the webhook key from
-    /// the environment when set; every address parsed, or the one that is
-    /// wrong named.
-    pub fn resolve(
-        &self,
-        defaults: &connect_pki_ra::notify::NotifyConfig,
-    ) -> anyhow::Result<connect_pki_ra::notify::NotifyConfig> {
-        let key = |k: &str| format!("notifications.{k}");
-        let mail = |k: &str, text: &str| -> anyhow::Result<lettre::Address> {
-            text.trim().parse().map_err(|e| anyhow::anyhow!("{} = {text:?} is not an e-mail address: {e}", key(k)))
-        };
-        Ok(connect_pki_ra::notify::NotifyConfig {
-            webhook_url: self
-                .webhook_url
-                .as_deref()
-                .map(|u| web_url(&key("webhook_url"), u, UrlKind::Endpoint))
-                .transpose()?,
-            webhook_secret: std::env::var("CONNECT_PKI_WEBHOOK_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .or_else(|| self.webhook_secret.clone()),
-            smtp_url: self
-                .smtp_url
-                .as_deref()
-                .map(|u| u.trim().parse().map_err(|e| anyhow::anyhow!("{} = {e}", key("smtp_url"))))
-                .transpose()?,
-            mail_from: match &self.mail_from {
-                Some(m) => m.trim().parse().map_err(|e| anyhow::anyhow!("{} = {m:?}: {e}", key("mail_from")))?,
-                None => defaults.mail_from.clone(),
-            },
-            on_call: self.on_call.iter().map(|a| mail("on_call", a)).collect::<anyhow::Result<_>>()?,
-            console_url: self
-                .console_url
-                .as_deref()
-                .map(|u| web_url(&key("console_url"), u, UrlKind::HttpsBase))
-                .transpose()?,
-        })
-    }
-}
-
-/// What a web address in the settings is for, and so what it may be.
-#[derive(Clone, Copy)]
-enum UrlKind {
-    /// A base under which this service's paths hang: `http(s)://host[:port][/path]`.
-    Base,
-    /// The same, HTTPS only: where people's browsers are sent.
-    HttpsBase,
-    /// `https://host[:port]`, no path: this service's own pages, as
-    /// browsers reach them.
-    HttpsOrigin,
-    /// An endpoint this service calls (a webhook): may carry a query.
-    Endpoint,
-}
-
-/// `text`, the value of setting `key`, as a web address fit for `kind`, or
-/// an error naming the setting and what is wrong.
-fn web_url(key: &str, text: &str, kind: UrlKind) -> anyhow::Result<url::Url> {
-    let url = url::Url::parse(text.trim()).map_err(|e| anyhow::anyhow!("{key} must be a URL, not {text:?}: {e}"))?;
-    let https_only = matches!(kind, UrlKind::HttpsBase | UrlKind::HttpsOrigin);
-    let schemes: &[&str] = if https_only { &["https"] } else { &["http", "https"] };
-    let problem = if !schemes.contains(&url.scheme()) || !url.has_host() {
-        Some(if https_only { "must be https://host[:port]" } else { "must be http:// or https://host[:port]" })
-    } else if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
-        Some("must not carry a user name, password or #fragment")
-    } else if url.query().is_some() && !matches!(kind, UrlKind::Endpoint) {
-        Some("must not carry a ?query (paths are added to it)")
-    } else if matches!(kind, UrlKind::HttpsOrigin) && url.path() != "/" {
-        Some("must be https://host[:port] without a path")
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => anyhow::bail!("{key} {p}, not {text:?}"),
-        None => Ok(url),
-    }
-}
-
-/// The file of a `sqlite:` database URL; `None` for any other database.
-pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
-}
-
-/// The SQLite database inside a data directory, used when no URL is given.
-pub fn default_database_url(data_dir: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", data_dir.join(SQLITE_FILE).display())
-}
-
 /// Where checkpoints go and how often.
 #[derive(Debug, Clone)]
 pub struct CheckpointSettings {
@@ -522,24 +359,26 @@ pub struct CheckpointSettings {
     pub every: std::time::Duration,
 }
 
-/// `[pkcs11]` in config.toml: the token holding the CA keys.
-///
-/// ```toml
-/// [pkcs11]
-/// module = "/usr/lib/softhsm/libsofthsm2.so"
-/// token = "connect-pki"
-/// pin_file = "/etc/connect-pki/pkcs11-pin"   # else CONNECT_PKI_PKCS11_PIN
-/// ```
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Pkcs11Config {
-    /// The vendor's PKCS#11 module (a shared library).
-    pub module: PathBuf,
-    /// The token's label.
-    pub token: String,
-    /// A file holding the user PIN; without it, `CONNECT_PKI_PKCS11_PIN`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pin_file: Option<PathBuf>,
+/// Connection cap and timeouts of one listener (`net::listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; further ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers once it starts one.
+    pub header_read_timeout: std::time::Duration,
+    /// Time a connection may stay silent in both directions before it is
+    /// closed (also covers a client that connects and sends nothing).
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -626,27 +465,5 @@ mod tests {
         assert!(FileConfig::setting("expiry_notice_days=fourteen").is_err(), "text where a number goes");
         assert!(FileConfig::setting("rate_limit_per_minute=5\nallow_tls12=true").is_err(), "a second key smuggled in");
         assert!(FileConfig::setting("calendar.opens=\"08:00\"").is_err(), "a dotted key");
-    }
-}
-
-/// Connection cap and timeouts of one listener (`net::listen`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Connections served at once; further ones wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// Time a client has to send a request's headers once it starts one.
-    pub header_read_timeout: std::time::Duration,
-    /// Time a connection may stay silent in both directions before it is
-    /// closed (also covers a client that connects and sends nothing).
-    pub idle_timeout: std::time::Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            header_read_timeout: std::time::Duration::from_secs(10),
-            idle_timeout: std::time::Duration::from_secs(60),
-        }
     }
 }
