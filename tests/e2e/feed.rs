@@ -96,10 +96,15 @@ both_backends!(reconciliation_repairs_an_index_that_differs);
 /// commits, a hand edit) is never un-revoked by the reconciliation: the
 /// revocation is written back to the database, and no answer in between —
 /// OCSP with and without a nonce, the handshake, the CRL — says otherwise.
+/// A revoked certificate whose row is gone altogether is kept revoked as a
+/// recovered revocation, still there after a restart.
 async fn reconciliation_writes_a_lost_revocation_back_and_never_undoes_it(backend: Backend) {
-    let s = Server::start_with(backend, &[("CONNECT_PKI_RECONCILE_SECONDS", "1")]).await;
+    let mut s = Server::start_with(backend, &[("CONNECT_PKI_RECONCILE_SECONDS", "1")]).await;
     let admin = s.admin_pem();
+    let gone = device(&s, &admin, "lost.row");
     let d = device(&s, &admin, "lost.revocation");
+    // Revoked first, so that deleting its feed rows leaves the feed's head where it was.
+    assert_eq!(revoke(&s, &admin, &gone.serial, "keyCompromise").0, 200);
     // An OCSP answer without a nonce is cached: the one to watch after the edit.
     assert_eq!(ocsp_status_with(&s, &d.pem, &["-no_nonce"]), "good");
     let (status, body) = revoke(&s, &admin, &d.serial, "keyCompromise");
@@ -114,9 +119,13 @@ async fn reconciliation_writes_a_lost_revocation_back_and_never_undoes_it(backen
         ),
     )
     .await;
+    execute(&url, &format!("delete from cert_events where serial = '{}'", gone.serial)).await;
+    execute(&url, &format!("delete from certificates where serial = '{}'", gone.serial)).await;
     // Several reconciliations run in this time; every answer stays revoked.
     let deadline = Instant::now() + Duration::from_secs(4);
     while Instant::now() < deadline {
+        assert_eq!(ocsp_status(&s, &gone.pem), "revoked keyCompromise", "{}", s.log());
+        assert_eq!(crl(&s)["revoked"][&gone.serial], "key_compromise", "the CRL dropped the row gone:\n{}", s.log());
         assert_eq!(ocsp_status_with(&s, &d.pem, &["-no_nonce"]), "revoked keyCompromise", "{}", s.log());
         assert_eq!(ocsp_status(&s, &d.pem), "revoked keyCompromise");
         assert!(!handshake_ok(&s, &d.pem), "the handshake was accepted again:\n{}", s.log());
@@ -144,6 +153,12 @@ async fn reconciliation_writes_a_lost_revocation_back_and_never_undoes_it(backen
         metrics.lines().any(|l| l.starts_with("connect_pki_revocations_written_back_total") && !l.ends_with(" 0")),
         "write-back not counted:\n{metrics}"
     );
+    // The recovered revocation is in the database: a restart keeps it.
+    s.stop();
+    s.spawn(&[]);
+    assert_eq!(ocsp_status(&s, &gone.pem), "revoked keyCompromise", "{}", s.log());
+    assert_eq!(crl(&s)["revoked"][&gone.serial], "key_compromise");
+    assert!(!handshake_ok(&s, &gone.pem));
 }
 both_backends!(reconciliation_writes_a_lost_revocation_back_and_never_undoes_it);
 

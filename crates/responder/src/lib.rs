@@ -8,6 +8,8 @@
 //!   the CRL builder and the served CRL, and reconciliation with the
 //!   database; [`Revocations::sync`] is what makes a change effective before
 //!   the call that made it returns.
+//! * `writeback`: what the index enforces that the database lost, written
+//!   back — never undone (reconciliation, a database that went back).
 //! * [`Responder`]: OCSP answers from the index, with a cache of signed
 //!   responses.
 //!
@@ -22,6 +24,7 @@ pub mod index;
 mod ocsp;
 mod revocations;
 pub mod sightings;
+mod writeback;
 
 pub use crl::Crl;
 pub use error::ResponderError;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use connect_pki_ca::IssuingCa;
-use connect_pki_domain::{CertStatus, Clock};
+use connect_pki_domain::Clock;
 use connect_pki_store::Store;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify, watch};
@@ -33,7 +33,7 @@ const BATCH: i64 = 10_000;
 #[derive(Debug)]
 pub struct Revocations {
     pub index: CertIndex,
-    sessions: Arc<dyn Sessions>,
+    pub(crate) sessions: Arc<dyn Sessions>,
     pub(crate) store: Store,
     /// Every issuing CA whose certificates may still be in use, oldest
     /// first; the last issues new ones.
@@ -66,7 +66,7 @@ pub struct Revocations {
     last_read: AtomicU64,
     /// The database went back behind this instance's index: it fails closed
     /// until the revocations it holds are written back and it has reloaded.
-    went_back: AtomicBool,
+    pub(crate) went_back: AtomicBool,
 }
 
 impl Revocations {
@@ -178,7 +178,7 @@ impl Revocations {
     /// commit, it covers that commit.
     pub async fn sync(&self) -> Result<(), ResponderError> {
         let head = self.store.feed_head().await?;
-        if head < self.applied() {
+        if head < self.applied() || self.went_back.load(Ordering::Acquire) {
             // Perhaps only a follower that applied newer commits since the
             // head was read; `database_went_back` looks again under the lock.
             self.database_went_back().await?;
@@ -209,85 +209,9 @@ impl Revocations {
             while self.apply_batch().await? == BATCH as usize {}
             self.store.feed_head().await?
         };
-        if head < self.applied() {
+        if head < self.applied() || self.went_back.load(Ordering::Acquire) {
             self.database_went_back().await?;
         }
-        Ok(())
-    }
-
-    /// The feed's head is below what this instance applied: the database went
-    /// back (a backup restored under running instances, a failover to a
-    /// replica that missed the last commits). The instance fails closed at
-    /// once; every revocation its index holds that the database lost is
-    /// written back — through the status primitive where the certificate's
-    /// row is still there, as a recovered revocation where it is gone — and
-    /// the index is reloaded from the database. Logged, audited, counted.
-    async fn database_went_back(&self) -> Result<(), ResponderError> {
-        let guard = self.sync_lock.lock().await;
-        // Under the lock `applied` stands still, and a head read after it was
-        // set is at or past it unless the database lost those commits.
-        let head = self.store.feed_head().await?;
-        let applied = self.applied();
-        if head >= applied {
-            return Ok(());
-        }
-        self.went_back.store(true, Ordering::Release);
-        metrics::counter!("connect_pki_database_went_back_total").increment(1);
-        tracing::error!(
-            applied,
-            head,
-            "the database went back behind this instance's revocation index (restored? failed over?): \
-             failing closed, writing back the revocations it lost, reloading"
-        );
-        let (_, rows) = self.store.certificate_index().await?;
-        let in_db: std::collections::HashMap<&connect_pki_domain::Serial, &connect_pki_store::CertEvent> =
-            rows.iter().map(|r| (&r.serial, r)).collect();
-        let mut lost_status = Vec::new();
-        let mut lost_rows = Vec::new();
-        for (k, e) in self.index.not_valid() {
-            let Ok(serial) = connect_pki_domain::Serial::from_bytes(&crate::index::serial_bytes(k)) else { continue };
-            let reason = e.reason.unwrap_or(connect_pki_domain::Reason::Unspecified);
-            match in_db.get(&serial) {
-                Some(row)
-                    if matches!(e.status, CertStatus::Revoked | CertStatus::Superseded)
-                        && connect_pki_domain::certificate::in_force(row.status) =>
-                {
-                    lost_status.push((serial, reason));
-                }
-                Some(_) => {}
-                None => lost_rows.push(connect_pki_store::Listed {
-                    serial,
-                    reason,
-                    revoked_at: OffsetDateTime::from_unix_timestamp(e.at).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                    ca_generation: i64::from(e.ca),
-                    expires_by: OffsetDateTime::from_unix_timestamp(e.not_after).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                }),
-            }
-        }
-        let now = self.store.due_clock(self.clock.now()).await?;
-        let written = self.store.write_back_revocations(&lost_status, "system:rollback", now).await?;
-        self.store.recover_revocations(&lost_rows, "system:rollback", now).await?;
-        let (position, rows) = self.store.certificate_index().await?;
-        for k in self.index.replace(&rows) {
-            self.sessions.close(k);
-        }
-        self.applied.store(position, Ordering::Release);
-        self.crl_content.store(position, Ordering::Release);
-        // No CRL covers the reloaded index until the next is built; and that
-        // one is numbered above every CRL served before.
-        self.crl_served.send_replace(-1);
-        let served = self.crls.load().iter().map(|c| c.number).max().unwrap_or(0);
-        self.store.raise_crl_number(served).await?;
-        self.mark_read();
-        drop(guard);
-        tracing::error!(
-            written_back = written.len(),
-            recovered = lost_rows.len(),
-            position,
-            "revocations the database lost were put back; the index is reloaded"
-        );
-        self.build_and_serve().await?;
-        self.went_back.store(false, Ordering::Release);
         Ok(())
     }
 
@@ -341,28 +265,12 @@ impl Revocations {
     pub async fn reconcile(&self) -> Result<usize, ResponderError> {
         let (position, rows) = self.store.certificate_index().await?;
         self.catch_up(position).await?;
-        let lost: Vec<(connect_pki_domain::Serial, connect_pki_domain::Reason)> = rows
-            .iter()
-            .filter_map(|row| {
-                let e = self.index.get(row.serial.as_bytes())?;
-                let revoked = matches!(e.status, CertStatus::Revoked | CertStatus::Superseded);
-                (e.event <= position && revoked && connect_pki_domain::certificate::in_force(row.status))
-                    .then(|| (row.serial.clone(), e.reason.unwrap_or(connect_pki_domain::Reason::Unspecified)))
-            })
-            .collect();
+        let lost = self.lost_in(&rows, Some(position));
         if !lost.is_empty() {
-            let serials: Vec<String> = lost.iter().map(|(s, _)| s.to_hex()).collect();
-            tracing::error!(
-                serials = %serials.join(","),
-                "the database lost revocations this instance enforces (restored, failed over or edited?): \
-                 they are written back, never undone"
-            );
-            let now = self.store.due_clock(self.clock.now()).await?;
-            self.store.write_back_revocations(&lost, "system:reconcile", now).await?;
-            metrics::counter!("connect_pki_revocations_written_back_total").increment(lost.len() as u64);
+            self.write_back(&lost, "system:reconcile").await?;
             self.sync().await?;
         }
-        let written_back: std::collections::HashSet<_> = lost.into_iter().map(|(s, _)| s).collect();
+        let written_back: std::collections::HashSet<_> = lost.in_force.into_iter().map(|(s, _)| s).collect();
         let guard = self.sync_lock.lock().await;
         let repairs: Vec<_> = rows
             .into_iter()
