@@ -39,16 +39,21 @@ fn serials(list: &Value) -> Vec<String> {
     rows.map(|c| c["serial"].as_str().expect("serial").to_string()).collect()
 }
 
-/// The expiry e-mails in the outbox: (recipient, payload), oldest first.
-async fn queued(app: &TestApp) -> Vec<(String, Value)> {
+/// `columns` of the expiry e-mails in the outbox, oldest first, read directly.
+async fn outbox(app: &TestApp, columns: &str) -> Vec<sqlx::any::AnyRow> {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&app.db.url).await.expect("direct connection");
-    let rows = sqlx::query("select target, payload from notifications where event = 'expiring' order by id")
-        .fetch_all(&pool)
-        .await
-        .expect("the outbox");
+    let sql = format!("select {columns} from notifications where event = 'expiring' order by id");
+    let rows = sqlx::query(&sql).fetch_all(&pool).await.expect("the outbox");
     pool.close().await;
-    rows.iter()
+    rows
+}
+
+/// The expiry e-mails in the outbox: (recipient, payload), oldest first.
+async fn queued(app: &TestApp) -> Vec<(String, Value)> {
+    outbox(app, "target, payload")
+        .await
+        .iter()
         .map(|r| {
             use sqlx::Row;
             let target: String = r.try_get("target").expect("target");
@@ -374,15 +379,9 @@ async fn an_expiry_notice_is_given_up_after_the_configured_attempts(backend: Bac
     app.clock.set(not_after(&app, &manager.id).await - 5 * DAY);
     assert!(tick(app.state()).await.expect("tick") > 0);
     let states = async || {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(&app.db.url).await.expect("direct connection");
-        let rows = sqlx::query("select status, attempts, last_error from notifications where event = 'expiring'")
-            .fetch_all(&pool)
-            .await
-            .expect("the outbox");
-        pool.close().await;
         use sqlx::Row;
-        let mut out: Vec<(String, i64, bool)> = rows
+        let mut out: Vec<(String, i64, bool)> = outbox(&app, "status, attempts, last_error")
+            .await
             .iter()
             .map(|r| {
                 let error: Option<String> = r.try_get("last_error").expect("last_error");

@@ -43,7 +43,7 @@ impl Profile {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(invalid(format!("{public_url:?} must be an http:// or https:// URL with a host")));
         }
-        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
             return Err(invalid(format!("{public_url:?} must not carry credentials, a query or a fragment")));
         }
         if !url.path().ends_with('/') {

@@ -70,8 +70,11 @@ pub enum ServiceError {
     /// A failure the requester cannot fix (database, signing, a bug).
     /// The database did not let the change in within its bound (another
     /// transaction holds the writer lock); nothing was changed.
-    #[error("{0}")]
-    Busy(StoreError),
+    #[error(
+        "the database is busy with another change (the writer lock was not free within {} s); nothing was changed",
+        connect_pki_store::WRITE_WAIT.as_secs()
+    )]
+    Busy,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -97,7 +100,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Enrollment(refusal) => ServiceError::Enrollment(refusal),
             StoreError::TooManyRenewals(limited) => ServiceError::TooManyRenewals(limited),
             StoreError::Conflict(cause) => ServiceError::Conflict(Conflict::Record(cause)),
-            StoreError::Busy => ServiceError::Busy(StoreError::Busy),
+            StoreError::Busy => ServiceError::Busy,
             other => ServiceError::Internal(other.into()),
         }
     }

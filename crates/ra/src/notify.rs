@@ -165,12 +165,14 @@ async fn deliver_channel(ra: &Ra, channel: NotifyChannel) -> Result<(), ServiceE
                 NotifyChannel::Email => send_email(ra, &n).await,
             }
         };
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(SEND_TIMEOUT, send)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {} s (the whole exchange)", SEND_TIMEOUT.as_secs())));
-        // Times on the database's clock, as the lease's: instances whose
-        // clocks disagree still agree on when a retry is due.
-        let now = crate::due_now(ra).await?;
+        // Times on the database's clock, as the lease's (instances whose
+        // clocks disagree still agree on when a retry is due), moved on by
+        // the send: no round trip between sending and recording it.
+        let now = now + started.elapsed();
         match result {
             Ok(()) => {
                 tracing::info!(notification = n.id, channel = %n.channel, target = %shown_target(n.channel, &n.target, false), "notification delivered");

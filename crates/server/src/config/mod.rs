@@ -22,7 +22,7 @@ use tables::NotificationsConfig;
 pub use tables::{CalendarConfig, Pkcs11Config};
 pub(crate) use values::SQLITE_FILE;
 pub use values::{DEFAULT_PUBLIC_URL, default_database_url, sqlite_path};
-use values::{UrlKind, address_or_network, web_url};
+use values::{UrlKind, address_or_network, public_url, web_url};
 
 /// The settings file in the data directory.
 pub(crate) const CONFIG_FILE: &str = "config.toml";
@@ -276,7 +276,7 @@ impl ServeConfig {
         let hours = |h: u32| time::Duration::hours(i64::from(h));
         let days = |d: u32| time::Duration::days(i64::from(d));
         set(&mut c.database_url, f.database_url);
-        set(&mut c.public_url, f.public_url.map(|u| web_url("public_url", &u, UrlKind::Base)).transpose()?);
+        set(&mut c.public_url, f.public_url.as_deref().map(public_url).transpose()?);
         set(&mut c.public_addr, f.public_addr);
         set(&mut c.api_addr, f.api_addr);
         set(&mut c.crl_validity, f.crl_next_update_hours.map(hours));

@@ -13,9 +13,8 @@ pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 /// What a web address in the settings is for, and so what it may be.
 #[derive(Clone, Copy)]
 pub(super) enum UrlKind {
-    /// A base under which this service's paths hang: `http(s)://host[:port][/path]`.
-    Base,
-    /// The same, HTTPS only: where people's browsers are sent.
+    /// A base under which this service's pages hang, HTTPS only: the
+    /// console, as messages link to it.
     HttpsBase,
     /// `https://host[:port]`, no path: this service's own pages, as
     /// browsers reach them.
@@ -45,6 +44,13 @@ pub(super) fn web_url(key: &str, text: &str, kind: UrlKind) -> anyhow::Result<ur
         Some(p) => anyhow::bail!("{key} {p}, not {text:?}"),
         None => Ok(url),
     }
+}
+
+/// The base URL certificates name (CRL, OCSP, caIssuers), checked by the
+/// same rule the CA applies when it writes them (`ca::Profile`).
+pub(super) fn public_url(text: &str) -> anyhow::Result<url::Url> {
+    let profile = connect_pki_ca::Profile::new(text.trim()).map_err(|e| anyhow::anyhow!("public_url: {e}"))?;
+    Ok(url::Url::parse(profile.public_url())?)
 }
 
 /// `a.b.c.d`, `a.b.c.d/n` or their IPv6 forms, as a network.

@@ -116,7 +116,7 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Csr(CaError::KeyNotAllowed(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "key_not_allowed"),
         ServiceError::Csr(_) => (StatusCode::BAD_REQUEST, "bad_csr"),
         ServiceError::TooManyRenewals(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-        ServiceError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        ServiceError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
@@ -174,7 +174,7 @@ fn service_message_ja(e: &ServiceError) -> String {
         ServiceError::Csr(_) => "証明書署名要求（CSR）を受け付けられませんでした。端末で作り直してください。".into(),
         ServiceError::SignInFailed => "ログインIDまたはパスワードが正しくないか、誤りが続いたため一時的に受け付けていません。至急の場合は行政管理課へ電話してください。".into(),
         ServiceError::NotYourDevice => "選択された端末はあなたの端末ではありません。".into(),
-        ServiceError::Busy(_) => "データベースがほかの処理で混み合っているため、受け付けられませんでした。何も変更されていません。数秒後にもう一度お試しください。至急の場合は行政管理課へ電話してください。".into(),
+        ServiceError::Busy => "データベースがほかの処理で混み合っているため、受け付けられませんでした。何も変更されていません。数秒後にもう一度お試しください。至急の場合は行政管理課へ電話してください。".into(),
         ServiceError::NotFound(_) => NOT_FOUND_JA.into(),
         ServiceError::NotAllowed { .. } => "この操作を行う権限がありません。".into(),
         ServiceError::AccountDisabled(_) => "この証明書のアカウントは利用できません。施設管理者にお問い合わせください。".into(),
@@ -229,32 +229,39 @@ fn field_ja(field: &str) -> &'static str {
     }
 }
 
+impl ApiError {
+    /// Seconds after which the same request may succeed, for `Retry-After`.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited(secs)
+            | ApiError::Service(ServiceError::TooManyRenewals(connect_pki_domain::enrollment::TooManyRenewals {
+                retry_after: secs,
+                ..
+            })) => Some(*secs),
+            ApiError::Service(ServiceError::Busy) => Some(connect_pki_store::WRITE_WAIT.as_secs()),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let busy = matches!(self, ApiError::Service(ServiceError::Busy(_)));
-        let message = if busy {
-            tracing::warn!(error = %self, "a write waited past its bound for the database");
-            self.to_string()
-        } else if status.is_server_error() {
+        let message = match &self {
             // The cause goes to the log, not to the caller.
-            tracing::error!(error = ?self, "request failed");
-            "internal error; the details are in the server log".to_string()
-        } else {
-            self.to_string()
+            ApiError::Service(ServiceError::Internal(_)) => {
+                tracing::error!(error = ?self, "request failed");
+                "internal error; the details are in the server log".to_string()
+            }
+            ApiError::Service(ServiceError::Busy) => {
+                tracing::warn!(error = %self, "a write waited past its bound for the database");
+                self.to_string()
+            }
+            _ => self.to_string(),
         };
         let mut response = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
-        if let ApiError::RateLimited(secs)
-        | ApiError::Service(ServiceError::TooManyRenewals(connect_pki_domain::enrollment::TooManyRenewals {
-            retry_after: secs,
-            ..
-        })) = self
-        {
+        if let Some(secs) = self.retry_after() {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
-        }
-        if busy {
-            let wait = connect_pki_store::WRITE_WAIT.as_secs();
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, wait.into());
         }
         if let ApiError::HttpsRequired(_) | ApiError::TooLarge(_) = self {
             // The body that followed (in clear, or past the limit) is never
