@@ -321,7 +321,8 @@ fn merge_checkpoints(dir: &DataDir, staging: &DataDir) -> anyhow::Result<()> {
     use crate::checkpoint::{CHECKPOINT_FILE, KEY_FILE};
     let key = |d: &DataDir| std::fs::read(d.path().join(KEY_FILE)).ok();
     let Ok(ours) = std::fs::read_to_string(dir.path().join(CHECKPOINT_FILE)) else { return Ok(()) };
-    if key(dir).is_none() || key(dir) != key(staging) {
+    let same_key = key(dir).is_some_and(|ours| key(staging).is_some_and(|theirs| ours == theirs));
+    if !same_key {
         return Ok(());
     }
     let theirs = std::fs::read_to_string(staging.path().join(CHECKPOINT_FILE)).unwrap_or_default();
