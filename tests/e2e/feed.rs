@@ -23,6 +23,19 @@ async fn execute(url: &str, sql: &str) {
     sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// Runs `sqls` in one transaction: the running instance sees all of them or
+/// none, as it would a restored backup.
+async fn execute_at_once(url: &str, sqls: &[String]) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    let mut tx = conn.begin().await.expect("begin");
+    for sql in sqls {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    tx.commit().await.expect("commit");
+}
+
 /// The database server's clock.
 async fn database_now(url: &str) -> time::OffsetDateTime {
     use sqlx::Connection;
@@ -190,8 +203,10 @@ async fn a_database_that_goes_back_gets_its_lost_revocations_written_back(backen
     let served = crl(&s)["crl_number"].as_u64().expect("a CRL number");
     // The database loses the last commits: the revocations' feed rows, one
     // row's revocation, the other certificate altogether, and the CRL
-    // numbers it gave out since.
-    for sql in [
+    // numbers it gave out since — all at once, as a restore does.
+    execute_at_once(
+        &url,
+        &[
         "update crl_state set crl_number = 1, position = 0".to_string(),
         format!("delete from cert_events where id > {before}"),
         format!("delete from cert_events where serial = '{}'", gone.serial),
@@ -200,9 +215,9 @@ async fn a_database_that_goes_back_gets_its_lost_revocations_written_back(backen
             "update certificates set status = 'valid', revocation_reason = null, revoked_at = null where serial = '{}'",
             kept.serial
         ),
-    ] {
-        execute(&url, &sql).await;
-    }
+        ],
+    )
+    .await;
     assert!(
         eventually(Duration::from_secs(10), || s.log_contains("revocations the database lost were put back")),
         "the database going back was not noticed:\n{}",
