@@ -244,6 +244,91 @@ async fn a_database_that_goes_back_gets_its_lost_revocations_written_back(backen
 }
 both_backends!(a_database_that_goes_back_gets_its_lost_revocations_written_back);
 
+/// Another database under a running instance (a dump restored into a new
+/// one, a failover to a different server) is noticed by its incarnation even
+/// when its feed is not behind: the instance writes back what that database
+/// lacks, as when the feed goes back.
+async fn another_database_under_a_running_instance_is_noticed(backend: Backend) {
+    let s = Server::start(backend).await;
+    let admin = s.admin_pem();
+    let d = device(&s, &admin, "another.db");
+    assert_eq!(revoke(&s, &admin, &d.serial, "keyCompromise").0, 200);
+    let url = db_url(&s, backend);
+    let head = feed_head(&url).await;
+    execute_at_once(
+        &url,
+        &[
+            "update database_incarnation set id = 'another database'".to_string(),
+            format!(
+                "update certificates set status = 'valid', revocation_reason = null, revoked_at = null where serial = '{}'",
+                d.serial
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(feed_head(&url).await, head, "the feed did not go back: only the incarnation tells");
+    assert!(
+        eventually(Duration::from_secs(10), || s.log_contains("revocations the database lost were put back")),
+        "another database was not noticed:\n{}",
+        s.log()
+    );
+    assert_eq!(ocsp_status_with(&s, &d.pem, &["-no_nonce"]), "revoked keyCompromise");
+    assert!(!handshake_ok(&s, &d.pem));
+    let (_, cert) = s.api("GET", &format!("/api/v1/certificates/{}", d.serial), Some(&admin), None);
+    assert_eq!((cert["status"].as_str(), cert["reason"].as_str()), (Some("revoked"), Some("keyCompromise")), "{cert}");
+    assert_eq!(s.curl_public("/readyz", &[]).1, 200, "{}", s.log());
+}
+both_backends!(another_database_under_a_running_instance_is_noticed);
+
+/// PostgreSQL, as an operator would do it: a dump taken before a revocation,
+/// restored with `pg_restore --clean` under two running instances. Neither
+/// takes the revocation back — handshake, OCSP (with and without a nonce)
+/// and the CRL on both — the database gets it written back, and a
+/// certificate the dump knows can still be revoked through either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_dump_restored_under_two_instances_takes_back_no_revocation() {
+    let mut s = Server::start(Backend::Postgres).await;
+    let peer = s.peer();
+    let admin = s.admin_pem();
+    let lost = device(&s, &admin, "dump.lost");
+    let later = device(&s, &admin, "dump.later");
+    let url = db_url(&s, Backend::Postgres);
+    let dump = s.scratch("older.dump").display().to_string();
+    let o = s.run("pg_dump", &["-Fc", "-f", &dump, &url]);
+    assert!(o.status.success(), "pg_dump: {}", text(&o));
+    assert_eq!(revoke(&s, &admin, &lost.serial, "keyCompromise").0, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || s.through(&peer, |p| !handshake_ok(p, &lost.pem))),
+        "the second instance never saw the revocation"
+    );
+    let o = s.run("pg_restore", &["--clean", "--if-exists", "--no-owner", "-d", &url, &dump]);
+    assert!(o.status.success(), "pg_restore: {}", text(&o));
+    let in_the_database = |s: &Server| {
+        let (_, cert) = s.api("GET", &format!("/api/v1/certificates/{}", lost.serial), Some(&admin), None);
+        (cert["status"].as_str(), cert["reason"].as_str()) == (Some("revoked"), Some("keyCompromise"))
+    };
+    assert!(eventually(Duration::from_secs(10), || in_the_database(&s)), "not written back:\n{}", s.log());
+    let check = |s: &Server, who: &str| {
+        assert!(!ocsp_raw(s, &lost.pem).contains(": good"), "{who} answered good");
+        assert_eq!(ocsp_status_with(s, &lost.pem, &["-no_nonce"]), "revoked keyCompromise", "{who}");
+        assert_eq!(ocsp_status(s, &lost.pem), "revoked keyCompromise", "{who}");
+        assert!(!handshake_ok(s, &lost.pem), "{who} accepted the lost device again");
+        assert_eq!(crl(s)["revoked"][&lost.serial], "key_compromise", "{who}'s CRL dropped it");
+    };
+    check(&s, "the first instance");
+    assert!(
+        eventually(Duration::from_secs(10), || s.through(&peer, |p| ocsp_status(p, &lost.pem))
+            == "revoked keyCompromise"),
+        "the second instance"
+    );
+    s.through(&peer, |p| check(p, "the second instance"));
+    let (status, body) = s.through(&peer, |p| revoke(p, &admin, &later.serial, "keyCompromise"));
+    assert_eq!(status, 200, "{body}");
+    assert!(!handshake_ok(&s, &later.pem), "revoked through the second, accepted by the first");
+    assert_eq!(ocsp_status(&s, &later.pem), "revoked keyCompromise");
+    assert_eq!(s.through(&peer, |p| ocsp_status(p, &later.pem)), "revoked keyCompromise");
+}
+
 /// `openssl ocsp` without verification of the answer: its whole output.
 fn ocsp_raw(s: &Server, pem: &Path) -> String {
     let url = format!("http://{}/ocsp", s.public);

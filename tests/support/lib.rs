@@ -479,6 +479,18 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Runs `f` with this server's addresses pointing at `peer`'s: every
+    /// helper that takes a `Server` then talks to the second instance.
+    pub fn through<R>(&mut self, peer: &Peer, f: impl FnOnce(&Server) -> R) -> R {
+        let public = std::mem::replace(&mut self.public, peer.public.clone());
+        let api = std::mem::replace(&mut self.api, peer.api.clone());
+        let out = f(self);
+        (self.public, self.api) = (public, api);
+        out
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();

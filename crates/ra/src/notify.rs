@@ -166,7 +166,7 @@ async fn deliver_channel(ra: &Ra, channel: NotifyChannel) -> Result<(), ServiceE
             }
         };
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(SEND_TIMEOUT, send)
+        let result = tokio::time::timeout(SEND_TIMEOUT, holding_lease(ra, n.id, now, send))
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {} s (the whole exchange)", SEND_TIMEOUT.as_secs())));
         // Times on the database's clock, as the lease's (instances whose
@@ -202,6 +202,32 @@ async fn deliver_channel(ra: &Ra, channel: NotifyChannel) -> Result<(), ServiceE
         }
     }
     Ok(())
+}
+
+/// Runs `send` while renewing the lease on notification `id` (leased at
+/// `leased`, database clock) every half send timeout: a lease that runs out while
+/// its holder is still sending (a process paused, a clock that jumped) would
+/// let another instance send the same notice a second time.
+async fn holding_lease<F>(ra: &Ra, id: i64, leased: OffsetDateTime, send: F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>>,
+{
+    let every = SEND_TIMEOUT / 2;
+    let started = std::time::Instant::now();
+    let mut send = std::pin::pin!(send);
+    loop {
+        tokio::select! {
+            result = &mut send => return result,
+            () = tokio::time::sleep(every) => {
+                let until = leased + started.elapsed() + LEASE;
+                match ra.store.renew_notification_lease(id, &ra.instance_id, until).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(notification = id, "the lease ran out while sending; another instance may send it too"),
+                    Err(e) => tracing::warn!(notification = id, error = %e, "the lease could not be renewed"),
+                }
+            }
+        }
+    }
 }
 
 /// A notification's target as a person may see it: a webhook URL is a bearer

@@ -49,7 +49,7 @@ impl Revocations {
                     // back): raised past it, and numbered again.
                     Ok(number) if self.crl_of(&ca.name()).is_some_and(|served| served.number >= number) => {
                         let served = self.crl_of(&ca.name()).map_or(0, |c| c.number);
-                        self.store.raise_crl_number(served).await?;
+                        self.store.raise_crl_number(served, position).await?;
                         continue 'numbering;
                     }
                     Ok(number) => numbered.push((ca.clone(), number, entries)),

@@ -67,6 +67,8 @@ pub struct Revocations {
     /// The database went back behind this instance's index: it fails closed
     /// until the revocations it holds are written back and it has reloaded.
     pub(crate) went_back: AtomicBool,
+    /// The database's incarnation when the index was loaded (`FeedHead`).
+    pub(crate) incarnation: ArcSwap<String>,
 }
 
 impl Revocations {
@@ -88,6 +90,9 @@ impl Revocations {
         if cas.is_empty() {
             return Err(ResponderError::NoIssuingCa);
         }
+        // The incarnation first: a database swapped in between the two reads
+        // shows a different one at the first feed read.
+        let incarnation = store.feed_head().await?.incarnation;
         let (last, entries) = store.certificate_index().await?;
         let index = CertIndex::default();
         index.apply(&entries);
@@ -122,6 +127,7 @@ impl Revocations {
             started: Instant::now(),
             last_read: AtomicU64::new(0),
             went_back: AtomicBool::new(false),
+            incarnation: ArcSwap::from_pointee(incarnation),
         });
         r.mark_read();
         r.build_and_serve().await?;
@@ -178,13 +184,13 @@ impl Revocations {
     /// commit, it covers that commit.
     pub async fn sync(&self) -> Result<(), ResponderError> {
         let head = self.store.feed_head().await?;
-        if head < self.applied() || self.went_back.load(Ordering::Acquire) {
+        if self.went_back_in(&head) || self.went_back.load(Ordering::Acquire) {
             // Perhaps only a follower that applied newer commits since the
             // head was read; `database_went_back` looks again under the lock.
             self.database_went_back().await?;
         }
-        self.catch_up(head).await?;
-        self.wait_for_crl(head).await
+        self.catch_up(head.last).await?;
+        self.wait_for_crl(head.last).await
     }
 
     /// Applies the feed until the index reflects position `target`.
@@ -209,7 +215,7 @@ impl Revocations {
             while self.apply_batch().await? == BATCH as usize {}
             self.store.feed_head().await?
         };
-        if head < self.applied() || self.went_back.load(Ordering::Acquire) {
+        if self.went_back_in(&head) || self.went_back.load(Ordering::Acquire) {
             self.database_went_back().await?;
         }
         Ok(())

@@ -9,11 +9,12 @@
 //! (a feed head below what the instance applied) both come here.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use connect_pki_domain::certificate::in_force;
 use connect_pki_domain::{CertStatus, Reason, Serial};
-use connect_pki_store::{CertEvent, Listed};
+use connect_pki_store::{CertEvent, FeedHead, Listed};
 use time::OffsetDateTime;
 
 use crate::Revocations;
@@ -97,26 +98,37 @@ impl Revocations {
     /// the one it served, reloads the index from the database, and serves
     /// again. Logged, audited, counted. While the check or the repair fails,
     /// the instance stays failed closed and the next feed read tries again.
+    /// Whether `head` shows the database went back behind this instance: a
+    /// feed below what it applied, a CRL given out past the feed, or another
+    /// database altogether.
+    pub(crate) fn went_back_in(&self, head: &FeedHead) -> bool {
+        head.went_back_from(self.applied(), &self.incarnation.load())
+    }
+
     pub(crate) async fn database_went_back(&self) -> Result<(), ResponderError> {
         let guard = self.sync_lock.lock().await;
         // Under the lock `applied` stands still, and a head read after it was
         // set is at or past it unless the database lost those commits.
         let head = self.store.feed_head().await?;
         let applied = self.applied();
-        if head >= applied && !self.went_back.load(Ordering::Acquire) {
+        if !self.went_back_in(&head) && !self.went_back.load(Ordering::Acquire) {
             return Ok(());
         }
         self.went_back.store(true, Ordering::Release);
         metrics::counter!("connect_pki_database_went_back_total").increment(1);
         tracing::error!(
             applied,
-            head,
+            head = head.last,
+            crl_position = head.crl_position,
+            incarnation = %head.incarnation,
+            was = %self.incarnation.load(),
             "the database went back behind this instance's revocation index (restored? failed over?): \
              failing closed, writing back the revocations it lost, reloading"
         );
         let (_, rows) = self.store.certificate_index().await?;
         self.write_back(&self.lost_in(&rows, None), "system:rollback").await?;
         let (position, rows) = self.store.certificate_index().await?;
+        self.incarnation.store(Arc::new(head.incarnation));
         for k in self.index.replace(&rows) {
             self.sessions.close(k);
         }
@@ -126,7 +138,7 @@ impl Revocations {
         // one is numbered above every CRL served before.
         self.crl_served.send_replace(-1);
         let served = self.crls.load().iter().map(|c| c.number).max().unwrap_or(0);
-        self.store.raise_crl_number(served).await?;
+        self.store.raise_crl_number(served, position).await?;
         self.mark_read();
         drop(guard);
         self.build_and_serve().await?;

@@ -22,6 +22,29 @@ use crate::records::{
 use crate::status::{self, Request};
 use crate::{Backend, Store, StoreError, WriteTx, instant, secs};
 
+/// The feed's head as one read sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedHead {
+    /// The newest feed position committed.
+    pub last: i64,
+    /// The feed position the newest CRL number was given out at: never past
+    /// `last` unless the database lost feed rows it had.
+    pub crl_position: i64,
+    /// Which database this is: made at its creation (and, on PostgreSQL, the
+    /// object ids of the database and the feed table). It changes when
+    /// another database, or a dump restored into a new one, is put under a
+    /// running instance.
+    pub incarnation: String,
+}
+
+impl FeedHead {
+    /// Whether this head shows a database that went back behind an instance
+    /// that applied the feed up to `applied` on the database `incarnation`.
+    pub fn went_back_from(&self, applied: i64, incarnation: &str) -> bool {
+        self.last < applied || self.crl_position > self.last || self.incarnation != incarnation
+    }
+}
+
 /// One change of a certificate's status, as the feed carries it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertEvent {
@@ -254,14 +277,30 @@ impl Store {
             .collect()
     }
 
-    /// The newest feed position committed. A caller that reads it after its
-    /// own commit gets a position at or past that commit: every writer holds
-    /// the writer lock to commit, so feed ids become visible in order.
-    pub async fn feed_head(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query("select coalesce(max(id), 0) as last from cert_events")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("last")?)
+    /// The newest feed position committed, with what says whether the
+    /// database is still the one it was (see [`FeedHead`]). A caller that
+    /// reads it after its own commit gets a position at or past that commit:
+    /// every writer holds the writer lock to commit, so feed ids become
+    /// visible in order.
+    pub async fn feed_head(&self) -> Result<FeedHead, StoreError> {
+        let identity = match self.backend {
+            Backend::Postgres => {
+                "concat((select id from database_incarnation limit 1), ':', \
+                 (select oid from pg_database where datname = current_database()), ':', 'cert_events'::regclass::oid)"
+            }
+            Backend::Sqlite => "(select id from database_incarnation limit 1)",
+        };
+        let row = sqlx::query(&format!(
+            "select coalesce((select max(id) from cert_events), 0) as last, \
+             coalesce((select position from crl_state where id = 1), 0) as crl_position, {identity} as incarnation"
+        ))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(FeedHead {
+            last: row.try_get("last")?,
+            crl_position: row.try_get("crl_position")?,
+            incarnation: row.try_get::<Option<String>, _>("incarnation")?.unwrap_or_default(),
+        })
     }
 
     /// Records each issuing CA generation with its certificate's SHA-256 the
@@ -300,13 +339,19 @@ impl Store {
     }
 
     /// Raises the CRL number to at least `number` (one a CRL already served
-    /// carries), so the next CRL is numbered above it.
-    pub async fn raise_crl_number(&self, number: i64) -> Result<(), StoreError> {
+    /// carries), so the next CRL is numbered above it; and sets the position
+    /// it was given at back to `position` (an index just reloaded) where the
+    /// database lost the feed rows up to it, so the next CRL can be numbered.
+    pub async fn raise_crl_number(&self, number: i64, position: i64) -> Result<(), StoreError> {
         self.write(async |tx| {
-            sqlx::query("update crl_state set crl_number = $1 where id = 1 and crl_number < $1")
-                .bind(number)
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "update crl_state set crl_number = case when crl_number < $1 then $1 else crl_number end, \
+                 position = case when position > $2 then $2 else position end where id = 1",
+            )
+            .bind(number)
+            .bind(position)
+            .execute(&mut **tx)
+            .await?;
             Ok(())
         })
         .await

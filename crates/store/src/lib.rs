@@ -40,7 +40,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use applications::{ApplicationRecord, Approval};
 pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord, AuditVerification};
 pub use bootstrap::BootstrapInput;
-pub use certificates::{CertEvent, Listed, Reapplied, StatusChange};
+pub use certificates::{CertEvent, FeedHead, Listed, Reapplied, StatusChange};
 pub use check::Offender;
 pub use devices::{DeviceRecord, UserWithDevices};
 pub use enrollment::{NewCode, Redemption};

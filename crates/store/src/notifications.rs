@@ -119,6 +119,26 @@ impl Store {
         Ok(out)
     }
 
+    /// Moves the lease `owner` holds on notification `id` on to `until`, while
+    /// it is still sending; false when `owner` no longer holds it. Outside the
+    /// writer lock, as the delivery record.
+    pub async fn renew_notification_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let update = sqlx::query(
+            "update notifications set lease_until = $1 where id = $2 and lease_owner = $3 and status = 'pending'",
+        )
+        .bind(secs(until))
+        .bind(id)
+        .bind(owner);
+        let changed =
+            self.write_aside(async |tx| Ok::<_, StoreError>(update.execute(&mut **tx).await?.rows_affected())).await?;
+        Ok(changed > 0)
+    }
+
     /// Records a delivery attempt by the lease holder `owner`: delivered, to
     /// be retried at `retry_at`, or given up (`retry_at` None after a
     /// failure). Returns false, changing nothing, when `owner` no longer holds
