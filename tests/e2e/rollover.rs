@@ -262,3 +262,124 @@ async fn a_second_host_with_its_own_rollover_refuses_to_start() {
     assert!(!o.status.success(), "the second host's issuing-2 was served: {said}");
     assert!(said.contains("generation 2") && said.contains("another host made its own"), "{said}");
 }
+
+/// `ca rollover` on one of two PostgreSQL instances sharing a data directory
+/// and a database: the one not restarted yet never answers `unauthorized` or
+/// 404 for the new CA (OCSP `tryLater`, its CRL URL 503), refuses every
+/// change with 503 rather than answering 200 to a revocation it cannot
+/// publish, and says it is not ready; the restarted one revokes, and both
+/// refuse the revoked device's handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_not_restarted_after_a_rollover_defers_and_changes_nothing() {
+    let mut s = Server::start(Backend::Postgres).await;
+    let peer = s.peer();
+    let admin = s.admin_pem();
+    let old = device(&s, &admin, "behind-old");
+    let o = connect_pki(&s, &["ca", "rollover"]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.stop();
+    s.spawn(&[]);
+    let new = device(&s, &admin, "behind-new");
+    let behind = |s: &mut Server| s.through(&peer, |p| p.curl_public("/readyz", &[]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while behind(&mut s).1 != 503 {
+        assert!(std::time::Instant::now() < deadline, "the second instance never noticed the rollover");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(behind(&mut s).2.contains("issuing-2"), "{}", behind(&mut s).2);
+    // OCSP about the new CA's device: later, not "unauthorized".
+    let url = format!("http://{}/ocsp", peer.public);
+    let issuer = path(&s.data("ca/issuing-2.pem"));
+    let said =
+        text(&s.run("openssl", &["ocsp", "-issuer", &issuer, "-cert", &path(&new.pem), "-url", &url, "-noverify"]));
+    assert!(said.contains("trylater") && !said.contains("unauthorized"), "{said}");
+    // Its CRL: there, not here yet — 503 with a reason, not 404.
+    let (_, status, body) = s.through(&peer, |p| p.curl_public("/crl/issuing-2.crl", &[]));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("behind_rollover"), "{body}");
+    // No change through it, of either CA's certificates.
+    for d in [&new, &old] {
+        let (status, body) = s.through(&peer, |p| revoke(p, &admin, &d.serial, "keyCompromise"));
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "behind_rollover", "{body}");
+    }
+    let (_, cert) = s.api("GET", &format!("/api/v1/certificates/{}", new.serial), Some(&admin), None);
+    assert_eq!(cert["status"], "valid", "a refused revocation changed something: {cert}");
+    // Reading still works there; OCSP for the old CA's devices too.
+    let (status, _) = s.through(&peer, |p| p.api("GET", "/api/v1/whoami", Some(&admin), None));
+    assert_eq!(status, 200);
+    let issuer = path(&s.data("ca/issuing.pem"));
+    let said =
+        text(&s.run("openssl", &["ocsp", "-issuer", &issuer, "-cert", &path(&old.pem), "-url", &url, "-noverify"]));
+    assert!(said.contains(": good"), "{said}");
+    // Through the restarted instance the revocation goes, and holds on both.
+    assert_eq!(revoke(&s, &admin, &new.serial, "keyCompromise").0, 200);
+    assert!(!handshake_ok(&s, &new.pem));
+    assert!(!s.through(&peer, |p| handshake_ok(p, &new.pem)), "the second instance let the revoked device in");
+}
+
+/// Holds the CA lock of `s`'s data directory (as a renewing instance does,
+/// with `flock`) until the returned release file is created.
+fn hold_ca_lock(s: &Server) -> (std::process::Child, PathBuf) {
+    let release = s.scratch("release-ca-lock");
+    let _ = std::fs::remove_file(&release);
+    let script = format!("while [ ! -e '{}' ]; do sleep 0.05; done", path(&release));
+    let holder = std::process::Command::new("flock")
+        .args([&path(&s.data("ca/.lock")), "-c", &script])
+        .spawn()
+        .expect("flock runs");
+    // Held once flock has run its command.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (holder, release)
+}
+
+/// A start and `ca rollover` both wait for the CA lock. A start that came
+/// while another instance was renewing its TLS certificate (the new key
+/// written, the certificate not yet) finishes that renewal once it is done
+/// instead of throwing the new key away; a rollover that came meanwhile
+/// makes its generation after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_and_a_rollover_wait_for_the_ca_lock() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    s.stop();
+    let (tls, tls_key) = (s.data("ca/tls.pem"), s.data("ca/tls.key.pem"));
+    let new = |p: &Path| PathBuf::from(format!("{}.new", p.display()));
+    let (mut holder, release) = hold_ca_lock(&s);
+    // The other instance's renewal, half-way: its key is written.
+    std::fs::copy(&tls_key, new(&tls_key)).expect("copy");
+    let watcher = {
+        let (tls, tls_key, release) = (tls.clone(), tls_key.clone(), release.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let kept = new(&tls_key).exists();
+            // The renewal ends: its certificate written, the lock released.
+            std::fs::copy(&tls, new(&tls)).expect("copy");
+            std::fs::write(&release, b"").expect("release");
+            kept
+        })
+    };
+    s.spawn(&[]);
+    assert!(watcher.join().expect("watcher"), "the start threw away the new key of a renewal in progress");
+    holder.wait().expect("flock ends");
+    assert!(!new(&tls).exists() && !new(&tls_key).exists(), "the renewal was not finished at start");
+    assert!(handshake_ok(&s, &admin), "{}", s.log());
+    s.stop();
+
+    let (mut holder, release) = hold_ca_lock(&s);
+    let mut rollover = s
+        .command(&path(binary()))
+        .args(["ca", "rollover", "--data-dir", &path(&s.data_dir)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rollover runs");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(rollover.try_wait().expect("status").is_none(), "ca rollover did not wait for the CA lock");
+    assert!(!s.data("ca/issuing-2.pem").exists(), "a generation was made under another holder's lock");
+    std::fs::write(&release, b"").expect("release");
+    holder.wait().expect("flock ends");
+    let out = rollover.wait_with_output().expect("rollover ends");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(s.data("ca/issuing-2.pem").exists());
+}

@@ -121,6 +121,12 @@ impl Responder {
         }
         let (ca, signer, req) = match found {
             Ok(found) => found,
+            // Perhaps about the generation another instance rolled over to:
+            // not ours to deny, only to answer later (restarted with it).
+            Err(Refusal::Unauthorized) if revocations.behind_rollover().is_some() => {
+                metrics::counter!("connect_pki_ocsp_refused_total", "status" => "try_later").increment(1);
+                return (Bytes::from(try_later_response()), 0);
+            }
             Err(refusal) => {
                 metrics_refusal(refusal);
                 return (Bytes::from(refusal_response(refusal)), 0);

@@ -11,7 +11,7 @@
 //! (see [`Revocations::is_stale`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -69,6 +69,9 @@ pub struct Revocations {
     pub(crate) went_back: AtomicBool,
     /// The database's incarnation when the index was loaded (`FeedHead`).
     pub(crate) incarnation: ArcSwap<String>,
+    /// The newest issuing CA generation the database knows of (recorded by
+    /// an instance that serves it, or signing a certificate in the feed).
+    newest_known: AtomicU32,
 }
 
 impl Revocations {
@@ -94,6 +97,7 @@ impl Revocations {
         // shows a different one at the first feed read.
         let incarnation = store.feed_head().await?.incarnation;
         let (last, entries) = store.certificate_index().await?;
+        let recorded = store.newest_issuing_generation().await?;
         let index = CertIndex::default();
         index.apply(&entries);
         let placeholder = Crl {
@@ -128,7 +132,9 @@ impl Revocations {
             last_read: AtomicU64::new(0),
             went_back: AtomicBool::new(false),
             incarnation: ArcSwap::from_pointee(incarnation),
+            newest_known: AtomicU32::new(0),
         });
+        r.saw_generations(entries.iter().map(|e| e.ca_generation).chain([recorded]));
         r.mark_read();
         r.build_and_serve().await?;
         tracing::info!(certificates = r.index.len(), crl_entries = r.crl.load().entries, "revocation index loaded");
@@ -154,6 +160,24 @@ impl Revocations {
     /// The issuing CAs whose CRLs are served, oldest first.
     pub fn cas(&self) -> &[Arc<IssuingCa>] {
         &self.cas
+    }
+
+    /// The newest issuing CA generation the database knows of, when this
+    /// instance lacks it: another instance ran `ca rollover` and this one has
+    /// not been restarted with the new CA. It cannot publish the CRL of that
+    /// generation, answer OCSP for it or issue from it, so it says `tryLater`
+    /// for it and changes nothing until it is restarted.
+    pub fn behind_rollover(&self) -> Option<u32> {
+        let known = self.newest_known.load(Ordering::Acquire);
+        let held = self.cas.iter().map(|c| c.generation()).max().unwrap_or(1);
+        (known > held).then_some(known)
+    }
+
+    /// Notes the issuing CA generations of certificates read from the database.
+    pub(crate) fn saw_generations(&self, generations: impl IntoIterator<Item = i64>) {
+        if let Some(newest) = generations.into_iter().max() {
+            self.newest_known.fetch_max(u32::try_from(newest).unwrap_or(0), Ordering::AcqRel);
+        }
     }
 
     /// The feed position the index reflects.
@@ -229,6 +253,7 @@ impl Revocations {
         let events = self.store.events_after(self.applied(), BATCH).await?;
         self.mark_read();
         let Some(last) = events.last().map(|e| e.id) else { return Ok(0) };
+        self.saw_generations(events.iter().map(|e| e.ca_generation));
         let applied = self.index.apply(&events);
         for k in &applied.invalidated {
             self.sessions.close(*k);
@@ -270,6 +295,8 @@ impl Revocations {
     /// written back to it instead (`connect_pki_revocations_written_back_total`).
     pub async fn reconcile(&self) -> Result<usize, ResponderError> {
         let (position, rows) = self.store.certificate_index().await?;
+        self.saw_generations(rows.iter().map(|r| r.ca_generation));
+        self.saw_generations([self.store.newest_issuing_generation().await?]);
         self.catch_up(position).await?;
         let lost = self.lost_in(&rows, Some(position));
         if !lost.is_empty() {

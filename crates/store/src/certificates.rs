@@ -338,6 +338,14 @@ impl Store {
         .await
     }
 
+    /// The newest issuing CA generation an instance recorded (0: none yet).
+    pub async fn newest_issuing_generation(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("select coalesce(max(generation), 0) as newest from issuing_cas")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("newest")?)
+    }
+
     /// Raises the CRL number to at least `number` (one a CRL already served
     /// carries), so the next CRL is numbered above it; and sets the position
     /// it was given at back to `position` (an index just reloaded) where the

@@ -16,7 +16,8 @@
 //!
 //! The generation's certificate file is written last: until it exists the
 //! generation does not (`DataDir::generations`), so an interrupted rollover
-//! leaves the data directory as it was.
+//! leaves the data directory as it was. A rollover holds the CA lock, as a
+//! renewal and a start do.
 
 use anyhow::{Context, anyhow, bail, ensure};
 use connect_pki_ca::hierarchy::{HierarchyNames, ocsp_signer, successor_csr, successor_issuing_ca};
@@ -41,6 +42,9 @@ pub struct RolledOver {
 /// The next generation, signed by the root key in the data directory.
 pub fn rollover(dir: &DataDir, public_url: &str, now: OffsetDateTime) -> anyhow::Result<RolledOver> {
     let loaded = dir.load(public_url)?;
+    // Two rollovers at once on one data directory would both make the same
+    // generation; the second waits and makes the next.
+    let _one_at_a_time = dir.lock_ca()?;
     let keys = &loaded.keys;
     let root_key = keys.load(dir, "root").map_err(|e| {
         anyhow!("the root key is not at hand ({e:#}): with the root offline, use --csr-out and --import")
@@ -55,6 +59,7 @@ pub fn rollover(dir: &DataDir, public_url: &str, now: OffsetDateTime) -> anyhow:
 /// (or in the token, with its public key here) and pending, and a CSR (PEM)
 /// for the root's operator to sign.
 pub fn request(dir: &DataDir, public_url: &str) -> anyhow::Result<(u32, String)> {
+    let _one_at_a_time = dir.lock_ca()?;
     let keys = Keys::of(dir)?;
     let generation = next_generation(dir);
     let (csr, key) = successor_csr(&Profile::new(public_url)?, generation, keys.generator())?;
@@ -67,6 +72,7 @@ pub fn request(dir: &DataDir, public_url: &str) -> anyhow::Result<(u32, String)>
 /// signed by our root.
 pub fn import(dir: &DataDir, public_url: &str, cert_pem: &str, now: OffsetDateTime) -> anyhow::Result<RolledOver> {
     let loaded = dir.load(public_url)?;
+    let _one_at_a_time = dir.lock_ca()?;
     let generation = next_generation(dir);
     let pending = pending_key(dir, generation);
     let key_pem = std::fs::read_to_string(&pending)

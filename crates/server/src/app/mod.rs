@@ -314,6 +314,8 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
     use crate::http::forwarded::{Listener, identify};
     let (public_api, mtls_api, _) = api::routers(state.clone());
     let secret = public_api.merge(crate::http::pages::router(state.clone()));
+    let behind = middleware::from_fn_with_state(state.clone(), crate::http::rollover::refuse_changes_when_behind);
+    let secret = secret.route_layer(behind.clone());
     let guarded =
         secret.clone().route_layer(middleware::from_fn_with_state(web.upgrade.clone(), crate::http::https_only::guard));
     // The responder stays outside the per-request log line and the client
@@ -329,8 +331,9 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
         .merge(pki::ocsp::router(state.clone(), web.proxies.clone()));
     let tls = Listener { proxies: web.proxies.clone(), tls: true };
     let api_app = mtls_api
+        .route_layer(behind.clone())
         .merge(secret)
-        .merge(crate::http::console::router(state.clone()))
+        .merge(crate::http::console::router(state.clone()).route_layer(behind))
         .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
         .fallback(crate::http::error::no_route)
         .layer(body_limit())

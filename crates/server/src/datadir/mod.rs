@@ -154,7 +154,13 @@ impl DataDir {
 
     /// Loads the issuing CAs and the service's TLS identity, with their
     /// keys from the store the directory was initialised with.
+    ///
+    /// Under the CA lock: another instance renewing a certificate in this
+    /// directory moves its key and certificate into place one after the
+    /// other, and a start in between would finish (or discard) that
+    /// replacement half-way, or read the new key beside the old certificate.
     pub fn load(&self, public_url: &str) -> anyhow::Result<LoadedCa> {
+        let _one_at_a_time = self.lock_ca()?;
         let keys = Keys::of(self)?;
         let generations = self.generations();
         for g in &generations {

@@ -42,6 +42,15 @@ pub enum ApiError {
     /// over plain HTTP. The body was not read.
     #[error("this call carries secrets and is served over HTTPS only: {0}")]
     HttpsRequired(String),
+    /// Another instance rolled over to issuing CA generation `.0`, which
+    /// this one has not loaded: it cannot publish that CA's CRL nor issue
+    /// from it, so it changes nothing until it is restarted with it.
+    #[error(
+        "this instance has not loaded issuing CA generation {0}, which another instance rolled over to; nothing was \
+         changed. Try again (another instance may take it), and restart this one with the new CA (the ca/ directory \
+         of the instance that rolled over)"
+    )]
+    BehindRollover(u32),
     #[error("{0}")]
     Service(#[from] ServiceError),
 }
@@ -72,6 +81,7 @@ impl ApiError {
             ApiError::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
             ApiError::CrossSite => (StatusCode::FORBIDDEN, "cross_site_request"),
             ApiError::HttpsRequired(_) => (StatusCode::FORBIDDEN, "https_required"),
+            ApiError::BehindRollover(_) => (StatusCode::SERVICE_UNAVAILABLE, "behind_rollover"),
             ApiError::Service(e) => service_parts(e),
         }
     }
@@ -135,6 +145,7 @@ impl ApiError {
             ApiError::RateLimited(s) => format!("短時間に多くの送信がありました。{s}秒ほど待ってから、もう一度お試しください。"),
             ApiError::TooLarge(_) => "送信された内容が大きすぎます。".into(),
             ApiError::NoRoute(_) => NOT_FOUND_JA.into(),
+            ApiError::BehindRollover(_) => "このサーバーは新しい発行CAをまだ読み込んでいないため、受け付けられませんでした。何も変更されていません。しばらくしてからもう一度お試しください。至急の場合は行政管理課へ電話してください。".into(),
             ApiError::CrossSite => "ほかのサイトからの操作は受け付けません。この画面から操作してください。".into(),
             ApiError::HttpsRequired(url) => {
                 format!("この画面は暗号化された通信（HTTPS）でのみ使えます。{url} を開いてください。")
@@ -239,6 +250,7 @@ impl ApiError {
                 ..
             })) => Some(*secs),
             ApiError::Service(ServiceError::Busy) => Some(connect_pki_store::WRITE_WAIT.as_secs()),
+            ApiError::BehindRollover(_) => Some(60),
             _ => None,
         }
     }

@@ -34,15 +34,17 @@ async fn healthz(State(s): State<AppState>) -> Response {
 /// a load balancer sends the traffic to another instance meanwhile.
 async fn readyz(State(s): State<AppState>) -> Response {
     let stale = s.revocations.is_stale();
+    let behind = s.revocations.behind_rollover();
     let database = s.store.ping().await;
-    if !stale && database.is_ok() {
+    if !stale && behind.is_none() && database.is_ok() {
         return Json200(json!({"status": "ready", "database": "ok", "revocation_feed": "current"})).into_response();
     }
-    tracing::warn!(stale, database = ?database.as_ref().err().map(ToString::to_string), "not ready: failing closed");
+    tracing::warn!(stale, ?behind, database = ?database.as_ref().err().map(ToString::to_string), "not ready");
     let body = json!({
-        "status": "failing_closed",
+        "status": if stale || database.is_err() { "failing_closed" } else { "behind_rollover" },
         "database": if database.is_ok() { "ok" } else { "unreachable" },
         "revocation_feed": if stale { "stale" } else { "current" },
+        "missing_issuing_ca": behind.map(connect_pki_ca::issue::name_of_generation),
     });
     ([(header::CACHE_CONTROL, "no-store")], (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body))).into_response()
 }

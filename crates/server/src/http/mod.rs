@@ -13,6 +13,7 @@ pub(crate) mod origin;
 pub(crate) mod pages;
 pub(crate) mod pki;
 pub(crate) mod ratelimit;
+pub(crate) mod rollover;
 pub mod state;
 
 use std::time::Instant;

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use connect_pki_ca::issue::name_of_generation;
 use connect_pki_ca::ocsp::{Refusal, refusal_response};
 use connect_pki_responder::MAX_REQUEST;
 
@@ -109,6 +110,15 @@ async fn crl_file(State(r): State<ResponderState>, Path(file): Path<String>, req
     match crl {
         Some((crl, "crl")) => (crl_headers("application/pkix-crl"), crl.der.clone()).into_response(),
         Some((crl, "pem")) => (crl_headers("application/x-pem-file"), crl.pem.clone()).into_response(),
+        // A generation another instance rolled over to: there, not here yet.
+        None => match state.revocations.behind_rollover().filter(|newest| {
+            file.rsplit_once('.').is_some_and(|(name, ext)| {
+                matches!(ext, "crl" | "pem") && (2..=*newest).any(|g| name == name_of_generation(g))
+            })
+        }) {
+            Some(newest) => crate::http::error::ApiError::BehindRollover(newest).into_response(),
+            None => crate::http::error::no_route(req.uri().clone()).await.into_response(),
+        },
         _ => crate::http::error::no_route(req.uri().clone()).await.into_response(),
     }
 }
