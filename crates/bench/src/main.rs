@@ -6,7 +6,8 @@
 //!
 //! `--quick` is a smaller, shorter run for development. `--only` runs some
 //! sections: crl, memory, handshake, ocsp, recording (OCSP with the
-//! relying-party record on and off), refusal, enroll, cross (PostgreSQL),
+//! relying-party record on and off), refusal, priority (revoke calls while
+//! OCSP is answered flat out), enroll, cross (PostgreSQL),
 //! bulk-sqlite, bulk-postgres (facility close and concurrent revokers).
 //!
 //! Needs: wrk, openssl, cfssl (Debian golang-cfssl), PostgreSQL
@@ -14,6 +15,7 @@
 //! Every server is started on 127.0.0.1 and stopped at the end.
 
 mod ocsp;
+mod priority;
 mod revoke;
 mod setup;
 
@@ -26,7 +28,7 @@ use serde_json::{Value, json};
 use setup::Env;
 
 const SECTIONS: &[&str] =
-    &["crl", "memory", "handshake", "ocsp", "recording", "refusal", "enroll", "cross", "bulk-sqlite", "bulk-postgres"];
+    &["crl", "memory", "handshake", "ocsp", "recording", "refusal", "priority", "enroll", "cross", "bulk-sqlite", "bulk-postgres"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -61,10 +63,11 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         "machine".into(),
         json!({"cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "load_average_at_start": load_average()}),
     );
-    if ["crl", "handshake", "ocsp", "recording", "refusal", "enroll"].iter().any(|s| want(s)) {
-        let (n_certs, n_refusal) = if quick { (2_000, 100) } else { (10_000, 1_000) };
-        eprintln!("== setting up {n_certs} certificates (10 % revoked) and {n_refusal} devices to revoke");
-        let env = Env::create(n_certs, n_refusal).await?;
+    if ["crl", "handshake", "ocsp", "recording", "refusal", "priority", "enroll"].iter().any(|s| want(s)) {
+        let (n_certs, n_refusal, n_priority) = if quick { (2_000, 100, 200) } else { (10_000, 1_000, 1_600) };
+        eprintln!("== setting up {n_certs} certificates (10 % revoked) and {} devices to revoke", n_refusal + n_priority);
+        let env = Env::create(n_certs, n_refusal + n_priority).await?;
+        let (refusal_devices, priority_devices) = env.to_revoke.split_at(n_refusal);
         if want("crl") {
             eprintln!("== CRL rebuild");
             results.insert("crl".into(), crl_bench(&env, quick)?);
@@ -86,7 +89,11 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         }
         if want("refusal") {
             eprintln!("== revocation to refusal");
-            results.insert("refusal".into(), setup::refusal_bench(&env, &server).await?);
+            results.insert("refusal".into(), setup::refusal_bench(&env, refusal_devices, &server).await?);
+        }
+        if want("priority") {
+            eprintln!("== revoke calls while OCSP is answered flat out");
+            results.insert("priority".into(), priority::revoke_under_ocsp_load(&env, &server, priority_devices).await?);
         }
         if want("enroll") {
             eprintln!("== enrollment with a CSR");
@@ -325,6 +332,7 @@ fn markdown(r: &Value) -> String {
     ocsp_rows(r, &mut s);
     crl_rows(r, &mut s);
     refusal_rows(r, &mut s);
+    s.push_str(&priority::row(r));
     bulk_rows(r, &mut s);
     single_rows(r, &mut s);
     s

@@ -312,7 +312,7 @@ async fn check(
     Ok(())
 }
 
-const LUA_POST: &str = r#"
+pub(crate) const LUA_POST: &str = r#"
 local bodies = {}
 local i = 0
 init = function(args)

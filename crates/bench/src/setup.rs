@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use crate::Proc;
 
-mod measure;
+pub(crate) mod measure;
 mod serve;
 
 pub use measure::{handshake_bench, refusal_across, refusal_bench};

@@ -5,8 +5,8 @@ use super::*;
 
 /// Revokes devices one by one and, right after each revoke call returns,
 /// tries a handshake with the revoked certificate.
-pub async fn refusal_bench(env: &Env, server: &Running) -> anyhow::Result<Value> {
-    refusal_across(env, &env.to_revoke, server, server).await
+pub async fn refusal_bench(env: &Env, devices: &[Cert], server: &Running) -> anyhow::Result<Value> {
+    refusal_across(env, devices, server, server).await
 }
 
 /// Revokes `devices` through `caller`'s instance and measures until
@@ -74,7 +74,7 @@ impl Refusals {
     }
 }
 
-async fn revoke(admin: &mut serve::Sender, dev: &Cert) -> anyhow::Result<()> {
+pub(crate) async fn revoke(admin: &mut serve::Sender, dev: &Cert) -> anyhow::Result<()> {
     let (status, body) = send(
         admin,
         "POST",
