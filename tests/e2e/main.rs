@@ -11,6 +11,7 @@ mod haproxy;
 mod hardening;
 mod hsm;
 mod incident;
+mod instances;
 mod lifecycle;
 mod nginx;
 mod pages_city;

@@ -449,6 +449,13 @@ pub struct Peer {
     pub api: String,
 }
 
+impl Peer {
+    /// The second instance's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self._child.id()
+    }
+}
+
 impl Server {
     /// Starts another `serve` on the same data directory and database (for
     /// PostgreSQL, where several instances share one database).

@@ -27,8 +27,19 @@ use serde_json::{Value, json};
 
 use setup::Env;
 
-const SECTIONS: &[&str] =
-    &["crl", "memory", "handshake", "ocsp", "recording", "refusal", "priority", "enroll", "cross", "bulk-sqlite", "bulk-postgres"];
+const SECTIONS: &[&str] = &[
+    "crl",
+    "memory",
+    "handshake",
+    "ocsp",
+    "recording",
+    "refusal",
+    "priority",
+    "enroll",
+    "cross",
+    "bulk-sqlite",
+    "bulk-postgres",
+];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -65,7 +76,10 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
     );
     if ["crl", "handshake", "ocsp", "recording", "refusal", "priority", "enroll"].iter().any(|s| want(s)) {
         let (n_certs, n_refusal, n_priority) = if quick { (2_000, 100, 200) } else { (10_000, 1_000, 1_600) };
-        eprintln!("== setting up {n_certs} certificates (10 % revoked) and {} devices to revoke", n_refusal + n_priority);
+        eprintln!(
+            "== setting up {n_certs} certificates (10 % revoked) and {} devices to revoke",
+            n_refusal + n_priority
+        );
         let env = Env::create(n_certs, n_refusal + n_priority).await?;
         let (refusal_devices, priority_devices) = env.to_revoke.split_at(n_refusal);
         if want("crl") {
@@ -405,6 +419,13 @@ fn refusal_rows(r: &Value, s: &mut String) {
                 number(&x["after_response_p50_ms"]), number(&x["after_response_p99_ms"])
             ));
         }
+    }
+    let x = &r["cross_instance"]["every_instance"];
+    if x.is_object() {
+        s.push_str(&format!(
+            "| revoke on A → applied on all three instances (PostgreSQL, `--revoke-waits-for-every-instance true`, {} revocations) | the call, which answers once B and C recorded it: p50 {:.1} ms, p99 {:.1} ms; answered \"all applied\" {}/{} | — | — |\n",
+            x["revocations"], number(&x["call_p50_ms"]), number(&x["call_p99_ms"]), x["answered_all_applied"], x["revocations"]
+        ));
     }
 }
 

@@ -46,8 +46,9 @@ impl PgDb {
 pub async fn cross_instance(n: usize) -> anyhow::Result<Value> {
     let db = PgDb::create("x").await?;
     let result = async {
-        let env = Env::create_on(0, 2 * n, Some(db.url.clone())).await?;
-        let (first, second) = env.to_revoke.split_at(n);
+        let env = Env::create_on(0, 3 * n, Some(db.url.clone())).await?;
+        let (first, rest) = env.to_revoke.split_at(n);
+        let (second, third) = rest.split_at(n);
         let mut out = serde_json::Map::new();
         for (mode, listen, devices) in [("listen_notify", "true", first), ("polling_only", "false", second)] {
             eprintln!("   {mode} (--feed-listen {listen})");
@@ -55,11 +56,51 @@ pub async fn cross_instance(n: usize) -> anyhow::Result<Value> {
             let b = env.serve_with(&format!("ready-b-{mode}.json"), &["--feed-listen", listen])?;
             out.insert(mode.into(), setup::refusal_across(&env, devices, &a, &b).await?);
         }
+        eprintln!("   every_instance (three instances, --revoke-waits-for-every-instance true)");
+        out.insert("every_instance".into(), every_instance(&env, third).await?);
         anyhow::Ok(Value::Object(out))
     }
     .await;
     db.remove().await;
     result
+}
+
+/// Three instances with `--revoke-waits-for-every-instance true`: each
+/// revoke through A answers once B and C have recorded that they applied it.
+/// The call's duration is the time from the call to "applied on all three".
+async fn every_instance(env: &Env, devices: &[Cert]) -> anyhow::Result<Value> {
+    let option = ["--revoke-waits-for-every-instance", "true"];
+    let a = env.serve_with("ready-every-a.json", &option)?;
+    let _b = env.serve_with("ready-every-b.json", &option)?;
+    let _c = env.serve_with("ready-every-c.json", &option)?;
+    // Every instance's first heartbeat is in.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut admin = a.admin().await?;
+    let (mut took, mut all_applied) = (Vec::with_capacity(devices.len()), 0usize);
+    for dev in devices {
+        let t0 = Instant::now();
+        let path = format!("/api/v1/certificates/{}/revoke", dev.serial);
+        let (status, body) =
+            setup::send(&mut admin, "POST", &path, "application/json", br#"{"reason":"keyCompromise"}"#.to_vec())
+                .await?;
+        took.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if status != 200 {
+            bail!("revoke answered {status}: {}", String::from_utf8_lossy(&body));
+        }
+        let body: Value = serde_json::from_slice(&body)?;
+        if body["instances"]["all_applied"] == true {
+            all_applied += 1;
+        }
+    }
+    let r = json!({
+        "instances": 3,
+        "revocations": devices.len(),
+        "answered_all_applied": all_applied,
+        "call_p50_ms": percentile(&mut took, 0.5),
+        "call_p99_ms": percentile(&mut took, 0.99),
+    });
+    eprintln!("   {r}");
+    Ok(r)
 }
 
 /// On one backend (`None`: SQLite): a facility of `users` × `per_user`

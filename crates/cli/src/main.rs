@@ -214,6 +214,11 @@ struct ServeArgs {
     /// refused [default: 30].
     #[arg(long, env = "CONNECT_PKI_FEED_MAX_LAG_SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     feed_max_lag_seconds: Option<u32>,
+    /// Several instances: a revoke, hold or release answers once every live
+    /// instance has applied it (waiting at most 1 s, naming any that did
+    /// not); fails closed after 1 s without a feed read [default: false].
+    #[arg(long, env = "CONNECT_PKI_REVOKE_WAITS_FOR_EVERY_INSTANCE")]
+    revoke_waits_for_every_instance: Option<bool>,
     /// Seconds between comparisons of the revocation index with the database [default: 300].
     #[arg(long, env = "CONNECT_PKI_RECONCILE_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     reconcile_seconds: Option<u32>,

@@ -10,6 +10,7 @@ use connect_pki_store::{CertificateRecord, ExpiringCertificate, Identity, NewCer
 
 use crate::Ra;
 use crate::error::ServiceError;
+use crate::instances::Everywhere;
 use crate::publish;
 use crate::requester::Requester;
 use crate::sign_from_csr;
@@ -59,18 +60,21 @@ pub async fn renew(ra: &Ra, caller: &Requester, csr_pem: &str) -> Result<(Device
     Ok((device.device, cert))
 }
 
+/// A change of status, and where the other instances were when it answered.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub outcome: StatusChange,
+    /// With `every_instance` on: the instances that had not applied it.
+    pub everywhere: Option<Everywhere>,
+}
+
 /// Revokes, holds or releases one certificate. Repeating a call reports the
 /// state the certificate is in.
-pub async fn change(
-    ra: &Ra,
-    caller: &Requester,
-    serial: &Serial,
-    change: Change,
-) -> Result<StatusChange, ServiceError> {
+pub async fn change(ra: &Ra, caller: &Requester, serial: &Serial, change: Change) -> Result<Changed, ServiceError> {
     let allowed = |holder: &Identity| -> Result<(), ServiceError> {
         Ok(authorize(&caller.actor, Action::ActOnUser(holder.user.target()))?)
     };
     let outcome = ra.store.change_certificate_if(serial, change, &caller.audit_name, ra.clock.now(), allowed).await?;
-    publish(ra).await?;
-    Ok(outcome)
+    let everywhere = publish(ra).await?;
+    Ok(Changed { outcome, everywhere })
 }

@@ -22,11 +22,20 @@ pub async fn managed_device(
 }
 
 /// Reports a device lost: all its certificates revoked (keyCompromise).
-pub async fn lost(ra: &Ra, caller: &Requester, device: DeviceId) -> Result<Vec<Serial>, ServiceError> {
+pub async fn lost(ra: &Ra, caller: &Requester, device: DeviceId) -> Result<Lost, ServiceError> {
     managed_device(ra, caller, device).await?;
     let revoked = ra.store.device_lost(device, &caller.audit_name, ra.clock.now()).await?;
-    publish(ra).await?;
-    Ok(revoked)
+    let everywhere = publish(ra).await?;
+    Ok(Lost { revoked, everywhere })
+}
+
+/// A device reported lost: the certificates revoked, and where the other
+/// instances were when the call answered.
+#[derive(Debug, Clone)]
+pub struct Lost {
+    pub revoked: Vec<Serial>,
+    /// With `every_instance` on: the instances that had not applied it.
+    pub everywhere: Option<crate::instances::Everywhere>,
 }
 
 /// The caller's own devices with their certificates.

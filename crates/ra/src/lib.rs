@@ -15,6 +15,7 @@ pub mod escalations;
 pub mod expiry;
 pub mod facilities;
 pub mod incident;
+pub mod instances;
 pub mod notify;
 pub mod pseudonym;
 pub mod requester;
@@ -54,9 +55,11 @@ pub struct Ra {
 
 /// Makes a change of certificate status visible everywhere in this
 /// instance (the index, OCSP, the handshake, the CRL) before the caller
-/// answers.
-pub async fn publish(ra: &Ra) -> Result<(), ServiceError> {
-    ra.revocations.sync().await.map_err(|e| ServiceError::Internal(e.into()))
+/// answers; with `every_instance` on, also waits for the other instances
+/// (`instances`) and says where they were.
+pub async fn publish(ra: &Ra) -> Result<Option<instances::Everywhere>, ServiceError> {
+    ra.revocations.sync().await.map_err(|e| ServiceError::Internal(e.into()))?;
+    instances::wait_for_every_instance(ra).await
 }
 
 /// Signs a device certificate for `device` from a checked CSR, refusing a CSR

@@ -33,6 +33,9 @@ pub struct Settings {
     pub expiry_notice_days: u32,
     /// What is recorded about relying parties and handshakes.
     pub relying: RecordSettings,
+    /// A revoke, hold or release answers once every live instance has
+    /// applied it (`instances::WAIT` at most), naming any that did not.
+    pub every_instance: bool,
 }
 
 impl Default for Settings {
@@ -52,6 +55,7 @@ impl Default for Settings {
             )),
             expiry_notice_days: expiry::DEFAULT_WINDOW_DAYS,
             relying: RecordSettings::default(),
+            every_instance: false,
         }
     }
 }

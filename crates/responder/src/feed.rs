@@ -24,11 +24,23 @@ pub struct FeedSettings {
     pub max_lag: Duration,
     /// How often the index is compared with the database.
     pub reconcile_every: Duration,
+    /// Records the feed position this instance applied under this name
+    /// (`Store::heartbeat`), at once when it moves and every
+    /// [`HEARTBEAT_EVERY`]; `None`: not recorded.
+    pub heartbeat: Option<std::sync::Arc<str>>,
 }
+
+/// How often an instance says it is alive and where it is in the feed.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_millis(500);
 
 impl Default for FeedSettings {
     fn default() -> Self {
-        Self { listen_url: None, max_lag: Duration::from_secs(30), reconcile_every: Duration::from_secs(300) }
+        Self {
+            listen_url: None,
+            max_lag: Duration::from_secs(30),
+            reconcile_every: Duration::from_secs(300),
+            heartbeat: None,
+        }
     }
 }
 
@@ -60,6 +72,30 @@ impl Revocations {
             }
             metrics::gauge!("connect_pki_feed_age_seconds").set(self.feed_age().as_secs_f64());
             metrics::gauge!("connect_pki_feed_position").set(self.applied() as f64);
+        }
+    }
+
+    /// Records where this instance is in the feed as `id`, whenever it moves
+    /// and at least every [`HEARTBEAT_EVERY`]; removes the record when it
+    /// stops. A failed write is retried at the next beat.
+    pub(crate) async fn heartbeat(self: Arc<Self>, id: Arc<str>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.applied_kick.notified() => {},
+                () = tokio::time::sleep(HEARTBEAT_EVERY) => {},
+            }
+            // Only what the index enforces: an instance failing closed is not
+            // where its position says.
+            if self.is_stale() {
+                continue;
+            }
+            if let Err(e) = self.store.heartbeat(&id, self.applied()).await {
+                tracing::warn!(error = %e, "the heartbeat could not be recorded");
+            }
+        }
+        if let Err(e) = self.store.forget_instance(&id).await {
+            tracing::warn!(error = %e, "this instance's heartbeat could not be removed; it ages out");
         }
     }
 

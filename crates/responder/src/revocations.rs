@@ -61,6 +61,8 @@ pub struct Revocations {
     pub(crate) crl_served: watch::Sender<i64>,
     /// Wakes the follower (a `NOTIFY` arrived).
     pub(crate) feed_kick: Notify,
+    /// Wakes the heartbeat: `applied` moved.
+    pub(crate) applied_kick: Notify,
     started: Instant,
     /// Milliseconds after `started` of the last successful feed read.
     last_read: AtomicU64,
@@ -128,6 +130,7 @@ impl Revocations {
             crl_kick: Notify::new(),
             crl_served: watch::channel(-1).0,
             feed_kick: Notify::new(),
+            applied_kick: Notify::new(),
             started: Instant::now(),
             last_read: AtomicU64::new(0),
             went_back: AtomicBool::new(false),
@@ -141,6 +144,9 @@ impl Revocations {
         tokio::spawn(r.clone().crl_builder(shutdown.clone()));
         tokio::spawn(r.clone().follower(shutdown.clone()));
         tokio::spawn(r.clone().reconciler(shutdown.clone()));
+        if let Some(id) = r.settings.heartbeat.clone() {
+            tokio::spawn(r.clone().heartbeat(id, shutdown.clone()));
+        }
         if let Some(url) = r.settings.listen_url.clone() {
             tokio::spawn(r.clone().listener(url, shutdown));
         }
@@ -181,7 +187,7 @@ impl Revocations {
     }
 
     /// The feed position the index reflects.
-    pub(crate) fn applied(&self) -> i64 {
+    pub fn applied(&self) -> i64 {
         self.applied.load(Ordering::Acquire)
     }
 
@@ -263,6 +269,7 @@ impl Revocations {
             self.crl_kick.notify_one();
         }
         self.applied.store(last, Ordering::Release);
+        self.applied_kick.notify_one();
         Ok(events.len())
     }
 

@@ -133,6 +133,7 @@ impl Revocations {
             self.sessions.close(k);
         }
         self.applied.store(position, Ordering::Release);
+        self.applied_kick.notify_one();
         self.crl_content.store(position, Ordering::Release);
         // No CRL covers the reloaded index until the next is built; and that
         // one is numbered above every CRL served before.

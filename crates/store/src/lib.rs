@@ -19,6 +19,7 @@ mod escalations;
 mod expiry;
 mod facilities;
 mod holds;
+mod instances;
 mod notifications;
 mod records;
 mod sightings;
@@ -48,6 +49,7 @@ pub use error::{Conflict, StoreError};
 pub use escalations::{EscalationRecord, Figures, NewEscalation, OpenedEscalation};
 pub use expiry::{ExpiringCertificate, ExpiryNotice, NoticeSubject};
 pub use facilities::{FacilityChange, FacilityCounts};
+pub use instances::Behind;
 pub use notifications::{NotificationRecord, Target};
 pub use records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, SignDevice,

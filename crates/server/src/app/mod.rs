@@ -94,6 +94,15 @@ struct Built {
     connections: Arc<Connections>,
 }
 
+/// This process's name among the instances (notification leases,
+/// heartbeats): host, process id and a random part, so that an operator
+/// reading "not applied by …" knows which machine to look at.
+fn instance_name() -> anyhow::Result<Arc<str>> {
+    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let random = connect_pki_ra::secrets::random_secret(4)?;
+    Ok(Arc::from(format!("{host}/{}-{random}", std::process::id()).as_str()))
+}
+
 /// Where CRLs are kept, once the database has been compared with the newest
 /// one kept there (and brought up to it, if it is behind: a restore).
 async fn kept_crls(
@@ -160,6 +169,10 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     if config.feed_listen && store.backend() == connect_pki_store::Backend::Postgres {
         feed.listen_url = Some(config.database_url.clone());
     }
+    let instance_id = instance_name()?;
+    if config.ra.every_instance {
+        feed.heartbeat = Some(instance_id.clone());
+    }
     let kept_crl = if config.keep_crl { Some(kept_crls(&dir, &cas, &store, clock.now()).await?) } else { None };
     let revocations = Revocations::start(
         store.clone(),
@@ -194,7 +207,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         revocations,
         ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone(), sightings)),
         pseudonyms: Arc::new(crate::pseudonym::load_or_create(dir.path())?),
-        instance_id: Arc::from(connect_pki_ra::secrets::random_secret(8)?.as_str()),
+        instance_id,
     };
     let limit = || crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute);
     let state = AppState {

@@ -77,6 +77,9 @@ pub struct FileConfig {
     /// Seconds without reading the revocation feed before failing closed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) feed_max_lag_seconds: Option<u32>,
+    /// A revoke, hold or release answers once every live instance applied it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) revoke_waits_for_every_instance: Option<bool>,
     /// Seconds between comparisons of the revocation index with the database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reconcile_seconds: Option<u32>,
@@ -140,7 +143,7 @@ pub struct FileConfig {
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -285,6 +288,12 @@ impl ServeConfig {
         set(&mut c.feed_listen, f.feed_listen);
         set(&mut c.feed.max_lag, f.feed_max_lag_seconds.map(std_secs));
         set(&mut c.feed.reconcile_every, f.reconcile_seconds.map(std_secs));
+        set(&mut c.ra.every_instance, f.revoke_waits_for_every_instance);
+        if c.ra.every_instance {
+            // An instance a revoke stopped waiting for has not read the feed
+            // for that long: it fails closed, as the answer says.
+            c.feed.max_lag = c.feed.max_lag.min(connect_pki_ra::instances::WAIT);
+        }
         set(&mut c.limits.max_connections, f.max_connections.map(|n| n as usize));
         set(&mut c.limits.header_read_timeout, f.header_timeout_seconds.map(std_secs));
         set(&mut c.limits.idle_timeout, f.idle_timeout_seconds.map(std_secs));

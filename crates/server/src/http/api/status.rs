@@ -79,11 +79,12 @@ pub(super) async fn report_lost(
     caller: Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<Json<LostView>> {
-    let revoked = devices::lost(&state, &caller.requester, DeviceId(id)).await?;
+    let lost = devices::lost(&state, &caller.requester, DeviceId(id)).await?;
     Ok(Json(LostView {
         device_id: id,
         status: DeviceStatus::Lost,
-        revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
+        revoked_serials: lost.revoked.iter().map(Serial::to_hex).collect(),
+        instances: lost.everywhere.map(InstancesView::from),
     }))
 }
 

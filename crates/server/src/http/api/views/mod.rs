@@ -283,16 +283,57 @@ pub(crate) struct RevocationView {
     pub(crate) revoked_at: Option<String>,
     /// False when the certificate already was in that state (the call changed nothing).
     pub(crate) changed: bool,
+    /// Where the other instances were (only with `revoke_waits_for_every_instance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) instances: Option<InstancesView>,
 }
 
-impl From<connect_pki_store::StatusChange> for RevocationView {
-    fn from(c: connect_pki_store::StatusChange) -> Self {
+impl From<connect_pki_ra::certificates::Changed> for RevocationView {
+    fn from(changed: connect_pki_ra::certificates::Changed) -> Self {
+        let c = changed.outcome;
         Self {
             serial: c.certificate.serial.to_hex(),
             status: c.certificate.status,
             reason: c.certificate.reason,
             revoked_at: c.certificate.revoked_at.map(rfc3339),
             changed: c.changed,
+            instances: changed.everywhere.map(InstancesView::from),
+        }
+    }
+}
+
+/// Whether every instance applied a change before the call answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InstancesView {
+    /// The feed position that carries the change.
+    pub(crate) position: i64,
+    /// True when every live instance had applied it.
+    pub(crate) all_applied: bool,
+    /// Instances seen in the last minute that had not: they fail closed
+    /// (OCSP tryLater, handshakes refused) until they catch up.
+    pub(crate) not_applied: Vec<InstanceBehindView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InstanceBehindView {
+    /// host/process-random, as the instance names itself.
+    pub(crate) id: String,
+    /// The feed position it had applied at its last heartbeat.
+    pub(crate) applied: i64,
+    /// Milliseconds since that heartbeat.
+    pub(crate) seen_ms_ago: i64,
+}
+
+impl From<connect_pki_ra::instances::Everywhere> for InstancesView {
+    fn from(e: connect_pki_ra::instances::Everywhere) -> Self {
+        Self {
+            position: e.position,
+            all_applied: e.not_applied.is_empty(),
+            not_applied: e
+                .not_applied
+                .into_iter()
+                .map(|b| InstanceBehindView { id: b.id, applied: b.applied, seen_ms_ago: b.seen_ms_ago })
+                .collect(),
         }
     }
 }
@@ -303,6 +344,9 @@ pub(crate) struct LostView {
     pub status: DeviceStatus,
     /// Certificates revoked by this call (keyCompromise).
     pub(crate) revoked_serials: Vec<String>,
+    /// Where the other instances were (only with `revoke_waits_for_every_instance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) instances: Option<InstancesView>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

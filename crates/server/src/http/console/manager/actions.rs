@@ -65,11 +65,12 @@ pub(crate) async fn lost(
     let requester = &caller.requester;
     let result: Result<_, ApiError> = async {
         let (device, user) = devices::managed_device(&state, requester, id).await?;
-        let revoked = devices::lost(&state, requester, id).await?;
-        Ok((device, user, revoked))
+        let lost = devices::lost(&state, requester, id).await?;
+        Ok((device, user, lost))
     }
     .await;
-    let (device, user, revoked) = result?;
+    let (device, user, lost) = result?;
+    let revoked = lost.revoked;
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let mut facts = who_and_what(&user, &device);
     facts.push(("日時", local(state.clock.now())));
@@ -176,11 +177,12 @@ pub(crate) async fn change(
             _ => Change::Release,
         };
         let (_, device, user) = certificate_of(&state, &caller, &serial).await?;
-        let outcome = certificates::change(&state, &caller.requester, &serial.parse()?, what).await?;
-        Ok((device, user, outcome))
+        let changed = certificates::change(&state, &caller.requester, &serial.parse()?, what).await?;
+        Ok((device, user, changed))
     }
     .await;
-    let (device, user, outcome) = result?;
+    let (device, user, changed) = result?;
+    let outcome = changed.outcome;
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let c = &outcome.certificate;
     let mut facts = who_and_what(&user, &device);
