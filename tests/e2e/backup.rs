@@ -198,6 +198,35 @@ async fn a_restore_onto_a_lost_machine_needs_the_current_crl() {
     assert_eq!(crl(&s)["revoked"][&v.serial], "key_compromise");
 }
 
+/// The same onto a new machine, with the current CRLs fetched from a running
+/// instance (`--crl-from`, as from the public URL) instead of downloaded by
+/// hand; an address that serves no CRL of ours stops the restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_fetches_the_current_crl_from_a_running_instance() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let v = device(&s, &admin, "fetched-v");
+    let dest = s.scratch("backup");
+    cli(&s, &["backup", &path(&dest)]);
+    let (status, body) = revoke(&s, &admin, &v.serial, "keyCompromise");
+    assert_eq!(status, 200, "{body}");
+    let bin = path(binary());
+    let nowhere = s.dir.path().join("data.nowhere");
+    let o = s.run(&bin, &["restore", &path(&dest), "--crl-from", "http://127.0.0.1:9", "--data-dir", &path(&nowhere)]);
+    assert!(!o.status.success() && text(&o).contains("fetching the current CRL"), "{}", text(&o));
+    assert!(!nowhere.exists(), "a refused restore left a data directory");
+    let new_machine = s.dir.path().join("data.new-machine");
+    let from = format!("http://{}", s.public);
+    let o = s.run(&bin, &["restore", &path(&dest), "--crl-from", &from, "--data-dir", &path(&new_machine)]);
+    assert!(o.status.success(), "{}", text(&o));
+    s.stop();
+    s.data_dir = new_machine;
+    s.spawn(&[]);
+    assert!(!handshake_ok(&s, &v.pem), "V, revoked after the backup, came back");
+    assert_eq!(ocsp_status(&s, &v.pem), "revoked keyCompromise");
+    assert_eq!(crl(&s)["revoked"][&v.serial], "key_compromise");
+}
+
 /// A backup taken before `ca rollover` lacks the new issuing CA: restored,
 /// nothing would publish that CA's CRL or answer OCSP for what it issued.
 /// `restore` refuses it, naming the generation, and changes nothing.

@@ -61,6 +61,11 @@ enum Command {
         /// backup stays revoked. Repeat for each issuing CA.
         #[arg(long = "crl", value_name = "FILE")]
         crls: Vec<PathBuf>,
+        /// Fetch the newest CRL of each issuing CA of the backup from a
+        /// running instance or the public URL (http://<public address>): the
+        /// same as --crl with each file downloaded.
+        #[arg(long = "crl-from", value_name = "URL")]
+        crl_from: Option<String>,
         /// Restore without any CRL newer than the backup: every revocation
         /// since the backup is lost.
         #[arg(long)]
@@ -358,8 +363,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             ca_rollover(&db, csr_out, import).await?;
         }
         Command::Backup { dest, db } => backup(&dest, &db).await?,
-        Command::Restore { src, crls, accept_lost_revocations, db } => {
-            let published = connect_pki_server::admin::backup::Published { crls, accept_loss: accept_lost_revocations };
+        Command::Restore { src, crls, crl_from, accept_lost_revocations, db } => {
+            let fetched = match &crl_from {
+                Some(base) => connect_pki_server::admin::backup::fetch_current_crls(&src, base).await?,
+                None => Vec::new(),
+            };
+            let published =
+                connect_pki_server::admin::backup::Published { crls, fetched, accept_loss: accept_lost_revocations };
             restore(&src, &db, &published)?
         }
     }

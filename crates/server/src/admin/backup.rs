@@ -98,6 +98,8 @@ pub struct Published {
     /// The newest CRL of each issuing CA (DER or PEM files), e.g. downloaded
     /// from a running instance or the public URL.
     pub crls: Vec<PathBuf>,
+    /// The same, fetched by [`fetch_current_crls`]: (where from, bytes).
+    pub fetched: Vec<(String, Vec<u8>)>,
     /// Restore even when nothing says what was revoked since the backup:
     /// every such revocation is lost.
     pub accept_loss: bool,
@@ -215,20 +217,25 @@ fn stage(
         rel != Path::new(MANIFEST) && !is_database_file(rel)
     })?;
     let ours = newest_kept(dir);
-    if ours.is_empty() && published.crls.is_empty() && !published.accept_loss {
+    if ours.is_empty() && published.crls.is_empty() && published.fetched.is_empty() && !published.accept_loss {
         bail!(
             "{} holds no kept CRL, so nothing here says what was revoked after the backup was taken ({}): \
              restoring would bring back every certificate revoked since. Give the newest CRL of each issuing CA \
-             with --crl FILE (from a running instance or the public URL: \
-             curl -o issuing.crl http://<public address>/crl/issuing.crl), or, accepting that every \
-             revocation since the backup is lost, --accept-lost-revocations",
+             with --crl FILE, or fetch them from a running instance or the public URL with \
+             --crl-from http://<public address>, or, accepting that every revocation since the backup is \
+             lost, --accept-lost-revocations",
             dir.path().display(),
             manifest.taken_at
         );
     }
     let mut newer = ours;
+    let mut given = Vec::new();
     for file in &published.crls {
-        let (ca, number, der) = published_crl(staging, file)?;
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        given.push((file.display().to_string(), bytes));
+    }
+    for (from, bytes) in given.iter().chain(&published.fetched) {
+        let (ca, number, der) = published_crl(staging, from, bytes)?;
         if newer.get(&ca).is_none_or(|(n, _)| *n < number) {
             newer.insert(ca, (number, der));
         }
@@ -335,14 +342,13 @@ fn merge_checkpoints(dir: &DataDir, staging: &DataDir) -> anyhow::Result<()> {
     replace_file(&staging.path().join(CHECKPOINT_FILE), merged.as_bytes(), 0o600)
 }
 
-/// A CRL given to `restore`: the issuing CA (of those in `staging`) that
-/// signed it, its number and DER; a file no issuing CA of ours signed is
-/// refused, naming it.
-fn published_crl(staging: &DataDir, file: &Path) -> anyhow::Result<(String, u64, Vec<u8>)> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let der = match x509_parser::pem::parse_x509_pem(&bytes) {
+/// A CRL given to `restore` (`from`: its file or URL): the issuing CA (of
+/// those in `staging`) that signed it, its number and DER; one no issuing CA
+/// of ours signed is refused, naming where it came from.
+fn published_crl(staging: &DataDir, from: &str, bytes: &[u8]) -> anyhow::Result<(String, u64, Vec<u8>)> {
+    let der = match x509_parser::pem::parse_x509_pem(bytes) {
         Ok((_, pem)) if pem.label == "X509 CRL" => pem.contents,
-        _ => bytes,
+        _ => bytes.to_vec(),
     };
     for g in staging.generations() {
         let name = connect_pki_ca::issue::name_of_generation(g);
@@ -352,8 +358,55 @@ fn published_crl(staging: &DataDir, file: &Path) -> anyhow::Result<(String, u64,
             return Ok((name, crl.number, der));
         }
     }
-    bail!("{} is not a CRL signed by one of the backup's issuing CAs", file.display())
+    bail!("{from} is not a CRL signed by one of the backup's issuing CAs")
 }
+
+/// The CRL each issuing CA of the backup `src` serves now, fetched from a
+/// running instance or the public URL (`base`, e.g. `http://pki.example`):
+/// `<base>/crl/<ca>.crl`. Their signatures are checked when they are used, so
+/// plain HTTP will do; a CA whose CRL cannot be fetched stops the restore.
+pub async fn fetch_current_crls(src: &Path, base: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use http_body_util::BodyExt;
+    let mut base = url::Url::parse(base).with_context(|| format!("--crl-from {base:?} is not a URL"))?;
+    anyhow::ensure!(matches!(base.scheme(), "http" | "https"), "--crl-from takes an http:// or https:// URL");
+    if !base.path().ends_with('/') {
+        // `join` would replace the last segment of http://host/pki.
+        base.set_path(&format!("{}/", base.path()));
+    }
+    let base = &base;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .context("the system's TLS roots")?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<hyper::body::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let mut out = Vec::new();
+    for g in DataDir::new(src).generations() {
+        let name = connect_pki_ca::issue::name_of_generation(g);
+        let url = base.join(&format!("crl/{name}.crl")).with_context(|| format!("a URL under {base}"))?;
+        let fetch = async {
+            let uri: hyper::Uri = url.as_str().parse()?;
+            let resp = client.get(uri).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            anyhow::ensure!(status.is_success(), "HTTP {status}");
+            anyhow::ensure!(body.len() <= MAX_FETCHED_CRL, "larger than {MAX_FETCHED_CRL} bytes");
+            anyhow::Ok(body.to_vec())
+        };
+        let bytes = tokio::time::timeout(std::time::Duration::from_secs(30), fetch)
+            .await
+            .map_err(|_| anyhow!("no answer within 30 s"))
+            .and_then(|r| r)
+            .with_context(|| format!("fetching the current CRL of {name} from {url}"))?;
+        out.push((url.to_string(), bytes));
+    }
+    Ok(out)
+}
+
+/// The largest CRL `--crl-from` reads (100 000 entries are about 4 MB).
+const MAX_FETCHED_CRL: usize = 64 * 1024 * 1024;
 
 /// The kept CRLs in a data directory that their issuing CA (as the data
 /// directory holds it) signed: CA name → (number, DER).

@@ -56,6 +56,53 @@ pub struct Running {
     checkpoints: JoinHandle<Option<crate::checkpoint::Checkpointer>>,
     /// The shared lock on `serve.lock`, released when the process ends.
     _serving: std::fs::File,
+    /// Where the public listener runs (see [`PublicThreads`]).
+    _public_threads: PublicThreads,
+}
+
+/// The public listener's own threads, at a lower CPU priority (nice +10).
+///
+/// The public listener answers OCSP, CRL and CA downloads: work any relying
+/// party can ask for as fast as it likes. On the same cores, a flood of it
+/// would queue a revocation behind tens of thousands of OCSP answers. On
+/// threads of their own at a lower priority, the scheduler gives the
+/// revocation path (the API's threads, the CRL build, the database) the
+/// cores first whenever it has work, and OCSP everything else; idle, OCSP
+/// loses nothing. The revoke-under-load benchmark measures both sides.
+pub(crate) struct PublicThreads(Option<tokio::runtime::Runtime>);
+
+/// How much lower the public listener's threads run (`nice`).
+const PUBLIC_NICE: i32 = 10;
+
+impl PublicThreads {
+    fn start() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .thread_name("public")
+            .on_thread_start(|| {
+                // Per thread on Linux; lowering one's own priority needs no privilege.
+                if let Err(e) = rustix::process::setpriority_process(None, PUBLIC_NICE) {
+                    tracing::warn!(error = %e, "the public listener's thread keeps the normal priority");
+                }
+            })
+            .enable_all()
+            .build()
+            .context("starting the public listener's threads")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for PublicThreads {
+    fn drop(&mut self) {
+        // Dropped from async code: a blocking shutdown would panic there.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Running {
@@ -296,11 +343,21 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let web = Web::new(&config.https, api_addr.port());
     let (public_app, api_app) = apps(&state, &web);
     let limits = config.limits;
+    let public_threads = PublicThreads::start()?;
     let public_task = {
         let shutdown = shutdown.clone();
-        tokio::spawn(
-            async move { crate::net::listen::serve_plain(public_listener, public_app, limits, shutdown).await },
-        )
+        // The listener is registered with the runtime that polls it.
+        let public_listener = public_listener.into_std()?;
+        let serve = async move {
+            match TcpListener::from_std(public_listener) {
+                Ok(listener) => crate::net::listen::serve_plain(listener, public_app, limits, shutdown).await,
+                Err(e) => tracing::error!(error = %e, "the public listener could not start"),
+            }
+        };
+        match public_threads.handle() {
+            Some(threads) => threads.spawn(serve),
+            None => tokio::spawn(serve),
+        }
     };
     let api_task = tokio::spawn(crate::net::tls::serve(
         api_listener,
@@ -312,7 +369,18 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         shutdown.clone(),
     ));
 
-    Ok(Running { public_addr, api_addr, state, own, shutdown, public_task, api_task, checkpoints, _serving: serving })
+    Ok(Running {
+        public_addr,
+        api_addr,
+        state,
+        own,
+        shutdown,
+        public_task,
+        api_task,
+        checkpoints,
+        _serving: serving,
+        _public_threads: public_threads,
+    })
 }
 
 /// The routers of the plain listener and of the HTTPS (mTLS) listener.
