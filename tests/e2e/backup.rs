@@ -100,8 +100,24 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     assert!(!handshake_ok(&s, &z.pem), "Z, revoked after the backup, came back");
     assert_eq!(ocsp_status(&s, &z.pem), "revoked keyCompromise");
     assert_eq!(after["revoked"][&z.serial], "key_compromise", "{after}");
-    // W, valid but unknown to the restored database, fails closed.
-    assert!(!handshake_ok(&s, &w.pem), "a certificate the database does not know was accepted");
+    // W, enrolled after the backup and still valid, is back from the
+    // issuance journal with its device and user: it works, it can be
+    // revoked, and neither its ids nor Z's are handed out again.
+    assert!(s.log_contains("put back from the issuance journal"), "{}", s.log());
+    assert!(handshake_ok(&s, &w.pem), "W, issued after the backup, was not put back:\n{}", s.log());
+    let v = device(&s, &admin, "backup-v");
+    assert!(
+        v.device_id > w.device_id && v.user_id > w.user_id,
+        "an id of a certificate issued after the backup was handed out again: device {} user {} after W's {} {}",
+        v.device_id,
+        v.user_id,
+        w.device_id,
+        w.user_id
+    );
+    let (status, body) = revoke(&s, &admin, &w.serial, "keyCompromise");
+    assert_eq!(status, 200, "W could not be revoked: {body}");
+    assert!(!handshake_ok(&s, &w.pem), "W was revoked and still got in");
+    assert_eq!(ocsp_status(&s, &w.pem), "revoked keyCompromise");
     // Y, untouched since the backup, works as before.
     assert!(handshake_ok(&s, &y.pem));
     assert_eq!(ocsp_status(&s, &y.pem), "good");
@@ -115,6 +131,7 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     s.stop();
     s.spawn(&[]);
     assert_eq!(s.log().matches("older than the newest CRL").count(), 1, "{}", s.log());
+    assert_eq!(s.log().matches("put back from the issuance journal").count(), 1, "{}", s.log());
     // The restored audit log is a valid chain, but it lost the records
     // written after the backup: the checkpoints taken since were merged,
     // not replaced, so `audit verify` says the log was cut.

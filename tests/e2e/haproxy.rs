@@ -17,6 +17,12 @@ use connect_pki_e2e::{Backend, Server, Spawned, text, workspace};
 use crate::nginx::free_port;
 use crate::revocation::revoke;
 
+/// `127.0.0.1:8080` as ("127.0.0.1", "8080").
+fn host_port(addr: &str) -> (String, String) {
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    (host.to_string(), port.to_string())
+}
+
 /// HAProxy from the deploy recipe, in front of instances `a` and `b`:
 /// (mTLS frontend, HTTP frontend).
 fn start_haproxy(s: &Server, a: (&str, &str), b: (&str, &str)) -> (Spawned, SocketAddr, SocketAddr) {
@@ -33,6 +39,10 @@ fn start_haproxy(s: &Server, a: (&str, &str), b: (&str, &str)) -> (Spawned, Sock
         ("${PKI_A_PUBLIC}", a.1.to_string()),
         ("${PKI_B_API}", b.0.to_string()),
         ("${PKI_B_PUBLIC}", b.1.to_string()),
+        ("${PKI_A_PUBLIC_HOST}", host_port(a.1).0),
+        ("${PKI_A_PUBLIC_PORT}", host_port(a.1).1),
+        ("${PKI_B_PUBLIC_HOST}", host_port(b.1).0),
+        ("${PKI_B_PUBLIC_PORT}", host_port(b.1).1),
     ] {
         conf = conf.replace(k, &v);
     }

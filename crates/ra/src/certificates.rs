@@ -56,6 +56,8 @@ pub async fn renew(ra: &Ra, caller: &Requester, csr_pem: &str) -> Result<(Device
             |d| sign_from_csr(ra, &csr, d),
         )
         .await?;
+    crate::journal(ra, connect_pki_store::Issued { device: device.clone(), label: String::new(), cert: cert.clone() })
+        .await?;
     crate::publish(ra).await?;
     Ok((device.device, cert))
 }

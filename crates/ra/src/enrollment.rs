@@ -5,7 +5,7 @@ use base64::Engine;
 use connect_pki_ca::{KeyKind, PrivateKey, parse_csr, pkcs12};
 use connect_pki_domain::enrollment::CodeInput;
 use connect_pki_domain::{DeviceId, Serial, validate};
-use connect_pki_store::Redemption;
+use connect_pki_store::{DeviceRef, Issued, NewCertificate, Redemption};
 
 use crate::Ra;
 use crate::error::ServiceError;
@@ -117,6 +117,7 @@ async fn issue(
                 .store
                 .redeem_enrollment_code::<ServiceError>(redemption, now, |d| sign_from_csr(ra, &csr, d))
                 .await?;
+            journaled(ra, redemption, &device, &cert).await?;
             Ok(Enrolled::Certificate {
                 device: device.device,
                 serial: cert.serial.clone(),
@@ -137,12 +138,23 @@ async fn issue(
                     Ok(stored(ra.ca.issue_device(&spki, &subject_of(d), now)?))
                 })
                 .await?;
+            journaled(ra, redemption, &device, &cert).await?;
             let password = random_secret(12)?;
             let alias = format!("connect-pki device {}", device.device);
             let p12 = pkcs12::build(&key, &cert.der, &[ra.ca.cert_der()], &password, &alias)?;
             Ok(Enrolled::Pkcs12 { device: device.device, serial: cert.serial, pkcs12: p12, password })
         }
     }
+}
+
+async fn journaled(
+    ra: &Ra,
+    redemption: &Redemption,
+    device: &DeviceRef,
+    cert: &NewCertificate,
+) -> Result<(), ServiceError> {
+    let label = redemption.device_label.clone();
+    crate::journal(ra, Issued { device: device.clone(), label, cert: cert.clone() }).await
 }
 
 /// PKCS#12 bytes as base64 for JSON.

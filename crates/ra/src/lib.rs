@@ -51,6 +51,28 @@ pub struct Ra {
     pub pseudonyms: Arc<pseudonym::PseudonymKey>,
     /// Names this process as the holder of notification leases.
     pub instance_id: Arc<str>,
+    /// Where every issuance is recorded before its answer leaves (`None`:
+    /// nowhere, as in the in-process tests).
+    pub journal: Option<Arc<dyn IssuanceJournal>>,
+}
+
+/// The issuance journal (kept by the server beside the kept CRLs): a
+/// restore recreates from it the certificates issued after its backup, so
+/// they can still be revoked and their ids are never handed out again.
+pub trait IssuanceJournal: Send + Sync + std::fmt::Debug {
+    /// Appends `issued` durably (synced) before returning.
+    fn record(&self, issued: &connect_pki_store::Issued) -> anyhow::Result<()>;
+}
+
+/// Records an issuance in the journal, off the async threads; an issuance
+/// that cannot be recorded is not answered (the device never gets the
+/// certificate, which stays valid in the database and can be revoked).
+pub(crate) async fn journal(ra: &Ra, issued: connect_pki_store::Issued) -> Result<(), ServiceError> {
+    let Some(journal) = ra.journal.clone() else { return Ok(()) };
+    tokio::task::spawn_blocking(move || journal.record(&issued))
+        .await
+        .map_err(|e| anyhow::anyhow!("the issuance journal: {e}"))?
+        .map_err(|e| ServiceError::Internal(e.context("recording the issuance in the journal")))
 }
 
 /// Makes a change of certificate status visible everywhere in this

@@ -22,6 +22,7 @@ mod holds;
 mod instances;
 mod notifications;
 mod records;
+mod recreated;
 mod sightings;
 mod sign_in;
 mod status;
@@ -55,6 +56,7 @@ pub use records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, SignDevice,
     UserRecord,
 };
+pub use recreated::Issued;
 pub use sightings::{
     CertificateSightings, CrlSighting, HandshakeSighting, HeldCrl, OcspAnswer, OcspSighting, RelyingParty, Sightings,
 };

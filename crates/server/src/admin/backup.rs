@@ -241,6 +241,8 @@ fn stage(
         }
     }
     merge_checkpoints(dir, staging)?;
+    // What was issued after the backup, so a start can put it back.
+    crate::datadir::journal::merge(&dir.journal(), &staging.journal())?;
     let theirs = newest_kept(staging);
     let mut kept_newer_crl = false;
     for (ca, (number, der)) in newer {

@@ -150,20 +150,34 @@ fn instance_name() -> anyhow::Result<Arc<str>> {
     Ok(Arc::from(format!("{host}/{}-{random}", std::process::id()).as_str()))
 }
 
-/// Where CRLs are kept, once the database has been compared with the newest
-/// one kept there (and brought up to it, if it is behind: a restore).
+/// Where CRLs are kept and issuances journaled, once the database has been
+/// compared with both (and brought up to them, if it is behind: a restore).
+/// The journal goes first: a certificate issued after the backup is put
+/// back as it was issued, and the kept CRL then revokes it if it lists it.
 async fn kept_crls(
     dir: &DataDir,
     cas: &[Arc<IssuingCa>],
     store: &Store,
     now: time::OffsetDateTime,
-) -> anyhow::Result<std::path::PathBuf> {
+) -> anyhow::Result<(std::path::PathBuf, Arc<crate::datadir::journal::FileJournal>)> {
+    let journal = Arc::new(crate::datadir::journal::FileJournal::open(dir)?);
+    let issued = crate::datadir::journal::read(&dir.journal())?;
+    let recreated = store
+        .recreate_issued(&issued, "system:journal", now)
+        .await
+        .context("comparing the database with the issuance journal")?;
+    if !recreated.is_empty() {
+        tracing::warn!(
+            recreated = recreated.len(),
+            serials = %recreated.iter().map(connect_pki_domain::Serial::to_hex).collect::<Vec<_>>().join(","),
+            "the database lacks certificates this service issued (restored from a backup?): they were put back \
+             from the issuance journal, with their device, user and facility where those were missing"
+        );
+    }
     crate::admin::backup::reapply_published_crl(dir, cas, store, now)
         .await
         .context("comparing the database with the newest CRL this service published")?;
-    let kept = dir.kept_crls();
-    crate::datadir::create_private_dir(&kept)?;
-    Ok(kept)
+    Ok((dir.kept_crls(), journal))
 }
 
 /// Records each issuing CA generation's fingerprint the first time it is
@@ -220,7 +234,13 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     if config.ra.every_instance {
         feed.heartbeat = Some(instance_id.clone());
     }
-    let kept_crl = if config.keep_crl { Some(kept_crls(&dir, &cas, &store, clock.now()).await?) } else { None };
+    let (kept_crl, journal) = match config.keep_crl {
+        true => {
+            let (kept, journal) = kept_crls(&dir, &cas, &store, clock.now()).await?;
+            (Some(kept), Some(journal as Arc<dyn connect_pki_ra::IssuanceJournal>))
+        }
+        false => (None, None),
+    };
     let revocations = Revocations::start(
         store.clone(),
         cas,
@@ -255,6 +275,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone(), sightings)),
         pseudonyms: Arc::new(crate::pseudonym::load_or_create(dir.path())?),
         instance_id,
+        journal,
     };
     let limit = || crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute);
     let state = AppState {

@@ -15,6 +15,7 @@
 //! <data-dir>/ca/issuing-N.pem, ocsp-N.pem  issuing CA generation N and its OCSP signer (after a rollover)
 //! <data-dir>/ca/*.new             a renewed certificate and key while they replace the old pair
 //! <data-dir>/crl/issuing.crl      the newest CRL this instance signed, kept for a restore (crate::backup)
+//! <data-dir>/crl/issued.jsonl     0600, every certificate this instance issued, for a restore (journal.rs)
 //! <data-dir>/terms.toml           the terms of use in force (crate::terms)
 //! <data-dir>/bootstrap/admin.p12  the first admin's PKCS#12, 0600
 //! ```
@@ -28,6 +29,7 @@ use anyhow::{Context, anyhow};
 use connect_pki_ca::issue::to_pem;
 use connect_pki_ca::{CaKey, IssuingCa, Profile};
 
+pub(crate) mod journal;
 pub mod keys;
 
 use keys::Keys;
