@@ -175,3 +175,52 @@ async fn a_notice_being_sent_keeps_its_lease(backend: Backend) {
     assert_eq!((hook["status"].as_str(), hook["attempts"].as_i64()), (Some("delivered"), Some(1)), "{hook}");
 }
 both_backends!(a_notice_being_sent_keeps_its_lease);
+
+/// A mail server that answers, but each line only after 9 s: every single
+/// wait is inside a per-command timeout, so only the bound on the whole
+/// exchange ends the attempt. It is recorded to be tried again, and the
+/// webhook of the same report went out meanwhile.
+async fn a_mail_server_that_answers_each_line_slowly_is_bounded_as_a_whole(backend: Backend) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sinks = connect_pki_e2e::Sinks::start_logging_to(dir.path().join("sinks.jsonl"), "unused");
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let port = slow.local_addr().expect("address").port();
+    let server = tokio::spawn(async move {
+        while let Ok((conn, _)) = slow.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = conn.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                let pause = std::time::Duration::from_secs(9);
+                tokio::time::sleep(pause).await;
+                if write.write_all(b"220 slow.example ESMTP\r\n").await.is_err() {
+                    return;
+                }
+                while let Ok(Some(_)) = lines.next_line().await {
+                    tokio::time::sleep(pause).await;
+                    if write.write_all(b"250 ok\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let notify = NotifyConfig {
+        webhook_url: Some(sinks.webhook_url("/hook").parse().expect("a URL")),
+        smtp_url: Some(format!("smtp://127.0.0.1:{port}").parse().expect("an SMTP URL")),
+        ..NotifyConfig::default()
+    };
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await;
+    let (_, path) = reported(&app, "osoi").await;
+    connect_pki_ra::notify::deliver_due(app.state()).await.expect("a delivery pass");
+    server.abort();
+    assert!(sinks.entries().iter().any(|e| e["kind"] == "webhook"), "the webhook waited for the mail server");
+    let (_, log) = app.api("GET", &path, Some(&app.admin), None).await;
+    let emails: Vec<_> = log.as_array().expect("log").iter().filter(|n| n["channel"] == "email").collect();
+    assert!(!emails.is_empty(), "{log}");
+    for e in emails {
+        assert_eq!((e["status"].as_str(), e["attempts"].as_i64()), (Some("pending"), Some(1)), "{e}");
+        assert!(e["last_error"].as_str().is_some_and(|m| m.contains("the whole exchange")), "{e}");
+    }
+}
+both_backends!(a_mail_server_that_answers_each_line_slowly_is_bounded_as_a_whole);

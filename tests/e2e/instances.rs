@@ -29,6 +29,19 @@ async fn heartbeats(s: &Server) -> Vec<(String, i64)> {
     sqlx::query_as("select id, applied from instances order by id").fetch_all(&mut conn).await.expect("heartbeats")
 }
 
+/// Two PostgreSQL instances with the option on, each with its heartbeat in.
+async fn two_instances_waiting_for_each_other() -> (Server, Peer) {
+    let mut s = Server::start(Backend::Postgres).await;
+    every_instance(&mut s);
+    let peer = s.peer();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while heartbeats(&s).await.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the instances never recorded heartbeats");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (s, peer)
+}
+
 fn signal(peer: &Peer, which: &str) {
     let pid = peer.pid().expect("the second instance runs").to_string();
     let o = std::process::Command::new("kill").args([which, &pid]).output().expect("kill");
@@ -40,15 +53,8 @@ fn signal(peer: &Peer, which: &str) {
 /// round after round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_answers_once_every_instance_applied_it() {
-    let mut s = Server::start(Backend::Postgres).await;
-    every_instance(&mut s);
-    let peer = s.peer();
+    let (mut s, peer) = two_instances_waiting_for_each_other().await;
     let admin = s.admin_pem();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while heartbeats(&s).await.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the instances never recorded heartbeats");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let own = format!("/{}-", s.pid().expect("pid"));
     for round in 0..10 {
         let d = device(&s, &admin, &format!("everywhere-{round}"));
@@ -75,15 +81,8 @@ async fn a_revoke_answers_once_every_instance_applied_it() {
 /// `good` — it fails closed until it has read the feed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_instance_is_named_and_never_vouches_for_what_it_missed() {
-    let mut s = Server::start(Backend::Postgres).await;
-    every_instance(&mut s);
-    let peer = s.peer();
+    let (mut s, peer) = two_instances_waiting_for_each_other().await;
     let admin = s.admin_pem();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while heartbeats(&s).await.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the instances never recorded heartbeats");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let peer_pid = format!("/{}-", peer.pid().expect("pid"));
     for round in 0..3 {
         let d = device(&s, &admin, &format!("stalled-{round}"));

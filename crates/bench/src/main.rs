@@ -62,12 +62,18 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(run(quick, &only))
 }
 
-async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
+/// The reference and load tools the sections drive.
+fn needs_tools() -> anyhow::Result<()> {
     for tool in ["wrk", "openssl", "cfssl"] {
         if Command::new("which").arg(tool).output().map(|o| !o.status.success()).unwrap_or(true) {
             bail!("{tool} is needed (apt-get install wrk openssl golang-cfssl)");
         }
     }
+    Ok(())
+}
+
+async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
+    needs_tools()?;
     let want = |s: &str| only.iter().any(|o| o == s);
     let mut results = serde_json::Map::new();
     results.insert(

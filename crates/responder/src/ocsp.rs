@@ -102,24 +102,7 @@ impl Responder {
     /// relying party at `from`, when given.
     pub fn answer(&self, revocations: &Revocations, request: &[u8], from: Option<std::net::IpAddr>) -> (Bytes, i64) {
         metrics::counter!("connect_pki_ocsp_requests_total").increment(1);
-        let signers = self.signers.load();
-        // Each signer takes only requests about its own CA; the newest CA's
-        // come first, as most requests are about what it issued.
-        let mut found = Err(Refusal::Unauthorized);
-        for (g, s) in signers.iter().rev() {
-            match s.parse(request) {
-                Ok(r) => {
-                    found = Ok((*g, s.clone(), r));
-                    break;
-                }
-                Err(Refusal::Unauthorized) => {}
-                Err(malformed) => {
-                    found = Err(malformed);
-                    break;
-                }
-            }
-        }
-        let (ca, signer, req) = match found {
+        let (ca, signer, req) = match self.signer_for(request) {
             Ok(found) => found,
             // Perhaps about the generation another instance rolled over to:
             // not ours to deny, only to answer later (restarted with it).
@@ -180,6 +163,20 @@ impl Responder {
             Ok(der) => (Bytes::from(der), if req.nonce.is_some() { 0 } else { self.validity.whole_seconds() }),
             Err(e) => internal_error(e),
         }
+    }
+
+    /// The issuing CA generation a request is about, its signer and the
+    /// parsed request. Each signer takes only requests about its own CA; the
+    /// newest CA's come first, as most requests are about what it issued.
+    fn signer_for(&self, request: &[u8]) -> Result<(u8, Arc<OcspSigner>, connect_pki_ca::ocsp::Request), Refusal> {
+        for (g, s) in self.signers.load().iter().rev() {
+            match s.parse(request) {
+                Ok(r) => return Ok((*g, s.clone(), r)),
+                Err(Refusal::Unauthorized) => {}
+                Err(malformed) => return Err(malformed),
+            }
+        }
+        Err(Refusal::Unauthorized)
     }
 
     fn cached(&self, k: u128, sha256: bool, entry: &Entry, now: OffsetDateTime) -> Option<(Bytes, i64)> {

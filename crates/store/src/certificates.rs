@@ -599,10 +599,19 @@ async fn record_recovered(
 
 /// Which of `serials` the database holds.
 async fn known_serials(tx: &mut WriteTx, serials: &[Serial]) -> Result<std::collections::BTreeSet<Serial>, StoreError> {
+    serials_in(tx, "certificates", serials).await
+}
+
+/// Which of `serials` are in the `serial` column of `table`.
+pub(crate) async fn serials_in(
+    tx: &mut WriteTx,
+    table: &str,
+    serials: &[Serial],
+) -> Result<std::collections::BTreeSet<Serial>, StoreError> {
     let mut out = std::collections::BTreeSet::new();
     for chunk in serials.chunks(400) {
         let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("select serial from certificates where serial in ({})", marks.join(", "));
+        let sql = format!("select serial from {table} where serial in ({})", marks.join(", "));
         let mut q = sqlx::query(&sql);
         for s in chunk {
             q = q.bind(s.to_hex());

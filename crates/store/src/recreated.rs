@@ -9,12 +9,11 @@
 //! ids (so they are never given to anyone else) — as valid, so that it can
 //! be revoked. The kept CRL, applied after, revokes those it lists.
 
-use std::collections::BTreeSet;
-
 use connect_pki_domain::Serial;
 use time::OffsetDateTime;
 
-use crate::records::{DeviceRef, NewCertificate, text};
+use crate::certificates::serials_in;
+use crate::records::{DeviceRef, NewCertificate};
 use crate::{Backend, Store, StoreError, WriteTx, secs};
 
 /// One issuance, as the journal keeps it.
@@ -42,8 +41,8 @@ impl Store {
         let backend = self.backend;
         self.write(async |tx| {
             let serials: Vec<Serial> = issued.iter().map(|i| i.cert.serial.clone()).collect();
-            let known = present(tx, "certificates", &serials).await?;
-            let recovered = present(tx, "recovered_revocations", &serials).await?;
+            let known = serials_in(tx, "certificates", &serials).await?;
+            let recovered = serials_in(tx, "recovered_revocations", &serials).await?;
             let mut audit = Vec::new();
             let mut done = Vec::new();
             for i in issued {
@@ -108,21 +107,4 @@ async fn rows_for(tx: &mut WriteTx, i: &Issued, now: OffsetDateTime) -> Result<(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// Which of `serials` are in `table`'s `serial` column.
-async fn present(tx: &mut WriteTx, table: &str, serials: &[Serial]) -> Result<BTreeSet<Serial>, StoreError> {
-    let mut out = BTreeSet::new();
-    for chunk in serials.chunks(400) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("select serial from {table} where serial in ({})", marks.join(", "));
-        let mut q = sqlx::query(&sql);
-        for s in chunk {
-            q = q.bind(s.to_hex());
-        }
-        for row in q.fetch_all(&mut **tx).await? {
-            out.insert(text(&row, "serial")?);
-        }
-    }
-    Ok(out)
 }

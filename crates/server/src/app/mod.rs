@@ -91,8 +91,26 @@ impl PublicThreads {
         Ok(Self(Some(runtime)))
     }
 
-    fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    /// Serves the plain listener on these threads until `shutdown`.
+    fn serve(
+        &self,
+        listener: TcpListener,
+        app: axum::Router,
+        limits: crate::net::listen::Limits,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        // A listener is registered with the runtime that polls it.
+        let listener = listener.into_std()?;
+        let serve = async move {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => crate::net::listen::serve_plain(listener, app, limits, shutdown).await,
+                Err(e) => tracing::error!(error = %e, "the public listener could not start"),
+            }
+        };
+        Ok(match &self.0 {
+            Some(runtime) => runtime.spawn(serve),
+            None => tokio::spawn(serve),
+        })
     }
 }
 
@@ -204,6 +222,20 @@ async fn same_cas_as_recorded(
     Ok(())
 }
 
+/// How this instance follows the feed: `LISTEN` on PostgreSQL unless turned
+/// off, and heartbeats under `instance_id` when changes wait for every
+/// instance.
+fn feed_settings(config: &ServeConfig, store: &Store, instance_id: &Arc<str>) -> connect_pki_responder::FeedSettings {
+    let mut feed = config.feed.clone();
+    if config.feed_listen && store.backend() == connect_pki_store::Backend::Postgres {
+        feed.listen_url = Some(config.database_url.clone());
+    }
+    if config.ra.every_instance {
+        feed.heartbeat = Some(instance_id.clone());
+    }
+    feed
+}
+
 /// The CA, the store, the revocation state and the shared state.
 async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &CancellationToken) -> anyhow::Result<Built> {
     let dir = DataDir::new(&config.data_dir);
@@ -226,14 +258,8 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let cas: Vec<Arc<IssuingCa>> = generations.iter().map(|(ca, _, _)| ca.clone()).collect();
     let issuing_ders: Vec<Vec<u8>> = generations.iter().map(|(_, der, _)| der.clone()).collect();
     same_cas_as_recorded(&store, &cas, &config.data_dir, clock.now()).await?;
-    let mut feed = config.feed.clone();
-    if config.feed_listen && store.backend() == connect_pki_store::Backend::Postgres {
-        feed.listen_url = Some(config.database_url.clone());
-    }
     let instance_id = instance_name()?;
-    if config.ra.every_instance {
-        feed.heartbeat = Some(instance_id.clone());
-    }
+    let feed = feed_settings(config, &store, &instance_id);
     let (kept_crl, journal) = match config.keep_crl {
         true => {
             let (kept, journal) = kept_crls(&dir, &cas, &store, clock.now()).await?;
@@ -365,21 +391,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let (public_app, api_app) = apps(&state, &web);
     let limits = config.limits;
     let public_threads = PublicThreads::start()?;
-    let public_task = {
-        let shutdown = shutdown.clone();
-        // The listener is registered with the runtime that polls it.
-        let public_listener = public_listener.into_std()?;
-        let serve = async move {
-            match TcpListener::from_std(public_listener) {
-                Ok(listener) => crate::net::listen::serve_plain(listener, public_app, limits, shutdown).await,
-                Err(e) => tracing::error!(error = %e, "the public listener could not start"),
-            }
-        };
-        match public_threads.handle() {
-            Some(threads) => threads.spawn(serve),
-            None => tokio::spawn(serve),
-        }
-    };
+    let public_task = public_threads.serve(public_listener, public_app, limits, shutdown.clone())?;
     let api_task = tokio::spawn(crate::net::tls::serve(
         api_listener,
         tls_config,

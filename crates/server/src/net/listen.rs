@@ -118,7 +118,15 @@ pub(crate) async fn accept(
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, remote)) => return Some((tcp, remote, permit)),
+                Ok((tcp, remote)) => {
+                    // An answer goes out in more than one segment (the TLS
+                    // records of head and body); with Nagle's algorithm the
+                    // last waits for the client's delayed ACK, up to 40 ms.
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY could not be set");
+                    }
+                    return Some((tcp, remote, permit));
+                }
                 Err(e) => {
                     // Out of file descriptors and the like: pause instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
