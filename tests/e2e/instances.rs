@@ -11,12 +11,16 @@ use connect_pki_e2e::{Backend, Peer, Server, text};
 use crate::revocation::{handshake_ok, ocsp_status, revoke};
 
 /// Turns the option on in `config.toml` (read by every instance on this data
-/// directory) and restarts `s`.
+/// directory) and restarts `s`. The instances poll the feed (every 100 ms)
+/// instead of listening: another instance is then tens of milliseconds
+/// behind a change unless the call waits for it, so a call that did not
+/// wait is caught.
 fn every_instance(s: &mut Server) {
     let path = s.data("config.toml");
     let config = std::fs::read_to_string(&path).unwrap_or_default();
     // Before any table: a key after `[calendar]` would belong to it.
-    std::fs::write(&path, format!("revoke_waits_for_every_instance = true\n{config}")).expect("config.toml");
+    let ours = "revoke_waits_for_every_instance = true\nfeed_listen = false\n";
+    std::fs::write(&path, format!("{ours}{config}")).expect("config.toml");
     s.stop();
     s.spawn(&[]);
 }
@@ -117,4 +121,80 @@ async fn a_stalled_instance_is_named_and_never_vouches_for_what_it_missed() {
         );
         assert!(!s.through(&peer, |p| handshake_ok(p, &d.pem)), "round {round}: it let the revoked device in");
     }
+}
+
+/// Runs `sql` on the test database as its owner.
+async fn execute(s: &Server, sql: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&s.db.url).await.expect("connect");
+    sqlx::query(sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// The other instance cannot read the feed (its database role lost the
+/// right to): a revoke through the first names it after the bounded wait,
+/// and by then it has gone a second without a feed read, so with the option
+/// on it fails closed — OCSP `tryLater`, the handshake refused — instead of
+/// vouching for the certificate with its old index. Once it can read again
+/// it says `revoked`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_cannot_follow_is_named_and_fails_closed() {
+    let mut s = Server::start(Backend::Postgres).await;
+    every_instance(&mut s);
+    let db = s.db.url.rsplit('/').next().expect("a database name").to_string();
+    let role = format!("{db}_peer");
+    execute(&s, &format!("drop role if exists {role}")).await;
+    execute(&s, &format!("create role {role} login")).await;
+    for sql in
+        ["grant all on all tables in schema public to {role}", "grant all on all sequences in schema public to {role}"]
+    {
+        execute(&s, &sql.replace("{role}", &role)).await;
+    }
+    let url = format!("postgres://{role}@127.0.0.1:5432/{db}");
+    let peer = s.peer_with(&[("CONNECT_PKI_DATABASE_URL", &url)]);
+    let admin = s.admin_pem();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while heartbeats(&s).await.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the instances never recorded heartbeats");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = device(&s, &admin, "cannot-follow");
+    assert_eq!(s.through(&peer, |p| ocsp_status(p, &d.pem)), "good");
+    execute(&s, &format!("revoke select on cert_events from {role}")).await;
+    let (status, body) = revoke(&s, &admin, &d.serial, "keyCompromise");
+    assert_eq!(status, 200, "{body}");
+    let peer_pid = format!("/{}-", peer.pid().expect("pid"));
+    let named = body["instances"]["not_applied"].as_array().cloned().unwrap_or_default();
+    assert!(named.iter().any(|i| i["id"].as_str().is_some_and(|id| id.contains(&peer_pid))), "{body}");
+    let said = s.through(&peer, |p| ocsp_status_or_refusal(p, &d.pem));
+    assert!(!said.contains(": good") && said.contains("trylater"), "it vouched for what it missed: {said}");
+    assert!(!s.through(&peer, |p| handshake_ok(p, &d.pem)), "it let the revoked device in");
+    execute(&s, &format!("grant select on cert_events to {role}")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.through(&peer, |p| ocsp_status_or_refusal(p, &d.pem)) != "revoked keyCompromise" {
+        assert!(std::time::Instant::now() < deadline, "it never caught up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(peer);
+    execute(&s, &format!("drop owned by {role}")).await;
+    execute(&s, &format!("drop role {role}")).await;
+}
+
+/// What our responder says about `pem`: the status, or the refusal.
+fn ocsp_status_or_refusal(s: &Server, pem: &std::path::Path) -> String {
+    let url = format!("http://{}/ocsp", s.public);
+    let (issuing, ocsp) = (s.data("ca/issuing.pem"), s.data("ca/ocsp.pem"));
+    let args = [
+        "ocsp",
+        "-issuer",
+        issuing.to_str().expect("path"),
+        "-cert",
+        pem.to_str().expect("path"),
+        "-url",
+        &url,
+        "-VAfile",
+        ocsp.to_str().expect("path"),
+    ];
+    let said = text(&s.run("openssl", &args));
+    if said.contains("Response verify OK") { ocsp_status(s, pem) } else { said }
 }

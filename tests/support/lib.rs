@@ -460,6 +460,11 @@ impl Server {
     /// Starts another `serve` on the same data directory and database (for
     /// PostgreSQL, where several instances share one database).
     pub fn peer(&self) -> Peer {
+        self.peer_with(&[])
+    }
+
+    /// The same with extra environment variables for the second instance.
+    pub fn peer_with(&self, env: &[(&str, &str)]) -> Peer {
         let ready = self.dir.path().join("peer-ready.json");
         let _ = std::fs::remove_file(&ready);
         let mut cmd = Command::new(binary());
@@ -467,6 +472,7 @@ impl Server {
             .arg(&self.data_dir)
             .arg("--ready-file")
             .arg(&ready)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = Spawned::start(&mut cmd).expect("second serve starts");
