@@ -33,17 +33,30 @@ async fn heartbeats(s: &Server) -> Vec<(String, i64)> {
     sqlx::query_as("select id, applied from instances order by id").fetch_all(&mut conn).await.expect("heartbeats")
 }
 
+/// Waits until both instances have recorded a heartbeat.
+async fn both_heartbeats_in(s: &Server) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while heartbeats(s).await.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the instances never recorded heartbeats");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Two PostgreSQL instances with the option on, each with its heartbeat in.
 async fn two_instances_waiting_for_each_other() -> (Server, Peer) {
     let mut s = Server::start(Backend::Postgres).await;
     every_instance(&mut s);
     let peer = s.peer();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while heartbeats(&s).await.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the instances never recorded heartbeats");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    both_heartbeats_in(&s).await;
     (s, peer)
+}
+
+/// Whether a change's answer names `peer` among the instances that had not
+/// applied it (instances name themselves host/pid-random).
+fn names(body: &serde_json::Value, peer: &Peer) -> bool {
+    let pid = format!("/{}-", peer.pid().expect("the second instance runs"));
+    let named = body["instances"]["not_applied"].as_array().cloned().unwrap_or_default();
+    named.iter().any(|i| i["id"].as_str().is_some_and(|id| id.contains(&pid)))
 }
 
 fn signal(peer: &Peer, which: &str) {
@@ -87,18 +100,13 @@ async fn a_revoke_answers_once_every_instance_applied_it() {
 async fn a_stalled_instance_is_named_and_never_vouches_for_what_it_missed() {
     let (mut s, peer) = two_instances_waiting_for_each_other().await;
     let admin = s.admin_pem();
-    let peer_pid = format!("/{}-", peer.pid().expect("pid"));
     for round in 0..3 {
         let d = device(&s, &admin, &format!("stalled-{round}"));
         assert_eq!(s.through(&peer, |p| ocsp_status(p, &d.pem)), "good");
         signal(&peer, "-STOP");
         let (status, body) = revoke(&s, &admin, &d.serial, "keyCompromise");
         assert_eq!(status, 200, "{body}");
-        let named = body["instances"]["not_applied"].as_array().cloned().unwrap_or_default();
-        assert!(
-            named.iter().any(|i| i["id"].as_str().is_some_and(|id| id.contains(&peer_pid))),
-            "round {round}: the stalled instance is not named: {body}"
-        );
+        assert!(names(&body, &peer), "round {round}: the stalled instance is not named: {body}");
         assert_eq!(body["instances"]["all_applied"], false, "{body}");
         signal(&peer, "-CONT");
         let url = format!("http://{}/ocsp", peer.public);
@@ -153,19 +161,13 @@ async fn an_instance_that_cannot_follow_is_named_and_fails_closed() {
     let url = format!("postgres://{role}@127.0.0.1:5432/{db}");
     let peer = s.peer_with(&[("CONNECT_PKI_DATABASE_URL", &url)]);
     let admin = s.admin_pem();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while heartbeats(&s).await.len() < 2 {
-        assert!(std::time::Instant::now() < deadline, "the instances never recorded heartbeats");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    both_heartbeats_in(&s).await;
     let d = device(&s, &admin, "cannot-follow");
     assert_eq!(s.through(&peer, |p| ocsp_status(p, &d.pem)), "good");
     execute(&s, &format!("revoke select on cert_events from {role}")).await;
     let (status, body) = revoke(&s, &admin, &d.serial, "keyCompromise");
     assert_eq!(status, 200, "{body}");
-    let peer_pid = format!("/{}-", peer.pid().expect("pid"));
-    let named = body["instances"]["not_applied"].as_array().cloned().unwrap_or_default();
-    assert!(named.iter().any(|i| i["id"].as_str().is_some_and(|id| id.contains(&peer_pid))), "{body}");
+    assert!(names(&body, &peer), "the instance that cannot follow is not named: {body}");
     let said = s.through(&peer, |p| ocsp_status_or_refusal(p, &d.pem));
     assert!(!said.contains(": good") && said.contains("trylater"), "it vouched for what it missed: {said}");
     assert!(!s.through(&peer, |p| handshake_ok(p, &d.pem)), "it let the revoked device in");
