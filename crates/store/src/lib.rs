@@ -22,7 +22,7 @@ mod holds;
 mod instances;
 mod notifications;
 mod records;
-mod recreated;
+mod restored;
 mod sightings;
 mod sign_in;
 mod status;
@@ -42,7 +42,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use applications::{ApplicationRecord, Approval};
 pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord, AuditVerification};
 pub use bootstrap::BootstrapInput;
-pub use certificates::{CertEvent, FeedHead, Listed, Reapplied, StatusChange};
+pub use certificates::{CertEvent, FeedHead, StatusChange};
 pub use check::Offender;
 pub use devices::{DeviceRecord, UserWithDevices};
 pub use enrollment::{NewCode, Redemption};
@@ -56,7 +56,7 @@ pub use records::{
     CertificateRecord, DeviceRef, FacilityRecord, Identity, NewCertificate, NewFacility, NewUser, SignDevice,
     UserRecord,
 };
-pub use recreated::Issued;
+pub use restored::{Issued, Listed, Reapplied};
 pub use sightings::{
     CertificateSightings, CrlSighting, HandshakeSighting, HeldCrl, OcspAnswer, OcspSighting, RelyingParty, Sightings,
 };
