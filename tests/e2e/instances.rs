@@ -109,20 +109,7 @@ async fn a_stalled_instance_is_named_and_never_vouches_for_what_it_missed() {
         assert!(names(&body, &peer), "round {round}: the stalled instance is not named: {body}");
         assert_eq!(body["instances"]["all_applied"], false, "{body}");
         signal(&peer, "-CONT");
-        let url = format!("http://{}/ocsp", peer.public);
-        let (issuing, ocsp) = (s.data("ca/issuing.pem"), s.data("ca/ocsp.pem"));
-        let args = [
-            "ocsp",
-            "-issuer",
-            issuing.to_str().expect("path"),
-            "-cert",
-            d.pem.to_str().expect("path"),
-            "-url",
-            &url,
-            "-VAfile",
-            ocsp.to_str().expect("path"),
-        ];
-        let said = text(&s.run("openssl", &args));
+        let said = s.through(&peer, |p| ocsp_status_or_refusal(p, &d.pem));
         assert!(
             !said.contains(": good"),
             "round {round}: the stalled instance vouched for a revoked certificate: {said}"

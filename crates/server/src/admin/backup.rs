@@ -392,9 +392,13 @@ pub async fn fetch_current_crls(src: &Path, base: &str) -> anyhow::Result<Vec<(S
             let uri: hyper::Uri = url.as_str().parse()?;
             let resp = client.get(uri).await?;
             let status = resp.status();
-            let body = resp.into_body().collect().await?.to_bytes();
             anyhow::ensure!(status.is_success(), "HTTP {status}");
-            anyhow::ensure!(body.len() <= MAX_FETCHED_CRL, "larger than {MAX_FETCHED_CRL} bytes");
+            // Read no more than a CRL can be: the address may not be ours.
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_FETCHED_CRL)
+                .collect()
+                .await
+                .map_err(|e| anyhow!("{e} (a CRL is at most {MAX_FETCHED_CRL} bytes)"))?
+                .to_bytes();
             anyhow::Ok(body.to_vec())
         };
         let bytes = tokio::time::timeout(std::time::Duration::from_secs(30), fetch)
