@@ -231,3 +231,74 @@ async fn a_mail_server_that_answers_each_line_slowly_is_bounded_as_a_whole(backe
     }
 }
 both_backends!(a_mail_server_that_answers_each_line_slowly_is_bounded_as_a_whole);
+
+/// A chat service that answers 503 while `down` is set and 200 otherwise;
+/// the number of deliveries it accepted.
+async fn flaky_webhook(
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = conn.read(&mut buf).await;
+            let answer: &[u8] = if down.load(Ordering::SeqCst) {
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            } else {
+                counted.fetch_add(1, Ordering::SeqCst);
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            };
+            let _ = conn.write_all(answer).await;
+        }
+    });
+    (url, accepted, server)
+}
+
+/// The chat service is down for 150 s (on the service's clock) after a
+/// report: the emergency notice is tried all along, never given up, arrives
+/// within a minute of the service coming back, and arrives once, however
+/// many passes follow.
+async fn an_emergency_notice_arrives_once_after_a_webhook_outage(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (url, accepted, server) = flaky_webhook(down.clone()).await;
+    let notify = NotifyConfig { webhook_url: Some(url.parse().expect("a URL")), ..NotifyConfig::default() };
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.ra.notify = notify)).await;
+    let (_, path) = reported(&app, "teiden").await;
+    let second = time::Duration::seconds(1);
+    let pass = || async { connect_pki_ra::notify::deliver_due(app.state()).await.expect("a delivery pass") };
+    for _ in 0..150 {
+        pass().await;
+        app.clock.advance(second);
+    }
+    let (_, log) = app.api("GET", &path, Some(&app.admin), None).await;
+    let hook = log.as_array().expect("log").iter().find(|n| n["channel"] == "webhook").cloned().expect("a webhook");
+    assert_eq!(hook["status"], "pending", "given up during the outage: {hook}");
+    assert!(hook["attempts"].as_i64().is_some_and(|n| n >= 6), "hardly tried during the outage: {hook}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+
+    down.store(false, Ordering::SeqCst);
+    let mut after = 0;
+    while accepted.load(Ordering::SeqCst) == 0 && after <= 60 {
+        pass().await;
+        app.clock.advance(second);
+        after += 1;
+    }
+    assert!(after <= 60, "the notice had not arrived a minute after the outage");
+    // Ten more minutes of passes: nothing is sent again.
+    for _ in 0..60 {
+        app.clock.advance(time::Duration::seconds(10));
+        pass().await;
+    }
+    server.abort();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the notice arrived more than once");
+    let (_, log) = app.api("GET", &path, Some(&app.admin), None).await;
+    let hook = log.as_array().expect("log").iter().find(|n| n["channel"] == "webhook").cloned().expect("a webhook");
+    assert_eq!(hook["status"], "delivered", "{hook}");
+}
+both_backends!(an_emergency_notice_arrives_once_after_a_webhook_outage);

@@ -184,7 +184,7 @@ async fn deliver_channel(ra: &Ra, channel: NotifyChannel) -> Result<(), ServiceE
                 let attempt = n.attempts + 1;
                 let emergency = n.escalation.is_some() && now - n.created_at < EMERGENCY_RETRY;
                 let retry = (attempt < i64::from(ra.settings.notification_attempts) || emergency)
-                    .then(|| now + backoff(attempt));
+                    .then(|| now + backoff(attempt, emergency));
                 metrics::counter!("connect_pki_notification_failures_total", "channel" => n.channel.as_str())
                     .increment(1);
                 match retry {
@@ -241,10 +241,16 @@ pub(crate) fn shown_target(channel: NotifyChannel, target: &str, to_admin_divisi
     }
 }
 
-/// 1 s, 2 s, 4 s … at most 10 minutes.
-fn backoff(attempt: i64) -> time::Duration {
-    time::Duration::seconds((1i64 << attempt.clamp(0, 20).saturating_sub(1)).min(600))
+/// 1 s, 2 s, 4 s … at most 10 minutes; an emergency notice at most a minute,
+/// so that it arrives within a minute of the relay or chat service coming
+/// back, however long it was down (a try a minute for a day is little).
+fn backoff(attempt: i64, emergency: bool) -> time::Duration {
+    let cap = if emergency { EMERGENCY_BACKOFF_CAP } else { 600 };
+    time::Duration::seconds((1i64 << attempt.clamp(0, 20).saturating_sub(1)).min(cap))
 }
+
+/// The longest pause, in seconds, between two tries of an emergency notice.
+pub const EMERGENCY_BACKOFF_CAP: i64 = 60;
 
 /// The JSON body of a delivery: the stored payload plus the event and ids.
 fn body(n: &NotificationRecord) -> String {

@@ -263,11 +263,12 @@ impl Sightings {
 /// 10 000 rows ran (each commit is synced); a thousand did not measurably.
 const CHUNK: usize = 1000;
 
-/// The same on SQLite, where the flush takes the one writer lock: a revoke
-/// that arrives meanwhile waits for one transaction, and a thousand rows
-/// made that tens of milliseconds (the revoke p99 went from 10 to 55 ms in
-/// the priority benchmark). Revocation goes first; the flush takes longer.
-const SQLITE_CHUNK: usize = 200;
+/// The same on SQLite, where the flush takes the one writer lock when no
+/// other write waits for it: a revoke that arrives meanwhile waits for the
+/// one transaction under way, and 200 rows made that 6–9 ms on a slow
+/// machine (a thousand, tens of milliseconds). Revocation goes first; the
+/// flush takes longer.
+const SQLITE_CHUNK: usize = 50;
 
 /// `batch` cut into batches of at most `rows` rows.
 fn chunks(batch: Batch, rows: usize) -> Vec<Batch> {

@@ -96,6 +96,57 @@ impl Backend {
     }
 }
 
+/// SQLite: pages in the WAL past which a commit checkpoints it itself. The
+/// checkpointer ([`checkpointer`]) empties it every second, so that no
+/// request's commit pays for copying the WAL into the database (at SQLite's
+/// default of 1000 pages, one revocation in a hundred did, 5–10 ms); this
+/// only bounds the WAL should the checkpointer fall behind.
+const CHECKPOINT_BACKSTOP: u32 = 10_000;
+
+/// SQLite: checkpoints the WAL every second (`passive`: it neither waits
+/// for nor blocks a writer) on a connection of `pool`, until every handle
+/// on the store (`alive`) is gone or the pool is closed.
+async fn checkpointer(pool: AnyPool, alive: std::sync::Weak<()>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if alive.strong_count() == 0 || pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("pragma wal_checkpoint(passive)").execute(&pool).await {
+            tracing::warn!(error = %e, "checkpointing the SQLite WAL failed; retrying");
+        }
+    }
+}
+
+/// A SQLite pool of `connections`, in WAL mode with foreign keys enforced,
+/// `secure_delete` and the `synchronous` level given.
+async fn sqlite_pool(
+    options: sqlx::any::AnyConnectOptions,
+    connections: u32,
+    synchronous: &'static str,
+) -> Result<AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    format!(
+                        "pragma journal_mode = wal; pragma synchronous = {synchronous}; \
+                         pragma foreign_keys = on; pragma busy_timeout = 5000; pragma secure_delete = on; \
+                         pragma wal_autocheckpoint = {CHECKPOINT_BACKSTOP};"
+                    )
+                    .as_str(),
+                )
+                .await
+                .map(|_| ())
+            })
+        })
+        .connect_with(options)
+        .await
+}
+
 /// A database URL with any password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -116,6 +167,16 @@ pub struct Store {
     /// and are woken the moment the previous one commits, instead of polling
     /// SQLite's busy handler, which sleeps in steps of milliseconds.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the connections of writes that commit without waiting for
+    /// the disk (`synchronous=normal`): background bookkeeping (relying-party
+    /// counts may lose their last second to a power cut) and CRL numbers,
+    /// which leave the disk to the revocations. The WAL is written in order,
+    /// so the next commit of the main pool syncs them too.
+    background: Option<AnyPool>,
+    /// SQLite: foreground writers, which background writes let go first.
+    foreground: std::sync::Arc<tx::Foreground>,
+    /// Held by every handle: the checkpointer stops once the last is dropped.
+    _alive: std::sync::Arc<()>,
     /// PostgreSQL: writers of this process that may hold a pool connection
     /// at once. Writers queue on the one writer lock anyway; without this
     /// bound, a queue behind a stalled transaction would hold every
@@ -142,23 +203,7 @@ impl Store {
         let options =
             AnyConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
         let pool = match backend {
-            Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute(
-                                "pragma journal_mode = wal; pragma synchronous = full; \
-                                 pragma foreign_keys = on; pragma busy_timeout = 5000; \
-                                 pragma secure_delete = on;",
-                            )
-                            .await
-                            .map(|_| ())
-                        })
-                    })
-                    .connect_with(options)
-                    .await
-            }
+            Backend::Sqlite => sqlite_pool(options.clone(), 8, "full").await,
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(PG_CONNECTIONS)
@@ -178,13 +223,33 @@ impl Store {
                             .map(|_| ())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
             }
         }
         .map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
+        let background = match backend {
+            Backend::Sqlite => Some(
+                sqlite_pool(options, 2, "normal")
+                    .await
+                    .map_err(|e| StoreError::Connect { url: redact(url), source: e })?,
+            ),
+            Backend::Postgres => None,
+        };
         let writer_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PG_WRITER_CONNECTIONS));
-        let store = Self { pool, backend, writer: Default::default(), writer_permits };
+        let alive = std::sync::Arc::new(());
+        if let Some(background) = &background {
+            tokio::spawn(checkpointer(background.clone(), std::sync::Arc::downgrade(&alive)));
+        }
+        let store = Self {
+            pool,
+            background,
+            backend,
+            writer: Default::default(),
+            foreground: Default::default(),
+            writer_permits,
+            _alive: alive,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -196,6 +261,9 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
+        if let Some(background) = &self.background {
+            background.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -247,14 +315,20 @@ impl Store {
     ///   sees all that earlier writers committed, so a guarded UPDATE never
     ///   loses to a transaction it could not see, feed ids become visible in
     ///   increasing order, and the audit chain never forks.
-    pub(crate) async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+    ///
+    /// `synced: false` (SQLite) commits without waiting for the disk, for a
+    /// write that a power cut may take back without harm (see
+    /// [`Self::next_crl_number`]); the next synced commit syncs it too.
+    pub(crate) async fn begin_write(&self, synced: bool) -> Result<WriteTx, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => {
+                let ticket = self.foreground.enter();
                 let slot = tokio::time::timeout(WRITE_WAIT, self.writer.clone().lock_owned())
                     .await
                     .map_err(|_| StoreError::Busy)?;
-                let tx = self.pool.begin_with("begin immediate").await?;
-                WriteTx { tx, _slot: Some(slot), _permit: None, backend: self.backend }
+                let pool = if synced { &self.pool } else { self.background.as_ref().unwrap_or(&self.pool) };
+                let tx = pool.begin_with("begin immediate").await?;
+                WriteTx { tx, _slot: Some(slot), _foreground: Some(ticket), _permit: None, backend: self.backend }
             }
             Backend::Postgres => {
                 let deadline = tokio::time::Instant::now() + WRITE_WAIT;
@@ -275,9 +349,28 @@ impl Store {
                 ))
                 .execute(&mut *tx)
                 .await?;
-                WriteTx { tx, _slot: None, _permit: Some(permit), backend: self.backend }
+                WriteTx { tx, _slot: None, _foreground: None, _permit: Some(permit), backend: self.backend }
             }
         })
+    }
+
+    /// SQLite: the writer lock for a background write, taken when no
+    /// foreground writer waits for it.
+    async fn begin_background(&self) -> Result<WriteTx, StoreError> {
+        let deadline = tokio::time::Instant::now() + WRITE_WAIT;
+        loop {
+            if !self.foreground.idle_by(deadline).await {
+                return Err(StoreError::Busy);
+            }
+            let slot = tokio::time::timeout_at(deadline, self.writer.clone().lock_owned())
+                .await
+                .map_err(|_| StoreError::Busy)?;
+            // A foreground writer that queued while this one did goes first.
+            if !self.foreground.any() {
+                let tx = self.background.as_ref().unwrap_or(&self.pool).begin_with("begin immediate").await?;
+                return Ok(WriteTx { tx, _slot: Some(slot), _foreground: None, _permit: None, backend: self.backend });
+            }
+        }
     }
 
     /// Runs `work` in a write transaction and commits what it did; an error
@@ -287,17 +380,23 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let mut tx = self.begin_write().await?;
-        let out = work(&mut tx).await?;
-        tx.commit().await?;
-        Ok(out)
+        self.write_in(self.begin_write(true).await?, work).await
+    }
+
+    /// [`Self::write`], committed without waiting for the disk on SQLite
+    /// (`begin_write`'s `synced`).
+    pub(crate) async fn write_unsynced<T, E>(&self, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.write_in(self.begin_write(false).await?, work).await
     }
 
     /// Runs `work` in a transaction of its own that does not take the writer
-    /// lock on PostgreSQL: for background bookkeeping that touches no
-    /// certificate, feed row or audit record (relying-party counts, delivery
-    /// records, pruning), so that it never queues a revocation behind it. On
-    /// SQLite, which has one writer, it is a write like any other.
+    /// lock on PostgreSQL: for bookkeeping that touches no certificate, feed
+    /// row or audit record (delivery records, heartbeats), so that it never
+    /// queues a revocation behind it. On SQLite, which has one writer, it is a
+    /// write like any other.
     pub(crate) async fn write_aside<T, E>(&self, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -305,8 +404,33 @@ impl Store {
         if self.backend == Backend::Sqlite {
             return self.write(work).await;
         }
-        let tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let mut tx = WriteTx { tx, _slot: None, _permit: None, backend: self.backend };
+        self.write_in(self.begin_aside().await?, work).await
+    }
+
+    /// [`Self::write_aside`] for bookkeeping that may wait (relying-party
+    /// counts, pruning): on SQLite it takes the writer lock only when no other
+    /// write waits for it ([`tx::Foreground`]), and gives up with `Busy` after
+    /// [`WRITE_WAIT`] of them; what it would have written is tried again.
+    pub(crate) async fn write_background<T, E>(&self, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = match self.backend {
+            Backend::Sqlite => self.begin_background().await?,
+            Backend::Postgres => self.begin_aside().await?,
+        };
+        self.write_in(tx, work).await
+    }
+
+    async fn begin_aside(&self) -> Result<WriteTx, StoreError> {
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _slot: None, _foreground: None, _permit: None, backend: self.backend })
+    }
+
+    async fn write_in<T, E>(&self, mut tx: WriteTx, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
         let out = work(&mut tx).await?;
         tx.commit().await?;
         Ok(out)

@@ -206,7 +206,7 @@ impl Store {
     /// Adds a batch of counts, in one transaction, [`ROWS`] rows a statement.
     pub async fn record_sightings(&self, batch: &Sightings) -> Result<(), StoreError> {
         let (ocsp_conflict, crl_conflict, handshake_conflict) = (ocsp_conflict(), crl_conflict(), handshake_conflict());
-        self.write_aside(async |tx| {
+        self.write_background(async |tx| {
             for rows in batch.ocsp.chunks(ROWS) {
                 let sql = upsert(
                     "rp_ocsp (party, serial, ca_generation, queries, last_at, last_answer, last_good_at, \
@@ -392,7 +392,7 @@ impl Store {
             let sql = format!("delete from {table} where ({key}) in (select {key} from {table} where {old} limit $2)");
             loop {
                 let gone = self
-                    .write_aside(async |tx| {
+                    .write_background(async |tx| {
                         Ok::<_, StoreError>(
                             sqlx::query(&sql).bind(at).bind(PRUNE_BATCH).execute(&mut **tx).await?.rows_affected(),
                         )
