@@ -267,3 +267,35 @@ async fn a_managers_own_device_is_reported_to_the_city(backend: Backend) {
     assert_eq!(queue(theirs), "manager", "a staff device in business hours stays with the manager: {list}");
 }
 both_backends!(a_managers_own_device_is_reported_to_the_city);
+
+/// A hold 行政管理課 placed is lifted only by 行政管理課 (issue 24): the
+/// facility's manager is refused, by the API (409 `held_by_city`) and on the
+/// console (a Japanese page), and the certificate stays on hold; the city
+/// lifts it. A manager's own hold stays the manager's to lift, until the city
+/// holds it too: then it is the city's.
+async fn a_hold_the_city_placed_is_lifted_only_by_the_city(backend: Backend) {
+    use crate::console_manager::{csrf_of, page_with, post as post_form};
+    let app = spawn_app(backend).await;
+    let (manager, staff) = facility(&app).await;
+    let serial = &staff.serial;
+    let held_by_city = |reply: (u16, Value)| {
+        assert_eq!((reply.0, reply.1["error"]["code"].as_str()), (409, Some("held_by_city")), "{}", reply.1);
+    };
+    assert_eq!(change(&app, &app.admin, serial, "hold").await.0, 200);
+    held_by_city(change(&app, &manager.id, serial, "release").await);
+    let path = format!("/console/certificates/{serial}/release");
+    let confirm = page_with(&app, &manager.id, &path, "停止を解除する").await;
+    let r = post_form(&app, &manager.id, &path, &[("csrf", &csrf_of(&confirm))]).await;
+    assert!(r.status == 409 && r.text().contains("行政管理課が一時停止しました"), "{} {}", r.status, r.text());
+    assert_eq!(app.ocsp_status(&staff.id).await, "revoked certificateHold");
+    assert_eq!(change(&app, &app.admin, serial, "release").await.0, 200);
+    assert_eq!(app.ocsp_status(&staff.id).await, "good");
+
+    assert_eq!(change(&app, &manager.id, serial, "hold").await.0, 200);
+    assert_eq!(change(&app, &manager.id, serial, "release").await.0, 200);
+    assert_eq!(change(&app, &manager.id, serial, "hold").await.0, 200);
+    assert_eq!(change(&app, &app.admin, serial, "hold").await.0, 200);
+    held_by_city(change(&app, &manager.id, serial, "release").await);
+    assert_eq!(app.ocsp_status(&staff.id).await, "revoked certificateHold");
+}
+both_backends!(a_hold_the_city_placed_is_lifted_only_by_the_city);

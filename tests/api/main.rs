@@ -20,6 +20,7 @@ mod holds;
 mod https_only;
 mod inputs;
 mod lifecycle;
+mod ocsp_answers;
 mod pages;
 mod relying_parties;
 mod renewal;

@@ -16,6 +16,19 @@ fn path(p: &Path) -> String {
 }
 
 /// `connect-pki <args> --data-dir … [--database-url …]`, which must succeed.
+/// Every file under `dir` is 0600 or stricter, every directory 0700.
+fn assert_owner_only(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).expect("the backup") {
+        let entry = entry.expect("an entry");
+        let mode = entry.metadata().expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+        if entry.file_type().expect("type").is_dir() {
+            assert_owner_only(&entry.path());
+        }
+    }
+}
+
 fn cli(s: &Server, args: &[&str]) -> String {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.extend(["--data-dir".into(), path(&s.data_dir)]);
@@ -38,6 +51,9 @@ async fn a_restored_backup_never_brings_a_revoked_certificate_back(backend: Back
     // Online: the service keeps running through the backup.
     let dest = s.scratch("backup");
     let said = cli(&s, &["backup", &path(&dest)]);
+    // A backup holds the CA keys (encrypted), the database and the audit
+    // log: nothing it writes is readable by anyone but its owner.
+    assert_owner_only(&dest);
     if backend == Backend::Postgres {
         assert!(said.contains("pg_dump"), "{said}");
         let dump = path(&dest.join("database.pgdump"));

@@ -29,9 +29,8 @@ const OID_NONCE: &str = "1.3.6.1.5.5.7.48.1.2";
 
 /// Most CertIDs answered in one request.
 pub(crate) const MAX_CERT_IDS: usize = 64;
-/// Largest nonce extension value accepted (RFC 8954: nonces of 1 to 32 octets,
-/// plus the OCTET STRING header).
-const MAX_NONCE_EXT: usize = 34;
+/// Longest nonce accepted (RFC 8954: 1 to 32 octets).
+const MAX_NONCE: usize = 32;
 
 /// Why a request gets no per-certificate answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,14 +52,21 @@ pub enum Status {
 /// One certificate asked about.
 #[derive(Debug, Clone)]
 pub struct Item {
+    /// The CertID answered: built here from our own hashes and the serial,
+    /// never copied from the request, so that no byte a requester chose is
+    /// signed into an answer others are served (issue 24).
     pub id: CertId,
     /// The serial as DER INTEGER content without leading zeros.
     pub serial: Vec<u8>,
     /// Whether the CertID hashes are SHA-256 (else SHA-1).
     pub sha256: bool,
+    /// Whether the hash algorithm's parameters are NULL (else absent): the
+    /// two forms clients send, answered in the form asked.
+    pub null_parameters: bool,
 }
 
-/// A parsed request: the CertIDs asked about and the nonce extension, if any.
+/// A parsed request: the CertIDs asked about and the nonce extension, if any
+/// (built here around the requester's nonce, non-critical).
 #[derive(Debug, Clone)]
 pub struct Request {
     pub items: Vec<Item>,
@@ -151,38 +157,50 @@ impl OcspSigner {
         if list.is_empty() || list.len() > MAX_CERT_IDS {
             return Err(Refusal::Malformed);
         }
-        let nonce_oid = oid(OID_NONCE).map_err(|_| Refusal::Malformed)?;
-        let nonce = req
-            .tbs_request
-            .request_extensions
-            .as_ref()
-            .and_then(|exts| exts.iter().find(|e| e.extn_id == nonce_oid))
-            .cloned();
-        if nonce
-            .as_ref()
-            .is_some_and(|n| n.extn_value.as_bytes().is_empty() || n.extn_value.as_bytes().len() > MAX_NONCE_EXT)
-        {
-            return Err(Refusal::Malformed);
-        }
+        let nonce = match &req.tbs_request.request_extensions {
+            Some(exts) => nonce_of(exts)?,
+            None => None,
+        };
         let mut items = Vec::with_capacity(list.len());
         for r in list {
-            let id = &r.req_cert;
-            let sha256 = id.hash_algorithm.oid == self.sha256;
-            let (name, key) = if sha256 {
-                &self.issuer.sha256
-            } else if id.hash_algorithm.oid == self.sha1 {
-                &self.issuer.sha1
-            } else {
-                return Err(Refusal::Unauthorized);
-            };
-            if id.issuer_name_hash.as_bytes() != name.as_slice() || id.issuer_key_hash.as_bytes() != key.as_slice() {
-                return Err(Refusal::Unauthorized);
-            }
-            let serial = id.serial_number.as_bytes();
-            let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
-            items.push(Item { id: id.clone(), serial: serial[start..].to_vec(), sha256 });
+            items.push(self.item(&r.req_cert)?);
         }
         Ok(Request { items, nonce })
+    }
+
+    /// The CertID `id` asked about, rebuilt from our issuer hashes: SHA-1 or
+    /// SHA-256 with NULL or absent parameters (anything else is malformed);
+    /// another issuer's hashes are not ours to answer.
+    fn item(&self, id: &CertId) -> Result<Item, Refusal> {
+        let null_parameters = match &id.hash_algorithm.parameters {
+            None => false,
+            Some(p) if der::Tagged::tag(p) == der::Tag::Null && p.value().is_empty() => true,
+            Some(_) => return Err(Refusal::Malformed),
+        };
+        let sha256 = id.hash_algorithm.oid == self.sha256;
+        let (name, key) = if sha256 {
+            &self.issuer.sha256
+        } else if id.hash_algorithm.oid == self.sha1 {
+            &self.issuer.sha1
+        } else {
+            return Err(Refusal::Malformed);
+        };
+        if id.issuer_name_hash.as_bytes() != name.as_slice() || id.issuer_key_hash.as_bytes() != key.as_slice() {
+            return Err(Refusal::Unauthorized);
+        }
+        let serial = id.serial_number.as_bytes();
+        let start = serial.iter().position(|b| *b != 0).unwrap_or(serial.len());
+        let canonical = CertId {
+            hash_algorithm: AlgorithmIdentifierOwned {
+                oid: id.hash_algorithm.oid,
+                parameters: null_parameters.then(|| der::asn1::Null.into()),
+            },
+            issuer_name_hash: OctetString::new(name.clone()).map_err(|_| Refusal::Malformed)?,
+            issuer_key_hash: OctetString::new(key.clone()).map_err(|_| Refusal::Malformed)?,
+            // Decoded as DER, so already in its one encoding.
+            serial_number: id.serial_number.clone(),
+        };
+        Ok(Item { id: canonical, serial: serial[start..].to_vec(), sha256, null_parameters })
     }
 
     /// A signed successful response with one SingleResponse per item, valid
@@ -253,6 +271,28 @@ fn crl_reason(r: Reason) -> Option<CrlReason> {
         Reason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
         Reason::AaCompromise => CrlReason::AaCompromise,
     })
+}
+
+/// The nonce extension of a request, if it has one, rebuilt around its
+/// nonce: RFC 8954's OCTET STRING of 1 to 32 octets, non-critical. A nonce of
+/// another shape, or two of them, is malformed.
+fn nonce_of(extensions: &[Extension]) -> Result<Option<Extension>, Refusal> {
+    let nonce_oid = oid(OID_NONCE).map_err(|_| Refusal::Malformed)?;
+    let mut found = extensions.iter().filter(|e| e.extn_id == nonce_oid);
+    let Some(ext) = found.next() else { return Ok(None) };
+    if found.next().is_some() {
+        return Err(Refusal::Malformed);
+    }
+    let nonce = OctetString::from_der(ext.extn_value.as_bytes()).map_err(|_| Refusal::Malformed)?;
+    if nonce.as_bytes().is_empty() || nonce.as_bytes().len() > MAX_NONCE {
+        return Err(Refusal::Malformed);
+    }
+    let value = nonce.to_der().map_err(|_| Refusal::Malformed)?;
+    Ok(Some(Extension {
+        extn_id: nonce_oid,
+        critical: false,
+        extn_value: OctetString::new(value).map_err(|_| Refusal::Malformed)?,
+    }))
 }
 
 /// The unsigned error response for a refusal (RFC 6960 §2.3).

@@ -406,7 +406,7 @@ async fn backup(dest: &std::path::Path, db: &DbArgs) -> anyhow::Result<()> {
     match &made.database {
         Some(db) => println!("database: {db} (a consistent snapshot)"),
         None => println!(
-            "database: PostgreSQL is not in this backup; dump it now with\n  pg_dump --format=custom --file {}/database.pgdump <database URL>",
+            "database: PostgreSQL is not in this backup; dump it now (owner-only, as the rest) with\n  (umask 077; pg_dump --format=custom --file {}/database.pgdump <database URL>)",
             dest.display()
         ),
     }

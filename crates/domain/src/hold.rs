@@ -1,9 +1,11 @@
 //! Who keeps a certificate on hold, and who may lift it (issues 10 and 11).
 //!
 //! Besides whoever put it on directly, a hold can have keepers: the open or
-//! claimed escalation whose report placed it (or took it over), and the
-//! suspension of the holder's facility. A hold comes off only when its last
-//! keeper lets go; a revocation never asks any of them.
+//! claimed escalation whose report placed it (or took it over), the
+//! suspension of the holder's facility, and 行政管理課 when it placed the
+//! hold itself (issue 24: a manager does not lift the city's hold). A hold
+//! comes off only when its last keeper lets go; a revocation never asks any
+//! of them.
 //!
 //! A suspension keeps every certificate of the facility in force: it holds
 //! the valid ones (and releases exactly those when the facility resumes) and
@@ -25,13 +27,18 @@ pub enum Keeper {
     Escalation { id: i64, since: OffsetDateTime },
     /// The suspension of the holder's facility.
     Suspension(FacilityId),
+    /// 行政管理課, which held it directly.
+    City,
 }
 
 /// Who asks for a hold to be lifted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifter {
-    /// The release call on one certificate.
+    /// The release call on one certificate, by the facility's manager.
     Direct,
+    /// The release call on one certificate, by 行政管理課 (a hold it
+    /// places is kept for it, [`Keeper::City`]).
+    City,
     /// Escalation `id`, resolved as released.
     Escalation(i64),
     /// The facility, resuming.
@@ -56,22 +63,24 @@ fn is_self(lifter: Lifter, keeper: &Keeper) -> bool {
     match (lifter, keeper) {
         (Lifter::Escalation(a), Keeper::Escalation { id, .. }) => a == *id,
         (Lifter::Resume(a), Keeper::Suspension(b)) => a == *b,
+        (Lifter::City, Keeper::City) => true,
         _ => false,
     }
 }
 
 /// Whether `lifter` may lift a hold that `keepers` keep. A direct release
-/// overrides nobody: it is refused while anyone keeps the hold. An
-/// escalation or a resume lets go of its own part and leaves the rest.
+/// overrides nobody: it is refused while anyone else keeps the hold (a
+/// manager's while 行政管理課 does). An escalation or a resume lets go of its
+/// own part and leaves the rest.
 pub fn lift(lifter: Lifter, keepers: &[Keeper]) -> Lift {
     let others: Vec<&Keeper> = keepers.iter().filter(|k| !is_self(lifter, k)).collect();
     let Some(first) = others.first() else { return Lift::Now };
     match lifter {
-        Lifter::Direct => Lift::Refused(**first),
+        Lifter::Direct | Lifter::City => Lift::Refused(**first),
         Lifter::Escalation(_) | Lifter::Resume(_) => Lift::Deferred {
             on_resume: others.iter().find_map(|k| match k {
                 Keeper::Suspension(f) => Some(*f),
-                Keeper::Escalation { .. } => None,
+                Keeper::Escalation { .. } | Keeper::City => None,
             }),
         },
     }
@@ -122,7 +131,7 @@ pub fn hold_limit_reaches(held_since: OffsetDateTime, keepers: &[Keeper], held_b
         .iter()
         .filter_map(|k| match k {
             Keeper::Escalation { since, .. } => Some(*since),
-            Keeper::Suspension(_) => None,
+            Keeper::Suspension(_) | Keeper::City => None,
         })
         .fold(held_since, OffsetDateTime::max);
     since <= held_before
@@ -155,6 +164,17 @@ mod tests {
         assert_eq!(lift(Lifter::Resume(F), &[]), Lift::Now);
         assert_eq!(lift(Lifter::Resume(F), &[esc(7)]), Lift::Deferred { on_resume: None });
         assert_eq!(lift(Lifter::Resume(F), &[suspension, esc(7)]), Lift::Deferred { on_resume: None });
+    }
+
+    #[test]
+    fn a_hold_the_city_placed_is_the_citys_to_lift() {
+        let city = Keeper::City;
+        assert_eq!(lift(Lifter::Direct, &[city]), Lift::Refused(city));
+        assert_eq!(lift(Lifter::City, &[city]), Lift::Now);
+        assert_eq!(lift(Lifter::City, &[]), Lift::Now);
+        assert_eq!(lift(Lifter::City, &[city, esc(7)]), Lift::Refused(esc(7)));
+        assert_eq!(lift(Lifter::Escalation(7), &[esc(7), city]), Lift::Deferred { on_resume: None });
+        assert_eq!(lift(Lifter::Resume(F), &[Keeper::Suspension(F), city]), Lift::Deferred { on_resume: None });
     }
 
     #[test]

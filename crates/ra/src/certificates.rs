@@ -5,7 +5,8 @@
 
 use connect_pki_ca::parse_csr;
 use connect_pki_domain::certificate::Change;
-use connect_pki_domain::{Action, DeviceId, FacilityId, Serial, authorize};
+use connect_pki_domain::hold::Lifter;
+use connect_pki_domain::{Action, DeviceId, FacilityId, Role, Serial, authorize};
 use connect_pki_store::{CertificateRecord, ExpiringCertificate, Identity, NewCertificate, StatusChange};
 
 use crate::Ra;
@@ -76,7 +77,12 @@ pub async fn change(ra: &Ra, caller: &Requester, serial: &Serial, change: Change
     let allowed = |holder: &Identity| -> Result<(), ServiceError> {
         Ok(authorize(&caller.actor, Action::ActOnUser(holder.user.target()))?)
     };
-    let outcome = ra.store.change_certificate_if(serial, change, &caller.audit_name, ra.clock.now(), allowed).await?;
+    let on_behalf = match caller.actor.role {
+        Role::AdminDivision => Lifter::City,
+        _ => Lifter::Direct,
+    };
+    let outcome =
+        ra.store.change_certificate_if(serial, change, &caller.audit_name, on_behalf, ra.clock.now(), allowed).await?;
     let everywhere = publish(ra).await?;
     Ok(Changed { outcome, everywhere })
 }

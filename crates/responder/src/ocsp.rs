@@ -26,6 +26,10 @@ use connect_pki_store::OcspAnswer;
 
 pub use connect_pki_ca::ocsp::MAX_REQUEST;
 
+/// A CertID we answer, as a key: serial, SHA-256 (else SHA-1), NULL
+/// parameters (else absent). The rest of the CertID is our own.
+type CacheKey = (u128, bool, bool);
+
 struct Cached {
     der: Bytes,
     /// The index entry answered: the answer holds while the entry is the
@@ -42,8 +46,8 @@ pub struct Responder {
     /// signer; a request keeps the set it loaded.
     signers: ArcSwap<Vec<(u8, Arc<OcspSigner>)>>,
     clock: Arc<dyn Clock>,
-    /// (serial key, CertID uses SHA-256) → signed response.
-    cache: RwLock<HashMap<(u128, bool), Cached>>,
+    /// The CertID answered (built by us: `ca::ocsp::Item`) → signed response.
+    cache: RwLock<HashMap<CacheKey, Cached>>,
     /// How long a response is valid (nextUpdate − thisUpdate) and may be
     /// cached by HTTP caches and clients: the longest a relying party can go
     /// on seeing `good` after a revocation.
@@ -137,8 +141,8 @@ impl Responder {
         }
         // The cacheable case: one certificate we know, no nonce.
         if let ([(Some(k), Some(entry))], None) = (lookups.as_slice(), &req.nonce) {
-            let sha256 = req.items[0].sha256;
-            if let Some(hit) = self.cached(*k, sha256, entry, now) {
+            let id = (*k, req.items[0].sha256, req.items[0].null_parameters);
+            if let Some(hit) = self.cached(id, entry, now) {
                 return hit;
             }
             let this_update = now;
@@ -151,7 +155,7 @@ impl Responder {
                 Ok(der) => {
                     let der = Bytes::from(der);
                     let mut cache = self.cache.write();
-                    cache.insert((*k, sha256), Cached { der: der.clone(), entry: *entry, this_update });
+                    cache.insert(id, Cached { der: der.clone(), entry: *entry, this_update });
                     return (der, self.validity.whole_seconds());
                 }
                 Err(e) => return internal_error(e),
@@ -179,9 +183,9 @@ impl Responder {
         Err(Refusal::Unauthorized)
     }
 
-    fn cached(&self, k: u128, sha256: bool, entry: &Entry, now: OffsetDateTime) -> Option<(Bytes, i64)> {
+    fn cached(&self, id: CacheKey, entry: &Entry, now: OffsetDateTime) -> Option<(Bytes, i64)> {
         let cache = self.cache.read();
-        let c = cache.get(&(k, sha256))?;
+        let c = cache.get(&id)?;
         let age = now - c.this_update;
         // Re-signed half-way, so a cache downstream never holds one past nextUpdate.
         (c.entry == *entry && age < self.validity / 2)

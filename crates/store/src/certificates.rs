@@ -11,6 +11,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{BulkChange, Change, in_force, revoke_instead};
+use connect_pki_domain::hold::Lifter;
 use connect_pki_domain::{AuditAction, CertStatus, DeviceId, Reason, Serial};
 
 use crate::audit::AuditEntry;
@@ -147,7 +148,7 @@ impl Store {
         actor: &str,
         now: OffsetDateTime,
     ) -> Result<StatusChange, StoreError> {
-        self.change_certificate_if(serial, change, actor, now, |_| Ok(())).await
+        self.change_certificate_if(serial, change, actor, Lifter::Direct, now, |_| Ok(())).await
     }
 
     /// Revokes, holds or releases one certificate, if `allowed` lets the
@@ -156,11 +157,15 @@ impl Store {
     /// guarded update, and the answer is built from it and the change. A
     /// revoke of a superseded certificate whose device has a newer one in
     /// force is refused, naming it (`domain::certificate::revoke_instead`).
+    /// `on_behalf` says who holds or releases (`domain::hold`: a hold of
+    /// 行政管理課 is lifted only by it).
+    #[allow(clippy::too_many_arguments)]
     pub async fn change_certificate_if<E>(
         &self,
         serial: &Serial,
         change: Change,
         actor: &str,
+        on_behalf: Lifter,
         now: OffsetDateTime,
         allowed: impl FnOnce(&Identity) -> Result<(), E>,
     ) -> Result<StatusChange, E>
@@ -181,7 +186,7 @@ impl Store {
                     .into());
                 }
             }
-            let req = Request::new(BulkChange::any(change), actor, json!({}));
+            let req = Request::new(BulkChange::any(change), actor, json!({})).lifted_by(on_behalf);
             let known = status::Known {
                 status: certificate.status,
                 reason: certificate.reason,

@@ -78,6 +78,9 @@ pub enum Conflict {
         "certificate {serial} is on hold while facility {facility} is suspended; resuming the facility lifts the hold"
     )]
     HeldBySuspension { facility: FacilityId, serial: Serial },
+    /// 行政管理課 put the certificate on hold itself: only 行政管理課 lifts it.
+    #[error("certificate {serial} was put on hold by the city's IT division; only it lifts the hold")]
+    HeldByCity { serial: Serial },
     /// A revoke named a superseded certificate while its device has a newer
     /// one in force (`domain::certificate::revoke_instead`).
     #[error(
@@ -153,6 +156,10 @@ mod tests {
             (
                 Conflict::HeldBySuspension { facility: FacilityId(4), serial: serial.clone() },
                 "certificate 0a0b is on hold while facility 4 is suspended; resuming the facility lifts the hold",
+            ),
+            (
+                Conflict::HeldByCity { serial: serial.clone() },
+                "certificate 0a0b was put on hold by the city's IT division; only it lifts the hold",
             ),
             (
                 Conflict::SupersededBy { serial, current: "0c".parse().expect("serial") },

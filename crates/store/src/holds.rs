@@ -1,6 +1,7 @@
 //! What keeps a certificate on hold besides a direct hold: the escalations
-//! whose reports hold it (`escalation_holds`) and the suspension of its
-//! facility (`suspension_holds`). Read under the writer lock, so what a
+//! whose reports hold it (`escalation_holds`), the suspension of its
+//! facility (`suspension_holds`) and 行政管理課's own direct hold
+//! (`city_holds`). Read under the writer lock, so what a
 //! release, a report or the hold limit decides on (`domain::hold`) is what
 //! every earlier writer committed. Not an `impl Store`: the operations of
 //! `status.rs`, `escalations.rs` and `facilities.rs` call these inside their
@@ -24,7 +25,7 @@ fn placeholders(from: usize, n: usize) -> String {
 }
 
 /// The keepers of each of `serials` that has any: open or claimed
-/// escalations (oldest first), then the facility's suspension.
+/// escalations (oldest first), then the facility's suspension, then 行政管理課.
 pub(crate) async fn keepers(tx: &mut WriteTx, serials: &[Serial]) -> Result<BTreeMap<Serial, Vec<Keeper>>, StoreError> {
     let mut out: BTreeMap<Serial, Vec<Keeper>> = BTreeMap::new();
     for chunk in serials.chunks(CHUNK) {
@@ -54,8 +55,47 @@ pub(crate) async fn keepers(tx: &mut WriteTx, serials: &[Serial]) -> Result<BTre
             let keeper = Keeper::Suspension(FacilityId(row.try_get("facility_id")?));
             out.entry(text(&row, "serial")?).or_default().push(keeper);
         }
+        let sql = format!("select serial from city_holds where serial in ({})", placeholders(1, chunk.len()));
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            q = q.bind(s.to_hex());
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            out.entry(text(&row, "serial")?).or_default().push(Keeper::City);
+        }
     }
     Ok(out)
+}
+
+/// Records that 行政管理課 keeps the holds of those of `serials` on hold
+/// (placed now, or already on hold: it takes them over).
+pub(crate) async fn keep_for_city(tx: &mut WriteTx, serials: &[Serial], now: i64) -> Result<(), StoreError> {
+    for chunk in serials.chunks(CHUNK) {
+        let sql = format!(
+            "insert into city_holds (serial, held_at) select serial, $1 from certificates \
+             where status = 'on_hold' and serial in ({}) on conflict (serial) do nothing",
+            placeholders(2, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for s in chunk {
+            q = q.bind(s.to_hex());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Forgets 行政管理課's holds of `serials`, released now.
+pub(crate) async fn forget_city_holds(tx: &mut WriteTx, serials: &[Serial]) -> Result<(), StoreError> {
+    for chunk in serials.chunks(CHUNK) {
+        let sql = format!("delete from city_holds where serial in ({})", placeholders(1, chunk.len()));
+        let mut q = sqlx::query(&sql);
+        for s in chunk {
+            q = q.bind(s.to_hex());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Records that the suspension of `facility` keeps `serial`, and whether its

@@ -50,7 +50,8 @@ pub(crate) struct Request<'a> {
     /// Added to every audit row's detail.
     pub(crate) detail: Value,
     /// On whose behalf a release lifts holds that others may keep
-    /// (`domain::hold::lift`); a direct call unless set.
+    /// (`domain::hold::lift`), and a hold is kept (行政管理課's for it); a
+    /// direct call of a manager unless set.
     pub(crate) lifter: Lifter,
 }
 
@@ -164,6 +165,14 @@ async fn apply_from(
     if !pending.is_empty() {
         return Err(StoreError::Corrupt(format!("certificate {} kept changing under the writer lock", pending[0])));
     }
+    match req.change.change {
+        Change::Hold if req.lifter == Lifter::City => holds::keep_for_city(tx, serials, secs(now)).await?,
+        Change::Release => {
+            let released: Vec<Serial> = done.iter().map(|(t, _)| t.serial.clone()).collect();
+            holds::forget_city_holds(tx, &released).await?;
+        }
+        _ => {}
+    }
     record(tx, req, &done, now).await?;
     let order: BTreeMap<&Serial, usize> = serials.iter().enumerate().map(|(i, s)| (s, i)).collect();
     let mut out: Vec<Transition> = done.into_iter().map(|(t, _)| t).collect();
@@ -231,6 +240,7 @@ async fn settle_keepers(tx: &mut WriteTx, lifter: Lifter, serials: &[Serial]) ->
             Lift::Refused(Keeper::Suspension(facility)) => {
                 return Err(Conflict::HeldBySuspension { facility, serial: serial.clone() }.into());
             }
+            Lift::Refused(Keeper::City) => return Err(Conflict::HeldByCity { serial: serial.clone() }.into()),
             Lift::Deferred { on_resume } => {
                 if let Some(facility) = on_resume {
                     holds::release_on_resume(tx, facility, serial).await?;

@@ -68,10 +68,14 @@ pub async fn backup(dir: &DataDir, store: &Store, dest: &Path, now: OffsetDateTi
     // restored log cut short), and a kept CRL older than the snapshot is
     // what every start expects (a newer one is re-applied).
     let mut files = Vec::new();
-    copy_tree(dir.path(), dest, Path::new(""), &mut files, &|rel| !is_database_file(rel))?;
+    copy_tree(dir.path(), dest, Path::new(""), &mut files, &|rel| !is_database_file(rel), Some(0o600))?;
     let database = match store.backend() {
         Backend::Sqlite => {
-            store.snapshot_into(&dest.join(SQLITE_FILE)).await.context("snapshotting the SQLite database")?;
+            // Created first, owner-only: SQLite writes a snapshot into an
+            // empty file and keeps its mode (its own would follow the umask).
+            let snapshot = dest.join(SQLITE_FILE);
+            crate::datadir::write_new(&snapshot, b"", 0o600)?;
+            store.snapshot_into(&snapshot).await.context("snapshotting the SQLite database")?;
             Some(SQLITE_FILE.to_string())
         }
         Backend::Postgres => None,
@@ -213,9 +217,8 @@ fn stage(
 ) -> anyhow::Result<bool> {
     create_private_dir(staging.path())?;
     let mut files = Vec::new();
-    copy_tree(src, staging.path(), Path::new(""), &mut files, &|rel| {
-        rel != Path::new(MANIFEST) && !is_database_file(rel)
-    })?;
+    let wanted = |rel: &Path| rel != Path::new(MANIFEST) && !is_database_file(rel);
+    copy_tree(src, staging.path(), Path::new(""), &mut files, &wanted, None)?;
     let ours = newest_kept(dir);
     if ours.is_empty() && published.crls.is_empty() && published.fetched.is_empty() && !published.accept_loss {
         bail!(
@@ -444,14 +447,17 @@ fn shm_of(db: &Path) -> PathBuf {
 }
 
 /// Copies every regular file under `from` that `wanted` accepts into `to`,
-/// keeping relative paths and permissions; each file lands whole (written
-/// beside and renamed).
+/// keeping relative paths and permissions, or with mode `private` when given
+/// (a backup: 0600, as it holds the encrypted CA keys, the database and the
+/// audit log, whatever the data directory's files were); each file lands
+/// whole (written beside and renamed).
 fn copy_tree(
     from: &Path,
     to: &Path,
     rel: &Path,
     copied: &mut Vec<String>,
     wanted: &dyn Fn(&Path) -> bool,
+    private: Option<u32>,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let here = from.join(rel);
@@ -465,11 +471,11 @@ fn copy_tree(
         let kind = entry.file_type()?;
         if kind.is_dir() {
             create_private_dir(&to.join(&rel))?;
-            copy_tree(from, to, &rel, copied, wanted)?;
+            copy_tree(from, to, &rel, copied, wanted, private)?;
         } else if kind.is_file() && wanted(&rel) {
             let src = from.join(&rel);
             let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-            let mode = entry.metadata()?.permissions().mode() & 0o777;
+            let mode = private.unwrap_or(entry.metadata()?.permissions().mode() & 0o777);
             replace_file(&to.join(&rel), &bytes, mode)?;
             copied.push(rel.display().to_string());
         }

@@ -110,6 +110,9 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Conflict(Conflict::Record(StoreConflict::HeldBySuspension { .. })) => {
             (StatusCode::CONFLICT, "held_by_suspension")
         }
+        ServiceError::Conflict(Conflict::Record(StoreConflict::HeldByCity { .. })) => {
+            (StatusCode::CONFLICT, "held_by_city")
+        }
         ServiceError::Conflict(Conflict::Record(_)) => (StatusCode::CONFLICT, "conflict"),
         ServiceError::SignInFailed => (StatusCode::UNAUTHORIZED, "sign_in_failed"),
         ServiceError::NotYourDevice => (StatusCode::FORBIDDEN, "not_your_device"),
@@ -172,6 +175,9 @@ fn service_message_ja(e: &ServiceError) -> String {
         ),
         ServiceError::Conflict(Conflict::Record(StoreConflict::HeldBySuspension { .. })) => {
             "この証明書は施設の利用停止により一時停止中です。停止は、行政管理課が施設の利用を再開したときに解除されます。".into()
+        }
+        ServiceError::Conflict(Conflict::Record(StoreConflict::HeldByCity { .. })) => {
+            "この証明書は行政管理課が一時停止しました。停止の解除は行政管理課にご依頼ください。".into()
         }
         ServiceError::Enrollment(r) => match r {
             Refusal::WrongCode => "登録コードが正しくありません。確認して入力し直してください（誤りが続くとコードは使えなくなります）。".into(),

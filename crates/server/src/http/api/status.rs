@@ -60,7 +60,7 @@ pub(super) async fn hold_certificate(
 /// escalation is open or claimed: resolving the escalation lifts that hold.
 #[utoipa::path(post, path = "/api/v1/certificates/{serial}/release", tag = "certificates", params(("serial" = String, Path, pattern = "^:*([0-9A-Fa-f]:*[0-9A-Fa-f]:*){1,20}$", description = "1 to 20 bytes in hex, as the API shows it (lowercase); uppercase and openssl's `:` separators are accepted")),
     responses((status = 200, body = RevocationView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good, or held by an open escalation (held_by_escalation)", body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Revoked for good, or held by an open escalation (held_by_escalation), a suspension (held_by_suspension) or 行政管理課 (held_by_city)", body = ErrorBody),
               (status = 422, description = "Not a serial", body = ErrorBody)))]
 pub(super) async fn release_certificate(
     State(state): State<AppState>,
