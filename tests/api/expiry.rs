@@ -87,7 +87,7 @@ fn metric(text: &str, name: &str) -> Option<f64> {
 async fn metrics_until(app: &TestApp, check: impl Fn(&str) -> bool) -> String {
     let mut text = String::new();
     for _ in 0..5 {
-        let page = app.open(Req::new("GET", "/metrics")).await;
+        let page = app.try_mtls(Some(&app.admin), Req::new("GET", "/metrics")).await.expect("HTTPS");
         assert_eq!(page.status, 200);
         text = page.text();
         if check(&text) {

@@ -67,7 +67,14 @@ async fn secret_routes_are_https_only(backend: Backend) {
         assert_eq!(app.public(Req::new("GET", path)).await.status, 200, "{path} on plain HTTP");
     }
     assert_eq!(app.public(Req::new("GET", "/metrics")).await.status, 404);
-    assert_eq!(app.open(Req::new("GET", "/metrics")).await.status, 200);
+    // On HTTPS, for 行政管理課's certificate only: not for anyone, nor a manager.
+    assert_eq!(app.open(Req::new("GET", "/metrics")).await.status, 401);
+    let manager = app.facility(&app.admin, "計測施設", "keisoku.mgr").await;
+    let manager = app.manager(&manager, "keisoku-mgr").await;
+    let as_manager = app.try_mtls(Some(&manager.id), Req::new("GET", "/metrics")).await.expect("HTTPS");
+    assert_eq!(as_manager.status, 403, "{}", as_manager.text());
+    let as_city = app.try_mtls(Some(&app.admin), Req::new("GET", "/metrics")).await.expect("HTTPS");
+    assert!(as_city.status == 200 && as_city.text().contains("connect_pki_"), "{}", as_city.text());
 }
 both_backends!(secret_routes_are_https_only);
 

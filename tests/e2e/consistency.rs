@@ -13,7 +13,7 @@ async fn the_service_checks_itself_and_says_so(backend: Backend) {
     let s = Server::start_with(backend, &env).await;
     let d = device(&s, &s.admin_pem(), "behind.the.back");
     let offenders = |s: &Server| {
-        let (_, _, metrics) = s.curl_api("/metrics", &[]);
+        let metrics = s.metrics();
         metrics.lines().find_map(|l| l.strip_prefix("connect_pki_consistency_offenders ").map(str::to_string))
     };
     let deadline = Instant::now() + Duration::from_secs(20);

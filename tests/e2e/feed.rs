@@ -93,7 +93,7 @@ async fn reconciliation_repairs_an_index_that_differs(backend: Backend) {
         "the cached answer outlived the repair"
     );
     assert!(s.log_contains("index entry differed from the database"), "{}", s.log());
-    let (_, _, metrics) = s.curl_api("/metrics", &[]);
+    let metrics = s.metrics();
     let divergences: f64 = metrics
         .lines()
         .find(|l| l.starts_with("connect_pki_index_divergences_total"))
@@ -161,7 +161,7 @@ async fn reconciliation_writes_a_lost_revocation_back_and_never_undoes_it(backen
         .iter()
         .any(|r| r["actor"] == "system:reconcile" && r["target"].as_str().is_some_and(|t| t.contains(&d.serial)));
     assert!(written_back, "no audit record of the write-back: {audit}");
-    let (_, _, metrics) = s.curl_api("/metrics", &[]);
+    let metrics = s.metrics();
     assert!(
         metrics.lines().any(|l| l.starts_with("connect_pki_revocations_written_back_total") && !l.ends_with(" 0")),
         "write-back not counted:\n{metrics}"
@@ -239,7 +239,7 @@ async fn a_database_that_goes_back_gets_its_lost_revocations_written_back(backen
     let fresh = device(&s, &admin, "went.back.fresh");
     assert!(handshake_ok(&s, &fresh.pem), "{}", s.log());
     assert_eq!(s.curl_public("/readyz", &[]).1, 200);
-    let (_, _, metrics) = s.curl_api("/metrics", &[]);
+    let metrics = s.metrics();
     assert!(metrics.contains("connect_pki_database_went_back_total"), "{metrics}");
 }
 both_backends!(a_database_that_goes_back_gets_its_lost_revocations_written_back);

@@ -310,6 +310,14 @@ impl Server {
         curl(self.run("curl", &args))
     }
 
+    /// `/metrics`, as a scraper holding a client certificate of 行政管理課 reads it.
+    pub fn metrics(&self) -> String {
+        let admin = self.admin_pem().display().to_string();
+        let (code, status, page) = self.curl_api("/metrics", &["--cert", &admin]);
+        assert_eq!((code, status), (0, 200), "{page}");
+        page
+    }
+
     /// `curl` against the plain listener.
     pub fn curl_public(&self, path: &str, extra: &[&str]) -> (i32, u16, String) {
         let url = format!("http://{}{}", self.public, path);

@@ -52,6 +52,8 @@ pub enum Action {
     ReadAudit,
     /// Read the audit records of one facility (its own trail, read only).
     ReadFacilityAudit(FacilityId),
+    /// Read the service's operations figures (`/metrics`).
+    ReadOperations,
 }
 
 impl Action {
@@ -71,6 +73,7 @@ impl Action {
             Action::WorkEscalations(_) => "work escalations of this facility",
             Action::ReadAudit => "read the audit log",
             Action::ReadFacilityAudit(_) => "read the audit trail of this facility",
+            Action::ReadOperations => "read the operations figures",
         }
     }
 }
@@ -157,6 +160,7 @@ mod tests {
             (Action::ManageCertificates(OWN), &[AdminDivision, FacilityManager]),
             (Action::ManageCertificates(OTHER), &[AdminDivision]),
             (Action::ListAllCertificates, &[AdminDivision]),
+            (Action::ReadOperations, &[AdminDivision]),
             (Action::WorkEscalations(OWN), &[AdminDivision, FacilityManager]),
             (Action::WorkEscalations(OTHER), &[AdminDivision]),
             (Action::ReadFacilityAudit(OWN), &[AdminDivision, FacilityManager]),

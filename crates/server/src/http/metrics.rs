@@ -1,13 +1,18 @@
-//! `/metrics` (Prometheus text format): open escalations and the age of the
-//! oldest, holds, revocations by reason, device certificates running out
-//! and the CA certificates' ends (read from the database and the CA at
-//! scrape time), and counters and latencies recorded as requests happen.
+//! `/metrics` (Prometheus text format), for 行政管理課's client certificate
+//! only (a scraper holds one): open escalations and the age of the oldest,
+//! holds, revocations by reason, device certificates running out and the CA
+//! certificates' ends (read from the database and the CA at scrape time),
+//! and counters and latencies recorded as requests happen.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use connect_pki_domain::{Action, authorize};
+
+use crate::http::error::ApiError;
+use crate::http::identity::Caller;
 use crate::http::state::AppState;
 
 /// Installs the process-wide recorder. Later calls (a second server in the
@@ -24,7 +29,16 @@ pub(crate) fn install() -> PrometheusHandle {
         .clone()
 }
 
-pub(crate) async fn render(State(state): State<AppState>) -> Response {
+/// The page, for a caller who may read it (the refusal comes before any
+/// SQL is run).
+pub(crate) async fn render(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    authorize(&caller.requester.actor, Action::ReadOperations)?;
+    set_gauges(&state).await;
+    let page = state.metrics.render();
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], page).into_response())
+}
+
+async fn set_gauges(state: &AppState) {
     match state.store.figures().await {
         Ok(f) => {
             metrics::gauge!("connect_pki_escalations_open").set(f.open_escalations as f64);
@@ -39,7 +53,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: database figures unavailable"),
     }
-    match connect_pki_ra::expiry::figures(&state).await {
+    match connect_pki_ra::expiry::figures(state).await {
         Ok(f) => {
             for (days, n) in f.expiring {
                 metrics::gauge!("connect_pki_certificates_expiring", "within_days" => days.to_string()).set(n as f64);
@@ -51,5 +65,4 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e.to_string(), "metrics: expiry figures unavailable"),
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
