@@ -126,12 +126,19 @@ async fn expired_and_locked_codes(w: &World, user: i64) {
 
     let code = app.code_for(&w.manager_a.id, user).await;
     let (id, _) = code.split_once('-').expect("id");
+    // A wrong code costs no key (issue 24: an RSA key was made for each guess
+    // before the code was checked), nor does an unknown one.
+    let keys_before = app.state().key_generation.generated();
     for i in 0..5 {
         let wrong = format!("{id}-0000-0000-0000-000{i}");
-        let body = json!({"code": wrong, "generate_key": true});
+        let body = json!({"code": wrong, "generate_key": true, "key_type": "rsa2048"});
         let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
         assert_eq!((status, code_of(&out)), (401, Some("invalid_code")), "try {i}: {out}");
     }
+    let unknown = json!({"code": "999999-0000-0000-0000-0000", "generate_key": true, "key_type": "rsa2048"});
+    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&unknown)).await;
+    assert_eq!((status, code_of(&out)), (401, Some("invalid_code")), "{out}");
+    assert_eq!(app.state().key_generation.generated(), keys_before, "keys were generated for wrong codes");
     let body = json!({"code": code, "generate_key": true});
     let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
     assert_eq!((status, code_of(&out)), (403, Some("code_locked")), "{out}");

@@ -84,10 +84,12 @@ pub async fn enroll(ra: &Ra, req: EnrollRequest, client: &str) -> Result<Enrolle
     }
     let label = validate::optional_text("device_label", req.device_label.as_deref(), 100)?.unwrap_or_default();
     let secret_hash = code_hash(&code.secret);
-    // argon2 only for the holder of a real code: a guess (unknown id or wrong
-    // secret) goes straight to the redemption, which refuses and counts it.
+    // argon2 and key generation only for the holder of a real code: a guess
+    // (unknown id or wrong secret) costs a lookup and goes straight to the
+    // redemption, which refuses and counts it.
+    let genuine = ra.store.code_secret_matches(code.id, &secret_hash).await?;
     let password_hash = match req.password.filter(|p| !p.is_empty()) {
-        Some(p) if ra.store.code_secret_matches(code.id, &secret_hash).await? => Some(hash_password(p).await?),
+        Some(p) if genuine => Some(hash_password(p).await?),
         _ => None,
     };
     let redemption = Redemption {
@@ -98,6 +100,7 @@ pub async fn enroll(ra: &Ra, req: EnrollRequest, client: &str) -> Result<Enrolle
         actor: format!("public:{client}"),
     };
     let now = ra.clock.now();
+    let key_kind = genuine.then_some(key_kind);
     let enrolled = issue(ra, &redemption, csr, key_kind, now).await?;
     // The new certificate is known to OCSP ("good") before the device has it.
     crate::publish(ra).await?;
@@ -108,7 +111,7 @@ async fn issue(
     ra: &Ra,
     redemption: &Redemption,
     csr: Option<connect_pki_ca::CheckedCsr>,
-    key_kind: KeyKind,
+    key_kind: Option<KeyKind>,
     now: time::OffsetDateTime,
 ) -> Result<Enrolled, ServiceError> {
     match csr {
@@ -126,11 +129,20 @@ async fn issue(
             })
         }
         None => {
+            let Some(key_kind) = key_kind else {
+                // Not a genuine code: no key is made for it; the redemption
+                // refuses it (and counts the wrong try) before it would sign.
+                let refused = ra
+                    .store
+                    .redeem_enrollment_code::<ServiceError>(redemption, now, |_| {
+                        Err(ServiceError::Internal(anyhow::anyhow!("the code matched only in the transaction")))
+                    })
+                    .await;
+                return Err(refused.err().unwrap_or_else(|| anyhow::anyhow!("a code redeemed without a key").into()));
+            };
             // Key generation (an RSA key takes a while) happens before the
             // write transaction, so no revocation ever waits behind it.
-            let key = tokio::task::spawn_blocking(move || PrivateKey::generate(key_kind))
-                .await
-                .map_err(|e| anyhow::anyhow!("key generation: {e}"))??;
+            let key = ra.key_generation.generate(key_kind).await?;
             let spki = key.public_key_der();
             let (device, cert) = ra
                 .store
@@ -160,4 +172,46 @@ async fn journaled(
 /// PKCS#12 bytes as base64 for JSON.
 pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Keys generated here for devices: at most one per core at once (an RSA
+/// key is tens of milliseconds of CPU), and counted.
+#[derive(Debug)]
+pub struct KeyGeneration {
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    generated: std::sync::atomic::AtomicU64,
+}
+
+impl Default for KeyGeneration {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(cpus)), generated: Default::default() }
+    }
+}
+
+impl KeyGeneration {
+    /// How many keys this service generated since it started.
+    pub fn generated(&self) -> u64 {
+        self.generated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A new key of `kind`, off the async threads, under a permit that moves
+    /// into the work (a caller that goes away does not free it early).
+    async fn generate(&self, kind: KeyKind) -> Result<PrivateKey, ServiceError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("key generation permits: {e}")))?;
+        self.generated.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = tokio::task::spawn_blocking(move || {
+            let key = PrivateKey::generate(kind);
+            drop(permit);
+            key
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("key generation: {e}"))??;
+        Ok(key)
+    }
 }

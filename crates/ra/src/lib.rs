@@ -54,6 +54,9 @@ pub struct Ra {
     /// Where every issuance is recorded before its answer leaves (`None`:
     /// nowhere, as in the in-process tests).
     pub journal: Option<Arc<dyn IssuanceJournal>>,
+    /// Keys generated for devices (PKCS#12 enrollment): a bounded number at
+    /// once, and only for the holder of a genuine code.
+    pub key_generation: Arc<enrollment::KeyGeneration>,
 }
 
 /// The issuance journal (kept by the server beside the kept CRLs): a

@@ -302,6 +302,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         pseudonyms: Arc::new(crate::pseudonym::load_or_create(dir.path())?),
         instance_id,
         journal,
+        key_generation: Arc::default(),
     };
     let limit = || crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute);
     let state = AppState {
