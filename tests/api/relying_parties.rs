@@ -315,3 +315,31 @@ async fn a_failed_flush_is_written_once_later(backend: Backend) {
     assert_eq!(other.ocsp[0].queries, 1, "{:?}", other.ocsp);
 }
 both_backends!(a_failed_flush_is_written_once_later);
+
+/// One request naming several certificates counts only its first (issue 24):
+/// serials are public on the CRL, and a request of 64 CertIDs must not add
+/// 64 rows to the record of who relies on us.
+async fn a_request_about_many_certificates_counts_only_the_first(backend: Backend) {
+    use der::{Decode, Encode};
+    let app = spawn_app_with(backend, named()).await;
+    let (first, second) = (app.device("rp-first").await, app.device("rp-second").await);
+    let one = |who: &Identity| connect_pki_e2e::ocsp::request(&app.ca.issuing_der, &who.cert_der);
+    let mut request = x509_ocsp::OcspRequest::from_der(&one(&first.id)).expect("request");
+    let other = x509_ocsp::OcspRequest::from_der(&one(&second.id)).expect("request");
+    request.tbs_request.request_list.extend(other.tbs_request.request_list);
+    let req = Req::new("POST", "/ocsp").body("application/ocsp-request", request.to_der().expect("DER"));
+    let reply = http_from(app.public, ip("127.0.0.9"), req).await.expect("OCSP");
+    assert_eq!(reply.status, 200);
+    let asked = |who: &Identity| {
+        let path = format!("/api/v1/certificates/{}/use", who.serial());
+        let app = &app;
+        async move {
+            let (status, used) = app.api("GET", &path, Some(&app.admin), None).await;
+            assert_eq!(status, 200, "{used}");
+            used["ocsp"].as_array().expect("ocsp").iter().any(|p| p["relying_party"] == "127.0.0.9")
+        }
+    };
+    assert!(asked(&first.id).await, "the first CertID was not counted");
+    assert!(!asked(&second.id).await, "the second CertID of the request was counted too");
+}
+both_backends!(a_request_about_many_certificates_counts_only_the_first);

@@ -132,12 +132,11 @@ impl Responder {
             .iter()
             .map(|i| (key(&i.serial), revocations.index.get(&i.serial).filter(|e| e.ca == ca)))
             .collect();
-        if let Some(from) = from {
-            for (k, e) in &lookups {
-                if let (Some(k), Some(e)) = (k, e) {
-                    self.sightings.ocsp(from, ca, *k, answer_of(status(Some(*e))), now);
-                }
-            }
+        // Only the first CertID is counted: a request may name 64 serials,
+        // all public on the CRL, and nobody should fill the relying-party
+        // record 64 rows at a time (issue 24). Relying parties ask about one.
+        if let (Some(from), Some((Some(k), Some(e)))) = (from, lookups.first()) {
+            self.sightings.ocsp(from, ca, *k, answer_of(status(Some(*e))), now);
         }
         // The cacheable case: one certificate we know, no nonce.
         if let ([(Some(k), Some(entry))], None) = (lookups.as_slice(), &req.nonce) {

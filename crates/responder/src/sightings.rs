@@ -22,6 +22,13 @@ use crate::index::serial_bytes;
 
 const SHARDS: usize = 16;
 
+/// Entries one shard keeps of each kind between two flushes (so 16 × this
+/// per kind in all, a few tens of MiB at most): what anyone on the network
+/// can make us hold is bounded. A new entry past it is not counted, and the
+/// loss is (`connect_pki_sightings_dropped_total`); entries already there
+/// go on counting.
+const SHARD_CAP: usize = 8_192;
+
 /// Counts are kept by client address; addresses become relying-party names
 /// (one name may cover a network) only when they are written.
 #[derive(Default)]
@@ -94,6 +101,8 @@ pub struct Sightings {
     hasher: std::collections::hash_map::RandomState,
     /// Drained counts not written yet, in transactions of [`CHUNK`] rows.
     unwritten: tokio::sync::Mutex<VecDeque<Batch>>,
+    /// Entries a shard keeps of each kind ([`SHARD_CAP`]).
+    cap: usize,
 }
 
 impl std::fmt::Debug for Sightings {
@@ -108,7 +117,19 @@ impl Default for Sightings {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hasher: Default::default(),
             unwritten: tokio::sync::Mutex::new(VecDeque::new()),
+            cap: SHARD_CAP,
         }
+    }
+}
+
+/// Merges into the entry at `key`, or adds one unless the map holds `cap`.
+fn upsert<K: Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, cap: usize, merge: impl FnOnce(&mut V), new: impl FnOnce() -> V) {
+    if let Some(v) = map.get_mut(&key) {
+        merge(v);
+    } else if map.len() < cap {
+        map.insert(key, new());
+    } else {
+        metrics::counter!("connect_pki_sightings_dropped_total").increment(1);
     }
 }
 
@@ -136,7 +157,8 @@ impl Sightings {
             last_revoked_at: revoked,
         };
         let mut shard = self.shard((from, serial)).lock();
-        shard.ocsp.entry((from, serial)).and_modify(|s| s.merge(&seen)).or_insert(seen);
+        let cap = self.cap;
+        upsert(&mut shard.ocsp, (from, serial), cap, |s| s.merge(&seen), || seen);
     }
 
     /// The relying party at `from` downloaded CRL number `number`
@@ -145,7 +167,8 @@ impl Sightings {
         let at = at.unix_timestamp();
         let seen = CrlSeen { this_update: this_update.unix_timestamp(), downloads: 1, first_at: at, last_at: at };
         let mut shard = self.shard((from, ca, number)).lock();
-        shard.crl.entry((from, ca, number)).and_modify(|s| s.merge(&seen)).or_insert(seen);
+        let cap = self.cap;
+        upsert(&mut shard.crl, (from, ca, number), cap, |s| s.merge(&seen), || seen);
     }
 
     /// A client-certificate handshake on our listener with the certificate
@@ -154,6 +177,10 @@ impl Sightings {
     pub fn handshake(&self, serial: u128, ok: bool, from: Option<IpAddr>, at: OffsetDateTime) {
         let at = at.unix_timestamp();
         let mut shard = self.shard(serial).lock();
+        if shard.handshakes.len() >= self.cap && !shard.handshakes.contains_key(&serial) {
+            metrics::counter!("connect_pki_sightings_dropped_total").increment(1);
+            return;
+        }
         let seen = shard.handshakes.entry(serial).or_default();
         if ok {
             seen.ok += 1;
@@ -281,4 +308,33 @@ fn chunks(batch: Batch, rows: usize) -> Vec<Batch> {
 
 fn hex(serial: u128) -> String {
     serial_bytes(serial).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many addresses ask about however many serials between two
+    /// flushes, a shard holds at most its cap of each kind; what was already
+    /// counted goes on counting.
+    #[test]
+    fn what_strangers_can_make_us_hold_is_bounded() {
+        let s = Sightings { cap: 10, ..Sightings::default() };
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let first: IpAddr = "192.0.2.1".parse().expect("ip");
+        s.ocsp(first, 1, 1, OcspAnswer::Good, at);
+        for i in 0..10_000u32 {
+            let from = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            s.ocsp(from, 1, u128::from(i), OcspAnswer::Good, at);
+            s.crl(from, 1, i64::from(i), at, at);
+            s.handshake(u128::from(i) + 1_000_000, false, None, at);
+        }
+        s.ocsp(first, 1, 1, OcspAnswer::Revoked, at);
+        let held = |kind: fn(&Shard) -> usize| s.shards.iter().map(|m| kind(&m.lock())).sum::<usize>();
+        assert!(held(|sh| sh.ocsp.len()) <= 10 * SHARDS);
+        assert!(held(|sh| sh.crl.len()) <= 10 * SHARDS);
+        assert!(held(|sh| sh.handshakes.len()) <= 10 * SHARDS);
+        let kept = s.shard((first, 1u128)).lock().ocsp.get(&(first, 1)).map(|e| e.queries);
+        assert_eq!(kept, Some(2), "the entry counted first goes on counting");
+    }
 }
