@@ -81,3 +81,24 @@ async fn renewal_is_rate_limited_per_device(backend: Backend) {
     assert_eq!(status, 201, "{out}");
 }
 both_backends!(renewal_is_rate_limited_per_device);
+
+/// A certificate that has run out no longer works on a connection opened
+/// while it was valid, and cannot renew itself (issue 24): the request is
+/// refused when the service's clock is past its notAfter, whatever the
+/// handshake saw.
+async fn an_expired_certificate_neither_works_nor_renews(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let d = app.device("runs.out").await;
+    let whoami = app.whoami(&d.id).await;
+    let end = time::OffsetDateTime::parse(whoami["not_after"].as_str().expect("not_after"), &time::format_description::well_known::Rfc3339)
+        .expect("a time");
+    app.clock.set(end + time::Duration::seconds(1));
+    let (status, out) = app.api("GET", "/api/v1/whoami", Some(&d.id), None).await;
+    assert_eq!((status, out["error"]["code"].as_str()), (401, Some("certificate_not_usable")), "{out}");
+    let (status, out, renewed) = renew(&app, &d.id, "runs.out").await;
+    assert_eq!((status, out["error"]["code"].as_str()), (401, Some("certificate_not_usable")), "{out}");
+    assert!(renewed.is_none());
+    app.clock.set(end - time::Duration::seconds(60));
+    assert_eq!(app.api("GET", "/api/v1/whoami", Some(&d.id), None).await.0, 200, "valid a minute before its end");
+}
+both_backends!(an_expired_certificate_neither_works_nor_renews);

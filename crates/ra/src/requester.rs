@@ -30,6 +30,12 @@ pub async fn authenticate(ra: &Ra, serial: &Serial, der: &[u8]) -> ServiceResult
     if !identity.certificate.status.is_usable() {
         return Err(not_usable(identity.certificate.status.as_str()));
     }
+    // The handshake checked the validity when the connection opened; a
+    // connection kept open past notAfter must not go on working, nor renew
+    // a certificate that has run out (issue 24).
+    if identity.certificate.not_after <= ra.clock.now() {
+        return Err(not_usable("expired"));
+    }
     // A lost device's certificates are revoked in the same transaction
     // that marks it lost; this holds even if one were not.
     if identity.device_status != DeviceStatus::Active {
