@@ -60,11 +60,10 @@ async fn malformed_applications(app: &TestApp) {
     assert_eq!((status, code_of(&out)), (422, Some("invalid")), "{out}");
 }
 
-/// A login ID taken already: at application time and at registration.
+/// A login ID taken already, at registration (an application is another
+/// story: `an_application_does_not_tell_whether_a_login_id_exists`).
 async fn duplicate_login_ids(w: &World) {
     let app = &w.app;
-    let (status, out) = app.public_api("POST", "/api/v1/applications", Some(&application("x", "hanako"))).await;
-    assert_eq!((status, code_of(&out)), (409, Some("conflict")), "{out}");
     let body = json!({"display_name": "別の花子", "login_id": "hanako", "email": "h2@example.test"});
     let path = format!("/api/v1/facilities/{}/users", w.facility_a);
     let (status, out) = app.api("POST", &path, Some(&w.manager_a.id), Some(&body)).await;
@@ -217,3 +216,35 @@ async fn refusals_before_the_body_keep_the_connection(backend: Backend) {
     assert_eq!(got, want);
 }
 both_backends!(refusals_before_the_body_keep_the_connection);
+
+/// The public application form answers alike whether the manager's login ID
+/// is taken (issue 24: a 409 told anyone which accounts exist). The clash is
+/// found when 行政管理課 approves (409, nothing created), and the applicant
+/// learns it on the status page once the application is rejected for it.
+async fn an_application_does_not_tell_whether_a_login_id_exists(backend: Backend) {
+    let w = world(backend).await;
+    let app = &w.app;
+    let (taken, out_taken) = app.public_api("POST", "/api/v1/applications", Some(&application("重複", "hanako"))).await;
+    let (free, out_free) = app.public_api("POST", "/api/v1/applications", Some(&application("新規", "new.login"))).await;
+    assert_eq!((taken, free), (201, 201), "{out_taken} {out_free}");
+    let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(keys(&out_taken), keys(&out_free), "{out_taken} {out_free}");
+    assert_eq!(out_taken["status"], out_free["status"]);
+
+    let id = out_taken["id"].as_i64().expect("id");
+    let count = |v: Value| v.as_array().map(Vec::len);
+    let before = count(app.api("GET", "/api/v1/facilities", Some(&app.admin), None).await.1);
+    let path = format!("/api/v1/applications/{id}/approve");
+    let (status, out) = app.api("POST", &path, Some(&app.admin), None).await;
+    assert_eq!((status, code_of(&out)), (409, Some("conflict")), "{out}");
+    let after = count(app.api("GET", "/api/v1/facilities", Some(&app.admin), None).await.1);
+    assert_eq!(before, after, "the refused approval left a facility");
+    let body = json!({"reason": "管理者のログインIDがすでに使われています。別のIDで申請し直してください。"});
+    let (status, out) = app.api("POST", &format!("/api/v1/applications/{id}/reject"), Some(&app.admin), Some(&body)).await;
+    assert_eq!(status, 200, "{out}");
+    let token = out_taken["status_url"].as_str().and_then(|u| u.rsplit('/').next()).expect("a status URL");
+    let (status, seen) = app.public_api("GET", &format!("/api/v1/application-status/{token}"), None).await;
+    assert_eq!(status, 200, "{seen}");
+    assert!(seen.to_string().contains("ログインIDがすでに使われています"), "{seen}");
+}
+both_backends!(an_application_does_not_tell_whether_a_login_id_exists);

@@ -3,7 +3,7 @@
 //! transaction) or rejection.
 
 use serde_json::json;
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::application::ApplicationForm;
@@ -11,7 +11,6 @@ use connect_pki_domain::{AuditAction, FacilityId, FacilityKind, FacilityStatus, 
 
 use crate::audit::AuditEntry;
 use crate::enrollment::{NewCode, insert_code};
-use crate::error::Conflict;
 use crate::facilities::insert_facility;
 use crate::records::{FacilityRecord, NewFacility, NewUser, UserRecord, text};
 use crate::users::insert_user;
@@ -68,11 +67,6 @@ fn application_from_row(row: &sqlx::any::AnyRow) -> Result<ApplicationRecord, St
     })
 }
 
-async fn login_taken(conn: &mut AnyConnection, login_id: &str) -> Result<bool, StoreError> {
-    let row = sqlx::query("select 1 as one from users where login_id = $1").bind(login_id).fetch_optional(conn).await?;
-    Ok(row.is_some())
-}
-
 impl Store {
     /// Records a validated application from the public form.
     pub async fn submit_application(
@@ -82,11 +76,11 @@ impl Store {
         client: &str,
         now: OffsetDateTime,
     ) -> Result<ApplicationRecord, StoreError> {
+        // A login ID already taken is not refused here: the form would answer
+        // anyone whether an account exists (issue 24). The approval finds the
+        // clash, and the applicant learns it on the status page.
         let id = self
             .write(async |tx| {
-                if login_taken(tx, &form.manager_login_id).await? {
-                    return Err(Conflict::LoginIdTaken { login_id: form.manager_login_id.clone() }.into());
-                }
                 let id = insert_application(tx, form, status_token, client, now).await?;
                 let entry = AuditEntry::ok(
                     format!("public:{client}"),
