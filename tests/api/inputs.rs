@@ -143,6 +143,13 @@ async fn expired_and_locked_codes(w: &World, user: i64) {
     assert_eq!((status, code_of(&out)), (403, Some("code_locked")), "{out}");
     let j = jiro(w).await;
     assert_eq!(j["devices"].as_array().map(Vec::len), Some(1), "{j}");
+    // Locked for the address that guessed only (issue 24: a stranger's five
+    // guesses locked the owner's code): from another, the right code works.
+    let owner: std::net::IpAddr = "127.0.0.77".parse().expect("an address");
+    let (status, out) = app.public_api_from(owner, "POST", "/api/v1/enroll", Some(&body)).await;
+    assert_eq!(status, 201, "the owner was locked out by someone else's guesses: {out}");
+    let j = jiro(w).await;
+    assert_eq!(j["devices"].as_array().map(Vec::len), Some(2), "{j}");
 }
 
 /// Nothing above created a facility, an application or a user beyond jiro.

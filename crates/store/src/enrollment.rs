@@ -58,13 +58,16 @@ async fn read_redemption(
     r: &Redemption,
 ) -> Result<Option<(RedemptionFacts, UserRecord)>, StoreError> {
     let row = sqlx::query(&format!(
-        "select e.code_hash, e.expires_at, e.failed_attempts, e.redeemed_at, f.status as facility_status, \
+        "select e.code_hash, e.expires_at, e.redeemed_at, f.status as facility_status, \
+         coalesce((select c.failed from code_failures c where c.code_id = e.id and c.source = $2), 0) \
+         as failed_attempts, \
          cast(case when u.password_hash is null then 0 else 1 end as bigint) as has_password, {} \
          from enrollment_codes e join users u on u.id = e.user_id join facilities f on f.id = u.facility_id \
          where e.id = $1",
         UserRecord::COLUMNS
     ))
     .bind(r.code_id)
+    .bind(&r.actor)
     .fetch_optional(&mut **tx)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -124,6 +127,15 @@ async fn record_refusal(
     let (refusal, outcome) = match verdict {
         Verdict::Redeem => return Ok(None),
         Verdict::WrongSecret { attempts_left } => {
+            // Counted for this source (what locks), and in all (the record).
+            sqlx::query(
+                "insert into code_failures (code_id, source, failed) values ($1, $2, 1) \
+                 on conflict (code_id, source) do update set failed = code_failures.failed + 1",
+            )
+            .bind(r.code_id)
+            .bind(&r.actor)
+            .execute(&mut **tx)
+            .await?;
             sqlx::query("update enrollment_codes set failed_attempts = failed_attempts + 1 where id = $1")
                 .bind(r.code_id)
                 .execute(&mut **tx)
