@@ -129,27 +129,23 @@ async fn issue(
             })
         }
         None => {
-            let Some(key_kind) = key_kind else {
-                // Not a genuine code: no key is made for it; the redemption
-                // refuses it (and counts the wrong try) before it would sign.
-                let refused = ra
-                    .store
-                    .redeem_enrollment_code::<ServiceError>(redemption, now, |_| {
-                        Err(ServiceError::Internal(anyhow::anyhow!("the code matched only in the transaction")))
-                    })
-                    .await;
-                return Err(refused.err().unwrap_or_else(|| anyhow::anyhow!("a code redeemed without a key").into()));
-            };
             // Key generation (an RSA key takes a while) happens before the
-            // write transaction, so no revocation ever waits behind it.
-            let key = ra.key_generation.generate(key_kind).await?;
-            let spki = key.public_key_der();
+            // write transaction, so no revocation ever waits behind it, and
+            // only for a code that matched: for a guess there is no key, and
+            // the redemption refuses (and counts) it before it would sign.
+            let key = match key_kind {
+                Some(kind) => Some(ra.key_generation.generate(kind).await?),
+                None => None,
+            };
+            let no_key = || ServiceError::Internal(anyhow::anyhow!("the code matched only in the transaction"));
             let (device, cert) = ra
                 .store
                 .redeem_enrollment_code::<ServiceError>(redemption, now, |d| {
+                    let spki = key.as_ref().ok_or_else(no_key)?.public_key_der();
                     Ok(stored(ra.ca.issue_device(&spki, &subject_of(d), now)?))
                 })
                 .await?;
+            let key = key.ok_or_else(no_key)?;
             journaled(ra, redemption, &device, &cert).await?;
             let password = random_secret(12)?;
             let alias = format!("connect-pki device {}", device.device);
@@ -174,18 +170,17 @@ pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Keys generated here for devices: at most one per core at once (an RSA
-/// key is tens of milliseconds of CPU), and counted.
+/// Keys generated here for devices: at most one per CPU at once (an RSA key
+/// is tens of milliseconds of CPU), and counted.
 #[derive(Debug)]
 pub struct KeyGeneration {
-    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    bounded: crate::secrets::Bounded,
     generated: std::sync::atomic::AtomicU64,
 }
 
 impl Default for KeyGeneration {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        Self { permits: std::sync::Arc::new(tokio::sync::Semaphore::new(cpus)), generated: Default::default() }
+        Self { bounded: crate::secrets::Bounded::per_cpu(), generated: Default::default() }
     }
 }
 
@@ -195,23 +190,8 @@ impl KeyGeneration {
         self.generated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// A new key of `kind`, off the async threads, under a permit that moves
-    /// into the work (a caller that goes away does not free it early).
     async fn generate(&self, kind: KeyKind) -> Result<PrivateKey, ServiceError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("key generation permits: {e}")))?;
         self.generated.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let key = tokio::task::spawn_blocking(move || {
-            let key = PrivateKey::generate(kind);
-            drop(permit);
-            key
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("key generation: {e}"))??;
-        Ok(key)
+        Ok(self.bounded.run("key generation", move || PrivateKey::generate(kind)).await??)
     }
 }

@@ -56,38 +56,55 @@ impl FreshCode {
     }
 }
 
-/// argon2 runs at most this many at once (one per CPU): each run takes
-/// ~19 MiB and a CPU for tens of milliseconds on the blocking pool that CRL
-/// signing and key generation also use, so a flood of sign-ins or
-/// enrollments waits here, on the async side, instead of filling that pool.
-fn argon2_permits() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
-    static PERMITS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::LazyLock::new(|| {
+/// CPU work anyone can ask for (argon2, generating a key), run at most one
+/// per CPU at once on the blocking pool that CRL signing also uses: a flood
+/// of sign-ins or enrollments waits here, on the async side, instead of
+/// filling that pool.
+#[derive(Debug)]
+pub(crate) struct Bounded(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Bounded {
+    pub(crate) fn per_cpu() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        std::sync::Arc::new(tokio::sync::Semaphore::new(cpus))
-    });
-    &PERMITS
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(cpus)))
+    }
+
+    /// `work` (named `what` in errors) off the async threads, under a permit
+    /// that moves into the blocking task: a caller that goes away (a dropped
+    /// connection) does not free it while the work still runs.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        what: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let permit = self
+            .0
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("{what} permits: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("{what} task: {e}")))
+    }
 }
 
-/// argon2 work under [`argon2_permits`], off the async threads. The permit
-/// moves into the blocking task: a caller that goes away (a dropped
-/// connection) does not free it while the work still runs.
+/// argon2 runs (each ~19 MiB and a CPU for tens of milliseconds), bounded
+/// for the whole process.
+static ARGON2: std::sync::LazyLock<Bounded> = std::sync::LazyLock::new(Bounded::per_cpu);
+
 async fn argon2_run<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
-    let permit = argon2_permits()
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("argon2 permits: {e}")))?;
-    tokio::task::spawn_blocking(move || {
-        let out = {
+    ARGON2
+        .run("argon2", move || {
             #[cfg(test)]
             let _running = tests::Running::start();
             work()
-        };
-        drop(permit);
-        out
-    })
-    .await
-    .map_err(|e| ServiceError::Internal(anyhow::anyhow!("argon2 task: {e}")))
+        })
+        .await
 }
 
 /// Hashes an account password with argon2id (the crate's defaults: 19 MiB,
@@ -137,7 +154,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn argon2_never_runs_more_than_its_bound_at_once() {
-        let bound = super::argon2_permits().available_permits();
+        let bound = super::ARGON2.0.available_permits();
         let hash = super::hash_password("a password of some length".into()).await.expect("hash");
         let guesses: Vec<_> = (0..bound * 4 + 4)
             .map(|i| tokio::spawn(super::verify_password(format!("guess {i}"), hash.clone())))

@@ -95,6 +95,22 @@ struct HandshakeSeen {
     last_refused_at: Option<i64>,
 }
 
+impl HandshakeSeen {
+    fn count(&mut self, ok: bool, from: Option<IpAddr>, at: i64) {
+        if ok {
+            self.ok += 1;
+            if self.last_ok_at.is_none_or(|t| at >= t) {
+                self.last_ok_at = Some(at);
+                self.last_ok_from = from;
+            }
+        } else {
+            self.refused += 1;
+            self.first_refused_at = earliest(self.first_refused_at, Some(at));
+            self.last_refused_at = self.last_refused_at.max(Some(at));
+        }
+    }
+}
+
 /// The counts since the last flush.
 pub struct Sightings {
     shards: Vec<Mutex<Shard>>,
@@ -177,22 +193,11 @@ impl Sightings {
     pub fn handshake(&self, serial: u128, ok: bool, from: Option<IpAddr>, at: OffsetDateTime) {
         let at = at.unix_timestamp();
         let mut shard = self.shard(serial).lock();
-        if shard.handshakes.len() >= self.cap && !shard.handshakes.contains_key(&serial) {
-            metrics::counter!("connect_pki_sightings_dropped_total").increment(1);
-            return;
-        }
-        let seen = shard.handshakes.entry(serial).or_default();
-        if ok {
-            seen.ok += 1;
-            if seen.last_ok_at.is_none_or(|t| at >= t) {
-                seen.last_ok_at = Some(at);
-                seen.last_ok_from = from;
-            }
-        } else {
-            seen.refused += 1;
-            seen.first_refused_at = earliest(seen.first_refused_at, Some(at));
-            seen.last_refused_at = seen.last_refused_at.max(Some(at));
-        }
+        upsert(&mut shard.handshakes, serial, self.cap, |seen| seen.count(ok, from, at), || {
+            let mut seen = HandshakeSeen::default();
+            seen.count(ok, from, at);
+            seen
+        });
     }
 
     /// Takes everything counted since the last call, under the names

@@ -132,23 +132,20 @@ mod tests {
             .await
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (s, o) = (store.clone(), order.clone());
-        let background = tokio::spawn(async move {
-            s.write_background(async |_tx| {
-                o.lock().expect("order").push("background");
-                Ok::<_, StoreError>(())
+        // Queued in this order, 100 ms apart, while the holder has the lock.
+        let queue = |background: bool| {
+            let (s, o) = (store.clone(), order.clone());
+            tokio::spawn(async move {
+                let record = async |_tx: &mut super::WriteTx| {
+                    o.lock().expect("order").push(if background { "background" } else { "foreground" });
+                    Ok::<_, StoreError>(())
+                };
+                if background { s.write_background(record).await } else { s.write(record).await }
             })
-            .await
-        });
+        };
+        let background = queue(true);
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (s, o) = (store.clone(), order.clone());
-        let foreground = tokio::spawn(async move {
-            s.write(async |_tx| {
-                o.lock().expect("order").push("foreground");
-                Ok::<_, StoreError>(())
-            })
-            .await
-        });
+        let foreground = queue(false);
         tokio::time::sleep(Duration::from_millis(100)).await;
         release.send(()).expect("holder waits");
         for task in [holder, background, foreground] {
