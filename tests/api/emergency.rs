@@ -110,7 +110,8 @@ async fn metrics_show_the_queue_and_revocations() {
     let body = json!({"reason": "affiliationChanged"});
     assert_eq!(app.api("POST", &path, Some(&app.admin), Some(&body)).await.0, 200);
     assert_eq!(app.ocsp_status(&gone.id).await, "revoked affiliationChanged");
-    let page = app.try_mtls(Some(&app.admin), connect_pki_e2e::client::Req::new("GET", "/metrics")).await.expect("HTTPS");
+    let page =
+        app.try_mtls(Some(&app.admin), connect_pki_e2e::client::Req::new("GET", "/metrics")).await.expect("HTTPS");
     assert_eq!(page.status, 200);
     let text = page.text();
     let value = |name: &str| -> Option<f64> {

@@ -109,22 +109,49 @@ both_backends!(redirects_go_to_the_configured_https_url);
 const PROXY: [u8; 4] = [127, 0, 0, 5];
 const STRANGER: [u8; 4] = [127, 0, 0, 9];
 
-async fn submit(app: &TestApp, from: [u8; 4], headers: &[(&str, &str)], n: u32, plain: bool) -> (u16, Value) {
+/// How a submission reaches the service.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// Plain HTTP (TLS ended at a proxy, or nowhere).
+    Plain,
+    /// TLS straight from the caller.
+    Tls,
+    /// TLS passed through by a proxy that names `client` in a PROXY v2 header.
+    ProxyProtocol(&'a str),
+}
+
+fn proxy_header(client: &str) -> Vec<u8> {
+    use ppp::v2::{Builder, Command, Protocol, Version};
+    let ip: IpAddr = client.parse().expect("client address");
+    let src = std::net::SocketAddr::new(ip, 40000);
+    let dst = std::net::SocketAddr::new(
+        if ip.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+        443,
+    );
+    Builder::with_addresses(Version::Two | Command::Proxy, Protocol::Stream, (src, dst)).build().expect("header")
+}
+
+async fn submit(app: &TestApp, from: [u8; 4], headers: &[(&str, &str)], n: u32, via: Via<'_>) -> (u16, Value) {
     let mut req = Req::new("POST", "/api/v1/applications").json(&application("代理施設", &format!("proxied.{n}")));
     for (k, v) in headers {
         req.headers.push(((*k).into(), (*v).into()));
     }
-    let reply = if plain {
-        client::http_from(app.public, IpAddr::from(from), req).await
-    } else {
-        client::https_from(app.api, IpAddr::from(from), client::tls_config(&app.ca.root_der, None), req).await
+    let tls = || client::tls_config(&app.ca.root_der, None);
+    let reply = match via {
+        Via::Plain => client::http_from(app.public, IpAddr::from(from), req).await,
+        Via::Tls => client::https_from(app.api, IpAddr::from(from), tls(), req).await,
+        Via::ProxyProtocol(client) => {
+            client::https_with_prefix(app.api, IpAddr::from(from), &proxy_header(client), tls(), req).await
+        }
     }
     .expect("an answer");
     (reply.status, reply.json())
 }
 
-/// Limits and audit names follow the client behind a trusted proxy; a
-/// client that writes the headers itself gains nothing.
+/// Limits and audit names follow the client behind a trusted proxy: named
+/// in `X-Forwarded-For` where the proxy speaks HTTP, in a PROXY protocol
+/// header where it passes TLS through. A header inside TLS is written by
+/// the client itself and is never believed, whoever relays it.
 async fn trusted_proxies_name_the_client(backend: Backend) {
     let opts = AppOptions::with(|c| {
         c.rate_limit_per_minute = 2;
@@ -136,22 +163,56 @@ async fn trusted_proxies_name_the_client(backend: Backend) {
         n += 1;
         n
     };
-    // Two clients behind the proxy, each with a limit of its own.
-    for client in ["198.51.100.1", "198.51.100.2"] {
-        let xff = format!("203.0.113.99, {client}");
+    // Two clients behind an HTTP proxy, two behind a TLS pass-through one,
+    // each with a limit of its own.
+    let plain =
+        |client: &str| [("x-forwarded-for", format!("203.0.113.99, {client}")), ("x-forwarded-proto", "https".into())];
+    for (client, via) in [
+        ("198.51.100.1", Via::Plain),
+        ("198.51.100.2", Via::Plain),
+        ("198.51.100.3", Via::ProxyProtocol("198.51.100.3")),
+        ("2001:db8:5::1", Via::ProxyProtocol("2001:db8:5::1")),
+    ] {
+        let headers = plain(client);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         for _ in 0..2 {
-            let (status, out) = submit(&app, PROXY, &[("x-forwarded-for", &xff)], next(), false).await;
+            let (status, out) = submit(&app, PROXY, &headers, next(), via).await;
             assert_eq!(status, 201, "{client}: {out}");
         }
-        let (status, out) = submit(&app, PROXY, &[("x-forwarded-for", &xff)], next(), false).await;
+        let (status, out) = submit(&app, PROXY, &headers, next(), via).await;
         assert_eq!((status, out["error"]["code"].as_str()), (429, Some("rate_limited")), "{client}: {out}");
     }
-    // A stranger who forges the header is limited as itself.
+    // The same /64 is the same client.
+    let (status, _) = submit(&app, PROXY, &[], next(), Via::ProxyProtocol("2001:db8:5::ffff")).await;
+    assert_eq!(status, 429, "another address of 2001:db8:5::/64");
+    // Inside TLS, X-Forwarded-For counts for nothing, even relayed by the
+    // trusted proxy: the client behind it rotating the header is limited
+    // as the client its PROXY header names…
+    for i in 0..3 {
+        let xff = format!("198.51.100.{}", 60 + i);
+        let (status, _) =
+            submit(&app, PROXY, &[("x-forwarded-for", &xff)], next(), Via::ProxyProtocol("198.51.100.4")).await;
+        assert_eq!(status, if i < 2 { 201 } else { 429 }, "forged X-Forwarded-For #{i} through the TLS proxy");
+    }
+    // …and a stranger connecting straight, as itself.
     for i in 0..3 {
         let xff = format!("198.51.100.{}", 50 + i);
-        let (status, _) = submit(&app, STRANGER, &[("x-forwarded-for", &xff)], next(), false).await;
+        let (status, _) = submit(&app, STRANGER, &[("x-forwarded-for", &xff)], next(), Via::Tls).await;
         assert_eq!(status, if i < 2 { 201 } else { 429 }, "forged X-Forwarded-For #{i}");
     }
+    // A stranger's PROXY header is not read: its bytes break the handshake.
+    let mut req = Req::new("POST", "/api/v1/applications").json(&application("代理施設", "forged.proxy"));
+    req.headers.push(("content-type".into(), "application/json".into()));
+    let forged = client::https_with_prefix(
+        app.api,
+        IpAddr::from(STRANGER),
+        &proxy_header("198.51.100.77"),
+        client::tls_config(&app.ca.root_der, None),
+        req,
+    )
+    .await;
+    assert!(forged.is_err(), "a PROXY header from a stranger was accepted: {:?}", forged.map(|r| r.status));
+
     let (_, audit) = app.api("GET", "/api/v1/audit?limit=1000", Some(&app.admin), None).await;
     let actors: Vec<&str> = audit
         .as_array()
@@ -160,17 +221,27 @@ async fn trusted_proxies_name_the_client(backend: Backend) {
         .filter(|r| r["action"] == "application.submit")
         .filter_map(|r| r["actor"].as_str())
         .collect();
-    for who in ["public:198.51.100.1", "public:198.51.100.2", "public:127.0.0.9"] {
+    for who in [
+        "public:198.51.100.1",
+        "public:198.51.100.2",
+        "public:198.51.100.3",
+        "public:2001:db8:5::1",
+        "public:198.51.100.4",
+        "public:127.0.0.9",
+    ] {
         assert_eq!(actors.iter().filter(|a| **a == who).count(), 2, "{who} in {actors:?}");
     }
-    assert!(!actors.iter().any(|a| a.contains("203.0.113.99") || a.contains("198.51.100.5")), "{actors:?}");
+    assert!(
+        !actors.iter().any(|a| a.contains("203.0.113.99") || a.contains("198.51.100.5") || a.contains("198.51.100.6")),
+        "{actors:?}"
+    );
 
     // TLS ended at the trusted proxy: it may send secrets over plain HTTP.
     // Anyone else saying so is still refused.
-    let https = [("x-forwarded-for", "198.51.100.3"), ("x-forwarded-proto", "https")];
-    let (status, out) = submit(&app, PROXY, &https, next(), true).await;
+    let https = [("x-forwarded-for", "198.51.100.8"), ("x-forwarded-proto", "https")];
+    let (status, out) = submit(&app, PROXY, &https, next(), Via::Plain).await;
     assert_eq!(status, 201, "through the proxy: {out}");
-    let (status, out) = submit(&app, STRANGER, &https, next(), true).await;
+    let (status, out) = submit(&app, STRANGER, &https, next(), Via::Plain).await;
     assert_eq!((status, out["error"]["code"].as_str()), (403, Some("https_required")), "{out}");
 }
 both_backends!(trusted_proxies_name_the_client);

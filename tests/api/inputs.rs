@@ -232,7 +232,8 @@ async fn an_application_does_not_tell_whether_a_login_id_exists(backend: Backend
     let w = world(backend).await;
     let app = &w.app;
     let (taken, out_taken) = app.public_api("POST", "/api/v1/applications", Some(&application("重複", "hanako"))).await;
-    let (free, out_free) = app.public_api("POST", "/api/v1/applications", Some(&application("新規", "new.login"))).await;
+    let (free, out_free) =
+        app.public_api("POST", "/api/v1/applications", Some(&application("新規", "new.login"))).await;
     assert_eq!((taken, free), (201, 201), "{out_taken} {out_free}");
     let keys = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
     assert_eq!(keys(&out_taken), keys(&out_free), "{out_taken} {out_free}");
@@ -247,7 +248,8 @@ async fn an_application_does_not_tell_whether_a_login_id_exists(backend: Backend
     let after = count(app.api("GET", "/api/v1/facilities", Some(&app.admin), None).await.1);
     assert_eq!(before, after, "the refused approval left a facility");
     let body = json!({"reason": "管理者のログインIDがすでに使われています。別のIDで申請し直してください。"});
-    let (status, out) = app.api("POST", &format!("/api/v1/applications/{id}/reject"), Some(&app.admin), Some(&body)).await;
+    let (status, out) =
+        app.api("POST", &format!("/api/v1/applications/{id}/reject"), Some(&app.admin), Some(&body)).await;
     assert_eq!(status, 200, "{out}");
     let token = out_taken["status_url"].as_str().and_then(|u| u.rsplit('/').next()).expect("a status URL");
     let (status, seen) = app.public_api("GET", &format!("/api/v1/application-status/{token}"), None).await;

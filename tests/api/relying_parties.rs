@@ -1,6 +1,6 @@
 //! Who relies on us (issue 14, items 1, 2 and 5): every OCSP answer and CRL
-//! download is recorded under the relying party that asked (its address, or
-//! the name config gives its network), every handshake under its
+//! download is recorded under the relying party that asked (the name config
+//! gives its network, or else its /24 or /64), every handshake under its
 //! certificate; `GET /api/v1/relying-parties` warns about a party whose CRL
 //! predates a revocation, `GET /api/v1/certificates/{serial}/use` says when
 //! a certificate was last used and what each party was told; the record
@@ -100,8 +100,8 @@ async fn relying_parties_are_recorded_and_warned_about(backend: Backend) {
     assert!(used["last_handshake_at"].is_string(), "{used}");
     assert_eq!(ocsp_of(&used, HOSPITAL)["queries"], 2, "{used}");
     assert_eq!(ocsp_of(&used, HOSPITAL)["last_answer"], "good", "{used}");
-    assert_eq!(ocsp_of(&used, "127.0.0.1")["last_answer"], "good", "{used}");
-    assert!(ocsp_of(&used, "127.0.0.1")["first_revoked_at"].is_null(), "{used}");
+    assert_eq!(ocsp_of(&used, "127.0.0.0/24")["last_answer"], "good", "{used}");
+    assert!(ocsp_of(&used, "127.0.0.0/24")["first_revoked_at"].is_null(), "{used}");
 
     let (status, list) = app.api("GET", "/api/v1/relying-parties", Some(&admin), None).await;
     assert_eq!(status, 200, "{list}");
@@ -130,13 +130,13 @@ async fn relying_parties_are_recorded_and_warned_about(backend: Backend) {
     assert!(html.contains("1 件のシステムが、最新の失効より古い CRL を使っています"), "{html}");
     let row = html.split("<tr").find(|r| r.contains(HOSPITAL)).expect("the hospital's row");
     assert!(row.contains("class=\"stale\"") && row.contains("の失効より古い"), "{row}");
-    let row = html.split("<tr").find(|r| r.contains(">127.0.0.1<")).expect("127.0.0.1's row");
+    let row = html.split("<tr").find(|r| r.contains(">127.0.0.0/24<")).expect("127.0.0.0/24's row");
     assert!(row.contains("問題なし"), "{row}");
-    assert!(party(&list, "127.0.0.1")["warning"].is_null(), "{list}");
-    assert!(party(&list, "127.0.0.1")["last_ocsp_at"].is_string(), "{list}");
+    assert!(party(&list, "127.0.0.0/24")["warning"].is_null(), "{list}");
+    assert!(party(&list, "127.0.0.0/24")["last_ocsp_at"].is_string(), "{list}");
 
     let (_, used) = app.api("GET", &used_path, Some(&admin), None).await;
-    let told = ocsp_of(&used, "127.0.0.1");
+    let told = ocsp_of(&used, "127.0.0.0/24");
     assert_eq!(told["last_answer"], "revoked", "{used}");
     assert!(told["last_good_at"].as_str() < told["first_revoked_at"].as_str(), "{used}");
     assert_eq!(ocsp_of(&used, HOSPITAL)["last_answer"], "good", "{used}");
@@ -336,10 +336,72 @@ async fn a_request_about_many_certificates_counts_only_the_first(backend: Backen
         async move {
             let (status, used) = app.api("GET", &path, Some(&app.admin), None).await;
             assert_eq!(status, 200, "{used}");
-            used["ocsp"].as_array().expect("ocsp").iter().any(|p| p["relying_party"] == "127.0.0.9")
+            used["ocsp"].as_array().expect("ocsp").iter().any(|p| p["relying_party"] == "127.0.0.0/24")
         }
     };
     assert!(asked(&first.id).await, "the first CertID was not counted");
     assert!(!asked(&second.id).await, "the second CertID of the request was counted too");
 }
 both_backends!(a_request_about_many_certificates_counts_only_the_first);
+
+/// What strangers can make the responder sign and the record keep is
+/// bounded (issue 24): a client no name covers gets `tryLater` past its
+/// share of OCSP a minute while a named relying party never does; 40
+/// addresses of one /24 are one relying party; and the rows of unnamed
+/// networks are kept to their cap, the least recently seen going first.
+async fn strangers_fill_neither_the_responder_nor_the_record(backend: Backend) {
+    let pairs = [(HOSPITAL.to_string(), vec!["127.0.0.2".to_string()])];
+    let app = spawn_app_with(
+        backend,
+        AppOptions::with(|c| {
+            c.ocsp_rate_limit_per_minute = 5;
+            c.ra.relying = RecordSettings {
+                names: Names::parse(pairs.iter().map(|(n, v)| (n, v))).expect("names"),
+                flush_every: std::time::Duration::from_secs(3600),
+                unnamed_rows: 4,
+                ..RecordSettings::default()
+            }
+        }),
+    )
+    .await;
+    let d = app.device("rp-stranger").await;
+    for i in 0..12 {
+        assert_eq!(ocsp_from(&app, "127.0.0.2", &d.id).await, "good", "the named party's question {i}");
+    }
+    for i in 0..5 {
+        assert_eq!(ocsp_from(&app, "127.0.0.9", &d.id).await, "good", "a stranger's question {i}");
+    }
+    let request = connect_pki_e2e::ocsp::request(&app.ca.issuing_der, &d.id.cert_der);
+    let req = Req::new("POST", "/ocsp").body("application/ocsp-request", request);
+    let reply = http_from(app.public, ip("127.0.0.9"), req).await.expect("OCSP");
+    let said = <x509_ocsp::OcspResponse as der::Decode>::from_der(&reply.body).expect("an OCSP response");
+    assert_eq!(said.response_status, x509_ocsp::OcspResponseStatus::TryLater, "the stranger's sixth question");
+
+    for i in 1..=40 {
+        assert_eq!(ocsp_from(&app, &format!("127.0.1.{i}"), &d.id).await, "good");
+    }
+    let (status, list) = app.api("GET", "/api/v1/relying-parties", Some(&app.admin), None).await;
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> =
+        list["relying_parties"].as_array().expect("list").iter().filter_map(|p| p["name"].as_str()).collect();
+    assert!(
+        names.contains(&"127.0.1.0/24") && !names.iter().any(|n| n.starts_with("127.0.1.") && *n != "127.0.1.0/24"),
+        "{names:?}"
+    );
+
+    // Six more networks; four rows of unnamed ones are kept, the newest.
+    for net in 10..16 {
+        assert_eq!(ocsp_from(&app, &format!("127.0.{net}.1"), &d.id).await, "good");
+        app.clock.advance(time::Duration::seconds(10));
+        connect_pki_ra::sightings::flush(&app.state().ra).await.expect("flush");
+    }
+    let gone = connect_pki_ra::sightings::trim(&app.state().ra).await.expect("trim");
+    assert!(gone >= 4, "{gone} rows trimmed");
+    let (_, used) =
+        app.api("GET", &format!("/api/v1/certificates/{}/use", d.id.serial()), Some(&app.admin), None).await;
+    let mut parties: Vec<&str> =
+        used["ocsp"].as_array().expect("ocsp").iter().filter_map(|p| p["relying_party"].as_str()).collect();
+    parties.sort_unstable();
+    assert_eq!(parties, ["127.0.12.0/24", "127.0.13.0/24", "127.0.14.0/24", "127.0.15.0/24", HOSPITAL], "{used}");
+}
+both_backends!(strangers_fill_neither_the_responder_nor_the_record);

@@ -90,8 +90,11 @@ async fn an_expired_certificate_neither_works_nor_renews(backend: Backend) {
     let app = spawn_app(backend).await;
     let d = app.device("runs.out").await;
     let whoami = app.whoami(&d.id).await;
-    let end = time::OffsetDateTime::parse(whoami["not_after"].as_str().expect("not_after"), &time::format_description::well_known::Rfc3339)
-        .expect("a time");
+    let end = time::OffsetDateTime::parse(
+        whoami["not_after"].as_str().expect("not_after"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("a time");
     app.clock.set(end + time::Duration::seconds(1));
     let (status, out) = app.api("GET", "/api/v1/whoami", Some(&d.id), None).await;
     assert_eq!((status, out["error"]["code"].as_str()), (401, Some("certificate_not_usable")), "{out}");

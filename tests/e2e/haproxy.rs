@@ -2,7 +2,10 @@
 //! as `deploy/haproxy/connect-pki.cfg` sets it up (issue 13): a revocation
 //! made through either instance is enforced by both, and killing one in the
 //! middle of a stream of OCSP requests and mTLS API calls fails nothing but
-//! what was in flight at that moment.
+//! what was in flight at that moment. Behind it, each client is named by
+//! the address HAProxy saw (issue 24): the PROXY protocol on the TLS
+//! listener, X-Forwarded-For set by HAProxy on the plain one, and nothing
+//! the client wrote into a header.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,10 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connect_pki_e2e::client::{self, Identity, Req};
-use connect_pki_e2e::fixtures::{Device, device};
+use connect_pki_e2e::fixtures::{Device, application, device};
 use connect_pki_e2e::{Backend, Server, Spawned, text, workspace};
 
 use crate::nginx::free_port;
+use crate::proxy::curl_from;
 use crate::revocation::revoke;
 
 /// `127.0.0.1:8080` as ("127.0.0.1", "8080").
@@ -122,8 +126,11 @@ async fn ocsp(s: &Server, public: SocketAddr, d: &Device) -> Result<String, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_behind_haproxy_share_revocations_and_survive_a_kill() {
-    let s = Server::start(Backend::Postgres).await;
-    let mut b = s.instance("b", &[]);
+    // HAProxy connects from 127.0.0.1 and sends a PROXY header before TLS:
+    // the recipe says every instance trusts it.
+    let trust = [("CONNECT_PKI_TRUSTED_PROXIES", "127.0.0.1")];
+    let s = Server::start_with(Backend::Postgres, &trust).await;
+    let mut b = s.instance("b", &trust);
     b.start(Duration::from_secs(60)).expect("instance b starts");
     let admin = s.admin_pem();
     let (one, two, three) =
@@ -219,4 +226,48 @@ async fn instances_behind_haproxy_share_revocations_and_survive_a_kill() {
     assert!(whoami(&s, api, &identity(&one.pem)).await != Ok(200));
     assert_eq!(ocsp(&s, public, &one).await, Ok("revoked keyCompromise".to_string()));
     assert!(b.running(), "instance b died: {}", b.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_each_client_is_named_by_the_address_haproxy_saw() {
+    let env = [("CONNECT_PKI_TRUSTED_PROXIES", "127.0.0.1"), ("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "2")];
+    let s = Server::start_with(Backend::Sqlite, &env).await;
+    let (_proxy, api, public) = start_haproxy(&s, (&s.api, &s.public), (&s.api, &s.public));
+    let mut n = 0;
+    let mut apply = |from: &str, forged: &str| {
+        n += 1;
+        let body = s.scratch(&format!("application-{n}.json"));
+        std::fs::write(&body, application("HAProxy経由施設", &format!("via.haproxy.{n}")).to_string()).expect("write");
+        let body = format!("@{}", body.display());
+        let xff = format!("X-Forwarded-For: {forged}");
+        let args = ["-H", "content-type: application/json", "-H", xff.as_str(), "--data-binary", body.as_str()];
+        curl_from(&s, from, &format!("https://{api}/api/v1/applications"), &args)
+    };
+    // TLS passes through HAProxy; the limit (2 a minute) is each client's
+    // own, whatever it writes into X-Forwarded-For inside TLS.
+    for (i, forged) in ["203.0.113.7", "203.0.113.8", "203.0.113.9"].iter().enumerate() {
+        let (status, out) = apply("127.0.0.2", forged);
+        assert_eq!(status, if i < 2 { 201 } else { 429 }, "client .2, call {i}: {out} {}", haproxy_log(&s));
+    }
+    let (status, out) = apply("127.0.0.3", "127.0.0.2");
+    assert_eq!(status, 201, "client .3 has a limit of its own: {out}");
+    let (_, audit) = s.api("GET", "/api/v1/audit?limit=1000", Some(&s.admin_pem()), None);
+    let actors: Vec<String> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|r| r["action"] == "application.submit")
+        .filter_map(|r| r["actor"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(actors.iter().filter(|a| *a == "public:127.0.0.2").count(), 2, "{actors:?}");
+    assert_eq!(actors.iter().filter(|a| *a == "public:127.0.0.3").count(), 1, "{actors:?}");
+    assert_eq!(actors.len(), 3, "{actors:?}");
+
+    // The HTTP frontend replaces what the client says of itself: claiming
+    // TLS (and another address) through it is refused, as plain HTTP.
+    let plain = format!("http://{public}/api/v1/applications");
+    let claims = ["-H", "X-Forwarded-Proto: https", "-H", "X-Forwarded-For: 198.51.100.1", "--json", r#"{"name":"x"}"#];
+    let (status, out) = curl_from(&s, "127.0.0.4", &plain, &claims);
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!((status, out["error"]["code"].as_str()), (403, Some("https_required")), "{out}");
 }

@@ -133,7 +133,7 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     assert!(csv.starts_with("id,at,actor,action,target,outcome,detail,facility_id,user_id,hash"), "{csv}");
     assert!(csv.contains("facility.suspend"), "{csv}");
     says(&out, "lifetimes", "ルートCA");
-    says(&out, "relying_parties", "127.0.0.1");
+    says(&out, "relying_parties", "127.0.0.0/24");
     // The page was read right after the suspension, before nginx asked again.
     says(&out, "incident", "証明書を一時停止");
     says(&out, "incident", "OCSP で「有効」と回答（最後）");

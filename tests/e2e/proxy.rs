@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::nginx::{free_port, start_nginx_from};
 
 /// `curl` from the local address `from` to `url`, trusting our root: (status, body).
-fn curl_from(s: &Server, from: &str, url: &str, extra: &[&str]) -> (u16, String) {
+pub(crate) fn curl_from(s: &Server, from: &str, url: &str, extra: &[&str]) -> (u16, String) {
     let root = s.data("ca/root.pem").display().to_string();
     let mut args = vec!["-sS", "--max-time", "20", "--interface", from, "--cacert", &root, "-w", "\n%{http_code}"];
     args.extend_from_slice(extra);

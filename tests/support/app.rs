@@ -102,6 +102,7 @@ impl Default for AppOptions {
         config.public_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.api_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         config.rate_limit_per_minute = 100_000;
+        config.ocsp_rate_limit_per_minute = 10_000_000;
         config.audit_checkpoints = None;
         config.consistency_check = None;
         config.expiry_check = None;

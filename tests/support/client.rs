@@ -226,6 +226,40 @@ pub async fn https_head_only(addr: SocketAddr, tls: Arc<rustls::ClientConfig>, h
         .map_err(|_| "no answer in 20 s: the server is waiting for the body".to_string())
 }
 
+/// Sends `req` over HTTPS to `addr` from the local address `from`, as a
+/// proxy that passes TLS through would: `prefix` (a PROXY protocol header)
+/// goes out before the first TLS byte.
+pub async fn https_with_prefix(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    prefix: &[u8],
+    tls: Arc<rustls::ClientConfig>,
+    req: Req,
+) -> Result<Reply, String> {
+    use tokio::io::AsyncWriteExt;
+    let call = async {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket.bind(SocketAddr::new(from, 0)).map_err(|e| e.to_string())?;
+        let mut tcp = socket.connect(addr).await.map_err(|e| e.to_string())?;
+        tcp.write_all(prefix).await.map_err(|e| e.to_string())?;
+        let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+        let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut builder = hyper::Request::builder().method(req.method.as_str()).uri(req.path.as_str());
+        builder = builder.header("host", addr.to_string());
+        for (k, v) in &req.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let request = builder.body(Full::new(Bytes::from(req.body))).map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| format!("{e:?}"))?;
+        into_reply(response).await
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), call).await.map_err(|_| "no answer in 20 s".to_string())?
+}
+
 /// The response in `bytes` once its head and `content-length` bytes of body are in.
 fn complete(bytes: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(bytes);

@@ -227,13 +227,21 @@ struct ServeArgs {
     /// Seconds between comparisons of the revocation index with the database [default: 300].
     #[arg(long, env = "CONNECT_PKI_RECONCILE_SECONDS", value_parser = clap::value_parser!(u32).range(1..=86400))]
     reconcile_seconds: Option<u32>,
-    /// Connections each listener serves at once; more wait [default: 1024].
+    /// Connections each listener serves at once; beyond, the longest-idle
+    /// one makes room or the new one is closed [default: 1024].
     #[arg(long, env = "CONNECT_PKI_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: Option<u32>,
+    /// Connections one source (IPv4 address, IPv6 /64) may hold without one
+    /// of our client certificates [default: 64].
+    #[arg(long, env = "CONNECT_PKI_MAX_CONNECTIONS_PER_SOURCE", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections_per_source: Option<u32>,
+    /// Seconds after which a connection is asked to finish and reconnect [default: 600].
+    #[arg(long, env = "CONNECT_PKI_MAX_CONNECTION_AGE_SECONDS", value_parser = clap::value_parser!(u32).range(10..=86400))]
+    max_connection_age_seconds: Option<u32>,
     /// Seconds a client has to send a request's headers [default: 10].
     #[arg(long, env = "CONNECT_PKI_HEADER_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=600))]
     header_timeout_seconds: Option<u32>,
-    /// Seconds a connection may stay silent before it is closed [default: 60].
+    /// Seconds a connection may stay without a request before it is closed [default: 60].
     #[arg(long, env = "CONNECT_PKI_IDLE_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     idle_timeout_seconds: Option<u32>,
     /// Also accept TLS 1.2 on the mTLS listener (TLS 1.2 sends the client
@@ -275,6 +283,14 @@ struct ServeArgs {
     /// Days that record is kept after a relying party's last question [default: 400].
     #[arg(long, env = "CONNECT_PKI_RELYING_PARTY_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
     relying_party_retention_days: Option<u32>,
+    /// Rows of that record kept for clients no relying-party name covers;
+    /// the least recently seen go first [default: 100000].
+    #[arg(long, env = "CONNECT_PKI_RELYING_PARTY_UNNAMED_ROWS", value_parser = clap::value_parser!(u32).range(100..))]
+    relying_party_unnamed_rows: Option<u32>,
+    /// OCSP requests a minute from one client no relying-party name covers
+    /// (an IPv4 address, an IPv6 /64); past it, tryLater [default: 1200].
+    #[arg(long, env = "CONNECT_PKI_OCSP_RATE_LIMIT_PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
+    ocsp_rate_limit_per_minute: Option<u32>,
     /// PEM certificate chain for the HTTPS listener (e.g. from the city's
     /// public CA) [default: the server certificate from our CA].
     #[arg(long, env = "CONNECT_PKI_TLS_CERT", requires = "tls_key")]

@@ -53,8 +53,12 @@ pub struct RecordSettings {
     /// How long a relying party's record is kept after its last question.
     pub retention: time::Duration,
     /// Names of networks (`[relying_parties]` in config.toml), the most
-    /// specific first; any other client goes by its address.
+    /// specific first; any other client goes by its network (/24, /64).
     pub names: Names,
+    /// Rows the record keeps of clients no name covers: past it, the ones
+    /// asked least recently go first (configured relying parties are never
+    /// trimmed). Anyone on the network can be such a client.
+    pub unnamed_rows: u64,
 }
 
 impl Default for RecordSettings {
@@ -64,6 +68,7 @@ impl Default for RecordSettings {
             flush_every: Duration::from_secs(5),
             retention: time::Duration::days(400),
             names: Names::default(),
+            unnamed_rows: 100_000,
         }
     }
 }
@@ -79,6 +84,11 @@ impl Names {
         for (name, networks) in pairs {
             anyhow::ensure!(!name.trim().is_empty(), "relying_parties: a name is empty");
             let name = name.trim().to_string();
+            // Clients no name covers go by their network, written the same way.
+            anyhow::ensure!(
+                name.parse::<IpNet>().is_err() && name.parse::<IpAddr>().is_err(),
+                "relying_parties: {name:?} is an address; give the relying party a name"
+            );
             for n in networks {
                 let net = n
                     .parse::<IpNet>()
@@ -92,17 +102,40 @@ impl Names {
         Ok(Self(named))
     }
 
-    /// The relying party at `addr`.
+    /// The relying party at `addr`: the name of the narrowest network
+    /// that holds it, or else its /24 (IPv4) or /64 (IPv6), so that one
+    /// client with many addresses is one relying party, not thousands.
     pub(crate) fn of(&self, addr: IpAddr) -> String {
         let addr = addr.to_canonical();
-        self.0.iter().find(|(net, _)| net.contains(&addr)).map_or_else(|| addr.to_string(), |(_, n)| n.clone())
+        match self.0.iter().find(|(net, _)| net.contains(&addr)) {
+            Some((_, name)) => name.clone(),
+            None => unnamed(addr),
+        }
     }
+
+    /// Whether a name covers `addr` (a relying party the city set up).
+    pub fn names(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.0.iter().any(|(net, _)| net.contains(&addr))
+    }
+}
+
+/// The name of a client no configured name covers: its network.
+fn unnamed(addr: IpAddr) -> String {
+    let prefix = if addr.is_ipv4() { 24 } else { 64 };
+    IpNet::new(addr, prefix).map_or_else(|_| addr.to_string(), |n| n.trunc().to_string())
 }
 
 /// Writes this instance's counts under the relying parties' names.
 pub async fn flush(ra: &Ra) -> Result<usize, connect_pki_store::StoreError> {
     let names = &ra.settings.relying.names;
     ra.ocsp.sightings.flush(&ra.store, &|addr| names.of(addr)).await
+}
+
+/// Keeps the rows of unnamed clients within [`RecordSettings::unnamed_rows`];
+/// returns how many went.
+pub async fn trim(ra: &Ra) -> Result<u64, connect_pki_store::StoreError> {
+    ra.store.trim_unnamed_sightings(ra.settings.relying.unnamed_rows).await
 }
 
 #[cfg(test)]
@@ -120,8 +153,14 @@ mod tests {
         assert_eq!(&*names.of("10.9.9.9".parse().expect("ip")), "ケース記録");
         assert_eq!(&*names.of("::ffff:10.1.2.3".parse().expect("ip")), "nginx");
         assert_eq!(&*names.of("2001:db8::1".parse().expect("ip")), "nginx");
-        assert_eq!(&*names.of("192.0.2.1".parse().expect("ip")), "192.0.2.1");
+        assert_eq!(&*names.of("192.0.2.1".parse().expect("ip")), "192.0.2.0/24");
+        assert_eq!(&*names.of("192.0.2.254".parse().expect("ip")), "192.0.2.0/24");
+        assert_eq!(&*names.of("2001:db9:1:2:3::4".parse().expect("ip")), "2001:db9:1:2::/64");
+        assert!(names.names("10.9.9.9".parse().expect("ip")) && !names.names("192.0.2.1".parse().expect("ip")));
         let bad = [("x".to_string(), vec!["not-a-net".to_string()])];
+        assert!(Names::parse(bad.iter().map(|(n, v)| (n, v))).is_err());
+        // A name that is itself a network would be mistaken for an unnamed one.
+        let bad = [("192.0.2.0/24".to_string(), vec!["192.0.2.0/24".to_string()])];
         assert!(Names::parse(bad.iter().map(|(n, v)| (n, v))).is_err());
     }
 }

@@ -139,7 +139,13 @@ impl Default for Sightings {
 }
 
 /// Merges into the entry at `key`, or adds one unless the map holds `cap`.
-fn upsert<K: Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, cap: usize, merge: impl FnOnce(&mut V), new: impl FnOnce() -> V) {
+fn upsert<K: Hash + Eq, V>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    cap: usize,
+    merge: impl FnOnce(&mut V),
+    new: impl FnOnce() -> V,
+) {
     if let Some(v) = map.get_mut(&key) {
         merge(v);
     } else if map.len() < cap {
@@ -193,11 +199,17 @@ impl Sightings {
     pub fn handshake(&self, serial: u128, ok: bool, from: Option<IpAddr>, at: OffsetDateTime) {
         let at = at.unix_timestamp();
         let mut shard = self.shard(serial).lock();
-        upsert(&mut shard.handshakes, serial, self.cap, |seen| seen.count(ok, from, at), || {
-            let mut seen = HandshakeSeen::default();
-            seen.count(ok, from, at);
-            seen
-        });
+        upsert(
+            &mut shard.handshakes,
+            serial,
+            self.cap,
+            |seen| seen.count(ok, from, at),
+            || {
+                let mut seen = HandshakeSeen::default();
+                seen.count(ok, from, at);
+                seen
+            },
+        );
     }
 
     /// Takes everything counted since the last call, under the names

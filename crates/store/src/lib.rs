@@ -385,7 +385,10 @@ impl Store {
 
     /// [`Self::write`], committed without waiting for the disk on SQLite
     /// (`begin_write`'s `synced`).
-    pub(crate) async fn write_unsynced<T, E>(&self, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    pub(crate) async fn write_unsynced<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -411,7 +414,10 @@ impl Store {
     /// counts, pruning): on SQLite it takes the writer lock only when no other
     /// write waits for it ([`tx::Foreground`]), and gives up with `Busy` after
     /// [`WRITE_WAIT`] of them; what it would have written is tried again.
-    pub(crate) async fn write_background<T, E>(&self, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    pub(crate) async fn write_background<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
@@ -427,7 +433,11 @@ impl Store {
         Ok(WriteTx { tx, _slot: None, _foreground: None, _permit: None, backend: self.backend })
     }
 
-    async fn write_in<T, E>(&self, mut tx: WriteTx, work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>) -> Result<T, E>
+    async fn write_in<T, E>(
+        &self,
+        mut tx: WriteTx,
+        work: impl AsyncFnOnce(&mut WriteTx) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         E: From<StoreError>,
     {

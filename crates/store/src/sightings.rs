@@ -406,6 +406,28 @@ impl Store {
         }
         Ok(n)
     }
+
+    /// Deletes the rows of clients no configured name covers (their party
+    /// is their network, `192.0.2.0/24` or `2001:db8::/64`) past the `cap`
+    /// most recently asked, per table; returns how many went.
+    pub async fn trim_unnamed_sightings(&self, cap: u64) -> Result<u64, StoreError> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let mut n = 0;
+        for (table, key) in [("rp_ocsp", "party, serial"), ("rp_crl", "party, ca_generation, crl_number")] {
+            let sql = format!(
+                "delete from {table} where ({key}) in (select {key} from {table} \
+                 where party like '%/24' or party like '%/64' order by last_at desc limit $1 offset $2)"
+            );
+            n += self
+                .write_background(async |tx| {
+                    Ok::<_, StoreError>(
+                        sqlx::query(&sql).bind(i64::MAX).bind(cap).execute(&mut **tx).await?.rows_affected(),
+                    )
+                })
+                .await?;
+        }
+        Ok(n)
+    }
 }
 
 fn ocsp_row(r: &AnyRow) -> Result<OcspSighting, StoreError> {

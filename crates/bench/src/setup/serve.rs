@@ -33,6 +33,9 @@ impl Env {
                 .arg(&ready)
                 .args(extra)
                 .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000000")
+                // wrk hammers OCSP from one address over many connections.
+                .env("CONNECT_PKI_OCSP_RATE_LIMIT_PER_MINUTE", "100000000")
+                .env("CONNECT_PKI_MAX_CONNECTIONS_PER_SOURCE", "100000")
                 .env("CONNECT_PKI_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit()),

@@ -307,7 +307,12 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let limit = || crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute);
     let state = AppState {
         ra,
-        limits: Arc::new(RateLimits { apply: limit(), enroll: limit(), emergency: limit() }),
+        limits: Arc::new(RateLimits {
+            apply: limit(),
+            enroll: limit(),
+            emergency: limit(),
+            ocsp: crate::http::ratelimit::Limit::per_minute(config.ocsp_rate_limit_per_minute),
+        }),
         https_url: config.https.url.as_ref().map(|u| Arc::from(u.as_str().trim_end_matches('/'))),
         metrics: crate::http::metrics::install(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()?),
@@ -395,11 +400,14 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let public_task = public_threads.serve(public_listener, public_app, limits, shutdown.clone())?;
     let api_task = tokio::spawn(crate::net::tls::serve(
         api_listener,
-        tls_config,
-        api_app,
-        connections,
-        Some(crate::net::tls::index_lookup(state.revocations.clone(), None)),
-        limits,
+        crate::net::tls::TlsListener {
+            config: tls_config,
+            app: api_app,
+            connections,
+            status_of: Some(crate::net::tls::index_lookup(state.revocations.clone(), None)),
+            limits,
+            proxies: crate::net::proxy::Trusted(config.https.trusted_proxies.clone()),
+        },
         shutdown.clone(),
     ));
 

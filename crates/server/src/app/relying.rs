@@ -5,23 +5,40 @@
 
 use std::time::Duration;
 
-use connect_pki_ra::sightings::{RecordSettings, flush};
+use connect_pki_ra::sightings::{RecordSettings, flush, trim};
 use tokio_util::sync::CancellationToken;
 
 use connect_pki_ra::Ra;
 
-/// Writes the counts every `flush_every` and prunes hourly. What is left
-/// when the service stops is written by `run::Running::wait`, before the
-/// database pool closes.
+/// How often the rows of unnamed clients are brought back to their cap
+/// while new ones come in.
+const TRIM_EVERY: Duration = Duration::from_secs(60);
+
+/// Writes the counts every `flush_every`, keeps the unnamed clients' rows
+/// to their cap every minute, and prunes hourly. What is left when the
+/// service stops is written by `run::Running::wait`, before the database
+/// pool closes.
 pub(crate) async fn worker(state: Ra, settings: RecordSettings, shutdown: CancellationToken) {
     let mut last_prune: Option<tokio::time::Instant> = None;
+    let mut last_trim: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(settings.flush_every) => {},
         }
-        if let Err(e) = flush(&state).await {
-            tracing::error!(error = %e, "writing the relying parties' record failed; kept for the next attempt");
+        match flush(&state).await {
+            Ok(written) if written > 0 && last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) => {
+                last_trim = Some(tokio::time::Instant::now());
+                match trim(&state).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "rows of unnamed relying parties past their cap removed"),
+                    Err(e) => tracing::error!(error = %e, "keeping unnamed relying parties to their cap failed"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "writing the relying parties' record failed; kept for the next attempt")
+            }
         }
         if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             last_prune = Some(tokio::time::Instant::now());

@@ -52,6 +52,9 @@ pub struct FileConfig {
     /// Public submissions per client address and minute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_per_minute: Option<u32>,
+    /// OCSP requests per minute from a client no relying-party name covers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ocsp_rate_limit_per_minute: Option<u32>,
     /// The city's business calendar.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calendar: Option<CalendarConfig>,
@@ -86,6 +89,12 @@ pub struct FileConfig {
     /// Connections each listener serves at once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// Connections one source may hold without a client certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_connections_per_source: Option<u32>,
+    /// Seconds after which a connection is asked to finish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_connection_age_seconds: Option<u32>,
     /// Seconds a client has to send a request's headers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) header_timeout_seconds: Option<u32>,
@@ -138,12 +147,15 @@ pub struct FileConfig {
     /// Days that record is kept after a relying party's last question.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) relying_party_retention_days: Option<u32>,
+    /// Rows of that record kept for clients no name covers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) relying_party_unnamed_rows: Option<u32>,
     /// The PKCS#11 token holding the CA keys (set by `init --pkcs11-module`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -204,6 +216,9 @@ pub struct ServeConfig {
     pub ocsp_validity: time::Duration,
     /// Public submissions per client address and minute.
     pub rate_limit_per_minute: u32,
+    /// OCSP requests a minute from one client (IPv4 address, IPv6 /64) no
+    /// relying-party name covers; past it, `tryLater`.
+    pub ocsp_rate_limit_per_minute: u32,
     /// How the revocation feed is followed (the listen URL is filled in
     /// from `database_url` when `feed_listen` is on and it is PostgreSQL).
     pub feed: FeedSettings,
@@ -252,6 +267,7 @@ impl ServeConfig {
             crl_validity: time::Duration::hours(24),
             ocsp_validity: time::Duration::seconds(60),
             rate_limit_per_minute: 30,
+            ocsp_rate_limit_per_minute: 1200,
             feed: FeedSettings::default(),
             feed_listen: true,
             limits: Limits::default(),
@@ -285,6 +301,7 @@ impl ServeConfig {
         set(&mut c.crl_validity, f.crl_next_update_hours.map(hours));
         set(&mut c.ocsp_validity, f.ocsp_max_age_seconds.map(secs));
         set(&mut c.rate_limit_per_minute, f.rate_limit_per_minute);
+        set(&mut c.ocsp_rate_limit_per_minute, f.ocsp_rate_limit_per_minute);
         set(&mut c.feed_listen, f.feed_listen);
         set(&mut c.feed.max_lag, f.feed_max_lag_seconds.map(std_secs));
         set(&mut c.feed.reconcile_every, f.reconcile_seconds.map(std_secs));
@@ -295,6 +312,8 @@ impl ServeConfig {
             c.feed.max_lag = c.feed.max_lag.min(connect_pki_ra::instances::WAIT);
         }
         set(&mut c.limits.max_connections, f.max_connections.map(|n| n as usize));
+        set(&mut c.limits.max_connections_per_source, f.max_connections_per_source.map(|n| n as usize));
+        set(&mut c.limits.max_connection_age, f.max_connection_age_seconds.map(std_secs));
         set(&mut c.limits.header_read_timeout, f.header_timeout_seconds.map(std_secs));
         set(&mut c.limits.idle_timeout, f.idle_timeout_seconds.map(std_secs));
         set(&mut c.allow_tls12, f.allow_tls12);
@@ -332,6 +351,7 @@ impl ServeConfig {
         set(&mut ra.relying.enabled, f.relying_party_recording);
         set(&mut ra.relying.flush_every, f.relying_party_flush_seconds.map(std_secs));
         set(&mut ra.relying.retention, f.relying_party_retention_days.map(days));
+        set(&mut ra.relying.unnamed_rows, f.relying_party_unnamed_rows.map(u64::from));
         ra.relying.names =
             connect_pki_ra::sightings::Names::parse(&f.relying_parties).context("relying_parties in config.toml")?;
         Ok(c)
@@ -358,7 +378,7 @@ pub struct HttpsSettings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, crl_validity, ocsp_validity, rate_limit_per_minute, feed, feed_listen, limits, allow_tls12, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, expiry_check, ra; database_url });
+connect_pki_domain::redacted_debug!(ServeConfig { data_dir, public_url, public_addr, api_addr, ready_file, crl_validity, ocsp_validity, rate_limit_per_minute, ocsp_rate_limit_per_minute, feed, feed_listen, limits, allow_tls12, audit_checkpoints, https, consistency_check, renewal_check, keep_crl, expiry_check, ra; database_url });
 
 /// Where checkpoints go and how often.
 #[derive(Debug, Clone)]
@@ -371,12 +391,20 @@ pub struct CheckpointSettings {
 /// Connection cap and timeouts of one listener (`net::listen`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; further ones wait in the kernel's backlog.
+    /// Connections served at once; when all are taken, the longest-idle
+    /// one without a client certificate makes room, or the new one is closed.
     pub max_connections: usize,
+    /// Connections without one of our client certificates that one source
+    /// (an IPv4 address, an IPv6 /64) may hold at once.
+    pub max_connections_per_source: usize,
+    /// Age at which a connection is asked to finish (HTTP/2 GOAWAY), and
+    /// closed 10 s later.
+    pub max_connection_age: std::time::Duration,
     /// Time a client has to send a request's headers once it starts one.
     pub header_read_timeout: std::time::Duration,
-    /// Time a connection may stay silent in both directions before it is
-    /// closed (also covers a client that connects and sends nothing).
+    /// Time a connection may stay without a request being answered (PINGs
+    /// and other bytes do not count), and without any byte moving while one
+    /// is. A connection that never sends a request gets the header timeout.
     pub idle_timeout: std::time::Duration,
 }
 
@@ -384,6 +412,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_connections_per_source: 64,
+            max_connection_age: std::time::Duration::from_secs(600),
             header_read_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(60),
         }

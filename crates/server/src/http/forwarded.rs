@@ -2,10 +2,12 @@
 //!
 //! Rate limits, the sign-in throttle and the audit log key on the client's
 //! address. Behind a TLS-terminating proxy every request would arrive from
-//! the proxy, so that one caller's mistakes would lock out everyone. The
-//! proxies named in `--trusted-proxy` are believed about the hops they add
-//! to `X-Forwarded-For` and about `X-Forwarded-Proto`; nobody else is, so a
-//! client cannot pick its own address by sending the header itself.
+//! the proxy, so that one caller's mistakes would lock out everyone. On the
+//! plain listener, the proxies named in `--trusted-proxy` are believed about
+//! the hops they add to `X-Forwarded-For` and about `X-Forwarded-Proto`;
+//! nobody else is, so a client cannot pick its own address by sending the
+//! header itself. On the HTTPS listener no header is believed: a proxy there
+//! passes TLS through, and names the client with the PROXY protocol.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -99,9 +101,17 @@ pub(crate) struct Listener {
 pub(crate) async fn identify(State(listener): State<Listener>, mut req: Request, next: Next) -> Response {
     if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
         let peer = peer.ip().to_canonical();
-        let client = Client {
-            addr: listener.proxies.client_of(peer, req.headers()),
-            tls: listener.proxies.over_tls(listener.tls, peer, req.headers()),
+        // On the TLS listener the headers are inside TLS, written by the
+        // client itself, whoever relayed the bytes: a proxy that passes TLS
+        // through names the client in its PROXY header instead, which is
+        // already the peer here (`net::proxy`).
+        let client = if listener.tls {
+            Client { addr: peer, tls: true }
+        } else {
+            Client {
+                addr: listener.proxies.client_of(peer, req.headers()),
+                tls: listener.proxies.over_tls(false, peer, req.headers()),
+            }
         };
         req.extensions_mut().insert(client);
     }

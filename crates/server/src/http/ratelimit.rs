@@ -14,6 +14,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::http::error::ApiError;
+use crate::net::listen::network_of;
 
 /// A limit of `per_minute` requests per address, allowing bursts of that size.
 #[derive(Clone)]
@@ -42,21 +43,6 @@ impl Limit {
             self.0.retain_recent();
         }
         Ok(())
-    }
-}
-
-/// The key a peer is limited under: IPv4 as is (also when mapped into IPv6),
-/// IPv6 cut to its /64.
-fn network_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
     }
 }
 

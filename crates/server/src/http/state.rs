@@ -37,4 +37,6 @@ pub struct RateLimits {
     pub(crate) apply: Limit,
     pub(crate) enroll: Limit,
     pub(crate) emergency: Limit,
+    /// OCSP from clients no relying-party name covers.
+    pub(crate) ocsp: Limit,
 }

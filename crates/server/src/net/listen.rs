@@ -1,8 +1,23 @@
-//! What every listener does with a connection before HTTP: a cap on open
-//! connections, a deadline for the request headers, and an idle timeout, so
-//! that clients that connect and stall (slowloris, forgotten keep-alives)
-//! cannot hold the service's sockets, tasks and memory.
+//! What every listener does with a connection before and around HTTP: who
+//! may hold one of its slots, for how long, and what happens when they run
+//! out — so that clients that connect and stall (slowloris, forgotten
+//! keep-alives, HTTP/2 connections kept open with PINGs) cannot hold the
+//! service's sockets, tasks and memory, and a manager or 行政管理課 can
+//! always connect.
+//!
+//! A connection is *idle* while no request of it is being answered, however
+//! many bytes (PINGs, window updates) it exchanges. Idle connections are
+//! closed after the idle timeout, or after the header timeout if they never
+//! sent a request; they are also the first to go when the listener or their
+//! source is full, oldest first, so a new client is served instead of
+//! waiting. Every connection is asked to finish (HTTP/2 GOAWAY, HTTP/1
+//! `Connection: close`) at its maximum age, and closed at its client
+//! certificate's `notAfter`. A connection that presents one of our client
+//! certificates leaves its source's count (staff behind one office NAT) and
+//! may use the slots kept for such connections.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,28 +26,324 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 pub use crate::config::Limits;
 
-/// Admission of connections up to [`Limits::max_connections`].
-#[derive(Debug, Clone)]
-pub(crate) struct Gate(Arc<Semaphore>);
+/// How long a connection asked to finish (maximum age, shutdown) may take
+/// to answer the requests it has in flight.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
-impl Gate {
-    pub fn new(limits: &Limits) -> Self {
-        Self(Arc::new(Semaphore::new(limits.max_connections.max(1))))
+/// How often the listener looks for connections to close.
+const SWEEP: Duration = Duration::from_millis(250);
+
+/// The key a source is counted and limited under: IPv4 as is (also when
+/// mapped into IPv6), IPv6 cut to its /64 — what one customer line gets;
+/// keying by /128 would let anyone with a /64 rotate through 2^64 keys.
+pub(crate) fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Why the listener closed or refused a connection (the label of
+/// `connect_pki_connections_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// Its source already held its share and none of them was idle.
+    SourceFull,
+    /// Every slot was busy answering a request.
+    Full,
+    /// Idle, and a new connection needed its slot.
+    Evicted,
+    /// Idle for longer than the idle (or header) timeout.
+    Idle,
+    /// Past its maximum age and still not finished after the grace.
+    Age,
+    /// Its client certificate ran out.
+    Expired,
+    /// No client certificate while the slots left were kept for those with one.
+    Reserved,
+}
+
+impl Why {
+    fn label(self) -> &'static str {
+        match self {
+            Self::SourceFull => "source_full",
+            Self::Full => "full",
+            Self::Evicted => "evicted",
+            Self::Idle => "idle",
+            Self::Age => "age",
+            Self::Expired => "certificate_expired",
+            Self::Reserved => "reserved",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    source: IpAddr,
+    certified: bool,
+    in_flight: u32,
+    /// Whether it ever sent a complete request.
+    served: bool,
+    /// When it last became idle (or opened).
+    since: Instant,
+    opened: Instant,
+    not_after: Option<Instant>,
+    draining: bool,
+    close: CancellationToken,
+    drain: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    open: HashMap<u64, Slot>,
+    /// Connections without a client certificate, per [`network_of`] source.
+    per_source: HashMap<IpAddr, usize>,
+    anonymous: usize,
+    next: u64,
+}
+
+impl Slots {
+    /// The connection idle longest among those `which` picks.
+    fn oldest_idle(&self, which: impl Fn(u64, &Slot) -> bool) -> Option<u64> {
+        self.open
+            .iter()
+            .filter(|(id, s)| s.in_flight == 0 && which(**id, s))
+            .min_by_key(|(_, s)| s.since)
+            .map(|(id, _)| *id)
     }
 
-    /// Waits for a free slot; the slot is held as long as the permit lives.
-    pub(crate) async fn admit(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.clone().acquire_owned().await.ok()
+    fn remove(&mut self, id: u64) -> Option<Slot> {
+        let slot = self.open.remove(&id)?;
+        if !slot.certified {
+            self.anonymous -= 1;
+            self.forget_source(slot.source);
+        }
+        Some(slot)
+    }
+
+    fn forget_source(&mut self, source: IpAddr) {
+        if let Some(n) = self.per_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&source);
+            }
+        }
+    }
+}
+
+/// The slots of one listener and the rules for holding them.
+#[derive(Debug)]
+pub(crate) struct Governor {
+    listener: &'static str,
+    limits: Limits,
+    /// Slots only connections with one of our client certificates may hold.
+    reserved: usize,
+    slots: parking_lot::Mutex<Slots>,
+}
+
+impl Governor {
+    /// `reserved` slots of `limits.max_connections` are kept for connections
+    /// that present a client certificate (0 on the plain listener).
+    pub(crate) fn new(listener: &'static str, limits: Limits, reserved: usize) -> Arc<Self> {
+        let reserved = reserved.min(limits.max_connections.saturating_sub(1));
+        Arc::new(Self { listener, limits, reserved, slots: parking_lot::Mutex::default() })
+    }
+
+    fn closed(&self, why: Why) {
+        ::metrics::counter!("connect_pki_connections_closed_total", "listener" => self.listener, "why" => why.label())
+            .increment(1);
+    }
+
+    fn evict(&self, slots: &mut Slots, id: u64, why: Why) {
+        if let Some(slot) = slots.remove(id) {
+            slot.close.cancel();
+            self.closed(why);
+        }
+    }
+
+    /// A slot for a new connection from `source`, taken from an idle
+    /// connection if need be; `None` when its source, or the listener, has
+    /// only busy connections left.
+    pub(crate) fn admit(self: &Arc<Self>, source: IpAddr, shutdown: &CancellationToken) -> Option<Admitted> {
+        let key = network_of(source);
+        let mut slots = self.slots.lock();
+        if slots.per_source.get(&key).copied().unwrap_or(0) >= self.limits.max_connections_per_source.max(1) {
+            match slots.oldest_idle(|_, s| !s.certified && s.source == key) {
+                Some(id) => self.evict(&mut slots, id, Why::Evicted),
+                None => {
+                    self.closed(Why::SourceFull);
+                    return None;
+                }
+            }
+        }
+        if slots.open.len() >= self.limits.max_connections.max(1) {
+            match slots.oldest_idle(|_, s| !s.certified) {
+                Some(id) => self.evict(&mut slots, id, Why::Evicted),
+                None => {
+                    self.closed(Why::Full);
+                    return None;
+                }
+            }
+        }
+        let id = slots.next;
+        slots.next += 1;
+        let (close, drain) = (CancellationToken::new(), shutdown.child_token());
+        let now = Instant::now();
+        slots.open.insert(
+            id,
+            Slot {
+                source: key,
+                certified: false,
+                in_flight: 0,
+                served: false,
+                since: now,
+                opened: now,
+                not_after: None,
+                draining: false,
+                close: close.clone(),
+                drain: drain.clone(),
+            },
+        );
+        slots.anonymous += 1;
+        *slots.per_source.entry(key).or_default() += 1;
+        Some(Admitted { governor: self.clone(), id, close, drain })
+    }
+
+    /// Closes what has been idle too long, drains what is too old, and
+    /// closes what outlived its certificate, until `shutdown`.
+    pub(crate) async fn sweep(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            self.sweep_once(Instant::now());
+        }
+    }
+
+    fn sweep_once(&self, now: Instant) {
+        let Limits { idle_timeout, header_read_timeout, max_connection_age, .. } = self.limits;
+        let mut slots = self.slots.lock();
+        let mut close = Vec::new();
+        for (id, s) in &mut slots.open {
+            let quiet = if s.served { idle_timeout } else { header_read_timeout };
+            if s.not_after.is_some_and(|t| t <= now) {
+                close.push((*id, Why::Expired));
+            } else if s.in_flight == 0 && now.duration_since(s.since) >= quiet {
+                close.push((*id, Why::Idle));
+            } else if now.duration_since(s.opened) >= max_connection_age + DRAIN_GRACE {
+                close.push((*id, Why::Age));
+            } else if !s.draining && now.duration_since(s.opened) >= max_connection_age {
+                s.draining = true;
+                s.drain.cancel();
+            }
+        }
+        for (id, why) in close {
+            self.evict(&mut slots, id, why);
+        }
+    }
+}
+
+/// A connection's slot, given back when it is dropped.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    governor: Arc<Governor>,
+    id: u64,
+    /// Cancelled when the connection must be dropped at once.
+    pub(crate) close: CancellationToken,
+    /// Cancelled when the connection should finish what it has in flight.
+    pub(crate) drain: CancellationToken,
+}
+
+impl Admitted {
+    /// The connection proved one of our client certificates, valid until
+    /// `not_after`: it no longer counts against its source and is closed
+    /// when the certificate runs out.
+    pub(crate) fn certified(&self, not_after: Instant) {
+        let mut slots = self.governor.slots.lock();
+        let Some(slot) = slots.open.get_mut(&self.id) else { return };
+        slot.not_after = Some(not_after);
+        if slot.certified {
+            return;
+        }
+        slot.certified = true;
+        let source = slot.source;
+        slots.anonymous -= 1;
+        slots.forget_source(source);
+    }
+
+    /// Whether a connection without a client certificate may stay: only
+    /// while the slots kept for certificates are free, making room by
+    /// closing the longest-idle anonymous connection if need be.
+    pub(crate) fn may_stay_anonymous(&self) -> bool {
+        let g = &self.governor;
+        let mut slots = g.slots.lock();
+        if !slots.open.contains_key(&self.id) {
+            return false;
+        }
+        if slots.anonymous <= g.limits.max_connections.saturating_sub(g.reserved) {
+            return true;
+        }
+        let me = self.id;
+        match slots.oldest_idle(|id, s| id != me && !s.certified) {
+            Some(id) => {
+                g.evict(&mut slots, id, Why::Evicted);
+                true
+            }
+            None => {
+                g.evict(&mut slots, me, Why::Reserved);
+                false
+            }
+        }
+    }
+
+    /// Marks a request as being answered until the guard is dropped.
+    pub(crate) fn request(&self) -> InFlight {
+        if let Some(s) = self.governor.slots.lock().open.get_mut(&self.id) {
+            s.in_flight += 1;
+            s.served = true;
+        }
+        InFlight { governor: self.governor.clone(), id: self.id }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.governor.slots.lock().remove(self.id);
+    }
+}
+
+/// One request being answered (see [`Admitted::request`]).
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    governor: Arc<Governor>,
+    id: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(s) = self.governor.slots.lock().open.get_mut(&self.id) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+            s.since = Instant::now();
+        }
     }
 }
 
@@ -45,8 +356,42 @@ pub(crate) fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     b
 }
 
+/// Serves one connection until it ends, `close` or `also_close` fires (it is
+/// dropped at once), or `admitted.drain` fires (it is asked to finish and
+/// given [`DRAIN_GRACE`]).
+pub(crate) async fn drive<C>(conn: C, admitted: &Admitted, also_close: Option<&CancellationToken>, remote: IpAddr)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let never = CancellationToken::new();
+    let also_close = also_close.unwrap_or(&never);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        () = admitted.close.cancelled() => return,
+        () = also_close.cancelled() => {
+            tracing::info!(%remote, "connection closed: certificate no longer valid");
+            return;
+        }
+        () = admitted.drain.cancelled() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = admitted.close.cancelled() => {}
+        () = also_close.cancelled() => {}
+        () = tokio::time::sleep(DRAIN_GRACE) => {}
+    }
+}
+
 /// A stream that fails with `TimedOut` once nothing has been read or
-/// written for the idle timeout.
+/// written for the idle timeout (a request whose body or answer stalls).
 pub(crate) struct Idle<T> {
     inner: T,
     timeout: Duration,
@@ -105,17 +450,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
     }
 }
 
-/// Accepts the next connection once there is room for it; `None` at shutdown.
+/// Accepts the next connection; `None` at shutdown.
 pub(crate) async fn accept(
     listener: &TcpListener,
-    gate: &Gate,
     shutdown: &CancellationToken,
-) -> Option<(tokio::net::TcpStream, std::net::SocketAddr, OwnedSemaphorePermit)> {
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
     loop {
-        let permit = tokio::select! {
-            p = gate.admit() => p?,
-            () = shutdown.cancelled() => return None,
-        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, remote)) => {
@@ -125,7 +465,7 @@ pub(crate) async fn accept(
                     if let Err(e) = tcp.set_nodelay(true) {
                         tracing::debug!(error = %e, "TCP_NODELAY could not be set");
                     }
-                    return Some((tcp, remote, permit));
+                    return Some((tcp, remote));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: pause instead of spinning.
@@ -138,31 +478,135 @@ pub(crate) async fn accept(
     }
 }
 
+/// Waits (bounded) for the connection tasks of a listener that stopped accepting.
+pub(crate) async fn finish(tasks: TaskTracker, listener: &str) {
+    tasks.close();
+    if tokio::time::timeout(DRAIN_GRACE, tasks.wait()).await.is_err() {
+        tracing::warn!("some {listener} connections did not finish within 10 s of shutdown");
+    }
+}
+
 /// Serves plain HTTP (the public listener) until `shutdown`, then lets open
 /// requests finish.
 pub(crate) async fn serve_plain(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) {
-    let gate = Gate::new(&limits);
-    let graceful = GracefulShutdown::new();
+    let governor = Governor::new("public", limits, 0);
+    tokio::spawn(governor.clone().sweep(shutdown.clone()));
+    let tasks = TaskTracker::new();
     let builder = builder(&limits);
-    while let Some((tcp, remote, permit)) = accept(&listener, &gate, &shutdown).await {
+    while let Some((tcp, remote)) = accept(&listener, &shutdown).await {
+        let Some(admitted) = governor.admit(remote.ip(), &shutdown) else { continue };
         let app = app.clone();
-        let watcher = graceful.watcher();
         let builder = builder.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
+            let admitted = Arc::new(admitted);
+            let slot = admitted.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
-                app.clone().oneshot(req)
+                let busy = slot.request();
+                let answer = app.clone().oneshot(req);
+                async move {
+                    let r = answer.await;
+                    drop(busy);
+                    r
+                }
             });
             let io = TokioIo::new(Idle::new(tcp, limits.idle_timeout));
             let conn = builder.serve_connection_with_upgrades(io, service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%remote, error = %e, "connection ended with an error");
-            }
-            drop(permit);
+            drive(conn, &admitted, None, remote.ip()).await;
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::warn!("some public connections did not finish within 10 s of shutdown");
+    finish(tasks, "public").await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    fn limits(max: usize, per_source: usize) -> Limits {
+        Limits { max_connections: max, max_connections_per_source: per_source, ..Limits::default() }
+    }
+
+    #[test]
+    fn one_ipv6_64_is_one_source() {
+        assert_eq!(network_of(ip("2001:db8:1:2:aaaa::1")), network_of(ip("2001:db8:1:2:bbbb::2")));
+        assert_ne!(network_of(ip("2001:db8:1:2::1")), network_of(ip("2001:db8:1:3::1")));
+        assert_eq!(network_of(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+    }
+
+    #[tokio::test]
+    async fn a_source_at_its_share_gives_up_its_idle_connection_or_is_refused() {
+        let shutdown = CancellationToken::new();
+        let g = Governor::new("test", limits(100, 2), 0);
+        let a = g.admit(ip("192.0.2.1"), &shutdown).expect("first");
+        let b = g.admit(ip("192.0.2.1"), &shutdown).expect("second");
+        let busy = (a.request(), b.request());
+        assert!(g.admit(ip("192.0.2.1"), &shutdown).is_none(), "both busy: the third is refused");
+        assert!(g.admit(ip("192.0.2.2"), &shutdown).is_some(), "another source has a share of its own");
+        drop(busy.1);
+        let c = g.admit(ip("192.0.2.1"), &shutdown).expect("b was idle and gave way");
+        assert!(b.close.is_cancelled() && !a.close.is_cancelled() && !c.close.is_cancelled());
+        // A certified connection leaves its source's count.
+        c.certified(Instant::now() + Duration::from_secs(3600));
+        assert!(g.admit(ip("192.0.2.1"), &shutdown).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_full_listener_closes_its_longest_idle_anonymous_connection() {
+        let shutdown = CancellationToken::new();
+        let g = Governor::new("test", limits(3, 100), 1);
+        let staff = g.admit(ip("192.0.2.1"), &shutdown).expect("staff");
+        staff.certified(Instant::now() + Duration::from_secs(3600));
+        let old = g.admit(ip("192.0.2.2"), &shutdown).expect("old");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let young = g.admit(ip("192.0.2.3"), &shutdown).expect("young");
+        let _busy = young.request();
+        let next = g.admit(ip("192.0.2.4"), &shutdown).expect("room made");
+        assert!(old.close.is_cancelled(), "the idle anonymous one went");
+        assert!(!staff.close.is_cancelled(), "not the certified one");
+        assert!(next.may_stay_anonymous(), "two anonymous connections fit beside the kept slot");
+        // Without staff, a third anonymous connection would hold the slot
+        // kept for certificates: the longest-idle other one makes room…
+        drop(staff);
+        let third = g.admit(ip("192.0.2.5"), &shutdown).expect("a free slot");
+        assert!(third.may_stay_anonymous());
+        assert!(next.close.is_cancelled());
+        // …and when none is idle, the newcomer goes.
+        let _busy_too = third.request();
+        let fourth = g.admit(ip("192.0.2.6"), &shutdown).expect("a free slot");
+        assert!(!fourth.may_stay_anonymous());
+        assert!(fourth.close.is_cancelled() && !young.close.is_cancelled() && !third.close.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn idle_connections_close_and_old_ones_are_drained() {
+        let shutdown = CancellationToken::new();
+        let l = Limits {
+            header_read_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(5),
+            max_connection_age: Duration::from_secs(60),
+            ..Limits::default()
+        };
+        let g = Governor::new("test", l, 0);
+        let silent = g.admit(ip("192.0.2.1"), &shutdown).expect("silent");
+        let served = g.admit(ip("192.0.2.2"), &shutdown).expect("served");
+        drop(served.request());
+        let busy = g.admit(ip("192.0.2.3"), &shutdown).expect("busy");
+        let _request = busy.request();
+        let t0 = Instant::now();
+        g.sweep_once(t0 + Duration::from_secs(3));
+        assert!(silent.close.is_cancelled(), "no request within the header timeout");
+        assert!(!served.close.is_cancelled());
+        g.sweep_once(t0 + Duration::from_secs(6));
+        assert!(served.close.is_cancelled(), "idle past the idle timeout");
+        assert!(!busy.close.is_cancelled(), "a request in flight is not idleness");
+        g.sweep_once(t0 + Duration::from_secs(61));
+        assert!(busy.drain.is_cancelled() && !busy.close.is_cancelled(), "asked to finish at its age");
+        g.sweep_once(t0 + Duration::from_secs(72));
+        assert!(busy.close.is_cancelled(), "closed when it did not finish");
     }
 }

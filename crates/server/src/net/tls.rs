@@ -8,7 +8,6 @@ use anyhow::Context;
 use axum::Router;
 use connect_pki_domain::Serial;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::RootCertStore;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, ServerConfig, WebPkiClientVerifier};
@@ -17,7 +16,13 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::listen::{Gate, Idle, Limits};
+use crate::net::listen::{Governor, Idle, Limits, drive};
+use crate::net::proxy::Trusted;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto::Builder;
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// What the listener presents and trusts.
@@ -145,13 +150,22 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct PeerCert {
     pub serial: Serial,
     pub(crate) der: Arc<[u8]>,
+    /// Its notAfter (Unix seconds).
+    not_after: i64,
 }
 
 impl PeerCert {
     fn parse(der: &[u8]) -> Option<Self> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
         let serial = Serial::from_bytes(cert.raw_serial()).ok()?;
-        Some(Self { serial, der: Arc::from(der) })
+        Some(Self { serial, der: Arc::from(der), not_after: cert.validity().not_after.timestamp() })
+    }
+
+    /// When the connection must end: the certificate's notAfter, on the
+    /// monotonic clock.
+    fn expires_in(&self) -> tokio::time::Instant {
+        let left = self.not_after - time::OffsetDateTime::now_utc().unix_timestamp();
+        tokio::time::Instant::now() + Duration::from_secs(u64::try_from(left).unwrap_or(0))
     }
 }
 
@@ -261,6 +275,22 @@ impl LiveVerifier {
     }
 }
 
+impl LiveVerifier {
+    fn check_status(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let Some(status_of) = &self.index else { return Ok(()) };
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        match status_of(cert.raw_serial()) {
+            Some(connect_pki_domain::CertStatus::Valid) => Ok(()),
+            // Our CA signed it and the database does not know it (restored
+            // from before it was issued, a replica that missed it): it may
+            // have been revoked since, so it fails closed.
+            None => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus)),
+            Some(_) => Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)),
+        }
+    }
+}
+
 impl ClientCertVerifier for LiveVerifier {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
@@ -280,22 +310,11 @@ impl ClientCertVerifier for LiveVerifier {
         intermediates: &[CertificateDer<'_>],
         now: rustls_pki_types::UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        if let Some(status_of) = &self.index {
-            let (_, cert) = x509_parser::parse_x509_certificate(end_entity)
-                .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-            match status_of(cert.raw_serial()) {
-                Some(connect_pki_domain::CertStatus::Valid) => {}
-                // Our CA signed it and the database does not know it (restored
-                // from before it was issued, a replica that missed it): it may
-                // have been revoked since, so it fails closed.
-                None => {
-                    return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus));
-                }
-                Some(_) => return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)),
-            }
-        }
-        Ok(verified)
+        // The chain only: the status is looked up once the client has proved
+        // its key (below), so that a refusal the incident record counts was
+        // made by the key's holder, not by anyone who copied the certificate
+        // off a CRL's serial list or an old capture.
+        self.inner.verify_client_cert(end_entity, intermediates, now)
     }
 
     fn verify_tls12_signature(
@@ -304,7 +323,9 @@ impl ClientCertVerifier for LiveVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let proved = self.inner.verify_tls12_signature(message, cert, dss)?;
+        self.check_status(cert)?;
+        Ok(proved)
     }
 
     fn verify_tls13_signature(
@@ -313,7 +334,9 @@ impl ClientCertVerifier for LiveVerifier {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let proved = self.inner.verify_tls13_signature(message, cert, dss)?;
+        self.check_status(cert)?;
+        Ok(proved)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -395,83 +418,110 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
+/// What the HTTPS listener serves, and with what.
+pub(crate) struct TlsListener {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) app: Router,
+    /// Open connections by certificate, for revocations to close.
+    pub(crate) connections: Arc<Connections>,
+    pub(crate) status_of: Option<Arc<CertIndexRef>>,
+    pub(crate) limits: Limits,
+    /// Peers whose PROXY protocol header names the client.
+    pub(crate) proxies: Trusted,
+}
+
+/// Slots of the HTTPS listener kept for connections with one of our client
+/// certificates: an eighth, so that managers and 行政管理課 can act while
+/// strangers hold the rest.
+fn reserved(limits: &Limits) -> usize {
+    (limits.max_connections / 8).max(1)
+}
+
 /// Accepts TLS connections until `shutdown` fires, then lets open requests
 /// finish. Connections are registered under their certificate's serial in
 /// `connections` so that a revocation can close them.
-pub async fn serve(
-    listener: TcpListener,
-    config: Arc<ServerConfig>,
-    app: Router,
-    connections: Arc<Connections>,
-    status_of: Option<Arc<CertIndexRef>>,
-    limits: Limits,
-    shutdown: CancellationToken,
-) {
-    let acceptor = TlsAcceptor::from(config);
-    let graceful = GracefulShutdown::new();
-    let gate = Gate::new(&limits);
-    let builder = crate::net::listen::builder(&limits);
-    while let Some((tcp, remote, permit)) = crate::net::listen::accept(&listener, &gate, &shutdown).await {
-        let tcp = Idle::new(tcp, limits.idle_timeout);
-        let builder = builder.clone();
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        let watcher = graceful.watcher();
-        let connections = connections.clone();
-        let status_of = status_of.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    tracing::info!(%remote, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| PeerCert::parse(c));
-            let registered = peer.as_ref().and_then(|p| key(p.serial.as_bytes())).map(|k| connections.register(k));
-            let revoked = registered.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
-            // A revocation applied between the handshake's check and the
-            // registration above closed nothing: look again now that any
-            // later one will find this connection.
-            if let (Some(p), Some(status_of)) = (&peer, &status_of)
-                && status_of(p.serial.as_bytes()).is_some_and(|s| s != connect_pki_domain::CertStatus::Valid)
-            {
-                tracing::info!(%remote, "connection closed: certificate revoked during the handshake");
-                return;
-            }
-            if let (Some((r, _)), Some(observe)) = (&registered, &connections.observer) {
-                observe(r.serial, true, Some(remote.ip().to_canonical()));
-            }
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                if let Some(p) = &peer {
-                    req.extensions_mut().insert(p.clone());
-                }
-                req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
-                app.clone().oneshot(req)
-            });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            tokio::select! {
-                result = watcher.watch(conn.into_owned()) => {
-                    if let Err(e) = result {
-                        tracing::debug!(%remote, error = %e, "connection ended with an error");
-                    }
-                }
-                // Dropping the connection closes the socket at once: a lost
-                // laptop does not keep the session it already had.
-                () = revoked.cancelled() => tracing::info!(%remote, "connection closed: certificate no longer valid"),
-            }
-            drop(registered);
-            drop(permit);
-        });
+pub(crate) async fn serve(listener: TcpListener, l: TlsListener, shutdown: CancellationToken) {
+    let acceptor = TlsAcceptor::from(l.config.clone());
+    let governor = Governor::new("https", l.limits, reserved(&l.limits));
+    tokio::spawn(governor.clone().sweep(shutdown.clone()));
+    let tasks = TaskTracker::new();
+    let builder = crate::net::listen::builder(&l.limits);
+    let l = Arc::new(l);
+    while let Some((tcp, peer)) = crate::net::listen::accept(&listener, &shutdown).await {
+        let (acceptor, builder, l, governor, shutdown) =
+            (acceptor.clone(), builder.clone(), l.clone(), governor.clone(), shutdown.clone());
+        tasks.spawn(async move { connection(tcp, peer, acceptor, builder, &l, &governor, &shutdown).await });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
-        tracing::warn!("some mTLS connections did not finish within 10 s of shutdown");
+    crate::net::listen::finish(tasks, "mTLS").await;
+}
+/// One connection of the HTTPS listener, from the PROXY header to its end.
+async fn connection(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    builder: Builder<TokioExecutor>,
+    l: &TlsListener,
+    governor: &Arc<Governor>,
+    shutdown: &CancellationToken,
+) {
+    let remote =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, crate::net::proxy::client_of(&mut tcp, peer, &l.proxies)).await {
+            Ok(Ok(remote)) => remote,
+            Ok(Err(e)) => return tracing::info!(%peer, error = %e, "PROXY protocol header refused"),
+            Err(_) => return tracing::info!(%peer, "no PROXY protocol header in time"),
+        };
+    let Some(admitted) = governor.admit(remote.ip(), shutdown) else { return };
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Idle::new(tcp, l.limits.idle_timeout))) => r,
+        () = admitted.close.cancelled() => return,
+    };
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return tracing::info!(%remote, error = %e, "TLS handshake refused"),
+        Err(_) => return tracing::info!(%remote, "TLS handshake timed out"),
+    };
+    let peer_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| PeerCert::parse(c));
+    match &peer_cert {
+        Some(p) => admitted.certified(p.expires_in()),
+        None if !admitted.may_stay_anonymous() => {
+            return tracing::info!(%remote, "connection closed: the slots left are kept for client certificates");
+        }
+        None => {}
     }
+    let registered = peer_cert.as_ref().and_then(|p| key(p.serial.as_bytes())).map(|k| l.connections.register(k));
+    // A revocation applied between the handshake's check and the
+    // registration above closed nothing: look again now that any later one
+    // will find this connection.
+    if let (Some(p), Some(status_of)) = (&peer_cert, &l.status_of)
+        && status_of(p.serial.as_bytes()).is_some_and(|s| s != connect_pki_domain::CertStatus::Valid)
+    {
+        return tracing::info!(%remote, "connection closed: certificate revoked during the handshake");
+    }
+    if let (Some((r, _)), Some(observe)) = (&registered, &l.connections.observer) {
+        observe(r.serial, true, Some(remote.ip().to_canonical()));
+    }
+    let admitted = Arc::new(admitted);
+    let slot = admitted.clone();
+    let app = l.app.clone();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        if let Some(p) = &peer_cert {
+            req.extensions_mut().insert(p.clone());
+        }
+        req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+        let busy = slot.request();
+        let answer = app.clone().oneshot(req);
+        async move {
+            let r = answer.await;
+            drop(busy);
+            r
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    // Dropping the connection closes the socket at once: a lost laptop
+    // does not keep the session it already had.
+    drive(conn, &admitted, registered.as_ref().map(|(_, revoked)| revoked), remote.ip()).await;
+    drop(registered);
 }
 
 /// The TLS server key as rustls signs with it when the key is in a token:

@@ -58,32 +58,52 @@ fn ocsp_response(der: Bytes, max_age: i64) -> Response {
         .into_response()
 }
 
-/// The address of the relying party `req` comes from, when they are
-/// recorded. Read from the request in place: the extractors would copy its
-/// headers.
-fn party(r: &ResponderState, req: &Request) -> Option<IpAddr> {
-    if !r.state.settings.relying.enabled {
-        return None;
-    }
+/// The address `req` comes from. Read from the request in place: the
+/// extractors would copy its headers.
+fn client(r: &ResponderState, req: &Request) -> Option<IpAddr> {
     let ConnectInfo(peer) = req.extensions().get::<ConnectInfo<SocketAddr>>()?;
     Some(r.proxies.client_of(peer.ip().to_canonical(), req.headers()))
 }
 
+/// The relying party to record, when they are recorded.
+fn party(r: &ResponderState, client: Option<IpAddr>) -> Option<IpAddr> {
+    client.filter(|_| r.state.settings.relying.enabled)
+}
+
+/// `tryLater` for a client no relying-party name covers that asked more
+/// than its share this minute: what a stranger can make us sign and count
+/// is bounded, and a relying party the city set up is never slowed.
+fn over_limit(r: &ResponderState, client: Option<IpAddr>) -> Option<Response> {
+    let ip = client?;
+    if r.state.settings.relying.names.names(ip) || r.state.limits.ocsp.check(ip).is_ok() {
+        return None;
+    }
+    ::metrics::counter!("connect_pki_ocsp_rate_limited_total").increment(1);
+    Some(ocsp_response(Bytes::from(connect_pki_ca::ocsp::try_later_response()), 0))
+}
+
 async fn ocsp_post(State(r): State<ResponderState>, req: Request) -> Response {
-    let party = party(&r, &req);
+    let client = client(&r, &req);
+    if let Some(refused) = over_limit(&r, client) {
+        return refused;
+    }
     let bytes = match axum::body::to_bytes(req.into_body(), MAX_REQUEST).await {
         Ok(b) => b,
         Err(_) => return ocsp_response(Bytes::from(refusal_response(Refusal::Malformed)), 0),
     };
-    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &bytes, party);
+    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &bytes, party(&r, client));
     ocsp_response(der, max_age)
 }
 
 async fn ocsp_get(State(r): State<ResponderState>, Path(encoded): Path<String>, req: Request) -> Response {
+    let client = client(&r, &req);
+    if let Some(refused) = over_limit(&r, client) {
+        return refused;
+    }
     let Some(request) = connect_pki_ca::ocsp::decode_get_path(&encoded) else {
         return ocsp_response(Bytes::from(refusal_response(Refusal::Malformed)), 0);
     };
-    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &request, party(&r, &req));
+    let (der, max_age) = r.state.ocsp.answer(&r.state.revocations, &request, party(&r, client));
     ocsp_response(der, max_age)
 }
 
@@ -100,7 +120,7 @@ fn crl_headers(content_type: &'static str) -> [(header::HeaderName, HeaderValue)
 async fn crl_file(State(r): State<ResponderState>, Path(file): Path<String>, req: Request) -> Response {
     let state = &r.state;
     let crl = file.rsplit_once('.').and_then(|(name, ext)| Some((state.revocations.crl_of(name)?, ext)));
-    if let (Some((crl, "crl" | "pem")), Some(party)) = (&crl, party(&r, &req)) {
+    if let (Some((crl, "crl" | "pem")), Some(party)) = (&crl, party(&r, client(&r, &req))) {
         let ca = state.revocations.cas().iter().find(|c| c.name() == crl.ca).map(|c| c.generation());
         if let Some(ca) = ca {
             let ca = u8::try_from(ca).unwrap_or(u8::MAX);
