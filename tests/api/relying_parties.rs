@@ -7,6 +7,7 @@
 //! is pruned after the retention period; and who may read which is checked.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use connect_pki_e2e::client::{Identity, Req, http_from, https_from, tls_config};
 use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app_with};
@@ -405,3 +406,77 @@ async fn strangers_fill_neither_the_responder_nor_the_record(backend: Backend) {
     assert_eq!(parties, ["127.0.12.0/24", "127.0.13.0/24", "127.0.14.0/24", "127.0.15.0/24", HOSPITAL], "{used}");
 }
 both_backends!(strangers_fill_neither_the_responder_nor_the_record);
+
+/// Presents `cert` with a key that is not its own: what anyone can do with
+/// a certificate copied from a capture or guessed from a CRL's serials.
+#[derive(Debug)]
+struct NotItsKey(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for NotItsKey {
+    fn resolve(&self, _: &[&[u8]], _: &[rustls::SignatureScheme]) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn with_another_key(app: &TestApp, cert_der: &[u8]) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let stranger = rcgen::KeyPair::generate().expect("a key");
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(stranger.serialize_der().into());
+    let signer = provider.key_provider.load_private_key(key).expect("a signing key");
+    let chain = vec![rustls_pki_types::CertificateDer::from(cert_der.to_vec())];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from(app.ca.root_der.clone())).expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(NotItsKey(Arc::new(rustls::sign::CertifiedKey::new(chain, signer)))));
+    Arc::new(config)
+}
+
+/// A revoked certificate presented with a key that is not its own is
+/// refused without being counted: the incident record's refused handshakes
+/// are the key holder's, proved in the handshake, and nobody else can add
+/// to them (issue 24).
+async fn a_refused_handshake_counts_only_when_the_key_was_proved(backend: Backend) {
+    let app = spawn_app_with(backend, named()).await;
+    let d = app.device("rp-stolen").await;
+    let path = format!("/api/v1/certificates/{}/revoke", d.id.serial());
+    let (status, body) = app.api("POST", &path, Some(&app.admin), Some(&json!({"reason": "keyCompromise"}))).await;
+    assert_eq!(status, 200, "{body}");
+    let refused = || async {
+        let path = format!("/api/v1/certificates/{}/use", d.id.serial());
+        let (status, used) = app.api("GET", &path, Some(&app.admin), None).await;
+        assert_eq!(status, 200, "{used}");
+        used["refused_handshakes"].as_i64().expect("refused_handshakes")
+    };
+    let before = refused().await;
+    for i in 0..3 {
+        let tried = https_from(
+            app.api,
+            ip("127.0.0.4"),
+            with_another_key(&app, &d.id.cert_der),
+            Req::new("GET", "/api/v1/whoami"),
+        )
+        .await;
+        assert!(tried.is_err() || tried.as_ref().is_ok_and(|r| r.status != 200), "attempt {i} got in");
+    }
+    assert_eq!(refused().await, before, "handshakes without the key were counted as the device's");
+    assert!(!handshake_from(&app, "127.0.0.4", &d.id).await, "the revoked device got in");
+    assert_eq!(refused().await, before + 1, "the key holder's refused handshake was not counted");
+    // And a valid certificate with a key not its own does not get in at all.
+    let other = app.device("rp-valid").await;
+    let tried = https_from(
+        app.api,
+        ip("127.0.0.4"),
+        with_another_key(&app, &other.id.cert_der),
+        Req::new("GET", "/api/v1/whoami"),
+    )
+    .await;
+    assert!(tried.is_err(), "a certificate with another key got in: {:?}", tried.map(|r| r.status));
+}
+both_backends!(a_refused_handshake_counts_only_when_the_key_was_proved);
