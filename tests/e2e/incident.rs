@@ -7,7 +7,7 @@
 //! it, and the refused handshakes; the signature verifies with
 //! `connect-pki receipt verify` and with Python `cryptography`, and fails
 //! after one byte of the record is changed; the OCSP response inside
-//! verifies with `openssl ocsp`.
+//! verifies with `openssl ocsp`, the CRL inside with `openssl crl`.
 
 use std::path::Path;
 
@@ -28,7 +28,12 @@ fn fetch_crl(s: &Server, name: &str) -> u64 {
     let file = s.scratch(name);
     let (code, status, _) = s.curl_public("/crl/issuing.crl", &["--interface", "127.0.0.2", "-o", &path(&file)]);
     assert_eq!((code, status), (0, 200));
-    let o = s.run("openssl", &["crl", "-inform", "DER", "-in", &path(&file), "-noout", "-crlnumber"]);
+    crl_number(s, &file)
+}
+
+/// The number of the DER CRL in `file`, as openssl reads it.
+fn crl_number(s: &Server, file: &Path) -> u64 {
+    let o = s.run("openssl", &["crl", "-inform", "DER", "-in", &path(file), "-noout", "-crlnumber"]);
     let said = text(&o);
     let hex = said.trim().trim_start_matches("crlNumber=0x").trim_start_matches("crlNumber=");
     u64::from_str_radix(hex.trim(), 16).unwrap_or_else(|e| panic!("{said}: {e}"))
@@ -115,12 +120,25 @@ async fn a_lost_device_leaves_a_signed_record(backend: Backend) {
     );
     let said = text(&o);
     assert!(said.contains("Response verify OK") && said.contains(": revoked"), "{said}");
+    // And the CRL inside: the issuing CA's, with the number the record names, listing the certificate.
+    let crl = &record["proof"]["crl"];
+    std::fs::write(s.scratch("proof.crl"), base64_decode(crl["der"].as_str().expect("the CRL"))).expect("write");
+    let o = s.run("openssl", &["crl", "-inform", "DER", "-in", "proof.crl", "-CAfile", &issuing, "-noout", "-text"]);
+    let said = text(&o);
+    assert!(said.contains("verify OK"), "{said}");
+    let number = crl["crl_number"].as_u64().expect("a number");
+    assert_eq!(crl_number(&s, &s.scratch("proof.crl")), number);
+    assert!(number >= after, "the record's CRL {number} is older than the one downloaded, {after}");
+    assert!(said.to_lowercase().contains(&format!("serial number: {serial}")), "{serial} not listed: {said}");
 
     // The signature: ours, and an outside implementation's.
     let file = s.scratch("incident.json");
     std::fs::write(&file, got.to_string()).expect("write");
     let o = receipt_verify(&s, &file);
-    assert!(o.status.success() && text(&o).contains("signature OK"), "{}", text(&o));
+    let said = text(&o);
+    assert!(o.status.success() && said.contains("signature OK"), "{said}");
+    assert!(said.contains("OCSP response in the record: signature OK, revoked"), "{said}");
+    assert!(said.contains(&format!("number {number} of")) && said.contains("lists the certificate"), "{said}");
     let outside = s.python_json("jws_verify.py", &[&path(&file), &root]);
     assert_eq!(outside["valid"], true, "{outside}");
     assert_eq!(outside["payload"], *record, "the signed payload is not the record shown");

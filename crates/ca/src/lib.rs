@@ -17,6 +17,7 @@ pub mod keys;
 pub mod ocsp;
 pub mod pkcs12;
 pub mod receipt;
+pub mod record;
 #[cfg(feature = "hsm")]
 pub mod token;
 

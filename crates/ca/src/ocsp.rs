@@ -352,6 +352,9 @@ pub struct ReadResponse {
     /// `good`, `revoked` or `unknown`.
     pub status: &'static str,
     pub(crate) revoked_at: Option<OffsetDateTime>,
+    /// Why, when revoked: `Unspecified` when the response gives no reason,
+    /// as the responder leaves the extension out for that one.
+    pub reason: Option<Reason>,
     pub produced_at: OffsetDateTime,
 }
 
@@ -379,15 +382,23 @@ pub fn read_response(der: &[u8], issuer_der: &[u8]) -> Result<ReadResponse, CaEr
     let time = |t: &OcspGeneralizedTime| {
         OffsetDateTime::from_unix_timestamp(t.0.to_unix_duration().as_secs() as i64).map_err(|e| bad(&e))
     };
-    let (status, revoked_at) = match &single.cert_status {
-        CertStatus::Good(_) => ("good", None),
-        CertStatus::Unknown(_) => ("unknown", None),
-        CertStatus::Revoked(info) => ("revoked", Some(time(&info.revocation_time)?)),
+    let (status, revoked_at, reason) = match &single.cert_status {
+        CertStatus::Good(_) => ("good", None, None),
+        CertStatus::Unknown(_) => ("unknown", None, None),
+        CertStatus::Revoked(info) => {
+            // `CrlReason` is `repr(u32)` with RFC 5280's numbers, the ones `from_code` reads.
+            let reason = match info.revocation_reason {
+                None => Reason::Unspecified,
+                Some(r) => Reason::from_code(r as u8).ok_or_else(|| bad(&format!("unknown reason {r:?}")))?,
+            };
+            ("revoked", Some(time(&info.revocation_time)?), Some(reason))
+        }
     };
     Ok(ReadResponse {
         serial: single.cert_id.serial_number.as_bytes().to_vec(),
         status,
         revoked_at,
+        reason,
         produced_at: time(&basic.tbs_response_data.produced_at)?,
     })
 }

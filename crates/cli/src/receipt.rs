@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use base64::Engine;
+use connect_pki_domain::clock::rfc3339;
 
 /// The JWS in `text`: the record file the service hands out (`{"record":
 /// …, "signed": "<JWS>"}`), or the JWS alone.
@@ -23,54 +23,57 @@ fn root_der(root: Option<&Path>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(doc.contents)
 }
 
-/// Verifies `file` against the root; prints what it proves.
+/// Verifies `file` against the root; prints what it proves. Every claim
+/// of the record is checked against the proof it carries
+/// (`connect_pki_ca::record::check`); the first that fails ends it.
 pub fn verify(file: &Path, root: Option<&PathBuf>, data_dir: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let jws = jws_of(&text)?;
     let root = root_der(root.map(PathBuf::as_path), data_dir)?;
-    let ok = connect_pki_ca::receipt::verify(&jws, &root)?;
-    println!("signature OK: signed by {} under the trusted root", ok.signer);
+    let (signed, claims) = connect_pki_ca::record::check(&jws, &root)?;
+    println!(
+        "signature OK: signed by {} under the trusted root, valid when the record was made ({})",
+        signed.signer,
+        rfc3339(claims.generated_at)
+    );
     // The file's readable copy of the record must be the signed one.
     if text.trim().starts_with('{')
-        && serde_json::from_str::<serde_json::Value>(&text)?.get("record").is_some_and(|r| *r != ok.payload)
+        && serde_json::from_str::<serde_json::Value>(&text)?.get("record").is_some_and(|r| *r != signed.payload)
     {
         bail!("the record shown beside the signature differs from the signed one");
     }
-    let p = &ok.payload;
-    let c = &p["certificate"];
+    let p = &signed.payload;
+    let revoked_at = p["certificate"]["revoked_at"].as_str().map(|t| format!(", revoked at {t}")).unwrap_or_default();
+    let reason = match claims.reason {
+        Some(r) if claims.status != connect_pki_domain::CertStatus::Valid => format!(" {}", r.as_str()),
+        _ => String::new(),
+    };
     println!(
-        "record of {}: certificate {} ({}{}), {} timeline events",
-        p["generated_at"].as_str().unwrap_or("?"),
-        c["serial"].as_str().unwrap_or("?"),
-        c["status"].as_str().unwrap_or("?"),
-        c["revoked_at"].as_str().map(|t| format!(", revoked at {t}")).unwrap_or_default(),
+        "record of {} (version {}): certificate {} ({}{reason}{revoked_at}), {} timeline events",
+        rfc3339(claims.generated_at),
+        claims.version,
+        claims.serial,
+        claims.status,
         p["timeline"].as_array().map_or(0, Vec::len),
     );
-    let ocsp = p["proof"]["ocsp_response"].as_str().unwrap_or_default();
-    let ocsp = base64::engine::general_purpose::STANDARD.decode(ocsp).context("the OCSP response in the record")?;
-    let issuer = x5c_issuer(&jws)?;
-    let said = connect_pki_ca::ocsp::read_response(&ocsp, &issuer)?;
-    let serial: String = said.serial.iter().map(|b| format!("{b:02x}")).collect();
-    if c["serial"].as_str().map(|s| s.trim_start_matches("00")) != Some(serial.trim_start_matches("00")) {
-        bail!("the OCSP response in the record is about {serial}, not the record's certificate");
-    }
-    println!("OCSP response in the record: signature OK, {} (produced {})", said.status, said.produced_at);
-    if let Some(crl) = p["proof"]["crl"].as_object() {
-        println!(
-            "CRL {} number {}: {}",
-            crl["issuing_ca"].as_str().unwrap_or("?"),
-            crl["crl_number"],
-            if crl["lists_certificate"] == true { "lists the certificate" } else { "does not list it" }
-        );
+    let ocsp = &claims.ocsp;
+    let said = match ocsp.reason {
+        Some(r) => format!("{} ({})", ocsp.status, r.as_str()),
+        None => ocsp.status.to_string(),
+    };
+    println!(
+        "OCSP response in the record: signature OK, {said} (produced {}), agrees with the record",
+        rfc3339(ocsp.produced_at)
+    );
+    match &claims.crl {
+        Some(crl) => println!(
+            "CRL {} number {} of {} in the record: signature OK, {}, agrees with the record",
+            crl.issuing_ca,
+            crl.number,
+            rfc3339(crl.this_update),
+            if crl.lists_certificate { "lists the certificate" } else { "does not list it" }
+        ),
+        None => println!("no CRL in the record (none was being served)"),
     }
     Ok(())
-}
-
-/// The issuing CA certificate in the JWS header (already checked by `verify`).
-fn x5c_issuer(jws: &str) -> anyhow::Result<Vec<u8>> {
-    let header = jws.split('.').next().unwrap_or_default();
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header)?;
-    let header: serde_json::Value = serde_json::from_slice(&header)?;
-    let issuer = header["x5c"][1].as_str().ok_or_else(|| anyhow!("no issuing CA in x5c"))?;
-    Ok(base64::engine::general_purpose::STANDARD.decode(issuer)?)
 }

@@ -39,10 +39,8 @@ pub struct Incident {
     pub signed: String,
 }
 
-/// What `type` says of every incident record.
-pub(crate) const RECORD_TYPE: &str = "connect-pki incident record";
-
-/// The signed incident record, version 1: the payload of the JWS, read by
+/// The signed incident record, version 2 (`ca::record::RECORD_VERSION`; 1
+/// carried the CRL's number but not the CRL): the payload of the JWS, read by
 /// `connect-pki receipt verify` and attached to the city's report. Times are
 /// RFC 3339 UTC. Fields are in the order they are written (alphabetical),
 /// so that the signed bytes do not depend on how the record is built.
@@ -52,10 +50,10 @@ pub struct IncidentRecord {
     pub generated_at: String,
     pub proof: Proof,
     pub(crate) timeline: Vec<TimelineEntry>,
-    /// Always [`RECORD_TYPE`].
+    /// Always `ca::record::RECORD_TYPE`.
     #[serde(rename = "type")]
     pub(crate) kind: String,
-    /// 1.
+    /// `ca::record::RECORD_VERSION`.
     pub version: u32,
 }
 
@@ -94,10 +92,13 @@ pub struct Proof {
     pub ocsp_response: String,
 }
 
-/// The CRL being served, and whether it lists the certificate.
+/// The CRL being served, and whether it lists the certificate; the CRL
+/// itself travels along, so that each of these claims can be checked.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CrlProof {
     pub crl_number: i64,
+    /// The CRL, DER in standard base64.
+    pub der: String,
     pub issuing_ca: String,
     pub lists_certificate: bool,
     pub(crate) this_update: String,
@@ -182,9 +183,43 @@ fn sighting_events(s: &CertificateSightings, revoked_at: Option<OffsetDateTime>)
     out
 }
 
+/// How many times a record is built before giving up on one that passes its own check.
+const ATTEMPTS: usize = 3;
+
 /// The record of the certificate `serial`, signed; for whoever manages its
 /// facility's certificates.
 pub async fn record(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Incident, ServiceError> {
+    let mut disagreement = None;
+    for _ in 0..ATTEMPTS {
+        let (record, events, ca, generation) = build(ra, caller, serial).await?;
+        let payload = serde_json::to_vec(&record).map_err(anyhow::Error::from)?;
+        let signer = ra
+            .ocsp
+            .signer(generation)
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no OCSP signer for {}", ca.name())))?;
+        let signed = signer.receipt(ca.cert_der(), &payload).map_err(anyhow::Error::from)?;
+        // The certificate is read from the database and the proofs from this
+        // instance's index and CRL: a change of status in between gives a
+        // record its own proofs contradict. None is handed out that
+        // `receipt verify` would refuse; a race is built again.
+        match connect_pki_ca::record::check(&signed, ca.root_der()) {
+            Ok(_) => return Ok(Incident { record, events, signed }),
+            Err(e) => disagreement = Some(e),
+        }
+    }
+    let why = disagreement.map_or_else(String::new, |e| e.to_string());
+    Err(ServiceError::Internal(anyhow::anyhow!(
+        "no incident record of {} passed its own check: {why}",
+        serial.to_hex()
+    )))
+}
+
+/// The record, unsigned, with its events, the issuing CA and its generation.
+async fn build(
+    ra: &Ra,
+    caller: &Requester,
+    serial: &Serial,
+) -> Result<(IncidentRecord, Vec<Event>, std::sync::Arc<connect_pki_ca::IssuingCa>, u32), ServiceError> {
     let (holder, sightings) = crate::sightings::certificate_use(ra, caller, serial).await?;
     let certificate = &holder.certificate;
     let hex = serial.to_hex();
@@ -199,7 +234,10 @@ pub async fn record(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Inci
     events.extend(sighting_events(&sightings, certificate.revoked_at));
     events.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event.cmp(&b.event)));
 
-    // The proof: what the responder says now, and the CRL being served.
+    // The proof: what the responder says now, and the CRL being served,
+    // once this instance has applied every change made before the
+    // certificate was read (another instance may have made it).
+    ra.revocations.sync().await.map_err(|e| ServiceError::Internal(e.into()))?;
     let entry = ra.revocations.index.get(serial.as_bytes());
     let generation = u32::from(entry.map_or(1, |e| e.ca));
     let ca = ra
@@ -214,13 +252,13 @@ pub async fn record(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Inci
     let crl = ra.revocations.crl_of(&ca.name());
     let listed = crl.as_ref().is_some_and(|c| {
         connect_pki_ca::crl::read_published(&c.der, ca.cert_der())
-            .is_ok_and(|p| p.entries.iter().any(|e| e.serial == serial.as_bytes()))
+            .is_ok_and(|p| p.entries.iter().any(|e| connect_pki_ca::record::same_serial(&e.serial, serial.as_bytes())))
     });
     let b64 = base64::engine::general_purpose::STANDARD;
     let now = ra.clock.now();
     let record = IncidentRecord {
-        kind: RECORD_TYPE.to_string(),
-        version: 1,
+        kind: connect_pki_ca::record::RECORD_TYPE.to_string(),
+        version: connect_pki_ca::record::RECORD_VERSION,
         generated_at: rfc3339(now),
         certificate: RecordedCertificate {
             serial: hex,
@@ -249,16 +287,11 @@ pub async fn record(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Inci
             crl: crl.as_ref().map(|c| CrlProof {
                 issuing_ca: c.ca.clone(),
                 crl_number: c.number,
+                der: b64.encode(&c.der),
                 this_update: rfc3339(c.this_update),
                 lists_certificate: listed,
             }),
         },
     };
-    let payload = serde_json::to_vec(&record).map_err(anyhow::Error::from)?;
-    let signer = ra
-        .ocsp
-        .signer(generation)
-        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no OCSP signer for {}", ca.name())))?;
-    let signed = signer.receipt(ca.cert_der(), &payload).map_err(anyhow::Error::from)?;
-    Ok(Incident { record, events, signed })
+    Ok((record, events, ca, generation))
 }
