@@ -226,6 +226,7 @@ async fn build(
     let escalations = ra.store.escalations_of_device(certificate.device).await?;
     let mut targets = vec![format!("certificate:{hex}"), format!("device:{}", certificate.device)];
     targets.extend(escalations.iter().map(|e| format!("escalation:{}", e.id)));
+    crate::audit::flushed(ra).await;
     let audit = ra.store.audit_of(&targets).await?;
     let mut events: Vec<Event> = audit_events(&audit).collect();
     for e in &escalations {

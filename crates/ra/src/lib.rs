@@ -57,6 +57,8 @@ pub struct Ra {
     /// Keys generated for devices (PKCS#12 enrollment): a bounded number at
     /// once, and only for the holder of a genuine code.
     pub key_generation: Arc<enrollment::KeyGeneration>,
+    /// Refused requests counted before they reach the audit log.
+    pub refusals: Arc<audit::Refusals>,
 }
 
 /// The issuance journal (kept by the server beside the kept CRLs): a

@@ -86,10 +86,11 @@ impl Store {
                     format!("public:{client}"),
                     AuditAction::ApplicationSubmit,
                     format!("application:{id}"),
-                    // The facility, not the person: the chain cannot forget a
-                    // name once written, and a rejected application is purged.
-                    json!({"name": form.name, "kind": form.kind,
-                           "terms_version": form.terms_version, "purpose_attested": true}),
+                    // Nothing the applicant typed: the chain cannot forget what
+                    // it holds, and a rejected application is purged with its
+                    // free text (issue 24). The application's id leads to it
+                    // while it exists.
+                    json!({"kind": form.kind, "terms_version": form.terms_version, "purpose_attested": true}),
                     None,
                     None,
                 );

@@ -140,6 +140,10 @@ impl Running {
         self.shutdown.cancelled().await;
         let _ = self.api_task.await;
         self.public_task.await.context("public listener")?;
+        // Refusals counted since the last minute, before the audit head is checkpointed.
+        if let Err(e) = connect_pki_ra::audit::flush_refusals(&self.state).await {
+            tracing::error!(error = %e, "the refusals counted last could not be written at shutdown");
+        }
         crate::checkpoint::at_shutdown(self.checkpoints, &self.state).await;
         // What relying parties asked since the last write, before the pool closes.
         if let Err(e) = connect_pki_ra::sightings::flush(&self.state).await {
@@ -303,6 +307,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         instance_id,
         journal,
         key_generation: Arc::default(),
+        refusals: Arc::default(),
     };
     let limit = || crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute);
     let state = AppState {
@@ -384,6 +389,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     if config.ra.relying.enabled {
         tokio::spawn(relying::worker(state.ra.clone(), config.ra.relying.clone(), shutdown.clone()));
     }
+    tokio::spawn(refusal_writer(state.ra.clone(), shutdown.clone()));
     let checkpoints = crate::checkpoint::spawn(state.ra.clone(), config.audit_checkpoints.clone(), shutdown.clone());
 
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");
@@ -423,6 +429,22 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         _serving: serving,
         _public_threads: public_threads,
     })
+}
+
+/// Writes the refused requests counted in the last minute to the audit log,
+/// one row per caller and route with its count.
+async fn refusal_writer(ra: connect_pki_ra::Ra, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = connect_pki_ra::audit::flush_refusals(&ra).await {
+            tracing::error!(error = %e, "refused requests could not be written to the audit log; kept for the next minute");
+        }
+    }
 }
 
 /// The routers of the plain listener and of the HTTPS (mTLS) listener.

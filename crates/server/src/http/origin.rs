@@ -27,22 +27,24 @@ pub(crate) async fn same_origin(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Writes every 403 answered to a holder of one of our certificates into the
-/// audit log (refusals without a certificate only reach the log: anyone can
-/// make those, and they must not fill the audit table).
+/// Counts every 403 answered to a holder of one of our certificates for the
+/// audit log, under its route (refusals without a certificate only reach the
+/// log: anyone can make those, and they must not fill the audit table).
 pub(crate) async fn audit_refusals(
     axum::extract::State(state): axum::extract::State<crate::http::state::AppState>,
     req: Request,
     next: Next,
 ) -> Response {
     let peer = req.extensions().get::<crate::net::tls::PeerCert>().map(|p| p.serial.clone());
-    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    // The route, not the path: a page that makes the user's browser send
+    // requests cannot make a row per made-up path.
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |m| m.as_str());
+    let route = format!("{} {route}", req.method());
     let response = next.run(req).await;
     if response.status() == axum::http::StatusCode::FORBIDDEN
         && let Some(serial) = peer
-        && let Err(e) = connect_pki_ra::audit::record_refusal(&state, &serial, &method, &path).await
     {
-        tracing::error!(error = %e, %method, %path, "could not audit a refused request");
+        connect_pki_ra::audit::record_refusal(&state, &serial, &route);
     }
     response
 }
