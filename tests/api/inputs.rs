@@ -124,10 +124,20 @@ async fn expired_and_locked_codes(w: &World, user: i64) {
     assert_eq!((status, code_of(&out)), (409, Some("code_expired")), "{out}");
 
     let code = app.code_for(&w.manager_a.id, user).await;
-    let (id, _) = code.split_once('-').expect("id");
+    assert!(code.len() == 19 && code.split('-').all(|g| g.len() == 4), "the secret alone, no id: {code}");
     // A wrong code costs no key (issue 24: an RSA key was made for each guess
-    // before the code was checked), nor does an unknown one.
+    // before the code was checked), names no code and so locks none: the
+    // code is found by its secret, with no id to aim guesses at.
     let keys_before = app.state().key_generation.generated();
+    for i in 0..8 {
+        let wrong = format!("0000-0000-0000-000{i}");
+        let body = json!({"code": wrong, "generate_key": true, "key_type": "rsa2048"});
+        let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
+        assert_eq!((status, code_of(&out)), (401, Some("invalid_code")), "try {i}: {out}");
+    }
+    // The form of codes handed out before, with an id: the guesses count
+    // against that code for the guessing address only.
+    let id = app.newest_code_id().await;
     for i in 0..5 {
         let wrong = format!("{id}-0000-0000-0000-000{i}");
         let body = json!({"code": wrong, "generate_key": true, "key_type": "rsa2048"});
@@ -138,18 +148,24 @@ async fn expired_and_locked_codes(w: &World, user: i64) {
     let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&unknown)).await;
     assert_eq!((status, code_of(&out)), (401, Some("invalid_code")), "{out}");
     assert_eq!(app.state().key_generation.generated(), keys_before, "keys were generated for wrong codes");
-    let body = json!({"code": code, "generate_key": true});
-    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
+    let with_id = json!({"code": format!("{id}-{code}"), "generate_key": true});
+    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&with_id)).await;
     assert_eq!((status, code_of(&out)), (403, Some("code_locked")), "{out}");
     let j = jiro(w).await;
     assert_eq!(j["devices"].as_array().map(Vec::len), Some(1), "{j}");
     // Locked for the address that guessed only (issue 24: a stranger's five
     // guesses locked the owner's code): from another, the right code works.
     let owner: std::net::IpAddr = "127.0.0.77".parse().expect("an address");
+    let body = json!({"code": code, "generate_key": true});
     let (status, out) = app.public_api_from(owner, "POST", "/api/v1/enroll", Some(&body)).await;
     assert_eq!(status, 201, "the owner was locked out by someone else's guesses: {out}");
     let j = jiro(w).await;
     assert_eq!(j["devices"].as_array().map(Vec::len), Some(2), "{j}");
+    // And a code as handed out now works from the address that guessed.
+    let code = app.code_for(&w.manager_a.id, user).await;
+    let body = json!({"code": code, "generate_key": true});
+    let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
+    assert_eq!(status, 201, "eight wrong codes from this address locked a code they never named: {out}");
 }
 
 /// Nothing above created a facility, an application or a user beyond jiro.

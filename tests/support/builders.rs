@@ -58,6 +58,21 @@ impl TestApp {
         out["code"].as_str().expect("code").to_string()
     }
 
+    /// The id of the newest enrollment code, from the audit log: codes are
+    /// handed out as their secret alone, and `{id}-{code}` is the form codes
+    /// took before (still accepted).
+    pub async fn newest_code_id(&self) -> i64 {
+        let (status, log) = self.api("GET", "/api/v1/audit?limit=1000", Some(&self.admin), None).await;
+        assert_eq!(status, 200, "{log}");
+        log.as_array()
+            .expect("audit")
+            .iter()
+            .filter(|r| r["action"] == "enrollment_code.create")
+            .filter_map(|r| r["target"].as_str()?.strip_prefix("enrollment_code:")?.parse().ok())
+            .max()
+            .expect("an enrollment code in the audit log")
+    }
+
     /// Redeems `code` for a server-generated key and opens the PKCS#12.
     pub async fn enroll_generated(&self, code: &str, password: Option<&str>, label: &str) -> Identity {
         let mut body = json!({"code": code, "generate_key": true, "device_label": label});

@@ -24,34 +24,48 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// A code as typed by a person, split into its parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeInput {
-    pub id: i64,
+    /// The id written before the secret by codes handed out before issue 24
+    /// (`12-ABCD-…`); `None` for a code that is its secret alone, found by it.
+    pub id: Option<i64>,
     /// Normalised: uppercase, no separators, with O→0 and I/L→1.
     pub secret: String,
 }
 
+/// Symbols of a code's secret.
+const SECRET_LEN: usize = 16;
+
 impl CodeInput {
-    /// Parses `17-ABCD-EFGH-JKMN-PQRS`, tolerant of case, spaces and the
-    /// letters Crockford maps onto digits.
+    /// Parses `ABCD-EFGH-JKMN-PQRS` (or the older `17-ABCD-EFGH-JKMN-PQRS`),
+    /// tolerant of case, spaces and the letters Crockford maps onto digits.
     pub fn parse(input: &str) -> Result<Self, DomainError> {
         let invalid = || DomainError::Invalid {
             field: "code",
-            why: "must look like 12-ABCD-EFGH-JKMN-PQRS, as it was handed out".into(),
+            why: "must look like ABCD-EFGH-JKMN-PQRS, as it was handed out".into(),
         };
+        let normalise = |s: &str| -> String {
+            s.chars()
+                .filter(|c| !matches!(c, '-' | ' '))
+                .map(|c| match c.to_ascii_uppercase() {
+                    'O' => '0',
+                    'I' | 'L' => '1',
+                    other => other,
+                })
+                .collect()
+        };
+        let valid = |secret: &str| secret.len() == SECRET_LEN && secret.bytes().all(|b| ALPHABET.contains(&b));
+        let whole = normalise(input);
+        if valid(&whole) {
+            return Ok(Self { id: None, secret: whole });
+        }
+        // A secret is 16 symbols whatever the grouping: anything longer is
+        // an id, then the secret.
         let (id, rest) = input.trim().split_once('-').ok_or_else(invalid)?;
         let id: i64 = id.trim().parse().ok().filter(|n| *n > 0).ok_or_else(invalid)?;
-        let secret: String = rest
-            .chars()
-            .filter(|c| !matches!(c, '-' | ' '))
-            .map(|c| match c.to_ascii_uppercase() {
-                'O' => '0',
-                'I' | 'L' => '1',
-                other => other,
-            })
-            .collect();
-        if secret.len() != 16 || !secret.bytes().all(|b| ALPHABET.contains(&b)) {
+        let secret = normalise(rest);
+        if !valid(&secret) {
             return Err(invalid());
         }
-        Ok(Self { id, secret })
+        Ok(Self { id: Some(id), secret })
     }
 }
 
@@ -101,19 +115,31 @@ mod tests {
     fn formatted_codes_parse_back_and_tolerate_typing() {
         let secret = format_secret(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 4, 0xff]);
         assert_eq!(secret.len(), 19);
-        let code = format!("42-{secret}");
-        let parsed = CodeInput::parse(&code).expect("parses");
-        assert_eq!(parsed.id, 42);
+        let parsed = CodeInput::parse(&secret).expect("parses");
+        assert_eq!(parsed.id, None);
         assert_eq!(parsed.secret, secret.replace('-', ""));
-        let sloppy = format!(" 42 - {} ", secret.to_lowercase().replace('-', " "));
+        let sloppy = format!(" {} ", secret.to_lowercase().replace('-', " "));
         assert_eq!(CodeInput::parse(&sloppy).expect("parses"), parsed);
+        // Codes handed out with their id before still work.
+        let older = CodeInput::parse(&format!("42-{secret}")).expect("parses");
+        assert_eq!((older.id, older.secret), (Some(42), parsed.secret.clone()));
+        let sloppy = format!(" 42 - {} ", secret.to_lowercase().replace('-', " "));
+        assert_eq!(CodeInput::parse(&sloppy).expect("parses").id, Some(42));
     }
 
     #[test]
     fn malformed_codes_are_refused() {
-        for bad in
-            ["", "42", "x-ABCD-EFGH-JKMN-PQRS", "0-ABCD-EFGH-JKMN-PQRS", "42-ABCD-EFGH-JKMN", "42-ABCD-EFGH-JKMN-PQRU"]
-        {
+        for bad in [
+            "",
+            "42",
+            "x-ABCD-EFGH-JKMN-PQRS",
+            "0-ABCD-EFGH-JKMN-PQRS",
+            "42-ABCD-EFGH-JKMN",
+            "42-ABCD-EFGH-JKMN-PQRU",
+            "ABCD-EFGH-JKMN-PQR",
+            "ABCD-EFGH-JKMN-PQRU",
+            "ABCD-EFGH-JKMN-PQRS-T",
+        ] {
             assert!(CodeInput::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

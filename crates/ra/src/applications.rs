@@ -55,7 +55,7 @@ pub async fn approve(
     // Generated before the transaction; bound to the manager created in it.
     let code = new_code(caller.actor.user, ra.settings.enrollment_code_ttl, now)?;
     let approval = ra.store.approve_application(id, caller.actor.user, |manager| code.for_user(manager), now).await?;
-    let shown = code.display(approval.code_id);
+    let shown = code.display();
     Ok((approval, shown, code.stored.expires_at))
 }
 

@@ -84,21 +84,23 @@ pub async fn enroll(ra: &Ra, req: EnrollRequest, client: &str) -> Result<Enrolle
     }
     let label = validate::optional_text("device_label", req.device_label.as_deref(), 100)?.unwrap_or_default();
     let secret_hash = code_hash(&code.secret);
+    // A code is found by its secret: a wrong one names no code, so nobody
+    // can aim guesses at someone else's. Older codes carry their id.
+    // 0 is no code's id: an unknown secret is refused and recorded as such.
+    let code_id = match code.id {
+        Some(id) => id,
+        None => ra.store.code_id_by_secret(&secret_hash).await?.unwrap_or(0),
+    };
     // argon2 and key generation only for the holder of a real code: a guess
     // (unknown id or wrong secret) costs a lookup and goes straight to the
     // redemption, which refuses and counts it.
-    let genuine = ra.store.code_secret_matches(code.id, &secret_hash).await?;
+    let genuine = ra.store.code_secret_matches(code_id, &secret_hash).await?;
     let password_hash = match req.password.filter(|p| !p.is_empty()) {
         Some(p) if genuine => Some(hash_password(p).await?),
         _ => None,
     };
-    let redemption = Redemption {
-        code_id: code.id,
-        secret_hash,
-        password_hash,
-        device_label: label,
-        actor: format!("public:{client}"),
-    };
+    let redemption =
+        Redemption { code_id, secret_hash, password_hash, device_label: label, actor: format!("public:{client}") };
     let now = ra.clock.now();
     let key_kind = genuine.then_some(key_kind);
     let enrolled = issue(ra, &redemption, csr, key_kind, now).await?;

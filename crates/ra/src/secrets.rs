@@ -22,7 +22,8 @@ pub fn random_secret(n: usize) -> anyhow::Result<String> {
 /// A freshly generated enrollment code: the half shown to a person and the
 /// half stored.
 pub struct FreshCode {
-    /// `XXXX-XXXX-XXXX-XXXX`; the full code is `{id}-{secret}`.
+    /// `XXXX-XXXX-XXXX-XXXX`: the whole code. It is found by its hash, so no
+    /// id travels with it that a stranger could guess and aim at.
     pub(crate) secret: String,
     pub stored: NewCode,
 }
@@ -51,8 +52,8 @@ impl FreshCode {
     }
 
     /// The code as handed to a person.
-    pub fn display(&self, id: i64) -> String {
-        format!("{id}-{}", self.secret)
+    pub fn display(&self) -> String {
+        self.secret.clone()
     }
 }
 

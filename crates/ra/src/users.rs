@@ -91,8 +91,8 @@ pub async fn issue_code(
     let user = managed_user(ra, caller, user).await?;
     let now = ra.clock.now();
     let code = new_code(user.id, ra.settings.enrollment_code_ttl, now)?;
-    let id = ra.store.create_enrollment_code(&code.stored, &caller.audit_name, now).await?;
-    Ok((code.display(id), code.stored.expires_at))
+    ra.store.create_enrollment_code(&code.stored, &caller.audit_name, now).await?;
+    Ok((code.display(), code.stored.expires_at))
 }
 
 /// What a retire call did.

@@ -247,6 +247,16 @@ impl Store {
         .await
     }
 
+    /// The code whose secret hashes to `secret_hash` (SHA-256 of 80 random
+    /// bits: a lookup, not a guess anyone can aim).
+    pub async fn code_id_by_secret(&self, secret_hash: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("select id from enrollment_codes where code_hash = $1")
+            .bind(secret_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
+    }
+
     /// Whether code `id` exists and its secret hashes to `secret_hash`: a read
     /// without the writer lock, only to decide whether the caller's password
     /// is worth hashing. The redemption decides again under the lock.

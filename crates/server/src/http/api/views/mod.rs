@@ -178,7 +178,7 @@ impl From<UserWithDevices> for UserWithDevicesView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollBody {
-    /// As handed out, e.g. `12-ABCD-EFGH-JKMN-PQRS`.
+    /// As handed out, e.g. `ABCD-EFGH-JKMN-PQRS`: the secret alone, found by its hash.
     pub(crate) code: String,
     /// PKCS#10 request (PEM). Its key is certified; its subject must be empty or `CN=<login ID>`.
     pub(crate) csr: Option<String>,
