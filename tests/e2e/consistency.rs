@@ -42,5 +42,22 @@ async fn the_service_checks_itself_and_says_so(backend: Backend) {
     let log = s.log();
     let line = log.lines().find(|l| l.contains("consistency check: certificates in force")).expect("an error line");
     assert!(line.contains(&d.serial) && line.contains("ERROR"), "{line}");
+
+    // Scraped ten times in a row, the database figures were read at most
+    // twice (issue 24: every scrape ran the SQL): they are kept 5 s.
+    let reads = |s: &Server| -> u64 {
+        s.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix("connect_pki_metrics_figures_read_total ").and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0)
+    };
+    let before = reads(&s);
+    assert!(before >= 1, "the figures were never read");
+    let started = Instant::now();
+    for _ in 0..10 {
+        reads(&s);
+    }
+    let after = reads(&s);
+    assert!(after - before <= 1 + u64::from(started.elapsed() >= Duration::from_secs(5)), "{before} → {after}");
 }
 both_backends!(the_service_checks_itself_and_says_so);

@@ -14,6 +14,7 @@
 //! (`TEST_DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/test).
 //! Every server is started on 127.0.0.1 and stopped at the end.
 
+mod hostile;
 mod ocsp;
 mod priority;
 mod revoke;
@@ -35,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "recording",
     "refusal",
     "priority",
+    "hostile",
     "enroll",
     "cross",
     "bulk-sqlite",
@@ -80,14 +82,16 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         "machine".into(),
         json!({"cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "load_average_at_start": load_average()}),
     );
-    if ["crl", "handshake", "ocsp", "recording", "refusal", "priority", "enroll"].iter().any(|s| want(s)) {
-        let (n_certs, n_refusal, n_priority) = if quick { (2_000, 100, 200) } else { (10_000, 1_000, 1_600) };
+    if ["crl", "handshake", "ocsp", "recording", "refusal", "priority", "hostile", "enroll"].iter().any(|s| want(s)) {
+        let (n_certs, n_refusal, n_priority, n_hostile) =
+            if quick { (2_000, 100, 200, 100) } else { (10_000, 1_000, 1_600, 600) };
         eprintln!(
             "== setting up {n_certs} certificates (10 % revoked) and {} devices to revoke",
-            n_refusal + n_priority
+            n_refusal + n_priority + n_hostile
         );
-        let env = Env::create(n_certs, n_refusal + n_priority).await?;
-        let (refusal_devices, priority_devices) = env.to_revoke.split_at(n_refusal);
+        let env = Env::create(n_certs, n_refusal + n_priority + n_hostile).await?;
+        let (refusal_devices, rest) = env.to_revoke.split_at(n_refusal);
+        let (priority_devices, hostile_devices) = rest.split_at(n_priority);
         if want("crl") {
             eprintln!("== CRL rebuild");
             results.insert("crl".into(), crl_bench(&env, quick)?);
@@ -114,6 +118,10 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         if want("priority") {
             eprintln!("== revoke calls while OCSP is answered flat out");
             results.insert("priority".into(), priority::revoke_under_ocsp_load(&env, &server, priority_devices).await?);
+        }
+        if want("hostile") {
+            eprintln!("== a manager's revoke and the emergency page under hostile load");
+            results.insert("hostile".into(), hostile::hostile(&env, hostile_devices).await?);
         }
         if want("enroll") {
             eprintln!("== enrollment with a CSR");
@@ -185,6 +193,10 @@ impl Proc {
     pub fn spawn_group(cmd: &mut Command) -> anyhow::Result<Self> {
         use std::os::unix::process::CommandExt;
         Ok(Self { child: cmd.process_group(0).spawn()?, group: true })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn signal(&self, sig: &str) {
@@ -353,6 +365,7 @@ fn markdown(r: &Value) -> String {
     crl_rows(r, &mut s);
     refusal_rows(r, &mut s);
     s.push_str(&priority::row(r));
+    s.push_str(&hostile::row(r));
     bulk_rows(r, &mut s);
     single_rows(r, &mut s);
     s

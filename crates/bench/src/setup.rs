@@ -106,6 +106,11 @@ impl Env {
         self.dir.keep()
     }
 
+    /// The database the benchmark's services use.
+    pub fn database_url(&self) -> String {
+        connect_pki_server::config::default_database_url(&self.data)
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         if rel.starts_with("ca/") { self.data.join(rel) } else { self.dir.path().join(rel) }
     }

@@ -409,14 +409,24 @@ impl Store {
 
     /// Deletes the rows of clients no configured name covers (their party
     /// is their network, `192.0.2.0/24` or `2001:db8::/64`) past the `cap`
-    /// most recently asked, per table; returns how many went.
+    /// most recently asked, per table; returns how many went. A count (a
+    /// read, no lock) comes first, so that a table within its cap costs no
+    /// write.
     pub async fn trim_unnamed_sightings(&self, cap: u64) -> Result<u64, StoreError> {
+        const UNNAMED: &str = "party like '%/24' or party like '%/64'";
         let cap = i64::try_from(cap).unwrap_or(i64::MAX);
         let mut n = 0;
         for (table, key) in [("rp_ocsp", "party, serial"), ("rp_crl", "party, ca_generation, crl_number")] {
+            let count: i64 = sqlx::query(&format!("select count(*) as n from {table} where {UNNAMED}"))
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?;
+            if count <= cap {
+                continue;
+            }
             let sql = format!(
                 "delete from {table} where ({key}) in (select {key} from {table} \
-                 where party like '%/24' or party like '%/64' order by last_at desc limit $1 offset $2)"
+                 where {UNNAMED} order by last_at desc limit $1 offset $2)"
             );
             n += self
                 .write_background(async |tx| {

@@ -61,10 +61,16 @@ impl Env {
             _proc: proc,
             public,
             api,
-            roots,
+            roots: roots.clone(),
             key: self.key.pkcs8_der().to_vec(),
             issuing: self.issuing_der.clone(),
             admin: client_config(&self.root_der, &self.issuing_der, &self.admin.der, self.key.pkcs8_der())?,
+            anonymous: Arc::new(
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(roots.clone())
+                    .with_no_client_auth(),
+            ),
         })
     }
 }
@@ -79,6 +85,8 @@ pub struct Running {
     pub(super) issuing: Vec<u8>,
     /// Client configuration with the `admin_division` user's certificate.
     pub(super) admin: Arc<rustls::ClientConfig>,
+    /// Client configuration without a certificate.
+    anonymous: Arc<rustls::ClientConfig>,
 }
 
 pub type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -143,6 +151,16 @@ pub async fn wait_ocsp(addr: &str, request: &[u8]) -> anyhow::Result<()> {
 }
 
 impl Running {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self._proc.pid()
+    }
+
+    /// A client configuration that trusts our root and presents no certificate.
+    pub fn anonymous(&self) -> Arc<rustls::ClientConfig> {
+        self.anonymous.clone()
+    }
+
     /// POSTs each request once to our responder and returns the responses.
     pub async fn fetch_ocsp(&self, requests: &[Vec<u8>]) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut sender = http1(tcp(&self.public).await?).await?;

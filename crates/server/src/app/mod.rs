@@ -320,6 +320,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         }),
         https_url: config.https.url.as_ref().map(|u| Arc::from(u.as_str().trim_end_matches('/'))),
         metrics: crate::http::metrics::install(),
+        gauges_read: Arc::default(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()?),
     };
     let own = Arc::new(OwnCerts { tls: server_cert, dir, keys });

@@ -10,31 +10,23 @@ use tokio_util::sync::CancellationToken;
 
 use connect_pki_ra::Ra;
 
-/// How often the rows of unnamed clients are brought back to their cap
-/// while new ones come in.
-const TRIM_EVERY: Duration = Duration::from_secs(60);
-
 /// Writes the counts every `flush_every`, keeps the unnamed clients' rows
-/// to their cap every minute, and prunes hourly. What is left when the
+/// to their cap after every write, and prunes hourly. What is left when the
 /// service stops is written by `run::Running::wait`, before the database
 /// pool closes.
 pub(crate) async fn worker(state: Ra, settings: RecordSettings, shutdown: CancellationToken) {
     let mut last_prune: Option<tokio::time::Instant> = None;
-    let mut last_trim: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(settings.flush_every) => {},
         }
         match flush(&state).await {
-            Ok(written) if written > 0 && last_trim.is_none_or(|t| t.elapsed() >= TRIM_EVERY) => {
-                last_trim = Some(tokio::time::Instant::now());
-                match trim(&state).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "rows of unnamed relying parties past their cap removed"),
-                    Err(e) => tracing::error!(error = %e, "keeping unnamed relying parties to their cap failed"),
-                }
-            }
+            Ok(written) if written > 0 => match trim(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "rows of unnamed relying parties past their cap removed"),
+                Err(e) => tracing::error!(error = %e, "keeping unnamed relying parties to their cap failed"),
+            },
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "writing the relying parties' record failed; kept for the next attempt")

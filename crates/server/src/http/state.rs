@@ -19,6 +19,8 @@ pub struct AppState {
     /// slips; `None`: the host the manager's browser used.
     pub(crate) https_url: Option<Arc<str>>,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// When the database figures of `/metrics` were last read (`http::metrics`).
+    pub(crate) gauges_read: Arc<tokio::sync::Mutex<Option<(time::OffsetDateTime, crate::http::metrics::Figures)>>>,
     /// Key of the console's CSRF tokens.
     pub(crate) csrf_key: Arc<aws_lc_rs::hmac::Key>,
 }
