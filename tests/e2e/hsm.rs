@@ -1,5 +1,7 @@
 //! CA keys in a PKCS#11 token (issue 13): `init --pkcs11-module` makes the
-//! root, issuing CA, OCSP signer and TLS keys inside a SoftHSM2 token
+//! issuing CA, OCSP signer and TLS keys inside a SoftHSM2 token, and the
+//! root key in a second token under its own PIN that `serve` never opens
+//! (issue 24)
 //! (Debian's `softhsm2`); the service issues, signs CRLs and OCSP answers
 //! and shakes hands with them there; a rollover and the renewal 400 days on
 //! put their new keys there too; and the data directory never holds a
@@ -17,6 +19,9 @@ use crate::revocation::{handshake_ok, revoke};
 
 const PIN: &str = "1234";
 const LABEL: &str = "connect-pki-test";
+/// The token of the root key alone, under a PIN of its own.
+const ROOT: (&str, &str) = ("connect-pki-root", "98765");
+const SERVING: (&str, &str) = (LABEL, PIN);
 
 fn path(p: &Path) -> String {
     p.display().to_string()
@@ -39,19 +44,24 @@ fn new_token(dir: &Path) -> PathBuf {
     let conf = dir.join("softhsm2.conf");
     std::fs::write(&conf, format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display()))
         .expect("write");
-    let o = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", LABEL, "--pin", PIN, "--so-pin", "0000"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .expect("softhsm2-util runs (apt-get install softhsm2)");
-    assert!(o.status.success(), "{}", text(&o));
+    add_token(&conf, SERVING);
     conf
 }
 
-/// `pkcs11-tool` (OpenSC) logged in to the test's token.
-fn pkcs11_tool(conf: &Path, args: &[&str]) -> String {
+/// One more token (label, user PIN) beside the others of `conf`.
+fn add_token(conf: &Path, (label, pin): (&str, &str)) {
+    let o = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "0000"])
+        .env("SOFTHSM2_CONF", conf)
+        .output()
+        .expect("softhsm2-util runs (apt-get install softhsm2)");
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// `pkcs11-tool` (OpenSC) logged in to the token (label, PIN).
+fn pkcs11_tool(conf: &Path, (label, pin): (&str, &str), args: &[&str]) -> String {
     let o = Command::new("pkcs11-tool")
-        .args(["--module", &path(&module()), "--token-label", LABEL, "--login", "--pin", PIN])
+        .args(["--module", &path(&module()), "--token-label", label, "--login", "--pin", pin])
         .args(args)
         .env("SOFTHSM2_CONF", conf)
         .output()
@@ -100,8 +110,8 @@ struct Object {
     access: String,
 }
 
-fn token_objects(conf: &Path, kind: &str) -> Vec<Object> {
-    let listed = pkcs11_tool(conf, &["--list-objects", "--type", kind]);
+fn token_objects(conf: &Path, token: (&str, &str), kind: &str) -> Vec<Object> {
+    let listed = pkcs11_tool(conf, token, &["--list-objects", "--type", kind]);
     let mut out: Vec<Object> = Vec::new();
     for line in listed.lines() {
         if line.ends_with("Key Object; EC") || line.contains("Key Object; EC ") {
@@ -123,7 +133,7 @@ fn token_objects(conf: &Path, kind: &str) -> Vec<Object> {
 
 /// The label of the token's private key for the certificate `pem`, after
 /// checking it is there, never extractable, with its public half beside it.
-fn key_in_token(conf: &Path, dir: &Path, pem: &Path) -> String {
+fn key_in_token(conf: &Path, token: (&str, &str), dir: &Path, pem: &Path) -> String {
     let o = run("openssl", &["x509", "-in", &path(pem), "-noout", "-pubkey", "-out", &path(&dir.join("p.pem"))], dir);
     assert!(o.status.success(), "{}", text(&o));
     let o = run("openssl", &["pkey", "-pubin", "-in", "p.pem", "-outform", "DER", "-out", "p.der"], dir);
@@ -132,12 +142,12 @@ fn key_in_token(conf: &Path, dir: &Path, pem: &Path) -> String {
     // An uncompressed point is the last 65 (P-256) or 97 (P-384) bytes.
     let len = if spki.len() > 100 { 97 } else { 65 };
     let point: String = spki[spki.len() - len..].iter().map(|b| format!("{b:02x}")).collect();
-    let public = token_objects(conf, "pubkey");
+    let public = token_objects(conf, token, "pubkey");
     let public = public
         .iter()
         .find(|o| o.point.ends_with(&point))
-        .unwrap_or_else(|| panic!("the key of {} is not in the token: {public:?}", pem.display()));
-    let private = token_objects(conf, "privkey");
+        .unwrap_or_else(|| panic!("the key of {} is not in token {}: {public:?}", pem.display(), token.0));
+    let private = token_objects(conf, token, "privkey");
     let private = private
         .iter()
         .find(|o| o.id == public.id)
@@ -168,24 +178,50 @@ fn serial_of(pem: &Path) -> String {
 async fn the_ca_keys_live_in_a_pkcs11_token(backend: Backend) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let conf = new_token(scratch.path());
+    add_token(&conf, ROOT);
+    // The root token's PIN is in a file `serve` could read but never asks
+    // for; it goes away below, and `serve` does not notice.
+    let root_pin = scratch.path().join("root.pin");
+    std::fs::write(&root_pin, ROOT.1).expect("write");
     let conf_s = path(&conf);
     let env = [("SOFTHSM2_CONF", conf_s.as_str()), ("CONNECT_PKI_PKCS11_PIN", PIN)];
     let module_s = path(&module());
-    let init = ["--pkcs11-module", module_s.as_str(), "--pkcs11-token", LABEL];
+    let root_pin_s = path(&root_pin);
+    let init = [
+        "--pkcs11-module",
+        module_s.as_str(),
+        "--pkcs11-token",
+        LABEL,
+        "--pkcs11-root-token",
+        ROOT.0,
+        "--pkcs11-root-pin-file",
+        root_pin_s.as_str(),
+    ];
     let mut s = Server::start_init(backend, &init, &env).await;
     assert_eq!(s.init["pkcs11_token"], LABEL, "{}", s.init);
+    assert_eq!(s.init["pkcs11_root_token"], ROOT.0, "{}", s.init);
+    assert!(s.init["root_key"].as_str().is_some_and(|n| n.contains("never opens")), "{}", s.init);
     assert!(s.init["passphrase_file"].is_null(), "a passphrase file with the keys in a token: {}", s.init);
     assert_eq!(private_key_files(&s.data_dir), Vec::<PathBuf>::new(), "private key files in the data directory");
 
-    // The token holds the four keys, sensitive and never extractable, and
-    // each is the key of its certificate.
-    for name in ["root", "issuing", "ocsp", "tls"] {
-        let label = key_in_token(&conf, scratch.path(), &s.data(&format!("ca/{name}.pem")));
+    // The serving token holds three keys and the root token the root's
+    // alone, sensitive and never extractable, each the key of its certificate.
+    let root_label = key_in_token(&conf, ROOT, scratch.path(), &s.data("ca/root.pem"));
+    assert_eq!(root_label, "connect-pki root");
+    for name in ["issuing", "ocsp", "tls"] {
+        let label = key_in_token(&conf, SERVING, scratch.path(), &s.data(&format!("ca/{name}.pem")));
         assert_eq!(label, format!("connect-pki {name}"));
     }
-    let listed = pkcs11_tool(&conf, &["--list-objects", "--type", "privkey"]);
-    assert_eq!(listed.matches("never extractable").count(), 4, "{listed}");
+    let listed = pkcs11_tool(&conf, SERVING, &["--list-objects", "--type", "privkey"]);
+    assert_eq!(listed.matches("never extractable").count(), 3, "{listed}");
     assert!(!listed.contains("decrypt"), "a CA key usable for more than signing: {listed}");
+    let in_root = pkcs11_tool(&conf, ROOT, &["--list-objects", "--type", "privkey"]);
+    assert_eq!(in_root.matches("never extractable").count(), 1, "{in_root}");
+
+    // Without the root token's PIN, the service runs as before.
+    std::fs::remove_file(&root_pin).expect("remove the root PIN");
+    s.stop();
+    s.spawn(&env);
 
     // Issue: the admin's and a device's certificates chain to the root, and
     // the TLS handshake (signed in the token) lets them in.
@@ -210,13 +246,21 @@ async fn the_ca_keys_live_in_a_pkcs11_token(backend: Backend) {
     assert_eq!(facts["signature_valid"], true, "{facts}");
     assert_eq!(facts["revoked"][&d.serial], "key_compromise", "{facts}");
 
-    // A rollover signs the new issuing CA with the root key in the token and
-    // makes the new CA's and OCSP signer's keys there.
+    // A rollover needs the root token's PIN and says so; with it, it signs
+    // the new issuing CA with the root key in the root token and makes the
+    // new CA's and OCSP signer's keys in the serving token.
     let mut args = vec!["ca".to_string(), "rollover".into(), "--data-dir".into(), path(&s.data_dir)];
     if backend == Backend::Postgres {
         args.extend(["--database-url".into(), s.db.url.clone()]);
     }
     let o = Command::new(binary()).args(&args).envs(env).output().expect("rollover runs");
+    assert!(!o.status.success() && text(&o).contains(ROOT.0), "{}", text(&o));
+    let o = Command::new(binary())
+        .args(&args)
+        .envs(env)
+        .env("CONNECT_PKI_PKCS11_ROOT_PIN", ROOT.1)
+        .output()
+        .expect("rollover runs");
     assert!(o.status.success() && text(&o).contains("issuing-2"), "{}", text(&o));
     s.stop();
     s.spawn(&env);
@@ -225,7 +269,7 @@ async fn the_ca_keys_live_in_a_pkcs11_token(backend: Backend) {
     assert!(text(&o).contains("CONNECT Issuing CA 2"), "{}", text(&o));
     assert!(ocsp(&s, &d2.pem, "issuing-2").contains(": good"));
     for name in ["issuing-2", "ocsp-2"] {
-        let label = key_in_token(&conf, scratch.path(), &s.data(&format!("ca/{name}.pem")));
+        let label = key_in_token(&conf, SERVING, scratch.path(), &s.data(&format!("ca/{name}.pem")));
         assert_eq!(label, format!("connect-pki {name}"));
     }
 
@@ -240,7 +284,7 @@ async fn the_ca_keys_live_in_a_pkcs11_token(backend: Backend) {
     assert!(ocsp(&s, &d2.pem, "issuing-2").contains(": good"));
     assert!(ocsp(&s, &d.pem, "issuing").contains(": revoked"));
     for name in ["ocsp", "ocsp-2", "tls"] {
-        key_in_token(&conf, scratch.path(), &s.data(&format!("ca/{name}.pem")));
+        key_in_token(&conf, SERVING, scratch.path(), &s.data(&format!("ca/{name}.pem")));
     }
     assert_eq!(private_key_files(&s.data_dir), Vec::<PathBuf>::new(), "private key files in the data directory");
 }

@@ -64,7 +64,20 @@ impl Hierarchy {
         keys: &dyn KeyGenerator,
         now: OffsetDateTime,
     ) -> Result<Self, CaError> {
-        let root_key = keys.generate(KeyKind::P384, "connect-pki root")?;
+        Self::create_apart(profile, names, tls_names, keys, keys, now)
+    }
+
+    /// The same with the root key from `root_keys` (a token of its own, which
+    /// the service never opens) and every other key from `keys`.
+    pub fn create_apart(
+        profile: &Profile,
+        names: &HierarchyNames,
+        tls_names: &[String],
+        root_keys: &dyn KeyGenerator,
+        keys: &dyn KeyGenerator,
+        now: OffsetDateTime,
+    ) -> Result<Self, CaError> {
+        let root_key = root_keys.generate(KeyKind::P384, "connect-pki root")?;
         let root_params =
             ca_params(profile, &names.root_cn, BasicConstraints::Unconstrained, now, names.root_validity)?;
         let root_der = root_params.self_signed(&root_key)?.der().to_vec();

@@ -165,6 +165,14 @@ struct InitArgs {
     /// A file holding the token's user PIN, read at every start (with --pkcs11-module).
     #[arg(long, requires = "pkcs11_module")]
     pkcs11_pin_file: Option<PathBuf>,
+    /// A second token, under a PIN of its own, for the root key alone: `serve`
+    /// never opens it, only `ca rollover` (PIN from CONNECT_PKI_PKCS11_ROOT_PIN
+    /// or --pkcs11-root-pin-file).
+    #[arg(long, requires = "pkcs11_module")]
+    pkcs11_root_token: Option<String>,
+    /// A file holding the root token's PIN (with --pkcs11-root-token).
+    #[arg(long, requires = "pkcs11_root_token")]
+    pkcs11_root_pin_file: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -356,7 +364,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 public_url: args.public_url,
                 tls_names: args.tls_names,
                 pkcs11: match (args.pkcs11_module, args.pkcs11_token) {
-                    (Some(module), Some(token)) => Some(Pkcs11Config { module, token, pin_file: args.pkcs11_pin_file }),
+                    (Some(module), Some(token)) => Some(Pkcs11Config {
+                        module,
+                        token,
+                        pin_file: args.pkcs11_pin_file,
+                        root_token: args.pkcs11_root_token,
+                        root_pin_file: args.pkcs11_root_pin_file,
+                    }),
                     _ => None,
                 },
             };

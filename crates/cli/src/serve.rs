@@ -62,6 +62,7 @@ pub(crate) fn print_report(r: &InitReport, json: bool) -> anyhow::Result<()> {
         }
         (None, None) => println!("  CA key passphrase   from CONNECT_PKI_PASSPHRASE (not stored)"),
     }
+    println!("  root key            {}", r.root_key);
     println!();
     println!("First administrator ({}), certificate serial {}:", r.bootstrap.login_id, r.bootstrap.serial);
     println!("  PKCS#12 file        {}", r.bootstrap.pkcs12_path.display());

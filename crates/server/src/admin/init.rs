@@ -49,7 +49,34 @@ pub struct InitReport {
     pub passphrase_file: Option<PathBuf>,
     /// The label of the PKCS#11 token holding the CA keys, if they are in one.
     pub pkcs11_token: Option<String>,
+    /// The token holding the root key alone, which `serve` never opens.
+    pub pkcs11_root_token: Option<String>,
+    /// Where the root key is, and how to keep it from `serve` if it is not yet.
+    pub root_key: String,
     pub bootstrap: BootstrapReport,
+}
+
+/// What `init` says of the root key.
+fn root_key_note(pkcs11: Option<&crate::config::Pkcs11Config>) -> String {
+    const OFFLINE: &str = "or take it offline: `ca rollover --csr-out` and `--import` sign the next issuing CA \
+                           with the root key elsewhere (docs/operations/rollover.md)";
+    match pkcs11 {
+        Some(p) => match &p.root_token {
+            Some(root) => format!(
+                "in PKCS#11 token {root:?}, under its own PIN; `serve` never opens it, `ca rollover` asks for \
+                 CONNECT_PKI_PKCS11_ROOT_PIN (or root_pin_file under [pkcs11])"
+            ),
+            None => format!(
+                "in PKCS#11 token {:?} with the keys `serve` uses; keep it apart with --pkcs11-root-token at init, \
+                 {OFFLINE}",
+                p.token
+            ),
+        },
+        None => format!(
+            "ca/root.key.pem, under the passphrase `serve` uses; move it off this machine once the service runs, \
+             {OFFLINE}"
+        ),
+    }
 }
 
 /// The first admin's credentials.
@@ -127,7 +154,11 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
             (Keys::files(&p), Some(opts.data_dir.join(PASSPHRASE_FILE)))
         }
     };
-    let h = write_hierarchy(opts, profile, dir, &keys, now)?;
+    let root_keys = match &opts.pkcs11 {
+        Some(token) => Keys::root_token(token)?,
+        None => None,
+    };
+    let h = write_hierarchy(opts, profile, dir, &keys, root_keys.as_ref().unwrap_or(&keys), now)?;
     let file_config = FileConfig {
         database_url: opts.database_url.clone(),
         public_url: Some(profile.public_url().to_string()),
@@ -155,6 +186,8 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
         issuing_ca_sha256: fingerprint(&h.issuing_der),
         passphrase_file,
         pkcs11_token: opts.pkcs11.as_ref().map(|p| p.token.clone()),
+        pkcs11_root_token: opts.pkcs11.as_ref().and_then(|p| p.root_token.clone()),
+        root_key: root_key_note(opts.pkcs11.as_ref()),
         bootstrap: BootstrapReport {
             login_id: user.login_id.unwrap_or_default(),
             serial: cert.serial.to_hex(),
@@ -170,6 +203,7 @@ fn write_hierarchy(
     profile: &Profile,
     dir: &DataDir,
     keys: &Keys,
+    root_keys: &Keys,
     now: time::OffsetDateTime,
 ) -> anyhow::Result<Hierarchy> {
     let mut tls_names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
@@ -179,8 +213,9 @@ fn write_hierarchy(
             tls_names.push(name);
         }
     }
-    let h = Hierarchy::create(profile, &HierarchyNames::default(), &tls_names, keys.generator(), now)?;
-    write_cert_and_key(dir, "root", &h.root_der, &h.root_key, keys)?;
+    let names = HierarchyNames::default();
+    let h = Hierarchy::create_apart(profile, &names, &tls_names, root_keys.generator(), keys.generator(), now)?;
+    write_cert_and_key(dir, "root", &h.root_der, &h.root_key, root_keys)?;
     write_cert_and_key(dir, "issuing", &h.issuing_der, &h.issuing_key, keys)?;
     write_cert_and_key(dir, "ocsp", &h.ocsp_der, &h.ocsp_key, keys)?;
     write_cert_and_key(dir, "tls", &h.tls_der, &h.tls_key, keys)?;

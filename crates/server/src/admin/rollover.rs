@@ -46,7 +46,7 @@ pub fn rollover(dir: &DataDir, public_url: &str, now: OffsetDateTime) -> anyhow:
     // generation; the second waits and makes the next.
     let _one_at_a_time = dir.lock_ca()?;
     let keys = &loaded.keys;
-    let root_key = keys.load(dir, "root").map_err(|e| {
+    let root_key = Keys::root_of(dir, keys).and_then(|root| root.load(dir, "root")).map_err(|e| {
         anyhow!("the root key is not at hand ({e:#}): with the root offline, use --csr-out and --import")
     })?;
     let generation = next_generation(dir);

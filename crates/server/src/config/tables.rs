@@ -142,4 +142,11 @@ pub struct Pkcs11Config {
     /// A file holding the user PIN; without it, `CONNECT_PKI_PKCS11_PIN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_file: Option<PathBuf>,
+    /// The label of a second token, under a PIN of its own, that holds the
+    /// root key alone: `serve` never opens it, only `init` and `ca rollover`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_token: Option<String>,
+    /// A file holding the root token's PIN; without it, `CONNECT_PKI_PKCS11_ROOT_PIN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_pin_file: Option<PathBuf>,
 }

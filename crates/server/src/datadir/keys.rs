@@ -3,10 +3,12 @@
 //!
 //! * by default, encrypted PKCS#8 files beside their certificates
 //!   (`ca/<name>.key.pem`), opened with the CA key passphrase;
-//! * with `[pkcs11]` (the `hsm` feature), inside a PKCS#11 token: the root,
-//!   every issuing CA, every OCSP signer and the TLS server key. The data
-//!   directory then holds certificates only; each key is found in the token
-//!   by the public key of its certificate.
+//! * with `[pkcs11]` (the `hsm` feature), inside a PKCS#11 token: every
+//!   issuing CA, every OCSP signer and the TLS server key, and the root key
+//!   too unless `root_token` names a second token for it alone, under a PIN
+//!   of its own, which `serve` never opens (only `init` and `ca rollover`).
+//!   The data directory then holds certificates only; each key is found in
+//!   its token by the public key of its certificate.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,17 +21,18 @@ use connect_pki_ca::{CaKey, InMemory, KeyGenerator, PrivateKey};
 /// Environment variable holding the token's user PIN.
 pub(crate) const PIN_ENV: &str = "CONNECT_PKI_PKCS11_PIN";
 
-/// The user PIN of the token `config` names.
+/// Environment variable holding the root token's user PIN.
+pub(crate) const ROOT_PIN_ENV: &str = "CONNECT_PKI_PKCS11_ROOT_PIN";
+
+/// A PIN from `env`, or else from `file` (`key` names the setting).
 #[cfg_attr(not(feature = "hsm"), allow(dead_code))]
-fn pin_of(config: &Pkcs11Config) -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var(PIN_ENV)
+fn pin_from(env: &str, file: Option<&Path>, token: &str, key: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(env)
         && !p.is_empty()
     {
         return Ok(p);
     }
-    let path = config.pin_file.as_ref().ok_or_else(|| {
-        anyhow!("no PIN for PKCS#11 token {:?}: set {PIN_ENV} or pin_file under [pkcs11]", config.token)
-    })?;
+    let path = file.ok_or_else(|| anyhow!("no PIN for PKCS#11 token {token:?}: set {env} or {key} under [pkcs11]"))?;
     let pin = std::fs::read_to_string(path).with_context(|| format!("cannot read the PIN file {}", path.display()))?;
     Ok(pin.trim_end().to_string())
 }
@@ -70,17 +73,43 @@ impl Keys {
 
     /// The token `config` names, logged in.
     pub fn token(config: &Pkcs11Config) -> anyhow::Result<Self> {
+        Self::open_token(config, &config.token, PIN_ENV, config.pin_file.as_deref(), "pin_file")
+    }
+
+    /// The store of the root key: the root token when `[pkcs11]` names one,
+    /// else the one of every other key. Only `init` and `ca rollover` ask.
+    pub(crate) fn root_of(dir: &DataDir, keys: &Keys) -> anyhow::Result<Self> {
+        match crate::config::FileConfig::load(dir.path())?.pkcs11 {
+            Some(p) => Self::root_token(&p).map(|root| root.unwrap_or_else(|| keys.clone())),
+            None => Ok(keys.clone()),
+        }
+    }
+
+    /// The root token `config` names, logged in with its own PIN.
+    pub(crate) fn root_token(config: &Pkcs11Config) -> anyhow::Result<Option<Self>> {
+        let Some(label) = &config.root_token else { return Ok(None) };
+        Self::open_token(config, label, ROOT_PIN_ENV, config.root_pin_file.as_deref(), "root_pin_file").map(Some)
+    }
+
+    #[cfg_attr(not(feature = "hsm"), allow(unused_variables))]
+    fn open_token(
+        config: &Pkcs11Config,
+        label: &str,
+        env: &str,
+        file: Option<&Path>,
+        key: &str,
+    ) -> anyhow::Result<Self> {
         #[cfg(feature = "hsm")]
         {
-            let token = connect_pki_ca::token::Token::open(&config.module, &config.token, &pin_of(config)?)?;
+            let pin = pin_from(env, file, label, key).with_context(|| format!("PKCS#11 token {label:?}"))?;
+            let token = connect_pki_ca::token::Token::open(&config.module, label, &pin)?;
             Ok(Keys::Token(token))
         }
         #[cfg(not(feature = "hsm"))]
         {
             anyhow::bail!(
-                "the CA keys are in PKCS#11 token {:?}, but this build has no PKCS#11 support \
-                 (build connect-pki with its default features)",
-                config.token
+                "the CA keys are in PKCS#11 token {label:?}, but this build has no PKCS#11 support \
+                 (build connect-pki with its default features)"
             )
         }
     }
