@@ -135,6 +135,16 @@ async fn expired_and_locked_codes(w: &World, user: i64) {
         let (status, out) = app.public_api("POST", "/api/v1/enroll", Some(&body)).await;
         assert_eq!((status, code_of(&out)), (401, Some("invalid_code")), "try {i}: {out}");
     }
+    // On record as one row with a count, written without making the
+    // callers wait on the writer lock (issue 24: each was a synced write).
+    let (_, log) = app.api("GET", "/api/v1/audit?action=request.refused", Some(&app.admin), None).await;
+    let guesses: Vec<&Value> =
+        log.as_array().expect("audit").iter().filter(|r| r["target"] == "POST /api/v1/enroll (no such code)").collect();
+    assert_eq!(guesses.len(), 1, "{log}");
+    assert_eq!(
+        (guesses[0]["actor"].as_str(), guesses[0]["detail"]["count"].as_u64()),
+        (Some("public:127.0.0.1"), Some(8))
+    );
     // The form of codes handed out before, with an id: the guesses count
     // against that code for the guessing address only.
     let id = app.newest_code_id().await;

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use connect_pki_e2e::client::{self, Identity, Req};
-use connect_pki_e2e::fixtures::{Device, application, device};
+use connect_pki_e2e::fixtures::{Device, device};
 use connect_pki_e2e::{Backend, Server, Spawned, text, workspace};
 
 use crate::nginx::free_port;
-use crate::proxy::curl_from;
+use crate::proxy::{apply_through, curl_from};
 use crate::revocation::revoke;
 
 /// `127.0.0.1:8080` as ("127.0.0.1", "8080").
@@ -234,14 +234,10 @@ async fn behind_haproxy_each_client_is_named_by_the_address_haproxy_saw() {
     let s = Server::start_with(Backend::Sqlite, &env).await;
     let (_proxy, api, public) = start_haproxy(&s, (&s.api, &s.public), (&s.api, &s.public));
     let mut n = 0;
+    let base = format!("https://{api}");
     let mut apply = |from: &str, forged: &str| {
         n += 1;
-        let body = s.scratch(&format!("application-{n}.json"));
-        std::fs::write(&body, application("HAProxy経由施設", &format!("via.haproxy.{n}")).to_string()).expect("write");
-        let body = format!("@{}", body.display());
-        let xff = format!("X-Forwarded-For: {forged}");
-        let args = ["-H", "content-type: application/json", "-H", xff.as_str(), "--data-binary", body.as_str()];
-        curl_from(&s, from, &format!("https://{api}/api/v1/applications"), &args)
+        apply_through(&s, &base, from, forged, &format!("via.haproxy.{n}"))
     };
     // TLS passes through HAProxy; the limit (2 a minute) is each client's
     // own, whatever it writes into X-Forwarded-For inside TLS.

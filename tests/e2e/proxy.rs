@@ -22,6 +22,17 @@ pub(crate) fn curl_from(s: &Server, from: &str, url: &str, extra: &[&str]) -> (u
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// A facility application (manager `login`) sent to `base` from the local
+/// address `from`, with `forged` as its own X-Forwarded-For: (status, body).
+pub(crate) fn apply_through(s: &Server, base: &str, from: &str, forged: &str, login: &str) -> (u16, String) {
+    let body = s.scratch(&format!("application-{login}.json"));
+    std::fs::write(&body, application("プロキシ経由施設", login).to_string()).expect("write");
+    let body = format!("@{}", body.display());
+    let xff = format!("X-Forwarded-For: {forged}");
+    let args = ["-H", "content-type: application/json", "-H", xff.as_str(), "--data-binary", body.as_str()];
+    curl_from(s, from, &format!("{base}/api/v1/applications"), &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_nginx_each_client_keeps_its_own_limit_and_name() {
     let env = [("CONNECT_PKI_TRUSTED_PROXIES", "127.0.0.1"), ("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "2")];
@@ -37,12 +48,7 @@ async fn behind_nginx_each_client_keeps_its_own_limit_and_name() {
     let mut n = 0;
     let mut apply = |from: &str, forged: &str| {
         n += 1;
-        let body = s.scratch(&format!("application-{n}.json"));
-        std::fs::write(&body, application("プロキシ経由施設", &format!("via.proxy.{n}")).to_string()).expect("write");
-        let body = format!("@{}", body.display());
-        let xff = format!("X-Forwarded-For: {forged}");
-        let args = ["-H", "content-type: application/json", "-H", xff.as_str(), "--data-binary", body.as_str()];
-        curl_from(&s, from, &format!("{proxy}/api/v1/applications"), &args)
+        apply_through(&s, &proxy, from, forged, &format!("via.proxy.{n}"))
     };
     // Two clients behind one proxy: the limit (2 a minute) is each one's own,
     // whatever address the client wrote into the header itself.

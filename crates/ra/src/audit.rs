@@ -60,13 +60,37 @@ struct Counted {
     count: u64,
 }
 
-/// Refusals not yet written, per caller (certificate) and route.
+/// Who was refused: a holder of one of our certificates, or an anonymous
+/// client (`public:<address>`, as the rest of the audit log names it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Refused {
+    Certificate(Serial),
+    Public(String),
+}
+
+/// Refusals not yet written, per caller and route.
 #[derive(Debug, Default)]
-pub struct Refusals(Mutex<HashMap<(Serial, String), Counted>>);
+pub struct Refusals(Mutex<HashMap<(Refused, String), Counted>>);
 
 impl Refusals {
-    fn take(&self) -> HashMap<(Serial, String), Counted> {
+    fn take(&self) -> HashMap<(Refused, String), Counted> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn count(&self, who: Refused, route: &str, now: OffsetDateTime) {
+        let mut pending = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let len = pending.len();
+        let key = (who, route.to_string());
+        match pending.get_mut(&key) {
+            Some(c) => {
+                c.count += 1;
+                c.last = now;
+            }
+            None if len < MAX_PENDING => {
+                pending.insert(key, Counted { first: now, last: now, count: 1 });
+            }
+            None => ::metrics::counter!("connect_pki_refusals_dropped_total").increment(1),
+        }
     }
 }
 
@@ -74,32 +98,28 @@ impl Refusals {
 /// `route` (`POST /api/v1/certificates/{serial}/revoke`): who tried what is
 /// part of the record of an incident, like what was done.
 pub fn record_refusal(ra: &Ra, serial: &Serial, route: &str) {
-    let now = ra.clock.now();
-    let mut pending = ra.refusals.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let len = pending.len();
-    match pending.get_mut(&(serial.clone(), route.to_string())) {
-        Some(c) => {
-            c.count += 1;
-            c.last = now;
-        }
-        None if len < MAX_PENDING => {
-            pending.insert((serial.clone(), route.to_string()), Counted { first: now, last: now, count: 1 });
-        }
-        None => ::metrics::counter!("connect_pki_refusals_dropped_total").increment(1),
-    }
+    ra.refusals.count(Refused::Certificate(serial.clone()), route, ra.clock.now());
+}
+
+/// Counts a refusal of an anonymous client (`public:<address>`), such as a
+/// code that names no code: on record per client, route and minute, with
+/// no write while the request waits (a flood of guesses from many
+/// addresses would otherwise hold the writer lock a revocation needs).
+pub(crate) fn record_public_refusal(ra: &Ra, actor: &str, route: &str) {
+    ra.refusals.count(Refused::Public(actor.to_string()), route, ra.clock.now());
 }
 
 /// Writes the refusals counted so far, one row per caller and route (at most
 /// [`ROUTES_PER_CALLER`] and one per caller); returns how many rows. Rows
 /// that could not be written are counted again for the next flush.
 pub async fn flush_refusals(ra: &Ra) -> Result<usize, ServiceError> {
-    let mut by_caller: HashMap<Serial, Vec<(String, Counted)>> = HashMap::new();
-    for ((serial, route), c) in ra.refusals.take() {
-        by_caller.entry(serial).or_default().push((route, c));
+    let mut by_caller: HashMap<Refused, Vec<(String, Counted)>> = HashMap::new();
+    for ((who, route), c) in ra.refusals.take() {
+        by_caller.entry(who).or_default().push((route, c));
     }
     let mut written = 0;
-    let mut left: Vec<(Serial, String, Counted)> = Vec::new();
-    for (serial, mut routes) in by_caller {
+    let mut left: Vec<(Refused, String, Counted)> = Vec::new();
+    for (who, mut routes) in by_caller {
         routes.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
         if routes.len() > ROUTES_PER_CALLER {
             let rest = routes.split_off(ROUTES_PER_CALLER);
@@ -110,28 +130,39 @@ pub async fn flush_refusals(ra: &Ra) -> Result<usize, ServiceError> {
             });
             routes.extend(merged.map(|c| (OTHER_ROUTES.to_string(), c)));
         }
-        let holder = match ra.store.identity_by_serial(&serial).await {
-            Ok(h) => h,
-            Err(e) => {
-                left.extend(routes.into_iter().map(|(r, c)| (serial.clone(), r, c)));
-                tracing::warn!(error = %e, "refusals kept for the next flush");
-                continue;
-            }
+        let holder = match &who {
+            Refused::Certificate(serial) => match ra.store.identity_by_serial(serial).await {
+                Ok(h) => h,
+                Err(e) => {
+                    left.extend(routes.into_iter().map(|(r, c)| (who.clone(), r, c)));
+                    tracing::warn!(error = %e, "refusals kept for the next flush");
+                    continue;
+                }
+            },
+            Refused::Public(_) => None,
         };
         for (route, c) in routes {
+            let mut detail = serde_json::json!({
+                "count": c.count,
+                "first_at": rfc3339(c.first),
+                "last_at": rfc3339(c.last),
+            });
+            let (actor, outcome) = match &who {
+                Refused::Certificate(serial) => {
+                    detail["certificate"] = serial.to_hex().into();
+                    let actor = holder
+                        .as_ref()
+                        .map_or_else(|| format!("certificate:{serial}"), |h| format!("user:{}", h.user.id));
+                    (actor, "forbidden")
+                }
+                Refused::Public(actor) => (actor.clone(), "refused"),
+            };
             let entry = AuditEntry {
-                actor: holder
-                    .as_ref()
-                    .map_or_else(|| format!("certificate:{serial}"), |h| format!("user:{}", h.user.id)),
+                actor,
                 action: AuditAction::RequestRefused,
                 target: route.clone(),
-                outcome: "forbidden".into(),
-                detail: serde_json::json!({
-                    "certificate": serial.to_hex(),
-                    "count": c.count,
-                    "first_at": rfc3339(c.first),
-                    "last_at": rfc3339(c.last),
-                }),
+                outcome: outcome.into(),
+                detail,
                 facility: holder.as_ref().map(|h| h.facility.id),
                 user: holder.as_ref().map(|h| h.user.id),
             };
@@ -139,16 +170,16 @@ pub async fn flush_refusals(ra: &Ra) -> Result<usize, ServiceError> {
                 Ok(()) => written += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, "a refusal row kept for the next flush");
-                    left.push((serial.clone(), route, c));
+                    left.push((who.clone(), route, c));
                 }
             }
         }
     }
     if !left.is_empty() {
         let mut pending = ra.refusals.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (serial, route, c) in left {
+        for (who, route, c) in left {
             pending
-                .entry((serial, route))
+                .entry((who, route))
                 .and_modify(|p| {
                     p.count += c.count;
                     p.first = p.first.min(c.first);

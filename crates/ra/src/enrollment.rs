@@ -85,11 +85,19 @@ pub async fn enroll(ra: &Ra, req: EnrollRequest, client: &str) -> Result<Enrolle
     let label = validate::optional_text("device_label", req.device_label.as_deref(), 100)?.unwrap_or_default();
     let secret_hash = code_hash(&code.secret);
     // A code is found by its secret: a wrong one names no code, so nobody
-    // can aim guesses at someone else's. Older codes carry their id.
-    // 0 is no code's id: an unknown secret is refused and recorded as such.
+    // can aim guesses at someone else's, and it is refused at once, counted
+    // for the audit log per client and minute, with no write while the
+    // caller waits. Older codes carry their id.
+    let actor = format!("public:{client}");
     let code_id = match code.id {
         Some(id) => id,
-        None => ra.store.code_id_by_secret(&secret_hash).await?.unwrap_or(0),
+        None => match ra.store.code_id_by_secret(&secret_hash).await? {
+            Some(id) => id,
+            None => {
+                crate::audit::record_public_refusal(ra, &actor, "POST /api/v1/enroll (no such code)");
+                return Err(ServiceError::Enrollment(connect_pki_domain::enrollment::Refusal::WrongCode));
+            }
+        },
     };
     // argon2 and key generation only for the holder of a real code: a guess
     // (unknown id or wrong secret) costs a lookup and goes straight to the

@@ -356,6 +356,35 @@ pub(crate) fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     b
 }
 
+/// `app` as the service of one connection from `remote`: each request
+/// carries the address (and what `extend` adds) and is in flight, for
+/// [`Governor`]'s idea of idleness, until it is answered.
+pub(crate) fn counted(
+    app: Router,
+    admitted: Arc<Admitted>,
+    remote: std::net::SocketAddr,
+    extend: impl Fn(&mut axum::http::Extensions) + Clone + Send + Sync + 'static,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        extend(req.extensions_mut());
+        req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+        let busy = admitted.request();
+        let answer = app.clone().oneshot(req);
+        async move {
+            let r = answer.await;
+            drop(busy);
+            r
+        }
+    })
+}
+
 /// Serves one connection until it ends, `close` or `also_close` fires (it is
 /// dropped at once), or `admitted.drain` fires (it is asked to finish and
 /// given [`DRAIN_GRACE`]).
@@ -499,17 +528,7 @@ pub(crate) async fn serve_plain(listener: TcpListener, app: Router, limits: Limi
         let builder = builder.clone();
         tasks.spawn(async move {
             let admitted = Arc::new(admitted);
-            let slot = admitted.clone();
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
-                let busy = slot.request();
-                let answer = app.clone().oneshot(req);
-                async move {
-                    let r = answer.await;
-                    drop(busy);
-                    r
-                }
-            });
+            let service = counted(app, admitted.clone(), remote, |_| {});
             let io = TokioIo::new(Idle::new(tcp, limits.idle_timeout));
             let conn = builder.serve_connection_with_upgrades(io, service);
             drive(conn, &admitted, None, remote.ip()).await;

@@ -23,7 +23,6 @@ use hyper_util::server::conn::auto::Builder;
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 /// What the listener presents and trusts.
 pub struct TlsIdentity {
@@ -502,19 +501,9 @@ async fn connection(
         observe(r.serial, true, Some(remote.ip().to_canonical()));
     }
     let admitted = Arc::new(admitted);
-    let slot = admitted.clone();
-    let app = l.app.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+    let service = crate::net::listen::counted(l.app.clone(), admitted.clone(), remote, move |ext| {
         if let Some(p) = &peer_cert {
-            req.extensions_mut().insert(p.clone());
-        }
-        req.extensions_mut().insert(axum::extract::ConnectInfo(remote));
-        let busy = slot.request();
-        let answer = app.clone().oneshot(req);
-        async move {
-            let r = answer.await;
-            drop(busy);
-            r
+            ext.insert(p.clone());
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
