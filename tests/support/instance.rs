@@ -63,6 +63,7 @@ impl Instance {
                 .arg(&ready)
                 .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000")
                 .env("CONNECT_PKI_OCSP_RATE_LIMIT_PER_MINUTE", "10000000")
+                .env("CONNECT_PKI_NEW_CONNECTIONS_PER_SOURCE_PER_MINUTE", "10000000")
                 .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("CONNECT_PKI_LOG", "info")
                 .stdout(log.try_clone().map_err(|e| format!("log file: {e}"))?)

@@ -181,6 +181,7 @@ impl Server {
             // test sets its own limit.
             .env("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "100000")
             .env("CONNECT_PKI_OCSP_RATE_LIMIT_PER_MINUTE", "10000000")
+            .env("CONNECT_PKI_NEW_CONNECTIONS_PER_SOURCE_PER_MINUTE", "10000000")
             .envs(env.iter().copied())
             .env("CONNECT_PKI_LOG", "info")
             .stdout(log.try_clone().expect("log"))

@@ -223,6 +223,8 @@ pub async fn hostile(env: &Env, devices: &[Cert]) -> anyhow::Result<Value> {
     let flags = [
         "--max-connections-per-source",
         "64",
+        "--new-connections-per-source-per-minute",
+        "600",
         "--ocsp-rate-limit-per-minute",
         "1200",
         "--rate-limit-per-minute",

@@ -246,6 +246,10 @@ struct ServeArgs {
     /// Seconds after which a connection is asked to finish and reconnect [default: 600].
     #[arg(long, env = "CONNECT_PKI_MAX_CONNECTION_AGE_SECONDS", value_parser = clap::value_parser!(u32).range(10..=86400))]
     max_connection_age_seconds: Option<u32>,
+    /// New HTTPS connections one source (IPv4 address, IPv6 /64) may open a
+    /// minute, in bursts of a fifth of it; each costs a TLS handshake [default: 600].
+    #[arg(long, env = "CONNECT_PKI_NEW_CONNECTIONS_PER_SOURCE_PER_MINUTE", value_parser = clap::value_parser!(u32).range(5..))]
+    new_connections_per_source_per_minute: Option<u32>,
     /// Seconds a client has to send a request's headers [default: 10].
     #[arg(long, env = "CONNECT_PKI_HEADER_TIMEOUT_SECONDS", value_parser = clap::value_parser!(u32).range(1..=600))]
     header_timeout_seconds: Option<u32>,

@@ -36,6 +36,7 @@ impl Env {
                 // wrk hammers OCSP from one address over many connections.
                 .env("CONNECT_PKI_OCSP_RATE_LIMIT_PER_MINUTE", "100000000")
                 .env("CONNECT_PKI_MAX_CONNECTIONS_PER_SOURCE", "100000")
+                .env("CONNECT_PKI_NEW_CONNECTIONS_PER_SOURCE_PER_MINUTE", "100000000")
                 .env("CONNECT_PKI_LOG", "warn")
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit()),

@@ -95,6 +95,9 @@ pub struct FileConfig {
     /// Seconds after which a connection is asked to finish.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_connection_age_seconds: Option<u32>,
+    /// New HTTPS connections one source may open a minute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) new_connections_per_source_per_minute: Option<u32>,
     /// Seconds a client has to send a request's headers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) header_timeout_seconds: Option<u32>,
@@ -155,7 +158,7 @@ pub struct FileConfig {
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -314,6 +317,7 @@ impl ServeConfig {
         set(&mut c.limits.max_connections, f.max_connections.map(|n| n as usize));
         set(&mut c.limits.max_connections_per_source, f.max_connections_per_source.map(|n| n as usize));
         set(&mut c.limits.max_connection_age, f.max_connection_age_seconds.map(std_secs));
+        set(&mut c.limits.new_connections_per_source_per_minute, f.new_connections_per_source_per_minute);
         set(&mut c.limits.header_read_timeout, f.header_timeout_seconds.map(std_secs));
         set(&mut c.limits.idle_timeout, f.idle_timeout_seconds.map(std_secs));
         set(&mut c.allow_tls12, f.allow_tls12);
@@ -400,6 +404,9 @@ pub struct Limits {
     /// Age at which a connection is asked to finish (HTTP/2 GOAWAY), and
     /// closed 10 s later.
     pub max_connection_age: std::time::Duration,
+    /// New connections one source may open on the HTTPS listener a minute
+    /// (each costs a TLS handshake), in bursts of a fifth of it.
+    pub new_connections_per_source_per_minute: u32,
     /// Time a client has to send a request's headers once it starts one.
     pub header_read_timeout: std::time::Duration,
     /// Time a connection may stay without a request being answered (PINGs
@@ -414,6 +421,7 @@ impl Default for Limits {
             max_connections: 1024,
             max_connections_per_source: 64,
             max_connection_age: std::time::Duration::from_secs(600),
+            new_connections_per_source_per_minute: 600,
             header_read_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(60),
         }

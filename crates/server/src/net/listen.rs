@@ -77,6 +77,8 @@ enum Why {
     Expired,
     /// No client certificate while the slots left were kept for those with one.
     Reserved,
+    /// Its source opened new connections faster than its limit.
+    Arrivals,
 }
 
 impl Why {
@@ -89,6 +91,7 @@ impl Why {
             Self::Age => "age",
             Self::Expired => "certificate_expired",
             Self::Reserved => "reserved",
+            Self::Arrivals => "source_rate",
         }
     }
 }
@@ -155,6 +158,8 @@ pub(crate) struct Governor {
     /// Slots only connections with one of our client certificates may hold.
     reserved: usize,
     slots: parking_lot::Mutex<Slots>,
+    /// New connections per source, where each costs a TLS handshake.
+    arrivals: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl Governor {
@@ -162,7 +167,23 @@ impl Governor {
     /// that present a client certificate (0 on the plain listener).
     pub(crate) fn new(listener: &'static str, limits: Limits, reserved: usize) -> Arc<Self> {
         let reserved = reserved.min(limits.max_connections.saturating_sub(1));
-        Arc::new(Self { listener, limits, reserved, slots: parking_lot::Mutex::default() })
+        Arc::new(Self { listener, limits, reserved, slots: parking_lot::Mutex::default(), arrivals: None })
+    }
+
+    /// The same, with new connections from one source limited to
+    /// `limits.new_connections_per_source_per_minute`, bursts of a fifth of
+    /// it: a client that closes and reopens connections as fast as it can
+    /// (each one a handshake the service signs) is slowed down to that.
+    pub(crate) fn with_arrival_limit(listener: &'static str, limits: Limits, reserved: usize) -> Arc<Self> {
+        let per_minute = std::num::NonZeroU32::new(limits.new_connections_per_source_per_minute.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let burst = std::num::NonZeroU32::new((per_minute.get() / 5).max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = governor::Quota::per_minute(per_minute).allow_burst(burst);
+        let mut g = Self::new(listener, limits, reserved);
+        if let Some(g) = Arc::get_mut(&mut g) {
+            g.arrivals = Some(governor::RateLimiter::keyed(quota));
+        }
+        g
     }
 
     fn closed(&self, why: Why) {
@@ -182,6 +203,16 @@ impl Governor {
     /// only busy connections left.
     pub(crate) fn admit(self: &Arc<Self>, source: IpAddr, shutdown: &CancellationToken) -> Option<Admitted> {
         let key = network_of(source);
+        if let Some(arrivals) = &self.arrivals {
+            if arrivals.check_key(&key).is_err() {
+                self.closed(Why::Arrivals);
+                return None;
+            }
+            // Keep the table from growing without bound under a scan of addresses.
+            if arrivals.len() > 100_000 {
+                arrivals.retain_recent();
+            }
+        }
         let mut slots = self.slots.lock();
         if slots.per_source.get(&key).copied().unwrap_or(0) >= self.limits.max_connections_per_source.max(1) {
             match slots.oldest_idle(|_, s| !s.certified && s.source == key) {
@@ -599,6 +630,19 @@ mod tests {
         let fourth = g.admit(ip("192.0.2.6"), &shutdown).expect("a free slot");
         assert!(!fourth.may_stay_anonymous());
         assert!(fourth.close.is_cancelled() && !young.close.is_cancelled() && !third.close.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_source_opening_connections_too_fast_is_slowed_down() {
+        let shutdown = CancellationToken::new();
+        let l = Limits { new_connections_per_source_per_minute: 50, ..Limits::default() };
+        let g = Governor::with_arrival_limit("test", l, 0);
+        let mut kept = Vec::new();
+        for i in 0..10 {
+            kept.push(g.admit(ip("192.0.2.1"), &shutdown).unwrap_or_else(|| panic!("connection {i} of the burst")));
+        }
+        assert!(g.admit(ip("192.0.2.1"), &shutdown).is_none(), "past the burst of a fifth of a minute's share");
+        assert!(g.admit(ip("192.0.2.2"), &shutdown).is_some(), "another source has its own");
     }
 
     #[tokio::test]
