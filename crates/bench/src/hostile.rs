@@ -217,6 +217,38 @@ async fn unnamed_rows(env: &Env) -> anyhow::Result<i64> {
     Ok(n)
 }
 
+/// The load: 1 000 pingers, 256 OCSP flooders and 256 code guessers, all
+/// stopping at `until`.
+fn start_load(
+    server: &Arc<Running>,
+    requests: &Arc<Vec<Vec<u8>>>,
+    counts: &Arc<Counts>,
+    until: Instant,
+) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1_000usize {
+        let from = loopback(3, 0, 1 + (i % 16) as u8);
+        tasks.spawn(pinger(server.clone(), from, counts.clone(), until));
+    }
+    for i in 0..=255u8 {
+        let flood =
+            ocsp_flooder(server.clone(), loopback(4, i, 1), requests.clone(), counts.clone(), until, usize::from(i));
+        tasks.spawn(flood);
+        tasks.spawn(code_guesser(server.clone(), loopback(5, i, 1), counts.clone(), until));
+    }
+    tasks
+}
+
+/// Peak VmRSS of process `pid` until `until`.
+async fn peak_rss(pid: u32, until: Instant) -> u64 {
+    let mut peak = 0;
+    while Instant::now() < until {
+        peak = peak.max(rss_of(pid));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    peak
+}
+
 pub async fn hostile(env: &Env, devices: &[Cert]) -> anyhow::Result<Value> {
     let cap = ROW_CAP.to_string();
     // The defaults a deployment has, not the ones the other sections lift.
@@ -238,32 +270,9 @@ pub async fn hostile(env: &Env, devices: &[Cert]) -> anyhow::Result<Value> {
     let requests = Arc::new(env.ocsp_requests()?);
     let counts = Arc::new(Counts::default());
     let until = Instant::now() + Duration::from_secs(SECONDS);
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..1_000usize {
-        let from = loopback(3, 0, 1 + (i % 16) as u8);
-        tasks.spawn(pinger(server.clone(), from, counts.clone(), until));
-    }
-    for i in 0..=255u8 {
-        tasks.spawn(ocsp_flooder(
-            server.clone(),
-            loopback(4, i, 1),
-            requests.clone(),
-            counts.clone(),
-            until,
-            usize::from(i),
-        ));
-        tasks.spawn(code_guesser(server.clone(), loopback(5, i, 1), counts.clone(), until));
-    }
+    let mut tasks = start_load(&server, &requests, &counts, until);
     let page = tokio::spawn(emergency_page(server.clone(), until));
-    let pid = server.pid();
-    let peak = tokio::spawn(async move {
-        let mut peak = 0;
-        while Instant::now() < until {
-            peak = peak.max(rss_of(pid));
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        peak
-    });
+    let peak = tokio::spawn(peak_rss(server.pid(), until));
     // Let the load build up, then revoke every 50 ms until it stops.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut admin = server.admin().await?;
@@ -283,6 +292,11 @@ pub async fn hostile(env: &Env, devices: &[Cert]) -> anyhow::Result<Value> {
     // The last counts are written within a flush (1 s) and trimmed after it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rows = unnamed_rows(env).await?;
+    Ok(report(&counts, &mut took, (asked, answered), peak, rows))
+}
+
+/// The figures of one run, also printed.
+fn report(counts: &Counts, took: &mut [f64], (asked, answered): (u64, u64), peak: u64, rows: i64) -> Value {
     let pct = crate::percentile;
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let r = json!({
@@ -298,8 +312,8 @@ pub async fn hostile(env: &Env, devices: &[Cert]) -> anyhow::Result<Value> {
         "codes_rate_limited": c(&counts.codes_limited),
         "codes_failed": c(&counts.codes_failed),
         "revokes": took.len(),
-        "revoke_p50_ms": pct(&mut took, 0.5),
-        "revoke_p99_ms": pct(&mut took, 0.99),
+        "revoke_p50_ms": pct(took, 0.5),
+        "revoke_p99_ms": pct(took, 0.99),
         "emergency_asked": asked,
         "emergency_answered": answered,
         "peak_rss_mib": peak as f64 / (1024.0 * 1024.0),
@@ -318,7 +332,7 @@ pub async fn hostile(env: &Env, devices: &[Cert]) -> anyhow::Result<Value> {
         r["codes_refused"],
         r["codes_rate_limited"],
     );
-    Ok(r)
+    r
 }
 
 /// The README row.

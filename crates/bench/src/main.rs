@@ -74,6 +74,18 @@ fn needs_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Certificates, and devices to revoke for the refusal, priority and
+/// hostile sections.
+fn sizes(quick: bool) -> (usize, usize, usize, usize) {
+    let sizes = if quick { (2_000, 100, 200, 100) } else { (10_000, 1_000, 1_600, 600) };
+    eprintln!(
+        "== setting up {} certificates (10 % revoked) and {} devices to revoke",
+        sizes.0,
+        sizes.1 + sizes.2 + sizes.3
+    );
+    sizes
+}
+
 async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
     needs_tools()?;
     let want = |s: &str| only.iter().any(|o| o == s);
@@ -83,12 +95,7 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
         json!({"cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "load_average_at_start": load_average()}),
     );
     if ["crl", "handshake", "ocsp", "recording", "refusal", "priority", "hostile", "enroll"].iter().any(|s| want(s)) {
-        let (n_certs, n_refusal, n_priority, n_hostile) =
-            if quick { (2_000, 100, 200, 100) } else { (10_000, 1_000, 1_600, 600) };
-        eprintln!(
-            "== setting up {n_certs} certificates (10 % revoked) and {} devices to revoke",
-            n_refusal + n_priority + n_hostile
-        );
+        let (n_certs, n_refusal, n_priority, n_hostile) = sizes(quick);
         let env = Env::create(n_certs, n_refusal + n_priority + n_hostile).await?;
         let (refusal_devices, rest) = env.to_revoke.split_at(n_refusal);
         let (priority_devices, hostile_devices) = rest.split_at(n_priority);

@@ -215,6 +215,28 @@ pub async fn record(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Inci
 }
 
 /// The record, unsigned, with its events, the issuing CA and its generation.
+/// Everything on record about the certificate of `device` (`hex`), in order.
+async fn events_of(
+    ra: &Ra,
+    device: connect_pki_domain::DeviceId,
+    hex: &str,
+    sightings: &CertificateSightings,
+    revoked_at: Option<OffsetDateTime>,
+) -> Result<Vec<Event>, ServiceError> {
+    let escalations = ra.store.escalations_of_device(device).await?;
+    let mut targets = vec![format!("certificate:{hex}"), format!("device:{device}")];
+    targets.extend(escalations.iter().map(|e| format!("escalation:{}", e.id)));
+    crate::audit::flushed(ra).await;
+    let audit = ra.store.audit_of(&targets).await?;
+    let mut events: Vec<Event> = audit_events(&audit).collect();
+    for e in &escalations {
+        events.extend(escalation_events(e, &ra.store.notifications(e.id).await?));
+    }
+    events.extend(sighting_events(sightings, revoked_at));
+    events.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event.cmp(&b.event)));
+    Ok(events)
+}
+
 async fn build(
     ra: &Ra,
     caller: &Requester,
@@ -223,17 +245,7 @@ async fn build(
     let (holder, sightings) = crate::sightings::certificate_use(ra, caller, serial).await?;
     let certificate = &holder.certificate;
     let hex = serial.to_hex();
-    let escalations = ra.store.escalations_of_device(certificate.device).await?;
-    let mut targets = vec![format!("certificate:{hex}"), format!("device:{}", certificate.device)];
-    targets.extend(escalations.iter().map(|e| format!("escalation:{}", e.id)));
-    crate::audit::flushed(ra).await;
-    let audit = ra.store.audit_of(&targets).await?;
-    let mut events: Vec<Event> = audit_events(&audit).collect();
-    for e in &escalations {
-        events.extend(escalation_events(e, &ra.store.notifications(e.id).await?));
-    }
-    events.extend(sighting_events(&sightings, certificate.revoked_at));
-    events.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event.cmp(&b.event)));
+    let events = events_of(ra, certificate.device, &hex, &sightings, certificate.revoked_at).await?;
 
     // The proof: what the responder says now, and the CRL being served,
     // once this instance has applied every change made before the

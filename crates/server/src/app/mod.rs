@@ -97,13 +97,14 @@ impl PublicThreads {
         listener: TcpListener,
         app: axum::Router,
         limits: crate::net::listen::Limits,
+        proxies: crate::net::proxy::Trusted,
         shutdown: CancellationToken,
     ) -> anyhow::Result<JoinHandle<()>> {
         // A listener is registered with the runtime that polls it.
         let listener = listener.into_std()?;
         let serve = async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => crate::net::listen::serve_plain(listener, app, limits, shutdown).await,
+                Ok(listener) => crate::net::listen::serve_plain(listener, app, limits, proxies, shutdown).await,
                 Err(e) => tracing::error!(error = %e, "the public listener could not start"),
             }
         };
@@ -309,15 +310,9 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         key_generation: Arc::default(),
         refusals: Arc::default(),
     };
-    let limit = || crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute);
     let state = AppState {
         ra,
-        limits: Arc::new(RateLimits {
-            apply: limit(),
-            enroll: limit(),
-            emergency: limit(),
-            ocsp: crate::http::ratelimit::Limit::per_minute(config.ocsp_rate_limit_per_minute),
-        }),
+        limits: Arc::new(rate_limits(config)),
         https_url: config.https.url.as_ref().map(|u| Arc::from(u.as_str().trim_end_matches('/'))),
         metrics: crate::http::metrics::install(),
         gauges_read: Arc::default(),
@@ -325,6 +320,17 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     };
     let own = Arc::new(OwnCerts { tls: server_cert, dir, keys });
     Ok(Built { state, own, tls_config, connections })
+}
+
+/// The per-address limits of the public forms and of OCSP.
+fn rate_limits(config: &ServeConfig) -> RateLimits {
+    let limit = || crate::http::ratelimit::Limit::per_minute(config.rate_limit_per_minute);
+    RateLimits {
+        apply: limit(),
+        enroll: limit(),
+        emergency: limit(),
+        ocsp: crate::http::ratelimit::Limit::per_minute(config.ocsp_rate_limit_per_minute),
+    }
 }
 
 /// The registration authority's settings, with the terms of use in the
@@ -404,7 +410,8 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let (public_app, api_app) = apps(&state, &web);
     let limits = config.limits;
     let public_threads = PublicThreads::start()?;
-    let public_task = public_threads.serve(public_listener, public_app, limits, shutdown.clone())?;
+    let proxies = crate::net::proxy::Trusted(config.https.trusted_proxies.clone());
+    let public_task = public_threads.serve(public_listener, public_app, limits, proxies, shutdown.clone())?;
     let api_task = tokio::spawn(crate::net::tls::serve(
         api_listener,
         crate::net::tls::TlsListener {

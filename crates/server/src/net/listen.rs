@@ -100,6 +100,9 @@ impl Why {
 struct Slot {
     source: IpAddr,
     certified: bool,
+    /// Whether it counts against its source's share (not once certified,
+    /// never for a trusted proxy, whose connections carry many clients).
+    counted: bool,
     in_flight: u32,
     /// Whether it ever sent a complete request.
     served: bool,
@@ -135,6 +138,8 @@ impl Slots {
         let slot = self.open.remove(&id)?;
         if !slot.certified {
             self.anonymous -= 1;
+        }
+        if slot.counted {
             self.forget_source(slot.source);
         }
         Some(slot)
@@ -160,6 +165,9 @@ pub(crate) struct Governor {
     slots: parking_lot::Mutex<Slots>,
     /// New connections per source, where each costs a TLS handshake.
     arrivals: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
+    /// Peers held to no per-source share or rate: the trusted proxies, whose
+    /// connections carry many clients.
+    proxies: crate::net::proxy::Trusted,
 }
 
 impl Governor {
@@ -167,7 +175,22 @@ impl Governor {
     /// that present a client certificate (0 on the plain listener).
     pub(crate) fn new(listener: &'static str, limits: Limits, reserved: usize) -> Arc<Self> {
         let reserved = reserved.min(limits.max_connections.saturating_sub(1));
-        Arc::new(Self { listener, limits, reserved, slots: parking_lot::Mutex::default(), arrivals: None })
+        Arc::new(Self {
+            listener,
+            limits,
+            reserved,
+            slots: parking_lot::Mutex::default(),
+            arrivals: None,
+            proxies: crate::net::proxy::Trusted::default(),
+        })
+    }
+
+    /// The same, holding the trusted proxies to no per-source share or rate.
+    pub(crate) fn trusting(mut self: Arc<Self>, proxies: crate::net::proxy::Trusted) -> Arc<Self> {
+        if let Some(g) = Arc::get_mut(&mut self) {
+            g.proxies = proxies;
+        }
+        self
     }
 
     /// The same, with new connections from one source limited to
@@ -203,7 +226,8 @@ impl Governor {
     /// only busy connections left.
     pub(crate) fn admit(self: &Arc<Self>, source: IpAddr, shutdown: &CancellationToken) -> Option<Admitted> {
         let key = network_of(source);
-        if let Some(arrivals) = &self.arrivals {
+        let counted = !self.proxies.trusts(source);
+        if let Some(arrivals) = self.arrivals.as_ref().filter(|_| counted) {
             if arrivals.check_key(&key).is_err() {
                 self.closed(Why::Arrivals);
                 return None;
@@ -214,7 +238,8 @@ impl Governor {
             }
         }
         let mut slots = self.slots.lock();
-        if slots.per_source.get(&key).copied().unwrap_or(0) >= self.limits.max_connections_per_source.max(1) {
+        if counted && slots.per_source.get(&key).copied().unwrap_or(0) >= self.limits.max_connections_per_source.max(1)
+        {
             match slots.oldest_idle(|_, s| !s.certified && s.source == key) {
                 Some(id) => self.evict(&mut slots, id, Why::Evicted),
                 None => {
@@ -241,6 +266,7 @@ impl Governor {
             Slot {
                 source: key,
                 certified: false,
+                counted,
                 in_flight: 0,
                 served: false,
                 since: now,
@@ -252,7 +278,9 @@ impl Governor {
             },
         );
         slots.anonymous += 1;
-        *slots.per_source.entry(key).or_default() += 1;
+        if counted {
+            *slots.per_source.entry(key).or_default() += 1;
+        }
         Some(Admitted { governor: self.clone(), id, close, drain })
     }
 
@@ -316,9 +344,11 @@ impl Admitted {
             return;
         }
         slot.certified = true;
-        let source = slot.source;
+        let (source, counted) = (slot.source, std::mem::replace(&mut slot.counted, false));
         slots.anonymous -= 1;
-        slots.forget_source(source);
+        if counted {
+            slots.forget_source(source);
+        }
     }
 
     /// Whether a connection without a client certificate may stay: only
@@ -548,8 +578,16 @@ pub(crate) async fn finish(tasks: TaskTracker, listener: &str) {
 
 /// Serves plain HTTP (the public listener) until `shutdown`, then lets open
 /// requests finish.
-pub(crate) async fn serve_plain(listener: TcpListener, app: Router, limits: Limits, shutdown: CancellationToken) {
-    let governor = Governor::new("public", limits, 0);
+pub(crate) async fn serve_plain(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    proxies: crate::net::proxy::Trusted,
+    shutdown: CancellationToken,
+) {
+    // A relying party behind a trusted proxy reaches us over the proxy's
+    // connections: held to no per-source share.
+    let governor = Governor::new("public", limits, 0).trusting(proxies);
     tokio::spawn(governor.clone().sweep(shutdown.clone()));
     let tasks = TaskTracker::new();
     let builder = builder(&limits);
@@ -630,6 +668,22 @@ mod tests {
         let fourth = g.admit(ip("192.0.2.6"), &shutdown).expect("a free slot");
         assert!(!fourth.may_stay_anonymous());
         assert!(fourth.close.is_cancelled() && !young.close.is_cancelled() && !third.close.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_trusted_proxy_is_held_to_no_share() {
+        let shutdown = CancellationToken::new();
+        let proxies = crate::net::proxy::Trusted(vec!["192.0.2.9/32".parse().expect("net")]);
+        let g = Governor::new("test", limits(100, 2), 0).trusting(proxies);
+        let mut held = Vec::new();
+        for i in 0..10 {
+            let c = g.admit(ip("192.0.2.9"), &shutdown).unwrap_or_else(|| panic!("the proxy's connection {i}"));
+            held.push((c.request(), c));
+        }
+        let a = g.admit(ip("192.0.2.1"), &shutdown).expect("first");
+        let b = g.admit(ip("192.0.2.1"), &shutdown).expect("second");
+        let _busy = (a.request(), b.request());
+        assert!(g.admit(ip("192.0.2.1"), &shutdown).is_none(), "anyone else keeps to the share");
     }
 
     #[tokio::test]

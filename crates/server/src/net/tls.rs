@@ -441,7 +441,7 @@ fn reserved(limits: &Limits) -> usize {
 /// `connections` so that a revocation can close them.
 pub(crate) async fn serve(listener: TcpListener, l: TlsListener, shutdown: CancellationToken) {
     let acceptor = TlsAcceptor::from(l.config.clone());
-    let governor = Governor::with_arrival_limit("https", l.limits, reserved(&l.limits));
+    let governor = Governor::with_arrival_limit("https", l.limits, reserved(&l.limits)).trusting(l.proxies.clone());
     tokio::spawn(governor.clone().sweep(shutdown.clone()));
     let tasks = TaskTracker::new();
     let builder = crate::net::listen::builder(&l.limits);
