@@ -18,7 +18,7 @@ use connect_pki_e2e::fixtures::{Device, device};
 use connect_pki_e2e::{Backend, Server, Spawned, text, workspace};
 
 use crate::nginx::free_port;
-use crate::proxy::{apply_through, curl_from};
+use crate::proxy::{curl_from, two_clients_keep_their_own_limit_and_name};
 use crate::revocation::revoke;
 
 /// `127.0.0.1:8080` as ("127.0.0.1", "8080").
@@ -233,31 +233,9 @@ async fn behind_haproxy_each_client_is_named_by_the_address_haproxy_saw() {
     let env = [("CONNECT_PKI_TRUSTED_PROXIES", "127.0.0.1"), ("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "2")];
     let s = Server::start_with(Backend::Sqlite, &env).await;
     let (_proxy, api, public) = start_haproxy(&s, (&s.api, &s.public), (&s.api, &s.public));
-    let mut n = 0;
-    let base = format!("https://{api}");
-    let mut apply = |from: &str, forged: &str| {
-        n += 1;
-        apply_through(&s, &base, from, forged, &format!("via.haproxy.{n}"))
-    };
     // TLS passes through HAProxy; the limit (2 a minute) is each client's
     // own, whatever it writes into X-Forwarded-For inside TLS.
-    for (i, forged) in ["203.0.113.7", "203.0.113.8", "203.0.113.9"].iter().enumerate() {
-        let (status, out) = apply("127.0.0.2", forged);
-        assert_eq!(status, if i < 2 { 201 } else { 429 }, "client .2, call {i}: {out} {}", haproxy_log(&s));
-    }
-    let (status, out) = apply("127.0.0.3", "127.0.0.2");
-    assert_eq!(status, 201, "client .3 has a limit of its own: {out}");
-    let (_, audit) = s.api("GET", "/api/v1/audit?limit=1000", Some(&s.admin_pem()), None);
-    let actors: Vec<String> = audit
-        .as_array()
-        .expect("audit")
-        .iter()
-        .filter(|r| r["action"] == "application.submit")
-        .filter_map(|r| r["actor"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(actors.iter().filter(|a| *a == "public:127.0.0.2").count(), 2, "{actors:?}");
-    assert_eq!(actors.iter().filter(|a| *a == "public:127.0.0.3").count(), 1, "{actors:?}");
-    assert_eq!(actors.len(), 3, "{actors:?}");
+    two_clients_keep_their_own_limit_and_name(&s, &format!("https://{api}"), "via.haproxy");
 
     // The HTTP frontend replaces what the client says of itself: claiming
     // TLS (and another address) through it is refused, as plain HTTP.

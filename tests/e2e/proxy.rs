@@ -33,6 +33,34 @@ pub(crate) fn apply_through(s: &Server, base: &str, from: &str, forged: &str, lo
     curl_from(s, from, &format!("{base}/api/v1/applications"), &args)
 }
 
+/// Through the proxy at `base`, with a limit of 2 applications a minute:
+/// 127.0.0.2 and 127.0.0.3 each keep their own limit and audit name,
+/// whatever address each writes into X-Forwarded-For itself.
+pub(crate) fn two_clients_keep_their_own_limit_and_name(s: &Server, base: &str, login: &str) {
+    let mut n = 0;
+    let mut apply = |from: &str, forged: &str| {
+        n += 1;
+        apply_through(s, base, from, forged, &format!("{login}.{n}"))
+    };
+    for (i, forged) in ["203.0.113.7", "203.0.113.8", "203.0.113.9"].iter().enumerate() {
+        let (status, out) = apply("127.0.0.2", forged);
+        assert_eq!(status, if i < 2 { 201 } else { 429 }, "client .2, call {i}: {out}");
+    }
+    let (status, out) = apply("127.0.0.3", "127.0.0.2");
+    assert_eq!(status, 201, "client .3 has a limit of its own: {out}");
+    let (_, audit) = s.api("GET", "/api/v1/audit?limit=1000", Some(&s.admin_pem()), None);
+    let actors: Vec<String> = audit
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter(|r| r["action"] == "application.submit")
+        .filter_map(|r| r["actor"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(actors.iter().filter(|a| *a == "public:127.0.0.2").count(), 2, "{actors:?}");
+    assert_eq!(actors.iter().filter(|a| *a == "public:127.0.0.3").count(), 1, "{actors:?}");
+    assert_eq!(actors.len(), 3, "{actors:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_nginx_each_client_keeps_its_own_limit_and_name() {
     let env = [("CONNECT_PKI_TRUSTED_PROXIES", "127.0.0.1"), ("CONNECT_PKI_RATE_LIMIT_PER_MINUTE", "2")];
@@ -45,31 +73,7 @@ async fn behind_nginx_each_client_keeps_its_own_limit_and_name() {
     assert_eq!(status, 200, "the enroll page through the proxy: {page}");
     assert!(page.contains("登録コード"), "{page}");
 
-    let mut n = 0;
-    let mut apply = |from: &str, forged: &str| {
-        n += 1;
-        apply_through(&s, &proxy, from, forged, &format!("via.proxy.{n}"))
-    };
-    // Two clients behind one proxy: the limit (2 a minute) is each one's own,
-    // whatever address the client wrote into the header itself.
-    for (i, forged) in ["203.0.113.7", "203.0.113.8", "203.0.113.9"].iter().enumerate() {
-        let (status, out) = apply("127.0.0.2", forged);
-        assert_eq!(status, if i < 2 { 201 } else { 429 }, "client .2, call {i}: {out}");
-    }
-    let (status, out) = apply("127.0.0.3", "127.0.0.2");
-    assert_eq!(status, 201, "client .3 has a limit of its own: {out}");
-
-    let (_, audit) = s.api("GET", "/api/v1/audit?limit=1000", Some(&s.admin_pem()), None);
-    let actors: Vec<String> = audit
-        .as_array()
-        .expect("audit")
-        .iter()
-        .filter(|r| r["action"] == "application.submit")
-        .filter_map(|r| r["actor"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(actors.iter().filter(|a| *a == "public:127.0.0.2").count(), 2, "{actors:?}");
-    assert_eq!(actors.iter().filter(|a| *a == "public:127.0.0.3").count(), 1, "{actors:?}");
-    assert_eq!(actors.len(), 3, "{actors:?}");
+    two_clients_keep_their_own_limit_and_name(&s, &proxy, "via.proxy");
 
     // Straight to the plain listener from an address that is not the proxy,
     // claiming TLS: refused.
