@@ -4,10 +4,10 @@
 
 pub(crate) mod relying;
 pub mod renewal;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::middleware;
@@ -388,15 +388,15 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     connect_pki_ra::users::run_due_retirements(&state).await?;
     connect_pki_ra::facilities::hold_suspended_facilities(&state).await?;
     connect_pki_ra::escalations::run_due(&state).await?;
-    tokio::spawn(retirement_worker(state.clone(), shutdown.clone()));
+    tokio::spawn(workers::retirement_worker(state.clone(), shutdown.clone()));
     if let Some(every) = config.consistency_check {
-        tokio::spawn(consistency_worker(state.clone(), every, shutdown.clone()));
+        tokio::spawn(workers::consistency_worker(state.clone(), every, shutdown.clone()));
     }
     tokio::spawn(connect_pki_ra::expiry::worker(state.ra.clone(), config.expiry_check, shutdown.clone()));
     if config.ra.relying.enabled {
         tokio::spawn(relying::worker(state.ra.clone(), config.ra.relying.clone(), shutdown.clone()));
     }
-    tokio::spawn(refusal_writer(state.ra.clone(), shutdown.clone()));
+    tokio::spawn(workers::refusal_writer(state.ra.clone(), shutdown.clone()));
     let checkpoints = crate::checkpoint::spawn(state.ra.clone(), config.audit_checkpoints.clone(), shutdown.clone());
 
     tracing::info!(%public_addr, %api_addr, backend = ?store.backend(), "connect-pki listening");
@@ -437,22 +437,6 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         _serving: serving,
         _public_threads: public_threads,
     })
-}
-
-/// Writes the refused requests counted in the last minute to the audit log,
-/// one row per caller and route with its count.
-async fn refusal_writer(ra: connect_pki_ra::Ra, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        if let Err(e) = connect_pki_ra::audit::flush_refusals(&ra).await {
-            tracing::error!(error = %e, "refused requests could not be written to the audit log; kept for the next minute");
-        }
-    }
 }
 
 /// The routers of the plain listener and of the HTTPS (mTLS) listener.
@@ -514,77 +498,6 @@ impl Web {
                 https_url: https.url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_string()),
                 https_port,
             }),
-        }
-    }
-}
-
-/// Carries out scheduled retirements, escalations past their SLA and holds
-/// past their limit when they fall due.
-async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
-    let delivering = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tick: u64 = 0;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {},
-        }
-        if let Err(e) = connect_pki_ra::users::run_due_retirements(&state).await {
-            tracing::error!(error = %e.to_string(), "scheduled retirement failed; retrying");
-        }
-        if let Err(e) = connect_pki_ra::escalations::run_due(&state).await {
-            tracing::error!(error = %e.to_string(), "escalation or hold-limit worker failed; retrying");
-        }
-        // Rejected applications leave once their retention ends: looked at
-        // every minute, a cheap indexed delete that usually finds nothing.
-        if tick.is_multiple_of(60) {
-            match connect_pki_ra::applications::purge_rejected(&state).await {
-                Ok(ids) if !ids.is_empty() => tracing::info!(purged = ids.len(), "rejected applications purged"),
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e.to_string(), "purging rejected applications failed; retrying"),
-            }
-        }
-        tick += 1;
-        // Deliveries run on their own so that a slow mail server never delays the other workers.
-        let s = state.clone();
-        if !delivering.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            let flag = delivering.clone();
-            tokio::spawn(async move {
-                if let Err(e) = connect_pki_ra::notify::deliver_due(&s).await {
-                    tracing::error!(error = %e.to_string(), "notification delivery failed; retrying");
-                }
-                flag.store(false, std::sync::atomic::Ordering::Release);
-            });
-        }
-    }
-}
-
-/// Runs `connect-pki check` on the service's own database every `every`:
-/// a certificate in force that should not be (a retired user's, a closed
-/// facility's, a lost device's) is what a restored backup or a hand-edited
-/// database leaves behind. The count goes to /metrics; any at all is an
-/// error line naming them, for the log's alerting.
-async fn consistency_worker(state: AppState, every: Duration, shutdown: CancellationToken) {
-    loop {
-        match state.store.consistency_offenders().await {
-            Ok(offenders) => {
-                ::metrics::gauge!("connect_pki_consistency_offenders").set(offenders.len() as f64);
-                ::metrics::gauge!("connect_pki_consistency_checked_timestamp_seconds")
-                    .set(state.clock.now().unix_timestamp() as f64);
-                if !offenders.is_empty() {
-                    let list: Vec<String> =
-                        offenders.iter().map(|o| format!("{} ({})", o.serial.to_hex(), o.why)).collect();
-                    tracing::error!(
-                        offenders = offenders.len(),
-                        certificates = %list.join(", "),
-                        "consistency check: certificates in force that should have been revoked; run `connect-pki check`"
-                    );
-                }
-            }
-            Err(e) => tracing::error!(error = %e.to_string(), "consistency check could not run"),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {},
         }
     }
 }

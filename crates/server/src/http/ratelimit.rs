@@ -14,7 +14,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::http::error::ApiError;
-use crate::net::listen::network_of;
+use crate::net::governor::network_of;
 
 /// A limit of `per_minute` requests per address, allowing bursts of that size.
 #[derive(Clone)]

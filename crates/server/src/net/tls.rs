@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::listen::{Governor, Idle, Limits, drive};
+use crate::net::governor::Governor;
+use crate::net::listen::{Idle, Limits, drive};
 use crate::net::proxy::Trusted;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
