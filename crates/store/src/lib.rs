@@ -127,8 +127,7 @@ async fn sqlite_pool(
     connections: u32,
     synchronous: &'static str,
 ) -> Result<AnyPool, sqlx::Error> {
-    AnyPoolOptions::new()
-        .max_connections(connections)
+    lasting(AnyPoolOptions::new(), connections)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 conn.execute(
@@ -145,6 +144,34 @@ async fn sqlite_pool(
         })
         .connect_with(options)
         .await
+}
+
+/// A SQLite pool of `connections` that are all opened now, by the caller,
+/// and kept for as long as they work.
+///
+/// A connection belongs to whoever opened it: SQLite's worker thread
+/// inherits the CPU priority of the thread that started it. The server
+/// serves strangers on threads of a lower priority; a connection opened
+/// lazily by one of their requests would then run a manager's revoke at
+/// that priority (measured: five of SQLite's ten worker threads at nice +10
+/// under the hostile-load benchmark, and the revoke's p50 at 80 ms). Opened
+/// by [`Store::connect`] and never retired for age or idleness, they keep
+/// the caller's; one that breaks is replaced by whoever needs it next.
+/// (PostgreSQL's connections are still opened as needed: sixteen per
+/// instance held for ever would crowd a shared server's 100 in tests. Its
+/// socket is woken by the reactor of the runtime that opened it, which
+/// polls it between tasks even when busy.)
+fn lasting(options: AnyPoolOptions, connections: u32) -> AnyPoolOptions {
+    options.max_connections(connections).min_connections(connections).idle_timeout(None).max_lifetime(None)
+}
+
+/// Opens every connection of `pool` (see [`lasting`]) from this task.
+async fn open_all(pool: &AnyPool, connections: u32) -> Result<(), sqlx::Error> {
+    let mut held = Vec::with_capacity(connections as usize);
+    for _ in 0..connections {
+        held.push(pool.acquire().await?);
+    }
+    Ok(())
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.
@@ -184,6 +211,11 @@ pub struct Store {
     writer_permits: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
+/// Pool connections of one instance on SQLite: foreground, and background
+/// (commits that do not wait for the disk).
+const SQLITE_CONNECTIONS: u32 = 8;
+const SQLITE_BACKGROUND_CONNECTIONS: u32 = 2;
+
 /// Pool connections of one instance (PostgreSQL), and how many of them
 /// writers may hold.
 const PG_CONNECTIONS: u32 = 16;
@@ -203,7 +235,7 @@ impl Store {
         let options =
             AnyConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("{}: {e}", redact(url))))?;
         let pool = match backend {
-            Backend::Sqlite => sqlite_pool(options.clone(), 8, "full").await,
+            Backend::Sqlite => sqlite_pool(options.clone(), SQLITE_CONNECTIONS, "full").await,
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(PG_CONNECTIONS)
@@ -228,12 +260,20 @@ impl Store {
             }
         }
         .map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
+        if backend == Backend::Sqlite {
+            open_all(&pool, SQLITE_CONNECTIONS)
+                .await
+                .map_err(|e| StoreError::Connect { url: redact(url), source: e })?;
+        }
         let background = match backend {
-            Backend::Sqlite => Some(
-                sqlite_pool(options, 2, "normal")
-                    .await
-                    .map_err(|e| StoreError::Connect { url: redact(url), source: e })?,
-            ),
+            Backend::Sqlite => {
+                let background = sqlite_pool(options, SQLITE_BACKGROUND_CONNECTIONS, "normal").await;
+                let background = match background {
+                    Ok(pool) => open_all(&pool, SQLITE_BACKGROUND_CONNECTIONS).await.map(|()| pool),
+                    Err(e) => Err(e),
+                };
+                Some(background.map_err(|e| StoreError::Connect { url: redact(url), source: e })?)
+            }
             Backend::Postgres => None,
         };
         let writer_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PG_WRITER_CONNECTIONS));

@@ -37,7 +37,8 @@ impl Env {
                 .env("CONNECT_PKI_OCSP_RATE_LIMIT_PER_MINUTE", "100000000")
                 .env("CONNECT_PKI_MAX_CONNECTIONS_PER_SOURCE", "100000")
                 .env("CONNECT_PKI_NEW_CONNECTIONS_PER_SOURCE_PER_MINUTE", "100000000")
-                .env("CONNECT_PKI_LOG", "warn")
+                // BENCH_SERVER_LOG: the server's log filter, to see where a run's time went.
+                .env("CONNECT_PKI_LOG", std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit()),
         )?;

@@ -60,15 +60,19 @@ pub struct Running {
     _public_threads: PublicThreads,
 }
 
-/// The public listener's own threads, at a lower CPU priority (nice +10).
+/// Threads at a lower CPU priority (nice +10) for the work anyone can ask
+/// for: the whole public listener, and on the HTTPS listener every accept,
+/// TLS handshake and connection without one of our client certificates.
 ///
-/// The public listener answers OCSP, CRL and CA downloads: work any relying
-/// party can ask for as fast as it likes. On the same cores, a flood of it
-/// would queue a revocation behind tens of thousands of OCSP answers. On
-/// threads of their own at a lower priority, the scheduler gives the
-/// revocation path (the API's threads, the CRL build, the database) the
-/// cores first whenever it has work, and OCSP everything else; idle, OCSP
-/// loses nothing. The revoke-under-load benchmark measures both sides.
+/// The public listener answers OCSP, CRL and CA downloads, which any relying
+/// party can ask for as fast as it likes; a stranger can open TLS
+/// connections, send wrong codes and load pages as fast. On the same cores,
+/// a flood of either would queue a revocation behind it. Here, the
+/// scheduler gives the revocation path (the main threads: a connection
+/// that showed a client certificate moves there after its handshake, the
+/// CRL build, the database) the cores first whenever it has work, and the
+/// rest everything else; idle, nothing is lost. The revoke-under-load and
+/// hostile-load benchmarks measure both sides.
 pub(crate) struct PublicThreads(Option<tokio::runtime::Runtime>);
 
 /// How much lower the public listener's threads run (`nice`).
@@ -91,21 +95,21 @@ impl PublicThreads {
         Ok(Self(Some(runtime)))
     }
 
-    /// Serves the plain listener on these threads until `shutdown`.
-    fn serve(
+    /// Runs `serve` with `listener` on these threads.
+    fn serve<F>(
         &self,
         listener: TcpListener,
-        app: axum::Router,
-        limits: crate::net::listen::Limits,
-        proxies: crate::net::proxy::Trusted,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<JoinHandle<()>> {
+        serve: impl FnOnce(TcpListener) -> F + Send + 'static,
+    ) -> anyhow::Result<JoinHandle<()>>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         // A listener is registered with the runtime that polls it.
         let listener = listener.into_std()?;
         let serve = async move {
             match TcpListener::from_std(listener) {
-                Ok(listener) => crate::net::listen::serve_plain(listener, app, limits, proxies, shutdown).await,
-                Err(e) => tracing::error!(error = %e, "the public listener could not start"),
+                Ok(listener) => serve(listener).await,
+                Err(e) => tracing::error!(error = %e, "a listener could not start"),
             }
         };
         Ok(match &self.0 {
@@ -330,6 +334,7 @@ fn rate_limits(config: &ServeConfig) -> RateLimits {
         enroll: limit(),
         emergency: limit(),
         ocsp: crate::http::ratelimit::Limit::per_minute(config.ocsp_rate_limit_per_minute),
+        strangers: std::sync::Arc::new(crate::http::strangers::Strangers::here()),
     }
 }
 
@@ -411,19 +416,20 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let limits = config.limits;
     let public_threads = PublicThreads::start()?;
     let proxies = crate::net::proxy::Trusted(config.https.trusted_proxies.clone());
-    let public_task = public_threads.serve(public_listener, public_app, limits, proxies, shutdown.clone())?;
-    let api_task = tokio::spawn(crate::net::tls::serve(
-        api_listener,
-        crate::net::tls::TlsListener {
-            config: tls_config,
-            app: api_app,
-            connections,
-            status_of: Some(crate::net::tls::index_lookup(state.revocations.clone(), None)),
-            limits,
-            proxies: crate::net::proxy::Trusted(config.https.trusted_proxies.clone()),
-        },
-        shutdown.clone(),
-    ));
+    let stop = shutdown.clone();
+    let public_task = public_threads
+        .serve(public_listener, move |l| crate::net::listen::serve_plain(l, public_app, limits, proxies, stop))?;
+    let tls_listener = crate::net::tls::TlsListener {
+        config: tls_config,
+        app: api_app,
+        connections,
+        status_of: Some(crate::net::tls::index_lookup(state.revocations.clone(), None)),
+        limits,
+        proxies: crate::net::proxy::Trusted(config.https.trusted_proxies.clone()),
+        home: Some(tokio::runtime::Handle::current()),
+    };
+    let stop = shutdown.clone();
+    let api_task = public_threads.serve(api_listener, move |l| crate::net::tls::serve(l, tls_listener, stop))?;
 
     Ok(Running {
         public_addr,

@@ -51,6 +51,10 @@ pub enum ApiError {
          of the instance that rolled over)"
     )]
     BehindRollover(u32),
+    /// Too many requests without a client certificate are inside already
+    /// (`strangers`): nothing was read or changed.
+    #[error("the service is busy with other visitors' requests; nothing was changed; try again in {0} seconds")]
+    Crowded(u64),
     #[error("{0}")]
     Service(#[from] ServiceError),
 }
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::NotJson => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Crowded(_) => (StatusCode::SERVICE_UNAVAILABLE, "crowded"),
             ApiError::CsrfRejected => (StatusCode::FORBIDDEN, "csrf_rejected"),
             ApiError::CrossSite => (StatusCode::FORBIDDEN, "cross_site_request"),
             ApiError::HttpsRequired(_) => (StatusCode::FORBIDDEN, "https_required"),
@@ -147,6 +152,7 @@ impl ApiError {
             ApiError::Service(e) => service_message_ja(e),
             ApiError::RateLimited(s) => format!("短時間に多くの送信がありました。{s}秒ほど待ってから、もう一度お試しください。"),
             ApiError::TooLarge(_) => "送信された内容が大きすぎます。".into(),
+            ApiError::Crowded(s) => format!("ただいま混み合っているため、受け付けられませんでした。何も変更されていません。{s}秒ほど待ってから、もう一度お試しください。至急の場合は行政管理課へ電話してください。"),
             ApiError::NoRoute(_) => NOT_FOUND_JA.into(),
             ApiError::BehindRollover(_) => "このサーバーは新しい発行CAをまだ読み込んでいないため、受け付けられませんでした。何も変更されていません。しばらくしてからもう一度お試しください。至急の場合は行政管理課へ電話してください。".into(),
             ApiError::CrossSite => "ほかのサイトからの操作は受け付けません。この画面から操作してください。".into(),
@@ -251,6 +257,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited(secs)
+            | ApiError::Crowded(secs)
             | ApiError::Service(ServiceError::TooManyRenewals(connect_pki_domain::enrollment::TooManyRenewals {
                 retry_after: secs,
                 ..

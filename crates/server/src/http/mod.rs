@@ -15,6 +15,7 @@ pub(crate) mod pki;
 pub(crate) mod ratelimit;
 pub(crate) mod rollover;
 pub mod state;
+pub(crate) mod strangers;
 
 use std::time::Instant;
 

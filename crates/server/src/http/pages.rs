@@ -18,6 +18,7 @@ use crate::http::api::views::rfc3339;
 use crate::http::error::ApiError;
 use crate::http::forwarded::Client;
 use crate::http::state::AppState;
+use crate::http::strangers;
 use connect_pki_ra::enrollment::{EnrollRequest, Enrolled, base64};
 use connect_pki_ra::{ServiceError, applications, enrollment};
 
@@ -134,7 +135,6 @@ async fn apply_form(State(state): State<AppState>) -> Response {
 
 async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Form<ApplyFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.limits.apply.check(client.addr)?;
         let kind: FacilityKind = f.kind.parse()?;
         let form = ApplicationForm {
             name: f.name.clone(),
@@ -148,7 +148,10 @@ async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Fo
             purpose_attested: f.purpose_attested.is_some(),
             terms_version: f.terms_version.clone().unwrap_or_default(),
         };
-        Ok(applications::submit(&state, form, &client.addr.to_string()).await?)
+        strangers::serve(&state, Some((&state.limits.apply, client.addr)), move |state| async move {
+            Ok(applications::submit(&state, form, &client.addr.to_string()).await?)
+        })
+        .await
     }
     .await;
     match result {
@@ -164,7 +167,9 @@ async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Fo
 }
 
 async fn apply_status(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match applications::by_token(&state, &token).await.map_err(ApiError::from) {
+    let found =
+        strangers::serve(&state, None, move |state| async move { Ok(applications::by_token(&state, &token).await?) });
+    match found.await {
         Ok(app) => page(
             StatusCode::OK,
             &StatusPage {
@@ -226,7 +231,6 @@ async fn enroll_form() -> Response {
 
 async fn enroll_submit(State(state): State<AppState>, client: Client, Form(f): Form<EnrollFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.limits.enroll.check(client.addr)?;
         let req = EnrollRequest {
             code: f.code.clone(),
             csr: None,
@@ -235,7 +239,10 @@ async fn enroll_submit(State(state): State<AppState>, client: Client, Form(f): F
             password: Some(f.password.clone()),
             device_label: Some(f.device_label.clone()),
         };
-        Ok(enrollment::enroll(&state, req, &client.addr.to_string()).await?)
+        strangers::serve(&state, Some((&state.limits.enroll, client.addr)), move |state| async move {
+            Ok(enrollment::enroll(&state, req, &client.addr.to_string()).await?)
+        })
+        .await
     }
     .await;
     match result {
@@ -334,10 +341,10 @@ fn choices(devices: Vec<connect_pki_store::DeviceRecord>) -> Vec<DeviceChoice> {
 
 /// First step: sign in; then the person's devices to choose from.
 async fn emergency_submit(State(state): State<AppState>, client: Client, Form(f): Form<EmergencyFields>) -> Response {
-    let result: Result<_, ApiError> = async {
-        state.limits.emergency.check(client.addr)?;
-        Ok(connect_pki_ra::escalations::ticket(&state, &f.login_id, &f.password, client.addr).await?)
-    }
+    let (login_id, password) = (f.login_id.clone(), f.password.clone());
+    let result = strangers::serve(&state, Some((&state.limits.emergency, client.addr)), move |state| async move {
+        Ok(connect_pki_ra::escalations::ticket(&state, &login_id, &password, client.addr).await?)
+    })
     .await;
     match result {
         Ok((ticket, devices)) => {
@@ -351,9 +358,12 @@ async fn emergency_submit(State(state): State<AppState>, client: Client, Form(f)
 /// Second step: the chosen device is reported and its certificates held.
 async fn emergency_report(State(state): State<AppState>, client: Client, Form(f): Form<ReportFields>) -> Response {
     let result: Result<_, ApiError> = async {
-        state.limits.emergency.check(client.addr)?;
         let device: connect_pki_domain::DeviceId = f.device_id.trim().parse()?;
-        Ok(connect_pki_ra::escalations::report_with_ticket(&state, &f.ticket, device, client.addr).await?)
+        let ticket = f.ticket.clone();
+        strangers::serve(&state, Some((&state.limits.emergency, client.addr)), move |state| async move {
+            Ok(connect_pki_ra::escalations::report_with_ticket(&state, &ticket, device, client.addr).await?)
+        })
+        .await
     }
     .await;
     match result {

@@ -41,4 +41,6 @@ pub struct RateLimits {
     pub(crate) emergency: Limit,
     /// OCSP from clients no relying-party name covers.
     pub(crate) ocsp: Limit,
+    /// The places requests without a client certificate share.
+    pub(crate) strangers: std::sync::Arc<crate::http::strangers::Strangers>,
 }

@@ -322,6 +322,18 @@ pub(crate) struct Admitted {
 }
 
 impl Admitted {
+    /// The connection finished its TLS handshake: the header timeout
+    /// counts from now. Handshakes run at a lower priority (see
+    /// `app::PublicThreads`); on a busy machine one can take a good part of
+    /// the header timeout, and the client has not yet been able to send a
+    /// byte of its request. One that never finishes is closed by the
+    /// clock started at admission.
+    pub(crate) fn handshaken(&self) {
+        if let Some(s) = self.governor.slots.lock().open.get_mut(&self.id) {
+            s.since = Instant::now();
+        }
+    }
+
     /// The connection proved one of our client certificates, valid until
     /// `not_after`: it no longer counts against its source and is closed
     /// when the certificate runs out.
@@ -515,5 +527,22 @@ mod tests {
         assert!(busy.drain.is_cancelled() && !busy.close.is_cancelled(), "asked to finish at its age");
         g.sweep_once(t0 + Duration::from_secs(72));
         assert!(busy.close.is_cancelled(), "closed when it did not finish");
+    }
+
+    #[tokio::test]
+    async fn the_header_timeout_counts_from_the_end_of_the_handshake() {
+        let shutdown = CancellationToken::new();
+        let l = Limits { header_read_timeout: Duration::from_secs(1), ..Limits::default() };
+        let g = Governor::new("test", l, 0);
+        let stuck = g.admit(ip("192.0.2.1"), &shutdown).expect("stuck in its handshake");
+        let slow = g.admit(ip("192.0.2.2"), &shutdown).expect("a slow handshake");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        slow.handshaken();
+        let t1 = Instant::now();
+        g.sweep_once(t1 + Duration::from_millis(500));
+        assert!(stuck.close.is_cancelled(), "no handshake within the header timeout");
+        assert!(!slow.close.is_cancelled(), "its request has the whole header timeout after the handshake");
+        g.sweep_once(t1 + Duration::from_millis(1000));
+        assert!(slow.close.is_cancelled(), "no request within the header timeout after the handshake");
     }
 }

@@ -115,6 +115,16 @@ impl<T> Idle<T> {
         self.deadline.as_mut().reset(Instant::now() + self.timeout);
     }
 
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// Starts the timeout afresh on the timer of the runtime this is called
+    /// on (a timer belongs to the runtime it was made on; see [`Movable`]).
+    pub fn rearm(&mut self) {
+        self.deadline = Box::pin(tokio::time::sleep(self.timeout));
+    }
+
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.deadline.as_mut().poll(cx).is_ready()
     }
@@ -155,6 +165,59 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Idle<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A TCP stream that can move to another runtime between two reads: a
+/// connection accepted and handshaken on the threads strangers share is
+/// served, once it has shown one of our client certificates, on the
+/// threads of the revocation path (`tls::connection`). A socket is woken by
+/// the reactor it is registered with; left with the busy one, a manager's
+/// revoke would wait for those threads to poll it.
+pub(crate) struct Movable(Option<tokio::net::TcpStream>);
+
+impl Movable {
+    pub fn new(tcp: tokio::net::TcpStream) -> Self {
+        Self(Some(tcp))
+    }
+
+    /// Takes the socket off its runtime's reactor.
+    pub fn leave(&mut self) -> std::io::Result<std::net::TcpStream> {
+        self.0.take().ok_or_else(gone)?.into_std()
+    }
+
+    /// Registers the socket with the reactor of the runtime this is called on.
+    pub fn arrive(&mut self, tcp: std::net::TcpStream) -> std::io::Result<()> {
+        self.0 = Some(tokio::net::TcpStream::from_std(tcp)?);
+        Ok(())
+    }
+
+    fn tcp(&mut self) -> std::io::Result<Pin<&mut tokio::net::TcpStream>> {
+        self.0.as_mut().map(Pin::new).ok_or_else(gone)
+    }
+}
+
+fn gone() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "the socket is moving between runtimes")
+}
+
+impl AsyncRead for Movable {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        self.tcp()?.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Movable {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.tcp()?.poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.tcp()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.tcp()?.poll_shutdown(cx)
     }
 }
 
@@ -223,4 +286,54 @@ pub(crate) async fn serve_plain(
     }
     drop(listener);
     finish(tasks, "public").await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A connection accepted on one runtime keeps working on another once
+    /// the first is gone: its socket left the first reactor and its idle
+    /// timer the first timer (either would fail or panic otherwise).
+    #[test]
+    fn a_moved_connection_outlives_the_runtime_that_accepted_it() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let mut client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        std::io::Write::write_all(&mut client, b"hello").expect("write");
+        let first = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+        let (mut io, tcp) = first.block_on(async {
+            let listener = TcpListener::from_std(listener).expect("listener");
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut io = Idle::new(Movable::new(tcp), Duration::from_secs(30));
+            let mut hello = [0u8; 5];
+            io.read_exact(&mut hello).await.expect("read on the first runtime");
+            assert_eq!(&hello, b"hello");
+            let tcp = io.get_mut().leave().expect("leave");
+            (io, tcp)
+        });
+        drop(first);
+        std::io::Write::write_all(&mut client, b"world").expect("write");
+        let second = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        second.block_on(async {
+            io.get_mut().arrive(tcp).expect("arrive");
+            io.rearm();
+            let mut world = [0u8; 5];
+            io.read_exact(&mut world).await.expect("read on the second runtime");
+            assert_eq!(&world, b"world");
+            io.write_all(b"ok").await.expect("write on the second runtime");
+        });
+        let mut ok = [0u8; 2];
+        std::io::Read::read_exact(&mut client, &mut ok).expect("the answer");
+        assert_eq!(&ok, b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_stream_between_runtimes_refuses_io() {
+        let mut io = Movable(None);
+        let mut buf = [0u8; 1];
+        let e = io.read(&mut buf).await.expect_err("no socket");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotConnected);
+    }
 }

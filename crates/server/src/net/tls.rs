@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::governor::Governor;
-use crate::net::listen::{Idle, Limits, drive};
+use crate::net::listen::{Idle, Limits, Movable, drive};
 use crate::net::proxy::Trusted;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
@@ -428,6 +428,12 @@ pub(crate) struct TlsListener {
     pub(crate) limits: Limits,
     /// Peers whose PROXY protocol header names the client.
     pub(crate) proxies: Trusted,
+    /// Where a connection that showed one of our client certificates is
+    /// served: the threads of the revocation path. The listener accepts and
+    /// handshakes on the threads strangers share (lower priority), so a
+    /// flood of handshakes or anonymous requests queues behind a manager's
+    /// revoke, not before it. `None`: where the listener runs.
+    pub(crate) home: Option<tokio::runtime::Handle>,
 }
 
 /// Slots of the HTTPS listener kept for connections with one of our client
@@ -450,7 +456,7 @@ pub(crate) async fn serve(listener: TcpListener, l: TlsListener, shutdown: Cance
     while let Some((tcp, peer)) = crate::net::listen::accept(&listener, &shutdown).await {
         let (acceptor, builder, l, governor, shutdown) =
             (acceptor.clone(), builder.clone(), l.clone(), governor.clone(), shutdown.clone());
-        tasks.spawn(async move { connection(tcp, peer, acceptor, builder, &l, &governor, &shutdown).await });
+        tasks.spawn(async move { connection(tcp, peer, acceptor, builder, l, &governor, &shutdown).await });
     }
     drop(listener);
     crate::net::listen::finish(tasks, "mTLS").await;
@@ -461,7 +467,7 @@ async fn connection(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     builder: Builder<TokioExecutor>,
-    l: &TlsListener,
+    l: Arc<TlsListener>,
     governor: &Arc<Governor>,
     shutdown: &CancellationToken,
 ) {
@@ -472,15 +478,17 @@ async fn connection(
             Err(_) => return tracing::info!(%peer, "no PROXY protocol header in time"),
         };
     let Some(admitted) = governor.admit(remote.ip(), shutdown) else { return };
+    let io = Idle::new(Movable::new(tcp), l.limits.idle_timeout);
     let handshake = tokio::select! {
-        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Idle::new(tcp, l.limits.idle_timeout))) => r,
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)) => r,
         () = admitted.close.cancelled() => return,
     };
-    let tls = match handshake {
+    let mut tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return tracing::info!(%remote, error = %e, "TLS handshake refused"),
         Err(_) => return tracing::info!(%remote, "TLS handshake timed out"),
     };
+    admitted.handshaken();
     let peer_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| PeerCert::parse(c));
     match &peer_cert {
         Some(p) => admitted.certified(p.expires_in()),
@@ -489,6 +497,35 @@ async fn connection(
         }
         None => {}
     }
+    let home = l.home.clone().filter(|_| peer_cert.is_some());
+    let Some(home) = home else { return serve_tls(tls, peer_cert, admitted, remote, builder, &l).await };
+    let tcp = match tls.get_mut().0.get_mut().leave() {
+        Ok(tcp) => tcp,
+        Err(e) => return tracing::warn!(%remote, error = %e, "a connection could not move to the API's threads"),
+    };
+    let moved = home.spawn(async move {
+        let io = tls.get_mut().0;
+        if let Err(e) = io.get_mut().arrive(tcp) {
+            return tracing::warn!(%remote, error = %e, "a connection could not move to the API's threads");
+        }
+        io.rearm();
+        serve_tls(tls, peer_cert, admitted, remote, builder, &l).await;
+    });
+    // Held until the connection ends, so that shutdown waits for it.
+    let _ = moved.await;
+}
+
+/// Serves one handshaken connection until it ends. Connections are
+/// registered under their certificate's serial so that a revocation can
+/// close them.
+async fn serve_tls(
+    tls: tokio_rustls::server::TlsStream<Idle<Movable>>,
+    peer_cert: Option<PeerCert>,
+    admitted: crate::net::governor::Admitted,
+    remote: SocketAddr,
+    builder: Builder<TokioExecutor>,
+    l: &TlsListener,
+) {
     let registered = peer_cert.as_ref().and_then(|p| key(p.serial.as_bytes())).map(|k| l.connections.register(k));
     // A revocation applied between the handshake's check and the
     // registration above closed nothing: look again now that any later one

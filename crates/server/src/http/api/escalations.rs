@@ -12,6 +12,7 @@ use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiJsonOrEmpty, ApiPath, ApiQuery};
 use crate::http::state::AppState;
+use crate::http::strangers;
 use connect_pki_ra::escalations;
 
 /// Report one's own device lost (public: sign in with login ID and password).
@@ -22,15 +23,18 @@ use connect_pki_ra::escalations;
               (status = 401, description = "Wrong login ID or password, or sign-in paused for this source or account (one answer for all)", body = ErrorBody),
               (status = 403, description = "Not your device, or account disabled", body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, description = "Device already revoked or on hold", body = ErrorBody),
-              (status = 429, description = "Rate limit per address", body = ErrorBody)))]
+              (status = 429, description = "Rate limit per address", body = ErrorBody),
+              (status = 503, description = "Crowded: too many requests without a client certificate inside; nothing was changed (Retry-After)", body = ErrorBody)))]
 pub(super) async fn report_emergency(
     State(state): State<AppState>,
     client: Client,
     ApiJson(body): ApiJson<EmergencyBody>,
 ) -> ApiResult<(StatusCode, Json<EmergencyCreated>)> {
-    state.limits.emergency.check(client.addr)?;
-    let (e, held) =
-        escalations::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), client.addr).await?;
+    let (e, held) = strangers::serve(&state, Some((&state.limits.emergency, client.addr)), move |state| async move {
+        Ok(escalations::report_own(&state, &body.login_id, &body.password, DeviceId(body.device_id), client.addr)
+            .await?)
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(EmergencyCreated {

@@ -30,6 +30,7 @@ use crate::http::forwarded::Client;
 use crate::http::identity::Caller;
 use crate::http::json::{ApiJson, ApiPath, ApiQuery};
 use crate::http::state::AppState;
+use crate::http::strangers;
 use connect_pki_ra::Requester;
 use connect_pki_ra::enrollment::{EnrollRequest, Enrolled};
 use connect_pki_ra::{applications, audit, certificates, devices, enrollment, expiry, facilities, users};
@@ -153,14 +154,17 @@ async fn openapi_json(_caller: Caller, axum::Extension(doc): axum::Extension<Api
         (status = 409, description = "The manager's login ID is taken", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "A field is missing or invalid", body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "Crowded: too many requests without a client certificate inside; nothing was changed (Retry-After)", body = ErrorBody)))]
 async fn submit_application(
     State(state): State<AppState>,
     client: Client,
     ApiJson(body): ApiJson<ApplicationBody>,
 ) -> ApiResult<(StatusCode, Json<ApplicationCreated>)> {
-    state.limits.apply.check(client.addr)?;
-    let app = applications::submit(&state, body.into(), &client.addr.to_string()).await?;
+    let app = strangers::serve(&state, Some((&state.limits.apply, client.addr)), move |state| async move {
+        Ok(applications::submit(&state, body.into(), &client.addr.to_string()).await?)
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(ApplicationCreated {
@@ -185,12 +189,15 @@ async fn terms_of_use(State(state): State<AppState>) -> Json<TermsOfUse> {
 /// The decision on an application, by the token from its status URL.
 #[utoipa::path(get, path = "/api/v1/application-status/{token}", tag = "public",
     params(("token" = String, Path)),
-    responses((status = 200, body = ApplicationDecision), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ApplicationDecision), (status = 404, body = ErrorBody),
+              (status = 503, description = "Crowded: too many requests without a client certificate inside; nothing was changed (Retry-After)", body = ErrorBody)))]
 async fn application_status(
     State(state): State<AppState>,
     ApiPath(token): ApiPath<String>,
 ) -> ApiResult<Json<ApplicationDecision>> {
-    let app = applications::by_token(&state, &token).await?;
+    let app =
+        strangers::serve(&state, None, move |state| async move { Ok(applications::by_token(&state, &token).await?) })
+            .await?;
     Ok(Json(ApplicationDecision {
         id: app.id,
         name: app.form.name,
@@ -211,13 +218,13 @@ async fn application_status(
         (status = 409, description = "Code already used or expired (right secret)", body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 422, description = "Key not allowed, CSR names someone else, password missing or too short", body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "Crowded: too many requests without a client certificate inside; nothing was changed (Retry-After)", body = ErrorBody)))]
 async fn enroll(
     State(state): State<AppState>,
     client: Client,
     ApiJson(body): ApiJson<EnrollBody>,
 ) -> ApiResult<(StatusCode, Json<EnrollResponse>)> {
-    state.limits.enroll.check(client.addr)?;
     let req = EnrollRequest {
         code: body.code,
         csr: body.csr,
@@ -226,7 +233,10 @@ async fn enroll(
         password: body.password,
         device_label: body.device_label,
     };
-    let out = match enrollment::enroll(&state, req, &client.addr.to_string()).await? {
+    let enrolled = strangers::serve(&state, Some((&state.limits.enroll, client.addr)), move |state| async move {
+        Ok(enrollment::enroll(&state, req, &client.addr.to_string()).await?)
+    });
+    let out = match enrolled.await? {
         Enrolled::Certificate { device, serial, certificate_pem, chain_pem } => EnrollResponse {
             device_id: device.0,
             serial: serial.to_hex(),
