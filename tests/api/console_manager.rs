@@ -304,7 +304,17 @@ async fn code_slip_prints_the_address_and_the_code_only_as_text(backend: Backend
         ..Default::default()
     };
     for configured in [false, true] {
-        let opts = if configured { AppOptions::with(|c| c.https = https.clone()) } else { AppOptions::default() };
+        let desk =
+            connect_pki_ra::settings::CityDesk::new(Some("03-5555-0100".into()), Some("平日 8:30〜17:15".into()))
+                .expect("a number");
+        let opts = if configured {
+            AppOptions::with(|c| {
+                c.https = https.clone();
+                c.ra.city_desk = desk.clone();
+            })
+        } else {
+            AppOptions::default()
+        };
         let app = spawn_app_with(backend, opts).await;
         let f = app.facility(&app.admin, "伝票テスト施設", "slip.kanri").await;
         let manager = app.manager(&f, "slip-pc").await;
@@ -326,6 +336,14 @@ async fn code_slip_prints_the_address_and_the_code_only_as_text(backend: Backend
         let qr = connect_pki_server::http::console::manager::qr_data_uri(&url).expect("QR");
         assert!(body.contains(&format!("src=\"{qr}\"")), "the QR code is the address, nothing else: {body}");
         assert!(body.contains("有効期限") && body.contains("data-print") && body.contains("class=\"slip\""), "{body}");
+        // What to do when the device is lost, with the number to call when
+        // 行政管理課's is configured.
+        let call = if configured {
+            "行政管理課（電話 03-5555-0100、平日 8:30〜17:15）へ電話"
+        } else {
+            "行政管理課へ電話"
+        };
+        assert!(body.contains("id=\"if-lost\"") && body.contains(call), "{body}");
         // The code is in no address the page links to or loads.
         assert!(!body.contains(&format!("={code}")) && !body.contains(&format!("/{code}")), "{body}");
         let id = app.enroll_generated(code, Some("slip password 1"), "slip-device").await;

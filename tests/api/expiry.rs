@@ -186,6 +186,12 @@ async fn the_list_is_the_manager_s_own_and_the_city_s_all(backend: Backend) {
 }
 both_backends!(the_list_is_the_manager_s_own_and_the_city_s_all);
 
+/// 行政管理課's number, which every e-mail ends with.
+fn city_desk() -> connect_pki_ra::settings::CityDesk {
+    connect_pki_ra::settings::CityDesk::new(Some("03-5555-0100".into()), Some("平日 8:30〜17:15".into()))
+        .expect("a number")
+}
+
 /// An app whose e-mail goes to `sinks` (or nowhere reachable).
 async fn app_mailing(backend: Backend, smtp_url: String) -> TestApp {
     app_mailing_with(backend, smtp_url, connect_pki_ra::Settings::default().notification_attempts).await
@@ -205,6 +211,7 @@ async fn app_mailing_with(backend: Backend, smtp_url: String, attempts: u32) -> 
         AppOptions::with(|c| {
             c.ra.notify = notify;
             c.ra.notification_attempts = attempts;
+            c.ra.city_desk = city_desk();
         }),
     )
     .await
@@ -295,6 +302,7 @@ async fn managers_are_told_once_at_30_and_once_at_7_days(backend: Backend) {
         &tokyo(end),
         "（日本時間）",
         "https://pki.city.example:8443/console/expiring",
+        "至急のときの連絡先: 行政管理課（電話 03-5555-0100、平日 8:30〜17:15）",
     ] {
         assert!(text.contains(needle), "{needle} in {text}");
     }

@@ -121,3 +121,34 @@ fn field_value(html: &str, name: &str) -> String {
     let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} field: {html}")) + marker.len();
     html[start..].split('"').next().expect("value").to_string()
 }
+
+/// A page that tells someone to call 行政管理課 gives the number and hours
+/// configured (the emergency form, which also says which password it
+/// wants, and a refused sign-in); without a number configured, the words
+/// are unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_says_to_call_gives_the_number() {
+    let desk = connect_pki_ra::settings::CityDesk::new(Some("03-5555-0100".into()), Some("平日 8:30〜17:15".into()))
+        .expect("a number");
+    let call = "行政管理課（電話 03-5555-0100、平日 8:30〜17:15）へ電話";
+    let app = connect_pki_e2e::spawn_app_with(
+        Backend::Sqlite,
+        connect_pki_e2e::AppOptions::with(move |c| c.ra.city_desk = desk.clone()),
+    )
+    .await;
+    let form = get(&app, "/emergency").await.text();
+    assert!(form.contains("電子@連絡帳（CONNECT）にログインするパスワードではありません"), "which password: {form}");
+    let (status, refused) =
+        post_form(&app, "/emergency", &[("login_id", "nobody"), ("password", "not the one 1")]).await;
+    assert_eq!(status, 401, "{refused}");
+    for (what, page) in [("the form", form), ("a refused sign-in", refused)] {
+        assert!(page.contains(call), "{what} gives no number: {page}");
+        assert!(
+            !page.contains(connect_pki_ra::settings::CALL_THE_CITY),
+            "{what} says to call without the number: {page}"
+        );
+    }
+    let (_, unconfigured) =
+        post_form(&spawn_app(Backend::Sqlite).await, "/emergency", &[("login_id", "n"), ("password", "p")]).await;
+    assert!(unconfigured.contains("行政管理課へ電話") && !unconfigured.contains("（電話 "), "{unconfigured}");
+}

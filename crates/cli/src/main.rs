@@ -285,6 +285,14 @@ struct ServeArgs {
     /// first announced [default: 30].
     #[arg(long, env = "CONNECT_PKI_EXPIRY_NOTICE_DAYS", value_parser = clap::value_parser!(u32).range(1..=400))]
     expiry_notice_days: Option<u32>,
+    /// 行政管理課's telephone number, written on every page, code slip and
+    /// e-mail that tells someone to call (night-time losses) [default: none,
+    /// and the service warns at start].
+    #[arg(long, env = "CONNECT_PKI_CITY_PHONE")]
+    city_phone: Option<String>,
+    /// When that number answers, e.g. "平日 8:30〜17:15（夜間・休日は当直）".
+    #[arg(long, env = "CONNECT_PKI_CITY_PHONE_HOURS")]
+    city_phone_hours: Option<String>,
     /// Record what each relying party asks the OCSP responder and which
     /// CRLs it downloads, and each certificate's handshakes [default: true].
     #[arg(long, env = "CONNECT_PKI_RELYING_PARTY_RECORDING")]

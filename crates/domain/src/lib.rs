@@ -6,6 +6,7 @@
 pub mod application;
 pub mod calendar;
 pub mod certificate;
+pub mod city_desk;
 pub mod clock;
 pub mod enrollment;
 pub mod error;

@@ -307,6 +307,7 @@ async fn send_email(ra: &Ra, n: &NotificationRecord) -> Result<(), String> {
         "expiring" => crate::expiry::mail(&v),
         event => emergency_mail(event, n.escalation.unwrap_or_default(), &v),
     };
+    let text = signed_off(text, &ra.settings.city_desk);
     let message = lettre::Message::builder()
         .from(cfg.mail_from.clone())
         .to(n.target.parse().map_err(|e| format!("recipient {}: {e}", n.target))?)
@@ -319,6 +320,14 @@ async fn send_email(ra: &Ra, n: &NotificationRecord) -> Result<(), String> {
         .timeout(Some(Duration::from_secs(10)))
         .build();
     transport.send(message).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// `text` with the number to call at its end, when 行政管理課's is configured.
+fn signed_off(text: String, desk: &connect_pki_domain::city_desk::CityDesk) -> String {
+    if desk.phone.is_none() {
+        return text;
+    }
+    format!("{}\n\n至急のときの連絡先: {}\n", desk.fill(&text).trim_end(), desk.named())
 }
 
 /// The subject and text of a notice about an emergency report.

@@ -36,7 +36,12 @@ pub struct Settings {
     /// A revoke, hold or release answers once every live instance has
     /// applied it (`instances::WAIT` at most), naming any that did not.
     pub every_instance: bool,
+    /// 行政管理課's telephone, for every page, slip and e-mail that tells
+    /// someone to call.
+    pub city_desk: CityDesk,
 }
+
+pub use connect_pki_domain::city_desk::{CALL_THE_CITY, CityDesk};
 
 impl Default for Settings {
     fn default() -> Self {
@@ -56,6 +61,7 @@ impl Default for Settings {
             expiry_notice_days: expiry::DEFAULT_WINDOW_DAYS,
             relying: RecordSettings::default(),
             every_instance: false,
+            city_desk: CityDesk::default(),
         }
     }
 }

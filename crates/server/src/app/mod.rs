@@ -341,6 +341,11 @@ fn rate_limits(config: &ServeConfig) -> RateLimits {
 /// The registration authority's settings, with the terms of use in the
 /// data directory.
 fn settings_of(config: &ServeConfig) -> anyhow::Result<connect_pki_ra::Settings> {
+    if config.ra.city_desk.phone.is_none() {
+        tracing::warn!(
+            "no --city-phone: the pages, code slips and e-mails that tell people to call 行政管理課 give no number"
+        );
+    }
     Ok(connect_pki_ra::Settings { terms: crate::terms::load(&config.data_dir)?, ..config.ra.clone() })
 }
 
@@ -456,6 +461,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
 fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
     use crate::http::forwarded::{Listener, identify};
     let (public_api, mtls_api, _) = api::routers(state.clone());
+    let desk = Arc::new(state.settings.city_desk.clone());
     let secret = public_api.merge(crate::http::pages::router(state.clone()));
     let behind = middleware::from_fn_with_state(state.clone(), crate::http::rollover::refuse_changes_when_behind);
     let secret = secret.route_layer(behind.clone());
@@ -469,6 +475,7 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
         .merge(guarded)
         .fallback(crate::http::error::no_route)
         .layer(body_limit())
+        .layer(middleware::from_fn_with_state(desk.clone(), crate::http::contact::fill))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn_with_state(plain, identify))
         .merge(pki::ocsp::router(state.clone(), web.proxies.clone()));
@@ -484,6 +491,7 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
         .layer(middleware::from_fn(crate::http::read_body_first))
         .layer(middleware::from_fn_with_state(state.clone(), crate::http::origin::audit_refusals))
         .layer(middleware::from_fn(crate::http::origin::strict_transport))
+        .layer(middleware::from_fn_with_state(desk, crate::http::contact::fill))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn_with_state(tls, identify));
 

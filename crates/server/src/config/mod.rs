@@ -125,6 +125,12 @@ pub struct FileConfig {
     /// Days before a certificate runs out that it is listed and first announced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) expiry_notice_days: Option<u32>,
+    /// 行政管理課's telephone number, on every page, slip and e-mail that says to call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) city_phone: Option<String>,
+    /// When that number answers, e.g. 「平日 8:30〜17:15」.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) city_phone_hours: Option<String>,
     /// PEM certificate chain of the HTTPS listener, instead of the one from our CA.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_cert_file: Option<PathBuf>,
@@ -158,7 +164,7 @@ pub struct FileConfig {
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -352,6 +358,8 @@ impl ServeConfig {
             connect_pki_domain::expiry::window(d).context("expiry_notice_days in config.toml")?;
             ra.expiry_notice_days = d;
         }
+        ra.city_desk = connect_pki_ra::settings::CityDesk::new(f.city_phone, f.city_phone_hours)
+            .map_err(|e| anyhow::anyhow!("{e} (config.toml or --city-phone)"))?;
         set(&mut ra.relying.enabled, f.relying_party_recording);
         set(&mut ra.relying.flush_every, f.relying_party_flush_seconds.map(std_secs));
         set(&mut ra.relying.retention, f.relying_party_retention_days.map(days));
@@ -461,6 +469,11 @@ mod tests {
         assert!(bad.is_err(), "a window of 0 days is refused");
         let half = ServeConfig::resolve(dir, toml("tls_cert_file = '/c.pem'"), FileConfig::default());
         assert!(half.is_err(), "a certificate without its key is refused");
+        let desk = toml("city_phone = '03-1234-5678'\ncity_phone_hours = '平日 8:30〜17:15'");
+        let desk = ServeConfig::resolve(dir, desk, FileConfig::default()).expect("the city's number").ra.city_desk;
+        assert_eq!(desk.named(), "行政管理課（電話 03-1234-5678、平日 8:30〜17:15）");
+        let bad = ServeConfig::resolve(dir, toml("city_phone = 'ask the clerk'"), FileConfig::default());
+        assert!(bad.is_err_and(|e| e.to_string().contains("city_phone")), "a number no one can dial is refused");
     }
 
     #[test]

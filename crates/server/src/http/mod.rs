@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod console;
+pub(crate) mod contact;
 pub mod error;
 pub(crate) mod forwarded;
 pub(crate) mod health;

@@ -20,9 +20,10 @@
 //! while the revoke waited for the connection (p50 80 ms).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::http::error::ApiError;
 use crate::http::ratelimit::Limit;
@@ -40,7 +41,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// The places strangers share, and the threads their work runs on.
 #[derive(Debug)]
 pub(crate) struct Strangers {
-    places: Semaphore,
+    places: Arc<Semaphore>,
     wait: Duration,
     /// The main runtime; `None`: wherever the request is served.
     home: Option<tokio::runtime::Handle>,
@@ -53,15 +54,22 @@ impl Strangers {
     }
 
     fn with(places: usize, wait: Duration) -> Self {
-        Self { places: Semaphore::new(places), wait, home: None }
+        Self { places: Arc::new(Semaphore::new(places)), wait, home: None }
     }
 
-    /// Runs `work` in a place, on the main threads.
+    /// Runs `work` in a place, on the main threads. The place goes with
+    /// the work: a client that hangs up does not free it while the work
+    /// it started still runs.
     async fn run<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _place = self.enter().await?;
+        let place = self.enter().await?;
+        let work = async move {
+            let r = work.await;
+            drop(place);
+            r
+        };
         match &self.home {
             Some(home) => home.spawn(work).await.map_err(|e| anyhow::anyhow!("a stranger's request failed: {e}"))?,
             None => work.await,
@@ -69,8 +77,8 @@ impl Strangers {
     }
 
     /// Waits (bounded) for a place, held until the result is dropped.
-    pub(crate) async fn enter(&self) -> Result<SemaphorePermit<'_>, ApiError> {
-        match tokio::time::timeout(self.wait, self.places.acquire()).await {
+    async fn enter(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(self.wait, self.places.clone().acquire_owned()).await {
             Ok(Ok(place)) => Ok(place),
             _ => {
                 ::metrics::counter!("connect_pki_strangers_turned_away_total").increment(1);
@@ -119,6 +127,36 @@ mod tests {
         });
         r.expect("let in when a place freed");
         drop(again);
+    }
+
+    #[test]
+    fn a_caller_that_gives_up_leaves_the_place_taken_until_its_work_ends() {
+        let main = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+        let strangers =
+            Arc::new(Strangers { home: Some(main.handle().clone()), ..Strangers::with(1, Duration::from_millis(50)) });
+        let lower = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        lower.block_on(async {
+            let caller = tokio::spawn({
+                let strangers = strangers.clone();
+                async move { strangers.run(async move { rx.await.map_err(|e| anyhow::anyhow!("{e}").into()) }).await }
+            });
+            while strangers.places.available_permits() > 0 {
+                tokio::task::yield_now().await;
+            }
+            caller.abort();
+            let _ = caller.await;
+            let refused = strangers.run(async { Ok(()) }).await.expect_err("the work still runs in its place");
+            assert!(matches!(refused, ApiError::Crowded(_)), "{refused:?}");
+            tx.send(()).expect("the work still waits");
+            for _ in 0..500 {
+                if strangers.places.available_permits() == 1 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            assert_eq!(strangers.places.available_permits(), 1, "the place is free once the work ended");
+        });
     }
 
     #[test]
