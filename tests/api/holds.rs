@@ -96,7 +96,8 @@ async fn a_release_cannot_bypass_the_escalation(backend: Backend) {
 both_backends!(a_release_cannot_bypass_the_escalation);
 
 /// A hold placed directly, with no escalation, is released directly; a
-/// certificate an escalation holds can still be revoked.
+/// certificate an escalation holds can still be revoked, and that settles
+/// the report (nothing of the device is in force any more).
 async fn direct_holds_stay_free_and_revocation_stays_allowed(backend: Backend) {
     let app = spawn_app(backend).await;
     let (manager, staff) = facility(&app).await;
@@ -112,7 +113,7 @@ async fn direct_holds_stay_free_and_revocation_stays_allowed(backend: Backend) {
     let (status, out) = post(&app, &manager.id, &path, Some(&json!({"reason": "keyCompromise"}))).await;
     assert_eq!((status, out["status"].as_str()), (200, Some("revoked")), "{out}");
     assert_eq!(app.ocsp_status(&staff.id).await, "revoked keyCompromise");
-    assert_eq!(escalation_status(&app, id).await, "open");
+    assert_eq!(escalation_status(&app, id).await, "resolved");
 }
 both_backends!(direct_holds_stay_free_and_revocation_stays_allowed);
 

@@ -45,6 +45,61 @@ async fn weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla
 }
 both_backends!(weekday_report_goes_to_the_manager_then_to_admin_division_after_the_sla);
 
+/// The escalation of `device`, as 行政管理課 lists them.
+async fn escalation_of(app: &TestApp, device: i64) -> Value {
+    let (status, list) = app.api("GET", "/api/v1/escalations?status=all", Some(&app.admin), None).await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array().expect("list").iter().find(|e| e["device_id"] == device).cloned().expect("its escalation")
+}
+
+/// A report whose device the manager (here 行政管理課, from the staff page
+/// or the API) then stopped — reported lost, or its certificate revoked —
+/// is closed as revoked at once, and the SLA moves nothing to 行政管理課
+/// (no 【至急】 for an emergency already handled); a report left alone still
+/// moves.
+async fn a_report_already_handled_is_closed_and_never_escalated(backend: Backend) {
+    let opts = AppOptions::with(|c| c.ra.escalation_sla = time::Duration::minutes(1));
+    let app = spawn_app_with(backend, opts).await;
+    let lost = app.device("nakushita.staff").await;
+    let revoked = app.device("shikkou.staff").await;
+    let alone = app.device("sonomama.staff").await;
+    app.clock.set(connect_pki_e2e::fixtures::next_business_morning());
+    for (login, d) in [("nakushita.staff", &lost), ("shikkou.staff", &revoked), ("sonomama.staff", &alone)] {
+        let (status, out) = report(&app, login, PASSWORD, d.device_id).await;
+        assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
+    }
+    let path = format!("/api/v1/devices/{}/lost", lost.device_id);
+    assert_eq!(app.api("POST", &path, Some(&app.admin), None).await.0, 200);
+    let path = format!("/api/v1/certificates/{}/revoke", revoked.serial);
+    let body = json!({"reason": "keyCompromise"});
+    assert_eq!(app.api("POST", &path, Some(&app.admin), Some(&body)).await.0, 200);
+    for d in [&lost, &revoked] {
+        let e = escalation_of(&app, d.device_id).await;
+        assert_eq!((e["status"].as_str(), e["outcome"].as_str()), (Some("resolved"), Some("revoked")), "{e}");
+        assert!(e["resolution_note"].as_str().is_some_and(|n| n.contains("失効")), "{e}");
+    }
+    assert_eq!(escalation_of(&app, alone.device_id).await["status"], "open");
+    app.clock.advance(time::Duration::seconds(61));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while escalation_of(&app, alone.device_id).await["queue"] != "admin_division" {
+        assert!(std::time::Instant::now() < deadline, "the report left alone never moved to 行政管理課");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for d in [&lost, &revoked] {
+        let e = escalation_of(&app, d.device_id).await;
+        assert_eq!((e["queue"].as_str(), e["status"].as_str()), (Some("manager"), Some("resolved")), "{e}");
+        let id = e["id"].as_i64().expect("id");
+        let (status, sent) =
+            app.api("GET", &format!("/api/v1/escalations/{id}/notifications"), Some(&app.admin), None).await;
+        assert_eq!(status, 200, "{sent}");
+        assert!(
+            sent.as_array().expect("list").iter().all(|n| n["event"] != "escalated"),
+            "【至急】 for a handled report: {sent}"
+        );
+    }
+}
+both_backends!(a_report_already_handled_is_closed_and_never_escalated);
+
 /// A hold nobody resolves turns into a revocation at its limit, even across
 /// a restart.
 async fn a_hold_left_alone_becomes_a_revocation(backend: Backend) {

@@ -23,6 +23,7 @@ mod instances;
 mod notifications;
 mod records;
 mod restored;
+mod settled;
 mod sightings;
 mod sign_in;
 mod status;
