@@ -7,6 +7,7 @@
 //! it is not the system clock (on PostgreSQL in production, the database's
 //! clock is the reference; see `service::due_now`).
 
+use connect_pki_domain::Clock;
 use connect_pki_e2e::fixtures::PASSWORD;
 use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
@@ -99,6 +100,65 @@ async fn a_report_already_handled_is_closed_and_never_escalated(backend: Backend
     }
 }
 both_backends!(a_report_already_handled_is_closed_and_never_escalated);
+
+/// The same promise for every bulk path that stops devices: a retirement
+/// now, a retirement that comes due (run by the worker), and a facility
+/// closed. Each report is closed as revoked in the transaction that stopped
+/// its device, and only the report left alone moves to 行政管理課.
+async fn a_report_whose_device_a_bulk_change_stopped_is_closed(backend: Backend) {
+    let opts = AppOptions::with(|c| c.ra.escalation_sla = time::Duration::minutes(1));
+    let app = spawn_app_with(backend, opts).await;
+    let retired = app.device("taishoku.staff").await;
+    let scheduled = app.device("yotei.staff").await;
+    let alone = app.device("nokoru.staff").await;
+    let closing = app.facility(&app.admin, "閉所する施設", "heisho.kanri").await;
+    let manager = app.manager(&closing, "heisho-kanri-1").await;
+    let staff = app.staff(&manager.id, closing.id, "heisho.staff").await;
+    app.clock.set(connect_pki_e2e::fixtures::next_business_morning());
+    let reports = [
+        ("taishoku.staff", &retired),
+        ("yotei.staff", &scheduled),
+        ("nokoru.staff", &alone),
+        ("heisho.staff", &staff),
+    ];
+    for (login, d) in reports {
+        let (status, out) = report(&app, login, PASSWORD, d.device_id).await;
+        assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");
+    }
+    let path = format!("/api/v1/users/{}/retire", retired.user_id);
+    assert_eq!(app.api("POST", &path, Some(&app.admin), None).await.0, 200);
+    let path = format!("/api/v1/users/{}/retire", scheduled.user_id);
+    let at = app.clock.now() + time::Duration::seconds(20);
+    let body = json!({"at": at.format(&time::format_description::well_known::Rfc3339).expect("time")});
+    let (status, out) = app.api("POST", &path, Some(&app.admin), Some(&body)).await;
+    assert_eq!((status, out["status"].as_str()), (200, Some("scheduled")), "{out}");
+    let path = format!("/api/v1/facilities/{}/close", closing.id);
+    assert_eq!(app.api("POST", &path, Some(&app.admin), None).await.0, 200);
+    for d in [&retired, &staff] {
+        let e = escalation_of(&app, d.device_id).await;
+        assert_eq!((e["status"].as_str(), e["outcome"].as_str()), (Some("resolved"), Some("revoked")), "{e}");
+    }
+    assert_eq!(escalation_of(&app, scheduled.device_id).await["status"], "open", "not due yet");
+    // Due, and still inside the SLA: the worker retires the user.
+    app.clock.advance(time::Duration::seconds(30));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while escalation_of(&app, scheduled.device_id).await["status"] != "resolved" {
+        assert!(std::time::Instant::now() < deadline, "the scheduled retirement never closed its report");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    app.clock.advance(time::Duration::seconds(31));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while escalation_of(&app, alone.device_id).await["queue"] != "admin_division" {
+        assert!(std::time::Instant::now() < deadline, "the report left alone never moved to 行政管理課");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for d in [&retired, &scheduled, &staff] {
+        let e = escalation_of(&app, d.device_id).await;
+        assert_eq!((e["queue"].as_str(), e["status"].as_str()), (Some("manager"), Some("resolved")), "{e}");
+        assert!(e["resolution_note"].as_str().is_some_and(|n| n.contains("失効")), "{e}");
+    }
+}
+both_backends!(a_report_whose_device_a_bulk_change_stopped_is_closed);
 
 /// A hold nobody resolves turns into a revocation at its limit, even across
 /// a restart.

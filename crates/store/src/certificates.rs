@@ -190,13 +190,11 @@ impl Store {
             let known = status::Known {
                 status: certificate.status,
                 reason: certificate.reason,
+                device: certificate.device.0,
                 user: holder.user.id.0,
                 facility: holder.facility.id.0,
             };
             let changed = status::apply_known(tx, serial, known, &req, now).await?;
-            if changed.iter().any(|t| t.to == CertStatus::Revoked) {
-                crate::settled::reports_of_stopped(tx, certificate.device, actor, now).await?;
-            }
             if let Some(t) = changed.first() {
                 certificate.status = t.to;
                 certificate.reason = t.reason;

@@ -85,7 +85,6 @@ impl Store {
                 )
                 .await?;
             let revoked = revoke_where(tx, "c.device_id = $1", device.0, Reason::KeyCompromise, actor, now).await?;
-            crate::settled::reports_of_stopped(tx, device, actor, now).await?;
             if marked > 0 || !revoked.is_empty() {
                 let entry = AuditEntry::ok(
                     actor,

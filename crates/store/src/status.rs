@@ -10,7 +10,9 @@
 //! UPDATE really changed. A row the guard did not match is read again and
 //! decided again, so a revoke that meets a certificate released a moment ago
 //! still revokes it instead of reporting what it first saw. A release lifts
-//! only holds nobody else keeps (`holds.rs`, `domain::hold`).
+//! only holds nobody else keeps (`holds.rs`, `domain::hold`). A device left
+//! with nothing in force has its open reports closed in the same
+//! transaction (`settled.rs`), whichever of these paths stopped it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,9 +20,9 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use connect_pki_domain::certificate::{BulkChange, Change, Decision, decide};
+use connect_pki_domain::certificate::{BulkChange, Change, Decision, decide, in_force};
 use connect_pki_domain::hold::{Keeper, Lift, Lifter, lift};
-use connect_pki_domain::{AuditAction, CertStatus, FacilityId, Reason, Serial, UserId};
+use connect_pki_domain::{AuditAction, CertStatus, DeviceId, FacilityId, Reason, Serial, UserId};
 
 use crate::audit::AuditEntry;
 use crate::error::Conflict;
@@ -81,6 +83,7 @@ pub(crate) struct Transition {
 pub(crate) struct Known {
     pub(crate) status: CertStatus,
     pub(crate) reason: Option<Reason>,
+    pub(crate) device: i64,
     pub(crate) user: i64,
     pub(crate) facility: i64,
 }
@@ -174,6 +177,9 @@ async fn apply_from(
         _ => {}
     }
     record(tx, req, &done, now).await?;
+    let stopped: BTreeSet<DeviceId> =
+        done.iter().filter(|(t, _)| !in_force(t.to)).map(|(_, c)| DeviceId(c.device)).collect();
+    crate::settled::reports_of_stopped(tx, &stopped, req.actor, now).await?;
     let order: BTreeMap<&Serial, usize> = serials.iter().enumerate().map(|(i, s)| (s, i)).collect();
     let mut out: Vec<Transition> = done.into_iter().map(|(t, _)| t).collect();
     out.sort_by_key(|t| order.get(&t.serial).copied().unwrap_or(usize::MAX));
@@ -197,7 +203,7 @@ async fn read(tx: &mut WriteTx, serials: &[Serial]) -> Result<BTreeMap<Serial, C
     let mut out = BTreeMap::new();
     for chunk in serials.chunks(CHUNK) {
         let sql = format!(
-            "select c.serial, c.status, c.revocation_reason, u.id as u_id, u.facility_id from certificates c \
+            "select c.serial, c.status, c.revocation_reason, c.device_id, u.id as u_id, u.facility_id from certificates c \
              join devices d on d.id = c.device_id join users u on u.id = d.user_id where c.serial in ({})",
             placeholders(1, chunk.len())
         );
@@ -211,6 +217,7 @@ async fn read(tx: &mut WriteTx, serials: &[Serial]) -> Result<BTreeMap<Serial, C
                 Current {
                     status: text(&row, "status")?,
                     reason: opt_text(&row, "revocation_reason")?,
+                    device: row.try_get("device_id")?,
                     user: row.try_get("u_id")?,
                     facility: row.try_get("facility_id")?,
                 },
