@@ -79,6 +79,8 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
         // The list has no facility in its path: each caller gets their scope.
         ("expiring certificates", "GET", "/api/v1/certificates/expiring".into(), None, ADMIN_AND_MANAGER),
         ("renew", "POST", "/api/v1/certificates/renew".into(), Some(json!({"csr": "not a csr"})), EVERYONE),
+        // Outside the renewal window for every caller's fresh certificate: 409.
+        ("renew with a new key", "POST", "/api/v1/certificates/renew-pkcs12".into(), None, EVERYONE),
         // Allowed, these change nothing: the certificate is valid (nothing to
         // release) and the user active (not deletable yet) — 409 either way.
         (

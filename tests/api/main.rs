@@ -6,6 +6,7 @@
 mod audit_checkpoints;
 mod authorization;
 mod authorization_destructive;
+mod browser_renewal;
 mod city_roles;
 mod console_city;
 mod console_manager;

@@ -115,12 +115,8 @@ async fn a_report_whose_device_a_bulk_change_stopped_is_closed(backend: Backend)
     let manager = app.manager(&closing, "heisho-kanri-1").await;
     let staff = app.staff(&manager.id, closing.id, "heisho.staff").await;
     app.clock.set(connect_pki_e2e::fixtures::next_business_morning());
-    let reports = [
-        ("taishoku.staff", &retired),
-        ("yotei.staff", &scheduled),
-        ("nokoru.staff", &alone),
-        ("heisho.staff", &staff),
-    ];
+    let reports =
+        [("taishoku.staff", &retired), ("yotei.staff", &scheduled), ("nokoru.staff", &alone), ("heisho.staff", &staff)];
     for (login, d) in reports {
         let (status, out) = report(&app, login, PASSWORD, d.device_id).await;
         assert_eq!((status, out["queue"].as_str()), (201, Some("manager")), "{out}");

@@ -16,6 +16,7 @@ pub mod issue;
 pub mod keys;
 pub mod ocsp;
 pub mod pkcs12;
+pub mod profile;
 pub mod receipt;
 pub mod record;
 #[cfg(feature = "hsm")]

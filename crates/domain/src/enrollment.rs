@@ -242,6 +242,9 @@ pub fn judge_redemption(f: &RedemptionFacts, now: OffsetDateTime) -> Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenewalFacts {
     pub certificate: CertStatus,
+    /// Its notAfter has passed: an expired certificate is never renewed
+    /// (its holder gets a new code), even where a handshake let it in.
+    pub expired: bool,
     pub device_active: bool,
     pub user: UserStatus,
     pub facility: FacilityStatus,
@@ -291,6 +294,8 @@ pub fn check_renewal_rate(
 pub fn check_renewal(serial: &Serial, f: &RenewalFacts) -> Result<(), DomainError> {
     let status = if f.certificate != CertStatus::Valid {
         f.certificate.as_str()
+    } else if f.expired {
+        "expired"
     } else if !f.device_active {
         "of a device that is no longer active"
     } else if !facility_may_enroll(f.facility) {
@@ -390,6 +395,7 @@ mod verdicts {
         let serial = Serial::from_bytes(&[1, 2, 3]).expect("serial");
         let ok = RenewalFacts {
             certificate: CertStatus::Valid,
+            expired: false,
             device_active: true,
             user: UserStatus::Active,
             facility: FacilityStatus::Approved,
@@ -403,14 +409,19 @@ mod verdicts {
         };
         let all_wrong = RenewalFacts {
             certificate: CertStatus::OnHold,
+            expired: true,
             device_active: false,
             user: UserStatus::Retired,
             facility: FacilityStatus::Closed,
         };
         refused(all_wrong, "on_hold");
-        refused(RenewalFacts { certificate: CertStatus::Valid, ..all_wrong }, "of a device that is no longer active");
+        refused(RenewalFacts { certificate: CertStatus::Valid, ..all_wrong }, "expired");
         refused(
-            RenewalFacts { certificate: CertStatus::Valid, device_active: true, ..all_wrong },
+            RenewalFacts { certificate: CertStatus::Valid, expired: false, ..all_wrong },
+            "of a device that is no longer active",
+        );
+        refused(
+            RenewalFacts { certificate: CertStatus::Valid, expired: false, device_active: true, ..all_wrong },
             "of a facility that is not active",
         );
         refused(RenewalFacts { user: UserStatus::Retired, ..ok }, "of a retired user");

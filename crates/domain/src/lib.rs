@@ -17,6 +17,7 @@ pub mod ids;
 pub mod model;
 pub mod policy;
 pub mod redact;
+pub mod renewal;
 pub mod sign_in;
 pub mod user;
 pub mod validate;

@@ -6,6 +6,7 @@
 use connect_pki_ca::parse_csr;
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::hold::Lifter;
+use connect_pki_domain::renewal;
 use connect_pki_domain::{Action, DeviceId, FacilityId, Role, Serial, authorize};
 use connect_pki_store::{CertificateRecord, ExpiringCertificate, Identity, NewCertificate, StatusChange};
 
@@ -51,7 +52,7 @@ pub async fn renew(ra: &Ra, caller: &Requester, csr_pem: &str) -> Result<(Device
         .store
         .renew_certificate::<ServiceError>(
             &old,
-            ra.settings.renewals_per_hour,
+            renewal::Terms { per_hour: ra.settings.renewals_per_hour, handover: renewal::Handover::Now },
             &caller.audit_name,
             ra.clock.now(),
             |d| sign_from_csr(ra, &csr, d),

@@ -200,7 +200,7 @@ impl KeyGeneration {
         self.generated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn generate(&self, kind: KeyKind) -> Result<PrivateKey, ServiceError> {
+    pub(crate) async fn generate(&self, kind: KeyKind) -> Result<PrivateKey, ServiceError> {
         self.generated.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.bounded.run("key generation", move || PrivateKey::generate(kind)).await??)
     }

@@ -67,6 +67,9 @@ pub enum ServiceError {
     /// The device renewed its certificate too often within the last hour.
     #[error("{0}")]
     TooManyRenewals(TooManyRenewals),
+    /// A renewal from the browser before the renewal window opens.
+    #[error("this certificate can be renewed from {from} (the renewal window before it expires)")]
+    NotYetRenewable { from: time::OffsetDateTime },
     /// A failure the requester cannot fix (database, signing, a bug).
     /// The database did not let the change in within its bound (another
     /// transaction holds the writer lock); nothing was changed.

@@ -231,6 +231,7 @@ fn device_payload(
         "serial": c.serial.to_hex(), "not_after": c.not_after.unix_timestamp(),
         "not_after_tokyo": tokyo_text(c.not_after)?,
         "console_url": ra.settings.notify.console_link("/console/expiring"),
+        "renew_url": ra.settings.notify.console_link("/console/me"),
     })
     .to_string())
 }
@@ -252,6 +253,7 @@ pub(crate) fn mail(v: &Value) -> (String, String) {
     let urgent = threshold <= u64::from(expiry::FINAL_NOTICE_DAYS);
     let mark = if urgent { "【重要】" } else { "【お知らせ】" };
     let link = v["console_url"].as_str().map(|u| format!("\n一覧: {u}\n")).unwrap_or_default();
+    let renew = v["renew_url"].as_str().map(|u| format!("（{u}）")).unwrap_or_default();
     match v["certificate"].as_str() {
         Some("device") => {
             let holder = match (v["display_name"].as_str(), v["login_id"].as_str()) {
@@ -266,8 +268,9 @@ pub(crate) fn mail(v: &Value) -> (String, String) {
             let subject = format!("{mark}端末の証明書の有効期限が近づいています（{holder}・残り{threshold}日以内）");
             let text = format!(
                 "次の端末の証明書は、{threshold}日以内に有効期限を迎えます。\n\n施設: {}\n職員: {holder}\n端末: {device}\nシリアル: {}\n有効期限: {}（日本時間）\n\n\
-                 端末は期限の前に自動で更新を試みます。更新されないまま期限を迎えると、この端末は CONNECT を使えなくなります。\
-                 本人に確認するか、新しい登録コードで登録し直してください。\n{link}",
+                 職員本人がその端末で「わたしの端末」{renew}を開き「証明書を更新する」を押すと、その場で更新できます。\
+                 自動で更新する端末は、期限の前に自ら更新します。更新されないまま期限を迎えると、この端末は CONNECT を使えなくなり、\
+                 新しい登録コードで登録し直すことになります。\n{link}",
                 s("facility_name"),
                 s("serial"),
                 s("not_after_tokyo"),

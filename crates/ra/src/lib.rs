@@ -18,6 +18,7 @@ pub mod incident;
 pub mod instances;
 pub mod notify;
 pub mod pseudonym;
+pub mod renewal;
 pub mod requester;
 pub mod secrets;
 pub mod settings;

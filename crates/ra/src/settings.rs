@@ -19,6 +19,9 @@ pub struct Settings {
     pub hold_limit: time::Duration,
     /// Renewals a device may make per hour.
     pub renewals_per_hour: u32,
+    /// How long a certificate replaced by a browser renewal keeps working
+    /// when the new one is never used (`renewal_grace_days`).
+    pub renewal_grace: time::Duration,
     /// Where emergency notifications go.
     pub notify: NotifyConfig,
     /// Times a notification is tried (backing off 1 s, 2 s, 4 s … at most
@@ -52,6 +55,7 @@ impl Default for Settings {
             escalation_sla: escalation::DEFAULT_SLA,
             hold_limit: escalation::DEFAULT_HOLD_LIMIT,
             renewals_per_hour: enrollment::DEFAULT_RENEWALS_PER_HOUR,
+            renewal_grace: connect_pki_domain::renewal::DEFAULT_GRACE,
             notify: NotifyConfig::default(),
             notification_attempts: 8,
             terms: Terms::builtin(),

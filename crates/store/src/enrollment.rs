@@ -14,6 +14,7 @@ use connect_pki_domain::enrollment::{
     RENEWAL_WINDOW, RedemptionFacts, Refusal, RenewalFacts, Verdict, check_renewal, check_renewal_rate,
     judge_redemption,
 };
+use connect_pki_domain::renewal::{Handover, Terms};
 use connect_pki_domain::user as domain_user;
 use connect_pki_domain::{AuditAction, CertStatus, DeviceId, FacilityId, Serial, UserId, UserStatus};
 
@@ -22,6 +23,7 @@ use crate::audit::AuditEntry;
 use crate::certificates::insert_certificate;
 use crate::devices::insert_device;
 use crate::error::Conflict;
+use crate::handovers;
 use crate::records::{DeviceRef, NewCertificate, UserRecord, text, user_by_id};
 use crate::status::{self, Request};
 use crate::{Store, StoreError, WriteTx, instant, secs};
@@ -183,9 +185,13 @@ async fn enroll_user(
 
 /// The facts of a certificate presented for renewal and the ids a new one
 /// is issued for.
-async fn read_renewal(tx: &mut WriteTx, old: &Serial) -> Result<(RenewalFacts, DeviceRef), StoreError> {
+async fn read_renewal(
+    tx: &mut WriteTx,
+    old: &Serial,
+    now: OffsetDateTime,
+) -> Result<(RenewalFacts, DeviceRef), StoreError> {
     let row = sqlx::query(
-        "select c.status, d.id as d_id, d.status as d_status, u.id as u_id, u.facility_id, u.login_id, \
+        "select c.status, c.not_after, d.id as d_id, d.status as d_status, u.id as u_id, u.facility_id, u.login_id, \
          u.status as u_status, f.status as f_status \
          from certificates c join devices d on d.id = c.device_id join users u on u.id = d.user_id \
          join facilities f on f.id = u.facility_id where c.serial = $1",
@@ -196,6 +202,7 @@ async fn read_renewal(tx: &mut WriteTx, old: &Serial) -> Result<(RenewalFacts, D
     .ok_or(StoreError::NotFound("certificate"))?;
     let facts = RenewalFacts {
         certificate: text(&row, "status")?,
+        expired: row.try_get::<i64, _>("not_after")? <= secs(now),
         device_active: row.try_get::<String, _>("d_status")? == "active",
         user: text(&row, "u_status")?,
         facility: text(&row, "f_status")?,
@@ -210,9 +217,10 @@ async fn read_renewal(tx: &mut WriteTx, old: &Serial) -> Result<(RenewalFacts, D
 }
 
 /// How many times `device` renewed within the window before `now`, and
-/// when the oldest of those was. Each renewal supersedes exactly one
-/// certificate at the time it happens, and a superseded certificate never
-/// changes again, so its `revoked_at` is the renewal's time.
+/// when the oldest of those was. Each renewal by the API supersedes exactly
+/// one certificate at the time it happens, and a superseded certificate
+/// never changes again, so its `revoked_at` is the renewal's time; a
+/// browser renewal still waiting for its handover counts by its row.
 async fn recent_renewals(
     tx: &mut WriteTx,
     device: DeviceId,
@@ -228,7 +236,10 @@ async fn recent_renewals(
     .fetch_one(&mut **tx)
     .await?;
     let oldest: Option<i64> = row.try_get("oldest")?;
-    Ok((row.try_get("n")?, oldest.map(instant).transpose()?))
+    let (done, done_oldest) = (row.try_get::<i64, _>("n")?, oldest.map(instant).transpose()?);
+    let (waiting, waiting_oldest) = handovers::waiting_since(tx, device, now - RENEWAL_WINDOW).await?;
+    let oldest = [done_oldest, waiting_oldest].into_iter().flatten().min();
+    Ok((done + waiting, oldest))
 }
 
 impl Store {
@@ -317,12 +328,14 @@ impl Store {
     }
 
     /// Renews the certificate `old` of a device: stores the certificate
-    /// `sign` returns for the same device and marks `old` superseded —
-    /// unless the device renewed `per_hour` times within the last hour.
+    /// `sign` returns for the same device and hands over from `old` as
+    /// `terms` say — superseded now, or once the new one is used
+    /// (`handovers.rs`) — unless the device renewed `terms.per_hour` times
+    /// within the last hour.
     pub async fn renew_certificate<E>(
         &self,
         old: &Serial,
-        per_hour: u32,
+        terms: Terms,
         actor: &str,
         now: OffsetDateTime,
         sign: impl SignDevice<E>,
@@ -334,23 +347,30 @@ impl Store {
             // Read under the writer lock: a loss report, retirement or closure
             // either committed before (and is seen here) or waits until after
             // this commit (and then revokes the new certificate too).
-            let (facts, device) = read_renewal(tx, old).await?;
+            let (facts, device) = read_renewal(tx, old, now).await?;
             check_renewal(old, &facts).map_err(StoreError::from)?;
             // Counted here, under the writer lock, rather than by a keyed
             // limiter in memory: the count holds across instances and
             // restarts, follows the injected clock, costs no table that
             // grows with the devices, and is the database's own record.
             let (recent, oldest) = recent_renewals(tx, device.device, now).await?;
-            check_renewal_rate(recent, oldest, per_hour, now).map_err(StoreError::TooManyRenewals)?;
+            check_renewal_rate(recent, oldest, terms.per_hour, now).map_err(StoreError::TooManyRenewals)?;
             let cert = sign(&device)?;
             let mut entries = Vec::new();
             insert_certificate(tx, &device, &cert, actor, now, &mut entries).await?;
             tx.audit_all(now, &entries).await?;
-            let detail = json!({"new_serial": cert.serial, "device_id": device.device});
-            let req = Request::new(BulkChange::any(Change::Supersede), actor, detail);
-            let superseded = status::apply(tx, std::slice::from_ref(old), &req, now).await?;
-            if superseded.is_empty() {
-                return Err(E::from(Conflict::RenewalRaced { serial: old.clone() }.into()));
+            match terms.handover {
+                Handover::Now => {
+                    let detail = json!({"new_serial": cert.serial, "device_id": device.device});
+                    let req = Request::new(BulkChange::any(Change::Supersede), actor, detail);
+                    let superseded = status::apply(tx, std::slice::from_ref(old), &req, now).await?;
+                    if superseded.is_empty() {
+                        return Err(E::from(Conflict::RenewalRaced { serial: old.clone() }.into()));
+                    }
+                }
+                Handover::OnFirstUse { by } => {
+                    handovers::wait(tx, old, &cert.serial, device.device, actor, by, now).await?;
+                }
             }
             Ok((device, cert))
         })

@@ -18,6 +18,7 @@ pub mod error;
 mod escalations;
 mod expiry;
 mod facilities;
+mod handovers;
 mod holds;
 mod instances;
 mod notifications;

@@ -66,7 +66,13 @@ pub(crate) async fn reports_of_stopped(
     Ok(settled)
 }
 
-async fn close(tx: &mut WriteTx, id: i64, facility: FacilityId, actor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+async fn close(
+    tx: &mut WriteTx,
+    id: i64,
+    facility: FacilityId,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
     let by = actor.strip_prefix("user:").and_then(|n| n.parse::<i64>().ok());
     sqlx::query(
         "update escalations set status = 'resolved', outcome = 'revoked', resolved_by = $1, resolved_at = $2, \

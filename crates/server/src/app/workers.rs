@@ -1,5 +1,6 @@
 //! The service's periodic work, each on a task of its own until shutdown:
-//! scheduled retirements, escalations and holds that fall due, rejected
+//! scheduled retirements, escalations and holds that fall due, browser
+//! renewals handed over, rejected
 //! applications' purge and notification delivery (every second); the
 //! service's check of its own database; refused requests written to the
 //! audit log (every minute). The relying parties' record has its own
@@ -28,8 +29,8 @@ pub(super) async fn refusal_writer(ra: connect_pki_ra::Ra, shutdown: Cancellatio
     }
 }
 
-/// Carries out scheduled retirements, escalations past their SLA and holds
-/// past their limit when they fall due.
+/// Carries out scheduled retirements, escalations past their SLA, holds
+/// past their limit and browser renewals' handovers when they fall due.
 pub(super) async fn retirement_worker(state: AppState, shutdown: CancellationToken) {
     let delivering = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tick: u64 = 0;
@@ -43,6 +44,11 @@ pub(super) async fn retirement_worker(state: AppState, shutdown: CancellationTok
         }
         if let Err(e) = connect_pki_ra::escalations::run_due(&state).await {
             tracing::error!(error = %e.to_string(), "escalation or hold-limit worker failed; retrying");
+        }
+        match connect_pki_ra::renewal::hand_over_due(&state).await {
+            Ok(s) if !s.is_empty() => tracing::info!(superseded = s.len(), "renewed certificates handed over"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e.to_string(), "handing over renewed certificates failed; retrying"),
         }
         // Rejected applications leave once their retention ends: looked at
         // every minute, a cheap indexed delete that usually finds nothing.

@@ -67,6 +67,10 @@ pub struct FileConfig {
     /// Renewals a device may make per hour.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) renewals_per_hour: Option<u32>,
+    /// Days a certificate replaced by a browser renewal keeps working when
+    /// the new one is never used (1 to 30; default 7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) renewal_grace_days: Option<u32>,
     /// Where emergency notifications go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) notifications: Option<NotificationsConfig>,
@@ -164,7 +168,7 @@ pub struct FileConfig {
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -347,6 +351,12 @@ impl ServeConfig {
         set(&mut ra.escalation_sla, f.escalation_sla_minutes.map(|m| time::Duration::minutes(i64::from(m))));
         set(&mut ra.hold_limit, f.hold_limit_hours.map(hours));
         set(&mut ra.renewals_per_hour, f.renewals_per_hour);
+        anyhow::ensure!(
+            f.renewal_grace_days.is_none_or(|d| (1..=connect_pki_domain::renewal::MAX_GRACE_DAYS).contains(&d)),
+            "renewal_grace_days: 1 to {}",
+            connect_pki_domain::renewal::MAX_GRACE_DAYS
+        );
+        set(&mut ra.renewal_grace, f.renewal_grace_days.map(days));
         ra.notify = f.notifications.unwrap_or_default().resolve(&ra.notify)?;
         anyhow::ensure!(
             f.notification_attempts.is_none_or(|n| (1..=100).contains(&n)),

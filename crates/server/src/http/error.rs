@@ -134,6 +134,7 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Csr(CaError::KeyNotAllowed(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "key_not_allowed"),
         ServiceError::Csr(_) => (StatusCode::BAD_REQUEST, "bad_csr"),
         ServiceError::TooManyRenewals(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        ServiceError::NotYetRenewable { .. } => (StatusCode::CONFLICT, "not_yet_renewable"),
         ServiceError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         ServiceError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
@@ -170,6 +171,26 @@ impl ApiError {
 const NOT_FOUND_JA: &str = "お探しのページや情報は見つかりませんでした。";
 const CHECK_INPUT_JA: &str = "入力内容を確認してください。";
 
+/// Why a certificate cannot be used for what was asked, as `check_renewal`
+/// and the lifecycle name it.
+fn not_usable_ja(status: &str) -> &'static str {
+    match status {
+        "on_hold" => "この証明書は一時停止中のため、この操作はできません。",
+        "expired" => {
+            "この証明書は有効期限が切れているため更新できません。施設管理者に新しい登録コードを発行してもらい、登録し直してください。"
+        }
+        "superseded" => "この証明書はすでに更新済みです。新しい証明書を使ってください。",
+        "of a device that is no longer active" => {
+            "この端末は使用終了または紛失として届け出られているため、この操作はできません。"
+        }
+        "of a facility that is not active" => {
+            "施設が利用停止中のため、この操作はできません。行政管理課にお問い合わせください。"
+        }
+        "of a retired user" => "このアカウントは退職済みのため、この操作はできません。",
+        _ => "この証明書はすでに失効しているため、この操作はできません。",
+    }
+}
+
 fn service_message_ja(e: &ServiceError) -> String {
     match e {
         ServiceError::Invalid { field, .. } => format!("{}を確認してください。", field_ja(field)),
@@ -203,9 +224,15 @@ fn service_message_ja(e: &ServiceError) -> String {
         ServiceError::AccountDisabled(_) => "この証明書のアカウントは利用できません。施設管理者にお問い合わせください。".into(),
         ServiceError::FacilityNotActive(_) => "施設が利用停止中のため、この操作はできません。行政管理課にお問い合わせください。".into(),
         ServiceError::Conflict(Conflict::Transition { from, to }) => transition_ja(from, to),
-        ServiceError::Conflict(Conflict::CertificateNotUsable { .. }) => {
-            "この証明書はすでに失効しているため、この操作はできません。".into()
-        }
+        ServiceError::Conflict(Conflict::CertificateNotUsable { status, .. }) => not_usable_ja(status).into(),
+        ServiceError::TooManyRenewals(t) => format!(
+            "この端末は1時間のうちに何度も更新したため、受け付けられませんでした。何も変更されていません。{}秒ほど待ってから、もう一度お試しください。",
+            t.retry_after
+        ),
+        ServiceError::NotYetRenewable { from } => format!(
+            "この証明書はまだ更新できません。{} から更新できます（有効期限が近づくと、このページに「証明書を更新する」が表示されます）。",
+            crate::http::console::kit::local(*from)
+        ),
         ServiceError::Conflict(Conflict::Record(StoreConflict::SupersededBy { current, .. })) => format!(
             "この証明書は更新済みです。端末を止めるには、現在の証明書（{current}）を失効するか、端末の紛失を届け出てください。"
         ),

@@ -8,6 +8,7 @@ pub(crate) mod forwarded;
 pub(crate) mod health;
 pub(crate) mod https_only;
 pub(crate) mod identity;
+pub(crate) mod install;
 pub(crate) mod json;
 pub(crate) mod metrics;
 pub(crate) mod origin;

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Form, Router};
@@ -17,9 +17,10 @@ use serde::Deserialize;
 use crate::http::api::views::rfc3339;
 use crate::http::error::ApiError;
 use crate::http::forwarded::Client;
+use crate::http::install::Handout;
 use crate::http::state::AppState;
 use crate::http::strangers;
-use connect_pki_ra::enrollment::{EnrollRequest, Enrolled, base64};
+use connect_pki_ra::enrollment::{EnrollRequest, Enrolled};
 use connect_pki_ra::{ServiceError, applications, enrollment};
 
 /// Routes of the pages.
@@ -30,12 +31,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/enroll", get(enroll_form).post(enroll_submit))
         .route("/emergency", get(emergency_form).post(emergency_submit))
         .route("/emergency/report", axum::routing::post(emergency_report))
+        .merge(crate::http::install::routes())
         .with_state(state)
 }
 
 /// A rendered page with headers that keep it from being framed, cached or
 /// running anything it did not ship.
-fn page(status: StatusCode, t: &impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, t: &impl Template) -> Response {
     let csp =
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
     crate::http::html_page(status, t, csp)
@@ -106,9 +108,9 @@ struct StatusPage {
 
 #[derive(Template)]
 #[template(path = "message.html")]
-struct MessagePage {
-    title: &'static str,
-    message: String,
+pub(crate) struct MessagePage {
+    pub(crate) title: &'static str,
+    pub(crate) message: String,
 }
 
 impl From<&ApplyFields> for ApplyView {
@@ -219,17 +221,19 @@ struct EnrollPage {
 #[derive(Template)]
 #[template(path = "enrolled.html")]
 struct EnrolledPage {
-    device_id: i64,
-    serial: String,
-    pkcs12_base64: String,
-    password: String,
+    handout: Handout,
 }
 
 async fn enroll_form() -> Response {
     page(StatusCode::OK, &EnrollPage { code: String::new(), device_label: String::new(), error: None })
 }
 
-async fn enroll_submit(State(state): State<AppState>, client: Client, Form(f): Form<EnrollFields>) -> Response {
+async fn enroll_submit(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    Form(f): Form<EnrollFields>,
+) -> Response {
     let result: Result<_, ApiError> = async {
         let req = EnrollRequest {
             code: f.code.clone(),
@@ -246,10 +250,15 @@ async fn enroll_submit(State(state): State<AppState>, client: Client, Form(f): F
     }
     .await;
     match result {
-        Ok(Enrolled::Pkcs12 { device, serial, pkcs12, password }) => page(
-            StatusCode::CREATED,
-            &EnrolledPage { device_id: device.0, serial: serial.to_hex(), pkcs12_base64: base64(&pkcs12), password },
-        ),
+        Ok(Enrolled::Pkcs12 { device, serial, pkcs12, password }) => {
+            match Handout::new(&state, &headers, device.0, serial.to_hex(), &pkcs12, password) {
+                Ok(handout) => page(StatusCode::CREATED, &EnrolledPage { handout }),
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    page(e.status(), &MessagePage { title: "端末の登録", message: e.message_ja() })
+                }
+            }
+        }
         Ok(Enrolled::Certificate { .. }) => {
             let e = ApiError::from(anyhow::anyhow!("a page enrollment returned no PKCS#12"));
             page(e.status(), &MessagePage { title: "端末の登録", message: e.message_ja() })

@@ -7,6 +7,7 @@ pub(crate) mod audit_csv;
 mod doc;
 mod escalations;
 mod relying;
+mod renewal;
 mod status;
 pub mod views;
 
@@ -36,6 +37,7 @@ use connect_pki_ra::enrollment::{EnrollRequest, Enrolled};
 use connect_pki_ra::{applications, audit, certificates, devices, enrollment, expiry, facilities, users};
 use escalations::*;
 use relying::*;
+use renewal::*;
 use status::*;
 use views::*;
 
@@ -87,6 +89,7 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(certificate_incident))
         .routes(routes!(list_relying_parties))
         .routes(routes!(renew_certificate))
+        .routes(routes!(renew_with_new_key))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))
         .routes(routes!(hold_certificate))
@@ -484,30 +487,6 @@ async fn list_expiring(
         within_days: within.whole_days(),
         certificates: list.into_iter().map(|e| ExpiringView::of(e, now)).collect(),
     }))
-}
-
-/// Renew the presented certificate from a new CSR; the presented one is superseded.
-#[utoipa::path(post, path = "/api/v1/certificates/renew", tag = "certificates", request_body = RenewBody,
-    responses((status = 201, body = RenewResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
-              (status = 429, description = "The device renewed too often within the last hour", body = ErrorBody)))]
-async fn renew_certificate(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(body): ApiJson<RenewBody>,
-) -> ApiResult<(StatusCode, Json<RenewResponse>)> {
-    let old = caller.identity.certificate.serial.to_hex();
-    let (device, cert) = certificates::renew(&state, &caller.requester, &body.csr).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RenewResponse {
-            device_id: device.0,
-            serial: cert.serial.to_hex(),
-            certificate: connect_pki_ca::issue::to_pem("CERTIFICATE", &cert.der),
-            chain: state.certs.chain_pem.clone(),
-            superseded_serial: old,
-        }),
-    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

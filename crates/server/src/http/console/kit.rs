@@ -296,7 +296,12 @@ impl From<ServiceError> for Refusal {
 
 /// A page saying why the request was refused, in Japanese, with its status.
 pub(crate) fn refuse(e: ApiError) -> Response {
+    use connect_pki_ra::error::NotAuthenticated;
     let message = match &e {
+        ApiError::Service(ServiceError::NotAuthenticated(NotAuthenticated::CertificateNotUsable {
+            status: "expired",
+            ..
+        })) => "この証明書は有効期限が切れています。期限が切れた証明書は更新できないため、施設管理者に新しい登録コードを発行してもらい、登録し直してください。".to_string(),
         ApiError::NoClientCertificate | ApiError::Service(ServiceError::NotAuthenticated(_)) => {
             "このページは、登録済みの端末の証明書でのみ開けます。".to_string()
         }

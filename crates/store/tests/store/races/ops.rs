@@ -6,6 +6,9 @@ use std::sync::Arc;
 use super::world::*;
 use connect_pki_domain::certificate::Change;
 use connect_pki_domain::enrollment::DEFAULT_RENEWALS_PER_HOUR;
+use connect_pki_domain::renewal::{Handover, Terms};
+
+const API_RENEWAL: Terms = Terms { per_hour: DEFAULT_RENEWALS_PER_HOUR, handover: Handover::Now };
 use connect_pki_domain::escalation::{Outcome, Queue};
 use connect_pki_domain::{FacilityStatus, Reason};
 use connect_pki_store::{NewEscalation, Redemption, Store, StoreError};
@@ -60,7 +63,7 @@ pub(super) async fn run_call(store: Store, world: World, op: Op, side: Side, sta
             let new = fake_cert(serial_of(KIND_RENEWAL, world.round, side.byte()), now);
             store
                 // Each round renews a fresh device once: the hourly limit never bites here.
-                .renew_certificate::<StoreError>(&world.serial, DEFAULT_RENEWALS_PER_HOUR, &actor, now, |_| Ok(new))
+                .renew_certificate::<StoreError>(&world.serial, API_RENEWAL, &actor, now, |_| Ok(new))
                 .await
                 .map(|(_, c)| Effect::Issued(c.serial))
         }

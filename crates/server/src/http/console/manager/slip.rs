@@ -27,6 +27,8 @@ struct SlipPage<'a> {
     expires: String,
     issued: String,
     enroll_url: String,
+    /// The printable import steps (取り込み手順), next to the enroll page.
+    install_url: String,
     qr: String,
 }
 
@@ -69,6 +71,7 @@ pub(crate) async fn issue(
         code,
         expires: local(expires_at),
         issued: local(state.clock.now()),
+        install_url: format!("{}/install", url.trim_end_matches("/enroll")),
         enroll_url: url,
         qr,
     };
