@@ -41,9 +41,9 @@ fn pages_of(s: &Enrolled) -> Vec<(String, &'static str)> {
     let (u, d, c) = (s.user_id, s.device_id, &s.serial);
     vec![
         (format!("/console/staff/{u}"), "端末と証明書"),
-        (format!("/console/devices/{d}/lost"), "この端末は直ちにすべての施設で使えなくなります"),
+        (format!("/console/devices/{d}/lost"), "この端末は直ちに電子@連絡帳に接続できなくなります"),
         (format!("/console/certificates/{c}/revoke"), "失効の理由"),
-        (format!("/console/certificates/{c}/hold"), "解除するまでこの証明書ではすべての施設で使えなくなります"),
+        (format!("/console/certificates/{c}/hold"), "解除するまでこの証明書では電子@連絡帳に接続できなくなります"),
         (format!("/console/certificates/{c}/release"), "一時停止を解除し"),
         (format!("/console/staff/{u}/retire"), "退職日"),
         (format!("/console/staff/{u}/retirement/cancel"), "予定していた退職を取り消します"),
@@ -77,7 +77,7 @@ async fn every_page_renders_for_its_manager_and_for_no_one_else(backend: Backend
     let (a, b) = (&w.manager_a.id, &w.manager_b.id);
     let staff = page_with(app, a, "/console/staff", "hanako").await;
     assert!(staff.contains(&w.staff_a.serial) && staff.contains("利用中"), "status, devices, certificates: {staff}");
-    assert!(!staff.contains("施設の利用者"), "the staff table lives here, not on the escalation page");
+    assert!(!staff.contains("施設の職員一覧"), "the staff table lives here, not on the escalation page");
     page_with(app, a, "/console/staff?q=HANA", "一致：1 人").await;
     page_with(app, a, "/console/staff?q=minami.kanri", "一致：1 人").await;
     page_with(app, a, "/console/staff?q=nobody", "該当する職員はいません").await;

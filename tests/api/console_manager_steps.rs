@@ -57,7 +57,7 @@ async fn lost_hold_release_and_revoke_take_effect_at_once(backend: Backend) {
     let when = format!("{}", (now + Duration::hours(9)).date());
 
     let lost = format!("/console/devices/{}/lost", one.device_id);
-    let effect = "この端末は直ちにすべての施設で使えなくなります";
+    let effect = "この端末は直ちに電子@連絡帳に接続できなくなります";
     let device = format!("端末 {}", one.device_id);
     let done = confirm_and_do(&app, &manager, &lost, &[person, &device], effect, &[]).await;
     assert!(done.contains("紛失として停止しました") && done.contains(&one.serial) && done.contains(&when), "{done}");
@@ -74,7 +74,7 @@ async fn lost_hold_release_and_revoke_take_effect_at_once(backend: Backend) {
     assert_eq!(app.ocsp_status(&two.id).await, "revoked certificateHold");
     assert!(!app.handshake_ok(&two.id).await);
     let done =
-        confirm_and_do(&app, &manager, &cert("release"), &[person, &device], "再びすべての施設で使える", &[]).await;
+        confirm_and_do(&app, &manager, &cert("release"), &[person, &device], "再び電子@連絡帳に接続できる", &[]).await;
     assert!(done.contains("一時停止を解除しました") && done.contains("有効"), "{done}");
     assert_eq!(app.ocsp_status(&two.id).await, "good");
     assert!(app.handshake_ok(&two.id).await);
@@ -104,7 +104,7 @@ async fn retirement_on_a_date_is_shown_and_cancellable_until_it_runs(backend: Ba
     let d = &devices[0];
     let user = format!("/console/staff/{}", d.user_id);
     let retire = format!("{user}/retire");
-    let confirm = page_with(&app, &manager.id, &retire, "すべての端末は直ちにすべての施設で使えなくなり").await;
+    let confirm = page_with(&app, &manager.id, &retire, "すべての端末は直ちに電子@連絡帳に接続できなくなり").await;
     assert!(confirm.contains("chitose.hanako さん") && confirm.contains(&format!("端末 {}", d.device_id)), "{confirm}");
     let csrf = csrf_of(&confirm);
     // A past day, or one that is not a date, is named next to the field; nothing is scheduled.
@@ -150,7 +150,7 @@ async fn retirement_on_a_date_is_shown_and_cancellable_until_it_runs(backend: Ba
     assert!(audit_actions(&app, d.user_id).await.iter().any(|a| a == "user.retire_cancelled"));
 
     // Retire now, then delete the personal data.
-    let effect = "すべての端末は直ちにすべての施設で使えなくなり";
+    let effect = "すべての端末は直ちに電子@連絡帳に接続できなくなり";
     let done = confirm_and_do(&app, &manager, &retire, &["chitose.hanako さん"], effect, &[("on", "")]).await;
     assert!(done.contains("退職となり、すべての端末が直ちに使えなくなりました"), "{done}");
     assert_eq!(app.ocsp_status(&d.id).await, "revoked affiliationChanged");

@@ -23,6 +23,7 @@ mod inputs;
 mod lifecycle;
 mod ocsp_answers;
 mod pages;
+mod readable;
 mod relying_parties;
 mod renewal;
 mod retention;

@@ -128,10 +128,11 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     says(&out, "effect", "この施設のすべての端末が、再開するまで直ちに使えなくなります");
     says(&out, "result", "一時停止しました");
     says(&out, "state", "利用停止中");
-    says(&out, "audit_rows", "facility.suspend");
+    says(&out, "audit_rows", "施設の利用停止");
+    // Read back as Excel would: the byte-order mark, then Japanese headers.
     let csv = out["csv"].as_str().expect("CSV");
-    assert!(csv.starts_with("id,at,actor,action,target,outcome,detail,facility_id,user_id,hash"), "{csv}");
-    assert!(csv.contains("facility.suspend"), "{csv}");
+    assert!(csv.starts_with("\u{feff}番号,日時（日本時間）,操作した人"), "{csv}");
+    assert!(csv.contains("施設の利用停止") && !csv.contains("facility.suspend"), "{csv}");
     says(&out, "lifetimes", "ルートCA");
     says(&out, "relying_parties", "127.0.0.0/24");
     // The page was read right after the suspension, before nginx asked again.

@@ -107,7 +107,9 @@ async fn manager_works_the_pages_in_chromium(backend: Backend) {
     let facts = page["confirm_facts"].as_str().expect("facts");
     assert!(facts.contains("千歳 花子（chitose.hanako）") && facts.contains("相談室タブレット"), "{facts}");
     assert!(
-        page["confirm_effect"].as_str().is_some_and(|e| e.contains("この端末は直ちにすべての施設で使えなくなります"))
+        page["confirm_effect"]
+            .as_str()
+            .is_some_and(|e| e.contains("この端末は直ちに電子@連絡帳に接続できなくなります"))
     );
     assert!(page["result"].as_str().is_some_and(|r| r.contains("紛失として停止しました")), "{page}");
     assert!(page["result_facts"].as_str().is_some_and(|r| r.contains("日時")), "{page}");

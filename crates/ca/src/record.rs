@@ -92,6 +92,26 @@ impl std::fmt::Display for Answer {
     }
 }
 
+/// Checks the record file the service hands out (`{"record": …, "signed":
+/// "<JWS>"}`, or the JWS alone) against the trusted root, as [`check`]
+/// does, and that the readable copy beside the signature is the signed one.
+pub fn check_file(text: &str, root_der: &[u8]) -> Result<(Verified, Claims), CaError> {
+    let text = text.trim();
+    let (jws, shown) = if text.starts_with('{') {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| bad(format!("the file is neither JSON nor a JWS: {e}")))?;
+        let jws = v["signed"].as_str().ok_or_else(|| bad("the JSON has no \"signed\" JWS"))?.to_string();
+        (jws, v.get("record").cloned())
+    } else {
+        (text.to_string(), None)
+    };
+    let (signed, claims) = check(&jws, root_der)?;
+    if shown.is_some_and(|r| r != signed.payload) {
+        return Err(bad("the record shown beside the signature differs from the signed one"));
+    }
+    Ok((signed, claims))
+}
+
 /// Checks a signed incident record (the compact JWS) against the trusted
 /// root: the signature and signer ([`crate::receipt::verify`]), the signer
 /// and issuing CA valid when the record says it was made, and every claim

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use connect_pki_domain::clock::rfc3339;
-use connect_pki_domain::{Action, AuditAction, FacilityId, Serial, authorize};
-use connect_pki_store::{AuditEntry, AuditFilter, AuditRecord};
+use connect_pki_domain::{Action, AuditAction, FacilityId, Serial, UserId, authorize};
+use connect_pki_store::{AuditEntry, AuditFilter, AuditRecord, UserRecord};
 use time::OffsetDateTime;
 
 use crate::Ra;
@@ -29,6 +29,26 @@ pub async fn list(ra: &Ra, caller: &Requester, filter: &AuditFilter) -> Result<V
 
 /// The audit trail of one facility (its manager reads their own): the
 /// records that name it, read only.
+/// The people records mention, by id, for a reader of the whole log
+/// (who sees every facility's audit rows, and so these names, already).
+pub async fn people(ra: &Ra, caller: &Requester, ids: &[UserId]) -> Result<Vec<UserRecord>, ServiceError> {
+    authorize(&caller.actor, Action::ReadAudit)?;
+    Ok(ra.store.users_by_ids(ids).await?)
+}
+
+/// The people a facility's trail mentions, for its manager: the trail's
+/// rows already name them; the page shows those of other facilities (the
+/// city's staff) by their role only.
+pub async fn people_of_trail(
+    ra: &Ra,
+    caller: &Requester,
+    facility: FacilityId,
+    ids: &[UserId],
+) -> Result<Vec<UserRecord>, ServiceError> {
+    authorize(&caller.actor, Action::ReadFacilityAudit(facility))?;
+    Ok(ra.store.users_by_ids(ids).await?)
+}
+
 pub async fn facility_trail(
     ra: &Ra,
     caller: &Requester,

@@ -254,7 +254,7 @@ pub async fn queue(ra: &Ra, caller: &Requester) -> Result<Vec<QueueEntry>, Servi
         let claimed_by = match e.claimed_by {
             Some(u) if !claimers.contains_key(&u) => {
                 let name = ra.store.user(u).await?.and_then(|u| u.display_name);
-                let name = name.unwrap_or_else(|| format!("利用者 {u}"));
+                let name = name.unwrap_or_else(|| format!("職員 {u}"));
                 claimers.insert(u, name.clone());
                 Some(name)
             }

@@ -259,7 +259,7 @@ pub(crate) fn mail(v: &Value) -> (String, String) {
             let holder = match (v["display_name"].as_str(), v["login_id"].as_str()) {
                 (Some(n), Some(l)) => format!("{n}（{l}）"),
                 (Some(n), None) => n.to_string(),
-                _ => format!("利用者 {}", v["user_id"]),
+                _ => format!("職員 {}", v["user_id"]),
             };
             let device = match v["device_label"].as_str().filter(|l| !l.is_empty()) {
                 Some(l) => format!("端末 {}「{l}」", v["device_id"]),

@@ -61,7 +61,7 @@ pub struct IncidentRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedCertificate {
     pub device_id: i64,
-    pub(crate) facility_id: i64,
+    pub facility_id: i64,
     pub facility_name: String,
     pub issuing_ca: String,
     pub not_after: String,

@@ -337,7 +337,7 @@ fn emergency_mail(event: &str, escalation: i64, v: &Value) -> (String, String) {
         _ => format!("【緊急】端末紛失の届出（受付 {escalation}）"),
     };
     let text = format!(
-        "端末紛失の届出がありました。端末の証明書は一時停止済みです。\n\n受付番号: {}\n施設: {}\n利用者: {}（{}）\n端末: {} {}\n担当: {}\n\n対応: {}\n",
+        "端末紛失の届出がありました。端末の証明書は一時停止済みです。\n\n受付番号: {}\n施設: {}\n職員: {}（{}）\n端末: {} {}\n担当: {}\n\n対応: {}\n",
         escalation,
         v["facility_name"].as_str().unwrap_or(""),
         v["display_name"].as_str().unwrap_or(""),

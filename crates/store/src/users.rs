@@ -154,6 +154,24 @@ impl Store {
         self.write(async |tx| insert_user(tx, facility, new, status, actor, now).await).await
     }
 
+    /// The users of `ids` that exist (for naming the people a record
+    /// mentions), in id order.
+    pub async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserRecord>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(400) {
+            let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+            let sql = format!("select {} from users u where u.id in ({list}) order by u.id", UserRecord::COLUMNS);
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.0);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(UserRecord::from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// One user.
     pub async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         let mut conn = self.pool.acquire().await?;

@@ -247,9 +247,9 @@ fn service_message_ja(e: &ServiceError) -> String {
 /// and the one it was to reach.
 fn transition_ja(from: &str, to: &str) -> String {
     match (from, to) {
-        ("no retirement scheduled", _) => "この利用者に予定された退職はありません。".into(),
-        ("retired", _) => "この利用者はすでに退職済みのため、この操作はできません。".into(),
-        ("deleted", _) => "この利用者の個人情報はすでに削除されています。".into(),
+        ("no retirement scheduled", _) => "この職員に予定された退職はありません。".into(),
+        ("retired", _) => "この職員はすでに退職済みのため、この操作はできません。".into(),
+        ("deleted", _) => "この職員の個人情報はすでに削除されています。".into(),
         (_, "deleted (retire first)") => {
             "退職の手続きが済んでいないため、個人情報は削除できません（先に退職にしてください）。".into()
         }

@@ -1,5 +1,6 @@
-//! The audit log as CSV: one writer for the API (`GET /api/v1/audit?format=csv`)
-//! and the console's download, so both give the same columns.
+//! The audit log as CSV: the API's (`GET /api/v1/audit?format=csv`), in the
+//! record's own words for programs, and the attachment and table writer the
+//! console's download uses for its Japanese one (`console::city::audit`).
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +15,11 @@ const COLUMNS: [&str; 10] =
 /// `records` as a CSV attachment named `filename`.
 pub(crate) fn response(records: Vec<AuditRecord>, filename: &str) -> Result<Response, ApiError> {
     let rows: Vec<AuditView> = records.into_iter().map(Into::into).collect();
-    let body = write(&rows)?;
+    Ok(attachment(write(&rows)?, filename))
+}
+
+/// `body` as a CSV attachment named `filename`.
+pub(crate) fn attachment(body: Vec<u8>, filename: &str) -> Response {
     let disposition = format!("attachment; filename=\"{filename}\"");
     // Personal data: kept out of caches, never sniffed into something else.
     let headers = [
@@ -23,26 +28,41 @@ pub(crate) fn response(records: Vec<AuditRecord>, filename: &str) -> Result<Resp
         (header::CACHE_CONTROL, "no-store".to_string()),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
     ];
-    Ok((headers, body).into_response())
+    (headers, body).into_response()
+}
+
+/// A CSV table: `header`, then `rows`, after `prefix` (a byte-order mark,
+/// for Excel).
+pub(crate) fn table(
+    prefix: &[u8],
+    header: &[&str],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> Result<Vec<u8>, ApiError> {
+    let mut w = csv::Writer::from_writer(prefix.to_vec());
+    w.write_record(header).map_err(|e| anyhow::anyhow!(e))?;
+    for r in rows {
+        w.write_record(r).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(w.into_inner().map_err(|e| anyhow::anyhow!(e.to_string()))?)
 }
 
 fn write(rows: &[AuditView]) -> Result<Vec<u8>, ApiError> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(COLUMNS).map_err(|e| anyhow::anyhow!(e))?;
-    for r in rows {
-        w.write_record([
-            r.id.to_string(),
-            r.at.clone(),
-            r.actor.clone(),
-            r.action.to_string(),
-            r.target.clone(),
-            r.outcome.clone(),
-            r.detail.to_string(),
-            r.facility_id.map(|f| f.to_string()).unwrap_or_default(),
-            r.user_id.map(|u| u.to_string()).unwrap_or_default(),
-            r.hash.clone(),
-        ])
-        .map_err(|e| anyhow::anyhow!(e))?;
-    }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!(e.to_string()))?)
+    table(
+        b"",
+        &COLUMNS,
+        rows.iter().map(|r| {
+            vec![
+                r.id.to_string(),
+                r.at.clone(),
+                r.actor.clone(),
+                r.action.to_string(),
+                r.target.clone(),
+                r.outcome.clone(),
+                r.detail.to_string(),
+                r.facility_id.map(|f| f.to_string()).unwrap_or_default(),
+                r.user_id.map(|u| u.to_string()).unwrap_or_default(),
+                r.hash.clone(),
+            ]
+        }),
+    )
 }

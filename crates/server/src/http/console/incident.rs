@@ -7,12 +7,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use connect_pki_domain::{Reason, Serial};
-use serde_json::Value;
+use connect_pki_domain::{FacilityId, Serial, UserId};
+use serde_json::{Value, json};
 
 use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
-use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, refuse};
+use crate::http::console::kit::{Ctx, PageResult, cert_ja, local, page, refuse, role_ja};
+use crate::http::console::records::{self, Names, actor_ja, person, reason_ja};
 use crate::http::error::ApiError;
 use crate::http::identity::Caller;
 use crate::http::state::AppState;
@@ -71,20 +72,6 @@ fn what_ja(code: &str) -> &'static str {
     }
 }
 
-/// A CRLReason, as the revoke form names it.
-fn reason_ja(reason: Reason) -> &'static str {
-    match reason {
-        Reason::KeyCompromise => "鍵の危殆化（端末の紛失・盗難など）",
-        Reason::AffiliationChanged => "所属の変更",
-        Reason::Superseded => "別の証明書への切り替え",
-        Reason::CessationOfOperation => "利用の終了",
-        Reason::CertificateHold => "一時停止",
-        Reason::PrivilegeWithdrawn => "権限の取り消し",
-        Reason::Unspecified => "理由を特定しない",
-        _ => "その他",
-    }
-}
-
 /// An RFC 3339 time of the record, in Japan's time.
 fn local_of(v: Option<&str>) -> String {
     v.and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
@@ -92,41 +79,35 @@ fn local_of(v: Option<&str>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-fn who_ja(who: &Option<String>) -> String {
+fn who_ja(who: &Option<String>, names: &Names) -> String {
     match who.as_deref() {
         None => "—".into(),
-        Some(w) => match w.split_once(':') {
-            Some(("user", id)) => format!("利用者 {id}"),
-            Some(("public", addr)) => format!("登録コードで（{addr} から）"),
-            Some(("system", what)) => format!("システム（{what}）"),
-            _ => w.to_string(),
-        },
+        // Someone with the code or the password, from the public pages: the
+        // holder (a report of their own device) or whoever they gave it to.
+        Some(w) if w.starts_with("public:") => {
+            format!("本人（登録・緊急届出のページ、{} から）", w.trim_start_matches("public:"))
+        }
+        Some(w) => actor_ja(w, names),
     }
 }
 
-fn detail_ja(e: &Event) -> String {
+fn detail_ja(e: &Event, names: &Names) -> String {
     let d = &e.detail;
     let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
     match e.event.as_str() {
-        "reported" => format!("経路: {}、窓口: {}", s(&d["channel"]), s(&d["queue"])),
-        "notification.queued" | "notification.delivered" => format!("{}（{}）", s(&d["channel"]), s(&d["event"])),
-        "crl.listed" => format!("CRL 番号 {}（{} 発行）", d["crl_number"], s(&d["this_update"])),
+        "reported" => records::detail_ja(&json!({"channel": d["channel"], "queue": d["queue"]}), names),
+        "notification.queued" | "notification.delivered" => {
+            let how = match d["channel"].as_str() {
+                Some("email") => "メール",
+                Some("webhook") => "Webhook",
+                _ => "通知",
+            };
+            format!("{how}（{}）", records::detail_ja(&json!({"event": d["event"]}), names))
+        }
+        "crl.listed" => format!("CRL 番号 {}（{} 発行）", d["crl_number"], local_of(d["this_update"].as_str())),
         "handshake.last_ok" => format!("接続元 {}、通算 {} 回", s(&d["from"]), d["handshakes"]),
         "handshake.first_refused" | "handshake.last_refused" => format!("拒否 通算 {} 回", d["refused"]),
-        _ => match &d["detail"] {
-            Value::Object(m) if !m.is_empty() => m
-                .iter()
-                .map(|(k, v)| {
-                    // Times in the audit detail are Unix seconds: shown as dates.
-                    let time = (k.ends_with("_at") || k.starts_with("not_"))
-                        .then(|| v.as_i64().and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok()))
-                        .flatten();
-                    format!("{k}: {}", time.map(local).unwrap_or_else(|| s(v)))
-                })
-                .collect::<Vec<_>>()
-                .join("、"),
-            _ => String::new(),
-        },
+        _ => records::detail_ja(&d["detail"], names),
     }
 }
 
@@ -143,10 +124,11 @@ async fn show(
     let incident = result?;
     let r = &incident.record;
     let c = &r.certificate;
+    let names = names_of(&state, &ctx.caller.requester, &incident).await?;
     let serial = c.serial.clone();
     let facts = vec![
         ("施設", c.facility_name.clone()),
-        ("利用者（番号）", c.user_id.to_string()),
+        ("職員", names.user_name(c.user_id)),
         ("端末（番号）", c.device_id.to_string()),
         ("証明書の状態", cert_ja(c.status).to_string()),
         ("失効・停止の理由", c.reason.map_or("—", reason_ja).to_string()),
@@ -159,8 +141,8 @@ async fn show(
             code: e.event.replace('.', "-"),
             at: local(e.at),
             what: what_ja(&e.event).into(),
-            who: who_ja(&e.who),
-            detail: detail_ja(e),
+            who: who_ja(&e.who, &names),
+            detail: detail_ja(e, &names),
         })
         .collect();
     let ocsp = match connect_pki_ca::ocsp::read_response(
@@ -193,6 +175,30 @@ async fn show(
         generated: local_of(Some(&r.generated_at)),
     };
     Ok(page(StatusCode::OK, &p))
+}
+
+/// The people the record names, as its reader may see them.
+async fn names_of(
+    state: &AppState,
+    requester: &connect_pki_ra::Requester,
+    incident: &connect_pki_ra::incident::Incident,
+) -> Result<Names, ApiError> {
+    let c = &incident.record.certificate;
+    let mut ids: Vec<UserId> = incident
+        .events
+        .iter()
+        .filter_map(|e| e.who.as_deref()?.strip_prefix("user:")?.parse().ok().map(UserId))
+        .collect();
+    ids.push(UserId(c.user_id));
+    ids.sort();
+    ids.dedup();
+    let facility = FacilityId(c.facility_id);
+    let people = connect_pki_ra::audit::people_of_trail(state, requester, facility, &ids).await?;
+    let names = people.iter().map(|u| {
+        let name = if u.facility == facility { person(u) } else { format!("{}の職員", role_ja(u.role)) };
+        (u.id.0, name)
+    });
+    Ok(Names::named(names, [(c.facility_id, c.facility_name.clone())]))
 }
 
 async fn download(

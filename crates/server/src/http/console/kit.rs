@@ -322,7 +322,7 @@ pub(crate) struct ConfirmPage<'a> {
     pub(crate) title: &'static str,
     pub(crate) facts: Vec<Fact>,
     /// What will happen, in the words of the person affected
-    /// (「この端末は直ちにすべての施設で使えなくなります」).
+    /// (「この端末は直ちに電子@連絡帳に接続できなくなります」).
     pub(crate) effect: String,
     pub(crate) action: String,
     /// Extra fields the form posts besides the CSRF token: (name, label, kind) — kind is

@@ -8,6 +8,8 @@ mod city;
 mod incident;
 pub(crate) mod kit;
 pub mod manager;
+pub(crate) mod records;
+mod verify;
 
 use askama::Template;
 use axum::Router;
@@ -52,6 +54,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(manager::router(state.clone()))
         .merge(city::router(state.clone()))
         .merge(incident::routes().with_state(state.clone()))
+        .merge(verify::routes().with_state(state.clone()))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -188,7 +191,7 @@ async fn build<'a>(
 }
 
 fn person(user: &connect_pki_store::UserRecord) -> String {
-    user.display_name.clone().unwrap_or_else(|| format!("利用者 {}（削除済み）", user.id))
+    user.display_name.clone().unwrap_or_else(|| format!("職員 {}（削除済み）", user.id))
 }
 
 fn done_row(entry: escalations::QueueEntry) -> Done {

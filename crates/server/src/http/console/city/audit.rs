@@ -1,6 +1,7 @@
 //! The audit log as a page for 行政管理課 (the reader of `GET /api/v1/audit`):
-//! newest first, filtered by facility, user, days and kind of action, with
-//! the same records as CSV from the API's writer. A facility manager's own
+//! newest first, filtered by facility, user, days and kind of action, in
+//! Japanese (`records`), with the same lines as CSV that Excel on Japanese
+//! Windows opens. A facility manager's own
 //! trail is on the manager's pages.
 
 use askama::Template;
@@ -15,7 +16,8 @@ use time::OffsetDateTime;
 use crate::http::api::audit_csv;
 use crate::http::console::kit::Page;
 use crate::http::console::kit::section;
-use crate::http::console::kit::{Ctx, PageResult, Refusal, local, page, refuse, tokyo_day_start};
+use crate::http::console::kit::{Ctx, PageResult, Refusal, page, refuse, tokyo_day_start};
+use crate::http::console::records::{Line, Names, line};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use connect_pki_ra::{audit, facilities};
@@ -31,7 +33,7 @@ pub(super) fn routes() -> axum::Router<AppState> {
 const FAMILIES: [(&str, &str); 11] = [
     ("application", "施設の申請"),
     ("facility", "施設（作成・停止・再開・廃止）"),
-    ("user", "利用者（登録・退職・削除）"),
+    ("user", "職員（登録・退職・削除）"),
     ("enrollment_code", "登録コードの発行"),
     ("enrollment", "端末の登録"),
     ("device", "端末（追加・紛失）"),
@@ -100,36 +102,6 @@ fn filter(f: &Fields, limit: i64) -> Result<AuditFilter, FieldError> {
     })
 }
 
-struct Row {
-    id: i64,
-    at: String,
-    actor: String,
-    action: String,
-    target: String,
-    outcome: String,
-    facility: String,
-    user: String,
-    detail: String,
-}
-
-fn row(r: AuditRecord, names: &[(i64, String)]) -> Row {
-    let e = r.entry;
-    let facility = e.facility.map_or(String::new(), |f| {
-        names.iter().find(|(id, _)| *id == f.0).map_or_else(|| f.0.to_string(), |(id, n)| format!("{id} {n}"))
-    });
-    Row {
-        id: r.id,
-        at: local(r.at),
-        actor: e.actor,
-        action: e.action.to_string(),
-        target: e.target,
-        outcome: e.outcome,
-        facility,
-        user: e.user.map(|u| u.0.to_string()).unwrap_or_default(),
-        detail: e.detail.to_string(),
-    }
-}
-
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 struct AuditPage<'a> {
@@ -138,7 +110,7 @@ struct AuditPage<'a> {
     error: Option<FieldError>,
     facilities: Vec<(i64, String)>,
     families: &'static [(&'static str, &'static str)],
-    rows: Vec<Row>,
+    rows: Vec<Line>,
     /// The query of the same filter, for the CSV link and the next page.
     query: String,
     older: Option<i64>,
@@ -182,7 +154,8 @@ async fn show(
         .await
         .map(|list| list.into_iter().map(|f| (f.id.0, f.name)).collect())?;
     let older = (records.len() as i64 == PAGE).then(|| records.last().map(|r| r.id)).flatten();
-    let rows = records.into_iter().map(|r| row(r, &facilities)).collect();
+    let names = names_for(&state, requester, &records, &facilities).await?;
+    let rows = records.iter().map(|r| line(r, &names)).collect();
     let error = checked.err();
     let query = if error.is_some() { String::new() } else { query_of(&f) };
     let status = if error.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
@@ -205,6 +178,32 @@ async fn csv(
             })));
         }
     };
-    let records = audit::list(&state, &ctx.caller.requester, &filter).await?;
-    Ok(audit_csv::response(records, "audit.csv").unwrap_or_else(refuse))
+    let requester = &ctx.caller.requester;
+    let records = audit::list(&state, requester, &filter).await?;
+    let facilities: Vec<(i64, String)> = facilities::facilities(&state, requester)
+        .await
+        .map(|list| list.into_iter().map(|f| (f.id.0, f.name)).collect())?;
+    let names = names_for(&state, requester, &records, &facilities).await?;
+    let rows = records.iter().map(|r| {
+        let l = line(r, &names);
+        vec![l.id.to_string(), l.at, l.actor, l.action.to_string(), l.target, l.outcome, l.facility, l.user, l.detail]
+    });
+    // Excel on Japanese Windows reads UTF-8 only after a byte-order mark.
+    let body = audit_csv::table(b"\xEF\xBB\xBF", &CSV_HEADER, rows).map_err(refuse)?;
+    Ok(audit_csv::attachment(body, "audit.csv"))
+}
+
+/// The console CSV's columns, as the page heads them.
+const CSV_HEADER: [&str; 9] =
+    ["番号", "日時（日本時間）", "操作した人", "操作", "対象", "結果", "施設", "職員", "詳細"];
+
+/// The names of the people `records` mention, and of every facility.
+async fn names_for(
+    state: &AppState,
+    requester: &connect_pki_ra::Requester,
+    records: &[AuditRecord],
+    facilities: &[(i64, String)],
+) -> Result<Names, ApiError> {
+    let people = audit::people(state, requester, &Names::wanted(records)).await?;
+    Ok(Names::new(&people, facilities.iter().cloned()))
 }

@@ -107,7 +107,7 @@ fn facts(f: &FacilityRecord, counts: &FacilityCounts) -> Vec<Fact> {
         ("施設", format!("{}（{}）", f.name, kind_ja(f.kind))),
         ("所在地", f.address.clone()),
         ("現在の状態", facility_status_ja(f.status).to_string()),
-        ("利用者", format!("{} 人", counts.users)),
+        ("職員", format!("{} 人", counts.users)),
         ("使用中の端末", format!("{} 台", counts.devices)),
         ("有効な証明書", format!("{} 件", counts.valid)),
         ("一時停止中の証明書", format!("{} 件", counts.on_hold)),

@@ -135,7 +135,7 @@ async fn show(
     let window = i64::from(state.settings.expiry_notice_days);
     let p = MePage {
         ctx: &ctx,
-        facility: ctx.caller.identity.facility.name.clone(),
+        facility: affiliation(&ctx),
         login_id: ctx.caller.identity.user.login_id.clone().unwrap_or_default(),
         devices: own.into_iter().map(|d| device_row(d, now, current, window)).collect(),
         emergency_url: format!("{}/emergency", https_base(&state, &headers, &uri)),
@@ -143,6 +143,18 @@ async fn show(
         grace_days: state.settings.renewal_grace.whole_days(),
     };
     Ok(page(StatusCode::OK, &p))
+}
+
+/// 所属 as the person would write it: the city's own staff are placed in
+/// the city's record (行政管理課's), so 福祉課 is named by its role, not by
+/// that record's name.
+fn affiliation(ctx: &Ctx) -> String {
+    let facility = &ctx.caller.identity.facility.name;
+    match ctx.role() {
+        connect_pki_domain::Role::WelfareDivision => "千歳市 福祉課（市の職員）".into(),
+        connect_pki_domain::Role::AdminDivision => format!("{facility}（市の職員）"),
+        _ => format!("{facility}（{}）", ctx.role_ja),
+    }
 }
 
 /// What to offer for `current`: renewed already when its device has

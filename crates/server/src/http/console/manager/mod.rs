@@ -59,13 +59,7 @@ pub(crate) fn device_status_ja(s: DeviceStatus) -> &'static str {
 }
 
 /// How people are named on the pages; a deleted user has no name left.
-pub(crate) fn person(u: &UserRecord) -> String {
-    match (&u.display_name, &u.login_id) {
-        (Some(name), Some(login)) => format!("{name}（{login}）"),
-        (Some(name), None) => name.clone(),
-        _ => format!("利用者 {}（個人情報削除済み）", u.id),
-    }
-}
+pub(crate) use crate::http::console::records::person;
 
 pub(crate) fn device_name(d: &DeviceRecord) -> String {
     labelled_device(d.id, &d.label)
@@ -136,7 +130,7 @@ impl UserRow {
     pub(crate) fn of(u: &UserRecord, devices: &[DeviceRecord], retire_at: Option<time::OffsetDateTime>) -> Self {
         UserRow {
             id: u.id.0,
-            name: u.display_name.clone().unwrap_or_else(|| format!("利用者 {}（個人情報削除済み）", u.id)),
+            name: u.display_name.clone().unwrap_or_else(|| format!("職員 {}（個人情報削除済み）", u.id)),
             login: u.login_id.clone().unwrap_or_default(),
             role_ja: role_ja(u.role),
             status_ja: user_status_ja(u.status),
