@@ -91,6 +91,16 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
             in_own(ADMIN_AND_MANAGER),
         ),
         ("delete user", "DELETE", format!("/api/v1/users/{}", t.user), None, in_own(ADMIN_AND_MANAGER)),
+        // An empty change: allowed, changes nothing.
+        ("edit user", "PATCH", format!("/api/v1/users/{}", t.user), Some(json!({})), in_own(ADMIN_AND_MANAGER)),
+        // To a facility that does not exist: 404 for 行政管理課, 403 for everyone else.
+        (
+            "transfer user",
+            "POST",
+            format!("/api/v1/users/{}/transfer", t.user),
+            Some(json!({"facility_id": 99_999})),
+            ADMIN,
+        ),
         ("audit", "GET", "/api/v1/audit?limit=1".into(), None, CITY),
     ]
 }

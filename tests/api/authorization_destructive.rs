@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use connect_pki_domain::certificate::Change;
+use connect_pki_domain::user::Departure;
 use connect_pki_domain::{Clock, DeviceId, FacilityId, Role, Serial, UserId};
 use connect_pki_e2e::builders::Enrolled;
 use connect_pki_e2e::client::Identity;
@@ -240,10 +241,18 @@ async fn prepare(app: &TestApp, case: Case, t: &mut Target) {
     let serial: Serial = t.device.serial.parse().expect("serial");
     match case.op {
         Release => drop(store.change_certificate(&serial, Change::Hold, "test:setup", now).await.expect("hold")),
-        Delete => drop(store.retire_user(UserId(t.device.user_id), "test:setup", now).await.expect("retire")),
+        Delete => drop(
+            store
+                .retire_user(UserId(t.device.user_id), "test:setup", Departure::Allowed, false, now)
+                .await
+                .expect("retire"),
+        ),
         CancelRetirement => {
             let at = now + Duration::days(3);
-            store.schedule_retirement(UserId(t.device.user_id), at, "test:setup", now).await.expect("schedule");
+            store
+                .schedule_retirement(UserId(t.device.user_id), at, false, "test:setup", Departure::Allowed, now)
+                .await
+                .expect("schedule");
         }
         ReleaseEscalationHold | Claim | ResolveRevoked | ResolveReleased | ResolveRejected => {
             let body = json!({"login_id": t.login, "password": PASSWORD, "device_id": t.device.device_id});

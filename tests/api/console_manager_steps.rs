@@ -108,7 +108,7 @@ async fn retirement_on_a_date_is_shown_and_cancellable_until_it_runs(backend: Ba
     assert!(confirm.contains("chitose.hanako さん") && confirm.contains(&format!("端末 {}", d.device_id)), "{confirm}");
     let csrf = csrf_of(&confirm);
     // A past day, or one that is not a date, is named next to the field; nothing is scheduled.
-    for (on, says) in [("2020-01-01", "明日以降の日付"), ("next week", "2026-04-01")] {
+    for (on, says) in [("2020-01-01", "今日以降の日付"), ("next week", "2026-04-01")] {
         let r = post(&app, &manager.id, &retire, &[("csrf", &csrf), ("on", on)]).await;
         let body = r.text();
         assert_eq!(r.status, 422, "{body}");
@@ -117,8 +117,10 @@ async fn retirement_on_a_date_is_shown_and_cancellable_until_it_runs(backend: Ba
     }
     assert_eq!(app.ocsp_status(&d.id).await, "good");
 
-    let day = (app.clock.now() + Duration::days(10)).date();
-    let r = post(&app, &manager.id, &retire, &[("csrf", &csrf), ("on", &day.to_string())]).await;
+    // 退職日 is the last working day: use ends when it does, at 24:00 in Japan.
+    let last = (app.clock.now() + Duration::days(10)).to_offset(time::macros::offset!(+9)).date();
+    let day = last.next_day().expect("a day");
+    let r = post(&app, &manager.id, &retire, &[("csrf", &csrf), ("on", &last.to_string())]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.text().contains(&format!("{day} 00:00 に退職")), "{}", r.text());
     assert_eq!(app.ocsp_status(&d.id).await, "good", "scheduled, not done");

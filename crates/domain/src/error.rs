@@ -18,4 +18,9 @@ pub enum DomainError {
     /// A lifecycle step that does not exist from the current state.
     #[error("cannot go from {from} to {to}")]
     InvalidTransition { from: &'static str, to: &'static str },
+    /// The change would leave a facility without an active manager.
+    #[error(
+        "user {user} is the last active manager of their facility; register another manager first (行政管理課 may go ahead and appoint a successor)"
+    )]
+    LastManager { user: i64 },
 }

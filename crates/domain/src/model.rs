@@ -80,7 +80,7 @@ text_enum!(
 impl Role {
     /// A role of the city's own divisions, which only 行政管理課 grants and
     /// acts on, whatever facility the user is placed in.
-    pub(crate) const fn is_city(self) -> bool {
+    pub const fn is_city(self) -> bool {
         matches!(self, Role::AdminDivision | Role::WelfareDivision)
     }
 }
@@ -178,6 +178,10 @@ text_enum!(
         UserRetireCancelled = "user.retire_cancelled",
         /// A user's personal data deleted.
         UserDelete = "user.delete",
+        /// A name, e-mail address or role changed.
+        UserUpdate = "user.update",
+        /// Moved to another facility (異動): certificates revoked, the account kept.
+        UserTransfer = "user.transfer",
         DeviceCreate = "device.create",
         DeviceLost = "device.lost",
         EnrollmentCodeCreate = "enrollment_code.create",

@@ -54,6 +54,8 @@ pub enum Action {
     ReadFacilityAudit(FacilityId),
     /// Read the service's operations figures (`/metrics`).
     ReadOperations,
+    /// Move a person to another facility (異動): only the city sees both.
+    TransferUser,
 }
 
 impl Action {
@@ -74,6 +76,7 @@ impl Action {
             Action::ReadAudit => "read the audit log",
             Action::ReadFacilityAudit(_) => "read the audit trail of this facility",
             Action::ReadOperations => "read the operations figures",
+            Action::TransferUser => "move a person to another facility",
         }
     }
 }
@@ -161,6 +164,7 @@ mod tests {
             (Action::ManageCertificates(OTHER), &[AdminDivision]),
             (Action::ListAllCertificates, &[AdminDivision]),
             (Action::ReadOperations, &[AdminDivision]),
+            (Action::TransferUser, &[AdminDivision]),
             (Action::WorkEscalations(OWN), &[AdminDivision, FacilityManager]),
             (Action::WorkEscalations(OTHER), &[AdminDivision]),
             (Action::ReadFacilityAudit(OWN), &[AdminDivision, FacilityManager]),

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 
 use crate::error::DomainError;
-use crate::model::UserStatus;
+use crate::model::{Role, UserStatus};
 
 /// The status a retirement moves a user to, or `None` when there is nothing
 /// to do (already retired or deleted: repeating is safe, and a scheduled
@@ -38,6 +38,35 @@ pub fn check_schedule_retirement(status: UserStatus) -> Result<(), DomainError> 
         Some(_) => Ok(()),
         None => Err(DomainError::InvalidTransition { from: status.as_str(), to: "retired" }),
     }
+}
+
+/// Who asks for a change that takes a manager away from their facility
+/// (retirement, a new role, a transfer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// The facility's manager (or anyone but 行政管理課): refused if it
+    /// leaves the facility with no active manager.
+    Guarded,
+    /// 行政管理課, who appoints the successor, or a retirement that comes due
+    /// (its schedule was checked when it was made).
+    Allowed,
+}
+
+/// A facility always keeps an active manager: taking `user` (in `role`,
+/// `status`) away is refused while no other active manager remains
+/// (`others`), unless 行政管理課 does it.
+pub fn check_departure(
+    user: i64,
+    role: Role,
+    status: UserStatus,
+    others: i64,
+    who: Departure,
+) -> Result<(), DomainError> {
+    let leaves_none = role == Role::FacilityManager && status == UserStatus::Active && others == 0;
+    if leaves_none && who == Departure::Guarded {
+        return Err(DomainError::LastManager { user });
+    }
+    Ok(())
 }
 
 /// Whether a scheduled retirement is to be carried out at `now`: still
@@ -86,6 +115,18 @@ pub fn delete(current: UserStatus) -> Result<Option<UserStatus>, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_active_manager_leaves_only_by_the_city() {
+        use Departure::*;
+        let (m, s) = (Role::FacilityManager, Role::Staff);
+        assert_eq!(check_departure(7, m, UserStatus::Active, 0, Guarded), Err(DomainError::LastManager { user: 7 }));
+        assert_eq!(check_departure(7, m, UserStatus::Active, 0, Allowed), Ok(()));
+        assert_eq!(check_departure(7, m, UserStatus::Active, 1, Guarded), Ok(()));
+        assert_eq!(check_departure(7, s, UserStatus::Active, 0, Guarded), Ok(()));
+        // An invited manager who never enrolled keeps nothing running.
+        assert_eq!(check_departure(7, m, UserStatus::Invited, 0, Guarded), Ok(()));
+    }
 
     #[test]
     fn retirement_never_revives_or_repeats() {

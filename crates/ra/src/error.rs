@@ -16,6 +16,11 @@ pub enum Conflict {
     /// The certificate can no longer take this change.
     #[error("certificate {serial} is {status}")]
     CertificateNotUsable { serial: Serial, status: &'static str },
+    /// The change would leave a facility without an active manager.
+    #[error(
+        "user {user} is the last active manager of their facility; register another manager first (行政管理課 may go ahead and appoint a successor)"
+    )]
+    LastManager { user: i64 },
     /// A unique value is taken, a claim was made first, or a racing change won.
     #[error("{0}")]
     Record(connect_pki_store::Conflict),
@@ -91,6 +96,7 @@ impl From<DomainError> for ServiceError {
             DomainError::CertificateNotUsable { serial, status } => {
                 ServiceError::Conflict(Conflict::CertificateNotUsable { serial, status })
             }
+            DomainError::LastManager { user } => ServiceError::Conflict(Conflict::LastManager { user }),
         }
     }
 }

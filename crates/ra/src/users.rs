@@ -3,10 +3,11 @@
 //! deletion of a person's data. Each change is authorized, committed in one
 //! transaction, then published before the caller hears back.
 
+use connect_pki_domain::user::Departure;
 use connect_pki_domain::{
     Action, FacilityId, FacilityStatus, Role, Serial, Target, UserId, UserStatus, authorize, validate,
 };
-use connect_pki_store::{NewUser, UserRecord, UserWithDevices};
+use connect_pki_store::{NewUser, UserChange, UserRecord, UserWithDevices};
 use time::OffsetDateTime;
 
 use crate::Ra;
@@ -102,22 +103,32 @@ pub enum Retirement {
     Scheduled { at: OffsetDateTime },
 }
 
-/// Retires a user now, or schedules it (`at` in the future).
+/// Whether the caller may take a facility's last active manager away:
+/// 行政管理課 may (it appoints the successor); nobody else.
+fn departure(caller: &Requester) -> Departure {
+    if caller.actor.role == Role::AdminDivision { Departure::Allowed } else { Departure::Guarded }
+}
+
+/// Retires a user now, or schedules it (`at` in the future); with
+/// `delete_account`, the account is deleted with the retirement (the login
+/// ID free again).
 pub async fn retire(
     ra: &Ra,
     caller: &Requester,
     user: UserId,
     at: Option<OffsetDateTime>,
+    delete_account: bool,
 ) -> Result<Retirement, ServiceError> {
     let u = managed_user(ra, caller, user).await?;
     let now = ra.clock.now();
+    let who = departure(caller);
     match at {
         Some(at) if at > now => {
-            ra.store.schedule_retirement(u.id, at, &caller.audit_name, now).await?;
+            ra.store.schedule_retirement(u.id, at, delete_account, &caller.audit_name, who, now).await?;
             Ok(Retirement::Scheduled { at })
         }
         _ => {
-            let revoked = ra.store.retire_user(u.id, &caller.audit_name, now).await?;
+            let revoked = ra.store.retire_user(u.id, &caller.audit_name, who, delete_account, now).await?;
             publish(ra).await?;
             Ok(Retirement::Done { revoked })
         }
@@ -136,6 +147,48 @@ pub async fn delete(ra: &Ra, caller: &Requester, user: UserId) -> Result<UserRec
     let u = managed_user(ra, caller, user).await?;
     ra.store.delete_user(u.id, &caller.audit_name, ra.clock.now()).await?;
     ra.store.user(u.id).await?.ok_or(ServiceError::NotFound("user"))
+}
+
+/// What a person's record may be changed to; each field given is set.
+#[derive(Debug, Clone, Default)]
+pub struct Edit {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    /// 職員 or 施設管理者 only: the city's roles are given at registration.
+    pub role: Option<Role>,
+}
+
+/// Changes a person's name, e-mail address or role, by whoever may register
+/// them (`ActOnUser` for the person as they are and as they would be).
+pub async fn edit(ra: &Ra, caller: &Requester, user: UserId, e: Edit) -> Result<UserRecord, ServiceError> {
+    let u = managed_user(ra, caller, user).await?;
+    if let Some(role) = e.role {
+        if !matches!(role, Role::Staff | Role::FacilityManager) || u.role.is_city() {
+            return Err(connect_pki_domain::DomainError::Invalid {
+                field: "role",
+                why: "only staff and facility_manager are changed here; the city's roles are given at registration"
+                    .into(),
+            }
+            .into());
+        }
+        authorize(&caller.actor, Action::ActOnUser(Target { facility: u.facility, role }))?;
+    }
+    let change = UserChange {
+        display_name: e.display_name.map(|n| validate::text("display_name", &n, 100)).transpose()?,
+        email: e.email.map(|m| validate::email(&m)).transpose()?,
+        role: e.role,
+    };
+    Ok(ra.store.change_user(u.id, &change, &caller.audit_name, departure(caller), ra.clock.now()).await?)
+}
+
+/// 異動: moves a person to facility `to` (行政管理課 only). Their
+/// certificates are revoked before this returns; the account stays.
+pub async fn transfer(ra: &Ra, caller: &Requester, user: UserId, to: FacilityId) -> Result<Vec<Serial>, ServiceError> {
+    authorize(&caller.actor, Action::TransferUser)?;
+    let u = managed_user(ra, caller, user).await?;
+    let revoked = ra.store.transfer_user(u.id, to, &caller.audit_name, departure(caller), ra.clock.now()).await?;
+    publish(ra).await?;
+    Ok(revoked)
 }
 
 /// Carries out every scheduled retirement that is due (also those that fell

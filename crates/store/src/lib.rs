@@ -65,6 +65,7 @@ pub use sightings::{
 pub use sign_in::SignInGate;
 pub use status::FEED_CHANNEL;
 pub(crate) use tx::WriteTx;
+pub use users::UserChange;
 
 /// The PostgreSQL advisory lock every write transaction takes first.
 pub(crate) const WRITER_LOCK: i64 = 7_305_001;

@@ -6,8 +6,8 @@ use serde_json::json;
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use connect_pki_domain::user as domain_user;
-use connect_pki_domain::{AuditAction, FacilityId, Reason, Serial, UserId, UserStatus};
+use connect_pki_domain::user::{self as domain_user, Departure};
+use connect_pki_domain::{AuditAction, FacilityId, Reason, Role, Serial, UserId, UserStatus};
 
 use crate::audit::AuditEntry;
 use crate::certificates::revoke_where;
@@ -20,10 +20,12 @@ async fn retire_in(
     tx: &mut WriteTx,
     user: UserId,
     actor: &str,
+    who: Departure,
     now: OffsetDateTime,
 ) -> Result<Vec<Serial>, StoreError> {
     let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
     let Some(next) = domain_user::retire(u.status) else { return Ok(Vec::new()) };
+    check_departure(tx, &u, who).await?;
     sqlx::query("update users set status = $1, retire_at = null, updated_at = $2 where id = $3 and status = $4")
         .bind(next.as_str())
         .bind(secs(now))
@@ -49,6 +51,43 @@ async fn retire_in(
     );
     tx.audit(now, &entry).await?;
     Ok(revoked)
+}
+
+/// Refuses taking `u` away from their facility when that leaves it with no
+/// active manager (`domain::user::check_departure`), counted under the
+/// writer lock so two managers retiring each other at once cannot both go.
+pub(crate) async fn check_departure(tx: &mut WriteTx, u: &UserRecord, who: Departure) -> Result<(), StoreError> {
+    if u.role != Role::FacilityManager {
+        return Ok(());
+    }
+    let others: i64 = sqlx::query(
+        "select count(*) as n from users where facility_id = $1 and role = $2 and status = $3 and id <> $4",
+    )
+    .bind(u.facility.0)
+    .bind(Role::FacilityManager.as_str())
+    .bind(UserStatus::Active.as_str())
+    .bind(u.id.0)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("n")?;
+    Ok(domain_user::check_departure(u.id.0, u.role, u.status, others, who)?)
+}
+
+/// Deletes the account in `tx`: personal data erased, the row and its
+/// audit trail kept, the login ID free again.
+async fn delete_in(tx: &mut WriteTx, user: UserId, actor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
+    let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+    let Some(next) = domain_user::delete(u.status)? else { return Ok(()) };
+    erase_personal_data(tx, user, next, now).await?;
+    let entry = AuditEntry::ok(
+        actor,
+        AuditAction::UserDelete,
+        format!("user:{user}"),
+        json!({"personal_data": "removed"}),
+        Some(u.facility),
+        Some(user),
+    );
+    tx.audit(now, &entry).await
 }
 
 /// The user and their scheduled retirement, read in `tx`.
@@ -141,7 +180,146 @@ async fn erase_personal_data(
     Ok(())
 }
 
+/// What may change about a person: each field given is set.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub role: Option<Role>,
+}
+
 impl Store {
+    /// Changes a person's name, e-mail address or role (職員 ↔ 施設管理者),
+    /// in one transaction with its audit row, which names the fields, not
+    /// their values (the chain cannot forget a name once written). Taking
+    /// the manager role from the facility's last active manager goes only
+    /// as `who` allows.
+    pub async fn change_user(
+        &self,
+        user: UserId,
+        change: &UserChange,
+        actor: &str,
+        who: Departure,
+        now: OffsetDateTime,
+    ) -> Result<UserRecord, StoreError> {
+        self.write(async |tx| {
+            let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+            if !matches!(u.status, UserStatus::Invited | UserStatus::Active) {
+                return Err(connect_pki_domain::DomainError::InvalidTransition {
+                    from: u.status.as_str(),
+                    to: "changed",
+                }
+                .into());
+            }
+            let role = change.role.filter(|r| *r != u.role);
+            if role.is_some() {
+                check_departure(tx, &u, who).await?;
+            }
+            let mut fields = Vec::new();
+            let asked = [("display_name", &change.display_name, &u.display_name), ("email", &change.email, &u.email)];
+            for (field, value, was) in asked {
+                if let Some(v) = value.as_ref().filter(|v| Some(*v) != was.as_ref()) {
+                    sqlx::query(&format!("update users set {field} = $1, updated_at = $2 where id = $3"))
+                        .bind(v)
+                        .bind(secs(now))
+                        .bind(user.0)
+                        .execute(&mut **tx)
+                        .await?;
+                    fields.push(field);
+                }
+            }
+            let mut detail = json!({});
+            if let Some(r) = role {
+                sqlx::query("update users set role = $1, updated_at = $2 where id = $3")
+                    .bind(r.as_str())
+                    .bind(secs(now))
+                    .bind(user.0)
+                    .execute(&mut **tx)
+                    .await?;
+                fields.push("role");
+                detail = json!({"from": u.role, "to": r});
+            }
+            if !fields.is_empty() {
+                detail["fields"] = json!(fields);
+                let entry = AuditEntry::ok(
+                    actor,
+                    AuditAction::UserUpdate,
+                    format!("user:{user}"),
+                    detail,
+                    Some(u.facility),
+                    Some(user),
+                );
+                tx.audit(now, &entry).await?;
+            }
+            user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))
+        })
+        .await
+    }
+
+    /// 異動: moves an active or invited person to facility `to`. Their
+    /// devices are retired and every certificate in force revoked
+    /// (affiliationChanged), codes not yet used expire; the account, its
+    /// login ID and password stay. The last active manager of the facility
+    /// they leave goes only as `who` allows. Returns the revoked serials.
+    pub async fn transfer_user(
+        &self,
+        user: UserId,
+        to: FacilityId,
+        actor: &str,
+        who: Departure,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Serial>, StoreError> {
+        self.write(async |tx| {
+            let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+            if !matches!(u.status, UserStatus::Invited | UserStatus::Active) {
+                return Err(connect_pki_domain::DomainError::InvalidTransition {
+                    from: u.status.as_str(),
+                    to: "transferred",
+                }
+                .into());
+            }
+            let target = crate::records::facility_by_id(tx, to).await?.ok_or(StoreError::NotFound("facility"))?;
+            if target.status != connect_pki_domain::FacilityStatus::Approved || to == u.facility {
+                let from = if to == u.facility { "the same facility" } else { target.status.as_str() };
+                return Err(connect_pki_domain::DomainError::InvalidTransition { from, to: "transferred" }.into());
+            }
+            check_departure(tx, &u, who).await?;
+            tx.update_at(
+                "update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'",
+                now,
+                user.0,
+            )
+            .await?;
+            let devices = "c.device_id in (select id from devices where user_id = $1)";
+            let revoked = revoke_where(tx, devices, user.0, Reason::AffiliationChanged, actor, now).await?;
+            tx.update_at(
+                "update enrollment_codes set expires_at = $1 where user_id = $2 and redeemed_at is null",
+                now,
+                user.0,
+            )
+            .await?;
+            sqlx::query("update users set facility_id = $1, updated_at = $2 where id = $3")
+                .bind(to.0)
+                .bind(secs(now))
+                .bind(user.0)
+                .execute(&mut **tx)
+                .await?;
+            let detail = json!({"from_facility": u.facility, "to_facility": to, "revoked": revoked});
+            // Recorded under the facility left; the new one sees the person arrive in its list.
+            let entry = AuditEntry::ok(
+                actor,
+                AuditAction::UserTransfer,
+                format!("user:{user}"),
+                detail,
+                Some(u.facility),
+                Some(user),
+            );
+            tx.audit(now, &entry).await?;
+            Ok(revoked)
+        })
+        .await
+    }
+
     /// Registers a user in `facility`.
     pub async fn create_user(
         &self,
@@ -179,10 +357,26 @@ impl Store {
     }
 
     /// Retires a user now: account disabled, devices retired, every valid or
-    /// held certificate revoked with affiliationChanged — one transaction.
-    /// Retiring a retired user changes nothing.
-    pub async fn retire_user(&self, user: UserId, actor: &str, now: OffsetDateTime) -> Result<Vec<Serial>, StoreError> {
-        self.write(async |tx| retire_in(tx, user, actor, now).await).await
+    /// held certificate revoked with affiliationChanged — one transaction,
+    /// with the account's deletion when `delete` says so. Retiring a retired
+    /// user changes nothing. The last active manager of a facility goes
+    /// only as `who` allows.
+    pub async fn retire_user(
+        &self,
+        user: UserId,
+        actor: &str,
+        who: Departure,
+        delete: bool,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Serial>, StoreError> {
+        self.write(async |tx| {
+            let revoked = retire_in(tx, user, actor, who, now).await?;
+            if delete {
+                delete_in(tx, user, actor, now).await?;
+            }
+            Ok(revoked)
+        })
+        .await
     }
 
     /// Carries out a scheduled retirement if it is still scheduled and due at
@@ -194,24 +388,41 @@ impl Store {
             if !domain_user::retirement_due(status, retire_at, now) {
                 return Ok(None);
             }
-            Ok(Some(retire_in(tx, user, "system:scheduled-retirement", now).await?))
+            // Its schedule was checked against the last-manager rule when made.
+            let actor = "system:scheduled-retirement";
+            let revoked = retire_in(tx, user, actor, Departure::Allowed, now).await?;
+            let delete: i64 = sqlx::query("select delete_on_retire from users where id = $1")
+                .bind(user.0)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("delete_on_retire")?;
+            if delete == 1 {
+                delete_in(tx, user, actor, now).await?;
+            }
+            Ok(Some(revoked))
         })
         .await
     }
 
-    /// Schedules a retirement at `at` (a worker carries it out, also after downtime).
+    /// Schedules a retirement at `at` (a worker carries it out, also after
+    /// downtime), with the account's deletion when `delete` says so.
+    #[allow(clippy::too_many_arguments)]
     pub async fn schedule_retirement(
         &self,
         user: UserId,
         at: OffsetDateTime,
+        delete: bool,
         actor: &str,
+        who: Departure,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         self.write(async |tx| {
             let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
             domain_user::check_schedule_retirement(u.status)?;
-            sqlx::query("update users set retire_at = $1, updated_at = $2 where id = $3")
+            check_departure(tx, &u, who).await?;
+            sqlx::query("update users set retire_at = $1, delete_on_retire = $2, updated_at = $3 where id = $4")
                 .bind(secs(at))
+                .bind(i64::from(delete))
                 .bind(secs(now))
                 .bind(user.0)
                 .execute(&mut **tx)
@@ -220,7 +431,7 @@ impl Store {
                 actor,
                 AuditAction::UserRetireScheduled,
                 format!("user:{user}"),
-                json!({"at": secs(at)}),
+                json!({"at": secs(at), "delete_account": delete}),
                 Some(u.facility),
                 Some(user),
             );
@@ -244,7 +455,7 @@ impl Store {
             let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
             let (status, retire_at) = retirement_of(tx, user).await?;
             let at = domain_user::check_cancel_retirement(status, retire_at)?;
-            sqlx::query("update users set retire_at = null, updated_at = $1 where id = $2 and retire_at is not null")
+            sqlx::query("update users set retire_at = null, delete_on_retire = 0, updated_at = $1 where id = $2 and retire_at is not null")
                 .bind(secs(now))
                 .bind(user.0)
                 .execute(&mut **tx)
@@ -310,21 +521,7 @@ impl Store {
     /// password, device labels) and marks them deleted. The rows and the audit
     /// trail stay. Only a retired user can be deleted; deleting twice is safe.
     pub async fn delete_user(&self, user: UserId, actor: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.write(async |tx| {
-            let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
-            let Some(next) = domain_user::delete(u.status)? else { return Ok(()) };
-            erase_personal_data(tx, user, next, now).await?;
-            let entry = AuditEntry::ok(
-                actor,
-                AuditAction::UserDelete,
-                format!("user:{user}"),
-                json!({"personal_data": "removed"}),
-                Some(u.facility),
-                Some(user),
-            );
-            tx.audit(now, &entry).await
-        })
-        .await
+        self.write(async |tx| delete_in(tx, user, actor, now).await).await
     }
 }
 

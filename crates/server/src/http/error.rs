@@ -109,6 +109,7 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::Conflict(Conflict::CertificateNotUsable { .. }) => {
             (StatusCode::CONFLICT, "certificate_not_usable")
         }
+        ServiceError::Conflict(Conflict::LastManager { .. }) => (StatusCode::CONFLICT, "last_manager"),
         ServiceError::Conflict(Conflict::Record(StoreConflict::HeldByEscalation { .. })) => {
             (StatusCode::CONFLICT, "held_by_escalation")
         }
@@ -225,6 +226,7 @@ fn service_message_ja(e: &ServiceError) -> String {
         ServiceError::FacilityNotActive(_) => "施設が利用停止中のため、この操作はできません。行政管理課にお問い合わせください。".into(),
         ServiceError::Conflict(Conflict::Transition { from, to }) => transition_ja(from, to),
         ServiceError::Conflict(Conflict::CertificateNotUsable { status, .. }) => not_usable_ja(status).into(),
+        ServiceError::Conflict(Conflict::LastManager { .. }) => "この方は施設でただ一人の施設管理者のため、退職・役割の変更・異動はできません。先に別の施設管理者を登録してください（行政管理課は後任を指名したうえで手続きできます）。".into(),
         ServiceError::TooManyRenewals(t) => format!(
             "この端末は1時間のうちに何度も更新したため、受け付けられませんでした。何も変更されていません。{}秒ほど待ってから、もう一度お試しください。",
             t.retry_after

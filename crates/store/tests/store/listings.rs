@@ -61,7 +61,10 @@ async fn facilities_are_counted_and_devices_listed_per_user(db: TestDb) {
         serials.push(added.expect("device").1.serial);
     }
     store.change_certificate(&serials[0], Change::Hold, "user:1", now()).await.expect("hold");
-    store.retire_user(active.id, "user:1", now()).await.expect("retire");
+    store
+        .retire_user(active.id, "user:1", connect_pki_domain::user::Departure::Allowed, false, now())
+        .await
+        .expect("retire");
     let counts = store.facility_counts(now()).await.expect("counts");
     let c = counts.iter().find(|c| c.facility == f.id).expect("counted");
     // Retired: their certificates revoked, their devices no longer in use.

@@ -6,6 +6,7 @@
 pub(crate) mod audit_csv;
 mod doc;
 mod escalations;
+mod people;
 mod relying;
 mod renewal;
 mod status;
@@ -36,6 +37,7 @@ use connect_pki_ra::Requester;
 use connect_pki_ra::enrollment::{EnrollRequest, Enrolled};
 use connect_pki_ra::{applications, audit, certificates, devices, enrollment, expiry, facilities, users};
 use escalations::*;
+use people::*;
 use relying::*;
 use renewal::*;
 use status::*;
@@ -90,6 +92,7 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(list_relying_parties))
         .routes(routes!(renew_certificate))
         .routes(routes!(renew_with_new_key))
+        .routes(routes!(transfer_user))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))
         .routes(routes!(hold_certificate))
@@ -97,7 +100,7 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(report_lost))
         .routes(routes!(retire_user))
         .routes(routes!(cancel_retirement))
-        .routes(routes!(delete_user))
+        .routes(routes!(delete_user, edit_user))
         .routes(routes!(list_escalations, open_escalation))
         .routes(routes!(claim_escalation))
         .routes(routes!(resolve_escalation))

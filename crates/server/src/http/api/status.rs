@@ -101,7 +101,8 @@ pub(super) async fn retire_user(
 ) -> ApiResult<Json<RetireView>> {
     // No body (or `{}`) retires now.
     let at = parse_time("at", body.at.as_deref())?;
-    let view = match users::retire(&state, &caller.requester, UserId(id), at).await? {
+    let delete = body.delete_account.unwrap_or(false);
+    let view = match users::retire(&state, &caller.requester, UserId(id), at, delete).await? {
         Retirement::Done { revoked } => RetireView {
             user_id: id,
             status: "retired".into(),

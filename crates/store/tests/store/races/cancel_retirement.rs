@@ -100,7 +100,17 @@ async fn cancel_vs_due_retirement(db: TestDb) {
     let worlds = setup(&store, &sql, Plan::new(Op::Retire, Op::Retire)).await;
     for w in &worlds {
         let due = Side::A.time(w.round);
-        store.schedule_retirement(w.user, due, "test:setup", at(super::world::SETUP)).await.expect("schedule");
+        store
+            .schedule_retirement(
+                w.user,
+                due,
+                false,
+                "test:setup",
+                connect_pki_domain::user::Departure::Allowed,
+                at(super::world::SETUP),
+            )
+            .await
+            .expect("schedule");
     }
     let mark = scalar(&sql, "select coalesce(max(id), 0) as n from audit_log").await;
     let (mut failures, mut cancelled) = (Vec::new(), 0);

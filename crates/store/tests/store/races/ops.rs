@@ -46,7 +46,10 @@ pub(super) async fn run_call(store: Store, world: World, op: Op, side: Side, sta
         Op::Hold => change(Change::Hold).await,
         Op::Release => change(Change::Release).await,
         Op::Lost => store.device_lost(world.device, &actor, now).await.map(Effect::Changed),
-        Op::Retire => store.retire_user(world.user, &actor, now).await.map(Effect::Changed),
+        Op::Retire => store
+            .retire_user(world.user, &actor, connect_pki_domain::user::Departure::Allowed, false, now)
+            .await
+            .map(Effect::Changed),
         Op::Close => store
             .change_facility_status(world.facility, FacilityStatus::Closed, &actor, now)
             .await

@@ -354,6 +354,9 @@ pub(crate) struct LostView {
 pub struct RetireBody {
     /// RFC 3339; absent or past: retire now.
     pub at: Option<String>,
+    /// Delete the account with the retirement (now, or when it runs): the
+    /// personal data goes and the login ID is free again.
+    pub delete_account: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -71,21 +71,25 @@ pub(crate) async fn confirm_retire(
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RetireForm {
-    /// The day the person stops (YYYY-MM-DD, from a date field); empty: now.
+    /// The last working day (退職日, YYYY-MM-DD, from a date field); empty: now.
     #[serde(default)]
     on: String,
+    /// `yes`: delete the account with the retirement (アカウント削除).
+    #[serde(default)]
+    delete: String,
 }
 
-/// The instant a retirement "on" a day runs: that day's 0:00 in Japan
-/// (UTC+9 all year: Japan has no daylight saving time). Only a day after
-/// today is a schedule; today or earlier would retire at once by mistake.
-fn start_of_day(on: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+/// The instant a retirement "on" its 退職日 runs: the end of that day in
+/// Japan (the next day's 0:00, UTC+9 all year: Japan has no daylight saving
+/// time), so the person works their last day. Today is allowed (it ends
+/// tonight); an earlier day would retire at once by mistake.
+fn end_of_day(on: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let day = time::Date::parse(on.trim(), &format)
         .map_err(|_| "日付を「2026-04-01」の形で指定してください。".to_string())?;
-    let at = day.midnight().assume_offset(time::macros::offset!(+9));
+    let at = day.next_day().ok_or("日付を確認してください。")?.midnight().assume_offset(time::macros::offset!(+9));
     if at <= now {
-        return Err("明日以降の日付を指定してください（今日退職する場合は、日付を空欄にします）。".into());
+        return Err("今日以降の日付を指定してください（今すぐ退職にする場合は、日付を空欄にします）。".into());
     }
     Ok(at)
 }
@@ -101,7 +105,7 @@ pub(crate) async fn retire(
     let at = if f.on.trim().is_empty() {
         None
     } else {
-        match start_of_day(&f.on, now) {
+        match end_of_day(&f.on, now) {
             Ok(at) => Some(at),
             Err(msg) => {
                 return Ok(
@@ -113,7 +117,7 @@ pub(crate) async fn retire(
     let requester = &ctx.caller.requester;
     let result: Result<_, ApiError> = async {
         let before = users::managed_user_devices(&state, requester, id).await?;
-        Ok((before, users::retire(&state, requester, id, at).await?))
+        Ok((before, users::retire(&state, requester, id, at, f.delete == "yes").await?))
     }
     .await;
     let (before, done) = result?;
@@ -122,9 +126,14 @@ pub(crate) async fn retire(
     let (title, message) = match done {
         Retirement::Done { revoked } => {
             facts.push(("失効した証明書", format!("{} 件", revoked.len())));
+            let deleted = if f.delete == "yes" {
+                "アカウントも削除し、ログインIDは再び使えるようになりました。"
+            } else {
+                ""
+            };
             (
                 "退職の手続きをしました",
-                format!("{} さんは退職となり、すべての端末が直ちに使えなくなりました。", person(&before.user)),
+                format!("{} さんは退職となり、すべての端末が直ちに使えなくなりました。{deleted}", person(&before.user)),
             )
         }
         Retirement::Scheduled { at } => {
@@ -132,8 +141,9 @@ pub(crate) async fn retire(
             (
                 "退職を予定しました",
                 format!(
-                    "{} に退職となり、すべての端末が使えなくなります。それまでは職員のページから取り消せます。",
-                    local(at)
+                    "{} に退職となり、すべての端末が使えなくなります{}。それまでは職員のページから取り消せます。",
+                    local(at),
+                    if f.delete == "yes" { "（同時にアカウントも削除します）" } else { "" }
                 ),
             )
         }

@@ -25,6 +25,8 @@ struct StaffPage<'a> {
     q: String,
     users: Vec<UserRow>,
     total: usize,
+    /// 退職済み・未削除: retired accounts whose deletion is still to do.
+    undeleted: Vec<(i64, String)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,8 +59,9 @@ pub(crate) async fn list(
     .await;
     let all: Vec<UserRow> = result?;
     let total = all.len();
+    let undeleted = all.iter().filter(|u| u.retired).map(|u| (u.id, u.name.clone())).collect();
     let users = all.into_iter().filter(|u| matches(u, &q.q)).collect();
-    Ok(page(StatusCode::OK, &StaffPage { ctx: &ctx, q: q.q.trim().to_string(), users, total }))
+    Ok(page(StatusCode::OK, &StaffPage { ctx: &ctx, q: q.q.trim().to_string(), users, total, undeleted }))
 }
 
 #[derive(Template)]
@@ -93,6 +96,7 @@ pub(crate) async fn detail(
     let (user, email) = result?;
     let flash = q.done.as_deref().map(|d| match d {
         "registered" => "職員を登録しました。端末を登録するには、登録コードを発行して本人に渡してください。",
+        "edited" => "職員の情報を変更しました。",
         _ => "更新しました。",
     });
     Ok(page(StatusCode::OK, &UserPage { ctx: &ctx, flash: flash.map(str::to_string), user, email }))
