@@ -23,6 +23,7 @@ mod https_only;
 mod inputs;
 mod lifecycle;
 mod ocsp_answers;
+mod onboarding;
 mod pages;
 mod readable;
 mod relying_parties;

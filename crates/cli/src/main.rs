@@ -198,6 +198,10 @@ struct ServeArgs {
     /// How long enrollment codes stay valid, in hours [default: 72].
     #[arg(long, env = "CONNECT_PKI_ENROLLMENT_CODE_HOURS", value_parser = clap::value_parser!(u32).range(1..=8760))]
     enrollment_code_hours: Option<u32>,
+    /// How long a facility manager's code, mailed by the city on its slip,
+    /// stays valid, in hours [default: 336, two weeks].
+    #[arg(long, env = "CONNECT_PKI_MAILED_CODE_HOURS", value_parser = clap::value_parser!(u32).range(1..=8760))]
+    mailed_code_hours: Option<u32>,
     /// CRL nextUpdate, hours after thisUpdate [default: 24]; rebuilt at half of it.
     #[arg(long, env = "CONNECT_PKI_CRL_NEXT_UPDATE_HOURS", value_parser = clap::value_parser!(u32).range(1..=720))]
     crl_next_update_hours: Option<u32>,

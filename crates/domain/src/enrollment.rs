@@ -15,8 +15,13 @@ use crate::user;
 /// Wrong secrets after which a code is locked for good.
 pub const MAX_FAILED_ATTEMPTS: i64 = 5;
 
-/// Default lifetime of a code (DESIGN §3).
+/// Default lifetime of a code handed over in person (DESIGN §3).
 pub const DEFAULT_LIFETIME: Duration = Duration::hours(72);
+
+/// Default lifetime of a code that travels on a printed slip by post (a
+/// facility manager's, from the city): long enough for the post to a
+/// facility outside the city hall and a weekend on the desk.
+pub const DEFAULT_MAILED_LIFETIME: Duration = Duration::days(14);
 
 /// Crockford's base32 alphabet: no I, L, O or U to misread.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

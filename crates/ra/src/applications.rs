@@ -53,7 +53,8 @@ pub async fn approve(
     authorize(&caller.actor, Action::DecideApplications)?;
     let now = ra.clock.now();
     // Generated before the transaction; bound to the manager created in it.
-    let code = new_code(caller.actor.user, ra.settings.enrollment_code_ttl, now)?;
+    // The manager's code goes out on a printed slip, often by post.
+    let code = new_code(caller.actor.user, ra.settings.mailed_code_ttl, now)?;
     let approval = ra.store.approve_application(id, caller.actor.user, |manager| code.for_user(manager), now).await?;
     let shown = code.display();
     Ok((approval, shown, code.stored.expires_at))

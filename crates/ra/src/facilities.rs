@@ -78,3 +78,44 @@ pub async fn managed_facility(ra: &Ra, caller: &Requester, id: FacilityId) -> Re
     authorize(&caller.actor, Action::ManageUsers(id))?;
     ra.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
 }
+
+/// The people of a facility as the city sees them on its facility page:
+/// everyone for 行政管理課 (who acts on them), the managers for 福祉課 (who
+/// approved the facility and reissues their codes).
+pub async fn people(
+    ra: &Ra,
+    caller: &Requester,
+    id: FacilityId,
+) -> Result<Vec<connect_pki_store::UserWithDevices>, ServiceError> {
+    authorize(&caller.actor, Action::ReadFacility(id))?;
+    authorize(&caller.actor, Action::DecideApplications)?;
+    let all = ra.store.users_with_devices(id).await?;
+    if authorize(&caller.actor, Action::ManageUsers(id)).is_ok() {
+        return Ok(all);
+    }
+    Ok(all.into_iter().filter(|u| u.user.role == connect_pki_domain::Role::FacilityManager).collect())
+}
+
+/// A new code for a manager of facility `id`, by the city that approved it
+/// (福祉課 or 行政管理課): for a slip that expired in the post or was lost.
+/// It lasts as long as a mailed code.
+pub async fn reissue_manager_code(
+    ra: &Ra,
+    caller: &Requester,
+    id: FacilityId,
+    manager: connect_pki_domain::UserId,
+) -> Result<(String, time::OffsetDateTime), ServiceError> {
+    authorize(&caller.actor, Action::DecideApplications)?;
+    let u = ra.store.user(manager).await?.ok_or(ServiceError::NotFound("user"))?;
+    if u.facility != id || u.role != connect_pki_domain::Role::FacilityManager {
+        return Err(ServiceError::NotFound("user"));
+    }
+    let f = facility(ra, caller, id).await?;
+    if f.status != connect_pki_domain::FacilityStatus::Approved {
+        return Err(ServiceError::FacilityNotActive(f.status.as_str()));
+    }
+    let now = ra.clock.now();
+    let code = crate::secrets::new_code(u.id, ra.settings.mailed_code_ttl, now)?;
+    ra.store.create_enrollment_code(&code.stored, &caller.audit_name, now).await?;
+    Ok((code.display(), code.stored.expires_at))
+}

@@ -9,8 +9,11 @@ use crate::terms::Terms;
 /// Operating settings of the registration authority.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// How long an enrollment code stays valid (72 h by default).
+    /// How long an enrollment code handed over in person stays valid (72 h by default).
     pub enrollment_code_ttl: time::Duration,
+    /// How long a facility manager's code, mailed by the city on its slip,
+    /// stays valid (14 days by default, `mailed_code_hours`).
+    pub mailed_code_ttl: time::Duration,
     /// The city's business calendar (Asia/Tokyo).
     pub calendar: connect_pki_domain::calendar::BusinessHours,
     /// Time a manager has to claim a report in business hours.
@@ -51,6 +54,7 @@ impl Default for Settings {
         use connect_pki_domain::{application, enrollment, escalation, expiry};
         Self {
             enrollment_code_ttl: enrollment::DEFAULT_LIFETIME,
+            mailed_code_ttl: enrollment::DEFAULT_MAILED_LIFETIME,
             calendar: connect_pki_domain::calendar::BusinessHours::default(),
             escalation_sla: escalation::DEFAULT_SLA,
             hold_limit: escalation::DEFAULT_HOLD_LIMIT,

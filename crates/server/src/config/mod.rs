@@ -43,6 +43,9 @@ pub struct FileConfig {
     /// Lifetime of enrollment codes, in hours.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) enrollment_code_hours: Option<u32>,
+    /// Hours a facility manager's code mailed by the city stays valid (default 336).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) mailed_code_hours: Option<u32>,
     /// CRL nextUpdate, in hours after thisUpdate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) crl_next_update_hours: Option<u32>,
@@ -168,7 +171,7 @@ pub struct FileConfig {
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, mailed_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -347,6 +350,8 @@ impl ServeConfig {
         set(&mut c.expiry_check, f.expiry_check_seconds.map(|s| Some(std_secs(s))));
         let ra = &mut c.ra;
         set(&mut ra.enrollment_code_ttl, f.enrollment_code_hours.map(hours));
+        anyhow::ensure!(f.mailed_code_hours.is_none_or(|h| (1..=8760).contains(&h)), "mailed_code_hours: 1 to 8760");
+        set(&mut ra.mailed_code_ttl, f.mailed_code_hours.map(hours));
         set(&mut ra.calendar, f.calendar.map(|cal| cal.business_hours()).transpose()?);
         set(&mut ra.escalation_sla, f.escalation_sla_minutes.map(|m| time::Duration::minutes(i64::from(m))));
         set(&mut ra.hold_limit, f.hold_limit_hours.map(hours));

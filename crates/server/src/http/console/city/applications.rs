@@ -143,6 +143,7 @@ struct DecisionForm {
 #[template(path = "console/approved.html")]
 struct ApprovedPage<'a> {
     ctx: &'a Ctx,
+    facility_id: i64,
     facility: String,
     manager: String,
     login_id: String,
@@ -165,6 +166,7 @@ async fn approve(
     let base = https_base(&state, &headers, &uri);
     let slip = ApprovedPage {
         ctx: &ctx,
+        facility_id: approval.facility.id.0,
         facility: approval.facility.name.clone(),
         manager: approval.manager.display_name.clone().unwrap_or_default(),
         login_id: approval.manager.login_id.clone().unwrap_or_default(),

@@ -10,6 +10,7 @@ mod applications;
 mod audit;
 mod expiring;
 mod facilities;
+mod facility;
 mod me;
 mod relying;
 
@@ -22,6 +23,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(applications::routes())
         .merge(facilities::routes())
+        .merge(facility::routes())
         .merge(audit::routes())
         .merge(expiring::routes())
         .merge(me::routes())

@@ -12,7 +12,7 @@ mod edit;
 mod register;
 mod reports;
 mod retire;
-mod slip;
+pub(crate) mod slip;
 mod staff;
 
 use axum::Router;
@@ -24,6 +24,7 @@ use connect_pki_store::{CertificateRecord, DeviceRecord, UserRecord};
 use super::kit::{cert_ja, local, role_ja};
 use crate::http::state::AppState;
 
+pub(crate) use slip::SlipPage;
 pub use slip::qr_data_uri;
 
 pub(crate) fn router(state: AppState) -> Router {

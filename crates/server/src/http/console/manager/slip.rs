@@ -11,25 +11,45 @@ use connect_pki_domain::UserId;
 
 use super::{enroll_url, person};
 use crate::http::console::kit::{Acting, NoFields, Numbered};
-use crate::http::console::kit::{Ctx, PageResult, local, page, refuse};
+use crate::http::console::kit::{Ctx, PageResult, Refusal, local, page, refuse};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use connect_pki_ra::{facilities, users};
 
 #[derive(Template)]
 #[template(path = "console/slip.html")]
-struct SlipPage<'a> {
-    ctx: &'a Ctx,
-    user_id: i64,
-    person: String,
-    facility: String,
-    code: String,
-    expires: String,
-    issued: String,
-    enroll_url: String,
+pub(crate) struct SlipPage<'a> {
+    pub(crate) ctx: &'a Ctx,
+    /// Where the page's back link goes, and what it says.
+    pub(crate) back: (String, &'static str),
+    /// Who issues a new code when this one expires or is lost.
+    pub(crate) reissue: &'static str,
+    /// How the slip reaches the person (「手渡し」, 「郵送」).
+    pub(crate) delivery: &'static str,
+    pub(crate) person: String,
+    pub(crate) facility: String,
+    pub(crate) code: String,
+    pub(crate) expires: String,
+    pub(crate) issued: String,
+    pub(crate) enroll_url: String,
     /// The printable import steps (取り込み手順), next to the enroll page.
-    install_url: String,
-    qr: String,
+    pub(crate) install_url: String,
+    pub(crate) qr: String,
+}
+
+impl SlipPage<'_> {
+    /// The slip's addresses: the enroll page, its QR code and the import steps.
+    pub(crate) fn addresses(
+        state: &AppState,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<(String, String, String), Refusal> {
+        let url = enroll_url(state, headers, uri);
+        let qr = qr_data_uri(&url).ok_or_else(|| {
+            Refusal::from(refuse(anyhow::anyhow!("the enroll address does not fit a QR code").into()))
+        })?;
+        Ok((format!("{}/install", url.trim_end_matches("/enroll")), qr, url))
+    }
 }
 
 /// `text` as a QR code, an SVG image in a `data:` address (the console's
@@ -58,20 +78,19 @@ pub(crate) async fn issue(
     }
     .await;
     let (code, expires_at, user, facility) = result?;
-    let url = enroll_url(&state, &headers, &uri);
-    let Some(qr) = qr_data_uri(&url) else {
-        return Ok(refuse(anyhow::anyhow!("the enroll address does not fit a QR code").into()));
-    };
+    let (install_url, qr, url) = SlipPage::addresses(&state, &headers, &uri)?;
     let ctx = Ctx::new(&state, caller, "/console/staff");
     let p = SlipPage {
         ctx: &ctx,
-        user_id: user.id.0,
+        back: (format!("/console/staff/{}", user.id), "職員のページへ戻る"),
+        reissue: "施設管理者に新しいコードを発行してもらってください",
+        delivery: "本人に手渡ししてください",
         person: person(&user),
         facility: facility.name,
         code,
         expires: local(expires_at),
         issued: local(state.clock.now()),
-        install_url: format!("{}/install", url.trim_end_matches("/enroll")),
+        install_url,
         enroll_url: url,
         qr,
     };

@@ -1,0 +1,162 @@
+//! One facility as the city sees it, linked from 施設一覧 and from an
+//! approved application: its state, kind, 担当課 and address; its managers,
+//! with 登録コードを発行する for a slip that expired in the post (福祉課 and
+//! 行政管理課); for 行政管理課 every person with their devices, and 異動 to
+//! another facility.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::{get, post};
+use connect_pki_domain::{FacilityId, FacilityStatus, Role, UserId};
+use serde::Deserialize;
+
+use super::{facility_status_ja, kind_ja};
+use crate::http::console::kit::{Acting, Ctx, Fact, NoFields, Page, PageResult, ResultPage, local, page, section};
+use crate::http::console::manager::{SlipPage, UserRow as PersonRow, person};
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use connect_pki_ra::{facilities, users};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/console/facilities/{id}", get(show))
+        .route("/console/facilities/{id}/managers/{user}/code", post(reissue))
+        .route("/console/people/{user}/transfer", post(transfer))
+}
+
+#[derive(Template)]
+#[template(path = "console/facility.html")]
+struct FacilityPage<'a> {
+    ctx: &'a Ctx,
+    id: i64,
+    name: String,
+    facts: Vec<Fact>,
+    managers: Vec<PersonRow>,
+    /// Everyone else (行政管理課 only).
+    staff: Vec<PersonRow>,
+    /// Where people may move (行政管理課 only): (id, name).
+    elsewhere: Vec<(i64, String)>,
+    approved: bool,
+    city_admin: bool,
+}
+
+fn number(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| ApiError::NoRoute(raw.to_string()))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Page { ctx, .. }: Page<section::Facilities>,
+    Path(raw): Path<String>,
+) -> PageResult {
+    let id = FacilityId(number(&raw)?);
+    let requester = &ctx.caller.requester;
+    let f = facilities::facility(&state, requester, id).await?;
+    let people = facilities::people(&state, requester, id).await?;
+    let city_admin = ctx.role() == Role::AdminDivision;
+    let elsewhere = if city_admin {
+        let all = facilities::facilities(&state, requester).await?;
+        all.into_iter()
+            .filter(|g| g.id != id && g.status == FacilityStatus::Approved)
+            .map(|g| (g.id.0, g.name))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (managers, staff): (Vec<_>, Vec<_>) = people.iter().partition(|u| u.user.role == Role::FacilityManager);
+    let row = |u: &&connect_pki_store::UserWithDevices| PersonRow::of(&u.user, &u.devices, None);
+    let facts = vec![
+        ("状態", facility_status_ja(f.status).to_string()),
+        ("種別", kind_ja(f.kind).to_string()),
+        ("所在地", f.address.clone()),
+        ("担当課", f.department.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "（未登録）".into())),
+    ];
+    let p = FacilityPage {
+        ctx: &ctx,
+        id: id.0,
+        facts,
+        managers: managers.iter().map(row).collect(),
+        staff: staff.iter().map(row).collect(),
+        elsewhere,
+        approved: f.status == FacilityStatus::Approved,
+        city_admin,
+        name: f.name,
+    };
+    Ok(page(StatusCode::OK, &p))
+}
+
+/// 登録コードを発行する for a manager: a slip the city mails.
+async fn reissue(
+    State(state): State<AppState>,
+    Path((raw, user)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    Acting { caller, .. }: Acting<NoFields>,
+) -> PageResult {
+    let (id, user) = (FacilityId(number(&raw)?), UserId(number(&user)?));
+    let requester = &caller.requester;
+    let f = facilities::facility(&state, requester, id).await?;
+    let (code, expires_at) = facilities::reissue_manager_code(&state, requester, id, user).await?;
+    let manager = state.store.user(user).await.map_err(|e| ApiError::from(connect_pki_ra::ServiceError::from(e)))?;
+    let (install_url, qr, enroll_url) = SlipPage::addresses(&state, &headers, &uri)?;
+    let ctx = Ctx::new(&state, caller, "/console/facilities");
+    let p = SlipPage {
+        ctx: &ctx,
+        back: (format!("/console/facilities/{id}"), "施設のページへ戻る"),
+        reissue: "福祉課または行政管理課に再発行を依頼してください",
+        delivery: "施設管理者に郵送または手渡ししてください",
+        person: manager.as_ref().map(person).unwrap_or_default(),
+        facility: f.name,
+        code,
+        expires: local(expires_at),
+        issued: local(state.clock.now()),
+        enroll_url,
+        install_url,
+        qr,
+    };
+    Ok(page(StatusCode::OK, &p))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct TransferForm {
+    #[serde(default)]
+    to: String,
+}
+
+/// 異動: the person moves to the facility chosen; their certificates are
+/// revoked before the page answers.
+async fn transfer(
+    State(state): State<AppState>,
+    Path(user): Path<String>,
+    Acting { caller, form }: Acting<TransferForm>,
+) -> PageResult {
+    let user = UserId(number(&user)?);
+    let to = FacilityId(form.to.trim().parse::<i64>().map_err(|_| {
+        ApiError::from(connect_pki_domain::DomainError::Invalid {
+            field: "facility_id",
+            why: "choose a facility".into(),
+        })
+    })?);
+    let requester = &caller.requester;
+    let before = users::managed_user(&state, requester, user).await?;
+    let revoked = users::transfer(&state, requester, user, to).await?;
+    let target = facilities::facility(&state, requester, to).await?;
+    let ctx = Ctx::new(&state, caller, "/console/facilities");
+    let facts = vec![
+        ("職員", person(&before)),
+        ("異動先", target.name.clone()),
+        ("失効した証明書", format!("{} 件", revoked.len())),
+        ("日時", local(state.clock.now())),
+    ];
+    let message = format!(
+        "{} さんを「{}」へ異動しました。これまでの端末の証明書は失効し、電子@連絡帳に接続できなくなりました。ログインIDとパスワードはそのまま使えます。新しい端末は、異動先の施設管理者が発行する登録コードで登録します。",
+        person(&before),
+        target.name
+    );
+    let p = ResultPage {
+        ctx: &ctx, title: "異動しました", message, facts, back: format!("/console/facilities/{to}")
+    };
+    Ok(page(StatusCode::OK, &p))
+}
