@@ -89,6 +89,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v1/users/{id}"),
     ("patch", "/api/v1/users/{id}"),
     ("post", "/api/v1/users/{id}/transfer"),
+    ("post", "/api/v1/users/{id}/emergency-password"),
     ("post", "/api/v1/emergency"),
     ("get", "/api/v1/escalations"),
     ("post", "/api/v1/escalations"),

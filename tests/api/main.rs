@@ -22,6 +22,7 @@ mod holds;
 mod https_only;
 mod inputs;
 mod lifecycle;
+mod night_call;
 mod ocsp_answers;
 mod onboarding;
 mod pages;

@@ -182,6 +182,8 @@ text_enum!(
         UserUpdate = "user.update",
         /// Moved to another facility (異動): certificates revoked, the account kept.
         UserTransfer = "user.transfer",
+        /// The emergency sign-in's password set anew by the person's manager.
+        UserPasswordReset = "user.password_reset",
         DeviceCreate = "device.create",
         DeviceLost = "device.lost",
         EnrollmentCodeCreate = "enrollment_code.create",

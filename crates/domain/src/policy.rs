@@ -56,6 +56,8 @@ pub enum Action {
     ReadOperations,
     /// Move a person to another facility (異動): only the city sees both.
     TransferUser,
+    /// Find anyone of any facility by name, login ID or device (a call taken at night).
+    FindAnyone,
 }
 
 impl Action {
@@ -77,6 +79,7 @@ impl Action {
             Action::ReadFacilityAudit(_) => "read the audit trail of this facility",
             Action::ReadOperations => "read the operations figures",
             Action::TransferUser => "move a person to another facility",
+            Action::FindAnyone => "find people across facilities",
         }
     }
 }
@@ -165,6 +168,7 @@ mod tests {
             (Action::ListAllCertificates, &[AdminDivision]),
             (Action::ReadOperations, &[AdminDivision]),
             (Action::TransferUser, &[AdminDivision]),
+            (Action::FindAnyone, &[AdminDivision]),
             (Action::WorkEscalations(OWN), &[AdminDivision, FacilityManager]),
             (Action::WorkEscalations(OTHER), &[AdminDivision]),
             (Action::ReadFacilityAudit(OWN), &[AdminDivision, FacilityManager]),

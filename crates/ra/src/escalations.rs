@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use connect_pki_domain::escalation::{Outcome, Resolver, Routing, check_resolution, route_for};
 use connect_pki_domain::sign_in::source_of;
 use connect_pki_domain::{Action, DeviceId, Role, Serial, UserId, UserStatus, authorize};
-use connect_pki_store::{DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, SignInGate, UserRecord};
+use connect_pki_store::{
+    DeviceRecord, EscalationRecord, NewEscalation, NotificationRecord, PhoneCall, SignInGate, UserRecord,
+};
 
 use crate::devices::managed_device;
 use connect_pki_domain::calendar::tokyo;
@@ -99,7 +101,8 @@ async fn report_device(
     if d.user != user.id {
         return Err(ServiceError::NotYourDevice);
     }
-    open(ra, &d, user, "self", Some(user.id), String::new(), actor).await
+    open(ra, &d, user, Opening { channel: "self", reported_by: Some(user.id), note: String::new(), actor, call: None })
+        .await
 }
 
 /// The emergency page's first step: signs in and returns a ticket good for
@@ -142,18 +145,49 @@ pub async fn report_with_ticket(
     report_device(ra, &user, device, format!("public:{client}")).await
 }
 
-/// A manager (own facility) or 行政管理課 (e.g. taking a call) reports a device lost.
+/// A manager (own facility) or 行政管理課 (e.g. taking a call) reports a
+/// device lost. A call 行政管理課 takes names who called and a number to
+/// call back (電話での届出), kept with the report and in its audit row.
 pub async fn report_for(
     ra: &Ra,
     caller: &Requester,
     device: DeviceId,
     note: String,
+    call: Option<PhoneCall>,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
     let (d, holder) = managed_device(ra, caller, device).await?;
     authorize(&caller.actor, Action::WorkEscalations(d.facility))?;
     let channel = if caller.actor.role == Role::AdminDivision { "phone" } else { "manager" };
     let note = connect_pki_domain::validate::optional_text("note", Some(&note), 1000)?.unwrap_or_default();
-    open(ra, &d, &holder, channel, Some(caller.actor.user), note, caller.audit_name.clone()).await
+    let call = match call {
+        Some(c) => Some(PhoneCall {
+            caller: connect_pki_domain::validate::text("caller_name", &c.caller, 100)?,
+            callback: connect_pki_domain::validate::text("callback_number", &c.callback, 30)?,
+        }),
+        None => None,
+    };
+    let note = match &call {
+        Some(c) => {
+            format!("電話：{}（折り返し {}）{}{note}", c.caller, c.callback, if note.is_empty() { "" } else { " " })
+        }
+        None => note,
+    };
+    open(
+        ra,
+        &d,
+        &holder,
+        Opening { channel, reported_by: Some(caller.actor.user), note, actor: caller.audit_name.clone(), call },
+    )
+    .await
+}
+
+/// Who opens a report, and how it came in.
+struct Opening {
+    channel: &'static str,
+    reported_by: Option<UserId>,
+    note: String,
+    actor: String,
+    call: Option<PhoneCall>,
 }
 
 /// Opens the escalation for device `d` of `holder`, both already read.
@@ -161,21 +195,19 @@ async fn open(
     ra: &Ra,
     d: &DeviceRecord,
     holder: &UserRecord,
-    channel: &'static str,
-    reported_by: Option<UserId>,
-    note: String,
-    actor: String,
+    o: Opening,
 ) -> Result<(EscalationRecord, Vec<Serial>), ServiceError> {
     let device = d.id;
     let r = routing(ra, holder.role)?;
     let new = NewEscalation {
         device,
-        channel,
-        reported_by,
+        channel: o.channel,
+        reported_by: o.reported_by,
         queue: r.queue,
         escalate_at: r.escalate_at,
-        note,
-        actor,
+        note: o.note,
+        actor: o.actor,
+        phone_call: o.call,
         notify: crate::notify::targets(ra, d.facility).await?,
         payload: crate::notify::payload(ra, d, holder, r.queue.as_str()).await?,
     };

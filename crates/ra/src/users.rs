@@ -191,6 +191,27 @@ pub async fn transfer(ra: &Ra, caller: &Requester, user: UserId, to: FacilityId)
     Ok(revoked)
 }
 
+/// People of any facility whose name, login ID or device label contains
+/// `q`, with their devices (行政管理課 taking a call; at most 50).
+pub async fn find(ra: &Ra, caller: &Requester, q: &str) -> Result<Vec<UserWithDevices>, ServiceError> {
+    authorize(&caller.actor, Action::FindAnyone)?;
+    let q = validate::text("q", q, 100)?;
+    Ok(ra.store.search_people(&q, 50).await?)
+}
+
+/// Sets a new emergency-report password for a person (their manager, when
+/// they forgot it): one made here, shown once, in the code alphabet so it
+/// reads aloud and types on a phone. Their sign-in attempts are forgotten.
+pub async fn reset_password(ra: &Ra, caller: &Requester, user: UserId) -> Result<String, ServiceError> {
+    let u = managed_user(ra, caller, user).await?;
+    let mut random = [0u8; 10];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let password = connect_pki_domain::enrollment::format_secret(&random);
+    let hash = crate::secrets::hash_password(password.clone()).await?;
+    ra.store.reset_password(u.id, &hash, &caller.audit_name, ra.clock.now()).await?;
+    Ok(password)
+}
+
 /// Carries out every scheduled retirement that is due (also those that fell
 /// due while the service was down).
 pub async fn run_due_retirements(ra: &Ra) -> Result<(), ServiceError> {

@@ -121,6 +121,27 @@ impl Store {
         Ok(out)
     }
 
+    /// People of any facility whose name, login ID or device label contains
+    /// `q` (case-insensitive; at most `limit`), with their devices: 行政管理課
+    /// finding the caller's device during a night-time call.
+    pub async fn search_people(&self, q: &str, limit: i64) -> Result<Vec<UserWithDevices>, StoreError> {
+        let pattern = format!("%{}%", q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let sql = format!(
+            "select {} from users u where u.status in ('invited', 'active') and (lower(u.display_name) like $1 escape '\\' \
+             or lower(u.login_id) like $1 escape '\\' or exists (select 1 from devices d where d.user_id = u.id \
+             and lower(d.label) like $1 escape '\\')) order by u.id limit $2",
+            UserRecord::COLUMNS
+        );
+        let users = sqlx::query(&sql).bind(&pattern).bind(limit).fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(users.len());
+        for row in &users {
+            let user = UserRecord::from_row(row)?;
+            let devices = self.devices_of(user.id).await?;
+            out.push(UserWithDevices { user, devices });
+        }
+        Ok(out)
+    }
+
     /// One user's devices with their certificates.
     pub async fn devices_of(&self, user: UserId) -> Result<Vec<DeviceRecord>, StoreError> {
         self.devices_where("d.user_id = $1", user.0).await

@@ -68,6 +68,15 @@ pub struct NewEscalation {
     pub notify: Vec<Target>,
     /// What they are told (a JSON object; the delivery adds the escalation id).
     pub payload: String,
+    /// A report 行政管理課 took by telephone: who called and where to call back.
+    pub phone_call: Option<PhoneCall>,
+}
+
+/// Who reported a device by telephone, recorded with the report and in its audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneCall {
+    pub caller: String,
+    pub callback: String,
 }
 
 const COLUMNS: &str = "id, device_id, facility_id, channel, reported_by, queue, status, outcome, note, escalate_at, \
@@ -258,8 +267,12 @@ impl Store {
             let id = insert_escalation(tx, new, facility, now).await?;
             record_holds(tx, id, &held).await?;
             record_holds(tx, id, &taken_over).await?;
-            let detail = json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(),
+            let mut detail = json!({"device_id": new.device, "channel": new.channel, "queue": new.queue.as_str(),
                                 "held": held, "taken_over": taken_over});
+            if let Some(call) = &new.phone_call {
+                detail["caller"] = json!(call.caller);
+                detail["callback"] = json!(call.callback);
+            }
             let entry = AuditEntry::ok(
                 new.actor.clone(),
                 AuditAction::EscalationOpen,

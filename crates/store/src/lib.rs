@@ -49,7 +49,7 @@ pub use check::Offender;
 pub use devices::{DeviceRecord, UserWithDevices};
 pub use enrollment::{NewCode, Redemption};
 pub use error::{Conflict, StoreError};
-pub use escalations::{EscalationRecord, Figures, NewEscalation, OpenedEscalation};
+pub use escalations::{EscalationRecord, Figures, NewEscalation, OpenedEscalation, PhoneCall};
 pub use expiry::{ExpiringCertificate, ExpiryNotice, NoticeSubject};
 pub use facilities::{FacilityChange, FacilityCounts};
 pub use instances::Behind;

@@ -9,7 +9,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use connect_pki_domain::sign_in::{Decision, SOURCE_MEMORY, Throttle, decide};
-use connect_pki_domain::{AuditAction, FacilityId, UserId};
+use connect_pki_domain::{AuditAction, DomainError, FacilityId, UserId, UserStatus};
 
 use crate::audit::AuditEntry;
 use crate::records::UserRecord;
@@ -153,6 +153,41 @@ impl Store {
                     Ok(SignInGate::Check { user, password_hash })
                 }
             }
+        })
+        .await
+    }
+
+    /// Sets a person's password anew (their manager reset it): the hash
+    /// replaced, every source's failed attempts forgotten so the person can
+    /// sign in at once, audited without the password.
+    pub async fn reset_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.write(async |tx| {
+            let u = crate::records::user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+            if !matches!(u.status, UserStatus::Invited | UserStatus::Active) {
+                return Err(DomainError::InvalidTransition { from: u.status.as_str(), to: "a new password" }.into());
+            }
+            sqlx::query("update users set password_hash = $1, updated_at = $2 where id = $3")
+                .bind(password_hash)
+                .bind(secs(now))
+                .bind(user.0)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("delete from sign_in_sources where user_id = $1").bind(user.0).execute(&mut **tx).await?;
+            let entry = AuditEntry::ok(
+                actor,
+                AuditAction::UserPasswordReset,
+                format!("user:{user}"),
+                json!({}),
+                Some(u.facility),
+                Some(user),
+            );
+            tx.audit(now, &entry).await
         })
         .await
     }

@@ -73,7 +73,19 @@ pub(super) async fn open_escalation(
     caller: Caller,
     ApiJson(body): ApiJson<EscalationBody>,
 ) -> ApiResult<(StatusCode, Json<EscalationView>)> {
-    let (e, held) = escalations::report_for(&state, &caller.requester, DeviceId(body.device_id), body.note).await?;
+    let call = match (body.caller_name, body.callback_number) {
+        (Some(caller), Some(callback)) => Some(connect_pki_store::PhoneCall { caller, callback }),
+        (None, None) => None,
+        _ => {
+            return Err(connect_pki_domain::DomainError::Invalid {
+                field: "caller_name",
+                why: "give caller_name and callback_number together".into(),
+            }
+            .into());
+        }
+    };
+    let device = DeviceId(body.device_id);
+    let (e, held) = escalations::report_for(&state, &caller.requester, device, body.note, call).await?;
     let mut view = EscalationView::from(e);
     view.serials = Some(held.iter().map(Serial::to_hex).collect());
     Ok((StatusCode::CREATED, Json(view)))

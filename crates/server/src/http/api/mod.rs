@@ -93,6 +93,7 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(renew_certificate))
         .routes(routes!(renew_with_new_key))
         .routes(routes!(transfer_user))
+        .routes(routes!(reset_emergency_password))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))
         .routes(routes!(hold_certificate))

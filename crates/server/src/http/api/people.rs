@@ -77,3 +77,25 @@ pub(super) async fn transfer_user(
         revoked_serials: revoked.iter().map(Serial::to_hex).collect(),
     }))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PasswordView {
+    pub(crate) user_id: i64,
+    /// The new password for the emergency report page: shown once, stored
+    /// only as its hash. It is not the 電子@連絡帳 password.
+    pub(crate) password: String,
+}
+
+/// Set a new password for a person's emergency reports (their manager, or
+/// 行政管理課), when they forgot it; their failed sign-ins are forgotten.
+#[utoipa::path(post, path = "/api/v1/users/{id}/emergency-password", tag = "users", params(("id" = i64, Path)),
+    responses((status = 201, body = PasswordView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Retired or deleted", body = ErrorBody)))]
+pub(super) async fn reset_emergency_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<(axum::http::StatusCode, Json<PasswordView>)> {
+    let password = users::reset_password(&state, &caller.requester, UserId(id)).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(PasswordView { user_id: id, password })))
+}

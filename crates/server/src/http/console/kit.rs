@@ -34,6 +34,7 @@ pub(crate) fn nav_for(role: Role) -> Vec<NavItem> {
     match role {
         Role::AdminDivision => vec![
             item("/console/", "緊急届出"),
+            item("/console/phone", "電話での届出"),
             item("/console/applications", "施設の申請"),
             item("/console/facilities", "施設一覧"),
             item("/console/certificates/expiring", "証明書の期限"),
@@ -91,6 +92,8 @@ pub(crate) mod section {
         CityExpiring = "/console/certificates/expiring",
         RelyingParties = "/console/relying-parties",
         Audit = "/console/audit",
+        /// 電話での届出: a call taken by 行政管理課.
+        Phone = "/console/phone",
     }
 }
 

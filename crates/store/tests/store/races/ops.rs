@@ -25,6 +25,7 @@ pub(super) fn report(world: &World, actor: &str) -> NewEscalation {
         actor: actor.into(),
         notify: Vec::new(),
         payload: "{}".into(),
+        phone_call: None,
     }
 }
 

@@ -33,6 +33,10 @@ pub struct EscalationBody {
     pub(crate) device_id: i64,
     #[serde(default)]
     pub(crate) note: String,
+    /// 電話での届出 (行政管理課): who called, and the number to call them
+    /// back. Both or neither; recorded with the report and in its audit row.
+    pub(crate) caller_name: Option<String>,
+    pub(crate) callback_number: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

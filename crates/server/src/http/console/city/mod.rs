@@ -12,6 +12,7 @@ mod expiring;
 mod facilities;
 mod facility;
 mod me;
+mod phone;
 mod relying;
 
 use axum::Router;
@@ -27,6 +28,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(expiring::routes())
         .merge(me::routes())
+        .merge(phone::routes())
         .merge(relying::routes())
         .with_state(state)
 }

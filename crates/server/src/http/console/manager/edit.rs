@@ -10,7 +10,9 @@ use connect_pki_domain::{Role, UserId};
 use serde::Deserialize;
 
 use super::{REGISTRABLE, person};
-use crate::http::console::kit::{Acting, Ctx, Numbered, Page, PageResult, page, role_ja, section};
+use crate::http::console::kit::{
+    Acting, ConfirmPage, Ctx, NoFields, Numbered, Page, PageResult, ResultPage, local, page, role_ja, section,
+};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use connect_pki_ra::{ServiceError, users};
@@ -91,4 +93,49 @@ pub(crate) async fn submit(
             Ok(page(e.status(), &p))
         }
     }
+}
+
+/// 緊急届出のパスワードを再設定する: what it does, then the button.
+pub(crate) async fn confirm_password(
+    State(state): State<AppState>,
+    Page { ctx, .. }: Page<section::Staff>,
+    Numbered(id): Numbered,
+) -> PageResult {
+    let u = users::managed_user(&state, &ctx.caller.requester, UserId(id)).await.map_err(ApiError::from)?;
+    let p = ConfirmPage {
+        ctx: &ctx,
+        title: "緊急届出のパスワードの再設定",
+        facts: vec![("職員", person(&u))],
+        effect: "新しいパスワードを作り、この次の画面に一度だけ表示します。これまでのパスワードは使えなくなります。このパスワードは端末をなくしたときの緊急届出のページでだけ使い、電子@連絡帳のパスワードではありません。".into(),
+        action: format!("/console/staff/{id}/password"),
+        fields: Vec::new(),
+        button: "パスワードを再設定する",
+        back: format!("/console/staff/{id}"),
+    };
+    Ok(page(StatusCode::OK, &p))
+}
+
+pub(crate) async fn reset_password(
+    State(state): State<AppState>,
+    Numbered(id): Numbered,
+    Acting { caller, .. }: Acting<NoFields>,
+) -> PageResult {
+    let u = users::managed_user(&state, &caller.requester, UserId(id)).await.map_err(ApiError::from)?;
+    let password = users::reset_password(&state, &caller.requester, UserId(id)).await.map_err(ApiError::from)?;
+    let ctx = Ctx::new(&state, caller, "/console/staff");
+    let message = format!(
+        "{} さんの緊急届出のパスワードを再設定しました。次のパスワードを本人に伝えてください。この画面を閉じると二度と表示されません。",
+        person(&u)
+    );
+    let facts = vec![("職員", person(&u)), ("新しいパスワード", password), ("日時", local(state.clock.now()))];
+    Ok(page(
+        StatusCode::OK,
+        &ResultPage {
+            ctx: &ctx,
+            title: "パスワードを再設定しました",
+            message,
+            facts,
+            back: format!("/console/staff/{id}"),
+        },
+    ))
 }

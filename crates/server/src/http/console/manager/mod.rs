@@ -34,6 +34,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/console/staff/{id}", get(staff::detail))
         .route("/console/staff/{id}/code", post(slip::issue))
         .route("/console/staff/{id}/edit", get(edit::form).post(edit::submit))
+        .route("/console/staff/{id}/password", get(edit::confirm_password).post(edit::reset_password))
         .route("/console/staff/{id}/retire", get(retire::confirm_retire).post(retire::retire))
         .route("/console/staff/{id}/retirement/cancel", get(retire::confirm_cancel).post(retire::cancel))
         .route("/console/staff/{id}/delete", get(retire::confirm_delete).post(retire::delete))
