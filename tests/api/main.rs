@@ -13,6 +13,7 @@ mod console_manager;
 mod console_manager_steps;
 mod cross_site;
 mod delivery_log;
+mod departments;
 mod departures;
 mod emergency;
 mod erasure;

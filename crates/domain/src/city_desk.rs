@@ -55,9 +55,56 @@ impl CityDesk {
     }
 }
 
+/// A city department that sponsors outside facilities (担当課): their
+/// first contact for questions, through whom eligibility questions go to
+/// 福祉課 (configured as `[[departments]]` in config.toml).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Department {
+    pub name: String,
+    /// How to reach it: a telephone number, an extension, an address.
+    pub contact: String,
+}
+
+impl Department {
+    /// As a page names it: 「高齢者支援課（内線 1234）」.
+    pub fn named(&self) -> String {
+        if self.contact.is_empty() { self.name.clone() } else { format!("{}（{}）", self.name, self.contact) }
+    }
+}
+
+/// The configured departments, checked: names unique and plain, at most
+/// 100 characters each, contacts likewise.
+pub fn departments(list: Vec<Department>) -> Result<Vec<Department>, String> {
+    let plain = |t: &str| t.chars().count() <= 100 && !t.chars().any(char::is_control) && !t.contains(['<', '>', '&']);
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &list {
+        if d.name.trim().is_empty() || !plain(&d.name) || !plain(&d.contact) {
+            return Err(format!(
+                "departments: {:?} needs a name and a contact of at most 100 characters of plain text",
+                d.name
+            ));
+        }
+        if !seen.insert(d.name.trim().to_string()) {
+            return Err(format!("departments: {:?} is listed twice", d.name));
+        }
+    }
+    Ok(list.into_iter().map(|d| Department { name: d.name.trim().into(), contact: d.contact.trim().into() }).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn departments_are_named_once_in_plain_text() {
+        let d = |n: &str, c: &str| Department { name: n.into(), contact: c.into() };
+        let ok = departments(vec![d(" 高齢者支援課 ", "内線 1234"), d("障がい者支援課", "")]).expect("valid");
+        assert_eq!(ok[0].named(), "高齢者支援課（内線 1234）");
+        assert_eq!(ok[1].named(), "障がい者支援課");
+        assert!(departments(vec![d("高齢者支援課", ""), d("高齢者支援課", "x")]).is_err());
+        assert!(departments(vec![d("", "x")]).is_err());
+        assert!(departments(vec![d("<b>", "x")]).is_err());
+    }
 
     #[test]
     fn a_call_to_the_city_gets_its_number() {

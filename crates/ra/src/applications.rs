@@ -13,6 +13,18 @@ use crate::secrets::random_secret;
 /// Validates and records an application from `client`.
 pub async fn submit(ra: &Ra, form: ApplicationForm, client: &str) -> Result<ApplicationRecord, ServiceError> {
     let form = form.validate(&ra.settings.terms.version)?;
+    // With the city's list configured, the 担当課 is one of it: the pages
+    // then name its contact, and nobody's question goes astray.
+    if let Some(d) = form.department.as_deref()
+        && !ra.settings.departments.is_empty()
+        && ra.settings.department(d).is_none()
+    {
+        return Err(connect_pki_domain::DomainError::Invalid {
+            field: "department",
+            why: format!("{d:?} is not one of the city's departments; choose one from the list"),
+        }
+        .into());
+    }
     let token = random_secret(18)?;
     Ok(ra.store.submit_application(&form, &token, client, ra.clock.now()).await?)
 }

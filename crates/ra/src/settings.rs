@@ -45,9 +45,19 @@ pub struct Settings {
     /// 行政管理課's telephone, for every page, slip and e-mail that tells
     /// someone to call.
     pub city_desk: CityDesk,
+    /// The departments outside facilities choose as their 担当課 (empty:
+    /// the application takes the department as free text).
+    pub departments: Vec<Department>,
 }
 
-pub use connect_pki_domain::city_desk::{CALL_THE_CITY, CityDesk};
+pub use connect_pki_domain::city_desk::{CALL_THE_CITY, CityDesk, Department};
+
+impl Settings {
+    /// The configured department named `name`, if any.
+    pub fn department(&self, name: &str) -> Option<&Department> {
+        self.departments.iter().find(|d| d.name == name)
+    }
+}
 
 impl Default for Settings {
     fn default() -> Self {
@@ -70,6 +80,7 @@ impl Default for Settings {
             relying: RecordSettings::default(),
             every_instance: false,
             city_desk: CityDesk::default(),
+            departments: Vec::new(),
         }
     }
 }

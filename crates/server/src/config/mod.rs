@@ -154,6 +154,10 @@ pub struct FileConfig {
     /// Names of relying parties by network: `name = ["10.1.0.0/16"]`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) relying_parties: std::collections::BTreeMap<String, Vec<String>>,
+    /// The departments outside facilities choose as their 担当課:
+    /// `[[departments]]` with `name` and `contact`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) departments: Vec<connect_pki_domain::city_desk::Department>,
     /// Record what each relying party asks (OCSP, CRLs) and each certificate's handshakes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) relying_party_recording: Option<bool>,
@@ -171,7 +175,7 @@ pub struct FileConfig {
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, mailed_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, mailed_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, departments, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -373,6 +377,7 @@ impl ServeConfig {
             connect_pki_domain::expiry::window(d).context("expiry_notice_days in config.toml")?;
             ra.expiry_notice_days = d;
         }
+        ra.departments = connect_pki_domain::city_desk::departments(f.departments).map_err(|e| anyhow::anyhow!(e))?;
         ra.city_desk = connect_pki_ra::settings::CityDesk::new(f.city_phone, f.city_phone_hours)
             .map_err(|e| anyhow::anyhow!("{e} (config.toml or --city-phone)"))?;
         set(&mut ra.relying.enabled, f.relying_party_recording);

@@ -87,6 +87,8 @@ struct ApplyPage<'a> {
     form: ApplyView,
     error: Option<String>,
     terms: &'a connect_pki_ra::terms::Terms,
+    /// The city's 担当課 to choose from (none configured: typed).
+    departments: &'a [connect_pki_ra::settings::Department],
 }
 
 #[derive(Template)]
@@ -132,7 +134,8 @@ impl From<&ApplyFields> for ApplyView {
 
 async fn apply_form(State(state): State<AppState>) -> Response {
     let terms = &state.settings.terms;
-    page(StatusCode::OK, &ApplyPage { form: (&ApplyFields::default()).into(), error: None, terms })
+    let departments = &state.settings.departments;
+    page(StatusCode::OK, &ApplyPage { form: (&ApplyFields::default()).into(), error: None, terms, departments })
 }
 
 async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Form<ApplyFields>) -> Response {
@@ -163,7 +166,12 @@ async fn apply_submit(State(state): State<AppState>, client: Client, Form(f): Fo
         ),
         Err(e) => page(
             e.status(),
-            &ApplyPage { form: (&f).into(), error: Some(e.message_ja()), terms: &state.settings.terms },
+            &ApplyPage {
+                form: (&f).into(),
+                error: Some(e.message_ja()),
+                terms: &state.settings.terms,
+                departments: &state.settings.departments,
+            },
         ),
     }
 }

@@ -123,6 +123,9 @@ pub(crate) struct Ctx {
     pub(crate) nav: Vec<NavItem>,
     /// The menu entry of this page (`href`), marked `aria-current`.
     pub(crate) current: &'static str,
+    /// Whom people of an outside facility ask first (their 担当課), shown on
+    /// every page they see.
+    pub(crate) contact: Option<String>,
 }
 
 impl Ctx {
@@ -148,6 +151,7 @@ impl Ctx {
             csrf: csrf_token(state, &caller),
             nav: nav_for(caller.requester.actor.role),
             current,
+            contact: contact_of(state, &caller),
             caller,
         }
     }
@@ -155,6 +159,20 @@ impl Ctx {
     pub(crate) fn role(&self) -> Role {
         self.caller.requester.actor.role
     }
+}
+
+/// The rules' route for an outside facility's questions: its 担当課 first,
+/// eligibility through it to 福祉課, 行政管理課 only for emergencies.
+fn contact_of(state: &AppState, caller: &Caller) -> Option<String> {
+    let f = &caller.identity.facility;
+    if f.kind != connect_pki_domain::FacilityKind::External || caller.requester.actor.role.is_city() {
+        return None;
+    }
+    let department = f.department.as_deref().filter(|d| !d.is_empty())?;
+    let named = state.settings.department(department).map_or_else(|| department.to_string(), |d| d.named());
+    Some(format!(
+        "お問い合わせは、まず担当課の{named}へ。利用の対象になるかどうかは、担当課を通じて福祉課（保健福祉部福祉課総合支援係）へ。夜間・休日の端末の紛失など緊急のときだけ、行政管理課へ電話してください。"
+    ))
 }
 
 /// A key for CSRF tokens, made at start. Without the system's random

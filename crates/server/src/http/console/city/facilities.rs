@@ -46,6 +46,8 @@ fn step(path: &str) -> Result<Step, ApiError> {
 struct Row {
     id: i64,
     name: String,
+    /// 担当課, with its contact when the city's list names it.
+    department: String,
     kind_ja: &'static str,
     status: &'static str,
     status_ja: &'static str,
@@ -74,6 +76,9 @@ async fn list(State(state): State<AppState>, Page { ctx, .. }: Page<section::Fac
             status: f.status.as_str(),
             status_ja: facility_status_ja(f.status),
             steps: STEPS.into_iter().filter(|s| acts && f.status.transition(s.to).is_ok()).collect(),
+            department: f.department.as_deref().filter(|d| !d.is_empty()).map_or_else(String::new, |d| {
+                state.settings.department(d).map_or_else(|| d.to_string(), |known| known.named())
+            }),
             name: f.name,
             counts,
         })

@@ -71,7 +71,13 @@ async fn show(
         ("状態", facility_status_ja(f.status).to_string()),
         ("種別", kind_ja(f.kind).to_string()),
         ("所在地", f.address.clone()),
-        ("担当課", f.department.clone().filter(|d| !d.is_empty()).unwrap_or_else(|| "（未登録）".into())),
+        (
+            "担当課",
+            f.department.as_deref().filter(|d| !d.is_empty()).map_or_else(
+                || "（未登録）".to_string(),
+                |d| state.settings.department(d).map_or_else(|| d.to_string(), |known| known.named()),
+            ),
+        ),
     ];
     let p = FacilityPage {
         ctx: &ctx,

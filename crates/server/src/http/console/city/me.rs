@@ -151,7 +151,7 @@ async fn show(
 fn affiliation(ctx: &Ctx) -> String {
     let facility = &ctx.caller.identity.facility.name;
     match ctx.role() {
-        connect_pki_domain::Role::WelfareDivision => "千歳市 福祉課（市の職員）".into(),
+        connect_pki_domain::Role::WelfareDivision => "千歳市 保健福祉部 福祉課 総合支援係（市の職員）".into(),
         connect_pki_domain::Role::AdminDivision => format!("{facility}（市の職員）"),
         _ => format!("{facility}（{}）", ctx.role_ja),
     }
