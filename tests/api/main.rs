@@ -31,6 +31,7 @@ mod readable;
 mod relying_parties;
 mod renewal;
 mod retention;
+mod review;
 mod service_certs;
 mod sign_in;
 mod slow_clients;

@@ -200,6 +200,8 @@ text_enum!(
         EscalationEscalate = "escalation.escalate",
         EscalationResolve = "escalation.resolve",
         TermsAccept = "terms.accept",
+        /// A facility's accounts reviewed (棚卸し) by its manager or 行政管理課.
+        AccountReview = "account.review",
         /// A holder of our certificate refused (403) by the API.
         RequestRefused = "request.refused",
         /// Revocations put back from a kept CRL after a restore.

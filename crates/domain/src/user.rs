@@ -69,6 +69,18 @@ pub fn check_departure(
     Ok(())
 }
 
+/// Every quarter by default a facility's manager reviews its accounts (棚卸し).
+pub const DEFAULT_REVIEW_PERIOD: time::Duration = time::Duration::days(91);
+
+/// A device unused this long is listed for review.
+pub const DEFAULT_UNUSED_AFTER: time::Duration = time::Duration::days(90);
+
+/// Whether a facility's account review is due at `now`: never done, or
+/// done a whole `period` ago.
+pub fn review_due(last: Option<OffsetDateTime>, now: OffsetDateTime, period: time::Duration) -> bool {
+    last.is_none_or(|t| now - t >= period)
+}
+
 /// Whether a scheduled retirement is to be carried out at `now`: still
 /// scheduled, its time reached, and the user not retired already.
 pub fn retirement_due(status: UserStatus, retire_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
@@ -115,6 +127,15 @@ pub fn delete(current: UserStatus) -> Result<Option<UserStatus>, DomainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_review_is_due_each_period() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(1000);
+        let q = DEFAULT_REVIEW_PERIOD;
+        assert!(review_due(None, now, q));
+        assert!(!review_due(Some(now - q + time::Duration::seconds(1)), now, q));
+        assert!(review_due(Some(now - q), now, q));
+    }
 
     #[test]
     fn the_last_active_manager_leaves_only_by_the_city() {

@@ -20,6 +20,7 @@ pub mod notify;
 pub mod pseudonym;
 pub mod renewal;
 pub mod requester;
+pub mod review;
 pub mod secrets;
 pub mod settings;
 pub mod sightings;

@@ -45,6 +45,10 @@ pub struct Settings {
     /// 行政管理課's telephone, for every page, slip and e-mail that tells
     /// someone to call.
     pub city_desk: CityDesk,
+    /// How often a facility's manager reviews its accounts (棚卸し), and how
+    /// long a device goes unused before it is listed.
+    pub review_period: time::Duration,
+    pub review_unused_after: time::Duration,
     /// The departments outside facilities choose as their 担当課 (empty:
     /// the application takes the department as free text).
     pub departments: Vec<Department>,
@@ -81,6 +85,8 @@ impl Default for Settings {
             every_instance: false,
             city_desk: CityDesk::default(),
             departments: Vec::new(),
+            review_period: connect_pki_domain::user::DEFAULT_REVIEW_PERIOD,
+            review_unused_after: connect_pki_domain::user::DEFAULT_UNUSED_AFTER,
         }
     }
 }

@@ -24,6 +24,7 @@ mod instances;
 mod notifications;
 mod records;
 mod restored;
+mod review;
 mod settled;
 mod sightings;
 mod sign_in;
@@ -59,6 +60,7 @@ pub use records::{
     UserRecord,
 };
 pub use restored::{Issued, Listed, Reapplied};
+pub use review::UnusedDevice;
 pub use sightings::{
     CertificateSightings, CrlSighting, HandshakeSighting, HeldCrl, OcspAnswer, OcspSighting, RelyingParty, Sightings,
 };

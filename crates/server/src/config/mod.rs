@@ -74,6 +74,12 @@ pub struct FileConfig {
     /// the new one is never used (1 to 30; default 7).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) renewal_grace_days: Option<u32>,
+    /// Days between a facility's account reviews (棚卸し; default 91).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) review_period_days: Option<u32>,
+    /// Days a device goes unused before the review lists it (default 90).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) review_unused_days: Option<u32>,
     /// Where emergency notifications go.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) notifications: Option<NotificationsConfig>,
@@ -175,7 +181,7 @@ pub struct FileConfig {
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, mailed_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, departments, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, mailed_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, review_period_days, review_unused_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, departments, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -366,6 +372,12 @@ impl ServeConfig {
             connect_pki_domain::renewal::MAX_GRACE_DAYS
         );
         set(&mut ra.renewal_grace, f.renewal_grace_days.map(days));
+        anyhow::ensure!(
+            [f.review_period_days, f.review_unused_days].iter().flatten().all(|d| (1..=730).contains(d)),
+            "review_period_days, review_unused_days: 1 to 730"
+        );
+        set(&mut ra.review_period, f.review_period_days.map(days));
+        set(&mut ra.review_unused_after, f.review_unused_days.map(days));
         ra.notify = f.notifications.unwrap_or_default().resolve(&ra.notify)?;
         anyhow::ensure!(
             f.notification_attempts.is_none_or(|n| (1..=100).contains(&n)),

@@ -40,6 +40,7 @@ pub(crate) fn nav_for(role: Role) -> Vec<NavItem> {
             item("/console/certificates/expiring", "証明書の期限"),
             item("/console/relying-parties", "確認しているシステム"),
             item("/console/audit", "監査ログ"),
+            item("/console/review", "アカウントの棚卸し"),
             item("/console/me", "わたしの端末"),
         ],
         Role::WelfareDivision => vec![
@@ -53,6 +54,7 @@ pub(crate) fn nav_for(role: Role) -> Vec<NavItem> {
             item("/console/staff", "職員と端末"),
             item("/console/expiring", "期限の近い証明書"),
             item("/console/trail", "操作の記録"),
+            item("/console/review", "アカウントの棚卸し"),
             item("/console/me", "わたしの端末"),
         ],
         Role::Staff => vec![item("/console/me", "わたしの端末")],
@@ -94,6 +96,8 @@ pub(crate) mod section {
         Audit = "/console/audit",
         /// 電話での届出: a call taken by 行政管理課.
         Phone = "/console/phone",
+        /// アカウントの棚卸し.
+        Review = "/console/review",
     }
 }
 

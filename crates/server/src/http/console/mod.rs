@@ -109,6 +109,8 @@ struct ConsolePage<'a> {
     error: Option<String>,
     open: Vec<Row>,
     resolved: Vec<Done>,
+    /// A manager's account review (棚卸し) is due.
+    review_due: bool,
 }
 
 #[derive(Template)]
@@ -187,7 +189,10 @@ async fn build<'a>(
             resolved.push(done_row(entry));
         }
     }
-    Ok(ConsolePage { ctx, flash, error, open, resolved })
+    let facility = caller.requester.actor.facility;
+    let review_due = caller.requester.actor.role == connect_pki_domain::Role::FacilityManager
+        && connect_pki_ra::review::of_facility(state, &caller.requester, facility).await.is_ok_and(|r| r.due);
+    Ok(ConsolePage { ctx, flash, error, open, resolved, review_due })
 }
 
 fn person(user: &connect_pki_store::UserRecord) -> String {

@@ -145,6 +145,7 @@ pub(crate) fn action_ja(action: AuditAction) -> &'static str {
         EscalationResolve => "緊急届出の対応完了",
         EmergencySignIn => "緊急届出のサインイン",
         TermsAccept => "利用規約への同意",
+        AccountReview => "アカウントの棚卸し（確認）",
         RequestRefused => "拒否された操作",
         CrlReapply => "失効の再適用（復元後）",
         RevocationsWriteBack => "失われた失効の書き戻し",

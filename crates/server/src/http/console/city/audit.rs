@@ -30,7 +30,7 @@ pub(super) fn routes() -> axum::Router<AppState> {
 }
 
 /// The kinds of action a reader picks from: (family, Japanese name).
-const FAMILIES: [(&str, &str); 11] = [
+const FAMILIES: [(&str, &str); 12] = [
     ("application", "施設の申請"),
     ("facility", "施設（作成・停止・再開・廃止）"),
     ("user", "職員（登録・退職・削除）"),
@@ -41,6 +41,7 @@ const FAMILIES: [(&str, &str); 11] = [
     ("escalation", "緊急届出"),
     ("emergency", "緊急時サインイン"),
     ("terms", "利用規約への同意"),
+    ("account", "アカウントの棚卸し"),
     ("request", "拒否されたアクセス"),
 ];
 

@@ -12,6 +12,7 @@ mod edit;
 mod register;
 mod reports;
 mod retire;
+mod review;
 pub(crate) mod slip;
 mod staff;
 
@@ -42,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/console/certificates/{serial}/{change}", get(actions::confirm_change).post(actions::change))
         .route("/console/expiring", get(reports::expiring))
         .route("/console/trail", get(reports::trail))
+        .route("/console/review", get(review::show).post(review::confirm))
         .with_state(state)
 }
 
