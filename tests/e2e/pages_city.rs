@@ -107,6 +107,7 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     says(&out, "reject_error", "却下の理由を入力してください");
     assert_eq!(out["reason_described_by"], "reason-error");
     says(&out, "rejected", "却下しました");
+    says(&out, "facility_page", "施設管理者");
     assert_eq!(out["slip_only_when_printed"], true, "{out}");
     assert_eq!((out["welfare_offered_steps"].as_i64(), out["welfare_audit_status"].as_i64()), (Some(0), Some(200)));
     // The code on the slip enrolls the new facility's manager.
@@ -123,7 +124,7 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     assert_eq!(through_nginx(&s, port, &manager).0, 200);
 
     let (_, me) = s.api("GET", "/api/v1/whoami", Some(&manager), None);
-    let facility_ids = json!({"facility": facility, "serial": me["serial"]});
+    let facility_ids = json!({"facility": facility, "serial": me["serial"], "find": "midori"});
     let out = chromium(&s, &admin, "suspend", facility_ids.clone());
     says(&out, "effect", "この施設のすべての端末が、再開するまで直ちに使えなくなります");
     says(&out, "result", "一時停止しました");
@@ -138,6 +139,11 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     // The page was read right after the suspension, before nginx asked again.
     says(&out, "incident", "証明書を一時停止");
     says(&out, "incident", "OCSP で「有効」と回答（最後）");
+    // Issue 25's pages as 行政管理課 reads them in Chromium (axe above).
+    says(&out, "facility", "みどり相談支援センター");
+    says(&out, "facility", "担当課");
+    says(&out, "phone", "midori.staff");
+    says(&out, "review", "アカウントの棚卸し");
     assert_eq!(ocsp_status(&s, &manager), "revoked certificateHold");
     let (status, body) = through_nginx(&s, port, &manager);
     assert_eq!(status, 400, "nginx let the suspended facility's manager through: {body}");
@@ -168,6 +174,7 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
     says(&out, "status", "あおぞら相談室");
     says(&out, "choose", "midori.staff");
     says(&out, "reported", "一時停止しました");
+    says(&out, "install", "Android");
     assert_eq!(ocsp_status(&s, &staff), "revoked certificateHold");
     let out = chromium(&s, &admin, "queue", json!({}));
     says(&out, "queue", "みどり相談支援センター");
@@ -186,6 +193,10 @@ async fn the_city_and_staff_work_their_pages_in_chromium() {
         "incident",
         "me",
         "public-apply",
+        "public-install-iphone",
+        "facility",
+        "phone",
+        "review",
         "public-emergency-choose",
         "public-emergency-done",
         "queue",

@@ -82,6 +82,11 @@ def welfare(r, c):
     r.goto("/console/facilities")
     r.out["welfare_offered_steps"] = r.page.locator("a[href$='/suspend']").count()
     r.check("facilities-welfare", shot=False)
+    # The facility page, where 福祉課 reissues a manager's code.
+    with r.page.expect_navigation():
+        r.page.locator("#facilities tbody th a").first.click()
+    r.out["facility_page"] = r.text("main")
+    r.check("facility-welfare", shot=False)
     r.out["welfare_audit_status"] = r.goto("/console/audit").status
     r.goto("/console/me")
     r.check("me-welfare", shot=False)
@@ -131,6 +136,21 @@ def suspend(r, c):
     r.goto(f"/console/certificates/{c['serial']}/incident")
     r.out["incident"] = r.text("#timeline")
     r.check("incident")
+    # The pages of issue 25, each checked with axe-core: the facility page,
+    # a night-time call's search, the account review, the record's check.
+    r.goto(f"/console/facilities/{f}")
+    r.out["facility"] = r.text("main")
+    r.check("facility")
+    r.goto("/console/phone")
+    r.page.fill("#q", c.get("find", "kanri"))
+    r.press("#search")
+    r.out["phone"] = r.text("main")
+    r.check("phone")
+    r.goto("/console/review")
+    r.out["review"] = r.text("main")
+    r.check("review")
+    r.goto("/console/verify")
+    r.check("verify")
 
 
 def resume(r, c):
@@ -173,6 +193,10 @@ def public(r, c):
         r.page.locator("#status-link").click()
     r.out["status"] = r.text("main")
     r.check("public-status")
+    for platform in ("", "/windows", "/iphone", "/mac", "/android"):
+        r.goto("/install" + platform)
+        r.check("public-install" + platform.replace("/", "-"), shot=platform == "/iphone")
+    r.out["install"] = r.text("main")
     r.goto("/emergency")
     r.check("public-emergency")
     r.page.fill("#login_id", c["login"])

@@ -186,7 +186,9 @@ def main():
             report_lost(page, check, out, user_url)
         for name, path in [("queue", "/console/"), ("expiring", "/console/expiring"), ("trail", "/console/trail"),
                            ("search", f"/console/staff?q={login}"), ("retire", user_url[len(base):] + "/retire"),
-                           ("hold", f"/console/certificates/{serial}/hold")]:
+                           ("hold", f"/console/certificates/{serial}/hold"),
+                           ("edit", user_url[len(base):] + "/edit"), ("password", user_url[len(base):] + "/password"),
+                           ("review", "/console/review")]:
             page.goto(base + path)
             check(page, name)
         page.goto(base + "/console/trail")
