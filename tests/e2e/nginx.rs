@@ -141,3 +141,50 @@ async fn nginx_refuses_a_suspended_facilitys_manager_until_it_resumes() {
     assert_eq!(status, 200, "{out}");
     assert_eq!(through_nginx(&s, port, &manager).0, 200, "nginx still refuses after the resume");
 }
+
+/// Month 11 at a relying party: a device renews with its current
+/// certificate (`renew-pkcs12`, what わたしの端末's 証明書の更新 does), the
+/// PKCS#12 opens with plain `openssl pkcs12`, nginx takes the new
+/// certificate, and the old one — still taken until then — is refused by
+/// nginx once the new one has been used (nginx's own OCSP query of it is
+/// that use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_takes_a_renewed_certificate_and_refuses_the_old_once_the_new_is_used() {
+    // A window that covers a fresh certificate; counts written every second.
+    let env = [("CONNECT_PKI_EXPIRY_NOTICE_DAYS", "400"), ("CONNECT_PKI_RELYING_PARTY_FLUSH_SECONDS", "1")];
+    let s = Server::start_with(Backend::Sqlite, &env).await;
+    let admin = s.admin_pem();
+    let body = json!({"display_name": "renewing user", "login_id": "koushin.nginx", "email": "k@example.test"});
+    let (_, user) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
+    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(&admin), None);
+    let old = s.enroll_csr(code["code"].as_str().expect("code"), Some(PASSWORD), "koushin-dev", "/CN=koushin.nginx");
+
+    let port = free_port();
+    let _nginx = start_nginx(&s, port);
+    assert_eq!(through_nginx(&s, port, &old).0, 200);
+    let (status, renewed) = s.api("POST", "/api/v1/certificates/renew-pkcs12", Some(&old), None);
+    assert_eq!(status, 201, "{renewed}");
+    let p12 = s.scratch("renewed.p12");
+    let der =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, renewed["pkcs12"].as_str().expect("pkcs12"))
+            .expect("base64");
+    std::fs::write(&p12, der).expect("write");
+    let new = p12.with_extension("pem");
+    let pass = format!("pass:{}", renewed["password"].as_str().expect("password"));
+    let o = s.run(
+        "openssl",
+        &["pkcs12", "-in", &p12.display().to_string(), "-passin", &pass, "-nodes", "-out", &new.display().to_string()],
+    );
+    assert!(o.status.success(), "openssl pkcs12: {}", String::from_utf8_lossy(&o.stderr));
+    // Not installed yet: the old certificate still gets through.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(through_nginx(&s, port, &old).0, 200, "the old certificate stopped before the new one was used");
+    // The new one is taken; from then on the old one is refused.
+    assert_eq!(through_nginx(&s, port, &new).0, 200, "nginx refused the renewed certificate");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while through_nginx(&s, port, &old).0 == 200 {
+        assert!(Instant::now() < deadline, "the old certificate still gets through after the new one was used");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(through_nginx(&s, port, &new).0, 200);
+}
