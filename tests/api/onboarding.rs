@@ -102,6 +102,26 @@ async fn the_city_moves_a_person_from_the_facility_page(backend: Backend) {
     assert_eq!(app.ocsp_status(&w.staff_a.id).await, "revoked affiliationChanged");
     let b = page_with(app, &w.manager_b.id, "/console/staff", "hanako").await;
     assert!(b.contains("hanako"), "{b}");
+    // A successor appointed from the facility page: once enrolled, the
+    // manager they succeed may retire.
+    let fields = [
+        ("csrf", csrf_of(&page)),
+        ("display_name", "後任 次郎".into()),
+        ("login_id", "kounin.kanri".into()),
+        ("email", "kounin@example.test".into()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let slip = post(app, &app.admin, &format!("/console/facilities/{}/managers", w.facility_a), &fields).await;
+    assert_eq!(slip.status, 201, "{}", slip.text());
+    let retire = format!("/api/v1/users/{}/retire", w.manager_a.user_id);
+    assert_eq!(
+        app.api("POST", &retire, Some(&w.manager_a.id), None).await.0,
+        409,
+        "the successor has not enrolled yet"
+    );
+    let successor = app.enroll_generated(&code_on(&slip.text()), Some(PASSWORD), "kounin").await;
+    assert_eq!(app.whoami(&successor).await["role"], "facility_manager");
+    assert_eq!(app.api("POST", &retire, Some(&w.manager_a.id), None).await.0, 200);
     // 福祉課 cannot move people.
     let csrf =
         csrf_of(&page_with(app, &w.welfare, &format!("/console/facilities/{}", w.facility_b), "施設管理者").await);

@@ -23,6 +23,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/facilities/{id}", get(show))
         .route("/console/facilities/{id}/managers/{user}/code", post(reissue))
+        .route("/console/facilities/{id}/managers", post(appoint))
         .route("/console/people/{user}/transfer", post(transfer))
 }
 
@@ -123,6 +124,55 @@ async fn reissue(
         qr,
     };
     Ok(page(StatusCode::OK, &p))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ManagerForm {
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    login_id: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// 施設管理者を登録する (行政管理課): a successor for a facility whose
+/// manager leaves, with the slip of their code to mail.
+async fn appoint(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Acting { caller, form }: Acting<ManagerForm>,
+) -> PageResult {
+    let id = FacilityId(number(&raw)?);
+    let requester = &caller.requester;
+    let f = facilities::facility(&state, requester, id).await?;
+    let r = users::Registration {
+        display_name: form.display_name,
+        login_id: form.login_id,
+        email: form.email,
+        role: Role::FacilityManager,
+    };
+    let manager = users::register(&state, requester, id, r).await?;
+    let (code, expires_at) = facilities::reissue_manager_code(&state, requester, id, manager.id).await?;
+    let (install_url, qr, enroll_url) = SlipPage::addresses(&state, &headers, &uri)?;
+    let ctx = Ctx::new(&state, caller, "/console/facilities");
+    let p = SlipPage {
+        ctx: &ctx,
+        back: (format!("/console/facilities/{id}"), "施設のページへ戻る"),
+        reissue: "福祉課または行政管理課に再発行を依頼してください",
+        delivery: "施設管理者に郵送または手渡ししてください",
+        person: person(&manager),
+        facility: f.name,
+        code,
+        expires: local(expires_at),
+        issued: local(state.clock.now()),
+        enroll_url,
+        install_url,
+        qr,
+    };
+    Ok(page(StatusCode::CREATED, &p))
 }
 
 #[derive(Debug, Deserialize)]
