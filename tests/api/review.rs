@@ -47,3 +47,60 @@ async fn unused_accounts_are_shown_for_review_each_quarter(backend: Backend) {
     page_with(app, &w.manager_a.id, "/console/", "id=\"review-due\"").await;
 }
 both_backends!(unused_accounts_are_shown_for_review_each_quarter);
+
+/// The quarterly reminder by e-mail: none for a new facility, one to each
+/// manager once a quarter has passed without a review (however often the
+/// worker looks), none after the review until the next quarter.
+async fn managers_are_reminded_by_email_once_a_quarter(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sinks = connect_pki_e2e::Sinks::start_logging_to(dir.path().join("sinks.jsonl"), "unused");
+    let notify = connect_pki_ra::notify::NotifyConfig {
+        smtp_url: Some(sinks.smtp_url().parse().expect("an SMTP URL")),
+        mail_from: "connect-pki@city.example".parse().expect("an address"),
+        console_url: Some("https://pki.city.example:8443".parse().expect("a URL")),
+        ..connect_pki_ra::notify::NotifyConfig::default()
+    };
+    let app =
+        connect_pki_e2e::spawn_app_with(backend, connect_pki_e2e::AppOptions::with(|c| c.ra.notify = notify)).await;
+    let f = app.facility(&app.admin, "棚卸しの施設", "tanaoroshi.kanri").await;
+    let manager = app.manager(&f, "tanaoroshi").await;
+    let reminders = async || {
+        let (_, log) = app.api("GET", "/api/v1/audit?action=account.review_reminder", Some(&app.admin), None).await;
+        log.as_array().expect("log").iter().filter(|r| r["facility_id"] == f.id).count()
+    };
+    connect_pki_ra::review::remind_due(app.state()).await.expect("remind");
+    assert_eq!(reminders().await, 0, "a new facility is not due");
+    app.clock.advance(time::Duration::days(92));
+    for _ in 0..3 {
+        connect_pki_ra::review::remind_due(app.state()).await.expect("remind");
+    }
+    assert_eq!(reminders().await, 1, "once a quarter, however often the worker looks");
+    let mut mails = Vec::new();
+    for _ in 0..100 {
+        mails = sinks
+            .entries()
+            .into_iter()
+            .filter(|e| e["kind"] == "email" && e["subject"].as_str().is_some_and(|s| s.contains("アカウントの棚卸し")))
+            .collect();
+        if !mails.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(
+        mails[0]["to"].as_array().is_some_and(|t| t.iter().any(|a| a == "tanaoroshi.kanri@example.test")),
+        "{mails:?}"
+    );
+    assert!(mails[0].to_string().contains("/console/review"), "{mails:?}");
+    // Reviewed: nothing until the next quarter.
+    let page = page_with(&app, &manager.id, "/console/review", "アカウントの棚卸し").await;
+    assert_eq!(post(&app, &manager.id, "/console/review", &[("csrf", &csrf_of(&page))]).await.status, 303);
+    app.clock.advance(time::Duration::days(60));
+    connect_pki_ra::review::remind_due(app.state()).await.expect("remind");
+    assert_eq!(reminders().await, 1);
+    app.clock.advance(time::Duration::days(32));
+    connect_pki_ra::review::remind_due(app.state()).await.expect("remind");
+    assert_eq!(reminders().await, 2);
+}
+both_backends!(managers_are_reminded_by_email_once_a_quarter);

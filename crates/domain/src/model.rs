@@ -202,6 +202,8 @@ text_enum!(
         TermsAccept = "terms.accept",
         /// A facility's accounts reviewed (棚卸し) by its manager or 行政管理課.
         AccountReview = "account.review",
+        /// A facility's managers reminded by e-mail that its review is due.
+        AccountReviewReminder = "account.review_reminder",
         /// A holder of our certificate refused (403) by the API.
         RequestRefused = "request.refused",
         /// Revocations put back from a kept CRL after a restore.

@@ -305,6 +305,7 @@ async fn send_email(ra: &Ra, n: &NotificationRecord) -> Result<(), String> {
     let v: Value = serde_json::from_str(&body(n)).unwrap_or_default();
     let (subject, text) = match n.event.as_str() {
         "expiring" => crate::expiry::mail(&v),
+        "review_due" => crate::review::mail(&v),
         event => emergency_mail(event, n.escalation.unwrap_or_default(), &v),
     };
     let text = signed_off(text, &ra.settings.city_desk);

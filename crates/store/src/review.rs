@@ -11,7 +11,22 @@ use time::OffsetDateTime;
 use connect_pki_domain::{AuditAction, DeviceId, FacilityId, UserId};
 
 use crate::audit::AuditEntry;
-use crate::{Store, StoreError, instant, secs};
+use crate::notifications::{Target, enqueue};
+use crate::{Store, StoreError, WriteTx, instant, secs};
+
+/// The newest audit row of `action` about `facility`, read in `tx`.
+async fn newest(
+    tx: &mut WriteTx,
+    action: AuditAction,
+    facility: FacilityId,
+) -> Result<Option<OffsetDateTime>, StoreError> {
+    let row = sqlx::query("select max(at) as at from audit_log where action = $1 and facility_id = $2")
+        .bind(action.as_str())
+        .bind(facility.0)
+        .fetch_one(&mut **tx)
+        .await?;
+    row.try_get::<Option<i64>, _>("at")?.map(instant).transpose()
+}
 
 /// A device nobody has used since `last_used` (or ever, since `created_at`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +82,18 @@ impl Store {
         Ok(out)
     }
 
+    /// Since when `facility`'s review period runs: its last review, or its
+    /// creation when never reviewed.
+    pub async fn review_since(&self, facility: FacilityId) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row = sqlx::query("select max(at) as at from audit_log where action in ($1, $2) and facility_id = $3")
+            .bind(AuditAction::AccountReview.as_str())
+            .bind(AuditAction::FacilityCreate.as_str())
+            .bind(facility.0)
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_get::<Option<i64>, _>("at")?.map(instant).transpose()
+    }
+
     /// When `facility`'s accounts were last reviewed, if ever.
     pub async fn last_review(&self, facility: FacilityId) -> Result<Option<OffsetDateTime>, StoreError> {
         let row = sqlx::query("select max(at) as at from audit_log where action = $1 and facility_id = $2")
@@ -75,6 +102,41 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         row.try_get::<Option<i64>, _>("at")?.map(instant).transpose()
+    }
+
+    /// Reminds `facility`'s managers (`targets`) by e-mail that its review
+    /// is due — neither reviewed nor reminded within `period` — queued with
+    /// its audit row in one write transaction, so of several instances one
+    /// sends it. Returns whether it was queued.
+    pub async fn remind_review(
+        &self,
+        facility: FacilityId,
+        targets: &[Target],
+        payload: &str,
+        period: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.write(async |tx| {
+            // A new facility's first review falls due a period after it began.
+            let reviewed = newest(tx, AuditAction::AccountReview, facility).await?;
+            let reminded = newest(tx, AuditAction::AccountReviewReminder, facility).await?;
+            let created = newest(tx, AuditAction::FacilityCreate, facility).await?;
+            if !connect_pki_domain::user::review_due(reviewed.max(reminded).max(created), now, period) {
+                return Ok(false);
+            }
+            let entry = AuditEntry::ok(
+                "system:review",
+                AuditAction::AccountReviewReminder,
+                format!("facility:{facility}"),
+                json!({"count": targets.len()}),
+                Some(facility),
+                None,
+            );
+            tx.audit(now, &entry).await?;
+            enqueue(tx, None, "review_due", targets, payload, now).await?;
+            Ok(true)
+        })
+        .await
     }
 
     /// Records that `actor` reviewed `facility`'s accounts, with how many

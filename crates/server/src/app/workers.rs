@@ -50,13 +50,19 @@ pub(super) async fn retirement_worker(state: AppState, shutdown: CancellationTok
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e.to_string(), "handing over renewed certificates failed; retrying"),
         }
-        // Rejected applications leave once their retention ends: looked at
-        // every minute, a cheap indexed delete that usually finds nothing.
+        // Rejected applications leave once their retention ends, and account
+        // reviews come due: looked at every minute, cheap reads that usually
+        // find nothing.
         if tick.is_multiple_of(60) {
             match connect_pki_ra::applications::purge_rejected(&state).await {
                 Ok(ids) if !ids.is_empty() => tracing::info!(purged = ids.len(), "rejected applications purged"),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e.to_string(), "purging rejected applications failed; retrying"),
+            }
+            match connect_pki_ra::review::remind_due(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(facilities = n, "account review reminders queued"),
+                Err(e) => tracing::error!(error = %e.to_string(), "account review reminders failed; retrying"),
             }
         }
         tick += 1;

@@ -316,6 +316,7 @@ impl ServeConfig {
     pub fn resolve(data_dir: &Path, file: FileConfig, flags: FileConfig) -> anyhow::Result<Self> {
         let f = flags.over(file)?;
         let mut c = Self::default_for(data_dir);
+        lifetimes(&mut c.ra, &f)?;
         let (secs, std_secs) =
             (|s: u32| time::Duration::seconds(i64::from(s)), |s: u32| std::time::Duration::from_secs(u64::from(s)));
         let hours = |h: u32| time::Duration::hours(i64::from(h));
@@ -360,24 +361,10 @@ impl ServeConfig {
         set(&mut c.expiry_check, f.expiry_check_seconds.map(|s| Some(std_secs(s))));
         let ra = &mut c.ra;
         set(&mut ra.enrollment_code_ttl, f.enrollment_code_hours.map(hours));
-        anyhow::ensure!(f.mailed_code_hours.is_none_or(|h| (1..=8760).contains(&h)), "mailed_code_hours: 1 to 8760");
-        set(&mut ra.mailed_code_ttl, f.mailed_code_hours.map(hours));
         set(&mut ra.calendar, f.calendar.map(|cal| cal.business_hours()).transpose()?);
         set(&mut ra.escalation_sla, f.escalation_sla_minutes.map(|m| time::Duration::minutes(i64::from(m))));
         set(&mut ra.hold_limit, f.hold_limit_hours.map(hours));
         set(&mut ra.renewals_per_hour, f.renewals_per_hour);
-        anyhow::ensure!(
-            f.renewal_grace_days.is_none_or(|d| (1..=connect_pki_domain::renewal::MAX_GRACE_DAYS).contains(&d)),
-            "renewal_grace_days: 1 to {}",
-            connect_pki_domain::renewal::MAX_GRACE_DAYS
-        );
-        set(&mut ra.renewal_grace, f.renewal_grace_days.map(days));
-        anyhow::ensure!(
-            [f.review_period_days, f.review_unused_days].iter().flatten().all(|d| (1..=730).contains(d)),
-            "review_period_days, review_unused_days: 1 to 730"
-        );
-        set(&mut ra.review_period, f.review_period_days.map(days));
-        set(&mut ra.review_unused_after, f.review_unused_days.map(days));
         ra.notify = f.notifications.unwrap_or_default().resolve(&ra.notify)?;
         anyhow::ensure!(
             f.notification_attempts.is_none_or(|n| (1..=100).contains(&n)),
@@ -400,6 +387,27 @@ impl ServeConfig {
             connect_pki_ra::sightings::Names::parse(&f.relying_parties).context("relying_parties in config.toml")?;
         Ok(c)
     }
+}
+
+/// The lifetimes of a person's things: a mailed code, a renewal's grace,
+/// the account review's period and what counts as unused.
+fn lifetimes(ra: &mut connect_pki_ra::Settings, f: &FileConfig) -> anyhow::Result<()> {
+    let (hours, days) = (|h: u32| time::Duration::hours(i64::from(h)), |d: u32| time::Duration::days(i64::from(d)));
+    anyhow::ensure!(f.mailed_code_hours.is_none_or(|h| (1..=8760).contains(&h)), "mailed_code_hours: 1 to 8760");
+    set(&mut ra.mailed_code_ttl, f.mailed_code_hours.map(hours));
+    let max_grace = connect_pki_domain::renewal::MAX_GRACE_DAYS;
+    anyhow::ensure!(
+        f.renewal_grace_days.is_none_or(|d| (1..=max_grace).contains(&d)),
+        "renewal_grace_days: 1 to {max_grace}"
+    );
+    set(&mut ra.renewal_grace, f.renewal_grace_days.map(days));
+    anyhow::ensure!(
+        [f.review_period_days, f.review_unused_days].iter().flatten().all(|d| (1..=730).contains(d)),
+        "review_period_days, review_unused_days: 1 to 730"
+    );
+    set(&mut ra.review_period, f.review_period_days.map(days));
+    set(&mut ra.review_unused_after, f.review_unused_days.map(days));
+    Ok(())
 }
 
 /// Replaces `slot` with a value that was given.

@@ -146,6 +146,7 @@ pub(crate) fn action_ja(action: AuditAction) -> &'static str {
         EmergencySignIn => "緊急届出のサインイン",
         TermsAccept => "利用規約への同意",
         AccountReview => "アカウントの棚卸し（確認）",
+        AccountReviewReminder => "アカウントの棚卸しのお知らせ（メール）",
         RequestRefused => "拒否された操作",
         CrlReapply => "失効の再適用（復元後）",
         RevocationsWriteBack => "失われた失効の書き戻し",
