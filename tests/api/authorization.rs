@@ -102,6 +102,17 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
             ADMIN,
         ),
         ("audit", "GET", "/api/v1/audit?limit=1".into(), None, CITY),
+        ("account review", "GET", format!("/api/v1/facilities/{f}/review"), None, in_own(ADMIN_AND_MANAGER)),
+        ("confirm review", "POST", format!("/api/v1/facilities/{f}/review"), None, in_own(ADMIN_AND_MANAGER)),
+        // The user is no manager of the facility (or not of it): 404 for the city, 403 for the rest.
+        (
+            "reissue a manager's code",
+            "POST",
+            format!("/api/v1/facilities/{f}/managers/{}/enrollment-codes", t.user),
+            None,
+            CITY,
+        ),
+        ("find people", "GET", "/api/v1/people?q=kanri".into(), None, ADMIN),
     ]
 }
 

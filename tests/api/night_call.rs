@@ -17,6 +17,14 @@ async fn the_city_takes_a_call_for_a_device_in_any_facility(backend: Backend) {
     let other = app.staff(&w.manager_b.id, w.facility_b, "yakan.staff").await;
     let page = page_with(app, &app.admin, "/console/phone?q=YAKAN", "地域包括支援センター北").await;
     assert!(page.contains(&format!("id=\"revoke-{}\"", other.device_id)), "{page}");
+    let (status, found) = app.api("GET", "/api/v1/people?q=yakan", Some(&app.admin), None).await;
+    assert_eq!(status, 200, "{found}");
+    assert!(
+        found.as_array().is_some_and(|p| p
+            .iter()
+            .any(|u| u["user"]["login_id"] == "yakan.staff" || u["login_id"] == "yakan.staff")),
+        "{found}"
+    );
     let csrf = csrf_of(&page);
     let path = format!("/console/phone/devices/{}", other.device_id);
     // Who called is required.

@@ -26,6 +26,14 @@ async fn unused_accounts_are_shown_for_review_each_quarter(backend: Backend) {
     assert!(!page.contains("hanako"), "a device used today is listed: {page}");
     let other = page_with(app, &w.manager_b.id, "/console/review", "アカウントの棚卸し").await;
     assert!(!other.contains("tsukawanai"), "another facility's list: {other}");
+    // The API says the same.
+    let (status, api) =
+        app.api("GET", &format!("/api/v1/facilities/{}/review", w.facility_a), Some(&w.manager_a.id), None).await;
+    assert_eq!(status, 200, "{api}");
+    let ids: Vec<i64> =
+        api["unused"].as_array().expect("unused").iter().filter_map(|u| u["device_id"].as_i64()).collect();
+    assert!(ids.contains(&idle[0].device_id) && !ids.contains(&w.staff_a.device_id), "{api}");
+    assert_eq!(api["due"], true, "{api}");
     let city = page_with(app, &app.admin, "/console/review", "使われていない端末").await;
     assert!(city.contains("tsukawanai") && city.contains("デイケア南"), "{city}");
 

@@ -9,6 +9,7 @@ mod escalations;
 mod people;
 mod relying;
 mod renewal;
+mod review;
 mod status;
 pub mod views;
 
@@ -40,6 +41,7 @@ use escalations::*;
 use people::*;
 use relying::*;
 use renewal::*;
+use review::*;
 use status::*;
 use views::*;
 
@@ -94,6 +96,9 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(renew_with_new_key))
         .routes(routes!(transfer_user))
         .routes(routes!(reset_emergency_password))
+        .routes(routes!(read_review, confirm_review))
+        .routes(routes!(reissue_manager_code))
+        .routes(routes!(find_people))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))
         .routes(routes!(hold_certificate))
