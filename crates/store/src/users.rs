@@ -33,14 +33,7 @@ async fn retire_in(
         .bind(u.status.as_str())
         .execute(&mut **tx)
         .await?;
-    tx.update_at(
-        "update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'",
-        now,
-        user.0,
-    )
-    .await?;
-    let devices = "c.device_id in (select id from devices where user_id = $1)";
-    let revoked = revoke_where(tx, devices, user.0, Reason::AffiliationChanged, actor, now).await?;
+    let revoked = stop_devices(tx, user, actor, now).await?;
     let entry = AuditEntry::ok(
         actor,
         AuditAction::UserRetire,
@@ -88,6 +81,34 @@ async fn delete_in(tx: &mut WriteTx, user: UserId, actor: &str, now: OffsetDateT
         Some(user),
     );
     tx.audit(now, &entry).await
+}
+
+/// `user` as they are, if they can still change (invited or active);
+/// else the transition to `to` is refused.
+async fn open_user(tx: &mut WriteTx, user: UserId, to: &'static str) -> Result<UserRecord, StoreError> {
+    let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
+    if !matches!(u.status, UserStatus::Invited | UserStatus::Active) {
+        return Err(connect_pki_domain::DomainError::InvalidTransition { from: u.status.as_str(), to }.into());
+    }
+    Ok(u)
+}
+
+/// Stops everything `user` holds: active devices retired, every
+/// certificate in force revoked (affiliationChanged). Returns the serials.
+async fn stop_devices(
+    tx: &mut WriteTx,
+    user: UserId,
+    actor: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Serial>, StoreError> {
+    tx.update_at(
+        "update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'",
+        now,
+        user.0,
+    )
+    .await?;
+    let devices = "c.device_id in (select id from devices where user_id = $1)";
+    revoke_where(tx, devices, user.0, Reason::AffiliationChanged, actor, now).await
 }
 
 /// The user and their scheduled retirement, read in `tx`.
@@ -203,14 +224,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<UserRecord, StoreError> {
         self.write(async |tx| {
-            let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
-            if !matches!(u.status, UserStatus::Invited | UserStatus::Active) {
-                return Err(connect_pki_domain::DomainError::InvalidTransition {
-                    from: u.status.as_str(),
-                    to: "changed",
-                }
-                .into());
-            }
+            let u = open_user(tx, user, "changed").await?;
             let role = change.role.filter(|r| *r != u.role);
             if role.is_some() {
                 check_departure(tx, &u, who).await?;
@@ -270,28 +284,14 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Vec<Serial>, StoreError> {
         self.write(async |tx| {
-            let u = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
-            if !matches!(u.status, UserStatus::Invited | UserStatus::Active) {
-                return Err(connect_pki_domain::DomainError::InvalidTransition {
-                    from: u.status.as_str(),
-                    to: "transferred",
-                }
-                .into());
-            }
+            let u = open_user(tx, user, "transferred").await?;
             let target = crate::records::facility_by_id(tx, to).await?.ok_or(StoreError::NotFound("facility"))?;
             if target.status != connect_pki_domain::FacilityStatus::Approved || to == u.facility {
                 let from = if to == u.facility { "the same facility" } else { target.status.as_str() };
                 return Err(connect_pki_domain::DomainError::InvalidTransition { from, to: "transferred" }.into());
             }
             check_departure(tx, &u, who).await?;
-            tx.update_at(
-                "update devices set status = 'retired', updated_at = $1 where user_id = $2 and status = 'active'",
-                now,
-                user.0,
-            )
-            .await?;
-            let devices = "c.device_id in (select id from devices where user_id = $1)";
-            let revoked = revoke_where(tx, devices, user.0, Reason::AffiliationChanged, actor, now).await?;
+            let revoked = stop_devices(tx, user, actor, now).await?;
             tx.update_at(
                 "update enrollment_codes set expires_at = $1 where user_id = $2 and redeemed_at is null",
                 now,

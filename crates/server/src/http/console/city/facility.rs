@@ -94,6 +94,41 @@ async fn show(
     Ok(page(StatusCode::OK, &p))
 }
 
+/// A manager's code on the slip the city mails.
+struct Mailed {
+    facility: (FacilityId, String),
+    person: String,
+    code: String,
+    expires_at: time::OffsetDateTime,
+}
+
+fn mailed_slip(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    caller: crate::http::identity::Caller,
+    m: Mailed,
+    status: StatusCode,
+) -> PageResult {
+    let (install_url, qr, enroll_url) = SlipPage::addresses(state, headers, uri)?;
+    let ctx = Ctx::new(state, caller, "/console/facilities");
+    let p = SlipPage {
+        ctx: &ctx,
+        back: (format!("/console/facilities/{}", m.facility.0), "施設のページへ戻る"),
+        reissue: "福祉課または行政管理課に再発行を依頼してください",
+        delivery: "施設管理者に郵送または手渡ししてください",
+        person: m.person,
+        facility: m.facility.1,
+        code: m.code,
+        expires: local(m.expires_at),
+        issued: local(state.clock.now()),
+        enroll_url,
+        install_url,
+        qr,
+    };
+    Ok(page(status, &p))
+}
+
 /// 登録コードを発行する for a manager: a slip the city mails.
 async fn reissue(
     State(state): State<AppState>,
@@ -107,23 +142,9 @@ async fn reissue(
     let f = facilities::facility(&state, requester, id).await?;
     let (code, expires_at) = facilities::reissue_manager_code(&state, requester, id, user).await?;
     let manager = state.store.user(user).await.map_err(|e| ApiError::from(connect_pki_ra::ServiceError::from(e)))?;
-    let (install_url, qr, enroll_url) = SlipPage::addresses(&state, &headers, &uri)?;
-    let ctx = Ctx::new(&state, caller, "/console/facilities");
-    let p = SlipPage {
-        ctx: &ctx,
-        back: (format!("/console/facilities/{id}"), "施設のページへ戻る"),
-        reissue: "福祉課または行政管理課に再発行を依頼してください",
-        delivery: "施設管理者に郵送または手渡ししてください",
-        person: manager.as_ref().map(person).unwrap_or_default(),
-        facility: f.name,
-        code,
-        expires: local(expires_at),
-        issued: local(state.clock.now()),
-        enroll_url,
-        install_url,
-        qr,
-    };
-    Ok(page(StatusCode::OK, &p))
+    let person = manager.as_ref().map(person).unwrap_or_default();
+    let slip = Mailed { facility: (id, f.name), person, code, expires_at };
+    mailed_slip(&state, &headers, &uri, caller, slip, StatusCode::OK)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,23 +177,8 @@ async fn appoint(
     };
     let manager = users::register(&state, requester, id, r).await?;
     let (code, expires_at) = facilities::reissue_manager_code(&state, requester, id, manager.id).await?;
-    let (install_url, qr, enroll_url) = SlipPage::addresses(&state, &headers, &uri)?;
-    let ctx = Ctx::new(&state, caller, "/console/facilities");
-    let p = SlipPage {
-        ctx: &ctx,
-        back: (format!("/console/facilities/{id}"), "施設のページへ戻る"),
-        reissue: "福祉課または行政管理課に再発行を依頼してください",
-        delivery: "施設管理者に郵送または手渡ししてください",
-        person: person(&manager),
-        facility: f.name,
-        code,
-        expires: local(expires_at),
-        issued: local(state.clock.now()),
-        enroll_url,
-        install_url,
-        qr,
-    };
-    Ok(page(StatusCode::CREATED, &p))
+    let slip = Mailed { facility: (id, f.name), person: person(&manager), code, expires_at };
+    mailed_slip(&state, &headers, &uri, caller, slip, StatusCode::CREATED)
 }
 
 #[derive(Debug, Deserialize)]
