@@ -47,3 +47,39 @@ async fn an_outside_facility_is_sent_to_its_department_first(backend: Backend) {
     assert!(one.contains("高齢者支援課（内線 1234）"), "{one}");
 }
 both_backends!(an_outside_facility_is_sent_to_its_department_first);
+
+/// The e-mails to an outside facility's managers name its 担当課 too.
+async fn an_outside_facility_s_mail_names_its_department(backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sinks = connect_pki_e2e::Sinks::start_logging_to(dir.path().join("sinks.jsonl"), "unused");
+    let notify = connect_pki_ra::notify::NotifyConfig {
+        smtp_url: Some(sinks.smtp_url().parse().expect("an SMTP URL")),
+        mail_from: "connect-pki@city.example".parse().expect("an address"),
+        ..connect_pki_ra::notify::NotifyConfig::default()
+    };
+    let departments = vec![Department { name: "高齢者支援課".into(), contact: "内線 1234".into() }];
+    let app = spawn_app_with(
+        backend,
+        AppOptions::with(move |c| {
+            c.ra.departments = departments;
+            c.ra.notify = notify;
+        }),
+    )
+    .await;
+    let mut body = application("よそのデイサービス", "yoso2.kanri");
+    body["department"] = json!("高齢者支援課");
+    let f = app.approve(&app.admin, &body).await;
+    app.manager(&f, "yoso2").await;
+    app.clock.advance(time::Duration::days(92));
+    connect_pki_ra::review::remind_due(app.state()).await.expect("remind");
+    let mut mails = Vec::new();
+    for _ in 0..100 {
+        mails = sinks.entries().into_iter().filter(|e| e["kind"] == "email").collect();
+        if !mails.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(mails.iter().any(|m| m.to_string().contains("担当課の高齢者支援課（内線 1234）")), "{mails:?}");
+}
+both_backends!(an_outside_facility_s_mail_names_its_department);

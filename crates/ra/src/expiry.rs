@@ -232,6 +232,7 @@ fn device_payload(
         "not_after_tokyo": tokyo_text(c.not_after)?,
         "console_url": ra.settings.notify.console_link("/console/expiring"),
         "renew_url": ra.settings.notify.console_link("/console/me"),
+        "first_contact": ra.settings.first_contact(&e.facility),
     })
     .to_string())
 }
@@ -246,6 +247,13 @@ fn ca_payload(ra: &Ra, ca: &CaCertificate, threshold: u32, now: OffsetDateTime) 
     .to_string())
 }
 
+/// 「お問い合わせは担当課の…へ」 for an outside facility's e-mail.
+pub(crate) fn first_contact_line(v: &Value) -> String {
+    v["first_contact"].as_str().map_or_else(String::new, |d| {
+        format!("\nお問い合わせは、まず担当課の{d}へ。利用の対象かどうかは、担当課を通じて福祉課へ。\n")
+    })
+}
+
 /// The subject and text of an expiry notice, from its stored payload.
 pub(crate) fn mail(v: &Value) -> (String, String) {
     let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
@@ -254,6 +262,7 @@ pub(crate) fn mail(v: &Value) -> (String, String) {
     let mark = if urgent { "【重要】" } else { "【お知らせ】" };
     let link = v["console_url"].as_str().map(|u| format!("\n一覧: {u}\n")).unwrap_or_default();
     let renew = v["renew_url"].as_str().map(|u| format!("（{u}）")).unwrap_or_default();
+    let ask = first_contact_line(v);
     match v["certificate"].as_str() {
         Some("device") => {
             let holder = match (v["display_name"].as_str(), v["login_id"].as_str()) {
@@ -270,7 +279,7 @@ pub(crate) fn mail(v: &Value) -> (String, String) {
                 "次の端末の証明書は、{threshold}日以内に有効期限を迎えます。\n\n施設: {}\n職員: {holder}\n端末: {device}\nシリアル: {}\n有効期限: {}（日本時間）\n\n\
                  職員本人がその端末で「わたしの端末」{renew}を開き「証明書を更新する」を押すと、その場で更新できます。\
                  自動で更新する端末は、期限の前に自ら更新します。更新されないまま期限を迎えると、この端末は CONNECT を使えなくなり、\
-                 新しい登録コードで登録し直すことになります。\n{link}",
+                 新しい登録コードで登録し直すことになります。\n{link}{ask}",
                 s("facility_name"),
                 s("serial"),
                 s("not_after_tokyo"),

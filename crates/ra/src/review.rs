@@ -73,6 +73,7 @@ pub async fn remind_due(ra: &Ra) -> Result<usize, ServiceError> {
             "facility_id": f.id, "facility_name": f.name, "unused": unused,
             "unused_days": ra.settings.review_unused_after.whole_days(),
             "console_url": ra.settings.notify.console_link("/console/review"),
+            "first_contact": ra.settings.first_contact(&f),
         })
         .to_string();
         if ra.store.remind_review(f.id, &targets, &payload, ra.settings.review_period, now).await? {
@@ -88,10 +89,11 @@ pub(crate) fn mail(v: &Value) -> (String, String) {
     let subject = format!("【お知らせ】アカウントの棚卸しの時期です（{}）", v["facility_name"].as_str().unwrap_or(""));
     let text = format!(
         "{} の施設管理者の皆さまへ\n\n3か月に一度のアカウントの棚卸しの時期です。{} 日以上使われていない端末が {} 台あります。\n\
-         退職した方・使わなくなった端末がないか確認し、退職の手続きや端末の停止をしたうえで、ページの「この一覧を確認しました」を押してください。\n{link}",
+         退職した方・使わなくなった端末がないか確認し、退職の手続きや端末の停止をしたうえで、ページの「この一覧を確認しました」を押してください。\n{link}{}",
         v["facility_name"].as_str().unwrap_or(""),
         v["unused_days"],
         v["unused"],
+        crate::expiry::first_contact_line(v),
     );
     (subject, text)
 }

@@ -57,6 +57,17 @@ pub struct Settings {
 pub use connect_pki_domain::city_desk::{CALL_THE_CITY, CityDesk, Department};
 
 impl Settings {
+    /// Whom an outside facility asks first, as its e-mails say it (its
+    /// 担当課, with the contact the city's list gives); `None` for the
+    /// city's own facilities.
+    pub fn first_contact(&self, f: &connect_pki_store::FacilityRecord) -> Option<String> {
+        if f.kind != connect_pki_domain::FacilityKind::External {
+            return None;
+        }
+        let d = f.department.as_deref().filter(|d| !d.is_empty())?;
+        Some(self.department(d).map_or_else(|| d.to_string(), Department::named))
+    }
+
     /// The configured department named `name`, if any.
     pub fn department(&self, name: &str) -> Option<&Department> {
         self.departments.iter().find(|d| d.name == name)
