@@ -11,6 +11,39 @@ use serde_json::json;
 use crate::console_manager::{csrf_of, page_with, post};
 use crate::world::world;
 
+/// What plain `openssl ocsp` hears from the responder about `cert_der`,
+/// checking the answer's signature up to the root.
+async fn openssl_ocsp(app: &connect_pki_e2e::TestApp, cert_der: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem = |der: &[u8]| connect_pki_ca::issue::to_pem("CERTIFICATE", der);
+    let (cert, issuing, chain) =
+        (dir.path().join("cert.pem"), dir.path().join("issuing.pem"), dir.path().join("chain.pem"));
+    std::fs::write(&cert, pem(cert_der)).expect("write");
+    std::fs::write(&issuing, pem(&app.ca.issuing_der)).expect("write");
+    std::fs::write(&chain, format!("{}{}", pem(&app.ca.issuing_der), pem(&app.ca.root_der))).expect("write");
+    let url = format!("http://{}/ocsp", app.public);
+    let args: Vec<String> = [
+        "ocsp",
+        "-issuer",
+        &issuing.display().to_string(),
+        "-cert",
+        &cert.display().to_string(),
+        "-url",
+        &url,
+        "-CAfile",
+        &chain.display().to_string(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let out = tokio::task::spawn_blocking(move || std::process::Command::new("openssl").args(&args).output())
+        .await
+        .expect("task")
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl ocsp: {}", String::from_utf8_lossy(&out.stderr));
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
 async fn the_city_takes_a_call_for_a_device_in_any_facility(backend: Backend) {
     let w = world(backend).await;
     let app = &w.app;
@@ -44,6 +77,11 @@ async fn the_city_takes_a_call_for_a_device_in_any_facility(backend: Backend) {
     assert!(r.text().contains("失効しました") && r.text().contains("090-1234-5678"), "{}", r.text());
     assert!(!app.handshake_ok(&other.id).await, "the device still gets in");
     assert_eq!(app.ocsp_status(&other.id).await, "revoked keyCompromise");
+    let said = openssl_ocsp(app, &other.id.cert_der).await;
+    assert!(
+        said.contains(": revoked") && said.contains("Reason: keyCompromise") && said.contains("Response verify OK"),
+        "openssl ocsp: {said}"
+    );
     let (_, log) = app.api("GET", "/api/v1/audit?action=escalation.open", Some(&app.admin), None).await;
     let row = log.as_array().expect("log").iter().find(|r| r["detail"]["device_id"] == other.device_id).cloned();
     let row = row.expect("the report's audit row");
