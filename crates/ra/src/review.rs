@@ -53,9 +53,14 @@ pub async fn remind_due(ra: &Ra) -> Result<usize, ServiceError> {
         return Ok(0);
     }
     let now = ra.clock.now();
+    let period = ra.settings.review_period;
+    let bases: std::collections::HashMap<FacilityId, OffsetDateTime> =
+        ra.store.reminder_bases().await?.into_iter().collect();
     let mut reminded = 0;
     for f in ra.store.facilities().await? {
-        if f.status != connect_pki_domain::FacilityStatus::Approved {
+        if f.status != connect_pki_domain::FacilityStatus::Approved
+            || !review_due(bases.get(&f.id).copied(), now, period)
+        {
             continue;
         }
         let targets: Vec<Target> = ra
@@ -76,7 +81,7 @@ pub async fn remind_due(ra: &Ra) -> Result<usize, ServiceError> {
             "first_contact": ra.settings.first_contact(&f),
         })
         .to_string();
-        if ra.store.remind_review(f.id, &targets, &payload, ra.settings.review_period, now).await? {
+        if ra.store.remind_review(f.id, &targets, &payload, period, now).await? {
             reminded += 1;
         }
     }

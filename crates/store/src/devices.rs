@@ -123,21 +123,26 @@ impl Store {
 
     /// People of any facility whose name, login ID or device label contains
     /// `q` (case-insensitive; at most `limit`), with their devices: 行政管理課
-    /// finding the caller's device during a night-time call.
+    /// finding the caller's device during a night-time call. Two queries,
+    /// however many match.
     pub async fn search_people(&self, q: &str, limit: i64) -> Result<Vec<UserWithDevices>, StoreError> {
         let pattern = format!("%{}%", q.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        let sql = format!(
-            "select {} from users u where u.status in ('invited', 'active') and (lower(u.display_name) like $1 escape '\\' \
+        let matching = format!(
+            "select u.id from users u where u.status in ('invited', 'active') and (lower(u.display_name) like $1 escape '\\' \
              or lower(u.login_id) like $1 escape '\\' or exists (select 1 from devices d where d.user_id = u.id \
-             and lower(d.label) like $1 escape '\\')) order by u.id limit $2",
-            UserRecord::COLUMNS
+             and lower(d.label) like $1 escape '\\')) order by u.id limit {}",
+            limit.clamp(1, 500)
         );
-        let users = sqlx::query(&sql).bind(&pattern).bind(limit).fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(users.len());
-        for row in &users {
-            let user = UserRecord::from_row(row)?;
-            let devices = self.devices_of(user.id).await?;
-            out.push(UserWithDevices { user, devices });
+        let sql = format!("select {} from users u where u.id in ({matching}) order by u.id", UserRecord::COLUMNS);
+        let users = sqlx::query(&sql).bind(&pattern).fetch_all(&self.pool).await?;
+        let mut out: Vec<UserWithDevices> = users
+            .iter()
+            .map(|r| UserRecord::from_row(r).map(|user| UserWithDevices { user, devices: Vec::new() }))
+            .collect::<Result<_, _>>()?;
+        for d in self.devices_where(&format!("u.id in ({matching})"), pattern).await? {
+            if let Some(u) = out.iter_mut().find(|u| u.user.id == d.user) {
+                u.devices.push(d);
+            }
         }
         Ok(out)
     }
@@ -152,7 +157,10 @@ impl Store {
         Ok(self.devices_where("d.id = $1", id.0).await?.into_iter().next())
     }
 
-    pub(crate) async fn devices_where(&self, condition: &str, arg: i64) -> Result<Vec<DeviceRecord>, StoreError> {
+    pub(crate) async fn devices_where<T>(&self, condition: &str, arg: T) -> Result<Vec<DeviceRecord>, StoreError>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Send,
+    {
         let sql = format!(
             "select d.id as d_id, d.user_id as d_user, u.facility_id as d_facility, d.label as d_label, \
              d.status as d_status, d.created_at as d_created, {} \

@@ -12,19 +12,25 @@ use connect_pki_domain::{AuditAction, DeviceId, FacilityId, UserId};
 
 use crate::audit::AuditEntry;
 use crate::notifications::{Target, enqueue};
+use crate::records::quoted;
 use crate::{Store, StoreError, WriteTx, instant, secs};
 
-/// The newest audit row of `action` about `facility`, read in `tx`.
+/// What a reminder counts its period from: the facility's newest review,
+/// reminder or, never either, its creation.
+const REMINDER_BASE: [AuditAction; 3] =
+    [AuditAction::AccountReview, AuditAction::AccountReviewReminder, AuditAction::FacilityCreate];
+
+/// The newest audit row among `actions` about `facility`, read in `tx`.
 async fn newest(
     tx: &mut WriteTx,
-    action: AuditAction,
+    actions: &[AuditAction],
     facility: FacilityId,
 ) -> Result<Option<OffsetDateTime>, StoreError> {
-    let row = sqlx::query("select max(at) as at from audit_log where action = $1 and facility_id = $2")
-        .bind(action.as_str())
-        .bind(facility.0)
-        .fetch_one(&mut **tx)
-        .await?;
+    let sql = format!(
+        "select max(at) as at from audit_log where action in ({}) and facility_id = $1",
+        quoted(actions.iter().map(|a| a.as_str()))
+    );
+    let row = sqlx::query(&sql).bind(facility.0).fetch_one(&mut **tx).await?;
     row.try_get::<Option<i64>, _>("at")?.map(instant).transpose()
 }
 
@@ -82,6 +88,19 @@ impl Store {
         Ok(out)
     }
 
+    /// For every facility, what its next reminder counts from (see
+    /// [`REMINDER_BASE`]): one read, so the worker takes the writer lock
+    /// only for a facility whose reminder is due.
+    pub async fn reminder_bases(&self) -> Result<Vec<(FacilityId, OffsetDateTime)>, StoreError> {
+        let sql = format!(
+            "select facility_id, max(at) as at from audit_log where action in ({}) and facility_id is not null \
+             group by facility_id",
+            quoted(REMINDER_BASE.iter().map(|a| a.as_str()))
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((FacilityId(r.try_get("facility_id")?), instant(r.try_get("at")?)?))).collect()
+    }
+
     /// Since when `facility`'s review period runs: its last review, or its
     /// creation when never reviewed.
     pub async fn review_since(&self, facility: FacilityId) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -117,11 +136,9 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         self.write(async |tx| {
-            // A new facility's first review falls due a period after it began.
-            let reviewed = newest(tx, AuditAction::AccountReview, facility).await?;
-            let reminded = newest(tx, AuditAction::AccountReviewReminder, facility).await?;
-            let created = newest(tx, AuditAction::FacilityCreate, facility).await?;
-            if !connect_pki_domain::user::review_due(reviewed.max(reminded).max(created), now, period) {
+            // Checked again under the writer lock: of several instances, one queues it.
+            let since = newest(tx, &REMINDER_BASE, facility).await?;
+            if !connect_pki_domain::user::review_due(since, now, period) {
                 return Ok(false);
             }
             let entry = AuditEntry::ok(
