@@ -88,11 +88,19 @@ async fn take(
     let requester = &caller.requester;
     let call = PhoneCall { caller: form.caller.clone(), callback: form.callback.clone() };
     let (opened, held) = escalations::report_for(&state, requester, device, form.note.clone(), Some(call)).await?;
-    let revoke = form.action == "revoke";
-    if revoke {
-        escalations::claim(&state, requester, opened.id, "電話での届出により直ちに失効").await?;
-        escalations::resolve(&state, requester, opened.id, Outcome::Revoked, "電話での届出により直ちに失効").await?;
+    // The report is open and the device on hold already: if the revoke
+    // that follows fails, the page says so and where to finish it.
+    let mut revoke_failed = None;
+    if form.action == "revoke" {
+        let note = "電話での届出により直ちに失効";
+        let done: Result<_, ApiError> = async {
+            escalations::claim(&state, requester, opened.id, note).await?;
+            Ok(escalations::resolve(&state, requester, opened.id, Outcome::Revoked, note).await?)
+        }
+        .await;
+        revoke_failed = done.err().map(|e| e.message_ja());
     }
+    let revoke = form.action == "revoke" && revoke_failed.is_none();
     let (_, holder) = connect_pki_ra::devices::managed_device(&state, requester, device).await?;
     let ctx = Ctx::new(&state, caller, HERE);
     let facts: Vec<Fact> = vec![
@@ -106,6 +114,14 @@ async fn take(
     ];
     let (title, message) = if revoke {
         ("失効しました", "この端末の証明書を失効しました。電子@連絡帳に接続できなくなりました。元に戻せません。施設管理者にお知らせが届きます。".to_string())
+    } else if let Some(why) = revoke_failed {
+        (
+            "一時停止しましたが、失効はできませんでした",
+            format!(
+                "この端末の証明書は一時停止し、電子@連絡帳に接続できなくなっています。失効はできませんでした（{why}）。緊急届出の一覧で受付 {} を開き、失効してください。",
+                opened.id
+            ),
+        )
     } else {
         ("一時停止し、届出を受け付けました", "この端末の証明書を一時停止しました。電子@連絡帳に接続できなくなりました。届出は緊急届出の一覧で対応を続けてください（失効・停止解除・却下）。".to_string())
     };
