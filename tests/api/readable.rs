@@ -9,35 +9,14 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use connect_pki_domain::{AuditAction, CertStatus, Role};
 use connect_pki_e2e::client::{Identity, Req};
 use connect_pki_e2e::fixtures::PASSWORD;
+use connect_pki_e2e::words::code_words;
 use connect_pki_e2e::{Backend, TestApp, both_backends};
 use regex::Regex;
 use serde_json::json;
 
 use crate::world::{World, world};
-
-/// What must never show: the code's own words.
-fn forbidden() -> Vec<Regex> {
-    let mut words: Vec<String> = AuditAction::ALL.iter().map(|a| regex::escape(a.as_str())).collect();
-    words.extend(Role::ALL.iter().filter(|r| **r != Role::Staff).map(|r| regex::escape(r.as_str())));
-    words.extend(CertStatus::ALL.iter().filter(|s| s.as_str().contains('_')).map(|s| regex::escape(s.as_str())));
-    vec![
-        Regex::new(&format!(r"\b({})\b", words.join("|"))).expect("regex"),
-        Regex::new(
-            r"\b(user|device|certificate|facility|escalation|application|enrollment_code|public|system|code):[\w.]",
-        )
-        .expect("regex"),
-        // snake_case field and state names.
-        Regex::new(r"\b[a-z]+(_[a-z]+)+\b").expect("regex"),
-        Regex::new(r#"\{\s*""#).expect("regex"),
-        // RFC 5280 reasons and the states as stored (camelCase, or bare English).
-        Regex::new(r"\b[a-z]+[A-Z][A-Za-z]+\b").expect("regex"),
-        Regex::new(r"\b(null|true|false|ok|valid|revoked|invited|active|retired|deleted|approved|suspended|forbidden|refused)\b")
-            .expect("regex"),
-    ]
-}
 
 /// The text a person reads: tags, styles and scripts removed.
 fn visible(html: &str) -> String {
@@ -117,7 +96,6 @@ async fn no_page_shows_the_codes_own_words(backend: Backend) {
     let w = world(backend).await;
     a_busy_facility(&w).await;
     let app = &w.app;
-    let rules = forbidden();
     let mut found = Vec::new();
     let callers =
         [("行政管理課", &app.admin), ("福祉課", &w.welfare), ("施設管理者", &w.manager_a.id), ("職員", &w.staff_a.id)];
@@ -129,17 +107,7 @@ async fn no_page_shows_the_codes_own_words(backend: Backend) {
             pages.iter().map(|p| &p.0).collect::<Vec<_>>()
         );
         for (path, text) in pages {
-            for rule in &rules {
-                for m in rule.find_iter(&text).take(3) {
-                    let at = (0..=m.start().saturating_sub(40)).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-                    let around: String = text[at..].chars().take(90).collect();
-                    found.push(format!(
-                        "{who} {path}: {:?} in …{}…",
-                        m.as_str(),
-                        around.split_whitespace().collect::<Vec<_>>().join(" ")
-                    ));
-                }
-            }
+            found.extend(code_words(&format!("{who} {path}"), &text));
         }
     }
     assert!(found.is_empty(), "{} identifiers on pages:\n{}", found.len(), found.join("\n"));
@@ -169,8 +137,7 @@ async fn the_audit_csv_opens_in_excel_on_japanese_windows(backend: Backend) {
             || text.contains('"'),
         "Japan times: {text}"
     );
-    let rules = forbidden();
-    let found: Vec<&str> = rules.iter().flat_map(|r| r.find_iter(&text).map(|m| m.as_str())).collect();
+    let found = code_words("CSV", &text);
     assert!(found.is_empty(), "identifiers in the CSV: {found:?}\n{text}");
 }
 both_backends!(the_audit_csv_opens_in_excel_on_japanese_windows);

@@ -20,6 +20,7 @@ mod proxy;
 mod races;
 mod revocation;
 mod rollover;
+mod scenarios;
 mod schema;
 mod secrets;
 mod service_certs;

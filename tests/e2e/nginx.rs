@@ -4,7 +4,7 @@
 //! facility is suspended, and let through again once it resumes.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use connect_pki_e2e::fixtures::{PASSWORD, application};
@@ -52,10 +52,16 @@ pub fn start_nginx_from(s: &Server, template: &str, port: u16, vars: &[(&str, &s
         conf = conf.replace(k, v);
     }
     assert!(!conf.contains("${"), "a placeholder was left: {conf}");
+    // nginx clears its workers' environment, and libfaketime reads FAKETIME
+    // from it at every call: without these, a server run at another time
+    // would have nginx's workers judge certificates on the real clock.
+    conf.push_str("\nenv LD_PRELOAD;\nenv FAKETIME;\nenv FAKETIME_NO_CACHE;\nenv FAKETIME_DONT_FAKE_MONOTONIC;\n");
     let conf_path = prefix.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("write conf");
+    // On the server's clock (libfaketime when it runs at another time):
+    // nginx judges the client certificates' validity itself.
     let child = Spawned::start(
-        Command::new("nginx")
+        s.command("nginx")
             .args(["-p", &p(&prefix), "-c", &p(&conf_path), "-g", "daemon off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),

@@ -10,73 +10,25 @@
 //! finds no serious or critical violation on any page; screenshots go to
 //! tests/artifacts/city-*.png.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use connect_pki_e2e::fixtures::{PASSWORD, application};
-use connect_pki_e2e::{Backend, Server, text, workspace};
+use connect_pki_e2e::{Backend, Server, workspace};
 use serde_json::{Value, json};
+
+use crate::scenarios::{person, says};
 
 use crate::nginx::{free_port, start_nginx, through_nginx};
 use crate::revocation::ocsp_status;
 
-/// The certificate and the key of a PEM file, apart (Playwright takes both).
-fn split(s: &Server, pem: &Path) -> (PathBuf, PathBuf) {
-    let name = pem.file_stem().expect("name").to_string_lossy().to_string();
-    let (cert, key) = (s.scratch(&format!("{name}.crt.pem")), s.scratch(&format!("{name}.key.pem")));
-    for (args, out) in [(["x509", "-in"], &cert), (["pkey", "-in"], &key)] {
-        let o = s.run("openssl", &[args[0], args[1], &pem.display().to_string(), "-out", &out.display().to_string()]);
-        assert!(o.status.success(), "{}", text(&o));
-    }
-    (cert, key)
-}
-
-/// A user of `role` registered in `facility` by `by`, enrolled: their PEM.
-fn person(s: &Server, by: &Path, facility: i64, login: &str, role: &str) -> PathBuf {
-    let body = json!({"display_name": format!("{login} さん"), "login_id": login, "email": format!("{login}@example.test"), "role": role});
-    let (status, user) = s.api("POST", &format!("/api/v1/facilities/{facility}/users"), Some(by), Some(&body));
-    assert_eq!(status, 201, "{user}");
-    let (status, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(by), None);
-    assert_eq!(status, 201, "{code}");
-    s.enroll_generated(code["code"].as_str().expect("code"), Some(PASSWORD), login)
-}
-
-/// Runs one phase of tests/py/city_pages.py as the holder of `pem`; checks
-/// that axe found nothing serious or critical, and returns what the pages said.
+/// One phase of tests/py/city_pages.py as the holder of `pem`.
 fn chromium(s: &Server, pem: &Path, phase: &str, extra: Value) -> Value {
     chromium_as(s, Some(pem), phase, extra)
 }
 
 /// [`chromium`], also without a certificate (`None`: the public pages).
 fn chromium_as(s: &Server, pem: Option<&Path>, phase: &str, extra: Value) -> Value {
-    let artifacts = workspace().join("tests/artifacts");
-    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-    let mut config = json!({
-        "base": format!("https://{}", s.api), "shots": artifacts.join("city").display().to_string(), "phase": phase,
-    });
-    if let Some(pem) = pem {
-        let (cert, key) = split(s, pem);
-        config["cert"] = cert.display().to_string().into();
-        config["key"] = key.display().to_string().into();
-    }
-    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
-        c.extend(e.clone());
-    }
-    let file = s.scratch(&format!("city-{phase}.json"));
-    std::fs::write(&file, config.to_string()).expect("config");
-    let script = workspace().join("tests/py/city_pages.py").display().to_string();
-    let o = s.run("python3", &[&script, &file.display().to_string()]);
-    assert!(o.status.success(), "Chromium ({phase}) failed: {}", text(&o));
-    let result: Value = serde_json::from_slice(&o.stdout).expect("JSON from city_pages.py");
-    let pages = result["violations"].as_object().expect("axe results");
-    assert!(!pages.is_empty());
-    for (page, found) in pages {
-        assert_eq!(found.as_array().map(Vec::len), Some(0), "axe on {page} ({phase}): {found}");
-    }
-    result["out"].clone()
-}
-
-fn says(out: &Value, key: &str, words: &str) {
-    assert!(out[key].as_str().is_some_and(|t| t.contains(words)), "{key} should say {words:?}: {out}");
+    crate::scenarios::chromium(s, "city_pages.py", "city", pem, phase, extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,43 +9,7 @@ CONFIG: {"base", "shots", "phase", "cert", "key", and per phase "application",
 "reject", "facility"}. Prints one JSON object with what the pages said and
 the serious or critical axe violations per page.
 """
-import json
-import sys
-
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
-
-AXE = Axe()
-
-
-class Run:
-    def __init__(self, page, shots):
-        self.page, self.shots, self.out, self.violations = page, shots, {}, {}
-
-    def check(self, name, shot=True):
-        """axe-core on the page as it is; keeps serious and critical findings."""
-        found = AXE.run(self.page).response.get("violations", [])
-        bad = [
-            {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:5]}
-            for v in found
-            if v.get("impact") in ("serious", "critical")
-        ]
-        self.violations[name] = bad
-        if shot:
-            self.page.screenshot(path=f"{self.shots}-{name}.png", full_page=True)
-
-    def press(self, selector):
-        """Focus a control and press Enter, as a keyboard user does."""
-        self.page.locator(selector).focus()
-        with self.page.expect_navigation():
-            self.page.keyboard.press("Enter")
-
-    def text(self, selector):
-        loc = self.page.locator(selector)
-        return loc.inner_text() if loc.count() else None
-
-    def goto(self, path):
-        return self.page.goto(self.base + path)
+from walk import main
 
 
 def welfare(r, c):
@@ -223,36 +187,6 @@ def terms(r, c):
     r.check("terms")
 
 
-def main():
-    c = json.load(open(sys.argv[1], encoding="utf-8"))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        certs = [{"origin": c["base"], "certPath": c["cert"], "keyPath": c["key"]}] if c.get("cert") else []
-        context = browser.new_context(
-            ignore_https_errors=True,
-            accept_downloads=True,
-            locale="ja-JP",
-            viewport={"width": 1200, "height": 900},
-            client_certificates=certs,
-        )
-        page = context.new_page()
-        r = Run(page, c["shots"])
-        r.base = c["base"]
-        try:
-            {"welfare": welfare, "suspend": suspend, "resume": resume, "staff": staff, "manager": manager,
-             "public": public, "queue": queue, "terms": terms}[c["phase"]](r, c)
-        except Exception:
-            page.screenshot(path=f"{c['shots']}-failed.png", full_page=True)
-            sys.stderr.write("failed on " + page.url + ":\n" + page.inner_text("body")[:3000] + "\n")
-            raise
-        finally:
-            browser.close()
-    print(json.dumps({"out": r.out, "violations": r.violations}, ensure_ascii=False))
-
-
 if __name__ == "__main__":
-    main()
+    main({"welfare": welfare, "suspend": suspend, "resume": resume, "staff": staff, "manager": manager,
+          "public": public, "queue": queue, "terms": terms})

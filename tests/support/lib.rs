@@ -23,6 +23,7 @@ mod instance;
 pub mod ocsp;
 pub mod process;
 mod sinks;
+pub mod words;
 pub use app::{AppOptions, TestApp, spawn_app, spawn_app_with};
 pub use clock::{FakeTime, faketime_library};
 pub use instance::Instance;
