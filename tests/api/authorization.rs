@@ -113,6 +113,14 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
             CITY,
         ),
         ("find people", "GET", "/api/v1/people?q=kanri".into(), None, ADMIN),
+        // A new password for the target's emergency reports, shown once.
+        (
+            "reset emergency password",
+            "POST",
+            format!("/api/v1/users/{}/emergency-password", t.user),
+            None,
+            in_own(ADMIN_AND_MANAGER),
+        ),
     ]
 }
 
