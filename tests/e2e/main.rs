@@ -6,6 +6,7 @@ mod backup;
 mod consistency;
 mod deb;
 mod emergency;
+mod est;
 mod feed;
 mod haproxy;
 mod hardening;

@@ -11,6 +11,7 @@ pub mod crl;
 pub mod csr;
 mod ecdsa;
 pub mod error;
+pub mod est;
 pub mod hierarchy;
 pub mod issue;
 pub mod keys;

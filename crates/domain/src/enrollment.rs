@@ -183,6 +183,24 @@ pub enum Refusal {
     PasswordRequired,
 }
 
+/// How a device came to its certificate: by hand (the enroll page or the
+/// JSON API, a person holding the code), or by a protocol a device-management
+/// system speaks for the device (EST), with nobody there to choose the
+/// account's emergency-report password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Channel {
+    #[default]
+    ByHand,
+    Est,
+}
+
+impl Channel {
+    /// Whether a device-management system enrolls for the person.
+    pub fn managed(self) -> bool {
+        !matches!(self, Channel::ByHand)
+    }
+}
+
 /// What the store read about a code, its holder and the holder's facility,
 /// under the writer lock, for [`judge_redemption`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +216,7 @@ pub struct RedemptionFacts {
     pub has_password: bool,
     /// The caller chose a password with this attempt.
     pub password_given: bool,
+    pub channel: Channel,
 }
 
 /// What to do with a redemption attempt.
@@ -221,7 +240,8 @@ pub(crate) fn facility_may_enroll(status: FacilityStatus) -> bool {
 /// [`Refusal::WrongCode`] whatever the code's state (only the holder of the
 /// secret learns that it is used, expired or locked) and counts only against
 /// a usable code; then the code's own state refuses, then the account, then
-/// the facility, then a first enrollment without a password.
+/// the facility, then a first enrollment by hand without a password (a
+/// managed device's person gets theirs from the manager).
 pub fn judge_redemption(f: &RedemptionFacts, now: OffsetDateTime) -> Verdict {
     let state = code_state(f.expires_at, f.redeemed, f.failed_attempts, now);
     if !f.secret_matches {
@@ -239,7 +259,7 @@ pub fn judge_redemption(f: &RedemptionFacts, now: OffsetDateTime) -> Verdict {
     let refusal = refusal
         .or((!user::may_receive_certificates(f.user)).then_some(Refusal::AccountClosed(f.user.as_str())))
         .or((!facility_may_enroll(f.facility)).then_some(Refusal::FacilityNotActive(f.facility.as_str())))
-        .or((!f.has_password && !f.password_given).then_some(Refusal::PasswordRequired));
+        .or((!f.has_password && !f.password_given && !f.channel.managed()).then_some(Refusal::PasswordRequired));
     refusal.map_or(Verdict::Redeem, Verdict::Refuse)
 }
 
@@ -327,6 +347,7 @@ mod verdicts {
             facility: FacilityStatus::Approved,
             has_password: false,
             password_given: true,
+            channel: Channel::ByHand,
         }
     }
 
@@ -371,6 +392,9 @@ mod verdicts {
         assert_eq!(judge_redemption(&password, now), Verdict::Refuse(Refusal::PasswordRequired));
         let has_one = RedemptionFacts { has_password: true, ..password };
         assert_eq!(judge_redemption(&has_one, now), Verdict::Redeem);
+        // A device-management system enrolls with no one to choose it.
+        let managed = RedemptionFacts { channel: Channel::Est, ..password };
+        assert_eq!(judge_redemption(&managed, now), Verdict::Redeem);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use connect_pki_ca::{KeyKind, PrivateKey, parse_csr, pkcs12};
-use connect_pki_domain::enrollment::CodeInput;
+use connect_pki_domain::enrollment::{Channel, CodeInput};
 use connect_pki_domain::{DeviceId, Serial, validate};
 use connect_pki_store::{DeviceRef, Issued, NewCertificate, Redemption};
 
@@ -24,9 +24,10 @@ pub struct EnrollRequest {
     /// Sets the account password on first enrollment.
     pub password: Option<String>,
     pub device_label: Option<String>,
+    pub channel: Channel,
 }
 
-connect_pki_domain::redacted_debug!(EnrollRequest { csr, generate_key, key_type, device_label; code, password });
+connect_pki_domain::redacted_debug!(EnrollRequest { csr, generate_key, key_type, device_label, channel; code, password });
 
 /// What the device receives.
 pub enum Enrolled {
@@ -108,7 +109,14 @@ pub async fn enroll(ra: &Ra, req: EnrollRequest, client: &str) -> Result<Enrolle
         _ => None,
     };
     let redemption =
-        Redemption { code_id, secret_hash, password_hash, device_label: label, actor: format!("public:{client}") };
+    Redemption {
+        code_id,
+        secret_hash,
+        password_hash,
+        device_label: label,
+        actor: format!("public:{client}"),
+        channel: req.channel,
+    };
     let now = ra.clock.now();
     let key_kind = genuine.then_some(key_kind);
     let enrolled = issue(ra, &redemption, csr, key_kind, now).await?;

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use connect_pki_domain::certificate::{BulkChange, Change};
 use connect_pki_domain::enrollment::{
-    RENEWAL_WINDOW, RedemptionFacts, Refusal, RenewalFacts, Verdict, check_renewal, check_renewal_rate,
+    Channel, RENEWAL_WINDOW, RedemptionFacts, Refusal, RenewalFacts, Verdict, check_renewal, check_renewal_rate,
     judge_redemption,
 };
 use connect_pki_domain::renewal::{Handover, Terms};
@@ -49,9 +49,10 @@ pub struct Redemption {
     pub device_label: String,
     /// Who tried, for the audit log (`public:{address}`).
     pub actor: String,
+    pub channel: Channel,
 }
 
-connect_pki_domain::redacted_debug!(Redemption { code_id, password_hash, device_label, actor; secret_hash });
+connect_pki_domain::redacted_debug!(Redemption { code_id, password_hash, device_label, actor, channel; secret_hash });
 
 /// A redemption attempt's facts and the code's holder, read under the
 /// writer lock in one round trip; `None` for an unknown code.
@@ -83,6 +84,7 @@ async fn read_redemption(
         facility: text(&row, "facility_status")?,
         has_password: row.try_get::<i64, _>("has_password")? != 0,
         password_given: r.password_hash.is_some(),
+        channel: r.channel,
     };
     Ok(Some((facts, user)))
 }

@@ -483,7 +483,8 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
     let api_app = mtls_api
         .route_layer(behind.clone())
         .merge(secret)
-        .merge(crate::http::console::router(state.clone()).route_layer(behind))
+        .merge(crate::http::console::router(state.clone()).route_layer(behind.clone()))
+        .merge(crate::http::est::router(state.clone()).route_layer(behind))
         .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
         .fallback(crate::http::error::no_route)
         .layer(body_limit())

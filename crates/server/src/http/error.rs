@@ -22,6 +22,13 @@ pub enum ApiError {
     NoClientCertificate,
     #[error("no such route: {0}")]
     NoRoute(String),
+    /// An EST enrollment without HTTP Basic credentials: the one-time
+    /// enrollment code goes in the password (RFC 7030, 3.2.3).
+    #[error("EST enrollment needs the one-time enrollment code as the HTTP Basic password (curl: -u label:CODE)")]
+    EstCodeRequired,
+    /// An EST request body of another type than a PKCS#10 request.
+    #[error("send EST requests with Content-Type: application/pkcs10 (a base64-encoded PKCS#10 request)")]
+    NotPkcs10,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -77,6 +84,8 @@ impl ApiError {
         match self {
             ApiError::NoClientCertificate => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::EstCodeRequired => (StatusCode::UNAUTHORIZED, "code_required"),
+            ApiError::NotPkcs10 => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_pkcs10"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
@@ -316,6 +325,10 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
         if let Some(secs) = self.retry_after() {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if let ApiError::EstCodeRequired = self {
+            let challenge = axum::http::HeaderValue::from_static("Basic realm=\"connect-pki EST\", charset=\"UTF-8\"");
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, challenge);
         }
         if let ApiError::HttpsRequired(_) | ApiError::TooLarge(_) = self {
             // The body that followed (in clear, or past the limit) is never

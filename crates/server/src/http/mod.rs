@@ -3,6 +3,7 @@
 pub mod api;
 pub mod console;
 pub(crate) mod contact;
+pub(crate) mod est;
 pub mod error;
 pub(crate) mod forwarded;
 pub(crate) mod health;

@@ -78,17 +78,20 @@ fn check(headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), ApiError> {
             return Err(ApiError::CrossSite);
         }
     }
-    if uri.path().starts_with("/api/") && !is_json(text(header::CONTENT_TYPE)) {
+    if uri.path().starts_with("/api/") && !is_type(text(header::CONTENT_TYPE), "application/json") {
         return Err(ApiError::NotJson);
+    }
+    // EST (RFC 7030) sends PKCS#10, also a type no page can send elsewhere
+    // without a preflight: a re-enrollment rides on the client certificate.
+    if uri.path().starts_with(crate::http::est::PREFIX) && !is_type(text(header::CONTENT_TYPE), "application/pkcs10") {
+        return Err(ApiError::NotPkcs10);
     }
     Ok(())
 }
 
-/// `application/json`, with or without parameters (`; charset=utf-8`).
-fn is_json(content_type: Option<&str>) -> bool {
-    content_type
-        .and_then(|c| c.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+/// `essence` (`application/json`), with or without parameters (`; charset=utf-8`).
+fn is_type(content_type: Option<&str>, essence: &str) -> bool {
+    content_type.and_then(|c| c.split(';').next()).is_some_and(|e| e.trim().eq_ignore_ascii_case(essence))
 }
 
 #[cfg(test)]

@@ -250,6 +250,7 @@ async fn enroll_submit(
             key_type: None,
             password: Some(f.password.clone()),
             device_label: Some(f.device_label.clone()),
+            channel: connect_pki_domain::enrollment::Channel::ByHand,
         };
         strangers::serve(&state, Some((&state.limits.enroll, client.addr)), move |state| async move {
             Ok(enrollment::enroll(&state, req, &client.addr.to_string()).await?)

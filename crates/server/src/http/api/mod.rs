@@ -244,6 +244,7 @@ async fn enroll(
         key_type: body.key_type,
         password: body.password,
         device_label: body.device_label,
+        channel: connect_pki_domain::enrollment::Channel::ByHand,
     };
     let enrolled = strangers::serve(&state, Some((&state.limits.enroll, client.addr)), move |state| async move {
         Ok(enrollment::enroll(&state, req, &client.addr.to_string()).await?)

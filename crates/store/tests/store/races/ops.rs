@@ -88,6 +88,7 @@ pub(super) async fn run_call(store: Store, world: World, op: Op, side: Side, sta
                 password_hash: Some("$argon2id$not-checked".into()),
                 device_label: format!("enrolled {side:?}"),
                 actor: format!("public:127.0.0.{}", side.byte()),
+                channel: connect_pki_domain::enrollment::Channel::ByHand,
             };
             let new = fake_cert(serial_of(KIND_ENROLLMENT, world.round, side.byte()), now);
             store

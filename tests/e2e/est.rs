@@ -1,0 +1,141 @@
+//! EST (RFC 7030, issue 26 item 1) with clients no one here wrote: `curl`
+//! and `openssl`. The CA certificates as a certs-only PKCS#7 that `openssl
+//! pkcs7 -print_certs` reads; an enrollment with a one-time code as the
+//! HTTP Basic password (refused without it, with a wrong one, and when
+//! reused); re-enrollment with the client certificate, after which the old
+//! certificate is superseded for OCSP and our handshake; the CSR attributes.
+
+use std::path::{Path, PathBuf};
+
+use connect_pki_e2e::{Backend, Server, text};
+use serde_json::{Value, json};
+
+use crate::revocation::{handshake_ok, ocsp_status};
+use crate::scenarios::{openssl_verify, serial_of};
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// `openssl` in the server's scratch directory; its output on success.
+fn openssl(s: &Server, args: &[&str]) -> String {
+    let o = s.run("openssl", args);
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o));
+    text(&o)
+}
+
+/// A P-256 key and CSR for `login`, the CSR base64-encoded DER as EST
+/// sends it: (key file, base64 file).
+fn csr(s: &Server, name: &str, login: &str) -> (PathBuf, PathBuf) {
+    let (key, pem) = s.openssl_csr(name, &format!("/CN={login}"), &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    let (pem_file, der, b64) = (s.scratch(&format!("{name}.csr")), s.scratch(&format!("{name}.csr.der")), s.scratch(&format!("{name}.csr.b64")));
+    std::fs::write(&pem_file, pem).expect("csr");
+    openssl(s, &["req", "-in", &path(&pem_file), "-outform", "DER", "-out", &path(&der)]);
+    openssl(s, &["base64", "-in", &path(&der), "-out", &path(&b64)]);
+    (key, b64)
+}
+
+/// POSTs `body` (a file) to an EST operation: (HTTP status, body, headers).
+fn post(s: &Server, op: &str, body: &Path, extra: &[&str]) -> (u16, String, String) {
+    let headers = s.scratch("est-headers.txt");
+    let mut args = vec!["-D", headers.to_str().expect("path"), "--data-binary"];
+    let at = format!("@{}", path(body));
+    args.push(&at);
+    args.extend_from_slice(extra);
+    let (code, status, out) = s.curl_api(&format!("/.well-known/est/{op}"), &args);
+    assert_eq!(code, 0, "curl: {out}");
+    (status, out, std::fs::read_to_string(headers).unwrap_or_default())
+}
+
+const PKCS10: [&str; 2] = ["-H", "Content-Type: application/pkcs10"];
+
+/// The certificates of a base64 certs-only answer, through `openssl pkcs7`,
+/// into `name`.pem.
+fn certs_of(s: &Server, name: &str, b64: &str) -> (PathBuf, String) {
+    let (b64_file, der, pem) = (s.scratch(&format!("{name}.p7.b64")), s.scratch(&format!("{name}.p7")), s.scratch(&format!("{name}.pem")));
+    std::fs::write(&b64_file, b64).expect("write");
+    openssl(s, &["base64", "-d", "-A", "-in", &path(&b64_file), "-out", &path(&der)]);
+    let printed = openssl(s, &["pkcs7", "-inform", "DER", "-in", &path(&der), "-print_certs", "-out", &path(&pem)]);
+    let _ = printed;
+    let pem_text = std::fs::read_to_string(&pem).expect("pem");
+    (pem, pem_text)
+}
+
+fn error_code(body: &str) -> Value {
+    serde_json::from_str::<Value>(body).map(|v| v["error"]["code"].clone()).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_enrolls_and_reenrolls_by_est_with_curl_and_openssl() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+
+    // cacerts: the issuing CA and the root, as openssl reads a certs-only PKCS#7.
+    let (_, status, b64) = s.curl_api("/.well-known/est/cacerts", &[]);
+    assert_eq!(status, 200, "{b64}");
+    let (_, cas) = certs_of(&s, "cacerts", b64.trim());
+    for file in ["ca/root.pem", "ca/issuing.pem"] {
+        let want = std::fs::read_to_string(s.data(file)).expect("CA file");
+        assert!(cas.contains(want.trim()), "{file} not in cacerts:\n{cas}");
+    }
+
+    let body = json!({"display_name": "EST 端末", "login_id": "est.device", "email": "est@example.test"});
+    let (_, user) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
+    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(&admin), None);
+    let code = code["code"].as_str().expect("code").to_string();
+    let (key, request) = csr(&s, "est-first", "est.device");
+
+    // Refused: no credentials (with a Basic challenge), a wrong code, not PKCS#10.
+    let (status, out, headers) = post(&s, "simpleenroll", &request, &PKCS10);
+    assert_eq!((status, error_code(&out)), (401, json!("code_required")), "{out}");
+    assert!(headers.to_lowercase().contains("www-authenticate: basic"), "{headers}");
+    let (status, out, _) = post(&s, "simpleenroll", &request, &[&PKCS10[..], &["-u", "tablet:ABCD-EFGH-JKMN-PQRS"]].concat());
+    assert_eq!((status, error_code(&out)), (401, json!("invalid_code")), "{out}");
+    let basic = format!("tablet:{code}");
+    let (status, out, _) = post(&s, "simpleenroll", &request, &["-u", &basic, "-H", "Content-Type: text/plain"]);
+    assert_eq!((status, error_code(&out)), (415, json!("not_pkcs10")), "{out}");
+
+    let (status, out, headers) = post(&s, "simpleenroll", &request, &[&PKCS10[..], &["-u", &basic]].concat());
+    assert_eq!(status, 200, "{out}");
+    assert!(headers.to_lowercase().contains("application/pkcs7-mime"), "{headers}");
+    let (cert, _) = certs_of(&s, "est-first-cert", out.trim());
+    assert!(openssl_verify(&s, &cert).contains(": OK"), "{}", openssl_verify(&s, &cert));
+    let first = s.scratch("est-first-full.pem");
+    let key_text = std::fs::read_to_string(&key).expect("key");
+    std::fs::write(&first, format!("{}{key_text}", std::fs::read_to_string(&cert).expect("cert"))).expect("write");
+    let (status, me) = s.api("GET", "/api/v1/whoami", Some(&first), None);
+    assert_eq!((status, me["login_id"].as_str()), (200, Some("est.device")), "{me}");
+    assert_eq!(ocsp_status(&s, &first), "good");
+    // The code was used.
+    let (status, out, _) = post(&s, "simpleenroll", &request, &[&PKCS10[..], &["-u", &basic]].concat());
+    assert_eq!((status, error_code(&out)), (409, json!("code_used")), "{out}");
+
+    // simplereenroll with the client certificate: a new key, the old superseded.
+    let (key2, request2) = csr(&s, "est-second", "est.device");
+    let (status, out, _) = post(&s, "simplereenroll", &request2, &[&PKCS10[..], &["--cert", &path(&first)]].concat());
+    assert_eq!(status, 200, "{out}");
+    let (cert2, _) = certs_of(&s, "est-second-cert", out.trim());
+    let second = s.scratch("est-second-full.pem");
+    let key2_text = std::fs::read_to_string(&key2).expect("key");
+    std::fs::write(&second, format!("{}{key2_text}", std::fs::read_to_string(&cert2).expect("cert"))).expect("write");
+    assert_ne!(serial_of(&s, &first), serial_of(&s, &second));
+    assert_eq!(ocsp_status(&s, &first), "revoked superseded");
+    assert_eq!(ocsp_status(&s, &second), "good");
+    assert!(!handshake_ok(&s, &first) && handshake_ok(&s, &second));
+    // Without a certificate, re-enrollment is refused.
+    let (status, out, _) = post(&s, "simplereenroll", &request2, &PKCS10);
+    assert_eq!(status, 401, "{out}");
+
+    // csrattrs: an EC key, signed with ECDSA and SHA-256.
+    let (_, status, attrs) = s.curl_api("/.well-known/est/csrattrs", &[]);
+    assert_eq!(status, 200, "{attrs}");
+    let (b64_file, der) = (s.scratch("csrattrs.b64"), s.scratch("csrattrs.der"));
+    std::fs::write(&b64_file, attrs.trim()).expect("write");
+    openssl(&s, &["base64", "-d", "-A", "-in", &path(&b64_file), "-out", &path(&der)]);
+    let parsed = openssl(&s, &["asn1parse", "-inform", "DER", "-in", &path(&der)]);
+    assert!(parsed.contains("ecdsa-with-SHA256") && parsed.contains("id-ecPublicKey"), "{parsed}");
+
+    // Never in clear: the plain listener does not serve EST.
+    let (_, status, _) = s.curl_public("/.well-known/est/cacerts", &[]);
+    assert_eq!(status, 404);
+}
