@@ -17,6 +17,7 @@ mod departments;
 mod departures;
 mod emergency;
 mod erasure;
+mod est;
 mod expiry;
 mod facility_suspension;
 mod holds;
