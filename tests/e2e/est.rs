@@ -3,7 +3,9 @@
 //! pkcs7 -print_certs` reads; an enrollment with a one-time code as the
 //! HTTP Basic password (refused without it, with a wrong one, and when
 //! reused); re-enrollment with the client certificate, after which the old
-//! certificate is superseded for OCSP and our handshake; the CSR attributes.
+//! certificate is superseded for OCSP and our handshake; the CSR attributes;
+//! a key made here (`serverkeygen`), its multipart answer split by Python's
+//! MIME parser, the key opened by openssl and matching the certificate.
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +30,11 @@ fn openssl(s: &Server, args: &[&str]) -> String {
 /// sends it: (key file, base64 file).
 fn csr(s: &Server, name: &str, login: &str) -> (PathBuf, PathBuf) {
     let (key, pem) = s.openssl_csr(name, &format!("/CN={login}"), &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
-    let (pem_file, der, b64) = (s.scratch(&format!("{name}.csr")), s.scratch(&format!("{name}.csr.der")), s.scratch(&format!("{name}.csr.b64")));
+    let (pem_file, der, b64) = (
+        s.scratch(&format!("{name}.csr")),
+        s.scratch(&format!("{name}.csr.der")),
+        s.scratch(&format!("{name}.csr.b64")),
+    );
     std::fs::write(&pem_file, pem).expect("csr");
     openssl(s, &["req", "-in", &path(&pem_file), "-outform", "DER", "-out", &path(&der)]);
     openssl(s, &["base64", "-in", &path(&der), "-out", &path(&b64)]);
@@ -52,7 +58,8 @@ const PKCS10: [&str; 2] = ["-H", "Content-Type: application/pkcs10"];
 /// The certificates of a base64 certs-only answer, through `openssl pkcs7`,
 /// into `name`.pem.
 fn certs_of(s: &Server, name: &str, b64: &str) -> (PathBuf, String) {
-    let (b64_file, der, pem) = (s.scratch(&format!("{name}.p7.b64")), s.scratch(&format!("{name}.p7")), s.scratch(&format!("{name}.pem")));
+    let (b64_file, der, pem) =
+        (s.scratch(&format!("{name}.p7.b64")), s.scratch(&format!("{name}.p7")), s.scratch(&format!("{name}.pem")));
     std::fs::write(&b64_file, b64).expect("write");
     openssl(s, &["base64", "-d", "-A", "-in", &path(&b64_file), "-out", &path(&der)]);
     let printed = openssl(s, &["pkcs7", "-inform", "DER", "-in", &path(&der), "-print_certs", "-out", &path(&pem)]);
@@ -89,7 +96,8 @@ async fn a_device_enrolls_and_reenrolls_by_est_with_curl_and_openssl() {
     let (status, out, headers) = post(&s, "simpleenroll", &request, &PKCS10);
     assert_eq!((status, error_code(&out)), (401, json!("code_required")), "{out}");
     assert!(headers.to_lowercase().contains("www-authenticate: basic"), "{headers}");
-    let (status, out, _) = post(&s, "simpleenroll", &request, &[&PKCS10[..], &["-u", "tablet:ABCD-EFGH-JKMN-PQRS"]].concat());
+    let (status, out, _) =
+        post(&s, "simpleenroll", &request, &[&PKCS10[..], &["-u", "tablet:ABCD-EFGH-JKMN-PQRS"]].concat());
     assert_eq!((status, error_code(&out)), (401, json!("invalid_code")), "{out}");
     let basic = format!("tablet:{code}");
     let (status, out, _) = post(&s, "simpleenroll", &request, &["-u", &basic, "-H", "Content-Type: text/plain"]);
@@ -135,7 +143,66 @@ async fn a_device_enrolls_and_reenrolls_by_est_with_curl_and_openssl() {
     let parsed = openssl(&s, &["asn1parse", "-inform", "DER", "-in", &path(&der)]);
     assert!(parsed.contains("ecdsa-with-SHA256") && parsed.contains("id-ecPublicKey"), "{parsed}");
 
+    server_key(&s, &admin);
+
     // Never in clear: the plain listener does not serve EST.
     let (_, status, _) = s.curl_public("/.well-known/est/cacerts", &[]);
     assert_eq!(status, 404);
+}
+
+/// `serverkeygen`: the key and the certificate of a device that cannot make
+/// its own key, in a multipart/mixed answer.
+fn server_key(s: &Server, admin: &Path) {
+    let body = json!({"display_name": "鍵なし端末", "login_id": "est.nokey", "email": "nokey@example.test"});
+    let (_, user) = s.api("POST", "/api/v1/facilities/1/users", Some(admin), Some(&body));
+    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(admin), None);
+    let basic = format!("printer:{}", code["code"].as_str().expect("code"));
+    let (_, request) = csr(s, "est-nokey", "est.nokey");
+    let answer = s.scratch("serverkeygen.body");
+    let headers = s.scratch("serverkeygen.headers");
+    let url = format!("https://{}/.well-known/est/serverkeygen", s.api);
+    let root = path(&s.data("ca/root.pem"));
+    let at = format!("@{}", path(&request));
+    let o = s.run(
+        "curl",
+        &[
+            "-sS",
+            "--cacert",
+            &root,
+            "-u",
+            &basic,
+            "-H",
+            PKCS10[1],
+            "--data-binary",
+            &at,
+            "-D",
+            &path(&headers),
+            "-o",
+            &path(&answer),
+            &url,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let head = std::fs::read_to_string(&headers).expect("headers");
+    assert!(head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/2 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.trim().to_string())
+        })
+        .expect("a content type");
+    let prefix = s.scratch("serverkeygen-part");
+    let kinds = s.python_json("multipart.py", &[&content_type, &path(&answer), &path(&prefix)]);
+    assert_eq!(kinds, json!(["application/pkcs8", "application/pkcs7-mime"]), "{head}");
+    let (key_der, p7) = (s.scratch("serverkeygen-part-0.der"), s.scratch("serverkeygen-part-1.der"));
+    let cert = s.scratch("serverkeygen-cert.pem");
+    openssl(s, &["pkcs7", "-inform", "DER", "-in", &path(&p7), "-print_certs", "-out", &path(&cert)]);
+    let key_pub = openssl(s, &["pkey", "-inform", "DER", "-in", &path(&key_der), "-pubout"]);
+    let cert_pub = openssl(s, &["x509", "-in", &path(&cert), "-noout", "-pubkey"]);
+    assert_eq!(key_pub.trim(), cert_pub.trim(), "the key does not belong to the certificate");
+    let key_pem = openssl(s, &["pkey", "-inform", "DER", "-in", &path(&key_der)]);
+    let full = s.scratch("serverkeygen-full.pem");
+    std::fs::write(&full, format!("{}{key_pem}", std::fs::read_to_string(&cert).expect("cert"))).expect("write");
+    let (status, me) = s.api("GET", "/api/v1/whoami", Some(&full), None);
+    assert_eq!((status, me["login_id"].as_str()), (200, Some("est.nokey")), "{me}");
 }

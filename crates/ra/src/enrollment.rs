@@ -31,8 +31,27 @@ connect_pki_domain::redacted_debug!(EnrollRequest { csr, generate_key, key_type,
 
 /// What the device receives.
 pub enum Enrolled {
-    Certificate { device: DeviceId, serial: Serial, certificate_pem: String, chain_pem: String },
-    Pkcs12 { device: DeviceId, serial: Serial, pkcs12: Vec<u8>, password: String },
+    Certificate {
+        device: DeviceId,
+        serial: Serial,
+        certificate_pem: String,
+        chain_pem: String,
+    },
+    Pkcs12 {
+        device: DeviceId,
+        serial: Serial,
+        pkcs12: Vec<u8>,
+        password: String,
+    },
+    /// A key made here for a managed device (EST `serverkeygen`): the key as
+    /// PKCS#8 and the certificate, both DER, for a channel that already
+    /// protects them (TLS), with no password to hand on.
+    Key {
+        device: DeviceId,
+        serial: Serial,
+        pkcs8: Vec<u8>,
+        certificate: Vec<u8>,
+    },
 }
 
 /// The key and its password never reach a log line.
@@ -49,6 +68,12 @@ impl std::fmt::Debug for Enrolled {
                 .field("pkcs12", &connect_pki_domain::redact::REDACTED)
                 .field("password", &connect_pki_domain::redact::REDACTED)
                 .finish(),
+            Enrolled::Key { device, serial, .. } => f
+                .debug_struct("Key")
+                .field("device", device)
+                .field("serial", serial)
+                .field("pkcs8", &connect_pki_domain::redact::REDACTED)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -108,8 +133,7 @@ pub async fn enroll(ra: &Ra, req: EnrollRequest, client: &str) -> Result<Enrolle
         Some(p) if genuine => Some(hash_password(p).await?),
         _ => None,
     };
-    let redemption =
-    Redemption {
+    let redemption = Redemption {
         code_id,
         secret_hash,
         password_hash,
@@ -165,6 +189,10 @@ async fn issue(
                 .await?;
             let key = key.ok_or_else(no_key)?;
             journaled(ra, redemption, &device, &cert).await?;
+            if redemption.channel.managed() {
+                let pkcs8 = key.pkcs8_der().to_vec();
+                return Ok(Enrolled::Key { device: device.device, serial: cert.serial, pkcs8, certificate: cert.der });
+            }
             let password = random_secret(12)?;
             let alias = format!("connect-pki device {}", device.device);
             let p12 = pkcs12::build(&key, &cert.der, &[ra.ca.cert_der()], &password, &alias)?;

@@ -40,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/.well-known/est/csrattrs", get(csrattrs))
         .route("/.well-known/est/simpleenroll", post(simpleenroll))
         .route("/.well-known/est/simplereenroll", post(simplereenroll))
+        .route("/.well-known/est/serverkeygen", post(serverkeygen))
         .with_state(state)
 }
 
@@ -48,7 +49,10 @@ pub(crate) fn router(state: AppState) -> Router {
 fn base64_answer(content_type: &'static str, der: &[u8]) -> Response {
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, content_type), (header::HeaderName::from_static("content-transfer-encoding"), "base64")],
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::HeaderName::from_static("content-transfer-encoding"), "base64"),
+        ],
         STANDARD.encode(der),
     )
         .into_response()
@@ -102,30 +106,87 @@ fn der_of(pem: &str) -> Result<Vec<u8>, ApiError> {
     Ok(cert.to_vec())
 }
 
+/// A first enrollment with the one-time code of the HTTP Basic password:
+/// from the device's own CSR, or (`server_key`) with a key made here, the
+/// CSR then only saying that the device asks (its key is not used).
+async fn enroll_with_code(
+    state: &AppState,
+    client: &Client,
+    headers: &HeaderMap,
+    body: &[u8],
+    server_key: bool,
+) -> Result<Enrolled, ApiError> {
+    let (label, code) = basic(headers)?;
+    let csr = request(body)?;
+    // The request must still be a well-formed PKCS#10, key or not.
+    connect_pki_ca::parse_csr(csr.as_bytes()).map_err(|e| ApiError::Service(e.into()))?;
+    let req = EnrollRequest {
+        code,
+        csr: (!server_key).then_some(csr),
+        generate_key: server_key,
+        key_type: None,
+        password: None,
+        device_label: Some(label).filter(|l| !l.is_empty()),
+        channel: Channel::Est,
+    };
+    let addr = client.addr;
+    strangers::serve(state, Some((&state.limits.enroll, addr)), move |state| async move {
+        Ok(enrollment::enroll(&state, req, &addr.to_string()).await?)
+    })
+    .await
+}
+
+fn unexpected(what: &str) -> ApiError {
+    ApiError::from(anyhow::anyhow!("an EST enrollment returned {what}"))
+}
+
 async fn simpleenroll(
     State(state): State<AppState>,
     client: Client,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (label, code) = basic(&headers)?;
-    let req = EnrollRequest {
-        code,
-        csr: Some(request(&body)?),
-        generate_key: false,
-        key_type: None,
-        password: None,
-        device_label: Some(label).filter(|l| !l.is_empty()),
-        channel: Channel::Est,
-    };
-    let enrolled = strangers::serve(&state, Some((&state.limits.enroll, client.addr)), move |state| async move {
-        Ok(enrollment::enroll(&state, req, &client.addr.to_string()).await?)
-    });
-    match enrolled.await? {
+    match enroll_with_code(&state, &client, &headers, &body, false).await? {
         Enrolled::Certificate { certificate_pem, .. } => certs_only(&[&der_of(&certificate_pem)?]),
-        // Not asked for (no key generation here): never reached.
-        Enrolled::Pkcs12 { .. } => Err(ApiError::BadRequest("EST enrollment takes a PKCS#10 request".into())),
+        Enrolled::Pkcs12 { .. } | Enrolled::Key { .. } => Err(unexpected("a key")),
     }
+}
+
+/// Enrollment with a key made here (RFC 7030, 4.4): a multipart/mixed
+/// answer of the key (PKCS#8, base64; TLS protects it, as the RFC allows)
+/// and the certificate (certs-only).
+async fn serverkeygen(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Enrolled::Key { pkcs8, certificate, .. } = enroll_with_code(&state, &client, &headers, &body, true).await?
+    else {
+        return Err(unexpected("no key"));
+    };
+    let certs = est::certs_only(&[&certificate]).map_err(|e| ApiError::Service(e.into()))?;
+    let boundary = format!("est-{}", hex::encode(random_bytes()?));
+    let part = |kind: &str, der: &[u8]| {
+        format!(
+            "--{boundary}\r\nContent-Type: {kind}\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+            STANDARD.encode(der)
+        )
+    };
+    let text = format!(
+        "{}{}--{boundary}--\r\n",
+        part("application/pkcs8", &pkcs8),
+        part("application/pkcs7-mime; smime-type=certs-only", &certs)
+    );
+    let content_type = format!("multipart/mixed; boundary={boundary}");
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// Sixteen random bytes, for a multipart boundary no base64 line can contain.
+fn random_bytes() -> Result<[u8; 16], ApiError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| ApiError::from(anyhow::anyhow!("no randomness: {e}")))?;
+    Ok(b)
 }
 
 /// Renewal with the presented certificate: superseded once the new one is

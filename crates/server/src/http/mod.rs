@@ -3,8 +3,8 @@
 pub mod api;
 pub mod console;
 pub(crate) mod contact;
-pub(crate) mod est;
 pub mod error;
+pub(crate) mod est;
 pub(crate) mod forwarded;
 pub(crate) mod health;
 pub(crate) mod https_only;

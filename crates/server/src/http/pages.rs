@@ -268,7 +268,7 @@ async fn enroll_submit(
                 }
             }
         }
-        Ok(Enrolled::Certificate { .. }) => {
+        Ok(Enrolled::Certificate { .. } | Enrolled::Key { .. }) => {
             let e = ApiError::from(anyhow::anyhow!("a page enrollment returned no PKCS#12"));
             page(e.status(), &MessagePage { title: "端末の登録", message: e.message_ja() })
         }

@@ -266,6 +266,8 @@ async fn enroll(
             pkcs12: Some(enrollment::base64(&pkcs12)),
             pkcs12_password: Some(password),
         },
+        // Only a managed channel (EST) gets a bare key.
+        Enrolled::Key { .. } => return Err(ApiError::from(anyhow::anyhow!("a JSON enrollment returned a bare key"))),
     };
     Ok((StatusCode::CREATED, Json(out)))
 }
