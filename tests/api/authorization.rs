@@ -53,6 +53,15 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
             None,
             if own { &["admin", "welfare", "manager"] } else { CITY },
         ),
+        (
+            "read lifetimes",
+            "GET",
+            format!("/api/v1/facilities/{f}/lifetimes"),
+            None,
+            if own { &["admin", "welfare", "manager"] } else { CITY },
+        ),
+        // Nothing set: setting nothing again changes nothing.
+        ("set lifetimes", "PUT", format!("/api/v1/facilities/{f}/lifetimes"), Some(json!({})), ADMIN),
         ("resume facility", "POST", format!("/api/v1/facilities/{f}/resume"), None, ADMIN),
         ("suspend facility", "POST", "/api/v1/facilities/999999/suspend".into(), None, ADMIN),
         ("close facility", "POST", "/api/v1/facilities/999999/close".into(), None, ADMIN),

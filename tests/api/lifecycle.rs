@@ -94,6 +94,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/facilities/{id}/review"),
     ("post", "/api/v1/facilities/{id}/managers/{user}/enrollment-codes"),
     ("get", "/api/v1/people"),
+    ("get", "/api/v1/facilities/{id}/lifetimes"),
+    ("put", "/api/v1/facilities/{id}/lifetimes"),
     ("post", "/api/v1/emergency"),
     ("get", "/api/v1/escalations"),
     ("post", "/api/v1/escalations"),

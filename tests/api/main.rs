@@ -23,6 +23,7 @@ mod facility_suspension;
 mod holds;
 mod https_only;
 mod inputs;
+mod lifetimes;
 mod lifecycle;
 mod night_call;
 mod ocsp_answers;

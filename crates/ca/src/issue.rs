@@ -213,15 +213,28 @@ impl IssuingCa {
         self.not_after
     }
 
-    /// Certifies the public key `spki_der` (from a checked CSR) for `subject`.
+    /// Certifies the public key `spki_der` (from a checked CSR) for
+    /// `subject`, for the profile's device lifetime.
     pub fn issue_device(
         &self,
         spki_der: &[u8],
         subject: &DeviceSubject,
         now: OffsetDateTime,
     ) -> Result<IssuedCert, CaError> {
+        self.issue_device_for(spki_der, subject, now, self.profile.device_validity)
+    }
+
+    /// [`Self::issue_device`] for `validity` (a facility's lifetime policy,
+    /// or a managed device's short one).
+    pub fn issue_device_for(
+        &self,
+        spki_der: &[u8],
+        subject: &DeviceSubject,
+        now: OffsetDateTime,
+        validity: time::Duration,
+    ) -> Result<IssuedCert, CaError> {
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
-        let params = self.device_params(subject, now)?;
+        let params = self.device_params(subject, now, validity)?;
         let serial = Serial::from_bytes(params.serial_number.as_ref().map(|s| s.as_ref()).unwrap_or_default())
             .map_err(|e| CaError::malformed("serial", e))?;
         let cert = params.signed_by(&public_key, &self.issuer)?;
@@ -254,8 +267,13 @@ impl IssuingCa {
         Ok(params.signed_by(key, &self.issuer)?.der().to_vec())
     }
 
-    fn device_params(&self, subject: &DeviceSubject, now: OffsetDateTime) -> Result<CertificateParams, CaError> {
-        let mut params = ee_params(now, self.profile.device_validity)?;
+    fn device_params(
+        &self,
+        subject: &DeviceSubject,
+        now: OffsetDateTime,
+        validity: time::Duration,
+    ) -> Result<CertificateParams, CaError> {
+        let mut params = ee_params(now, validity)?;
         // A certificate that outlives its issuer is invalid for its last days
         // anyway; say so in the certificate instead.
         params.not_after = params.not_after.min(self.not_after);

@@ -13,6 +13,7 @@ pub mod error;
 pub mod escalation;
 pub mod expiry;
 pub mod hold;
+pub mod lifetime;
 pub mod ids;
 pub mod model;
 pub mod policy;

@@ -172,6 +172,8 @@ text_enum!(
         FacilitySuspend = "facility.suspend",
         FacilityResume = "facility.resume",
         FacilityClose = "facility.close",
+        /// A facility's certificate lifetimes set (by hand, managed).
+        FacilityLifetimes = "facility.lifetimes",
         UserCreate = "user.create",
         UserRetire = "user.retire",
         UserRetireScheduled = "user.retire_scheduled",

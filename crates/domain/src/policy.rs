@@ -35,6 +35,8 @@ pub enum Action {
     ListAllFacilities,
     /// Suspend, resume or close a facility.
     ChangeFacilityStatus(FacilityId),
+    /// Set how long a facility's device certificates live.
+    SetFacilityLifetimes(FacilityId),
     /// List a facility's users, or register users in it.
     ManageUsers(FacilityId),
     /// Act on one user: register them with their role, issue them a code,
@@ -69,6 +71,7 @@ impl Action {
             Action::ReadFacility(_) => "read this facility",
             Action::ListAllFacilities => "list all facilities",
             Action::ChangeFacilityStatus(_) => "change a facility's status",
+            Action::SetFacilityLifetimes(_) => "set a facility's certificate lifetimes",
             Action::ManageUsers(_) => "manage users of this facility",
             Action::ActOnUser(t) if t.role.is_city() => "act on a city-role user",
             Action::ActOnUser(_) => "act on this user",

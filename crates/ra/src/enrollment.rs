@@ -184,7 +184,7 @@ async fn issue(
                 .store
                 .redeem_enrollment_code::<ServiceError>(redemption, now, |d| {
                     let spki = key.as_ref().ok_or_else(no_key)?.public_key_der();
-                    Ok(stored(ra.ca.issue_device(&spki, &subject_of(d), now)?))
+                    Ok(stored(ra.ca.issue_device_for(&spki, &subject_of(d), now, crate::lifetime(ra, d))?))
                 })
                 .await?;
             let key = key.ok_or_else(no_key)?;

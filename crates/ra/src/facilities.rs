@@ -1,6 +1,7 @@
 //! Facilities: the list each role may see, one facility, its status
 //! (suspend, resume, close) and the holds a suspension keeps.
 
+use connect_pki_domain::lifetime::{FacilityLifetimes, check_days};
 use connect_pki_domain::{Action, FacilityId, FacilityStatus, authorize};
 use connect_pki_store::{FacilityChange, FacilityCounts, FacilityRecord};
 
@@ -46,6 +47,31 @@ pub async fn changeable_facility(ra: &Ra, caller: &Requester, id: FacilityId) ->
 pub async fn facility(ra: &Ra, caller: &Requester, id: FacilityId) -> Result<FacilityRecord, ServiceError> {
     authorize(&caller.actor, Action::ReadFacility(id))?;
     ra.store.facility(id).await?.ok_or(ServiceError::NotFound("facility"))
+}
+
+/// A facility's own certificate lifetimes (none: the service's apply).
+pub async fn lifetimes(ra: &Ra, caller: &Requester, id: FacilityId) -> Result<FacilityLifetimes, ServiceError> {
+    authorize(&caller.actor, Action::ReadFacility(id))?;
+    Ok(ra.store.facility_lifetimes(id).await?)
+}
+
+/// Sets a facility's own certificate lifetimes (行政管理課): each 1 to
+/// [`MAX_DAYS`](connect_pki_domain::lifetime::MAX_DAYS) days, or none for
+/// the service's. Applies to the next certificate each device gets.
+pub async fn set_lifetimes(
+    ra: &Ra,
+    caller: &Requester,
+    id: FacilityId,
+    by_hand_days: Option<i64>,
+    managed_days: Option<i64>,
+) -> Result<FacilityLifetimes, ServiceError> {
+    authorize(&caller.actor, Action::SetFacilityLifetimes(id))?;
+    let to = FacilityLifetimes {
+        by_hand_days: by_hand_days.map(|d| check_days("by_hand_days", d)).transpose()?,
+        managed_days: managed_days.map(|d| check_days("managed_days", d)).transpose()?,
+    };
+    ra.store.set_facility_lifetimes(id, to, &caller.audit_name, ra.clock.now()).await?;
+    Ok(to)
 }
 
 /// Suspends, resumes or closes a facility (`admin_division`), with what

@@ -96,8 +96,14 @@ pub async fn publish(ra: &Ra) -> Result<Option<instances::Everywhere>, ServiceEr
 pub(crate) fn sign_from_csr(ra: &Ra, csr: &CheckedCsr, device: &DeviceRef) -> Result<NewCertificate, ServiceError> {
     csr.check_claims(&device.login_id)?;
     let subject = subject_of(device);
-    let cert = ra.ca.issue_device(&csr.spki_der, &subject, ra.clock.now())?;
+    let cert = ra.ca.issue_device_for(&csr.spki_der, &subject, ra.clock.now(), lifetime(ra, device))?;
     Ok(stored(cert))
+}
+
+/// How long `device`'s next certificate lives: managed or by hand, by its
+/// facility's lifetimes or the service's.
+pub(crate) fn lifetime(ra: &Ra, device: &DeviceRef) -> time::Duration {
+    ra.settings.lifetimes.of(device.lifetimes, device.managed)
 }
 
 /// The instant due work (escalations past their SLA, holds past their

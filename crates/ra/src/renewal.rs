@@ -64,7 +64,7 @@ pub async fn renew(ra: &Ra, caller: &Requester) -> Result<Renewed, ServiceError>
     let (device, cert) = ra
         .store
         .renew_certificate::<ServiceError>(&old, terms, &caller.audit_name, now, |d| {
-            Ok(crate::stored(ra.ca.issue_device(&spki, &crate::subject_of(d), now)?))
+            Ok(crate::stored(ra.ca.issue_device_for(&spki, &crate::subject_of(d), now, crate::lifetime(ra, d))?))
         })
         .await?;
     crate::journal(ra, connect_pki_store::Issued { device: device.clone(), label: String::new(), cert: cert.clone() })

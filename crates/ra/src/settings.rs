@@ -25,6 +25,10 @@ pub struct Settings {
     /// How long a certificate replaced by a browser renewal keeps working
     /// when the new one is never used (`renewal_grace_days`).
     pub renewal_grace: time::Duration,
+    /// How long device certificates live, installed by hand and managed
+    /// (`device_lifetime_days`, `managed_lifetime_days`); a facility may
+    /// have its own.
+    pub lifetimes: connect_pki_domain::lifetime::Lifetimes,
     /// Where emergency notifications go.
     pub notify: NotifyConfig,
     /// Times a notification is tried (backing off 1 s, 2 s, 4 s … at most
@@ -85,6 +89,7 @@ impl Default for Settings {
             hold_limit: escalation::DEFAULT_HOLD_LIMIT,
             renewals_per_hour: enrollment::DEFAULT_RENEWALS_PER_HOUR,
             renewal_grace: connect_pki_domain::renewal::DEFAULT_GRACE,
+            lifetimes: connect_pki_domain::lifetime::Lifetimes::default(),
             notify: NotifyConfig::default(),
             notification_attempts: 8,
             terms: Terms::builtin(),

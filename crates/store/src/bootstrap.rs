@@ -50,7 +50,7 @@ impl Store {
             let facility = insert_facility(tx, &input.facility, FacilityStatus::Approved, actor, now).await?;
             let user = insert_user(tx, facility.id, &input.admin, UserStatus::Active, actor, now).await?;
             let mut entries = Vec::new();
-            let device = insert_device(tx, &user, &input.device_label, actor, now, &mut entries).await?;
+            let device = insert_device(tx, &user, &input.device_label, false, actor, now, &mut entries).await?;
             let cert = sign(&device)?;
             insert_certificate(tx, &device, &cert, actor, now, &mut entries).await?;
             tx.audit_all(now, &entries).await?;

@@ -50,7 +50,7 @@ impl Store {
         self.write(async |tx| {
             let user = user_by_id(tx, user).await?.ok_or(StoreError::NotFound("user"))?;
             let mut entries = Vec::new();
-            let device = insert_device(tx, &user, label, actor, now, &mut entries).await?;
+            let device = insert_device(tx, &user, label, false, actor, now, &mut entries).await?;
             let cert = sign(&device)?;
             insert_certificate(tx, &device, &cert, actor, now, &mut entries).await?;
             tx.audit_all(now, &entries).await?;
@@ -200,16 +200,19 @@ pub(crate) async fn insert_device(
     tx: &mut WriteTx,
     user: &UserRecord,
     label: &str,
+    managed: bool,
     actor: &str,
     now: OffsetDateTime,
     audit: &mut Vec<AuditEntry>,
 ) -> Result<DeviceRef, StoreError> {
     let id: i64 = sqlx::query(
-        "insert into devices (user_id, label, status, created_at, updated_at) values ($1, $2, 'active', $3, $3) returning id",
+        "insert into devices (user_id, label, status, created_at, updated_at, managed) \
+         values ($1, $2, 'active', $3, $3, $4) returning id",
     )
     .bind(user.id.0)
     .bind(label)
     .bind(secs(now))
+    .bind(i64::from(managed))
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?;
@@ -228,5 +231,7 @@ pub(crate) async fn insert_device(
         user: user.id,
         device: DeviceId(id),
         login_id: user.login_id.clone().unwrap_or_default(),
+        managed,
+        lifetimes: crate::lifetimes::of_facility(tx, user.facility).await?,
     })
 }

@@ -193,8 +193,8 @@ async fn read_renewal(
     now: OffsetDateTime,
 ) -> Result<(RenewalFacts, DeviceRef), StoreError> {
     let row = sqlx::query(
-        "select c.status, c.not_after, d.id as d_id, d.status as d_status, u.id as u_id, u.facility_id, u.login_id, \
-         u.status as u_status, f.status as f_status \
+        "select c.status, c.not_after, d.id as d_id, d.status as d_status, d.managed, u.id as u_id, u.facility_id, \
+         u.login_id, u.status as u_status, f.status as f_status \
          from certificates c join devices d on d.id = c.device_id join users u on u.id = d.user_id \
          join facilities f on f.id = u.facility_id where c.serial = $1",
     )
@@ -214,6 +214,8 @@ async fn read_renewal(
         user: UserId(row.try_get("u_id")?),
         device: DeviceId(row.try_get("d_id")?),
         login_id: row.try_get::<Option<String>, _>("login_id")?.unwrap_or_default(),
+        managed: row.try_get::<i64, _>("managed")? != 0,
+        lifetimes: crate::lifetimes::of_facility(tx, FacilityId(row.try_get("facility_id")?)).await?,
     };
     Ok((facts, device))
 }
@@ -319,7 +321,7 @@ impl Store {
                 let activated = user.status == UserStatus::Invited;
                 let detail = json!({"password_set": !facts.has_password, "activated": activated});
                 let mut entries = vec![AuditEntry { detail, ..redemption_entry(r, &user, "ok".into()) }];
-                let device = insert_device(tx, &user, &r.device_label, &r.actor, now, &mut entries).await?;
+                let device = insert_device(tx, &user, &r.device_label, r.channel.managed(), &r.actor, now, &mut entries).await?;
                 let cert = sign(&device)?;
                 insert_certificate(tx, &device, &cert, &r.actor, now, &mut entries).await?;
                 tx.audit_all(now, &entries).await?;

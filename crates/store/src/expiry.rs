@@ -68,7 +68,9 @@ const ACTOR: &str = "system:expiry";
 
 impl Store {
     /// Device certificates in force running out after `now` and no later
-    /// than `until`, of one facility or all, soonest first.
+    /// than `until`, of one facility or all, soonest first. Managed devices
+    /// are left out: they renew themselves at half-life, and their short
+    /// life would put every one of them on the list all the time.
     pub async fn expiring_certificates(
         &self,
         facility: Option<FacilityId>,
@@ -81,7 +83,7 @@ impl Store {
             "select {}, {}, {}, d.id as d_id, d.label as d_label, n.threshold_days as n_threshold \
              from certificates c join devices d on d.id = c.device_id join users u on u.id = d.user_id \
              join facilities f on f.id = u.facility_id left join expiry_notices n on n.serial = c.serial \
-             where c.status in ({}) and c.not_after > $1 and c.not_after <= $2 {of_facility} \
+             where c.status in ({}) and c.not_after > $1 and c.not_after <= $2 and d.managed = 0 {of_facility} \
              order by c.not_after, c.serial, n.threshold_days",
             FacilityRecord::COLUMNS,
             UserRecord::COLUMNS,

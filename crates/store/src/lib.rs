@@ -20,6 +20,7 @@ mod expiry;
 mod facilities;
 mod handovers;
 mod holds;
+mod lifetimes;
 mod instances;
 mod notifications;
 mod records;

@@ -47,6 +47,10 @@ pub struct DeviceRef {
     pub user: UserId,
     pub device: DeviceId,
     pub login_id: String,
+    /// Enrolled by a device-management system (EST): the short lifetime.
+    pub managed: bool,
+    /// The facility's own lifetimes, read in the same transaction.
+    pub lifetimes: connect_pki_domain::lifetime::FacilityLifetimes,
 }
 
 /// Signs the certificate of a device whose row a write transaction has just

@@ -114,13 +114,14 @@ async fn rows_for(tx: &mut WriteTx, i: &Issued, now: OffsetDateTime) -> Result<(
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "insert into devices (id, user_id, label, status, created_at, updated_at) \
-         values ($1, $2, $3, 'active', $4, $4) on conflict (id) do nothing",
+        "insert into devices (id, user_id, label, status, created_at, updated_at, managed) \
+         values ($1, $2, $3, 'active', $4, $4, $5) on conflict (id) do nothing",
     )
     .bind(d.device.0)
     .bind(d.user.0)
     .bind(&i.label)
     .bind(secs(now))
+    .bind(i64::from(d.managed))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -35,6 +35,10 @@ struct Line {
     not_after: i64,
     /// The certificate, base64 DER.
     der: String,
+    /// Enrolled by a device-management system (lines written before
+    /// issue 26 have none: by hand).
+    #[serde(default)]
+    managed: bool,
 }
 
 impl Line {
@@ -49,6 +53,7 @@ impl Line {
             not_before: i.cert.not_before.unix_timestamp(),
             not_after: i.cert.not_after.unix_timestamp(),
             der: base64::engine::general_purpose::STANDARD.encode(&i.cert.der),
+            managed: i.device.managed,
         }
     }
 
@@ -60,6 +65,9 @@ impl Line {
                 user: UserId(self.user),
                 device: DeviceId(self.device),
                 login_id: String::new(),
+                managed: self.managed,
+                // Only signing reads a facility's lifetimes; a restore signs nothing.
+                lifetimes: Default::default(),
             },
             label: self.label,
             cert: NewCertificate {

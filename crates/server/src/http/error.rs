@@ -286,6 +286,7 @@ fn field_ja(field: &str) -> &'static str {
         "code" => "登録コード",
         "device id" => "端末番号（数字）",
         "reason" => "理由（500文字以内）",
+        "by_hand_days" | "managed_days" => "証明書の有効期間（1〜398日）",
         _ => "入力内容",
     }
 }

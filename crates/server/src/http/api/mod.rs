@@ -6,6 +6,7 @@
 pub(crate) mod audit_csv;
 mod doc;
 mod escalations;
+mod lifetimes;
 mod people;
 mod relying;
 mod renewal;
@@ -38,6 +39,7 @@ use connect_pki_ra::Requester;
 use connect_pki_ra::enrollment::{EnrollRequest, Enrolled};
 use connect_pki_ra::{applications, audit, certificates, devices, enrollment, expiry, facilities, users};
 use escalations::*;
+use lifetimes::*;
 use people::*;
 use relying::*;
 use renewal::*;
@@ -99,6 +101,7 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(read_review, confirm_review))
         .routes(routes!(reissue_manager_code))
         .routes(routes!(find_people))
+        .routes(routes!(read_lifetimes, set_lifetimes))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))
         .routes(routes!(hold_certificate))

@@ -121,6 +121,7 @@ pub(crate) fn action_ja(action: AuditAction) -> &'static str {
         FacilitySuspend => "施設の利用停止",
         FacilityResume => "施設の利用再開",
         FacilityClose => "施設の廃止",
+        FacilityLifetimes => "証明書の有効期間の設定",
         UserCreate => "職員の登録",
         UserRetire => "退職",
         UserRetireScheduled => "退職の予定",

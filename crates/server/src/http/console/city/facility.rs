@@ -25,6 +25,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/console/facilities/{id}/managers/{user}/code", post(reissue))
         .route("/console/facilities/{id}/managers", post(appoint))
         .route("/console/people/{user}/transfer", post(transfer))
+        .route("/console/facilities/{id}/lifetimes", post(set_lifetimes))
 }
 
 #[derive(Template)]
@@ -41,6 +42,8 @@ struct FacilityPage<'a> {
     elsewhere: Vec<(i64, String)>,
     approved: bool,
     city_admin: bool,
+    /// The facility's own days (by hand, managed), empty where the service's apply.
+    own_days: (String, String),
 }
 
 fn number(raw: &str) -> Result<i64, ApiError> {
@@ -80,9 +83,14 @@ async fn show(
             ),
         ),
     ];
+    let own = facilities::lifetimes(&state, requester, id).await?;
+    let mut facts = facts;
+    facts.push(("証明書の有効期間", lifetimes_ja(&state, own)));
+    let shown = |d: Option<u32>| d.map(|d| d.to_string()).unwrap_or_default();
     let p = FacilityPage {
         ctx: &ctx,
         id: id.0,
+        own_days: (shown(own.by_hand_days), shown(own.managed_days)),
         facts,
         managers: managers.iter().map(row).collect(),
         staff: staff.iter().map(row).collect(),
@@ -91,6 +99,54 @@ async fn show(
         city_admin,
         name: f.name,
     };
+    Ok(page(StatusCode::OK, &p))
+}
+
+/// What lives how long at this facility, and whose setting it is.
+fn lifetimes_ja(state: &AppState, own: connect_pki_domain::lifetime::FacilityLifetimes) -> String {
+    let service = state.settings.lifetimes;
+    let whose = |d: Option<u32>| if d.is_some() { "この施設の設定" } else { "全体の設定" };
+    format!(
+        "手作業で取り込んだ端末 {} 日（{}）、端末管理システムが自動で更新する端末 {} 日（{}）",
+        service.days(own, false),
+        whose(own.by_hand_days),
+        service.days(own, true),
+        whose(own.managed_days)
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LifetimesForm {
+    #[serde(default)]
+    by_hand_days: String,
+    #[serde(default)]
+    managed_days: String,
+}
+
+/// 行政管理課 sets the facility's lifetimes; an empty field returns that
+/// channel to the service's.
+async fn set_lifetimes(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    Acting { caller, form }: Acting<LifetimesForm>,
+) -> PageResult {
+    let id = FacilityId(number(&raw)?);
+    let days = |field: &'static str, v: &str| -> Result<Option<i64>, ApiError> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::from(connect_pki_domain::DomainError::Invalid { field, why: "enter a number of days".into() })
+        })
+    };
+    let (by_hand, managed) = (days("by_hand_days", &form.by_hand_days)?, days("managed_days", &form.managed_days)?);
+    let own = facilities::set_lifetimes(&state, &caller.requester, id, by_hand, managed).await?;
+    let f = facilities::facility(&state, &caller.requester, id).await?;
+    let ctx = Ctx::new(&state, caller, "/console/facilities");
+    let facts = vec![("施設", f.name.clone()), ("証明書の有効期間", lifetimes_ja(&state, own)), ("日時", local(state.clock.now()))];
+    let message = "証明書の有効期間を変更しました。各端末の次の証明書（登録・更新）から適用されます。".to_string();
+    let p = ResultPage { ctx: &ctx, title: "有効期間を変更しました", message, facts, back: format!("/console/facilities/{id}") };
     Ok(page(StatusCode::OK, &p))
 }
 
