@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use connect_pki_e2e::{Backend, Server, text};
+use connect_pki_e2e::{Backend, FakeTime, Server, text};
 use serde_json::{Value, json};
 
 use crate::revocation::{handshake_ok, ocsp_status};
@@ -205,4 +205,91 @@ fn server_key(s: &Server, admin: &Path) {
     std::fs::write(&full, format!("{}{key_pem}", std::fs::read_to_string(&cert).expect("cert"))).expect("write");
     let (status, me) = s.api("GET", "/api/v1/whoami", Some(&full), None);
     assert_eq!((status, me["login_id"].as_str()), (200, Some("est.nokey")), "{me}");
+}
+
+/// A new certificate for `pem` by `simplereenroll` (a fresh key), as a PEM
+/// with its key; or what refused it (the answer, or the handshake).
+fn reenrolled(s: &Server, pem: &Path, name: &str, login: &str) -> Result<PathBuf, String> {
+    let (key, request) = csr(s, name, login);
+    let pem = path(pem);
+    let extra = [&PKCS10[..], &["--cert", &pem]].concat();
+    let headers = s.scratch("est-headers.txt");
+    let at = format!("@{}", path(&request));
+    let mut args = vec!["-D", headers.to_str().expect("path"), "--data-binary", &at];
+    args.extend_from_slice(&extra);
+    let (code, status, out) = s.curl_api("/.well-known/est/simplereenroll", &args);
+    if code != 0 || status != 200 {
+        return Err(format!("curl {code}, HTTP {status}: {out}"));
+    }
+    let (cert, _) = certs_of(s, &format!("{name}-cert"), out.trim());
+    let full = s.scratch(&format!("{name}-full.pem"));
+    let both =
+        format!("{}{}", std::fs::read_to_string(&cert).expect("cert"), std::fs::read_to_string(key).expect("key"));
+    std::fs::write(&full, both).expect("write");
+    Ok(full)
+}
+
+/// Whether `pem`'s certificate, on the server's clock, ends within `days`.
+fn ends_within(s: &Server, pem: &Path, days: f64) -> bool {
+    let seconds = format!("{}", (days * 86_400.0) as i64);
+    !s.run("openssl", &["x509", "-in", &path(pem), "-noout", "-checkend", &seconds]).status.success()
+}
+
+/// A managed device (enrolled by EST) gets 7-day certificates and renews
+/// them by EST at half-life: five weeks of renewals on a clock stepped 3.5
+/// days at a time, each new certificate verified by openssl and good in
+/// OCSP, each old one superseded. Then the device is reported lost, and every
+/// renewal path is refused: EST, the JSON API with a CSR, and the browser's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_device_renews_at_half_life_for_five_weeks_until_a_revocation_stops_it() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let body = json!({"display_name": "管理 端末", "login_id": "kanri.ipad", "email": "ipad@example.test"});
+    let (_, user) = s.api("POST", "/api/v1/facilities/1/users", Some(&admin), Some(&body));
+    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(&admin), None);
+    let (key, request) = csr(&s, "ipad-0", "kanri.ipad");
+    let basic = format!("mdm:{}", code["code"].as_str().expect("code"));
+    let (status, out, _) = post(&s, "simpleenroll", &request, &[&PKCS10[..], &["-u", &basic]].concat());
+    assert_eq!(status, 200, "{out}");
+    let (cert, _) = certs_of(&s, "ipad-0-cert", out.trim());
+    let mut current = s.scratch("ipad-0-full.pem");
+    let both =
+        format!("{}{}", std::fs::read_to_string(&cert).expect("cert"), std::fs::read_to_string(key).expect("key"));
+    std::fs::write(&current, both).expect("write");
+    assert!(ends_within(&s, &current, 7.01) && !ends_within(&s, &current, 6.99), "not a 7-day certificate");
+
+    for step in 1..=10 {
+        s.stop();
+        s.spawn_at(FakeTime::ahead(time::Duration::hours(84 * step)), &[]);
+        let next = reenrolled(&s, &current, &format!("ipad-{step}"), "kanri.ipad")
+            .unwrap_or_else(|e| panic!("renewal {step} refused: {e}"));
+        assert!(openssl_verify(&s, &next).contains(": OK"), "{}", openssl_verify(&s, &next));
+        assert!(ends_within(&s, &next, 7.01) && !ends_within(&s, &next, 6.99), "renewal {step}: not 7 days");
+        assert_eq!(ocsp_status(&s, &current), "revoked superseded", "renewal {step}");
+        assert_eq!(ocsp_status(&s, &next), "good", "renewal {step}");
+        current = next;
+    }
+    // Five weeks on: the first certificate has long run out; the current works.
+    assert!(handshake_ok(&s, &current));
+
+    // Lost: every renewal path is refused.
+    let (_, me) = s.api("GET", "/api/v1/whoami", Some(&current), None);
+    let (status, out) = s.api("POST", &format!("/api/v1/devices/{}/lost", me["device_id"]), Some(&admin), None);
+    assert_eq!(status, 200, "{out}");
+    assert!(ocsp_status(&s, &current).starts_with("revoked"));
+    let refused = reenrolled(&s, &current, "ipad-after", "kanri.ipad");
+    assert!(refused.is_err(), "EST renewed a lost device");
+    csr(&s, "ipad-json", "kanri.ipad");
+    let pem_csr = std::fs::read_to_string(s.scratch("ipad-json.csr")).expect("csr");
+    let body = json!({"csr": pem_csr});
+    let (code, status, _) = s.curl_api(
+        "/api/v1/certificates/renew",
+        &["--cert", &path(&current), "-H", "Content-Type: application/json", "--data", &body.to_string()],
+    );
+    assert!(code != 0 || status >= 400, "the JSON API renewed a lost device: {status}");
+    let (code, status, _) = s.curl_api(
+        "/api/v1/certificates/renew-pkcs12",
+        &["--cert", &path(&current), "-H", "Content-Type: application/json", "--data", "{}"],
+    );
+    assert!(code != 0 || status >= 400, "the browser renewal renewed a lost device: {status}");
 }

@@ -39,7 +39,11 @@ pub struct FacilityLifetimes {
 impl Lifetimes {
     /// The days a certificate of a device of a facility with `own` lives.
     pub fn days(&self, own: FacilityLifetimes, managed: bool) -> u32 {
-        if managed { own.managed_days.unwrap_or(self.managed_days) } else { own.by_hand_days.unwrap_or(self.by_hand_days) }
+        if managed {
+            own.managed_days.unwrap_or(self.managed_days)
+        } else {
+            own.by_hand_days.unwrap_or(self.by_hand_days)
+        }
     }
 
     /// [`Self::days`] as a duration.

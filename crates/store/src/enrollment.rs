@@ -321,7 +321,8 @@ impl Store {
                 let activated = user.status == UserStatus::Invited;
                 let detail = json!({"password_set": !facts.has_password, "activated": activated});
                 let mut entries = vec![AuditEntry { detail, ..redemption_entry(r, &user, "ok".into()) }];
-                let device = insert_device(tx, &user, &r.device_label, r.channel.managed(), &r.actor, now, &mut entries).await?;
+                let device =
+                    insert_device(tx, &user, &r.device_label, r.channel.managed(), &r.actor, now, &mut entries).await?;
                 let cert = sign(&device)?;
                 insert_certificate(tx, &device, &cert, &r.actor, now, &mut entries).await?;
                 tx.audit_all(now, &entries).await?;

@@ -26,7 +26,10 @@ pub(crate) async fn of_facility(
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(StoreError::NotFound("facility"))?;
-    Ok(FacilityLifetimes { by_hand_days: days(&row, "lifetime_days")?, managed_days: days(&row, "managed_lifetime_days")? })
+    Ok(FacilityLifetimes {
+        by_hand_days: days(&row, "lifetime_days")?,
+        managed_days: days(&row, "managed_lifetime_days")?,
+    })
 }
 
 impl Store {
@@ -55,9 +58,16 @@ impl Store {
             .bind(facility.0)
             .execute(&mut **tx)
             .await?;
-            let detail = json!({"from": [from.by_hand_days, from.managed_days], "to": [to.by_hand_days, to.managed_days]});
-            let entry =
-                AuditEntry::ok(actor, AuditAction::FacilityLifetimes, format!("facility:{}", facility.0), detail, Some(facility), None);
+            let detail =
+                json!({"from": [from.by_hand_days, from.managed_days], "to": [to.by_hand_days, to.managed_days]});
+            let entry = AuditEntry::ok(
+                actor,
+                AuditAction::FacilityLifetimes,
+                format!("facility:{}", facility.0),
+                detail,
+                Some(facility),
+                None,
+            );
             tx.audit(now, &entry).await?;
             Ok(())
         })

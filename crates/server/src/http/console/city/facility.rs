@@ -144,9 +144,19 @@ async fn set_lifetimes(
     let own = facilities::set_lifetimes(&state, &caller.requester, id, by_hand, managed).await?;
     let f = facilities::facility(&state, &caller.requester, id).await?;
     let ctx = Ctx::new(&state, caller, "/console/facilities");
-    let facts = vec![("施設", f.name.clone()), ("証明書の有効期間", lifetimes_ja(&state, own)), ("日時", local(state.clock.now()))];
+    let facts = vec![
+        ("施設", f.name.clone()),
+        ("証明書の有効期間", lifetimes_ja(&state, own)),
+        ("日時", local(state.clock.now())),
+    ];
     let message = "証明書の有効期間を変更しました。各端末の次の証明書（登録・更新）から適用されます。".to_string();
-    let p = ResultPage { ctx: &ctx, title: "有効期間を変更しました", message, facts, back: format!("/console/facilities/{id}") };
+    let p = ResultPage {
+        ctx: &ctx,
+        title: "有効期間を変更しました",
+        message,
+        facts,
+        back: format!("/console/facilities/{id}"),
+    };
     Ok(page(StatusCode::OK, &p))
 }
 
