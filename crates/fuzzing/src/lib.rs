@@ -21,6 +21,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("enrollment_code", enrollment_code),
     ("serial", serial),
     ("json_bodies", json_bodies),
+    ("est_bodies", est_bodies),
 ];
 
 /// An OCSP signer for a CA made once per process (key generation is slow).
@@ -98,4 +99,16 @@ pub fn json_bodies(data: &[u8]) {
     let _ = serde_json::from_slice::<views::ClaimBody>(data);
     let _ = serde_json::from_slice::<views::ResolveBody>(data);
     let _ = serde_json::from_slice::<views::RejectBody>(data);
+}
+
+/// An EST request as `simpleenroll` and `simplereenroll` read it: the body
+/// (base64 PKCS#10, line breaks allowed) and the HTTP Basic credentials.
+pub fn est_bodies(data: &[u8]) {
+    use connect_pki_server::http::est;
+    if let Ok(pem) = est::request(data) {
+        let _ = connect_pki_ca::parse_csr(pem.as_bytes());
+    }
+    if let Ok(value) = std::str::from_utf8(data) {
+        let _ = est::credentials(value);
+    }
 }

@@ -78,7 +78,7 @@ async fn csrattrs() -> Result<Response, ApiError> {
 
 /// The PKCS#10 request of an EST body (base64, line breaks allowed), as PEM
 /// for the registration authority.
-fn request(body: &[u8]) -> Result<String, ApiError> {
+pub fn request(body: &[u8]) -> Result<String, ApiError> {
     let text: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     let der = STANDARD
         .decode(&text)
@@ -89,6 +89,11 @@ fn request(body: &[u8]) -> Result<String, ApiError> {
 /// The label and the code of an HTTP Basic `Authorization` header.
 fn basic(headers: &HeaderMap) -> Result<(String, String), ApiError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or(ApiError::EstCodeRequired)?;
+    credentials(value)
+}
+
+/// The label and the code of an HTTP Basic `Authorization` value.
+pub fn credentials(value: &str) -> Result<(String, String), ApiError> {
     let (scheme, encoded) = value.split_once(' ').ok_or(ApiError::EstCodeRequired)?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(ApiError::EstCodeRequired);

@@ -4,7 +4,7 @@ pub mod api;
 pub mod console;
 pub(crate) mod contact;
 pub mod error;
-pub(crate) mod est;
+pub mod est;
 pub(crate) mod forwarded;
 pub(crate) mod health;
 pub(crate) mod https_only;
