@@ -25,6 +25,7 @@ mod https_only;
 mod inputs;
 mod lifecycle;
 mod lifetimes;
+mod mdm;
 mod night_call;
 mod ocsp_answers;
 mod onboarding;

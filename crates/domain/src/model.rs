@@ -74,14 +74,19 @@ text_enum!(
         FacilityManager = "facility_manager",
         /// A registered member of staff.
         Staff = "staff",
+        /// A device-management system (Intune, Jamf…) serving one facility:
+        /// fetches one-time enrollment challenges for its people and
+        /// reports devices retired, wiped or lost.
+        DeviceManagement = "device_management",
     }
 );
 
 impl Role {
-    /// A role of the city's own divisions, which only 行政管理課 grants and
-    /// acts on, whatever facility the user is placed in.
+    /// A role only 行政管理課 grants and acts on, whatever facility the
+    /// user is placed in: the city's own divisions, and a device-management
+    /// system (a facility's manager never holds its keys).
     pub const fn is_city(self) -> bool {
-        matches!(self, Role::AdminDivision | Role::WelfareDivision)
+        matches!(self, Role::AdminDivision | Role::WelfareDivision | Role::DeviceManagement)
     }
 }
 
@@ -188,6 +193,8 @@ text_enum!(
         UserPasswordReset = "user.password_reset",
         DeviceCreate = "device.create",
         DeviceLost = "device.lost",
+        /// A device retired or wiped, as its device-management system reported.
+        DeviceRetire = "device.retire",
         EnrollmentCodeCreate = "enrollment_code.create",
         EnrollmentRedeem = "enrollment.redeem",
         CertificateIssue = "certificate.issue",

@@ -60,6 +60,10 @@ pub enum Action {
     TransferUser,
     /// Find anyone of any facility by name, login ID or device (a call taken at night).
     FindAnyone,
+    /// Get a one-time enrollment challenge for a person (a device-management
+    /// system enrolling their device), or report their device retired,
+    /// wiped or lost.
+    ManageDevicesFor(Target),
 }
 
 impl Action {
@@ -83,6 +87,7 @@ impl Action {
             Action::ReadOperations => "read the operations figures",
             Action::TransferUser => "move a person to another facility",
             Action::FindAnyone => "find people across facilities",
+            Action::ManageDevicesFor(_) => "manage the devices of this person",
         }
     }
 }
@@ -106,6 +111,9 @@ pub fn authorize(actor: &Actor, action: Action) -> Result<(), DomainError> {
         // alone: their manager would otherwise hand out codes in their name
         // and enroll as them.
         (Role::FacilityManager, Action::ActOnUser(t)) => own(t.facility) && !t.role.is_city(),
+        // A device-management system manages its own facility's people's
+        // devices, and nothing else of anyone.
+        (Role::DeviceManagement, Action::ManageDevicesFor(t)) => own(t.facility) && !t.role.is_city(),
         _ => false,
     };
     if allowed {

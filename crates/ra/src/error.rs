@@ -33,6 +33,9 @@ pub enum NotAuthenticated {
     UnknownCertificate(Serial),
     #[error("the client certificate {serial} is {status} and can no longer be used")]
     CertificateNotUsable { serial: Serial, status: &'static str },
+    /// A signed webhook whose sender, timestamp or signature does not hold.
+    #[error("webhook refused: {0}")]
+    BadSignature(&'static str),
 }
 
 /// Every way an operation of the registration authority can fail.

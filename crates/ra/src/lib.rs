@@ -16,6 +16,7 @@ pub mod expiry;
 pub mod facilities;
 pub mod incident;
 pub mod instances;
+pub mod mdm;
 pub mod notify;
 pub mod pseudonym;
 pub mod renewal;
@@ -61,6 +62,8 @@ pub struct Ra {
     pub key_generation: Arc<enrollment::KeyGeneration>,
     /// Refused requests counted before they reach the audit log.
     pub refusals: Arc<audit::Refusals>,
+    /// What the webhook secrets of device-management systems derive from.
+    pub webhook_key: Arc<mdm::WebhookKey>,
 }
 
 /// The issuance journal (kept by the server beside the kept CRLs): a

@@ -29,6 +29,9 @@ pub struct Settings {
     /// (`device_lifetime_days`, `managed_lifetime_days`); a facility may
     /// have its own.
     pub lifetimes: connect_pki_domain::lifetime::Lifetimes,
+    /// How long a device-management system's one-time challenge lasts
+    /// (`mdm_challenge_minutes`).
+    pub challenge_ttl: time::Duration,
     /// Where emergency notifications go.
     pub notify: NotifyConfig,
     /// Times a notification is tried (backing off 1 s, 2 s, 4 s … at most
@@ -90,6 +93,7 @@ impl Default for Settings {
             renewals_per_hour: enrollment::DEFAULT_RENEWALS_PER_HOUR,
             renewal_grace: connect_pki_domain::renewal::DEFAULT_GRACE,
             lifetimes: connect_pki_domain::lifetime::Lifetimes::default(),
+            challenge_ttl: time::Duration::hours(1),
             notify: NotifyConfig::default(),
             notification_attempts: 8,
             terms: Terms::builtin(),

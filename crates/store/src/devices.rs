@@ -12,7 +12,7 @@ use crate::SignDevice;
 use crate::audit::AuditEntry;
 use crate::certificates::{insert_certificate, revoke_where};
 use crate::records::{CertificateRecord, DeviceRef, NewCertificate, UserRecord, user_by_id};
-use crate::{Store, StoreError, WriteTx, instant, secs};
+use crate::{Conflict, Store, StoreError, WriteTx, instant, secs};
 
 /// A device with its certificates, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,43 @@ impl Store {
         actor: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<Serial>, StoreError> {
+        self.device_out(device, DeviceOut::Lost, actor, now).await
+    }
+
+    /// Takes a device out of use: lost (keyCompromise) or retired — wiped
+    /// or handed back, as its device-management system reports it
+    /// (cessationOfOperation). Every valid or held certificate of it is
+    /// revoked and the device marked; repeating is safe.
+    pub async fn device_out(
+        &self,
+        device: DeviceId,
+        out: DeviceOut,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Serial>, StoreError> {
+        self.device_out_once(device, out, actor, now, None).await
+    }
+
+    /// [`Self::device_out`] as a signed webhook asked for it: its signature
+    /// is recorded in the same transaction, and one already seen within the
+    /// window refuses the whole call ([`Conflict::Replayed`]).
+    pub async fn device_out_once(
+        &self,
+        device: DeviceId,
+        out: DeviceOut,
+        actor: &str,
+        now: OffsetDateTime,
+        once: Option<&Once>,
+    ) -> Result<Vec<Serial>, StoreError> {
+        // A lost device stays lost: a later "retired" does not hide it.
+        let (status, from, reason, action) = match out {
+            DeviceOut::Lost => ("lost", "<> 'lost'", Reason::KeyCompromise, AuditAction::DeviceLost),
+            DeviceOut::Retired => ("retired", "= 'active'", Reason::CessationOfOperation, AuditAction::DeviceRetire),
+        };
         self.write(async |tx| {
+            if let Some(once) = once {
+                first_time(tx, once, now).await?;
+            }
             let row = sqlx::query(
                 "select d.status, u.id as u_id, u.facility_id from devices d join users u on u.id = d.user_id \
                  where d.id = $1",
@@ -79,16 +115,16 @@ impl Store {
             let (user, facility): (i64, i64) = (row.try_get("u_id")?, row.try_get("facility_id")?);
             let marked = tx
                 .update_at(
-                    "update devices set status = 'lost', updated_at = $1 where id = $2 and status <> 'lost'",
+                    &format!("update devices set status = '{status}', updated_at = $1 where id = $2 and status {from}"),
                     now,
                     device.0,
                 )
                 .await?;
-            let revoked = revoke_where(tx, "c.device_id = $1", device.0, Reason::KeyCompromise, actor, now).await?;
+            let revoked = revoke_where(tx, "c.device_id = $1", device.0, reason, actor, now).await?;
             if marked > 0 || !revoked.is_empty() {
                 let entry = AuditEntry::ok(
                     actor,
-                    AuditAction::DeviceLost,
+                    action,
                     format!("device:{device}"),
                     json!({"revoked": revoked}),
                     Some(FacilityId(facility)),
@@ -234,4 +270,44 @@ pub(crate) async fn insert_device(
         managed,
         lifetimes: crate::lifetimes::of_facility(tx, user.facility).await?,
     })
+}
+
+/// How a device goes out of use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceOut {
+    /// Lost or stolen: its key may be in someone's hands.
+    Lost,
+    /// Wiped, retired or handed back: its key is gone with it.
+    Retired,
+}
+
+/// A signed request that must be carried out at most once within `window`.
+#[derive(Debug, Clone)]
+pub struct Once {
+    pub sender: UserId,
+    pub signature: String,
+    pub window: time::Duration,
+}
+
+/// Records `once`'s signature, forgetting those older than the window;
+/// refuses one already recorded.
+async fn first_time(tx: &mut WriteTx, once: &Once, now: OffsetDateTime) -> Result<(), StoreError> {
+    sqlx::query("delete from mdm_webhook_replays where seen_at < $1")
+        .bind(secs(now - once.window))
+        .execute(&mut **tx)
+        .await?;
+    let added = sqlx::query(
+        "insert into mdm_webhook_replays (sender_id, signature, seen_at) values ($1, $2, $3) \
+         on conflict (sender_id, signature) do nothing",
+    )
+    .bind(once.sender.0)
+    .bind(&once.signature)
+    .bind(secs(now))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if added == 0 {
+        return Err(Conflict::Replayed.into());
+    }
+    Ok(())
 }

@@ -87,6 +87,9 @@ pub enum Conflict {
         "certificate {serial} was superseded by {current}, which is still in force; revoke {current} (or report the device lost) to cut the device off"
     )]
     SupersededBy { serial: Serial, current: Serial },
+    /// A signed webhook already carried out within the replay window.
+    #[error("this webhook was already received (the same signature within the replay window)")]
+    Replayed,
     /// Any other unique value (named by its constraint) already exists.
     #[error("{what} already exists")]
     Exists { what: String },

@@ -48,7 +48,7 @@ pub use audit::{AuditEntry, AuditFilter, AuditHead, AuditRecord, AuditVerificati
 pub use bootstrap::BootstrapInput;
 pub use certificates::{CertEvent, FeedHead, StatusChange};
 pub use check::Offender;
-pub use devices::{DeviceRecord, UserWithDevices};
+pub use devices::{DeviceOut, DeviceRecord, Once, UserWithDevices};
 pub use enrollment::{NewCode, Redemption};
 pub use error::{Conflict, StoreError};
 pub use escalations::{EscalationRecord, Figures, NewEscalation, OpenedEscalation, PhoneCall};

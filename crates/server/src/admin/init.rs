@@ -169,6 +169,7 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
     write_new(&dir.path().join(crate::terms::TERMS_FILE), connect_pki_ra::terms::DEFAULT.as_bytes(), 0o644)?;
     crate::checkpoint::CheckpointKey::create(dir.path())?;
     crate::pseudonym::create(dir.path())?;
+    crate::datadir::create_key_file(&dir.path().join(crate::datadir::WEBHOOK_KEY_FILE))?;
     let ca = IssuingCa::new(h.issuing_der.clone(), h.issuing_key, h.root_der.clone(), profile.clone())?;
     let (user, cert, key) = bootstrap_admin(opts, dir, &ca, now).await?;
     let password = random_secret(12)?;

@@ -77,6 +77,8 @@ pub struct FileConfig {
     /// Device certificates installed by hand, and managed ones (EST).
     pub(crate) device_lifetime_days: Option<u32>,
     pub(crate) managed_lifetime_days: Option<u32>,
+    /// A device-management system's one-time challenge.
+    pub(crate) mdm_challenge_minutes: Option<u32>,
     /// Days between a facility's account reviews (棚卸し; default 91).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) review_period_days: Option<u32>,
@@ -184,7 +186,7 @@ pub struct FileConfig {
     pub pkcs11: Option<Pkcs11Config>,
 }
 
-connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, mailed_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, device_lifetime_days, managed_lifetime_days, review_period_days, review_unused_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, departments, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
+connect_pki_domain::redacted_debug!(FileConfig { public_url, public_addr, api_addr, enrollment_code_hours, mailed_code_hours, crl_next_update_hours, ocsp_max_age_seconds, rate_limit_per_minute, ocsp_rate_limit_per_minute, calendar, escalation_sla_minutes, hold_limit_hours, notifications, notification_attempts, feed_listen, feed_max_lag_seconds, revoke_waits_for_every_instance, reconcile_seconds, max_connections, max_connections_per_source, max_connection_age_seconds, new_connections_per_source_per_minute, header_timeout_seconds, idle_timeout_seconds, allow_tls12, renewals_per_hour, renewal_grace_days, device_lifetime_days, managed_lifetime_days, mdm_challenge_minutes, review_period_days, review_unused_days, audit_checkpoint_seconds, consistency_check_seconds, renewal_check_seconds, rejected_application_days, expiry_check_seconds, expiry_notice_days, city_phone, city_phone_hours, tls_cert_file, tls_key_file, https_url, trusted_proxies, relying_parties, departments, relying_party_recording, relying_party_flush_seconds, relying_party_retention_days, relying_party_unnamed_rows, pkcs11; database_url });
 
 impl FileConfig {
     /// `self`'s keys laid over `under`'s: a key given here wins, tables and
@@ -411,6 +413,11 @@ fn lifetimes(ra: &mut connect_pki_ra::Settings, f: &FileConfig) -> anyhow::Resul
     );
     set(&mut ra.lifetimes.by_hand_days, f.device_lifetime_days);
     set(&mut ra.lifetimes.managed_days, f.managed_lifetime_days);
+    anyhow::ensure!(
+        f.mdm_challenge_minutes.is_none_or(|m| (1..=1440).contains(&m)),
+        "mdm_challenge_minutes: 1 to 1440"
+    );
+    set(&mut ra.challenge_ttl, f.mdm_challenge_minutes.map(|m| time::Duration::minutes(i64::from(m))));
     anyhow::ensure!(
         [f.review_period_days, f.review_unused_days].iter().flatten().all(|d| (1..=730).contains(d)),
         "review_period_days, review_unused_days: 1 to 730"

@@ -9,6 +9,7 @@
 //! <data-dir>/audit-checkpoints.jsonl  0600, checkpoints of the audit log's head, appended by serve
 //! <data-dir>/serve.lock         held (shared) by every running serve; restore refuses while it is
 //! <data-dir>/pseudonym.key        0600, the key of the keyed hashes in the audit log (crate::pseudonym)
+//! <data-dir>/mdm-webhook.key      0600, what device-management systems' webhook secrets derive from (ra::mdm)
 //! <data-dir>/ca/*.pem             certificates
 //! <data-dir>/ca/*.key.pem         private keys, encrypted PKCS#8 (scrypt + AES-256-CBC), 0600;
 //!                                 none when config.toml names a PKCS#11 token (crate::keys)
@@ -339,6 +340,10 @@ pub(crate) fn write_cert_and_key(
     }
     Ok(())
 }
+
+/// The key the webhook secrets of device-management systems derive from:
+/// every instance must have the same file (copied with the data directory).
+pub(crate) const WEBHOOK_KEY_FILE: &str = "mdm-webhook.key";
 
 /// Writes a new random 32-byte HMAC key, hex, 0600 (refuses to replace one).
 pub(crate) fn create_key_file(path: &Path) -> anyhow::Result<()> {

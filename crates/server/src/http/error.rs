@@ -109,6 +109,10 @@ fn service_parts(e: &ServiceError) -> (StatusCode, &'static str) {
         ServiceError::NotAuthenticated(NotAuthenticated::CertificateNotUsable { .. }) => {
             (StatusCode::UNAUTHORIZED, "certificate_not_usable")
         }
+        ServiceError::NotAuthenticated(NotAuthenticated::BadSignature(_)) => {
+            (StatusCode::UNAUTHORIZED, "bad_signature")
+        }
+        ServiceError::Conflict(Conflict::Record(StoreConflict::Replayed)) => (StatusCode::CONFLICT, "replayed"),
         ServiceError::AccountDisabled(_) => (StatusCode::FORBIDDEN, "account_disabled"),
         ServiceError::FacilityNotActive(_) => (StatusCode::FORBIDDEN, "facility_not_active"),
         ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

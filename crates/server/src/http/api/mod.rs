@@ -7,6 +7,7 @@ pub(crate) mod audit_csv;
 mod doc;
 mod escalations;
 mod lifetimes;
+mod mdm;
 mod people;
 mod relying;
 mod renewal;
@@ -40,6 +41,7 @@ use connect_pki_ra::enrollment::{EnrollRequest, Enrolled};
 use connect_pki_ra::{applications, audit, certificates, devices, enrollment, expiry, facilities, users};
 use escalations::*;
 use lifetimes::*;
+use mdm::*;
 use people::*;
 use relying::*;
 use renewal::*;
@@ -61,6 +63,7 @@ use views::*;
         (name = "public", description = "No client certificate; HTTPS only"),
         (name = "identity"), (name = "applications"), (name = "facilities"), (name = "users"),
         (name = "certificates"), (name = "escalations"), (name = "audit"),
+        (name = "mdm", description = "Device-management systems: one-time challenges, signed device events"),
     ),
 )]
 struct ApiDoc;
@@ -73,6 +76,7 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(terms_of_use))
         .routes(routes!(enroll))
         .routes(routes!(report_emergency))
+        .routes(routes!(report_device_event))
         .with_state(state.clone())
         .split_for_parts();
     let (mtls, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -102,6 +106,8 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(reissue_manager_code))
         .routes(routes!(find_people))
         .routes(routes!(read_lifetimes, set_lifetimes))
+        .routes(routes!(issue_challenge))
+        .routes(routes!(read_webhook_secret))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))
         .routes(routes!(hold_certificate))

@@ -57,7 +57,8 @@ pub(crate) fn nav_for(role: Role) -> Vec<NavItem> {
             item("/console/review", "アカウントの棚卸し"),
             item("/console/me", "わたしの端末"),
         ],
-        Role::Staff => vec![item("/console/me", "わたしの端末")],
+        // A program with its own certificate, shown its own device only.
+        Role::Staff | Role::DeviceManagement => vec![item("/console/me", "わたしの端末")],
     }
 }
 
@@ -429,5 +430,6 @@ pub(crate) fn role_ja(r: Role) -> &'static str {
         Role::WelfareDivision => "福祉課",
         Role::FacilityManager => "施設管理者",
         Role::Staff => "職員",
+        Role::DeviceManagement => "端末管理システム",
     }
 }

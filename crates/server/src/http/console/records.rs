@@ -134,6 +134,7 @@ pub(crate) fn action_ja(action: AuditAction) -> &'static str {
         EnrollmentRedeem => "登録コードの使用",
         DeviceCreate => "端末の登録",
         DeviceLost => "端末の紛失",
+        DeviceRetire => "端末の廃棄・初期化（端末管理システムから）",
         CertificateIssue => "証明書の発行",
         CertificateRenew => "証明書の更新",
         CertificateRevoke => "証明書の無効化（失効）",
