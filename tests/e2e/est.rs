@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 use crate::revocation::{handshake_ok, ocsp_status};
 use crate::scenarios::{openssl_verify, serial_of};
 
-fn path(p: &Path) -> String {
+pub(crate) fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
 /// `openssl` in the server's scratch directory; its output on success.
-fn openssl(s: &Server, args: &[&str]) -> String {
+pub(crate) fn openssl(s: &Server, args: &[&str]) -> String {
     let o = s.run("openssl", args);
     assert!(o.status.success(), "openssl {args:?}: {}", text(&o));
     text(&o)
@@ -28,7 +28,7 @@ fn openssl(s: &Server, args: &[&str]) -> String {
 
 /// A P-256 key and CSR for `login`, the CSR base64-encoded DER as EST
 /// sends it: (key file, base64 file).
-fn csr(s: &Server, name: &str, login: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn csr(s: &Server, name: &str, login: &str) -> (PathBuf, PathBuf) {
     let (key, pem) = s.openssl_csr(name, &format!("/CN={login}"), &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
     let (pem_file, der, b64) = (
         s.scratch(&format!("{name}.csr")),
@@ -42,7 +42,7 @@ fn csr(s: &Server, name: &str, login: &str) -> (PathBuf, PathBuf) {
 }
 
 /// POSTs `body` (a file) to an EST operation: (HTTP status, body, headers).
-fn post(s: &Server, op: &str, body: &Path, extra: &[&str]) -> (u16, String, String) {
+pub(crate) fn post(s: &Server, op: &str, body: &Path, extra: &[&str]) -> (u16, String, String) {
     let headers = s.scratch("est-headers.txt");
     let mut args = vec!["-D", headers.to_str().expect("path"), "--data-binary"];
     let at = format!("@{}", path(body));
@@ -53,11 +53,11 @@ fn post(s: &Server, op: &str, body: &Path, extra: &[&str]) -> (u16, String, Stri
     (status, out, std::fs::read_to_string(headers).unwrap_or_default())
 }
 
-const PKCS10: [&str; 2] = ["-H", "Content-Type: application/pkcs10"];
+pub(crate) const PKCS10: [&str; 2] = ["-H", "Content-Type: application/pkcs10"];
 
 /// The certificates of a base64 certs-only answer, through `openssl pkcs7`,
 /// into `name`.pem.
-fn certs_of(s: &Server, name: &str, b64: &str) -> (PathBuf, String) {
+pub(crate) fn certs_of(s: &Server, name: &str, b64: &str) -> (PathBuf, String) {
     let (b64_file, der, pem) =
         (s.scratch(&format!("{name}.p7.b64")), s.scratch(&format!("{name}.p7")), s.scratch(&format!("{name}.pem")));
     std::fs::write(&b64_file, b64).expect("write");

@@ -14,6 +14,7 @@ mod hsm;
 mod incident;
 mod instances;
 mod lifecycle;
+mod mdm;
 mod nginx;
 mod pages_city;
 mod pages_manager;
