@@ -14,6 +14,7 @@
 //! (`TEST_DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/test).
 //! Every server is started on 127.0.0.1 and stopped at the end.
 
+mod enroll;
 mod hostile;
 mod ocsp;
 mod priority;
@@ -131,8 +132,8 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
             results.insert("hostile".into(), hostile::hostile(&env, hostile_devices).await?);
         }
         if want("enroll") {
-            eprintln!("== enrollment with a CSR");
-            results.insert("enroll".into(), enroll_bench(&env, &server, if quick { 2 } else { 5 }).await?);
+            eprintln!("== enrollment with a CSR: the JSON API and EST side by side");
+            results.insert("enroll".into(), enroll::enrollments(&env, &server, if quick { 2 } else { 5 }).await?);
         }
         drop(server);
         if std::env::var("BENCH_KEEP").is_ok() {
@@ -328,42 +329,6 @@ pub fn wrk(
     Ok(parse_wrk(&text))
 }
 
-async fn enroll_bench(env: &Env, server: &setup::Running, seconds: u32) -> anyhow::Result<Value> {
-    let bodies = env.enroll_bodies(6_000).await?;
-    let file = env.path("enroll.jsonl");
-    std::fs::write(&file, bodies.join("\n"))?;
-    let script = env.path("enroll.lua");
-    std::fs::write(&script, LUA_JSON)?;
-    let url = format!("https://{}/api/v1/enroll", server.api);
-    let r = wrk(&url, &script, &[&file.display().to_string()], 2, 16, seconds)?;
-    let ok = r["requests"].as_f64().unwrap_or(0.0) - r["non_2xx"].as_f64().unwrap_or(0.0);
-    let per_s = ok / f64::from(seconds);
-    eprintln!("   {per_s:.0} enrollments/s (p50 {} ms, p99 {} ms, {} refused)", r["p50_ms"], r["p99_ms"], r["non_2xx"]);
-    Ok(json!({"enrollments_per_s": per_s, "wrk": r}))
-}
-
-const LUA_JSON: &str = r#"
-local bodies = {}
-local i = 0
-local step = 1
-init = function(args)
-  for line in io.lines(args[1]) do
-    bodies[#bodies + 1] = wrk.format("POST", nil, {["Content-Type"] = "application/json"}, line)
-  end
-  -- Each thread takes every other body, so no code is sent twice.
-  i = thread_id or 0
-end
-setup = function(thread)
-  thread:set("thread_id", (counter or 0))
-  counter = (counter or 0) + 1
-end
-request = function()
-  i = i + 2
-  if i > #bodies then i = (i % 2) + 1 end
-  return bodies[i]
-end
-"#;
-
 /// The benchmark results as a markdown table: ours, the reference, the target.
 fn markdown(r: &Value) -> String {
     let mut s = String::new();
@@ -493,11 +458,5 @@ fn single_rows(r: &Value, s: &mut String) {
             number(&r["memory"]["resident_mib"])
         ));
     }
-    if r["enroll"].is_object() {
-        s.push_str(&format!(
-            "| enrollment with a CSR (SQLite, 16 connections) | {:.0} certificates/s, p99 {} ms | — | ≥ 500/s |\n",
-            number(&r["enroll"]["enrollments_per_s"]),
-            r["enroll"]["wrk"]["p99_ms"]
-        ));
-    }
+    s.push_str(&enroll::rows(r));
 }

@@ -323,6 +323,26 @@ impl Env {
         Ok(bodies)
     }
 
+    /// `n` EST enrollments for the same user and CSR as [`Self::enroll_bodies`]
+    /// (which must run first): "Basic <label:code>" and the base64 CSR, a
+    /// tab between them, one a line.
+    pub async fn est_requests(&self, n: usize) -> anyhow::Result<Vec<String>> {
+        use base64::Engine;
+        let pem = std::fs::read_to_string(self.dir.path().join("e.csr"))?;
+        // The PEM's body is the base64 DER that EST sends.
+        let csr: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let now = OffsetDateTime::now_utc();
+        let mut lines = Vec::with_capacity(n);
+        for _ in 0..n {
+            let code = connect_pki_ra::secrets::new_code(UserId(2), time::Duration::hours(1), now)
+                .map_err(|e| anyhow!("{e}"))?;
+            self.store.create_enrollment_code(&code.stored, "bench", now).await?;
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("bench:{}", code.display()));
+            lines.push(format!("Basic {basic}\t{csr}"));
+        }
+        Ok(lines)
+    }
+
     fn client_config(&self, cert: &Cert) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         client_config(&self.root_der, &self.issuing_der, &cert.der, self.key.pkcs8_der())
     }
