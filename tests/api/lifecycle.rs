@@ -178,7 +178,7 @@ async fn openapi_document_lists_every_closed_set() {
         ("DeviceView", "status", &["active", "lost", "retired"]),
         ("LostView", "status", &["active", "lost", "retired"]),
         ("UserView", "status", &["invited", "active", "retired", "deleted"]),
-        ("UserView", "role", &["admin_division", "welfare_division", "facility_manager", "staff"]),
+        ("UserView", "role", &["admin_division", "welfare_division", "facility_manager", "staff", "device_management"]),
         ("FacilityView", "status", &["approved", "suspended", "closed"]),
         ("ApplicationView", "status", &["pending", "approved", "rejected"]),
         ("ApplicationDecision", "status", &["pending", "approved", "rejected"]),

@@ -52,14 +52,30 @@ fn run(env: &Env, name: &str, url: &str, lines: &[String], make: &str, seconds: 
     let r = wrk(url, &script, &[&file.display().to_string()], 2, 16, seconds)?;
     let ok = r["requests"].as_f64().unwrap_or(0.0) - r["non_2xx"].as_f64().unwrap_or(0.0);
     let per_s = ok / f64::from(seconds);
-    eprintln!("   {name}: {per_s:.0} enrollments/s (p50 {} ms, p99 {} ms, {} refused)", r["p50_ms"], r["p99_ms"], r["non_2xx"]);
+    eprintln!(
+        "   {name}: {per_s:.0} enrollments/s (p50 {} ms, p99 {} ms, {} refused)",
+        r["p50_ms"], r["p99_ms"], r["non_2xx"]
+    );
     Ok(json!({"enrollments_per_s": per_s, "wrk": r}))
 }
 
-pub async fn enrollments(env: &Env, server: &Running, seconds: u32) -> anyhow::Result<Value> {
+/// The section: enrollment by both routes on the shared server, which it
+/// then stops; renewal on a server of its own, with the per-device renewal
+/// limit lifted.
+pub async fn section(env: &Env, server: Running, seconds: u32) -> anyhow::Result<Value> {
+    eprintln!("== enrollment with a CSR: the JSON API and EST side by side");
+    let mut out = enrollments(env, &server, seconds).await?;
+    drop(server);
+    eprintln!("== renewal by EST");
+    out["est_renew"] = renewals(env, 16, seconds).await?;
+    Ok(out)
+}
+
+async fn enrollments(env: &Env, server: &Running, seconds: u32) -> anyhow::Result<Value> {
     let n = 6_000;
     let bodies = env.enroll_bodies(n).await?;
-    let json_api = run(env, "enroll-json", &format!("https://{}/api/v1/enroll", server.api), &bodies, MAKE_JSON, seconds)?;
+    let json_api =
+        run(env, "enroll-json", &format!("https://{}/api/v1/enroll", server.api), &bodies, MAKE_JSON, seconds)?;
     let est_lines = env.est_requests(n).await?;
     let url = format!("https://{}/.well-known/est/simpleenroll", server.api);
     let est = run(env, "enroll-est", &url, &est_lines, MAKE_EST, seconds)?;
@@ -84,5 +100,82 @@ pub fn rows(r: &Value) -> String {
             e["est"]["wrk"]["p99_ms"]
         ));
     }
+    if e["est_renew"].is_object() {
+        s.push_str(&format!(
+            "| renewal by EST `simplereenroll`, a new TLS connection each ({} devices) | {:.0} renewals/s, p99 {:.1} ms | — | — |\n",
+            e["est_renew"]["devices"],
+            number(&e["est_renew"]["renewals_per_s"]),
+            number(&e["est_renew"]["p99_ms"])
+        ));
+    }
     s
+}
+
+/// EST renewals per second: `devices` devices of one user, each renewing
+/// in a loop over a new TLS connection with the certificate it got last (the
+/// key stays, as an agent renewing at half-life does), on a server whose
+/// per-device renewal limit is lifted.
+pub async fn renewals(env: &Env, devices: usize, seconds: u32) -> anyhow::Result<Value> {
+    use std::time::{Duration, Instant};
+    let server = env.serve_with("ready-renew.json", &["--renewals-per-hour", "100000000"])?;
+    let certs = env.bench_devices(devices).await?;
+    let csr = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, env.bench_csr()?).into_bytes();
+    let end = Instant::now() + Duration::from_secs(u64::from(seconds));
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in certs {
+        let (cfg_of, api, csr) = (env.device_client_factory(), server.api.clone(), csr.clone());
+        tasks.spawn(async move {
+            let mut der = c.der;
+            let (mut took, mut refused) = (Vec::new(), 0u64);
+            while Instant::now() < end {
+                let started = Instant::now();
+                let answer = async {
+                    let cfg = cfg_of(&der)?;
+                    let name = rustls_pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+                    let tls =
+                        tokio_rustls::TlsConnector::from(cfg).connect(name, crate::setup::tcp(&api).await?).await?;
+                    let mut s = crate::setup::http1(tls).await?;
+                    crate::setup::send(
+                        &mut s,
+                        "POST",
+                        "/.well-known/est/simplereenroll",
+                        "application/pkcs10",
+                        csr.clone(),
+                    )
+                    .await
+                }
+                .await;
+                match answer {
+                    Ok((200, body)) => {
+                        let text: String = String::from_utf8_lossy(&body).split_whitespace().collect();
+                        let p7 = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text)?;
+                        der = connect_pki_ca::est::certificates_of(&p7)?.into_iter().next().unwrap_or_default();
+                        took.push(started.elapsed());
+                    }
+                    _ => refused += 1,
+                }
+            }
+            anyhow::Ok((took, refused))
+        });
+    }
+    let (mut took, mut refused) = (Vec::new(), 0u64);
+    while let Some(done) = tasks.join_next().await {
+        let (t, r) = done??;
+        took.extend(t);
+        refused += r;
+    }
+    took.sort_unstable();
+    let pct = |p: f64| {
+        took.get(((took.len() as f64 * p) as usize).min(took.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1e3)
+    };
+    let per_s = took.len() as f64 / f64::from(seconds);
+    eprintln!(
+        "   EST renewals: {per_s:.0}/s over {devices} devices (p50 {:?} ms, p99 {:?} ms, {refused} refused)",
+        pct(0.5),
+        pct(0.99)
+    );
+    drop(server);
+    Ok(
+        json!({"renewals_per_s": per_s, "devices": devices, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "refused": refused}),
+    )
 }

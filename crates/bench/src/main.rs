@@ -132,10 +132,8 @@ async fn run(quick: bool, only: &[String]) -> anyhow::Result<()> {
             results.insert("hostile".into(), hostile::hostile(&env, hostile_devices).await?);
         }
         if want("enroll") {
-            eprintln!("== enrollment with a CSR: the JSON API and EST side by side");
-            results.insert("enroll".into(), enroll::enrollments(&env, &server, if quick { 2 } else { 5 }).await?);
+            results.insert("enroll".into(), enroll::section(&env, server, if quick { 2 } else { 5 }).await?);
         }
-        drop(server);
         if std::env::var("BENCH_KEEP").is_ok() {
             eprintln!("(kept {})", env.keep().display());
         }

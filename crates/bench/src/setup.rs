@@ -343,6 +343,34 @@ impl Env {
         Ok(lines)
     }
 
+    /// `n` devices of the benchmark user (login `bench`), each with a
+    /// certificate for the shared key, straight through the store.
+    pub async fn bench_devices(&self, n: usize) -> anyhow::Result<Vec<Cert>> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(add(&self.store, &self.ca, &self.key, UserId(2)).await?);
+        }
+        Ok(out)
+    }
+
+    /// A PKCS#10 request of the benchmark user for the shared key (DER).
+    pub fn bench_csr(&self) -> anyhow::Result<Vec<u8>> {
+        let key = rcgen::KeyPair::try_from(self.key.pkcs8_der())?;
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "bench");
+        Ok(params.serialize_request(&key)?.der().to_vec())
+    }
+
+    /// Makes client configurations presenting a certificate for the shared
+    /// key, for tasks that outlive a borrow of the environment.
+    pub fn device_client_factory(
+        &self,
+    ) -> impl Fn(&[u8]) -> anyhow::Result<Arc<rustls::ClientConfig>> + Send + 'static + use<> {
+        let (root, issuing, key) = (self.root_der.clone(), self.issuing_der.clone(), self.key.pkcs8_der().to_vec());
+        move |der: &[u8]| client_config(&root, &issuing, der, &key)
+    }
+
     fn client_config(&self, cert: &Cert) -> anyhow::Result<Arc<rustls::ClientConfig>> {
         client_config(&self.root_der, &self.issuing_der, &cert.der, self.key.pkcs8_der())
     }

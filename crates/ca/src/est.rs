@@ -46,6 +46,23 @@ pub fn certs_only(certs: &[&[u8]]) -> Result<Vec<u8>, CaError> {
     info.to_der().map_err(encoding)
 }
 
+/// The certificates of a certs-only message (DER each), as an EST client
+/// reads an answer.
+pub fn certificates_of(der: &[u8]) -> Result<Vec<Vec<u8>>, CaError> {
+    let info = ContentInfo::from_der(der).map_err(encoding)?;
+    if info.content_type != SIGNED_DATA {
+        return Err(CaError::malformed("certs-only message", "not a SignedData"));
+    }
+    let signed: SignedData = info.content.decode_as().map_err(encoding)?;
+    let mut out = Vec::new();
+    for c in signed.certificates.iter().flat_map(|set| set.0.iter()) {
+        if let CertificateChoices::Certificate(cert) = c {
+            out.push(cert.to_der().map_err(encoding)?);
+        }
+    }
+    Ok(out)
+}
+
 /// The CSR attributes (RFC 7030, 4.5.2): a SEQUENCE OF the OIDs a device
 /// should use — an EC key, signed with ECDSA and SHA-256.
 pub fn csr_attributes() -> Result<Vec<u8>, CaError> {
@@ -65,19 +82,9 @@ mod tests {
         let (root, issuing) = (h.root_der.clone(), h.issuing_der.clone());
         let der = certs_only(&[&issuing, &root]).expect("message");
         let info = ContentInfo::from_der(&der).expect("ContentInfo");
-        assert_eq!(info.content_type, SIGNED_DATA);
         let signed: SignedData = info.content.decode_as().expect("SignedData");
         assert!(signed.signer_infos.0.is_empty());
-        let held: Vec<Vec<u8>> = signed
-            .certificates
-            .expect("certificates")
-            .0
-            .iter()
-            .map(|c| match c {
-                CertificateChoices::Certificate(c) => c.to_der().expect("der"),
-                CertificateChoices::Other(_) => Vec::new(),
-            })
-            .collect();
+        let held = certificates_of(&der).expect("certificates");
         assert!(held.contains(&root) && held.contains(&issuing) && held.len() == 2);
         assert!(certs_only(&[b"not a certificate"]).is_err());
     }

@@ -158,7 +158,7 @@ mod tests {
     fn the_whole_matrix_matches_design() {
         use Role::*;
         let cases: &[(Action, &[Role])] = &[
-            (Action::WhoAmI, &[AdminDivision, WelfareDivision, FacilityManager, Staff]),
+            (Action::WhoAmI, &[AdminDivision, WelfareDivision, FacilityManager, Staff, DeviceManagement]),
             (Action::DecideApplications, &[AdminDivision, WelfareDivision]),
             (Action::ListAllFacilities, &[AdminDivision, WelfareDivision]),
             (Action::ReadAudit, &[AdminDivision, WelfareDivision]),
@@ -184,6 +184,17 @@ mod tests {
             (Action::WorkEscalations(OTHER), &[AdminDivision]),
             (Action::ReadFacilityAudit(OWN), &[AdminDivision, FacilityManager]),
             (Action::ReadFacilityAudit(OTHER), &[AdminDivision]),
+            (Action::SetFacilityLifetimes(OWN), &[AdminDivision]),
+            (Action::SetFacilityLifetimes(OTHER), &[AdminDivision]),
+            (Action::ActOnUser(Target { facility: OWN, role: DeviceManagement }), &[AdminDivision]),
+            (Action::ManageDevicesFor(Target { facility: OWN, role: Staff }), &[AdminDivision, DeviceManagement]),
+            (
+                Action::ManageDevicesFor(Target { facility: OWN, role: FacilityManager }),
+                &[AdminDivision, DeviceManagement],
+            ),
+            (Action::ManageDevicesFor(Target { facility: OWN, role: WelfareDivision }), &[AdminDivision]),
+            (Action::ManageDevicesFor(Target { facility: OWN, role: DeviceManagement }), &[AdminDivision]),
+            (Action::ManageDevicesFor(Target { facility: OTHER, role: Staff }), &[AdminDivision]),
         ];
         for (action, allowed) in cases {
             for role in Role::ALL {

@@ -309,10 +309,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         revocations,
         ocsp: Arc::new(Responder::new(signers, config.ocsp_validity, clock.clone(), sightings)),
         pseudonyms: Arc::new(crate::pseudonym::load_or_create(dir.path())?),
-        webhook_key: Arc::new(connect_pki_ra::mdm::WebhookKey::new(crate::datadir::load_or_create_key_file(
-            &dir.path().join(crate::datadir::WEBHOOK_KEY_FILE),
-            "the device-management webhook key",
-        )?)),
+        webhook_key: Arc::new(crate::datadir::webhook_key(dir.path())?),
         instance_id,
         journal,
         key_generation: Arc::default(),

@@ -345,6 +345,13 @@ pub(crate) fn write_cert_and_key(
 /// every instance must have the same file (copied with the data directory).
 pub(crate) const WEBHOOK_KEY_FILE: &str = "mdm-webhook.key";
 
+/// The webhook key in `dir`, made first if the directory has none (data
+/// directories initialised before it existed).
+pub(crate) fn webhook_key(dir: &Path) -> anyhow::Result<connect_pki_ra::mdm::WebhookKey> {
+    let key = load_or_create_key_file(&dir.join(WEBHOOK_KEY_FILE), "the device-management webhook key")?;
+    Ok(connect_pki_ra::mdm::WebhookKey::new(key))
+}
+
 /// Writes a new random 32-byte HMAC key, hex, 0600 (refuses to replace one).
 pub(crate) fn create_key_file(path: &Path) -> anyhow::Result<()> {
     let mut bytes = [0u8; 32];
