@@ -117,8 +117,11 @@ pub fn rows(r: &Value) -> String {
 /// per-device renewal limit is lifted.
 pub async fn renewals(env: &Env, devices: usize, seconds: u32) -> anyhow::Result<Value> {
     use std::time::{Duration, Instant};
-    let server = env.serve_with("ready-renew.json", &["--renewals-per-hour", "100000000"])?;
+    // The devices first: the server reads them at its start (made behind a
+    // running server's back, they would be unknown to it until its next
+    // reconciliation, and refused in the handshake).
     let certs = env.bench_devices(devices).await?;
+    let server = env.serve_with("ready-renew.json", &["--renewals-per-hour", "1000"])?;
     let csr = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, env.bench_csr()?).into_bytes();
     let end = Instant::now() + Duration::from_secs(u64::from(seconds));
     let mut tasks = tokio::task::JoinSet::new();
@@ -126,7 +129,7 @@ pub async fn renewals(env: &Env, devices: usize, seconds: u32) -> anyhow::Result
         let (cfg_of, api, csr) = (env.device_client_factory(), server.api.clone(), csr.clone());
         tasks.spawn(async move {
             let mut der = c.der;
-            let (mut took, mut refused) = (Vec::new(), 0u64);
+            let (mut took, mut refused, mut why) = (Vec::new(), 0u64, None);
             while Instant::now() < end {
                 let started = Instant::now();
                 let answer = async {
@@ -152,17 +155,24 @@ pub async fn renewals(env: &Env, devices: usize, seconds: u32) -> anyhow::Result
                         der = connect_pki_ca::est::certificates_of(&p7)?.into_iter().next().unwrap_or_default();
                         took.push(started.elapsed());
                     }
-                    _ => refused += 1,
+                    other => {
+                        refused += 1;
+                        why.get_or_insert_with(|| match other {
+                            Ok((status, body)) => format!("{status} {}", String::from_utf8_lossy(&body)),
+                            Err(e) => format!("{e:#}"),
+                        });
+                    }
                 }
             }
-            anyhow::Ok((took, refused))
+            anyhow::Ok((took, refused, why))
         });
     }
-    let (mut took, mut refused) = (Vec::new(), 0u64);
+    let (mut took, mut refused, mut why) = (Vec::new(), 0u64, None);
     while let Some(done) = tasks.join_next().await {
-        let (t, r) = done??;
+        let (t, r, w) = done??;
         took.extend(t);
         refused += r;
+        why = why.or(w);
     }
     took.sort_unstable();
     let pct = |p: f64| {
@@ -170,12 +180,12 @@ pub async fn renewals(env: &Env, devices: usize, seconds: u32) -> anyhow::Result
     };
     let per_s = took.len() as f64 / f64::from(seconds);
     eprintln!(
-        "   EST renewals: {per_s:.0}/s over {devices} devices (p50 {:?} ms, p99 {:?} ms, {refused} refused)",
+        "   EST renewals: {per_s:.0}/s over {devices} devices (p50 {:?} ms, p99 {:?} ms, {refused} refused: {why:?})",
         pct(0.5),
         pct(0.99)
     );
     drop(server);
     Ok(
-        json!({"renewals_per_s": per_s, "devices": devices, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "refused": refused}),
+        json!({"renewals_per_s": per_s, "devices": devices, "p50_ms": pct(0.5), "p99_ms": pct(0.99), "refused": refused, "first_refusal": why}),
     )
 }
