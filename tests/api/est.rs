@@ -4,14 +4,10 @@
 //! a held or retired device cannot re-enroll; the enrollment is audited like
 //! any other; and two devices racing with one code get one certificate.
 
-use connect_pki_e2e::builders::{csr, pem_der};
+use connect_pki_e2e::builders::{b64, csr, est_certificate};
 use connect_pki_e2e::client::{Identity, Reply, Req};
 use connect_pki_e2e::{Backend, TestApp, both_backends, spawn_app};
 use serde_json::json;
-
-fn b64(der: &[u8]) -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der)
-}
 
 /// `simpleenroll` with `code` as the HTTP Basic password and `body` as sent.
 async fn enroll(app: &TestApp, code: &str, body: &str) -> Reply {
@@ -27,29 +23,10 @@ async fn reenroll(app: &TestApp, who: &Identity, cn: &str) -> (String, Option<Id
     let (key_der, _, der) = csr(cn);
     let req = Req::new("POST", "/.well-known/est/simplereenroll").body("application/pkcs10", b64(&der));
     match app.try_mtls(Some(who), req).await {
-        Ok(r) if r.status == 200 => (r.text(), Some(Identity { cert_der: first_cert(&r.text()), key_der })),
+        Ok(r) if r.status == 200 => (r.text(), Some(Identity { cert_der: est_certificate(&r.text()), key_der })),
         Ok(r) => (format!("{} {}", r.status, r.text()), None),
         Err(e) => (format!("refused in the handshake: {e}"), None),
     }
-}
-
-/// The certificate in a base64 certs-only answer (read with x509-parser
-/// from the message's certificate set).
-fn first_cert(b64_text: &str) -> Vec<u8> {
-    let clean: String = b64_text.split_whitespace().collect();
-    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, clean).expect("base64");
-    let o = std::process::Command::new("openssl")
-        .args(["pkcs7", "-inform", "DER", "-print_certs"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().expect("stdin").write_all(&der)?;
-            c.wait_with_output()
-        })
-        .expect("openssl pkcs7");
-    pem_der(&String::from_utf8_lossy(&o.stdout))
 }
 
 fn code_of(r: &Reply) -> String {
@@ -71,7 +48,7 @@ async fn est_refuses_what_the_json_api_refuses(backend: Backend) {
     assert!(r.status >= 400 && r.status < 500, "{}", r.text());
     let r = enroll(&app, &code, &b64(&der)).await;
     assert_eq!(r.status, 200, "the code was spent by a refused request: {}", r.text());
-    let me = app.whoami(&Identity { cert_der: first_cert(&r.text()), key_der: key }).await;
+    let me = app.whoami(&Identity { cert_der: est_certificate(&r.text()), key_der: key }).await;
     assert_eq!(me["login_id"], "est.taro", "{me}");
 
     // A suspended facility cannot enroll; resumed, the same code works.

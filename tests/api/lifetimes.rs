@@ -5,37 +5,16 @@
 //! 1 to 398 days) apply to the next certificate; managed devices stay off
 //! the expiry list, which would otherwise hold every one of them.
 
-use connect_pki_e2e::builders::{csr, pem_der};
+use connect_pki_e2e::builders::{b64, csr, est_certificate};
 use connect_pki_e2e::client::{Identity, Req};
 use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app_with};
 use serde_json::json;
-
-fn b64(der: &[u8]) -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der)
-}
 
 /// Days between notBefore and notAfter, read with x509-parser.
 fn days_of(cert_der: &[u8]) -> i64 {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der).expect("certificate");
     let v = cert.validity();
     (v.not_after.timestamp() - v.not_before.timestamp()) / 86_400
-}
-
-/// The certificate in a base64 certs-only answer.
-fn cert_of(b64_text: &str) -> Vec<u8> {
-    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64_text.trim()).expect("base64");
-    let o = std::process::Command::new("openssl")
-        .args(["pkcs7", "-inform", "DER", "-print_certs"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().expect("stdin").write_all(&der)?;
-            c.wait_with_output()
-        })
-        .expect("openssl pkcs7");
-    pem_der(&String::from_utf8_lossy(&o.stdout))
 }
 
 /// A device of a new user of `facility`, enrolled by EST.
@@ -47,7 +26,7 @@ async fn by_est(app: &TestApp, by: &Identity, facility: i64, login: &str) -> Ide
     req.headers.push(("authorization".into(), format!("Basic {}", b64(format!("mdm:{code}").as_bytes()))));
     let r = app.try_mtls(None, req).await.expect("EST");
     assert_eq!(r.status, 200, "{}", r.text());
-    Identity { cert_der: cert_of(&r.text()), key_der }
+    Identity { cert_der: est_certificate(&r.text()), key_der }
 }
 
 async fn reenroll(app: &TestApp, who: &Identity, cn: &str) -> Identity {
@@ -55,7 +34,7 @@ async fn reenroll(app: &TestApp, who: &Identity, cn: &str) -> Identity {
     let req = Req::new("POST", "/.well-known/est/simplereenroll").body("application/pkcs10", b64(&der));
     let r = app.try_mtls(Some(who), req).await.expect("EST");
     assert_eq!(r.status, 200, "{}", r.text());
-    Identity { cert_der: cert_of(&r.text()), key_der }
+    Identity { cert_der: est_certificate(&r.text()), key_der }
 }
 
 async fn managed_devices_live_short_and_a_facility_sets_its_own(backend: Backend) {

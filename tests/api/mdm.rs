@@ -7,15 +7,11 @@
 //! itself.
 
 use aws_lc_rs::hmac;
-use connect_pki_e2e::builders::{csr, pem_der};
+use connect_pki_e2e::builders::{b64, csr, est_certificate};
 use connect_pki_e2e::client::{Identity, Reply, Req};
 use connect_pki_e2e::fixtures::PASSWORD;
 use connect_pki_e2e::{Backend, TestApp, both_backends, spawn_app};
 use serde_json::{Value, json};
-
-fn b64(der: &[u8]) -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der)
-}
 
 /// A device-management account of `facility`, enrolled: its identity, id
 /// and webhook secret (as 行政管理課 reads it).
@@ -41,19 +37,7 @@ async fn est_enroll(app: &TestApp, code: &str, login: &str) -> Result<Identity, 
     if r.status != 200 {
         return Err(r);
     }
-    let p7 = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, r.text().trim()).expect("base64");
-    let o = std::process::Command::new("openssl")
-        .args(["pkcs7", "-inform", "DER", "-print_certs"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().expect("stdin").write_all(&p7)?;
-            c.wait_with_output()
-        })
-        .expect("openssl");
-    Ok(Identity { cert_der: pem_der(&String::from_utf8_lossy(&o.stdout)), key_der })
+    Ok(Identity { cert_der: est_certificate(&r.text()), key_der })
 }
 
 /// A webhook request as the system `sender` signs it with `secret` at `at`.

@@ -247,3 +247,27 @@ pub fn pem_der(pem: &str) -> Vec<u8> {
     let (_, doc) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("PEM");
     doc.contents
 }
+
+/// `der` in base64, as EST sends a PKCS#10 request and answers a message.
+pub fn b64(der: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der)
+}
+
+/// The first certificate (DER) of an EST answer — a base64 certs-only
+/// PKCS#7 — as `openssl pkcs7 -print_certs` reads it (not our own parser).
+pub fn est_certificate(b64_text: &str) -> Vec<u8> {
+    let clean: String = b64_text.split_whitespace().collect();
+    let der = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, clean).expect("base64");
+    let o = std::process::Command::new("openssl")
+        .args(["pkcs7", "-inform", "DER", "-print_certs"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(&der)?;
+            c.wait_with_output()
+        })
+        .expect("openssl pkcs7");
+    pem_der(&String::from_utf8_lossy(&o.stdout))
+}
