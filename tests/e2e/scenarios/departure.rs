@@ -17,16 +17,23 @@ use super::{facility, registered, says, walk};
 use crate::revocation::{handshake_ok, ocsp_status};
 use connect_pki_e2e::fixtures::PASSWORD;
 
-/// The next 31 March (Japan time) at least two days away: 年度末.
+/// The last working day to retire on: the next 31 March (年度末) whose
+/// last minute is still ahead. In the first days of April that is nearly a
+/// year away, further than a certificate issued today may live in a leap
+/// year: the end of this month stands in (the rule tested is the same).
 fn end_of_fiscal_year() -> Date {
-    let today = OffsetDateTime::now_utc().to_offset(offset!(+9)).date();
-    let year =
-        if today + time::Duration::days(2) <= Date::from_calendar_date(today.year(), Month::March, 31).expect("date") {
-            today.year()
-        } else {
-            today.year() + 1
-        };
-    Date::from_calendar_date(year, Month::March, 31).expect("date")
+    let now = OffsetDateTime::now_utc().to_offset(offset!(+9)) + time::Duration::minutes(10);
+    let today = now.date();
+    let this_year = Date::from_calendar_date(today.year(), Month::March, 31).expect("date");
+    let next = if today <= this_year { this_year } else { this_year.replace_year(today.year() + 1).expect("date") };
+    if next - today <= time::Duration::days(330) {
+        return next;
+    }
+    let mut last = today;
+    while (last + time::Duration::days(1)).month() == today.month() {
+        last += time::Duration::days(1);
+    }
+    last
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
