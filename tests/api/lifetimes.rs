@@ -81,3 +81,25 @@ async fn managed_devices_live_short_and_a_facility_sets_its_own(backend: Backend
     assert!(!listed.contains(&tablet.serial()), "a managed device on the expiry list: {expiring}");
 }
 both_backends!(managed_devices_live_short_and_a_facility_sets_its_own);
+
+/// The facility page states the lifetimes and the worst exposure they imply:
+/// the shorter of a certificate's life and how long a relying party may
+/// keep the CRL (72 h here) — a 2-day managed certificate bounds it.
+async fn the_facility_page_states_the_lifetimes_and_the_worst_exposure(backend: Backend) {
+    let opts = AppOptions::with(|c| c.crl_validity = time::Duration::hours(72));
+    let app = spawn_app_with(backend, opts).await;
+    let f = app.facility(&app.admin, "短期の施設", "tanki.kanri").await;
+    let path = format!("/api/v1/facilities/{}/lifetimes", f.id);
+    let (status, out) = app.api("PUT", &path, Some(&app.admin), Some(&json!({"managed_days": 2}))).await;
+    assert_eq!(status, 200, "{out}");
+    let page = app.try_mtls(Some(&app.admin), Req::new("GET", &format!("/console/facilities/{}", f.id))).await;
+    let text = page.expect("the facility page").text();
+    assert!(
+        text.contains(
+            "手作業で取り込んだ端末 365 日（全体の設定）、端末管理システムが自動で更新する端末 2 日（この施設の設定）"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("手作業で取り込んだ端末 72 時間、端末管理システムの端末 48 時間"), "{text}");
+}
+both_backends!(the_facility_page_states_the_lifetimes_and_the_worst_exposure);

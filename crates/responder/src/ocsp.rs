@@ -63,6 +63,12 @@ impl std::fmt::Debug for Responder {
 }
 
 impl Responder {
+    /// How long an answer may be cached: the longest a relying party that
+    /// caches answers can go on seeing `good` after a revocation.
+    pub fn validity(&self) -> time::Duration {
+        self.validity
+    }
+
     /// `signers`: (issuing CA generation, its delegated signer); what
     /// relying parties are told is counted in `sightings`.
     pub fn new(

@@ -77,6 +77,12 @@ pub struct Revocations {
 }
 
 impl Revocations {
+    /// nextUpdate − thisUpdate of the CRLs: the longest a relying party that
+    /// keeps a CRL can go on without hearing of a revocation.
+    pub fn crl_validity(&self) -> time::Duration {
+        self.crl_validity
+    }
+
     /// Loads the index from the database, builds the first CRL, and starts
     /// the CRL builder, the follower, the listener and the reconciliation
     /// (all stop with `shutdown`). `cas` are the issuing CAs, oldest first.

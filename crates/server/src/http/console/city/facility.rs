@@ -86,6 +86,7 @@ async fn show(
     let own = facilities::lifetimes(&state, requester, id).await?;
     let mut facts = facts;
     facts.push(("証明書の有効期間", lifetimes_ja(&state, own)));
+    facts.push(("失効が届かない最大時間", exposure_ja(&state, own)));
     let shown = |d: Option<u32>| d.map(|d| d.to_string()).unwrap_or_default();
     let p = FacilityPage {
         ctx: &ctx,
@@ -112,6 +113,23 @@ fn lifetimes_ja(state: &AppState, own: connect_pki_domain::lifetime::FacilityLif
         whose(own.by_hand_days),
         service.days(own, true),
         whose(own.managed_days)
+    )
+}
+
+/// The worst exposure the lifetimes imply: a relying party that keeps the
+/// CRL (or an OCSP answer) as long as it is valid can accept a revoked
+/// certificate that long, unless the certificate runs out first.
+fn exposure_ja(state: &AppState, own: connect_pki_domain::lifetime::FacilityLifetimes) -> String {
+    let cached = state.revocations.crl_validity().max(state.ocsp.validity());
+    let worst = |managed| state.settings.lifetimes.of(own, managed).min(cached);
+    let hours = |d: time::Duration| {
+        let h = d.whole_minutes() as f64 / 60.0;
+        if h.fract() == 0.0 { format!("{h:.0} 時間") } else { format!("{h:.1} 時間") }
+    };
+    format!(
+        "手作業で取り込んだ端末 {}、端末管理システムの端末 {}（CRL を有効期限まで保存して使う接続先が、失効した証明書を受け入れ続けうる最長の時間。OCSP で毎回確かめる接続先には直ちに届きます）",
+        hours(worst(false)),
+        hours(worst(true))
     )
 }
 
