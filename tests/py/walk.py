@@ -8,6 +8,7 @@ A walk script defines its phases as functions (run, config) and calls
 `main(phases)`. CONFIG (the one argument): {"base", "shots", "phase",
 optionally "cert" and "key" (PEM files), "user_agent", and what the phase needs}.
 """
+import base64
 import json
 import sys
 
@@ -51,7 +52,6 @@ class Run:
     def save_download(self, selector, path):
         """Writes the file a data: link offers (the handout's .p12 and
         .mobileconfig) to `path`, as the browser would save it."""
-        import base64
         href = self.page.locator(selector).get_attribute("href")
         with open(path, "wb") as f:
             f.write(base64.b64decode(href.split(",", 1)[1]))

@@ -194,7 +194,7 @@ async fn read_renewal(
 ) -> Result<(RenewalFacts, DeviceRef), StoreError> {
     let row = sqlx::query(
         "select c.status, c.not_after, d.id as d_id, d.status as d_status, d.managed, u.id as u_id, u.facility_id, \
-         u.login_id, u.status as u_status, f.status as f_status \
+         u.login_id, u.status as u_status, f.status as f_status, f.lifetime_days, f.managed_lifetime_days \
          from certificates c join devices d on d.id = c.device_id join users u on u.id = d.user_id \
          join facilities f on f.id = u.facility_id where c.serial = $1",
     )
@@ -215,7 +215,7 @@ async fn read_renewal(
         device: DeviceId(row.try_get("d_id")?),
         login_id: row.try_get::<Option<String>, _>("login_id")?.unwrap_or_default(),
         managed: row.try_get::<i64, _>("managed")? != 0,
-        lifetimes: crate::lifetimes::of_facility(tx, FacilityId(row.try_get("facility_id")?)).await?,
+        lifetimes: crate::lifetimes::from_row(&row)?,
     };
     Ok((facts, device))
 }

@@ -16,6 +16,15 @@ fn days(row: &sqlx::any::AnyRow, col: &str) -> Result<Option<u32>, StoreError> {
     d.map(|d| u32::try_from(d).map_err(|_| StoreError::Corrupt(format!("{col}: {d}")))).transpose()
 }
 
+/// The lifetimes in a row that selected `f.lifetime_days` and
+/// `f.managed_lifetime_days` (a query that already joins the facility).
+pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<FacilityLifetimes, StoreError> {
+    Ok(FacilityLifetimes {
+        by_hand_days: days(row, "lifetime_days")?,
+        managed_days: days(row, "managed_lifetime_days")?,
+    })
+}
+
 /// The lifetimes of `facility`, in a transaction or on a connection.
 pub(crate) async fn of_facility(
     conn: &mut sqlx::AnyConnection,
@@ -26,10 +35,7 @@ pub(crate) async fn of_facility(
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(StoreError::NotFound("facility"))?;
-    Ok(FacilityLifetimes {
-        by_hand_days: days(&row, "lifetime_days")?,
-        managed_days: days(&row, "managed_lifetime_days")?,
-    })
+    from_row(&row)
 }
 
 impl Store {
