@@ -23,6 +23,7 @@ mod races;
 mod revocation;
 mod rollover;
 mod scenarios;
+mod scep;
 mod schema;
 mod secrets;
 mod service_certs;

@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::CaError;
 use crate::issue::{IssuingCa, Profile, ee_params, random_serial};
-use crate::keys::{CaKey, KeyGenerator, KeyKind};
+use crate::keys::{CaKey, InMemory, KeyGenerator, KeyKind};
 
 /// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): relying parties do not check
 /// the responder certificate's own revocation.
@@ -150,6 +150,20 @@ pub fn ocsp_signer(
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
     // The extension value is an ASN.1 NULL.
     params.custom_extensions.push(CustomExtension::from_oid_content(OID_OCSP_NOCHECK, vec![0x05, 0x00]));
+    let der = ca.sign(&params, &key)?;
+    Ok((der, key))
+}
+
+/// The SCEP RA certificate: an RSA-2048 key of its own (never the CA key),
+/// made in memory so aws-lc-rs decrypts with it in constant time;
+/// keyEncipherment for the requests' envelopes, digitalSignature for the
+/// answers, EKU id-kp-cmcRA (RFC 6402).
+pub fn scep_ra(ca: &IssuingCa, now: OffsetDateTime, validity: Duration) -> Result<(Vec<u8>, CaKey), CaError> {
+    let key = InMemory.generate(KeyKind::Rsa2048, "connect-pki scep-ra")?;
+    let mut params = ee_params(now, validity)?;
+    params.distinguished_name = dn(ca.profile(), "CONNECT SCEP RA");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 28])];
     let der = ca.sign(&params, &key)?;
     Ok((der, key))
 }

@@ -20,6 +20,7 @@ pub mod pkcs12;
 pub mod profile;
 pub mod receipt;
 pub mod record;
+pub mod scep;
 #[cfg(feature = "hsm")]
 pub mod token;
 

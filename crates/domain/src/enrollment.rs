@@ -185,13 +185,14 @@ pub enum Refusal {
 
 /// How a device came to its certificate: by hand (the enroll page or the
 /// JSON API, a person holding the code), or by a protocol a device-management
-/// system speaks for the device (EST), with nobody there to choose the
-/// account's emergency-report password.
+/// system speaks for the device (EST, SCEP), with nobody there to choose
+/// the account's emergency-report password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Channel {
     #[default]
     ByHand,
     Est,
+    Scep,
 }
 
 impl Channel {

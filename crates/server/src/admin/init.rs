@@ -171,6 +171,8 @@ async fn build(opts: &InitOptions, profile: &Profile, dir: &DataDir, clock: &dyn
     crate::pseudonym::create(dir.path())?;
     crate::datadir::create_key_file(&dir.path().join(crate::datadir::WEBHOOK_KEY_FILE))?;
     let ca = IssuingCa::new(h.issuing_der.clone(), h.issuing_key, h.root_der.clone(), profile.clone())?;
+    // Made here so that `ca/`, copied to further instances, holds it.
+    dir.scep_ra(&keys, &ca, now)?;
     let (user, cert, key) = bootstrap_admin(opts, dir, &ca, now).await?;
     let password = random_secret(12)?;
     let p12 = pkcs12::build(&key, &cert.der, &[&h.issuing_der], &password, BOOTSTRAP_LOGIN)?;

@@ -262,6 +262,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
     let connections = Arc::new(Connections::observed(observer.clone()));
     let crate::datadir::LoadedCa { issuing, root_der, issuing_der, tls_der, tls_key, ocsp_der, ocsp_key, older, keys } =
         ca;
+    let scep = dir.scep_ra(&keys, &issuing, clock.now()).context("the SCEP RA certificate")?.map(Arc::new);
     let issuing = Arc::new(issuing);
     let generations = generations(older, &issuing, &issuing_der, &ocsp_der, ocsp_key)?;
     let cas: Vec<Arc<IssuingCa>> = generations.iter().map(|(ca, _, _)| ca.clone()).collect();
@@ -322,6 +323,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         metrics: crate::http::metrics::install(),
         gauges_read: Arc::default(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()?),
+        scep,
     };
     let own = Arc::new(OwnCerts { tls: server_cert, dir, keys });
     Ok(Built { state, own, tls_config, connections })
@@ -474,6 +476,7 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
     let public_app = pki::ca::router(state.clone())
         .merge(health::router(state.clone()))
         .merge(guarded)
+        .merge(crate::http::scep::router(state.clone()).route_layer(behind.clone()))
         .fallback(crate::http::error::no_route)
         .layer(body_limit())
         .layer(middleware::from_fn_with_state(desk.clone(), crate::http::contact::fill))
@@ -485,7 +488,8 @@ fn apps(state: &AppState, web: &Web) -> (axum::Router, axum::Router) {
         .route_layer(behind.clone())
         .merge(secret)
         .merge(crate::http::console::router(state.clone()).route_layer(behind.clone()))
-        .merge(crate::http::est::router(state.clone()).route_layer(behind))
+        .merge(crate::http::est::router(state.clone()).route_layer(behind.clone()))
+        .merge(crate::http::scep::router(state.clone()).route_layer(behind))
         .route("/metrics", axum::routing::get(crate::http::metrics::render).with_state(state.clone()))
         .fallback(crate::http::error::no_route)
         .layer(body_limit())

@@ -32,6 +32,7 @@ use connect_pki_ca::{CaKey, IssuingCa, Profile};
 
 pub(crate) mod journal;
 pub mod keys;
+mod scep;
 
 use keys::Keys;
 

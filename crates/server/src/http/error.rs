@@ -29,6 +29,9 @@ pub enum ApiError {
     /// An EST request body of another type than a PKCS#10 request.
     #[error("send EST requests with Content-Type: application/pkcs10 (a base64-encoded PKCS#10 request)")]
     NotPkcs10,
+    /// SCEP without its RA key (the CA keys are in a PKCS#11 token).
+    #[error("SCEP is not offered by this installation: its CA keys are in a PKCS#11 token; use EST")]
+    ScepUnavailable,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -80,12 +83,13 @@ impl From<anyhow::Error> for ApiError {
 
 impl ApiError {
     /// Status and stable error code: the one place both are chosen.
-    fn parts(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::NoClientCertificate => (StatusCode::UNAUTHORIZED, "client_certificate_required"),
             ApiError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::EstCodeRequired => (StatusCode::UNAUTHORIZED, "code_required"),
             ApiError::NotPkcs10 => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_pkcs10"),
+            ApiError::ScepUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "scep_unavailable"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::BadJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),

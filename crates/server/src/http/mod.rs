@@ -17,6 +17,7 @@ pub(crate) mod pages;
 pub(crate) mod pki;
 pub(crate) mod ratelimit;
 pub(crate) mod rollover;
+pub(crate) mod scep;
 pub mod state;
 pub(crate) mod strangers;
 

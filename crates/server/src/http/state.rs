@@ -23,6 +23,8 @@ pub struct AppState {
     pub(crate) gauges_read: Arc<tokio::sync::Mutex<Option<(time::OffsetDateTime, crate::http::metrics::Figures)>>>,
     /// Key of the console's CSRF tokens.
     pub(crate) csrf_key: Arc<aws_lc_rs::hmac::Key>,
+    /// The SCEP RA; `None` with the CA keys in a PKCS#11 token.
+    pub(crate) scep: Option<Arc<connect_pki_ca::scep::ScepRa>>,
 }
 
 impl std::ops::Deref for AppState {

@@ -1,0 +1,163 @@
+//! SCEP (RFC 8894): the messages of the protocol every device-management
+//! system speaks, read and written here; who may enroll is the
+//! registration authority's business, not this module's.
+//!
+//! The RA certificate (an RSA key of its own, never the CA key) is the
+//! recipient of every request's envelope and the signer of every answer.
+//! Input is BER from real clients and is rewritten to DER ([`ber`]) before
+//! the `cms` crate reads it.
+
+pub mod ber;
+mod envelope;
+mod message;
+mod oid;
+mod reply;
+
+use cms::cert::IssuerAndSerialNumber;
+
+pub use envelope::Cipher;
+
+use crate::CaError;
+use crate::keys::CaKey;
+
+/// What GetCACaps answers: POST, SHA-256 and AES, RFC 8894 and renewal;
+/// no DES, no MD5, no SHA-1.
+pub const CAPABILITIES: &str = "POSTPKIOperation\nSHA-256\nSHA-512\nAES\nSCEPStandard\nRenewal\n";
+
+/// The RA: its certificate and key, as the service holds them.
+pub struct ScepRa {
+    cert_der: Vec<u8>,
+    cert: x509_cert::Certificate,
+    /// In memory: its PKCS#8 is what aws-lc-rs decrypts with.
+    key: CaKey,
+    issuer_and_serial: IssuerAndSerialNumber,
+}
+
+impl std::fmt::Debug for ScepRa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScepRa").field("serial", &self.issuer_and_serial.serial_number).finish_non_exhaustive()
+    }
+}
+
+impl ScepRa {
+    /// The RA of `cert_der` with its `key`: an RSA key (or requests could
+    /// not be encrypted to it) held in memory.
+    pub fn new(cert_der: &[u8], key: CaKey) -> Result<Self, CaError> {
+        if key.in_memory().is_none() {
+            return Err(CaError::KeyNotAllowed("the SCEP RA key must be a file key, not a token key".into()));
+        }
+        let cert = reply::certificate(cert_der)?;
+        if key.public_key_der()
+            != der::Encode::to_der(&cert.tbs_certificate.subject_public_key_info).unwrap_or_default()
+        {
+            return Err(CaError::malformed("SCEP RA", "the key is not the certificate's"));
+        }
+        let issuer_and_serial = reply::issuer_and_serial(&cert);
+        Ok(Self { cert_der: cert_der.to_vec(), cert, key, issuer_and_serial })
+    }
+
+    pub(crate) fn pkcs8(&self) -> &[u8] {
+        self.key.in_memory().map(|k| k.pkcs8_der()).unwrap_or_default()
+    }
+
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// Reads, checks and decrypts a PKIOperation body.
+    pub fn read(&self, body: &[u8]) -> Result<Request, Rejected> {
+        message::read(self, body)
+    }
+
+    /// The CertRep for `to`, DER.
+    pub fn answer(&self, to: &ReplyTo, outcome: &Outcome<'_>) -> Result<Vec<u8>, CaError> {
+        reply::cert_rep(self, to, outcome)
+    }
+}
+
+/// The SCEP request types this service answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageType {
+    PkcsReq,
+    RenewalReq,
+    GetCertInitial,
+}
+
+impl MessageType {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "19" => Some(Self::PkcsReq),
+            "17" => Some(Self::RenewalReq),
+            "20" => Some(Self::GetCertInitial),
+            _ => None,
+        }
+    }
+}
+
+/// Why a request fails, as SCEP tells the client (RFC 8894, 3.2.1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailInfo {
+    BadAlg = 0,
+    BadMessageCheck = 1,
+    BadRequest = 2,
+    BadTime = 3,
+    BadCertId = 4,
+}
+
+/// What an answer needs from its request.
+#[derive(Debug, Clone)]
+pub struct ReplyTo {
+    pub transaction_id: String,
+    pub sender_nonce: Vec<u8>,
+    /// The certificate that signed the request: self-signed for a first
+    /// enrollment, the current one for a renewal. The answer is sealed to it.
+    pub signer: x509_cert::Certificate,
+    pub kind: Option<MessageType>,
+}
+
+impl ReplyTo {
+    /// The signer certificate, DER.
+    pub fn signer_der(&self) -> Vec<u8> {
+        der::Encode::to_der(&self.signer).unwrap_or_default()
+    }
+
+    /// The signer certificate's serial number (the INTEGER's content bytes).
+    pub fn signer_serial(&self) -> &[u8] {
+        self.signer.tbs_certificate.serial_number.as_bytes()
+    }
+}
+
+/// A request that was read, checked and decrypted.
+#[derive(Debug)]
+pub struct Request {
+    pub kind: MessageType,
+    pub reply_to: ReplyTo,
+    /// The envelope's content: a PKCS#10 request (DER) for PKCSReq and
+    /// RenewalReq, an IssuerAndSubject for GetCertInitial.
+    pub content: Vec<u8>,
+    pub cipher: Cipher,
+}
+
+impl Request {
+    /// The challengePassword of the request's PKCS#10, if any.
+    pub fn challenge(&self) -> Option<String> {
+        message::challenge_of(&self.content)
+    }
+}
+
+/// A request refused before it was understood: with whom to answer when
+/// enough was read for a CertRep, else only an HTTP error.
+#[derive(Debug)]
+pub struct Rejected {
+    pub reply_to: Option<Box<ReplyTo>>,
+    pub fail: FailInfo,
+    pub why: CaError,
+}
+
+/// How a request ends.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// The certificate issued (DER).
+    Issued(&'a [u8]),
+    Failed(FailInfo),
+}

@@ -1,0 +1,175 @@
+//! SCEP (RFC 8894, issue 26 item 2) with clients no one here wrote: the
+//! micromdm `scep` client and strongSwan's `pki --scep`, both from Debian.
+//! GetCACaps offers no DES, MD5 or SHA-1; GetCACert holds the issuing CA and
+//! an RA certificate that is not the CA's. Each client enrolls with a
+//! one-time challenge (a wrong one and a reused one refused, with the
+//! reason in `X-Connect-Refusal`) and renews with its certificate; the
+//! certificates pass `openssl verify`, OCSP and our handshake, the renewed
+//! one supersedes the old, and once a certificate is revoked its renewal is
+//! refused.
+
+use std::path::{Path, PathBuf};
+
+use connect_pki_e2e::{Backend, Server, text};
+
+use crate::est::{openssl, path};
+use crate::revocation::{handshake_ok, ocsp_status, revoke};
+use crate::scenarios::{openssl_verify, serial_of};
+
+/// The SCEP URL on the plain listener.
+pub(crate) fn url(s: &Server) -> String {
+    format!("http://{}/scep", s.public)
+}
+
+/// A new one-time enrollment code for a new member of staff `login`.
+pub(crate) fn code_for(s: &Server, admin: &Path, login: &str) -> String {
+    let body =
+        serde_json::json!({"display_name": "SCEP 端末", "login_id": login, "email": format!("{login}@example.test")});
+    let (status, user) = s.api("POST", "/api/v1/facilities/1/users", Some(admin), Some(&body));
+    assert_eq!(status, 201, "{user}");
+    let (_, code) = s.api("POST", &format!("/api/v1/users/{}/enrollment-codes", user["id"]), Some(admin), None);
+    code["code"].as_str().expect("code").to_string()
+}
+
+/// The SHA-256 fingerprint of the RA certificate (hex), as a
+/// device-management system pins it: the micromdm client encrypts to every
+/// certificate GetCACert returns unless told which (and cannot encrypt to
+/// the CA's EC key).
+pub(crate) fn ra_fingerprint(s: &Server) -> String {
+    let out = openssl(s, &["x509", "-in", &path(&s.data("ca/scep-ra.pem")), "-noout", "-fingerprint", "-sha256"]);
+    out.trim().rsplit('=').next().expect("fingerprint").replace(':', "").to_lowercase()
+}
+
+/// `scepclient` with `key` and `cert` in the scratch directory, for the
+/// person `login` (the CSR's CN): a PKCSReq when `cert` does not exist,
+/// else a RenewalReq signed by it. (Succeeded, output.)
+pub(crate) fn scepclient(s: &Server, key: &Path, cert: &Path, challenge: &str, login: &str) -> (bool, String) {
+    let fingerprint = ra_fingerprint(s);
+    // It keeps the CSR it made (with the challenge in it) in `csr.pem` in
+    // its working directory and sends that again: each run makes its own.
+    let _ = std::fs::remove_file(s.scratch("csr.pem"));
+    let o = s.run(
+        "scepclient",
+        &[
+            "-server-url",
+            &url(s),
+            "-private-key",
+            &path(key),
+            "-certificate",
+            &path(cert),
+            "-challenge",
+            challenge,
+            "-cn",
+            login,
+            "-ca-fingerprint",
+            &fingerprint,
+        ],
+    );
+    (o.status.success(), text(&o))
+}
+
+/// A client certificate file (certificate, then key) for curl and openssl.
+pub(crate) fn full(s: &Server, name: &str, cert: &Path, key: &Path) -> PathBuf {
+    let file = s.scratch(&format!("{name}-full.pem"));
+    let cert_pem = openssl(s, &["x509", "-in", &path(cert)]);
+    let key_pem = std::fs::read_to_string(key).expect("key");
+    std::fs::write(&file, format!("{cert_pem}{key_pem}")).expect("write");
+    file
+}
+
+/// Whether the server refused a PKIOperation for `code` (the client only
+/// shows SCEP's failInfo; the log line, like `X-Connect-Refusal`, names it).
+fn refused_with(s: &Server, code: &str) -> bool {
+    s.log_contains(&format!("code=\"{code}\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_and_ca_certificates_offer_no_weak_algorithm_and_a_separate_ra() {
+    let s = Server::start(Backend::Sqlite).await;
+    let (_, status, caps) = s.curl_public("/scep?operation=GetCACaps", &[]);
+    assert_eq!(status, 200, "{caps}");
+    let lines: Vec<&str> = caps.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "200").collect();
+    for wanted in ["POSTPKIOperation", "SHA-256", "AES", "SCEPStandard", "Renewal"] {
+        assert!(lines.contains(&wanted), "{wanted} missing from {lines:?}");
+    }
+    for weak in ["DES", "DES3", "MD5", "SHA-1"] {
+        assert!(!lines.contains(&weak), "{weak} offered: {lines:?}");
+    }
+    let der = s.scratch("getcacert.p7");
+    let (code, status, _) = s.curl_public("/scep?operation=GetCACert", &["-o", &path(&der)]);
+    assert_eq!((code, status), (0, 200));
+    let pems = openssl(&s, &["pkcs7", "-inform", "DER", "-in", &path(&der), "-print_certs"]);
+    let issuing = std::fs::read_to_string(s.data("ca/issuing.pem")).expect("issuing CA");
+    assert!(pems.contains(issuing.trim()), "the issuing CA is missing:\n{pems}");
+    let printed = openssl(&s, &["pkcs7", "-inform", "DER", "-in", &path(&der), "-print_certs", "-text", "-noout"]);
+    assert!(printed.contains("CONNECT SCEP RA") && printed.contains("Key Encipherment"), "{printed}");
+    // The RA's key is RSA and not the CA's.
+    let ra_key = openssl(&s, &["x509", "-in", &path(&s.data("ca/scep-ra.pem")), "-noout", "-pubkey"]);
+    let ca_key = openssl(&s, &["x509", "-in", &path(&s.data("ca/issuing.pem")), "-noout", "-pubkey"]);
+    assert_ne!(ra_key, ca_key);
+    assert!(printed.contains("rsaEncryption"), "{printed}");
+    // The RA certificate chains to the root like any other, and is no
+    // client certificate.
+    let (root, issuing) = (path(&s.data("ca/root.pem")), path(&s.data("ca/issuing.pem")));
+    let ra = path(&s.data("ca/scep-ra.pem"));
+    assert!(openssl(&s, &["verify", "-CAfile", &root, "-untrusted", &issuing, &ra]).contains(": OK"));
+    assert!(!openssl_verify(&s, &s.data("ca/scep-ra.pem")).contains(": OK"));
+    // An unknown operation is a JSON error, not a panic or an empty answer.
+    let (_, status, out) = s.curl_public("/scep?operation=GetNextCACert", &[]);
+    assert_eq!(status, 400, "{out}");
+    assert!(out.contains("GetCACaps"), "{out}");
+    let garbage = s.scratch("garbage.bin");
+    std::fs::write(&garbage, [0x30, 0x80, 0x02, 0x01]).expect("write");
+    let at = format!("@{}", path(&garbage));
+    let (_, status, out) = s.curl_public("/scep?operation=PKIOperation", &["--data-binary", &at]);
+    assert_eq!(status, 400, "{out}");
+}
+
+const LOGIN: &str = "scep.micromdm";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_micromdm_client_enrolls_with_a_one_time_challenge_and_renews() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let code = code_for(&s, &admin, LOGIN);
+    let (key, cert) = (s.scratch("mm.key"), s.scratch("mm.pem"));
+
+    let (ok, out) = scepclient(&s, &key, &cert, "ABCD-EFGH-JKMN-PQRS", LOGIN);
+    assert!(!ok && !cert.exists(), "a wrong challenge was accepted: {out}");
+    assert!(refused_with(&s, "invalid_code"), "{out}\n{}", s.log());
+
+    let (ok, out) = scepclient(&s, &key, &cert, &code, LOGIN);
+    assert!(ok, "{out}\n{}", s.log());
+    assert!(openssl_verify(&s, &cert).contains(": OK"), "{}", openssl_verify(&s, &cert));
+    let first = full(&s, "mm-first", &cert, &key);
+    let (status, me) = s.api("GET", "/api/v1/whoami", Some(&first), None);
+    assert_eq!((status, me["login_id"].as_str()), (200, Some("scep.micromdm")), "{me}");
+    assert_eq!(ocsp_status(&s, &first), "good");
+    assert!(handshake_ok(&s, &first));
+
+    // The same challenge again, from another key: refused, the code is used.
+    let (key2, cert2) = (s.scratch("mm2.key"), s.scratch("mm2.pem"));
+    let (ok, out) = scepclient(&s, &key2, &cert2, &code, LOGIN);
+    assert!(!ok && !cert2.exists(), "a reused challenge was accepted: {out}");
+    assert!(refused_with(&s, "code_used"), "{}", s.log());
+
+    // Renewal: a RenewalReq signed by the current certificate.
+    let old_serial = serial_of(&s, &first);
+    let (ok, out) = scepclient(&s, &key, &cert, "", LOGIN);
+    assert!(ok, "{out}\n{}", s.log());
+    let second = full(&s, "mm-second", &cert, &key);
+    assert_ne!(serial_of(&s, &second), old_serial, "the renewal returned the old certificate");
+    assert!(openssl_verify(&s, &cert).contains(": OK"));
+    assert_eq!(ocsp_status(&s, &first), "revoked superseded");
+    assert_eq!(ocsp_status(&s, &second), "good");
+    assert!(!handshake_ok(&s, &first) && handshake_ok(&s, &second));
+
+    // Revoked: its renewal is refused.
+    let (status, out) = revoke(&s, &admin, &serial_of(&s, &second), "keyCompromise");
+    assert_eq!(status, 200, "{out}");
+    let before = std::fs::read(&cert).expect("cert");
+    let (ok, out) = scepclient(&s, &key, &cert, "", LOGIN);
+    assert!(!ok, "a revoked certificate renewed: {out}");
+    assert_eq!(std::fs::read(&cert).expect("cert"), before);
+    assert!(refused_with(&s, "certificate_not_usable"), "{}", s.log());
+}
