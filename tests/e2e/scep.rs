@@ -173,3 +173,94 @@ async fn the_micromdm_client_enrolls_with_a_one_time_challenge_and_renews() {
     assert_eq!(std::fs::read(&cert).expect("cert"), before);
     assert!(refused_with(&s, "certificate_not_usable"), "{}", s.log());
 }
+
+/// strongSwan's `pki` with `args`; (succeeded, output).
+fn pki(s: &Server, args: &[&str]) -> (bool, String) {
+    let o = s.run("pki", args);
+    (o.status.success(), text(&o))
+}
+
+/// `pki --scep` for `login` with `key`, writing `out`; `old` is the
+/// certificate and key a renewal is signed with.
+fn pki_scep(
+    s: &Server,
+    key: &Path,
+    out: &Path,
+    challenge: Option<&str>,
+    old: Option<(&Path, &Path)>,
+) -> (bool, String) {
+    let (url, key, out) = (url(s), path(key), path(out));
+    let (ra, root, ca) =
+        (path(&s.scratch("ss-ra.pem")), path(&s.scratch("ss-ca.pem")), path(&s.scratch("ss-ca-1.pem")));
+    let dn = format!("CN={STRONGSWAN}");
+    let mut args = vec!["--scep", "--url", &url, "--in", &key, "--dn", &dn, "--cacert-enc", &ra, "--cacert-sig", &ra];
+    args.extend_from_slice(&["--cacert", &root, "--cacert", &ca, "--outform", "pem", "--maxpolltime", "5"]);
+    let old = old.map(|(c, k)| (path(c), path(k)));
+    if let Some((c, k)) = &old {
+        args.extend_from_slice(&["--cert", c, "--key", k]);
+    }
+    if let Some(p) = challenge {
+        args.extend_from_slice(&["--password", p]);
+    }
+    let o = s.command("pki").args(&args).stdout(std::fs::File::create(&out).expect("out")).output().expect("pki");
+    (o.status.success(), text(&o))
+}
+
+const STRONGSWAN: &str = "scep.strongswan";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strongswan_pki_enrolls_with_a_one_time_challenge_and_renews() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let code = code_for(&s, &admin, STRONGSWAN);
+    // File name templates, in its working directory (the scratch directory).
+    let (ok, out) =
+        pki(&s, &["--scepca", "--url", &url(&s), "--caout", "ss-ca", "--raout", "ss-ra", "--outform", "pem"]);
+    assert!(ok, "{out}");
+    // `pki` names the files by what it found, and checked the RA's chain.
+    assert!(out.contains("RA cert is trusted"), "{out}");
+    for (file, want) in [("ss-ra.pem", "CONNECT SCEP RA"), ("ss-ca.pem", "Root CA"), ("ss-ca-1.pem", "Issuing CA")] {
+        let subject = openssl(&s, &["x509", "-in", &path(&s.scratch(file)), "-noout", "-subject"]);
+        assert!(subject.contains(want), "{file}: {subject}\n{out}");
+    }
+    let key = s.scratch("ss.key");
+    let (ok, out) = pki(&s, &["--gen", "--type", "rsa", "--size", "2048", "--outform", "pem"]);
+    assert!(ok, "{out}");
+    std::fs::write(
+        &key,
+        out.lines().filter(|l| !l.contains("plugin") && !l.contains("TPM")).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .expect("key");
+
+    let cert = s.scratch("ss.pem");
+    let (ok, out) = pki_scep(&s, &key, &cert, Some("ABCD-EFGH-JKMN-PQRS"), None);
+    assert!(!ok, "a wrong challenge was accepted: {out}");
+    let (ok, out) = pki_scep(&s, &key, &cert, Some(&code), None);
+    assert!(ok, "{out}\n{}", s.log());
+    assert!(openssl_verify(&s, &cert).contains(": OK"), "{}", openssl_verify(&s, &cert));
+    let first = full(&s, "ss-first", &cert, &key);
+    let (status, me) = s.api("GET", "/api/v1/whoami", Some(&first), None);
+    assert_eq!((status, me["login_id"].as_str()), (200, Some(STRONGSWAN)), "{me}");
+    assert_eq!(ocsp_status(&s, &first), "good");
+    let (ok, out) = pki_scep(&s, &key, &s.scratch("ss-again.pem"), Some(&code), None);
+    assert!(!ok && refused_with(&s, "code_used"), "a reused challenge was accepted: {out}");
+
+    // Renewal with a new key, signed by the current certificate and key.
+    let key2 = s.scratch("ss2.key");
+    let (_, out) = pki(&s, &["--gen", "--type", "rsa", "--size", "2048", "--outform", "pem"]);
+    std::fs::write(
+        &key2,
+        out.lines().filter(|l| !l.contains("plugin") && !l.contains("TPM")).collect::<Vec<_>>().join("\n") + "\n",
+    )
+    .expect("key");
+    let cert2 = s.scratch("ss2.pem");
+    let (ok, out) = pki_scep(&s, &key2, &cert2, None, Some((&cert, &key)));
+    assert!(ok, "{out}\n{}", s.log());
+    let second = full(&s, "ss-second", &cert2, &key2);
+    assert_eq!(ocsp_status(&s, &first), "revoked superseded");
+    assert_eq!(ocsp_status(&s, &second), "good");
+    assert!(!handshake_ok(&s, &first) && handshake_ok(&s, &second));
+    // The superseded certificate cannot renew again.
+    let (ok, out) = pki_scep(&s, &key2, &s.scratch("ss3.pem"), None, Some((&cert, &key)));
+    assert!(!ok && refused_with(&s, "certificate_not_usable"), "a superseded certificate renewed: {out}");
+}

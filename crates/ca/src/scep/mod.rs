@@ -20,9 +20,12 @@ pub use envelope::Cipher;
 use crate::CaError;
 use crate::keys::CaKey;
 
-/// What GetCACaps answers: POST, SHA-256 and AES, RFC 8894 and renewal;
-/// no DES, no MD5, no SHA-1.
-pub const CAPABILITIES: &str = "POSTPKIOperation\nSHA-256\nSHA-512\nAES\nSCEPStandard\nRenewal\n";
+/// What GetCACaps answers: POST, the SHA-2 digests and AES, RFC 8894 and
+/// renewal; no DES, no MD5, no SHA-1. SHA-384 is named too (it is
+/// accepted like the others): strongSwan 5.9's `pki --scep` reads each
+/// capability one place off, and only sees SHA-256 and AES when SHA-384 is
+/// there.
+pub const CAPABILITIES: &str = "POSTPKIOperation\nSHA-256\nSHA-384\nSHA-512\nAES\nSCEPStandard\nRenewal\n";
 
 /// The RA: its certificate and key, as the service holds them.
 pub struct ScepRa {

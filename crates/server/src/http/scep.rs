@@ -86,11 +86,12 @@ fn unknown_operation() -> ApiError {
     ApiError::BadRequest("operation= must be GetCACaps, GetCACert or PKIOperation".into())
 }
 
-/// The issuing CA and the RA certificate (RFC 8894, 4.2.1.2): clients
-/// encrypt to the one with keyEncipherment and check answers with it.
+/// The RA certificate and the chain above it, issuing CA and root (RFC
+/// 8894, 4.2.1.2): clients encrypt to the one with keyEncipherment and
+/// check answers with it; strongSwan writes nothing without the root.
 fn ca_certs(state: &AppState) -> Result<Response, ApiError> {
     let ra = ra(state)?;
-    let certs = [state.ca.cert_der(), ra.cert_der()];
+    let certs = [ra.cert_der(), state.ca.cert_der(), &state.certs.root_der];
     let der = connect_pki_ca::est::certs_only(&certs).map_err(|e| ApiError::Service(e.into()))?;
     Ok(([(header::CONTENT_TYPE, "application/x-x509-ca-ra-cert")], der).into_response())
 }
