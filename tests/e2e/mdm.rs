@@ -1,7 +1,7 @@
 //! A device-management system end to end (issue 26, item 3), with curl and
 //! openssl: the system, holding a client certificate of its role, fetches a
-//! one-time challenge for a person; the person's device enrolls by EST with
-//! it; the system reports the device wiped by a webhook signed with `openssl
+//! one-time challenge for a person; the person's device enrolls with it by
+//! EST, or by SCEP with the micromdm client (on both backends); the system reports the device wiped by a webhook signed with `openssl
 //! dgst -hmac`, and before the webhook's answer is read, `openssl ocsp` says
 //! revoked and our handshake refuses the device. The same webhook again, and
 //! one without a signature, are refused.
@@ -29,8 +29,30 @@ fn webhook(s: &Server, body: &Path, headers: &[String]) -> (u16, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_device_management_system_enrolls_a_device_and_a_wipe_revokes_it_before_it_answers() {
-    let s = Server::start(Backend::Sqlite).await;
+async fn a_device_management_system_enrolls_a_device_by_est_and_a_wipe_revokes_it_before_it_answers() {
+    wiped(Backend::Sqlite, Protocol::Est).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_management_system_enrolls_a_device_by_scep_and_a_wipe_revokes_it_before_it_answers() {
+    wiped(Backend::Sqlite, Protocol::Scep).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_enrolled_by_scep_is_wiped_on_postgres() {
+    wiped(Backend::Postgres, Protocol::Scep).await;
+}
+
+/// How the device enrolls with the challenge its system fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Est,
+    /// With the micromdm client, the challenge as challengePassword.
+    Scep,
+}
+
+async fn wiped(backend: Backend, protocol: Protocol) {
+    let s = Server::start(backend).await;
     let admin = s.admin_pem();
     let (a, _, manager) = facility(&s, &admin, "端末管理する施設", "kanri.mdm");
     let system = person(&s, &admin, a, "jamf.kanri", "device_management");
@@ -49,17 +71,16 @@ async fn a_device_management_system_enrolls_a_device_and_a_wipe_revokes_it_befor
     );
     assert_eq!((code, status), (0, 201), "{out}");
     let challenge: Value = serde_json::from_str(&out).expect("JSON");
-    let basic = format!("ipad:{}", challenge["challenge"].as_str().expect("challenge"));
-
-    // The device enrolls by EST with it.
-    let (key, request) = csr(&s, "mdm-ipad", "mdm.hanako");
-    let (status, out, _) = post(&s, "simpleenroll", &request, &[&PKCS10[..], &["-u", &basic]].concat());
-    assert_eq!(status, 200, "{out}");
-    let (cert, _) = certs_of(&s, "mdm-ipad-cert", out.trim());
-    let device = s.scratch("mdm-ipad-full.pem");
-    let both =
-        format!("{}{}", std::fs::read_to_string(&cert).expect("cert"), std::fs::read_to_string(key).expect("key"));
-    std::fs::write(&device, both).expect("write");
+    let challenge = challenge["challenge"].as_str().expect("challenge");
+    let device = match protocol {
+        Protocol::Est => by_est(&s, challenge),
+        Protocol::Scep => {
+            let (key, cert) = (s.scratch("mdm-scep.key"), s.scratch("mdm-scep.pem"));
+            let (ok, out) = crate::scep::scepclient(&s, &key, &cert, challenge, "mdm.hanako");
+            assert!(ok, "{out}\n{}", s.log());
+            crate::scep::full(&s, "mdm-scep", &cert, &key)
+        }
+    };
     assert!(openssl_verify(&s, &device).contains(": OK"));
     assert_eq!(ocsp_status(&s, &device), "good");
     assert!(handshake_ok(&s, &device));
@@ -89,4 +110,18 @@ async fn a_device_management_system_enrolls_a_device_and_a_wipe_revokes_it_befor
     assert_eq!((status, again["error"]["code"].as_str()), (409, Some("replayed")), "{again}");
     let (status, unsigned) = webhook(&s, &body, &headers[..2]);
     assert_eq!((status, unsigned["error"]["code"].as_str()), (401, Some("bad_signature")), "{unsigned}");
+}
+
+/// The device of `mdm.hanako` enrolled by EST with `challenge`.
+fn by_est(s: &Server, challenge: &str) -> std::path::PathBuf {
+    let basic = format!("ipad:{challenge}");
+    let (key, request) = csr(s, "mdm-ipad", "mdm.hanako");
+    let (status, out, _) = post(s, "simpleenroll", &request, &[&PKCS10[..], &["-u", &basic]].concat());
+    assert_eq!(status, 200, "{out}");
+    let (cert, _) = certs_of(s, "mdm-ipad-cert", out.trim());
+    let device = s.scratch("mdm-ipad-full.pem");
+    let both =
+        format!("{}{}", std::fs::read_to_string(&cert).expect("cert"), std::fs::read_to_string(key).expect("key"));
+    std::fs::write(&device, both).expect("write");
+    device
 }

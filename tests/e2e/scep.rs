@@ -128,8 +128,17 @@ async fn capabilities_and_ca_certificates_offer_no_weak_algorithm_and_a_separate
 const LOGIN: &str = "scep.micromdm";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_micromdm_client_enrolls_with_a_one_time_challenge_and_renews() {
-    let s = Server::start(Backend::Sqlite).await;
+async fn the_micromdm_client_enrolls_with_a_one_time_challenge_and_renews_on_sqlite() {
+    micromdm(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_micromdm_client_enrolls_with_a_one_time_challenge_and_renews_on_postgres() {
+    micromdm(Backend::Postgres).await;
+}
+
+async fn micromdm(backend: Backend) {
+    let s = Server::start(backend).await;
     let admin = s.admin_pem();
     let code = code_for(&s, &admin, LOGIN);
     let (key, cert) = (s.scratch("mm.key"), s.scratch("mm.pem"));
