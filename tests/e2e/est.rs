@@ -209,7 +209,7 @@ fn server_key(s: &Server, admin: &Path) {
 
 /// A new certificate for `pem` by `simplereenroll` (a fresh key), as a PEM
 /// with its key; or what refused it (the answer, or the handshake).
-fn reenrolled(s: &Server, pem: &Path, name: &str, login: &str) -> Result<PathBuf, String> {
+pub(crate) fn reenrolled(s: &Server, pem: &Path, name: &str, login: &str) -> Result<PathBuf, String> {
     let (key, request) = csr(s, name, login);
     let pem = path(pem);
     let extra = [&PKCS10[..], &["--cert", &pem]].concat();
@@ -230,7 +230,7 @@ fn reenrolled(s: &Server, pem: &Path, name: &str, login: &str) -> Result<PathBuf
 }
 
 /// Whether `pem`'s certificate, on the server's clock, ends within `days`.
-fn ends_within(s: &Server, pem: &Path, days: f64) -> bool {
+pub(crate) fn ends_within(s: &Server, pem: &Path, days: f64) -> bool {
     let seconds = format!("{}", (days * 86_400.0) as i64);
     !s.run("openssl", &["x509", "-in", &path(pem), "-noout", "-checkend", &seconds]).status.success()
 }

@@ -10,9 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use connect_pki_e2e::{Backend, Server, text};
+use connect_pki_e2e::{Backend, FakeTime, Server, text};
 
-use crate::est::{openssl, path};
+use crate::est::{ends_within, openssl, path, reenrolled};
 use crate::revocation::{handshake_ok, ocsp_status, revoke};
 use crate::scenarios::{openssl_verify, serial_of};
 
@@ -273,3 +273,49 @@ async fn strongswan_pki_enrolls_with_a_one_time_challenge_and_renews() {
     let (ok, out) = pki_scep(&s, &key2, &s.scratch("ss3.pem"), None, Some((&cert, &key)));
     assert!(!ok && refused_with(&s, "certificate_not_usable"), "a superseded certificate renewed: {out}");
 }
+
+/// A device enrolled by SCEP is managed: 7-day certificates, renewed by
+/// SCEP (a RenewalReq signed by the current one) at half-life on a clock
+/// stepped 3.5 days at a time for three weeks. Reported lost, it renews by
+/// no path: SCEP, EST, the JSON API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scep_device_renews_at_half_life_until_it_is_reported_lost() {
+    let mut s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let code = code_for(&s, &admin, STEPPED);
+    let (key, cert) = (s.scratch("st.key"), s.scratch("st.pem"));
+    let (ok, out) = scepclient(&s, &key, &cert, &code, STEPPED);
+    assert!(ok, "{out}\n{}", s.log());
+    let mut current = full(&s, "st-0", &cert, &key);
+    assert!(ends_within(&s, &current, 7.01) && !ends_within(&s, &current, 6.99), "not a 7-day certificate");
+    for step in 1..=6 {
+        s.stop();
+        s.spawn_at(FakeTime::ahead(time::Duration::hours(84 * step)), &[]);
+        let (ok, out) = scepclient(&s, &key, &cert, "", STEPPED);
+        assert!(ok, "renewal {step}: {out}\n{}", s.log());
+        let next = full(&s, &format!("st-{step}"), &cert, &key);
+        assert!(openssl_verify(&s, &next).contains(": OK"), "{}", openssl_verify(&s, &next));
+        assert!(ends_within(&s, &next, 7.01) && !ends_within(&s, &next, 6.99), "renewal {step}: not 7 days");
+        assert_eq!(ocsp_status(&s, &current), "revoked superseded", "renewal {step}");
+        assert_eq!(ocsp_status(&s, &next), "good", "renewal {step}");
+        current = next;
+    }
+    assert!(handshake_ok(&s, &current));
+
+    let (_, me) = s.api("GET", "/api/v1/whoami", Some(&current), None);
+    let (status, out) = s.api("POST", &format!("/api/v1/devices/{}/lost", me["device_id"]), Some(&admin), None);
+    assert_eq!(status, 200, "{out}");
+    assert!(ocsp_status(&s, &current).starts_with("revoked"));
+    let (ok, out) = scepclient(&s, &key, &cert, "", STEPPED);
+    assert!(!ok && refused_with(&s, "certificate_not_usable"), "SCEP renewed a lost device: {out}");
+    assert!(reenrolled(&s, &current, "st-est", STEPPED).is_err(), "EST renewed a lost device");
+    let csr = s.openssl_csr("st-json", &format!("/CN={STEPPED}"), &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]).1;
+    let body = serde_json::json!({ "csr": csr }).to_string();
+    let (code, status, _) = s.curl_api(
+        "/api/v1/certificates/renew",
+        &["--cert", &path(&current), "-H", "Content-Type: application/json", "--data", &body],
+    );
+    assert!(code != 0 || status >= 400, "the JSON API renewed a lost device: {status}");
+}
+
+const STEPPED: &str = "scep.stepped";
