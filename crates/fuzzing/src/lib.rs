@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("serial", serial),
     ("json_bodies", json_bodies),
     ("est_bodies", est_bodies),
+    ("scep_message", scep_message),
 ];
 
 /// An OCSP signer for a CA made once per process (key generation is slow).
@@ -110,5 +111,34 @@ pub fn est_bodies(data: &[u8]) {
     }
     if let Ok(value) = std::str::from_utf8(data) {
         let _ = est::credentials(value);
+    }
+}
+
+/// An RA made once per process (an RSA key: slow to make).
+fn scep_ra() -> &'static connect_pki_ca::scep::ScepRa {
+    static RA: OnceLock<connect_pki_ca::scep::ScepRa> = OnceLock::new();
+    RA.get_or_init(|| {
+        let profile = Profile::new("http://fuzz.example").expect("profile");
+        let now = time::OffsetDateTime::now_utc();
+        let h = Hierarchy::create(&profile, &Default::default(), &[], &connect_pki_ca::InMemory, now).expect("CA");
+        let ca = connect_pki_ca::IssuingCa::new(h.issuing_der, h.issuing_key, h.root_der, profile).expect("CA");
+        let (der, key) = connect_pki_ca::hierarchy::scep_ra(&ca, now, time::Duration::days(30)).expect("RA");
+        connect_pki_ca::scep::ScepRa::new(&der, key).expect("RA")
+    })
+}
+
+/// `POST /scep?operation=PKIOperation`: a pkiMessage (BER or DER) as the
+/// RA reads it, and the failure answer to whatever could be answered.
+pub fn scep_message(data: &[u8]) {
+    let _ = connect_pki_ca::scep::ber::to_der(data);
+    match scep_ra().read(data) {
+        Ok(request) => {
+            let _ = request.challenge();
+        }
+        Err(rejected) => {
+            if let Some(to) = rejected.reply_to {
+                let _ = scep_ra().answer(&to, &connect_pki_ca::scep::Outcome::Failed(rejected.fail));
+            }
+        }
     }
 }

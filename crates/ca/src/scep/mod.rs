@@ -164,3 +164,62 @@ pub enum Outcome<'a> {
     Issued(&'a [u8]),
     Failed(FailInfo),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Hierarchy, HierarchyNames, InMemory, IssuingCa, Profile};
+
+    /// Real requests from the micromdm client (Debian's `scep`), and one of
+    /// them rewritten as BER (indefinite lengths, chunked OCTET STRINGs).
+    fn seed(name: &str) -> Vec<u8> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/scep_message/");
+        std::fs::read(format!("{dir}{name}")).expect("seed")
+    }
+
+    fn ra() -> ScepRa {
+        let profile = Profile::new("http://pki.example.test").expect("profile");
+        let now = time::OffsetDateTime::now_utc();
+        let h = Hierarchy::create(&profile, &HierarchyNames::default(), &[], &InMemory, now).expect("hierarchy");
+        let ca = IssuingCa::new(h.issuing_der, h.issuing_key, h.root_der, profile).expect("CA");
+        let (der, key) = crate::hierarchy::scep_ra(&ca, now, time::Duration::days(30)).expect("RA");
+        ScepRa::new(&der, key).expect("RA")
+    }
+
+    #[test]
+    fn a_real_clients_message_as_ber_becomes_its_der_byte_for_byte() {
+        let (der, ber) = (seed("micromdm-pkcsreq.der"), seed("micromdm-pkcsreq.ber"));
+        assert_ne!(der, ber);
+        assert_eq!(ber::to_der(&ber).expect("BER"), der);
+        assert_eq!(ber::to_der(&der).expect("DER"), der);
+    }
+
+    #[test]
+    fn a_real_clients_signature_verifies_in_ber_and_der_and_only_the_envelope_is_not_ours() {
+        let ra = ra();
+        for name in ["micromdm-pkcsreq.der", "micromdm-pkcsreq.ber", "micromdm-renewalreq.der"] {
+            let rejected = ra.read(&seed(name)).expect_err("encrypted to another RA");
+            // Read as far as the envelope: answerable, signature checked.
+            let to = rejected.reply_to.unwrap_or_else(|| panic!("{name}: unanswerable: {}", rejected.why));
+            assert_eq!(rejected.fail, FailInfo::BadMessageCheck, "{name}");
+            assert!(rejected.why.to_string().contains("not encrypted for this service's RA"), "{name}: {}", rejected.why);
+            assert!(!to.transaction_id.is_empty() && !to.sender_nonce.is_empty());
+            let answer = ra.answer(&to, &Outcome::Failed(rejected.fail)).expect("CertRep");
+            assert!(answer.len() > 100);
+        }
+        // One flipped byte in the signed content (the envelope starts at
+        // byte 56): the digest the signature covers no longer matches.
+        let mut tampered = seed("micromdm-pkcsreq.der");
+        tampered[100] ^= 0x01;
+        let r = ra.read(&tampered).expect_err("tampered");
+        assert_eq!(r.fail, FailInfo::BadMessageCheck);
+        assert!(r.why.to_string().contains("messageDigest does not match"), "{}", r.why);
+    }
+
+    #[test]
+    fn capabilities_name_no_des_md5_or_sha1() {
+        for line in CAPABILITIES.lines() {
+            assert!(!["DES", "DES3", "MD5", "SHA-1"].contains(&line), "{line}");
+        }
+    }
+}
