@@ -124,6 +124,13 @@ fn ops(scope: &str, f: i64, t: &Targets) -> Vec<Op> {
         ("find people", "GET", "/api/v1/people?q=kanri".into(), None, ADMIN),
         // 行政管理課 may act for a device-management system; nobody else here is one.
         ("mdm challenge", "POST", "/api/v1/mdm/challenges".into(), Some(json!({"user_id": t.user})), in_own(ADMIN)),
+        (
+            "mdm SCEP profile",
+            "POST",
+            "/api/v1/mdm/scep-profiles".into(),
+            Some(json!({"user_id": t.user})),
+            in_own(ADMIN),
+        ),
         // Not a device-management account: 422 for 行政管理課, 403 for the rest.
         ("webhook secret", "GET", format!("/api/v1/users/{}/webhook-secret", t.user), None, ADMIN),
         // A new password for the target's emergency reports, shown once.

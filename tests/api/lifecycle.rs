@@ -97,6 +97,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/facilities/{id}/lifetimes"),
     ("put", "/api/v1/facilities/{id}/lifetimes"),
     ("post", "/api/v1/mdm/challenges"),
+    ("post", "/api/v1/mdm/scep-profiles"),
     ("get", "/api/v1/users/{id}/webhook-secret"),
     ("post", "/api/v1/mdm/events"),
     ("post", "/api/v1/emergency"),

@@ -1,7 +1,8 @@
 //! A device-management system end to end (issue 26, item 3), with curl and
 //! openssl: the system, holding a client certificate of its role, fetches a
 //! one-time challenge for a person; the person's device enrolls with it by
-//! EST, or by SCEP with the micromdm client (on both backends); the system reports the device wiped by a webhook signed with `openssl
+//! EST, or by SCEP with the micromdm client from the Apple profile the
+//! system fetched for it (read by Python's plistlib; on both backends); the system reports the device wiped by a webhook signed with `openssl
 //! dgst -hmac`, and before the webhook's answer is read, `openssl ocsp` says
 //! revoked and our handshake refuses the device. The same webhook again, and
 //! one without a signature, are refused.
@@ -62,24 +63,21 @@ async fn wiped(backend: Backend, protocol: Protocol) {
     assert_eq!(status, 200, "{secret}");
     let secret = secret["secret"].as_str().expect("secret").to_string();
 
-    // The system asks for a challenge for a person, with its certificate.
+    // The system asks for a challenge for a person, with its certificate:
+    // as JSON for EST, inside an Apple profile's SCEP payload for SCEP.
     let (staff, _) = registered(&s, &manager, a, "mdm.hanako", "staff");
-    let body = json!({"user_id": staff}).to_string();
-    let (code, status, out) = s.curl_api(
-        "/api/v1/mdm/challenges",
-        &["--cert", &path(&system), "-H", "Content-Type: application/json", "--data", &body],
-    );
-    assert_eq!((code, status), (0, 201), "{out}");
-    let challenge: Value = serde_json::from_str(&out).expect("JSON");
-    let challenge = challenge["challenge"].as_str().expect("challenge");
     let device = match protocol {
-        Protocol::Est => by_est(&s, challenge),
-        Protocol::Scep => {
-            let (key, cert) = (s.scratch("mdm-scep.key"), s.scratch("mdm-scep.pem"));
-            let (ok, out) = crate::scep::scepclient(&s, &key, &cert, challenge, "mdm.hanako");
-            assert!(ok, "{out}\n{}", s.log());
-            crate::scep::full(&s, "mdm-scep", &cert, &key)
+        Protocol::Est => {
+            let body = json!({"user_id": staff}).to_string();
+            let (code, status, out) = s.curl_api(
+                "/api/v1/mdm/challenges",
+                &["--cert", &path(&system), "-H", "Content-Type: application/json", "--data", &body],
+            );
+            assert_eq!((code, status), (0, 201), "{out}");
+            let challenge: Value = serde_json::from_str(&out).expect("JSON");
+            by_est(&s, challenge["challenge"].as_str().expect("challenge"))
         }
+        Protocol::Scep => by_scep_profile(&s, &system, staff),
     };
     assert!(openssl_verify(&s, &device).contains(": OK"));
     assert_eq!(ocsp_status(&s, &device), "good");
@@ -124,4 +122,33 @@ fn by_est(s: &Server, challenge: &str) -> std::path::PathBuf {
         format!("{}{}", std::fs::read_to_string(&cert).expect("cert"), std::fs::read_to_string(key).expect("key"));
     std::fs::write(&device, both).expect("write");
     device
+}
+
+/// The device of `mdm.hanako` enrolled by SCEP as an Apple device would be
+/// from the profile its system pushed: the profile read by Python's
+/// plistlib, the micromdm client sent to its URL with its challenge and CN.
+fn by_scep_profile(s: &Server, system: &Path, staff: i64) -> std::path::PathBuf {
+    let profile = s.scratch("scep.mobileconfig");
+    let body = json!({"user_id": staff}).to_string();
+    let (code, status, _) = s.curl_api(
+        "/api/v1/mdm/scep-profiles",
+        &["--cert", &path(system), "-H", "Content-Type: application/json", "--data", &body, "-o", &path(&profile)],
+    );
+    assert_eq!((code, status), (0, 201));
+    let read = s.python_json("scep_profile.py", &[&path(&profile)]);
+    assert_eq!(read["type"], "Configuration", "{read}");
+    assert_eq!(read["payloads"], json!(["com.apple.security.scep", "com.apple.security.root"]), "{read}");
+    assert_eq!((read["key_type"].as_str(), read["key_size"].as_i64()), (Some("RSA"), Some(2048)), "{read}");
+    assert_eq!(read["subject"], json!([[["CN", "mdm.hanako"]]]), "{read}");
+    // The configured public URL (here not the test's listener) and /scep.
+    let public = s.init["public_url"].as_str().expect("public_url").trim_end_matches('/');
+    assert_eq!(read["url"].as_str(), Some(format!("{public}/scep").as_str()), "{read}");
+    let root = openssl(s, &["x509", "-in", &path(&s.data("ca/root.pem")), "-noout", "-fingerprint", "-sha256"]);
+    let root = root.trim().rsplit('=').next().expect("fingerprint").replace(':', "").to_lowercase();
+    assert_eq!(read["root_sha256"].as_str(), Some(root.as_str()), "{read}");
+    let (key, cert) = (s.scratch("mdm-scep.key"), s.scratch("mdm-scep.pem"));
+    let challenge = read["challenge"].as_str().expect("challenge");
+    let (ok, out) = crate::scep::scepclient(s, &key, &cert, challenge, "mdm.hanako");
+    assert!(ok, "{out}\n{}", s.log());
+    crate::scep::full(s, "mdm-scep", &cert, &key)
 }

@@ -204,7 +204,7 @@ impl IssuingCa {
     }
 
     /// The profile the CA issues under.
-    pub(crate) fn profile(&self) -> &Profile {
+    pub fn profile(&self) -> &Profile {
         &self.profile
     }
 

@@ -47,15 +47,65 @@ pub fn mobileconfig(names: &ProfileNames<'_>, pkcs12: &[u8], root_der: &[u8]) ->
     );
     let root =
         payload("com.apple.security.root", format!("{base}.root"), "ルート認証局", "root-ca.cer", root_der.to_vec());
+    configuration(names, base, vec![identity, root])
+}
+
+/// What a SCEP profile asks the device to do: enroll at `url` with the
+/// one-time `challenge`, for the person `login` (the CN the service expects).
+pub struct ScepEnrollment<'a> {
+    pub url: &'a str,
+    pub challenge: &'a str,
+    pub login: Option<&'a str>,
+    /// Names the person (their number), for the identifier.
+    pub user: i64,
+}
+
+/// A profile for a device-management system to push: a SCEP payload
+/// (`com.apple.security.scep`) with which the device makes its own RSA key
+/// and enrolls, and the city's root, as XML.
+pub fn scep_mobileconfig(
+    names: &ProfileNames<'_>,
+    scep: &ScepEnrollment<'_>,
+    root_der: &[u8],
+) -> Result<Vec<u8>, CaError> {
+    let base = format!("{}.scep.user{}", names.identifier, scep.user);
+    let mut content = Dictionary::new();
+    content.insert("URL".into(), scep.url.into());
+    content.insert("Name".into(), "CONNECT".into());
+    content.insert("Challenge".into(), scep.challenge.into());
+    // The service checks the key (RSA, 2048 bits at least): SCEP answers
+    // are encrypted to it, so it cannot be an EC key.
+    content.insert("KeyType".into(), "RSA".into());
+    content.insert("Keysize".into(), 2048.into());
+    // Signing and encryption (1 | 4): a client certificate for TLS.
+    content.insert("KeyUsage".into(), 5.into());
+    if let Some(login) = scep.login {
+        let cn = Value::Array(vec![Value::Array(vec![Value::Array(vec!["CN".into(), login.into()])])]);
+        content.insert("Subject".into(), cn);
+    }
+    let mut enroll = Dictionary::new();
+    enroll.insert("PayloadType".into(), "com.apple.security.scep".into());
+    enroll.insert("PayloadVersion".into(), 1.into());
+    enroll.insert("PayloadIdentifier".into(), format!("{base}.identity").into());
+    enroll.insert("PayloadUUID".into(), uuid::Uuid::new_v4().to_string().to_uppercase().into());
+    enroll.insert("PayloadDisplayName".into(), "端末証明書 (SCEP)".into());
+    enroll.insert("PayloadContent".into(), Value::Dictionary(content));
+    let root =
+        payload("com.apple.security.root", format!("{base}.root"), "ルート認証局", "root-ca.cer", root_der.to_vec());
+    configuration(names, base, vec![Value::Dictionary(enroll), root])
+}
+
+/// The top of a profile holding `payloads`, as XML.
+fn configuration(names: &ProfileNames<'_>, identifier: String, payloads: Vec<Value>) -> Result<Vec<u8>, CaError> {
     let mut top = Dictionary::new();
     top.insert("PayloadType".into(), "Configuration".into());
     top.insert("PayloadVersion".into(), 1.into());
-    top.insert("PayloadIdentifier".into(), base.into());
+    top.insert("PayloadIdentifier".into(), identifier.into());
     top.insert("PayloadUUID".into(), uuid::Uuid::new_v4().to_string().to_uppercase().into());
     top.insert("PayloadDisplayName".into(), names.display_name.into());
     top.insert("PayloadOrganization".into(), names.organization.into());
     top.insert("PayloadRemovalDisallowed".into(), false.into());
-    top.insert("PayloadContent".into(), Value::Array(vec![identity, root]));
+    top.insert("PayloadContent".into(), Value::Array(payloads));
     let mut out = Vec::new();
     Value::Dictionary(top).to_writer_xml(&mut out).map_err(|e| CaError::malformed("configuration profile", e))?;
     Ok(out)

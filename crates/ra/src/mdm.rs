@@ -48,14 +48,24 @@ impl WebhookKey {
 
 /// A one-time challenge (an enrollment code of short life) for a device of
 /// `user`, asked for by a device-management system serving their facility.
-pub async fn challenge(ra: &Ra, caller: &Requester, user: UserId) -> Result<(String, OffsetDateTime), ServiceError> {
+pub async fn challenge(ra: &Ra, caller: &Requester, user: UserId) -> Result<Challenge, ServiceError> {
     let person = ra.store.user(user).await?.ok_or(ServiceError::NotFound("user"))?;
     authorize(&caller.actor, Action::ManageDevicesFor(person.target()))?;
     let now = ra.clock.now();
     let code = new_code(person.id, ra.settings.challenge_ttl, now)?;
     ra.store.create_enrollment_code(&code.stored, &caller.audit_name, now).await?;
-    Ok((code.display(), code.stored.expires_at))
+    Ok(Challenge { code: code.display(), expires_at: code.stored.expires_at, login_id: person.login_id })
 }
+
+/// A challenge, and whom it enrolls (the CN their request must carry).
+#[derive(Clone)]
+pub struct Challenge {
+    pub code: String,
+    pub expires_at: OffsetDateTime,
+    pub login_id: Option<String>,
+}
+
+connect_pki_domain::redacted_debug!(Challenge { expires_at, login_id; code });
 
 /// The webhook secret of a device-management account, for 行政管理課 to
 /// hand to the system's administrator.

@@ -202,7 +202,11 @@ mod tests {
             // Read as far as the envelope: answerable, signature checked.
             let to = rejected.reply_to.unwrap_or_else(|| panic!("{name}: unanswerable: {}", rejected.why));
             assert_eq!(rejected.fail, FailInfo::BadMessageCheck, "{name}");
-            assert!(rejected.why.to_string().contains("not encrypted for this service's RA"), "{name}: {}", rejected.why);
+            assert!(
+                rejected.why.to_string().contains("not encrypted for this service's RA"),
+                "{name}: {}",
+                rejected.why
+            );
             assert!(!to.transaction_id.is_empty() && !to.sender_nonce.is_empty());
             let answer = ra.answer(&to, &Outcome::Failed(rejected.fail)).expect("CertRep");
             assert!(answer.len() > 100);

@@ -49,8 +49,47 @@ pub(super) async fn issue_challenge(
     caller: Caller,
     ApiJson(body): ApiJson<ChallengeBody>,
 ) -> ApiResult<(StatusCode, Json<ChallengeView>)> {
-    let (challenge, expires) = mdm::challenge(&state, &caller.requester, UserId(body.user_id)).await?;
-    Ok((StatusCode::CREATED, Json(ChallengeView { user_id: body.user_id, challenge, expires_at: rfc3339(expires) })))
+    let c = mdm::challenge(&state, &caller.requester, UserId(body.user_id)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ChallengeView { user_id: body.user_id, challenge: c.code, expires_at: rfc3339(c.expires_at) }),
+    ))
+}
+
+/// An Apple configuration profile for a person's device, for the
+/// device-management system to push: a SCEP payload with a new one-time
+/// challenge for that person (as `POST /api/v1/mdm/challenges` makes) and
+/// the city's root. The device makes its own key and enrolls at `/scep`.
+#[utoipa::path(post, path = "/api/v1/mdm/scep-profiles", tag = "mdm", request_body = ChallengeBody,
+    responses((status = 201, description = "application/x-apple-aspen-config"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn issue_scep_profile(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ChallengeBody>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    use connect_pki_ca::profile::{ProfileNames, ScepEnrollment, scep_mobileconfig};
+    let c = mdm::challenge(&state, &caller.requester, UserId(body.user_id)).await?;
+    let names = ProfileNames {
+        display_name: "電子@連絡帳 端末証明書 (SCEP)",
+        organization: "電子@連絡帳 CONNECT 証明書サービス",
+        identifier: "jp.connect-pki",
+        device: body.user_id,
+    };
+    let url = format!("{}/scep", state.ca.profile().public_url());
+    let scep = ScepEnrollment { url: &url, challenge: &c.code, login: c.login_id.as_deref(), user: body.user_id };
+    let profile = scep_mobileconfig(&names, &scep, &state.certs.root_der).map_err(|e| ApiError::Service(e.into()))?;
+    let disposition = format!("attachment; filename=\"scep-user{}.mobileconfig\"", body.user_id);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-apple-aspen-config".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        profile,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -107,6 +107,7 @@ pub(crate) fn routers(state: AppState) -> (Router, Router, Arc<String>) {
         .routes(routes!(find_people))
         .routes(routes!(read_lifetimes, set_lifetimes))
         .routes(routes!(issue_challenge))
+        .routes(routes!(issue_scep_profile))
         .routes(routes!(read_webhook_secret))
         .routes(routes!(read_audit))
         .routes(routes!(revoke_certificate))
