@@ -13,6 +13,7 @@ use anyhow::Context;
 use axum::middleware;
 use connect_pki_ca::IssuingCa;
 use connect_pki_ca::ocsp::OcspSigner;
+use connect_pki_ca::scep::ScepRa;
 use connect_pki_domain::Clock;
 use connect_pki_responder::{Responder, Revocations};
 use connect_pki_store::Store;
@@ -316,7 +317,14 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         key_generation: Arc::default(),
         refusals: Arc::default(),
     };
-    let state = AppState {
+    let state = app_state(config, ra, scep)?;
+    let own = Arc::new(OwnCerts { tls: server_cert, dir, keys });
+    Ok(Built { state, own, tls_config, connections })
+}
+
+/// What the web needs beside the registration authority.
+fn app_state(config: &ServeConfig, ra: Ra, scep: Option<Arc<ScepRa>>) -> anyhow::Result<AppState> {
+    Ok(AppState {
         ra,
         limits: Arc::new(rate_limits(config)),
         https_url: config.https.url.as_ref().map(|u| Arc::from(u.as_str().trim_end_matches('/'))),
@@ -324,9 +332,7 @@ async fn build(config: &ServeConfig, clock: Arc<dyn Clock>, shutdown: &Cancellat
         gauges_read: Arc::default(),
         csrf_key: Arc::new(crate::http::console::new_csrf_key()?),
         scep,
-    };
-    let own = Arc::new(OwnCerts { tls: server_cert, dir, keys });
-    Ok(Built { state, own, tls_config, connections })
+    })
 }
 
 /// The per-address limits of the public forms and of OCSP.
