@@ -51,6 +51,33 @@ fn one<'a>(record: &'a Value, event: &str, who: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {event} for {who}: {}", record["timeline"]))
 }
 
+/// Each relying party's exposure (issue 26, item 5): nginx went by its last
+/// `good` and learnt of the revocation at its first `revoked`; the CRL
+/// fetcher went by the CRL it held (made before the revocation, as
+/// `openssl crl` reads it) until it downloaded the one listing it.
+fn exposure_is_stated(s: &Server, record: &Value, revoked_at: &str, good: &str, told: &str) {
+    let nginx = one(record, "exposure.until", "nginx");
+    assert_eq!(nginx["detail"]["ocsp_good_at"].as_str(), Some(good), "{nginx}");
+    assert_eq!(nginx["detail"]["learnt_at"].as_str(), Some(told), "{nginx}");
+    let until = nginx["at"].as_str().expect("at");
+    assert!(revoked_at <= until && until <= told, "nginx exposed until {until}: revoked {revoked_at}, told {told}");
+    let seconds = nginx["detail"]["seconds"].as_i64().expect("seconds");
+    assert!((0..=3).contains(&seconds), "{nginx}");
+
+    let fetcher = one(record, "exposure.until", CRL_PARTY);
+    let o = s.run("openssl", &["crl", "-inform", "DER", "-in", "before.crl", "-noout", "-lastupdate"]);
+    let last_update = text(&o).trim().trim_start_matches("lastUpdate=").to_string();
+    let held = fetcher["detail"]["crl_this_update"].as_str().expect("the CRL it held");
+    let parsed = time::OffsetDateTime::parse(held, &time::format_description::well_known::Rfc3339).expect("time");
+    let openssl_form =
+        time::format_description::parse("[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT")
+            .expect("format");
+    assert_eq!(parsed.format(&openssl_form).expect("format"), last_update, "{fetcher}");
+    let listed = one(record, "crl.listed", CRL_PARTY)["at"].as_str().expect("at").to_string();
+    assert_eq!(fetcher["detail"]["learnt_at"].as_str(), Some(listed.as_str()), "{fetcher}");
+    assert_eq!(fetcher["at"].as_str(), Some(listed.as_str()), "the CRL outlives the wait: {fetcher}");
+}
+
 fn receipt_verify(s: &Server, file: &Path) -> std::process::Output {
     let args = ["receipt", "verify", &path(file), "--data-dir", &path(&s.data_dir)];
     s.run(&path(binary()), &args)
@@ -109,6 +136,7 @@ async fn a_lost_device_leaves_a_signed_record(backend: Backend) {
     assert!(refused["at"].as_str() >= Some(revoked_at.as_str()), "{refused}");
     assert!(!events(record, "handshake.last_ok").is_empty(), "{}", record["timeline"]);
     assert_eq!(record["proof"]["crl"]["lists_certificate"], true, "{record}");
+    exposure_is_stated(&s, record, &revoked_at, &good, &told);
 
     // The proof inside: openssl checks the OCSP response on its own.
     let der = base64_decode(record["proof"]["ocsp_response"].as_str().expect("response"));

@@ -5,7 +5,7 @@
 //! revocation; it never replaces revocation (the certificates keep their CRL
 //! and OCSP pointers). The service has defaults; a facility may have its own.
 
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use crate::DomainError;
 
@@ -73,5 +73,77 @@ mod tests {
         assert_eq!((service.days(own, false), service.days(own, true)), (365, 2));
         assert!(check_days("x", 0).is_err() && check_days("x", 399).is_err() && check_days("x", -1).is_err());
         assert_eq!(check_days("x", 398), Ok(398));
+    }
+}
+
+/// What one relying party held when a certificate was revoked, and when it
+/// first learnt of the revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Held {
+    /// Its last OCSP answer `good` for the certificate, before the revocation.
+    pub ocsp_good_at: Option<OffsetDateTime>,
+    /// The thisUpdate of the newest CRL it had downloaded before the
+    /// revocation (one that cannot list it).
+    pub crl_this_update: Option<OffsetDateTime>,
+    /// The first time it was told `revoked` or downloaded a CRL listing it.
+    pub learnt_at: Option<OffsetDateTime>,
+}
+
+/// How long answers stay usable: OCSP's nextUpdate and the CRL's, after
+/// they were made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub ocsp: Duration,
+    pub crl: Duration,
+}
+
+/// Until when a relying party that held `held` could still have accepted a
+/// certificate revoked at `revoked_at` that ran out at `not_after`: its
+/// answers stay usable until their nextUpdate (the later of the two it
+/// holds), but never past the certificate's own end, nor past the moment
+/// the party learnt of the revocation. `None`: it held nothing that said
+/// `good`, so it could not have accepted it from us after the revocation.
+pub fn exposed_until(
+    revoked_at: OffsetDateTime,
+    not_after: OffsetDateTime,
+    held: Held,
+    validity: Validity,
+) -> Option<OffsetDateTime> {
+    let ocsp = held.ocsp_good_at.filter(|t| *t <= revoked_at).map(|t| t + validity.ocsp);
+    let crl = held.crl_this_update.filter(|t| *t <= revoked_at).map(|t| t + validity.crl);
+    let usable = ocsp.into_iter().chain(crl).max()?;
+    let until = [Some(usable), Some(not_after), held.learnt_at].into_iter().flatten().min()?;
+    Some(until.max(revoked_at))
+}
+
+#[cfg(test)]
+mod exposure_tests {
+    use super::*;
+
+    fn t(hours: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + Duration::days(20_000) + Duration::hours(hours)
+    }
+
+    const V: Validity = Validity { ocsp: Duration::hours(1), crl: Duration::hours(24) };
+
+    #[test]
+    fn the_later_answer_bounds_it_and_the_certificate_and_learning_cut_it_short() {
+        let revoked = t(10);
+        // A CRL from 2 h before: usable 22 h more; OCSP 30 min before: 30 min.
+        let held =
+            Held { ocsp_good_at: Some(t(10) - Duration::minutes(30)), crl_this_update: Some(t(8)), learnt_at: None };
+        assert_eq!(exposed_until(revoked, t(1000), held, V), Some(t(32)));
+        // The certificate ran out first.
+        assert_eq!(exposed_until(revoked, t(12), held, V), Some(t(12)));
+        // It was told `revoked` an hour after.
+        let told = Held { learnt_at: Some(t(11)), ..held };
+        assert_eq!(exposed_until(revoked, t(1000), told, V), Some(t(11)));
+        // Only an OCSP answer, long expired at the revocation: nothing left.
+        let stale = Held { ocsp_good_at: Some(t(2)), ..Held::default() };
+        assert_eq!(exposed_until(revoked, t(1000), stale, V), Some(revoked));
+        // Nothing that said good (an answer after the revocation is not one).
+        assert_eq!(exposed_until(revoked, t(1000), Held::default(), V), None);
+        let later = Held { ocsp_good_at: Some(t(11)), ..Held::default() };
+        assert_eq!(exposed_until(revoked, t(1000), later, V), None);
     }
 }

@@ -3,12 +3,13 @@
 //! report — reported (by whom, how), held, revoked, notifications sent and
 //! delivered; for each relying party the last time it was told `good`, the
 //! first time it was told `revoked`, the first download of a CRL listing
-//! it; the last use of the certificate on our listener and every handshake
+//! it, and until when it could still have accepted the certificate; the last use of the certificate on our listener and every handshake
 //! refused after — with the proof of the revocation (a fresh OCSP response,
 //! the CRL that lists it), signed by the OCSP signer (`ca::receipt`).
 
 use base64::Engine;
 use connect_pki_domain::clock::rfc3339;
+use connect_pki_domain::lifetime::{Held, Validity, exposed_until};
 use connect_pki_domain::{CertStatus, Reason, Serial};
 use connect_pki_store::{AuditRecord, CertificateSightings, EscalationRecord, NotificationRecord};
 use serde::{Deserialize, Serialize};
@@ -183,6 +184,46 @@ fn sighting_events(s: &CertificateSightings, revoked_at: Option<OffsetDateTime>)
     out
 }
 
+/// For each relying party on record, until when it could still have
+/// accepted the certificate after its revocation (issue 26, item 5): what
+/// it held then (its last `good`, the newest CRL it had) stays usable until
+/// its nextUpdate, never past the certificate's end nor past the moment the
+/// party learnt of the revocation.
+fn exposure_events(
+    s: &CertificateSightings,
+    revoked_at: OffsetDateTime,
+    not_after: OffsetDateTime,
+    v: Validity,
+) -> Vec<Event> {
+    let parties: std::collections::BTreeSet<&str> = s
+        .ocsp
+        .iter()
+        .map(|o| o.party.as_str())
+        .chain(s.held_crl.iter().map(|c| c.party.as_str()))
+        .chain(s.crl.iter().map(|c| c.party.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for party in parties {
+        let ocsp = s.ocsp.iter().find(|o| o.party == party);
+        let told = ocsp.and_then(|o| o.first_revoked_at).map(at);
+        let listed = s.crl.iter().filter(|c| c.party == party).map(|c| at(c.first_at)).min();
+        let held = Held {
+            ocsp_good_at: ocsp.and_then(|o| o.last_good_at).map(at),
+            crl_this_update: s.held_crl.iter().find(|c| c.party == party).map(|c| at(c.this_update)),
+            learnt_at: told.into_iter().chain(listed).min(),
+        };
+        let Some(until) = exposed_until(revoked_at, not_after, held, v) else { continue };
+        let detail = json!({
+            "seconds": (until - revoked_at).whole_seconds(),
+            "ocsp_good_at": held.ocsp_good_at.map(rfc3339),
+            "crl_this_update": held.crl_this_update.map(rfc3339),
+            "learnt_at": held.learnt_at.map(rfc3339),
+        });
+        out.push(Event { at: until, event: "exposure.until".into(), who: Some(party.to_string()), detail });
+    }
+    out
+}
+
 /// How many times a record is built before giving up on one that passes its own check.
 const ATTEMPTS: usize = 3;
 
@@ -218,11 +259,11 @@ pub async fn record(ra: &Ra, caller: &Requester, serial: &Serial) -> Result<Inci
 /// Everything on record about the certificate of `device` (`hex`), in order.
 async fn events_of(
     ra: &Ra,
-    device: connect_pki_domain::DeviceId,
+    certificate: &connect_pki_store::CertificateRecord,
     hex: &str,
     sightings: &CertificateSightings,
-    revoked_at: Option<OffsetDateTime>,
 ) -> Result<Vec<Event>, ServiceError> {
+    let (device, revoked_at) = (certificate.device, certificate.revoked_at);
     let escalations = ra.store.escalations_of_device(device).await?;
     let mut targets = vec![format!("certificate:{hex}"), format!("device:{device}")];
     targets.extend(escalations.iter().map(|e| format!("escalation:{}", e.id)));
@@ -233,6 +274,10 @@ async fn events_of(
         events.extend(escalation_events(e, &ra.store.notifications(e.id).await?));
     }
     events.extend(sighting_events(sightings, revoked_at));
+    if let Some(revoked_at) = revoked_at {
+        let validity = Validity { ocsp: ra.ocsp.validity(), crl: ra.revocations.crl_validity() };
+        events.extend(exposure_events(sightings, revoked_at, certificate.not_after, validity));
+    }
     events.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.event.cmp(&b.event)));
     Ok(events)
 }
@@ -245,7 +290,7 @@ async fn build(
     let (holder, sightings) = crate::sightings::certificate_use(ra, caller, serial).await?;
     let certificate = &holder.certificate;
     let hex = serial.to_hex();
-    let events = events_of(ra, certificate.device, &hex, &sightings, certificate.revoked_at).await?;
+    let events = events_of(ra, certificate, &hex, &sightings).await?;
 
     // The proof: what the responder says now, and the CRL being served,
     // once this instance has applied every change made before the

@@ -127,6 +127,10 @@ pub struct CertificateSightings {
     pub ocsp: Vec<OcspSighting>,
     /// CRL downloads of the certificate's CA, oldest first.
     pub crl: Vec<CrlSighting>,
+    /// Per relying party, the newest CRL of the certificate's CA it had
+    /// downloaded when the certificate was revoked (made before it, so not
+    /// listing it): what it could still go by.
+    pub held_crl: Vec<CrlSighting>,
 }
 
 /// `max` of two nullable times that keeps a value when the other is null
@@ -375,7 +379,30 @@ impl Store {
             .map(crl_row)
             .collect::<Result<_, _>>()?,
         };
-        Ok(CertificateSightings { handshakes, ocsp, crl })
+        let held_crl = match crl_since {
+            None => Vec::new(),
+            Some(at) => self.held_crls(serial, at).await?,
+        };
+        Ok(CertificateSightings { handshakes, ocsp, crl, held_crl })
+    }
+
+    /// Per party, the newest CRL of `serial`'s CA made and downloaded
+    /// before `at`.
+    async fn held_crls(&self, serial: &str, at: OffsetDateTime) -> Result<Vec<CrlSighting>, StoreError> {
+        sqlx::query(
+            "select * from rp_crl r where r.ca_generation = \
+             (select ca_generation from certificates where serial = $1) and r.this_update = \
+             (select max(h.this_update) from rp_crl h where h.party = r.party and h.ca_generation = r.ca_generation \
+              and h.this_update < $2 and h.first_at <= $2) \
+             order by r.party",
+        )
+        .bind(serial)
+        .bind(secs(at))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(crl_row)
+        .collect()
     }
 
     /// Deletes what was last seen before `before`, [`PRUNE_BATCH`] rows a

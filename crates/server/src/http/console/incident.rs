@@ -68,6 +68,8 @@ fn what_ja(code: &str) -> &'static str {
         "handshake.last_ok" => "この認証局の接続口で最後に使用",
         "handshake.first_refused" => "接続を拒否（最初）",
         "handshake.last_refused" => "接続を拒否（最後）",
+        // Until when this party could still have accepted it after the revocation.
+        "exposure.until" => "失効後もこの相手が受け入れ得た最後の時刻",
         _ => "その他の記録",
     }
 }
