@@ -69,9 +69,10 @@ fn exposure_is_stated(s: &Server, record: &Value, revoked_at: &str, good: &str, 
     let last_update = text(&o).trim().trim_start_matches("lastUpdate=").to_string();
     let held = fetcher["detail"]["crl_this_update"].as_str().expect("the CRL it held");
     let parsed = time::OffsetDateTime::parse(held, &time::format_description::well_known::Rfc3339).expect("time");
-    let openssl_form =
-        time::format_description::parse_borrowed::<2>("[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT")
-            .expect("format");
+    let openssl_form = time::format_description::parse_borrowed::<2>(
+        "[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT",
+    )
+    .expect("format");
     assert_eq!(parsed.format(&openssl_form).expect("format"), last_update, "{fetcher}");
     let listed = one(record, "crl.listed", CRL_PARTY)["at"].as_str().expect("at").to_string();
     assert_eq!(fetcher["detail"]["learnt_at"].as_str(), Some(listed.as_str()), "{fetcher}");

@@ -8,6 +8,7 @@
 //! the `cms` crate reads it.
 
 pub mod ber;
+pub mod client;
 mod envelope;
 mod message;
 mod oid;
@@ -218,6 +219,24 @@ mod tests {
         let r = ra.read(&tampered).expect_err("tampered");
         assert_eq!(r.fail, FailInfo::BadMessageCheck);
         assert!(r.why.to_string().contains("messageDigest does not match"), "{}", r.why);
+    }
+
+    #[test]
+    fn a_request_made_here_is_read_back_with_its_challenge_and_csr() {
+        let (ra, other) = (ra(), ra());
+        let requester = client::Requester::new(crate::PrivateKey::generate(crate::KeyKind::Rsa2048).expect("key"))
+            .expect("requester");
+        let der = requester.pkcs_req(ra.cert_der(), Some("hanako"), "ABCD-EFGH", "tx-1").expect("PKCSReq");
+        let request = ra.read(&der).expect("read");
+        assert_eq!(request.kind, MessageType::PkcsReq);
+        assert_eq!(request.reply_to.transaction_id, "tx-1");
+        assert_eq!(request.challenge().as_deref(), Some("ABCD-EFGH"));
+        assert_eq!(request.cipher, Cipher::Aes256);
+        let csr = crate::parse_csr(crate::issue::to_pem("CERTIFICATE REQUEST", &request.content).as_bytes());
+        assert!(csr.is_ok(), "{csr:?}");
+        // Encrypted to another RA: the envelope does not open.
+        let refused = other.read(&der).expect_err("not ours");
+        assert_eq!(refused.fail, FailInfo::BadMessageCheck);
     }
 
     #[test]

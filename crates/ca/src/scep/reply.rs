@@ -21,11 +21,11 @@ fn bad(why: impl std::fmt::Display) -> CaError {
     CaError::malformed("SCEP reply", why)
 }
 
-fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, CaError> {
+pub(crate) fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, CaError> {
     Ok(Attribute { oid, values: SetOfVec::try_from(vec![value]).map_err(bad)? })
 }
 
-fn printable(s: &str) -> Result<Any, CaError> {
+pub(crate) fn printable(s: &str) -> Result<Any, CaError> {
     Any::encode_from(&PrintableStringRef::new(s).map_err(bad)?).map_err(bad)
 }
 
@@ -42,27 +42,41 @@ pub(crate) fn cert_rep(ra: &ScepRa, to: &ReplyTo, outcome: &Outcome<'_>) -> Resu
         }
         Outcome::Failed(fail) => ("2", Some(*fail as u8), None),
     };
-    let mut nonce = [0u8; 16];
-    SystemRandom::new().fill(&mut nonce).map_err(|_| bad("no randomness"))?;
-    let content = envelope.as_deref().unwrap_or_default();
-    let mut attrs = vec![
-        attribute(oid::CONTENT_TYPE, Any::encode_from(&oid::DATA).map_err(bad)?)?,
-        attribute(oid::MESSAGE_DIGEST, octets(digest::digest(&digest::SHA256, content).as_ref())?)?,
-        attribute(oid::MESSAGE_TYPE, printable("3")?)?,
-        attribute(oid::PKI_STATUS, printable(status)?)?,
-        attribute(oid::TRANSACTION_ID, printable(&to.transaction_id)?)?,
-        attribute(oid::SENDER_NONCE, octets(&nonce)?)?,
-        attribute(oid::RECIPIENT_NONCE, octets(&to.sender_nonce)?)?,
-    ];
+    let mut attrs =
+        vec![attribute(oid::MESSAGE_TYPE, printable("3")?)?, attribute(oid::PKI_STATUS, printable(status)?)?];
+    attrs.push(attribute(oid::RECIPIENT_NONCE, octets(&to.sender_nonce)?)?);
     if let Some(fail) = fail {
         attrs.push(attribute(oid::FAIL_INFO, printable(&fail.to_string())?)?);
     }
+    signed(&ra.cert, &ra.key, &to.transaction_id, attrs, envelope.as_deref())
+}
+
+/// A pkiMessage: `content` (an envelope, if any) signed by `key`, whose
+/// certificate `cert` it carries, with SCEP's `attrs`, the transaction and a
+/// new sender nonce; SHA-256 throughout. Answers and (for the benchmark and
+/// tests) requests alike.
+pub(crate) fn signed(
+    cert: &x509_cert::Certificate,
+    key: &impl rcgen::SigningKey,
+    transaction_id: &str,
+    mut attrs: Vec<Attribute>,
+    content: Option<&[u8]>,
+) -> Result<Vec<u8>, CaError> {
+    let mut nonce = [0u8; 16];
+    SystemRandom::new().fill(&mut nonce).map_err(|_| bad("no randomness"))?;
+    let digest = digest::digest(&digest::SHA256, content.unwrap_or_default());
+    attrs.extend([
+        attribute(oid::CONTENT_TYPE, Any::encode_from(&oid::DATA).map_err(bad)?)?,
+        attribute(oid::MESSAGE_DIGEST, octets(digest.as_ref())?)?,
+        attribute(oid::TRANSACTION_ID, printable(transaction_id)?)?,
+        attribute(oid::SENDER_NONCE, octets(&nonce)?)?,
+    ]);
     let signed_attrs = SetOfVec::try_from(attrs).map_err(bad)?;
-    let signature = rcgen::SigningKey::sign(&ra.key, &signed_attrs.to_der().map_err(bad)?).map_err(bad)?;
+    let signature = key.sign(&signed_attrs.to_der().map_err(bad)?).map_err(bad)?;
     let sha256 = AlgorithmIdentifierOwned { oid: oid::SHA256, parameters: None };
     let signer = SignerInfo {
         version: CmsVersion::V1,
-        sid: SignerIdentifier::IssuerAndSerialNumber(ra.issuer_and_serial.clone()),
+        sid: SignerIdentifier::IssuerAndSerialNumber(issuer_and_serial(cert)),
         digest_alg: sha256.clone(),
         signed_attrs: Some(signed_attrs),
         // rsaEncryption with the digest named beside it: what every SCEP
@@ -71,13 +85,13 @@ pub(crate) fn cert_rep(ra: &ScepRa, to: &ReplyTo, outcome: &Outcome<'_>) -> Resu
         signature: OctetString::new(signature).map_err(bad)?,
         unsigned_attrs: None,
     };
-    let certificates = vec![CertificateChoices::Certificate(ra.cert.clone())];
+    let certificates = vec![CertificateChoices::Certificate(cert.clone())];
     let signed = SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![sha256]).map_err(bad)?,
         encap_content_info: EncapsulatedContentInfo {
             econtent_type: oid::DATA,
-            econtent: envelope.as_deref().map(octets).transpose()?,
+            econtent: content.map(octets).transpose()?,
         },
         certificates: Some(CertificateSet(SetOfVec::try_from(certificates).map_err(bad)?)),
         crls: None,

@@ -1,0 +1,56 @@
+//! What a SCEP client sends, made here for the benchmark and the in-process
+//! tests (devices use their own clients; the end-to-end tests use
+//! micromdm's and strongSwan's): a PKCSReq for a one-time code, signed by a
+//! self-signed certificate of the requester's RSA key and encrypted to the
+//! RA, and the certificate read back out of the CertRep.
+
+use der::Encode;
+use der::asn1::SetOfVec;
+use rcgen::{CertificateParams, DistinguishedName, DnType};
+
+use super::{envelope, oid, reply};
+use crate::CaError;
+use crate::keys::PrivateKey;
+
+fn bad(why: impl std::fmt::Display) -> CaError {
+    CaError::malformed("SCEP request", why)
+}
+
+/// A requester: an RSA key and the self-signed certificate it signs with.
+pub struct Requester {
+    key: PrivateKey,
+    cert: x509_cert::Certificate,
+}
+
+impl Requester {
+    /// `key` must be RSA: the answer is encrypted to it.
+    pub fn new(key: PrivateKey) -> Result<Self, CaError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, "SCEP requester");
+        let cert = params.self_signed(&key.0)?;
+        Ok(Self { cert: reply::certificate(cert.der())?, key })
+    }
+
+    /// A PKCSReq for `login` (the CN; `None`: an empty subject) with the
+    /// one-time `challenge`, encrypted to the RA certificate `ra_der`.
+    pub fn pkcs_req(
+        &self,
+        ra_der: &[u8],
+        login: Option<&str>,
+        challenge: &str,
+        transaction_id: &str,
+    ) -> Result<Vec<u8>, CaError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        if let Some(cn) = login {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        let values = SetOfVec::try_from(vec![reply::printable(challenge)?]).map_err(bad)?.to_der().map_err(bad)?;
+        let password = rcgen::Attribute { oid: &[1, 2, 840, 113549, 1, 9, 7], values };
+        let csr = params.serialize_request_with_attributes(&self.key.0, vec![password])?;
+        let envelope = envelope::seal(csr.der(), &reply::certificate(ra_der)?)?;
+        let kind = reply::attribute(oid::MESSAGE_TYPE, reply::printable("19")?)?;
+        reply::signed(&self.cert, &self.key.0, transaction_id, vec![kind], Some(&envelope))
+    }
+}
