@@ -1,6 +1,7 @@
-//! Enrollment with a CSR, by the JSON API and by EST (issue 26) side by
-//! side in one run: the same server, the same client (wrk, 2 threads, 16
-//! connections over TLS), the same CSR, a fresh one-time code per request.
+//! Enrollment with a CSR, by the JSON API, by EST and by SCEP (issue 26)
+//! side by side in one run: the same server, the same client (wrk, 2
+//! threads, 16 connections over TLS), a fresh one-time code per request
+//! (the same CSR for the first two; SCEP's carries its code, so one each).
 
 use serde_json::{Value, json};
 
@@ -44,6 +45,14 @@ make = function(line)
 end
 "#;
 
+/// A pkiMessage in hex per line, decoded once at the start.
+const MAKE_SCEP: &str = r#"
+make = function(line)
+  local der = line:gsub("..", function(h) return string.char(tonumber(h, 16)) end)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/x-pki-message"}, der)
+end
+"#;
+
 fn run(env: &Env, name: &str, url: &str, lines: &[String], make: &str, seconds: u32) -> anyhow::Result<Value> {
     let file = env.path(&format!("{name}.lines"));
     std::fs::write(&file, lines.join("\n"))?;
@@ -79,7 +88,25 @@ async fn enrollments(env: &Env, server: &Running, seconds: u32) -> anyhow::Resul
     let est_lines = env.est_requests(n).await?;
     let url = format!("https://{}/.well-known/est/simpleenroll", server.api);
     let est = run(env, "enroll-est", &url, &est_lines, MAKE_EST, seconds)?;
-    Ok(json!({"enrollments_per_s": json_api["enrollments_per_s"], "wrk": json_api["wrk"], "est": est}))
+    let scep = scep(env, server, n, seconds).await?;
+    Ok(json!({"enrollments_per_s": json_api["enrollments_per_s"], "wrk": json_api["wrk"], "est": est, "scep": scep}))
+}
+
+/// SCEP PKCSReq on the same server and client (over TLS, as the others):
+/// every answer is a 200, a refusal too, so the certificates issued are
+/// counted in the database.
+async fn scep(env: &Env, server: &Running, n: usize, seconds: u32) -> anyhow::Result<Value> {
+    let lines = env.scep_requests(n).await?;
+    let before = env.certificate_count().await?;
+    let url = format!("https://{}/scep?operation=PKIOperation", server.api);
+    let mut r = run(env, "enroll-scep", &url, &lines, MAKE_SCEP, seconds)?;
+    let issued = env.certificate_count().await? - before;
+    let per_s = issued as f64 / f64::from(seconds);
+    let answered = r["wrk"]["requests"].as_f64().unwrap_or(0.0);
+    eprintln!("   enroll-scep: {per_s:.0} certificates issued/s ({issued} of {answered} answers)");
+    r["enrollments_per_s"] = json!(per_s);
+    r["issued"] = json!(issued);
+    Ok(r)
 }
 
 /// The table's rows.
@@ -98,6 +125,13 @@ pub fn rows(r: &Value) -> String {
             "| enrollment with a CSR, EST `simpleenroll` (same run, same client) | {:.0} certificates/s, p99 {} ms | JSON API above | — |\n",
             number(&e["est"]["enrollments_per_s"]),
             e["est"]["wrk"]["p99_ms"]
+        ));
+    }
+    if e["scep"].is_object() {
+        s.push_str(&format!(
+            "| enrollment by SCEP PKCSReq, RSA-2048 requester, AES-256 envelope (same run, same client) | {:.0} certificates/s, p99 {} ms | JSON API above | — |\n",
+            number(&e["scep"]["enrollments_per_s"]),
+            e["scep"]["wrk"]["p99_ms"]
         ));
     }
     if e["est_renew"].is_object() {

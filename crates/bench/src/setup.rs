@@ -343,6 +343,36 @@ impl Env {
         Ok(lines)
     }
 
+    /// `n` SCEP PKCSReq messages for the benchmark user (hex DER, one a
+    /// line), each with a code of its own, all from one RSA key, encrypted
+    /// to the data directory's RA certificate.
+    pub async fn scep_requests(&self, n: usize) -> anyhow::Result<Vec<String>> {
+        use rustls_pki_types::pem::PemObject;
+        let ra = rustls_pki_types::CertificateDer::from_pem_file(self.data.join("ca/scep-ra.pem"))?;
+        let key = PrivateKey::generate(connect_pki_ca::KeyKind::Rsa2048)?;
+        let requester = connect_pki_ca::scep::client::Requester::new(key)?;
+        let now = OffsetDateTime::now_utc();
+        let mut lines = Vec::with_capacity(n);
+        for i in 0..n {
+            let code = connect_pki_ra::secrets::new_code(UserId(2), time::Duration::hours(1), now)
+                .map_err(|e| anyhow!("{e}"))?;
+            self.store.create_enrollment_code(&code.stored, "bench", now).await?;
+            let message = requester.pkcs_req(&ra, Some("bench"), &code.display(), &format!("bench-{i}"))?;
+            lines.push(hex::encode(message));
+        }
+        Ok(lines)
+    }
+
+    /// How many certificates the database holds: a SCEP refusal is a 200
+    /// too, so the SCEP benchmark counts what was issued.
+    pub async fn certificate_count(&self) -> anyhow::Result<i64> {
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let url = connect_pki_server::config::default_database_url(&self.data);
+        let mut conn = sqlx::AnyConnection::connect(&url).await?;
+        Ok(sqlx::query("select count(*) as n from certificates").fetch_one(&mut conn).await?.try_get("n")?)
+    }
+
     /// `n` devices of the benchmark user (login `bench`), each with a
     /// certificate for the shared key, straight through the store.
     pub async fn bench_devices(&self, n: usize) -> anyhow::Result<Vec<Cert>> {
