@@ -35,6 +35,7 @@ mod relying_parties;
 mod renewal;
 mod retention;
 mod review;
+mod scep;
 mod service_certs;
 mod sign_in;
 mod slow_clients;

@@ -230,6 +230,23 @@ pub(crate) fn reenrolled(s: &Server, pem: &Path, name: &str, login: &str) -> Res
 }
 
 /// Whether `pem`'s certificate, on the server's clock, ends within `days`.
+/// A half-life renewal's checks: the new certificate verifies and lives 7
+/// days, the one it replaced is superseded.
+pub(crate) fn renewed(s: &Server, current: &Path, next: &Path, step: i64) {
+    assert!(openssl_verify(s, next).contains(": OK"), "{}", openssl_verify(s, next));
+    assert!(ends_within(s, next, 7.01) && !ends_within(s, next, 6.99), "renewal {step}: not 7 days");
+    assert_eq!(ocsp_status(s, current), "revoked superseded", "renewal {step}");
+    assert_eq!(ocsp_status(s, next), "good", "renewal {step}");
+}
+
+/// The device of `current` reported lost by `admin`; revoked at once.
+pub(crate) fn report_lost(s: &Server, admin: &Path, current: &Path) {
+    let (_, me) = s.api("GET", "/api/v1/whoami", Some(current), None);
+    let (status, out) = s.api("POST", &format!("/api/v1/devices/{}/lost", me["device_id"]), Some(admin), None);
+    assert_eq!(status, 200, "{out}");
+    assert!(ocsp_status(s, current).starts_with("revoked"));
+}
+
 pub(crate) fn ends_within(s: &Server, pem: &Path, days: f64) -> bool {
     let seconds = format!("{}", (days * 86_400.0) as i64);
     !s.run("openssl", &["x509", "-in", &path(pem), "-noout", "-checkend", &seconds]).status.success()
@@ -263,20 +280,14 @@ async fn a_managed_device_renews_at_half_life_for_five_weeks_until_a_revocation_
         s.spawn_at(FakeTime::ahead(time::Duration::hours(84 * step)), &[]);
         let next = reenrolled(&s, &current, &format!("ipad-{step}"), "kanri.ipad")
             .unwrap_or_else(|e| panic!("renewal {step} refused: {e}"));
-        assert!(openssl_verify(&s, &next).contains(": OK"), "{}", openssl_verify(&s, &next));
-        assert!(ends_within(&s, &next, 7.01) && !ends_within(&s, &next, 6.99), "renewal {step}: not 7 days");
-        assert_eq!(ocsp_status(&s, &current), "revoked superseded", "renewal {step}");
-        assert_eq!(ocsp_status(&s, &next), "good", "renewal {step}");
+        renewed(&s, &current, &next, step);
         current = next;
     }
     // Five weeks on: the first certificate has long run out; the current works.
     assert!(handshake_ok(&s, &current));
 
     // Lost: every renewal path is refused.
-    let (_, me) = s.api("GET", "/api/v1/whoami", Some(&current), None);
-    let (status, out) = s.api("POST", &format!("/api/v1/devices/{}/lost", me["device_id"]), Some(&admin), None);
-    assert_eq!(status, 200, "{out}");
-    assert!(ocsp_status(&s, &current).starts_with("revoked"));
+    report_lost(&s, &admin, &current);
     let refused = reenrolled(&s, &current, "ipad-after", "kanri.ipad");
     assert!(refused.is_err(), "EST renewed a lost device");
     csr(&s, "ipad-json", "kanri.ipad");

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use connect_pki_e2e::{Backend, FakeTime, Server, text};
 
-use crate::est::{ends_within, openssl, path, reenrolled};
+use crate::est::{ends_within, openssl, path, reenrolled, renewed, report_lost};
 use crate::revocation::{handshake_ok, ocsp_status, revoke};
 use crate::scenarios::{openssl_verify, serial_of};
 
@@ -294,18 +294,12 @@ async fn a_scep_device_renews_at_half_life_until_it_is_reported_lost() {
         let (ok, out) = scepclient(&s, &key, &cert, "", STEPPED);
         assert!(ok, "renewal {step}: {out}\n{}", s.log());
         let next = full(&s, &format!("st-{step}"), &cert, &key);
-        assert!(openssl_verify(&s, &next).contains(": OK"), "{}", openssl_verify(&s, &next));
-        assert!(ends_within(&s, &next, 7.01) && !ends_within(&s, &next, 6.99), "renewal {step}: not 7 days");
-        assert_eq!(ocsp_status(&s, &current), "revoked superseded", "renewal {step}");
-        assert_eq!(ocsp_status(&s, &next), "good", "renewal {step}");
+        renewed(&s, &current, &next, step);
         current = next;
     }
     assert!(handshake_ok(&s, &current));
 
-    let (_, me) = s.api("GET", "/api/v1/whoami", Some(&current), None);
-    let (status, out) = s.api("POST", &format!("/api/v1/devices/{}/lost", me["device_id"]), Some(&admin), None);
-    assert_eq!(status, 200, "{out}");
-    assert!(ocsp_status(&s, &current).starts_with("revoked"));
+    report_lost(&s, &admin, &current);
     let (ok, out) = scepclient(&s, &key, &cert, "", STEPPED);
     assert!(!ok && refused_with(&s, "certificate_not_usable"), "SCEP renewed a lost device: {out}");
     assert!(reenrolled(&s, &current, "st-est", STEPPED).is_err(), "EST renewed a lost device");

@@ -54,3 +54,21 @@ impl Requester {
         reply::signed(&self.cert, &self.key.0, transaction_id, vec![kind], Some(&envelope))
     }
 }
+
+impl Requester {
+    /// The certificate a CertRep carries for this requester (DER), opened
+    /// with its key; `None` for a FAILURE (no envelope).
+    pub fn certificate_of(&self, cert_rep: &[u8]) -> Result<Option<Vec<u8>>, CaError> {
+        use cms::content_info::ContentInfo;
+        use cms::signed_data::SignedData;
+        use der::Decode;
+        let info = ContentInfo::from_der(&super::ber::to_der(cert_rep)?).map_err(bad)?;
+        let signed: SignedData = info.content.decode_as().map_err(bad)?;
+        let Some(content) = signed.encap_content_info.econtent else { return Ok(None) };
+        let envelope: der::asn1::OctetString = content.decode_as().map_err(bad)?;
+        let me = reply::issuer_and_serial(&self.cert);
+        let opener = envelope::Opener { issuer_and_serial: &me, pkcs8: self.key.pkcs8_der() };
+        let (certs_only, _) = envelope::open(envelope.as_bytes(), &opener)?;
+        Ok(crate::est::certificates_of(&certs_only)?.into_iter().next())
+    }
+}

@@ -232,6 +232,12 @@ mod tests {
         assert_eq!(request.reply_to.transaction_id, "tx-1");
         assert_eq!(request.challenge().as_deref(), Some("ABCD-EFGH"));
         assert_eq!(request.cipher, Cipher::Aes256);
+        // The answer opens with the requester's key, and a failure carries none.
+        let issued = ra.cert_der().to_vec();
+        let answer = ra.answer(&request.reply_to, &Outcome::Issued(&issued)).expect("CertRep");
+        assert_eq!(requester.certificate_of(&answer).expect("opens"), Some(issued));
+        let failed = ra.answer(&request.reply_to, &Outcome::Failed(FailInfo::BadRequest)).expect("CertRep");
+        assert_eq!(requester.certificate_of(&failed).expect("reads"), None);
         let csr = crate::parse_csr(crate::issue::to_pem("CERTIFICATE REQUEST", &request.content).as_bytes());
         assert!(csr.is_ok(), "{csr:?}");
         // Encrypted to another RA: the envelope does not open.

@@ -61,8 +61,10 @@ async fn get_operation(
         Some("GetCACert") => ca_certs(&state),
         Some("PKIOperation") => {
             let message = q.message.ok_or_else(|| ApiError::BadRequest("PKIOperation by GET needs message=".into()))?;
+            // A client that did not percent-encode its base64 sent `+`,
+            // which the query string reads as a space.
             let body = STANDARD
-                .decode(message.trim())
+                .decode(message.trim().replace(' ', "+"))
                 .map_err(|e| ApiError::BadRequest(format!("the message is not base64: {e}")))?;
             pki_operation(&state, &client, &body).await
         }
@@ -98,7 +100,11 @@ fn ca_certs(state: &AppState) -> Result<Response, ApiError> {
 
 async fn pki_operation(state: &AppState, client: &Client, body: &[u8]) -> Result<Response, ApiError> {
     let scep = ra(state)?.clone();
-    let request = match scep.read(body) {
+    // Who sent it is known only once it is read (an RSA decryption and a
+    // signature check): that work takes a stranger's place like any other.
+    let (reader, owned) = (scep.clone(), body.to_vec());
+    let read = strangers::serve(state, None, move |_| async move { Ok(reader.read(&owned)) }).await?;
+    let request = match read {
         Ok(r) => r,
         Err(rejected) => {
             tracing::info!(error = %rejected.why, "SCEP message refused");
