@@ -88,12 +88,16 @@ fn unknown_operation() -> ApiError {
     ApiError::BadRequest("operation= must be GetCACaps, GetCACert or PKIOperation".into())
 }
 
-/// The RA certificate and the chain above it, issuing CA and root (RFC
-/// 8894, 4.2.1.2): clients encrypt to the one with keyEncipherment and
-/// check answers with it; strongSwan writes nothing without the root.
+/// The RA certificate and the chain above it, every issuing CA generation
+/// in use (after a rollover the RA may still be the older one's) and the
+/// root (RFC 8894, 4.2.1.2): clients encrypt to the one with
+/// keyEncipherment and check answers with it; strongSwan writes nothing
+/// without the root.
 fn ca_certs(state: &AppState) -> Result<Response, ApiError> {
     let ra = ra(state)?;
-    let certs = [ra.cert_der(), state.ca.cert_der(), &state.certs.root_der];
+    let mut certs: Vec<&[u8]> = vec![ra.cert_der()];
+    certs.extend(state.certs.issuing.iter().rev().map(|(_, der, _)| der.as_slice()));
+    certs.push(&state.certs.root_der);
     let der = connect_pki_ca::est::certs_only(&certs).map_err(|e| ApiError::Service(e.into()))?;
     Ok(([(header::CONTENT_TYPE, "application/x-x509-ca-ra-cert")], der).into_response())
 }
