@@ -102,12 +102,16 @@ pub(crate) fn open(envelope: &[u8], ra: &Opener<'_>) -> Result<(Vec<u8>, Cipher)
     let data: EnvelopedData = Any::from_der(&primitive_content(&info.content.to_der().map_err(bad)?)?)
         .and_then(|a| a.decode_as())
         .map_err(bad)?;
+    let for_us = |k: &KeyTransRecipientInfo| match &k.rid {
+        RecipientIdentifier::IssuerAndSerialNumber(i) => i == ra.issuer_and_serial,
+        RecipientIdentifier::SubjectKeyIdentifier(_) => false,
+    };
     let ktri = data
         .recip_infos
         .0
         .iter()
         .find_map(|r| match r {
-            RecipientInfo::Ktri(k) if matches!(&k.rid, RecipientIdentifier::IssuerAndSerialNumber(i) if i == ra.issuer_and_serial) => Some(k),
+            RecipientInfo::Ktri(k) if for_us(k) => Some(k),
             _ => None,
         })
         .ok_or_else(|| bad("not encrypted for this service's RA certificate: fetch GetCACert again"))?;
