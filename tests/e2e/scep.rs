@@ -313,3 +313,56 @@ async fn a_scep_device_renews_at_half_life_until_it_is_reported_lost() {
 }
 
 const STEPPED: &str = "scep.stepped";
+
+const CERTMONGER: &str = "scep.certmonger";
+
+/// certmonger (the daemon Fedora and Debian keep certificates renewed
+/// with), on a session bus of its own: `getcert add-scep-ca`, a request with
+/// a wrong challenge (rejected, nothing written), one with the code
+/// (enrolled: verified, signs in, `good`), then `getcert resubmit`, which
+/// sends the same challenge again: refused as used, the certificate kept.
+/// Its throwaway signer certificate has a 32-byte serial number, beyond RFC
+/// 5280's 20, which is read all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certmonger_enrolls_with_a_one_time_challenge_and_renews() {
+    let s = Server::start(Backend::Sqlite).await;
+    let admin = s.admin_pem();
+    let code = code_for(&s, &admin, CERTMONGER);
+    let (cert, key, wrong) = (s.scratch("cm.pem"), s.scratch("cm.key"), s.scratch("cm-wrong.pem"));
+    let script = format!(
+        "getcert add-scep-ca -s -c CONNECT -u {url}\n\
+         sleep 2\n\
+         getcert request -s -c CONNECT -f {wrong} -k {wrong}.key -N CN={CERTMONGER} -L ABCD-EFGH-JKMN-PQRS -w -v\n\
+         getcert request -s -c CONNECT -f {cert} -k {key} -N CN={CERTMONGER} -L {code} -w -v\n\
+         cp {cert} {cert}.first\n\
+         getcert resubmit -s -f {cert} -w -v\n\
+         getcert list -s\n",
+        url = url(&s),
+        wrong = path(&wrong),
+        cert = path(&cert),
+        key = path(&key),
+    );
+    std::fs::write(s.scratch("certmonger.sh"), script).expect("script");
+    // Its state in the scratch directory (as root it would use /var/lib).
+    let home = s.scratch("certmonger-home");
+    let mut cmd = s.command("dbus-run-session");
+    cmd.args(["--", "certmonger", "-s", "-n", "-c", &format!("bash {}", path(&s.scratch("certmonger.sh")))]);
+    for (var, dir) in
+        [("CERTMONGER_CAS_DIR", "cas"), ("CERTMONGER_REQUESTS_DIR", "requests"), ("CERTMONGER_LOCAL_CA_DIR", "local")]
+    {
+        std::fs::create_dir_all(home.join(dir)).expect("dir");
+        cmd.env(var, home.join(dir));
+    }
+    cmd.env("CERTMONGER_TMPDIR", &home).env("CERTMONGER_CONFIG_DIR", &home).env("HOME", &home);
+    let o = cmd.output().expect("certmonger (the README's test command installs it)");
+    let out = text(&o);
+    assert!(!wrong.exists() && refused_with(&s, "invalid_code"), "a wrong challenge was accepted: {out}\n{}", s.log());
+    let first = full(&s, "cm-first", &s.scratch("cm.pem.first"), &key);
+    assert!(openssl_verify(&s, &first).contains(": OK"), "{out}\n{}", s.log());
+    let (status, me) = s.api("GET", "/api/v1/whoami", Some(&first), None);
+    assert_eq!((status, me["login_id"].as_str()), (200, Some(CERTMONGER)), "{me}");
+    assert_eq!(ocsp_status(&s, &first), "good");
+    assert!(refused_with(&s, "code_used"), "the resubmitted challenge was not refused: {out}\n{}", s.log());
+    let kept = full(&s, "cm-kept", &cert, &key);
+    assert_eq!(serial_of(&s, &first), serial_of(&s, &kept), "{out}");
+}

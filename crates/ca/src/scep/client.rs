@@ -49,7 +49,8 @@ impl Requester {
         let values = SetOfVec::try_from(vec![reply::printable(challenge)?]).map_err(bad)?.to_der().map_err(bad)?;
         let password = rcgen::Attribute { oid: &[1, 2, 840, 113549, 1, 9, 7], values };
         let csr = params.serialize_request_with_attributes(&self.key.0, vec![password])?;
-        let envelope = envelope::seal(csr.der(), &reply::certificate(ra_der)?)?;
+        let ra = <super::lenient::Certificate as der::Decode>::from_der(ra_der).map_err(bad)?;
+        let envelope = envelope::seal(csr.der(), &ra)?;
         let kind = reply::attribute(oid::MESSAGE_TYPE, reply::printable("19")?)?;
         reply::signed(&self.cert, &self.key.0, transaction_id, vec![kind], Some(&envelope))
     }

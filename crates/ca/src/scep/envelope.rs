@@ -13,14 +13,14 @@ use aws_lc_rs::rsa::{Pkcs1PrivateDecryptingKey, Pkcs1PublicEncryptingKey, Privat
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::enveloped_data::{
-    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo, RecipientInfos,
+    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
 };
-use der::asn1::{OctetString, SetOfVec};
+use der::asn1::OctetString;
 use der::oid::ObjectIdentifier;
 use der::{Any, Decode, Encode, Tag, TagNumber, Tagged};
 use spki::AlgorithmIdentifierOwned;
 
-use super::oid;
+use super::{lenient, oid};
 use crate::CaError;
 
 /// The content ciphers a request may use. GetCACaps offers AES only; the
@@ -183,7 +183,7 @@ fn split_first(bytes: &[u8]) -> Result<(&[u8], &[u8]), CaError> {
 
 /// `content` sealed to `recipient` (a certificate, whose RSA key gets the
 /// content key) with AES-256-CBC, as a ContentInfo.
-pub(crate) fn seal(content: &[u8], recipient: &x509_cert::Certificate) -> Result<Vec<u8>, CaError> {
+pub(crate) fn seal(content: &[u8], recipient: &lenient::Certificate) -> Result<Vec<u8>, CaError> {
     let mut key = [0u8; 32];
     SystemRandom::new().fill(&mut key).map_err(|_| bad("no randomness"))?;
     let sealing =
@@ -198,19 +198,15 @@ pub(crate) fn seal(content: &[u8], recipient: &x509_cert::Certificate) -> Result
     let public = Pkcs1PublicEncryptingKey::new(public).map_err(|_| bad("the requester's key is not RSA"))?;
     let mut wrapped = vec![0u8; public.ciphertext_size()];
     let wrapped = public.encrypt(&key, &mut wrapped).map_err(|_| bad("RSA key transport"))?.to_vec();
-    let ktri = KeyTransRecipientInfo {
+    let ktri = lenient::KeyTransRecipientInfo {
         version: CmsVersion::V0,
-        rid: RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-            issuer: recipient.tbs_certificate.issuer.clone(),
-            serial_number: recipient.tbs_certificate.serial_number.clone(),
-        }),
+        rid: lenient::IssuerSerial::of(recipient),
         key_enc_alg: AlgorithmIdentifierOwned { oid: oid::RSA_ENCRYPTION, parameters: Some(Any::null()) },
         enc_key: OctetString::new(wrapped).map_err(bad)?,
     };
-    let data = EnvelopedData {
+    let data = lenient::EnvelopedData {
         version: CmsVersion::V0,
-        originator_info: None,
-        recip_infos: RecipientInfos(SetOfVec::try_from(vec![RecipientInfo::Ktri(ktri)]).map_err(bad)?),
+        recip_infos: Any::new(Tag::Set, ktri.to_der().map_err(bad)?).map_err(bad)?,
         encrypted_content: EncryptedContentInfo {
             content_type: oid::DATA,
             content_enc_alg: AlgorithmIdentifierOwned {
@@ -219,7 +215,6 @@ pub(crate) fn seal(content: &[u8], recipient: &x509_cert::Certificate) -> Result
             },
             encrypted_content: Some(OctetString::new(body).map_err(bad)?),
         },
-        unprotected_attrs: None,
     };
     let info = ContentInfo { content_type: oid::ENVELOPED_DATA, content: Any::encode_from(&data).map_err(bad)? };
     info.to_der().map_err(bad)

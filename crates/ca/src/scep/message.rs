@@ -4,15 +4,13 @@
 
 use aws_lc_rs::digest;
 use aws_lc_rs::signature::{self, UnparsedPublicKey};
-use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
-use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
 use der::asn1::{OctetString, PrintableStringRef};
 use der::oid::ObjectIdentifier;
 use der::{Decode, Encode};
-use x509_cert::Certificate;
 
 use super::envelope::{self, Opener};
+use super::lenient::{Certificate, IssuerSerial, SignedData, SignerInfo};
 use super::{FailInfo, MessageType, Rejected, ReplyTo, Request, ScepRa, ber, oid};
 use crate::CaError;
 
@@ -29,7 +27,8 @@ pub(crate) fn read(ra: &ScepRa, body: &[u8]) -> Result<Request, Rejected> {
         return Err(unanswerable(bad("not a SignedData")));
     }
     let signed: SignedData = info.content.decode_as().map_err(|e| unanswerable(bad(e)))?;
-    let [signer] = signed.signer_infos.0.as_slice() else {
+    let signers = signed.signers().map_err(|e| unanswerable(bad(e)))?;
+    let [signer] = signers.as_slice() else {
         return Err(unanswerable(bad("a pkiMessage has exactly one signer")));
     };
     let signer_cert = signer_certificate(&signed, signer).map_err(unanswerable)?;
@@ -56,23 +55,11 @@ pub(crate) fn read(ra: &ScepRa, body: &[u8]) -> Result<Request, Rejected> {
 
 /// The certificate `signer` names among those the message carries.
 fn signer_certificate(signed: &SignedData, signer: &SignerInfo) -> Result<Certificate, CaError> {
-    let certs = signed.certificates.iter().flat_map(|s| s.0.iter()).filter_map(|c| match c {
-        CertificateChoices::Certificate(cert) => Some(cert),
-        CertificateChoices::Other(_) => None,
-    });
-    for cert in certs {
-        let tbs = &cert.tbs_certificate;
-        let named = match &signer.sid {
-            SignerIdentifier::IssuerAndSerialNumber(i) => {
-                i.issuer == tbs.issuer && i.serial_number == tbs.serial_number
-            }
-            SignerIdentifier::SubjectKeyIdentifier(_) => false,
-        };
-        if named {
-            return Ok(cert.clone());
-        }
-    }
-    Err(bad("the signer's certificate is not in the message"))
+    let mut certs = signed.certificates.iter().flat_map(|s| s.iter());
+    certs
+        .find(|c| IssuerSerial::of(c) == signer.sid)
+        .cloned()
+        .ok_or_else(|| bad("the signer's certificate is not in the message"))
 }
 
 /// The signed attributes SCEP needs.

@@ -10,6 +10,7 @@
 pub mod ber;
 pub mod client;
 mod envelope;
+pub mod lenient;
 mod message;
 mod oid;
 mod reply;
@@ -115,7 +116,7 @@ pub struct ReplyTo {
     pub sender_nonce: Vec<u8>,
     /// The certificate that signed the request: self-signed for a first
     /// enrollment, the current one for a renewal. The answer is sealed to it.
-    pub signer: x509_cert::Certificate,
+    pub signer: lenient::Certificate,
     pub kind: Option<MessageType>,
 }
 
@@ -171,8 +172,9 @@ mod tests {
     use super::*;
     use crate::{Hierarchy, HierarchyNames, InMemory, IssuingCa, Profile};
 
-    /// Real requests from the micromdm client (Debian's `scep`), and one of
-    /// them rewritten as BER (indefinite lengths, chunked OCTET STRINGs).
+    /// Real requests from the micromdm client (Debian's `scep`), one of them
+    /// rewritten as BER (indefinite lengths, chunked OCTET STRINGs), and one
+    /// from certmonger.
     fn seed(name: &str) -> Vec<u8> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/corpus/scep_message/");
         std::fs::read(format!("{dir}{name}")).expect("seed")
@@ -198,7 +200,10 @@ mod tests {
     #[test]
     fn a_real_clients_signature_verifies_in_ber_and_der_and_only_the_envelope_is_not_ours() {
         let ra = ra();
-        for name in ["micromdm-pkcsreq.der", "micromdm-pkcsreq.ber", "micromdm-renewalreq.der"] {
+        // certmonger's signer certificate has a 32-byte serial number.
+        for name in
+            ["micromdm-pkcsreq.der", "micromdm-pkcsreq.ber", "micromdm-renewalreq.der", "certmonger-pkcsreq.der"]
+        {
             let rejected = ra.read(&seed(name)).expect_err("encrypted to another RA");
             // Read as far as the envelope: answerable, signature checked.
             let to = rejected.reply_to.unwrap_or_else(|| panic!("{name}: unanswerable: {}", rejected.why));
