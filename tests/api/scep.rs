@@ -5,13 +5,14 @@
 //! with the requester's key and signs in; GET with the message in the query
 //! (its `+` not percent-encoded, as some clients send it) works like POST;
 //! the code is spent; and two requests racing with one code get one
-//! certificate, round after round.
+//! certificate, round after round; over the limit, an HTTP 429, not a
+//! FAILURE.
 
 use connect_pki_ca::scep::client::Requester;
 use connect_pki_ca::{KeyKind, PrivateKey};
 use connect_pki_e2e::builders::b64;
 use connect_pki_e2e::client::{Identity, Reply, Req};
-use connect_pki_e2e::{Backend, TestApp, both_backends, spawn_app};
+use connect_pki_e2e::{AppOptions, Backend, TestApp, both_backends, spawn_app, spawn_app_with};
 
 /// A requester with an RSA key, and that key (PKCS#8) for signing in.
 fn requester() -> (Requester, Vec<u8>) {
@@ -83,3 +84,22 @@ async fn one_challenge_raced_by_two_scep_requests_issues_one_certificate(backend
     }
 }
 both_backends!(one_challenge_raced_by_two_scep_requests_issues_one_certificate);
+
+/// Over the enrollment limit, a SCEP request gets an HTTP 429 the client
+/// retries, not a FAILURE it would take as final; refusals before it are
+/// CertReps.
+async fn over_the_limit_scep_answers_429_not_a_failure(backend: Backend) {
+    let app = spawn_app_with(backend, AppOptions::with(|c| c.rate_limit_per_minute = 2)).await;
+    let ra = ra_certificate(&app).await;
+    let (me, _) = requester();
+    for i in 0..3 {
+        let message = me.pkcs_req(&ra, None, "ABCD-EFGH-JKMN-PQRS", &format!("l{i}")).expect("PKCSReq");
+        let r = post(&app, message).await;
+        if i < 2 {
+            assert_eq!((r.status, r.header("x-connect-refusal")), (200, Some("invalid_code")), "#{i}");
+        } else {
+            assert_eq!((r.status, r.json()["error"]["code"].as_str()), (429, Some("rate_limited")), "{}", r.text());
+        }
+    }
+}
+both_backends!(over_the_limit_scep_answers_429_not_a_failure);

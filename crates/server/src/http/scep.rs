@@ -129,7 +129,13 @@ async fn pki_operation(state: &AppState, client: &Client, body: &[u8]) -> Result
     match issued {
         Ok(der) => cert_rep(&scep, &request.reply_to, &Outcome::Issued(&der), None),
         Err((fail, e)) => {
-            let (_, code) = e.parts();
+            let (status, code) = e.parts();
+            // Not a refusal but a moment's trouble (busy, rate-limited, a
+            // database away): an HTTP error, which clients retry, and not a
+            // FAILURE, which they take as final.
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(e);
+            }
             tracing::info!(error = %e, code, transaction = %request.reply_to.transaction_id, "SCEP request refused");
             cert_rep(&scep, &request.reply_to, &Outcome::Failed(fail), Some(code))
         }
