@@ -68,7 +68,8 @@ impl Requester {
         let Some(content) = signed.encap_content_info.econtent else { return Ok(None) };
         let envelope: der::asn1::OctetString = content.decode_as().map_err(bad)?;
         let me = reply::issuer_and_serial(&self.cert);
-        let opener = envelope::Opener { issuer_and_serial: &me, pkcs8: self.key.pkcs8_der() };
+        let key = envelope::decrypting_key(self.key.pkcs8_der())?;
+        let opener = envelope::Opener { issuer_and_serial: &me, key: &key };
         let (certs_only, _) = envelope::open(envelope.as_bytes(), &opener)?;
         Ok(crate::est::certificates_of(&certs_only)?.into_iter().next())
     }

@@ -87,10 +87,17 @@ fn bad(why: impl std::fmt::Display) -> CaError {
     CaError::malformed("SCEP envelope", why)
 }
 
-/// Where an envelope is decrypted: the RA certificate's identity and key.
+/// Where an envelope is decrypted: the recipient certificate's identity
+/// and its key, read once.
 pub(crate) struct Opener<'a> {
     pub issuer_and_serial: &'a IssuerAndSerialNumber,
-    pub pkcs8: &'a [u8],
+    pub key: &'a Pkcs1PrivateDecryptingKey,
+}
+
+/// The RSA decryption key of a PKCS#8 private key.
+pub(crate) fn decrypting_key(pkcs8: &[u8]) -> Result<Pkcs1PrivateDecryptingKey, CaError> {
+    let private = PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(|e| bad(format!("the key: {e}")))?;
+    Pkcs1PrivateDecryptingKey::new(private).map_err(|_| bad("the key is not an RSA key"))
 }
 
 /// The content of `envelope` (a ContentInfo, DER) and the cipher it used.
@@ -121,7 +128,7 @@ pub(crate) fn open(envelope: &[u8], ra: &Opener<'_>) -> Result<(Vec<u8>, Cipher)
     let iv: OctetString =
         content.content_enc_alg.parameters.as_ref().ok_or_else(|| bad("no IV"))?.decode_as().map_err(bad)?;
     let context = cipher.context(iv.as_bytes()).ok_or_else(|| bad("an IV of the wrong length"))?;
-    let key = content_key(ktri, ra.pkcs8, cipher.key_len())?;
+    let key = content_key(ktri, ra.key, cipher.key_len())?;
     let mut body = content.encrypted_content.as_ref().ok_or_else(|| bad("no encrypted content"))?.as_bytes().to_vec();
     // One answer for every failure from here: which step failed (the RSA
     // padding, the key, the CBC padding) must not be told apart.
@@ -135,12 +142,14 @@ pub(crate) fn open(envelope: &[u8], ra: &Opener<'_>) -> Result<(Vec<u8>, Cipher)
 /// decrypt to a key of the right length yields a random key instead of an
 /// error (RFC 3218, 2.3.2), so the decryption fails later, the same way as
 /// any other bad envelope, and no padding oracle is offered.
-fn content_key(ktri: &KeyTransRecipientInfo, pkcs8: &[u8], len: usize) -> Result<Vec<u8>, CaError> {
+fn content_key(
+    ktri: &KeyTransRecipientInfo,
+    private: &Pkcs1PrivateDecryptingKey,
+    len: usize,
+) -> Result<Vec<u8>, CaError> {
     if ktri.key_enc_alg.oid != oid::RSA_ENCRYPTION {
         return Err(bad(format!("key transport {} is not rsaEncryption", ktri.key_enc_alg.oid)));
     }
-    let private = PrivateDecryptingKey::from_pkcs8(pkcs8).map_err(|e| bad(format!("the RA key: {e}")))?;
-    let private = Pkcs1PrivateDecryptingKey::new(private).map_err(|_| bad("the RA key is not an RSA key"))?;
     let mut random = vec![0u8; len];
     SystemRandom::new().fill(&mut random).map_err(|_| bad("no randomness"))?;
     let mut out = vec![0u8; private.key_size_bytes()];

@@ -48,7 +48,7 @@ pub(crate) fn read(ra: &ScepRa, body: &[u8]) -> Result<Request, Rejected> {
         econtent.and_then(|a| a.decode_as().map_err(bad)).map_err(|e| answerable(FailInfo::BadRequest, e))?;
     verify(signer, &signer_cert, econtent.as_bytes(), &attrs).map_err(|e| answerable(FailInfo::BadMessageCheck, e))?;
     let envelope = ber::to_der(econtent.as_bytes()).map_err(|e| answerable(FailInfo::BadRequest, e))?;
-    let opener = Opener { issuer_and_serial: &ra.issuer_and_serial, pkcs8: ra.pkcs8() };
+    let opener = Opener { issuer_and_serial: &ra.issuer_and_serial, key: &ra.decrypting };
     let (content, cipher) = envelope::open(&envelope, &opener).map_err(|e| answerable(FailInfo::BadMessageCheck, e))?;
     Ok(Request { kind, reply_to, content, cipher })
 }

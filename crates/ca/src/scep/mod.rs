@@ -33,8 +33,10 @@ pub const CAPABILITIES: &str = "POSTPKIOperation\nSHA-256\nSHA-384\nSHA-512\nAES
 pub struct ScepRa {
     cert_der: Vec<u8>,
     cert: x509_cert::Certificate,
-    /// In memory: its PKCS#8 is what aws-lc-rs decrypts with.
+    /// Signs the answers.
     key: CaKey,
+    /// The same key, read once for aws-lc-rs's RSA decryption.
+    decrypting: aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey,
     issuer_and_serial: IssuerAndSerialNumber,
 }
 
@@ -48,9 +50,10 @@ impl ScepRa {
     /// The RA of `cert_der` with its `key`: an RSA key (or requests could
     /// not be encrypted to it) held in memory.
     pub fn new(cert_der: &[u8], key: CaKey) -> Result<Self, CaError> {
-        if key.in_memory().is_none() {
+        let Some(memory) = key.in_memory() else {
             return Err(CaError::KeyNotAllowed("the SCEP RA key must be a file key, not a token key".into()));
-        }
+        };
+        let decrypting = envelope::decrypting_key(memory.pkcs8_der())?;
         let cert = reply::certificate(cert_der)?;
         if key.public_key_der()
             != der::Encode::to_der(&cert.tbs_certificate.subject_public_key_info).unwrap_or_default()
@@ -58,11 +61,7 @@ impl ScepRa {
             return Err(CaError::malformed("SCEP RA", "the key is not the certificate's"));
         }
         let issuer_and_serial = reply::issuer_and_serial(&cert);
-        Ok(Self { cert_der: cert_der.to_vec(), cert, key, issuer_and_serial })
-    }
-
-    pub(crate) fn pkcs8(&self) -> &[u8] {
-        self.key.in_memory().map(|k| k.pkcs8_der()).unwrap_or_default()
+        Ok(Self { cert_der: cert_der.to_vec(), cert, key, decrypting, issuer_and_serial })
     }
 
     pub fn cert_der(&self) -> &[u8] {
