@@ -97,6 +97,22 @@ pub struct Validity {
     pub crl: Duration,
 }
 
+impl Validity {
+    /// The longest a caching relying party can go by an answer it holds:
+    /// the longer-lived of the two.
+    pub fn longest(self) -> Duration {
+        self.ocsp.max(self.crl)
+    }
+}
+
+/// The worst exposure a certificate lifetime implies, for the facility page:
+/// a party that fetched its answer just before the revocation goes by it
+/// for [`Validity::longest`], unless the certificate runs out first. The
+/// same rule as [`exposed_until`], at its worst.
+pub fn worst_exposure(lifetime: Duration, validity: Validity) -> Duration {
+    lifetime.min(validity.longest())
+}
+
 /// Until when a relying party that held `held` could still have accepted a
 /// certificate revoked at `revoked_at` that ran out at `not_after`: its
 /// answers stay usable until their nextUpdate (the later of the two it
@@ -145,5 +161,16 @@ mod exposure_tests {
         assert_eq!(exposed_until(revoked, t(1000), Held::default(), V), None);
         let later = Held { ocsp_good_at: Some(t(11)), ..Held::default() };
         assert_eq!(exposed_until(revoked, t(1000), later, V), None);
+    }
+
+    #[test]
+    fn the_worst_case_is_the_rule_with_fresh_answers_held() {
+        let revoked = t(10);
+        let fresh = Held { ocsp_good_at: Some(revoked), crl_this_update: Some(revoked), learnt_at: None };
+        for days in [1, 7, 365] {
+            let lifetime = Duration::days(days);
+            let until = exposed_until(revoked, revoked + lifetime, fresh, V).expect("held good");
+            assert_eq!(until - revoked, worst_exposure(lifetime, V), "{days} days");
+        }
     }
 }

@@ -120,8 +120,9 @@ fn lifetimes_ja(state: &AppState, own: connect_pki_domain::lifetime::FacilityLif
 /// CRL (or an OCSP answer) as long as it is valid can accept a revoked
 /// certificate that long, unless the certificate runs out first.
 fn exposure_ja(state: &AppState, own: connect_pki_domain::lifetime::FacilityLifetimes) -> String {
-    let cached = state.revocations.crl_validity().max(state.ocsp.validity());
-    let worst = |managed| state.settings.lifetimes.of(own, managed).min(cached);
+    use connect_pki_domain::lifetime::{Validity, worst_exposure};
+    let validity = Validity { ocsp: state.ocsp.validity(), crl: state.revocations.crl_validity() };
+    let worst = |managed| worst_exposure(state.settings.lifetimes.of(own, managed), validity);
     let hours = |d: time::Duration| {
         let h = d.whole_minutes() as f64 / 60.0;
         if h.fract() == 0.0 { format!("{h:.0} 時間") } else { format!("{h:.1} 時間") }
